@@ -1,0 +1,144 @@
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include "core/buf.h"
+#include "core/err.h"
+#include "core/mem.h"
+#include "core/util.h"
+#include "tests/harness/tt.h"
+
+static int test_err_first_wins(void)
+{
+    int rc = 0;
+    struct err e = ERR_INIT;
+    CHECK_INT_EQ(err_set(&e, ERRC_INVALID, "first %d", 1), -1);
+    err_set(&e, ERRC_INTERNAL, "second");
+    CHECK_INT_EQ(e.code, ERRC_INVALID);
+    CHECK_STR_EQ(e.msg, "first 1");
+    err_prefix(&e, "while %s", "testing");
+    CHECK_STR_EQ(e.msg, "while testing: first 1");
+    CHECK_INT_EQ(err_http_status(ERRC_NOT_FOUND), 404);
+    CHECK_INT_EQ(err_exit_code(ERRC_OK), 0);
+    CHECK_STR_EQ(err_code_name(ERRC_UNAVAILABLE), "unavailable");
+out:
+    return rc;
+}
+
+static int test_buf_and_hex(void)
+{
+    int rc = 0;
+    struct buf b = BUF_INIT;
+    uint8_t raw[4] = { 0x00, 0xab, 0x10, 0xff }, back[4];
+    size_t n = 0;
+    buf_addf(&b, "%s-%d", "x", 42);
+    CHECK_STR_EQ(buf_cstr(&b), "x-42");
+    buf_reset(&b);
+    buf_addhex(&b, raw, sizeof(raw));
+    CHECK_STR_EQ(b.data, "00ab10ff");
+    CHECK_OK(hex_decode("00AB10ff", back, sizeof(back), &n), &(struct err)ERR_INIT);
+    CHECK_INT_EQ(n, 4);
+    CHECK(memcmp(raw, back, 4) == 0);
+    CHECK(hex_decode("0g", back, sizeof(back), &n) != 0);
+    CHECK(hex_decode("abc", back, sizeof(back), &n) != 0);
+    CHECK(hex_decode("0011223344", back, sizeof(back), &n) != 0);
+out:
+    buf_release(&b);
+    return rc;
+}
+
+static int test_base64(void)
+{
+    int rc = 0;
+    struct buf enc = BUF_INIT, dec = BUF_INIT;
+    const char *vec[][2] = { { "", "" }, { "f", "Zg==" }, { "fo", "Zm8=" }, { "foo", "Zm9v" },
+                             { "foob", "Zm9vYg==" }, { "fooba", "Zm9vYmE=" },
+                             { "foobar", "Zm9vYmFy" } };
+    for (size_t i = 0; i < ARRAY_LEN(vec); i++) {
+        buf_reset(&enc);
+        buf_reset(&dec);
+        base64_encode(&enc, (const uint8_t *)vec[i][0], strlen(vec[i][0]));
+        CHECK_STR_EQ(buf_cstr(&enc), vec[i][1]);
+        CHECK_INT_EQ(base64_decode(&dec, vec[i][1], strlen(vec[i][1])), 0);
+        CHECK_STR_EQ(buf_cstr(&dec), vec[i][0]);
+    }
+    CHECK(base64_decode(&dec, "Zm9", 3) != 0);
+    CHECK(base64_decode(&dec, "Zm9v!A==", 8) != 0);
+    CHECK(base64_decode(&dec, "Zh==", 4) != 0); /* non-zero trailing bits */
+    buf_reset(&dec);
+    CHECK_INT_EQ(base64_decode(&dec, "Zm9v\nYmFy\n", 10), 0);
+    CHECK_STR_EQ(buf_cstr(&dec), "foobar");
+out:
+    buf_release(&enc);
+    buf_release(&dec);
+    return rc;
+}
+
+static int test_json_quote(void)
+{
+    int rc = 0;
+    struct buf b = BUF_INIT;
+    json_quote(&b, "a\"b\\c\n\x01\xc3\xa9\xff", 10);
+    CHECK_STR_EQ(buf_cstr(&b), "\"a\\\"b\\\\c\\n\\u0001\xc3\xa9\\u00ff\"");
+out:
+    buf_release(&b);
+    return rc;
+}
+
+static int test_numbers_and_time(void)
+{
+    int rc = 0;
+    uint64_t v = 0;
+    time_t t = 0;
+    char s[32];
+    CHECK_INT_EQ(str_to_u64("18446744073709551615", &v), 0);
+    CHECK(v == UINT64_MAX);
+    CHECK(str_to_u64("18446744073709551616", &v) != 0);
+    CHECK(str_to_u64("-1", &v) != 0);
+    CHECK(str_to_u64("", &v) != 0);
+    CHECK(str_to_u64("1 ", &v) != 0);
+    CHECK_INT_EQ(time_parse_rfc3339("2026-02-28T23:59:59Z", &t), 0);
+    time_format_rfc3339(t, s, sizeof(s));
+    CHECK_STR_EQ(s, "2026-02-28T23:59:59Z");
+    CHECK(time_parse_rfc3339("2026-02-30T00:00:00Z", &t) != 0);
+    CHECK(time_parse_rfc3339("2026-02-28T00:00:00", &t) != 0);
+out:
+    return rc;
+}
+
+static int test_files(void)
+{
+    int rc = 0;
+    struct err e = ERR_INIT;
+    struct buf path = BUF_INIT, got = BUF_INIT;
+    buf_addf(&path, "%s/a/b/c", tt_tmpdir());
+    CHECK_OK(file_mkdirs(path.data, 0700, &e), &e);
+    buf_addstr(&path, "/f");
+    CHECK_OK(file_write_atomic(path.data, "hello", 5, 0600, true, &e), &e);
+    CHECK(file_write_atomic(path.data, "again", 5, 0600, true, &e) != 0);
+    CHECK_INT_EQ(e.code, ERRC_CONFLICT);
+    err_clear(&e);
+    CHECK_OK(file_read_all(path.data, 100, &got, &e), &e);
+    CHECK_STR_EQ(buf_cstr(&got), "hello");
+    CHECK_OK(file_check_private(path.data, &e), &e);
+    CHECK(chmod(path.data, 0640) == 0);
+    CHECK(file_check_private(path.data, &e) != 0);
+    CHECK_INT_EQ(e.code, ERRC_DENIED);
+    err_clear(&e);
+    buf_reset(&got);
+    CHECK(file_read_all(path.data, 3, &got, &e) != 0);
+    CHECK_INT_EQ(e.code, ERRC_TOO_LARGE);
+out:
+    buf_release(&path);
+    buf_release(&got);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct tt_case cases[] = {
+        { "err_first_wins", test_err_first_wins }, { "buf_and_hex", test_buf_and_hex },
+        { "base64", test_base64 },                 { "json_quote", test_json_quote },
+        { "numbers_and_time", test_numbers_and_time }, { "files", test_files },
+    };
+    return tt_main(argc, argv, cases, ARRAY_LEN(cases));
+}
