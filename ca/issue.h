@@ -1,0 +1,82 @@
+/*
+ * The issuing engine: pure and synchronous, no network. Two phases, as Boulder's Prepare/Issue:
+ *
+ *   ca_prepare()  parses the CSR (PEM or DER), verifies its self-signature, checks it against the
+ *                 profile and builds everything of the certificate but the serial;
+ *   ca_sign()     takes the serial the caller reserved (store/, SET NX) and signs.
+ *
+ * Rejections are ERRC_INVALID (malformed input) or ERRC_DENIED (the profile forbids it) with a
+ * message naming the problem; nothing is issued. The fast path (P-256 CSR, no attributes)
+ * walks the CSR DER itself and splices the TBSCertificate from pre-encoded pieces; everything
+ * else takes the ordinary OpenSSL path. Both give byte-identical structure for the same input.
+ *
+ * Threads: a struct ca_issuer is immutable after ca_issuer_new() and shared by threads; each
+ * thread owns its struct ca_signer (reused digest/verify/sign contexts, serial randomness).
+ */
+#ifndef CA_ISSUE_H
+#define CA_ISSUE_H
+
+#include <openssl/x509.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "ca/key.h"
+#include "ca/profile.h"
+#include "core/buf.h"
+#include "core/compat.h"
+#include "core/err.h"
+
+#define CA_CSR_MAX      16384 /* larger CSRs are refused before parsing */
+#define CA_SERIAL_MAX   20    /* RFC 5280 §4.1.2.2 */
+#define CA_SERIAL_BYTES 16    /* 128 bits drawn; at least 64 are required */
+
+struct ca_issuer;
+struct ca_signer;
+
+/* cacert and key (the CA's private key, e.g. ca_key_pkey()) are borrowed and must outlive the
+ * issuer. hsm: the key lives in a token, so signing is serialised across threads. Fails when the
+ * key does not match the certificate or the certificate is not a CA. */
+struct ca_issuer *ca_issuer_new(X509 *cacert, EVP_PKEY *key, bool hsm, struct err *e) ATTR_WUR;
+void ca_issuer_free(struct ca_issuer *is);
+X509 *ca_issuer_cert(const struct ca_issuer *is); /* borrowed */
+
+struct ca_signer *ca_signer_new(void);
+void ca_signer_free(struct ca_signer *s);
+
+/* A positive, minimally encoded serial of CA_SERIAL_BYTES CSPRNG bytes (randomness drawn in
+ * batches); len is at most CA_SERIAL_MAX. */
+int ca_serial_draw(struct ca_signer *s, uint8_t out[CA_SERIAL_MAX], size_t *len,
+                   struct err *e) ATTR_WUR;
+
+struct ca_prepared {
+    char cn[129];           /* the subject's commonName, "" if none */
+    char subject[512];      /* RFC 2253 form, for records and messages */
+    enum ca_key_type key_type;
+    time_t not_before;
+    time_t not_after;
+    struct ca_prepared_int *_int; /* engine-private; freed by ca_prepared_release */
+};
+
+/* now is the issuance time; validity is capped at the CA certificate's notAfter. */
+int ca_prepare(struct ca_signer *s, const struct ca_issuer *is, const struct ca_profile *p,
+               const uint8_t *csr, size_t len, time_t now, struct ca_prepared *out,
+               struct err *e) ATTR_WUR;
+void ca_prepared_release(struct ca_prepared *pr);
+
+struct ca_issued {
+    uint8_t *der; /* owned: xfree, or ca_issued_release */
+    size_t der_len;
+    char fingerprint[65];          /* lowercase hex SHA-256 of der: AWS IoT's certificateId */
+    char serial_hex[2 * CA_SERIAL_MAX + 1]; /* lowercase, as encoded (no leading 00 unless needed) */
+};
+
+int ca_sign(struct ca_signer *s, const struct ca_issuer *is, const struct ca_prepared *pr,
+            const uint8_t *serial, size_t serial_len, struct ca_issued *out,
+            struct err *e) ATTR_WUR;
+void ca_issued_release(struct ca_issued *c);
+
+/* PEM of a DER certificate, appended to out. */
+void ca_der_to_pem(struct buf *out, const uint8_t *der, size_t len);
+
+#endif

@@ -1,0 +1,39 @@
+/*
+ * Certificate profiles: declarative JSON (policies/profiles/NAME.json), validated at load with
+ * messages naming the file, the key and the problem. A profile says which keys a CSR may carry,
+ * how long a certificate lives, what the subject may contain, which SANs may be copied from the
+ * CSR and whether JITR may activate its certificates. Extensions are the profile's, never the
+ * CSR's. The file format is documented in docs/profiles.md.
+ */
+#ifndef CA_PROFILE_H
+#define CA_PROFILE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ca/key.h"
+#include "core/compat.h"
+#include "core/err.h"
+
+struct ca_profile;
+struct ca_profiles;
+
+/* Loads one file; the profile's name is the file name without ".json". */
+struct ca_profile *ca_profile_load_file(const char *path, struct err *e) ATTR_WUR;
+/* Loads every *.json in dir; fails on the first invalid file (naming it). */
+struct ca_profiles *ca_profiles_load_dir(const char *dir, struct err *e) ATTR_WUR;
+void ca_profile_free(struct ca_profile *p);
+void ca_profiles_free(struct ca_profiles *ps);
+
+/* Borrowed, valid until ca_profiles_free; NULL when unknown. */
+const struct ca_profile *ca_profiles_find(const struct ca_profiles *ps, const char *name);
+size_t ca_profiles_count(const struct ca_profiles *ps);
+const struct ca_profile *ca_profiles_at(const struct ca_profiles *ps, size_t i);
+
+const char *ca_profile_name(const struct ca_profile *p);
+bool ca_profile_allows_key(const struct ca_profile *p, enum ca_key_type t);
+bool ca_profile_allows_jitr(const struct ca_profile *p);
+int64_t ca_profile_validity_seconds(const struct ca_profile *p);
+int64_t ca_profile_backdate_seconds(const struct ca_profile *p);
+
+#endif
