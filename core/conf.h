@@ -1,0 +1,45 @@
+/*
+ * The configuration: one JSON file, every key documented in docs/config.md, unknown keys are
+ * errors. Loaded into an immutable struct conf through one static table (name, type, offset,
+ * default, bounds, help). Precedence: environment (JITRCA_DATA_DIR, JITRCA_REDIS_URL) > file >
+ * defaults. The file is --config FILE or $JITRCA_CONFIG; with neither, the defaults hold.
+ * Secrets are never in the file: it names where they come from.
+ */
+#ifndef CORE_CONF_H
+#define CORE_CONF_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "core/compat.h"
+#include "core/err.h"
+
+struct conf {
+    char *data_dir;            /* CA store and audit log */
+    char *redis_url;           /* redis://[:password@]host[:port][/db] or unix:///path[?db=N] */
+    char *profiles_dir;        /* certificate profiles, *.json */
+    char *audit_log;           /* "" = DATA_DIR/audit/audit.log */
+    char *default_ca;          /* CA used when --ca is absent; "" = the only active CA */
+    char *default_profile;     /* profile used when none is asked for */
+    char *key_passphrase_file; /* file holding the passphrase of file: keys ("" = none) */
+    char *key_passphrase_env;  /* environment variable holding it */
+    char *pkcs11_module;       /* PKCS#11 module for pkcs11: keys without module-path */
+    char *pkcs11_pin_env;      /* environment variable holding the token PIN */
+    char *log_level;           /* error, warn, info, debug */
+    int64_t sign_threads;      /* sign-batch threads; 0 = one per core */
+    char *source;              /* the file this came from, "" for defaults only */
+    char *_audit_path;         /* derived: audit_log or DATA_DIR/audit/audit.log */
+};
+
+/* Loads path (NULL: $JITRCA_CONFIG, else defaults only). Errors name the file and key. */
+struct conf *conf_load(const char *path, struct err *e) ATTR_WUR;
+void conf_free(struct conf *c);
+/* The effective audit log path. */
+const char *conf_audit_path(const struct conf *c);
+/* Prints the effective configuration as JSON (nothing secret lives in it). */
+void conf_dump(const struct conf *c, struct buf *out);
+/* Every key with its type, default and help, as Markdown (docs/config.md is generated from it). */
+void conf_describe(struct buf *out);
+
+#endif

@@ -1,0 +1,438 @@
+/*
+ * The issuance sequence (see issuance.h). Everything that touches the network or the disk is
+ * batched: one Redis round trip to reserve the serials, one group-committed audit append, one
+ * Redis round trip to index. The audit append comes before the index and before anything is
+ * returned: the audit log is the record of what was issued, Redis can be rebuilt from it.
+ */
+#include "issuance/issuance.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <pwd.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/mem.h"
+#include "core/util.h"
+#include "store/store.h"
+
+#define SERIAL_TRIES 4
+
+struct issuance_worker {
+    const struct issuance_ctx *ctx;
+    struct ca_signer *signer;
+    struct store *store;
+};
+
+int issuance_secret_load(const struct conf *c, const char *key_uri, const char *passphrase_file,
+                         struct buf *out, struct err *e)
+{
+    if (str_has_prefix(key_uri, "pkcs11:")) {
+        const char *pin = *c->pkcs11_pin_env ? getenv(c->pkcs11_pin_env) : NULL;
+        if (pin) {
+            buf_addstr(out, pin);
+        }
+        return 0;
+    }
+    const char *file = passphrase_file && *passphrase_file ? passphrase_file
+                                                           : c->key_passphrase_file;
+    if (file && *file) {
+        if (file_read_all(file, 4096, out, e) != 0) {
+            return err_prefix(e, "passphrase file");
+        }
+        while (out->len && (out->data[out->len - 1] == '\n' || out->data[out->len - 1] == '\r')) {
+            out->data[--out->len] = '\0';
+        }
+        return 0;
+    }
+    const char *env = *c->key_passphrase_env ? getenv(c->key_passphrase_env) : NULL;
+    if (env) {
+        buf_addstr(out, env);
+    }
+    return 0;
+}
+
+static void secret_wipe(struct buf *b)
+{
+    if (b->data) {
+        OPENSSL_cleanse(b->data, b->cap);
+    }
+    buf_release(b);
+}
+
+char *issuance_ca_pick(const struct conf *c, const char *name, struct err *e)
+{
+    if (name && *name) {
+        return xstrdup(name);
+    }
+    if (*c->default_ca) {
+        return xstrdup(c->default_ca);
+    }
+    char **names = NULL;
+    size_t n = 0;
+    if (ca_authority_list(c->data_dir, &names, &n, e) != 0) {
+        return NULL;
+    }
+    char *pick = NULL;
+    size_t active = 0;
+    struct buf list = BUF_INIT;
+    for (size_t i = 0; i < n; i++) {
+        struct err ignore = ERR_INIT;
+        struct ca_authority *a = ca_authority_load(c->data_dir, names[i], &ignore);
+        if (a && a->status == CA_ST_ACTIVE) {
+            active++;
+            buf_addf(&list, "%s%s", list.len ? ", " : "", names[i]);
+            if (pick == NULL) {
+                pick = xstrdup(names[i]);
+            }
+        }
+        ca_authority_free(a);
+        xfree(names[i]);
+    }
+    xfree(names);
+    if (active == 0) {
+        err_set(e, ERRC_NOT_FOUND, "no active CA in '%s': create one with 'jitrctl ca init NAME'",
+                c->data_dir);
+        xfree(pick);
+        pick = NULL;
+    } else if (active > 1) {
+        err_set(e, ERRC_INVALID, "several active CAs (%s): name one with --ca", buf_cstr(&list));
+        xfree(pick);
+        pick = NULL;
+    }
+    buf_release(&list);
+    return pick;
+}
+
+struct issuance_ctx *issuance_ctx_open(const struct conf *c, const char *ca_name,
+                                       const char *passphrase_file, struct err *e)
+{
+    struct issuance_ctx *ctx = xcalloc(1, sizeof(*ctx));
+    struct buf secret = BUF_INIT;
+    struct ca_key_opts ko = { NULL, c->pkcs11_module };
+    char *name = issuance_ca_pick(c, ca_name, e);
+    ctx->conf = c;
+    if (name == NULL) {
+        goto fail;
+    }
+    ctx->ca = ca_authority_load(c->data_dir, name, e);
+    if (ctx->ca == NULL) {
+        goto fail;
+    }
+    if (ctx->ca->status != CA_ST_ACTIVE) {
+        err_set(e, ERRC_DENIED, "CA '%s' is %s and issues nothing", name,
+                ca_status_name(ctx->ca->status));
+        goto fail;
+    }
+    if (issuance_secret_load(c, ctx->ca->key_uri, passphrase_file, &secret, e) != 0) {
+        goto fail;
+    }
+    ko.secret = secret.len ? secret.data : NULL;
+    ctx->key = ca_key_load(ctx->ca->key_uri, &ko, e);
+    if (ctx->key == NULL) {
+        goto fail;
+    }
+    ctx->issuer = ca_issuer_new(ctx->ca->cert, ca_key_pkey(ctx->key), ca_key_is_hsm(ctx->key), e);
+    if (ctx->issuer == NULL) {
+        goto fail;
+    }
+    if (ca_authority_chain_pem(c->data_dir, ctx->ca, &ctx->chain_pem, e) != 0) {
+        goto fail;
+    }
+    ctx->profiles = ca_profiles_load_dir(c->profiles_dir, e);
+    if (ctx->profiles == NULL) {
+        goto fail;
+    }
+    ctx->audit = audit_open(conf_audit_path(c), e);
+    if (ctx->audit == NULL) {
+        goto fail;
+    }
+    secret_wipe(&secret);
+    xfree(name);
+    return ctx;
+fail:
+    secret_wipe(&secret);
+    xfree(name);
+    issuance_ctx_free(ctx);
+    return NULL;
+}
+
+void issuance_ctx_free(struct issuance_ctx *ctx)
+{
+    if (ctx == NULL) {
+        return;
+    }
+    audit_close(ctx->audit);
+    ca_profiles_free(ctx->profiles);
+    ca_issuer_free(ctx->issuer);
+    ca_key_free(ctx->key);
+    ca_authority_free(ctx->ca);
+    buf_release(&ctx->chain_pem);
+    xfree(ctx);
+}
+
+struct issuance_worker *issuance_worker_new(const struct issuance_ctx *ctx, struct err *e)
+{
+    struct issuance_worker *w = xcalloc(1, sizeof(*w));
+    w->ctx = ctx;
+    w->signer = ca_signer_new();
+    w->store = store_connect(ctx->conf->redis_url, e);
+    if (w->store == NULL) {
+        issuance_worker_free(w);
+        return NULL;
+    }
+    return w;
+}
+
+void issuance_worker_free(struct issuance_worker *w)
+{
+    if (w == NULL) {
+        return;
+    }
+    store_free(w->store);
+    ca_signer_free(w->signer);
+    xfree(w);
+}
+
+void issuance_item_release(struct issuance_item *it)
+{
+    ca_issued_release(&it->cert);
+    it->issued = false;
+}
+
+void issuance_cli_requester(char *out, size_t cap)
+{
+    char host[256] = "localhost";
+    struct passwd pw, *res = NULL;
+    char pwbuf[1024];
+    const char *user = "unknown";
+    if (getpwuid_r(getuid(), &pw, pwbuf, sizeof(pwbuf), &res) == 0 && res) {
+        user = res->pw_name;
+    }
+    if (gethostname(host, sizeof(host) - 1) != 0) {
+        snprintf(host, sizeof(host), "localhost");
+    }
+    host[sizeof(host) - 1] = '\0';
+    snprintf(out, cap, "cli:%s@%s", user, host);
+}
+
+static void sha256_hex(const uint8_t *data, size_t len, char out[65])
+{
+    uint8_t md[32];
+    unsigned int mdlen = 0;
+    if (EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) != 1) {
+        memset(md, 0, sizeof(md));
+    }
+    hex_encode(md, 32, out);
+}
+
+static json_t *record_reject(const struct issuance_ctx *ctx, const struct issuance_item *it,
+                             const char *profile)
+{
+    char csrfp[65];
+    sha256_hex(it->csr, it->csr_len, csrfp);
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "type", "reject", "ca",
+                     ctx->ca->name, "profile", profile, "requester", it->requester, "code",
+                     err_code_name(it->err.code), "reason", it->err.msg, "csr_sha256", csrfp);
+}
+
+static json_t *record_issue(const struct issuance_ctx *ctx, const struct issuance_item *it,
+                            const char *profile, const char *nb, const char *der_b64)
+{
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "type", "issue",
+                     "ca", ctx->ca->name, "profile", profile, "requester", it->requester,
+                     "serial", it->cert.serial_hex, "fingerprint", it->cert.fingerprint,
+                     "subject", it->subject, "cn", it->cn, "not_before", nb, "not_after",
+                     it->not_after, "der", der_b64);
+}
+
+/* Per-item working state of one batch. */
+struct slot {
+    struct ca_prepared pr;
+    bool prepared;
+    const char *profile;
+    uint8_t serial[CA_SERIAL_MAX];
+    size_t serial_len;
+    char serial_hex[2 * CA_SERIAL_MAX + 1];
+    char not_before[24];
+    struct buf der_b64;
+};
+
+/* Draws serials for every prepared slot and reserves them; redraws the (astronomically rare)
+ * serials that were already taken. */
+static int reserve_serials(struct issuance_worker *w, struct slot *slots, size_t n,
+                           struct err *e)
+{
+    const char **hex = xcalloc(n ? n : 1, sizeof(char *));
+    bool *taken = xcalloc(n ? n : 1, sizeof(bool));
+    size_t *idx = xcalloc(n ? n : 1, sizeof(size_t));
+    int rc = -1;
+    size_t pending = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (slots[i].prepared) {
+            idx[pending++] = i;
+        }
+    }
+    for (int attempt = 0; pending > 0; attempt++) {
+        if (attempt == SERIAL_TRIES) {
+            err_set(e, ERRC_INTERNAL, "could not draw a free serial in %d attempts",
+                    SERIAL_TRIES);
+            goto out;
+        }
+        for (size_t k = 0; k < pending; k++) {
+            struct slot *sl = &slots[idx[k]];
+            if (ca_serial_draw(w->signer, sl->serial, &sl->serial_len, e) != 0) {
+                goto out;
+            }
+            hex_encode(sl->serial, sl->serial_len, sl->serial_hex);
+            hex[k] = sl->serial_hex;
+        }
+        if (store_serials_reserve(w->store, w->ctx->ca->name, hex, pending, taken, e) != 0) {
+            goto out;
+        }
+        size_t left = 0;
+        for (size_t k = 0; k < pending; k++) {
+            if (taken[k]) {
+                log_warn("serial %s already reserved; drawing again", hex[k]);
+                idx[left++] = idx[k];
+            }
+        }
+        pending = left;
+    }
+    rc = 0;
+out:
+    xfree(hex);
+    xfree(taken);
+    xfree(idx);
+    return rc;
+}
+
+int issuance_run(struct issuance_worker *w, struct issuance_item *items, size_t n, struct err *e)
+{
+    const struct issuance_ctx *ctx = w->ctx;
+    struct slot *slots = xcalloc(n ? n : 1, sizeof(*slots));
+    json_t **recs = xcalloc(n ? n : 1, sizeof(json_t *));
+    struct store_cert *idx = xcalloc(n ? n : 1, sizeof(*idx));
+    char issued_at[40];
+    size_t nrec = 0, nidx = 0;
+    uint64_t first_seq = 0;
+    int rc = -1;
+    time_t now = time(NULL);
+    time_format_rfc3339(now, issued_at, sizeof(issued_at));
+
+    /* 1. prepare: pure, per item */
+    for (size_t i = 0; i < n; i++) {
+        struct issuance_item *it = &items[i];
+        struct slot *sl = &slots[i];
+        it->issued = false;
+        err_clear(&it->err);
+        sl->profile = it->profile && *it->profile ? it->profile : ctx->conf->default_profile;
+        const struct ca_profile *p = ca_profiles_find(ctx->profiles, sl->profile);
+        if (p == NULL) {
+            err_set(&it->err, ERRC_INVALID, "unknown profile '%s'", sl->profile);
+            continue;
+        }
+        if (ca_prepare(w->signer, ctx->issuer, p, it->csr, it->csr_len, now, &sl->pr,
+                       &it->err) != 0) {
+            continue;
+        }
+        sl->prepared = true;
+    }
+    /* 2. serials */
+    if (reserve_serials(w, slots, n, e) != 0) {
+        goto out;
+    }
+    /* 3. sign */
+    for (size_t i = 0; i < n; i++) {
+        struct issuance_item *it = &items[i];
+        struct slot *sl = &slots[i];
+        if (!sl->prepared) {
+            continue;
+        }
+        if (ca_sign(w->signer, ctx->issuer, &sl->pr, sl->serial, sl->serial_len, &it->cert,
+                    &it->err) != 0) {
+            continue;
+        }
+        it->issued = true;
+        snprintf(it->subject, sizeof(it->subject), "%s", sl->pr.subject);
+        snprintf(it->cn, sizeof(it->cn), "%s", sl->pr.cn);
+        time_format_rfc3339(sl->pr.not_before, sl->not_before, sizeof(sl->not_before));
+        time_format_rfc3339(sl->pr.not_after, it->not_after, sizeof(it->not_after));
+        base64_encode(&sl->der_b64, it->cert.der, it->cert.der_len);
+    }
+    /* 4. audit, durably, before anything is handed out */
+    for (size_t i = 0; i < n; i++) {
+        struct issuance_item *it = &items[i];
+        recs[nrec++] = it->issued ? record_issue(ctx, it, slots[i].profile, slots[i].not_before,
+                                                 buf_cstr(&slots[i].der_b64))
+                                  : record_reject(ctx, it, slots[i].profile);
+    }
+    if (audit_append(ctx->audit, recs, nrec, &first_seq, e) != 0) {
+        goto out;
+    }
+    /* 5. index */
+    for (size_t i = 0; i < n; i++) {
+        struct issuance_item *it = &items[i];
+        if (!it->issued) {
+            continue;
+        }
+        idx[nidx++] = (struct store_cert){
+            .serial = it->cert.serial_hex,
+            .fingerprint = it->cert.fingerprint,
+            .subject = it->subject,
+            .cn = it->cn,
+            .profile = slots[i].profile,
+            .ca = ctx->ca->name,
+            .requester = it->requester,
+            .not_before = slots[i].not_before,
+            .not_after = it->not_after,
+            .issued_at = issued_at,
+            .status = "valid",
+            .der_b64 = buf_cstr(&slots[i].der_b64),
+            .seq = first_seq + i,
+        };
+    }
+    if (store_certs_index(w->store, idx, nidx, e) != 0) {
+        err_prefix(e, "certificates were audited but not indexed (run 'jitrctl reindex')");
+        goto out;
+    }
+    rc = 0;
+out:
+    for (size_t i = 0; i < n; i++) {
+        if (slots[i].prepared) {
+            ca_prepared_release(&slots[i].pr);
+        }
+        buf_release(&slots[i].der_b64);
+        if (rc != 0) {
+            issuance_item_release(&items[i]);
+        }
+    }
+    for (size_t i = 0; i < nrec; i++) {
+        json_decref(recs[i]);
+    }
+    xfree(recs);
+    xfree(idx);
+    xfree(slots);
+    return rc;
+}
+
+int issuance_audit_ca_op(const struct conf *c, const char *type, const char *ca, json_t *fields,
+                         struct err *e)
+{
+    char who[300];
+    issuance_cli_requester(who, sizeof(who));
+    json_t *rec = fields ? json_deep_copy(fields) : json_object();
+    json_object_set_new(rec, "type", json_string(type));
+    json_object_set_new(rec, "ca", json_string(ca));
+    json_object_set_new(rec, "requester", json_string(who));
+    struct audit_log *log = audit_open(conf_audit_path(c), e);
+    int rc = -1;
+    if (log && audit_append(log, &rec, 1, NULL, e) == 0) {
+        rc = 0;
+    }
+    audit_close(log);
+    json_decref(rec);
+    return rc;
+}

@@ -1,0 +1,91 @@
+/*
+ * Issuance: the one path every certificate takes, whoever asks (jitrctl sign, sign-batch, the
+ * jitrd signing API, the benchmark). For a batch of CSRs, in this order:
+ *   1. ca_prepare() each CSR against its profile (pure); a rejection is kept per item;
+ *   2. draw a serial per accepted item and reserve them all in Redis (one pipelined SET NX);
+ *   3. ca_sign() each;
+ *   4. append one audit record per issuance and per rejection, durably (group commit);
+ *   5. index the issued certificates in Redis (one pipeline);
+ * and only then are the certificates handed back. A failure of Redis or of the audit log fails
+ * the whole batch and hands back nothing.
+ *
+ * Threads: struct issuance_ctx is shared read-only; each thread has its own issuance_worker
+ * (signer and Redis connection). The audit log group-commits across threads.
+ */
+#ifndef ISSUANCE_ISSUANCE_H
+#define ISSUANCE_ISSUANCE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "audit/audit.h"
+#include "ca/authority.h"
+#include "ca/issue.h"
+#include "ca/key.h"
+#include "ca/profile.h"
+#include "core/buf.h"
+#include "core/conf.h"
+#include "core/err.h"
+
+/* Reads the secret for a CA key: for file: keys the passphrase from passphrase_file (if given),
+ * else conf key_passphrase_file, else the environment variable conf key_passphrase_env; for
+ * pkcs11: keys the PIN from conf pkcs11_pin_env (the URI may carry its own). Missing secret:
+ * out stays empty (the key load then says what is missing). */
+int issuance_secret_load(const struct conf *c, const char *key_uri, const char *passphrase_file,
+                         struct buf *out, struct err *e) ATTR_WUR;
+
+/* The name of the CA to use: name if not NULL, else conf default_ca, else the only active CA of
+ * the store (an error lists them when there are several). Owned by the caller. */
+char *issuance_ca_pick(const struct conf *c, const char *name, struct err *e) ATTR_WUR;
+
+struct issuance_ctx {
+    const struct conf *conf;
+    struct ca_authority *ca;
+    struct ca_key *key;
+    struct ca_issuer *issuer;
+    struct ca_profiles *profiles;
+    struct audit_log *audit;
+    struct buf chain_pem; /* the CA certificate and its parents */
+};
+
+/* Loads CA, key (secret as issuance_secret_load), profiles and opens the audit log. Refuses a
+ * CA that is pending or retired. */
+struct issuance_ctx *issuance_ctx_open(const struct conf *c, const char *ca_name,
+                                       const char *passphrase_file, struct err *e) ATTR_WUR;
+void issuance_ctx_free(struct issuance_ctx *ctx);
+
+struct issuance_worker;
+struct issuance_worker *issuance_worker_new(const struct issuance_ctx *ctx,
+                                            struct err *e) ATTR_WUR;
+void issuance_worker_free(struct issuance_worker *w);
+
+struct issuance_item {
+    /* in (borrowed) */
+    const uint8_t *csr;
+    size_t csr_len;
+    const char *profile;   /* NULL: conf default_profile */
+    const char *requester; /* who asked: "station:NAME", "cli:user@host" */
+    /* out */
+    bool issued;
+    struct err err;        /* why it was rejected, when !issued */
+    struct ca_issued cert; /* when issued: DER, fingerprint, serial */
+    char subject[512];
+    char cn[129];
+    char not_after[24];
+};
+
+/* Issues what it can of items[0..n). Returns -1 (and no item issued) only when Redis or the
+ * audit log failed; rejected CSRs are reported per item and audited. */
+int issuance_run(struct issuance_worker *w, struct issuance_item *items, size_t n,
+                 struct err *e) ATTR_WUR;
+void issuance_item_release(struct issuance_item *it);
+
+/* "cli:USER@HOST" for the calling process. */
+void issuance_cli_requester(char *out, size_t cap);
+
+/* Appends one audit record for a CA operation (type "ca_init", "ca_import", ...); obj is
+ * borrowed. */
+int issuance_audit_ca_op(const struct conf *c, const char *type, const char *ca,
+                         json_t *fields, struct err *e) ATTR_WUR;
+
+#endif

@@ -1,0 +1,585 @@
+/*
+ * Synchronous Redis client on hiredis 0.14.1. Commands are built as argv arrays (binary safe,
+ * no format-string injection), appended in bulk and their replies read in order: one round trip
+ * per call however many records it carries.
+ */
+#include "store/store.h"
+
+#include <hiredis/hiredis.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "core/mem.h"
+#include "core/util.h"
+
+#define STORE_TIMEOUT_MS 5000
+
+struct store {
+    redisContext *rc;
+    char display[300];
+};
+
+int store_url_parse(const char *url, struct store_url *out, struct err *e)
+{
+    memset(out, 0, sizeof(*out));
+    out->port = 6379;
+    if (str_has_prefix(url, "unix://")) {
+        const char *p = url + strlen("unix://");
+        const char *q = strchr(p, '?');
+        size_t len = q ? (size_t)(q - p) : strlen(p);
+        if (len == 0 || len >= sizeof(out->path) || p[0] != '/') {
+            return err_set(e, ERRC_INVALID, "redis URL '%s': expected unix:///absolute/path",
+                           url);
+        }
+        memcpy(out->path, p, len);
+        if (q) {
+            uint64_t db;
+            if (!str_has_prefix(q, "?db=") || str_to_u64(q + 4, &db) != 0 || db > 1000) {
+                return err_set(e, ERRC_INVALID, "redis URL '%s': bad query (only ?db=N)", url);
+            }
+            out->db = (int)db;
+        }
+        return 0;
+    }
+    if (!str_has_prefix(url, "redis://")) {
+        return err_set(e, ERRC_INVALID,
+                       "redis URL '%s': must start with redis:// or unix://", url);
+    }
+    const char *p = url + strlen("redis://");
+    const char *at = strrchr(p, '@');
+    if (at) {
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        const char *pw = colon ? colon + 1 : p;
+        size_t len = (size_t)(at - pw);
+        if (len >= sizeof(out->password)) {
+            return err_set(e, ERRC_INVALID, "redis URL: password too long");
+        }
+        memcpy(out->password, pw, len);
+        p = at + 1;
+    }
+    const char *slash = strchr(p, '/');
+    size_t hostport = slash ? (size_t)(slash - p) : strlen(p);
+    char hp[300];
+    if (hostport == 0 || hostport >= sizeof(hp)) {
+        return err_set(e, ERRC_INVALID, "redis URL '%s': missing host", url);
+    }
+    memcpy(hp, p, hostport);
+    hp[hostport] = '\0';
+    char *host = hp, *port = NULL;
+    if (hp[0] == '[') {
+        char *end = strchr(hp, ']');
+        if (end == NULL) {
+            return err_set(e, ERRC_INVALID, "redis URL '%s': unterminated [IPv6] host", url);
+        }
+        *end = '\0';
+        host = hp + 1;
+        if (end[1] == ':') {
+            port = end + 2;
+        } else if (end[1] != '\0') {
+            return err_set(e, ERRC_INVALID, "redis URL '%s': bad host", url);
+        }
+    } else {
+        char *c = strchr(hp, ':');
+        if (c) {
+            *c = '\0';
+            port = c + 1;
+        }
+    }
+    if (*host == '\0' || strlen(host) >= sizeof(out->host)) {
+        return err_set(e, ERRC_INVALID, "redis URL '%s': bad host", url);
+    }
+    memcpy(out->host, host, strlen(host) + 1);
+    if (port) {
+        uint64_t v;
+        if (str_to_u64(port, &v) != 0 || v == 0 || v > 65535) {
+            return err_set(e, ERRC_INVALID, "redis URL '%s': bad port '%s'", url, port);
+        }
+        out->port = (int)v;
+    }
+    if (slash && slash[1]) {
+        uint64_t db;
+        if (str_to_u64(slash + 1, &db) != 0 || db > 1000) {
+            return err_set(e, ERRC_INVALID, "redis URL '%s': bad database '%s'", url, slash + 1);
+        }
+        out->db = (int)db;
+    }
+    return 0;
+}
+
+void store_url_display(const struct store_url *u, char *out, size_t cap)
+{
+    if (u->path[0]) {
+        snprintf(out, cap, "unix://%s", u->path);
+    } else if (strchr(u->host, ':')) {
+        snprintf(out, cap, "redis://[%s]:%d/%d", u->host, u->port, u->db);
+    } else {
+        snprintf(out, cap, "redis://%s:%d/%d", u->host, u->port, u->db);
+    }
+}
+
+static int store_fail(struct store *s, struct err *e, const char *what)
+{
+    return err_set(e, ERRC_UNAVAILABLE, "redis at %s: %s: %s", s->display, what,
+                   s->rc && s->rc->err ? s->rc->errstr : "unexpected reply");
+}
+
+/* Sends n argv commands and reads their replies into replies[] (caller frees). */
+static int store_pipeline(struct store *s, size_t n, int *argc, const char ***argv,
+                          size_t **argvlen, redisReply **replies, struct err *e)
+{
+    for (size_t i = 0; i < n; i++) {
+        replies[i] = NULL;
+        if (redisAppendCommandArgv(s->rc, argc[i], argv[i], argvlen[i]) != REDIS_OK) {
+            return store_fail(s, e, "cannot send");
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        void *r = NULL;
+        if (redisGetReply(s->rc, &r) != REDIS_OK || r == NULL) {
+            for (size_t j = 0; j < i; j++) {
+                freeReplyObject(replies[j]);
+                replies[j] = NULL;
+            }
+            return store_fail(s, e, "no reply");
+        }
+        replies[i] = r;
+    }
+    return 0;
+}
+
+/* A growable batch of argv commands. */
+struct cmdbuf {
+    size_t n, cap;
+    int *argc;
+    const char ***argv;
+    size_t **argvlen;
+    struct buf arena; /* owned copies of formatted arguments */
+    char **owned;
+    size_t nowned, capowned;
+};
+
+static void cmd_add(struct cmdbuf *cb, int argc, const char **argv, const size_t *lens)
+{
+    size_t cap = cb->cap;
+    cb->argc = xgrow(cb->argc, sizeof(int), cb->n + 1, &cap);
+    cap = cb->cap;
+    cb->argv = xgrow(cb->argv, sizeof(char **), cb->n + 1, &cap);
+    cap = cb->cap;
+    cb->argvlen = xgrow(cb->argvlen, sizeof(size_t *), cb->n + 1, &cb->cap);
+    cb->argc[cb->n] = argc;
+    const char **av = xmalloc(sizeof(char *) * (size_t)argc);
+    size_t *al = xmalloc(sizeof(size_t) * (size_t)argc);
+    for (int i = 0; i < argc; i++) {
+        av[i] = argv[i];
+        al[i] = lens ? lens[i] : strlen(argv[i]);
+    }
+    cb->argv[cb->n] = av;
+    cb->argvlen[cb->n] = al;
+    cb->n++;
+}
+
+static const char *cmd_own(struct cmdbuf *cb, struct buf *b)
+{
+    cb->owned = xgrow(cb->owned, sizeof(char *), cb->nowned + 1, &cb->capowned);
+    char *s = buf_detach(b, NULL);
+    cb->owned[cb->nowned++] = s;
+    return s;
+}
+
+/* STORE_PREFIX kind id suffix, e.g. "jitrca:" "cert:" "0a1b" "" */
+static const char *cmd_key(struct cmdbuf *cb, const char *kind, const char *id, const char *suffix)
+{
+    struct buf b = BUF_INIT;
+    buf_addstr(&b, STORE_PREFIX);
+    buf_addstr(&b, kind);
+    buf_addstr(&b, id);
+    buf_addstr(&b, suffix);
+    return cmd_own(cb, &b);
+}
+
+static void cmd_release(struct cmdbuf *cb)
+{
+    for (size_t i = 0; i < cb->n; i++) {
+        xfree(cb->argv[i]);
+        xfree(cb->argvlen[i]);
+    }
+    for (size_t i = 0; i < cb->nowned; i++) {
+        xfree(cb->owned[i]);
+    }
+    xfree(cb->argc);
+    xfree(cb->argv);
+    xfree(cb->argvlen);
+    xfree(cb->owned);
+    memset(cb, 0, sizeof(*cb));
+}
+
+/* Runs the batch; every reply must not be an error. */
+static int cmd_run(struct store *s, struct cmdbuf *cb, redisReply ***out, struct err *e)
+{
+    redisReply **r = xcalloc(cb->n ? cb->n : 1, sizeof(*r));
+    int rc = store_pipeline(s, cb->n, cb->argc, cb->argv, cb->argvlen, r, e);
+    for (size_t i = 0; rc == 0 && i < cb->n; i++) {
+        if (r[i]->type == REDIS_REPLY_ERROR) {
+            rc = err_set(e, ERRC_UNAVAILABLE, "redis at %s: %s", s->display, r[i]->str);
+        }
+    }
+    if (rc != 0 || out == NULL) {
+        for (size_t i = 0; i < cb->n; i++) {
+            if (r[i]) {
+                freeReplyObject(r[i]);
+            }
+        }
+        xfree(r);
+        r = NULL;
+    }
+    if (out) {
+        *out = r;
+    }
+    return rc;
+}
+
+static void replies_free(redisReply **r, size_t n)
+{
+    if (r == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        freeReplyObject(r[i]);
+    }
+    xfree(r);
+}
+
+struct store *store_connect(const char *url, struct err *e)
+{
+    struct store_url u;
+    if (store_url_parse(url, &u, e) != 0) {
+        return NULL;
+    }
+    struct store *s = xcalloc(1, sizeof(*s));
+    struct cmdbuf cb = { 0 };
+    char dbs[16];
+    int rc;
+    store_url_display(&u, s->display, sizeof(s->display));
+    struct timeval tv = { STORE_TIMEOUT_MS / 1000, (STORE_TIMEOUT_MS % 1000) * 1000 };
+    s->rc = u.path[0] ? redisConnectUnixWithTimeout(u.path, tv)
+                      : redisConnectWithTimeout(u.host, u.port, tv);
+    if (s->rc == NULL || s->rc->err) {
+        err_set(e, ERRC_UNAVAILABLE, "redis at %s is unreachable: %s", s->display,
+                s->rc ? s->rc->errstr : "cannot allocate");
+        goto fail;
+    }
+    if (redisSetTimeout(s->rc, tv) != REDIS_OK) {
+        store_fail(s, e, "cannot set timeout");
+        goto fail;
+    }
+    snprintf(dbs, sizeof(dbs), "%d", u.db);
+    if (u.password[0]) {
+        const char *av[] = { "AUTH", u.password };
+        cmd_add(&cb, 2, av, NULL);
+    }
+    {
+        const char *sel[] = { "SELECT", dbs };
+        cmd_add(&cb, 2, sel, NULL);
+    }
+    rc = cmd_run(s, &cb, NULL, e);
+    cmd_release(&cb);
+    if (rc != 0) {
+        goto fail;
+    }
+    return s;
+fail:
+    store_free(s);
+    return NULL;
+}
+
+void store_free(struct store *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    if (s->rc) {
+        redisFree(s->rc);
+    }
+    xfree(s);
+}
+
+int store_ping(struct store *s, struct err *e)
+{
+    struct cmdbuf cb = { 0 };
+    const char *av[] = { "PING" };
+    cmd_add(&cb, 1, av, NULL);
+    int rc = cmd_run(s, &cb, NULL, e);
+    cmd_release(&cb);
+    return rc;
+}
+
+int store_serials_reserve(struct store *s, const char *ca, const char *const *serial_hex,
+                          size_t n, bool *taken, struct err *e)
+{
+    struct cmdbuf cb = { 0 };
+    redisReply **r = NULL;
+    for (size_t i = 0; i < n; i++) {
+        const char *av[] = { "SET", cmd_key(&cb, "serial:", serial_hex[i], ""),
+                             ca, "NX" };
+        cmd_add(&cb, 4, av, NULL);
+    }
+    int rc = cmd_run(s, &cb, &r, e);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        /* SET NX answers OK when set and nil when the key existed */
+        taken[i] = r[i]->type == REDIS_REPLY_NIL;
+    }
+    replies_free(r, rc == 0 ? n : 0);
+    cmd_release(&cb);
+    return rc;
+}
+
+int store_certs_index(struct store *s, const struct store_cert *certs, size_t n, struct err *e)
+{
+    struct cmdbuf cb = { 0 };
+    for (size_t i = 0; i < n; i++) {
+        const struct store_cert *c = &certs[i];
+        char seq[24];
+        snprintf(seq, sizeof(seq), "%llu", (unsigned long long)c->seq);
+        const char *key = cmd_key(&cb, "cert:", c->serial, "");
+        struct buf seqb = BUF_INIT;
+        buf_addstr(&seqb, seq);
+        const char *hs[] = { "HSET",       key,          "serial",     c->serial,
+                             "fingerprint", c->fingerprint, "subject",  c->subject,
+                             "cn",          c->cn,        "profile",    c->profile,
+                             "ca",          c->ca,        "requester",  c->requester,
+                             "not_before",  c->not_before, "not_after", c->not_after,
+                             "issued_at",   c->issued_at, "status",     c->status,
+                             "der",         c->der_b64,   "seq",        cmd_own(&cb, &seqb) };
+        cmd_add(&cb, (int)ARRAY_LEN(hs), hs, NULL);
+        const char *fp[] = { "SET", cmd_key(&cb, "fp:", c->fingerprint, ""),
+                             c->serial };
+        cmd_add(&cb, 3, fp, NULL);
+        if (c->cn[0]) {
+            const char *cn[] = { "SADD", cmd_key(&cb, "cn:", c->cn, ""),
+                                 c->serial };
+            cmd_add(&cb, 3, cn, NULL);
+        }
+        const char *ca[] = { "SADD", cmd_key(&cb, "ca:", c->ca, ":serials"),
+                             c->serial };
+        cmd_add(&cb, 3, ca, NULL);
+        const char *sr[] = { "SET", cmd_key(&cb, "serial:", c->serial, ""),
+                             c->ca };
+        cmd_add(&cb, 3, sr, NULL);
+    }
+    int rc = cmd_run(s, &cb, NULL, e);
+    cmd_release(&cb);
+    return rc;
+}
+
+int store_audit_head_set(struct store *s, uint64_t seq, const char *hash, struct err *e)
+{
+    struct cmdbuf cb = { 0 };
+    char seqs[24];
+    snprintf(seqs, sizeof(seqs), "%llu", (unsigned long long)seq);
+    const char *av[] = { "HSET", STORE_PREFIX "audit:head", "seq", seqs, "hash", hash };
+    cmd_add(&cb, 6, av, NULL);
+    int rc = cmd_run(s, &cb, NULL, e);
+    cmd_release(&cb);
+    return rc;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Appends the sorted "field\tvalue" lines of a HGETALL reply. */
+static void hash_lines(const redisReply *r, struct buf *out)
+{
+    size_t n = r->elements / 2;
+    char **lines = xcalloc(n ? n : 1, sizeof(char *));
+    for (size_t i = 0; i < n; i++) {
+        struct buf l = BUF_INIT;
+        buf_add(&l, r->element[2 * i]->str, r->element[2 * i]->len);
+        buf_addch(&l, '\t');
+        buf_add(&l, r->element[2 * i + 1]->str, r->element[2 * i + 1]->len);
+        lines[i] = buf_detach(&l, NULL);
+    }
+    qsort(lines, n, sizeof(char *), cmp_str);
+    for (size_t i = 0; i < n; i++) {
+        buf_addstr(out, lines[i]);
+        buf_addch(out, '\n');
+        xfree(lines[i]);
+    }
+    xfree(lines);
+}
+
+int store_cert_get(struct store *s, const char *serial, struct buf *fields, struct err *e)
+{
+    struct cmdbuf cb = { 0 };
+    redisReply **r = NULL;
+    const char *av[] = { "HGETALL", cmd_key(&cb, "cert:", serial, "") };
+    cmd_add(&cb, 2, av, NULL);
+    int rc = cmd_run(s, &cb, &r, e);
+    if (rc == 0) {
+        if (r[0]->type != REDIS_REPLY_ARRAY || r[0]->elements == 0) {
+            rc = err_set(e, ERRC_NOT_FOUND, "no certificate with serial %s", serial);
+        } else {
+            hash_lines(r[0], fields);
+        }
+        replies_free(r, 1);
+    }
+    cmd_release(&cb);
+    return rc;
+}
+
+int store_serial_by_fingerprint(struct store *s, const char *fp, struct buf *serial,
+                                struct err *e)
+{
+    struct cmdbuf cb = { 0 };
+    redisReply **r = NULL;
+    const char *av[] = { "GET", cmd_key(&cb, "fp:", fp, "") };
+    cmd_add(&cb, 2, av, NULL);
+    int rc = cmd_run(s, &cb, &r, e);
+    if (rc == 0) {
+        if (r[0]->type != REDIS_REPLY_STRING) {
+            rc = err_set(e, ERRC_NOT_FOUND, "no certificate with fingerprint %s", fp);
+        } else {
+            buf_add(serial, r[0]->str, r[0]->len);
+        }
+        replies_free(r, 1);
+    }
+    cmd_release(&cb);
+    return rc;
+}
+
+static const char *const index_patterns[] = {
+    STORE_PREFIX "cert:*", STORE_PREFIX "fp:*", STORE_PREFIX "cn:*",
+    STORE_PREFIX "ca:*:serials", STORE_PREFIX "audit:head",
+};
+
+/* Collects every key matching the index patterns (SCAN), sorted. */
+static int index_keys(struct store *s, char ***keys, size_t *nkeys, struct err *e)
+{
+    size_t n = 0, cap = 0;
+    char **k = NULL;
+    for (size_t p = 0; p < ARRAY_LEN(index_patterns); p++) {
+        char cursor[32] = "0";
+        do {
+            struct cmdbuf cb = { 0 };
+            redisReply **r = NULL;
+            const char *av[] = { "SCAN", cursor, "MATCH", index_patterns[p], "COUNT", "1000" };
+            cmd_add(&cb, 6, av, NULL);
+            int rc = cmd_run(s, &cb, &r, e);
+            cmd_release(&cb);
+            if (rc != 0) {
+                for (size_t i = 0; i < n; i++) {
+                    xfree(k[i]);
+                }
+                xfree(k);
+                return -1;
+            }
+            redisReply *a = r[0];
+            if (a->type != REDIS_REPLY_ARRAY || a->elements != 2) {
+                replies_free(r, 1);
+                return store_fail(s, e, "bad SCAN reply");
+            }
+            snprintf(cursor, sizeof(cursor), "%s", a->element[0]->str);
+            for (size_t i = 0; i < a->element[1]->elements; i++) {
+                k = xgrow(k, sizeof(char *), n + 1, &cap);
+                k[n++] = xstrndup(a->element[1]->element[i]->str, a->element[1]->element[i]->len);
+            }
+            replies_free(r, 1);
+        } while (strcmp(cursor, "0") != 0);
+    }
+    qsort(k, n, sizeof(char *), cmp_str);
+    *keys = k;
+    *nkeys = n;
+    return 0;
+}
+
+static void keys_free(char **k, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        xfree(k[i]);
+    }
+    xfree(k);
+}
+
+int store_index_clear(struct store *s, uint64_t *removed, struct err *e)
+{
+    char **k = NULL;
+    size_t n = 0;
+    if (index_keys(s, &k, &n, e) != 0) {
+        return -1;
+    }
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i += 512) {
+        struct cmdbuf cb = { 0 };
+        size_t m = n - i < 512 ? n - i : 512;
+        const char **av = xmalloc(sizeof(char *) * (m + 1));
+        av[0] = "UNLINK";
+        for (size_t j = 0; j < m; j++) {
+            av[j + 1] = k[i + j];
+        }
+        cmd_add(&cb, (int)(m + 1), av, NULL);
+        rc = cmd_run(s, &cb, NULL, e);
+        cmd_release(&cb);
+        xfree(av);
+    }
+    if (removed) {
+        *removed = n;
+    }
+    keys_free(k, n);
+    return rc;
+}
+
+int store_index_dump(struct store *s, struct buf *out, struct err *e)
+{
+    char **k = NULL;
+    size_t n = 0;
+    if (index_keys(s, &k, &n, e) != 0) {
+        return -1;
+    }
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        struct cmdbuf cb = { 0 };
+        redisReply **r = NULL;
+        const char *type[] = { "TYPE", k[i] };
+        cmd_add(&cb, 2, type, NULL);
+        rc = cmd_run(s, &cb, &r, e);
+        cmd_release(&cb);
+        if (rc != 0) {
+            break;
+        }
+        char t[16];
+        snprintf(t, sizeof(t), "%s", r[0]->str ? r[0]->str : "");
+        replies_free(r, 1);
+        const char *get[] = { strcmp(t, "hash") == 0     ? "HGETALL"
+                              : strcmp(t, "set") == 0    ? "SMEMBERS"
+                                                         : "GET",
+                              k[i] };
+        cmd_add(&cb, 2, get, NULL);
+        rc = cmd_run(s, &cb, &r, e);
+        cmd_release(&cb);
+        if (rc != 0) {
+            break;
+        }
+        buf_addf(out, "%s %s\n", t, k[i]);
+        if (strcmp(t, "hash") == 0) {
+            hash_lines(r[0], out);
+        } else if (r[0]->type == REDIS_REPLY_ARRAY) {
+            char **m = xcalloc(r[0]->elements ? r[0]->elements : 1, sizeof(char *));
+            for (size_t j = 0; j < r[0]->elements; j++) {
+                m[j] = xstrndup(r[0]->element[j]->str, r[0]->element[j]->len);
+            }
+            qsort(m, r[0]->elements, sizeof(char *), cmp_str);
+            for (size_t j = 0; j < r[0]->elements; j++) {
+                buf_addf(out, "\t%s\n", m[j]);
+                xfree(m[j]);
+            }
+            xfree(m);
+        } else if (r[0]->type == REDIS_REPLY_STRING) {
+            buf_addf(out, "\t%.*s\n", (int)r[0]->len, r[0]->str);
+        }
+        replies_free(r, 1);
+    }
+    keys_free(k, n);
+    return rc;
+}
