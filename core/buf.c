@@ -1,5 +1,6 @@
 #include "core/buf.h"
 
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -16,6 +17,14 @@ void buf_release(struct buf *b)
 {
     xfree(b->data);
     buf_init(b);
+}
+
+void buf_release_secret(struct buf *b)
+{
+    if (b->data) {
+        OPENSSL_cleanse(b->data, b->cap);
+    }
+    buf_release(b);
 }
 
 void buf_reset(struct buf *b)

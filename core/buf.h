@@ -23,6 +23,8 @@ struct buf {
 void buf_init(struct buf *b);
 void buf_release(struct buf *b);
 void buf_reset(struct buf *b); /* len = 0, keeps the memory */
+/* Overwrites the whole allocation (OPENSSL_cleanse) before releasing it: for secrets. */
+void buf_release_secret(struct buf *b);
 void buf_reserve(struct buf *b, size_t extra);
 void buf_add(struct buf *b, const void *data, size_t len);
 void buf_addstr(struct buf *b, const char *s);

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
@@ -486,6 +487,25 @@ int file_check_private(const char *path, struct err *e)
         return err_set(e, ERRC_DENIED,
                        "key file '%s' is accessible by group or others (mode %03o); run chmod 600",
                        path, (unsigned)(st.st_mode & 0777));
+    }
+    return 0;
+}
+
+static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+int file_remove_tree(const char *path, struct err *e)
+{
+    if (!file_exists(path)) {
+        return 0;
+    }
+    if (nftw(path, remove_one, 16, FTW_DEPTH | FTW_PHYS) != 0) {
+        return err_errno(e, ERRC_INTERNAL, "cannot remove '%s'", path);
     }
     return 0;
 }

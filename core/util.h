@@ -52,6 +52,8 @@ int file_write_atomic(const char *path, const void *data, size_t len, mode_t mod
 int file_mkdirs(const char *path, mode_t mode, struct err *e) ATTR_WUR;
 int file_fsync_dir(const char *dir, struct err *e) ATTR_WUR;
 bool file_exists(const char *path);
+/* rm -rf path (no symlink is followed). */
+int file_remove_tree(const char *path, struct err *e) ATTR_WUR;
 /* Fails with ERRC_DENIED when the file is readable or writable by group or others. */
 int file_check_private(const char *path, struct err *e) ATTR_WUR;
 

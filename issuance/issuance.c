@@ -54,14 +54,6 @@ int issuance_secret_load(const struct conf *c, const char *key_uri, const char *
     return 0;
 }
 
-static void secret_wipe(struct buf *b)
-{
-    if (b->data) {
-        OPENSSL_cleanse(b->data, b->cap);
-    }
-    buf_release(b);
-}
-
 char *issuance_ca_pick(const struct conf *c, const char *name, struct err *e)
 {
     if (name && *name) {
@@ -149,11 +141,11 @@ struct issuance_ctx *issuance_ctx_open(const struct conf *c, const char *ca_name
     if (ctx->audit == NULL) {
         goto fail;
     }
-    secret_wipe(&secret);
+    buf_release_secret(&secret);
     xfree(name);
     return ctx;
 fail:
-    secret_wipe(&secret);
+    buf_release_secret(&secret);
     xfree(name);
     issuance_ctx_free(ctx);
     return NULL;
@@ -239,9 +231,11 @@ static json_t *record_reject(const struct issuance_ctx *ctx, const struct issuan
 }
 
 static json_t *record_issue(const struct issuance_ctx *ctx, const struct issuance_item *it,
-                            const char *profile, const char *nb, const char *der_b64)
+                            const char *profile, const char *nb, const char *issued_at,
+                            const char *der_b64)
 {
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "type", "issue",
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "type",
+                     "issue", "issued_at", issued_at,
                      "ca", ctx->ca->name, "profile", profile, "requester", it->requester,
                      "serial", it->cert.serial_hex, "fingerprint", it->cert.fingerprint,
                      "subject", it->subject, "cn", it->cn, "not_before", nb, "not_after",
@@ -366,7 +360,7 @@ int issuance_run(struct issuance_worker *w, struct issuance_item *items, size_t 
     for (size_t i = 0; i < n; i++) {
         struct issuance_item *it = &items[i];
         recs[nrec++] = it->issued ? record_issue(ctx, it, slots[i].profile, slots[i].not_before,
-                                                 buf_cstr(&slots[i].der_b64))
+                                                 issued_at, buf_cstr(&slots[i].der_b64))
                                   : record_reject(ctx, it, slots[i].profile);
     }
     if (audit_append(ctx->audit, recs, nrec, &first_seq, e) != 0) {
@@ -435,4 +429,35 @@ int issuance_audit_ca_op(const struct conf *c, const char *type, const char *ca,
     audit_close(log);
     json_decref(rec);
     return rc;
+}
+
+int issuance_index_from_record(json_t *rec, uint64_t seq, struct store_cert *out, struct err *e)
+{
+    static const char *const fields[] = { "serial",    "fingerprint", "subject",    "cn",
+                                          "profile",   "ca",          "requester",  "not_before",
+                                          "not_after", "issued_at",   "der" };
+    const char *v[ARRAY_LEN(fields)];
+    for (size_t i = 0; i < ARRAY_LEN(fields); i++) {
+        v[i] = json_string_value(json_object_get(rec, fields[i]));
+        if (v[i] == NULL) {
+            return err_set(e, ERRC_INVALID, "issue record seq %llu has no '%s'",
+                           (unsigned long long)seq, fields[i]);
+        }
+    }
+    *out = (struct store_cert){
+        .serial = v[0],
+        .fingerprint = v[1],
+        .subject = v[2],
+        .cn = v[3],
+        .profile = v[4],
+        .ca = v[5],
+        .requester = v[6],
+        .not_before = v[7],
+        .not_after = v[8],
+        .issued_at = v[9],
+        .der_b64 = v[10],
+        .status = "valid",
+        .seq = seq,
+    };
+    return 0;
 }

@@ -80,6 +80,12 @@ int issuance_run(struct issuance_worker *w, struct issuance_item *items, size_t 
                  struct err *e) ATTR_WUR;
 void issuance_item_release(struct issuance_item *it);
 
+/* Fills an index entry from an audit "issue" record (strings borrowed from rec); -1 with
+ * ERRC_INVALID naming the missing field when the record is incomplete. */
+struct store_cert;
+int issuance_index_from_record(json_t *rec, uint64_t seq, struct store_cert *out,
+                               struct err *e) ATTR_WUR;
+
 /* "cli:USER@HOST" for the calling process. */
 void issuance_cli_requester(char *out, size_t cap);
 

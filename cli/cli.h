@@ -1,0 +1,48 @@
+/*
+ * jitrctl: a table of subcommands (git's builtin/), one file each. Every subcommand accepts the
+ * common options (--config FILE, --json, --passphrase-file FILE, --help) anywhere on its command
+ * line, prints a message naming the problem on failure and exits with err_exit_code().
+ */
+#ifndef CLI_CLI_H
+#define CLI_CLI_H
+
+#include <getopt.h>
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "core/buf.h"
+#include "core/conf.h"
+#include "core/err.h"
+
+struct cli {
+    const char *config_path;
+    const char *passphrase_file;
+    bool json;
+    struct conf *conf; /* loaded by cli_conf() */
+};
+
+/* Loads the configuration on first use. */
+const struct conf *cli_conf(struct cli *cli, struct err *e);
+
+/* Option parsing shared by every subcommand: the command's own long options are merged with the
+ * common ones. cli_getopt returns the option's val, -1 at the end, '?' on error (with *e set),
+ * 'h' for --help. */
+int cli_getopt(struct cli *cli, int argc, char **argv, const struct option *own, int *optind_out,
+               struct err *e);
+
+/* Prints a JSON value (stolen) or text to stdout. */
+void cli_print_json(json_t *v);
+/* Prints usage text (for --help) and returns 0. */
+int cli_usage(const char *text);
+
+typedef int cli_cmd_fn(struct cli *cli, int argc, char **argv, struct err *e);
+
+int cmd_ca(struct cli *cli, int argc, char **argv, struct err *e);
+int cmd_sign(struct cli *cli, int argc, char **argv, struct err *e);
+int cmd_sign_batch(struct cli *cli, int argc, char **argv, struct err *e);
+int cmd_audit(struct cli *cli, int argc, char **argv, struct err *e);
+int cmd_reindex(struct cli *cli, int argc, char **argv, struct err *e);
+int cmd_config(struct cli *cli, int argc, char **argv, struct err *e);
+int cmd_cert(struct cli *cli, int argc, char **argv, struct err *e);
+
+#endif

@@ -1,0 +1,305 @@
+/*
+ * jitrctl audit verify: walks the hash chain and names the first edited, removed, reordered or
+ * truncated line.
+ * jitrctl audit import FILE: brings certificates signed on another machine (an offline CA host)
+ * into this installation's audit log and index, so JITR recognises them as ours. The file's own
+ * chain is checked first, and every certificate must be signed by a CA of this store and match
+ * its recorded fingerprint; certificates already indexed are skipped, so an import can be
+ * repeated.
+ */
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ca/authority.h"
+#include "cli/cli.h"
+#include "core/mem.h"
+#include "core/util.h"
+#include "issuance/issuance.h"
+#include "store/store.h"
+
+#define IMPORT_BATCH 1000
+
+static const char audit_usage[] =
+    "usage: jitrctl audit verify [--file PATH]\n"
+    "       jitrctl audit import FILE\n"
+    "verify  checks the hash chain of the audit log (default: the configured one) and names\n"
+    "        the first edited, removed, reordered or truncated line; exit 0 only when intact.\n"
+    "import  appends the issuance records of another host's audit log (after checking its\n"
+    "        chain and each certificate's signature against this store's CAs) and indexes them.\n";
+
+static int audit_verify_cmd(struct cli *cli, int argc, char **argv, struct err *e)
+{
+    static const struct option opts[] = { { "file", required_argument, NULL, 1 },
+                                          { NULL, 0, NULL, 0 } };
+    const char *path = NULL;
+    int optidx = 0, ch;
+    while ((ch = cli_getopt(cli, argc, argv, opts, &optidx, e)) != -1) {
+        if (ch == 'h') {
+            return cli_usage(audit_usage);
+        }
+        if (ch != 1) {
+            return -1;
+        }
+        path = optarg;
+    }
+    if (optidx != argc) {
+        return err_set(e, ERRC_INVALID, "usage: jitrctl audit verify [--file PATH]");
+    }
+    if (path == NULL) {
+        const struct conf *c = cli_conf(cli, e);
+        if (c == NULL) {
+            return -1;
+        }
+        path = conf_audit_path(c);
+    }
+    struct audit_report rep = { 0 };
+    if (audit_verify(path, true, &rep, e) != 0) {
+        return -1;
+    }
+    if (cli->json) {
+        json_t *o = json_pack("{s:s,s:b,s:I}", "file", path, "intact", rep.problem == AUDIT_OK,
+                              "records", (json_int_t)rep.records);
+        if (rep.problem != AUDIT_OK) {
+            json_object_set_new(o, "line", json_integer((json_int_t)rep.line));
+            json_object_set_new(o, "problem", json_string(rep.message));
+        }
+        cli_print_json(o);
+    }
+    if (rep.problem != AUDIT_OK) {
+        return err_set(e, ERRC_INVALID, "audit log '%s' is damaged: %s", path, rep.message);
+    }
+    if (!cli->json) {
+        printf("audit log %s: %llu records, chain intact\n", path,
+               (unsigned long long)rep.records);
+    }
+    return 0;
+}
+
+struct import {
+    const struct conf *conf;
+    struct store *store;
+    struct audit_log *log;
+    X509 **cas;
+    char **ca_names;
+    size_t ncas;
+    json_t *batch[IMPORT_BATCH];
+    size_t n;
+    uint64_t imported, skipped, others;
+    const char *file;
+    struct err *e;
+};
+
+/* The name of the CA of this store that signed der, or NULL. */
+static const char *import_signer(struct import *im, const uint8_t *der, size_t len, char *fp)
+{
+    const uint8_t *p = der;
+    X509 *x = d2i_X509(NULL, &p, (long)len);
+    const char *found = NULL;
+    if (x == NULL || p != der + len) {
+        X509_free(x);
+        return NULL;
+    }
+    uint8_t md[32];
+    unsigned int mdlen = 0;
+    if (EVP_Digest(der, len, md, &mdlen, EVP_sha256(), NULL) == 1) {
+        hex_encode(md, 32, fp);
+    }
+    for (size_t i = 0; i < im->ncas && found == NULL; i++) {
+        EVP_PKEY *pk = X509_get0_pubkey(im->cas[i]);
+        if (X509_check_issued(im->cas[i], x) == X509_V_OK && pk && X509_verify(x, pk) == 1) {
+            found = im->ca_names[i];
+        }
+    }
+    X509_free(x);
+    return found;
+}
+
+static int import_flush(struct import *im)
+{
+    uint64_t first = 0;
+    struct store_cert certs[IMPORT_BATCH];
+    int rc = 0;
+    if (im->n == 0) {
+        return 0;
+    }
+    rc = audit_append(im->log, im->batch, im->n, &first, im->e);
+    for (size_t i = 0; rc == 0 && i < im->n; i++) {
+        rc = issuance_index_from_record(im->batch[i], first + i, &certs[i], im->e);
+    }
+    if (rc == 0) {
+        rc = store_certs_index(im->store, certs, im->n, im->e);
+    }
+    for (size_t i = 0; i < im->n; i++) {
+        json_decref(im->batch[i]);
+    }
+    im->imported += rc == 0 ? im->n : 0;
+    im->n = 0;
+    return rc;
+}
+
+static int import_one(void *arg, json_t *rec, uint64_t line)
+{
+    struct import *im = arg;
+    const char *type = json_string_value(json_object_get(rec, "type"));
+    if (type == NULL || strcmp(type, "issue") != 0) {
+        im->others++;
+        return 0;
+    }
+    const char *b64 = json_string_value(json_object_get(rec, "der"));
+    const char *fp = json_string_value(json_object_get(rec, "fingerprint"));
+    struct buf der = BUF_INIT, serial = BUF_INIT;
+    char realfp[65] = "";
+    const char *ca;
+    int rc = -1;
+    struct err nf = ERR_INIT;
+    json_t *copy = NULL, *from = NULL;
+    if (b64 == NULL || fp == NULL || base64_decode(&der, b64, strlen(b64)) != 0) {
+        err_set(im->e, ERRC_INVALID, "%s line %llu: issue record without a valid certificate",
+                im->file, (unsigned long long)line);
+        goto out;
+    }
+    ca = import_signer(im, (const uint8_t *)der.data, der.len, realfp);
+    if (ca == NULL) {
+        err_set(im->e, ERRC_DENIED,
+                "%s line %llu: the certificate is not signed by any CA of this store", im->file,
+                (unsigned long long)line);
+        goto out;
+    }
+    if (strcmp(realfp, fp) != 0) {
+        err_set(im->e, ERRC_INVALID,
+                "%s line %llu: the recorded fingerprint does not match the certificate",
+                im->file, (unsigned long long)line);
+        goto out;
+    }
+    if (store_serial_by_fingerprint(im->store, fp, &serial, &nf) == 0) {
+        im->skipped++;
+        rc = 0;
+        goto out;
+    }
+    if (nf.code != ERRC_NOT_FOUND) {
+        err_copy(im->e, &nf);
+        goto out;
+    }
+    copy = json_deep_copy(rec);
+    from = json_pack("{s:s,s:O,s:O}", "file", im->file, "seq",
+                             json_object_get(rec, "seq"), "hash", json_object_get(rec, "hash"));
+    json_object_del(copy, "seq");
+    json_object_del(copy, "hash");
+    json_object_del(copy, "prev");
+    json_object_del(copy, "ts");
+    json_object_set_new(copy, "ca", json_string(ca));
+    json_object_set_new(copy, "imported_from", from);
+    im->batch[im->n++] = copy;
+    rc = im->n == IMPORT_BATCH ? import_flush(im) : 0;
+out:
+    buf_release(&der);
+    buf_release(&serial);
+    return rc;
+}
+
+static int audit_import_cmd(struct cli *cli, int argc, char **argv, struct err *e)
+{
+    static const struct option none[] = { { NULL, 0, NULL, 0 } };
+    int optidx = 0, ch, rc = -1;
+    struct import *im = xcalloc(1, sizeof(*im));
+    struct audit_report rep = { 0 };
+    char **names = NULL;
+    size_t nnames = 0;
+    while ((ch = cli_getopt(cli, argc, argv, none, &optidx, e)) != -1) {
+        xfree(im);
+        return ch == 'h' ? cli_usage(audit_usage) : -1;
+    }
+    im->e = e;
+    if (optidx != argc - 1) {
+        err_set(e, ERRC_INVALID, "usage: jitrctl audit import FILE");
+        goto out;
+    }
+    im->file = argv[optidx];
+    if ((im->conf = cli_conf(cli, e)) == NULL) {
+        goto out;
+    }
+    if (audit_verify(im->file, false, &rep, e) != 0) {
+        goto out;
+    }
+    if (rep.problem != AUDIT_OK) {
+        err_set(e, ERRC_INVALID, "refusing to import '%s': %s", im->file, rep.message);
+        goto out;
+    }
+    if (ca_authority_list(im->conf->data_dir, &names, &nnames, e) != 0) {
+        goto out;
+    }
+    im->cas = xcalloc(nnames ? nnames : 1, sizeof(X509 *));
+    im->ca_names = xcalloc(nnames ? nnames : 1, sizeof(char *));
+    for (size_t i = 0; i < nnames; i++) {
+        struct ca_authority *a = ca_authority_load(im->conf->data_dir, names[i], e);
+        if (a == NULL) {
+            goto out;
+        }
+        if (a->cert) {
+            im->cas[im->ncas] = X509_dup(a->cert);
+            im->ca_names[im->ncas++] = xstrdup(a->name);
+        }
+        ca_authority_free(a);
+    }
+    if ((im->store = store_connect(im->conf->redis_url, e)) == NULL ||
+        (im->log = audit_open(conf_audit_path(im->conf), e)) == NULL) {
+        goto out;
+    }
+    if (audit_foreach(im->file, import_one, im, e) != 0 || import_flush(im) != 0) {
+        err_prefix(e, "import stopped after %llu certificates (run it again to continue)",
+                   (unsigned long long)im->imported);
+        goto out;
+    }
+    if (cli->json) {
+        cli_print_json(json_pack("{s:s,s:I,s:I,s:I}", "file", im->file, "imported",
+                                 (json_int_t)im->imported, "already_present",
+                                 (json_int_t)im->skipped, "other_records",
+                                 (json_int_t)im->others));
+    } else {
+        printf("imported %llu certificates from %s (%llu already present, %llu other records "
+               "not imported)\n",
+               (unsigned long long)im->imported, im->file, (unsigned long long)im->skipped,
+               (unsigned long long)im->others);
+    }
+    rc = 0;
+out:
+    for (size_t i = 0; i < im->n; i++) {
+        json_decref(im->batch[i]);
+    }
+    for (size_t i = 0; i < im->ncas; i++) {
+        X509_free(im->cas[i]);
+        xfree(im->ca_names[i]);
+    }
+    for (size_t i = 0; i < nnames; i++) {
+        xfree(names[i]);
+    }
+    xfree(names);
+    xfree(im->cas);
+    xfree(im->ca_names);
+    audit_close(im->log);
+    store_free(im->store);
+    xfree(im);
+    return rc;
+}
+
+int cmd_audit(struct cli *cli, int argc, char **argv, struct err *e)
+{
+    if (argc < 2) {
+        fputs(audit_usage, stderr);
+        return err_set(e, ERRC_INVALID, "audit needs a subcommand");
+    }
+    optind = 0;
+    if (strcmp(argv[1], "verify") == 0) {
+        return audit_verify_cmd(cli, argc - 1, argv + 1, e);
+    }
+    if (strcmp(argv[1], "import") == 0) {
+        return audit_import_cmd(cli, argc - 1, argv + 1, e);
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        return cli_usage(audit_usage);
+    }
+    return err_set(e, ERRC_INVALID, "unknown audit subcommand '%s'", argv[1]);
+}

@@ -1,0 +1,509 @@
+/*
+ * jitrctl ca: the security team's CA operations. Each one that changes the store is audited;
+ * a CA whose creation cannot be audited is removed again.
+ */
+#include <openssl/x509.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ca/authority.h"
+#include "cli/cli.h"
+#include "core/log.h"
+#include "core/mem.h"
+#include "core/util.h"
+#include "issuance/issuance.h"
+
+static const char ca_usage[] =
+    "usage: jitrctl ca init NAME [--key-type T] [--key URI] [--subject S] [--days N]\n"
+    "                           [--pathlen N] [--parent CA] [--csr-only] [--csr-out FILE]\n"
+    "       jitrctl ca import NAME --cert FILE\n"
+    "       jitrctl ca list\n"
+    "       jitrctl ca show NAME\n"
+    "       jitrctl ca activate NAME\n"
+    "       jitrctl ca retire NAME\n"
+    "\n"
+    "init options:\n"
+    "  --key-type T    ec-p256 (default), ec-p384, rsa-2048, rsa-3072, rsa-4096\n"
+    "  --key URI       file:PATH (default file:DATA/ca/NAME/key.pem) or pkcs11:token=..;object=..\n"
+    "  --subject S     /CN=Factory CA/O=Acme/C=DE (default /CN=NAME)\n"
+    "  --days N        validity in days (default 3650 for a root, 1825 otherwise; capped at the\n"
+    "                  parent's notAfter)\n"
+    "  --pathlen N     pathLenConstraint (default: 1 for a root, 0 otherwise; -1 for none)\n"
+    "  --parent CA     sign with this CA of the store (an intermediate)\n"
+    "  --csr-only      make a key and a CSR for an external root; finish with 'ca import'\n"
+    "  --csr-out FILE  where to write that CSR (default: stdout)\n"
+    "  --parent-passphrase-file FILE  passphrase of the parent's key if it differs\n"
+    "The passphrase of a new file: key comes from --passphrase-file or $JITRCA_KEY_PASSPHRASE;\n"
+    "a pkcs11: token PIN from the URI (pin-source=FILE) or $JITRCA_PKCS11_PIN.\n";
+
+static char *ca_dir(const struct conf *c, const char *name)
+{
+    struct buf b = BUF_INIT;
+    buf_addf(&b, "%s/ca/%s", c->data_dir, name);
+    return buf_detach(&b, NULL);
+}
+
+static int ca_init(struct cli *cli, int argc, char **argv, struct err *e)
+{
+    enum { O_TYPE = 1, O_KEY, O_SUBJECT, O_DAYS, O_PATHLEN, O_PARENT, O_CSR, O_CSR_OUT, O_PPF };
+    static const struct option opts[] = {
+        { "key-type", required_argument, NULL, O_TYPE },
+        { "key", required_argument, NULL, O_KEY },
+        { "subject", required_argument, NULL, O_SUBJECT },
+        { "days", required_argument, NULL, O_DAYS },
+        { "pathlen", required_argument, NULL, O_PATHLEN },
+        { "parent", required_argument, NULL, O_PARENT },
+        { "csr-only", no_argument, NULL, O_CSR },
+        { "csr-out", required_argument, NULL, O_CSR_OUT },
+        { "parent-passphrase-file", required_argument, NULL, O_PPF },
+        { NULL, 0, NULL, 0 },
+    };
+    struct ca_init_opts o = { 0 };
+    struct buf secret = BUF_INIT, psecret = BUF_INIT, csr = BUF_INIT, uri = BUF_INIT;
+    const char *csr_out = NULL, *ppf = NULL;
+    const struct conf *c = NULL;
+    struct ca_authority *parent = NULL, *made = NULL;
+    json_t *fields = NULL;
+    char *dir = NULL;
+    int rc = -1, optidx = 0, ch;
+    bool days_set = false, pathlen_set = false, root;
+    o.key_type = CA_KEY_EC_P256;
+    while ((ch = cli_getopt(cli, argc, argv, opts, &optidx, e)) != -1) {
+        uint64_t v = 0;
+        switch (ch) {
+        case 'h':
+            rc = cli_usage(ca_usage);
+            goto out;
+        case O_TYPE:
+            if (ca_key_type_parse(optarg, &o.key_type) != 0) {
+                err_set(e, ERRC_INVALID,
+                        "unknown key type '%s' (ec-p256, ec-p384, rsa-2048, rsa-3072, rsa-4096)",
+                        optarg);
+                goto out;
+            }
+            break;
+        case O_KEY:
+            o.key_uri = optarg;
+            break;
+        case O_SUBJECT:
+            o.subject = optarg;
+            break;
+        case O_DAYS:
+            if (str_to_u64(optarg, &v) != 0 || v == 0 || v > 36500) {
+                err_set(e, ERRC_INVALID, "--days must be a number from 1 to 36500, not '%s'",
+                        optarg);
+                goto out;
+            }
+            o.days = (int64_t)v;
+            days_set = true;
+            break;
+        case O_PATHLEN:
+            if (strcmp(optarg, "-1") == 0) {
+                o.pathlen = -1;
+            } else if (str_to_u64(optarg, &v) != 0 || v > 16) {
+                err_set(e, ERRC_INVALID, "--pathlen must be -1 or 0 to 16, not '%s'", optarg);
+                goto out;
+            } else {
+                o.pathlen = (int)v;
+            }
+            pathlen_set = true;
+            break;
+        case O_PARENT:
+            o.parent = optarg;
+            break;
+        case O_CSR:
+            o.csr_only = true;
+            break;
+        case O_CSR_OUT:
+            csr_out = optarg;
+            break;
+        case O_PPF:
+            ppf = optarg;
+            break;
+        default:
+            goto out;
+        }
+    }
+    if (optidx != argc - 1) {
+        err_set(e, ERRC_INVALID, "ca init takes one NAME (see jitrctl ca init --help)");
+        goto out;
+    }
+    o.name = argv[optidx];
+    if (o.parent && o.csr_only) {
+        err_set(e, ERRC_INVALID, "--parent and --csr-only exclude each other");
+        goto out;
+    }
+    if ((c = cli_conf(cli, e)) == NULL) {
+        goto out;
+    }
+    root = o.parent == NULL && !o.csr_only;
+    if (!days_set) {
+        o.days = root ? 3650 : 1825;
+    }
+    if (!pathlen_set) {
+        o.pathlen = root ? 1 : 0;
+    }
+    if (o.key_uri == NULL) {
+        buf_addf(&uri, "file:%s/ca/%s/key.pem", c->data_dir, o.name);
+    } else {
+        buf_addstr(&uri, o.key_uri);
+    }
+    if (issuance_secret_load(c, uri.data, cli->passphrase_file, &secret, e) != 0) {
+        goto out;
+    }
+    o.key_opts.secret = secret.len ? secret.data : NULL;
+    o.key_opts.pkcs11_module = c->pkcs11_module;
+    o.parent_opts.pkcs11_module = c->pkcs11_module;
+    if (o.parent) {
+        parent = ca_authority_load(c->data_dir, o.parent, e);
+        if (parent == NULL) {
+            err_prefix(e, "parent");
+            goto out;
+        }
+        if (issuance_secret_load(c, parent->key_uri, ppf ? ppf : cli->passphrase_file, &psecret,
+                                 e) != 0) {
+            goto out;
+        }
+        o.parent_opts.secret = psecret.len ? psecret.data : NULL;
+    }
+    if (ca_authority_init(c->data_dir, &o, &csr, e) != 0) {
+        goto out;
+    }
+    made = ca_authority_load(c->data_dir, o.name, e);
+    if (made == NULL) {
+        goto out;
+    }
+    fields = json_pack("{s:s,s:s,s:s,s:s,s:s}", "key_type", ca_key_type_name(o.key_type),
+                       "key_uri", made->key_uri, "status", ca_status_name(made->status),
+                       "fingerprint", made->fingerprint, "kind",
+                       o.csr_only ? "csr" : (o.parent ? "intermediate" : "root"));
+    if (o.parent) {
+        json_object_set_new(fields, "parent", json_string(o.parent));
+    }
+    if (issuance_audit_ca_op(c, "ca_init", o.name, fields, e) != 0) {
+        struct err ignore = ERR_INIT;
+        dir = ca_dir(c, o.name);
+        if (file_remove_tree(dir, &ignore) != 0) {
+            log_warn("could not remove '%s': %s", dir, ignore.msg);
+        }
+        err_prefix(e, "CA '%s' not created: the audit log failed", o.name);
+        goto out;
+    }
+    if (o.csr_only) {
+        if (csr_out) {
+            if (file_write_atomic(csr_out, csr.data, csr.len, 0644, false, e) != 0) {
+                goto out;
+            }
+        } else {
+            fputs(buf_cstr(&csr), stdout);
+        }
+    }
+    if (cli->json) {
+        json_object_set_new(fields, "name", json_string(o.name));
+        cli_print_json(json_incref(fields));
+    } else {
+        fprintf(o.csr_only && !csr_out ? stderr : stdout,
+                "created CA '%s' (%s, %s), status %s%s%s\n", o.name,
+                o.csr_only ? "CSR for an external signer" : (o.parent ? "intermediate" : "root"),
+                ca_key_type_name(o.key_type), ca_status_name(made->status),
+                made->fingerprint[0] ? ", SHA-256 fingerprint " : "", made->fingerprint);
+    }
+    rc = 0;
+out:
+    buf_release_secret(&secret);
+    buf_release_secret(&psecret);
+    buf_release(&csr);
+    buf_release(&uri);
+    ca_authority_free(parent);
+    ca_authority_free(made);
+    json_decref(fields);
+    xfree(dir);
+    return rc;
+}
+
+/* Parses "ca SUB NAME [opts]" with no options of its own beyond own[]. */
+static int one_name(struct cli *cli, int argc, char **argv, const struct option *own,
+                    const char *what, const char **name, struct err *e, bool *help)
+{
+    static const struct option none[] = { { NULL, 0, NULL, 0 } };
+    int optidx = 0, ch;
+    *help = false;
+    while ((ch = cli_getopt(cli, argc, argv, own ? own : none, &optidx, e)) != -1) {
+        if (ch == 'h') {
+            *help = true;
+            return 0;
+        }
+        if (ch == '?') {
+            return -1;
+        }
+    }
+    if (optidx != argc - 1) {
+        return err_set(e, ERRC_INVALID, "%s takes one NAME (see jitrctl ca --help)", what);
+    }
+    *name = argv[optidx];
+    return 0;
+}
+
+static void x509_time_str(const ASN1_TIME *t, char *out, size_t cap)
+{
+    struct tm tm;
+    if (ASN1_TIME_to_tm(t, &tm) != 1) {
+        snprintf(out, cap, "?");
+        return;
+    }
+    strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static json_t *ca_json(const struct conf *c, const struct ca_authority *a, bool full)
+{
+    json_t *o = json_pack("{s:s,s:s,s:s,s:s}", "name", a->name, "status",
+                          ca_status_name(a->status), "key_type", ca_key_type_name(a->key_type),
+                          "key_uri", a->key_uri);
+    json_object_set_new(o, "parent", a->parent ? json_string(a->parent) : json_null());
+    if (a->cert) {
+        char nb[32], na[32], subj[512], iss[512];
+        x509_time_str(X509_get0_notBefore(a->cert), nb, sizeof(nb));
+        x509_time_str(X509_get0_notAfter(a->cert), na, sizeof(na));
+        X509_NAME_oneline(X509_get_subject_name(a->cert), subj, sizeof(subj));
+        X509_NAME_oneline(X509_get_issuer_name(a->cert), iss, sizeof(iss));
+        json_object_set_new(o, "subject", json_string(subj));
+        json_object_set_new(o, "not_after", json_string(na));
+        if (full) {
+            json_object_set_new(o, "issuer", json_string(iss));
+            json_object_set_new(o, "not_before", json_string(nb));
+            json_object_set_new(o, "fingerprint_sha256", json_string(a->fingerprint));
+            const ASN1_INTEGER *sn = X509_get0_serialNumber(a->cert);
+            struct buf h = BUF_INIT;
+            buf_addhex(&h, ASN1_STRING_get0_data(sn), (size_t)ASN1_STRING_length(sn));
+            json_object_set_new(o, "serial", json_string(buf_cstr(&h)));
+            buf_release(&h);
+        }
+    }
+    if (full) {
+        char **kids = NULL;
+        size_t n = 0;
+        struct err ignore = ERR_INIT;
+        json_t *arr = json_array();
+        if (ca_authority_children(c->data_dir, a->name, &kids, &n, &ignore) == 0) {
+            for (size_t i = 0; i < n; i++) {
+                json_array_append_new(arr, json_string(kids[i]));
+                xfree(kids[i]);
+            }
+            xfree(kids);
+        }
+        json_object_set_new(o, "children", arr);
+        json_t *aws = json_object_get(a->meta, "aws");
+        json_object_set(o, "aws", aws ? aws : json_null());
+    }
+    return o;
+}
+
+static int ca_list(struct cli *cli, int argc, char **argv, struct err *e)
+{
+    static const struct option none[] = { { NULL, 0, NULL, 0 } };
+    int optidx = 0, ch;
+    while ((ch = cli_getopt(cli, argc, argv, none, &optidx, e)) != -1) {
+        if (ch == 'h') {
+            return cli_usage(ca_usage);
+        }
+        return -1;
+    }
+    if (optidx != argc) {
+        return err_set(e, ERRC_INVALID, "ca list takes no arguments");
+    }
+    const struct conf *c = cli_conf(cli, e);
+    char **names = NULL;
+    size_t n = 0;
+    if (c == NULL || ca_authority_list(c->data_dir, &names, &n, e) != 0) {
+        return -1;
+    }
+    json_t *arr = json_array();
+    int rc = 0;
+    if (!cli->json) {
+        printf("%-20s %-8s %-9s %-14s %-20s %s\n", "NAME", "STATUS", "KEY", "PARENT",
+               "NOT AFTER", "SUBJECT");
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct ca_authority *a = rc == 0 ? ca_authority_load(c->data_dir, names[i], e) : NULL;
+        if (a == NULL) {
+            rc = -1;
+        } else {
+            json_t *o = ca_json(c, a, false);
+            if (!cli->json) {
+                json_t *na = json_object_get(o, "not_after"), *sj = json_object_get(o, "subject");
+                printf("%-20s %-8s %-9s %-14s %-20s %s\n", a->name, ca_status_name(a->status),
+                       ca_key_type_name(a->key_type), a->parent ? a->parent : "-",
+                       na ? json_string_value(na) : "-", sj ? json_string_value(sj) : "-");
+            }
+            json_array_append_new(arr, o);
+        }
+        ca_authority_free(a);
+        xfree(names[i]);
+    }
+    xfree(names);
+    if (rc == 0 && cli->json) {
+        cli_print_json(json_incref(arr));
+    }
+    json_decref(arr);
+    return rc;
+}
+
+static int ca_show(struct cli *cli, int argc, char **argv, struct err *e)
+{
+    const char *name = NULL;
+    bool help;
+    if (one_name(cli, argc, argv, NULL, "ca show", &name, e, &help) != 0) {
+        return -1;
+    }
+    if (help) {
+        return cli_usage(ca_usage);
+    }
+    const struct conf *c = cli_conf(cli, e);
+    struct ca_authority *a = c ? ca_authority_load(c->data_dir, name, e) : NULL;
+    if (a == NULL) {
+        return -1;
+    }
+    json_t *o = ca_json(c, a, true);
+    if (cli->json) {
+        cli_print_json(json_incref(o));
+    } else {
+        const char *key;
+        json_t *v;
+        json_object_foreach(o, key, v)
+        {
+            if (json_is_string(v)) {
+                printf("%-20s %s\n", key, json_string_value(v));
+            } else if (json_is_null(v)) {
+                printf("%-20s -\n", key);
+            } else {
+                char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+                printf("%-20s %s\n", key, s ? s : "?");
+                xfree(s);
+            }
+        }
+    }
+    json_decref(o);
+    ca_authority_free(a);
+    return 0;
+}
+
+static int ca_import(struct cli *cli, int argc, char **argv, struct err *e)
+{
+    static const struct option opts[] = { { "cert", required_argument, NULL, 1 },
+                                          { NULL, 0, NULL, 0 } };
+    const char *cert = NULL, *name = NULL;
+    int optidx = 0, ch;
+    while ((ch = cli_getopt(cli, argc, argv, opts, &optidx, e)) != -1) {
+        if (ch == 'h') {
+            return cli_usage(ca_usage);
+        }
+        if (ch != 1) {
+            return -1;
+        }
+        cert = optarg;
+    }
+    if (optidx != argc - 1 || cert == NULL) {
+        return err_set(e, ERRC_INVALID, "usage: jitrctl ca import NAME --cert FILE");
+    }
+    name = argv[optidx];
+    const struct conf *c = cli_conf(cli, e);
+    if (c == NULL || ca_authority_import(c->data_dir, name, cert, e) != 0) {
+        return -1;
+    }
+    struct ca_authority *a = ca_authority_load(c->data_dir, name, e);
+    if (a == NULL) {
+        return -1;
+    }
+    json_t *fields = json_pack("{s:s}", "fingerprint", a->fingerprint);
+    int rc = issuance_audit_ca_op(c, "ca_import", name, fields, e);
+    if (rc == 0) {
+        if (cli->json) {
+            cli_print_json(ca_json(c, a, false));
+        } else {
+            printf("imported the certificate of CA '%s', status %s\n", name,
+                   ca_status_name(a->status));
+        }
+    }
+    json_decref(fields);
+    ca_authority_free(a);
+    return rc;
+}
+
+static int ca_set_status(struct cli *cli, int argc, char **argv, enum ca_status to,
+                         struct err *e)
+{
+    const char *name = NULL;
+    bool help;
+    if (one_name(cli, argc, argv, NULL, argv[0], &name, e, &help) != 0) {
+        return -1;
+    }
+    if (help) {
+        return cli_usage(ca_usage);
+    }
+    const struct conf *c = cli_conf(cli, e);
+    struct ca_authority *a = c ? ca_authority_load(c->data_dir, name, e) : NULL;
+    int rc = -1;
+    enum ca_status from;
+    if (a == NULL) {
+        return -1;
+    }
+    from = a->status;
+    if (from == CA_ST_PENDING) {
+        err_set(e, ERRC_CONFLICT, "CA '%s' is pending: import its certificate first", name);
+        goto out;
+    }
+    if (from != to) {
+        a->status = to;
+        json_t *fields = json_pack("{s:s,s:s}", "from", ca_status_name(from), "to",
+                                   ca_status_name(to));
+        /* audit first: a status change nobody can trace must not happen */
+        rc = issuance_audit_ca_op(c, to == CA_ST_RETIRED ? "ca_retire" : "ca_activate", name,
+                                  fields, e);
+        json_decref(fields);
+        if (rc != 0 || ca_authority_save(c->data_dir, a, e) != 0) {
+            rc = -1;
+            goto out;
+        }
+    }
+    if (cli->json) {
+        cli_print_json(ca_json(c, a, false));
+    } else {
+        printf("CA '%s' is %s\n", name, ca_status_name(to));
+    }
+    rc = 0;
+out:
+    ca_authority_free(a);
+    return rc;
+}
+
+int cmd_ca(struct cli *cli, int argc, char **argv, struct err *e)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        if (argc < 2) {
+            fputs(ca_usage, stderr);
+            return err_set(e, ERRC_INVALID, "ca needs a subcommand");
+        }
+        return cli_usage(ca_usage);
+    }
+    const char *sub = argv[1];
+    optind = 0;
+    if (strcmp(sub, "init") == 0) {
+        return ca_init(cli, argc - 1, argv + 1, e);
+    }
+    if (strcmp(sub, "import") == 0) {
+        return ca_import(cli, argc - 1, argv + 1, e);
+    }
+    if (strcmp(sub, "list") == 0) {
+        return ca_list(cli, argc - 1, argv + 1, e);
+    }
+    if (strcmp(sub, "show") == 0) {
+        return ca_show(cli, argc - 1, argv + 1, e);
+    }
+    if (strcmp(sub, "retire") == 0) {
+        return ca_set_status(cli, argc - 1, argv + 1, CA_ST_RETIRED, e);
+    }
+    if (strcmp(sub, "activate") == 0) {
+        return ca_set_status(cli, argc - 1, argv + 1, CA_ST_ACTIVE, e);
+    }
+    return err_set(e, ERRC_INVALID, "unknown ca subcommand '%s' (see jitrctl ca --help)", sub);
+}
