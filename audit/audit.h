@@ -11,14 +11,16 @@
  * Durability: audit_append() returns 0 only after the records are written and fdatasync'd.
  * Several writers: an exclusive flock() on the log serialises processes; inside a process,
  * concurrent callers are group-committed (one write and one fdatasync for everything queued
- * while the previous commit ran), so fsync cost is shared under load.
+ * while the previous commit ran), so fsync cost is shared under load. A handle belongs to one
+ * process: after fork(), the child opens its own (flock() locks are shared across fork).
+ * The format, the guarantees and the verifier's messages are described in docs/audit.md.
  */
 #ifndef AUDIT_AUDIT_H
 #define AUDIT_AUDIT_H
 
 #include <jansson.h>
-#include <stddef.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/compat.h"
@@ -26,40 +28,61 @@
 
 struct audit_log;
 
-/* Opens (creating it and its directory, mode 0640) the log at path. */
+/* Opens (creating it, mode 0640, and its directory, mode 0750) the log at path. Nothing is read
+ * until the first append. */
 struct audit_log *audit_open(const char *path, struct err *e) ATTR_WUR;
 void audit_close(struct audit_log *log);
 
 /* Appends n records durably. Each record is an object (borrowed, not modified) that must not
- * contain "seq", "ts", "prev" or "hash". Thread-safe. On failure nothing of this batch is
- * considered written (a partial line left by a crash is cut by the next writer). first_seq, if
- * not NULL, receives the seq of the first record. */
+ * contain "seq", "ts", "prev" or "hash" (ERRC_INVALID, nothing written), and whose line must fit
+ * in 1 MiB (ERRC_TOO_LARGE). The n records get consecutive seqs. Thread-safe. On failure
+ * (ERRC_UNAVAILABLE for I/O, ERRC_INTERNAL when the log's end is damaged or shorter than its head
+ * file, which needs an operator) the records are not acknowledged; the writer removes what it
+ * wrote, but after an fdatasync error the disk's state is unknown, so a reader may still meet
+ * them: consumers of the log must treat a record as possibly present (replay is idempotent).
+ * A partial line left by a crash is cut by the next writer. first_seq, if not NULL, receives
+ * the seq of the first record (0 when n is 0, which appends nothing). */
 int audit_append(struct audit_log *log, json_t *const *recs, size_t n, uint64_t *first_seq,
                  struct err *e) ATTR_WUR;
 
+/* Counters since audit_open(); commits = write + fdatasync rounds (one per group commit). */
+struct audit_stats {
+    uint64_t records;
+    uint64_t commits;
+    uint64_t bytes;
+};
+void audit_get_stats(struct audit_log *log, struct audit_stats *out);
+
 enum audit_problem {
     AUDIT_OK,
-    AUDIT_EDITED,    /* a line's hash does not match its content */
-    AUDIT_REMOVED,   /* seq jumps forward: lines are missing */
-    AUDIT_REORDERED, /* seq goes backwards or a prev link points elsewhere */
+    AUDIT_EDITED,    /* a line's hash does not match its content, or its prev does not match the
+                        previous line's hash (that line was rewritten with a fresh hash), or the
+                        head file records another hash for the same seq */
+    AUDIT_REMOVED,   /* seq jumps forward and the missing seqs never show up: lines are missing */
+    AUDIT_REORDERED, /* seq goes backwards or repeats */
     AUDIT_TRUNCATED, /* a partial last line, or fewer lines than the head file records */
-    AUDIT_MALFORMED, /* a line that is not a record */
+    AUDIT_MALFORMED, /* a line that is not a record, or a head file that is not valid */
 };
 
 struct audit_report {
     enum audit_problem problem;
-    uint64_t line;   /* 1-based line of the first problem */
-    uint64_t records;/* records checked */
+    uint64_t line;    /* 1-based line of the first problem */
+    uint64_t records; /* records checked */
     char message[256];
 };
 
-/* Walks the whole file checking the chain (and the head file when check_head). Returns 0 when
- * the walk completed (report->problem says whether the log is intact), -1 on I/O errors. */
+/* Walks the whole file checking the chain (and the head file when check_head; a missing or
+ * empty head file is not a problem). Returns 0 when the walk completed (report->problem says
+ * whether the log is intact; message is "" when it is), -1 on I/O errors (ERRC_NOT_FOUND when
+ * the log does not exist). Messages name the line, e.g. "line 17: edited (hash does not match
+ * its content)"; docs/audit.md lists them all. */
 int audit_verify(const char *path, bool check_head, struct audit_report *report,
                  struct err *e) ATTR_WUR;
 
-/* Calls fn for every record in order after checking its link; stops at the first problem
- * (-1, ERRC_INVALID naming the line) or when fn returns non-zero (that value is returned). */
+/* Calls fn for every record in order after checking its hash and link; stops at the first
+ * problem (-1, ERRC_INVALID naming the line; a seq jump is final here, and an incomplete last
+ * line left by a crash is a problem too) or when fn returns non-zero (that value is returned).
+ * rec is the whole line (seq, ts, prev and hash included), borrowed for the call. */
 typedef int audit_record_fn(void *arg, json_t *rec, uint64_t line);
 int audit_foreach(const char *path, audit_record_fn *fn, void *arg, struct err *e) ATTR_WUR;
 
