@@ -4,8 +4,8 @@
  * jitrctl audit import FILE: brings certificates signed on another machine (an offline CA host)
  * into this installation's audit log and index, so JITR recognises them as ours. The file's own
  * chain is checked first, and every certificate must be signed by a CA of this store and match
- * its recorded fingerprint; certificates already indexed are skipped, so an import can be
- * repeated.
+ * its recorded fingerprint, before anything is written; certificates already indexed are
+ * skipped, so an import can be repeated.
  */
 #include <openssl/evp.h>
 #include <openssl/x509.h>
@@ -89,6 +89,7 @@ struct import {
     size_t n;
     uint64_t imported, skipped, others;
     const char *file;
+    bool check_only; /* first pass: check every record, write nothing */
     struct err *e;
 };
 
@@ -174,6 +175,10 @@ static int import_one(void *arg, json_t *rec, uint64_t line)
                 im->file, (unsigned long long)line);
         goto out;
     }
+    if (im->check_only) {
+        rc = 0;
+        goto out;
+    }
     if (store_serial_by_fingerprint(im->store, fp, &serial, &nf) == 0) {
         im->skipped++;
         rc = 0;
@@ -248,6 +253,14 @@ static int audit_import_cmd(struct cli *cli, int argc, char **argv, struct err *
         (im->log = audit_open(conf_audit_path(im->conf), e)) == NULL) {
         goto out;
     }
+    /* all or nothing: every record is checked before the first is written */
+    im->check_only = true;
+    if (audit_foreach(im->file, import_one, im, e) != 0) {
+        err_prefix(e, "nothing imported");
+        goto out;
+    }
+    im->check_only = false;
+    im->others = 0;
     if (audit_foreach(im->file, import_one, im, e) != 0 || import_flush(im) != 0) {
         err_prefix(e, "import stopped after %llu certificates (run it again to continue)",
                    (unsigned long long)im->imported);
