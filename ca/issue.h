@@ -17,6 +17,7 @@
 #define CA_ISSUE_H
 
 #include <openssl/x509.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -43,6 +44,9 @@ X509 *ca_issuer_cert(const struct ca_issuer *is); /* borrowed */
 
 struct ca_signer *ca_signer_new(void);
 void ca_signer_free(struct ca_signer *s);
+/* On by default. Off sends every CSR down the ordinary OpenSSL path (tests compare the two paths,
+ * bench/sign_core measures both). */
+void ca_signer_set_fast_path(struct ca_signer *s, bool on);
 
 /* A positive, minimally encoded serial of CA_SERIAL_BYTES CSPRNG bytes (randomness drawn in
  * batches); len is at most CA_SERIAL_MAX. */
@@ -50,15 +54,23 @@ int ca_serial_draw(struct ca_signer *s, uint8_t out[CA_SERIAL_MAX], size_t *len,
                    struct err *e) ATTR_WUR;
 
 struct ca_prepared {
-    char cn[129];           /* the subject's commonName, "" if none */
-    char subject[512];      /* RFC 2253 form, for records and messages */
+    char cn[257];           /* the subject's commonName (<= 64 characters of UTF-8) */
+    char subject[1024];     /* RFC 2253 form, for records and messages */
     enum ca_key_type key_type;
     time_t not_before;
     time_t not_after;
+    bool fast_path;         /* prepared by the fast path (for metrics and tests) */
     struct ca_prepared_int *_int; /* engine-private; freed by ca_prepared_release */
 };
 
-/* now is the issuance time; validity is capped at the CA certificate's notAfter. */
+/* Checks a CSR (PEM or DER, at most CA_CSR_MAX bytes) against the profile and prepares the
+ * certificate. now is the issuance time: notBefore = now - backdate (not before the CA's
+ * notBefore), notAfter = now + validity capped at the CA certificate's notAfter.
+ * Errors: ERRC_TOO_LARGE (over CA_CSR_MAX), ERRC_INVALID (not PEM/DER, not strict DER, not a
+ * PKCS#10 request, bad signature, malformed names), ERRC_DENIED (the profile refuses the key,
+ * subject, requested extensions or SANs, or the CA is not valid at now), ERRC_INTERNAL.
+ * On failure *out holds nothing to release (calling ca_prepared_release is harmless). p and is
+ * are borrowed during the call only: *out keeps copies of what ca_sign needs. */
 int ca_prepare(struct ca_signer *s, const struct ca_issuer *is, const struct ca_profile *p,
                const uint8_t *csr, size_t len, time_t now, struct ca_prepared *out,
                struct err *e) ATTR_WUR;
@@ -71,6 +83,9 @@ struct ca_issued {
     char serial_hex[2 * CA_SERIAL_MAX + 1]; /* lowercase, as encoded (no leading 00 unless needed) */
 };
 
+/* Signs a prepared certificate with the serial the caller reserved: 1..CA_SERIAL_MAX bytes,
+ * positive, non-zero, minimally encoded (else ERRC_INVALID). is must be the issuer pr was
+ * prepared with (else ERRC_INTERNAL). pr may be signed again with another serial. */
 int ca_sign(struct ca_signer *s, const struct ca_issuer *is, const struct ca_prepared *pr,
             const uint8_t *serial, size_t serial_len, struct ca_issued *out,
             struct err *e) ATTR_WUR;

@@ -9,6 +9,7 @@
 #define CA_PROFILE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "ca/key.h"
@@ -18,8 +19,12 @@
 struct ca_profile;
 struct ca_profiles;
 
-/* Loads one file; the profile's name is the file name without ".json". */
+/* Loads one file; the profile's name is the file name without ".json". All load errors are
+ * ERRC_INVALID "profile FILE: KEY: problem" (ERRC_NOT_FOUND / ERRC_TOO_LARGE for the file). */
 struct ca_profile *ca_profile_load_file(const char *path, struct err *e) ATTR_WUR;
+/* Loads a profile from JSON text; origin names it in messages (a path, "<config>", ...). */
+struct ca_profile *ca_profile_load_json(const char *name, const char *origin, const char *json,
+                                        size_t len, struct err *e) ATTR_WUR;
 /* Loads every *.json in dir; fails on the first invalid file (naming it). */
 struct ca_profiles *ca_profiles_load_dir(const char *dir, struct err *e) ATTR_WUR;
 void ca_profile_free(struct ca_profile *p);
@@ -31,6 +36,7 @@ size_t ca_profiles_count(const struct ca_profiles *ps);
 const struct ca_profile *ca_profiles_at(const struct ca_profiles *ps, size_t i);
 
 const char *ca_profile_name(const struct ca_profile *p);
+const char *ca_profile_description(const struct ca_profile *p); /* "" when none */
 bool ca_profile_allows_key(const struct ca_profile *p, enum ca_key_type t);
 bool ca_profile_allows_jitr(const struct ca_profile *p);
 int64_t ca_profile_validity_seconds(const struct ca_profile *p);
