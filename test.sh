@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Builds jitrca twice (normal, and AddressSanitizer + UndefinedBehaviorSanitizer) from this
+# checkout and runs every test in both. The sanitizer build runs the large tests at a smaller
+# size (ctest label "slow", JITRCA_TEST_SCALE=small). Installs missing Debian packages first.
+set -euo pipefail
+cd "$(dirname "$0")"
+./scripts/deps.sh
+jobs=$(nproc)
+build() { # build DIR CMAKE_ARGS...
+  local dir=$1; shift
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
+  cmake --build "$dir" -j "$jobs" >/dev/null
+}
+echo "== normal build"
+build build
+(cd build && ctest -j "$jobs" --output-on-failure --timeout 1800)
+echo "== sanitizer build (ASan + UBSan)"
+build build-asan -DJITRCA_SANITIZE=ON -DJITRCA_TEST_SCALE=small -DCMAKE_BUILD_TYPE=Debug
+(cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest -j "$jobs" --output-on-failure --timeout 1800)
+echo "== all tests passed in both builds"
