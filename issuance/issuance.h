@@ -69,8 +69,8 @@ struct issuance_item {
     bool issued;
     struct err err;        /* why it was rejected, when !issued */
     struct ca_issued cert; /* when issued: DER, fingerprint, serial */
-    char subject[512];
-    char cn[129];
+    char subject[1024];
+    char cn[257];
     char not_after[24];
 };
 
