@@ -27,14 +27,21 @@
  * last line, or a log shorter than its head file, stops the writer: appending would bury the
  * evidence, so an operator has to look (audit verify names the problem).
  *
- * The head file. PATH.head ({"seq":N,"hash":"..."}) is rewritten (temp file + rename, under the
- * flock so it never goes backwards) after each commit, without fsync. It cannot lead the log:
- * it is written only after the log's fdatasync returned, so whatever it names is already on
- * disk. It can lag: after a crash the rename may be lost (the old head survives, naming an
- * older record, which the verifier accepts), or on file systems without ext4's rename
- * heuristics the new head may come back empty (the verifier treats an empty head as absent).
- * Lag only weakens the detection of end truncation for the last few records; an fsync per
- * commit would double the cost of every append to close that window, so we accept it.
+ * The head file. PATH.head ({"seq":N,"hash":"..."}) is rewritten after each commit, under the
+ * flock (so it never goes backwards), without fsync. It cannot lead the log: it is written only
+ * after the log's fdatasync returned, so whatever it names is already on disk. It can lag: after
+ * a crash the update may not have reached the disk, leaving an older head (the verifier accepts
+ * a head behind the log; it only weakens the detection of end truncation for the last few
+ * records) or, after the very first commit, an empty file (treated as absent). An fsync per
+ * commit would double the cost of every append to close that window; we accept the lag.
+ *   It is updated in place, not by temp file + rename: on ext4 the rename made every commit
+ * about twice as slow (measured: ~160 us -> ~350 us per write + fdatasync + head update, since
+ * a rename over an existing file makes ext4 flush the new file and journal the directory). The
+ * in-place update is still atomic where it matters: the head is a fixed 128-byte record at
+ * offset 0 (padded with spaces, which JSON allows), written by one pwrite that never changes the
+ * file's size, inside one 512-byte sector, which disks write whole (PostgreSQL relies on the
+ * same for pg_control). Readers take a shared flock on the log while reading the head, so they
+ * never see a half-done update.
  */
 #include "audit/audit.h"
 
@@ -63,6 +70,7 @@
 #define HASH_SUFFIX_LEN (HASH_KEY_LEN + HASH_HEX + 2) /* ,"hash":"<hex>"} */
 #define RECORD_MAX      (1u << 20)                    /* a writer's limit on one line */
 #define LINE_MAX_READ   (16u << 20)                   /* a reader's limit on one line */
+#define HEAD_SIZE       128                           /* the head file's fixed size */
 #define ZERO_HASH       "0000000000000000000000000000000000000000000000000000000000000000"
 
 static const char *const reserved_keys[] = { "seq", "ts", "prev", "hash" };
@@ -317,7 +325,6 @@ struct audit_req {
 struct audit_log {
     char *path;
     char *head_path;
-    char *head_tmp;
     int fd;
 
     pthread_mutex_t mu; /* guards the queue, `leader` and stats */
@@ -383,8 +390,6 @@ struct audit_log *audit_open(const char *path, struct err *e)
     log->path = xstrdup(path);
     buf_addf(&b, "%s.head", path);
     log->head_path = buf_detach(&b, NULL);
-    buf_addf(&b, "%s.head.tmp", path);
-    log->head_tmp = buf_detach(&b, NULL);
     pthread_mutex_init(&log->mu, NULL);
     pthread_cond_init(&log->cv, NULL);
     log->queue_tail = &log->queue;
@@ -413,7 +418,6 @@ void audit_close(struct audit_log *log)
     buf_release(&log->scratch);
     xfree(log->path);
     xfree(log->head_path);
-    xfree(log->head_tmp);
     xfree(log);
 }
 
@@ -643,23 +647,28 @@ static int tail_load(struct audit_log *log, off_t size, struct err *e)
     return 0;
 }
 
-/* Rewrites PATH.head; see the top of the file for why there is no fsync. Failure is logged, not
- * returned: the records are durable already and the head file is only a tripwire. */
+/* Rewrites PATH.head in place; see the top of the file for why there is neither a rename nor an
+ * fsync. Failure is logged, not returned: the records are durable already and the head file is
+ * only a tripwire. */
 static void head_write(struct audit_log *log)
 {
-    char text[128];
+    char text[HEAD_SIZE + 1];
     struct err e = ERR_INIT;
-    int n = snprintf(text, sizeof(text), "{\"seq\":%" PRIu64 ",\"hash\":\"%s\"}\n", log->tail_seq,
+    struct stat st;
+    int n = snprintf(text, sizeof(text), "{\"seq\":%" PRIu64 ",\"hash\":\"%s\"}", log->tail_seq,
                      log->tail_hash);
-    int fd = open(log->head_tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640);
-    if (fd < 0 || write_full(fd, text, (size_t)n) != 0) {
-        err_errno(&e, ERRC_UNAVAILABLE, "cannot write '%s'", log->head_tmp);
+    BUG_ON(n < 0 || n >= HEAD_SIZE);
+    memset(text + n, ' ', HEAD_SIZE - 1 - (size_t)n);
+    text[HEAD_SIZE - 1] = '\n';
+    int fd = open(log->head_path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
+    if (fd < 0) {
+        err_errno(&e, ERRC_UNAVAILABLE, "cannot open '%s'", log->head_path);
+    } else if (pwrite(fd, text, HEAD_SIZE, 0) != HEAD_SIZE ||
+               (fstat(fd, &st) == 0 && st.st_size != HEAD_SIZE && ftruncate(fd, HEAD_SIZE) != 0)) {
+        err_errno(&e, ERRC_UNAVAILABLE, "cannot write '%s'", log->head_path);
     }
     if (fd >= 0 && close(fd) != 0) {
-        err_errno(&e, ERRC_UNAVAILABLE, "cannot write '%s'", log->head_tmp);
-    }
-    if (e.code == ERRC_OK && rename(log->head_tmp, log->head_path) != 0) {
-        err_errno(&e, ERRC_UNAVAILABLE, "cannot rename to '%s'", log->head_path);
+        err_errno(&e, ERRC_UNAVAILABLE, "cannot write '%s'", log->head_path);
     }
     if (e.code != ERRC_OK) {
         log_warn("audit log '%s': head file not updated: %s", log->path, e.msg);
@@ -700,9 +709,9 @@ static int line_build(struct audit_log *log, const struct audit_req *r, size_t i
     return 0;
 }
 
-static int lock_file(int fd)
+static int lock_file(int fd, int how)
 {
-    while (flock(fd, LOCK_EX) != 0) {
+    while (flock(fd, how) != 0) {
         if (errno != EINTR) {
             return -1;
         }
@@ -722,7 +731,7 @@ static size_t commit_batch(struct audit_log *log, struct audit_req *batch)
     char prev[HASH_HEX + 1], ts[40];
     size_t need = 0, records = 0;
 
-    if (lock_file(log->fd) != 0) {
+    if (lock_file(log->fd, LOCK_EX) != 0) {
         err_errno(&e, ERRC_UNAVAILABLE, "cannot lock audit log '%s'", log->path);
         goto fail;
     }
@@ -1108,15 +1117,22 @@ int audit_verify(const char *path, bool check_head, struct audit_report *report_
     memset(&w, 0, sizeof(w));
     memset(report_out, 0, sizeof(*report_out));
     w.rep = report_out;
+    fd = open_for_reading(path, e);
+    if (fd < 0) {
+        goto out;
+    }
     if (check_head) {
+        /* writers update the head under an exclusive lock: read it under a shared one, and
+         * before the log, so the log read next is at least as long as the head says */
+        if (lock_file(fd, LOCK_SH) != 0) {
+            err_errno(e, ERRC_UNAVAILABLE, "cannot lock audit log '%s'", path);
+            goto out;
+        }
         buf_addf(&head_path, "%s.head", path);
         if (head_read(head_path.data, &w.head_present, &w.head_seq, w.head_hash, &herr) != 0) {
             head_bad = true;
         }
-    }
-    fd = open_for_reading(path, e);
-    if (fd < 0) {
-        goto out;
+        flock(fd, LOCK_UN);
     }
     if (hasher_init(&w.h, e) != 0 || walk_file(fd, &w, NULL, NULL, &fn_rc, e) != 0) {
         goto out;
