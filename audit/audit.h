@@ -80,8 +80,10 @@ int audit_verify(const char *path, bool check_head, struct audit_report *report,
                  struct err *e) ATTR_WUR;
 
 /* Calls fn for every record in order after checking its hash and link; stops at the first
- * problem (-1, ERRC_INVALID naming the line; a seq jump is final here, and an incomplete last
- * line left by a crash is a problem too) or when fn returns non-zero (that value is returned).
+ * problem (-1, ERRC_INVALID naming the line; a seq jump is final here) or when fn returns
+ * non-zero (that value is returned). An incomplete last line is skipped with a warning: it is
+ * what a writer that crashed mid-write leaves, its records were never acknowledged, and the
+ * next writer cuts it (audit_verify reports it). No head file check: run audit_verify for that.
  * rec is the whole line (seq, ts, prev and hash included), borrowed for the call. */
 typedef int audit_record_fn(void *arg, json_t *rec, uint64_t line);
 int audit_foreach(const char *path, audit_record_fn *fn, void *arg, struct err *e) ATTR_WUR;

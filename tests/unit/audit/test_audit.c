@@ -483,8 +483,7 @@ static const struct tamper_case tamper_cases[] = {
     { "duplicate a line", M_DUP, 4, 0, NULL, AUDIT_REORDERED, 5, "line 5: duplicate (seq 4 again)",
       false, NULL },
     { "truncate mid-line", M_CUT_MID, 0, 0, NULL, AUDIT_TRUNCATED, 20,
-      "line 20: truncated (incomplete last line)", false,
-      "line 20: truncated (incomplete last line)" },
+      "line 20: truncated (incomplete last line)", false, NULL },
     { "truncate whole lines", M_CUT_END, 2, 0, NULL, AUDIT_TRUNCATED, 19,
       "log ends at seq 18 but the head file records seq 20: lines were removed from the end", false,
       NULL },
@@ -564,8 +563,17 @@ static int apply_mutation(const struct tamper_case *tc, const char *path, struct
     return lines_write(path, l, -1);
 }
 
+static int count_fn(void *arg, json_t *rec, uint64_t line)
+{
+    (void)rec;
+    (void)line;
+    ++*(uint64_t *)arg;
+    return 0;
+}
+
 static int test_tampering(void)
 {
+    uint64_t count = 0;
     int rc = 0;
     struct err e = ERR_INIT;
     struct audit_report rep;
@@ -604,6 +612,12 @@ static int test_tampering(void)
         }
     }
     tc = NULL;
+    /* replay skips a crash's incomplete last line: those records were never acknowledged */
+    CHECK_OK(make_log(path, 20, &e), &e);
+    CHECK_INT_EQ(lines_read(path, &l), 0);
+    CHECK_INT_EQ(lines_write(path, &l, 40), 0);
+    CHECK_OK(audit_foreach(path, count_fn, &count, &e), &e);
+    CHECK_INT_EQ(count, 19);
     /* without the head file check, whole-line truncation at the end is invisible */
     CHECK_OK(make_log(path, 20, &e), &e);
     CHECK_INT_EQ(lines_read(path, &l), 0);
