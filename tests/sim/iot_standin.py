@@ -169,7 +169,7 @@ class Model:
                 return bad("be a structure")
             for req in shape.required_members:
                 if value.get(req) is None:
-                    errs.append(f"Value null at '{where}.{req}' failed to satisfy constraint: "
+                    errs.append(f"Value null at '{where + '.' if where else ''}{req}' failed to satisfy constraint: "
                                 f"Member must not be null")
             for k, v in value.items():
                 if k in shape.members and v is not None:
