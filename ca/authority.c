@@ -152,12 +152,11 @@ static int subject_parse(const char *s, X509_NAME **out, struct err *e)
         if (nid == NID_countryName &&
             (strlen(eq + 1) != 2 || !name_char(eq[1], true) || !name_char(eq[2], true) ||
              (eq[1] >= '0' && eq[1] <= '9') || (eq[2] >= '0' && eq[2] <= '9'))) {
-            err_set(e, ERRC_INVALID, "bad subject part '%.80s': C must be two letters",
-                    part.data);
+            err_set(e, ERRC_INVALID, "bad subject part '%.80s': C must be two letters", part.data);
             goto out;
         }
-        if (X509_NAME_add_entry_by_NID(n, nid, MBSTRING_UTF8, (const unsigned char *)(eq + 1),
-                                       -1, -1, 0) != 1) {
+        if (X509_NAME_add_entry_by_NID(n, nid, MBSTRING_UTF8, (const unsigned char *)(eq + 1), -1,
+                                       -1, 0) != 1) {
             err_openssl(e, ERRC_INVALID, "bad subject part '%.80s': value not allowed (too long?)",
                         part.data);
             goto out;
@@ -223,8 +222,8 @@ static void serial_hex(X509 *x, struct buf *out)
     BN_free(bn);
 }
 
-static int write_pem(const char *path, int (*wr)(BIO *, const void *), const void *obj,
-                     mode_t mode, bool excl, struct err *e)
+static int write_pem(const char *path, int (*wr)(BIO *, const void *), const void *obj, mode_t mode,
+                     bool excl, struct err *e)
 {
     BIO *bio = BIO_new(BIO_s_mem());
     char *data = NULL;
@@ -322,12 +321,12 @@ static void remove_dir(const char *dir)
     buf_release(&p);
 }
 
-static int add_ext(STACK_OF(X509_EXTENSION) *sk, X509 *x, X509V3_CTX *ctx, int nid,
+static int add_ext(STACK_OF(X509_EXTENSION) * sk, X509 *x, X509V3_CTX *ctx, int nid,
                    const char *value, struct err *e)
 {
     X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, ctx, nid, value);
-    int ok = ext != NULL && (x != NULL ? X509_add_ext(x, ext, -1) == 1
-                                       : sk_X509_EXTENSION_push(sk, ext) > 0);
+    int ok = ext != NULL &&
+             (x != NULL ? X509_add_ext(x, ext, -1) == 1 : sk_X509_EXTENSION_push(sk, ext) > 0);
     if (!ok) {
         X509_EXTENSION_free(ext);
         return err_openssl(e, ERRC_INTERNAL, "cannot add extension %s", OBJ_nid2sn(nid));
@@ -372,9 +371,9 @@ out:
 
 struct cert_params {
     const X509_NAME *subject;
-    EVP_PKEY *pub;      /* the new CA's key */
-    X509 *issuer;       /* NULL: self-signed */
-    EVP_PKEY *signer;   /* the issuer's private key (or the CA's own) */
+    EVP_PKEY *pub;    /* the new CA's key */
+    X509 *issuer;     /* NULL: self-signed */
+    EVP_PKEY *signer; /* the issuer's private key (or the CA's own) */
     enum ca_key_type signer_type;
     time_t not_before, not_after;
     int pathlen;
@@ -418,8 +417,7 @@ fail:
     return NULL;
 }
 
-static X509_REQ *csr_build(const X509_NAME *subject, struct ca_key *key, int pathlen,
-                           struct err *e)
+static X509_REQ *csr_build(const X509_NAME *subject, struct ca_key *key, int pathlen, struct err *e)
 {
     X509_REQ *r = X509_REQ_new();
     STACK_OF(X509_EXTENSION) *exts = sk_X509_EXTENSION_new_null();
@@ -564,8 +562,8 @@ struct ca_authority *ca_authority_load(const char *datadir, const char *name, st
     a = xcalloc(1, sizeof(*a));
     a->name = xstrdup(name);
     if (key_uri == NULL || ca_key_type_parse(key_type, &a->key_type) != 0 ||
-        status_parse(status, &a->status) != 0 || (parent && !json_is_null(parent) &&
-                                                  !json_is_string(parent))) {
+        status_parse(status, &a->status) != 0 ||
+        (parent && !json_is_null(parent) && !json_is_string(parent))) {
         err_set(e, ERRC_INTERNAL, "ca.json of CA '%s' lacks key_uri, key_type, status or parent",
                 name);
         goto fail;
@@ -582,8 +580,8 @@ struct ca_authority *ca_authority_load(const char *datadir, const char *name, st
         }
         fingerprint_of(a->cert, fpc);
         if (fp == NULL || strcmp(fp, fpc) != 0) {
-            err_set(e, ERRC_INTERNAL, "cert.pem of CA '%s' does not match the fingerprint in ca.json",
-                    name);
+            err_set(e, ERRC_INTERNAL,
+                    "cert.pem of CA '%s' does not match the fingerprint in ca.json", name);
             goto fail;
         }
         memcpy(a->fingerprint, fpc, sizeof(fpc));
@@ -732,8 +730,7 @@ int ca_authority_init(const char *datadir, const struct ca_init_opts *o, struct 
         goto out;
     }
     not_after = now + (time_t)o->days * 86400;
-    if (parent != NULL && time_of(X509_get0_notAfter(parent->cert), &pna) == 0 &&
-        pna < not_after) {
+    if (parent != NULL && time_of(X509_get0_notAfter(parent->cert), &pna) == 0 && pna < not_after) {
         not_after = pna;
     }
 
@@ -856,8 +853,7 @@ out:
     return rc;
 }
 
-int ca_authority_import(const char *datadir, const char *name, const char *cert_path,
-                        struct err *e)
+int ca_authority_import(const char *datadir, const char *name, const char *cert_path, struct err *e)
 {
     struct ca_authority *a = NULL;
     struct buf path = BUF_INIT;
@@ -1044,8 +1040,8 @@ int ca_authority_chain_pem(const char *datadir, const struct ca_authority *a, st
             break;
         }
         if (depth + 1 >= CA_CHAIN_MAX) {
-            err_set(e, ERRC_INTERNAL, "the chain of CA '%s' is longer than %d (a loop?)",
-                    a->name, CA_CHAIN_MAX);
+            err_set(e, ERRC_INTERNAL, "the chain of CA '%s' is longer than %d (a loop?)", a->name,
+                    CA_CHAIN_MAX);
             goto out;
         }
         struct ca_authority *next = ca_authority_load(datadir, at->parent, e);

@@ -16,12 +16,12 @@
  */
 #include "ca/key.h"
 
+#include <errno.h>
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/pkcs12.h>
 #include <openssl/x509.h>
-#include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -123,8 +123,7 @@ static EVP_PKEY *keygen(enum ca_key_type t, struct err *e)
     return pk;
 }
 
-static struct ca_key *key_wrap(const char *uri, EVP_PKEY *pk, bool hsm, void *engine,
-                               struct err *e)
+static struct ca_key *key_wrap(const char *uri, EVP_PKEY *pk, bool hsm, void *engine, struct err *e)
 {
     enum ca_key_type t;
     if (ca_key_type_of(pk, &t, e) != 0) {
@@ -150,9 +149,8 @@ static int check_passphrase(const char *uri, const char *pass, struct err *e)
         return err_set(e, ERRC_INVALID, "an empty passphrase is refused for key '%s'", uri);
     }
     if (strlen(pass) < KEY_PASSPHRASE_MIN) {
-        return err_set(e, ERRC_INVALID,
-                       "the passphrase for key '%s' is shorter than %d characters", uri,
-                       KEY_PASSPHRASE_MIN);
+        return err_set(e, ERRC_INVALID, "the passphrase for key '%s' is shorter than %d characters",
+                       uri, KEY_PASSPHRASE_MIN);
     }
     return 0;
 }

@@ -67,8 +67,18 @@ struct p11_uri {
     struct buf shown_q; /* its query part while parsing */
 };
 
-enum p11_field { F_TOKEN, F_OBJECT, F_SERIAL, F_MANUFACTURER, F_MODEL, F_TYPE, F_ID, F_PIN_VALUE,
-                 F_PIN_SOURCE, F_MODULE_PATH };
+enum p11_field {
+    F_TOKEN,
+    F_OBJECT,
+    F_SERIAL,
+    F_MANUFACTURER,
+    F_MODEL,
+    F_TYPE,
+    F_ID,
+    F_PIN_VALUE,
+    F_PIN_SOURCE,
+    F_MODULE_PATH
+};
 
 static const struct {
     const char *name;
@@ -184,15 +194,33 @@ static int uri_attr(struct p11_uri *u, const char *a, size_t alen, bool query, s
         goto out;
     }
     switch (p11_attrs[i].field) {
-    case F_TOKEN: dst = &u->token; break;
-    case F_OBJECT: dst = &u->object; break;
-    case F_SERIAL: dst = &u->serial; break;
-    case F_MANUFACTURER: dst = &u->manufacturer; break;
-    case F_MODEL: dst = &u->model; break;
-    case F_TYPE: dst = &u->type; break;
-    case F_PIN_VALUE: dst = &u->pin_value; break;
-    case F_PIN_SOURCE: dst = &u->pin_source; break;
-    case F_MODULE_PATH: dst = &u->module_path; break;
+    case F_TOKEN:
+        dst = &u->token;
+        break;
+    case F_OBJECT:
+        dst = &u->object;
+        break;
+    case F_SERIAL:
+        dst = &u->serial;
+        break;
+    case F_MANUFACTURER:
+        dst = &u->manufacturer;
+        break;
+    case F_MODEL:
+        dst = &u->model;
+        break;
+    case F_TYPE:
+        dst = &u->type;
+        break;
+    case F_PIN_VALUE:
+        dst = &u->pin_value;
+        break;
+    case F_PIN_SOURCE:
+        dst = &u->pin_source;
+        break;
+    case F_MODULE_PATH:
+        dst = &u->module_path;
+        break;
     case F_ID:
         if (u->has_id || val.len == 0 || val.len > P11_ID_MAX) {
             err_set(e, ERRC_INVALID, "PKCS#11 URI id must be 1 to %d bytes, given once",
@@ -293,8 +321,8 @@ static int get_pin(const struct p11_uri *u, const struct ca_key_opts *o, struct 
     if (u->pin_value != NULL) {
         buf_addstr(pin, u->pin_value);
     } else if (u->pin_source != NULL) {
-        const char *path = str_has_prefix(u->pin_source, "file:") ? u->pin_source + 5
-                                                                  : u->pin_source;
+        const char *path =
+            str_has_prefix(u->pin_source, "file:") ? u->pin_source + 5 : u->pin_source;
         struct stat st;
         if (stat(path, &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
             return err_set(e, ERRC_DENIED,
@@ -303,7 +331,8 @@ static int get_pin(const struct p11_uri *u, const struct ca_key_opts *o, struct 
         if (file_read_all(path, P11_PIN_MAX, pin, e) != 0) {
             return err_prefix(e, "PIN source of '%s'", u->shown.data);
         }
-        while (pin->len > 0 && (pin->data[pin->len - 1] == '\n' || pin->data[pin->len - 1] == '\r')) {
+        while (pin->len > 0 &&
+               (pin->data[pin->len - 1] == '\n' || pin->data[pin->len - 1] == '\r')) {
             pin->data[--pin->len] = '\0';
         }
     } else if (o != NULL && o->secret != NULL) {
@@ -340,8 +369,7 @@ struct p11 {
     CK_SESSION_HANDLE s;
 };
 
-static int ckr_fail(struct err *e, enum err_code code, CK_RV rv, const char *call,
-                    const char *uri)
+static int ckr_fail(struct err *e, enum err_code code, CK_RV rv, const char *call, const char *uri)
 {
     err_set(e, code, "PKCS#11 %s failed for '%s' (CKR 0x%lx)", call, uri, (unsigned long)rv);
     return -1;
@@ -420,7 +448,8 @@ static void pin_remember(const char *tok, const char *pin)
 {
     size_t slot = PIN_SEEN_MAX;
     for (size_t i = 0; i < PIN_SEEN_MAX; i++) {
-        if (strcmp(pin_seen[i].token, tok) == 0 || (slot == PIN_SEEN_MAX && !pin_seen[i].token[0])) {
+        if (strcmp(pin_seen[i].token, tok) == 0 ||
+            (slot == PIN_SEEN_MAX && !pin_seen[i].token[0])) {
             slot = i;
             if (pin_seen[i].token[0]) {
                 break;
@@ -554,7 +583,10 @@ static const CK_BYTE oid_p256[] = { 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x
 static const CK_BYTE oid_p384[] = { 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22 };
 static const CK_BYTE rsa_f4[] = { 0x01, 0x00, 0x01 };
 
-#define ATTR(type, ptr, len) { (type), (void *)(uintptr_t)(ptr), (CK_ULONG)(len) }
+#define ATTR(type, ptr, len)                              \
+    {                                                     \
+        (type), (void *)(uintptr_t)(ptr), (CK_ULONG)(len) \
+    }
 
 /* Checks that neither the label nor the id is taken, then generates the pair. */
 static int generate_pair(struct p11 *p, enum ca_key_type t, struct p11_uri *u, struct err *e)
@@ -575,8 +607,8 @@ static int generate_pair(struct p11 *p, enum ca_key_type t, struct p11_uri *u, s
         return -1;
     }
     if (count > 0) {
-        return err_set(e, ERRC_CONFLICT, "token '%s' already has an object labelled '%s'",
-                       u->token, u->object);
+        return err_set(e, ERRC_CONFLICT, "token '%s' already has an object labelled '%s'", u->token,
+                       u->object);
     }
     if (u->has_id) {
         if (p11_count(p, by_id, ARRAY_LEN(by_id), &count, u->shown.data, e) != 0) {
@@ -605,12 +637,9 @@ static int generate_pair(struct p11 *p, enum ca_key_type t, struct p11_uri *u, s
         ATTR(CKA_PUBLIC_EXPONENT, rsa_f4, sizeof(rsa_f4)), /* RSA only: dropped for EC */
     };
     CK_ATTRIBUTE priv[] = {
-        ATTR(CKA_TOKEN, &yes, sizeof(yes)),
-        ATTR(CKA_PRIVATE, &yes, sizeof(yes)),
-        ATTR(CKA_SENSITIVE, &yes, sizeof(yes)),
-        ATTR(CKA_EXTRACTABLE, &no, sizeof(no)),
-        ATTR(CKA_SIGN, &yes, sizeof(yes)),
-        ATTR(CKA_LABEL, u->object, strlen(u->object)),
+        ATTR(CKA_TOKEN, &yes, sizeof(yes)),     ATTR(CKA_PRIVATE, &yes, sizeof(yes)),
+        ATTR(CKA_SENSITIVE, &yes, sizeof(yes)), ATTR(CKA_EXTRACTABLE, &no, sizeof(no)),
+        ATTR(CKA_SIGN, &yes, sizeof(yes)),      ATTR(CKA_LABEL, u->object, strlen(u->object)),
         ATTR(CKA_ID, u->id, u->idlen),
     };
     CK_ULONG npub = ec ? ARRAY_LEN(pub) - 1 : ARRAY_LEN(pub);
@@ -637,8 +666,7 @@ int ca_key_pkcs11_generate(enum ca_key_type t, const char *uri, const struct ca_
         return -1;
     }
     if (u.object == NULL) {
-        err_set(e, ERRC_INVALID, "PKCS#11 URI '%s' needs object= to label a new key",
-                u.shown.data);
+        err_set(e, ERRC_INVALID, "PKCS#11 URI '%s' needs object= to label a new key", u.shown.data);
         goto out;
     }
     if (get_pin(&u, o, &pin, e) != 0 ||

@@ -183,9 +183,10 @@ static int flow(enum ca_key_type t, const char *dname)
     CHECK(text_has(dd, "root", "X509v3 Subject Key Identifier") == 0);
     CHECK(text_has(dd, "root", "Authority Key Identifier") != 0);
     CHECK(text_has(dd, "root", "O = Acme/Labs") == 0);
-    CHECK(text_has(dd, "root", t == CA_KEY_EC_P384 ? "ecdsa-with-SHA384"
-                               : t <= CA_KEY_EC_P384 ? "ecdsa-with-SHA256"
-                                                     : "sha256WithRSAEncryption") == 0);
+    CHECK(text_has(dd, "root",
+                   t == CA_KEY_EC_P384   ? "ecdsa-with-SHA384"
+                   : t <= CA_KEY_EC_P384 ? "ecdsa-with-SHA256"
+                                         : "sha256WithRSAEncryption") == 0);
     /* positive 16-byte serial */
     CHECK_INT_EQ(ASN1_STRING_length(X509_get0_serialNumber(root->cert)), 16);
     CHECK(ASN1_STRING_type(X509_get0_serialNumber(root->cert)) == V_ASN1_INTEGER);
@@ -216,9 +217,10 @@ static int flow(enum ca_key_type t, const char *dname)
     CHECK(tt_sh("test $(grep -c 'BEGIN CERTIFICATE' '%s/inter-chain.pem') = 2", dd) == 0);
     CHECK(text_has(dd, "inter", "Authority Key Identifier") == 0);
     CHECK(text_has(dd, "inter", "CA:TRUE, pathlen:0") == 0);
-    CHECK(text_has(dd, "inter", t == CA_KEY_EC_P384 ? "ecdsa-with-SHA384"
-                                : t <= CA_KEY_EC_P384 ? "ecdsa-with-SHA256"
-                                                      : "sha256WithRSAEncryption") == 0);
+    CHECK(text_has(dd, "inter",
+                   t == CA_KEY_EC_P384   ? "ecdsa-with-SHA384"
+                   : t <= CA_KEY_EC_P384 ? "ecdsa-with-SHA256"
+                                         : "sha256WithRSAEncryption") == 0);
 
     /* inter has pathlen 0: it cannot sign a CA, and nothing is left behind */
     o = opts("third", t, "inter");
@@ -328,7 +330,13 @@ out:
 
 static int t_bad_inputs(void)
 {
-    static const char *const bad_names[] = { "", "-x", ".hidden", "a/b", "..", "a b", "é",
+    static const char *const bad_names[] = { "",
+                                             "-x",
+                                             ".hidden",
+                                             "a/b",
+                                             "..",
+                                             "a b",
+                                             "é",
                                              "0123456789012345678901234567890123456789012345678"
                                              "901234567890123456789" };
     static const struct {

@@ -465,8 +465,8 @@ static int t_pkcs11_refusals(void)
     CHECK_INT_EQ(e.code, ERRC_CONFLICT);
     CHECK_STR_CONTAINS(e.msg, "already has an object labelled 'dup'");
     err_clear(&e);
-    CHECK(ca_key_generate(CA_KEY_EC_P256, "pkcs11:token=" TOKEN ";object=dup2;id=%01%02", &o,
-                          &e) == NULL);
+    CHECK(ca_key_generate(CA_KEY_EC_P256, "pkcs11:token=" TOKEN ";object=dup2;id=%01%02", &o, &e) ==
+          NULL);
     CHECK_INT_EQ(e.code, ERRC_CONFLICT);
     CHECK_STR_CONTAINS(e.msg, "with this id");
     err_clear(&e);
@@ -485,8 +485,7 @@ static int t_pkcs11_refusals(void)
     CHECK_INT_EQ(e.code, ERRC_DENIED);
     CHECK_STR_EQ(e.msg, "wrong PIN for key 'pkcs11:token=" TOKEN ";object=dup'");
     err_clear(&e);
-    CHECK(ca_key_generate(CA_KEY_EC_P256, "pkcs11:token=" TOKEN ";object=nopin", &bad, &e) ==
-          NULL);
+    CHECK(ca_key_generate(CA_KEY_EC_P256, "pkcs11:token=" TOKEN ";object=nopin", &bad, &e) == NULL);
     CHECK_INT_EQ(e.code, ERRC_DENIED);
     err_clear(&e);
 
