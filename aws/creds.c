@@ -1112,7 +1112,7 @@ const char *aws_creds_next_name(enum aws_creds_next next)
     case AWS_CREDS_FETCH_CONTAINER:
         return "container endpoint";
     case AWS_CREDS_FETCH_IMDS:
-        return "EC2 instance metadata";
+        return "EC2 IMDS";
     }
     return "?";
 }
@@ -1277,11 +1277,11 @@ static const char *unconfigured_reason(enum aws_creds_next s)
 {
     switch (s) {
     case AWS_CREDS_FETCH_WEB_IDENTITY:
-        return "AWS_WEB_IDENTITY_TOKEN_FILE unset";
+        return "not configured";
     case AWS_CREDS_FETCH_CONTAINER:
-        return "AWS_CONTAINER_CREDENTIALS_*_URI unset";
+        return "not configured";
     case AWS_CREDS_FETCH_IMDS:
-        return "AWS_EC2_METADATA_DISABLED";
+        return "disabled";
     case AWS_CREDS_READY:
         break;
     }

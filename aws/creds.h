@@ -7,7 +7,10 @@
  * (struct aws_chain), and parses the bodies it gets back (aws_creds_parse_json,
  * aws_creds_parse_sts_xml). When the last source fails, the error names every source tried:
  *   no AWS credentials: environment (AWS_ACCESS_KEY_ID unset), shared credentials file
- *   /root/.aws/credentials (not found), ...
+ *   ~/.aws/credentials (not found), config file ~/.aws/config (not found), web identity (not
+ *   configured), container endpoint (not configured), EC2 IMDS (timeout after 1 s)
+ * err.msg holds 255 bytes, so with long override paths the message is cut; err.detail always
+ * carries the whole list.
  *
  * Environments are passed explicitly as a NULL-terminated "NAME=value" array (tests build their
  * own); NULL means the process environment. Files are read with a size cap (1 MiB); a file that
@@ -196,7 +199,7 @@ int aws_chain_start(struct aws_chain *ch, const struct aws_config *cfg, const ch
 int aws_chain_failed(struct aws_chain *ch, const char *reason, struct err *e) ATTR_WUR;
 /* The network source ch->next produced creds: takes them (creds is left empty), next = READY. */
 void aws_chain_fetched(struct aws_chain *ch, struct aws_creds *creds);
-/* "environment", "shared credentials file", ...: the name used in messages. */
+/* "web identity", "container endpoint", "EC2 IMDS": the name used in messages. */
 const char *aws_creds_next_name(enum aws_creds_next next);
 
 #endif
