@@ -40,18 +40,23 @@ struct ca_key_opts {
 
 struct ca_key;
 
-/* Generates a key of type t at uri. file: refuses to overwrite an existing file (ERRC_CONFLICT);
- * pkcs11: refuses an object label/id that already exists in the token. */
+/* Generates a key of type t at uri and returns it loaded. file: needs a passphrase of at least 8
+ * characters (ERRC_INVALID) and refuses to overwrite an existing file (ERRC_CONFLICT); the
+ * directory must exist. pkcs11: needs token= and object= (the label; id= optional, random when
+ * absent) and refuses an object label/id that already exists in the token (ERRC_CONFLICT). */
 struct ca_key *ca_key_generate(enum ca_key_type t, const char *uri, const struct ca_key_opts *o,
                                struct err *e) ATTR_WUR;
 /* Loads a key. Wrong passphrase or PIN: ERRC_DENIED naming the URI; unreadable or
- * group/world-accessible file: ERRC_DENIED; missing: ERRC_NOT_FOUND. */
+ * group/world-accessible file: ERRC_DENIED; missing file, token or object: ERRC_NOT_FOUND;
+ * no passphrase/PIN, unencrypted or damaged key file, bad URI: ERRC_INVALID; PKCS#11 module or
+ * engine not loadable: ERRC_UNAVAILABLE. The OpenSSL error queue is left empty on failure. */
 struct ca_key *ca_key_load(const char *uri, const struct ca_key_opts *o, struct err *e) ATTR_WUR;
 void ca_key_free(struct ca_key *k);
 
 /* Borrowed; valid until ca_key_free. Signs with EVP_DigestSign / EVP_PKEY_sign. */
 EVP_PKEY *ca_key_pkey(const struct ca_key *k);
 enum ca_key_type ca_key_type(const struct ca_key *k);
+/* The URI as given, minus any pin-value (safe to store in ca.json and to print). */
 const char *ca_key_uri(const struct ca_key *k);
 /* True for keys in a token: signing may need serialising (see ca/issue.c). */
 bool ca_key_is_hsm(const struct ca_key *k);
