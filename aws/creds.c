@@ -31,12 +31,12 @@
 #include "core/mem.h"
 #include "core/util.h"
 
-#define FILE_MAX    (1u << 20)
-#define BODY_MAX    (64u * 1024)
-#define XML_DEPTH   16
-#define ECS_BASE    "http://169.254.170.2"
-#define IMDS_V4     "http://169.254.169.254"
-#define IMDS_V6     "http://[fd00:ec2::254]"
+#define FILE_MAX  (1u << 20)
+#define BODY_MAX  (64u * 1024)
+#define XML_DEPTH 16
+#define ECS_BASE  "http://169.254.170.2"
+#define IMDS_V4   "http://169.254.169.254"
+#define IMDS_V6   "http://[fd00:ec2::254]"
 
 static void xfree_cleanse(char *s)
 {
@@ -98,12 +98,16 @@ int aws_creds_set(struct aws_creds *c, const char *access_key_id, const char *se
     }
     if (!cred_chars_ok(access_key_id) || strchr(access_key_id, '/') != NULL ||
         strchr(access_key_id, ',') != NULL) {
-        return err_set(e, ERRC_INVALID, "%s: access key id contains a space, control character, "
-                       "'/' or ','", source);
+        return err_set(e, ERRC_INVALID,
+                       "%s: access key id contains a space, control character, "
+                       "'/' or ','",
+                       source);
     }
     if (!cred_chars_ok(secret)) {
-        return err_set(e, ERRC_INVALID, "%s: secret access key contains a space or control "
-                       "character", source);
+        return err_set(e, ERRC_INVALID,
+                       "%s: secret access key contains a space or control "
+                       "character",
+                       source);
     }
     if (token != NULL && !cred_chars_ok(token)) {
         return err_set(e, ERRC_INVALID, "%s: session token contains a space or control character",
@@ -387,8 +391,8 @@ const char *aws_ini_profile_section(const struct aws_ini *ini, enum aws_file_kin
 
 /* ---- local sources ------------------------------------------------------------------------ */
 
-int aws_creds_from_env(const char *const *env, struct aws_creds *out, bool *found,
-                       struct buf *why, struct err *e)
+int aws_creds_from_env(const char *const *env, struct aws_creds *out, bool *found, struct buf *why,
+                       struct err *e)
 {
     const char *ak = env_val(env, "AWS_ACCESS_KEY_ID");
     const char *sk = env_val(env, "AWS_SECRET_ACCESS_KEY");
@@ -403,18 +407,22 @@ int aws_creds_from_env(const char *const *env, struct aws_creds *out, bool *foun
         buf_addstr(why, sk != NULL ? "AWS_ACCESS_KEY_ID unset but AWS_SECRET_ACCESS_KEY set"
                                    : "AWS_ACCESS_KEY_ID unset");
         if (sk != NULL) {
-            return err_set(e, ERRC_INVALID, "environment: AWS_SECRET_ACCESS_KEY is set but "
+            return err_set(e, ERRC_INVALID,
+                           "environment: AWS_SECRET_ACCESS_KEY is set but "
                            "AWS_ACCESS_KEY_ID is not");
         }
         return 0;
     }
     if (sk == NULL) {
-        return err_set(e, ERRC_INVALID, "environment: AWS_ACCESS_KEY_ID is set but "
+        return err_set(e, ERRC_INVALID,
+                       "environment: AWS_ACCESS_KEY_ID is set but "
                        "AWS_SECRET_ACCESS_KEY is not");
     }
     if (exp != NULL && aws_time_parse_iso8601(exp, &t) != 0) {
-        return err_set(e, ERRC_INVALID, "environment: AWS_CREDENTIAL_EXPIRATION '%.40s' is not "
-                       "an ISO 8601 UTC time", exp);
+        return err_set(e, ERRC_INVALID,
+                       "environment: AWS_CREDENTIAL_EXPIRATION '%.40s' is not "
+                       "an ISO 8601 UTC time",
+                       exp);
     }
     if (aws_creds_set(out, ak, sk, tok, t, "environment", e) != 0) {
         return -1;
@@ -456,12 +464,16 @@ int aws_creds_from_ini(const struct aws_ini *ini, enum aws_file_kind kind, const
         return 0;
     }
     if (ak == NULL || ak[0] == '\0') {
-        return err_set(e, ERRC_INVALID, "%s: profile '%s' has aws_secret_access_key but no "
-                       "aws_access_key_id", origin, profile);
+        return err_set(e, ERRC_INVALID,
+                       "%s: profile '%s' has aws_secret_access_key but no "
+                       "aws_access_key_id",
+                       origin, profile);
     }
     if (sk == NULL || sk[0] == '\0') {
-        return err_set(e, ERRC_INVALID, "%s: profile '%s' has aws_access_key_id but no "
-                       "aws_secret_access_key", origin, profile);
+        return err_set(e, ERRC_INVALID,
+                       "%s: profile '%s' has aws_access_key_id but no "
+                       "aws_secret_access_key",
+                       origin, profile);
     }
     snprintf(source, sizeof(source), "%s profile %s", origin, profile);
     if (aws_creds_set(out, ak, sk, tok, 0, source, e) != 0) {
@@ -586,8 +598,7 @@ int aws_creds_parse_json(const char *body, size_t len, const char *source, struc
         goto out;
     }
     if (aws_time_parse_iso8601(exp, &t) != 0) {
-        err_set(e, ERRC_INVALID, "%s: Expiration '%.40s' is not an ISO 8601 UTC time", source,
-                exp);
+        err_set(e, ERRC_INVALID, "%s: Expiration '%.40s' is not an ISO 8601 UTC time", source, exp);
         goto out;
     }
     rc = aws_creds_set(out, ak, sk, tok, t, source, e);
@@ -598,23 +609,28 @@ out:
 
 /* ---- STS XML ------------------------------------------------------------------------------- */
 
-enum sts_field { F_AK, F_SK, F_TOKEN, F_EXP, F_ERR_CODE, F_ERR_MSG, F__COUNT };
+enum sts_field {
+    F_AK,
+    F_SK,
+    F_TOKEN,
+    F_EXP,
+    F_ERR_CODE,
+    F_ERR_MSG,
+    F__COUNT
+};
 
 /* Where each field lives, from the root; checklist: F__COUNT entries. */
-static const char *const sts_paths[F__COUNT] = {
-    "AssumeRoleWithWebIdentityResponse/AssumeRoleWithWebIdentityResult/Credentials/AccessKeyId",
+#define STS_CREDS_PATH \
     "AssumeRoleWithWebIdentityResponse/AssumeRoleWithWebIdentityResult/Credentials/"
-    "SecretAccessKey",
-    "AssumeRoleWithWebIdentityResponse/AssumeRoleWithWebIdentityResult/Credentials/SessionToken",
-    "AssumeRoleWithWebIdentityResponse/AssumeRoleWithWebIdentityResult/Credentials/Expiration",
-    "ErrorResponse/Error/Code",
-    "ErrorResponse/Error/Message",
+static const char *const sts_paths[F__COUNT] = {
+    STS_CREDS_PATH "AccessKeyId", STS_CREDS_PATH "SecretAccessKey", STS_CREDS_PATH "SessionToken",
+    STS_CREDS_PATH "Expiration",  "ErrorResponse/Error/Code",       "ErrorResponse/Error/Message",
 };
 
 static bool xml_name_char(char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '-' || c == '.' || c == ':';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-' || c == '.' || c == ':';
 }
 
 static void utf8_put(struct buf *b, unsigned long cp)
@@ -642,8 +658,9 @@ static int xml_text(const char *s, size_t n, struct buf *out)
     static const struct {
         const char *name;
         char c;
-    } ents[] = { { "lt;", '<' }, { "gt;", '>' }, { "amp;", '&' }, { "quot;", '"' },
-                 { "apos;", '\'' } };
+    } ents[] = {
+        { "lt;", '<' }, { "gt;", '>' }, { "amp;", '&' }, { "quot;", '"' }, { "apos;", '\'' }
+    };
     for (size_t i = 0; i < n; i++) {
         if (s[i] != '&') {
             buf_addch(out, s[i]);
@@ -659,10 +676,10 @@ static int xml_text(const char *s, size_t n, struct buf *out)
             ok = k < i + en - 1;
             for (; ok && k < i + en - 1; k++) {
                 char c = s[k];
-                int d = (c >= '0' && c <= '9')               ? c - '0'
-                        : hex && (c >= 'a' && c <= 'f')      ? c - 'a' + 10
-                        : hex && (c >= 'A' && c <= 'F')      ? c - 'A' + 10
-                                                             : -1;
+                int d = (c >= '0' && c <= '9')          ? c - '0'
+                        : hex && (c >= 'a' && c <= 'f') ? c - 'a' + 10
+                        : hex && (c >= 'A' && c <= 'F') ? c - 'A' + 10
+                                                        : -1;
                 if (d < 0 || cp > 0x10ffff) {
                     ok = false;
                     break;
@@ -731,8 +748,7 @@ struct xml_state {
     bool seen[F__COUNT];
 };
 
-static int xml_walk(const char *s, size_t n, const char *source, struct xml_state *x,
-                    struct err *e)
+static int xml_walk(const char *s, size_t n, const char *source, struct xml_state *x, struct err *e)
 {
     size_t i = 0;
     if (n >= 5 && memcmp(s, "<?xml", 5) == 0) {
@@ -835,8 +851,8 @@ static int xml_walk(const char *s, size_t n, const char *source, struct xml_stat
         }
         bool self_closing;
         size_t after = xml_skip_attrs(s, n, ne, &self_closing);
-        if (after == 0 || (ne < n && !is_space(s[ne]) && s[ne] != '\n' && s[ne] != '>' &&
-                           s[ne] != '/')) {
+        if (after == 0 ||
+            (ne < n && !is_space(s[ne]) && s[ne] != '\n' && s[ne] != '>' && s[ne] != '/')) {
             return err_set(e, ERRC_INVALID, "%s: malformed XML tag", source);
         }
         if (x->depth == 0) {
@@ -873,8 +889,8 @@ static int xml_walk(const char *s, size_t n, const char *source, struct xml_stat
     return 0;
 }
 
-int aws_creds_parse_sts_xml(const char *body, size_t len, const char *source,
-                            struct aws_creds *out, struct err *e)
+int aws_creds_parse_sts_xml(const char *body, size_t len, const char *source, struct aws_creds *out,
+                            struct err *e)
 {
     struct xml_state x;
     time_t t;
@@ -897,8 +913,7 @@ int aws_creds_parse_sts_xml(const char *body, size_t len, const char *source,
     }
     for (int f = F_AK; f <= F_EXP; f++) {
         if (!x.seen[f] || x.fields[f].len == 0) {
-            err_set(e, ERRC_INVALID, "%s: reply has no %s", source,
-                    strrchr(sts_paths[f], '/') + 1);
+            err_set(e, ERRC_INVALID, "%s: reply has no %s", source, strrchr(sts_paths[f], '/') + 1);
             goto out;
         }
     }
@@ -1009,8 +1024,11 @@ static int endpoint_check(const char *url, const char *what, struct err *e)
         unsigned char c = (unsigned char)*p;
         if (c <= 0x20 || c >= 0x7f || c == '?' || c == '#' || c == '@' || c == '\\') {
             return err_set(e, ERRC_INVALID, "%s: endpoint contains '%s'", what,
-                           c == '?' ? "?" : c == '#' ? "#" : c == '@' ? "@" :
-                           c == '\\' ? "\\" : "a space, control or non-ASCII byte");
+                           c == '?'    ? "?"
+                           : c == '#'  ? "#"
+                           : c == '@'  ? "@"
+                           : c == '\\' ? "\\"
+                                       : "a space, control or non-ASCII byte");
         }
     }
     return 0;
@@ -1044,8 +1062,8 @@ int aws_config_resolve(struct aws_config *cfg, const char *const *env, const cha
     sec = aws_ini_profile_section(cfg->config, AWS_FILE_CONFIG, cfg->profile);
     if (profile_env != NULL && sec == NULL &&
         aws_ini_profile_section(cfg->credentials, AWS_FILE_CREDENTIALS, cfg->profile) == NULL) {
-        err_set(e, ERRC_INVALID, "profile '%s' (AWS_PROFILE) is in neither %s nor %s",
-                cfg->profile, cfg->credentials_file ? cfg->credentials_file : "(no HOME)",
+        err_set(e, ERRC_INVALID, "profile '%s' (AWS_PROFILE) is in neither %s nor %s", cfg->profile,
+                cfg->credentials_file ? cfg->credentials_file : "(no HOME)",
                 cfg->config_file ? cfg->config_file : "(no HOME)");
         goto fail;
     }
@@ -1062,8 +1080,10 @@ int aws_config_resolve(struct aws_config *cfg, const char *const *env, const cha
         snprintf(cfg->region_source, sizeof(cfg->region_source), "config file %s profile %s",
                  cfg->config_file, cfg->profile);
     } else {
-        err_set(e, ERRC_INVALID, "no AWS region: AWS_REGION and AWS_DEFAULT_REGION unset, no "
-                "region for profile '%s' in %s", cfg->profile,
+        err_set(e, ERRC_INVALID,
+                "no AWS region: AWS_REGION and AWS_DEFAULT_REGION unset, no "
+                "region for profile '%s' in %s",
+                cfg->profile,
                 cfg->config_file != NULL ? cfg->config_file : "a config file (HOME unset)");
         goto fail;
     }
@@ -1197,7 +1217,8 @@ static int chain_network_config(struct aws_chain *ch, const struct aws_config *c
     }
     if (tf != NULL && tf[0] != '\0') {
         if (arn == NULL || arn[0] == '\0') {
-            return err_set(e, ERRC_INVALID, "web identity: a token file is configured but no "
+            return err_set(e, ERRC_INVALID,
+                           "web identity: a token file is configured but no "
                            "role ARN (AWS_ROLE_ARN or role_arn)");
         }
         set_str(&ch->web_identity_token_file, tf);
@@ -1208,7 +1229,8 @@ static int chain_network_config(struct aws_chain *ch, const struct aws_config *c
     if (rel != NULL) {
         struct buf b = BUF_INIT;
         if (rel[0] != '/') {
-            return err_set(e, ERRC_INVALID, "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI must start "
+            return err_set(e, ERRC_INVALID,
+                           "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI must start "
                            "with '/'");
         }
         buf_addf(&b, "%s%s", ECS_BASE, rel);
@@ -1222,7 +1244,8 @@ static int chain_network_config(struct aws_chain *ch, const struct aws_config *c
             return -1;
         }
         if (strncmp(full, "https://", 8) != 0 && !container_host_ok(full)) {
-            return err_set(e, ERRC_INVALID, "AWS_CONTAINER_CREDENTIALS_FULL_URI: plain http is "
+            return err_set(e, ERRC_INVALID,
+                           "AWS_CONTAINER_CREDENTIALS_FULL_URI: plain http is "
                            "allowed only to loopback, 169.254.170.2, 169.254.170.23 or "
                            "fd00:ec2::23");
         }
@@ -1233,7 +1256,8 @@ static int chain_network_config(struct aws_chain *ch, const struct aws_config *c
             set_str(&ch->container_auth_token_file, tokf);
         } else if (tok != NULL) {
             if (strpbrk(tok, "\r\n") != NULL) {
-                return err_set(e, ERRC_INVALID, "AWS_CONTAINER_AUTHORIZATION_TOKEN contains CR "
+                return err_set(e, ERRC_INVALID,
+                               "AWS_CONTAINER_AUTHORIZATION_TOKEN contains CR "
                                "or LF");
             }
             ch->container_auth_token = xstrdup(tok);
@@ -1251,7 +1275,8 @@ static int chain_network_config(struct aws_chain *ch, const struct aws_config *c
         } else if (mode == NULL || strcasecmp(mode, "IPv4") == 0) {
             ch->imds_endpoint = xstrdup(IMDS_V4);
         } else {
-            return err_set(e, ERRC_INVALID, "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE must be IPv4 "
+            return err_set(e, ERRC_INVALID,
+                           "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE must be IPv4 "
                            "or IPv6");
         }
     }
@@ -1302,8 +1327,7 @@ static int chain_nothing_left(struct aws_chain *ch, struct err *e)
 static int chain_select_from(struct aws_chain *ch, enum aws_creds_next s, struct err *e)
 {
     static const enum aws_creds_next order[] = { AWS_CREDS_FETCH_WEB_IDENTITY,
-                                                 AWS_CREDS_FETCH_CONTAINER,
-                                                 AWS_CREDS_FETCH_IMDS };
+                                                 AWS_CREDS_FETCH_CONTAINER, AWS_CREDS_FETCH_IMDS };
     bool started = false;
     for (size_t i = 0; i < ARRAY_LEN(order); i++) {
         started = started || order[i] == s;
@@ -1321,8 +1345,7 @@ static int chain_select_from(struct aws_chain *ch, enum aws_creds_next s, struct
 }
 
 /* "~/.aws/credentials" when it is the default under HOME, else the path. */
-static void file_label(const char *const *env, const char *path, const char *name,
-                       struct buf *out)
+static void file_label(const char *const *env, const char *path, const char *name, struct buf *out)
 {
     const char *home = env_val(env, "HOME");
     struct buf def = BUF_INIT;
@@ -1413,9 +1436,9 @@ int aws_chain_failed(struct aws_chain *ch, const char *reason, struct err *e)
         ch->next = AWS_CREDS_READY;
         return chain_nothing_left(ch, e);
     }
-    return chain_select_from(ch, cur == AWS_CREDS_FETCH_WEB_IDENTITY ? AWS_CREDS_FETCH_CONTAINER
-                                                                     : AWS_CREDS_FETCH_IMDS,
-                             e);
+    return chain_select_from(
+        ch, cur == AWS_CREDS_FETCH_WEB_IDENTITY ? AWS_CREDS_FETCH_CONTAINER : AWS_CREDS_FETCH_IMDS,
+        e);
 }
 
 void aws_chain_fetched(struct aws_chain *ch, struct aws_creds *creds)

@@ -46,8 +46,7 @@ void aws_creds_release(struct aws_creds *c);
  * unchanged on failure.
  */
 int aws_creds_set(struct aws_creds *c, const char *access_key_id, const char *secret,
-                  const char *token, time_t expiration, const char *source,
-                  struct err *e) ATTR_WUR;
+                  const char *token, time_t expiration, const char *source, struct err *e) ATTR_WUR;
 /* True when the credentials expire before now + margin (never for expiration 0). */
 bool aws_creds_expire_within(const struct aws_creds *c, time_t now, time_t margin);
 
@@ -85,8 +84,8 @@ const char *aws_ini_profile_section(const struct aws_ini *ini, enum aws_file_kin
  * a bad expiration, is an error (ERRC_INVALID), as in botocore (no fall-through on partial
  * credentials).
  */
-int aws_creds_from_env(const char *const *env, struct aws_creds *out, bool *found,
-                       struct buf *why, struct err *e) ATTR_WUR;
+int aws_creds_from_env(const char *const *env, struct aws_creds *out, bool *found, struct buf *why,
+                       struct err *e) ATTR_WUR;
 /*
  * Credentials (aws_access_key_id, aws_secret_access_key, aws_session_token) of profile in a
  * parsed file. *found is false, with "no profile 'p'" or "profile 'p' has no
@@ -112,8 +111,8 @@ int aws_creds_from_ini(const struct aws_ini *ini, enum aws_file_kind kind, const
  */
 int aws_creds_parse_json(const char *body, size_t len, const char *source, struct aws_creds *out,
                          struct err *e) ATTR_WUR;
-int aws_creds_parse_sts_xml(const char *body, size_t len, const char *source,
-                            struct aws_creds *out, struct err *e) ATTR_WUR;
+int aws_creds_parse_sts_xml(const char *body, size_t len, const char *source, struct aws_creds *out,
+                            struct err *e) ATTR_WUR;
 
 /* ISO 8601 UTC: YYYY-MM-DDTHH:MM:SS[.fraction](Z|+00:00|+HH:MM|-HH:MM); -1 when malformed. */
 int aws_time_parse_iso8601(const char *s, time_t *out) ATTR_WUR;

@@ -35,8 +35,17 @@
 /* Hop-by-hop and proxy-rewritten headers botocore never signs (auth.py
  * SIGNED_HEADERS_BLACKLIST); keep in sync with docs/aws-signing.md. */
 static const char *const unsigned_headers[] = {
-    "connection", "expect", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
-    "trailer", "transfer-encoding", "upgrade", "user-agent", "x-amzn-trace-id",
+    "connection",
+    "expect",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "user-agent",
+    "x-amzn-trace-id",
 };
 
 /* Headers the signer writes itself; a caller copy would be sent twice or disagree. */
@@ -59,8 +68,8 @@ struct chdr {
 
 static bool is_unreserved(unsigned char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '.' || c == '_' || c == '~';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_' || c == '~';
 }
 
 /* RFC 9110 §5.6.2 tchar */
@@ -202,8 +211,10 @@ static int canonical_uri(const char *path, unsigned flags, struct buf *out, stru
             return err_set(e, ERRC_INVALID, "request path: control character at offset %zu", i);
         }
         if (c == '?' || c == '#') {
-            return err_set(e, ERRC_INVALID, "request path: '%c' at offset %zu (pass the query "
-                           "separately)", c, i);
+            return err_set(e, ERRC_INVALID,
+                           "request path: '%c' at offset %zu (pass the query "
+                           "separately)",
+                           c, i);
         }
         if (c == '%' && (i + 2 >= len || hexval((unsigned char)path[i + 1]) < 0 ||
                          hexval((unsigned char)path[i + 2]) < 0)) {
@@ -366,9 +377,8 @@ static int check_header_value(const char *name, const char *v, struct err *e)
 }
 
 /* Collects the headers to sign into *hs (sorted), adding the signer's own. */
-static int collect_headers(const struct aws_sigv4_req *req, const char *amz_date,
-                           const char *token, const char *content_sha256, struct chdr **hs,
-                           size_t *nh, struct err *e)
+static int collect_headers(const struct aws_sigv4_req *req, const char *amz_date, const char *token,
+                           const char *content_sha256, struct chdr **hs, size_t *nh, struct err *e)
 {
     size_t cap = 0;
     int nhost = 0;
@@ -396,8 +406,10 @@ static int collect_headers(const struct aws_sigv4_req *req, const char *amz_date
             return -1;
         }
         if (in_list(lname, signer_headers, ARRAY_LEN(signer_headers))) {
-            return err_set(e, ERRC_INVALID, "header '%s' is added by the signer; remove it from "
-                           "the request headers", name);
+            return err_set(e, ERRC_INVALID,
+                           "header '%s' is added by the signer; remove it from "
+                           "the request headers",
+                           name);
         }
         if (in_list(lname, unsigned_headers, ARRAY_LEN(unsigned_headers))) {
             continue;
@@ -442,8 +454,8 @@ static int sha256_hex(const void *data, size_t len, char out[65], struct err *e)
     return 0;
 }
 
-static int hmac_sha256(EVP_MAC *mac, const uint8_t *key, size_t klen, const void *msg,
-                       size_t mlen, uint8_t out[SHA256_LEN], struct err *e)
+static int hmac_sha256(EVP_MAC *mac, const uint8_t *key, size_t klen, const void *msg, size_t mlen,
+                       uint8_t out[SHA256_LEN], struct err *e)
 {
     static char digest[] = "SHA256";
     OSSL_PARAM params[2];
@@ -470,8 +482,7 @@ out:
 /* kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), service), "aws4_request"),
  * then the signature over string_to_sign. Every intermediate key is cleansed. */
 static int compute_signature(const char *secret, const char *date8, const char *region,
-                             const char *service, const char *sts, char sig_hex[65],
-                             struct err *e)
+                             const char *service, const char *sts, char sig_hex[65], struct err *e)
 {
     EVP_MAC *mac = NULL;
     size_t slen = strlen(secret);
@@ -512,7 +523,8 @@ static int check_payload_hash(const char *h, struct err *e)
         return 0;
     }
     if (strlen(h) != 64 || !hex_is_lower(h, 64)) {
-        return err_set(e, ERRC_INVALID, "payload hash must be 64 lower-case hex digits or "
+        return err_set(e, ERRC_INVALID,
+                       "payload hash must be 64 lower-case hex digits or "
                        "UNSIGNED-PAYLOAD");
     }
     return 0;
@@ -587,8 +599,8 @@ int aws_sigv4_sign(const struct aws_sigv4_req *req, const struct aws_creds *cred
             goto out;
         }
         snprintf(out->payload_hash, sizeof(out->payload_hash), "%s", req->payload_hash);
-    } else if (sha256_hex(req->payload != NULL ? (const void *)req->payload : "",
-                          req->payload_len, out->payload_hash, e) != 0) {
+    } else if (sha256_hex(req->payload != NULL ? (const void *)req->payload : "", req->payload_len,
+                          out->payload_hash, e) != 0) {
         goto out;
     }
 
@@ -623,9 +635,10 @@ int aws_sigv4_sign(const struct aws_sigv4_req *req, const struct aws_creds *cred
                           out->signature, e) != 0) {
         goto out;
     }
-    buf_addf(&auth, "AWS4-HMAC-SHA256 Credential=%s/%s/%s/%s/aws4_request, SignedHeaders=%s, "
-             "Signature=%s", creds->access_key_id, date8, req->region, service, buf_cstr(&sh),
-             out->signature);
+    buf_addf(&auth,
+             "AWS4-HMAC-SHA256 Credential=%s/%s/%s/%s/aws4_request, SignedHeaders=%s, "
+             "Signature=%s",
+             creds->access_key_id, date8, req->region, service, buf_cstr(&sh), out->signature);
 
     out->authorization = buf_detach(&auth, NULL);
     out->signed_headers = buf_detach(&sh, NULL);
@@ -634,8 +647,7 @@ int aws_sigv4_sign(const struct aws_sigv4_req *req, const struct aws_creds *cred
     out->add[out->nadd++] = (struct aws_header){ "X-Amz-Date", out->amz_date };
     if (token != NULL) {
         out->security_token = xstrdup(token);
-        out->add[out->nadd++] = (struct aws_header){ "X-Amz-Security-Token",
-                                                     out->security_token };
+        out->add[out->nadd++] = (struct aws_header){ "X-Amz-Security-Token", out->security_token };
     }
     if (req->flags & AWS_SIGV4_CONTENT_SHA256) {
         out->add[out->nadd++] = (struct aws_header){ "X-Amz-Content-Sha256", out->payload_hash };

@@ -52,9 +52,9 @@ enum aws_sigv4_flags {
 
 /* Everything borrowed; nothing is kept after aws_sigv4_sign() returns. */
 struct aws_sigv4_req {
-    const char *method;  /* "GET", "POST", ...: an RFC 9110 token, used as given (upper-case it) */
-    const char *path;    /* wire path starting with '/'; NULL or "" means "/" */
-    const char *query;   /* raw query without '?'; NULL or "" for none */
+    const char *method; /* "GET", "POST", ...: an RFC 9110 token, used as given (upper-case it) */
+    const char *path;   /* wire path starting with '/'; NULL or "" means "/" */
+    const char *query;  /* raw query without '?'; NULL or "" for none */
     const struct aws_header *headers;
     size_t nheaders;
     const uint8_t *payload; /* may be NULL when payload_len is 0 */
@@ -82,9 +82,9 @@ struct aws_sigv4_out {
     char amz_date[17];     /* YYYYMMDDTHHMMSSZ */
     char payload_hash[65]; /* or "UNSIGNED-PAYLOAD" */
     char signature[65];
-    char *authorization;   /* owned */
-    char *security_token;  /* owned copy, NULL without a session token */
-    char *signed_headers;  /* owned, "host;x-amz-date" */
+    char *authorization;  /* owned */
+    char *security_token; /* owned copy, NULL without a session token */
+    char *signed_headers; /* owned, "host;x-amz-date" */
     char *canonical_request;
     char *string_to_sign;
 };

@@ -67,8 +67,8 @@ static int test_env(void)
     struct buf why = BUF_INIT;
     bool found = true;
     const char *full[] = { "AWS_ACCESS_KEY_ID=AKIAENV", "AWS_SECRET_ACCESS_KEY=sek",
-                           "AWS_SESSION_TOKEN=tok", "AWS_CREDENTIAL_EXPIRATION=2026-01-01T00:00:00Z",
-                           NULL };
+                           "AWS_SESSION_TOKEN=tok",
+                           "AWS_CREDENTIAL_EXPIRATION=2026-01-01T00:00:00Z", NULL };
     const char *legacy[] = { "AWS_ACCESS_KEY_ID=AK", "AWS_SECRET_ACCESS_KEY=s",
                              "AWS_SECURITY_TOKEN=old", NULL };
     const char *none[] = { "HOME=/nowhere", "AWS_ACCESS_KEY_ID=", NULL };
@@ -207,16 +207,15 @@ static int test_creds_from_ini(void)
     cfg = aws_ini_parse(gtext, strlen(gtext), "config", &e);
     CHECK(cred != NULL && cfg != NULL);
 
-    CHECK_OK(aws_creds_from_ini(cred, AWS_FILE_CREDENTIALS, "dev", "credentials file F", &c,
-                                &found, &why, &e),
+    CHECK_OK(aws_creds_from_ini(cred, AWS_FILE_CREDENTIALS, "dev", "credentials file F", &c, &found,
+                                &why, &e),
              &e);
     CHECK(found);
     CHECK_STR_EQ(c.access_key_id, "AKDEV");
     CHECK_STR_EQ(c.session_token, "TDEV");
     CHECK_STR_EQ(c.source, "credentials file F profile dev");
     /* [profile dev2] in the credentials file is the profile "profile dev2" */
-    CHECK_OK(aws_creds_from_ini(cred, AWS_FILE_CREDENTIALS, "dev2", "F", &c, &found, &why, &e),
-             &e);
+    CHECK_OK(aws_creds_from_ini(cred, AWS_FILE_CREDENTIALS, "dev2", "F", &c, &found, &why, &e), &e);
     CHECK(!found);
     CHECK_STR_EQ(buf_cstr(&why), "no profile 'dev2'");
     /* [profile default] wins over [default] in the config file */
@@ -233,29 +232,26 @@ static int test_creds_from_ini(void)
     };
     for (size_t i = 0; i < ARRAY_LEN(none); i++) {
         buf_reset(&why);
-        CHECK_OK(aws_creds_from_ini(cfg, AWS_FILE_CONFIG, none[i].profile, "G", &c, &found, &why,
-                                    &e),
-                 &e);
+        CHECK_OK(
+            aws_creds_from_ini(cfg, AWS_FILE_CONFIG, none[i].profile, "G", &c, &found, &why, &e),
+            &e);
         CHECK(!found);
         CHECK_STR_EQ(buf_cstr(&why), none[i].why);
     }
     aws_creds_release(&c);
-    CHECK_INT_EQ(aws_creds_from_ini(cred, AWS_FILE_CREDENTIALS, "half", "F", &c, &found, &why,
-                                    &e),
+    CHECK_INT_EQ(aws_creds_from_ini(cred, AWS_FILE_CREDENTIALS, "half", "F", &c, &found, &why, &e),
                  -1);
     CHECK_STR_EQ(e.msg, "F: profile 'half' has aws_access_key_id but no aws_secret_access_key");
     CHECK(!found && c.access_key_id == NULL);
     err_clear(&e);
-    CHECK_INT_EQ(aws_creds_from_ini(cred, AWS_FILE_CREDENTIALS, "otherhalf", "F", &c, &found,
-                                    &why, &e),
-                 -1);
+    CHECK_INT_EQ(
+        aws_creds_from_ini(cred, AWS_FILE_CREDENTIALS, "otherhalf", "F", &c, &found, &why, &e), -1);
     CHECK_STR_EQ(e.msg, "F: profile 'otherhalf' has aws_secret_access_key but no "
                         "aws_access_key_id");
     err_clear(&e);
     /* configparser has no inline comments: the comment is part of the value, which is refused */
-    CHECK_INT_EQ(aws_creds_from_ini(cred, AWS_FILE_CREDENTIALS, "inline", "F", &c, &found, &why,
-                                    &e),
-                 -1);
+    CHECK_INT_EQ(
+        aws_creds_from_ini(cred, AWS_FILE_CREDENTIALS, "inline", "F", &c, &found, &why, &e), -1);
     CHECK_STR_CONTAINS(e.msg, "F profile inline: access key id contains a space");
     CHECK(c.access_key_id == NULL);
 out:
@@ -409,8 +405,12 @@ static int test_chain(void)
 
     /* environment first */
     {
-        const char *env[] = { home.data, cred.data, conf.data, "AWS_ACCESS_KEY_ID=AKENV",
-                              "AWS_SECRET_ACCESS_KEY=SKENV", NULL };
+        const char *env[] = { home.data,
+                              cred.data,
+                              conf.data,
+                              "AWS_ACCESS_KEY_ID=AKENV",
+                              "AWS_SECRET_ACCESS_KEY=SKENV",
+                              NULL };
         CHECK_OK(chain_for(env, &cfg, &ch, &e), &e);
         CHECK_INT_EQ(ch.next, AWS_CREDS_READY);
         CHECK_STR_EQ(ch.creds.access_key_id, "AKENV");
@@ -425,8 +425,9 @@ static int test_chain(void)
     }
     /* then the config file */
     {
-        const char *env[] = { home.data, cred.data, conf.data, "AWS_PROFILE=cfgonly",
-                              "AWS_REGION=us-east-1", NULL };
+        const char *env[] = {
+            home.data, cred.data, conf.data, "AWS_PROFILE=cfgonly", "AWS_REGION=us-east-1", NULL
+        };
         CHECK_OK(chain_for(env, &cfg, &ch, &e), &e);
         CHECK_INT_EQ(ch.next, AWS_CREDS_READY);
         CHECK_STR_EQ(ch.creds.access_key_id, "AKCFG");
@@ -482,8 +483,7 @@ static int test_chain(void)
         CHECK_INT_EQ(ch.next, AWS_CREDS_FETCH_CONTAINER);
         CHECK_STR_EQ(ch.container_url, "http://127.0.0.1:51679/creds");
         CHECK_STR_EQ(ch.container_auth_token_file, "/var/run/token");
-        CHECK_OK(aws_creds_set(&got, "ASIA1", "s", "t", 1767225600, "container endpoint", &e),
-                 &e);
+        CHECK_OK(aws_creds_set(&got, "ASIA1", "s", "t", 1767225600, "container endpoint", &e), &e);
         aws_chain_fetched(&ch, &got);
         CHECK_INT_EQ(ch.next, AWS_CREDS_READY);
         CHECK_STR_EQ(ch.creds.access_key_id, "ASIA1");
@@ -666,20 +666,20 @@ out:
 }
 
 #define STS_HEAD                                                                                   \
-    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"                                                \
+    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"                                                 \
     "<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\n"    \
     "  <AssumeRoleWithWebIdentityResult>\n"                                                        \
     "    <SubjectFromWebIdentityToken>system:serviceaccount:ns:sa</SubjectFromWebIdentityToken>\n" \
     "    <AssumedRoleUser>\n      <Arn>arn:aws:sts::1:assumed-role/r/s</Arn>\n"                    \
     "      <AssumedRoleId>AROA:s</AssumedRoleId>\n    </AssumedRoleUser>\n"
-#define STS_CREDS(ak, sk, tok, exp)                                                                \
-    "    <Credentials>\n      <AccessKeyId>" ak "</AccessKeyId>\n"                                 \
-    "      <SecretAccessKey>" sk "</SecretAccessKey>\n"                                            \
-    "      <SessionToken>" tok "</SessionToken>\n"                                                 \
+#define STS_CREDS(ak, sk, tok, exp)                                \
+    "    <Credentials>\n      <AccessKeyId>" ak "</AccessKeyId>\n" \
+    "      <SecretAccessKey>" sk "</SecretAccessKey>\n"            \
+    "      <SessionToken>" tok "</SessionToken>\n"                 \
     "      <Expiration>" exp "</Expiration>\n    </Credentials>\n"
-#define STS_TAIL                                                                                   \
-    "    <Audience>sts.amazonaws.com</Audience>\n  </AssumeRoleWithWebIdentityResult>\n"           \
-    "  <ResponseMetadata>\n    <RequestId>ad4156e9-bce1-11e2-82e6-6b6efEXAMPLE</RequestId>\n"      \
+#define STS_TAIL                                                                              \
+    "    <Audience>sts.amazonaws.com</Audience>\n  </AssumeRoleWithWebIdentityResult>\n"      \
+    "  <ResponseMetadata>\n    <RequestId>ad4156e9-bce1-11e2-82e6-6b6efEXAMPLE</RequestId>\n" \
     "  </ResponseMetadata>\n</AssumeRoleWithWebIdentityResponse>\n"
 
 static int test_parse_sts_xml(void)
@@ -725,8 +725,8 @@ static int test_parse_sts_xml(void)
           "sts: bad entity or character reference" },
         { STS_HEAD STS_CREDS("A", "S", "T&amp", "2026-01-01T00:00:00Z") STS_TAIL, ERRC_INVALID,
           "sts: bad entity or character reference" },
-        { STS_HEAD STS_CREDS("A<b>x</b>", "S", "T", "2026-01-01T00:00:00Z") STS_TAIL,
-          ERRC_INVALID, "sts: element inside AccessKeyId" },
+        { STS_HEAD STS_CREDS("A<b>x</b>", "S", "T", "2026-01-01T00:00:00Z") STS_TAIL, ERRC_INVALID,
+          "sts: element inside AccessKeyId" },
         { "<AssumeRoleWithWebIdentityResponse><A></B></AssumeRoleWithWebIdentityResponse>",
           ERRC_INVALID, "sts: mismatched XML end tag" },
         { STS_HEAD, ERRC_INVALID, "sts: truncated XML" },

@@ -135,8 +135,9 @@ static int parse_amz_date(const char *s, time_t *out)
 {
     struct tm tm = { 0 };
     char z = 0;
-    if (strlen(s) != 16 || sscanf(s, "%4d%2d%2dT%2d%2d%2d%c", &tm.tm_year, &tm.tm_mon,
-                                  &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &z) != 7 ||
+    if (strlen(s) != 16 ||
+        sscanf(s, "%4d%2d%2dT%2d%2d%2d%c", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+               &tm.tm_min, &tm.tm_sec, &z) != 7 ||
         z != 'Z') {
         return -1;
     }
@@ -322,8 +323,7 @@ out:
 /* Signs with the AWS-IOT.md §3.5 credentials at 2026-01-01T00:00:00Z. */
 static int sign_iot(const char *method, const char *path, const char *query,
                     const struct aws_header *h, size_t nh, const char *body, const char *token,
-                    const char *service, unsigned flags, struct aws_sigv4_out *out,
-                    struct err *e)
+                    const char *service, unsigned flags, struct aws_sigv4_out *out, struct err *e)
 {
     struct aws_creds cr;
     int rc;
@@ -364,28 +364,25 @@ static int test_iot_vectors(void)
     CHECK_STR_EQ(out.payload_hash,
                  "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a");
     CHECK_STR_EQ(out.signed_headers, "content-type;host;x-amz-date");
-    CHECK_STR_EQ(out.signature,
-                 "1d42a6a69715b5bac085b84834cfd7c1fce937a2dc9c46f1a78173ed067cfb3c");
+    CHECK_STR_EQ(out.signature, "1d42a6a69715b5bac085b84834cfd7c1fce937a2dc9c46f1a78173ed067cfb3c");
     CHECK_STR_CONTAINS(out.authorization, "Credential=AKIDEXAMPLE/20260101/us-east-1/iot/");
     CHECK_INT_EQ(out.nadd, 2);
     CHECK_STR_EQ(out.add[0].name, "X-Amz-Date");
     CHECK_STR_EQ(out.add[0].value, "20260101T000000Z");
     CHECK_STR_EQ(out.add[1].name, "Authorization");
 
-    CHECK_OK(sign_iot("POST", "/things/dev-001", "", post_h, 2, "{}", NULL, "execute-api", 0,
-                      &out, &e),
-             &e);
-    CHECK_STR_EQ(out.signature,
-                 "a3bf6d67e12b4f7f4e5615d5afc38113d35255193854fe116e117b6a3ced9492");
+    CHECK_OK(
+        sign_iot("POST", "/things/dev-001", "", post_h, 2, "{}", NULL, "execute-api", 0, &out, &e),
+        &e);
+    CHECK_STR_EQ(out.signature, "a3bf6d67e12b4f7f4e5615d5afc38113d35255193854fe116e117b6a3ced9492");
 
-    CHECK_OK(sign_iot("PUT",
-                      "/certificates/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-                      "newStatus=ACTIVE", &iot_host, 1, NULL, "FQoGZXIvYXdzEXAMPLETOKEN", "iot",
-                      0, &out, &e),
-             &e);
+    CHECK_OK(
+        sign_iot(
+            "PUT", "/certificates/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "newStatus=ACTIVE", &iot_host, 1, NULL, "FQoGZXIvYXdzEXAMPLETOKEN", "iot", 0, &out, &e),
+        &e);
     CHECK_STR_EQ(out.signed_headers, "host;x-amz-date;x-amz-security-token");
-    CHECK_STR_EQ(out.signature,
-                 "954422c4be9e17394147ff904865433930ab2f275a1511a7d992e448778dc1ad");
+    CHECK_STR_EQ(out.signature, "954422c4be9e17394147ff904865433930ab2f275a1511a7d992e448778dc1ad");
     CHECK_INT_EQ(out.nadd, 3);
     CHECK_STR_EQ(out.add[1].name, "X-Amz-Security-Token");
     CHECK_STR_EQ(out.add[1].value, "FQoGZXIvYXdzEXAMPLETOKEN");
@@ -398,8 +395,7 @@ static int test_iot_vectors(void)
     CHECK_STR_CONTAINS(out.canonical_request,
                        "GET\n/destinations/arn%253Aaws%253Aiot%253Aus-east-1%253A123456789012"
                        "%253Aruledestination/http/abc\n");
-    CHECK_STR_EQ(out.signature,
-                 "004ec7ed2b868d06ef87ff888fc4248937a1b0ff296b46d7c4d6cb8e17715703");
+    CHECK_STR_EQ(out.signature, "004ec7ed2b868d06ef87ff888fc4248937a1b0ff296b46d7c4d6cb8e17715703");
 out:
     aws_sigv4_out_release(&out);
     return rc;
@@ -444,9 +440,9 @@ static int test_canonical_uri(void)
     };
     aws_sigv4_out_init(&out);
     for (size_t i = 0; i < ARRAY_LEN(v); i++) {
-        CHECK_OK(sign_iot("GET", v[i].path, NULL, &iot_host, 1, NULL, NULL, NULL, v[i].flags, &out,
-                          &e),
-                 &e);
+        CHECK_OK(
+            sign_iot("GET", v[i].path, NULL, &iot_host, 1, NULL, NULL, NULL, v[i].flags, &out, &e),
+            &e);
         xfree(line);
         line = creq_line(out.canonical_request, 1);
         CHECK_STR_EQ(line, v[i].want);
@@ -620,13 +616,15 @@ static int test_rejects(void)
           "44136FA355B3678A1146AD16F7E8649E94FB4FC21FE77E8310C060F61CAAFF8A", 0,
           "payload hash must be" },
     };
-    const struct aws_header *sets[] = { &iot_host, no_host,  two_hosts, date_h,
-                                        auth_h,    tok_h,    sha_h,     crlf_h,
-                                        lf_h,      name_h,   empty_h,   nullv_h };
+    const struct aws_header *sets[] = { &iot_host, no_host, two_hosts, date_h, auth_h,  tok_h,
+                                        sha_h,     crlf_h,  lf_h,      name_h, empty_h, nullv_h };
     const size_t nsets[] = { 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2 };
     struct err e = ERR_INIT;
     struct aws_sigv4_req ok = {
-        .method = "GET", .headers = &iot_host, .nheaders = 1, .region = "us-east-1",
+        .method = "GET",
+        .headers = &iot_host,
+        .nheaders = 1,
+        .region = "us-east-1",
         .when = 1767225600,
     };
     aws_sigv4_out_init(&out);
