@@ -7,6 +7,7 @@
 
 #include "ca/profile.h"
 #include "core/mem.h"
+#include "core/util.h"
 #include "tests/harness/tt.h"
 
 static const char *src_dir(void)
@@ -200,6 +201,30 @@ out:
     return rc;
 }
 
+/* The example in docs/profiles.md loads. */
+static int test_docs_example(void)
+{
+    int rc = 0;
+    char path[512];
+    struct buf md = BUF_INIT;
+    struct err e = ERR_INIT;
+    struct ca_profile *p = NULL;
+    const char *start, *end;
+    snprintf(path, sizeof(path), "%s/docs/profiles.md", src_dir());
+    CHECK_OK(file_read_all(path, 1 << 20, &md, &e), &e);
+    CHECK((start = strstr(md.data, "```json\n")) != NULL);
+    start += 8;
+    CHECK((end = strstr(start, "```")) != NULL);
+    p = ca_profile_load_json("example", "docs/profiles.md", start, (size_t)(end - start), &e);
+    CHECK_OK(p == NULL, &e);
+    CHECK(ca_profile_allows_key(p, CA_KEY_RSA_2048));
+    CHECK_INT_EQ(ca_profile_validity_seconds(p), 825LL * 86400);
+out:
+    ca_profile_free(p);
+    buf_release(&md);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     static const struct tt_case cases[] = {
@@ -207,6 +232,7 @@ int main(int argc, char **argv)
         { "defaults", test_defaults },
         { "invalid", test_invalid },
         { "files", test_files },
+        { "docs_example", test_docs_example },
     };
     return tt_main(argc, argv, cases, ARRAY_LEN(cases));
 }
