@@ -11,6 +11,8 @@ static int test_url_parse(void)
     struct err e = ERR_INIT;
     struct store_url u;
     char d[300];
+    const char *bad[] = { "http://x", "redis://", "redis://h:0", "redis://h:99999",
+                          "redis://h/x", "unix://rel", "unix:///s?foo=1", "redis://[::1" };
     CHECK_OK(store_url_parse("redis://127.0.0.1:6380/3", &u, &e), &e);
     CHECK_STR_EQ(u.host, "127.0.0.1");
     CHECK_INT_EQ(u.port, 6380);
@@ -27,8 +29,6 @@ static int test_url_parse(void)
     CHECK_OK(store_url_parse("unix:///run/redis.sock?db=2", &u, &e), &e);
     CHECK_STR_EQ(u.path, "/run/redis.sock");
     CHECK_INT_EQ(u.db, 2);
-    const char *bad[] = { "http://x", "redis://", "redis://h:0", "redis://h:99999",
-                          "redis://h/x", "unix://rel", "unix:///s?foo=1", "redis://[::1" };
     for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
         err_clear(&e);
         if (store_url_parse(bad[i], &u, &e) == 0) {
@@ -61,27 +61,27 @@ static int test_reserve_and_index(void)
     struct store *s = NULL;
     struct buf f = BUF_INIT, dump = BUF_INIT, dump2 = BUF_INIT;
     uint64_t removed = 0;
-    if (url == NULL) {
-        return TT_SKIP;
-    }
     char u9[512];
-    snprintf(u9, sizeof(u9), "%s?db=9", url);
-    s = store_connect(u9, &e);
-    CHECK(s != NULL);
-    CHECK_OK(store_ping(s, &e), &e);
-    CHECK_OK(store_index_clear(s, &removed, &e), &e);
     const char *serials[] = { "0aff01", "0aff02", "0aff01" };
     bool taken[3];
-    CHECK_OK(store_serials_reserve(s, "ca1", serials, 2, taken, &e), &e);
-    /* a serial reserved once can never be reserved again */
-    CHECK_OK(store_serials_reserve(s, "ca1", serials + 2, 1, taken + 2, &e), &e);
-    CHECK(taken[2]);
     struct store_cert c = { .serial = "0aff01", .fingerprint = "ab", .subject = "CN=d1",
                             .cn = "d1", .profile = "device", .ca = "ca1", .requester = "t",
                             .not_before = "2026-01-01T00:00:00Z",
                             .not_after = "2027-01-01T00:00:00Z",
                             .issued_at = "2026-01-01T00:00:00Z", .status = "valid",
                             .der_b64 = "AA==", .seq = 7 };
+    if (url == NULL) {
+        return TT_SKIP;
+    }
+    snprintf(u9, sizeof(u9), "%s?db=9", url);
+    s = store_connect(u9, &e);
+    CHECK(s != NULL);
+    CHECK_OK(store_ping(s, &e), &e);
+    CHECK_OK(store_index_clear(s, &removed, &e), &e);
+    CHECK_OK(store_serials_reserve(s, "ca1", serials, 2, taken, &e), &e);
+    /* a serial reserved once can never be reserved again */
+    CHECK_OK(store_serials_reserve(s, "ca1", serials + 2, 1, taken + 2, &e), &e);
+    CHECK(taken[2]);
     CHECK_OK(store_certs_index(s, &c, 1, &e), &e);
     CHECK_OK(store_cert_get(s, "0aff01", &f, &e), &e);
     CHECK_STR_CONTAINS(f.data, "cn\td1\n");
