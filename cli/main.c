@@ -62,7 +62,7 @@ int cli_getopt(struct cli *cli, int argc, char **argv, const struct option *own,
     struct option merged[48];
     size_t n = 0;
     /* main (own == NULL) stops at the command; subcommands take options anywhere */
-    const char *optstring = own == NULL ? "+h" : "h";
+    const char *optstring = own == NULL ? "+:h" : ":h"; /* ':' reports a missing value */
     for (; own && own[n].name; n++) {
         BUG_ON(n >= ARRAY_LEN(merged) - ARRAY_LEN(common) - 1);
         merged[n] = own[n];
@@ -73,7 +73,6 @@ int cli_getopt(struct cli *cli, int argc, char **argv, const struct option *own,
     memset(&merged[n], 0, sizeof(merged[n]));
     opterr = 0;
     for (;;) {
-        int prev = optind;
         int c = getopt_long(argc, argv, optstring, merged, NULL);
         *optind_out = optind;
         switch (c) {
@@ -88,10 +87,11 @@ int cli_getopt(struct cli *cli, int argc, char **argv, const struct option *own,
             continue;
         case '?':
         case ':':
-            if (optopt) {
-                err_set(e, ERRC_INVALID, "option '%s' needs a value", argv[prev]);
+            /* GNU getopt leaves the offending word just before optind */
+            if (c == ':') {
+                err_set(e, ERRC_INVALID, "option '%s' needs a value", argv[optind - 1]);
             } else {
-                err_set(e, ERRC_INVALID, "unknown option '%s'", argv[prev]);
+                err_set(e, ERRC_INVALID, "unknown option '%s'", argv[optind - 1]);
             }
             return '?';
         default:
