@@ -4,13 +4,17 @@
 # Usage: tests/sim/conformance.sh            (starts and stops the simulation itself)
 #        run_sim.py run -- bash conformance.sh (uses the running simulation's environment)
 # Prints one line per check and a summary "N passed, M failed"; exits non-zero on any failure,
-# 77 (skip) when the aws CLI is missing.
+# 77 (skip) when the aws CLI, openssl, jq, curl or moto is missing.
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
+for tool in aws openssl jq curl; do
+    command -v "$tool" >/dev/null || { echo "$tool not found: skipped"; exit 77; }
+done
+python3 -c 'import moto, boto3, cryptography' 2>/dev/null \
+    || { echo "moto not installed (pip install 'moto[server]'): skipped"; exit 77; }
 if [ -z "${JITRCA_SIM_IOT_URL:-}" ]; then
     exec python3 "$HERE/run_sim.py" run -- bash "$0" "$@"
 fi
-command -v aws >/dev/null || { echo "aws CLI not found: skipped"; exit 77; }
 
 # Exact outcomes: no client-side retries, no pager, no user profile (run_sim sets the files).
 export AWS_RETRY_MODE=standard AWS_MAX_ATTEMPTS=1 AWS_PAGER=""

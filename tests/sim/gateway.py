@@ -92,6 +92,8 @@ def parse_connect(body):
     (keepalive,) = struct.unpack("!H", body[pos + 2:pos + 4])
     if flags & 0x01:
         raise MqttError("reserved flag set")
+    if level != 4:
+        return level, flags, keepalive, None  # MQTT 5 puts properties here; refused anyway
     (clen,) = struct.unpack("!H", body[pos + 4:pos + 6])
     cid = body[pos + 6:pos + 6 + clen]
     if len(cid) != clen:

@@ -15,6 +15,7 @@ import time
 import urllib.parse
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
 ACCOUNT_ID = "123456789012"  # moto's default account; ARNs from moto carry it
@@ -51,7 +52,7 @@ def issued_by(cert, ca):
     try:
         cert.verify_directly_issued_by(ca)
         return True
-    except (ValueError, TypeError, Exception):  # InvalidSignature is not a ValueError
+    except (InvalidSignature, ValueError, TypeError):  # name mismatch, bad signature, key type
         return False
 
 
