@@ -43,7 +43,7 @@ expect_fail 2 "line 10: edited" "$JITRCTL" audit verify
 restore; sed -i '12d' "$log"
 expect_fail 2 "line 12" "$JITRCTL" audit verify
 restore; awk 'NR==14{l=$0;next} NR==15{print;print l;next}1' "$T/pristine" >"$log"
-expect_fail 2 "line 14" "$JITRCTL" audit verify
+expect_fail 2 "line 15: out of order (seq 14 after 15)" "$JITRCTL" audit verify
 restore; truncate -s -30 "$log"
 expect_fail 2 "truncated" "$JITRCTL" audit verify
 restore; head -n -3 "$T/pristine" >"$log"

@@ -12,13 +12,13 @@ openssl x509 -in "$JITRCA_DATA_DIR/ca/batch/cert.pem" -out "$T/chain.pem"
 "$GENCSR" --count 300 --cn-prefix d- --out "$T/in"
 echo garbage >"$T/in/zz-garbage.csr"
 "$GENCSR" --count 1 --type rsa-1024 --cn-prefix zz-weak- --out "$T/in"
-expect_fail 2 "2 of 302 CSRs were rejected" "$JITRCTL" sign-batch --in "$T/in" --out "$T/out" --threads 2
+expect_fail 2 "2 of 302 CSRs were rejected" "$JITRCTL" sign-batch --in "$T/in" --out "$T/certs" --threads 2
 grep -q "^zz-garbage: rejected" "$T/err" && pass || fail "garbage CSR reported"
 grep -q "^zz-weak-000001: rejected: .*rsa-1024" "$T/err" && pass || fail "weak CSR reported"
-check_eq "certificates written" "$(ls "$T/out" | wc -l)" 300
-verify_cert "$T/out/d-000001.crt" "$T/chain.pem"
-verify_cert "$T/out/d-000300.crt" "$T/chain.pem"
-check_eq "subject" "$(openssl x509 -in "$T/out/d-000150.crt" -noout -subject)" "subject=CN = d-000150"
+check_eq "certificates written" "$(ls "$T/certs" | wc -l)" 300
+verify_cert "$T/certs/d-000001.crt" "$T/chain.pem"
+verify_cert "$T/certs/d-000300.crt" "$T/chain.pem"
+check_eq "subject" "$(openssl x509 -in "$T/certs/d-000150.crt" -noout -subject)" "subject=CN = d-000150"
 
 # JSON lines in, JSON lines out, in order, with bad lines
 "$GENCSR" --count 50 --cn-prefix j- --out "$T/j.jsonl"
@@ -48,6 +48,6 @@ check_eq "duplicate serials" "$(sort "$T/serials" | uniq -d | wc -l)" 0
 check_eq "negative serials" "$(grep -c '^[89a-f]' "$T/serials" || true)" 0
 check_eq "serials over 20 octets" "$(awk 'length($0) > 40' "$T/serials" | wc -l)" 0
 check_eq "serials under 64 bits" "$(awk 'length($0) < 16' "$T/serials" | wc -l)" 0
-check_eq "indexed" "$(rcli --scan --pattern 'jitrca:cert:*' --count 10000 | wc -l)" $((before + count))
+check_eq "indexed" "$(rcli --scan --pattern 'jitrca:cert:*' | wc -l)" $((before + count))
 ok "$JITRCTL" audit verify
 finish
