@@ -87,6 +87,7 @@ struct ca_prepared_int {
     uint64_t issuer_id;
     bool fast;
     bool key_encipherment;
+    enum ca_key_type key_type;
     uint8_t eku[CAI_EKU_MAX];
     size_t eku_n;
     uint8_t ski[20];   /* fast */
@@ -455,6 +456,7 @@ static struct ca_prepared_int *int_new(const struct ca_issuer *is, const struct 
 {
     struct ca_prepared_int *pi = xcalloc(1, sizeof(*pi) + subject->len + spki_len);
     pi->issuer_id = is->id;
+    pi->key_type = t;
     pi->subject = pi->data;
     pi->subject_len = subject->len;
     memcpy(pi->subject, subject->data, subject->len);
@@ -511,6 +513,75 @@ static int prepare_fast(struct ca_signer *s, const struct ca_issuer *is,
     return 0;
 }
 
+/* The SPKI bytes are what OpenSSL would write for this key: the exact algorithm identifier of
+ * the key type, an uncompressed EC point or a strict DER RSAPublicKey. */
+static bool spki_is_canonical(const struct cai_csr *c, enum ca_key_type t)
+{
+    static const uint8_t p256[] = { 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02,
+                                    0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01,
+                                    0x07 };
+    static const uint8_t p384[] = { 0x30, 0x10, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d,
+                                    0x02, 0x01, 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22 };
+    static const uint8_t rsa[] = { 0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86,
+                                   0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00 };
+    const uint8_t *alg = t == CA_KEY_EC_P256 ? p256 : t == CA_KEY_EC_P384 ? p384 : rsa;
+    size_t alg_len = t == CA_KEY_EC_P256 ? sizeof(p256)
+                     : t == CA_KEY_EC_P384 ? sizeof(p384) : sizeof(rsa);
+    struct cai_tlv outer, a, bits;
+    const uint8_t *q = c->spki, *end = c->spki + c->spki_len;
+    if (cai_der_next(&q, end, &outer) != 0) {
+        return false;
+    }
+    q = outer.val;
+    end = outer.val + outer.len;
+    if (cai_der_next(&q, end, &a) != 0 || a.total != alg_len || memcmp(a.start, alg, alg_len) ||
+        cai_der_next(&q, end, &bits) != 0 || bits.tag != V_ASN1_BIT_STRING || q != end ||
+        bits.len < 2 || bits.val[0] != 0) {
+        return false;
+    }
+    if (t == CA_KEY_EC_P256 || t == CA_KEY_EC_P384) {
+        return bits.val[1] == 0x04 && bits.len == (t == CA_KEY_EC_P256 ? 66u : 98u);
+    }
+    return cai_der_check(bits.val + 1, bits.len - 1) == 0;
+}
+
+/* Sets the certificate's key from canonical SPKI bytes without decoding the key. */
+static int set_spki(X509 *x, const struct ca_prepared_int *pi, enum ca_key_type t)
+{
+    struct cai_tlv outer, a, bits;
+    const uint8_t *q = pi->spki, *end = pi->spki + pi->spki_len;
+    unsigned char *penc;
+    bool ec = t == CA_KEY_EC_P256 || t == CA_KEY_EC_P384;
+    if (cai_der_next(&q, end, &outer) != 0) {
+        return -1;
+    }
+    q = outer.val;
+    if (cai_der_next(&q, end, &a) != 0 || cai_der_next(&q, end, &bits) != 0 || bits.len < 2) {
+        return -1;
+    }
+    penc = OPENSSL_memdup(bits.val + 1, bits.len - 1);
+    if (penc == NULL ||
+        X509_PUBKEY_set0_param(X509_get_X509_PUBKEY(x),
+                               OBJ_nid2obj(ec ? NID_X9_62_id_ecPublicKey : NID_rsaEncryption),
+                               ec ? V_ASN1_OBJECT : V_ASN1_NULL,
+                               ec ? OBJ_nid2obj(t == CA_KEY_EC_P256 ? NID_X9_62_prime256v1
+                                                                     : NID_secp384r1)
+                                  : NULL,
+                               penc, (int)(bits.len - 1)) != 1) {
+        OPENSSL_free(penc);
+        return -1;
+    }
+    return 0;
+}
+
+static int set_key(X509 *x, const struct ca_prepared *pr)
+{
+    if (pr->_int->spki_len) {
+        return set_spki(x, pr->_int, pr->_int->key_type);
+    }
+    return X509_set_pubkey(x, pr->_int->pkey) == 1 ? 0 : -1;
+}
+
 static int prepare_slow(const struct ca_issuer *is, const struct ca_profile *p,
                         const uint8_t *der, size_t der_len, const struct cai_csr *c,
                         struct ca_signer *s, struct ca_prepared *out, struct err *e)
@@ -550,7 +621,13 @@ static int prepare_slow(const struct ca_issuer *is, const struct ca_profile *p,
         err_openssl(e, ERRC_INTERNAL, "cannot set the point format");
         goto out;
     }
-    pi = int_new(is, p, t, &s->subj.der, NULL, 0);
+    /* A canonical SPKI is copied (X509_set_pubkey re-encodes and decodes the key: 150 us);
+     * anything else (a compressed point, BER inside the BIT STRING) is re-encoded. */
+    if (spki_is_canonical(c, t)) {
+        pi = int_new(is, p, t, &s->subj.der, c->spki, c->spki_len);
+    } else {
+        pi = int_new(is, p, t, &s->subj.der, NULL, 0);
+    }
     if (EVP_PKEY_up_ref(pk) != 1) {
         xfree(pi);
         err_openssl(e, ERRC_INTERNAL, "EVP_PKEY_up_ref");
@@ -777,7 +854,8 @@ static int sign_slow(struct ca_signer *s, const struct ca_issuer *is,
         X509_set_issuer_name(x, X509_get_subject_name(is->cert)) != 1 ||
         ASN1_TIME_set(X509_getm_notBefore(x), pr->not_before) == NULL ||
         ASN1_TIME_set(X509_getm_notAfter(x), pr->not_after) == NULL ||
-        X509_set_subject_name(x, subject) != 1 || X509_set_pubkey(x, pi->pkey) != 1) {
+        X509_set_subject_name(x, subject) != 1 ||
+        set_key(x, pr) != 0) {
         err_openssl(e, ERRC_INTERNAL, "cannot build the certificate");
         goto out;
     }

@@ -1,8 +1,12 @@
 /*
  * libFuzzer target: CSR bytes through ca_prepare and, when accepted, ca_sign, on both issuing
  * paths (the fast path under a device-like profile, the ordinary path under a profile that
- * allows SANs). The oracle: every certificate issued parses, re-encodes to the same bytes and
- * verifies under the CA key; anything else aborts. The CA (P-256) is made in memory at start.
+ * allows SANs). Random bytes rarely carry a valid self-signature, so each input is also used as
+ * the contents of the subject Name and as the contents of the [0] attributes of a CSR that the
+ * harness signs with a fixed P-256 key: that takes the fuzzer past the signature check into the
+ * subject, attribute and SAN checks. The oracle: every certificate issued parses, re-encodes to
+ * the same bytes and verifies under the CA key; every refusal carries a code and a message;
+ * anything else aborts. The CA (P-256) is made in memory at start.
  * Built with -fsanitize=fuzzer,address,undefined when JITRCA_FUZZ=ON; replay.c runs the corpus
  * in every build.
  */
@@ -36,6 +40,10 @@ static const char open_json[] =
 
 static struct {
     EVP_PKEY *key;
+    EVP_PKEY *dev;      /* signs the spliced CSRs */
+    uint8_t spki[128];  /* its SubjectPublicKeyInfo */
+    size_t spki_len;
+    BIO *null;
     X509 *cert;
     struct ca_issuer *is;
     struct ca_signer *fast, *slow;
@@ -94,6 +102,14 @@ static void init(void)
         fprintf(stderr, "%s\n", e.msg);
         die("issuer or profiles");
     }
+    F.dev = EVP_EC_gen("P-256");
+    unsigned char *sp = F.spki;
+    int spl = F.dev ? i2d_PUBKEY(F.dev, NULL) : -1;
+    if (spl <= 0 || (size_t)spl > sizeof(F.spki) || i2d_PUBKEY(F.dev, &sp) != spl) {
+        die("device key");
+    }
+    F.spki_len = (size_t)spl;
+    F.null = BIO_new(BIO_s_null());
     F.fast = ca_signer_new();
     F.slow = ca_signer_new();
     ca_signer_set_fast_path(F.slow, false);
@@ -125,7 +141,7 @@ static void one(struct ca_signer *s, const struct ca_profile *p, const uint8_t *
     int relen = x ? i2d_X509(x, &re) : -1;
     if (x == NULL || q != ci.der + ci.der_len || relen != (int)ci.der_len ||
         memcmp(re, ci.der, ci.der_len) != 0 || X509_verify(x, F.key) != 1 ||
-        X509_NAME_print_ex_fp(stdout, X509_get_subject_name(x), 0, 0) < 0) {
+        X509_NAME_print_ex(F.null, X509_get_subject_name(x), 0, XN_FLAG_RFC2253) < 0) {
         die("an issued certificate does not parse, re-encode or verify");
     }
     OPENSSL_free(re);
@@ -135,12 +151,75 @@ static void one(struct ca_signer *s, const struct ca_profile *p, const uint8_t *
     ERR_clear_error();
 }
 
+static size_t hdr(uint8_t *out, uint8_t tag, size_t len)
+{
+    out[0] = tag;
+    if (len < 128) {
+        out[1] = (uint8_t)len;
+        return 2;
+    }
+    out[1] = 0x82;
+    out[2] = (uint8_t)(len >> 8);
+    out[3] = (uint8_t)len;
+    return 4;
+}
+
+/* CSR { CRI { 0, Name { name }, SPKI, [0] { attrs } }, ecdsa-with-SHA256, signature } */
+static void spliced(const uint8_t *name, size_t nlen, const uint8_t *attrs, size_t alen)
+{
+    static const uint8_t alg[] = { 0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce,
+                                   0x3d, 0x04, 0x03, 0x02 };
+    static uint8_t cri[10000], csr[10200];
+    uint8_t h[4], sig[80], *w;
+    size_t sig_len = sizeof(sig), n, body;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    if (nlen > 4000 || alen > 4000) {
+        EVP_MD_CTX_free(md);
+        return;
+    }
+    body = 3 + hdr(h, 0x30, nlen) + nlen + F.spki_len + hdr(h, 0xa0, alen) + alen;
+    w = cri + hdr(cri, 0x30, body);
+    memcpy(w, "\x02\x01\x00", 3);
+    w += 3;
+    w += hdr(w, 0x30, nlen);
+    memcpy(w, name, nlen);
+    w += nlen;
+    memcpy(w, F.spki, F.spki_len);
+    w += F.spki_len;
+    w += hdr(w, 0xa0, alen);
+    memcpy(w, attrs, alen);
+    w += alen;
+    n = (size_t)(w - cri);
+    if (md == NULL || EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, F.dev) != 1 ||
+        EVP_DigestSign(md, sig, &sig_len, cri, n) != 1) {
+        die("signing a spliced CSR");
+    }
+    EVP_MD_CTX_free(md);
+    body = n + sizeof(alg) + hdr(h, 0x03, sig_len + 1) + sig_len + 1;
+    w = csr + hdr(csr, 0x30, body);
+    memcpy(w, cri, n);
+    w += n;
+    memcpy(w, alg, sizeof(alg));
+    w += sizeof(alg);
+    w += hdr(w, 0x03, sig_len + 1);
+    *w++ = 0;
+    memcpy(w, sig, sig_len);
+    w += sig_len;
+    one(F.fast, F.device, csr, (size_t)(w - csr));
+    one(F.slow, F.open, csr, (size_t)(w - csr));
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    static const uint8_t cn[] = { 0x31, 0x0e, 0x30, 0x0c, 0x06, 0x03, 0x55, 0x04,
+                                  0x03, 0x0c, 0x05, 0x64, 0x65, 0x76, 0x2d, 0x31 };
     if (F.is == NULL) {
         init();
     }
     one(F.fast, F.device, data, size);
     one(F.slow, F.open, data, size);
+    spliced(data, size, NULL, 0);
+    spliced(cn, sizeof(cn), data, size);
+    ERR_clear_error();
     return 0;
 }

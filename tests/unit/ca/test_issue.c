@@ -340,7 +340,19 @@ static int test_both_paths_all_keys(void)
                   ASN1_TIME_cmp_time_t(X509_get0_notBefore(c.cert), pr.not_before) == 0);
             CHECK(pr.not_after <= now + 3650 * 86400LL);
             CHECK(check_cert(&c, &ci, req, &x) == 0);
-            if (strcmp(base, "p256c") == 0) {
+            if (strcmp(base, "p256c") != 0) {
+                /* canonical SPKIs are copied byte for byte */
+                const unsigned char *q = ci.der;
+                X509 *cert = d2i_X509(NULL, &q, (long)ci.der_len);
+                unsigned char *ks = NULL, *kr = NULL;
+                int ls = cert ? i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert), &ks) : -1;
+                int lr = i2d_X509_PUBKEY(X509_REQ_get_X509_PUBKEY(req), &kr);
+                int same = ls > 0 && ls == lr && memcmp(ks, kr, (size_t)ls) == 0;
+                OPENSSL_free(ks);
+                OPENSSL_free(kr);
+                X509_free(cert);
+                CHECK(same);
+            } else {
                 /* the compressed point is written uncompressed */
                 const unsigned char *q = ci.der;
                 X509 *cert = d2i_X509(NULL, &q, (long)ci.der_len);
