@@ -92,7 +92,9 @@ static int load_dir(const char *dir, struct batch *b, struct err *e)
         }
     }
     closedir(d);
-    qsort(names, n, sizeof(char *), cmp_str);
+    if (n) {
+        qsort(names, n, sizeof(char *), cmp_str);
+    }
     b->jobs = xcalloc(n ? n : 1, sizeof(struct job));
     for (size_t i = 0; i < n; i++) {
         struct job *j = &b->jobs[i];

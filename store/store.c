@@ -488,7 +488,9 @@ static int index_keys(struct store *s, char ***keys, size_t *nkeys, struct err *
             replies_free(r, 1);
         } while (strcmp(cursor, "0") != 0);
     }
-    qsort(k, n, sizeof(char *), cmp_str);
+    if (n) {
+        qsort(k, n, sizeof(char *), cmp_str);
+    }
     *keys = k;
     *nkeys = n;
     return 0;
