@@ -6,11 +6,14 @@
  * The rates come from `openssl speed -seconds 3 ecdsap256` when given (--sign-rate R
  * --verify-rate R); the program also measures them in-process with EVP_PKEY_sign/verify.
  * Medians of 3 runs. No I/O. Not a ctest test: run by hand, see PERF-NOTES.md.
- *   sign_core [--n N] [--sign-rate R --verify-rate R]
+ * --threads T also runs T threads (one ca_signer each, one shared ca_issuer) and reports the
+ * aggregate rate of both paths against T times the one-thread rate.
+ *   sign_core [--n N] [--threads T] [--sign-rate R --verify-rate R]
  */
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,6 +134,42 @@ static double run(struct ca_signer *s, struct ca_issuer *is, const struct ca_pro
     return t;
 }
 
+struct worker {
+    struct ca_issuer *is;
+    const struct ca_profile *p;
+    const struct buf *csrs;
+    size_t n;
+    bool fast;
+};
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct ca_signer *s = ca_signer_new();
+    ca_signer_set_fast_path(s, w->fast);
+    run(s, w->is, w->p, w->csrs, w->n, w->fast);
+    ca_signer_free(s);
+    return NULL;
+}
+
+/* Certificates per second with t threads each issuing n. */
+static double run_threads(struct ca_issuer *is, const struct ca_profile *p,
+                          const struct buf *csrs, size_t n, bool fast, int t)
+{
+    pthread_t th[64];
+    struct worker w = { is, p, csrs, n, fast };
+    double t0 = now_s();
+    for (int i = 0; i < t; i++) {
+        if (pthread_create(&th[i], NULL, worker_main, &w) != 0) {
+            fail("pthread_create");
+        }
+    }
+    for (int i = 0; i < t; i++) {
+        pthread_join(th[i], NULL);
+    }
+    return (double)n * t / (now_s() - t0);
+}
+
 static int cmp_d(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -182,17 +221,20 @@ static void crypto_rates(double *sign_rate, double *verify_rate)
 int main(int argc, char **argv)
 {
     size_t n = 2000;
+    int threads = 0;
     double speed_sign = 0, speed_verify = 0, own_sign, own_verify;
     struct err e = ERR_INIT;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--n") == 0) {
             n = strtoul(argv[i + 1], NULL, 10);
+        } else if (strcmp(argv[i], "--threads") == 0) {
+            threads = (int)strtol(argv[i + 1], NULL, 10);
         } else if (strcmp(argv[i], "--sign-rate") == 0) {
             speed_sign = strtod(argv[i + 1], NULL);
         } else if (strcmp(argv[i], "--verify-rate") == 0) {
             speed_verify = strtod(argv[i + 1], NULL);
         } else {
-            fail("usage: sign_core [--n N] [--sign-rate R --verify-rate R]");
+            fail("usage: sign_core [--n N] [--threads T] [--sign-rate R --verify-rate R]");
         }
     }
     if (n == 0) {
@@ -236,6 +278,12 @@ int main(int argc, char **argv)
            1e6 / fast_us / bound);
     printf("slow path: %7.1f us/cert %8.0f certs/s  %.2f of the bound\n", slow_us, 1e6 / slow_us,
            1e6 / slow_us / bound);
+    if (threads > 1 && threads <= 64) {
+        double f = run_threads(is, p, csrs, n, true, threads);
+        double sl = run_threads(is, p, csrs, n / 4 ? n / 4 : 1, false, threads);
+        printf("%d threads: fast path %8.0f certs/s (%.2fx one thread), slow path %8.0f certs/s "
+               "(%.2fx)\n", threads, f, f * fast_us / 1e6, sl, sl * slow_us / 1e6);
+    }
     for (size_t i = 0; i < n; i++) {
         buf_release(&csrs[i]);
     }

@@ -834,13 +834,13 @@ static int sign_slow(struct ca_signer *s, const struct ca_issuer *is,
     X509 *x = X509_new();
     BIGNUM *bn = NULL;
     ASN1_INTEGER *serial = NULL;
-    X509_NAME *subject = NULL;
+    X509_NAME *subject = NULL, *issuer = NULL;
     BASIC_CONSTRAINTS *bc = BASIC_CONSTRAINTS_new();
     ASN1_BIT_STRING *ku = ASN1_BIT_STRING_new();
     EXTENDED_KEY_USAGE *eku = sk_ASN1_OBJECT_new_null();
     ASN1_OCTET_STRING *ski = ASN1_OCTET_STRING_new();
     AUTHORITY_KEYID *aki = AUTHORITY_KEYID_new();
-    const unsigned char *q = pi->subject;
+    const unsigned char *q = pi->subject, *qi = is->name;
     unsigned char *der = NULL;
     uint8_t kid[20];
     unsigned kid_len = 0;
@@ -850,8 +850,9 @@ static int sign_slow(struct ca_signer *s, const struct ca_issuer *is,
         (bn = BN_bin2bn(sn, (int)sn_len, NULL)) == NULL ||
         (serial = BN_to_ASN1_INTEGER(bn, NULL)) == NULL ||
         (subject = d2i_X509_NAME(NULL, &q, (long)pi->subject_len)) == NULL ||
+        (issuer = d2i_X509_NAME(NULL, &qi, (long)is->name_len)) == NULL ||
         X509_set_version(x, X509_VERSION_3) != 1 || X509_set_serialNumber(x, serial) != 1 ||
-        X509_set_issuer_name(x, X509_get_subject_name(is->cert)) != 1 ||
+        X509_set_issuer_name(x, issuer) != 1 ||
         ASN1_TIME_set(X509_getm_notBefore(x), pr->not_before) == NULL ||
         ASN1_TIME_set(X509_getm_notAfter(x), pr->not_after) == NULL ||
         X509_set_subject_name(x, subject) != 1 ||
@@ -914,6 +915,7 @@ out:
     ASN1_BIT_STRING_free(ku);
     BASIC_CONSTRAINTS_free(bc);
     X509_NAME_free(subject);
+    X509_NAME_free(issuer);
     ASN1_INTEGER_free(serial);
     BN_free(bn);
     X509_free(x);
