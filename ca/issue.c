@@ -594,7 +594,11 @@ static int prepare_slow(const struct ca_issuer *is, const struct ca_profile *p,
     EVP_PKEY *pk;
     struct ca_prepared_int *pi;
     if (req == NULL || q != der + der_len) {
-        err_openssl(e, ERRC_INVALID, "CSR is not a valid PKCS#10 request");
+        /* OpenSSL refuses some Names (invalid UTF-8) while decoding: say what is wrong. */
+        ERR_clear_error();
+        if (cai_subject_build(p, c->subject, c->subject_len, &s->subj, e) == 0) {
+            err_set(e, ERRC_INVALID, "CSR is not a valid PKCS#10 request");
+        }
         goto out;
     }
     if ((pk = X509_REQ_get0_pubkey(req)) == NULL) {

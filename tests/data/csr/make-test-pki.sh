@@ -50,6 +50,7 @@ key dev-p192 -algorithm EC -pkeyopt ec_paramgen_curve:P-192
 key dev-rsa2048 -algorithm RSA -pkeyopt rsa_keygen_bits:2048
 key dev-rsa1024 -algorithm RSA -pkeyopt rsa_keygen_bits:1024
 key dev-ed25519 -algorithm ED25519
+key dev-rsa-e3 -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -pkeyopt rsa_keygen_pubexp:3
 openssl ec -in dev-p256.key -conv_form compressed -out dev-p256c.key 2>/dev/null
 openssl ec -in dev-p256.key -param_enc explicit -out dev-p256x.key 2>/dev/null
 
@@ -68,6 +69,7 @@ csr rsa1024 dev-rsa1024 "$D" -sha256
 csr p192 dev-p192 "$D" -sha256
 csr p521 dev-p521 "$D" -sha512
 csr ed25519 dev-ed25519 "$D"
+csr rsa-e3 dev-rsa-e3 "$D" -sha256
 csr p256c dev-p256c "$D" -sha256
 csr p256x dev-p256x "$D" -sha256
 csr p256-sha384 dev-p256 "$D" -sha384
@@ -93,3 +95,4 @@ csr san-dir dev-p256 "$D" -addext "subjectAltName=dirName:dn"
 csr san-rsa dev-rsa2048 "$D" -addext "subjectAltName=DNS:dev1.example.com"
 openssl req -config req-chpw.cnf -new -key dev-p256.key -out chpw.csr
 openssl req -in chpw.csr -outform DER -out chpw.der
+sed 's/CERTIFICATE REQUEST/NEW CERTIFICATE REQUEST/' p256.csr > p256-new.csr

@@ -297,7 +297,7 @@ static int test_both_paths_all_keys(void)
     static const struct {
         const char *csr;
         bool fast;
-    } csrs[] = { { "p256.der", true },      { "p256.csr", true },         { "p384.csr", false },
+    } csrs[] = { { "p256.der", true },      { "p256.csr", true }, { "p256-new.csr", true },         { "p384.csr", false },
                  { "rsa2048.der", false },  { "p256c.csr", false },       { "p256-sha384.csr", false },
                  { "ca-false.csr", false } };
     int rc = 0;
@@ -499,6 +499,8 @@ static int test_profile_refusals(void)
         { "p192.csr", NULL, ERRC_DENIED, "CSR key ec-p192 is not allowed by profile 'device'" },
         { "p521.csr", NULL, ERRC_DENIED, "CSR key ec-p521 is not allowed by profile 'device'" },
         { "ed25519.csr", NULL, ERRC_DENIED, "CSR key ed25519 is not allowed by profile 'device'" },
+        { "rsa-e3.csr", NULL, ERRC_DENIED,
+          "CSR key rsa-2048 has an unacceptable public exponent (must be odd and at least 65537)" },
         { "p384.csr", "san", ERRC_DENIED,
           "CSR key ec-p384 is not allowed by profile 'san' (allowed: ec-p256, rsa-2048)" },
         { "p256x.csr", NULL, ERRC_DENIED, "CSR key uses explicit EC parameters" },
@@ -628,6 +630,182 @@ out:
     X509_REQ_free(req);
     ca_issued_release(&ci);
     ca_profile_free(san);
+    ctx_close(&c);
+    buf_release(&csr);
+    return rc;
+}
+
+struct ent {
+    int nid;
+    int type; /* V_ASN1_UTF8STRING, ... */
+    const char *val;
+};
+
+static void der_hdr(struct buf *b, uint8_t tag, size_t len)
+{
+    uint8_t h[4] = { tag, (uint8_t)len, 0, 0 };
+    if (len < 128) {
+        buf_add(b, h, 2);
+        return;
+    }
+    if (len < 256) {
+        h[1] = 0x81;
+        h[2] = (uint8_t)len;
+        buf_add(b, h, 3);
+        return;
+    }
+    h[1] = 0x82;
+    h[2] = (uint8_t)(len >> 8);
+    h[3] = (uint8_t)len;
+    buf_add(b, h, 4);
+}
+
+static void der_wrap(struct buf *b, uint8_t tag, const struct buf *content)
+{
+    der_hdr(b, tag, content->len);
+    buf_add(b, content->data, content->len);
+}
+
+/* A CSR with exactly these subject entries, encoded by hand (OpenSSL refuses to encode invalid
+ * UTF-8) and signed with k. */
+static int make_csr(EVP_PKEY *k, const struct ent *ents, size_t n, struct buf *out)
+{
+    struct buf name = BUF_INIT, rdn = BUF_INIT, atv = BUF_INIT, cri = BUF_INIT, t = BUF_INIT;
+    unsigned char *spki = NULL, *oid = NULL;
+    uint8_t sig[128];
+    size_t sig_len = sizeof(sig);
+    int rc = -1, spki_len = i2d_PUBKEY(k, &spki);
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    for (size_t i = 0; i < n; i++) {
+        int ol = i2d_ASN1_OBJECT(OBJ_nid2obj(ents[i].nid), &oid);
+        buf_reset(&atv);
+        buf_add(&atv, oid, (size_t)ol);
+        OPENSSL_free(oid);
+        oid = NULL;
+        der_hdr(&atv, (uint8_t)ents[i].type, strlen(ents[i].val));
+        buf_addstr(&atv, ents[i].val);
+        buf_reset(&rdn);
+        der_wrap(&rdn, 0x30, &atv);
+        der_wrap(&name, 0x31, &rdn);
+    }
+    buf_add(&t, "\x02\x01\x00", 3);
+    der_wrap(&t, 0x30, &name);
+    buf_add(&t, spki, (size_t)spki_len);
+    buf_add(&t, "\xa0\x00", 2);
+    der_wrap(&cri, 0x30, &t);
+    if (md == NULL || EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, k) != 1 ||
+        EVP_DigestSign(md, sig, &sig_len, (const uint8_t *)cri.data, cri.len) != 1) {
+        goto out;
+    }
+    buf_reset(&t);
+    buf_add(&t, cri.data, cri.len);
+    buf_add(&t, "\x30\x0a\x06\x08\x2a\x86\x48\xce\x3d\x04\x03\x02", 12);
+    der_hdr(&t, 0x03, sig_len + 1);
+    buf_addch(&t, 0);
+    buf_add(&t, sig, sig_len);
+    buf_reset(out);
+    der_wrap(out, 0x30, &t);
+    rc = 0;
+out:
+    EVP_MD_CTX_free(md);
+    OPENSSL_free(spki);
+    buf_release(&name);
+    buf_release(&rdn);
+    buf_release(&atv);
+    buf_release(&cri);
+    buf_release(&t);
+    return rc;
+}
+
+/* Name validation: string types, UTF-8, control characters, bounds (PERF-NOTES "Traps"). */
+static int test_subject_strings(void)
+{
+    static const struct {
+        struct ent e[3];
+        size_t n;
+        enum err_code code;
+        const char *msg;
+    } cases[] = {
+        { { { NID_commonName, V_ASN1_UTF8STRING, "dev-\xc3\x28" } }, 1, ERRC_INVALID,
+          "subject attribute CN is not valid UTF-8 or contains control characters" },
+        { { { NID_commonName, V_ASN1_UTF8STRING, "dev-\xc0\xaf" } }, 1, ERRC_INVALID,
+          "subject attribute CN is not valid UTF-8" },
+        { { { NID_commonName, V_ASN1_UTF8STRING, "dev-\xed\xa0\x80" } }, 1, ERRC_INVALID,
+          "subject attribute CN is not valid UTF-8" },
+        { { { NID_commonName, V_ASN1_UTF8STRING, "dev-\xf4\x90\x80\x80" } }, 1, ERRC_INVALID,
+          "subject attribute CN is not valid UTF-8" },
+        { { { NID_commonName, V_ASN1_UTF8STRING, "dev\x01" } }, 1, ERRC_INVALID,
+          "contains control characters" },
+        { { { NID_organizationName, V_ASN1_UTF8STRING, "Acme\xc2\x85" },
+            { NID_commonName, V_ASN1_UTF8STRING, "dev-1" } }, 2, ERRC_INVALID,
+          "subject attribute O is not valid UTF-8 or contains control characters" },
+        { { { NID_commonName, V_ASN1_PRINTABLESTRING, "dev@1" } }, 1, ERRC_INVALID,
+          "subject attribute CN is a PrintableString with characters outside its set" },
+        { { { NID_commonName, V_ASN1_IA5STRING, "dev-\xe9" } }, 1, ERRC_INVALID,
+          "subject attribute CN is not valid ASCII" },
+        { { { NID_commonName, V_ASN1_T61STRING, "dev-1" } }, 1, ERRC_INVALID,
+          "subject attribute CN uses an unsupported string type" },
+        { { { NID_commonName, V_ASN1_UTF8STRING, "" } }, 1, ERRC_DENIED,
+          "subject attribute CN must have 1 to 64 characters" },
+        { { { NID_commonName, V_ASN1_UTF8STRING,
+              "d1234567890123456789012345678901234567890123456789012345678901234" } }, 1,
+          ERRC_DENIED, "subject attribute CN must have 1 to 64 characters" },
+        { { { NID_commonName, V_ASN1_UTF8STRING, "dev-1" },
+            { NID_commonName, V_ASN1_UTF8STRING, "dev-2" } }, 2, ERRC_DENIED,
+          "subject attribute CN appears more than once" },
+        { { { NID_serialNumber, V_ASN1_UTF8STRING, "SN_1" },
+            { NID_commonName, V_ASN1_UTF8STRING, "dev-1" } }, 2, ERRC_DENIED,
+          "subject attribute serialNumber may only contain PrintableString characters" },
+        { { { NID_commonName, V_ASN1_UTF8STRING, "dev-\xc3\xa9" } }, 1, ERRC_DENIED,
+          "CN 'dev-\xc3\xa9' does not match the pattern" },
+    };
+    int rc = 0;
+    struct ctx c = { 0 };
+    struct ca_signer *slow = ca_signer_new();
+    struct buf csr = BUF_INIT;
+    struct ca_prepared pr = { 0 };
+    struct ca_issued ci = { 0 };
+    struct err e = ERR_INIT;
+    EVP_PKEY *k = NULL;
+    static const struct ent ok[] = { { NID_serialNumber, V_ASN1_PRINTABLESTRING, "SN 42" },
+                                     { NID_commonName, V_ASN1_IA5STRING, "dev-9" } };
+    ca_signer_set_fast_path(slow, false);
+    if (pki() != 0) {
+        return 1;
+    }
+    CHECK(ctx_open(&c, "ca-p256", "ca-p256", false) == 0);
+    CHECK((k = load_key("dev-p256")) != NULL);
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        if (make_csr(k, cases[i].e, cases[i].n, &csr) != 0) {
+            TT_FAIL("cannot make CSR %zu", i);
+        }
+        for (int j = 0; j < 2; j++) {
+            err_clear(&e);
+            CHECK(ca_prepare(j ? slow : c.s, c.is, device_profile, (const uint8_t *)csr.data,
+                             csr.len, time(NULL), &pr, &e) != 0);
+            CHECK(pr._int == NULL);
+            CHECK_INT_EQ(e.code, cases[i].code);
+            CHECK_STR_CONTAINS(e.msg, cases[i].msg);
+        }
+    }
+    /* accepted, and rewritten: CN IA5String -> UTF8String */
+    CHECK(make_csr(k, ok, ARRAY_LEN(ok), &csr) == 0);
+    CHECK_OK(issue(&c, device_profile, &csr, time(NULL), &ci, &pr, &e), &e);
+    CHECK_STR_EQ(pr.subject, "CN=dev-9,serialNumber=SN 42");
+    {
+        const unsigned char *q = ci.der;
+        X509 *x = d2i_X509(NULL, &q, (long)ci.der_len);
+        X509_NAME *n = x ? X509_get_subject_name(x) : NULL;
+        int t0 = n ? ASN1_STRING_type(X509_NAME_ENTRY_get_data(X509_NAME_get_entry(n, 0))) : -1;
+        int t1 = n ? ASN1_STRING_type(X509_NAME_ENTRY_get_data(X509_NAME_get_entry(n, 1))) : -1;
+        X509_free(x);
+        CHECK_INT_EQ(t0, V_ASN1_PRINTABLESTRING);
+        CHECK_INT_EQ(t1, V_ASN1_UTF8STRING);
+    }
+out:
+    ca_issued_release(&ci);
+    EVP_PKEY_free(k);
+    ca_signer_free(slow);
     ctx_close(&c);
     buf_release(&csr);
     return rc;
@@ -1073,6 +1251,7 @@ int main(int argc, char **argv)
         { "validity", test_validity },
         { "profile_refusals", test_profile_refusals },
         { "san_and_subject", test_san_and_subject },
+        { "subject_strings", test_subject_strings },
         { "malformed", test_malformed },
         { "truncate_and_flip", test_truncate_and_flip },
         { "serials", test_serials },
