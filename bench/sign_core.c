@@ -90,8 +90,8 @@ static void make_csr(size_t i, struct buf *out)
     if (k == NULL || r == NULL || n == NULL || b == NULL ||
         X509_NAME_add_entry_by_txt(n, "O", MBSTRING_UTF8, (const unsigned char *)"Bench", -1, -1,
                                    0) != 1 ||
-        X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1, -1,
-                                   0) != 1 ||
+        X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1, -1, 0) !=
+            1 ||
         X509_REQ_set_subject_name(r, n) != 1 || X509_REQ_set_pubkey(r, k) != 1 ||
         X509_REQ_sign(r, k, EVP_sha256()) <= 0 || PEM_write_bio_X509_REQ(b, r) != 1) {
         fail("CSR");
@@ -117,8 +117,8 @@ static double run(struct ca_signer *s, struct ca_issuer *is, const struct ca_pro
         struct err e = ERR_INIT;
         uint8_t sn[CA_SERIAL_MAX];
         size_t sn_len = 0;
-        if (ca_prepare(s, is, p, (const uint8_t *)csrs[i].data, csrs[i].len, time(NULL), &pr,
-                       &e) != 0 ||
+        if (ca_prepare(s, is, p, (const uint8_t *)csrs[i].data, csrs[i].len, time(NULL), &pr, &e) !=
+                0 ||
             pr.fast_path != expect_fast || ca_serial_draw(s, sn, &sn_len, &e) != 0 ||
             ca_sign(s, is, &pr, sn, sn_len, &ci, &e) != 0) {
             fprintf(stderr, "sign_core: %s\n", e.msg);
@@ -153,8 +153,8 @@ static void *worker_main(void *arg)
 }
 
 /* Certificates per second with t threads each issuing n. */
-static double run_threads(struct ca_issuer *is, const struct ca_profile *p,
-                          const struct buf *csrs, size_t n, bool fast, int t)
+static double run_threads(struct ca_issuer *is, const struct ca_profile *p, const struct buf *csrs,
+                          size_t n, bool fast, int t)
 {
     pthread_t th[64];
     struct worker w = { is, p, csrs, n, fast };
@@ -243,8 +243,8 @@ int main(int argc, char **argv)
     EVP_PKEY *cakey = EVP_EC_gen("P-256");
     X509 *cacert = make_ca(cakey);
     struct ca_issuer *is = ca_issuer_new(cacert, cakey, false, &e);
-    struct ca_profile *p = ca_profile_load_json("bench", "bench", profile_json,
-                                                strlen(profile_json), &e);
+    struct ca_profile *p =
+        ca_profile_load_json("bench", "bench", profile_json, strlen(profile_json), &e);
     struct ca_signer *fast = ca_signer_new(), *slow = ca_signer_new();
     struct buf *csrs = xcalloc(n, sizeof(*csrs));
     double tf[3], ts[3];
@@ -265,14 +265,16 @@ int main(int argc, char **argv)
     double fast_us = median3(tf) * 1e6 / (double)n, slow_us = median3(ts) * 1e6 / (double)n;
     double own_bound = 1.0 / (1.0 / own_sign + 1.0 / own_verify);
     printf("P-256 CSR (PEM) -> P-256/SHA-256 certificate (DER + PEM), 1 thread, %zu distinct "
-           "CSRs, median of 3\n", n);
+           "CSRs, median of 3\n",
+           n);
     printf("in-process ECDSA P-256: sign %.0f/s, verify %.0f/s -> bound %.0f certs/s (%.1f us)\n",
            own_sign, own_verify, own_bound, 1e6 / own_bound);
     double bound = own_bound;
     if (speed_sign > 0 && speed_verify > 0) {
         bound = 1.0 / (1.0 / speed_sign + 1.0 / speed_verify);
         printf("openssl speed:          sign %.0f/s, verify %.0f/s -> bound %.0f certs/s "
-               "(%.1f us)\n", speed_sign, speed_verify, bound, 1e6 / bound);
+               "(%.1f us)\n",
+               speed_sign, speed_verify, bound, 1e6 / bound);
     }
     printf("fast path: %7.1f us/cert %8.0f certs/s  %.2f of the bound\n", fast_us, 1e6 / fast_us,
            1e6 / fast_us / bound);
@@ -282,7 +284,8 @@ int main(int argc, char **argv)
         double f = run_threads(is, p, csrs, n, true, threads);
         double sl = run_threads(is, p, csrs, n / 4 ? n / 4 : 1, false, threads);
         printf("%d threads: fast path %8.0f certs/s (%.2fx one thread), slow path %8.0f certs/s "
-               "(%.2fx)\n", threads, f, f * fast_us / 1e6, sl, sl * slow_us / 1e6);
+               "(%.2fx)\n",
+               threads, f, f * fast_us / 1e6, sl, sl * slow_us / 1e6);
     }
     for (size_t i = 0; i < n; i++) {
         buf_release(&csrs[i]);

@@ -34,22 +34,32 @@ enum cai_attr {
 };
 
 struct cai_attr_info {
-    const char *name;    /* the profile's spelling: "CN", "O", "serialNumber", ... */
-    uint8_t oid[10];     /* OBJECT IDENTIFIER contents */
+    const char *name; /* the profile's spelling: "CN", "O", "serialNumber", ... */
+    uint8_t oid[10];  /* OBJECT IDENTIFIER contents */
     uint8_t oid_len;
-    uint8_t out_tag;     /* string type written to certificates */
-    uint16_t max_chars;  /* RFC 5280 upper bounds */
-    bool repeatable;     /* may appear in several RDNs (OU, DC) */
+    uint8_t out_tag;    /* string type written to certificates */
+    uint16_t max_chars; /* RFC 5280 upper bounds */
+    bool repeatable;    /* may appear in several RDNs (OU, DC) */
 };
 extern const struct cai_attr_info cai_attrs[CAI_ATTR__COUNT];
 int cai_attr_parse(const char *name); /* index or -1 */
 
 /* SAN types a profile may allow. Adding one? Update cai_san_names[] in ca/profile.c. */
-enum cai_san { CAI_SAN_DNS, CAI_SAN_URI, CAI_SAN_EMAIL, CAI_SAN_IP, CAI_SAN__COUNT };
+enum cai_san {
+    CAI_SAN_DNS,
+    CAI_SAN_URI,
+    CAI_SAN_EMAIL,
+    CAI_SAN_IP,
+    CAI_SAN__COUNT
+};
 extern const char *const cai_san_names[CAI_SAN__COUNT];
 
 /* Extended key usages. Adding one? Update cai_ekus[] in ca/profile.c. */
-enum cai_eku { CAI_EKU_CLIENT_AUTH, CAI_EKU_SERVER_AUTH, CAI_EKU__COUNT };
+enum cai_eku {
+    CAI_EKU_CLIENT_AUTH,
+    CAI_EKU_SERVER_AUTH,
+    CAI_EKU__COUNT
+};
 struct cai_eku_info {
     const char *name;
     int nid;
@@ -137,9 +147,9 @@ int cai_csr_walk(const uint8_t *der, size_t len, struct cai_csr *c, struct err *
 /* The exact shape the fast path accepts: P-256 named curve, uncompressed point, no attributes,
  * ecdsa-with-SHA256 without parameters. */
 bool cai_csr_is_fast(const struct cai_csr *c);
-#define CAI_P256_SPKI_LEN   91
-#define CAI_P256_POINT_OFF  26
-#define CAI_P256_POINT_LEN  65
+#define CAI_P256_SPKI_LEN  91
+#define CAI_P256_POINT_OFF 26
+#define CAI_P256_POINT_LEN 65
 
 /* The certificate subject built from the CSR's Name under the profile's rules. */
 struct cai_subject {
@@ -152,8 +162,7 @@ int cai_subject_build(const struct ca_profile *p, const uint8_t *name, size_t le
 
 /* Key type of a decoded public key, checked against the profile; the message names the key
  * ("rsa-1024", "ec-p192", "ed25519") and the allowed list. */
-int cai_key_check(const struct ca_profile *p, EVP_PKEY *pk, enum ca_key_type *out,
-                  struct err *e);
+int cai_key_check(const struct ca_profile *p, EVP_PKEY *pk, enum ca_key_type *out, struct err *e);
 /* Denial message for a key type the profile does not list. */
 int cai_key_denied(const struct ca_profile *p, const char *keyname, struct err *e);
 

@@ -25,10 +25,10 @@
 #include "core/mem.h"
 #include "core/util.h"
 
-#define TAG_UTF8      12
-#define TAG_PRINTABLE 19
-#define TAG_IA5       22
-#define DER_DEPTH_MAX 24
+#define TAG_UTF8        12
+#define TAG_PRINTABLE   19
+#define TAG_IA5         22
+#define DER_DEPTH_MAX   24
 #define SUBJECT_RDN_MAX 16
 
 const struct cai_attr_info cai_attrs[CAI_ATTR__COUNT] = {
@@ -40,10 +40,17 @@ const struct cai_attr_info cai_attrs[CAI_ATTR__COUNT] = {
     [CAI_ATTR_OU] = { "OU", { 0x55, 0x04, 0x0b }, 3, TAG_UTF8, 64, true },
     [CAI_ATTR_SERIAL] = { "serialNumber", { 0x55, 0x04, 0x05 }, 3, TAG_PRINTABLE, 64, false },
     [CAI_ATTR_EMAIL] = { "emailAddress",
-                         { 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x01 }, 9, TAG_IA5,
-                         255, false },
-    [CAI_ATTR_DC] = { "DC", { 0x09, 0x92, 0x26, 0x89, 0x93, 0xf2, 0x2c, 0x64, 0x01, 0x19 }, 10,
-                      TAG_IA5, 63, true },
+                         { 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x01 },
+                         9,
+                         TAG_IA5,
+                         255,
+                         false },
+    [CAI_ATTR_DC] = { "DC",
+                      { 0x09, 0x92, 0x26, 0x89, 0x93, 0xf2, 0x2c, 0x64, 0x01, 0x19 },
+                      10,
+                      TAG_IA5,
+                      63,
+                      true },
 };
 
 int cai_attr_parse(const char *name)
@@ -413,42 +420,50 @@ static void text_add(char *out, size_t cap, size_t *off, const char *name, const
     }
 }
 
-static int subject_value(const struct ca_profile *p, int a, const struct cai_tlv *v,
-                         struct err *e)
+static int subject_value(const struct ca_profile *p, int a, const struct cai_tlv *v, struct err *e)
 {
     const struct cai_attr_info *ai = &cai_attrs[a];
     long chars;
     if (v->cls != V_ASN1_UNIVERSAL ||
         (v->tag != TAG_UTF8 && v->tag != TAG_PRINTABLE && v->tag != TAG_IA5)) {
-        return err_set(e, ERRC_INVALID, "subject attribute %s uses an unsupported string type "
-                                        "(UTF8String, PrintableString or IA5String)", ai->name);
+        return err_set(e, ERRC_INVALID,
+                       "subject attribute %s uses an unsupported string type "
+                       "(UTF8String, PrintableString or IA5String)",
+                       ai->name);
     }
     if (v->tag == TAG_PRINTABLE && !printable_ok(v->val, v->len)) {
-        return err_set(e, ERRC_INVALID, "subject attribute %s is a PrintableString with "
-                                        "characters outside its set", ai->name);
+        return err_set(e, ERRC_INVALID,
+                       "subject attribute %s is a PrintableString with "
+                       "characters outside its set",
+                       ai->name);
     }
     chars = utf8_chars(v->val, v->len);
     if (chars < 0 || (v->tag == TAG_IA5 && (size_t)chars != v->len)) {
-        return err_set(e, ERRC_INVALID, "subject attribute %s is not valid %s or contains "
-                                        "control characters", ai->name,
-                       v->tag == TAG_IA5 ? "ASCII" : "UTF-8");
+        return err_set(e, ERRC_INVALID,
+                       "subject attribute %s is not valid %s or contains "
+                       "control characters",
+                       ai->name, v->tag == TAG_IA5 ? "ASCII" : "UTF-8");
     }
     if (chars == 0 || chars > ai->max_chars) {
-        return err_set(e, ERRC_DENIED, "subject attribute %s must have 1 to %u characters "
-                                       "(profile '%s')", ai->name, (unsigned)ai->max_chars,
-                       p->name);
+        return err_set(e, ERRC_DENIED,
+                       "subject attribute %s must have 1 to %u characters "
+                       "(profile '%s')",
+                       ai->name, (unsigned)ai->max_chars, p->name);
     }
     if (ai->out_tag == TAG_PRINTABLE && !printable_ok(v->val, v->len)) {
-        return err_set(e, ERRC_DENIED, "subject attribute %s may only contain PrintableString "
-                                       "characters (A-Z a-z 0-9 space '()+,-./:=?)", ai->name);
+        return err_set(e, ERRC_DENIED,
+                       "subject attribute %s may only contain PrintableString "
+                       "characters (A-Z a-z 0-9 space '()+,-./:=?)",
+                       ai->name);
     }
     if (ai->out_tag == TAG_IA5 && (size_t)chars != v->len) {
         return err_set(e, ERRC_DENIED, "subject attribute %s must be ASCII", ai->name);
     }
     if (a == CAI_ATTR_C && !(v->val[0] >= 'A' && v->val[0] <= 'Z' && v->len == 2 &&
                              v->val[1] >= 'A' && v->val[1] <= 'Z')) {
-        return err_set(e, ERRC_DENIED, "subject attribute C must be a two-letter country code "
-                                       "(ISO 3166, upper case)");
+        return err_set(e, ERRC_DENIED,
+                       "subject attribute C must be a two-letter country code "
+                       "(ISO 3166, upper case)");
     }
     return 0;
 }
@@ -474,8 +489,9 @@ int cai_subject_build(const struct ca_profile *p, const uint8_t *name, size_t le
         q = set.val;
         qe = set.val + set.len;
         if (cai_der_next(&q, qe, &atv) != 0 || atv.tag != V_ASN1_SEQUENCE || q != qe) {
-            return err_set(e, ERRC_DENIED, "CSR subject has an empty or multi-valued RDN; one "
-                                           "attribute per RDN is accepted");
+            return err_set(e, ERRC_DENIED,
+                           "CSR subject has an empty or multi-valued RDN; one "
+                           "attribute per RDN is accepted");
         }
         q = atv.val;
         qe = atv.val + atv.len;
@@ -485,7 +501,8 @@ int cai_subject_build(const struct ca_profile *p, const uint8_t *name, size_t le
         }
         int a = -1;
         for (int i = 0; i < CAI_ATTR__COUNT && a < 0; i++) {
-            if (oid.len == cai_attrs[i].oid_len && memcmp(oid.val, cai_attrs[i].oid, oid.len) == 0) {
+            if (oid.len == cai_attrs[i].oid_len &&
+                memcmp(oid.val, cai_attrs[i].oid, oid.len) == 0) {
                 a = i;
             }
         }
@@ -568,16 +585,17 @@ int cai_key_denied(const struct ca_profile *p, const char *keyname, struct err *
                    keyname, p->name, allowed);
 }
 
-int cai_key_check(const struct ca_profile *p, EVP_PKEY *pk, enum ca_key_type *out,
-                  struct err *e)
+int cai_key_check(const struct ca_profile *p, EVP_PKEY *pk, enum ca_key_type *out, struct err *e)
 {
     static const struct {
         const char *group;
         const char *name;
         int type;
     } curves[] = {
-        { "prime256v1", "ec-p256", CA_KEY_EC_P256 }, { "secp384r1", "ec-p384", CA_KEY_EC_P384 },
-        { "secp521r1", "ec-p521", -1 },              { "prime192v1", "ec-p192", -1 },
+        { "prime256v1", "ec-p256", CA_KEY_EC_P256 },
+        { "secp384r1", "ec-p384", CA_KEY_EC_P384 },
+        { "secp521r1", "ec-p521", -1 },
+        { "prime192v1", "ec-p192", -1 },
         { "secp224r1", "ec-p224", -1 },
     };
     char name[96], grp[64];
@@ -590,8 +608,9 @@ int cai_key_check(const struct ca_profile *p, EVP_PKEY *pk, enum ca_key_type *ou
                                            NULL) == 1 &&
             strcmp(enc, OSSL_PKEY_EC_ENCODING_GROUP) != 0) {
             ERR_clear_error();
-            return err_set(e, ERRC_DENIED, "CSR key uses explicit EC parameters; only named "
-                                           "curves are accepted");
+            return err_set(e, ERRC_DENIED,
+                           "CSR key uses explicit EC parameters; only named "
+                           "curves are accepted");
         }
         if (EVP_PKEY_get_utf8_string_param(pk, OSSL_PKEY_PARAM_GROUP_NAME, grp, sizeof(grp),
                                            &glen) != 1) {
@@ -609,16 +628,20 @@ int cai_key_check(const struct ca_profile *p, EVP_PKEY *pk, enum ca_key_type *ou
         int bits = EVP_PKEY_get_bits(pk);
         BIGNUM *ex = NULL;
         snprintf(name, sizeof(name), "rsa-%d", bits);
-        type = bits == 2048 ? CA_KEY_RSA_2048
-                            : bits == 3072 ? CA_KEY_RSA_3072 : bits == 4096 ? CA_KEY_RSA_4096 : -1;
+        type = bits == 2048   ? CA_KEY_RSA_2048
+               : bits == 3072 ? CA_KEY_RSA_3072
+               : bits == 4096 ? CA_KEY_RSA_4096
+                              : -1;
         if (type >= 0) {
             /* CA/B BR 6.1.6: odd exponent, at least 2^16 + 1. */
             if (EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_RSA_E, &ex) != 1 || !BN_is_odd(ex) ||
                 BN_num_bits(ex) < 17) {
                 BN_free(ex);
                 ERR_clear_error();
-                return err_set(e, ERRC_DENIED, "CSR key %s has an unacceptable public exponent "
-                                               "(must be odd and at least 65537)", name);
+                return err_set(e, ERRC_DENIED,
+                               "CSR key %s has an unacceptable public exponent "
+                               "(must be odd and at least 65537)",
+                               name);
             }
             BN_free(ex);
         }
@@ -697,26 +720,33 @@ static int check_one_san(const struct ca_profile *p, const GENERAL_NAME *g, GENE
         break;
     default:
         san_allowed_list(p, allowed, sizeof(allowed));
-        return err_set(e, ERRC_DENIED, "CSR requests a subjectAltName of type %s; profile '%s' "
-                                       "allows %s", san_type_name(g->type), p->name, allowed);
+        return err_set(e, ERRC_DENIED,
+                       "CSR requests a subjectAltName of type %s; profile '%s' "
+                       "allows %s",
+                       san_type_name(g->type), p->name, allowed);
     }
     const uint8_t *d = ASN1_STRING_get0_data(s);
     int len = ASN1_STRING_length(s);
     if (t == CAI_SAN_IP) {
         if ((len != 4 && len != 16) ||
             inet_ntop(len == 4 ? AF_INET : AF_INET6, d, text, sizeof(text)) == NULL) {
-            return err_set(e, ERRC_INVALID, "CSR subjectAltName ip is not an IPv4 or IPv6 "
-                                            "address");
+            return err_set(e, ERRC_INVALID,
+                           "CSR subjectAltName ip is not an IPv4 or IPv6 "
+                           "address");
         }
     } else {
         if (len < 1 || len > 255) {
-            return err_set(e, ERRC_INVALID, "CSR subjectAltName %s is empty or longer than 255 "
-                                            "bytes", cai_san_names[t]);
+            return err_set(e, ERRC_INVALID,
+                           "CSR subjectAltName %s is empty or longer than 255 "
+                           "bytes",
+                           cai_san_names[t]);
         }
         for (int i = 0; i < len; i++) {
             if (d[i] < 0x21 || d[i] > 0x7e) {
-                return err_set(e, ERRC_INVALID, "CSR subjectAltName %s contains a character "
-                                                "that is not printable ASCII", cai_san_names[t]);
+                return err_set(e, ERRC_INVALID,
+                               "CSR subjectAltName %s contains a character "
+                               "that is not printable ASCII",
+                               cai_san_names[t]);
             }
         }
         memcpy(text, d, (size_t)len);
@@ -724,13 +754,16 @@ static int check_one_san(const struct ca_profile *p, const GENERAL_NAME *g, GENE
     }
     if (!p->san_allowed[t]) {
         san_allowed_list(p, allowed, sizeof(allowed));
-        return err_set(e, ERRC_DENIED, "CSR requests a subjectAltName of type %s; profile '%s' "
-                                       "allows %s", cai_san_names[t], p->name, allowed);
+        return err_set(e, ERRC_DENIED,
+                       "CSR requests a subjectAltName of type %s; profile '%s' "
+                       "allows %s",
+                       cai_san_names[t], p->name, allowed);
     }
     if (regexec(&p->san_re[t], text, 0, NULL, 0) != 0) {
-        return err_set(e, ERRC_DENIED, "subjectAltName %s '%s' does not match the pattern '%s' "
-                                       "of profile '%s'", cai_san_names[t], text,
-                       p->san_pattern[t], p->name);
+        return err_set(e, ERRC_DENIED,
+                       "subjectAltName %s '%s' does not match the pattern '%s' "
+                       "of profile '%s'",
+                       cai_san_names[t], text, p->san_pattern[t], p->name);
     }
     ASN1_STRING *copy = t == CAI_SAN_IP ? ASN1_OCTET_STRING_new() : ASN1_IA5STRING_new();
     GENERAL_NAME *ng = GENERAL_NAME_new();
@@ -763,8 +796,10 @@ static int check_sans(const struct ca_profile *p, const GENERAL_NAMES *in, GENER
         return err_set(e, ERRC_INVALID, "CSR requests an empty subjectAltName");
     }
     if ((size_t)n > p->san_max) {
-        return err_set(e, ERRC_DENIED, "CSR requests %d subjectAltNames; profile '%s' allows at "
-                                       "most %zu", n, p->name, p->san_max);
+        return err_set(e, ERRC_DENIED,
+                       "CSR requests %d subjectAltNames; profile '%s' allows at "
+                       "most %zu",
+                       n, p->name, p->san_max);
     }
     *out = sk_GENERAL_NAME_new_null();
     if (*out == NULL) {
@@ -811,16 +846,20 @@ static int check_extensions(const struct ca_profile *p, X509_REQ *req, GENERAL_N
             continue;
         }
         if (nid == NID_basic_constraints && (bc = X509V3_EXT_d2i(x)) != NULL && bc->ca) {
-            err_set(e, ERRC_DENIED, "CSR requests basicConstraints CA:TRUE; profile '%s' issues "
-                                    "end-entity certificates only", p->name);
+            err_set(e, ERRC_DENIED,
+                    "CSR requests basicConstraints CA:TRUE; profile '%s' issues "
+                    "end-entity certificates only",
+                    p->name);
             goto out;
         }
         char oid[96];
         if (OBJ_obj2txt(oid, sizeof(oid), X509_EXTENSION_get_object(x), 0) <= 0) {
             snprintf(oid, sizeof(oid), "(unparsable OID)");
         }
-        err_set(e, ERRC_DENIED, "CSR requests the extension %s; only subjectAltName may be "
-                                "requested (profile '%s' sets the others)", oid, p->name);
+        err_set(e, ERRC_DENIED,
+                "CSR requests the extension %s; only subjectAltName may be "
+                "requested (profile '%s' sets the others)",
+                oid, p->name);
         goto out;
     }
     rc = 0;
@@ -839,8 +878,8 @@ out:
 int cai_req_check_attrs(const struct ca_profile *p, X509_REQ *req, GENERAL_NAMES **sans,
                         struct err *e)
 {
-    static const int sig_ok[] = { NID_ecdsa_with_SHA256,      NID_ecdsa_with_SHA384,
-                                  NID_ecdsa_with_SHA512,      NID_sha256WithRSAEncryption,
+    static const int sig_ok[] = { NID_ecdsa_with_SHA256,       NID_ecdsa_with_SHA384,
+                                  NID_ecdsa_with_SHA512,       NID_sha256WithRSAEncryption,
                                   NID_sha384WithRSAEncryption, NID_sha512WithRSAEncryption };
     int signid = X509_REQ_get_signature_nid(req);
     bool ok = false, ext_seen = false;
@@ -850,8 +889,9 @@ int cai_req_check_attrs(const struct ca_profile *p, X509_REQ *req, GENERAL_NAMES
     }
     if (!ok) {
         const char *sn = OBJ_nid2ln(signid);
-        return err_set(e, ERRC_DENIED, "CSR signature algorithm %s is not accepted (ECDSA or "
-                                       "RSA PKCS#1 v1.5 with SHA-256, SHA-384 or SHA-512)",
+        return err_set(e, ERRC_DENIED,
+                       "CSR signature algorithm %s is not accepted (ECDSA or "
+                       "RSA PKCS#1 v1.5 with SHA-256, SHA-384 or SHA-512)",
                        signid != NID_undef && sn ? sn : "(unknown)");
     }
     for (int i = 0; i < X509_REQ_get_attr_count(req); i++) {
@@ -861,8 +901,10 @@ int cai_req_check_attrs(const struct ca_profile *p, X509_REQ *req, GENERAL_NAMES
             if (OBJ_obj2txt(oid, sizeof(oid), o, 0) <= 0) {
                 snprintf(oid, sizeof(oid), "(unparsable OID)");
             }
-            return err_set(e, ERRC_DENIED, "CSR attribute %s is not accepted (only an extension "
-                                           "request for subjectAltName)", oid);
+            return err_set(e, ERRC_DENIED,
+                           "CSR attribute %s is not accepted (only an extension "
+                           "request for subjectAltName)",
+                           oid);
         }
         if (ext_seen) {
             return err_set(e, ERRC_INVALID, "CSR has two extension requests");

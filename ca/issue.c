@@ -36,20 +36,20 @@
 #include "core/mem.h"
 #include "core/util.h"
 
-#define SERIAL_POOL  1024
-#define EXT_CACHE_N  8
-#define SIG_MAX      1024
+#define SERIAL_POOL 1024
+#define EXT_CACHE_N 8
+#define SIG_MAX     1024
 
 static atomic_uint_fast64_t issuer_ids = 1;
 
 struct ca_issuer {
     uint64_t id;
-    X509 *cert; /* borrowed */
+    X509 *cert;    /* borrowed */
     EVP_PKEY *key; /* borrowed */
     bool hsm;
     pthread_mutex_t *lock; /* serialises signatures when hsm */
-    EVP_MD *md;           /* the certificate's signature hash */
-    uint8_t sigalg[16];   /* AlgorithmIdentifier, whole TLV */
+    EVP_MD *md;            /* the certificate's signature hash */
+    uint8_t sigalg[16];    /* AlgorithmIdentifier, whole TLV */
     size_t sigalg_len;
     uint8_t *name; /* the CA's subject Name as encoded in its certificate */
     size_t name_len;
@@ -70,9 +70,9 @@ struct ca_signer {
     bool fast;
     EVP_MD *sha256, *sha1;
     EVP_MD_CTX *mdctx;
-    EVP_PKEY *p256;       /* reused public key for the fast path */
-    EVP_PKEY_CTX *vctx;   /* its verify context */
-    uint64_t sign_for;    /* issuer id of sctx */
+    EVP_PKEY *p256;     /* reused public key for the fast path */
+    EVP_PKEY_CTX *vctx; /* its verify context */
+    uint64_t sign_for;  /* issuer id of sctx */
     EVP_PKEY_CTX *sctx;
     uint8_t pool[SERIAL_POOL];
     size_t pool_off;
@@ -90,8 +90,8 @@ struct ca_prepared_int {
     enum ca_key_type key_type;
     uint8_t eku[CAI_EKU_MAX];
     size_t eku_n;
-    uint8_t ski[20];   /* fast */
-    EVP_PKEY *pkey;    /* slow: the CSR key, owned */
+    uint8_t ski[20];     /* fast */
+    EVP_PKEY *pkey;      /* slow: the CSR key, owned */
     GENERAL_NAMES *sans; /* slow: rebuilt, owned; NULL when none */
     size_t subject_len, spki_len;
     uint8_t *subject;
@@ -136,10 +136,10 @@ static size_t der_time(uint8_t *out, time_t t)
 
 static int issuer_key(struct ca_issuer *is, struct err *e)
 {
-    static const uint8_t ecdsa256[] = { 0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce,
-                                        0x3d, 0x04, 0x03, 0x02 };
-    static const uint8_t ecdsa384[] = { 0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce,
-                                        0x3d, 0x04, 0x03, 0x03 };
+    static const uint8_t ecdsa256[] = { 0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86,
+                                        0x48, 0xce, 0x3d, 0x04, 0x03, 0x02 };
+    static const uint8_t ecdsa384[] = { 0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86,
+                                        0x48, 0xce, 0x3d, 0x04, 0x03, 0x03 };
     static const uint8_t rsa256[] = { 0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86,
                                       0xf7, 0x0d, 0x01, 0x01, 0x0b, 0x05, 0x00 };
     const uint8_t *alg = NULL;
@@ -148,11 +148,13 @@ static int issuer_key(struct ca_issuer *is, struct err *e)
     int bits = EVP_PKEY_get_bits(is->key);
     if (EVP_PKEY_is_a(is->key, "EC")) {
         char grp[64] = "";
-        if (EVP_PKEY_get_utf8_string_param(is->key, OSSL_PKEY_PARAM_GROUP_NAME, grp,
-                                           sizeof(grp), NULL) != 1) {
+        if (EVP_PKEY_get_utf8_string_param(is->key, OSSL_PKEY_PARAM_GROUP_NAME, grp, sizeof(grp),
+                                           NULL) != 1) {
             ERR_clear_error();
-            snprintf(grp, sizeof(grp), "%s", bits == 256 ? "prime256v1"
-                                             : bits == 384 ? "secp384r1" : "unknown");
+            snprintf(grp, sizeof(grp), "%s",
+                     bits == 256   ? "prime256v1"
+                     : bits == 384 ? "secp384r1"
+                                   : "unknown");
         }
         if (strcmp(grp, "prime256v1") == 0) {
             alg = ecdsa256;
@@ -353,8 +355,7 @@ static int signer_p256(struct ca_signer *s, struct err *e)
     char group[] = "prime256v1";
     OSSL_PARAM params[] = {
         OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, group, 0),
-        OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, (void *)(uintptr_t)g,
-                                          sizeof(g)),
+        OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, (void *)(uintptr_t)g, sizeof(g)),
         OSSL_PARAM_construct_end(),
     };
     EVP_PKEY_CTX *kc = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
@@ -471,9 +472,8 @@ static struct ca_prepared_int *int_new(const struct ca_issuer *is, const struct 
     return pi;
 }
 
-static int prepare_fast(struct ca_signer *s, const struct ca_issuer *is,
-                        const struct ca_profile *p, const struct cai_csr *c,
-                        struct ca_prepared *out, struct err *e)
+static int prepare_fast(struct ca_signer *s, const struct ca_issuer *is, const struct ca_profile *p,
+                        const struct cai_csr *c, struct ca_prepared *out, struct err *e)
 {
     uint8_t md[EVP_MAX_MD_SIZE];
     unsigned mdlen = 0;
@@ -500,8 +500,7 @@ static int prepare_fast(struct ca_signer *s, const struct ca_issuer *is,
     if (cai_subject_build(p, c->subject, c->subject_len, &s->subj, e) != 0) {
         return -1;
     }
-    struct ca_prepared_int *pi = int_new(is, p, CA_KEY_EC_P256, &s->subj.der, c->spki,
-                                         c->spki_len);
+    struct ca_prepared_int *pi = int_new(is, p, CA_KEY_EC_P256, &s->subj.der, c->spki, c->spki_len);
     pi->fast = true;
     if (digest(s, s->sha1, point, CAI_P256_POINT_LEN, pi->ski, &mdlen, e) != 0) {
         xfree(pi);
@@ -517,16 +516,17 @@ static int prepare_fast(struct ca_signer *s, const struct ca_issuer *is,
  * the key type, an uncompressed EC point or a strict DER RSAPublicKey. */
 static bool spki_is_canonical(const struct cai_csr *c, enum ca_key_type t)
 {
-    static const uint8_t p256[] = { 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02,
-                                    0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01,
-                                    0x07 };
+    static const uint8_t p256[] = { 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48,
+                                    0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+                                    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07 };
     static const uint8_t p384[] = { 0x30, 0x10, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d,
                                     0x02, 0x01, 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22 };
     static const uint8_t rsa[] = { 0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86,
                                    0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00 };
     const uint8_t *alg = t == CA_KEY_EC_P256 ? p256 : t == CA_KEY_EC_P384 ? p384 : rsa;
-    size_t alg_len = t == CA_KEY_EC_P256 ? sizeof(p256)
-                     : t == CA_KEY_EC_P384 ? sizeof(p384) : sizeof(rsa);
+    size_t alg_len = t == CA_KEY_EC_P256   ? sizeof(p256)
+                     : t == CA_KEY_EC_P384 ? sizeof(p384)
+                                           : sizeof(rsa);
     struct cai_tlv outer, a, bits;
     const uint8_t *q = c->spki, *end = c->spki + c->spki_len;
     if (cai_der_next(&q, end, &outer) != 0) {
@@ -561,13 +561,11 @@ static int set_spki(X509 *x, const struct ca_prepared_int *pi, enum ca_key_type 
     }
     penc = OPENSSL_memdup(bits.val + 1, bits.len - 1);
     if (penc == NULL ||
-        X509_PUBKEY_set0_param(X509_get_X509_PUBKEY(x),
-                               OBJ_nid2obj(ec ? NID_X9_62_id_ecPublicKey : NID_rsaEncryption),
-                               ec ? V_ASN1_OBJECT : V_ASN1_NULL,
-                               ec ? OBJ_nid2obj(t == CA_KEY_EC_P256 ? NID_X9_62_prime256v1
-                                                                     : NID_secp384r1)
-                                  : NULL,
-                               penc, (int)(bits.len - 1)) != 1) {
+        X509_PUBKEY_set0_param(
+            X509_get_X509_PUBKEY(x), OBJ_nid2obj(ec ? NID_X9_62_id_ecPublicKey : NID_rsaEncryption),
+            ec ? V_ASN1_OBJECT : V_ASN1_NULL,
+            ec ? OBJ_nid2obj(t == CA_KEY_EC_P256 ? NID_X9_62_prime256v1 : NID_secp384r1) : NULL,
+            penc, (int)(bits.len - 1)) != 1) {
         OPENSSL_free(penc);
         return -1;
     }
@@ -582,9 +580,9 @@ static int set_key(X509 *x, const struct ca_prepared *pr)
     return X509_set_pubkey(x, pr->_int->pkey) == 1 ? 0 : -1;
 }
 
-static int prepare_slow(const struct ca_issuer *is, const struct ca_profile *p,
-                        const uint8_t *der, size_t der_len, const struct cai_csr *c,
-                        struct ca_signer *s, struct ca_prepared *out, struct err *e)
+static int prepare_slow(const struct ca_issuer *is, const struct ca_profile *p, const uint8_t *der,
+                        size_t der_len, const struct cai_csr *c, struct ca_signer *s,
+                        struct ca_prepared *out, struct err *e)
 {
     int rc = -1;
     enum ca_key_type t;
@@ -718,8 +716,8 @@ static const struct ext_entry *profile_exts(struct ca_signer *s, const struct ca
     }
     struct ext_entry *x = &s->ext[s->ext_next++ % EXT_CACHE_N];
     uint8_t *w = x->der;
-    static const uint8_t bc[] = { 0x30, 0x0c, 0x06, 0x03, 0x55, 0x1d, 0x13, 0x01,
-                                  0x01, 0xff, 0x04, 0x02, 0x30, 0x00 };
+    static const uint8_t bc[] = { 0x30, 0x0c, 0x06, 0x03, 0x55, 0x1d, 0x13,
+                                  0x01, 0x01, 0xff, 0x04, 0x02, 0x30, 0x00 };
     static const uint8_t ku[] = { 0x30, 0x0e, 0x06, 0x03, 0x55, 0x1d, 0x0f, 0x01,
                                   0x01, 0xff, 0x04, 0x04, 0x03, 0x02, 0x07, 0x80 };
     memcpy(w, bc, sizeof(bc));
@@ -771,9 +769,8 @@ static int sign_raw(struct ca_signer *s, const struct ca_issuer *is, const uint8
     return 0;
 }
 
-static int sign_fast(struct ca_signer *s, const struct ca_issuer *is,
-                     const struct ca_prepared *pr, const uint8_t *sn, size_t sn_len,
-                     struct buf *cert, struct err *e)
+static int sign_fast(struct ca_signer *s, const struct ca_issuer *is, const struct ca_prepared *pr,
+                     const uint8_t *sn, size_t sn_len, struct buf *cert, struct err *e)
 {
     const struct ca_prepared_int *pi = pr->_int;
     const struct ext_entry *pe = profile_exts(s, pi);
@@ -809,8 +806,8 @@ static int sign_fast(struct ca_signer *s, const struct ca_issuer *is,
         return -1;
     }
     buf_reset(cert);
-    cai_der_add_hdr(cert, 0x30, t->len + is->sigalg_len + cai_der_hdr_len(sig_len + 1) + sig_len +
-                                    1);
+    cai_der_add_hdr(cert, 0x30,
+                    t->len + is->sigalg_len + cai_der_hdr_len(sig_len + 1) + sig_len + 1);
     buf_add(cert, t->data, t->len);
     buf_add(cert, is->sigalg, is->sigalg_len);
     cai_der_add_hdr(cert, 0x03, sig_len + 1);
@@ -829,9 +826,8 @@ static int add_ext(X509 *x, int nid, void *value, int crit, struct err *e)
     return 0;
 }
 
-static int sign_slow(struct ca_signer *s, const struct ca_issuer *is,
-                     const struct ca_prepared *pr, const uint8_t *sn, size_t sn_len,
-                     struct buf *cert, struct err *e)
+static int sign_slow(struct ca_signer *s, const struct ca_issuer *is, const struct ca_prepared *pr,
+                     const uint8_t *sn, size_t sn_len, struct buf *cert, struct err *e)
 {
     const struct ca_prepared_int *pi = pr->_int;
     int rc = -1, n;
@@ -859,8 +855,7 @@ static int sign_slow(struct ca_signer *s, const struct ca_issuer *is,
         X509_set_issuer_name(x, issuer) != 1 ||
         ASN1_TIME_set(X509_getm_notBefore(x), pr->not_before) == NULL ||
         ASN1_TIME_set(X509_getm_notAfter(x), pr->not_after) == NULL ||
-        X509_set_subject_name(x, subject) != 1 ||
-        set_key(x, pr) != 0) {
+        X509_set_subject_name(x, subject) != 1 || set_key(x, pr) != 0) {
         err_openssl(e, ERRC_INTERNAL, "cannot build the certificate");
         goto out;
     }

@@ -36,8 +36,11 @@ struct ca_issuer;
 struct ca_signer;
 
 /* cacert and key (the CA's private key, e.g. ca_key_pkey()) are borrowed and must outlive the
- * issuer. hsm: the key lives in a token, so signing is serialised across threads. Fails when the
- * key does not match the certificate or the certificate is not a CA. */
+ * issuer; the issuer pre-encodes the CA's name, signature algorithm and key identifier once.
+ * hsm: the key lives in a token, so signing is serialised across threads (one mutex per issuer).
+ * Fails (ERRC_INVALID) when the certificate is not a CA (basicConstraints CA:TRUE, keyUsage with
+ * keyCertSign if present), the key does not match it, or the key is not P-256 (signs
+ * ecdsa-with-SHA256), P-384 (ecdsa-with-SHA384) or RSA >= 2048 (sha256WithRSAEncryption). */
 struct ca_issuer *ca_issuer_new(X509 *cacert, EVP_PKEY *key, bool hsm, struct err *e) ATTR_WUR;
 void ca_issuer_free(struct ca_issuer *is);
 X509 *ca_issuer_cert(const struct ca_issuer *is); /* borrowed */
@@ -54,12 +57,12 @@ int ca_serial_draw(struct ca_signer *s, uint8_t out[CA_SERIAL_MAX], size_t *len,
                    struct err *e) ATTR_WUR;
 
 struct ca_prepared {
-    char cn[257];           /* the subject's commonName (<= 64 characters of UTF-8) */
-    char subject[1024];     /* RFC 2253 form, for records and messages */
+    char cn[257];       /* the subject's commonName (<= 64 characters of UTF-8) */
+    char subject[1024]; /* RFC 2253 form, for records and messages */
     enum ca_key_type key_type;
     time_t not_before;
     time_t not_after;
-    bool fast_path;         /* prepared by the fast path (for metrics and tests) */
+    bool fast_path;               /* prepared by the fast path (for metrics and tests) */
     struct ca_prepared_int *_int; /* engine-private; freed by ca_prepared_release */
 };
 
@@ -79,8 +82,9 @@ void ca_prepared_release(struct ca_prepared *pr);
 struct ca_issued {
     uint8_t *der; /* owned: xfree, or ca_issued_release */
     size_t der_len;
-    char fingerprint[65];          /* lowercase hex SHA-256 of der: AWS IoT's certificateId */
-    char serial_hex[2 * CA_SERIAL_MAX + 1]; /* lowercase, as encoded (no leading 00 unless needed) */
+    char fingerprint[65]; /* lowercase hex SHA-256 of der: AWS IoT's certificateId */
+    char
+        serial_hex[2 * CA_SERIAL_MAX + 1]; /* lowercase, as encoded (no leading 00 unless needed) */
 };
 
 /* Signs a prepared certificate with the serial the caller reserved: 1..CA_SERIAL_MAX bytes,

@@ -11,8 +11,8 @@
 #include "ca/profile.h"
 
 #include <dirent.h>
-#include <stdarg.h>
 #include <jansson.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,27 +21,31 @@
 #include "core/mem.h"
 #include "core/util.h"
 
-#define PROFILE_FILE_MAX   65536
-#define PROFILE_PATTERN_MAX 512
-#define PROFILE_DAYS_MAX   36500
+#define PROFILE_FILE_MAX     65536
+#define PROFILE_PATTERN_MAX  512
+#define PROFILE_DAYS_MAX     36500
 #define PROFILE_BACKDATE_MAX 86400
-#define PROFILE_SAN_MAX    64
-#define PROFILE_SAN_DEFAULT 8
+#define PROFILE_SAN_MAX      64
+#define PROFILE_SAN_DEFAULT  8
 
 static const char *const key_type_names[CA_KEY__COUNT] = {
-    [CA_KEY_EC_P256] = "ec-p256",   [CA_KEY_EC_P384] = "ec-p384",
-    [CA_KEY_RSA_2048] = "rsa-2048", [CA_KEY_RSA_3072] = "rsa-3072",
-    [CA_KEY_RSA_4096] = "rsa-4096",
+    [CA_KEY_EC_P256] = "ec-p256",   [CA_KEY_EC_P384] = "ec-p384",   [CA_KEY_RSA_2048] = "rsa-2048",
+    [CA_KEY_RSA_3072] = "rsa-3072", [CA_KEY_RSA_4096] = "rsa-4096",
 };
 
 const char *const cai_san_names[CAI_SAN__COUNT] = {
-    [CAI_SAN_DNS] = "dns", [CAI_SAN_URI] = "uri", [CAI_SAN_EMAIL] = "email", [CAI_SAN_IP] = "ip",
+    [CAI_SAN_DNS] = "dns",
+    [CAI_SAN_URI] = "uri",
+    [CAI_SAN_EMAIL] = "email",
+    [CAI_SAN_IP] = "ip",
 };
 
 const struct cai_eku_info cai_ekus[CAI_EKU__COUNT] = {
-    [CAI_EKU_CLIENT_AUTH] = { "clientAuth", NID_client_auth,
+    [CAI_EKU_CLIENT_AUTH] = { "clientAuth",
+                              NID_client_auth,
                               { 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02 } },
-    [CAI_EKU_SERVER_AUTH] = { "serverAuth", NID_server_auth,
+    [CAI_EKU_SERVER_AUTH] = { "serverAuth",
+                              NID_server_auth,
                               { 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01 } },
 };
 
@@ -119,7 +123,8 @@ static int check_keys(struct loader *l, json_t *obj, const char *where, const ch
 {
     const char *k;
     json_t *v;
-    json_object_foreach(obj, k, v) {
+    json_object_foreach(obj, k, v)
+    {
         bool known = false;
         for (size_t i = 0; i < n && !known; i++) {
             known = strcmp(k, names[i]) == 0;
@@ -164,11 +169,13 @@ static int attr_list(struct loader *l, const char *key, json_t *v, bool set[CAI_
     if (!json_is_array(v)) {
         return bad(l, key, "must be an array of attribute names (CN, O, OU, C, ...)");
     }
-    json_array_foreach(v, i, it) {
+    json_array_foreach(v, i, it)
+    {
         int a = json_is_string(it) ? cai_attr_parse(json_string_value(it)) : -1;
         if (a < 0) {
-            return bad(l, key, "unknown subject attribute '%s' (known: CN, C, ST, L, O, OU, "
-                               "serialNumber, emailAddress, DC)",
+            return bad(l, key,
+                       "unknown subject attribute '%s' (known: CN, C, ST, L, O, OU, "
+                       "serialNumber, emailAddress, DC)",
                        json_is_string(it) ? json_string_value(it) : "(not a string)");
         }
         if (set[a]) {
@@ -217,7 +224,8 @@ static int load_subject(struct loader *l, json_t *v)
     required[CAI_ATTR_CN] = true;
     for (int i = 0; i < CAI_ATTR__COUNT; i++) {
         if (p->attr_allowed[i] && p->attr_forbidden[i]) {
-            return bad(l, "subject.forbidden", "'%s' is also in subject.allowed", cai_attrs[i].name);
+            return bad(l, "subject.forbidden", "'%s' is also in subject.allowed",
+                       cai_attrs[i].name);
         }
         if (required[i] && !p->attr_allowed[i]) {
             return bad(l, "subject.required", "'%s' is not in subject.allowed", cai_attrs[i].name);
@@ -255,8 +263,9 @@ static int load_san(struct loader *l, json_t *v)
         any = true;
     }
     if (!any) {
-        return bad(l, "san", "allows no type: use null for no SANs, or give dns, uri, email or "
-                             "ip patterns");
+        return bad(l, "san",
+                   "allows no type: use null for no SANs, or give dns, uri, email or "
+                   "ip patterns");
     }
     p->san_max = PROFILE_SAN_DEFAULT;
     json_t *max = json_object_get(v, "max");
@@ -272,8 +281,8 @@ static int load_san(struct loader *l, json_t *v)
 
 static int load_object(struct loader *l, json_t *root)
 {
-    static const char *const keys[] = { "description",      "key_types", "validity_days",
-                                        "backdate_seconds", "subject",   "san",
+    static const char *const keys[] = { "description",        "key_types", "validity_days",
+                                        "backdate_seconds",   "subject",   "san",
                                         "extended_key_usage", "jitr" };
     struct ca_profile *p = l->p;
     size_t i;
@@ -293,14 +302,17 @@ static int load_object(struct loader *l, json_t *root)
 
     v = json_object_get(root, "key_types");
     if (v == NULL || !json_is_array(v) || json_array_size(v) == 0) {
-        return bad(l, "key_types", "is required: a non-empty array of ec-p256, ec-p384, "
-                                   "rsa-2048, rsa-3072, rsa-4096");
+        return bad(l, "key_types",
+                   "is required: a non-empty array of ec-p256, ec-p384, "
+                   "rsa-2048, rsa-3072, rsa-4096");
     }
-    json_array_foreach(v, i, it) {
+    json_array_foreach(v, i, it)
+    {
         int t = json_is_string(it) ? cai_key_type_parse(json_string_value(it)) : -1;
         if (t < 0) {
-            return bad(l, "key_types", "unknown key type '%s' (known: ec-p256, ec-p384, rsa-2048, "
-                                       "rsa-3072, rsa-4096)",
+            return bad(l, "key_types",
+                       "unknown key type '%s' (known: ec-p256, ec-p384, rsa-2048, "
+                       "rsa-3072, rsa-4096)",
                        json_is_string(it) ? json_string_value(it) : "(not a string)");
         }
         if (p->key_allowed[t]) {
@@ -338,10 +350,12 @@ static int load_object(struct loader *l, json_t *root)
 
     v = json_object_get(root, "extended_key_usage");
     if (v == NULL || !json_is_array(v) || json_array_size(v) == 0) {
-        return bad(l, "extended_key_usage", "is required: a non-empty array of clientAuth, "
-                                            "serverAuth");
+        return bad(l, "extended_key_usage",
+                   "is required: a non-empty array of clientAuth, "
+                   "serverAuth");
     }
-    json_array_foreach(v, i, it) {
+    json_array_foreach(v, i, it)
+    {
         int k = -1;
         for (int j = 0; j < CAI_EKU__COUNT && json_is_string(it); j++) {
             if (strcmp(json_string_value(it), cai_ekus[j].name) == 0) {
@@ -349,8 +363,9 @@ static int load_object(struct loader *l, json_t *root)
             }
         }
         if (k < 0) {
-            return bad(l, "extended_key_usage", "unknown usage '%s' (known: clientAuth, "
-                                                "serverAuth)",
+            return bad(l, "extended_key_usage",
+                       "unknown usage '%s' (known: clientAuth, "
+                       "serverAuth)",
                        json_is_string(it) ? json_string_value(it) : "(not a string)");
         }
         if (cai_profile_has_eku(p, (enum cai_eku)k)) {
@@ -392,8 +407,10 @@ struct ca_profile *ca_profile_load_json(const char *name, const char *origin, co
     json_error_t je;
     json_t *root = NULL;
     if (!name_ok(name)) {
-        err_set(e, ERRC_INVALID, "profile %s: the name '%s' is not [A-Za-z0-9][A-Za-z0-9._-]*, "
-                                 "at most 64 characters", origin, name);
+        err_set(e, ERRC_INVALID,
+                "profile %s: the name '%s' is not [A-Za-z0-9][A-Za-z0-9._-]*, "
+                "at most 64 characters",
+                origin, name);
         return NULL;
     }
     root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);

@@ -25,7 +25,8 @@ struct ca_profile *ca_profile_load_file(const char *path, struct err *e) ATTR_WU
 /* Loads a profile from JSON text; origin names it in messages (a path, "<config>", ...). */
 struct ca_profile *ca_profile_load_json(const char *name, const char *origin, const char *json,
                                         size_t len, struct err *e) ATTR_WUR;
-/* Loads every *.json in dir; fails on the first invalid file (naming it). */
+/* Loads every *.json in dir, sorted by name; fails on the first invalid file (naming it), and with
+ * ERRC_NOT_FOUND when dir cannot be opened or holds no profile. */
 struct ca_profiles *ca_profiles_load_dir(const char *dir, struct err *e) ATTR_WUR;
 void ca_profile_free(struct ca_profile *p);
 void ca_profiles_free(struct ca_profiles *ps);

@@ -40,8 +40,8 @@ static const char open_json[] =
 
 static struct {
     EVP_PKEY *key;
-    EVP_PKEY *dev;      /* signs the spliced CSRs */
-    uint8_t spki[128];  /* its SubjectPublicKeyInfo */
+    EVP_PKEY *dev;     /* signs the spliced CSRs */
+    uint8_t spki[128]; /* its SubjectPublicKeyInfo */
     size_t spki_len;
     BIO *null;
     X509 *cert;
@@ -78,8 +78,8 @@ static void init(void)
     F.key = EVP_EC_gen("P-256");
     F.cert = X509_new();
     if (F.key == NULL || F.cert == NULL || n == NULL ||
-        X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_UTF8, (const unsigned char *)"Fuzz CA", -1,
-                                   -1, 0) != 1 ||
+        X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_UTF8, (const unsigned char *)"Fuzz CA", -1, -1,
+                                   0) != 1 ||
         X509_set_version(F.cert, X509_VERSION_3) != 1 ||
         ASN1_INTEGER_set(X509_get_serialNumber(F.cert), 1) != 1 ||
         X509_set_subject_name(F.cert, n) != 1 || X509_set_issuer_name(F.cert, n) != 1 ||
@@ -123,8 +123,7 @@ static void one(struct ca_signer *s, const struct ca_profile *p, const uint8_t *
     uint8_t sn[CA_SERIAL_MAX];
     size_t sn_len = 0;
     if (ca_prepare(s, F.is, p, data, size, F.now, &pr, &e) != 0) {
-        if (pr._int != NULL || e.code == ERRC_OK || e.msg[0] == '\0' ||
-            e.code == ERRC_INTERNAL) {
+        if (pr._int != NULL || e.code == ERRC_OK || e.msg[0] == '\0' || e.code == ERRC_INTERNAL) {
             fprintf(stderr, "%s\n", e.msg);
             die("a rejection without a proper error");
         }
@@ -167,8 +166,8 @@ static size_t hdr(uint8_t *out, uint8_t tag, size_t len)
 /* CSR { CRI { 0, Name { name }, SPKI, [0] { attrs } }, ecdsa-with-SHA256, signature } */
 static void spliced(const uint8_t *name, size_t nlen, const uint8_t *attrs, size_t alen)
 {
-    static const uint8_t alg[] = { 0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce,
-                                   0x3d, 0x04, 0x03, 0x02 };
+    static const uint8_t alg[] = { 0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86,
+                                   0x48, 0xce, 0x3d, 0x04, 0x03, 0x02 };
     static uint8_t cri[10000], csr[10200];
     uint8_t h[4], sig[80], *w;
     size_t sig_len = sizeof(sig), n, body;
@@ -182,13 +181,17 @@ static void spliced(const uint8_t *name, size_t nlen, const uint8_t *attrs, size
     memcpy(w, "\x02\x01\x00", 3);
     w += 3;
     w += hdr(w, 0x30, nlen);
-    memcpy(w, name, nlen);
-    w += nlen;
+    if (nlen) {
+        memcpy(w, name, nlen);
+        w += nlen;
+    }
     memcpy(w, F.spki, F.spki_len);
     w += F.spki_len;
     w += hdr(w, 0xa0, alen);
-    memcpy(w, attrs, alen);
-    w += alen;
+    if (alen) {
+        memcpy(w, attrs, alen);
+        w += alen;
+    }
     n = (size_t)(w - cri);
     if (md == NULL || EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, F.dev) != 1 ||
         EVP_DigestSign(md, sig, &sig_len, cri, n) != 1) {

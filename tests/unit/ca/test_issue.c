@@ -34,7 +34,9 @@ static int pki(void)
     if (state == 0) {
         pki_dir = tt_tmpdir();
         state = tt_sh("sh '%s/tests/data/csr/make-test-pki.sh' '%s' >/dev/null 2>&1", src_dir(),
-                      pki_dir) == 0 ? 1 : -1;
+                      pki_dir) == 0
+                    ? 1
+                    : -1;
         snprintf(path, sizeof(path), "%s/policies/profiles/device.json", src_dir());
         if (state == 1 && (device_profile = ca_profile_load_file(path, &e)) == NULL) {
             fprintf(stderr, "  %s\n", e.msg);
@@ -182,7 +184,7 @@ static size_t tlv_total(const uint8_t *p)
 struct expect {
     unsigned ku;
     uint32_t xku;
-    int san_count;      /* 0: no SAN extension */
+    int san_count;       /* 0: no SAN extension */
     const char *subject; /* X509_NAME_oneline of the certificate subject, or NULL */
     time_t not_before, not_after;
 };
@@ -199,8 +201,11 @@ static int check_cert(struct ctx *c, const struct ca_issued *ci, X509_REQ *req,
     uint8_t md[32], ski[20];
     unsigned mdlen = 0;
     char fp[65], name[512], path[600];
-    static const int nids[] = { NID_basic_constraints, NID_key_usage, NID_ext_key_usage,
-                                NID_subject_key_identifier, NID_authority_key_identifier,
+    static const int nids[] = { NID_basic_constraints,
+                                NID_key_usage,
+                                NID_ext_key_usage,
+                                NID_subject_key_identifier,
+                                NID_authority_key_identifier,
                                 NID_subject_alt_name };
     static const int crit[] = { 1, 1, 0, 0, 0, 0 };
     const ASN1_INTEGER *sn = NULL;
@@ -219,7 +224,7 @@ static int check_cert(struct ctx *c, const struct ca_issued *ci, X509_REQ *req,
     CHECK(ASN1_STRING_length(sn) >= 1 && ASN1_STRING_length(sn) <= 20);
     buf_addhex(&snhex, ASN1_STRING_get0_data(sn), (size_t)ASN1_STRING_length(sn));
     same_sn = strcmp(snhex.data, ci->serial_hex) == 0 ||
-                  (ci->serial_hex[0] == '0' && strcmp(snhex.data, ci->serial_hex + 2) == 0);
+              (ci->serial_hex[0] == '0' && strcmp(snhex.data, ci->serial_hex + 2) == 0);
     CHECK(same_sn);
     CHECK(EVP_Digest(ci->der, ci->der_len, md, &mdlen, EVP_sha256(), NULL) == 1);
     hex_encode(md, 32, fp);
@@ -229,7 +234,7 @@ static int check_cert(struct ctx *c, const struct ca_issued *ci, X509_REQ *req,
     CHECK(X509_NAME_cmp(X509_get_issuer_name(cert), X509_get_subject_name(c->cert)) == 0);
     CHECK(X509_verify(cert, c->key) == 1);
     CHECK_INT_EQ(X509_get_signature_nid(cert),
-                 EVP_PKEY_is_a(c->key, "RSA") ? NID_sha256WithRSAEncryption
+                 EVP_PKEY_is_a(c->key, "RSA")       ? NID_sha256WithRSAEncryption
                  : EVP_PKEY_get_bits(c->key) == 384 ? NID_ecdsa_with_SHA384
                                                     : NID_ecdsa_with_SHA256);
     /* exactly the profile's extensions, in order */
@@ -274,10 +279,12 @@ static int check_cert(struct ctx *c, const struct ca_issued *ci, X509_REQ *req,
     fclose(f);
     f = NULL;
     CHECK_INT_EQ(tt_sh("openssl verify -purpose sslclient -CAfile '%s/%s.pem' '%s' >/dev/null",
-                       pki_dir, c->ca, path), 0);
+                       pki_dir, c->ca, path),
+                 0);
     CHECK_INT_EQ(tt_sh("certtool --verify --verify-purpose=1.3.6.1.5.5.7.3.2 "
                        "--load-ca-certificate '%s/%s.pem' --infile '%s' >/dev/null 2>&1",
-                       pki_dir, c->ca, path), 0);
+                       pki_dir, c->ca, path),
+                 0);
 out:
     if (f) {
         fclose(f);
@@ -297,9 +304,9 @@ static int test_both_paths_all_keys(void)
     static const struct {
         const char *csr;
         bool fast;
-    } csrs[] = { { "p256.der", true },      { "p256.csr", true }, { "p256-new.csr", true },         { "p384.csr", false },
-                 { "rsa2048.der", false },  { "p256c.csr", false },       { "p256-sha384.csr", false },
-                 { "ca-false.csr", false } };
+    } csrs[] = { { "p256.der", true },         { "p256.csr", true },     { "p256-new.csr", true },
+                 { "p384.csr", false },        { "rsa2048.der", false }, { "p256c.csr", false },
+                 { "p256-sha384.csr", false }, { "ca-false.csr", false } };
     int rc = 0;
     struct ctx c = { 0 };
     struct buf csr = BUF_INIT;
@@ -334,8 +341,8 @@ static int test_both_paths_all_keys(void)
             CHECK_INT_EQ(pr.fast_path, csrs[j].fast);
             CHECK_STR_EQ(pr.cn, "device-0001");
             CHECK_STR_EQ(pr.subject, "CN=device-0001,O=Acme");
-            struct expect x = { KU_DIGITAL_SIGNATURE, XKU_SSL_CLIENT, 0, "/O=Acme/CN=device-0001",
-                                pr.not_before, pr.not_after };
+            struct expect x = { KU_DIGITAL_SIGNATURE,     XKU_SSL_CLIENT, 0,
+                                "/O=Acme/CN=device-0001", pr.not_before,  pr.not_after };
             CHECK(pr.not_before == now - 300 ||
                   ASN1_TIME_cmp_time_t(X509_get0_notBefore(c.cert), pr.not_before) == 0);
             CHECK(pr.not_after <= now + 3650 * 86400LL);
@@ -395,10 +402,12 @@ static int test_fast_equals_slow(void)
     for (size_t i = 0; i < ARRAY_LEN(cas); i++) {
         CHECK(ctx_open(&c, cas[i], cas[i], false) == 0);
         time_t now = time(NULL);
-        CHECK_OK(ca_prepare(c.s, c.is, device_profile, (const uint8_t *)csr.data, csr.len, now,
-                            &a, &e), &e);
-        CHECK_OK(ca_prepare(slow, c.is, device_profile, (const uint8_t *)csr.data, csr.len, now,
-                            &b, &e), &e);
+        CHECK_OK(
+            ca_prepare(c.s, c.is, device_profile, (const uint8_t *)csr.data, csr.len, now, &a, &e),
+            &e);
+        CHECK_OK(
+            ca_prepare(slow, c.is, device_profile, (const uint8_t *)csr.data, csr.len, now, &b, &e),
+            &e);
         CHECK(a.fast_path && !b.fast_path);
         CHECK_OK(ca_sign(c.s, c.is, &a, sn, sizeof(sn), &ca_, &e), &e);
         CHECK_OK(ca_sign(slow, c.is, &b, sn, sizeof(sn), &cb, &e), &e);
@@ -437,9 +446,10 @@ static int test_validity(void)
     if (pki() != 0) {
         return 1;
     }
-    day = inline_profile("day", "{\"key_types\":[\"ec-p256\"],\"validity_days\":1,"
-                                "\"backdate_seconds\":60,\"subject\":{\"cn_pattern\":\".*\","
-                                "\"allowed\":[\"CN\",\"O\"]},\"extended_key_usage\":[\"clientAuth\"]}");
+    day = inline_profile("day",
+                         "{\"key_types\":[\"ec-p256\"],\"validity_days\":1,"
+                         "\"backdate_seconds\":60,\"subject\":{\"cn_pattern\":\".*\","
+                         "\"allowed\":[\"CN\",\"O\"]},\"extended_key_usage\":[\"clientAuth\"]}");
     CHECK(day != NULL);
     CHECK(ctx_open(&c, "ca-short", "ca-p256", false) == 0);
     CHECK(ASN1_TIME_to_tm(X509_get0_notBefore(c.cert), &tm) == 1);
@@ -449,8 +459,9 @@ static int test_validity(void)
     CHECK(slurp("p256.der", &csr) == 0);
     /* capped at the CA's notAfter */
     now = ca_nb + 3600;
-    CHECK_OK(ca_prepare(c.s, c.is, device_profile, (const uint8_t *)csr.data, csr.len, now, &pr,
-                        &e), &e);
+    CHECK_OK(
+        ca_prepare(c.s, c.is, device_profile, (const uint8_t *)csr.data, csr.len, now, &pr, &e),
+        &e);
     CHECK_INT_EQ(pr.not_before, now - 300);
     CHECK_INT_EQ(pr.not_after, ca_na);
     ca_prepared_release(&pr);
@@ -550,8 +561,8 @@ static int test_profile_refusals(void)
             struct ca_signer *s = k == 0 ? c.s : slow;
             err_clear(&e);
             fprintf(stderr, "   %s\n", bads[i].file);
-            CHECK(ca_prepare(s, c.is, p, (const uint8_t *)csr.data, csr.len, time(NULL), &pr,
-                             &e) != 0);
+            CHECK(ca_prepare(s, c.is, p, (const uint8_t *)csr.data, csr.len, time(NULL), &pr, &e) !=
+                  0);
             CHECK(pr._int == NULL);
             CHECK_INT_EQ(e.code, bads[i].code);
             CHECK_STR_CONTAINS(e.msg, bads[i].msg);
@@ -576,8 +587,9 @@ static int test_san_and_subject(void)
     struct ca_profile *san = NULL;
     X509_REQ *req = NULL;
     struct err e = ERR_INIT;
-    struct expect x = { KU_DIGITAL_SIGNATURE, XKU_SSL_CLIENT | XKU_SSL_SERVER, 2,
-                        "/O=Acme/CN=device-0001", 0, 0 };
+    struct expect x = {
+        KU_DIGITAL_SIGNATURE, XKU_SSL_CLIENT | XKU_SSL_SERVER, 2, "/O=Acme/CN=device-0001", 0, 0
+    };
     struct expect y = { KU_DIGITAL_SIGNATURE, XKU_SSL_CLIENT, 0, NULL, 0, 0 };
     if (pki() != 0) {
         return 1;
@@ -726,37 +738,65 @@ static int test_subject_strings(void)
         enum err_code code;
         const char *msg;
     } cases[] = {
-        { { { NID_commonName, V_ASN1_UTF8STRING, "dev-\xc3\x28" } }, 1, ERRC_INVALID,
+        { { { NID_commonName, V_ASN1_UTF8STRING, "dev-\xc3\x28" } },
+          1,
+          ERRC_INVALID,
           "subject attribute CN is not valid UTF-8 or contains control characters" },
-        { { { NID_commonName, V_ASN1_UTF8STRING, "dev-\xc0\xaf" } }, 1, ERRC_INVALID,
+        { { { NID_commonName, V_ASN1_UTF8STRING, "dev-\xc0\xaf" } },
+          1,
+          ERRC_INVALID,
           "subject attribute CN is not valid UTF-8" },
-        { { { NID_commonName, V_ASN1_UTF8STRING, "dev-\xed\xa0\x80" } }, 1, ERRC_INVALID,
+        { { { NID_commonName, V_ASN1_UTF8STRING, "dev-\xed\xa0\x80" } },
+          1,
+          ERRC_INVALID,
           "subject attribute CN is not valid UTF-8" },
-        { { { NID_commonName, V_ASN1_UTF8STRING, "dev-\xf4\x90\x80\x80" } }, 1, ERRC_INVALID,
+        { { { NID_commonName, V_ASN1_UTF8STRING, "dev-\xf4\x90\x80\x80" } },
+          1,
+          ERRC_INVALID,
           "subject attribute CN is not valid UTF-8" },
-        { { { NID_commonName, V_ASN1_UTF8STRING, "dev\x01" } }, 1, ERRC_INVALID,
+        { { { NID_commonName, V_ASN1_UTF8STRING, "dev\x01" } },
+          1,
+          ERRC_INVALID,
           "contains control characters" },
         { { { NID_organizationName, V_ASN1_UTF8STRING, "Acme\xc2\x85" },
-            { NID_commonName, V_ASN1_UTF8STRING, "dev-1" } }, 2, ERRC_INVALID,
+            { NID_commonName, V_ASN1_UTF8STRING, "dev-1" } },
+          2,
+          ERRC_INVALID,
           "subject attribute O is not valid UTF-8 or contains control characters" },
-        { { { NID_commonName, V_ASN1_PRINTABLESTRING, "dev@1" } }, 1, ERRC_INVALID,
+        { { { NID_commonName, V_ASN1_PRINTABLESTRING, "dev@1" } },
+          1,
+          ERRC_INVALID,
           "subject attribute CN is a PrintableString with characters outside its set" },
-        { { { NID_commonName, V_ASN1_IA5STRING, "dev-\xe9" } }, 1, ERRC_INVALID,
+        { { { NID_commonName, V_ASN1_IA5STRING, "dev-\xe9" } },
+          1,
+          ERRC_INVALID,
           "subject attribute CN is not valid ASCII" },
-        { { { NID_commonName, V_ASN1_T61STRING, "dev-1" } }, 1, ERRC_INVALID,
+        { { { NID_commonName, V_ASN1_T61STRING, "dev-1" } },
+          1,
+          ERRC_INVALID,
           "subject attribute CN uses an unsupported string type" },
-        { { { NID_commonName, V_ASN1_UTF8STRING, "" } }, 1, ERRC_DENIED,
+        { { { NID_commonName, V_ASN1_UTF8STRING, "" } },
+          1,
+          ERRC_DENIED,
           "subject attribute CN must have 1 to 64 characters" },
         { { { NID_commonName, V_ASN1_UTF8STRING,
-              "d1234567890123456789012345678901234567890123456789012345678901234" } }, 1,
-          ERRC_DENIED, "subject attribute CN must have 1 to 64 characters" },
+              "d1234567890123456789012345678901234567890123456789012345678901234" } },
+          1,
+          ERRC_DENIED,
+          "subject attribute CN must have 1 to 64 characters" },
         { { { NID_commonName, V_ASN1_UTF8STRING, "dev-1" },
-            { NID_commonName, V_ASN1_UTF8STRING, "dev-2" } }, 2, ERRC_DENIED,
+            { NID_commonName, V_ASN1_UTF8STRING, "dev-2" } },
+          2,
+          ERRC_DENIED,
           "subject attribute CN appears more than once" },
         { { { NID_serialNumber, V_ASN1_UTF8STRING, "SN_1" },
-            { NID_commonName, V_ASN1_UTF8STRING, "dev-1" } }, 2, ERRC_DENIED,
+            { NID_commonName, V_ASN1_UTF8STRING, "dev-1" } },
+          2,
+          ERRC_DENIED,
           "subject attribute serialNumber may only contain PrintableString characters" },
-        { { { NID_commonName, V_ASN1_UTF8STRING, "dev-\xc3\xa9" } }, 1, ERRC_DENIED,
+        { { { NID_commonName, V_ASN1_UTF8STRING, "dev-\xc3\xa9" } },
+          1,
+          ERRC_DENIED,
           "CN 'dev-\xc3\xa9' does not match the pattern" },
     };
     int rc = 0;
@@ -916,7 +956,8 @@ static int test_malformed(void)
             struct ca_prepared pr;
             struct err e = ERR_INIT;
             CHECK_OK(ca_prepare(s, c.is, device_profile, (const uint8_t *)der.data, der.len,
-                                time(NULL), &pr, &e), &e);
+                                time(NULL), &pr, &e),
+                     &e);
             ca_prepared_release(&pr);
         }
     }
@@ -1042,8 +1083,8 @@ static int test_serials(void)
         size_t len = 0;
         CHECK_OK(ca_serial_draw(s, all[i] + 1, &len, &e), &e);
         CHECK(len >= 1 && len <= CA_SERIAL_MAX);
-        CHECK(len >= 8); /* >= 64 random bits survive */
-        CHECK((all[i][1] & 0x80) == 0);                         /* positive */
+        CHECK(len >= 8);                                         /* >= 64 random bits survive */
+        CHECK((all[i][1] & 0x80) == 0);                          /* positive */
         CHECK(!(len > 1 && all[i][1] == 0 && all[i][2] < 0x80)); /* minimal */
         shorter += len < CA_SERIAL_BYTES;
         all[i][0] = (uint8_t)len;
@@ -1088,7 +1129,8 @@ static int test_sign_errors(void)
     CHECK(ctx_open(&d, "ca-p384", "ca-p384", false) == 0);
     CHECK(slurp("p256.der", &csr) == 0);
     CHECK_OK(ca_prepare(c.s, c.is, device_profile, (const uint8_t *)csr.data, csr.len, time(NULL),
-                        &pr, &e), &e);
+                        &pr, &e),
+             &e);
     for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
         err_clear(&e);
         CHECK(ca_sign(c.s, c.is, &pr, (const uint8_t *)bad[i].sn, bad[i].len, &ci, &e) != 0);
@@ -1199,7 +1241,8 @@ static void *thread_main(void *arg)
                        time(NULL), &pr, &e) != 0) {
             break;
         }
-        if (ca_serial_draw(s, sn, &len, &e) == 0 && ca_sign(s, ta->c->is, &pr, sn, len, &ci, &e) == 0) {
+        if (ca_serial_draw(s, sn, &len, &e) == 0 &&
+            ca_sign(s, ta->c->is, &pr, sn, len, &ci, &e) == 0) {
             const unsigned char *q = ci.der;
             X509 *x = d2i_X509(NULL, &q, (long)ci.der_len);
             ta->issued += x != NULL && X509_verify(x, ta->c->key) == 1;

@@ -73,7 +73,7 @@ out:
 #define BASE_VD "\"validity_days\":30"
 #define BASE_SU "\"subject\":{\"cn_pattern\":\"x\"}"
 #define BASE_EK "\"extended_key_usage\":[\"clientAuth\"]"
-#define BASE BASE_KT "," BASE_VD "," BASE_SU "," BASE_EK
+#define BASE    BASE_KT "," BASE_VD "," BASE_SU "," BASE_EK
 
 static int test_invalid(void)
 {
@@ -98,23 +98,29 @@ static int test_invalid(void)
         { "{" BASE ",\"backdate_seconds\":-1}", "backdate_seconds: must be an integer from 0" },
         { "{" BASE ",\"backdate_seconds\":86401}", "backdate_seconds: must be an integer" },
         { "{" BASE_KT "," BASE_VD "," BASE_EK "}", "subject: is required" },
-        { "{" BASE_KT "," BASE_VD ",\"subject\":{}," BASE_EK "}", "subject.cn_pattern: is required" },
+        { "{" BASE_KT "," BASE_VD ",\"subject\":{}," BASE_EK "}",
+          "subject.cn_pattern: is required" },
         { "{" BASE_KT "," BASE_VD ",\"subject\":{\"cn_pattern\":\"(\"}," BASE_EK "}",
           "subject.cn_pattern: is not a valid POSIX extended regular expression" },
         { "{" BASE_KT "," BASE_VD ",\"subject\":{\"cn_pattern\":\"\"}," BASE_EK "}",
           "subject.cn_pattern: must be a non-empty pattern" },
         { "{" BASE_KT "," BASE_VD ",\"subject\":{\"cn_pattern\":\"x\",\"max\":1}," BASE_EK "}",
           "subject.max: unknown key" },
-        { "{" BASE_KT "," BASE_VD ",\"subject\":{\"cn_pattern\":\"x\",\"allowed\":[\"XX\"]},"
-          BASE_EK "}", "subject.allowed: unknown subject attribute 'XX'" },
-        { "{" BASE_KT "," BASE_VD ",\"subject\":{\"cn_pattern\":\"x\",\"forbidden\":[\"CN\"]},"
-          BASE_EK "}", "subject.forbidden: cannot forbid CN" },
+        { "{" BASE_KT "," BASE_VD
+          ",\"subject\":{\"cn_pattern\":\"x\",\"allowed\":[\"XX\"]}," BASE_EK "}",
+          "subject.allowed: unknown subject attribute 'XX'" },
+        { "{" BASE_KT "," BASE_VD
+          ",\"subject\":{\"cn_pattern\":\"x\",\"forbidden\":[\"CN\"]}," BASE_EK "}",
+          "subject.forbidden: cannot forbid CN" },
         { "{" BASE_KT "," BASE_VD ",\"subject\":{\"cn_pattern\":\"x\",\"allowed\":[\"O\"],"
-          "\"forbidden\":[\"O\"]}," BASE_EK "}", "subject.forbidden: 'O' is also in" },
-        { "{" BASE_KT "," BASE_VD ",\"subject\":{\"cn_pattern\":\"x\",\"required\":[\"O\"]},"
-          BASE_EK "}", "subject.required: 'O' is not in subject.allowed" },
-        { "{" BASE_KT "," BASE_VD ",\"subject\":{\"cn_pattern\":\"x\",\"allowed\":[\"O\",\"O\"]},"
-          BASE_EK "}", "subject.allowed: lists 'O' twice" },
+          "\"forbidden\":[\"O\"]}," BASE_EK "}",
+          "subject.forbidden: 'O' is also in" },
+        { "{" BASE_KT "," BASE_VD
+          ",\"subject\":{\"cn_pattern\":\"x\",\"required\":[\"O\"]}," BASE_EK "}",
+          "subject.required: 'O' is not in subject.allowed" },
+        { "{" BASE_KT "," BASE_VD
+          ",\"subject\":{\"cn_pattern\":\"x\",\"allowed\":[\"O\",\"O\"]}," BASE_EK "}",
+          "subject.allowed: lists 'O' twice" },
         { "{" BASE ",\"san\":{}}", "san: allows no type" },
         { "{" BASE ",\"san\":[]}", "san: must be null" },
         { "{" BASE ",\"san\":{\"dns\":\"a\",\"uri\":\"[\"}}", "san.uri: is not a valid POSIX" },
@@ -228,10 +234,8 @@ out:
 int main(int argc, char **argv)
 {
     static const struct tt_case cases[] = {
-        { "shipped", test_shipped },
-        { "defaults", test_defaults },
-        { "invalid", test_invalid },
-        { "files", test_files },
+        { "shipped", test_shipped },           { "defaults", test_defaults },
+        { "invalid", test_invalid },           { "files", test_files },
         { "docs_example", test_docs_example },
     };
     return tt_main(argc, argv, cases, ARRAY_LEN(cases));
