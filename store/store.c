@@ -15,6 +15,33 @@
 
 #define STORE_TIMEOUT_MS 5000
 
+/* store/bucket.lua without its comments; tests/unit/store checks the two agree. */
+const char store_bucket_lua[] =
+    "local rate = tonumber(ARGV[1])\n"
+    "local burst = tonumber(ARGV[2])\n"
+    "local cost = tonumber(ARGV[3])\n"
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts')\n"
+    "local tokens = tonumber(b[1]) or burst\n"
+    "local ts = tonumber(b[2]) or now\n"
+    "if now > ts then\n"
+    "  tokens = math.min(burst, tokens + (now - ts) * rate / 1000)\n"
+    "else\n"
+    "  now = ts\n"
+    "end\n"
+    "local allowed, wait = 0, 0\n"
+    "if tokens >= cost then\n"
+    "  tokens = tokens - cost\n"
+    "  allowed = 1\n"
+    "else\n"
+    "  wait = math.ceil((cost - tokens) * 1000 / rate)\n"
+    "end\n"
+    "redis.call('HSET', KEYS[1], 'tokens', string.format('%.6f', tokens), 'ts', now)\n"
+    "redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000)\n"
+    "return {allowed, wait}\n"
+;
+
 struct store {
     redisContext *rc;
     char display[300];
@@ -583,5 +610,40 @@ int store_index_dump(struct store *s, struct buf *out, struct err *e)
         replies_free(r, 1);
     }
     keys_free(k, n);
+    return rc;
+}
+
+int store_bucket_take(struct store *s, const char *name, double rate, double burst, double cost,
+                      bool *allowed, int64_t *wait_ms, struct err *e)
+{
+    char r[32], b[32], c[32];
+    struct cmdbuf cb = { 0 };
+    redisReply **rep = NULL;
+    int rc;
+    if (!(rate > 0) || !(burst >= cost) || !(cost > 0)) {
+        return err_set(e, ERRC_INVALID, "bucket '%s': rate and cost must be positive and "
+                       "burst at least the cost", name);
+    }
+    snprintf(r, sizeof(r), "%.6f", rate);
+    snprintf(b, sizeof(b), "%.6f", burst);
+    snprintf(c, sizeof(c), "%.6f", cost);
+    {
+        const char *av[] = { "EVAL", store_bucket_lua, "1", cmd_key(&cb, "bucket:", name, ""),
+                             r, b, c };
+        cmd_add(&cb, 7, av, NULL);
+    }
+    rc = cmd_run(s, &cb, &rep, e);
+    if (rc == 0) {
+        redisReply *x = rep[0];
+        if (x->type != REDIS_REPLY_ARRAY || x->elements != 2 ||
+            x->element[0]->type != REDIS_REPLY_INTEGER || x->element[1]->type != REDIS_REPLY_INTEGER) {
+            rc = store_fail(s, e, "bad token-bucket reply");
+        } else {
+            *allowed = x->element[0]->integer == 1;
+            *wait_ms = (int64_t)x->element[1]->integer;
+        }
+        replies_free(rep, 1);
+    }
+    cmd_release(&cb);
     return rc;
 }

@@ -10,6 +10,7 @@
  *   cn:<cn>             set: serials issued to that common name
  *   ca:<name>:serials   set: serials issued by that CA
  *   audit:head          hash: seq and hash of the newest audit record indexed
+ *   bucket:<name>       hash: token bucket (tokens, ts) of a rate limit (store/bucket.lua)
  *
  * This file is the synchronous client (jitrctl, sign-batch, bench, signing threads): every call
  * has a timeout, pipelines its commands and fails with ERRC_UNAVAILABLE naming the server when
@@ -88,5 +89,14 @@ int store_index_clear(struct store *s, uint64_t *removed, struct err *e) ATTR_WU
 
 /* A canonical dump of the whole index (sorted), for `jitrctl reindex --check` and tests. */
 int store_index_dump(struct store *s, struct buf *out, struct err *e) ATTR_WUR;
+
+/* The token-bucket script (store/bucket.lua) as sent to Redis. */
+extern const char store_bucket_lua[];
+
+/* Takes cost tokens from the bucket jitrca:bucket:NAME (rate tokens/s, capacity burst), shared
+ * by every process using this Redis. *allowed says whether they were taken; if not, *wait_ms is
+ * how long until they would be. */
+int store_bucket_take(struct store *s, const char *name, double rate, double burst, double cost,
+                      bool *allowed, int64_t *wait_ms, struct err *e) ATTR_WUR;
 
 #endif

@@ -1,4 +1,5 @@
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/err.h"
 #include "core/util.h"
@@ -110,12 +111,59 @@ out:
     return rc;
 }
 
+static int test_bucket(void)
+{
+    int rc = 0;
+    struct err e = ERR_INIT;
+    const char *url = getenv("JITRCA_TEST_REDIS_URL");
+    struct store *s = NULL;
+    struct buf lua = BUF_INIT, path = BUF_INIT, want = BUF_INIT;
+    bool allowed = false;
+    int64_t wait = 0;
+    char u9[512], name[64];
+    if (url == NULL) {
+        return TT_SKIP;
+    }
+    /* the embedded script is store/bucket.lua without its comment lines */
+    buf_addf(&path, "%s/store/bucket.lua", getenv("JITRCA_SOURCE_DIR"));
+    CHECK_OK(file_read_all(path.data, 65536, &lua, &e), &e);
+    for (char *l = lua.data; l && *l;) {
+        char *nl = strchr(l, '\n');
+        size_t len = nl ? (size_t)(nl - l) + 1 : strlen(l);
+        if (strncmp(l, "--", 2) != 0) {
+            buf_add(&want, l, len);
+        }
+        l += len;
+    }
+    CHECK_STR_EQ(store_bucket_lua, want.data);
+    snprintf(u9, sizeof(u9), "%s?db=9", url);
+    s = store_connect(u9, &e);
+    CHECK(s != NULL);
+    snprintf(name, sizeof(name), "test-%ld", (long)time_now_ms());
+    for (int i = 0; i < 5; i++) {
+        CHECK_OK(store_bucket_take(s, name, 1.0, 5.0, 1.0, &allowed, &wait, &e), &e);
+        CHECK(allowed);
+    }
+    CHECK_OK(store_bucket_take(s, name, 1.0, 5.0, 1.0, &allowed, &wait, &e), &e);
+    CHECK(!allowed);
+    CHECK(wait > 500 && wait <= 1000);
+    CHECK(store_bucket_take(s, name, 0.0, 5.0, 1.0, &allowed, &wait, &e) != 0);
+    CHECK_INT_EQ(e.code, ERRC_INVALID);
+out:
+    buf_release(&lua);
+    buf_release(&path);
+    buf_release(&want);
+    store_free(s);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     static const struct tt_case cases[] = {
         { "url_parse", test_url_parse },
         { "unreachable", test_unreachable },
         { "reserve_and_index", test_reserve_and_index },
+        { "bucket", test_bucket },
     };
     return tt_main(argc, argv, cases, ARRAY_LEN(cases));
 }
