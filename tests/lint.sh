@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Source checks (STYLE.md §3.4), run by ctest: banned functions, raw allocation outside
+# core/mem.c, and the layering rule that matters most: ca/ and policies/ never include network
+# headers, core/ includes no other module.
+set -uo pipefail
+cd "${JITRCA_SOURCE_DIR:-$(dirname "$0")/..}"
+bad=0
+report() { echo "lint: $*"; bad=1; }
+src=$(git ls-files '*.c' '*.h' 2>/dev/null || find . -name '*.[ch]' -not -path './build*')
+prod=$(echo "$src" | grep -E '^(core|ca|audit|store|issuance|aws|httpd|daemon|cli|jitr)/')
+banned='\b(strcpy|strcat|sprintf|vsprintf|gets|strtok|atoi|atol|atof|rand|srand|gmtime|localtime|strerror|asctime|ctime|tmpnam|mktemp|system|popen|alloca)\s*\('
+for f in $prod; do
+  grep -nP "$banned" "$f" | grep -vP '^\d+:\s*(/?\*|//)' | grep -v 'lint: allow' | while read -r l; do report "$f:$l: banned function"; done
+  if [ "$f" != core/mem.c ]; then
+    grep -nP '(?<![a-z_.>])(malloc|calloc|realloc|strdup|free)\s*\(' "$f" |
+      grep -vP '^\d+:\s*(/?\*|//)' | grep -v 'lint: allow' |
+      while read -r l; do echo "lint: $f:$l: raw allocation (use core/mem.h)"; done
+  fi
+done > /tmp/jitrca-lint.$$ 2>&1
+if [ -s /tmp/jitrca-lint.$$ ]; then cat /tmp/jitrca-lint.$$; bad=1; fi
+rm -f /tmp/jitrca-lint.$$
+for f in $(echo "$src" | grep -E '^(ca|policies)/'); do
+  if grep -nE '#include [<"](event2/|hiredis/|curl/|store/|aws/|httpd/|daemon/|jitr/|issuance/|audit/)' "$f"; then
+    report "$f: ca/ and policies/ must not include network or I/O modules"
+  fi
+done
+for f in $(echo "$src" | grep -E '^core/'); do
+  if grep -nE '#include [<"](event2/|hiredis/|curl/|ca/|store/|aws/|httpd/|daemon/|jitr/|issuance/|audit/)' "$f"; then
+    report "$f: core/ includes no other module"
+  fi
+done
+if grep -rnE '^\s*//' $prod | grep -v 'http://\|https://' | head -5 | grep -q .; then
+  grep -rnE '^\s*//' $prod | head -5
+  report "// comments (use /* */)"
+fi
+[ $bad -eq 0 ] && echo "lint: ok ($(echo "$prod" | wc -l) files)"
+exit $bad
