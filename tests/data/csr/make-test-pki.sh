@@ -39,6 +39,8 @@ for ca in p256 p384 rsa; do
 done
 openssl req -config req.cnf -new -x509 -key ca-p256.key -days 30 -sha256 \
     -subj "/O=jitrca test/CN=Short CA" -extensions v3ca -out ca-short.pem
+openssl req -config req.cnf -new -x509 -key ca-p256.key -days 15000 -sha256 \
+    -subj "/O=jitrca test/CN=Long CA" -extensions v3ca -out ca-long.pem
 openssl req -config req.cnf -new -x509 -key ca-p256.key -days 30 -sha256 \
     -subj "/CN=Not a CA" -extensions leaf -out notca.pem
 

@@ -479,10 +479,67 @@ static int test_validity(void)
     err_clear(&e);
     CHECK(ca_prepare(c.s, c.is, day, (const uint8_t *)csr.data, csr.len, ca_nb - 1, &pr, &e) != 0);
     CHECK_STR_CONTAINS(e.msg, "the CA certificate is not valid now");
-    /* GeneralizedTime after 2049, on both paths, checked by the verifiers */
 out:
     ca_prepared_release(&pr);
     ca_profile_free(day);
+    ctx_close(&c);
+    buf_release(&csr);
+    return rc;
+}
+
+/* notAfter past 2049 is a GeneralizedTime, the same on both paths, accepted by the verifiers. */
+static int test_generalized_time(void)
+{
+    static const uint8_t sn[] = { 0x42 };
+    int rc = 0;
+    struct ctx c = { 0 };
+    struct ca_signer *slow = ca_signer_new();
+    struct buf csr = BUF_INIT;
+    struct ca_prepared a = { 0 }, b = { 0 };
+    struct ca_issued ca_ = { 0 }, cb = { 0 };
+    struct ca_profile *century = NULL;
+    X509_REQ *req = NULL;
+    X509 *x = NULL;
+    struct err e = ERR_INIT;
+    struct expect xp = { KU_DIGITAL_SIGNATURE, XKU_SSL_CLIENT, 0, "/O=Acme/CN=device-0001", 0, 0 };
+    time_t now = time(NULL);
+    const unsigned char *q;
+    const uint8_t *ta, *tb;
+    ca_signer_set_fast_path(slow, false);
+    if (pki() != 0) {
+        return 1;
+    }
+    century = inline_profile("century", "{\"key_types\":[\"ec-p256\"],\"validity_days\":36500,"
+                                        "\"subject\":{\"cn_pattern\":\".*\",\"allowed\":[\"O\"]},"
+                                        "\"extended_key_usage\":[\"clientAuth\"]}");
+    CHECK(century != NULL);
+    CHECK(ctx_open(&c, "ca-long", "ca-p256", false) == 0);
+    CHECK(slurp("p256.der", &csr) == 0);
+    CHECK((req = load_req("p256")) != NULL);
+    CHECK_OK(ca_prepare(c.s, c.is, century, (const uint8_t *)csr.data, csr.len, now, &a, &e), &e);
+    CHECK_OK(ca_prepare(slow, c.is, century, (const uint8_t *)csr.data, csr.len, now, &b, &e), &e);
+    CHECK(a.not_after > 2524608000); /* 2050-01-01 */
+    CHECK_OK(ca_sign(c.s, c.is, &a, sn, sizeof(sn), &ca_, &e), &e);
+    CHECK_OK(ca_sign(slow, c.is, &b, sn, sizeof(sn), &cb, &e), &e);
+    ta = ca_.der + tlv_hdr(ca_.der);
+    tb = cb.der + tlv_hdr(cb.der);
+    CHECK_INT_EQ(tlv_total(ta), tlv_total(tb));
+    CHECK(memcmp(ta, tb, tlv_total(ta)) == 0);
+    q = ca_.der;
+    CHECK((x = d2i_X509(NULL, &q, (long)ca_.der_len)) != NULL);
+    CHECK_INT_EQ(ASN1_STRING_type(X509_get0_notBefore(x)), V_ASN1_UTCTIME);
+    CHECK_INT_EQ(ASN1_STRING_type(X509_get0_notAfter(x)), V_ASN1_GENERALIZEDTIME);
+    CHECK(ASN1_TIME_cmp_time_t(X509_get0_notAfter(x), a.not_after) == 0);
+    CHECK(check_cert(&c, &ca_, req, &xp) == 0);
+out:
+    X509_free(x);
+    X509_REQ_free(req);
+    ca_prepared_release(&a);
+    ca_prepared_release(&b);
+    ca_issued_release(&ca_);
+    ca_issued_release(&cb);
+    ca_profile_free(century);
+    ca_signer_free(slow);
     ctx_close(&c);
     buf_release(&csr);
     return rc;
@@ -515,6 +572,8 @@ static int test_profile_refusals(void)
         { "p384.csr", "san", ERRC_DENIED,
           "CSR key ec-p384 is not allowed by profile 'san' (allowed: ec-p256, rsa-2048)" },
         { "p256x.csr", NULL, ERRC_DENIED, "CSR key uses explicit EC parameters" },
+        { "p256.der", "rsa", ERRC_DENIED,
+          "CSR key ec-p256 is not allowed by profile 'rsa' (allowed: rsa-2048)" },
         { "sha1.csr", NULL, ERRC_DENIED,
           "CSR signature algorithm sha1WithRSAEncryption is not accepted" },
         { "cn-space.csr", NULL, ERRC_DENIED,
@@ -546,16 +605,21 @@ static int test_profile_refusals(void)
     struct ca_signer *slow = ca_signer_new();
     struct buf csr = BUF_INIT;
     struct ca_prepared pr = { 0 };
-    struct ca_profile *san = NULL;
+    struct ca_profile *san = NULL, *rsa = NULL;
     struct err e = ERR_INIT;
     ca_signer_set_fast_path(slow, false);
     if (pki() != 0) {
         return 1;
     }
     CHECK((san = inline_profile("san", san_json)) != NULL);
+    CHECK((rsa = inline_profile("rsa", "{\"key_types\":[\"rsa-2048\"],\"validity_days\":1,"
+                                       "\"subject\":{\"cn_pattern\":\".*\",\"allowed\":[\"O\"]},"
+                                       "\"extended_key_usage\":[\"clientAuth\"]}")) != NULL);
     CHECK(ctx_open(&c, "ca-p256", "ca-p256", false) == 0);
     for (size_t i = 0; i < ARRAY_LEN(bads); i++) {
-        const struct ca_profile *p = bads[i].profile ? san : device_profile;
+        const struct ca_profile *p = bads[i].profile == NULL               ? device_profile
+                                     : strcmp(bads[i].profile, "rsa") == 0 ? rsa
+                                                                           : san;
         CHECK(slurp(bads[i].file, &csr) == 0);
         for (int k = 0; k < 2; k++) {
             struct ca_signer *s = k == 0 ? c.s : slow;
@@ -571,6 +635,7 @@ static int test_profile_refusals(void)
 out:
     ca_prepared_release(&pr);
     ca_profile_free(san);
+    ca_profile_free(rsa);
     ca_signer_free(slow);
     ctx_close(&c);
     buf_release(&csr);
@@ -1292,6 +1357,7 @@ int main(int argc, char **argv)
         { "both_paths_all_keys", test_both_paths_all_keys },
         { "fast_equals_slow", test_fast_equals_slow },
         { "validity", test_validity },
+        { "generalized_time", test_generalized_time },
         { "profile_refusals", test_profile_refusals },
         { "san_and_subject", test_san_and_subject },
         { "subject_strings", test_subject_strings },
