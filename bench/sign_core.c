@@ -27,7 +27,7 @@
 
 static const char profile_json[] =
     "{\"key_types\":[\"ec-p256\",\"ec-p384\",\"rsa-2048\"],\"validity_days\":3650,"
-    "\"backdate_seconds\":300,\"subject\":{\"cn_pattern\":\"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}\","
+    "\"backdate_seconds\":300,\"subject\":{\"cn_pattern\":\"[A-Za-z0-9][A-Za-z0-9_:-]{0,63}\","
     "\"allowed\":[\"CN\",\"O\"]},\"san\":null,\"extended_key_usage\":[\"clientAuth\"],"
     "\"jitr\":true}";
 

@@ -27,7 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static const char device_json[] =
     "{\"key_types\":[\"ec-p256\",\"ec-p384\",\"rsa-2048\",\"rsa-3072\",\"rsa-4096\"],"
     "\"validity_days\":3650,\"backdate_seconds\":300,"
-    "\"subject\":{\"cn_pattern\":\"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}\","
+    "\"subject\":{\"cn_pattern\":\"[A-Za-z0-9][A-Za-z0-9_:-]{0,63}\","
     "\"allowed\":[\"CN\",\"O\",\"OU\",\"C\",\"ST\",\"L\",\"serialNumber\"],"
     "\"forbidden\":[\"emailAddress\",\"DC\"]},"
     "\"san\":null,\"extended_key_usage\":[\"clientAuth\"],\"jitr\":true}";

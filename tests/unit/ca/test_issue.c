@@ -577,7 +577,7 @@ static int test_profile_refusals(void)
         { "sha1.csr", NULL, ERRC_DENIED,
           "CSR signature algorithm sha1WithRSAEncryption is not accepted" },
         { "cn-space.csr", NULL, ERRC_DENIED,
-          "CN 'x y' does not match the pattern '[A-Za-z0-9][A-Za-z0-9._:-]{0,63}' of profile "
+          "CN 'x y' does not match the pattern '[A-Za-z0-9][A-Za-z0-9_:-]{0,63}' of profile "
           "'device'" },
         { "email.csr", NULL, ERRC_DENIED,
           "subject attribute emailAddress is forbidden by profile 'device'" },
