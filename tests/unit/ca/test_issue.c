@@ -1052,6 +1052,56 @@ out:
     return rc;
 }
 
+/* The reused P-256 key of the fast path must hold the CSR's key, never the previous one: the
+ * CRI of CSR A (key A) signed with key B is refused right after CSR B (key B) was accepted. */
+static int test_reused_key_is_replaced(void)
+{
+    int rc = 0;
+    struct ctx c = { 0 };
+    struct buf a = BUF_INIT, b = BUF_INIT, forged = BUF_INIT, t = BUF_INIT;
+    struct ca_prepared pr = { 0 };
+    struct err e = ERR_INIT;
+    EVP_PKEY *kb = NULL;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    uint8_t sig[80];
+    size_t sig_len = sizeof(sig), cri_len;
+    if (pki() != 0) {
+        return 1;
+    }
+    CHECK(ctx_open(&c, "ca-p256", "ca-p256", false) == 0);
+    CHECK(slurp("p256.der", &a) == 0);
+    CHECK(slurp("p256b.der", &b) == 0);
+    CHECK((kb = load_key("dev-p256b")) != NULL);
+    cri_len = tlv_total((const uint8_t *)a.data + tlv_hdr((const uint8_t *)a.data));
+    CHECK(EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, kb) == 1);
+    CHECK(EVP_DigestSign(md, sig, &sig_len, (const uint8_t *)a.data + 3, cri_len) == 1);
+    buf_add(&t, a.data + 3, cri_len);
+    buf_add(&t, "\x30\x0a\x06\x08\x2a\x86\x48\xce\x3d\x04\x03\x02", 12);
+    der_hdr(&t, 0x03, sig_len + 1);
+    buf_addch(&t, 0);
+    buf_add(&t, sig, sig_len);
+    der_wrap(&forged, 0x30, &t);
+    for (int i = 0; i < 3; i++) {
+        CHECK_OK(ca_prepare(c.s, c.is, device_profile, (const uint8_t *)b.data, b.len, time(NULL),
+                            &pr, &e),
+                 &e);
+        CHECK(pr.fast_path);
+        ca_prepared_release(&pr);
+        CHECK(expect_reject(&c, c.s, forged.data, forged.len, ERRC_INVALID,
+                            "CSR signature does not verify") == 0);
+    }
+out:
+    ca_prepared_release(&pr);
+    EVP_MD_CTX_free(md);
+    EVP_PKEY_free(kb);
+    ctx_close(&c);
+    buf_release(&a);
+    buf_release(&b);
+    buf_release(&forged);
+    buf_release(&t);
+    return rc;
+}
+
 /* Every truncation rejected; every single-byte flip rejected or still a valid certificate. */
 static int mutate(struct ctx *c, struct ca_signer *s, const struct buf *der, X509_REQ *req)
 {
@@ -1362,6 +1412,7 @@ int main(int argc, char **argv)
         { "san_and_subject", test_san_and_subject },
         { "subject_strings", test_subject_strings },
         { "malformed", test_malformed },
+        { "reused_key_is_replaced", test_reused_key_is_replaced },
         { "truncate_and_flip", test_truncate_and_flip },
         { "serials", test_serials },
         { "sign_errors", test_sign_errors },
