@@ -56,6 +56,29 @@ static const struct conf_key conf_keys[] = {
         "pin-source."),
     STR(log_level, "info", NULL, "Operational log level: error, warn, info or debug."),
     INT(sign_threads, 0, 0, 1024, "Threads of jitrctl sign-batch; 0 means one per core."),
+    STR(listen, "127.0.0.1:8443", NULL,
+        "jitrd: HOST:PORT of the mutual-TLS signing listener (SO_REUSEPORT in every worker)."),
+    INT(workers, 0, 0, 256, "jitrd: worker processes; 0 means one per core."),
+    INT(worker_threads, 2, 1, 64, "jitrd: signing threads per worker (signer, Redis, audit)."),
+    STR(tls_cert_file, "", NULL, "jitrd: server certificate, PEM, followed by its chain."),
+    STR(tls_key_file, "", NULL,
+        "jitrd: server private key, PEM, unencrypted, not group- or world-accessible."),
+    STR(station_ca, "", NULL,
+        "jitrd: CA of the store that issues station certificates (jitrctl station issue); "
+        "client certificates must chain to it."),
+    STR(stations_file, "", NULL,
+        "jitrd: JSON file of station authorisations (CAs, profiles, rate, burst, admin); "
+        "reloaded on SIGHUP. Format: docs/daemon.md."),
+    INT(max_body_bytes, 1048576, 1024, 67108864, "jitrd: largest request body (413 above)."),
+    INT(max_connections, 1024, 1, 1000000, "jitrd: open connections per worker."),
+    INT(request_timeout, 10, 1, 3600,
+        "jitrd: seconds for a whole request (headers and body) to arrive, counted from the "
+        "connection or the previous response (slow clients are cut off)."),
+    INT(idle_timeout, 60, 1, 86400, "jitrd: seconds of read or write silence before a close."),
+    INT(drain_timeout, 10, 0, 3600,
+        "jitrd: seconds SIGTERM waits for requests in flight before exiting."),
+    INT(max_json_depth, 8, 2, 64, "jitrd: nesting depth of request JSON."),
+    INT(max_batch, 1000, 1, 100000, "jitrd: items of one POST /v1/sign/batch."),
 };
 
 static char **conf_str_at(struct conf *c, const struct conf_key *k)

@@ -28,6 +28,21 @@ struct conf {
     char *pkcs11_pin_env;      /* environment variable holding the token PIN */
     char *log_level;           /* error, warn, info, debug */
     int64_t sign_threads;      /* sign-batch threads; 0 = one per core */
+    /* jitrd (docs/daemon.md) */
+    char *listen;              /* HOST:PORT of the signing listener */
+    int64_t workers;           /* worker processes; 0 = one per core */
+    int64_t worker_threads;    /* signing threads per worker */
+    char *tls_cert_file;       /* server certificate chain (PEM) */
+    char *tls_key_file;        /* server private key (PEM, unencrypted, 0600) */
+    char *station_ca;          /* CA of the store that issues station certificates */
+    char *stations_file;       /* station authorisations (JSON) */
+    int64_t max_body_bytes;    /* request bodies above are refused (413) */
+    int64_t max_connections;   /* per worker */
+    int64_t request_timeout;   /* seconds for a whole request to arrive */
+    int64_t idle_timeout;      /* seconds of silence before a connection is closed */
+    int64_t drain_timeout;     /* seconds SIGTERM waits for requests in flight */
+    int64_t max_json_depth;    /* nesting of request JSON */
+    int64_t max_batch;         /* items of one /v1/sign/batch */
     char *source;              /* the file this came from, "" for defaults only */
     char *_audit_path;         /* derived: audit_log or DATA_DIR/audit/audit.log */
 };
