@@ -9,6 +9,10 @@
  *   fp:<sha256>         string: serial of the certificate with that fingerprint (certificateId)
  *   cn:<cn>             set: serials issued to that common name
  *   ca:<name>:serials   set: serials issued by that CA
+ *   ca:<name>:revoked   hash: serial -> "<revoked_at RFC 3339> <reason name>" of that CA's
+ *                       revoked certificates (what its CRL lists)
+ *   crl:<name>:number   string: the last CRL number of that CA (never lowered; not an index
+ *                       key: kept by store_index_clear)
  *   audit:head          hash: seq and hash of the newest audit record indexed
  *   bucket:<name>       hash: token bucket (tokens, ts) of a rate limit (store/bucket.lua)
  *
@@ -73,6 +77,44 @@ struct store_cert {
 /* Writes the index entries of n records in one pipeline (also marks their serials reserved). */
 int store_certs_index(struct store *s, const struct store_cert *certs, size_t n,
                       struct err *e) ATTR_WUR;
+
+/* A revocation as the index holds it (strings borrowed). */
+struct store_revocation {
+    const char *serial;     /* lowercase hex, as in cert:<serial> */
+    const char *ca;
+    const char *revoked_at; /* RFC 3339 */
+    const char *reason;     /* RFC 5280 name: "keyCompromise", ... */
+    uint64_t seq;           /* audit seq of the revoke record */
+};
+
+enum store_revoke_result {
+    STORE_REVOKE_DONE,    /* marked revoked now */
+    STORE_REVOKE_ALREADY, /* it was revoked already: nothing changed (the first one wins) */
+    STORE_REVOKE_UNKNOWN, /* no cert:<serial>: nothing changed */
+};
+
+/* Marks n certificates revoked, one atomic script per certificate, in one pipeline:
+ * cert:<serial> gets status=revoked, revoked_at, reason, revoke_seq, and ca:<ca>:revoked gets
+ * serial -> "revoked_at reason". res[i] says what happened to each. */
+int store_certs_revoke(struct store *s, const struct store_revocation *r, size_t n,
+                       enum store_revoke_result *res, struct err *e) ATTR_WUR;
+
+/* The revoked certificates of a CA, sorted by serial: free with store_revoked_free. */
+struct store_revoked {
+    char *serial;
+    char *revoked_at; /* RFC 3339 */
+    char *reason;     /* RFC 5280 name */
+};
+int store_revoked_list(struct store *s, const char *ca, struct store_revoked **out, size_t *n,
+                       struct err *e) ATTR_WUR;
+void store_revoked_free(struct store_revoked *list, size_t n);
+
+/* The next CRL number of a CA: one more than crl:<ca>:number, and at least floor; stored. */
+int store_crl_number_next(struct store *s, const char *ca, uint64_t floor, uint64_t *out,
+                          struct err *e) ATTR_WUR;
+/* Raises crl:<ca>:number to at least n (never lowers it); for reindex. */
+int store_crl_number_raise(struct store *s, const char *ca, uint64_t n, struct err *e) ATTR_WUR;
+
 /* Records the audit head the index has reached. */
 int store_audit_head_set(struct store *s, uint64_t seq, const char *hash, struct err *e) ATTR_WUR;
 
@@ -83,8 +125,9 @@ int store_cert_get(struct store *s, const char *serial, struct buf *fields,
 int store_serial_by_fingerprint(struct store *s, const char *fp, struct buf *serial,
                                 struct err *e) ATTR_WUR;
 
-/* Deletes every index key (cert:, fp:, cn:, ca:*:serials, audit:head) but not the serial
- * reservations nor any working state; returns the number of keys removed in *removed. */
+/* Deletes every index key (cert:, fp:, cn:, ca:*:serials, ca:*:revoked, audit:head) but not the
+ * serial reservations, the CRL numbers nor any working state; returns the number of keys removed
+ * in *removed. */
 int store_index_clear(struct store *s, uint64_t *removed, struct err *e) ATTR_WUR;
 
 /* A canonical dump of the whole index (sorted), for `jitrctl reindex --check` and tests. */
