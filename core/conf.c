@@ -56,6 +56,9 @@ static const struct conf_key conf_keys[] = {
         "pin-source."),
     STR(log_level, "info", NULL, "Operational log level: error, warn, info or debug."),
     INT(sign_threads, 0, 0, 1024, "Threads of jitrctl sign-batch; 0 means one per core."),
+    INT(crl_validity_hours, 168, 1, 8760,
+        "Hours from a CRL's thisUpdate to its nextUpdate; CRLs are regenerated on each "
+        "revocation and once half of this has passed (docs/revocation.md)."),
     STR(listen, "127.0.0.1:8443", NULL,
         "jitrd: HOST:PORT of the mutual-TLS signing listener (SO_REUSEPORT in every worker)."),
     INT(workers, 0, 0, 256, "jitrd: worker processes; 0 means one per core."),

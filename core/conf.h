@@ -28,6 +28,7 @@ struct conf {
     char *pkcs11_pin_env;      /* environment variable holding the token PIN */
     char *log_level;           /* error, warn, info, debug */
     int64_t sign_threads;      /* sign-batch threads; 0 = one per core */
+    int64_t crl_validity_hours; /* CRL nextUpdate - thisUpdate */
     /* jitrd (docs/daemon.md) */
     char *listen;              /* HOST:PORT of the signing listener */
     int64_t workers;           /* worker processes; 0 = one per core */
