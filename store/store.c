@@ -399,6 +399,159 @@ int store_certs_index(struct store *s, const struct store_cert *certs, size_t n,
     return rc;
 }
 
+/* KEYS: cert:<serial>, ca:<ca>:revoked; ARGV: serial, revoked_at, reason, seq. One script so
+ * that the check and the update are atomic: the first revocation wins, a replay changes
+ * nothing. Returns 0 revoked now, 1 already revoked, 2 unknown serial. */
+static const char revoke_lua[] =
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return 2 end\n"
+    "if redis.call('HGET', KEYS[1], 'status') == 'revoked' then return 1 end\n"
+    "redis.call('HSET', KEYS[1], 'status', 'revoked', 'revoked_at', ARGV[2], 'reason', ARGV[3],\n"
+    "           'revoke_seq', ARGV[4])\n"
+    "redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. ' ' .. ARGV[3])\n"
+    "return 0\n";
+
+int store_certs_revoke(struct store *s, const struct store_revocation *r, size_t n,
+                       enum store_revoke_result *res, struct err *e)
+{
+    struct cmdbuf cb = { 0 };
+    redisReply **rep = NULL;
+    for (size_t i = 0; i < n; i++) {
+        struct buf seq = BUF_INIT;
+        buf_addf(&seq, "%llu", (unsigned long long)r[i].seq);
+        const char *av[] = { "EVAL",
+                             revoke_lua,
+                             "2",
+                             cmd_key(&cb, "cert:", r[i].serial, ""),
+                             cmd_key(&cb, "ca:", r[i].ca, ":revoked"),
+                             r[i].serial,
+                             r[i].revoked_at,
+                             r[i].reason,
+                             cmd_own(&cb, &seq) };
+        cmd_add(&cb, (int)ARRAY_LEN(av), av, NULL);
+    }
+    int rc = cmd_run(s, &cb, &rep, e);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (rep[i]->type != REDIS_REPLY_INTEGER || rep[i]->integer < 0 || rep[i]->integer > 2) {
+            rc = store_fail(s, e, "bad revocation reply");
+        } else {
+            res[i] = rep[i]->integer == 0   ? STORE_REVOKE_DONE
+                     : rep[i]->integer == 1 ? STORE_REVOKE_ALREADY
+                                            : STORE_REVOKE_UNKNOWN;
+        }
+    }
+    replies_free(rep, n); /* NULL when the pipeline failed */
+    cmd_release(&cb);
+    return rc;
+}
+
+static int cmp_revoked(const void *a, const void *b)
+{
+    const struct store_revoked *x = a, *y = b;
+    return strcmp(x->serial, y->serial);
+}
+
+int store_revoked_list(struct store *s, const char *ca, struct store_revoked **out, size_t *n,
+                       struct err *e)
+{
+    struct cmdbuf cb = { 0 };
+    redisReply **r = NULL;
+    struct store_revoked *list = NULL;
+    size_t cnt = 0;
+    const char *av[] = { "HGETALL", cmd_key(&cb, "ca:", ca, ":revoked") };
+    cmd_add(&cb, 2, av, NULL);
+    int rc = cmd_run(s, &cb, &r, e);
+    cmd_release(&cb);
+    if (rc != 0) {
+        return -1;
+    }
+    if (r[0]->type != REDIS_REPLY_ARRAY || r[0]->elements % 2 != 0) {
+        replies_free(r, 1);
+        return store_fail(s, e, "bad reply to HGETALL of the revoked serials");
+    }
+    list = xcalloc(r[0]->elements / 2 + 1, sizeof(*list));
+    for (size_t i = 0; i + 1 < r[0]->elements; i += 2) {
+        const redisReply *k = r[0]->element[i], *v = r[0]->element[i + 1];
+        const char *sp = v->str ? memchr(v->str, ' ', v->len) : NULL;
+        if (k->str == NULL || sp == NULL) {
+            store_revoked_free(list, cnt);
+            replies_free(r, 1);
+            return err_set(e, ERRC_INTERNAL,
+                           "redis at %s: revoked serial of CA '%s' with a malformed value "
+                           "(run 'jitrctl reindex')",
+                           s->display, ca);
+        }
+        list[cnt].serial = xstrndup(k->str, k->len);
+        list[cnt].revoked_at = xstrndup(v->str, (size_t)(sp - v->str));
+        list[cnt].reason = xstrndup(sp + 1, v->len - (size_t)(sp - v->str) - 1);
+        cnt++;
+    }
+    replies_free(r, 1);
+    if (cnt) {
+        qsort(list, cnt, sizeof(*list), cmp_revoked);
+    }
+    *out = list;
+    *n = cnt;
+    return 0;
+}
+
+void store_revoked_free(struct store_revoked *list, size_t n)
+{
+    for (size_t i = 0; list && i < n; i++) {
+        xfree(list[i].serial);
+        xfree(list[i].revoked_at);
+        xfree(list[i].reason);
+    }
+    xfree(list);
+}
+
+/* KEYS: crl:<ca>:number; ARGV: a value, "next" (max(current + 1, value)) or "raise"
+ * (max(current, value)). Returns the stored number. */
+static const char crl_number_lua[] =
+    "local cur = tonumber(redis.call('GET', KEYS[1]) or '0') or 0\n"
+    "local want = tonumber(ARGV[1])\n"
+    "local n = cur\n"
+    "if ARGV[2] == 'next' then n = cur + 1 end\n"
+    "if want > n then n = want end\n"
+    "redis.call('SET', KEYS[1], string.format('%d', n))\n"
+    "return n\n";
+
+static int crl_number(struct store *s, const char *ca, uint64_t v, const char *mode,
+                      uint64_t *out, struct err *e)
+{
+    struct cmdbuf cb = { 0 };
+    redisReply **r = NULL;
+    char vs[24];
+    snprintf(vs, sizeof(vs), "%llu", (unsigned long long)v);
+    const char *av[] = { "EVAL", crl_number_lua, "1", cmd_key(&cb, "crl:", ca, ":number"), vs,
+                         mode };
+    cmd_add(&cb, (int)ARRAY_LEN(av), av, NULL);
+    int rc = cmd_run(s, &cb, &r, e);
+    cmd_release(&cb);
+    if (rc != 0) {
+        return -1;
+    }
+    if (r[0]->type != REDIS_REPLY_INTEGER || r[0]->integer < 0) {
+        replies_free(r, 1);
+        return store_fail(s, e, "bad CRL number reply");
+    }
+    if (out) {
+        *out = (uint64_t)r[0]->integer;
+    }
+    replies_free(r, 1);
+    return 0;
+}
+
+int store_crl_number_next(struct store *s, const char *ca, uint64_t floor, uint64_t *out,
+                          struct err *e)
+{
+    return crl_number(s, ca, floor, "next", out, e);
+}
+
+int store_crl_number_raise(struct store *s, const char *ca, uint64_t n, struct err *e)
+{
+    return crl_number(s, ca, n, "raise", NULL, e);
+}
+
 int store_audit_head_set(struct store *s, uint64_t seq, const char *hash, struct err *e)
 {
     struct cmdbuf cb = { 0 };
@@ -477,8 +630,8 @@ int store_serial_by_fingerprint(struct store *s, const char *fp, struct buf *ser
 }
 
 static const char *const index_patterns[] = {
-    STORE_PREFIX "cert:*", STORE_PREFIX "fp:*", STORE_PREFIX "cn:*",
-    STORE_PREFIX "ca:*:serials", STORE_PREFIX "audit:head",
+    STORE_PREFIX "cert:*",       STORE_PREFIX "fp:*",       STORE_PREFIX "cn:*",
+    STORE_PREFIX "ca:*:serials", STORE_PREFIX "ca:*:revoked", STORE_PREFIX "audit:head",
 };
 
 /* Collects every key matching the index patterns (SCAN), sorted. */

@@ -1,0 +1,703 @@
+/*
+ * Revocation and CRL publication (see revoke.h).
+ *
+ * Why this order: the audit log is the record of what happened and Redis is rebuilt from it, so a
+ * revocation is appended (durably) before the index says "revoked", and a CRL is appended before
+ * its file is published. The CA's key is loaded before anything is written, so a revocation is
+ * never recorded for a CA whose CRL cannot be signed (a wrong passphrase changes nothing).
+ *
+ * Why a file lock per CA (DATA/ca/NAME/crl.lock): revocations are rare and a CRL signature is
+ * cheap, so serialising them per CA costs nothing, and it gives three properties at once: one
+ * record for two concurrent revocations of a serial, CRL files written in the order of their
+ * numbers (a slower writer cannot replace CRL n+1 by CRL n), and one regeneration when several
+ * jitrd workers find a CRL due at the same moment. flock() locks belong to the open file
+ * description, so threads of one process exclude each other as processes do.
+ *
+ * Why the CRL number is kept in Redis, raised to the number on disk, and audited: INCR in Redis
+ * gives distinct increasing numbers to every process and host sharing the index; the floor from
+ * the file on disk keeps it monotonic if Redis was flushed and not yet reindexed; the "crl" audit
+ * records let reindex restore it even when both are lost.
+ */
+#include "issuance/revoke.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "ca/authority.h"
+#include "ca/key.h"
+#include "core/log.h"
+#include "core/mem.h"
+#include "core/util.h"
+#include "issuance/issuance.h"
+#include "store/store.h"
+
+#define CRL_FILE_MAX ((size_t)256 << 20) /* about 5 million entries */
+
+/* A CA as the revoker knows it: loaded once, freed with the revoker (pointers stay valid). */
+struct rv_ca {
+    struct ca_authority *ca;
+    struct ca_key *key; /* NULL until a CRL must be signed */
+    struct rv_ca *next;
+};
+
+struct issuance_revoker {
+    const struct conf *conf;
+    struct audit_log *audit;
+    bool own_audit;
+    char *passphrase_file;
+    pthread_mutex_t lock; /* guards cas */
+    struct rv_ca *cas;
+};
+
+struct issuance_revoker *issuance_revoker_new(const struct conf *c, struct audit_log *audit,
+                                              const char *passphrase_file, struct err *e)
+{
+    struct issuance_revoker *rv = xcalloc(1, sizeof(*rv));
+    rv->conf = c;
+    rv->passphrase_file = passphrase_file ? xstrdup(passphrase_file) : NULL;
+    pthread_mutex_init(&rv->lock, NULL);
+    rv->audit = audit;
+    if (audit == NULL) {
+        rv->audit = audit_open(conf_audit_path(c), e);
+        rv->own_audit = true;
+        if (rv->audit == NULL) {
+            issuance_revoker_free(rv);
+            return NULL;
+        }
+    }
+    return rv;
+}
+
+void issuance_revoker_free(struct issuance_revoker *rv)
+{
+    if (rv == NULL) {
+        return;
+    }
+    while (rv->cas) {
+        struct rv_ca *next = rv->cas->next;
+        ca_key_free(rv->cas->key);
+        ca_authority_free(rv->cas->ca);
+        xfree(rv->cas);
+        rv->cas = next;
+    }
+    if (rv->own_audit) {
+        audit_close(rv->audit);
+    }
+    pthread_mutex_destroy(&rv->lock);
+    xfree(rv->passphrase_file);
+    xfree(rv);
+}
+
+static int load_key(struct issuance_revoker *rv, struct rv_ca *rc, struct err *e)
+{
+    struct buf secret = BUF_INIT;
+    struct ca_key_opts ko = { NULL, rv->conf->pkcs11_module };
+    int rc_ = -1;
+    if (issuance_secret_load(rv->conf, rc->ca->key_uri, rv->passphrase_file, &secret, e) != 0) {
+        goto out;
+    }
+    ko.secret = secret.len ? secret.data : NULL;
+    rc->key = ca_key_load(rc->ca->key_uri, &ko, e);
+    if (rc->key == NULL) {
+        goto out;
+    }
+    if (EVP_PKEY_eq(X509_get0_pubkey(rc->ca->cert), ca_key_pkey(rc->key)) != 1) {
+        ca_key_free(rc->key);
+        rc->key = NULL;
+        err_set(e, ERRC_INVALID, "the key of CA '%s' does not match its certificate",
+                rc->ca->name);
+        goto out;
+    }
+    rc_ = 0;
+out:
+    buf_release_secret(&secret);
+    return rc_;
+}
+
+/* The CA named name, loaded on first use (with its key when need_key). */
+static struct rv_ca *get_ca(struct issuance_revoker *rv, const char *name, bool need_key,
+                            struct err *e)
+{
+    struct rv_ca *rc;
+    pthread_mutex_lock(&rv->lock);
+    for (rc = rv->cas; rc; rc = rc->next) {
+        if (strcmp(rc->ca->name, name) == 0) {
+            break;
+        }
+    }
+    if (rc == NULL) {
+        struct ca_authority *a = ca_authority_load(rv->conf->data_dir, name, e);
+        if (a == NULL) {
+            goto out;
+        }
+        if (a->cert == NULL) {
+            err_set(e, ERRC_INVALID, "CA '%s' is %s and has no certificate yet", name,
+                    ca_status_name(a->status));
+            ca_authority_free(a);
+            goto out;
+        }
+        rc = xcalloc(1, sizeof(*rc));
+        rc->ca = a;
+        rc->next = rv->cas;
+        rv->cas = rc;
+    }
+    if (need_key && rc->key == NULL && load_key(rv, rc, e) != 0) {
+        rc = NULL;
+    }
+out:
+    pthread_mutex_unlock(&rv->lock);
+    return rc;
+}
+
+int issuance_revoker_load_ca(struct issuance_revoker *rv, const char *ca, struct err *e)
+{
+    return get_ca(rv, ca, true, e) ? 0 : -1;
+}
+
+static void ca_file(const struct issuance_revoker *rv, const char *ca, const char *file,
+                    struct buf *out)
+{
+    buf_reset(out);
+    buf_addf(out, "%s/ca/%s/%s", rv->conf->data_dir, ca, file);
+}
+
+/* Takes the CA's lock; *fd is closed by ca_unlock. */
+static int ca_lock(const struct issuance_revoker *rv, const char *ca, int *fd, struct err *e)
+{
+    struct buf path = BUF_INIT;
+    int rc = -1;
+    ca_file(rv, ca, "crl.lock", &path);
+    *fd = open(path.data, O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (*fd < 0) {
+        err_errno(e, ERRC_UNAVAILABLE, "cannot open the lock '%s'", path.data);
+        goto out;
+    }
+    while (flock(*fd, LOCK_EX) != 0) {
+        if (errno != EINTR) {
+            err_errno(e, ERRC_UNAVAILABLE, "cannot lock '%s'", path.data);
+            close(*fd);
+            *fd = -1;
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    buf_release(&path);
+    return rc;
+}
+
+static void ca_unlock(int fd)
+{
+    if (fd >= 0) {
+        close(fd); /* releases the flock */
+    }
+}
+
+void issuance_crl_release(struct issuance_crl *crl)
+{
+    if (crl == NULL) {
+        return;
+    }
+    buf_release(&crl->der);
+    buf_release(&crl->pem);
+    memset(crl, 0, sizeof(*crl));
+}
+
+/* Reads the published CRL of ca. ERRC_NOT_FOUND when there is none. */
+static int crl_read(const struct issuance_revoker *rv, const char *ca, struct issuance_crl *out,
+                    struct err *e)
+{
+    struct buf path = BUF_INIT;
+    struct ca_crl_info info;
+    int rc = -1;
+    ca_file(rv, ca, "crl.der", &path);
+    issuance_crl_release(out);
+    if (file_read_all(path.data, CRL_FILE_MAX, &out->der, e) != 0) {
+        goto out;
+    }
+    if (ca_crl_info_parse((const uint8_t *)out->der.data, out->der.len, &info, e) != 0) {
+        err_prefix(e, "'%s'", path.data);
+        goto out;
+    }
+    snprintf(out->ca, sizeof(out->ca), "%s", ca);
+    out->number = info.number;
+    out->this_update = info.this_update;
+    out->next_update = info.next_update;
+    out->entries = info.entries;
+    ca_crl_der_to_pem(&out->pem, (const uint8_t *)out->der.data, out->der.len);
+    rc = 0;
+out:
+    if (rc != 0) {
+        issuance_crl_release(out);
+    }
+    buf_release(&path);
+    return rc;
+}
+
+static bool crl_due(const struct issuance_crl *crl, time_t now)
+{
+    if (crl->next_update <= crl->this_update) {
+        return true;
+    }
+    return now >= crl->this_update + (crl->next_update - crl->this_update) / 2;
+}
+
+static int reason_code(const char *name)
+{
+    for (int i = 0; i <= CA_CRL_AA_COMPROMISE; i++) {
+        const char *n = ca_crl_reason_name(i);
+        if (n && strcmp(n, name) == 0) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+static void sha256_hex(const void *data, size_t len, char out[65])
+{
+    uint8_t md[32];
+    unsigned int mdlen = 0;
+    if (EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) != 1) {
+        memset(md, 0, sizeof(md));
+    }
+    hex_encode(md, 32, out);
+}
+
+/* Builds, audits and writes a new CRL of rc. The caller holds the CA's lock. */
+static int crl_make_locked(struct issuance_revoker *rv, struct store *s, struct rv_ca *rc,
+                           const char *requester, struct issuance_crl *out, struct err *e)
+{
+    const char *name = rc->ca->name;
+    struct issuance_crl old = { 0 };
+    struct err ignore = ERR_INIT;
+    struct store_revoked *list = NULL;
+    size_t n = 0;
+    struct ca_crl_entry *entries = NULL;
+    struct ca_crl_params p = { 0 };
+    struct buf der = BUF_INIT, pem = BUF_INIT, path = BUF_INIT;
+    char tu[24], nu[24], digest[65];
+    json_t *rec = NULL;
+    uint64_t floor = 1;
+    int ret = -1;
+    time_t now = time(NULL);
+
+    if (crl_read(rv, name, &old, &ignore) == 0) {
+        floor = old.number + 1;
+    } else if (ignore.code != ERRC_NOT_FOUND) {
+        log_warn("CA %s: the published CRL is unreadable (%s); numbering from Redis", name,
+                 ignore.msg);
+    }
+    if (store_crl_number_next(s, name, floor, &p.number, e) != 0 ||
+        store_revoked_list(s, name, &list, &n, e) != 0) {
+        goto out;
+    }
+    entries = xcalloc(n ? n : 1, sizeof(*entries));
+    for (size_t i = 0; i < n; i++) {
+        int code = reason_code(list[i].reason);
+        entries[i].serial_hex = list[i].serial;
+        entries[i].reason = code;
+        if (code < 0 || time_parse_rfc3339(list[i].revoked_at, &entries[i].revoked_at) != 0) {
+            err_set(e, ERRC_INTERNAL,
+                    "the index entry of revoked serial %s of CA '%s' is damaged (run 'jitrctl "
+                    "reindex')",
+                    list[i].serial, name);
+            goto out;
+        }
+    }
+    p.entries = entries;
+    p.n = n;
+    p.this_update = now;
+    p.next_update = now + (time_t)rv->conf->crl_validity_hours * 3600;
+    if (rc->key == NULL) {
+        err_set(e, ERRC_INTERNAL, "the key of CA '%s' is not loaded", name);
+        goto out;
+    }
+    if (ca_crl_build(rc->ca->cert, ca_key_pkey(rc->key), &p, &der, e) != 0) {
+        err_prefix(e, "CA '%s'", name);
+        goto out;
+    }
+    time_format_rfc3339(p.this_update, tu, sizeof(tu));
+    time_format_rfc3339(p.next_update, nu, sizeof(nu));
+    sha256_hex(der.data, der.len, digest);
+    rec = json_pack("{s:s, s:s, s:I, s:s, s:s, s:I, s:s, s:s}", "type", "crl", "ca", name,
+                    "number", (json_int_t)p.number, "this_update", tu, "next_update", nu,
+                    "entries", (json_int_t)n, "sha256", digest, "requester", requester);
+    if (audit_append(rv->audit, &rec, 1, NULL, e) != 0) {
+        err_prefix(e, "CRL %llu of CA '%s' not published", (unsigned long long)p.number, name);
+        goto out;
+    }
+    ca_crl_der_to_pem(&pem, (const uint8_t *)der.data, der.len);
+    ca_file(rv, name, "crl.der", &path);
+    if (file_write_atomic(path.data, der.data, der.len, 0644, false, e) != 0) {
+        goto out;
+    }
+    ca_file(rv, name, "crl.pem", &path);
+    if (file_write_atomic(path.data, pem.data, pem.len, 0644, false, e) != 0) {
+        goto out;
+    }
+    log_info("CA %s: CRL %llu with %zu entries published (next update %s)", name,
+             (unsigned long long)p.number, n, nu);
+    if (out) {
+        issuance_crl_release(out);
+        snprintf(out->ca, sizeof(out->ca), "%s", name);
+        out->number = p.number;
+        out->this_update = p.this_update;
+        out->next_update = p.next_update;
+        out->entries = n;
+        out->der = der;
+        out->pem = pem;
+        der = (struct buf)BUF_INIT;
+        pem = (struct buf)BUF_INIT;
+    }
+    ret = 0;
+out:
+    json_decref(rec);
+    buf_release(&der);
+    buf_release(&pem);
+    buf_release(&path);
+    xfree(entries);
+    store_revoked_free(list, n);
+    issuance_crl_release(&old);
+    return ret;
+}
+
+/* Regenerates ca's CRL (always, or only when due at now), under the CA's lock. out may be NULL;
+ * *made says whether a new CRL was made. */
+static int crl_publish(struct issuance_revoker *rv, struct store *s, const char *ca,
+                       const char *requester, bool only_if_due, time_t now,
+                       struct issuance_crl *out, bool *made, struct err *e)
+{
+    struct issuance_crl cur = { 0 };
+    struct err ignore = ERR_INIT;
+    struct rv_ca *rc = get_ca(rv, ca, false, e);
+    int fd = -1, ret = -1;
+    *made = false;
+    if (rc == NULL) {
+        return -1;
+    }
+    if (only_if_due && crl_read(rv, ca, &cur, &ignore) == 0 && !crl_due(&cur, now)) {
+        goto current; /* the common case, without the lock */
+    }
+    if (ca_lock(rv, ca, &fd, e) != 0) {
+        goto out;
+    }
+    err_clear(&ignore);
+    if (only_if_due && crl_read(rv, ca, &cur, &ignore) == 0 && !crl_due(&cur, now)) {
+        goto current; /* another thread or process made it while we waited */
+    }
+    if (get_ca(rv, ca, true, e) == NULL) {
+        goto out;
+    }
+    if (crl_make_locked(rv, s, rc, requester, out, e) != 0) {
+        goto out;
+    }
+    *made = true;
+    ret = 0;
+    goto out;
+current:
+    if (out) {
+        issuance_crl_release(out);
+        *out = cur;
+        cur = (struct issuance_crl){ 0 };
+    }
+    ret = 0;
+out:
+    ca_unlock(fd);
+    issuance_crl_release(&cur);
+    return ret;
+}
+
+int issuance_crl_regenerate(struct issuance_revoker *rv, struct store *s, const char *ca,
+                            const char *requester, struct issuance_crl *out, struct err *e)
+{
+    bool made;
+    if (requester == NULL || *requester == '\0') {
+        return err_set(e, ERRC_INVALID, "a CRL needs a requester");
+    }
+    return crl_publish(rv, s, ca, requester, false, time(NULL), out, &made, e);
+}
+
+int issuance_crl_get(struct issuance_revoker *rv, struct store *s, const char *ca,
+                     const char *requester, struct issuance_crl *out, struct err *e)
+{
+    bool made;
+    if (requester == NULL || *requester == '\0') {
+        return err_set(e, ERRC_INVALID, "a CRL needs a requester");
+    }
+    return crl_publish(rv, s, ca, requester, true, time(NULL), out, &made, e);
+}
+
+int issuance_crl_refresh_if_due(struct issuance_revoker *rv, struct store *s, time_t now,
+                                const char *requester, size_t *regenerated, struct err *e)
+{
+    char **names = NULL;
+    size_t n = 0, made_n = 0;
+    int ret = 0;
+    if (requester == NULL || *requester == '\0') {
+        return err_set(e, ERRC_INVALID, "a CRL needs a requester");
+    }
+    if (ca_authority_list(rv->conf->data_dir, &names, &n, e) != 0) {
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct err e1 = ERR_INIT;
+        bool made = false;
+        struct ca_authority *a = ca_authority_load(rv->conf->data_dir, names[i], &e1);
+        bool has_cert = a && a->cert;
+        ca_authority_free(a);
+        if (has_cert &&
+            crl_publish(rv, s, names[i], requester, true, now, NULL, &made, &e1) != 0) {
+            log_warn("CA %s: CRL not refreshed: %s", names[i], e1.msg);
+        }
+        if (e1.code != ERRC_OK && ret == 0) {
+            err_copy(e, &e1);
+            err_prefix(e, "CA '%s'", names[i]);
+            ret = -1;
+        }
+        made_n += made ? 1 : 0;
+        xfree(names[i]);
+    }
+    xfree(names);
+    if (regenerated) {
+        *regenerated = made_n;
+    }
+    return ret;
+}
+
+/* Canonical serial: lowercase hex of the minimal DER INTEGER contents (what ca/issue.c encodes
+ * and the index is keyed by). Accepts any case, ':' separators and extra leading zeros. */
+static int serial_normalise(const char *in, char out[41], struct err *e)
+{
+    char hex[128];
+    size_t n = 0, start = 0;
+    for (const char *p = in; *p; p++) {
+        if (*p == ':') {
+            continue;
+        }
+        bool ok = (*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f') ||
+                  (*p >= 'A' && *p <= 'F');
+        if (!ok || n + 1 >= sizeof(hex)) {
+            return err_set(e, ERRC_INVALID, "'%.80s' is not a hex serial nor a certificateId",
+                           in);
+        }
+        hex[n++] = (char)(*p >= 'A' && *p <= 'F' ? *p - 'A' + 'a' : *p);
+    }
+    hex[n] = '\0';
+    while (start < n && hex[start] == '0') {
+        start++;
+    }
+    size_t digits = n - start;
+    if (digits == 0) {
+        return err_set(e, ERRC_INVALID, "serial '%.80s' is zero", in);
+    }
+    /* whole octets, and a 00 octet when the first one would have its high bit set */
+    size_t pad = digits % 2 ? 1 : hex[start] >= '8' ? 2 : 0;
+    if (digits + pad > 40) {
+        return err_set(e, ERRC_INVALID, "serial '%.80s' is longer than 20 octets", in);
+    }
+    memset(out, '0', pad);
+    memcpy(out + pad, hex + start, digits + 1);
+    return 0;
+}
+
+/* Value of field name in store_cert_get's "name\tvalue\n" lines, or "". */
+static void field_get(const struct buf *fields, const char *name, char *out, size_t cap)
+{
+    size_t nl = strlen(name);
+    out[0] = '\0';
+    for (const char *l = fields->data; l && *l;) {
+        const char *end = strchr(l, '\n');
+        size_t len = end ? (size_t)(end - l) : strlen(l);
+        if (len > nl && strncmp(l, name, nl) == 0 && l[nl] == '\t') {
+            size_t vlen = len - nl - 1;
+            snprintf(out, cap, "%.*s", (int)(vlen < cap ? vlen : cap - 1), l + nl + 1);
+            return;
+        }
+        l = end ? end + 1 : l + len;
+    }
+}
+
+/* Looks the certificate up; fills r's out fields; *revoked when it is. */
+static int cert_lookup(struct store *s, struct issuance_revocation *r, bool *revoked,
+                       struct err *e)
+{
+    struct buf fields = BUF_INIT;
+    char status[16], reason[32], seq[24];
+    uint64_t v = 0;
+    int rc = -1;
+    if (store_cert_get(s, r->serial_hex, &fields, e) != 0) {
+        goto out;
+    }
+    field_get(&fields, "ca", r->ca_name, sizeof(r->ca_name));
+    field_get(&fields, "fingerprint", r->fingerprint, sizeof(r->fingerprint));
+    field_get(&fields, "status", status, sizeof(status));
+    *revoked = strcmp(status, "revoked") == 0;
+    if (*revoked) {
+        field_get(&fields, "revoked_at", r->revoked_at, sizeof(r->revoked_at));
+        field_get(&fields, "reason", reason, sizeof(reason));
+        field_get(&fields, "revoke_seq", seq, sizeof(seq));
+        r->reason_recorded = reason_code(reason);
+        r->seq = str_to_u64(seq, &v) == 0 ? v : 0;
+    }
+    if (r->ca_name[0] == '\0') {
+        err_set(e, ERRC_INTERNAL, "the index entry of serial %s has no CA (run 'jitrctl reindex')",
+                r->serial_hex);
+        goto out;
+    }
+    rc = 0;
+out:
+    buf_release(&fields);
+    return rc;
+}
+
+int issuance_revoke(struct issuance_revoker *rv, struct store *s, struct issuance_revocation *r,
+                    struct err *e)
+{
+    struct buf serial = BUF_INIT;
+    struct rv_ca *rc = NULL;
+    json_t *rec = NULL;
+    bool revoked = false;
+    int fd = -1, ret = -1;
+    uint64_t seq = 0;
+    const char *reason = ca_crl_reason_name((int)r->reason);
+    enum store_revoke_result res = STORE_REVOKE_UNKNOWN;
+    struct store_revocation sr;
+
+    r->already_revoked = false;
+    r->serial_hex[0] = r->ca_name[0] = r->fingerprint[0] = r->revoked_at[0] = '\0';
+    r->reason_recorded = (int)r->reason;
+    r->seq = 0;
+    r->crl_written = false;
+    r->crl_number = 0;
+    err_clear(&r->crl_err);
+    if (reason == NULL || r->reason == CA_CRL_CERTIFICATE_HOLD ||
+        r->reason == CA_CRL_REMOVE_FROM_CRL) {
+        return err_set(e, ERRC_INVALID, "reason %d cannot be used to revoke (%s)", (int)r->reason,
+                       reason ? reason : "unknown");
+    }
+    if (r->requester == NULL || *r->requester == '\0') {
+        return err_set(e, ERRC_INVALID, "a revocation needs a requester");
+    }
+    if (r->serial == NULL || *r->serial == '\0') {
+        return err_set(e, ERRC_INVALID, "no serial to revoke");
+    }
+    /* 1. which certificate */
+    if (strlen(r->serial) == 64 && strspn(r->serial, "0123456789abcdefABCDEF") == 64) {
+        char fp[65];
+        for (size_t i = 0; i < 65; i++) {
+            char c = r->serial[i];
+            fp[i] = (char)(c >= 'A' && c <= 'F' ? c - 'A' + 'a' : c);
+        }
+        if (store_serial_by_fingerprint(s, fp, &serial, e) != 0) {
+            goto out;
+        }
+        snprintf(r->serial_hex, sizeof(r->serial_hex), "%s", buf_cstr(&serial));
+    } else if (serial_normalise(r->serial, r->serial_hex, e) != 0) {
+        goto out;
+    }
+    if (cert_lookup(s, r, &revoked, e) != 0) {
+        goto out;
+    }
+    if (r->ca && *r->ca && strcmp(r->ca, r->ca_name) != 0) {
+        err_set(e, ERRC_INVALID, "serial %s was issued by CA '%s', not '%s'", r->serial_hex,
+                r->ca_name, r->ca);
+        goto out;
+    }
+    if (revoked) {
+        r->already_revoked = true;
+        ret = 0;
+        goto out;
+    }
+    /* 2. the CA's key, then its lock, then look again */
+    if ((rc = get_ca(rv, r->ca_name, true, e)) == NULL) {
+        err_prefix(e, "nothing revoked");
+        goto out;
+    }
+    if (ca_lock(rv, r->ca_name, &fd, e) != 0 || cert_lookup(s, r, &revoked, e) != 0) {
+        goto out;
+    }
+    if (revoked) {
+        r->already_revoked = true;
+        ret = 0;
+        goto out;
+    }
+    /* 3. audit */
+    time_format_rfc3339(time(NULL), r->revoked_at, sizeof(r->revoked_at));
+    rec = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "type", "revoke", "serial",
+                    r->serial_hex, "fingerprint", r->fingerprint, "ca", r->ca_name, "reason",
+                    reason, "revoked_at", r->revoked_at, "requester", r->requester);
+    if (audit_append(rv->audit, &rec, 1, &seq, e) != 0) {
+        err_prefix(e, "nothing revoked");
+        goto out;
+    }
+    r->seq = seq;
+    /* 4. index */
+    sr = (struct store_revocation){ r->serial_hex, r->ca_name, r->revoked_at, reason, seq };
+    if (store_certs_revoke(s, &sr, 1, &res, e) != 0) {
+        err_prefix(e, "serial %s: the revocation is audited but not indexed (run 'jitrctl "
+                      "reindex')",
+                   r->serial_hex);
+        goto out;
+    }
+    if (res == STORE_REVOKE_UNKNOWN) {
+        err_set(e, ERRC_INTERNAL,
+                "serial %s: the revocation is audited but the index lost the certificate (run "
+                "'jitrctl reindex')",
+                r->serial_hex);
+        goto out;
+    }
+    log_info("serial %s of CA %s revoked (%s) by %s", r->serial_hex, r->ca_name, reason,
+             r->requester);
+    ret = 0;
+    /* 5. the CRL; its failure does not undo the revocation */
+    {
+        struct issuance_crl crl = { 0 };
+        if (crl_make_locked(rv, s, rc, r->requester, &crl, &r->crl_err) == 0) {
+            r->crl_written = true;
+            r->crl_number = crl.number;
+        } else {
+            log_warn("serial %s revoked but the CRL of CA %s was not regenerated: %s",
+                     r->serial_hex, r->ca_name, r->crl_err.msg);
+        }
+        issuance_crl_release(&crl);
+    }
+out:
+    ca_unlock(fd);
+    json_decref(rec);
+    buf_release(&serial);
+    return ret;
+}
+
+int issuance_revocation_from_record(json_t *rec, uint64_t seq, struct store_revocation *out,
+                                    struct err *e)
+{
+    static const char *const fields[] = { "serial", "ca", "revoked_at", "reason" };
+    const char *v[ARRAY_LEN(fields)];
+    time_t t;
+    for (size_t i = 0; i < ARRAY_LEN(fields); i++) {
+        v[i] = json_string_value(json_object_get(rec, fields[i]));
+        if (v[i] == NULL || *v[i] == '\0') {
+            return err_set(e, ERRC_INVALID, "revoke record seq %llu has no '%s'",
+                           (unsigned long long)seq, fields[i]);
+        }
+    }
+    if (!hex_is_lower(v[0], strlen(v[0])) || strlen(v[0]) > 40) {
+        return err_set(e, ERRC_INVALID, "revoke record seq %llu: bad serial '%.80s'",
+                       (unsigned long long)seq, v[0]);
+    }
+    if (time_parse_rfc3339(v[2], &t) != 0) {
+        return err_set(e, ERRC_INVALID, "revoke record seq %llu: bad revoked_at '%.40s'",
+                       (unsigned long long)seq, v[2]);
+    }
+    if (reason_code(v[3]) < 0) {
+        return err_set(e, ERRC_INVALID, "revoke record seq %llu: unknown reason '%.40s'",
+                       (unsigned long long)seq, v[3]);
+    }
+    *out = (struct store_revocation){ v[0], v[1], v[2], v[3], seq };
+    return 0;
+}
