@@ -1,11 +1,16 @@
 /*
- * The aws/ module's public header: SigV4 signing (aws/sigv4.h) and credentials, configuration
- * and the credential chain's pure parts (aws/creds.h). The async transport will join it later.
+ * The aws/ module's public header: SigV4 signing (aws/sigv4.h), credentials and configuration
+ * (aws/creds.h), the HTTP transport on the event loop (aws/transport.h), the async credential
+ * provider (aws/provider.h), the retry policy (aws/retry.h) and the IoT client (aws/iot.h).
  */
 #ifndef AWS_AWS_H
 #define AWS_AWS_H
 
 #include "aws/creds.h"
+#include "aws/iot.h"
+#include "aws/provider.h"
+#include "aws/retry.h"
 #include "aws/sigv4.h"
+#include "aws/transport.h"
 
 #endif

@@ -1,0 +1,1203 @@
+/*
+ * AWS IoT calls (aws/iot.h). An operation is one row of iot_ops[] (method, URI template,
+ * query members, header member, body or not, required output members, default rate); the
+ * typed functions only pack their arguments into the generic input object, which
+ * iot_build() places by the table: labels into the path (aws_uri_encode, greedy labels keep
+ * '/'), query members into a query, the header member into its header, the rest into the JSON
+ * body. Anything left over for a body-less operation is an input error.
+ *
+ * Each call is a state machine (STYLE.md §2.5), advanced by call_advance():
+ *   PACE      take a token from the op's bucket (Redis, shared; local when Redis is absent or
+ *             failing); PACE_WAIT: a timer for the wait the bucket names
+ *   CREDS     get credentials (cached; a fetch only near expiry)
+ *   SEND      sign (fresh X-Amz-Date) and send; the completion classifies the outcome
+ *   BACKOFF   timer before the next attempt (full jitter), then PACE again
+ *   DONE      the user callback has run
+ * Completions only store their result and call call_advance() or call_finish().
+ */
+#include "aws/iot.h"
+
+#include <event2/event.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "aws/retry.h"
+#include "aws/sigv4.h"
+#include "core/log.h"
+#include "core/mem.h"
+#include "core/util.h"
+#include "store/async.h"
+
+struct iot_op_def {
+    const char *name;
+    const char *method;
+    const char *uri;
+    const char *query[3];
+    const char *header_member, *header_name;
+    bool body;
+    const char *out_required[2];
+    double rate;
+};
+
+/* Checklist for a new operation: the enum in aws/iot.h, a row here (model order), a typed
+ * function below, a test in tests/unit/aws/test_iot.c. */
+static const struct iot_op_def iot_ops[AWS_IOT__COUNT] = {
+    [AWS_IOT_GET_REGISTRATION_CODE] = { "GetRegistrationCode", "GET", "/registrationcode",
+                                        { NULL }, NULL, NULL, false, { "registrationCode" }, 10 },
+    [AWS_IOT_REGISTER_CA_CERTIFICATE] = { "RegisterCACertificate", "POST", "/cacertificate",
+                                          { "setAsActive", "allowAutoRegistration" }, NULL, NULL,
+                                          true, { "certificateId", "certificateArn" }, 10 },
+    [AWS_IOT_DESCRIBE_CA_CERTIFICATE] = { "DescribeCACertificate", "GET",
+                                          "/cacertificate/{caCertificateId}", { NULL }, NULL,
+                                          NULL, false, { "certificateDescription" }, 10 },
+    [AWS_IOT_UPDATE_CA_CERTIFICATE] = { "UpdateCACertificate", "PUT",
+                                        "/cacertificate/{caCertificateId}",
+                                        { "newStatus", "newAutoRegistrationStatus" }, NULL, NULL,
+                                        true, { NULL }, 10 },
+    [AWS_IOT_LIST_CERTIFICATES_BY_CA] = { "ListCertificatesByCA", "GET",
+                                          "/certificates-by-ca/{caCertificateId}",
+                                          { "pageSize", "marker", "isAscendingOrder" }, NULL,
+                                          NULL, false, { "certificates" }, 10 },
+    [AWS_IOT_DESCRIBE_CERTIFICATE] = { "DescribeCertificate", "GET",
+                                       "/certificates/{certificateId}", { NULL }, NULL, NULL,
+                                       false, { "certificateDescription" }, 10 },
+    [AWS_IOT_UPDATE_CERTIFICATE] = { "UpdateCertificate", "PUT", "/certificates/{certificateId}",
+                                     { "newStatus" }, NULL, NULL, false, { NULL }, 10 },
+    [AWS_IOT_CREATE_THING] = { "CreateThing", "POST", "/things/{thingName}", { NULL }, NULL,
+                               NULL, true, { "thingName", "thingArn" }, 15 },
+    [AWS_IOT_DESCRIBE_THING] = { "DescribeThing", "GET", "/things/{thingName}", { NULL }, NULL,
+                                 NULL, false, { "thingName" }, 350 },
+    [AWS_IOT_CREATE_POLICY] = { "CreatePolicy", "POST", "/policies/{policyName}", { NULL }, NULL,
+                                NULL, true, { "policyName", "policyArn" }, 10 },
+    [AWS_IOT_GET_POLICY] = { "GetPolicy", "GET", "/policies/{policyName}", { NULL }, NULL, NULL,
+                             false, { "policyName" }, 10 },
+    [AWS_IOT_CREATE_POLICY_VERSION] = { "CreatePolicyVersion", "POST",
+                                        "/policies/{policyName}/version", { "setAsDefault" },
+                                        NULL, NULL, true, { "policyVersionId" }, 10 },
+    [AWS_IOT_LIST_POLICY_VERSIONS] = { "ListPolicyVersions", "GET",
+                                       "/policies/{policyName}/version", { NULL }, NULL, NULL,
+                                       false, { "policyVersions" }, 10 },
+    [AWS_IOT_DELETE_POLICY_VERSION] = { "DeletePolicyVersion", "DELETE",
+                                        "/policies/{policyName}/version/{policyVersionId}",
+                                        { NULL }, NULL, NULL, false, { NULL }, 10 },
+    [AWS_IOT_ATTACH_POLICY] = { "AttachPolicy", "PUT", "/target-policies/{policyName}",
+                                { NULL }, NULL, NULL, true, { NULL }, 15 },
+    [AWS_IOT_ATTACH_THING_PRINCIPAL] = { "AttachThingPrincipal", "PUT",
+                                         "/things/{thingName}/principals", { NULL }, "principal",
+                                         "x-amzn-principal", false, { NULL }, 15 },
+    [AWS_IOT_ADD_THING_TO_THING_GROUP] = { "AddThingToThingGroup", "PUT",
+                                           "/thing-groups/addThingToThingGroup", { NULL }, NULL,
+                                           NULL, true, { NULL }, 60 },
+    [AWS_IOT_CONFIRM_TOPIC_RULE_DESTINATION] = { "ConfirmTopicRuleDestination", "GET",
+                                                 "/confirmdestination/{confirmationToken+}",
+                                                 { NULL }, NULL, NULL, false, { NULL }, 10 },
+};
+
+struct iot_bucket {
+    double rate, burst;
+    double tokens; /* local fallback bucket */
+    int64_t ts_ms;
+};
+
+enum call_state { CS_PACE, CS_PACE_WAIT, CS_CREDS, CS_SEND, CS_BACKOFF, CS_DONE };
+
+struct iot_call {
+    struct aws_iot *c;
+    enum aws_iot_op op;
+    enum call_state st;
+    char *path;  /* wire path incl. the endpoint's base path */
+    char *query; /* "" for none */
+    char *header_value;
+    char *body;
+    size_t body_len;
+    unsigned attempts;
+    int quota_taken;
+    bool refreshed_creds;
+    bool waiting; /* an async step (bucket, creds, HTTP) is in flight */
+    int64_t paced_ms, pace_started;
+    struct event *timer;
+    aws_iot_cb *cb;
+    void *arg;
+    struct iot_call *prev, *next;
+};
+
+struct aws_iot {
+    struct event_base *base;
+    const char *const *env;
+    struct aws_config cfg;
+    char *service;
+    char *host;     /* Host header: host[:port] */
+    char *base_url; /* scheme://host[:port] */
+    char *base_path;
+    struct aws_transport *t;
+    struct aws_credp *credp;
+    struct store_async *redis;
+    bool redis_warned;
+    bool no_quota;
+    long timeout_ms;
+    unsigned max_attempts;
+    struct iot_bucket buckets[AWS_IOT__COUNT];
+    struct aws_retry_quota retry_quota;
+    struct iot_call *calls;
+    bool freeing;
+};
+
+static void call_advance(struct iot_call *k);
+
+const char *aws_iot_op_name(enum aws_iot_op op)
+{
+    return (unsigned)op < AWS_IOT__COUNT ? iot_ops[op].name : NULL;
+}
+
+double aws_iot_op_default_rate(enum aws_iot_op op)
+{
+    return (unsigned)op < AWS_IOT__COUNT ? iot_ops[op].rate : 0;
+}
+
+/* ---- rates -------------------------------------------------------------------------------- */
+
+static int parse_rate(const char *spec, size_t len, double *rate, double *burst)
+{
+    char tmp[64], *end = NULL;
+    if (len == 0 || len >= sizeof(tmp)) {
+        return -1;
+    }
+    memcpy(tmp, spec, len);
+    tmp[len] = '\0';
+    *rate = strtod(tmp, &end);
+    if (end == tmp || !(*rate > 0) || *rate > 1e6) {
+        return -1;
+    }
+    if (*end == '/') {
+        char *b = end + 1;
+        *burst = strtod(b, &end);
+        if (end == b || !(*burst >= 1) || *burst > 1e6) {
+            return -1;
+        }
+    } else {
+        *burst = *rate < 1 ? 1 : *rate;
+    }
+    return *end == '\0' ? 0 : -1;
+}
+
+static int iot_rates(struct aws_iot *c, const char *spec, struct err *e)
+{
+    for (size_t i = 0; i < AWS_IOT__COUNT; i++) {
+        c->buckets[i].rate = iot_ops[i].rate;
+        c->buckets[i].burst = iot_ops[i].rate;
+    }
+    const char *p = spec;
+    while (p != NULL && *p != '\0') {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        const char *eq = memchr(p, '=', len);
+        double rate = 0, burst = 0;
+        bool found = false;
+        if (eq == NULL || parse_rate(eq + 1, len - (size_t)(eq - p) - 1, &rate, &burst) != 0) {
+            return err_set(e, ERRC_INVALID,
+                           "AWS rates: '%.*s' is not OPERATION=RATE[/BURST] with positive numbers",
+                           (int)len, p);
+        }
+        size_t nl = (size_t)(eq - p);
+        for (size_t i = 0; i < AWS_IOT__COUNT; i++) {
+            bool all = nl == 7 && strncmp(p, "default", 7) == 0;
+            if (all || (strlen(iot_ops[i].name) == nl && strncmp(p, iot_ops[i].name, nl) == 0)) {
+                c->buckets[i].rate = rate;
+                c->buckets[i].burst = burst;
+                found = true;
+            }
+        }
+        if (!found) {
+            return err_set(e, ERRC_INVALID, "AWS rates: unknown operation '%.*s'", (int)nl, p);
+        }
+        p = comma ? comma + 1 : NULL;
+    }
+    return 0;
+}
+
+/* In-process bucket: the fallback when Redis is not configured or failing. */
+static int64_t local_take(struct iot_bucket *b)
+{
+    int64_t now = time_mono_ns() / 1000000;
+    if (b->ts_ms == 0) {
+        b->tokens = b->burst;
+        b->ts_ms = now;
+    }
+    if (now > b->ts_ms) {
+        b->tokens += (double)(now - b->ts_ms) * b->rate / 1000.0;
+        if (b->tokens > b->burst) {
+            b->tokens = b->burst;
+        }
+        b->ts_ms = now;
+    }
+    if (b->tokens >= 1) {
+        b->tokens -= 1;
+        return 0;
+    }
+    return (int64_t)ceil((1 - b->tokens) * 1000.0 / b->rate);
+}
+
+/* ---- the client ----------------------------------------------------------------------------- */
+
+static int split_endpoint(struct aws_iot *c, struct err *e)
+{
+    const char *ep = c->cfg.endpoint;
+    const char *hs = strstr(ep, "://");
+    if (hs == NULL) {
+        return err_set(e, ERRC_INVALID, "AWS endpoint '%s' is not a URL", ep);
+    }
+    hs += 3;
+    const char *slash = strchr(hs, '/');
+    size_t hl = slash ? (size_t)(slash - hs) : strlen(hs);
+    if (hl == 0) {
+        return err_set(e, ERRC_INVALID, "AWS endpoint '%s' has no host", ep);
+    }
+    c->host = xstrndup(hs, hl);
+    c->base_url = xstrndup(ep, (size_t)(hs - ep) + hl);
+    c->base_path = xstrdup(slash ? slash : "");
+    size_t bl = strlen(c->base_path);
+    while (bl > 0 && c->base_path[bl - 1] == '/') {
+        c->base_path[--bl] = '\0';
+    }
+    /* default ports are not part of Host as curl sends it */
+    size_t l = strlen(c->host);
+    if (str_has_prefix(ep, "https://") && l > 4 && strcmp(c->host + l - 4, ":443") == 0) {
+        c->host[l - 4] = '\0';
+    } else if (str_has_prefix(ep, "http://") && l > 3 && strcmp(c->host + l - 3, ":80") == 0) {
+        c->host[l - 3] = '\0';
+    }
+    return 0;
+}
+
+struct aws_iot *aws_iot_new(const struct aws_iot_opts *o, struct err *e)
+{
+    struct aws_iot *c = xcalloc(1, sizeof(*c));
+    if (o->base == NULL) {
+        err_set(e, ERRC_INVALID, "AWS IoT client needs an event loop");
+        goto fail;
+    }
+    c->base = o->base;
+    c->env = o->env;
+    aws_config_init(&c->cfg);
+    aws_retry_quota_init(&c->retry_quota);
+    if (aws_config_resolve(&c->cfg, o->env, o->region, o->endpoint, e) != 0 ||
+        split_endpoint(c, e) != 0 || iot_rates(c, o->rates, e) != 0) {
+        goto fail;
+    }
+    c->service = xstrdup(o->service && o->service[0] ? o->service : AWS_SIGV4_DEFAULT_SERVICE);
+    c->no_quota = o->no_quota;
+    c->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 10000;
+    c->max_attempts = o->max_attempts > 0 ? o->max_attempts : AWS_RETRY_MAX_ATTEMPTS;
+    if ((c->t = aws_transport_new(o->base, e)) == NULL ||
+        (c->credp = aws_credp_new(c->t, &c->cfg, o->env, &o->creds, e)) == NULL) {
+        goto fail;
+    }
+    if (o->redis_url != NULL && o->redis_url[0] != '\0' && !o->no_quota &&
+        (c->redis = store_async_new(o->base, o->redis_url, e)) == NULL) {
+        goto fail;
+    }
+    return c;
+fail:
+    aws_iot_free(c);
+    return NULL;
+}
+
+const char *aws_iot_region(const struct aws_iot *c)
+{
+    return c->cfg.region;
+}
+
+const char *aws_iot_endpoint(const struct aws_iot *c)
+{
+    return c->cfg.endpoint;
+}
+
+struct aws_transport *aws_iot_transport(struct aws_iot *c)
+{
+    return c->t;
+}
+
+struct aws_credp *aws_iot_credp(struct aws_iot *c)
+{
+    return c->credp;
+}
+
+/* ---- calls ------------------------------------------------------------------------------------ */
+
+static void call_unlink(struct iot_call *k)
+{
+    struct aws_iot *c = k->c;
+    if (k->prev) {
+        k->prev->next = k->next;
+    } else if (c->calls == k) {
+        c->calls = k->next;
+    }
+    if (k->next) {
+        k->next->prev = k->prev;
+    }
+    k->prev = k->next = NULL;
+}
+
+static void call_free(struct iot_call *k)
+{
+    if (k->timer) {
+        event_free(k->timer);
+    }
+    xfree(k->path);
+    xfree(k->query);
+    xfree(k->header_value);
+    xfree(k->body);
+    xfree(k);
+}
+
+/* Runs the user callback once and frees the call. */
+static void call_finish(struct iot_call *k, long status, const char *code, const char *msg,
+                        const char *rid, json_t *out, const struct err *e)
+{
+    struct aws_iot_result r = { k->op,     status,      code ? code : "", msg ? msg : "",
+                                rid ? rid : "", out, k->attempts, k->paced_ms };
+    if (k->st == CS_DONE) {
+        return;
+    }
+    k->st = CS_DONE;
+    call_unlink(k);
+    if (e == NULL) {
+        aws_retry_quota_success(&k->c->retry_quota, k->quota_taken);
+    }
+    k->cb(k->arg, &r, e);
+    call_free(k);
+}
+
+static void call_fail(struct iot_call *k, const struct err *e)
+{
+    call_finish(k, 0, "", "", "", NULL, e);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct iot_call *k = arg;
+    (void)fd;
+    (void)what;
+    if (k->st == CS_PACE_WAIT) {
+        k->st = CS_PACE;
+    } else if (k->st == CS_BACKOFF) {
+        k->st = CS_PACE;
+    }
+    call_advance(k);
+}
+
+static void call_sleep(struct iot_call *k, enum call_state st, int64_t ms)
+{
+    struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000) };
+    k->st = st;
+    evtimer_add(k->timer, &tv);
+}
+
+static void pace_result(struct iot_call *k, bool allowed, int64_t wait_ms)
+{
+    if (allowed) {
+        k->paced_ms += time_mono_ns() / 1000000 - k->pace_started;
+        k->st = CS_CREDS;
+        call_advance(k);
+    } else {
+        call_sleep(k, CS_PACE_WAIT, wait_ms > 0 ? wait_ms : 1);
+    }
+}
+
+static void on_bucket(void *arg, bool allowed, int64_t wait_ms, const struct err *e)
+{
+    struct iot_call *k = arg;
+    k->waiting = false;
+    if (e != NULL && e->code == ERRC_CANCELED) {
+        call_fail(k, e);
+        return;
+    }
+    if (e != NULL) {
+        if (!k->c->redis_warned) {
+            log_warn("AWS rate limiter: %s; pacing per process until Redis is back", e->msg);
+            k->c->redis_warned = true;
+        }
+        int64_t w = local_take(&k->c->buckets[k->op]);
+        pace_result(k, w == 0, w);
+        return;
+    }
+    k->c->redis_warned = false;
+    pace_result(k, allowed, wait_ms);
+}
+
+static void on_creds(void *arg, const struct aws_creds *creds, const struct err *e);
+static void on_http(void *arg, const struct aws_http_resp *r, const struct err *e);
+
+static void call_send(struct iot_call *k, const struct aws_creds *creds)
+{
+    struct aws_iot *c = k->c;
+    struct aws_header h[4];
+    struct aws_header wire[4 + AWS_SIGV4_MAX_ADD];
+    size_t nh = 0, nw = 0;
+    struct aws_sigv4_out so;
+    struct buf url = BUF_INIT;
+    struct err e = ERR_INIT;
+    struct aws_http_req req;
+    aws_sigv4_out_init(&so);
+    h[nh++] = (struct aws_header){ "Host", c->host };
+    if (k->body != NULL) {
+        h[nh++] = (struct aws_header){ "Content-Type", "application/json" };
+    }
+    if (k->header_value != NULL) {
+        h[nh++] = (struct aws_header){ iot_ops[k->op].header_name, k->header_value };
+    }
+    struct aws_sigv4_req sr = { iot_ops[k->op].method,
+                                k->path,
+                                k->query,
+                                h,
+                                nh,
+                                (const uint8_t *)k->body,
+                                k->body_len,
+                                NULL,
+                                c->cfg.region,
+                                c->service,
+                                time(NULL),
+                                0 };
+    if (aws_sigv4_sign(&sr, creds, &so, &e) != 0) {
+        call_fail(k, &e);
+        goto out;
+    }
+    for (size_t i = 0; i < nh; i++) {
+        wire[nw++] = h[i];
+    }
+    for (size_t i = 0; i < so.nadd; i++) {
+        wire[nw++] = so.add[i];
+    }
+    buf_addf(&url, "%s%s%s%s", c->base_url, k->path, k->query[0] ? "?" : "", k->query);
+    req = (struct aws_http_req){ iot_ops[k->op].method, url.data, wire, nw, k->body,
+                                 k->body_len, c->timeout_ms, 0, 0 };
+    k->attempts++;
+    k->st = CS_SEND;
+    if (aws_http_send(c->t, &req, on_http, k, &e) != 0) {
+        call_fail(k, &e);
+        goto out;
+    }
+    k->waiting = true;
+out:
+    buf_release(&url);
+    aws_sigv4_out_release(&so);
+}
+
+static void on_creds(void *arg, const struct aws_creds *creds, const struct err *e)
+{
+    struct iot_call *k = arg;
+    k->waiting = false;
+    if (e != NULL) {
+        struct err pe;
+        err_copy(&pe, e);
+        err_prefix(&pe, "AWS IoT %s", iot_ops[k->op].name);
+        call_fail(k, &pe);
+        return;
+    }
+    call_send(k, creds);
+}
+
+static void call_advance(struct iot_call *k)
+{
+    struct aws_iot *c = k->c;
+    struct err e = ERR_INIT;
+    switch (k->st) {
+    case CS_PACE:
+        k->pace_started = time_mono_ns() / 1000000;
+        if (c->no_quota) {
+            k->st = CS_CREDS;
+            call_advance(k);
+            return;
+        }
+        if (c->redis != NULL) {
+            struct buf name = BUF_INIT;
+            buf_addf(&name, "aws:%s:%s:%s", c->service, c->cfg.region, iot_ops[k->op].name);
+            int rc = store_async_bucket_take(c->redis, name.data, c->buckets[k->op].rate,
+                                             c->buckets[k->op].burst, 1, 2000, on_bucket, k, &e);
+            buf_release(&name);
+            if (rc == 0) {
+                k->waiting = true;
+                return;
+            }
+            on_bucket(k, false, 0, &e); /* falls back to the local bucket */
+            return;
+        }
+        {
+            int64_t w = local_take(&c->buckets[k->op]);
+            pace_result(k, w == 0, w);
+        }
+        return;
+    case CS_CREDS:
+        if (aws_credp_get(c->credp, on_creds, k, &e) != 0) {
+            call_fail(k, &e);
+            return;
+        }
+        k->waiting = true;
+        return;
+    case CS_PACE_WAIT:
+    case CS_SEND:
+    case CS_BACKOFF:
+    case CS_DONE:
+        return;
+    }
+}
+
+/* botocore's precedence: header up to ':', body code/Code, body __type after '#'. */
+static void error_code_of(const struct aws_http_resp *r, json_t *body, char *out, size_t cap)
+{
+    const char *src = NULL;
+    size_t n = 0;
+    if (r->error_type[0]) {
+        src = r->error_type;
+        n = strcspn(src, ":");
+    } else if (body != NULL) {
+        json_t *v = json_object_get(body, "code");
+        if (!json_is_string(v)) {
+            v = json_object_get(body, "Code");
+        }
+        if (json_is_string(v)) {
+            src = json_string_value(v);
+            n = strlen(src);
+        } else if (json_is_string(v = json_object_get(body, "__type"))) {
+            src = json_string_value(v);
+            const char *hash = strchr(src, '#');
+            src = hash ? hash + 1 : src;
+            n = strlen(src);
+        }
+    }
+    if (src == NULL || n == 0) {
+        snprintf(out, cap, "HTTP%ld", r->status);
+    } else {
+        snprintf(out, cap, "%.*s", (int)(n < cap ? n : cap - 1), src);
+    }
+}
+
+static enum err_code error_class(long status, const char *code, enum aws_retry_class rc)
+{
+    if (rc != AWS_RETRY_NONE || status >= 500) {
+        return ERRC_UNAVAILABLE;
+    }
+    switch (status) {
+    case 401:
+    case 403:
+        return ERRC_DENIED;
+    case 404:
+        return ERRC_NOT_FOUND;
+    case 406:
+    case 409:
+    case 410:
+        return ERRC_CONFLICT;
+    default:
+        break;
+    }
+    (void)code;
+    return status == 400 ? ERRC_INVALID : ERRC_UNAVAILABLE;
+}
+
+/* Retry after `cls`? Then arms the backoff timer and returns true. */
+static bool call_maybe_retry(struct iot_call *k, enum aws_retry_class cls, bool after_timeout)
+{
+    if (cls == AWS_RETRY_NONE || k->attempts >= k->c->max_attempts || k->c->freeing) {
+        return false;
+    }
+    if (!aws_retry_quota_acquire(&k->c->retry_quota, after_timeout, &k->quota_taken)) {
+        return false;
+    }
+    call_sleep(k, CS_BACKOFF, aws_retry_delay_ms(k->attempts, aws_retry_rand01()));
+    return true;
+}
+
+static void attempts_suffix(const struct iot_call *k, char *out, size_t cap)
+{
+    if (k->attempts > 1) {
+        snprintf(out, cap, ", after %u attempts", k->attempts);
+    } else {
+        out[0] = '\0';
+    }
+}
+
+static void on_http(void *arg, const struct aws_http_resp *r, const struct err *te)
+{
+    struct iot_call *k = arg;
+    const struct iot_op_def *od = &iot_ops[k->op];
+    struct err e = ERR_INIT;
+    json_t *body = NULL;
+    json_error_t jerr;
+    char code[128], suffix[48];
+    const char *msg = "";
+    enum aws_retry_class cls;
+    k->waiting = false;
+    if (te != NULL) {
+        if (te->code == ERRC_CANCELED) {
+            call_fail(k, te);
+            return;
+        }
+        cls = aws_retry_classify(te->code, 0, "");
+        if (call_maybe_retry(k, cls, te->code == ERRC_TIMEOUT)) {
+            return;
+        }
+        attempts_suffix(k, suffix, sizeof(suffix));
+        err_set(&e, te->code, "AWS IoT %s: %s%s", od->name, te->msg, suffix);
+        snprintf(e.detail, sizeof(e.detail), "%s", te->detail);
+        call_fail(k, &e);
+        return;
+    }
+    if (r->body.len > 0) {
+        body = json_loadb(r->body.data, r->body.len, JSON_REJECT_DUPLICATES, &jerr);
+    }
+    if (r->status >= 200 && r->status < 300) {
+        if (r->body.len == 0) {
+            body = json_object();
+        }
+        if (body == NULL || !json_is_object(body)) {
+            err_set(&e, ERRC_UNAVAILABLE, "AWS IoT %s: malformed response (HTTP %ld): %s",
+                    od->name, r->status,
+                    body == NULL ? jerr.text : "the body is not a JSON object");
+            goto fail;
+        }
+        for (size_t i = 0; i < ARRAY_LEN(od->out_required) && od->out_required[i]; i++) {
+            if (json_object_get(body, od->out_required[i]) == NULL) {
+                err_set(&e, ERRC_UNAVAILABLE, "AWS IoT %s: malformed response: no '%s'",
+                        od->name, od->out_required[i]);
+                goto fail;
+            }
+        }
+        call_finish(k, r->status, "", "", r->request_id, body, NULL);
+        json_decref(body);
+        return;
+    }
+    if (body != NULL && !json_is_object(body)) {
+        json_decref(body);
+        body = NULL;
+    }
+    error_code_of(r, body, code, sizeof(code));
+    if (body != NULL) {
+        json_t *m = json_object_get(body, "message");
+        if (!json_is_string(m)) {
+            m = json_object_get(body, "Message");
+        }
+        msg = json_is_string(m) ? json_string_value(m) : "";
+    }
+    if (aws_retry_is_expired_creds(code) && !k->refreshed_creds) {
+        /* refresh and retry once, outside the retry budget */
+        k->refreshed_creds = true;
+        aws_credp_invalidate(k->c->credp);
+        json_decref(body);
+        k->st = CS_PACE;
+        call_advance(k);
+        return;
+    }
+    cls = aws_retry_classify(ERRC_OK, r->status, code);
+    if (call_maybe_retry(k, cls, false)) {
+        json_decref(body);
+        return;
+    }
+    attempts_suffix(k, suffix, sizeof(suffix));
+    err_set(&e, error_class(r->status, code, cls), "AWS IoT %s: %s%s%s (HTTP %ld%s)", od->name,
+            code, msg[0] ? ": " : "", msg, r->status, suffix);
+    snprintf(e.detail, sizeof(e.detail), "request id %s", r->request_id);
+    call_finish(k, r->status, code, msg, r->request_id, body, &e);
+    json_decref(body);
+    return;
+fail:
+    snprintf(e.detail, sizeof(e.detail), "request id %s", r->request_id);
+    call_finish(k, r->status, "", "", r->request_id, NULL, &e);
+    json_decref(body);
+}
+
+/* Places the input by the op table; ERRC_INVALID naming the member on bad input. */
+static int iot_build(struct iot_call *k, const struct aws_iot *c, json_t *in, struct err *e)
+{
+    const struct iot_op_def *od = &iot_ops[k->op];
+    struct buf path = BUF_INIT, query = BUF_INIT;
+    json_t *rest = in ? json_deep_copy(in) : json_object();
+    const char *p = od->uri;
+    int rc = -1;
+    if (rest == NULL || !json_is_object(rest)) {
+        err_set(e, ERRC_INVALID, "%s: the input must be a JSON object", od->name);
+        goto out;
+    }
+    buf_addstr(&path, c->base_path);
+    while (*p) {
+        const char *open = strchr(p, '{');
+        if (open == NULL) {
+            buf_addstr(&path, p);
+            break;
+        }
+        buf_add(&path, p, (size_t)(open - p));
+        const char *close = strchr(open, '}');
+        char label[64];
+        bool greedy = close[-1] == '+';
+        snprintf(label, sizeof(label), "%.*s", (int)(close - open - 1 - (greedy ? 1 : 0)), open + 1);
+        json_t *v = json_object_get(rest, label);
+        if (!json_is_string(v) || json_string_length(v) == 0) {
+            err_set(e, ERRC_INVALID, "%s: '%s' is required and must be a non-empty string",
+                    od->name, label);
+            goto out;
+        }
+        aws_uri_encode(&path, json_string_value(v), json_string_length(v), greedy);
+        json_object_del(rest, label);
+        p = close + 1;
+    }
+    for (size_t i = 0; i < ARRAY_LEN(od->query) && od->query[i]; i++) {
+        json_t *v = json_object_get(rest, od->query[i]);
+        if (v == NULL || json_is_null(v)) {
+            json_object_del(rest, od->query[i]);
+            continue;
+        }
+        if (query.len) {
+            buf_addch(&query, '&');
+        }
+        buf_addf(&query, "%s=", od->query[i]);
+        if (json_is_boolean(v)) {
+            buf_addstr(&query, json_is_true(v) ? "true" : "false");
+        } else if (json_is_integer(v)) {
+            buf_addf(&query, "%lld", (long long)json_integer_value(v));
+        } else if (json_is_string(v)) {
+            aws_uri_encode(&query, json_string_value(v), json_string_length(v), false);
+        } else {
+            err_set(e, ERRC_INVALID, "%s: '%s' must be a string, integer or boolean", od->name,
+                    od->query[i]);
+            goto out;
+        }
+        json_object_del(rest, od->query[i]);
+    }
+    if (od->header_member != NULL) {
+        json_t *v = json_object_get(rest, od->header_member);
+        if (!json_is_string(v) || json_string_length(v) == 0 ||
+            strpbrk(json_string_value(v), "\r\n") != NULL) {
+            err_set(e, ERRC_INVALID, "%s: '%s' is required and must be a one-line string",
+                    od->name, od->header_member);
+            goto out;
+        }
+        k->header_value = xstrdup(json_string_value(v));
+        json_object_del(rest, od->header_member);
+    }
+    if (od->body) {
+        k->body = json_dumps(rest, JSON_COMPACT | JSON_ENSURE_ASCII);
+        if (k->body == NULL) {
+            err_set(e, ERRC_INVALID, "%s: the input cannot be encoded", od->name);
+            goto out;
+        }
+        k->body_len = strlen(k->body);
+    } else if (json_object_size(rest) > 0) {
+        const char *key = json_object_iter_key(json_object_iter(rest));
+        err_set(e, ERRC_INVALID, "%s: unknown input member '%s'", od->name, key);
+        goto out;
+    }
+    k->path = buf_detach(&path, NULL);
+    k->query = xstrdup(buf_cstr(&query));
+    rc = 0;
+out:
+    buf_release(&path);
+    buf_release(&query);
+    json_decref(rest);
+    return rc;
+}
+
+int aws_iot_call(struct aws_iot *c, enum aws_iot_op op, json_t *in, aws_iot_cb *cb, void *arg,
+                 struct err *e)
+{
+    struct iot_call *k = NULL;
+    if ((unsigned)op >= AWS_IOT__COUNT || cb == NULL) {
+        return err_set(e, ERRC_INVALID, "AWS IoT: unknown operation or no callback");
+    }
+    if (c->freeing) {
+        return err_set(e, ERRC_CANCELED, "AWS IoT client is being freed");
+    }
+    k = xcalloc(1, sizeof(*k));
+    k->c = c;
+    k->op = op;
+    k->cb = cb;
+    k->arg = arg;
+    if (iot_build(k, c, in, e) != 0) {
+        call_free(k);
+        return -1;
+    }
+    k->timer = evtimer_new(c->base, on_timer, k);
+    if (k->timer == NULL) {
+        oom_die(sizeof(void *));
+    }
+    k->next = c->calls;
+    if (c->calls) {
+        c->calls->prev = k;
+    }
+    c->calls = k;
+    /* start from the loop, never inline: the callback must not run before we return */
+    call_sleep(k, CS_BACKOFF, 0);
+    return 0;
+}
+
+void aws_iot_free(struct aws_iot *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    c->freeing = true;
+    /* cancels in-flight HTTP, bucket and credential steps: their callbacks finish the calls */
+    aws_transport_free(c->t);
+    c->t = NULL;
+    store_async_free(c->redis);
+    c->redis = NULL;
+    aws_credp_free(c->credp);
+    c->credp = NULL;
+    while (c->calls) {
+        struct err e = ERR_INIT;
+        err_set(&e, ERRC_CANCELED, "AWS IoT %s canceled", iot_ops[c->calls->op].name);
+        call_fail(c->calls, &e);
+    }
+    aws_config_release(&c->cfg);
+    xfree(c->service);
+    xfree(c->host);
+    xfree(c->base_url);
+    xfree(c->base_path);
+    xfree(c);
+}
+
+/* ---- typed calls ------------------------------------------------------------------------------ */
+
+static int call_new(struct aws_iot *c, enum aws_iot_op op, json_t *in, aws_iot_cb *cb, void *arg,
+                    struct err *e)
+{
+    int rc;
+    if (in == NULL) {
+        return err_set(e, ERRC_INVALID, "%s: bad arguments", iot_ops[op].name);
+    }
+    rc = aws_iot_call(c, op, in, cb, arg, e);
+    json_decref(in);
+    return rc;
+}
+
+static void set_str(json_t *o, const char *k, const char *v)
+{
+    if (v != NULL) {
+        json_object_set_new(o, k, json_string(v));
+    }
+}
+
+static json_t *obj_str(const char *k, const char *v)
+{
+    json_t *o = json_object();
+    if (v == NULL) {
+        json_decref(o);
+        return NULL;
+    }
+    set_str(o, k, v);
+    if (json_object_get(o, k) == NULL) { /* not UTF-8 */
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+int aws_iot_get_registration_code(struct aws_iot *c, aws_iot_cb *cb, void *arg, struct err *e)
+{
+    return call_new(c, AWS_IOT_GET_REGISTRATION_CODE, json_object(), cb, arg, e);
+}
+
+int aws_iot_register_ca_certificate(struct aws_iot *c, const char *ca_pem,
+                                    const char *verification_pem, const char *mode,
+                                    bool set_as_active, bool allow_auto_registration,
+                                    aws_iot_cb *cb, void *arg, struct err *e)
+{
+    json_t *in = obj_str("caCertificate", ca_pem);
+    if (in != NULL) {
+        set_str(in, "verificationCertificate", verification_pem);
+        set_str(in, "certificateMode", mode);
+        json_object_set_new(in, "setAsActive", json_boolean(set_as_active));
+        json_object_set_new(in, "allowAutoRegistration", json_boolean(allow_auto_registration));
+    }
+    return call_new(c, AWS_IOT_REGISTER_CA_CERTIFICATE, in, cb, arg, e);
+}
+
+int aws_iot_describe_ca_certificate(struct aws_iot *c, const char *ca_id, aws_iot_cb *cb,
+                                    void *arg, struct err *e)
+{
+    return call_new(c, AWS_IOT_DESCRIBE_CA_CERTIFICATE, obj_str("caCertificateId", ca_id), cb,
+                    arg, e);
+}
+
+int aws_iot_update_ca_certificate(struct aws_iot *c, const char *ca_id, const char *new_status,
+                                  const char *new_auto, aws_iot_cb *cb, void *arg, struct err *e)
+{
+    json_t *in = obj_str("caCertificateId", ca_id);
+    if (in != NULL) {
+        set_str(in, "newStatus", new_status);
+        set_str(in, "newAutoRegistrationStatus", new_auto);
+    }
+    return call_new(c, AWS_IOT_UPDATE_CA_CERTIFICATE, in, cb, arg, e);
+}
+
+int aws_iot_list_certificates_by_ca(struct aws_iot *c, const char *ca_id, int page_size,
+                                    const char *marker, aws_iot_cb *cb, void *arg, struct err *e)
+{
+    json_t *in = obj_str("caCertificateId", ca_id);
+    if (in != NULL) {
+        if (page_size >= 0) {
+            json_object_set_new(in, "pageSize", json_integer(page_size));
+        }
+        set_str(in, "marker", marker);
+    }
+    return call_new(c, AWS_IOT_LIST_CERTIFICATES_BY_CA, in, cb, arg, e);
+}
+
+struct pager {
+    struct aws_iot *c;
+    char *ca_id;
+    int page_size;
+    json_t *all;
+    unsigned attempts;
+    int64_t paced_ms;
+    aws_iot_cb *cb;
+    void *arg;
+};
+
+static void pager_free(struct pager *pg)
+{
+    json_decref(pg->all);
+    xfree(pg->ca_id);
+    xfree(pg);
+}
+
+static void on_page(void *arg, const struct aws_iot_result *r, const struct err *e)
+{
+    struct pager *pg = arg;
+    struct err e2 = ERR_INIT;
+    pg->attempts += r->attempts;
+    pg->paced_ms += r->paced_ms;
+    if (e == NULL) {
+        json_t *certs = json_object_get(r->out, "certificates");
+        json_t *next = json_object_get(r->out, "nextMarker");
+        if (!json_is_array(certs)) {
+            err_set(&e2, ERRC_UNAVAILABLE,
+                    "AWS IoT ListCertificatesByCA: malformed response: 'certificates' is not "
+                    "a list");
+            e = &e2;
+        } else {
+            json_array_extend(json_object_get(pg->all, "certificates"), certs);
+            if (json_is_string(next) && json_string_length(next) > 0) {
+                if (aws_iot_list_certificates_by_ca(pg->c, pg->ca_id, pg->page_size,
+                                                    json_string_value(next), on_page, pg,
+                                                    &e2) == 0) {
+                    return;
+                }
+                e = &e2;
+            }
+        }
+    }
+    struct aws_iot_result all = *r;
+    all.out = e == NULL ? pg->all : r->out;
+    all.attempts = pg->attempts;
+    all.paced_ms = pg->paced_ms;
+    pg->cb(pg->arg, &all, e);
+    pager_free(pg);
+}
+
+int aws_iot_list_certificates_by_ca_all(struct aws_iot *c, const char *ca_id, int page_size,
+                                        aws_iot_cb *cb, void *arg, struct err *e)
+{
+    struct pager *pg = xcalloc(1, sizeof(*pg));
+    pg->c = c;
+    pg->ca_id = ca_id ? xstrdup(ca_id) : NULL;
+    pg->page_size = page_size;
+    pg->all = json_pack("{s:[]}", "certificates");
+    pg->cb = cb;
+    pg->arg = arg;
+    if (cb == NULL) {
+        pager_free(pg);
+        return err_set(e, ERRC_INVALID, "ListCertificatesByCA: no callback");
+    }
+    if (aws_iot_list_certificates_by_ca(c, ca_id, page_size, NULL, on_page, pg, e) != 0) {
+        pager_free(pg);
+        return -1;
+    }
+    return 0;
+}
+
+int aws_iot_describe_certificate(struct aws_iot *c, const char *cert_id, aws_iot_cb *cb,
+                                 void *arg, struct err *e)
+{
+    return call_new(c, AWS_IOT_DESCRIBE_CERTIFICATE, obj_str("certificateId", cert_id), cb, arg,
+                    e);
+}
+
+int aws_iot_update_certificate(struct aws_iot *c, const char *cert_id, const char *new_status,
+                               aws_iot_cb *cb, void *arg, struct err *e)
+{
+    json_t *in = obj_str("certificateId", cert_id);
+    if (in != NULL) {
+        if (new_status == NULL) {
+            json_decref(in);
+            return err_set(e, ERRC_INVALID, "UpdateCertificate: 'newStatus' is required");
+        }
+        set_str(in, "newStatus", new_status);
+    }
+    return call_new(c, AWS_IOT_UPDATE_CERTIFICATE, in, cb, arg, e);
+}
+
+int aws_iot_create_thing(struct aws_iot *c, const char *thing, const char *thing_type,
+                         json_t *attributes, const char *billing_group, aws_iot_cb *cb, void *arg,
+                         struct err *e)
+{
+    json_t *in = obj_str("thingName", thing);
+    if (in != NULL) {
+        set_str(in, "thingTypeName", thing_type);
+        set_str(in, "billingGroupName", billing_group);
+        if (attributes != NULL) {
+            json_object_set_new(in, "attributePayload",
+                                json_pack("{s:O}", "attributes", attributes));
+        }
+    }
+    return call_new(c, AWS_IOT_CREATE_THING, in, cb, arg, e);
+}
+
+int aws_iot_describe_thing(struct aws_iot *c, const char *thing, aws_iot_cb *cb, void *arg,
+                           struct err *e)
+{
+    return call_new(c, AWS_IOT_DESCRIBE_THING, obj_str("thingName", thing), cb, arg, e);
+}
+
+int aws_iot_create_policy(struct aws_iot *c, const char *policy, const char *document,
+                          aws_iot_cb *cb, void *arg, struct err *e)
+{
+    json_t *in = obj_str("policyName", policy);
+    if (in != NULL && document == NULL) {
+        json_decref(in);
+        return err_set(e, ERRC_INVALID, "CreatePolicy: 'policyDocument' is required");
+    }
+    if (in != NULL) {
+        set_str(in, "policyDocument", document);
+    }
+    return call_new(c, AWS_IOT_CREATE_POLICY, in, cb, arg, e);
+}
+
+int aws_iot_get_policy(struct aws_iot *c, const char *policy, aws_iot_cb *cb, void *arg,
+                       struct err *e)
+{
+    return call_new(c, AWS_IOT_GET_POLICY, obj_str("policyName", policy), cb, arg, e);
+}
+
+int aws_iot_create_policy_version(struct aws_iot *c, const char *policy, const char *document,
+                                  int set_as_default, aws_iot_cb *cb, void *arg, struct err *e)
+{
+    json_t *in = obj_str("policyName", policy);
+    if (in != NULL && document == NULL) {
+        json_decref(in);
+        return err_set(e, ERRC_INVALID, "CreatePolicyVersion: 'policyDocument' is required");
+    }
+    if (in != NULL) {
+        set_str(in, "policyDocument", document);
+        if (set_as_default >= 0) {
+            json_object_set_new(in, "setAsDefault", json_boolean(set_as_default));
+        }
+    }
+    return call_new(c, AWS_IOT_CREATE_POLICY_VERSION, in, cb, arg, e);
+}
+
+int aws_iot_list_policy_versions(struct aws_iot *c, const char *policy, aws_iot_cb *cb, void *arg,
+                                 struct err *e)
+{
+    return call_new(c, AWS_IOT_LIST_POLICY_VERSIONS, obj_str("policyName", policy), cb, arg, e);
+}
+
+int aws_iot_delete_policy_version(struct aws_iot *c, const char *policy, const char *version,
+                                  aws_iot_cb *cb, void *arg, struct err *e)
+{
+    json_t *in = obj_str("policyName", policy);
+    if (in != NULL) {
+        set_str(in, "policyVersionId", version);
+    }
+    return call_new(c, AWS_IOT_DELETE_POLICY_VERSION, in, cb, arg, e);
+}
+
+int aws_iot_attach_policy(struct aws_iot *c, const char *policy, const char *target,
+                          aws_iot_cb *cb, void *arg, struct err *e)
+{
+    json_t *in = obj_str("policyName", policy);
+    if (in != NULL && target == NULL) {
+        json_decref(in);
+        return err_set(e, ERRC_INVALID, "AttachPolicy: 'target' is required");
+    }
+    if (in != NULL) {
+        set_str(in, "target", target);
+    }
+    return call_new(c, AWS_IOT_ATTACH_POLICY, in, cb, arg, e);
+}
+
+int aws_iot_attach_thing_principal(struct aws_iot *c, const char *thing, const char *principal,
+                                   aws_iot_cb *cb, void *arg, struct err *e)
+{
+    json_t *in = obj_str("thingName", thing);
+    if (in != NULL) {
+        set_str(in, "principal", principal);
+    }
+    return call_new(c, AWS_IOT_ATTACH_THING_PRINCIPAL, in, cb, arg, e);
+}
+
+int aws_iot_add_thing_to_thing_group(struct aws_iot *c, const char *group, const char *thing,
+                                     aws_iot_cb *cb, void *arg, struct err *e)
+{
+    json_t *in = obj_str("thingGroupName", group);
+    if (in != NULL && thing == NULL) {
+        json_decref(in);
+        return err_set(e, ERRC_INVALID, "AddThingToThingGroup: 'thingName' is required");
+    }
+    if (in != NULL) {
+        set_str(in, "thingName", thing);
+    }
+    return call_new(c, AWS_IOT_ADD_THING_TO_THING_GROUP, in, cb, arg, e);
+}
+
+int aws_iot_confirm_topic_rule_destination(struct aws_iot *c, const char *token, aws_iot_cb *cb,
+                                           void *arg, struct err *e)
+{
+    return call_new(c, AWS_IOT_CONFIRM_TOPIC_RULE_DESTINATION,
+                    obj_str("confirmationToken", token), cb, arg, e);
+}
+
+/* ---- the synchronous wrapper ------------------------------------------------------------------- */
+
+void aws_iot_sync_init(struct aws_iot_sync *s)
+{
+    memset(s, 0, sizeof(*s));
+    err_clear(&s->err);
+}
+
+void aws_iot_sync_release(struct aws_iot_sync *s)
+{
+    json_decref(s->out);
+    aws_iot_sync_init(s);
+}
+
+void aws_iot_sync_cb(void *arg, const struct aws_iot_result *r, const struct err *e)
+{
+    struct aws_iot_sync *s = arg;
+    s->done = true;
+    s->status = r->status;
+    s->attempts = r->attempts;
+    snprintf(s->code, sizeof(s->code), "%s", r->error_code);
+    json_decref(s->out);
+    s->out = r->out ? json_incref(r->out) : NULL;
+    if (e != NULL) {
+        err_copy(&s->err, e);
+    } else {
+        err_clear(&s->err);
+    }
+}
+
+int aws_iot_sync_wait(struct aws_iot *c, struct aws_iot_sync *s, struct err *e)
+{
+    while (!s->done) {
+        if (event_base_loop(c->base, EVLOOP_ONCE) < 0) {
+            return err_set(e, ERRC_INTERNAL, "event loop failed");
+        }
+    }
+    if (s->err.code != ERRC_OK) {
+        err_copy(e, &s->err);
+        return -1;
+    }
+    return 0;
+}
