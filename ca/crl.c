@@ -356,6 +356,50 @@ out:
     return rc;
 }
 
+int ca_crl_serials(const uint8_t *der, size_t len, struct buf *out, struct err *e)
+{
+    const unsigned char *p = der;
+    X509_CRL *crl = NULL;
+    BIGNUM *bn = NULL;
+    STACK_OF(X509_REVOKED) *revs;
+    uint8_t bytes[CRL_SERIAL_HEX_MAX / 2 + 1];
+    char hex[CRL_SERIAL_HEX_MAX + 3];
+    int rc = -1;
+    if (len == 0 || len > (size_t)INT32_MAX) {
+        return err_set(e, ERRC_INVALID, "not a CRL (%zu bytes)", len);
+    }
+    crl = d2i_X509_CRL(NULL, &p, (long)len);
+    if (crl == NULL || p != der + len) {
+        err_openssl(e, ERRC_INVALID, "not a DER CRL");
+        goto out;
+    }
+    revs = X509_CRL_get_REVOKED(crl);
+    for (int i = 0; i < sk_X509_REVOKED_num(revs); i++) {
+        const ASN1_INTEGER *sn = X509_REVOKED_get0_serialNumber(sk_X509_REVOKED_value(revs, i));
+        int n;
+        bn = ASN1_INTEGER_to_BN(sn, bn);
+        if (bn == NULL || BN_is_negative(bn) || BN_num_bytes(bn) > CRL_SERIAL_HEX_MAX / 2) {
+            err_openssl(e, ERRC_INVALID, "CRL entry %d: serial out of range", i + 1);
+            goto out;
+        }
+        bytes[0] = 0;
+        n = BN_bn2bin(bn, bytes + 1);
+        if (n > 0 && bytes[1] >= 0x80) {
+            hex_encode(bytes, (size_t)n + 1, hex); /* keep the 00 sign octet */
+        } else {
+            hex_encode(bytes + 1, (size_t)n, hex);
+        }
+        buf_addstr(out, hex);
+        buf_addch(out, '\n');
+    }
+    rc = 0;
+out:
+    ERR_clear_error();
+    BN_free(bn);
+    X509_CRL_free(crl);
+    return rc;
+}
+
 void ca_crl_der_to_pem(struct buf *out, const uint8_t *der, size_t len)
 {
     struct buf b64 = BUF_INIT;

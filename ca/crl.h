@@ -84,6 +84,11 @@ struct ca_crl_info {
 int ca_crl_info_parse(const uint8_t *der, size_t len, struct ca_crl_info *out,
                       struct err *e) ATTR_WUR;
 
+/* The serials a DER CRL lists, appended to out one per line as lowercase hex of the minimal
+ * DER INTEGER contents (the form the index and ca/issue.h use: "00" first only when needed), in
+ * the CRL's order. ERRC_INVALID when the bytes are not a CRL. No signature check. */
+int ca_crl_serials(const uint8_t *der, size_t len, struct buf *out, struct err *e) ATTR_WUR;
+
 /* PEM ("-----BEGIN X509 CRL-----") of a DER CRL, appended to out. */
 void ca_crl_der_to_pem(struct buf *out, const uint8_t *der, size_t len);
 

@@ -22,6 +22,8 @@ static const struct {
     { "sign", cmd_sign, "sign one CSR and print the certificate" },
     { "sign-batch", cmd_sign_batch, "sign many CSRs offline, on every core" },
     { "cert", cmd_cert, "show an issued certificate's record from the index" },
+    { "revoke", cmd_revoke, "revoke an issued certificate and regenerate its CA's CRL" },
+    { "crl", cmd_crl, "regenerate and print a CA's CRL; --refresh for every CA due" },
     { "audit", cmd_audit, "verify the audit log, import another CA host's log" },
     { "reindex", cmd_reindex, "rebuild the Redis index from the audit log" },
     { "config", cmd_config, "check, show or describe the configuration" },

@@ -24,6 +24,7 @@
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -268,6 +269,49 @@ static void sha256_hex(const void *data, size_t len, char out[65])
     hex_encode(md, 32, out);
 }
 
+static int cmp_revoked_serial(const void *key, const void *elem)
+{
+    return strcmp(key, ((const struct store_revoked *)elem)->serial);
+}
+
+/* Revocation is permanent here (no certificateHold, no removal of expired entries), so a new
+ * CRL lists at least what the published one does. When the index lacks some of those serials,
+ * Redis lost data and was not reindexed: publishing would un-revoke certificates. */
+static int check_superset(const struct issuance_crl *old, const struct store_revoked *list,
+                          size_t n, const char *ca, struct err *e)
+{
+    struct buf serials = BUF_INIT;
+    size_t missing = 0, total = 0;
+    char first[48] = "";
+    int rc = -1;
+    if (ca_crl_serials((const uint8_t *)old->der.data, old->der.len, &serials, e) != 0) {
+        err_prefix(e, "the published CRL of CA '%s'", ca);
+        goto out;
+    }
+    for (char *l = serials.data; l && *l;) {
+        char *nl = strchr(l, '\n');
+        *nl = '\0';
+        total++;
+        if (bsearch(l, list, n, sizeof(*list), cmp_revoked_serial) == NULL) {
+            if (missing++ == 0) {
+                snprintf(first, sizeof(first), "%s", l);
+            }
+        }
+        l = nl + 1;
+    }
+    if (missing) {
+        err_set(e, ERRC_CONFLICT,
+                "the index lacks %zu of the %zu serials the published CRL %llu of CA '%s' "
+                "revokes (%s...): run 'jitrctl reindex' first; nothing published",
+                missing, total, (unsigned long long)old->number, ca, first);
+        goto out;
+    }
+    rc = 0;
+out:
+    buf_release(&serials);
+    return rc;
+}
+
 /* Builds, audits and writes a new CRL of rc. The caller holds the CA's lock. */
 static int crl_make_locked(struct issuance_revoker *rv, struct store *s, struct rv_ca *rc,
                            const char *requester, struct issuance_crl *out, struct err *e)
@@ -294,6 +338,9 @@ static int crl_make_locked(struct issuance_revoker *rv, struct store *s, struct 
     }
     if (store_crl_number_next(s, name, floor, &p.number, e) != 0 ||
         store_revoked_list(s, name, &list, &n, e) != 0) {
+        goto out;
+    }
+    if (old.der.len && check_superset(&old, list, n, name, e) != 0) {
         goto out;
     }
     entries = xcalloc(n ? n : 1, sizeof(*entries));
