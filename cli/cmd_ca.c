@@ -2,16 +2,23 @@
  * jitrctl ca: the security team's CA operations. Each one that changes the store is audited;
  * a CA whose creation cannot be audited is removed again.
  */
+#include <event2/event.h>
+#include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "aws/iot.h"
 #include "ca/authority.h"
+#include "ca/verification.h"
 #include "cli/cli.h"
 #include "core/log.h"
 #include "core/mem.h"
 #include "core/util.h"
 #include "issuance/issuance.h"
+#include "store/async.h"
 
 static const char ca_usage[] =
     "usage: jitrctl ca init NAME [--key-type T] [--key URI] [--subject S] [--days N]\n"
@@ -21,6 +28,8 @@ static const char ca_usage[] =
     "       jitrctl ca show NAME\n"
     "       jitrctl ca activate NAME\n"
     "       jitrctl ca retire NAME\n"
+    "       jitrctl ca register NAME [--mode default|sni-only] [--no-auto-registration]\n"
+    "                               [--inactive] [--force]\n"
     "\n"
     "init options:\n"
     "  --key-type T    ec-p256 (default), ec-p384, rsa-2048, rsa-3072, rsa-4096\n"
@@ -34,7 +43,18 @@ static const char ca_usage[] =
     "  --csr-out FILE  where to write that CSR (default: stdout)\n"
     "  --parent-passphrase-file FILE  passphrase of the parent's key if it differs\n"
     "The passphrase of a new file: key comes from --passphrase-file or $JITRCA_KEY_PASSPHRASE;\n"
-    "a pkcs11: token PIN from the URI (pin-source=FILE) or $JITRCA_PKCS11_PIN.\n";
+    "a pkcs11: token PIN from the URI (pin-source=FILE) or $JITRCA_PKCS11_PIN.\n"
+    "\n"
+    "register options (AWS IoT RegisterCACertificate; region, endpoint and credentials as the\n"
+    "AWS SDKs: AWS_REGION, AWS_ENDPOINT_URL_IOT, AWS_PROFILE, ...):\n"
+    "  --mode M                 default (proof of possession with a verification certificate,\n"
+    "                           one account per region) or sni-only\n"
+    "  --no-auto-registration   do not let AWS register device certificates on first connect\n"
+    "  --inactive               register the CA INACTIVE (activate later in AWS)\n"
+    "  --force                  register a CA that has child CAs (AWS needs the CA that signs\n"
+    "                           device certificates directly, so this is refused by default)\n"
+    "Registering again is harmless: a CA already in AWS (same certificate) is recognised and\n"
+    "recorded, not registered twice.\n";
 
 static char *ca_dir(const struct conf *c, const char *name)
 {
@@ -293,10 +313,12 @@ static json_t *ca_json(const struct conf *c, const struct ca_authority *a, bool 
         }
         json_object_set_new(o, "children", arr);
         json_t *aws = json_object_get(a->meta, "aws");
-        json_object_set(o, "aws", aws ? aws : json_null());
+        json_object_set_new(o, "aws", aws ? json_deep_copy(aws) : json_null());
     }
     return o;
 }
+
+static void ca_show_aws(const struct conf *c, json_t *o);
 
 static int ca_list(struct cli *cli, int argc, char **argv, struct err *e)
 {
@@ -364,6 +386,7 @@ static int ca_show(struct cli *cli, int argc, char **argv, struct err *e)
         return -1;
     }
     json_t *o = ca_json(c, a, true);
+    ca_show_aws(c, o);
     if (cli->json) {
         cli_print_json(json_incref(o));
     } else {
@@ -385,6 +408,383 @@ static int ca_show(struct cli *cli, int argc, char **argv, struct err *e)
     json_decref(o);
     ca_authority_free(a);
     return 0;
+}
+
+
+/* ---- AWS IoT registration ------------------------------------------------------------------ */
+
+/* A client on base for jitrctl: settings from the environment as the AWS SDKs read them;
+ * quick = one short attempt without pacing (for `ca show`). */
+static struct aws_iot *ca_aws_client(const struct conf *c, struct event_base *base, bool quick,
+                                     struct err *e)
+{
+    struct aws_iot_opts o = { 0 };
+    o.base = base;
+    o.redis_url = quick ? NULL : c->redis_url;
+    o.no_quota = quick;
+    o.rates = getenv("JITRCA_AWS_RATES");
+    o.service = getenv("JITRCA_AWS_SIGNING_NAME");
+    if (quick) {
+        o.timeout_ms = 3000;
+        o.max_attempts = 1;
+    }
+    return aws_iot_new(&o, e);
+}
+
+/* "arn:aws:iot:REGION:ACCOUNT:cacert/ID" -> ACCOUNT */
+static void arn_account(const char *arn, char *out, size_t cap)
+{
+    const char *p = arn;
+    out[0] = '\0';
+    for (int i = 0; i < 4 && p != NULL; i++) {
+        p = strchr(p, ':');
+        p = p ? p + 1 : NULL;
+    }
+    if (p != NULL) {
+        size_t n = strcspn(p, ":");
+        snprintf(out, cap, "%.*s", (int)(n < cap ? n : cap - 1), p);
+    }
+}
+
+static const char *jstr(json_t *o, const char *k)
+{
+    json_t *v = json_object_get(o, k);
+    return json_is_string(v) ? json_string_value(v) : "";
+}
+
+static int ca_index_done_rc;
+static bool ca_index_done;
+static struct err ca_index_err;
+
+static void ca_on_index(void *arg, const struct err *e)
+{
+    (void)arg;
+    ca_index_done = true;
+    ca_index_done_rc = e ? -1 : 0;
+    if (e) {
+        err_copy(&ca_index_err, e);
+    }
+}
+
+/* jitrca:aws:cacert:ID -> the CA's name, region, account, ARN: lets JITR map an event's
+ * caCertificateId to our CA. */
+static int ca_aws_index(const struct conf *c, struct event_base *base, const char *name,
+                        json_t *entry, struct err *e)
+{
+    struct store_async *s = store_async_new(base, c->redis_url, e);
+    struct buf key = BUF_INIT;
+    int rc = -1;
+    if (s == NULL) {
+        return -1;
+    }
+    const char *fv[] = { "ca",   name,
+                         "region", jstr(entry, "region"),
+                         "account", jstr(entry, "account"),
+                         "arn",  jstr(entry, "arn"),
+                         "mode", jstr(entry, "mode") };
+    buf_addf(&key, "aws:cacert:%s", jstr(entry, "caCertificateId"));
+    ca_index_done = false;
+    if (store_async_hset(s, key.data, fv, ARRAY_LEN(fv), 5000, ca_on_index, NULL, e) == 0) {
+        while (!ca_index_done && event_base_loop(base, EVLOOP_ONCE) >= 0) {
+        }
+        rc = ca_index_done_rc;
+        if (rc != 0) {
+            err_copy(e, &ca_index_err);
+        }
+    }
+    store_async_free(s);
+    buf_release(&key);
+    return rc;
+}
+
+/* Runs one call started with aws_iot_sync_cb to its end. */
+#define AWS_SYNC(client, s, e, call) ((call) == 0 ? aws_iot_sync_wait((client), (s), (e)) : -1)
+
+static int ca_register(struct cli *cli, int argc, char **argv, struct err *e)
+{
+    enum { O_MODE = 1, O_NOAUTO, O_INACTIVE, O_FORCE };
+    static const struct option opts[] = {
+        { "mode", required_argument, NULL, O_MODE },
+        { "no-auto-registration", no_argument, NULL, O_NOAUTO },
+        { "inactive", no_argument, NULL, O_INACTIVE },
+        { "force", no_argument, NULL, O_FORCE },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *mode = "DEFAULT", *name = NULL;
+    bool auto_reg = true, active = true, force = false, existed = false, recorded = false;
+    int optidx = 0, ch, rc = -1;
+    const struct conf *c = NULL;
+    struct ca_authority *a = NULL;
+    struct ca_key *key = NULL;
+    struct event_base *base = NULL;
+    struct aws_iot *iot = NULL;
+    struct aws_iot_sync s;
+    struct buf secret = BUF_INIT, pem = BUF_INIT, vpem = BUF_INIT;
+    char **kids = NULL;
+    size_t nkids = 0;
+    json_t *entry = NULL, *fields = NULL, *desc = NULL;
+    char account[32], arn[256], id[80];
+    aws_iot_sync_init(&s);
+    while ((ch = cli_getopt(cli, argc, argv, opts, &optidx, e)) != -1) {
+        switch (ch) {
+        case 'h':
+            rc = cli_usage(ca_usage);
+            goto out;
+        case O_MODE:
+            if (strcmp(optarg, "default") == 0) {
+                mode = "DEFAULT";
+            } else if (strcmp(optarg, "sni-only") == 0) {
+                mode = "SNI_ONLY";
+            } else {
+                err_set(e, ERRC_INVALID, "--mode must be default or sni-only, not '%s'", optarg);
+                goto out;
+            }
+            break;
+        case O_NOAUTO:
+            auto_reg = false;
+            break;
+        case O_INACTIVE:
+            active = false;
+            break;
+        case O_FORCE:
+            force = true;
+            break;
+        default:
+            goto out;
+        }
+    }
+    if (optidx != argc - 1) {
+        err_set(e, ERRC_INVALID, "ca register takes one NAME (see jitrctl ca --help)");
+        goto out;
+    }
+    name = argv[optidx];
+    if ((c = cli_conf(cli, e)) == NULL || (a = ca_authority_load(c->data_dir, name, e)) == NULL) {
+        goto out;
+    }
+    if (a->status == CA_ST_PENDING || a->cert == NULL) {
+        err_set(e, ERRC_CONFLICT, "CA '%s' is pending: import its certificate first", name);
+        goto out;
+    }
+    if (a->status == CA_ST_RETIRED) {
+        err_set(e, ERRC_CONFLICT, "CA '%s' is retired: it signs no device certificates", name);
+        goto out;
+    }
+    if (ca_authority_children(c->data_dir, name, &kids, &nkids, e) != 0) {
+        goto out;
+    }
+    if (nkids > 0 && !force) {
+        err_set(e, ERRC_CONFLICT,
+                "CA '%s' has child CAs (%s%s): AWS IoT needs the CA that signs device "
+                "certificates directly; register that one (or pass --force)",
+                name, kids[0], nkids > 1 ? ", ..." : "");
+        goto out;
+    }
+    if (a->meta == NULL || !json_is_object(a->meta)) {
+        err_set(e, ERRC_INTERNAL, "CA '%s' has no metadata", name);
+        goto out;
+    }
+    if ((base = event_base_new()) == NULL) {
+        err_set(e, ERRC_INTERNAL, "cannot create an event loop");
+        goto out;
+    }
+    if ((iot = ca_aws_client(c, base, false, e)) == NULL) {
+        goto out;
+    }
+    snprintf(id, sizeof(id), "%s", a->fingerprint); /* certificateId = SHA-256 of the DER */
+
+    /* 1. already registered (by us or anyone)? */
+    if (AWS_SYNC(iot, &s, e, aws_iot_describe_ca_certificate(iot, id, aws_iot_sync_cb, &s, e)) ==
+        0) {
+        existed = true;
+    } else if (e->code != ERRC_NOT_FOUND) {
+        goto out;
+    } else {
+        err_clear(e);
+        /* 2. register */
+        {
+            BIO *b = BIO_new(BIO_s_mem());
+            char *d = NULL;
+            if (b == NULL || PEM_write_bio_X509(b, a->cert) != 1) {
+                BIO_free(b);
+                err_openssl(e, ERRC_INTERNAL, "cannot encode the CA certificate");
+                goto out;
+            }
+            long n = BIO_get_mem_data(b, &d);
+            buf_add(&pem, d, (size_t)n);
+            BIO_free(b);
+        }
+        if (strcmp(mode, "DEFAULT") == 0) {
+            struct ca_key_opts ko = { 0 };
+            aws_iot_sync_release(&s);
+            if (AWS_SYNC(iot, &s, e, aws_iot_get_registration_code(iot, aws_iot_sync_cb, &s, e)) !=
+                0) {
+                goto out;
+            }
+            if (issuance_secret_load(c, a->key_uri, cli->passphrase_file, &secret, e) != 0) {
+                goto out;
+            }
+            ko.secret = secret.len ? secret.data : NULL;
+            ko.pkcs11_module = c->pkcs11_module;
+            if ((key = ca_key_load(a->key_uri, &ko, e)) == NULL ||
+                ca_verification_cert(ca_key_pkey(key), a->cert, jstr(s.out, "registrationCode"),
+                                     &vpem, e) != 0) {
+                goto out;
+            }
+        }
+        aws_iot_sync_release(&s);
+        if (AWS_SYNC(iot, &s, e,
+                     aws_iot_register_ca_certificate(iot, pem.data, vpem.len ? vpem.data : NULL,
+                                                     mode, active, auto_reg, aws_iot_sync_cb, &s,
+                                                     e)) != 0) {
+            if (strcmp(s.code, "ResourceAlreadyExistsException") != 0) {
+                goto out;
+            }
+            err_clear(e); /* registered meanwhile (a concurrent run): adopt it */
+        }
+        aws_iot_sync_release(&s);
+        if (AWS_SYNC(iot, &s, e, aws_iot_describe_ca_certificate(iot, id, aws_iot_sync_cb, &s,
+                                                                 e)) != 0) {
+            err_prefix(e, "registered, but cannot describe it");
+            goto out;
+        }
+    }
+    desc = json_object_get(s.out, "certificateDescription");
+    if (strcmp(jstr(desc, "certificateId"), id) != 0) {
+        err_set(e, ERRC_UNAVAILABLE, "AWS IoT describes CA %s as '%s'", id,
+                jstr(desc, "certificateId"));
+        goto out;
+    }
+    snprintf(arn, sizeof(arn), "%s", jstr(desc, "certificateArn"));
+    arn_account(arn, account, sizeof(account));
+    if (account[0] == '\0') {
+        err_set(e, ERRC_UNAVAILABLE, "AWS IoT returned an ARN without an account: '%s'", arn);
+        goto out;
+    }
+    {
+        char now[32];
+        time_format_rfc3339(time(NULL), now, sizeof(now));
+        entry = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "region", aws_iot_region(iot),
+                          "account", account, "caCertificateId", id, "arn", arn, "mode",
+                          jstr(desc, "certificateMode")[0] ? jstr(desc, "certificateMode") : mode,
+                          "status", jstr(desc, "status"), "autoRegistrationStatus",
+                          jstr(desc, "autoRegistrationStatus"), "registered_at", now);
+    }
+    {
+        json_t *list = json_object_get(a->meta, "aws");
+        size_t i;
+        json_t *v;
+        if (!json_is_array(list)) {
+            list = json_array();
+            json_object_set_new(a->meta, "aws", list);
+        }
+        json_array_foreach(list, i, v)
+        {
+            if (strcmp(jstr(v, "region"), aws_iot_region(iot)) == 0 &&
+                strcmp(jstr(v, "account"), account) == 0) {
+                recorded = strcmp(jstr(v, "caCertificateId"), id) == 0;
+                if (recorded) {
+                    json_object_set(entry, "registered_at", json_object_get(v, "registered_at"));
+                }
+                json_array_remove(list, i);
+                break;
+            }
+        }
+        json_array_append(list, entry);
+    }
+    if (!recorded) {
+        /* audit before the metadata changes: a registration nobody can trace must not stand */
+        fields = json_deep_copy(entry);
+        json_object_set_new(fields, "adopted", json_boolean(existed));
+        if (issuance_audit_ca_op(c, "ca_register", name, fields, e) != 0) {
+            err_prefix(e, "CA '%s' is registered in AWS IoT, but the audit log failed", name);
+            goto out;
+        }
+    }
+    if (ca_authority_save(c->data_dir, a, e) != 0 || ca_aws_index(c, base, name, entry, e) != 0) {
+        err_prefix(e, "CA '%s' is registered in AWS IoT (%s); run the command again to record it",
+                   name, id);
+        goto out;
+    }
+    if (cli->json) {
+        json_t *o = json_deep_copy(entry);
+        json_object_set_new(o, "name", json_string(name));
+        json_object_set_new(o, "already_registered", json_boolean(existed));
+        cli_print_json(o);
+    } else {
+        printf("%s CA '%s' in AWS IoT %s (account %s): caCertificateId %s, status %s, "
+               "auto-registration %s\n",
+               existed ? "already registered:" : "registered", name, aws_iot_region(iot), account,
+               id, jstr(entry, "status"), jstr(entry, "autoRegistrationStatus"));
+    }
+    rc = 0;
+out:
+    aws_iot_sync_release(&s);
+    aws_iot_free(iot);
+    if (base) {
+        event_base_free(base);
+    }
+    for (size_t i = 0; i < nkids; i++) {
+        xfree(kids[i]);
+    }
+    xfree(kids);
+    ca_key_free(key);
+    buf_release_secret(&secret);
+    buf_release(&pem);
+    buf_release(&vpem);
+    json_decref(entry);
+    json_decref(fields);
+    ca_authority_free(a);
+    return rc;
+}
+
+/* The live AWS state of each registration of the configured region (DescribeCACertificate, one
+ * short attempt); the stored data stands when AWS cannot be asked. */
+static void ca_show_aws(const struct conf *c, json_t *o)
+{
+    json_t *list = json_object_get(o, "aws"), *v;
+    struct event_base *base = NULL;
+    struct aws_iot *iot = NULL;
+    struct err e = ERR_INIT;
+    size_t i;
+    if (!json_is_array(list) || json_array_size(list) == 0) {
+        return;
+    }
+    if ((base = event_base_new()) == NULL ||
+        (iot = ca_aws_client(c, base, true, &e)) == NULL) {
+        if (e.code == ERRC_OK) {
+            err_set(&e, ERRC_INTERNAL, "cannot create an event loop");
+        }
+    }
+    json_array_foreach(list, i, v)
+    {
+        struct aws_iot_sync s;
+        struct err ce = ERR_INIT;
+        aws_iot_sync_init(&s);
+        if (iot == NULL) {
+            json_object_set_new(v, "live_error", json_string(e.msg));
+        } else if (strcmp(jstr(v, "region"), aws_iot_region(iot)) != 0) {
+            char m[200];
+            snprintf(m, sizeof(m), "not checked: the configured region is %s",
+                     aws_iot_region(iot));
+            json_object_set_new(v, "live_error", json_string(m));
+        } else if (AWS_SYNC(iot, &s, &ce,
+                            aws_iot_describe_ca_certificate(iot, jstr(v, "caCertificateId"),
+                                                            aws_iot_sync_cb, &s, &ce)) == 0) {
+            json_t *d = json_object_get(s.out, "certificateDescription");
+            json_object_set_new(v, "live",
+                                json_pack("{s:s,s:s,s:s}", "status", jstr(d, "status"),
+                                          "autoRegistrationStatus",
+                                          jstr(d, "autoRegistrationStatus"), "certificateMode",
+                                          jstr(d, "certificateMode")));
+        } else {
+            json_object_set_new(v, "live_error", json_string(ce.msg));
+        }
+        aws_iot_sync_release(&s);
+    }
+    aws_iot_free(iot);
+    if (base) {
+        event_base_free(base);
+    }
 }
 
 static int ca_import(struct cli *cli, int argc, char **argv, struct err *e)
@@ -501,6 +901,9 @@ int cmd_ca(struct cli *cli, int argc, char **argv, struct err *e)
     }
     if (strcmp(sub, "retire") == 0) {
         return ca_set_status(cli, argc - 1, argv + 1, CA_ST_RETIRED, e);
+    }
+    if (strcmp(sub, "register") == 0) {
+        return ca_register(cli, argc - 1, argv + 1, e);
     }
     if (strcmp(sub, "activate") == 0) {
         return ca_set_status(cli, argc - 1, argv + 1, CA_ST_ACTIVE, e);
