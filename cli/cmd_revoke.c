@@ -58,7 +58,7 @@ int cmd_revoke(struct cli *cli, int argc, char **argv, struct err *e)
             return -1;
         }
     }
-    if (optidx != argc - 2) {
+    if (optidx != argc - 1) {
         return err_set(e, ERRC_INVALID,
                        "usage: jitrctl revoke SERIAL|CERTIFICATE_ID [--reason R] [--ca NAME]");
     }
@@ -70,7 +70,7 @@ int cmd_revoke(struct cli *cli, int argc, char **argv, struct err *e)
         goto out;
     }
     issuance_cli_requester(who, sizeof(who));
-    r.serial = argv[optidx + 1];
+    r.serial = argv[optidx];
     r.ca = ca;
     r.requester = who;
     if (issuance_revoke(rv, s, &r, e) != 0) {
