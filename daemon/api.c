@@ -1,0 +1,1221 @@
+/*
+ * The routes of jitrd (docs/api.md) and the jobs they hand to the signing threads.
+ *
+ * On the loop, a handler does only what needs no I/O: it authenticates the client from its
+ * verified certificate chain (a station: issued by the station CA, its commonName listed in the
+ * stations file; a device re-enrolling over EST: issued by a CA jitrd serves), parses the body,
+ * and queues a job holding a reference to the current snapshot. In the signing thread the job
+ * checks the client certificate's status in the index (revoked or unknown: refused; cached per
+ * thread for STATUS_TTL_MS), takes the station's tokens from its Redis bucket, applies the
+ * station's CA and profile authorisation, and runs the issuance path (issuance/issuance.h):
+ * serials reserved, signed, audited durably, indexed. Its completion sends the reply on the loop.
+ * Refusals that concern a request (authentication, authorisation, rate) are audited as
+ * {"type":"deny"} records before the reply; CSR rejections are audited by the issuance path.
+ *
+ * Thread state: per thread one Redis connection and one issuance_worker per CA of the snapshot,
+ * rebuilt when the snapshot changes and dropped after a Redis failure (reconnected by the next
+ * job, which is how jitrd recovers when Redis returns).
+ */
+#include <event2/event.h>
+#include <openssl/bn.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/pkcs7.h>
+#include <openssl/x509v3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/mem.h"
+#include "core/util.h"
+#include "daemon/api.h"
+#include "httpd/httpd.h"
+#include "issuance/issuance.h"
+#include "issuance/revoke.h"
+#include "store/store.h"
+
+#define STATUS_TTL_MS 5000
+#define STATUS_CACHE  64
+
+enum job_kind {
+    J_SIGN,
+    J_BATCH,
+    J_EST_ENROLL,
+    J_EST_REENROLL,
+    J_CERT,
+    J_READY,
+    J_DENY,
+    J_REVOKE,
+    J_CRL,
+    J_RELOAD,
+};
+
+struct job {
+    struct pool_job pj;
+    enum job_kind kind;
+    struct api *api;
+    struct httpd_req *req;
+    struct snap *snap;
+    char request_id[24];
+    /* who */
+    const struct station *st; /* borrowed from snap; NULL for devices */
+    char requester[128];
+    char client_serial[41];
+    X509_NAME *subject; /* re-enrollment: the current certificate's subject */
+    char client_ca[API_NAME_MAX + 1];
+    /* what */
+    struct api_csr_req *items;
+    size_t n;
+    char param[API_NAME_MAX + 1];
+    char reason[64];
+    /* the reply */
+    int status;
+    char ctype[64];
+    struct buf body;
+    char retry_after[24];
+    struct snap *new_snap;
+    struct err err;
+};
+
+struct status_entry {
+    char serial[41];
+    int64_t at_ms;
+};
+
+struct tstate {
+    uint64_t gen;
+    struct store *store;
+    struct issuance_worker **iw;
+    size_t niw;
+    struct status_entry cache[STATUS_CACHE];
+};
+
+/* ---- thread state --------------------------------------------------------------------------- */
+
+static void ts_reset(struct tstate *ts)
+{
+    for (size_t i = 0; i < ts->niw; i++) {
+        issuance_worker_free(ts->iw[i]);
+    }
+    xfree(ts->iw);
+    ts->iw = NULL;
+    ts->niw = 0;
+    store_free(ts->store);
+    ts->store = NULL;
+    memset(ts->cache, 0, sizeof(ts->cache));
+}
+
+static void *ts_new(void)
+{
+    return xcalloc(1, sizeof(struct tstate));
+}
+
+static void ts_free(void *p)
+{
+    ts_reset(p);
+    xfree(p);
+}
+
+static void ts_sync(struct tstate *ts, const struct snap *s)
+{
+    if (ts->gen != s->gen || ts->niw != s->ncas) {
+        ts_reset(ts);
+        ts->gen = s->gen;
+        ts->iw = xcalloc(s->ncas, sizeof(*ts->iw));
+        ts->niw = s->ncas;
+    }
+}
+
+static struct store *ts_store(struct tstate *ts, const struct snap *s, struct err *e)
+{
+    ts_sync(ts, s);
+    if (ts->store == NULL) {
+        ts->store = store_connect(s->conf->redis_url, e);
+    }
+    return ts->store;
+}
+
+static struct issuance_worker *ts_worker(struct tstate *ts, const struct snap *s, size_t ca,
+                                         struct err *e)
+{
+    ts_sync(ts, s);
+    if (ts->iw[ca] == NULL) {
+        ts->iw[ca] = issuance_worker_new(s->cas[ca].ctx, e);
+    }
+    return ts->iw[ca];
+}
+
+/* After a failure: a Redis error drops the connections so the next job reconnects. */
+static void ts_after_error(struct tstate *ts, const struct err *e)
+{
+    if (e->code == ERRC_UNAVAILABLE) {
+        ts_reset(ts);
+    }
+}
+
+/* ---- replies built in the thread ------------------------------------------------------------ */
+
+static void job_json(struct job *j, int status, json_t *v)
+{
+    char *s = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(v);
+    j->status = status;
+    snprintf(j->ctype, sizeof(j->ctype), "application/json");
+    buf_reset(&j->body);
+    if (s == NULL) {
+        j->status = 500;
+        buf_addstr(&j->body, "{\"error\":{\"code\":\"internal\",\"message\":\"cannot encode\"}}");
+    } else {
+        buf_addstr(&j->body, s);
+    }
+    buf_addch(&j->body, '\n');
+    xfree(s);
+}
+
+static json_t *error_obj(const struct err *e)
+{
+    enum err_code c = e->code == ERRC_OK ? ERRC_INTERNAL : e->code;
+    json_t *v = json_pack("{s:s,s:s}", "code", err_code_name(c), "message", e->msg);
+    return v ? v : json_pack("{s:s,s:s}", "code", err_code_name(c), "message", "(unprintable)");
+}
+
+static void job_error(struct job *j, const struct err *e)
+{
+    enum err_code c = e->code == ERRC_OK ? ERRC_INTERNAL : e->code;
+    job_json(j, err_http_status(c), json_pack("{s:o}", "error", error_obj(e)));
+}
+
+/* Appends one audit record of a refused request. Best effort: a failure is logged. */
+static void audit_deny(const struct job *j, const char *route, const struct err *why)
+{
+    const struct snap *s = j->snap;
+    struct audit_log *log = NULL;
+    for (size_t i = 0; i < s->ncas && log == NULL; i++) {
+        log = s->cas[i].ctx ? s->cas[i].ctx->audit : NULL;
+    }
+    if (log == NULL) {
+        log_warn("refusal not audited (no CA audit log open): %s", why->msg);
+        return;
+    }
+    json_t *rec = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "type", "deny", "requester",
+                            j->requester, "route", route, "request_id", j->request_id, "code",
+                            err_code_name(why->code), "reason", why->msg);
+    struct err e = ERR_INIT;
+    if (rec == NULL || audit_append(log, &rec, 1, NULL, &e) != 0) {
+        log_error("cannot audit a refusal: %s", e.msg[0] ? e.msg : "cannot encode");
+    }
+    json_decref(rec);
+}
+
+/* The hex of a certificate's serial as the index spells it (DER content octets, lowercase). */
+static void serial_hex_of(X509 *x, char out[41])
+{
+    unsigned char *der = NULL;
+    int n = i2d_ASN1_INTEGER(X509_get0_serialNumber(x), &der);
+    out[0] = '\0';
+    if (n > 2 && n - 2 <= 20 && der[1] == n - 2) {
+        hex_encode(der + 2, (size_t)(n - 2), out);
+    }
+    OPENSSL_free(der);
+    ERR_clear_error();
+}
+
+/* Index status of the client's certificate: 0 when valid, -1 (DENIED, NOT_FOUND → DENIED,
+ * UNAVAILABLE) otherwise. fields receives the record when want_fields. */
+static int client_status(struct tstate *ts, struct job *j, struct buf *fields, struct err *e)
+{
+    struct buf own = BUF_INIT;
+    struct buf *f = fields ? fields : &own;
+    unsigned h = 0;
+    for (const char *p = j->client_serial; *p; p++) {
+        h = h * 31 + (unsigned char)*p;
+    }
+    struct status_entry *ce = &ts->cache[h % STATUS_CACHE];
+    int64_t now = time_now_ms();
+    if (fields == NULL && strcmp(ce->serial, j->client_serial) == 0 &&
+        now - ce->at_ms < STATUS_TTL_MS) {
+        return 0;
+    }
+    struct store *st = ts_store(ts, j->snap, e);
+    int rc = -1;
+    if (st == NULL) {
+        goto out;
+    }
+    if (store_cert_get(st, j->client_serial, f, e) != 0) {
+        if (e->code == ERRC_NOT_FOUND) {
+            err_clear(e);
+            err_set(e, ERRC_DENIED, "client certificate %s is not in the index of issued "
+                                    "certificates",
+                    j->client_serial);
+        }
+        goto out;
+    }
+    if (strstr(f->data, "\nstatus\tvalid\n") == NULL && !str_has_prefix(f->data, "status\tvalid\n")) {
+        err_set(e, ERRC_DENIED, "client certificate %s is revoked", j->client_serial);
+        goto out;
+    }
+    snprintf(ce->serial, sizeof(ce->serial), "%s", j->client_serial);
+    ce->at_ms = now;
+    rc = 0;
+out:
+    buf_release(&own);
+    return rc;
+}
+
+/* The value of field name in store_cert_get's "name\tvalue\n" lines, into out. */
+static bool field_get(const struct buf *f, const char *name, char *out, size_t cap)
+{
+    size_t n = strlen(name);
+    const char *p = f->data;
+    while (p && *p) {
+        const char *eol = strchr(p, '\n');
+        size_t len = eol ? (size_t)(eol - p) : strlen(p);
+        if (len > n && strncmp(p, name, n) == 0 && p[n] == '\t') {
+            size_t vl = len - n - 1;
+            if (vl >= cap) {
+                vl = cap - 1;
+            }
+            memcpy(out, p + n + 1, vl);
+            out[vl] = '\0';
+            return true;
+        }
+        p = eol ? eol + 1 : NULL;
+    }
+    return false;
+}
+
+static int rate_take(struct tstate *ts, struct job *j, size_t cost, struct err *e)
+{
+    bool allowed = false;
+    int64_t wait_ms = 0;
+    char bucket[100];
+    if (j->st == NULL || j->st->rate <= 0 || cost == 0) {
+        return 0;
+    }
+    struct store *st = ts_store(ts, j->snap, e);
+    if (st == NULL) {
+        return -1;
+    }
+    snprintf(bucket, sizeof(bucket), "station:%s", j->st->name);
+    if (store_bucket_take(st, bucket, j->st->rate, j->st->burst, (double)cost, &allowed,
+                          &wait_ms, e) != 0) {
+        return -1;
+    }
+    if (!allowed) {
+        snprintf(j->retry_after, sizeof(j->retry_after), "%lld",
+                 (long long)((wait_ms + 999) / 1000));
+        return err_set(e, ERRC_DENIED, "station '%s' is over its rate limit (%g/s, burst %g)",
+                       j->st->name, j->st->rate, j->st->burst);
+    }
+    return 0;
+}
+
+/* PKCS#7 certs-only (RFC 7030 §4.1.3, §4.2.3), base64 in lines of 64. */
+static int p7_certs_only(X509 *const *certs, size_t n, struct buf *out, struct err *e)
+{
+    PKCS7 *p7 = PKCS7_new();
+    unsigned char *der = NULL;
+    struct buf b64 = BUF_INIT;
+    int rc = -1, len;
+    if (p7 == NULL || PKCS7_set_type(p7, NID_pkcs7_signed) != 1 ||
+        PKCS7_content_new(p7, NID_pkcs7_data) != 1) {
+        err_openssl(e, ERRC_INTERNAL, "cannot build a PKCS#7 structure");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (PKCS7_add_certificate(p7, certs[i]) != 1) {
+            err_openssl(e, ERRC_INTERNAL, "PKCS7_add_certificate");
+            goto out;
+        }
+    }
+    len = i2d_PKCS7(p7, &der);
+    if (len <= 0) {
+        err_openssl(e, ERRC_INTERNAL, "i2d_PKCS7");
+        goto out;
+    }
+    base64_encode(&b64, der, (size_t)len);
+    for (size_t i = 0; i < b64.len; i += 64) {
+        buf_add(out, b64.data + i, b64.len - i < 64 ? b64.len - i : 64);
+        buf_addch(out, '\n');
+    }
+    rc = 0;
+out:
+    OPENSSL_free(der);
+    PKCS7_free(p7);
+    buf_release(&b64);
+    return rc;
+}
+
+static X509 *x509_from_der(const uint8_t *der, size_t len)
+{
+    const unsigned char *p = der;
+    return d2i_X509(NULL, &p, (long)len);
+}
+
+/* Certificates of a PEM chain, appended to *v (*n counts them). */
+static void pem_certs(const struct buf *pem, X509 ***v, size_t *n)
+{
+    BIO *bio = BIO_new_mem_buf(pem->data, (int)pem->len);
+    X509 *x;
+    while (bio && (x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
+        *v = xrealloc(*v, (*n + 1) * sizeof(X509 *));
+        (*v)[(*n)++] = x;
+    }
+    BIO_free(bio);
+    ERR_clear_error();
+}
+
+/* ---- signing -------------------------------------------------------------------------------- */
+
+/* Authorises and issues j->items; fills per-item results. -1 when the whole request fails
+ * (Redis, audit, rate limit, client status). */
+static int sign_items(struct tstate *ts, struct job *j, const char *route,
+                      struct issuance_item *out, size_t *ca_of, struct err *e)
+{
+    const struct snap *s = j->snap;
+    size_t ok = 0;
+    if (client_status(ts, j, NULL, e) != 0) {
+        if (e->code == ERRC_DENIED) {
+            audit_deny(j, route, e);
+        }
+        return -1;
+    }
+    for (size_t i = 0; i < j->n; i++) {
+        struct api_csr_req *it = &j->items[i];
+        struct issuance_item *o = &out[i];
+        const char *ca = *it->ca ? it->ca : s->cas[s->def].name;
+        const char *profile = *it->profile ? it->profile : s->conf->default_profile;
+        const struct snap_ca *c;
+        o->requester = j->requester;
+        o->profile = profile;
+        if (it->err.code != ERRC_OK) {
+            err_copy(&o->err, &it->err);
+            continue;
+        }
+        if (j->st && !station_may_use_ca(j->st, ca)) {
+            err_set(&o->err, ERRC_DENIED, "station '%s' may not use CA '%s'", j->st->name, ca);
+            audit_deny(j, route, &o->err);
+            continue;
+        }
+        if (j->st && !station_may_use_profile(j->st, profile)) {
+            err_set(&o->err, ERRC_DENIED, "station '%s' may not use profile '%s'", j->st->name,
+                    profile);
+            audit_deny(j, route, &o->err);
+            continue;
+        }
+        c = snap_find_ca(s, ca);
+        if (c == NULL) {
+            err_set(&o->err, ERRC_NOT_FOUND, "CA '%s' is not served by jitrd", ca);
+            continue;
+        }
+        if (snap_ca_check(c, &o->err) != 0) {
+            continue;
+        }
+        ca_of[i] = (size_t)(c - s->cas);
+        o->csr = (const uint8_t *)it->csr.data;
+        o->csr_len = it->csr.len;
+        o->issued = true; /* marks "to issue" until issuance_run decides */
+        ok++;
+    }
+    if (rate_take(ts, j, ok, e) != 0) {
+        if (e->code == ERRC_DENIED) {
+            audit_deny(j, route, e);
+        }
+        return -1;
+    }
+    /* one issuance run per CA */
+    for (size_t c = 0; c < s->ncas; c++) {
+        size_t k = 0;
+        struct issuance_item *group = xcalloc(j->n, sizeof(*group));
+        size_t *back = xcalloc(j->n, sizeof(size_t));
+        for (size_t i = 0; i < j->n; i++) {
+            if (out[i].issued && ca_of[i] == c) {
+                group[k] = out[i];
+                group[k].issued = false;
+                back[k++] = i;
+            }
+        }
+        int rc = 0;
+        if (k > 0) {
+            struct issuance_worker *w = ts_worker(ts, s, c, e);
+            int64_t t0 = time_mono_ns();
+            rc = w ? issuance_run(w, group, k, e) : -1;
+            metrics_issue_latency(time_mono_ns() - t0);
+            for (size_t g = 0; g < k; g++) {
+                out[back[g]] = group[g];
+                if (rc != 0) {
+                    out[back[g]].issued = false;
+                } else if (group[g].issued) {
+                    metrics_issued(j->st ? j->st->name : "device", group[g].profile, 1);
+                }
+            }
+        }
+        xfree(group);
+        xfree(back);
+        if (rc != 0) {
+            for (size_t i = 0; i < j->n; i++) {
+                if (out[i].issued) {
+                    issuance_item_release(&out[i]);
+                }
+            }
+            ts_after_error(ts, e);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static json_t *issued_json(const struct snap *s, size_t ca, const struct issuance_item *it)
+{
+    struct buf pem = BUF_INIT;
+    ca_der_to_pem(&pem, it->cert.der, it->cert.der_len);
+    json_t *v = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "certificate", buf_cstr(&pem),
+                          "chain", buf_cstr((struct buf *)(uintptr_t)&s->cas[ca].chain_pem),
+                          "serial", it->cert.serial_hex, "certificateId", it->cert.fingerprint,
+                          "notAfter", it->not_after, "ca", s->cas[ca].name, "profile",
+                          it->profile);
+    buf_release(&pem);
+    return v;
+}
+
+static void run_sign(struct job *j, struct tstate *ts)
+{
+    struct issuance_item *out = xcalloc(j->n, sizeof(*out));
+    size_t *ca_of = xcalloc(j->n, sizeof(size_t));
+    struct err e = ERR_INIT;
+    const char *route = j->kind == J_BATCH ? "sign_batch" : j->kind == J_SIGN ? "sign"
+                                                                               : "est_enroll";
+    if (sign_items(ts, j, route, out, ca_of, &e) != 0) {
+        job_error(j, &e);
+        if (e.code == ERRC_DENIED && j->retry_after[0]) {
+            j->status = 429;
+            job_json(j, 429, json_pack("{s:{s:s,s:s}}", "error", "code", "rate_limited",
+                                       "message", e.msg));
+        }
+        goto out;
+    }
+    if (j->kind == J_BATCH) {
+        json_t *results = json_array();
+        for (size_t i = 0; i < j->n; i++) {
+            json_t *r = out[i].issued ? issued_json(j->snap, ca_of[i], &out[i])
+                                      : json_pack("{s:o}", "error", error_obj(&out[i].err));
+            if (j->items[i].id[0]) {
+                json_object_set_new(r, "id", json_string(j->items[i].id));
+            }
+            json_array_append_new(results, r);
+        }
+        job_json(j, 200, json_pack("{s:o}", "results", results));
+    } else if (!out[0].issued) {
+        job_error(j, &out[0].err);
+    } else if (j->kind == J_SIGN) {
+        job_json(j, 201, issued_json(j->snap, ca_of[0], &out[0]));
+    } else {
+        X509 *x = x509_from_der(out[0].cert.der, out[0].cert.der_len);
+        buf_reset(&j->body);
+        if (x == NULL || p7_certs_only(&x, 1, &j->body, &e) != 0) {
+            if (x == NULL) {
+                err_openssl(&e, ERRC_INTERNAL, "cannot parse the issued certificate");
+            }
+            job_error(j, &e);
+        } else {
+            j->status = 200;
+            snprintf(j->ctype, sizeof(j->ctype), "application/pkcs7-mime; smime-type=certs-only");
+        }
+        X509_free(x);
+    }
+out:
+    for (size_t i = 0; i < j->n; i++) {
+        issuance_item_release(&out[i]);
+    }
+    xfree(out);
+    xfree(ca_of);
+}
+
+/* EST re-enrollment: the client is a device whose current certificate we issued and is valid in
+ * the index; the new certificate keeps its subject and profile (RFC 7030 §4.2.2). */
+static void run_reenroll(struct job *j, struct tstate *ts)
+{
+    struct buf fields = BUF_INIT;
+    struct err e = ERR_INIT;
+    char profile[API_NAME_MAX + 1] = "", ca[API_NAME_MAX + 1] = "";
+    const unsigned char *p = (const unsigned char *)j->items[0].csr.data;
+    X509_REQ *req = d2i_X509_REQ(NULL, &p, (long)j->items[0].csr.len);
+    if (client_status(ts, j, &fields, &e) != 0) {
+        if (e.code == ERRC_DENIED) {
+            audit_deny(j, "est_reenroll", &e);
+        }
+        job_error(j, &e);
+        goto out;
+    }
+    if (!field_get(&fields, "profile", profile, sizeof(profile)) ||
+        !field_get(&fields, "ca", ca, sizeof(ca)) || strcmp(ca, j->client_ca) != 0) {
+        err_set(&e, ERRC_DENIED, "the index record of certificate %s does not match its issuer",
+                j->client_serial);
+        audit_deny(j, "est_reenroll", &e);
+        job_error(j, &e);
+        goto out;
+    }
+    if (req == NULL) {
+        ERR_clear_error();
+        err_set(&e, ERRC_INVALID, "the body is not a DER PKCS#10 request");
+        job_error(j, &e);
+        goto out;
+    }
+    if (X509_NAME_cmp(X509_REQ_get_subject_name(req), j->subject) != 0) {
+        err_set(&e, ERRC_INVALID,
+                "re-enrollment must keep the subject of the current certificate");
+        job_error(j, &e);
+        goto out;
+    }
+    snprintf(j->items[0].profile, sizeof(j->items[0].profile), "%s", profile);
+    snprintf(j->items[0].ca, sizeof(j->items[0].ca), "%s", ca);
+    run_sign(j, ts);
+out:
+    X509_REQ_free(req);
+    buf_release(&fields);
+}
+
+static bool serial_param_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 64) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static void run_cert(struct job *j, struct tstate *ts)
+{
+    struct buf fields = BUF_INIT, serial = BUF_INIT, der = BUF_INIT, pem = BUF_INIT;
+    struct err e = ERR_INIT;
+    json_t *o = NULL;
+    const char *sn = j->param;
+    struct store *st;
+    if (client_status(ts, j, NULL, &e) != 0 || (st = ts_store(ts, j->snap, &e)) == NULL) {
+        goto fail;
+    }
+    if (strlen(j->param) == 64) { /* a certificateId */
+        if (store_serial_by_fingerprint(st, j->param, &serial, &e) != 0) {
+            goto fail;
+        }
+        sn = buf_cstr(&serial);
+    }
+    if (store_cert_get(st, sn, &fields, &e) != 0) {
+        goto fail;
+    }
+    o = json_object();
+    for (char *line = fields.data; line && *line;) {
+        char *eol = strchr(line, '\n');
+        char *tab = strchr(line, '\t');
+        if (eol) {
+            *eol = '\0';
+        }
+        if (tab) {
+            *tab = '\0';
+            if (strcmp(line, "der") == 0) {
+                if (base64_decode(&der, tab + 1, strlen(tab + 1)) == 0) {
+                    ca_der_to_pem(&pem, (const uint8_t *)der.data, der.len);
+                    json_object_set_new(o, "certificate", json_string(buf_cstr(&pem)));
+                }
+            } else {
+                json_object_set_new(o, strcmp(line, "fingerprint") == 0 ? "certificateId" : line,
+                                    json_string(tab + 1));
+            }
+        }
+        line = eol ? eol + 1 : NULL;
+    }
+    job_json(j, 200, o);
+    goto out;
+fail:
+    ts_after_error(ts, &e);
+    job_error(j, &e);
+out:
+    buf_release(&fields);
+    buf_release(&serial);
+    buf_release(&der);
+    buf_release(&pem);
+}
+
+static void run_ready(struct job *j, struct tstate *ts)
+{
+    struct err e = ERR_INIT;
+    struct store *st = ts_store(ts, j->snap, &e);
+    if (st == NULL || store_ping(st, &e) != 0) {
+        ts_after_error(ts, &e);
+        job_error(j, &e);
+        return;
+    }
+    for (size_t i = 0; i < j->snap->ncas; i++) {
+        if (snap_ca_check(&j->snap->cas[i], &e) != 0) {
+            job_error(j, &e);
+            return;
+        }
+    }
+    job_json(j, 200, json_pack("{s:s}", "status", "ready"));
+}
+
+static void run_revoke(struct job *j, struct tstate *ts)
+{
+    struct err e = ERR_INIT;
+    struct issuance_revocation rv = { 0 };
+    struct store *st;
+    enum ca_crl_reason reason = CA_CRL_UNSPECIFIED;
+    json_t *o;
+    if (client_status(ts, j, NULL, &e) != 0 || (st = ts_store(ts, j->snap, &e)) == NULL) {
+        goto fail;
+    }
+    if (j->reason[0] && ca_crl_reason_parse(j->reason, &reason, &e) != 0) {
+        goto fail;
+    }
+    rv.serial = j->param;
+    rv.ca = j->items && j->n ? j->items[0].ca : NULL;
+    rv.reason = reason;
+    rv.requester = j->requester;
+    if (issuance_revoke(j->snap->revoker, st, &rv, &e) != 0) {
+        goto fail;
+    }
+    o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:b,s:b}", "serial", rv.serial_hex, "ca",
+                          rv.ca_name, "certificateId", rv.fingerprint, "revokedAt", rv.revoked_at,
+                          "reason", ca_crl_reason_name(rv.reason_recorded), "alreadyRevoked",
+                          rv.already_revoked, "crlUpdated", rv.crl_written);
+    if (rv.crl_written) {
+        json_object_set_new(o, "crlNumber", json_integer((json_int_t)rv.crl_number));
+    }
+    job_json(j, 200, o);
+    return;
+fail:
+    ts_after_error(ts, &e);
+    job_error(j, &e);
+}
+
+static void run_crl(struct job *j, struct tstate *ts)
+{
+    struct err e = ERR_INIT;
+    struct issuance_crl crl = { 0 };
+    struct store *st = ts_store(ts, j->snap, &e);
+    const char *ca = j->param[0] ? j->param : j->snap->cas[j->snap->def].name;
+    if (st == NULL ||
+        issuance_crl_get(j->snap->revoker, st, ca, "jitrd:request", &crl, &e) != 0) {
+        ts_after_error(ts, &e);
+        job_error(j, &e);
+        return;
+    }
+    j->status = 200;
+    buf_reset(&j->body);
+    if (strcmp(j->reason, "pem") == 0) {
+        snprintf(j->ctype, sizeof(j->ctype), "application/x-pem-file");
+        buf_add(&j->body, crl.pem.data, crl.pem.len);
+    } else {
+        snprintf(j->ctype, sizeof(j->ctype), "application/pkix-crl");
+        buf_add(&j->body, crl.der.data, crl.der.len);
+    }
+    issuance_crl_release(&crl);
+}
+
+static void job_run(struct pool_job *pj, void *tls)
+{
+    struct job *j = (struct job *)pj;
+    struct tstate *ts = tls;
+    log_set_request_id(j->request_id[0] ? j->request_id : NULL);
+    switch (j->kind) {
+    case J_SIGN:
+    case J_BATCH:
+    case J_EST_ENROLL:
+        run_sign(j, ts);
+        break;
+    case J_EST_REENROLL:
+        run_reenroll(j, ts);
+        break;
+    case J_CERT:
+        run_cert(j, ts);
+        break;
+    case J_READY:
+        run_ready(j, ts);
+        break;
+    case J_DENY:
+        audit_deny(j, j->param, &j->err);
+        job_error(j, &j->err);
+        break;
+    case J_REVOKE:
+        run_revoke(j, ts);
+        break;
+    case J_CRL:
+        run_crl(j, ts);
+        break;
+    case J_RELOAD:
+        j->new_snap = snap_build(j->api->config_path, j->api->gen + 1, &j->err);
+        break;
+    }
+    log_set_request_id(NULL);
+}
+
+static void job_free(struct job *j)
+{
+    api_batch_free(j->items, j->n);
+    X509_NAME_free(j->subject);
+    buf_release(&j->body);
+    snap_unref(j->snap);
+    snap_unref(j->new_snap);
+    xfree(j);
+}
+
+static void job_done(struct pool_job *pj)
+{
+    struct job *j = (struct job *)pj;
+    struct api *a = j->api;
+    a->jobs--;
+    if (j->kind == J_RELOAD) {
+        api_reload_done(a, j->new_snap, &j->err);
+        j->new_snap = NULL;
+    } else {
+        if (j->retry_after[0]) {
+            httpd_req_add_header(j->req, "Retry-After", j->retry_after);
+        }
+        if (strstr(j->ctype, "pkcs7")) {
+            httpd_req_add_header(j->req, "Content-Transfer-Encoding", "base64");
+        }
+        httpd_reply(j->req, j->status ? j->status : 500, j->ctype[0] ? j->ctype : "text/plain",
+                    j->body.data, j->body.len);
+    }
+    job_free(j);
+}
+
+static struct job *job_new(struct api *a, struct httpd_req *r, enum job_kind kind)
+{
+    struct job *j = xcalloc(1, sizeof(*j));
+    j->pj.run = job_run;
+    j->pj.done = job_done;
+    j->kind = kind;
+    j->api = a;
+    j->req = r;
+    j->snap = snap_ref(a->snap);
+    if (r) {
+        snprintf(j->request_id, sizeof(j->request_id), "%s", httpd_req_id(r));
+    }
+    return j;
+}
+
+static void job_submit(struct api *a, struct job *j)
+{
+    a->jobs++;
+    pool_submit(a->pool, &j->pj);
+}
+
+void api_reload_start(struct api *a)
+{
+    if (a->reloading) {
+        a->reload_again = true;
+        return;
+    }
+    a->reloading = true;
+    job_submit(a, job_new(a, NULL, J_RELOAD));
+}
+
+/* ---- handlers (on the loop) ----------------------------------------------------------------- */
+
+/* A refusal that concerns a request: audited in a signing thread, then answered. */
+static void deny(struct api *a, struct httpd_req *r, const char *route, const char *requester,
+                 enum err_code code, const char *fmt, ...) ATTR_PRINTF(6, 7);
+static void deny(struct api *a, struct httpd_req *r, const char *route, const char *requester,
+                 enum err_code code, const char *fmt, ...)
+{
+    struct job *j = job_new(a, r, J_DENY);
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    snprintf(j->param, sizeof(j->param), "%s", route);
+    snprintf(j->requester, sizeof(j->requester), "%s", requester);
+    err_set(&j->err, code, "%s", msg);
+    job_submit(a, j);
+}
+
+static void client_label(struct httpd_req *r, char *out, size_t cap)
+{
+    X509 *x = httpd_req_client_cert(r);
+    char cn[128] = "";
+    if (x == NULL) {
+        snprintf(out, cap, "tls:anonymous");
+        return;
+    }
+    if (X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, cn, sizeof(cn)) < 0) {
+        snprintf(cn, sizeof(cn), "?");
+    }
+    for (char *p = cn; *p; p++) {
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f || *p == '"') {
+            *p = '?';
+        }
+    }
+    snprintf(out, cap, "tls:%s", cn);
+}
+
+/* Authenticates a station; on failure answers (audited) and returns NULL. */
+static struct job *station_job(struct api *a, struct httpd_req *r, enum job_kind kind,
+                               const char *route)
+{
+    const char *why = "";
+    char label[160], cn[API_NAME_MAX + 2] = "";
+    STACK_OF(X509) *chain = httpd_req_client_chain(r, &why);
+    client_label(r, label, sizeof(label));
+    if (chain == NULL) {
+        deny(a, r, route, label, ERRC_DENIED, "client certificate refused: %s", why);
+        return NULL;
+    }
+    X509 *leaf = sk_X509_value(chain, 0);
+    if (X509_cmp(sk_X509_value(chain, 1), a->snap->station_ca) != 0) {
+        deny(a, r, route, label, ERRC_DENIED, "client certificate refused: %s",
+             "not issued by the station CA");
+        return NULL;
+    }
+    if (X509_NAME_get_text_by_NID(X509_get_subject_name(leaf), NID_commonName, cn, sizeof(cn)) <
+            0 ||
+        !api_name_ok(cn)) {
+        deny(a, r, route, label, ERRC_DENIED, "client certificate refused: %s",
+             "its commonName is not a station name");
+        return NULL;
+    }
+    const struct station *st = stations_find(a->snap->stations, cn);
+    if (st == NULL) {
+        deny(a, r, route, label, ERRC_DENIED, "station '%s' is not authorised (stations_file)",
+             cn);
+        return NULL;
+    }
+    struct job *j = job_new(a, r, kind);
+    j->st = st;
+    snprintf(j->requester, sizeof(j->requester), "station:%s", cn);
+    serial_hex_of(leaf, j->client_serial);
+    return j;
+}
+
+static void h_sign(struct httpd_req *r, void *arg)
+{
+    struct api *a = arg;
+    struct job *j = station_job(a, r, J_SIGN, "sign");
+    char media[64];
+    size_t len;
+    bool bad_type;
+    struct err e = ERR_INIT;
+    if (j == NULL) {
+        return;
+    }
+    const uint8_t *body = httpd_req_body(r, &len);
+    api_media_type(httpd_req_header(r, "Content-Type"), media, sizeof(media));
+    j->items = xcalloc(1, sizeof(*j->items));
+    j->n = 1;
+    if (api_parse_sign(media, body, len, (int)a->snap->conf->max_json_depth, &j->items[0],
+                       &bad_type, &e) != 0) {
+        job_free(j);
+        if (bad_type) {
+            httpd_reply_error(r, 415, "unsupported_media_type", e.msg);
+        } else {
+            httpd_reply_err(r, &e);
+        }
+        return;
+    }
+    const char *qp = httpd_req_query(r, "profile"), *qc = httpd_req_query(r, "ca");
+    if ((qp && !api_name_ok(qp)) || (qc && !api_name_ok(qc))) {
+        job_free(j);
+        httpd_reply_error(r, 400, "invalid", "query parameters profile and ca must be names");
+        return;
+    }
+    if (qp && !j->items[0].profile[0]) {
+        snprintf(j->items[0].profile, sizeof(j->items[0].profile), "%s", qp);
+    }
+    if (qc && !j->items[0].ca[0]) {
+        snprintf(j->items[0].ca, sizeof(j->items[0].ca), "%s", qc);
+    }
+    job_submit(a, j);
+}
+
+static void h_batch(struct httpd_req *r, void *arg)
+{
+    struct api *a = arg;
+    struct job *j = station_job(a, r, J_BATCH, "sign_batch");
+    char media[64];
+    size_t len;
+    struct err e = ERR_INIT;
+    if (j == NULL) {
+        return;
+    }
+    const uint8_t *body = httpd_req_body(r, &len);
+    api_media_type(httpd_req_header(r, "Content-Type"), media, sizeof(media));
+    if (strcmp(media, "application/json") != 0) {
+        job_free(j);
+        httpd_reply_error(r, 415, "unsupported_media_type",
+                          "POST /v1/sign/batch takes application/json");
+        return;
+    }
+    if (api_parse_batch(body, len, (int)a->snap->conf->max_json_depth,
+                        (size_t)a->snap->conf->max_batch, &j->items, &j->n, &e) != 0) {
+        job_free(j);
+        httpd_reply_err(r, &e);
+        return;
+    }
+    job_submit(a, j);
+}
+
+static void h_est_enroll(struct httpd_req *r, void *arg)
+{
+    struct api *a = arg;
+    struct job *j = station_job(a, r, J_EST_ENROLL, "est_enroll");
+    char media[64];
+    size_t len;
+    bool bad_type;
+    struct err e = ERR_INIT;
+    if (j == NULL) {
+        return;
+    }
+    const uint8_t *body = httpd_req_body(r, &len);
+    api_media_type(httpd_req_header(r, "Content-Type"), media, sizeof(media));
+    j->items = xcalloc(1, sizeof(*j->items));
+    j->n = 1;
+    if (api_parse_est_csr(media, body, len, &j->items[0].csr, &bad_type, &e) != 0) {
+        job_free(j);
+        if (bad_type) {
+            httpd_reply_error(r, 415, "unsupported_media_type", e.msg);
+        } else {
+            httpd_reply_err(r, &e);
+        }
+        return;
+    }
+    job_submit(a, j);
+}
+
+static void h_est_reenroll(struct httpd_req *r, void *arg)
+{
+    struct api *a = arg;
+    const char *why = "";
+    char label[160], media[64];
+    size_t len;
+    bool bad_type;
+    struct err e = ERR_INIT;
+    const struct snap_ca *ca = NULL;
+    STACK_OF(X509) *chain = httpd_req_client_chain(r, &why);
+    client_label(r, label, sizeof(label));
+    if (chain == NULL) {
+        deny(a, r, "est_reenroll", label, ERRC_DENIED, "client certificate refused: %s", why);
+        return;
+    }
+    for (size_t i = 0; i < a->snap->ncas && ca == NULL; i++) {
+        if (a->snap->cas[i].auth->cert &&
+            X509_cmp(sk_X509_value(chain, 1), a->snap->cas[i].auth->cert) == 0) {
+            ca = &a->snap->cas[i];
+        }
+    }
+    if (ca == NULL) {
+        deny(a, r, "est_reenroll", label, ERRC_DENIED, "client certificate refused: %s",
+             "re-enrollment needs a certificate issued by a CA jitrd serves");
+        return;
+    }
+    const uint8_t *body = httpd_req_body(r, &len);
+    api_media_type(httpd_req_header(r, "Content-Type"), media, sizeof(media));
+    struct job *j = job_new(a, r, J_EST_REENROLL);
+    X509 *leaf = sk_X509_value(chain, 0);
+    serial_hex_of(leaf, j->client_serial);
+    snprintf(j->requester, sizeof(j->requester), "device:%s", j->client_serial);
+    snprintf(j->client_ca, sizeof(j->client_ca), "%s", ca->name);
+    j->subject = X509_NAME_dup(X509_get_subject_name(leaf));
+    j->items = xcalloc(1, sizeof(*j->items));
+    j->n = 1;
+    if (j->subject == NULL ||
+        api_parse_est_csr(media, body, len, &j->items[0].csr, &bad_type, &e) != 0) {
+        job_free(j);
+        if (e.code == ERRC_OK) {
+            err_set(&e, ERRC_INTERNAL, "cannot copy the subject");
+        }
+        if (bad_type) {
+            httpd_reply_error(r, 415, "unsupported_media_type", e.msg);
+        } else {
+            httpd_reply_err(r, &e);
+        }
+        return;
+    }
+    job_submit(a, j);
+}
+
+static void h_cert(struct httpd_req *r, void *arg)
+{
+    struct api *a = arg;
+    char sn[API_NAME_MAX + 1];
+    snprintf(sn, sizeof(sn), "%s", httpd_req_param(r));
+    for (char *p = sn; *p; p++) {
+        if (*p >= 'A' && *p <= 'F') {
+            *p = (char)(*p - 'A' + 'a');
+        }
+    }
+    if (!serial_param_ok(sn)) {
+        httpd_reply_error(r, 400, "invalid",
+                          "a serial is 1 to 40 hex digits, a certificateId 64 hex digits");
+        return;
+    }
+    struct job *j = station_job(a, r, J_CERT, "certificate");
+    if (j) {
+        snprintf(j->param, sizeof(j->param), "%s", sn);
+        job_submit(a, j);
+    }
+}
+
+static void h_ca(struct httpd_req *r, void *arg)
+{
+    struct api *a = arg;
+    const char *name = httpd_req_query(r, "ca");
+    const struct snap_ca *c = name ? snap_find_ca(a->snap, name) : &a->snap->cas[a->snap->def];
+    if (c == NULL) {
+        httpd_reply_error(r, 404, "not_found", "no such CA served by jitrd");
+        return;
+    }
+    httpd_reply(r, 200, "application/pem-certificate-chain", c->chain_pem.data,
+                c->chain_pem.len);
+}
+
+static void h_est_cacerts(struct httpd_req *r, void *arg)
+{
+    struct api *a = arg;
+    const struct snap_ca *c = &a->snap->cas[a->snap->def];
+    X509 **certs = NULL;
+    size_t n = 0;
+    struct buf out = BUF_INIT;
+    struct err e = ERR_INIT;
+    pem_certs(&c->chain_pem, &certs, &n);
+    if (n == 0 || p7_certs_only(certs, n, &out, &e) != 0) {
+        if (e.code == ERRC_OK) {
+            err_set(&e, ERRC_INTERNAL, "the CA chain is empty");
+        }
+        httpd_reply_err(r, &e);
+    } else {
+        httpd_req_add_header(r, "Content-Transfer-Encoding", "base64");
+        httpd_reply(r, 200, "application/pkcs7-mime", out.data, out.len);
+    }
+    for (size_t i = 0; i < n; i++) {
+        X509_free(certs[i]);
+    }
+    xfree(certs);
+    buf_release(&out);
+}
+
+static void h_crl(struct httpd_req *r, void *arg)
+{
+    struct api *a = arg;
+    const char *ca = httpd_req_query(r, "ca");
+    const char *fmt = httpd_req_query(r, "format");
+    if ((ca && !api_name_ok(ca)) || (fmt && strcmp(fmt, "pem") != 0 && strcmp(fmt, "der") != 0)) {
+        httpd_reply_error(r, 400, "invalid", "ca must be a CA name and format pem or der");
+        return;
+    }
+    struct job *j = job_new(a, r, J_CRL);
+    snprintf(j->param, sizeof(j->param), "%s", ca ? ca : "");
+    snprintf(j->reason, sizeof(j->reason), "%s", fmt ? fmt : "der");
+    job_submit(a, j);
+}
+
+static void h_revoke(struct httpd_req *r, void *arg)
+{
+    struct api *a = arg;
+    char media[64];
+    size_t len;
+    json_error_t jerr;
+    struct err e = ERR_INIT;
+    json_t *root = NULL;
+    const char *serial = NULL, *reason = NULL, *ca = NULL;
+    struct job *j = station_job(a, r, J_REVOKE, "revoke");
+    if (j == NULL) {
+        return;
+    }
+    if (!j->st->admin) {
+        char who[API_NAME_MAX + 1];
+        snprintf(who, sizeof(who), "%s", j->st->name);
+        job_free(j);
+        deny(a, r, "revoke", who, ERRC_DENIED, "station '%s' does not have the admin role", who);
+        return;
+    }
+    const uint8_t *body = httpd_req_body(r, &len);
+    api_media_type(httpd_req_header(r, "Content-Type"), media, sizeof(media));
+    if (strcmp(media, "application/json") != 0) {
+        job_free(j);
+        httpd_reply_error(r, 415, "unsupported_media_type", "POST /v1/revoke takes JSON");
+        return;
+    }
+    if (api_json_depth_check(body, len, (int)a->snap->conf->max_json_depth, &e) != 0 ||
+        (root = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES, &jerr)) == NULL ||
+        json_unpack_ex(root, &jerr, JSON_STRICT, "{s:s,s?s,s?s}", "serial", &serial, "reason",
+                       &reason, "ca", &ca) != 0 ||
+        strlen(serial) > API_NAME_MAX || (reason && strlen(reason) >= sizeof(j->reason)) ||
+        (ca && !api_name_ok(ca))) {
+        if (e.code == ERRC_OK) {
+            err_set(&e, ERRC_INVALID, "the body must be {\"serial\", \"reason\", \"ca\"}: %s",
+                    jerr.text);
+        }
+        json_decref(root);
+        job_free(j);
+        httpd_reply_err(r, &e);
+        return;
+    }
+    snprintf(j->param, sizeof(j->param), "%s", serial);
+    snprintf(j->reason, sizeof(j->reason), "%s", reason ? reason : "");
+    if (ca) {
+        j->items = xcalloc(1, sizeof(*j->items));
+        j->n = 1;
+        snprintf(j->items[0].ca, sizeof(j->items[0].ca), "%s", ca);
+    }
+    json_decref(root);
+    job_submit(a, j);
+}
+
+static void h_healthz(struct httpd_req *r, void *arg)
+{
+    (void)arg;
+    httpd_reply_json(r, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+static void h_readyz(struct httpd_req *r, void *arg)
+{
+    struct api *a = arg;
+    job_submit(a, job_new(a, r, J_READY));
+}
+
+static void h_metrics(struct httpd_req *r, void *arg)
+{
+    (void)arg;
+    struct buf out = BUF_INIT;
+    metrics_render(&out, api_route_names, api_nroutes);
+    httpd_reply(r, 200, "text/plain; version=0.0.4", out.data, out.len);
+    buf_release(&out);
+}
+
+/* Adding a route? Name it (metrics label) and document it in docs/api.md. */
+const struct httpd_route api_routes[] = {
+    { "POST", "/v1/sign", 0, "sign", h_sign },
+    { "POST", "/v1/sign/batch", 0, "sign_batch", h_batch },
+    { "GET", "/v1/ca", 0, "ca", h_ca },
+    { "GET", "/v1/certificates/", HTTPD_ROUTE_PREFIX, "certificate", h_cert },
+    { "GET", "/v1/crl", 0, "crl", h_crl },
+    { "POST", "/v1/revoke", 0, "revoke", h_revoke },
+    { "GET", "/.well-known/est/cacerts", 0, "est_cacerts", h_est_cacerts },
+    { "POST", "/.well-known/est/simpleenroll", 0, "est_enroll", h_est_enroll },
+    { "POST", "/.well-known/est/simplereenroll", 0, "est_reenroll", h_est_reenroll },
+    { "GET", "/healthz", 0, "healthz", h_healthz },
+    { "GET", "/readyz", 0, "readyz", h_readyz },
+    { "GET", "/metrics", 0, "metrics", h_metrics },
+};
+const size_t api_nroutes = ARRAY_LEN(api_routes);
+const char *const api_route_names[] = {
+    "sign",        "sign_batch", "ca",           "certificate", "crl",     "revoke",
+    "est_cacerts", "est_enroll", "est_reenroll", "healthz",     "readyz",  "metrics",
+};
+
+void *api_tls_new(void)
+{
+    return ts_new();
+}
+
+void api_tls_free(void *p)
+{
+    ts_free(p);
+}

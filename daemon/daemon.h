@@ -1,0 +1,174 @@
+/*
+ * jitrd: the signing service for factory stations (docs/daemon.md, docs/api.md).
+ *
+ *   parse     request bodies to CSRs, pure (fuzzed by tests/fuzz/fuzz_http.c)
+ *   stations  the station authorisations file
+ *   snap      an immutable snapshot of configuration, stations, CAs and TLS context; SIGHUP
+ *             builds a new one off the loop and swaps it between loop iterations, requests in
+ *             flight keep the one they started with (reference counted)
+ *   pool      signing threads of a worker: jobs in, completions posted back to the loop
+ *   metrics   counters in memory shared by the parent and every worker (Prometheus text)
+ *   api       the routes and their handlers
+ *   worker    one worker process: loop, listener, pool, signals
+ */
+#ifndef DAEMON_DAEMON_H
+#define DAEMON_DAEMON_H
+
+#include <openssl/ssl.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "core/compat.h"
+#include "core/conf.h"
+#include "core/err.h"
+
+struct event_base;
+struct issuance_ctx;
+struct issuance_revoker;
+struct ca_authority;
+
+/* ---- parse ---------------------------------------------------------------------------------- */
+
+#define API_NAME_MAX 64
+
+/* The media type of a Content-Type value, lowercased, without parameters or spaces ("" when
+ * absent or longer than cap). */
+void api_media_type(const char *ctype, char *out, size_t cap);
+
+/* Refuses JSON nested deeper than max (arrays and objects; strings are skipped correctly)
+ * before it reaches the parser. ERRC_INVALID. */
+int api_json_depth_check(const uint8_t *body, size_t len, int max, struct err *e) ATTR_WUR;
+
+struct api_csr_req {
+    struct buf csr;                 /* PEM or DER, as ca_prepare takes it */
+    char profile[API_NAME_MAX + 1]; /* "" = not given */
+    char ca[API_NAME_MAX + 1];      /* "" = not given */
+    char id[API_NAME_MAX * 2 + 1];  /* batch items: the caller's id, echoed */
+    struct err err;                 /* batch items: why this item is unusable */
+};
+void api_csr_req_release(struct api_csr_req *r);
+
+/* The body of POST /v1/sign by media type: application/pkcs10 (DER, or its base64),
+ * application/x-pem-file, application/pem or text/plain (PEM), application/json ({"csr":
+ * PEM or base64 DER, "profile", "ca"}; other keys refused). *bad_type is set (and ERRC_INVALID
+ * returned) for any other media type: the caller answers 415. */
+int api_parse_sign(const char *media, const uint8_t *body, size_t len, int max_depth,
+                   struct api_csr_req *out, bool *bad_type, struct err *e) ATTR_WUR;
+/* {"requests":[{"csr","profile","ca","id"}, ...]} with 1..max_items items. A malformed item
+ * does not fail the batch: its err is set. *items is an array of *n (free with
+ * api_batch_free). */
+int api_parse_batch(const uint8_t *body, size_t len, int max_depth, size_t max_items,
+                    struct api_csr_req **items, size_t *n, struct err *e) ATTR_WUR;
+void api_batch_free(struct api_csr_req *items, size_t n);
+/* EST (RFC 7030 §4.2.1): application/pkcs10, base64 of a DER PKCS#10 (whitespace allowed). */
+int api_parse_est_csr(const char *media, const uint8_t *body, size_t len, struct buf *der,
+                      bool *bad_type, struct err *e) ATTR_WUR;
+/* True for [A-Za-z0-9][A-Za-z0-9._-]{0,63}. */
+bool api_name_ok(const char *s);
+
+/* ---- stations ------------------------------------------------------------------------------- */
+
+struct station {
+    char *name;
+    char **cas; /* "*" = every CA jitrd serves */
+    size_t ncas;
+    char **profiles; /* "*" = every profile */
+    size_t nprofiles;
+    double rate;  /* tokens per second; 0 = unlimited */
+    double burst; /* bucket capacity */
+    bool admin;   /* may revoke */
+};
+struct stations;
+
+/* Loads the authorisations file (format in docs/daemon.md); "" gives an empty set (every
+ * station refused). Errors name the file, station and key. */
+struct stations *stations_load(const char *path, const char *default_ca,
+                               const char *default_profile, struct err *e) ATTR_WUR;
+void stations_free(struct stations *s);
+const struct station *stations_find(const struct stations *s, const char *name);
+size_t stations_count(const struct stations *s);
+/* Appends to (*names)[0..*n) every CA name the stations list (not "*") that is not there yet. */
+void stations_ca_names(const struct stations *s, char ***names, size_t *n);
+bool station_may_use_ca(const struct station *st, const char *ca);
+bool station_may_use_profile(const struct station *st, const char *profile);
+
+/* ---- snap ----------------------------------------------------------------------------------- */
+
+struct snap_ca {
+    char *name;
+    struct ca_authority *auth;
+    struct issuance_ctx *ctx; /* NULL when the key could not be loaded: err says why */
+    struct err err;
+    char *key_path; /* the file of a file: key, NULL for pkcs11: */
+    struct buf chain_pem;
+};
+
+struct snap {
+    atomic_int refs;
+    uint64_t gen;
+    struct conf *conf;
+    struct stations *stations;
+    struct snap_ca *cas;
+    size_t ncas;
+    size_t def; /* index of the default CA in cas */
+    X509 *station_ca;
+    SSL_CTX *ssl;
+    struct issuance_revoker *revoker; /* thread-safe; POST /v1/revoke and GET /v1/crl */
+    bool degraded; /* some CA could not be opened: retried by reload */
+};
+
+/* Builds a snapshot from the configuration file (NULL: $JITRCA_CONFIG / defaults). A CA whose key
+ * cannot be loaded does not fail the build (the snapshot is degraded); a broken configuration,
+ * stations file, station CA or TLS files do. */
+struct snap *snap_build(const char *config_path, uint64_t gen, struct err *e) ATTR_WUR;
+struct snap *snap_ref(struct snap *s);
+void snap_unref(struct snap *s);
+/* The CA of that name, or NULL. */
+const struct snap_ca *snap_find_ca(const struct snap *s, const char *name);
+/* Is the CA's key usable now? ERRC_UNAVAILABLE naming the CA and the problem otherwise. */
+int snap_ca_check(const struct snap_ca *c, struct err *e) ATTR_WUR;
+
+/* ---- pool ----------------------------------------------------------------------------------- */
+
+struct pool_job {
+    struct pool_job *next;
+    void (*run)(struct pool_job *j, void *tls); /* in a signing thread */
+    void (*done)(struct pool_job *j);           /* then on the loop */
+};
+struct pool;
+
+/* n threads, each with tls = tls_new() (freed with tls_free at pool_free). Completions are run
+ * on base's loop in submission order per thread. */
+struct pool *pool_new(struct event_base *base, size_t n, void *(*tls_new)(void),
+                      void (*tls_free)(void *)) ATTR_WUR;
+void pool_submit(struct pool *p, struct pool_job *j);
+/* Jobs submitted and not yet completed (done not yet run). */
+size_t pool_busy(const struct pool *p);
+/* Lets queued jobs run, joins the threads, runs remaining completions, frees. */
+void pool_free(struct pool *p);
+
+/* ---- metrics -------------------------------------------------------------------------------- */
+
+#define METRICS_ROUTES  24
+#define METRICS_WORKERS 256
+
+/* Creates the shared counters (anonymous shared mapping: call before fork). */
+int metrics_init(struct err *e) ATTR_WUR;
+void metrics_request(int route, int status, int64_t ns);
+void metrics_issued(const char *station, const char *profile, uint64_t n);
+void metrics_issue_latency(int64_t ns);
+void metrics_audit(size_t worker, uint64_t records, uint64_t commits);
+void metrics_worker_restart(void);
+/* Prometheus text exposition; route_names[i] labels route i. */
+void metrics_render(struct buf *out, const char *const *route_names, size_t nroutes);
+
+/* ---- api / worker --------------------------------------------------------------------------- */
+
+/* Runs one worker until SIGTERM has drained it; returns the exit status. slot numbers the
+ * worker for metrics. */
+int worker_main(const char *config_path, size_t slot);
+
+#endif

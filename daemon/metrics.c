@@ -1,0 +1,233 @@
+/*
+ * Prometheus metrics shared by all worker processes: the parent maps one anonymous shared region
+ * before forking, every worker adds to it with relaxed atomics, and whichever worker a scrape
+ * lands on (SO_REUSEPORT picks one) renders the whole. Counters survive a worker's restart.
+ * Fixed sizes: routes x status classes, histograms with fixed buckets, 256 (station, profile)
+ * pairs (later pairs are counted under station="other").
+ */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "core/mem.h"
+#include "daemon/daemon.h"
+
+static const int statuses[] = { 200, 201, 202, 204, 400, 401, 403, 404, 405, 408, 409,
+                                413, 415, 429, 499, 500, 502, 503, 504 };
+#define NSTATUS (ARRAY_LEN(statuses) + 1) /* last: any other */
+static const double buckets[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                  0.1,    0.25,  0.5,    1,     2.5,  5,     10 };
+#define NBUCKETS (ARRAY_LEN(buckets) + 1) /* last: +Inf */
+#define NPAIRS   256
+
+struct hist {
+    atomic_uint_fast64_t b[NBUCKETS];
+    atomic_uint_fast64_t sum_ns;
+    atomic_uint_fast64_t count;
+};
+
+struct pair {
+    atomic_int state; /* 0 free, 1 being written, 2 ready */
+    char station[API_NAME_MAX + 1];
+    char profile[API_NAME_MAX + 1];
+    atomic_uint_fast64_t n;
+};
+
+struct shm {
+    atomic_uint_fast64_t req[METRICS_ROUTES + 1][NSTATUS];
+    struct hist lat[METRICS_ROUTES + 1];
+    struct hist issue;
+    struct pair pairs[NPAIRS];
+    atomic_uint_fast64_t other_issued;
+    atomic_uint_fast64_t audit_records[METRICS_WORKERS];
+    atomic_uint_fast64_t audit_commits[METRICS_WORKERS];
+    atomic_uint_fast64_t restarts;
+};
+
+static struct shm *M;
+
+int metrics_init(struct err *e)
+{
+    void *p = mmap(NULL, sizeof(struct shm), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                   -1, 0);
+    if (p == MAP_FAILED) {
+        return err_errno(e, ERRC_INTERNAL, "cannot map the shared metrics");
+    }
+    memset(p, 0, sizeof(struct shm));
+    M = p;
+    return 0;
+}
+
+static void hist_add(struct hist *h, int64_t ns)
+{
+    double s = (double)ns / 1e9;
+    size_t i = 0;
+    while (i < ARRAY_LEN(buckets) && s > buckets[i]) {
+        i++;
+    }
+    atomic_fetch_add_explicit(&h->b[i], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->sum_ns, (uint_fast64_t)(ns > 0 ? ns : 0), memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
+}
+
+void metrics_request(int route, int status, int64_t ns)
+{
+    if (M == NULL) {
+        return;
+    }
+    size_t r = route >= 0 && route < METRICS_ROUTES ? (size_t)route : METRICS_ROUTES;
+    size_t s = ARRAY_LEN(statuses);
+    for (size_t i = 0; i < ARRAY_LEN(statuses); i++) {
+        if (statuses[i] == status) {
+            s = i;
+            break;
+        }
+    }
+    atomic_fetch_add_explicit(&M->req[r][s], 1, memory_order_relaxed);
+    hist_add(&M->lat[r], ns);
+}
+
+void metrics_issue_latency(int64_t ns)
+{
+    if (M) {
+        hist_add(&M->issue, ns);
+    }
+}
+
+void metrics_issued(const char *station, const char *profile, uint64_t n)
+{
+    if (M == NULL || n == 0) {
+        return;
+    }
+    for (size_t i = 0; i < NPAIRS; i++) {
+        struct pair *p = &M->pairs[i];
+        int st = atomic_load(&p->state);
+        if (st == 0) {
+            int expect = 0;
+            if (atomic_compare_exchange_strong(&p->state, &expect, 1)) {
+                snprintf(p->station, sizeof(p->station), "%s", station);
+                snprintf(p->profile, sizeof(p->profile), "%s", profile);
+                atomic_store(&p->state, 2);
+                atomic_fetch_add(&p->n, n);
+                return;
+            }
+            st = expect;
+        }
+        while (st == 1) {
+            st = atomic_load(&p->state);
+        }
+        if (strcmp(p->station, station) == 0 && strcmp(p->profile, profile) == 0) {
+            atomic_fetch_add(&p->n, n);
+            return;
+        }
+    }
+    atomic_fetch_add(&M->other_issued, n);
+}
+
+void metrics_audit(size_t worker, uint64_t records, uint64_t commits)
+{
+    if (M && worker < METRICS_WORKERS) {
+        atomic_store(&M->audit_records[worker], records);
+        atomic_store(&M->audit_commits[worker], commits);
+    }
+}
+
+void metrics_worker_restart(void)
+{
+    if (M) {
+        atomic_fetch_add(&M->restarts, 1);
+    }
+}
+
+static void hist_render(struct buf *out, const char *name, const char *labels,
+                        const struct hist *h)
+{
+    uint64_t cum = 0;
+    for (size_t i = 0; i < NBUCKETS; i++) {
+        cum += atomic_load_explicit(&h->b[i], memory_order_relaxed);
+        if (i < ARRAY_LEN(buckets)) {
+            buf_addf(out, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels, *labels ? "," : "",
+                     buckets[i], (unsigned long long)cum);
+        } else {
+            buf_addf(out, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, *labels ? "," : "",
+                     (unsigned long long)cum);
+        }
+    }
+    buf_addf(out, "%s_sum{%s} %.6f\n", name, labels,
+             (double)atomic_load(&h->sum_ns) / 1e9);
+    buf_addf(out, "%s_count{%s} %llu\n", name, labels,
+             (unsigned long long)atomic_load(&h->count));
+}
+
+void metrics_render(struct buf *out, const char *const *route_names, size_t nroutes)
+{
+    char labels[128];
+    if (M == NULL) {
+        return;
+    }
+    buf_addstr(out, "# HELP jitrd_http_requests_total HTTP requests by route and status.\n"
+                    "# TYPE jitrd_http_requests_total counter\n");
+    for (size_t r = 0; r <= METRICS_ROUTES; r++) {
+        const char *rn = r < nroutes ? route_names[r] : r == METRICS_ROUTES ? "none" : NULL;
+        if (rn == NULL) {
+            continue;
+        }
+        for (size_t s = 0; s < NSTATUS; s++) {
+            uint64_t v = atomic_load(&M->req[r][s]);
+            if (v == 0) {
+                continue;
+            }
+            if (s < ARRAY_LEN(statuses)) {
+                buf_addf(out, "jitrd_http_requests_total{route=\"%s\",status=\"%d\"} %llu\n", rn,
+                         statuses[s], (unsigned long long)v);
+            } else {
+                buf_addf(out, "jitrd_http_requests_total{route=\"%s\",status=\"other\"} %llu\n",
+                         rn, (unsigned long long)v);
+            }
+        }
+    }
+    buf_addstr(out, "# HELP jitrd_http_request_duration_seconds Time from dispatch to reply.\n"
+                    "# TYPE jitrd_http_request_duration_seconds histogram\n");
+    for (size_t r = 0; r <= METRICS_ROUTES; r++) {
+        const char *rn = r < nroutes ? route_names[r] : r == METRICS_ROUTES ? "none" : NULL;
+        if (rn == NULL || atomic_load(&M->lat[r].count) == 0) {
+            continue;
+        }
+        snprintf(labels, sizeof(labels), "route=\"%s\"", rn);
+        hist_render(out, "jitrd_http_request_duration_seconds", labels, &M->lat[r]);
+    }
+    buf_addstr(out, "# HELP jitrd_issuance_duration_seconds One issuance run: serial "
+                    "reservation, signing, durable audit, index.\n"
+                    "# TYPE jitrd_issuance_duration_seconds histogram\n");
+    hist_render(out, "jitrd_issuance_duration_seconds", "", &M->issue);
+    buf_addstr(out, "# HELP jitrd_certificates_issued_total Certificates issued by station and "
+                    "profile.\n# TYPE jitrd_certificates_issued_total counter\n");
+    for (size_t i = 0; i < NPAIRS; i++) {
+        if (atomic_load(&M->pairs[i].state) != 2) {
+            continue;
+        }
+        buf_addf(out, "jitrd_certificates_issued_total{station=\"%s\",profile=\"%s\"} %llu\n",
+                 M->pairs[i].station, M->pairs[i].profile,
+                 (unsigned long long)atomic_load(&M->pairs[i].n));
+    }
+    if (atomic_load(&M->other_issued)) {
+        buf_addf(out, "jitrd_certificates_issued_total{station=\"other\",profile=\"other\"} %llu\n",
+                 (unsigned long long)atomic_load(&M->other_issued));
+    }
+    uint64_t rec = 0, com = 0;
+    for (size_t w = 0; w < METRICS_WORKERS; w++) {
+        rec += atomic_load(&M->audit_records[w]);
+        com += atomic_load(&M->audit_commits[w]);
+    }
+    buf_addf(out,
+             "# HELP jitrd_audit_records_total Audit records written by the running workers.\n"
+             "# TYPE jitrd_audit_records_total counter\njitrd_audit_records_total %llu\n"
+             "# HELP jitrd_audit_commits_total Audit group commits (write + fdatasync).\n"
+             "# TYPE jitrd_audit_commits_total counter\njitrd_audit_commits_total %llu\n",
+             (unsigned long long)rec, (unsigned long long)com);
+    buf_addf(out,
+             "# HELP jitrd_worker_restarts_total Workers replaced after dying.\n"
+             "# TYPE jitrd_worker_restarts_total counter\njitrd_worker_restarts_total %llu\n",
+             (unsigned long long)atomic_load(&M->restarts));
+}

@@ -1,0 +1,240 @@
+/*
+ * The snapshot a worker serves from: configuration, station authorisations, the CAs it signs with
+ * (issuance contexts: key, profiles, audit log), the station CA and the TLS context. Built whole
+ * off the loop (loading keys runs scrypt), swapped in between loop iterations, released when the
+ * last request that started under it is answered.
+ *
+ * CAs opened: the default CA and every CA a station is allowed by name. A CA whose key cannot be
+ * loaded leaves the snapshot degraded instead of failing it: /readyz and signing answer 503
+ * naming the problem, and the worker rebuilds the snapshot periodically until the key loads.
+ */
+#include <fcntl.h>
+#include <openssl/err.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ca/authority.h"
+#include "core/log.h"
+#include "core/mem.h"
+#include "core/util.h"
+#include "daemon/daemon.h"
+#include "httpd/httpd.h"
+#include "issuance/issuance.h"
+#include "issuance/revoke.h"
+
+static void snap_free(struct snap *s)
+{
+    issuance_revoker_free(s->revoker);
+    for (size_t i = 0; i < s->ncas; i++) {
+        struct snap_ca *c = &s->cas[i];
+        issuance_ctx_free(c->ctx);
+        ca_authority_free(c->auth);
+        buf_release(&c->chain_pem);
+        xfree(c->key_path);
+        xfree(c->name);
+    }
+    xfree(s->cas);
+    stations_free(s->stations);
+    X509_free(s->station_ca);
+    SSL_CTX_free(s->ssl);
+    conf_free(s->conf);
+    xfree(s);
+}
+
+struct snap *snap_ref(struct snap *s)
+{
+    atomic_fetch_add(&s->refs, 1);
+    return s;
+}
+
+void snap_unref(struct snap *s)
+{
+    if (s && atomic_fetch_sub(&s->refs, 1) == 1) {
+        snap_free(s);
+    }
+}
+
+const struct snap_ca *snap_find_ca(const struct snap *s, const char *name)
+{
+    for (size_t i = 0; i < s->ncas; i++) {
+        if (strcmp(s->cas[i].name, name) == 0) {
+            return &s->cas[i];
+        }
+    }
+    return NULL;
+}
+
+static void names_free(char **names, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        xfree(names[i]);
+    }
+    xfree(names);
+}
+
+/* conf default_ca, else the only active CA of the store besides the station CA. */
+static char *default_ca(const struct conf *c, struct err *e)
+{
+    char **names = NULL;
+    size_t n = 0;
+    char *pick = NULL;
+    size_t active = 0;
+    if (*c->default_ca) {
+        return xstrdup(c->default_ca);
+    }
+    if (ca_authority_list(c->data_dir, &names, &n, e) != 0) {
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct err ignore = ERR_INIT;
+        struct ca_authority *a = NULL;
+        if (strcmp(names[i], c->station_ca) != 0) {
+            a = ca_authority_load(c->data_dir, names[i], &ignore);
+        }
+        if (a && a->status == CA_ST_ACTIVE) {
+            active++;
+            xfree(pick);
+            pick = xstrdup(names[i]);
+        }
+        ca_authority_free(a);
+    }
+    names_free(names, n);
+    if (active != 1) {
+        xfree(pick);
+        err_set(e, ERRC_INVALID,
+                "%s active CAs besides the station CA in '%s': set default_ca in the configuration",
+                active ? "several" : "no", c->data_dir);
+        return NULL;
+    }
+    return pick;
+}
+
+static int add_ca(struct snap *s, const char *name, struct err *e)
+{
+    if (snap_find_ca(s, name) != NULL) {
+        return 0;
+    }
+    struct snap_ca *c = &s->cas[s->ncas];
+    c->name = xstrdup(name);
+    s->ncas++;
+    c->auth = ca_authority_load(s->conf->data_dir, name, e);
+    if (c->auth == NULL) {
+        return err_prefix(e, "CA '%s'", name);
+    }
+    if (str_has_prefix(c->auth->key_uri, "file:")) {
+        c->key_path = xstrdup(c->auth->key_uri + 5);
+    }
+    if (ca_authority_chain_pem(s->conf->data_dir, c->auth, &c->chain_pem, e) != 0) {
+        return err_prefix(e, "CA '%s'", name);
+    }
+    c->ctx = issuance_ctx_open(s->conf, name, NULL, &c->err);
+    if (c->ctx == NULL) {
+        log_error("CA '%s' cannot sign: %s", name, c->err.msg);
+        s->degraded = true;
+    }
+    return 0;
+}
+
+struct snap *snap_build(const char *config_path, uint64_t gen, struct err *e)
+{
+    struct snap *s = xcalloc(1, sizeof(*s));
+    struct ca_authority *sca = NULL;
+    struct buf trust = BUF_INIT;
+    char *def = NULL;
+    char **names = NULL;
+    size_t nnames = 0;
+    atomic_init(&s->refs, 1);
+    s->gen = gen;
+    s->conf = conf_load(config_path, e);
+    if (s->conf == NULL) {
+        goto fail;
+    }
+    s->stations = stations_load(s->conf->stations_file, s->conf->default_ca,
+                                s->conf->default_profile, e);
+    if (s->stations == NULL) {
+        goto fail;
+    }
+    if (*s->conf->station_ca == '\0') {
+        err_set(e, ERRC_INVALID, "%s: station_ca must name the CA of the station certificates",
+                *s->conf->source ? s->conf->source : "configuration");
+        goto fail;
+    }
+    def = default_ca(s->conf, e);
+    if (def == NULL) {
+        goto fail;
+    }
+    /* the default CA plus every CA a station names */
+    names = xcalloc(1, sizeof(char *));
+    names[0] = def;
+    nnames = 1;
+    def = NULL;
+    stations_ca_names(s->stations, &names, &nnames);
+    s->cas = xcalloc(nnames, sizeof(*s->cas));
+    for (size_t i = 0; i < nnames; i++) {
+        if (add_ca(s, names[i], e) != 0) {
+            goto fail;
+        }
+    }
+    s->def = 0;
+    s->revoker = issuance_revoker_new(s->conf, s->cas[0].ctx ? s->cas[0].ctx->audit : NULL, NULL,
+                                      e);
+    if (s->revoker == NULL) {
+        goto fail;
+    }
+    /* the station CA and the TLS context: stations and, for EST re-enrollment, devices */
+    sca = ca_authority_load(s->conf->data_dir, s->conf->station_ca, e);
+    if (sca == NULL) {
+        err_prefix(e, "station_ca");
+        goto fail;
+    }
+    if (sca->cert == NULL) {
+        err_set(e, ERRC_INVALID, "station_ca '%s' has no certificate yet", sca->name);
+        goto fail;
+    }
+    if (X509_up_ref(sca->cert) != 1) {
+        err_openssl(e, ERRC_INTERNAL, "X509_up_ref");
+        goto fail;
+    }
+    s->station_ca = sca->cert;
+    if (ca_authority_chain_pem(s->conf->data_dir, sca, &trust, e) != 0) {
+        goto fail;
+    }
+    for (size_t i = 0; i < s->ncas; i++) {
+        buf_add(&trust, s->cas[i].chain_pem.data, s->cas[i].chain_pem.len);
+    }
+    s->ssl = httpd_tls_ctx_new(s->conf->tls_cert_file, s->conf->tls_key_file, buf_cstr(&trust), e);
+    if (s->ssl == NULL) {
+        goto fail;
+    }
+    ca_authority_free(sca);
+    buf_release(&trust);
+    names_free(names, nnames);
+    return s;
+fail:
+    names_free(names, nnames);
+    xfree(def);
+    ca_authority_free(sca);
+    buf_release(&trust);
+    snap_free(s);
+    return NULL;
+}
+
+int snap_ca_check(const struct snap_ca *c, struct err *e)
+{
+    if (c->ctx == NULL) {
+        return err_set(e, ERRC_UNAVAILABLE, "CA '%s' cannot sign: %s", c->name, c->err.msg);
+    }
+    if (c->key_path) {
+        int fd = open(c->key_path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            return err_errno(e, ERRC_UNAVAILABLE, "CA '%s': key file '%s' is unreadable", c->name,
+                             c->key_path);
+        }
+        close(fd);
+        if (file_check_private(c->key_path, e) != 0) {
+            e->code = ERRC_UNAVAILABLE;
+            return err_prefix(e, "CA '%s'", c->name);
+        }
+    }
+    return 0;
+}
