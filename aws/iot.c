@@ -491,10 +491,7 @@ static void on_creds(void *arg, const struct aws_creds *creds, const struct err 
     struct iot_call *k = arg;
     k->waiting = false;
     if (e != NULL) {
-        struct err pe;
-        err_copy(&pe, e);
-        err_prefix(&pe, "AWS IoT %s", iot_ops[k->op].name);
-        call_fail(k, &pe);
+        call_fail(k, e); /* "no AWS credentials: ..." is long enough without a prefix */
         return;
     }
     call_send(k, creds);

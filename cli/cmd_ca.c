@@ -596,7 +596,7 @@ static int ca_register(struct cli *cli, int argc, char **argv, struct err *e)
     if (AWS_SYNC(iot, &s, e, aws_iot_describe_ca_certificate(iot, id, aws_iot_sync_cb, &s, e)) ==
         0) {
         existed = true;
-    } else if (e->code != ERRC_NOT_FOUND) {
+    } else if (strcmp(s.code, "ResourceNotFoundException") != 0) {
         goto out;
     } else {
         err_clear(e);
