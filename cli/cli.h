@@ -44,6 +44,7 @@ int cmd_audit(struct cli *cli, int argc, char **argv, struct err *e);
 int cmd_reindex(struct cli *cli, int argc, char **argv, struct err *e);
 int cmd_config(struct cli *cli, int argc, char **argv, struct err *e);
 int cmd_cert(struct cli *cli, int argc, char **argv, struct err *e);
+int cmd_station(struct cli *cli, int argc, char **argv, struct err *e);
 int cmd_revoke(struct cli *cli, int argc, char **argv, struct err *e);
 int cmd_crl(struct cli *cli, int argc, char **argv, struct err *e);
 

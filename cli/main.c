@@ -24,6 +24,7 @@ static const struct {
     { "cert", cmd_cert, "show an issued certificate's record from the index" },
     { "revoke", cmd_revoke, "revoke an issued certificate and regenerate its CA's CRL" },
     { "crl", cmd_crl, "regenerate and print a CA's CRL; --refresh for every CA due" },
+    { "station", cmd_station, "issue or revoke a factory station's jitrd credentials" },
     { "audit", cmd_audit, "verify the audit log, import another CA host's log" },
     { "reindex", cmd_reindex, "rebuild the Redis index from the audit log" },
     { "config", cmd_config, "check, show or describe the configuration" },
