@@ -79,8 +79,8 @@ static ASN1_INTEGER *serial_of(const char *hex, struct err *e)
     BIGNUM *bn = NULL;
     ASN1_INTEGER *ai = NULL;
     if (len == 0 || len > CRL_SERIAL_HEX_MAX || strspn(hex, "0123456789abcdefABCDEF") != len) {
-        err_set(e, ERRC_INVALID, "CRL entry serial '%s' is not 1 to %d hex digits",
-                hex ? hex : "", CRL_SERIAL_HEX_MAX);
+        err_set(e, ERRC_INVALID, "CRL entry serial '%s' is not 1 to %d hex digits", hex ? hex : "",
+                CRL_SERIAL_HEX_MAX);
         return NULL;
     }
     if (BN_hex2bn(&bn, hex) != (int)len) {
@@ -361,7 +361,7 @@ int ca_crl_serials(const uint8_t *der, size_t len, struct buf *out, struct err *
     const unsigned char *p = der;
     X509_CRL *crl = NULL;
     BIGNUM *bn = NULL;
-    STACK_OF(X509_REVOKED) *revs;
+    STACK_OF(X509_REVOKED) * revs;
     uint8_t bytes[CRL_SERIAL_HEX_MAX / 2 + 1];
     char hex[CRL_SERIAL_HEX_MAX + 3];
     int rc = -1;

@@ -58,8 +58,8 @@ struct ca_crl_entry {
 
 struct ca_crl_params {
     time_t this_update;
-    time_t next_update; /* must be after this_update */
-    uint64_t number;    /* cRLNumber: the caller keeps it monotonic per CA (>= 1) */
+    time_t next_update;                 /* must be after this_update */
+    uint64_t number;                    /* cRLNumber: the caller keeps it monotonic per CA (>= 1) */
     const struct ca_crl_entry *entries; /* borrowed; any order (the CRL is sorted) */
     size_t n;
 };

@@ -45,7 +45,12 @@ static int crl_refresh(struct cli *cli, struct issuance_revoker *rv, struct stor
 
 int cmd_crl(struct cli *cli, int argc, char **argv, struct err *e)
 {
-    enum { O_CA = 1, O_OUT, O_DER, O_REFRESH };
+    enum {
+        O_CA = 1,
+        O_OUT,
+        O_DER,
+        O_REFRESH
+    };
     static const struct option opts[] = {
         { "ca", required_argument, NULL, O_CA },
         { "out", required_argument, NULL, O_OUT },

@@ -29,7 +29,10 @@ static const char revoke_usage[] =
 
 int cmd_revoke(struct cli *cli, int argc, char **argv, struct err *e)
 {
-    enum { O_REASON = 1, O_CA };
+    enum {
+        O_REASON = 1,
+        O_CA
+    };
     static const struct option opts[] = {
         { "reason", required_argument, NULL, O_REASON },
         { "ca", required_argument, NULL, O_CA },
@@ -78,16 +81,16 @@ int cmd_revoke(struct cli *cli, int argc, char **argv, struct err *e)
     }
     rname = ca_crl_reason_name(r.reason_recorded);
     if (cli->json) {
-        json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:b,s:I}", "serial", r.serial_hex,
-                              "certificateId", r.fingerprint, "ca", r.ca_name, "reason",
-                              rname ? rname : "", "revoked_at", r.revoked_at, "already_revoked",
-                              r.already_revoked, "seq", (json_int_t)r.seq);
+        json_t *o =
+            json_pack("{s:s,s:s,s:s,s:s,s:s,s:b,s:I}", "serial", r.serial_hex, "certificateId",
+                      r.fingerprint, "ca", r.ca_name, "reason", rname ? rname : "", "revoked_at",
+                      r.revoked_at, "already_revoked", r.already_revoked, "seq", (json_int_t)r.seq);
         json_object_set_new(o, "crl_number",
                             r.crl_written ? json_integer((json_int_t)r.crl_number) : json_null());
         cli_print_json(o);
     } else if (r.already_revoked) {
-        printf("serial %s of CA %s was already revoked at %s (%s); nothing changed\n",
-               r.serial_hex, r.ca_name, r.revoked_at, rname ? rname : "?");
+        printf("serial %s of CA %s was already revoked at %s (%s); nothing changed\n", r.serial_hex,
+               r.ca_name, r.revoked_at, rname ? rname : "?");
     } else {
         printf("revoked serial %s of CA %s (%s) at %s\n", r.serial_hex, r.ca_name,
                rname ? rname : "?", r.revoked_at);
@@ -98,8 +101,9 @@ int cmd_revoke(struct cli *cli, int argc, char **argv, struct err *e)
     }
     if (!r.already_revoked && !r.crl_written) {
         err_copy(e, &r.crl_err);
-        err_prefix(e, "serial %s is revoked, but the CRL of CA '%s' was not regenerated (run "
-                      "'jitrctl crl --ca %s')",
+        err_prefix(e,
+                   "serial %s is revoked, but the CRL of CA '%s' was not regenerated (run "
+                   "'jitrctl crl --ca %s')",
                    r.serial_hex, r.ca_name, r.ca_name);
         goto out;
     }

@@ -110,8 +110,7 @@ static int load_key(struct issuance_revoker *rv, struct rv_ca *rc, struct err *e
     if (EVP_PKEY_eq(X509_get0_pubkey(rc->ca->cert), ca_key_pkey(rc->key)) != 1) {
         ca_key_free(rc->key);
         rc->key = NULL;
-        err_set(e, ERRC_INVALID, "the key of CA '%s' does not match its certificate",
-                rc->ca->name);
+        err_set(e, ERRC_INVALID, "the key of CA '%s' does not match its certificate", rc->ca->name);
         goto out;
     }
     rc_ = 0;
@@ -371,9 +370,9 @@ static int crl_make_locked(struct issuance_revoker *rv, struct store *s, struct 
     time_format_rfc3339(p.this_update, tu, sizeof(tu));
     time_format_rfc3339(p.next_update, nu, sizeof(nu));
     sha256_hex(der.data, der.len, digest);
-    rec = json_pack("{s:s, s:s, s:I, s:s, s:s, s:I, s:s, s:s}", "type", "crl", "ca", name,
-                    "number", (json_int_t)p.number, "this_update", tu, "next_update", nu,
-                    "entries", (json_int_t)n, "sha256", digest, "requester", requester);
+    rec = json_pack("{s:s, s:s, s:I, s:s, s:s, s:I, s:s, s:s}", "type", "crl", "ca", name, "number",
+                    (json_int_t)p.number, "this_update", tu, "next_update", nu, "entries",
+                    (json_int_t)n, "sha256", digest, "requester", requester);
     if (audit_append(rv->audit, &rec, 1, NULL, e) != 0) {
         err_prefix(e, "CRL %llu of CA '%s' not published", (unsigned long long)p.number, name);
         goto out;
@@ -497,8 +496,7 @@ int issuance_crl_refresh_if_due(struct issuance_revoker *rv, struct store *s, ti
         struct ca_authority *a = ca_authority_load(rv->conf->data_dir, names[i], &e1);
         bool has_cert = a && a->cert;
         ca_authority_free(a);
-        if (has_cert &&
-            crl_publish(rv, s, names[i], requester, true, now, NULL, &made, &e1) != 0) {
+        if (has_cert && crl_publish(rv, s, names[i], requester, true, now, NULL, &made, &e1) != 0) {
             log_warn("CA %s: CRL not refreshed: %s", names[i], e1.msg);
         }
         if (e1.code != ERRC_OK && ret == 0) {
@@ -526,11 +524,9 @@ static int serial_normalise(const char *in, char out[41], struct err *e)
         if (*p == ':') {
             continue;
         }
-        bool ok = (*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f') ||
-                  (*p >= 'A' && *p <= 'F');
+        bool ok = (*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f') || (*p >= 'A' && *p <= 'F');
         if (!ok || n + 1 >= sizeof(hex)) {
-            return err_set(e, ERRC_INVALID, "'%.80s' is not a hex serial nor a certificateId",
-                           in);
+            return err_set(e, ERRC_INVALID, "'%.80s' is not a hex serial nor a certificateId", in);
         }
         hex[n++] = (char)(*p >= 'A' && *p <= 'F' ? *p - 'A' + 'a' : *p);
     }
@@ -570,8 +566,7 @@ static void field_get(const struct buf *fields, const char *name, char *out, siz
 }
 
 /* Looks the certificate up; fills r's out fields; *revoked when it is. */
-static int cert_lookup(struct store *s, struct issuance_revocation *r, bool *revoked,
-                       struct err *e)
+static int cert_lookup(struct store *s, struct issuance_revocation *r, bool *revoked, struct err *e)
 {
     struct buf fields = BUF_INIT;
     char status[16], reason[32], seq[24];
@@ -686,8 +681,9 @@ int issuance_revoke(struct issuance_revoker *rv, struct store *s, struct issuanc
     /* 4. index */
     sr = (struct store_revocation){ r->serial_hex, r->ca_name, r->revoked_at, reason, seq };
     if (store_certs_revoke(s, &sr, 1, &res, e) != 0) {
-        err_prefix(e, "serial %s: the revocation is audited but not indexed (run 'jitrctl "
-                      "reindex')",
+        err_prefix(e,
+                   "serial %s: the revocation is audited but not indexed (run 'jitrctl "
+                   "reindex')",
                    r->serial_hex);
         goto out;
     }

@@ -57,8 +57,7 @@ struct issuance_revoker;
  * NULL to open conf_audit_path(c). passphrase_file: as issuance_ctx_open (file: keys; pkcs11:
  * keys take the PIN from conf pkcs11_pin_env). No key is loaded yet. */
 struct issuance_revoker *issuance_revoker_new(const struct conf *c, struct audit_log *audit,
-                                              const char *passphrase_file,
-                                              struct err *e) ATTR_WUR;
+                                              const char *passphrase_file, struct err *e) ATTR_WUR;
 void issuance_revoker_free(struct issuance_revoker *rv);
 
 /* Loads the certificate and key of CA ca now (jitrd at start-up: a missing passphrase or an
@@ -68,24 +67,24 @@ int issuance_revoker_load_ca(struct issuance_revoker *rv, const char *ca, struct
 
 struct issuance_revocation {
     /* in (borrowed) */
-    const char *serial;    /* hex as issued, any case; leading zeros and a missing "00" sign
-                              octet are tolerated (`openssl x509 -serial` output works);
-                              or a 64-hex certificateId (SHA-256 of the DER) */
-    const char *ca;        /* NULL or "": the CA the index records; else must be it */
+    const char *serial;        /* hex as issued, any case; leading zeros and a missing "00" sign
+                                  octet are tolerated (`openssl x509 -serial` output works);
+                                  or a 64-hex certificateId (SHA-256 of the DER) */
+    const char *ca;            /* NULL or "": the CA the index records; else must be it */
     enum ca_crl_reason reason; /* not certificateHold nor removeFromCRL (ERRC_INVALID) */
-    const char *requester; /* who asks: "station:NAME", "cli:USER@HOST" */
+    const char *requester;     /* who asks: "station:NAME", "cli:USER@HOST" */
     /* out */
-    bool already_revoked;  /* it was revoked before: nothing written, fields below are the
-                              recorded ones */
-    char serial_hex[41];   /* as the index holds it */
+    bool already_revoked; /* it was revoked before: nothing written, fields below are the
+                             recorded ones */
+    char serial_hex[41];  /* as the index holds it */
     char ca_name[65];
     char fingerprint[65];
-    char revoked_at[24];   /* RFC 3339, seconds */
-    int reason_recorded;   /* enum ca_crl_reason */
-    uint64_t seq;          /* audit seq of the revoke record (0 when already revoked) */
-    bool crl_written;      /* the CA's CRL was regenerated ... */
-    uint64_t crl_number;   /* ... with this number */
-    struct err crl_err;    /* ... else why not (the revocation itself stands) */
+    char revoked_at[24]; /* RFC 3339, seconds */
+    int reason_recorded; /* enum ca_crl_reason */
+    uint64_t seq;        /* audit seq of the revoke record (0 when already revoked) */
+    bool crl_written;    /* the CA's CRL was regenerated ... */
+    uint64_t crl_number; /* ... with this number */
+    struct err crl_err;  /* ... else why not (the revocation itself stands) */
 };
 
 /* Revokes one certificate (see above). Returns 0 when the certificate is revoked: newly (records
@@ -127,8 +126,7 @@ int issuance_crl_get(struct issuance_revoker *rv, struct store *s, const char *c
  * at now. *regenerated (may be NULL) counts them. A failing CA does not stop the others: -1 with
  * the first error after trying them all. */
 int issuance_crl_refresh_if_due(struct issuance_revoker *rv, struct store *s, time_t now,
-                                const char *requester, size_t *regenerated,
-                                struct err *e) ATTR_WUR;
+                                const char *requester, size_t *regenerated, struct err *e) ATTR_WUR;
 
 /* For jitrctl reindex: the index update of an audit "revoke" record (strings borrowed from rec);
  * ERRC_INVALID naming the missing or bad field. */

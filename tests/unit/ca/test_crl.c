@@ -21,7 +21,12 @@
 
 #define T0 ((time_t)1767225600) /* 2026-01-01T00:00:00Z */
 
-enum { CA_PLAIN = 0, CA_NO_SKI = 1, CA_NOT_CA = 2, CA_NO_CRLSIGN = 4 };
+enum {
+    CA_PLAIN = 0,
+    CA_NO_SKI = 1,
+    CA_NOT_CA = 2,
+    CA_NO_CRLSIGN = 4
+};
 
 static EVP_PKEY *keygen(const char *type)
 {
@@ -48,10 +53,10 @@ static X509 *make_ca(EVP_PKEY *key, int flags)
     X509_NAME *n = X509_NAME_new();
     int ok = x && n && X509_set_version(x, X509_VERSION_3) == 1 &&
              ASN1_INTEGER_set(X509_get_serialNumber(x), 1) == 1 &&
-             X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC,
-                                        (const unsigned char *)"CRL Test CA", -1, -1, 0) == 1 &&
-             X509_NAME_add_entry_by_txt(n, "O", MBSTRING_ASC, (const unsigned char *)"Acme", -1,
-                                        -1, 0) == 1 &&
+             X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"CRL Test CA",
+                                        -1, -1, 0) == 1 &&
+             X509_NAME_add_entry_by_txt(n, "O", MBSTRING_ASC, (const unsigned char *)"Acme", -1, -1,
+                                        0) == 1 &&
              X509_set_subject_name(x, n) == 1 && X509_set_issuer_name(x, n) == 1 &&
              X509_gmtime_adj(X509_getm_notBefore(x), -3600) != NULL &&
              X509_gmtime_adj(X509_getm_notAfter(x), 86400L * 3650) != NULL &&
@@ -138,7 +143,7 @@ static int crl_case(const char *type, size_t n, int sig_nid)
     ASN1_ENUMERATED *reason = NULL;
     struct buf der = BUF_INIT, path = BUF_INIT, pem = BUF_INIT;
     struct ca_crl_entry *en = xcalloc(n ? n : 1, sizeof(*en));
-    char (*hex)[41] = xcalloc(n ? n : 1, sizeof(*hex));
+    char(*hex)[41] = xcalloc(n ? n : 1, sizeof(*hex));
     uint64_t got = 0;
     int crit = 0;
     struct ca_crl_params p = { T0, T0 + 7 * 86400, 42 + n, en, n };
@@ -185,7 +190,8 @@ static int crl_case(const char *type, size_t n, int sig_nid)
     CHECK(akid->issuer == NULL && akid->serial == NULL);
     /* entries: sorted by serial, each with its date and reason */
     if (n == 0) {
-        CHECK(X509_CRL_get_REVOKED(crl) == NULL || sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crl)) == 0);
+        CHECK(X509_CRL_get_REVOKED(crl) == NULL ||
+              sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crl)) == 0);
     } else {
         STACK_OF(X509_REVOKED) *revs = X509_CRL_get_REVOKED(crl);
         CHECK_INT_EQ(sk_X509_REVOKED_num(revs), n);
@@ -253,15 +259,42 @@ out:
     return rc;
 }
 
-static int t_p256_empty(void) { return crl_case("P-256", 0, NID_ecdsa_with_SHA256); }
-static int t_p256_one(void) { return crl_case("P-256", 1, NID_ecdsa_with_SHA256); }
-static int t_p256_many(void) { return crl_case("P-256", 1000, NID_ecdsa_with_SHA256); }
-static int t_p384_empty(void) { return crl_case("P-384", 0, NID_ecdsa_with_SHA384); }
-static int t_p384_one(void) { return crl_case("P-384", 1, NID_ecdsa_with_SHA384); }
-static int t_p384_many(void) { return crl_case("P-384", 500, NID_ecdsa_with_SHA384); }
-static int t_rsa_empty(void) { return crl_case("rsa", 0, NID_sha256WithRSAEncryption); }
-static int t_rsa_one(void) { return crl_case("rsa", 1, NID_sha256WithRSAEncryption); }
-static int t_rsa_many(void) { return crl_case("rsa", 500, NID_sha256WithRSAEncryption); }
+static int t_p256_empty(void)
+{
+    return crl_case("P-256", 0, NID_ecdsa_with_SHA256);
+}
+static int t_p256_one(void)
+{
+    return crl_case("P-256", 1, NID_ecdsa_with_SHA256);
+}
+static int t_p256_many(void)
+{
+    return crl_case("P-256", 1000, NID_ecdsa_with_SHA256);
+}
+static int t_p384_empty(void)
+{
+    return crl_case("P-384", 0, NID_ecdsa_with_SHA384);
+}
+static int t_p384_one(void)
+{
+    return crl_case("P-384", 1, NID_ecdsa_with_SHA384);
+}
+static int t_p384_many(void)
+{
+    return crl_case("P-384", 500, NID_ecdsa_with_SHA384);
+}
+static int t_rsa_empty(void)
+{
+    return crl_case("rsa", 0, NID_sha256WithRSAEncryption);
+}
+static int t_rsa_one(void)
+{
+    return crl_case("rsa", 1, NID_sha256WithRSAEncryption);
+}
+static int t_rsa_many(void)
+{
+    return crl_case("rsa", 500, NID_sha256WithRSAEncryption);
+}
 
 /* A CA certificate without SKI: the AKI is the SHA-1 of its public key (RFC 5280 §4.2.1.2). */
 static int t_aki_without_ski(void)
@@ -411,9 +444,15 @@ static int t_refusals(void)
         { { NULL, T0, 0 } },
     };
     static const char *const bad_msg[] = {
-        "serial '' is not 1 to 40 hex digits", "serial 'xyz' is not", "serial '-1' is not",
-        "serial '0000' is zero", "is not 1 to 40 hex digits", "unknown reason code 7",
-        "unknown reason code 11", "unknown reason code -1", "serial '' is not",
+        "serial '' is not 1 to 40 hex digits",
+        "serial 'xyz' is not",
+        "serial '-1' is not",
+        "serial '0000' is zero",
+        "is not 1 to 40 hex digits",
+        "unknown reason code 7",
+        "unknown reason code 11",
+        "unknown reason code -1",
+        "serial '' is not",
     };
     struct {
         X509 *cert;
@@ -475,8 +514,8 @@ static int t_reasons(void)
         const char *name;
         int code;
     } ok[] = {
-        { "unspecified", 0 },       { "keyCompromise", 1 },        { "KEYCOMPROMISE", 1 },
-        { "cACompromise", 2 },      { "affiliationChanged", 3 },   { "superseded", 4 },
+        { "unspecified", 0 },          { "keyCompromise", 1 },      { "KEYCOMPROMISE", 1 },
+        { "cACompromise", 2 },         { "affiliationChanged", 3 }, { "superseded", 4 },
         { "cessationOfOperation", 5 }, { "privilegeWithdrawn", 9 }, { "aACompromise", 10 },
     };
     static const struct {
@@ -517,20 +556,13 @@ out:
 int main(int argc, char **argv)
 {
     static const struct tt_case cases[] = {
-        { "p256_empty", t_p256_empty },
-        { "p256_one", t_p256_one },
-        { "p256_many", t_p256_many },
-        { "p384_empty", t_p384_empty },
-        { "p384_one", t_p384_one },
-        { "p384_many", t_p384_many },
-        { "rsa_empty", t_rsa_empty },
-        { "rsa_one", t_rsa_one },
-        { "rsa_many", t_rsa_many },
-        { "aki_without_ski", t_aki_without_ski },
-        { "bounds", t_bounds },
-        { "info_serials_pem", t_info_serials_pem },
-        { "refusals", t_refusals },
-        { "reasons", t_reasons },
+        { "p256_empty", t_p256_empty }, { "p256_one", t_p256_one },
+        { "p256_many", t_p256_many },   { "p384_empty", t_p384_empty },
+        { "p384_one", t_p384_one },     { "p384_many", t_p384_many },
+        { "rsa_empty", t_rsa_empty },   { "rsa_one", t_rsa_one },
+        { "rsa_many", t_rsa_many },     { "aki_without_ski", t_aki_without_ski },
+        { "bounds", t_bounds },         { "info_serials_pem", t_info_serials_pem },
+        { "refusals", t_refusals },     { "reasons", t_reasons },
     };
     return tt_main(argc, argv, cases, ARRAY_LEN(cases));
 }
