@@ -119,22 +119,6 @@ static int hash_body(struct hasher *h, const char *body, size_t len, char out[HA
 
 /* ---- small I/O helpers ---- */
 
-static int write_full(int fd, const char *p, size_t len)
-{
-    while (len) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 static int pread_full(int fd, char *p, size_t len, off_t off)
 {
     while (len) {
@@ -765,7 +749,7 @@ static size_t commit_batch(struct audit_log *log, struct audit_req *batch)
         records += r->n;
     }
     written = true;
-    if (write_full(log->fd, log->wbuf.data, log->wbuf.len) != 0) {
+    if (file_write_full(log->fd, log->wbuf.data, log->wbuf.len) != 0) {
         err_errno(&e, ERRC_UNAVAILABLE, "cannot write audit log '%s'", log->path);
         goto fail;
     }

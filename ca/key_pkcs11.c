@@ -116,20 +116,6 @@ static void uri_release(struct p11_uri *u)
     memset(u, 0, sizeof(*u));
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 /* Percent-decodes [s, s+n) into out; -1 on a bad escape. */
 static int pct_decode(const char *s, size_t n, struct buf *out)
 {
@@ -141,7 +127,7 @@ static int pct_decode(const char *s, size_t n, struct buf *out)
         if (i + 2 >= n) {
             return -1;
         }
-        int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
+        int hi = hex_digit_value(s[i + 1]), lo = hex_digit_value(s[i + 2]);
         if (hi < 0 || lo < 0) {
             return -1;
         }

@@ -51,7 +51,7 @@ void hex_encode(const uint8_t *in, size_t len, char *out)
     out[2 * len] = '\0';
 }
 
-static int hex_val(char c)
+int hex_digit_value(int c)
 {
     if (c >= '0' && c <= '9') {
         return c - '0';
@@ -72,7 +72,7 @@ int hex_decode(const char *hex, uint8_t *out, size_t cap, size_t *outlen)
         return -1;
     }
     for (size_t i = 0; i < n / 2; i++) {
-        int hi = hex_val(hex[2 * i]), lo = hex_val(hex[2 * i + 1]);
+        int hi = hex_digit_value(hex[2 * i]), lo = hex_digit_value(hex[2 * i + 1]);
         if (hi < 0 || lo < 0) {
             return -1;
         }
@@ -376,7 +376,7 @@ int file_fsync_dir(const char *dir, struct err *e)
     return 0;
 }
 
-static int write_full(int fd, const void *data, size_t len)
+int file_write_full(int fd, const void *data, size_t len)
 {
     const char *p = data;
     while (len) {
@@ -410,7 +410,7 @@ int file_write_atomic(const char *path, const void *data, size_t len, mode_t mod
         err_errno(e, ERRC_INTERNAL, "cannot create '%s'", tmp.data);
         goto out;
     }
-    if (fchmod(fd, mode) != 0 || write_full(fd, data, len) != 0 || fsync(fd) != 0) {
+    if (fchmod(fd, mode) != 0 || file_write_full(fd, data, len) != 0 || fsync(fd) != 0) {
         err_errno(e, ERRC_INTERNAL, "cannot write '%s'", tmp.data);
         goto out;
     }

@@ -24,6 +24,8 @@ void hex_encode(const uint8_t *in, size_t len, char *out);
 /* Hex (either case) to bytes; -1 on odd length, bad digit or more than cap bytes. */
 int hex_decode(const char *hex, uint8_t *out, size_t cap, size_t *outlen) ATTR_WUR;
 bool hex_is_lower(const char *s, size_t len);
+/* The value of one hex digit (either case), -1 for anything else. */
+int hex_digit_value(int c);
 
 void base64_encode(struct buf *out, const uint8_t *in, size_t len);
 /* Strict-ish base64 decode (whitespace ignored, padding required); -1 on invalid input. */
@@ -51,6 +53,8 @@ int file_write_atomic(const char *path, const void *data, size_t len, mode_t mod
 /* mkdir -p with mode for created components. */
 int file_mkdirs(const char *path, mode_t mode, struct err *e) ATTR_WUR;
 int file_fsync_dir(const char *dir, struct err *e) ATTR_WUR;
+/* write(2) until everything is written, retrying EINTR; -1 with errno set. */
+int file_write_full(int fd, const void *data, size_t len) ATTR_WUR;
 bool file_exists(const char *path);
 /* rm -rf path (no symlink is followed). */
 int file_remove_tree(const char *path, struct err *e) ATTR_WUR;
