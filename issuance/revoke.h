@@ -30,7 +30,10 @@
  *
  * Threads: a struct issuance_revoker is shared by threads (its key cache has a mutex); each
  * thread passes its own struct store (Redis connections are not shared). The audit log handle
- * may be the one of an issuance_ctx (the log group-commits across threads).
+ * may be the one of an issuance_ctx (the log group-commits across threads). Processes: a revoker
+ * belongs to the process that made it (its keys may hold PKCS#11 sessions): after fork(), each
+ * worker makes its own. Every function here blocks (Redis, fsync, a signature, the CA lock):
+ * call them from signing threads, never from an event loop.
  */
 #ifndef ISSUANCE_REVOKE_H
 #define ISSUANCE_REVOKE_H
@@ -81,7 +84,7 @@ struct issuance_revocation {
     char fingerprint[65];
     char revoked_at[24]; /* RFC 3339, seconds */
     int reason_recorded; /* enum ca_crl_reason */
-    uint64_t seq;        /* audit seq of the revoke record (0 when already revoked) */
+    uint64_t seq;        /* audit seq of the revoke record (the first one's when already) */
     bool crl_written;    /* the CA's CRL was regenerated ... */
     uint64_t crl_number; /* ... with this number */
     struct err crl_err;  /* ... else why not (the revocation itself stands) */
