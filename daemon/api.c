@@ -85,6 +85,7 @@ struct status_entry {
 
 struct tstate {
     uint64_t gen;
+    int64_t last_ok_ms; /* the last job that reached Redis */
     struct store *store;
     struct issuance_worker **iw;
     size_t niw;
@@ -718,11 +719,27 @@ static void run_crl(struct job *j, struct tstate *ts)
     issuance_crl_release(&crl);
 }
 
+/* Connections idle for a while may be dead (Redis restarted meanwhile): a PING finds out before a
+ * request fails on them, and a failure drops them all so this job reconnects. */
+static void ts_freshen(struct tstate *ts)
+{
+    struct err e = ERR_INIT;
+    int64_t now = time_now_ms();
+    if (ts->store && now - ts->last_ok_ms > 1000 && store_ping(ts->store, &e) != 0) {
+        log_info("redis connection lost (%s): reconnecting", e.msg);
+        ts_reset(ts);
+    }
+    ts->last_ok_ms = now;
+}
+
 static void job_run(struct pool_job *pj, void *tls)
 {
     struct job *j = (struct job *)pj;
     struct tstate *ts = tls;
     log_set_request_id(j->request_id[0] ? j->request_id : NULL);
+    if (j->kind != J_RELOAD && j->kind != J_DENY) {
+        ts_freshen(ts);
+    }
     switch (j->kind) {
     case J_SIGN:
     case J_BATCH:

@@ -134,13 +134,6 @@ static int csr_object(json_t *o, bool with_id, struct api_csr_req *out, struct e
     if (!json_is_object(o)) {
         return err_set(e, ERRC_INVALID, "a request must be a JSON object");
     }
-    json_object_foreach(o, key, v)
-    {
-        if (strcmp(key, "csr") != 0 && strcmp(key, "profile") != 0 && strcmp(key, "ca") != 0 &&
-            !(with_id && strcmp(key, "id") == 0)) {
-            return err_set(e, ERRC_INVALID, "unknown key '%.64s'", key);
-        }
-    }
     if (with_id && (v = json_object_get(o, "id")) != NULL) {
         if (!json_is_string(v) || json_string_length(v) > API_NAME_MAX * 2 ||
             strlen(json_string_value(v)) != json_string_length(v)) {
@@ -148,6 +141,13 @@ static int csr_object(json_t *o, bool with_id, struct api_csr_req *out, struct e
                            API_NAME_MAX * 2);
         }
         snprintf(out->id, sizeof(out->id), "%s", json_string_value(v));
+    }
+    json_object_foreach(o, key, v)
+    {
+        if (strcmp(key, "csr") != 0 && strcmp(key, "profile") != 0 && strcmp(key, "ca") != 0 &&
+            !(with_id && strcmp(key, "id") == 0)) {
+            return err_set(e, ERRC_INVALID, "unknown key '%.64s'", key);
+        }
     }
     v = json_object_get(o, "csr");
     if (!json_is_string(v) || json_string_length(v) == 0) {
