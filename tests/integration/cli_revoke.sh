@@ -240,6 +240,21 @@ expect_fail 2 "--refresh takes no" "$JITRCTL" crl --refresh --ca dev
 expect_fail 4 "CA 'nosuch' not found" "$JITRCTL" crl --ca nosuch
 ok "$JITRCTL" audit verify
 
+# concurrent processes: one serial revoked by four at once gives one record; CRLs made at the
+# same time are written in the order of their numbers, so the file is the newest and complete
+n3=$(count_records revoke)
+pids=()
+for k in 1 2 3 4; do "$JITRCTL" revoke "${SERIAL[5]}" --reason keyCompromise >"$T/par$k" 2>&1 & pids+=($!); done
+for k in 5 6; do "$JITRCTL" revoke "${SERIAL[6]}" >"$T/par$k" 2>&1 & pids+=($!); done
+for k in 7 8; do "$JITRCTL" crl --ca dev --out "$T/par$k.pem" >/dev/null 2>"$T/par$k" & pids+=($!); done
+for p in "${pids[@]}"; do wait "$p" && pass || fail "a concurrent command failed: $(cat "$T"/par*)"; done
+check_eq "one record per serial revoked concurrently" "$(count_records revoke)" $((n3 + 2))
+check_eq "revoked once, already revoked thrice" "$(cat "$T"/par[1-4] | grep -c 'already revoked')" 3
+last=$(grep '"type":"crl","' "$(audit_log)" | jq -r 'select(.ca == "dev") | .number' | sort -n | tail -1)
+check_eq "the published CRL is the newest" "$(crl_number "$D/ca/dev/crl.pem")" "$last"
+check_eq "the published CRL lists all six" "$(crl_serials "$D/ca/dev/crl.pem" | wc -l)" 6
+ok "$JITRCTL" audit verify
+
 # the CA key in an HSM (SoftHSM2): a P-384 CA revokes and signs its CRL in the token
 export SOFTHSM2_CONF
 SOFTHSM2_CONF=$("$JITRCA_SOURCE_DIR/tests/harness/softhsm-fixture.sh" init "$T/hsm" rv 12345678 87654321)
