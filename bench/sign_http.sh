@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# jitrd HTTP signing benchmark: certs/s over many keep-alive mutual-TLS connections on loopback,
+# with 1 and 2 workers, against the crypto bound measured in the same run (as bench/sign.sh:
+# one ECDSA P-256 verify of the CSR plus one sign, 1/(1/sign + 1/verify), from openssl speed).
+#   bench/sign_http.sh [BUILD_DIR] [SECONDS] [CONNECTIONS]
+# Everything runs here: a throwaway redis-server (unix socket), data dir, CAs, station
+# credentials, server certificate; the durable audit log is on (fdatasync per group commit).
+set -euo pipefail
+build=${1:-build}
+secs=${2:-10}
+conns=${3:-32}
+tmp=$(mktemp -d /tmp/jitrca-bench-http-XXXXXX)
+jpid=
+stop() {
+  [ -n "$jpid" ] && kill -TERM "$jpid" 2>/dev/null && wait "$jpid" 2>/dev/null || true
+  redis-cli -s "$tmp/redis.sock" shutdown nosave >/dev/null 2>&1 || true
+  rm -rf "$tmp"
+}
+trap stop EXIT
+redis-server --port 0 --unixsocket "$tmp/redis.sock" --save '' --appendonly no --daemonize yes \
+  --pidfile "$tmp/redis.pid" --logfile "$tmp/redis.log" --dir "$tmp" >/dev/null
+for _ in $(seq 100); do redis-cli -s "$tmp/redis.sock" ping >/dev/null 2>&1 && break; sleep 0.05; done
+export JITRCA_DATA_DIR=$tmp/data JITRCA_REDIS_URL=unix://$tmp/redis.sock
+export JITRCA_KEY_PASSPHRASE=bench-passphrase
+ctl=$build/cli/jitrctl
+$ctl ca init devices --subject "/CN=Bench Devices CA" >/dev/null
+$ctl ca init stations --subject "/CN=Bench Stations CA" >/dev/null
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$tmp/srv.key" \
+  -out "$tmp/srv.pem" -subj /CN=localhost -days 1 -addext subjectAltName=IP:127.0.0.1 2>/dev/null
+chmod 600 "$tmp/srv.key"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+echo '{"stations": {"bench": {"rate": 1000000, "burst": 1000000}}}' >"$tmp/stations.json"
+config() { # config WORKERS
+  cat >"$tmp/jitrd.json" <<EOC
+{"default_ca": "devices", "station_ca": "stations", "stations_file": "$tmp/stations.json",
+ "tls_cert_file": "$tmp/srv.pem", "tls_key_file": "$tmp/srv.key", "listen": "127.0.0.1:$port",
+ "workers": $1, "worker_threads": 4, "log_level": "warn"}
+EOC
+}
+config 1
+$ctl --config "$tmp/jitrd.json" station issue bench --out "$tmp/st" >/dev/null
+"$build/tests/tools/gencsr" --count 2000 --out "$tmp/csrs.jsonl" >/dev/null
+
+speed() { # speed ARGS -> "sign verify" per second for ecdsa p256 (sum over processes)
+  openssl speed "$@" ecdsap256 2>/dev/null | awk '/256 bits ecdsa \(nistp256\)/ {print $(NF-1), $NF}' | tail -1
+}
+read -r s1 v1 < <(speed -seconds 3)
+bound1=$(awk -v s="$s1" -v v="$v1" 'BEGIN { printf "%.0f", 1 / (1/s + 1/v) }')
+read -r s2 v2 < <(speed -seconds 3 -multi 2)
+bound2=$(awk -v s="$s2" -v v="$v2" 'BEGIN { printf "%.0f", 1 / (1/s + 1/v) }')
+echo "openssl speed ecdsap256: 1 core sign $s1/s verify $v1/s -> bound $bound1 certs/s"
+echo "openssl speed -multi 2: sign $s2/s verify $v2/s -> bound $bound2 certs/s"
+
+for workers in 1 2; do
+  config "$workers"
+  "$build/daemon/jitrd" --config "$tmp/jitrd.json" 2>>"$tmp/jitrd.log" &
+  jpid=$!
+  for _ in $(seq 100); do curl -s --cacert "$tmp/srv.pem" "https://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+  out=$("$build/bench/bench_sign_http" --port "$port" --cert "$tmp/st/bench.crt" \
+    --key "$tmp/st/bench.key" --cacert "$tmp/srv.pem" --csrs "$tmp/csrs.jsonl" --conns "$conns" \
+    --seconds "$secs")
+  rate=$(echo "$out" | awk '{print $1}')
+  bound=$([ "$workers" = 1 ] && echo "$bound1" || echo "$bound2")
+  echo "jitrd $workers worker(s): $out; ratio to the bound $(awk -v r="$rate" -v b="$bound" 'BEGIN { printf "%.2f", r / b }')"
+  kill -TERM "$jpid"; wait "$jpid" 2>/dev/null || true; jpid=
+done
+"$ctl" audit verify >/dev/null && echo "audit log verified"
