@@ -69,6 +69,11 @@ struct job {
     size_t n;
     char param[API_NAME_MAX + 1];
     char reason[64];
+    /* signing: per-item results, and the failure of the whole request */
+    struct issuance_item *out;
+    size_t *ca_of;
+    bool failed;
+    struct err fail;
     /* the reply */
     int status;
     char ctype[64];
@@ -369,22 +374,39 @@ static void pem_certs(const struct buf *pem, X509 ***v, size_t *n)
 
 /* ---- signing -------------------------------------------------------------------------------- */
 
-/* Authorises and issues j->items; fills per-item results. -1 when the whole request fails
- * (Redis, audit, rate limit, client status). */
-static int sign_items(struct tstate *ts, struct job *j, const char *route,
-                      struct issuance_item *out, size_t *ca_of, struct err *e)
+static const char *sign_route(const struct job *j)
+{
+    return j->kind == J_BATCH ? "sign_batch" : j->kind == J_SIGN ? "sign" : "est_enroll";
+}
+
+static void job_fail(struct job *j, const struct err *e)
+{
+    j->failed = true;
+    err_copy(&j->fail, e);
+}
+
+/* Checks one signing request before issuance: the client certificate's status, the station's
+ * CA and profile authorisation per item, the rate limit; marks the items to issue
+ * (out[i].issued, until issuance_run decides). A refusal of the whole request: j->failed. */
+static void sign_check(struct tstate *ts, struct job *j)
 {
     const struct snap *s = j->snap;
+    const char *route = sign_route(j);
+    struct err e = ERR_INIT;
     size_t ok = 0;
-    if (client_status(ts, j, NULL, e) != 0) {
-        if (e->code == ERRC_DENIED) {
-            audit_deny(j, route, e);
+    j->out = xcalloc(j->n, sizeof(*j->out));
+    j->ca_of = xcalloc(j->n, sizeof(size_t));
+    if (client_status(ts, j, NULL, &e) != 0) {
+        if (e.code == ERRC_DENIED) {
+            audit_deny(j, route, &e);
         }
-        return -1;
+        ts_after_error(ts, &e);
+        job_fail(j, &e);
+        return;
     }
     for (size_t i = 0; i < j->n; i++) {
         struct api_csr_req *it = &j->items[i];
-        struct issuance_item *o = &out[i];
+        struct issuance_item *o = &j->out[i];
         const char *ca = *it->ca ? it->ca : s->cas[s->def].name;
         const char *profile = *it->profile ? it->profile : s->conf->default_profile;
         const struct snap_ca *c;
@@ -413,58 +435,76 @@ static int sign_items(struct tstate *ts, struct job *j, const char *route,
         if (snap_ca_check(c, &o->err) != 0) {
             continue;
         }
-        ca_of[i] = (size_t)(c - s->cas);
+        j->ca_of[i] = (size_t)(c - s->cas);
         o->csr = (const uint8_t *)it->csr.data;
         o->csr_len = it->csr.len;
-        o->issued = true; /* marks "to issue" until issuance_run decides */
+        o->issued = true;
         ok++;
     }
-    if (rate_take(ts, j, ok, e) != 0) {
-        if (e->code == ERRC_DENIED) {
-            audit_deny(j, route, e);
+    if (rate_take(ts, j, ok, &e) != 0) {
+        if (e.code == ERRC_DENIED) {
+            audit_deny(j, route, &e);
         }
-        return -1;
+        ts_after_error(ts, &e);
+        job_fail(j, &e);
     }
-    /* one issuance run per CA */
+}
+
+/* One issuance run per CA over the items of all jobs (same snapshot) marked to issue. A failed
+ * run (Redis, audit) fails every request that had an item in it: nothing of it is handed out. */
+static void sign_issue(struct tstate *ts, struct job **jobs, size_t nj)
+{
+    const struct snap *s = jobs[0]->snap;
+    size_t total = 0;
+    for (size_t q = 0; q < nj; q++) {
+        total += jobs[q]->n;
+    }
+    struct issuance_item *group = xcalloc(total ? total : 1, sizeof(*group));
+    struct issuance_item **back = xcalloc(total ? total : 1, sizeof(*back));
+    struct job **owner = xcalloc(total ? total : 1, sizeof(*owner));
     for (size_t c = 0; c < s->ncas; c++) {
+        struct err e = ERR_INIT;
         size_t k = 0;
-        struct issuance_item *group = xcalloc(j->n, sizeof(*group));
-        size_t *back = xcalloc(j->n, sizeof(size_t));
-        for (size_t i = 0; i < j->n; i++) {
-            if (out[i].issued && ca_of[i] == c) {
-                group[k] = out[i];
-                group[k].issued = false;
-                back[k++] = i;
-            }
-        }
-        int rc = 0;
-        if (k > 0) {
-            struct issuance_worker *w = ts_worker(ts, s, c, e);
-            int64_t t0 = time_mono_ns();
-            rc = w ? issuance_run(w, group, k, e) : -1;
-            metrics_issue_latency(time_mono_ns() - t0);
-            for (size_t g = 0; g < k; g++) {
-                out[back[g]] = group[g];
-                if (rc != 0) {
-                    out[back[g]].issued = false;
-                } else if (group[g].issued) {
-                    metrics_issued(j->st ? j->st->name : "device", group[g].profile, 1);
+        for (size_t q = 0; q < nj; q++) {
+            struct job *j = jobs[q];
+            for (size_t i = 0; !j->failed && i < j->n; i++) {
+                if (j->out[i].issued && j->ca_of[i] == c) {
+                    group[k] = j->out[i];
+                    group[k].issued = false;
+                    owner[k] = j;
+                    back[k++] = &j->out[i];
                 }
             }
         }
-        xfree(group);
-        xfree(back);
+        if (k == 0) {
+            continue;
+        }
+        struct issuance_worker *w = ts_worker(ts, s, c, &e);
+        int64_t t0 = time_mono_ns();
+        int rc = w ? issuance_run(w, group, k, &e) : -1;
+        metrics_issue_latency(time_mono_ns() - t0);
+        for (size_t g = 0; g < k; g++) {
+            *back[g] = group[g];
+            if (rc != 0) {
+                back[g]->issued = false;
+                job_fail(owner[g], &e);
+            } else if (group[g].issued) {
+                metrics_issued(owner[g]->st ? owner[g]->st->name : "device", group[g].profile, 1);
+            }
+        }
         if (rc != 0) {
-            for (size_t i = 0; i < j->n; i++) {
-                if (out[i].issued) {
-                    issuance_item_release(&out[i]);
-                }
-            }
-            ts_after_error(ts, e);
-            return -1;
+            ts_after_error(ts, &e);
         }
     }
-    return 0;
+    for (size_t q = 0; q < nj; q++) {
+        struct job *j = jobs[q];
+        for (size_t i = 0; j->failed && i < j->n; i++) {
+            issuance_item_release(&j->out[i]);
+        }
+    }
+    xfree(group);
+    xfree(back);
+    xfree(owner);
 }
 
 static json_t *issued_json(const struct snap *s, size_t ca, const struct issuance_item *it)
@@ -480,26 +520,22 @@ static json_t *issued_json(const struct snap *s, size_t ca, const struct issuanc
     return v;
 }
 
-static void run_sign(struct job *j, struct tstate *ts)
+/* The reply of a signing request from its results. */
+static void sign_reply(struct job *j)
 {
-    struct issuance_item *out = xcalloc(j->n, sizeof(*out));
-    size_t *ca_of = xcalloc(j->n, sizeof(size_t));
+    struct issuance_item *out = j->out;
     struct err e = ERR_INIT;
-    const char *route = j->kind == J_BATCH ? "sign_batch" : j->kind == J_SIGN ? "sign"
-                                                                               : "est_enroll";
-    if (sign_items(ts, j, route, out, ca_of, &e) != 0) {
-        job_error(j, &e);
-        if (e.code == ERRC_DENIED && j->retry_after[0]) {
-            j->status = 429;
+    if (j->failed) {
+        if (j->fail.code == ERRC_DENIED && j->retry_after[0]) {
             job_json(j, 429, json_pack("{s:{s:s,s:s}}", "error", "code", "rate_limited",
-                                       "message", e.msg));
+                                       "message", j->fail.msg));
+        } else {
+            job_error(j, &j->fail);
         }
-        goto out;
-    }
-    if (j->kind == J_BATCH) {
+    } else if (j->kind == J_BATCH) {
         json_t *results = json_array();
         for (size_t i = 0; i < j->n; i++) {
-            json_t *r = out[i].issued ? issued_json(j->snap, ca_of[i], &out[i])
+            json_t *r = out[i].issued ? issued_json(j->snap, j->ca_of[i], &out[i])
                                       : json_pack("{s:o}", "error", error_obj(&out[i].err));
             if (j->items[i].id[0]) {
                 json_object_set_new(r, "id", json_string(j->items[i].id));
@@ -510,7 +546,7 @@ static void run_sign(struct job *j, struct tstate *ts)
     } else if (!out[0].issued) {
         job_error(j, &out[0].err);
     } else if (j->kind == J_SIGN) {
-        job_json(j, 201, issued_json(j->snap, ca_of[0], &out[0]));
+        job_json(j, 201, issued_json(j->snap, j->ca_of[0], &out[0]));
     } else {
         X509 *x = x509_from_der(out[0].cert.der, out[0].cert.der_len);
         buf_reset(&j->body);
@@ -525,12 +561,28 @@ static void run_sign(struct job *j, struct tstate *ts)
         }
         X509_free(x);
     }
-out:
     for (size_t i = 0; i < j->n; i++) {
         issuance_item_release(&out[i]);
     }
-    xfree(out);
-    xfree(ca_of);
+}
+
+/* Signing requests of one snapshot, together. */
+static void sign_jobs(struct tstate *ts, struct job **jobs, size_t nj)
+{
+    for (size_t q = 0; q < nj; q++) {
+        log_set_request_id(jobs[q]->request_id);
+        sign_check(ts, jobs[q]);
+    }
+    log_set_request_id(NULL);
+    sign_issue(ts, jobs, nj);
+    for (size_t q = 0; q < nj; q++) {
+        sign_reply(jobs[q]);
+    }
+}
+
+static void run_sign(struct job *j, struct tstate *ts)
+{
+    sign_jobs(ts, &j, 1);
 }
 
 /* EST re-enrollment: the client is a device whose current certificate we issued and is valid in
@@ -774,6 +826,8 @@ static void job_run(struct pool_job *pj, void *tls)
 
 static void job_free(struct job *j)
 {
+    xfree(j->out);
+    xfree(j->ca_of);
     api_batch_free(j->items, j->n);
     X509_NAME_free(j->subject);
     buf_release(&j->body);
@@ -1226,6 +1280,31 @@ const char *const api_route_names[] = {
     "sign",        "sign_batch", "ca",           "certificate", "crl",     "revoke",
     "est_cacerts", "est_enroll", "est_reenroll", "healthz",     "readyz",  "metrics",
 };
+
+static bool is_sign(const struct job *j)
+{
+    return j->kind == J_SIGN || j->kind == J_BATCH || j->kind == J_EST_ENROLL;
+}
+
+void api_run_many(struct pool_job **v, size_t n, void *tls)
+{
+    struct tstate *ts = tls;
+    struct job **batch = xcalloc(n, sizeof(*batch));
+    size_t nb = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct job *j = (struct job *)v[i];
+        if (is_sign(j) && (nb == 0 || batch[0]->snap == j->snap)) {
+            batch[nb++] = j;
+        } else {
+            job_run(v[i], tls);
+        }
+    }
+    if (nb) {
+        ts_freshen(ts);
+        sign_jobs(ts, batch, nb);
+    }
+    xfree(batch);
+}
 
 void *api_tls_new(void)
 {

@@ -35,6 +35,10 @@ extern const char *const api_route_names[];
 /* Signing-thread state for pool_new. */
 void *api_tls_new(void);
 void api_tls_free(void *p);
+/* Runs jobs a signing thread took together: the signing requests among them of one snapshot
+ * share one issuance run per CA (one serial reservation, one durable audit commit, one index
+ * write); the others run one by one. */
+void api_run_many(struct pool_job **v, size_t n, void *tls);
 
 /* Builds a new snapshot in a signing thread; api_reload_done (worker.c) swaps it in on the
  * loop, or logs why it failed and keeps the current one. */

@@ -140,10 +140,12 @@ struct pool_job {
 };
 struct pool;
 
-/* n threads, each with tls = tls_new() (freed with tls_free at pool_free). Completions are run
- * on base's loop in submission order per thread. */
+/* n threads, each with tls = tls_new() (freed with tls_free at pool_free). A thread takes its
+ * share of the queue at once (queued / n, at most 64) and hands them to run_many when given
+ * (else to each job's run). Completions are run on base's loop. */
 struct pool *pool_new(struct event_base *base, size_t n, void *(*tls_new)(void),
-                      void (*tls_free)(void *)) ATTR_WUR;
+                      void (*tls_free)(void *),
+                      void (*run_many)(struct pool_job **v, size_t n, void *tls)) ATTR_WUR;
 void pool_submit(struct pool *p, struct pool_job *j);
 /* Jobs submitted and not yet completed (done not yet run). */
 size_t pool_busy(const struct pool *p);

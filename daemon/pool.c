@@ -19,42 +19,65 @@ struct pool {
     struct pool_job *head, *tail; /* waiting to run */
     struct pool_job *dhead, *dtail; /* waiting for their completion on the loop */
     bool stop;
+    size_t queued;
     size_t busy;
     size_t n;
     pthread_t *threads;
     void *(*tls_new)(void);
     void (*tls_free)(void *);
+    void (*run_many)(struct pool_job **v, size_t n, void *tls);
     struct event *wake;
 };
 
+#define POOL_TAKE_MAX 64
+
+/* A thread takes its share of the queue (queued / threads, at least one): jobs taken together
+ * can share one serial reservation, one durable audit commit and one index write. */
 static void *pool_thread(void *arg)
 {
     struct pool *p = arg;
     void *tls = p->tls_new();
+    struct pool_job *v[POOL_TAKE_MAX];
     for (;;) {
+        size_t n = 0;
         pthread_mutex_lock(&p->mu);
         while (p->head == NULL && !p->stop) {
             pthread_cond_wait(&p->cv, &p->mu);
         }
-        struct pool_job *j = p->head;
-        if (j == NULL) {
+        if (p->head == NULL) {
             pthread_mutex_unlock(&p->mu);
             break;
         }
-        p->head = j->next;
+        size_t share = (p->queued + p->n - 1) / p->n;
+        if (share > POOL_TAKE_MAX) {
+            share = POOL_TAKE_MAX;
+        }
+        while (p->head && n < share) {
+            v[n] = p->head;
+            p->head = p->head->next;
+            v[n++]->next = NULL;
+            p->queued--;
+        }
         if (p->head == NULL) {
             p->tail = NULL;
         }
         pthread_mutex_unlock(&p->mu);
-        j->next = NULL;
-        j->run(j, tls);
-        pthread_mutex_lock(&p->mu);
-        if (p->dtail) {
-            p->dtail->next = j;
+        if (p->run_many) {
+            p->run_many(v, n, tls);
         } else {
-            p->dhead = j;
+            for (size_t i = 0; i < n; i++) {
+                v[i]->run(v[i], tls);
+            }
         }
-        p->dtail = j;
+        pthread_mutex_lock(&p->mu);
+        for (size_t i = 0; i < n; i++) {
+            if (p->dtail) {
+                p->dtail->next = v[i];
+            } else {
+                p->dhead = v[i];
+            }
+            p->dtail = v[i];
+        }
         pthread_mutex_unlock(&p->mu);
         event_active(p->wake, EV_READ, 0);
     }
@@ -84,9 +107,11 @@ static void wake_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 struct pool *pool_new(struct event_base *base, size_t n, void *(*tls_new)(void),
-                      void (*tls_free)(void *))
+                      void (*tls_free)(void *),
+                      void (*run_many)(struct pool_job **v, size_t n, void *tls))
 {
     struct pool *p = xcalloc(1, sizeof(*p));
+    p->run_many = run_many;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     p->tls_new = tls_new;
@@ -119,6 +144,7 @@ void pool_submit(struct pool *p, struct pool_job *j)
         p->head = j;
     }
     p->tail = j;
+    p->queued++;
     pthread_cond_signal(&p->cv);
     pthread_mutex_unlock(&p->mu);
 }

@@ -158,7 +158,8 @@ int worker_main(const char *config_path, size_t slot)
     a->last_reload_ms = time_now_ms();
     c = a->snap->conf;
     log_set_level((enum log_level)log_level_parse(c->log_level));
-    a->pool = pool_new(a->base, (size_t)c->worker_threads, api_tls_new, api_tls_free);
+    a->pool = pool_new(a->base, (size_t)c->worker_threads, api_tls_new, api_tls_free,
+                       api_run_many);
     if (a->pool == NULL) {
         log_error("worker %zu: cannot start the signing threads", slot);
         goto out;

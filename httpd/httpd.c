@@ -31,6 +31,8 @@
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -293,6 +295,14 @@ struct httpd *httpd_new(struct event_base *base, const struct httpd_opts *o, str
     if (lev == NULL) {
         err_errno(e, ERRC_UNAVAILABLE, "cannot listen on %s", o->listen);
         goto fail;
+    }
+    {
+        /* accepted sockets inherit it on Linux: replies go out without waiting for an ACK */
+        int one = 1;
+        if (setsockopt(evconnlistener_get_fd(lev), IPPROTO_TCP, TCP_NODELAY, &one,
+                       sizeof(one)) != 0) {
+            log_warn("cannot set TCP_NODELAY on %s", o->listen);
+        }
     }
     h->bound = evhttp_bind_listener(h->http, lev);
     if (h->bound == NULL) {
