@@ -23,6 +23,7 @@
 #include <openssl/pkcs7.h>
 #include <openssl/x509v3.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -88,8 +89,12 @@ struct status_entry {
     int64_t at_ms;
 };
 
+/* Bumped by any thread that sees Redis fail: every thread then drops its connections. */
+static atomic_uint redis_epoch;
+
 struct tstate {
     uint64_t gen;
+    unsigned epoch;
     int64_t last_ok_ms; /* the last job that reached Redis */
     struct store *store;
     struct issuance_worker **iw;
@@ -157,6 +162,7 @@ static void ts_after_error(struct tstate *ts, const struct err *e)
 {
     if (e->code == ERRC_UNAVAILABLE) {
         ts_reset(ts);
+        ts->epoch = atomic_fetch_add(&redis_epoch, 1) + 1;
     }
 }
 
@@ -699,6 +705,11 @@ static void run_ready(struct job *j, struct tstate *ts)
 {
     struct err e = ERR_INIT;
     struct store *st = ts_store(ts, j->snap, &e);
+    if (st && store_ping(st, &e) != 0) { /* maybe a connection Redis dropped: once afresh */
+        ts_reset(ts);
+        err_clear(&e);
+        st = ts_store(ts, j->snap, &e);
+    }
     if (st == NULL || store_ping(st, &e) != 0) {
         ts_after_error(ts, &e);
         job_error(j, &e);
@@ -777,7 +788,11 @@ static void ts_freshen(struct tstate *ts)
 {
     struct err e = ERR_INIT;
     int64_t now = time_now_ms();
-    if (ts->store && now - ts->last_ok_ms > 1000 && store_ping(ts->store, &e) != 0) {
+    unsigned epoch = atomic_load(&redis_epoch);
+    if (epoch != ts->epoch) {
+        ts_reset(ts);
+        ts->epoch = epoch;
+    } else if (ts->store && now - ts->last_ok_ms > 250 && store_ping(ts->store, &e) != 0) {
         log_info("redis connection lost (%s): reconnecting", e.msg);
         ts_reset(ts);
     }
