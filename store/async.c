@@ -21,13 +21,15 @@
 #include "core/mem.h"
 #include "store/store.h"
 
-enum sa_kind { SA_BUCKET, SA_DONE };
+enum sa_kind { SA_BUCKET, SA_DONE, SA_REPLY };
 
 struct sa_op {
     struct store_async *s;
     enum sa_kind kind;
     store_bucket_cb *bucket_cb;
     store_done_cb *done_cb;
+    store_reply_cb *reply_cb;
+    const struct store_reply *reply; /* SA_REPLY: the converted reply while the callback runs */
     void *arg;
     struct event *timer;
     int timeout_ms;
@@ -85,6 +87,8 @@ static void sa_complete(struct sa_op *op, bool allowed, int64_t wait_ms, const s
     s->depth++;
     if (op->kind == SA_BUCKET) {
         op->bucket_cb(op->arg, allowed, wait_ms, e);
+    } else if (op->kind == SA_REPLY) {
+        op->reply_cb(op->arg, e ? NULL : op->reply, e);
     } else {
         op->done_cb(op->arg, e);
     }
@@ -96,6 +100,51 @@ static void sa_fail(struct sa_op *op, enum err_code code, const char *what)
     struct err e = ERR_INIT;
     err_set(&e, code, "redis at %s: %s", op->s->display, what);
     sa_complete(op, false, 0, &e);
+}
+
+/* hiredis reply -> store_reply (strings borrowed from the hiredis reply, arrays allocated). */
+static void sa_convert(const redisReply *r, struct store_reply *out)
+{
+    memset(out, 0, sizeof(*out));
+    switch (r->type) {
+    case REDIS_REPLY_STRING:
+    case REDIS_REPLY_STATUS:
+        out->type = STORE_REPLY_STRING;
+        out->str = r->str;
+        out->len = r->len > 0 ? (size_t)r->len : 0;
+        break;
+    case REDIS_REPLY_INTEGER:
+        out->type = STORE_REPLY_INTEGER;
+        out->integer = r->integer;
+        break;
+    case REDIS_REPLY_ARRAY: {
+        struct store_reply *el = NULL;
+        out->type = STORE_REPLY_ARRAY;
+        if (r->elements > 0) {
+            el = xcalloc(r->elements, sizeof(*el));
+            for (size_t i = 0; i < r->elements; i++) {
+                sa_convert(r->element[i], &el[i]);
+            }
+        }
+        out->elem = el;
+        out->n = r->elements;
+        break;
+    }
+    default:
+        out->type = STORE_REPLY_NIL;
+        break;
+    }
+}
+
+static void sa_convert_release(struct store_reply *r)
+{
+    if (r->type == STORE_REPLY_ARRAY && r->elem) {
+        struct store_reply *el = (struct store_reply *)(uintptr_t)r->elem;
+        for (size_t i = 0; i < r->n; i++) {
+            sa_convert_release(&el[i]);
+        }
+        xfree(el);
+    }
 }
 
 static void sa_on_reply(redisAsyncContext *ac, void *r, void *priv)
@@ -113,7 +162,17 @@ static void sa_on_reply(redisAsyncContext *ac, void *r, void *priv)
         snprintf(msg, sizeof(msg), "unreachable: %s", why[0] ? why : "connection closed");
         sa_fail(op, ERRC_UNAVAILABLE, msg);
     } else if (reply->type == REDIS_REPLY_ERROR) {
-        sa_fail(op, ERRC_UNAVAILABLE, reply->str);
+        struct err e = ERR_INIT;
+        err_set(&e, ERRC_UNAVAILABLE, "redis at %s: %s", op->s->display, reply->str);
+        snprintf(e.detail, sizeof(e.detail), "%s", reply->str);
+        sa_complete(op, false, 0, &e);
+    } else if (op->kind == SA_REPLY) {
+        struct store_reply conv;
+        sa_convert(reply, &conv);
+        op->reply = &conv;
+        sa_complete(op, false, 0, NULL);
+        op->reply = NULL;
+        sa_convert_release(&conv);
     } else if (op->kind == SA_BUCKET) {
         if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
             reply->element[0]->type != REDIS_REPLY_INTEGER ||
@@ -339,6 +398,22 @@ int store_async_hset(struct store_async *s, const char *key, const char *const *
         return -1;
     }
     op->done_cb = cb;
+    op->arg = arg;
+    return 0;
+}
+
+int store_async_cmd(struct store_async *s, int argc, const char *const *argv, const size_t *avlen,
+                    int timeout_ms, store_reply_cb *cb, void *arg, struct err *e)
+{
+    struct sa_op *op = NULL;
+    if (argc <= 0 || argv == NULL || cb == NULL) {
+        return err_set(e, ERRC_INVALID, "redis command needs arguments and a callback");
+    }
+    op = sa_send(s, SA_REPLY, argc, (const char **)(uintptr_t)argv, avlen, timeout_ms, e);
+    if (op == NULL) {
+        return -1;
+    }
+    op->reply_cb = cb;
     op->arg = arg;
     return 0;
 }

@@ -50,4 +50,24 @@ typedef void store_done_cb(void *arg, const struct err *e);
 int store_async_hset(struct store_async *s, const char *key, const char *const *fv, size_t n,
                      int timeout_ms, store_done_cb *cb, void *arg, struct err *e) ATTR_WUR;
 
+/* ---- any command (added for jitr/, issue 5) ---------------------------------------------- */
+
+/* A reply, independent of hiredis; borrowed for the callback. Status replies ("OK") are strings. */
+enum store_reply_type { STORE_REPLY_NIL, STORE_REPLY_STRING, STORE_REPLY_INTEGER, STORE_REPLY_ARRAY };
+struct store_reply {
+    enum store_reply_type type;
+    long long integer;
+    const char *str; /* NUL-terminated; len bytes */
+    size_t len;
+    const struct store_reply *elem; /* ARRAY: n elements */
+    size_t n;
+};
+typedef void store_reply_cb(void *arg, const struct store_reply *r, const struct err *e);
+
+/* Sends argv[0..argc) as one command (avlen NULL: NUL-terminated strings); keys are used as
+ * given (callers add STORE_PREFIX). An error reply completes with ERRC_UNAVAILABLE and the
+ * server's text ("NOGROUP ...", "BUSYGROUP ...") in e->detail; r is NULL whenever e is set. */
+int store_async_cmd(struct store_async *s, int argc, const char *const *argv, const size_t *avlen,
+                    int timeout_ms, store_reply_cb *cb, void *arg, struct err *e) ATTR_WUR;
+
 #endif

@@ -1,0 +1,946 @@
+/*
+ * The per-certificate provisioning state machine (STYLE.md §2.5; AWS-IOT.md §1.5; DESIGN.md
+ * "Guarantees"). One struct jitr_req per queued event; jitr_advance() is the only place that
+ * decides, completions only store their result and call it.
+ *
+ * Order: LOCK → LOAD → LOOKUP (→ DESCRIBE) → EVALUATE → CREATE_THING → POLICY → ATTACH_POLICY →
+ * ATTACH_PRINCIPAL → ADD_TO_GROUP → ACTIVATE → RECORD → UNLOCK, or EVALUATE → REJECT →
+ * RECORD_REJECT → UNLOCK. Activation is last: ACTIVE is the commit marker, and every earlier
+ * step is idempotent in AWS (CreateThing with the same configuration answers 200, attaching
+ * twice is a no-op), so a crash anywhere resumes safely.
+ *
+ * Persistence: after each AWS step, PERSIST writes the next state (the resume point) and a trace
+ * line into jitr:dev:<id> in one Lua call. LOAD reads it: DONE or REJECTED → duplicate, nothing
+ * to do; a provisioning state → LOOKUP and EVALUATE again (pure, no AWS call) and then jump to
+ * the stored step. The lock (SET NX PX, released only by its owner) keeps concurrent duplicates
+ * apart; an expired lock after a crash lets the claimer in.
+ *
+ * Errors: Redis failures, AWS throttling/5xx/timeouts (after the client's own retries) → RETRY
+ * (the stream entry stays pending; the owner backs off). AWS 4xx → DEAD (dead-letter stream).
+ * The certificate decides REJECT: not in our index and not signed by our CA, revoked, outside
+ * its validity, CA retired, profile without JITR, template not applicable.
+ */
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ca/profile.h"
+#include "core/log.h"
+#include "core/mem.h"
+#include "core/util.h"
+#include "jitr/jitr.h"
+#include "store/store.h"
+
+#define TRACE_KEEP "64"
+
+static const char *const jitr_state_names[] = {
+    [JITR_ST_RECEIVED] = "RECEIVED",
+    [JITR_ST_LOCK] = "LOCK",
+    [JITR_ST_LOAD] = "LOAD",
+    [JITR_ST_LOOKUP] = "LOOKUP",
+    [JITR_ST_DESCRIBE] = "DESCRIBE",
+    [JITR_ST_EVALUATE] = "EVALUATE",
+    [JITR_ST_CREATE_THING] = "CREATE_THING",
+    [JITR_ST_POLICY] = "POLICY",
+    [JITR_ST_ATTACH_POLICY] = "ATTACH_POLICY",
+    [JITR_ST_ATTACH_PRINCIPAL] = "ATTACH_PRINCIPAL",
+    [JITR_ST_ADD_TO_GROUP] = "ADD_TO_GROUP",
+    [JITR_ST_ACTIVATE] = "ACTIVATE",
+    [JITR_ST_RECORD] = "RECORD",
+    [JITR_ST_REJECT] = "REJECT",
+    [JITR_ST_RECORD_REJECT] = "RECORD_REJECT",
+    [JITR_ST_PERSIST] = "PERSIST",
+    [JITR_ST_UNLOCK] = "UNLOCK",
+    [JITR_ST_FINISHED] = "FINISHED",
+};
+_Static_assert(ARRAY_LEN(jitr_state_names) == JITR_ST__COUNT, "jitr_state_names");
+
+static const char *const jitr_outcome_names[] = {
+    [JITR_OUT_NONE] = "none",           [JITR_OUT_ACTIVATED] = "activated",
+    [JITR_OUT_REJECTED] = "rejected",   [JITR_OUT_DUPLICATE] = "duplicate",
+    [JITR_OUT_BUSY] = "busy",           [JITR_OUT_RETRY] = "retry",
+    [JITR_OUT_DEAD] = "dead",
+};
+_Static_assert(ARRAY_LEN(jitr_outcome_names) == JITR_OUT__COUNT, "jitr_outcome_names");
+
+/* Stored states that mean "finished". */
+#define ST_DONE     "DONE"
+#define ST_REJECTED "REJECTED"
+#define ST_DEAD     "DEAD"
+
+static const char persist_lua[] =
+    "for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end\n"
+    "redis.call('RPUSH', KEYS[2], ARGV[1])\n"
+    "redis.call('LTRIM', KEYS[2], -" TRACE_KEEP ", -1)\n"
+    "return 1\n";
+static const char unlock_lua[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end\n"
+    "return 0\n";
+
+const char *jitr_state_name(enum jitr_state st)
+{
+    return (unsigned)st < JITR_ST__COUNT ? jitr_state_names[st] : "?";
+}
+
+int jitr_state_parse(const char *name)
+{
+    for (int i = 0; i < JITR_ST__COUNT; i++) {
+        if (strcmp(jitr_state_names[i], name) == 0) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+const char *jitr_outcome_name(enum jitr_outcome o)
+{
+    return (unsigned)o < JITR_OUT__COUNT ? jitr_outcome_names[o] : "?";
+}
+
+/* The reply of the current Redis operation, kept until the state consumes it. */
+struct held_reply {
+    enum store_reply_type type;
+    char *str;
+    long long integer;
+    json_t *fields; /* HGETALL: object */
+};
+
+struct jitr_req {
+    const struct jitr_env *env;
+    const struct jitr_io *io;
+    struct jitr_event ev;
+    char entry[64];
+    enum jitr_state state;
+    enum jitr_state after;  /* PERSIST: the state that follows */
+    enum jitr_state resume; /* LOAD: the stored resume point, RECEIVED for none */
+    enum jitr_outcome outcome;
+    bool have_result;       /* the current state's operation has completed */
+    bool in_flight;
+    struct held_reply held; /* the completed operation's reply */
+    struct err op_err;      /* the completed operation's error (code OK on success) */
+    char aws_code[64];      /* its AWS error code */
+    struct err err;         /* why rejected / retried / dead */
+    char lock_token[64];
+    bool locked;
+    char stored_state[32];
+    int64_t first_ms;
+    unsigned attempts;
+    char serial[130];
+    json_t *record; /* cert:<serial> fields, or the DescribeCertificate description */
+    bool from_describe;
+    X509 *cert;
+    const struct jitr_ca *ca;
+    struct jitr_plan plan;
+    bool planned;
+    size_t group_idx;
+    char cert_arn[256];
+    struct buf trace;   /* every state, for tests and logs */
+    struct buf pending; /* states since the last PERSIST, for the Redis trace */
+    unsigned aws_calls;
+};
+
+static void jitr_advance(struct jitr_req *r);
+
+static int64_t now_ms(const struct jitr_req *r)
+{
+    return r->env->now_ms ? r->env->now_ms() : time_now_ms();
+}
+
+static void set_state(struct jitr_req *r, enum jitr_state st)
+{
+    log_debug("cert=%.16s %s -> %s", r->ev.cert_id, jitr_state_name(r->state),
+              jitr_state_name(st));
+    r->state = st;
+    r->have_result = false;
+    if (r->trace.len) {
+        buf_addch(&r->trace, ' ');
+    }
+    buf_addstr(&r->trace, jitr_state_name(st));
+    if (st != JITR_ST_PERSIST && st != JITR_ST_UNLOCK && st != JITR_ST_FINISHED) {
+        if (r->pending.len) {
+            buf_addch(&r->pending, ' ');
+        }
+        buf_addstr(&r->pending, jitr_state_name(st));
+    }
+}
+
+/* The flow ends (after UNLOCK) with this outcome; e explains it. */
+static void finish_with(struct jitr_req *r, enum jitr_outcome o, const struct err *e)
+{
+    r->outcome = o;
+    if (e != NULL && e->code != ERRC_OK && r->err.code == ERRC_OK) {
+        err_copy(&r->err, e);
+    }
+}
+
+/* ---- completions: store, then advance ------------------------------------------------------ */
+
+static void on_redis(void *arg, const struct store_reply *rep, const struct err *e);
+static void on_aws(void *arg, const struct aws_iot_result *res, const struct err *e);
+static void on_done(void *arg, const struct err *e);
+
+static struct held_reply *held(struct jitr_req *r)
+{
+    return &r->held;
+}
+
+static void held_clear(struct held_reply *h)
+{
+    xfree(h->str);
+    json_decref(h->fields);
+    memset(h, 0, sizeof(*h));
+}
+
+static void on_redis(void *arg, const struct store_reply *rep, const struct err *e)
+{
+    struct jitr_req *r = arg;
+    struct held_reply *h = held(r);
+    r->in_flight = false;
+    held_clear(h);
+    err_clear(&r->op_err);
+    if (e != NULL) {
+        err_copy(&r->op_err, e);
+    } else {
+        h->type = rep->type;
+        h->integer = rep->integer;
+        if (rep->type == STORE_REPLY_STRING) {
+            h->str = xstrndup(rep->str, rep->len);
+        } else if (rep->type == STORE_REPLY_ARRAY) {
+            h->fields = json_object();
+            for (size_t i = 0; i + 1 < rep->n; i += 2) {
+                if (rep->elem[i].type == STORE_REPLY_STRING &&
+                    rep->elem[i + 1].type == STORE_REPLY_STRING) {
+                    char *k = xstrndup(rep->elem[i].str, rep->elem[i].len);
+                    json_object_set_new(h->fields, k,
+                                        json_stringn(rep->elem[i + 1].str, rep->elem[i + 1].len));
+                    xfree(k);
+                }
+            }
+        }
+    }
+    r->have_result = true;
+    jitr_advance(r);
+}
+
+static void on_aws(void *arg, const struct aws_iot_result *res, const struct err *e)
+{
+    struct jitr_req *r = arg;
+    struct held_reply *h = held(r);
+    r->in_flight = false;
+    held_clear(h);
+    err_clear(&r->op_err);
+    r->aws_code[0] = '\0';
+    if (res != NULL && res->error_code != NULL) {
+        snprintf(r->aws_code, sizeof(r->aws_code), "%s", res->error_code);
+    }
+    if (e != NULL) {
+        err_copy(&r->op_err, e);
+    } else if (res != NULL && res->out != NULL) {
+        h->fields = json_incref(res->out);
+    }
+    r->have_result = true;
+    jitr_advance(r);
+}
+
+static void on_done(void *arg, const struct err *e)
+{
+    struct jitr_req *r = arg;
+    r->in_flight = false;
+    err_clear(&r->op_err);
+    if (e != NULL) {
+        err_copy(&r->op_err, e);
+    }
+    r->have_result = true;
+    jitr_advance(r);
+}
+
+/* ---- starting operations ------------------------------------------------------------------- */
+
+/* Starts a Redis command; on a synchronous failure the result is that error, now. */
+static void start_redis(struct jitr_req *r, int argc, const char *const *argv)
+{
+    struct err e = ERR_INIT;
+    if (r->io->redis(r->io->ctx, argc, argv, on_redis, r, &e) != 0) {
+        err_copy(&r->op_err, &e);
+        r->have_result = true;
+        return;
+    }
+    r->in_flight = true;
+}
+
+static void start_aws(struct jitr_req *r, enum aws_iot_op op, json_t *in)
+{
+    struct err e = ERR_INIT;
+    r->aws_calls++;
+    if (r->io->aws(r->io->ctx, op, in, on_aws, r, &e) != 0) {
+        err_copy(&r->op_err, &e);
+        r->have_result = true;
+    } else {
+        r->in_flight = true;
+    }
+    json_decref(in);
+}
+
+static void key_of(char *out, size_t cap, const char *kind, const char *id)
+{
+    snprintf(out, cap, STORE_PREFIX "%s:%s", kind, id);
+}
+
+/* Writes the resume point `next` and the trace, then continues with `next`. */
+static void persist_then(struct jitr_req *r, enum jitr_state next, const char *stored,
+                         const char *detail)
+{
+    char dev[128], trace[128], ms[32], first[32], att[16];
+    struct buf line = BUF_INIT;
+    const char *reason = r->err.code != ERRC_OK ? r->err.msg : "";
+    snprintf(ms, sizeof(ms), "%lld", (long long)now_ms(r));
+    snprintf(first, sizeof(first), "%lld", (long long)r->first_ms);
+    snprintf(att, sizeof(att), "%u", r->attempts);
+    key_of(dev, sizeof(dev), "jitr:dev", r->ev.cert_id);
+    key_of(trace, sizeof(trace), "jitr:trace", r->ev.cert_id);
+    buf_addf(&line, "%s %s -> %s%s%s", ms, buf_cstr(&r->pending), stored, detail[0] ? " " : "",
+             detail);
+    {
+        const char *av[] = { "EVAL",      persist_lua,  "2",         dev,
+                             trace,       line.data,    "state",     stored,
+                             "updated_ms", ms,          "first_ms",  first,
+                             "serial",    r->serial,    "ca",        r->ca ? r->ca->name : "",
+                             "thing",     r->planned ? r->plan.thing_name : "",
+                             "attempts",  att,          "reason",    reason,
+                             "ca_id",     r->ev.ca_id,  "account",   r->ev.account };
+        buf_reset(&r->pending);
+        r->after = next;
+        set_state(r, JITR_ST_PERSIST);
+        start_redis(r, (int)ARRAY_LEN(av), av);
+    }
+    buf_release(&line);
+}
+
+/* ---- decisions ------------------------------------------------------------------------------ */
+
+/* Transient or permanent? Sets the outcome and heads for UNLOCK (through PERSIST for the
+ * record). */
+static void fail_op(struct jitr_req *r, const char *what)
+{
+    enum err_code c = r->op_err.code;
+    bool transient = c == ERRC_UNAVAILABLE || c == ERRC_TIMEOUT || c == ERRC_CANCELED ||
+                     c == ERRC_INTERNAL;
+    err_prefix(&r->op_err, "%s", what);
+    finish_with(r, transient ? JITR_OUT_RETRY : JITR_OUT_DEAD, &r->op_err);
+    r->attempts++;
+    if (!r->locked) {
+        set_state(r, JITR_ST_UNLOCK);
+        return;
+    }
+    /* the resume point stays the failed step; a dead letter says so */
+    persist_then(r, JITR_ST_UNLOCK, transient ? jitr_state_name(r->state) : ST_DEAD,
+                 transient ? "retry" : "dead");
+}
+
+static const struct jitr_ca *ca_by_aws_id(const struct jitr_env *env, const char *id)
+{
+    for (size_t i = 0; i < env->ncas; i++) {
+        if (strcmp(env->cas[i].aws_id, id) == 0) {
+            return &env->cas[i];
+        }
+    }
+    return NULL;
+}
+
+static const struct jitr_ca *ca_by_name(const struct jitr_env *env, const char *name)
+{
+    for (size_t i = 0; i < env->ncas; i++) {
+        if (strcmp(env->cas[i].name, name) == 0) {
+            return &env->cas[i];
+        }
+    }
+    return NULL;
+}
+
+static const char *field(const json_t *o, const char *k)
+{
+    json_t *v = json_object_get(o, k);
+    return json_is_string(v) ? json_string_value(v) : "";
+}
+
+static int reject(struct jitr_req *r, const char *fmt, ...) ATTR_PRINTF(2, 3);
+static int reject(struct jitr_req *r, const char *fmt, ...)
+{
+    struct err e = ERR_INIT;
+    va_list ap;
+    va_start(ap, fmt);
+    e.code = ERRC_DENIED;
+    vsnprintf(e.msg, sizeof(e.msg), fmt, ap);
+    va_end(ap);
+    finish_with(r, JITR_OUT_REJECTED, &e);
+    return -1;
+}
+
+/* Is the certificate ours, usable and provisionable? Builds r->cert and r->plan. 0: go on;
+ * -1 with the outcome REJECTED (r->err says why) or DEAD. */
+static int evaluate(struct jitr_req *r)
+{
+    const struct jitr_env *env = r->env;
+    struct buf der = BUF_INIT;
+    const unsigned char *p;
+    uint8_t md[32];
+    char hex[65];
+    time_t now = (time_t)(now_ms(r) / 1000);
+    const struct ca_profile *prof;
+    EVP_PKEY *capub;
+    struct jitr_params params = { 0 };
+    struct err e = ERR_INIT;
+    int rc = -1;
+    if (r->from_describe) {
+        const char *pem = field(r->record, "certificatePem");
+        BIO *bio = BIO_new_mem_buf(pem, -1);
+        r->cert = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+        BIO_free(bio);
+    } else {
+        const char *b64 = field(r->record, "der");
+        if (base64_decode(&der, b64, strlen(b64)) == 0) {
+            p = (const unsigned char *)der.data;
+            r->cert = d2i_X509(NULL, &p, (long)der.len);
+        }
+    }
+    ERR_clear_error();
+    if (r->cert == NULL) {
+        reject(r, "certificate %s%s cannot be parsed", r->ev.cert_id, "");
+        goto out;
+    }
+    {
+        unsigned char *d = NULL;
+        int n = i2d_X509(r->cert, &d);
+        if (n <= 0) {
+            reject(r, "certificate %s%s cannot be encoded", r->ev.cert_id, "");
+            goto out;
+        }
+        SHA256(d, (size_t)n, md);
+        OPENSSL_free(d);
+        hex_encode(md, sizeof(md), hex);
+        if (strcmp(hex, r->ev.cert_id) != 0) {
+            reject(r, "certificate %.16s...: its SHA-256 is %.16s..., not the certificateId",
+                   r->ev.cert_id, hex);
+            goto out;
+        }
+    }
+    /* issued by us: the CA the index names, or the CA the event names */
+    r->ca = r->from_describe ? ca_by_aws_id(env, r->ev.ca_id)
+                             : ca_by_name(env, field(r->record, "ca"));
+    if (r->ca == NULL) {
+        reject(r, "certificate %.16s... was not issued by one of our CAs (%s)", r->ev.cert_id,
+               r->from_describe ? "not in our index" : field(r->record, "ca"));
+        goto out;
+    }
+    capub = X509_get0_pubkey(r->ca->cert);
+    if (capub == NULL || X509_verify(r->cert, capub) != 1) {
+        ERR_clear_error();
+        reject(r, "certificate %.16s... is not signed by CA '%s'", r->ev.cert_id, r->ca->name);
+        goto out;
+    }
+    if (r->from_describe) {
+        /* signed by our CA but absent from the index: the index is behind the audit log */
+        err_set(&e, ERRC_NOT_FOUND, "certificate %.16s... is signed by CA '%s' but not in the "
+                "index: run jitrctl reindex, then jitrctl jitr dlq retry", r->ev.cert_id,
+                r->ca->name);
+        finish_with(r, JITR_OUT_DEAD, &e);
+        goto out;
+    }
+    if (strcmp(field(r->record, "status"), "valid") != 0) {
+        reject(r, "certificate serial %s is %s", r->serial, field(r->record, "status"));
+        goto out;
+    }
+    if (X509_cmp_time(X509_get0_notBefore(r->cert), &now) > 0) {
+        reject(r, "certificate serial %s is not valid yet%s", r->serial, "");
+        goto out;
+    }
+    if (X509_cmp_time(X509_get0_notAfter(r->cert), &now) < 0) {
+        reject(r, "certificate serial %s has expired%s", r->serial, "");
+        goto out;
+    }
+    if (r->ca->retired) {
+        reject(r, "CA '%s' is retired%s", r->ca->name, "");
+        goto out;
+    }
+    prof = env->profiles ? ca_profiles_find(env->profiles, field(r->record, "profile")) : NULL;
+    if (prof == NULL) {
+        reject(r, "profile '%s' of serial %s is unknown", field(r->record, "profile"), r->serial);
+        goto out;
+    }
+    if (!ca_profile_allows_jitr(prof)) {
+        reject(r, "profile '%s' does not allow JITR (serial %s)", field(r->record, "profile"),
+               r->serial);
+        goto out;
+    }
+    jitr_params_from_cert(r->cert, r->ev.cert_id, &params);
+    if (jitr_template_eval(env->tpl, &params, &r->plan, &e) != 0) {
+        finish_with(r, JITR_OUT_REJECTED, &e);
+        goto out;
+    }
+    r->planned = true;
+    snprintf(r->cert_arn, sizeof(r->cert_arn), "arn:aws:iot:%s:%s:cert/%s", env->region,
+             r->ev.account, r->ev.cert_id);
+    rc = 0;
+out:
+    jitr_params_release(&params);
+    buf_release(&der);
+    return rc;
+}
+
+/* The next provisioning step after st (skipping empty ones). */
+static enum jitr_state next_step(const struct jitr_req *r, enum jitr_state st)
+{
+    switch (st) {
+    case JITR_ST_CREATE_THING:
+        return JITR_ST_POLICY;
+    case JITR_ST_POLICY:
+        return JITR_ST_ATTACH_POLICY;
+    case JITR_ST_ATTACH_POLICY:
+        return JITR_ST_ATTACH_PRINCIPAL;
+    case JITR_ST_ATTACH_PRINCIPAL:
+        return (r->plan.ngroups > 0 || (r->env->thing_group && r->env->thing_group[0]))
+                   ? JITR_ST_ADD_TO_GROUP
+                   : JITR_ST_ACTIVATE;
+    case JITR_ST_ADD_TO_GROUP:
+        return JITR_ST_ACTIVATE;
+    default:
+        return JITR_ST_RECORD;
+    }
+}
+
+static size_t total_groups(const struct jitr_req *r)
+{
+    return r->plan.ngroups + ((r->env->thing_group && r->env->thing_group[0]) ? 1 : 0);
+}
+
+static const char *group_at(const struct jitr_req *r, size_t i)
+{
+    return i < r->plan.ngroups ? r->plan.groups[i] : r->env->thing_group;
+}
+
+static int audit(struct jitr_req *r, const char *type, const char *reason)
+{
+    json_t *rec = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "type", type, "certificate_id",
+                            r->ev.cert_id, "ca_certificate_id", r->ev.ca_id, "serial", r->serial,
+                            "ca", r->ca ? r->ca->name : "", "account", r->ev.account);
+    int rc;
+    if (r->planned) {
+        json_object_set_new(rec, "thing", json_string(r->plan.thing_name));
+        json_object_set_new(rec, "policy",
+                            json_string(jitr_template_policy_name(r->env->tpl)));
+    }
+    if (reason != NULL) {
+        json_object_set_new(rec, "reason", json_string(reason));
+    }
+    rc = r->io->audit(r->io->ctx, rec, &r->op_err);
+    json_decref(rec);
+    return rc;
+}
+
+/* ---- the machine ---------------------------------------------------------------------------- */
+
+static void jitr_advance(struct jitr_req *r)
+{
+    char key[160];
+    struct held_reply *h = held(r);
+    for (;;) {
+        if (r->in_flight) {
+            return;
+        }
+        switch (r->state) {
+        case JITR_ST_RECEIVED:
+            set_state(r, JITR_ST_LOCK);
+            break;
+        case JITR_ST_LOCK:
+            if (!r->have_result) {
+                char px[24];
+                key_of(key, sizeof(key), "jitr:lock", r->ev.cert_id);
+                snprintf(px, sizeof(px), "%d", r->env->lock_ms > 0 ? r->env->lock_ms : 60000);
+                const char *av[] = { "SET", key, r->lock_token, "NX", "PX", px };
+                start_redis(r, 6, av);
+                break;
+            }
+            if (r->op_err.code != ERRC_OK) {
+                fail_op(r, "lock");
+                break;
+            }
+            if (h->type != STORE_REPLY_STRING) {
+                struct err e = ERR_INIT;
+                err_set(&e, ERRC_CONFLICT, "certificate %.16s... is being provisioned by another "
+                        "worker", r->ev.cert_id);
+                finish_with(r, JITR_OUT_BUSY, &e);
+                set_state(r, JITR_ST_UNLOCK);
+                break;
+            }
+            r->locked = true;
+            set_state(r, JITR_ST_LOAD);
+            break;
+        case JITR_ST_LOAD:
+            if (!r->have_result) {
+                key_of(key, sizeof(key), "jitr:dev", r->ev.cert_id);
+                const char *av[] = { "HGETALL", key };
+                start_redis(r, 2, av);
+                break;
+            }
+            if (r->op_err.code != ERRC_OK) {
+                fail_op(r, "load state");
+                break;
+            }
+            {
+                const char *st = field(h->fields, "state");
+                uint64_t u = 0;
+                snprintf(r->stored_state, sizeof(r->stored_state), "%s", st);
+                if (str_to_u64(field(h->fields, "first_ms"), &u) == 0 && u > 0) {
+                    r->first_ms = (int64_t)u;
+                }
+                if (str_to_u64(field(h->fields, "attempts"), &u) == 0) {
+                    r->attempts = (unsigned)u;
+                }
+                if (strcmp(st, ST_DONE) == 0 || strcmp(st, ST_REJECTED) == 0) {
+                    finish_with(r, JITR_OUT_DUPLICATE, NULL);
+                    set_state(r, JITR_ST_UNLOCK);
+                    break;
+                }
+                r->resume = JITR_ST_RECEIVED;
+                if (st[0] && jitr_state_parse(st) >= JITR_ST_CREATE_THING &&
+                    jitr_state_parse(st) <= JITR_ST_RECORD_REJECT) {
+                    r->resume = (enum jitr_state)jitr_state_parse(st);
+                }
+            }
+            set_state(r, JITR_ST_LOOKUP);
+            break;
+        case JITR_ST_LOOKUP:
+            if (!r->have_result && r->serial[0] == '\0') {
+                key_of(key, sizeof(key), "fp", r->ev.cert_id);
+                const char *av[] = { "GET", key };
+                start_redis(r, 2, av);
+                break;
+            }
+            if (r->op_err.code != ERRC_OK) {
+                fail_op(r, "index lookup");
+                break;
+            }
+            if (r->serial[0] == '\0') {
+                if (h->type != STORE_REPLY_STRING || h->str == NULL || h->str[0] == '\0' ||
+                    strlen(h->str) >= sizeof(r->serial)) {
+                    set_state(r, JITR_ST_DESCRIBE);
+                    break;
+                }
+                snprintf(r->serial, sizeof(r->serial), "%s", h->str);
+                r->have_result = false;
+                key_of(key, sizeof(key), "cert", r->serial);
+                const char *av[] = { "HGETALL", key };
+                start_redis(r, 2, av);
+                break;
+            }
+            if (h->fields == NULL || json_object_size(h->fields) == 0) {
+                r->serial[0] = '\0';
+                set_state(r, JITR_ST_DESCRIBE);
+                break;
+            }
+            r->record = json_incref(h->fields);
+            set_state(r, JITR_ST_EVALUATE);
+            break;
+        case JITR_ST_DESCRIBE:
+            if (!r->have_result) {
+                start_aws(r, AWS_IOT_DESCRIBE_CERTIFICATE,
+                          json_pack("{s:s}", "certificateId", r->ev.cert_id));
+                break;
+            }
+            if (r->op_err.code != ERRC_OK) {
+                fail_op(r, "DescribeCertificate");
+                break;
+            }
+            r->record = json_incref(json_object_get(h->fields, "certificateDescription"));
+            r->from_describe = true;
+            set_state(r, JITR_ST_EVALUATE);
+            break;
+        case JITR_ST_EVALUATE:
+            if (evaluate(r) != 0) {
+                if (r->outcome == JITR_OUT_REJECTED) {
+                    set_state(r, JITR_ST_REJECT);
+                } else {
+                    r->attempts++;
+                    persist_then(r, JITR_ST_UNLOCK, ST_DEAD, "dead");
+                }
+                break;
+            }
+            if (r->resume >= JITR_ST_CREATE_THING && r->resume <= JITR_ST_RECORD) {
+                set_state(r, r->resume);
+            } else {
+                set_state(r, JITR_ST_CREATE_THING);
+            }
+            break;
+        case JITR_ST_CREATE_THING:
+            if (!r->have_result) {
+                json_t *in = json_pack("{s:s}", "thingName", r->plan.thing_name);
+                if (r->plan.thing_type) {
+                    json_object_set_new(in, "thingTypeName", json_string(r->plan.thing_type));
+                }
+                if (r->plan.billing_group) {
+                    json_object_set_new(in, "billingGroupName",
+                                        json_string(r->plan.billing_group));
+                }
+                if (r->plan.attributes) {
+                    json_object_set_new(in, "attributePayload",
+                                        json_pack("{s:O}", "attributes", r->plan.attributes));
+                }
+                start_aws(r, AWS_IOT_CREATE_THING, in);
+                break;
+            }
+            if (r->op_err.code != ERRC_OK &&
+                strcmp(r->aws_code, "ResourceAlreadyExistsException") == 0 &&
+                !r->env->thing_conflict_fail && r->plan.thing_override != JITR_OVR_FAIL) {
+                /* the thing exists with another configuration: keep it (DO_NOTHING) */
+                log_info("cert=%.16s thing '%s' exists with other attributes: kept",
+                         r->ev.cert_id, r->plan.thing_name);
+            } else if (r->op_err.code != ERRC_OK) {
+                fail_op(r, "CreateThing");
+                break;
+            }
+            persist_then(r, next_step(r, JITR_ST_CREATE_THING),
+                         jitr_state_name(next_step(r, JITR_ST_CREATE_THING)), "");
+            break;
+        case JITR_ST_POLICY:
+            if (!r->have_result) {
+                struct err e = ERR_INIT;
+                if (r->io->policy_ready(r->io->ctx, r->env->tpl, on_done, r, &e) != 0) {
+                    err_copy(&r->op_err, &e);
+                    r->have_result = true;
+                } else {
+                    r->in_flight = true;
+                }
+                break;
+            }
+            if (r->op_err.code != ERRC_OK) {
+                fail_op(r, "policy");
+                break;
+            }
+            set_state(r, JITR_ST_ATTACH_POLICY);
+            break;
+        case JITR_ST_ATTACH_POLICY:
+            if (!r->have_result) {
+                start_aws(r, AWS_IOT_ATTACH_POLICY,
+                          json_pack("{s:s, s:s}", "policyName",
+                                    jitr_template_policy_name(r->env->tpl), "target",
+                                    r->cert_arn));
+                break;
+            }
+            if (r->op_err.code != ERRC_OK) {
+                fail_op(r, "AttachPolicy");
+                break;
+            }
+            persist_then(r, JITR_ST_ATTACH_PRINCIPAL, "ATTACH_PRINCIPAL", "");
+            break;
+        case JITR_ST_ATTACH_PRINCIPAL:
+            if (!r->have_result) {
+                start_aws(r, AWS_IOT_ATTACH_THING_PRINCIPAL,
+                          json_pack("{s:s, s:s}", "thingName", r->plan.thing_name, "principal",
+                                    r->cert_arn));
+                break;
+            }
+            if (r->op_err.code != ERRC_OK) {
+                fail_op(r, "AttachThingPrincipal");
+                break;
+            }
+            persist_then(r, next_step(r, JITR_ST_ATTACH_PRINCIPAL),
+                         jitr_state_name(next_step(r, JITR_ST_ATTACH_PRINCIPAL)), "");
+            break;
+        case JITR_ST_ADD_TO_GROUP:
+            if (r->group_idx >= total_groups(r)) {
+                persist_then(r, JITR_ST_ACTIVATE, "ACTIVATE", "");
+                break;
+            }
+            if (!r->have_result) {
+                start_aws(r, AWS_IOT_ADD_THING_TO_THING_GROUP,
+                          json_pack("{s:s, s:s}", "thingGroupName", group_at(r, r->group_idx),
+                                    "thingName", r->plan.thing_name));
+                break;
+            }
+            if (r->op_err.code != ERRC_OK) {
+                fail_op(r, "AddThingToThingGroup");
+                break;
+            }
+            r->group_idx++;
+            r->have_result = false;
+            break;
+        case JITR_ST_ACTIVATE:
+            if (!r->have_result) {
+                start_aws(r, AWS_IOT_UPDATE_CERTIFICATE,
+                          json_pack("{s:s, s:s}", "certificateId", r->ev.cert_id, "newStatus",
+                                    r->plan.activate ? "ACTIVE" : "INACTIVE"));
+                break;
+            }
+            if (r->op_err.code != ERRC_OK) {
+                fail_op(r, "UpdateCertificate");
+                break;
+            }
+            set_state(r, JITR_ST_RECORD);
+            break;
+        case JITR_ST_RECORD:
+            /* the audit record first: a crash after it replays RECORD, and audit consumers
+             * treat records as possibly repeated */
+            if (audit(r, "jitr_activate", NULL) != 0) {
+                fail_op(r, "audit");
+                break;
+            }
+            finish_with(r, JITR_OUT_ACTIVATED, NULL);
+            persist_then(r, JITR_ST_UNLOCK, ST_DONE, r->plan.activate ? "ACTIVE" : "INACTIVE");
+            break;
+        case JITR_ST_REJECT:
+            if (r->env->reject_leave_pending) {
+                set_state(r, JITR_ST_RECORD_REJECT);
+                break;
+            }
+            if (!r->have_result) {
+                start_aws(r, AWS_IOT_UPDATE_CERTIFICATE,
+                          json_pack("{s:s, s:s}", "certificateId", r->ev.cert_id, "newStatus",
+                                    "REVOKED"));
+                break;
+            }
+            if (r->op_err.code != ERRC_OK) {
+                fail_op(r, "UpdateCertificate REVOKED");
+                break;
+            }
+            set_state(r, JITR_ST_RECORD_REJECT);
+            break;
+        case JITR_ST_RECORD_REJECT:
+            if (audit(r, "jitr_reject", r->err.msg) != 0) {
+                fail_op(r, "audit");
+                break;
+            }
+            finish_with(r, JITR_OUT_REJECTED, NULL);
+            persist_then(r, JITR_ST_UNLOCK, ST_REJECTED,
+                         r->env->reject_leave_pending ? "left PENDING_ACTIVATION" : "REVOKED");
+            break;
+        case JITR_ST_PERSIST:
+            if (r->op_err.code != ERRC_OK) {
+                enum jitr_outcome o = r->outcome;
+                err_prefix(&r->op_err, "save state");
+                /* a finished AWS step is redone idempotently after the retry */
+                finish_with(r, o == JITR_OUT_ACTIVATED || o == JITR_OUT_REJECTED ||
+                                       o == JITR_OUT_NONE
+                                   ? JITR_OUT_RETRY
+                                   : o,
+                            &r->op_err);
+                set_state(r, JITR_ST_UNLOCK);
+                break;
+            }
+            set_state(r, r->after);
+            break;
+        case JITR_ST_UNLOCK:
+            if (!r->locked) {
+                set_state(r, JITR_ST_FINISHED);
+                break;
+            }
+            if (!r->have_result) {
+                key_of(key, sizeof(key), "jitr:lock", r->ev.cert_id);
+                const char *av[] = { "EVAL", unlock_lua, "1", key, r->lock_token };
+                start_redis(r, 5, av);
+                break;
+            }
+            /* an unlock failure only delays a duplicate until the lock expires */
+            r->locked = false;
+            set_state(r, JITR_ST_FINISHED);
+            break;
+        case JITR_ST_FINISHED:
+            held_clear(h);
+            if (r->outcome == JITR_OUT_NONE) {
+                r->outcome = JITR_OUT_RETRY;
+            }
+            r->io->done(r->io->ctx, r);
+            return;
+        case JITR_ST__COUNT:
+            BUG_ON(true);
+            return;
+        }
+        if (r->in_flight) {
+            return;
+        }
+    }
+}
+
+struct jitr_req *jitr_req_new(const struct jitr_env *env, const struct jitr_io *io,
+                              const struct jitr_event *ev, const char *entry_id)
+{
+    static unsigned long counter;
+    struct jitr_req *r = xcalloc(1, sizeof(*r));
+    r->env = env;
+    r->io = io;
+    r->ev = *ev;
+    snprintf(r->entry, sizeof(r->entry), "%s", entry_id ? entry_id : "");
+    snprintf(r->lock_token, sizeof(r->lock_token), "%ld-%lu-%lld", (long)getpid(), ++counter,
+             (long long)time_now_ms());
+    r->first_ms = ev->received_ms > 0 ? ev->received_ms : 0;
+    r->state = JITR_ST_RECEIVED;
+    buf_addstr(&r->trace, "RECEIVED");
+    buf_addstr(&r->pending, "RECEIVED");
+    return r;
+}
+
+void jitr_req_start(struct jitr_req *r)
+{
+    if (r->first_ms == 0) {
+        r->first_ms = now_ms(r);
+    }
+    jitr_advance(r);
+}
+
+void jitr_req_free(struct jitr_req *r)
+{
+    if (r == NULL) {
+        return;
+    }
+    BUG_ON(r->in_flight);
+    held_clear(&r->held);
+    json_decref(r->record);
+    X509_free(r->cert);
+    jitr_plan_release(&r->plan);
+    buf_release(&r->trace);
+    buf_release(&r->pending);
+    xfree(r);
+}
+
+enum jitr_outcome jitr_req_outcome(const struct jitr_req *r)
+{
+    return r->outcome;
+}
+
+enum jitr_state jitr_req_state(const struct jitr_req *r)
+{
+    return r->state;
+}
+
+const struct err *jitr_req_err(const struct jitr_req *r)
+{
+    return &r->err;
+}
+
+const char *jitr_req_trace(const struct jitr_req *r)
+{
+    return r->trace.data ? r->trace.data : "";
+}
+
+const struct jitr_event *jitr_req_event(const struct jitr_req *r)
+{
+    return &r->ev;
+}
+
+const char *jitr_req_entry(const struct jitr_req *r)
+{
+    return r->entry;
+}
+
+const char *jitr_req_thing(const struct jitr_req *r)
+{
+    return r->planned ? r->plan.thing_name : "";
+}
+
+unsigned jitr_req_aws_calls(const struct jitr_req *r)
+{
+    return r->aws_calls;
+}

@@ -1,0 +1,253 @@
+/*
+ * jitr/: just-in-time registration, from AWS IoT's "certificate registered" event to an ACTIVE,
+ * provisioned device (issue 5; AWS-IOT.md §1.3-1.5, §6, §8; docs/jitr.md).
+ *
+ *   event.c     the registered event and the destination-confirmation message: parse and
+ *               validate (pure, fuzzed by tests/fuzz/fuzz_jitr_event.c)
+ *   template.c  AWS JITP provisioning templates (Parameters from the certificate, Resources,
+ *               Ref / Fn::Join / Fn::Sub / Fn::Select / Fn::Split) and IoT policy checks (pure)
+ *   flow.c      the per-certificate state machine (STYLE.md §2.5), driven through struct
+ *               jitr_io so tests complete its operations by hand
+ *   service.c   the production jitr_io inside a jitrd worker: Redis stream consumer group,
+ *               AWS IoT client, audit, metrics in Redis, reconciler, dead letters
+ *   intake.c    POST /v1/jitr/events on its own listener (plain HTTP or TLS)
+ *   admin.c     synchronous helpers for jitrctl (status, dead letters)
+ *
+ * Redis keys (prefix "jitrca:"):
+ *   jitr:events          stream of accepted events (consumer group "jitr")
+ *   jitr:dlq             stream of dead letters (event fields + state, error)
+ *   jitr:dev:<certId>    hash: state, serial, ca, thing, attempts, first_ms, updated_ms, outcome,
+ *                        reason; the state is the next step to run (a crash resumes there)
+ *   jitr:trace:<certId>  list: "<ms> <STATE> <detail>" lines (the last 64)
+ *   jitr:lock:<certId>   in-flight lock (SET NX PX): concurrent duplicates do not race
+ *   jitr:policy:<name>   hash: sha256 and version of the document known to be in AWS
+ *   jitr:stats           hash: counters (outcomes, states, AWS calls by API and result,
+ *                        latency histogram) shared by every jitrd process
+ */
+#ifndef JITR_JITR_H
+#define JITR_JITR_H
+
+#include <jansson.h>
+#include <openssl/x509.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "aws/iot.h"
+#include "core/buf.h"
+#include "core/compat.h"
+#include "core/err.h"
+#include "store/async.h"
+
+/* ---- event.c -------------------------------------------------------------------------------- */
+
+#define JITR_EVENT_MAX      8192 /* bytes: the event is about 300 */
+#define JITR_CONFIRM_MAX    8192
+#define JITR_TOKEN_MAX      2048 /* ConfirmTopicRuleDestination: token 1..2048 */
+
+struct jitr_event {
+    char cert_id[65]; /* lowercase hex */
+    char ca_id[65];
+    char account[13];
+    int64_t timestamp_ms;  /* 0 when absent */
+    int64_t registered_ms; /* certificateRegistrationTimestamp, 0 when absent */
+    int64_t received_ms;   /* when the intake accepted it (not from the body) */
+};
+
+/* Is ca_id (lowercase hex) one of our registered CAs? */
+typedef bool jitr_ca_known_fn(void *arg, const char *ca_id);
+
+/* Parses and validates the body AWS's HTTP action sends (AWS-IOT.md §1.4): a JSON object with
+ * certificateId and caCertificateId (64 hex digits, stored lowercase), certificateStatus
+ * "PENDING_ACTIVATION", awsAccountId (12 digits), timestamp and certificateRegistrationTimestamp
+ * (optional; number or numeric string). Other members are ignored. known == NULL accepts any
+ * CA. ERRC_TOO_LARGE above JITR_EVENT_MAX; ERRC_INVALID naming the member otherwise;
+ * ERRC_DENIED for a CA that is not ours. */
+int jitr_event_parse(const uint8_t *body, size_t len, jitr_ca_known_fn *known, void *arg,
+                     struct jitr_event *out, struct err *e) ATTR_WUR;
+
+struct jitr_confirm {
+    char arn[512];
+    char token[JITR_TOKEN_MAX + 1];
+    char enable_url[JITR_TOKEN_MAX + 256];
+};
+
+/* The destination-confirmation message (AWS-IOT.md §6.1): {"arn", "confirmationToken",
+ * "enableUrl", "messageType": "DestinationConfirmation"}. The token must be 1..2048 printable
+ * characters without spaces, the arn an "arn:aws:iot:" ARN. ERRC_INVALID otherwise. */
+int jitr_confirm_parse(const uint8_t *body, size_t len, struct jitr_confirm *out,
+                       struct err *e) ATTR_WUR;
+
+/* ---- template.c ----------------------------------------------------------------------------- */
+
+#define JITR_POLICY_MAX 2048 /* characters, whitespace excluded (AWS-IOT.md §7.2) */
+
+/* Parameter values: the JITP built-ins from the certificate (AWS::IoT::Certificate::CommonName,
+ * ::SerialNumber (subject serialNumber), ::Organization, ::OrganizationalUnit, ::Country,
+ * ::StateName, ::DistinguishedNameQualifier, ::Id) and jitrca's own jitrca::SerialHex (the
+ * certificate's serial). */
+struct jitr_params {
+    char **names;
+    char **values;
+    size_t n;
+};
+void jitr_params_release(struct jitr_params *p);
+void jitr_params_set(struct jitr_params *p, const char *name, const char *value);
+const char *jitr_params_get(const struct jitr_params *p, const char *name);
+/* The parameters of cert (borrowed); cert_id is the AWS certificateId. */
+void jitr_params_from_cert(X509 *cert, const char *cert_id, struct jitr_params *out);
+
+struct jitr_template;
+
+/* Parses a JITP template (AWS-IOT.md §8): Parameters, Resources of type AWS::IoT::Thing,
+ * AWS::IoT::Certificate and AWS::IoT::Policy, intrinsic functions Ref, Fn::Join, Fn::Sub,
+ * Fn::Select, Fn::Split. The policy must be shared by every device: PolicyName (an existing
+ * policy) or a constant PolicyDocument (checked by jitr_policy_check), which becomes the policy
+ * named policy_name. Errors name the template (origin), the resource and the property. */
+struct jitr_template *jitr_template_parse(const char *text, size_t len, const char *origin,
+                                          const char *policy_name, struct err *e) ATTR_WUR;
+struct jitr_template *jitr_template_load(const char *path, const char *policy_name,
+                                         struct err *e) ATTR_WUR;
+void jitr_template_free(struct jitr_template *t);
+
+enum jitr_override { JITR_OVR_DO_NOTHING, JITR_OVR_REPLACE, JITR_OVR_MERGE, JITR_OVR_FAIL };
+
+/* What the template says for one device. */
+struct jitr_plan {
+    char *thing_name;
+    char *thing_type;    /* NULL: none */
+    char *billing_group; /* NULL: none */
+    json_t *attributes;  /* object of strings (owned), NULL: none */
+    char **groups;
+    size_t ngroups;
+    enum jitr_override thing_override; /* OverrideSettings.AttributePayload */
+    bool activate;       /* AWS::IoT::Certificate Status ACTIVE (default) or INACTIVE */
+};
+void jitr_plan_release(struct jitr_plan *p);
+
+/* Evaluates the template with the parameters (Default when the certificate lacks one, an error
+ * naming the parameter when there is none: AWS fails provisioning then too). ERRC_INVALID. */
+int jitr_template_eval(const struct jitr_template *t, const struct jitr_params *p,
+                       struct jitr_plan *out, struct err *e) ATTR_WUR;
+/* The shared policy: name, document ("" when the template names an existing policy) and the
+ * lowercase hex SHA-256 of the document. Borrowed. */
+const char *jitr_template_policy_name(const struct jitr_template *t);
+const char *jitr_template_policy_doc(const struct jitr_template *t);
+const char *jitr_template_policy_hash(const struct jitr_template *t);
+
+/* Checks an IoT policy document offline: JSON, at most JITR_POLICY_MAX characters without
+ * whitespace, Version "2012-10-17", Statement objects with Effect Allow|Deny, Action(s) "iot:..."
+ * and Resource(s) "*" or "arn:aws:iot:..." strings, policy variables ${...} among those AWS
+ * knows, and never an Allow of iot:* on * (least privilege). ERRC_INVALID with the reason. */
+int jitr_policy_check(const char *doc, size_t len, struct err *e) ATTR_WUR;
+/* The policy's length without whitespace (what AWS counts). */
+size_t jitr_policy_size(const char *doc, size_t len);
+/* True for AWS thing names: 1..128 of [a-zA-Z0-9:_-]. */
+bool jitr_thing_name_ok(const char *s);
+
+/* ---- flow.c --------------------------------------------------------------------------------- */
+
+/* Adding a state? Update jitr_state_names[] in flow.c, jitr_advance() and docs/jitr.md. */
+enum jitr_state {
+    JITR_ST_RECEIVED,         /* request context created from a queued event */
+    JITR_ST_LOCK,             /* Redis SET jitr:lock:<id> NX PX: one flow per certificate */
+    JITR_ST_LOAD,             /* Redis HGETALL jitr:dev:<id>: finished already? resume where? */
+    JITR_ST_LOOKUP,           /* Redis GET fp:<id>, HGETALL cert:<serial>: our index */
+    JITR_ST_DESCRIBE,         /* AWS DescribeCertificate, only when the index has no record */
+    JITR_ST_EVALUATE,         /* pure: ours, not revoked, valid, CA not retired, JITR profile */
+    JITR_ST_CREATE_THING,     /* AWS CreateThing (identical config: 200; other: conflict) */
+    JITR_ST_POLICY,           /* the shared policy at the template's version (once per policy) */
+    JITR_ST_ATTACH_POLICY,    /* AWS AttachPolicy to the certificate ARN */
+    JITR_ST_ATTACH_PRINCIPAL, /* AWS AttachThingPrincipal */
+    JITR_ST_ADD_TO_GROUP,     /* AWS AddThingToThingGroup, per group (optional) */
+    JITR_ST_ACTIVATE,         /* AWS UpdateCertificate ACTIVE: last, the commit marker */
+    JITR_ST_RECORD,           /* audit record, then Redis: state DONE */
+    JITR_ST_REJECT,           /* AWS UpdateCertificate REVOKED (or left pending, by config) */
+    JITR_ST_RECORD_REJECT,    /* audit record, then Redis: state REJECTED */
+    JITR_ST_PERSIST,          /* Redis: the next state and the trace (after each AWS step) */
+    JITR_ST_UNLOCK,           /* Redis: release the lock if still ours */
+    JITR_ST_FINISHED,         /* io->done has run */
+    JITR_ST__COUNT
+};
+const char *jitr_state_name(enum jitr_state st);
+/* The state of that name, or -1. */
+int jitr_state_parse(const char *name);
+
+enum jitr_outcome {
+    JITR_OUT_NONE,
+    JITR_OUT_ACTIVATED, /* provisioned and ACTIVE now */
+    JITR_OUT_REJECTED,  /* not ours / revoked / expired / ...: REVOKED in AWS or left pending */
+    JITR_OUT_DUPLICATE, /* already finished: nothing done */
+    JITR_OUT_BUSY,      /* another flow holds the certificate's lock: retry later */
+    JITR_OUT_RETRY,     /* transient failure: retry after a backoff */
+    JITR_OUT_DEAD,      /* permanent failure: dead-letter */
+    JITR_OUT__COUNT
+};
+const char *jitr_outcome_name(enum jitr_outcome o);
+
+/* One of our CAs as the flow sees it (borrowed from the service). */
+struct jitr_ca {
+    const char *name;
+    const char *aws_id; /* its certificateId in AWS: SHA-256 of its DER */
+    X509 *cert;
+    bool retired;
+};
+
+struct ca_profiles;
+
+/* Read-only context of every flow (owned by the service or the test). */
+struct jitr_env {
+    const struct jitr_ca *cas;
+    size_t ncas;
+    const struct ca_profiles *profiles;
+    const struct jitr_template *tpl;
+    const char *region;
+    bool reject_leave_pending; /* rejected certificates stay PENDING_ACTIVATION */
+    bool thing_conflict_fail;  /* an existing thing with other attributes: dead letter */
+    const char *thing_group;   /* every device joins this group too; NULL/"" none */
+    int lock_ms;               /* lock lifetime */
+    int redis_timeout_ms;
+    int64_t (*now_ms)(void);   /* NULL: time_now_ms */
+};
+
+struct jitr_req;
+
+/* The world of a flow. Async functions follow STYLE.md §2.4 (-1: cb never runs; 0: cb exactly
+ * once, later, from the loop). */
+struct jitr_io {
+    void *ctx;
+    /* a Redis command; keys carry STORE_PREFIX */
+    int (*redis)(void *ctx, int argc, const char *const *argv, store_reply_cb *cb, void *arg,
+                 struct err *e);
+    /* an AWS IoT call (aws_iot_call); in is borrowed */
+    int (*aws)(void *ctx, enum aws_iot_op op, json_t *in, aws_iot_cb *cb, void *arg,
+               struct err *e);
+    /* the template's shared policy exists in AWS at the template's version */
+    int (*policy_ready)(void *ctx, const struct jitr_template *t, store_done_cb *cb, void *arg,
+                        struct err *e);
+    /* appends an audit record (borrowed) durably */
+    int (*audit)(void *ctx, json_t *rec, struct err *e);
+    /* the flow has finished (jitr_req_outcome); the owner may free r from here */
+    void (*done)(void *ctx, struct jitr_req *r);
+};
+
+/* A flow for one event. entry_id is the stream entry (copied; "" in tests). */
+struct jitr_req *jitr_req_new(const struct jitr_env *env, const struct jitr_io *io,
+                              const struct jitr_event *ev, const char *entry_id);
+/* Runs the machine until it waits on an operation; io->done runs at the end (never inside
+ * jitr_req_start itself unless the very first operation fails to start). */
+void jitr_req_start(struct jitr_req *r);
+void jitr_req_free(struct jitr_req *r);
+enum jitr_outcome jitr_req_outcome(const struct jitr_req *r);
+enum jitr_state jitr_req_state(const struct jitr_req *r);
+/* Why it was rejected, retried or dead-lettered ("" otherwise). */
+const struct err *jitr_req_err(const struct jitr_req *r);
+/* Every state entered, space-separated ("RECEIVED LOCK LOAD ..."). */
+const char *jitr_req_trace(const struct jitr_req *r);
+const struct jitr_event *jitr_req_event(const struct jitr_req *r);
+const char *jitr_req_entry(const struct jitr_req *r);
+const char *jitr_req_thing(const struct jitr_req *r); /* "" before EVALUATE */
+/* AWS calls made by this flow. */
+unsigned jitr_req_aws_calls(const struct jitr_req *r);
+
+#endif
