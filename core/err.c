@@ -100,6 +100,18 @@ int err_openssl_at(struct err *e, enum err_code code, const char *file, int line
     return -1;
 }
 
+const char *err_errno_str(int errnum, char *buf, size_t cap)
+{
+#if defined(__GLIBC__) && defined(_GNU_SOURCE)
+    return strerror_r(errnum, buf, cap);
+#else
+    if (strerror_r(errnum, buf, cap) != 0) {
+        snprintf(buf, cap, "errno %d", errnum);
+    }
+    return buf;
+#endif
+}
+
 int err_errno_at(struct err *e, enum err_code code, const char *file, int line, const char *fmt,
                  ...)
 {
@@ -112,14 +124,7 @@ int err_errno_at(struct err *e, enum err_code code, const char *file, int line, 
     err_vset(e, code, file, line, fmt, ap);
     va_end(ap);
     char buf[128];
-    const char *s = buf;
-#if defined(__GLIBC__) && defined(_GNU_SOURCE)
-    s = strerror_r(saved, buf, sizeof(buf));
-#else
-    if (strerror_r(saved, buf, sizeof(buf)) != 0) {
-        snprintf(buf, sizeof(buf), "errno %d", saved);
-    }
-#endif
+    const char *s = err_errno_str(saved, buf, sizeof(buf));
     size_t len = strlen(e->msg);
     snprintf(e->msg + len, sizeof(e->msg) - len, ": %s", s);
     errno = saved;

@@ -54,6 +54,8 @@ int err_prefix(struct err *e, const char *fmt, ...) ATTR_PRINTF(2, 3);
 void err_copy(struct err *dst, const struct err *src);
 
 const char *err_code_name(enum err_code code); /* "invalid", "denied", ... */
+/* The text of errno value errnum in buf (thread-safe strerror). */
+const char *err_errno_str(int errnum, char *buf, size_t cap);
 int err_http_status(enum err_code code);
 int err_exit_code(enum err_code code);
 

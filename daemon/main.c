@@ -44,14 +44,19 @@ static pid_t spawn(const char *config, size_t slot, const sigset_t *orig)
 {
     pid_t pid = fork();
     if (pid < 0) {
-        log_error("cannot fork worker %zu: %s", slot, strerror(errno));
+        char eb[128];
+        log_error("cannot fork worker %zu: %s", slot, err_errno_str(errno, eb, sizeof(eb)));
         return 0;
     }
     if (pid == 0) {
-        signal(SIGHUP, SIG_DFL);
-        signal(SIGTERM, SIG_DFL);
-        signal(SIGINT, SIG_DFL);
-        signal(SIGCHLD, SIG_DFL);
+        struct sigaction dfl;
+        memset(&dfl, 0, sizeof(dfl));
+        dfl.sa_handler = SIG_DFL;
+        sigemptyset(&dfl.sa_mask);
+        sigaction(SIGHUP, &dfl, NULL);
+        sigaction(SIGTERM, &dfl, NULL);
+        sigaction(SIGINT, &dfl, NULL);
+        sigaction(SIGCHLD, &dfl, NULL);
         sigprocmask(SIG_SETMASK, orig, NULL);
         _exit(worker_main(config, slot));
     }

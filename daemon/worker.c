@@ -139,7 +139,12 @@ int worker_main(const char *config_path, size_t slot)
     memset(&o, 0, sizeof(o));
     a->config_path = config_path;
     a->slot = slot;
-    signal(SIGPIPE, SIG_IGN); /* a peer that went away is an error return, not a death */
+    /* a peer that went away is an error return, not a death */
+    struct sigaction ign;
+    memset(&ign, 0, sizeof(ign));
+    ign.sa_handler = SIG_IGN;
+    sigemptyset(&ign.sa_mask);
+    sigaction(SIGPIPE, &ign, NULL);
     if (evthread_use_pthreads() != 0) {
         log_error("libevent has no thread support");
         return 1;
