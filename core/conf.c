@@ -82,6 +82,9 @@ static const struct conf_key conf_keys[] = {
         "jitrd: seconds SIGTERM waits for requests in flight before exiting."),
     INT(max_json_depth, 8, 2, 64, "jitrd: nesting depth of request JSON."),
     INT(max_batch, 1000, 1, 100000, "jitrd: items of one POST /v1/sign/batch."),
+    STR(jitr_config, "", "JITRCA_JITR_CONFIG",
+        "jitrd: JSON file of the JITR settings (intake listener, secrets, template, workers; "
+        "docs/jitr.md); empty means no JITR."),
 };
 
 static char **conf_str_at(struct conf *c, const struct conf_key *k)
@@ -257,7 +260,12 @@ void conf_describe(struct buf *out)
         const struct conf_key *k = &conf_keys[i];
         buf_addf(out, "| `%s` | %s | ", k->name, k->type == CONF_STR ? "string" : "integer");
         if (k->type == CONF_STR) {
-            buf_addf(out, "`\"%s\"`", k->def_str);
+            if (strcmp(k->def_str, JITRCA_PROFILES_DIR) == 0) {
+                /* a build-time path: say what it is, not where this build happens to live */
+                buf_addstr(out, "`policies/profiles` of the source tree (set at build time)");
+            } else {
+                buf_addf(out, "`\"%s\"`", k->def_str);
+            }
         } else {
             buf_addf(out, "`%lld` (%lld to %lld)", (long long)k->def_int, (long long)k->min,
                      (long long)k->max);
