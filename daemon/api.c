@@ -49,6 +49,7 @@ enum job_kind {
     J_DENY,
     J_REVOKE,
     J_CRL,
+    J_CRL_SCHEDULE,
     J_RELOAD,
 };
 
@@ -782,6 +783,25 @@ static void run_crl(struct job *j, struct tstate *ts)
     issuance_crl_release(&crl);
 }
 
+/* The schedule of issue 3: a CRL is regenerated once half its validity has passed, even when
+ * nothing is revoked and nobody asks for it (issuance_crl_refresh_if_due decides). */
+static void run_crl_schedule(struct job *j, struct tstate *ts)
+{
+    struct err e = ERR_INIT;
+    size_t n = 0;
+    struct store *st = ts_store(ts, j->snap, &e);
+    if (st == NULL ||
+        issuance_crl_refresh_if_due(j->snap->revoker, st, time(NULL), "jitrd:schedule", &n, &e) !=
+            0) {
+        ts_after_error(ts, &e);
+        log_warn("scheduled CRL refresh failed: %s", e.msg);
+        return;
+    }
+    if (n) {
+        log_info("scheduled CRL refresh regenerated %zu CRL(s)", n);
+    }
+}
+
 /* Connections idle for a while may be dead (Redis restarted meanwhile): a PING finds out before a
  * request fails on them, and a failure drops them all so this job reconnects. */
 static void ts_freshen(struct tstate *ts)
@@ -832,6 +852,9 @@ static void job_run(struct pool_job *pj, void *tls)
     case J_CRL:
         run_crl(j, ts);
         break;
+    case J_CRL_SCHEDULE:
+        run_crl_schedule(j, ts);
+        break;
     case J_RELOAD:
         j->new_snap = snap_build(j->api->config_path, j->api->gen + 1, &j->err);
         break;
@@ -859,6 +882,8 @@ static void job_done(struct pool_job *pj)
     if (j->kind == J_RELOAD) {
         api_reload_done(a, j->new_snap, &j->err);
         j->new_snap = NULL;
+    } else if (j->req == NULL) {
+        /* a job of the worker itself (the CRL schedule): nobody to answer */
     } else {
         if (j->retry_after[0]) {
             httpd_req_add_header(j->req, "Retry-After", j->retry_after);
@@ -891,6 +916,13 @@ static void job_submit(struct api *a, struct job *j)
 {
     a->jobs++;
     pool_submit(a->pool, &j->pj);
+}
+
+void api_crl_schedule(struct api *a)
+{
+    if (a->snap->revoker != NULL && !a->snap->degraded) {
+        job_submit(a, job_new(a, NULL, J_CRL_SCHEDULE));
+    }
 }
 
 void api_reload_start(struct api *a)

@@ -43,6 +43,8 @@ void api_run_many(struct pool_job **v, size_t n, void *tls);
 /* Builds a new snapshot in a signing thread; api_reload_done (worker.c) swaps it in on the
  * loop, or logs why it failed and keeps the current one. */
 void api_reload_start(struct api *a);
+/* Submits the CRL schedule check (regenerates the CRLs that are due) to a signing thread. */
+void api_crl_schedule(struct api *a);
 void api_reload_done(struct api *a, struct snap *fresh, const struct err *e);
 
 #endif

@@ -18,14 +18,17 @@
 #include "core/util.h"
 #include "daemon/api.h"
 #include "issuance/issuance.h"
+#include "jitr/jitr.h"
 
 #define DEGRADED_RETRY_MS 5000
+#define CRL_CHECK_SECONDS 10 /* how often worker 0 asks whether a CRL is due */
 
 struct worker {
     struct api api;
     struct event *ev_hup, *ev_term, *ev_int, *tick;
     bool stopping;
     int64_t stop_deadline_ms;
+    uint64_t ticks; /* seconds since the worker started */
 };
 
 static void audit_totals(const struct snap *s, uint64_t *records, uint64_t *commits)
@@ -120,6 +123,10 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         }
         return;
     }
+    /* one worker keeps the CRLs fresh; the check is cheap when nothing is due */
+    if (a->slot == 0 && ++w->ticks % CRL_CHECK_SECONDS == 0) {
+        api_crl_schedule(a);
+    }
     if (a->snap->degraded && !a->reloading &&
         time_now_ms() - a->last_reload_ms >= DEGRADED_RETRY_MS) {
         api_reload_start(a);
@@ -135,6 +142,7 @@ int worker_main(const char *config_path, size_t slot)
     const struct conf *c = NULL;
     struct httpd_opts o;
     struct timeval sec = { 1, 0 };
+    struct jitr_service *jitr = NULL;
     memset(&w, 0, sizeof(w));
     memset(&o, 0, sizeof(o));
     a->config_path = config_path;
@@ -184,6 +192,14 @@ int worker_main(const char *config_path, size_t slot)
         log_error("worker %zu: %s", slot, e.msg);
         goto out;
     }
+    /* JITR (issue 5, jitr/jitr.h): its own intake listener, the stream consumer, reconciler */
+    if (c->jitr_config[0] != '\0') {
+        jitr = jitr_service_new(a->base, c, slot, &e);
+        if (jitr == NULL) {
+            log_error("worker %zu: %s", slot, e.msg);
+            goto out;
+        }
+    }
     w.ev_hup = evsignal_new(a->base, SIGHUP, on_hup, &w);
     w.ev_term = evsignal_new(a->base, SIGTERM, on_term, &w);
     w.ev_int = evsignal_new(a->base, SIGINT, on_term, &w);
@@ -200,6 +216,7 @@ int worker_main(const char *config_path, size_t slot)
     log_info("worker %zu stopped", slot);
     rc = 0;
 out:
+    jitr_service_free(jitr);
     /* completions still queued reply through httpd: the pool goes first */
     pool_free(a->pool);
     httpd_free(a->httpd);
