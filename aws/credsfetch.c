@@ -47,6 +47,7 @@ struct aws_credp {
     struct aws_credp_opts o;
     struct aws_creds creds; /* cached; empty when none */
     bool have;
+    bool just_fetched; /* deliver even inside the mandatory window: nothing fresher exists */
     struct aws_chain ch;
     enum fetch_state st;
     int container_attempt;
@@ -81,7 +82,10 @@ static void on_deliver(evutil_socket_t fd, short what, void *arg)
     struct aws_credp *p = arg;
     struct aws_creds snap;
     struct err e = ERR_INIT;
-    bool ok = creds_fresh(p), alive = true;
+    bool ok = creds_fresh(p) ||
+              (p->just_fetched && p->have &&
+               (p->creds.expiration == 0 || p->creds.expiration > time(NULL))),
+         alive = true;
     (void)fd;
     (void)what;
     if (!ok && !p->fetch_failed) {
@@ -100,6 +104,7 @@ static void on_deliver(evutil_socket_t fd, short what, void *arg)
     p->waiters = NULL;
     p->tail = &p->waiters;
     p->fetch_failed = false;
+    p->just_fetched = false;
     p->alive = &alive;
     while (w != NULL) {
         struct credp_waiter *next = w->next;
@@ -160,6 +165,7 @@ static void fetch_done(struct aws_credp *p, const struct err *e)
         p->creds = p->ch.creds;
         aws_creds_init(&p->ch.creds);
         p->have = true;
+        p->just_fetched = true;
         log_debug("AWS credentials from %s", p->creds.source);
         schedule_refresh(p);
     } else if (creds_fresh(p)) {
