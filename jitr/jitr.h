@@ -250,4 +250,37 @@ const char *jitr_req_thing(const struct jitr_req *r); /* "" before EVALUATE */
 /* AWS calls made by this flow. */
 unsigned jitr_req_aws_calls(const struct jitr_req *r);
 
+/* ---- service.c / intake.c: JITR inside a jitrd worker --------------------------------------- */
+
+struct event_base;
+struct conf;
+struct jitr_service;
+
+/* Starts JITR in a worker: reads conf->jitr_config (docs/jitr.md; errors name the file and key),
+ * opens the intake listener (SO_REUSEPORT, every worker), joins the consumer group, and in worker
+ * slot 0 runs the reconciler. NULL with *e set when the settings, template, CA store or listener
+ * are unusable. Redis being down is not an error: the intake answers 503 until it is back. */
+struct jitr_service *jitr_service_new(struct event_base *base, const struct conf *conf,
+                                      size_t slot, struct err *e) ATTR_WUR;
+/* Stops the intake and the consumer; flows in flight are cancelled (their entries stay pending
+ * and are claimed by another worker or after a restart). */
+void jitr_service_free(struct jitr_service *s);
+/* Flows and intake requests in flight. */
+size_t jitr_service_busy(const struct jitr_service *s);
+
+/* ---- admin.c: for jitrctl ------------------------------------------------------------------- */
+
+/* `jitrctl jitr status ID`: ID is a certificateId (64 hex) or a serial (hex) found through the
+ * index. out receives {"certificate_id", "serial", "state", ..., "trace": [...]}. ERRC_NOT_FOUND
+ * when nothing is known. */
+int jitr_admin_status(const char *redis_url, const char *id, json_t **out,
+                      struct err *e) ATTR_WUR;
+/* The dead letters, oldest first: [{"id", "certificate_id", "error", ...}]. */
+int jitr_admin_dlq_list(const char *redis_url, json_t **out, struct err *e) ATTR_WUR;
+/* Re-queues dead letters (every one when id is NULL, else the one with that stream id or
+ * certificateId): resets their stored state, adds them to the event stream, removes them from
+ * the dead-letter stream. *n receives how many. */
+int jitr_admin_dlq_retry(const char *redis_url, const char *id, size_t *n,
+                         struct err *e) ATTR_WUR;
+
 #endif

@@ -1,0 +1,271 @@
+/*
+ * jitrctl's view of JITR (status, dead letters): short synchronous sequences of Redis commands
+ * run on a private event loop with the async client (store/async.h), each reply converted to
+ * JSON. Nothing here runs inside jitrd.
+ */
+#include <event2/event.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/mem.h"
+#include "core/util.h"
+#include "jitr/jitr.h"
+#include "store/store.h"
+
+struct admin {
+    struct event_base *base;
+    struct store_async *s;
+    bool done;
+    json_t *reply;
+    struct err err;
+};
+
+static json_t *to_json(const struct store_reply *r)
+{
+    switch (r->type) {
+    case STORE_REPLY_STRING:
+        return json_stringn(r->str, r->len);
+    case STORE_REPLY_INTEGER:
+        return json_integer(r->integer);
+    case STORE_REPLY_ARRAY: {
+        json_t *a = json_array();
+        for (size_t i = 0; i < r->n; i++) {
+            json_array_append_new(a, to_json(&r->elem[i]));
+        }
+        return a;
+    }
+    case STORE_REPLY_NIL:
+        break;
+    }
+    return json_null();
+}
+
+static void on_reply(void *arg, const struct store_reply *r, const struct err *e)
+{
+    struct admin *a = arg;
+    a->done = true;
+    if (e != NULL) {
+        err_copy(&a->err, e);
+    } else {
+        a->reply = to_json(r);
+    }
+}
+
+/* Runs one command; returns a new reference or NULL with *e set. */
+static json_t *cmd(struct admin *a, int argc, const char *const *argv, struct err *e)
+{
+    a->done = false;
+    a->reply = NULL;
+    err_clear(&a->err);
+    if (store_async_cmd(a->s, argc, argv, NULL, 5000, on_reply, a, e) != 0) {
+        return NULL;
+    }
+    while (!a->done && event_base_loop(a->base, EVLOOP_ONCE) >= 0) {
+    }
+    if (a->reply == NULL) {
+        err_copy(e, &a->err);
+    }
+    return a->reply;
+}
+
+static int admin_open(struct admin *a, const char *url, struct err *e)
+{
+    memset(a, 0, sizeof(*a));
+    a->base = event_base_new();
+    if (a->base == NULL) {
+        return err_set(e, ERRC_INTERNAL, "cannot create an event loop");
+    }
+    a->s = store_async_new(a->base, url, e);
+    return a->s ? 0 : -1;
+}
+
+static void admin_close(struct admin *a)
+{
+    store_async_free(a->s);
+    if (a->base) {
+        event_base_free(a->base);
+    }
+}
+
+/* [k, v, k, v] -> {k: v} */
+static json_t *pairs(const json_t *arr)
+{
+    json_t *o = json_object();
+    for (size_t i = 0; i + 1 < json_array_size(arr); i += 2) {
+        const char *k = json_string_value(json_array_get(arr, i));
+        if (k) {
+            json_object_set(o, k, json_array_get(arr, i + 1));
+        }
+    }
+    return o;
+}
+
+int jitr_admin_status(const char *redis_url, const char *id, json_t **out, struct err *e)
+{
+    struct admin a;
+    char cert[65], key[200];
+    json_t *h = NULL, *tr = NULL, *res = NULL;
+    int rc = -1;
+    size_t n = strlen(id);
+    *out = NULL;
+    if (n == 0 || n > 128) {
+        return err_set(e, ERRC_INVALID, "'%s' is neither a certificateId nor a serial", id);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (hex_digit_value((unsigned char)id[i]) < 0) {
+            return err_set(e, ERRC_INVALID,
+                           "'%.64s' is neither a certificateId (64 hex) nor a serial (hex)", id);
+        }
+    }
+    if (admin_open(&a, redis_url, e) != 0) {
+        goto out;
+    }
+    if (n == 64) {
+        for (size_t i = 0; i < 64; i++) {
+            cert[i] = (char)((id[i] >= 'A' && id[i] <= 'F') ? id[i] + 32 : id[i]);
+        }
+        cert[64] = '\0';
+    } else {
+        json_t *fp;
+        char serial[130];
+        for (size_t i = 0; i <= n; i++) {
+            serial[i] = (char)((id[i] >= 'A' && id[i] <= 'F') ? id[i] + 32 : id[i]);
+        }
+        snprintf(key, sizeof(key), STORE_PREFIX "cert:%s", serial);
+        const char *av[] = { "HGET", key, "fingerprint" };
+        fp = cmd(&a, 3, av, e);
+        if (fp == NULL) {
+            goto out;
+        }
+        if (!json_is_string(fp) || json_string_length(fp) != 64) {
+            json_decref(fp);
+            err_set(e, ERRC_NOT_FOUND, "serial %s is not in the index", serial);
+            goto out;
+        }
+        snprintf(cert, sizeof(cert), "%s", json_string_value(fp));
+        json_decref(fp);
+    }
+    snprintf(key, sizeof(key), STORE_PREFIX "jitr:dev:%s", cert);
+    {
+        const char *av[] = { "HGETALL", key };
+        h = cmd(&a, 2, av, e);
+    }
+    snprintf(key, sizeof(key), STORE_PREFIX "jitr:trace:%s", cert);
+    {
+        const char *av[] = { "LRANGE", key, "0", "-1" };
+        tr = h ? cmd(&a, 4, av, e) : NULL;
+    }
+    if (tr == NULL) {
+        goto out;
+    }
+    if (json_array_size(h) == 0) {
+        err_set(e, ERRC_NOT_FOUND, "no JITR state for certificate %s", cert);
+        goto out;
+    }
+    res = pairs(h);
+    json_object_set_new(res, "certificate_id", json_string(cert));
+    json_object_set(res, "trace", tr);
+    *out = res;
+    res = NULL;
+    rc = 0;
+out:
+    json_decref(h);
+    json_decref(tr);
+    json_decref(res);
+    admin_close(&a);
+    return rc;
+}
+
+static json_t *dlq_entries(struct admin *a, struct err *e)
+{
+    const char *av[] = { "XRANGE", STORE_PREFIX "jitr:dlq", "-", "+" };
+    json_t *r = cmd(a, 4, av, e), *out;
+    size_t i;
+    json_t *ent;
+    if (r == NULL) {
+        return NULL;
+    }
+    out = json_array();
+    json_array_foreach (r, i, ent) {
+        json_t *o = pairs(json_array_get(ent, 1));
+        json_object_set(o, "id", json_array_get(ent, 0));
+        json_array_append_new(out, o);
+    }
+    json_decref(r);
+    return out;
+}
+
+int jitr_admin_dlq_list(const char *redis_url, json_t **out, struct err *e)
+{
+    struct admin a;
+    int rc = -1;
+    *out = NULL;
+    if (admin_open(&a, redis_url, e) == 0) {
+        *out = dlq_entries(&a, e);
+        rc = *out ? 0 : -1;
+    }
+    admin_close(&a);
+    return rc;
+}
+
+int jitr_admin_dlq_retry(const char *redis_url, const char *id, size_t *n, struct err *e)
+{
+    struct admin a;
+    json_t *list = NULL;
+    size_t i;
+    json_t *ent;
+    int rc = -1;
+    *n = 0;
+    if (admin_open(&a, redis_url, e) != 0 || (list = dlq_entries(&a, e)) == NULL) {
+        goto out;
+    }
+    json_array_foreach (list, i, ent) {
+        const char *eid = json_string_value(json_object_get(ent, "id"));
+        const char *cert = json_string_value(json_object_get(ent, "cert"));
+        const char *ca = json_string_value(json_object_get(ent, "ca"));
+        const char *acct = json_string_value(json_object_get(ent, "account"));
+        const char *recv = json_string_value(json_object_get(ent, "recv"));
+        char key[200];
+        json_t *r;
+        if (eid == NULL || cert == NULL || ca == NULL) {
+            continue;
+        }
+        if (id != NULL && strcmp(id, eid) != 0 && strcmp(id, cert) != 0) {
+            continue;
+        }
+        snprintf(key, sizeof(key), STORE_PREFIX "jitr:dev:%s", cert);
+        {
+            const char *av[] = { "HDEL", key, "state", "attempts", "reason" };
+            if ((r = cmd(&a, 5, av, e)) == NULL) {
+                goto out;
+            }
+            json_decref(r);
+        }
+        {
+            const char *av[] = { "XADD",  STORE_PREFIX "jitr:events", "*", "cert", cert,
+                                 "ca",    ca, "account", acct ? acct : "", "recv",
+                                 recv ? recv : "0", "src", "dlq-retry" };
+            if ((r = cmd(&a, (int)ARRAY_LEN(av), av, e)) == NULL) {
+                goto out;
+            }
+            json_decref(r);
+        }
+        {
+            const char *av[] = { "XDEL", STORE_PREFIX "jitr:dlq", eid };
+            if ((r = cmd(&a, 3, av, e)) == NULL) {
+                goto out;
+            }
+            json_decref(r);
+        }
+        (*n)++;
+    }
+    if (id != NULL && *n == 0) {
+        err_set(e, ERRC_NOT_FOUND, "no dead letter with id or certificateId '%s'", id);
+        goto out;
+    }
+    rc = 0;
+out:
+    json_decref(list);
+    admin_close(&a);
+    return rc;
+}

@@ -1,0 +1,107 @@
+/*
+ * Internal to jitr/: the service shared by service.c, intake.c, policy.c and reconcile.c.
+ * Everything here is touched on the worker's loop only.
+ */
+#ifndef JITR_JITR_INT_H
+#define JITR_JITR_INT_H
+
+#include <openssl/ssl.h>
+
+#include "jitr/jitr.h"
+
+#ifndef JITRCA_JITR_TEMPLATE
+#define JITRCA_JITR_TEMPLATE "/usr/share/jitrca/templates/default.json"
+#endif
+
+struct event;
+struct evhttp;
+struct audit_log;
+struct sflow;
+struct policy_waiter;
+
+/* The JITR settings file (docs/jitr.md). */
+struct jitr_cfg {
+    char *listen;
+    char *tls_cert_file, *tls_key_file;
+    char *secret_header;
+    char *secrets_file; /* one secret per line */
+    char *secrets_env;  /* comma-separated secrets */
+    char *template_path;
+    char *policy_name;
+    char *thing_group;
+    char *on_reject;      /* revoke | leave-pending */
+    char *thing_conflict; /* keep | fail */
+    char *aws_rates;
+    int64_t max_in_flight, claim_idle_ms, max_attempts, backoff_ms, backoff_max_ms;
+    int64_t reconcile_interval_s, lock_ms;
+};
+int jitr_cfg_load(const char *path, struct jitr_cfg *c, struct err *e) ATTR_WUR;
+
+enum jitr_pol_state { JITR_POL_UNKNOWN, JITR_POL_ENSURING, JITR_POL_READY };
+
+struct jitr_service {
+    struct event_base *base;
+    struct jitr_cfg cfg;
+    size_t slot;
+    char consumer[96];
+    char *data_dir;
+    int64_t redis_timeout_ms;
+    struct store_async *rs;     /* every command but the blocking read */
+    struct store_async *rblock; /* XREADGROUP BLOCK */
+    struct aws_iot *iot;
+    struct audit_log *audit;
+    struct jitr_template *tpl;
+    struct ca_profiles *profiles;
+    struct jitr_ca *cas;
+    char **ca_names, **ca_ids, **ca_accounts;
+    bool *ca_known;
+    size_t ncas;
+    struct jitr_env env;
+    struct jitr_io io;
+    /* consumer */
+    struct sflow *flows;
+    size_t nflows;
+    struct event *kick, *claim, *ca_refresh;
+    bool reading, claiming, group_ready, group_pending, redis_down, stopping;
+    /* policy */
+    enum jitr_pol_state pol_state;
+    int pol_step;
+    char pol_hash[65];
+    struct policy_waiter *pol_waiters;
+    struct event *pol_defer;
+    json_t *pol_versions;
+    /* reconciler */
+    struct event *reconcile;
+    bool reconciling;
+    size_t rec_ca;
+    /* intake */
+    struct evhttp *http;
+    SSL_CTX *ssl;
+    int listen_fd;
+    uint8_t (*secrets)[32]; /* SHA-256 of each accepted secret */
+    size_t nsecrets;
+    size_t intake_busy;
+};
+
+int jitr_cas_load(struct jitr_service *s, struct err *e) ATTR_WUR;
+bool jitr_ca_known(void *arg, const char *ca_id);
+/* Fire-and-forget HINCRBY jitr:stats field by. */
+void jitr_stat_incr(struct jitr_service *s, const char *field, long long by);
+/* aws_iot_call counting the call in jitr:stats. */
+int jitr_aws_call(struct jitr_service *s, enum aws_iot_op op, json_t *in, aws_iot_cb *cb,
+                  void *arg, struct err *e) ATTR_WUR;
+
+/* policy.c: io->policy_ready; release cancels waiters. */
+int jitr_policy_ready(void *ctx, const struct jitr_template *t, store_done_cb *cb, void *arg,
+                      struct err *e);
+void jitr_policy_release(struct jitr_service *s);
+
+/* intake.c */
+int jitr_intake_start(struct jitr_service *s, struct err *e) ATTR_WUR;
+void jitr_intake_stop(struct jitr_service *s);
+
+/* reconcile.c */
+int jitr_reconciler_start(struct jitr_service *s, struct err *e) ATTR_WUR;
+void jitr_reconciler_stop(struct jitr_service *s);
+
+#endif

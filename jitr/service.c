@@ -1,0 +1,853 @@
+/*
+ * JITR inside a jitrd worker (docs/jitr.md): the production struct jitr_io and everything around
+ * the flows.
+ *
+ *   consumer   XREADGROUP on a connection of its own (BLOCK would stall other commands), at most
+ *              max_in_flight flows; XAUTOCLAIM every claim_idle_ms/2 takes over entries a dead
+ *              worker left pending; a flow's outcome decides: XACK (activated, rejected,
+ *              duplicate), a backoff timer (retry, busy; capped exponential with jitter, always
+ *              shorter than claim_idle_ms so no other worker claims it meanwhile), or the
+ *              dead-letter stream then XACK (dead, or max_attempts reached).
+ *   policy     once per policy, not per device: the first flow that needs it runs a small
+ *              machine (Redis record → GetPolicy → CreatePolicy or CreatePolicyVersion, keeping
+ *              at most 5 versions → Redis record); the others wait for it.
+ *   reconciler worker 0 only: every reconcile_interval_s, ListCertificatesByCA (every page) for
+ *              our registered CAs; PENDING_ACTIVATION certificates without a state record are
+ *              queued like events, so a lost event never strands a device.
+ *   stats      counters in Redis (jitr:stats) shared by every process: outcomes, AWS calls by
+ *              API and result, first-event-to-ACTIVE latency histogram; /metrics renders them
+ *              with the queue depth (XINFO GROUPS: pending + lag) and the dead letters.
+ *   intake     intake.c.
+ * The CA table is reloaded every 10 s so a CA registered after start is accepted.
+ */
+#include <event2/event.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "audit/audit.h"
+#include "ca/authority.h"
+#include "ca/profile.h"
+#include "core/conf.h"
+#include "core/log.h"
+#include "core/mem.h"
+#include "core/util.h"
+#include "jitr/jitr_int.h"
+#include "store/store.h"
+
+#define CA_REFRESH_MS 10000
+
+/* ---- configuration -------------------------------------------------------------------------- */
+
+static int cfg_str(json_t *root, const char *file, const char *k, char **out, const char *def,
+                   struct err *e)
+{
+    json_t *v = json_object_get(root, k);
+    if (v == NULL) {
+        *out = xstrdup(def);
+        return 0;
+    }
+    if (!json_is_string(v)) {
+        return err_set(e, ERRC_INVALID, "%s: key '%s' must be a string", file, k);
+    }
+    *out = xstrdup(json_string_value(v));
+    return 0;
+}
+
+static int cfg_int(json_t *root, const char *file, const char *k, int64_t *out, int64_t def,
+                   int64_t lo, int64_t hi, struct err *e)
+{
+    json_t *v = json_object_get(root, k);
+    if (v == NULL) {
+        *out = def;
+        return 0;
+    }
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) {
+        return err_set(e, ERRC_INVALID, "%s: key '%s' must be an integer from %lld to %lld",
+                       file, k, (long long)lo, (long long)hi);
+    }
+    *out = (int64_t)json_integer_value(v);
+    return 0;
+}
+
+static void cfg_release(struct jitr_cfg *c)
+{
+    xfree(c->listen);
+    xfree(c->tls_cert_file);
+    xfree(c->tls_key_file);
+    xfree(c->secret_header);
+    xfree(c->secrets_file);
+    xfree(c->secrets_env);
+    xfree(c->template_path);
+    xfree(c->policy_name);
+    xfree(c->thing_group);
+    xfree(c->on_reject);
+    xfree(c->thing_conflict);
+    xfree(c->aws_rates);
+    memset(c, 0, sizeof(*c));
+}
+
+int jitr_cfg_load(const char *path, struct jitr_cfg *c, struct err *e)
+{
+    static const char *const keys[] = {
+        "listen", "tls_cert_file", "tls_key_file", "secret_header", "secrets_file",
+        "secrets_env", "template", "policy_name", "thing_group", "on_reject", "thing_conflict",
+        "max_in_flight", "claim_idle_ms", "max_attempts", "backoff_ms", "backoff_max_ms",
+        "reconcile_interval_s", "aws_rates", "lock_ms",
+    };
+    struct buf b = BUF_INIT;
+    json_error_t je;
+    json_t *root = NULL;
+    const char *k;
+    json_t *v;
+    int rc = -1;
+    memset(c, 0, sizeof(*c));
+    if (file_read_all(path, 1 << 20, &b, e) != 0) {
+        return -1;
+    }
+    root = json_loadb(b.data, b.len, JSON_REJECT_DUPLICATES, &je);
+    if (!json_is_object(root)) {
+        err_set(e, ERRC_INVALID, "%s: not a JSON object: %s", path, root ? "" : je.text);
+        goto out;
+    }
+    json_object_foreach (root, k, v) {
+        bool found = false;
+        for (size_t i = 0; i < ARRAY_LEN(keys); i++) {
+            found = found || strcmp(keys[i], k) == 0;
+        }
+        if (!found) {
+            err_set(e, ERRC_INVALID, "%s: unknown key '%s'", path, k);
+            goto out;
+        }
+    }
+    if (cfg_str(root, path, "listen", &c->listen, "127.0.0.1:8480", e) ||
+        cfg_str(root, path, "tls_cert_file", &c->tls_cert_file, "", e) ||
+        cfg_str(root, path, "tls_key_file", &c->tls_key_file, "", e) ||
+        cfg_str(root, path, "secret_header", &c->secret_header, "x-jitr-secret", e) ||
+        cfg_str(root, path, "secrets_file", &c->secrets_file, "", e) ||
+        cfg_str(root, path, "secrets_env", &c->secrets_env, "JITRCA_JITR_SECRETS", e) ||
+        cfg_str(root, path, "template", &c->template_path, JITRCA_JITR_TEMPLATE, e) ||
+        cfg_str(root, path, "policy_name", &c->policy_name, "jitrca-device", e) ||
+        cfg_str(root, path, "thing_group", &c->thing_group, "", e) ||
+        cfg_str(root, path, "on_reject", &c->on_reject, "revoke", e) ||
+        cfg_str(root, path, "thing_conflict", &c->thing_conflict, "keep", e) ||
+        cfg_str(root, path, "aws_rates", &c->aws_rates, "", e) ||
+        cfg_int(root, path, "max_in_flight", &c->max_in_flight, 64, 1, 10000, e) ||
+        cfg_int(root, path, "claim_idle_ms", &c->claim_idle_ms, 30000, 1000, 3600000, e) ||
+        cfg_int(root, path, "max_attempts", &c->max_attempts, 10, 1, 1000, e) ||
+        cfg_int(root, path, "backoff_ms", &c->backoff_ms, 200, 1, 600000, e) ||
+        cfg_int(root, path, "backoff_max_ms", &c->backoff_max_ms, 10000, 1, 3600000, e) ||
+        cfg_int(root, path, "reconcile_interval_s", &c->reconcile_interval_s, 300, 0, 86400,
+                e) ||
+        cfg_int(root, path, "lock_ms", &c->lock_ms, 60000, 1000, 3600000, e)) {
+        goto out;
+    }
+    if (strcmp(c->on_reject, "revoke") != 0 && strcmp(c->on_reject, "leave-pending") != 0) {
+        err_set(e, ERRC_INVALID, "%s: on_reject must be revoke or leave-pending", path);
+        goto out;
+    }
+    if (strcmp(c->thing_conflict, "keep") != 0 && strcmp(c->thing_conflict, "fail") != 0) {
+        err_set(e, ERRC_INVALID, "%s: thing_conflict must be keep or fail", path);
+        goto out;
+    }
+    if (c->backoff_max_ms >= c->claim_idle_ms) {
+        err_set(e, ERRC_INVALID, "%s: backoff_max_ms must be below claim_idle_ms (else another "
+                "worker claims an entry that is only waiting)", path);
+        goto out;
+    }
+    if ((c->tls_cert_file[0] == '\0') != (c->tls_key_file[0] == '\0')) {
+        err_set(e, ERRC_INVALID, "%s: tls_cert_file and tls_key_file go together", path);
+        goto out;
+    }
+    rc = 0;
+out:
+    if (rc != 0) {
+        cfg_release(c);
+    }
+    json_decref(root);
+    buf_release(&b);
+    return rc;
+}
+
+/* ---- the CA table --------------------------------------------------------------------------- */
+
+static void cas_free(struct jitr_service *s)
+{
+    for (size_t i = 0; i < s->ncas; i++) {
+        xfree(s->ca_names[i]);
+        xfree(s->ca_ids[i]);
+        xfree(s->ca_accounts[i]);
+        X509_free(s->cas[i].cert);
+    }
+    xfree(s->cas);
+    xfree(s->ca_names);
+    xfree(s->ca_ids);
+    xfree(s->ca_accounts);
+    xfree(s->ca_known);
+    s->cas = NULL;
+    s->ca_names = s->ca_ids = s->ca_accounts = NULL;
+    s->ca_known = NULL;
+    s->ncas = 0;
+}
+
+/* Every CA of the store with a certificate; `known` = registered in AWS (ca.json "aws"). */
+int jitr_cas_load(struct jitr_service *s, struct err *e)
+{
+    char **names = NULL;
+    size_t n = 0;
+    if (ca_authority_list(s->data_dir, &names, &n, e) != 0) {
+        return -1;
+    }
+    cas_free(s);
+    s->cas = xcalloc(n + 1, sizeof(*s->cas));
+    s->ca_names = xcalloc(n + 1, sizeof(char *));
+    s->ca_ids = xcalloc(n + 1, sizeof(char *));
+    s->ca_accounts = xcalloc(n + 1, sizeof(char *));
+    s->ca_known = xcalloc(n + 1, sizeof(bool));
+    for (size_t i = 0; i < n; i++) {
+        struct err le = ERR_INIT;
+        struct ca_authority *a = ca_authority_load(s->data_dir, names[i], &le);
+        if (a != NULL && a->cert != NULL) {
+            size_t k = s->ncas++;
+            json_t *aws = json_object_get(a->meta, "aws");
+            json_t *acct = json_object_get(json_array_get(aws, 0), "account");
+            s->ca_names[k] = xstrdup(a->name);
+            s->ca_ids[k] = xstrdup(a->fingerprint);
+            s->ca_accounts[k] = xstrdup(json_is_string(acct) ? json_string_value(acct) : "");
+            s->ca_known[k] = json_is_array(aws) && json_array_size(aws) > 0;
+            X509_up_ref(a->cert);
+            s->cas[k] = (struct jitr_ca){ s->ca_names[k], s->ca_ids[k], a->cert,
+                                          a->status == CA_ST_RETIRED };
+        } else if (a == NULL) {
+            log_warn("jitr: CA '%s' cannot be read: %s", names[i], le.msg);
+        }
+        ca_authority_free(a);
+        xfree(names[i]);
+    }
+    xfree(names);
+    s->env.cas = s->cas;
+    s->env.ncas = s->ncas;
+    return 0;
+}
+
+bool jitr_ca_known(void *arg, const char *ca_id)
+{
+    struct jitr_service *s = arg;
+    for (size_t i = 0; i < s->ncas; i++) {
+        if (s->ca_known[i] && strcmp(s->ca_ids[i], ca_id) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* ---- Redis and stats helpers ---------------------------------------------------------------- */
+
+static void ignore_reply(void *arg, const struct store_reply *r, const struct err *e)
+{
+    (void)arg;
+    (void)r;
+    if (e != NULL && e->code != ERRC_CANCELED) {
+        log_debug("jitr: redis: %s", e->msg);
+    }
+}
+
+void jitr_stat_incr(struct jitr_service *s, const char *field, long long by)
+{
+    char n[32];
+    struct err e = ERR_INIT;
+    snprintf(n, sizeof(n), "%lld", by);
+    const char *av[] = { "HINCRBY", STORE_PREFIX "jitr:stats", field, n };
+    if (!s->stopping && store_async_cmd(s->rs, 4, av, NULL, 2000, ignore_reply, NULL, &e) != 0) {
+        log_debug("jitr: stats: %s", e.msg);
+    }
+}
+
+static const int64_t lat_buckets[] = { 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000,
+                                       300000 };
+
+static void stat_latency(struct jitr_service *s, int64_t ms)
+{
+    char f[48];
+    for (size_t i = 0; i < ARRAY_LEN(lat_buckets); i++) {
+        if (ms <= lat_buckets[i]) {
+            snprintf(f, sizeof(f), "lat_le:%lld", (long long)lat_buckets[i]);
+            jitr_stat_incr(s, f, 1);
+            break;
+        }
+    }
+    jitr_stat_incr(s, "lat_count", 1);
+    jitr_stat_incr(s, "lat_sum_ms", ms);
+}
+
+/* ---- the io of the flows -------------------------------------------------------------------- */
+
+static int io_redis(void *ctx, int argc, const char *const *argv, store_reply_cb *cb, void *arg,
+                    struct err *e)
+{
+    struct jitr_service *s = ctx;
+    return store_async_cmd(s->rs, argc, argv, NULL, (int)s->redis_timeout_ms, cb, arg, e);
+}
+
+struct aws_wrap {
+    struct jitr_service *s;
+    aws_iot_cb *cb;
+    void *arg;
+};
+
+static void on_aws_wrapped(void *arg, const struct aws_iot_result *r, const struct err *e)
+{
+    struct aws_wrap *w = arg;
+    char f[160];
+    snprintf(f, sizeof(f), "aws:%s:%s", aws_iot_op_name(r->op),
+             e == NULL ? "ok" : (r->error_code && r->error_code[0] ? r->error_code
+                                                                    : err_code_name(e->code)));
+    jitr_stat_incr(w->s, f, 1);
+    if (r->attempts > 1) {
+        snprintf(f, sizeof(f), "aws_retries:%s", aws_iot_op_name(r->op));
+        jitr_stat_incr(w->s, f, (long long)r->attempts - 1);
+    }
+    w->cb(w->arg, r, e);
+    xfree(w);
+}
+
+int jitr_aws_call(struct jitr_service *s, enum aws_iot_op op, json_t *in, aws_iot_cb *cb,
+                  void *arg, struct err *e)
+{
+    struct aws_wrap *w = xcalloc(1, sizeof(*w));
+    w->s = s;
+    w->cb = cb;
+    w->arg = arg;
+    if (aws_iot_call(s->iot, op, in, on_aws_wrapped, w, e) != 0) {
+        xfree(w);
+        return -1;
+    }
+    return 0;
+}
+
+static int io_aws(void *ctx, enum aws_iot_op op, json_t *in, aws_iot_cb *cb, void *arg,
+                  struct err *e)
+{
+    return jitr_aws_call(ctx, op, in, cb, arg, e);
+}
+
+static int io_audit(void *ctx, json_t *rec, struct err *e)
+{
+    struct jitr_service *s = ctx;
+    json_t *recs[1] = { rec };
+    return audit_append(s->audit, recs, 1, NULL, e);
+}
+
+/* ---- flows and the stream ------------------------------------------------------------------- */
+
+struct sflow {
+    struct jitr_service *s;
+    struct jitr_req *req;
+    struct jitr_event ev;
+    char entry[64];
+    unsigned attempts;
+    struct event *timer;
+    struct sflow *prev, *next;
+};
+
+static void flow_list_remove(struct jitr_service *s, struct sflow *f)
+{
+    if (f->prev) {
+        f->prev->next = f->next;
+    } else {
+        s->flows = f->next;
+    }
+    if (f->next) {
+        f->next->prev = f->prev;
+    }
+    s->nflows--;
+}
+
+static bool entry_in_flight(struct jitr_service *s, const char *entry)
+{
+    for (struct sflow *f = s->flows; f; f = f->next) {
+        if (strcmp(f->entry, entry) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void sflow_free(struct sflow *f)
+{
+    flow_list_remove(f->s, f);
+    if (f->timer) {
+        event_free(f->timer);
+    }
+    jitr_req_free(f->req);
+    xfree(f);
+}
+
+static void consumer_kick(struct jitr_service *s);
+static void flow_run(struct sflow *f);
+
+static void xack(struct jitr_service *s, const char *entry)
+{
+    struct err e = ERR_INIT;
+    const char *av[] = { "XACK", STORE_PREFIX "jitr:events", "jitr", entry };
+    if (store_async_cmd(s->rs, 4, av, NULL, 5000, ignore_reply, NULL, &e) != 0) {
+        log_warn("jitr: XACK %s: %s", entry, e.msg);
+    }
+}
+
+static void dead_letter(struct jitr_service *s, struct sflow *f, const struct err *why,
+                        const char *state)
+{
+    char recv[32], att[16], now[32];
+    struct err e = ERR_INIT;
+    snprintf(recv, sizeof(recv), "%lld", (long long)f->ev.received_ms);
+    snprintf(att, sizeof(att), "%u", f->attempts);
+    snprintf(now, sizeof(now), "%lld", (long long)time_now_ms());
+    const char *av[] = { "XADD",    STORE_PREFIX "jitr:dlq", "MAXLEN", "~",       "100000",
+                         "*",       "cert",    f->ev.cert_id,   "ca",     f->ev.ca_id,
+                         "account", f->ev.account, "recv",      recv,     "entry",
+                         f->entry,  "attempts", att,            "state",  state,
+                         "error",   why->msg,  "dead_ms",       now };
+    if (store_async_cmd(s->rs, (int)ARRAY_LEN(av), av, NULL, 5000, ignore_reply, NULL, &e) != 0) {
+        log_warn("jitr: dead letter for %.16s: %s", f->ev.cert_id, e.msg);
+    }
+    xack(s, f->entry);
+    log_warn("jitr: cert=%.16s dead-lettered after %u attempts: %s", f->ev.cert_id, f->attempts,
+             why->msg);
+}
+
+static void on_retry_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct sflow *f = arg;
+    (void)fd;
+    (void)what;
+    flow_run(f);
+}
+
+static void io_done(void *ctx, struct jitr_req *r)
+{
+    struct jitr_service *s = ctx;
+    struct sflow *f = NULL;
+    enum jitr_outcome o = jitr_req_outcome(r);
+    char stat[64];
+    for (struct sflow *x = s->flows; x; x = x->next) {
+        if (x->req == r) {
+            f = x;
+        }
+    }
+    BUG_ON(f == NULL);
+    snprintf(stat, sizeof(stat), "outcome:%s", jitr_outcome_name(o));
+    jitr_stat_incr(s, stat, 1);
+    if (s->stopping) {
+        return; /* jitr_service_free frees the flow; the entry stays pending */
+    }
+    switch (o) {
+    case JITR_OUT_ACTIVATED:
+        stat_latency(s, time_now_ms() - (f->ev.received_ms > 0 ? f->ev.received_ms
+                                                                : time_now_ms()));
+        jitr_stat_incr(s, "aws_calls_activated", jitr_req_aws_calls(r));
+        log_info("jitr: cert=%.16s thing '%s' ACTIVE", f->ev.cert_id, jitr_req_thing(r));
+        xack(s, f->entry);
+        break;
+    case JITR_OUT_REJECTED:
+        log_warn("jitr: cert=%.16s rejected: %s", f->ev.cert_id, jitr_req_err(r)->msg);
+        xack(s, f->entry);
+        break;
+    case JITR_OUT_DUPLICATE:
+        xack(s, f->entry);
+        break;
+    case JITR_OUT_DEAD:
+        dead_letter(s, f, jitr_req_err(r), "DEAD");
+        break;
+    case JITR_OUT_NONE:
+    case JITR_OUT_BUSY:
+    case JITR_OUT_RETRY:
+        f->attempts++;
+        if (o != JITR_OUT_BUSY && f->attempts >= (unsigned)s->cfg.max_attempts) {
+            dead_letter(s, f, jitr_req_err(r), jitr_state_name(jitr_req_state(r)));
+            break;
+        }
+        {
+            int64_t d = s->cfg.backoff_ms;
+            uint32_t rnd = 0;
+            for (unsigned i = 1; i < f->attempts && d < s->cfg.backoff_max_ms; i++) {
+                d *= 2;
+            }
+            if (d > s->cfg.backoff_max_ms) {
+                d = s->cfg.backoff_max_ms;
+            }
+            if (RAND_bytes((unsigned char *)&rnd, sizeof(rnd)) == 1) {
+                d = d / 2 + (int64_t)(rnd % (uint32_t)(d / 2 + 1)); /* jitter */
+            }
+            log_debug("jitr: cert=%.16s %s, again in %lld ms: %s", f->ev.cert_id,
+                      jitr_outcome_name(o), (long long)d, jitr_req_err(r)->msg);
+            jitr_req_free(f->req);
+            f->req = NULL;
+            struct timeval tv = { (time_t)(d / 1000), (suseconds_t)((d % 1000) * 1000) };
+            evtimer_add(f->timer, &tv);
+            return;
+        }
+    case JITR_OUT__COUNT:
+        BUG_ON(true);
+    }
+    /* the flow is over: free it on the loop, outside its own callback */
+    f->req = r;
+    event_active(f->timer, EV_TIMEOUT, 0);
+    f->attempts = UINT32_MAX; /* marks "finished" for on_retry_timer */
+}
+
+static void flow_run(struct sflow *f)
+{
+    struct jitr_service *s = f->s;
+    if (f->attempts == UINT32_MAX) { /* finished: deferred free */
+        sflow_free(f);
+        consumer_kick(s);
+        return;
+    }
+    f->req = jitr_req_new(&s->env, &s->io, &f->ev, f->entry);
+    jitr_req_start(f->req);
+}
+
+/* Starts a flow for a stream entry: fields cert, ca, account, recv. */
+static void flow_start(struct jitr_service *s, const char *entry, const struct store_reply *fv)
+{
+    struct sflow *f;
+    struct jitr_event ev;
+    memset(&ev, 0, sizeof(ev));
+    for (size_t i = 0; fv && i + 1 < fv->n; i += 2) {
+        const struct store_reply *k = &fv->elem[i], *v = &fv->elem[i + 1];
+        uint64_t u;
+        if (k->type != STORE_REPLY_STRING || v->type != STORE_REPLY_STRING) {
+            continue;
+        }
+        if (strcmp(k->str, "cert") == 0 && v->len == 64) {
+            memcpy(ev.cert_id, v->str, 65);
+        } else if (strcmp(k->str, "ca") == 0 && v->len == 64) {
+            memcpy(ev.ca_id, v->str, 65);
+        } else if (strcmp(k->str, "account") == 0 && v->len == 12) {
+            memcpy(ev.account, v->str, 13);
+        } else if (strcmp(k->str, "recv") == 0 && str_to_u64(v->str, &u) == 0) {
+            ev.received_ms = (int64_t)u;
+        }
+    }
+    if (ev.cert_id[0] == '\0' || ev.ca_id[0] == '\0') {
+        log_warn("jitr: stream entry %s is malformed: acknowledged and dropped", entry);
+        xack(s, entry);
+        return;
+    }
+    if (entry_in_flight(s, entry)) {
+        return;
+    }
+    f = xcalloc(1, sizeof(*f));
+    f->s = s;
+    f->ev = ev;
+    snprintf(f->entry, sizeof(f->entry), "%s", entry);
+    f->timer = evtimer_new(s->base, on_retry_timer, f);
+    f->next = s->flows;
+    if (s->flows) {
+        s->flows->prev = f;
+    }
+    s->flows = f;
+    s->nflows++;
+    flow_run(f);
+}
+
+/* Entries of an XREADGROUP / XAUTOCLAIM reply: [[id, [f, v, ...]], ...]. */
+static void start_entries(struct jitr_service *s, const struct store_reply *list)
+{
+    for (size_t i = 0; list && list->type == STORE_REPLY_ARRAY && i < list->n; i++) {
+        const struct store_reply *ent = &list->elem[i];
+        if (ent->type == STORE_REPLY_ARRAY && ent->n == 2 &&
+            ent->elem[0].type == STORE_REPLY_STRING) {
+            flow_start(s, ent->elem[0].str,
+                       ent->elem[1].type == STORE_REPLY_ARRAY ? &ent->elem[1] : NULL);
+        }
+    }
+}
+
+static void on_group_created(void *arg, const struct store_reply *r, const struct err *e);
+
+static void ensure_group(struct jitr_service *s)
+{
+    struct err e = ERR_INIT;
+    const char *av[] = { "XGROUP", "CREATE", STORE_PREFIX "jitr:events", "jitr", "0",
+                         "MKSTREAM" };
+    s->group_pending = true;
+    if (store_async_cmd(s->rs, 6, av, NULL, 5000, on_group_created, s, &e) != 0) {
+        s->group_pending = false;
+        log_debug("jitr: XGROUP CREATE: %s", e.msg);
+    }
+}
+
+static void on_group_created(void *arg, const struct store_reply *r, const struct err *e)
+{
+    struct jitr_service *s = arg;
+    (void)r;
+    s->group_pending = false;
+    if (e != NULL && strstr(e->detail, "BUSYGROUP") == NULL) {
+        if (e->code != ERRC_CANCELED) {
+            log_warn("jitr: consumer group: %s", e->msg);
+        }
+        return;
+    }
+    s->group_ready = true;
+    consumer_kick(s);
+}
+
+static void on_read(void *arg, const struct store_reply *r, const struct err *e)
+{
+    struct jitr_service *s = arg;
+    s->reading = false;
+    if (e != NULL) {
+        if (e->code == ERRC_CANCELED) {
+            return;
+        }
+        if (strstr(e->detail, "NOGROUP") != NULL) {
+            s->group_ready = false; /* Redis lost the stream (restart without persistence) */
+        }
+        if (!s->redis_down) {
+            log_warn("jitr: reading the event stream: %s", e->msg);
+        }
+        s->redis_down = true;
+        struct timeval tv = { 0, 500000 };
+        evtimer_add(s->kick, &tv);
+        return;
+    }
+    if (s->redis_down) {
+        log_info("jitr: event stream reachable again");
+    }
+    s->redis_down = false;
+    /* [[stream, [[id, [f, v...]], ...]]] or nil on timeout */
+    if (r->type == STORE_REPLY_ARRAY && r->n > 0 && r->elem[0].type == STORE_REPLY_ARRAY &&
+        r->elem[0].n == 2) {
+        start_entries(s, &r->elem[0].elem[1]);
+    }
+    consumer_kick(s);
+}
+
+static void consumer_read(struct jitr_service *s)
+{
+    char count[24];
+    struct err e = ERR_INIT;
+    size_t room = (size_t)s->cfg.max_in_flight > s->nflows
+                      ? (size_t)s->cfg.max_in_flight - s->nflows
+                      : 0;
+    if (s->stopping || s->reading || room == 0) {
+        return;
+    }
+    if (!s->group_ready) {
+        if (!s->group_pending) {
+            ensure_group(s);
+        }
+        return;
+    }
+    snprintf(count, sizeof(count), "%zu", room);
+    const char *av[] = { "XREADGROUP", "GROUP", "jitr", s->consumer, "COUNT", count, "BLOCK",
+                         "1000", "STREAMS", STORE_PREFIX "jitr:events", ">" };
+    s->reading = true;
+    if (store_async_cmd(s->rblock, (int)ARRAY_LEN(av), av, NULL, 5000, on_read, s, &e) != 0) {
+        s->reading = false;
+        struct timeval tv = { 0, 500000 };
+        evtimer_add(s->kick, &tv);
+    }
+}
+
+static void on_kick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct jitr_service *s = arg;
+    if (!s->group_ready && !s->group_pending) {
+        ensure_group(s);
+        struct timeval tv = { 0, 500000 };
+        evtimer_add(s->kick, &tv);
+        return;
+    }
+    consumer_read(s);
+}
+
+static void consumer_kick(struct jitr_service *s)
+{
+    if (!s->stopping) {
+        event_active(s->kick, EV_TIMEOUT, 0);
+    }
+}
+
+static void on_claimed(void *arg, const struct store_reply *r, const struct err *e)
+{
+    struct jitr_service *s = arg;
+    s->claiming = false;
+    if (e != NULL || r->type != STORE_REPLY_ARRAY || r->n < 2) {
+        return;
+    }
+    if (r->elem[1].type == STORE_REPLY_ARRAY && r->elem[1].n > 0) {
+        log_info("jitr: claimed %zu pending entries idle for %lld ms", r->elem[1].n,
+                 (long long)s->cfg.claim_idle_ms);
+        jitr_stat_incr(s, "claimed", (long long)r->elem[1].n);
+    }
+    start_entries(s, &r->elem[1]);
+}
+
+static void on_claim_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct jitr_service *s = arg;
+    char idle[24], count[24];
+    struct err e = ERR_INIT;
+    size_t room = (size_t)s->cfg.max_in_flight > s->nflows
+                      ? (size_t)s->cfg.max_in_flight - s->nflows
+                      : 0;
+    (void)fd;
+    (void)what;
+    if (s->stopping || s->claiming || room == 0 || !s->group_ready) {
+        return;
+    }
+    snprintf(idle, sizeof(idle), "%lld", (long long)s->cfg.claim_idle_ms);
+    snprintf(count, sizeof(count), "%zu", room);
+    const char *av[] = { "XAUTOCLAIM", STORE_PREFIX "jitr:events", "jitr", s->consumer, idle,
+                         "0-0", "COUNT", count };
+    s->claiming = true;
+    if (store_async_cmd(s->rs, (int)ARRAY_LEN(av), av, NULL, 5000, on_claimed, s, &e) != 0) {
+        s->claiming = false;
+    }
+}
+
+static void on_ca_refresh(evutil_socket_t fd, short what, void *arg)
+{
+    struct jitr_service *s = arg;
+    struct err e = ERR_INIT;
+    (void)fd;
+    (void)what;
+    /* flows borrow the table: reload only between flows */
+    if (s->nflows == 0 && !s->reconciling && jitr_cas_load(s, &e) != 0) {
+        log_warn("jitr: CA store: %s", e.msg);
+    }
+}
+
+/* ---- life ----------------------------------------------------------------------------------- */
+
+size_t jitr_service_busy(const struct jitr_service *s)
+{
+    return s ? s->nflows + s->intake_busy : 0;
+}
+
+struct jitr_service *jitr_service_new(struct event_base *base, const struct conf *conf,
+                                      size_t slot, struct err *e)
+{
+    struct jitr_service *s = xcalloc(1, sizeof(*s));
+    struct aws_iot_opts ao;
+    struct timeval claim, refresh = { CA_REFRESH_MS / 1000, 0 };
+    s->base = base;
+    s->slot = slot;
+    s->data_dir = xstrdup(conf->data_dir);
+    s->redis_timeout_ms = 5000;
+    if (jitr_cfg_load(conf->jitr_config, &s->cfg, e) != 0) {
+        goto fail;
+    }
+    snprintf(s->consumer, sizeof(s->consumer), "w%zu-%ld-%lld", slot, (long)getpid(),
+             (long long)time_now_ms());
+    s->tpl = jitr_template_load(s->cfg.template_path, s->cfg.policy_name, e);
+    if (s->tpl == NULL) {
+        goto fail;
+    }
+    s->profiles = ca_profiles_load_dir(conf->profiles_dir, e);
+    if (s->profiles == NULL || jitr_cas_load(s, e) != 0) {
+        goto fail;
+    }
+    s->audit = audit_open(conf_audit_path(conf), e);
+    if (s->audit == NULL) {
+        goto fail;
+    }
+    s->rs = store_async_new(base, conf->redis_url, e);
+    s->rblock = s->rs ? store_async_new(base, conf->redis_url, e) : NULL;
+    if (s->rblock == NULL) {
+        goto fail;
+    }
+    memset(&ao, 0, sizeof(ao));
+    ao.base = base;
+    ao.redis_url = conf->redis_url;
+    ao.rates = s->cfg.aws_rates[0] ? s->cfg.aws_rates : getenv("JITRCA_AWS_RATES");
+    s->iot = aws_iot_new(&ao, e);
+    if (s->iot == NULL) {
+        goto fail;
+    }
+    s->env = (struct jitr_env){
+        .cas = s->cas,
+        .ncas = s->ncas,
+        .profiles = s->profiles,
+        .tpl = s->tpl,
+        .region = aws_iot_region(s->iot),
+        .reject_leave_pending = strcmp(s->cfg.on_reject, "leave-pending") == 0,
+        .thing_conflict_fail = strcmp(s->cfg.thing_conflict, "fail") == 0,
+        .thing_group = s->cfg.thing_group,
+        .lock_ms = (int)s->cfg.lock_ms,
+        .redis_timeout_ms = (int)s->redis_timeout_ms,
+    };
+    s->io = (struct jitr_io){ s, io_redis, io_aws, jitr_policy_ready, io_audit, io_done };
+    if (jitr_intake_start(s, e) != 0) {
+        goto fail;
+    }
+    s->kick = evtimer_new(base, on_kick, s);
+    s->claim = event_new(base, -1, EV_PERSIST, on_claim_timer, s);
+    s->ca_refresh = event_new(base, -1, EV_PERSIST, on_ca_refresh, s);
+    claim.tv_sec = (time_t)(s->cfg.claim_idle_ms / 2000);
+    claim.tv_usec = (suseconds_t)((s->cfg.claim_idle_ms / 2 % 1000) * 1000);
+    if (s->kick == NULL || s->claim == NULL || s->ca_refresh == NULL ||
+        event_add(s->claim, &claim) != 0 || event_add(s->ca_refresh, &refresh) != 0) {
+        err_set(e, ERRC_INTERNAL, "jitr: cannot arm timers");
+        goto fail;
+    }
+    if (slot == 0 && jitr_reconciler_start(s, e) != 0) {
+        goto fail;
+    }
+    consumer_kick(s);
+    log_info("jitr: worker %zu consumer %s, intake on %s (%s), template %s, policy %s, %zu CAs",
+             slot, s->consumer, s->cfg.listen, s->ssl ? "TLS" : "plain HTTP",
+             s->cfg.template_path, jitr_template_policy_name(s->tpl), s->ncas);
+    return s;
+fail:
+    jitr_service_free(s);
+    return NULL;
+}
+
+void jitr_service_free(struct jitr_service *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    s->stopping = true;
+    jitr_reconciler_stop(s);
+    /* cancelling AWS calls and Redis commands lets every flow and intake request reach its
+     * end (intake requests are answered 503 before the server goes) */
+    aws_iot_free(s->iot);
+    s->iot = NULL;
+    jitr_policy_release(s);
+    store_async_free(s->rblock);
+    store_async_free(s->rs);
+    s->rs = s->rblock = NULL;
+    jitr_intake_stop(s);
+    while (s->flows) {
+        struct sflow *f = s->flows;
+        if (f->req && jitr_req_state(f->req) != JITR_ST_FINISHED) {
+            /* still waiting: cannot happen once both clients are gone */
+            log_error("jitr: flow for %.16s did not finish at shutdown", f->ev.cert_id);
+        }
+        sflow_free(f);
+    }
+    if (s->kick) {
+        event_free(s->kick);
+    }
+    if (s->claim) {
+        event_free(s->claim);
+    }
+    if (s->ca_refresh) {
+        event_free(s->ca_refresh);
+    }
+    audit_close(s->audit);
+    jitr_template_free(s->tpl);
+    ca_profiles_free(s->profiles);
+    cas_free(s);
+    cfg_release(&s->cfg);
+    xfree(s->data_dir);
+    xfree(s);
+}
