@@ -34,13 +34,20 @@ config() { # config WORKERS
   cat >"$tmp/jitrd.json" <<EOC
 {"default_ca": "devices", "station_ca": "stations", "stations_file": "$tmp/stations.json",
  "tls_cert_file": "$tmp/srv.pem", "tls_key_file": "$tmp/srv.key", "listen": "127.0.0.1:$port",
- "workers": $1, "worker_threads": 4, "log_level": "warn"}
+ "workers": $1, "worker_threads": ${THREADS:-4}, "log_level": "warn"}
 EOC
 }
 config 1
 $ctl --config "$tmp/jitrd.json" station issue bench --out "$tmp/st" >/dev/null
 "$build/tests/tools/gencsr" --count 2000 --out "$tmp/csrs.jsonl" >/dev/null
 
+jitrd_cpu() { # jitrd_cpu PID: utime+stime ticks of jitrd and its workers
+  local t=0 p
+  for p in "$1" $(pgrep -P "$1"); do
+    t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$t"
+}
 speed() { # speed ARGS -> "sign verify" per second for ecdsa p256 (sum over processes)
   openssl speed "$@" ecdsap256 2>/dev/null | awk '/256 bits ecdsa \(nistp256\)/ {print $(NF-1), $NF}' | tail -1
 }
@@ -56,12 +63,19 @@ for workers in 1 2; do
   "$build/daemon/jitrd" --config "$tmp/jitrd.json" 2>>"$tmp/jitrd.log" &
   jpid=$!
   for _ in $(seq 100); do curl -s --cacert "$tmp/srv.pem" "https://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+  cpu0=$(jitrd_cpu "$jpid")
   out=$("$build/bench/bench_sign_http" --port "$port" --cert "$tmp/st/bench.crt" \
     --key "$tmp/st/bench.key" --cacert "$tmp/srv.pem" --csrs "$tmp/csrs.jsonl" --conns "$conns" \
     --seconds "$secs")
+  cpu1=$(jitrd_cpu "$jpid")
   rate=$(echo "$out" | awk '{print $1}')
   bound=$([ "$workers" = 1 ] && echo "$bound1" || echo "$bound2")
+  # per core: certificates per CPU-second jitrd itself used (the load client and Redis share
+  # these 2 cores), against the one-core bound
+  percore=$(awk -v r="$rate" -v s="$secs" -v c0="$cpu0" -v c1="$cpu1" -v hz="$(getconf CLK_TCK)" \
+    'BEGIN { cpu = (c1 - c0) / hz; printf "%.0f", (cpu > 0 ? r * s / cpu : 0) }')
   echo "jitrd $workers worker(s): $out; ratio to the bound $(awk -v r="$rate" -v b="$bound" 'BEGIN { printf "%.2f", r / b }')"
+  echo "  jitrd CPU $(awk -v c0="$cpu0" -v c1="$cpu1" -v hz="$(getconf CLK_TCK)" -v s="$secs" 'BEGIN { printf "%.2f", (c1 - c0) / hz / s }') cores; per core of jitrd CPU: $percore certs/s, ratio to the one-core bound $(awk -v p="$percore" -v b="$bound1" 'BEGIN { printf "%.2f", p / b }')"
   kill -TERM "$jpid"; wait "$jpid" 2>/dev/null || true; jpid=
 done
 "$ctl" audit verify >/dev/null && echo "audit log verified"
