@@ -28,6 +28,8 @@ static const struct {
     { "audit", cmd_audit, "verify the audit log, import another CA host's log" },
     { "reindex", cmd_reindex, "rebuild the Redis index from the audit log" },
     { "config", cmd_config, "check, show or describe the configuration" },
+    { "policy", cmd_policy, "check IoT policy documents and JITP templates offline" },
+    { "jitr", cmd_jitr, "JITR: a device's provisioning state, dead letters" },
 };
 
 static const char main_usage[] =

@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# JITR end to end through the AWS IoT stand-ins (run under tests/sim/run_sim.py): one device
+# signed by our CA connects to the gateway, is refused, provisioned (thing named by its CN, the
+# shared least-privilege policy, attachments, ACTIVE last) and connects; four AWS calls; a
+# duplicate and a reordered event change nothing; jitrctl jitr status shows the trace. Refusals
+# with nothing queued: missing/wrong secret, garbage, oversized, wrong types, unknown CA; the old
+# secret still works (rotation). A certificate we did not issue is never activated (REVOKED); a
+# revoked serial → REVOKED. The destination confirmation is answered and confirmed. /metrics.
+# The AWS JITP template from the documentation runs unchanged.
+source "$(dirname "$0")/jitr_lib.sh"
+jitrd_start
+gateway_rule
+
+# --- one device ---------------------------------------------------------------------------------
+make_devices 1 "$T/d1"
+D=$T/d1/dev-000001
+check_eq "unknown to AWS before" "$(aws_status "$D.crt")" NONE
+curl -sf -X POST "$STANDIN/_standin/stats/reset" >/dev/null
+gw --dir "$T/d1" --timeout 30 >"$T/gw.json" 2>"$T/gw.err" && pass || { fail "device did not connect"; cat "$T/gw.json" "$T/gw.err" >&2; tail -30 "$T/jitrd.log" >&2; }
+check_eq "refused the first time" "$(jq -r .first_refused "$T/gw.json")" 1
+check_eq "connected after provisioning" "$(jq -r .connected "$T/gw.json")" 1
+stats >"$T/st.json" # before the test's own aws CLI calls
+check_eq "ACTIVE in AWS" "$(aws_status "$D.crt")" ACTIVE
+CID=$(cert_id_of "$D.crt")
+aws --endpoint-url "$STANDIN" iot describe-thing --thing-name dev-000001 >"$T/thing.json" 2>&1 && pass || { fail "thing dev-000001"; cat "$T/thing.json" >&2; }
+check_eq "thing attribute" "$(jq -r .attributes.provisioner "$T/thing.json")" jitrca
+aws --endpoint-url "$STANDIN" iot list-principal-things --principal "arn:aws:iot:us-east-1:123456789012:cert/$CID" >"$T/pt.json"
+check_eq "thing attached" "$(jq -c .things "$T/pt.json")" '["dev-000001"]'
+aws --endpoint-url "$STANDIN" iot list-attached-policies --target "arn:aws:iot:us-east-1:123456789012:cert/$CID" >"$T/pol.json"
+check_eq "policy attached" "$(jq -r '.policies[0].policyName' "$T/pol.json")" jitrca-device
+aws --endpoint-url "$STANDIN" iot get-policy --policy-name jitrca-device >"$T/gp.json"
+jq -r .policyDocument "$T/gp.json" | jq -e '.Statement[0].Resource | test("client/\\$\\{iot:Connection.Thing.ThingName\\}")' >/dev/null && pass || fail "policy uses the thing-name variable"
+for op in CreateThing AttachPolicy AttachThingPrincipal UpdateCertificate; do
+  check_eq "$op once" "$(jq -r ".operations.$op.admitted // 0" "$T/st.json")" 1
+done
+check_eq "no DescribeCertificate" "$(jq -r '.operations.DescribeCertificate.admitted // 0' "$T/st.json")" 0
+check_eq "one CreatePolicy" "$(jq -r '.operations.CreatePolicy.admitted // 0' "$T/st.json")" 1
+check_eq "state DONE" "$(rcli HGET "jitrca:jitr:dev:$CID" state)" DONE
+ok "$JITRCTL" --json jitr status "$CID"
+check_eq "status by id" "$(jq -r .state "$T/out")" DONE
+jq -r '.trace[]' "$T/out" | grep -q "CREATE_THING" && pass || { fail "trace lists CREATE_THING"; cat "$T/out" >&2; }
+SERIAL=$(openssl x509 -in "$D.crt" -noout -serial | cut -d= -f2 | tr 'A-F' 'a-f' | sed 's/^0*//')
+ok "$JITRCTL" --json jitr status "$SERIAL"
+check_eq "status by serial" "$(jq -r .certificate_id "$T/out")" "$CID"
+check_eq "audit activation" "$(count_records jitr_activate)" 1
+
+# --- duplicates and reordering: the event again (old secret, rotation) and late ------------------
+ev() { # cert_id [ca_id] [status]
+  printf '{"certificateId":"%s","caCertificateId":"%s","timestamp":1795671724146,"certificateStatus":"%s","awsAccountId":"123456789012","certificateRegistrationTimestamp":"1795671724001"}' \
+    "$1" "${2:-$DEV_CA_ID}" "${3:-PENDING_ACTIVATION}"
+}
+post() { # secret body -> prints status
+  curl -s -o "$T/post.out" -w '%{http_code}' -X POST "$INTAKE/v1/jitr/events" \
+    -H 'content-type: application/json' ${1:+-H "x-jitr-secret: $1"} --data-binary "$2"
+}
+before=$(rcli XLEN jitrca:jitr:events)
+check_eq "duplicate accepted (old secret)" "$(post s3cret-old "$(ev "$CID")")" 202
+check_eq "duplicate accepted" "$(post s3cret-new "$(ev "$CID")")" 202
+sleep 2
+stats >"$T/st2.json"
+check_eq "duplicates: no AWS call" "$(jq -r '.operations.CreateThing.requests' "$T/st2.json")" 1
+check_eq "audit still one activation" "$(count_records jitr_activate)" 1
+
+# --- refusals: 4xx and nothing queued --------------------------------------------------------
+len0=$(rcli XLEN jitrca:jitr:events)
+check_eq "missing secret" "$(post "" "$(ev "$CID")")" 401
+check_eq "wrong secret" "$(post wrong "$(ev "$CID")")" 401
+check_eq "garbage" "$(post s3cret-new 'garbage{')" 400
+grep -q "not JSON" "$T/post.out" && pass || { fail "garbage message"; cat "$T/post.out" >&2; }
+check_eq "wrong type" "$(post s3cret-new '{"certificateId":5}')" 400
+check_eq "bad id" "$(post s3cret-new "$(ev abc)")" 400
+check_eq "other status" "$(post s3cret-new "$(ev "$CID" "$DEV_CA_ID" ACTIVE)")" 400
+check_eq "unknown CA" "$(post s3cret-new "$(ev "$CID" "$CID")")" 403
+grep -q "not one of our CAs" "$T/post.out" && pass || { fail "unknown CA message"; cat "$T/post.out" >&2; }
+big=$(head -c 20000 /dev/zero | tr '\0' ' ')
+check_eq "oversized" "$(post s3cret-new "{$big}")" 413
+check_eq "nothing queued by refusals" "$(rcli XLEN jitrca:jitr:events)" "$len0"
+
+# --- a certificate we did not issue: signed by a foreign CA registered in AWS ------------------
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/evil.key" \
+  -out "$T/evil.pem" -subj "/CN=JITR Test Devices/O=Acme" -days 5 \
+  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+mkdir -p "$T/forged"
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/forged/evil-1.key" \
+  -out "$T/forged/evil-1.csr" -subj /CN=evil-1 2>/dev/null
+openssl x509 -req -in "$T/forged/evil-1.csr" -CA "$T/evil.pem" -CAkey "$T/evil.key" -set_serial 99 \
+  -days 2 -out "$T/forged/evil-1.crt" 2>/dev/null
+# the attacker's CA is registered in the account (SNI_ONLY needs no verification certificate)
+aws --endpoint-url "$STANDIN" iot register-ca-certificate --ca-certificate "file://$T/evil.pem" \
+  --certificate-mode SNI_ONLY --set-as-active --allow-auto-registration >"$T/evilca.json"
+EVIL_CA=$(jq -r .certificateId "$T/evilca.json")
+FID=$(cert_id_of "$T/forged/evil-1.crt")
+# its registration event names its CA: refused at the intake (not ours)
+check_eq "forged CA refused" "$(post s3cret-new "$(ev "$FID" "$EVIL_CA")")" 403
+# an event claiming our CA for a certificate we never issued: DescribeCertificate, not signed by us
+aws --endpoint-url "$STANDIN" iot register-certificate-without-ca --certificate-pem "file://$T/forged/evil-1.crt" \
+  --status INACTIVE >/dev/null 2>&1 || true
+check_eq "forged event queued" "$(post s3cret-new "$(ev "$FID")")" 202
+for _ in $(seq 50); do [ "$(rcli HGET "jitrca:jitr:dev:$FID" state)" = REJECTED ] && break; sleep 0.2; done
+check_eq "forged: rejected" "$(rcli HGET "jitrca:jitr:dev:$FID" state)" REJECTED
+rcli HGET "jitrca:jitr:dev:$FID" reason | grep -q "not signed by CA 'devices'\|not issued by one of our CAs" && pass || { fail "forged reason"; rcli HGETALL "jitrca:jitr:dev:$FID" >&2; }
+check_eq "forged: never ACTIVE" "$(aws_status "$T/forged/evil-1.crt")" REVOKED
+
+# --- a revoked serial: REVOKED in AWS, never activated ----------------------------------------
+make_devices 1 "$T/rv" rev-
+R=$T/rv/rev-000001
+RSERIAL=$(openssl x509 -in "$R.crt" -noout -serial | cut -d= -f2)
+ok "$JITRCTL" revoke "$RSERIAL" --reason keyCompromise
+gw --dir "$T/rv" --first-only >/dev/null
+RID=$(cert_id_of "$R.crt")
+for _ in $(seq 50); do [ "$(rcli HGET "jitrca:jitr:dev:$RID" state)" = REJECTED ] && break; sleep 0.2; done
+check_eq "revoked: rejected" "$(rcli HGET "jitrca:jitr:dev:$RID" state)" REJECTED
+check_eq "revoked: REVOKED in AWS" "$(aws_status "$R.crt")" REVOKED
+check_eq "audit rejections" "$(count_records jitr_reject)" 2
+gw --dir "$T/rv" --timeout 3 >/dev/null && fail "a revoked device connected" || pass
+
+# --- destination confirmation ------------------------------------------------------------------
+aws --endpoint-url "$STANDIN" iot create-topic-rule-destination \
+  --destination-configuration "httpUrlConfiguration={confirmationUrl=$INTAKE/v1/jitr/events}" >"$T/dest.json"
+ARN=$(jq -r .topicRuleDestination.arn "$T/dest.json")
+for _ in $(seq 50); do
+  st=$(aws --endpoint-url "$STANDIN" iot get-topic-rule-destination --arn "$ARN" --query topicRuleDestination.status --output text)
+  [ "$st" = ENABLED ] && break; sleep 0.2
+done
+check_eq "destination confirmed" "$st" ENABLED
+grep -q "topic rule destination confirmed" "$T/jitrd.log" && pass || fail "confirmation logged"
+
+# --- metrics ----------------------------------------------------------------------------------
+curl -sf "$INTAKE/metrics" >"$T/metrics"
+grep -q '^jitr_outcomes_total{outcome="activated"} 1$' "$T/metrics" && pass || { fail "metrics activated"; cat "$T/metrics" >&2; }
+grep -q 'jitr_aws_calls_total{api="CreateThing",result="ok"} 1' "$T/metrics" && pass || fail "metrics aws calls"
+grep -q '^jitr_queue_depth 0$' "$T/metrics" && pass || { fail "queue drained"; grep queue "$T/metrics" >&2; }
+grep -q '^jitr_first_event_to_active_ms_count 1$' "$T/metrics" && pass || fail "latency histogram"
+
+# --- the JITP template from AWS's documentation, unchanged ------------------------------------
+jitrd_stop
+aws --endpoint-url "$STANDIN" iot create-thing-type --thing-type-name lightBulb-versionA >/dev/null
+aws --endpoint-url "$STANDIN" iot create-thing-group --thing-group-name v1-lightbulbs >/dev/null
+aws --endpoint-url "$STANDIN" iot create-thing-group --thing-group-name DE >/dev/null
+write_config "\"template\": \"$JITRCA_SOURCE_DIR/tests/unit/jitr/data/aws-jitp-doc-template.json\", \"policy_name\": \"jitp-doc\""
+jitrd_start
+mkdir -p "$T/jd"
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/jd/bulb-7.key" \
+  -out "$T/jd/bulb-7.csr" -subj "/C=DE/O=Acme/serialNumber=SN-7/CN=bulb-7" 2>/dev/null
+ok "$JITRCTL" sign --ca devices --csr "$T/jd/bulb-7.csr" --out "$T/jd/bulb-7.crt"
+gw --dir "$T/jd" --timeout 30 >"$T/gw.json" && pass || { fail "JITP-template device"; cat "$T/gw.json" >&2; tail -20 "$T/jitrd.log" >&2; }
+aws --endpoint-url "$STANDIN" iot describe-thing --thing-name bulb-7 >"$T/bulb.json"
+check_eq "template thing type" "$(jq -r .thingTypeName "$T/bulb.json")" lightBulb-versionA
+check_eq "template attribute" "$(jq -r .attributes.serialNumber "$T/bulb.json")" SN-7
+aws --endpoint-url "$STANDIN" iot list-thing-groups-for-thing --thing-name bulb-7 >"$T/groups.json"
+check_eq "template groups" "$(jq -c '[.thingGroups[].groupName] | sort' "$T/groups.json")" '["DE","v1-lightbulbs"]'
+aws --endpoint-url "$STANDIN" iot get-policy --policy-name jitp-doc >/dev/null 2>&1 && pass || fail "template policy created"
+
+ok "$JITRCTL" audit verify
+grep -q '"level":"error"' "$T/jitrd.log" && { fail "errors in the jitrd log"; grep '"level":"error"' "$T/jitrd.log" | head >&2; } || pass
+finish
