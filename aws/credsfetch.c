@@ -82,9 +82,8 @@ static void on_deliver(evutil_socket_t fd, short what, void *arg)
     struct aws_credp *p = arg;
     struct aws_creds snap;
     struct err e = ERR_INIT;
-    bool ok = creds_fresh(p) ||
-              (p->just_fetched && p->have &&
-               (p->creds.expiration == 0 || p->creds.expiration > time(NULL))),
+    bool ok = creds_fresh(p) || (p->just_fetched && p->have &&
+                                 (p->creds.expiration == 0 || p->creds.expiration > time(NULL))),
          alive = true;
     (void)fd;
     (void)what;
@@ -92,9 +91,9 @@ static void on_deliver(evutil_socket_t fd, short what, void *arg)
         return; /* a fetch is running; its end delivers */
     }
     aws_creds_init(&snap);
-    if (ok && aws_creds_set(&snap, p->creds.access_key_id, p->creds.secret_access_key,
-                            p->creds.session_token, p->creds.expiration, p->creds.source,
-                            &e) != 0) {
+    if (ok &&
+        aws_creds_set(&snap, p->creds.access_key_id, p->creds.secret_access_key,
+                      p->creds.session_token, p->creds.expiration, p->creds.source, &e) != 0) {
         ok = false;
     }
     if (!ok && p->fetch_failed) {
@@ -281,8 +280,9 @@ static void start_web_identity(struct aws_credp *p)
     form_add(&body, "RoleSessionName",
              p->ch.role_session_name ? p->ch.role_session_name : "jitrca-session");
     form_add(&body, "WebIdentityToken", tok.data);
-    req = (struct aws_http_req){ "POST", url.data, h, ARRAY_LEN(h), body.data, body.len,
-                                 p->o.sts_timeout_ms, 0, 0 };
+    req = (struct aws_http_req){
+        "POST", url.data, h, ARRAY_LEN(h), body.data, body.len, p->o.sts_timeout_ms, 0, 0
+    };
     if (aws_http_send(p->t, &req, on_sts, p, &e) != 0) {
         snprintf(reason, sizeof(reason), "%.200s", e.msg);
         goto fail;
@@ -310,8 +310,8 @@ static void on_container(void *arg, const struct aws_http_resp *r, const struct 
     }
     aws_creds_init(&c);
     if (te == NULL && r->status == 200 &&
-        aws_creds_parse_json(r->body.data ? r->body.data : "", r->body.len,
-                             "container endpoint", &c, &e) == 0) {
+        aws_creds_parse_json(r->body.data ? r->body.data : "", r->body.len, "container endpoint",
+                             &c, &e) == 0) {
         source_fetched(p, &c);
         return;
     }
@@ -355,8 +355,8 @@ static void start_container(struct aws_credp *p)
     } else if (p->ch.container_auth_token != NULL) {
         h[nh++] = (struct aws_header){ "Authorization", p->ch.container_auth_token };
     }
-    req = (struct aws_http_req){ "GET", p->ch.container_url, h, nh, NULL, 0,
-                                 p->o.container_timeout_ms, 0, 64 * 1024 };
+    req = (struct aws_http_req){ "GET", p->ch.container_url,       h, nh,       NULL,
+                                 0,     p->o.container_timeout_ms, 0, 64 * 1024 };
     if (aws_http_send(p->t, &req, on_container, p, &e) != 0) {
         snprintf(reason, sizeof(reason), "%.200s", e.msg);
         goto fail;
@@ -435,8 +435,8 @@ static void on_imds(void *arg, const struct aws_http_resp *r, const struct err *
     }
     case FS_IMDS_CREDS:
         aws_creds_init(&c);
-        if (r->status == 200 && aws_creds_parse_json(r->body.data ? r->body.data : "",
-                                                     r->body.len, "EC2 IMDS", &c, &e) == 0) {
+        if (r->status == 200 && aws_creds_parse_json(r->body.data ? r->body.data : "", r->body.len,
+                                                     "EC2 IMDS", &c, &e) == 0) {
             source_fetched(p, &c);
             return;
         }
@@ -468,8 +468,9 @@ static void imds_send(struct aws_credp *p, const char *method, const char *path,
     } else if (!p->imds_v1) {
         h[nh++] = (struct aws_header){ "X-aws-ec2-metadata-token", p->imds_token };
     }
-    struct aws_http_req req = { method, url.data, h, nh, NULL, 0, p->o.imds_timeout_ms, 0,
-                                64 * 1024 };
+    struct aws_http_req req = {
+        method, url.data, h, nh, NULL, 0, p->o.imds_timeout_ms, 0, 64 * 1024
+    };
     int rc = aws_http_send(p->t, &req, cb, p, &e);
     buf_release(&url);
     if (rc != 0) {

@@ -45,55 +45,168 @@ struct iot_op_def {
 /* Checklist for a new operation: the enum in aws/iot.h, a row here (model order), a typed
  * function below, a test in tests/unit/aws/test_iot.c. */
 static const struct iot_op_def iot_ops[AWS_IOT__COUNT] = {
-    [AWS_IOT_GET_REGISTRATION_CODE] = { "GetRegistrationCode", "GET", "/registrationcode",
-                                        { NULL }, NULL, NULL, false, { "registrationCode" }, 10 },
-    [AWS_IOT_REGISTER_CA_CERTIFICATE] = { "RegisterCACertificate", "POST", "/cacertificate",
-                                          { "setAsActive", "allowAutoRegistration" }, NULL, NULL,
-                                          true, { "certificateId", "certificateArn" }, 10 },
-    [AWS_IOT_DESCRIBE_CA_CERTIFICATE] = { "DescribeCACertificate", "GET",
-                                          "/cacertificate/{caCertificateId}", { NULL }, NULL,
-                                          NULL, false, { "certificateDescription" }, 10 },
-    [AWS_IOT_UPDATE_CA_CERTIFICATE] = { "UpdateCACertificate", "PUT",
+    [AWS_IOT_GET_REGISTRATION_CODE] = { "GetRegistrationCode",
+                                        "GET",
+                                        "/registrationcode",
+                                        { NULL },
+                                        NULL,
+                                        NULL,
+                                        false,
+                                        { "registrationCode" },
+                                        10 },
+    [AWS_IOT_REGISTER_CA_CERTIFICATE] = { "RegisterCACertificate",
+                                          "POST",
+                                          "/cacertificate",
+                                          { "setAsActive", "allowAutoRegistration" },
+                                          NULL,
+                                          NULL,
+                                          true,
+                                          { "certificateId", "certificateArn" },
+                                          10 },
+    [AWS_IOT_DESCRIBE_CA_CERTIFICATE] = { "DescribeCACertificate",
+                                          "GET",
+                                          "/cacertificate/{caCertificateId}",
+                                          { NULL },
+                                          NULL,
+                                          NULL,
+                                          false,
+                                          { "certificateDescription" },
+                                          10 },
+    [AWS_IOT_UPDATE_CA_CERTIFICATE] = { "UpdateCACertificate",
+                                        "PUT",
                                         "/cacertificate/{caCertificateId}",
-                                        { "newStatus", "newAutoRegistrationStatus" }, NULL, NULL,
-                                        true, { NULL }, 10 },
-    [AWS_IOT_LIST_CERTIFICATES_BY_CA] = { "ListCertificatesByCA", "GET",
+                                        { "newStatus", "newAutoRegistrationStatus" },
+                                        NULL,
+                                        NULL,
+                                        true,
+                                        { NULL },
+                                        10 },
+    [AWS_IOT_LIST_CERTIFICATES_BY_CA] = { "ListCertificatesByCA",
+                                          "GET",
                                           "/certificates-by-ca/{caCertificateId}",
-                                          { "pageSize", "marker", "isAscendingOrder" }, NULL,
-                                          NULL, false, { "certificates" }, 10 },
-    [AWS_IOT_DESCRIBE_CERTIFICATE] = { "DescribeCertificate", "GET",
-                                       "/certificates/{certificateId}", { NULL }, NULL, NULL,
-                                       false, { "certificateDescription" }, 10 },
-    [AWS_IOT_UPDATE_CERTIFICATE] = { "UpdateCertificate", "PUT", "/certificates/{certificateId}",
-                                     { "newStatus" }, NULL, NULL, false, { NULL }, 10 },
-    [AWS_IOT_CREATE_THING] = { "CreateThing", "POST", "/things/{thingName}", { NULL }, NULL,
-                               NULL, true, { "thingName", "thingArn" }, 15 },
-    [AWS_IOT_DESCRIBE_THING] = { "DescribeThing", "GET", "/things/{thingName}", { NULL }, NULL,
-                                 NULL, false, { "thingName" }, 350 },
-    [AWS_IOT_CREATE_POLICY] = { "CreatePolicy", "POST", "/policies/{policyName}", { NULL }, NULL,
-                                NULL, true, { "policyName", "policyArn" }, 10 },
-    [AWS_IOT_GET_POLICY] = { "GetPolicy", "GET", "/policies/{policyName}", { NULL }, NULL, NULL,
-                             false, { "policyName" }, 10 },
-    [AWS_IOT_CREATE_POLICY_VERSION] = { "CreatePolicyVersion", "POST",
-                                        "/policies/{policyName}/version", { "setAsDefault" },
-                                        NULL, NULL, true, { "policyVersionId" }, 10 },
-    [AWS_IOT_LIST_POLICY_VERSIONS] = { "ListPolicyVersions", "GET",
-                                       "/policies/{policyName}/version", { NULL }, NULL, NULL,
-                                       false, { "policyVersions" }, 10 },
-    [AWS_IOT_DELETE_POLICY_VERSION] = { "DeletePolicyVersion", "DELETE",
+                                          { "pageSize", "marker", "isAscendingOrder" },
+                                          NULL,
+                                          NULL,
+                                          false,
+                                          { "certificates" },
+                                          10 },
+    [AWS_IOT_DESCRIBE_CERTIFICATE] = { "DescribeCertificate",
+                                       "GET",
+                                       "/certificates/{certificateId}",
+                                       { NULL },
+                                       NULL,
+                                       NULL,
+                                       false,
+                                       { "certificateDescription" },
+                                       10 },
+    [AWS_IOT_UPDATE_CERTIFICATE] = { "UpdateCertificate",
+                                     "PUT",
+                                     "/certificates/{certificateId}",
+                                     { "newStatus" },
+                                     NULL,
+                                     NULL,
+                                     false,
+                                     { NULL },
+                                     10 },
+    [AWS_IOT_CREATE_THING] = { "CreateThing",
+                               "POST",
+                               "/things/{thingName}",
+                               { NULL },
+                               NULL,
+                               NULL,
+                               true,
+                               { "thingName", "thingArn" },
+                               15 },
+    [AWS_IOT_DESCRIBE_THING] = { "DescribeThing",
+                                 "GET",
+                                 "/things/{thingName}",
+                                 { NULL },
+                                 NULL,
+                                 NULL,
+                                 false,
+                                 { "thingName" },
+                                 350 },
+    [AWS_IOT_CREATE_POLICY] = { "CreatePolicy",
+                                "POST",
+                                "/policies/{policyName}",
+                                { NULL },
+                                NULL,
+                                NULL,
+                                true,
+                                { "policyName", "policyArn" },
+                                10 },
+    [AWS_IOT_GET_POLICY] = { "GetPolicy",
+                             "GET",
+                             "/policies/{policyName}",
+                             { NULL },
+                             NULL,
+                             NULL,
+                             false,
+                             { "policyName" },
+                             10 },
+    [AWS_IOT_CREATE_POLICY_VERSION] = { "CreatePolicyVersion",
+                                        "POST",
+                                        "/policies/{policyName}/version",
+                                        { "setAsDefault" },
+                                        NULL,
+                                        NULL,
+                                        true,
+                                        { "policyVersionId" },
+                                        10 },
+    [AWS_IOT_LIST_POLICY_VERSIONS] = { "ListPolicyVersions",
+                                       "GET",
+                                       "/policies/{policyName}/version",
+                                       { NULL },
+                                       NULL,
+                                       NULL,
+                                       false,
+                                       { "policyVersions" },
+                                       10 },
+    [AWS_IOT_DELETE_POLICY_VERSION] = { "DeletePolicyVersion",
+                                        "DELETE",
                                         "/policies/{policyName}/version/{policyVersionId}",
-                                        { NULL }, NULL, NULL, false, { NULL }, 10 },
-    [AWS_IOT_ATTACH_POLICY] = { "AttachPolicy", "PUT", "/target-policies/{policyName}",
-                                { NULL }, NULL, NULL, true, { NULL }, 15 },
-    [AWS_IOT_ATTACH_THING_PRINCIPAL] = { "AttachThingPrincipal", "PUT",
-                                         "/things/{thingName}/principals", { NULL }, "principal",
-                                         "x-amzn-principal", false, { NULL }, 15 },
-    [AWS_IOT_ADD_THING_TO_THING_GROUP] = { "AddThingToThingGroup", "PUT",
-                                           "/thing-groups/addThingToThingGroup", { NULL }, NULL,
-                                           NULL, true, { NULL }, 60 },
-    [AWS_IOT_CONFIRM_TOPIC_RULE_DESTINATION] = { "ConfirmTopicRuleDestination", "GET",
+                                        { NULL },
+                                        NULL,
+                                        NULL,
+                                        false,
+                                        { NULL },
+                                        10 },
+    [AWS_IOT_ATTACH_POLICY] = { "AttachPolicy",
+                                "PUT",
+                                "/target-policies/{policyName}",
+                                { NULL },
+                                NULL,
+                                NULL,
+                                true,
+                                { NULL },
+                                15 },
+    [AWS_IOT_ATTACH_THING_PRINCIPAL] = { "AttachThingPrincipal",
+                                         "PUT",
+                                         "/things/{thingName}/principals",
+                                         { NULL },
+                                         "principal",
+                                         "x-amzn-principal",
+                                         false,
+                                         { NULL },
+                                         15 },
+    [AWS_IOT_ADD_THING_TO_THING_GROUP] = { "AddThingToThingGroup",
+                                           "PUT",
+                                           "/thing-groups/addThingToThingGroup",
+                                           { NULL },
+                                           NULL,
+                                           NULL,
+                                           true,
+                                           { NULL },
+                                           60 },
+    [AWS_IOT_CONFIRM_TOPIC_RULE_DESTINATION] = { "ConfirmTopicRuleDestination",
+                                                 "GET",
                                                  "/confirmdestination/{confirmationToken+}",
-                                                 { NULL }, NULL, NULL, false, { NULL }, 10 },
+                                                 { NULL },
+                                                 NULL,
+                                                 NULL,
+                                                 false,
+                                                 { NULL },
+                                                 10 },
 };
 
 struct iot_bucket {
@@ -102,7 +215,14 @@ struct iot_bucket {
     int64_t ts_ms;
 };
 
-enum call_state { CS_PACE, CS_PACE_WAIT, CS_CREDS, CS_SEND, CS_BACKOFF, CS_DONE };
+enum call_state {
+    CS_PACE,
+    CS_PACE_WAIT,
+    CS_CREDS,
+    CS_SEND,
+    CS_BACKOFF,
+    CS_DONE
+};
 
 struct iot_call {
     struct aws_iot *c;
@@ -325,7 +445,8 @@ struct aws_credp *aws_iot_credp(struct aws_iot *c)
     return c->credp;
 }
 
-/* ---- calls ------------------------------------------------------------------------------------ */
+/* ---- calls ------------------------------------------------------------------------------------
+ */
 
 static void call_unlink(struct iot_call *k)
 {
@@ -357,8 +478,8 @@ static void call_free(struct iot_call *k)
 static void call_finish(struct iot_call *k, long status, const char *code, const char *msg,
                         const char *rid, json_t *out, const struct err *e)
 {
-    struct aws_iot_result r = { k->op,     status,      code ? code : "", msg ? msg : "",
-                                rid ? rid : "", out, k->attempts, k->paced_ms };
+    struct aws_iot_result r = { k->op,          status, code ? code : "", msg ? msg : "",
+                                rid ? rid : "", out,    k->attempts,      k->paced_ms };
     if (k->st == CS_DONE) {
         return;
     }
@@ -472,8 +593,8 @@ static void call_send(struct iot_call *k, const struct aws_creds *creds)
         wire[nw++] = so.add[i];
     }
     buf_addf(&url, "%s%s%s%s", c->base_url, k->path, k->query[0] ? "?" : "", k->query);
-    req = (struct aws_http_req){ iot_ops[k->op].method, url.data, wire, nw, k->body,
-                                 k->body_len, c->timeout_ms, 0, 0 };
+    req = (struct aws_http_req){ iot_ops[k->op].method, url.data,      wire, nw, k->body,
+                                 k->body_len,           c->timeout_ms, 0,    0 };
     k->attempts++;
     k->st = CS_SEND;
     if (aws_http_send(c->t, &req, on_http, k, &e) != 0) {
@@ -650,15 +771,14 @@ static void on_http(void *arg, const struct aws_http_resp *r, const struct err *
             body = json_object();
         }
         if (body == NULL || !json_is_object(body)) {
-            err_set(&e, ERRC_UNAVAILABLE, "AWS IoT %s: malformed response (HTTP %ld): %s",
-                    od->name, r->status,
-                    body == NULL ? jerr.text : "the body is not a JSON object");
+            err_set(&e, ERRC_UNAVAILABLE, "AWS IoT %s: malformed response (HTTP %ld): %s", od->name,
+                    r->status, body == NULL ? jerr.text : "the body is not a JSON object");
             goto fail;
         }
         for (size_t i = 0; i < ARRAY_LEN(od->out_required) && od->out_required[i]; i++) {
             if (json_object_get(body, od->out_required[i]) == NULL) {
-                err_set(&e, ERRC_UNAVAILABLE, "AWS IoT %s: malformed response: no '%s'",
-                        od->name, od->out_required[i]);
+                err_set(&e, ERRC_UNAVAILABLE, "AWS IoT %s: malformed response: no '%s'", od->name,
+                        od->out_required[i]);
                 goto fail;
             }
         }
@@ -728,7 +848,8 @@ static int iot_build(struct iot_call *k, const struct aws_iot *c, json_t *in, st
         const char *close = strchr(open, '}');
         char label[64];
         bool greedy = close[-1] == '+';
-        snprintf(label, sizeof(label), "%.*s", (int)(close - open - 1 - (greedy ? 1 : 0)), open + 1);
+        snprintf(label, sizeof(label), "%.*s", (int)(close - open - 1 - (greedy ? 1 : 0)),
+                 open + 1);
         json_t *v = json_object_get(rest, label);
         if (!json_is_string(v) || json_string_length(v) == 0) {
             err_set(e, ERRC_INVALID, "%s: '%s' is required and must be a non-empty string",
@@ -766,8 +887,8 @@ static int iot_build(struct iot_call *k, const struct aws_iot *c, json_t *in, st
         json_t *v = json_object_get(rest, od->header_member);
         if (!json_is_string(v) || json_string_length(v) == 0 ||
             strpbrk(json_string_value(v), "\r\n") != NULL) {
-            err_set(e, ERRC_INVALID, "%s: '%s' is required and must be a one-line string",
-                    od->name, od->header_member);
+            err_set(e, ERRC_INVALID, "%s: '%s' is required and must be a one-line string", od->name,
+                    od->header_member);
             goto out;
         }
         k->header_value = xstrdup(json_string_value(v));
@@ -854,7 +975,8 @@ void aws_iot_free(struct aws_iot *c)
     xfree(c);
 }
 
-/* ---- typed calls ------------------------------------------------------------------------------ */
+/* ---- typed calls ------------------------------------------------------------------------------
+ */
 
 static int call_new(struct aws_iot *c, enum aws_iot_op op, json_t *in, aws_iot_cb *cb, void *arg,
                     struct err *e)
@@ -910,11 +1032,11 @@ int aws_iot_register_ca_certificate(struct aws_iot *c, const char *ca_pem,
     return call_new(c, AWS_IOT_REGISTER_CA_CERTIFICATE, in, cb, arg, e);
 }
 
-int aws_iot_describe_ca_certificate(struct aws_iot *c, const char *ca_id, aws_iot_cb *cb,
-                                    void *arg, struct err *e)
+int aws_iot_describe_ca_certificate(struct aws_iot *c, const char *ca_id, aws_iot_cb *cb, void *arg,
+                                    struct err *e)
 {
-    return call_new(c, AWS_IOT_DESCRIBE_CA_CERTIFICATE, obj_str("caCertificateId", ca_id), cb,
-                    arg, e);
+    return call_new(c, AWS_IOT_DESCRIBE_CA_CERTIFICATE, obj_str("caCertificateId", ca_id), cb, arg,
+                    e);
 }
 
 int aws_iot_update_ca_certificate(struct aws_iot *c, const char *ca_id, const char *new_status,
@@ -1014,11 +1136,10 @@ int aws_iot_list_certificates_by_ca_all(struct aws_iot *c, const char *ca_id, in
     return 0;
 }
 
-int aws_iot_describe_certificate(struct aws_iot *c, const char *cert_id, aws_iot_cb *cb,
-                                 void *arg, struct err *e)
+int aws_iot_describe_certificate(struct aws_iot *c, const char *cert_id, aws_iot_cb *cb, void *arg,
+                                 struct err *e)
 {
-    return call_new(c, AWS_IOT_DESCRIBE_CERTIFICATE, obj_str("certificateId", cert_id), cb, arg,
-                    e);
+    return call_new(c, AWS_IOT_DESCRIBE_CERTIFICATE, obj_str("certificateId", cert_id), cb, arg, e);
 }
 
 int aws_iot_update_certificate(struct aws_iot *c, const char *cert_id, const char *new_status,
@@ -1110,8 +1231,8 @@ int aws_iot_delete_policy_version(struct aws_iot *c, const char *policy, const c
     return call_new(c, AWS_IOT_DELETE_POLICY_VERSION, in, cb, arg, e);
 }
 
-int aws_iot_attach_policy(struct aws_iot *c, const char *policy, const char *target,
-                          aws_iot_cb *cb, void *arg, struct err *e)
+int aws_iot_attach_policy(struct aws_iot *c, const char *policy, const char *target, aws_iot_cb *cb,
+                          void *arg, struct err *e)
 {
     json_t *in = obj_str("policyName", policy);
     if (in != NULL && target == NULL) {
@@ -1151,11 +1272,12 @@ int aws_iot_add_thing_to_thing_group(struct aws_iot *c, const char *group, const
 int aws_iot_confirm_topic_rule_destination(struct aws_iot *c, const char *token, aws_iot_cb *cb,
                                            void *arg, struct err *e)
 {
-    return call_new(c, AWS_IOT_CONFIRM_TOPIC_RULE_DESTINATION,
-                    obj_str("confirmationToken", token), cb, arg, e);
+    return call_new(c, AWS_IOT_CONFIRM_TOPIC_RULE_DESTINATION, obj_str("confirmationToken", token),
+                    cb, arg, e);
 }
 
-/* ---- the synchronous wrapper ------------------------------------------------------------------- */
+/* ---- the synchronous wrapper -------------------------------------------------------------------
+ */
 
 void aws_iot_sync_init(struct aws_iot_sync *s)
 {

@@ -95,9 +95,9 @@ struct aws_iot_result {
     const char *error_code;    /* AWS error code, "" when none */
     const char *error_message; /* AWS message, "" when none */
     const char *request_id;
-    json_t *out;        /* borrowed; see above; NULL after a transport error */
-    unsigned attempts;  /* HTTP attempts made */
-    int64_t paced_ms;   /* time spent waiting for the token bucket */
+    json_t *out;       /* borrowed; see above; NULL after a transport error */
+    unsigned attempts; /* HTTP attempts made */
+    int64_t paced_ms;  /* time spent waiting for the token bucket */
 };
 
 typedef void aws_iot_cb(void *arg, const struct aws_iot_result *r, const struct err *e);
@@ -115,8 +115,8 @@ int aws_iot_register_ca_certificate(struct aws_iot *c, const char *ca_pem,
                                     const char *verification_pem, const char *mode,
                                     bool set_as_active, bool allow_auto_registration,
                                     aws_iot_cb *cb, void *arg, struct err *e) ATTR_WUR;
-int aws_iot_describe_ca_certificate(struct aws_iot *c, const char *ca_id, aws_iot_cb *cb,
-                                    void *arg, struct err *e) ATTR_WUR;
+int aws_iot_describe_ca_certificate(struct aws_iot *c, const char *ca_id, aws_iot_cb *cb, void *arg,
+                                    struct err *e) ATTR_WUR;
 /* new_status "ACTIVE"/"INACTIVE" or NULL; new_auto "ENABLE"/"DISABLE" or NULL. */
 int aws_iot_update_ca_certificate(struct aws_iot *c, const char *ca_id, const char *new_status,
                                   const char *new_auto, aws_iot_cb *cb, void *arg,
@@ -128,14 +128,14 @@ int aws_iot_list_certificates_by_ca(struct aws_iot *c, const char *ca_id, int pa
 /* Every page: out = {"certificates": [...all...]}; attempts summed over the pages. */
 int aws_iot_list_certificates_by_ca_all(struct aws_iot *c, const char *ca_id, int page_size,
                                         aws_iot_cb *cb, void *arg, struct err *e) ATTR_WUR;
-int aws_iot_describe_certificate(struct aws_iot *c, const char *cert_id, aws_iot_cb *cb,
-                                 void *arg, struct err *e) ATTR_WUR;
+int aws_iot_describe_certificate(struct aws_iot *c, const char *cert_id, aws_iot_cb *cb, void *arg,
+                                 struct err *e) ATTR_WUR;
 int aws_iot_update_certificate(struct aws_iot *c, const char *cert_id, const char *new_status,
                                aws_iot_cb *cb, void *arg, struct err *e) ATTR_WUR;
 /* attributes: borrowed JSON object of strings, or NULL. */
 int aws_iot_create_thing(struct aws_iot *c, const char *thing, const char *thing_type,
-                         json_t *attributes, const char *billing_group, aws_iot_cb *cb,
-                         void *arg, struct err *e) ATTR_WUR;
+                         json_t *attributes, const char *billing_group, aws_iot_cb *cb, void *arg,
+                         struct err *e) ATTR_WUR;
 int aws_iot_describe_thing(struct aws_iot *c, const char *thing, aws_iot_cb *cb, void *arg,
                            struct err *e) ATTR_WUR;
 int aws_iot_create_policy(struct aws_iot *c, const char *policy, const char *document,
@@ -145,12 +145,12 @@ int aws_iot_get_policy(struct aws_iot *c, const char *policy, aws_iot_cb *cb, vo
 int aws_iot_create_policy_version(struct aws_iot *c, const char *policy, const char *document,
                                   int set_as_default, aws_iot_cb *cb, void *arg,
                                   struct err *e) ATTR_WUR;
-int aws_iot_list_policy_versions(struct aws_iot *c, const char *policy, aws_iot_cb *cb,
-                                 void *arg, struct err *e) ATTR_WUR;
+int aws_iot_list_policy_versions(struct aws_iot *c, const char *policy, aws_iot_cb *cb, void *arg,
+                                 struct err *e) ATTR_WUR;
 int aws_iot_delete_policy_version(struct aws_iot *c, const char *policy, const char *version,
                                   aws_iot_cb *cb, void *arg, struct err *e) ATTR_WUR;
-int aws_iot_attach_policy(struct aws_iot *c, const char *policy, const char *target,
-                          aws_iot_cb *cb, void *arg, struct err *e) ATTR_WUR;
+int aws_iot_attach_policy(struct aws_iot *c, const char *policy, const char *target, aws_iot_cb *cb,
+                          void *arg, struct err *e) ATTR_WUR;
 int aws_iot_attach_thing_principal(struct aws_iot *c, const char *thing, const char *principal,
                                    aws_iot_cb *cb, void *arg, struct err *e) ATTR_WUR;
 int aws_iot_add_thing_to_thing_group(struct aws_iot *c, const char *group, const char *thing,

@@ -34,9 +34,9 @@
 struct aws_credp;
 
 struct aws_credp_opts {
-    long advisory_s;  /* 0: 900 */
-    long mandatory_s; /* 0: 300 */
-    long jitter_s;    /* 0: 60; negative: none (tests) */
+    long advisory_s;           /* 0: 900 */
+    long mandatory_s;          /* 0: 300 */
+    long jitter_s;             /* 0: 60; negative: none (tests) */
     long imds_timeout_ms;      /* 0: 1000 */
     long container_timeout_ms; /* 0: 2000 */
     long container_retry_ms;   /* 0: 1000 */

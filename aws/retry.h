@@ -20,11 +20,11 @@
 
 #include "core/err.h"
 
-#define AWS_RETRY_MAX_ATTEMPTS 3
+#define AWS_RETRY_MAX_ATTEMPTS   3
 #define AWS_RETRY_MAX_BACKOFF_MS 20000
-#define AWS_RETRY_QUOTA_INITIAL 500
-#define AWS_RETRY_COST 5
-#define AWS_RETRY_TIMEOUT_COST 10
+#define AWS_RETRY_QUOTA_INITIAL  500
+#define AWS_RETRY_COST           5
+#define AWS_RETRY_TIMEOUT_COST   10
 
 enum aws_retry_class {
     AWS_RETRY_NONE,      /* success or a final error */

@@ -153,7 +153,8 @@ static void transport_on_socket(evutil_socket_t fd, short what, void *arg)
 {
     struct aws_transport *t = arg;
     int running = 0;
-    int flags = ((what & EV_READ) ? CURL_CSELECT_IN : 0) | ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
+    int flags =
+        ((what & EV_READ) ? CURL_CSELECT_IN : 0) | ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
     curl_multi_socket_action(t->multi, fd, flags, &running);
     transport_harvest(t);
 }

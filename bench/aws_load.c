@@ -79,10 +79,10 @@ static double cpu_seconds(void)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        { "op", required_argument, NULL, 'o' },        { "n", required_argument, NULL, 'n' },
+        { "op", required_argument, NULL, 'o' },          { "n", required_argument, NULL, 'n' },
         { "concurrency", required_argument, NULL, 'c' }, { "rates", required_argument, NULL, 'r' },
-        { "redis", required_argument, NULL, 'R' },     { "no-quota", no_argument, NULL, 'Q' },
-        { "thing", required_argument, NULL, 't' },     { NULL, 0, NULL, 0 },
+        { "redis", required_argument, NULL, 'R' },       { "no-quota", no_argument, NULL, 'Q' },
+        { "thing", required_argument, NULL, 't' },       { NULL, 0, NULL, 0 },
     };
     struct aws_iot_opts o = { 0 };
     struct load l = { 0 };
@@ -153,9 +153,9 @@ int main(int argc, char **argv)
            "\"attempts\":%llu,\"seconds\":%.3f,\"rps\":%.1f,\"cpu_us_per_req\":%.1f,"
            "\"connections\":%llu,\"paced_ms_avg\":%.1f,\"last_error\":\"%s\"}\n",
            l.op, (unsigned long long)l.n, (unsigned long long)conc, (unsigned long long)l.ok,
-           (unsigned long long)l.failed, (unsigned long long)l.attempts, secs,
-           (double)l.n / secs, cpu * 1e6 / (double)l.n, (unsigned long long)conns,
-           (double)l.paced_ms / (double)l.n, l.last_error);
+           (unsigned long long)l.failed, (unsigned long long)l.attempts, secs, (double)l.n / secs,
+           cpu * 1e6 / (double)l.n, (unsigned long long)conns, (double)l.paced_ms / (double)l.n,
+           l.last_error);
     rc = l.failed == 0 ? 0 : 1;
 out:
     aws_iot_sync_release(&s);

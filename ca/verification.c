@@ -52,7 +52,8 @@ int ca_verification_cert(EVP_PKEY *ca_key, X509 *ca_cert, const char *code, stru
                        code ? code : "");
     }
     if (ca_key == NULL || ca_cert == NULL) {
-        return err_set(e, ERRC_INVALID, "verification certificate needs the CA key and certificate");
+        return err_set(e, ERRC_INVALID,
+                       "verification certificate needs the CA key and certificate");
     }
     if (X509_check_private_key(ca_cert, ca_key) != 1) {
         /* engine keys cannot always be checked this way: compare the public halves instead */
@@ -95,9 +96,8 @@ int ca_verification_cert(EVP_PKEY *ca_key, X509 *ca_cert, const char *code, stru
         err_openssl(e, ERRC_INTERNAL, "cannot add basicConstraints");
         goto out;
     }
-    md = ca_key_type_of(ca_key, &kt, &ignore) == 0 && kt == CA_KEY_EC_P384
-                           ? EVP_sha384()
-                           : EVP_sha256();
+    md = ca_key_type_of(ca_key, &kt, &ignore) == 0 && kt == CA_KEY_EC_P384 ? EVP_sha384()
+                                                                           : EVP_sha256();
     if (X509_sign(x, ca_key, md) <= 0) {
         err_openssl(e, ERRC_INTERNAL, "cannot sign the verification certificate with the CA key");
         goto out;

@@ -65,7 +65,17 @@ static char *ca_dir(const struct conf *c, const char *name)
 
 static int ca_init(struct cli *cli, int argc, char **argv, struct err *e)
 {
-    enum { O_TYPE = 1, O_KEY, O_SUBJECT, O_DAYS, O_PATHLEN, O_PARENT, O_CSR, O_CSR_OUT, O_PPF };
+    enum {
+        O_TYPE = 1,
+        O_KEY,
+        O_SUBJECT,
+        O_DAYS,
+        O_PATHLEN,
+        O_PARENT,
+        O_CSR,
+        O_CSR_OUT,
+        O_PPF
+    };
     static const struct option opts[] = {
         { "key-type", required_argument, NULL, O_TYPE },
         { "key", required_argument, NULL, O_KEY },
@@ -193,9 +203,9 @@ static int ca_init(struct cli *cli, int argc, char **argv, struct err *e)
     if (made == NULL) {
         goto out;
     }
-    fields = json_pack("{s:s,s:s,s:s,s:s,s:s}", "key_type", ca_key_type_name(o.key_type),
-                       "key_uri", made->key_uri, "status", ca_status_name(made->status),
-                       "fingerprint", made->fingerprint, "kind",
+    fields = json_pack("{s:s,s:s,s:s,s:s,s:s}", "key_type", ca_key_type_name(o.key_type), "key_uri",
+                       made->key_uri, "status", ca_status_name(made->status), "fingerprint",
+                       made->fingerprint, "kind",
                        o.csr_only ? "csr" : (o.parent ? "intermediate" : "root"));
     if (o.parent) {
         json_object_set_new(fields, "parent", json_string(o.parent));
@@ -276,9 +286,8 @@ static void x509_time_str(const ASN1_TIME *t, char *out, size_t cap)
 
 static json_t *ca_json(const struct conf *c, const struct ca_authority *a, bool full)
 {
-    json_t *o = json_pack("{s:s,s:s,s:s,s:s}", "name", a->name, "status",
-                          ca_status_name(a->status), "key_type", ca_key_type_name(a->key_type),
-                          "key_uri", a->key_uri);
+    json_t *o = json_pack("{s:s,s:s,s:s,s:s}", "name", a->name, "status", ca_status_name(a->status),
+                          "key_type", ca_key_type_name(a->key_type), "key_uri", a->key_uri);
     json_object_set_new(o, "parent", a->parent ? json_string(a->parent) : json_null());
     if (a->cert) {
         char nb[32], na[32], subj[512], iss[512];
@@ -342,8 +351,8 @@ static int ca_list(struct cli *cli, int argc, char **argv, struct err *e)
     json_t *arr = json_array();
     int rc = 0;
     if (!cli->json) {
-        printf("%-20s %-8s %-9s %-14s %-20s %s\n", "NAME", "STATUS", "KEY", "PARENT",
-               "NOT AFTER", "SUBJECT");
+        printf("%-20s %-8s %-9s %-14s %-20s %s\n", "NAME", "STATUS", "KEY", "PARENT", "NOT AFTER",
+               "SUBJECT");
     }
     for (size_t i = 0; i < n; i++) {
         struct ca_authority *a = rc == 0 ? ca_authority_load(c->data_dir, names[i], e) : NULL;
@@ -409,7 +418,6 @@ static int ca_show(struct cli *cli, int argc, char **argv, struct err *e)
     ca_authority_free(a);
     return 0;
 }
-
 
 /* ---- AWS IoT registration ------------------------------------------------------------------ */
 
@@ -477,11 +485,11 @@ static int ca_aws_index(const struct conf *c, struct event_base *base, const cha
     if (s == NULL) {
         return -1;
     }
-    const char *fv[] = { "ca",   name,
-                         "region", jstr(entry, "region"),
+    const char *fv[] = { "ca",      name,
+                         "region",  jstr(entry, "region"),
                          "account", jstr(entry, "account"),
-                         "arn",  jstr(entry, "arn"),
-                         "mode", jstr(entry, "mode") };
+                         "arn",     jstr(entry, "arn"),
+                         "mode",    jstr(entry, "mode") };
     buf_addf(&key, "aws:cacert:%s", jstr(entry, "caCertificateId"));
     ca_index_done = false;
     if (store_async_hset(s, key.data, fv, ARRAY_LEN(fv), 5000, ca_on_index, NULL, e) == 0) {
@@ -502,7 +510,12 @@ static int ca_aws_index(const struct conf *c, struct event_base *base, const cha
 
 static int ca_register(struct cli *cli, int argc, char **argv, struct err *e)
 {
-    enum { O_MODE = 1, O_NOAUTO, O_INACTIVE, O_FORCE };
+    enum {
+        O_MODE = 1,
+        O_NOAUTO,
+        O_INACTIVE,
+        O_FORCE
+    };
     static const struct option opts[] = {
         { "mode", required_argument, NULL, O_MODE },
         { "no-auto-registration", no_argument, NULL, O_NOAUTO },
@@ -642,8 +655,8 @@ static int ca_register(struct cli *cli, int argc, char **argv, struct err *e)
             err_clear(e); /* registered meanwhile (a concurrent run): adopt it */
         }
         aws_iot_sync_release(&s);
-        if (AWS_SYNC(iot, &s, e, aws_iot_describe_ca_certificate(iot, id, aws_iot_sync_cb, &s,
-                                                                 e)) != 0) {
+        if (AWS_SYNC(iot, &s, e,
+                     aws_iot_describe_ca_certificate(iot, id, aws_iot_sync_cb, &s, e)) != 0) {
             err_prefix(e, "registered, but cannot describe it");
             goto out;
         }
@@ -749,8 +762,7 @@ static void ca_show_aws(const struct conf *c, json_t *o)
     if (!json_is_array(list) || json_array_size(list) == 0) {
         return;
     }
-    if ((base = event_base_new()) == NULL ||
-        (iot = ca_aws_client(c, base, true, &e)) == NULL) {
+    if ((base = event_base_new()) == NULL || (iot = ca_aws_client(c, base, true, &e)) == NULL) {
         if (e.code == ERRC_OK) {
             err_set(&e, ERRC_INTERNAL, "cannot create an event loop");
         }
@@ -764,8 +776,7 @@ static void ca_show_aws(const struct conf *c, json_t *o)
             json_object_set_new(v, "live_error", json_string(e.msg));
         } else if (strcmp(jstr(v, "region"), aws_iot_region(iot)) != 0) {
             char m[200];
-            snprintf(m, sizeof(m), "not checked: the configured region is %s",
-                     aws_iot_region(iot));
+            snprintf(m, sizeof(m), "not checked: the configured region is %s", aws_iot_region(iot));
             json_object_set_new(v, "live_error", json_string(m));
         } else if (AWS_SYNC(iot, &s, &ce,
                             aws_iot_describe_ca_certificate(iot, jstr(v, "caCertificateId"),
@@ -829,8 +840,7 @@ static int ca_import(struct cli *cli, int argc, char **argv, struct err *e)
     return rc;
 }
 
-static int ca_set_status(struct cli *cli, int argc, char **argv, enum ca_status to,
-                         struct err *e)
+static int ca_set_status(struct cli *cli, int argc, char **argv, enum ca_status to, struct err *e)
 {
     const char *name = NULL;
     bool help;
@@ -854,8 +864,8 @@ static int ca_set_status(struct cli *cli, int argc, char **argv, enum ca_status 
     }
     if (from != to) {
         a->status = to;
-        json_t *fields = json_pack("{s:s,s:s}", "from", ca_status_name(from), "to",
-                                   ca_status_name(to));
+        json_t *fields =
+            json_pack("{s:s,s:s}", "from", ca_status_name(from), "to", ca_status_name(to));
         /* audit first: a status change nobody can trace must not happen */
         rc = issuance_audit_ca_op(c, to == CA_ST_RETIRED ? "ca_retire" : "ca_activate", name,
                                   fields, e);

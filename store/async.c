@@ -21,7 +21,11 @@
 #include "core/mem.h"
 #include "store/store.h"
 
-enum sa_kind { SA_BUCKET, SA_DONE, SA_REPLY };
+enum sa_kind {
+    SA_BUCKET,
+    SA_DONE,
+    SA_REPLY
+};
 
 struct sa_op {
     struct store_async *s;

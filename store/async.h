@@ -53,7 +53,12 @@ int store_async_hset(struct store_async *s, const char *key, const char *const *
 /* ---- any command (added for jitr/, issue 5) ---------------------------------------------- */
 
 /* A reply, independent of hiredis; borrowed for the callback. Status replies ("OK") are strings. */
-enum store_reply_type { STORE_REPLY_NIL, STORE_REPLY_STRING, STORE_REPLY_INTEGER, STORE_REPLY_ARRAY };
+enum store_reply_type {
+    STORE_REPLY_NIL,
+    STORE_REPLY_STRING,
+    STORE_REPLY_INTEGER,
+    STORE_REPLY_ARRAY
+};
 struct store_reply {
     enum store_reply_type type;
     long long integer;

@@ -210,8 +210,8 @@ static int test_container(void)
     struct fixture f = { 0 };
     struct got g;
     long n0;
-    CHECK_INT_EQ(tt_sh("printf 'Bearer-tok\\n' >%s/tok && printf 'wrong' >%s/badtok",
-                       tt_tmpdir(), tt_tmpdir()),
+    CHECK_INT_EQ(tt_sh("printf 'Bearer-tok\\n' >%s/tok && printf 'wrong' >%s/badtok", tt_tmpdir(),
+                       tt_tmpdir()),
                  0);
     CHECK_INT_EQ(server_mode("{\"expires\": 600, \"container_fail\": 2}"), 0);
     fx_env(&f, "AWS_CONTAINER_CREDENTIALS_FULL_URI=%s/container/creds", server_url);
@@ -278,10 +278,11 @@ static int test_local_and_none(void)
     CHECK_STR_EQ(g.akid, "AKIDENV");
     CHECK_STR_EQ(g.source, "environment");
     fx_release(&f);
-    CHECK_INT_EQ(tt_sh("printf '[prof]\\naws_access_key_id = AKIDFILE\\naws_secret_access_key = s\\n'"
-                       " >%s/credentials",
-                       tt_tmpdir()),
-                 0);
+    CHECK_INT_EQ(
+        tt_sh("printf '[prof]\\naws_access_key_id = AKIDFILE\\naws_secret_access_key = s\\n'"
+              " >%s/credentials",
+              tt_tmpdir()),
+        0);
     fx_env(&f, "AWS_SHARED_CREDENTIALS_FILE=%s/credentials", tt_tmpdir());
     fx_env(&f, "AWS_PROFILE=prof");
     CHECK_OK(fx_start(&f, 0, 0, &e), &e);
@@ -306,9 +307,9 @@ out:
 int main(int argc, char **argv)
 {
     static const struct tt_case cases[] = {
-        { "imds_refresh", test_imds_refresh },   { "mandatory_window", test_mandatory_window },
-        { "imds_v1", test_imds_v1 },             { "container", test_container },
-        { "web_identity", test_web_identity },   { "local_and_none", test_local_and_none },
+        { "imds_refresh", test_imds_refresh }, { "mandatory_window", test_mandatory_window },
+        { "imds_v1", test_imds_v1 },           { "container", test_container },
+        { "web_identity", test_web_identity }, { "local_and_none", test_local_and_none },
     };
     const char *src = getenv("JITRCA_SOURCE_DIR");
     struct buf port = BUF_INIT, path = BUF_INIT;

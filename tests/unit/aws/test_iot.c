@@ -77,13 +77,13 @@ static int standin(const char *json)
                  json);
 }
 
-#define SYNC(call)                                                                                 \
+#define SYNC(call) \
     (aws_iot_sync_release(&s), err_clear(&e), (call) == 0 ? aws_iot_sync_wait(c, &s, &e) : -1)
-#define CHECK_AWS_ERR(want_errc, want_code)                                                        \
-    do {                                                                                           \
-        CHECK_INT_EQ(e.code, (want_errc));                                                         \
-        CHECK_STR_EQ(s.code, (want_code));                                                         \
-        CHECK_STR_CONTAINS(e.msg, (want_code));                                                    \
+#define CHECK_AWS_ERR(want_errc, want_code)     \
+    do {                                        \
+        CHECK_INT_EQ(e.code, (want_errc));      \
+        CHECK_STR_EQ(s.code, (want_code));      \
+        CHECK_STR_CONTAINS(e.msg, (want_code)); \
     } while (0)
 
 static const char *str_of(json_t *o, const char *path1, const char *path2)
@@ -177,23 +177,24 @@ static int test_ca_ops(void)
     CHECK_OK(SYNC(aws_iot_describe_ca_certificate(c, caid, aws_iot_sync_cb, &s, &e)), &e);
     CHECK_STR_EQ(str_of(s.out, "certificateDescription", "status"), "ACTIVE");
     CHECK_STR_EQ(str_of(s.out, "certificateDescription", "autoRegistrationStatus"), "ENABLE");
-    CHECK(SYNC(aws_iot_describe_ca_certificate(c, "00000000000000000000000000000000000000000000000"
-                                                  "00000000000000000",
+    CHECK(SYNC(aws_iot_describe_ca_certificate(c,
+                                               "00000000000000000000000000000000000000000000000"
+                                               "00000000000000000",
                                                aws_iot_sync_cb, &s, &e)) != 0);
     CHECK_AWS_ERR(ERRC_NOT_FOUND, "ResourceNotFoundException");
     CHECK(SYNC(aws_iot_describe_ca_certificate(c, "short", aws_iot_sync_cb, &s, &e)) != 0);
     CHECK_AWS_ERR(ERRC_INVALID, "InvalidRequestException");
-    CHECK_OK(SYNC(aws_iot_update_ca_certificate(c, caid, "INACTIVE", "DISABLE", aws_iot_sync_cb,
-                                                &s, &e)),
+    CHECK_OK(SYNC(aws_iot_update_ca_certificate(c, caid, "INACTIVE", "DISABLE", aws_iot_sync_cb, &s,
+                                                &e)),
              &e);
     CHECK_OK(SYNC(aws_iot_describe_ca_certificate(c, caid, aws_iot_sync_cb, &s, &e)), &e);
     CHECK_STR_EQ(str_of(s.out, "certificateDescription", "status"), "INACTIVE");
     CHECK_STR_EQ(str_of(s.out, "certificateDescription", "autoRegistrationStatus"), "DISABLE");
-    CHECK_OK(SYNC(aws_iot_update_ca_certificate(c, caid, "ACTIVE", NULL, aws_iot_sync_cb, &s,
-                                                &e)),
+    CHECK_OK(SYNC(aws_iot_update_ca_certificate(c, caid, "ACTIVE", NULL, aws_iot_sync_cb, &s, &e)),
              &e);
-    CHECK(SYNC(aws_iot_update_ca_certificate(c, "0000000000000000000000000000000000000000000000000"
-                                                "000000000000000",
+    CHECK(SYNC(aws_iot_update_ca_certificate(c,
+                                             "0000000000000000000000000000000000000000000000000"
+                                             "000000000000000",
                                              "ACTIVE", NULL, aws_iot_sync_cb, &s, &e)) != 0);
     CHECK_AWS_ERR(ERRC_NOT_FOUND, "ResourceNotFoundException");
 
@@ -213,17 +214,18 @@ static int test_ca_ops(void)
     CHECK_OK(SYNC(aws_iot_list_certificates_by_ca(c, caid, 2, NULL, aws_iot_sync_cb, &s, &e)), &e);
     CHECK_INT_EQ(json_array_size(json_object_get(s.out, "certificates")), 2);
     CHECK(str_of(s.out, "nextMarker", NULL) != NULL);
-    snprintf(devid, sizeof(devid), "%s",
-             str_of(json_array_get(json_object_get(s.out, "certificates"), 0), "certificateId",
-                    NULL));
+    snprintf(
+        devid, sizeof(devid), "%s",
+        str_of(json_array_get(json_object_get(s.out, "certificates"), 0), "certificateId", NULL));
     CHECK(SYNC(aws_iot_list_certificates_by_ca(c, caid, 251, NULL, aws_iot_sync_cb, &s, &e)) != 0);
     CHECK_AWS_ERR(ERRC_INVALID, "InvalidRequestException");
 
     /* DescribeCertificate / UpdateCertificate */
     CHECK_OK(SYNC(aws_iot_describe_certificate(c, devid, aws_iot_sync_cb, &s, &e)), &e);
     CHECK_STR_EQ(str_of(s.out, "certificateDescription", "caCertificateId"), caid);
-    CHECK(SYNC(aws_iot_describe_certificate(c, "1111111111111111111111111111111111111111111111111"
-                                               "111111111111111",
+    CHECK(SYNC(aws_iot_describe_certificate(c,
+                                            "1111111111111111111111111111111111111111111111111"
+                                            "111111111111111",
                                             aws_iot_sync_cb, &s, &e)) != 0);
     CHECK_AWS_ERR(ERRC_NOT_FOUND, "ResourceNotFoundException");
     CHECK_OK(SYNC(aws_iot_update_certificate(c, devid, "INACTIVE", aws_iot_sync_cb, &s, &e)), &e);
@@ -291,12 +293,12 @@ static int test_things_policies(void)
     CHECK_AWS_ERR(ERRC_NOT_FOUND, "ResourceNotFoundException");
     /* versions: 5 allowed, the 6th refused; the default cannot be deleted */
     for (int i = 0; i < 4; i++) {
-        CHECK_OK(SYNC(aws_iot_create_policy_version(c, "p+a=b,c@d.e", doc, i == 3,
-                                                    aws_iot_sync_cb, &s, &e)),
+        CHECK_OK(SYNC(aws_iot_create_policy_version(c, "p+a=b,c@d.e", doc, i == 3, aws_iot_sync_cb,
+                                                    &s, &e)),
                  &e);
     }
-    CHECK(SYNC(aws_iot_create_policy_version(c, "p+a=b,c@d.e", doc, -1, aws_iot_sync_cb, &s,
-                                             &e)) != 0);
+    CHECK(SYNC(aws_iot_create_policy_version(c, "p+a=b,c@d.e", doc, -1, aws_iot_sync_cb, &s, &e)) !=
+          0);
     CHECK_AWS_ERR(ERRC_CONFLICT, "VersionsLimitExceededException");
     CHECK(SYNC(aws_iot_create_policy_version(c, "nosuch", doc, -1, aws_iot_sync_cb, &s, &e)) != 0);
     CHECK_AWS_ERR(ERRC_NOT_FOUND, "ResourceNotFoundException");
@@ -306,8 +308,7 @@ static int test_things_policies(void)
     CHECK_AWS_ERR(ERRC_NOT_FOUND, "ResourceNotFoundException");
     CHECK_OK(SYNC(aws_iot_delete_policy_version(c, "p+a=b,c@d.e", "1", aws_iot_sync_cb, &s, &e)),
              &e);
-    CHECK(SYNC(aws_iot_delete_policy_version(c, "p+a=b,c@d.e", "5", aws_iot_sync_cb, &s, &e)) !=
-          0);
+    CHECK(SYNC(aws_iot_delete_policy_version(c, "p+a=b,c@d.e", "5", aws_iot_sync_cb, &s, &e)) != 0);
     CHECK_AWS_ERR(ERRC_CONFLICT, "DeleteConflictException");
     /* a certificate to attach things to */
     CHECK_INT_EQ(tt_sh("aws --endpoint-url \"$JITRCA_SIM_IOT_URL\" iot create-keys-and-certificate "
@@ -474,10 +475,10 @@ static int test_signature_and_credentials(void)
     struct aws_iot_sync s;
     struct aws_iot *c = NULL;
     const char *wrong[] = { "AWS_SECRET_ACCESS_KEY", "wrong" };
-    const char *temp[] = { "AWS_ACCESS_KEY_ID", getenv("JITRCA_SIM_TEMP_ACCESS_KEY_ID"),
+    const char *temp[] = { "AWS_ACCESS_KEY_ID",     getenv("JITRCA_SIM_TEMP_ACCESS_KEY_ID"),
                            "AWS_SECRET_ACCESS_KEY", getenv("JITRCA_SIM_TEMP_SECRET_ACCESS_KEY"),
-                           "AWS_SESSION_TOKEN", getenv("JITRCA_SIM_TEMP_SESSION_TOKEN") };
-    const char *none[] = { "AWS_ACCESS_KEY_ID", NULL, "AWS_SECRET_ACCESS_KEY", NULL,
+                           "AWS_SESSION_TOKEN",     getenv("JITRCA_SIM_TEMP_SESSION_TOKEN") };
+    const char *none[] = { "AWS_ACCESS_KEY_ID",         NULL,  "AWS_SECRET_ACCESS_KEY", NULL,
                            "AWS_EC2_METADATA_DISABLED", "true" };
     const char *region[] = { "AWS_REGION", "eu-west-1", "AWS_DEFAULT_REGION", NULL };
     char **env = NULL;
