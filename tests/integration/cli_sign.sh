@@ -54,20 +54,27 @@ check_eq "redis cn set" "$(rcli SMEMBERS jitrca:cn:json-000001)" "$serial"
 # a real TLS handshake with the certificate as client certificate
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/srv.key" \
   -out "$T/srv.pem" -subj /CN=localhost -days 1 2>/dev/null
-port=$((20000 + RANDOM % 20000))
-openssl s_server -accept "127.0.0.1:$port" -cert "$T/srv.pem" -key "$T/srv.key" \
-  -Verify 2 -verify_return_error -CAfile "$T/chain-ec-p256.pem" -naccept 1 -www \
-  >"$T/s_server.out" 2>&1 &
-spid=$!
-for _ in $(seq 50); do grep -q ACCEPT "$T/s_server.out" && break; sleep 0.1; done
-if printf 'GET / HTTP/1.0\r\n\r\n' | openssl s_client -connect "127.0.0.1:$port" \
-    -cert "$T/ec-p256.pem" -key "$T/csr-ec-p256/dev-ec-p256-000001.key" \
-    -CAfile "$T/srv.pem" -quiet >"$T/s_client.out" 2>&1 && grep -q "Client certificate" "$T/s_client.out"; then
-  pass
-else
+handshake_ok=0
+for attempt in 1 2 3; do   # a free port can be taken between the probe and the bind: retry
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  : >"$T/s_server.out"
+  openssl s_server -accept "127.0.0.1:$port" -cert "$T/srv.pem" -key "$T/srv.key" \
+    -Verify 2 -verify_return_error -CAfile "$T/chain-ec-p256.pem" -naccept 1 -www \
+    >"$T/s_server.out" 2>&1 &
+  spid=$!
+  for _ in $(seq 50); do grep -q ACCEPT "$T/s_server.out" && break; kill -0 $spid 2>/dev/null || break; sleep 0.1; done
+  grep -q ACCEPT "$T/s_server.out" || { wait $spid 2>/dev/null || true; continue; }
+  if printf 'GET / HTTP/1.0\r\n\r\n' | openssl s_client -connect "127.0.0.1:$port" \
+      -cert "$T/ec-p256.pem" -key "$T/csr-ec-p256/dev-ec-p256-000001.key" \
+      -CAfile "$T/srv.pem" -quiet >"$T/s_client.out" 2>&1 && grep -q "Client certificate" "$T/s_client.out"; then
+    handshake_ok=1
+  fi
+  kill $spid 2>/dev/null || true; wait $spid 2>/dev/null || true
+  break
+done
+if [ $handshake_ok = 1 ]; then pass; else
   fail "TLS handshake with the issued client certificate"; cat "$T/s_client.out" "$T/s_server.out" >&2
 fi
-kill $spid 2>/dev/null || true; wait $spid 2>/dev/null || true
 
 # audit: one record per issuance, per CA operation; the chain is intact
 check_eq "issue records" "$(count_records issue)" 7
