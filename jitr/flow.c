@@ -73,7 +73,9 @@ _Static_assert(ARRAY_LEN(jitr_outcome_names) == JITR_OUT__COUNT, "jitr_outcome_n
 #define ST_DEAD     "DEAD"
 
 static const char persist_lua[] =
-    "for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end\n"
+    "if redis.call('GET', KEYS[3]) ~= ARGV[2] then return redis.error_reply('LOCKLOST') end\n"
+    "redis.call('PEXPIRE', KEYS[3], ARGV[3])\n"
+    "for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end\n"
     "redis.call('RPUSH', KEYS[2], ARGV[1])\n"
     "redis.call('LTRIM', KEYS[2], -" TRACE_KEEP ", -1)\n"
     "return 1\n";
@@ -294,7 +296,7 @@ static void key_of(char *out, size_t cap, const char *kind, const char *id)
 static void persist_then(struct jitr_req *r, enum jitr_state next, const char *stored,
                          const char *detail)
 {
-    char dev[128], trace[128], ms[32], first[32], att[16];
+    char dev[128], trace[128], lock[128], ms[32], first[32], att[16], px[24];
     struct buf line = BUF_INIT;
     const char *reason = r->err.code != ERRC_OK ? r->err.msg : "";
     snprintf(ms, sizeof(ms), "%lld", (long long)now_ms(r));
@@ -302,11 +304,14 @@ static void persist_then(struct jitr_req *r, enum jitr_state next, const char *s
     snprintf(att, sizeof(att), "%u", r->attempts);
     key_of(dev, sizeof(dev), "jitr:dev", r->ev.cert_id);
     key_of(trace, sizeof(trace), "jitr:trace", r->ev.cert_id);
+    key_of(lock, sizeof(lock), "jitr:lock", r->ev.cert_id);
+    snprintf(px, sizeof(px), "%d", r->env->lock_ms > 0 ? r->env->lock_ms : 60000);
     buf_addf(&line, "%s %s -> %s%s%s", ms, buf_cstr(&r->pending), stored, detail[0] ? " " : "",
              detail);
     {
-        const char *av[] = { "EVAL",      persist_lua,  "2",         dev,
-                             trace,       line.data,    "state",     stored,
+        const char *av[] = { "EVAL",      persist_lua,  "3",         dev,
+                             trace,       lock,         line.data,   r->lock_token,
+                             px,          "state",      stored,
                              "updated_ms", ms,          "first_ms",  first,
                              "serial",    r->serial,    "ca",        r->ca ? r->ca->name : "",
                              "thing",     r->planned ? r->plan.thing_name : "",

@@ -737,6 +737,7 @@ struct jitr_service *jitr_service_new(struct event_base *base, const struct conf
     struct jitr_service *s = xcalloc(1, sizeof(*s));
     struct aws_iot_opts ao;
     struct timeval claim, refresh = { CA_REFRESH_MS / 1000, 0 };
+    struct buf rates = BUF_INIT;
     s->base = base;
     s->slot = slot;
     s->data_dir = xstrdup(conf->data_dir);
@@ -767,7 +768,19 @@ struct jitr_service *jitr_service_new(struct event_base *base, const struct conf
     ao.base = base;
     ao.redis_url = conf->redis_url;
     ao.rates = s->cfg.aws_rates[0] ? s->cfg.aws_rates : getenv("JITRCA_AWS_RATES");
+    if (ao.rates == NULL || ao.rates[0] == '\0') {
+        /* AWS enforces its quotas as token buckets; pacing at rate - 0.5 with a burst of one
+         * keeps even a sliding one-second window at or under the quota, at 95 % of a 10 TPS
+         * quota or more */
+        for (int op = 0; op < AWS_IOT__COUNT; op++) {
+            double r = aws_iot_op_default_rate((enum aws_iot_op)op);
+            buf_addf(&rates, "%s%s=%.2f/1", op ? "," : "", aws_iot_op_name((enum aws_iot_op)op),
+                     r > 1 ? r - 0.5 : r);
+        }
+        ao.rates = rates.data;
+    }
     s->iot = aws_iot_new(&ao, e);
+    buf_release(&rates);
     if (s->iot == NULL) {
         goto fail;
     }
@@ -806,6 +819,7 @@ struct jitr_service *jitr_service_new(struct event_base *base, const struct conf
              s->cfg.template_path, jitr_template_policy_name(s->tpl), s->ncas);
     return s;
 fail:
+    buf_release(&rates);
     jitr_service_free(s);
     return NULL;
 }

@@ -565,12 +565,26 @@ static void serve_redis(struct fake *f)
         rep.elem = el;
         rep.n = i;
     } else if (strcmp(cmd, "EVAL") == 0 && strstr(f->argv[1], "RPUSH")) {
+        /* persist: KEYS dev, trace, lock; ARGV line, token, px, fields... */
         json_t *h = json_object_get(f->redis, f->argv[3]), *l;
+        json_t *lk = json_object_get(f->redis, f->argv[5]);
+        if (!json_is_string(lk) || strcmp(json_string_value(lk), f->argv[7]) != 0) {
+            struct err e = ERR_INIT;
+            err_set(&e, ERRC_UNAVAILABLE, "LOCKLOST");
+            for (int i = 0; i < f->argc; i++) {
+                xfree(f->argv[i]);
+            }
+            xfree(f->argv);
+            f->argv = NULL;
+            f->kind = 0;
+            f->rcb(f->arg, NULL, &e);
+            return;
+        }
         if (h == NULL) {
             json_object_set_new(f->redis, f->argv[3], json_object());
             h = json_object_get(f->redis, f->argv[3]);
         }
-        for (int i = 6; i + 1 < f->argc; i += 2) {
+        for (int i = 9; i + 1 < f->argc; i += 2) {
             json_object_set_new(h, f->argv[i], json_string(f->argv[i + 1]));
         }
         l = json_object_get(f->redis, f->argv[4]);
@@ -578,7 +592,7 @@ static void serve_redis(struct fake *f)
             json_object_set_new(f->redis, f->argv[4], json_array());
             l = json_object_get(f->redis, f->argv[4]);
         }
-        json_array_append_new(l, json_string(f->argv[5]));
+        json_array_append_new(l, json_string(f->argv[6]));
         rep.type = STORE_REPLY_INTEGER;
         rep.integer = 1;
     } else if (strcmp(cmd, "EVAL") == 0) { /* unlock */
