@@ -33,7 +33,7 @@ struct jitr_cfg {
     char *thing_conflict; /* keep | fail */
     char *aws_rates;
     int64_t max_in_flight, claim_idle_ms, max_attempts, backoff_ms, backoff_max_ms;
-    int64_t reconcile_interval_s, lock_ms;
+    int64_t reconcile_interval_s, reconcile_min_age_s, lock_ms;
 };
 int jitr_cfg_load(const char *path, struct jitr_cfg *c, struct err *e) ATTR_WUR;
 

@@ -2,7 +2,8 @@
  * The reconciler (worker 0 only; DESIGN.md "a device is never stuck because an event was lost"):
  * every reconcile_interval_s, ListCertificatesByCA (every page, paced by the same token bucket as
  * every other call) for each of our registered CAs, one CA at a time; each PENDING_ACTIVATION
- * certificate without a state record is queued like an event (one Lua call checks and adds, so a
+ * certificate registered more than reconcile_min_age_s ago (younger ones are the event path's)
+ * without a state record is queued like an event (one Lua call checks and adds, so a
  * finished device is never queued again). A duplicate of a queued event is harmless: the flow is
  * idempotent.
  */
@@ -50,8 +51,14 @@ static void on_listed(void *arg, const struct aws_iot_result *r, const struct er
             const char *st = json_string_value(json_object_get(c, "status"));
             char dev[128];
             struct err se = ERR_INIT;
+            json_t *cd = json_object_get(c, "creationDate");
             if (id == NULL || st == NULL || strcmp(st, "PENDING_ACTIVATION") != 0 ||
                 strlen(id) != 64 || !hex_is_lower(id, 64)) {
+                continue;
+            }
+            if (json_is_number(cd) &&
+                json_number_value(cd) * 1000 > (double)(time_now_ms() -
+                                                        s->cfg.reconcile_min_age_s * 1000)) {
                 continue;
             }
             snprintf(dev, sizeof(dev), STORE_PREFIX "jitr:dev:%s", id);

@@ -94,7 +94,7 @@ int jitr_cfg_load(const char *path, struct jitr_cfg *c, struct err *e)
         "listen", "tls_cert_file", "tls_key_file", "secret_header", "secrets_file",
         "secrets_env", "template", "policy_name", "thing_group", "on_reject", "thing_conflict",
         "max_in_flight", "claim_idle_ms", "max_attempts", "backoff_ms", "backoff_max_ms",
-        "reconcile_interval_s", "aws_rates", "lock_ms",
+        "reconcile_interval_s", "reconcile_min_age_s", "aws_rates", "lock_ms",
     };
     struct buf b = BUF_INIT;
     json_error_t je;
@@ -140,6 +140,7 @@ int jitr_cfg_load(const char *path, struct jitr_cfg *c, struct err *e)
         cfg_int(root, path, "backoff_max_ms", &c->backoff_max_ms, 10000, 1, 3600000, e) ||
         cfg_int(root, path, "reconcile_interval_s", &c->reconcile_interval_s, 300, 0, 86400,
                 e) ||
+        cfg_int(root, path, "reconcile_min_age_s", &c->reconcile_min_age_s, 60, 0, 86400, e) ||
         cfg_int(root, path, "lock_ms", &c->lock_ms, 60000, 1000, 3600000, e)) {
         goto out;
     }

@@ -114,6 +114,17 @@ check_eq "revoked: REVOKED in AWS" "$(aws_status "$R.crt")" REVOKED
 check_eq "audit rejections" "$(count_records jitr_reject)" 2
 gw --dir "$T/rv" --timeout 3 >/dev/null && fail "a revoked device connected" || pass
 
+# --- a lost event: the rule delivers nothing; the reconciler finds the pending certificate ------
+gateway_rule s3cret-new '"event_url": "http://127.0.0.1:1/lost"'
+make_devices 1 "$T/lost" lost-
+gw --dir "$T/lost" --first-only >/dev/null
+LID=$(cert_id_of "$T/lost/lost-000001.crt")
+check_eq "lost: pending in AWS" "$(aws_status "$T/lost/lost-000001.crt")" PENDING_ACTIVATION
+for _ in $(seq 100); do [ "$(rcli HGET "jitrca:jitr:dev:$LID" state)" = DONE ] && break; sleep 0.2; done
+check_eq "lost: provisioned by the reconciler" "$(rcli HGET "jitrca:jitr:dev:$LID" state)" DONE
+check_eq "lost: ACTIVE" "$(aws_status "$T/lost/lost-000001.crt")" ACTIVE
+gateway_rule
+
 # --- destination confirmation ------------------------------------------------------------------
 aws --endpoint-url "$STANDIN" iot create-topic-rule-destination \
   --destination-configuration "httpUrlConfiguration={confirmationUrl=$INTAKE/v1/jitr/events}" >"$T/dest.json"
@@ -127,10 +138,10 @@ grep -q "topic rule destination confirmed" "$T/jitrd.log" && pass || fail "confi
 
 # --- metrics ----------------------------------------------------------------------------------
 curl -sf "$INTAKE/metrics" >"$T/metrics"
-grep -q '^jitr_outcomes_total{outcome="activated"} 1$' "$T/metrics" && pass || { fail "metrics activated"; cat "$T/metrics" >&2; }
-grep -q 'jitr_aws_calls_total{api="CreateThing",result="ok"} 1' "$T/metrics" && pass || fail "metrics aws calls"
+grep -q '^jitr_outcomes_total{outcome="activated"} 2$' "$T/metrics" && pass || { fail "metrics activated"; cat "$T/metrics" >&2; }
+grep -q 'jitr_aws_calls_total{api="CreateThing",result="ok"} 2' "$T/metrics" && pass || fail "metrics aws calls"
 grep -q '^jitr_queue_depth 0$' "$T/metrics" && pass || { fail "queue drained"; grep queue "$T/metrics" >&2; }
-grep -q '^jitr_first_event_to_active_ms_count 1$' "$T/metrics" && pass || fail "latency histogram"
+grep -q '^jitr_first_event_to_active_ms_count 2$' "$T/metrics" && pass || fail "latency histogram"
 
 # --- the JITP template from AWS's documentation, unchanged ------------------------------------
 jitrd_stop

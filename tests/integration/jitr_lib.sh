@@ -55,7 +55,7 @@ export JITRCA_JITR_SECRETS="s3cret-new,s3cret-old"
 write_config() { # [extra jitr settings JSON members]
   cat >"$T/jitr.json" <<EOF
 {"listen": "127.0.0.1:$JITR_PORT", "claim_idle_ms": 4000, "backoff_ms": 100,
- "backoff_max_ms": 2000, "reconcile_interval_s": 3, "max_in_flight": 16, "lock_ms": 8000 ${1:+, $1}}
+ "backoff_max_ms": 2000, "reconcile_interval_s": 3, "reconcile_min_age_s": 2, "max_in_flight": 16, "lock_ms": 8000 ${1:+, $1}}
 EOF
   cat >"$T/jitrd.json" <<EOF
 {"data_dir": "$JITRCA_DATA_DIR", "redis_url": "$JITRCA_REDIS_URL", "default_ca": "devices",
