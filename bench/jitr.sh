@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# bench/jitr.sh [DEVICES] [BUILD_DIR]: JITR provisioning against the AWS IoT stand-ins with 30 ms
+# of latency on every AWS call and the stand-in's quotas (AWS's 2019 figures: UpdateCertificate
+# 10 TPS binds). Prints:
+#   throughput   devices ACTIVE per second over the burst, as a fraction of the binding quota
+#                (target >= 0.95)
+#   AWS calls    per device, from the stand-in's counters (target 4: no DescribeCertificate, no
+#                per-device policy; the shared policy's 2 calls are spread over the devices)
+#   latency      first event to ACTIVE, p50/p99: under the burst (queueing behind the quota) and
+#                with devices arriving at half the quota
+#   RSS          of every jitrd process with 10,000 events queued
+# Runs inside tests/sim/run_sim.py (started here); needs the build's jitrd, jitrctl and gencsr.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+N=${1:-500}
+B=${2:-$here/build}
+if [ -z "${JITRCA_SIM_IOT_URL:-}" ]; then
+  exec python3 "$here/tests/sim/run_sim.py" run --standin-arg=--latency-ms=30 -- bash "$0" "$N" "$B"
+fi
+export JITRCTL=$B/cli/jitrctl GENCSR=$B/tests/tools/gencsr JITRD=$B/daemon/jitrd
+export JITRCA_SOURCE_DIR=$here JITRCA_BUILD_DIR=$B
+# lib.sh wants a Redis of its own to flush: a throwaway one
+rd=$(mktemp -d /tmp/jitrca-bench-redis-XXXXXX)
+redis-server --port 0 --unixsocket "$rd/s" --save '' --appendonly no --daemonize yes \
+  --pidfile "$rd/pid" --logfile "$rd/log" --dir "$rd" >/dev/null
+for _ in $(seq 100); do redis-cli -s "$rd/s" ping >/dev/null 2>&1 && break; sleep 0.05; done
+export JITRCA_TEST_REDIS_URL=unix://$rd/s
+source "$here/tests/integration/jitr_lib.sh"
+trap 'rc=$?; stop_all; redis-cli -s "$rd/s" shutdown nosave >/dev/null 2>&1 || true; rm -rf "$rd"; (exit $rc); cleanup' EXIT
+JITRD_WORKERS=2 write_config '"reconcile_interval_s": 0'
+sed -i 's/"max_in_flight": 16, "lock_ms": 8000/"max_in_flight": 64, "lock_ms": 60000/' "$T/jitr.json"
+
+pctl() { sort -n | awk -v p="$1" '{a[NR]=$1} END{i=int(p/100*NR); if(i<1)i=1; if(i>NR)i=NR; print a[i]}'; }
+lat_of() { # DIR: first-event-to-ACTIVE of each device, ms
+  for f in "$1"/*.crt; do
+    id=$(cert_id_of "$f")
+    rcli HMGET "jitrca:jitr:dev:$id" first_ms updated_ms | paste -sd' '
+  done | awk '{print $2 - $1}'
+}
+
+# --- the burst: N devices at once ----------------------------------------------------------------
+make_devices "$N" "$T/burst" burst-
+jitrd_start
+gateway_rule
+curl -sf -X POST "$STANDIN/_standin/stats/reset" >/dev/null
+gw --dir "$T/burst" --threads 64 --timeout $((N + 120)) >"$T/gw.json"
+stats >"$T/st.json"
+lat_of "$T/burst" >"$T/lat_burst"
+first=$(for f in "$T"/burst/*.crt; do rcli HGET "jitrca:jitr:dev:$(cert_id_of "$f")" first_ms; done | sort -n | head -1)
+last=$(for f in "$T"/burst/*.crt; do rcli HGET "jitrca:jitr:dev:$(cert_id_of "$f")" updated_ms; done | sort -n | tail -1)
+quota=$(jq -r '.quotas.rates.UpdateCertificate // .quotas.default' <(curl -sf "$STANDIN/_standin/config"))
+calls=$(jq '[.operations | to_entries[] | select(.key | test("^(CreateThing|AttachPolicy|AttachThingPrincipal|UpdateCertificate|DescribeCertificate|CreatePolicy|GetPolicy|CreatePolicyVersion|ListPolicyVersions|AddThingToThingGroup)$")) | .value.requests] | add' "$T/st.json")
+tput=$(awk -v n="$N" -v a="$first" -v b="$last" 'BEGIN{printf "%.2f", (n - 1) / ((b - a) / 1000)}')
+
+# --- devices arriving at half the quota ---------------------------------------------------------
+make_devices 40 "$T/paced" paced-
+for f in "$T"/paced/*.crt; do
+  id=$(basename "$f" .crt)
+  gw --dir "$T/paced" --ids "$id" --first-only >/dev/null &
+  sleep $(awk -v q="$quota" 'BEGIN{printf "%.3f", 2 / q}')
+done
+wait
+for _ in $(seq 100); do
+  n=0; for f in "$T"/paced/*.crt; do [ "$(rcli HGET "jitrca:jitr:dev:$(cert_id_of "$f")" state)" = DONE ] && n=$((n + 1)); done
+  [ "$n" = 40 ] && break; sleep 0.3
+done
+lat_of "$T/paced" >"$T/lat_paced"
+jitrd_stop
+
+# --- RSS with 10,000 queued events ----------------------------------------------------------------
+make_devices 10000 "$T/q" q-
+rcli DEL jitrca:jitr:events >/dev/null
+now=$(date +%s%3N)
+for f in "$T"/q/*.crt; do
+  printf 'XADD jitrca:jitr:events * cert %s ca %s account 123456789012 recv %s src bench\n' \
+    "$(cert_id_of "$f")" "$DEV_CA_ID" "$now"
+done | rcli >/dev/null
+queued=$(rcli XLEN jitrca:jitr:events)
+curl -sf -X POST "$STANDIN/_standin/config" -H 'content-type: application/json' -d '{"faults": {"latency_ms": 30}}' >/dev/null
+jitrd_start
+peak=0
+for _ in $(seq 20); do
+  rss=$(ps -o rss= --ppid "$JPID" -p "$JPID" | awk '{s+=$1} END{print s}')
+  [ "$rss" -gt "$peak" ] && peak=$rss
+  sleep 0.5
+done
+left=$(rcli XINFO GROUPS jitrca:jitr:events | awk 'f{print; exit} /^lag$/{f=1}')
+jitrd_stop
+
+echo
+echo "== bench/jitr: $N devices, 30 ms AWS latency, stand-in quotas (UpdateCertificate $quota TPS binds)"
+echo "throughput:  $tput devices/s = $(awk -v t="$tput" -v q="$quota" 'BEGIN{printf "%.3f", t / q}') of the binding quota (target >= 0.95)"
+echo "AWS calls:   $(awk -v c="$calls" -v n="$N" 'BEGIN{printf "%.3f", c / n}') per device ($calls for $N; target 4), throttled by the stand-in: $(jq -r .throttled "$T/st.json")"
+echo "latency:     burst p50 $(pctl 50 <"$T/lat_burst") ms, p99 $(pctl 99 <"$T/lat_burst") ms; at half the quota p50 $(pctl 50 <"$T/lat_paced") ms, p99 $(pctl 99 <"$T/lat_paced") ms"
+echo "RSS:         $((peak / 1024)) MiB for every jitrd process together (parent + 2 workers) with $queued events queued ($left still unread after 10 s)"
+for op in CreateThing AttachPolicy AttachThingPrincipal UpdateCertificate; do
+  echo "  $op: requests $(jq -r ".operations.$op.requests // 0" "$T/st.json"), max admitted in one second $(jq -r ".operations.$op.max_admitted_1s // 0" "$T/st.json")"
+done
+echo "devices connected after provisioning: $(jq -r .connected "$T/gw.json")/$N"
