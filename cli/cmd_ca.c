@@ -430,8 +430,8 @@ static struct aws_iot *ca_aws_client(const struct conf *c, struct event_base *ba
     o.base = base;
     o.redis_url = quick ? NULL : c->redis_url;
     o.no_quota = quick;
-    o.rates = getenv("JITRCA_AWS_RATES");
-    o.service = getenv("JITRCA_AWS_SIGNING_NAME");
+    o.rates = *c->aws_rates ? c->aws_rates : NULL;
+    o.service = c->aws_signing_name;
     if (quick) {
         o.timeout_ms = 3000;
         o.max_attempts = 1;

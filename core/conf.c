@@ -82,6 +82,12 @@ static const struct conf_key conf_keys[] = {
         "jitrd: seconds SIGTERM waits for requests in flight before exiting."),
     INT(max_json_depth, 8, 2, 64, "jitrd: nesting depth of request JSON."),
     INT(max_batch, 1000, 1, 100000, "jitrd: items of one POST /v1/sign/batch."),
+    STR(aws_rates, "", "JITRCA_AWS_RATES",
+        "jitrctl's AWS IoT client: per-API rates, e.g. \"RegisterCACertificate=10/1,"
+        "DescribeCACertificate=10/1\" (rate per second/burst); empty means AWS's published "
+        "quotas (docs/aws-client.md). jitrd's JITR workers take theirs from jitr_config."),
+    STR(aws_signing_name, "iot", "JITRCA_AWS_SIGNING_NAME",
+        "SigV4 service name for AWS IoT: iot (current SDKs) or execute-api (older models)."),
     STR(jitr_config, "", "JITRCA_JITR_CONFIG",
         "jitrd: JSON file of the JITR settings (intake listener, secrets, template, workers; "
         "docs/jitr.md); empty means no JITR."),

@@ -44,6 +44,8 @@ struct conf {
     int64_t drain_timeout;     /* seconds SIGTERM waits for requests in flight */
     int64_t max_json_depth;    /* nesting of request JSON */
     int64_t max_batch;         /* items of one /v1/sign/batch */
+    char *aws_rates;           /* jitrctl's AWS client: per-API rates ("" = AWS's quotas) */
+    char *aws_signing_name;    /* SigV4 service name: iot or execute-api */
     char *jitr_config;         /* JITR settings file (docs/jitr.md); "" = JITR off */
     char *source;              /* the file this came from, "" for defaults only */
     char *_audit_path;         /* derived: audit_log or DATA_DIR/audit/audit.log */
