@@ -768,7 +768,8 @@ struct jitr_service *jitr_service_new(struct event_base *base, const struct conf
     memset(&ao, 0, sizeof(ao));
     ao.base = base;
     ao.redis_url = conf->redis_url;
-    ao.rates = s->cfg.aws_rates[0] ? s->cfg.aws_rates : getenv("JITRCA_AWS_RATES");
+    ao.service = conf->aws_signing_name[0] ? conf->aws_signing_name : NULL;
+    ao.rates = s->cfg.aws_rates[0] ? s->cfg.aws_rates : conf->aws_rates;
     if (ao.rates == NULL || ao.rates[0] == '\0') {
         /* AWS enforces its quotas as token buckets; pacing at rate - 0.5 with a burst of one
          * keeps even a sliding one-second window at or under the quota, at 95 % of a 10 TPS
