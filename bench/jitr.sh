@@ -41,22 +41,39 @@ lat_of() { # DIR: first-event-to-ACTIVE of each device, ms
   done | awk '{print $2 - $1}'
 }
 
-# --- the burst: N devices at once ----------------------------------------------------------------
+# --- the backlog: N devices registered PENDING_ACTIVATION, their N events queued, then jitrd ---
+# (the Python gateway registers about 8 devices a second: fed live, it, not jitrd, would be the
+# bottleneck; so the devices connect first, with the rule pointing nowhere, and their events are
+# queued as the intake would)
 make_devices "$N" "$T/burst" burst-
-jitrd_start
+gateway_rule s3cret-new '"event_url": "http://127.0.0.1:1/nowhere"'
+gw --dir "$T/burst" --threads 32 --first-only >/dev/null
+python3 - "$T/burst" "$DEV_CA_ID" <<'PY' | rcli >/dev/null
+import glob, hashlib, ssl, sys, time
+now = int(time.time() * 1000)
+for f in sorted(glob.glob(sys.argv[1] + "/*.crt")):
+    der = ssl.PEM_cert_to_DER_cert(open(f).read())
+    print("XADD jitrca:jitr:events * cert %s ca %s account 123456789012 recv %d src bench"
+          % (hashlib.sha256(der).hexdigest(), sys.argv[2], now))
+PY
 gateway_rule
 curl -sf -X POST "$STANDIN/_standin/stats/reset" >/dev/null
-gw --dir "$T/burst" --threads 64 --timeout $((N + 120)) >"$T/gw.json"
+t_start=$(date +%s%3N)
+jitrd_start
+for _ in $(seq 600); do
+  [ "$(rcli HGET jitrca:jitr:stats outcome:activated)" = "$N" ] && break; sleep 0.5
+done
 stats >"$T/st.json"
-lat_of "$T/burst" >"$T/lat_burst"
-first=$(for f in "$T"/burst/*.crt; do rcli HGET "jitrca:jitr:dev:$(cert_id_of "$f")" first_ms; done | sort -n | head -1)
+gw --dir "$T/burst" --threads 32 --timeout 120 >"$T/gw.json"
+first=$t_start
 last=$(for f in "$T"/burst/*.crt; do rcli HGET "jitrca:jitr:dev:$(cert_id_of "$f")" updated_ms; done | sort -n | tail -1)
 quota=$(jq -r '.quotas.rates.UpdateCertificate // .quotas.default' <(curl -sf "$STANDIN/_standin/config"))
 calls=$(jq '[.operations | to_entries[] | select(.key | test("^(CreateThing|AttachPolicy|AttachThingPrincipal|UpdateCertificate|DescribeCertificate|CreatePolicy|GetPolicy|CreatePolicyVersion|ListPolicyVersions|AddThingToThingGroup)$")) | .value.requests] | add' "$T/st.json")
-tput=$(awk -v n="$N" -v a="$first" -v b="$last" 'BEGIN{printf "%.2f", (n - 1) / ((b - a) / 1000)}')
+tput=$(awk -v n="$N" -v a="$first" -v b="$last" 'BEGIN{printf "%.2f", n / ((b - a) / 1000)}')
 # steady state: activations between the 10th and the 90th percentile of completion times
 steady=$(for f in "$T"/burst/*.crt; do rcli HGET "jitrca:jitr:dev:$(cert_id_of "$f")" updated_ms; done |
   sort -n | awk '{t[NR]=$1} END{a=int(NR*0.1); b=int(NR*0.9); printf "%.2f", (b - a) / ((t[b] - t[a]) / 1000)}')
+lat_of "$T/burst" >"$T/lat_burst"
 
 # --- devices arriving at half the quota ---------------------------------------------------------
 make_devices 40 "$T/paced" paced-
@@ -99,9 +116,9 @@ jitrd_stop
 
 echo
 echo "== bench/jitr: $N devices, $(jq -r .faults.latency_ms <(curl -sf "$STANDIN/_standin/config")) ms AWS latency, stand-in quotas (UpdateCertificate $quota TPS binds)"
-echo "throughput:  whole burst (first event to last ACTIVE) $tput devices/s = $(awk -v t="$tput" -v q="$quota" 'BEGIN{printf "%.3f", t / q}') of the binding quota; steady state (10th to 90th percentile) $steady/s = $(awk -v t="$steady" -v q="$quota" 'BEGIN{printf "%.3f", t / q}') (target >= 0.95)"
+echo "throughput:  $N queued events, jitrd start to last ACTIVE: $tput devices/s = $(awk -v t="$tput" -v q="$quota" 'BEGIN{printf "%.3f", t / q}') of the binding quota; steady state (10th to 90th percentile) $steady/s = $(awk -v t="$steady" -v q="$quota" 'BEGIN{printf "%.3f", t / q}') (target >= 0.95)"
 echo "AWS calls:   $(awk -v c="$calls" -v n="$N" 'BEGIN{printf "%.3f", c / n}') per device ($calls for $N; target 4), throttled by the stand-in: $(jq -r .throttled "$T/st.json")"
-echo "latency:     burst p50 $(pctl 50 <"$T/lat_burst") ms, p99 $(pctl 99 <"$T/lat_burst") ms; at half the quota p50 $(pctl 50 <"$T/lat_paced") ms, p99 $(pctl 99 <"$T/lat_paced") ms"
+echo "latency:     event to ACTIVE, queued behind $N: p50 $(pctl 50 <"$T/lat_burst") ms, p99 $(pctl 99 <"$T/lat_burst") ms; at half the quota p50 $(pctl 50 <"$T/lat_paced") ms, p99 $(pctl 99 <"$T/lat_paced") ms"
 echo "RSS:         $((peak / 1024)) MiB for every jitrd process together (parent + 2 workers) with $queued events queued ($left still unread after 10 s)"
 for op in CreateThing AttachPolicy AttachThingPrincipal UpdateCertificate; do
   echo "  $op: requests $(jq -r ".operations.$op.requests // 0" "$T/st.json"), max admitted in one second $(jq -r ".operations.$op.max_admitted_1s // 0" "$T/st.json")"
