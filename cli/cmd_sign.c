@@ -53,10 +53,9 @@ int cmd_sign(struct cli *cli, int argc, char **argv, struct err *e)
     bool chain = false;
     struct buf csr = BUF_INIT, pem = BUF_INIT;
     struct issuance_ctx *ctx = NULL;
-    struct issuance_worker *w = NULL;
     struct issuance_item it = { 0 };
     const struct conf *c;
-    char who[300];
+    char what[300];
     int rc = -1, optidx = 0, ch;
     while ((ch = cli_getopt(cli, argc, argv, opts, &optidx, e)) != -1) {
         switch (ch) {
@@ -88,20 +87,9 @@ int cmd_sign(struct cli *cli, int argc, char **argv, struct err *e)
         goto out;
     }
     ctx = issuance_ctx_open(c, ca, cli->passphrase_file, e);
-    if (ctx == NULL || (w = issuance_worker_new(ctx, e)) == NULL) {
-        goto out;
-    }
-    issuance_cli_requester(who, sizeof(who));
-    it.csr = (const uint8_t *)csr.data;
-    it.csr_len = csr.len;
-    it.profile = profile;
-    it.requester = who;
-    if (issuance_run(w, &it, 1, e) != 0) {
-        goto out;
-    }
-    if (!it.issued) {
-        err_copy(e, &it.err);
-        err_prefix(e, "CSR '%s' rejected", csr_path);
+    snprintf(what, sizeof(what), "CSR '%s' rejected", csr_path);
+    if (ctx == NULL || issuance_sign_one(ctx, (const uint8_t *)csr.data, csr.len, profile, what,
+                                         &it, e) != 0) {
         goto out;
     }
     ca_der_to_pem(&pem, it.cert.der, it.cert.der_len);
@@ -131,7 +119,6 @@ int cmd_sign(struct cli *cli, int argc, char **argv, struct err *e)
     rc = 0;
 out:
     issuance_item_release(&it);
-    issuance_worker_free(w);
     issuance_ctx_free(ctx);
     buf_release(&csr);
     buf_release(&pem);

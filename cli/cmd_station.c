@@ -95,10 +95,9 @@ static int station_issue(struct cli *cli, const char *name, const char *dir, con
 {
     struct buf key = BUF_INIT, csr = BUF_INIT, pem = BUF_INIT, path = BUF_INIT, list = BUF_INIT;
     struct issuance_ctx *ctx = NULL;
-    struct issuance_worker *w = NULL;
     struct issuance_item it = { 0 };
     const struct conf *c;
-    char who[300];
+    char what[300];
     int rc = -1;
     if ((c = cli_conf(cli, e)) == NULL) {
         goto out;
@@ -111,20 +110,9 @@ static int station_issue(struct cli *cli, const char *name, const char *dir, con
         goto out;
     }
     ctx = issuance_ctx_open(c, c->station_ca, cli->passphrase_file, e);
-    if (ctx == NULL || (w = issuance_worker_new(ctx, e)) == NULL) {
-        goto out;
-    }
-    issuance_cli_requester(who, sizeof(who));
-    it.csr = (const uint8_t *)csr.data;
-    it.csr_len = csr.len;
-    it.profile = profile;
-    it.requester = who;
-    if (issuance_run(w, &it, 1, e) != 0) {
-        goto out;
-    }
-    if (!it.issued) {
-        err_copy(e, &it.err);
-        err_prefix(e, "station '%s'", name);
+    snprintf(what, sizeof(what), "station '%s'", name);
+    if (ctx == NULL || issuance_sign_one(ctx, (const uint8_t *)csr.data, csr.len, profile, what,
+                                         &it, e) != 0) {
         goto out;
     }
     /* the serial list first: a certificate that was handed out can always be revoked */
@@ -174,7 +162,6 @@ out:
     buf_release(&path);
     buf_release(&list);
     issuance_item_release(&it);
-    issuance_worker_free(w);
     issuance_ctx_free(ctx);
     return rc;
 }

@@ -194,6 +194,32 @@ void issuance_item_release(struct issuance_item *it)
     it->issued = false;
 }
 
+int issuance_sign_one(const struct issuance_ctx *ctx, const uint8_t *csr, size_t len,
+                      const char *profile, const char *what, struct issuance_item *it,
+                      struct err *e)
+{
+    char who[300];
+    int rc = -1;
+    struct issuance_worker *w = issuance_worker_new(ctx, e);
+    if (w == NULL) {
+        return -1;
+    }
+    issuance_cli_requester(who, sizeof(who));
+    *it = (struct issuance_item){ .csr = csr, .csr_len = len, .profile = profile,
+                                  .requester = who };
+    if (issuance_run(w, it, 1, e) == 0) {
+        if (it->issued) {
+            rc = 0;
+        } else {
+            err_copy(e, &it->err);
+            err_prefix(e, "%s", what);
+        }
+    }
+    it->requester = NULL;
+    issuance_worker_free(w);
+    return rc;
+}
+
 void issuance_cli_requester(char *out, size_t cap)
 {
     char host[256] = "localhost";

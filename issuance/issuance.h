@@ -86,6 +86,14 @@ struct store_cert;
 int issuance_index_from_record(json_t *rec, uint64_t seq, struct store_cert *out,
                                struct err *e) ATTR_WUR;
 
+/* Issues one CSR as the CLI user ("cli:USER@HOST") through a worker of its own, for jitrctl's
+ * one-shot commands. Returns -1 when Redis or the audit log failed, or when the CSR was
+ * rejected (e then says why, after `what: `); on 0, it->cert holds the certificate (release
+ * with issuance_item_release). it->requester is not kept. */
+int issuance_sign_one(const struct issuance_ctx *ctx, const uint8_t *csr, size_t len,
+                      const char *profile, const char *what, struct issuance_item *it,
+                      struct err *e) ATTR_WUR;
+
 /* "cli:USER@HOST" for the calling process. */
 void issuance_cli_requester(char *out, size_t cap);
 
