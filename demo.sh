@@ -58,12 +58,12 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$t
   -out "$tmp/srv.pem" -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1 -days 2 2>/dev/null
 chmod 600 "$tmp/srv.key"
 echo '{"stations": {"line-1": {"cas": ["acme-devices-1"], "profiles": ["device"], "rate": 5000, "burst": 5000}}}' >"$tmp/stations.json"
-echo "{\"listen\": \"127.0.0.1:$jport\", \"reconcile_interval_s\": 60}" >"$tmp/jitr.json"
 cat >"$tmp/jitrd.json" <<EOF
 {"data_dir": "$JITRCA_DATA_DIR", "redis_url": "$JITRCA_REDIS_URL", "default_ca": "acme-devices-1",
  "station_ca": "acme-stations", "stations_file": "$tmp/stations.json", "listen": "127.0.0.1:$sport",
  "tls_cert_file": "$tmp/srv.pem", "tls_key_file": "$tmp/srv.key", "workers": 2,
- "jitr_config": "$tmp/jitr.json", "log_level": "warn"}
+ "jitr": {"enabled": true, "listen": "127.0.0.1:$jport", "reconcile_interval_s": 60},
+ "log_level": "warn"}
 EOF
 $J --config "$tmp/jitrd.json" station issue line-1 --out "$tmp/station" >/dev/null
 ./build/daemon/jitrd --config "$tmp/jitrd.json" 2>"$tmp/jitrd.log" &

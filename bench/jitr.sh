@@ -29,9 +29,14 @@ source "$here/tests/integration/jitr_lib.sh"
 trap 'rc=$?; stop_all; redis-cli -s "$rd/s" shutdown nosave >/dev/null 2>&1 || true; rm -rf "$rd"; (exit $rc); cleanup' EXIT
 # jitr_lib.sh reset the stand-in: the 30 ms of latency again
 curl -sf -X POST "$STANDIN/_standin/config" -H 'content-type: application/json' -d '{"faults": {"latency_ms": 30}}' >/dev/null
-JITRD_WORKERS=2 write_config
-# production settings, no reconciler
-echo "{\"listen\": \"127.0.0.1:$JITR_PORT\", \"reconcile_interval_s\": 0}" >"$T/jitr.json"
+# production JITR settings (the defaults), no reconciler
+cat >"$CFG" <<EOF
+{"data_dir": "$JITRCA_DATA_DIR", "redis_url": "$JITRCA_REDIS_URL", "default_ca": "devices",
+ "station_ca": "stations", "stations_file": "$T/stations.json",
+ "tls_cert_file": "$T/srv.pem", "tls_key_file": "$T/srv.key", "listen": "127.0.0.1:$SIGN_PORT",
+ "workers": 2, "worker_threads": 1, "drain_timeout": 2,
+ "jitr": {"enabled": true, "listen": "127.0.0.1:$JITR_PORT", "reconcile_interval_s": 0}}
+EOF
 
 pctl() { sort -n | awk -v p="$1" '{a[NR]=$1} END{i=int(p/100*NR); if(i<1)i=1; if(i>NR)i=NR; print a[i]}'; }
 lat_of() { # DIR: first-event-to-ACTIVE of each device, ms

@@ -17,8 +17,11 @@
 #ifndef JITRCA_PROFILES_DIR
 #define JITRCA_PROFILES_DIR "/usr/share/jitrca/profiles"
 #endif
+#ifndef JITRCA_JITR_TEMPLATE
+#define JITRCA_JITR_TEMPLATE "/usr/share/jitrca/templates/default.json"
+#endif
 
-enum conf_type { CONF_STR, CONF_INT };
+enum conf_type { CONF_STR, CONF_INT, CONF_BOOL };
 
 struct conf_key {
     const char *name;
@@ -32,6 +35,12 @@ struct conf_key {
 
 #define STR(n, d, env, h) { #n, CONF_STR, offsetof(struct conf, n), d, 0, 0, 0, env, h }
 #define INT(n, d, lo, hi, h) { #n, CONF_INT, offsetof(struct conf, n), NULL, d, lo, hi, NULL, h }
+/* a key of a section: "SECTION.KEY" in the table and the docs, "SECTION": {"KEY": ...} in the
+ * file, field SECTION_KEY in struct conf */
+#define SSTR(sec, n, d, h) { #sec "." #n, CONF_STR, offsetof(struct conf, sec##_##n), d, 0, 0, 0, NULL, h }
+#define SINT(sec, n, d, lo, hi, h) \
+    { #sec "." #n, CONF_INT, offsetof(struct conf, sec##_##n), NULL, d, lo, hi, NULL, h }
+#define SBOOL(sec, n, d, h) { #sec "." #n, CONF_BOOL, offsetof(struct conf, sec##_##n), NULL, d, 0, 1, NULL, h }
 
 static const struct conf_key conf_keys[] = {
     STR(data_dir, "./jitrca-data", "JITRCA_DATA_DIR",
@@ -85,12 +94,57 @@ static const struct conf_key conf_keys[] = {
     STR(aws_rates, "", "JITRCA_AWS_RATES",
         "jitrctl's AWS IoT client: per-API rates, e.g. \"RegisterCACertificate=10/1,"
         "DescribeCACertificate=10/1\" (rate per second/burst); empty means AWS's published "
-        "quotas (docs/aws-client.md). jitrd's JITR workers take theirs from jitr_config."),
+        "quotas (docs/aws-client.md). jitrd's JITR workers take theirs from jitr.aws_rates."),
     STR(aws_signing_name, "iot", "JITRCA_AWS_SIGNING_NAME",
         "SigV4 service name for AWS IoT: iot (current SDKs) or execute-api (older models)."),
-    STR(jitr_config, "", "JITRCA_JITR_CONFIG",
-        "jitrd: JSON file of the JITR settings (intake listener, secrets, template, workers; "
-        "docs/jitr.md); empty means no JITR."),
+    SBOOL(jitr, enabled, 0,
+          "jitrd: run just-in-time registration (docs/jitr.md): the intake listener, the event "
+          "workers and the reconciler in every worker process."),
+    SSTR(jitr, listen, "127.0.0.1:8480",
+         "JITR intake: HOST:PORT of POST /v1/jitr/events (every worker, SO_REUSEPORT); empty "
+         "means no HTTP intake (events come from SQS only)."),
+    SSTR(jitr, tls_cert_file, "",
+         "JITR intake: server certificate (PEM); with tls_key_file the intake serves TLS, "
+         "without them plain HTTP (behind a TLS-terminating load balancer)."),
+    SSTR(jitr, tls_key_file, "", "JITR intake: the server key of tls_cert_file (PEM, 0600)."),
+    SSTR(jitr, secret_header, "x-jitr-secret", "JITR intake: the header the topic rule sends."),
+    SSTR(jitr, secrets_file, "",
+         "JITR intake: file (0600) with one accepted secret per line; with secrets_env, all "
+         "are accepted (rotation)."),
+    SSTR(jitr, secrets_env, "JITRCA_JITR_SECRETS",
+         "JITR intake: environment variable with comma-separated accepted secrets."),
+    SSTR(jitr, template, JITRCA_JITR_TEMPLATE,
+         "JITR: the provisioning template, AWS JITP format (docs/jitr.md)."),
+    SSTR(jitr, policy_name, "jitrca-device",
+         "JITR: name of the template's policy when it gives a PolicyDocument."),
+    SSTR(jitr, thing_group, "", "JITR: every device also joins this existing thing group."),
+    SSTR(jitr, on_reject, "revoke",
+         "JITR: what a rejected certificate becomes in AWS: revoke (REVOKED) or leave-pending."),
+    SSTR(jitr, thing_conflict, "keep",
+         "JITR: a thing of that name exists with other attributes: keep it, or fail (dead "
+         "letter)."),
+    SSTR(jitr, aws_rates, "",
+         "JITR: per-API client-side pacing (\"CreateThing=99.5/1,...\"); empty means jitrd's "
+         "aws_rates, else each quota minus 0.2 TPS with a burst of 1."),
+    SINT(jitr, max_in_flight, 64, 1, 10000, "JITR: provisioning flows per worker."),
+    SINT(jitr, claim_idle_ms, 30000, 1000, 3600000,
+         "JITR: a pending stream entry idle this long is claimed by another worker."),
+    SINT(jitr, max_attempts, 10, 1, 1000, "JITR: transient failures before the dead letter."),
+    SINT(jitr, backoff_ms, 200, 1, 600000, "JITR: first retry delay (exponential, jitter)."),
+    SINT(jitr, backoff_max_ms, 10000, 1, 3600000,
+         "JITR: retry delay cap; must stay below claim_idle_ms."),
+    SINT(jitr, lock_ms, 60000, 1000, 3600000,
+         "JITR: lifetime of a certificate's lock, renewed at every step."),
+    SINT(jitr, reconcile_interval_s, 300, 0, 86400,
+         "JITR: period of the reconciler (ListCertificatesByCA); 0 turns it off. Worker 0 only."),
+    SINT(jitr, reconcile_min_age_s, 60, 0, 86400,
+         "JITR: the reconciler leaves certificates registered less than this ago to the events."),
+    SSTR(jitr, sqs_queue_url, "",
+         "JITR: SQS queue the topic rule sends the registered events to (long-polled by every "
+         "worker); empty means no SQS intake."),
+    SINT(jitr, sqs_wait_seconds, 20, 1, 20, "JITR SQS intake: long-poll WaitTimeSeconds."),
+    SINT(jitr, sqs_max_messages, 10, 1, 10,
+         "JITR SQS intake: MaxNumberOfMessages per ReceiveMessage."),
 };
 
 static char **conf_str_at(struct conf *c, const struct conf_key *k)
@@ -103,6 +157,11 @@ static int64_t *conf_int_at(struct conf *c, const struct conf_key *k)
     return (int64_t *)(void *)((char *)c + k->offset);
 }
 
+static bool *conf_bool_at(struct conf *c, const struct conf_key *k)
+{
+    return (bool *)(void *)((char *)c + k->offset);
+}
+
 static const struct conf_key *conf_key_find(const char *name)
 {
     for (size_t i = 0; i < ARRAY_LEN(conf_keys); i++) {
@@ -113,9 +172,47 @@ static const struct conf_key *conf_key_find(const char *name)
     return NULL;
 }
 
+/* Is name a section ("jitr" of "jitr.listen")? */
+static bool conf_is_section(const char *name)
+{
+    size_t n = strlen(name);
+    for (size_t i = 0; i < ARRAY_LEN(conf_keys); i++) {
+        if (strncmp(conf_keys[i].name, name, n) == 0 && conf_keys[i].name[n] == '.') {
+            return true;
+        }
+    }
+    return false;
+}
+
+static int conf_apply(struct conf *c, const char *file, const char *key, json_t *v, struct err *e);
+
+static int conf_apply_section(struct conf *c, const char *file, const char *sec, json_t *v,
+                              struct err *e)
+{
+    const char *k;
+    json_t *m;
+    if (!json_is_object(v)) {
+        return err_set(e, ERRC_INVALID, "%s: key '%s' must be an object", file, sec);
+    }
+    json_object_foreach (v, k, m) {
+        char name[128];
+        if ((size_t)snprintf(name, sizeof(name), "%s.%s", sec, k) >= sizeof(name) ||
+            json_is_object(m)) {
+            return err_set(e, ERRC_INVALID, "%s: unknown key '%s.%.40s'", file, sec, k);
+        }
+        if (conf_apply(c, file, name, m, e) != 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int conf_apply(struct conf *c, const char *file, const char *key, json_t *v, struct err *e)
 {
     const struct conf_key *k = conf_key_find(key);
+    if (k == NULL && conf_is_section(key)) {
+        return conf_apply_section(c, file, key, v, e);
+    }
     if (k == NULL) {
         return err_set(e, ERRC_INVALID, "%s: unknown key '%s'", file, key);
     }
@@ -129,6 +226,13 @@ static int conf_apply(struct conf *c, const char *file, const char *key, json_t 
         char **slot = conf_str_at(c, k);
         xfree(*slot);
         *slot = xstrdup(json_string_value(v));
+        return 0;
+    }
+    if (k->type == CONF_BOOL) {
+        if (!json_is_boolean(v)) {
+            return err_set(e, ERRC_INVALID, "%s: key '%s' must be true or false", file, key);
+        }
+        *conf_bool_at(c, k) = json_is_true(v);
         return 0;
     }
     if (!json_is_integer(v)) {
@@ -157,6 +261,8 @@ struct conf *conf_load(const char *path, struct err *e)
         const struct conf_key *k = &conf_keys[i];
         if (k->type == CONF_STR) {
             *conf_str_at(c, k) = xstrdup(k->def_str);
+        } else if (k->type == CONF_BOOL) {
+            *conf_bool_at(c, k) = k->def_int != 0;
         } else {
             *conf_int_at(c, k) = k->def_int;
         }
@@ -246,11 +352,26 @@ void conf_dump(const struct conf *c, struct buf *out)
     for (size_t i = 0; i < ARRAY_LEN(conf_keys); i++) {
         const struct conf_key *k = &conf_keys[i];
         struct conf *mc = (struct conf *)(uintptr_t)c;
+        const char *dot = strchr(k->name, '.');
+        json_t *into = o;
+        json_t *v;
         if (k->type == CONF_STR) {
-            json_object_set_new(o, k->name, json_string(*conf_str_at(mc, k)));
+            v = json_string(*conf_str_at(mc, k));
+        } else if (k->type == CONF_BOOL) {
+            v = json_boolean(*conf_bool_at(mc, k));
         } else {
-            json_object_set_new(o, k->name, json_integer((json_int_t)*conf_int_at(mc, k)));
+            v = json_integer((json_int_t)*conf_int_at(mc, k));
         }
+        if (dot != NULL) {
+            char sec[64];
+            snprintf(sec, sizeof(sec), "%.*s", (int)(dot - k->name), k->name);
+            into = json_object_get(o, sec);
+            if (into == NULL) {
+                into = json_object();
+                json_object_set_new(o, sec, into);
+            }
+        }
+        json_object_set_new(into, dot ? dot + 1 : k->name, v);
     }
     char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     buf_addstr(out, s);
@@ -264,14 +385,20 @@ void conf_describe(struct buf *out)
     buf_addstr(out, "| key | type | default | environment | meaning |\n|---|---|---|---|---|\n");
     for (size_t i = 0; i < ARRAY_LEN(conf_keys); i++) {
         const struct conf_key *k = &conf_keys[i];
-        buf_addf(out, "| `%s` | %s | ", k->name, k->type == CONF_STR ? "string" : "integer");
+        buf_addf(out, "| `%s` | %s | ", k->name,
+                 k->type == CONF_STR ? "string" : k->type == CONF_BOOL ? "boolean" : "integer");
         if (k->type == CONF_STR) {
             if (strcmp(k->def_str, JITRCA_PROFILES_DIR) == 0) {
                 /* a build-time path: say what it is, not where this build happens to live */
                 buf_addstr(out, "`policies/profiles` of the source tree (set at build time)");
+            } else if (strcmp(k->def_str, JITRCA_JITR_TEMPLATE) == 0) {
+                buf_addstr(out, "`policies/templates/default.json` of the source tree (set at "
+                                "build time)");
             } else {
                 buf_addf(out, "`\"%s\"`", k->def_str);
             }
+        } else if (k->type == CONF_BOOL) {
+            buf_addstr(out, k->def_int ? "`true`" : "`false`");
         } else {
             buf_addf(out, "`%lld` (%lld to %lld)", (long long)k->def_int, (long long)k->min,
                      (long long)k->max);

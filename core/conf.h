@@ -1,6 +1,7 @@
 /*
  * The configuration: one JSON file, every key documented in docs/config.md, unknown keys are
- * errors. Loaded into an immutable struct conf through one static table (name, type, offset,
+ * errors. Keys of a section ("jitr") are an object in the file and "jitr.KEY" in the docs and
+ * messages. Loaded into an immutable struct conf through one static table (name, type, offset,
  * default, bounds, help). Precedence: environment (JITRCA_DATA_DIR, JITRCA_REDIS_URL) > file >
  * defaults. The file is --config FILE or $JITRCA_CONFIG; with neither, the defaults hold.
  * Secrets are never in the file: it names where they come from.
@@ -46,7 +47,17 @@ struct conf {
     int64_t max_batch;         /* items of one /v1/sign/batch */
     char *aws_rates;           /* jitrctl's AWS client: per-API rates ("" = AWS's quotas) */
     char *aws_signing_name;    /* SigV4 service name: iot or execute-api */
-    char *jitr_config;         /* JITR settings file (docs/jitr.md); "" = JITR off */
+    /* JITR (docs/jitr.md): the "jitr" section of the file */
+    bool jitr_enabled;
+    char *jitr_listen, *jitr_tls_cert_file, *jitr_tls_key_file;
+    char *jitr_secret_header, *jitr_secrets_file, *jitr_secrets_env;
+    char *jitr_template, *jitr_policy_name, *jitr_thing_group;
+    char *jitr_on_reject, *jitr_thing_conflict, *jitr_aws_rates;
+    int64_t jitr_max_in_flight, jitr_claim_idle_ms, jitr_max_attempts;
+    int64_t jitr_backoff_ms, jitr_backoff_max_ms, jitr_lock_ms;
+    int64_t jitr_reconcile_interval_s, jitr_reconcile_min_age_s;
+    char *jitr_sqs_queue_url;
+    int64_t jitr_sqs_wait_seconds, jitr_sqs_max_messages;
     char *source;              /* the file this came from, "" for defaults only */
     char *_audit_path;         /* derived: audit_log or DATA_DIR/audit/audit.log */
 };

@@ -22,6 +22,7 @@
 #include "core/util.h"
 #include "daemon/daemon.h"
 #include "issuance/issuance.h"
+#include "jitr/jitr.h"
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
@@ -237,13 +238,25 @@ int main(int argc, char **argv)
     }
     int64_t workers = s->conf->workers;
     int64_t drain_ms = s->conf->drain_timeout * 1000;
+    if (s->conf->jitr_enabled && jitr_check_config(s->conf, &e) != 0) {
+        fprintf(stderr, "jitrd: error: %s\n", e.msg);
+        snap_unref(s);
+        return err_exit_code(e.code);
+    }
     if (check) {
         printf("configuration OK: listen %s, %zu stations, CAs:", s->conf->listen,
                stations_count(s->stations));
         for (size_t i = 0; i < s->ncas; i++) {
             printf(" %s%s", s->cas[i].name, i == s->def ? " (default)" : "");
         }
-        printf(", station CA %s\n", s->conf->station_ca);
+        printf(", station CA %s", s->conf->station_ca);
+        if (s->conf->jitr_enabled) {
+            printf("; JITR: intake %s%s%s, template %s",
+                   s->conf->jitr_listen[0] ? s->conf->jitr_listen : "(no HTTP)",
+                   s->conf->jitr_sqs_queue_url[0] ? ", SQS " : "", s->conf->jitr_sqs_queue_url,
+                   s->conf->jitr_template);
+        }
+        printf("\n");
         snap_unref(s);
         return 0;
     }

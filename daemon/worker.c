@@ -193,7 +193,7 @@ int worker_main(const char *config_path, size_t slot)
         goto out;
     }
     /* JITR (issue 5, jitr/jitr.h): its own intake listener, the stream consumer, reconciler */
-    if (c->jitr_config[0] != '\0') {
+    if (c->jitr_enabled) {
         jitr = jitr_service_new(a->base, c, slot, &e);
         if (jitr == NULL) {
             log_error("worker %zu: %s", slot, e.msg);

@@ -256,7 +256,11 @@ struct event_base;
 struct conf;
 struct jitr_service;
 
-/* Starts JITR in a worker: reads conf->jitr_config (docs/jitr.md; errors name the file and key),
+/* jitrd --check-config: the "jitr" section of conf is usable (cross-key rules; the provisioning
+ * template loads and validates). Errors name the file and the key. */
+int jitr_check_config(const struct conf *conf, struct err *e) ATTR_WUR;
+
+/* Starts JITR in a worker: reads conf's "jitr" section (docs/jitr.md; errors name the key),
  * opens the intake listener (SO_REUSEPORT, every worker), joins the consumer group, and in worker
  * slot 0 runs the reconciler. NULL with *e set when the settings, template, CA store or listener
  * are unusable. Redis being down is not an error: the intake answers 503 until it is back. */

@@ -34,8 +34,11 @@ struct jitr_cfg {
     char *aws_rates;
     int64_t max_in_flight, claim_idle_ms, max_attempts, backoff_ms, backoff_max_ms;
     int64_t reconcile_interval_s, reconcile_min_age_s, lock_ms;
+    char *sqs_queue_url; /* "" = no SQS intake */
+    int64_t sqs_wait_s, sqs_max_messages;
 };
-int jitr_cfg_load(const char *path, struct jitr_cfg *c, struct err *e) ATTR_WUR;
+/* The "jitr" section of conf, copied; cross-key rules checked (errors name jitr.KEY). */
+int jitr_cfg_from_conf(const struct conf *conf, struct jitr_cfg *c, struct err *e) ATTR_WUR;
 
 enum jitr_pol_state { JITR_POL_UNKNOWN, JITR_POL_ENSURING, JITR_POL_READY };
 

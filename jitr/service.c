@@ -40,37 +40,6 @@
 
 /* ---- configuration -------------------------------------------------------------------------- */
 
-static int cfg_str(json_t *root, const char *file, const char *k, char **out, const char *def,
-                   struct err *e)
-{
-    json_t *v = json_object_get(root, k);
-    if (v == NULL) {
-        *out = xstrdup(def);
-        return 0;
-    }
-    if (!json_is_string(v)) {
-        return err_set(e, ERRC_INVALID, "%s: key '%s' must be a string", file, k);
-    }
-    *out = xstrdup(json_string_value(v));
-    return 0;
-}
-
-static int cfg_int(json_t *root, const char *file, const char *k, int64_t *out, int64_t def,
-                   int64_t lo, int64_t hi, struct err *e)
-{
-    json_t *v = json_object_get(root, k);
-    if (v == NULL) {
-        *out = def;
-        return 0;
-    }
-    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) {
-        return err_set(e, ERRC_INVALID, "%s: key '%s' must be an integer from %lld to %lld",
-                       file, k, (long long)lo, (long long)hi);
-    }
-    *out = (int64_t)json_integer_value(v);
-    return 0;
-}
-
 static void cfg_release(struct jitr_cfg *c)
 {
     xfree(c->listen);
@@ -88,87 +57,84 @@ static void cfg_release(struct jitr_cfg *c)
     memset(c, 0, sizeof(*c));
 }
 
-int jitr_cfg_load(const char *path, struct jitr_cfg *c, struct err *e)
+/* The "jitr" section of the configuration (core/conf.c checked types and ranges) and the rules
+ * that tie its keys together. */
+int jitr_cfg_from_conf(const struct conf *conf, struct jitr_cfg *c, struct err *e)
 {
-    static const char *const keys[] = {
-        "listen", "tls_cert_file", "tls_key_file", "secret_header", "secrets_file",
-        "secrets_env", "template", "policy_name", "thing_group", "on_reject", "thing_conflict",
-        "max_in_flight", "claim_idle_ms", "max_attempts", "backoff_ms", "backoff_max_ms",
-        "reconcile_interval_s", "reconcile_min_age_s", "aws_rates", "lock_ms",
-    };
-    struct buf b = BUF_INIT;
-    json_error_t je;
-    json_t *root = NULL;
-    const char *k;
-    json_t *v;
-    int rc = -1;
+    xfree(c->sqs_queue_url);
+    const char *file = conf->source[0] ? conf->source : "configuration";
     memset(c, 0, sizeof(*c));
-    if (file_read_all(path, 1 << 20, &b, e) != 0) {
-        return -1;
-    }
-    root = json_loadb(b.data, b.len, JSON_REJECT_DUPLICATES, &je);
-    if (!json_is_object(root)) {
-        err_set(e, ERRC_INVALID, "%s: not a JSON object: %s", path, root ? "" : je.text);
-        goto out;
-    }
-    json_object_foreach (root, k, v) {
-        bool found = false;
-        for (size_t i = 0; i < ARRAY_LEN(keys); i++) {
-            found = found || strcmp(keys[i], k) == 0;
-        }
-        if (!found) {
-            err_set(e, ERRC_INVALID, "%s: unknown key '%s'", path, k);
-            goto out;
-        }
-    }
-    if (cfg_str(root, path, "listen", &c->listen, "127.0.0.1:8480", e) ||
-        cfg_str(root, path, "tls_cert_file", &c->tls_cert_file, "", e) ||
-        cfg_str(root, path, "tls_key_file", &c->tls_key_file, "", e) ||
-        cfg_str(root, path, "secret_header", &c->secret_header, "x-jitr-secret", e) ||
-        cfg_str(root, path, "secrets_file", &c->secrets_file, "", e) ||
-        cfg_str(root, path, "secrets_env", &c->secrets_env, "JITRCA_JITR_SECRETS", e) ||
-        cfg_str(root, path, "template", &c->template_path, JITRCA_JITR_TEMPLATE, e) ||
-        cfg_str(root, path, "policy_name", &c->policy_name, "jitrca-device", e) ||
-        cfg_str(root, path, "thing_group", &c->thing_group, "", e) ||
-        cfg_str(root, path, "on_reject", &c->on_reject, "revoke", e) ||
-        cfg_str(root, path, "thing_conflict", &c->thing_conflict, "keep", e) ||
-        cfg_str(root, path, "aws_rates", &c->aws_rates, "", e) ||
-        cfg_int(root, path, "max_in_flight", &c->max_in_flight, 64, 1, 10000, e) ||
-        cfg_int(root, path, "claim_idle_ms", &c->claim_idle_ms, 30000, 1000, 3600000, e) ||
-        cfg_int(root, path, "max_attempts", &c->max_attempts, 10, 1, 1000, e) ||
-        cfg_int(root, path, "backoff_ms", &c->backoff_ms, 200, 1, 600000, e) ||
-        cfg_int(root, path, "backoff_max_ms", &c->backoff_max_ms, 10000, 1, 3600000, e) ||
-        cfg_int(root, path, "reconcile_interval_s", &c->reconcile_interval_s, 300, 0, 86400,
-                e) ||
-        cfg_int(root, path, "reconcile_min_age_s", &c->reconcile_min_age_s, 60, 0, 86400, e) ||
-        cfg_int(root, path, "lock_ms", &c->lock_ms, 60000, 1000, 3600000, e)) {
-        goto out;
-    }
+    *c = (struct jitr_cfg){
+        .listen = xstrdup(conf->jitr_listen),
+        .tls_cert_file = xstrdup(conf->jitr_tls_cert_file),
+        .tls_key_file = xstrdup(conf->jitr_tls_key_file),
+        .secret_header = xstrdup(conf->jitr_secret_header),
+        .secrets_file = xstrdup(conf->jitr_secrets_file),
+        .secrets_env = xstrdup(conf->jitr_secrets_env),
+        .template_path = xstrdup(conf->jitr_template),
+        .policy_name = xstrdup(conf->jitr_policy_name),
+        .thing_group = xstrdup(conf->jitr_thing_group),
+        .on_reject = xstrdup(conf->jitr_on_reject),
+        .thing_conflict = xstrdup(conf->jitr_thing_conflict),
+        .aws_rates = xstrdup(conf->jitr_aws_rates),
+        .sqs_queue_url = xstrdup(conf->jitr_sqs_queue_url),
+        .max_in_flight = conf->jitr_max_in_flight,
+        .claim_idle_ms = conf->jitr_claim_idle_ms,
+        .max_attempts = conf->jitr_max_attempts,
+        .backoff_ms = conf->jitr_backoff_ms,
+        .backoff_max_ms = conf->jitr_backoff_max_ms,
+        .reconcile_interval_s = conf->jitr_reconcile_interval_s,
+        .reconcile_min_age_s = conf->jitr_reconcile_min_age_s,
+        .lock_ms = conf->jitr_lock_ms,
+        .sqs_wait_s = conf->jitr_sqs_wait_seconds,
+        .sqs_max_messages = conf->jitr_sqs_max_messages,
+    };
     if (strcmp(c->on_reject, "revoke") != 0 && strcmp(c->on_reject, "leave-pending") != 0) {
-        err_set(e, ERRC_INVALID, "%s: on_reject must be revoke or leave-pending", path);
-        goto out;
+        err_set(e, ERRC_INVALID, "%s: jitr.on_reject must be revoke or leave-pending, not '%s'",
+                file, c->on_reject);
+        goto fail;
     }
     if (strcmp(c->thing_conflict, "keep") != 0 && strcmp(c->thing_conflict, "fail") != 0) {
-        err_set(e, ERRC_INVALID, "%s: thing_conflict must be keep or fail", path);
-        goto out;
+        err_set(e, ERRC_INVALID, "%s: jitr.thing_conflict must be keep or fail, not '%s'", file,
+                c->thing_conflict);
+        goto fail;
     }
     if (c->backoff_max_ms >= c->claim_idle_ms) {
-        err_set(e, ERRC_INVALID, "%s: backoff_max_ms must be below claim_idle_ms (else another "
-                "worker claims an entry that is only waiting)", path);
-        goto out;
+        err_set(e, ERRC_INVALID, "%s: jitr.backoff_max_ms must be below jitr.claim_idle_ms (else "
+                "another worker claims an entry that is only waiting)", file);
+        goto fail;
     }
     if ((c->tls_cert_file[0] == '\0') != (c->tls_key_file[0] == '\0')) {
-        err_set(e, ERRC_INVALID, "%s: tls_cert_file and tls_key_file go together", path);
-        goto out;
+        err_set(e, ERRC_INVALID, "%s: jitr.tls_cert_file and jitr.tls_key_file go together",
+                file);
+        goto fail;
     }
-    rc = 0;
-out:
-    if (rc != 0) {
-        cfg_release(c);
+    if (c->listen[0] == '\0' && c->sqs_queue_url[0] == '\0') {
+        err_set(e, ERRC_INVALID, "%s: JITR needs an intake: jitr.listen, jitr.sqs_queue_url or "
+                "both", file);
+        goto fail;
     }
-    json_decref(root);
-    buf_release(&b);
-    return rc;
+    if (c->secret_header[0] == '\0') {
+        err_set(e, ERRC_INVALID, "%s: jitr.secret_header must not be empty", file);
+        goto fail;
+    }
+    return 0;
+fail:
+    cfg_release(c);
+    return -1;
+}
+
+int jitr_check_config(const struct conf *conf, struct err *e)
+{
+    struct jitr_cfg c;
+    struct jitr_template *tpl = NULL;
+    if (jitr_cfg_from_conf(conf, &c, e) != 0) {
+        return -1;
+    }
+    tpl = jitr_template_load(c.template_path, c.policy_name, e);
+    jitr_template_free(tpl);
+    cfg_release(&c);
+    return tpl != NULL ? 0 : -1;
 }
 
 /* ---- the CA table --------------------------------------------------------------------------- */
@@ -743,7 +709,7 @@ struct jitr_service *jitr_service_new(struct event_base *base, const struct conf
     s->slot = slot;
     s->data_dir = xstrdup(conf->data_dir);
     s->redis_timeout_ms = 5000;
-    if (jitr_cfg_load(conf->jitr_config, &s->cfg, e) != 0) {
+    if (jitr_cfg_from_conf(conf, &s->cfg, e) != 0) {
         goto fail;
     }
     snprintf(s->consumer, sizeof(s->consumer), "w%zu-%ld-%lld", slot, (long)getpid(),

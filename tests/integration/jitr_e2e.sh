@@ -8,6 +8,26 @@
 # revoked serial → REVOKED. The destination confirmation is answered and confirmed. /metrics.
 # The AWS JITP template from the documentation runs unchanged.
 source "$(dirname "$0")/jitr_lib.sh"
+
+# --- the "jitr" section of the one configuration file, checked by jitrd --check-config ----------
+ok "$JITRD" --check-config --config "$CFG"
+grep -q "JITR: intake 127.0.0.1:$JITR_PORT" "$T/out" && pass || fail "check-config names the JITR intake"
+bad_jitr() { # EXPECTED-MESSAGE JITR-SECTION-JSON
+  jq --argjson j "$2" '.jitr = (.jitr + $j)' "$CFG" >"$T/bad.json"
+  expect_fail 2 "$1" "$JITRD" --check-config --config "$T/bad.json"
+}
+bad_jitr "unknown key 'jitr.bogus'" '{"bogus": 1}'
+bad_jitr "key 'jitr.enabled' must be true or false" '{"enabled": "yes"}'
+bad_jitr "jitr.on_reject must be revoke or leave-pending, not 'drop'" '{"on_reject": "drop"}'
+bad_jitr "jitr.thing_conflict must be keep or fail" '{"thing_conflict": "merge"}'
+bad_jitr "key 'jitr.max_in_flight' must be between 1 and 10000, not 0" '{"max_in_flight": 0}'
+bad_jitr "jitr.backoff_max_ms must be below jitr.claim_idle_ms" '{"backoff_max_ms": 5000}'
+bad_jitr "jitr.tls_cert_file and jitr.tls_key_file go together" '{"tls_cert_file": "/x.pem"}'
+bad_jitr "JITR needs an intake" '{"listen": ""}'
+jq --arg t "$T/none.json" '.jitr.template = $t' "$CFG" >"$T/bad.json"
+expect_fail 4 "$T/none.json" "$JITRD" --check-config --config "$T/bad.json"
+jq '.jitr = 5' "$CFG" >"$T/bad.json"
+expect_fail 2 "key 'jitr' must be an object" "$JITRD" --check-config --config "$T/bad.json"
 jitrd_start
 gateway_rule
 

@@ -52,17 +52,15 @@ SIGN_PORT=$(freeport)
 JITR_PORT=$(freeport)
 INTAKE=http://127.0.0.1:$JITR_PORT
 export JITRCA_JITR_SECRETS="s3cret-new,s3cret-old"
-write_config() { # [extra jitr settings JSON members]
-  cat >"$T/jitr.json" <<EOF
-{"listen": "127.0.0.1:$JITR_PORT", "claim_idle_ms": 4000, "backoff_ms": 100,
- "backoff_max_ms": 2000, "reconcile_interval_s": 3, "reconcile_min_age_s": 2, "max_in_flight": 16, "lock_ms": 8000 ${1:+, $1}}
-EOF
+write_config() { # [extra members of the "jitr" section, JSON]
   cat >"$T/jitrd.json" <<EOF
 {"data_dir": "$JITRCA_DATA_DIR", "redis_url": "$JITRCA_REDIS_URL", "default_ca": "devices",
  "station_ca": "stations", "stations_file": "$T/stations.json",
  "tls_cert_file": "$T/srv.pem", "tls_key_file": "$T/srv.key", "listen": "127.0.0.1:$SIGN_PORT",
  "workers": ${JITRD_WORKERS:-2}, "worker_threads": 1, "drain_timeout": 2,
- "jitr_config": "$T/jitr.json"}
+ "jitr": {"enabled": true, "listen": "127.0.0.1:$JITR_PORT", "claim_idle_ms": 4000,
+  "backoff_ms": 100, "backoff_max_ms": 2000, "reconcile_interval_s": 3, "reconcile_min_age_s": 2,
+  "max_in_flight": 16, "lock_ms": 8000 ${1:+, $1}}}
 EOF
 }
 write_config
