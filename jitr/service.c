@@ -54,6 +54,7 @@ static void cfg_release(struct jitr_cfg *c)
     xfree(c->on_reject);
     xfree(c->thing_conflict);
     xfree(c->aws_rates);
+    xfree(c->sqs_queue_url);
     memset(c, 0, sizeof(*c));
 }
 
@@ -61,7 +62,6 @@ static void cfg_release(struct jitr_cfg *c)
  * that tie its keys together. */
 int jitr_cfg_from_conf(const struct conf *conf, struct jitr_cfg *c, struct err *e)
 {
-    xfree(c->sqs_queue_url);
     const char *file = conf->source[0] ? conf->source : "configuration";
     memset(c, 0, sizeof(*c));
     *c = (struct jitr_cfg){

@@ -203,5 +203,56 @@ fails "describe-endpoint over quota throttled" ThrottlingException \
     iot describe-endpoint --endpoint-type iot:Data-ATS
 check "throttle counted" "$(curl -sf "$URL/_standin/stats" | jq .operations.DescribeEndpoint.throttled)" 1
 
+# --- SQS: the front door for service "sqs", and the rules engine's sqs action --------------
+sqs() { aws --endpoint-url "$URL" --region us-east-1 --output json sqs "$@"; }
+admin /_standin/config '{"quotas":{"enabled":false}}' >/dev/null
+run "sqs create-queue" sqs create-queue --queue-name jitr-events
+QURL=$(jget .QueueUrl)
+check "queue URL names the stand-in" "$QURL" "$URL/123456789012/jitr-events"
+run "sqs get-queue-url" sqs get-queue-url --queue-name jitr-events
+check "get-queue-url" "$(jget .QueueUrl)" "$QURL"
+run "sqs receive-message, empty queue" sqs receive-message --queue-url "$QURL" --wait-time-seconds 1
+check "empty queue: no messages" "$(jq -s '.[0].Messages // [] | length' "$W/out")" 0
+fails "sqs receive-message, no such queue" AWS.SimpleQueueService.NonExistentQueue \
+    sqs receive-message --queue-url "$URL/123456789012/nope"
+fails "sqs: wrong secret refused" InvalidSignatureException \
+    env AWS_SECRET_ACCESS_KEY=wrong-secret aws --endpoint-url "$URL" --region us-east-1 sqs \
+    receive-message --queue-url "$QURL"
+for i in 4 5; do
+    openssl ecparam -name prime256v1 -genkey -noout -out "$W/dev$i.key" 2>/dev/null
+    openssl req -new -key "$W/dev$i.key" -subj "/CN=dev-$i" -out "$W/dev$i.csr" 2>/dev/null
+    openssl x509 -req -in "$W/dev$i.csr" -CA "$W/ca.pem" -CAkey "$W/ca.key" -CAcreateserial \
+        -days 10 -sha256 -out "$W/dev$i.pem" 2>/dev/null
+done
+rule() { # USE_BASE64
+    printf '{"sql":"SELECT * FROM '"'"'$aws/events/certificates/registered/%s'"'"'","ruleDisabled":false,"actions":[{"sqs":{"roleArn":"arn:aws:iam::123456789012:role/jitr-sqs","queueUrl":"%s","useBase64":%s}}]}' \
+        "$CAID" "$QURL" "$1"
+}
+run "create-topic-rule with an sqs action" iot create-topic-rule --rule-name jitr_sqs \
+    --topic-rule-payload "$(rule false)"
+device 4 "$CONNECT$DISCONNECT" >/dev/null
+run "sqs receive-message: the registered event" sqs receive-message --queue-url "$QURL" \
+    --wait-time-seconds 5 --max-number-of-messages 10
+BODY=$(jget '.Messages[0].Body')
+check "event on the queue, JSON" "$(echo "$BODY" | jq -r '[.certificateId, .caCertificateId, .certificateStatus] | join(",")')" \
+    "$(der_id "$W/dev4.pem"),$CAID,PENDING_ACTIVATION"
+RH=$(jget '.Messages[0].ReceiptHandle')
+run "sqs delete-message" sqs delete-message --queue-url "$QURL" --receipt-handle "$RH"
+run "replace-topic-rule: useBase64" iot replace-topic-rule --rule-name jitr_sqs \
+    --topic-rule-payload "$(rule true)"
+device 5 "$CONNECT$DISCONNECT" >/dev/null
+run "sqs receive-message: base64 event" sqs receive-message --queue-url "$QURL" --wait-time-seconds 5
+check "event on the queue, base64" "$(jget '.Messages[0].Body' | base64 -d | jq -r .certificateId)" \
+    "$(der_id "$W/dev5.pem")"
+run "sqs delete-message-batch" sqs delete-message-batch --queue-url "$QURL" \
+    --entries "Id=0,ReceiptHandle=$(jget '.Messages[0].ReceiptHandle')"
+check "batch delete: one successful" "$(jget '.Successful | length')" 1
+run "sqs get-queue-attributes" sqs get-queue-attributes --queue-url "$QURL" \
+    --attribute-names ApproximateNumberOfMessages ApproximateNumberOfMessagesNotVisible
+check "queue empty" "$(jget '.Attributes | "\(.ApproximateNumberOfMessages),\(.ApproximateNumberOfMessagesNotVisible)"')" "0,0"
+run "delete-topic-rule" iot delete-topic-rule --rule-name jitr_sqs
+check "SendMessage by the rules engine counted" "$(curl -sf "$URL/_standin/stats" | jq .front_door.sqs_rule_messages)" 2
+check "SQS requests counted" "$(curl -sf "$URL/_standin/stats" | jq '.operations["sqs:ReceiveMessage"].requests')" 4
+
 echo "$PASS passed, $FAIL failed"
 [ "$FAIL" -eq 0 ]

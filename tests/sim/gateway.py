@@ -14,6 +14,11 @@ Per connection (AWS-IOT.md sections 1.3, 1.4, 12.5):
     the six-field event is POSTed like an HTTP rule action (<= 3 tries, retry on 429/5xx only),
     the connection is closed. jitr_trigger "handshake" (default) does this right after the TLS
     handshake; "connect" waits for the MQTT CONNECT and answers CONNACK 5 first.
+  * the event goes where the rules say: the HTTP action of the runtime config (event_url), and
+    every SQS action of an enabled topic rule (recorded by iot_standin.py) whose SQL selects from
+    $aws/events/certificates/registered/<caCertificateId> (topic filters with + and #), or the
+    config's event_sqs {"queueUrl", "useBase64"}: SendMessage of the event JSON, or of its base64
+    when useBase64 is true (internal/sqs-send).
   * PENDING_ACTIVATION -> the event again, connection closed.
   * ACTIVE with at least one attached policy (and a thing unless require_thing is false) ->
     CONNECT answered with CONNACK 0; PINGREQ answered, DISCONNECT closes. ACTIVE without policy
@@ -24,6 +29,7 @@ Per connection (AWS-IOT.md sections 1.3, 1.4, 12.5):
 """
 
 import argparse
+import base64
 import datetime
 import hashlib
 import json
@@ -294,6 +300,20 @@ class Gateway:
             elif ptype == 14:
                 return
 
+    def send_sqs(self, action, event, topic, duplicates):
+        """The rule's sqs action: SendMessage (base64 of the JSON when useBase64)."""
+        text = json.dumps(event, separators=(",", ":"))
+        body = base64.b64encode(text.encode()).decode() if action.get("useBase64") else text
+        for _ in range(1 + duplicates):
+            try:
+                sc.json_call(self.standin + "/_standin/internal/sqs-send", "POST",
+                             {"queueUrl": action["queueUrl"], "body": body})
+                self.report({"events_sqs": 1}, {"kind": "event_sqs", "topic": topic,
+                                                "event": event, "queueUrl": action["queueUrl"]})
+            except (RuntimeError, OSError) as exc:
+                self.report({"events_sqs_failed": 1},
+                            {"kind": "event_sqs_failed", "topic": topic, "reason": str(exc)[:200]})
+
     def publish(self, cid, caid, reg_ts, reg, cfg):
         """Send the registered event to the rule's HTTP destination, in the background."""
         event = {
@@ -306,6 +326,14 @@ class Gateway:
         }
         url = cfg.get("event_url")
         topic = f"$aws/events/certificates/registered/{caid}"
+        sqs_actions = [a for r in reg.get("rules") or [] if topic_matches(r["topic"], topic)
+                       for a in r["sqs"]]
+        if cfg.get("event_sqs"):
+            sqs_actions.append(cfg["event_sqs"])
+        for action in sqs_actions:
+            self.send_sqs(action, event, topic, int(cfg.get("event_duplicates") or 0))
+        if not url and sqs_actions:
+            return
         if not url:
             self.report({"events_dropped_no_rule": 1}, {"kind": "event_dropped", "topic": topic,
                                                         "event": event, "reason": "no event_url"})
@@ -334,6 +362,17 @@ class Gateway:
 
         for _ in range(1 + int(cfg.get("event_duplicates") or 0)):
             threading.Thread(target=run, daemon=True).start()
+
+
+def topic_matches(filt, topic):
+    """MQTT topic filter match (+ one level, # the rest)."""
+    f, t = filt.split("/"), topic.split("/")
+    for i, part in enumerate(f):
+        if part == "#":
+            return True
+        if i >= len(t) or (part != "+" and part != t[i]):
+            return False
+    return len(f) == len(t)
 
 
 def main(argv=None):

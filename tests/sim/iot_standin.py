@@ -14,6 +14,15 @@ Each request goes through the same steps AWS's front door takes, in this order:
      to moto. Responses keep only modeled members; errors carry x-amzn-ErrorType, `message` and
      x-amzn-RequestId.
 
+SQS requests (AWS JSON 1.0 protocol: X-Amz-Target "AmazonSQS.ACTION", or the query protocol with
+a credential scope for "sqs") take the same front door: SigV4 verified for the service `sqs`, then
+forwarded to moto's SQS with the Host kept, so queue URLs name this stand-in. Faults for SQS are
+only those asked for by operation ("sqs:ReceiveMessage" in faults.operations or next_faults).
+
+Topic rules are recorded on their way to moto: a rule whose SQL selects from the registered-event
+topic of a CA and that has an `sqs` action makes gateway.py SendMessage the event to that queue
+(base64 when useBase64), as AWS IoT's rules engine would (internal/sqs-send).
+
 The stand-in keeps the state moto lacks (registration code, CA auto-registration and mode, topic
 rule destinations, JITR registration timestamps) and exposes an unauthenticated admin API under
 /_standin/ for tests and for gateway.py: config, stats, reset, and internal registry calls.
@@ -79,7 +88,8 @@ DEFAULT_CONFIG = {
     "gateway": {"event_url": None, "event_headers": {}, "jitr_trigger": "handshake",
                 "require_thing": True, "require_confirmed_destination": False,
                 "event_duplicates": 0, "event_jitter_ms": 0, "retry_delay_ms": 500,
-                "event_timeout_ms": 3000, "event_cafile": None, "event_insecure": False},
+                "event_timeout_ms": 3000, "event_cafile": None, "event_insecure": False,
+                "event_sqs": None},
 }
 
 MOTO_BOOT = ("from moto.core.config import default_user_config as c; "
@@ -88,6 +98,7 @@ MOTO_BOOT = ("from moto.core.config import default_user_config as c; "
 
 SKEW = 15 * 60
 UNAUTH_PATHS = re.compile(r"^/confirmdestination/")  # enableUrl works without a signature
+RULE_FROM = re.compile(r"\bFROM\s+'([^']+)'", re.IGNORECASE)
 
 
 def _jsonable(o):
@@ -246,9 +257,14 @@ class Model:
                 raise ApiError("InvalidRequestException", 400, "Could not parse request body into json")
             if not isinstance(body_obj, dict):
                 raise ApiError("InvalidRequestException", 400, "Request body must be a JSON object")
+        payload = shape.serialization.get("payload")  # the body IS this member (CreateTopicRule)
         for name, m in shape.members.items():
             loc = m.serialization.get("location")
             wire = m.serialization.get("name", name)
+            if name == payload:
+                if body:
+                    params[name] = body_obj
+                continue
             if loc == "uri":
                 raw = labels.get(wire)
             elif loc == "querystring":
@@ -518,6 +534,9 @@ class StandIn:
         self.moto = boto3.client("iot", endpoint_url=self.moto_url, region_name=self.region,
                                  aws_access_key_id="standin", aws_secret_access_key="standin",
                                  config=BotoConfig(retries={"max_attempts": 1}))
+        self.moto_sqs = boto3.client("sqs", endpoint_url=self.moto_url, region_name=self.region,
+                                     aws_access_key_id="standin", aws_secret_access_key="standin",
+                                     config=BotoConfig(retries={"max_attempts": 1}))
         self.reset_state()
 
     def reset_state(self):
@@ -527,6 +546,7 @@ class StandIn:
             self.cert_ca = {}       # certId -> caId (cache)
             self.jitr_ts = {}       # certId -> registration timestamp (ms) by the gateway
             self.destinations = {}  # arn -> destination dict (+ "token")
+            self.rules = {}         # ruleName -> {"topic", "disabled", "sqs": [sqs action, ...]}
             self.buckets = {}
             self.stats = collections.defaultdict(OpStats)
             self.front = collections.Counter()
@@ -843,6 +863,71 @@ class StandIn:
                            "Cannot delete the default version of a policy")
         return None
 
+    # -- topic rules: recorded for the gateway's rules engine, then forwarded to moto ----------
+
+    def _record_rule(self, name, payload):
+        m = RULE_FROM.search(payload.get("sql") or "")
+        sqs = [a["sqs"] for a in payload.get("actions") or [] if isinstance(a, dict) and "sqs" in a]
+        with self.lock:
+            self.rules[name] = {"name": name, "topic": m.group(1) if m else None,
+                                "disabled": bool(payload.get("ruleDisabled")), "sqs": sqs}
+
+    def op_CreateTopicRule(self, p, ctx):
+        self._record_rule(p["ruleName"], p.get("topicRulePayload") or {})
+        return None
+
+    def op_ReplaceTopicRule(self, p, ctx):
+        self._record_rule(p["ruleName"], p.get("topicRulePayload") or {})
+        return None
+
+    def op_DeleteTopicRule(self, p, ctx):
+        with self.lock:
+            self.rules.pop(p["ruleName"], None)
+        return None
+
+    def internal_sqs_send(self, queue_url, body):
+        """The rules engine's sqs action: SendMessage to the queue (in moto)."""
+        try:
+            r = self.moto_sqs.send_message(QueueUrl=queue_url, MessageBody=body)
+        except ClientError as e:
+            err = e.response.get("Error", {})
+            raise ApiError(err.get("Code", "InternalFailureException"),
+                           e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500),
+                           err.get("Message", "moto error"))
+        with self.lock:
+            self.front["sqs_rule_messages"] += 1
+        return {"MessageId": r["MessageId"]}
+
+    # -- SQS through the front door ------------------------------------------------------------
+
+    def sqs_fault(self, op):
+        """Only faults asked for by name: the IoT fault rates never hit SQS by accident."""
+        queued = self.config["next_faults"].get(op)
+        if queued:
+            return str(queued.pop(0))
+        f = self.config["faults"]
+        if op not in f["operations"]:
+            return None
+        r = self.rng.random()
+        if r < f["error_rate"]:
+            return str(self.rng.choice(f["error_statuses"]))
+        return None
+
+    def forward_sqs(self, headers, body):
+        u = urllib.parse.urlsplit(self.moto_url)
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+        skip = {"connection", "content-length", "transfer-encoding", "keep-alive",
+                "authorization", "x-amz-security-token"}
+        hdrs = {k: v for k, v in headers if k.lower() not in skip}
+        hdrs["Authorization"] = (f"AWS4-HMAC-SHA256 Credential=standin/20260101/{self.region}/sqs/"
+                                 "aws4_request, SignedHeaders=host, Signature=0")
+        try:
+            conn.request("POST", "/", body=body or None, headers=hdrs)
+            r = conn.getresponse()
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+        finally:
+            conn.close()
+
     # -- topic rule destinations (moto: not implemented) ---------------------------------------
 
     def _dest_public(self, d):
@@ -966,7 +1051,10 @@ class StandIn:
                 continue
             cas.append({"certificateId": caid, "pem": ca["pem"], "status": status,
                         "autoRegistrationStatus": ca["autoreg"], "certificateMode": ca["mode"]})
-        return {"cas": cas, "destinations": dests, "account": self.account, "region": self.region}
+        with self.lock:
+            rules = [dict(r) for r in self.rules.values() if not r["disabled"] and r["topic"]]
+        return {"cas": cas, "destinations": dests, "account": self.account, "region": self.region,
+                "rules": rules}
 
     def internal_cert(self, cid):
         try:
@@ -1080,6 +1168,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if path.startswith("/_standin/"):
             return self.admin(si, path, body)
         headers = list(self.headers.items())
+        if self.is_sqs(path):
+            return self.handle_sqs(si, headers, body)
         op = "-"
         try:
             akid = None
@@ -1155,6 +1245,55 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     si.stats[op].statuses[e.status] += 1
             self._error(e)
 
+    SQS_SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/[^/,\s]+/sqs/aws4_request")
+
+    def is_sqs(self, path):
+        target = self.headers.get("X-Amz-Target") or ""
+        if target.startswith("AmazonSQS."):
+            return True
+        return self.command == "POST" and bool(self.SQS_SCOPE.search(self.headers.get("Authorization") or ""))
+
+    def _sqs_error(self, e):
+        body = {"__type": f"com.amazonaws.sqs#{e.code}", "message": e.message}
+        self._send(e.status, json.dumps(body).encode(),
+                   {"x-amzn-ErrorType": e.code, "Content-Type": "application/x-amz-json-1.0"})
+
+    def handle_sqs(self, si, headers, body):
+        target = self.headers.get("X-Amz-Target") or ""
+        op = "sqs:" + (target.split(".", 1)[1] if "." in target else "Query")
+        try:
+            try:
+                verify_sigv4(self.command, self.path, headers, body, si.creds, si.region, ["sqs"])
+            except ApiError as e:
+                with si.lock:
+                    si.front[e.code] += 1
+                raise
+            with si.lock:
+                st = si.stats[op]
+                st.arrive()
+                st.admit()
+                fault = si.sqs_fault(op)
+            if fault in ("500", "503"):
+                with si.lock:
+                    st.faults += 1
+                    st.statuses[int(fault)] += 1
+                raise ApiError("InternalError" if fault == "500" else "ServiceUnavailable",
+                               int(fault), "injected fault")
+            if fault == "throttle":
+                with si.lock:
+                    st.faults += 1
+                    st.statuses[400] += 1
+                raise ApiError("RequestThrottled", 400, "Rate exceeded")
+            status, rheaders, rbody = si.forward_sqs(headers, body)
+            with si.lock:
+                st.statuses[status] += 1
+            keep = {"Content-Type": rheaders.get("content-type", "application/x-amz-json-1.0")}
+            if "x-amzn-query-error" in rheaders:
+                keep["x-amzn-query-error"] = rheaders["x-amzn-query-error"]
+            self._send(status, rbody, keep)
+        except ApiError as e:
+            self._sqs_error(e)
+
     def execute(self, si, route, params, ctx):
         op = route.op
         fn = getattr(si, "op_" + op.name, None)
@@ -1218,6 +1357,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if path == "/_standin/internal/jitr-register" and self.command == "POST":
                 return self._send(200, json.dumps(
                     si.internal_jitr_register(data["pem"], data["caCertificateId"])).encode())
+            if path == "/_standin/internal/sqs-send" and self.command == "POST":
+                return self._send(200, json.dumps(
+                    si.internal_sqs_send(data["queueUrl"], data["body"])).encode())
             if path == "/_standin/internal/gateway-log" and self.command == "POST":
                 with si.lock:
                     for k, v in data.get("counters", {}).items():
