@@ -971,3 +971,35 @@ void ca_der_to_pem(struct buf *out, const uint8_t *der, size_t len)
     }
     buf_addstr(out, "-----END CERTIFICATE-----\n");
 }
+
+int ca_serial_normalise(const char *in, char out[41], struct err *e)
+{
+    char hex[128];
+    size_t n = 0, start = 0;
+    for (const char *p = in; *p; p++) {
+        if (*p == ':') {
+            continue;
+        }
+        bool ok = (*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f') || (*p >= 'A' && *p <= 'F');
+        if (!ok || n + 1 >= sizeof(hex)) {
+            return err_set(e, ERRC_INVALID, "'%.80s' is not a hex serial nor a certificateId", in);
+        }
+        hex[n++] = (char)(*p >= 'A' && *p <= 'F' ? *p - 'A' + 'a' : *p);
+    }
+    hex[n] = '\0';
+    while (start < n && hex[start] == '0') {
+        start++;
+    }
+    size_t digits = n - start;
+    if (digits == 0) {
+        return err_set(e, ERRC_INVALID, "serial '%.80s' is zero", in);
+    }
+    /* whole octets, and a 00 octet when the first one would have its high bit set */
+    size_t pad = digits % 2 ? 1 : hex[start] >= '8' ? 2 : 0;
+    if (digits + pad > 40) {
+        return err_set(e, ERRC_INVALID, "serial '%.80s' is longer than 20 octets", in);
+    }
+    memset(out, '0', pad);
+    memcpy(out + pad, hex + start, digits + 1);
+    return 0;
+}

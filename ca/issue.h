@@ -95,6 +95,11 @@ int ca_sign(struct ca_signer *s, const struct ca_issuer *is, const struct ca_pre
             struct err *e) ATTR_WUR;
 void ca_issued_release(struct ca_issued *c);
 
+/* A serial as users type it (any case, ':' separators, leading zeros added or dropped) to the
+ * canonical form the index is keyed by: lowercase hex of the minimal DER INTEGER contents.
+ * ERRC_INVALID for non-hex, zero, or more than 20 octets. */
+int ca_serial_normalise(const char *in, char out[41], struct err *e) ATTR_WUR;
+
 /* PEM of a DER certificate, appended to out. */
 void ca_der_to_pem(struct buf *out, const uint8_t *der, size_t len);
 

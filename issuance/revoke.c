@@ -514,40 +514,6 @@ int issuance_crl_refresh_if_due(struct issuance_revoker *rv, struct store *s, ti
     return ret;
 }
 
-/* Canonical serial: lowercase hex of the minimal DER INTEGER contents (what ca/issue.c encodes
- * and the index is keyed by). Accepts any case, ':' separators and extra leading zeros. */
-static int serial_normalise(const char *in, char out[41], struct err *e)
-{
-    char hex[128];
-    size_t n = 0, start = 0;
-    for (const char *p = in; *p; p++) {
-        if (*p == ':') {
-            continue;
-        }
-        bool ok = (*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f') || (*p >= 'A' && *p <= 'F');
-        if (!ok || n + 1 >= sizeof(hex)) {
-            return err_set(e, ERRC_INVALID, "'%.80s' is not a hex serial nor a certificateId", in);
-        }
-        hex[n++] = (char)(*p >= 'A' && *p <= 'F' ? *p - 'A' + 'a' : *p);
-    }
-    hex[n] = '\0';
-    while (start < n && hex[start] == '0') {
-        start++;
-    }
-    size_t digits = n - start;
-    if (digits == 0) {
-        return err_set(e, ERRC_INVALID, "serial '%.80s' is zero", in);
-    }
-    /* whole octets, and a 00 octet when the first one would have its high bit set */
-    size_t pad = digits % 2 ? 1 : hex[start] >= '8' ? 2 : 0;
-    if (digits + pad > 40) {
-        return err_set(e, ERRC_INVALID, "serial '%.80s' is longer than 20 octets", in);
-    }
-    memset(out, '0', pad);
-    memcpy(out + pad, hex + start, digits + 1);
-    return 0;
-}
-
 /* Value of field name in store_cert_get's "name\tvalue\n" lines, or "". */
 static void field_get(const struct buf *fields, const char *name, char *out, size_t cap)
 {
@@ -639,7 +605,7 @@ int issuance_revoke(struct issuance_revoker *rv, struct store *s, struct issuanc
             goto out;
         }
         snprintf(r->serial_hex, sizeof(r->serial_hex), "%s", buf_cstr(&serial));
-    } else if (serial_normalise(r->serial, r->serial_hex, e) != 0) {
+    } else if (ca_serial_normalise(r->serial, r->serial_hex, e) != 0) {
         goto out;
     }
     if (cert_lookup(s, r, &revoked, e) != 0) {

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "ca/issue.h"
 #include "core/mem.h"
 #include "core/util.h"
 #include "jitr/jitr.h"
@@ -127,9 +128,9 @@ int jitr_admin_status(const char *redis_url, const char *id, json_t **out, struc
         cert[64] = '\0';
     } else {
         json_t *fp;
-        char serial[130];
-        for (size_t i = 0; i <= n; i++) {
-            serial[i] = (char)((id[i] >= 'A' && id[i] <= 'F') ? id[i] + 32 : id[i]);
+        char serial[41];
+        if (ca_serial_normalise(id, serial, e) != 0) {
+            goto out;
         }
         snprintf(key, sizeof(key), STORE_PREFIX "cert:%s", serial);
         const char *av[] = { "HGET", key, "fingerprint" };

@@ -62,6 +62,11 @@ jq -r '.trace[]' "$T/out" | grep -q "CREATE_THING" && pass || { fail "trace list
 SERIAL=$(openssl x509 -in "$D.crt" -noout -serial | cut -d= -f2 | tr 'A-F' 'a-f' | sed 's/^0*//')
 ok "$JITRCTL" --json jitr status "$SERIAL"
 check_eq "status by serial" "$(jq -r .certificate_id "$T/out")" "$CID"
+# as openssl prints it (upper case, a leading zero digit when the top nibble is 0)
+ok "$JITRCTL" --json jitr status "$(openssl x509 -in "$D.crt" -noout -serial | cut -d= -f2)"
+check_eq "status by openssl's serial" "$(jq -r .certificate_id "$T/out")" "$CID"
+ok "$JITRCTL" --json jitr status "000$SERIAL"
+check_eq "status by serial with extra zeros" "$(jq -r .certificate_id "$T/out")" "$CID"
 check_eq "audit activation" "$(count_records jitr_activate)" 1
 
 # --- duplicates and reordering: the event again (old secret, rotation) and late ------------------

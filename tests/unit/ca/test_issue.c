@@ -1396,6 +1396,47 @@ out:
     return rc;
 }
 
+/* What users type for a serial (openssl x509 -serial, with or without the leading zeros) reaches
+ * the index's key. */
+static int test_serial_normalise(void)
+{
+    static const struct {
+        const char *in, *want;
+    } ok[] = {
+        { "01D5299015EC0CB9E6875A381CC88ADA", "01d5299015ec0cb9e6875a381cc88ada" },
+        { "1d5299015ec0cb9e6875a381cc88ada", "01d5299015ec0cb9e6875a381cc88ada" },
+        { "0001d5", "01d5" },
+        { "80", "0080" },
+        { "0080", "0080" },
+        { "7f", "7f" },
+        { "ab:cd:ef", "00abcdef" },
+        { "5", "05" },
+    };
+    static const struct {
+        const char *in, *msg;
+    } bad[] = {
+        { "", "is zero" },
+        { "000", "is zero" },
+        { "12g4", "not a hex serial" },
+        { "ffffffffffffffffffffffffffffffffffffffff", "longer than 20 octets" },
+    };
+    int rc = 0;
+    char out[41];
+    for (size_t i = 0; i < ARRAY_LEN(ok); i++) {
+        struct err e = ERR_INIT;
+        CHECK_OK(ca_serial_normalise(ok[i].in, out, &e), &e);
+        CHECK_STR_EQ(out, ok[i].want);
+    }
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        struct err e = ERR_INIT;
+        CHECK(ca_serial_normalise(bad[i].in, out, &e) != 0);
+        CHECK_INT_EQ(e.code, ERRC_INVALID);
+        CHECK_STR_CONTAINS(e.msg, bad[i].msg);
+    }
+out:
+    return rc;
+}
+
 static void cleanup(void)
 {
     ca_profile_free(device_profile);
@@ -1418,6 +1459,7 @@ int main(int argc, char **argv)
         { "sign_errors", test_sign_errors },
         { "issuer_errors", test_issuer_errors },
         { "pem", test_pem },
+        { "serial_normalise", test_serial_normalise },
         { "threads_hsm_lock", test_threads_hsm_lock },
     };
     atexit(cleanup);
