@@ -12,7 +12,11 @@
  *   confirmationToken query): the confirmation carries none of the rule's headers, so it needs
  *   no secret; it is answered 200 at once and confirmed with ConfirmTopicRuleDestination (the
  *   token is only ever sent back to AWS).
- *   GET /healthz, GET /metrics (jitr:stats, queue depth, dead letters; Prometheus text).
+ *   GET /healthz, GET /metrics (jitr:stats, queue depth, dead letters, the SQS intake's
+ *   counters; Prometheus text).
+ * jitr_intake_validate and jitr_event_enqueue are the one validation and the one XADD of every
+ * intake: this one and the SQS poller (sqs.c). With an SQS queue configured the intake may run
+ * without secrets (POST /v1/jitr/events then answers 401) and without a listener (listen "").
  * A reply after the client went away is safe: libevent detaches such requests and frees them at
  * evhttp_send_reply.
  */
@@ -116,6 +120,11 @@ static int secrets_load(struct jitr_service *s, struct err *e)
             p += n + (p[n] ? 1 : 0);
         }
     }
+    if (s->nsecrets == 0 && s->cfg.sqs_queue_url[0] != '\0') {
+        log_info("jitr: no intake secret: POST /v1/jitr/events answers 401; events come "
+                 "through SQS");
+        return 0;
+    }
     if (s->nsecrets == 0) {
         return err_set(e, ERRC_INVALID, "jitr: no intake secret: set %s or secrets_file "
                        "(the topic rule sends it in the %s header)",
@@ -200,6 +209,29 @@ static void handle_confirmation(struct jitr_service *s, struct evhttp_request *r
     reply_json(req, 200, "{\"confirming\":true}");
 }
 
+/* The checks every intake applies to an event body (HTTP and SQS alike). */
+int jitr_intake_validate(struct jitr_service *s, const uint8_t *body, size_t len,
+                         struct jitr_event *ev, struct err *e)
+{
+    return jitr_event_parse(body, len, jitr_ca_known, s, ev, e);
+}
+
+int jitr_event_enqueue(struct jitr_service *s, const struct jitr_event *ev, const char *src,
+                       store_reply_cb *cb, void *arg, struct err *e)
+{
+    char recv[24], ts[24];
+    snprintf(recv, sizeof(recv), "%lld", (long long)time_now_ms());
+    snprintf(ts, sizeof(ts), "%lld", (long long)ev->timestamp_ms);
+    const char *av[] = { "XADD", STORE_PREFIX "jitr:events", "MAXLEN", "~", "1000000", "*",
+                         "cert", ev->cert_id, "ca", ev->ca_id, "account", ev->account,
+                         "recv", recv, "ts", ts, "src", src };
+    if (s->rs == NULL || s->stopping) {
+        return err_set(e, ERRC_UNAVAILABLE, "jitr: the event queue is stopping");
+    }
+    return store_async_cmd(s->rs, (int)ARRAY_LEN(av), av, NULL, INTAKE_REDIS_TIMEOUT_MS, cb, arg,
+                           e);
+}
+
 static void handle_event(struct jitr_service *s, struct evhttp_request *req)
 {
     struct evkeyvalq *h = evhttp_request_get_input_headers(req);
@@ -210,7 +242,6 @@ static void handle_event(struct jitr_service *s, struct evhttp_request *req)
     const char *uri = evhttp_request_get_uri(req);
     struct jitr_event ev;
     struct err e = ERR_INIT;
-    char cert[65], ca[65], acct[13], recv[24], ts[24];
     struct pending *p;
     if ((mt != NULL && strcmp(mt, "DestinationConfirmation") == 0) ||
         (uri != NULL && strstr(uri, "confirmationToken=") != NULL)) {
@@ -220,11 +251,12 @@ static void handle_event(struct jitr_service *s, struct evhttp_request *req)
     if (!secret_ok(s, evhttp_find_header(h, s->cfg.secret_header))) {
         jitr_stat_incr(s, "intake:401", 1);
         reply_error(req, 401, "denied",
-                    evhttp_find_header(h, s->cfg.secret_header) ? "wrong secret"
-                                                                 : "missing secret header");
+                    s->nsecrets == 0 ? "the HTTP event intake is off (no secret configured)"
+                    : evhttp_find_header(h, s->cfg.secret_header) ? "wrong secret"
+                                                                  : "missing secret header");
         return;
     }
-    if (jitr_event_parse(body, len, jitr_ca_known, s, &ev, &e) != 0) {
+    if (jitr_intake_validate(s, body, len, &ev, &e) != 0) {
         char f[32];
         snprintf(f, sizeof(f), "intake:%d", err_http_status(e.code));
         jitr_stat_incr(s, f, 1);
@@ -232,19 +264,10 @@ static void handle_event(struct jitr_service *s, struct evhttp_request *req)
         reply_err(req, &e);
         return;
     }
-    memcpy(cert, ev.cert_id, sizeof(cert));
-    memcpy(ca, ev.ca_id, sizeof(ca));
-    memcpy(acct, ev.account, sizeof(acct));
-    snprintf(recv, sizeof(recv), "%lld", (long long)time_now_ms());
-    snprintf(ts, sizeof(ts), "%lld", (long long)ev.timestamp_ms);
-    const char *av[] = { "XADD", STORE_PREFIX "jitr:events", "MAXLEN", "~", "1000000", "*",
-                         "cert", cert, "ca", ca, "account", acct, "recv", recv, "ts", ts,
-                         "src", "http" };
     p = xcalloc(1, sizeof(*p));
     p->s = s;
     p->req = req;
-    if (store_async_cmd(s->rs, (int)ARRAY_LEN(av), av, NULL, INTAKE_REDIS_TIMEOUT_MS, on_xadd, p,
-                        &e) != 0) {
+    if (jitr_event_enqueue(s, &ev, "http", on_xadd, p, &e) != 0) {
         xfree(p);
         jitr_stat_incr(s, "intake:503", 1);
         reply_error(req, 503, "unavailable", "the event queue is unavailable; retry");
@@ -280,6 +303,13 @@ static void metric_line(struct buf *b, const char *field, const char *value)
         buf_addf(b, "jitr_intake_requests_total{status=\"%s\"} %s\n", c1 + 1, value);
     } else if (str_has_prefix(field, "confirm:")) {
         buf_addf(b, "jitr_destination_confirmations_total{result=\"%s\"} %s\n", c1 + 1, value);
+    } else if (str_has_prefix(field, "sqs:rejected:")) {
+        buf_addf(b, "jitr_sqs_messages_rejected_total{reason=\"%s\"} %s\n", field + 13, value);
+    } else if (strcmp(field, "sqs:receive_errors") == 0 ||
+               strcmp(field, "sqs:delete_errors") == 0) {
+        buf_addf(b, "jitr_sqs_%s_total %s\n", c1 + 1, value);
+    } else if (str_has_prefix(field, "sqs:")) {
+        buf_addf(b, "jitr_sqs_messages_%s_total %s\n", c1 + 1, value);
     } else if (str_has_prefix(field, "lat_le:")) {
         buf_addf(b, "jitr_first_event_to_active_ms_bucket{le=\"%s\"} %s\n", c1 + 1, value);
     } else if (strcmp(field, "lat_count") == 0) {
@@ -455,6 +485,9 @@ static int listen_socket(const char *addr, int *fd_out, struct err *e)
 int jitr_intake_start(struct jitr_service *s, struct err *e)
 {
     s->listen_fd = -1;
+    if (s->cfg.listen[0] == '\0') {
+        return 0; /* no HTTP intake (and no /metrics): SQS only */
+    }
     if (secrets_load(s, e) != 0) {
         return -1;
     }

@@ -18,7 +18,7 @@ struct evhttp;
 struct audit_log;
 struct sflow;
 struct policy_waiter;
-struct jitr_auditq;
+struct jitr_sqs;
 
 /* The JITR settings file (docs/jitr.md). */
 struct jitr_cfg {
@@ -54,7 +54,6 @@ struct jitr_service {
     struct store_async *rblock; /* XREADGROUP BLOCK */
     struct aws_iot *iot;
     struct audit_log *audit;
-    struct jitr_auditq *auditq; /* the flows' appends, off the loop */
     struct jitr_template *tpl;
     struct ca_profiles *profiles;
     struct jitr_ca *cas;
@@ -86,6 +85,8 @@ struct jitr_service {
     uint8_t (*secrets)[32]; /* SHA-256 of each accepted secret */
     size_t nsecrets;
     size_t intake_busy;
+    /* SQS intake (sqs.c); NULL without jitr.sqs_queue_url */
+    struct jitr_sqs *sqs;
 };
 
 int jitr_cas_load(struct jitr_service *s, struct err *e) ATTR_WUR;
@@ -101,29 +102,22 @@ int jitr_policy_ready(void *ctx, const struct jitr_template *t, store_done_cb *c
                       struct err *e);
 void jitr_policy_release(struct jitr_service *s);
 
-/* service.c: the audit writer. A thread appends the records queued on the loop (everything
- * queued together goes into one audit_append: one write, one fdatasync) and posts each
- * completion back to base's loop (libevent with evthread_use_pthreads before base was made).
- * log is borrowed and must outlive the writer; path is its file, read for the look-ups of
- * io->audit's check (jitr.h). new reads the log's last durable seq (the first mark). */
-struct jitr_auditq *jitr_auditq_new(struct event_base *base, struct audit_log *log,
-                                    const char *path, struct err *e) ATTR_WUR;
-/* io->audit: -1 (ERRC_CANCELED) once stopping; else cb runs exactly once, later, on the loop. */
-int jitr_auditq_append(struct jitr_auditq *q, json_t *rec, bool check, uint64_t after,
-                       jitr_audit_cb *cb, void *arg, struct err *e) ATTR_WUR;
-/* io->audit_mark: the highest seq this writer knows to be in the log. */
-uint64_t jitr_auditq_mark(const struct jitr_auditq *q);
-/* Appends queued and not yet completed. */
-size_t jitr_auditq_busy(const struct jitr_auditq *q);
-/* audit_append calls made so far (several records each under load). */
-uint64_t jitr_auditq_commits(struct jitr_auditq *q);
-/* Waits for the append in progress, cancels the queued ones (cb with ERRC_CANCELED), runs every
- * completion on the calling thread (the loop's), frees. */
-void jitr_auditq_free(struct jitr_auditq *q);
-
 /* intake.c */
 int jitr_intake_start(struct jitr_service *s, struct err *e) ATTR_WUR;
 void jitr_intake_stop(struct jitr_service *s);
+/* The validation every intake applies (HTTP and SQS): jitr_event_parse with our CA table. */
+int jitr_intake_validate(struct jitr_service *s, const uint8_t *body, size_t len,
+                         struct jitr_event *ev, struct err *e) ATTR_WUR;
+/* The one way a validated event enters the stream: XADD jitr:events (cert, ca, account, recv,
+ * ts, src = "http" | "sqs"). cb as store_async_cmd: e == NULL once Redis acknowledged it. */
+int jitr_event_enqueue(struct jitr_service *s, const struct jitr_event *ev, const char *src,
+                       store_reply_cb *cb, void *arg, struct err *e) ATTR_WUR;
+
+/* sqs.c: the SQS long-poll intake of this worker (docs/jitr.md "SQS intake"). start with no
+ * queue URL configured does nothing; stop aborts a pending long poll (messages received but not
+ * yet enqueued reappear after the queue's visibility timeout). */
+int jitr_sqs_start(struct jitr_service *s, struct err *e) ATTR_WUR;
+void jitr_sqs_stop(struct jitr_service *s);
 
 /* reconcile.c */
 int jitr_reconciler_start(struct jitr_service *s, struct err *e) ATTR_WUR;

@@ -1,0 +1,433 @@
+/*
+ * The SQS long-poll intake (docs/jitr.md "SQS intake"): for users without a public HTTPS
+ * endpoint, an IoT topic rule with an sqs action puts the registered event on a queue and every
+ * jitrd worker polls it. The poller feeds the same stream after the same validation as the HTTP
+ * intake (jitr_intake_validate, jitr_event_enqueue in intake.c).
+ *
+ * One poller per worker, one SQS request outstanding at a time, an explicit state machine:
+ *   RECEIVE   ReceiveMessage (long poll: jitr.sqs_wait_seconds, jitr.sqs_max_messages)
+ *   ENQUEUE   each message: decode (JSON or base64 of it) → validate → XADD; a message that can
+ *             never be valid is marked for deletion at once (logged by MessageId, counted by
+ *             reason, never enqueued)
+ *   DELETE    DeleteMessageBatch of what Redis acknowledged plus the invalid ones; a message
+ *             whose XADD failed is left alone: SQS delivers it again after the visibility
+ *             timeout (at-least-once; the workers are idempotent, so duplicates are harmless)
+ *   BACKOFF   after an SQS error (the client already retried per botocore's standard mode) or
+ *             while Redis is down: capped exponential with jitter, 0.5 s .. 20 s; logged once per
+ *             outage, with the queue URL
+ * Stopping (jitr_service_free) aborts a pending long poll by freeing the client; XADDs still in
+ * flight finish into an orphaned poller that the last of them frees.
+ */
+#include <event2/event.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "aws/sqs.h"
+#include "core/log.h"
+#include "core/mem.h"
+#include "core/util.h"
+#include "jitr/jitr_int.h"
+
+#define SQS_BACKOFF_MIN_MS 500
+#define SQS_BACKOFF_MAX_MS 20000
+#define SQS_BATCH_MAX      10
+
+/* ---- bodies (pure) --------------------------------------------------------------------------- */
+
+static size_t skip_ws(const char *s, size_t len)
+{
+    size_t i = 0;
+    while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n')) {
+        i++;
+    }
+    return i;
+}
+
+int jitr_sqs_body_decode(const char *body, size_t len, struct buf *out, bool *was_base64,
+                         struct err *e)
+{
+    struct buf dec = BUF_INIT;
+    size_t i = skip_ws(body, len);
+    *was_base64 = false;
+    if (len > 2 * JITR_EVENT_MAX) {
+        return err_set(e, ERRC_TOO_LARGE, "message body of %zu bytes is over the limit of %d",
+                       len, 2 * JITR_EVENT_MAX);
+    }
+    if (i < len && body[i] == '{') {
+        buf_add(out, body, len);
+        return 0;
+    }
+    if (i == len) {
+        return err_set(e, ERRC_INVALID, "message body is empty");
+    }
+    if (base64_decode(&dec, body, len) != 0 || dec.len == 0) {
+        buf_release(&dec);
+        return err_set(e, ERRC_INVALID, "message body is neither JSON nor base64");
+    }
+    i = skip_ws(dec.data, dec.len);
+    if (i == dec.len || dec.data[i] != '{') {
+        buf_release(&dec);
+        return err_set(e, ERRC_INVALID, "message body is base64 of something that is not a "
+                       "JSON object");
+    }
+    buf_add(out, dec.data, dec.len);
+    buf_release(&dec);
+    *was_base64 = true;
+    return 0;
+}
+
+/* ---- the poller ------------------------------------------------------------------------------ */
+
+enum sq_state { SQ_IDLE, SQ_RECEIVE, SQ_ENQUEUE, SQ_DELETE, SQ_BACKOFF };
+
+enum sq_fate { SQ_PENDING, SQ_DELETE_IT, SQ_KEEP };
+
+struct jitr_sqs;
+
+struct sq_msg {
+    struct jitr_sqs *p;
+    char id[96]; /* MessageId, for the log */
+    char *receipt;
+    enum sq_fate fate;
+};
+
+struct jitr_sqs {
+    struct jitr_service *s;
+    struct aws_sqs *q;
+    struct event *timer;
+    enum sq_state st;
+    struct sq_msg msgs[SQS_BATCH_MAX];
+    size_t nmsgs;
+    size_t xadds;          /* XADDs in flight */
+    bool redis_err;        /* an XADD of this batch failed */
+    char redis_msg[256];
+    unsigned failures;     /* consecutive, for the backoff */
+    bool sqs_failing;      /* logged once per outage */
+    bool redis_failing;
+    bool stopped;          /* jitr_sqs_stop ran: no new work, callbacks only clean up */
+};
+
+static void sq_receive(struct jitr_sqs *p);
+
+static void batch_release(struct jitr_sqs *p)
+{
+    for (size_t i = 0; i < p->nmsgs; i++) {
+        xfree(p->msgs[i].receipt);
+        p->msgs[i].receipt = NULL;
+    }
+    p->nmsgs = 0;
+    p->redis_err = false;
+}
+
+static void sq_backoff(struct jitr_sqs *p)
+{
+    int64_t d = SQS_BACKOFF_MIN_MS;
+    uint32_t rnd = 0;
+    p->failures++;
+    for (unsigned i = 1; i < p->failures && d < SQS_BACKOFF_MAX_MS; i++) {
+        d *= 2;
+    }
+    if (d > SQS_BACKOFF_MAX_MS) {
+        d = SQS_BACKOFF_MAX_MS;
+    }
+    if (RAND_bytes((unsigned char *)&rnd, sizeof(rnd)) == 1) {
+        d = d / 2 + (int64_t)(rnd % (uint32_t)(d / 2 + 1));
+    }
+    struct timeval tv = { (time_t)(d / 1000), (suseconds_t)((d % 1000) * 1000) };
+    p->st = SQ_BACKOFF;
+    evtimer_add(p->timer, &tv);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    sq_receive(arg);
+}
+
+/* The batch is settled: poll again, at once unless Redis refused something. */
+static void sq_next(struct jitr_sqs *p)
+{
+    bool redis_err = p->redis_err;
+    batch_release(p);
+    if (p->stopped) {
+        return;
+    }
+    if (redis_err) {
+        sq_backoff(p);
+        return;
+    }
+    p->failures = 0;
+    p->st = SQ_IDLE;
+    sq_receive(p);
+}
+
+static void on_deleted(void *arg, const struct aws_sqs_result *r, const struct err *e)
+{
+    struct jitr_sqs *p = arg;
+    if (e != NULL && e->code == ERRC_CANCELED) {
+        batch_release(p);
+        return;
+    }
+    if (e != NULL) {
+        /* the messages come back after the visibility timeout: duplicates, harmless */
+        jitr_stat_incr(p->s, "sqs:delete_errors", 1);
+        log_warn("jitr: SQS intake: DeleteMessageBatch failed (the messages will be delivered "
+                 "again): %s", e->msg);
+    } else {
+        json_t *ok = json_object_get(r->out, "Successful");
+        json_t *failed = json_object_get(r->out, "Failed");
+        size_t i;
+        json_t *f;
+        if (json_array_size(ok) > 0) {
+            jitr_stat_incr(p->s, "sqs:deleted", (long long)json_array_size(ok));
+        }
+        json_array_foreach (failed, i, f) {
+            const char *fid = json_string_value(json_object_get(f, "Id"));
+            const char *code = json_string_value(json_object_get(f, "Code"));
+            jitr_stat_incr(p->s, "sqs:delete_errors", 1);
+            log_warn("jitr: SQS intake: entry %s not deleted (it will be delivered again): %s",
+                     fid ? fid : "?", code ? code : "?");
+        }
+    }
+    sq_next(p);
+}
+
+static void sq_delete(struct jitr_sqs *p)
+{
+    const char *receipts[SQS_BATCH_MAX];
+    size_t n = 0;
+    struct err e = ERR_INIT;
+    if (p->stopped) {
+        batch_release(p);
+        return;
+    }
+    if (p->redis_err) {
+        if (!p->redis_failing) {
+            log_warn("jitr: SQS intake: Redis unavailable, messages stay on the queue for "
+                     "redelivery: %s", p->redis_msg);
+        }
+        p->redis_failing = true;
+    } else if (p->redis_failing && p->nmsgs > 0) {
+        log_info("jitr: SQS intake: Redis reachable again");
+        p->redis_failing = false;
+    }
+    for (size_t i = 0; i < p->nmsgs; i++) {
+        if (p->msgs[i].fate == SQ_DELETE_IT) {
+            receipts[n++] = p->msgs[i].receipt;
+        }
+    }
+    if (n == 0) {
+        sq_next(p);
+        return;
+    }
+    p->st = SQ_DELETE;
+    if (aws_sqs_delete_batch(p->q, receipts, n, on_deleted, p, &e) != 0) {
+        log_warn("jitr: SQS intake: %s", e.msg);
+        sq_next(p);
+    }
+}
+
+static void on_xadd(void *arg, const struct store_reply *r, const struct err *e)
+{
+    struct sq_msg *m = arg;
+    struct jitr_sqs *p = m->p;
+    (void)r;
+    p->xadds--;
+    if (p->stopped) {
+        if (p->xadds == 0) {
+            batch_release(p);
+            xfree(p); /* orphaned by jitr_sqs_stop */
+        }
+        return;
+    }
+    if (e != NULL) {
+        m->fate = SQ_KEEP;
+        if (!p->redis_err) {
+            snprintf(p->redis_msg, sizeof(p->redis_msg), "%s", e->msg);
+        }
+        p->redis_err = true;
+    } else {
+        m->fate = SQ_DELETE_IT;
+        jitr_stat_incr(p->s, "sqs:enqueued", 1);
+    }
+    if (p->xadds == 0) {
+        sq_delete(p);
+    }
+}
+
+static const char *reject_class(enum err_code c, bool decoded)
+{
+    if (!decoded) {
+        return c == ERRC_TOO_LARGE ? "too_large" : "not_json";
+    }
+    switch (c) {
+    case ERRC_DENIED:
+        return "foreign_ca";
+    case ERRC_TOO_LARGE:
+        return "too_large";
+    default:
+        return "invalid";
+    }
+}
+
+/* One message: enqueued (XADD in flight), or marked for deletion as never valid. */
+static void sq_take(struct jitr_sqs *p, struct sq_msg *m, const char *body, size_t len)
+{
+    struct buf json = BUF_INIT;
+    struct err e = ERR_INIT;
+    struct jitr_event ev;
+    bool b64 = false, decoded = false;
+    char field[64];
+    if (jitr_sqs_body_decode(body, len, &json, &b64, &e) == 0) {
+        decoded = true;
+        if (jitr_intake_validate(p->s, (const uint8_t *)json.data, json.len, &ev, &e) == 0) {
+            if (jitr_event_enqueue(p->s, &ev, "sqs", on_xadd, m, &e) == 0) {
+                p->xadds++;
+            } else {
+                m->fate = SQ_KEEP;
+                snprintf(p->redis_msg, sizeof(p->redis_msg), "%s", e.msg);
+                p->redis_err = true;
+            }
+            buf_release(&json);
+            return;
+        }
+    }
+    buf_release(&json);
+    m->fate = SQ_DELETE_IT;
+    snprintf(field, sizeof(field), "sqs:rejected:%s", reject_class(e.code, decoded));
+    jitr_stat_incr(p->s, field, 1);
+    log_warn("jitr: SQS intake: message %s rejected and deleted (%s): %s", m->id,
+             reject_class(e.code, decoded), e.msg);
+}
+
+static void on_received(void *arg, const struct aws_sqs_result *r, const struct err *e)
+{
+    struct jitr_sqs *p = arg;
+    json_t *msgs, *jm;
+    size_t i;
+    if (e != NULL) {
+        if (e->code == ERRC_CANCELED || p->stopped) {
+            return;
+        }
+        jitr_stat_incr(p->s, "sqs:receive_errors", 1);
+        if (!p->sqs_failing) {
+            /* NOT_FOUND / DENIED are configuration problems: say so loudly, keep trying */
+            if (e->code == ERRC_NOT_FOUND || e->code == ERRC_DENIED) {
+                log_error("jitr: SQS intake: cannot receive from %s (retrying with backoff): %s",
+                          aws_sqs_queue(p->q)->url, e->msg);
+            } else {
+                log_warn("jitr: SQS intake: cannot receive from %s (retrying with backoff): %s",
+                         aws_sqs_queue(p->q)->url, e->msg);
+            }
+        }
+        p->sqs_failing = true;
+        sq_backoff(p);
+        return;
+    }
+    if (p->sqs_failing) {
+        log_info("jitr: SQS intake: %s reachable again", aws_sqs_queue(p->q)->url);
+        p->sqs_failing = false;
+    }
+    msgs = json_object_get(r->out, "Messages");
+    p->st = SQ_ENQUEUE;
+    p->nmsgs = 0;
+    p->redis_err = false;
+    json_array_foreach (msgs, i, jm) {
+        const char *id = json_string_value(json_object_get(jm, "MessageId"));
+        const char *rh = json_string_value(json_object_get(jm, "ReceiptHandle"));
+        json_t *body = json_object_get(jm, "Body");
+        struct sq_msg *m;
+        if (p->nmsgs == SQS_BATCH_MAX) {
+            break;
+        }
+        if (rh == NULL || rh[0] == '\0') {
+            log_warn("jitr: SQS intake: message %s without a receipt handle ignored",
+                     id ? id : "?");
+            continue;
+        }
+        m = &p->msgs[p->nmsgs++];
+        m->p = p;
+        snprintf(m->id, sizeof(m->id), "%s", id ? id : "?");
+        m->receipt = xstrdup(rh);
+        m->fate = SQ_PENDING;
+        jitr_stat_incr(p->s, "sqs:received", 1);
+        sq_take(p, m, json_is_string(body) ? json_string_value(body) : "",
+                json_is_string(body) ? json_string_length(body) : 0);
+    }
+    if (p->xadds == 0) {
+        sq_delete(p);
+    }
+}
+
+static void sq_receive(struct jitr_sqs *p)
+{
+    struct err e = ERR_INIT;
+    if (p->stopped || p->s->stopping) {
+        return;
+    }
+    p->st = SQ_RECEIVE;
+    if (aws_sqs_receive(p->q, (int)p->s->cfg.sqs_max_messages, (int)p->s->cfg.sqs_wait_s,
+                        on_received, p, &e) != 0) {
+        log_warn("jitr: SQS intake: %s", e.msg);
+        sq_backoff(p);
+    }
+}
+
+int jitr_sqs_start(struct jitr_service *s, struct err *e)
+{
+    struct jitr_sqs *p;
+    struct aws_sqs_opts o;
+    if (s->cfg.sqs_queue_url == NULL || s->cfg.sqs_queue_url[0] == '\0') {
+        return 0;
+    }
+    p = xcalloc(1, sizeof(*p));
+    p->s = s;
+    memset(&o, 0, sizeof(o));
+    o.base = s->base;
+    o.queue_url = s->cfg.sqs_queue_url;
+    o.region = aws_iot_region(s->iot);
+    o.credp = aws_iot_credp(s->iot);
+    p->q = aws_sqs_new(&o, e);
+    if (p->q == NULL) {
+        xfree(p);
+        return err_prefix(e, "jitr.sqs_queue_url");
+    }
+    p->timer = evtimer_new(s->base, on_timer, p);
+    if (p->timer == NULL) {
+        aws_sqs_free(p->q);
+        xfree(p);
+        return err_set(e, ERRC_INTERNAL, "jitr: SQS intake: cannot arm a timer");
+    }
+    s->sqs = p;
+    /* from the loop: the worker finishes starting first */
+    p->st = SQ_BACKOFF;
+    {
+        struct timeval tv = { 0, 0 };
+        evtimer_add(p->timer, &tv);
+    }
+    log_info("jitr: SQS intake on %s (region %s, wait %llds, up to %lld messages)",
+             aws_sqs_queue(p->q)->url, aws_sqs_queue(p->q)->region,
+             (long long)s->cfg.sqs_wait_s, (long long)s->cfg.sqs_max_messages);
+    return 0;
+}
+
+void jitr_sqs_stop(struct jitr_service *s)
+{
+    struct jitr_sqs *p = s->sqs;
+    if (p == NULL) {
+        return;
+    }
+    s->sqs = NULL;
+    p->stopped = true;
+    aws_sqs_free(p->q); /* a pending long poll or delete ends now (ERRC_CANCELED) */
+    p->q = NULL;
+    event_free(p->timer);
+    p->timer = NULL;
+    if (p->xadds > 0) {
+        return; /* the last XADD callback frees the orphan */
+    }
+    batch_release(p);
+    xfree(p);
+}
