@@ -1,38 +1,65 @@
 /*
- * evhttp with TLS, a routing table and the limits of httpd.h.
+ * httpd.h on non-blocking sockets, OpenSSL SSL objects and three plain libevent
+ * events per connection; the request head is parsed by parse.c.
  *
- * Connections: evhttp creates each connection's bufferevent through bevcb(), where we make the
- * SSL and hang a struct hconn on it (SSL ex_data). The hconn carries the request deadline timer
- * and is freed by the ex_data free callback when evhttp frees the connection (SSL_free), which
- * is the only destruction hook libevent 2.1 offers for server connections. The deadline runs from
- * the connection's start, stops when a request is dispatched and restarts when its response has
- * been sent (evhttp_request_set_on_complete_cb). When it fires we shutdown(2) the socket: evhttp
- * then sees EOF and frees the connection itself (freeing it from the timer would pull it out from
- * under evhttp).
+ * Syscalls: the read event is persistent and level-triggered, added once per
+ * connection; the write event is added only when a write would block (and
+ * removed when the output drained), so a request/response exchange costs no
+ * epoll_ctl. Reads go through an SSL with read_ahead on: one read(2) pulls in
+ * every record the socket holds; a pass stops after a short read with no record
+ * data left in the SSL (more would wake the level-triggered event again). A
+ * reply is built whole (status line, headers, body) in the connection's output
+ * buffer and written with one SSL_write: one TLS record and one write(2) for
+ * replies up to 16 KiB. Pipelined requests are parsed one at a time, each only
+ * after the previous reply was queued; replies queued in one pass go out in one
+ * write.
  *
- * Session resumption is off (no cache, no tickets) so every connection presents and verifies its
- * client certificate afresh. Known limit: libevent 2.1 answers a body above max_body and a
- * malformed request line with its own HTML error page (the status is right); every other error
- * is JSON.
+ * Connections: struct hconn owns the socket, the SSL, the input buffer (grown
+ * up to the head cap + max_body + 4 KiB, then reading pauses until the request
+ * in flight is answered) and the output buffer. A dispatched request takes its
+ * own copy of its bytes and a reference to the SSL, so it stays valid when the
+ * connection closes under it (the hconn then clears r->conn and the reply is
+ * dropped). Replies made from inside a handler called by the connection's own
+ * processing only queue; the processing flushes once it is done (no re-entry,
+ * no free under our feet).
+ *
+ * Deadlines (one timer per connection): a request must arrive whole within
+ * request_timeout of the connection's start or of the previous response having
+ * been sent (a client dribbling a header is cut off); a silent keep-alive
+ * connection is closed at the same deadline, or after idle_timeout when that is
+ * shorter. The timer stops while a request is with its handler. A reply the
+ * client does not read within idle_timeout closes the connection. On the
+ * deadline a partial request gets a 408 JSON reply (one write attempt) and the
+ * connection is closed.
+ *
+ * Errors the stream cannot continue after (parse.h: 400, 411, 413, 417, 431,
+ * 501, 505) are answered in JSON with Connection: close; then the server sends
+ * close_notify, shuts its side down and reads and discards what the client
+ * still sends for up to LINGER_SECONDS, so the client sees the answer instead
+ * of a reset (a body above max_body is refused as soon as its Content-Length is
+ * read, and Expect: 100-continue gets the 413 instead of 100 Continue). Chunked
+ * request bodies are refused with 411 (stations send Content-Length).
+ *
+ * TLS: session resumption is off (no cache, no tickets) so every connection
+ * presents and verifies its client certificate afresh. Without an SSL_CTX
+ * (ssl_ctx NULL or returning NULL) the connection is plain HTTP and has no
+ * client certificate.
  */
 #include "httpd/httpd.h"
 
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
+#include <errno.h>
 #include <event2/event.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
-#include <event2/listener.h>
 #include <event2/util.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <string.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -40,198 +67,420 @@
 #include "core/log.h"
 #include "core/mem.h"
 #include "core/util.h"
+#include "httpd/parse.h"
 
-#define HTTPD_MAX_HEADERS 16384
+#define IN_MIN 4096
+#define IN_SLACK                                                \
+    4096 /* room for a pipelined request behind the largest one \
+          */
+#define OUT_PAUSE                                                                 \
+    65536                    /* unsent output above which pipelined requests wait \
+                              */
+#define OUT_KEEP       65536 /* output buffers above this are released once sent */
+#define LINGER_SECONDS 2
+#define MAX_QUERY      32
 
-struct httpd {
-    struct event_base *base;
-    struct evhttp *http;
-    struct evhttp_bound_socket *bound;
-    struct httpd_opts o;
-    size_t nconns;
-    size_t inflight;
-    bool paused; /* listener disabled at max_conns */
-    uint64_t seq;
-    uint32_t id_prefix;
+enum cstate {
+    CS_HANDSHAKE,
+    CS_OPEN,
+    CS_LINGER
 };
 
 struct hconn {
     struct httpd *h;
-    struct event *deadline;
-    SSL *ssl;
+    struct hconn *prev, *next;
+    int fd;
+    SSL *ssl; /* NULL: plain HTTP */
+    struct event *rev, *wev, *timer;
+    enum cstate state;
+    bool reading;     /* rev added */
+    bool writing;     /* wev added */
+    bool busy;        /* in conn_process: replies only queue */
+    bool close_after; /* close once the output is sent */
+    bool eof;         /* the client finished sending */
+    bool head_done;   /* hr holds the head of the request being received */
+    bool continued;   /* 100 Continue sent for it */
+    bool replied;     /* a reply was queued since the last flush */
+    char *in;
+    size_t in_len, in_cap, scan;
+    struct buf out;
+    size_t out_off;
+    struct httpd_req *req; /* with its handler */
+    struct hp_req hr;
+};
+
+struct httpd {
+    struct event_base *base;
+    struct httpd_opts o;
+    int lfd;
+    struct event *lev;
+    struct event *resume; /* re-enables accepting after EMFILE */
+    bool paused;          /* listener disabled at max_conns or after EMFILE */
+    struct hconn *conns;
+    size_t nconns;
+    size_t inflight;
+    size_t in_max;
+    uint64_t seq;
+    uint32_t id_prefix;
+};
+
+struct httpd_hdr {
+    const char *name;
+    const char *value;
 };
 
 struct httpd_req {
     struct httpd *h;
-    struct evhttp_request *ev;
-    struct hconn *conn; /* NULL once the client is gone (not tracked: only used at dispatch) */
-    SSL *ssl;
+    struct hconn *conn; /* NULL once the client is gone */
+    SSL *ssl;           /* own reference */
     int route;
-    char *path;
+    bool keep_alive;
+    int minor;
+    char *raw; /* the request's bytes, NUL-terminated pieces */
+    const char *path;
     const char *param;
-    struct evkeyvalq query;
-    bool has_query;
+    const uint8_t *body;
+    size_t body_len;
+    struct httpd_hdr *hdrs;
+    size_t nhdrs;
+    struct httpd_hdr query[MAX_QUERY];
+    size_t nquery;
+    struct buf extra; /* "Name: value\r\n" lines from httpd_req_add_header */
     int64_t t0;
     char id[24];
 };
 
-static int hconn_idx = -1;
+static void conn_process(struct hconn *c);
 
-static void hconn_free_cb(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
-                          void *argp)
+static void listener_set(struct httpd *h, bool on)
 {
-    (void)parent;
-    (void)ad;
-    (void)idx;
-    (void)argl;
-    (void)argp;
-    struct hconn *c = ptr;
-    if (c == NULL) {
+    if (h->lev == NULL || on == !h->paused) {
         return;
     }
+    if (on) {
+        if (event_add(h->lev, NULL) != 0) {
+            log_error("cannot resume accepting connections");
+            return;
+        }
+    } else {
+        event_del(h->lev);
+    }
+    h->paused = !on;
+}
+
+static void conn_set_read(struct hconn *c, bool on)
+{
+    if (on == c->reading) {
+        return;
+    }
+    if (on) {
+        if (event_add(c->rev, NULL) != 0) {
+            log_error("cannot watch a connection for reading");
+            return;
+        }
+    } else {
+        event_del(c->rev);
+    }
+    c->reading = on;
+}
+
+static void conn_set_write(struct hconn *c, bool on)
+{
+    if (on == c->writing) {
+        return;
+    }
+    if (on) {
+        if (event_add(c->wev, NULL) != 0) {
+            log_error("cannot watch a connection for writing");
+            return;
+        }
+    } else {
+        event_del(c->wev);
+    }
+    c->writing = on;
+}
+
+static void conn_arm(struct hconn *c, int seconds)
+{
+    if (seconds <= 0) {
+        event_del(c->timer);
+        return;
+    }
+    struct timeval tv = { seconds, 0 };
+    event_add(c->timer, &tv);
+}
+
+/* The deadline for the next request (from now: the connection's start or a
+ * response sent). */
+static void conn_arm_request(struct hconn *c)
+{
+    int t = c->h->o.request_timeout;
+    int idle = c->h->o.idle_timeout;
+    if (idle > 0 && (t <= 0 || idle < t)) {
+        t = idle;
+    }
+    conn_arm(c, t);
+}
+
+static void conn_close(struct hconn *c)
+{
     struct httpd *h = c->h;
-    event_free(c->deadline);
+    if (c->req) {
+        c->req->conn = NULL;
+    }
+    if (c->prev) {
+        c->prev->next = c->next;
+    } else {
+        h->conns = c->next;
+    }
+    if (c->next) {
+        c->next->prev = c->prev;
+    }
+    event_free(c->rev);
+    event_free(c->wev);
+    event_free(c->timer);
+    SSL_free(c->ssl);
+    ERR_clear_error();
+    close(c->fd);
+    xfree(c->in);
+    buf_release(&c->out);
     xfree(c);
     h->nconns--;
-    if (h->paused && h->nconns < h->o.max_conns && h->bound) {
-        evconnlistener_enable(evhttp_bound_socket_get_listener(h->bound));
-        h->paused = false;
+    if (h->paused && h->lev && h->nconns < h->o.max_conns &&
+        event_pending(h->resume, EV_TIMEOUT, NULL) == 0) {
+        listener_set(h, true);
     }
 }
 
-static void hconn_deadline_cb(evutil_socket_t fd_unused, short what, void *arg)
+/* After a Connection: close reply: close_notify, FIN, and discard what the
+ * client still sends until it closes or LINGER_SECONDS pass. Frees c when the
+ * client already finished. */
+static void conn_linger(struct hconn *c)
 {
-    (void)fd_unused;
-    (void)what;
-    struct hconn *c = arg;
-    int fd = SSL_get_fd(c->ssl);
-    log_info("closing a connection whose request did not arrive within %d s",
-             c->h->o.request_timeout);
-    if (fd >= 0) {
-        shutdown(fd, SHUT_RDWR);
+    if (c->eof) {
+        conn_close(c);
+        return;
     }
-}
-
-static void hconn_arm(struct hconn *c)
-{
-    struct timeval tv = { c->h->o.request_timeout, 0 };
-    event_add(c->deadline, &tv);
-}
-
-static struct bufferevent *bevcb(struct event_base *base, void *arg)
-{
-    struct httpd *h = arg;
-    SSL_CTX *ctx = h->o.ssl_ctx(h->o.arg);
-    SSL *ssl = ctx ? SSL_new(ctx) : NULL;
-    struct bufferevent *bev = NULL;
-    if (ssl == NULL) {
-        log_error("cannot create a TLS session");
+    if (c->ssl && c->state == CS_OPEN) {
+        (void)SSL_shutdown(c->ssl);
         ERR_clear_error();
-        return NULL;
     }
-    struct hconn *c = xcalloc(1, sizeof(*c));
-    c->h = h;
-    c->ssl = ssl;
-    c->deadline = evtimer_new(base, hconn_deadline_cb, c);
-    if (SSL_set_ex_data(ssl, hconn_idx, c) != 1) {
-        event_free(c->deadline);
-        xfree(c);
-        SSL_free(ssl);
-        ERR_clear_error();
-        return NULL;
-    }
-    h->nconns++;
-    hconn_arm(c);
-    bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                         BEV_OPT_CLOSE_ON_FREE);
-    if (bev == NULL) {
-        SSL_free(ssl); /* frees c through the ex_data callback */
-        return NULL;
-    }
-    if (h->nconns >= h->o.max_conns && !h->paused && h->bound) {
-        evconnlistener_disable(evhttp_bound_socket_get_listener(h->bound));
-        h->paused = true;
-        log_warn("%zu connections open: not accepting until one closes", h->nconns);
-    }
-    return bev;
+    shutdown(c->fd, SHUT_WR);
+    c->state = CS_LINGER;
+    conn_set_write(c, false);
+    conn_set_read(c, true);
+    conn_arm(c, LINGER_SECONDS);
 }
 
-static void on_complete(struct evhttp_request *req, void *arg)
+static void conn_linger_read(struct hconn *c)
 {
-    (void)req;
-    hconn_arm(arg);
+    char tmp[4096];
+    for (int i = 0; i < 64; i++) {
+        ssize_t n = recv(c->fd, tmp, sizeof(tmp), 0);
+        if (n > 0) {
+            continue;
+        }
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN)) {
+            return;
+        }
+        break;
+    }
+    conn_close(c);
+}
+
+/* Writes the output. false when the connection was closed (c is gone). */
+static bool conn_flush(struct hconn *c)
+{
+    while (c->out_off < c->out.len) {
+        size_t left = c->out.len - c->out_off;
+        int want = left > INT_MAX ? INT_MAX : (int)left;
+        if (c->ssl) {
+            int n = SSL_write(c->ssl, c->out.data + c->out_off, want);
+            if (n > 0) {
+                c->out_off += (size_t)n;
+                continue;
+            }
+            int err = SSL_get_error(c->ssl, n);
+            if (err == SSL_ERROR_WANT_WRITE) {
+                conn_set_write(c, true);
+                conn_arm(c, c->h->o.idle_timeout);
+                return true;
+            }
+            if (err == SSL_ERROR_WANT_READ) {
+                return true; /* the read event retries */
+            }
+            log_debug("a client went away before its reply was sent");
+            conn_close(c);
+            return false;
+        }
+        ssize_t n = send(c->fd, c->out.data + c->out_off, (size_t)want, MSG_NOSIGNAL);
+        if (n > 0) {
+            c->out_off += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN)) {
+            conn_set_write(c, true);
+            conn_arm(c, c->h->o.idle_timeout);
+            return true;
+        }
+        log_debug("a client went away before its reply was sent");
+        conn_close(c);
+        return false;
+    }
+    if (c->out.cap > OUT_KEEP) {
+        buf_release(&c->out);
+    } else {
+        buf_reset(&c->out);
+    }
+    c->out_off = 0;
+    conn_set_write(c, false);
+    if (c->req == NULL && c->close_after) {
+        conn_linger(c);
+        return false;
+    }
+    if (c->replied) {
+        c->replied = false;
+        if (c->req == NULL) {
+            conn_arm_request(c);
+        }
+    }
+    return true;
+}
+
+/* One reading pass. -1: the connection is dead (closed here); 0 otherwise
+ * (c->eof on EOF). */
+static int conn_read(struct hconn *c)
+{
+    for (;;) {
+        if (c->in_len == c->in_cap) {
+            if (c->in_cap >= c->h->in_max) {
+                return 0; /* full: conn_process pauses reading */
+            }
+            size_t cap = c->in_cap ? c->in_cap * 2 : IN_MIN;
+            c->in_cap = cap < c->h->in_max ? cap : c->h->in_max;
+            c->in = xrealloc(c->in, c->in_cap);
+        }
+        size_t room = c->in_cap - c->in_len;
+        if (c->ssl) {
+            int n = SSL_read(c->ssl, c->in + c->in_len, room > INT_MAX ? INT_MAX : (int)room);
+            if (n > 0) {
+                c->in_len += (size_t)n;
+                if ((size_t)n < room && SSL_has_pending(c->ssl) == 0) {
+                    return 0;
+                }
+                continue;
+            }
+            int err = SSL_get_error(c->ssl, n);
+            if (err == SSL_ERROR_WANT_READ) {
+                return 0;
+            }
+            if (err == SSL_ERROR_WANT_WRITE) {
+                conn_set_write(c, true);
+                return 0;
+            }
+            if (err == SSL_ERROR_ZERO_RETURN) {
+                c->eof = true;
+                return 0;
+            }
+            log_debug("closing a connection on a TLS read error");
+            conn_close(c);
+            return -1;
+        }
+        ssize_t n = recv(c->fd, c->in + c->in_len, room, 0);
+        if (n > 0) {
+            c->in_len += (size_t)n;
+            if ((size_t)n < room) {
+                return 0;
+            }
+            continue;
+        }
+        if (n == 0) {
+            c->eof = true;
+            return 0;
+        }
+        if (errno == EINTR) {
+            continue;
+        }
+        if (errno == EAGAIN) {
+            return 0;
+        }
+        conn_close(c);
+        return -1;
+    }
+}
+
+static struct httpd_req *req_new(struct hconn *c)
+{
+    struct httpd *h = c->h;
+    struct httpd_req *r = xcalloc(1, sizeof(*r));
+    r->h = h;
+    r->conn = c;
+    r->route = -1;
+    r->path = "";
+    r->t0 = time_mono_ns();
+    snprintf(r->id, sizeof(r->id), "%08x%08llx", h->id_prefix, (unsigned long long)++h->seq);
+    h->inflight++;
+    c->req = r;
+    return r;
 }
 
 static void req_free(struct httpd_req *r)
 {
-    if (r->has_query) {
-        evhttp_clear_headers(&r->query);
-    }
-    xfree(r->path);
+    SSL_free(r->ssl);
+    xfree(r->raw);
+    xfree(r->hdrs);
+    buf_release(&r->extra);
     xfree(r);
 }
 
-static void dispatch(struct evhttp_request *req, void *arg)
+/* A request that cannot be served: JSON error, then the connection closes. */
+static void conn_error(struct hconn *c, int status, const char *code, const char *message)
 {
-    struct httpd *h = arg;
-    struct httpd_req *r = xcalloc(1, sizeof(*r));
-    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-    struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
-    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-    const char *method = "";
-    bool path_known = false;
-    r->h = h;
-    r->ev = req;
-    r->route = -1;
-    r->t0 = time_mono_ns();
-    r->ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
-    r->conn = r->ssl ? SSL_get_ex_data(r->ssl, hconn_idx) : NULL;
-    snprintf(r->id, sizeof(r->id), "%08x%08llx", h->id_prefix, (unsigned long long)++h->seq);
-    h->inflight++;
-    if (r->conn) {
-        event_del(r->conn->deadline);
-        evhttp_request_set_on_complete_cb(req, on_complete, r->conn);
+    struct httpd_req *r = req_new(c);
+    log_debug("refusing a request: %d %s", status, message);
+    event_del(c->timer);
+    httpd_reply_error(r, status, code, message);
+}
+
+static void split_query(struct httpd_req *r, char *q)
+{
+    while (q && *q && r->nquery < MAX_QUERY) {
+        char *amp = strchr(q, '&');
+        char *next = NULL;
+        if (amp) {
+            *amp = '\0';
+            next = amp + 1;
+        }
+        if (*q) {
+            char *eq = strchr(q, '=');
+            const char *v = "";
+            if (eq) {
+                char *val = eq + 1;
+                *eq = '\0';
+                val[hp_pct_decode(val, strlen(val), true)] = '\0';
+                v = val;
+            }
+            q[hp_pct_decode(q, strlen(q), true)] = '\0';
+            r->query[r->nquery].name = q;
+            r->query[r->nquery].value = v;
+            r->nquery++;
+        }
+        q = next;
     }
-    switch (evhttp_request_get_command(req)) {
-    case EVHTTP_REQ_GET:
-        method = "GET";
-        break;
-    case EVHTTP_REQ_POST:
-        method = "POST";
-        break;
-    case EVHTTP_REQ_HEAD:
-        method = "HEAD";
-        break;
-    case EVHTTP_REQ_PUT:
-        method = "PUT";
-        break;
-    case EVHTTP_REQ_DELETE:
-        method = "DELETE";
-        break;
-    case EVHTTP_REQ_OPTIONS:
-        method = "OPTIONS";
-        break;
-    case EVHTTP_REQ_TRACE:
-    case EVHTTP_REQ_CONNECT:
-    case EVHTTP_REQ_PATCH:
-        method = "OTHER";
-        break;
-    }
-    const char *p = uri ? evhttp_uri_get_path(uri) : NULL;
-    size_t plen = 0;
-    r->path = evhttp_uridecode(p && *p ? p : "/", 0, &plen);
-    if (r->path == NULL) {
-        r->path = xstrdup("/");
-        plen = 1;
-    }
-    const char *q = uri ? evhttp_uri_get_query(uri) : NULL;
-    if (q && evhttp_parse_query_str(q, &r->query) == 0) {
-        r->has_query = true;
-    }
-    if (strlen(r->path) != plen) {
-        httpd_reply_error(r, 400, "invalid", "the request path contains a NUL character");
-        return;
-    }
+}
+
+static void route(struct httpd_req *r)
+{
+    struct httpd *h = r->h;
+    const struct hp_req *hr = &r->conn->hr;
+    const char *method = r->raw + hr->method.off;
+    struct buf allow = BUF_INIT;
     for (size_t i = 0; i < h->o.nroutes; i++) {
         const struct httpd_route *rt = &h->o.routes[i];
         bool match;
@@ -245,90 +494,361 @@ static void dispatch(struct evhttp_request *req, void *arg)
         if (!match) {
             continue;
         }
-        path_known = true;
         if (strcmp(rt->method, method) == 0) {
             r->route = (int)i;
             r->param = rt->flags & HTTPD_ROUTE_PREFIX ? r->path + strlen(rt->pattern) : "";
             log_set_request_id(r->id);
             rt->fn(r, h->o.arg);
             log_set_request_id(NULL);
+            buf_release(&allow);
             return;
         }
+        buf_addf(&allow, "%s%s", allow.len ? ", " : "", rt->method);
     }
-    if (path_known) {
+    if (allow.len) {
+        httpd_req_add_header(r, "Allow", allow.data);
         httpd_reply_error(r, 405, "method_not_allowed", "method not allowed on this path");
     } else {
         httpd_reply_error(r, 404, "not_found", "no such endpoint");
     }
+    buf_release(&allow);
+}
+
+/* The request in c->in[0..need) is whole: take it out of the buffer and hand it
+ * over. */
+static void dispatch(struct hconn *c, size_t need)
+{
+    const struct hp_req *hr = &c->hr;
+    struct httpd_req *r = req_new(c);
+    char *raw = xmalloc(need + 1);
+    memcpy(raw, c->in, need);
+    raw[need] = '\0';
+    memmove(c->in, c->in + need, c->in_len - need);
+    c->in_len -= need;
+    c->scan = 0;
+    c->head_done = false;
+    event_del(c->timer);
+    r->raw = raw;
+    r->keep_alive = hr->keep_alive;
+    r->minor = hr->minor;
+    r->body = (const uint8_t *)raw + hr->head_len;
+    r->body_len = (size_t)hr->content_length;
+    if (c->ssl) {
+        SSL_up_ref(c->ssl);
+        r->ssl = c->ssl;
+    }
+    r->nhdrs = hr->nheaders;
+    r->hdrs = xcalloc(hr->nheaders ? hr->nheaders : 1, sizeof(*r->hdrs));
+    for (size_t i = 0; i < hr->nheaders; i++) {
+        const struct hp_header *f = &hr->headers[i];
+        raw[f->name.off + f->name.len] = '\0';
+        raw[f->value.off + f->value.len] = '\0';
+        r->hdrs[i].name = raw + f->name.off;
+        r->hdrs[i].value = raw + f->value.off;
+    }
+    raw[hr->method.off + hr->method.len] = '\0';
+    if (strcmp(raw + hr->method.off, "HEAD") == 0) {
+        r->keep_alive = false; /* our error replies carry a body a HEAD client will not read */
+    }
+    char *path = raw + hr->target.off;
+    path[hr->target.len] = '\0';
+    char *q = strchr(path, '?');
+    if (q) {
+        *q++ = '\0';
+    }
+    size_t plen = hp_pct_decode(path, strlen(path), false);
+    path[plen] = '\0';
+    r->path = path;
+    split_query(r, q);
+    if (strlen(path) != plen) {
+        httpd_reply_error(r, 400, "invalid", "the request path contains a NUL character");
+        return;
+    }
+    route(r);
+}
+
+/* Parses and dispatches what the input holds, then flushes. May free c. */
+static void conn_process(struct hconn *c)
+{
+    struct httpd *h = c->h;
+    struct hp_limits lim = { HP_MAX_HEAD, h->o.max_body };
+    for (;;) {
+        bool out_full = false;
+        c->busy = true;
+        while (c->state == CS_OPEN && c->req == NULL && !c->close_after) {
+            if (c->out.len - c->out_off >= OUT_PAUSE) {
+                out_full = true;
+                break;
+            }
+            if (!c->head_done) {
+                enum hp_result pr = hp_parse(c->in, c->in_len, &lim, &c->scan, &c->hr);
+                if (pr == HP_MORE) {
+                    break;
+                }
+                if (pr == HP_ERROR) {
+                    conn_error(c, c->hr.status, c->hr.code, c->hr.message);
+                    break;
+                }
+                c->head_done = true;
+                c->continued = false;
+            }
+            size_t need = c->hr.head_len + (size_t)c->hr.content_length;
+            if (c->in_len < need) {
+                if (c->hr.expect_continue && !c->continued) {
+                    buf_addstr(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
+                    c->continued = true;
+                }
+                break;
+            }
+            dispatch(c, need);
+        }
+        c->busy = false;
+        if (c->eof && c->state == CS_OPEN) {
+            c->close_after = true; /* answer what is in flight, then close */
+        }
+        if (!conn_flush(c)) {
+            return;
+        }
+        if (!out_full || c->out.len > c->out_off) {
+            break;
+        }
+    }
+    if (c->state == CS_OPEN) {
+        conn_set_read(c, !c->eof && !c->close_after && c->in_len < h->in_max);
+    }
+}
+
+static void conn_handshake(struct hconn *c)
+{
+    int n = SSL_do_handshake(c->ssl);
+    if (n == 1) {
+        c->state = CS_OPEN;
+        conn_set_write(c, false);
+        if (conn_read(c) == 0) {
+            conn_process(c);
+        }
+        return;
+    }
+    int err = SSL_get_error(c->ssl, n);
+    if (err == SSL_ERROR_WANT_READ) {
+        conn_set_write(c, false);
+        return;
+    }
+    if (err == SSL_ERROR_WANT_WRITE) {
+        conn_set_write(c, true);
+        return;
+    }
+    unsigned long e = ERR_peek_error();
+    log_debug("TLS handshake failed: %s",
+              e ? ERR_reason_error_string(e) ? ERR_reason_error_string(e) : "unknown"
+                : "connection closed");
+    conn_close(c);
+}
+
+static void conn_on_read(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct hconn *c = arg;
+    switch (c->state) {
+    case CS_HANDSHAKE:
+        conn_handshake(c);
+        return;
+    case CS_LINGER:
+        conn_linger_read(c);
+        return;
+    case CS_OPEN:
+        break;
+    }
+    if (conn_read(c) == 0) {
+        conn_process(c);
+    }
+}
+
+static void conn_on_write(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct hconn *c = arg;
+    if (c->state == CS_HANDSHAKE) {
+        conn_handshake(c);
+        return;
+    }
+    if (c->state == CS_OPEN) {
+        conn_process(c);
+    }
+}
+
+static void conn_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct hconn *c = arg;
+    if (c->state == CS_OPEN && c->req == NULL && c->out.len == c->out_off && c->in_len > 0) {
+        log_info("closing a connection whose request did not arrive within %d s",
+                 c->h->o.request_timeout);
+        c->eof = true; /* no lingering: the client is too slow to be waited for */
+        conn_error(c, 408, "request_timeout", "the request did not arrive in time");
+        return; /* the reply makes one write attempt, then the connection closes */
+    }
+    if (c->state == CS_HANDSHAKE) {
+        log_info("closing a connection whose TLS handshake did not finish within %d s",
+                 c->h->o.request_timeout);
+    } else if (c->state == CS_OPEN && c->out.len > c->out_off) {
+        log_info("closing a connection whose client did not read its reply within %d s",
+                 c->h->o.idle_timeout);
+    }
+    if (c->state == CS_OPEN && c->req) {
+        return; /* with its handler: the timer is not armed then */
+    }
+    conn_close(c);
+}
+
+static void conn_new(struct httpd *h, int fd)
+{
+    struct hconn *c = xcalloc(1, sizeof(*c));
+    SSL_CTX *ctx = h->o.ssl_ctx ? h->o.ssl_ctx(h->o.arg) : NULL;
+    c->h = h;
+    c->fd = fd;
+    c->state = CS_OPEN;
+    if (ctx) {
+        c->ssl = SSL_new(ctx);
+        if (c->ssl == NULL || SSL_set_fd(c->ssl, fd) != 1) {
+            log_error("cannot create a TLS session");
+            SSL_free(c->ssl);
+            ERR_clear_error();
+            close(fd);
+            xfree(c);
+            return;
+        }
+        SSL_set_accept_state(c->ssl);
+        SSL_set_read_ahead(c->ssl, 1);
+        SSL_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+        c->state = CS_HANDSHAKE;
+    }
+    c->rev = event_new(h->base, fd, EV_READ | EV_PERSIST, conn_on_read, c);
+    c->wev = event_new(h->base, fd, EV_WRITE | EV_PERSIST, conn_on_write, c);
+    c->timer = evtimer_new(h->base, conn_on_timer, c);
+    if (c->rev == NULL || c->wev == NULL || c->timer == NULL) {
+        oom_die(sizeof(struct event *));
+    }
+    c->next = h->conns;
+    if (h->conns) {
+        h->conns->prev = c;
+    }
+    h->conns = c;
+    h->nconns++;
+    conn_set_read(c, true);
+    /* the request deadline, not the idle one, covers the handshake and the first
+     * request */
+    conn_arm(c, h->o.request_timeout);
+}
+
+static void on_resume(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct httpd *h = arg;
+    if (h->nconns < h->o.max_conns) {
+        listener_set(h, true);
+    }
+}
+
+static void on_accept(evutil_socket_t lfd, short what, void *arg)
+{
+    (void)what;
+    struct httpd *h = arg;
+    for (;;) {
+        if (h->nconns >= h->o.max_conns) {
+            listener_set(h, false);
+            log_warn("%zu connections open: not accepting until one closes", h->nconns);
+            return;
+        }
+        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            int en = errno;
+            char eb[128];
+            if (en == EAGAIN) {
+                return;
+            }
+            if (en == EINTR || en == ECONNABORTED || en == EPROTO) {
+                continue;
+            }
+            log_warn("cannot accept a connection: %s; pausing for a second",
+                     err_errno_str(en, eb, sizeof(eb)));
+            listener_set(h, false);
+            struct timeval tv = { 1, 0 };
+            event_add(h->resume, &tv);
+            return;
+        }
+        conn_new(h, fd);
+    }
+}
+
+static int listen_on(struct httpd *h, const char *addr, struct err *e)
+{
+    struct sockaddr_storage ss;
+    int sslen = (int)sizeof(ss);
+    int one = 1;
+    memset(&ss, 0, sizeof(ss));
+    if (evutil_parse_sockaddr_port(addr, (struct sockaddr *)&ss, &sslen) != 0) {
+        return err_set(e, ERRC_INVALID, "listen address '%s' is not HOST:PORT", addr);
+    }
+    h->lfd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (h->lfd < 0) {
+        return err_errno(e, ERRC_UNAVAILABLE, "cannot listen on %s", addr);
+    }
+    if (setsockopt(h->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        setsockopt(h->lfd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+        return err_errno(e, ERRC_UNAVAILABLE, "cannot listen on %s", addr);
+    }
+    if (bind(h->lfd, (struct sockaddr *)&ss, (socklen_t)sslen) != 0 || listen(h->lfd, 1024) != 0) {
+        return err_errno(e, ERRC_UNAVAILABLE, "cannot listen on %s", addr);
+    }
+    /* accepted sockets inherit it on Linux: replies go out without waiting for an
+     * ACK */
+    if (setsockopt(h->lfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0) {
+        log_warn("cannot set TCP_NODELAY on %s", addr);
+    }
+    h->lev = event_new(h->base, h->lfd, EV_READ | EV_PERSIST, on_accept, h);
+    h->resume = evtimer_new(h->base, on_resume, h);
+    if (h->lev == NULL || h->resume == NULL || event_add(h->lev, NULL) != 0) {
+        return err_set(e, ERRC_INTERNAL, "cannot watch the listener on %s", addr);
+    }
+    return 0;
 }
 
 struct httpd *httpd_new(struct event_base *base, const struct httpd_opts *o, struct err *e)
 {
     struct httpd *h = xcalloc(1, sizeof(*h));
-    struct sockaddr_storage ss;
-    int sslen = (int)sizeof(ss);
-    struct evconnlistener *lev = NULL;
     h->base = base;
     h->o = *o;
-    if (hconn_idx < 0) {
-        hconn_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, hconn_free_cb);
-        BUG_ON(hconn_idx < 0);
-    }
+    h->lfd = -1;
+    h->in_max = HP_MAX_HEAD + o->max_body + IN_SLACK;
     if (RAND_bytes((unsigned char *)&h->id_prefix, sizeof(h->id_prefix)) != 1) {
         h->id_prefix = (uint32_t)getpid();
         ERR_clear_error();
     }
-    memset(&ss, 0, sizeof(ss));
-    if (evutil_parse_sockaddr_port(o->listen, (struct sockaddr *)&ss, &sslen) != 0) {
-        err_set(e, ERRC_INVALID, "listen address '%s' is not HOST:PORT", o->listen);
-        goto fail;
+    if (listen_on(h, o->listen, e) != 0) {
+        httpd_free(h);
+        return NULL;
     }
-    h->http = evhttp_new(base);
-    if (h->http == NULL) {
-        err_set(e, ERRC_INTERNAL, "cannot create the HTTP server");
-        goto fail;
-    }
-    lev = evconnlistener_new_bind(base, NULL, NULL,
-                                  LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT |
-                                      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
-                                  1024, (struct sockaddr *)&ss, sslen);
-    if (lev == NULL) {
-        err_errno(e, ERRC_UNAVAILABLE, "cannot listen on %s", o->listen);
-        goto fail;
-    }
-    {
-        /* accepted sockets inherit it on Linux: replies go out without waiting for an ACK */
-        int one = 1;
-        if (setsockopt(evconnlistener_get_fd(lev), IPPROTO_TCP, TCP_NODELAY, &one,
-                       sizeof(one)) != 0) {
-            log_warn("cannot set TCP_NODELAY on %s", o->listen);
-        }
-    }
-    h->bound = evhttp_bind_listener(h->http, lev);
-    if (h->bound == NULL) {
-        evconnlistener_free(lev);
-        err_set(e, ERRC_INTERNAL, "cannot attach the listener on %s", o->listen);
-        goto fail;
-    }
-    evhttp_set_bevcb(h->http, bevcb, h);
-    evhttp_set_gencb(h->http, dispatch, h);
-    evhttp_set_max_body_size(h->http, (ev_ssize_t)o->max_body);
-    evhttp_set_max_headers_size(h->http, HTTPD_MAX_HEADERS);
-    evhttp_set_timeout(h->http, o->idle_timeout);
-    evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
     return h;
-fail:
-    httpd_free(h);
-    return NULL;
 }
 
 void httpd_stop_accepting(struct httpd *h)
 {
-    if (h->bound) {
-        evhttp_del_accept_socket(h->http, h->bound);
-        h->bound = NULL;
+    if (h->lev) {
+        event_free(h->lev);
+        h->lev = NULL;
+    }
+    if (h->resume) {
+        event_free(h->resume);
+        h->resume = NULL;
+    }
+    if (h->lfd >= 0) {
+        close(h->lfd);
+        h->lfd = -1;
     }
 }
 
@@ -347,9 +867,9 @@ void httpd_free(struct httpd *h)
     if (h == NULL) {
         return;
     }
-    h->bound = NULL;
-    if (h->http) {
-        evhttp_free(h->http); /* frees connections, hence their hconn */
+    httpd_stop_accepting(h);
+    while (h->conns) {
+        conn_close(h->conns);
     }
     xfree(h);
 }
@@ -358,7 +878,8 @@ static int verify_accept(int ok, X509_STORE_CTX *x)
 {
     (void)ok;
     (void)x;
-    return 1; /* the result stays in SSL_get_verify_result; the dispatcher decides */
+    return 1; /* the result stays in SSL_get_verify_result; the dispatcher decides
+               */
 }
 
 SSL_CTX *httpd_tls_ctx_new(const char *cert_file, const char *key_file, const char *client_ca_pem,
@@ -377,8 +898,9 @@ SSL_CTX *httpd_tls_ctx_new(const char *cert_file, const char *key_file, const ch
         goto fail;
     }
     if (cert_file == NULL || *cert_file == '\0' || key_file == NULL || *key_file == '\0') {
-        err_set(e, ERRC_INVALID, "tls_cert_file and tls_key_file must name the server's "
-                                 "certificate and key");
+        err_set(e, ERRC_INVALID,
+                "tls_cert_file and tls_key_file must name the server's "
+                "certificate and key");
         goto fail;
     }
     if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
@@ -454,25 +976,28 @@ const char *httpd_req_param(const struct httpd_req *r)
 
 const char *httpd_req_query(const struct httpd_req *r, const char *key)
 {
-    if (!r->has_query) {
-        return NULL;
+    for (size_t i = 0; i < r->nquery; i++) {
+        if (strcmp(r->query[i].name, key) == 0) {
+            return r->query[i].value;
+        }
     }
-    return evhttp_find_header(&((struct httpd_req *)(uintptr_t)r)->query, key);
+    return NULL;
 }
 
 const char *httpd_req_header(const struct httpd_req *r, const char *name)
 {
-    return evhttp_find_header(evhttp_request_get_input_headers(r->ev), name);
+    for (size_t i = 0; i < r->nhdrs; i++) {
+        if (strcasecmp(r->hdrs[i].name, name) == 0) {
+            return r->hdrs[i].value;
+        }
+    }
+    return NULL;
 }
 
 const uint8_t *httpd_req_body(const struct httpd_req *r, size_t *len)
 {
-    struct evbuffer *b = evhttp_request_get_input_buffer(r->ev);
-    *len = evbuffer_get_length(b);
-    if (*len == 0) {
-        return (const uint8_t *)"";
-    }
-    return evbuffer_pullup(b, -1);
+    *len = r->body_len;
+    return r->body_len ? r->body : (const uint8_t *)"";
 }
 
 const char *httpd_req_id(const struct httpd_req *r)
@@ -485,9 +1010,9 @@ int httpd_req_route(const struct httpd_req *r)
     return r->route;
 }
 
-STACK_OF(X509) *httpd_req_client_chain(const struct httpd_req *r, const char **why)
+STACK_OF(X509) * httpd_req_client_chain(const struct httpd_req *r, const char **why)
 {
-    *why = "no TLS session";
+    *why = "no client certificate";
     if (r->ssl == NULL) {
         return NULL;
     }
@@ -515,9 +1040,23 @@ X509 *httpd_req_client_cert(const struct httpd_req *r)
     return r->ssl ? SSL_get0_peer_certificate(r->ssl) : NULL;
 }
 
+static bool header_safe(const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '\r' || *s == '\n') {
+            return false;
+        }
+    }
+    return true;
+}
+
 void httpd_req_add_header(struct httpd_req *r, const char *name, const char *value)
 {
-    evhttp_add_header(evhttp_request_get_output_headers(r->ev), name, value);
+    if (!header_safe(name) || !header_safe(value)) {
+        log_error("dropping a reply header with a line break in it: %s", name);
+        return;
+    }
+    buf_addf(&r->extra, "%s: %s\r\n", name, value);
 }
 
 static const char *reason_phrase(int status)
@@ -527,6 +1066,8 @@ static const char *reason_phrase(int status)
         return "OK";
     case 201:
         return "Created";
+    case 202:
+        return "Accepted";
     case 400:
         return "Bad Request";
     case 403:
@@ -535,54 +1076,82 @@ static const char *reason_phrase(int status)
         return "Not Found";
     case 405:
         return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
     case 409:
         return "Conflict";
+    case 411:
+        return "Length Required";
     case 413:
         return "Payload Too Large";
     case 415:
         return "Unsupported Media Type";
+    case 417:
+        return "Expectation Failed";
     case 429:
         return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
     case 499:
         return "Client Closed Request";
+    case 501:
+        return "Not Implemented";
     case 503:
         return "Service Unavailable";
     case 504:
         return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
     default:
         return status >= 500 ? "Internal Server Error" : status >= 400 ? "Bad Request" : "OK";
     }
 }
 
-void httpd_reply(struct httpd_req *r, int status, const char *ctype, const void *body,
-                 size_t len)
+void httpd_reply(struct httpd_req *r, int status, const char *ctype, const void *body, size_t len)
 {
     struct httpd *h = r->h;
-    struct evbuffer *out = evbuffer_new();
-    struct evkeyvalq *hdrs = evhttp_request_get_output_headers(r->ev);
-    evhttp_add_header(hdrs, "Content-Type", ctype);
-    evhttp_add_header(hdrs, "X-Request-Id", r->id);
-    evhttp_add_header(hdrs, "Cache-Control", "no-store");
-    if (out == NULL) {
-        oom_die(len);
-    }
-    if (len && evbuffer_add(out, body, len) != 0) {
-        oom_die(len);
-    }
+    struct hconn *c = r->conn;
     int64_t ns = time_mono_ns() - r->t0;
     if (status >= 500) {
         log_warn("request %s %s %s -> %d", r->id, httpd_req_method(r), r->path, status);
     } else {
-        log_debug("request %s %s %s -> %d in %lld us", r->id, httpd_req_method(r), r->path,
-                  status, (long long)(ns / 1000));
+        log_debug("request %s %s %s -> %d in %lld us", r->id, httpd_req_method(r), r->path, status,
+                  (long long)(ns / 1000));
     }
-    evhttp_send_reply(r->ev, status, reason_phrase(status), out);
-    evbuffer_free(out);
+    if (c) {
+        struct buf *o = &c->out;
+        if (!r->keep_alive) {
+            c->close_after = true;
+        }
+        buf_reserve(o, 256 + r->extra.len + len);
+        buf_addf(o,
+                 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                 "X-Request-Id: %s\r\nCache-Control: no-store\r\n",
+                 status, reason_phrase(status), ctype, len, r->id);
+        if (r->extra.len) {
+            buf_add(o, r->extra.data, r->extra.len);
+        }
+        if (c->close_after || c->eof) {
+            buf_addstr(o, "Connection: close\r\n\r\n");
+        } else if (r->minor == 0) {
+            buf_addstr(o, "Connection: keep-alive\r\n\r\n");
+        } else {
+            buf_addstr(o, "\r\n");
+        }
+        if (len) {
+            buf_add(o, body, len);
+        }
+        c->req = NULL;
+        c->replied = true;
+    }
     h->inflight--;
     if (h->o.done) {
         h->o.done(h->o.arg, r->route, status, ns);
     }
     req_free(r);
+    if (c && !c->busy) {
+        conn_process(c);
+    }
 }
 
 void httpd_reply_json(struct httpd_req *r, int status, json_t *v)
@@ -593,8 +1162,10 @@ void httpd_reply_json(struct httpd_req *r, int status, json_t *v)
         httpd_reply_error(r, 500, "internal", "cannot encode the reply");
         return;
     }
+    size_t n = strlen(s);
     struct buf b = BUF_INIT;
-    buf_addstr(&b, s);
+    buf_reserve(&b, n + 1);
+    buf_add(&b, s, n);
     buf_addch(&b, '\n');
     xfree(s);
     httpd_reply(r, status, "application/json", b.data, b.len);

@@ -140,6 +140,13 @@ struct jitr_req {
     bool planned;
     size_t group_idx;
     char cert_arn[256];
+    /* RECORD / RECORD_REJECT: audit_after (a seq at or below the log's end, saved with the
+     * state before the append) bounds the look for an earlier attempt's record on a replay */
+    uint64_t audit_after;
+    bool audit_after_set;
+    bool audit_check; /* resumed at a RECORD state: an earlier attempt may have appended */
+    uint64_t audit_seq;
+    bool audit_found;
     struct buf trace;   /* every state, for tests and logs */
     struct buf pending; /* states since the last PERSIST, for the Redis trace */
     unsigned aws_calls;
@@ -184,6 +191,7 @@ static void finish_with(struct jitr_req *r, enum jitr_outcome o, const struct er
 static void on_redis(void *arg, const struct store_reply *rep, const struct err *e);
 static void on_aws(void *arg, const struct aws_iot_result *res, const struct err *e);
 static void on_done(void *arg, const struct err *e);
+static void on_audit(void *arg, uint64_t seq, bool found, const struct err *e);
 
 static struct held_reply *held(struct jitr_req *r)
 {
@@ -260,6 +268,21 @@ static void on_done(void *arg, const struct err *e)
     jitr_advance(r);
 }
 
+static void on_audit(void *arg, uint64_t seq, bool found, const struct err *e)
+{
+    struct jitr_req *r = arg;
+    r->in_flight = false;
+    err_clear(&r->op_err);
+    if (e != NULL) {
+        err_copy(&r->op_err, e);
+    } else {
+        r->audit_seq = seq;
+        r->audit_found = found;
+    }
+    r->have_result = true;
+    jitr_advance(r);
+}
+
 /* ---- starting operations ------------------------------------------------------------------- */
 
 /* Starts a Redis command; on a synchronous failure the result is that error, now. */
@@ -296,7 +319,8 @@ static void key_of(char *out, size_t cap, const char *kind, const char *id)
 static void persist_then(struct jitr_req *r, enum jitr_state next, const char *stored,
                          const char *detail)
 {
-    char dev[128], trace[128], lock[128], ms[32], first[32], att[16], px[24];
+    char dev[128], trace[128], lock[128], ms[32], first[32], att[16], px[24], after[24],
+        aseq[24];
     struct buf line = BUF_INIT;
     const char *reason = r->err.code != ERRC_OK ? r->err.msg : "";
     snprintf(ms, sizeof(ms), "%lld", (long long)now_ms(r));
@@ -306,6 +330,13 @@ static void persist_then(struct jitr_req *r, enum jitr_state next, const char *s
     key_of(trace, sizeof(trace), "jitr:trace", r->ev.cert_id);
     key_of(lock, sizeof(lock), "jitr:lock", r->ev.cert_id);
     snprintf(px, sizeof(px), "%d", r->env->lock_ms > 0 ? r->env->lock_ms : 60000);
+    after[0] = aseq[0] = '\0';
+    if (r->audit_after_set) {
+        snprintf(after, sizeof(after), "%llu", (unsigned long long)r->audit_after);
+    }
+    if (r->audit_seq > 0) {
+        snprintf(aseq, sizeof(aseq), "%llu", (unsigned long long)r->audit_seq);
+    }
     buf_addf(&line, "%s %s -> %s%s%s", ms, buf_cstr(&r->pending), stored, detail[0] ? " " : "",
              detail);
     {
@@ -316,7 +347,8 @@ static void persist_then(struct jitr_req *r, enum jitr_state next, const char *s
                              "serial",    r->serial,    "ca",        r->ca ? r->ca->name : "",
                              "thing",     r->planned ? r->plan.thing_name : "",
                              "attempts",  att,          "reason",    reason,
-                             "ca_id",     r->ev.ca_id,  "account",   r->ev.account };
+                             "ca_id",     r->ev.ca_id,  "account",   r->ev.account,
+                             "audit_after", after,      "audit_seq", aseq };
         buf_reset(&r->pending);
         r->after = next;
         set_state(r, JITR_ST_PERSIST);
@@ -527,12 +559,14 @@ static const char *group_at(const struct jitr_req *r, size_t i)
     return i < r->plan.ngroups ? r->plan.groups[i] : r->env->thing_group;
 }
 
-static int audit(struct jitr_req *r, const char *type, const char *reason)
+/* Starts the audit append of the record of type (on a replay, looking for an earlier
+ * attempt's record first); on a synchronous failure the result is that error, now. */
+static void start_audit(struct jitr_req *r, const char *type, const char *reason)
 {
     json_t *rec = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "type", type, "certificate_id",
                             r->ev.cert_id, "ca_certificate_id", r->ev.ca_id, "serial", r->serial,
                             "ca", r->ca ? r->ca->name : "", "account", r->ev.account);
-    int rc;
+    struct err e = ERR_INIT;
     if (r->planned) {
         json_object_set_new(rec, "thing", json_string(r->plan.thing_name));
         json_object_set_new(rec, "policy",
@@ -541,9 +575,27 @@ static int audit(struct jitr_req *r, const char *type, const char *reason)
     if (reason != NULL) {
         json_object_set_new(rec, "reason", json_string(reason));
     }
-    rc = r->io->audit(r->io->ctx, rec, &r->op_err);
+    if (rec == NULL || r->io->audit(r->io->ctx, rec, r->audit_check, r->audit_after, on_audit,
+                                    r, &e) != 0) {
+        if (rec == NULL) {
+            err_set(&e, ERRC_INTERNAL, "cannot build the %s audit record", type);
+        }
+        err_copy(&r->op_err, &e);
+        r->have_result = true;
+    } else {
+        r->in_flight = true;
+    }
     json_decref(rec);
-    return rc;
+}
+
+/* Before a RECORD state: a seq at or below the log's end, saved with the state, so that a
+ * replay finds this attempt's record instead of appending a second one. */
+static void persist_audit_mark(struct jitr_req *r, enum jitr_state next, const char *detail)
+{
+    r->audit_after = r->io->audit_mark ? r->io->audit_mark(r->io->ctx) : 0;
+    r->audit_after_set = true;
+    r->audit_check = false;
+    persist_then(r, next, jitr_state_name(next), detail);
 }
 
 /* ---- the machine ---------------------------------------------------------------------------- */
@@ -604,6 +656,13 @@ static void jitr_advance(struct jitr_req *r)
                 }
                 if (str_to_u64(field(h->fields, "attempts"), &u) == 0) {
                     r->attempts = (unsigned)u;
+                }
+                /* an earlier attempt reached a RECORD state: it may have appended */
+                if ((strcmp(st, "RECORD") == 0 || strcmp(st, "RECORD_REJECT") == 0) &&
+                    str_to_u64(field(h->fields, "audit_after"), &u) == 0) {
+                    r->audit_after = u;
+                    r->audit_after_set = true;
+                    r->audit_check = true;
                 }
                 if (strcmp(st, ST_DONE) == 0 || strcmp(st, ST_REJECTED) == 0) {
                     finish_with(r, JITR_OUT_DUPLICATE, NULL);
@@ -666,7 +725,10 @@ static void jitr_advance(struct jitr_req *r)
             break;
         case JITR_ST_EVALUATE:
             if (evaluate(r) != 0) {
-                if (r->outcome == JITR_OUT_REJECTED) {
+                if (r->outcome == JITR_OUT_REJECTED && r->resume == JITR_ST_RECORD_REJECT &&
+                    r->audit_after_set) {
+                    set_state(r, JITR_ST_RECORD_REJECT); /* REJECT was done */
+                } else if (r->outcome == JITR_OUT_REJECTED) {
                     set_state(r, JITR_ST_REJECT);
                 } else {
                     r->attempts++;
@@ -784,21 +846,26 @@ static void jitr_advance(struct jitr_req *r)
                 fail_op(r, "UpdateCertificate");
                 break;
             }
-            set_state(r, JITR_ST_RECORD);
+            persist_audit_mark(r, JITR_ST_RECORD, r->plan.activate ? "ACTIVE" : "INACTIVE");
             break;
         case JITR_ST_RECORD:
-            /* the audit record first: a crash after it replays RECORD, and audit consumers
-             * treat records as possibly repeated */
-            if (audit(r, "jitr_activate", NULL) != 0) {
+            /* the audit record is durable before DONE is saved; a crash in between replays
+             * RECORD, which finds the record (audit_after) instead of appending it again */
+            if (!r->have_result) {
+                start_audit(r, "jitr_activate", NULL);
+                break;
+            }
+            if (r->op_err.code != ERRC_OK) {
                 fail_op(r, "audit");
                 break;
             }
             finish_with(r, JITR_OUT_ACTIVATED, NULL);
-            persist_then(r, JITR_ST_UNLOCK, ST_DONE, r->plan.activate ? "ACTIVE" : "INACTIVE");
+            persist_then(r, JITR_ST_UNLOCK, ST_DONE,
+                         r->audit_found ? "audited already" : "audited");
             break;
         case JITR_ST_REJECT:
             if (r->env->reject_leave_pending) {
-                set_state(r, JITR_ST_RECORD_REJECT);
+                persist_audit_mark(r, JITR_ST_RECORD_REJECT, "left PENDING_ACTIVATION");
                 break;
             }
             if (!r->have_result) {
@@ -811,16 +878,20 @@ static void jitr_advance(struct jitr_req *r)
                 fail_op(r, "UpdateCertificate REVOKED");
                 break;
             }
-            set_state(r, JITR_ST_RECORD_REJECT);
+            persist_audit_mark(r, JITR_ST_RECORD_REJECT, "REVOKED");
             break;
         case JITR_ST_RECORD_REJECT:
-            if (audit(r, "jitr_reject", r->err.msg) != 0) {
+            if (!r->have_result) {
+                start_audit(r, "jitr_reject", r->err.msg);
+                break;
+            }
+            if (r->op_err.code != ERRC_OK) {
                 fail_op(r, "audit");
                 break;
             }
             finish_with(r, JITR_OUT_REJECTED, NULL);
             persist_then(r, JITR_ST_UNLOCK, ST_REJECTED,
-                         r->env->reject_leave_pending ? "left PENDING_ACTIVATION" : "REVOKED");
+                         r->audit_found ? "audited already" : "audited");
             break;
         case JITR_ST_PERSIST:
             if (r->op_err.code != ERRC_OK) {

@@ -128,6 +128,11 @@ check_eq "JSON profile" "$(jq -r .profile "$T/body")" device
 serial=$(jq -r .serial "$T/body")
 grep -q "\"requester\":\"station:line1\"" "$JITRCA_DATA_DIR/audit/audit.log" && pass ||
   fail "issue records name the station"
+# Expect: 100-continue: the server says 100 Continue, then reads the body and answers
+req line1 -H 'Content-Type: application/x-pem-file' -H 'Expect: 100-continue' -D "$T/hdr" \
+  --data-binary @"$(csr 1)" "$URL/v1/sign"
+check_eq "sign with Expect: 100-continue" "$code" 201
+grep -q '^HTTP/1.1 100 Continue' "$T/hdr" && pass || fail "no 100 Continue before the reply: $(cat "$T/hdr")"
 
 # --- batch with bad items ---------------------------------------------------------------------
 jq -n --rawfile a "$(csr 4)" --rawfile b "$(csr 5)" \
@@ -231,6 +236,30 @@ expect_err 400 invalid "unknown key 'profil'"
 head -c 200000 /dev/zero | tr '\0' 'A' >"$T/huge"
 req line1 -H 'Content-Type: application/x-pem-file' -H 'Expect: 100-continue' --data-binary @"$T/huge" "$URL/v1/sign"
 check_eq "huge body status" "$code" 413
+expect_err 413 too_large "max_body_bytes"
+req line1 -H 'Content-Type: application/x-pem-file' -H 'Expect:' --data-binary @"$T/huge" "$URL/v1/sign"
+expect_err 413 too_large "max_body_bytes"
+# raw requests over TLS (openssl s_client): status into $code, body into $T/body
+raw() {
+  printf "$1" | timeout 10 openssl s_client -connect "127.0.0.1:$port" -CAfile "$T/srvca.pem" \
+    -quiet 2>/dev/null >"$T/raw" || true
+  code=$(head -1 "$T/raw" | cut -d' ' -f2)
+  awk 'seen { print } /^\r$/ { seen = 1 }' "$T/raw" >"$T/body"
+}
+raw 'POST /v1/sign HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-pem-file\r\nContent-Length: 10000000\r\n\r\n-----BEGIN'
+expect_err 413 too_large "max_body_bytes"
+raw 'GARBAGE\r\nHost: x\r\n\r\n'
+expect_err 400 bad_request "malformed request line"
+raw 'GET /healthz HTTP/9.9\r\nHost: x\r\n\r\n'
+expect_err 505 http_version_not_supported "HTTP/1.1"
+raw 'POST /v1/sign HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n'
+expect_err 411 length_required "Content-Length"
+req line1 -H "X-Big: $(head -c 20000 /dev/zero | tr '\0' a)" "$URL/healthz"
+expect_err 431 headers_too_large "16 KiB"
+# two pipelined requests on one connection: two replies, in order
+raw 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /v1/nothing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'
+check_eq "pipelined replies" "$(grep -c '^HTTP/1.1 ' "$T/raw")" 2
+check_eq "pipelined order" "$(grep '^HTTP/1.1 ' "$T/raw" | cut -d' ' -f2 | tr '\n' ' ')" "200 404 "
 req line1 -X PUT "$URL/v1/sign"; expect_err 405 method_not_allowed "method not allowed"
 req line1 "$URL/v1/nothing"; expect_err 404 not_found "no such endpoint"
 check_eq "nothing issued by bad input" "$(issued)" "$before"

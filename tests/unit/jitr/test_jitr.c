@@ -447,7 +447,7 @@ out:
 struct fake {
     json_t *redis; /* key -> string or object (hash) or array (list) */
     /* the one pending operation */
-    int kind; /* 0 none, 1 redis, 2 aws, 3 policy */
+    int kind; /* 0 none, 1 redis, 2 aws, 3 policy, 4 audit */
     char **argv;
     int argc;
     enum aws_iot_op op;
@@ -461,6 +461,12 @@ struct fake {
     enum err_code fail_code;
     const char *fail_aws_code;
     int audits;
+    json_t *log;          /* the audit log: records with "seq" */
+    json_t *audit_rec;    /* the pending append */
+    bool audit_check;
+    uint64_t audit_after;
+    jitr_audit_cb *aucb;
+    enum err_code audit_fail; /* fail the next append with this code (once) */
     bool finished;
     struct jitr_req *req;
 };
@@ -508,13 +514,66 @@ static int f_policy(void *ctx, const struct jitr_template *t, store_done_cb *cb,
     return 0;
 }
 
-static int f_audit(void *ctx, json_t *rec, struct err *e)
+static int f_audit(void *ctx, json_t *rec, bool check, uint64_t after, jitr_audit_cb *cb,
+                   void *arg, struct err *e)
 {
     struct fake *f = ctx;
     (void)e;
-    (void)rec;
-    f->audits++;
+    BUG_ON(f->kind != 0);
+    f->kind = 4;
+    f->audit_rec = json_deep_copy(rec);
+    f->audit_check = check;
+    f->audit_after = after;
+    f->aucb = cb;
+    f->arg = arg;
     return 0;
+}
+
+static uint64_t f_audit_mark(void *ctx)
+{
+    struct fake *f = ctx;
+    return json_array_size(f->log);
+}
+
+/* The pending append as the writer does it: the look-up (check), then the record, durably.
+ * Returns the seq; *found when the look-up found it. */
+static uint64_t audit_write(struct fake *f, bool *found)
+{
+    const char *type = json_string_value(json_object_get(f->audit_rec, "type"));
+    const char *cert = json_string_value(json_object_get(f->audit_rec, "certificate_id"));
+    *found = false;
+    for (size_t i = json_array_size(f->log); f->audit_check && i > f->audit_after; i--) {
+        json_t *r = json_array_get(f->log, i - 1);
+        if (strcmp(json_string_value(json_object_get(r, "type")), type) == 0 &&
+            strcmp(json_string_value(json_object_get(r, "certificate_id")), cert) == 0) {
+            *found = true;
+            return i;
+        }
+    }
+    json_object_set_new(f->audit_rec, "seq", json_integer((json_int_t)json_array_size(f->log) + 1));
+    json_array_append(f->log, f->audit_rec);
+    f->audits++;
+    return json_array_size(f->log);
+}
+
+/* Completes the pending append: written, or failed with f->audit_fail. */
+static void serve_audit(struct fake *f)
+{
+    json_t *rec = f->audit_rec;
+    f->kind = 0;
+    if (f->audit_fail != ERRC_OK) {
+        struct err e = ERR_INIT;
+        err_set(&e, f->audit_fail, "cannot fsync audit log 'x': Input/output error");
+        f->audit_fail = ERRC_OK;
+        f->audit_rec = NULL;
+        f->aucb(f->arg, 0, false, &e);
+    } else {
+        bool found;
+        uint64_t seq = audit_write(f, &found);
+        f->audit_rec = NULL;
+        f->aucb(f->arg, seq, found, NULL);
+    }
+    json_decref(rec);
 }
 
 static void f_done(void *ctx, struct jitr_req *r)
@@ -654,10 +713,10 @@ static void serve_aws(struct fake *f)
     json_decref(out);
 }
 
-/* Completes operations until the flow finishes. */
-static void run(struct fake *f)
+/* Completes operations until the flow finishes (or, with to_audit, waits for its append). */
+static void run_to(struct fake *f, bool to_audit)
 {
-    while (!f->finished) {
+    while (!f->finished && !(to_audit && f->kind == 4)) {
         if (f->kind == 1) {
             serve_redis(f);
         } else if (f->kind == 2) {
@@ -665,10 +724,17 @@ static void run(struct fake *f)
         } else if (f->kind == 3) {
             f->kind = 0;
             f->dcb(f->arg, NULL);
+        } else if (f->kind == 4) {
+            serve_audit(f);
         } else {
             break;
         }
     }
+}
+
+static void run(struct fake *f)
+{
+    run_to(f, false);
 }
 
 struct world {
@@ -698,7 +764,14 @@ static int world_init(struct world *w)
         return -1;
     }
     w->f.redis = json_object();
-    w->io = (struct jitr_io){ &w->f, f_redis, f_aws, f_policy, f_audit, f_done };
+    w->f.log = json_array();
+    w->io = (struct jitr_io){ .ctx = &w->f,
+                              .redis = f_redis,
+                              .aws = f_aws,
+                              .policy_ready = f_policy,
+                              .audit = f_audit,
+                              .audit_mark = f_audit_mark,
+                              .done = f_done };
     buf_addf(&p, "%s/ca.pem", tt_tmpdir());
     w->ca = load_cert(p.data);
     buf_reset(&p);
@@ -740,6 +813,7 @@ static int world_init(struct world *w)
 static void world_release(struct world *w)
 {
     json_decref(w->f.redis);
+    json_decref(w->f.log);
     buf_release(&w->f.calls);
     ca_profiles_free(w->profiles);
     jitr_template_free(w->tpl);
@@ -774,6 +848,56 @@ static enum jitr_outcome flow(struct world *w, const char *cert_id, struct buf *
     return o;
 }
 
+/* Starts a flow for cert_id and runs it until it waits for its audit append. */
+static struct jitr_req *begin(struct world *w, const char *cert_id)
+{
+    struct jitr_event ev;
+    struct jitr_req *r;
+    memset(&ev, 0, sizeof(ev));
+    snprintf(ev.cert_id, sizeof(ev.cert_id), "%s", cert_id);
+    snprintf(ev.ca_id, sizeof(ev.ca_id), "%s", CA_ID);
+    snprintf(ev.account, sizeof(ev.account), "123456789012");
+    w->f.finished = false;
+    buf_reset(&w->f.calls);
+    r = jitr_req_new(&w->env, &w->io, &ev, "1-0");
+    jitr_req_start(r);
+    run_to(&w->f, true);
+    return r;
+}
+
+/* jitrd dies while r waits for its append: Redis keeps what was saved until then (the lock
+ * expires); appended says whether the record had reached the log. r is freed. */
+static void crash_in_audit(struct world *w, struct jitr_req *r, bool appended)
+{
+    json_t *saved = json_deep_copy(w->f.redis);
+    struct err e = ERR_INIT;
+    char key[160];
+    bool found;
+    if (appended) {
+        audit_write(&w->f, &found);
+    }
+    json_decref(w->f.audit_rec);
+    w->f.audit_rec = NULL;
+    w->f.kind = 0;
+    /* the request object still has to end: whatever it writes now is undone below */
+    err_set(&e, ERRC_CANCELED, "crashed");
+    w->f.aucb(w->f.arg, 0, false, &e);
+    run(&w->f);
+    json_decref(w->f.redis);
+    w->f.redis = saved;
+    snprintf(key, sizeof(key), STORE_PREFIX "jitr:lock:%s", jitr_req_event(r)->cert_id);
+    json_object_del(w->f.redis, key);
+    jitr_req_free(r);
+}
+
+/* Adds a record to the fake audit log (another writer's, or an older one). */
+static void log_add(struct world *w, const char *type, const char *cert)
+{
+    json_array_append_new(w->f.log,
+                          json_pack("{s:s, s:s, s:I}", "type", type, "certificate_id", cert,
+                                    "seq", (json_int_t)json_array_size(w->f.log) + 1));
+}
+
 static const char *dev_state(struct world *w, const char *id, const char *fieldname)
 {
     char key[160];
@@ -783,7 +907,7 @@ static const char *dev_state(struct world *w, const char *id, const char *fieldn
 
 #define HAPPY                                                                                      \
     "RECEIVED LOCK LOAD LOOKUP EVALUATE CREATE_THING PERSIST POLICY ATTACH_POLICY PERSIST "        \
-    "ATTACH_PRINCIPAL PERSIST ACTIVATE RECORD PERSIST UNLOCK FINISHED"
+    "ATTACH_PRINCIPAL PERSIST ACTIVATE PERSIST RECORD PERSIST UNLOCK FINISHED"
 
 static int test_flow_activate_then_duplicate(void)
 {
@@ -834,7 +958,7 @@ static int test_flow_resume_after_failure(void)
     /* the retry resumes at the stored step: no CreateThing, no AttachPolicy again */
     CHECK_INT_EQ(flow(&w, w.dev_id, &tr, NULL), JITR_OUT_ACTIVATED);
     CHECK_STR_EQ(tr.data, "RECEIVED LOCK LOAD LOOKUP EVALUATE ATTACH_PRINCIPAL PERSIST ACTIVATE "
-                          "RECORD PERSIST UNLOCK FINISHED");
+                          "PERSIST RECORD PERSIST UNLOCK FINISHED");
     CHECK_STR_EQ(w.f.calls.data, "AttachThingPrincipal UpdateCertificate:ACTIVE");
 out:
     buf_release(&tr);
@@ -902,8 +1026,8 @@ static int test_flow_revoked(void)
     CHECK_INT_EQ(flow(&w, w.dev_id, &tr, &why), JITR_OUT_REJECTED);
     CHECK_STR_CONTAINS(why.msg, "certificate serial 1234abcd is revoked");
     CHECK_STR_EQ(w.f.calls.data, "UpdateCertificate:REVOKED");
-    CHECK_STR_EQ(tr.data, "RECEIVED LOCK LOAD LOOKUP EVALUATE REJECT RECORD_REJECT PERSIST "
-                          "UNLOCK FINISHED");
+    CHECK_STR_EQ(tr.data, "RECEIVED LOCK LOAD LOOKUP EVALUATE REJECT PERSIST RECORD_REJECT "
+                          "PERSIST UNLOCK FINISHED");
     CHECK_STR_EQ(dev_state(&w, w.dev_id, "state"), "REJECTED");
     CHECK_INT_EQ(w.f.audits, 1);
     /* never activated, even when the event comes again */
@@ -967,8 +1091,8 @@ static int test_flow_forged(void)
     CHECK_INT_EQ(world_init(&w), 0);
     CHECK_INT_EQ(flow(&w, w.forged_id, &tr, &why), JITR_OUT_REJECTED);
     CHECK_STR_CONTAINS(why.msg, "is not signed by CA 'testca'");
-    CHECK_STR_EQ(tr.data, "RECEIVED LOCK LOAD LOOKUP DESCRIBE EVALUATE REJECT RECORD_REJECT "
-                          "PERSIST UNLOCK FINISHED");
+    CHECK_STR_EQ(tr.data, "RECEIVED LOCK LOAD LOOKUP DESCRIBE EVALUATE REJECT PERSIST "
+                          "RECORD_REJECT PERSIST UNLOCK FINISHED");
     CHECK_STR_EQ(w.f.calls.data, "DescribeCertificate UpdateCertificate:REVOKED");
 out:
     buf_release(&tr);
@@ -988,6 +1112,160 @@ static int test_flow_busy(void)
     CHECK_INT_EQ(flow(&w, w.dev_id, &tr, NULL), JITR_OUT_BUSY);
     CHECK_STR_EQ(tr.data, "RECEIVED LOCK UNLOCK FINISHED");
     CHECK_STR_EQ(json_string_value(json_object_get(w.f.redis, key)), "someone-else");
+out:
+    buf_release(&tr);
+    world_release(&w);
+    return rc;
+}
+
+/* The append runs off the loop: the flow waits in RECORD, with its state saved before. */
+static int test_flow_audit_waits(void)
+{
+    int rc = 0;
+    struct world w;
+    struct jitr_req *r = NULL;
+    CHECK_INT_EQ(world_init(&w), 0);
+    log_add(&w, "issue", "x");
+    log_add(&w, "issue", "y");
+    r = begin(&w, w.dev_id);
+    CHECK_INT_EQ(w.f.kind, 4);
+    CHECK(!w.f.finished);
+    CHECK_INT_EQ(jitr_req_state(r), JITR_ST_RECORD);
+    CHECK_INT_EQ(jitr_req_outcome(r), JITR_OUT_NONE);
+    /* ACTIVE in AWS, RECORD saved with the log's end at that time */
+    CHECK_STR_EQ(w.f.calls.data,
+                 "CreateThing AttachPolicy AttachThingPrincipal UpdateCertificate:ACTIVE");
+    CHECK_STR_EQ(dev_state(&w, w.dev_id, "state"), "RECORD");
+    CHECK_STR_EQ(dev_state(&w, w.dev_id, "audit_after"), "2");
+    CHECK(!w.f.audit_check);
+    CHECK_STR_EQ(json_string_value(json_object_get(w.f.audit_rec, "type")), "jitr_activate");
+    CHECK_INT_EQ(json_array_size(w.f.log), 2);
+    /* the completion moves it on: DONE only now */
+    run(&w.f);
+    CHECK(w.f.finished);
+    CHECK_INT_EQ(jitr_req_outcome(r), JITR_OUT_ACTIVATED);
+    CHECK_STR_EQ(jitr_req_trace(r), HAPPY);
+    CHECK_STR_EQ(dev_state(&w, w.dev_id, "state"), "DONE");
+    CHECK_STR_EQ(dev_state(&w, w.dev_id, "audit_seq"), "3");
+    CHECK_INT_EQ(json_array_size(w.f.log), 3);
+out:
+    jitr_req_free(r);
+    world_release(&w);
+    return rc;
+}
+
+/* A failed append (fdatasync error) is retried like other failures, from RECORD, and the
+ * retry looks for the record first (after a failed fdatasync it may be on disk after all). */
+static int test_flow_audit_failure_retry(void)
+{
+    int rc = 0;
+    struct world w;
+    struct buf tr = BUF_INIT;
+    struct err why = ERR_INIT;
+    CHECK_INT_EQ(world_init(&w), 0);
+    w.f.audit_fail = ERRC_UNAVAILABLE;
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, &why), JITR_OUT_RETRY);
+    CHECK_STR_CONTAINS(why.msg, "audit: cannot fsync audit log");
+    CHECK_STR_EQ(dev_state(&w, w.dev_id, "state"), "RECORD");
+    CHECK_STR_EQ(dev_state(&w, w.dev_id, "attempts"), "1");
+    CHECK_INT_EQ(json_array_size(w.f.log), 0);
+    /* the retry: no AWS call (ACTIVE was done), one record */
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, NULL), JITR_OUT_ACTIVATED);
+    CHECK_STR_EQ(tr.data, "RECEIVED LOCK LOAD LOOKUP EVALUATE RECORD PERSIST UNLOCK FINISHED");
+    CHECK_STR_EQ(w.f.calls.data ? w.f.calls.data : "", "");
+    CHECK(w.f.audit_check);
+    CHECK_INT_EQ(json_array_size(w.f.log), 1);
+    CHECK_STR_EQ(dev_state(&w, w.dev_id, "state"), "DONE");
+out:
+    buf_release(&tr);
+    world_release(&w);
+    return rc;
+}
+
+/* jitrd dies before the append completed and before the record reached the log: the replay
+ * appends it. An older record of the same certificate (below audit_after) does not count. */
+static int test_flow_audit_crash_before_append(void)
+{
+    int rc = 0;
+    struct world w;
+    struct buf tr = BUF_INIT;
+    struct jitr_req *r;
+    CHECK_INT_EQ(world_init(&w), 0);
+    log_add(&w, "jitr_activate", w.dev_id); /* e.g. before a jitrctl jitr dlq retry */
+    r = begin(&w, w.dev_id);
+    CHECK_INT_EQ(jitr_req_state(r), JITR_ST_RECORD);
+    crash_in_audit(&w, r, false);
+    CHECK_STR_EQ(dev_state(&w, w.dev_id, "state"), "RECORD");
+    CHECK_INT_EQ(json_array_size(w.f.log), 1);
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, NULL), JITR_OUT_ACTIVATED);
+    CHECK_STR_EQ(tr.data, "RECEIVED LOCK LOAD LOOKUP EVALUATE RECORD PERSIST UNLOCK FINISHED");
+    CHECK(w.f.audit_check);
+    CHECK_INT_EQ(w.f.audit_after, 1);
+    CHECK_INT_EQ(json_array_size(w.f.log), 2);
+    CHECK_STR_EQ(dev_state(&w, w.dev_id, "audit_seq"), "2");
+    CHECK_STR_EQ(dev_state(&w, w.dev_id, "state"), "DONE");
+out:
+    buf_release(&tr);
+    world_release(&w);
+    return rc;
+}
+
+/* jitrd dies after the record was durable, before DONE was saved: the replay finds it and
+ * appends nothing; other writers' records after it do not matter. */
+static int test_flow_audit_crash_after_append(void)
+{
+    int rc = 0;
+    struct world w;
+    struct buf tr = BUF_INIT;
+    struct jitr_req *r;
+    json_t *trace;
+    char key[160];
+    CHECK_INT_EQ(world_init(&w), 0);
+    log_add(&w, "issue", "x");
+    r = begin(&w, w.dev_id);
+    crash_in_audit(&w, r, true);
+    log_add(&w, "issue", "y");
+    CHECK_INT_EQ(json_array_size(w.f.log), 3);
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, NULL), JITR_OUT_ACTIVATED);
+    CHECK_STR_EQ(tr.data, "RECEIVED LOCK LOAD LOOKUP EVALUATE RECORD PERSIST UNLOCK FINISHED");
+    CHECK_STR_EQ(w.f.calls.data ? w.f.calls.data : "", "");
+    CHECK_INT_EQ(json_array_size(w.f.log), 3);
+    CHECK_INT_EQ(w.f.audits, 1);
+    CHECK_STR_EQ(dev_state(&w, w.dev_id, "audit_seq"), "2");
+    CHECK_STR_EQ(dev_state(&w, w.dev_id, "state"), "DONE");
+    snprintf(key, sizeof(key), STORE_PREFIX "jitr:trace:%s", w.dev_id);
+    trace = json_object_get(w.f.redis, key);
+    CHECK_STR_CONTAINS(json_string_value(json_array_get(trace, json_array_size(trace) - 1)),
+                       "RECORD -> DONE audited already");
+out:
+    buf_release(&tr);
+    world_release(&w);
+    return rc;
+}
+
+/* The same for a rejection: one jitr_reject record, and REVOKED is not asked again. */
+static int test_flow_audit_crash_reject(void)
+{
+    int rc = 0;
+    struct world w;
+    struct buf tr = BUF_INIT;
+    struct err why = ERR_INIT;
+    struct jitr_req *r;
+    CHECK_INT_EQ(world_init(&w), 0);
+    json_object_set_new(json_object_get(w.f.redis, STORE_PREFIX "cert:1234abcd"), "status",
+                        json_string("revoked"));
+    r = begin(&w, w.dev_id);
+    CHECK_INT_EQ(jitr_req_state(r), JITR_ST_RECORD_REJECT);
+    CHECK_STR_EQ(w.f.calls.data, "UpdateCertificate:REVOKED");
+    CHECK_STR_EQ(dev_state(&w, w.dev_id, "state"), "RECORD_REJECT");
+    crash_in_audit(&w, r, true);
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, &why), JITR_OUT_REJECTED);
+    CHECK_STR_CONTAINS(why.msg, "certificate serial 1234abcd is revoked");
+    CHECK_STR_EQ(tr.data, "RECEIVED LOCK LOAD LOOKUP EVALUATE RECORD_REJECT PERSIST UNLOCK "
+                          "FINISHED");
+    CHECK_STR_EQ(w.f.calls.data ? w.f.calls.data : "", "");
+    CHECK_INT_EQ(json_array_size(w.f.log), 1);
+    CHECK_STR_EQ(dev_state(&w, w.dev_id, "state"), "REJECTED");
 out:
     buf_release(&tr);
     world_release(&w);
@@ -1014,6 +1292,11 @@ int main(int argc, char **argv)
         { "flow_reject_reasons", test_flow_reject_reasons },
         { "flow_forged", test_flow_forged },
         { "flow_busy", test_flow_busy },
+        { "flow_audit_waits", test_flow_audit_waits },
+        { "flow_audit_failure_retry", test_flow_audit_failure_retry },
+        { "flow_audit_crash_before_append", test_flow_audit_crash_before_append },
+        { "flow_audit_crash_after_append", test_flow_audit_crash_after_append },
+        { "flow_audit_crash_reject", test_flow_audit_crash_reject },
     };
     return tt_main(argc, argv, cases, ARRAY_LEN(cases));
 }
