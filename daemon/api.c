@@ -74,6 +74,8 @@ struct job {
     /* signing: per-item results, and the failure of the whole request */
     struct issuance_item *out;
     size_t *ca_of;
+    size_t cost;   /* items that passed the checks: tokens to take from the station's bucket */
+    bool checked;  /* sign_check passed the job (not failed whole) */
     bool failed;
     struct err fail;
     /* the reply */
@@ -298,32 +300,6 @@ static bool field_get(const struct buf *f, const char *name, char *out, size_t c
     return false;
 }
 
-static int rate_take(struct tstate *ts, struct job *j, size_t cost, struct err *e)
-{
-    bool allowed = false;
-    int64_t wait_ms = 0;
-    char bucket[100];
-    if (j->st == NULL || j->st->rate <= 0 || cost == 0) {
-        return 0;
-    }
-    struct store *st = ts_store(ts, j->snap, e);
-    if (st == NULL) {
-        return -1;
-    }
-    snprintf(bucket, sizeof(bucket), "station:%s", j->st->name);
-    if (store_bucket_take(st, bucket, j->st->rate, j->st->burst, (double)cost, &allowed,
-                          &wait_ms, e) != 0) {
-        return -1;
-    }
-    if (!allowed) {
-        snprintf(j->retry_after, sizeof(j->retry_after), "%lld",
-                 (long long)((wait_ms + 999) / 1000));
-        return err_set(e, ERRC_DENIED, "station '%s' is over its rate limit (%g/s, burst %g)",
-                       j->st->name, j->st->rate, j->st->burst);
-    }
-    return 0;
-}
-
 /* PKCS#7 certs-only (RFC 7030 §4.1.3, §4.2.3), base64 in lines of 64. */
 static int p7_certs_only(X509 *const *certs, size_t n, struct buf *out, struct err *e)
 {
@@ -395,7 +371,28 @@ static void job_fail(struct job *j, const struct err *e)
 /* Checks one signing request before issuance: the client certificate's status, the station's
  * CA and profile authorisation per item, the rate limit; marks the items to issue
  * (out[i].issued, until issuance_run decides). A refusal of the whole request: j->failed. */
-static void sign_check(struct tstate *ts, struct job *j)
+/* The CA key check of one batch: each CA's key file is looked at once per batch, not per
+ * certificate (a key made unreadable is still refused from the next batch on). */
+struct ca_memo {
+    signed char *state; /* per snapshot CA: 0 not checked, 1 usable, -1 not (err[i] says why) */
+    struct err *err;
+};
+
+static int ca_memo_check(struct ca_memo *m, const struct snap *s, const struct snap_ca *c,
+                         struct err *e)
+{
+    size_t i = (size_t)(c - s->cas);
+    if (m->state[i] == 0) {
+        m->state[i] = snap_ca_check(c, &m->err[i]) == 0 ? 1 : -1;
+    }
+    if (m->state[i] < 0) {
+        *e = m->err[i];
+        return -1;
+    }
+    return 0;
+}
+
+static void sign_check(struct tstate *ts, struct job *j, struct ca_memo *memo)
 {
     const struct snap *s = j->snap;
     const char *route = sign_route(j);
@@ -439,7 +436,7 @@ static void sign_check(struct tstate *ts, struct job *j)
             err_set(&o->err, ERRC_NOT_FOUND, "CA '%s' is not served by jitrd", ca);
             continue;
         }
-        if (snap_ca_check(c, &o->err) != 0) {
+        if (ca_memo_check(memo, s, c, &o->err) != 0) {
             continue;
         }
         j->ca_of[i] = (size_t)(c - s->cas);
@@ -448,13 +445,8 @@ static void sign_check(struct tstate *ts, struct job *j)
         o->issued = true;
         ok++;
     }
-    if (rate_take(ts, j, ok, &e) != 0) {
-        if (e.code == ERRC_DENIED) {
-            audit_deny(j, route, &e);
-        }
-        ts_after_error(ts, &e);
-        job_fail(j, &e);
-    }
+    j->cost = ok;
+    j->checked = true;
 }
 
 /* One issuance run per CA over the items of all jobs (same snapshot) marked to issue. A failed
@@ -573,13 +565,63 @@ static void sign_reply(struct job *j)
     }
 }
 
+/* The station rate limits of a batch of jobs: one pipelined round trip to Redis. A job over its
+ * station's limit fails whole (429, Retry-After), as does every job when Redis fails. */
+static void rate_take_many(struct tstate *ts, struct job **jobs, size_t nj)
+{
+    struct store_bucket_req *req = xcalloc(nj, sizeof(*req));
+    char(*names)[100] = xcalloc(nj, sizeof(*names));
+    size_t *of = xcalloc(nj, sizeof(*of));
+    size_t n = 0;
+    struct err e = ERR_INIT;
+    for (size_t q = 0; q < nj; q++) {
+        struct job *j = jobs[q];
+        if (!j->checked || j->st == NULL || j->st->rate <= 0 || j->cost == 0) {
+            continue;
+        }
+        snprintf(names[n], sizeof(names[n]), "station:%s", j->st->name);
+        req[n] = (struct store_bucket_req){ .name = names[n], .rate = j->st->rate,
+                                            .burst = j->st->burst, .cost = (double)j->cost };
+        of[n++] = q;
+    }
+    if (n > 0) {
+        struct store *st = ts_store(ts, jobs[0]->snap, &e);
+        if (st == NULL || store_buckets_take(st, req, n, &e) != 0) {
+            ts_after_error(ts, &e);
+            for (size_t i = 0; i < n; i++) {
+                job_fail(jobs[of[i]], &e);
+            }
+            n = 0;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct job *j = jobs[of[i]];
+        if (!req[i].allowed) {
+            snprintf(j->retry_after, sizeof(j->retry_after), "%lld",
+                     (long long)((req[i].wait_ms + 999) / 1000));
+            err_set(&e, ERRC_DENIED, "station '%s' is over its rate limit (%g/s, burst %g)",
+                    j->st->name, j->st->rate, j->st->burst);
+            audit_deny(j, sign_route(j), &e);
+            job_fail(j, &e);
+        }
+    }
+    xfree(req);
+    xfree(names);
+    xfree(of);
+}
+
 /* Signing requests of one snapshot, together. */
 static void sign_jobs(struct tstate *ts, struct job **jobs, size_t nj)
 {
+    const struct snap *s = jobs[0]->snap; /* a batch is of one snapshot (api_run_many) */
+    struct ca_memo memo = { xcalloc(s->ncas + 1, 1), xcalloc(s->ncas + 1, sizeof(struct err)) };
     for (size_t q = 0; q < nj; q++) {
         log_set_request_id(jobs[q]->request_id);
-        sign_check(ts, jobs[q]);
+        sign_check(ts, jobs[q], &memo);
     }
+    rate_take_many(ts, jobs, nj);
+    xfree(memo.state);
+    xfree(memo.err);
     log_set_request_id(NULL);
     sign_issue(ts, jobs, nj);
     for (size_t q = 0; q < nj; q++) {

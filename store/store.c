@@ -766,37 +766,62 @@ int store_index_dump(struct store *s, struct buf *out, struct err *e)
     return rc;
 }
 
-int store_bucket_take(struct store *s, const char *name, double rate, double burst, double cost,
-                      bool *allowed, int64_t *wait_ms, struct err *e)
+int store_buckets_take(struct store *s, struct store_bucket_req *v, size_t n, struct err *e)
 {
-    char r[32], b[32], c[32];
     struct cmdbuf cb = { 0 };
     redisReply **rep = NULL;
     int rc;
-    if (!(rate > 0) || !(burst >= cost) || !(cost > 0)) {
-        return err_set(e, ERRC_INVALID, "bucket '%s': rate and cost must be positive and "
-                       "burst at least the cost", name);
+    if (n == 0) {
+        return 0;
     }
-    snprintf(r, sizeof(r), "%.6f", rate);
-    snprintf(b, sizeof(b), "%.6f", burst);
-    snprintf(c, sizeof(c), "%.6f", cost);
-    {
-        const char *av[] = { "EVAL", store_bucket_lua, "1", cmd_key(&cb, "bucket:", name, ""),
-                             r, b, c };
+    for (size_t i = 0; i < n; i++) {
+        char r[32], b[32], c[32];
+        struct buf args = BUF_INIT;
+        if (!(v[i].rate > 0) || !(v[i].burst >= v[i].cost) || !(v[i].cost > 0)) {
+            cmd_release(&cb);
+            return err_set(e, ERRC_INVALID, "bucket '%s': rate and cost must be positive and "
+                           "burst at least the cost", v[i].name);
+        }
+        snprintf(r, sizeof(r), "%.6f", v[i].rate);
+        snprintf(b, sizeof(b), "%.6f", v[i].burst);
+        snprintf(c, sizeof(c), "%.6f", v[i].cost);
+        buf_addstr(&args, r);
+        const char *rr = cmd_own(&cb, &args);
+        buf_addstr(&args, b);
+        const char *bb = cmd_own(&cb, &args);
+        buf_addstr(&args, c);
+        const char *cc = cmd_own(&cb, &args);
+        const char *av[] = { "EVAL", store_bucket_lua, "1", cmd_key(&cb, "bucket:", v[i].name, ""),
+                             rr, bb, cc };
         cmd_add(&cb, 7, av, NULL);
     }
+    /* one round trip for the whole batch */
     rc = cmd_run(s, &cb, &rep, e);
-    if (rc == 0) {
-        redisReply *x = rep[0];
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        redisReply *x = rep[i];
         if (x->type != REDIS_REPLY_ARRAY || x->elements != 2 ||
             x->element[0]->type != REDIS_REPLY_INTEGER || x->element[1]->type != REDIS_REPLY_INTEGER) {
             rc = store_fail(s, e, "bad token-bucket reply");
         } else {
-            *allowed = x->element[0]->integer == 1;
-            *wait_ms = (int64_t)x->element[1]->integer;
+            v[i].allowed = x->element[0]->integer == 1;
+            v[i].wait_ms = (int64_t)x->element[1]->integer;
         }
-        replies_free(rep, 1);
+    }
+    if (rep) {
+        replies_free(rep, n);
     }
     cmd_release(&cb);
     return rc;
+}
+
+int store_bucket_take(struct store *s, const char *name, double rate, double burst, double cost,
+                      bool *allowed, int64_t *wait_ms, struct err *e)
+{
+    struct store_bucket_req r = { .name = name, .rate = rate, .burst = burst, .cost = cost };
+    if (store_buckets_take(s, &r, 1, e) != 0) {
+        return -1;
+    }
+    *allowed = r.allowed;
+    *wait_ms = r.wait_ms;
+    return 0;
 }

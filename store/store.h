@@ -142,4 +142,15 @@ extern const char store_bucket_lua[];
 int store_bucket_take(struct store *s, const char *name, double rate, double burst, double cost,
                       bool *allowed, int64_t *wait_ms, struct err *e) ATTR_WUR;
 
+/* The same for n buckets in one round trip (a pipeline; each take is its own atomic script).
+ * Fills allowed and wait_ms of every request; -1 (nothing known) when Redis fails. */
+struct store_bucket_req {
+    const char *name;
+    double rate, burst, cost;
+    bool allowed;    /* out */
+    int64_t wait_ms; /* out */
+};
+int store_buckets_take(struct store *s, struct store_bucket_req *v, size_t n,
+                       struct err *e) ATTR_WUR;
+
 #endif

@@ -149,6 +149,28 @@ static int test_bucket(void)
     CHECK(wait > 500 && wait <= 1000);
     CHECK(store_bucket_take(s, name, 0.0, 5.0, 1.0, &allowed, &wait, &e) != 0);
     CHECK_INT_EQ(e.code, ERRC_INVALID);
+    {
+        /* a batch in one round trip, in order: the same bucket drained within the batch, another
+         * bucket untouched by it */
+        char other[80];
+        snprintf(other, sizeof(other), "%s-b", name);
+        struct store_bucket_req v[] = {
+            { .name = other, .rate = 1.0, .burst = 3.0, .cost = 2.0 },
+            { .name = other, .rate = 1.0, .burst = 3.0, .cost = 2.0 },
+            { .name = name, .rate = 1.0, .burst = 5.0, .cost = 1.0 },
+            { .name = other, .rate = 1.0, .burst = 3.0, .cost = 1.0 },
+        };
+        CHECK_OK(store_buckets_take(s, v, ARRAY_LEN(v), &e), &e);
+        CHECK(v[0].allowed);
+        CHECK(!v[1].allowed);
+        CHECK(v[1].wait_ms > 500 && v[1].wait_ms <= 1000);
+        CHECK(!v[2].allowed); /* drained above */
+        CHECK(v[3].allowed);  /* 3 - 2 = 1 token left for it */
+        v[0].cost = 4.0;      /* above the burst: refused before anything is sent */
+        CHECK(store_buckets_take(s, v, ARRAY_LEN(v), &e) != 0);
+        CHECK_INT_EQ(e.code, ERRC_INVALID);
+        CHECK_STR_CONTAINS(e.msg, "burst at least the cost");
+    }
 out:
     buf_release(&lua);
     buf_release(&path);
