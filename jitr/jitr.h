@@ -170,9 +170,9 @@ enum jitr_state {
     JITR_ST_ATTACH_PRINCIPAL, /* AWS AttachThingPrincipal */
     JITR_ST_ADD_TO_GROUP,     /* AWS AddThingToThingGroup, per group (optional) */
     JITR_ST_ACTIVATE,         /* AWS UpdateCertificate ACTIVE: last, the commit marker */
-    JITR_ST_RECORD,           /* audit record, then Redis: state DONE */
+    JITR_ST_RECORD,           /* waits for the audit append (a thread), then Redis: DONE */
     JITR_ST_REJECT,           /* AWS UpdateCertificate REVOKED (or left pending, by config) */
-    JITR_ST_RECORD_REJECT,    /* audit record, then Redis: state REJECTED */
+    JITR_ST_RECORD_REJECT,    /* waits for the audit append, then Redis: state REJECTED */
     JITR_ST_PERSIST,          /* Redis: the next state and the trace (after each AWS step) */
     JITR_ST_UNLOCK,           /* Redis: release the lock if still ours */
     JITR_ST_FINISHED,         /* io->done has run */
@@ -221,6 +221,10 @@ struct jitr_env {
 
 struct jitr_req;
 
+/* An audit append completed: seq of the record; found = it was there already (nothing
+ * appended); e != NULL: nothing acknowledged. */
+typedef void jitr_audit_cb(void *arg, uint64_t seq, bool found, const struct err *e);
+
 /* The world of a flow. Async functions follow STYLE.md §2.4 (-1: cb never runs; 0: cb exactly
  * once, later, from the loop). */
 struct jitr_io {
@@ -234,8 +238,15 @@ struct jitr_io {
     /* the template's shared policy exists in AWS at the template's version */
     int (*policy_ready)(void *ctx, const struct jitr_template *t, store_done_cb *cb, void *arg,
                         struct err *e);
-    /* appends an audit record (borrowed) durably */
-    int (*audit)(void *ctx, json_t *rec, struct err *e);
+    /* appends an audit record (borrowed: copied before the call returns) durably, off the
+     * loop; cb runs once on the loop after the fdatasync, with the record's seq. check: an
+     * earlier attempt may have appended it already (it crashed before saving DONE): when the log
+     * holds a durable record of the same "type" and "certificate_id" with a seq above after, cb
+     * gets that seq with found = true and nothing is appended. */
+    int (*audit)(void *ctx, json_t *rec, bool check, uint64_t after, jitr_audit_cb *cb,
+                 void *arg, struct err *e);
+    /* a seq at or below the last record of the audit log now (0: unknown); no I/O */
+    uint64_t (*audit_mark)(void *ctx);
     /* the flow has finished (jitr_req_outcome); the owner may free r from here */
     void (*done)(void *ctx, struct jitr_req *r);
 };

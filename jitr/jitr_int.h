@@ -19,6 +19,7 @@ struct audit_log;
 struct sflow;
 struct policy_waiter;
 struct jitr_sqs;
+struct jitr_auditq;
 
 /* The JITR settings file (docs/jitr.md). */
 struct jitr_cfg {
@@ -54,6 +55,7 @@ struct jitr_service {
     struct store_async *rblock; /* XREADGROUP BLOCK */
     struct aws_iot *iot;
     struct audit_log *audit;
+    struct jitr_auditq *auditq; /* the flows' appends, off the loop */
     struct jitr_template *tpl;
     struct ca_profiles *profiles;
     struct jitr_ca *cas;
@@ -101,6 +103,26 @@ int jitr_aws_call(struct jitr_service *s, enum aws_iot_op op, json_t *in, aws_io
 int jitr_policy_ready(void *ctx, const struct jitr_template *t, store_done_cb *cb, void *arg,
                       struct err *e);
 void jitr_policy_release(struct jitr_service *s);
+
+/* service.c: the audit writer. A thread appends the records queued on the loop (everything
+ * queued together goes into one audit_append: one write, one fdatasync) and posts each
+ * completion back to base's loop (libevent with evthread_use_pthreads before base was made).
+ * log is borrowed and must outlive the writer; path is its file, read for the look-ups of
+ * io->audit's check (jitr.h). new reads the log's last durable seq (the first mark). */
+struct jitr_auditq *jitr_auditq_new(struct event_base *base, struct audit_log *log,
+                                    const char *path, struct err *e) ATTR_WUR;
+/* io->audit: -1 (ERRC_CANCELED) once stopping; else cb runs exactly once, later, on the loop. */
+int jitr_auditq_append(struct jitr_auditq *q, json_t *rec, bool check, uint64_t after,
+                       jitr_audit_cb *cb, void *arg, struct err *e) ATTR_WUR;
+/* io->audit_mark: the highest seq this writer knows to be in the log. */
+uint64_t jitr_auditq_mark(const struct jitr_auditq *q);
+/* Appends queued and not yet completed. */
+size_t jitr_auditq_busy(const struct jitr_auditq *q);
+/* audit_append calls made so far (several records each under load). */
+uint64_t jitr_auditq_commits(struct jitr_auditq *q);
+/* Waits for the append in progress, cancels the queued ones (cb with ERRC_CANCELED), runs every
+ * completion on the calling thread (the loop's), frees. */
+void jitr_auditq_free(struct jitr_auditq *q);
 
 /* intake.c */
 int jitr_intake_start(struct jitr_service *s, struct err *e) ATTR_WUR;

@@ -20,10 +20,15 @@
  *   intake     intake.c.
  * The CA table is reloaded every 10 s so a CA registered after start is accepted.
  */
+#include <errno.h>
 #include <event2/event.h>
+#include <fcntl.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "audit/audit.h"
@@ -248,6 +253,401 @@ static void stat_latency(struct jitr_service *s, int64_t ms)
     jitr_stat_incr(s, "lat_sum_ms", ms);
 }
 
+/* ---- the audit writer: appends off the loop ------------------------------------------------- */
+
+#define SCAN_WINDOW (2u << 20) /* bytes read at a time looking back; a line is at most 1 MiB */
+
+struct audit_item {
+    struct audit_item *next;
+    json_t *rec; /* a deep copy: read by the thread, freed on the loop */
+    bool check;
+    uint64_t after;
+    jitr_audit_cb *cb;
+    void *arg;
+    /* results, set by the thread */
+    uint64_t seq;
+    bool found;
+    struct err err;
+};
+
+struct jitr_auditq {
+    struct event_base *base;
+    struct audit_log *log; /* borrowed */
+    char *path;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct audit_item *head, *tail;   /* queued (mu) */
+    struct audit_item *dhead, *dtail; /* completed, for the loop (mu) */
+    bool stop;                        /* mu */
+    uint64_t commits;                 /* audit_append calls (mu) */
+    bool started;
+    pthread_t thread;
+    struct event *wake;
+    size_t busy;   /* loop: appended and not yet completed */
+    uint64_t mark; /* loop: the highest seq known to be in the log */
+};
+
+static int pread_all(int fd, char *p, size_t len, off_t at)
+{
+    while (len > 0) {
+        ssize_t n = pread(fd, p, len, at);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            if (n == 0) {
+                errno = EIO; /* the file shrank under us */
+            }
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+        at += n;
+    }
+    return 0;
+}
+
+/* One line seen looking back: 1 = the record sought (or any record when type is NULL), 2 = at
+ * or below after (stop), 0 = go on. */
+static int scan_line(const char *line, size_t len, const char *type, const char *cert,
+                     uint64_t after, uint64_t *seq)
+{
+    json_error_t je;
+    json_t *o = json_loadb(line, len, 0, &je);
+    json_t *s = json_object_get(o, "seq");
+    int rc = 0;
+    if (!json_is_integer(s) || json_integer_value(s) < 0) {
+        log_warn("jitr: audit log: a line that is not a record (skipped looking for a record)");
+        goto out;
+    }
+    if ((uint64_t)json_integer_value(s) <= after) {
+        rc = 2;
+        goto out;
+    }
+    if (type == NULL ||
+        (json_is_string(json_object_get(o, "type")) &&
+         strcmp(json_string_value(json_object_get(o, "type")), type) == 0 &&
+         json_is_string(json_object_get(o, "certificate_id")) &&
+         strcmp(json_string_value(json_object_get(o, "certificate_id")), cert) == 0)) {
+        *seq = (uint64_t)json_integer_value(s);
+        rc = 1;
+    }
+out:
+    json_decref(o);
+    return rc;
+}
+
+/* A line we found is durable once no commit is running: a writer holds LOCK_EX from its write
+ * to its fdatasync (and removes what it wrote when that fails). */
+static bool line_durable(int fd, const char *line, size_t len, off_t at)
+{
+    char *again = xmalloc(len);
+    bool same = false;
+    while (flock(fd, LOCK_SH) != 0) {
+        if (errno != EINTR) {
+            xfree(again);
+            return false;
+        }
+    }
+    same = pread_all(fd, again, len, at) == 0 && memcmp(again, line, len) == 0;
+    flock(fd, LOCK_UN);
+    xfree(again);
+    return same;
+}
+
+/* Looks back from the end of the log at path for the newest durable record of that type and
+ * certificate_id with a seq above after (type NULL: the last record). Stops at the first seq at
+ * or below after. A missing log holds nothing. */
+static int audit_find(const char *path, const char *type, const char *cert, uint64_t after,
+                      uint64_t *seq, bool *found, struct err *e)
+{
+    int fd = -1, rc = -1;
+    char *win = NULL;
+    struct stat st;
+    off_t end;
+    bool tail = true;
+    *seq = 0;
+    *found = false;
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return errno == ENOENT ? 0 : err_errno(e, ERRC_UNAVAILABLE, "cannot open audit log '%s'", path);
+    }
+    if (fstat(fd, &st) != 0) {
+        err_errno(e, ERRC_UNAVAILABLE, "cannot stat audit log '%s'", path);
+        goto out;
+    }
+    win = xmalloc(SCAN_WINDOW);
+    end = st.st_size;
+    while (end > 0) {
+        off_t wstart = end > (off_t)SCAN_WINDOW ? end - (off_t)SCAN_WINDOW : 0;
+        size_t len = (size_t)(end - wstart), p = len;
+        if (pread_all(fd, win, len, wstart) != 0) {
+            err_errno(e, ERRC_UNAVAILABLE, "cannot read audit log '%s'", path);
+            goto out;
+        }
+        if (tail) { /* a writer may be in the middle of its line: from the last newline */
+            while (p > 0 && win[p - 1] != '\n') {
+                p--;
+            }
+            tail = false;
+        }
+        while (p > 0) {
+            size_t nl = p - 1, b = nl;
+            int r;
+            while (b > 0 && win[b - 1] != '\n') {
+                b--;
+            }
+            if (b == 0 && wstart > 0) {
+                break; /* starts before the window */
+            }
+            r = scan_line(win + b, nl - b, type, cert, after, seq);
+            if (r == 1) {
+                *found = line_durable(fd, win + b, nl - b + 1, wstart + (off_t)b);
+                rc = 0;
+                goto out;
+            }
+            if (r == 2) {
+                rc = 0;
+                goto out;
+            }
+            p = b;
+        }
+        if (p == len && wstart > 0) {
+            err_set(e, ERRC_INTERNAL, "audit log '%s': a line longer than %u bytes before offset "
+                    "%lld", path, SCAN_WINDOW, (long long)end);
+            goto out;
+        }
+        end = wstart + (off_t)p;
+    }
+    rc = 0;
+out:
+    if (rc == 0 && !*found) {
+        *seq = 0;
+    }
+    xfree(win);
+    close(fd);
+    return rc;
+}
+
+/* The thread's work on what it took: look-ups first, then one append for the rest. */
+static void auditq_run(struct jitr_auditq *q, struct audit_item *batch)
+{
+    size_t n = 0, k = 0;
+    json_t **recs;
+    struct audit_item **its;
+    uint64_t first = 0;
+    struct err e = ERR_INIT;
+    for (struct audit_item *it = batch; it; it = it->next) {
+        n++;
+    }
+    recs = xcalloc(n, sizeof(*recs));
+    its = xcalloc(n, sizeof(*its));
+    for (struct audit_item *it = batch; it; it = it->next) {
+        if (it->check) {
+            json_t *t = json_object_get(it->rec, "type");
+            json_t *c = json_object_get(it->rec, "certificate_id");
+            if (audit_find(q->path, json_string_value(t) ? json_string_value(t) : "",
+                           json_string_value(c) ? json_string_value(c) : "", it->after, &it->seq,
+                           &it->found, &it->err) != 0 ||
+                it->found) {
+                continue;
+            }
+        }
+        recs[k] = it->rec;
+        its[k++] = it;
+    }
+    if (k > 0) {
+        int rc = audit_append(q->log, recs, k, &first, &e);
+        for (size_t i = 0; i < k; i++) {
+            if (rc != 0) {
+                err_copy(&its[i]->err, &e);
+            } else {
+                its[i]->seq = first + i;
+            }
+        }
+        pthread_mutex_lock(&q->mu);
+        q->commits++;
+        pthread_mutex_unlock(&q->mu);
+    }
+    xfree(recs);
+    xfree(its);
+}
+
+static void *auditq_thread(void *arg)
+{
+    struct jitr_auditq *q = arg;
+    for (;;) {
+        struct audit_item *batch, *last;
+        pthread_mutex_lock(&q->mu);
+        while (q->head == NULL && !q->stop) {
+            pthread_cond_wait(&q->cv, &q->mu);
+        }
+        if (q->stop) { /* what is queued is cancelled on the loop */
+            pthread_mutex_unlock(&q->mu);
+            break;
+        }
+        batch = q->head; /* everything queued goes in one append */
+        last = q->tail;
+        q->head = q->tail = NULL;
+        pthread_mutex_unlock(&q->mu);
+        auditq_run(q, batch);
+        pthread_mutex_lock(&q->mu);
+        if (q->dtail) {
+            q->dtail->next = batch;
+        } else {
+            q->dhead = batch;
+        }
+        q->dtail = last;
+        pthread_mutex_unlock(&q->mu);
+        event_active(q->wake, EV_READ, 0);
+    }
+    return NULL;
+}
+
+/* On the loop: the completions. */
+static void auditq_drain(struct jitr_auditq *q)
+{
+    struct audit_item *it;
+    pthread_mutex_lock(&q->mu);
+    it = q->dhead;
+    q->dhead = q->dtail = NULL;
+    pthread_mutex_unlock(&q->mu);
+    while (it) {
+        struct audit_item *next = it->next;
+        bool ok = it->err.code == ERRC_OK;
+        q->busy--;
+        if (ok && it->seq > q->mark) {
+            q->mark = it->seq;
+        }
+        it->cb(it->arg, it->seq, it->found, ok ? NULL : &it->err);
+        json_decref(it->rec);
+        xfree(it);
+        it = next;
+    }
+}
+
+static void auditq_wake(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    auditq_drain(arg);
+}
+
+struct jitr_auditq *jitr_auditq_new(struct event_base *base, struct audit_log *log,
+                                    const char *path, struct err *e)
+{
+    struct jitr_auditq *q = xcalloc(1, sizeof(*q));
+    bool found = false;
+    q->base = base;
+    q->log = log;
+    q->path = xstrdup(path);
+    pthread_mutex_init(&q->mu, NULL);
+    pthread_cond_init(&q->cv, NULL);
+    if (audit_find(path, NULL, NULL, 0, &q->mark, &found, e) != 0) {
+        err_prefix(e, "jitr: the end of the audit log");
+        goto fail;
+    }
+    q->wake = event_new(base, -1, 0, auditq_wake, q);
+    if (q->wake == NULL) {
+        err_set(e, ERRC_INTERNAL, "jitr: cannot create the audit completion event");
+        goto fail;
+    }
+    if (pthread_create(&q->thread, NULL, auditq_thread, q) != 0) {
+        err_set(e, ERRC_INTERNAL, "jitr: cannot start the audit thread");
+        goto fail;
+    }
+    q->started = true;
+    return q;
+fail:
+    jitr_auditq_free(q);
+    return NULL;
+}
+
+int jitr_auditq_append(struct jitr_auditq *q, json_t *rec, bool check, uint64_t after,
+                       jitr_audit_cb *cb, void *arg, struct err *e)
+{
+    struct audit_item *it;
+    bool stopping;
+    pthread_mutex_lock(&q->mu);
+    stopping = q->stop;
+    pthread_mutex_unlock(&q->mu);
+    if (stopping) {
+        return err_set(e, ERRC_CANCELED, "jitr: the audit writer is stopping");
+    }
+    it = xcalloc(1, sizeof(*it));
+    it->rec = json_deep_copy(rec);
+    it->check = check;
+    it->after = after;
+    it->cb = cb;
+    it->arg = arg;
+    q->busy++;
+    pthread_mutex_lock(&q->mu);
+    if (q->tail) {
+        q->tail->next = it;
+    } else {
+        q->head = it;
+    }
+    q->tail = it;
+    pthread_cond_signal(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+    return 0;
+}
+
+uint64_t jitr_auditq_mark(const struct jitr_auditq *q)
+{
+    return q->mark;
+}
+
+size_t jitr_auditq_busy(const struct jitr_auditq *q)
+{
+    return q->busy;
+}
+
+uint64_t jitr_auditq_commits(struct jitr_auditq *q)
+{
+    uint64_t n;
+    pthread_mutex_lock(&q->mu);
+    n = q->commits;
+    pthread_mutex_unlock(&q->mu);
+    return n;
+}
+
+void jitr_auditq_free(struct jitr_auditq *q)
+{
+    struct audit_item *it;
+    if (q == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&q->mu);
+    q->stop = true;
+    pthread_cond_broadcast(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+    if (q->started) {
+        pthread_join(q->thread, NULL); /* the append in progress completes */
+    }
+    /* what was never taken is cancelled: its flows retry later */
+    for (it = q->head; it; it = it->next) {
+        err_set(&it->err, ERRC_CANCELED, "jitr: audit append cancelled (shutting down)");
+    }
+    if (q->head) {
+        if (q->dtail) {
+            q->dtail->next = q->head;
+        } else {
+            q->dhead = q->head;
+        }
+        q->dtail = q->tail;
+        q->head = q->tail = NULL;
+    }
+    auditq_drain(q);
+    if (q->wake) {
+        event_free(q->wake);
+    }
+    pthread_cond_destroy(&q->cv);
+    pthread_mutex_destroy(&q->mu);
+    xfree(q->path);
+    xfree(q);
+}
+
 /* ---- the io of the flows -------------------------------------------------------------------- */
 
 static int io_redis(void *ctx, int argc, const char *const *argv, store_reply_cb *cb, void *arg,
@@ -299,11 +699,17 @@ static int io_aws(void *ctx, enum aws_iot_op op, json_t *in, aws_iot_cb *cb, voi
     return jitr_aws_call(ctx, op, in, cb, arg, e);
 }
 
-static int io_audit(void *ctx, json_t *rec, struct err *e)
+static int io_audit(void *ctx, json_t *rec, bool check, uint64_t after, jitr_audit_cb *cb,
+                    void *arg, struct err *e)
 {
     struct jitr_service *s = ctx;
-    json_t *recs[1] = { rec };
-    return audit_append(s->audit, recs, 1, NULL, e);
+    return jitr_auditq_append(s->auditq, rec, check, after, cb, arg, e);
+}
+
+static uint64_t io_audit_mark(void *ctx)
+{
+    struct jitr_service *s = ctx;
+    return jitr_auditq_mark(s->auditq);
 }
 
 /* ---- flows and the stream ------------------------------------------------------------------- */
@@ -726,6 +1132,10 @@ struct jitr_service *jitr_service_new(struct event_base *base, const struct conf
     if (s->audit == NULL) {
         goto fail;
     }
+    s->auditq = jitr_auditq_new(base, s->audit, conf_audit_path(conf), e);
+    if (s->auditq == NULL) {
+        goto fail;
+    }
     s->rs = store_async_new(base, conf->redis_url, e);
     s->rblock = s->rs ? store_async_new(base, conf->redis_url, e) : NULL;
     if (s->rblock == NULL) {
@@ -763,7 +1173,13 @@ struct jitr_service *jitr_service_new(struct event_base *base, const struct conf
         .lock_ms = (int)s->cfg.lock_ms,
         .redis_timeout_ms = (int)s->redis_timeout_ms,
     };
-    s->io = (struct jitr_io){ s, io_redis, io_aws, jitr_policy_ready, io_audit, io_done };
+    s->io = (struct jitr_io){ .ctx = s,
+                              .redis = io_redis,
+                              .aws = io_aws,
+                              .policy_ready = jitr_policy_ready,
+                              .audit = io_audit,
+                              .audit_mark = io_audit_mark,
+                              .done = io_done };
     if (jitr_intake_start(s, e) != 0) {
         goto fail;
     }
@@ -802,6 +1218,10 @@ void jitr_service_free(struct jitr_service *s)
     s->stopping = true;
     jitr_reconciler_stop(s);
     jitr_sqs_stop(s); /* aborts a pending long poll before the clients it borrows go */
+    /* the append in progress completes, queued ones are cancelled: their flows go on (to
+     * Redis) while the clients are still there */
+    jitr_auditq_free(s->auditq);
+    s->auditq = NULL;
     /* cancelling AWS calls and Redis commands lets every flow and intake request reach its
      * end (intake requests are answered 503 before the server goes) */
     aws_iot_free(s->iot);
