@@ -405,6 +405,28 @@ void audit_close(struct audit_log *log)
     xfree(log);
 }
 
+static void fsync_count(struct audit_stats *st, int64_t ns)
+{
+    static const uint64_t bounds_us[AUDIT_FSYNC_NBOUNDS] = AUDIT_FSYNC_BOUNDS_US;
+    size_t i = 0;
+    while (i < AUDIT_FSYNC_NBOUNDS && (uint64_t)ns > bounds_us[i] * 1000) {
+        i++;
+    }
+    st->fsync_le[i]++;
+    st->fsync_ns += (uint64_t)ns;
+}
+
+void audit_stats_add(struct audit_stats *a, const struct audit_stats *b)
+{
+    a->records += b->records;
+    a->commits += b->commits;
+    a->bytes += b->bytes;
+    for (size_t i = 0; i <= AUDIT_FSYNC_NBOUNDS; i++) {
+        a->fsync_le[i] += b->fsync_le[i];
+    }
+    a->fsync_ns += b->fsync_ns;
+}
+
 void audit_get_stats(struct audit_log *log, struct audit_stats *out)
 {
     pthread_mutex_lock(&log->mu);
@@ -705,7 +727,7 @@ static int lock_file(int fd, int how)
 
 /* The leader's work: one write and one fdatasync for the whole batch, under the flock. Sets rc
  * (and err) of every request; returns the number of records committed. */
-static size_t commit_batch(struct audit_log *log, struct audit_req *batch)
+static size_t commit_batch(struct audit_log *log, struct audit_req *batch, int64_t *fsync_ns)
 {
     struct err e = ERR_INIT;
     struct stat st;
@@ -714,7 +736,9 @@ static size_t commit_batch(struct audit_log *log, struct audit_req *batch)
     uint64_t seq;
     char prev[HASH_HEX + 1], ts[40];
     size_t need = 0, records = 0;
+    int64_t t0;
 
+    *fsync_ns = -1;
     if (lock_file(log->fd, LOCK_EX) != 0) {
         err_errno(&e, ERRC_UNAVAILABLE, "cannot lock audit log '%s'", log->path);
         goto fail;
@@ -753,10 +777,12 @@ static size_t commit_batch(struct audit_log *log, struct audit_req *batch)
         err_errno(&e, ERRC_UNAVAILABLE, "cannot write audit log '%s'", log->path);
         goto fail;
     }
+    t0 = time_mono_ns();
     if (fdatasync(log->fd) != 0) {
         err_errno(&e, ERRC_UNAVAILABLE, "cannot fsync audit log '%s'", log->path);
         goto fail;
     }
+    *fsync_ns = time_mono_ns() - t0;
     log->tail_seq = seq;
     memcpy(log->tail_hash, prev, sizeof(prev));
     log->tail_size = start_size + (off_t)log->wbuf.len;
@@ -824,7 +850,8 @@ int audit_append(struct audit_log *log, json_t *const *recs, size_t n, uint64_t 
         log->queue_tail = &log->queue;
         pthread_mutex_unlock(&log->mu);
 
-        size_t done = commit_batch(log, batch);
+        int64_t fsync_ns;
+        size_t done = commit_batch(log, batch, &fsync_ns);
 
         pthread_mutex_lock(&log->mu);
         for (struct audit_req *r = batch, *next; r; r = next) {
@@ -834,6 +861,9 @@ int audit_append(struct audit_log *log, json_t *const *recs, size_t n, uint64_t 
         log->stats.commits += done ? 1 : 0;
         log->stats.records += done;
         log->stats.bytes += done ? log->wbuf.len : 0;
+        if (fsync_ns >= 0) {
+            fsync_count(&log->stats, fsync_ns);
+        }
         log->leader = false;
         pthread_cond_broadcast(&log->cv);
     }

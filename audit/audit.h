@@ -45,12 +45,23 @@ void audit_close(struct audit_log *log);
 int audit_append(struct audit_log *log, json_t *const *recs, size_t n, uint64_t *first_seq,
                  struct err *e) ATTR_WUR;
 
-/* Counters since audit_open(); commits = write + fdatasync rounds (one per group commit). */
+/* Upper bounds (microseconds) of the fdatasync latency histogram; one more bucket: above. */
+#define AUDIT_FSYNC_BOUNDS_US                                                                      \
+    { 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000 }
+#define AUDIT_FSYNC_NBOUNDS 13
+
+/* Counters since audit_open(); commits = write + fdatasync rounds (one per group commit).
+ * fsync_le[i]: fdatasync calls that took at most bound i (not cumulative; the last slot counts
+ * those above every bound); fsync_ns: their total time. */
 struct audit_stats {
     uint64_t records;
     uint64_t commits;
     uint64_t bytes;
+    uint64_t fsync_le[AUDIT_FSYNC_NBOUNDS + 1];
+    uint64_t fsync_ns;
 };
+/* a += b, field by field */
+void audit_stats_add(struct audit_stats *a, const struct audit_stats *b);
 void audit_get_stats(struct audit_log *log, struct audit_stats *out);
 
 enum audit_problem {

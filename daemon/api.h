@@ -24,8 +24,7 @@ struct api {
     bool reloading;
     bool reload_again;
     int64_t last_reload_ms;
-    uint64_t audit_records_base; /* of snapshots already replaced */
-    uint64_t audit_commits_base;
+    struct audit_stats audit_base; /* of snapshots already replaced */
 };
 
 extern const struct httpd_route api_routes[];

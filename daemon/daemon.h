@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "audit/audit.h"
 #include "core/buf.h"
 #include "core/compat.h"
 #include "core/conf.h"
@@ -162,7 +163,8 @@ int metrics_init(struct err *e) ATTR_WUR;
 void metrics_request(int route, int status, int64_t ns);
 void metrics_issued(const char *station, const char *profile, uint64_t n);
 void metrics_issue_latency(int64_t ns);
-void metrics_audit(size_t worker, uint64_t records, uint64_t commits);
+/* The audit counters of a worker (all its logs, since it started), replacing the last ones. */
+void metrics_audit(size_t worker, const struct audit_stats *st);
 void metrics_worker_restart(void);
 /* Prometheus text exposition; route_names[i] labels route i. */
 void metrics_render(struct buf *out, const char *const *route_names, size_t nroutes);

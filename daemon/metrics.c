@@ -42,6 +42,8 @@ struct shm {
     atomic_uint_fast64_t other_issued;
     atomic_uint_fast64_t audit_records[METRICS_WORKERS];
     atomic_uint_fast64_t audit_commits[METRICS_WORKERS];
+    atomic_uint_fast64_t audit_fsync_le[METRICS_WORKERS][AUDIT_FSYNC_NBOUNDS + 1];
+    atomic_uint_fast64_t audit_fsync_ns[METRICS_WORKERS];
     atomic_uint_fast64_t restarts;
 };
 
@@ -125,11 +127,15 @@ void metrics_issued(const char *station, const char *profile, uint64_t n)
     atomic_fetch_add(&M->other_issued, n);
 }
 
-void metrics_audit(size_t worker, uint64_t records, uint64_t commits)
+void metrics_audit(size_t worker, const struct audit_stats *st)
 {
     if (M && worker < METRICS_WORKERS) {
-        atomic_store(&M->audit_records[worker], records);
-        atomic_store(&M->audit_commits[worker], commits);
+        atomic_store(&M->audit_records[worker], st->records);
+        atomic_store(&M->audit_commits[worker], st->commits);
+        for (size_t i = 0; i <= AUDIT_FSYNC_NBOUNDS; i++) {
+            atomic_store(&M->audit_fsync_le[worker][i], st->fsync_le[i]);
+        }
+        atomic_store(&M->audit_fsync_ns[worker], st->fsync_ns);
     }
 }
 
@@ -226,6 +232,32 @@ void metrics_render(struct buf *out, const char *const *route_names, size_t nrou
              "# HELP jitrd_audit_commits_total Audit group commits (write + fdatasync).\n"
              "# TYPE jitrd_audit_commits_total counter\njitrd_audit_commits_total %llu\n",
              (unsigned long long)rec, (unsigned long long)com);
+    {
+        static const uint64_t bounds_us[AUDIT_FSYNC_NBOUNDS] = AUDIT_FSYNC_BOUNDS_US;
+        uint64_t cum = 0, ns = 0;
+        buf_addstr(out, "# HELP jitrd_audit_fsync_duration_seconds fdatasync of an audit group "
+                        "commit (the durability wait of every issuance).\n"
+                        "# TYPE jitrd_audit_fsync_duration_seconds histogram\n");
+        for (size_t i = 0; i <= AUDIT_FSYNC_NBOUNDS; i++) {
+            for (size_t w = 0; w < METRICS_WORKERS; w++) {
+                cum += atomic_load(&M->audit_fsync_le[w][i]);
+            }
+            if (i < AUDIT_FSYNC_NBOUNDS) {
+                buf_addf(out, "jitrd_audit_fsync_duration_seconds_bucket{le=\"%g\"} %llu\n",
+                         (double)bounds_us[i] / 1e6, (unsigned long long)cum);
+            } else {
+                buf_addf(out, "jitrd_audit_fsync_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+                         (unsigned long long)cum);
+            }
+        }
+        for (size_t w = 0; w < METRICS_WORKERS; w++) {
+            ns += atomic_load(&M->audit_fsync_ns[w]);
+        }
+        buf_addf(out,
+                 "jitrd_audit_fsync_duration_seconds_sum %.6f\n"
+                 "jitrd_audit_fsync_duration_seconds_count %llu\n",
+                 (double)ns / 1e9, (unsigned long long)cum);
+    }
     buf_addf(out,
              "# HELP jitrd_worker_restarts_total Workers replaced after dying.\n"
              "# TYPE jitrd_worker_restarts_total counter\njitrd_worker_restarts_total %llu\n",

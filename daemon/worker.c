@@ -31,15 +31,13 @@ struct worker {
     uint64_t ticks; /* seconds since the worker started */
 };
 
-static void audit_totals(const struct snap *s, uint64_t *records, uint64_t *commits)
+static void audit_totals(const struct snap *s, struct audit_stats *sum)
 {
-    *records = *commits = 0;
     for (size_t i = 0; i < s->ncas; i++) {
         if (s->cas[i].ctx) {
             struct audit_stats st;
             audit_get_stats(s->cas[i].ctx->audit, &st);
-            *records += st.records;
-            *commits += st.commits;
+            audit_stats_add(sum, &st);
         }
     }
 }
@@ -51,10 +49,7 @@ void api_reload_done(struct api *a, struct snap *fresh, const struct err *e)
     if (fresh == NULL) {
         log_error("reload failed, keeping the running configuration: %s", e->msg);
     } else {
-        uint64_t r, c;
-        audit_totals(a->snap, &r, &c);
-        a->audit_records_base += r;
-        a->audit_commits_base += c;
+        audit_totals(a->snap, &a->audit_base);
         snap_unref(a->snap);
         a->snap = fresh;
         a->gen = fresh->gen;
@@ -113,9 +108,9 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct worker *w = arg;
     struct api *a = &w->api;
-    uint64_t r, c;
-    audit_totals(a->snap, &r, &c);
-    metrics_audit(a->slot, a->audit_records_base + r, a->audit_commits_base + c);
+    struct audit_stats st = a->audit_base;
+    audit_totals(a->snap, &st);
+    metrics_audit(a->slot, &st);
     if (w->stopping) {
         if ((httpd_requests_in_flight(a->httpd) == 0 && a->jobs == 0) ||
             time_now_ms() >= w->stop_deadline_ms) {

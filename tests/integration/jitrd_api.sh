@@ -392,6 +392,11 @@ grep -q '^jitrd_http_request_duration_seconds_bucket{route="sign",le="+Inf"} [1-
   fail "metrics: latency histogram"
 grep -q '^jitrd_worker_restarts_total 1$' "$T/body" && pass || fail "metrics: worker restart"
 grep -q '^jitrd_audit_commits_total [1-9]' "$T/body" && pass || fail "metrics: audit commits"
+# the fdatasync latency histogram: one observation per group commit, cumulative buckets
+commits=$(awk '/^jitrd_audit_commits_total / {print $2}' "$T/body")
+check_eq "metrics: audit fsync count" "$(awk '/^jitrd_audit_fsync_duration_seconds_count / {print $2}' "$T/body")" "$commits"
+check_eq "metrics: audit fsync +Inf bucket" "$(awk '/^jitrd_audit_fsync_duration_seconds_bucket[{]le="[+]Inf"[}] / {print $2}' "$T/body")" "$commits"
+awk '/^jitrd_audit_fsync_duration_seconds_bucket/ {if ($2 < prev) bad=1; prev=$2} END {exit bad}' "$T/body" && pass || fail "metrics: fsync buckets cumulative"
 
 # --- every certificate issued verifies; the audit log is intact; SIGTERM drains -----------------
 ok "$JITRCTL" audit verify

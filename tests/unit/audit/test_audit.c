@@ -813,6 +813,20 @@ static int test_one_fsync_per_commit(void)
     CHECK_INT_EQ(st.records, 10);
     CHECK_INT_EQ(st.commits, 10); /* each single-threaded append is its own write + fdatasync */
     CHECK_INT_EQ(st.bytes, file_size(path));
+    {
+        /* every fdatasync is in the latency histogram */
+        uint64_t n = 0;
+        for (size_t i = 0; i <= AUDIT_FSYNC_NBOUNDS; i++) {
+            n += st.fsync_le[i];
+        }
+        CHECK_INT_EQ(n, 10);
+        CHECK(st.fsync_ns > 0);
+        struct audit_stats sum = { 0 };
+        audit_stats_add(&sum, &st);
+        audit_stats_add(&sum, &st);
+        CHECK_INT_EQ(sum.commits, 20);
+        CHECK_INT_EQ(sum.fsync_ns, 2 * st.fsync_ns);
+    }
     CHECK_OK(audit_append(log, recs, 5, &seq, &e), &e);
     CHECK_INT_EQ(seq, 11);
     audit_get_stats(log, &st);
