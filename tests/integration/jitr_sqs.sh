@@ -122,7 +122,7 @@ grep -q "did not finish at shutdown" "$T/jitrd.log" && fail "flows left at shutd
 # --- a queue that does not exist: logged with its URL, retried, jitrd stays up --------------------
 sqs_config "$STANDIN/123456789012/no-such-queue"
 jitrd_start
-for _ in $(seq 50); do grep -q "no-such-queue" "$T/jitrd.log" && break; sleep 0.2; done
+for _ in $(seq 50); do grep -q "cannot receive from .*no-such-queue" "$T/jitrd.log" && break; sleep 0.2; done
 grep -q "SQS intake: cannot receive from $STANDIN/123456789012/no-such-queue (retrying with backoff): .*QueueDoesNotExist" "$T/jitrd.log" && pass || {
   fail "missing queue logged"; tail -5 "$T/jitrd.log" >&2; }
 sleep 2
