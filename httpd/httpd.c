@@ -298,6 +298,7 @@ static bool conn_flush(struct hconn *c)
         size_t left = c->out.len - c->out_off;
         int want = left > INT_MAX ? INT_MAX : (int)left;
         if (c->ssl) {
+            ERR_clear_error(); /* SSL_get_error needs an empty queue; handlers may leave one */
             int n = SSL_write(c->ssl, c->out.data + c->out_off, want);
             if (n > 0) {
                 c->out_off += (size_t)n;
@@ -368,6 +369,7 @@ static int conn_read(struct hconn *c)
         }
         size_t room = c->in_cap - c->in_len;
         if (c->ssl) {
+            ERR_clear_error();
             int n = SSL_read(c->ssl, c->in + c->in_len, room > INT_MAX ? INT_MAX : (int)room);
             if (n > 0) {
                 c->in_len += (size_t)n;
@@ -620,6 +622,7 @@ static void conn_process(struct hconn *c)
 
 static void conn_handshake(struct hconn *c)
 {
+    ERR_clear_error();
     int n = SSL_do_handshake(c->ssl);
     if (n == 1) {
         c->state = CS_OPEN;
@@ -1112,7 +1115,7 @@ void httpd_reply(struct httpd_req *r, int status, const char *ctype, const void 
     struct httpd *h = r->h;
     struct hconn *c = r->conn;
     int64_t ns = time_mono_ns() - r->t0;
-    if (status >= 500) {
+    if (status >= 500 && r->route >= 0) {
         log_warn("request %s %s %s -> %d", r->id, httpd_req_method(r), r->path, status);
     } else {
         log_debug("request %s %s %s -> %d in %lld us", r->id, httpd_req_method(r), r->path, status,

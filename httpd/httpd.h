@@ -1,21 +1,25 @@
 /*
- * httpd: the HTTPS server of jitrd on libevent's evhttp, one instance per worker process.
+ * httpd: the HTTPS server of jitrd, one instance per worker process: HTTP/1.1 (keep-alive,
+ * pipelining, Expect: 100-continue; no chunked request bodies) over TLS 1.2/1.3 on the worker's
+ * event loop, with a routing table. Every error, including malformed requests, is JSON
+ * {"error":{"code","message"}}.
  *
- * TLS 1.2/1.3 through bufferevent_openssl (evhttp_set_bevcb). The client certificate is asked
- * for and verified against the SSL_CTX's trust store, but a failed or missing one does not end
- * the handshake: every route says whether it needs a verified client, and the dispatcher answers
- * the others with a JSON 403 naming the problem (so refusals are explained and audited, and
- * /healthz, /readyz, /metrics and EST cacerts stay reachable without a certificate).
+ * The client certificate is asked for and verified against the SSL_CTX's trust store, but a
+ * failed or missing one does not end the handshake: every route says whether it needs a verified
+ * client, and the dispatcher answers the others with a JSON 403 naming the problem (so refusals
+ * are explained and audited, and /healthz, /readyz, /metrics and EST cacerts stay reachable
+ * without a certificate).
  *
- * Limits: bodies above max_body are refused by evhttp (413), headers above 16 KiB likewise; a
- * request must arrive whole within request_timeout of the connection or of the previous response
- * (a per-connection timer, so a client dribbling a header is cut off); idle_timeout is evhttp's
- * read/write timeout; at max_conns open connections the listener pauses.
+ * Limits: bodies above max_body are refused with 413 as soon as their Content-Length is read;
+ * request heads above 16 KiB with 431; a request must arrive whole within request_timeout of the
+ * connection or of the previous response (a client dribbling a header gets 408 and is cut off);
+ * a reply not read within idle_timeout closes the connection; at max_conns open connections the
+ * listener pauses.
  *
  * Async contract: a handler is called on the loop with a struct httpd_req it owns until it calls
  * one of the httpd_reply*() functions, exactly once, from the loop (now or later). If the client
- * went away meanwhile the reply is dropped quietly. Strings returned by accessors are borrowed
- * until the reply.
+ * went away meanwhile the reply is dropped quietly; the request and its accessors stay valid
+ * until the reply. Strings returned by accessors are borrowed until the reply.
  */
 #ifndef HTTPD_HTTPD_H
 #define HTTPD_HTTPD_H
@@ -49,7 +53,8 @@ struct httpd_route {
 };
 
 /* Returns the SSL_CTX new connections use (borrowed; the SSL takes its own reference). Lets
- * the owner swap certificates and trust stores on reload. */
+ * the owner swap certificates and trust stores on reload. A NULL callback, or a NULL return,
+ * makes the connection plain HTTP (no client certificate): a TLS server must never return NULL. */
 typedef SSL_CTX *httpd_ssl_ctx_fn(void *arg);
 /* Called for every reply: route index (-1 for no route), status, nanoseconds since dispatch. */
 typedef void httpd_done_fn(void *arg, int route, int status, int64_t ns);
@@ -95,7 +100,8 @@ const uint8_t *httpd_req_body(const struct httpd_req *r, size_t *len);
 const char *httpd_req_id(const struct httpd_req *r);
 int httpd_req_route(const struct httpd_req *r);
 /* The verified client certificate chain (leaf first), NULL when the client sent none or it did
- * not verify; *why then says which ("no client certificate", "certificate has expired", ...). */
+ * not verify; *why then says which ("a client certificate is required", "certificate has
+ * expired", ...; "no client certificate" on plain HTTP). */
 STACK_OF(X509) *httpd_req_client_chain(const struct httpd_req *r, const char **why);
 /* The client's certificate whether or not it verified (for audit records), or NULL. */
 X509 *httpd_req_client_cert(const struct httpd_req *r);
