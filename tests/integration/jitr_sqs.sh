@@ -117,6 +117,7 @@ t0=$(date +%s%N)
 jitrd_stop
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 [ "$ms" -lt 8000 ] && pass || fail "jitrd took $ms ms to stop with a long poll pending"
+echo "jitrd stopped in $ms ms with a 20 s long poll pending"
 grep -q "did not finish at shutdown" "$T/jitrd.log" && fail "flows left at shutdown" || pass
 
 # --- a queue that does not exist: logged with its URL, retried, jitrd stays up --------------------
@@ -130,4 +131,5 @@ kill -0 "$JPID" && curl -sf "$INTAKE/healthz" >/dev/null && pass || fail "jitrd 
 curl -sf "$INTAKE/metrics" >"$T/metrics"
 [ "$(metric jitr_sqs_receive_errors_total)" -ge 2 ] && pass || fail "receive errors counted: $(metric jitr_sqs_receive_errors_total)"
 jitrd_stop
+grep -q "Sanitizer\|runtime error" "$T/jitrd.log" && { fail "sanitizer report"; grep -A5 "Sanitizer\|runtime error" "$T/jitrd.log" | head -30 >&2; } || pass
 finish
