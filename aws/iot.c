@@ -207,6 +207,15 @@ static const struct iot_op_def iot_ops[AWS_IOT__COUNT] = {
                                                  false,
                                                  { NULL },
                                                  10 },
+    [AWS_IOT_UPDATE_THING] = { "UpdateThing",
+                               "PATCH",
+                               "/things/{thingName}",
+                               { NULL },
+                               NULL,
+                               NULL,
+                               true,
+                               { NULL },
+                               10 },
 };
 
 struct iot_bucket {
@@ -1176,6 +1185,22 @@ int aws_iot_describe_thing(struct aws_iot *c, const char *thing, aws_iot_cb *cb,
                            struct err *e)
 {
     return call_new(c, AWS_IOT_DESCRIBE_THING, obj_str("thingName", thing), cb, arg, e);
+}
+
+int aws_iot_update_thing(struct aws_iot *c, const char *thing, const char *thing_type,
+                         json_t *attributes, bool merge, aws_iot_cb *cb, void *arg,
+                         struct err *e)
+{
+    json_t *in = obj_str("thingName", thing);
+    if (in != NULL) {
+        set_str(in, "thingTypeName", thing_type);
+        if (attributes != NULL) {
+            json_object_set_new(in, "attributePayload",
+                                json_pack("{s:O, s:b}", "attributes", attributes, "merge",
+                                          merge));
+        }
+    }
+    return call_new(c, AWS_IOT_UPDATE_THING, in, cb, arg, e);
 }
 
 int aws_iot_create_policy(struct aws_iot *c, const char *policy, const char *document,

@@ -60,6 +60,7 @@ enum aws_iot_op {
     AWS_IOT_ATTACH_THING_PRINCIPAL,
     AWS_IOT_ADD_THING_TO_THING_GROUP,
     AWS_IOT_CONFIRM_TOPIC_RULE_DESTINATION,
+    AWS_IOT_UPDATE_THING,
     AWS_IOT__COUNT /* adding one? update iot_ops[] in aws/iot.c */
 };
 
@@ -138,6 +139,12 @@ int aws_iot_create_thing(struct aws_iot *c, const char *thing, const char *thing
                          struct err *e) ATTR_WUR;
 int aws_iot_describe_thing(struct aws_iot *c, const char *thing, aws_iot_cb *cb, void *arg,
                            struct err *e) ATTR_WUR;
+/* attributes (borrowed JSON object of strings, or NULL to leave them): merged into the thing's
+ * (merge; an empty value removes that attribute) or replacing them all. thing_type: NULL to
+ * leave it. ResourceNotFoundException when there is no such thing. */
+int aws_iot_update_thing(struct aws_iot *c, const char *thing, const char *thing_type,
+                         json_t *attributes, bool merge, aws_iot_cb *cb, void *arg,
+                         struct err *e) ATTR_WUR;
 int aws_iot_create_policy(struct aws_iot *c, const char *policy, const char *document,
                           aws_iot_cb *cb, void *arg, struct err *e) ATTR_WUR;
 int aws_iot_get_policy(struct aws_iot *c, const char *policy, aws_iot_cb *cb, void *arg,

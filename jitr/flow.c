@@ -3,11 +3,19 @@
  * "Guarantees"). One struct jitr_req per queued event; jitr_advance() is the only place that
  * decides, completions only store their result and call it.
  *
- * Order: LOCK → LOAD → LOOKUP (→ DESCRIBE) → EVALUATE → CREATE_THING → POLICY → ATTACH_POLICY →
- * ATTACH_PRINCIPAL → ADD_TO_GROUP → ACTIVATE → RECORD → UNLOCK, or EVALUATE → REJECT →
- * RECORD_REJECT → UNLOCK. Activation is last: ACTIVE is the commit marker, and every earlier
- * step is idempotent in AWS (CreateThing with the same configuration answers 200, attaching
- * twice is a no-op), so a crash anywhere resumes safely.
+ * Order: LOCK → LOAD → LOOKUP (→ DESCRIBE) → EVALUATE → CREATE_THING (→ UPDATE_THING) → POLICY
+ * → ATTACH_POLICY → ATTACH_PRINCIPAL → ADD_TO_GROUP → ACTIVATE → RECORD → UNLOCK, or EVALUATE →
+ * REJECT → RECORD_REJECT → UNLOCK. Activation is last: ACTIVE is the commit marker, and every
+ * earlier step is idempotent in AWS (CreateThing with the same configuration answers 200,
+ * attaching twice is a no-op), so a crash anywhere resumes safely. UPDATE_THING runs only when
+ * the thing exists with another configuration and the template's OverrideSettings say MERGE or
+ * REPLACE (UpdateThing is idempotent too).
+ *
+ * Audit: RECORD and RECORD_REJECT wait for io->audit, which appends on a thread (never on the
+ * loop). The state is saved as RECORD with audit_after (a seq at or below the log's end) before
+ * the append and as DONE with audit_seq after it; a replay from RECORD asks io->audit to look
+ * for this certificate's record above audit_after first, so a crash between the two writes does
+ * not leave a second record.
  *
  * Persistence: after each AWS step, PERSIST writes the next state (the resume point) and a trace
  * line into jitr:dev:<id> in one Lua call. LOAD reads it: DONE or REJECTED → duplicate, nothing
@@ -45,6 +53,7 @@ static const char *const jitr_state_names[] = {
     [JITR_ST_DESCRIBE] = "DESCRIBE",
     [JITR_ST_EVALUATE] = "EVALUATE",
     [JITR_ST_CREATE_THING] = "CREATE_THING",
+    [JITR_ST_UPDATE_THING] = "UPDATE_THING",
     [JITR_ST_POLICY] = "POLICY",
     [JITR_ST_ATTACH_POLICY] = "ATTACH_POLICY",
     [JITR_ST_ATTACH_PRINCIPAL] = "ATTACH_PRINCIPAL",
@@ -549,6 +558,14 @@ static enum jitr_state next_step(const struct jitr_req *r, enum jitr_state st)
     }
 }
 
+/* An existing thing with another configuration: does the template ask for an UpdateThing? */
+static bool update_wanted(const struct jitr_req *r)
+{
+    return r->plan.thing_override == JITR_OVR_MERGE ||
+           r->plan.thing_override == JITR_OVR_REPLACE ||
+           (r->plan.type_override == JITR_OVR_REPLACE && r->plan.thing_type != NULL);
+}
+
 static size_t total_groups(const struct jitr_req *r)
 {
     return r->plan.ngroups + ((r->env->thing_group && r->env->thing_group[0]) ? 1 : 0);
@@ -761,8 +778,14 @@ static void jitr_advance(struct jitr_req *r)
             }
             if (r->op_err.code != ERRC_OK &&
                 strcmp(r->aws_code, "ResourceAlreadyExistsException") == 0 &&
-                !r->env->thing_conflict_fail && r->plan.thing_override != JITR_OVR_FAIL) {
-                /* the thing exists with another configuration: keep it (DO_NOTHING) */
+                !r->env->thing_conflict_fail && r->plan.thing_override != JITR_OVR_FAIL &&
+                r->plan.type_override != JITR_OVR_FAIL) {
+                /* the thing exists with another configuration: the template's OverrideSettings
+                 * say whether to update it (MERGE, REPLACE) or keep it (DO_NOTHING) */
+                if (update_wanted(r)) {
+                    set_state(r, JITR_ST_UPDATE_THING);
+                    break;
+                }
                 log_info("cert=%.16s thing '%s' exists with other attributes: kept",
                          r->ev.cert_id, r->plan.thing_name);
             } else if (r->op_err.code != ERRC_OK) {
@@ -771,6 +794,36 @@ static void jitr_advance(struct jitr_req *r)
             }
             persist_then(r, next_step(r, JITR_ST_CREATE_THING),
                          jitr_state_name(next_step(r, JITR_ST_CREATE_THING)), "");
+            break;
+        case JITR_ST_UPDATE_THING:
+            if (!r->have_result) {
+                json_t *in = json_pack("{s:s}", "thingName", r->plan.thing_name);
+                if (r->plan.thing_override == JITR_OVR_MERGE ||
+                    r->plan.thing_override == JITR_OVR_REPLACE) {
+                    /* REPLACE without AttributePayload: the thing keeps no attribute */
+                    json_object_set_new(
+                        in, "attributePayload",
+                        json_pack("{s:o, s:b}", "attributes",
+                                  r->plan.attributes ? json_copy(r->plan.attributes)
+                                                     : json_object(),
+                                  "merge", r->plan.thing_override == JITR_OVR_MERGE));
+                }
+                if (r->plan.type_override == JITR_OVR_REPLACE && r->plan.thing_type) {
+                    json_object_set_new(in, "thingTypeName", json_string(r->plan.thing_type));
+                }
+                start_aws(r, AWS_IOT_UPDATE_THING, in);
+                break;
+            }
+            if (r->op_err.code != ERRC_OK) {
+                fail_op(r, "UpdateThing");
+                break;
+            }
+            log_info("cert=%.16s thing '%s' existed: %s", r->ev.cert_id, r->plan.thing_name,
+                     r->plan.thing_override == JITR_OVR_MERGE     ? "attributes merged"
+                     : r->plan.thing_override == JITR_OVR_REPLACE ? "attributes replaced"
+                                                                  : "thing type replaced");
+            persist_then(r, next_step(r, JITR_ST_CREATE_THING),
+                         jitr_state_name(next_step(r, JITR_ST_CREATE_THING)), "updated");
             break;
         case JITR_ST_POLICY:
             if (!r->have_result) {

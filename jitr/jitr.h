@@ -130,6 +130,7 @@ struct jitr_plan {
     char **groups;
     size_t ngroups;
     enum jitr_override thing_override; /* OverrideSettings.AttributePayload */
+    enum jitr_override type_override;  /* OverrideSettings.ThingTypeName (never MERGE) */
     bool activate;       /* AWS::IoT::Certificate Status ACTIVE (default) or INACTIVE */
 };
 void jitr_plan_release(struct jitr_plan *p);
@@ -165,6 +166,8 @@ enum jitr_state {
     JITR_ST_DESCRIBE,         /* AWS DescribeCertificate, only when the index has no record */
     JITR_ST_EVALUATE,         /* pure: ours, not revoked, valid, CA not retired, JITR profile */
     JITR_ST_CREATE_THING,     /* AWS CreateThing (identical config: 200; other: conflict) */
+    JITR_ST_UPDATE_THING,     /* AWS UpdateThing: an existing thing, OverrideSettings MERGE or
+                                 REPLACE */
     JITR_ST_POLICY,           /* the shared policy at the template's version (once per policy) */
     JITR_ST_ATTACH_POLICY,    /* AWS AttachPolicy to the certificate ARN */
     JITR_ST_ATTACH_PRINCIPAL, /* AWS AttachThingPrincipal */

@@ -451,7 +451,7 @@ void jitr_plan_release(struct jitr_plan *p)
 }
 
 static int override_parse(const struct jitr_template *t, const json_t *res, const char *prop,
-                          enum jitr_override *out, struct err *e)
+                          bool merge_ok, enum jitr_override *out, struct err *e)
 {
     json_t *o = json_object_get(json_object_get(res, "OverrideSettings"), prop);
     const char *s;
@@ -464,13 +464,13 @@ static int override_parse(const struct jitr_template *t, const json_t *res, cons
         *out = JITR_OVR_DO_NOTHING;
     } else if (strcmp(s, "REPLACE") == 0) {
         *out = JITR_OVR_REPLACE;
-    } else if (strcmp(s, "MERGE") == 0) {
+    } else if (strcmp(s, "MERGE") == 0 && merge_ok) {
         *out = JITR_OVR_MERGE;
     } else if (strcmp(s, "FAIL") == 0) {
         *out = JITR_OVR_FAIL;
     } else {
         return err_set(e, ERRC_INVALID, "%s: thing OverrideSettings.%s must be DO_NOTHING, "
-                       "REPLACE, MERGE or FAIL", t->origin, prop);
+                       "REPLACE%s or FAIL", t->origin, prop, merge_ok ? ", MERGE" : "");
     }
     return 0;
 }
@@ -555,7 +555,8 @@ static int plan_build(const struct jitr_template *t, const struct jitr_params *p
         }
         json_decref(list);
     }
-    if (override_parse(t, t->thing, "AttributePayload", &out->thing_override, e) != 0) {
+    if (override_parse(t, t->thing, "AttributePayload", true, &out->thing_override, e) != 0 ||
+        override_parse(t, t->thing, "ThingTypeName", false, &out->type_override, e) != 0) {
         goto fail;
     }
     if (t->cert != NULL) {

@@ -460,6 +460,10 @@ struct fake {
     const char *fail_op; /* AWS operation name to fail once */
     enum err_code fail_code;
     const char *fail_aws_code;
+    const char *fail_op2; /* and a second one */
+    enum err_code fail_code2;
+    const char *fail_aws_code2;
+    json_t *update_in; /* the last UpdateThing input */
     int audits;
     json_t *log;          /* the audit log: records with "seq" */
     json_t *audit_rec;    /* the pending append */
@@ -679,6 +683,7 @@ static void serve_aws(struct fake *f)
     json_t *out = json_object();
     const char *name = aws_iot_op_name(f->op);
     bool fail = f->fail_op && strcmp(f->fail_op, name) == 0;
+    bool fail2 = !fail && f->fail_op2 && strcmp(f->fail_op2, name) == 0;
     memset(&res, 0, sizeof(res));
     res.op = f->op;
     res.error_code = "";
@@ -691,6 +696,10 @@ static void serve_aws(struct fake *f)
     buf_addstr(&f->calls, name);
     if (f->op == AWS_IOT_UPDATE_CERTIFICATE) {
         buf_addf(&f->calls, ":%s", json_string_value(json_object_get(f->in, "newStatus")));
+    }
+    if (f->op == AWS_IOT_UPDATE_THING) {
+        json_decref(f->update_in);
+        f->update_in = json_incref(f->in);
     }
     if (f->op == AWS_IOT_DESCRIBE_CERTIFICATE) {
         json_t *pem = json_object_get(f->redis, "aws:pem");
@@ -705,6 +714,12 @@ static void serve_aws(struct fake *f)
         res.error_code = f->fail_aws_code;
         res.status = 400;
         err_set(&e, f->fail_code, "AWS IoT %s: %s", name, f->fail_aws_code);
+        f->acb(f->arg, &res, &e);
+    } else if (fail2) {
+        f->fail_op2 = NULL;
+        res.error_code = f->fail_aws_code2;
+        res.status = 400;
+        err_set(&e, f->fail_code2, "AWS IoT %s: %s", name, f->fail_aws_code2);
         f->acb(f->arg, &res, &e);
     } else {
         res.status = 200;
@@ -814,6 +829,7 @@ static void world_release(struct world *w)
 {
     json_decref(w->f.redis);
     json_decref(w->f.log);
+    json_decref(w->f.update_in);
     buf_release(&w->f.calls);
     ca_profiles_free(w->profiles);
     jitr_template_free(w->tpl);
@@ -1272,6 +1288,204 @@ out:
     return rc;
 }
 
+/* The template from AWS's JITP documentation, with its OverrideSettings.AttributePayload set to
+ * ovr (NULL: as published, MERGE) and ThingTypeName to type_ovr (NULL: REPLACE). */
+static struct jitr_template *doc_template(const char *ovr, const char *type_ovr, struct err *e)
+{
+    struct buf path = BUF_INIT, text = BUF_INIT, out = BUF_INIT;
+    struct jitr_template *t = NULL;
+    const char *a, *b;
+    buf_addf(&path, "%s/tests/unit/jitr/data/aws-jitp-doc-template.json",
+             getenv("JITRCA_SOURCE_DIR"));
+    if (file_read_all(path.data, 65536, &text, e) != 0) {
+        goto out;
+    }
+    a = strstr(text.data, "\"AttributePayload\" : \"MERGE\"");
+    b = strstr(text.data, "\"ThingTypeName\" : \"REPLACE\"");
+    if (a == NULL || b == NULL || b < a) {
+        err_set(e, ERRC_INVALID, "the documentation template changed");
+        goto out;
+    }
+    buf_add(&out, text.data, (size_t)(a - text.data));
+    buf_addf(&out, "\"AttributePayload\" : \"%s\"", ovr ? ovr : "MERGE");
+    a += strlen("\"AttributePayload\" : \"MERGE\"");
+    buf_add(&out, a, (size_t)(b - a));
+    buf_addf(&out, "\"ThingTypeName\" : \"%s\"", type_ovr ? type_ovr : "REPLACE");
+    b += strlen("\"ThingTypeName\" : \"REPLACE\"");
+    buf_addstr(&out, b);
+    t = jitr_template_parse(out.data, out.len, "aws-jitp-doc-template.json", "jitrca-device", e);
+out:
+    buf_release(&path);
+    buf_release(&text);
+    buf_release(&out);
+    return t;
+}
+
+/* A world provisioning with the documentation template; the thing exists with other
+ * attributes (CreateThing: ResourceAlreadyExistsException). */
+static int world_doc(struct world *w, const char *ovr, const char *type_ovr)
+{
+    struct err e = ERR_INIT;
+    if (world_init(w) != 0) {
+        return -1;
+    }
+    jitr_template_free(w->tpl);
+    w->tpl = doc_template(ovr, type_ovr, &e);
+    w->env.tpl = w->tpl;
+    w->f.fail_op = "CreateThing";
+    w->f.fail_code = ERRC_CONFLICT;
+    w->f.fail_aws_code = "ResourceAlreadyExistsException";
+    if (w->tpl == NULL) {
+        fprintf(stderr, "%s\n", e.msg);
+    }
+    return w->tpl ? 0 : -1;
+}
+
+#define DOC_CALLS_AFTER_UPDATE                                                                     \
+    "AttachPolicy AttachThingPrincipal AddThingToThingGroup AddThingToThingGroup "                 \
+    "UpdateCertificate:ACTIVE"
+
+/* OverrideSettings from AWS's documentation template: MERGE the attributes into the existing
+ * thing's, REPLACE its type: one UpdateThing. */
+static int test_flow_override_merge(void)
+{
+    int rc = 0;
+    struct world w;
+    struct buf tr = BUF_INIT;
+    json_t *ap;
+    CHECK_INT_EQ(world_doc(&w, NULL, NULL), 0);
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, NULL), JITR_OUT_ACTIVATED);
+    CHECK_STR_EQ(tr.data, "RECEIVED LOCK LOAD LOOKUP EVALUATE CREATE_THING UPDATE_THING PERSIST "
+                          "POLICY ATTACH_POLICY PERSIST ATTACH_PRINCIPAL PERSIST ADD_TO_GROUP "
+                          "PERSIST ACTIVATE PERSIST RECORD PERSIST UNLOCK FINISHED");
+    CHECK_STR_EQ(w.f.calls.data, "CreateThing UpdateThing " DOC_CALLS_AFTER_UPDATE);
+    CHECK(w.f.update_in != NULL);
+    CHECK_STR_EQ(json_string_value(json_object_get(w.f.update_in, "thingName")), "dev-0001");
+    CHECK_STR_EQ(json_string_value(json_object_get(w.f.update_in, "thingTypeName")),
+                 "lightBulb-versionA");
+    ap = json_object_get(w.f.update_in, "attributePayload");
+    CHECK(json_is_true(json_object_get(ap, "merge")));
+    CHECK_STR_EQ(json_string_value(json_object_get(json_object_get(ap, "attributes"), "version")),
+                 "v1");
+    CHECK_STR_EQ(json_string_value(
+                     json_object_get(json_object_get(ap, "attributes"), "serialNumber")),
+                 "SN-42");
+    CHECK_INT_EQ(json_object_size(json_object_get(ap, "attributes")), 2);
+out:
+    buf_release(&tr);
+    world_release(&w);
+    return rc;
+}
+
+/* REPLACE: the template's attributes become the thing's (merge false); ThingTypeName
+ * DO_NOTHING leaves the type. */
+static int test_flow_override_replace(void)
+{
+    int rc = 0;
+    struct world w;
+    struct buf tr = BUF_INIT;
+    json_t *ap;
+    CHECK_INT_EQ(world_doc(&w, "REPLACE", "DO_NOTHING"), 0);
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, NULL), JITR_OUT_ACTIVATED);
+    CHECK_STR_EQ(w.f.calls.data, "CreateThing UpdateThing " DOC_CALLS_AFTER_UPDATE);
+    ap = json_object_get(w.f.update_in, "attributePayload");
+    CHECK(json_is_false(json_object_get(ap, "merge")));
+    CHECK_INT_EQ(json_object_size(json_object_get(ap, "attributes")), 2);
+    CHECK(json_object_get(w.f.update_in, "thingTypeName") == NULL);
+out:
+    buf_release(&tr);
+    world_release(&w);
+    return rc;
+}
+
+/* DO_NOTHING keeps the thing as it is; FAIL (either setting) and thing_conflict "fail" send the
+ * device to the dead letters; an unknown thing needs no update. */
+static int test_flow_override_keep_fail(void)
+{
+    int rc = 0;
+    struct world w;
+    struct buf tr = BUF_INIT;
+    struct err why = ERR_INIT;
+    CHECK_INT_EQ(world_doc(&w, "DO_NOTHING", "DO_NOTHING"), 0);
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, NULL), JITR_OUT_ACTIVATED);
+    CHECK_STR_EQ(w.f.calls.data, "CreateThing " DOC_CALLS_AFTER_UPDATE);
+    world_release(&w);
+    CHECK_INT_EQ(world_doc(&w, "FAIL", NULL), 0);
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, &why), JITR_OUT_DEAD);
+    CHECK_STR_CONTAINS(why.msg, "CreateThing");
+    CHECK_STR_EQ(w.f.calls.data, "CreateThing");
+    CHECK_STR_EQ(dev_state(&w, w.dev_id, "state"), "DEAD");
+    world_release(&w);
+    CHECK_INT_EQ(world_doc(&w, "MERGE", "FAIL"), 0);
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, NULL), JITR_OUT_DEAD);
+    world_release(&w);
+    CHECK_INT_EQ(world_doc(&w, NULL, NULL), 0);
+    w.env.thing_conflict_fail = true; /* jitrd's setting wins over the template */
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, NULL), JITR_OUT_DEAD);
+    CHECK(w.f.update_in == NULL);
+    world_release(&w);
+    /* a new thing: created as the template says, nothing to update */
+    CHECK_INT_EQ(world_doc(&w, NULL, NULL), 0);
+    w.f.fail_op = NULL;
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, NULL), JITR_OUT_ACTIVATED);
+    CHECK_STR_EQ(w.f.calls.data, "CreateThing " DOC_CALLS_AFTER_UPDATE);
+out:
+    buf_release(&tr);
+    world_release(&w);
+    return rc;
+}
+
+/* UpdateThing throttled: retried from UPDATE_THING (no second CreateThing); refused (the thing
+ * type does not exist): a dead letter naming UpdateThing. */
+static int test_flow_override_update_fails(void)
+{
+    int rc = 0;
+    struct world w;
+    struct buf tr = BUF_INIT;
+    struct err why = ERR_INIT;
+    CHECK_INT_EQ(world_doc(&w, NULL, NULL), 0);
+    w.f.fail_op2 = "UpdateThing";
+    w.f.fail_code2 = ERRC_UNAVAILABLE;
+    w.f.fail_aws_code2 = "ThrottlingException";
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, &why), JITR_OUT_RETRY);
+    CHECK_STR_CONTAINS(why.msg, "UpdateThing");
+    CHECK_STR_EQ(dev_state(&w, w.dev_id, "state"), "UPDATE_THING");
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, NULL), JITR_OUT_ACTIVATED);
+    CHECK_STR_EQ(w.f.calls.data, "UpdateThing " DOC_CALLS_AFTER_UPDATE);
+    world_release(&w);
+    CHECK_INT_EQ(world_doc(&w, NULL, NULL), 0);
+    w.f.fail_op2 = "UpdateThing";
+    w.f.fail_code2 = ERRC_NOT_FOUND;
+    w.f.fail_aws_code2 = "ResourceNotFoundException";
+    err_clear(&why);
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, &why), JITR_OUT_DEAD);
+    CHECK_STR_CONTAINS(why.msg, "UpdateThing: AWS IoT UpdateThing: ResourceNotFoundException");
+    CHECK_STR_EQ(dev_state(&w, w.dev_id, "state"), "DEAD");
+out:
+    buf_release(&tr);
+    world_release(&w);
+    return rc;
+}
+
+/* OverrideSettings values the template parser refuses, with the message. */
+static int test_template_override_bad(void)
+{
+    int rc = 0;
+    struct err e = ERR_INIT;
+    struct jitr_template *t = doc_template("SOMETIMES", NULL, &e);
+    CHECK(t == NULL);
+    CHECK_STR_CONTAINS(e.msg, "aws-jitp-doc-template.json: thing OverrideSettings."
+                              "AttributePayload must be DO_NOTHING, REPLACE, MERGE or FAIL");
+    err_clear(&e);
+    t = doc_template(NULL, "MERGE", &e);
+    CHECK(t == NULL);
+    CHECK_STR_CONTAINS(e.msg, "thing OverrideSettings.ThingTypeName must be DO_NOTHING, "
+                              "REPLACE or FAIL");
+out:
+    jitr_template_free(t);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     static const struct tt_case cases[] = {
@@ -1297,6 +1511,11 @@ int main(int argc, char **argv)
         { "flow_audit_crash_before_append", test_flow_audit_crash_before_append },
         { "flow_audit_crash_after_append", test_flow_audit_crash_after_append },
         { "flow_audit_crash_reject", test_flow_audit_crash_reject },
+        { "flow_override_merge", test_flow_override_merge },
+        { "flow_override_replace", test_flow_override_replace },
+        { "flow_override_keep_fail", test_flow_override_keep_fail },
+        { "flow_override_update_fails", test_flow_override_update_fails },
+        { "template_override_bad", test_template_override_bad },
     };
     return tt_main(argc, argv, cases, ARRAY_LEN(cases));
 }
