@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "audit/audit.h"
+#include "aws/sqs.h"
 #include "ca/authority.h"
 #include "ca/profile.h"
 #include "core/conf.h"
@@ -122,6 +123,14 @@ int jitr_cfg_from_conf(const struct conf *conf, struct jitr_cfg *c, struct err *
     if (c->secret_header[0] == '\0') {
         err_set(e, ERRC_INVALID, "%s: jitr.secret_header must not be empty", file);
         goto fail;
+    }
+    if (c->sqs_queue_url[0] != '\0') {
+        struct aws_sqs_queue q;
+        if (aws_sqs_queue_parse(c->sqs_queue_url, "us-east-1", &q, e) != 0) {
+            err_prefix(e, "%s: jitr.sqs_queue_url", file);
+            goto fail;
+        }
+        aws_sqs_queue_release(&q);
     }
     return 0;
 fail:

@@ -24,6 +24,10 @@ bad_jitr "key 'jitr.max_in_flight' must be between 1 and 10000, not 0" '{"max_in
 bad_jitr "jitr.backoff_max_ms must be below jitr.claim_idle_ms" '{"backoff_max_ms": 5000}'
 bad_jitr "jitr.tls_cert_file and jitr.tls_key_file go together" '{"tls_cert_file": "/x.pem"}'
 bad_jitr "JITR needs an intake" '{"listen": ""}'
+bad_jitr "jitr.sqs_queue_url" '{"sqs_queue_url": "ftp://sqs.us-east-1.amazonaws.com/123456789012/q"}'
+jq '.jitr.sqs_queue_url = "https://sqs.eu-west-1.amazonaws.com/123456789012/jitr-events"' "$CFG" >"$T/sqs.json"
+ok "$JITRD" --check-config --config "$T/sqs.json"
+grep -q "SQS https://sqs.eu-west-1.amazonaws.com/123456789012/jitr-events" "$T/out" && pass || fail "check-config names the SQS queue"
 jq --arg t "$T/none.json" '.jitr.template = $t' "$CFG" >"$T/bad.json"
 expect_fail 4 "$T/none.json" "$JITRD" --check-config --config "$T/bad.json"
 jq '.jitr = 5' "$CFG" >"$T/bad.json"
