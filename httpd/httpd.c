@@ -1,49 +1,41 @@
 /*
- * httpd.h on non-blocking sockets, OpenSSL SSL objects and three plain libevent
- * events per connection; the request head is parsed by parse.c.
+ * httpd.h on non-blocking sockets, OpenSSL SSL objects and three plain libevent events per
+ * connection; the request head is parsed by parse.c.
  *
- * Syscalls: the read event is persistent and level-triggered, added once per
- * connection; the write event is added only when a write would block (and
- * removed when the output drained), so a request/response exchange costs no
- * epoll_ctl. Reads go through an SSL with read_ahead on: one read(2) pulls in
- * every record the socket holds; a pass stops after a short read with no record
- * data left in the SSL (more would wake the level-triggered event again). A
- * reply is built whole (status line, headers, body) in the connection's output
- * buffer and written with one SSL_write: one TLS record and one write(2) for
- * replies up to 16 KiB. Pipelined requests are parsed one at a time, each only
- * after the previous reply was queued; replies queued in one pass go out in one
+ * Syscalls: the read event is persistent and level-triggered, added once per connection; the write
+ * event is added only when a write would block (and removed when the output drained), so a
+ * request/response exchange costs no epoll_ctl. Reads go through an SSL with read_ahead on: one
+ * read(2) pulls in every record the socket holds; a pass stops after a short read with no record
+ * data left in the SSL (more would wake the level-triggered event again). A reply is built whole
+ * (status line, headers, body) in the connection's output buffer and written with one SSL_write:
+ * one TLS record and one write(2) for replies up to 16 KiB. Pipelined requests are parsed one at a
+ * time, each only after the previous reply was queued; replies queued in one pass go out in one
  * write.
  *
- * Connections: struct hconn owns the socket, the SSL, the input buffer (grown
- * up to the head cap + max_body + 4 KiB, then reading pauses until the request
- * in flight is answered) and the output buffer. A dispatched request takes its
- * own copy of its bytes and a reference to the SSL, so it stays valid when the
- * connection closes under it (the hconn then clears r->conn and the reply is
- * dropped). Replies made from inside a handler called by the connection's own
- * processing only queue; the processing flushes once it is done (no re-entry,
- * no free under our feet).
+ * Connections: struct hconn owns the socket, the SSL, the input buffer (grown up to the head cap +
+ * max_body + 4 KiB, then reading pauses until the request in flight is answered) and the output
+ * buffer. A dispatched request takes its own copy of its bytes and a reference to the SSL, so it
+ * stays valid when the connection closes under it (the hconn then clears r->conn and the reply is
+ * dropped). Replies made from inside a handler called by the connection's own processing only
+ * queue; the processing flushes once it is done (no re-entry, no free under our feet).
  *
- * Deadlines (one timer per connection): a request must arrive whole within
- * request_timeout of the connection's start or of the previous response having
- * been sent (a client dribbling a header is cut off); a silent keep-alive
- * connection is closed at the same deadline, or after idle_timeout when that is
- * shorter. The timer stops while a request is with its handler. A reply the
- * client does not read within idle_timeout closes the connection. On the
- * deadline a partial request gets a 408 JSON reply (one write attempt) and the
- * connection is closed.
+ * Deadlines (one timer per connection): a request must arrive whole within request_timeout of the
+ * connection's start or of the previous response having been sent (a client dribbling a header is
+ * cut off); a silent keep-alive connection is closed at the same deadline, or after idle_timeout
+ * when that is shorter. The timer stops while a request is with its handler. A reply the client
+ * does not read within idle_timeout closes the connection. On the deadline a partial request gets a
+ * 408 JSON reply (one write attempt) and the connection is closed.
  *
- * Errors the stream cannot continue after (parse.h: 400, 411, 413, 417, 431,
- * 501, 505) are answered in JSON with Connection: close; then the server sends
- * close_notify, shuts its side down and reads and discards what the client
- * still sends for up to LINGER_SECONDS, so the client sees the answer instead
- * of a reset (a body above max_body is refused as soon as its Content-Length is
- * read, and Expect: 100-continue gets the 413 instead of 100 Continue). Chunked
- * request bodies are refused with 411 (stations send Content-Length).
+ * Errors the stream cannot continue after (parse.h: 400, 411, 413, 417, 431, 501, 505) are answered
+ * in JSON with Connection: close; then the server sends close_notify, shuts its side down and reads
+ * and discards what the client still sends for up to LINGER_SECONDS, so the client sees the answer
+ * instead of a reset (a body above max_body is refused as soon as its Content-Length is read, and
+ * Expect: 100-continue gets the 413 instead of 100 Continue). Chunked request bodies are refused
+ * with 411 (stations send Content-Length).
  *
- * TLS: session resumption is off (no cache, no tickets) so every connection
- * presents and verifies its client certificate afresh. Without an SSL_CTX
- * (ssl_ctx NULL or returning NULL) the connection is plain HTTP and has no
- * client certificate.
+ * TLS: session resumption is off (no cache, no tickets) so every connection presents and verifies
+ * its client certificate afresh. Without an SSL_CTX (ssl_ctx NULL or returning NULL) the connection
+ * is plain HTTP and has no client certificate.
  */
 #include "httpd/httpd.h"
 
@@ -210,8 +202,7 @@ static void conn_arm(struct hconn *c, int seconds)
     event_add(c->timer, &tv);
 }
 
-/* The deadline for the next request (from now: the connection's start or a
- * response sent). */
+/* The deadline for the next request (from now: the connection's start or a response sent). */
 static void conn_arm_request(struct hconn *c)
 {
     int t = c->h->o.request_timeout;
@@ -252,9 +243,8 @@ static void conn_close(struct hconn *c)
     }
 }
 
-/* After a Connection: close reply: close_notify, FIN, and discard what the
- * client still sends until it closes or LINGER_SECONDS pass. Frees c when the
- * client already finished. */
+/* After a Connection: close reply: close_notify, FIN, and discard what the client still sends until
+ * it closes or LINGER_SECONDS pass. Frees c when the client already finished. */
 static void conn_linger(struct hconn *c)
 {
     if (c->eof) {
@@ -311,7 +301,10 @@ static bool conn_flush(struct hconn *c)
                 return true;
             }
             if (err == SSL_ERROR_WANT_READ) {
-                return true; /* the read event retries */
+                /* renegotiation is off, so hardly ever: the read event retries, the timer ends a
+                 * connection stuck here */
+                conn_arm(c, c->h->o.idle_timeout);
+                return true;
             }
             log_debug("a client went away before its reply was sent");
             conn_close(c);
@@ -354,8 +347,7 @@ static bool conn_flush(struct hconn *c)
     return true;
 }
 
-/* One reading pass. -1: the connection is dead (closed here); 0 otherwise
- * (c->eof on EOF). */
+/* One reading pass. -1: the connection is dead (closed here); 0 otherwise (c->eof on EOF). */
 static int conn_read(struct hconn *c)
 {
     for (;;) {
@@ -516,8 +508,7 @@ static void route(struct httpd_req *r)
     buf_release(&allow);
 }
 
-/* The request in c->in[0..need) is whole: take it out of the buffer and hand it
- * over. */
+/* The request in c->in[0..need) is whole: take it out of the buffer and hand it over. */
 static void dispatch(struct hconn *c, size_t need)
 {
     const struct hp_req *hr = &c->hr;
@@ -742,8 +733,7 @@ static void conn_new(struct httpd *h, int fd)
     h->conns = c;
     h->nconns++;
     conn_set_read(c, true);
-    /* the request deadline, not the idle one, covers the handshake and the first
-     * request */
+    /* the request deadline, not the idle one, covers the handshake and the first request */
     conn_arm(c, h->o.request_timeout);
 }
 
@@ -808,8 +798,7 @@ static int listen_on(struct httpd *h, const char *addr, struct err *e)
     if (bind(h->lfd, (struct sockaddr *)&ss, (socklen_t)sslen) != 0 || listen(h->lfd, 1024) != 0) {
         return err_errno(e, ERRC_UNAVAILABLE, "cannot listen on %s", addr);
     }
-    /* accepted sockets inherit it on Linux: replies go out without waiting for an
-     * ACK */
+    /* accepted sockets inherit it on Linux: replies go out without waiting for an ACK */
     if (setsockopt(h->lfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0) {
         log_warn("cannot set TCP_NODELAY on %s", addr);
     }

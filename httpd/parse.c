@@ -1,15 +1,12 @@
 /*
- * The HTTP/1.1 request-head parser of parse.h (RFC 9112 §2-§6, the server
- * side).
+ * The HTTP/1.1 request-head parser of parse.h (RFC 9112 §2-§6, the server side).
  *
- * Two passes over a head: while it is incomplete only the end of the head is
- * looked for (memchr for '\n' from where the last call stopped, so a head
- * dribbled byte by byte costs linear time) and the request line is checked as
- * soon as it is whole; once the empty line is there, every field line is
- * checked and the few fields the server acts on (Content-Length,
- * Transfer-Encoding, Connection, Expect) are interpreted. Leading empty lines
- * are skipped (RFC 9112 §2.2: clients may send a CRLF after a body). The parser
- * never writes to the buffer.
+ * Two passes over a head: while it is incomplete only the end of the head is looked for (memchr for
+ * '\n' from where the last call stopped, so a head dribbled byte by byte costs linear time) and the
+ * request line is checked as soon as it is whole; once the empty line is there, every field line is
+ * checked and the few fields the server acts on (Content-Length, Transfer-Encoding, Connection,
+ * Expect) are interpreted. Leading empty lines are skipped (RFC 9112 §2.2: clients may send a CRLF
+ * after a body). The parser never writes to the buffer.
  */
 #include "httpd/parse.h"
 

@@ -1,24 +1,20 @@
 /*
- * httpd's HTTP/1.1 request parser (internal to httpd/; unit-tested and fuzzed
- * on its own). Pure: no I/O, no allocation. It reads the bytes a connection has
- * buffered so far and says whether they hold a whole request head, need more,
- * or can never become a valid request.
+ * httpd's HTTP/1.1 request parser (internal to httpd/; unit-tested and fuzzed on its own). Pure: no
+ * I/O, no allocation. It reads the bytes a connection has buffered so far and says whether they
+ * hold a whole request head, need more, or can never become a valid request.
  *
- * Contract: hp_parse() is called with the connection's buffer (which only grows
- * between calls for one request) and the same *scan; *scan starts at 0 and lets
- * the search for the end of the head resume where it stopped. A malformed
- * request line is reported as soon as its line is complete, an oversized head
- * as soon as HP_MAX_HEAD bytes hold no empty line. On HP_DONE the head is
- * hr->head_len bytes (leading empty lines included) and the body is the next
- * hr->content_length bytes; spans are offsets into the buffer. On HP_ERROR
- * hr->status, hr->code and hr->message say what to answer (static strings); the
- * stream cannot continue.
+ * Contract: hp_parse() is called with the connection's buffer (which only grows between calls for
+ * one request) and the same *scan; *scan starts at 0 and lets the search for the end of the head
+ * resume where it stopped. A malformed request line is reported as soon as its line is complete, an
+ * oversized head as soon as HP_MAX_HEAD bytes hold no empty line. On HP_DONE the head is
+ * hr->head_len bytes (leading empty lines included) and the body is the next hr->content_length
+ * bytes; spans are offsets into the buffer. On HP_ERROR hr->status, hr->code and hr->message say
+ * what to answer (static strings); the stream cannot continue.
  *
- * Accepted: origin-form targets ("/..."), HTTP/1.0 and HTTP/1.1, CRLF or bare
- * LF line ends, up to HP_MAX_HEADERS header fields, Content-Length bodies up to
- * lim->max_body. Refused: chunked or any other Transfer-Encoding (411, "send
- * Content-Length"), obsolete line folding, whitespace before a header's colon,
- * control characters, conflicting Content-Length values.
+ * Accepted: origin-form targets ("/..."), HTTP/1.0 and HTTP/1.1, CRLF or bare LF line ends, up to
+ * HP_MAX_HEADERS header fields, Content-Length bodies up to lim->max_body. Refused: chunked or any
+ * other Transfer-Encoding (411, "send Content-Length"), obsolete line folding, whitespace before a
+ * header's colon, control characters, conflicting Content-Length values.
  */
 #ifndef HTTPD_PARSE_H
 #define HTTPD_PARSE_H
@@ -70,12 +66,11 @@ struct hp_limits {
 enum hp_result hp_parse(const char *buf, size_t len, const struct hp_limits *lim, size_t *scan,
                         struct hp_req *hr);
 
-/* Case-insensitive lookup of a header's value span; NULL when absent (the first
- * of several). */
+/* Case-insensitive lookup of a header's value span; NULL when absent (the first of several). */
 const struct hp_header *hp_header_find(const char *buf, const struct hp_req *hr, const char *name);
 
-/* Percent-decodes s[0..len) in place ('+' becomes a space when plus); returns
- * the new length. A '%' not followed by two hex digits is kept as is. */
+/* Percent-decodes s[0..len) in place ('+' becomes a space when plus); returns the new length. A '%'
+ * not followed by two hex digits is kept as is. */
 size_t hp_pct_decode(char *s, size_t len, bool plus);
 
 #endif

@@ -1,9 +1,8 @@
 /*
- * httpd: the request parser (httpd/parse.c) on good and bad heads, fed whole
- * and split at every byte boundary, pipelined, at its limits; then the server
- * itself over plain HTTP on loopback (real sockets, the real event loop):
- * keep-alive, pipelining, JSON errors with Connection: close, Expect:
- * 100-continue, Allow on 405, a reply after the client went away.
+ * httpd: the request parser (httpd/parse.c) on good and bad heads, fed whole and split at every
+ * byte boundary, pipelined, at its limits; then the server itself over plain HTTP on loopback (real
+ * sockets, the real event loop): keep-alive, pipelining, JSON errors with Connection: close,
+ * Expect: 100-continue, Allow on 405, a reply after the client went away.
  */
 #include <errno.h>
 #include <event2/event.h>
@@ -95,8 +94,8 @@ out:
     return rc;
 }
 
-/* Fed one byte more at a time (same scan): HP_MORE until exactly the head's
- * end, then HP_DONE with the same result as the whole. */
+/* Fed one byte more at a time (same scan): HP_MORE until exactly the head's end, then HP_DONE with
+ * the same result as the whole. */
 static int test_split_every_byte(void)
 {
     int rc = 0;
@@ -185,8 +184,7 @@ static int test_bad(void)
 {
     int rc = 0;
     static const struct bad_case v[] = {
-        /* the request line is judged as soon as it is whole: no empty line needed
-         */
+        /* the request line is judged as soon as it is whole: no empty line needed / */
         { "GARBAGE\r\n", 400, "bad_request", "malformed request line" },
         { "GET /x\r\n", 400, "bad_request", "malformed request line" },
         { " GET /x HTTP/1.1\r\n", 400, "bad_request", "malformed request line" },
@@ -315,8 +313,7 @@ out:
     return rc;
 }
 
-/* --- the server over plain HTTP
- * ------------------------------------------------------------ */
+/* --- the server over plain HTTP ------------------------------------------------------------ */
 
 static struct httpd_req *parked;
 
@@ -460,9 +457,8 @@ static size_t count(const char *hay, const char *needle)
     return n;
 }
 
-/* Runs the server's loop and reads from fd until `want` status lines arrived
- * (and their bodies: a short grace period), EOF, or ms passed. *eof says
- * whether the server closed. */
+/* Runs the server's loop and reads from fd until `want` status lines arrived (and their bodies: a
+ * short grace period), EOF, or ms passed. *eof says whether the server closed. */
 static void cli_recv(struct srv *s, int fd, struct buf *out, size_t want, int ms, bool *eof)
 {
     int64_t end = time_mono_ns() + (int64_t)ms * 1000000;
@@ -504,8 +500,7 @@ static int test_server(void)
                         "GET /echo HTTP/1.1\r\nX-Test: three\r\n\r\n";
     CHECK_INT_EQ(srv_start(&s, 5), 0);
 
-    /* keep-alive and pipelining: three requests in one send, three replies in
-     * order */
+    /* keep-alive and pipelining: three requests in one send, three replies in order */
     fd = cli_connect(&s);
     CHECK(fd >= 0);
     cli_send(fd, three, strlen(three));
@@ -546,8 +541,7 @@ static int test_server(void)
     CHECK_STR_CONTAINS(in.data, "HTTP/1.1 200 OK\r\n");
     CHECK_STR_CONTAINS(in.data, "|body");
 
-    /* a body above max_body: 413 JSON at once (no 100 Continue), then the server
-     * closes */
+    /* a body above max_body: 413 JSON at once (no 100 Continue), then the server closes */
     buf_reset(&in);
     cli_sends(fd, "POST /echo HTTP/1.1\r\nExpect: "
                   "100-continue\r\nContent-Length: 1001\r\n\r\n");
@@ -640,8 +634,7 @@ static int test_server(void)
         event_base_loop(s.base, EVLOOP_NONBLOCK);
         usleep(5000);
     }
-    /* a plain client's EOF may be a half-close: the connection waits for the
-     * reply */
+    /* a plain client's EOF may be a half-close: the connection waits for the reply */
     CHECK_STR_EQ(httpd_req_query(parked, "q"), "kept");
     CHECK_STR_EQ(httpd_req_header(parked, "X-TEST"), "still here");
     before = s.ndone;
@@ -656,8 +649,8 @@ static int test_server(void)
     }
     CHECK_INT_EQ(httpd_connections(s.h), 0);
 
-    /* a connection closed by the server under a parked request (httpd_free, or a
-     * reset): the reply is dropped quietly */
+    /* a connection closed by the server under a parked request (httpd_free, or a reset): the reply
+     * is dropped quietly */
     fd = cli_connect(&s);
     CHECK(fd >= 0);
     cli_sends(fd, "GET /park HTTP/1.1\r\n\r\n");
@@ -691,8 +684,7 @@ out:
     return rc;
 }
 
-/* request_timeout: a partial request gets 408 and the connection closes; an
- * idle one closes. */
+/* request_timeout: a partial request gets 408 and the connection closes; an idle one closes. */
 static int test_server_deadline(void)
 {
     int rc = 0, fd = -1, fd2 = -1;
