@@ -398,6 +398,10 @@ static int audit_find(const char *path, const char *type, const char *cert, uint
             while (p > 0 && win[p - 1] != '\n') {
                 p--;
             }
+            if (p == 0) { /* no newline in this window: look further back */
+                end = wstart;
+                continue;
+            }
             tail = false;
         }
         while (p > 0) {

@@ -282,6 +282,20 @@ static int test_check(void)
     CHECK(i >= 0);
     CHECK(d.found[i]);
     CHECK_INT_EQ(d.seq[i], nmany + 2); /* the newest */
+    /* ... even when that partial line is longer than a read window */
+    {
+        char *junk = xmalloc(3u << 20);
+        memset(junk, 'x', 3u << 20);
+        fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+        CHECK(fd >= 0);
+        CHECK_INT_EQ(write(fd, junk, 3u << 20), (ssize_t)(3u << 20));
+        close(fd);
+        xfree(junk);
+    }
+    i = append_one(q, &d, "jitr_activate", CERT_C, true, 0);
+    CHECK(i >= 0);
+    CHECK(d.found[i]);
+    CHECK_INT_EQ(d.seq[i], nmany + 2);
     /* a new writer's mark is the log's last seq */
     q2 = jitr_auditq_new(d.base, log, path, &e);
     CHECK(q2 != NULL);
