@@ -1188,16 +1188,14 @@ int aws_iot_describe_thing(struct aws_iot *c, const char *thing, aws_iot_cb *cb,
 }
 
 int aws_iot_update_thing(struct aws_iot *c, const char *thing, const char *thing_type,
-                         json_t *attributes, bool merge, aws_iot_cb *cb, void *arg,
-                         struct err *e)
+                         json_t *attributes, bool merge, aws_iot_cb *cb, void *arg, struct err *e)
 {
     json_t *in = obj_str("thingName", thing);
     if (in != NULL) {
         set_str(in, "thingTypeName", thing_type);
         if (attributes != NULL) {
             json_object_set_new(in, "attributePayload",
-                                json_pack("{s:O, s:b}", "attributes", attributes, "merge",
-                                          merge));
+                                json_pack("{s:O, s:b}", "attributes", attributes, "merge", merge));
         }
     }
     return call_new(c, AWS_IOT_UPDATE_THING, in, cb, arg, e);

@@ -379,7 +379,8 @@ static int audit_find(const char *path, const char *type, const char *cert, uint
     *found = false;
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        return errno == ENOENT ? 0 : err_errno(e, ERRC_UNAVAILABLE, "cannot open audit log '%s'", path);
+        return errno == ENOENT ? 0
+                               : err_errno(e, ERRC_UNAVAILABLE, "cannot open audit log '%s'", path);
     }
     if (fstat(fd, &st) != 0) {
         err_errno(e, ERRC_UNAVAILABLE, "cannot stat audit log '%s'", path);

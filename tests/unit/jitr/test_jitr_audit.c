@@ -251,8 +251,8 @@ static int test_check(void)
     pad[sizeof(pad) - 1] = '\0';
     many = xcalloc(nmany, sizeof(*many));
     for (size_t k = 0; k < nmany; k++) {
-        many[k] = json_pack("{s:s, s:s, s:s}", "type", "issue", "certificate_id", CERT_C, "pad",
-                            pad);
+        many[k] =
+            json_pack("{s:s, s:s, s:s}", "type", "issue", "certificate_id", CERT_C, "pad", pad);
     }
     CHECK_OK(audit_append(other, many, nmany, NULL, &e), &e);
     /* found: its seq, nothing appended */

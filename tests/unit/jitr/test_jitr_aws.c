@@ -59,9 +59,9 @@ static int test_update_thing(void)
     CHECK_INT_EQ(plan.thing_override, JITR_OVR_MERGE);
     CHECK_INT_EQ(plan.type_override, JITR_OVR_REPLACE);
     CHECK_STR_EQ(plan.thing_type, "lightBulb-versionA");
-    CHECK_OK(SYNC(aws_iot_create_thing(c, plan.thing_name, NULL, old, NULL, aws_iot_sync_cb, &s,
-                                       &e)),
-             &e);
+    CHECK_OK(
+        SYNC(aws_iot_create_thing(c, plan.thing_name, NULL, old, NULL, aws_iot_sync_cb, &s, &e)),
+        &e);
     CHECK(SYNC(aws_iot_create_thing(c, plan.thing_name, NULL, plan.attributes, NULL,
                                     aws_iot_sync_cb, &s, &e)) != 0);
     CHECK_STR_EQ(s.code, "ResourceAlreadyExistsException");
@@ -74,9 +74,9 @@ static int test_update_thing(void)
     CHECK_STR_EQ(attr(s.out, "serialNumber"), "SN-42");
     CHECK_STR_EQ(attr(s.out, "owner"), "factory-7");
     /* an empty value removes that attribute */
-    CHECK_OK(SYNC(aws_iot_update_thing(c, plan.thing_name, NULL, drop, true, aws_iot_sync_cb, &s,
-                                       &e)),
-             &e);
+    CHECK_OK(
+        SYNC(aws_iot_update_thing(c, plan.thing_name, NULL, drop, true, aws_iot_sync_cb, &s, &e)),
+        &e);
     CHECK_OK(SYNC(aws_iot_describe_thing(c, plan.thing_name, aws_iot_sync_cb, &s, &e)), &e);
     CHECK_STR_EQ(attr(s.out, "serialNumber"), "(absent)");
     CHECK_STR_EQ(attr(s.out, "owner"), "factory-7");
@@ -113,8 +113,8 @@ static int test_update_thing(void)
                                     &s, &e)) != 0);
     CHECK_STR_EQ(s.code, "ResourceNotFoundException");
     CHECK_INT_EQ(e.code, ERRC_NOT_FOUND);
-    CHECK(SYNC(aws_iot_update_thing(c, "bad name", NULL, plan.attributes, true, aws_iot_sync_cb,
-                                    &s, &e)) != 0);
+    CHECK(SYNC(aws_iot_update_thing(c, "bad name", NULL, plan.attributes, true, aws_iot_sync_cb, &s,
+                                    &e)) != 0);
     CHECK_STR_EQ(s.code, "InvalidRequestException");
     CHECK_INT_EQ(e.code, ERRC_INVALID);
 out:
