@@ -34,7 +34,7 @@ config() { # config WORKERS
   cat >"$tmp/jitrd.json" <<EOC
 {"default_ca": "devices", "station_ca": "stations", "stations_file": "$tmp/stations.json",
  "tls_cert_file": "$tmp/srv.pem", "tls_key_file": "$tmp/srv.key", "listen": "127.0.0.1:$port",
- "workers": $1, "worker_threads": ${THREADS:-4}, "log_level": "warn"}
+ "workers": $1, ${THREADS:+"worker_threads": $THREADS,} "log_level": "warn"}
 EOC
 }
 config 1

@@ -71,7 +71,9 @@ static const struct conf_key conf_keys[] = {
     STR(listen, "127.0.0.1:8443", NULL,
         "jitrd: HOST:PORT of the mutual-TLS signing listener (SO_REUSEPORT in every worker)."),
     INT(workers, 0, 0, 256, "jitrd: worker processes; 0 means one per core."),
-    INT(worker_threads, 2, 1, 64, "jitrd: signing threads per worker (signer, Redis, audit)."),
+    INT(worker_threads, 1, 1, 64,
+        "jitrd: signing threads per worker (signer, Redis, audit); one per worker process is the "
+        "most efficient (bench/sign_http.sh), more help when the CA key is slow (an HSM)."),
     STR(tls_cert_file, "", NULL, "jitrd: server certificate, PEM, followed by its chain."),
     STR(tls_key_file, "", NULL,
         "jitrd: server private key, PEM, unencrypted, not group- or world-accessible."),
