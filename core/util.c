@@ -227,6 +227,15 @@ void json_quote(struct buf *out, const char *s, size_t len)
     buf_addch(out, '"');
     for (size_t i = 0; i < len;) {
         unsigned char c = p[i];
+        size_t j = i;
+        while (j < len && p[j] >= 0x20 && p[j] < 0x7f && p[j] != '"' && p[j] != '\\') {
+            j++;
+        }
+        if (j > i) { /* a run that needs no escape: one copy (replies carry whole PEMs) */
+            buf_add(out, p + i, j - i);
+            i = j;
+            continue;
+        }
         if (c == '"' || c == '\\') {
             buf_addch(out, '\\');
             buf_addch(out, (char)c);

@@ -519,6 +519,42 @@ static json_t *issued_json(const struct snap *s, size_t ca, const struct issuanc
     return v;
 }
 
+static void json_str(struct buf *b, const char *v)
+{
+    json_quote(b, v, strlen(v));
+}
+
+/* The 201 of one issuance, written directly (the hot path: Jansson's generic dump of the two PEM
+ * strings cost 5 % of jitrd's CPU); the same members, order and bytes as issued_json. */
+static void issued_reply(struct job *j, const struct issuance_item *it)
+{
+    const struct snap *s = j->snap;
+    size_t ca = j->ca_of[0];
+    struct buf pem = BUF_INIT;
+    struct buf *b = &j->body;
+    ca_der_to_pem(&pem, it->cert.der, it->cert.der_len);
+    j->status = 201;
+    snprintf(j->ctype, sizeof(j->ctype), "application/json");
+    buf_reset(b);
+    buf_reserve(b, 2 * pem.len + s->cas[ca].chain_pem.len + 256);
+    buf_addstr(b, "{\"certificate\":");
+    json_str(b, buf_cstr(&pem));
+    buf_addstr(b, ",\"chain\":");
+    json_str(b, buf_cstr((struct buf *)(uintptr_t)&s->cas[ca].chain_pem));
+    buf_addstr(b, ",\"serial\":");
+    json_str(b, it->cert.serial_hex);
+    buf_addstr(b, ",\"certificateId\":");
+    json_str(b, it->cert.fingerprint);
+    buf_addstr(b, ",\"notAfter\":");
+    json_str(b, it->not_after);
+    buf_addstr(b, ",\"ca\":");
+    json_str(b, s->cas[ca].name);
+    buf_addstr(b, ",\"profile\":");
+    json_str(b, it->profile);
+    buf_addstr(b, "}\n");
+    buf_release(&pem);
+}
+
 /* The reply of a signing request from its results. */
 static void sign_reply(struct job *j)
 {
@@ -545,7 +581,7 @@ static void sign_reply(struct job *j)
     } else if (!out[0].issued) {
         job_error(j, &out[0].err);
     } else if (j->kind == J_SIGN) {
-        job_json(j, 201, issued_json(j->snap, j->ca_of[0], &out[0]));
+        issued_reply(j, &out[0]);
     } else {
         X509 *x = x509_from_der(out[0].cert.der, out[0].cert.der_len);
         buf_reset(&j->body);

@@ -1,4 +1,6 @@
+#include <jansson.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 
 #include "core/buf.h"
@@ -79,6 +81,28 @@ static int test_json_quote(void)
     struct buf b = BUF_INIT;
     json_quote(&b, "a\"b\\c\n\x01\xc3\xa9\xff", 10);
     CHECK_STR_EQ(buf_cstr(&b), "\"a\\\"b\\\\c\\n\\u0001\xc3\xa9\\u00ff\"");
+    {
+        /* valid UTF-8 comes out as Jansson writes it (jitrd's 201 is written with json_quote) */
+        static const char *const in[] = {
+            "-----BEGIN CERTIFICATE-----\nMIIB+zCCAaGgAwIBAgIQ/x==\n-----END CERTIFICATE-----\n",
+            "", "plain", "q\"b\\s/\t\r end", "\xc3\xa9t\xc3\xa9 \xe2\x82\xac",
+        };
+        for (size_t i = 0; i < ARRAY_LEN(in); i++) {
+            json_t *v = json_string(in[i]);
+            char *want = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+            buf_reset(&b);
+            json_quote(&b, in[i], strlen(in[i]));
+            CHECK_STR_EQ(buf_cstr(&b), want);
+            free(want);
+            json_decref(v);
+        }
+        /* other control characters and DEL as \u00xx: what a JSON parser reads back */
+        buf_reset(&b);
+        json_quote(&b, "a\x1f\x7f\x01" "b", 5);
+        json_t *back = json_loads(buf_cstr(&b), JSON_DECODE_ANY, NULL);
+        CHECK(json_is_string(back) && strcmp(json_string_value(back), "a\x1f\x7f\x01" "b") == 0);
+        json_decref(back);
+    }
 out:
     buf_release(&b);
     return rc;
