@@ -914,6 +914,10 @@ SSL_CTX *httpd_tls_ctx_new(const char *cert_file, const char *key_file, const ch
                     key_file, cert_file);
         goto fail;
     }
+    if (client_ca_pem == NULL) {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+        goto done; /* no client certificates requested */
+    }
     bio = BIO_new_mem_buf(client_ca_pem, -1);
     if (bio == NULL) {
         err_openssl(e, ERRC_INTERNAL, "BIO_new_mem_buf");
@@ -936,6 +940,7 @@ SSL_CTX *httpd_tls_ctx_new(const char *cert_file, const char *key_file, const ch
     }
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, verify_accept);
     SSL_CTX_set_verify_depth(ctx, 4);
+done:
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION);
     if (SSL_CTX_set_num_tickets(ctx, 0) != 1) {

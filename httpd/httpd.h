@@ -86,7 +86,9 @@ void httpd_free(struct httpd *h);
 
 /* A server SSL_CTX: certificate chain and key from PEM files (the key must not be group- or
  * world-accessible), client certificates requested and verified against client_ca_pem (one or
- * more PEM certificates, also sent as the acceptable CA list), TLS 1.2 minimum. */
+ * more PEM certificates, also sent as the acceptable CA list), TLS 1.2 minimum. client_ca_pem
+ * NULL: no client certificate is requested (httpd_req_client_chain then says "a client
+ * certificate is required"); "" or PEM without a certificate is an error. */
 SSL_CTX *httpd_tls_ctx_new(const char *cert_file, const char *key_file, const char *client_ca_pem,
                            struct err *e) ATTR_WUR;
 

@@ -17,60 +17,37 @@
  * jitr_intake_validate and jitr_event_enqueue are the one validation and the one XADD of every
  * intake: this one and the SQS poller (sqs.c). With an SQS queue configured the intake may run
  * without secrets (POST /v1/jitr/events then answers 401) and without a listener (listen "").
- * A reply after the client went away is safe: libevent detaches such requests and frees them at
- * evhttp_send_reply.
+ *
+ * HTTP is httpd/ (the server of jitrd's signing API): every refusal, including a malformed
+ * request line or header, a body above JITR_EVENT_MAX (413 as soon as its Content-Length is read)
+ * and an unknown route, is JSON {"error":{"code","message"}}. A reply after the client went away
+ * is safe: httpd drops it and frees the request. Requests waiting for Redis (the XADD, /metrics)
+ * are counted in intake_busy (jitr_service_busy); at shutdown the Redis client is freed first,
+ * which answers them (503, or metrics with jitr_redis_up 0) before the server goes.
  */
-#include <arpa/inet.h>
-#include <errno.h>
-#include <event2/buffer.h>
-#include <event2/bufferevent_ssl.h>
-#include <event2/event.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 #include <netdb.h>
 #include <openssl/crypto.h>
-#include <openssl/err.h>
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include "core/log.h"
 #include "core/mem.h"
 #include "core/util.h"
+#include "httpd/httpd.h"
 #include "jitr/jitr_int.h"
 #include "store/store.h"
 
 #define INTAKE_REDIS_TIMEOUT_MS 2000
+#define INTAKE_TIMEOUT_S        30   /* a request must arrive whole within it; idle keep-alive */
+#define INTAKE_MAX_CONNS        4096 /* per worker; the listener pauses above */
 
-static void reply_json(struct evhttp_request *req, int status, const char *body)
+/* A fixed JSON body (no escaping needed). */
+static void reply_json(struct httpd_req *req, int status, const char *body)
 {
-    struct evbuffer *b = evbuffer_new();
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-                      "application/json");
-    if (b) {
-        evbuffer_add(b, body, strlen(body));
-    }
-    evhttp_send_reply(req, status, status < 300 ? "OK" : "Error", b);
-    if (b) {
-        evbuffer_free(b);
-    }
-}
-
-static void reply_error(struct evhttp_request *req, int status, const char *code, const char *msg)
-{
-    json_t *v = json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", msg);
-    char *s = json_dumps(v, JSON_COMPACT);
-    reply_json(req, status, s ? s : "{}");
-    xfree(s);
-    json_decref(v);
-}
-
-static void reply_err(struct evhttp_request *req, const struct err *e)
-{
-    reply_error(req, err_http_status(e->code), err_code_name(e->code), e->msg);
+    httpd_reply(req, status, "application/json", body, strlen(body));
 }
 
 /* ---- secrets -------------------------------------------------------------------------------- */
@@ -152,7 +129,7 @@ static bool secret_ok(const struct jitr_service *s, const char *v)
 
 struct pending {
     struct jitr_service *s;
-    struct evhttp_request *req;
+    struct httpd_req *req;
 };
 
 static void on_xadd(void *arg, const struct store_reply *r, const struct err *e)
@@ -162,7 +139,7 @@ static void on_xadd(void *arg, const struct store_reply *r, const struct err *e)
     if (e != NULL) {
         jitr_stat_incr(p->s, "intake:503", 1);
         log_warn("jitr: intake: event not stored, answering 503: %s", e->msg);
-        reply_error(p->req, 503, "unavailable", "the event queue is unavailable; retry");
+        httpd_reply_error(p->req, 503, "unavailable", "the event queue is unavailable; retry");
     } else {
         char body[128];
         snprintf(body, sizeof(body), "{\"queued\":\"%.60s\"}",
@@ -186,22 +163,22 @@ static void on_confirmed(void *arg, const struct aws_iot_result *r, const struct
     }
 }
 
-static void handle_confirmation(struct jitr_service *s, struct evhttp_request *req,
-                                const uint8_t *body, size_t len)
+static void handle_confirmation(struct jitr_service *s, struct httpd_req *req, const uint8_t *body,
+                                size_t len)
 {
     struct jitr_confirm c;
     struct err e = ERR_INIT;
     json_t *in = NULL;
     if (jitr_confirm_parse(body, len, &c, &e) != 0) {
         jitr_stat_incr(s, "confirm:invalid", 1);
-        reply_err(req, &e);
+        httpd_reply_err(req, &e);
         return;
     }
     in = json_pack("{s:s}", "confirmationToken", c.token);
     if (jitr_aws_call(s, AWS_IOT_CONFIRM_TOPIC_RULE_DESTINATION, in, on_confirmed, s, &e) != 0) {
         json_decref(in);
         log_warn("jitr: cannot confirm destination %s: %s", c.arn, e.msg);
-        reply_error(req, 503, "unavailable", "cannot confirm now; retry");
+        httpd_reply_error(req, 503, "unavailable", "cannot confirm now; retry");
         return;
     }
     json_decref(in);
@@ -232,28 +209,28 @@ int jitr_event_enqueue(struct jitr_service *s, const struct jitr_event *ev, cons
                            e);
 }
 
-static void handle_event(struct jitr_service *s, struct evhttp_request *req)
+/* POST /v1/jitr/events (and /v1/jitr/events/). */
+static void on_event(struct httpd_req *req, void *arg)
 {
-    struct evkeyvalq *h = evhttp_request_get_input_headers(req);
-    struct evbuffer *in = evhttp_request_get_input_buffer(req);
-    size_t len = evbuffer_get_length(in);
-    const uint8_t *body = len ? evbuffer_pullup(in, (ev_ssize_t)len) : (const uint8_t *)"";
-    const char *mt = evhttp_find_header(h, "x-amz-rules-engine-message-type");
-    const char *uri = evhttp_request_get_uri(req);
+    struct jitr_service *s = arg;
+    size_t len = 0;
+    const uint8_t *body = httpd_req_body(req, &len);
+    const char *mt = httpd_req_header(req, "x-amz-rules-engine-message-type");
+    const char *secret = httpd_req_header(req, s->cfg.secret_header);
     struct jitr_event ev;
     struct err e = ERR_INIT;
     struct pending *p;
     if ((mt != NULL && strcmp(mt, "DestinationConfirmation") == 0) ||
-        (uri != NULL && strstr(uri, "confirmationToken=") != NULL)) {
+        httpd_req_query(req, "confirmationToken") != NULL) {
         handle_confirmation(s, req, body, len);
         return;
     }
-    if (!secret_ok(s, evhttp_find_header(h, s->cfg.secret_header))) {
+    if (!secret_ok(s, secret)) {
         jitr_stat_incr(s, "intake:401", 1);
-        reply_error(req, 401, "denied",
-                    s->nsecrets == 0 ? "the HTTP event intake is off (no secret configured)"
-                    : evhttp_find_header(h, s->cfg.secret_header) ? "wrong secret"
-                                                                  : "missing secret header");
+        httpd_reply_error(req, 401, "denied",
+                          s->nsecrets == 0 ? "the HTTP event intake is off (no secret configured)"
+                          : secret != NULL ? "wrong secret"
+                                           : "missing secret header");
         return;
     }
     if (jitr_intake_validate(s, body, len, &ev, &e) != 0) {
@@ -261,7 +238,7 @@ static void handle_event(struct jitr_service *s, struct evhttp_request *req)
         snprintf(f, sizeof(f), "intake:%d", err_http_status(e.code));
         jitr_stat_incr(s, f, 1);
         log_info("jitr: intake refused an event: %s", e.msg);
-        reply_err(req, &e);
+        httpd_reply_err(req, &e);
         return;
     }
     p = xcalloc(1, sizeof(*p));
@@ -270,7 +247,7 @@ static void handle_event(struct jitr_service *s, struct evhttp_request *req)
     if (jitr_event_enqueue(s, &ev, "http", on_xadd, p, &e) != 0) {
         xfree(p);
         jitr_stat_incr(s, "intake:503", 1);
-        reply_error(req, 503, "unavailable", "the event queue is unavailable; retry");
+        httpd_reply_error(req, 503, "unavailable", "the event queue is unavailable; retry");
         return;
     }
     s->intake_busy++;
@@ -280,7 +257,7 @@ static void handle_event(struct jitr_service *s, struct evhttp_request *req)
 
 struct metrics_req {
     struct jitr_service *s;
-    struct evhttp_request *req;
+    struct httpd_req *req;
     struct buf out;
     int step;
 };
@@ -370,15 +347,18 @@ static void metrics_next(struct metrics_req *m)
 {
     struct err e = ERR_INIT;
     int rc = -1;
-    if (m->step == 0) {
+    /* not while shutting down: the Redis client is going (a request pipelined behind one that
+     * its cancellation answered) */
+    bool redis = !m->s->stopping && m->s->rs != NULL;
+    if (redis && m->step == 0) {
         const char *av[] = { "HGETALL", STORE_PREFIX "jitr:stats" };
         rc = store_async_cmd(m->s->rs, 2, av, NULL, INTAKE_REDIS_TIMEOUT_MS, on_metrics_reply, m,
                              &e);
-    } else if (m->step == 1) {
+    } else if (redis && m->step == 1) {
         const char *av[] = { "XINFO", "GROUPS", STORE_PREFIX "jitr:events" };
         rc = store_async_cmd(m->s->rs, 3, av, NULL, INTAKE_REDIS_TIMEOUT_MS, on_metrics_reply, m,
                              &e);
-    } else if (m->step == 2) {
+    } else if (redis && m->step == 2) {
         const char *av[] = { "XLEN", STORE_PREFIX "jitr:dlq" };
         rc = store_async_cmd(m->s->rs, 2, av, NULL, INTAKE_REDIS_TIMEOUT_MS, on_metrics_reply, m,
                              &e);
@@ -390,14 +370,7 @@ static void metrics_next(struct metrics_req *m)
         buf_addf(&m->out, "jitr_redis_up 0\n");
     }
     buf_addf(&m->out, "jitr_flows_in_flight{worker=\"%zu\"} %zu\n", m->s->slot, m->s->nflows);
-    {
-        struct evbuffer *b = evbuffer_new();
-        evhttp_add_header(evhttp_request_get_output_headers(m->req), "Content-Type",
-                          "text/plain; version=0.0.4");
-        evbuffer_add(b, m->out.data, m->out.len);
-        evhttp_send_reply(m->req, 200, "OK", b);
-        evbuffer_free(b);
-    }
+    httpd_reply(m->req, 200, "text/plain; version=0.0.4", m->out.data, m->out.len);
     m->s->intake_busy--;
     buf_release(&m->out);
     xfree(m);
@@ -405,86 +378,86 @@ static void metrics_next(struct metrics_req *m)
 
 /* ---- routing and the listener --------------------------------------------------------------- */
 
-static void on_request(struct evhttp_request *req, void *arg)
+/* GET on the events path: the rule only ever POSTs. */
+static void on_event_get(struct httpd_req *req, void *arg)
 {
-    struct jitr_service *s = arg;
-    const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(req);
-    const char *path = u ? evhttp_uri_get_path(u) : NULL;
-    enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
-    if (path == NULL) {
-        reply_error(req, 400, "invalid", "bad request line");
-        return;
-    }
-    if (strcmp(path, "/v1/jitr/events") == 0 || strcmp(path, "/v1/jitr/events/") == 0) {
-        if (cmd != EVHTTP_REQ_POST) {
-            reply_error(req, 405, "invalid", "use POST");
-            return;
-        }
-        handle_event(s, req);
-    } else if (strcmp(path, "/healthz") == 0) {
-        reply_json(req, 200, "{\"status\":\"ok\"}");
-    } else if (strcmp(path, "/metrics") == 0) {
-        struct metrics_req *m = xcalloc(1, sizeof(*m));
-        m->s = s;
-        m->req = req;
-        s->intake_busy++;
-        metrics_next(m);
-    } else {
-        reply_error(req, 404, "not_found", "no such route");
-    }
+    (void)arg;
+    httpd_req_add_header(req, "Allow", "POST");
+    httpd_reply_error(req, 405, "invalid", "use POST");
 }
 
-static struct bufferevent *tls_bevcb(struct event_base *base, void *arg)
+static void on_healthz(struct httpd_req *req, void *arg)
 {
-    struct jitr_service *s = arg;
-    SSL *ssl = SSL_new(s->ssl);
-    if (ssl == NULL) {
-        ERR_clear_error();
-        return NULL;
-    }
-    return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                          BEV_OPT_CLOSE_ON_FREE);
+    (void)arg;
+    reply_json(req, 200, "{\"status\":\"ok\"}");
 }
 
-static int listen_socket(const char *addr, int *fd_out, struct err *e)
+static void on_metrics(struct httpd_req *req, void *arg)
 {
-    char host[256];
+    struct jitr_service *s = arg;
+    struct metrics_req *m = xcalloc(1, sizeof(*m));
+    m->s = s;
+    m->req = req;
+    s->intake_busy++;
+    metrics_next(m);
+}
+
+static const struct httpd_route intake_routes[] = {
+    { "POST", "/v1/jitr/events", 0, "jitr_events", on_event },
+    { "POST", "/v1/jitr/events/", 0, "jitr_events", on_event },
+    { "GET", "/v1/jitr/events", 0, "jitr_events", on_event_get },
+    { "GET", "/v1/jitr/events/", 0, "jitr_events", on_event_get },
+    { "GET", "/healthz", 0, "healthz", on_healthz },
+    { "GET", "/metrics", 0, "metrics", on_metrics },
+};
+
+static SSL_CTX *intake_ssl(void *arg)
+{
+    struct jitr_service *s = arg;
+    return s->ssl; /* NULL: plain HTTP */
+}
+
+/* jitr.listen as httpd takes it: HOST:PORT with HOST resolved to a numeric address (a name, or
+ * an empty HOST for every address, are accepted as before). */
+static int listen_numeric(const char *addr, char *out, size_t outsz, struct err *e)
+{
+    char host[256], num[INET6_ADDRSTRLEN];
     const char *colon = strrchr(addr, ':');
     struct addrinfo hints, *res = NULL;
-    int fd = -1, one = 1, rc;
+    int rc;
     if (colon == NULL || (size_t)(colon - addr) >= sizeof(host) || colon[1] == '\0') {
         return err_set(e, ERRC_INVALID, "jitr: listen '%s' is not HOST:PORT", addr);
     }
     memcpy(host, addr, (size_t)(colon - addr));
     host[colon - addr] = '\0';
+    if (host[0] == '[' && colon > addr + 1 && colon[-1] == ']') {
+        size_t hl = strlen(host);
+        memmove(host, host + 1, hl - 2);
+        host[hl - 2] = '\0';
+    }
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
     rc = getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &res);
     if (rc != 0) {
         return err_set(e, ERRC_INVALID, "jitr: listen '%s': %s", addr, gai_strerror(rc));
     }
-    fd = socket(res->ai_family, SOCK_STREAM, 0);
-    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
-        bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 1024) != 0 ||
-        evutil_make_socket_nonblocking(fd) != 0) {
-        err_errno(e, ERRC_UNAVAILABLE, "jitr: cannot listen on %s", addr);
-        if (fd >= 0) {
-            close(fd);
-        }
-        freeaddrinfo(res);
-        return -1;
+    rc = getnameinfo(res->ai_addr, res->ai_addrlen, num, sizeof(num), NULL, 0, NI_NUMERICHOST);
+    if (rc == 0) {
+        snprintf(out, outsz, res->ai_family == AF_INET6 ? "[%s]:%s" : "%s:%s", num, colon + 1);
     }
     freeaddrinfo(res);
-    *fd_out = fd;
+    if (rc != 0) {
+        return err_set(e, ERRC_INVALID, "jitr: listen '%s': %s", addr, gai_strerror(rc));
+    }
     return 0;
 }
 
 int jitr_intake_start(struct jitr_service *s, struct err *e)
 {
-    s->listen_fd = -1;
+    char addr[300];
+    struct httpd_opts o;
     if (s->cfg.listen[0] == '\0') {
         return 0; /* no HTTP intake (and no /metrics): SQS only */
     }
@@ -492,48 +465,36 @@ int jitr_intake_start(struct jitr_service *s, struct err *e)
         return -1;
     }
     if (s->cfg.tls_cert_file[0]) {
-        s->ssl = SSL_CTX_new(TLS_server_method());
-        if (s->ssl == NULL ||
-            SSL_CTX_set_min_proto_version(s->ssl, TLS1_2_VERSION) != 1 ||
-            SSL_CTX_use_certificate_chain_file(s->ssl, s->cfg.tls_cert_file) != 1 ||
-            SSL_CTX_use_PrivateKey_file(s->ssl, s->cfg.tls_key_file, SSL_FILETYPE_PEM) != 1 ||
-            SSL_CTX_check_private_key(s->ssl) != 1) {
-            return err_openssl(e, ERRC_INVALID, "jitr: TLS certificate %s or key %s unusable",
-                               s->cfg.tls_cert_file, s->cfg.tls_key_file);
+        /* no client certificates: the rule authenticates with the secret header */
+        s->ssl = httpd_tls_ctx_new(s->cfg.tls_cert_file, s->cfg.tls_key_file, NULL, e);
+        if (s->ssl == NULL) {
+            return err_prefix(e, "jitr");
         }
     }
-    if (listen_socket(s->cfg.listen, &s->listen_fd, e) != 0) {
+    if (listen_numeric(s->cfg.listen, addr, sizeof(addr), e) != 0) {
         return -1;
     }
-    s->http = evhttp_new(s->base);
+    memset(&o, 0, sizeof(o));
+    o.listen = addr;
+    o.max_body = JITR_EVENT_MAX;
+    o.request_timeout = INTAKE_TIMEOUT_S;
+    o.idle_timeout = INTAKE_TIMEOUT_S;
+    o.max_conns = INTAKE_MAX_CONNS;
+    o.routes = intake_routes;
+    o.nroutes = ARRAY_LEN(intake_routes);
+    o.ssl_ctx = intake_ssl;
+    o.arg = s;
+    s->http = httpd_new(s->base, &o, e);
     if (s->http == NULL) {
-        return err_set(e, ERRC_INTERNAL, "jitr: cannot create the HTTP server");
+        return err_prefix(e, "jitr intake");
     }
-    evhttp_set_max_body_size(s->http, JITR_EVENT_MAX);
-    evhttp_set_max_headers_size(s->http, 16384);
-    evhttp_set_timeout(s->http, 30);
-    evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
-    evhttp_set_gencb(s->http, on_request, s);
-    if (s->ssl) {
-        evhttp_set_bevcb(s->http, tls_bevcb, s);
-    }
-    if (evhttp_accept_socket_with_handle(s->http, s->listen_fd) == NULL) {
-        return err_set(e, ERRC_INTERNAL, "jitr: cannot accept on %s", s->cfg.listen);
-    }
-    s->listen_fd = -1; /* the listener owns it now */
     return 0;
 }
 
 void jitr_intake_stop(struct jitr_service *s)
 {
-    if (s->http) {
-        evhttp_free(s->http);
-        s->http = NULL;
-    }
-    if (s->listen_fd >= 0) {
-        close(s->listen_fd);
-        s->listen_fd = -1;
-    }
+    httpd_free(s->http); /* every request was answered: the Redis client went first */
+    s->http = NULL;
     SSL_CTX_free(s->ssl);
     s->ssl = NULL;
     if (s->secrets) {

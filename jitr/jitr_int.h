@@ -14,7 +14,7 @@
 #endif
 
 struct event;
-struct evhttp;
+struct httpd;
 struct audit_log;
 struct sflow;
 struct policy_waiter;
@@ -81,12 +81,11 @@ struct jitr_service {
     bool reconciling;
     size_t rec_ca;
     /* intake */
-    struct evhttp *http;
-    SSL_CTX *ssl;
-    int listen_fd;
+    struct httpd *http;     /* NULL without jitr.listen */
+    SSL_CTX *ssl;           /* NULL: plain HTTP */
     uint8_t (*secrets)[32]; /* SHA-256 of each accepted secret */
     size_t nsecrets;
-    size_t intake_busy;
+    size_t intake_busy; /* requests waiting for Redis (XADD, /metrics) */
     /* SQS intake (sqs.c); NULL without jitr.sqs_queue_url */
     struct jitr_sqs *sqs;
 };

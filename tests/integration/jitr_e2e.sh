@@ -3,10 +3,12 @@
 # signed by our CA connects to the gateway, is refused, provisioned (thing named by its CN, the
 # shared least-privilege policy, attachments, ACTIVE last) and connects; four AWS calls; a
 # duplicate and a reordered event change nothing; jitrctl jitr status shows the trace. Refusals
-# with nothing queued: missing/wrong secret, garbage, oversized, wrong types, unknown CA; the old
-# secret still works (rotation). A certificate we did not issue is never activated (REVOKED); a
-# revoked serial → REVOKED. The destination confirmation is answered and confirmed. /metrics.
-# The AWS JITP template from the documentation runs unchanged.
+# with nothing queued: missing/wrong secret, garbage, oversized, wrong types, unknown CA, and (raw
+# on a socket) a Content-Length above the limit, a malformed request line or header, a GET, an
+# unknown path, each a JSON error; the old secret still works (rotation). A certificate we did
+# not issue is never activated (REVOKED); a revoked serial → REVOKED. The destination
+# confirmation is answered and confirmed. /metrics. The AWS JITP template from the documentation
+# runs unchanged. The intake over TLS.
 source "$(dirname "$0")/jitr_lib.sh"
 
 # --- the "jitr" section of the one configuration file, checked by jitrd --check-config ----------
@@ -103,6 +105,42 @@ check_eq "unknown CA" "$(post s3cret-new "$(ev "$CID" "$CID")")" 403
 grep -q "not one of our CAs" "$T/post.out" && pass || { fail "unknown CA message"; cat "$T/post.out" >&2; }
 big=$(head -c 20000 /dev/zero | tr '\0' ' ')
 check_eq "oversized" "$(post s3cret-new "{$big}")" 413
+check_eq "oversized: JSON error" "$(jq -r .error.code "$T/post.out")" too_large
+# what curl would never send, raw on a socket: every refusal is our JSON error, nothing queued
+raw_http() { # REQUEST (printf escapes) -> prints the status; the reply body in $T/raw.out
+  python3 - "$JITR_PORT" "$1" "$T/raw.out" <<'PY'
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+s.sendall(sys.argv[2].encode().decode("unicode_escape").encode("latin-1"))
+data = b""
+try:
+    while True:
+        c = s.recv(65536)
+        if not c:
+            break
+        data += c
+except OSError:
+    pass
+head, _, body = data.partition(b"\r\n\r\n")
+open(sys.argv[3], "wb").write(body)
+print(head.split(b" ")[1].decode() if head.startswith(b"HTTP/1.1 ") else "no reply")
+PY
+}
+json_error() { # NAME CODE: $T/raw.out is {"error":{"code":CODE,"message":...}}
+  jq -e --arg c "$2" '.error.code == $c and (.error.message | length > 0)' "$T/raw.out" >/dev/null &&
+    pass || { fail "$1: JSON error $2"; cat "$T/raw.out" >&2; }
+}
+check_eq "Content-Length above the limit" "$(raw_http 'POST /v1/jitr/events HTTP/1.1\r\nHost: x\r\nx-jitr-secret: s3cret-new\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n{"certificateId":')" 413
+json_error "Content-Length above the limit" too_large
+check_eq "malformed request line" "$(raw_http 'GARBAGE\r\n\r\n')" 400
+json_error "malformed request line" bad_request
+grep -q "malformed request line" "$T/raw.out" && pass || fail "malformed request line: message"
+check_eq "malformed header" "$(raw_http 'POST /v1/jitr/events HTTP/1.1\r\nHost: x\r\nx-jitr-secret s3cret-new\r\nContent-Length: 2\r\n\r\n{}')" 400
+json_error "malformed header" bad_request
+check_eq "GET on the events path" "$(raw_http 'GET /v1/jitr/events HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')" 405
+json_error "GET on the events path" invalid
+check_eq "unknown path" "$(raw_http 'POST /v1/other HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n')" 404
+json_error "unknown path" not_found
 check_eq "nothing queued by refusals" "$(rcli XLEN jitrca:jitr:events)" "$len0"
 
 # --- a certificate we did not issue: signed by a foreign CA registered in AWS ------------------
@@ -190,6 +228,21 @@ check_eq "template attribute" "$(jq -r .attributes.serialNumber "$T/bulb.json")"
 aws --endpoint-url "$STANDIN" iot list-thing-groups-for-thing --thing-name bulb-7 >"$T/groups.json"
 check_eq "template groups" "$(jq -c '[.thingGroups[].groupName] | sort' "$T/groups.json")" '["DE","v1-lightbulbs"]'
 aws --endpoint-url "$STANDIN" iot get-policy --policy-name jitp-doc >/dev/null 2>&1 && pass || fail "template policy created"
+
+# --- the intake over TLS (jitr.tls_cert_file/tls_key_file; no client certificate asked for) ----
+jitrd_stop
+write_config "\"tls_cert_file\": \"$T/srv.pem\", \"tls_key_file\": \"$T/srv.key\""
+INTAKE=https://localhost:$JITR_PORT
+export CURL_CA_BUNDLE=$T/srv.pem
+jitrd_start
+check_eq "TLS: healthz" "$(curl -s -o /dev/null -w '%{http_code}' "$INTAKE/healthz")" 200
+len0=$(rcli XLEN jitrca:jitr:events)
+check_eq "TLS: wrong secret" "$(post wrong "$(ev "$CID")")" 401
+check_eq "TLS: nothing queued by the refusal" "$(rcli XLEN jitrca:jitr:events)" "$len0"
+check_eq "TLS: event accepted" "$(post s3cret-new "$(ev "$CID")")" 202
+check_eq "TLS: queued" "$(rcli XLEN jitrca:jitr:events)" "$((len0 + 1))"
+check_eq "TLS: plain HTTP is not served" "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$JITR_PORT/healthz")" 000
+unset CURL_CA_BUNDLE
 
 ok "$JITRCTL" audit verify
 grep -q '"level":"error"' "$T/jitrd.log" && { fail "errors in the jitrd log"; grep '"level":"error"' "$T/jitrd.log" | head >&2; } || pass

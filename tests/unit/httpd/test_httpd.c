@@ -2,11 +2,15 @@
  * httpd: the request parser (httpd/parse.c) on good and bad heads, fed whole and split at every
  * byte boundary, pipelined, at its limits; then the server itself over plain HTTP on loopback (real
  * sockets, the real event loop): keep-alive, pipelining, JSON errors with Connection: close,
- * Expect: 100-continue, Allow on 405, a reply after the client went away.
+ * Expect: 100-continue, Allow on 405, a reply after the client went away; over TLS with
+ * httpd_tls_ctx_new both ways: client certificates requested (jitrd) or, with client_ca_pem NULL,
+ * not requested at all (the JITR intake).
  */
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -356,6 +360,14 @@ static const struct httpd_route routes[] = {
     { "GET", "/park", 0, "park", h_park },
 };
 
+static SSL_CTX *srv_ssl; /* the servers' SSL_CTX: NULL = plain HTTP */
+
+static SSL_CTX *srv_ssl_ctx(void *arg)
+{
+    (void)arg;
+    return srv_ssl;
+}
+
 struct srv {
     struct event_base *base;
     struct httpd *h;
@@ -394,7 +406,7 @@ static int srv_start(struct srv *s, int request_timeout)
         o.max_conns = 16;
         o.routes = routes;
         o.nroutes = ARRAY_LEN(routes);
-        o.ssl_ctx = NULL;
+        o.ssl_ctx = srv_ssl_ctx;
         o.done = on_done;
         o.arg = s;
         s->h = httpd_new(s->base, &o, &e);
@@ -722,6 +734,157 @@ out:
     return rc;
 }
 
+/* ---- TLS ------------------------------------------------------------------------------------ */
+
+static bool cert_requested;
+
+static int client_cert_cb(SSL *ssl, X509 **x509, EVP_PKEY **pkey)
+{
+    (void)ssl;
+    (void)x509;
+    (void)pkey;
+    cert_requested = true;
+    return 0; /* no certificate */
+}
+
+/* A TLS client (no certificate) on the server's loop: handshake, one GET /echo with Connection:
+ * close, the whole reply into out. 0 when the exchange ran to the server's close. */
+static int tls_get(struct srv *s, struct buf *out)
+{
+    SSL_CTX *cctx = SSL_CTX_new(TLS_client_method());
+    SSL *ssl = NULL;
+    const char *req = "GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    size_t sent = 0;
+    bool shook = false;
+    int fd = cli_connect(s), rc = -1;
+    int64_t end = time_mono_ns() + 5000000000LL;
+    cert_requested = false;
+    if (cctx == NULL || fd < 0 || fcntl(fd, F_SETFL, O_NONBLOCK) != 0) {
+        goto done;
+    }
+    SSL_CTX_set_verify(cctx, SSL_VERIFY_NONE, NULL); /* the server side is under test */
+    SSL_CTX_set_client_cert_cb(cctx, client_cert_cb);
+    ssl = SSL_new(cctx);
+    if (ssl == NULL || SSL_set_fd(ssl, fd) != 1) {
+        goto done;
+    }
+    SSL_set_connect_state(ssl);
+    while (time_mono_ns() < end) {
+        struct pollfd p = { fd, POLLIN, 0 };
+        char tmp[4096];
+        int n, err;
+        event_base_loop(s->base, EVLOOP_NONBLOCK);
+        ERR_clear_error();
+        if (!shook) {
+            n = SSL_do_handshake(ssl);
+            shook = n == 1;
+        } else if (sent < strlen(req)) {
+            n = SSL_write(ssl, req + sent, (int)(strlen(req) - sent));
+            sent += n > 0 ? (size_t)n : 0;
+        } else {
+            n = SSL_read(ssl, tmp, sizeof(tmp));
+            if (n > 0) {
+                buf_add(out, tmp, (size_t)n);
+            }
+        }
+        if (n > 0) {
+            continue;
+        }
+        err = SSL_get_error(ssl, n);
+        if (err == SSL_ERROR_ZERO_RETURN || (shook && err == SSL_ERROR_SYSCALL)) {
+            rc = 0; /* close_notify, or the FIN after it */
+            break;
+        }
+        if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) {
+            break;
+        }
+        (void)poll(&p, 1, 5);
+    }
+done:
+    SSL_free(ssl);
+    SSL_CTX_free(cctx);
+    ERR_clear_error();
+    if (fd >= 0) {
+        close(fd);
+    }
+    return rc;
+}
+
+static int test_tls(void)
+{
+    int rc = 0;
+    struct srv s;
+    struct err e = ERR_INIT;
+    struct buf in = BUF_INIT, ca = BUF_INIT;
+    char cert[512], key[512];
+    bool started = false;
+    snprintf(cert, sizeof(cert), "%s/tls-cert.pem", tt_tmpdir());
+    snprintf(key, sizeof(key), "%s/tls-key.pem", tt_tmpdir());
+    CHECK_INT_EQ(tt_sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+                       "-keyout '%s' -out '%s' -subj /CN=localhost -days 2 2>/dev/null && "
+                       "chmod 600 '%s'",
+                       key, cert, key),
+                 0);
+    CHECK_OK(file_read_all(cert, 65536, &ca, &e), &e);
+
+    /* client_ca_pem NULL: no certificate requested, no CA list; the request is served and the
+     * handler is told there is no client certificate */
+    srv_ssl = httpd_tls_ctx_new(cert, key, NULL, &e);
+    CHECK(srv_ssl != NULL);
+    CHECK_INT_EQ(SSL_CTX_get_verify_mode(srv_ssl), SSL_VERIFY_NONE);
+    CHECK_INT_EQ(sk_X509_NAME_num(SSL_CTX_get_client_CA_list(srv_ssl)), 0);
+    CHECK_INT_EQ(srv_start(&s, 5), 0);
+    started = true;
+    CHECK_INT_EQ(tls_get(&s, &in), 0);
+    CHECK_STR_CONTAINS(buf_cstr(&in), "HTTP/1.1 200 OK\r\n");
+    CHECK_STR_CONTAINS(buf_cstr(&in), "\r\n\r\nGET|/echo|-|-|nocert|a client certificate is "
+                                      "required|");
+    CHECK(!cert_requested);
+    srv_stop(&s);
+    started = false;
+    SSL_CTX_free(srv_ssl);
+    srv_ssl = NULL;
+
+    /* with client CAs (jitrd): requested and verified against them, CA list sent; a client
+     * without one is still served (the route decides) */
+    srv_ssl = httpd_tls_ctx_new(cert, key, buf_cstr(&ca), &e);
+    CHECK(srv_ssl != NULL);
+    CHECK_INT_EQ(SSL_CTX_get_verify_mode(srv_ssl), SSL_VERIFY_PEER);
+    CHECK_INT_EQ(sk_X509_NAME_num(SSL_CTX_get_client_CA_list(srv_ssl)), 1);
+    CHECK_INT_EQ(srv_start(&s, 5), 0);
+    started = true;
+    buf_reset(&in);
+    CHECK_INT_EQ(tls_get(&s, &in), 0);
+    CHECK_STR_CONTAINS(buf_cstr(&in), "HTTP/1.1 200 OK\r\n");
+    CHECK_STR_CONTAINS(buf_cstr(&in), "|nocert|a client certificate is required|");
+    CHECK(cert_requested);
+    srv_stop(&s);
+    started = false;
+    SSL_CTX_free(srv_ssl);
+    srv_ssl = NULL;
+
+    /* "" is not "no client certificates": an error, as PEM without a certificate is */
+    CHECK(httpd_tls_ctx_new(cert, key, "", &e) == NULL);
+    CHECK_STR_CONTAINS(e.msg, "no client CA certificate to verify stations with");
+    e = (struct err)ERR_INIT;
+    /* the key's permissions are checked with or without client CAs */
+    CHECK_INT_EQ(tt_sh("chmod 644 '%s'", key), 0);
+    CHECK(httpd_tls_ctx_new(cert, key, NULL, &e) == NULL);
+    CHECK_STR_CONTAINS(e.msg, "tls_key_file");
+    e = (struct err)ERR_INIT;
+    CHECK(httpd_tls_ctx_new("", key, NULL, &e) == NULL);
+    CHECK_STR_CONTAINS(e.msg, "tls_cert_file and tls_key_file must name");
+out:
+    if (started) {
+        srv_stop(&s);
+    }
+    SSL_CTX_free(srv_ssl);
+    srv_ssl = NULL;
+    buf_release(&in);
+    buf_release(&ca);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     static const struct tt_case cases[] = {
@@ -734,6 +897,7 @@ int main(int argc, char **argv)
         { "pct_decode", test_pct_decode },
         { "server", test_server },
         { "server_deadline", test_server_deadline },
+        { "tls", test_tls },
     };
     return tt_main(argc, argv, cases, ARRAY_LEN(cases));
 }
