@@ -25,6 +25,7 @@
 
 struct worker {
     struct api api;
+    struct jitr_service *jitr; /* NULL without jitr.enabled */
     struct event *ev_hup, *ev_term, *ev_int, *tick;
     bool stopping;
     int64_t stop_deadline_ms;
@@ -97,6 +98,7 @@ static void on_term(evutil_socket_t fd, short what, void *arg)
     w->stopping = true;
     w->stop_deadline_ms = time_now_ms() + w->api.snap->conf->drain_timeout * 1000;
     httpd_stop_accepting(w->api.httpd);
+    jitr_service_drain(w->jitr);
     struct timeval tv = { 0, 50000 };
     event_del(w->tick);
     event_add(w->tick, &tv);
@@ -112,7 +114,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     audit_totals(a->snap, &st);
     metrics_audit(a->slot, &st);
     if (w->stopping) {
-        if ((httpd_requests_in_flight(a->httpd) == 0 && a->jobs == 0) ||
+        if ((httpd_requests_in_flight(a->httpd) == 0 && a->jobs == 0 &&
+             jitr_service_busy(w->jitr) == 0) ||
             time_now_ms() >= w->stop_deadline_ms) {
             event_base_loopexit(a->base, NULL);
         }
@@ -194,6 +197,7 @@ int worker_main(const char *config_path, size_t slot)
             log_error("worker %zu: %s", slot, e.msg);
             goto out;
         }
+        w.jitr = jitr; /* drained with the signing listener on SIGTERM */
     }
     w.ev_hup = evsignal_new(a->base, SIGHUP, on_hup, &w);
     w.ev_term = evsignal_new(a->base, SIGTERM, on_term, &w);
@@ -211,6 +215,7 @@ int worker_main(const char *config_path, size_t slot)
     log_info("worker %zu stopped", slot);
     rc = 0;
 out:
+    w.jitr = NULL;
     jitr_service_free(jitr);
     /* completions still queued reply through httpd: the pool goes first */
     pool_free(a->pool);

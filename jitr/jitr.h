@@ -292,6 +292,9 @@ struct jitr_service *jitr_service_new(struct event_base *base, const struct conf
 /* Stops the intake and the consumer; flows in flight are cancelled (their entries stay pending
  * and are claimed by another worker or after a restart). */
 void jitr_service_free(struct jitr_service *s);
+/* SIGTERM: takes no new events (the intake stops accepting, SQS polling and the reconciler
+ * stop, no stream reads or claims); flows and intake requests in flight go on. */
+void jitr_service_drain(struct jitr_service *s);
 /* Flows and intake requests in flight. */
 size_t jitr_service_busy(const struct jitr_service *s);
 

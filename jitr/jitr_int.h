@@ -69,6 +69,7 @@ struct jitr_service {
     size_t nflows;
     struct event *kick, *claim, *ca_refresh;
     bool reading, claiming, group_ready, group_pending, redis_down, stopping;
+    bool draining; /* SIGTERM: no new events taken (intake closed, no reads, no polls) */
     /* policy */
     enum jitr_pol_state pol_state;
     int pol_step;

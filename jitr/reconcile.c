@@ -72,7 +72,7 @@ static void on_listed(void *arg, const struct aws_iot_result *r, const struct er
         log_info("jitr: reconciler: CA %.16s...: %zu certificates, %zu pending checked", ca_id,
                  json_array_size(json_object_get(r->out, "certificates")), queued);
     }
-    if (s->stopping) {
+    if (s->stopping || s->draining) {
         s->reconciling = false;
         return;
     }

@@ -39,6 +39,7 @@
 #include "core/log.h"
 #include "core/mem.h"
 #include "core/util.h"
+#include "httpd/httpd.h"
 #include "jitr/jitr_int.h"
 #include "store/store.h"
 
@@ -1020,7 +1021,7 @@ static void consumer_read(struct jitr_service *s)
     size_t room = (size_t)s->cfg.max_in_flight > s->nflows
                       ? (size_t)s->cfg.max_in_flight - s->nflows
                       : 0;
-    if (s->stopping || s->reading || room == 0) {
+    if (s->stopping || s->draining || s->reading || room == 0) {
         return;
     }
     if (!s->group_ready) {
@@ -1086,7 +1087,7 @@ static void on_claim_timer(evutil_socket_t fd, short what, void *arg)
                       : 0;
     (void)fd;
     (void)what;
-    if (s->stopping || s->claiming || room == 0 || !s->group_ready) {
+    if (s->stopping || s->draining || s->claiming || room == 0 || !s->group_ready) {
         return;
     }
     snprintf(idle, sizeof(idle), "%lld", (long long)s->cfg.claim_idle_ms);
@@ -1222,6 +1223,21 @@ fail:
     buf_release(&rates);
     jitr_service_free(s);
     return NULL;
+}
+
+void jitr_service_drain(struct jitr_service *s)
+{
+    if (s == NULL || s->draining) {
+        return;
+    }
+    s->draining = true;
+    jitr_reconciler_stop(s);
+    jitr_sqs_stop(s);
+    if (s->http) {
+        httpd_stop_accepting(s->http);
+    }
+    log_info("jitr: draining (%zu flows, %zu intake requests in flight)", s->nflows,
+             s->intake_busy);
 }
 
 void jitr_service_free(struct jitr_service *s)

@@ -242,6 +242,14 @@ check_eq "TLS: nothing queued by the refusal" "$(rcli XLEN jitrca:jitr:events)" 
 check_eq "TLS: event accepted" "$(post s3cret-new "$(ev "$CID")")" 202
 check_eq "TLS: queued" "$(rcli XLEN jitrca:jitr:events)" "$((len0 + 1))"
 check_eq "TLS: plain HTTP is not served" "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$JITR_PORT/healthz")" 000
+
+# --- SIGTERM drains JITR too: the intake stops accepting, the workers exit 0 -------------------
+drains=$(grep -c 'jitr: draining' "$T/jitrd.log")
+kill -TERM "$JPID"
+rc=0; for _ in $(seq 80); do kill -0 "$JPID" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$JPID" 2>/dev/null && { fail "jitrd still running 8 s after SIGTERM"; jitrd_stop; } || { wait "$JPID" || rc=$?; check_eq "exit after SIGTERM" "$rc" 0; JPID=; }
+check_eq "both workers drained JITR" "$(grep -c 'jitr: draining' "$T/jitrd.log")" "$((drains + 2))"
+check_eq "TLS intake closed" "$(curl -s -o /dev/null -w '%{http_code}' "$INTAKE/healthz")" 000
 unset CURL_CA_BUNDLE
 
 ok "$JITRCTL" audit verify
