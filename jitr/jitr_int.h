@@ -73,6 +73,7 @@ struct jitr_service {
     /* policy */
     enum jitr_pol_state pol_state;
     int pol_step;
+    int pol_conflicts; /* CreatePolicy 409s in this round: a concurrent creator won */
     char pol_hash[65];
     struct policy_waiter *pol_waiters;
     struct event *pol_defer;

@@ -6,7 +6,7 @@
  *   RECORD_GET  Redis HGET jitr:policy:<name> sha256: another worker or an earlier run made
  *               this version already → READY without an AWS call
  *   GET         GetPolicy: 404 → CREATE; the same document → RECORD_SET; another → LIST
- *   CREATE      CreatePolicy (409: a concurrent creator won → LIST)
+ *   CREATE      CreatePolicy (409: a concurrent creator won → GET again, to compare)
  *   LIST        ListPolicyVersions: 5 versions → DELETE the oldest non-default one first
  *   DELETE      DeletePolicyVersion
  *   VERSION     CreatePolicyVersion setAsDefault=true
@@ -120,7 +120,9 @@ static void on_pol_aws(void *arg, const struct aws_iot_result *r, const struct e
             pol_finish(s, e);
             return;
         }
-        s->pol_step = e != NULL ? P_LIST : P_RECORD_SET;
+        /* 409: another worker created it meanwhile; look at what it wrote (the same document
+         * needs no new version) rather than adding a version of our own */
+        s->pol_step = e == NULL ? P_RECORD_SET : ++s->pol_conflicts <= 2 ? P_GET : P_LIST;
         break;
     case P_LIST:
         if (e != NULL) {
@@ -252,6 +254,7 @@ int jitr_policy_ready(void *ctx, const struct jitr_template *t, store_done_cb *c
     if (s->pol_state == JITR_POL_UNKNOWN) {
         s->pol_state = JITR_POL_ENSURING;
         s->pol_step = P_RECORD_GET;
+        s->pol_conflicts = 0;
         pol_advance(s);
     }
     return 0;

@@ -64,6 +64,10 @@ check_eq "every certificate ACTIVE" "$(jq '[.certificates[] | select(.status == 
 check_eq "an activation record for every device" "$(grep '"type":"jitr_activate"' "$(audit_log)" | jq -r .certificate_id | sort -u | wc -l)" "$N"
 echo "activation records: $(count_records jitr_activate) for $N devices"
 check_eq "no dead letters" "$(rcli XLEN jitrca:jitr:dlq)" 0
+# the shared policy: created once by whichever worker won, never re-versioned for the same
+# document (two workers race to create it; restarts and a lost Redis make them look again)
+aws --endpoint-url "$STANDIN" iot list-policy-versions --policy-name jitrca-device >"$T/pv.json"
+check_eq "one policy version" "$(jq '.policyVersions | length' "$T/pv.json")" 1
 done_n=0
 for f in "$T"/d/*.crt; do
   [ "$(rcli HGET "jitrca:jitr:dev:$(cert_id_of "$f")" state)" = DONE ] && done_n=$((done_n + 1))
