@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "core/util.h"
 #include "jitr/jitr.h"
 
 static const char jitr_usage[] =
@@ -70,7 +71,21 @@ int cmd_jitr(struct cli *cli, int argc, char **argv, struct err *e)
                 printf("  reason: %s\n", jstr(out, "reason"));
             }
             json_array_foreach (json_object_get(out, "trace"), i, t) {
-                printf("  %s\n", json_string_value(t));
+                /* "<ms since the epoch> <transition>": the time as UTC for people */
+                const char *line = json_string_value(t);
+                const char *sp = line ? strchr(line, ' ') : NULL;
+                uint64_t ms = 0;
+                char num[24], when[32];
+                if (sp && (size_t)(sp - line) < sizeof(num)) {
+                    snprintf(num, sizeof(num), "%.*s", (int)(sp - line), line);
+                }
+                if (sp && (size_t)(sp - line) < sizeof(num) && str_to_u64(num, &ms) == 0) {
+                    time_format_rfc3339((time_t)(ms / 1000), when, sizeof(when));
+                    when[strlen(when) - 1] = '\0'; /* the Z goes after the milliseconds */
+                    printf("  %s.%03uZ %s\n", when, (unsigned)(ms % 1000), sp + 1);
+                } else {
+                    printf("  %s\n", line ? line : "");
+                }
             }
         }
         rc = 0;

@@ -65,6 +65,8 @@ check_eq "state DONE" "$(rcli HGET "jitrca:jitr:dev:$CID" state)" DONE
 ok "$JITRCTL" --json jitr status "$CID"
 check_eq "status by id" "$(jq -r .state "$T/out")" DONE
 jq -r '.trace[]' "$T/out" | grep -q "CREATE_THING" && pass || { fail "trace lists CREATE_THING"; cat "$T/out" >&2; }
+ok "$JITRCTL" jitr status "$CID"
+grep -Eq '^  20[0-9]{2}-[0-9]{2}-[0-9]{2}T[0-9:]{8}[.][0-9]{3}Z .*CREATE_THING' "$T/out" && pass || { fail "text trace with UTC times"; cat "$T/out" >&2; }
 SERIAL=$(openssl x509 -in "$D.crt" -noout -serial | cut -d= -f2 | tr 'A-F' 'a-f' | sed 's/^0*//')
 ok "$JITRCTL" --json jitr status "$SERIAL"
 check_eq "status by serial" "$(jq -r .certificate_id "$T/out")" "$CID"
