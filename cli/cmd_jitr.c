@@ -79,7 +79,8 @@ int cmd_jitr(struct cli *cli, int argc, char **argv, struct err *e)
                 if (sp && (size_t)(sp - line) < sizeof(num)) {
                     snprintf(num, sizeof(num), "%.*s", (int)(sp - line), line);
                 }
-                if (sp && (size_t)(sp - line) < sizeof(num) && str_to_u64(num, &ms) == 0) {
+                if (sp && (size_t)(sp - line) < sizeof(num) && str_to_u64(num, &ms) == 0 &&
+                    ms < UINT64_C(100000000000000)) { /* before the year 5138 */
                     time_format_rfc3339((time_t)(ms / 1000), when, sizeof(when));
                     when[strlen(when) - 1] = '\0'; /* the Z goes after the milliseconds */
                     printf("  %s.%03uZ %s\n", when, (unsigned)(ms % 1000), sp + 1);
