@@ -144,7 +144,8 @@ struct jitr_req {
     json_t *record; /* cert:<serial> fields, or the DescribeCertificate description */
     bool from_describe;
     X509 *cert;
-    const struct jitr_ca *ca;
+    char ca_name[128]; /* the issuing CA found by EVALUATE (a copy: the CA table may be
+                        * reloaded between steps) */
     struct jitr_plan plan;
     bool planned;
     size_t group_idx;
@@ -353,7 +354,7 @@ static void persist_then(struct jitr_req *r, enum jitr_state next, const char *s
                              trace,       lock,         line.data,   r->lock_token,
                              px,          "state",      stored,
                              "updated_ms", ms,          "first_ms",  first,
-                             "serial",    r->serial,    "ca",        r->ca ? r->ca->name : "",
+                             "serial",    r->serial,    "ca",        r->ca_name,
                              "thing",     r->planned ? r->plan.thing_name : "",
                              "attempts",  att,          "reason",    reason,
                              "ca_id",     r->ev.ca_id,  "account",   r->ev.account,
@@ -437,6 +438,7 @@ static int evaluate(struct jitr_req *r)
     char hex[65];
     time_t now = (time_t)(now_ms(r) / 1000);
     const struct ca_profile *prof;
+    const struct jitr_ca *ca = NULL;
     EVP_PKEY *capub;
     struct jitr_params params = { 0 };
     struct err e = ERR_INIT;
@@ -475,24 +477,25 @@ static int evaluate(struct jitr_req *r)
         }
     }
     /* issued by us: the CA the index names, or the CA the event names */
-    r->ca = r->from_describe ? ca_by_aws_id(env, r->ev.ca_id)
-                             : ca_by_name(env, field(r->record, "ca"));
-    if (r->ca == NULL) {
+    ca = r->from_describe ? ca_by_aws_id(env, r->ev.ca_id)
+                          : ca_by_name(env, field(r->record, "ca"));
+    if (ca == NULL) {
         reject(r, "certificate %.16s... was not issued by one of our CAs (%s)", r->ev.cert_id,
                r->from_describe ? "not in our index" : field(r->record, "ca"));
         goto out;
     }
-    capub = X509_get0_pubkey(r->ca->cert);
+    snprintf(r->ca_name, sizeof(r->ca_name), "%s", ca->name);
+    capub = X509_get0_pubkey(ca->cert);
     if (capub == NULL || X509_verify(r->cert, capub) != 1) {
         ERR_clear_error();
-        reject(r, "certificate %.16s... is not signed by CA '%s'", r->ev.cert_id, r->ca->name);
+        reject(r, "certificate %.16s... is not signed by CA '%s'", r->ev.cert_id, ca->name);
         goto out;
     }
     if (r->from_describe) {
         /* signed by our CA but absent from the index: the index is behind the audit log */
         err_set(&e, ERRC_NOT_FOUND, "certificate %.16s... is signed by CA '%s' but not in the "
                 "index: run jitrctl reindex, then jitrctl jitr dlq retry", r->ev.cert_id,
-                r->ca->name);
+                ca->name);
         finish_with(r, JITR_OUT_DEAD, &e);
         goto out;
     }
@@ -508,8 +511,8 @@ static int evaluate(struct jitr_req *r)
         reject(r, "certificate serial %s has expired%s", r->serial, "");
         goto out;
     }
-    if (r->ca->retired) {
-        reject(r, "CA '%s' is retired%s", r->ca->name, "");
+    if (ca->retired) {
+        reject(r, "CA '%s' is retired%s", ca->name, "");
         goto out;
     }
     prof = env->profiles ? ca_profiles_find(env->profiles, field(r->record, "profile")) : NULL;
@@ -582,7 +585,7 @@ static void start_audit(struct jitr_req *r, const char *type, const char *reason
 {
     json_t *rec = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "type", type, "certificate_id",
                             r->ev.cert_id, "ca_certificate_id", r->ev.ca_id, "serial", r->serial,
-                            "ca", r->ca ? r->ca->name : "", "account", r->ev.account);
+                            "ca", r->ca_name, "account", r->ev.account);
     struct err e = ERR_INIT;
     if (r->planned) {
         json_object_set_new(rec, "thing", json_string(r->plan.thing_name));

@@ -1106,8 +1106,11 @@ static void on_ca_refresh(evutil_socket_t fd, short what, void *arg)
     struct err e = ERR_INIT;
     (void)fd;
     (void)what;
-    /* flows borrow the table: reload only between flows */
-    if (s->nflows == 0 && !s->reconciling && jitr_cas_load(s, &e) != 0) {
+    /* flows look the table up only inside one step (EVALUATE keeps a copy of the CA's name), so
+     * it may change under flows in flight: a CA registered meanwhile is seen within
+     * CA_REFRESH_MS even under a load that never lets the worker go idle. The reconciler walks
+     * it by index across calls: not while it runs. */
+    if (!s->reconciling && jitr_cas_load(s, &e) != 0) {
         log_warn("jitr: CA store: %s", e.msg);
     }
 }

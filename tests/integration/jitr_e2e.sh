@@ -245,6 +245,26 @@ check_eq "TLS: event accepted" "$(post s3cret-new "$(ev "$CID")")" 202
 check_eq "TLS: queued" "$(rcli XLEN jitrca:jitr:events)" "$((len0 + 1))"
 check_eq "TLS: plain HTTP is not served" "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$JITR_PORT/healthz")" 000
 
+# --- a CA registered while flows are in flight is known to the intake within seconds -----------
+# (CA rotation without downtime: the CA table used to be reloaded only when a worker was idle)
+curl -sf -X POST "$STANDIN/_standin/config" -H 'content-type: application/json' \
+  -d '{"faults": {"timeout_rate": 1.0, "timeout_ms": 60000, "operations": ["CreateThing"]}}' >/dev/null
+make_devices 2 "$T/busy" busy-
+for f in "$T"/busy/*.crt; do check_eq "busy device queued" "$(post s3cret-new "$(ev "$(cert_id_of "$f")")")" 202; done
+ok "$JITRCTL" ca init late --subject "/CN=Late Devices CA"
+ok "$JITRCTL" ca register late
+LATE_ID=$(jq -r .fingerprint "$JITRCA_DATA_DIR/ca/late/ca.json")
+late_code=000
+for _ in $(seq 50); do
+  late_code=$(post s3cret-new "$(ev "$(printf 'ab%.0s' $(seq 32))" "$LATE_ID")")
+  [ "$late_code" = 202 ] && break; sleep 0.5
+done
+# in flight = the certificate's lock is held (its first state is saved after CreateThing answers)
+busy_locks=$(for f in "$T"/busy/*.crt; do rcli EXISTS "jitrca:jitr:lock:$(cert_id_of "$f")"; done | paste -sd,)
+check_eq "late CA's event accepted while flows are in flight" "$late_code" 202
+check_eq "the flows were still in flight then" "$busy_locks" 1,1
+curl -sf -X POST "$STANDIN/_standin/config" -H 'content-type: application/json' -d '{"faults": {"timeout_rate": 0}}' >/dev/null
+
 # --- SIGTERM drains JITR too: the intake stops accepting, the workers exit 0 -------------------
 drains=$(grep -c 'jitr: draining' "$T/jitrd.log")
 kill -TERM "$JPID"
