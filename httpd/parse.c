@@ -10,6 +10,7 @@
  */
 #include "httpd/parse.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -202,7 +203,10 @@ static enum hp_result fields(const char *buf, size_t s, size_t head_end,
         return fail(hr, 501, "not_implemented", "unsupported Transfer-Encoding");
     }
     if (hr->content_length > lim->max_body) {
-        return fail(hr, 413, "too_large", "the request body is larger than max_body_bytes");
+        snprintf(hr->msgbuf, sizeof(hr->msgbuf),
+                 "the request body (%llu bytes) is larger than the %zu bytes accepted",
+                 (unsigned long long)hr->content_length, lim->max_body);
+        return fail(hr, 413, "too_large", hr->msgbuf);
     }
     hr->keep_alive = hr->minor == 1 ? !close : keep && !close;
     return HP_DONE;

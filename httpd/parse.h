@@ -55,7 +55,8 @@ struct hp_req {
     /* HP_ERROR: the answer */
     int status;
     const char *code;
-    const char *message;
+    const char *message; /* static text, or msgbuf */
+    char msgbuf[128];
 };
 
 struct hp_limits {

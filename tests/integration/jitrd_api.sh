@@ -236,9 +236,9 @@ expect_err 400 invalid "unknown key 'profil'"
 head -c 200000 /dev/zero | tr '\0' 'A' >"$T/huge"
 req line1 -H 'Content-Type: application/x-pem-file' -H 'Expect: 100-continue' --data-binary @"$T/huge" "$URL/v1/sign"
 check_eq "huge body status" "$code" 413
-expect_err 413 too_large "max_body_bytes"
+expect_err 413 too_large "bytes accepted"
 req line1 -H 'Content-Type: application/x-pem-file' -H 'Expect:' --data-binary @"$T/huge" "$URL/v1/sign"
-expect_err 413 too_large "max_body_bytes"
+expect_err 413 too_large "bytes accepted"
 # raw requests over TLS (openssl s_client): status into $code, body into $T/body
 raw() {
   printf "$1" | timeout 10 openssl s_client -connect "127.0.0.1:$port" -CAfile "$T/srvca.pem" \
@@ -247,7 +247,7 @@ raw() {
   awk 'seen { print } /^\r$/ { seen = 1 }' "$T/raw" >"$T/body"
 }
 raw 'POST /v1/sign HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-pem-file\r\nContent-Length: 10000000\r\n\r\n-----BEGIN'
-expect_err 413 too_large "max_body_bytes"
+expect_err 413 too_large "bytes accepted"
 raw 'GARBAGE\r\nHost: x\r\n\r\n'
 expect_err 400 bad_request "malformed request line"
 raw 'GET /healthz HTTP/9.9\r\nHost: x\r\n\r\n'
