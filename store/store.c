@@ -1,7 +1,10 @@
 /*
- * Synchronous Redis client on hiredis 0.14.1. Commands are built as argv arrays (binary safe,
- * no format-string injection), appended in bulk and their replies read in order: one round trip
- * per call however many records it carries.
+ * Synchronous Redis client on hiredis 0.14.1. Commands are encoded by us as RESP arguments
+ * (binary safe, no format-string injection) into one buffer per batch, handed to hiredis in one
+ * piece and their replies read in order: one round trip per call however many records it
+ * carries. jitrd calls store_serials_reserve(), store_certs_index() and store_buckets_take()
+ * once per signing batch, so a batch costs one buffer append per argument and no allocation
+ * on the encoding side (struct cmdbuf below).
  */
 #include "store/store.h"
 
@@ -42,9 +45,26 @@ const char store_bucket_lua[] =
     "return {allowed, wait}\n"
 ;
 
+/*
+ * One batch of commands, encoded as RESP ("*argc\r\n" then "$len\r\n" arg "\r\n" per argument)
+ * straight into one buffer: no per-command or per-argument allocation, keys and numbers are
+ * written in place. The store keeps one cmdbuf for its whole life, so in the steady state a
+ * batch allocates nothing (cmd_batch() rewinds it; cmd_run() gives back a buffer that a very
+ * large batch grew beyond CMDBUF_KEEP). A command is cmd_begin(cb, argc) followed by exactly
+ * argc cmd_arg*() calls; cmd_run() refuses a batch whose counts disagree (a bug here, but the
+ * alternative is a misframed pipeline).
+ */
+struct cmdbuf {
+    struct buf out;
+    size_t n;              /* commands in out */
+    size_t args_declared;  /* sum of the commands' argc */
+    size_t args_written;
+};
+
 struct store {
     redisContext *rc;
     char display[300];
+    struct cmdbuf cb; /* the batch being built; empty between calls */
 };
 
 int store_url_parse(const char *url, struct store_url *out, struct err *e)
@@ -151,117 +171,162 @@ static int store_fail(struct store *s, struct err *e, const char *what)
                    s->rc && s->rc->err ? s->rc->errstr : "unexpected reply");
 }
 
-/* Sends n argv commands and reads their replies into replies[] (caller frees). */
-static int store_pipeline(struct store *s, size_t n, int *argc, const char ***argv,
-                          size_t **argvlen, redisReply **replies, struct err *e)
+#define CMDBUF_KEEP (1024 * 1024)
+
+/* A string literal as one argument, without a strlen. */
+#define CMD_LIT(cb, lit) cmd_arg((cb), "" lit, sizeof(lit) - 1)
+
+/* Writes v in decimal ending just before end; returns where the digits start. */
+static char *u64_digits(uint64_t v, char *end)
 {
-    for (size_t i = 0; i < n; i++) {
-        replies[i] = NULL;
-        if (redisAppendCommandArgv(s->rc, argc[i], argv[i], argvlen[i]) != REDIS_OK) {
-            return store_fail(s, e, "cannot send");
-        }
-    }
-    for (size_t i = 0; i < n; i++) {
-        void *r = NULL;
-        if (redisGetReply(s->rc, &r) != REDIS_OK || r == NULL) {
-            for (size_t j = 0; j < i; j++) {
-                freeReplyObject(replies[j]);
-                replies[j] = NULL;
-            }
-            return store_fail(s, e, "no reply");
-        }
-        replies[i] = r;
-    }
-    return 0;
+    do {
+        *--end = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    return end;
 }
 
-/* A growable batch of argv commands. */
-struct cmdbuf {
-    size_t n, cap;
-    int *argc;
-    const char ***argv;
-    size_t **argvlen;
-    struct buf arena; /* owned copies of formatted arguments */
-    char **owned;
-    size_t nowned, capowned;
-};
-
-static void cmd_add(struct cmdbuf *cb, int argc, const char **argv, const size_t *lens)
+/* Starts a batch on the store's cmdbuf (dropping whatever an abandoned batch left). */
+static struct cmdbuf *cmd_batch(struct store *s)
 {
-    size_t cap = cb->cap;
-    cb->argc = xgrow(cb->argc, sizeof(int), cb->n + 1, &cap);
-    cap = cb->cap;
-    cb->argv = xgrow(cb->argv, sizeof(char **), cb->n + 1, &cap);
-    cap = cb->cap;
-    cb->argvlen = xgrow(cb->argvlen, sizeof(size_t *), cb->n + 1, &cb->cap);
-    cb->argc[cb->n] = argc;
-    const char **av = xmalloc(sizeof(char *) * (size_t)argc);
-    size_t *al = xmalloc(sizeof(size_t) * (size_t)argc);
-    for (int i = 0; i < argc; i++) {
-        av[i] = argv[i];
-        al[i] = lens ? lens[i] : strlen(argv[i]);
-    }
-    cb->argv[cb->n] = av;
-    cb->argvlen[cb->n] = al;
+    buf_reset(&s->cb.out);
+    s->cb.n = 0;
+    s->cb.args_declared = 0;
+    s->cb.args_written = 0;
+    return &s->cb;
+}
+
+static void cmd_begin(struct cmdbuf *cb, size_t argc)
+{
+    char tmp[24];
+    char *d = u64_digits(argc, tmp + sizeof(tmp));
+    size_t dl = (size_t)(tmp + sizeof(tmp) - d);
+    buf_reserve(&cb->out, dl + 3);
+    char *w = cb->out.data + cb->out.len;
+    *w++ = '*';
+    memcpy(w, d, dl);
+    w += dl;
+    *w++ = '\r';
+    *w++ = '\n';
+    *w = '\0';
+    cb->out.len = (size_t)(w - cb->out.data);
     cb->n++;
+    cb->args_declared += argc;
 }
 
-static const char *cmd_own(struct cmdbuf *cb, struct buf *b)
+/* Appends "$len\r\n" with room for the len bytes and their "\r\n"; returns where the bytes
+ * go. cmd_arg_close() ends the argument. */
+static char *cmd_arg_open(struct cmdbuf *cb, size_t len)
 {
-    cb->owned = xgrow(cb->owned, sizeof(char *), cb->nowned + 1, &cb->capowned);
-    char *s = buf_detach(b, NULL);
-    cb->owned[cb->nowned++] = s;
-    return s;
-}
-
-/* STORE_PREFIX kind id suffix, e.g. "jitrca:" "cert:" "0a1b" "" */
-static const char *cmd_key(struct cmdbuf *cb, const char *kind, const char *id, const char *suffix)
-{
-    struct buf b = BUF_INIT;
-    buf_addstr(&b, STORE_PREFIX);
-    buf_addstr(&b, kind);
-    buf_addstr(&b, id);
-    buf_addstr(&b, suffix);
-    return cmd_own(cb, &b);
-}
-
-static void cmd_release(struct cmdbuf *cb)
-{
-    for (size_t i = 0; i < cb->n; i++) {
-        xfree(cb->argv[i]);
-        xfree(cb->argvlen[i]);
+    char tmp[24];
+    char *d = u64_digits(len, tmp + sizeof(tmp));
+    size_t dl = (size_t)(tmp + sizeof(tmp) - d);
+    if (len > SIZE_MAX / 2) {
+        oom_die(len);
     }
-    for (size_t i = 0; i < cb->nowned; i++) {
-        xfree(cb->owned[i]);
-    }
-    xfree(cb->argc);
-    xfree(cb->argv);
-    xfree(cb->argvlen);
-    xfree(cb->owned);
-    memset(cb, 0, sizeof(*cb));
+    buf_reserve(&cb->out, dl + 5 + len);
+    char *w = cb->out.data + cb->out.len;
+    *w++ = '$';
+    memcpy(w, d, dl);
+    w += dl;
+    *w++ = '\r';
+    *w++ = '\n';
+    return w;
 }
 
-/* Runs the batch; every reply must not be an error. */
-static int cmd_run(struct store *s, struct cmdbuf *cb, redisReply ***out, struct err *e)
+static void cmd_arg_close(struct cmdbuf *cb, char *w)
 {
-    redisReply **r = xcalloc(cb->n ? cb->n : 1, sizeof(*r));
-    int rc = store_pipeline(s, cb->n, cb->argc, cb->argv, cb->argvlen, r, e);
-    for (size_t i = 0; rc == 0 && i < cb->n; i++) {
+    *w++ = '\r';
+    *w++ = '\n';
+    *w = '\0';
+    cb->out.len = (size_t)(w - cb->out.data);
+    cb->args_written++;
+}
+
+static void cmd_arg(struct cmdbuf *cb, const void *p, size_t len)
+{
+    char *w = cmd_arg_open(cb, len);
+    if (len) {
+        memcpy(w, p, len);
+    }
+    cmd_arg_close(cb, w + len);
+}
+
+static void cmd_str(struct cmdbuf *cb, const char *str)
+{
+    cmd_arg(cb, str, strlen(str));
+}
+
+static void cmd_u64(struct cmdbuf *cb, uint64_t v)
+{
+    char tmp[24];
+    char *d = u64_digits(v, tmp + sizeof(tmp));
+    cmd_arg(cb, d, (size_t)(tmp + sizeof(tmp) - d));
+}
+
+/* STORE_PREFIX kind id suffix as one argument, e.g. "jitrca:" "cert:" "0a1b" "" */
+static void cmd_key(struct cmdbuf *cb, const char *kind, const char *id, const char *suffix)
+{
+    size_t pl = sizeof(STORE_PREFIX) - 1, kl = strlen(kind), il = strlen(id);
+    size_t sl = strlen(suffix);
+    char *w = cmd_arg_open(cb, pl + kl + il + sl);
+    memcpy(w, STORE_PREFIX, pl);
+    w += pl;
+    memcpy(w, kind, kl);
+    w += kl;
+    memcpy(w, id, il);
+    w += il;
+    memcpy(w, suffix, sl);
+    cmd_arg_close(cb, w + sl);
+}
+
+/* Sends the batch in one write and reads its replies (the caller frees them with
+ * replies_free() when out is not NULL); every reply must not be an error. The batch is empty
+ * again afterwards, whatever happened. */
+static int cmd_run(struct store *s, redisReply ***out, struct err *e)
+{
+    struct cmdbuf *cb = &s->cb;
+    size_t n = cb->n;
+    redisReply **r = xcalloc(n ? n : 1, sizeof(*r));
+    int rc = 0;
+    size_t got = 0;
+    if (cb->args_declared != cb->args_written) {
+        rc = err_set(e, ERRC_INTERNAL, "redis at %s: malformed command batch (%zu arguments "
+                     "declared, %zu written)", s->display, cb->args_declared, cb->args_written);
+        goto out;
+    }
+    if (n && redisAppendFormattedCommand(s->rc, cb->out.data, cb->out.len) != REDIS_OK) {
+        rc = store_fail(s, e, "cannot send");
+        goto out;
+    }
+    for (; got < n; got++) {
+        void *x = NULL;
+        if (redisGetReply(s->rc, &x) != REDIS_OK || x == NULL) {
+            rc = store_fail(s, e, "no reply");
+            goto out;
+        }
+        r[got] = x;
+    }
+    for (size_t i = 0; i < n; i++) {
         if (r[i]->type == REDIS_REPLY_ERROR) {
             rc = err_set(e, ERRC_UNAVAILABLE, "redis at %s: %s", s->display, r[i]->str);
+            break;
         }
     }
+out:
     if (rc != 0 || out == NULL) {
-        for (size_t i = 0; i < cb->n; i++) {
-            if (r[i]) {
-                freeReplyObject(r[i]);
-            }
+        for (size_t i = 0; i < got; i++) {
+            freeReplyObject(r[i]);
         }
         xfree(r);
         r = NULL;
     }
     if (out) {
         *out = r;
+    }
+    cmd_batch(s);
+    if (cb->out.cap > CMDBUF_KEEP) {
+        buf_release(&cb->out);
     }
     return rc;
 }
@@ -284,9 +349,7 @@ struct store *store_connect(const char *url, struct err *e)
         return NULL;
     }
     struct store *s = xcalloc(1, sizeof(*s));
-    struct cmdbuf cb = { 0 };
-    char dbs[16];
-    int rc;
+    struct cmdbuf *cb = cmd_batch(s);
     store_url_display(&u, s->display, sizeof(s->display));
     struct timeval tv = { STORE_TIMEOUT_MS / 1000, (STORE_TIMEOUT_MS % 1000) * 1000 };
     s->rc = u.path[0] ? redisConnectUnixWithTimeout(u.path, tv)
@@ -300,18 +363,15 @@ struct store *store_connect(const char *url, struct err *e)
         store_fail(s, e, "cannot set timeout");
         goto fail;
     }
-    snprintf(dbs, sizeof(dbs), "%d", u.db);
     if (u.password[0]) {
-        const char *av[] = { "AUTH", u.password };
-        cmd_add(&cb, 2, av, NULL);
+        cmd_begin(cb, 2);
+        CMD_LIT(cb, "AUTH");
+        cmd_str(cb, u.password);
     }
-    {
-        const char *sel[] = { "SELECT", dbs };
-        cmd_add(&cb, 2, sel, NULL);
-    }
-    rc = cmd_run(s, &cb, NULL, e);
-    cmd_release(&cb);
-    if (rc != 0) {
+    cmd_begin(cb, 2);
+    CMD_LIT(cb, "SELECT");
+    cmd_u64(cb, (uint64_t)u.db); /* 0..1000 (store_url_parse) */
+    if (cmd_run(s, NULL, e) != 0) {
         goto fail;
     }
     return s;
@@ -328,75 +388,95 @@ void store_free(struct store *s)
     if (s->rc) {
         redisFree(s->rc);
     }
+    buf_release(&s->cb.out);
     xfree(s);
 }
 
 int store_ping(struct store *s, struct err *e)
 {
-    struct cmdbuf cb = { 0 };
-    const char *av[] = { "PING" };
-    cmd_add(&cb, 1, av, NULL);
-    int rc = cmd_run(s, &cb, NULL, e);
-    cmd_release(&cb);
-    return rc;
+    struct cmdbuf *cb = cmd_batch(s);
+    cmd_begin(cb, 1);
+    CMD_LIT(cb, "PING");
+    return cmd_run(s, NULL, e);
 }
 
 int store_serials_reserve(struct store *s, const char *ca, const char *const *serial_hex,
                           size_t n, bool *taken, struct err *e)
 {
-    struct cmdbuf cb = { 0 };
+    struct cmdbuf *cb = cmd_batch(s);
     redisReply **r = NULL;
+    size_t cal = strlen(ca);
     for (size_t i = 0; i < n; i++) {
-        const char *av[] = { "SET", cmd_key(&cb, "serial:", serial_hex[i], ""),
-                             ca, "NX" };
-        cmd_add(&cb, 4, av, NULL);
+        cmd_begin(cb, 4);
+        CMD_LIT(cb, "SET");
+        cmd_key(cb, "serial:", serial_hex[i], "");
+        cmd_arg(cb, ca, cal);
+        CMD_LIT(cb, "NX");
     }
-    int rc = cmd_run(s, &cb, &r, e);
+    int rc = cmd_run(s, &r, e);
     for (size_t i = 0; rc == 0 && i < n; i++) {
         /* SET NX answers OK when set and nil when the key existed */
         taken[i] = r[i]->type == REDIS_REPLY_NIL;
     }
     replies_free(r, rc == 0 ? n : 0);
-    cmd_release(&cb);
     return rc;
 }
 
 int store_certs_index(struct store *s, const struct store_cert *certs, size_t n, struct err *e)
 {
-    struct cmdbuf cb = { 0 };
+    struct cmdbuf *cb = cmd_batch(s);
     for (size_t i = 0; i < n; i++) {
         const struct store_cert *c = &certs[i];
-        char seq[24];
-        snprintf(seq, sizeof(seq), "%llu", (unsigned long long)c->seq);
-        const char *key = cmd_key(&cb, "cert:", c->serial, "");
-        struct buf seqb = BUF_INIT;
-        buf_addstr(&seqb, seq);
-        const char *hs[] = { "HSET",       key,          "serial",     c->serial,
-                             "fingerprint", c->fingerprint, "subject",  c->subject,
-                             "cn",          c->cn,        "profile",    c->profile,
-                             "ca",          c->ca,        "requester",  c->requester,
-                             "not_before",  c->not_before, "not_after", c->not_after,
-                             "issued_at",   c->issued_at, "status",     c->status,
-                             "der",         c->der_b64,   "seq",        cmd_own(&cb, &seqb) };
-        cmd_add(&cb, (int)ARRAY_LEN(hs), hs, NULL);
-        const char *fp[] = { "SET", cmd_key(&cb, "fp:", c->fingerprint, ""),
-                             c->serial };
-        cmd_add(&cb, 3, fp, NULL);
+        size_t serial_len = strlen(c->serial);
+        cmd_begin(cb, 28);
+        CMD_LIT(cb, "HSET");
+        cmd_key(cb, "cert:", c->serial, "");
+        CMD_LIT(cb, "serial");
+        cmd_arg(cb, c->serial, serial_len);
+        CMD_LIT(cb, "fingerprint");
+        cmd_str(cb, c->fingerprint);
+        CMD_LIT(cb, "subject");
+        cmd_str(cb, c->subject);
+        CMD_LIT(cb, "cn");
+        cmd_str(cb, c->cn);
+        CMD_LIT(cb, "profile");
+        cmd_str(cb, c->profile);
+        CMD_LIT(cb, "ca");
+        cmd_str(cb, c->ca);
+        CMD_LIT(cb, "requester");
+        cmd_str(cb, c->requester);
+        CMD_LIT(cb, "not_before");
+        cmd_str(cb, c->not_before);
+        CMD_LIT(cb, "not_after");
+        cmd_str(cb, c->not_after);
+        CMD_LIT(cb, "issued_at");
+        cmd_str(cb, c->issued_at);
+        CMD_LIT(cb, "status");
+        cmd_str(cb, c->status);
+        CMD_LIT(cb, "der");
+        cmd_str(cb, c->der_b64);
+        CMD_LIT(cb, "seq");
+        cmd_u64(cb, c->seq);
+        cmd_begin(cb, 3);
+        CMD_LIT(cb, "SET");
+        cmd_key(cb, "fp:", c->fingerprint, "");
+        cmd_arg(cb, c->serial, serial_len);
         if (c->cn[0]) {
-            const char *cn[] = { "SADD", cmd_key(&cb, "cn:", c->cn, ""),
-                                 c->serial };
-            cmd_add(&cb, 3, cn, NULL);
+            cmd_begin(cb, 3);
+            CMD_LIT(cb, "SADD");
+            cmd_key(cb, "cn:", c->cn, "");
+            cmd_arg(cb, c->serial, serial_len);
         }
-        const char *ca[] = { "SADD", cmd_key(&cb, "ca:", c->ca, ":serials"),
-                             c->serial };
-        cmd_add(&cb, 3, ca, NULL);
-        const char *sr[] = { "SET", cmd_key(&cb, "serial:", c->serial, ""),
-                             c->ca };
-        cmd_add(&cb, 3, sr, NULL);
+        cmd_begin(cb, 3);
+        CMD_LIT(cb, "SADD");
+        cmd_key(cb, "ca:", c->ca, ":serials");
+        cmd_arg(cb, c->serial, serial_len);
+        cmd_begin(cb, 3);
+        CMD_LIT(cb, "SET");
+        cmd_key(cb, "serial:", c->serial, "");
+        cmd_str(cb, c->ca);
     }
-    int rc = cmd_run(s, &cb, NULL, e);
-    cmd_release(&cb);
-    return rc;
+    return cmd_run(s, NULL, e);
 }
 
 /* KEYS: cert:<serial>, ca:<ca>:revoked; ARGV: serial, revoked_at, reason, seq. One script so
@@ -413,23 +493,21 @@ static const char revoke_lua[] =
 int store_certs_revoke(struct store *s, const struct store_revocation *r, size_t n,
                        enum store_revoke_result *res, struct err *e)
 {
-    struct cmdbuf cb = { 0 };
+    struct cmdbuf *cb = cmd_batch(s);
     redisReply **rep = NULL;
     for (size_t i = 0; i < n; i++) {
-        struct buf seq = BUF_INIT;
-        buf_addf(&seq, "%llu", (unsigned long long)r[i].seq);
-        const char *av[] = { "EVAL",
-                             revoke_lua,
-                             "2",
-                             cmd_key(&cb, "cert:", r[i].serial, ""),
-                             cmd_key(&cb, "ca:", r[i].ca, ":revoked"),
-                             r[i].serial,
-                             r[i].revoked_at,
-                             r[i].reason,
-                             cmd_own(&cb, &seq) };
-        cmd_add(&cb, (int)ARRAY_LEN(av), av, NULL);
+        cmd_begin(cb, 9);
+        CMD_LIT(cb, "EVAL");
+        cmd_arg(cb, revoke_lua, sizeof(revoke_lua) - 1);
+        CMD_LIT(cb, "2");
+        cmd_key(cb, "cert:", r[i].serial, "");
+        cmd_key(cb, "ca:", r[i].ca, ":revoked");
+        cmd_str(cb, r[i].serial);
+        cmd_str(cb, r[i].revoked_at);
+        cmd_str(cb, r[i].reason);
+        cmd_u64(cb, r[i].seq);
     }
-    int rc = cmd_run(s, &cb, &rep, e);
+    int rc = cmd_run(s, &rep, e);
     for (size_t i = 0; rc == 0 && i < n; i++) {
         if (rep[i]->type != REDIS_REPLY_INTEGER || rep[i]->integer < 0 || rep[i]->integer > 2) {
             rc = store_fail(s, e, "bad revocation reply");
@@ -440,7 +518,6 @@ int store_certs_revoke(struct store *s, const struct store_revocation *r, size_t
         }
     }
     replies_free(rep, n); /* NULL when the pipeline failed */
-    cmd_release(&cb);
     return rc;
 }
 
@@ -453,15 +530,14 @@ static int cmp_revoked(const void *a, const void *b)
 int store_revoked_list(struct store *s, const char *ca, struct store_revoked **out, size_t *n,
                        struct err *e)
 {
-    struct cmdbuf cb = { 0 };
+    struct cmdbuf *cb = cmd_batch(s);
     redisReply **r = NULL;
     struct store_revoked *list = NULL;
     size_t cnt = 0;
-    const char *av[] = { "HGETALL", cmd_key(&cb, "ca:", ca, ":revoked") };
-    cmd_add(&cb, 2, av, NULL);
-    int rc = cmd_run(s, &cb, &r, e);
-    cmd_release(&cb);
-    if (rc != 0) {
+    cmd_begin(cb, 2);
+    CMD_LIT(cb, "HGETALL");
+    cmd_key(cb, "ca:", ca, ":revoked");
+    if (cmd_run(s, &r, e) != 0) {
         return -1;
     }
     if (r[0]->type != REDIS_REPLY_ARRAY || r[0]->elements % 2 != 0) {
@@ -518,16 +594,16 @@ static const char crl_number_lua[] =
 static int crl_number(struct store *s, const char *ca, uint64_t v, const char *mode,
                       uint64_t *out, struct err *e)
 {
-    struct cmdbuf cb = { 0 };
+    struct cmdbuf *cb = cmd_batch(s);
     redisReply **r = NULL;
-    char vs[24];
-    snprintf(vs, sizeof(vs), "%llu", (unsigned long long)v);
-    const char *av[] = { "EVAL", crl_number_lua, "1", cmd_key(&cb, "crl:", ca, ":number"), vs,
-                         mode };
-    cmd_add(&cb, (int)ARRAY_LEN(av), av, NULL);
-    int rc = cmd_run(s, &cb, &r, e);
-    cmd_release(&cb);
-    if (rc != 0) {
+    cmd_begin(cb, 6);
+    CMD_LIT(cb, "EVAL");
+    cmd_arg(cb, crl_number_lua, sizeof(crl_number_lua) - 1);
+    CMD_LIT(cb, "1");
+    cmd_key(cb, "crl:", ca, ":number");
+    cmd_u64(cb, v);
+    cmd_str(cb, mode);
+    if (cmd_run(s, &r, e) != 0) {
         return -1;
     }
     if (r[0]->type != REDIS_REPLY_INTEGER || r[0]->integer < 0) {
@@ -554,14 +630,15 @@ int store_crl_number_raise(struct store *s, const char *ca, uint64_t n, struct e
 
 int store_audit_head_set(struct store *s, uint64_t seq, const char *hash, struct err *e)
 {
-    struct cmdbuf cb = { 0 };
-    char seqs[24];
-    snprintf(seqs, sizeof(seqs), "%llu", (unsigned long long)seq);
-    const char *av[] = { "HSET", STORE_PREFIX "audit:head", "seq", seqs, "hash", hash };
-    cmd_add(&cb, 6, av, NULL);
-    int rc = cmd_run(s, &cb, NULL, e);
-    cmd_release(&cb);
-    return rc;
+    struct cmdbuf *cb = cmd_batch(s);
+    cmd_begin(cb, 6);
+    CMD_LIT(cb, "HSET");
+    CMD_LIT(cb, STORE_PREFIX "audit:head");
+    CMD_LIT(cb, "seq");
+    cmd_u64(cb, seq);
+    CMD_LIT(cb, "hash");
+    cmd_str(cb, hash);
+    return cmd_run(s, NULL, e);
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -592,11 +669,12 @@ static void hash_lines(const redisReply *r, struct buf *out)
 
 int store_cert_get(struct store *s, const char *serial, struct buf *fields, struct err *e)
 {
-    struct cmdbuf cb = { 0 };
+    struct cmdbuf *cb = cmd_batch(s);
     redisReply **r = NULL;
-    const char *av[] = { "HGETALL", cmd_key(&cb, "cert:", serial, "") };
-    cmd_add(&cb, 2, av, NULL);
-    int rc = cmd_run(s, &cb, &r, e);
+    cmd_begin(cb, 2);
+    CMD_LIT(cb, "HGETALL");
+    cmd_key(cb, "cert:", serial, "");
+    int rc = cmd_run(s, &r, e);
     if (rc == 0) {
         if (r[0]->type != REDIS_REPLY_ARRAY || r[0]->elements == 0) {
             rc = err_set(e, ERRC_NOT_FOUND, "no certificate with serial %s", serial);
@@ -605,18 +683,18 @@ int store_cert_get(struct store *s, const char *serial, struct buf *fields, stru
         }
         replies_free(r, 1);
     }
-    cmd_release(&cb);
     return rc;
 }
 
 int store_serial_by_fingerprint(struct store *s, const char *fp, struct buf *serial,
                                 struct err *e)
 {
-    struct cmdbuf cb = { 0 };
+    struct cmdbuf *cb = cmd_batch(s);
     redisReply **r = NULL;
-    const char *av[] = { "GET", cmd_key(&cb, "fp:", fp, "") };
-    cmd_add(&cb, 2, av, NULL);
-    int rc = cmd_run(s, &cb, &r, e);
+    cmd_begin(cb, 2);
+    CMD_LIT(cb, "GET");
+    cmd_key(cb, "fp:", fp, "");
+    int rc = cmd_run(s, &r, e);
     if (rc == 0) {
         if (r[0]->type != REDIS_REPLY_STRING) {
             rc = err_set(e, ERRC_NOT_FOUND, "no certificate with fingerprint %s", fp);
@@ -625,7 +703,6 @@ int store_serial_by_fingerprint(struct store *s, const char *fp, struct buf *ser
         }
         replies_free(r, 1);
     }
-    cmd_release(&cb);
     return rc;
 }
 
@@ -642,13 +719,16 @@ static int index_keys(struct store *s, char ***keys, size_t *nkeys, struct err *
     for (size_t p = 0; p < ARRAY_LEN(index_patterns); p++) {
         char cursor[32] = "0";
         do {
-            struct cmdbuf cb = { 0 };
+            struct cmdbuf *cb = cmd_batch(s);
             redisReply **r = NULL;
-            const char *av[] = { "SCAN", cursor, "MATCH", index_patterns[p], "COUNT", "1000" };
-            cmd_add(&cb, 6, av, NULL);
-            int rc = cmd_run(s, &cb, &r, e);
-            cmd_release(&cb);
-            if (rc != 0) {
+            cmd_begin(cb, 6);
+            CMD_LIT(cb, "SCAN");
+            cmd_str(cb, cursor);
+            CMD_LIT(cb, "MATCH");
+            cmd_str(cb, index_patterns[p]);
+            CMD_LIT(cb, "COUNT");
+            CMD_LIT(cb, "1000");
+            if (cmd_run(s, &r, e) != 0) {
                 for (size_t i = 0; i < n; i++) {
                     xfree(k[i]);
                 }
@@ -693,17 +773,14 @@ int store_index_clear(struct store *s, uint64_t *removed, struct err *e)
     }
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < n; i += 512) {
-        struct cmdbuf cb = { 0 };
+        struct cmdbuf *cb = cmd_batch(s);
         size_t m = n - i < 512 ? n - i : 512;
-        const char **av = xmalloc(sizeof(char *) * (m + 1));
-        av[0] = "UNLINK";
+        cmd_begin(cb, m + 1);
+        CMD_LIT(cb, "UNLINK");
         for (size_t j = 0; j < m; j++) {
-            av[j + 1] = k[i + j];
+            cmd_str(cb, k[i + j]);
         }
-        cmd_add(&cb, (int)(m + 1), av, NULL);
-        rc = cmd_run(s, &cb, NULL, e);
-        cmd_release(&cb);
-        xfree(av);
+        rc = cmd_run(s, NULL, e);
     }
     if (removed) {
         *removed = n;
@@ -721,25 +798,24 @@ int store_index_dump(struct store *s, struct buf *out, struct err *e)
     }
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < n; i++) {
-        struct cmdbuf cb = { 0 };
+        struct cmdbuf *cb = cmd_batch(s);
         redisReply **r = NULL;
-        const char *type[] = { "TYPE", k[i] };
-        cmd_add(&cb, 2, type, NULL);
-        rc = cmd_run(s, &cb, &r, e);
-        cmd_release(&cb);
+        cmd_begin(cb, 2);
+        CMD_LIT(cb, "TYPE");
+        cmd_str(cb, k[i]);
+        rc = cmd_run(s, &r, e);
         if (rc != 0) {
             break;
         }
         char t[16];
         snprintf(t, sizeof(t), "%s", r[0]->str ? r[0]->str : "");
         replies_free(r, 1);
-        const char *get[] = { strcmp(t, "hash") == 0     ? "HGETALL"
-                              : strcmp(t, "set") == 0    ? "SMEMBERS"
-                                                         : "GET",
-                              k[i] };
-        cmd_add(&cb, 2, get, NULL);
-        rc = cmd_run(s, &cb, &r, e);
-        cmd_release(&cb);
+        cmd_begin(cb, 2);
+        cmd_str(cb, strcmp(t, "hash") == 0  ? "HGETALL"
+                    : strcmp(t, "set") == 0 ? "SMEMBERS"
+                                            : "GET");
+        cmd_str(cb, k[i]);
+        rc = cmd_run(s, &r, e);
         if (rc != 0) {
             break;
         }
@@ -768,35 +844,36 @@ int store_index_dump(struct store *s, struct buf *out, struct err *e)
 
 int store_buckets_take(struct store *s, struct store_bucket_req *v, size_t n, struct err *e)
 {
-    struct cmdbuf cb = { 0 };
+    struct cmdbuf *cb = NULL;
     redisReply **rep = NULL;
     int rc;
     if (n == 0) {
         return 0;
     }
+    /* all checked before anything is encoded: a refused batch sends nothing */
     for (size_t i = 0; i < n; i++) {
-        char r[32], b[32], c[32];
-        struct buf args = BUF_INIT;
         if (!(v[i].rate > 0) || !(v[i].burst >= v[i].cost) || !(v[i].cost > 0)) {
-            cmd_release(&cb);
             return err_set(e, ERRC_INVALID, "bucket '%s': rate and cost must be positive and "
                            "burst at least the cost", v[i].name);
         }
+    }
+    cb = cmd_batch(s);
+    for (size_t i = 0; i < n; i++) {
+        char r[32], b[32], c[32];
         snprintf(r, sizeof(r), "%.6f", v[i].rate);
         snprintf(b, sizeof(b), "%.6f", v[i].burst);
         snprintf(c, sizeof(c), "%.6f", v[i].cost);
-        buf_addstr(&args, r);
-        const char *rr = cmd_own(&cb, &args);
-        buf_addstr(&args, b);
-        const char *bb = cmd_own(&cb, &args);
-        buf_addstr(&args, c);
-        const char *cc = cmd_own(&cb, &args);
-        const char *av[] = { "EVAL", store_bucket_lua, "1", cmd_key(&cb, "bucket:", v[i].name, ""),
-                             rr, bb, cc };
-        cmd_add(&cb, 7, av, NULL);
+        cmd_begin(cb, 7);
+        CMD_LIT(cb, "EVAL");
+        cmd_arg(cb, store_bucket_lua, sizeof(store_bucket_lua) - 1);
+        CMD_LIT(cb, "1");
+        cmd_key(cb, "bucket:", v[i].name, "");
+        cmd_str(cb, r);
+        cmd_str(cb, b);
+        cmd_str(cb, c);
     }
     /* one round trip for the whole batch */
-    rc = cmd_run(s, &cb, &rep, e);
+    rc = cmd_run(s, &rep, e);
     for (size_t i = 0; rc == 0 && i < n; i++) {
         redisReply *x = rep[i];
         if (x->type != REDIS_REPLY_ARRAY || x->elements != 2 ||
@@ -810,7 +887,6 @@ int store_buckets_take(struct store *s, struct store_bucket_req *v, size_t n, st
     if (rep) {
         replies_free(rep, n);
     }
-    cmd_release(&cb);
     return rc;
 }
 
