@@ -440,13 +440,38 @@ static int dump_to_buf(const char *data, size_t size, void *arg)
     return 0;
 }
 
-/* A key as Jansson's dumper writes it (no ASCII or slash escaping), so our lines are
- * byte-identical to json_dumps() of the merged object. */
-static void add_key(struct buf *out, const char *k)
+/* A string as Jansson's dumper writes it (no ASCII or slash escaping, \uXXXX in uppercase for
+ * the other control characters), so our lines are byte-identical to json_dumps() of the merged
+ * object. Runs that need no escape are copied whole. -1 (out unchanged) when s is not UTF-8,
+ * which Jansson refuses too. */
+static int add_jstr(struct buf *out, const char *s, size_t len)
 {
+    const unsigned char *p = (const unsigned char *)s;
+    size_t start = out->len;
+    buf_reserve(out, len + 2);
     buf_addch(out, '"');
-    for (const char *p = k; *p; p++) {
-        unsigned char c = (unsigned char)*p;
+    for (size_t i = 0; i < len;) {
+        size_t j = i;
+        while (j < len && p[j] >= 0x20 && p[j] < 0x80 && p[j] != '"' && p[j] != '\\') {
+            j++;
+        }
+        if (j > i) {
+            buf_add(out, p + i, j - i);
+            i = j;
+            continue;
+        }
+        unsigned char c = p[i];
+        if (c >= 0x80) {
+            size_t n = utf8_seq_len(p + i, len - i);
+            if (n == 0) {
+                out->len = start;
+                out->data[start] = '\0';
+                return -1;
+            }
+            buf_add(out, p + i, n);
+            i += n;
+            continue;
+        }
         switch (c) {
         case '"':
             buf_addstr(out, "\\\"");
@@ -470,14 +495,12 @@ static void add_key(struct buf *out, const char *k)
             buf_addstr(out, "\\t");
             break;
         default:
-            if (c < 0x20) {
-                buf_addf(out, "\\u%04X", c);
-            } else {
-                buf_addch(out, (char)c);
-            }
+            buf_addf(out, "\\u%04X", c);
         }
+        i++;
     }
     buf_addch(out, '"');
+    return 0;
 }
 
 struct member {
@@ -549,7 +572,11 @@ static int rec_encode(json_t *rec, size_t idx, size_t n, struct buf *out, size_t
             bounds[++seg] = out->len;
         }
         buf_addch(out, ',');
-        add_key(out, m[i].key);
+        if (add_jstr(out, m[i].key, strlen(m[i].key)) != 0) {
+            err_set(e, ERRC_INVALID, "audit record %zu of %zu has a key that is not UTF-8",
+                    idx + 1, n);
+            goto out;
+        }
         buf_addch(out, ':');
         if (json_dump_callback(m[i].value, dump_to_buf, out,
                                JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY) != 0) {
@@ -808,31 +835,20 @@ fail:
     return 0;
 }
 
-int audit_append(struct audit_log *log, json_t *const *recs, size_t n, uint64_t *first_seq,
-                 struct err *e)
+/* Queues the encoded records and waits for their commit, leading it when no commit runs. */
+static int append_enc(struct audit_log *log, const char *enc, const size_t *bounds, size_t n,
+                      uint64_t *first_seq, struct err *e)
 {
-    struct buf enc = BUF_INIT;
-    size_t inline_bounds[5];
-    size_t *bounds = n <= 1 ? inline_bounds : xcalloc(4 * n + 1, sizeof(*bounds));
     struct audit_req req;
-    int rc = -1;
 
     if (n == 0) {
         if (first_seq) {
             *first_seq = 0;
         }
-        rc = 0;
-        goto out;
+        return 0;
     }
-    buf_reserve(&enc, 256 * n);
-    for (size_t i = 0; i < n; i++) {
-        if (rec_encode(recs[i], i, n, &enc, bounds + 4 * i, e) != 0) {
-            goto out;
-        }
-    }
-    bounds[4 * n] = enc.len;
     memset(&req, 0, sizeof(req));
-    req.enc = enc.data;
+    req.enc = enc;
     req.bounds = bounds;
     req.n = n;
 
@@ -870,18 +886,118 @@ int audit_append(struct audit_log *log, json_t *const *recs, size_t n, uint64_t 
     pthread_mutex_unlock(&log->mu);
     if (req.rc != 0) {
         err_copy(e, &req.err);
-        goto out;
+        return -1;
     }
     if (first_seq) {
         *first_seq = req.first_seq;
     }
-    rc = 0;
+    return 0;
+}
+
+int audit_append(struct audit_log *log, json_t *const *recs, size_t n, uint64_t *first_seq,
+                 struct err *e)
+{
+    struct buf enc = BUF_INIT;
+    size_t inline_bounds[5];
+    size_t *bounds = n <= 1 ? inline_bounds : xcalloc(4 * n + 1, sizeof(*bounds));
+    int rc = -1;
+
+    buf_reserve(&enc, 256 * n);
+    for (size_t i = 0; i < n; i++) {
+        if (rec_encode(recs[i], i, n, &enc, bounds + 4 * i, e) != 0) {
+            goto out;
+        }
+    }
+    bounds[4 * n] = enc.len;
+    rc = append_enc(log, enc.data, bounds, n, first_seq, e);
 out:
     if (bounds != inline_bounds) {
         xfree(bounds);
     }
     buf_release(&enc);
     return rc;
+}
+
+/* ---- records built without Jansson ---- */
+
+void audit_batch_begin(struct audit_batch *b)
+{
+    b->bounds = xgrow(b->bounds, sizeof(*b->bounds), 4 * (b->n + 1) + 1, &b->cap);
+    b->bounds[4 * b->n] = b->enc.len;
+    b->seg = 0;
+    b->last_key = NULL;
+}
+
+static void batch_key(struct audit_batch *b, const char *key)
+{
+    BUG_ON(b->last_key && strcmp(b->last_key, key) >= 0);
+    for (size_t r = 0; r < ARRAY_LEN(reserved_keys); r++) {
+        BUG_ON(strcmp(key, reserved_keys[r]) == 0);
+    }
+    b->last_key = key;
+    size_t s = key_segment(key);
+    while (b->seg < s) {
+        b->bounds[4 * b->n + ++b->seg] = b->enc.len;
+    }
+    buf_addch(&b->enc, ',');
+    BUG_ON(add_jstr(&b->enc, key, strlen(key)) != 0);
+    buf_addch(&b->enc, ':');
+}
+
+void audit_batch_str(struct audit_batch *b, const char *key, const char *value)
+{
+    batch_key(b, key);
+    if (add_jstr(&b->enc, value, strlen(value)) != 0) {
+        if (b->bad_code == ERRC_OK) {
+            b->bad_code = ERRC_INVALID;
+            b->bad_rec = b->n;
+            b->bad_key = key;
+        }
+        buf_addstr(&b->enc, "\"\"");
+    }
+}
+
+void audit_batch_end(struct audit_batch *b)
+{
+    while (b->seg < 3) {
+        b->bounds[4 * b->n + ++b->seg] = b->enc.len;
+    }
+    if (b->enc.len - b->bounds[4 * b->n] > RECORD_MAX && b->bad_code == ERRC_OK) {
+        b->bad_code = ERRC_TOO_LARGE;
+        b->bad_rec = b->n;
+    }
+    b->n++;
+    b->bounds[4 * b->n] = b->enc.len;
+}
+
+void audit_batch_reset(struct audit_batch *b)
+{
+    buf_reset(&b->enc);
+    b->n = 0;
+    b->seg = 0;
+    b->last_key = NULL;
+    b->bad_code = ERRC_OK;
+}
+
+void audit_batch_release(struct audit_batch *b)
+{
+    buf_release(&b->enc);
+    xfree(b->bounds);
+    memset(b, 0, sizeof(*b));
+}
+
+int audit_append_batch(struct audit_log *log, const struct audit_batch *b, uint64_t *first_seq,
+                       struct err *e)
+{
+    if (b->bad_code == ERRC_TOO_LARGE) {
+        return err_set(e, ERRC_TOO_LARGE, "audit record %zu of %zu is larger than %u bytes",
+                       b->bad_rec + 1, b->n, RECORD_MAX);
+    }
+    if (b->bad_code != ERRC_OK) {
+        return err_set(e, ERRC_INVALID, "audit record %zu of %zu: \"%s\" is not UTF-8",
+                       b->bad_rec + 1, b->n, b->bad_key);
+    }
+    return append_enc(log, b->enc.data, b->bounds, b->n, first_seq, e);
 }
 
 /* ---- reading: verify and foreach ---- */

@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/buf.h"
 #include "core/compat.h"
 #include "core/err.h"
 
@@ -44,6 +45,34 @@ void audit_close(struct audit_log *log);
  * the seq of the first record (0 when n is 0, which appends nothing). */
 int audit_append(struct audit_log *log, json_t *const *recs, size_t n, uint64_t *first_seq,
                  struct err *e) ATTR_WUR;
+
+/* Records encoded without Jansson, for hot paths (the issuance path appends one per
+ * certificate). The lines are byte-identical to what audit_append() writes for the same
+ * members. Build with audit_batch_begin(), then members with keys in strictly increasing
+ * strcmp() order, none of them reserved ("seq", "ts", "prev", "hash"; both are programming
+ * errors, checked with BUG_ON), then audit_batch_end(); repeat per record. A string value that
+ * is not valid UTF-8 (Jansson would refuse it too) makes audit_append_batch() fail with
+ * ERRC_INVALID naming the record and the key, writing nothing. Reusable after
+ * audit_batch_reset(); audit_batch_release() frees it. */
+struct audit_batch {
+    struct buf enc;
+    size_t *bounds; /* 4 per record, then the end */
+    size_t n, cap;
+    size_t seg;
+    const char *last_key;
+    enum err_code bad_code; /* the first problem: ERRC_OK, ERRC_INVALID or ERRC_TOO_LARGE */
+    size_t bad_rec;
+    const char *bad_key;
+};
+#define AUDIT_BATCH_INIT { BUF_INIT, NULL, 0, 0, 0, NULL, ERRC_OK, 0, NULL }
+void audit_batch_begin(struct audit_batch *b);
+void audit_batch_str(struct audit_batch *b, const char *key, const char *value);
+void audit_batch_end(struct audit_batch *b);
+void audit_batch_reset(struct audit_batch *b);
+void audit_batch_release(struct audit_batch *b);
+/* audit_append() of the batch's records (same contract; n may be 0). */
+int audit_append_batch(struct audit_log *log, const struct audit_batch *b, uint64_t *first_seq,
+                       struct err *e) ATTR_WUR;
 
 /* Upper bounds (microseconds) of the fdatasync latency histogram; one more bucket: above. */
 #define AUDIT_FSYNC_BOUNDS_US                                                                      \

@@ -181,10 +181,15 @@ static bool is_space(uint8_t c)
 static const uint8_t *find(const uint8_t *p, const uint8_t *end, const char *s)
 {
     size_t n = strlen(s);
-    for (; (size_t)(end - p) >= n; p++) {
-        if (memcmp(p, s, n) == 0) {
-            return p;
+    while ((size_t)(end - p) >= n) {
+        const uint8_t *q = memchr(p, s[0], (size_t)(end - p) - n + 1);
+        if (q == NULL) {
+            return NULL;
         }
+        if (memcmp(q, s, n) == 0) {
+            return q;
+        }
+        p = q + 1;
     }
     return NULL;
 }

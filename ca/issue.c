@@ -76,7 +76,7 @@ struct ca_signer {
     EVP_PKEY_CTX *sctx;
     uint8_t pool[SERIAL_POOL];
     size_t pool_off;
-    pid_t pool_pid;
+    unsigned pool_forks; /* the fork count when the pool was filled */
     struct buf tbs, cert;
     struct cai_subject subj;
     struct ext_entry ext[EXT_CACHE_N];
@@ -288,8 +288,25 @@ X509 *ca_issuer_cert(const struct ca_issuer *is)
 
 /* --- the signer ------------------------------------------------------------------------------ */
 
+/* Forks seen by this process image: a child counts one more than its parent, so a signer
+ * copied into a child by fork() knows its serial pool is its parent's (getpid() per serial was
+ * a system call per certificate). */
+static atomic_uint forks;
+static pthread_once_t forks_once = PTHREAD_ONCE_INIT;
+
+static void forks_child(void)
+{
+    atomic_fetch_add(&forks, 1);
+}
+
+static void forks_watch(void)
+{
+    BUG_ON(pthread_atfork(NULL, NULL, forks_child) != 0);
+}
+
 struct ca_signer *ca_signer_new(void)
 {
+    pthread_once(&forks_once, forks_watch);
     struct ca_signer *s = xcalloc(1, sizeof(*s));
     s->fast = true;
     s->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
@@ -406,14 +423,14 @@ int ca_serial_draw(struct ca_signer *s, uint8_t out[CA_SERIAL_MAX], size_t *len,
 {
     uint8_t b[CA_SERIAL_BYTES];
     for (;;) {
-        pid_t pid = getpid();
-        if (s->pool_off + CA_SERIAL_BYTES > SERIAL_POOL || s->pool_pid != pid) {
+        unsigned f = atomic_load(&forks);
+        if (s->pool_off + CA_SERIAL_BYTES > SERIAL_POOL || s->pool_forks != f) {
             /* A forked child must not reuse its parent's pool. */
             if (RAND_bytes(s->pool, SERIAL_POOL) != 1) {
                 return err_openssl(e, ERRC_INTERNAL, "no randomness for serial numbers");
             }
             s->pool_off = 0;
-            s->pool_pid = pid;
+            s->pool_forks = f;
         }
         memcpy(b, s->pool + s->pool_off, CA_SERIAL_BYTES);
         OPENSSL_cleanse(s->pool + s->pool_off, CA_SERIAL_BYTES);

@@ -126,25 +126,28 @@ void base64_encode(struct buf *out, const uint8_t *in, size_t len)
     out->data[out->len] = '\0';
 }
 
-static int b64_val(char c)
-{
-    if (c >= 'A' && c <= 'Z') {
-        return c - 'A';
-    }
-    if (c >= 'a' && c <= 'z') {
-        return c - 'a' + 26;
-    }
-    if (c >= '0' && c <= '9') {
-        return c - '0' + 52;
-    }
-    if (c == '+') {
-        return 62;
-    }
-    if (c == '/') {
-        return 63;
-    }
-    return -1;
-}
+/* base64 digit values; B64_SPACE is skipped, B64_PAD is '=', B64_BAD anything else */
+#define B64_SPACE 64
+#define B64_PAD   65
+#define B64_BAD   255
+static const uint8_t b64_dec[256] = {
+    255, 255, 255, 255, 255, 255, 255, 255, 255,  64,  64, 255, 255,  64, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+     64, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,  62, 255, 255, 255,  63,
+     52,  53,  54,  55,  56,  57,  58,  59,  60,  61, 255, 255, 255,  65, 255, 255,
+    255,   0,   1,   2,   3,   4,   5,   6,   7,   8,   9,  10,  11,  12,  13,  14,
+     15,  16,  17,  18,  19,  20,  21,  22,  23,  24,  25, 255, 255, 255, 255, 255,
+    255,  26,  27,  28,  29,  30,  31,  32,  33,  34,  35,  36,  37,  38,  39,  40,
+     41,  42,  43,  44,  45,  46,  47,  48,  49,  50,  51, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+};
 
 int base64_decode(struct buf *out, const char *in, size_t len)
 {
@@ -153,24 +156,23 @@ int base64_decode(struct buf *out, const char *in, size_t len)
     size_t start = out->len, chars = 0;
     buf_reserve(out, len / 4 * 3 + 3);
     for (size_t i = 0; i < len; i++) {
-        char c = in[i];
-        if (c == ' ' || c == '\n' || c == '\r' || c == '\t') {
-            continue;
-        }
-        chars++;
-        if (c == '=') {
+        uint8_t v = b64_dec[(unsigned char)in[i]];
+        if (v < 64) {
+            if (pad) {
+                goto bad;
+            }
+            chars++;
+            acc = acc << 6 | v;
+            bits += 6;
+            if (bits >= 8) {
+                bits -= 8;
+                out->data[out->len++] = (char)((acc >> bits) & 0xff);
+            }
+        } else if (v == B64_PAD) {
+            chars++;
             pad++;
-            continue;
-        }
-        int v = b64_val(c);
-        if (v < 0 || pad) {
+        } else if (v != B64_SPACE) {
             goto bad;
-        }
-        acc = acc << 6 | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out->data[out->len++] = (char)((acc >> bits) & 0xff);
         }
     }
     if (chars % 4 || pad > 2 || (acc & ((1u << bits) - 1)) != 0) {
@@ -184,8 +186,7 @@ bad:
     return -1;
 }
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid. */
-static size_t utf8_seq_len(const unsigned char *s, size_t n)
+size_t utf8_seq_len(const unsigned char *s, size_t n)
 {
     unsigned char c = s[0];
     size_t len;

@@ -31,6 +31,10 @@ void base64_encode(struct buf *out, const uint8_t *in, size_t len);
 /* Strict-ish base64 decode (whitespace ignored, padding required); -1 on invalid input. */
 int base64_decode(struct buf *out, const char *in, size_t len) ATTR_WUR;
 
+/* Length of the valid UTF-8 sequence at s (at most n >= 1 bytes; the shortest form, no
+ * surrogates, at most U+10FFFF), 0 if invalid. */
+size_t utf8_seq_len(const unsigned char *s, size_t n);
+
 /* JSON string literal with quotes; control characters and non-ASCII bytes escaped as \u00XX
  * only when they are not valid UTF-8. */
 void json_quote(struct buf *out, const char *s, size_t len);

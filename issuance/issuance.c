@@ -24,6 +24,7 @@ struct issuance_worker {
     const struct issuance_ctx *ctx;
     struct ca_signer *signer;
     struct store *store;
+    struct audit_batch recs; /* reused by every run */
 };
 
 int issuance_secret_load(const struct conf *c, const char *key_uri, const char *passphrase_file,
@@ -185,6 +186,7 @@ void issuance_worker_free(struct issuance_worker *w)
     }
     store_free(w->store);
     ca_signer_free(w->signer);
+    audit_batch_release(&w->recs);
     xfree(w);
 }
 
@@ -246,26 +248,41 @@ static void sha256_hex(const uint8_t *data, size_t len, char out[65])
     hex_encode(md, 32, out);
 }
 
-static json_t *record_reject(const struct issuance_ctx *ctx, const struct issuance_item *it,
-                             const char *profile)
+/* The audit records, their members in key order (audit_batch_str's contract). */
+static void record_reject(struct audit_batch *ab, const struct issuance_ctx *ctx,
+                          const struct issuance_item *it, const char *profile)
 {
     char csrfp[65];
     sha256_hex(it->csr, it->csr_len, csrfp);
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "type", "reject", "ca",
-                     ctx->ca->name, "profile", profile, "requester", it->requester, "code",
-                     err_code_name(it->err.code), "reason", it->err.msg, "csr_sha256", csrfp);
+    audit_batch_begin(ab);
+    audit_batch_str(ab, "ca", ctx->ca->name);
+    audit_batch_str(ab, "code", err_code_name(it->err.code));
+    audit_batch_str(ab, "csr_sha256", csrfp);
+    audit_batch_str(ab, "profile", profile);
+    audit_batch_str(ab, "reason", it->err.msg);
+    audit_batch_str(ab, "requester", it->requester);
+    audit_batch_str(ab, "type", "reject");
+    audit_batch_end(ab);
 }
 
-static json_t *record_issue(const struct issuance_ctx *ctx, const struct issuance_item *it,
-                            const char *profile, const char *nb, const char *issued_at,
-                            const char *der_b64)
+static void record_issue(struct audit_batch *ab, const struct issuance_ctx *ctx,
+                         const struct issuance_item *it, const char *profile, const char *nb,
+                         const char *issued_at, const char *der_b64)
 {
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "type",
-                     "issue", "issued_at", issued_at,
-                     "ca", ctx->ca->name, "profile", profile, "requester", it->requester,
-                     "serial", it->cert.serial_hex, "fingerprint", it->cert.fingerprint,
-                     "subject", it->subject, "cn", it->cn, "not_before", nb, "not_after",
-                     it->not_after, "der", der_b64);
+    audit_batch_begin(ab);
+    audit_batch_str(ab, "ca", ctx->ca->name);
+    audit_batch_str(ab, "cn", it->cn);
+    audit_batch_str(ab, "der", der_b64);
+    audit_batch_str(ab, "fingerprint", it->cert.fingerprint);
+    audit_batch_str(ab, "issued_at", issued_at);
+    audit_batch_str(ab, "not_after", it->not_after);
+    audit_batch_str(ab, "not_before", nb);
+    audit_batch_str(ab, "profile", profile);
+    audit_batch_str(ab, "requester", it->requester);
+    audit_batch_str(ab, "serial", it->cert.serial_hex);
+    audit_batch_str(ab, "subject", it->subject);
+    audit_batch_str(ab, "type", "issue");
+    audit_batch_end(ab);
 }
 
 /* Per-item working state of one batch. */
@@ -333,10 +350,9 @@ int issuance_run(struct issuance_worker *w, struct issuance_item *items, size_t 
 {
     const struct issuance_ctx *ctx = w->ctx;
     struct slot *slots = xcalloc(n ? n : 1, sizeof(*slots));
-    json_t **recs = xcalloc(n ? n : 1, sizeof(json_t *));
     struct store_cert *idx = xcalloc(n ? n : 1, sizeof(*idx));
     char issued_at[40];
-    size_t nrec = 0, nidx = 0;
+    size_t nidx = 0;
     uint64_t first_seq = 0;
     int rc = -1;
     time_t now = time(NULL);
@@ -383,13 +399,17 @@ int issuance_run(struct issuance_worker *w, struct issuance_item *items, size_t 
         base64_encode(&sl->der_b64, it->cert.der, it->cert.der_len);
     }
     /* 4. audit, durably, before anything is handed out */
+    audit_batch_reset(&w->recs);
     for (size_t i = 0; i < n; i++) {
         struct issuance_item *it = &items[i];
-        recs[nrec++] = it->issued ? record_issue(ctx, it, slots[i].profile, slots[i].not_before,
-                                                 issued_at, buf_cstr(&slots[i].der_b64))
-                                  : record_reject(ctx, it, slots[i].profile);
+        if (it->issued) {
+            record_issue(&w->recs, ctx, it, slots[i].profile, slots[i].not_before, issued_at,
+                         buf_cstr(&slots[i].der_b64));
+        } else {
+            record_reject(&w->recs, ctx, it, slots[i].profile);
+        }
     }
-    if (audit_append(ctx->audit, recs, nrec, &first_seq, e) != 0) {
+    if (audit_append_batch(ctx->audit, &w->recs, &first_seq, e) != 0) {
         goto out;
     }
     /* 5. index */
@@ -429,10 +449,6 @@ out:
             issuance_item_release(&items[i]);
         }
     }
-    for (size_t i = 0; i < nrec; i++) {
-        json_decref(recs[i]);
-    }
-    xfree(recs);
     xfree(idx);
     xfree(slots);
     return rc;

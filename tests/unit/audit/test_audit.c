@@ -327,6 +327,124 @@ out:
     return rc;
 }
 
+/* Records built with audit_batch_* are the lines Jansson's encoder would write: each line
+ * minus its hash equals json_dumps(COMPACT | SORT_KEYS) of itself, and carries the values given. */
+static int test_batch_builder(void)
+{
+    int rc = 0;
+    struct err e = ERR_INIT;
+    struct audit_log *log = NULL;
+    struct audit_batch b = AUDIT_BATCH_INIT;
+    struct lines l = { { NULL }, 0 };
+    char path[256];
+    json_t *obj = NULL;
+    json_error_t jerr;
+    char *dump = NULL, *blob = NULL;
+    uint64_t seq = 0;
+    off_t before = 0;
+    static const char tricky[] = "q\"b\\s/\x01\x1f\b\f\n\r\t\x7f \xc3\xbc \xe2\x80\xa8 "
+                                 "\xf0\x9f\x94\x91 end";
+
+    path_in(path, sizeof(path), "builder.log");
+    log = audit_open(path, &e);
+    CHECK(log != NULL);
+    /* keys in every segment: before "prev", between "prev" and "seq", "seq" and "ts", after */
+    audit_batch_begin(&b);
+    audit_batch_str(&b, "a", tricky);
+    audit_batch_str(&b, "n", "");
+    audit_batch_str(&b, "pr", "");
+    audit_batch_str(&b, "r", "x");
+    audit_batch_str(&b, "sz", "y");
+    audit_batch_str(&b, "type", "t");
+    audit_batch_end(&b);
+    audit_batch_begin(&b); /* an empty record */
+    audit_batch_end(&b);
+    audit_batch_begin(&b); /* only after "ts" */
+    audit_batch_str(&b, "zz", tricky);
+    audit_batch_end(&b);
+    CHECK_OK(audit_append_batch(log, &b, &seq, &e), &e);
+    CHECK_INT_EQ(seq, 1);
+    audit_batch_reset(&b);
+    CHECK_OK(audit_append_batch(log, &b, &seq, &e), &e); /* nothing */
+    CHECK_INT_EQ(seq, 0);
+    audit_batch_begin(&b);
+    audit_batch_str(&b, "type", "again");
+    audit_batch_end(&b);
+    CHECK_OK(audit_append_batch(log, &b, &seq, &e), &e);
+    CHECK_INT_EQ(seq, 4);
+
+    CHECK_INT_EQ(lines_read(path, &l), 0);
+    CHECK_INT_EQ(l.n, 4);
+    for (size_t i = 0; i < l.n; i++) {
+        size_t len = strlen(l.v[i]);
+        json_decref(obj);
+        obj = json_loads(l.v[i], 0, &jerr);
+CHECK(obj != NULL);
+        json_object_del(obj, "hash");
+        free(dump);
+        dump = json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS);
+        CHECK(dump != NULL);
+        CHECK_INT_EQ(strlen(dump), len - 74);
+        CHECK(strncmp(dump, l.v[i], len - 75) == 0);
+        if (i == 0) {
+            CHECK_STR_EQ(json_string_value(json_object_get(obj, "a")), tricky);
+            CHECK_STR_EQ(json_string_value(json_object_get(obj, "n")), "");
+            CHECK_STR_EQ(json_string_value(json_object_get(obj, "sz")), "y");
+            CHECK_INT_EQ(json_object_size(obj), 9);
+        } else if (i == 1) {
+            CHECK_INT_EQ(json_object_size(obj), 3);
+        } else if (i == 2) {
+            CHECK_STR_EQ(json_string_value(json_object_get(obj, "zz")), tricky);
+        } else {
+            CHECK_STR_EQ(json_string_value(json_object_get(obj, "type")), "again");
+        }
+    }
+
+    /* a value that is not UTF-8: the whole batch is refused, nothing written */
+    before = file_size(path);
+    audit_batch_reset(&b);
+    audit_batch_begin(&b);
+    audit_batch_str(&b, "type", "fine");
+    audit_batch_end(&b);
+    audit_batch_begin(&b);
+    audit_batch_str(&b, "subject", "CN=\xc3(");
+    audit_batch_str(&b, "type", "x");
+    audit_batch_end(&b);
+    err_clear(&e);
+    CHECK_INT_EQ(audit_append_batch(log, &b, &seq, &e), -1);
+    CHECK_INT_EQ(e.code, ERRC_INVALID);
+    CHECK_STR_EQ(e.msg, "audit record 2 of 2: \"subject\" is not UTF-8");
+    CHECK_INT_EQ(file_size(path), before);
+
+    blob = xmalloc((1u << 20) + 1);
+    memset(blob, 'x', 1u << 20);
+    blob[1u << 20] = '\0';
+    audit_batch_reset(&b);
+    audit_batch_begin(&b);
+    audit_batch_str(&b, "blob", blob);
+    audit_batch_end(&b);
+    err_clear(&e);
+    CHECK_INT_EQ(audit_append_batch(log, &b, &seq, &e), -1);
+    CHECK_INT_EQ(e.code, ERRC_TOO_LARGE);
+    CHECK_STR_EQ(e.msg, "audit record 1 of 1 is larger than 1048576 bytes");
+    CHECK_INT_EQ(file_size(path), before);
+
+    audit_batch_reset(&b); /* reusable after a refusal */
+    audit_batch_begin(&b);
+    audit_batch_str(&b, "type", "after");
+    audit_batch_end(&b);
+    CHECK_OK(audit_append_batch(log, &b, &seq, &e), &e);
+    CHECK_INT_EQ(seq, 5);
+out:
+    free(dump);
+    xfree(blob);
+    json_decref(obj);
+    lines_release(&l);
+    audit_batch_release(&b);
+    audit_close(log);
+    return rc;
+}
+
 /* ---- bad input ---- */
 
 static int test_bad_records_refused(void)
@@ -1013,6 +1131,7 @@ int main(int argc, char **argv)
     static const struct tt_case cases[] = {
         { "append_and_format", test_append_and_format },
         { "encoding_matches_jansson", test_encoding_matches_jansson },
+        { "batch_builder", test_batch_builder },
         { "bad_records_refused", test_bad_records_refused },
         { "open_errors", test_open_errors },
         { "tampering", test_tampering },

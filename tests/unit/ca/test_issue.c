@@ -9,6 +9,8 @@
 #include <openssl/x509v3.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "ca/issue.h"
 #include "ca/profile.h"
@@ -1217,6 +1219,48 @@ out:
     return rc;
 }
 
+/* A child forked while a signer holds drawn-but-unused randomness must not hand out the serials
+ * its parent will: the child's next serial differs from the parent's next one. */
+static int test_serials_after_fork(void)
+{
+    int rc = 0;
+    struct ca_signer *s = ca_signer_new();
+    struct err e = ERR_INIT;
+    uint8_t a[CA_SERIAL_MAX], mine[CA_SERIAL_MAX], theirs[CA_SERIAL_MAX];
+    size_t alen = 0, mlen = 0, tlen = 0;
+    int fds[2] = { -1, -1 }, status = 0;
+    pid_t pid = -1;
+    ssize_t r = 0;
+
+    CHECK_OK(ca_serial_draw(s, a, &alen, &e), &e); /* the pool is filled */
+    CHECK(pipe(fds) == 0);
+    pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        size_t len = 0;
+        uint8_t sn[CA_SERIAL_MAX];
+        int ok = ca_serial_draw(s, sn, &len, &e) == 0 &&
+                 write(fds[1], sn, len) == (ssize_t)len;
+        _exit(ok ? 0 : 1);
+    }
+    close(fds[1]);
+    fds[1] = -1;
+    CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    r = read(fds[0], theirs, sizeof(theirs));
+    CHECK(r > 0);
+    tlen = (size_t)r;
+    CHECK_OK(ca_serial_draw(s, mine, &mlen, &e), &e);
+    CHECK(!(mlen == tlen && memcmp(mine, theirs, mlen) == 0));
+out:
+    for (int i = 0; i < 2; i++) {
+        if (fds[i] >= 0) {
+            close(fds[i]);
+        }
+    }
+    ca_signer_free(s);
+    return rc;
+}
+
 static int test_sign_errors(void)
 {
     int rc = 0;
@@ -1456,6 +1500,7 @@ int main(int argc, char **argv)
         { "reused_key_is_replaced", test_reused_key_is_replaced },
         { "truncate_and_flip", test_truncate_and_flip },
         { "serials", test_serials },
+        { "serials_after_fork", test_serials_after_fork },
         { "sign_errors", test_sign_errors },
         { "issuer_errors", test_issuer_errors },
         { "pem", test_pem },

@@ -67,6 +67,15 @@ static int test_base64(void)
     CHECK(base64_decode(&dec, "Zm9v!A==", 8) != 0);
     CHECK(base64_decode(&dec, "Zh==", 4) != 0); /* non-zero trailing bits */
     buf_reset(&dec);
+    CHECK(base64_decode(&dec, "Zg==Zm9v", 8) != 0); /* data after the padding */
+    CHECK(base64_decode(&dec, "Z===", 4) != 0);
+    CHECK(base64_decode(&dec, "Zm9v\xff" "A==", 8) != 0);
+    CHECK(base64_decode(&dec, "Zm9v\0Zm9v", 9) != 0);
+    CHECK(base64_decode(&dec, "Zm9v-_8=", 8) != 0); /* the URL alphabet is not base64 */
+    CHECK_INT_EQ(dec.len, 0); /* a refusal leaves the output as it was */
+    CHECK_INT_EQ(base64_decode(&dec, " Z g\r\n= =\t", 10), 0);
+    CHECK_STR_EQ(buf_cstr(&dec), "f");
+    buf_reset(&dec);
     CHECK_INT_EQ(base64_decode(&dec, "Zm9v\nYmFy\n", 10), 0);
     CHECK_STR_EQ(buf_cstr(&dec), "foobar");
 out:
