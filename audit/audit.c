@@ -27,13 +27,13 @@
  * last line, or a log shorter than its head file, stops the writer: appending would bury the
  * evidence, so an operator has to look (audit verify names the problem).
  *
- * The head file. PATH.head ({"seq":N,"hash":"..."}) is rewritten after each commit, under the
- * flock (so it never goes backwards), without fsync. It cannot lead the log: it is written only
- * after the log's fdatasync returned, so whatever it names is already on disk. It can lag: after
- * a crash the update may not have reached the disk, leaving an older head (the verifier accepts
- * a head behind the log; it only weakens the detection of end truncation for the last few
- * records) or, after the very first commit, an empty file (treated as absent). An fsync per
- * commit would double the cost of every append to close that window; we accept the lag.
+ * The head file. PATH.head ({"seq":N,"hash":"..."}) is rewritten after each commit, through a
+ * descriptor kept open, under the flock (so it never goes backwards), without fsync. It cannot lead
+ * the log: it is written only after the log's fdatasync returned, so whatever it names is already
+ * on disk. It can lag: after a crash the update may not have reached the disk, leaving an older
+ * head (the verifier accepts a head behind the log; it only weakens the detection of end truncation
+ * for the last few records) or, after the very first commit, an empty file (treated as absent). An
+ * fsync per commit would double the cost of every append to close that window; we accept the lag.
  *   It is updated in place, not by temp file + rename: on ext4 the rename made every commit
  * about twice as slow (measured: ~160 us -> ~350 us per write + fdatasync + head update, since
  * a rename over an existing file makes ext4 flush the new file and journal the directory). The
@@ -310,6 +310,7 @@ struct audit_log {
     char *path;
     char *head_path;
     int fd;
+    int head_fd; /* kept open between commits; -1 until the first, or after a failure */
 
     pthread_mutex_t mu; /* guards the queue, `leader` and stats */
     pthread_cond_t cv;  /* a commit finished */
@@ -374,6 +375,7 @@ struct audit_log *audit_open(const char *path, struct err *e)
     log->path = xstrdup(path);
     buf_addf(&b, "%s.head", path);
     log->head_path = buf_detach(&b, NULL);
+    log->head_fd = -1;
     pthread_mutex_init(&log->mu, NULL);
     pthread_cond_init(&log->cv, NULL);
     log->queue_tail = &log->queue;
@@ -395,6 +397,9 @@ void audit_close(struct audit_log *log)
     }
     BUG_ON(log->leader || log->queue != NULL);
     close(log->fd);
+    if (log->head_fd >= 0) {
+        close(log->head_fd);
+    }
     pthread_mutex_destroy(&log->mu);
     pthread_cond_destroy(&log->cv);
     hasher_release(&log->h);
@@ -693,15 +698,21 @@ static void head_write(struct audit_log *log)
     BUG_ON(n < 0 || n >= HEAD_SIZE);
     memset(text + n, ' ', HEAD_SIZE - 1 - (size_t)n);
     text[HEAD_SIZE - 1] = '\n';
-    int fd = open(log->head_path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
-    if (fd < 0) {
-        err_errno(&e, ERRC_UNAVAILABLE, "cannot open '%s'", log->head_path);
-    } else if (pwrite(fd, text, HEAD_SIZE, 0) != HEAD_SIZE ||
-               (fstat(fd, &st) == 0 && st.st_size != HEAD_SIZE && ftruncate(fd, HEAD_SIZE) != 0)) {
+    if (log->head_fd < 0) {
+        log->head_fd = open(log->head_path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
+        if (log->head_fd < 0) {
+            err_errno(&e, ERRC_UNAVAILABLE, "cannot open '%s'", log->head_path);
+        } else if (fstat(log->head_fd, &st) == 0 && st.st_size != HEAD_SIZE &&
+                   ftruncate(log->head_fd, HEAD_SIZE) != 0) {
+            err_errno(&e, ERRC_UNAVAILABLE, "cannot write '%s'", log->head_path);
+        }
+    }
+    if (e.code == ERRC_OK && pwrite(log->head_fd, text, HEAD_SIZE, 0) != HEAD_SIZE) {
         err_errno(&e, ERRC_UNAVAILABLE, "cannot write '%s'", log->head_path);
     }
-    if (fd >= 0 && close(fd) != 0) {
-        err_errno(&e, ERRC_UNAVAILABLE, "cannot write '%s'", log->head_path);
+    if (e.code != ERRC_OK && log->head_fd >= 0) { /* opened again by the next commit */
+        close(log->head_fd);
+        log->head_fd = -1;
     }
     if (e.code != ERRC_OK) {
         log_warn("audit log '%s': head file not updated: %s", log->path, e.msg);

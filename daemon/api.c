@@ -226,14 +226,23 @@ static void audit_deny(const struct job *j, const char *route, const struct err 
 /* The hex of a certificate's serial as the index spells it (DER content octets, lowercase). */
 static void serial_hex_of(X509 *x, char out[41])
 {
-    unsigned char *der = NULL;
-    int n = i2d_ASN1_INTEGER(X509_get0_serialNumber(x), &der);
+    /* the DER content: the magnitude, with the 00 a first byte >= 0x80 needs */
+    const ASN1_INTEGER *sn = X509_get0_serialNumber(x);
+    const unsigned char *p = ASN1_STRING_get0_data(sn);
+    int n = ASN1_STRING_length(sn);
     out[0] = '\0';
-    if (n > 2 && n - 2 <= 20 && der[1] == n - 2) {
-        hex_encode(der + 2, (size_t)(n - 2), out);
+    if (ASN1_STRING_type(sn) != V_ASN1_INTEGER || n < 1) {
+        return;
     }
-    OPENSSL_free(der);
-    ERR_clear_error();
+    if (p[0] & 0x80) {
+        if (n > 19) {
+            return;
+        }
+        out[0] = out[1] = '0';
+        hex_encode(p, (size_t)n, out + 2);
+    } else if (n <= 20) {
+        hex_encode(p, (size_t)n, out);
+    }
 }
 
 /* Index status of the client's certificate: 0 when valid, -1 (DENIED, NOT_FOUND → DENIED,
@@ -519,11 +528,11 @@ static void issued_write(struct buf *b, const struct snap *s, size_t ca,
 {
     struct buf pem = BUF_INIT;
     ca_der_to_pem(&pem, it->cert.der, it->cert.der_len);
-    buf_reserve(b, 2 * pem.len + s->cas[ca].chain_pem.len + 256);
+    buf_reserve(b, 2 * pem.len + s->cas[ca].chain_json.len + 256);
     buf_addstr(b, "{\"certificate\":");
-    json_str(b, buf_cstr(&pem));
+    json_quote(b, pem.data, pem.len);
     buf_addstr(b, ",\"chain\":");
-    json_str(b, buf_cstr((struct buf *)(uintptr_t)&s->cas[ca].chain_pem));
+    buf_add(b, s->cas[ca].chain_json.data, s->cas[ca].chain_json.len);
     buf_addstr(b, ",\"serial\":");
     json_str(b, it->cert.serial_hex);
     buf_addstr(b, ",\"certificateId\":");
@@ -1071,13 +1080,14 @@ static struct job *station_job(struct api *a, struct httpd_req *r, enum job_kind
     const char *why = "";
     char label[160], cn[API_NAME_MAX + 2] = "";
     STACK_OF(X509) *chain = httpd_req_client_chain(r, &why);
-    client_label(r, label, sizeof(label));
     if (chain == NULL) {
+        client_label(r, label, sizeof(label));
         deny(a, r, route, label, ERRC_DENIED, "client certificate refused: %s", why);
         return NULL;
     }
     X509 *leaf = sk_X509_value(chain, 0);
     if (X509_cmp(sk_X509_value(chain, 1), a->snap->station_ca) != 0) {
+        client_label(r, label, sizeof(label));
         deny(a, r, route, label, ERRC_DENIED, "client certificate refused: %s",
              "not issued by the station CA");
         return NULL;
@@ -1085,12 +1095,14 @@ static struct job *station_job(struct api *a, struct httpd_req *r, enum job_kind
     if (X509_NAME_get_text_by_NID(X509_get_subject_name(leaf), NID_commonName, cn, sizeof(cn)) <
             0 ||
         !api_name_ok(cn)) {
+        client_label(r, label, sizeof(label));
         deny(a, r, route, label, ERRC_DENIED, "client certificate refused: %s",
              "its commonName is not a station name");
         return NULL;
     }
     const struct station *st = stations_find(a->snap->stations, cn);
     if (st == NULL) {
+        client_label(r, label, sizeof(label));
         deny(a, r, route, label, ERRC_DENIED, "station '%s' is not authorised (stations_file)",
              cn);
         return NULL;

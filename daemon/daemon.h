@@ -105,6 +105,7 @@ struct snap_ca {
     struct err err;
     char *key_path; /* the file of a file: key, NULL for pkcs11: */
     struct buf chain_pem;
+    struct buf chain_json; /* chain_pem as a JSON string literal, for every reply */
 };
 
 struct snap {

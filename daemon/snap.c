@@ -30,6 +30,7 @@ static void snap_free(struct snap *s)
         issuance_ctx_free(c->ctx);
         ca_authority_free(c->auth);
         buf_release(&c->chain_pem);
+        buf_release(&c->chain_json);
         xfree(c->key_path);
         xfree(c->name);
     }
@@ -127,6 +128,7 @@ static int add_ca(struct snap *s, const char *name, struct err *e)
     if (ca_authority_chain_pem(s->conf->data_dir, c->auth, &c->chain_pem, e) != 0) {
         return err_prefix(e, "CA '%s'", name);
     }
+    json_quote(&c->chain_json, c->chain_pem.data, c->chain_pem.len);
     c->ctx = issuance_ctx_open(s->conf, name, NULL, &c->err);
     if (c->ctx == NULL) {
         log_error("CA '%s' cannot sign: %s", name, c->err.msg);

@@ -1104,6 +1104,19 @@ static const char *reason_phrase(int status)
     }
 }
 
+static void add_dec(struct buf *o, uint64_t v)
+{
+    char d[20];
+    size_t n = 0;
+    do {
+        d[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n) {
+        buf_addch(o, d[--n]);
+    }
+}
+
 void httpd_reply(struct httpd_req *r, int status, const char *ctype, const void *body, size_t len)
 {
     struct httpd *h = r->h;
@@ -1121,10 +1134,18 @@ void httpd_reply(struct httpd_req *r, int status, const char *ctype, const void 
             c->close_after = true;
         }
         buf_reserve(o, 256 + r->extra.len + len);
-        buf_addf(o,
-                 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                 "X-Request-Id: %s\r\nCache-Control: no-store\r\n",
-                 status, reason_phrase(status), ctype, len, r->id);
+        /* pieces, not buf_addf: this runs for every request */
+        buf_addstr(o, "HTTP/1.1 ");
+        add_dec(o, (uint64_t)status);
+        buf_addch(o, ' ');
+        buf_addstr(o, reason_phrase(status));
+        buf_addstr(o, "\r\nContent-Type: ");
+        buf_addstr(o, ctype);
+        buf_addstr(o, "\r\nContent-Length: ");
+        add_dec(o, len);
+        buf_addstr(o, "\r\nX-Request-Id: ");
+        buf_addstr(o, r->id);
+        buf_addstr(o, "\r\nCache-Control: no-store\r\n");
         if (r->extra.len) {
             buf_add(o, r->extra.data, r->extra.len);
         }

@@ -351,7 +351,8 @@ int issuance_run(struct issuance_worker *w, struct issuance_item *items, size_t 
     const struct issuance_ctx *ctx = w->ctx;
     struct slot *slots = xcalloc(n ? n : 1, sizeof(*slots));
     struct store_cert *idx = xcalloc(n ? n : 1, sizeof(*idx));
-    char issued_at[40];
+    char issued_at[40], nb_fmt[40] = "", na_fmt[40] = "";
+    time_t nb_t = 0, na_t = 0;
     size_t nidx = 0;
     uint64_t first_seq = 0;
     int rc = -1;
@@ -394,8 +395,17 @@ int issuance_run(struct issuance_worker *w, struct issuance_item *items, size_t 
         it->issued = true;
         snprintf(it->subject, sizeof(it->subject), "%s", sl->pr.subject);
         snprintf(it->cn, sizeof(it->cn), "%s", sl->pr.cn);
-        time_format_rfc3339(sl->pr.not_before, sl->not_before, sizeof(sl->not_before));
-        time_format_rfc3339(sl->pr.not_after, it->not_after, sizeof(it->not_after));
+        /* the items of a batch mostly share their validity: format each time once */
+        if (nb_fmt[0] == '\0' || sl->pr.not_before != nb_t) {
+            nb_t = sl->pr.not_before;
+            time_format_rfc3339(nb_t, nb_fmt, sizeof(nb_fmt));
+        }
+        if (na_fmt[0] == '\0' || sl->pr.not_after != na_t) {
+            na_t = sl->pr.not_after;
+            time_format_rfc3339(na_t, na_fmt, sizeof(na_fmt));
+        }
+        snprintf(sl->not_before, sizeof(sl->not_before), "%s", nb_fmt);
+        snprintf(it->not_after, sizeof(it->not_after), "%s", na_fmt);
         base64_encode(&sl->der_b64, it->cert.der, it->cert.der_len);
     }
     /* 4. audit, durably, before anything is handed out */
