@@ -56,8 +56,8 @@ const char store_bucket_lua[] =
  */
 struct cmdbuf {
     struct buf out;
-    size_t n;              /* commands in out */
-    size_t args_declared;  /* sum of the commands' argc */
+    size_t n;             /* commands in out */
+    size_t args_declared; /* sum of the commands' argc */
     size_t args_written;
 };
 
@@ -196,12 +196,20 @@ static struct cmdbuf *cmd_batch(struct store *s)
     return &s->cb;
 }
 
+/* buf_reserve() unless the room is there already (the common case once the buffer has grown) */
+static inline void cmd_reserve(struct cmdbuf *cb, size_t extra)
+{
+    if (cb->out.cap - cb->out.len <= extra) {
+        buf_reserve(&cb->out, extra);
+    }
+}
+
 static void cmd_begin(struct cmdbuf *cb, size_t argc)
 {
     char tmp[24];
     char *d = u64_digits(argc, tmp + sizeof(tmp));
     size_t dl = (size_t)(tmp + sizeof(tmp) - d);
-    buf_reserve(&cb->out, dl + 3);
+    cmd_reserve(cb, dl + 3);
     char *w = cb->out.data + cb->out.len;
     *w++ = '*';
     memcpy(w, d, dl);
@@ -224,7 +232,7 @@ static char *cmd_arg_open(struct cmdbuf *cb, size_t len)
     if (len > SIZE_MAX / 2) {
         oom_die(len);
     }
-    buf_reserve(&cb->out, dl + 5 + len);
+    cmd_reserve(cb, dl + 5 + len);
     char *w = cb->out.data + cb->out.len;
     *w++ = '$';
     memcpy(w, d, dl);
@@ -280,32 +288,103 @@ static void cmd_key(struct cmdbuf *cb, const char *kind, const char *id, const c
     cmd_arg_close(cb, w + sl);
 }
 
+/*
+ * Lean replies. Where only a reply's type matters (SET NX's OK or nil, the acks of the index
+ * writes), cmd_run_lean() reads with lean_fns: a top-level status, integer, nil or bulk string
+ * is not allocated but answered by a shared reply of that type (type only: no str, no
+ * integer); errors (whose text goes into the message), arrays and everything inside arrays are
+ * still built by hiredis's own functions, which the reader's privdata points to for the
+ * duration of the read (hiredis copies it into every read task). reply_free() tells the two
+ * kinds apart; nothing ever writes to the shared replies.
+ */
+static redisReply lean_string = { .type = REDIS_REPLY_STRING };
+static redisReply lean_status = { .type = REDIS_REPLY_STATUS };
+static redisReply lean_integer = { .type = REDIS_REPLY_INTEGER };
+static redisReply lean_nil = { .type = REDIS_REPLY_NIL };
+
+static bool reply_is_lean(const redisReply *r)
+{
+    return r == &lean_string || r == &lean_status || r == &lean_integer || r == &lean_nil;
+}
+
+static void reply_free(void *r)
+{
+    if (r != NULL && !reply_is_lean(r)) {
+        freeReplyObject(r);
+    }
+}
+
+static redisReplyObjectFunctions *lean_hiredis(const redisReadTask *t)
+{
+    return t->privdata;
+}
+
+static void *lean_create_string(const redisReadTask *t, char *str, size_t len)
+{
+    if (t->parent != NULL || t->type == REDIS_REPLY_ERROR) {
+        return lean_hiredis(t)->createString(t, str, len);
+    }
+    return t->type == REDIS_REPLY_STATUS ? &lean_status : &lean_string;
+}
+
+static void *lean_create_array(const redisReadTask *t, int elements)
+{
+    return lean_hiredis(t)->createArray(t, elements);
+}
+
+static void *lean_create_integer(const redisReadTask *t, long long v)
+{
+    return t->parent != NULL ? lean_hiredis(t)->createInteger(t, v) : &lean_integer;
+}
+
+static void *lean_create_nil(const redisReadTask *t)
+{
+    return t->parent != NULL ? lean_hiredis(t)->createNil(t) : &lean_nil;
+}
+
+static redisReplyObjectFunctions lean_fns = {
+    lean_create_string, lean_create_array, lean_create_integer, lean_create_nil, reply_free,
+};
+
 /* Sends the batch in one write and reads its replies (the caller frees them with
  * replies_free() when out is not NULL); every reply must not be an error. The batch is empty
  * again afterwards, whatever happened. */
-static int cmd_run(struct store *s, redisReply ***out, struct err *e)
+static int cmd_run_mode(struct store *s, redisReply ***out, bool lean, struct err *e)
 {
     struct cmdbuf *cb = &s->cb;
+    redisReader *rd = s->rc->reader;
+    redisReplyObjectFunctions *fn = rd->fn;
+    void *privdata = rd->privdata;
     size_t n = cb->n;
     redisReply **r = xcalloc(n ? n : 1, sizeof(*r));
     int rc = 0;
     size_t got = 0;
     if (cb->args_declared != cb->args_written) {
-        rc = err_set(e, ERRC_INTERNAL, "redis at %s: malformed command batch (%zu arguments "
-                     "declared, %zu written)", s->display, cb->args_declared, cb->args_written);
+        rc = err_set(e, ERRC_INTERNAL,
+                     "redis at %s: malformed command batch (%zu arguments declared, %zu written)",
+                     s->display, cb->args_declared, cb->args_written);
         goto out;
     }
     if (n && redisAppendFormattedCommand(s->rc, cb->out.data, cb->out.len) != REDIS_OK) {
         rc = store_fail(s, e, "cannot send");
         goto out;
     }
+    if (lean && fn != NULL) {
+        rd->privdata = fn;
+        rd->fn = &lean_fns;
+    }
     for (; got < n; got++) {
         void *x = NULL;
         if (redisGetReply(s->rc, &x) != REDIS_OK || x == NULL) {
             rc = store_fail(s, e, "no reply");
-            goto out;
+            break;
         }
         r[got] = x;
+    }
+    rd->fn = fn;
+    rd->privdata = privdata;
+    if (rc != 0) {
+        goto out;
     }
     for (size_t i = 0; i < n; i++) {
         if (r[i]->type == REDIS_REPLY_ERROR) {
@@ -316,7 +395,7 @@ static int cmd_run(struct store *s, redisReply ***out, struct err *e)
 out:
     if (rc != 0 || out == NULL) {
         for (size_t i = 0; i < got; i++) {
-            freeReplyObject(r[i]);
+            reply_free(r[i]);
         }
         xfree(r);
         r = NULL;
@@ -331,13 +410,24 @@ out:
     return rc;
 }
 
+static int cmd_run(struct store *s, redisReply ***out, struct err *e)
+{
+    return cmd_run_mode(s, out, false, e);
+}
+
+/* cmd_run() for batches whose replies are only looked at for their type (see lean_fns). */
+static int cmd_run_lean(struct store *s, redisReply ***out, struct err *e)
+{
+    return cmd_run_mode(s, out, true, e);
+}
+
 static void replies_free(redisReply **r, size_t n)
 {
     if (r == NULL) {
         return;
     }
     for (size_t i = 0; i < n; i++) {
-        freeReplyObject(r[i]);
+        reply_free(r[i]);
     }
     xfree(r);
 }
@@ -413,7 +503,7 @@ int store_serials_reserve(struct store *s, const char *ca, const char *const *se
         cmd_arg(cb, ca, cal);
         CMD_LIT(cb, "NX");
     }
-    int rc = cmd_run(s, &r, e);
+    int rc = cmd_run_lean(s, &r, e);
     for (size_t i = 0; rc == 0 && i < n; i++) {
         /* SET NX answers OK when set and nil when the key existed */
         taken[i] = r[i]->type == REDIS_REPLY_NIL;
@@ -476,7 +566,7 @@ int store_certs_index(struct store *s, const struct store_cert *certs, size_t n,
         cmd_key(cb, "serial:", c->serial, "");
         cmd_str(cb, c->ca);
     }
-    return cmd_run(s, NULL, e);
+    return cmd_run_lean(s, NULL, e);
 }
 
 /* KEYS: cert:<serial>, ca:<ca>:revoked; ARGV: serial, revoked_at, reason, seq. One script so

@@ -1,7 +1,10 @@
+#include <hiredis/hiredis.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/err.h"
+#include "core/mem.h"
 #include "core/util.h"
 #include "store/store.h"
 #include "tests/harness/tt.h"
@@ -179,6 +182,292 @@ out:
     return rc;
 }
 
+/* A raw hiredis connection to the test server's database 9, to plant what the store API cannot
+ * (a key of the wrong type). */
+static redisContext *raw_connect(const char *url)
+{
+    struct store_url u;
+    struct err e = ERR_INIT;
+    redisContext *c = NULL;
+    redisReply *r = NULL;
+    if (store_url_parse(url, &u, &e) != 0 || u.path[0] == '\0') {
+        return NULL;
+    }
+    c = redisConnectUnix(u.path);
+    if (c == NULL || c->err) {
+        if (c) {
+            redisFree(c);
+        }
+        return NULL;
+    }
+    r = redisCommand(c, "SELECT 9");
+    if (r == NULL) {
+        redisFree(c);
+        return NULL;
+    }
+    freeReplyObject(r);
+    return c;
+}
+
+static int raw_ok(redisContext *c, const char *cmd, const char *key)
+{
+    redisReply *r = redisCommand(c, cmd, key);
+    int ok = r != NULL && r->type != REDIS_REPLY_ERROR;
+    if (r) {
+        freeReplyObject(r);
+    }
+    return ok;
+}
+
+/* Every field goes out and comes back byte for byte, whatever it holds (spaces, CR LF,
+ * UTF-8, a long DER, the extreme seq values), and the index keys are exactly the ones the
+ * record calls for (no cn: key for a certificate without a CN). */
+static int test_index_fields(void)
+{
+    int rc = 0;
+    struct err e = ERR_INIT;
+    const char *url = getenv("JITRCA_TEST_REDIS_URL");
+    struct store *s = NULL;
+    struct buf der = BUF_INIT, f = BUF_INIT, want = BUF_INIT, dump = BUF_INIT;
+    uint64_t removed = 0;
+    char u9[512];
+    struct store_cert c[2];
+    if (url == NULL) {
+        return TT_SKIP;
+    }
+    for (int i = 0; i < 5000; i++) {
+        buf_addch(&der, (char)('a' + i % 26));
+    }
+    c[0] = (struct store_cert){ .serial = "0c0001", .fingerprint = "f00d",
+                                .subject = "CN=a b\r\nO=x\xc3\xa9", .cn = "a b",
+                                .profile = "device", .ca = "ca-rt", .requester = "r e",
+                                .not_before = "2026-01-01T00:00:00Z",
+                                .not_after = "2027-01-01T00:00:00Z",
+                                .issued_at = "2026-01-02T00:00:00Z", .status = "valid",
+                                .der_b64 = der.data, .seq = UINT64_MAX };
+    c[1] = c[0];
+    c[1].serial = "0c0002";
+    c[1].fingerprint = "f00e";
+    c[1].cn = "";
+    c[1].der_b64 = "";
+    c[1].seq = 0;
+    snprintf(u9, sizeof(u9), "%s?db=9", url);
+    s = store_connect(u9, &e);
+    CHECK(s != NULL);
+    CHECK_OK(store_index_clear(s, &removed, &e), &e);
+    CHECK_OK(store_certs_index(s, c, 2, &e), &e);
+    CHECK_OK(store_cert_get(s, "0c0001", &f, &e), &e);
+    buf_addf(&want,
+             "ca\tca-rt\ncn\ta b\nder\t%s\nfingerprint\tf00d\nissued_at\t2026-01-02T00:00:00Z\n"
+             "not_after\t2027-01-01T00:00:00Z\nnot_before\t2026-01-01T00:00:00Z\n"
+             "profile\tdevice\nrequester\tr e\nseq\t18446744073709551615\nserial\t0c0001\n"
+             "status\tvalid\nsubject\tCN=a b\r\nO=x\xc3\xa9\n",
+             der.data);
+    CHECK_STR_EQ(f.data, want.data);
+    buf_reset(&f);
+    CHECK_OK(store_cert_get(s, "0c0002", &f, &e), &e);
+    CHECK_STR_CONTAINS(f.data, "der\t\n");
+    CHECK_STR_CONTAINS(f.data, "seq\t0\n");
+    CHECK_STR_CONTAINS(f.data, "cn\t\n");
+    CHECK_OK(store_index_dump(s, &dump, &e), &e);
+    CHECK_STR_CONTAINS(dump.data, "set jitrca:ca:ca-rt:serials\n\t0c0001\n\t0c0002\n");
+    CHECK_STR_CONTAINS(dump.data, "set jitrca:cn:a b\n\t0c0001\nstring");
+    CHECK_STR_CONTAINS(dump.data, "string jitrca:fp:f00e\n\t0c0002\n");
+    CHECK(strstr(dump.data, "jitrca:cn:\n") == NULL);
+    CHECK_OK(store_index_clear(s, &removed, &e), &e);
+    CHECK_INT_EQ(removed, 6); /* 2 cert:, 2 fp:, 1 cn:, 1 ca: */
+out:
+    buf_release(&der);
+    buf_release(&f);
+    buf_release(&want);
+    buf_release(&dump);
+    store_free(s);
+    return rc;
+}
+
+/* Revocations in one pipeline (the second of the same serial in a batch finds it revoked), the
+ * revoked list, and the CRL number scripts. */
+static int test_revoke_and_crl_number(void)
+{
+    int rc = 0;
+    struct err e = ERR_INIT;
+    const char *url = getenv("JITRCA_TEST_REDIS_URL");
+    struct store *s = NULL;
+    struct buf f = BUF_INIT;
+    struct store_revoked *list = NULL;
+    size_t nlist = 0;
+    uint64_t removed = 0, num = 0;
+    char u9[512], ca[64];
+    enum store_revoke_result res[3];
+    if (url == NULL) {
+        return TT_SKIP;
+    }
+    snprintf(ca, sizeof(ca), "ca-rv-%ld", (long)time_now_ms());
+    struct store_cert c = { .serial = "0d0001", .fingerprint = "fd01", .subject = "CN=r",
+                            .cn = "r", .profile = "device", .ca = ca, .requester = "t",
+                            .not_before = "2026-01-01T00:00:00Z",
+                            .not_after = "2027-01-01T00:00:00Z",
+                            .issued_at = "2026-01-01T00:00:00Z", .status = "valid",
+                            .der_b64 = "AA==", .seq = 1 };
+    struct store_revocation rv[3] = {
+        { .serial = "0d0001", .ca = ca, .revoked_at = "2026-02-02T00:00:00Z",
+          .reason = "keyCompromise", .seq = 42 },
+        { .serial = "0d0001", .ca = ca, .revoked_at = "2026-03-03T00:00:00Z",
+          .reason = "superseded", .seq = 43 },
+        { .serial = "0dffff", .ca = ca, .revoked_at = "2026-02-02T00:00:00Z",
+          .reason = "keyCompromise", .seq = 44 },
+    };
+    snprintf(u9, sizeof(u9), "%s?db=9", url);
+    s = store_connect(u9, &e);
+    CHECK(s != NULL);
+    CHECK_OK(store_index_clear(s, &removed, &e), &e);
+    CHECK_OK(store_certs_index(s, &c, 1, &e), &e);
+    CHECK_OK(store_certs_revoke(s, rv, 3, res, &e), &e);
+    CHECK_INT_EQ(res[0], STORE_REVOKE_DONE);
+    CHECK_INT_EQ(res[1], STORE_REVOKE_ALREADY);
+    CHECK_INT_EQ(res[2], STORE_REVOKE_UNKNOWN);
+    CHECK_OK(store_cert_get(s, "0d0001", &f, &e), &e);
+    CHECK_STR_CONTAINS(f.data, "status\trevoked\n");
+    CHECK_STR_CONTAINS(f.data, "revoke_seq\t42\n");
+    CHECK_STR_CONTAINS(f.data, "reason\tkeyCompromise\n");
+    CHECK_OK(store_revoked_list(s, ca, &list, &nlist, &e), &e);
+    CHECK_INT_EQ(nlist, 1);
+    CHECK_STR_EQ(list[0].serial, "0d0001");
+    CHECK_STR_EQ(list[0].revoked_at, "2026-02-02T00:00:00Z");
+    CHECK_STR_EQ(list[0].reason, "keyCompromise");
+    CHECK_OK(store_crl_number_next(s, ca, 0, &num, &e), &e);
+    CHECK_INT_EQ(num, 1);
+    CHECK_OK(store_crl_number_next(s, ca, 0, &num, &e), &e);
+    CHECK_INT_EQ(num, 2);
+    CHECK_OK(store_crl_number_raise(s, ca, 10, &e), &e);
+    CHECK_OK(store_crl_number_next(s, ca, 0, &num, &e), &e);
+    CHECK_INT_EQ(num, 11);
+    CHECK_OK(store_crl_number_raise(s, ca, 5, &e), &e); /* never lowers it */
+    CHECK_OK(store_crl_number_next(s, ca, 100, &num, &e), &e);
+    CHECK_INT_EQ(num, 100);
+    CHECK_OK(store_index_clear(s, &removed, &e), &e);
+out:
+    store_revoked_free(list, nlist);
+    buf_release(&f);
+    store_free(s);
+    return rc;
+}
+
+/* An error reply in the middle of a batch fails the call with redis's message, every reply of
+ * the batch is still read (the next call on the same connection gets its own replies), and
+ * the batch's other commands ran (a pipeline is not a transaction, as before). */
+static int test_error_reply(void)
+{
+    int rc = 0;
+    struct err e = ERR_INIT;
+    const char *url = getenv("JITRCA_TEST_REDIS_URL");
+    struct store *s = NULL;
+    redisContext *raw = NULL;
+    struct buf f = BUF_INIT;
+    uint64_t removed = 0;
+    char u9[512];
+    const char *fresh[] = { "0e00ff" };
+    bool taken[1] = { true };
+    if (url == NULL) {
+        return TT_SKIP;
+    }
+    struct store_cert c[2] = {
+        { .serial = "0e0001", .fingerprint = "fe01", .subject = "CN=ok", .cn = "ok",
+          .profile = "device", .ca = "ca-er", .requester = "t",
+          .not_before = "2026-01-01T00:00:00Z", .not_after = "2027-01-01T00:00:00Z",
+          .issued_at = "2026-01-01T00:00:00Z", .status = "valid", .der_b64 = "AA==", .seq = 1 },
+        { .serial = "0e0002", .fingerprint = "fe02", .subject = "CN=wrongtype",
+          .cn = "wrongtype", .profile = "device", .ca = "ca-er", .requester = "t",
+          .not_before = "2026-01-01T00:00:00Z", .not_after = "2027-01-01T00:00:00Z",
+          .issued_at = "2026-01-01T00:00:00Z", .status = "valid", .der_b64 = "AA==", .seq = 2 },
+    };
+    snprintf(u9, sizeof(u9), "%s?db=9", url);
+    s = store_connect(u9, &e);
+    CHECK(s != NULL);
+    raw = raw_connect(url);
+    CHECK(raw != NULL);
+    CHECK_OK(store_index_clear(s, &removed, &e), &e);
+    CHECK(raw_ok(raw, "SET %s x", "jitrca:cn:wrongtype")); /* a string where a set belongs */
+    CHECK(store_certs_index(s, c, 2, &e) != 0);
+    CHECK_INT_EQ(e.code, ERRC_UNAVAILABLE);
+    CHECK_STR_CONTAINS(e.msg, "redis at unix://");
+    CHECK_STR_CONTAINS(e.msg, "WRONGTYPE");
+    err_clear(&e);
+    CHECK_OK(store_serials_reserve(s, "ca-er", fresh, 1, taken, &e), &e);
+    CHECK(!taken[0]);
+    CHECK_OK(store_serial_by_fingerprint(s, "fe02", &f, &e), &e);
+    CHECK_STR_EQ(f.data, "0e0002");
+    buf_reset(&f);
+    CHECK_OK(store_cert_get(s, "0e0001", &f, &e), &e);
+    CHECK_STR_CONTAINS(f.data, "cn\tok\n");
+    CHECK(raw_ok(raw, "DEL %s", "jitrca:cn:wrongtype"));
+    CHECK_OK(store_index_clear(s, &removed, &e), &e);
+out:
+    if (raw) {
+        redisFree(raw);
+    }
+    buf_release(&f);
+    store_free(s);
+    return rc;
+}
+
+/* A batch far beyond the buffer a store keeps between calls (600 records of 2 KB; the index
+ * clear then needs three UNLINK batches of at most 512 keys), and the same store carries on. */
+static int test_large_batch(void)
+{
+    int rc = 0;
+    struct err e = ERR_INIT;
+    const char *url = getenv("JITRCA_TEST_REDIS_URL");
+    struct store *s = NULL;
+    struct store_cert *c = NULL;
+    struct buf der = BUF_INIT, f = BUF_INIT;
+    char (*serial)[16] = NULL, (*fp)[16] = NULL;
+    uint64_t removed = 0;
+    char u9[512];
+    const size_t n = 600;
+    if (url == NULL) {
+        return TT_SKIP;
+    }
+    for (int i = 0; i < 2000; i++) {
+        buf_addch(&der, (char)('A' + i % 26));
+    }
+    c = xcalloc(n, sizeof(*c));
+    serial = xcalloc(n, sizeof(*serial));
+    fp = xcalloc(n, sizeof(*fp));
+    for (size_t i = 0; i < n; i++) {
+        snprintf(serial[i], sizeof(serial[i]), "0f%04zx", i);
+        snprintf(fp[i], sizeof(fp[i]), "ff%04zx", i);
+        c[i] = (struct store_cert){ .serial = serial[i], .fingerprint = fp[i],
+                                    .subject = "O=bulk", .cn = "", .profile = "device",
+                                    .ca = "ca-big", .requester = "t",
+                                    .not_before = "2026-01-01T00:00:00Z",
+                                    .not_after = "2027-01-01T00:00:00Z",
+                                    .issued_at = "2026-01-01T00:00:00Z", .status = "valid",
+                                    .der_b64 = der.data, .seq = i };
+    }
+    snprintf(u9, sizeof(u9), "%s?db=9", url);
+    s = store_connect(u9, &e);
+    CHECK(s != NULL);
+    CHECK_OK(store_index_clear(s, &removed, &e), &e);
+    CHECK_OK(store_certs_index(s, c, n, &e), &e);
+    CHECK_OK(store_cert_get(s, "0f0257", &f, &e), &e);
+    CHECK_STR_CONTAINS(f.data, "seq\t599\n");
+    CHECK_STR_CONTAINS(f.data, der.data);
+    CHECK_OK(store_index_clear(s, &removed, &e), &e);
+    CHECK_INT_EQ(removed, 2 * n + 1);
+    CHECK_OK(store_certs_index(s, c, 1, &e), &e);
+    CHECK_OK(store_index_clear(s, &removed, &e), &e);
+    CHECK_INT_EQ(removed, 3);
+out:
+    xfree(c);
+    xfree(serial);
+    xfree(fp);
+    buf_release(&der);
+    buf_release(&f);
+    store_free(s);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     static const struct tt_case cases[] = {
@@ -186,6 +475,10 @@ int main(int argc, char **argv)
         { "unreachable", test_unreachable },
         { "reserve_and_index", test_reserve_and_index },
         { "bucket", test_bucket },
+        { "index_fields", test_index_fields },
+        { "revoke_and_crl_number", test_revoke_and_crl_number },
+        { "error_reply", test_error_reply },
+        { "large_batch", test_large_batch },
     };
     return tt_main(argc, argv, cases, ARRAY_LEN(cases));
 }
