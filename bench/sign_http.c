@@ -29,6 +29,7 @@ struct shared {
     char **reqs; /* complete HTTP requests */
     size_t *req_len;
     size_t nreqs;
+    size_t batch; /* CSRs per request: 1 posts to /v1/sign, more to /v1/sign/batch */
     int64_t deadline_ns;
     atomic_uint_fast64_t ok, bad;
 };
@@ -109,14 +110,23 @@ static void *conn_thread(void *arg)
             fprintf(stderr, "connection failed\n");
             break;
         }
-        if (status != 201) {
-            atomic_fetch_add(&sh->bad, 1);
+        size_t issued = status == 201 ? 1 : 0;
+        if (sh->batch > 1 && status == 200) {
+            for (const char *p = strstr(in.data, "\"certificateId\""); p;
+                 p = strstr(p + 1, "\"certificateId\"")) {
+                issued++;
+            }
+        }
+        if (issued < sh->batch) {
+            atomic_fetch_add(&sh->bad, sh->batch - issued);
             if (atomic_load(&sh->bad) < 3) {
                 fprintf(stderr, "status %d: %.300s\n", status, in.data);
             }
+        }
+        if (issued == 0) {
             continue;
         }
-        atomic_fetch_add(&sh->ok, 1);
+        atomic_fetch_add(&sh->ok, issued);
         c->lat = xgrow(c->lat, sizeof(int64_t), c->nlat + 1, &c->cap);
         c->lat[c->nlat++] = time_mono_ns() - t0;
     }
@@ -141,7 +151,7 @@ static int cmp_i64(const void *a, const void *b)
 int main(int argc, char **argv)
 {
     const char *cert = NULL, *key = NULL, *cacert = NULL, *csrs = NULL;
-    long conns = 16, seconds = 10;
+    long conns = 16, seconds = 10, batch = 1;
     struct shared sh;
     memset(&sh, 0, sizeof(sh));
     for (int i = 1; i + 1 < argc; i += 2) {
@@ -159,13 +169,17 @@ int main(int argc, char **argv)
             conns = strtol(argv[i + 1], NULL, 10);
         } else if (strcmp(argv[i], "--seconds") == 0) {
             seconds = strtol(argv[i + 1], NULL, 10);
+        } else if (strcmp(argv[i], "--batch") == 0) {
+            batch = strtol(argv[i + 1], NULL, 10);
         }
     }
-    if (!sh.port || !cert || !key || !cacert || !csrs || conns < 1 || seconds < 1) {
+    if (!sh.port || !cert || !key || !cacert || !csrs || conns < 1 || seconds < 1 || batch < 1 ||
+        batch > 1000) {
         fprintf(stderr, "usage: bench_sign_http --port P --cert F --key F --cacert F "
-                        "--csrs FILE.jsonl [--conns N] [--seconds S]\n");
+                        "--csrs FILE.jsonl [--conns N] [--seconds S] [--batch K]\n");
         return 2;
     }
+    sh.batch = (size_t)batch;
     sh.ctx = SSL_CTX_new(TLS_client_method());
     if (SSL_CTX_use_certificate_chain_file(sh.ctx, cert) != 1 ||
         SSL_CTX_use_PrivateKey_file(sh.ctx, key, SSL_FILETYPE_PEM) != 1 ||
@@ -176,25 +190,54 @@ int main(int argc, char **argv)
     SSL_CTX_set_verify(sh.ctx, SSL_VERIFY_PEER, NULL);
     FILE *f = fopen(csrs, "r");
     char line[8192];
+    char **pems = NULL;
+    size_t npems = 0;
     while (f && fgets(line, sizeof(line), f)) {
         json_t *o = json_loads(line, 0, NULL);
         const char *pem = o ? json_string_value(json_object_get(o, "csr")) : NULL;
         if (pem) {
-            struct buf r = BUF_INIT;
-            buf_addf(&r,
-                     "POST /v1/sign HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
-                     "application/x-pem-file\r\nContent-Length: %zu\r\n\r\n%s",
-                     strlen(pem), pem);
-            sh.reqs = xrealloc(sh.reqs, (sh.nreqs + 1) * sizeof(char *));
-            sh.req_len = xrealloc(sh.req_len, (sh.nreqs + 1) * sizeof(size_t));
-            sh.req_len[sh.nreqs] = r.len;
-            sh.reqs[sh.nreqs++] = buf_detach(&r, NULL);
+            pems = xrealloc(pems, (npems + 1) * sizeof(char *));
+            pems[npems++] = xstrdup(pem);
         }
         json_decref(o);
     }
     if (f) {
         fclose(f);
     }
+    /* one request per CSR (PEM body), or per run of BATCH CSRs (JSON body) */
+    for (size_t i = 0; i + sh.batch <= npems; i += sh.batch) {
+        struct buf body = BUF_INIT, r = BUF_INIT;
+        if (sh.batch == 1) {
+            buf_addf(&r,
+                     "POST /v1/sign HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                     "application/x-pem-file\r\nContent-Length: %zu\r\n\r\n%s",
+                     strlen(pems[i]), pems[i]);
+        } else {
+            json_t *items = json_array();
+            for (size_t k = i; k < i + sh.batch; k++) {
+                json_array_append_new(items, json_pack("{s:s}", "csr", pems[k]));
+            }
+            json_t *doc = json_pack("{s:o}", "requests", items);
+            char *js = json_dumps(doc, JSON_COMPACT);
+            buf_addstr(&body, js);
+            free(js);
+            json_decref(doc);
+            buf_addf(&r,
+                     "POST /v1/sign/batch HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                     "application/json\r\nContent-Length: %zu\r\n\r\n",
+                     body.len);
+            buf_add(&r, body.data, body.len);
+        }
+        sh.reqs = xrealloc(sh.reqs, (sh.nreqs + 1) * sizeof(char *));
+        sh.req_len = xrealloc(sh.req_len, (sh.nreqs + 1) * sizeof(size_t));
+        sh.req_len[sh.nreqs] = r.len;
+        sh.reqs[sh.nreqs++] = buf_detach(&r, NULL);
+        buf_release(&body);
+    }
+    for (size_t i = 0; i < npems; i++) {
+        xfree(pems[i]);
+    }
+    xfree(pems);
     if (sh.nreqs == 0) {
         fprintf(stderr, "no CSRs in %s\n", csrs);
         return 1;

@@ -2,13 +2,16 @@
 # jitrd HTTP signing benchmark: certs/s over many keep-alive mutual-TLS connections on loopback,
 # with 1 and 2 workers, against the crypto bound measured in the same run (as bench/sign.sh:
 # one ECDSA P-256 verify of the CSR plus one sign, 1/(1/sign + 1/verify), from openssl speed).
-#   bench/sign_http.sh [BUILD_DIR] [SECONDS] [CONNECTIONS]
+# Two kinds of requests: one PEM CSR per POST /v1/sign over CONNECTIONS connections, then BATCH
+# CSRs per POST /v1/sign/batch over 8 connections (a station sending a lot at once).
+#   bench/sign_http.sh [BUILD_DIR] [SECONDS] [CONNECTIONS] [BATCH]
 # Everything runs here: a throwaway redis-server (unix socket), data dir, CAs, station
 # credentials, server certificate; the durable audit log is on (fdatasync per group commit).
 set -euo pipefail
 build=${1:-build}
 secs=${2:-10}
 conns=${3:-32}
+batch=${4:-32}
 tmp=$(mktemp -d /tmp/jitrca-bench-http-XXXXXX)
 jpid=
 stop() {
@@ -58,15 +61,16 @@ bound2=$(awk -v s="$s2" -v v="$v2" 'BEGIN { printf "%.0f", 1 / (1/s + 1/v) }')
 echo "openssl speed ecdsap256: 1 core sign $s1/s verify $v1/s -> bound $bound1 certs/s"
 echo "openssl speed -multi 2: sign $s2/s verify $v2/s -> bound $bound2 certs/s"
 
-for workers in 1 2; do
+run() { # run WORKERS CONNECTIONS BATCH
+  local workers=$1 c=$2 b=$3
   config "$workers"
   "$build/daemon/jitrd" --config "$tmp/jitrd.json" 2>>"$tmp/jitrd.log" &
   jpid=$!
   for _ in $(seq 100); do curl -s --cacert "$tmp/srv.pem" "https://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
   cpu0=$(jitrd_cpu "$jpid")
   out=$("$build/bench/bench_sign_http" --port "$port" --cert "$tmp/st/bench.crt" \
-    --key "$tmp/st/bench.key" --cacert "$tmp/srv.pem" --csrs "$tmp/csrs.jsonl" --conns "$conns" \
-    --seconds "$secs")
+    --key "$tmp/st/bench.key" --cacert "$tmp/srv.pem" --csrs "$tmp/csrs.jsonl" --conns "$c" \
+    --seconds "$secs" --batch "$b")
   cpu1=$(jitrd_cpu "$jpid")
   rate=$(echo "$out" | awk '{print $1}')
   bound=$([ "$workers" = 1 ] && echo "$bound1" || echo "$bound2")
@@ -74,8 +78,10 @@ for workers in 1 2; do
   # these 2 cores), against the one-core bound
   percore=$(awk -v r="$rate" -v s="$secs" -v c0="$cpu0" -v c1="$cpu1" -v hz="$(getconf CLK_TCK)" \
     'BEGIN { cpu = (c1 - c0) / hz; printf "%.0f", (cpu > 0 ? r * s / cpu : 0) }')
-  echo "jitrd $workers worker(s): $out; ratio to the bound $(awk -v r="$rate" -v b="$bound" 'BEGIN { printf "%.2f", r / b }')"
+  echo "jitrd $workers worker(s), $([ "$b" = 1 ] && echo "/v1/sign" || echo "/v1/sign/batch of $b"): $out; ratio to the bound $(awk -v r="$rate" -v b="$bound" 'BEGIN { printf "%.2f", r / b }')"
   echo "  jitrd CPU $(awk -v c0="$cpu0" -v c1="$cpu1" -v hz="$(getconf CLK_TCK)" -v s="$secs" 'BEGIN { printf "%.2f", (c1 - c0) / hz / s }') cores; per core of jitrd CPU: $percore certs/s, ratio to the one-core bound $(awk -v p="$percore" -v b="$bound1" 'BEGIN { printf "%.2f", p / b }')"
   kill -TERM "$jpid"; wait "$jpid" 2>/dev/null || true; jpid=
-done
+}
+for workers in 1 2; do run "$workers" "$conns" 1; done
+for workers in 1 2; do run "$workers" 8 "$batch"; done
 "$ctl" audit verify >/dev/null && echo "audit log verified"
