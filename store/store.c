@@ -338,8 +338,13 @@ static void *lean_create_nil(const redisReadTask *t)
     return t->parent != NULL ? lean_hiredis(t)->createNil(t) : &lean_nil;
 }
 
+/* Designated: hiredis 1.x inserts createDouble/createBool in this struct (RESP3 only). */
 static redisReplyObjectFunctions lean_fns = {
-    lean_create_string, lean_create_array, lean_create_integer, lean_create_nil, reply_free,
+    .createString = lean_create_string,
+    .createArray = lean_create_array,
+    .createInteger = lean_create_integer,
+    .createNil = lean_create_nil,
+    .freeObject = reply_free,
 };
 
 /* Sends the batch in one write and reads its replies (the caller frees them with
