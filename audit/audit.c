@@ -447,9 +447,10 @@ static int dump_to_buf(const char *data, size_t size, void *arg)
 
 /* A string as Jansson's dumper writes it (no ASCII or slash escaping, \uXXXX in uppercase for
  * the other control characters), so our lines are byte-identical to json_dumps() of the merged
- * object. Runs that need no escape are copied whole. -1 (out unchanged) when s is not UTF-8,
- * which Jansson refuses too. */
-static int add_jstr(struct buf *out, const char *s, size_t len)
+ * object. Runs that need no escape are copied whole. A byte that does not start valid UTF-8
+ * (Jansson refuses such strings) makes it return -1 with out unchanged, or, when lossy, is
+ * written as U+FFFD. */
+static int add_jstr_mode(struct buf *out, const char *s, size_t len, bool lossy)
 {
     const unsigned char *p = (const unsigned char *)s;
     size_t start = out->len;
@@ -468,6 +469,11 @@ static int add_jstr(struct buf *out, const char *s, size_t len)
         unsigned char c = p[i];
         if (c >= 0x80) {
             size_t n = utf8_seq_len(p + i, len - i);
+            if (n == 0 && lossy) {
+                buf_addstr(out, "\xef\xbf\xbd");
+                i++;
+                continue;
+            }
             if (n == 0) {
                 out->len = start;
                 out->data[start] = '\0';
@@ -506,6 +512,11 @@ static int add_jstr(struct buf *out, const char *s, size_t len)
     }
     buf_addch(out, '"');
     return 0;
+}
+
+static int add_jstr(struct buf *out, const char *s, size_t len)
+{
+    return add_jstr_mode(out, s, len, false);
 }
 
 struct member {
@@ -966,6 +977,12 @@ void audit_batch_str(struct audit_batch *b, const char *key, const char *value)
         }
         buf_addstr(&b->enc, "\"\"");
     }
+}
+
+void audit_batch_text(struct audit_batch *b, const char *key, const char *value)
+{
+    batch_key(b, key);
+    add_jstr_mode(&b->enc, value, strlen(value), true);
 }
 
 void audit_batch_end(struct audit_batch *b)

@@ -67,6 +67,9 @@ struct audit_batch {
 #define AUDIT_BATCH_INIT { BUF_INIT, NULL, 0, 0, 0, NULL, ERRC_OK, 0, NULL }
 void audit_batch_begin(struct audit_batch *b);
 void audit_batch_str(struct audit_batch *b, const char *key, const char *value);
+/* audit_batch_str() for text that may quote what a client sent (a refusal's reason): a byte
+ * that is not valid UTF-8 is recorded as U+FFFD instead of failing the batch. */
+void audit_batch_text(struct audit_batch *b, const char *key, const char *value);
 void audit_batch_end(struct audit_batch *b);
 void audit_batch_reset(struct audit_batch *b);
 void audit_batch_release(struct audit_batch *b);

@@ -259,7 +259,7 @@ static void record_reject(struct audit_batch *ab, const struct issuance_ctx *ctx
     audit_batch_str(ab, "code", err_code_name(it->err.code));
     audit_batch_str(ab, "csr_sha256", csrfp);
     audit_batch_str(ab, "profile", profile);
-    audit_batch_str(ab, "reason", it->err.msg);
+    audit_batch_text(ab, "reason", it->err.msg);
     audit_batch_str(ab, "requester", it->requester);
     audit_batch_str(ab, "type", "reject");
     audit_batch_end(ab);

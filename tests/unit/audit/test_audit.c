@@ -435,10 +435,19 @@ static int test_batch_builder(void)
 
     audit_batch_reset(&b); /* reusable after a refusal */
     audit_batch_begin(&b);
+    audit_batch_text(&b, "reason", "CN 'x\xc3(\xff' refused"); /* lossy: recorded, not refused */
     audit_batch_str(&b, "type", "after");
     audit_batch_end(&b);
     CHECK_OK(audit_append_batch(log, &b, &seq, &e), &e);
     CHECK_INT_EQ(seq, 5);
+    lines_release(&l);
+    CHECK_INT_EQ(lines_read(path, &l), 0);
+    CHECK_INT_EQ(l.n, 5);
+    json_decref(obj);
+    obj = line_jansson(l.v[4]);
+    CHECK(obj != NULL);
+    CHECK_STR_EQ(json_string_value(json_object_get(obj, "reason")),
+                 "CN 'x\xef\xbf\xbd(\xef\xbf\xbd' refused");
 out:
     xfree(blob);
     json_decref(obj);
