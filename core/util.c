@@ -41,6 +41,19 @@ bool str_has_prefix(const char *s, const char *prefix)
     return strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
+size_t u64_to_dec(char *out, uint64_t v)
+{
+    size_t n = 1;
+    for (uint64_t t = v; t >= 10; t /= 10) {
+        n++;
+    }
+    for (size_t i = n; i > 0; i--) {
+        out[i - 1] = (char)('0' + v % 10);
+        v /= 10;
+    }
+    return n;
+}
+
 void hex_encode(const uint8_t *in, size_t len, char *out)
 {
     static const char hex[] = "0123456789abcdef";

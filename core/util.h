@@ -19,6 +19,10 @@
 int str_to_u64(const char *s, uint64_t *out) ATTR_WUR;
 bool str_has_prefix(const char *s, const char *prefix);
 
+/* v in decimal at out (at most 20 bytes, no NUL); returns the number of digits. For hot paths
+ * that would otherwise call printf for one number. */
+size_t u64_to_dec(char *out, uint64_t v);
+
 /* Lowercase hex of len bytes into out (2*len+1 bytes). */
 void hex_encode(const uint8_t *in, size_t len, char *out);
 /* Hex (either case) to bytes; -1 on odd length, bad digit or more than cap bytes. */

@@ -1107,14 +1107,7 @@ static const char *reason_phrase(int status)
 static void add_dec(struct buf *o, uint64_t v)
 {
     char d[20];
-    size_t n = 0;
-    do {
-        d[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    while (n) {
-        buf_addch(o, d[--n]);
-    }
+    buf_add(o, d, u64_to_dec(d, v));
 }
 
 void httpd_reply(struct httpd_req *r, int status, const char *ctype, const void *body, size_t len)

@@ -176,21 +176,6 @@ static int store_fail(struct store *s, struct err *e, const char *what)
 /* A string literal as one argument, without a strlen. */
 #define CMD_LIT(cb, lit) cmd_arg((cb), "" lit, sizeof(lit) - 1)
 
-/* Writes v in decimal at w (at most 20 bytes, no NUL); returns the number of digits. Written in
- * place rather than copied: a memcpy call per length prefix cost more than the digits. */
-static size_t u64_put(char *w, uint64_t v)
-{
-    size_t n = 1;
-    for (uint64_t t = v; t >= 10; t /= 10) {
-        n++;
-    }
-    for (size_t i = n; i > 0; i--) {
-        w[i - 1] = (char)('0' + v % 10);
-        v /= 10;
-    }
-    return n;
-}
-
 /* Starts a batch on the store's cmdbuf (dropping whatever an abandoned batch left). */
 static struct cmdbuf *cmd_batch(struct store *s)
 {
@@ -214,7 +199,7 @@ static void cmd_begin(struct cmdbuf *cb, size_t argc)
     cmd_reserve(cb, 20 + 3);
     char *w = cb->out.data + cb->out.len;
     *w++ = '*';
-    w += u64_put(w, argc);
+    w += u64_to_dec(w, argc);
     *w++ = '\r';
     *w++ = '\n';
     *w = '\0';
@@ -233,7 +218,7 @@ static char *cmd_arg_open(struct cmdbuf *cb, size_t len)
     cmd_reserve(cb, 20 + 5 + len);
     char *w = cb->out.data + cb->out.len;
     *w++ = '$';
-    w += u64_put(w, len);
+    w += u64_to_dec(w, len);
     *w++ = '\r';
     *w++ = '\n';
     return w;
@@ -265,7 +250,7 @@ static void cmd_str(struct cmdbuf *cb, const char *str)
 static void cmd_u64(struct cmdbuf *cb, uint64_t v)
 {
     char tmp[20];
-    cmd_arg(cb, tmp, u64_put(tmp, v));
+    cmd_arg(cb, tmp, u64_to_dec(tmp, v));
 }
 
 /* STORE_PREFIX kind id suffix as one argument, e.g. "jitrca:" "cert:" "0a1b" "" */

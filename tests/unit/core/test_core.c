@@ -129,6 +129,18 @@ static int test_numbers_and_time(void)
     CHECK(str_to_u64("-1", &v) != 0);
     CHECK(str_to_u64("", &v) != 0);
     CHECK(str_to_u64("1 ", &v) != 0);
+    {
+        static const struct {
+            uint64_t v;
+            const char *dec;
+        } dec[] = { { 0, "0" }, { 9, "9" }, { 10, "10" }, { 12345, "12345" },
+                    { UINT64_MAX, "18446744073709551615" } };
+        for (size_t i = 0; i < ARRAY_LEN(dec); i++) {
+            size_t n = u64_to_dec(s, dec[i].v);
+            s[n] = '\0';
+            CHECK_STR_EQ(s, dec[i].dec);
+        }
+    }
     CHECK_INT_EQ(time_parse_rfc3339("2026-02-28T23:59:59Z", &t), 0);
     time_format_rfc3339(t, s, sizeof(s));
     CHECK_STR_EQ(s, "2026-02-28T23:59:59Z");
