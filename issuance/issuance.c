@@ -351,7 +351,8 @@ int issuance_run(struct issuance_worker *w, struct issuance_item *items, size_t 
     const struct issuance_ctx *ctx = w->ctx;
     struct slot *slots = xcalloc(n ? n : 1, sizeof(*slots));
     struct store_cert *idx = xcalloc(n ? n : 1, sizeof(*idx));
-    char issued_at[40], nb_fmt[40] = "", na_fmt[40] = "";
+    char issued_at[40], nb_fmt[sizeof(slots->not_before)] = "",
+                        na_fmt[sizeof(items->not_after)] = "";
     time_t nb_t = 0, na_t = 0;
     size_t nidx = 0;
     uint64_t first_seq = 0;

@@ -86,7 +86,7 @@ int main(int argc, char **argv)
                                         .der_b64 = der.data, .seq = 1000 + i };
     }
     {
-        char fresh[MAX_BATCH][48];
+        char fresh[MAX_BATCH][64];
         int64_t run = time_now_ms();
         for (uint64_t it = 0; it < warm + iters; it++) {
             for (size_t i = 0; i < batch; i++) {
