@@ -1,5 +1,6 @@
 /*
- * Credentials and configuration, the parts that need no network (AWS-IOT.md §5).
+ * Credentials and configuration, the parts that need no network (docs/aws-iot.md, "Credential
+ * sources").
  *
  * Semantics follow botocore, the reference our cross-checks use:
  *   - shared files are read like Python's configparser in botocore's configloader (full-line

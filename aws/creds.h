@@ -1,5 +1,6 @@
 /*
- * AWS credentials and configuration: the pure parts of the credential chain (AWS-IOT.md §5).
+ * AWS credentials and configuration: the pure parts of the credential chain (docs/aws-iot.md,
+ * "Credential sources").
  *
  * Local sources are resolved synchronously: environment, shared credentials file, config file.
  * Network sources (STS web identity, container endpoint, EC2 IMDSv2) are fetched later by the
@@ -118,7 +119,8 @@ int aws_creds_parse_sts_xml(const char *body, size_t len, const char *source, st
 int aws_time_parse_iso8601(const char *s, time_t *out) ATTR_WUR;
 
 /*
- * Region, profile, files and endpoint of this process (AWS-IOT.md §3.1, §5).
+ * Region, profile, files and endpoint of this process (docs/aws-iot.md, "Control plane" and
+ * "Credential sources").
  *   profile: AWS_PROFILE, else AWS_DEFAULT_PROFILE, else "default";
  *   files:   AWS_SHARED_CREDENTIALS_FILE / AWS_CONFIG_FILE, else $HOME/.aws/credentials|config;
  *   region:  region_override, else AWS_REGION, else AWS_DEFAULT_REGION, else the profile's

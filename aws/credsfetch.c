@@ -1,11 +1,11 @@
 /*
- * The async credential provider (aws/provider.h). One fetch at a time, an explicit state
- * machine (STYLE.md §2.5): START runs the local part of the chain (aws_chain_start), then the
- * network source ch.next: WEB_IDENTITY, CONTAINER (with its own retry timer), IMDS_TOKEN ->
+ * The async credential provider (aws/provider.h). One fetch at a time, an explicit state machine
+ * (docs/style.md, "State machines"): START runs the local part of the chain (aws_chain_start), then
+ * the network source ch.next: WEB_IDENTITY, CONTAINER (with its own retry timer), IMDS_TOKEN ->
  * IMDS_ROLE -> IMDS_CREDS. Every HTTP completion stores its result and calls fetch_advance().
- * Waiters queue up; they are answered from a zero-delay event (never inline) once credentials
- * are fresh, or with the fetch's error. A refresh timer starts a background fetch before
- * expiry; the old credentials serve until mandatory_s before their expiry.
+ * Waiters queue up; they are answered from a zero-delay event (never inline) once credentials are
+ * fresh, or with the fetch's error. A refresh timer starts a background fetch before expiry; the
+ * old credentials serve until mandatory_s before their expiry.
  */
 #include "aws/provider.h"
 

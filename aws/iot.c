@@ -6,7 +6,7 @@
  * '/'), query members into a query, the header member into its header, the rest into the JSON
  * body. Anything left over for a body-less operation is an input error.
  *
- * Each call is a state machine (STYLE.md §2.5), advanced by call_advance():
+ * Each call is a state machine (docs/style.md, "State machines"), advanced by call_advance():
  *   PACE      take a token from the op's bucket (Redis, shared; local when Redis is absent or
  *             failing); PACE_WAIT: a timer for the wait the bucket names
  *   CREDS     get credentials (cached; a fetch only near expiry)

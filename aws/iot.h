@@ -8,9 +8,10 @@
  * AWS_ENDPOINT_URL_IOT / AWS_ENDPOINT_URL, the credential chain. Options override region and
  * endpoint.
  *
- * Async contract (STYLE.md §2.4): every call either fails synchronously (-1, *e set: invalid
- * input, ERRC_INVALID; the callback never runs) or returns 0 and calls cb exactly once, later,
- * from the loop. The result and error are borrowed for the callback (copy what you keep).
+ * Async contract (docs/style.md, "Asynchronous calls"): every call either fails synchronously (-1,
+ * *e set: invalid input, ERRC_INVALID; the callback never runs) or returns 0 and calls cb exactly
+ * once, later, from the loop. The result and error are borrowed for the callback (copy what you
+ * keep).
  * Errors (e->msg "AWS IoT OPERATION: CODE: MESSAGE (HTTP n[, after k attempts])"):
  *   ERRC_INVALID      400 InvalidRequestException, MalformedPolicyException,
  *                     RegistrationCodeValidationException, CertificateValidationException
@@ -66,7 +67,8 @@ enum aws_iot_op {
 
 /* "CreateThing"; NULL when out of range. */
 const char *aws_iot_op_name(enum aws_iot_op op);
-/* The default client-side rate (requests/s) of op: AWS-IOT.md §7.1, 2019 documented figures. */
+/* The default client-side rate (requests/s) of op: AWS's 2019 published figures (docs/aws-iot.md,
+ * "Quotas"). */
 double aws_iot_op_default_rate(enum aws_iot_op op);
 
 struct aws_iot_opts {

@@ -1,6 +1,6 @@
 /*
  * The asynchronous credential provider: the chain of aws/creds.h (environment, shared files)
- * plus its network sources fetched through the transport (AWS-IOT.md §5):
+ * plus its network sources fetched through the transport (docs/aws-iot.md, "Credential sources"):
  *   web identity  POST AssumeRoleWithWebIdentity to STS (unsigned, form body), the token file
  *                 re-read on every fetch; endpoint AWS_ENDPOINT_URL_STS, else AWS_ENDPOINT_URL,
  *                 else https://sts.REGION.amazonaws.com
@@ -17,9 +17,9 @@
  * expire within mandatory_s (5 min) are never handed out: callers wait for the refresh.
  * aws_credp_invalidate drops them (after an ExpiredToken answer).
  *
- * Async contract (STYLE.md §2.4): aws_credp_get either fails synchronously or returns 0 and
- * calls cb exactly once, later, from the loop, with the credentials (borrowed for the callback)
- * or an error. aws_credp_free runs outstanding callbacks with ERRC_CANCELED.
+ * Async contract (docs/style.md, "Asynchronous calls"): aws_credp_get either fails synchronously or
+ * returns 0 and calls cb exactly once, later, from the loop, with the credentials (borrowed for the
+ * callback) or an error. aws_credp_free runs outstanding callbacks with ERRC_CANCELED.
  */
 #ifndef AWS_PROVIDER_H
 #define AWS_PROVIDER_H

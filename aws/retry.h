@@ -1,6 +1,6 @@
 /*
- * The retry policy of botocore's "standard" mode (AWS-IOT.md §3.4; botocore retries/standard.py),
- * as pure functions so that tests can check every rule:
+ * The retry policy of botocore's "standard" mode (docs/aws-iot.md, "Retries"; botocore
+ * retries/standard.py), as pure functions so that tests can check every rule:
  *   - which outcomes are retried: throttling error codes and HTTP 429; the transient codes
  *     RequestTimeout, RequestTimeoutException, PriorRequestNotComplete; HTTP 500, 502, 503, 504;
  *     transport failures (connect, reset, timeout, truncated body). Not retried: every other 4xx,

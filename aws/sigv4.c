@@ -1,8 +1,9 @@
 /*
- * SigV4 header signing (AWS General Reference, "Create a signed AWS API request"; AWS-IOT.md
- * §3.5). We sign ourselves because Debian 12's libcurl 7.88.1 CURLOPT_AWS_SIGV4 neither sorts nor
- * re-encodes the query, does not encode the path, and signs headers it then does not send
- * (AWS-IOT.md §4); see docs/aws-signing.md.
+ * SigV4 header signing (AWS General Reference, "Create a signed AWS API request";
+ * docs/aws-iot.md, "SigV4"). We sign ourselves because Debian 12's libcurl 7.88.1
+ * CURLOPT_AWS_SIGV4 neither sorts nor re-encodes the query, does not encode the path, and signs
+ * headers it then does not send (docs/aws-iot.md, "Why we sign ourselves"); see
+ * docs/aws-signing.md.
  *
  * The canonical request is built exactly as botocore's SigV4Auth builds it, the reference the
  * AWS test suite and our cross-check run against:

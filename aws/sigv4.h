@@ -8,7 +8,7 @@
  * - path is the path exactly as it goes on the wire (already percent-encoded by the caller, e.g.
  *   with aws_uri_encode()). For every service except S3 the canonical URI is that path,
  *   normalised (dot segments and empty segments removed) and URI-encoded once more, so "%3A" on
- *   the wire is "%253A" in the canonical request (AWS-IOT.md §3.5).
+ *   the wire is "%253A" in the canonical request (docs/aws-iot.md, "SigV4").
  * - query is the raw query without '?'. Each name and value is percent-decoded and re-encoded
  *   with the RFC 3986 unreserved set; '+' is a literal plus (encoded %2B), never a space.
  * - headers must contain Host and must not contain the headers the signer adds (Authorization,

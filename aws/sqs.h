@@ -6,9 +6,10 @@
  * without touching anyone else's requests), retried as botocore's "standard" mode (aws/retry.h),
  * with credentials from a borrowed aws/provider.h.
  *
- * Async contract (STYLE.md §2.4): every call either fails synchronously (-1, *e set; the callback
- * never runs) or returns 0 and calls cb exactly once, later, from the loop. The result and error
- * are borrowed for the callback. Errors (e->msg "SQS ACTION QUEUE_URL: CODE: MESSAGE (HTTP n)"):
+ * Async contract (docs/style.md, "Asynchronous calls"): every call either fails synchronously (-1,
+ * *e set; the callback never runs) or returns 0 and calls cb exactly once, later, from the loop.
+ * The result and error are borrowed for the callback. Errors (e->msg "SQS ACTION QUEUE_URL: CODE:
+ * MESSAGE (HTTP n)"):
  *   ERRC_NOT_FOUND    QueueDoesNotExist (AWS.SimpleQueueService.NonExistentQueue)
  *   ERRC_DENIED       401/403, AccessDenied*, signature and credential failures
  *   ERRC_INVALID      other 4xx

@@ -1,14 +1,14 @@
 /*
- * libcurl multi on libevent (curl docs/examples/multi-event.c, STYLE.md §2.4): the only file
- * that knows both. curl tells us which sockets to watch (CURLMOPT_SOCKETFUNCTION, one struct
- * event per socket, kept with curl_multi_assign) and when to wake it (CURLMOPT_TIMERFUNCTION,
- * one evtimer). We never call curl from inside those two callbacks: a zero timeout only
- * activates the evtimer, whose handler calls curl_multi_socket_action later (curl's documented
- * recursion trap). After each socket_action we harvest curl_multi_info_read, find the call by
- * CURLOPT_PRIVATE, detach the easy handle and run the user callback; a callback may start new
- * requests. Each request gets a fresh easy handle (no stale POSTFIELDS, AWS-IOT.md §4.4);
- * connections live in the multi handle's cache and are reused.
- */
+ * libcurl multi on libevent (curl docs/examples/multi-event.c; docs/style.md, "Asynchronous
+ * calls"): the only file that knows both. curl tells us which sockets to watch
+ * (CURLMOPT_SOCKETFUNCTION, one struct event per socket, kept with curl_multi_assign) and when to
+ * wake it (CURLMOPT_TIMERFUNCTION, one evtimer). We never call curl from inside those two
+ * callbacks: a zero timeout only activates the evtimer, whose handler calls
+ * curl_multi_socket_action later (curl's documented recursion trap). After each socket_action we
+ * harvest curl_multi_info_read, find the call by CURLOPT_PRIVATE, detach the easy handle and run
+ * the user callback; a callback may start new requests. Each request gets a fresh easy handle (no
+ * stale POSTFIELDS: docs/aws-iot.md, "Why we sign ourselves"); connections live in the multi
+ * handle's cache and are reused. */
 #include "aws/transport.h"
 
 #include <curl/curl.h>

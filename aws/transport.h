@@ -4,8 +4,9 @@
  * connection cache, so requests to one host reuse connections. The transport knows nothing of
  * AWS: callers sign (aws/sigv4.h) and pass the headers; it adds none that are signed.
  *
- * Async contract (STYLE.md §2.4): aws_http_send either fails synchronously (-1, *e set, the
- * callback never runs) or returns 0 and calls cb exactly once, later, from the loop. The
+ * Async contract (docs/style.md, "Asynchronous calls"): aws_http_send either fails
+ * synchronously (-1, *e set, the callback never runs) or returns 0 and calls cb exactly once,
+ * later, from the loop. The
  * response and error are borrowed for the duration of the callback. Errors:
  *   ERRC_TIMEOUT      no complete response within timeout_ms ("timeout after N ms ...")
  *   ERRC_UNAVAILABLE  cannot resolve/connect, connection reset or closed without a response,

@@ -5,7 +5,8 @@
  *   bound = 1 / (1/sign_rate + 1/verify_rate)
  * The rates come from `openssl speed -seconds 3 ecdsap256` when given (--sign-rate R
  * --verify-rate R); the program also measures them in-process with EVP_PKEY_sign/verify.
- * Medians of 3 runs. No I/O. Not a ctest test: run by hand, see PERF-NOTES.md.
+ * Medians of 3 runs. No I/O. Not a ctest test: run by hand, see docs/performance.md, "The
+ * issuing engine and its traps".
  * --threads T also runs T threads (one ca_signer each, one shared ca_issuer) and reports the
  * aggregate rate of both paths against T times the one-thread rate.
  *   sign_core [--n N] [--threads T] [--sign-rate R --verify-rate R]

@@ -5,7 +5,8 @@
  * The walk accepts DER only (RFC 2986 requires it): definite minimal lengths, no trailing bytes,
  * no high tag numbers, minimal INTEGERs, DER BOOLEANs, constructed SEQUENCE/SET only. OpenSSL's
  * ASN1_get_object does the TLV work; it accepts indefinite and non-minimal lengths and reports
- * errors in bit 0x80, so cai_der_next() checks all three (PERF-NOTES.md "Traps").
+ * errors in bit 0x80, so cai_der_next() checks all three (docs/performance.md, "The issuing
+ * engine and its traps").
  *
  * The subject is never copied: cai_subject_build() walks the signed Name, checks each attribute
  * against the profile (known OIDs only, one value per RDN, string type and characters, UTF-8,

@@ -8,7 +8,8 @@
  * EVP_PKEY_verify context, and the TBSCertificate is spliced from pieces encoded once (issuer
  * name, signature algorithm and AKI per issuer; basicConstraints, keyUsage and EKU per profile
  * shape, cached in the signer) around the per-certificate ones (serial, validity, subject, SPKI,
- * SKI). Its digest is signed with a reused EVP_PKEY_sign context. PERF-NOTES.md has the numbers.
+ * SKI). Its digest is signed with a reused EVP_PKEY_sign context. docs/performance.md ("The
+ * issuing engine and its traps") has the numbers.
  * The slow path takes everything else through d2i_X509_REQ, X509_REQ_verify and an X509 object;
  * tests check that both give the same TBSCertificate for the same CSR, serial and time.
  *
@@ -19,7 +20,8 @@
  * validated values only). Times: UTCTime through 2049, GeneralizedTime after (RFC 5280 §4.1.2.5).
  *
  * Reused objects (the P-256 key and its verify context, the sign context) are thrown away after
- * any error: a rejected point may stay inside the EVP_PKEY (PERF-NOTES.md "Traps").
+ * any error: a rejected point may stay inside the EVP_PKEY (docs/performance.md, "The issuing
+ * engine and its traps").
  */
 #include "ca/issue.h"
 

@@ -1,10 +1,10 @@
 /*
- * The verification certificate of AWS IoT's CA registration (AWS-IOT.md §1.2, §11): proof that
- * the registrant holds the CA's private key. Subject CN = the registration code
+ * The verification certificate of AWS IoT's CA registration (docs/aws-iot.md, "CA registration"):
+ * proof that the registrant holds the CA's private key. Subject CN = the registration code
  * (GetRegistrationCode), issuer = the CA's subject, signed by the CA key (file or PKCS#11: any
  * EVP_PKEY), the subject key a throwaway P-256 key pair that is discarded, as AWS's own OpenSSL
- * recipe does. Valid from 5 minutes ago for one day; a random 16-byte serial; SHA-256 (SHA-384
- * for a P-384 CA key); no extensions beyond basicConstraints CA:FALSE.
+ * recipe does. Valid from 5 minutes ago for one day; a random 16-byte serial; SHA-256 (SHA-384 for
+ * a P-384 CA key); no extensions beyond basicConstraints CA:FALSE.
  */
 #ifndef CA_VERIFICATION_H
 #define CA_VERIFICATION_H

@@ -1,4 +1,4 @@
-# The warning set of STYLE.md §3.3, errors in every build this project runs.
+# The warning set (docs/style.md, "Warnings"), errors in every build unless JITRCA_WERROR=OFF.
 set(JITRCA_WARN -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wsign-conversion
     -Wstrict-prototypes -Wmissing-prototypes -Wmissing-declarations -Wold-style-definition
     -Wwrite-strings -Wpointer-arith -Wcast-qual -Wundef -Wvla -Wformat=2 -Wformat-security

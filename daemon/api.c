@@ -882,7 +882,7 @@ static void run_crl(struct job *j, struct tstate *ts)
     issuance_crl_release(&crl);
 }
 
-/* The schedule of issue 3: a CRL is regenerated once half its validity has passed, even when
+/* The CRL schedule: a CRL is regenerated once half its validity has passed, even when
  * nothing is revoked and nobody asks for it (issuance_crl_refresh_if_due decides). */
 static void run_crl_schedule(struct job *j, struct tstate *ts)
 {

@@ -190,7 +190,7 @@ int worker_main(const char *config_path, size_t slot)
         log_error("worker %zu: %s", slot, e.msg);
         goto out;
     }
-    /* JITR (issue 5, jitr/jitr.h): its own intake listener, the stream consumer, reconciler */
+    /* JITR (jitr/jitr.h, docs/jitr.md): its own intake listener, the stream consumer, reconciler */
     if (c->jitr_enabled) {
         jitr = jitr_service_new(a->base, c, slot, &e);
         if (jitr == NULL) {

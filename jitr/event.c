@@ -1,6 +1,7 @@
 /*
- * The two messages the intake receives (AWS-IOT.md §1.4 and §6.1), parsed and validated before
- * anything is queued. Pure: no I/O, no allocation that outlives the call; fuzzed.
+ * The two messages the intake receives (docs/aws-iot.md, "The registered event" and "Topic rule
+ * HTTP action"), parsed and validated before anything is queued. Pure: no I/O, no allocation that
+ * outlives the call; fuzzed.
  *
  * The registered event's documented types are loose (timestamp a number,
  * certificateRegistrationTimestamp a string), so both timestamps accept a number or a numeric

@@ -1,7 +1,8 @@
 /*
- * The per-certificate provisioning state machine (STYLE.md §2.5; AWS-IOT.md §1.5; DESIGN.md
- * "Guarantees"). One struct jitr_req per queued event; jitr_advance() is the only place that
- * decides, completions only store their result and call it.
+ * The per-certificate provisioning state machine (docs/style.md, "State machines";
+ * docs/aws-iot.md, "Provisioning order: activation last"; docs/contracts.md, "Guarantees"). One
+ * struct jitr_req per queued event; jitr_advance() is the only place that decides, completions
+ * only store their result and call it.
  *
  * Order: LOCK → LOAD → LOOKUP (→ DESCRIBE) → EVALUATE → CREATE_THING (→ UPDATE_THING) → POLICY
  * → ATTACH_POLICY → ATTACH_PRINCIPAL → ADD_TO_GROUP → ACTIVATE → RECORD → UNLOCK, or EVALUATE →

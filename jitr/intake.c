@@ -1,6 +1,7 @@
 /*
- * The JITR intake (DESIGN.md "HTTP (jitrd)"; AWS-IOT.md §6.1): its own listener, plain HTTP
- * (behind a TLS-terminating load balancer) or TLS, SO_REUSEPORT in every worker.
+ * The JITR intake (docs/contracts.md, "HTTP"; docs/aws-iot.md, "Topic rule HTTP action"): its
+ * own listener, plain HTTP (behind a TLS-terminating load balancer) or TLS, SO_REUSEPORT in every
+ * worker.
  *
  *   POST /v1/jitr/events   the registered event: secret header (SHA-256 of the presented value
  *                          compared with every configured secret's with CRYPTO_memcmp, all of

@@ -1,13 +1,13 @@
 /*
  * jitr/: just-in-time registration, from AWS IoT's "certificate registered" event to an ACTIVE,
- * provisioned device (issue 5; AWS-IOT.md §1.3-1.5, §6, §8; docs/jitr.md).
+ * provisioned device (docs/jitr.md; the AWS side in docs/aws-iot.md).
  *
  *   event.c     the registered event and the destination-confirmation message: parse and
  *               validate (pure, fuzzed by tests/fuzz/fuzz_jitr_event.c)
  *   template.c  AWS JITP provisioning templates (Parameters from the certificate, Resources,
  *               Ref / Fn::Join / Fn::Sub / Fn::Select / Fn::Split) and IoT policy checks (pure)
- *   flow.c      the per-certificate state machine (STYLE.md §2.5), driven through struct
- *               jitr_io so tests complete its operations by hand
+ *   flow.c      the per-certificate state machine (docs/style.md, "State machines"), driven
+ *               through struct jitr_io so tests complete its operations by hand
  *   service.c   the production jitr_io inside a jitrd worker: Redis stream consumer group,
  *               AWS IoT client, audit, metrics in Redis, reconciler, dead letters
  *   intake.c    POST /v1/jitr/events on its own listener (plain HTTP or TLS)
@@ -57,12 +57,12 @@ struct jitr_event {
 /* Is ca_id (lowercase hex) one of our registered CAs? */
 typedef bool jitr_ca_known_fn(void *arg, const char *ca_id);
 
-/* Parses and validates the body AWS's HTTP action sends (AWS-IOT.md §1.4): a JSON object with
- * certificateId and caCertificateId (64 hex digits, stored lowercase), certificateStatus
- * "PENDING_ACTIVATION", awsAccountId (12 digits), timestamp and certificateRegistrationTimestamp
- * (optional; number or numeric string). Other members are ignored. known == NULL accepts any
- * CA. ERRC_TOO_LARGE above JITR_EVENT_MAX; ERRC_INVALID naming the member otherwise;
- * ERRC_DENIED for a CA that is not ours. */
+/* Parses and validates the body AWS's HTTP action sends (docs/aws-iot.md, "The registered event"):
+ * a JSON object with certificateId and caCertificateId (64 hex digits, stored lowercase),
+ * certificateStatus "PENDING_ACTIVATION", awsAccountId (12 digits), timestamp and
+ * certificateRegistrationTimestamp (optional; number or numeric string). Other members are ignored.
+ * known == NULL accepts any CA. ERRC_TOO_LARGE above JITR_EVENT_MAX; ERRC_INVALID naming the member
+ * otherwise; ERRC_DENIED for a CA that is not ours. */
 int jitr_event_parse(const uint8_t *body, size_t len, jitr_ca_known_fn *known, void *arg,
                      struct jitr_event *out, struct err *e) ATTR_WUR;
 
@@ -72,9 +72,10 @@ struct jitr_confirm {
     char enable_url[JITR_TOKEN_MAX + 256];
 };
 
-/* The destination-confirmation message (AWS-IOT.md §6.1): {"arn", "confirmationToken",
- * "enableUrl", "messageType": "DestinationConfirmation"}. The token must be 1..2048 printable
- * characters without spaces, the arn an "arn:aws:iot:" ARN. ERRC_INVALID otherwise. */
+/* The destination-confirmation message (docs/aws-iot.md, "Topic rule HTTP action"): {"arn",
+ * "confirmationToken", "enableUrl", "messageType": "DestinationConfirmation"}. The token must be
+ * 1..2048 printable characters without spaces, the arn an "arn:aws:iot:" ARN. ERRC_INVALID
+ * otherwise. */
 int jitr_confirm_parse(const uint8_t *body, size_t len, struct jitr_confirm *out,
                        struct err *e) ATTR_WUR;
 
@@ -89,7 +90,7 @@ int jitr_sqs_body_decode(const char *body, size_t len, struct buf *out, bool *wa
 
 /* ---- template.c ----------------------------------------------------------------------------- */
 
-#define JITR_POLICY_MAX 2048 /* characters, whitespace excluded (AWS-IOT.md §7.2) */
+#define JITR_POLICY_MAX 2048 /* characters, whitespace excluded (docs/aws-iot.md) */
 
 /* Parameter values: the JITP built-ins from the certificate (AWS::IoT::Certificate::CommonName,
  * ::SerialNumber (subject serialNumber), ::Organization, ::OrganizationalUnit, ::Country,
@@ -108,11 +109,11 @@ void jitr_params_from_cert(X509 *cert, const char *cert_id, struct jitr_params *
 
 struct jitr_template;
 
-/* Parses a JITP template (AWS-IOT.md §8): Parameters, Resources of type AWS::IoT::Thing,
- * AWS::IoT::Certificate and AWS::IoT::Policy, intrinsic functions Ref, Fn::Join, Fn::Sub,
- * Fn::Select, Fn::Split. The policy must be shared by every device: PolicyName (an existing
- * policy) or a constant PolicyDocument (checked by jitr_policy_check), which becomes the policy
- * named policy_name. Errors name the template (origin), the resource and the property. */
+/* Parses a JITP template (docs/aws-iot.md, "JITP templates"): Parameters, Resources of type
+ * AWS::IoT::Thing, AWS::IoT::Certificate and AWS::IoT::Policy, intrinsic functions Ref, Fn::Join,
+ * Fn::Sub, Fn::Select, Fn::Split. The policy must be shared by every device: PolicyName (an
+ * existing policy) or a constant PolicyDocument (checked by jitr_policy_check), which becomes the
+ * policy named policy_name. Errors name the template (origin), the resource and the property. */
 struct jitr_template *jitr_template_parse(const char *text, size_t len, const char *origin,
                                           const char *policy_name, struct err *e) ATTR_WUR;
 struct jitr_template *jitr_template_load(const char *path, const char *policy_name,
@@ -228,8 +229,8 @@ struct jitr_req;
  * appended); e != NULL: nothing acknowledged. */
 typedef void jitr_audit_cb(void *arg, uint64_t seq, bool found, const struct err *e);
 
-/* The world of a flow. Async functions follow STYLE.md §2.4 (-1: cb never runs; 0: cb exactly
- * once, later, from the loop). */
+/* The world of a flow. Async functions follow docs/style.md, "Asynchronous calls" (-1: cb never
+ * runs; 0: cb exactly once, later, from the loop). */
 struct jitr_io {
     void *ctx;
     /* a Redis command; keys carry STORE_PREFIX */

@@ -1,6 +1,6 @@
 /*
- * The template's shared IoT policy in AWS, once per policy and not per device (issue 5: "AWS
- * calls per device: 4"). The first flow that reaches POLICY starts this machine; every flow
+ * The template's shared IoT policy in AWS, once per policy and not per device (so that a device
+ * costs 4 AWS calls). The first flow that reaches POLICY starts this machine; every flow
  * arriving meanwhile waits in a list; all are answered together from the loop (never inline).
  *
  *   RECORD_GET  Redis HGET jitr:policy:<name> sha256: another worker or an earlier run made

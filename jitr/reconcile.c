@@ -1,9 +1,9 @@
 /*
- * The reconciler (worker 0 only; DESIGN.md "a device is never stuck because an event was lost"):
- * every reconcile_interval_s, ListCertificatesByCA (every page, paced by the same token bucket as
- * every other call) for each of our registered CAs, one CA at a time; each PENDING_ACTIVATION
- * certificate registered more than reconcile_min_age_s ago (younger ones are the event path's)
- * without a state record is queued like an event (one Lua call checks and adds, so a
+ * The reconciler (worker 0 only; docs/contracts.md, "Guarantees": a device is never stuck because
+ * an event was lost): every reconcile_interval_s, ListCertificatesByCA (every page, paced by the
+ * same token bucket as every other call) for each of our registered CAs, one CA at a time; each
+ * PENDING_ACTIVATION certificate registered more than reconcile_min_age_s ago (younger ones are the
+ * event path's) without a state record is queued like an event (one Lua call checks and adds, so a
  * finished device is never queued again). A duplicate of a queued event is harmless: the flow is
  * idempotent.
  */

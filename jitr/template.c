@@ -1,5 +1,6 @@
 /*
- * AWS JITP provisioning templates and IoT policy documents, offline (AWS-IOT.md §8, §7.2).
+ * AWS JITP provisioning templates and IoT policy documents, offline (docs/aws-iot.md, "JITP
+ * templates" and "Resource limits").
  *
  * A JITP user's template runs unchanged: the same Parameters (the AWS::IoT::Certificate::*
  * built-ins, read from the certificate's subject), the same Resources (AWS::IoT::Thing,

@@ -2,9 +2,9 @@
  * The asynchronous Redis client of jitrd (and of jitrctl commands that run an event loop):
  * hiredis 0.14.1 on libevent. Only store/ includes hiredis and its libevent adapter.
  *
- * Async contract (STYLE.md §2.4): a function taking a callback either fails synchronously
- * (returns -1, *e set, the callback never runs) or returns 0 and calls the callback exactly
- * once, later, from the loop, with e NULL on success or an error: ERRC_UNAVAILABLE (Redis
+ * Async contract (docs/style.md, "Asynchronous calls"): a function taking a callback either fails
+ * synchronously (returns -1, *e set, the callback never runs) or returns 0 and calls the callback
+ * exactly once, later, from the loop, with e NULL on success or an error: ERRC_UNAVAILABLE (Redis
  * unreachable, connection lost, error reply), ERRC_TIMEOUT (no reply within timeout_ms; the late
  * reply is ignored), ERRC_CANCELED (store_async_free with the command outstanding: the callback
  * runs inside store_async_free). Everything passed to a callback is borrowed for its duration.
@@ -50,7 +50,7 @@ typedef void store_done_cb(void *arg, const struct err *e);
 int store_async_hset(struct store_async *s, const char *key, const char *const *fv, size_t n,
                      int timeout_ms, store_done_cb *cb, void *arg, struct err *e) ATTR_WUR;
 
-/* ---- any command (added for jitr/, issue 5) ---------------------------------------------- */
+/* ---- any command (what jitr/ needs) ------------------------------------------------------ */
 
 /* A reply, independent of hiredis; borrowed for the callback. Status replies ("OK") are strings. */
 enum store_reply_type {

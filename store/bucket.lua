@@ -1,5 +1,5 @@
--- Token bucket shared by every process and instance (DESIGN.md §5): KEYS[1] the bucket,
--- ARGV: rate (tokens per second), burst (capacity), cost. The clock is Redis's own TIME, so
+-- Token bucket shared by every process and instance (docs/contracts.md, "Scale"): KEYS[1] the
+-- bucket, ARGV: rate (tokens per second), burst (capacity), cost. The clock is Redis's own TIME, so
 -- hosts with skewed clocks share one view. Returns {allowed (1/0), wait_ms until it would be}.
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])

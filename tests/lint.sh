@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Source checks (STYLE.md §3.4), run by ctest: banned functions, raw allocation outside
-# core/mem.c, and the layering rule that matters most: ca/ and policies/ never include network
-# headers, core/ includes no other module.
+# Source checks (docs/style.md, "Source checks"), run by ctest: banned functions, raw allocation
+# outside core/mem.c, and the layering rule that matters most: ca/ and policies/ never include
+# network headers, core/ includes no other module.
 set -uo pipefail
 cd "${JITRCA_SOURCE_DIR:-$(dirname "$0")/..}"
 bad=0

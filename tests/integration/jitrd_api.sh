@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # jitrd black-box: a station with credentials from `jitrctl station issue` signs over mutual TLS
 # (PEM, DER, JSON, batch), enrolls and re-enrolls over EST, looks certificates up, revokes as an
-# admin and fetches the CRL; every bad input of issue 3 is refused with a JSON error and nothing
-# issued; Redis down answers 503 and recovers; an unreadable CA key fails /readyz; SIGHUP reloads
-# the stations; a killed worker is replaced; /metrics counts what happened; SIGTERM drains.
-# Clients: curl, openssl, python3's ssl module (the slow-header client). Its own redis-server
-# (unix socket in $T) so the test can stop and restart it.
+# admin and fetches the CRL; every bad input the API must refuse is refused with a JSON error and
+# nothing issued; Redis down answers 503 and recovers; an unreadable CA key fails /readyz; SIGHUP
+# reloads the stations; a killed worker is replaced; /metrics counts what happened; SIGTERM drains.
+# Clients: curl, openssl, python3's ssl module (the slow-header client). Its own redis-server (unix
+# socket in $T) so the test can stop and restart it.
 source "$(dirname "$0")/lib.sh"
 JITRD=${JITRD:-$JITRCA_BUILD_DIR/daemon/jitrd}
 [ -x "$JITRD" ] || { echo "no jitrd at $JITRD" >&2; exit 1; }

@@ -5,7 +5,7 @@ The registry lives in iot_standin.py (and moto behind it); this process asks it 
 unauthenticated /_standin/internal/ API and reads its runtime config (the "gateway" section of
 /_standin/config) on every connection, so tests can retarget the rule destination at runtime.
 
-Per connection (AWS-IOT.md sections 1.3, 1.4, 12.5):
+Per connection (docs/aws-iot.md, "The device's first connection" and "The registered event"):
   * TLS: the trust store is rebuilt from the registered CA certificates (any status) so the
     device may send its leaf only or leaf + chain; a certificate of an unknown CA fails the
     handshake. Partial chains are allowed: the registered CA may be an intermediate.

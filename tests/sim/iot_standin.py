@@ -69,7 +69,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import simcommon as sc  # noqa: E402
 
-# Control-plane TPS, AWS-IOT.md section 7.1 (2019 column: the conservative floor).
+# Control-plane TPS, AWS's 2019 published figures: the conservative floor (docs/aws-iot.md,
+# "Quotas").
 DEFAULT_RATES = {
     "CreateThing": 15, "DescribeThing": 350, "AttachThingPrincipal": 15,
     "DetachThingPrincipal": 15, "AddThingToThingGroup": 60, "CreateThingType": 15,

@@ -2,8 +2,8 @@
 
 Only the standard library plus `cryptography` (a moto dependency, so always present next to moto).
 Everything here is loopback plumbing: certificate identifiers, small JSON-over-HTTP calls and the
-delivery rule of an AWS IoT HTTP rule action (AWS-IOT.md section 6.1: at most 3 tries, retried only
-on 429 and 5xx, never after the server closed the connection).
+delivery rule of an AWS IoT HTTP rule action (docs/aws-iot.md, "Topic rule HTTP action": at most
+3 tries, retried only on 429 and 5xx, never after the server closed the connection).
 """
 
 import hashlib
@@ -103,7 +103,8 @@ def deliver_http_action(url, payload, headers=None, tries=3, retry_delay=0.5, ti
     """POST `payload` (dict) like an AWS IoT HTTP rule action.
 
     Retries (up to `tries` attempts in total) only on 429 and 5xx. No retry when the connection
-    failed or was closed, or when the response body exceeds 16384 bytes (AWS-IOT.md section 6.1).
+    failed or was closed, or when the response body exceeds 16384 bytes (docs/aws-iot.md, "Topic
+    rule HTTP action").
     Returns a list of attempt outcomes: the HTTP status or a string naming the transport error.
     """
     body = json.dumps(payload, separators=(",", ":")).encode()

@@ -258,7 +258,7 @@ class Base(unittest.TestCase):
 # --- SigV4 -----------------------------------------------------------------------------------
 
 class TestSigV4Vectors(unittest.TestCase):
-    """The verifier against the test vectors of AWS-IOT.md section 3.5 (computed independently)."""
+    """The verifier against docs/aws-iot.md, "SigV4 test vectors" (computed independently)."""
     CREDS = {"AKIDEXAMPLE": ("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", None)}
     WHEN = datetime.datetime(2026, 1, 1, 0, 5, tzinfo=datetime.timezone.utc)
     HOST = "iot.us-east-1.amazonaws.com"

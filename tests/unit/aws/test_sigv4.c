@@ -1,6 +1,7 @@
 /*
  * SigV4: AWS's published test suite (every case, byte-exact .creq/.sts/.authz), the IoT vectors
- * of AWS-IOT.md §3.5, the canonicalisation rules one by one, and every rejected input.
+ * of docs/aws-iot.md ("SigV4 test vectors"), the canonicalisation rules one by one, and every
+ * rejected input.
  *
  * The suite directory is $JITRCA_SHARED_DIR/aws-sigv4-testsuite when JITRCA_SHARED_DIR is set,
  * else $JITRCA_SIGV4_SUITE (CMake points it at tests/data/aws/sigv4-testsuite). A missing
@@ -320,7 +321,7 @@ out:
     return rc;
 }
 
-/* Signs with the AWS-IOT.md §3.5 credentials at 2026-01-01T00:00:00Z. */
+/* Signs with the credentials of docs/aws-iot.md, "SigV4 test vectors", at 2026-01-01T00:00:00Z. */
 static int sign_iot(const char *method, const char *path, const char *query,
                     const struct aws_header *h, size_t nh, const char *body, const char *token,
                     const char *service, unsigned flags, struct aws_sigv4_out *out, struct err *e)
