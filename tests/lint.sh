@@ -33,5 +33,21 @@ if grep -rnE '^\s*//' $prod | grep -v 'http://\|https://' | head -5 | grep -q .;
   grep -rnE '^\s*//' $prod | head -5
   report "// comments (use /* */)"
 fi
+# The repository stands alone: no file cites the design notes the project started from (they are
+# not part of it; docs/ carries what the code relies on, in its own words) or a path into the
+# directory outside the repository that held them. Tracked files and new ones not yet added
+# (ignored files excepted); binary files are skipped.
+notes='(^|[^A-Za-z0-9_-])(STYLE|AWS-IOT|DESIGN|PERF-NOTES)\.md|\.\./shared'
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+  cited=$(git ls-files -z --cached --others --exclude-standard -- . ':!tests/lint.sh' |
+    xargs -0 grep -nsIE -- "$notes" /dev/null)
+else
+  cited=$(find . -type f -not -path './build*' -not -path './.git/*' -not -path ./tests/lint.sh \
+    -exec grep -nsIE -- "$notes" /dev/null {} +)
+fi
+if [ -n "$cited" ]; then
+  echo "$cited" | sed 's/^/lint: /'
+  report "files outside the repository cited above (cite docs/, see docs/style.md, \"Comments\")"
+fi
 [ $bad -eq 0 ] && echo "lint: ok ($(echo "$prod" | wc -l) files)"
 exit $bad
