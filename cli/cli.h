@@ -24,6 +24,12 @@ struct cli {
 /* Loads the configuration on first use. */
 const struct conf *cli_conf(struct cli *cli, struct err *e);
 
+/* Before a command that reads the index or reserves serials: when the index is incomplete
+ * (Redis lost its data), rebuilds it from the audit log (issuance/reindex.h) and says so on
+ * stderr, or waits up to CLI_INDEX_WAIT_MS for the process that is rebuilding it. */
+#define CLI_INDEX_WAIT_MS 60000
+int cli_index_ensure(struct cli *cli, struct err *e);
+
 /* Option parsing shared by every subcommand: the command's own long options are merged with the
  * common ones. cli_getopt returns the option's val, -1 at the end, '?' on error (with *e set),
  * 'h' for --help. */

@@ -37,7 +37,8 @@ int cmd_cert(struct cli *cli, int argc, char **argv, struct err *e)
         return err_set(e, ERRC_INVALID, "usage: jitrctl cert show SERIAL|CERTIFICATE_ID");
     }
     const char *id = argv[optidx + 1];
-    if ((c = cli_conf(cli, e)) == NULL || (s = store_connect(c->redis_url, e)) == NULL) {
+    if ((c = cli_conf(cli, e)) == NULL || cli_index_ensure(cli, e) != 0 ||
+        (s = store_connect(c->redis_url, e)) == NULL) {
         goto out;
     }
     if (hex_is_lower(id, 64)) {

@@ -96,7 +96,8 @@ int cmd_crl(struct cli *cli, int argc, char **argv, struct err *e)
     if (der && out_path == NULL && !cli->json && isatty(STDOUT_FILENO)) {
         return err_set(e, ERRC_INVALID, "not writing DER to a terminal: use --out FILE");
     }
-    if ((c = cli_conf(cli, e)) == NULL || (s = store_connect(c->redis_url, e)) == NULL ||
+    if ((c = cli_conf(cli, e)) == NULL || cli_index_ensure(cli, e) != 0 ||
+        (s = store_connect(c->redis_url, e)) == NULL ||
         (rv = issuance_revoker_new(c, NULL, cli->passphrase_file, e)) == NULL) {
         goto out;
     }

@@ -68,7 +68,8 @@ int cmd_revoke(struct cli *cli, int argc, char **argv, struct err *e)
     if (ca_crl_reason_parse(reason, &r.reason, e) != 0) {
         return -1;
     }
-    if ((c = cli_conf(cli, e)) == NULL || (s = store_connect(c->redis_url, e)) == NULL ||
+    if ((c = cli_conf(cli, e)) == NULL || cli_index_ensure(cli, e) != 0 ||
+        (s = store_connect(c->redis_url, e)) == NULL ||
         (rv = issuance_revoker_new(c, NULL, cli->passphrase_file, e)) == NULL) {
         goto out;
     }

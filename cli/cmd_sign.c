@@ -83,7 +83,8 @@ int cmd_sign(struct cli *cli, int argc, char **argv, struct err *e)
     if (csr_path == NULL || optidx != argc) {
         return err_set(e, ERRC_INVALID, "usage: jitrctl sign --csr FILE [options]");
     }
-    if ((c = cli_conf(cli, e)) == NULL || read_input(csr_path, &csr, e) != 0) {
+    if ((c = cli_conf(cli, e)) == NULL || read_input(csr_path, &csr, e) != 0 ||
+        cli_index_ensure(cli, e) != 0) {
         goto out;
     }
     ctx = issuance_ctx_open(c, ca, cli->passphrase_file, e);

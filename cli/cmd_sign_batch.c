@@ -362,7 +362,7 @@ int cmd_sign_batch(struct cli *cli, int argc, char **argv, struct err *e)
         err_set(e, ERRC_INVALID, "usage: jitrctl sign-batch --in FILE|DIR --out FILE|DIR");
         goto out;
     }
-    if ((c = cli_conf(cli, e)) == NULL) {
+    if ((c = cli_conf(cli, e)) == NULL || cli_index_ensure(cli, e) != 0) {
         goto out;
     }
     if (stat(in, &st) != 0) {

@@ -99,7 +99,7 @@ static int station_issue(struct cli *cli, const char *name, const char *dir, con
     const struct conf *c;
     char what[300];
     int rc = -1;
-    if ((c = cli_conf(cli, e)) == NULL) {
+    if ((c = cli_conf(cli, e)) == NULL || cli_index_ensure(cli, e) != 0) {
         goto out;
     }
     if (*c->station_ca == '\0') {
@@ -177,7 +177,7 @@ static int station_revoke(struct cli *cli, const char *name, const char *reason_
     char who[300];
     size_t revoked = 0, already = 0;
     int rc = -1;
-    if ((c = cli_conf(cli, e)) == NULL) {
+    if ((c = cli_conf(cli, e)) == NULL || cli_index_ensure(cli, e) != 0) {
         goto out;
     }
     if (reason_name && ca_crl_reason_parse(reason_name, &reason, e) != 0) {

@@ -8,6 +8,8 @@
 #include "cli/cli.h"
 #include "core/log.h"
 #include "core/mem.h"
+#include "issuance/reindex.h"
+#include "store/store.h"
 
 #define OPT_CONFIG     1000
 #define OPT_JSON       1001
@@ -53,6 +55,26 @@ const struct conf *cli_conf(struct cli *cli, struct err *e)
         }
     }
     return cli->conf;
+}
+
+int cli_index_ensure(struct cli *cli, struct err *e)
+{
+    const struct conf *c = cli_conf(cli, e);
+    struct store *s = c ? store_connect(c->redis_url, e) : NULL;
+    struct issuance_reindex_stats st;
+    bool rebuilt = false;
+    int rc = -1;
+    if (s && issuance_index_ensure(c, s, CLI_INDEX_WAIT_MS, &rebuilt, &st, e) == 0) {
+        if (rebuilt) {
+            fprintf(stderr,
+                    "jitrctl: the index was incomplete (Redis lost its data?); rebuilt from the "
+                    "audit log: %llu certificates from %llu records\n",
+                    (unsigned long long)st.certificates, (unsigned long long)st.records);
+        }
+        rc = 0;
+    }
+    store_free(s);
+    return rc;
 }
 
 int cli_getopt(struct cli *cli, int argc, char **argv, const struct option *own, int *optind_out,

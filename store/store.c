@@ -65,7 +65,45 @@ struct store {
     redisContext *rc;
     char display[300];
     struct cmdbuf cb; /* the batch being built; empty between calls */
+    char fence[160];  /* store_fence(): batches run only while index:lock holds this */
 };
+
+/* ---- index completeness: the guarded reads (see store.h) ---- */
+
+#define INCOMPLETE_LUA                                                                           \
+    "if redis.call('EXISTS', KEYS[1]) == 0 then\n"                                               \
+    "  return redis.error_reply('" STORE_INDEX_INCOMPLETE " the index is being rebuilt')\n"       \
+    "end\n"
+
+const char store_index_get_lua[] = INCOMPLETE_LUA "return redis.call('GET', KEYS[2])\n";
+const char store_index_hgetall_lua[] = INCOMPLETE_LUA "return redis.call('HGETALL', KEYS[2])\n";
+
+/* KEYS[1] index:ready, KEYS[2..] serial:<hex>; ARGV[1] the CA. One character per serial: 1
+ * reserved now, 0 taken already. */
+static const char reserve_lua[] =
+    INCOMPLETE_LUA
+    "local r = {}\n"
+    "for i = 2, #KEYS do\n"
+    "  r[i - 1] = redis.call('SET', KEYS[i], ARGV[1], 'NX') and '1' or '0'\n"
+    "end\n"
+    "return table.concat(r)\n";
+
+int store_err_set_index_incomplete(struct err *e)
+{
+    err_set(e, ERRC_UNAVAILABLE,
+            "the index of issued certificates is incomplete (Redis lost its data) and is being "
+            "rebuilt from the audit log; try again shortly");
+    if (e != NULL) {
+        snprintf(e->detail, sizeof(e->detail), "%s", STORE_INDEX_INCOMPLETE);
+    }
+    return -1;
+}
+
+bool store_err_index_incomplete(const struct err *e)
+{
+    return e != NULL && e->code == ERRC_UNAVAILABLE &&
+           strstr(e->detail, STORE_INDEX_INCOMPLETE) != NULL;
+}
 
 int store_url_parse(const char *url, struct store_url *out, struct err *e)
 {
@@ -332,6 +370,101 @@ static redisReplyObjectFunctions lean_fns = {
     .freeObject = reply_free,
 };
 
+static void replies_free(redisReply **r, size_t n);
+
+/* One reply of a command sent with redisAppendCommand (NULL: the connection failed). */
+static redisReply *reply_next(struct store *s)
+{
+    void *x = NULL;
+    if (redisGetReply(s->rc, &x) != REDIS_OK) {
+        return NULL;
+    }
+    return x;
+}
+
+/* The batch as a transaction that runs only while index:lock holds s->fence: WATCH and GET the
+ * lock (one round trip), then MULTI, the batch, EXEC (another). The n replies of the batch are
+ * the elements of EXEC's array, moved into r. */
+static int run_fenced(struct store *s, redisReply **r, size_t *got, struct err *e)
+{
+    struct cmdbuf *cb = &s->cb;
+    redisReply *w = NULL, *g = NULL, *x = NULL;
+    int rc = -1;
+    if (redisAppendCommand(s->rc, "WATCH %s", STORE_INDEX_LOCK) != REDIS_OK ||
+        redisAppendCommand(s->rc, "GET %s", STORE_INDEX_LOCK) != REDIS_OK ||
+        (w = reply_next(s)) == NULL || (g = reply_next(s)) == NULL) {
+        rc = store_fail(s, e, "cannot check the index lock");
+        goto out;
+    }
+    if (g->type != REDIS_REPLY_STRING || strcmp(g->str, s->fence) != 0) {
+        freeReplyObject(w);
+        w = NULL;
+        if (redisAppendCommand(s->rc, "UNWATCH") != REDIS_OK || (w = reply_next(s)) == NULL) {
+            rc = store_fail(s, e, "UNWATCH");
+            goto out;
+        }
+        rc = err_set(e, ERRC_CONFLICT,
+                     "lost the index rebuild lock (it expired; another process may be "
+                     "rebuilding the index now)");
+        goto out;
+    }
+    freeReplyObject(w);
+    w = NULL;
+    if (redisAppendCommand(s->rc, "MULTI") != REDIS_OK ||
+        redisAppendFormattedCommand(s->rc, cb->out.data, cb->out.len) != REDIS_OK ||
+        redisAppendCommand(s->rc, "EXEC") != REDIS_OK) {
+        rc = store_fail(s, e, "cannot send");
+        goto out;
+    }
+    for (size_t i = 0; i < cb->n + 1; i++) { /* MULTI's OK, then QUEUED per command */
+        redisReply *q = reply_next(s);
+        if (q == NULL) {
+            rc = store_fail(s, e, "no reply");
+            goto out;
+        }
+        bool bad = q->type == REDIS_REPLY_ERROR;
+        if (bad) {
+            err_set(e, ERRC_UNAVAILABLE, "redis at %s: %s", s->display, q->str);
+        }
+        freeReplyObject(q);
+        if (bad) {
+            /* the transaction is discarded by EXEC (EXECABORT): read it */
+            x = reply_next(s);
+            goto out;
+        }
+    }
+    if ((x = reply_next(s)) == NULL) {
+        rc = store_fail(s, e, "no reply to EXEC");
+        goto out;
+    }
+    if (x->type == REDIS_REPLY_NIL) {
+        rc = err_set(e, ERRC_CONFLICT,
+                     "lost the index rebuild lock (it changed hands during a write)");
+        goto out;
+    }
+    if (x->type != REDIS_REPLY_ARRAY || x->elements != cb->n) {
+        rc = store_fail(s, e, x->type == REDIS_REPLY_ERROR ? x->str : "bad reply to EXEC");
+        goto out;
+    }
+    for (size_t i = 0; i < cb->n; i++) {
+        r[i] = x->element[i];
+        x->element[i] = NULL;
+    }
+    *got = cb->n;
+    rc = 0;
+out:
+    if (w) {
+        freeReplyObject(w);
+    }
+    if (g) {
+        freeReplyObject(g);
+    }
+    if (x) {
+        freeReplyObject(x);
+    }
+    return rc;
+}
+
 /* Sends the batch in one write and reads its replies (the caller frees them with
  * replies_free() when out is not NULL); every reply must not be an error. The batch is empty
  * again afterwards, whatever happened. */
@@ -351,6 +484,10 @@ static int cmd_run_mode(struct store *s, redisReply ***out, bool lean, struct er
                      s->display, cb->args_declared, cb->args_written);
         goto out;
     }
+    if (n && s->fence[0]) {
+        rc = run_fenced(s, r, &got, e);
+        goto check;
+    }
     if (n && redisAppendFormattedCommand(s->rc, cb->out.data, cb->out.len) != REDIS_OK) {
         rc = store_fail(s, e, "cannot send");
         goto out;
@@ -369,12 +506,18 @@ static int cmd_run_mode(struct store *s, redisReply ***out, bool lean, struct er
     }
     rd->fn = fn;
     rd->privdata = privdata;
+check:
     if (rc != 0) {
         goto out;
     }
     for (size_t i = 0; i < n; i++) {
         if (r[i]->type == REDIS_REPLY_ERROR) {
-            rc = err_set(e, ERRC_UNAVAILABLE, "redis at %s: %s", s->display, r[i]->str);
+            if (r[i]->str && strncmp(r[i]->str, STORE_INDEX_INCOMPLETE,
+                                     sizeof(STORE_INDEX_INCOMPLETE) - 1) == 0) {
+                rc = store_err_set_index_incomplete(e);
+            } else {
+                rc = err_set(e, ERRC_UNAVAILABLE, "redis at %s: %s", s->display, r[i]->str);
+            }
             break;
         }
     }
@@ -481,20 +624,27 @@ int store_serials_reserve(struct store *s, const char *ca, const char *const *se
 {
     struct cmdbuf *cb = cmd_batch(s);
     redisReply **r = NULL;
-    size_t cal = strlen(ca);
+    if (n == 0) {
+        return 0;
+    }
+    /* one script: the check of index:ready and every SET NX are atomic (store.h) */
+    cmd_begin(cb, 5 + n);
+    CMD_LIT(cb, "EVAL");
+    cmd_arg(cb, reserve_lua, sizeof(reserve_lua) - 1);
+    cmd_u64(cb, (uint64_t)n + 1);
+    CMD_LIT(cb, STORE_INDEX_READY);
     for (size_t i = 0; i < n; i++) {
-        cmd_begin(cb, 4);
-        CMD_LIT(cb, "SET");
         cmd_key(cb, "serial:", serial_hex[i], "");
-        cmd_arg(cb, ca, cal);
-        CMD_LIT(cb, "NX");
     }
-    int rc = cmd_run_lean(s, &r, e);
+    cmd_str(cb, ca);
+    int rc = cmd_run(s, &r, e);
+    if (rc == 0 && (r[0]->type != REDIS_REPLY_STRING || r[0]->len != n)) {
+        rc = store_fail(s, e, "bad reply to the serial reservation");
+    }
     for (size_t i = 0; rc == 0 && i < n; i++) {
-        /* SET NX answers OK when set and nil when the key existed */
-        taken[i] = r[i]->type == REDIS_REPLY_NIL;
+        taken[i] = r[0]->str[i] != '1';
     }
-    replies_free(r, rc == 0 ? n : 0);
+    replies_free(r, rc == 0 ? 1 : 0);
     return rc;
 }
 
@@ -610,8 +760,11 @@ int store_revoked_list(struct store *s, const char *ca, struct store_revoked **o
     redisReply **r = NULL;
     struct store_revoked *list = NULL;
     size_t cnt = 0;
-    cmd_begin(cb, 2);
-    CMD_LIT(cb, "HGETALL");
+    cmd_begin(cb, 5);
+    CMD_LIT(cb, "EVAL");
+    cmd_arg(cb, store_index_hgetall_lua, sizeof(store_index_hgetall_lua) - 1);
+    CMD_LIT(cb, "2");
+    CMD_LIT(cb, STORE_INDEX_READY);
     cmd_key(cb, "ca:", ca, ":revoked");
     if (cmd_run(s, &r, e) != 0) {
         return -1;
@@ -747,8 +900,11 @@ int store_cert_get(struct store *s, const char *serial, struct buf *fields, stru
 {
     struct cmdbuf *cb = cmd_batch(s);
     redisReply **r = NULL;
-    cmd_begin(cb, 2);
-    CMD_LIT(cb, "HGETALL");
+    cmd_begin(cb, 5);
+    CMD_LIT(cb, "EVAL");
+    cmd_arg(cb, store_index_hgetall_lua, sizeof(store_index_hgetall_lua) - 1);
+    CMD_LIT(cb, "2");
+    CMD_LIT(cb, STORE_INDEX_READY);
     cmd_key(cb, "cert:", serial, "");
     int rc = cmd_run(s, &r, e);
     if (rc == 0) {
@@ -767,8 +923,11 @@ int store_serial_by_fingerprint(struct store *s, const char *fp, struct buf *ser
 {
     struct cmdbuf *cb = cmd_batch(s);
     redisReply **r = NULL;
-    cmd_begin(cb, 2);
-    CMD_LIT(cb, "GET");
+    cmd_begin(cb, 5);
+    CMD_LIT(cb, "EVAL");
+    cmd_arg(cb, store_index_get_lua, sizeof(store_index_get_lua) - 1);
+    CMD_LIT(cb, "2");
+    CMD_LIT(cb, STORE_INDEX_READY);
     cmd_key(cb, "fp:", fp, "");
     int rc = cmd_run(s, &r, e);
     if (rc == 0) {
@@ -780,6 +939,180 @@ int store_serial_by_fingerprint(struct store *s, const char *fp, struct buf *ser
         replies_free(r, 1);
     }
     return rc;
+}
+
+int store_index_ready(struct store *s, bool *ready, struct err *e)
+{
+    struct cmdbuf *cb = cmd_batch(s);
+    redisReply **r = NULL;
+    cmd_begin(cb, 2);
+    CMD_LIT(cb, "EXISTS");
+    CMD_LIT(cb, STORE_INDEX_READY);
+    if (cmd_run(s, &r, e) != 0) {
+        return -1;
+    }
+    *ready = r[0]->type == REDIS_REPLY_INTEGER && r[0]->integer == 1;
+    replies_free(r, 1);
+    return 0;
+}
+
+int store_index_lock_take(struct store *s, const char *token, int64_t ttl_ms, bool *taken,
+                          char *holder, size_t cap, struct err *e)
+{
+    struct cmdbuf *cb = cmd_batch(s);
+    redisReply **r = NULL;
+    cmd_begin(cb, 6);
+    CMD_LIT(cb, "SET");
+    CMD_LIT(cb, STORE_INDEX_LOCK);
+    cmd_str(cb, token);
+    CMD_LIT(cb, "NX");
+    CMD_LIT(cb, "PX");
+    cmd_u64(cb, (uint64_t)(ttl_ms > 0 ? ttl_ms : 1));
+    cmd_begin(cb, 2);
+    CMD_LIT(cb, "GET");
+    CMD_LIT(cb, STORE_INDEX_LOCK);
+    if (cmd_run(s, &r, e) != 0) {
+        return -1;
+    }
+    *taken = r[0]->type == REDIS_REPLY_STATUS;
+    if (holder && cap) {
+        snprintf(holder, cap, "%s", r[1]->type == REDIS_REPLY_STRING ? r[1]->str : "");
+    }
+    replies_free(r, 2);
+    return 0;
+}
+
+/* KEYS[1] index:lock; ARGV[1] token, ARGV[2] ttl ms. 1 when ours (and extended), else 0. */
+static const char lock_renew_lua[] =
+    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
+    "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+    "return 1\n";
+static const char lock_release_lua[] =
+    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
+    "redis.call('DEL', KEYS[1])\n"
+    "return 1\n";
+/* KEYS[1] index:lock, KEYS[2] index:ready; ARGV[1] token, then field/value pairs. */
+static const char mark_ready_lua[] =
+    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
+    "redis.call('DEL', KEYS[2])\n"
+    "redis.call('HSET', KEYS[2], unpack(ARGV, 2))\n"
+    "redis.call('DEL', KEYS[1])\n"
+    "return 1\n";
+
+/* Runs a lock script (the store's fence does not apply: the scripts check the token
+ * themselves); *mine says what it answered. */
+static int lock_script(struct store *s, const char *lua, size_t lua_len, const char *token,
+                       const char *const *args, size_t nargs, bool two_keys, bool *mine,
+                       struct err *e)
+{
+    char fence[sizeof(s->fence)];
+    struct cmdbuf *cb;
+    redisReply **r = NULL;
+    int rc;
+    memcpy(fence, s->fence, sizeof(fence));
+    s->fence[0] = '\0';
+    cb = cmd_batch(s);
+    cmd_begin(cb, (two_keys ? 6u : 5u) + nargs);
+    CMD_LIT(cb, "EVAL");
+    cmd_arg(cb, lua, lua_len);
+    cmd_str(cb, two_keys ? "2" : "1");
+    CMD_LIT(cb, STORE_INDEX_LOCK);
+    if (two_keys) {
+        CMD_LIT(cb, STORE_INDEX_READY);
+    }
+    cmd_str(cb, token);
+    for (size_t i = 0; i < nargs; i++) {
+        cmd_str(cb, args[i]);
+    }
+    rc = cmd_run(s, &r, e);
+    memcpy(s->fence, fence, sizeof(fence));
+    if (rc != 0) {
+        return -1;
+    }
+    *mine = r[0]->type == REDIS_REPLY_INTEGER && r[0]->integer == 1;
+    replies_free(r, 1);
+    return 0;
+}
+
+int store_index_lock_renew(struct store *s, const char *token, int64_t ttl_ms, struct err *e)
+{
+    char ttl[24];
+    const char *args[] = { ttl };
+    bool mine = false;
+    snprintf(ttl, sizeof(ttl), "%lld", (long long)(ttl_ms > 0 ? ttl_ms : 1));
+    if (lock_script(s, lock_renew_lua, sizeof(lock_renew_lua) - 1, token, args, 1, false, &mine,
+                    e) != 0) {
+        return -1;
+    }
+    if (!mine) {
+        return err_set(e, ERRC_CONFLICT,
+                       "lost the index rebuild lock (it expired; another process may be "
+                       "rebuilding the index now)");
+    }
+    return 0;
+}
+
+int store_index_lock_release(struct store *s, const char *token, struct err *e)
+{
+    bool mine = false;
+    return lock_script(s, lock_release_lua, sizeof(lock_release_lua) - 1, token, NULL, 0, false,
+                       &mine, e);
+}
+
+int store_index_mark_ready(struct store *s, const char *token, const struct store_index_mark *m,
+                           struct err *e)
+{
+    char seq[24], records[24], at[40];
+    bool mine = false;
+    snprintf(seq, sizeof(seq), "%llu", (unsigned long long)m->seq);
+    snprintf(records, sizeof(records), "%llu", (unsigned long long)m->records);
+    time_format_rfc3339_ms(at, sizeof(at));
+    const char *args[] = { "gen",     m->gen,  "seq", seq, "hash", m->hash ? m->hash : "",
+                           "records", records, "at",  at,  "by",   m->by ? m->by : token };
+    if (lock_script(s, mark_ready_lua, sizeof(mark_ready_lua) - 1, token, args, ARRAY_LEN(args),
+                    true, &mine, e) != 0) {
+        return -1;
+    }
+    if (!mine) {
+        return err_set(e, ERRC_CONFLICT,
+                       "lost the index rebuild lock before the end (another process rebuilds "
+                       "the index; this rebuild is not marked complete)");
+    }
+    return 0;
+}
+
+int store_index_mark_clear(struct store *s, struct err *e)
+{
+    struct cmdbuf *cb = cmd_batch(s);
+    cmd_begin(cb, 2);
+    CMD_LIT(cb, "DEL");
+    CMD_LIT(cb, STORE_INDEX_READY);
+    return cmd_run(s, NULL, e);
+}
+
+int store_index_mark_get(struct store *s, struct buf *fields, struct err *e)
+{
+    struct cmdbuf *cb = cmd_batch(s);
+    redisReply **r = NULL;
+    int rc;
+    cmd_begin(cb, 2);
+    CMD_LIT(cb, "HGETALL");
+    CMD_LIT(cb, STORE_INDEX_READY);
+    if ((rc = cmd_run(s, &r, e)) != 0) {
+        return -1;
+    }
+    if (r[0]->type != REDIS_REPLY_ARRAY || r[0]->elements == 0) {
+        rc = err_set(e, ERRC_NOT_FOUND, "the index is not marked complete");
+    } else {
+        hash_lines(r[0], fields);
+    }
+    replies_free(r, 1);
+    return rc;
+}
+
+void store_fence(struct store *s, const char *token)
+{
+    snprintf(s->fence, sizeof(s->fence), "%s", token ? token : "");
 }
 
 static const char *const index_patterns[] = {

@@ -14,6 +14,10 @@
  *   crl:<name>:number   string: the last CRL number of that CA (never lowered; not an index
  *                       key: kept by store_index_clear)
  *   audit:head          hash: seq and hash of the newest audit record indexed
+ *   index:ready         hash: the index is complete (written by a finished rebuild: gen, seq,
+ *                       hash, records, at, by); absent after a Redis loss or during a rebuild
+ *   index:lock          string: the token of the one process rebuilding the index (PX TTL that
+ *                       its holder renews)
  *   bucket:<name>       hash: token bucket (tokens, ts) of a rate limit (store/bucket.lua)
  *
  * This file is the synchronous client (jitrctl, sign-batch, bench, signing threads): every call
@@ -132,6 +136,69 @@ int store_index_clear(struct store *s, uint64_t *removed, struct err *e) ATTR_WU
 
 /* A canonical dump of the whole index (sorted), for `jitrctl reindex --check` and tests. */
 int store_index_dump(struct store *s, struct buf *out, struct err *e) ATTR_WUR;
+
+/* ---- completeness of the index ------------------------------------------------------------
+ *
+ * Redis can lose everything (a restart without persistence, a failover to an empty replica,
+ * FLUSHALL). The index is complete only while index:ready exists: a rebuild from the audit log
+ * (issuance/reindex.h) deletes it first and writes it last. Every read of the index and every
+ * serial reservation checks it in the same atomic script as the read: while it is absent they
+ * fail with an error that store_err_index_incomplete() recognises (ERRC_UNAVAILABLE; the
+ * server's reply starts with STORE_INDEX_INCOMPLETE), never with "not found" nor with a record
+ * that a later audit record (a revocation) changes. Serials: a rebuild re-reserves every serial
+ * of the log before it writes index:ready, and reservations are refused while it is absent, so
+ * a serial issued before the loss is never handed out again. */
+#define STORE_INDEX_READY      STORE_PREFIX "index:ready"
+#define STORE_INDEX_LOCK       STORE_PREFIX "index:lock"
+#define STORE_INDEX_INCOMPLETE "JITRCA_INDEX_INCOMPLETE"
+
+/* Lua scripts for clients that send their own commands (the JITR flow, async): KEYS[1] =
+ * STORE_INDEX_READY, KEYS[2] = the key to GET / HGETALL; the STORE_INDEX_INCOMPLETE error reply
+ * when the index is incomplete. */
+extern const char store_index_get_lua[];
+extern const char store_index_hgetall_lua[];
+
+/* Is e the failure of an index read or a reservation because the index is incomplete? (sync and
+ * async clients alike) */
+bool store_err_index_incomplete(const struct err *e);
+/* Sets that error (ERRC_UNAVAILABLE, a message for clients, STORE_INDEX_INCOMPLETE in detail). */
+int store_err_set_index_incomplete(struct err *e);
+
+/* Does index:ready exist? */
+int store_index_ready(struct store *s, bool *ready, struct err *e) ATTR_WUR;
+
+/* The rebuild lock: SET NX PX. *taken says whether it is ours now; if not, holder (may be NULL)
+ * receives the current holder's token ("" if it just expired). */
+int store_index_lock_take(struct store *s, const char *token, int64_t ttl_ms, bool *taken,
+                          char *holder, size_t cap, struct err *e) ATTR_WUR;
+/* Extends the lock when it is still ours; ERRC_CONFLICT when it is not (expired and maybe
+ * taken by another process: stop writing). */
+int store_index_lock_renew(struct store *s, const char *token, int64_t ttl_ms,
+                           struct err *e) ATTR_WUR;
+/* Deletes the lock when it is ours (nothing otherwise). */
+int store_index_lock_release(struct store *s, const char *token, struct err *e) ATTR_WUR;
+
+struct store_index_mark {
+    const char *gen; /* random id of this rebuild */
+    uint64_t seq;    /* last audit record replayed (0: none) */
+    const char *hash;
+    uint64_t records;
+    const char *by; /* the lock token */
+};
+/* Writes index:ready and deletes the lock, atomically, when the lock is still token's;
+ * ERRC_CONFLICT (nothing written) when it is not. */
+int store_index_mark_ready(struct store *s, const char *token, const struct store_index_mark *m,
+                           struct err *e) ATTR_WUR;
+/* Deletes index:ready (the start of a rebuild). */
+int store_index_mark_clear(struct store *s, struct err *e) ATTR_WUR;
+/* index:ready's fields as "name\tvalue\n" lines (ERRC_NOT_FOUND when absent). */
+int store_index_mark_get(struct store *s, struct buf *fields, struct err *e) ATTR_WUR;
+
+/* Fencing for a rebuilder: while token is set (NULL unsets), every command batch of s runs in
+ * a transaction that aborts unless index:lock holds token (WATCH, GET, MULTI ... EXEC), failing
+ * with ERRC_CONFLICT: a rebuilder that lost its lock (it stalled beyond the TTL) cannot write
+ * a stale record over the new rebuilder's work. */
+void store_fence(struct store *s, const char *token);
 
 /* The token-bucket script (store/bucket.lua) as sent to Redis. */
 extern const char store_bucket_lua[];

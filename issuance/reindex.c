@@ -1,0 +1,334 @@
+/*
+ * The index rebuild (issuance/reindex.h): replay of the audit log into Redis under the index
+ * lock, through a store fenced with the lock's token.
+ */
+#include "issuance/reindex.h"
+
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "audit/audit.h"
+#include "ca/authority.h"
+#include "core/log.h"
+#include "core/mem.h"
+#include "core/util.h"
+#include "issuance/issuance.h"
+#include "issuance/revoke.h"
+#include "store/store.h"
+
+#define RENEW_EVERY_MS 5000
+#define ENSURE_POLL_MS 100
+
+struct reindex {
+    struct store *store;
+    const char *token;
+    json_t *pending[ISSUANCE_REINDEX_BATCH];
+    uint64_t seqs[ISSUANCE_REINDEX_BATCH];
+    size_t n;
+    json_t *revokes[ISSUANCE_REINDEX_BATCH]; /* "revoke" records waiting, after the issues */
+    uint64_t rseqs[ISSUANCE_REINDEX_BATCH];
+    size_t nr;
+    json_t *crl_numbers; /* CA name -> highest audited CRL number */
+    struct issuance_reindex_stats st;
+    int64_t renewed_ms;
+    issuance_reindex_progress_fn *progress;
+    void *arg;
+    struct err *e;
+};
+
+void issuance_index_token(char *out, size_t cap)
+{
+    char host[128] = "?";
+    unsigned char rnd[8] = { 0 };
+    char hex[2 * sizeof(rnd) + 1];
+    if (gethostname(host, sizeof(host) - 1) != 0) {
+        snprintf(host, sizeof(host), "?");
+    }
+    host[sizeof(host) - 1] = '\0';
+    if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+        int64_t t = time_mono_ns();
+        memcpy(rnd, &t, sizeof(rnd) < sizeof(t) ? sizeof(rnd) : sizeof(t));
+    }
+    hex_encode(rnd, sizeof(rnd), hex);
+    snprintf(out, cap, "%s:%ld:%s", host, (long)getpid(), hex);
+}
+
+/* After every batch: extend the lock (a failure stops the rebuild) and report progress. */
+static int reindex_tick(struct reindex *r)
+{
+    int64_t now = time_now_ms();
+    if (now - r->renewed_ms >= RENEW_EVERY_MS) {
+        if (store_index_lock_renew(r->store, r->token, ISSUANCE_INDEX_LOCK_TTL_MS, r->e) != 0) {
+            return -1;
+        }
+        r->renewed_ms = now;
+    }
+    if (r->progress) {
+        r->progress(r->arg, &r->st);
+    }
+    return 0;
+}
+
+static int flush_issues(struct reindex *r)
+{
+    struct store_cert *certs = xcalloc(r->n ? r->n : 1, sizeof(*certs));
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < r->n; i++) {
+        rc = issuance_index_from_record(r->pending[i], r->seqs[i], &certs[i], r->e);
+    }
+    if (rc == 0 && r->n) {
+        rc = store_certs_index(r->store, certs, r->n, r->e);
+    }
+    for (size_t i = 0; i < r->n; i++) {
+        json_decref(r->pending[i]);
+    }
+    r->st.certificates += rc == 0 ? r->n : 0;
+    r->n = 0;
+    xfree(certs);
+    return rc;
+}
+
+static int flush_revokes(struct reindex *r)
+{
+    struct store_revocation *rv = xcalloc(r->nr ? r->nr : 1, sizeof(*rv));
+    enum store_revoke_result *res = xcalloc(r->nr ? r->nr : 1, sizeof(*res));
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < r->nr; i++) {
+        rc = issuance_revocation_from_record(r->revokes[i], r->rseqs[i], &rv[i], r->e);
+    }
+    if (rc == 0 && r->nr) {
+        rc = store_certs_revoke(r->store, rv, r->nr, res, r->e);
+    }
+    for (size_t i = 0; rc == 0 && i < r->nr; i++) {
+        if (res[i] == STORE_REVOKE_UNKNOWN) {
+            log_warn("audit seq %llu revokes serial %s, which no issue record before it names",
+                     (unsigned long long)r->rseqs[i], rv[i].serial);
+            r->st.revoke_unknown++;
+        } else if (res[i] == STORE_REVOKE_DONE) {
+            r->st.revoked++;
+        }
+    }
+    for (size_t i = 0; i < r->nr; i++) {
+        json_decref(r->revokes[i]);
+    }
+    r->nr = 0;
+    xfree(rv);
+    xfree(res);
+    return rc;
+}
+
+/* Issues first: a revocation always follows the issuance it revokes in the log. */
+static int flush_all(struct reindex *r)
+{
+    if (flush_issues(r) != 0 || flush_revokes(r) != 0) {
+        return -1;
+    }
+    return reindex_tick(r);
+}
+
+static int replay_crl(struct reindex *r, json_t *rec, uint64_t seq)
+{
+    const char *ca = json_string_value(json_object_get(rec, "ca"));
+    json_t *num = json_object_get(rec, "number");
+    if (ca == NULL || !json_is_integer(num) || json_integer_value(num) <= 0) {
+        return err_set(r->e, ERRC_INVALID, "crl record seq %llu has no 'ca' or 'number'",
+                       (unsigned long long)seq);
+    }
+    json_t *cur = json_object_get(r->crl_numbers, ca);
+    if (cur == NULL || json_integer_value(cur) < json_integer_value(num)) {
+        json_object_set(r->crl_numbers, ca, num);
+    }
+    return 0;
+}
+
+static int replay_one(void *arg, json_t *rec, uint64_t line)
+{
+    struct reindex *r = arg;
+    (void)line;
+    const char *type = json_string_value(json_object_get(rec, "type"));
+    json_int_t seq = json_integer_value(json_object_get(rec, "seq"));
+    const char *hash = json_string_value(json_object_get(rec, "hash"));
+    r->st.records++;
+    r->st.last_seq = (uint64_t)seq;
+    snprintf(r->st.last_hash, sizeof(r->st.last_hash), "%s", hash ? hash : "");
+    if (type && strcmp(type, "issue") == 0) {
+        r->pending[r->n] = json_incref(rec);
+        r->seqs[r->n++] = (uint64_t)seq;
+        if (r->n == ISSUANCE_REINDEX_BATCH) {
+            return flush_issues(r) != 0 ? -1 : reindex_tick(r);
+        }
+    } else if (type && strcmp(type, "revoke") == 0) {
+        if (flush_issues(r) != 0) {
+            return -1;
+        }
+        r->revokes[r->nr] = json_incref(rec);
+        r->rseqs[r->nr++] = (uint64_t)seq;
+        if (r->nr == ISSUANCE_REINDEX_BATCH) {
+            return flush_revokes(r) != 0 ? -1 : reindex_tick(r);
+        }
+    } else if (type && strcmp(type, "crl") == 0) {
+        return replay_crl(r, rec, (uint64_t)seq);
+    }
+    return 0;
+}
+
+/* A missing log is an empty one only before the first CA exists (see reindex.h). */
+static int missing_log_ok(const struct conf *c, struct err *e)
+{
+    char **names = NULL;
+    size_t n = 0;
+    struct err le = ERR_INIT;
+    if (ca_authority_list(c->data_dir, &names, &n, &le) != 0) {
+        n = le.code == ERRC_NOT_FOUND ? 0 : 1;
+    }
+    for (size_t i = 0; i < n && names; i++) {
+        xfree(names[i]);
+    }
+    xfree(names);
+    if (n > 0) {
+        return err_set(e, ERRC_UNAVAILABLE,
+                       "the audit log '%s' is missing but the store has CAs: the index cannot be "
+                       "rebuilt until the log is restored",
+                       conf_audit_path(c));
+    }
+    return 0;
+}
+
+int issuance_reindex_locked(const struct conf *c, struct store *s, const char *token,
+                            issuance_reindex_progress_fn *progress, void *arg,
+                            struct issuance_reindex_stats *out, struct err *e)
+{
+    struct reindex *r = xcalloc(1, sizeof(*r));
+    struct store_index_mark mark = { 0 };
+    struct err ignore = ERR_INIT;
+    unsigned char rnd[16] = { 0 };
+    char gen[2 * sizeof(rnd) + 1];
+    const char *ca;
+    json_t *num;
+    int rc = -1;
+    r->store = s;
+    r->token = token;
+    r->progress = progress;
+    r->arg = arg;
+    r->e = e;
+    r->renewed_ms = time_now_ms();
+    r->crl_numbers = json_object();
+    store_fence(s, token);
+    if (store_index_mark_clear(s, e) != 0 || store_index_clear(s, &r->st.keys_removed, e) != 0) {
+        goto out;
+    }
+    if (!file_exists(conf_audit_path(c))) {
+        if (missing_log_ok(c, e) != 0) {
+            goto out;
+        }
+    } else if (audit_foreach(conf_audit_path(c), replay_one, r, e) != 0 || flush_all(r) != 0) {
+        goto out;
+    }
+    json_object_foreach(r->crl_numbers, ca, num)
+    {
+        if (store_crl_number_raise(s, ca, (uint64_t)json_integer_value(num), e) != 0) {
+            goto out;
+        }
+    }
+    if (r->st.records &&
+        store_audit_head_set(s, r->st.last_seq, r->st.last_hash, e) != 0) {
+        goto out;
+    }
+    if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+        err_openssl(e, ERRC_INTERNAL, "no randomness for the index generation");
+        goto out;
+    }
+    hex_encode(rnd, sizeof(rnd), gen);
+    mark = (struct store_index_mark){ gen, r->st.last_seq, r->st.last_hash, r->st.records,
+                                      token };
+    if (store_index_mark_ready(s, token, &mark, e) != 0) {
+        goto out;
+    }
+    rc = 0;
+out:
+    store_fence(s, NULL);
+    if (rc != 0) {
+        err_prefix(e, "index rebuild stopped after %llu records; the index stays incomplete "
+                      "until a rebuild succeeds",
+                   (unsigned long long)r->st.records);
+        if (store_index_lock_release(s, token, &ignore) != 0) {
+            log_warn("cannot release the index lock: %s", ignore.msg);
+        }
+    }
+    if (progress) {
+        progress(arg, &r->st);
+    }
+    if (out) {
+        *out = r->st;
+    }
+    for (size_t i = 0; i < r->n; i++) {
+        json_decref(r->pending[i]);
+    }
+    for (size_t i = 0; i < r->nr; i++) {
+        json_decref(r->revokes[i]);
+    }
+    json_decref(r->crl_numbers);
+    xfree(r);
+    return rc;
+}
+
+int issuance_reindex(const struct conf *c, struct store *s, issuance_reindex_progress_fn *progress,
+                     void *arg, struct issuance_reindex_stats *out, struct err *e)
+{
+    char token[200], holder[200];
+    bool taken = false;
+    issuance_index_token(token, sizeof(token));
+    if (store_index_lock_take(s, token, ISSUANCE_INDEX_LOCK_TTL_MS, &taken, holder,
+                              sizeof(holder), e) != 0) {
+        return -1;
+    }
+    if (!taken) {
+        return err_set(e, ERRC_CONFLICT,
+                       "the index is being rebuilt by another process (%s); try again when it "
+                       "is done",
+                       holder[0] ? holder : "its lock just expired");
+    }
+    return issuance_reindex_locked(c, s, token, progress, arg, out, e);
+}
+
+int issuance_index_ensure(const struct conf *c, struct store *s, int64_t wait_ms, bool *rebuilt,
+                          struct issuance_reindex_stats *out, struct err *e)
+{
+    int64_t deadline = time_now_ms() + (wait_ms > 0 ? wait_ms : 0);
+    char token[200], holder[200] = "";
+    bool ready = false, taken = false;
+    if (rebuilt) {
+        *rebuilt = false;
+    }
+    issuance_index_token(token, sizeof(token));
+    for (;;) {
+        if (store_index_ready(s, &ready, e) != 0) {
+            return -1;
+        }
+        if (ready) {
+            return 0;
+        }
+        if (store_index_lock_take(s, token, ISSUANCE_INDEX_LOCK_TTL_MS, &taken, holder,
+                                  sizeof(holder), e) != 0) {
+            return -1;
+        }
+        if (taken) {
+            if (issuance_reindex_locked(c, s, token, NULL, NULL, out, e) != 0) {
+                return -1;
+            }
+            if (rebuilt) {
+                *rebuilt = true;
+            }
+            return 0;
+        }
+        if (time_now_ms() >= deadline) {
+            return err_set(e, ERRC_UNAVAILABLE,
+                           "the index of issued certificates is being rebuilt from the audit log "
+                           "by %s; try again shortly",
+                           holder[0] ? holder : "another process");
+        }
+        usleep(ENSURE_POLL_MS * 1000);
+    }
+}

@@ -1,0 +1,74 @@
+/*
+ * The index rebuild: Redis's index (store/store.h) made again from the audit log, the source of
+ * truth. One code path for `jitrctl reindex`, for jitrd's self-healing (daemon/heal.c) and for
+ * jitrctl commands that find the index incomplete (docs/redis.md "Completeness").
+ *
+ * A rebuild holds the index lock (jitrca:index:lock, a token with a TTL it renews after every
+ * batch) and writes through a store fenced with that token (store_fence): a rebuilder that
+ * stalled beyond the TTL, and whose lock another process took, cannot write any more. In order:
+ *   1. index:ready is deleted (every index read and serial reservation now fails as
+ *      "incomplete": clients get 503, never a refusal);
+ *   2. every index key is deleted (serial reservations, CRL numbers and working state are kept);
+ *   3. the log is replayed in order (audit_foreach checks every hash and link), in pipelines of
+ *      ISSUANCE_REINDEX_BATCH: "issue" records index a certificate and re-reserve its serial,
+ *      "revoke" records mark it revoked (the issues before it are flushed first; the first
+ *      revocation of a serial wins, as it did live), "crl" records raise the CA's CRL number;
+ *   4. index:ready is written and the lock deleted, atomically, only while the lock is ours.
+ * A failure anywhere leaves index:ready absent (the index stays "incomplete") and releases the
+ * lock; the next rebuild starts again from the top (every step is idempotent).
+ *
+ * A missing audit log is an empty one only when the data directory holds no CA yet (a fresh
+ * install: every CA operation is audited, so a store with CAs and no log has lost its log, and
+ * an empty index would refuse every station).
+ *
+ * Every function here blocks (Redis, reading the log): never call them on an event loop.
+ */
+#ifndef ISSUANCE_REINDEX_H
+#define ISSUANCE_REINDEX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/compat.h"
+#include "core/conf.h"
+#include "core/err.h"
+
+struct store;
+
+#define ISSUANCE_REINDEX_BATCH    1000
+#define ISSUANCE_INDEX_LOCK_TTL_MS 15000 /* renewed after every batch, at least every 5 s */
+
+struct issuance_reindex_stats {
+    uint64_t records;      /* audit records replayed */
+    uint64_t certificates; /* issue records indexed */
+    uint64_t revoked;      /* certificates marked revoked */
+    uint64_t revoke_unknown;
+    uint64_t keys_removed; /* old index keys deleted first */
+    uint64_t last_seq;
+    char last_hash[65];
+};
+
+/* Called from the rebuilding thread after every batch and once at the end. */
+typedef void issuance_reindex_progress_fn(void *arg, const struct issuance_reindex_stats *st);
+
+/* A token naming this process for the lock: "HOST:PID:<16 random hex>". */
+void issuance_index_token(char *out, size_t cap);
+
+/* Rebuilds the index; the caller has taken the lock with token (store_index_lock_take). The lock
+ * is released whatever happens (by the final atomic mark on success). progress may be NULL. */
+int issuance_reindex_locked(const struct conf *c, struct store *s, const char *token,
+                            issuance_reindex_progress_fn *progress, void *arg,
+                            struct issuance_reindex_stats *out, struct err *e) ATTR_WUR;
+
+/* Takes the lock and rebuilds. ERRC_CONFLICT naming the holder when another process rebuilds. */
+int issuance_reindex(const struct conf *c, struct store *s, issuance_reindex_progress_fn *progress,
+                     void *arg, struct issuance_reindex_stats *out, struct err *e) ATTR_WUR;
+
+/* For one-shot commands that need the index: returns 0 at once when it is complete; else
+ * rebuilds it (*rebuilt set, stats in out when not NULL), or waits up to wait_ms for the
+ * process that is rebuilding it (ERRC_UNAVAILABLE naming it when it is not done by then). */
+int issuance_index_ensure(const struct conf *c, struct store *s, int64_t wait_ms, bool *rebuilt,
+                          struct issuance_reindex_stats *out, struct err *e) ATTR_WUR;
+
+#endif
