@@ -10,7 +10,6 @@
 #include <unistd.h>
 
 #include "audit/audit.h"
-#include "ca/authority.h"
 #include "core/log.h"
 #include "core/mem.h"
 #include "core/util.h"
@@ -174,23 +173,19 @@ static int replay_one(void *arg, json_t *rec, uint64_t line)
     return 0;
 }
 
-/* A missing log is an empty one only before the first CA exists (see reindex.h). */
+/* A missing log is an empty one only when no commit ever happened here: the first commit also
+ * creates PATH.head, so a head file without its log means the log was lost (see reindex.h). */
 static int missing_log_ok(const struct conf *c, struct err *e)
 {
-    char **names = NULL;
-    size_t n = 0;
-    struct err le = ERR_INIT;
-    if (ca_authority_list(c->data_dir, &names, &n, &le) != 0) {
-        n = le.code == ERRC_NOT_FOUND ? 0 : 1;
-    }
-    for (size_t i = 0; i < n && names; i++) {
-        xfree(names[i]);
-    }
-    xfree(names);
-    if (n > 0) {
+    struct buf head = BUF_INIT;
+    bool lost;
+    buf_addf(&head, "%s.head", conf_audit_path(c));
+    lost = file_exists(head.data);
+    buf_release(&head);
+    if (lost) {
         return err_set(e, ERRC_UNAVAILABLE,
-                       "the audit log '%s' is missing but the store has CAs: the index cannot be "
-                       "rebuilt until the log is restored",
+                       "the audit log '%s' is missing but its head file is there: the index "
+                       "cannot be rebuilt until the log is restored",
                        conf_audit_path(c));
     }
     return 0;

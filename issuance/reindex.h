@@ -17,9 +17,9 @@
  * A failure anywhere leaves index:ready absent (the index stays "incomplete") and releases the
  * lock; the next rebuild starts again from the top (every step is idempotent).
  *
- * A missing audit log is an empty one only when the data directory holds no CA yet (a fresh
- * install: every CA operation is audited, so a store with CAs and no log has lost its log, and
- * an empty index would refuse every station).
+ * A missing audit log is an empty one (a fresh install, a CA host whose log is new) unless its
+ * head file exists: the first commit creates both, so a head without its log means the log was
+ * lost, and an empty index would refuse every station; that rebuild fails instead.
  *
  * Every function here blocks (Redis, reading the log): never call them on an event loop.
  */

@@ -6,7 +6,7 @@ source "$(dirname "$0")/lib.sh"
 
 dump_index() {
   local k
-  for k in $(rcli --scan --pattern 'jitrca:*' | grep -v ':serial:' | sort); do
+  for k in $(rcli --scan --pattern 'jitrca:*' | grep -v ':serial:\|:index:ready' | sort); do
     echo "== $k $(rcli TYPE "$k")"
     case $(rcli TYPE "$k") in
       hash) rcli HGETALL "$k" | paste - - | sort ;;

@@ -168,10 +168,17 @@ crl_serials "$D/ca/dev/crl.pem" >"$T/set-before"
 ok "$JITRCTL" --json cert show "${SERIAL[1]}"
 jq -S 'del(.der)' "$T/out" >"$T/show-before"
 rcli FLUSHALL >/dev/null
-# without the index, a new CRL would un-revoke: refused, nothing published
+# an index that claims to be complete but lost revocations: a new CRL would un-revoke, so it
+# is refused and nothing published
+rcli HSET jitrca:index:ready gen forged >/dev/null
 cp "$D/ca/dev/crl.pem" "$T/published.pem"
 expect_fail 5 "run 'jitrctl reindex' first" "$JITRCTL" crl --ca dev
 cmp -s "$T/published.pem" "$D/ca/dev/crl.pem" && pass || fail "refused CRL was published"
+# an incomplete index (no index:ready) is rebuilt by the command that needs it
+rcli FLUSHALL >/dev/null
+ok "$JITRCTL" --json cert show "${SERIAL[1]}"
+grep -q "the index was incomplete" "$T/err" && pass || fail "cert show did not say it rebuilt: $(cat "$T/err")"
+check_eq "status after the automatic rebuild" "$(field status)" revoked
 rcli FLUSHALL >/dev/null   # also forgets the number the refused attempt drew
 ok "$JITRCTL" reindex
 grep -q "^4 revoked" "$T/out" && pass || fail "reindex output: $(cat "$T/out")"

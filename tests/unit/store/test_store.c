@@ -57,6 +57,20 @@ out:
     return rc;
 }
 
+/* The index marked complete, as a finished rebuild leaves it (store.h). */
+static int mark_ready(struct store *s, struct err *e)
+{
+    bool taken = false;
+    struct store_index_mark m = { "test", 0, "", 0, "test" };
+    if (store_index_lock_take(s, "test-marker", 10000, &taken, NULL, 0, e) != 0) {
+        return -1;
+    }
+    if (!taken) {
+        return err_set(e, ERRC_CONFLICT, "index lock held");
+    }
+    return store_index_mark_ready(s, "test-marker", &m, e);
+}
+
 static int test_reserve_and_index(void)
 {
     int rc = 0;
@@ -80,6 +94,7 @@ static int test_reserve_and_index(void)
     snprintf(u9, sizeof(u9), "%s?db=9", url);
     s = store_connect(u9, &e);
     CHECK(s != NULL);
+    CHECK_OK(mark_ready(s, &e), &e);
     CHECK_OK(store_ping(s, &e), &e);
     CHECK_OK(store_index_clear(s, &removed, &e), &e);
     CHECK_OK(store_serials_reserve(s, "ca1", serials, 2, taken, &e), &e);
@@ -142,6 +157,7 @@ static int test_bucket(void)
     snprintf(u9, sizeof(u9), "%s?db=9", url);
     s = store_connect(u9, &e);
     CHECK(s != NULL);
+    CHECK_OK(mark_ready(s, &e), &e);
     snprintf(name, sizeof(name), "test-%ld", (long)time_now_ms());
     for (int i = 0; i < 5; i++) {
         CHECK_OK(store_bucket_take(s, name, 1.0, 5.0, 1.0, &allowed, &wait, &e), &e);
@@ -254,6 +270,7 @@ static int test_index_fields(void)
     snprintf(u9, sizeof(u9), "%s?db=9", url);
     s = store_connect(u9, &e);
     CHECK(s != NULL);
+    CHECK_OK(mark_ready(s, &e), &e);
     CHECK_OK(store_index_clear(s, &removed, &e), &e);
     CHECK_OK(store_certs_index(s, c, 2, &e), &e);
     CHECK_OK(store_cert_get(s, "0c0001", &f, &e), &e);
@@ -320,6 +337,7 @@ static int test_revoke_and_crl_number(void)
     snprintf(u9, sizeof(u9), "%s?db=9", url);
     s = store_connect(u9, &e);
     CHECK(s != NULL);
+    CHECK_OK(mark_ready(s, &e), &e);
     CHECK_OK(store_index_clear(s, &removed, &e), &e);
     CHECK_OK(store_certs_index(s, &c, 1, &e), &e);
     CHECK_OK(store_certs_revoke(s, rv, 3, res, &e), &e);
@@ -384,6 +402,7 @@ static int test_error_reply(void)
     snprintf(u9, sizeof(u9), "%s?db=9", url);
     s = store_connect(u9, &e);
     CHECK(s != NULL);
+    CHECK_OK(mark_ready(s, &e), &e);
     raw = raw_connect(url);
     CHECK(raw != NULL);
     CHECK_OK(store_index_clear(s, &removed, &e), &e);
@@ -448,6 +467,7 @@ static int test_large_batch(void)
     snprintf(u9, sizeof(u9), "%s?db=9", url);
     s = store_connect(u9, &e);
     CHECK(s != NULL);
+    CHECK_OK(mark_ready(s, &e), &e);
     CHECK_OK(store_index_clear(s, &removed, &e), &e);
     CHECK_OK(store_certs_index(s, c, n, &e), &e);
     CHECK_OK(store_cert_get(s, "0f0257", &f, &e), &e);
@@ -468,6 +488,111 @@ out:
     return rc;
 }
 
+/* While index:ready is absent every read of the index and every reservation is refused as
+ * "incomplete" (never "not found", never a record), the lock has one holder, a fenced store
+ * writes only while its token holds the lock, and the final mark is atomic with the lock. */
+static int test_index_completeness(void)
+{
+    int rc = 0;
+    struct err e = ERR_INIT;
+    const char *url = getenv("JITRCA_TEST_REDIS_URL");
+    struct store *s = NULL, *s2 = NULL;
+    struct buf f = BUF_INIT;
+    struct store_revoked *list = NULL;
+    size_t nl = 0;
+    char u9[512], holder[64], fresh[40];
+    const char *serials[] = { "0e0001", fresh };
+    bool taken[2], ready = true, got = false;
+    struct store_cert c = { .serial = "0e0001", .fingerprint = "e1", .subject = "CN=e",
+                            .cn = "e", .profile = "device", .ca = "ca-e", .requester = "t",
+                            .not_before = "2026-01-01T00:00:00Z",
+                            .not_after = "2027-01-01T00:00:00Z",
+                            .issued_at = "2026-01-01T00:00:00Z", .status = "valid",
+                            .der_b64 = "AA==", .seq = 1 };
+    struct store_index_mark m = { "g1", 1, "h", 1, NULL };
+    if (url == NULL) {
+        return TT_SKIP;
+    }
+    snprintf(u9, sizeof(u9), "%s?db=9", url);
+    snprintf(fresh, sizeof(fresh), "0e%llx", (unsigned long long)time_now_ms()); /* never seen */
+    s = store_connect(u9, &e);
+    s2 = s ? store_connect(u9, &e) : NULL;
+    CHECK(s2 != NULL);
+    CHECK_OK(mark_ready(s, &e), &e);
+    CHECK_OK(store_certs_index(s, &c, 1, &e), &e);
+    CHECK_OK(store_index_mark_clear(s, &e), &e);
+    CHECK_OK(store_index_ready(s, &ready, &e), &e);
+    CHECK(!ready);
+    /* incomplete: a record that exists and one that does not both answer "incomplete" */
+    CHECK(store_cert_get(s, "0e0001", &f, &e) != 0 && store_err_index_incomplete(&e));
+    err_clear(&e);
+    CHECK(store_cert_get(s, "0e0999", &f, &e) != 0 && store_err_index_incomplete(&e));
+    err_clear(&e);
+    CHECK(store_serial_by_fingerprint(s, "e1", &f, &e) != 0 && store_err_index_incomplete(&e));
+    err_clear(&e);
+    CHECK(store_revoked_list(s, "ca-e", &list, &nl, &e) != 0 && store_err_index_incomplete(&e));
+    err_clear(&e);
+    CHECK(store_serials_reserve(s, "ca-e", serials + 1, 1, taken, &e) != 0 &&
+          store_err_index_incomplete(&e));
+    err_clear(&e);
+    /* nothing was reserved by the refused call */
+    CHECK_OK(mark_ready(s, &e), &e);
+    CHECK_OK(store_serials_reserve(s, "ca-e", serials, 2, taken, &e), &e);
+    CHECK(taken[0] && !taken[1]);
+    CHECK_OK(store_index_mark_clear(s, &e), &e);
+    /* the lock: one holder */
+    CHECK_OK(store_index_lock_take(s, "A", 10000, &got, holder, sizeof(holder), &e), &e);
+    CHECK(got);
+    CHECK_OK(store_index_lock_take(s2, "B", 10000, &got, holder, sizeof(holder), &e), &e);
+    CHECK(!got);
+    CHECK_STR_EQ(holder, "A");
+    CHECK(store_index_lock_renew(s2, "B", 10000, &e) != 0 && e.code == ERRC_CONFLICT);
+    err_clear(&e);
+    CHECK_OK(store_index_lock_renew(s, "A", 10000, &e), &e);
+    /* a fenced store whose token does not hold the lock writes nothing */
+    store_fence(s2, "B");
+    c.status = "stale";
+    CHECK(store_certs_index(s2, &c, 1, &e) != 0 && e.code == ERRC_CONFLICT);
+    err_clear(&e);
+    store_fence(s2, NULL);
+    store_fence(s, "A");
+    c.status = "valid";
+    c.seq = 2;
+    CHECK_OK(store_certs_index(s, &c, 1, &e), &e);
+    store_fence(s, NULL);
+    CHECK(store_index_mark_ready(s2, "B", &m, &e) != 0 && e.code == ERRC_CONFLICT);
+    err_clear(&e);
+    CHECK_OK(store_index_ready(s, &ready, &e), &e);
+    CHECK(!ready);
+    CHECK_OK(store_index_mark_ready(s, "A", &m, &e), &e);
+    CHECK_OK(store_index_ready(s, &ready, &e), &e);
+    CHECK(ready);
+    buf_reset(&f);
+    CHECK_OK(store_cert_get(s, "0e0001", &f, &e), &e);
+    CHECK_STR_CONTAINS(f.data, "seq\t2\n");
+    CHECK_STR_CONTAINS(f.data, "status\tvalid\n");
+    buf_reset(&f);
+    CHECK_OK(store_index_mark_get(s, &f, &e), &e);
+    CHECK_STR_CONTAINS(f.data, "gen\tg1\n");
+    CHECK_STR_CONTAINS(f.data, "by\tA\n");
+    /* the mark released the lock */
+    CHECK_OK(store_index_lock_take(s2, "B", 10000, &got, holder, sizeof(holder), &e), &e);
+    CHECK(got);
+    CHECK_OK(store_index_lock_release(s, "A", &e), &e); /* not A's: nothing */
+    CHECK_OK(store_index_lock_take(s, "A", 10000, &got, holder, sizeof(holder), &e), &e);
+    CHECK(!got);
+    CHECK_OK(store_index_lock_release(s2, "B", &e), &e);
+    CHECK_OK(store_index_lock_take(s, "A", 10000, &got, holder, sizeof(holder), &e), &e);
+    CHECK(got);
+    CHECK_OK(store_index_lock_release(s, "A", &e), &e);
+out:
+    store_revoked_free(list, nl);
+    buf_release(&f);
+    store_free(s);
+    store_free(s2);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     static const struct tt_case cases[] = {
@@ -479,6 +604,7 @@ int main(int argc, char **argv)
         { "revoke_and_crl_number", test_revoke_and_crl_number },
         { "error_reply", test_error_reply },
         { "large_batch", test_large_batch },
+        { "index_completeness", test_index_completeness },
     };
     return tt_main(argc, argv, cases, ARRAY_LEN(cases));
 }
