@@ -160,10 +160,11 @@ static struct issuance_worker *ts_worker(struct tstate *ts, const struct snap *s
     return ts->iw[ca];
 }
 
-/* After a failure: a Redis error drops the connections so the next job reconnects. */
+/* After a failure: a Redis error drops the connections so the next job reconnects (not an
+ * incomplete index: Redis answered; daemon/heal.c rebuilds it). */
 static void ts_after_error(struct tstate *ts, const struct err *e)
 {
-    if (e->code == ERRC_UNAVAILABLE) {
+    if (e->code == ERRC_UNAVAILABLE && !store_err_index_incomplete(e)) {
         ts_reset(ts);
         ts->epoch = atomic_fetch_add(&redis_epoch, 1) + 1;
     }
@@ -195,9 +196,16 @@ static json_t *error_obj(const struct err *e)
     return v ? v : json_pack("{s:s,s:s}", "code", err_code_name(c), "message", "(unprintable)");
 }
 
+/* Seconds a client should wait before retrying a request refused because the index is being
+ * rebuilt (Retry-After of those 503s). */
+#define INDEX_RETRY_AFTER "2"
+
 static void job_error(struct job *j, const struct err *e)
 {
     enum err_code c = e->code == ERRC_OK ? ERRC_INTERNAL : e->code;
+    if (store_err_index_incomplete(e)) {
+        snprintf(j->retry_after, sizeof(j->retry_after), "%s", INDEX_RETRY_AFTER);
+    }
     job_json(j, err_http_status(c), json_pack("{s:o}", "error", error_obj(e)));
 }
 
@@ -801,6 +809,24 @@ out:
     buf_release(&pem);
 }
 
+/* /readyz: the index must be complete (daemon/heal.c rebuilds it otherwise). */
+static int ready_index_check(struct store *st, struct err *e)
+{
+    bool ready = false;
+    if (store_index_ready(st, &ready, e) != 0) {
+        return -1;
+    }
+    if (!ready) {
+        store_err_set_index_incomplete(e);
+        snprintf(e->msg, sizeof(e->msg),
+                 "the index of issued certificates is incomplete and being rebuilt from the "
+                 "audit log (%llu records replayed so far)",
+                 (unsigned long long)metrics_index_records());
+        return -1;
+    }
+    return 0;
+}
+
 static void run_ready(struct job *j, struct tstate *ts)
 {
     struct err e = ERR_INIT;
@@ -820,6 +846,11 @@ static void run_ready(struct job *j, struct tstate *ts)
             job_error(j, &e);
             return;
         }
+    }
+    if (ready_index_check(st, &e) != 0) {
+        ts_after_error(ts, &e);
+        job_error(j, &e);
+        return;
     }
     job_json(j, 200, json_pack("{s:s}", "status", "ready"));
 }

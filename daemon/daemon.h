@@ -167,8 +167,29 @@ void metrics_issue_latency(int64_t ns);
 /* The audit counters of a worker (all its logs, since it started), replacing the last ones. */
 void metrics_audit(size_t worker, const struct audit_stats *st);
 void metrics_worker_restart(void);
+/* The index's completeness (daemon/heal.c): as last seen by a worker (1 complete, 0 not), a
+ * rebuild started here, its progress (records replayed), its end. */
+void metrics_index_complete(int complete);
+void metrics_index_rebuilding(void);
+void metrics_index_progress(uint64_t records);
+void metrics_index_rebuilt(bool ok, uint64_t records);
+/* Records replayed by the running or last rebuild of this jitrd. */
+uint64_t metrics_index_records(void);
 /* Prometheus text exposition; route_names[i] labels route i. */
 void metrics_render(struct buf *out, const char *const *route_names, size_t nroutes);
+
+/* ---- heal ----------------------------------------------------------------------------------- */
+
+/* The self-healing of the Redis index, one per worker (daemon/heal.c). */
+struct heal;
+struct heal *heal_new(struct event_base *base, size_t slot) ATTR_WUR;
+/* From the worker's one-second tick: asks Redis whether the index is complete, and rebuilds it
+ * (in a thread) when it is not and this worker gets the lock. */
+void heal_tick(struct heal *h, struct snap *s);
+/* SIGTERM: no new rebuild; a running one stops at its next batch (the lock is released). */
+void heal_stop(struct heal *h);
+bool heal_busy(const struct heal *h);
+void heal_free(struct heal *h);
 
 /* ---- api / worker --------------------------------------------------------------------------- */
 

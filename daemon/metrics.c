@@ -45,6 +45,10 @@ struct shm {
     atomic_uint_fast64_t audit_fsync_le[METRICS_WORKERS][AUDIT_FSYNC_NBOUNDS + 1];
     atomic_uint_fast64_t audit_fsync_ns[METRICS_WORKERS];
     atomic_uint_fast64_t restarts;
+    atomic_int index_complete; /* -1 not known yet, 0, 1 */
+    atomic_int index_rebuilding;
+    atomic_uint_fast64_t index_records;
+    atomic_uint_fast64_t index_rebuilds_ok, index_rebuilds_failed;
 };
 
 static struct shm *M;
@@ -58,6 +62,7 @@ int metrics_init(struct err *e)
     }
     memset(p, 0, sizeof(struct shm));
     M = p;
+    atomic_store(&M->index_complete, -1);
     return 0;
 }
 
@@ -144,6 +149,68 @@ void metrics_worker_restart(void)
     if (M) {
         atomic_fetch_add(&M->restarts, 1);
     }
+}
+
+void metrics_index_complete(int complete)
+{
+    if (M) {
+        atomic_store(&M->index_complete, complete);
+    }
+}
+
+void metrics_index_rebuilding(void)
+{
+    if (M) {
+        atomic_fetch_add(&M->index_rebuilding, 1);
+        atomic_store(&M->index_records, 0);
+        atomic_store(&M->index_complete, 0);
+    }
+}
+
+void metrics_index_progress(uint64_t records)
+{
+    if (M) {
+        atomic_store(&M->index_records, records);
+    }
+}
+
+void metrics_index_rebuilt(bool ok, uint64_t records)
+{
+    if (M) {
+        atomic_fetch_sub(&M->index_rebuilding, 1);
+        atomic_store(&M->index_records, records);
+        atomic_fetch_add(ok ? &M->index_rebuilds_ok : &M->index_rebuilds_failed, 1);
+    }
+}
+
+uint64_t metrics_index_records(void)
+{
+    return M ? atomic_load(&M->index_records) : 0;
+}
+
+static void index_render(struct buf *out)
+{
+    int complete = atomic_load(&M->index_complete);
+    if (complete >= 0) {
+        buf_addf(out,
+                 "# HELP jitrd_index_complete Whether Redis's index of issued certificates is "
+                 "complete (0 after a Redis loss, until it is rebuilt from the audit log).\n"
+                 "# TYPE jitrd_index_complete gauge\njitrd_index_complete %d\n",
+                 complete);
+    }
+    buf_addf(out,
+             "# HELP jitrd_index_rebuilding Index rebuilds running in this jitrd.\n"
+             "# TYPE jitrd_index_rebuilding gauge\njitrd_index_rebuilding %d\n"
+             "# HELP jitrd_index_rebuild_records Audit records replayed by the running or last "
+             "index rebuild.\n"
+             "# TYPE jitrd_index_rebuild_records gauge\njitrd_index_rebuild_records %llu\n"
+             "# HELP jitrd_index_rebuilds_total Index rebuilds from the audit log by result.\n"
+             "# TYPE jitrd_index_rebuilds_total counter\n"
+             "jitrd_index_rebuilds_total{result=\"ok\"} %llu\n"
+             "jitrd_index_rebuilds_total{result=\"failed\"} %llu\n",
+             atomic_load(&M->index_rebuilding), (unsigned long long)atomic_load(&M->index_records),
+             (unsigned long long)atomic_load(&M->index_rebuilds_ok),
+             (unsigned long long)atomic_load(&M->index_rebuilds_failed));
 }
 
 static void hist_render(struct buf *out, const char *name, const char *labels,
@@ -262,4 +329,5 @@ void metrics_render(struct buf *out, const char *const *route_names, size_t nrou
              "# HELP jitrd_worker_restarts_total Workers replaced after dying.\n"
              "# TYPE jitrd_worker_restarts_total counter\njitrd_worker_restarts_total %llu\n",
              (unsigned long long)atomic_load(&M->restarts));
+    index_render(out);
 }

@@ -26,6 +26,7 @@
 struct worker {
     struct api api;
     struct jitr_service *jitr; /* NULL without jitr.enabled */
+    struct heal *heal;         /* the Redis index's self-healing */
     struct event *ev_hup, *ev_term, *ev_int, *tick;
     bool stopping;
     int64_t stop_deadline_ms;
@@ -99,6 +100,7 @@ static void on_term(evutil_socket_t fd, short what, void *arg)
     w->stop_deadline_ms = time_now_ms() + w->api.snap->conf->drain_timeout * 1000;
     httpd_stop_accepting(w->api.httpd);
     jitr_service_drain(w->jitr);
+    heal_stop(w->heal);
     struct timeval tv = { 0, 50000 };
     event_del(w->tick);
     event_add(w->tick, &tv);
@@ -121,6 +123,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         }
         return;
     }
+    heal_tick(w->heal, a->snap);
     /* one worker keeps the CRLs fresh; the check is cheap when nothing is due */
     if (a->slot == 0 && ++w->ticks % CRL_CHECK_SECONDS == 0) {
         api_crl_schedule(a);
@@ -199,6 +202,11 @@ int worker_main(const char *config_path, size_t slot)
         }
         w.jitr = jitr; /* drained with the signing listener on SIGTERM */
     }
+    w.heal = heal_new(a->base, slot);
+    if (w.heal == NULL) {
+        log_error("worker %zu: cannot set up the index check", slot);
+        goto out;
+    }
     w.ev_hup = evsignal_new(a->base, SIGHUP, on_hup, &w);
     w.ev_term = evsignal_new(a->base, SIGTERM, on_term, &w);
     w.ev_int = evsignal_new(a->base, SIGINT, on_term, &w);
@@ -217,6 +225,7 @@ int worker_main(const char *config_path, size_t slot)
 out:
     w.jitr = NULL;
     jitr_service_free(jitr);
+    heal_free(w.heal);
     /* completions still queued reply through httpd: the pool goes first */
     pool_free(a->pool);
     httpd_free(a->httpd);

@@ -64,8 +64,8 @@ static int reindex_tick(struct reindex *r)
         }
         r->renewed_ms = now;
     }
-    if (r->progress) {
-        r->progress(r->arg, &r->st);
+    if (r->progress && r->progress(r->arg, &r->st) != 0) {
+        return err_set(r->e, ERRC_CANCELED, "the rebuild was stopped (jitrd is shutting down)");
     }
     return 0;
 }
@@ -253,7 +253,7 @@ out:
         }
     }
     if (progress) {
-        progress(arg, &r->st);
+        (void)progress(arg, &r->st);
     }
     if (out) {
         *out = r->st;

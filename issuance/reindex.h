@@ -49,8 +49,9 @@ struct issuance_reindex_stats {
     char last_hash[65];
 };
 
-/* Called from the rebuilding thread after every batch and once at the end. */
-typedef void issuance_reindex_progress_fn(void *arg, const struct issuance_reindex_stats *st);
+/* Called from the rebuilding thread after every batch and once at the end; a non-zero return
+ * (not heeded at the end) stops the rebuild with ERRC_CANCELED. */
+typedef int issuance_reindex_progress_fn(void *arg, const struct issuance_reindex_stats *st);
 
 /* A token naming this process for the lock: "HOST:PID:<16 random hex>". */
 void issuance_index_token(char *out, size_t cap);

@@ -389,6 +389,18 @@ static void fail_op(struct jitr_req *r, const char *what)
                  transient ? "retry" : "dead");
 }
 
+/* The index is being rebuilt (Redis lost it): neither a verdict nor a failed attempt. The
+ * flow ends as BUSY (retried with backoff, never dead-lettered for it) and nothing is stored. */
+static void wait_for_index(struct jitr_req *r)
+{
+    struct err e = ERR_INIT;
+    err_set(&e, ERRC_UNAVAILABLE,
+            "certificate %.16s...: the index is incomplete (being rebuilt); waiting for it",
+            r->ev.cert_id);
+    finish_with(r, JITR_OUT_BUSY, &e);
+    set_state(r, JITR_ST_UNLOCK);
+}
+
 static const struct jitr_ca *ca_by_aws_id(const struct jitr_env *env, const char *id)
 {
     for (size_t i = 0; i < env->ncas; i++) {
@@ -699,10 +711,15 @@ static void jitr_advance(struct jitr_req *r)
             set_state(r, JITR_ST_LOOKUP);
             break;
         case JITR_ST_LOOKUP:
+            /* both reads fail while the index is incomplete (store.h): no verdict then */
             if (!r->have_result && r->serial[0] == '\0') {
                 key_of(key, sizeof(key), "fp", r->ev.cert_id);
-                const char *av[] = { "GET", key };
-                start_redis(r, 2, av);
+                const char *av[] = { "EVAL", store_index_get_lua, "2", STORE_INDEX_READY, key };
+                start_redis(r, 5, av);
+                break;
+            }
+            if (r->op_err.code != ERRC_OK && store_err_index_incomplete(&r->op_err)) {
+                wait_for_index(r);
                 break;
             }
             if (r->op_err.code != ERRC_OK) {
@@ -718,8 +735,9 @@ static void jitr_advance(struct jitr_req *r)
                 snprintf(r->serial, sizeof(r->serial), "%s", h->str);
                 r->have_result = false;
                 key_of(key, sizeof(key), "cert", r->serial);
-                const char *av[] = { "HGETALL", key };
-                start_redis(r, 2, av);
+                const char *av[] = { "EVAL", store_index_hgetall_lua, "2", STORE_INDEX_READY,
+                                     key };
+                start_redis(r, 5, av);
                 break;
             }
             if (h->fields == NULL || json_object_size(h->fields) == 0) {

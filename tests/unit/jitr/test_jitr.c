@@ -471,6 +471,7 @@ struct fake {
     uint64_t audit_after;
     jitr_audit_cb *aucb;
     enum err_code audit_fail; /* fail the next append with this code (once) */
+    bool index_incomplete;    /* Redis lost the index: its guarded reads fail (store.h) */
     bool finished;
     struct jitr_req *req;
 };
@@ -587,14 +588,38 @@ static void f_done(void *ctx, struct jitr_req *r)
     f->finished = true;
 }
 
+#define CHECK_FAKE(cond) BUG_ON(!(cond))
+
 /* Serves one pending Redis command from the in-memory map. */
 static void serve_redis(struct fake *f)
 {
     const char *cmd = f->argv[0];
+    const char *key = f->argc > 1 ? f->argv[1] : "";
     struct store_reply rep;
     struct store_reply *el = NULL;
     memset(&rep, 0, sizeof(rep));
     rep.type = STORE_REPLY_NIL;
+    if (strcmp(cmd, "EVAL") == 0 && (strcmp(f->argv[1], store_index_get_lua) == 0 ||
+                                     strcmp(f->argv[1], store_index_hgetall_lua) == 0)) {
+        /* the guarded index reads: KEYS index:ready, the key */
+        CHECK_FAKE(strcmp(f->argv[3], STORE_INDEX_READY) == 0);
+        if (f->index_incomplete) { /* what store/async.c makes of the script's error reply */
+            struct err e = ERR_INIT;
+            err_set(&e, ERRC_UNAVAILABLE, "redis: error reply");
+            snprintf(e.detail, sizeof(e.detail), "%s the index is being rebuilt",
+                     STORE_INDEX_INCOMPLETE);
+            for (int i = 0; i < f->argc; i++) {
+                xfree(f->argv[i]);
+            }
+            xfree(f->argv);
+            f->argv = NULL;
+            f->kind = 0;
+            f->rcb(f->arg, NULL, &e);
+            return;
+        }
+        cmd = strcmp(f->argv[1], store_index_get_lua) == 0 ? "GET" : "HGETALL";
+        key = f->argv[4];
+    }
     if (strcmp(cmd, "SET") == 0) { /* SET key val NX PX ms */
         if (json_object_get(f->redis, f->argv[1]) == NULL) {
             json_object_set_new(f->redis, f->argv[1], json_string(f->argv[2]));
@@ -603,14 +628,14 @@ static void serve_redis(struct fake *f)
             rep.len = 2;
         }
     } else if (strcmp(cmd, "GET") == 0) {
-        json_t *v = json_object_get(f->redis, f->argv[1]);
+        json_t *v = json_object_get(f->redis, key);
         if (json_is_string(v)) {
             rep.type = STORE_REPLY_STRING;
             rep.str = json_string_value(v);
             rep.len = json_string_length(v);
         }
     } else if (strcmp(cmd, "HGETALL") == 0) {
-        json_t *h = json_object_get(f->redis, f->argv[1]);
+        json_t *h = json_object_get(f->redis, key);
         size_t i = 0;
         const char *k;
         json_t *v;
@@ -1134,6 +1159,36 @@ out:
     return rc;
 }
 
+/* Redis lost the index: the flow neither rejects nor dead-letters the certificate, stores
+ * nothing and ends BUSY (retried, not counted as an attempt); once the index is rebuilt the
+ * same event provisions the device. */
+static int test_flow_index_incomplete(void)
+{
+    int rc = 0;
+    struct world w;
+    struct buf tr = BUF_INIT;
+    struct err why = ERR_INIT;
+    CHECK_INT_EQ(world_init(&w), 0);
+    w.f.index_incomplete = true;
+    for (int i = 0; i < 3; i++) {
+        CHECK_INT_EQ(flow(&w, w.dev_id, &tr, &why), JITR_OUT_BUSY);
+        CHECK_STR_EQ(tr.data, "RECEIVED LOCK LOAD LOOKUP UNLOCK FINISHED");
+        CHECK_STR_CONTAINS(why.msg, "the index is incomplete");
+        err_clear(&why);
+    }
+    CHECK_STR_EQ(w.f.calls.data ? w.f.calls.data : "", "");
+    CHECK(dev_state(&w, w.dev_id, "state") == NULL);
+    CHECK_INT_EQ(w.f.audits, 0);
+    w.f.index_incomplete = false;
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, NULL), JITR_OUT_ACTIVATED);
+    CHECK_STR_EQ(tr.data, HAPPY);
+    CHECK_STR_EQ(dev_state(&w, w.dev_id, "state"), "DONE");
+out:
+    buf_release(&tr);
+    world_release(&w);
+    return rc;
+}
+
 /* The append runs off the loop: the flow waits in RECORD, with its state saved before. */
 static int test_flow_audit_waits(void)
 {
@@ -1506,6 +1561,7 @@ int main(int argc, char **argv)
         { "flow_reject_reasons", test_flow_reject_reasons },
         { "flow_forged", test_flow_forged },
         { "flow_busy", test_flow_busy },
+        { "flow_index_incomplete", test_flow_index_incomplete },
         { "flow_audit_waits", test_flow_audit_waits },
         { "flow_audit_failure_retry", test_flow_audit_failure_retry },
         { "flow_audit_crash_before_append", test_flow_audit_crash_before_append },
