@@ -196,15 +196,18 @@ static json_t *error_obj(const struct err *e)
     return v ? v : json_pack("{s:s,s:s}", "code", err_code_name(c), "message", "(unprintable)");
 }
 
-/* Seconds a client should wait before retrying a request refused because the index is being
- * rebuilt (Retry-After of those 503s). */
-#define INDEX_RETRY_AFTER "2"
+/* Seconds a client should wait before retrying a request refused with 503 (a dependency is down
+ * or the index is being rebuilt): the Retry-After of every 503 of a job. */
+#define UNAVAILABLE_RETRY_AFTER "2"
 
 static void job_error(struct job *j, const struct err *e)
 {
     enum err_code c = e->code == ERRC_OK ? ERRC_INTERNAL : e->code;
+    if (c == ERRC_UNAVAILABLE && !j->retry_after[0]) {
+        snprintf(j->retry_after, sizeof(j->retry_after), "%s", UNAVAILABLE_RETRY_AFTER);
+    }
     if (store_err_index_incomplete(e)) {
-        snprintf(j->retry_after, sizeof(j->retry_after), "%s", INDEX_RETRY_AFTER);
+        metrics_index_complete(0); /* before the next check of daemon/heal.c */
     }
     job_json(j, err_http_status(c), json_pack("{s:o}", "error", error_obj(e)));
 }

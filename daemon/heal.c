@@ -27,7 +27,7 @@
 #include "store/async.h"
 #include "store/store.h"
 
-#define HEAL_CHECK_MS    1000
+#define HEAL_CHECK_MS    500 /* at most once per tick of the worker (1 s) */
 #define HEAL_RETRY_MS    5000
 #define HEAL_TIMEOUT_MS  2000
 #define HEAL_LOG_EVERY_MS 5000
