@@ -45,6 +45,7 @@
  */
 #include "audit/audit.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -57,6 +58,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/buf.h"
@@ -323,6 +325,7 @@ struct audit_log {
     uint64_t tail_seq;
     char tail_hash[HASH_HEX + 1];
     off_t tail_size; /* the file size our last commit left */
+    uint64_t torn_cut, quarantined; /* since the last stats update (added under mu) */
     struct buf wbuf;
     struct buf scratch;
     struct hasher h;
@@ -430,6 +433,8 @@ void audit_stats_add(struct audit_stats *a, const struct audit_stats *b)
         a->fsync_le[i] += b->fsync_le[i];
     }
     a->fsync_ns += b->fsync_ns;
+    a->torn_cut += b->torn_cut;
+    a->quarantined += b->quarantined;
 }
 
 void audit_get_stats(struct audit_log *log, struct audit_stats *out)
@@ -617,83 +622,343 @@ out:
     return rc;
 }
 
-/* Reads the tail under the flock: cuts a partial last line, checks the last record and the
- * head file, and caches seq, hash and size. */
-static int tail_load(struct audit_log *log, off_t size, struct err *e)
+static int lock_file(int fd, int how)
 {
-    struct line_rec lr;
-    char why[200];
-    off_t nl;
-    uint64_t head_seq = 0;
-    char head_hash[HASH_HEX + 1];
-    bool head_present = false;
-    struct err herr = ERR_INIT;
-
-    log->tail_known = false;
-    if (size > 0) {
-        char last;
-        if (pread_full(log->fd, &last, 1, size - 1) != 0) {
-            return err_errno(e, ERRC_UNAVAILABLE, "cannot read audit log '%s'", log->path);
-        }
-        if (last != '\n') {
-            if (find_last_nl(log->fd, size, &nl) != 0) {
-                return err_errno(e, ERRC_UNAVAILABLE, "cannot read audit log '%s'", log->path);
-            }
-            log_warn("audit log '%s': cutting an incomplete last line of %lld bytes (a writer "
-                     "stopped in the middle of a write; its records were never acknowledged)",
-                     log->path, (long long)(size - (nl + 1)));
-            if (ftruncate(log->fd, nl + 1) != 0) {
-                return err_errno(e, ERRC_UNAVAILABLE,
-                                 "cannot cut the incomplete last line of audit log '%s'",
-                                 log->path);
-            }
-            size = nl + 1;
-        }
-    }
-    if (size == 0) {
-        log->tail_seq = 0;
-        memcpy(log->tail_hash, ZERO_HASH, HASH_HEX + 1);
-    } else {
-        if (find_last_nl(log->fd, size - 1, &nl) != 0) {
-            return err_errno(e, ERRC_UNAVAILABLE, "cannot read audit log '%s'", log->path);
-        }
-        size_t len = (size_t)(size - 1 - (nl + 1));
-        if (len > LINE_MAX_READ) {
-            return err_set(e, ERRC_INTERNAL,
-                           "audit log '%s' ends with a line longer than %u bytes; refusing to "
-                           "append until it is repaired (see audit verify)",
-                           log->path, LINE_MAX_READ);
-        }
-        buf_reset(&log->scratch);
-        buf_reserve(&log->scratch, len);
-        if (pread_full(log->fd, log->scratch.data, len, nl + 1) != 0) {
-            return err_errno(e, ERRC_UNAVAILABLE, "cannot read audit log '%s'", log->path);
-        }
-        int prob = line_check(&log->h, log->scratch.data, len, false, &lr, why, sizeof(why), e);
-        if (prob < 0) {
+    while (flock(fd, how) != 0) {
+        if (errno != EINTR) {
             return -1;
         }
-        if (prob != AUDIT_OK) {
-            return err_set(e, ERRC_INTERNAL,
-                           "audit log '%s' ends with a damaged record (%s); refusing to append "
-                           "until it is repaired (see audit verify)",
-                           log->path, why);
+    }
+    return 0;
+}
+
+static int cmp_cstr(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* What the next append finds at the log's end (tail_inspect). */
+enum tail_verdict {
+    TAIL_OK,           /* empty, or a valid last record at or beyond the head file's seq */
+    TAIL_TORN_UNACKED, /* a partial last line beyond every acknowledged record: cut it */
+    TAIL_TORN_ACKED,   /* a partial last line that may hold acknowledged records: move it aside */
+    TAIL_DAMAGED,      /* a damaged last record, or fewer records than the head file says */
+};
+
+struct tail_info {
+    enum tail_verdict verdict;
+    off_t cut_at; /* the start of the partial last line (the size without it) */
+    uint64_t seq; /* the last complete record */
+    char hash[HASH_HEX + 1];
+    char why[300]; /* TORN_ACKED, DAMAGED: what, without the path */
+};
+
+/*
+ * Reads the end of the log (size bytes) and its head file and says what an append may do.
+ *
+ * A partial last line (no newline at the end) is the torn write of a writer that stopped inside
+ * write(2), or bytes cut off an acknowledged record. The head file tells them apart: a writer
+ * updates it after the fdatasync and before any caller is told the records are durable, so
+ * every acknowledged record has a seq at or below the head file's (a head that lags after a
+ * power loss lags behind records that are complete on disk, fdatasync'd). Hence the partial line
+ * is an unacknowledged write exactly when the complete line before it is a valid record whose
+ * seq is above the head file's, or equal with the same hash, or when there is no head file (no
+ * commit ever finished). Anything else holds acknowledged bytes: never cut, moved aside.
+ */
+static int tail_inspect(struct hasher *h, int fd, const char *head_path, off_t size,
+                        struct buf *scratch, struct tail_info *ti, struct err *e)
+{
+    struct line_rec lr;
+    char why[200], head_hash[HASH_HEX + 1];
+    uint64_t head_seq = 0;
+    bool head_present = false, torn = false, valid = true;
+    struct err herr = ERR_INIT;
+    off_t nl, end = size;
+
+    memset(ti, 0, sizeof(*ti));
+    if (size > 0) {
+        char last;
+        if (pread_full(fd, &last, 1, size - 1) != 0) {
+            return err_errno(e, ERRC_UNAVAILABLE, "cannot read the audit log");
         }
-        log->tail_seq = lr.seq;
-        memcpy(log->tail_hash, lr.hash, HASH_HEX + 1);
+        if (last != '\n') {
+            if (find_last_nl(fd, size, &nl) != 0) {
+                return err_errno(e, ERRC_UNAVAILABLE, "cannot read the audit log");
+            }
+            torn = true;
+            end = nl + 1;
+        }
     }
-    if (head_read(log->head_path, &head_present, &head_seq, head_hash, &herr) != 0) {
-        log_warn("audit log '%s': ignoring its head file: %s", log->path, herr.msg);
-    } else if (head_present && head_seq > log->tail_seq) {
+    ti->cut_at = end;
+    ti->seq = 0;
+    memcpy(ti->hash, ZERO_HASH, HASH_HEX + 1);
+    if (end > 0) {
+        if (find_last_nl(fd, end - 1, &nl) != 0) {
+            return err_errno(e, ERRC_UNAVAILABLE, "cannot read the audit log");
+        }
+        size_t len = (size_t)(end - 1 - (nl + 1));
+        if (len > LINE_MAX_READ) {
+            valid = false;
+            snprintf(ti->why, sizeof(ti->why), "ends with a line longer than %u bytes",
+                     LINE_MAX_READ);
+        } else {
+            buf_reset(scratch);
+            buf_reserve(scratch, len);
+            if (pread_full(fd, scratch->data, len, nl + 1) != 0) {
+                return err_errno(e, ERRC_UNAVAILABLE, "cannot read the audit log");
+            }
+            int prob = line_check(h, scratch->data, len, false, &lr, why, sizeof(why), e);
+            if (prob < 0) {
+                return -1;
+            }
+            if (prob != AUDIT_OK) {
+                valid = false;
+                snprintf(ti->why, sizeof(ti->why), "ends with a damaged record (%s)", why);
+            } else {
+                ti->seq = lr.seq;
+                memcpy(ti->hash, lr.hash, HASH_HEX + 1);
+            }
+        }
+    }
+    if (head_read(head_path, &head_present, &head_seq, head_hash, &herr) != 0) {
+        log_warn("audit log: ignoring its head file: %s", herr.msg);
+        head_present = false;
+    }
+    if (torn) {
+        bool beyond = valid && (!head_present || ti->seq > head_seq ||
+                                (ti->seq == head_seq && strcmp(ti->hash, head_hash) == 0));
+        ti->verdict = beyond ? TAIL_TORN_UNACKED : TAIL_TORN_ACKED;
+        if (!beyond) {
+            snprintf(ti->why, sizeof(ti->why),
+                     "ends with a partial line of %lld bytes after %s seq %" PRIu64
+                     " while its head file records seq %" PRIu64
+                     ": an acknowledged record was cut",
+                     (long long)(size - end), valid ? "record" : "a damaged record at",
+                     ti->seq, head_seq);
+        }
+        return 0;
+    }
+    if (!valid) {
+        ti->verdict = TAIL_DAMAGED;
+        return 0;
+    }
+    if (head_present && head_seq > ti->seq) {
+        ti->verdict = TAIL_DAMAGED;
+        snprintf(ti->why, sizeof(ti->why),
+                 "ends at seq %" PRIu64 " but its head file records seq %" PRIu64
+                 ": lines were removed from the end",
+                 ti->seq, head_seq);
+        return 0;
+    }
+    ti->verdict = TAIL_OK;
+    return 0;
+}
+
+/* Copies [from, to) of the log to a new PATH.quarantine.<UTC time>[.N] (mode 0640), durably,
+ * and names it in out. */
+static int quarantine_write(struct audit_log *log, off_t from, off_t to, struct buf *out,
+                            struct err *e)
+{
+    char stamp[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    struct buf data = BUF_INIT;
+    int fd = -1, rc = -1;
+    size_t len = (size_t)(to - from);
+    if (gmtime_r(&now, &tm) == NULL || strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm) == 0) {
+        snprintf(stamp, sizeof(stamp), "%lld", (long long)now);
+    }
+    buf_reserve(&data, len);
+    if (pread_full(log->fd, data.data, len, from) != 0) {
+        err_errno(e, ERRC_UNAVAILABLE, "cannot read audit log '%s'", log->path);
+        goto out;
+    }
+    for (int i = 0; fd < 0 && i < 100; i++) {
+        buf_reset(out);
+        buf_addf(out, "%s.quarantine.%s", log->path, stamp);
+        if (i > 0) {
+            buf_addf(out, ".%d", i);
+        }
+        fd = open(out->data, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
+        if (fd < 0 && errno != EEXIST) {
+            break;
+        }
+    }
+    if (fd < 0) {
+        err_errno(e, ERRC_UNAVAILABLE, "cannot create the quarantine file '%s'", out->data);
+        goto out;
+    }
+    if (file_write_full(fd, data.data, len) != 0 || fsync(fd) != 0) {
+        err_errno(e, ERRC_UNAVAILABLE, "cannot write the quarantine file '%s'", out->data);
+        goto out;
+    }
+    {
+        char *dcopy = xstrdup(log->path);
+        int drc = file_fsync_dir(dirname(dcopy), e);
+        xfree(dcopy);
+        if (drc != 0) {
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    if (fd >= 0) {
+        close(fd);
+    }
+    buf_release(&data);
+    return rc;
+}
+
+/* Reads the tail under the flock (tail_inspect): cuts a torn unacknowledged write, moves the
+ * torn end of acknowledged records aside to a quarantine file, refuses a damaged end, and
+ * caches seq, hash and size. */
+static int tail_load(struct audit_log *log, off_t size, struct err *e)
+{
+    struct tail_info ti;
+    struct buf qname = BUF_INIT;
+
+    log->tail_known = false;
+    if (tail_inspect(&log->h, log->fd, log->head_path, size, &log->scratch, &ti, e) != 0) {
+        return err_prefix(e, "audit log '%s'", log->path);
+    }
+    switch (ti.verdict) {
+    case TAIL_OK:
+        break;
+    case TAIL_TORN_UNACKED:
+        log_warn("audit log '%s': cutting an incomplete last line of %lld bytes after seq %" PRIu64
+                 " (a writer stopped in the middle of a write; its records were never "
+                 "acknowledged)",
+                 log->path, (long long)(size - ti.cut_at), ti.seq);
+        if (ftruncate(log->fd, ti.cut_at) != 0) {
+            return err_errno(e, ERRC_UNAVAILABLE,
+                             "cannot cut the incomplete last line of audit log '%s'", log->path);
+        }
+        log->torn_cut++;
+        size = ti.cut_at;
+        break;
+    case TAIL_TORN_ACKED:
+        if (quarantine_write(log, ti.cut_at, size, &qname, e) != 0) {
+            buf_release(&qname);
+            return -1;
+        }
+        if (ftruncate(log->fd, ti.cut_at) != 0) {
+            err_errno(e, ERRC_UNAVAILABLE, "cannot move the torn end of audit log '%s' aside",
+                      log->path);
+            buf_release(&qname);
+            return -1;
+        }
+        log->quarantined++;
+        log_error("audit log '%s' %s; its %lld bytes were moved to '%s' (nothing deleted); "
+                  "appends are refused until an operator repairs the log (jitrctl audit verify)",
+                  log->path, ti.why, (long long)(size - ti.cut_at), qname.data);
+        err_set(e, ERRC_INTERNAL,
+                "audit log '%s' %s (moved aside to '%s'); refusing to append until it is "
+                "repaired (see audit verify)",
+                log->path, ti.why, qname.data);
+        buf_release(&qname);
+        return -1;
+    case TAIL_DAMAGED:
         return err_set(e, ERRC_INTERNAL,
-                       "audit log '%s' ends at seq %" PRIu64
-                       " but its head file records seq %" PRIu64
-                       ": lines were removed from the end; refusing to append (see audit verify)",
-                       log->path, log->tail_seq, head_seq);
+                       "audit log '%s' %s; refusing to append until it is repaired (see audit "
+                       "verify)",
+                       log->path, ti.why);
     }
+    log->tail_seq = ti.seq;
+    memcpy(log->tail_hash, ti.hash, HASH_HEX + 1);
     log->tail_size = size;
     log->tail_known = true;
     return 0;
+}
+
+int audit_tail_check(const char *path, struct audit_report *rep, struct err *e)
+{
+    struct hasher h;
+    struct buf head_path = BUF_INIT, scratch = BUF_INIT;
+    struct tail_info ti;
+    struct stat st;
+    int fd = -1, rc = -1;
+    memset(rep, 0, sizeof(*rep));
+    if (hasher_init(&h, e) != 0) {
+        return -1;
+    }
+    buf_addf(&head_path, "%s.head", path);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno != ENOENT) {
+        err_errno(e, ERRC_UNAVAILABLE, "cannot open audit log '%s'", path);
+        goto out;
+    }
+    if (fd >= 0 && lock_file(fd, LOCK_SH) != 0) {
+        err_errno(e, ERRC_UNAVAILABLE, "cannot lock audit log '%s'", path);
+        goto out;
+    }
+    if (fd >= 0 && fstat(fd, &st) != 0) {
+        err_errno(e, ERRC_UNAVAILABLE, "cannot stat audit log '%s'", path);
+        goto out;
+    }
+    if (tail_inspect(&h, fd, head_path.data, fd >= 0 ? st.st_size : 0, &scratch, &ti, e) != 0) {
+        err_prefix(e, "audit log '%s'", path);
+        goto out;
+    }
+    if (ti.verdict == TAIL_TORN_ACKED || ti.verdict == TAIL_DAMAGED) {
+        rep->problem = ti.verdict == TAIL_DAMAGED && strstr(ti.why, "removed from the end")
+                           ? AUDIT_TRUNCATED
+                       : ti.verdict == TAIL_TORN_ACKED ? AUDIT_TRUNCATED
+                                                       : AUDIT_EDITED;
+        snprintf(rep->message, sizeof(rep->message), "the audit log %.200s", ti.why);
+    }
+    rep->records = ti.seq;
+    rc = 0;
+out:
+    if (fd >= 0) {
+        close(fd); /* drops the shared lock */
+    }
+    hasher_release(&h);
+    buf_release(&head_path);
+    buf_release(&scratch);
+    return rc;
+}
+
+int audit_quarantine_list(const char *path, char ***names, size_t *n, struct err *e)
+{
+    char *dcopy = xstrdup(path), *bcopy = xstrdup(path);
+    const char *dir = dirname(dcopy), *base = basename(bcopy);
+    struct buf prefix = BUF_INIT;
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    char **v = NULL;
+    size_t cnt = 0, cap = 0;
+    int rc = -1;
+    *names = NULL;
+    *n = 0;
+    if (d == NULL) {
+        if (errno == ENOENT) {
+            rc = 0;
+        } else {
+            err_errno(e, ERRC_UNAVAILABLE, "cannot list '%s'", dir);
+        }
+        goto out;
+    }
+    buf_addf(&prefix, "%s.quarantine.", base);
+    while ((de = readdir(d)) != NULL) {
+        if (str_has_prefix(de->d_name, prefix.data)) {
+            struct buf full = BUF_INIT;
+            buf_addf(&full, "%s/%s", dir, de->d_name);
+            v = xgrow(v, sizeof(char *), cnt + 1, &cap);
+            v[cnt++] = buf_detach(&full, NULL);
+        }
+    }
+    closedir(d);
+    if (cnt > 1) {
+        qsort(v, cnt, sizeof(char *), cmp_cstr);
+    }
+    *names = v;
+    *n = cnt;
+    rc = 0;
+out:
+    buf_release(&prefix);
+    xfree(dcopy);
+    xfree(bcopy);
+    return rc;
 }
 
 /* Rewrites PATH.head in place; see the top of the file for why there is neither a rename nor an
@@ -761,16 +1026,6 @@ static int line_build(struct audit_log *log, const struct audit_req *r, size_t i
     buf_addstr(w, HASH_KEY);
     buf_add(w, prev, HASH_HEX);
     buf_addstr(w, "\"}\n");
-    return 0;
-}
-
-static int lock_file(int fd, int how)
-{
-    while (flock(fd, how) != 0) {
-        if (errno != EINTR) {
-            return -1;
-        }
-    }
     return 0;
 }
 
@@ -896,6 +1151,9 @@ static int append_enc(struct audit_log *log, const char *enc, const size_t *boun
             next = r->next;
             r->done = true;
         }
+        log->stats.torn_cut += log->torn_cut;
+        log->stats.quarantined += log->quarantined;
+        log->torn_cut = log->quarantined = 0;
         log->stats.commits += done ? 1 : 0;
         log->stats.records += done;
         log->stats.bytes += done ? log->wbuf.len : 0;

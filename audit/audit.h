@@ -91,6 +91,8 @@ struct audit_stats {
     uint64_t bytes;
     uint64_t fsync_le[AUDIT_FSYNC_NBOUNDS + 1];
     uint64_t fsync_ns;
+    uint64_t torn_cut;    /* torn unacknowledged writes cut off the end */
+    uint64_t quarantined; /* torn ends of acknowledged records moved to a quarantine file */
 };
 /* a += b, field by field */
 void audit_stats_add(struct audit_stats *a, const struct audit_stats *b);
@@ -121,6 +123,18 @@ struct audit_report {
  * its content)"; docs/audit.md lists them all. */
 int audit_verify(const char *path, bool check_head, struct audit_report *report,
                  struct err *e) ATTR_WUR;
+
+/* The log's end as the next append would find it, read-only (under a shared lock), for health
+ * checks: 0 with report->problem AUDIT_OK when an append would go ahead (a missing log, a torn
+ * unacknowledged write, which that append cuts), else AUDIT_TRUNCATED (records cut off the end)
+ * or AUDIT_EDITED (a damaged last record) and a message that does not name the path; records
+ * is the last record's seq. -1 on I/O errors. */
+int audit_tail_check(const char *path, struct audit_report *report, struct err *e) ATTR_WUR;
+
+/* The quarantine files next to the log (PATH.quarantine.<UTC time>[.N]): the torn ends of
+ * acknowledged records that a writer moved aside instead of cutting them (docs/audit.md),
+ * sorted. Free each and the array with xfree. */
+int audit_quarantine_list(const char *path, char ***names, size_t *n, struct err *e) ATTR_WUR;
 
 /* Calls fn for every record in order after checking its hash and link; stops at the first
  * problem (-1, ERRC_INVALID naming the line; a seq jump is final here) or when fn returns

@@ -808,7 +808,7 @@ static int test_writer_refuses_damaged_tail(void)
     CHECK_INT_EQ(e.code, ERRC_INTERNAL);
     snprintf(want, sizeof(want),
              "audit log '%s' ends at seq 4 but its head file records seq 5: lines were removed "
-             "from the end; refusing to append (see audit verify)",
+             "from the end; refusing to append until it is repaired (see audit verify)",
              path);
     CHECK_STR_EQ(e.msg, want);
     CHECK_INT_EQ(file_size(path), size);
@@ -874,6 +874,180 @@ out:
     json_decref(r);
     lines_release(&l);
     lines_release(&full);
+    audit_close(log);
+    return rc;
+}
+
+/* Writes PATH.head as a writer does: {"seq":N,"hash":"..."} padded to 128 bytes. */
+static int head_write_as(const char *path, uint64_t seq, const char *hash)
+{
+    char head[600], text[129];
+    snprintf(head, sizeof(head), "%s.head", path);
+    int n = snprintf(text, sizeof(text), "{\"seq\":%" PRIu64 ",\"hash\":\"%s\"}", seq, hash);
+    memset(text + n, ' ', 127 - (size_t)n);
+    text[127] = '\n';
+    text[128] = '\0';
+    FILE *f = fopen(head, "w");
+    if (f == NULL) {
+        return -1;
+    }
+    size_t w = fwrite(text, 1, 128, f);
+    return fclose(f) == 0 && w == 128 ? 0 : -1;
+}
+
+static void hash_of(const char *line, char out[65])
+{
+    const char *h = strstr(line, "\"hash\":\"");
+    snprintf(out, 65, "%.64s", h ? h + 8 : "");
+}
+
+/* A torn last line is cut only when it lies beyond every acknowledged record (the head file's
+ * seq): after the head's record, or after a lagging head (a power loss); the health check calls
+ * such a log fine (the next append cuts it), and the cut is counted. */
+static int test_torn_unacknowledged_cut(void)
+{
+    int rc = 0;
+    struct err e = ERR_INIT;
+    struct audit_log *log = NULL;
+    struct audit_report rep;
+    struct audit_stats st;
+    struct lines l = { { NULL }, 0 };
+    char path[256], h3[65];
+    char **q = NULL;
+    size_t nq = 0;
+    json_t *r = rec_n("after", 1);
+    uint64_t seq = 0;
+
+    path_in(path, sizeof(path), "torn-unacked.log");
+    CHECK_OK(make_log(path, 5, &e), &e);
+    CHECK_INT_EQ(tt_sh("printf '{\"n\":6,\"prev\":\"12' >> '%s'", path), 0);
+    CHECK_OK(audit_tail_check(path, &rep, &e), &e);
+    CHECK_INT_EQ(rep.problem, AUDIT_OK);
+    log = audit_open(path, &e);
+    CHECK(log != NULL);
+    CHECK_OK(audit_append(log, &r, 1, &seq, &e), &e);
+    CHECK_INT_EQ(seq, 6);
+    audit_get_stats(log, &st);
+    CHECK_INT_EQ(st.torn_cut, 1);
+    CHECK_INT_EQ(st.quarantined, 0);
+    audit_close(log);
+    log = NULL;
+    CHECK_OK(audit_verify(path, true, &rep, &e), &e);
+    CHECK_INT_EQ(rep.problem, AUDIT_OK);
+    CHECK_INT_EQ(rep.records, 6);
+
+    /* the head lags (its update did not reach the disk before a power loss): records 4 and 5
+     * are complete, fdatasync'd, and the torn line after them is still beyond the head */
+    CHECK_OK(make_log(path, 5, &e), &e);
+    CHECK_INT_EQ(lines_read(path, &l), 0);
+    hash_of(l.v[2], h3);
+    CHECK_INT_EQ(head_write_as(path, 3, h3), 0);
+    CHECK_INT_EQ(tt_sh("printf '{\"n\":6' >> '%s'", path), 0);
+    log = audit_open(path, &e);
+    CHECK(log != NULL);
+    CHECK_OK(audit_append(log, &r, 1, &seq, &e), &e);
+    CHECK_INT_EQ(seq, 6);
+    CHECK_OK(audit_quarantine_list(path, &q, &nq, &e), &e);
+    CHECK_INT_EQ(nq, 0);
+out:
+    for (size_t i = 0; i < nq; i++) {
+        xfree(q[i]);
+    }
+    xfree(q);
+    json_decref(r);
+    lines_release(&l);
+    audit_close(log);
+    return rc;
+}
+
+/* Bytes cut off an acknowledged record are never deleted: the writer moves them to a quarantine
+ * file next to the log (named with the time), counts it, and refuses to append, as it does on
+ * every later attempt (without a second quarantine); the health check and verify say so. */
+static int test_torn_acknowledged_quarantined(void)
+{
+    int rc = 0;
+    struct err e = ERR_INIT;
+    struct audit_log *log = NULL;
+    struct audit_report rep;
+    struct audit_stats st;
+    struct lines l = { { NULL }, 0 };
+    struct buf qdata = BUF_INIT;
+    char path[256];
+    char **q = NULL;
+    size_t nq = 0;
+    json_t *r = rec_n("after", 1);
+    uint64_t seq = 0;
+    off_t size;
+
+    path_in(path, sizeof(path), "torn-acked.log");
+    CHECK_INT_EQ(tt_sh("rm -f '%s'.quarantine.*", path), 0);
+    CHECK_OK(make_log(path, 5, &e), &e);
+    CHECK_INT_EQ(lines_read(path, &l), 0);
+    size = file_size(path);
+    CHECK_INT_EQ(truncate(path, size - 40), 0); /* record 5 (acknowledged) loses 40 bytes */
+    CHECK_OK(audit_tail_check(path, &rep, &e), &e);
+    CHECK_INT_EQ(rep.problem, AUDIT_TRUNCATED);
+    CHECK_STR_CONTAINS(rep.message, "an acknowledged record was cut");
+    CHECK(strstr(rep.message, path) == NULL);
+    log = audit_open(path, &e);
+    CHECK(log != NULL);
+    CHECK_INT_EQ(audit_append(log, &r, 1, &seq, &e), -1);
+    CHECK_INT_EQ(e.code, ERRC_INTERNAL);
+    CHECK_STR_CONTAINS(e.msg, "an acknowledged record was cut");
+    CHECK_STR_CONTAINS(e.msg, ".quarantine.");
+    CHECK_OK(audit_quarantine_list(path, &q, &nq, &e), &e);
+    CHECK_INT_EQ(nq, 1);
+    /* the quarantine holds exactly the bytes that were left of record 5 */
+    CHECK_OK(file_read_all(q[0], 1 << 20, &qdata, &e), &e);
+    CHECK_INT_EQ(qdata.len, strlen(l.v[4]) + 1 - 40);
+    CHECK(memcmp(qdata.data, l.v[4], qdata.len) == 0);
+    CHECK_INT_EQ(file_size(path), size - (off_t)strlen(l.v[4]) - 1);
+    /* refused again, nothing more moved */
+    err_clear(&e);
+    CHECK_INT_EQ(audit_append(log, &r, 1, &seq, &e), -1);
+    CHECK_STR_CONTAINS(e.msg, "ends at seq 4 but its head file records seq 5");
+    audit_get_stats(log, &st);
+    CHECK_INT_EQ(st.quarantined, 1);
+    CHECK_INT_EQ(st.torn_cut, 0);
+    for (size_t i = 0; i < nq; i++) {
+        xfree(q[i]);
+    }
+    xfree(q);
+    q = NULL;
+    CHECK_OK(audit_quarantine_list(path, &q, &nq, &e), &e);
+    CHECK_INT_EQ(nq, 1);
+    CHECK_OK(audit_verify(path, true, &rep, &e), &e);
+    CHECK_INT_EQ(rep.problem, AUDIT_TRUNCATED);
+    CHECK_OK(audit_tail_check(path, &rep, &e), &e);
+    CHECK_INT_EQ(rep.problem, AUDIT_TRUNCATED);
+    CHECK_STR_CONTAINS(rep.message, "lines were removed from the end");
+    /* a damaged last record (an edit): refused in place, nothing moved */
+    audit_close(log);
+    log = NULL;
+    CHECK_OK(make_log(path, 5, &e), &e);
+    CHECK_INT_EQ(tt_sh("sed -i '5s/\"n\":5/\"n\":7/' '%s'", path), 0);
+    size = file_size(path);
+    CHECK_OK(audit_tail_check(path, &rep, &e), &e);
+    CHECK_INT_EQ(rep.problem, AUDIT_EDITED);
+    log = audit_open(path, &e);
+    CHECK(log != NULL);
+    CHECK_INT_EQ(audit_append(log, &r, 1, &seq, &e), -1);
+    CHECK_INT_EQ(file_size(path), size);
+    for (size_t i = 0; i < nq; i++) {
+        xfree(q[i]);
+    }
+    xfree(q);
+    q = NULL;
+    CHECK_OK(audit_quarantine_list(path, &q, &nq, &e), &e);
+    CHECK_INT_EQ(nq, 1);
+out:
+    for (size_t i = 0; q && i < nq; i++) {
+        xfree(q[i]);
+    }
+    xfree(q);
+    buf_release(&qdata);
+    json_decref(r);
+    lines_release(&l);
     audit_close(log);
     return rc;
 }
@@ -1149,6 +1323,8 @@ int main(int argc, char **argv)
         { "tampering", test_tampering },
         { "writer_refuses_damaged_tail", test_writer_refuses_damaged_tail },
         { "crash_recovery", test_crash_recovery },
+        { "torn_unacknowledged_cut", test_torn_unacknowledged_cut },
+        { "torn_acknowledged_quarantined", test_torn_acknowledged_quarantined },
         { "foreach", test_foreach },
         { "one_fsync_per_commit", test_one_fsync_per_commit },
         { "concurrent_writers", test_concurrent_writers },
