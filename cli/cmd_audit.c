@@ -12,6 +12,7 @@
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "ca/authority.h"
 #include "cli/cli.h"
@@ -27,8 +28,16 @@ static const char audit_usage[] =
     "       jitrctl audit import FILE\n"
     "verify  checks the hash chain of the audit log (default: the configured one) and names\n"
     "        the first edited, removed, reordered or truncated line; exit 0 only when intact.\n"
+    "        It also lists the quarantine files next to the log (PATH.quarantine.<time>): the\n"
+    "        torn end of an acknowledged record that a writer moved aside, never deleted.\n"
     "import  appends the issuance records of another host's audit log (after checking its\n"
     "        chain and each certificate's signature against this store's CAs) and indexes them.\n";
+
+static long long file_size_or(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (long long)st.st_size : -1;
+}
 
 static int audit_verify_cmd(struct cli *cli, int argc, char **argv, struct err *e)
 {
@@ -56,26 +65,42 @@ static int audit_verify_cmd(struct cli *cli, int argc, char **argv, struct err *
         path = conf_audit_path(c);
     }
     struct audit_report rep = { 0 };
-    if (audit_verify(path, true, &rep, e) != 0) {
+    char **q = NULL;
+    size_t nq = 0;
+    int rc = 0;
+    if (audit_verify(path, true, &rep, e) != 0 || audit_quarantine_list(path, &q, &nq, e) != 0) {
         return -1;
     }
     if (cli->json) {
         json_t *o = json_pack("{s:s,s:b,s:I}", "file", path, "intact", rep.problem == AUDIT_OK,
                               "records", (json_int_t)rep.records);
+        json_t *qa = json_array();
         if (rep.problem != AUDIT_OK) {
             json_object_set_new(o, "line", json_integer((json_int_t)rep.line));
             json_object_set_new(o, "problem", json_string(rep.message));
         }
+        for (size_t i = 0; i < nq; i++) {
+            json_array_append_new(qa, json_string(q[i]));
+        }
+        json_object_set_new(o, "quarantine", qa);
         cli_print_json(o);
     }
-    if (rep.problem != AUDIT_OK) {
-        return err_set(e, ERRC_INVALID, "audit log '%s' is damaged: %s", path, rep.message);
+    /* what writers moved aside instead of deleting it: evidence for the operator */
+    for (size_t i = 0; i < nq; i++) {
+        fprintf(stderr,
+                "quarantine: %s (%lld bytes: the torn end of an acknowledged record, moved "
+                "aside by a writer)\n",
+                q[i], (long long)file_size_or(q[i]));
+        xfree(q[i]);
     }
-    if (!cli->json) {
+    xfree(q);
+    if (rep.problem != AUDIT_OK) {
+        rc = err_set(e, ERRC_INVALID, "audit log '%s' is damaged: %s", path, rep.message);
+    } else if (!cli->json) {
         printf("audit log %s: %llu records, chain intact\n", path,
                (unsigned long long)rep.records);
     }
-    return 0;
+    return rc;
 }
 
 struct import {

@@ -200,8 +200,48 @@ static json_t *error_obj(const struct err *e)
  * or the index is being rebuilt): the Retry-After of every 503 of a job. */
 #define UNAVAILABLE_RETRY_AFTER "2"
 
-static void job_error(struct job *j, const struct err *e)
+static const char *const audit_problem_names[] = {
+    [AUDIT_OK] = "intact",         [AUDIT_EDITED] = "edited",
+    [AUDIT_REMOVED] = "removed",   [AUDIT_REORDERED] = "reordered",
+    [AUDIT_TRUNCATED] = "truncated", [AUDIT_MALFORMED] = "malformed",
+};
+
+/* The refusal of a request that needs the audit log while it is damaged (daemon/auditwatch.c
+ * found it): 503, nothing signed or revoked. */
+static int audit_damaged_err(struct err *e)
 {
+    enum audit_problem p;
+    uint64_t line;
+    if (!metrics_audit_damaged(&p, &line)) {
+        return 0;
+    }
+    return err_set(e, ERRC_UNAVAILABLE,
+                   "the audit log is damaged (line %llu: %s): signing is suspended until an "
+                   "operator repairs it",
+                   (unsigned long long)line,
+                   (unsigned)p < ARRAY_LEN(audit_problem_names) ? audit_problem_names[p] : "?");
+}
+
+/* What a client may read of an audit log failure: never the log's path (jitrd's log has the
+ * whole message, audit.c wrote it there), and 503 for a damaged end as for an I/O error. */
+static void audit_err_for_client(const struct snap *s, struct err *e)
+{
+    if (strstr(e->msg, conf_audit_path(s->conf)) == NULL) {
+        return;
+    }
+    bool damaged = e->code == ERRC_INTERNAL;
+    err_clear(e);
+    err_set(e, ERRC_UNAVAILABLE, "%s",
+            damaged ? "the audit log is damaged: signing is suspended until an operator repairs "
+                      "it; nothing was issued"
+                    : "the audit log cannot be written (disk full or I/O error); nothing was "
+                      "issued");
+}
+
+static void job_error(struct job *j, const struct err *orig)
+{
+    struct err safe = *orig, *e = &safe;
+    audit_err_for_client(j->snap, e);
     enum err_code c = e->code == ERRC_OK ? ERRC_INTERNAL : e->code;
     if (c == ERRC_UNAVAILABLE && !j->retry_after[0]) {
         snprintf(j->retry_after, sizeof(j->retry_after), "%s", UNAVAILABLE_RETRY_AFTER);
@@ -683,8 +723,16 @@ static void sign_jobs(struct tstate *ts, struct job **jobs, size_t nj)
 {
     const struct snap *s = jobs[0]->snap; /* a batch is of one snapshot (api_run_many) */
     struct ca_memo memo = { xcalloc(s->ncas + 1, 1), xcalloc(s->ncas + 1, sizeof(struct err)) };
+    struct err damaged = ERR_INIT;
+    (void)audit_damaged_err(&damaged);
     for (size_t q = 0; q < nj; q++) {
         log_set_request_id(jobs[q]->request_id);
+        if (damaged.code != ERRC_OK) {
+            jobs[q]->out = xcalloc(jobs[q]->n, sizeof(*jobs[q]->out));
+            jobs[q]->ca_of = xcalloc(jobs[q]->n, sizeof(size_t));
+            job_fail(jobs[q], &damaged);
+            continue;
+        }
         sign_check(ts, jobs[q], &memo);
     }
     rate_take_many(ts, jobs, nj);
@@ -812,6 +860,25 @@ out:
     buf_release(&pem);
 }
 
+/* /readyz: the audit log must be intact at its end (checked now) and as a whole (the last walk
+ * of daemon/auditwatch.c). The reason names the problem, not the path. */
+static int ready_audit_check(const struct snap *s, struct err *e)
+{
+    struct audit_report rep;
+    if (audit_damaged_err(e) != 0) {
+        return -1;
+    }
+    if (audit_tail_check(conf_audit_path(s->conf), &rep, e) != 0) {
+        audit_err_for_client(s, e);
+        return -1;
+    }
+    if (rep.problem != AUDIT_OK) {
+        return err_set(e, ERRC_UNAVAILABLE, "%s: signing is suspended until an operator repairs it",
+                       rep.message);
+    }
+    return 0;
+}
+
 /* /readyz: the index must be complete (daemon/heal.c rebuilds it otherwise). */
 static int ready_index_check(struct store *st, struct err *e)
 {
@@ -850,6 +917,10 @@ static void run_ready(struct job *j, struct tstate *ts)
             return;
         }
     }
+    if (ready_audit_check(j->snap, &e) != 0) {
+        job_error(j, &e);
+        return;
+    }
     if (ready_index_check(st, &e) != 0) {
         ts_after_error(ts, &e);
         job_error(j, &e);
@@ -865,7 +936,8 @@ static void run_revoke(struct job *j, struct tstate *ts)
     struct store *st;
     enum ca_crl_reason reason = CA_CRL_UNSPECIFIED;
     json_t *o;
-    if (client_status(ts, j, NULL, &e) != 0 || (st = ts_store(ts, j->snap, &e)) == NULL) {
+    if (audit_damaged_err(&e) != 0 || client_status(ts, j, NULL, &e) != 0 ||
+        (st = ts_store(ts, j->snap, &e)) == NULL) {
         goto fail;
     }
     if (j->reason[0] && ca_crl_reason_parse(j->reason, &reason, &e) != 0) {

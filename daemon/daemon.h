@@ -175,6 +175,11 @@ void metrics_index_progress(uint64_t records);
 void metrics_index_rebuilt(bool ok, uint64_t records);
 /* Records replayed by the running or last rebuild of this jitrd. */
 uint64_t metrics_index_records(void);
+/* The audit log's health (daemon/auditwatch.c): the problem found (AUDIT_OK when intact), at
+ * which line, and the quarantine files next to the log. metrics_audit_damaged() is true while
+ * the log is damaged, with the problem and line when asked (NULL: not wanted). */
+void metrics_audit_health(enum audit_problem problem, uint64_t line, size_t quarantined);
+bool metrics_audit_damaged(enum audit_problem *problem, uint64_t *line);
 /* Prometheus text exposition; route_names[i] labels route i. */
 void metrics_render(struct buf *out, const char *const *route_names, size_t nroutes);
 
@@ -190,6 +195,15 @@ void heal_tick(struct heal *h, struct snap *s);
 void heal_stop(struct heal *h);
 bool heal_busy(const struct heal *h);
 void heal_free(struct heal *h);
+
+/* ---- auditwatch ----------------------------------------------------------------------------- */
+
+/* Worker 0 watches the audit log's health in a thread (daemon/auditwatch.c). */
+struct auditwatch;
+struct auditwatch *auditwatch_start(const char *path) ATTR_WUR;
+/* A full walk of the chain now (SIGHUP: after an operator's repair). */
+void auditwatch_verify_now(struct auditwatch *w);
+void auditwatch_stop(struct auditwatch *w);
 
 /* ---- api / worker --------------------------------------------------------------------------- */
 

@@ -49,6 +49,11 @@ struct shm {
     atomic_int index_rebuilding;
     atomic_uint_fast64_t index_records;
     atomic_uint_fast64_t index_rebuilds_ok, index_rebuilds_failed;
+    atomic_int audit_problem; /* enum audit_problem; AUDIT_OK when intact */
+    atomic_uint_fast64_t audit_problem_line;
+    atomic_uint_fast64_t audit_quarantine_files;
+    atomic_uint_fast64_t audit_torn_cut[METRICS_WORKERS];
+    atomic_uint_fast64_t audit_quarantined[METRICS_WORKERS];
 };
 
 static struct shm *M;
@@ -141,6 +146,8 @@ void metrics_audit(size_t worker, const struct audit_stats *st)
             atomic_store(&M->audit_fsync_le[worker][i], st->fsync_le[i]);
         }
         atomic_store(&M->audit_fsync_ns[worker], st->fsync_ns);
+        atomic_store(&M->audit_torn_cut[worker], st->torn_cut);
+        atomic_store(&M->audit_quarantined[worker], st->quarantined);
     }
 }
 
@@ -186,6 +193,53 @@ void metrics_index_rebuilt(bool ok, uint64_t records)
 uint64_t metrics_index_records(void)
 {
     return M ? atomic_load(&M->index_records) : 0;
+}
+
+void metrics_audit_health(enum audit_problem problem, uint64_t line, size_t quarantined)
+{
+    if (M) {
+        atomic_store(&M->audit_problem_line, line);
+        atomic_store(&M->audit_quarantine_files, quarantined);
+        atomic_store(&M->audit_problem, (int)problem);
+    }
+}
+
+bool metrics_audit_damaged(enum audit_problem *problem, uint64_t *line)
+{
+    int p = M ? atomic_load(&M->audit_problem) : AUDIT_OK;
+    if (problem) {
+        *problem = (enum audit_problem)p;
+    }
+    if (line) {
+        *line = M ? atomic_load(&M->audit_problem_line) : 0;
+    }
+    return p != AUDIT_OK;
+}
+
+static void audit_health_render(struct buf *out)
+{
+    uint64_t cut = 0, moved = 0;
+    for (size_t w = 0; w < METRICS_WORKERS; w++) {
+        cut += atomic_load(&M->audit_torn_cut[w]);
+        moved += atomic_load(&M->audit_quarantined[w]);
+    }
+    buf_addf(out,
+             "# HELP jitrd_audit_damaged Whether the audit log is damaged (signing answers 503 "
+             "until it is repaired).\n"
+             "# TYPE jitrd_audit_damaged gauge\njitrd_audit_damaged %d\n"
+             "# HELP jitrd_audit_quarantine_files Quarantine files next to the audit log (torn "
+             "ends of acknowledged records moved aside).\n"
+             "# TYPE jitrd_audit_quarantine_files gauge\njitrd_audit_quarantine_files %llu\n"
+             "# HELP jitrd_audit_torn_tails_cut_total Torn unacknowledged writes cut off the "
+             "end of the audit log by the running workers.\n"
+             "# TYPE jitrd_audit_torn_tails_cut_total counter\n"
+             "jitrd_audit_torn_tails_cut_total %llu\n"
+             "# HELP jitrd_audit_quarantined_total Torn ends of acknowledged records moved to a "
+             "quarantine file by the running workers.\n"
+             "# TYPE jitrd_audit_quarantined_total counter\njitrd_audit_quarantined_total %llu\n",
+             atomic_load(&M->audit_problem) != AUDIT_OK ? 1 : 0,
+             (unsigned long long)atomic_load(&M->audit_quarantine_files),
+             (unsigned long long)cut, (unsigned long long)moved);
 }
 
 static void index_render(struct buf *out)
@@ -330,4 +384,5 @@ void metrics_render(struct buf *out, const char *const *route_names, size_t nrou
              "# TYPE jitrd_worker_restarts_total counter\njitrd_worker_restarts_total %llu\n",
              (unsigned long long)atomic_load(&M->restarts));
     index_render(out);
+    audit_health_render(out);
 }

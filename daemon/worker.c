@@ -27,6 +27,7 @@ struct worker {
     struct api api;
     struct jitr_service *jitr; /* NULL without jitr.enabled */
     struct heal *heal;         /* the Redis index's self-healing */
+    struct auditwatch *aw;     /* worker 0: the audit log's health */
     struct event *ev_hup, *ev_term, *ev_int, *tick;
     bool stopping;
     int64_t stop_deadline_ms;
@@ -85,6 +86,7 @@ static void on_hup(evutil_socket_t fd, short what, void *arg)
     struct worker *w = arg;
     log_info("SIGHUP: reloading");
     api_reload_start(&w->api);
+    auditwatch_verify_now(w->aw);
 }
 
 static void on_term(evutil_socket_t fd, short what, void *arg)
@@ -202,6 +204,10 @@ int worker_main(const char *config_path, size_t slot)
         }
         w.jitr = jitr; /* drained with the signing listener on SIGTERM */
     }
+    if (slot == 0 && (w.aw = auditwatch_start(conf_audit_path(c))) == NULL) {
+        log_error("worker %zu: cannot start the audit log check", slot);
+        goto out;
+    }
     w.heal = heal_new(a->base, slot);
     if (w.heal == NULL) {
         log_error("worker %zu: cannot set up the index check", slot);
@@ -226,6 +232,7 @@ out:
     w.jitr = NULL;
     jitr_service_free(jitr);
     heal_free(w.heal);
+    auditwatch_stop(w.aw);
     /* completions still queued reply through httpd: the pool goes first */
     pool_free(a->pool);
     httpd_free(a->httpd);
