@@ -435,6 +435,7 @@ void audit_stats_add(struct audit_stats *a, const struct audit_stats *b)
     a->fsync_ns += b->fsync_ns;
     a->torn_cut += b->torn_cut;
     a->quarantined += b->quarantined;
+    a->failures += b->failures;
 }
 
 void audit_get_stats(struct audit_log *log, struct audit_stats *out)
@@ -1154,6 +1155,7 @@ static int append_enc(struct audit_log *log, const char *enc, const size_t *boun
         log->stats.torn_cut += log->torn_cut;
         log->stats.quarantined += log->quarantined;
         log->torn_cut = log->quarantined = 0;
+        log->stats.failures += done ? 0 : 1; /* a batch is never empty */
         log->stats.commits += done ? 1 : 0;
         log->stats.records += done;
         log->stats.bytes += done ? log->wbuf.len : 0;

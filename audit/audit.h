@@ -93,6 +93,7 @@ struct audit_stats {
     uint64_t fsync_ns;
     uint64_t torn_cut;    /* torn unacknowledged writes cut off the end */
     uint64_t quarantined; /* torn ends of acknowledged records moved to a quarantine file */
+    uint64_t failures;    /* commits that failed (I/O error, disk full, a damaged end) */
 };
 /* a += b, field by field */
 void audit_stats_add(struct audit_stats *a, const struct audit_stats *b);

@@ -206,13 +206,15 @@ static const char *const audit_problem_names[] = {
     [AUDIT_TRUNCATED] = "truncated", [AUDIT_MALFORMED] = "malformed",
 };
 
-/* The refusal of a request that needs the audit log while it is damaged (daemon/auditwatch.c
- * found it): 503, nothing signed or revoked. */
-static int audit_damaged_err(struct err *e)
+/* The refusal of a request that needs the audit log while it is damaged: 503, nothing signed or
+ * revoked. Signing asks only about damage the walk of daemon/auditwatch.c found in the middle
+ * (any_part false): the end is checked by every append itself. */
+static int audit_damaged_err(struct err *e, bool any_part)
 {
     enum audit_problem p;
     uint64_t line;
-    if (!metrics_audit_damaged(&p, &line)) {
+    bool walk;
+    if (!metrics_audit_damaged(&p, &line, &walk) || (!walk && !any_part)) {
         return 0;
     }
     return err_set(e, ERRC_UNAVAILABLE,
@@ -724,7 +726,7 @@ static void sign_jobs(struct tstate *ts, struct job **jobs, size_t nj)
     const struct snap *s = jobs[0]->snap; /* a batch is of one snapshot (api_run_many) */
     struct ca_memo memo = { xcalloc(s->ncas + 1, 1), xcalloc(s->ncas + 1, sizeof(struct err)) };
     struct err damaged = ERR_INIT;
-    (void)audit_damaged_err(&damaged);
+    (void)audit_damaged_err(&damaged, false);
     for (size_t q = 0; q < nj; q++) {
         log_set_request_id(jobs[q]->request_id);
         if (damaged.code != ERRC_OK) {
@@ -865,7 +867,7 @@ out:
 static int ready_audit_check(const struct snap *s, struct err *e)
 {
     struct audit_report rep;
-    if (audit_damaged_err(e) != 0) {
+    if (audit_damaged_err(e, true) != 0) {
         return -1;
     }
     if (audit_tail_check(conf_audit_path(s->conf), &rep, e) != 0) {
@@ -936,7 +938,7 @@ static void run_revoke(struct job *j, struct tstate *ts)
     struct store *st;
     enum ca_crl_reason reason = CA_CRL_UNSPECIFIED;
     json_t *o;
-    if (audit_damaged_err(&e) != 0 || client_status(ts, j, NULL, &e) != 0 ||
+    if (audit_damaged_err(&e, false) != 0 || client_status(ts, j, NULL, &e) != 0 ||
         (st = ts_store(ts, j->snap, &e)) == NULL) {
         goto fail;
     }

@@ -8,9 +8,11 @@
  *     while damaged, so a repair is noticed soon), the whole chain (audit_verify: an edited
  *     line in the middle);
  *   - the quarantine files next to the log.
- * The verdict goes to the shared metrics (metrics_audit_health), which every worker's signing
- * threads read before they sign: a damaged log answers 503 (and /readyz 503 with the line and the
- * problem) until a check finds it intact again.
+ * The verdict goes to the shared metrics (metrics_audit_health): /readyz answers 503 with the line
+ * and the problem while the log is damaged, and every worker's signing threads refuse (503) while
+ * the walk has found a problem in the middle, which no append would notice. A damaged end needs
+ * no such check: every append reads the end first and refuses (after moving the torn end of an
+ * acknowledged record aside to a quarantine file).
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -58,11 +60,13 @@ static void check(struct auditwatch *w, bool full, struct audit_report *last_ful
     }
     /* the end of the log: the tail check is current and decides (a torn unacknowledged write is
      * fine there); the middle: the last full walk */
+    bool walk = false;
     rep = tail;
     rep.line = tail.records + 1;
     if (tail.problem == AUDIT_OK && last_full->problem != AUDIT_OK &&
         last_full->problem != AUDIT_TRUNCATED) {
         rep = *last_full;
+        walk = true;
     }
     if (audit_quarantine_list(w->path, &q, &nq, &e) != 0) {
         nq = 0;
@@ -71,8 +75,8 @@ static void check(struct auditwatch *w, bool full, struct audit_report *last_ful
         xfree(q[i]);
     }
     xfree(q);
-    bool was = metrics_audit_damaged(NULL, NULL);
-    metrics_audit_health(rep.problem, rep.line, nq);
+    bool was = metrics_audit_damaged(NULL, NULL, NULL);
+    metrics_audit_health(rep.problem, rep.line, walk, nq);
     if (rep.problem != AUDIT_OK && !was) {
         log_error("the audit log is damaged (%s): signing is refused with 503 until an operator "
                   "repairs it (jitrctl audit verify)",

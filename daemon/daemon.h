@@ -176,10 +176,13 @@ void metrics_index_rebuilt(bool ok, uint64_t records);
 /* Records replayed by the running or last rebuild of this jitrd. */
 uint64_t metrics_index_records(void);
 /* The audit log's health (daemon/auditwatch.c): the problem found (AUDIT_OK when intact), at
- * which line, and the quarantine files next to the log. metrics_audit_damaged() is true while
- * the log is damaged, with the problem and line when asked (NULL: not wanted). */
-void metrics_audit_health(enum audit_problem problem, uint64_t line, size_t quarantined);
-bool metrics_audit_damaged(enum audit_problem *problem, uint64_t *line);
+ * which line, whether the walk of the whole chain found it (an edit in the middle, which no
+ * append would notice) rather than the check of its end (which every append makes itself), and
+ * the quarantine files next to the log. metrics_audit_damaged() is true while the log is
+ * damaged, with the details when asked (NULL: not wanted). */
+void metrics_audit_health(enum audit_problem problem, uint64_t line, bool walk,
+                          size_t quarantined);
+bool metrics_audit_damaged(enum audit_problem *problem, uint64_t *line, bool *walk);
 /* Prometheus text exposition; route_names[i] labels route i. */
 void metrics_render(struct buf *out, const char *const *route_names, size_t nroutes);
 

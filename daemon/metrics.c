@@ -51,9 +51,11 @@ struct shm {
     atomic_uint_fast64_t index_rebuilds_ok, index_rebuilds_failed;
     atomic_int audit_problem; /* enum audit_problem; AUDIT_OK when intact */
     atomic_uint_fast64_t audit_problem_line;
+    atomic_bool audit_problem_walk;
     atomic_uint_fast64_t audit_quarantine_files;
     atomic_uint_fast64_t audit_torn_cut[METRICS_WORKERS];
     atomic_uint_fast64_t audit_quarantined[METRICS_WORKERS];
+    atomic_uint_fast64_t audit_failures[METRICS_WORKERS];
 };
 
 static struct shm *M;
@@ -148,6 +150,7 @@ void metrics_audit(size_t worker, const struct audit_stats *st)
         atomic_store(&M->audit_fsync_ns[worker], st->fsync_ns);
         atomic_store(&M->audit_torn_cut[worker], st->torn_cut);
         atomic_store(&M->audit_quarantined[worker], st->quarantined);
+        atomic_store(&M->audit_failures[worker], st->failures);
     }
 }
 
@@ -195,18 +198,23 @@ uint64_t metrics_index_records(void)
     return M ? atomic_load(&M->index_records) : 0;
 }
 
-void metrics_audit_health(enum audit_problem problem, uint64_t line, size_t quarantined)
+void metrics_audit_health(enum audit_problem problem, uint64_t line, bool walk,
+                          size_t quarantined)
 {
     if (M) {
+        atomic_store(&M->audit_problem_walk, walk);
         atomic_store(&M->audit_problem_line, line);
         atomic_store(&M->audit_quarantine_files, quarantined);
         atomic_store(&M->audit_problem, (int)problem);
     }
 }
 
-bool metrics_audit_damaged(enum audit_problem *problem, uint64_t *line)
+bool metrics_audit_damaged(enum audit_problem *problem, uint64_t *line, bool *walk)
 {
     int p = M ? atomic_load(&M->audit_problem) : AUDIT_OK;
+    if (walk) {
+        *walk = M ? atomic_load(&M->audit_problem_walk) : false;
+    }
     if (problem) {
         *problem = (enum audit_problem)p;
     }
@@ -218,11 +226,18 @@ bool metrics_audit_damaged(enum audit_problem *problem, uint64_t *line)
 
 static void audit_health_render(struct buf *out)
 {
-    uint64_t cut = 0, moved = 0;
+    uint64_t cut = 0, moved = 0, failed = 0;
     for (size_t w = 0; w < METRICS_WORKERS; w++) {
         cut += atomic_load(&M->audit_torn_cut[w]);
         moved += atomic_load(&M->audit_quarantined[w]);
+        failed += atomic_load(&M->audit_failures[w]);
     }
+    buf_addf(out,
+             "# HELP jitrd_audit_commit_failures_total Audit commits that failed (disk full, I/O "
+             "error, a damaged log): nothing of them was handed out.\n"
+             "# TYPE jitrd_audit_commit_failures_total counter\n"
+             "jitrd_audit_commit_failures_total %llu\n",
+             (unsigned long long)failed);
     buf_addf(out,
              "# HELP jitrd_audit_damaged Whether the audit log is damaged (signing answers 503 "
              "until it is repaired).\n"
