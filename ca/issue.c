@@ -403,7 +403,8 @@ static int signer_sctx(struct ca_signer *s, const struct ca_issuer *is, struct e
         (EVP_PKEY_is_a(is->key, "RSA") &&
          EVP_PKEY_CTX_set_rsa_padding(s->sctx, RSA_PKCS1_PADDING) != 1)) {
         drop_sctx(s);
-        return err_openssl(e, ERRC_INTERNAL, "cannot set up signing with the CA key");
+        return err_openssl(e, is->hsm ? ERRC_UNAVAILABLE : ERRC_INTERNAL,
+                           "cannot set up signing with the CA key");
     }
     s->sign_for = is->id;
     return 0;
@@ -783,7 +784,11 @@ static int sign_raw(struct ca_signer *s, const struct ca_issuer *is, const uint8
     }
     if (ok != 1) {
         drop_sctx(s);
-        return err_openssl(e, ERRC_INTERNAL, "signing with the CA key failed");
+        /* an HSM that fails a signature is unreachable or lost its session (503: retry); a
+         * file key that fails is a bug */
+        return is->hsm ? err_openssl(e, ERRC_UNAVAILABLE,
+                                     "signing with the CA key failed (is the HSM reachable?)")
+                       : err_openssl(e, ERRC_INTERNAL, "signing with the CA key failed");
     }
     return 0;
 }
