@@ -20,6 +20,8 @@
 #include "core/mem.h"
 #include "core/util.h"
 #include "issuance/issuance.h"
+#include "issuance/reindex.h"
+#include "store/store.h"
 
 struct csr {
     uint8_t *der;
@@ -165,6 +167,15 @@ int main(int argc, char **argv)
     if (ctx == NULL) {
         fprintf(stderr, "bench: %s\n", e.msg);
         return 1;
+    }
+    if (!no_io) { /* reservations need a complete index (a fresh Redis: an empty one) */
+        struct store *st = store_connect(c->redis_url, &e);
+        if (st == NULL || issuance_index_ensure(c, st, 60000, NULL, NULL, &e) != 0) {
+            fprintf(stderr, "bench: %s\n", e.msg);
+            store_free(st);
+            return 1;
+        }
+        store_free(st);
     }
     struct run r = { .ctx = ctx, .n = (size_t)count, .batch = (size_t)batch, .no_io = no_io };
     r.profile = ca_profiles_find(ctx->profiles, c->default_profile);
