@@ -732,10 +732,9 @@ static int tail_inspect(struct hasher *h, int fd, const char *head_path, off_t s
         if (!beyond) {
             snprintf(ti->why, sizeof(ti->why),
                      "ends with a partial line of %lld bytes after %s seq %" PRIu64
-                     " while its head file records seq %" PRIu64
-                     ": an acknowledged record was cut",
-                     (long long)(size - end), valid ? "record" : "a damaged record at",
-                     ti->seq, head_seq);
+                     " while its head file records seq %" PRIu64 ": an acknowledged record was cut",
+                     (long long)(size - end), valid ? "record" : "a damaged record at", ti->seq,
+                     head_seq);
         }
         return 0;
     }

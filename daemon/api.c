@@ -201,8 +201,8 @@ static json_t *error_obj(const struct err *e)
 #define UNAVAILABLE_RETRY_AFTER "2"
 
 static const char *const audit_problem_names[] = {
-    [AUDIT_OK] = "intact",         [AUDIT_EDITED] = "edited",
-    [AUDIT_REMOVED] = "removed",   [AUDIT_REORDERED] = "reordered",
+    [AUDIT_OK] = "intact",           [AUDIT_EDITED] = "edited",
+    [AUDIT_REMOVED] = "removed",     [AUDIT_REORDERED] = "reordered",
     [AUDIT_TRUNCATED] = "truncated", [AUDIT_MALFORMED] = "malformed",
 };
 

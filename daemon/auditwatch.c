@@ -99,8 +99,8 @@ static void *aw_main(void *arg)
         pthread_mutex_unlock(&w->mu);
         check(w, full, &last_full);
         if (full) {
-            next_full = time_now_ms() + (last_full.problem == AUDIT_OK ? AW_FULL_MS
-                                                                        : AW_FULL_BAD_MS);
+            next_full =
+                time_now_ms() + (last_full.problem == AUDIT_OK ? AW_FULL_MS : AW_FULL_BAD_MS);
         }
         pthread_mutex_lock(&w->mu);
         if (!w->stop && !w->again) {

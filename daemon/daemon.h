@@ -180,8 +180,7 @@ uint64_t metrics_index_records(void);
  * append would notice) rather than the check of its end (which every append makes itself), and
  * the quarantine files next to the log. metrics_audit_damaged() is true while the log is
  * damaged, with the details when asked (NULL: not wanted). */
-void metrics_audit_health(enum audit_problem problem, uint64_t line, bool walk,
-                          size_t quarantined);
+void metrics_audit_health(enum audit_problem problem, uint64_t line, bool walk, size_t quarantined);
 bool metrics_audit_damaged(enum audit_problem *problem, uint64_t *line, bool *walk);
 /* Prometheus text exposition; route_names[i] labels route i. */
 void metrics_render(struct buf *out, const char *const *route_names, size_t nroutes);

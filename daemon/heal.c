@@ -27,9 +27,9 @@
 #include "store/async.h"
 #include "store/store.h"
 
-#define HEAL_CHECK_MS    500 /* at most once per tick of the worker (1 s) */
-#define HEAL_RETRY_MS    5000
-#define HEAL_TIMEOUT_MS  2000
+#define HEAL_CHECK_MS     500 /* at most once per tick of the worker (1 s) */
+#define HEAL_RETRY_MS     5000
+#define HEAL_TIMEOUT_MS   2000
 #define HEAL_LOG_EVERY_MS 5000
 
 struct heal {
@@ -75,8 +75,8 @@ static void *rebuild_main(void *arg)
     h->rc = -1;
     h->logged_ms = time_now_ms();
     if (s != NULL) {
-        h->rc = issuance_reindex_locked(h->snap->conf, s, h->token, on_progress, h, &h->st,
-                                        &h->err);
+        h->rc =
+            issuance_reindex_locked(h->snap->conf, s, h->token, on_progress, h, &h->st, &h->err);
     }
     /* a failed connection leaves the lock to expire (Redis is unreachable anyway) */
     store_free(s);
@@ -102,8 +102,7 @@ static void on_rebuilt(evutil_socket_t fd, short what, void *arg)
     } else {
         h->retry_at_ms = time_now_ms() + HEAL_RETRY_MS;
         log_error("index rebuild failed after %lld ms (retried in %d s): %s%s%s", (long long)ms,
-                  HEAL_RETRY_MS / 1000, h->err.msg, h->err.detail[0] ? " - " : "",
-                  h->err.detail);
+                  HEAL_RETRY_MS / 1000, h->err.msg, h->err.detail[0] ? " - " : "", h->err.detail);
     }
     snap_unref(h->snap);
     h->snap = NULL;

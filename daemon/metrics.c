@@ -198,8 +198,7 @@ uint64_t metrics_index_records(void)
     return M ? atomic_load(&M->index_records) : 0;
 }
 
-void metrics_audit_health(enum audit_problem problem, uint64_t line, bool walk,
-                          size_t quarantined)
+void metrics_audit_health(enum audit_problem problem, uint64_t line, bool walk, size_t quarantined)
 {
     if (M) {
         atomic_store(&M->audit_problem_walk, walk);
@@ -253,8 +252,8 @@ static void audit_health_render(struct buf *out)
              "quarantine file by the running workers.\n"
              "# TYPE jitrd_audit_quarantined_total counter\njitrd_audit_quarantined_total %llu\n",
              atomic_load(&M->audit_problem) != AUDIT_OK ? 1 : 0,
-             (unsigned long long)atomic_load(&M->audit_quarantine_files),
-             (unsigned long long)cut, (unsigned long long)moved);
+             (unsigned long long)atomic_load(&M->audit_quarantine_files), (unsigned long long)cut,
+             (unsigned long long)moved);
 }
 
 static void index_render(struct buf *out)

@@ -227,8 +227,7 @@ int issuance_reindex_locked(const struct conf *c, struct store *s, const char *t
             goto out;
         }
     }
-    if (r->st.records &&
-        store_audit_head_set(s, r->st.last_seq, r->st.last_hash, e) != 0) {
+    if (r->st.records && store_audit_head_set(s, r->st.last_seq, r->st.last_hash, e) != 0) {
         goto out;
     }
     if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
@@ -236,8 +235,7 @@ int issuance_reindex_locked(const struct conf *c, struct store *s, const char *t
         goto out;
     }
     hex_encode(rnd, sizeof(rnd), gen);
-    mark = (struct store_index_mark){ gen, r->st.last_seq, r->st.last_hash, r->st.records,
-                                      token };
+    mark = (struct store_index_mark){ gen, r->st.last_seq, r->st.last_hash, r->st.records, token };
     if (store_index_mark_ready(s, token, &mark, e) != 0) {
         goto out;
     }
@@ -245,8 +243,9 @@ int issuance_reindex_locked(const struct conf *c, struct store *s, const char *t
 out:
     store_fence(s, NULL);
     if (rc != 0) {
-        err_prefix(e, "index rebuild stopped after %llu records; the index stays incomplete "
-                      "until a rebuild succeeds",
+        err_prefix(e,
+                   "index rebuild stopped after %llu records; the index stays incomplete "
+                   "until a rebuild succeeds",
                    (unsigned long long)r->st.records);
         if (store_index_lock_release(s, token, &ignore) != 0) {
             log_warn("cannot release the index lock: %s", ignore.msg);
@@ -275,8 +274,8 @@ int issuance_reindex(const struct conf *c, struct store *s, issuance_reindex_pro
     char token[200], holder[200];
     bool taken = false;
     issuance_index_token(token, sizeof(token));
-    if (store_index_lock_take(s, token, ISSUANCE_INDEX_LOCK_TTL_MS, &taken, holder,
-                              sizeof(holder), e) != 0) {
+    if (store_index_lock_take(s, token, ISSUANCE_INDEX_LOCK_TTL_MS, &taken, holder, sizeof(holder),
+                              e) != 0) {
         return -1;
     }
     if (!taken) {

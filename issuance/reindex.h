@@ -36,7 +36,7 @@
 
 struct store;
 
-#define ISSUANCE_REINDEX_BATCH    1000
+#define ISSUANCE_REINDEX_BATCH     1000
 #define ISSUANCE_INDEX_LOCK_TTL_MS 15000 /* renewed after every batch, at least every 5 s */
 
 struct issuance_reindex_stats {

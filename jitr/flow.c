@@ -735,8 +735,7 @@ static void jitr_advance(struct jitr_req *r)
                 snprintf(r->serial, sizeof(r->serial), "%s", h->str);
                 r->have_result = false;
                 key_of(key, sizeof(key), "cert", r->serial);
-                const char *av[] = { "EVAL", store_index_hgetall_lua, "2", STORE_INDEX_READY,
-                                     key };
+                const char *av[] = { "EVAL", store_index_hgetall_lua, "2", STORE_INDEX_READY, key };
                 start_redis(r, 5, av);
                 break;
             }

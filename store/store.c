@@ -70,9 +70,9 @@ struct store {
 
 /* ---- index completeness: the guarded reads (see store.h) ---- */
 
-#define INCOMPLETE_LUA                                                                           \
-    "if redis.call('EXISTS', KEYS[1]) == 0 then\n"                                               \
-    "  return redis.error_reply('" STORE_INDEX_INCOMPLETE " the index is being rebuilt')\n"       \
+#define INCOMPLETE_LUA                                                                      \
+    "if redis.call('EXISTS', KEYS[1]) == 0 then\n"                                          \
+    "  return redis.error_reply('" STORE_INDEX_INCOMPLETE " the index is being rebuilt')\n" \
     "end\n"
 
 const char store_index_get_lua[] = INCOMPLETE_LUA "return redis.call('GET', KEYS[2])\n";
@@ -81,12 +81,11 @@ const char store_index_hgetall_lua[] = INCOMPLETE_LUA "return redis.call('HGETAL
 /* KEYS[1] index:ready, KEYS[2..] serial:<hex>; ARGV[1] the CA. One character per serial: 1
  * reserved now, 0 taken already. */
 static const char reserve_lua[] =
-    INCOMPLETE_LUA
-    "local r = {}\n"
-    "for i = 2, #KEYS do\n"
-    "  r[i - 1] = redis.call('SET', KEYS[i], ARGV[1], 'NX') and '1' or '0'\n"
-    "end\n"
-    "return table.concat(r)\n";
+    INCOMPLETE_LUA "local r = {}\n"
+                   "for i = 2, #KEYS do\n"
+                   "  r[i - 1] = redis.call('SET', KEYS[i], ARGV[1], 'NX') and '1' or '0'\n"
+                   "end\n"
+                   "return table.concat(r)\n";
 
 int store_err_set_index_incomplete(struct err *e)
 {
@@ -983,21 +982,19 @@ int store_index_lock_take(struct store *s, const char *token, int64_t ttl_ms, bo
 }
 
 /* KEYS[1] index:lock; ARGV[1] token, ARGV[2] ttl ms. 1 when ours (and extended), else 0. */
-static const char lock_renew_lua[] =
-    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
-    "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
-    "return 1\n";
+static const char lock_renew_lua[] = "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
+                                     "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+                                     "return 1\n";
 static const char lock_release_lua[] =
     "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
     "redis.call('DEL', KEYS[1])\n"
     "return 1\n";
 /* KEYS[1] index:lock, KEYS[2] index:ready; ARGV[1] token, then field/value pairs. */
-static const char mark_ready_lua[] =
-    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
-    "redis.call('DEL', KEYS[2])\n"
-    "redis.call('HSET', KEYS[2], unpack(ARGV, 2))\n"
-    "redis.call('DEL', KEYS[1])\n"
-    "return 1\n";
+static const char mark_ready_lua[] = "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
+                                     "redis.call('DEL', KEYS[2])\n"
+                                     "redis.call('HSET', KEYS[2], unpack(ARGV, 2))\n"
+                                     "redis.call('DEL', KEYS[1])\n"
+                                     "return 1\n";
 
 /* Runs a lock script (the store's fence does not apply: the scripts check the token
  * themselves); *mine says what it answered. */

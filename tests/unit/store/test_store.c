@@ -503,12 +503,19 @@ static int test_index_completeness(void)
     char u9[512], holder[64], fresh[40];
     const char *serials[] = { "0e0001", fresh };
     bool taken[2], ready = true, got = false;
-    struct store_cert c = { .serial = "0e0001", .fingerprint = "e1", .subject = "CN=e",
-                            .cn = "e", .profile = "device", .ca = "ca-e", .requester = "t",
+    struct store_cert c = { .serial = "0e0001",
+                            .fingerprint = "e1",
+                            .subject = "CN=e",
+                            .cn = "e",
+                            .profile = "device",
+                            .ca = "ca-e",
+                            .requester = "t",
                             .not_before = "2026-01-01T00:00:00Z",
                             .not_after = "2027-01-01T00:00:00Z",
-                            .issued_at = "2026-01-01T00:00:00Z", .status = "valid",
-                            .der_b64 = "AA==", .seq = 1 };
+                            .issued_at = "2026-01-01T00:00:00Z",
+                            .status = "valid",
+                            .der_b64 = "AA==",
+                            .seq = 1 };
     struct store_index_mark m = { "g1", 1, "h", 1, NULL };
     if (url == NULL) {
         return TT_SKIP;
