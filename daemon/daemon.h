@@ -195,7 +195,6 @@ struct heal *heal_new(struct event_base *base, size_t slot) ATTR_WUR;
 void heal_tick(struct heal *h, struct snap *s);
 /* SIGTERM: no new rebuild; a running one stops at its next batch (the lock is released). */
 void heal_stop(struct heal *h);
-bool heal_busy(const struct heal *h);
 void heal_free(struct heal *h);
 
 /* ---- auditwatch ----------------------------------------------------------------------------- */

@@ -235,11 +235,6 @@ void heal_stop(struct heal *h)
     atomic_store(&h->abort, true);
 }
 
-bool heal_busy(const struct heal *h)
-{
-    return h != NULL && (h->running || h->asking);
-}
-
 void heal_free(struct heal *h)
 {
     if (h == NULL) {
