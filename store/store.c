@@ -388,6 +388,7 @@ static int run_fenced(struct store *s, redisReply **r, size_t *got, struct err *
 {
     struct cmdbuf *cb = &s->cb;
     redisReply *w = NULL, *g = NULL, *x = NULL;
+    bool queued_bad = false;
     int rc = -1;
     if (redisAppendCommand(s->rc, "WATCH %s", STORE_INDEX_LOCK) != REDIS_OK ||
         redisAppendCommand(s->rc, "GET %s", STORE_INDEX_LOCK) != REDIS_OK ||
@@ -421,19 +422,18 @@ static int run_fenced(struct store *s, redisReply **r, size_t *got, struct err *
             rc = store_fail(s, e, "no reply");
             goto out;
         }
-        bool bad = q->type == REDIS_REPLY_ERROR;
-        if (bad) {
+        if (q->type == REDIS_REPLY_ERROR && !queued_bad) {
+            /* EXEC will discard the transaction (EXECABORT); every reply is read still */
             err_set(e, ERRC_UNAVAILABLE, "redis at %s: %s", s->display, q->str);
+            queued_bad = true;
         }
         freeReplyObject(q);
-        if (bad) {
-            /* the transaction is discarded by EXEC (EXECABORT): read it */
-            x = reply_next(s);
-            goto out;
-        }
     }
     if ((x = reply_next(s)) == NULL) {
         rc = store_fail(s, e, "no reply to EXEC");
+        goto out;
+    }
+    if (queued_bad) {
         goto out;
     }
     if (x->type == REDIS_REPLY_NIL) {
