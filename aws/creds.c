@@ -550,15 +550,20 @@ int aws_time_parse_iso8601(const char *s, time_t *out)
 
 /* ---- JSON bodies --------------------------------------------------------------------------- */
 
+/* *out is set on every path (NULL on failure): err_set's -1 is in another translation unit, so
+ * the optimiser cannot see that callers only read *out after a 0. */
 static int json_field(json_t *o, const char *source, const char *name, const char **out,
                       struct err *e)
 {
     json_t *v = json_object_get(o, name);
+    *out = NULL;
     if (v == NULL) {
-        return err_set(e, ERRC_INVALID, "%s: reply has no %s", source, name);
+        err_set(e, ERRC_INVALID, "%s: reply has no %s", source, name);
+        return -1;
     }
     if (!json_is_string(v) || json_string_length(v) == 0) {
-        return err_set(e, ERRC_INVALID, "%s: %s is not a non-empty string", source, name);
+        err_set(e, ERRC_INVALID, "%s: %s is not a non-empty string", source, name);
+        return -1;
     }
     *out = json_string_value(v);
     return 0;

@@ -1322,7 +1322,7 @@ static void h_est_reenroll(struct httpd_req *r, void *arg)
     const char *why = "";
     char label[160], media[64];
     size_t len;
-    bool bad_type;
+    bool bad_type = false;
     struct err e = ERR_INIT;
     const struct snap_ca *ca = NULL;
     STACK_OF(X509) *chain = httpd_req_client_chain(r, &why);

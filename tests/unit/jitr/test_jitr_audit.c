@@ -341,6 +341,7 @@ static int test_free_cancels(void)
     bool joined = true;
     json_t *rec = rec_of("jitr_activate", CERT_C);
     memset(&d, 0, sizeof(d));
+    memset(&th, 0, sizeof(th));
     d.base = event_base_new();
     log_path(path, sizeof(path), "free.log");
     log = audit_open(path, &e);
