@@ -1,18 +1,23 @@
 /*
- * Credentials and configuration, the parts that need no network (docs/aws-iot.md, "Credential
- * sources").
+ * Credentials and configuration, the parts that need no network (aws/creds.h; what AWS does:
+ * docs/aws-iot.md, "Credential sources").
  *
  * Semantics follow botocore, the reference our cross-checks use:
  *   - shared files are read like Python's configparser in botocore's configloader (full-line
  *     comments, ':' or '=' delimiters, lower-cased keys, indented continuation lines, duplicate
- *     sections or keys are errors); [profile NAME] in config, [NAME] in credentials;
- *   - the chain order is environment, shared credentials file, config file, web identity,
- *     container endpoint, IMDS; half a key pair in any local source is an error, not a reason to
- *     fall through (PartialCredentialsError);
+ *     sections or keys are errors); [profile NAME] in config, [NAME] in credentials; a profile's
+ *     settings are the union of both files, the credentials file winning;
+ *   - the chain order is botocore's create_credential_resolver: environment, assume role, web
+ *     identity, SSO, shared credentials file, credential_process, config file, container,
+ *     IMDS; half a key pair in any local source is an error, not a reason to fall through
+ *     (PartialCredentialsError); a configured source that fails is an error too;
+ *   - assume-role profiles: role_arn with exactly one of source_profile / credential_source; a
+ *     source profile with its own keys ends the chain (even when it names a role too), a profile
+ *     may name itself as source when it has keys, any other repeat is a loop;
  *   - the container endpoint over plain http is allowed only to loopback and the ECS/EKS link-
  *     local addresses (current botocore's list).
- * Deliberately not supported: assume-role profiles (role_arn + source_profile), SSO,
- * credential_process; a profile that uses them is reported in the "tried" list.
+ * Not supported: mfa_serial (a daemon cannot prompt for a code; the error says so) and the
+ * refresh of an SSO token (`aws sso login` renews it; an expired one is an error saying so).
  *
  * The STS reply is XML. Rather than a general parser we accept a strict subset: one root, start
  * and end tags that must match, attributes skipped, comments; DTDs, CDATA and processing
@@ -23,6 +28,8 @@
 
 #include <jansson.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -451,17 +458,7 @@ int aws_creds_from_ini(const struct aws_ini *ini, enum aws_file_kind kind, const
         tok = aws_ini_get(ini, sec, "aws_security_token");
     }
     if ((ak == NULL || ak[0] == '\0') && (sk == NULL || sk[0] == '\0')) {
-        if (aws_ini_get(ini, sec, "credential_process") != NULL) {
-            buf_addf(why, "profile '%s' uses credential_process, not supported", profile);
-        } else if (aws_ini_get(ini, sec, "source_profile") != NULL ||
-                   aws_ini_get(ini, sec, "credential_source") != NULL) {
-            buf_addf(why, "profile '%s' assumes a role, not supported", profile);
-        } else if (aws_ini_get(ini, sec, "sso_session") != NULL ||
-                   aws_ini_get(ini, sec, "sso_start_url") != NULL) {
-            buf_addf(why, "profile '%s' uses SSO, not supported", profile);
-        } else {
-            buf_addf(why, "profile '%s' has no aws_access_key_id", profile);
-        }
+        buf_addf(why, "profile '%s' has no aws_access_key_id", profile);
         return 0;
     }
     if (ak == NULL || ak[0] == '\0') {
@@ -613,6 +610,134 @@ out:
     return rc;
 }
 
+/* A JSON object from a source's body: NULL with *e set when it is not one. */
+static json_t *json_object_body(const char *body, size_t len, const char *source, struct err *e)
+{
+    json_error_t jerr;
+    json_t *root;
+    if (len > BODY_MAX) {
+        err_set(e, ERRC_TOO_LARGE, "%s: reply larger than %u bytes", source, BODY_MAX);
+        return NULL;
+    }
+    root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL) {
+        err_set(e, ERRC_INVALID, "%s: not JSON (line %d: %s)", source, jerr.line, jerr.text);
+        return NULL;
+    }
+    if (!json_is_object(root)) {
+        err_set(e, ERRC_INVALID, "%s: not a JSON object", source);
+        json_decref(root);
+        return NULL;
+    }
+    return root;
+}
+
+int aws_creds_parse_process(const char *body, size_t len, const char *source, time_t now,
+                            struct aws_creds *out, struct err *e)
+{
+    json_t *root = json_object_body(body, len, source, e), *v, *tok_v, *exp_v;
+    const char *ak, *sk, *tok = NULL;
+    time_t t = 0;
+    int rc = -1;
+    if (root == NULL) {
+        return -1;
+    }
+    v = json_object_get(root, "Version");
+    if (!json_is_integer(v) || json_integer_value(v) != 1) {
+        err_set(e, ERRC_INVALID, "%s: \"Version\" must be 1", source);
+        goto out;
+    }
+    if (json_field(root, source, "AccessKeyId", &ak, e) != 0 ||
+        json_field(root, source, "SecretAccessKey", &sk, e) != 0) {
+        goto out;
+    }
+    tok_v = json_object_get(root, "SessionToken");
+    if (tok_v != NULL && !json_is_null(tok_v) &&
+        json_field(root, source, "SessionToken", &tok, e) != 0) {
+        goto out;
+    }
+    exp_v = json_object_get(root, "Expiration");
+    if (exp_v != NULL && !json_is_null(exp_v)) {
+        const char *exp;
+        if (json_field(root, source, "Expiration", &exp, e) != 0) {
+            goto out;
+        }
+        if (aws_time_parse_iso8601(exp, &t) != 0) {
+            err_set(e, ERRC_INVALID, "%s: Expiration '%.40s' is not an ISO 8601 UTC time", source,
+                    exp);
+            goto out;
+        }
+        if (t <= now) {
+            err_set(e, ERRC_INVALID, "%s: the credentials expired at %.40s", source, exp);
+            goto out;
+        }
+    }
+    rc = aws_creds_set(out, ak, sk, tok, t, source, e);
+out:
+    json_decref(root);
+    return rc;
+}
+
+int aws_creds_parse_sso(const char *body, size_t len, const char *source, struct aws_creds *out,
+                        struct err *e)
+{
+    json_t *root = json_object_body(body, len, source, e), *rc_v, *exp;
+    const char *ak, *sk, *tok;
+    int rc = -1;
+    if (root == NULL) {
+        return -1;
+    }
+    rc_v = json_object_get(root, "roleCredentials");
+    if (!json_is_object(rc_v)) {
+        err_set(e, ERRC_INVALID, "%s: reply has no roleCredentials object", source);
+        goto out;
+    }
+    if (json_field(rc_v, source, "accessKeyId", &ak, e) != 0 ||
+        json_field(rc_v, source, "secretAccessKey", &sk, e) != 0 ||
+        json_field(rc_v, source, "sessionToken", &tok, e) != 0) {
+        goto out;
+    }
+    exp = json_object_get(rc_v, "expiration");
+    if (!json_is_integer(exp) || json_integer_value(exp) <= 0) {
+        err_set(e, ERRC_INVALID, "%s: expiration is not a positive number of milliseconds",
+                source);
+        goto out;
+    }
+    rc = aws_creds_set(out, ak, sk, tok, (time_t)(json_integer_value(exp) / 1000), source, e);
+out:
+    json_decref(root);
+    return rc;
+}
+
+int aws_sso_token_parse(const char *body, size_t len, const char *origin, char **token,
+                        time_t *expires, struct err *e)
+{
+    json_t *root = json_object_body(body, len, origin, e);
+    const char *tok, *exp;
+    int rc = -1;
+    *token = NULL;
+    if (root == NULL) {
+        return -1;
+    }
+    if (json_field(root, origin, "accessToken", &tok, e) != 0 ||
+        json_field(root, origin, "expiresAt", &exp, e) != 0) {
+        goto out;
+    }
+    if (aws_time_parse_iso8601(exp, expires) != 0) {
+        err_set(e, ERRC_INVALID, "%s: expiresAt '%.40s' is not an ISO 8601 UTC time", origin, exp);
+        goto out;
+    }
+    if (!cred_chars_ok(tok)) {
+        err_set(e, ERRC_INVALID, "%s: accessToken contains a space or control character", origin);
+        goto out;
+    }
+    *token = xstrdup(tok);
+    rc = 0;
+out:
+    json_decref(root);
+    return rc;
+}
+
 /* ---- STS XML ------------------------------------------------------------------------------- */
 
 enum sts_field {
@@ -625,12 +750,11 @@ enum sts_field {
     F__COUNT
 };
 
-/* Where each field lives, from the root; checklist: F__COUNT entries. */
-#define STS_CREDS_PATH \
-    "AssumeRoleWithWebIdentityResponse/AssumeRoleWithWebIdentityResult/Credentials/"
-static const char *const sts_paths[F__COUNT] = {
-    STS_CREDS_PATH "AccessKeyId", STS_CREDS_PATH "SecretAccessKey", STS_CREDS_PATH "SessionToken",
-    STS_CREDS_PATH "Expiration",  "ErrorResponse/Error/Code",       "ErrorResponse/Error/Message",
+/* Where each field lives below ACTIONResponse/ACTIONResult/Credentials/ (the first four) or
+ * from the root; checklist: F__COUNT entries. */
+static const char *const sts_fields[F__COUNT] = {
+    "AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration",
+    "ErrorResponse/Error/Code", "ErrorResponse/Error/Message",
 };
 
 static bool xml_name_char(char c)
@@ -745,7 +869,9 @@ static size_t xml_skip_attrs(const char *s, size_t n, size_t i, bool *self_closi
 }
 
 struct xml_state {
-    struct buf path; /* "A/B/C" of the open elements */
+    char paths[F__COUNT][160]; /* where each field lives, from the root */
+    char root[64];             /* ACTIONResponse */
+    struct buf path;           /* "A/B/C" of the open elements */
     size_t ends[XML_DEPTH];
     size_t depth;
     bool root_done;
@@ -824,12 +950,12 @@ static int xml_walk(const char *s, size_t n, const char *source, struct xml_stat
                 return err_set(e, ERRC_INVALID, "%s: mismatched XML end tag", source);
             }
             for (int f = 0; f < F__COUNT; f++) {
-                if (strcmp(x->path.data, sts_paths[f]) != 0) {
+                if (strcmp(x->path.data, x->paths[f]) != 0) {
                     continue;
                 }
                 if (x->seen[f]) {
                     return err_set(e, ERRC_INVALID, "%s: duplicate %s", source,
-                                   strrchr(sts_paths[f], '/') + 1);
+                                   strrchr(x->paths[f], '/') + 1);
                 }
                 x->seen[f] = true;
                 buf_add(&x->fields[f], x->text.data != NULL ? x->text.data : "", x->text.len);
@@ -862,8 +988,7 @@ static int xml_walk(const char *s, size_t n, const char *source, struct xml_stat
             return err_set(e, ERRC_INVALID, "%s: malformed XML tag", source);
         }
         if (x->depth == 0) {
-            bool known = (ne - ns == strlen("AssumeRoleWithWebIdentityResponse") &&
-                          memcmp(s + ns, "AssumeRoleWithWebIdentityResponse", ne - ns) == 0) ||
+            bool known = (ne - ns == strlen(x->root) && memcmp(s + ns, x->root, ne - ns) == 0) ||
                          (ne - ns == strlen("ErrorResponse") &&
                           memcmp(s + ns, "ErrorResponse", ne - ns) == 0);
             if (!known) {
@@ -872,9 +997,9 @@ static int xml_walk(const char *s, size_t n, const char *source, struct xml_stat
             }
         }
         for (int f = 0; f < F__COUNT && x->path.data != NULL; f++) {
-            if (strcmp(x->path.data, sts_paths[f]) == 0) {
+            if (strcmp(x->path.data, x->paths[f]) == 0) {
                 return err_set(e, ERRC_INVALID, "%s: element inside %s", source,
-                               strrchr(sts_paths[f], '/') + 1);
+                               strrchr(x->paths[f], '/') + 1);
             }
         }
         buf_reset(&x->text);
@@ -895,8 +1020,8 @@ static int xml_walk(const char *s, size_t n, const char *source, struct xml_stat
     return 0;
 }
 
-int aws_creds_parse_sts_xml(const char *body, size_t len, const char *source, struct aws_creds *out,
-                            struct err *e)
+int aws_creds_parse_sts_xml(const char *body, size_t len, const char *action, const char *source,
+                            struct aws_creds *out, struct err *e)
 {
     struct xml_state x;
     time_t t;
@@ -904,7 +1029,19 @@ int aws_creds_parse_sts_xml(const char *body, size_t len, const char *source, st
     if (len > BODY_MAX) {
         return err_set(e, ERRC_TOO_LARGE, "%s: reply larger than %u bytes", source, BODY_MAX);
     }
+    if (strlen(action) > 40) {
+        return err_set(e, ERRC_INVALID, "%s: STS action name too long", source);
+    }
     memset(&x, 0, sizeof(x));
+    snprintf(x.root, sizeof(x.root), "%sResponse", action);
+    for (int f = 0; f < F__COUNT; f++) {
+        if (f <= F_EXP) {
+            snprintf(x.paths[f], sizeof(x.paths[f]), "%sResponse/%sResult/Credentials/%s", action,
+                     action, sts_fields[f]);
+        } else {
+            snprintf(x.paths[f], sizeof(x.paths[f]), "%s", sts_fields[f]);
+        }
+    }
     if (memchr(body, '\0', len) != NULL) {
         err_set(e, ERRC_INVALID, "%s: NUL byte in XML", source);
         goto out;
@@ -919,7 +1056,7 @@ int aws_creds_parse_sts_xml(const char *body, size_t len, const char *source, st
     }
     for (int f = F_AK; f <= F_EXP; f++) {
         if (!x.seen[f] || x.fields[f].len == 0) {
-            err_set(e, ERRC_INVALID, "%s: reply has no %s", source, strrchr(sts_paths[f], '/') + 1);
+            err_set(e, ERRC_INVALID, "%s: reply has no %s", source, sts_fields[f]);
             goto out;
         }
     }
@@ -955,6 +1092,9 @@ void aws_config_release(struct aws_config *cfg)
     aws_ini_free(cfg->config);
     xfree(cfg->region);
     xfree(cfg->endpoint);
+    for (size_t i = 0; i < ARRAY_LEN(cfg->configured); i++) {
+        xfree(cfg->configured[i]);
+    }
     aws_config_init(cfg);
 }
 
@@ -1009,7 +1149,7 @@ static bool region_ok(const char *r)
             return false;
         }
     }
-    return n > 0 && n <= 64;
+    return n > 0 && n <= 63;
 }
 
 /* http(s)://host[:port][/path]: no userinfo, query, fragment, spaces or controls. */
@@ -1049,27 +1189,199 @@ static char *url_trimmed(const char *url)
     return xstrndup(url, n);
 }
 
+const char *aws_config_get(const struct aws_config *cfg, const char *profile, const char *key)
+{
+    const char *sec = aws_ini_profile_section(cfg->credentials, AWS_FILE_CREDENTIALS, profile);
+    const char *v = sec != NULL ? aws_ini_get(cfg->credentials, sec, key) : NULL;
+    if (v == NULL) {
+        sec = aws_ini_profile_section(cfg->config, AWS_FILE_CONFIG, profile);
+        v = sec != NULL ? aws_ini_get(cfg->config, sec, key) : NULL;
+    }
+    return v;
+}
+
+bool aws_config_has_profile(const struct aws_config *cfg, const char *profile)
+{
+    return aws_ini_profile_section(cfg->credentials, AWS_FILE_CREDENTIALS, profile) != NULL ||
+           aws_ini_profile_section(cfg->config, AWS_FILE_CONFIG, profile) != NULL;
+}
+
+/* A boolean setting: true/false in any case; anything else is an error naming where it came
+ * from (botocore would read a typo as false and, say, silently not use FIPS). */
+static int setting_bool(const char *v, const char *what, bool *out, struct err *e)
+{
+    if (strcasecmp(v, "true") == 0) {
+        *out = true;
+    } else if (strcasecmp(v, "false") == 0) {
+        *out = false;
+    } else {
+        return err_set(e, ERRC_INVALID, "%s must be true or false, not '%.40s'", what, v);
+    }
+    return 0;
+}
+
+/* The value of a setting: environment variable env_name, else key of the profile. */
+static const char *setting(const struct aws_config *cfg, const char *const *env,
+                           const char *env_name, const char *key, struct buf *what)
+{
+    const char *v = env_name != NULL ? env_val(env, env_name) : NULL;
+    buf_reset(what);
+    if (v != NULL) {
+        buf_addstr(what, env_name);
+        return v;
+    }
+    v = aws_config_get(cfg, cfg->profile, key);
+    if (v != NULL && v[0] != '\0') {
+        buf_addf(what, "%s of profile '%s'", key, cfg->profile);
+        return v;
+    }
+    return NULL;
+}
+
+static int setting_flag(const struct aws_config *cfg, const char *const *env, const char *env_name,
+                        const char *key, bool *out, struct err *e)
+{
+    struct buf what = BUF_INIT;
+    const char *v = setting(cfg, env, env_name, key, &what);
+    int rc = 0;
+    *out = false;
+    if (v != NULL) {
+        rc = setting_bool(v, what.data, out, e);
+    }
+    buf_release(&what);
+    return rc;
+}
+
+/* The value of sub-key key in a nested block ("\nendpoint_url = URL\nfoo = bar"). */
+static char *nested_get(const char *block, const char *key)
+{
+    const char *p = block;
+    while (p != NULL && *p != '\0') {
+        const char *nl = strchr(p, '\n');
+        size_t n = nl != NULL ? (size_t)(nl - p) : strlen(p);
+        const char *eq = memchr(p, '=', n);
+        if (eq != NULL) {
+            const char *k = p, *v = eq + 1;
+            size_t kn = (size_t)(eq - p), vn = n - kn - 1;
+            trim(&k, &kn);
+            trim(&v, &vn);
+            if (kn == strlen(key) && strncasecmp(k, key, kn) == 0) {
+                return xstrndup(v, vn);
+            }
+        }
+        p = nl != NULL ? nl + 1 : NULL;
+    }
+    return NULL;
+}
+
+/* Configured endpoint URLs, in the SDKs' order: AWS_ENDPOINT_URL_<SERVICE>, AWS_ENDPOINT_URL,
+ * the service's entry in the profile's services section, the profile's endpoint_url. */
+static int configured_endpoints(struct aws_config *cfg, const char *const *env, struct err *e)
+{
+    const char *services = aws_config_get(cfg, cfg->profile, "services");
+    const char *global = aws_config_get(cfg, cfg->profile, "endpoint_url");
+    struct buf sec = BUF_INIT, what = BUF_INIT;
+    int rc = -1;
+    if (services != NULL && services[0] != '\0') {
+        buf_addf(&sec, "services %s", services);
+        if (!aws_ini_has_section(cfg->config, sec.data)) {
+            err_set(e, ERRC_INVALID, "profile '%s' names services '%.64s', which %s lacks",
+                    cfg->profile, services, cfg->config_file ? cfg->config_file : "config");
+            goto out;
+        }
+    }
+    for (int s = 0; s < AWS_SVC__COUNT; s++) {
+        const char *v = env_val(env, aws_service_endpoint_env((enum aws_service)s));
+        char *nested = NULL;
+        buf_reset(&what);
+        if (v != NULL) {
+            buf_addstr(&what, aws_service_endpoint_env((enum aws_service)s));
+        } else if ((v = env_val(env, "AWS_ENDPOINT_URL")) != NULL) {
+            buf_addstr(&what, "AWS_ENDPOINT_URL");
+        } else if (sec.len > 0 &&
+                   (v = aws_ini_get(cfg->config, sec.data,
+                                    aws_service_config_key((enum aws_service)s))) != NULL &&
+                   (nested = nested_get(v, "endpoint_url")) != NULL && nested[0] != '\0') {
+            v = nested;
+            buf_addf(&what, "[%s] %s endpoint_url", sec.data,
+                     aws_service_config_key((enum aws_service)s));
+        } else if (global != NULL && global[0] != '\0') {
+            v = global;
+            buf_addf(&what, "endpoint_url of profile '%s'", cfg->profile);
+        } else {
+            v = NULL;
+        }
+        if (v != NULL && endpoint_check(v, what.data, e) != 0) {
+            xfree(nested);
+            goto out;
+        }
+        if (v != NULL) {
+            cfg->configured[s] = url_trimmed(v);
+            snprintf(cfg->configured_source[s], sizeof(cfg->configured_source[s]), "%s",
+                     what.data);
+        }
+        xfree(nested);
+    }
+    rc = 0;
+out:
+    buf_release(&sec);
+    buf_release(&what);
+    return rc;
+}
+
+int aws_config_endpoint(const struct aws_config *cfg, enum aws_service s, const char *region,
+                        char **url, char *signing_region, size_t cap, struct err *e)
+{
+    struct aws_endpoint_want w = { region != NULL ? region : cfg->region, cfg->use_fips,
+                                   cfg->use_dualstack, cfg->sts_legacy };
+    *url = NULL;
+    if ((unsigned)s >= AWS_SVC__COUNT) {
+        return err_set(e, ERRC_INVALID, "unknown AWS service");
+    }
+    if (cfg->configured[s] != NULL) {
+        /* an explicit endpoint wins over FIPS and dual-stack, as in the SDKs */
+        *url = xstrdup(cfg->configured[s]);
+        snprintf(signing_region, cap, "%s", w.region ? w.region : "");
+        return 0;
+    }
+    return aws_endpoint_default(s, &w, url, signing_region, cap, e);
+}
+
 int aws_config_resolve(struct aws_config *cfg, const char *const *env, const char *region_override,
                        const char *endpoint_override, struct err *e)
 {
+    struct aws_config_opts o = { NULL, region_override, endpoint_override };
+    return aws_config_resolve_opts(cfg, env, &o, e);
+}
+
+int aws_config_resolve_opts(struct aws_config *cfg, const char *const *env,
+                            const struct aws_config_opts *o, struct err *e)
+{
     const char *profile_env = env_val(env, "AWS_PROFILE");
-    const char *sec, *r = NULL, *ep = NULL, *ep_what = NULL;
-    if (profile_env == NULL) {
+    const char *region_override = o->region, *endpoint_override = o->endpoint;
+    const char *r = NULL, *sts = NULL, *profile_what = "AWS_PROFILE";
+    struct buf what = BUF_INIT;
+    bool ignore = false, explicit_profile = o->profile != NULL && o->profile[0] != '\0';
+    char signing[64];
+    if (explicit_profile) {
+        profile_env = o->profile;
+        profile_what = "configured";
+    } else if (profile_env == NULL) {
         profile_env = env_val(env, "AWS_DEFAULT_PROFILE");
+        profile_what = "AWS_DEFAULT_PROFILE";
     }
     aws_config_release(cfg);
     cfg->profile = xstrdup(profile_env != NULL ? profile_env : "default");
+    cfg->profile_explicit = explicit_profile;
     cfg->credentials_file = file_path(env, "AWS_SHARED_CREDENTIALS_FILE", "credentials");
     cfg->config_file = file_path(env, "AWS_CONFIG_FILE", "config");
     if (load_ini(cfg->credentials_file, &cfg->credentials, e) != 0 ||
         load_ini(cfg->config_file, &cfg->config, e) != 0) {
         goto fail;
     }
-    sec = aws_ini_profile_section(cfg->config, AWS_FILE_CONFIG, cfg->profile);
-    if (profile_env != NULL && sec == NULL &&
-        aws_ini_profile_section(cfg->credentials, AWS_FILE_CREDENTIALS, cfg->profile) == NULL) {
-        err_set(e, ERRC_INVALID, "profile '%s' (AWS_PROFILE) is in neither %s nor %s", cfg->profile,
-                cfg->credentials_file ? cfg->credentials_file : "(no HOME)",
+    if (profile_env != NULL && !aws_config_has_profile(cfg, cfg->profile)) {
+        err_set(e, ERRC_INVALID, "profile '%s' (%s) is in neither %s nor %s", cfg->profile,
+                profile_what, cfg->credentials_file ? cfg->credentials_file : "(no HOME)",
                 cfg->config_file ? cfg->config_file : "(no HOME)");
         goto fail;
     }
@@ -1081,17 +1393,23 @@ int aws_config_resolve(struct aws_config *cfg, const char *const *env, const cha
         snprintf(cfg->region_source, sizeof(cfg->region_source), "AWS_REGION");
     } else if ((r = env_val(env, "AWS_DEFAULT_REGION")) != NULL) {
         snprintf(cfg->region_source, sizeof(cfg->region_source), "AWS_DEFAULT_REGION");
-    } else if (sec != NULL && (r = aws_ini_get(cfg->config, sec, "region")) != NULL &&
-               r[0] != '\0') {
-        snprintf(cfg->region_source, sizeof(cfg->region_source), "config file %s profile %s",
-                 cfg->config_file, cfg->profile);
+    } else if ((r = aws_config_get(cfg, cfg->profile, "region")) != NULL && r[0] != '\0') {
+        const char *cs = aws_ini_profile_section(cfg->credentials, AWS_FILE_CREDENTIALS,
+                                                 cfg->profile);
+        bool in_creds = cs != NULL && aws_ini_get(cfg->credentials, cs, "region") != NULL;
+        snprintf(cfg->region_source, sizeof(cfg->region_source), "%s %s profile %s",
+                 in_creds ? "shared credentials file" : "config file",
+                 in_creds ? cfg->credentials_file : cfg->config_file, cfg->profile);
     } else {
         err_set(e, ERRC_INVALID,
                 "no AWS region: AWS_REGION and AWS_DEFAULT_REGION unset, no "
                 "region for profile '%s' in %s",
                 cfg->profile,
                 cfg->config_file != NULL ? cfg->config_file : "a config file (HOME unset)");
-        goto fail;
+        aws_config_release(cfg);
+        cfg->region_missing = true;
+        buf_release(&what);
+        return -1;
     }
     if (!region_ok(r)) {
         err_set(e, ERRC_INVALID, "region '%.64s' from %s is not [a-z0-9-]", r, cfg->region_source);
@@ -1099,31 +1417,74 @@ int aws_config_resolve(struct aws_config *cfg, const char *const *env, const cha
     }
     cfg->region = xstrdup(r);
 
-    if (endpoint_override != NULL && endpoint_override[0] != '\0') {
-        ep = endpoint_override;
-        ep_what = "configured endpoint";
-    } else if (!env_true(env, "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")) {
-        if ((ep = env_val(env, "AWS_ENDPOINT_URL_IOT")) != NULL) {
-            ep_what = "AWS_ENDPOINT_URL_IOT";
-        } else if ((ep = env_val(env, "AWS_ENDPOINT_URL")) != NULL) {
-            ep_what = "AWS_ENDPOINT_URL";
-        }
+    if (setting_flag(cfg, env, "AWS_USE_FIPS_ENDPOINT", "use_fips_endpoint", &cfg->use_fips, e) !=
+            0 ||
+        setting_flag(cfg, env, "AWS_USE_DUALSTACK_ENDPOINT", "use_dualstack_endpoint",
+                     &cfg->use_dualstack, e) != 0) {
+        goto fail;
     }
-    if (ep != NULL) {
-        if (endpoint_check(ep, ep_what, e) != 0) {
+    sts = setting(cfg, env, "AWS_STS_REGIONAL_ENDPOINTS", "sts_regional_endpoints", &what);
+    if (sts != NULL && strcasecmp(sts, "legacy") != 0 && strcasecmp(sts, "regional") != 0) {
+        err_set(e, ERRC_INVALID, "%s must be regional or legacy, not '%.40s'", what.data, sts);
+        goto fail;
+    }
+    cfg->sts_legacy = sts != NULL && strcasecmp(sts, "legacy") == 0;
+    if (env_val(env, "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS") != NULL) {
+        ignore = env_true(env, "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS");
+    } else if (setting_flag(cfg, env, NULL, "ignore_configured_endpoint_urls", &ignore, e) != 0) {
+        goto fail;
+    }
+    if (!ignore && configured_endpoints(cfg, env, e) != 0) {
+        goto fail;
+    }
+
+    if (endpoint_override != NULL && endpoint_override[0] != '\0') {
+        if (endpoint_check(endpoint_override, "configured endpoint", e) != 0) {
             goto fail;
         }
-        cfg->endpoint = url_trimmed(ep);
+        cfg->endpoint = url_trimmed(endpoint_override);
+        snprintf(cfg->endpoint_source, sizeof(cfg->endpoint_source), "configured endpoint");
+    } else if (aws_config_endpoint(cfg, AWS_SVC_IOT, NULL, &cfg->endpoint, signing,
+                                   sizeof(signing), e) != 0) {
+        goto fail;
     } else {
-        struct buf b = BUF_INIT;
-        buf_addf(&b, "https://iot.%s.amazonaws.com%s", cfg->region,
-                 strncmp(cfg->region, "cn-", 3) == 0 ? ".cn" : "");
-        cfg->endpoint = buf_detach(&b, NULL);
+        snprintf(cfg->endpoint_source, sizeof(cfg->endpoint_source), "%s",
+                 cfg->configured[AWS_SVC_IOT] ? cfg->configured_source[AWS_SVC_IOT]
+                 : cfg->use_fips && cfg->use_dualstack ? "FIPS dual-stack endpoint"
+                 : cfg->use_fips                       ? "FIPS endpoint"
+                 : cfg->use_dualstack                  ? "dual-stack endpoint"
+                                                       : "default endpoint");
     }
+    buf_release(&what);
     return 0;
 fail:
+    buf_release(&what);
     aws_config_release(cfg);
     return -1;
+}
+
+int aws_imds_endpoint(const char *const *env, char **out, struct err *e)
+{
+    const char *imds = env_val(env, "AWS_EC2_METADATA_SERVICE_ENDPOINT");
+    const char *mode = env_val(env, "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE");
+    *out = NULL;
+    if (env_true(env, "AWS_EC2_METADATA_DISABLED")) {
+        return 0;
+    }
+    if (imds != NULL) {
+        if (endpoint_check(imds, "AWS_EC2_METADATA_SERVICE_ENDPOINT", e) != 0) {
+            return -1;
+        }
+        *out = url_trimmed(imds);
+    } else if (mode != NULL && strcasecmp(mode, "IPv6") == 0) {
+        *out = xstrdup(IMDS_V6);
+    } else if (mode == NULL || strcasecmp(mode, "IPv4") == 0) {
+        *out = xstrdup(IMDS_V4);
+    } else {
+        return err_set(e, ERRC_INVALID, "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE must be IPv4 or "
+                                        "IPv6");
+    }
+    return 0;
 }
 
 /* ---- the chain ----------------------------------------------------------------------------- */
@@ -1135,6 +1496,10 @@ const char *aws_creds_next_name(enum aws_creds_next next)
         return "credentials";
     case AWS_CREDS_FETCH_WEB_IDENTITY:
         return "web identity";
+    case AWS_CREDS_FETCH_SSO:
+        return "SSO";
+    case AWS_CREDS_FETCH_PROCESS:
+        return "credential_process";
     case AWS_CREDS_FETCH_CONTAINER:
         return "container endpoint";
     case AWS_CREDS_FETCH_IMDS:
@@ -1149,16 +1514,37 @@ void aws_chain_init(struct aws_chain *ch)
     aws_creds_init(&ch->creds);
 }
 
+static void sso_release(struct aws_sso *s)
+{
+    xfree(s->profile);
+    xfree(s->session);
+    xfree(s->start_url);
+    xfree(s->region);
+    xfree(s->account_id);
+    xfree(s->role_name);
+    xfree(s->cache_file);
+    memset(s, 0, sizeof(*s));
+}
+
 void aws_chain_release(struct aws_chain *ch)
 {
     aws_creds_release(&ch->creds);
     xfree(ch->role_arn);
     xfree(ch->web_identity_token_file);
     xfree(ch->role_session_name);
+    sso_release(&ch->sso);
+    xfree(ch->process);
     xfree(ch->container_url);
     xfree_cleanse(ch->container_auth_token);
     xfree(ch->container_auth_token_file);
     xfree(ch->imds_endpoint);
+    for (size_t i = 0; i < ch->nroles; i++) {
+        xfree(ch->roles[i].profile);
+        xfree(ch->roles[i].role_arn);
+        xfree(ch->roles[i].session_name);
+        xfree(ch->roles[i].external_id);
+    }
+    xfree(ch->roles);
     buf_release(&ch->tried);
     aws_chain_init(ch);
 }
@@ -1200,44 +1586,18 @@ static bool container_host_ok(const char *url)
     return false;
 }
 
-/* Reads the network sources' settings from env and the profile. */
-static int chain_network_config(struct aws_chain *ch, const struct aws_config *cfg,
-                                const char *const *env, struct err *e)
+/* The container endpoint from the environment; ch->container_url stays NULL when unset. */
+static int container_config(struct aws_chain *ch, const char *const *env, struct err *e)
 {
-    const char *sec = aws_ini_profile_section(cfg->config, AWS_FILE_CONFIG, cfg->profile);
-    const char *tf = env_val(env, "AWS_WEB_IDENTITY_TOKEN_FILE");
-    const char *arn = env_val(env, "AWS_ROLE_ARN");
-    const char *sn = env_val(env, "AWS_ROLE_SESSION_NAME");
     const char *rel = env_val(env, "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
     const char *full = env_val(env, "AWS_CONTAINER_CREDENTIALS_FULL_URI");
     const char *tok = env_val(env, "AWS_CONTAINER_AUTHORIZATION_TOKEN");
     const char *tokf = env_val(env, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
-    const char *imds = env_val(env, "AWS_EC2_METADATA_SERVICE_ENDPOINT");
-    const char *mode = env_val(env, "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE");
-
-    /* Web identity: environment first, then the profile (botocore's order). */
-    if (tf == NULL && sec != NULL) {
-        tf = aws_ini_get(cfg->config, sec, "web_identity_token_file");
-        arn = aws_ini_get(cfg->config, sec, "role_arn");
-        sn = aws_ini_get(cfg->config, sec, "role_session_name");
-    }
-    if (tf != NULL && tf[0] != '\0') {
-        if (arn == NULL || arn[0] == '\0') {
-            return err_set(e, ERRC_INVALID,
-                           "web identity: a token file is configured but no "
-                           "role ARN (AWS_ROLE_ARN or role_arn)");
-        }
-        set_str(&ch->web_identity_token_file, tf);
-        set_str(&ch->role_arn, arn);
-        set_str(&ch->role_session_name, sn != NULL && sn[0] != '\0' ? sn : NULL);
-    }
-
     if (rel != NULL) {
         struct buf b = BUF_INIT;
         if (rel[0] != '/') {
             return err_set(e, ERRC_INVALID,
-                           "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI must start "
-                           "with '/'");
+                           "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI must start with '/'");
         }
         buf_addf(&b, "%s%s", ECS_BASE, rel);
         if (endpoint_check(b.data, "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", e) != 0) {
@@ -1263,91 +1623,28 @@ static int chain_network_config(struct aws_chain *ch, const struct aws_config *c
         } else if (tok != NULL) {
             if (strpbrk(tok, "\r\n") != NULL) {
                 return err_set(e, ERRC_INVALID,
-                               "AWS_CONTAINER_AUTHORIZATION_TOKEN contains CR "
-                               "or LF");
+                               "AWS_CONTAINER_AUTHORIZATION_TOKEN contains CR or LF");
             }
             ch->container_auth_token = xstrdup(tok);
-        }
-    }
-
-    if (!env_true(env, "AWS_EC2_METADATA_DISABLED")) {
-        if (imds != NULL) {
-            if (endpoint_check(imds, "AWS_EC2_METADATA_SERVICE_ENDPOINT", e) != 0) {
-                return -1;
-            }
-            ch->imds_endpoint = url_trimmed(imds);
-        } else if (mode != NULL && strcasecmp(mode, "IPv6") == 0) {
-            ch->imds_endpoint = xstrdup(IMDS_V6);
-        } else if (mode == NULL || strcasecmp(mode, "IPv4") == 0) {
-            ch->imds_endpoint = xstrdup(IMDS_V4);
-        } else {
-            return err_set(e, ERRC_INVALID,
-                           "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE must be IPv4 "
-                           "or IPv6");
         }
     }
     return 0;
 }
 
-static bool source_configured(const struct aws_chain *ch, enum aws_creds_next s)
+static void base_set(struct aws_chain *ch, enum aws_creds_next next, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void base_set(struct aws_chain *ch, enum aws_creds_next next, const char *fmt, ...)
 {
-    switch (s) {
-    case AWS_CREDS_READY:
-        return false;
-    case AWS_CREDS_FETCH_WEB_IDENTITY:
-        return ch->web_identity_token_file != NULL;
-    case AWS_CREDS_FETCH_CONTAINER:
-        return ch->container_url != NULL;
-    case AWS_CREDS_FETCH_IMDS:
-        return ch->imds_endpoint != NULL;
-    }
-    return false;
+    va_list ap;
+    ch->next = next;
+    va_start(ap, fmt);
+    vsnprintf(ch->base, sizeof(ch->base), fmt, ap);
+    va_end(ap);
 }
 
-static const char *unconfigured_reason(enum aws_creds_next s)
+static bool has_value(const char *v)
 {
-    switch (s) {
-    case AWS_CREDS_FETCH_WEB_IDENTITY:
-        return "not configured";
-    case AWS_CREDS_FETCH_CONTAINER:
-        return "not configured";
-    case AWS_CREDS_FETCH_IMDS:
-        return "disabled";
-    case AWS_CREDS_READY:
-        break;
-    }
-    return "not configured";
-}
-
-static int chain_nothing_left(struct aws_chain *ch, struct err *e)
-{
-    bool first = e->code == ERRC_OK;
-    err_set(e, ERRC_NOT_FOUND, "no AWS credentials: %s", buf_cstr(&ch->tried));
-    if (first) {
-        snprintf(e->detail, sizeof(e->detail), "no AWS credentials: %s", buf_cstr(&ch->tried));
-    }
-    return -1;
-}
-
-/* Selects the first configured network source at or after s. */
-static int chain_select_from(struct aws_chain *ch, enum aws_creds_next s, struct err *e)
-{
-    static const enum aws_creds_next order[] = { AWS_CREDS_FETCH_WEB_IDENTITY,
-                                                 AWS_CREDS_FETCH_CONTAINER, AWS_CREDS_FETCH_IMDS };
-    bool started = false;
-    for (size_t i = 0; i < ARRAY_LEN(order); i++) {
-        started = started || order[i] == s;
-        if (!started) {
-            continue;
-        }
-        if (source_configured(ch, order[i])) {
-            ch->next = order[i];
-            return 0;
-        }
-        tried_add(ch, aws_creds_next_name(order[i]), unconfigured_reason(order[i]));
-    }
-    ch->next = AWS_CREDS_READY;
-    return chain_nothing_left(ch, e);
+    return v != NULL && v[0] != '\0';
 }
 
 /* "~/.aws/credentials" when it is the default under HOME, else the path. */
@@ -1368,9 +1665,10 @@ static void file_label(const char *const *env, const char *path, const char *nam
     buf_release(&def);
 }
 
+/* Static keys of profile in one of the shared files. */
 static int chain_try_file(struct aws_chain *ch, const struct aws_config *cfg,
-                          const char *const *env, enum aws_file_kind kind, bool *found,
-                          struct err *e)
+                          const char *const *env, enum aws_file_kind kind, const char *profile,
+                          bool *found, struct err *e)
 {
     const struct aws_ini *ini = kind == AWS_FILE_CREDENTIALS ? cfg->credentials : cfg->config;
     const char *path = kind == AWS_FILE_CREDENTIALS ? cfg->credentials_file : cfg->config_file;
@@ -1385,16 +1683,341 @@ static int chain_try_file(struct aws_chain *ch, const struct aws_config *cfg,
     } else if (ini == NULL) {
         buf_addstr(&why, "not found");
     } else {
-        rc = aws_creds_from_ini(ini, kind, cfg->profile, origin.data, &ch->creds, found, &why, e);
+        rc = aws_creds_from_ini(ini, kind, profile, origin.data, &ch->creds, found, &why, e);
     }
     if (rc == 0 && !*found) {
         buf_addf(&label, " (%s)", why.data);
         buf_addf(&ch->tried, "%s%s %s", ch->tried.len > 0 ? ", " : "", what, label.data);
+    } else if (rc == 0) {
+        ch->next = AWS_CREDS_READY;
+        snprintf(ch->base, sizeof(ch->base), "%s", origin.data);
     }
     buf_release(&label);
     buf_release(&why);
     buf_release(&origin);
     return rc;
+}
+
+/* SSO settings of profile (the profile's own, completed by its sso_session's). */
+static int sso_config(struct aws_chain *ch, const struct aws_config *cfg, const char *const *env,
+                      const char *profile, bool *found, struct err *e)
+{
+    static const char *const keys[] = { "sso_start_url", "sso_region" };
+    const char *account = aws_config_get(cfg, profile, "sso_account_id");
+    const char *role = aws_config_get(cfg, profile, "sso_role_name");
+    const char *session = aws_config_get(cfg, profile, "sso_session");
+    const char *home = env_val(env, "HOME");
+    const char *vals[2];
+    struct buf sec = BUF_INIT, missing = BUF_INIT, path = BUF_INIT;
+    uint8_t md[20];
+    char hex[41];
+    int rc = -1;
+    *found = false;
+    if (account == NULL && role == NULL) {
+        tried_add(ch, "SSO", "no sso_account_id or sso_role_name");
+        return 0;
+    }
+    if (has_value(session)) {
+        buf_addf(&sec, "sso-session %s", session);
+        if (!aws_ini_has_section(cfg->config, sec.data)) {
+            err_set(e, ERRC_INVALID, "profile '%s' names sso_session '%.64s', which %s lacks",
+                    profile, session, cfg->config_file ? cfg->config_file : "the config file");
+            goto out;
+        }
+    }
+    for (size_t i = 0; i < ARRAY_LEN(keys); i++) {
+        const char *own = aws_config_get(cfg, profile, keys[i]);
+        const char *ses = sec.len > 0 ? aws_ini_get(cfg->config, sec.data, keys[i]) : NULL;
+        if (has_value(own) && has_value(ses) && strcmp(own, ses) != 0) {
+            err_set(e, ERRC_INVALID, "profile '%s': %s differs from its sso_session's", profile,
+                    keys[i]);
+            goto out;
+        }
+        vals[i] = has_value(ses) ? ses : own;
+    }
+    if (!has_value(account)) {
+        buf_addstr(&missing, ", sso_account_id");
+    }
+    if (!has_value(role)) {
+        buf_addstr(&missing, ", sso_role_name");
+    }
+    for (size_t i = 0; i < ARRAY_LEN(keys); i++) {
+        if (!has_value(vals[i])) {
+            buf_addf(&missing, ", %s", keys[i]);
+        }
+    }
+    if (missing.len > 0) {
+        err_set(e, ERRC_INVALID, "profile '%s' is set up for SSO but lacks %s", profile,
+                missing.data + 2);
+        goto out;
+    }
+    if (!region_ok(vals[1])) {
+        err_set(e, ERRC_INVALID, "profile '%s': sso_region '%.64s' is not [a-z0-9-]", profile,
+                vals[1]);
+        goto out;
+    }
+    if (home == NULL) {
+        err_set(e, ERRC_INVALID, "profile '%s' uses SSO, whose token cache is under $HOME/.aws/"
+                                 "sso/cache, and HOME is unset", profile);
+        goto out;
+    }
+    {
+        /* the cache key `aws sso login` uses: SHA-1 of the session name (or the start URL) */
+        const char *key = has_value(session) ? session : vals[0];
+        unsigned mdlen = 0;
+        if (EVP_Digest(key, strlen(key), md, &mdlen, EVP_sha1(), NULL) != 1 || mdlen != 20) {
+            err_set(e, ERRC_INTERNAL, "SHA-1 failed");
+            goto out;
+        }
+        hex_encode(md, sizeof(md), hex);
+    }
+    buf_addf(&path, "%s/.aws/sso/cache/%s.json", home, hex);
+    ch->sso.profile = xstrdup(profile);
+    ch->sso.session = has_value(session) ? xstrdup(session) : NULL;
+    ch->sso.start_url = xstrdup(vals[0]);
+    ch->sso.region = xstrdup(vals[1]);
+    ch->sso.account_id = xstrdup(account);
+    ch->sso.role_name = xstrdup(role);
+    ch->sso.cache_file = buf_detach(&path, NULL);
+    base_set(ch, AWS_CREDS_FETCH_SSO, "SSO (profile '%s', %s %s)", profile,
+             has_value(session) ? "sso_session" : "start URL", has_value(session) ? session
+                                                                                   : vals[0]);
+    *found = true;
+    rc = 0;
+out:
+    buf_release(&sec);
+    buf_release(&missing);
+    buf_release(&path);
+    return rc;
+}
+
+/* Web identity from the environment (when allowed) or the profile. */
+static int web_identity_config(struct aws_chain *ch, const struct aws_config *cfg,
+                               const char *const *env, const char *profile, bool use_env,
+                               bool *found, struct err *e)
+{
+    const char *tf = use_env ? env_val(env, "AWS_WEB_IDENTITY_TOKEN_FILE") : NULL;
+    const char *arn = use_env ? env_val(env, "AWS_ROLE_ARN") : NULL;
+    const char *sn = use_env ? env_val(env, "AWS_ROLE_SESSION_NAME") : NULL;
+    const char *where = "AWS_ROLE_ARN";
+    *found = false;
+    if (tf == NULL) {
+        tf = aws_config_get(cfg, profile, "web_identity_token_file");
+        arn = aws_config_get(cfg, profile, "role_arn");
+        sn = aws_config_get(cfg, profile, "role_session_name");
+        where = "role_arn";
+    }
+    if (!has_value(tf)) {
+        tried_add(ch, "web identity", "not configured");
+        return 0;
+    }
+    if (!has_value(arn)) {
+        return err_set(e, ERRC_INVALID, "web identity: a token file is configured but no role "
+                                        "ARN (%s)", where);
+    }
+    set_str(&ch->web_identity_token_file, tf);
+    set_str(&ch->role_arn, arn);
+    set_str(&ch->role_session_name, has_value(sn) ? sn : NULL);
+    base_set(ch, AWS_CREDS_FETCH_WEB_IDENTITY, "web identity (role %.120s)", arn);
+    *found = true;
+    return 0;
+}
+
+/* The profile providers: web identity, SSO, credentials file, credential_process, config
+ * file. */
+static int profile_sources(struct aws_chain *ch, const struct aws_config *cfg,
+                           const char *const *env, const char *profile, bool use_env, bool *found,
+                           struct err *e)
+{
+    const char *proc;
+    if (web_identity_config(ch, cfg, env, profile, use_env, found, e) != 0) {
+        return -1;
+    }
+    if (!*found && sso_config(ch, cfg, env, profile, found, e) != 0) {
+        return -1;
+    }
+    if (!*found && chain_try_file(ch, cfg, env, AWS_FILE_CREDENTIALS, profile, found, e) != 0) {
+        return -1;
+    }
+    if (*found) {
+        return 0;
+    }
+    proc = aws_config_get(cfg, profile, "credential_process");
+    if (has_value(proc)) {
+        set_str(&ch->process, proc);
+        base_set(ch, AWS_CREDS_FETCH_PROCESS, "credential_process of profile '%s'", profile);
+        *found = true;
+        return 0;
+    }
+    tried_add(ch, "credential_process", "none");
+    return chain_try_file(ch, cfg, env, AWS_FILE_CONFIG, profile, found, e);
+}
+
+static bool profile_has_keys(const struct aws_config *cfg, const char *profile)
+{
+    return aws_config_get(cfg, profile, "aws_access_key_id") != NULL ||
+           aws_config_get(cfg, profile, "aws_secret_access_key") != NULL;
+}
+
+static bool is_role_profile(const struct aws_config *cfg, const char *profile)
+{
+    return aws_config_get(cfg, profile, "role_arn") != NULL &&
+           aws_config_get(cfg, profile, "web_identity_token_file") == NULL;
+}
+
+#define ROLE_DEPTH 16
+
+static int plan_role(struct aws_chain *ch, const struct aws_config *cfg, const char *const *env,
+                     const char *profile, const char **visited, size_t nvisited, struct err *e);
+
+/* The base of role profile's chain: its credential_source or its source_profile. */
+static int plan_role_source(struct aws_chain *ch, const struct aws_config *cfg,
+                            const char *const *env, const char *profile, const char **visited,
+                            size_t nvisited, struct err *e)
+{
+    const char *src = aws_config_get(cfg, profile, "source_profile");
+    const char *cs = aws_config_get(cfg, profile, "credential_source");
+    bool found = false;
+    if (has_value(src) && has_value(cs)) {
+        return err_set(e, ERRC_INVALID, "profile '%s' has both source_profile and "
+                                        "credential_source", profile);
+    }
+    if (has_value(cs)) {
+        if (strcmp(cs, "Environment") == 0) {
+            struct buf why = BUF_INIT;
+            int rc = aws_creds_from_env(env, &ch->creds, &found, &why, e);
+            if (rc == 0 && !found) {
+                err_set(e, ERRC_INVALID, "profile '%s': credential_source Environment, but %s",
+                        profile, why.data);
+                rc = -1;
+            }
+            buf_release(&why);
+            if (rc == 0) {
+                base_set(ch, AWS_CREDS_READY, "environment (credential_source of profile '%s')",
+                         profile);
+            }
+            return rc;
+        }
+        if (strcmp(cs, "Ec2InstanceMetadata") == 0) {
+            if (aws_imds_endpoint(env, &ch->imds_endpoint, e) != 0) {
+                return -1;
+            }
+            if (ch->imds_endpoint == NULL) {
+                return err_set(e, ERRC_INVALID, "profile '%s': credential_source "
+                                                "Ec2InstanceMetadata, but AWS_EC2_METADATA_"
+                                                "DISABLED=true", profile);
+            }
+            base_set(ch, AWS_CREDS_FETCH_IMDS, "EC2 IMDS (credential_source of profile '%s')",
+                     profile);
+            return 0;
+        }
+        if (strcmp(cs, "EcsContainer") == 0) {
+            if (container_config(ch, env, e) != 0) {
+                return -1;
+            }
+            if (ch->container_url == NULL) {
+                return err_set(e, ERRC_INVALID, "profile '%s': credential_source EcsContainer, "
+                                                "but AWS_CONTAINER_CREDENTIALS_RELATIVE_URI and "
+                                                "_FULL_URI are unset", profile);
+            }
+            base_set(ch, AWS_CREDS_FETCH_CONTAINER, "container endpoint (credential_source of "
+                     "profile '%s')", profile);
+            return 0;
+        }
+        return err_set(e, ERRC_INVALID, "profile '%s': credential_source '%.40s' is not "
+                                        "Environment, Ec2InstanceMetadata or EcsContainer",
+                       profile, cs);
+    }
+    if (!has_value(src)) {
+        return err_set(e, ERRC_INVALID, "profile '%s' has role_arn but neither source_profile nor "
+                                        "credential_source", profile);
+    }
+    if (!aws_config_has_profile(cfg, src)) {
+        return err_set(e, ERRC_INVALID, "profile '%s': source_profile '%.64s' does not exist",
+                       profile, src);
+    }
+    for (size_t i = 0; i < nvisited; i++) {
+        if (strcmp(visited[i], src) != 0) {
+            continue;
+        }
+        /* a profile may name itself when it has keys of its own (botocore allows it) */
+        if (strcmp(src, profile) != 0 || !profile_has_keys(cfg, src)) {
+            struct buf loop = BUF_INIT;
+            for (size_t k = 0; k < nvisited; k++) {
+                buf_addf(&loop, "%s -> ", visited[k]);
+            }
+            buf_addstr(&loop, src);
+            err_set(e, ERRC_INVALID, "source_profile loop: %.200s", loop.data);
+            buf_release(&loop);
+            return -1;
+        }
+    }
+    if (nvisited >= ROLE_DEPTH) {
+        return err_set(e, ERRC_INVALID, "more than %d chained source profiles", ROLE_DEPTH);
+    }
+    visited[nvisited++] = src;
+    if (profile_has_keys(cfg, src) || !is_role_profile(cfg, src)) {
+        size_t tried = ch->tried.len;
+        if (profile_sources(ch, cfg, env, src, false, &found, e) != 0) {
+            return -1;
+        }
+        if (!found) {
+            err_set(e, ERRC_INVALID, "profile '%s': source_profile '%s' has no credentials (%.150s)",
+                    profile, src, buf_cstr(&ch->tried) + tried);
+            return -1;
+        }
+        return 0;
+    }
+    return plan_role(ch, cfg, env, src, visited, nvisited, e);
+}
+
+/* Plans role profile: its source (recursively), then its AssumeRole. */
+static int plan_role(struct aws_chain *ch, const struct aws_config *cfg, const char *const *env,
+                     const char *profile, const char **visited, size_t nvisited, struct err *e)
+{
+    const char *arn = aws_config_get(cfg, profile, "role_arn");
+    const char *sn = aws_config_get(cfg, profile, "role_session_name");
+    const char *ext = aws_config_get(cfg, profile, "external_id");
+    const char *dur = aws_config_get(cfg, profile, "duration_seconds");
+    uint64_t d = 0;
+    struct aws_role_step *r;
+    if (!has_value(arn)) {
+        return err_set(e, ERRC_INVALID, "profile '%s': role_arn is empty", profile);
+    }
+    if (aws_config_get(cfg, profile, "mfa_serial") != NULL) {
+        return err_set(e, ERRC_INVALID, "profile '%s' needs an MFA code (mfa_serial), which "
+                                        "jitrca cannot prompt for: use a role without MFA",
+                       profile);
+    }
+    if (has_value(dur) && (str_to_u64(dur, &d) != 0 || d < 900 || d > 43200)) {
+        return err_set(e, ERRC_INVALID, "profile '%s': duration_seconds must be 900 to 43200, "
+                                        "not '%.20s'", profile, dur);
+    }
+    if (has_value(sn)) {
+        size_t n = strlen(sn);
+        bool ok = n >= 2 && n <= 64;
+        for (size_t i = 0; ok && i < n; i++) {
+            char c = sn[i];
+            ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 strchr("_+=,.@-", c) != NULL;
+        }
+        if (!ok) {
+            return err_set(e, ERRC_INVALID, "profile '%s': role_session_name must be 2 to 64 of "
+                                            "A-Z a-z 0-9 _+=,.@-", profile);
+        }
+    }
+    if (plan_role_source(ch, cfg, env, profile, visited, nvisited, e) != 0) {
+        return -1;
+    }
+    ch->roles = xrealloc(ch->roles, (ch->nroles + 1) * sizeof(*ch->roles));
+    r = &ch->roles[ch->nroles++];
+    memset(r, 0, sizeof(*r));
+    r->profile = xstrdup(profile);
+    r->role_arn = xstrdup(arn);
+    r->session_name = has_value(sn) ? xstrdup(sn) : NULL;
+    r->external_id = has_value(ext) ? xstrdup(ext) : NULL;
+    r->duration_s = (long)d;
+    return 0;
 }
 
 int aws_chain_start(struct aws_chain *ch, const struct aws_config *cfg, const char *const *env,
@@ -1403,48 +2026,76 @@ int aws_chain_start(struct aws_chain *ch, const struct aws_config *cfg, const ch
     struct buf why = BUF_INIT;
     bool found = false;
     aws_chain_release(ch);
-    if (aws_creds_from_env(env, &ch->creds, &found, &why, e) != 0) {
+    /* 1. environment, unless the profile was chosen explicitly (as with `aws --profile`) */
+    if (cfg->profile_explicit) {
+        buf_addf(&why, "not used: profile '%s' configured", cfg->profile);
+    } else if (aws_creds_from_env(env, &ch->creds, &found, &why, e) != 0) {
         goto fail;
     }
-    if (!found) {
-        tried_add(ch, "environment", why.data);
-        if (chain_try_file(ch, cfg, env, AWS_FILE_CREDENTIALS, &found, e) != 0) {
-            goto fail;
-        }
-    }
-    if (!found && chain_try_file(ch, cfg, env, AWS_FILE_CONFIG, &found, e) != 0) {
-        goto fail;
-    }
-    buf_release(&why);
     if (found) {
-        ch->next = AWS_CREDS_READY;
+        base_set(ch, AWS_CREDS_READY, "environment");
+        buf_release(&why);
         return 0;
     }
-    if (chain_network_config(ch, cfg, env, e) != 0 ||
-        chain_select_from(ch, AWS_CREDS_FETCH_WEB_IDENTITY, e) != 0) {
-        goto fail_tried;
-    }
-    return 0;
-fail:
+    tried_add(ch, "environment", why.data);
     buf_release(&why);
-fail_tried:
+    /* 2. assume role */
+    if (is_role_profile(cfg, cfg->profile)) {
+        const char *visited[ROLE_DEPTH + 1] = { cfg->profile };
+        if (plan_role(ch, cfg, env, cfg->profile, visited, 1, e) != 0) {
+            goto fail;
+        }
+        return 0;
+    }
+    /* 3-7. web identity, SSO, credentials file, credential_process, config file */
+    if (profile_sources(ch, cfg, env, cfg->profile, !cfg->profile_explicit, &found, e) != 0) {
+        goto fail;
+    }
+    if (found) {
+        return 0;
+    }
+    /* 8. container */
+    if (container_config(ch, env, e) != 0) {
+        goto fail;
+    }
+    if (ch->container_url != NULL) {
+        base_set(ch, AWS_CREDS_FETCH_CONTAINER, "container endpoint");
+        return 0;
+    }
+    tried_add(ch, "container endpoint", "not configured");
+    /* 9. IMDS */
+    if (aws_imds_endpoint(env, &ch->imds_endpoint, e) != 0) {
+        goto fail;
+    }
+    if (ch->imds_endpoint != NULL) {
+        base_set(ch, AWS_CREDS_FETCH_IMDS, "EC2 IMDS");
+        ch->last_resort = true;
+        return 0;
+    }
+    tried_add(ch, "EC2 IMDS", "disabled");
+    err_set(e, ERRC_NOT_FOUND, "no AWS credentials: %s", buf_cstr(&ch->tried));
+    snprintf(e->detail, sizeof(e->detail), "no AWS credentials: %s", buf_cstr(&ch->tried));
+fail:
     aws_creds_release(&ch->creds);
     ch->next = AWS_CREDS_READY;
     return -1;
 }
 
-int aws_chain_failed(struct aws_chain *ch, const char *reason, struct err *e)
+int aws_chain_failed(struct aws_chain *ch, enum err_code code, const char *reason, struct err *e)
 {
-    enum aws_creds_next cur = ch->next;
-    BUG_ON(cur == AWS_CREDS_READY);
-    tried_add(ch, aws_creds_next_name(cur), reason);
-    if (cur == AWS_CREDS_FETCH_IMDS) {
-        ch->next = AWS_CREDS_READY;
-        return chain_nothing_left(ch, e);
+    BUG_ON(ch->next == AWS_CREDS_READY);
+    if (ch->last_resort) {
+        tried_add(ch, aws_creds_next_name(ch->next), reason);
+        err_set(e, ERRC_NOT_FOUND, "no AWS credentials: %s", buf_cstr(&ch->tried));
+        snprintf(e->detail, sizeof(e->detail), "no AWS credentials: %s", buf_cstr(&ch->tried));
+    } else {
+        err_set(e, code != ERRC_OK ? code : ERRC_UNAVAILABLE, "AWS credentials from %s: %s",
+                ch->base, reason);
+        snprintf(e->detail, sizeof(e->detail), "AWS credentials from %s: %s (not used: %s)",
+                 ch->base, reason, ch->tried.len > 0 ? ch->tried.data : "-");
     }
-    return chain_select_from(
-        ch, cur == AWS_CREDS_FETCH_WEB_IDENTITY ? AWS_CREDS_FETCH_CONTAINER : AWS_CREDS_FETCH_IMDS,
-        e);
+    ch->next = AWS_CREDS_READY;
+    return -1;
 }
 
 void aws_chain_fetched(struct aws_chain *ch, struct aws_creds *creds)
@@ -1453,4 +2104,88 @@ void aws_chain_fetched(struct aws_chain *ch, struct aws_creds *creds)
     ch->creds = *creds;
     aws_creds_init(creds);
     ch->next = AWS_CREDS_READY;
+}
+
+/* ---- command lines ------------------------------------------------------------------------- */
+
+void aws_argv_free(char **argv)
+{
+    for (size_t i = 0; argv != NULL && argv[i] != NULL; i++) {
+        xfree(argv[i]);
+    }
+    xfree(argv);
+}
+
+int aws_argv_split(const char *cmd, char ***argv, struct err *e)
+{
+    char **v = NULL;
+    size_t n = 0, cap = 0;
+    struct buf w = BUF_INIT;
+    bool in_word = false;
+    const char *p = cmd;
+    *argv = NULL;
+    for (;;) {
+        char c = *p;
+        if (c == '\0' || c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+            if (in_word) {
+                v = xgrow(v, sizeof(*v), n + 2, &cap);
+                v[n++] = buf_detach(&w, NULL);
+                v[n] = NULL;
+                in_word = false;
+            }
+            if (c == '\0') {
+                break;
+            }
+            p++;
+            continue;
+        }
+        in_word = true;
+        if (c == '\'') {
+            const char *q = strchr(p + 1, '\'');
+            if (q == NULL) {
+                goto unterminated;
+            }
+            buf_add(&w, p + 1, (size_t)(q - p - 1));
+            p = q + 1;
+        } else if (c == '"') {
+            p++;
+            while (*p != '"') {
+                if (*p == '\0') {
+                    goto unterminated;
+                }
+                if (*p == '\\' && (p[1] == '"' || p[1] == '\\' || p[1] == '$' || p[1] == '`')) {
+                    buf_addch(&w, p[1]);
+                    p += 2;
+                } else if (*p == '\\' && p[1] == '\n') {
+                    p += 2;
+                } else {
+                    buf_addch(&w, *p++);
+                }
+            }
+            p++;
+        } else if (c == '\\') {
+            if (p[1] == '\0') {
+                buf_release(&w);
+                aws_argv_free(v);
+                return err_set(e, ERRC_INVALID, "credential_process ends with a backslash");
+            }
+            if (p[1] != '\n') {
+                buf_addch(&w, p[1]);
+            }
+            p += 2;
+        } else {
+            buf_addch(&w, c);
+            p++;
+        }
+    }
+    if (n == 0) {
+        aws_argv_free(v);
+        return err_set(e, ERRC_INVALID, "credential_process is empty");
+    }
+    *argv = v;
+    return 0;
+unterminated:
+    buf_release(&w);
+    aws_argv_free(v);
+    return err_set(e, ERRC_INVALID, "credential_process has an unterminated quote");
 }

@@ -404,6 +404,7 @@ static int split_endpoint(struct aws_iot *c, struct err *e)
 struct aws_iot *aws_iot_new(const struct aws_iot_opts *o, struct err *e)
 {
     struct aws_iot *c = xcalloc(1, sizeof(*c));
+    struct aws_config_opts co = { o->profile, o->region, o->endpoint };
     if (o->base == NULL) {
         err_set(e, ERRC_INVALID, "AWS IoT client needs an event loop");
         goto fail;
@@ -412,7 +413,7 @@ struct aws_iot *aws_iot_new(const struct aws_iot_opts *o, struct err *e)
     c->env = o->env;
     aws_config_init(&c->cfg);
     aws_retry_quota_init(&c->retry_quota);
-    if (aws_config_resolve(&c->cfg, o->env, o->region, o->endpoint, e) != 0 ||
+    if (aws_config_load(&c->cfg, o->env, &co, e) != 0 ||
         split_endpoint(c, e) != 0 || iot_rates(c, o->rates, e) != 0) {
         goto fail;
     }

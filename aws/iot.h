@@ -4,9 +4,11 @@
  * paced by per-API token buckets in Redis shared by every process (store/async.h), with
  * credentials from aws/provider.h. docs/aws-client.md describes it.
  *
- * Settings follow the AWS SDKs (aws_config_resolve): AWS_REGION / AWS_DEFAULT_REGION / profile,
- * AWS_ENDPOINT_URL_IOT / AWS_ENDPOINT_URL, the credential chain. Options override region and
- * endpoint.
+ * Settings follow the AWS SDKs (aws_config_load): AWS_REGION / AWS_DEFAULT_REGION / profile /
+ * EC2 IMDS, configured endpoint URLs, FIPS and dual-stack endpoints, the credential chain.
+ * Options override region and endpoint. aws_iot_new reads the shared files and, only when no
+ * region is configured, asks EC2 IMDS for one (at most about 2 s): call it before the loop
+ * serves.
  *
  * Async contract (docs/style.md, "Asynchronous calls"): every call either fails synchronously (-1,
  * *e set: invalid input, ERRC_INVALID; the callback never runs) or returns 0 and calls cb exactly
@@ -74,6 +76,7 @@ double aws_iot_op_default_rate(enum aws_iot_op op);
 struct aws_iot_opts {
     struct event_base *base;
     const char *const *env; /* NULL: process environment; borrowed for the client's life */
+    const char *profile;    /* chosen explicitly (aws_config_opts); NULL: AWS_PROFILE */
     const char *region;     /* override */
     const char *endpoint;   /* override */
     const char *service;    /* signing name; NULL: "iot" */

@@ -254,6 +254,10 @@ struct sqs_call {
 struct aws_sqs {
     struct event_base *base;
     struct aws_sqs_queue queue;
+    char *ep_url;  /* where requests go: scheme://host[:port][/path] */
+    char *ep_host; /* its Host header */
+    char *ep_path; /* the request path ("/" or PATH/) */
+    char ep_source[96];
     struct aws_transport *t;
     struct aws_credp *credp;
     long timeout_ms;
@@ -262,6 +266,51 @@ struct aws_sqs {
     struct sqs_call *calls;
     bool freeing;
 };
+
+/*
+ * Where requests go, as the SDKs decide it (the QueueUrl travels in the body): a configured SQS
+ * endpoint (AWS_ENDPOINT_URL_SQS, ...), else for a queue on an AWS host the region's endpoint
+ * with FIPS and dual-stack as configured, else the queue's own host (a stand-in or a proxy).
+ */
+static int sqs_endpoint(struct aws_sqs *q, const struct aws_config *cfg, struct err *e)
+{
+    char signing[64];
+    const char *hs, *slash;
+    size_t hl, l;
+    struct buf path = BUF_INIT;
+    if (cfg != NULL && cfg->configured[AWS_SVC_SQS] != NULL) {
+        q->ep_url = xstrdup(cfg->configured[AWS_SVC_SQS]);
+        snprintf(q->ep_source, sizeof(q->ep_source), "%s", cfg->configured_source[AWS_SVC_SQS]);
+    } else if (cfg != NULL && q->queue.aws_host) {
+        if (aws_config_endpoint(cfg, AWS_SVC_SQS, q->queue.region, &q->ep_url, signing,
+                                sizeof(signing), e) != 0) {
+            return -1;
+        }
+        snprintf(q->ep_source, sizeof(q->ep_source), "%s",
+                 cfg->use_fips && cfg->use_dualstack ? "FIPS dual-stack endpoint"
+                 : cfg->use_fips                     ? "FIPS endpoint"
+                 : cfg->use_dualstack                ? "dual-stack endpoint"
+                                                     : "default endpoint");
+    } else {
+        q->ep_url = xstrdup(q->queue.base_url);
+        snprintf(q->ep_source, sizeof(q->ep_source), "the queue URL's host");
+    }
+    hs = strstr(q->ep_url, "://") + 3;
+    slash = strchr(hs, '/');
+    hl = slash ? (size_t)(slash - hs) : strlen(hs);
+    q->ep_host = xstrndup(hs, hl);
+    l = strlen(q->ep_host);
+    if (str_has_prefix(q->ep_url, "https://") && l > 4 && strcmp(q->ep_host + l - 4, ":443") == 0) {
+        q->ep_host[l - 4] = '\0';
+    } else if (str_has_prefix(q->ep_url, "http://") && l > 3 &&
+               strcmp(q->ep_host + l - 3, ":80") == 0) {
+        q->ep_host[l - 3] = '\0';
+    }
+    buf_addstr(&path, slash ? slash : "");
+    buf_addch(&path, '/');
+    q->ep_path = buf_detach(&path, NULL);
+    return 0;
+}
 
 struct aws_sqs *aws_sqs_new(const struct aws_sqs_opts *o, struct err *e)
 {
@@ -277,11 +326,20 @@ struct aws_sqs *aws_sqs_new(const struct aws_sqs_opts *o, struct err *e)
     q->max_attempts = o->max_attempts > 0 ? o->max_attempts : AWS_RETRY_MAX_ATTEMPTS;
     aws_retry_quota_init(&q->retry_quota);
     if (aws_sqs_queue_parse(o->queue_url, o->region, &q->queue, e) != 0 ||
+        sqs_endpoint(q, aws_credp_config(o->credp), e) != 0 ||
         (q->t = aws_transport_new(o->base, e)) == NULL) {
         aws_sqs_free(q);
         return NULL;
     }
     return q;
+}
+
+const char *aws_sqs_endpoint(const struct aws_sqs *q, const char **source)
+{
+    if (source != NULL) {
+        *source = q->ep_source;
+    }
+    return q->ep_url;
 }
 
 const struct aws_sqs_queue *aws_sqs_queue(const struct aws_sqs *q)
@@ -347,6 +405,9 @@ void aws_sqs_free(struct aws_sqs *q)
         call_fail(q->calls, &e);
     }
     aws_sqs_queue_release(&q->queue);
+    xfree(q->ep_url);
+    xfree(q->ep_host);
+    xfree(q->ep_path);
     xfree(q);
 }
 
@@ -365,11 +426,11 @@ static void call_send(struct sqs_call *k, const struct aws_creds *creds)
     struct aws_http_req req;
     aws_sigv4_out_init(&so);
     snprintf(target, sizeof(target), "AmazonSQS.%s", k->action);
-    h[0] = (struct aws_header){ "Host", q->queue.host };
+    h[0] = (struct aws_header){ "Host", q->ep_host };
     h[1] = (struct aws_header){ "Content-Type", "application/x-amz-json-1.0" };
     h[2] = (struct aws_header){ "X-Amz-Target", target };
-    struct aws_sigv4_req sr = { "POST", "/", "", h, 3, (const uint8_t *)k->body, k->body_len,
-                                NULL, q->queue.region, "sqs", time(NULL), 0 };
+    struct aws_sigv4_req sr = { "POST", q->ep_path, "", h, 3, (const uint8_t *)k->body,
+                                k->body_len, NULL, q->queue.region, "sqs", time(NULL), 0 };
     if (aws_sigv4_sign(&sr, creds, &so, &e) != 0) {
         call_fail(k, &e);
         goto out;
@@ -380,7 +441,7 @@ static void call_send(struct sqs_call *k, const struct aws_creds *creds)
     for (size_t i = 0; i < so.nadd; i++) {
         wire[nw++] = so.add[i];
     }
-    buf_addf(&url, "%s/", q->queue.base_url);
+    buf_addf(&url, "%s/", q->ep_url);
     req = (struct aws_http_req){ "POST", url.data, wire, nw, k->body, k->body_len,
                                  k->timeout_ms, 0, 0 };
     k->attempts++;

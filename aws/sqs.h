@@ -64,9 +64,15 @@ struct aws_sqs_opts {
     unsigned max_attempts;  /* 0: 3 */
 };
 
+/* Requests go to a configured SQS endpoint (AWS_ENDPOINT_URL_SQS, AWS_ENDPOINT_URL, the
+ * profile's services section or endpoint_url), else, for a queue on an AWS host, to the SQS
+ * endpoint of the queue's region (FIPS and dual-stack as configured: sqs-fips.REGION...), else to
+ * the queue URL's host. Signed for the queue's region. */
 struct aws_sqs *aws_sqs_new(const struct aws_sqs_opts *o, struct err *e) ATTR_WUR;
 void aws_sqs_free(struct aws_sqs *q);
 const struct aws_sqs_queue *aws_sqs_queue(const struct aws_sqs *q);
+/* The endpoint requests go to; *source (optional) says why ("default endpoint", ...). */
+const char *aws_sqs_endpoint(const struct aws_sqs *q, const char **source);
 
 struct aws_sqs_result {
     const char *action;        /* "ReceiveMessage" */

@@ -432,6 +432,7 @@ static struct aws_iot *ca_aws_client(const struct conf *c, struct event_base *ba
     o.no_quota = quick;
     o.rates = *c->aws_rates ? c->aws_rates : NULL;
     o.service = c->aws_signing_name;
+    o.profile = c->aws_profile;
     if (quick) {
         o.timeout_ms = 3000;
         o.max_attempts = 1;
@@ -439,7 +440,7 @@ static struct aws_iot *ca_aws_client(const struct conf *c, struct event_base *ba
     return aws_iot_new(&o, e);
 }
 
-/* "arn:aws:iot:REGION:ACCOUNT:cacert/ID" -> ACCOUNT */
+/* "arn:PARTITION:iot:REGION:ACCOUNT:cacert/ID" -> ACCOUNT (any partition: aws, aws-cn, ...) */
 static void arn_account(const char *arn, char *out, size_t cap)
 {
     const char *p = arn;

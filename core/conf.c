@@ -99,6 +99,10 @@ static const struct conf_key conf_keys[] = {
         "quotas (docs/aws-client.md). jitrd's JITR workers take theirs from jitr.aws_rates."),
     STR(aws_signing_name, "iot", "JITRCA_AWS_SIGNING_NAME",
         "SigV4 service name for AWS IoT: iot (current SDKs) or execute-api (older models)."),
+    STR(aws_profile, "", "JITRCA_AWS_PROFILE",
+        "AWS profile of the shared config files for jitrctl and jitrd, chosen explicitly as "
+        "`aws --profile` does: it wins over AWS_PROFILE, and the environment's credentials do "
+        "not pre-empt it (docs/aws-client.md); empty means AWS_PROFILE, else default."),
     SBOOL(jitr, enabled, 0,
           "jitrd: run just-in-time registration (docs/jitr.md): the intake listener, the event "
           "workers and the reconciler in every worker process."),

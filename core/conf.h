@@ -47,6 +47,7 @@ struct conf {
     int64_t max_batch;         /* items of one /v1/sign/batch */
     char *aws_rates;           /* jitrctl's AWS client: per-API rates ("" = AWS's quotas) */
     char *aws_signing_name;    /* SigV4 service name: iot or execute-api */
+    char *aws_profile;         /* explicit AWS profile ("" = AWS_PROFILE, else default) */
     /* JITR (docs/jitr.md): the "jitr" section of the file */
     bool jitr_enabled;
     char *jitr_listen, *jitr_tls_cert_file, *jitr_tls_key_file;

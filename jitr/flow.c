@@ -544,8 +544,8 @@ static int evaluate(struct jitr_req *r)
         goto out;
     }
     r->planned = true;
-    snprintf(r->cert_arn, sizeof(r->cert_arn), "arn:aws:iot:%s:%s:cert/%s", env->region,
-             r->ev.account, r->ev.cert_id);
+    snprintf(r->cert_arn, sizeof(r->cert_arn), "arn:%s:iot:%s:%s:cert/%s",
+             aws_partition_of_region(env->region), env->region, r->ev.account, r->ev.cert_id);
     rc = 0;
 out:
     jitr_params_release(&params);

@@ -149,7 +149,24 @@ int jitr_check_config(const struct conf *conf, struct err *e)
     tpl = jitr_template_load(c.template_path, c.policy_name, e);
     jitr_template_free(tpl);
     cfg_release(&c);
-    return tpl != NULL ? 0 : -1;
+    if (tpl == NULL) {
+        return -1;
+    }
+    /* the AWS settings every worker will resolve: a missing region fails here, naming where it
+     * was looked for (environment, profile, EC2 IMDS), instead of in each worker */
+    {
+        struct aws_config ac;
+        struct aws_config_opts ao = { conf->aws_profile, NULL, NULL };
+        int rc;
+        aws_config_init(&ac);
+        rc = aws_config_load(&ac, NULL, &ao, e);
+        aws_config_release(&ac);
+        if (rc != 0) {
+            err_prefix(e, "JITR");
+            return -1;
+        }
+    }
+    return 0;
 }
 
 /* ---- the CA table --------------------------------------------------------------------------- */
@@ -1163,6 +1180,7 @@ struct jitr_service *jitr_service_new(struct event_base *base, const struct conf
     ao.base = base;
     ao.redis_url = conf->redis_url;
     ao.service = conf->aws_signing_name[0] ? conf->aws_signing_name : NULL;
+    ao.profile = conf->aws_profile;
     ao.rates = s->cfg.aws_rates[0] ? s->cfg.aws_rates : conf->aws_rates;
     if (ao.rates == NULL || ao.rates[0] == '\0') {
         /* AWS enforces its quotas as token buckets: pacing a little under the quota (0.2 TPS)

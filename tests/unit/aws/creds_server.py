@@ -1,21 +1,33 @@
 #!/usr/bin/env python3
 """Local stand-in for the network credential sources, for unit_aws_credsfetch:
-EC2 IMDSv2 (/latest/api/token, /latest/meta-data/iam/security-credentials/[ROLE]), an ECS/EKS
-container endpoint (/container/creds, Authorization must equal the token given with --auth) and
-STS AssumeRoleWithWebIdentity (POST /sts/). Every credential set has a new AccessKeyId
-(ASIAIMDS1, ASIAIMDS2, ...) and expires --expires seconds after it was served.
+EC2 IMDSv2 (/latest/api/token, /latest/meta-data/iam/security-credentials/[ROLE],
+/latest/meta-data/placement/region), an ECS/EKS container endpoint (/container/creds,
+Authorization must equal the token given with --auth), STS (POST /sts/): AssumeRoleWithWebIdentity
+(unsigned) and AssumeRole (SigV4 for service sts verified with botocore's signer against the
+--static key and every credential set served so far), and the SSO portal's GetRoleCredentials
+(GET /federation/credentials, header x-amz-sso_bearer_token must be --sso-token). Every
+credential set has a new AccessKeyId (ASIAIMDS1, ASIAROLE2, ...) and expires --expires seconds
+after it was served.
 POST /_mode merges JSON into the mode: imds_token_status (e.g. 405 for an IMDSv1-only host),
-container_fail (that many 500s first), expires. GET /_stats returns request counts.
+container_fail (that many 500s first), expires, deny_roles (role ARNs AssumeRole refuses),
+imds_region. GET /_stats returns request counts and the last AssumeRole's parameters.
 Listens on 127.0.0.1, port written to --port-file.
 """
 import argparse
 import datetime
 import http.server
 import json
+import os
+import sys
 import threading
 import urllib.parse
 
-STATE = {"counts": {}, "mode": {"imds_token_status": 200, "container_fail": 0, "expires": 60}}
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "sim"))
+from iot_standin import ApiError, verify_sigv4  # noqa: E402
+
+STATE = {"counts": {}, "mode": {"imds_token_status": 200, "container_fail": 0, "expires": 60,
+                                "deny_roles": [], "imds_region": "eu-central-1"},
+         "assume": [], "creds": {}}
 LOCK = threading.Lock()
 TOKEN = "imds-token-1"
 
@@ -25,8 +37,25 @@ def creds(kind):
         n = STATE["counts"].get(kind + "_issued", 0) + 1
         STATE["counts"][kind + "_issued"] = n
         exp = datetime.datetime.utcnow() + datetime.timedelta(seconds=STATE["mode"]["expires"])
-    return {"AccessKeyId": f"ASIA{kind.upper()}{n}", "SecretAccessKey": f"secret{kind}{n}",
-            "Token": f"token-{kind}-{n}", "Expiration": exp.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    c = {"AccessKeyId": f"ASIA{kind.upper()}{n}", "SecretAccessKey": f"secret{kind}{n}",
+         "Token": f"token-{kind}-{n}", "Expiration": exp.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    with LOCK:
+        STATE["creds"][c["AccessKeyId"]] = (c["SecretAccessKey"], c["Token"])
+    return c
+
+
+def sts_xml(action, c):
+    return (f"<{action}Response><{action}Result>"
+            f"<Credentials><AccessKeyId>{c['AccessKeyId']}</AccessKeyId>"
+            f"<SecretAccessKey>{c['SecretAccessKey']}</SecretAccessKey>"
+            f"<SessionToken>{c['Token']}</SessionToken>"
+            f"<Expiration>{c['Expiration']}</Expiration></Credentials>"
+            f"</{action}Result></{action}Response>")
+
+
+def sts_error(code, msg):
+    return (f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{msg}</Message>"
+            "</Error></ErrorResponse>")
 
 
 class H(http.server.BaseHTTPRequestHandler):
@@ -67,7 +96,32 @@ class H(http.server.BaseHTTPRequestHandler):
         p = self.path
         if p == "/_stats":
             with LOCK:
-                return self.reply(200, json.dumps(STATE))
+                return self.reply(200, json.dumps({k: v for k, v in STATE.items() if k != "creds"}))
+        if p == "/latest/meta-data/placement/region":
+            self.count("imds_region")
+            v2 = STATE["mode"]["imds_token_status"] == 200
+            if v2 and self.headers.get("X-aws-ec2-metadata-token") != TOKEN:
+                return self.reply(401, "")
+            return self.reply(200, STATE["mode"]["imds_region"], "text/plain")
+        if p.startswith("/federation/credentials?"):
+            self.count("sso")
+            q = urllib.parse.parse_qs(urllib.parse.urlsplit(p).query)
+            if self.headers.get("x-amz-sso_bearer_token") != SERVER_ARGS.sso_token:
+                body = json.dumps({"message": "Session token not found or invalid"})
+                self.send_response(401)
+                self.send_header("x-amzn-ErrorType", "UnauthorizedException")
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                return self.wfile.write(body.encode())
+            if q.get("role_name") != ["Admin"] or q.get("account_id") != ["111122223333"]:
+                return self.reply(403, json.dumps({"message": "No access"}))
+            c = creds("sso")
+            exp = int(datetime.datetime.strptime(c["Expiration"], "%Y-%m-%dT%H:%M:%SZ")
+                      .replace(tzinfo=datetime.timezone.utc).timestamp() * 1000)
+            return self.reply(200, json.dumps({"roleCredentials": {
+                "accessKeyId": c["AccessKeyId"], "secretAccessKey": c["SecretAccessKey"],
+                "sessionToken": c["Token"], "expiration": exp}}))
         if p.startswith("/latest/meta-data/iam/security-credentials/"):
             v2 = STATE["mode"]["imds_token_status"] == 200
             if v2 and self.headers.get("X-aws-ec2-metadata-token") != TOKEN:
@@ -101,6 +155,28 @@ class H(http.server.BaseHTTPRequestHandler):
             with LOCK:
                 STATE["mode"].update(json.loads(body))
             return self.reply(200, "{}")
+        if self.path == "/sts/" and b"Action=AssumeRole&" in body:
+            self.count("assume")
+            f = urllib.parse.parse_qs(body.decode())
+            with LOCK:
+                known = dict(STATE["creds"])
+            known[SERVER_ARGS.static.split(":")[0]] = (SERVER_ARGS.static.split(":")[1], None)
+            try:
+                akid = verify_sigv4("POST", self.path, list(self.headers.items()), body, known,
+                                    "us-east-1", ["sts"])
+            except ApiError as e:
+                return self.reply(403, sts_error(e.code, e.message), "text/xml")
+            arn = (f.get("RoleArn") or [""])[0]
+            with LOCK:
+                STATE["assume"].append({"signed_by": akid, "role": arn,
+                                        "session": (f.get("RoleSessionName") or [""])[0],
+                                        "external_id": (f.get("ExternalId") or [None])[0],
+                                        "duration": (f.get("DurationSeconds") or [None])[0]})
+                deny = arn in STATE["mode"]["deny_roles"]
+            if deny:
+                return self.reply(403, sts_error("AccessDenied", f"not authorized to assume {arn}"),
+                                  "text/xml")
+            return self.reply(200, sts_xml("AssumeRole", creds("role")), "text/xml")
         if self.path == "/sts/":
             self.count("sts")
             f = urllib.parse.parse_qs(body.decode())
@@ -109,14 +185,7 @@ class H(http.server.BaseHTTPRequestHandler):
                     not f.get("RoleArn") or self.headers.get("Authorization")):
                 return self.reply(400, "<ErrorResponse><Error><Code>InvalidIdentityToken</Code>"
                                   "<Message>bad token</Message></Error></ErrorResponse>", "text/xml")
-            c = creds("sts")
-            xml = ("<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult>"
-                   f"<Credentials><AccessKeyId>{c['AccessKeyId']}</AccessKeyId>"
-                   f"<SecretAccessKey>{c['SecretAccessKey']}</SecretAccessKey>"
-                   f"<SessionToken>{c['Token']}</SessionToken>"
-                   f"<Expiration>{c['Expiration']}</Expiration></Credentials>"
-                   "</AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>")
-            return self.reply(200, xml, "text/xml")
+            return self.reply(200, sts_xml("AssumeRoleWithWebIdentity", creds("sts")), "text/xml")
         self.reply(404, "")
 
 
@@ -126,11 +195,12 @@ def main():
     ap.add_argument("--port-file", required=True)
     ap.add_argument("--auth", default="Bearer-tok")
     ap.add_argument("--web-token", default="web-identity-token")
+    ap.add_argument("--sso-token", default="sso-token-ok")
+    ap.add_argument("--static", default="AKIDSTATIC:static-secret", help="AKID:SECRET for AssumeRole")
     SERVER_ARGS = ap.parse_args()
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
     with open(SERVER_ARGS.port_file + ".tmp", "w") as f:
         f.write(str(srv.server_address[1]))
-    import os
     os.rename(SERVER_ARGS.port_file + ".tmp", SERVER_ARGS.port_file)
     srv.serve_forever()
 

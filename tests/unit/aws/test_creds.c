@@ -225,9 +225,9 @@ static int test_creds_from_ini(void)
     static const struct {
         const char *profile, *why;
     } none[] = {
-        { "proc", "profile 'proc' uses credential_process, not supported" },
-        { "role", "profile 'role' assumes a role, not supported" },
-        { "sso", "profile 'sso' uses SSO, not supported" },
+        { "proc", "profile 'proc' has no aws_access_key_id" },
+        { "role", "profile 'role' has no aws_access_key_id" },
+        { "sso", "profile 'sso' has no aws_access_key_id" },
         { "nokeys", "profile 'nokeys' has no aws_access_key_id" },
     };
     for (size_t i = 0; i < ARRAY_LEN(none); i++) {
@@ -398,10 +398,13 @@ static int test_chain(void)
     buf_addf(&home, "HOME=%s/nohome", tt_tmpdir());
     buf_addf(&cred, "AWS_SHARED_CREDENTIALS_FILE=%s",
              write_file("credentials", "[default]\naws_access_key_id=AKFILE\n"
-                                       "aws_secret_access_key=SKFILE\n"));
+                                       "aws_secret_access_key=SKFILE\n"
+                                       "[proc]\nregion=eu-west-1\n"));
     buf_addf(&conf, "AWS_CONFIG_FILE=%s",
              write_file("config", "[default]\nregion=us-east-1\n[profile cfgonly]\n"
-                                  "aws_access_key_id=AKCFG\naws_secret_access_key=SKCFG\n"));
+                                  "aws_access_key_id=AKCFG\naws_secret_access_key=SKCFG\n"
+                                  "[profile proc]\ncredential_process = /bin/echo '{}'\n"
+                                  "aws_access_key_id=AKPROCCFG\naws_secret_access_key=S\n"));
 
     /* environment first */
     {
@@ -410,10 +413,22 @@ static int test_chain(void)
                               conf.data,
                               "AWS_ACCESS_KEY_ID=AKENV",
                               "AWS_SECRET_ACCESS_KEY=SKENV",
+                              "AWS_WEB_IDENTITY_TOKEN_FILE=/t",
+                              "AWS_ROLE_ARN=arn:aws:iam::1:role/r",
                               NULL };
         CHECK_OK(chain_for(env, &cfg, &ch, &e), &e);
         CHECK_INT_EQ(ch.next, AWS_CREDS_READY);
         CHECK_STR_EQ(ch.creds.access_key_id, "AKENV");
+        CHECK_INT_EQ(ch.nroles, 0);
+    }
+    /* web identity (environment) wins over the shared files */
+    {
+        const char *env[] = { home.data, cred.data, conf.data, "AWS_WEB_IDENTITY_TOKEN_FILE=/t",
+                              "AWS_ROLE_ARN=arn:aws:iam::1:role/r", NULL };
+        CHECK_OK(chain_for(env, &cfg, &ch, &e), &e);
+        CHECK_INT_EQ(ch.next, AWS_CREDS_FETCH_WEB_IDENTITY);
+        CHECK(ch.creds.access_key_id == NULL);
+        CHECK_STR_CONTAINS(ch.base, "web identity");
     }
     /* then the credentials file */
     {
@@ -422,6 +437,15 @@ static int test_chain(void)
         CHECK_INT_EQ(ch.next, AWS_CREDS_READY);
         CHECK_STR_EQ(ch.creds.access_key_id, "AKFILE");
         CHECK_STR_CONTAINS(ch.creds.source, "shared credentials file ");
+    }
+    /* credential_process before the config file's keys */
+    {
+        const char *env[] = { home.data, cred.data, conf.data, "AWS_PROFILE=proc", NULL };
+        CHECK_OK(chain_for(env, &cfg, &ch, &e), &e);
+        CHECK_INT_EQ(ch.next, AWS_CREDS_FETCH_PROCESS);
+        CHECK_STR_EQ(ch.process, "/bin/echo '{}'");
+        CHECK_STR_EQ(ch.base, "credential_process of profile 'proc'");
+        CHECK_STR_EQ(cfg.region, "eu-west-1"); /* a setting in the credentials file counts */
     }
     /* then the config file */
     {
@@ -440,14 +464,15 @@ static int test_chain(void)
         err_clear(&e);
         CHECK_INT_EQ(chain_for(env, &cfg, &ch, &e), -1);
         CHECK_INT_EQ(e.code, ERRC_NOT_FOUND);
-        CHECK_STR_EQ(e.msg, "no AWS credentials: environment (AWS_ACCESS_KEY_ID unset), shared "
-                            "credentials file ~/.aws/credentials (not found), config file "
-                            "~/.aws/config (not found), web identity (not configured), container "
-                            "endpoint (not configured), EC2 IMDS (disabled)");
-        CHECK_STR_EQ(e.detail, e.msg);
+        CHECK_STR_EQ(e.detail, "no AWS credentials: environment (AWS_ACCESS_KEY_ID unset), web "
+                               "identity (not configured), SSO (no sso_account_id or "
+                               "sso_role_name), shared credentials file ~/.aws/credentials (not "
+                               "found), credential_process (none), config file ~/.aws/config (not "
+                               "found), container endpoint (not configured), EC2 IMDS (disabled)");
+        CHECK(strncmp(e.msg, e.detail, sizeof(e.msg) - 1) == 0);
         CHECK(ch.creds.access_key_id == NULL);
     }
-    /* network sources in order, each failure recorded */
+    /* a configured source that fails ends the fetch: no fall-back to another identity */
     {
         const char *env[] = { home.data,
                               "AWS_REGION=us-east-1",
@@ -461,18 +486,39 @@ static int test_chain(void)
         CHECK_STR_EQ(ch.web_identity_token_file, "/var/run/secrets/token");
         CHECK_STR_EQ(ch.role_arn, "arn:aws:iam::123456789012:role/jitrca");
         CHECK(ch.role_session_name == NULL);
+        CHECK(ch.container_url == NULL && ch.imds_endpoint == NULL);
+        err_clear(&e);
+        CHECK_INT_EQ(aws_chain_failed(&ch, ERRC_DENIED, "InvalidIdentityToken", &e), -1);
+        CHECK_INT_EQ(e.code, ERRC_DENIED);
+        CHECK_STR_EQ(e.msg, "AWS credentials from web identity (role arn:aws:iam::123456789012:"
+                            "role/jitrca): InvalidIdentityToken");
+        CHECK_INT_EQ(ch.next, AWS_CREDS_READY);
+    }
+    /* the container when nothing before it applies */
+    {
+        const char *env[] = { home.data,
+                              "AWS_REGION=us-east-1",
+                              "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI=/v2/credentials/abc",
+                              "AWS_CONTAINER_AUTHORIZATION_TOKEN=Bearer x",
+                              NULL };
+        CHECK_OK(chain_for(env, &cfg, &ch, &e), &e);
+        CHECK_INT_EQ(ch.next, AWS_CREDS_FETCH_CONTAINER);
         CHECK_STR_EQ(ch.container_url, "http://169.254.170.2/v2/credentials/abc");
         CHECK_STR_EQ(ch.container_auth_token, "Bearer x");
-        CHECK_STR_EQ(ch.imds_endpoint, "http://169.254.169.254");
-        CHECK_OK(aws_chain_failed(&ch, "InvalidIdentityToken", &e), &e);
-        CHECK_INT_EQ(ch.next, AWS_CREDS_FETCH_CONTAINER);
-        CHECK_OK(aws_chain_failed(&ch, "connection refused", &e), &e);
+        CHECK(ch.imds_endpoint == NULL);
+    }
+    /* IMDS, the last resort: its failure is "no AWS credentials" naming every source */
+    {
+        const char *env[] = { home.data, "AWS_REGION=us-east-1", NULL };
+        CHECK_OK(chain_for(env, &cfg, &ch, &e), &e);
         CHECK_INT_EQ(ch.next, AWS_CREDS_FETCH_IMDS);
+        CHECK_STR_EQ(ch.imds_endpoint, "http://169.254.169.254");
+        CHECK(ch.last_resort);
         err_clear(&e);
-        CHECK_INT_EQ(aws_chain_failed(&ch, "timeout after 1 s", &e), -1);
+        CHECK_INT_EQ(aws_chain_failed(&ch, ERRC_TIMEOUT, "timeout after 1 s", &e), -1);
         CHECK_INT_EQ(e.code, ERRC_NOT_FOUND);
-        CHECK_STR_CONTAINS(e.detail, "web identity (InvalidIdentityToken), container endpoint "
-                                     "(connection refused), EC2 IMDS (timeout after 1 s)");
+        CHECK_STR_CONTAINS(e.detail, "container endpoint (not configured), EC2 IMDS (timeout "
+                                     "after 1 s)");
     }
     /* a fetched result becomes the chain's credentials */
     {
@@ -489,26 +535,27 @@ static int test_chain(void)
         CHECK_STR_EQ(ch.creds.access_key_id, "ASIA1");
         CHECK(got.access_key_id == NULL);
     }
-    /* IPv6 IMDS, web identity from the profile */
+    /* IPv6 IMDS; web identity from the profile */
     {
         const char *env[] = { home.data, conf.data, "AWS_PROFILE=wi",
                               "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE=IPv6", NULL };
         const char *wi = write_file("config-wi", "[profile wi]\nregion = eu-west-1\n"
                                                  "web_identity_token_file = /t\n"
                                                  "role_arn = arn:aws:iam::1:role/r\n"
-                                                 "role_session_name = s1\n");
+                                                 "role_session_name = s1\n"
+                                                 "[profile v6]\nregion = eu-west-1\n");
         buf_reset(&conf);
         buf_addf(&conf, "AWS_CONFIG_FILE=%s", wi);
         env[1] = conf.data;
         CHECK_OK(chain_for(env, &cfg, &ch, &e), &e);
         CHECK_INT_EQ(ch.next, AWS_CREDS_FETCH_WEB_IDENTITY);
         CHECK_STR_EQ(ch.role_session_name, "s1");
+        CHECK_INT_EQ(ch.nroles, 0); /* role_arn with a token file is web identity's */
+        env[2] = "AWS_PROFILE=v6";
+        CHECK_OK(chain_for(env, &cfg, &ch, &e), &e);
         CHECK_STR_EQ(ch.imds_endpoint, "http://[fd00:ec2::254]");
-        CHECK_OK(aws_chain_failed(&ch, "no token file", &e), &e);
-        CHECK_INT_EQ(ch.next, AWS_CREDS_FETCH_IMDS);
-        CHECK_STR_CONTAINS(buf_cstr(&ch.tried), "container endpoint (not configured)");
     }
-    /* misconfigured network sources are errors, not skipped sources */
+    /* misconfigured sources are errors, not skipped sources */
     static const struct {
         const char *a, *b, *want;
     } bad[] = {
@@ -548,6 +595,267 @@ out:
     buf_release(&cred);
     buf_release(&conf);
     buf_release(&home);
+    return rc;
+}
+
+/* Assume-role profiles: the plan's base and roles, and every configuration error. */
+static int test_chain_roles(void)
+{
+    int rc = 0;
+    struct err e = ERR_INIT;
+    struct aws_config cfg;
+    struct aws_chain ch;
+    struct buf cred = BUF_INIT, conf = BUF_INIT, home = BUF_INIT, prof = BUF_INIT;
+    aws_config_init(&cfg);
+    aws_chain_init(&ch);
+    buf_addf(&home, "HOME=%s/nohome", tt_tmpdir());
+    buf_addf(&cred, "AWS_SHARED_CREDENTIALS_FILE=%s",
+             write_file("credentials-roles", "[base]\naws_access_key_id=AKBASE\n"
+                                             "aws_secret_access_key=SKBASE\n"
+                                             "[self]\naws_access_key_id=AKSELF\n"
+                                             "aws_secret_access_key=SKSELF\n"));
+    buf_addf(&conf, "AWS_CONFIG_FILE=%s",
+             write_file("config-roles",
+                        "[default]\nregion=us-east-1\n"
+                        "[profile a]\nrole_arn=arn:aws:iam::1:role/a\nsource_profile=base\n"
+                        "external_id=ext-1\nrole_session_name=sess.a\nduration_seconds=1800\n"
+                        "[profile b]\nrole_arn=arn:aws:iam::2:role/b\nsource_profile=a\n"
+                        "[profile env]\nrole_arn=arn:aws:iam::3:role/e\n"
+                        "credential_source=Environment\n"
+                        "[profile imds]\nrole_arn=arn:aws:iam::3:role/i\n"
+                        "credential_source=Ec2InstanceMetadata\n"
+                        "[profile ecs]\nrole_arn=arn:aws:iam::3:role/c\n"
+                        "credential_source=EcsContainer\n"
+                        "[profile self]\nrole_arn=arn:aws:iam::4:role/s\nsource_profile=self\n"
+                        "[profile procsrc]\nrole_arn=arn:aws:iam::5:role/p\n"
+                        "source_profile=proc\n"
+                        "[profile proc]\ncredential_process=/usr/bin/true\n"
+                        "[profile keyed]\nrole_arn=arn:aws:iam::6:role/k\nsource_profile=base\n"
+                        "aws_access_key_id=AKKEYED\naws_secret_access_key=SKKEYED\n"
+                        "[profile viakeyed]\nrole_arn=arn:aws:iam::7:role/v\n"
+                        "source_profile=keyed\n"
+                        "[profile loop1]\nrole_arn=arn:aws:iam::8:role/l1\nsource_profile=loop2\n"
+                        "[profile loop2]\nrole_arn=arn:aws:iam::8:role/l2\nsource_profile=loop1\n"
+                        "[profile selfloop]\nrole_arn=arn:aws:iam::8:role/x\n"
+                        "source_profile=selfloop\n"
+                        "[profile both]\nrole_arn=arn:aws:iam::9:role/x\nsource_profile=base\n"
+                        "credential_source=Environment\n"
+                        "[profile neither]\nrole_arn=arn:aws:iam::9:role/x\n"
+                        "[profile ghost]\nrole_arn=arn:aws:iam::9:role/x\nsource_profile=nope\n"
+                        "[profile badcs]\nrole_arn=arn:aws:iam::9:role/x\n"
+                        "credential_source=Environmentt\n"
+                        "[profile mfa]\nrole_arn=arn:aws:iam::9:role/x\nsource_profile=base\n"
+                        "mfa_serial=arn:aws:iam::9:mfa/u\n"
+                        "[profile dur]\nrole_arn=arn:aws:iam::9:role/x\nsource_profile=base\n"
+                        "duration_seconds=60\n"
+                        "[profile sess]\nrole_arn=arn:aws:iam::9:role/x\nsource_profile=base\n"
+                        "role_session_name=has space\n"
+                        "[profile empty]\nregion=us-east-1\n"
+                        "[profile nocreds]\nrole_arn=arn:aws:iam::9:role/x\n"
+                        "source_profile=empty\n"));
+#define PROFILE_ENV(p, ...)                                                                       \
+    buf_reset(&prof);                                                                             \
+    buf_addf(&prof, "AWS_PROFILE=%s", p);                                                         \
+    const char *env[] = { home.data, cred.data, conf.data, prof.data, "AWS_REGION=us-east-1",     \
+                          __VA_ARGS__ NULL }
+
+    /* a role with a static source profile: keys from the credentials file, one AssumeRole */
+    {
+        PROFILE_ENV("a", );
+        CHECK_OK(chain_for(env, &cfg, &ch, &e), &e);
+        CHECK_INT_EQ(ch.next, AWS_CREDS_READY);
+        CHECK_STR_EQ(ch.creds.access_key_id, "AKBASE");
+        CHECK_INT_EQ(ch.nroles, 1);
+        CHECK_STR_EQ(ch.roles[0].role_arn, "arn:aws:iam::1:role/a");
+        CHECK_STR_EQ(ch.roles[0].external_id, "ext-1");
+        CHECK_STR_EQ(ch.roles[0].session_name, "sess.a");
+        CHECK_INT_EQ(ch.roles[0].duration_s, 1800);
+        CHECK_STR_EQ(ch.roles[0].profile, "a");
+    }
+    /* chained: b's source is a, a's is base: base's keys, then a's role, then b's */
+    {
+        PROFILE_ENV("b", );
+        CHECK_OK(chain_for(env, &cfg, &ch, &e), &e);
+        CHECK_STR_EQ(ch.creds.access_key_id, "AKBASE");
+        CHECK_INT_EQ(ch.nroles, 2);
+        CHECK_STR_EQ(ch.roles[0].role_arn, "arn:aws:iam::1:role/a");
+        CHECK_STR_EQ(ch.roles[1].role_arn, "arn:aws:iam::2:role/b");
+        CHECK(ch.roles[1].external_id == NULL && ch.roles[1].session_name == NULL &&
+              ch.roles[1].duration_s == 0);
+    }
+    /* the environment as credential_source, and the role wins over the environment's web
+     * identity (assume role comes first in the chain) */
+    {
+        PROFILE_ENV("env", "AWS_ACCESS_KEY_ID=AKENV", "AWS_SECRET_ACCESS_KEY=SKENV", );
+        /* environment keys are source 1 of the default chain: they win outright */
+        CHECK_OK(chain_for(env, &cfg, &ch, &e), &e);
+        CHECK_INT_EQ(ch.nroles, 0);
+    }
+    {
+        PROFILE_ENV("env", );
+        err_clear(&e);
+        CHECK_INT_EQ(chain_for(env, &cfg, &ch, &e), -1);
+        CHECK_STR_CONTAINS(e.msg, "profile 'env': credential_source Environment, but "
+                                  "AWS_ACCESS_KEY_ID unset");
+    }
+    {
+        PROFILE_ENV("imds", "AWS_WEB_IDENTITY_TOKEN_FILE=/t", "AWS_ROLE_ARN=arn:aws:iam::1:role/w",
+                    "AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:9", );
+        CHECK_OK(chain_for(env, &cfg, &ch, &e), &e);
+        CHECK_INT_EQ(ch.next, AWS_CREDS_FETCH_IMDS);
+        CHECK_STR_EQ(ch.imds_endpoint, "http://127.0.0.1:9");
+        CHECK(!ch.last_resort);
+        CHECK_INT_EQ(ch.nroles, 1);
+        CHECK_STR_EQ(ch.roles[0].role_arn, "arn:aws:iam::3:role/i");
+        err_clear(&e);
+        CHECK_INT_EQ(aws_chain_failed(&ch, ERRC_TIMEOUT, "timeout", &e), -1);
+        CHECK_INT_EQ(e.code, ERRC_TIMEOUT);
+        CHECK_STR_EQ(e.msg, "AWS credentials from EC2 IMDS (credential_source of profile "
+                            "'imds'): timeout");
+    }
+    {
+        PROFILE_ENV("ecs", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI=/v2/x", );
+        CHECK_OK(chain_for(env, &cfg, &ch, &e), &e);
+        CHECK_INT_EQ(ch.next, AWS_CREDS_FETCH_CONTAINER);
+        CHECK_INT_EQ(ch.nroles, 1);
+    }
+    /* a profile may be its own source when it has keys */
+    {
+        PROFILE_ENV("self", );
+        CHECK_OK(chain_for(env, &cfg, &ch, &e), &e);
+        CHECK_STR_EQ(ch.creds.access_key_id, "AKSELF");
+        CHECK_INT_EQ(ch.nroles, 1);
+        CHECK_STR_EQ(ch.roles[0].role_arn, "arn:aws:iam::4:role/s");
+    }
+    /* a source profile with credential_process */
+    {
+        PROFILE_ENV("procsrc", );
+        CHECK_OK(chain_for(env, &cfg, &ch, &e), &e);
+        CHECK_INT_EQ(ch.next, AWS_CREDS_FETCH_PROCESS);
+        CHECK_STR_EQ(ch.process, "/usr/bin/true");
+        CHECK_INT_EQ(ch.nroles, 1);
+    }
+    /* a source profile with keys ends the chain even when it names a role itself */
+    {
+        PROFILE_ENV("viakeyed", );
+        CHECK_OK(chain_for(env, &cfg, &ch, &e), &e);
+        CHECK_STR_EQ(ch.creds.access_key_id, "AKKEYED");
+        CHECK_INT_EQ(ch.nroles, 1);
+        CHECK_STR_EQ(ch.roles[0].role_arn, "arn:aws:iam::7:role/v");
+    }
+    static const struct {
+        const char *profile, *want;
+    } bad[] = {
+        { "loop1", "source_profile loop: loop1 -> loop2 -> loop1" },
+        { "selfloop", "source_profile loop: selfloop -> selfloop" },
+        { "both", "profile 'both' has both source_profile and credential_source" },
+        { "neither", "profile 'neither' has role_arn but neither source_profile nor "
+                     "credential_source" },
+        { "ghost", "profile 'ghost': source_profile 'nope' does not exist" },
+        { "badcs", "credential_source 'Environmentt' is not Environment, Ec2InstanceMetadata or "
+                   "EcsContainer" },
+        { "mfa", "profile 'mfa' needs an MFA code (mfa_serial)" },
+        { "dur", "profile 'dur': duration_seconds must be 900 to 43200, not '60'" },
+        { "sess", "profile 'sess': role_session_name must be 2 to 64 of" },
+        { "nocreds", "profile 'nocreds': source_profile 'empty' has no credentials" },
+        { "ecs", "credential_source EcsContainer, but AWS_CONTAINER_CREDENTIALS_RELATIVE_URI" },
+    };
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        PROFILE_ENV(bad[i].profile, );
+        err_clear(&e);
+        CHECK_INT_EQ(chain_for(env, &cfg, &ch, &e), -1);
+        CHECK_INT_EQ(e.code, ERRC_INVALID);
+        CHECK_STR_CONTAINS(e.msg, bad[i].want);
+        CHECK(ch.creds.access_key_id == NULL && ch.next == AWS_CREDS_READY);
+    }
+    {
+        PROFILE_ENV("imds", "AWS_EC2_METADATA_DISABLED=true", );
+        err_clear(&e);
+        CHECK_INT_EQ(chain_for(env, &cfg, &ch, &e), -1);
+        CHECK_STR_CONTAINS(e.msg, "credential_source Ec2InstanceMetadata, but "
+                                  "AWS_EC2_METADATA_DISABLED=true");
+    }
+#undef PROFILE_ENV
+out:
+    aws_chain_release(&ch);
+    aws_config_release(&cfg);
+    buf_release(&cred);
+    buf_release(&conf);
+    buf_release(&home);
+    buf_release(&prof);
+    return rc;
+}
+
+/* SSO profiles: sso_session and legacy, the token cache's name, the missing settings. */
+static int test_chain_sso(void)
+{
+    int rc = 0;
+    struct err e = ERR_INIT;
+    struct aws_config cfg;
+    struct aws_chain ch;
+    struct buf conf = BUF_INIT, home = BUF_INIT, want = BUF_INIT;
+    aws_config_init(&cfg);
+    aws_chain_init(&ch);
+    buf_addf(&home, "HOME=%s/ssohome", tt_tmpdir());
+    buf_addf(&conf, "AWS_CONFIG_FILE=%s",
+             write_file("config-sso",
+                        "[default]\nregion=us-east-1\n"
+                        "[profile dev]\nregion=us-east-1\nsso_session = my-sso\nsso_account_id = 111122223333\n"
+                        "sso_role_name = Admin\n"
+                        "[sso-session my-sso]\nsso_start_url = https://my.awsapps.com/start\n"
+                        "sso_region = eu-west-1\nsso_registration_scopes = sso:account:access\n"
+                        "[profile legacy]\nsso_start_url = https://old.awsapps.com/start\n"
+                        "sso_region = us-east-2\nsso_account_id = 444455556666\n"
+                        "sso_role_name = Read\n"
+                        "[profile nosession]\nsso_session = none\nsso_account_id = 1\n"
+                        "sso_role_name = R\n"
+                        "[profile half]\nsso_account_id = 1\n"
+                        "[profile clash]\nsso_session = my-sso\nsso_account_id = 1\n"
+                        "sso_role_name = R\nsso_region = us-west-2\n"));
+    {
+        const char *env[] = { home.data, conf.data, "AWS_PROFILE=dev", "AWS_REGION=us-east-1", NULL };
+        CHECK_OK(chain_for(env, &cfg, &ch, &e), &e);
+        CHECK_INT_EQ(ch.next, AWS_CREDS_FETCH_SSO);
+        CHECK_STR_EQ(ch.sso.session, "my-sso");
+        CHECK_STR_EQ(ch.sso.region, "eu-west-1");
+        CHECK_STR_EQ(ch.sso.account_id, "111122223333");
+        CHECK_STR_EQ(ch.sso.role_name, "Admin");
+        /* sha1("my-sso"), as `aws sso login` names the file */
+        buf_addf(&want, "%s/ssohome/.aws/sso/cache/0ad374308c5a4e22f723adf10145eafad7c4031c.json",
+                 tt_tmpdir());
+        CHECK_INT_EQ(tt_sh("test \"$(printf %%s my-sso | sha1sum | cut -c1-40)\" = "
+                           "0ad374308c5a4e22f723adf10145eafad7c4031c"),
+                     0);
+        CHECK_STR_EQ(ch.sso.cache_file, want.data);
+    }
+    {
+        const char *env[] = { home.data, conf.data, "AWS_PROFILE=legacy", "AWS_REGION=us-east-1", NULL };
+        CHECK_OK(chain_for(env, &cfg, &ch, &e), &e);
+        CHECK_INT_EQ(ch.next, AWS_CREDS_FETCH_SSO);
+        CHECK(ch.sso.session == NULL);
+        CHECK_STR_EQ(ch.sso.start_url, "https://old.awsapps.com/start");
+        CHECK_STR_EQ(ch.sso.region, "us-east-2");
+    }
+    static const struct {
+        const char *profile, *want;
+    } bad[] = {
+        { "AWS_PROFILE=nosession", "names sso_session 'none', which" },
+        { "AWS_PROFILE=half", "profile 'half' is set up for SSO but lacks sso_role_name, "
+                              "sso_start_url, sso_region" },
+        { "AWS_PROFILE=clash", "profile 'clash': sso_region differs from its sso_session's" },
+    };
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        const char *env[] = { home.data, conf.data, bad[i].profile, "AWS_REGION=us-east-1", NULL };
+        err_clear(&e);
+        CHECK_INT_EQ(chain_for(env, &cfg, &ch, &e), -1);
+        CHECK_STR_CONTAINS(e.msg, bad[i].want);
+    }
+out:
+    aws_chain_release(&ch);
+    aws_config_release(&cfg);
+    buf_release(&conf);
+    buf_release(&home);
+    buf_release(&want);
     return rc;
 }
 
@@ -691,7 +999,9 @@ static int test_parse_sts_xml(void)
         STS_HEAD STS_CREDS("ASIASTS", "wJal/K7+x=", "FwoG&amp;Zm&#x39;&#57;&lt;&gt;&quot;&apos;",
                            "2026-01-01T00:00:00Z") "<!-- a comment -->" STS_TAIL;
     aws_creds_init(&c);
-    CHECK_OK(aws_creds_parse_sts_xml(good, strlen(good), "web identity", &c, &e), &e);
+    CHECK_OK(aws_creds_parse_sts_xml(good, strlen(good), "AssumeRoleWithWebIdentity",
+                                     "web identity", &c, &e),
+             &e);
     CHECK_STR_EQ(c.access_key_id, "ASIASTS");
     CHECK_STR_EQ(c.secret_access_key, "wJal/K7+x=");
     CHECK_STR_EQ(c.session_token, "FwoG&Zm99<>\"'");
@@ -750,14 +1060,33 @@ static int test_parse_sts_xml(void)
     for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
         aws_creds_release(&c);
         err_clear(&e);
-        CHECK_INT_EQ(aws_creds_parse_sts_xml(bad[i].body, strlen(bad[i].body), "sts", &c, &e), -1);
+        CHECK_INT_EQ(aws_creds_parse_sts_xml(bad[i].body, strlen(bad[i].body),
+                                             "AssumeRoleWithWebIdentity", "sts", &c, &e),
+                     -1);
         CHECK_INT_EQ(e.code, bad[i].code);
         CHECK_STR_EQ(e.msg, bad[i].want);
         CHECK(c.access_key_id == NULL);
     }
     err_clear(&e);
-    CHECK_INT_EQ(aws_creds_parse_sts_xml("<a>\0</a>", 8, "sts", &c, &e), -1);
+    CHECK_INT_EQ(aws_creds_parse_sts_xml("<a>\0</a>", 8, "AssumeRole", "sts", &c, &e), -1);
     CHECK_STR_EQ(e.msg, "sts: NUL byte in XML");
+    /* AssumeRole's reply; a web identity reply is not one */
+    {
+        const char *ar = "<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">"
+                         "<AssumeRoleResult><AssumedRoleUser><Arn>arn:aws:sts::1:assumed-role/r/s"
+                         "</Arn></AssumedRoleUser><Credentials><AccessKeyId>ASIAAR</AccessKeyId>"
+                         "<SecretAccessKey>sk</SecretAccessKey><SessionToken>tok</SessionToken>"
+                         "<Expiration>2026-01-01T01:00:00Z</Expiration></Credentials>"
+                         "</AssumeRoleResult></AssumeRoleResponse>";
+        aws_creds_release(&c);
+        CHECK_OK(aws_creds_parse_sts_xml(ar, strlen(ar), "AssumeRole", "role", &c, &e), &e);
+        CHECK_STR_EQ(c.access_key_id, "ASIAAR");
+        CHECK_INT_EQ(c.expiration, 1767229200);
+        aws_creds_release(&c);
+        err_clear(&e);
+        CHECK_INT_EQ(aws_creds_parse_sts_xml(good, strlen(good), "AssumeRole", "sts", &c, &e), -1);
+        CHECK_STR_EQ(e.msg, "sts: unexpected XML root element <AssumeRoleWithWebIdentityResponse>");
+    }
 out:
     aws_creds_release(&c);
     return rc;
@@ -772,6 +1101,8 @@ int main(int argc, char **argv)
         { "creds_from_ini", test_creds_from_ini },
         { "config_resolve", test_config_resolve },
         { "chain", test_chain },
+        { "chain_roles", test_chain_roles },
+        { "chain_sso", test_chain_sso },
         { "iso8601", test_iso8601 },
         { "parse_json", test_parse_json },
         { "parse_sts_xml", test_parse_sts_xml },
