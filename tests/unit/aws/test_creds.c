@@ -1092,6 +1092,176 @@ out:
     return rc;
 }
 
+/* credential_process output, the SSO portal's reply and token cache, command lines. */
+static int test_parse_process_sso(void)
+{
+    int rc = 0;
+    struct err e = ERR_INIT;
+    struct aws_creds c;
+    char *tok = NULL, **argv = NULL;
+    time_t exp = 0;
+    const time_t now = 1767225600; /* 2026-01-01T00:00:00Z */
+    aws_creds_init(&c);
+    {
+        const char *ok = "{\"Version\": 1, \"AccessKeyId\": \"ASIAPROC\", \"SecretAccessKey\": "
+                         "\"s\", \"SessionToken\": \"t\", \"Expiration\": "
+                         "\"2026-01-01T01:00:00Z\"}";
+        CHECK_OK(aws_creds_parse_process(ok, strlen(ok), "proc", now, &c, &e), &e);
+        CHECK_STR_EQ(c.access_key_id, "ASIAPROC");
+        CHECK_STR_EQ(c.session_token, "t");
+        CHECK_INT_EQ(c.expiration, now + 3600);
+        const char *long_term = "{\"Version\": 1, \"AccessKeyId\": \"AKIAP\", "
+                                "\"SecretAccessKey\": \"s\"}";
+        CHECK_OK(aws_creds_parse_process(long_term, strlen(long_term), "proc", now, &c, &e), &e);
+        CHECK(c.session_token == NULL && c.expiration == 0);
+    }
+    static const struct {
+        const char *body, *want;
+    } badp[] = {
+        { "{\"Version\": 2, \"AccessKeyId\": \"A\", \"SecretAccessKey\": \"s\"}",
+          "proc: \"Version\" must be 1" },
+        { "{\"AccessKeyId\": \"A\", \"SecretAccessKey\": \"s\"}", "proc: \"Version\" must be 1" },
+        { "{\"Version\": \"1\", \"AccessKeyId\": \"A\", \"SecretAccessKey\": \"s\"}",
+          "proc: \"Version\" must be 1" },
+        { "{\"Version\": 1, \"SecretAccessKey\": \"s\"}", "proc: reply has no AccessKeyId" },
+        { "{\"Version\": 1, \"AccessKeyId\": \"A\", \"SecretAccessKey\": \"s\", \"Expiration\": "
+          "\"2025-12-31T23:00:00Z\"}",
+          "proc: the credentials expired at 2025-12-31T23:00:00Z" },
+        { "{\"Version\": 1, \"AccessKeyId\": \"A\", \"SecretAccessKey\": \"s\", \"Expiration\": "
+          "\"tomorrow\"}",
+          "proc: Expiration 'tomorrow' is not an ISO 8601 UTC time" },
+        { "not json", "proc: not JSON" },
+        { "[1]", "proc: not a JSON object" },
+        { "{\"Version\": 1, \"AccessKeyId\": \"A B\", \"SecretAccessKey\": \"s\"}",
+          "access key id contains a space" },
+    };
+    for (size_t i = 0; i < ARRAY_LEN(badp); i++) {
+        aws_creds_release(&c);
+        err_clear(&e);
+        CHECK_INT_EQ(aws_creds_parse_process(badp[i].body, strlen(badp[i].body), "proc", now, &c,
+                                             &e),
+                     -1);
+        CHECK_STR_CONTAINS(e.msg, badp[i].want);
+        CHECK(c.access_key_id == NULL);
+    }
+    {
+        const char *ok = "{\"roleCredentials\": {\"accessKeyId\": \"ASIASSO\", \"secretAccessKey\": "
+                         "\"s\", \"sessionToken\": \"t\", \"expiration\": 1767229200000}}";
+        CHECK_OK(aws_creds_parse_sso(ok, strlen(ok), "sso", &c, &e), &e);
+        CHECK_STR_EQ(c.access_key_id, "ASIASSO");
+        CHECK_INT_EQ(c.expiration, now + 3600);
+        aws_creds_release(&c);
+        const char *bad1 = "{\"roleCredentials\": {\"accessKeyId\": \"A\", \"secretAccessKey\": "
+                           "\"s\", \"sessionToken\": \"t\", \"expiration\": \"soon\"}}";
+        err_clear(&e);
+        CHECK_INT_EQ(aws_creds_parse_sso(bad1, strlen(bad1), "sso", &c, &e), -1);
+        CHECK_STR_CONTAINS(e.msg, "expiration is not a positive number of milliseconds");
+        const char *bad2 = "{\"message\": \"no\"}";
+        err_clear(&e);
+        CHECK_INT_EQ(aws_creds_parse_sso(bad2, strlen(bad2), "sso", &c, &e), -1);
+        CHECK_STR_CONTAINS(e.msg, "reply has no roleCredentials object");
+    }
+    {
+        const char *cache = "{\"startUrl\": \"https://x.awsapps.com/start\", \"region\": "
+                            "\"eu-west-1\", \"accessToken\": \"aoa-tok\", \"expiresAt\": "
+                            "\"2026-01-01T08:00:00Z\", \"refreshToken\": \"r\"}";
+        CHECK_OK(aws_sso_token_parse(cache, strlen(cache), "cache", &tok, &exp, &e), &e);
+        CHECK_STR_EQ(tok, "aoa-tok");
+        CHECK_INT_EQ(exp, now + 8 * 3600);
+        xfree(tok);
+        tok = NULL;
+        const char *nox = "{\"accessToken\": \"aoa\"}";
+        err_clear(&e);
+        CHECK_INT_EQ(aws_sso_token_parse(nox, strlen(nox), "cache", &tok, &exp, &e), -1);
+        CHECK_STR_CONTAINS(e.msg, "cache: reply has no expiresAt");
+        CHECK(tok == NULL);
+        const char *ctl = "{\"accessToken\": \"a\\nb\", \"expiresAt\": \"2026-01-01T08:00:00Z\"}";
+        err_clear(&e);
+        CHECK_INT_EQ(aws_sso_token_parse(ctl, strlen(ctl), "cache", &tok, &exp, &e), -1);
+        CHECK_STR_CONTAINS(e.msg, "accessToken contains a space or control character");
+    }
+    /* command lines as shlex.split reads them */
+    {
+        CHECK_OK(aws_argv_split("  /opt/bin/creds --profile 'my prof' \"a \\\"q\\\" $x\" b\\ c"
+                                " ''  d'e'\"f\"",
+                                &argv, &e),
+                 &e);
+        CHECK_STR_EQ(argv[0], "/opt/bin/creds");
+        CHECK_STR_EQ(argv[1], "--profile");
+        CHECK_STR_EQ(argv[2], "my prof");
+        CHECK_STR_EQ(argv[3], "a \"q\" $x");
+        CHECK_STR_EQ(argv[4], "b c");
+        CHECK_STR_EQ(argv[5], "");
+        CHECK_STR_EQ(argv[6], "def");
+        CHECK(argv[7] == NULL);
+        aws_argv_free(argv);
+        argv = NULL;
+        static const struct {
+            const char *cmd, *want;
+        } bada[] = { { "a 'b", "unterminated quote" },
+                     { "a \"b", "unterminated quote" },
+                     { "   ", "credential_process is empty" },
+                     { "a \\", "ends with a backslash" } };
+        for (size_t i = 0; i < ARRAY_LEN(bada); i++) {
+            err_clear(&e);
+            CHECK_INT_EQ(aws_argv_split(bada[i].cmd, &argv, &e), -1);
+            CHECK_STR_CONTAINS(e.msg, bada[i].want);
+            CHECK(argv == NULL);
+        }
+    }
+out:
+    aws_argv_free(argv);
+    xfree(tok);
+    aws_creds_release(&c);
+    return rc;
+}
+
+/* A profile chosen by the caller wins over AWS_PROFILE and over the environment's keys. */
+static int test_explicit_profile(void)
+{
+    int rc = 0;
+    struct err e = ERR_INIT;
+    struct aws_config cfg;
+    struct aws_chain ch;
+    struct buf conf = BUF_INIT;
+    struct aws_config_opts o = { "envsrc", NULL, NULL };
+    aws_config_init(&cfg);
+    aws_chain_init(&ch);
+    buf_addf(&conf, "AWS_CONFIG_FILE=%s",
+             write_file("config-explicit", "[profile envsrc]\nregion = eu-west-1\n"
+                                           "role_arn = arn:aws:iam::1:role/e\n"
+                                           "credential_source = Environment\n"
+                                           "[profile other]\nregion = us-west-2\n"));
+    const char *env[] = { "HOME=/nonexistent", conf.data, "AWS_PROFILE=other",
+                          "AWS_ACCESS_KEY_ID=AKENV", "AWS_SECRET_ACCESS_KEY=SKENV",
+                          "AWS_WEB_IDENTITY_TOKEN_FILE=/t", "AWS_ROLE_ARN=arn:aws:iam::1:role/w",
+                          NULL };
+    CHECK_OK(aws_config_resolve_opts(&cfg, env, &o, &e), &e);
+    CHECK_STR_EQ(cfg.profile, "envsrc");
+    CHECK_STR_EQ(cfg.region, "eu-west-1");
+    CHECK(cfg.profile_explicit);
+    CHECK_OK(aws_chain_start(&ch, &cfg, env, &e), &e);
+    CHECK_INT_EQ(ch.next, AWS_CREDS_READY);
+    CHECK_STR_EQ(ch.creds.access_key_id, "AKENV"); /* the role's source */
+    CHECK_INT_EQ(ch.nroles, 1);
+    CHECK_STR_EQ(ch.roles[0].role_arn, "arn:aws:iam::1:role/e");
+    /* without it, AWS_PROFILE's profile and the environment's keys as before */
+    CHECK_OK(aws_config_resolve(&cfg, env, NULL, NULL, &e), &e);
+    CHECK_STR_EQ(cfg.profile, "other");
+    CHECK_OK(aws_chain_start(&ch, &cfg, env, &e), &e);
+    CHECK_INT_EQ(ch.nroles, 0);
+    /* an explicit profile that does not exist */
+    o.profile = "ghost";
+    err_clear(&e);
+    CHECK_INT_EQ(aws_config_resolve_opts(&cfg, env, &o, &e), -1);
+    CHECK_STR_CONTAINS(e.msg, "profile 'ghost' (configured) is in neither");
+out:
+    aws_chain_release(&ch);
+    aws_config_release(&cfg);
+    buf_release(&conf);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     static const struct tt_case cases[] = {
@@ -1106,6 +1276,8 @@ int main(int argc, char **argv)
         { "iso8601", test_iso8601 },
         { "parse_json", test_parse_json },
         { "parse_sts_xml", test_parse_sts_xml },
+        { "parse_process_sso", test_parse_process_sso },
+        { "explicit_profile", test_explicit_profile },
     };
     return tt_main(argc, argv, cases, ARRAY_LEN(cases));
 }
