@@ -525,23 +525,28 @@ static void on_read_sso_cache(struct aws_credp *p, struct buf *data, const struc
     time_t expires = 0;
     struct err pe = ERR_INIT;
     sso_login_hint(p, hint, sizeof(hint));
-    if (e != NULL) {
-        snprintf(reason, sizeof(reason), "%s %s: %s",
-                 e->code == ERRC_NOT_FOUND ? "no SSO token in" : "cannot read",
-                 p->ch.sso.cache_file, hint);
-        source_failed(p, e->code == ERRC_NOT_FOUND ? ERRC_DENIED : e->code, reason);
+    if (e != NULL && e->code == ERRC_NOT_FOUND) {
+        snprintf(reason, sizeof(reason), "no SSO token cached: %s (token cache %s)", hint,
+                 p->ch.sso.cache_file);
+        source_failed(p, ERRC_DENIED, reason);
         return;
     }
-    if (aws_sso_token_parse(buf_cstr(data), data->len, p->ch.sso.cache_file, &token, &expires,
+    if (e != NULL) {
+        snprintf(reason, sizeof(reason), "cannot read the SSO token cache: %.200s", e->msg);
+        source_failed(p, e->code, reason);
+        return;
+    }
+    if (aws_sso_token_parse(buf_cstr(data), data->len, "the SSO token cache", &token, &expires,
                             &pe) != 0) {
-        snprintf(reason, sizeof(reason), "%.250s: %s", pe.msg, hint);
+        snprintf(reason, sizeof(reason), "%.150s: %s (token cache %s)", pe.msg, hint,
+                 p->ch.sso.cache_file);
         source_failed(p, ERRC_INVALID, reason);
         return;
     }
     if (expires <= time(NULL)) {
         time_format_rfc3339(expires, when, sizeof(when));
-        snprintf(reason, sizeof(reason), "the SSO token in %s expired at %s: %s",
-                 p->ch.sso.cache_file, when, hint);
+        snprintf(reason, sizeof(reason), "the SSO token expired at %s: %s (token cache %s)", when,
+                 hint, p->ch.sso.cache_file);
         OPENSSL_cleanse(token, strlen(token));
         xfree(token);
         source_failed(p, ERRC_DENIED, reason);
@@ -585,10 +590,16 @@ static void on_sso(void *arg, const struct aws_http_resp *r, const struct err *t
         return;
     }
     sso_login_hint(p, hint, sizeof(hint));
-    if (r->status == 401 || r->status == 403) {
-        snprintf(reason, sizeof(reason), "the SSO portal refused the token in %s (HTTP %ld%s%.60s):"
-                 " %s", p->ch.sso.cache_file, r->status, r->error_type[0] ? " " : "",
-                 r->error_type, hint);
+    if (r->status == 401 || (r->status == 403 && strstr(r->error_type, "Forbidden") == NULL)) {
+        snprintf(reason, sizeof(reason), "the SSO portal refused the token (HTTP %ld%s%.60s): %s "
+                 "(token cache %s)", r->status, r->error_type[0] ? " " : "", r->error_type, hint,
+                 p->ch.sso.cache_file);
+        source_failed(p, ERRC_DENIED, reason);
+        return;
+    }
+    if (r->status == 403) {
+        snprintf(reason, sizeof(reason), "the SSO session grants no role %.64s in account %.20s "
+                 "(HTTP 403 %.60s)", p->ch.sso.role_name, p->ch.sso.account_id, r->error_type);
         source_failed(p, ERRC_DENIED, reason);
         return;
     }

@@ -23,7 +23,7 @@ expect_fail 4 "not found" "$JITRCTL" ca register nosuch
 (
   unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
   echo '{"log_level": "debug"}' >"$T/debug.json"
-  expect_fail 4 "no AWS credentials: environment (AWS_ACCESS_KEY_ID unset), shared credentials file" \
+  expect_fail 4 "no AWS credentials: environment (AWS_ACCESS_KEY_ID unset), web identity (not configured), SSO" \
     "$JITRCTL" --config "$T/debug.json" ca register dev
   # the message is cut at 255 bytes; the debug log line carries the whole list
   for src in "config file" "web identity (not configured)" "container endpoint (not configured)" "EC2 IMDS"; do

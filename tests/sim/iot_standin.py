@@ -19,6 +19,21 @@ a credential scope for "sqs") take the same front door: SigV4 verified for the s
 forwarded to moto's SQS with the Host kept, so queue URLs name this stand-in. Faults for SQS are
 only those asked for by operation ("sqs:ReceiveMessage" in faults.operations or next_faults).
 
+STS (query protocol, POST / with Action=AssumeRole or AssumeRoleWithWebIdentity): AssumeRole's
+SigV4 is verified for the service `sts`; AssumeRoleWithWebIdentity is unsigned, as AWS has it, and
+its WebIdentityToken must be one registered with /_standin/sts/web-identity-tokens. moto answers;
+the credentials it issues are then accepted by this front door (IoT, SQS, STS), as AWS would.
+Every STS call is logged (stats "sts": action, role, session, external id, duration, signer).
+Faults: next_faults "sts:AssumeRole" (a status such as 503).
+
+The SSO portal's GetRoleCredentials (GET /federation/credentials?role_name=R&account_id=A with
+the header x-amz-sso_bearer_token, no SigV4, as AWS has it): tokens are registered with
+/_standin/sso/tokens ({"token", "accountId", "roleName"}); an unknown token gets 401
+UnauthorizedException, a role the token does not grant 403 ForbiddenException; good tokens get
+fresh credentials this front door accepts.
+
+ARNs carry the partition of --region (arn:aws-cn:... for cn-north-1), as moto's do.
+
 Topic rules are recorded on their way to moto: a rule whose SQL selects from the registered-event
 topic of a CA and that has an `sqs` action makes gateway.py SendMessage the event to that queue
 (base64 when useBase64), as AWS IoT's rules engine would (internal/sqs-send).
@@ -542,6 +557,11 @@ class StandIn:
 
     def reset_state(self):
         with self.lock:
+            self.minted = {}        # akid -> (secret, token): issued by STS or the SSO portal
+            self.web_tokens = set()  # WebIdentityTokens AssumeRoleWithWebIdentity accepts
+            self.sso_tokens = {}    # bearer token -> {"accountId", "roleName"}
+            self.sts_log = collections.deque(maxlen=200)
+            self.signers = collections.Counter()  # access key id -> requests it signed (IoT)
             self.reg_code = None
             self.cas = {}           # caId -> {"pem", "cert", "mode", "autoreg", "created", "config"}
             self.cert_ca = {}       # certId -> caId (cache)
@@ -557,7 +577,20 @@ class StandIn:
     # -- helpers ------------------------------------------------------------------------------
 
     def arn(self, kind, rid):
-        return f"arn:aws:iot:{self.region}:{self.account}:{kind}/{rid}"
+        return f"arn:{sc.partition(self.region)}:iot:{self.region}:{self.account}:{kind}/{rid}"
+
+    def all_creds(self):
+        with self.lock:
+            return {**self.creds, **self.minted}
+
+    def mint(self, secret=None, token=None):
+        """Temporary credentials this front door accepts from now on."""
+        akid = "ASIA" + secrets.token_hex(8).upper()
+        secret = secret or secrets.token_urlsafe(30)
+        token = token or secrets.token_urlsafe(60)
+        with self.lock:
+            self.minted[akid] = (secret, token)
+        return akid, secret, token
 
     def moto_call(self, fn, **kw):
         try:
@@ -929,6 +962,19 @@ class StandIn:
         finally:
             conn.close()
 
+    def forward_sts(self, body):
+        u = urllib.parse.urlsplit(self.moto_url)
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+        hdrs = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8",
+                "Authorization": (f"AWS4-HMAC-SHA256 Credential=standin/20260101/{self.region}/sts/"
+                                  "aws4_request, SignedHeaders=host, Signature=0")}
+        try:
+            conn.request("POST", "/", body=body, headers=hdrs)
+            r = conn.getresponse()
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+        finally:
+            conn.close()
+
     # -- topic rule destinations (moto: not implemented) ---------------------------------------
 
     def _dest_public(self, d):
@@ -1098,6 +1144,7 @@ class StandIn:
         with self.lock:
             return {"operations": {k: v.to_dict() for k, v in self.stats.items()},
                     "front_door": dict(self.front), "gateway": dict(self.gateway_stats),
+                    "sts": list(self.sts_log), "signers": dict(self.signers),
                     "gateway_log": list(self.gateway_log),
                     "throttled": sum(v.throttled for v in self.stats.values()),
                     "faults": sum(v.faults for v in self.stats.values())}
@@ -1171,6 +1218,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         headers = list(self.headers.items())
         if self.is_sqs(path):
             return self.handle_sqs(si, headers, body)
+        sts_action = self.sts_action(path, body)
+        if sts_action:
+            return self.handle_sts(si, sts_action, headers, body)
+        if path == "/federation/credentials" and self.command == "GET":
+            return self.handle_sso(si)
         op = "-"
         try:
             akid = None
@@ -1178,12 +1230,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 and self.headers.get("Authorization") is None
             if not unsigned_ok:
                 try:
-                    akid = verify_sigv4(self.command, self.path, headers, body, si.creds,
+                    akid = verify_sigv4(self.command, self.path, headers, body, si.all_creds(),
                                         si.region, si.services)
                 except ApiError as e:
                     with si.lock:
                         si.front[e.code] += 1
                     raise
+                with si.lock:
+                    si.signers[akid] += 1
             route, labels = si.model.route(self.command, path)
             if route is None:
                 raise ApiError("UnknownOperationException", 404,
@@ -1264,7 +1318,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         op = "sqs:" + (target.split(".", 1)[1] if "." in target else "Query")
         try:
             try:
-                verify_sigv4(self.command, self.path, headers, body, si.creds, si.region, ["sqs"])
+                verify_sigv4(self.command, self.path, headers, body, si.all_creds(), si.region,
+                             ["sqs"])
             except ApiError as e:
                 with si.lock:
                     si.front[e.code] += 1
@@ -1294,6 +1349,100 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self._send(status, rbody, keep)
         except ApiError as e:
             self._sqs_error(e)
+
+    # -- STS ----------------------------------------------------------------------------------
+
+    STS_ACTIONS = ("AssumeRole", "AssumeRoleWithWebIdentity")
+
+    def sts_action(self, path, body):
+        if self.command != "POST" or path != "/" or not body:
+            return None
+        ctype = self.headers.get("Content-Type") or ""
+        if not ctype.startswith("application/x-www-form-urlencoded"):
+            return None
+        action = urllib.parse.parse_qs(body.decode("utf-8", "replace")).get("Action", [None])[0]
+        return action if action in self.STS_ACTIONS else None
+
+    def _sts_error(self, status, code, message):
+        body = (f'<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error>'
+                f"<Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error>"
+                f"<RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>").encode()
+        self._send(status, body, {"Content-Type": "text/xml"})
+
+    def handle_sts(self, si, action, headers, body):
+        form = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode()).items()}
+        entry = {"action": action, "role": form.get("RoleArn"), "session": form.get("RoleSessionName"),
+                 "external_id": form.get("ExternalId"), "duration": form.get("DurationSeconds"),
+                 "signed_by": None}
+        op = "sts:" + action
+        try:
+            if action == "AssumeRole":
+                entry["signed_by"] = verify_sigv4(self.command, self.path, headers, body,
+                                                  si.all_creds(), si.region, ["sts"])
+            elif self.headers.get("Authorization") is not None:
+                raise ApiError("InvalidRequest", 400, "AssumeRoleWithWebIdentity is not signed")
+            elif form.get("WebIdentityToken") not in si.web_tokens:
+                raise ApiError("InvalidIdentityToken", 400, "Couldn't verify the token")
+        except ApiError as e:
+            with si.lock:
+                si.front[e.code] += 1
+                entry["error"] = e.code
+                si.sts_log.append(entry)
+            return self._sts_error(e.status, e.code, e.message)
+        with si.lock:
+            st = si.stats[op]
+            st.arrive()
+            st.admit()
+            queued = si.config["next_faults"].get(op)
+            fault = str(queued.pop(0)) if queued else None
+        if fault is not None:
+            with si.lock:
+                st.faults += 1
+                st.statuses[int(fault)] += 1
+                entry["error"] = "fault " + fault
+                si.sts_log.append(entry)
+            return self._sts_error(int(fault), "ServiceUnavailable", "injected fault")
+        status, rheaders, rbody = si.forward_sts(body)
+        if status == 200:
+            m = {k: re.search(rf"<{k}>([^<]*)</{k}>", rbody.decode()) for k in
+                 ("AccessKeyId", "SecretAccessKey", "SessionToken")}
+            if all(m.values()):
+                with si.lock:
+                    si.minted[m["AccessKeyId"].group(1)] = (m["SecretAccessKey"].group(1),
+                                                            m["SessionToken"].group(1))
+                entry["issued"] = m["AccessKeyId"].group(1)
+        with si.lock:
+            st.statuses[status] += 1
+            si.sts_log.append(entry)
+        self._send(status, rbody, {"Content-Type": rheaders.get("content-type", "text/xml")})
+
+    # -- the SSO portal -------------------------------------------------------------------------
+
+    def handle_sso(self, si):
+        q = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        token = self.headers.get("x-amz-sso_bearer_token")
+        with si.lock:
+            st = si.stats["sso:GetRoleCredentials"]
+            st.arrive()
+            grant = si.sso_tokens.get(token) if token else None
+        if grant is None:
+            with si.lock:
+                st.statuses[401] += 1
+            return self._error(ApiError("UnauthorizedException", 401,
+                                        "Session token not found or invalid"))
+        if (q.get("role_name", [None])[0] != grant["roleName"] or
+                q.get("account_id", [None])[0] != grant["accountId"]):
+            with si.lock:
+                st.statuses[403] += 1
+            return self._error(ApiError("ForbiddenException", 403, "No access"))
+        akid, secret, tok = si.mint()
+        with si.lock:
+            st.admit()
+            st.statuses[200] += 1
+        exp = int((time.time() + 3600) * 1000)
+        self._send(200, json.dumps({"roleCredentials": {
+            "accessKeyId": akid, "secretAccessKey": secret, "sessionToken": tok,
+            "expiration": exp}}).encode())
 
     def execute(self, si, route, params, ctx):
         op = route.op
@@ -1342,6 +1491,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     si.stats.clear()
                     si.buckets.clear()
                     si.front.clear()
+                    si.signers.clear()
+                    si.sts_log.clear()
                     si.gateway_stats.clear()
                     si.gateway_log.clear()
                 return self._send(200, b"{}")
@@ -1350,6 +1501,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 si.reset_state()
                 with si.lock:
                     si.config = copy.deepcopy(DEFAULT_CONFIG)
+                return self._send(200, b"{}")
+            if path == "/_standin/sts/web-identity-tokens" and self.command == "POST":
+                with si.lock:
+                    si.web_tokens.add(data["token"])
+                return self._send(200, b"{}")
+            if path == "/_standin/sso/tokens" and self.command == "POST":
+                with si.lock:
+                    si.sso_tokens[data["token"]] = {"accountId": data["accountId"],
+                                                    "roleName": data["roleName"]}
                 return self._send(200, b"{}")
             if path == "/_standin/internal/registry":
                 return self._send(200, json.dumps(si.internal_registry()).encode())

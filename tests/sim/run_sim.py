@@ -8,9 +8,10 @@
 
 sim.env (shell `export` lines) and sim.json name: JITRCA_SIM_IOT_URL (= AWS_ENDPOINT_URL_IOT),
 JITRCA_SIM_MOTO_URL, JITRCA_SIM_GATEWAY_HOST/PORT/CA, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY,
-AWS_REGION, the temporary credentials JITRCA_SIM_TEMP_ACCESS_KEY_ID/SECRET_ACCESS_KEY/
-SESSION_TOKEN, and AWS_CONFIG_FILE/AWS_SHARED_CREDENTIALS_FILE pointed at empty files so that no
-personal AWS profile leaks into a test.
+AWS_REGION (--region, us-east-1 by default), the temporary credentials
+JITRCA_SIM_TEMP_ACCESS_KEY_ID/SECRET_ACCESS_KEY/SESSION_TOKEN, and
+AWS_CONFIG_FILE/AWS_SHARED_CREDENTIALS_FILE pointed at empty files so that no personal AWS profile
+leaks into a test.
 """
 
 import argparse
@@ -72,7 +73,7 @@ def stop_pids(pids, grace=10.0):
             proc.wait()
 
 
-def start(d, standin_args, verbose=False):
+def start(d, standin_args, verbose=False, region="us-east-1"):
     os.makedirs(d, exist_ok=True)
     for name in ("standin.json", "gateway.json"):
         if os.path.exists(os.path.join(d, name)):
@@ -84,7 +85,8 @@ def start(d, standin_args, verbose=False):
     si = subprocess.Popen([sys.executable, os.path.join(HERE, "iot_standin.py"), "--port", "0",
                            "--credentials", f"{AKID}:{SECRET}",
                            "--credentials", f"{TEMP_AKID}:{TEMP_SECRET}:{TEMP_TOKEN}",
-                           "--ready-file", os.path.join(d, "standin.json")] + extra + standin_args,
+                           "--ready-file", os.path.join(d, "standin.json"), "--region", region]
+                          + extra + standin_args,
                           stdout=log, stderr=log, start_new_session=True)
     _PROCS[si.pid] = si
     pids = {"standin": si.pid}
@@ -110,7 +112,7 @@ def start(d, standin_args, verbose=False):
         "JITRCA_SIM_GATEWAY_HOST": g["host"], "JITRCA_SIM_GATEWAY_PORT": str(g["port"]),
         "JITRCA_SIM_GATEWAY_CA": g["ca_file"],
         "AWS_ACCESS_KEY_ID": AKID, "AWS_SECRET_ACCESS_KEY": SECRET,
-        "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": region, "AWS_DEFAULT_REGION": region,
         "JITRCA_SIM_TEMP_ACCESS_KEY_ID": TEMP_AKID, "JITRCA_SIM_TEMP_SECRET_ACCESS_KEY": TEMP_SECRET,
         "JITRCA_SIM_TEMP_SESSION_TOKEN": TEMP_TOKEN,
         "AWS_CONFIG_FILE": empty, "AWS_SHARED_CREDENTIALS_FILE": empty,
@@ -143,6 +145,8 @@ def main(argv=None):
     ap.add_argument("--standin-arg", action="append", default=[],
                     help="extra argument for iot_standin.py (repeatable), e.g. --standin-arg=--no-quotas")
     ap.add_argument("--keep", action="store_true", help="run: keep the state directory")
+    ap.add_argument("--region", default="us-east-1",
+                    help="the simulated region (AWS_REGION; ARNs in its partition)")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
     if args.action == "stop":
@@ -153,13 +157,13 @@ def main(argv=None):
     if args.action == "start":
         if not args.dir:
             ap.error("start needs --dir")
-        env, _ = start(args.dir, args.standin_arg, args.verbose)
+        env, _ = start(args.dir, args.standin_arg, args.verbose, args.region)
         print(json.dumps(env, indent=1))
         return 0
     if not cmd:
         ap.error("run needs -- COMMAND")
     d = args.dir or tempfile.mkdtemp(prefix="jitrca-sim-")
-    env, pids = start(d, args.standin_arg, args.verbose)
+    env, pids = start(d, args.standin_arg, args.verbose, args.region)
     rc = 1
     try:
         rc = subprocess.call(cmd, env={**os.environ, **env})

@@ -1,6 +1,7 @@
 """Helpers shared by the AWS IoT stand-ins (iot_standin.py, gateway.py, run_sim.py, tests).
 
-Only the standard library plus `cryptography` (a moto dependency, so always present next to moto).
+Only the standard library plus `cryptography` (a moto dependency, so always present next to moto);
+partition() reads botocore's partition data, loaded when first asked.
 Everything here is loopback plumbing: certificate identifiers, small JSON-over-HTTP calls and the
 delivery rule of an AWS IoT HTTP rule action (docs/aws-iot.md, "Topic rule HTTP action": at most
 3 tries, retried only on 429 and 5xx, never after the server closed the connection).
@@ -24,6 +25,20 @@ REGION = "us-east-1"
 
 def now_ms():
     return int(time.time() * 1000)
+
+
+def partition(region):
+    """The ARN partition of a region, by botocore's partitions data (aws, aws-cn, aws-us-gov...)."""
+    from botocore.endpoint_provider import RuleSetStandardLibrary
+    import botocore.session
+    global _PARTITIONS
+    if _PARTITIONS is None:
+        data = botocore.session.get_session().get_component("data_loader").load_data("partitions")
+        _PARTITIONS = RuleSetStandardLibrary(data)
+    return _PARTITIONS.aws_partition(region)["name"]
+
+
+_PARTITIONS = None
 
 
 def load_pem_certs(text):

@@ -32,6 +32,7 @@ import unittest
 import urllib.parse
 
 import boto3
+import botocore
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
@@ -825,6 +826,80 @@ class TestGateway(Base):
         time.sleep(0.3)
         self.assertEqual(len(self.rx.requests), 3)
         self.assertEqual({r["body"]["certificateId"] for r in self.rx.requests}, {sc.cert_id(dev)})
+
+
+# --- STS and the SSO portal ---------------------------------------------------------------------
+
+class TestCredentialServices(Base):
+    def sts(self, secret=None):
+        return boto3.client("sts", endpoint_url=SIM["JITRCA_SIM_IOT_URL"], region_name="us-east-1",
+                            aws_access_key_id=SIM["AWS_ACCESS_KEY_ID"],
+                            aws_secret_access_key=secret or SIM["AWS_SECRET_ACCESS_KEY"],
+                            config=Config(retries={"total_max_attempts": 1}))
+
+    def test_assume_role_credentials_sign_iot_calls(self):
+        r = self.sts().assume_role(RoleArn="arn:aws:iam::123456789012:role/r", RoleSessionName="s1",
+                                   ExternalId="ext-1", DurationSeconds=900)
+        c = r["Credentials"]
+        iot = client(akid=c["AccessKeyId"], secret=c["SecretAccessKey"], token=c["SessionToken"])
+        self.assertEqual(len(iot.get_registration_code()["registrationCode"]), 64)
+        log = admin("/_standin/stats")["sts"]
+        self.assertEqual((log[-1]["action"], log[-1]["signed_by"], log[-1]["external_id"],
+                          log[-1]["duration"]),
+                         ("AssumeRole", SIM["AWS_ACCESS_KEY_ID"], "ext-1", "900"))
+        # a session token other than the one issued, and a bad AssumeRole signature, are refused
+        with self.assertRaises(ClientError) as cm:
+            client(akid=c["AccessKeyId"], secret=c["SecretAccessKey"],
+                   token="forged").get_registration_code()
+        self.assertEqual(cm.exception.response["Error"]["Code"], "UnrecognizedClientException")
+        with self.assertRaises(ClientError) as cm:
+            self.sts(secret="wrong").assume_role(RoleArn="arn:aws:iam::123456789012:role/r",
+                                                 RoleSessionName="s2")
+        self.assertEqual(cm.exception.response["Error"]["Code"], "InvalidSignatureException")
+        # a scripted fault
+        admin("/_standin/config", {"next_faults": {"sts:AssumeRole": [503]}})
+        with self.assertRaises(ClientError) as cm:
+            self.sts().assume_role(RoleArn="arn:aws:iam::123456789012:role/r", RoleSessionName="s3")
+        self.assertEqual(cm.exception.response["ResponseMetadata"]["HTTPStatusCode"], 503)
+
+    def test_web_identity_needs_a_registered_token(self):
+        sts = boto3.client("sts", endpoint_url=SIM["JITRCA_SIM_IOT_URL"], region_name="us-east-1",
+                           config=Config(signature_version=botocore.UNSIGNED,
+                                         retries={"total_max_attempts": 1}))
+        kw = {"RoleArn": "arn:aws:iam::123456789012:role/pod", "RoleSessionName": "pod",
+              "WebIdentityToken": "tok-1"}
+        with self.assertRaises(ClientError) as cm:
+            sts.assume_role_with_web_identity(**kw)
+        self.assertEqual(cm.exception.response["Error"]["Code"], "InvalidIdentityToken")
+        admin("/_standin/sts/web-identity-tokens", {"token": "tok-1"})
+        c = sts.assume_role_with_web_identity(**kw)["Credentials"]
+        iot = client(akid=c["AccessKeyId"], secret=c["SecretAccessKey"], token=c["SessionToken"])
+        iot.get_registration_code()
+
+    def test_sso_portal_bearer_token(self):
+        sso = boto3.client("sso", endpoint_url=SIM["JITRCA_SIM_IOT_URL"], region_name="us-east-1",
+                           config=Config(signature_version=botocore.UNSIGNED,
+                                         retries={"total_max_attempts": 1}))
+        kw = {"roleName": "Admin", "accountId": "123456789012", "accessToken": "aoa-1"}
+        with self.assertRaises(ClientError) as cm:
+            sso.get_role_credentials(**kw)
+        self.assertEqual(cm.exception.response["Error"]["Code"], "UnauthorizedException")
+        admin("/_standin/sso/tokens", {"token": "aoa-1", "accountId": "123456789012",
+                                       "roleName": "Admin"})
+        with self.assertRaises(ClientError) as cm:
+            sso.get_role_credentials(**{**kw, "roleName": "Other"})
+        self.assertEqual(cm.exception.response["Error"]["Code"], "ForbiddenException")
+        c = sso.get_role_credentials(**kw)["roleCredentials"]
+        self.assertGreater(c["expiration"], time.time() * 1000)
+        iot = client(akid=c["accessKeyId"], secret=c["secretAccessKey"], token=c["sessionToken"])
+        iot.get_registration_code()
+
+    def test_partition_of_arns(self):
+        self.assertEqual([sc.partition(r) for r in ("us-east-1", "cn-north-1", "us-gov-west-1")],
+                         ["aws", "aws-cn", "aws-us-gov"])
+        r = self.c.register_ca_certificate(caCertificate=pem(make_cert("ARN CA", ca=True)[1]),
+                                           certificateMode="SNI_ONLY")
+        self.assertTrue(r["certificateArn"].startswith("arn:aws:iot:us-east-1:123456789012:cacert/"))
 
 
 if __name__ == "__main__":
