@@ -699,8 +699,7 @@ int aws_creds_parse_sso(const char *body, size_t len, const char *source, struct
     }
     exp = json_object_get(rc_v, "expiration");
     if (!json_is_integer(exp) || json_integer_value(exp) <= 0) {
-        err_set(e, ERRC_INVALID, "%s: expiration is not a positive number of milliseconds",
-                source);
+        err_set(e, ERRC_INVALID, "%s: expiration is not a positive number of milliseconds", source);
         goto out;
     }
     rc = aws_creds_set(out, ak, sk, tok, (time_t)(json_integer_value(exp) / 1000), source, e);
@@ -753,8 +752,8 @@ enum sts_field {
 /* Where each field lives below ACTIONResponse/ACTIONResult/Credentials/ (the first four) or
  * from the root; checklist: F__COUNT entries. */
 static const char *const sts_fields[F__COUNT] = {
-    "AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration",
-    "ErrorResponse/Error/Code", "ErrorResponse/Error/Message",
+    "AccessKeyId", "SecretAccessKey",          "SessionToken",
+    "Expiration",  "ErrorResponse/Error/Code", "ErrorResponse/Error/Message",
 };
 
 static bool xml_name_char(char c)
@@ -1317,8 +1316,7 @@ static int configured_endpoints(struct aws_config *cfg, const char *const *env, 
         }
         if (v != NULL) {
             cfg->configured[s] = url_trimmed(v);
-            snprintf(cfg->configured_source[s], sizeof(cfg->configured_source[s]), "%s",
-                     what.data);
+            snprintf(cfg->configured_source[s], sizeof(cfg->configured_source[s]), "%s", what.data);
         }
         xfree(nested);
     }
@@ -1394,8 +1392,8 @@ int aws_config_resolve_opts(struct aws_config *cfg, const char *const *env,
     } else if ((r = env_val(env, "AWS_DEFAULT_REGION")) != NULL) {
         snprintf(cfg->region_source, sizeof(cfg->region_source), "AWS_DEFAULT_REGION");
     } else if ((r = aws_config_get(cfg, cfg->profile, "region")) != NULL && r[0] != '\0') {
-        const char *cs = aws_ini_profile_section(cfg->credentials, AWS_FILE_CREDENTIALS,
-                                                 cfg->profile);
+        const char *cs =
+            aws_ini_profile_section(cfg->credentials, AWS_FILE_CREDENTIALS, cfg->profile);
         bool in_creds = cs != NULL && aws_ini_get(cfg->credentials, cs, "region") != NULL;
         snprintf(cfg->region_source, sizeof(cfg->region_source), "%s %s profile %s",
                  in_creds ? "shared credentials file" : "config file",
@@ -1444,12 +1442,12 @@ int aws_config_resolve_opts(struct aws_config *cfg, const char *const *env,
         }
         cfg->endpoint = url_trimmed(endpoint_override);
         snprintf(cfg->endpoint_source, sizeof(cfg->endpoint_source), "configured endpoint");
-    } else if (aws_config_endpoint(cfg, AWS_SVC_IOT, NULL, &cfg->endpoint, signing,
-                                   sizeof(signing), e) != 0) {
+    } else if (aws_config_endpoint(cfg, AWS_SVC_IOT, NULL, &cfg->endpoint, signing, sizeof(signing),
+                                   e) != 0) {
         goto fail;
     } else {
         snprintf(cfg->endpoint_source, sizeof(cfg->endpoint_source), "%s",
-                 cfg->configured[AWS_SVC_IOT] ? cfg->configured_source[AWS_SVC_IOT]
+                 cfg->configured[AWS_SVC_IOT]          ? cfg->configured_source[AWS_SVC_IOT]
                  : cfg->use_fips && cfg->use_dualstack ? "FIPS dual-stack endpoint"
                  : cfg->use_fips                       ? "FIPS endpoint"
                  : cfg->use_dualstack                  ? "dual-stack endpoint"
@@ -1481,8 +1479,9 @@ int aws_imds_endpoint(const char *const *env, char **out, struct err *e)
     } else if (mode == NULL || strcasecmp(mode, "IPv4") == 0) {
         *out = xstrdup(IMDS_V4);
     } else {
-        return err_set(e, ERRC_INVALID, "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE must be IPv4 or "
-                                        "IPv6");
+        return err_set(e, ERRC_INVALID,
+                       "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE must be IPv4 or "
+                       "IPv6");
     }
     return 0;
 }
@@ -1757,8 +1756,10 @@ static int sso_config(struct aws_chain *ch, const struct aws_config *cfg, const 
         goto out;
     }
     if (home == NULL) {
-        err_set(e, ERRC_INVALID, "profile '%s' uses SSO, whose token cache is under $HOME/.aws/"
-                                 "sso/cache, and HOME is unset", profile);
+        err_set(e, ERRC_INVALID,
+                "profile '%s' uses SSO, whose token cache is under $HOME/.aws/"
+                "sso/cache, and HOME is unset",
+                profile);
         goto out;
     }
     {
@@ -1780,8 +1781,8 @@ static int sso_config(struct aws_chain *ch, const struct aws_config *cfg, const 
     ch->sso.role_name = xstrdup(role);
     ch->sso.cache_file = buf_detach(&path, NULL);
     base_set(ch, AWS_CREDS_FETCH_SSO, "SSO (profile '%s', %s %s)", profile,
-             has_value(session) ? "sso_session" : "start URL", has_value(session) ? session
-                                                                                   : vals[0]);
+             has_value(session) ? "sso_session" : "start URL",
+             has_value(session) ? session : vals[0]);
     *found = true;
     rc = 0;
 out:
@@ -1812,8 +1813,10 @@ static int web_identity_config(struct aws_chain *ch, const struct aws_config *cf
         return 0;
     }
     if (!has_value(arn)) {
-        return err_set(e, ERRC_INVALID, "web identity: a token file is configured but no role "
-                                        "ARN (%s)", where);
+        return err_set(e, ERRC_INVALID,
+                       "web identity: a token file is configured but no role "
+                       "ARN (%s)",
+                       where);
     }
     set_str(&ch->web_identity_token_file, tf);
     set_str(&ch->role_arn, arn);
@@ -1879,8 +1882,10 @@ static int plan_role_source(struct aws_chain *ch, const struct aws_config *cfg,
     const char *cs = aws_config_get(cfg, profile, "credential_source");
     bool found = false;
     if (has_value(src) && has_value(cs)) {
-        return err_set(e, ERRC_INVALID, "profile '%s' has both source_profile and "
-                                        "credential_source", profile);
+        return err_set(e, ERRC_INVALID,
+                       "profile '%s' has both source_profile and "
+                       "credential_source",
+                       profile);
     }
     if (has_value(cs)) {
         if (strcmp(cs, "Environment") == 0) {
@@ -1903,9 +1908,11 @@ static int plan_role_source(struct aws_chain *ch, const struct aws_config *cfg,
                 return -1;
             }
             if (ch->imds_endpoint == NULL) {
-                return err_set(e, ERRC_INVALID, "profile '%s': credential_source "
-                                                "Ec2InstanceMetadata, but AWS_EC2_METADATA_"
-                                                "DISABLED=true", profile);
+                return err_set(e, ERRC_INVALID,
+                               "profile '%s': credential_source "
+                               "Ec2InstanceMetadata, but AWS_EC2_METADATA_"
+                               "DISABLED=true",
+                               profile);
             }
             base_set(ch, AWS_CREDS_FETCH_IMDS, "EC2 IMDS (credential_source of profile '%s')",
                      profile);
@@ -1916,21 +1923,28 @@ static int plan_role_source(struct aws_chain *ch, const struct aws_config *cfg,
                 return -1;
             }
             if (ch->container_url == NULL) {
-                return err_set(e, ERRC_INVALID, "profile '%s': credential_source EcsContainer, "
-                                                "but AWS_CONTAINER_CREDENTIALS_RELATIVE_URI and "
-                                                "_FULL_URI are unset", profile);
+                return err_set(e, ERRC_INVALID,
+                               "profile '%s': credential_source EcsContainer, "
+                               "but AWS_CONTAINER_CREDENTIALS_RELATIVE_URI and "
+                               "_FULL_URI are unset",
+                               profile);
             }
-            base_set(ch, AWS_CREDS_FETCH_CONTAINER, "container endpoint (credential_source of "
-                     "profile '%s')", profile);
+            base_set(ch, AWS_CREDS_FETCH_CONTAINER,
+                     "container endpoint (credential_source of "
+                     "profile '%s')",
+                     profile);
             return 0;
         }
-        return err_set(e, ERRC_INVALID, "profile '%s': credential_source '%.40s' is not "
-                                        "Environment, Ec2InstanceMetadata or EcsContainer",
+        return err_set(e, ERRC_INVALID,
+                       "profile '%s': credential_source '%.40s' is not "
+                       "Environment, Ec2InstanceMetadata or EcsContainer",
                        profile, cs);
     }
     if (!has_value(src)) {
-        return err_set(e, ERRC_INVALID, "profile '%s' has role_arn but neither source_profile nor "
-                                        "credential_source", profile);
+        return err_set(e, ERRC_INVALID,
+                       "profile '%s' has role_arn but neither source_profile nor "
+                       "credential_source",
+                       profile);
     }
     if (!aws_config_has_profile(cfg, src)) {
         return err_set(e, ERRC_INVALID, "profile '%s': source_profile '%.64s' does not exist",
@@ -1962,8 +1976,9 @@ static int plan_role_source(struct aws_chain *ch, const struct aws_config *cfg,
             return -1;
         }
         if (!found) {
-            err_set(e, ERRC_INVALID, "profile '%s': source_profile '%s' has no credentials (%.150s)",
-                    profile, src, buf_cstr(&ch->tried) + tried);
+            err_set(e, ERRC_INVALID,
+                    "profile '%s': source_profile '%s' has no credentials (%.150s)", profile, src,
+                    buf_cstr(&ch->tried) + tried);
             return -1;
         }
         return 0;
@@ -1985,13 +2000,16 @@ static int plan_role(struct aws_chain *ch, const struct aws_config *cfg, const c
         return err_set(e, ERRC_INVALID, "profile '%s': role_arn is empty", profile);
     }
     if (aws_config_get(cfg, profile, "mfa_serial") != NULL) {
-        return err_set(e, ERRC_INVALID, "profile '%s' needs an MFA code (mfa_serial), which "
-                                        "jitrca cannot prompt for: use a role without MFA",
+        return err_set(e, ERRC_INVALID,
+                       "profile '%s' needs an MFA code (mfa_serial), which "
+                       "jitrca cannot prompt for: use a role without MFA",
                        profile);
     }
     if (has_value(dur) && (str_to_u64(dur, &d) != 0 || d < 900 || d > 43200)) {
-        return err_set(e, ERRC_INVALID, "profile '%s': duration_seconds must be 900 to 43200, "
-                                        "not '%.20s'", profile, dur);
+        return err_set(e, ERRC_INVALID,
+                       "profile '%s': duration_seconds must be 900 to 43200, "
+                       "not '%.20s'",
+                       profile, dur);
     }
     if (has_value(sn)) {
         size_t n = strlen(sn);
@@ -2002,8 +2020,10 @@ static int plan_role(struct aws_chain *ch, const struct aws_config *cfg, const c
                  strchr("_+=,.@-", c) != NULL;
         }
         if (!ok) {
-            return err_set(e, ERRC_INVALID, "profile '%s': role_session_name must be 2 to 64 of "
-                                            "A-Z a-z 0-9 _+=,.@-", profile);
+            return err_set(e, ERRC_INVALID,
+                           "profile '%s': role_session_name must be 2 to 64 of "
+                           "A-Z a-z 0-9 _+=,.@-",
+                           profile);
         }
     }
     if (plan_role_source(ch, cfg, env, profile, visited, nvisited, e) != 0) {

@@ -170,7 +170,7 @@ struct aws_config {
     bool use_fips, use_dualstack, sts_legacy;
     char *configured[AWS_SVC__COUNT]; /* configured endpoint URLs, NULL: the default */
     char configured_source[AWS_SVC__COUNT][96];
-    bool region_missing; /* aws_config_resolve failed only because no source names a region */
+    bool region_missing;   /* aws_config_resolve failed only because no source names a region */
     bool profile_explicit; /* chosen by the caller: the environment's credentials step aside */
 };
 
@@ -260,7 +260,7 @@ enum aws_creds_next {
 
 /* One AssumeRole of a plan. */
 struct aws_role_step {
-    char *profile;      /* the profile that names the role */
+    char *profile; /* the profile that names the role */
     char *role_arn;
     char *session_name; /* NULL: jitrca-EPOCHSECONDS */
     char *external_id;  /* NULL: none */
@@ -270,9 +270,9 @@ struct aws_role_step {
 /* An SSO profile, resolved. */
 struct aws_sso {
     char *profile;
-    char *session;   /* the sso_session's name; NULL for a legacy sso_start_url profile */
+    char *session; /* the sso_session's name; NULL for a legacy sso_start_url profile */
     char *start_url;
-    char *region;    /* sso_region: where the portal is */
+    char *region; /* sso_region: where the portal is */
     char *account_id;
     char *role_name;
     char *cache_file; /* $HOME/.aws/sso/cache/SHA1(session name or start URL).json */
@@ -281,13 +281,13 @@ struct aws_sso {
 struct aws_chain {
     enum aws_creds_next next;
     struct aws_creds creds;
-    char base[200];  /* the base source, for messages: "web identity", "SSO (profile 'dev')" */
+    char base[200];   /* the base source, for messages: "web identity", "SSO (profile 'dev')" */
     bool last_resort; /* the base is the chain's closing IMDS try */
     char *role_arn;   /* web identity inputs; NULL when not configured */
     char *web_identity_token_file;
     char *role_session_name;
-    struct aws_sso sso;   /* SSO inputs; sso.profile NULL when not configured */
-    char *process;        /* credential_process command line */
+    struct aws_sso sso;  /* SSO inputs; sso.profile NULL when not configured */
+    char *process;       /* credential_process command line */
     char *container_url; /* validated: https, or http to a loopback/ECS/EKS address */
     char *container_auth_token;
     char *container_auth_token_file;

@@ -1,6 +1,6 @@
 /*
  * The async credential provider (aws/provider.h). One fetch at a time, an explicit state
- * machine (STYLE.md §2.5): START plans the fetch (aws_chain_start: local sources, and which base
+ * machine: START plans the fetch (aws_chain_start: local sources, and which base
  * source and roles follow), then the base source ch.next runs:
  *   WEB_IDENTITY  READ the token file (off the loop) -> STS AssumeRoleWithWebIdentity
  *   SSO           READ the token cache (off the loop) -> the portal's GetRoleCredentials
@@ -404,8 +404,9 @@ static void send_web_identity(struct aws_credp *p)
     form_add(&body, "RoleSessionName",
              p->ch.role_session_name ? p->ch.role_session_name : "jitrca-session");
     form_add(&body, "WebIdentityToken", buf_cstr(&p->secret));
-    struct aws_http_req req = { "POST", url.data, h,  ARRAY_LEN(h), body.data, body.len,
-                                p->o.sts_timeout_ms, 0, 64 * 1024 };
+    struct aws_http_req req = {
+        "POST", url.data, h, ARRAY_LEN(h), body.data, body.len, p->o.sts_timeout_ms, 0, 64 * 1024
+    };
     p->attempt++;
     p->st = FS_WEB_IDENTITY;
     if (aws_http_send(p->t, &req, on_sts_web, p, &e) != 0) {
@@ -463,7 +464,8 @@ static void on_sts_web(void *arg, const struct aws_http_resp *r, const struct er
         return;
     }
     aws_creds_init(&c);
-    if (te == NULL && sts_reply(r, "AssumeRoleWithWebIdentity", "web identity (STS)", &c, &e) == 0) {
+    if (te == NULL &&
+        sts_reply(r, "AssumeRoleWithWebIdentity", "web identity (STS)", &c, &e) == 0) {
         source_fetched(p, &c);
         return;
     }
@@ -508,7 +510,7 @@ static void send_sso(struct aws_credp *p)
         { "Accept", "application/json" },
     };
     struct aws_http_req req = { "GET", url.data, h, ARRAY_LEN(h), NULL, 0, p->o.sts_timeout_ms,
-                                0, 64 * 1024 };
+                                0,     64 * 1024 };
     p->attempt++;
     p->st = FS_SSO;
     if (aws_http_send(p->t, &req, on_sso, p, &e) != 0) {
@@ -591,15 +593,18 @@ static void on_sso(void *arg, const struct aws_http_resp *r, const struct err *t
     }
     sso_login_hint(p, hint, sizeof(hint));
     if (r->status == 401 || (r->status == 403 && strstr(r->error_type, "Forbidden") == NULL)) {
-        snprintf(reason, sizeof(reason), "the SSO portal refused the token (HTTP %ld%s%.60s): %s "
-                 "(token cache %s)", r->status, r->error_type[0] ? " " : "", r->error_type, hint,
-                 p->ch.sso.cache_file);
+        snprintf(reason, sizeof(reason),
+                 "the SSO portal refused the token (HTTP %ld%s%.60s): %s "
+                 "(token cache %s)",
+                 r->status, r->error_type[0] ? " " : "", r->error_type, hint, p->ch.sso.cache_file);
         source_failed(p, ERRC_DENIED, reason);
         return;
     }
     if (r->status == 403) {
-        snprintf(reason, sizeof(reason), "the SSO session grants no role %.64s in account %.20s "
-                 "(HTTP 403 %.60s)", p->ch.sso.role_name, p->ch.sso.account_id, r->error_type);
+        snprintf(reason, sizeof(reason),
+                 "the SSO session grants no role %.64s in account %.20s "
+                 "(HTTP 403 %.60s)",
+                 p->ch.sso.role_name, p->ch.sso.account_id, r->error_type);
         source_failed(p, ERRC_DENIED, reason);
         return;
     }
@@ -680,8 +685,8 @@ static void proc_done(void *arg)
         snprintf(reason, sizeof(reason), "'%.100s' exited with status %d%s%.200s", j->argv[0],
                  j->status, errline[0] ? ": " : "", errline);
         source_failed(p, ERRC_UNAVAILABLE, reason);
-    } else if (aws_creds_parse_process(buf_cstr(&j->out), j->out.len, "its output", time(NULL),
-                                       &c, &e) != 0) {
+    } else if (aws_creds_parse_process(buf_cstr(&j->out), j->out.len, "its output", time(NULL), &c,
+                                       &e) != 0) {
         snprintf(reason, sizeof(reason), "'%.100s': %.250s", j->argv[0], e.msg);
         source_failed(p, e.code, reason);
     } else {
@@ -784,8 +789,10 @@ static void on_container(void *arg, const struct aws_http_resp *r, const struct 
         return;
     }
     reason_http(reason, sizeof(reason), r, te);
-    source_failed(p, te != NULL ? te->code : r->status == 401 || r->status == 403 ? ERRC_DENIED
-                                                                                   : ERRC_UNAVAILABLE,
+    source_failed(p,
+                  te != NULL                             ? te->code
+                  : r->status == 401 || r->status == 403 ? ERRC_DENIED
+                                                         : ERRC_UNAVAILABLE,
                   reason);
 }
 
@@ -909,8 +916,10 @@ static void role_failed(struct aws_credp *p, enum err_code code, const char *rea
     err_set(&e, code != ERRC_OK ? code : ERRC_UNAVAILABLE,
             "AWS credentials: assuming role %.100s (profile '%.40s'): %s", s->role_arn, s->profile,
             reason);
-    snprintf(e.detail, sizeof(e.detail), "assuming role %s (profile '%s') with credentials from %s:"
-             " %s", s->role_arn, s->profile, p->ch.base, reason);
+    snprintf(e.detail, sizeof(e.detail),
+             "assuming role %s (profile '%s') with credentials from %s:"
+             " %s",
+             s->role_arn, s->profile, p->ch.base, reason);
     fetch_done(p, &e);
 }
 
@@ -946,10 +955,12 @@ static void send_assume(struct aws_credp *p)
         form_add(&body, "ExternalId", s->external_id);
     }
     h[0] = (struct aws_header){ "Host", host };
-    h[1] = (struct aws_header){ "Content-Type",
-                                "application/x-www-form-urlencoded; charset=utf-8" };
-    sr = (struct aws_sigv4_req){ "POST", path.data, "", h, 2, (const uint8_t *)body.data,
-                                 body.len, NULL, signing, "sts", time(NULL), 0 };
+    h[1] =
+        (struct aws_header){ "Content-Type", "application/x-www-form-urlencoded; charset=utf-8" };
+    sr = (struct aws_sigv4_req){ "POST",   path.data,  "",
+                                 h,        2,          (const uint8_t *)body.data,
+                                 body.len, NULL,       signing,
+                                 "sts",    time(NULL), 0 };
     if (aws_sigv4_sign(&sr, &p->ch.creds, &so, &e) != 0) {
         role_failed(p, e.code, e.msg);
         goto out;
@@ -960,8 +971,9 @@ static void send_assume(struct aws_credp *p)
     for (size_t i = 0; i < so.nadd; i++) {
         wire[nw++] = so.add[i];
     }
-    req = (struct aws_http_req){ "POST", url.data, wire, nw, body.data, body.len,
-                                 p->o.sts_timeout_ms, 0, 64 * 1024 };
+    req =
+        (struct aws_http_req){ "POST", url.data, wire, nw, body.data, body.len, p->o.sts_timeout_ms,
+                               0,      64 * 1024 };
     p->attempt++;
     p->st = FS_ASSUME;
     if (aws_http_send(p->t, &req, on_assume, p, &e) != 0) {
@@ -1263,8 +1275,9 @@ static void imds_region_send(struct imds_region *q)
             h[nh++] = (struct aws_header){ "X-aws-ec2-metadata-token", q->token };
         }
     }
-    struct aws_http_req req = { q->step == 0 ? "PUT" : "GET", url.data, h, nh, NULL, 0, 1000, 0,
-                                4096 };
+    struct aws_http_req req = {
+        q->step == 0 ? "PUT" : "GET", url.data, h, nh, NULL, 0, 1000, 0, 4096
+    };
     if (aws_http_send(q->t, &req, on_imds_region, q, &e) != 0) {
         snprintf(q->reason, sizeof(q->reason), "%.200s", e.msg);
         q->done = true;
@@ -1272,8 +1285,8 @@ static void imds_region_send(struct imds_region *q)
     buf_release(&url);
 }
 
-int aws_config_load(struct aws_config *cfg, const char *const *env,
-                    const struct aws_config_opts *o, struct err *e)
+int aws_config_load(struct aws_config *cfg, const char *const *env, const struct aws_config_opts *o,
+                    struct err *e)
 {
     struct err first = ERR_INIT;
     struct aws_config_opts with = *o;

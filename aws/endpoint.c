@@ -29,7 +29,9 @@ static const struct partition_def partitions[] = {
     { { "aws-eusc", "amazonaws.eu", "api.amazonwebservices.eu" }, { "eusc-de" }, NULL },
     { { "aws-iso", "c2s.ic.gov", "api.aws.ic.gov" }, { "us-iso" }, "aws-iso-global" },
     { { "aws-iso-b", "sc2s.sgov.gov", "api.aws.scloud" }, { "us-isob" }, "aws-iso-b-global" },
-    { { "aws-iso-e", "cloud.adc-e.uk", "api.cloud-aws.adc-e.uk" }, { "eu-isoe" }, "aws-iso-e-global" },
+    { { "aws-iso-e", "cloud.adc-e.uk", "api.cloud-aws.adc-e.uk" },
+      { "eu-isoe" },
+      "aws-iso-e-global" },
     { { "aws-iso-f", "csp.hci.ic.gov", "api.aws.hci.ic.gov" }, { "us-isof" }, "aws-iso-f-global" },
     { { "aws-us-gov", "amazonaws.com", "api.aws" }, { "us-gov" }, "aws-us-gov-global" },
 };
@@ -112,10 +114,10 @@ static const struct service_def svcs[AWS_SVC__COUNT] = {
 /* The regions whose STS calls went to sts.amazonaws.com before regional endpoints became the
  * default (the STS ruleset's UseGlobalEndpoint branch). */
 static const char *const sts_legacy_global[] = {
-    "ap-northeast-1", "ap-south-1", "ap-southeast-1", "ap-southeast-2", "aws-global",
-    "ca-central-1",   "eu-central-1", "eu-north-1",   "eu-west-1",      "eu-west-2",
-    "eu-west-3",      "sa-east-1",  "us-east-1",      "us-east-2",      "us-west-1",
-    "us-west-2",
+    "ap-northeast-1", "ap-south-1",   "ap-southeast-1", "ap-southeast-2",
+    "aws-global",     "ca-central-1", "eu-central-1",   "eu-north-1",
+    "eu-west-1",      "eu-west-2",    "eu-west-3",      "sa-east-1",
+    "us-east-1",      "us-east-2",    "us-west-1",      "us-west-2",
 };
 
 const char *aws_service_config_key(enum aws_service s)
@@ -192,8 +194,9 @@ int aws_arn_split(char *arn, struct aws_arn *out, struct err *e)
     for (int i = 0; i < 5; i++) {
         char *c = strchr(p, ':');
         if (c == NULL) {
-            return err_set(e, ERRC_INVALID, "not an ARN (arn:PARTITION:SERVICE:REGION:ACCOUNT:"
-                                            "RESOURCE)");
+            return err_set(e, ERRC_INVALID,
+                           "not an ARN (arn:PARTITION:SERVICE:REGION:ACCOUNT:"
+                           "RESOURCE)");
         }
         *c = '\0';
         f[i] = p;
@@ -201,8 +204,9 @@ int aws_arn_split(char *arn, struct aws_arn *out, struct err *e)
     }
     f[5] = p;
     if (strcmp(f[0], "arn") != 0 || f[2][0] == '\0' || f[5][0] == '\0') {
-        return err_set(e, ERRC_INVALID, "not an ARN (arn:PARTITION:SERVICE:REGION:ACCOUNT:"
-                                        "RESOURCE)");
+        return err_set(e, ERRC_INVALID,
+                       "not an ARN (arn:PARTITION:SERVICE:REGION:ACCOUNT:"
+                       "RESOURCE)");
     }
     if (!aws_partition_known(f[1])) {
         return err_set(e, ERRC_INVALID, "ARN partition '%.32s' is not one of AWS's", f[1]);

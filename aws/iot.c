@@ -43,7 +43,11 @@ struct iot_op_def {
 };
 
 /* Checklist for a new operation: the enum in aws/iot.h, a row here (model order), a typed
- * function below, a test in tests/unit/aws/test_iot.c. */
+ * function below, a test in tests/unit/aws/test_iot.c, its default rate and the rate's source in
+ * docs/aws-client.md ("Default rates"). Rates: AWS's default quota (requests per second per
+ * account and region) in Service Quotas (service iotcore) where it lists the operation:
+ * CreateThing, DescribeThing, AttachThingPrincipal, AddThingToThingGroup, UpdateThing; else the
+ * AWS IoT Developer Guide's throttling table (15 for AttachPolicy, 10 for the others). */
 static const struct iot_op_def iot_ops[AWS_IOT__COUNT] = {
     [AWS_IOT_GET_REGISTRATION_CODE] = { "GetRegistrationCode",
                                         "GET",
@@ -116,7 +120,7 @@ static const struct iot_op_def iot_ops[AWS_IOT__COUNT] = {
                                NULL,
                                true,
                                { "thingName", "thingArn" },
-                               15 },
+                               100 },
     [AWS_IOT_DESCRIBE_THING] = { "DescribeThing",
                                  "GET",
                                  "/things/{thingName}",
@@ -188,7 +192,7 @@ static const struct iot_op_def iot_ops[AWS_IOT__COUNT] = {
                                          "x-amzn-principal",
                                          false,
                                          { NULL },
-                                         15 },
+                                         100 },
     [AWS_IOT_ADD_THING_TO_THING_GROUP] = { "AddThingToThingGroup",
                                            "PUT",
                                            "/thing-groups/addThingToThingGroup",
@@ -197,7 +201,7 @@ static const struct iot_op_def iot_ops[AWS_IOT__COUNT] = {
                                            NULL,
                                            true,
                                            { NULL },
-                                           60 },
+                                           100 },
     [AWS_IOT_CONFIRM_TOPIC_RULE_DESTINATION] = { "ConfirmTopicRuleDestination",
                                                  "GET",
                                                  "/confirmdestination/{confirmationToken+}",
@@ -215,7 +219,7 @@ static const struct iot_op_def iot_ops[AWS_IOT__COUNT] = {
                                NULL,
                                true,
                                { NULL },
-                               10 },
+                               100 },
 };
 
 struct iot_bucket {
@@ -413,8 +417,8 @@ struct aws_iot *aws_iot_new(const struct aws_iot_opts *o, struct err *e)
     c->env = o->env;
     aws_config_init(&c->cfg);
     aws_retry_quota_init(&c->retry_quota);
-    if (aws_config_load(&c->cfg, o->env, &co, e) != 0 ||
-        split_endpoint(c, e) != 0 || iot_rates(c, o->rates, e) != 0) {
+    if (aws_config_load(&c->cfg, o->env, &co, e) != 0 || split_endpoint(c, e) != 0 ||
+        iot_rates(c, o->rates, e) != 0) {
         goto fail;
     }
     c->service = xstrdup(o->service && o->service[0] ? o->service : AWS_SIGV4_DEFAULT_SERVICE);

@@ -69,8 +69,8 @@ enum aws_iot_op {
 
 /* "CreateThing"; NULL when out of range. */
 const char *aws_iot_op_name(enum aws_iot_op op);
-/* The default client-side rate (requests/s) of op: AWS's 2019 published figures (docs/aws-iot.md,
- * "Quotas"). */
+/* The default client-side rate (requests/s) of op: AWS's default quota for it (docs/aws-client.md
+ * "Default rates" gives each figure's source and date). */
 double aws_iot_op_default_rate(enum aws_iot_op op);
 
 struct aws_iot_opts {

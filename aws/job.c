@@ -185,8 +185,7 @@ static bool drain(int fd, struct buf *b, size_t cap, size_t *dropped)
 }
 
 int aws_process_run(char *const argv[], char *const envp[], long timeout_ms, size_t out_max,
-                    size_t err_max, struct buf *out, struct buf *errout, int *status,
-                    struct err *e)
+                    size_t err_max, struct buf *out, struct buf *errout, int *status, struct err *e)
 {
     int po[2] = { -1, -1 }, pe[2] = { -1, -1 };
     posix_spawn_file_actions_t fa;
@@ -262,8 +261,7 @@ int aws_process_run(char *const argv[], char *const envp[], long timeout_ms, siz
         err_set(e, ERRC_TIMEOUT, "'%.100s' still running after %ld ms (killed)", argv[0],
                 timeout_ms);
     } else if (out_dropped > 0) {
-        err_set(e, ERRC_TOO_LARGE, "'%.100s' wrote more than %zu bytes (killed)", argv[0],
-                out_max);
+        err_set(e, ERRC_TOO_LARGE, "'%.100s' wrote more than %zu bytes (killed)", argv[0], out_max);
     } else if (open_o || open_e) {
         err_set(e, ERRC_UNAVAILABLE, "'%.100s': cannot read its output", argv[0]);
     } else if (WIFSIGNALED(st)) {

@@ -8,7 +8,7 @@
  * (then to done) or, after aws_job_cancel, drop(ctx) runs when the work has ended (on the
  * worker thread, or inside aws_job_cancel when it already had). work must only touch ctx.
  *
- * Async contract (STYLE.md §2.4): aws_job_start either fails (NULL, *e set; ctx still the
+ * Async contract (docs/aws-client.md): aws_job_start either fails (NULL, *e set; ctx still the
  * caller's) or returns a job whose done runs exactly once, later, from the loop, unless the job
  * is cancelled first.
  */

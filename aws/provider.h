@@ -77,7 +77,7 @@ const struct aws_config *aws_credp_config(const struct aws_credp *p);
  *   no AWS region: AWS_REGION and AWS_DEFAULT_REGION unset, no region for profile 'default' in
  *   /root/.aws/config, EC2 IMDS at http://169.254.169.254 (timeout after 1000 ms ...)
  */
-int aws_config_load(struct aws_config *cfg, const char *const *env,
-                    const struct aws_config_opts *o, struct err *e) ATTR_WUR;
+int aws_config_load(struct aws_config *cfg, const char *const *env, const struct aws_config_opts *o,
+                    struct err *e) ATTR_WUR;
 
 #endif

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/jitr.sh [DEVICES] [BUILD_DIR]: JITR provisioning against the AWS IoT stand-ins with 30 ms
-# of latency on every AWS call and the stand-in's quotas (AWS's 2019 figures: UpdateCertificate
-# 10 TPS binds). Prints:
+# of latency on every AWS call and the stand-in's quotas (AWS's defaults, docs/aws-client.md:
+# UpdateCertificate 10 TPS binds). Prints:
 #   throughput   devices ACTIVE per second over the burst, as a fraction of the binding quota
 #                (target >= 0.95)
 #   AWS calls    per device, from the stand-in's counters (target 4: no DescribeCertificate, no

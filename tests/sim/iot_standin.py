@@ -84,12 +84,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import simcommon as sc  # noqa: E402
 
-# Control-plane TPS, AWS's 2019 published figures: the conservative floor (docs/aws-iot.md,
-# "Quotas").
+# Control-plane TPS, AWS's defaults (docs/aws-client.md "Default rates"): Service Quotas (service
+# iotcore) where it lists the operation, else the AWS IoT Developer Guide's throttling table.
 DEFAULT_RATES = {
-    "CreateThing": 15, "DescribeThing": 350, "AttachThingPrincipal": 15,
-    "DetachThingPrincipal": 15, "AddThingToThingGroup": 60, "CreateThingType": 15,
-    "DescribeThingType": 10, "UpdateThing": 10, "ListThingPrincipals": 10, "AttachPolicy": 15,
+    "CreateThing": 100, "DescribeThing": 350, "AttachThingPrincipal": 100,
+    "DetachThingPrincipal": 100, "AddThingToThingGroup": 100, "CreateThingType": 15,
+    "DescribeThingType": 100, "UpdateThing": 100, "ListThingPrincipals": 10, "AttachPolicy": 15,
 }
 DEFAULT_RATE = 10.0
 

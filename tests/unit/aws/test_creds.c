@@ -423,8 +423,12 @@ static int test_chain(void)
     }
     /* web identity (environment) wins over the shared files */
     {
-        const char *env[] = { home.data, cred.data, conf.data, "AWS_WEB_IDENTITY_TOKEN_FILE=/t",
-                              "AWS_ROLE_ARN=arn:aws:iam::1:role/r", NULL };
+        const char *env[] = { home.data,
+                              cred.data,
+                              conf.data,
+                              "AWS_WEB_IDENTITY_TOKEN_FILE=/t",
+                              "AWS_ROLE_ARN=arn:aws:iam::1:role/r",
+                              NULL };
         CHECK_OK(chain_for(env, &cfg, &ch, &e), &e);
         CHECK_INT_EQ(ch.next, AWS_CREDS_FETCH_WEB_IDENTITY);
         CHECK(ch.creds.access_key_id == NULL);
@@ -496,11 +500,9 @@ static int test_chain(void)
     }
     /* the container when nothing before it applies */
     {
-        const char *env[] = { home.data,
-                              "AWS_REGION=us-east-1",
+        const char *env[] = { home.data, "AWS_REGION=us-east-1",
                               "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI=/v2/credentials/abc",
-                              "AWS_CONTAINER_AUTHORIZATION_TOKEN=Bearer x",
-                              NULL };
+                              "AWS_CONTAINER_AUTHORIZATION_TOKEN=Bearer x", NULL };
         CHECK_OK(chain_for(env, &cfg, &ch, &e), &e);
         CHECK_INT_EQ(ch.next, AWS_CREDS_FETCH_CONTAINER);
         CHECK_STR_EQ(ch.container_url, "http://169.254.170.2/v2/credentials/abc");
@@ -653,11 +655,12 @@ static int test_chain_roles(void)
                         "[profile empty]\nregion=us-east-1\n"
                         "[profile nocreds]\nrole_arn=arn:aws:iam::9:role/x\n"
                         "source_profile=empty\n"));
-#define PROFILE_ENV(p, ...)                                                                       \
-    buf_reset(&prof);                                                                             \
-    buf_addf(&prof, "AWS_PROFILE=%s", p);                                                         \
-    const char *env[] = { home.data, cred.data, conf.data, prof.data, "AWS_REGION=us-east-1",     \
-                          __VA_ARGS__ NULL }
+#define PROFILE_ENV(p, ...)                                                                  \
+    buf_reset(&prof);                                                                        \
+    buf_addf(&prof, "AWS_PROFILE=%s", p);                                                    \
+    const char *env[] = {                                                                    \
+        home.data, cred.data, conf.data, prof.data, "AWS_REGION=us-east-1", __VA_ARGS__ NULL \
+    }
 
     /* a role with a static source profile: keys from the credentials file, one AssumeRole */
     {
@@ -797,23 +800,26 @@ static int test_chain_sso(void)
     aws_config_init(&cfg);
     aws_chain_init(&ch);
     buf_addf(&home, "HOME=%s/ssohome", tt_tmpdir());
-    buf_addf(&conf, "AWS_CONFIG_FILE=%s",
-             write_file("config-sso",
-                        "[default]\nregion=us-east-1\n"
-                        "[profile dev]\nregion=us-east-1\nsso_session = my-sso\nsso_account_id = 111122223333\n"
-                        "sso_role_name = Admin\n"
-                        "[sso-session my-sso]\nsso_start_url = https://my.awsapps.com/start\n"
-                        "sso_region = eu-west-1\nsso_registration_scopes = sso:account:access\n"
-                        "[profile legacy]\nsso_start_url = https://old.awsapps.com/start\n"
-                        "sso_region = us-east-2\nsso_account_id = 444455556666\n"
-                        "sso_role_name = Read\n"
-                        "[profile nosession]\nsso_session = none\nsso_account_id = 1\n"
-                        "sso_role_name = R\n"
-                        "[profile half]\nsso_account_id = 1\n"
-                        "[profile clash]\nsso_session = my-sso\nsso_account_id = 1\n"
-                        "sso_role_name = R\nsso_region = us-west-2\n"));
+    buf_addf(
+        &conf, "AWS_CONFIG_FILE=%s",
+        write_file(
+            "config-sso",
+            "[default]\nregion=us-east-1\n"
+            "[profile dev]\nregion=us-east-1\nsso_session = my-sso\nsso_account_id = 111122223333\n"
+            "sso_role_name = Admin\n"
+            "[sso-session my-sso]\nsso_start_url = https://my.awsapps.com/start\n"
+            "sso_region = eu-west-1\nsso_registration_scopes = sso:account:access\n"
+            "[profile legacy]\nsso_start_url = https://old.awsapps.com/start\n"
+            "sso_region = us-east-2\nsso_account_id = 444455556666\n"
+            "sso_role_name = Read\n"
+            "[profile nosession]\nsso_session = none\nsso_account_id = 1\n"
+            "sso_role_name = R\n"
+            "[profile half]\nsso_account_id = 1\n"
+            "[profile clash]\nsso_session = my-sso\nsso_account_id = 1\n"
+            "sso_role_name = R\nsso_region = us-west-2\n"));
     {
-        const char *env[] = { home.data, conf.data, "AWS_PROFILE=dev", "AWS_REGION=us-east-1", NULL };
+        const char *env[] = { home.data, conf.data, "AWS_PROFILE=dev", "AWS_REGION=us-east-1",
+                              NULL };
         CHECK_OK(chain_for(env, &cfg, &ch, &e), &e);
         CHECK_INT_EQ(ch.next, AWS_CREDS_FETCH_SSO);
         CHECK_STR_EQ(ch.sso.session, "my-sso");
@@ -829,7 +835,8 @@ static int test_chain_sso(void)
         CHECK_STR_EQ(ch.sso.cache_file, want.data);
     }
     {
-        const char *env[] = { home.data, conf.data, "AWS_PROFILE=legacy", "AWS_REGION=us-east-1", NULL };
+        const char *env[] = { home.data, conf.data, "AWS_PROFILE=legacy", "AWS_REGION=us-east-1",
+                              NULL };
         CHECK_OK(chain_for(env, &cfg, &ch, &e), &e);
         CHECK_INT_EQ(ch.next, AWS_CREDS_FETCH_SSO);
         CHECK(ch.sso.session == NULL);
@@ -1138,15 +1145,15 @@ static int test_parse_process_sso(void)
     for (size_t i = 0; i < ARRAY_LEN(badp); i++) {
         aws_creds_release(&c);
         err_clear(&e);
-        CHECK_INT_EQ(aws_creds_parse_process(badp[i].body, strlen(badp[i].body), "proc", now, &c,
-                                             &e),
-                     -1);
+        CHECK_INT_EQ(
+            aws_creds_parse_process(badp[i].body, strlen(badp[i].body), "proc", now, &c, &e), -1);
         CHECK_STR_CONTAINS(e.msg, badp[i].want);
         CHECK(c.access_key_id == NULL);
     }
     {
-        const char *ok = "{\"roleCredentials\": {\"accessKeyId\": \"ASIASSO\", \"secretAccessKey\": "
-                         "\"s\", \"sessionToken\": \"t\", \"expiration\": 1767229200000}}";
+        const char *ok =
+            "{\"roleCredentials\": {\"accessKeyId\": \"ASIASSO\", \"secretAccessKey\": "
+            "\"s\", \"sessionToken\": \"t\", \"expiration\": 1767229200000}}";
         CHECK_OK(aws_creds_parse_sso(ok, strlen(ok), "sso", &c, &e), &e);
         CHECK_STR_EQ(c.access_key_id, "ASIASSO");
         CHECK_INT_EQ(c.expiration, now + 3600);
@@ -1232,9 +1239,13 @@ static int test_explicit_profile(void)
                                            "role_arn = arn:aws:iam::1:role/e\n"
                                            "credential_source = Environment\n"
                                            "[profile other]\nregion = us-west-2\n"));
-    const char *env[] = { "HOME=/nonexistent", conf.data, "AWS_PROFILE=other",
-                          "AWS_ACCESS_KEY_ID=AKENV", "AWS_SECRET_ACCESS_KEY=SKENV",
-                          "AWS_WEB_IDENTITY_TOKEN_FILE=/t", "AWS_ROLE_ARN=arn:aws:iam::1:role/w",
+    const char *env[] = { "HOME=/nonexistent",
+                          conf.data,
+                          "AWS_PROFILE=other",
+                          "AWS_ACCESS_KEY_ID=AKENV",
+                          "AWS_SECRET_ACCESS_KEY=SKENV",
+                          "AWS_WEB_IDENTITY_TOKEN_FILE=/t",
+                          "AWS_ROLE_ARN=arn:aws:iam::1:role/w",
                           NULL };
     CHECK_OK(aws_config_resolve_opts(&cfg, env, &o, &e), &e);
     CHECK_STR_EQ(cfg.profile, "envsrc");

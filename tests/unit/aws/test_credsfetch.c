@@ -8,10 +8,10 @@
 #include <event2/event.h>
 #include <signal.h>
 #include <stdarg.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "aws/provider.h"
@@ -359,11 +359,11 @@ static int test_assume_role(void)
                       "[profile denied]\nrole_arn = arn:aws:iam::111122223333:role/deny\n"
                       "source_profile = base\n",
                       0600));
-#define AR_ENV(profile)                                                                           \
-    fx_env(&f, "AWS_SHARED_CREDENTIALS_FILE=%s", cred);                                           \
-    fx_env(&f, "AWS_CONFIG_FILE=%s", conf);                                                       \
-    fx_env(&f, "AWS_PROFILE=%s", profile);                                                        \
-    fx_env(&f, "AWS_ENDPOINT_URL_STS=%s/sts/", server_url);                                       \
+#define AR_ENV(profile)                                     \
+    fx_env(&f, "AWS_SHARED_CREDENTIALS_FILE=%s", cred);     \
+    fx_env(&f, "AWS_CONFIG_FILE=%s", conf);                 \
+    fx_env(&f, "AWS_PROFILE=%s", profile);                  \
+    fx_env(&f, "AWS_ENDPOINT_URL_STS=%s/sts/", server_url); \
     fx_env(&f, "AWS_EC2_METADATA_DISABLED=true")
     AR_ENV("a");
     CHECK_OK(fx_start(&f, 0, 0, &e), &e);
@@ -447,11 +447,11 @@ static int test_process(void)
                       0600));
     CHECK_INT_EQ(tt_sh("sed -i 's|CREDS|%s|' %s", script, conf), 0);
     CHECK(tick != NULL && event_add(tick, &tv) == 0);
-#define PROC_ENV(profile)                                                                         \
-    fx_env(&f, "AWS_CONFIG_FILE=%s", conf);                                                       \
-    fx_env(&f, "AWS_PROFILE=%s", profile);                                                        \
-    fx_env(&f, "JITRCA_MARK=M7");                                                                 \
-    fx_env(&f, "PATH=/usr/bin:/bin");                                                             \
+#define PROC_ENV(profile)                   \
+    fx_env(&f, "AWS_CONFIG_FILE=%s", conf); \
+    fx_env(&f, "AWS_PROFILE=%s", profile);  \
+    fx_env(&f, "JITRCA_MARK=M7");           \
+    fx_env(&f, "PATH=/usr/bin:/bin");       \
     fx_env(&f, "AWS_EC2_METADATA_DISABLED=true")
     PROC_ENV("ok");
     CHECK_OK(fx_start(&f, 0, 0, &e), &e);
@@ -510,17 +510,17 @@ static int test_sso(void)
     CHECK_OK(file_mkdirs(cache, 0700, &e), &e);
     snprintf(cache, sizeof(cache),
              "%s/home/.aws/sso/cache/0ad374308c5a4e22f723adf10145eafad7c4031c.json", tt_tmpdir());
-#define SSO_ENV()                                                                                 \
-    fx_env(&f, "AWS_CONFIG_FILE=%s", conf);                                                       \
-    fx_env(&f, "AWS_PROFILE=dev");                                                                \
-    fx_env(&f, "AWS_ENDPOINT_URL_SSO=%s", server_url);                                            \
+#define SSO_ENV()                                      \
+    fx_env(&f, "AWS_CONFIG_FILE=%s", conf);            \
+    fx_env(&f, "AWS_PROFILE=dev");                     \
+    fx_env(&f, "AWS_ENDPOINT_URL_SSO=%s", server_url); \
     fx_env(&f, "AWS_EC2_METADATA_DISABLED=true")
-#define SSO_CACHE(token, offset)                                                                  \
-    time_format_rfc3339(time(NULL) + (offset), when, sizeof(when));                               \
-    snprintf(body, sizeof(body),                                                                  \
-             "{\"startUrl\": \"https://my.awsapps.com/start\", \"region\": \"us-east-1\", "       \
-             "\"accessToken\": \"%s\", \"expiresAt\": \"%s\"}",                                   \
-             token, when);                                                                        \
+#define SSO_CACHE(token, offset)                                                            \
+    time_format_rfc3339(time(NULL) + (offset), when, sizeof(when));                         \
+    snprintf(body, sizeof(body),                                                            \
+             "{\"startUrl\": \"https://my.awsapps.com/start\", \"region\": \"us-east-1\", " \
+             "\"accessToken\": \"%s\", \"expiresAt\": \"%s\"}",                             \
+             token, when);                                                                  \
     CHECK_OK(file_write_atomic(cache, body, strlen(body), 0600, false, &e), &e)
     SSO_CACHE("sso-token-ok", 3600);
     SSO_ENV();
@@ -625,11 +625,16 @@ out:
 int main(int argc, char **argv)
 {
     static const struct tt_case cases[] = {
-        { "imds_refresh", test_imds_refresh }, { "mandatory_window", test_mandatory_window },
-        { "imds_v1", test_imds_v1 },           { "container", test_container },
-        { "web_identity", test_web_identity }, { "local_and_none", test_local_and_none },
-        { "assume_role", test_assume_role },   { "process", test_process },
-        { "sso", test_sso },                   { "imds_region", test_imds_region },
+        { "imds_refresh", test_imds_refresh },
+        { "mandatory_window", test_mandatory_window },
+        { "imds_v1", test_imds_v1 },
+        { "container", test_container },
+        { "web_identity", test_web_identity },
+        { "local_and_none", test_local_and_none },
+        { "assume_role", test_assume_role },
+        { "process", test_process },
+        { "sso", test_sso },
+        { "imds_region", test_imds_region },
     };
     const char *src = getenv("JITRCA_SOURCE_DIR");
     struct buf port = BUF_INIT, path = BUF_INIT;

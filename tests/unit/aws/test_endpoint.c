@@ -31,7 +31,9 @@ static int svc_of(const char *name, enum aws_service *out)
     static const struct {
         const char *name;
         enum aws_service s;
-    } map[] = { { "iot", AWS_SVC_IOT }, { "sts", AWS_SVC_STS }, { "sqs", AWS_SVC_SQS },
+    } map[] = { { "iot", AWS_SVC_IOT },
+                { "sts", AWS_SVC_STS },
+                { "sqs", AWS_SVC_SQS },
                 { "sso", AWS_SVC_SSO } };
     for (size_t i = 0; i < ARRAY_LEN(map); i++) {
         if (strcmp(name, map[i].name) == 0) {
@@ -51,9 +53,8 @@ static int test_botocore_table(void)
     size_t partitions = 0, endpoints = 0;
     char *save = NULL;
     buf_addf(&path, "%s/endpoints.txt", tt_tmpdir());
-    CHECK_INT_EQ(tt_sh("python3 %s/tests/unit/aws/endpoint_table.py >%s", src ? src : ".",
-                       path.data),
-                 0);
+    CHECK_INT_EQ(
+        tt_sh("python3 %s/tests/unit/aws/endpoint_table.py >%s", src ? src : ".", path.data), 0);
     CHECK_OK(file_read_all(path.data, 1 << 20, &table, &e), &e);
     for (char *line = strtok_r(table.data, "\n", &save); line != NULL;
          line = strtok_r(NULL, "\n", &save)) {
@@ -124,8 +125,7 @@ static int test_partitions_and_arns(void)
     {
         struct aws_endpoint_want w = { "us-east-1.evil.com#", false, false, false };
         err_clear(&e);
-        CHECK_INT_EQ(aws_endpoint_default(AWS_SVC_IOT, &w, &url, signing, sizeof(signing), &e),
-                     -1);
+        CHECK_INT_EQ(aws_endpoint_default(AWS_SVC_IOT, &w, &url, signing, sizeof(signing), &e), -1);
         CHECK(url == NULL);
         CHECK_STR_CONTAINS(e.msg, "is not [a-z0-9-]");
     }
@@ -144,21 +144,22 @@ static int test_config_endpoints(void)
     char *url = NULL, signing[64];
     aws_config_init(&cfg);
     buf_addf(&conf, "AWS_CONFIG_FILE=%s",
-             write_file("config-ep", "[default]\nregion = us-gov-west-1\nuse_fips_endpoint = true\n"
-                                     "[profile ds]\nregion = cn-north-1\n"
-                                     "use_dualstack_endpoint = TRUE\n"
-                                     "[profile svc]\nregion = eu-west-1\nservices = local\n"
-                                     "endpoint_url = http://127.0.0.1:9000\n"
-                                     "use_fips_endpoint = true\n"
-                                     "[services local]\niot =\n  endpoint_url = http://[::1]:9001/\n"
-                                     "sqs =\n  other = x\n"
-                                     "[profile ign]\nregion = eu-west-1\nendpoint_url = http://x\n"
-                                     "ignore_configured_endpoint_urls = true\n"
-                                     "[profile typo]\nregion = eu-west-1\n"
-                                     "use_fips_endpoint = ture\n"
-                                     "[profile nosvc]\nregion = eu-west-1\nservices = ghost\n"
-                                     "[profile legacy]\nregion = eu-west-1\n"
-                                     "sts_regional_endpoints = legacy\n"));
+             write_file("config-ep",
+                        "[default]\nregion = us-gov-west-1\nuse_fips_endpoint = true\n"
+                        "[profile ds]\nregion = cn-north-1\n"
+                        "use_dualstack_endpoint = TRUE\n"
+                        "[profile svc]\nregion = eu-west-1\nservices = local\n"
+                        "endpoint_url = http://127.0.0.1:9000\n"
+                        "use_fips_endpoint = true\n"
+                        "[services local]\niot =\n  endpoint_url = http://[::1]:9001/\n"
+                        "sqs =\n  other = x\n"
+                        "[profile ign]\nregion = eu-west-1\nendpoint_url = http://x\n"
+                        "ignore_configured_endpoint_urls = true\n"
+                        "[profile typo]\nregion = eu-west-1\n"
+                        "use_fips_endpoint = ture\n"
+                        "[profile nosvc]\nregion = eu-west-1\nservices = ghost\n"
+                        "[profile legacy]\nregion = eu-west-1\n"
+                        "sts_regional_endpoints = legacy\n"));
     /* FIPS from the profile: GovCloud IoT has iot-fips, STS's FIPS host is the default one */
     {
         const char *env[] = { "HOME=/nonexistent", conf.data, NULL };
@@ -181,8 +182,9 @@ static int test_config_endpoints(void)
     }
     /* the environment wins over the profile, both ways */
     {
-        const char *env[] = { "HOME=/nonexistent", conf.data, "AWS_USE_FIPS_ENDPOINT=false",
-                              "AWS_USE_DUALSTACK_ENDPOINT=true", "AWS_REGION=us-east-1", NULL };
+        const char *env[] = { "HOME=/nonexistent",           conf.data,
+                              "AWS_USE_FIPS_ENDPOINT=false", "AWS_USE_DUALSTACK_ENDPOINT=true",
+                              "AWS_REGION=us-east-1",        NULL };
         CHECK_OK(aws_config_resolve(&cfg, env, NULL, NULL, &e), &e);
         CHECK(!cfg.use_fips && cfg.use_dualstack);
         CHECK_STR_EQ(cfg.endpoint, "https://iot.us-east-1.api.aws");
@@ -219,9 +221,12 @@ static int test_config_endpoints(void)
                                "AWS_ENDPOINT_URL=http://127.0.0.2:1", NULL };
         CHECK_OK(aws_config_resolve(&cfg, env2, NULL, NULL, &e), &e);
         CHECK_STR_EQ(cfg.endpoint, "http://127.0.0.2:1");
-        const char *env3[] = { "HOME=/nonexistent", conf.data, "AWS_PROFILE=svc",
+        const char *env3[] = { "HOME=/nonexistent",
+                               conf.data,
+                               "AWS_PROFILE=svc",
                                "AWS_ENDPOINT_URL=http://127.0.0.2:1",
-                               "AWS_ENDPOINT_URL_IOT=http://127.0.0.3:1", NULL };
+                               "AWS_ENDPOINT_URL_IOT=http://127.0.0.3:1",
+                               NULL };
         CHECK_OK(aws_config_resolve(&cfg, env3, NULL, NULL, &e), &e);
         CHECK_STR_EQ(cfg.endpoint, "http://127.0.0.3:1");
         CHECK_OK(aws_config_endpoint(&cfg, AWS_SVC_STS, NULL, &url, signing, sizeof(signing), &e),
@@ -253,16 +258,20 @@ static int test_config_endpoints(void)
     static const struct {
         const char *a, *b, *want;
     } bad[] = {
-        { "AWS_PROFILE=typo", "X=1", "use_fips_endpoint of profile 'typo' must be true or false, "
-                                     "not 'ture'" },
-        { "AWS_USE_DUALSTACK_ENDPOINT=1", "X=1", "AWS_USE_DUALSTACK_ENDPOINT must be true or "
-                                                 "false, not '1'" },
+        { "AWS_PROFILE=typo", "X=1",
+          "use_fips_endpoint of profile 'typo' must be true or false, "
+          "not 'ture'" },
+        { "AWS_USE_DUALSTACK_ENDPOINT=1", "X=1",
+          "AWS_USE_DUALSTACK_ENDPOINT must be true or "
+          "false, not '1'" },
         { "AWS_PROFILE=nosvc", "X=1", "profile 'nosvc' names services 'ghost'" },
-        { "AWS_STS_REGIONAL_ENDPOINTS=global", "X=1", "AWS_STS_REGIONAL_ENDPOINTS must be "
-                                                      "regional or legacy" },
+        { "AWS_STS_REGIONAL_ENDPOINTS=global", "X=1",
+          "AWS_STS_REGIONAL_ENDPOINTS must be "
+          "regional or legacy" },
         { "AWS_ENDPOINT_URL_STS=ftp://x", "X=1", "AWS_ENDPOINT_URL_STS: endpoint must start" },
-        { "AWS_PROFILE=svc", "AWS_ENDPOINT_URL_SSO=https://a@b", "AWS_ENDPOINT_URL_SSO: endpoint "
-                                                                 "contains '@'" },
+        { "AWS_PROFILE=svc", "AWS_ENDPOINT_URL_SSO=https://a@b",
+          "AWS_ENDPOINT_URL_SSO: endpoint "
+          "contains '@'" },
     };
     for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
         const char *env[] = { "HOME=/nonexistent", conf.data, bad[i].a, bad[i].b, NULL };

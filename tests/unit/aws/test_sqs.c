@@ -461,12 +461,73 @@ out:
     return rc;
 }
 
+/* Where requests go: the queue's region's SQS endpoint (FIPS, dual-stack, China), a configured
+ * SQS endpoint, or a non-AWS queue host. No request is sent. */
+static int test_endpoint(void)
+{
+    int rc = 0;
+    struct err e = ERR_INIT;
+    static const struct {
+        const char *env1, *env2, *url, *want, *source;
+    } cases[] = {
+        { "AWS_USE_FIPS_ENDPOINT=true", "X=1",
+          "https://sqs.us-east-2.amazonaws.com/123456789012/q",
+          "https://sqs-fips.us-east-2.amazonaws.com", "FIPS endpoint" },
+        { "AWS_USE_FIPS_ENDPOINT=true", "AWS_USE_DUALSTACK_ENDPOINT=true",
+          "https://us-west-2.queue.amazonaws.com/123456789012/q",
+          "https://sqs-fips.us-west-2.api.aws", "FIPS dual-stack endpoint" },
+        { "AWS_USE_FIPS_ENDPOINT=true", "X=1",
+          "https://sqs.us-gov-west-1.amazonaws.com/123456789012/q",
+          "https://sqs.us-gov-west-1.amazonaws.com", "FIPS endpoint" },
+        { "X=1", "X=2", "https://sqs.cn-north-1.amazonaws.com.cn/123456789012/q",
+          "https://sqs.cn-north-1.amazonaws.com.cn", "default endpoint" },
+        { "AWS_ENDPOINT_URL_SQS=http://127.0.0.1:4566/", "AWS_USE_FIPS_ENDPOINT=true",
+          "https://sqs.eu-west-1.amazonaws.com/123456789012/q", "http://127.0.0.1:4566",
+          "AWS_ENDPOINT_URL_SQS" },
+        { "AWS_USE_FIPS_ENDPOINT=true", "X=1", "http://127.0.0.1:9324/123456789012/q",
+          "http://127.0.0.1:9324", "the queue URL's host" },
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        struct event_base *base = event_base_new();
+        struct aws_config cfg;
+        struct aws_transport *t = NULL;
+        struct aws_credp *p = NULL;
+        struct aws_sqs *q = NULL;
+        struct aws_sqs_opts o;
+        const char *source = NULL;
+        const char *env[] = { "HOME=/nonexistent",   "AWS_REGION=us-east-1",
+                              "AWS_CONFIG_FILE=/nonexistent", cases[i].env1, cases[i].env2,
+                              NULL };
+        aws_config_init(&cfg);
+        memset(&o, 0, sizeof(o));
+        CHECK(base != NULL);
+        CHECK_OK(aws_config_resolve(&cfg, env, NULL, NULL, &e), &e);
+        CHECK((t = aws_transport_new(base, &e)) != NULL);
+        CHECK((p = aws_credp_new(t, &cfg, env, NULL, &e)) != NULL);
+        o.base = base;
+        o.queue_url = cases[i].url;
+        o.region = cfg.region;
+        o.credp = p;
+        CHECK((q = aws_sqs_new(&o, &e)) != NULL);
+        CHECK_STR_EQ(aws_sqs_endpoint(q, &source), cases[i].want);
+        CHECK_STR_EQ(source, cases[i].source);
+        aws_sqs_free(q);
+        aws_credp_free(p);
+        aws_transport_free(t);
+        aws_config_release(&cfg);
+        event_base_free(base);
+    }
+out:
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     static const struct tt_case cases[] = {
         { "url_ok", test_url_ok },         { "url_bad", test_url_bad },
         { "roundtrip", test_roundtrip },   { "bad_input", test_bad_input },
         { "errors", test_errors },         { "cancel", test_cancel },
+        { "endpoint", test_endpoint },
     };
     return tt_main(argc, argv, cases, ARRAY_LEN(cases));
 }
