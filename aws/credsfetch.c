@@ -1,7 +1,7 @@
 /*
- * The async credential provider (aws/provider.h). One fetch at a time, an explicit state
- * machine: START plans the fetch (aws_chain_start: local sources, and which base
- * source and roles follow), then the base source ch.next runs:
+ * The async credential provider (aws/provider.h). One fetch at a time, an explicit state machine
+ * (docs/style.md, "State machines"): START plans the fetch (aws_chain_start: local sources, and
+ * which base source and roles follow), then the base source ch.next runs:
  *   WEB_IDENTITY  READ the token file (off the loop) -> STS AssumeRoleWithWebIdentity
  *   SSO           READ the token cache (off the loop) -> the portal's GetRoleCredentials
  *   PROCESS       credential_process on a thread of its own

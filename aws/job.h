@@ -8,9 +8,9 @@
  * (then to done) or, after aws_job_cancel, drop(ctx) runs when the work has ended (on the
  * worker thread, or inside aws_job_cancel when it already had). work must only touch ctx.
  *
- * Async contract (docs/aws-client.md): aws_job_start either fails (NULL, *e set; ctx still the
- * caller's) or returns a job whose done runs exactly once, later, from the loop, unless the job
- * is cancelled first.
+ * Async contract (docs/style.md, "Asynchronous calls"): aws_job_start either fails (NULL, *e set;
+ * ctx still the caller's) or returns a job whose done runs exactly once, later, from the loop,
+ * unless the job is cancelled first.
  */
 #ifndef AWS_JOB_H
 #define AWS_JOB_H
