@@ -64,6 +64,8 @@ enum aws_iot_op {
     AWS_IOT_ADD_THING_TO_THING_GROUP,
     AWS_IOT_CONFIRM_TOPIC_RULE_DESTINATION,
     AWS_IOT_UPDATE_THING,
+    AWS_IOT_LIST_THING_GROUPS_FOR_THING,
+    AWS_IOT_REMOVE_THING_FROM_THING_GROUP,
     AWS_IOT__COUNT /* adding one? update iot_ops[] in aws/iot.c */
 };
 

@@ -50,6 +50,11 @@ const char *ca_status_name(enum ca_status st)
     return (unsigned)st < CA_ST__COUNT ? status_names[st] : "unknown";
 }
 
+bool ca_authority_compromised(const struct ca_authority *a)
+{
+    return json_is_object(json_object_get(a->meta, "compromised"));
+}
+
 static int status_parse(const char *s, enum ca_status *out)
 {
     for (size_t i = 0; s != NULL && i < ARRAY_LEN(status_names); i++) {

@@ -7,7 +7,7 @@
  *   pub.pem   the CA's public key (lets ca_authority_import check a certificate without a secret)
  * ca.json keys: name, created, key_uri, key_type, parent (null), status, subject ("/CN=..."),
  * pathlen (null for none), fingerprint ("" while pending), and from the certificate not_after,
- * serial, issuer. Other modules keep their data under their own key; save() preserves it.
+ * serial, issuer; compromised (an object) once marked so. Other modules keep their data under their own key; save() preserves it.
  * A CA is a self-signed root, an intermediate signed by another CA of the store (parent), or an
  * intermediate signed outside (CSR now, certificate later with ca_authority_import).
  * CA certificates: basicConstraints critical CA:TRUE with pathLenConstraint, keyUsage critical
@@ -70,6 +70,9 @@ int ca_authority_import(const char *datadir, const char *name, const char *cert_
 struct ca_authority *ca_authority_load(const char *datadir, const char *name,
                                        struct err *e) ATTR_WUR;
 void ca_authority_free(struct ca_authority *a);
+/* Marked compromised (jitrctl ca mark-compromised: ca.json "compromised": {"at": RFC 3339}):
+ * such a CA is retired, cannot be activated again, and JITR revokes its certificates in AWS. */
+bool ca_authority_compromised(const struct ca_authority *a);
 /* Writes a->meta (with name, status, ... refreshed from the struct) atomically. */
 int ca_authority_save(const char *datadir, struct ca_authority *a, struct err *e) ATTR_WUR;
 /* Names of all CAs, sorted; free each and the array with xfree. */

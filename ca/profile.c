@@ -580,6 +580,23 @@ bool ca_profile_allows_jitr(const struct ca_profile *p)
     return p->jitr;
 }
 
+bool ca_profile_subject_requires(const struct ca_profile *p, const char *attr)
+{
+    int i = cai_attr_parse(attr);
+    return i >= 0 && (i == CAI_ATTR_CN || p->attr_required[i]);
+}
+
+bool ca_profile_subject_allows(const struct ca_profile *p, const char *attr)
+{
+    int i = cai_attr_parse(attr);
+    return i >= 0 && (i == CAI_ATTR_CN || p->attr_allowed[i]);
+}
+
+bool ca_profile_cn_ok(const struct ca_profile *p, const char *cn)
+{
+    return p->cn_re_ok && regexec(&p->cn_re, cn, 0, NULL, 0) == 0;
+}
+
 int64_t ca_profile_validity_seconds(const struct ca_profile *p)
 {
     return p->validity_s;

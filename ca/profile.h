@@ -40,6 +40,12 @@ const char *ca_profile_name(const struct ca_profile *p);
 const char *ca_profile_description(const struct ca_profile *p); /* "" when none */
 bool ca_profile_allows_key(const struct ca_profile *p, enum ca_key_type t);
 bool ca_profile_allows_jitr(const struct ca_profile *p);
+/* Subject attributes by their profile spelling ("CN", "C", "serialNumber", ...): every
+ * certificate of the profile has it (CN always) / may have it. */
+bool ca_profile_subject_requires(const struct ca_profile *p, const char *attr);
+bool ca_profile_subject_allows(const struct ca_profile *p, const char *attr);
+/* Does cn match the profile's cn_pattern (as a whole)? */
+bool ca_profile_cn_ok(const struct ca_profile *p, const char *cn);
 int64_t ca_profile_validity_seconds(const struct ca_profile *p);
 int64_t ca_profile_backdate_seconds(const struct ca_profile *p);
 

@@ -28,6 +28,7 @@ static const char ca_usage[] =
     "       jitrctl ca show NAME\n"
     "       jitrctl ca activate NAME\n"
     "       jitrctl ca retire NAME\n"
+    "       jitrctl ca mark-compromised NAME --yes\n"
     "       jitrctl ca register NAME [--mode default|sni-only] [--no-auto-registration]\n"
     "                               [--inactive] [--force]\n"
     "\n"
@@ -54,7 +55,11 @@ static const char ca_usage[] =
     "  --force                  register a CA that has child CAs (AWS needs the CA that signs\n"
     "                           device certificates directly, so this is refused by default)\n"
     "Registering again is harmless: a CA already in AWS (same certificate) is recognised and\n"
-    "recorded, not registered twice.\n";
+    "recorded, not registered twice.\n"
+    "\n"
+    "mark-compromised: the CA's key is no longer trusted. It is retired (signs nothing) for good\n"
+    "(activate refuses it), and JITR sets every certificate of it that AWS still has\n"
+    "PENDING_ACTIVATION to REVOKED instead of activating it. There is no undo: --yes says so.\n";
 
 static char *ca_dir(const struct conf *c, const char *name)
 {
@@ -289,6 +294,7 @@ static json_t *ca_json(const struct conf *c, const struct ca_authority *a, bool 
     json_t *o = json_pack("{s:s,s:s,s:s,s:s}", "name", a->name, "status", ca_status_name(a->status),
                           "key_type", ca_key_type_name(a->key_type), "key_uri", a->key_uri);
     json_object_set_new(o, "parent", a->parent ? json_string(a->parent) : json_null());
+    json_object_set_new(o, "compromised", json_boolean(ca_authority_compromised(a)));
     if (a->cert) {
         char nb[32], na[32], subj[512], iss[512];
         x509_time_str(X509_get0_notBefore(a->cert), nb, sizeof(nb));
@@ -362,7 +368,8 @@ static int ca_list(struct cli *cli, int argc, char **argv, struct err *e)
             json_t *o = ca_json(c, a, false);
             if (!cli->json) {
                 json_t *na = json_object_get(o, "not_after"), *sj = json_object_get(o, "subject");
-                printf("%-20s %-8s %-9s %-14s %-20s %s\n", a->name, ca_status_name(a->status),
+                printf("%-20s %-8s %-9s %-14s %-20s %s\n", a->name,
+                       ca_authority_compromised(a) ? "compromised" : ca_status_name(a->status),
                        ca_key_type_name(a->key_type), a->parent ? a->parent : "-",
                        na ? json_string_value(na) : "-", sj ? json_string_value(sj) : "-");
             }
@@ -863,6 +870,10 @@ static int ca_set_status(struct cli *cli, int argc, char **argv, enum ca_status 
         err_set(e, ERRC_CONFLICT, "CA '%s' is pending: import its certificate first", name);
         goto out;
     }
+    if (to == CA_ST_ACTIVE && ca_authority_compromised(a)) {
+        err_set(e, ERRC_CONFLICT, "CA '%s' is marked compromised: it never signs again", name);
+        goto out;
+    }
     if (from != to) {
         a->status = to;
         json_t *fields =
@@ -880,6 +891,72 @@ static int ca_set_status(struct cli *cli, int argc, char **argv, enum ca_status 
         cli_print_json(ca_json(c, a, false));
     } else {
         printf("CA '%s' is %s\n", name, ca_status_name(to));
+    }
+    rc = 0;
+out:
+    ca_authority_free(a);
+    return rc;
+}
+
+static int ca_mark_compromised(struct cli *cli, int argc, char **argv, struct err *e)
+{
+    static const struct option own[] = { { "yes", no_argument, NULL, 'y' },
+                                         { NULL, 0, NULL, 0 } };
+    int optidx = 0, ch;
+    bool yes = false;
+    while ((ch = cli_getopt(cli, argc, argv, own, &optidx, e)) != -1) {
+        if (ch == 'h') {
+            return cli_usage(ca_usage);
+        }
+        if (ch == 'y') {
+            yes = true;
+            continue;
+        }
+        return -1;
+    }
+    if (optidx != argc - 1) {
+        return err_set(e, ERRC_INVALID, "ca mark-compromised takes one NAME (see jitrctl ca "
+                       "--help)");
+    }
+    const char *name = argv[optidx];
+    if (!yes) {
+        return err_set(e, ERRC_INVALID, "ca mark-compromised %s cannot be undone: the CA is "
+                       "retired for good and JITR revokes its pending certificates in AWS; add "
+                       "--yes", name);
+    }
+    const struct conf *c = cli_conf(cli, e);
+    struct ca_authority *a = c ? ca_authority_load(c->data_dir, name, e) : NULL;
+    int rc = -1;
+    if (a == NULL) {
+        return -1;
+    }
+    if (a->status == CA_ST_PENDING) {
+        err_set(e, ERRC_CONFLICT, "CA '%s' is pending: it has no certificate to distrust", name);
+        goto out;
+    }
+    if (!ca_authority_compromised(a)) {
+        char at[40];
+        enum ca_status from = a->status;
+        json_t *fields = json_pack("{s:s,s:s}", "from", ca_status_name(from), "to",
+                                   ca_status_name(CA_ST_RETIRED));
+        time_format_rfc3339(time(NULL), at, sizeof(at));
+        /* audit first: a mark nobody can trace must not happen */
+        rc = issuance_audit_ca_op(c, "ca_compromised", name, fields, e);
+        json_decref(fields);
+        if (rc != 0) {
+            goto out;
+        }
+        a->status = CA_ST_RETIRED;
+        json_object_set_new(a->meta, "compromised", json_pack("{s:s}", "at", at));
+        if (ca_authority_save(c->data_dir, a, e) != 0) {
+            rc = -1;
+            goto out;
+        }
+    }
+    if (cli->json) {
+        cli_print_json(ca_json(c, a, false));
+    } else {
+        printf("CA '%s' is marked compromised (retired)\n", name);
     }
     rc = 0;
 out:
@@ -918,6 +995,9 @@ int cmd_ca(struct cli *cli, int argc, char **argv, struct err *e)
     }
     if (strcmp(sub, "activate") == 0) {
         return ca_set_status(cli, argc - 1, argv + 1, CA_ST_ACTIVE, e);
+    }
+    if (strcmp(sub, "mark-compromised") == 0) {
+        return ca_mark_compromised(cli, argc - 1, argv + 1, e);
     }
     return err_set(e, ERRC_INVALID, "unknown ca subcommand '%s' (see jitrctl ca --help)", sub);
 }

@@ -121,9 +121,15 @@ static const struct conf_key conf_keys[] = {
          "JITR intake: environment variable with comma-separated accepted secrets."),
     SSTR(jitr, template, JITRCA_JITR_TEMPLATE,
          "JITR: the provisioning template, AWS JITP format (docs/jitr.md)."),
-    SSTR(jitr, policy_name, "jitrca-device",
-         "JITR: name of the template's policy when it gives a PolicyDocument."),
+    SSTR(jitr, policy_name, "",
+         "JITR: empty: a PolicyDocument of the template is the policy named by its SHA-256 "
+         "(editing it makes a new policy; devices provisioned before keep theirs). A name: the "
+         "template's one PolicyDocument is that policy, and editing it adds a version every "
+         "device attached to it gets."),
     SSTR(jitr, thing_group, "", "JITR: every device also joins this existing thing group."),
+    SBOOL(jitr, exclusive_thing, 0,
+          "JITR: attach each certificate to its thing only (AttachThingPrincipal with "
+          "thingPrincipalType EXCLUSIVE_THING): AWS then refuses a second thing for it."),
     SSTR(jitr, on_reject, "revoke",
          "JITR: what a rejected certificate becomes in AWS: revoke (REVOKED) or leave-pending."),
     SSTR(jitr, thing_conflict, "keep",

@@ -49,7 +49,7 @@ struct conf {
     char *aws_signing_name;    /* SigV4 service name: iot or execute-api */
     char *aws_profile;         /* explicit AWS profile ("" = AWS_PROFILE, else default) */
     /* JITR (docs/jitr.md): the "jitr" section of the file */
-    bool jitr_enabled;
+    bool jitr_enabled, jitr_exclusive_thing;
     char *jitr_listen, *jitr_tls_cert_file, *jitr_tls_key_file;
     char *jitr_secret_header, *jitr_secrets_file, *jitr_secrets_env;
     char *jitr_template, *jitr_policy_name, *jitr_thing_group;

@@ -4,30 +4,39 @@
  * struct jitr_req per queued event; jitr_advance() is the only place that decides, completions
  * only store their result and call it.
  *
- * Order: LOCK → LOAD → LOOKUP (→ DESCRIBE) → EVALUATE → CREATE_THING (→ UPDATE_THING) → POLICY
- * → ATTACH_POLICY → ATTACH_PRINCIPAL → ADD_TO_GROUP → ACTIVATE → RECORD → UNLOCK, or EVALUATE →
- * REJECT → RECORD_REJECT → UNLOCK. Activation is last: ACTIVE is the commit marker, and every
- * earlier step is idempotent in AWS (CreateThing with the same configuration answers 200,
- * attaching twice is a no-op), so a crash anywhere resumes safely. UPDATE_THING runs only when
- * the thing exists with another configuration and the template's OverrideSettings say MERGE or
- * REPLACE (UpdateThing is idempotent too).
+ * Order: LOCK → LOAD → LOOKUP → DESCRIBE → EVALUATE → CREATE_THING (→ UPDATE_THING) → POLICY →
+ * ATTACH_POLICY → ATTACH_PRINCIPAL (→ LIST_GROUPS → REMOVE_FROM_GROUP) → ADD_TO_GROUP →
+ * ACTIVATE → RECORD → UNLOCK; or EVALUATE → REJECT → RECORD_REJECT → UNLOCK; or EVALUATE →
+ * RECORD_IGNORE → UNLOCK. Activation is last: ACTIVE is the commit marker, and every earlier
+ * step is idempotent in AWS (CreateThing with the same configuration answers 200, attaching
+ * twice is a no-op), so a crash anywhere resumes safely.
  *
- * Audit: RECORD and RECORD_REJECT wait for io->audit, which appends on a thread (never on the
- * loop). The state is saved as RECORD with audit_after (a seq at or below the log's end) before
- * the append and as DONE with audit_seq after it; a replay from RECORD asks io->audit to look
- * for this certificate's record above audit_after first, so a crash between the two writes does
- * not leave a second record.
+ * The decision (EVALUATE, docs/jitr.md "The decision"): the event's fields are claims; AWS's
+ * own record of the certificate (DescribeCertificate, on every run that may change its status)
+ * and the certificate itself are the facts. A certificate AWS registered under a CA that is not
+ * one of ours, or that is not PENDING_ACTIVATION, is left alone (IGNORED, audited). REVOKED is
+ * asked only for facts about the certificate: its SHA-256 is not the certificateId, it is not
+ * signed by the CA AWS names, that CA is marked compromised, our index says revoked, it has
+ * expired. Everything that comes from our configuration or state (not in the index, unknown
+ * profile, profile without JITR, the template, AWS errors) is a dead letter with the reason,
+ * which `jitrctl jitr dlq retry` runs again once fixed. A retired CA still provisions.
+ *
+ * Audit: RECORD, RECORD_REJECT and RECORD_IGNORE wait for io->audit, which appends on a thread
+ * (never on the loop). The state is saved with audit_after (a seq at or below the log's end)
+ * before the append and as DONE / REJECTED / IGNORED with audit_seq after it; a replay from a
+ * RECORD state goes there straight from LOAD (everything the record needs is saved) and asks
+ * io->audit to look for this certificate's record above audit_after first, so a crash between
+ * the two writes does not leave a second record.
  *
  * Persistence: after each AWS step, PERSIST writes the next state (the resume point) and a trace
- * line into jitr:dev:<id> in one Lua call. LOAD reads it: DONE or REJECTED → duplicate, nothing
- * to do; a provisioning state → LOOKUP and EVALUATE again (pure, no AWS call) and then jump to
- * the stored step. The lock (SET NX PX, released only by its owner) keeps concurrent duplicates
- * apart; an expired lock after a crash lets the claimer in.
+ * line into jitr:dev:<id> in one Lua call. LOAD reads it: DONE, REJECTED or IGNORED → duplicate,
+ * nothing to do; a provisioning state → LOOKUP, DESCRIBE and EVALUATE again and then the stored
+ * step (at ACTIVATE or REJECT, AWS's status tells whether the earlier attempt's
+ * UpdateCertificate went through). The lock (SET NX PX, released only by its owner) keeps
+ * concurrent duplicates apart; an expired lock after a crash lets the claimer in.
  *
  * Errors: Redis failures, AWS throttling/5xx/timeouts (after the client's own retries) → RETRY
  * (the stream entry stays pending; the owner backs off). AWS 4xx → DEAD (dead-letter stream).
- * The certificate decides REJECT: not in our index and not signed by our CA, revoked, outside
- * its validity, CA retired, profile without JITR, template not applicable.
  */
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -58,11 +67,14 @@ static const char *const jitr_state_names[] = {
     [JITR_ST_POLICY] = "POLICY",
     [JITR_ST_ATTACH_POLICY] = "ATTACH_POLICY",
     [JITR_ST_ATTACH_PRINCIPAL] = "ATTACH_PRINCIPAL",
+    [JITR_ST_LIST_GROUPS] = "LIST_GROUPS",
+    [JITR_ST_REMOVE_FROM_GROUP] = "REMOVE_FROM_GROUP",
     [JITR_ST_ADD_TO_GROUP] = "ADD_TO_GROUP",
     [JITR_ST_ACTIVATE] = "ACTIVATE",
     [JITR_ST_RECORD] = "RECORD",
     [JITR_ST_REJECT] = "REJECT",
     [JITR_ST_RECORD_REJECT] = "RECORD_REJECT",
+    [JITR_ST_RECORD_IGNORE] = "RECORD_IGNORE",
     [JITR_ST_PERSIST] = "PERSIST",
     [JITR_ST_UNLOCK] = "UNLOCK",
     [JITR_ST_FINISHED] = "FINISHED",
@@ -70,16 +82,17 @@ static const char *const jitr_state_names[] = {
 _Static_assert(ARRAY_LEN(jitr_state_names) == JITR_ST__COUNT, "jitr_state_names");
 
 static const char *const jitr_outcome_names[] = {
-    [JITR_OUT_NONE] = "none",           [JITR_OUT_ACTIVATED] = "activated",
-    [JITR_OUT_REJECTED] = "rejected",   [JITR_OUT_DUPLICATE] = "duplicate",
-    [JITR_OUT_BUSY] = "busy",           [JITR_OUT_RETRY] = "retry",
-    [JITR_OUT_DEAD] = "dead",
+    [JITR_OUT_NONE] = "none",         [JITR_OUT_ACTIVATED] = "activated",
+    [JITR_OUT_REJECTED] = "rejected", [JITR_OUT_IGNORED] = "ignored",
+    [JITR_OUT_DUPLICATE] = "duplicate", [JITR_OUT_BUSY] = "busy",
+    [JITR_OUT_RETRY] = "retry",       [JITR_OUT_DEAD] = "dead",
 };
 _Static_assert(ARRAY_LEN(jitr_outcome_names) == JITR_OUT__COUNT, "jitr_outcome_names");
 
 /* Stored states that mean "finished". */
 #define ST_DONE     "DONE"
 #define ST_REJECTED "REJECTED"
+#define ST_IGNORED  "IGNORED"
 #define ST_DEAD     "DEAD"
 
 static const char persist_lua[] =
@@ -135,24 +148,30 @@ struct jitr_req {
     struct held_reply held; /* the completed operation's reply */
     struct err op_err;      /* the completed operation's error (code OK on success) */
     char aws_code[64];      /* its AWS error code */
-    struct err err;         /* why rejected / retried / dead */
+    struct err err;         /* why rejected / ignored / retried / dead */
     char lock_token[64];
     bool locked;
-    char stored_state[32];
     int64_t first_ms;
     unsigned attempts;
     char serial[130];
-    json_t *record; /* cert:<serial> fields, or the DescribeCertificate description */
-    bool from_describe;
+    json_t *record; /* cert:<serial> fields; NULL when the index has none */
+    json_t *desc;   /* DescribeCertificate's certificateDescription */
+    char aws_status[32]; /* its status ("" before DESCRIBE) */
+    char stored_reason[256]; /* LOAD: the reason saved with a REJECT or RECORD_* state */
     X509 *cert;
     char ca_name[128]; /* the issuing CA found by EVALUATE (a copy: the CA table may be
                         * reloaded between steps) */
     struct jitr_plan plan;
     bool planned;
-    size_t group_idx;
+    char thing[130];     /* the thing's name ("" before EVALUATE) */
+    struct buf policies; /* the policies' names, comma-separated */
+    bool existed;        /* CreateThing found the thing with another configuration */
+    bool status_set;     /* AWS has the template's status already: no UpdateCertificate */
+    size_t idx;          /* POLICY, ATTACH_POLICY, REMOVE_FROM_GROUP, ADD_TO_GROUP */
+    json_t *remove;      /* LIST_GROUPS: the groups to leave (array of names) */
     char cert_arn[256];
-    /* RECORD / RECORD_REJECT: audit_after (a seq at or below the log's end, saved with the
-     * state before the append) bounds the look for an earlier attempt's record on a replay */
+    /* RECORD states: audit_after (a seq at or below the log's end, saved with the state before
+     * the append) bounds the look for an earlier attempt's record on a replay */
     uint64_t audit_after;
     bool audit_after_set;
     bool audit_check; /* resumed at a RECORD state: an earlier attempt may have appended */
@@ -196,7 +215,6 @@ static void finish_with(struct jitr_req *r, enum jitr_outcome o, const struct er
         err_copy(&r->err, e);
     }
 }
-
 /* ---- completions: store, then advance ------------------------------------------------------ */
 
 static void on_redis(void *arg, const struct store_reply *rep, const struct err *e);
@@ -351,15 +369,20 @@ static void persist_then(struct jitr_req *r, enum jitr_state next, const char *s
     buf_addf(&line, "%s %s -> %s%s%s", ms, buf_cstr(&r->pending), stored, detail[0] ? " " : "",
              detail);
     {
-        const char *av[] = { "EVAL",      persist_lua,  "3",         dev,
-                             trace,       lock,         line.data,   r->lock_token,
-                             px,          "state",      stored,
-                             "updated_ms", ms,          "first_ms",  first,
-                             "serial",    r->serial,    "ca",        r->ca_name,
-                             "thing",     r->planned ? r->plan.thing_name : "",
-                             "attempts",  att,          "reason",    reason,
-                             "ca_id",     r->ev.ca_id,  "account",   r->ev.account,
-                             "audit_after", after,      "audit_seq", aseq };
+        const char *av[] = { "EVAL",       persist_lua,   "3",
+                             dev,          trace,         lock,
+                             line.data,    r->lock_token, px,
+                             "state",      stored,        "updated_ms",
+                             ms,           "first_ms",    first,
+                             "serial",     r->serial,     "ca",
+                             r->ca_name,   "thing",       r->thing,
+                             "policies",   buf_cstr(&r->policies),
+                             "existed",    r->existed ? "1" : "0",
+                             "aws_status", r->aws_status, "attempts",
+                             att,          "reason",      reason,
+                             "ca_id",      r->ev.ca_id,   "account",
+                             r->ev.account, "audit_after", after,
+                             "audit_seq",  aseq };
         buf_reset(&r->pending);
         r->after = next;
         set_state(r, JITR_ST_PERSIST);
@@ -401,10 +424,11 @@ static void wait_for_index(struct jitr_req *r)
     set_state(r, JITR_ST_UNLOCK);
 }
 
-static const struct jitr_ca *ca_by_aws_id(const struct jitr_env *env, const char *id)
+/* One of our CAs registered in AWS with that certificateId. */
+static const struct jitr_ca *ca_registered(const struct jitr_env *env, const char *id)
 {
     for (size_t i = 0; i < env->ncas; i++) {
-        if (strcmp(env->cas[i].aws_id, id) == 0) {
+        if (env->cas[i].registered && strcmp(env->cas[i].aws_id, id) == 0) {
             return &env->cas[i];
         }
     }
@@ -427,151 +451,265 @@ static const char *field(const json_t *o, const char *k)
     return json_is_string(v) ? json_string_value(v) : "";
 }
 
-static int reject(struct jitr_req *r, const char *fmt, ...) ATTR_PRINTF(2, 3);
-static int reject(struct jitr_req *r, const char *fmt, ...)
+/* What EVALUATE decided. */
+enum verdict {
+    V_GO,       /* provision (resume at r->resume when it is a provisioning step) */
+    V_REJECT,   /* a fact about the certificate: REVOKED (or left pending, by config) */
+    V_IGNORE,   /* not ours to touch: nothing is asked of AWS */
+    V_DEAD,     /* our configuration or state: a dead letter with the reason */
+    V_ACTIVE,   /* resumed at ACTIVATE: the earlier UpdateCertificate went through */
+    V_REVOKED,  /* resumed at REJECT: the earlier REVOKED went through */
+};
+
+static enum verdict verdict(struct jitr_req *r, enum verdict v, const char *fmt, ...)
+    ATTR_PRINTF(3, 4);
+static enum verdict verdict(struct jitr_req *r, enum verdict v, const char *fmt, ...)
 {
     struct err e = ERR_INIT;
     va_list ap;
     va_start(ap, fmt);
-    e.code = ERRC_DENIED;
+    e.code = v == V_DEAD ? ERRC_CONFLICT : ERRC_DENIED;
     vsnprintf(e.msg, sizeof(e.msg), fmt, ap);
     va_end(ap);
-    finish_with(r, JITR_OUT_REJECTED, &e);
-    return -1;
+    err_copy(&r->err, &e);
+    return v;
 }
 
-/* Is the certificate ours, usable and provisionable? Builds r->cert and r->plan. 0: go on;
- * -1 with the outcome REJECTED (r->err says why) or DEAD. */
-static int evaluate(struct jitr_req *r)
+/* A fact about the certificate speaks against it: REVOKED only while AWS has it pending. */
+static enum verdict fact(struct jitr_req *r, const char *fmt, ...) ATTR_PRINTF(2, 3);
+static enum verdict fact(struct jitr_req *r, const char *fmt, ...)
+{
+    char what[200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    if (strcmp(r->aws_status, "PENDING_ACTIVATION") == 0) {
+        return verdict(r, V_REJECT, "%s", what);
+    }
+    return verdict(r, V_IGNORE, "%s; %s in AWS, not PENDING_ACTIVATION: left alone", what,
+                   r->aws_status);
+}
+
+/* The stored reason of an earlier attempt (a resumed REJECT whose REVOKED went through). */
+static enum verdict stored(struct jitr_req *r, enum verdict v, const char *fallback)
+{
+    return verdict(r, v, "%s", r->stored_reason[0] ? r->stored_reason : fallback);
+}
+
+/* The decision, from AWS's record of the certificate (r->desc), the certificate, our index
+ * (r->record) and our configuration, in that order (docs/jitr.md "The decision"). Builds r->cert
+ * and, for V_GO, r->plan. */
+static enum verdict evaluate(struct jitr_req *r)
 {
     const struct jitr_env *env = r->env;
-    struct buf der = BUF_INIT;
-    const unsigned char *p;
-    uint8_t md[32];
-    char hex[65];
+    const char *status = field(r->desc, "status");
+    const char *aws_ca = field(r->desc, "caCertificateId");
+    bool pending = strcmp(status, "PENDING_ACTIVATION") == 0;
+    bool settled = strcmp(status, "ACTIVE") == 0 || strcmp(status, "INACTIVE") == 0;
+    enum jitr_override ovr = jitr_template_status_override(env->tpl);
     time_t now = (time_t)(now_ms(r) / 1000);
     const struct ca_profile *prof;
-    const struct jitr_ca *ca = NULL;
-    EVP_PKEY *capub;
+    const struct jitr_ca *ca, *idx_ca;
+    unsigned char *der = NULL;
+    int nder;
+    uint8_t md[32];
+    char hex[65];
+    struct buf idx_der = BUF_INIT;
     struct jitr_params params = { 0 };
     struct err e = ERR_INIT;
-    int rc = -1;
-    if (r->from_describe) {
-        const char *pem = field(r->record, "certificatePem");
-        BIO *bio = BIO_new_mem_buf(pem, -1);
-        r->cert = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
-        BIO_free(bio);
-    } else {
-        const char *b64 = field(r->record, "der");
-        if (base64_decode(&der, b64, strlen(b64)) == 0) {
-            p = (const unsigned char *)der.data;
-            r->cert = d2i_X509(NULL, &p, (long)der.len);
-        }
-    }
-    ERR_clear_error();
-    if (r->cert == NULL) {
-        reject(r, "certificate %s%s cannot be parsed", r->ev.cert_id, "");
-        goto out;
-    }
-    {
-        unsigned char *d = NULL;
-        int n = i2d_X509(r->cert, &d);
-        if (n <= 0) {
-            reject(r, "certificate %s%s cannot be encoded", r->ev.cert_id, "");
-            goto out;
-        }
-        SHA256(d, (size_t)n, md);
-        OPENSSL_free(d);
-        hex_encode(md, sizeof(md), hex);
-        if (strcmp(hex, r->ev.cert_id) != 0) {
-            reject(r, "certificate %.16s...: its SHA-256 is %.16s..., not the certificateId",
-                   r->ev.cert_id, hex);
-            goto out;
-        }
-    }
-    /* issued by us: the CA the index names, or the CA the event names */
-    ca = r->from_describe ? ca_by_aws_id(env, r->ev.ca_id)
-                          : ca_by_name(env, field(r->record, "ca"));
+    enum verdict v;
+
+    snprintf(r->aws_status, sizeof(r->aws_status), "%s", status[0] ? status : "?");
+    /* 1. AWS's record: only a certificate AWS registered under one of our CAs is ours */
+    ca = ca_registered(env, aws_ca);
     if (ca == NULL) {
-        reject(r, "certificate %.16s... was not issued by one of our CAs (%s)", r->ev.cert_id,
-               r->from_describe ? "not in our index" : field(r->record, "ca"));
+        v = verdict(r, V_IGNORE, "AWS registered it %s%.16s%s, not under one of our CAs (the "
+                    "event named %.16s...); %s in AWS: left alone", aws_ca[0] ? "under CA " : "",
+                    aws_ca[0] ? aws_ca : "without a CA", aws_ca[0] ? "..." : "", r->ev.ca_id,
+                    r->aws_status);
         goto out;
     }
     snprintf(r->ca_name, sizeof(r->ca_name), "%s", ca->name);
-    capub = X509_get0_pubkey(ca->cert);
-    if (capub == NULL || X509_verify(r->cert, capub) != 1) {
-        ERR_clear_error();
-        reject(r, "certificate %.16s... is not signed by CA '%s'", r->ev.cert_id, ca->name);
+    if (r->resume == JITR_ST_REJECT && strcmp(status, "REVOKED") == 0) {
+        v = stored(r, V_REVOKED, "REVOKED by an earlier attempt");
         goto out;
     }
-    if (r->from_describe) {
-        /* signed by our CA but absent from the index: the index is behind the audit log */
-        err_set(&e, ERRC_NOT_FOUND, "certificate %.16s... is signed by CA '%s' but not in the "
-                "index: run jitrctl reindex, then jitrctl jitr dlq retry", r->ev.cert_id,
-                ca->name);
-        finish_with(r, JITR_OUT_DEAD, &e);
+    /* 2. the certificate AWS holds */
+    {
+        const char *pem = field(r->desc, "certificatePem");
+        BIO *bio = BIO_new_mem_buf(pem, -1);
+        r->cert = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+        BIO_free(bio);
+        ERR_clear_error();
+    }
+    if (r->cert == NULL || (nder = i2d_X509(r->cert, &der)) <= 0) {
+        v = verdict(r, V_DEAD, "AWS's certificatePem of %.16s... cannot be parsed",
+                    r->ev.cert_id);
+        goto out;
+    }
+    if (r->serial[0] == '\0') {
+        BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(r->cert), NULL);
+        char *h = bn ? BN_bn2hex(bn) : NULL;
+        for (size_t i = 0; h && h[i] && i + 1 < sizeof(r->serial); i++) {
+            r->serial[i] = (char)((h[i] >= 'A' && h[i] <= 'F') ? h[i] + 32 : h[i]);
+            r->serial[i + 1] = '\0';
+        }
+        OPENSSL_free(h);
+        BN_free(bn);
+    }
+    SHA256(der, (size_t)nder, md);
+    hex_encode(md, sizeof(md), hex);
+    if (strcmp(hex, r->ev.cert_id) != 0) {
+        v = fact(r, "its SHA-256 is %.16s..., not the certificateId", hex);
+        goto out;
+    }
+    {
+        EVP_PKEY *capub = X509_get0_pubkey(ca->cert);
+        if (capub == NULL || X509_verify(r->cert, capub) != 1) {
+            ERR_clear_error();
+            v = fact(r, "not signed by CA '%s', under which AWS registered it", ca->name);
+            goto out;
+        }
+    }
+    if (ca->compromised) {
+        v = fact(r, "CA '%s' is marked compromised", ca->name);
+        goto out;
+    }
+    /* 3. its status in AWS: only PENDING_ACTIVATION is ours to decide, unless the template's
+     * certificate OverrideSettings.Status says REPLACE (or an earlier attempt activated it) */
+    if (!pending && !(settled && (ovr == JITR_OVR_REPLACE || r->resume == JITR_ST_ACTIVATE))) {
+        if (settled && ovr == JITR_OVR_FAIL) {
+            v = verdict(r, V_DEAD, "%s in AWS and the template's certificate "
+                        "OverrideSettings.Status is FAIL", status);
+        } else {
+            v = verdict(r, V_IGNORE, "%s in AWS, not PENDING_ACTIVATION: left alone",
+                        r->aws_status);
+        }
+        goto out;
+    }
+    /* 4. our index */
+    if (r->record == NULL) {
+        v = verdict(r, V_DEAD, "signed by CA '%s' but not in our index: run jitrctl reindex, "
+                    "then jitrctl jitr dlq retry", ca->name);
+        goto out;
+    }
+    {
+        const char *b64 = field(r->record, "der");
+        if (base64_decode(&idx_der, b64, strlen(b64)) != 0 || idx_der.len != (size_t)nder ||
+            memcmp(idx_der.data, der, idx_der.len) != 0) {
+            v = verdict(r, V_DEAD, "our index holds another certificate for serial %s: run "
+                        "jitrctl reindex, then jitrctl jitr dlq retry", r->serial);
+            goto out;
+        }
+    }
+    idx_ca = ca_by_name(env, field(r->record, "ca"));
+    if (idx_ca != NULL && idx_ca != ca && idx_ca->compromised) {
+        v = fact(r, "CA '%s' is marked compromised", idx_ca->name);
+        goto out;
+    }
+    if (strcmp(field(r->record, "status"), "revoked") == 0) {
+        v = fact(r, "certificate serial %s is revoked", r->serial);
         goto out;
     }
     if (strcmp(field(r->record, "status"), "valid") != 0) {
-        reject(r, "certificate serial %s is %s", r->serial, field(r->record, "status"));
-        goto out;
-    }
-    if (X509_cmp_time(X509_get0_notBefore(r->cert), &now) > 0) {
-        reject(r, "certificate serial %s is not valid yet%s", r->serial, "");
+        v = verdict(r, V_DEAD, "certificate serial %s has status '%.32s' in our index",
+                    r->serial, field(r->record, "status"));
         goto out;
     }
     if (X509_cmp_time(X509_get0_notAfter(r->cert), &now) < 0) {
-        reject(r, "certificate serial %s has expired%s", r->serial, "");
+        v = fact(r, "certificate serial %s has expired", r->serial);
         goto out;
     }
-    if (ca->retired) {
-        reject(r, "CA '%s' is retired%s", ca->name, "");
+    if (X509_cmp_time(X509_get0_notBefore(r->cert), &now) > 0) {
+        v = verdict(r, V_DEAD, "certificate serial %s is not valid yet: jitrctl jitr dlq retry "
+                    "once it is", r->serial);
         goto out;
     }
+    /* 5. our configuration (a retired CA stops signing; its certificates still provision) */
     prof = env->profiles ? ca_profiles_find(env->profiles, field(r->record, "profile")) : NULL;
     if (prof == NULL) {
-        reject(r, "profile '%s' of serial %s is unknown", field(r->record, "profile"), r->serial);
+        v = verdict(r, V_DEAD, "profile '%.64s' of serial %s is unknown", field(r->record,
+                    "profile"), r->serial);
         goto out;
     }
     if (!ca_profile_allows_jitr(prof)) {
-        reject(r, "profile '%s' does not allow JITR (serial %s)", field(r->record, "profile"),
-               r->serial);
+        v = verdict(r, V_DEAD, "profile '%.64s' does not allow JITR (serial %s)",
+                    field(r->record, "profile"), r->serial);
         goto out;
     }
     jitr_params_from_cert(r->cert, r->ev.cert_id, &params);
     if (jitr_template_eval(env->tpl, &params, &r->plan, &e) != 0) {
-        finish_with(r, JITR_OUT_REJECTED, &e);
+        v = verdict(r, V_DEAD, "%s", e.msg);
         goto out;
     }
     r->planned = true;
     snprintf(r->cert_arn, sizeof(r->cert_arn), "arn:%s:iot:%s:%s:cert/%s",
              aws_partition_of_region(env->region), env->region, r->ev.account, r->ev.cert_id);
-    rc = 0;
+    snprintf(r->thing, sizeof(r->thing), "%s", r->plan.thing_name);
+    buf_reset(&r->policies);
+    for (size_t i = 0; i < jitr_template_npolicies(env->tpl); i++) {
+        buf_addf(&r->policies, "%s%s", i ? "," : "", jitr_template_policy(env->tpl, i)->name);
+    }
+    /* 6. a certificate AWS has ACTIVE or INACTIVE already */
+    v = V_GO;
+    if (settled) {
+        const char *want = r->plan.activate ? "ACTIVE" : "INACTIVE";
+        if (strcmp(status, want) == 0) {
+            r->status_set = true;
+            if (r->resume == JITR_ST_ACTIVATE) {
+                v = V_ACTIVE;
+            }
+        } else if (ovr != JITR_OVR_REPLACE) {
+            v = verdict(r, V_IGNORE, "%s in AWS, not %s as the template says, since the last "
+                        "attempt: left alone", status, want);
+        }
+    }
 out:
+    OPENSSL_free(der);
+    buf_release(&idx_der);
     jitr_params_release(&params);
-    buf_release(&der);
-    return rc;
+    return v;
 }
 
-/* The next provisioning step after st (skipping empty ones). */
-static enum jitr_state next_step(const struct jitr_req *r, enum jitr_state st)
+/* The steps after ATTACH_PRINCIPAL: an existing thing's groups follow the template's
+ * OverrideSettings.ThingGroups (DO_NOTHING: untouched; MERGE: added to the template's; REPLACE:
+ * removed from the others first); a new thing joins the template's groups; every thing joins
+ * jitr.thing_group. */
+static bool template_groups(const struct jitr_req *r)
 {
-    switch (st) {
-    case JITR_ST_CREATE_THING:
-        return JITR_ST_POLICY;
-    case JITR_ST_POLICY:
-        return JITR_ST_ATTACH_POLICY;
-    case JITR_ST_ATTACH_POLICY:
-        return JITR_ST_ATTACH_PRINCIPAL;
-    case JITR_ST_ATTACH_PRINCIPAL:
-        return (r->plan.ngroups > 0 || (r->env->thing_group && r->env->thing_group[0]))
-                   ? JITR_ST_ADD_TO_GROUP
-                   : JITR_ST_ACTIVATE;
-    case JITR_ST_ADD_TO_GROUP:
-        return JITR_ST_ACTIVATE;
-    default:
-        return JITR_ST_RECORD;
+    return !r->existed || r->plan.groups_override == JITR_OVR_MERGE ||
+           r->plan.groups_override == JITR_OVR_REPLACE;
+}
+
+static size_t total_groups(const struct jitr_req *r)
+{
+    return (template_groups(r) ? r->plan.ngroups : 0) +
+           ((r->env->thing_group && r->env->thing_group[0]) ? 1 : 0);
+}
+
+static const char *group_at(const struct jitr_req *r, size_t i)
+{
+    size_t n = template_groups(r) ? r->plan.ngroups : 0;
+    return i < n ? r->plan.groups[i] : r->env->thing_group;
+}
+
+static bool group_wanted(const struct jitr_req *r, const char *g)
+{
+    for (size_t i = 0; i < total_groups(r); i++) {
+        if (strcmp(group_at(r, i), g) == 0) {
+            return true;
+        }
     }
+    return false;
+}
+
+static enum jitr_state after_principal(const struct jitr_req *r)
+{
+    if (r->existed && r->plan.groups_override == JITR_OVR_REPLACE) {
+        return JITR_ST_LIST_GROUPS;
+    }
+    return total_groups(r) > 0 ? JITR_ST_ADD_TO_GROUP : JITR_ST_ACTIVATE;
 }
 
 /* An existing thing with another configuration: does the template ask for an UpdateThing? */
@@ -582,16 +720,6 @@ static bool update_wanted(const struct jitr_req *r)
            (r->plan.type_override == JITR_OVR_REPLACE && r->plan.thing_type != NULL);
 }
 
-static size_t total_groups(const struct jitr_req *r)
-{
-    return r->plan.ngroups + ((r->env->thing_group && r->env->thing_group[0]) ? 1 : 0);
-}
-
-static const char *group_at(const struct jitr_req *r, size_t i)
-{
-    return i < r->plan.ngroups ? r->plan.groups[i] : r->env->thing_group;
-}
-
 /* Starts the audit append of the record of type (on a replay, looking for an earlier
  * attempt's record first); on a synchronous failure the result is that error, now. */
 static void start_audit(struct jitr_req *r, const char *type, const char *reason)
@@ -600,12 +728,22 @@ static void start_audit(struct jitr_req *r, const char *type, const char *reason
                             r->ev.cert_id, "ca_certificate_id", r->ev.ca_id, "serial", r->serial,
                             "ca", r->ca_name, "account", r->ev.account);
     struct err e = ERR_INIT;
-    if (r->planned) {
-        json_object_set_new(rec, "thing", json_string(r->plan.thing_name));
-        json_object_set_new(rec, "policy",
-                            json_string(jitr_template_policy_name(r->env->tpl)));
+    if (rec != NULL && r->thing[0] != '\0') {
+        json_t *pols = json_array();
+        const char *p = buf_cstr(&r->policies);
+        while (*p) {
+            const char *c = strchr(p, ',');
+            size_t n = c ? (size_t)(c - p) : strlen(p);
+            json_array_append_new(pols, json_stringn(p, n));
+            p += n + (c ? 1 : 0);
+        }
+        json_object_set_new(rec, "thing", json_string(r->thing));
+        json_object_set_new(rec, "policies", pols);
     }
-    if (reason != NULL) {
+    if (rec != NULL && r->aws_status[0] != '\0') {
+        json_object_set_new(rec, "aws_status", json_string(r->aws_status));
+    }
+    if (rec != NULL && reason != NULL) {
         json_object_set_new(rec, "reason", json_string(reason));
     }
     if (rec == NULL || r->io->audit(r->io->ctx, rec, r->audit_check, r->audit_after, on_audit,
@@ -631,7 +769,57 @@ static void persist_audit_mark(struct jitr_req *r, enum jitr_state next, const c
     persist_then(r, next, jitr_state_name(next), detail);
 }
 
+/* LOAD found a RECORD state: everything its audit record needs was saved with it. */
+static void restore(struct jitr_req *r, const json_t *h)
+{
+    snprintf(r->serial, sizeof(r->serial), "%s", field(h, "serial"));
+    snprintf(r->ca_name, sizeof(r->ca_name), "%s", field(h, "ca"));
+    snprintf(r->thing, sizeof(r->thing), "%s", field(h, "thing"));
+    snprintf(r->aws_status, sizeof(r->aws_status), "%s", field(h, "aws_status"));
+    buf_reset(&r->policies);
+    buf_addstr(&r->policies, field(h, "policies"));
+}
+
 /* ---- the machine ---------------------------------------------------------------------------- */
+
+static void on_evaluated(struct jitr_req *r, enum verdict v)
+{
+    switch (v) {
+    case V_GO:
+        if (r->resume >= JITR_ST_CREATE_THING && r->resume <= JITR_ST_ACTIVATE) {
+            set_state(r, r->resume);
+        } else {
+            set_state(r, JITR_ST_CREATE_THING);
+        }
+        return;
+    case V_REJECT:
+        set_state(r, JITR_ST_REJECT);
+        return;
+    case V_IGNORE:
+        log_info("cert=%.16s left alone: %s", r->ev.cert_id, r->err.msg);
+        persist_audit_mark(r, JITR_ST_RECORD_IGNORE, "left alone");
+        return;
+    case V_DEAD:
+        finish_with(r, JITR_OUT_DEAD, &r->err);
+        r->attempts++;
+        persist_then(r, JITR_ST_UNLOCK, ST_DEAD, "dead");
+        return;
+    case V_ACTIVE:
+        persist_audit_mark(r, JITR_ST_RECORD, r->plan.activate ? "ACTIVE already" :
+                                                                 "INACTIVE already");
+        return;
+    case V_REVOKED:
+        persist_audit_mark(r, JITR_ST_RECORD_REJECT, "REVOKED already");
+        return;
+    }
+}
+
+/* A RECORD state's audit record is durable: the final state. */
+static void recorded(struct jitr_req *r, enum jitr_outcome o, const char *final)
+{
+    finish_with(r, o, NULL);
+    persist_then(r, JITR_ST_UNLOCK, final, r->audit_found ? "audited already" : "audited");
+}
 
 static void jitr_advance(struct jitr_req *r)
 {
@@ -682,30 +870,42 @@ static void jitr_advance(struct jitr_req *r)
             }
             {
                 const char *st = field(h->fields, "state");
+                int sti = jitr_state_parse(st);
                 uint64_t u = 0;
-                snprintf(r->stored_state, sizeof(r->stored_state), "%s", st);
                 if (str_to_u64(field(h->fields, "first_ms"), &u) == 0 && u > 0) {
                     r->first_ms = (int64_t)u;
                 }
                 if (str_to_u64(field(h->fields, "attempts"), &u) == 0) {
                     r->attempts = (unsigned)u;
                 }
-                /* an earlier attempt reached a RECORD state: it may have appended */
-                if ((strcmp(st, "RECORD") == 0 || strcmp(st, "RECORD_REJECT") == 0) &&
-                    str_to_u64(field(h->fields, "audit_after"), &u) == 0) {
-                    r->audit_after = u;
-                    r->audit_after_set = true;
-                    r->audit_check = true;
-                }
-                if (strcmp(st, ST_DONE) == 0 || strcmp(st, ST_REJECTED) == 0) {
+                if (strcmp(st, ST_DONE) == 0 || strcmp(st, ST_REJECTED) == 0 ||
+                    strcmp(st, ST_IGNORED) == 0) {
                     finish_with(r, JITR_OUT_DUPLICATE, NULL);
                     set_state(r, JITR_ST_UNLOCK);
                     break;
                 }
+                snprintf(r->stored_reason, sizeof(r->stored_reason), "%s",
+                         field(h->fields, "reason"));
+                r->existed = strcmp(field(h->fields, "existed"), "1") == 0;
                 r->resume = JITR_ST_RECEIVED;
-                if (st[0] && jitr_state_parse(st) >= JITR_ST_CREATE_THING &&
-                    jitr_state_parse(st) <= JITR_ST_RECORD_REJECT) {
-                    r->resume = (enum jitr_state)jitr_state_parse(st);
+                if (sti == JITR_ST_RECORD || sti == JITR_ST_RECORD_REJECT ||
+                    sti == JITR_ST_RECORD_IGNORE) {
+                    /* the AWS step is done (or there was none): only the audit record is
+                     * missing, and perhaps not even that (a crash after the append) */
+                    if (str_to_u64(field(h->fields, "audit_after"), &u) == 0) {
+                        r->audit_after = u;
+                        r->audit_after_set = true;
+                        r->audit_check = true;
+                    }
+                    restore(r, h->fields);
+                    if (sti != JITR_ST_RECORD) {
+                        verdict(r, V_REJECT, "%s", r->stored_reason);
+                    }
+                    set_state(r, (enum jitr_state)sti);
+                    break;
+                }
+                if (sti >= JITR_ST_CREATE_THING && sti <= JITR_ST_REJECT) {
+                    r->resume = (enum jitr_state)sti;
                 }
             }
             set_state(r, JITR_ST_LOOKUP);
@@ -729,7 +929,7 @@ static void jitr_advance(struct jitr_req *r)
             if (r->serial[0] == '\0') {
                 if (h->type != STORE_REPLY_STRING || h->str == NULL || h->str[0] == '\0' ||
                     strlen(h->str) >= sizeof(r->serial)) {
-                    set_state(r, JITR_ST_DESCRIBE);
+                    set_state(r, JITR_ST_DESCRIBE); /* not in our index */
                     break;
                 }
                 snprintf(r->serial, sizeof(r->serial), "%s", h->str);
@@ -741,13 +941,14 @@ static void jitr_advance(struct jitr_req *r)
             }
             if (h->fields == NULL || json_object_size(h->fields) == 0) {
                 r->serial[0] = '\0';
-                set_state(r, JITR_ST_DESCRIBE);
-                break;
+            } else {
+                r->record = json_incref(h->fields);
             }
-            r->record = json_incref(h->fields);
-            set_state(r, JITR_ST_EVALUATE);
+            set_state(r, JITR_ST_DESCRIBE);
             break;
         case JITR_ST_DESCRIBE:
+            /* AWS's own record, on every run that may change the certificate's status: the
+             * event's fields are claims */
             if (!r->have_result) {
                 start_aws(r, AWS_IOT_DESCRIBE_CERTIFICATE,
                           json_pack("{s:s}", "certificateId", r->ev.cert_id));
@@ -757,28 +958,18 @@ static void jitr_advance(struct jitr_req *r)
                 fail_op(r, "DescribeCertificate");
                 break;
             }
-            r->record = json_incref(json_object_get(h->fields, "certificateDescription"));
-            r->from_describe = true;
+            r->desc = json_incref(json_object_get(h->fields, "certificateDescription"));
+            if (!json_is_object(r->desc) ||
+                strcmp(field(r->desc, "certificateId"), r->ev.cert_id) != 0) {
+                err_set(&r->op_err, ERRC_UNAVAILABLE, "AWS IoT DescribeCertificate: no "
+                        "description of certificate %.16s...", r->ev.cert_id);
+                fail_op(r, "DescribeCertificate");
+                break;
+            }
             set_state(r, JITR_ST_EVALUATE);
             break;
         case JITR_ST_EVALUATE:
-            if (evaluate(r) != 0) {
-                if (r->outcome == JITR_OUT_REJECTED && r->resume == JITR_ST_RECORD_REJECT &&
-                    r->audit_after_set) {
-                    set_state(r, JITR_ST_RECORD_REJECT); /* REJECT was done */
-                } else if (r->outcome == JITR_OUT_REJECTED) {
-                    set_state(r, JITR_ST_REJECT);
-                } else {
-                    r->attempts++;
-                    persist_then(r, JITR_ST_UNLOCK, ST_DEAD, "dead");
-                }
-                break;
-            }
-            if (r->resume >= JITR_ST_CREATE_THING && r->resume <= JITR_ST_RECORD) {
-                set_state(r, r->resume);
-            } else {
-                set_state(r, JITR_ST_CREATE_THING);
-            }
+            on_evaluated(r, evaluate(r));
             break;
         case JITR_ST_CREATE_THING:
             if (!r->have_result) {
@@ -797,12 +988,20 @@ static void jitr_advance(struct jitr_req *r)
                 start_aws(r, AWS_IOT_CREATE_THING, in);
                 break;
             }
-            if (r->op_err.code != ERRC_OK &&
-                strcmp(r->aws_code, "ResourceAlreadyExistsException") == 0 &&
-                !r->env->thing_conflict_fail && r->plan.thing_override != JITR_OVR_FAIL &&
-                r->plan.type_override != JITR_OVR_FAIL) {
+            r->existed = r->op_err.code != ERRC_OK &&
+                         strcmp(r->aws_code, "ResourceAlreadyExistsException") == 0;
+            if (r->existed &&
+                (r->env->thing_conflict_fail || r->plan.thing_override == JITR_OVR_FAIL ||
+                 r->plan.type_override == JITR_OVR_FAIL ||
+                 r->plan.groups_override == JITR_OVR_FAIL)) {
+                /* the template (or jitr.thing_conflict) says an existing thing is an error */
+                fail_op(r, "CreateThing (OverrideSettings FAIL or jitr.thing_conflict fail)");
+                break;
+            }
+            if (r->existed) {
                 /* the thing exists with another configuration: the template's OverrideSettings
                  * say whether to update it (MERGE, REPLACE) or keep it (DO_NOTHING) */
+                err_clear(&r->op_err);
                 if (update_wanted(r)) {
                     set_state(r, JITR_ST_UPDATE_THING);
                     break;
@@ -813,8 +1012,7 @@ static void jitr_advance(struct jitr_req *r)
                 fail_op(r, "CreateThing");
                 break;
             }
-            persist_then(r, next_step(r, JITR_ST_CREATE_THING),
-                         jitr_state_name(next_step(r, JITR_ST_CREATE_THING)), "");
+            persist_then(r, JITR_ST_POLICY, "POLICY", r->existed ? "existed" : "");
             break;
         case JITR_ST_UPDATE_THING:
             if (!r->have_result) {
@@ -843,13 +1041,17 @@ static void jitr_advance(struct jitr_req *r)
                      r->plan.thing_override == JITR_OVR_MERGE     ? "attributes merged"
                      : r->plan.thing_override == JITR_OVR_REPLACE ? "attributes replaced"
                                                                   : "thing type replaced");
-            persist_then(r, next_step(r, JITR_ST_CREATE_THING),
-                         jitr_state_name(next_step(r, JITR_ST_CREATE_THING)), "updated");
+            persist_then(r, JITR_ST_POLICY, "POLICY", "updated");
             break;
         case JITR_ST_POLICY:
+            if (r->idx >= jitr_template_npolicies(r->env->tpl)) {
+                r->idx = 0;
+                set_state(r, JITR_ST_ATTACH_POLICY);
+                break;
+            }
             if (!r->have_result) {
                 struct err e = ERR_INIT;
-                if (r->io->policy_ready(r->io->ctx, r->env->tpl, on_done, r, &e) != 0) {
+                if (r->io->policy_ready(r->io->ctx, r->env->tpl, r->idx, on_done, r, &e) != 0) {
                     err_copy(&r->op_err, &e);
                     r->have_result = true;
                 } else {
@@ -858,58 +1060,128 @@ static void jitr_advance(struct jitr_req *r)
                 break;
             }
             if (r->op_err.code != ERRC_OK) {
+                r->idx = 0;
                 fail_op(r, "policy");
                 break;
             }
-            set_state(r, JITR_ST_ATTACH_POLICY);
+            r->idx++;
+            r->have_result = false;
             break;
         case JITR_ST_ATTACH_POLICY:
+            if (r->idx >= jitr_template_npolicies(r->env->tpl)) {
+                r->idx = 0;
+                persist_then(r, JITR_ST_ATTACH_PRINCIPAL, "ATTACH_PRINCIPAL", "");
+                break;
+            }
             if (!r->have_result) {
                 start_aws(r, AWS_IOT_ATTACH_POLICY,
                           json_pack("{s:s, s:s}", "policyName",
-                                    jitr_template_policy_name(r->env->tpl), "target",
+                                    jitr_template_policy(r->env->tpl, r->idx)->name, "target",
                                     r->cert_arn));
                 break;
             }
             if (r->op_err.code != ERRC_OK) {
+                r->idx = 0;
                 fail_op(r, "AttachPolicy");
                 break;
             }
-            persist_then(r, JITR_ST_ATTACH_PRINCIPAL, "ATTACH_PRINCIPAL", "");
+            r->idx++;
+            r->have_result = false;
             break;
         case JITR_ST_ATTACH_PRINCIPAL:
             if (!r->have_result) {
-                start_aws(r, AWS_IOT_ATTACH_THING_PRINCIPAL,
-                          json_pack("{s:s, s:s}", "thingName", r->plan.thing_name, "principal",
-                                    r->cert_arn));
+                json_t *in = json_pack("{s:s, s:s}", "thingName", r->plan.thing_name,
+                                       "principal", r->cert_arn);
+                if (r->env->exclusive_thing) {
+                    json_object_set_new(in, "thingPrincipalType", json_string("EXCLUSIVE_THING"));
+                }
+                start_aws(r, AWS_IOT_ATTACH_THING_PRINCIPAL, in);
                 break;
             }
             if (r->op_err.code != ERRC_OK) {
                 fail_op(r, "AttachThingPrincipal");
                 break;
             }
-            persist_then(r, next_step(r, JITR_ST_ATTACH_PRINCIPAL),
-                         jitr_state_name(next_step(r, JITR_ST_ATTACH_PRINCIPAL)), "");
+            persist_then(r, after_principal(r), jitr_state_name(after_principal(r)), "");
+            break;
+        case JITR_ST_LIST_GROUPS:
+            if (!r->have_result) {
+                start_aws(r, AWS_IOT_LIST_THING_GROUPS_FOR_THING,
+                          json_pack("{s:s, s:i}", "thingName", r->plan.thing_name, "maxResults",
+                                    250));
+                break;
+            }
+            if (r->op_err.code != ERRC_OK) {
+                fail_op(r, "ListThingGroupsForThing");
+                break;
+            }
+            {
+                size_t i;
+                json_t *g;
+                json_decref(r->remove);
+                r->remove = json_array();
+                json_array_foreach (json_object_get(h->fields, "thingGroups"), i, g) {
+                    const char *name = field(g, "groupName");
+                    if (name[0] && !group_wanted(r, name)) {
+                        json_array_append_new(r->remove, json_string(name));
+                    }
+                }
+            }
+            r->idx = 0;
+            set_state(r, JITR_ST_REMOVE_FROM_GROUP);
+            break;
+        case JITR_ST_REMOVE_FROM_GROUP:
+            if (r->remove == NULL) { /* resumed here: list again */
+                set_state(r, JITR_ST_LIST_GROUPS);
+                break;
+            }
+            if (r->idx >= json_array_size(r->remove)) {
+                r->idx = 0;
+                persist_then(r, total_groups(r) > 0 ? JITR_ST_ADD_TO_GROUP : JITR_ST_ACTIVATE,
+                             total_groups(r) > 0 ? "ADD_TO_GROUP" : "ACTIVATE", "");
+                break;
+            }
+            if (!r->have_result) {
+                start_aws(r, AWS_IOT_REMOVE_THING_FROM_THING_GROUP,
+                          json_pack("{s:s, s:s}", "thingGroupName",
+                                    json_string_value(json_array_get(r->remove, r->idx)),
+                                    "thingName", r->plan.thing_name));
+                break;
+            }
+            if (r->op_err.code != ERRC_OK) {
+                r->idx = 0;
+                fail_op(r, "RemoveThingFromThingGroup");
+                break;
+            }
+            r->idx++;
+            r->have_result = false;
             break;
         case JITR_ST_ADD_TO_GROUP:
-            if (r->group_idx >= total_groups(r)) {
+            if (r->idx >= total_groups(r)) {
+                r->idx = 0;
                 persist_then(r, JITR_ST_ACTIVATE, "ACTIVATE", "");
                 break;
             }
             if (!r->have_result) {
                 start_aws(r, AWS_IOT_ADD_THING_TO_THING_GROUP,
-                          json_pack("{s:s, s:s}", "thingGroupName", group_at(r, r->group_idx),
+                          json_pack("{s:s, s:s}", "thingGroupName", group_at(r, r->idx),
                                     "thingName", r->plan.thing_name));
                 break;
             }
             if (r->op_err.code != ERRC_OK) {
+                r->idx = 0;
                 fail_op(r, "AddThingToThingGroup");
                 break;
             }
-            r->group_idx++;
+            r->idx++;
             r->have_result = false;
             break;
         case JITR_ST_ACTIVATE:
+            if (r->status_set) { /* AWS has the template's status already */
+                persist_audit_mark(r, JITR_ST_RECORD, r->plan.activate ? "ACTIVE already"
+                                                                       : "INACTIVE already");
+                break;
+            }
             if (!r->have_result) {
                 start_aws(r, AWS_IOT_UPDATE_CERTIFICATE,
                           json_pack("{s:s, s:s}", "certificateId", r->ev.cert_id, "newStatus",
@@ -920,7 +1192,9 @@ static void jitr_advance(struct jitr_req *r)
                 fail_op(r, "UpdateCertificate");
                 break;
             }
-            persist_audit_mark(r, JITR_ST_RECORD, r->plan.activate ? "ACTIVE" : "INACTIVE");
+            snprintf(r->aws_status, sizeof(r->aws_status), "%s",
+                     r->plan.activate ? "ACTIVE" : "INACTIVE");
+            persist_audit_mark(r, JITR_ST_RECORD, r->aws_status);
             break;
         case JITR_ST_RECORD:
             /* the audit record is durable before DONE is saved; a crash in between replays
@@ -933,9 +1207,7 @@ static void jitr_advance(struct jitr_req *r)
                 fail_op(r, "audit");
                 break;
             }
-            finish_with(r, JITR_OUT_ACTIVATED, NULL);
-            persist_then(r, JITR_ST_UNLOCK, ST_DONE,
-                         r->audit_found ? "audited already" : "audited");
+            recorded(r, JITR_OUT_ACTIVATED, ST_DONE);
             break;
         case JITR_ST_REJECT:
             if (r->env->reject_leave_pending) {
@@ -952,20 +1224,25 @@ static void jitr_advance(struct jitr_req *r)
                 fail_op(r, "UpdateCertificate REVOKED");
                 break;
             }
+            snprintf(r->aws_status, sizeof(r->aws_status), "REVOKED");
             persist_audit_mark(r, JITR_ST_RECORD_REJECT, "REVOKED");
             break;
         case JITR_ST_RECORD_REJECT:
+        case JITR_ST_RECORD_IGNORE:
             if (!r->have_result) {
-                start_audit(r, "jitr_reject", r->err.msg);
+                start_audit(r, r->state == JITR_ST_RECORD_REJECT ? "jitr_reject" : "jitr_ignore",
+                            r->err.msg);
                 break;
             }
             if (r->op_err.code != ERRC_OK) {
                 fail_op(r, "audit");
                 break;
             }
-            finish_with(r, JITR_OUT_REJECTED, NULL);
-            persist_then(r, JITR_ST_UNLOCK, ST_REJECTED,
-                         r->audit_found ? "audited already" : "audited");
+            if (r->state == JITR_ST_RECORD_REJECT) {
+                recorded(r, JITR_OUT_REJECTED, ST_REJECTED);
+            } else {
+                recorded(r, JITR_OUT_IGNORED, ST_IGNORED);
+            }
             break;
         case JITR_ST_PERSIST:
             if (r->op_err.code != ERRC_OK) {
@@ -973,7 +1250,7 @@ static void jitr_advance(struct jitr_req *r)
                 err_prefix(&r->op_err, "save state");
                 /* a finished AWS step is redone idempotently after the retry */
                 finish_with(r, o == JITR_OUT_ACTIVATED || o == JITR_OUT_REJECTED ||
-                                       o == JITR_OUT_NONE
+                                       o == JITR_OUT_IGNORED || o == JITR_OUT_NONE
                                    ? JITR_OUT_RETRY
                                    : o,
                             &r->op_err);
@@ -1048,8 +1325,11 @@ void jitr_req_free(struct jitr_req *r)
     BUG_ON(r->in_flight);
     held_clear(&r->held);
     json_decref(r->record);
+    json_decref(r->desc);
+    json_decref(r->remove);
     X509_free(r->cert);
     jitr_plan_release(&r->plan);
+    buf_release(&r->policies);
     buf_release(&r->trace);
     buf_release(&r->pending);
     xfree(r);
@@ -1087,7 +1367,7 @@ const char *jitr_req_entry(const struct jitr_req *r)
 
 const char *jitr_req_thing(const struct jitr_req *r)
 {
-    return r->planned ? r->plan.thing_name : "";
+    return r->thing;
 }
 
 unsigned jitr_req_aws_calls(const struct jitr_req *r)

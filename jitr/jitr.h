@@ -109,16 +109,21 @@ void jitr_params_from_cert(X509 *cert, const char *cert_id, struct jitr_params *
 
 struct jitr_template;
 
-/* Parses a JITP template (docs/aws-iot.md, "JITP templates"): Parameters, Resources of type
- * AWS::IoT::Thing, AWS::IoT::Certificate and AWS::IoT::Policy, intrinsic functions Ref, Fn::Join,
- * Fn::Sub, Fn::Select, Fn::Split. The policy must be shared by every device: PolicyName (an
- * existing policy) or a constant PolicyDocument (checked by jitr_policy_check), which becomes the
- * policy named policy_name. Errors name the template (origin), the resource and the property. */
+#define JITR_POLICIES_MAX 10 /* AWS attaches at most 10 policies to a certificate */
+
+/* Parses a JITP template (docs/aws-iot.md, "JITP templates"): Parameters, Resources of type AWS::IoT::Thing,
+ * AWS::IoT::Certificate and AWS::IoT::Policy (one or more), intrinsic functions Ref, Fn::Join,
+ * Fn::Sub, Fn::Select, Fn::Split. A policy is PolicyName (an existing policy, attached) or a
+ * constant PolicyDocument, a string or an object (checked by jitr_policy_check), named by the
+ * lowercase hex SHA-256 of its text; policy_name (jitr.policy_name; NULL or "" for none) names
+ * the template's one PolicyDocument instead, and that policy gets a new version when the
+ * document changes. Errors name the template (origin), the resource and the property. */
 struct jitr_template *jitr_template_parse(const char *text, size_t len, const char *origin,
                                           const char *policy_name, struct err *e) ATTR_WUR;
 struct jitr_template *jitr_template_load(const char *path, const char *policy_name,
                                          struct err *e) ATTR_WUR;
 void jitr_template_free(struct jitr_template *t);
+const char *jitr_template_origin(const struct jitr_template *t);
 
 enum jitr_override { JITR_OVR_DO_NOTHING, JITR_OVR_REPLACE, JITR_OVR_MERGE, JITR_OVR_FAIL };
 
@@ -128,23 +133,49 @@ struct jitr_plan {
     char *thing_type;    /* NULL: none */
     char *billing_group; /* NULL: none */
     json_t *attributes;  /* object of strings (owned), NULL: none */
-    char **groups;
+    char **groups;       /* without duplicates */
     size_t ngroups;
-    enum jitr_override thing_override; /* OverrideSettings.AttributePayload */
-    enum jitr_override type_override;  /* OverrideSettings.ThingTypeName (never MERGE) */
-    bool activate;       /* AWS::IoT::Certificate Status ACTIVE (default) or INACTIVE */
+    /* OverrideSettings: the thing's, for a thing that exists already; the certificate's Status,
+     * for a certificate that is ACTIVE or INACTIVE already (never MERGE but for groups) */
+    enum jitr_override thing_override;  /* AttributePayload */
+    enum jitr_override type_override;   /* ThingTypeName */
+    enum jitr_override groups_override; /* ThingGroups */
+    enum jitr_override status_override; /* the certificate's Status */
+    bool activate; /* AWS::IoT::Certificate Status ACTIVE (default) or INACTIVE */
 };
 void jitr_plan_release(struct jitr_plan *p);
 
 /* Evaluates the template with the parameters (Default when the certificate lacks one, an error
- * naming the parameter when there is none: AWS fails provisioning then too). ERRC_INVALID. */
+ * naming the parameter when there is none: AWS fails provisioning then too); every name and
+ * attribute is checked against what AWS accepts (jitr_name_ok). ERRC_INVALID. */
 int jitr_template_eval(const struct jitr_template *t, const struct jitr_params *p,
                        struct jitr_plan *out, struct err *e) ATTR_WUR;
-/* The shared policy: name, document ("" when the template names an existing policy) and the
- * lowercase hex SHA-256 of the document. Borrowed. */
-const char *jitr_template_policy_name(const struct jitr_template *t);
-const char *jitr_template_policy_doc(const struct jitr_template *t);
-const char *jitr_template_policy_hash(const struct jitr_template *t);
+
+/* The template's policies, in the template's order, each once. Borrowed. */
+struct jitr_policy {
+    const char *name;
+    const char *doc;  /* "" for an existing policy the template names */
+    const char *hash; /* lowercase hex SHA-256 of doc */
+    bool versioned;   /* jitr.policy_name: a new default version when the document changes */
+};
+size_t jitr_template_npolicies(const struct jitr_template *t);
+/* The certificate resource's OverrideSettings.Status (DO_NOTHING when absent). */
+enum jitr_override jitr_template_status_override(const struct jitr_template *t);
+const struct jitr_policy *jitr_template_policy(const struct jitr_template *t, size_t i);
+
+/* Names and values as AWS IoT's model constrains them. */
+enum jitr_name_kind {
+    JITR_NAME_THING,
+    JITR_NAME_THING_TYPE,
+    JITR_NAME_THING_GROUP,
+    JITR_NAME_BILLING_GROUP,
+    JITR_NAME_ATTR,
+    JITR_NAME_ATTR_VALUE,
+    JITR_NAME_POLICY,
+};
+bool jitr_name_ok(enum jitr_name_kind k, const char *s);
+/* "1..128 of [a-zA-Z0-9:_-]", for messages. */
+const char *jitr_name_rule(enum jitr_name_kind k);
 
 /* Checks an IoT policy document offline: JSON, at most JITR_POLICY_MAX characters without
  * whitespace, Version "2012-10-17", Statement objects with Effect Allow|Deny, Action(s) "iot:..."
@@ -153,33 +184,58 @@ const char *jitr_template_policy_hash(const struct jitr_template *t);
 int jitr_policy_check(const char *doc, size_t len, struct err *e) ATTR_WUR;
 /* The policy's length without whitespace (what AWS counts). */
 size_t jitr_policy_size(const char *doc, size_t len);
-/* True for AWS thing names: 1..128 of [a-zA-Z0-9:_-]. */
+/* jitr_name_ok(JITR_NAME_THING, s). */
 bool jitr_thing_name_ok(const char *s);
+
+/* ---- check.c: will the template work for our devices? ------------------------------------ */
+
+struct ca_profiles;
+
+/* Evaluates t against a representative certificate (built in memory: the profile's required
+ * subject attributes, a CN its cn_pattern accepts) of every profile with "jitr": true under
+ * every CA of data_dir JITR serves (registered in AWS and not compromised; the active ones
+ * while none is registered; a CA-less one when there is none). report (NULL: none) receives
+ * one object per pair: {"ca", "profile", "subject", "ok", "plan" | "error"}. 0 when every pair
+ * works; ERRC_INVALID naming the template, the first failing pair, the parameter and what to
+ * change in the profile; ERRC_NOT_FOUND when no profile allows JITR. */
+int jitr_template_check_fleet(const struct jitr_template *t, const char *data_dir,
+                              const struct ca_profiles *profiles, json_t *report,
+                              struct err *e) ATTR_WUR;
+/* What t makes of a real certificate: *out = {"certificate_id", "thing", "thing_type",
+ * "billing_group", "attributes", "groups", "policies", "status"}; ERRC_INVALID naming the
+ * parameter the certificate lacks or the name AWS would refuse. */
+int jitr_template_check_cert(const struct jitr_template *t, X509 *cert, json_t **out,
+                             struct err *e) ATTR_WUR;
 
 /* ---- flow.c --------------------------------------------------------------------------------- */
 
-/* Adding a state? Update jitr_state_names[] in flow.c, jitr_advance() and docs/jitr.md. */
+/* Adding a state? Update jitr_state_names[] in flow.c, jitr_advance() and docs/jitr.md. The
+ * stored resume points are the names, so the order may change. */
 enum jitr_state {
-    JITR_ST_RECEIVED,         /* request context created from a queued event */
-    JITR_ST_LOCK,             /* Redis SET jitr:lock:<id> NX PX: one flow per certificate */
-    JITR_ST_LOAD,             /* Redis HGETALL jitr:dev:<id>: finished already? resume where? */
-    JITR_ST_LOOKUP,           /* Redis GET fp:<id>, HGETALL cert:<serial>: our index */
-    JITR_ST_DESCRIBE,         /* AWS DescribeCertificate, only when the index has no record */
-    JITR_ST_EVALUATE,         /* pure: ours, not revoked, valid, CA not retired, JITR profile */
-    JITR_ST_CREATE_THING,     /* AWS CreateThing (identical config: 200; other: conflict) */
-    JITR_ST_UPDATE_THING,     /* AWS UpdateThing: an existing thing, OverrideSettings MERGE or
-                                 REPLACE */
-    JITR_ST_POLICY,           /* the shared policy at the template's version (once per policy) */
-    JITR_ST_ATTACH_POLICY,    /* AWS AttachPolicy to the certificate ARN */
-    JITR_ST_ATTACH_PRINCIPAL, /* AWS AttachThingPrincipal */
-    JITR_ST_ADD_TO_GROUP,     /* AWS AddThingToThingGroup, per group (optional) */
-    JITR_ST_ACTIVATE,         /* AWS UpdateCertificate ACTIVE: last, the commit marker */
-    JITR_ST_RECORD,           /* waits for the audit append (a thread), then Redis: DONE */
-    JITR_ST_REJECT,           /* AWS UpdateCertificate REVOKED (or left pending, by config) */
-    JITR_ST_RECORD_REJECT,    /* waits for the audit append, then Redis: state REJECTED */
-    JITR_ST_PERSIST,          /* Redis: the next state and the trace (after each AWS step) */
-    JITR_ST_UNLOCK,           /* Redis: release the lock if still ours */
-    JITR_ST_FINISHED,         /* io->done has run */
+    JITR_ST_RECEIVED,          /* request context created from a queued event */
+    JITR_ST_LOCK,              /* Redis SET jitr:lock:<id> NX PX: one flow per certificate */
+    JITR_ST_LOAD,              /* Redis HGETALL jitr:dev:<id>: finished already? resume where? */
+    JITR_ST_LOOKUP,            /* Redis GET fp:<id>, HGETALL cert:<serial>: our index */
+    JITR_ST_DESCRIBE,          /* AWS DescribeCertificate: AWS's record (CA, status, PEM) */
+    JITR_ST_EVALUATE,          /* pure: the decision (docs/jitr.md "The decision") */
+    JITR_ST_CREATE_THING,      /* AWS CreateThing (identical config: 200; other: conflict) */
+    JITR_ST_UPDATE_THING,      /* AWS UpdateThing: an existing thing, OverrideSettings MERGE or
+                                  REPLACE */
+    JITR_ST_POLICY,            /* the template's policies in AWS (once per policy) */
+    JITR_ST_ATTACH_POLICY,     /* AWS AttachPolicy to the certificate ARN, per policy */
+    JITR_ST_ATTACH_PRINCIPAL,  /* AWS AttachThingPrincipal (EXCLUSIVE_THING by config) */
+    JITR_ST_LIST_GROUPS,       /* AWS ListThingGroupsForThing: an existing thing, ThingGroups
+                                  REPLACE */
+    JITR_ST_REMOVE_FROM_GROUP, /* AWS RemoveThingFromThingGroup, per group not in the template */
+    JITR_ST_ADD_TO_GROUP,      /* AWS AddThingToThingGroup, per group (optional) */
+    JITR_ST_ACTIVATE,          /* AWS UpdateCertificate ACTIVE: last, the commit marker */
+    JITR_ST_RECORD,            /* waits for the audit append (a thread), then Redis: DONE */
+    JITR_ST_REJECT,            /* AWS UpdateCertificate REVOKED (or left pending, by config) */
+    JITR_ST_RECORD_REJECT,     /* waits for the audit append, then Redis: state REJECTED */
+    JITR_ST_RECORD_IGNORE,     /* not ours to touch: the audit append, then Redis: IGNORED */
+    JITR_ST_PERSIST,           /* Redis: the next state and the trace (after each AWS step) */
+    JITR_ST_UNLOCK,            /* Redis: release the lock if still ours */
+    JITR_ST_FINISHED,          /* io->done has run */
     JITR_ST__COUNT
 };
 const char *jitr_state_name(enum jitr_state st);
@@ -189,7 +245,10 @@ int jitr_state_parse(const char *name);
 enum jitr_outcome {
     JITR_OUT_NONE,
     JITR_OUT_ACTIVATED, /* provisioned and ACTIVE now */
-    JITR_OUT_REJECTED,  /* not ours / revoked / expired / ...: REVOKED in AWS or left pending */
+    JITR_OUT_REJECTED,  /* a fact about the certificate (not signed by the CA AWS names, revoked,
+                         * expired, CA compromised): REVOKED in AWS or left pending */
+    JITR_OUT_IGNORED,   /* AWS's record says it is not ours to touch (another CA, not
+                         * PENDING_ACTIVATION): nothing changed in AWS, audited */
     JITR_OUT_DUPLICATE, /* already finished: nothing done */
     JITR_OUT_BUSY,      /* another flow holds the certificate's lock: retry later */
     JITR_OUT_RETRY,     /* transient failure: retry after a backoff */
@@ -203,10 +262,9 @@ struct jitr_ca {
     const char *name;
     const char *aws_id; /* its certificateId in AWS: SHA-256 of its DER */
     X509 *cert;
-    bool retired;
+    bool registered;  /* registered in AWS by jitrctl ca register */
+    bool compromised; /* jitrctl ca mark-compromised: its certificates are revoked in AWS */
 };
-
-struct ca_profiles;
 
 /* Read-only context of every flow (owned by the service or the test). */
 struct jitr_env {
@@ -217,6 +275,7 @@ struct jitr_env {
     const char *region;
     bool reject_leave_pending; /* rejected certificates stay PENDING_ACTIVATION */
     bool thing_conflict_fail;  /* an existing thing with other attributes: dead letter */
+    bool exclusive_thing;      /* AttachThingPrincipal with thingPrincipalType EXCLUSIVE_THING */
     const char *thing_group;   /* every device joins this group too; NULL/"" none */
     int lock_ms;               /* lock lifetime */
     int redis_timeout_ms;
@@ -239,9 +298,9 @@ struct jitr_io {
     /* an AWS IoT call (aws_iot_call); in is borrowed */
     int (*aws)(void *ctx, enum aws_iot_op op, json_t *in, aws_iot_cb *cb, void *arg,
                struct err *e);
-    /* the template's shared policy exists in AWS at the template's version */
-    int (*policy_ready)(void *ctx, const struct jitr_template *t, store_done_cb *cb, void *arg,
-                        struct err *e);
+    /* the template's policy idx (jitr_template_policy) exists in AWS with its document */
+    int (*policy_ready)(void *ctx, const struct jitr_template *t, size_t idx, store_done_cb *cb,
+                        void *arg, struct err *e);
     /* appends an audit record (borrowed: copied before the call returns) durably, off the
      * loop; cb runs once on the loop after the fdatasync, with the record's seq. check: an
      * earlier attempt may have appended it already (it crashed before saving DONE): when the log
@@ -264,7 +323,7 @@ void jitr_req_start(struct jitr_req *r);
 void jitr_req_free(struct jitr_req *r);
 enum jitr_outcome jitr_req_outcome(const struct jitr_req *r);
 enum jitr_state jitr_req_state(const struct jitr_req *r);
-/* Why it was rejected, retried or dead-lettered ("" otherwise). */
+/* Why it was rejected, ignored, retried or dead-lettered ("" otherwise). */
 const struct err *jitr_req_err(const struct jitr_req *r);
 /* Every state entered, space-separated ("RECEIVED LOCK LOAD ..."). */
 const char *jitr_req_trace(const struct jitr_req *r);

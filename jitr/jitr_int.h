@@ -17,7 +17,7 @@ struct event;
 struct httpd;
 struct audit_log;
 struct sflow;
-struct policy_waiter;
+struct jitr_pol;
 struct jitr_sqs;
 struct jitr_auditq;
 
@@ -33,6 +33,7 @@ struct jitr_cfg {
     char *thing_group;
     char *on_reject;      /* revoke | leave-pending */
     char *thing_conflict; /* keep | fail */
+    bool exclusive_thing; /* AttachThingPrincipal EXCLUSIVE_THING */
     char *aws_rates;
     int64_t max_in_flight, claim_idle_ms, max_attempts, backoff_ms, backoff_max_ms;
     int64_t reconcile_interval_s, reconcile_min_age_s, lock_ms;
@@ -60,7 +61,7 @@ struct jitr_service {
     struct ca_profiles *profiles;
     struct jitr_ca *cas;
     char **ca_names, **ca_ids, **ca_accounts;
-    bool *ca_known;
+    bool *ca_known; /* registered in AWS (ca.json "aws") */
     size_t ncas;
     struct jitr_env env;
     struct jitr_io io;
@@ -70,14 +71,9 @@ struct jitr_service {
     struct event *kick, *claim, *ca_refresh;
     bool reading, claiming, group_ready, group_pending, redis_down, stopping;
     bool draining; /* SIGTERM: no new events taken (intake closed, no reads, no polls) */
-    /* policy */
-    enum jitr_pol_state pol_state;
-    int pol_step;
-    int pol_conflicts; /* CreatePolicy 409s in this round: a concurrent creator won */
-    char pol_hash[65];
-    struct policy_waiter *pol_waiters;
-    struct event *pol_defer;
-    json_t *pol_versions;
+    /* the template's policies (policy.c), made on first use */
+    struct jitr_pol *pols;
+    size_t npols;
     /* reconciler */
     struct event *reconcile;
     bool reconciling;
@@ -101,8 +97,8 @@ int jitr_aws_call(struct jitr_service *s, enum aws_iot_op op, json_t *in, aws_io
                   void *arg, struct err *e) ATTR_WUR;
 
 /* policy.c: io->policy_ready; release cancels waiters. */
-int jitr_policy_ready(void *ctx, const struct jitr_template *t, store_done_cb *cb, void *arg,
-                      struct err *e);
+int jitr_policy_ready(void *ctx, const struct jitr_template *t, size_t idx, store_done_cb *cb,
+                      void *arg, struct err *e);
 void jitr_policy_release(struct jitr_service *s);
 
 /* service.c: the audit writer. A thread appends the records queued on the loop (everything

@@ -1,17 +1,20 @@
 /*
- * The template's shared IoT policy in AWS, once per policy and not per device (so that a device
- * costs 4 AWS calls). The first flow that reaches POLICY starts this machine; every flow
- * arriving meanwhile waits in a list; all are answered together from the loop (never inline).
+ * The template's IoT policies in AWS, once per policy and not per device. The first flow that
+ * reaches POLICY for a policy starts that policy's machine; every flow arriving meanwhile waits
+ * in its list; all are answered together from the loop (never inline).
  *
  *   RECORD_GET  Redis HGET jitr:policy:<name> sha256: another worker or an earlier run made
- *               this version already → READY without an AWS call
- *   GET         GetPolicy: 404 → CREATE; the same document → RECORD_SET; another → LIST
+ *               this document already → READY without an AWS call
+ *   GET         GetPolicy: 404 → CREATE; the same document → RECORD_SET; another → LIST when
+ *               the policy is versioned (jitr.policy_name), else a conflict (a policy named by
+ *               its document's hash that holds another document was not made by jitrca)
  *   CREATE      CreatePolicy (409: a concurrent creator won → GET again, to compare)
  *   LIST        ListPolicyVersions: 5 versions → DELETE the oldest non-default one first
  *   DELETE      DeletePolicyVersion
  *   VERSION     CreatePolicyVersion setAsDefault=true
  *   RECORD_SET  Redis HSET jitr:policy:<name> sha256 <hash> → READY
- * A template naming an existing policy (PolicyName) needs nothing: READY at once.
+ * A policy the template names (PolicyName) needs nothing: READY at once (AttachPolicy finds out
+ * whether it exists).
  */
 #include <event2/event.h>
 #include <stdio.h>
@@ -31,18 +34,29 @@ struct policy_waiter {
     struct policy_waiter *next;
 };
 
-static void pol_advance(struct jitr_service *s);
+/* One policy of the template. */
+struct jitr_pol {
+    struct jitr_service *s;
+    const struct jitr_policy *p; /* borrowed from the template */
+    enum jitr_pol_state state;
+    enum pol_step step;
+    int conflicts; /* CreatePolicy 409s in this round: a concurrent creator won */
+    struct policy_waiter *waiters;
+    struct event *defer;
+    json_t *versions;
+    struct err result; /* delivered to the waiters by on_defer */
+};
 
-static struct err pol_result; /* the outcome delivered to waiters by on_defer */
+static void pol_advance(struct jitr_pol *pl);
 
 static void on_defer(evutil_socket_t fd, short what, void *arg)
 {
-    struct jitr_service *s = arg;
-    struct policy_waiter *w = s->pol_waiters;
-    struct err res = pol_result;
+    struct jitr_pol *pl = arg;
+    struct policy_waiter *w = pl->waiters;
+    struct err res = pl->result;
     (void)fd;
     (void)what;
-    s->pol_waiters = NULL;
+    pl->waiters = NULL;
     while (w) {
         struct policy_waiter *next = w->next;
         w->cb(w->arg, res.code == ERRC_OK ? NULL : &res);
@@ -51,41 +65,39 @@ static void on_defer(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-static void pol_finish(struct jitr_service *s, const struct err *e)
+static void pol_finish(struct jitr_pol *pl, const struct err *e)
 {
-    err_clear(&pol_result);
+    err_clear(&pl->result);
     if (e != NULL) {
-        err_copy(&pol_result, e);
-        s->pol_state = JITR_POL_UNKNOWN;
-        log_warn("jitr: policy '%s': %s", jitr_template_policy_name(s->tpl), e->msg);
+        err_copy(&pl->result, e);
+        pl->state = JITR_POL_UNKNOWN;
+        log_warn("jitr: policy '%s': %s", pl->p->name, e->msg);
     } else {
-        s->pol_state = JITR_POL_READY;
-        snprintf(s->pol_hash, sizeof(s->pol_hash), "%s", jitr_template_policy_hash(s->tpl));
-        log_info("jitr: policy '%s' is at the template's version %.12s",
-                 jitr_template_policy_name(s->tpl), s->pol_hash);
+        pl->state = JITR_POL_READY;
+        log_info("jitr: policy '%s' is in AWS with the template's document %.12s", pl->p->name,
+                 pl->p->hash);
     }
-    event_active(s->pol_defer, EV_TIMEOUT, 0);
+    event_active(pl->defer, EV_TIMEOUT, 0);
 }
 
 static void on_pol_redis(void *arg, const struct store_reply *r, const struct err *e)
 {
-    struct jitr_service *s = arg;
+    struct jitr_pol *pl = arg;
     if (e != NULL) {
-        pol_finish(s, e);
+        pol_finish(pl, e);
         return;
     }
-    if (s->pol_step == P_RECORD_GET) {
-        if (r->type == STORE_REPLY_STRING &&
-            strcmp(r->str, jitr_template_policy_hash(s->tpl)) == 0) {
-            pol_finish(s, NULL);
+    if (pl->step == P_RECORD_GET) {
+        if (r->type == STORE_REPLY_STRING && strcmp(r->str, pl->p->hash) == 0) {
+            pol_finish(pl, NULL);
             return;
         }
-        s->pol_step = P_GET;
+        pl->step = P_GET;
     } else {
-        pol_finish(s, NULL);
+        pol_finish(pl, NULL);
         return;
     }
-    pol_advance(s);
+    pol_advance(pl);
 }
 
 static bool same_document(const char *a, const char *b)
@@ -99,61 +111,78 @@ static bool same_document(const char *a, const char *b)
 
 static void on_pol_aws(void *arg, const struct aws_iot_result *r, const struct err *e)
 {
-    struct jitr_service *s = arg;
-    const char *doc = jitr_template_policy_doc(s->tpl);
-    switch ((enum pol_step)s->pol_step) {
+    struct jitr_pol *pl = arg;
+    switch (pl->step) {
     case P_GET:
         if (e != NULL && e->code == ERRC_NOT_FOUND) {
-            s->pol_step = P_CREATE;
+            pl->step = P_CREATE;
         } else if (e != NULL) {
-            pol_finish(s, e);
+            pol_finish(pl, e);
             return;
         } else {
             json_t *d = json_object_get(r->out, "policyDocument");
-            s->pol_step = json_is_string(d) && same_document(json_string_value(d), doc)
-                              ? P_RECORD_SET
-                              : P_LIST;
+            if (json_is_string(d) && same_document(json_string_value(d), pl->p->doc)) {
+                pl->step = P_RECORD_SET;
+            } else if (pl->p->versioned) {
+                pl->step = P_LIST;
+            } else {
+                struct err ce = ERR_INIT;
+                err_set(&ce, ERRC_CONFLICT, "policy '%s' exists in AWS with another document "
+                        "than the template's (whose SHA-256 names it): not made by jitrca",
+                        pl->p->name);
+                pol_finish(pl, &ce);
+                return;
+            }
         }
         break;
     case P_CREATE:
         if (e != NULL && e->code != ERRC_CONFLICT) {
-            pol_finish(s, e);
+            pol_finish(pl, e);
             return;
         }
         /* 409: another worker created it meanwhile; look at what it wrote (the same document
          * needs no new version) rather than adding a version of our own */
-        s->pol_step = e == NULL ? P_RECORD_SET : ++s->pol_conflicts <= 2 ? P_GET : P_LIST;
+        if (e == NULL) {
+            pl->step = P_RECORD_SET;
+        } else if (++pl->conflicts <= 2) {
+            pl->step = P_GET;
+        } else if (pl->p->versioned) {
+            pl->step = P_LIST;
+        } else {
+            pol_finish(pl, e);
+            return;
+        }
         break;
     case P_LIST:
         if (e != NULL) {
-            pol_finish(s, e);
+            pol_finish(pl, e);
             return;
         }
-        json_decref(s->pol_versions);
-        s->pol_versions = json_incref(json_object_get(r->out, "policyVersions"));
-        s->pol_step = json_array_size(s->pol_versions) >= 5 ? P_DELETE : P_VERSION;
+        json_decref(pl->versions);
+        pl->versions = json_incref(json_object_get(r->out, "policyVersions"));
+        pl->step = json_array_size(pl->versions) >= 5 ? P_DELETE : P_VERSION;
         break;
     case P_DELETE:
         if (e != NULL && e->code != ERRC_NOT_FOUND) {
-            pol_finish(s, e);
+            pol_finish(pl, e);
             return;
         }
-        s->pol_step = P_VERSION;
+        pl->step = P_VERSION;
         break;
     case P_VERSION:
         if (e != NULL) {
-            pol_finish(s, e);
+            pol_finish(pl, e);
             return;
         }
-        log_info("jitr: policy '%s': new default version %s", jitr_template_policy_name(s->tpl),
+        log_info("jitr: policy '%s': new default version %s", pl->p->name,
                  json_string_value(json_object_get(r->out, "policyVersionId")));
-        s->pol_step = P_RECORD_SET;
+        pl->step = P_RECORD_SET;
         break;
     case P_RECORD_GET:
     case P_RECORD_SET:
         BUG_ON(true);
     }
-    pol_advance(s);
+    pol_advance(pl);
 }
 
 /* The oldest non-default version (smallest numeric id). */
@@ -177,101 +206,116 @@ static const char *oldest_version(const json_t *versions)
     return best;
 }
 
-static void pol_advance(struct jitr_service *s)
+static void pol_advance(struct jitr_pol *pl)
 {
-    const char *name = jitr_template_policy_name(s->tpl);
-    const char *doc = jitr_template_policy_doc(s->tpl);
+    struct jitr_service *s = pl->s;
+    const char *name = pl->p->name, *doc = pl->p->doc;
     char key[200];
     struct err e = ERR_INIT;
     int rc = 0;
     snprintf(key, sizeof(key), STORE_PREFIX "jitr:policy:%s", name);
-    switch ((enum pol_step)s->pol_step) {
+    switch (pl->step) {
     case P_RECORD_GET: {
         const char *av[] = { "HGET", key, "sha256" };
-        rc = store_async_cmd(s->rs, 3, av, NULL, 5000, on_pol_redis, s, &e);
+        rc = store_async_cmd(s->rs, 3, av, NULL, 5000, on_pol_redis, pl, &e);
         break;
     }
     case P_GET:
-        rc = jitr_aws_call(s, AWS_IOT_GET_POLICY, json_pack("{s:s}", "policyName", name) ,
-                           on_pol_aws, s, &e);
+        rc = jitr_aws_call(s, AWS_IOT_GET_POLICY, json_pack("{s:s}", "policyName", name),
+                           on_pol_aws, pl, &e);
         break;
     case P_CREATE:
-        rc = aws_iot_create_policy(s->iot, name, doc, on_pol_aws, s, &e);
+        rc = aws_iot_create_policy(s->iot, name, doc, on_pol_aws, pl, &e);
         jitr_stat_incr(s, "aws:CreatePolicy:sent", 1);
         break;
     case P_LIST:
-        rc = aws_iot_list_policy_versions(s->iot, name, on_pol_aws, s, &e);
+        rc = aws_iot_list_policy_versions(s->iot, name, on_pol_aws, pl, &e);
         break;
     case P_DELETE: {
-        const char *v = oldest_version(s->pol_versions);
+        const char *v = oldest_version(pl->versions);
         if (v == NULL) {
             err_set(&e, ERRC_CONFLICT, "policy '%s' has 5 versions and none can be deleted",
                     name);
             rc = -1;
             break;
         }
-        rc = aws_iot_delete_policy_version(s->iot, name, v, on_pol_aws, s, &e);
+        rc = aws_iot_delete_policy_version(s->iot, name, v, on_pol_aws, pl, &e);
         break;
     }
     case P_VERSION:
-        rc = aws_iot_create_policy_version(s->iot, name, doc, 1, on_pol_aws, s, &e);
+        rc = aws_iot_create_policy_version(s->iot, name, doc, 1, on_pol_aws, pl, &e);
         jitr_stat_incr(s, "aws:CreatePolicyVersion:sent", 1);
         break;
     case P_RECORD_SET: {
-        const char *av[] = { "HSET", key, "sha256", jitr_template_policy_hash(s->tpl) };
-        rc = store_async_cmd(s->rs, 4, av, NULL, 5000, on_pol_redis, s, &e);
+        const char *av[] = { "HSET", key, "sha256", pl->p->hash };
+        rc = store_async_cmd(s->rs, 4, av, NULL, 5000, on_pol_redis, pl, &e);
         break;
     }
     }
     if (rc != 0) {
-        pol_finish(s, &e);
+        pol_finish(pl, &e);
     }
 }
 
-int jitr_policy_ready(void *ctx, const struct jitr_template *t, store_done_cb *cb, void *arg,
-                      struct err *e)
+int jitr_policy_ready(void *ctx, const struct jitr_template *t, size_t idx, store_done_cb *cb,
+                      void *arg, struct err *e)
 {
     struct jitr_service *s = ctx;
+    struct jitr_pol *pl;
     struct policy_waiter *w;
-    (void)t;
-    if (s->pol_defer == NULL) {
-        s->pol_defer = evtimer_new(s->base, on_defer, s);
-        if (s->pol_defer == NULL) {
+    if (t != s->tpl || idx >= jitr_template_npolicies(t)) {
+        return err_set(e, ERRC_INTERNAL, "jitr: no policy %zu in the template", idx);
+    }
+    if (s->pols == NULL) {
+        s->npols = jitr_template_npolicies(t);
+        s->pols = xcalloc(s->npols, sizeof(*s->pols));
+        for (size_t i = 0; i < s->npols; i++) {
+            s->pols[i].s = s;
+            s->pols[i].p = jitr_template_policy(t, i);
+        }
+    }
+    pl = &s->pols[idx];
+    if (pl->defer == NULL) {
+        pl->defer = evtimer_new(s->base, on_defer, pl);
+        if (pl->defer == NULL) {
             return err_set(e, ERRC_INTERNAL, "jitr: cannot create a timer");
         }
     }
     w = xcalloc(1, sizeof(*w));
     w->cb = cb;
     w->arg = arg;
-    w->next = s->pol_waiters;
-    s->pol_waiters = w;
-    if (s->pol_state == JITR_POL_READY || jitr_template_policy_doc(s->tpl)[0] == '\0') {
-        s->pol_state = JITR_POL_READY;
-        err_clear(&pol_result);
-        event_active(s->pol_defer, EV_TIMEOUT, 0);
+    w->next = pl->waiters;
+    pl->waiters = w;
+    if (pl->state == JITR_POL_READY || pl->p->doc[0] == '\0') {
+        pl->state = JITR_POL_READY;
+        err_clear(&pl->result);
+        event_active(pl->defer, EV_TIMEOUT, 0);
         return 0;
     }
-    if (s->pol_state == JITR_POL_UNKNOWN) {
-        s->pol_state = JITR_POL_ENSURING;
-        s->pol_step = P_RECORD_GET;
-        s->pol_conflicts = 0;
-        pol_advance(s);
+    if (pl->state == JITR_POL_UNKNOWN) {
+        pl->state = JITR_POL_ENSURING;
+        pl->step = P_RECORD_GET;
+        pl->conflicts = 0;
+        pol_advance(pl);
     }
     return 0;
 }
 
 void jitr_policy_release(struct jitr_service *s)
 {
-    struct err e = ERR_INIT;
-    err_set(&e, ERRC_CANCELED, "jitr: stopping");
-    pol_result = e;
-    if (s->pol_waiters != NULL) {
-        on_defer(-1, 0, s);
+    for (size_t i = 0; i < s->npols; i++) {
+        struct jitr_pol *pl = &s->pols[i];
+        err_clear(&pl->result);
+        err_set(&pl->result, ERRC_CANCELED, "jitr: stopping");
+        if (pl->waiters != NULL) {
+            on_defer(-1, 0, pl);
+        }
+        if (pl->defer) {
+            event_free(pl->defer);
+        }
+        json_decref(pl->versions);
     }
-    if (s->pol_defer) {
-        event_free(s->pol_defer);
-        s->pol_defer = NULL;
-    }
-    json_decref(s->pol_versions);
-    s->pol_versions = NULL;
+    xfree(s->pols);
+    s->pols = NULL;
+    s->npols = 0;
 }

@@ -83,6 +83,7 @@ int jitr_cfg_from_conf(const struct conf *conf, struct jitr_cfg *c, struct err *
         .thing_group = xstrdup(conf->jitr_thing_group),
         .on_reject = xstrdup(conf->jitr_on_reject),
         .thing_conflict = xstrdup(conf->jitr_thing_conflict),
+        .exclusive_thing = conf->jitr_exclusive_thing,
         .aws_rates = xstrdup(conf->jitr_aws_rates),
         .sqs_queue_url = xstrdup(conf->jitr_sqs_queue_url),
         .max_in_flight = conf->jitr_max_in_flight,
@@ -104,6 +105,11 @@ int jitr_cfg_from_conf(const struct conf *conf, struct jitr_cfg *c, struct err *
     if (strcmp(c->thing_conflict, "keep") != 0 && strcmp(c->thing_conflict, "fail") != 0) {
         err_set(e, ERRC_INVALID, "%s: jitr.thing_conflict must be keep or fail, not '%s'", file,
                 c->thing_conflict);
+        goto fail;
+    }
+    if (c->thing_group[0] != '\0' && !jitr_name_ok(JITR_NAME_THING_GROUP, c->thing_group)) {
+        err_set(e, ERRC_INVALID, "%s: jitr.thing_group '%.128s' is not %s", file, c->thing_group,
+                jitr_name_rule(JITR_NAME_THING_GROUP));
         goto fail;
     }
     if (c->backoff_max_ms >= c->claim_idle_ms) {
@@ -143,13 +149,21 @@ int jitr_check_config(const struct conf *conf, struct err *e)
 {
     struct jitr_cfg c;
     struct jitr_template *tpl = NULL;
+    struct ca_profiles *profiles = NULL;
+    int rc = -1;
     if (jitr_cfg_from_conf(conf, &c, e) != 0) {
         return -1;
     }
     tpl = jitr_template_load(c.template_path, c.policy_name, e);
+    /* the template must work for a certificate of every JITR profile of every CA we serve */
+    if (tpl != NULL && (profiles = ca_profiles_load_dir(conf->profiles_dir, e)) != NULL &&
+        jitr_template_check_fleet(tpl, conf->data_dir, profiles, NULL, e) == 0) {
+        rc = 0;
+    }
+    ca_profiles_free(profiles);
     jitr_template_free(tpl);
     cfg_release(&c);
-    if (tpl == NULL) {
+    if (rc != 0) {
         return -1;
     }
     /* the AWS settings every worker will resolve: a missing region fails here, naming where it
@@ -157,7 +171,6 @@ int jitr_check_config(const struct conf *conf, struct err *e)
     {
         struct aws_config ac;
         struct aws_config_opts ao = { conf->aws_profile, NULL, NULL };
-        int rc;
         aws_config_init(&ac);
         rc = aws_config_load(&ac, NULL, &ao, e);
         aws_config_release(&ac);
@@ -216,8 +229,8 @@ int jitr_cas_load(struct jitr_service *s, struct err *e)
             s->ca_accounts[k] = xstrdup(json_is_string(acct) ? json_string_value(acct) : "");
             s->ca_known[k] = json_is_array(aws) && json_array_size(aws) > 0;
             X509_up_ref(a->cert);
-            s->cas[k] = (struct jitr_ca){ s->ca_names[k], s->ca_ids[k], a->cert,
-                                          a->status == CA_ST_RETIRED };
+            s->cas[k] = (struct jitr_ca){ s->ca_names[k], s->ca_ids[k], a->cert, s->ca_known[k],
+                                          ca_authority_compromised(a) };
         } else if (a == NULL) {
             log_warn("jitr: CA '%s' cannot be read: %s", names[i], le.msg);
         }
@@ -859,6 +872,10 @@ static void io_done(void *ctx, struct jitr_req *r)
         log_warn("jitr: cert=%.16s rejected: %s", f->ev.cert_id, jitr_req_err(r)->msg);
         xack(s, f->entry);
         break;
+    case JITR_OUT_IGNORED:
+        log_warn("jitr: cert=%.16s left alone: %s", f->ev.cert_id, jitr_req_err(r)->msg);
+        xack(s, f->entry);
+        break;
     case JITR_OUT_DUPLICATE:
         xack(s, f->entry);
         break;
@@ -1205,6 +1222,7 @@ struct jitr_service *jitr_service_new(struct event_base *base, const struct conf
         .region = aws_iot_region(s->iot),
         .reject_leave_pending = strcmp(s->cfg.on_reject, "leave-pending") == 0,
         .thing_conflict_fail = strcmp(s->cfg.thing_conflict, "fail") == 0,
+        .exclusive_thing = s->cfg.exclusive_thing,
         .thing_group = s->cfg.thing_group,
         .lock_ms = (int)s->cfg.lock_ms,
         .redis_timeout_ms = (int)s->redis_timeout_ms,
@@ -1236,9 +1254,9 @@ struct jitr_service *jitr_service_new(struct event_base *base, const struct conf
         goto fail;
     }
     consumer_kick(s);
-    log_info("jitr: worker %zu consumer %s, intake on %s (%s), template %s, policy %s, %zu CAs",
-             slot, s->consumer, s->cfg.listen, s->ssl ? "TLS" : "plain HTTP",
-             s->cfg.template_path, jitr_template_policy_name(s->tpl), s->ncas);
+    log_info("jitr: worker %zu consumer %s, intake on %s (%s), template %s, %zu policies, "
+             "%zu CAs", slot, s->consumer, s->cfg.listen, s->ssl ? "TLS" : "plain HTTP",
+             s->cfg.template_path, jitr_template_npolicies(s->tpl), s->ncas);
     return s;
 fail:
     buf_release(&rates);

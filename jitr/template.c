@@ -18,6 +18,7 @@
  * *) on the resource *.
  */
 #include <ctype.h>
+#include <strings.h>
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 #include <stdio.h>
@@ -29,15 +30,22 @@
 
 #define P_CERT "AWS::IoT::Certificate::"
 
+struct tpl_policy {
+    struct jitr_policy pub; /* name, doc, hash point into the members below */
+    char *name;
+    char *doc;
+    char hash[65];
+};
+
 struct jitr_template {
     json_t *root;
     char *origin;
-    json_t *params;  /* borrowed from root: name -> {"Type", "Default"} */
-    json_t *thing;   /* the AWS::IoT::Thing resource */
-    json_t *cert;    /* AWS::IoT::Certificate, or NULL */
-    char *policy_name;
-    char *policy_doc; /* "" for an existing policy named in the template */
-    char policy_hash[65];
+    json_t *params; /* borrowed from root: name -> {"Type", "Default"} */
+    json_t *thing;  /* the AWS::IoT::Thing resource */
+    json_t *cert;   /* AWS::IoT::Certificate, or NULL */
+    struct tpl_policy pol[JITR_POLICIES_MAX];
+    size_t npol;
+    enum jitr_override status_override; /* the certificate's OverrideSettings.Status */
 };
 
 /* ---- parameters ----------------------------------------------------------------------------- */
@@ -409,33 +417,48 @@ static char *eval_str(const struct jitr_template *t, const json_t *v, const stru
     return s;
 }
 
-bool jitr_thing_name_ok(const char *s)
+/* The AWS IoT model's constraints (botocore's iot service model): ThingName, ThingTypeName,
+ * ThingGroupName and BillingGroupName 1..128 of [a-zA-Z0-9:_-]; AttributeName 1..128 of
+ * [a-zA-Z0-9_.,@/:#-]; AttributeValue 0..800 of [a-zA-Z0-9_.,@/:#=\[\]-]; PolicyName 1..128
+ * of [\w+=,.@-] (\w is [a-zA-Z0-9_]). */
+static const struct {
+    size_t min, max;
+    const char *extra; /* allowed besides ASCII letters and digits */
+    const char *rule;  /* for messages */
+} name_rules[] = {
+    [JITR_NAME_THING] = { 1, 128, ":_-", "1..128 of [a-zA-Z0-9:_-]" },
+    [JITR_NAME_THING_TYPE] = { 1, 128, ":_-", "1..128 of [a-zA-Z0-9:_-]" },
+    [JITR_NAME_THING_GROUP] = { 1, 128, ":_-", "1..128 of [a-zA-Z0-9:_-]" },
+    [JITR_NAME_BILLING_GROUP] = { 1, 128, ":_-", "1..128 of [a-zA-Z0-9:_-]" },
+    [JITR_NAME_ATTR] = { 1, 128, "_.,@/:#-", "1..128 of [a-zA-Z0-9_.,@/:#-]" },
+    [JITR_NAME_ATTR_VALUE] = { 0, 800, "_.,@/:#=[]-", "0..800 of [a-zA-Z0-9_.,@/:#=[]-]" },
+    [JITR_NAME_POLICY] = { 1, 128, "_+=,.@-", "1..128 of [a-zA-Z0-9_+=,.@-]" },
+};
+
+bool jitr_name_ok(enum jitr_name_kind k, const char *s)
 {
     size_t n = strlen(s);
-    if (n == 0 || n > 128) {
+    if ((unsigned)k >= ARRAY_LEN(name_rules) || n < name_rules[k].min || n > name_rules[k].max) {
         return false;
     }
     for (size_t i = 0; i < n; i++) {
-        if (!isalnum((unsigned char)s[i]) && s[i] != ':' && s[i] != '_' && s[i] != '-') {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              strchr(name_rules[k].extra, c) != NULL)) {
             return false;
         }
     }
     return true;
 }
 
-/* AWS attribute values: [a-zA-Z0-9_.,@/:#-]*, names the same and 1..128. */
-static bool attr_ok(const char *s, size_t max, bool empty_ok)
+const char *jitr_name_rule(enum jitr_name_kind k)
 {
-    size_t n = strlen(s);
-    if ((n == 0 && !empty_ok) || n > max) {
-        return false;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (!isalnum((unsigned char)s[i]) && strchr("_.,@/:#-", s[i]) == NULL) {
-            return false;
-        }
-    }
-    return true;
+    return (unsigned)k < ARRAY_LEN(name_rules) ? name_rules[k].rule : "?";
+}
+
+bool jitr_thing_name_ok(const char *s)
+{
+    return jitr_name_ok(JITR_NAME_THING, s);
 }
 
 void jitr_plan_release(struct jitr_plan *p)
@@ -451,12 +474,19 @@ void jitr_plan_release(struct jitr_plan *p)
     memset(p, 0, sizeof(*p));
 }
 
-static int override_parse(const struct jitr_template *t, const json_t *res, const char *prop,
-                          bool merge_ok, enum jitr_override *out, struct err *e)
+/* OverrideSettings.<prop> of a resource; the documentation also spells the thing's properties
+ * ATTRIBUTE_PAYLOAD, THING_TYPE_NAME and THING_GROUPS. merge_ok: MERGE is allowed. */
+static int override_parse(const struct jitr_template *t, const json_t *res, const char *what,
+                          const char *prop, const char *alias, bool merge_ok,
+                          enum jitr_override *out, struct err *e)
 {
-    json_t *o = json_object_get(json_object_get(res, "OverrideSettings"), prop);
+    json_t *ovr = json_object_get(res, "OverrideSettings");
+    json_t *o = json_object_get(ovr, prop);
     const char *s;
     *out = JITR_OVR_DO_NOTHING;
+    if (o == NULL && alias != NULL) {
+        o = json_object_get(ovr, alias);
+    }
     if (o == NULL) {
         return 0;
     }
@@ -470,8 +500,47 @@ static int override_parse(const struct jitr_template *t, const json_t *res, cons
     } else if (strcmp(s, "FAIL") == 0) {
         *out = JITR_OVR_FAIL;
     } else {
-        return err_set(e, ERRC_INVALID, "%s: thing OverrideSettings.%s must be DO_NOTHING, "
-                       "REPLACE%s or FAIL", t->origin, prop, merge_ok ? ", MERGE" : "");
+        return err_set(e, ERRC_INVALID, "%s: %s OverrideSettings.%s must be DO_NOTHING, "
+                       "REPLACE%s or FAIL", t->origin, what, prop, merge_ok ? ", MERGE" : "");
+    }
+    return 0;
+}
+
+/* OverrideSettings may only name the properties AWS documents. */
+static int override_keys(const struct jitr_template *t, const json_t *res, const char *what,
+                         const char *const *keys, size_t n, struct err *e)
+{
+    json_t *ovr = json_object_get(res, "OverrideSettings");
+    const char *k;
+    json_t *v;
+    if (ovr == NULL) {
+        return 0;
+    }
+    if (!json_is_object(ovr)) {
+        return err_set(e, ERRC_INVALID, "%s: %s OverrideSettings must be an object", t->origin,
+                       what);
+    }
+    json_object_foreach (ovr, k, v) {
+        size_t i = 0;
+        while (i < n && strcmp(keys[i], k) != 0) {
+            i++;
+        }
+        if (i == n) {
+            return err_set(e, ERRC_INVALID, "%s: %s OverrideSettings.%.64s is not a setting AWS "
+                           "knows", t->origin, what, k);
+        }
+    }
+    return 0;
+}
+
+/* A name the template evaluated: checked against the model (p NULL: placeholder values, only
+ * real parameters can tell). */
+static int name_check(const struct jitr_template *t, const struct jitr_params *p,
+                      enum jitr_name_kind k, const char *what, const char *v, struct err *e)
+{
+    if (p != NULL && !jitr_name_ok(k, v)) {
+        return err_set(e, ERRC_INVALID, "%s: %s '%.128s' is not %s", t->origin, what, v,
+                       jitr_name_rule(k));
     }
     return 0;
 }
@@ -484,6 +553,7 @@ static int plan_build(const struct jitr_template *t, const struct jitr_params *p
     json_t *v;
     memset(out, 0, sizeof(*out));
     out->activate = true;
+    out->status_override = t->status_override;
     v = json_object_get(props, "ThingName");
     if (v == NULL) {
         err_set(e, ERRC_INVALID, "%s: the AWS::IoT::Thing resource needs Properties.ThingName",
@@ -491,20 +561,19 @@ static int plan_build(const struct jitr_template *t, const struct jitr_params *p
         goto fail;
     }
     out->thing_name = eval_str(t, v, p, "ThingName", e);
-    if (out->thing_name == NULL) {
-        goto fail;
-    }
-    if (p != NULL && !jitr_thing_name_ok(out->thing_name)) {
-        err_set(e, ERRC_INVALID, "%s: thing name '%.128s' is not 1..128 of [a-zA-Z0-9:_-]",
-                t->origin, out->thing_name);
+    if (out->thing_name == NULL ||
+        name_check(t, p, JITR_NAME_THING, "thing name", out->thing_name, e) != 0) {
         goto fail;
     }
     if ((v = json_object_get(props, "ThingTypeName")) != NULL &&
-        (out->thing_type = eval_str(t, v, p, "ThingTypeName", e)) == NULL) {
+        ((out->thing_type = eval_str(t, v, p, "ThingTypeName", e)) == NULL ||
+         name_check(t, p, JITR_NAME_THING_TYPE, "thing type", out->thing_type, e) != 0)) {
         goto fail;
     }
     if ((v = json_object_get(props, "BillingGroup")) != NULL &&
-        (out->billing_group = eval_str(t, v, p, "BillingGroup", e)) == NULL) {
+        ((out->billing_group = eval_str(t, v, p, "BillingGroup", e)) == NULL ||
+         name_check(t, p, JITR_NAME_BILLING_GROUP, "billing group", out->billing_group, e) !=
+             0)) {
         goto fail;
     }
     if ((v = json_object_get(props, "AttributePayload")) != NULL) {
@@ -519,18 +588,18 @@ static int plan_build(const struct jitr_template *t, const struct jitr_params *p
             char where[200];
             char *s;
             snprintf(where, sizeof(where), "AttributePayload.%.128s", k);
-            if (!attr_ok(k, 128, false)) {
-                err_set(e, ERRC_INVALID, "%s: attribute name '%.128s' is not 1..128 of "
-                        "[a-zA-Z0-9_.,@/:#-]", t->origin, k);
+            if (!jitr_name_ok(JITR_NAME_ATTR, k)) {
+                err_set(e, ERRC_INVALID, "%s: attribute name '%.128s' is not %s", t->origin, k,
+                        jitr_name_rule(JITR_NAME_ATTR));
                 goto fail;
             }
             s = eval_str(t, av, p, where, e);
             if (s == NULL) {
                 goto fail;
             }
-            if (p != NULL && !attr_ok(s, 800, true)) {
-                err_set(e, ERRC_INVALID, "%s: attribute '%.128s' value '%.64s' is not 0..800 of "
-                        "[a-zA-Z0-9_.,@/:#-]", t->origin, k, s);
+            if (p != NULL && !jitr_name_ok(JITR_NAME_ATTR_VALUE, s)) {
+                err_set(e, ERRC_INVALID, "%s: attribute '%.64s' value '%.64s' is not %s",
+                        t->origin, k, s, jitr_name_rule(JITR_NAME_ATTR_VALUE));
                 xfree(s);
                 goto fail;
             }
@@ -552,13 +621,34 @@ static int plan_build(const struct jitr_template *t, const struct jitr_params *p
         }
         out->groups = xcalloc(json_array_size(list) + 1, sizeof(*out->groups));
         json_array_foreach (list, i, g) {
-            out->groups[out->ngroups++] = xstrdup(json_string_value(g));
+            const char *name = json_string_value(g);
+            bool dup = false;
+            if (name_check(t, p, JITR_NAME_THING_GROUP, "thing group", name, e) != 0) {
+                json_decref(list);
+                goto fail;
+            }
+            for (size_t k = 0; k < out->ngroups; k++) {
+                dup = dup || strcmp(out->groups[k], name) == 0;
+            }
+            if (!dup) {
+                out->groups[out->ngroups++] = xstrdup(name);
+            }
         }
         json_decref(list);
     }
-    if (override_parse(t, t->thing, "AttributePayload", true, &out->thing_override, e) != 0 ||
-        override_parse(t, t->thing, "ThingTypeName", false, &out->type_override, e) != 0) {
-        goto fail;
+    {
+        static const char *const keys[] = { "AttributePayload", "ThingTypeName", "ThingGroups",
+                                            "ATTRIBUTE_PAYLOAD", "THING_TYPE_NAME",
+                                            "THING_GROUPS" };
+        if (override_keys(t, t->thing, "thing", keys, ARRAY_LEN(keys), e) != 0 ||
+            override_parse(t, t->thing, "thing", "AttributePayload", "ATTRIBUTE_PAYLOAD", true,
+                           &out->thing_override, e) != 0 ||
+            override_parse(t, t->thing, "thing", "ThingTypeName", "THING_TYPE_NAME", false,
+                           &out->type_override, e) != 0 ||
+            override_parse(t, t->thing, "thing", "ThingGroups", "THING_GROUPS", true,
+                           &out->groups_override, e) != 0) {
+            goto fail;
+        }
     }
     if (t->cert != NULL) {
         json_t *st = json_object_get(json_object_get(t->cert, "Properties"), "Status");
@@ -567,11 +657,12 @@ static int plan_build(const struct jitr_template *t, const struct jitr_params *p
             if (s == NULL) {
                 goto fail;
             }
-            if (strcmp(s, "INACTIVE") == 0) {
+            /* the documentation writes ACTIVE and, in one example, Active */
+            if (strcasecmp(s, "INACTIVE") == 0) {
                 out->activate = false;
-            } else if (strcmp(s, "ACTIVE") != 0) {
-                err_set(e, ERRC_INVALID, "%s: certificate Status must be ACTIVE or INACTIVE",
-                        t->origin);
+            } else if (strcasecmp(s, "ACTIVE") != 0 && (p != NULL || strcmp(s, "placeholder"))) {
+                err_set(e, ERRC_INVALID, "%s: certificate Status must be ACTIVE or INACTIVE, not "
+                        "'%.32s'", t->origin, s);
                 xfree(s);
                 goto fail;
             }
@@ -597,23 +688,94 @@ void jitr_template_free(struct jitr_template *t)
     }
     json_decref(t->root);
     xfree(t->origin);
-    xfree(t->policy_name);
-    xfree(t->policy_doc);
+    for (size_t i = 0; i < t->npol; i++) {
+        xfree(t->pol[i].name);
+        xfree(t->pol[i].doc);
+    }
     xfree(t);
 }
 
-static int policy_name_ok(const char *s)
+/* The lowercase hex SHA-256 of s. */
+static void sha256_hex(const char *s, char out[65])
 {
-    size_t n = strlen(s);
-    if (n == 0 || n > 128) {
-        return 0;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (!isalnum((unsigned char)s[i]) && strchr("_+=,.@-", s[i]) == NULL) {
+    uint8_t md[32];
+    SHA256((const unsigned char *)s, strlen(s), md);
+    hex_encode(md, sizeof(md), out);
+}
+
+/* Adds a policy (name, doc: "" for an existing one); the same policy twice is attached once. */
+static int policy_add(struct jitr_template *t, const char *name, const char *doc, bool versioned,
+                      struct err *e)
+{
+    struct tpl_policy *p;
+    for (size_t i = 0; i < t->npol; i++) {
+        if (strcmp(t->pol[i].name, name) == 0) {
+            if (strcmp(t->pol[i].doc, doc) != 0) {
+                return err_set(e, ERRC_INVALID, "%s: two policies named '%.128s' with different "
+                               "documents", t->origin, name);
+            }
             return 0;
         }
     }
-    return 1;
+    if (t->npol == JITR_POLICIES_MAX) {
+        return err_set(e, ERRC_INVALID, "%s: more than %d policies (AWS attaches at most %d to a "
+                       "certificate)", t->origin, JITR_POLICIES_MAX, JITR_POLICIES_MAX);
+    }
+    p = &t->pol[t->npol++];
+    p->name = xstrdup(name);
+    p->doc = xstrdup(doc);
+    sha256_hex(doc, p->hash);
+    p->pub = (struct jitr_policy){ p->name, p->doc, p->hash, versioned };
+    return 0;
+}
+
+/* One AWS::IoT::Policy resource (key k): PolicyName (an existing policy) or PolicyDocument (a
+ * string or an object, a policy of ours); *doc_out receives a document policy's text. */
+static int policy_parse(struct jitr_template *t, const char *k, const json_t *res,
+                        char **doc_out, struct err *e)
+{
+    json_t *pp = json_object_get(res, "Properties");
+    json_t *pn = json_object_get(pp, "PolicyName"), *pd = json_object_get(pp, "PolicyDocument");
+    *doc_out = NULL;
+    if (json_object_get(res, "OverrideSettings") != NULL) {
+        return err_set(e, ERRC_INVALID, "%s: policy '%.64s': OverrideSettings are not available "
+                       "for policies", t->origin, k);
+    }
+    if ((pn == NULL) == (pd == NULL)) {
+        return err_set(e, ERRC_INVALID, "%s: policy '%.64s' needs PolicyName (an existing "
+                       "policy) or PolicyDocument, not both", t->origin, k);
+    }
+    if (pn != NULL) {
+        if (!json_is_string(pn) || !jitr_name_ok(JITR_NAME_POLICY, json_string_value(pn))) {
+            return err_set(e, ERRC_INVALID, "%s: policy '%.64s': PolicyName must be a constant "
+                           "name of %s (a policy shared by every device)", t->origin, k,
+                           jitr_name_rule(JITR_NAME_POLICY));
+        }
+        return policy_add(t, json_string_value(pn), "", false, e);
+    }
+    if (json_is_object(pd) && json_object_size(pd) == 1 &&
+        (json_object_get(pd, "Ref") != NULL ||
+         str_has_prefix(json_object_iter_key(json_object_iter((json_t *)(uintptr_t)pd)),
+                        "Fn::"))) {
+        pd = NULL; /* a function: a document per device */
+    }
+    if (json_is_string(pd)) {
+        *doc_out = xstrdup(json_string_value(pd));
+    } else if (json_is_object(pd)) {
+        *doc_out = json_dumps(pd, JSON_COMPACT);
+    }
+    if (*doc_out == NULL) {
+        return err_set(e, ERRC_INVALID, "%s: policy '%.64s': PolicyDocument must be a constant "
+                       "string or object: a per-device policy costs a CreatePolicy per device; "
+                       "use policy variables such as ${iot:Connection.Thing.ThingName}",
+                       t->origin, k);
+    }
+    if (jitr_policy_check(*doc_out, strlen(*doc_out), e) != 0) {
+        xfree(*doc_out);
+        *doc_out = NULL;
+        return err_prefix(e, "%s: policy '%.64s': PolicyDocument", t->origin, k);
+    }
+    return 0;
 }
 
 struct jitr_template *jitr_template_parse(const char *text, size_t len, const char *origin,
@@ -624,7 +786,8 @@ struct jitr_template *jitr_template_parse(const char *text, size_t len, const ch
     json_t *res, *r;
     const char *k;
     struct jitr_plan plan;
-    json_t *policy = NULL;
+    char *docs[JITR_POLICIES_MAX + 1] = { NULL };
+    size_t ndocs = 0, npolres = 0;
     t->origin = xstrdup(origin ? origin : "template");
     if (len > 10240) {
         err_set(e, ERRC_INVALID, "%s: %zu bytes; AWS allows a templateBody of at most 10240",
@@ -685,12 +848,28 @@ struct jitr_template *jitr_template_parse(const char *text, size_t len, const ch
                     k);
             goto fail;
         }
+        if (strcmp(type, "AWS::IoT::Policy") == 0) {
+            char *doc = NULL;
+            npolres++;
+            if (policy_parse(t, k, r, &doc, e) != 0) {
+                goto fail;
+            }
+            if (doc != NULL) {
+                if (ndocs == JITR_POLICIES_MAX) {
+                    xfree(doc);
+                    err_set(e, ERRC_INVALID, "%s: more than %d policies (AWS attaches at most "
+                            "%d to a certificate)", t->origin, JITR_POLICIES_MAX,
+                            JITR_POLICIES_MAX);
+                    goto fail;
+                }
+                docs[ndocs++] = doc;
+            }
+            continue;
+        }
         if (strcmp(type, "AWS::IoT::Thing") == 0) {
             slot = &t->thing;
         } else if (strcmp(type, "AWS::IoT::Certificate") == 0) {
             slot = &t->cert;
-        } else if (strcmp(type, "AWS::IoT::Policy") == 0) {
-            slot = &policy;
         } else {
             err_set(e, ERRC_INVALID, "%s: resource '%.64s' has unsupported Type '%.64s' "
                     "(AWS::IoT::Thing, AWS::IoT::Certificate, AWS::IoT::Policy)", t->origin, k,
@@ -707,55 +886,42 @@ struct jitr_template *jitr_template_parse(const char *text, size_t len, const ch
         err_set(e, ERRC_INVALID, "%s: an AWS::IoT::Thing resource is required", t->origin);
         goto fail;
     }
-    if (policy == NULL) {
+    if (npolres == 0) {
         err_set(e, ERRC_INVALID, "%s: an AWS::IoT::Policy resource is required (a certificate "
                 "without a policy cannot connect)", t->origin);
         goto fail;
     }
-    {
-        json_t *pp = json_object_get(policy, "Properties");
-        json_t *pn = json_object_get(pp, "PolicyName"), *pd = json_object_get(pp, "PolicyDocument");
-        if ((pn == NULL) == (pd == NULL)) {
-            err_set(e, ERRC_INVALID, "%s: the policy needs exactly one of PolicyName and "
-                    "PolicyDocument", t->origin);
+    /* a document without a name is named by its hash (editing the template makes a new policy;
+     * devices provisioned before keep theirs); jitr.policy_name names the one document instead,
+     * and editing it then adds a version that every device attached to it gets */
+    if (policy_name != NULL && policy_name[0] != '\0') {
+        if (ndocs != 1) {
+            err_set(e, ERRC_INVALID, "%s: jitr.policy_name names the template's one "
+                    "PolicyDocument, and it has %zu", t->origin, ndocs);
             goto fail;
         }
-        if (pn != NULL) {
-            if (!json_is_string(pn) || !policy_name_ok(json_string_value(pn))) {
-                err_set(e, ERRC_INVALID, "%s: PolicyName must be a constant name of 1..128 "
-                        "[\\w+=,.@-] (one policy shared by every device)", t->origin);
-                goto fail;
-            }
-            t->policy_name = xstrdup(json_string_value(pn));
-            t->policy_doc = xstrdup("");
-        } else {
-            if (!json_is_string(pd)) {
-                err_set(e, ERRC_INVALID, "%s: PolicyDocument must be a constant string: a "
-                        "per-device policy costs a CreatePolicy per device; use policy "
-                        "variables such as ${iot:Connection.Thing.ThingName}", t->origin);
-                goto fail;
-            }
-            if (jitr_policy_check(json_string_value(pd), json_string_length(pd), e) != 0) {
-                err_prefix(e, "%s: PolicyDocument", t->origin);
-                goto fail;
-            }
-            if (policy_name == NULL || !policy_name_ok(policy_name)) {
-                err_set(e, ERRC_INVALID, "%s: policy name '%s' is not 1..128 [\\w+=,.@-]",
-                        t->origin, policy_name ? policy_name : "");
-                goto fail;
-            }
-            t->policy_name = xstrdup(policy_name);
-            t->policy_doc = xstrdup(json_string_value(pd));
+        if (!jitr_name_ok(JITR_NAME_POLICY, policy_name)) {
+            err_set(e, ERRC_INVALID, "%s: policy name '%.128s' is not %s", t->origin,
+                    policy_name, jitr_name_rule(JITR_NAME_POLICY));
+            goto fail;
         }
-        {
-            uint8_t md[32];
-            SHA256((const unsigned char *)t->policy_doc, strlen(t->policy_doc), md);
-            hex_encode(md, sizeof(md), t->policy_hash);
+        if (policy_add(t, policy_name, docs[0], true, e) != 0) {
+            goto fail;
+        }
+    } else {
+        for (size_t i = 0; i < ndocs; i++) {
+            char name[65];
+            sha256_hex(docs[i], name);
+            if (policy_add(t, name, docs[i], false, e) != 0) {
+                goto fail;
+            }
         }
     }
     if (t->cert != NULL) {
-        json_t *cid = json_object_get(json_object_get(t->cert, "Properties"), "CertificateId");
-        if (json_object_get(json_object_get(t->cert, "Properties"), "CertificateSigningRequest")) {
+        json_t *cp = json_object_get(t->cert, "Properties");
+        json_t *cid = json_object_get(cp, "CertificateId");
+        static const char *const keys[] = { "Status" };
+        if (json_object_get(cp, "CertificateSigningRequest")) {
             err_set(e, ERRC_INVALID, "%s: CertificateSigningRequest is fleet provisioning, not "
                     "JITP: use CertificateId", t->origin);
             goto fail;
@@ -767,13 +933,24 @@ struct jitr_template *jitr_template_parse(const char *text, size_t len, const ch
             }
             xfree(s);
         }
+        if (override_keys(t, t->cert, "certificate", keys, 1, e) != 0 ||
+            override_parse(t, t->cert, "certificate", "Status", NULL, false, &t->status_override,
+                           e) != 0) {
+            goto fail;
+        }
     }
     if (plan_build(t, NULL, &plan, e) != 0) {
         goto fail;
     }
     jitr_plan_release(&plan);
+    for (size_t i = 0; i < ndocs; i++) {
+        xfree(docs[i]);
+    }
     return t;
 fail:
+    for (size_t i = 0; i < ndocs; i++) {
+        xfree(docs[i]);
+    }
     jitr_template_free(t);
     return NULL;
 }
@@ -790,19 +967,24 @@ struct jitr_template *jitr_template_load(const char *path, const char *policy_na
     return t;
 }
 
-const char *jitr_template_policy_name(const struct jitr_template *t)
+size_t jitr_template_npolicies(const struct jitr_template *t)
 {
-    return t->policy_name;
+    return t->npol;
 }
 
-const char *jitr_template_policy_doc(const struct jitr_template *t)
+const struct jitr_policy *jitr_template_policy(const struct jitr_template *t, size_t i)
 {
-    return t->policy_doc;
+    return i < t->npol ? &t->pol[i].pub : NULL;
 }
 
-const char *jitr_template_policy_hash(const struct jitr_template *t)
+const char *jitr_template_origin(const struct jitr_template *t)
 {
-    return t->policy_hash;
+    return t->origin;
+}
+
+enum jitr_override jitr_template_status_override(const struct jitr_template *t)
+{
+    return t->status_override;
 }
 
 /* ---- policies ------------------------------------------------------------------------------- */
