@@ -894,7 +894,7 @@ struct jitr_template *jitr_template_parse(const char *text, size_t len, const ch
     /* a document without a name is named by its hash (editing the template makes a new policy;
      * devices provisioned before keep theirs); jitr.policy_name names the one document instead,
      * and editing it then adds a version that every device attached to it gets */
-    if (policy_name != NULL && policy_name[0] != '\0') {
+    if (policy_name != NULL && policy_name[0] != '\0' && ndocs > 0) {
         if (ndocs != 1) {
             err_set(e, ERRC_INVALID, "%s: jitr.policy_name names the template's one "
                     "PolicyDocument, and it has %zu", t->origin, ndocs);
