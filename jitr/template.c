@@ -729,14 +729,14 @@ static int policy_add(struct jitr_template *t, const char *name, const char *doc
     return 0;
 }
 
-/* One AWS::IoT::Policy resource (key k): PolicyName (an existing policy) or PolicyDocument (a
- * string or an object, a policy of ours); *doc_out receives a document policy's text. */
+/* One AWS::IoT::Policy resource (key k): PolicyName (an existing policy: *name_out) or
+ * PolicyDocument (a string or an object, a policy of ours: *doc_out, its text). */
 static int policy_parse(struct jitr_template *t, const char *k, const json_t *res,
-                        char **doc_out, struct err *e)
+                        char **name_out, char **doc_out, struct err *e)
 {
     json_t *pp = json_object_get(res, "Properties");
     json_t *pn = json_object_get(pp, "PolicyName"), *pd = json_object_get(pp, "PolicyDocument");
-    *doc_out = NULL;
+    *doc_out = *name_out = NULL;
     if (json_object_get(res, "OverrideSettings") != NULL) {
         return err_set(e, ERRC_INVALID, "%s: policy '%.64s': OverrideSettings are not available "
                        "for policies", t->origin, k);
@@ -751,7 +751,8 @@ static int policy_parse(struct jitr_template *t, const char *k, const json_t *re
                            "name of %s (a policy shared by every device)", t->origin, k,
                            jitr_name_rule(JITR_NAME_POLICY));
         }
-        return policy_add(t, json_string_value(pn), "", false, e);
+        *name_out = xstrdup(json_string_value(pn));
+        return 0;
     }
     if (json_is_object(pd) && json_object_size(pd) == 1 &&
         (json_object_get(pd, "Ref") != NULL ||
@@ -786,7 +787,10 @@ struct jitr_template *jitr_template_parse(const char *text, size_t len, const ch
     json_t *res, *r;
     const char *k;
     struct jitr_plan plan;
-    char *docs[JITR_POLICIES_MAX + 1] = { NULL };
+    struct {
+        char *text; /* the document, or the existing policy's name */
+        bool is_doc;
+    } pols[JITR_POLICIES_MAX] = { { NULL, false } };
     size_t ndocs = 0, npolres = 0;
     t->origin = xstrdup(origin ? origin : "template");
     if (len > 10240) {
@@ -849,21 +853,18 @@ struct jitr_template *jitr_template_parse(const char *text, size_t len, const ch
             goto fail;
         }
         if (strcmp(type, "AWS::IoT::Policy") == 0) {
-            char *doc = NULL;
-            npolres++;
-            if (policy_parse(t, k, r, &doc, e) != 0) {
+            char *name = NULL, *doc = NULL;
+            if (npolres == JITR_POLICIES_MAX) {
+                err_set(e, ERRC_INVALID, "%s: more than %d policies (AWS attaches at most %d to "
+                        "a certificate)", t->origin, JITR_POLICIES_MAX, JITR_POLICIES_MAX);
                 goto fail;
             }
-            if (doc != NULL) {
-                if (ndocs == JITR_POLICIES_MAX) {
-                    xfree(doc);
-                    err_set(e, ERRC_INVALID, "%s: more than %d policies (AWS attaches at most "
-                            "%d to a certificate)", t->origin, JITR_POLICIES_MAX,
-                            JITR_POLICIES_MAX);
-                    goto fail;
-                }
-                docs[ndocs++] = doc;
+            if (policy_parse(t, k, r, &name, &doc, e) != 0) {
+                goto fail;
             }
+            pols[npolres].text = doc ? doc : name;
+            pols[npolres++].is_doc = doc != NULL;
+            ndocs += doc != NULL;
             continue;
         }
         if (strcmp(type, "AWS::IoT::Thing") == 0) {
@@ -905,16 +906,20 @@ struct jitr_template *jitr_template_parse(const char *text, size_t len, const ch
                     policy_name, jitr_name_rule(JITR_NAME_POLICY));
             goto fail;
         }
-        if (policy_add(t, policy_name, docs[0], true, e) != 0) {
-            goto fail;
+    }
+    for (size_t i = 0; i < npolres; i++) {
+        char name[65];
+        int prc;
+        if (!pols[i].is_doc) {
+            prc = policy_add(t, pols[i].text, "", false, e);
+        } else if (policy_name != NULL && policy_name[0] != '\0') {
+            prc = policy_add(t, policy_name, pols[i].text, true, e);
+        } else {
+            sha256_hex(pols[i].text, name);
+            prc = policy_add(t, name, pols[i].text, false, e);
         }
-    } else {
-        for (size_t i = 0; i < ndocs; i++) {
-            char name[65];
-            sha256_hex(docs[i], name);
-            if (policy_add(t, name, docs[i], false, e) != 0) {
-                goto fail;
-            }
+        if (prc != 0) {
+            goto fail;
         }
     }
     if (t->cert != NULL) {
@@ -943,13 +948,13 @@ struct jitr_template *jitr_template_parse(const char *text, size_t len, const ch
         goto fail;
     }
     jitr_plan_release(&plan);
-    for (size_t i = 0; i < ndocs; i++) {
-        xfree(docs[i]);
+    for (size_t i = 0; i < npolres; i++) {
+        xfree(pols[i].text);
     }
     return t;
 fail:
-    for (size_t i = 0; i < ndocs; i++) {
-        xfree(docs[i]);
+    for (size_t i = 0; i < npolres; i++) {
+        xfree(pols[i].text);
     }
     jitr_template_free(t);
     return NULL;
