@@ -564,7 +564,8 @@ class StandIn:
             self.signers = collections.Counter()  # access key id -> requests it signed (IoT)
             self.reg_code = None
             self.cas = {}           # caId -> {"pem", "cert", "mode", "autoreg", "created", "config"}
-            self.cert_ca = {}       # certId -> caId (cache)
+            self.cert_ca = {}       # certId -> caId, None: registered without a CA
+            self.principal_types = {}  # principal ARN -> {thingName: thingPrincipalType}
             self.jitr_ts = {}       # certId -> registration timestamp (ms) by the gateway
             self.destinations = {}  # arn -> destination dict (+ "token")
             self.rules = {}         # ruleName -> {"topic", "disabled", "sqs": [sqs action, ...]}
@@ -848,6 +849,88 @@ class StandIn:
         d["customerVersion"] = 1
         d["generationId"] = str(uuid.uuid5(uuid.NAMESPACE_OID, p["certificateId"]))
         return {"certificateDescription": d}
+
+    def _registered(self, ctx, ca_pem):
+        """Forward a certificate registration to moto, then record the CA AWS would name."""
+        status, hdrs, body = self.forward(ctx["method"], ctx["target"], ctx["headers"], ctx["body"])
+        if status == 200:
+            cid = json.loads(body)["certificateId"]
+            caid = None
+            if ca_pem:
+                caid = sc.cert_id(sc.load_pem_certs(ca_pem)[0])
+                with self.lock:
+                    caid = caid if caid in self.cas else None
+            with self.lock:
+                self.cert_ca[cid] = caid
+        return status, hdrs, body
+
+    def op_RegisterCertificate(self, p, ctx):
+        # moto keeps no CA. AWS: caCertificateId is the CA the certificate was registered with.
+        if not p.get("caCertificatePem"):
+            return None
+        return self._registered(ctx, p["caCertificatePem"])
+
+    def op_RegisterCertificateWithoutCA(self, p, ctx):
+        # AWS: such a certificate has no caCertificateId, whoever signed it.
+        return self._registered(ctx, None)
+
+    def _principal_things(self, principal):
+        try:
+            return self.moto_call("list_principal_things", principal=principal)["things"]
+        except ApiError:
+            return []
+
+    def op_AttachThingPrincipal(self, p, ctx):
+        # moto ignores thingPrincipalType. AWS: an EXCLUSIVE_THING principal has that one thing
+        # only: attaching it exclusively to a second thing, or any thing to it once it is
+        # exclusive elsewhere, is refused.
+        principal, thing = p["principal"], p["thingName"]
+        kind = p.get("thingPrincipalType", "NON_EXCLUSIVE_THING")
+        with self.lock:
+            others = [t for t in self._principal_things(principal) if t != thing]
+            types = self.principal_types.get(principal, {})
+            exclusive = [t for t in others if types.get(t) == "EXCLUSIVE_THING"]
+            if exclusive:
+                raise ApiError("InvalidRequestException", 400,
+                               f"Principal {principal} is attached exclusively to thing "
+                               f"{exclusive[0]}")
+            if kind == "EXCLUSIVE_THING" and others:
+                raise ApiError("InvalidRequestException", 400,
+                               f"Principal {principal} is attached to other things "
+                               f"({', '.join(sorted(others))}) and cannot be attached "
+                               f"exclusively to {thing}")
+            status, hdrs, body = self.forward(ctx["method"], ctx["target"], ctx["headers"],
+                                              ctx["body"])
+            if status == 200:
+                self.principal_types.setdefault(principal, {})[thing] = kind
+                self.front["attach_" + kind.lower()] += 1
+        return status, hdrs, body
+
+    def op_DetachThingPrincipal(self, p, ctx):
+        status, hdrs, body = self.forward(ctx["method"], ctx["target"], ctx["headers"], ctx["body"])
+        if status == 200:
+            with self.lock:
+                self.principal_types.get(p["principal"], {}).pop(p["thingName"], None)
+        return status, hdrs, body
+
+    def op_ListPrincipalThingsV2(self, p, ctx):
+        # moto: not implemented.
+        with self.lock:
+            types = dict(self.principal_types.get(p["principal"], {}))
+            things = self._principal_things(p["principal"])
+        objs = [{"thingName": t, "thingPrincipalType": types.get(t, "NON_EXCLUSIVE_THING")}
+                for t in sorted(things)
+                if p.get("thingPrincipalType") in (None, types.get(t, "NON_EXCLUSIVE_THING"))]
+        return {"principalThingObjects": objs}
+
+    def op_ListThingPrincipalsV2(self, p, ctx):
+        # moto: no thingPrincipalType.
+        principals = self.moto_call("list_thing_principals", thingName=p["thingName"])["principals"]
+        with self.lock:
+            objs = [{"principal": x, "thingPrincipalType": self.principal_types.get(x, {}).get(
+                        p["thingName"], "NON_EXCLUSIVE_THING")} for x in sorted(principals)]
+        objs = [o for o in objs if p.get("thingPrincipalType") in (None, o["thingPrincipalType"])]
+        return {"thingPrincipalObjects": objs}
 
     def op_UpdateCertificate(self, p, ctx):
         # moto accepts any status. AWS: callers cannot set PENDING_* states.

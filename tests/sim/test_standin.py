@@ -521,6 +521,59 @@ class TestSemantics(Base):
         self.assertEqual(self.c.list_principal_things(principal=arn)["things"], ["dev-0"])
 
 
+    def test_certificate_ca_as_registered(self):
+        """caCertificateId is the CA a certificate was registered with, none without one."""
+        ca, caid = register_ca(self.c)
+        _, a = make_cert("with-ca", issuer=ca)
+        _, b = make_cert("without-ca", issuer=ca)
+        self.c.register_certificate(certificatePem=pem(a), caCertificatePem=pem(ca[1]),
+                                    status="ACTIVE")
+        self.c.register_certificate_without_ca(certificatePem=pem(b), status="INACTIVE")
+        da = self.c.describe_certificate(certificateId=sc.cert_id(a))["certificateDescription"]
+        db = self.c.describe_certificate(certificateId=sc.cert_id(b))["certificateDescription"]
+        self.assertEqual((da["caCertificateId"], da["status"]), (caid, "ACTIVE"))
+        self.assertNotIn("caCertificateId", db)
+        self.assertEqual(db["status"], "INACTIVE")
+
+    def test_exclusive_thing(self):
+        """EXCLUSIVE_THING: the principal has that one thing; AWS refuses a second."""
+        ca, _ = register_ca(self.c)
+        _, d = make_cert("ex-1", issuer=ca)
+        cid = self.c.register_certificate(certificatePem=pem(d), caCertificatePem=pem(ca[1]),
+                                          status="ACTIVE")["certificateId"]
+        arn = f"arn:aws:iot:us-east-1:123456789012:cert/{cid}"
+        for t in ("t1", "t2"):
+            self.c.create_thing(thingName=t)
+        self.c.attach_thing_principal(thingName="t1", principal=arn,
+                                      thingPrincipalType="EXCLUSIVE_THING")
+        self.c.attach_thing_principal(thingName="t1", principal=arn,
+                                      thingPrincipalType="EXCLUSIVE_THING")  # again: fine
+        objs = self.c.list_principal_things_v2(principal=arn)["principalThingObjects"]
+        self.assertEqual(objs, [{"thingName": "t1", "thingPrincipalType": "EXCLUSIVE_THING"}])
+        objs = self.c.list_thing_principals_v2(thingName="t1")["thingPrincipalObjects"]
+        self.assertEqual(objs, [{"principal": arn, "thingPrincipalType": "EXCLUSIVE_THING"}])
+        for kind in ("EXCLUSIVE_THING", "NON_EXCLUSIVE_THING"):
+            with self.assertRaises(ClientError) as cm:
+                self.c.attach_thing_principal(thingName="t2", principal=arn,
+                                              thingPrincipalType=kind)
+            self.assertEqual(err(cm.exception), ("InvalidRequestException", 400))
+            self.assertIn("attached exclusively to thing t1",
+                          cm.exception.response["Error"]["Message"])
+        with self.assertRaises(ClientError):
+            self.c.attach_thing_principal(thingName="t2", principal=arn)
+        self.assertEqual(self.c.list_principal_things(principal=arn)["things"], ["t1"])
+        # detached: another thing may have it, and then no exclusive attachment elsewhere
+        self.c.detach_thing_principal(thingName="t1", principal=arn)
+        self.c.attach_thing_principal(thingName="t2", principal=arn)
+        with self.assertRaises(ClientError) as cm:
+            self.c.attach_thing_principal(thingName="t1", principal=arn,
+                                          thingPrincipalType="EXCLUSIVE_THING")
+        self.assertEqual(err(cm.exception), ("InvalidRequestException", 400))
+        self.c.attach_thing_principal(thingName="t1", principal=arn)
+        self.assertEqual(sorted(self.c.list_principal_things(principal=arn)["things"]),
+                         ["t1", "t2"])
+
+
 # --- quotas and faults ----------------------------------------------------------------------
 
 class TestQuotas(Base):

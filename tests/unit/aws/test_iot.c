@@ -340,6 +340,45 @@ static int test_things_policies(void)
     CHECK(SYNC(aws_iot_add_thing_to_thing_group(c, "nosuch", "dev:1", aws_iot_sync_cb, &s, &e)) !=
           0);
     CHECK_AWS_ERR(ERRC_NOT_FOUND, "ResourceNotFoundException");
+    /* ListThingGroupsForThing, RemoveThingFromThingGroup */
+    {
+        json_t *in = json_pack("{s:s, s:i}", "thingName", "dev:1", "maxResults", 250);
+        CHECK_OK(SYNC(aws_iot_call(c, AWS_IOT_LIST_THING_GROUPS_FOR_THING, in, aws_iot_sync_cb,
+                                   &s, &e)),
+                 &e);
+        CHECK_STR_EQ(str_of(json_array_get(json_object_get(s.out, "thingGroups"), 0), "groupName",
+                            NULL),
+                     "fleet");
+        json_decref(in);
+        in = json_pack("{s:s, s:s}", "thingGroupName", "fleet", "thingName", "dev:1");
+        CHECK_OK(SYNC(aws_iot_call(c, AWS_IOT_REMOVE_THING_FROM_THING_GROUP, in, aws_iot_sync_cb,
+                                   &s, &e)),
+                 &e);
+        json_decref(in);
+        in = json_pack("{s:s}", "thingName", "dev:1");
+        CHECK_OK(SYNC(aws_iot_call(c, AWS_IOT_LIST_THING_GROUPS_FOR_THING, in, aws_iot_sync_cb,
+                                   &s, &e)),
+                 &e);
+        CHECK_INT_EQ(json_array_size(json_object_get(s.out, "thingGroups")), 0);
+        json_decref(in);
+    }
+    /* AttachThingPrincipal thingPrincipalType (a query member): EXCLUSIVE_THING, then AWS refuses
+     * another thing for the certificate */
+    {
+        json_t *in = json_pack("{s:s, s:s, s:s}", "thingName", "dev:1", "principal", cert_arn,
+                               "thingPrincipalType", "EXCLUSIVE_THING");
+        CHECK_OK(SYNC(aws_iot_call(c, AWS_IOT_ATTACH_THING_PRINCIPAL, in, aws_iot_sync_cb, &s,
+                                   &e)),
+                 &e);
+        json_decref(in);
+        CHECK_OK(SYNC(aws_iot_create_thing(c, "dev:2", NULL, NULL, NULL, aws_iot_sync_cb, &s,
+                                           &e)),
+                 &e);
+        CHECK(SYNC(aws_iot_attach_thing_principal(c, "dev:2", cert_arn, aws_iot_sync_cb, &s,
+                                                  &e)) != 0);
+        CHECK_AWS_ERR(ERRC_INVALID, "InvalidRequestException");
+        CHECK_STR_CONTAINS(e.msg, "attached exclusively to thing dev:1");
+    }
     /* ConfirmTopicRuleDestination (greedy label) */
     CHECK_INT_EQ(tt_sh("cd %s && aws --endpoint-url \"$JITRCA_SIM_IOT_URL\" iot "
                        "create-topic-rule-destination --destination-configuration "
