@@ -6,7 +6,7 @@
 # with nothing queued: missing/wrong secret, garbage, oversized, wrong types, unknown CA, and (raw
 # on a socket) a Content-Length above the limit, a malformed request line or header, a GET, an
 # unknown path, each a JSON error; the old secret still works (rotation). A certificate we did
-# not issue is never activated (REVOKED); a revoked serial → REVOKED. The destination
+# not issue (AWS holds it without a CA) is left alone; a revoked serial → REVOKED. The destination
 # confirmation is answered and confirmed. /metrics. The AWS JITP template from the documentation
 # runs unchanged. The intake over TLS.
 source "$(dirname "$0")/jitr_lib.sh"
@@ -53,13 +53,15 @@ check_eq "thing attribute" "$(jq -r .attributes.provisioner "$T/thing.json")" ji
 aws --endpoint-url "$STANDIN" iot list-principal-things --principal "arn:aws:iot:us-east-1:123456789012:cert/$CID" >"$T/pt.json"
 check_eq "thing attached" "$(jq -c .things "$T/pt.json")" '["dev-000001"]'
 aws --endpoint-url "$STANDIN" iot list-attached-policies --target "arn:aws:iot:us-east-1:123456789012:cert/$CID" >"$T/pol.json"
-check_eq "policy attached" "$(jq -r '.policies[0].policyName' "$T/pol.json")" jitrca-device
-aws --endpoint-url "$STANDIN" iot get-policy --policy-name jitrca-device >"$T/gp.json"
+# the template's PolicyDocument is the policy named by its SHA-256
+POLICY=$(jq -j .Resources.policy.Properties.PolicyDocument "$JITRCA_SOURCE_DIR/policies/templates/default.json" | sha256sum | cut -d' ' -f1)
+check_eq "policy attached" "$(jq -r '.policies[0].policyName' "$T/pol.json")" "$POLICY"
+aws --endpoint-url "$STANDIN" iot get-policy --policy-name "$POLICY" >"$T/gp.json"
 jq -r .policyDocument "$T/gp.json" | jq -e '.Statement[0].Resource | test("client/\\$\\{iot:Connection.Thing.ThingName\\}")' >/dev/null && pass || fail "policy uses the thing-name variable"
 for op in CreateThing AttachPolicy AttachThingPrincipal UpdateCertificate; do
   check_eq "$op once" "$(jq -r ".operations.$op.admitted // 0" "$T/st.json")" 1
 done
-check_eq "no DescribeCertificate" "$(jq -r '.operations.DescribeCertificate.admitted // 0' "$T/st.json")" 0
+check_eq "one DescribeCertificate (AWS's record before UpdateCertificate)" "$(jq -r '.operations.DescribeCertificate.admitted // 0' "$T/st.json")" 1
 check_eq "one CreatePolicy" "$(jq -r '.operations.CreatePolicy.admitted // 0' "$T/st.json")" 1
 check_eq "state DONE" "$(rcli HGET "jitrca:jitr:dev:$CID" state)" DONE
 ok "$JITRCTL" --json jitr status "$CID"
@@ -161,14 +163,16 @@ EVIL_CA=$(jq -r .certificateId "$T/evilca.json")
 FID=$(cert_id_of "$T/forged/evil-1.crt")
 # its registration event names its CA: refused at the intake (not ours)
 check_eq "forged CA refused" "$(post s3cret-new "$(ev "$FID" "$EVIL_CA")")" 403
-# an event claiming our CA for a certificate we never issued: DescribeCertificate, not signed by us
+# an event claiming our CA for a certificate AWS holds without a CA: AWS's record says it is not
+# ours, so nothing is changed in AWS (it stays INACTIVE), and the reason is recorded
 aws --endpoint-url "$STANDIN" iot register-certificate-without-ca --certificate-pem "file://$T/forged/evil-1.crt" \
-  --status INACTIVE >/dev/null 2>&1 || true
+  --status INACTIVE >/dev/null
 check_eq "forged event queued" "$(post s3cret-new "$(ev "$FID")")" 202
-for _ in $(seq 50); do [ "$(rcli HGET "jitrca:jitr:dev:$FID" state)" = REJECTED ] && break; sleep 0.2; done
-check_eq "forged: rejected" "$(rcli HGET "jitrca:jitr:dev:$FID" state)" REJECTED
-rcli HGET "jitrca:jitr:dev:$FID" reason | grep -q "not signed by CA 'devices'\|not issued by one of our CAs" && pass || { fail "forged reason"; rcli HGETALL "jitrca:jitr:dev:$FID" >&2; }
-check_eq "forged: never ACTIVE" "$(aws_status "$T/forged/evil-1.crt")" REVOKED
+for _ in $(seq 50); do [ "$(rcli HGET "jitrca:jitr:dev:$FID" state)" = IGNORED ] && break; sleep 0.2; done
+check_eq "forged: left alone" "$(rcli HGET "jitrca:jitr:dev:$FID" state)" IGNORED
+rcli HGET "jitrca:jitr:dev:$FID" reason | grep -q "AWS registered it without a CA, not under one of our CAs" && pass || { fail "forged reason"; rcli HGETALL "jitrca:jitr:dev:$FID" >&2; }
+check_eq "forged: untouched in AWS" "$(aws_status "$T/forged/evil-1.crt")" INACTIVE
+check_eq "audit: left alone" "$(count_records jitr_ignore)" 1
 
 # --- a revoked serial: REVOKED in AWS, never activated ----------------------------------------
 make_devices 1 "$T/rv" rev-
@@ -180,7 +184,7 @@ RID=$(cert_id_of "$R.crt")
 for _ in $(seq 50); do [ "$(rcli HGET "jitrca:jitr:dev:$RID" state)" = REJECTED ] && break; sleep 0.2; done
 check_eq "revoked: rejected" "$(rcli HGET "jitrca:jitr:dev:$RID" state)" REJECTED
 check_eq "revoked: REVOKED in AWS" "$(aws_status "$R.crt")" REVOKED
-check_eq "audit rejections" "$(count_records jitr_reject)" 2
+check_eq "audit rejections" "$(count_records jitr_reject)" 1
 gw --dir "$T/rv" --timeout 3 >/dev/null && fail "a revoked device connected" || pass
 
 # --- a lost event: the rule delivers nothing; the reconciler finds the pending certificate ------
@@ -218,6 +222,15 @@ aws --endpoint-url "$STANDIN" iot create-thing-type --thing-type-name lightBulb-
 aws --endpoint-url "$STANDIN" iot create-thing-group --thing-group-name v1-lightbulbs >/dev/null
 aws --endpoint-url "$STANDIN" iot create-thing-group --thing-group-name DE >/dev/null
 write_config "\"template\": \"$JITRCA_SOURCE_DIR/tests/unit/jitr/data/aws-jitp-doc-template.json\", \"policy_name\": \"jitp-doc\""
+# the template needs Country and SerialNumber: jitrd refuses it while the device profile does not
+# require C and serialNumber (a device without them would be a dead letter)
+expect_fail 2 "for CA 'devices', profile 'device': parameter 'AWS::IoT::Certificate::" "$JITRD" --check-config --config "$CFG"
+grep -q "profile 'device' does not require" "$T/err" && pass || { fail "check-config names the profile's missing requirement"; cat "$T/err" >&2; }
+mkdir -p "$T/profiles"
+jq '.subject.required = ["CN", "C", "serialNumber"]' "$JITRCA_SOURCE_DIR/policies/profiles/device.json" >"$T/profiles/device.json"
+cp "$JITRCA_SOURCE_DIR/policies/profiles/station.json" "$T/profiles/"
+jq --arg p "$T/profiles" '.profiles_dir = $p' "$CFG" >"$T/cfg.tmp" && mv "$T/cfg.tmp" "$CFG"
+ok "$JITRD" --check-config --config "$CFG"
 jitrd_start
 mkdir -p "$T/jd"
 openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/jd/bulb-7.key" \
