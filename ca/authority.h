@@ -7,7 +7,8 @@
  *   pub.pem   the CA's public key (lets ca_authority_import check a certificate without a secret)
  * ca.json keys: name, created, key_uri, key_type, parent (null), status, subject ("/CN=..."),
  * pathlen (null for none), fingerprint ("" while pending), and from the certificate not_after,
- * serial, issuer; compromised (an object) once marked so. Other modules keep their data under their own key; save() preserves it.
+ * serial, issuer; compromised (an object) once marked so. Other modules keep their data under
+ * their own key; save() preserves it.
  * A CA is a self-signed root, an intermediate signed by another CA of the store (parent), or an
  * intermediate signed outside (CSR now, certificate later with ca_authority_import).
  * CA certificates: basicConstraints critical CA:TRUE with pathLenConstraint, keyUsage critical

@@ -14,9 +14,9 @@ static const char jitr_usage[] =
     "usage: jitrctl jitr status CERT_ID|SERIAL\n"
     "       jitrctl jitr dlq list\n"
     "       jitrctl jitr dlq retry [--all | DLQ_ID | CERT_ID]\n"
-    "  status     one device's JITR state (the next step, or DONE / REJECTED / DEAD), its thing,\n"
-    "             attempts, last error and state trace; CERT_ID is AWS IoT's certificateId\n"
-    "             (64 hex), SERIAL the certificate's hex serial\n"
+    "  status     one device's JITR state (the next step, or DONE / REJECTED / IGNORED / DEAD),\n"
+    "             its thing, attempts, the reason, state trace; CERT_ID is AWS IoT's\n"
+    "             certificateId (64 hex), SERIAL the certificate's hex serial\n"
     "  dlq list   the dead letters: events whose provisioning failed permanently\n"
     "  dlq retry  re-queue one dead letter (by its stream id or certificateId) or --all\n";
 

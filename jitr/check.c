@@ -26,7 +26,7 @@
 
 /* Attributes of a profile that are also JITP parameters, with a neutral value each. */
 static const struct {
-    const char *attr;  /* the profile's spelling */
+    const char *attr; /* the profile's spelling */
     int nid;
     const char *param; /* AWS::IoT::Certificate::... */
     const char *value;
@@ -77,8 +77,8 @@ static X509 *representative(X509 *ca, const struct ca_profile *p, bool *cn_ok, s
         }
     }
     ok = ok &&
-         X509_NAME_add_entry_by_NID(n, NID_commonName, MBSTRING_UTF8, (const unsigned char *)cn,
-                                    -1, -1, 0) == 1 &&
+         X509_NAME_add_entry_by_NID(n, NID_commonName, MBSTRING_UTF8, (const unsigned char *)cn, -1,
+                                    -1, 0) == 1 &&
          X509_set_subject_name(x, n) == 1 &&
          X509_set_issuer_name(x, ca ? X509_get_subject_name(ca) : n) == 1 &&
          X509_gmtime_adj(X509_getm_notBefore(x), 0) != NULL &&
@@ -134,8 +134,7 @@ static json_t *plan_json(const struct jitr_template *t, const struct jitr_plan *
     return o;
 }
 
-int jitr_template_check_cert(const struct jitr_template *t, X509 *cert, json_t **out,
-                             struct err *e)
+int jitr_template_check_cert(const struct jitr_template *t, X509 *cert, json_t **out, struct err *e)
 {
     struct jitr_params params = { 0 };
     struct jitr_plan plan = { 0 };
@@ -256,8 +255,8 @@ int jitr_template_check_fleet(const struct jitr_template *t, const char *data_di
                 json_object_set_new(row, "error", json_string(pe.msg));
                 if (rc == 0) {
                     err_set(e, ERRC_INVALID, "%s: for CA '%s', profile '%s': %s%s",
-                            jitr_template_origin(t), caname, ca_profile_name(p),
-                            bare(t, pe.msg), h);
+                            jitr_template_origin(t), caname, ca_profile_name(p), bare(t, pe.msg),
+                            h);
                     rc = -1;
                 }
             }
@@ -269,8 +268,10 @@ int jitr_template_check_fleet(const struct jitr_template *t, const char *data_di
         }
     }
     if (nprof == 0 && rc == 0) {
-        rc = err_set(e, ERRC_NOT_FOUND, "%s: no profile allows JITR (\"jitr\": true): the "
-                     "template cannot be checked", jitr_template_origin(t));
+        rc = err_set(e, ERRC_NOT_FOUND,
+                     "%s: no profile allows JITR (\"jitr\": true): the "
+                     "template cannot be checked",
+                     jitr_template_origin(t));
     }
 out:
     for (size_t i = 0; i < ncas; i++) {

@@ -19,9 +19,9 @@
 #include "store/store.h"
 #include "tests/harness/tt.h"
 
-#define CA_ID    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-#define OTHER_ID "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
-#define UNREG_ID "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"
+#define CA_ID      "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define OTHER_ID   "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+#define UNREG_ID   "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"
 #define FOREIGN_ID "dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd"
 
 static X509 *load_cert(const char *path)
@@ -107,15 +107,15 @@ struct fake {
     const char *fail_op2; /* and a second one */
     enum err_code fail_code2;
     const char *fail_aws_code2;
-    bool lose_update;   /* the next UpdateCertificate is applied but its reply is lost */
-    json_t *update_in;  /* the last UpdateThing input */
-    json_t *create_in;  /* the last CreateThing input */
-    json_t *attach_in;  /* the last AttachThingPrincipal input */
-    json_t *attached;   /* policy names of AttachPolicy, in order */
-    json_t *listed;     /* ListThingGroupsForThing's groups (names) */
+    bool lose_update;  /* the next UpdateCertificate is applied but its reply is lost */
+    json_t *update_in; /* the last UpdateThing input */
+    json_t *create_in; /* the last CreateThing input */
+    json_t *attach_in; /* the last AttachThingPrincipal input */
+    json_t *attached;  /* policy names of AttachPolicy, in order */
+    json_t *listed;    /* ListThingGroupsForThing's groups (names) */
     int audits;
-    json_t *log;        /* the audit log: records with "seq" */
-    json_t *audit_rec;  /* the pending append */
+    json_t *log;       /* the audit log: records with "seq" */
+    json_t *audit_rec; /* the pending append */
     bool audit_check;
     uint64_t audit_after;
     jitr_audit_cb *aucb;
@@ -169,8 +169,8 @@ static int f_policy(void *ctx, const struct jitr_template *t, size_t idx, store_
     return 0;
 }
 
-static int f_audit(void *ctx, json_t *rec, bool check, uint64_t after, jitr_audit_cb *cb,
-                   void *arg, struct err *e)
+static int f_audit(void *ctx, json_t *rec, bool check, uint64_t after, jitr_audit_cb *cb, void *arg,
+                   struct err *e)
 {
     struct fake *f = ctx;
     (void)e;
@@ -294,7 +294,8 @@ static void serve_redis(struct fake *f)
         json_t *v;
         rep.type = STORE_REPLY_ARRAY;
         el = xcalloc(2 * json_object_size(h) + 1, sizeof(*el));
-        json_object_foreach (h, k, v) {
+        json_object_foreach(h, k, v)
+        {
             el[i].type = STORE_REPLY_STRING;
             el[i].str = k;
             el[i].len = strlen(k);
@@ -399,7 +400,8 @@ static void serve_aws(struct fake *f)
     if (f->op == AWS_IOT_LIST_THING_GROUPS_FOR_THING) {
         json_t *g = json_array(), *v;
         size_t i;
-        json_array_foreach (f->listed, i, v) {
+        json_array_foreach(f->listed, i, v)
+        {
             json_array_append_new(g, json_pack("{s:O}", "groupName", v));
         }
         json_object_set_new(out, "thingGroups", g);
@@ -492,8 +494,8 @@ static void aws_set(struct world *w, const char *id, const char *pem, const char
                     const char *status)
 {
     char key[100];
-    json_t *d = json_pack("{s:s, s:s, s:s}", "certificateId", id, "status", status,
-                          "certificatePem", pem);
+    json_t *d =
+        json_pack("{s:s, s:s, s:s}", "certificateId", id, "status", status, "certificatePem", pem);
     if (ca_id[0]) {
         json_object_set_new(d, "caCertificateId", json_string(ca_id));
     }
@@ -556,8 +558,12 @@ static int world_init(struct world *w)
     buf_reset(&p);
     buf_addf(&p, "%s/policies/templates/default.json", getenv("JITRCA_SOURCE_DIR"));
     w->tpl = jitr_template_load(p.data, NULL, &e);
-    w->env = (struct jitr_env){ .cas = w->cas, .ncas = 3, .profiles = w->profiles, .tpl = w->tpl,
-                                .region = "us-east-1", .lock_ms = 60000 };
+    w->env = (struct jitr_env){ .cas = w->cas,
+                                .ncas = 3,
+                                .profiles = w->profiles,
+                                .tpl = w->tpl,
+                                .region = "us-east-1",
+                                .lock_ms = 60000 };
     if (cert_files("dev", &w->dev_pem, &b64, w->dev_id) == 0) {
         index_add(w, w->dev_id, "1234abcd", b64.data);
         aws_set(w, w->dev_id, w->dev_pem.data, CA_ID, "PENDING_ACTIVATION");
@@ -701,8 +707,8 @@ static void crash_in_audit(struct world *w, struct jitr_req *r, bool appended)
 static void log_add(struct world *w, const char *type, const char *cert)
 {
     json_array_append_new(w->f.log,
-                          json_pack("{s:s, s:s, s:I}", "type", type, "certificate_id", cert,
-                                    "seq", (json_int_t)json_array_size(w->f.log) + 1));
+                          json_pack("{s:s, s:s, s:I}", "type", type, "certificate_id", cert, "seq",
+                                    (json_int_t)json_array_size(w->f.log) + 1));
 }
 
 static const char *dev_state(struct world *w, const char *id, const char *fieldname)
@@ -718,17 +724,18 @@ static const char *last_audit(struct world *w, const char *fieldname)
     return json_string_value(json_object_get(r, fieldname));
 }
 
-#define HAPPY                                                                                      \
-    "RECEIVED LOCK LOAD LOOKUP DESCRIBE EVALUATE CREATE_THING PERSIST POLICY ATTACH_POLICY "       \
+#define HAPPY                                                                                \
+    "RECEIVED LOCK LOAD LOOKUP DESCRIBE EVALUATE CREATE_THING PERSIST POLICY ATTACH_POLICY " \
     "PERSIST ATTACH_PRINCIPAL PERSIST ACTIVATE PERSIST RECORD PERSIST UNLOCK FINISHED"
-#define REJECTED                                                                                   \
-    "RECEIVED LOCK LOAD LOOKUP DESCRIBE EVALUATE REJECT PERSIST RECORD_REJECT PERSIST UNLOCK "     \
+#define REJECTED                                                                               \
+    "RECEIVED LOCK LOAD LOOKUP DESCRIBE EVALUATE REJECT PERSIST RECORD_REJECT PERSIST UNLOCK " \
     "FINISHED"
-#define IGNORED                                                                                    \
+#define IGNORED \
     "RECEIVED LOCK LOAD LOOKUP DESCRIBE EVALUATE PERSIST RECORD_IGNORE PERSIST UNLOCK FINISHED"
 #define DEAD "RECEIVED LOCK LOAD LOOKUP DESCRIBE EVALUATE PERSIST UNLOCK FINISHED"
-#define CALLS "DescribeCertificate CreateThing AttachPolicy AttachThingPrincipal "              \
-              "UpdateCertificate:ACTIVE"
+#define CALLS                                                            \
+    "DescribeCertificate CreateThing AttachPolicy AttachThingPrincipal " \
+    "UpdateCertificate:ACTIVE"
 
 static int test_flow_activate_then_duplicate(void)
 {
@@ -1047,8 +1054,7 @@ static int test_flow_config_dead_letters(void)
     world_release(&w);
     /* the index holds another certificate under this id */
     CHECK_INT_EQ(world_init(&w), 0);
-    json_object_set(index_rec(&w, "1234abcd"), "der",
-                    json_object_get(index_rec(&w, "99"), "der"));
+    json_object_set(index_rec(&w, "1234abcd"), "der", json_object_get(index_rec(&w, "99"), "der"));
     err_clear(&why);
     CHECK_INT_EQ(flow(&w, w.dev_id, &tr, &why), JITR_OUT_DEAD);
     CHECK_STR_CONTAINS(why.msg, "our index holds another certificate");
@@ -1074,7 +1080,7 @@ out:
 }
 
 #define TPL_POLICY                                                                                 \
-    "\"policy\":{\"Type\":\"AWS::IoT::Policy\",\"Properties\":{\"PolicyDocument\":"               \
+    "\"policy\":{\"Type\":\"AWS::IoT::Policy\",\"Properties\":{\"PolicyDocument\":"                \
     "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Action\":\"iot:Connect\"," \
     "\"Resource\":\"arn:aws:iot:*:*:client/${iot:Connection.Thing.ThingName}\"}]}}}"
 #define P_CN "\"AWS::IoT::Certificate::CommonName\":{\"Type\":\"String\"}"
@@ -1097,8 +1103,8 @@ static int test_flow_template_dead_letters(void)
     static const char values[] =
         "{\"Parameters\":{" P_CN "},\"Resources\":{\"thing\":{\"Type\":\"AWS::IoT::Thing\","
         "\"Properties\":{\"ThingName\":{\"Ref\":\"AWS::IoT::Certificate::CommonName\"},"
-        "\"AttributePayload\":{\"slot\":\"rack=3[a]\",\"path\":\"a/b:c#d@e.f,g_h-i\"}}},"
-        TPL_POLICY "}}";
+        "\"AttributePayload\":{\"slot\":\"rack=3[a]\",\"path\":\"a/b:c#d@e.f,g_h-i\"}}}," TPL_POLICY
+        "}}";
     int rc = 0;
     struct world w;
     struct buf tr = BUF_INIT;
@@ -1122,11 +1128,11 @@ static int test_flow_template_dead_letters(void)
     CHECK_INT_EQ(world_init(&w), 0);
     CHECK_INT_EQ(world_template(&w, values, NULL), 0);
     CHECK_INT_EQ(flow(&w, w.dev_id, &tr, NULL), JITR_OUT_ACTIVATED);
-    CHECK_STR_EQ(json_string_value(json_object_get(
-                     json_object_get(json_object_get(w.f.create_in, "attributePayload"),
-                                     "attributes"),
-                     "slot")),
-                 "rack=3[a]");
+    CHECK_STR_EQ(
+        json_string_value(json_object_get(
+            json_object_get(json_object_get(w.f.create_in, "attributePayload"), "attributes"),
+            "slot")),
+        "rack=3[a]");
 out:
     buf_release(&tr);
     world_release(&w);
@@ -1157,8 +1163,8 @@ static int test_flow_policies(void)
     static const char tpl[] =
         "{\"Parameters\":{" P_CN "},\"Resources\":{\"thing\":{\"Type\":\"AWS::IoT::Thing\","
         "\"Properties\":{\"ThingName\":{\"Ref\":\"AWS::IoT::Certificate::CommonName\"}}},"
-        "\"shared\":{\"Type\":\"AWS::IoT::Policy\",\"Properties\":{\"PolicyName\":\"fleet-ops\"}},"
-        TPL_POLICY "}}";
+        "\"shared\":{\"Type\":\"AWS::IoT::Policy\",\"Properties\":{\"PolicyName\":"
+        "\"fleet-ops\"}}," TPL_POLICY "}}";
     int rc = 0;
     struct world w;
     struct buf tr = BUF_INIT;
@@ -1544,9 +1550,9 @@ static int test_flow_override_merge(void)
     CHECK(json_is_true(json_object_get(ap, "merge")));
     CHECK_STR_EQ(json_string_value(json_object_get(json_object_get(ap, "attributes"), "version")),
                  "v1");
-    CHECK_STR_EQ(json_string_value(
-                     json_object_get(json_object_get(ap, "attributes"), "serialNumber")),
-                 "SN-42");
+    CHECK_STR_EQ(
+        json_string_value(json_object_get(json_object_get(ap, "attributes"), "serialNumber")),
+        "SN-42");
     CHECK_INT_EQ(json_object_size(json_object_get(ap, "attributes")), 2);
 out:
     buf_release(&tr);

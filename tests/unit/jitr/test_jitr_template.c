@@ -17,12 +17,12 @@
 #include "tests/harness/tt.h"
 
 #define P_CN "\"AWS::IoT::Certificate::CommonName\":{\"Type\":\"String\"}"
-#define THING                                                                                      \
-    "\"thing\":{\"Type\":\"AWS::IoT::Thing\",\"Properties\":{\"ThingName\":{\"Ref\":"            \
+#define THING                                                                         \
+    "\"thing\":{\"Type\":\"AWS::IoT::Thing\",\"Properties\":{\"ThingName\":{\"Ref\":" \
     "\"AWS::IoT::Certificate::CommonName\"}}}"
-#define DOC_A                                                                                      \
-    "{\\\"Version\\\":\\\"2012-10-17\\\",\\\"Statement\\\":[{\\\"Effect\\\":\\\"Allow\\\","        \
-    "\\\"Action\\\":\\\"iot:Connect\\\",\\\"Resource\\\":\\\"arn:aws:iot:*:*:client/"             \
+#define DOC_A                                                                               \
+    "{\\\"Version\\\":\\\"2012-10-17\\\",\\\"Statement\\\":[{\\\"Effect\\\":\\\"Allow\\\"," \
+    "\\\"Action\\\":\\\"iot:Connect\\\",\\\"Resource\\\":\\\"arn:aws:iot:*:*:client/"       \
     "${iot:Connection.Thing.ThingName}\\\"}]}"
 #define DOC_B_OBJ                                                                                  \
     "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Action\":\"iot:Publish\"," \
@@ -108,8 +108,9 @@ out:
 
 static int test_policies_bad(void)
 {
-#define POL(props) "{\"Parameters\":{" P_CN "},\"Resources\":{" THING ",\"p\":{\"Type\":" \
-                   "\"AWS::IoT::Policy\",\"Properties\":" props "}}}"
+#define POL(props)                                                         \
+    "{\"Parameters\":{" P_CN "},\"Resources\":{" THING ",\"p\":{\"Type\":" \
+    "\"AWS::IoT::Policy\",\"Properties\":" props "}}}"
     static const char *const cases[][2] = {
         { POL("{\"PolicyName\":\"x\",\"PolicyDocument\":\"" DOC_A "\"}"),
           "policy 'p' needs PolicyName (an existing policy) or PolicyDocument, not both" },
@@ -143,8 +144,9 @@ static int test_policies_bad(void)
     /* AWS attaches at most 10 policies to a certificate */
     buf_addstr(&many, "{\"Parameters\":{" P_CN "},\"Resources\":{" THING);
     for (int i = 0; i < 11; i++) {
-        buf_addf(&many, ",\"p%d\":{\"Type\":\"AWS::IoT::Policy\",\"Properties\":{\"PolicyName\":"
-                        "\"pol-%d\"}}",
+        buf_addf(&many,
+                 ",\"p%d\":{\"Type\":\"AWS::IoT::Policy\",\"Properties\":{\"PolicyName\":"
+                 "\"pol-%d\"}}",
                  i, i);
     }
     buf_addstr(&many, "}}");
@@ -346,8 +348,7 @@ static int test_check_fleet(void)
         CHECK(json_is_true(json_object_get(row, "cn_matches_profile")));
         CHECK_STR_CONTAINS(json_string_value(json_object_get(row, "subject")), "C=US");
         CHECK_STR_EQ(json_string_value(json_object_get(plan, "thing")), "device-0001");
-        CHECK_STR_EQ(json_string_value(json_array_get(json_object_get(plan, "groups"), 1)),
-                     "US");
+        CHECK_STR_EQ(json_string_value(json_array_get(json_object_get(plan, "groups"), 1)), "US");
     }
     err_clear(&e);
     CHECK(jitr_template_check_fleet(t, NULL, none, NULL, &e) != 0);
@@ -406,9 +407,9 @@ static int test_check_cert(void)
     CHECK(t != NULL);
     CHECK_OK(jitr_template_check_cert(t, x, &plan, &e), &e);
     CHECK_STR_EQ(json_string_value(json_object_get(plan, "thing")), "bulb-7");
-    CHECK_STR_EQ(json_string_value(json_object_get(json_object_get(plan, "attributes"),
-                                                   "serialNumber")),
-                 "SN-7");
+    CHECK_STR_EQ(
+        json_string_value(json_object_get(json_object_get(plan, "attributes"), "serialNumber")),
+        "SN-7");
     CHECK_INT_EQ(strlen(json_string_value(json_object_get(plan, "certificate_id"))), 64);
     t2 = jitr_template_parse(needs_st, strlen(needs_st), "st.json", NULL, &e);
     CHECK(t2 != NULL);
@@ -430,9 +431,9 @@ out:
 int main(int argc, char **argv)
 {
     static const struct tt_case cases[] = {
-        { "policies", test_policies },       { "policies_bad", test_policies_bad },
-        { "names", test_names },             { "overrides", test_overrides },
-        { "eval_names", test_eval_names },   { "check_fleet", test_check_fleet },
+        { "policies", test_policies },     { "policies_bad", test_policies_bad },
+        { "names", test_names },           { "overrides", test_overrides },
+        { "eval_names", test_eval_names }, { "check_fleet", test_check_fleet },
         { "check_cert", test_check_cert },
     };
     return tt_main(argc, argv, cases, ARRAY_LEN(cases));
