@@ -44,9 +44,29 @@ static const char *const rep_cns[] = { "device-0001", "device0001", "DEVICE-0001
                                        "device:0001", "d0001",      "0001",        "D",
                                        "d",           "0" };
 
-/* A representative certificate of profile p under the CA certificate ca (NULL: none). *cn_ok
- * tells whether the CN matches the profile's cn_pattern. */
-static X509 *representative(X509 *ca, const struct ca_profile *p, bool *cn_ok, struct err *e)
+/* CNs with a character AWS refuses in names (some also in attribute values): when the
+ * profile's cn_pattern accepts one, a template that makes a name of the CN is evaluated with it
+ * too, so a profile that lets devices be issued with CNs the template cannot use is found. */
+static const char *const probe_cns[] = { "device.0001", "device 0001", "device@0001",
+                                         "device/0001", "device#0001", "device=0001",
+                                         "device+0001", "device,0001" };
+
+/* The first sample CN the profile's cn_pattern accepts (*cn_ok), else the first sample. */
+static const char *rep_cn(const struct ca_profile *p, bool *cn_ok)
+{
+    for (size_t i = 0; i < ARRAY_LEN(rep_cns); i++) {
+        if (ca_profile_cn_ok(p, rep_cns[i])) {
+            *cn_ok = true;
+            return rep_cns[i];
+        }
+    }
+    *cn_ok = false;
+    return rep_cns[0];
+}
+
+/* A representative certificate of profile p with that CN under the CA certificate ca (NULL:
+ * none). */
+static X509 *representative(X509 *ca, const struct ca_profile *p, const char *cn, struct err *e)
 {
     EVP_PKEY *k = EVP_EC_gen("P-256");
     X509 *x = X509_new();
@@ -54,16 +74,7 @@ static X509 *representative(X509 *ca, const struct ca_profile *p, bool *cn_ok, s
     ASN1_INTEGER *sn = NULL;
     BIGNUM *bn = NULL;
     unsigned char rnd[16];
-    const char *cn = rep_cns[0];
     bool ok = k && x && n && RAND_bytes(rnd, sizeof(rnd)) == 1;
-    *cn_ok = false;
-    for (size_t i = 0; i < ARRAY_LEN(rep_cns); i++) {
-        if (ca_profile_cn_ok(p, rep_cns[i])) {
-            cn = rep_cns[i];
-            *cn_ok = true;
-            break;
-        }
-    }
     rnd[0] &= 0x7f;
     rnd[0] |= 0x40;
     ok = ok && (bn = BN_bin2bn(rnd, sizeof(rnd), NULL)) != NULL &&
@@ -233,11 +244,13 @@ int jitr_template_check_fleet(const struct jitr_template *t, const char *data_di
         nprof++;
         for (size_t ci = 0; ci < (ncas ? ncas : 1); ci++) {
             const char *caname = ncas ? cas[ci]->name : "(none)";
+            X509 *ca = ncas ? cas[ci]->cert : NULL;
             struct err pe = ERR_INIT;
             bool cn_ok;
+            const char *cn = rep_cn(p, &cn_ok);
             char subj[256], h[160];
             json_t *plan = NULL, *row;
-            X509 *x = representative(ncas ? cas[ci]->cert : NULL, p, &cn_ok, &pe);
+            X509 *x = representative(ca, p, cn, &pe);
             if (x == NULL) {
                 err_copy(e, &pe);
                 rc = -1;
@@ -246,11 +259,39 @@ int jitr_template_check_fleet(const struct jitr_template *t, const char *data_di
             X509_NAME_oneline(X509_get_subject_name(x), subj, sizeof(subj));
             row = json_pack("{s:s, s:s, s:s, s:b}", "ca", caname, "profile", ca_profile_name(p),
                             "subject", subj, "cn_matches_profile", cn_ok);
+            h[0] = '\0';
             if (jitr_template_check_cert(t, x, &plan, &pe) == 0) {
+                /* the CNs the profile accepts that AWS refuses in a name */
+                for (size_t k = 0; k < ARRAY_LEN(probe_cns) && pe.code == ERRC_OK; k++) {
+                    json_t *pp = NULL;
+                    X509 *y;
+                    if (!ca_profile_cn_ok(p, probe_cns[k])) {
+                        continue;
+                    }
+                    if ((y = representative(ca, p, probe_cns[k], &pe)) == NULL) {
+                        X509_free(x);
+                        json_decref(row);
+                        json_decref(plan);
+                        err_copy(e, &pe);
+                        rc = -1;
+                        goto out;
+                    }
+                    if (jitr_template_check_cert(t, y, &pp, &pe) != 0) {
+                        snprintf(h, sizeof(h), "; the profile's cn_pattern accepts '%s': "
+                                 "narrow it", probe_cns[k]);
+                    }
+                    json_decref(pp);
+                    X509_free(y);
+                }
+            }
+            if (pe.code == ERRC_OK) {
                 json_object_set_new(row, "ok", json_true());
                 json_object_set_new(row, "plan", plan);
             } else {
-                hint(p, pe.msg, h, sizeof(h));
+                json_decref(plan);
+                if (h[0] == '\0') {
+                    hint(p, pe.msg, h, sizeof(h));
+                }
                 json_object_set_new(row, "ok", json_false());
                 json_object_set_new(row, "error", json_string(pe.msg));
                 if (rc == 0) {

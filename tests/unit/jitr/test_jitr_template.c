@@ -304,6 +304,11 @@ static const char *profiles_dir(const char *which)
               " %s/policies/profiles/device.json > %s/bulb.json",
               getenv("JITRCA_SOURCE_DIR"), dir);
     }
+    if (strchr(which, 'w')) {
+        tt_sh("jq '.subject.cn_pattern = \"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\"' "
+              "%s/policies/profiles/device.json > %s/wide.json",
+              getenv("JITRCA_SOURCE_DIR"), dir);
+    }
     return dir;
 }
 
@@ -361,6 +366,26 @@ static int test_check_fleet(void)
     CHECK(jitr_template_check_fleet(t2, NULL, bulb, NULL, &e) != 0);
     CHECK_STR_CONTAINS(e.msg, "'AWS::IoT::Certificate::DistinguishedNameQualifier' has no value");
     CHECK_STR_CONTAINS(e.msg, "no profile can require dnQualifier: give the parameter a Default");
+    /* a profile whose CNs may hold a '.', with a template that names the thing by the CN */
+    {
+        struct ca_profiles *wide = ca_profiles_load_dir(profiles_dir("w"), &e);
+        struct jitr_template *t3 = NULL;
+        CHECK(wide != NULL);
+        buf_reset(&path);
+        buf_addf(&path, "%s/policies/templates/default.json", getenv("JITRCA_SOURCE_DIR"));
+        t3 = jitr_template_load(path.data, NULL, &e);
+        err_clear(&e);
+        if (t3 == NULL || jitr_template_check_fleet(t3, NULL, wide, NULL, &e) == 0) {
+            jitr_template_free(t3);
+            ca_profiles_free(wide);
+            TT_FAIL("a profile accepting 'device.0001' passed");
+        }
+        jitr_template_free(t3);
+        ca_profiles_free(wide);
+        CHECK_STR_CONTAINS(e.msg, "profile 'wide': ");
+        CHECK_STR_CONTAINS(e.msg, "thing name 'device.0001' is not 1..128 of [a-zA-Z0-9:_-]");
+        CHECK_STR_CONTAINS(e.msg, "the profile's cn_pattern accepts 'device.0001': narrow it");
+    }
 out:
     json_decref(report);
     ca_profiles_free(both);
