@@ -764,7 +764,9 @@ struct sflow {
     struct jitr_req *req;
     struct jitr_event ev;
     char entry[64];
-    unsigned attempts;
+    unsigned attempts; /* runs that did not finish (retries and busy): the backoff grows */
+    unsigned failures; /* of those, failures: jitr.max_attempts of them make a dead letter (a
+                        * duplicate waiting for the flow that holds the lock is not one) */
     struct event *timer;
     struct sflow *prev, *next;
 };
@@ -820,7 +822,7 @@ static void dead_letter(struct jitr_service *s, struct sflow *f, const struct er
     char recv[32], att[16], now[32];
     struct err e = ERR_INIT;
     snprintf(recv, sizeof(recv), "%lld", (long long)f->ev.received_ms);
-    snprintf(att, sizeof(att), "%u", f->attempts);
+    snprintf(att, sizeof(att), "%u", f->failures);
     snprintf(now, sizeof(now), "%lld", (long long)time_now_ms());
     const char *av[] = { "XADD",    STORE_PREFIX "jitr:dlq", "MAXLEN", "~",       "100000",
                          "*",       "cert",    f->ev.cert_id,   "ca",     f->ev.ca_id,
@@ -831,8 +833,8 @@ static void dead_letter(struct jitr_service *s, struct sflow *f, const struct er
         log_warn("jitr: dead letter for %.16s: %s", f->ev.cert_id, e.msg);
     }
     xack(s, f->entry);
-    log_warn("jitr: cert=%.16s dead-lettered after %u attempts: %s", f->ev.cert_id, f->attempts,
-             why->msg);
+    log_warn("jitr: cert=%.16s dead-lettered after %u failed attempts: %s", f->ev.cert_id,
+             f->failures, why->msg);
 }
 
 static void on_retry_timer(evutil_socket_t fd, short what, void *arg)
@@ -880,13 +882,15 @@ static void io_done(void *ctx, struct jitr_req *r)
         xack(s, f->entry);
         break;
     case JITR_OUT_DEAD:
+        f->failures++;
         dead_letter(s, f, jitr_req_err(r), "DEAD");
         break;
     case JITR_OUT_NONE:
     case JITR_OUT_BUSY:
     case JITR_OUT_RETRY:
         f->attempts++;
-        if (o != JITR_OUT_BUSY && f->attempts >= (unsigned)s->cfg.max_attempts) {
+        f->failures += o != JITR_OUT_BUSY;
+        if (o != JITR_OUT_BUSY && f->failures >= (unsigned)s->cfg.max_attempts) {
             dead_letter(s, f, jitr_req_err(r), jitr_state_name(jitr_req_state(r)));
             break;
         }

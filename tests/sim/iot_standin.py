@@ -903,7 +903,6 @@ class StandIn:
                                               ctx["body"])
             if status == 200:
                 self.principal_types.setdefault(principal, {})[thing] = kind
-                self.front["attach_" + kind.lower()] += 1
         return status, hdrs, body
 
     def op_DetachThingPrincipal(self, p, ctx):
