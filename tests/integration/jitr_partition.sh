@@ -56,7 +56,9 @@ ARN="arn:aws-cn:iot:cn-north-1:123456789012:cert/$CID"
 aws --endpoint-url "$STANDIN" iot list-principal-things --principal "$ARN" >"$T/pt.json"
 check_eq "thing attached to the aws-cn ARN" "$(jq -c .things "$T/pt.json")" '["dev-000001"]'
 aws --endpoint-url "$STANDIN" iot list-attached-policies --target "$ARN" >"$T/pol.json"
-check_eq "policy attached to the aws-cn ARN" "$(jq -r '.policies[0].policyName' "$T/pol.json")" jitrca-device
+# the template's PolicyDocument is the policy named by its SHA-256 (docs/jitr.md, "Templates")
+POLICY=$(jq -j .Resources.policy.Properties.PolicyDocument "$JITRCA_SOURCE_DIR/policies/templates/default.json" | sha256sum | cut -d' ' -f1)
+check_eq "policy attached to the aws-cn ARN" "$(jq -r '.policies[0].policyName' "$T/pol.json")" "$POLICY"
 aws --endpoint-url "$STANDIN" iot list-principal-things \
   --principal "arn:aws:iot:cn-north-1:123456789012:cert/$CID" >"$T/pt2.json"
 check_eq "nothing under the commercial partition's ARN" "$(jq -c .things "$T/pt2.json")" '[]'
