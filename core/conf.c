@@ -157,6 +157,10 @@ static const struct conf_key conf_keys[] = {
     SINT(jitr, sqs_wait_seconds, 20, 1, 20, "JITR SQS intake: long-poll WaitTimeSeconds."),
     SINT(jitr, sqs_max_messages, 10, 1, 10,
          "JITR SQS intake: MaxNumberOfMessages per ReceiveMessage."),
+    SSTR(jitr, destination_arns, "",
+         "JITR: comma-separated ARNs of the topic rule destinations whose confirmation jitrd "
+         "answers with ConfirmTopicRuleDestination; empty means any destination in jitrd's region "
+         "and in an account where one of our CAs is registered."),
 };
 
 static char **conf_str_at(struct conf *c, const struct conf_key *k)

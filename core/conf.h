@@ -59,6 +59,7 @@ struct conf {
     int64_t jitr_reconcile_interval_s, jitr_reconcile_min_age_s;
     char *jitr_sqs_queue_url;
     int64_t jitr_sqs_wait_seconds, jitr_sqs_max_messages;
+    char *jitr_destination_arns;
     char *source;              /* the file this came from, "" for defaults only */
     char *_audit_path;         /* derived: audit_log or DATA_DIR/audit/audit.log */
 };

@@ -1,18 +1,27 @@
 /*
  * The two messages the intake receives (docs/aws-iot.md, "The registered event" and "Topic rule
- * HTTP action"), parsed and validated before anything is queued. Pure: no I/O, no allocation that
- * outlives the call; fuzzed.
+ * HTTP action"), parsed and validated before anything is queued. Pure: no I/O, no allocation
+ * that outlives the call (but the list of jitr_destination_arns_parse); fuzzed.
  *
- * The registered event's documented types are loose (timestamp a number,
- * certificateRegistrationTimestamp a string), so both timestamps accept a number or a numeric
- * string. Members we do not know are ignored (AWS may add some), members we use are checked
- * strictly: a wrong type, an id that is not 64 hex digits, another status, an unknown CA.
- * Duplicate keys are refused (JSON_REJECT_DUPLICATES): two certificateIds would be ambiguous.
+ * The registered event (docs/jitr.md "Accepted events"): the members the flow needs are checked
+ * strictly — certificateId and caCertificateId of 64 hex digits, certificateStatus
+ * PENDING_ACTIVATION, awsAccountId of 12 digits, the CA one of ours — and everything else
+ * leniently: the timestamps are read when they are a number or a numeric string and ignored
+ * otherwise (AWS has sent "certificateRegistrationTimestamp": null), members we do not know
+ * (sourceIp, ...) are ignored. Duplicate keys are refused: two certificateIds would be ambiguous.
+ *
+ * A body is one event (a JSON object) or, from an HTTP rule action with batching enabled, a JSON
+ * array of 1..JITR_BATCH_MAX of them. The array is walked element by element (Jansson's decoder
+ * stopped after each value, JSON_DISABLE_EOF_CHECK), so an element that can never be valid (not
+ * an object, a duplicate key, too large, a wrong member) is refused alone, with its reason,
+ * while the others go on; what makes the whole body unreadable (not JSON, an array inside the
+ * array, too many elements, too many bytes) refuses the body.
  */
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "core/mem.h"
 #include "core/util.h"
 #include "jitr/jitr.h"
 
@@ -20,7 +29,7 @@ static int hex64(const json_t *obj, const char *name, char out[65], struct err *
 {
     json_t *v = json_object_get(obj, name);
     const char *s;
-    if (v == NULL) {
+    if (v == NULL || json_is_null(v)) {
         return err_set(e, ERRC_INVALID, "event: '%s' is missing", name);
     }
     if (!json_is_string(v)) {
@@ -41,130 +50,442 @@ static int hex64(const json_t *obj, const char *name, char out[65], struct err *
     return 0;
 }
 
-/* A number or a numeric string of milliseconds; absent gives 0. */
-static int timestamp(const json_t *obj, const char *name, int64_t *out, struct err *e)
+/* Milliseconds from a number or a numeric string; 0 for anything else (absent, null, a date
+ * string, negative): the timestamps are informational, never a reason to refuse a device. */
+static int64_t timestamp(const json_t *obj, const char *name)
 {
     json_t *v = json_object_get(obj, name);
     uint64_t u = 0;
-    *out = 0;
-    if (v == NULL) {
-        return 0;
-    }
     if (json_is_integer(v)) {
-        if (json_integer_value(v) < 0) {
-            return err_set(e, ERRC_INVALID, "event: '%s' must not be negative", name);
-        }
-        *out = (int64_t)json_integer_value(v);
-        return 0;
+        return json_integer_value(v) > 0 ? (int64_t)json_integer_value(v) : 0;
     }
     if (json_is_real(v)) {
         double d = json_real_value(v);
-        if (!(d >= 0 && d < 9.0e15)) {
-            return err_set(e, ERRC_INVALID, "event: '%s' is out of range", name);
-        }
-        *out = (int64_t)d;
-        return 0;
+        return d >= 0 && d < 9.0e15 ? (int64_t)d : 0;
     }
-    if (json_is_string(v)) {
-        if (json_string_length(v) > 19 || str_to_u64(json_string_value(v), &u) != 0 ||
-            u > (uint64_t)INT64_MAX) {
-            return err_set(e, ERRC_INVALID, "event: '%s' must be a number of milliseconds",
-                           name);
-        }
-        *out = (int64_t)u;
-        return 0;
+    if (json_is_string(v) && json_string_length(v) <= 19 &&
+        str_to_u64(json_string_value(v), &u) == 0 && u <= (uint64_t)INT64_MAX) {
+        return (int64_t)u;
     }
-    return err_set(e, ERRC_INVALID, "event: '%s' must be a number or a numeric string", name);
+    return 0;
 }
 
-static json_t *parse_object(const uint8_t *body, size_t len, size_t max, const char *what,
-                            struct err *e)
+/* One event object: the strict members, then the lenient ones. */
+static int event_from_json(const json_t *root, jitr_ca_known_fn *known, void *arg,
+                           struct jitr_event *out, struct err *e)
+{
+    json_t *v;
+    memset(out, 0, sizeof(*out));
+    if (!json_is_object(root)) {
+        return err_set(e, ERRC_INVALID, "event: must be a JSON object");
+    }
+    if (hex64(root, "certificateId", out->cert_id, e) != 0 ||
+        hex64(root, "caCertificateId", out->ca_id, e) != 0) {
+        goto fail;
+    }
+    v = json_object_get(root, "certificateStatus");
+    if (v == NULL || json_is_null(v)) {
+        err_set(e, ERRC_INVALID, "event: 'certificateStatus' is missing");
+        goto fail;
+    }
+    if (!json_is_string(v)) {
+        err_set(e, ERRC_INVALID, "event: 'certificateStatus' must be a string");
+        goto fail;
+    }
+    if (strcmp(json_string_value(v), "PENDING_ACTIVATION") != 0) {
+        err_set(e, ERRC_INVALID, "event: certificateStatus '%.40s' is not PENDING_ACTIVATION",
+                json_string_value(v));
+        goto fail;
+    }
+    v = json_object_get(root, "awsAccountId");
+    if (v == NULL || json_is_null(v)) {
+        err_set(e, ERRC_INVALID, "event: 'awsAccountId' is missing");
+        goto fail;
+    }
+    if (!json_is_string(v) || json_string_length(v) != 12) {
+        err_set(e, ERRC_INVALID, "event: 'awsAccountId' must be a string of 12 digits");
+        goto fail;
+    }
+    for (size_t i = 0; i < 12; i++) {
+        if (!isdigit((unsigned char)json_string_value(v)[i])) {
+            err_set(e, ERRC_INVALID, "event: 'awsAccountId' must be a string of 12 digits");
+            goto fail;
+        }
+    }
+    memcpy(out->account, json_string_value(v), 12);
+    out->account[12] = '\0';
+    out->timestamp_ms = timestamp(root, "timestamp");
+    out->registered_ms = timestamp(root, "certificateRegistrationTimestamp");
+    if (known != NULL && !known(arg, out->ca_id)) {
+        err_set(e, ERRC_DENIED, "event: caCertificateId %.16s... is not one of our CAs",
+                out->ca_id);
+        goto fail;
+    }
+    return 0;
+fail:
+    memset(out, 0, sizeof(*out));
+    return -1;
+}
+
+static size_t skip_ws(const uint8_t *s, size_t len, size_t i)
+{
+    while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n')) {
+        i++;
+    }
+    return i;
+}
+
+static int not_json(const char *what, const json_error_t *je, struct err *e)
+{
+    return err_set(e, ERRC_INVALID, "%s: not JSON: %s (line %d, column %d)", what, je->text,
+                   je->line, je->column);
+}
+
+/* The object of a single-event body. */
+static int parse_single(const uint8_t *body, size_t len, jitr_ca_known_fn *known, void *arg,
+                        struct jitr_events *out, struct err *e)
 {
     json_error_t je;
-    json_t *root = NULL;
-    if (len > max) {
-        err_set(e, ERRC_TOO_LARGE, "%s: body of %zu bytes is larger than %zu", what, len, max);
-        return NULL;
-    }
-    if (len == 0) {
-        err_set(e, ERRC_INVALID, "%s: empty body", what);
-        return NULL;
+    json_t *root;
+    if (len > JITR_EVENT_MAX) {
+        return err_set(e, ERRC_TOO_LARGE, "event: body of %zu bytes is larger than %d", len,
+                       JITR_EVENT_MAX);
     }
     root = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES, &je);
     if (root == NULL) {
-        err_set(e, ERRC_INVALID, "%s: not JSON: %s (line %d, column %d)", what, je.text, je.line,
-                je.column);
-        return NULL;
+        return not_json("event", &je, e);
     }
-    if (!json_is_object(root)) {
-        json_decref(root);
-        err_set(e, ERRC_INVALID, "%s: must be a JSON object", what);
-        return NULL;
+    out->n = 1;
+    if (event_from_json(root, known, arg, &out->ev[0], &out->err[0]) == 0) {
+        out->nvalid = 1;
     }
-    return root;
+    json_decref(root);
+    return 0;
+}
+
+/* One element of a batch at body[*pos]: decoded into out->ev[k] / out->err[k]; *pos moves past
+ * it. -1 only when the element cannot be delimited (the body is not JSON) or is an array. */
+static int parse_element(const uint8_t *body, size_t len, size_t *pos, size_t k,
+                         jitr_ca_known_fn *known, void *arg, struct jitr_events *out,
+                         struct err *e)
+{
+    const size_t flags = JSON_DECODE_ANY | JSON_DISABLE_EOF_CHECK;
+    json_error_t je;
+    json_t *v;
+    size_t start = *pos, used;
+    if (body[start] == '[') {
+        return err_set(e, ERRC_INVALID, "events: element %zu is an array: a batch is one array "
+                       "of event objects, not nested",
+                       k + 1);
+    }
+    v = json_loadb((const char *)body + start, len - start, flags | JSON_REJECT_DUPLICATES, &je);
+    if (v == NULL && json_error_code(&je) == json_error_duplicate_key) {
+        /* well-formed but ambiguous: delimit it without the check, refuse it alone */
+        v = json_loadb((const char *)body + start, len - start, flags, &je);
+        if (v == NULL) {
+            return not_json("events", &je, e);
+        }
+        json_decref(v);
+        v = NULL;
+        err_set(&out->err[k], ERRC_INVALID, "event: a member appears twice");
+    } else if (v == NULL) {
+        return not_json("events", &je, e);
+    }
+    used = (size_t)je.position;
+    *pos = start + used;
+    if (v == NULL) {
+        return 0;
+    }
+    if (used > JITR_EVENT_MAX) {
+        err_set(&out->err[k], ERRC_INVALID, "event: %zu bytes, larger than %d", used,
+                JITR_EVENT_MAX);
+    } else if (event_from_json(v, known, arg, &out->ev[k], &out->err[k]) == 0) {
+        out->nvalid++;
+    }
+    json_decref(v);
+    return 0;
+}
+
+/* A batch: '[' element (',' element)* ']' with at most JITR_BATCH_MAX elements. */
+static int parse_batch(const uint8_t *body, size_t len, size_t pos, jitr_ca_known_fn *known,
+                       void *arg, struct jitr_events *out, struct err *e)
+{
+    out->batch = true;
+    pos = skip_ws(body, len, pos + 1);
+    if (pos < len && body[pos] == ']') {
+        return err_set(e, ERRC_INVALID, "events: empty array");
+    }
+    for (;;) {
+        if (pos >= len) {
+            return err_set(e, ERRC_INVALID, "events: not JSON: the array is not closed");
+        }
+        if (out->n == JITR_BATCH_MAX) {
+            return err_set(e, ERRC_TOO_LARGE, "events: more than %d events in one body",
+                           JITR_BATCH_MAX);
+        }
+        if (parse_element(body, len, &pos, out->n, known, arg, out, e) != 0) {
+            return -1;
+        }
+        out->n++;
+        pos = skip_ws(body, len, pos);
+        if (pos < len && body[pos] == ',') {
+            pos = skip_ws(body, len, pos + 1);
+            continue;
+        }
+        if (pos < len && body[pos] == ']') {
+            break;
+        }
+        return err_set(e, ERRC_INVALID, "events: not JSON: ',' or ']' expected after element %zu",
+                       out->n);
+    }
+    if (skip_ws(body, len, pos + 1) != len) {
+        return err_set(e, ERRC_INVALID, "events: not JSON: data after the array");
+    }
+    return 0;
+}
+
+static void events_reset(struct jitr_events *out)
+{
+    for (size_t i = 0; i < JITR_BATCH_MAX; i++) {
+        memset(&out->ev[i], 0, sizeof(out->ev[i]));
+        err_clear(&out->err[i]);
+    }
+    out->n = out->nvalid = 0;
+    out->batch = false;
+}
+
+int jitr_events_parse(const uint8_t *body, size_t len, jitr_ca_known_fn *known, void *arg,
+                      struct jitr_events *out, struct err *e)
+{
+    size_t pos;
+    int rc;
+    events_reset(out);
+    if (len > JITR_BODY_MAX) {
+        return err_set(e, ERRC_TOO_LARGE, "events: body of %zu bytes is larger than %d", len,
+                       JITR_BODY_MAX);
+    }
+    pos = skip_ws(body, len, 0);
+    if (pos == len) {
+        return err_set(e, ERRC_INVALID, "event: empty body");
+    }
+    if (body[pos] == '[') {
+        rc = parse_batch(body, len, pos, known, arg, out, e);
+    } else if (body[pos] == '{') {
+        rc = parse_single(body, len, known, arg, out, e);
+    } else {
+        json_error_t je;
+        json_t *v = json_loadb((const char *)body, len, JSON_DECODE_ANY, &je);
+        rc = v == NULL ? not_json("event", &je, e)
+                       : err_set(e, ERRC_INVALID,
+                                 "event: must be a JSON object or an array of them");
+        json_decref(v);
+    }
+    if (rc != 0) {
+        events_reset(out);
+    }
+    return rc;
 }
 
 int jitr_event_parse(const uint8_t *body, size_t len, jitr_ca_known_fn *known, void *arg,
                      struct jitr_event *out, struct err *e)
 {
-    json_t *root = NULL, *v;
-    int rc = -1;
+    struct jitr_events all;
+    size_t pos = skip_ws(body, len, 0);
     memset(out, 0, sizeof(*out));
-    root = parse_object(body, len, JITR_EVENT_MAX, "event", e);
-    if (root == NULL) {
+    if (len > JITR_EVENT_MAX) {
+        return err_set(e, ERRC_TOO_LARGE, "event: body of %zu bytes is larger than %d", len,
+                       JITR_EVENT_MAX);
+    }
+    if (pos < len && body[pos] == '[') {
+        return err_set(e, ERRC_INVALID, "event: must be a JSON object");
+    }
+    if (jitr_events_parse(body, len, known, arg, &all, e) != 0) {
         return -1;
     }
-    if (hex64(root, "certificateId", out->cert_id, e) != 0 ||
-        hex64(root, "caCertificateId", out->ca_id, e) != 0) {
-        goto out;
+    if (all.nvalid != 1) {
+        err_copy(e, &all.err[0]);
+        return -1;
     }
-    v = json_object_get(root, "certificateStatus");
-    if (v == NULL) {
-        err_set(e, ERRC_INVALID, "event: 'certificateStatus' is missing");
-        goto out;
-    }
-    if (!json_is_string(v)) {
-        err_set(e, ERRC_INVALID, "event: 'certificateStatus' must be a string");
-        goto out;
-    }
-    if (strcmp(json_string_value(v), "PENDING_ACTIVATION") != 0) {
-        err_set(e, ERRC_INVALID, "event: certificateStatus '%.40s' is not PENDING_ACTIVATION",
-                json_string_value(v));
-        goto out;
-    }
-    v = json_object_get(root, "awsAccountId");
-    if (v == NULL) {
-        err_set(e, ERRC_INVALID, "event: 'awsAccountId' is missing");
-        goto out;
-    }
-    if (!json_is_string(v) || json_string_length(v) != 12) {
-        err_set(e, ERRC_INVALID, "event: 'awsAccountId' must be a string of 12 digits");
-        goto out;
-    }
-    for (size_t i = 0; i < 12; i++) {
-        if (!isdigit((unsigned char)json_string_value(v)[i])) {
-            err_set(e, ERRC_INVALID, "event: 'awsAccountId' must be a string of 12 digits");
-            goto out;
+    *out = all.ev[0];
+    return 0;
+}
+
+/* ---- ARNs and the destination confirmation -------------------------------------------------- */
+
+/* The partition of a region by its prefix (the AWS SDKs' partition table); "aws" otherwise. */
+static const struct {
+    const char *prefix;
+    const char *partition;
+} region_partitions[] = {
+    { "cn-", "aws-cn" },         { "us-gov-", "aws-us-gov" }, { "us-iso-", "aws-iso" },
+    { "us-isob-", "aws-iso-b" }, { "eu-isoe-", "aws-iso-e" }, { "us-isof-", "aws-iso-f" },
+    { "eusc-", "aws-eusc" },
+};
+
+const char *jitr_region_partition(const char *region)
+{
+    for (size_t i = 0; i < ARRAY_LEN(region_partitions); i++) {
+        if (str_has_prefix(region, region_partitions[i].prefix)) {
+            return region_partitions[i].partition;
         }
     }
-    memcpy(out->account, json_string_value(v), 12);
-    out->account[12] = '\0';
-    if (timestamp(root, "timestamp", &out->timestamp_ms, e) != 0 ||
-        timestamp(root, "certificateRegistrationTimestamp", &out->registered_ms, e) != 0) {
-        goto out;
+    return "aws";
+}
+
+/* Copies s[0..n) into out (cap) when every byte is in [a-z0-9-]. */
+static bool arn_field(const char *s, size_t n, char *out, size_t cap)
+{
+    if (n >= cap) {
+        return false;
     }
-    if (known != NULL && !known(arg, out->ca_id)) {
-        err_set(e, ERRC_DENIED, "event: caCertificateId %.16s... is not one of our CAs",
-                out->ca_id);
-        goto out;
+    for (size_t i = 0; i < n; i++) {
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-')) {
+            return false;
+        }
     }
-    rc = 0;
-out:
-    json_decref(root);
-    if (rc != 0) {
+    memcpy(out, s, n);
+    out[n] = '\0';
+    return true;
+}
+
+int jitr_arn_parse(const char *s, struct jitr_arn *out, struct err *e)
+{
+    const char *f[6];
+    size_t n[6], rl;
+    const char *p = s;
+    memset(out, 0, sizeof(*out));
+    for (int i = 0; i < 5; i++) {
+        const char *c = strchr(p, ':');
+        if (c == NULL) {
+            return err_set(e, ERRC_INVALID, "'%.80s' is not an ARN (arn:PARTITION:SERVICE:REGION:"
+                           "ACCOUNT:RESOURCE)", s);
+        }
+        f[i] = p;
+        n[i] = (size_t)(c - p);
+        p = c + 1;
+    }
+    f[5] = p;
+    n[5] = rl = strlen(p);
+    if (n[0] != 3 || memcmp(f[0], "arn", 3) != 0 ||
+        !arn_field(f[1], n[1], out->partition, sizeof(out->partition)) ||
+        !(strcmp(out->partition, "aws") == 0 || str_has_prefix(out->partition, "aws-")) ||
+        n[2] == 0 || !arn_field(f[2], n[2], out->service, sizeof(out->service)) ||
+        !arn_field(f[3], n[3], out->region, sizeof(out->region)) ||
+        !(n[4] == 0 || n[4] == 12) || rl == 0 || rl >= sizeof(out->resource)) {
         memset(out, 0, sizeof(*out));
+        return err_set(e, ERRC_INVALID, "'%.80s' is not an ARN (arn:PARTITION:SERVICE:REGION:"
+                       "ACCOUNT:RESOURCE)", s);
     }
-    return rc;
+    for (size_t i = 0; i < n[4]; i++) {
+        if (!isdigit((unsigned char)f[4][i])) {
+            memset(out, 0, sizeof(*out));
+            return err_set(e, ERRC_INVALID, "ARN '%.80s': the account must be 12 digits", s);
+        }
+        out->account[i] = f[4][i];
+    }
+    for (size_t i = 0; i < rl; i++) {
+        if ((unsigned char)p[i] <= ' ' || p[i] == 0x7f) {
+            memset(out, 0, sizeof(*out));
+            return err_set(e, ERRC_INVALID, "ARN '%.80s': the resource must be printable "
+                           "without spaces", s);
+        }
+    }
+    memcpy(out->resource, p, rl + 1);
+    return 0;
+}
+
+int jitr_destination_arn_parse(const char *s, struct jitr_arn *out, struct err *e)
+{
+    if (jitr_arn_parse(s, out, e) != 0) {
+        return -1;
+    }
+    if (strcmp(out->service, "iot") != 0 || out->region[0] == '\0' ||
+        out->account[0] == '\0' || !str_has_prefix(out->resource, "ruledestination/")) {
+        memset(out, 0, sizeof(*out));
+        return err_set(e, ERRC_INVALID, "'%.80s' is not the ARN of an AWS IoT topic rule "
+                       "destination (arn:PARTITION:iot:REGION:ACCOUNT:ruledestination/...)", s);
+    }
+    if (strcmp(out->partition, jitr_region_partition(out->region)) != 0) {
+        err_set(e, ERRC_INVALID, "ARN '%.80s': region %s is in partition %s, not %s", s,
+                out->region, jitr_region_partition(out->region), out->partition);
+        memset(out, 0, sizeof(*out));
+        return -1;
+    }
+    return 0;
+}
+
+void jitr_destination_arns_free(char **arns, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        xfree(arns[i]);
+    }
+    xfree(arns);
+}
+
+int jitr_destination_arns_parse(const char *list, char ***out, size_t *nout, struct err *e)
+{
+    char **arns = NULL;
+    size_t n = 0;
+    const char *p = list;
+    *out = NULL;
+    *nout = 0;
+    while (*p) {
+        size_t len = strcspn(p, ",");
+        const char *q = p, *end = p + len;
+        struct jitr_arn a;
+        char one[JITR_ARN_MAX + 1];
+        while (q < end && (*q == ' ' || *q == '\t')) {
+            q++;
+        }
+        while (end > q && (end[-1] == ' ' || end[-1] == '\t')) {
+            end--;
+        }
+        if (end - q > JITR_ARN_MAX) {
+            jitr_destination_arns_free(arns, n);
+            return err_set(e, ERRC_INVALID, "ARN '%.80s...' is longer than %d characters", q,
+                           JITR_ARN_MAX);
+        }
+        if (end > q) {
+            memcpy(one, q, (size_t)(end - q));
+            one[end - q] = '\0';
+            if (jitr_destination_arn_parse(one, &a, e) != 0) {
+                jitr_destination_arns_free(arns, n);
+                return -1;
+            }
+            arns = xrealloc(arns, (n + 1) * sizeof(*arns));
+            arns[n++] = xstrdup(one);
+        }
+        p += len + (p[len] ? 1 : 0);
+    }
+    *out = arns;
+    *nout = n;
+    return 0;
+}
+
+int jitr_destination_check(const struct jitr_confirm *c, const struct jitr_dest_policy *p,
+                           struct err *e)
+{
+    if (p->narns > 0) {
+        for (size_t i = 0; i < p->narns; i++) {
+            if (strcmp(c->arn, p->arns[i]) == 0) {
+                return 0;
+            }
+        }
+        return err_set(e, ERRC_DENIED, "destination %.200s is not in jitr.destination_arns",
+                       c->arn);
+    }
+    if (p->region == NULL || strcmp(c->dest.region, p->region) != 0) {
+        return err_set(e, ERRC_DENIED, "destination %.200s is not in this jitrd's region (%s)",
+                       c->arn, p->region ? p->region : "none");
+    }
+    for (size_t i = 0; i < p->naccounts; i++) {
+        if (p->accounts[i] != NULL && strcmp(c->dest.account, p->accounts[i]) == 0) {
+            return 0;
+        }
+    }
+    return err_set(e, ERRC_DENIED, "destination %.200s is not in an account where our CAs are "
+                   "registered",
+                   c->arn);
 }
 
 static int copy_str(const json_t *obj, const char *name, char *out, size_t cap, size_t min,
@@ -186,7 +507,7 @@ static int copy_str(const json_t *obj, const char *name, char *out, size_t cap, 
                        name, min, cap - 1);
     }
     for (size_t i = 0; i < n; i++) {
-        if (s[i] <= ' ' || s[i] == 0x7f) {
+        if ((unsigned char)s[i] <= ' ' || s[i] == 0x7f) {
             return err_set(e, ERRC_INVALID,
                            "confirmation: '%s' must be printable without spaces", name);
         }
@@ -198,12 +519,24 @@ static int copy_str(const json_t *obj, const char *name, char *out, size_t cap, 
 
 int jitr_confirm_parse(const uint8_t *body, size_t len, struct jitr_confirm *out, struct err *e)
 {
+    json_error_t je;
     json_t *root = NULL, *v;
     int rc = -1;
     memset(out, 0, sizeof(*out));
-    root = parse_object(body, len, JITR_CONFIRM_MAX, "confirmation", e);
+    if (len > JITR_CONFIRM_MAX) {
+        return err_set(e, ERRC_TOO_LARGE, "confirmation: body of %zu bytes is larger than %d",
+                       len, JITR_CONFIRM_MAX);
+    }
+    if (skip_ws(body, len, 0) == len) {
+        return err_set(e, ERRC_INVALID, "confirmation: empty body");
+    }
+    root = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES, &je);
     if (root == NULL) {
-        return -1;
+        return not_json("confirmation", &je, e);
+    }
+    if (!json_is_object(root)) {
+        err_set(e, ERRC_INVALID, "confirmation: must be a JSON object");
+        goto out;
     }
     v = json_object_get(root, "messageType");
     if (!json_is_string(v) || strcmp(json_string_value(v), "DestinationConfirmation") != 0) {
@@ -214,8 +547,8 @@ int jitr_confirm_parse(const uint8_t *body, size_t len, struct jitr_confirm *out
         copy_str(root, "arn", out->arn, sizeof(out->arn), 12, e) != 0) {
         goto out;
     }
-    if (!str_has_prefix(out->arn, "arn:aws:iot:")) {
-        err_set(e, ERRC_INVALID, "confirmation: 'arn' must be an arn:aws:iot: ARN");
+    if (jitr_destination_arn_parse(out->arn, &out->dest, e) != 0) {
+        err_prefix(e, "confirmation: 'arn'");
         goto out;
     }
     if (json_object_get(root, "enableUrl") != NULL &&

@@ -3,28 +3,34 @@
  * own listener, plain HTTP (behind a TLS-terminating load balancer) or TLS, SO_REUSEPORT in every
  * worker.
  *
- *   POST /v1/jitr/events   the registered event: secret header (SHA-256 of the presented value
- *                          compared with every configured secret's with CRYPTO_memcmp, all of
- *                          them, so neither the match nor the length leaks through timing; several
- *                          secrets for rotation) → jitr_event_parse → XADD → 202 only once Redis
- *                          acknowledged; 503 while Redis is unavailable (the HTTP action retries
- *                          5xx); 4xx for everything else and nothing queued.
+ *   POST /v1/jitr/events   the registered event, one object or a batch (an HTTP rule action
+ *                          with batching enabled sends a JSON array of up to 10): secret header
+ *                          (SHA-256 of the presented value compared with every configured
+ *                          secret's with CRYPTO_memcmp, all of them, so neither the match nor the
+ *                          length leaks through timing; several secrets for rotation) →
+ *                          jitr_events_parse → every valid event in one EVAL (XADDs) → 202 only
+ *                          once Redis acknowledged; 503 while Redis is unavailable (the HTTP
+ *                          action retries 5xx); 4xx when nothing in the body can be stored, and
+ *                          nothing queued. An event of a batch that can never be valid is logged,
+ *                          counted and listed in the 202: it must not make AWS send the good
+ *                          ones again.
  *   the same path with x-amz-rules-engine-message-type: DestinationConfirmation (or a
  *   confirmationToken query): the confirmation carries none of the rule's headers, so it needs
- *   no secret; it is answered 200 at once and confirmed with ConfirmTopicRuleDestination (the
- *   token is only ever sent back to AWS).
+ *   no secret; confirm.c decides whether and when to confirm it.
  *   GET /healthz, GET /metrics (jitr:stats, queue depth, dead letters, the SQS intake's
  *   counters; Prometheus text).
- * jitr_intake_validate and jitr_event_enqueue are the one validation and the one XADD of every
- * intake: this one and the SQS poller (sqs.c). With an SQS queue configured the intake may run
- * without secrets (POST /v1/jitr/events then answers 401) and without a listener (listen "").
+ * jitr_intake_parse and jitr_events_enqueue are the one validation and the one way into the
+ * stream of every intake: this one and the SQS poller (sqs.c). With an SQS queue configured the
+ * intake may run without secrets (POST /v1/jitr/events then answers 401) and without a listener
+ * (listen "").
  *
  * HTTP is httpd/ (the server of jitrd's signing API): every refusal, including a malformed
- * request line or header, a body above JITR_EVENT_MAX (413 as soon as its Content-Length is read)
+ * request line or header, a body above JITR_BODY_MAX (413 as soon as its Content-Length is read)
  * and an unknown route, is JSON {"error":{"code","message"}}. A reply after the client went away
- * is safe: httpd drops it and frees the request. Requests waiting for Redis (the XADD, /metrics)
- * are counted in intake_busy (jitr_service_busy); at shutdown the Redis client is freed first,
- * which answers them (503, or metrics with jitr_redis_up 0) before the server goes.
+ * is safe: httpd drops it and frees the request. Requests waiting for Redis (the XADDs,
+ * /metrics, a confirmation's checks) are counted in intake_busy (jitr_service_busy); at shutdown
+ * the Redis client is freed first, which answers them (503, or metrics with jitr_redis_up 0)
+ * before the server goes.
  */
 #include <netdb.h>
 #include <openssl/crypto.h>
@@ -128,86 +134,158 @@ static bool secret_ok(const struct jitr_service *s, const char *v)
 
 /* ---- events --------------------------------------------------------------------------------- */
 
-struct pending {
-    struct jitr_service *s;
-    struct httpd_req *req;
-};
+/* Every valid event of a body in one round trip: XADDs in one script (atomic; the reply lists
+ * the stream ids in order). ARGV: src, recv, then cert, ca, account, ts per event. */
+static const char enqueue_lua[] =
+    "local ids = {}\n"
+    "for i = 3, #ARGV, 4 do\n"
+    "  ids[#ids + 1] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', '1000000', '*', 'cert',\n"
+    "    ARGV[i], 'ca', ARGV[i + 1], 'account', ARGV[i + 2], 'recv', ARGV[2], 'ts',\n"
+    "    ARGV[i + 3], 'src', ARGV[1])\n"
+    "end\n"
+    "return ids\n";
 
-static void on_xadd(void *arg, const struct store_reply *r, const struct err *e)
+int jitr_intake_parse(struct jitr_service *s, const uint8_t *body, size_t len,
+                      struct jitr_events *out, struct err *e)
 {
-    struct pending *p = arg;
-    p->s->intake_busy--;
-    if (e != NULL) {
-        jitr_stat_incr(p->s, "intake:503", 1);
-        log_warn("jitr: intake: event not stored, answering 503: %s", e->msg);
-        httpd_reply_error(p->req, 503, "unavailable", "the event queue is unavailable; retry");
-    } else {
-        char body[128];
-        snprintf(body, sizeof(body), "{\"queued\":\"%.60s\"}",
-                 r->type == STORE_REPLY_STRING ? r->str : "");
-        jitr_stat_incr(p->s, "intake:202", 1);
-        reply_json(p->req, 202, body);
-    }
-    xfree(p);
+    return jitr_events_parse(body, len, jitr_ca_known, s, out, e);
 }
 
-static void on_confirmed(void *arg, const struct aws_iot_result *r, const struct err *e)
+int jitr_events_enqueue(struct jitr_service *s, const struct jitr_event *const *evs, size_t n,
+                        const char *src, store_reply_cb *cb, void *arg, struct err *e)
 {
-    struct jitr_service *s = arg;
-    (void)r;
-    if (e != NULL) {
-        log_warn("jitr: ConfirmTopicRuleDestination failed: %s", e->msg);
-        jitr_stat_incr(s, "confirm:failed", 1);
-    } else {
-        log_info("jitr: topic rule destination confirmed");
-        jitr_stat_incr(s, "confirm:ok", 1);
-    }
-}
-
-static void handle_confirmation(struct jitr_service *s, struct httpd_req *req, const uint8_t *body,
-                                size_t len)
-{
-    struct jitr_confirm c;
-    struct err e = ERR_INIT;
-    json_t *in = NULL;
-    if (jitr_confirm_parse(body, len, &c, &e) != 0) {
-        jitr_stat_incr(s, "confirm:invalid", 1);
-        httpd_reply_err(req, &e);
-        return;
-    }
-    in = json_pack("{s:s}", "confirmationToken", c.token);
-    if (jitr_aws_call(s, AWS_IOT_CONFIRM_TOPIC_RULE_DESTINATION, in, on_confirmed, s, &e) != 0) {
-        json_decref(in);
-        log_warn("jitr: cannot confirm destination %s: %s", c.arn, e.msg);
-        httpd_reply_error(req, 503, "unavailable", "cannot confirm now; retry");
-        return;
-    }
-    json_decref(in);
-    log_info("jitr: confirming topic rule destination %s", c.arn);
-    reply_json(req, 200, "{\"confirming\":true}");
-}
-
-/* The checks every intake applies to an event body (HTTP and SQS alike). */
-int jitr_intake_validate(struct jitr_service *s, const uint8_t *body, size_t len,
-                         struct jitr_event *ev, struct err *e)
-{
-    return jitr_event_parse(body, len, jitr_ca_known, s, ev, e);
-}
-
-int jitr_event_enqueue(struct jitr_service *s, const struct jitr_event *ev, const char *src,
-                       store_reply_cb *cb, void *arg, struct err *e)
-{
-    char recv[24], ts[24];
-    snprintf(recv, sizeof(recv), "%lld", (long long)time_now_ms());
-    snprintf(ts, sizeof(ts), "%lld", (long long)ev->timestamp_ms);
-    const char *av[] = { "XADD", STORE_PREFIX "jitr:events", "MAXLEN", "~", "1000000", "*",
-                         "cert", ev->cert_id, "ca", ev->ca_id, "account", ev->account,
-                         "recv", recv, "ts", ts, "src", src };
+    char recv[24];
+    const char **av;
+    char (*ts)[24];
+    size_t ac = 0;
+    int rc;
     if (s->rs == NULL || s->stopping) {
         return err_set(e, ERRC_UNAVAILABLE, "jitr: the event queue is stopping");
     }
-    return store_async_cmd(s->rs, (int)ARRAY_LEN(av), av, NULL, INTAKE_REDIS_TIMEOUT_MS, cb, arg,
-                           e);
+    if (n == 0) {
+        return err_set(e, ERRC_INVALID, "jitr: no event to queue");
+    }
+    snprintf(recv, sizeof(recv), "%lld", (long long)time_now_ms());
+    av = xcalloc(5 + 4 * n, sizeof(*av));
+    ts = xcalloc(n, sizeof(*ts));
+    av[ac++] = "EVAL";
+    av[ac++] = enqueue_lua;
+    av[ac++] = "1";
+    av[ac++] = STORE_PREFIX "jitr:events";
+    av[ac++] = src;
+    av[ac++] = recv;
+    for (size_t i = 0; i < n; i++) {
+        snprintf(ts[i], sizeof(ts[i]), "%lld", (long long)evs[i]->timestamp_ms);
+        av[ac++] = evs[i]->cert_id;
+        av[ac++] = evs[i]->ca_id;
+        av[ac++] = evs[i]->account;
+        av[ac++] = ts[i];
+    }
+    rc = store_async_cmd(s->rs, (int)ac, av, NULL, INTAKE_REDIS_TIMEOUT_MS, cb, arg, e);
+    xfree(ts);
+    xfree(av);
+    return rc;
+}
+
+/* The reason class of a refused event, for the counters. */
+const char *jitr_event_reject_class(enum err_code c)
+{
+    return c == ERRC_DENIED ? "foreign_ca" : "invalid";
+}
+
+struct pending {
+    struct jitr_service *s;
+    struct httpd_req *req;
+    struct jitr_events evs;
+};
+
+static void stat_status(struct jitr_service *s, int status)
+{
+    char f[32];
+    snprintf(f, sizeof(f), "intake:%d", status);
+    jitr_stat_incr(s, f, 1);
+}
+
+/* Counts (and logs, never the body) every refused event of a body. */
+static void note_refused(struct jitr_service *s, const struct jitr_events *evs, const char *src)
+{
+    for (size_t i = 0; i < evs->n; i++) {
+        char f[64];
+        if (evs->err[i].code == ERRC_OK) {
+            continue;
+        }
+        snprintf(f, sizeof(f), "events:%s:rejected:%s", src,
+                 jitr_event_reject_class(evs->err[i].code));
+        jitr_stat_incr(s, f, 1);
+        if (evs->batch) {
+            log_info("jitr: intake refused event %zu of %zu of a batch: %s", i + 1, evs->n,
+                     evs->err[i].msg);
+        } else {
+            log_info("jitr: intake refused an event: %s", evs->err[i].msg);
+        }
+    }
+}
+
+static void on_enqueued(void *arg, const struct store_reply *r, const struct err *e)
+{
+    struct pending *p = arg;
+    struct jitr_service *s = p->s;
+    json_t *queued, *rejected;
+    size_t k = 0;
+    s->intake_busy--;
+    if (e != NULL || r->type != STORE_REPLY_ARRAY || r->n != p->evs.nvalid) {
+        stat_status(s, 503);
+        log_warn("jitr: intake: %zu event(s) not stored, answering 503: %s", p->evs.nvalid,
+                 e ? e->msg : "unexpected reply to the XADD script");
+        httpd_reply_error(p->req, 503, "unavailable", "the event queue is unavailable; retry");
+        xfree(p);
+        return;
+    }
+    stat_status(s, 202);
+    jitr_stat_incr(s, "events:http:queued", (long long)p->evs.nvalid);
+    if (!p->evs.batch) {
+        httpd_reply_json(p->req, 202, json_pack("{s:s}", "queued", r->elem[0].str ? r->elem[0].str
+                                                                                   : ""));
+        xfree(p);
+        return;
+    }
+    queued = json_array();
+    rejected = json_array();
+    for (size_t i = 0; i < p->evs.n; i++) {
+        const struct err *ee = &p->evs.err[i];
+        if (ee->code == ERRC_OK) {
+            const struct store_reply *id = &r->elem[k++];
+            json_array_append_new(queued, json_string(id->str ? id->str : ""));
+        } else {
+            json_array_append_new(rejected,
+                                  json_pack("{s:I,s:{s:s,s:s}}", "index", (json_int_t)i, "error",
+                                            "code", err_code_name(ee->code), "message", ee->msg));
+        }
+    }
+    httpd_reply_json(p->req, 202, json_pack("{s:o,s:o}", "queued", queued, "rejected", rejected));
+    xfree(p);
+}
+
+/* Nothing in the body can be stored: the single event's own error, or for a batch the first
+ * element's reason (400 if any element is malformed, 403 when they all name foreign CAs). */
+static void reply_none_valid(struct jitr_service *s, struct httpd_req *req,
+                             const struct jitr_events *evs)
+{
+    struct err e = ERR_INIT;
+    enum err_code code = ERRC_DENIED;
+    if (!evs->batch) {
+        stat_status(s, err_http_status(evs->err[0].code));
+        httpd_reply_err(req, &evs->err[0]);
+        return;
+    }
+    for (size_t i = 0; i < evs->n; i++) {
+        if (evs->err[i].code != ERRC_DENIED) {
+            code = ERRC_INVALID;
+        }
+    }
+    err_set(&e, code, "no valid event in the batch of %zu: event 1: %s", evs->n, evs->err[0].msg);
+    stat_status(s, err_http_status(code));
+    httpd_reply_err(req, &e);
 }
 
 /* POST /v1/jitr/events (and /v1/jitr/events/). */
@@ -218,36 +296,47 @@ static void on_event(struct httpd_req *req, void *arg)
     const uint8_t *body = httpd_req_body(req, &len);
     const char *mt = httpd_req_header(req, "x-amz-rules-engine-message-type");
     const char *secret = httpd_req_header(req, s->cfg.secret_header);
-    struct jitr_event ev;
+    const struct jitr_event *valid[JITR_BATCH_MAX];
     struct err e = ERR_INIT;
     struct pending *p;
+    size_t nv = 0;
     if ((mt != NULL && strcmp(mt, "DestinationConfirmation") == 0) ||
         httpd_req_query(req, "confirmationToken") != NULL) {
-        handle_confirmation(s, req, body, len);
+        jitr_confirm_post(s, req, body, len);
         return;
     }
     if (!secret_ok(s, secret)) {
-        jitr_stat_incr(s, "intake:401", 1);
+        stat_status(s, 401);
         httpd_reply_error(req, 401, "denied",
                           s->nsecrets == 0 ? "the HTTP event intake is off (no secret configured)"
                           : secret != NULL ? "wrong secret"
                                            : "missing secret header");
         return;
     }
-    if (jitr_intake_validate(s, body, len, &ev, &e) != 0) {
-        char f[32];
-        snprintf(f, sizeof(f), "intake:%d", err_http_status(e.code));
-        jitr_stat_incr(s, f, 1);
-        log_info("jitr: intake refused an event: %s", e.msg);
-        httpd_reply_err(req, &e);
-        return;
-    }
     p = xcalloc(1, sizeof(*p));
     p->s = s;
     p->req = req;
-    if (jitr_event_enqueue(s, &ev, "http", on_xadd, p, &e) != 0) {
+    if (jitr_intake_parse(s, body, len, &p->evs, &e) != 0) {
+        stat_status(s, err_http_status(e.code));
+        log_info("jitr: intake refused a body: %s", e.msg);
+        httpd_reply_err(req, &e);
         xfree(p);
-        jitr_stat_incr(s, "intake:503", 1);
+        return;
+    }
+    note_refused(s, &p->evs, "http");
+    if (p->evs.nvalid == 0) {
+        reply_none_valid(s, req, &p->evs);
+        xfree(p);
+        return;
+    }
+    for (size_t i = 0; i < p->evs.n; i++) {
+        if (p->evs.err[i].code == ERRC_OK) {
+            valid[nv++] = &p->evs.ev[i];
+        }
+    }
+    if (jitr_events_enqueue(s, valid, nv, "http", on_enqueued, p, &e) != 0) {
+        xfree(p);
+        stat_status(s, 503);
         httpd_reply_error(req, 503, "unavailable", "the event queue is unavailable; retry");
         return;
     }
@@ -279,6 +368,12 @@ static void metric_line(struct buf *b, const char *field, const char *value)
         buf_addf(b, "jitr_aws_retries_total{api=\"%s\"} %s\n", c1 + 1, value);
     } else if (str_has_prefix(field, "intake:")) {
         buf_addf(b, "jitr_intake_requests_total{status=\"%s\"} %s\n", c1 + 1, value);
+    } else if (str_has_prefix(field, "events:") && c2 && str_has_prefix(c2 + 1, "rejected:")) {
+        buf_addf(b, "jitr_intake_events_rejected_total{src=\"%.*s\",reason=\"%s\"} %s\n",
+                 (int)(c2 - c1 - 1), c1 + 1, c2 + 10, value);
+    } else if (str_has_prefix(field, "events:") && c2 && strcmp(c2 + 1, "queued") == 0) {
+        buf_addf(b, "jitr_intake_events_queued_total{src=\"%.*s\"} %s\n", (int)(c2 - c1 - 1),
+                 c1 + 1, value);
     } else if (str_has_prefix(field, "confirm:")) {
         buf_addf(b, "jitr_destination_confirmations_total{result=\"%s\"} %s\n", c1 + 1, value);
     } else if (str_has_prefix(field, "sqs:rejected:")) {
@@ -477,7 +572,7 @@ int jitr_intake_start(struct jitr_service *s, struct err *e)
     }
     memset(&o, 0, sizeof(o));
     o.listen = addr;
-    o.max_body = JITR_EVENT_MAX;
+    o.max_body = JITR_BODY_MAX;
     o.request_timeout = INTAKE_TIMEOUT_S;
     o.idle_timeout = INTAKE_TIMEOUT_S;
     o.max_conns = INTAKE_MAX_CONNS;

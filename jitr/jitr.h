@@ -11,6 +11,7 @@
  *   service.c   the production jitr_io inside a jitrd worker: Redis stream consumer group,
  *               AWS IoT client, audit, metrics in Redis, reconciler, dead letters
  *   intake.c    POST /v1/jitr/events on its own listener (plain HTTP or TLS)
+ *   confirm.c   the topic rule destination's confirmation (ConfirmTopicRuleDestination)
  *   admin.c     synchronous helpers for jitrctl (status, dead letters)
  *
  * Redis keys (prefix "jitrca:"):
@@ -22,7 +23,12 @@
  *   jitr:lock:<certId>   in-flight lock (SET NX PX): concurrent duplicates do not race
  *   jitr:policy:<name>   hash: sha256 and version of the document known to be in AWS
  *   jitr:stats           hash: counters (outcomes, states, AWS calls by API and result,
- *                        latency histogram) shared by every jitrd process
+ *                        latency histogram, intake refusals) shared by every jitrd process
+ *   jitr:confirm:<sha256 of a confirmation token>
+ *                        string pending | done | failed (with a TTL): at most one
+ *                        ConfirmTopicRuleDestination per token
+ *   jitr:confirm_gate    set for JITR_CONFIRM_INTERVAL_MS after each confirmation started:
+ *                        the global rate limit
  */
 #ifndef JITR_JITR_H
 #define JITR_JITR_H
@@ -41,50 +47,112 @@
 
 /* ---- event.c -------------------------------------------------------------------------------- */
 
-#define JITR_EVENT_MAX      8192 /* bytes: the event is about 300 */
-#define JITR_CONFIRM_MAX    8192
-#define JITR_TOKEN_MAX      2048 /* ConfirmTopicRuleDestination: token 1..2048 */
+#define JITR_EVENT_MAX   8192   /* bytes of one event (it is about 300) */
+#define JITR_BATCH_MAX   10     /* events of one batched HTTP rule action (maxBatchSize) */
+#define JITR_BODY_MAX    131072 /* bytes of an intake body (the largest maxBatchSizeBytes) */
+#define JITR_CONFIRM_MAX 8192
+#define JITR_TOKEN_MAX   2048 /* ConfirmTopicRuleDestination: token 1..2048 */
+#define JITR_ARN_MAX     511
 
 struct jitr_event {
     char cert_id[65]; /* lowercase hex */
     char ca_id[65];
     char account[13];
-    int64_t timestamp_ms;  /* 0 when absent */
-    int64_t registered_ms; /* certificateRegistrationTimestamp, 0 when absent */
+    int64_t timestamp_ms;  /* 0 when absent or not a number */
+    int64_t registered_ms; /* certificateRegistrationTimestamp, 0 when absent, null, ... */
     int64_t received_ms;   /* when the intake accepted it (not from the body) */
 };
 
 /* Is ca_id (lowercase hex) one of our registered CAs? */
 typedef bool jitr_ca_known_fn(void *arg, const char *ca_id);
 
-/* Parses and validates the body AWS's HTTP action sends (docs/aws-iot.md, "The registered event"):
- * a JSON object with certificateId and caCertificateId (64 hex digits, stored lowercase),
- * certificateStatus "PENDING_ACTIVATION", awsAccountId (12 digits), timestamp and
- * certificateRegistrationTimestamp (optional; number or numeric string). Other members are ignored.
- * known == NULL accepts any CA. ERRC_TOO_LARGE above JITR_EVENT_MAX; ERRC_INVALID naming the member
- * otherwise; ERRC_DENIED for a CA that is not ours. */
+/* A body as the intakes receive it (docs/jitr.md "Accepted events"): one event, or a batch. */
+struct jitr_events {
+    bool batch;    /* the body was a JSON array (an HTTP rule action with batching enabled) */
+    size_t n;      /* events in the body: 1 for a single object, 1..JITR_BATCH_MAX for a batch */
+    size_t nvalid; /* of which valid */
+    struct jitr_event ev[JITR_BATCH_MAX]; /* ev[i] is valid when err[i].code is ERRC_OK */
+    struct err err[JITR_BATCH_MAX];       /* why element i can never be valid */
+};
+
+/* Parses and validates an intake body: a JSON object, the registered event (docs/aws-iot.md,
+ * "The registered event"), or a JSON array of 1..JITR_BATCH_MAX of them. Each event: certificateId and caCertificateId
+ * (64 hex digits, stored lowercase), certificateStatus "PENDING_ACTIVATION", awsAccountId (12
+ * digits) are required and checked strictly; timestamp and certificateRegistrationTimestamp are
+ * read when they are a number or a numeric string (0 otherwise: absent, null, ...); other
+ * members are ignored; a duplicate member refuses the event. known == NULL accepts any CA.
+ * Returns 0 when the body could be read, each event's verdict in out->err[i] (ERRC_INVALID
+ * naming the member; ERRC_DENIED for a CA that is not ours), or -1 refusing the whole body:
+ * ERRC_TOO_LARGE above JITR_BODY_MAX bytes (a single object: JITR_EVENT_MAX), above
+ * JITR_BATCH_MAX elements; ERRC_INVALID for an empty body, not JSON, neither an object nor an
+ * array, an empty array, an array inside the array. In a batch, an element above JITR_EVENT_MAX
+ * bytes or that is not an object is refused alone (out->err). */
+int jitr_events_parse(const uint8_t *body, size_t len, jitr_ca_known_fn *known, void *arg,
+                      struct jitr_events *out, struct err *e) ATTR_WUR;
+
+/* One event only (a JSON object, at most JITR_EVENT_MAX bytes): jitr_events_parse's checks;
+ * out is zeroed and *e says why when the body or the event is refused. */
 int jitr_event_parse(const uint8_t *body, size_t len, jitr_ca_known_fn *known, void *arg,
                      struct jitr_event *out, struct err *e) ATTR_WUR;
 
+/* An ARN taken apart, generically: arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE (PARTITION aws
+ * or aws-..., SERVICE and REGION of [a-z0-9-], ACCOUNT empty or 12 digits, RESOURCE printable
+ * without spaces). */
+struct jitr_arn {
+    char partition[24];
+    char service[32];
+    char region[32];
+    char account[13];
+    char resource[JITR_ARN_MAX + 1];
+};
+int jitr_arn_parse(const char *s, struct jitr_arn *out, struct err *e) ATTR_WUR;
+/* The partition of a region: aws-cn for cn-*, aws-us-gov for us-gov-*, ...; "aws" otherwise. */
+const char *jitr_region_partition(const char *region);
+/* The ARN of an IoT topic rule destination: service iot, a region, an account, a resource
+ * ruledestination/..., the partition of that region (arn:aws-cn:iot:cn-north-1:...). */
+int jitr_destination_arn_parse(const char *s, struct jitr_arn *out, struct err *e) ATTR_WUR;
+/* jitr.destination_arns: comma-separated destination ARNs (spaces around them ignored) into a
+ * new array of n strings; ERRC_INVALID naming the first bad one. */
+int jitr_destination_arns_parse(const char *list, char ***out, size_t *n, struct err *e) ATTR_WUR;
+void jitr_destination_arns_free(char **arns, size_t n);
+
 struct jitr_confirm {
-    char arn[512];
+    char arn[JITR_ARN_MAX + 1];
+    struct jitr_arn dest; /* arn taken apart */
     char token[JITR_TOKEN_MAX + 1];
     char enable_url[JITR_TOKEN_MAX + 256];
 };
 
 /* The destination-confirmation message (docs/aws-iot.md, "Topic rule HTTP action"): {"arn",
- * "confirmationToken", "enableUrl", "messageType": "DestinationConfirmation"}. The token must be
- * 1..2048 printable characters without spaces, the arn an "arn:aws:iot:" ARN. ERRC_INVALID
- * otherwise. */
+ * "confirmationToken", "enableUrl", "messageType": "DestinationConfirmation"}. The token must be 1..2048 printable
+ * characters without spaces, the arn a topic rule destination's (jitr_destination_arn_parse, any
+ * partition). ERRC_INVALID otherwise, ERRC_TOO_LARGE above JITR_CONFIRM_MAX bytes. */
 int jitr_confirm_parse(const uint8_t *body, size_t len, struct jitr_confirm *out,
                        struct err *e) ATTR_WUR;
 
+/* The destinations this jitrd confirms: the ARNs of jitr.destination_arns when there are any,
+ * else every destination in region whose account is one of accounts (those our CAs are
+ * registered in). */
+struct jitr_dest_policy {
+    const char *const *arns;
+    size_t narns;
+    const char *region;
+    const char *const *accounts;
+    size_t naccounts;
+};
+/* 0 when c names one of p's destinations; ERRC_DENIED saying why otherwise. */
+int jitr_destination_check(const struct jitr_confirm *c, const struct jitr_dest_policy *p,
+                           struct err *e) ATTR_WUR;
+
 /* ---- sqs.c: the SQS intake's message bodies ------------------------------------------------ */
 
-/* An SQS message body as an IoT rule's sqs action sends it: the event JSON, or its base64
- * (useBase64: true); detected, not configured. out receives the JSON text (something starting
- * with '{' after whitespace). ERRC_TOO_LARGE above 2 * JITR_EVENT_MAX bytes; ERRC_INVALID when
- * the body is neither a JSON object nor base64 of one. *was_base64 says which it was. */
+#define JITR_SQS_BODY_MAX (2 * JITR_BODY_MAX) /* bytes of a message body (base64 is 4/3) */
+
+/* An SQS message body as an IoT rule's sqs action sends it: the event JSON (an object, or an
+ * array of them), or its base64 (useBase64: true); detected, not configured. out receives the
+ * JSON text (something starting with '{' or '[' after whitespace), for jitr_events_parse.
+ * ERRC_TOO_LARGE above JITR_SQS_BODY_MAX bytes; ERRC_INVALID when the body is neither JSON
+ * nor base64 of it. *was_base64 says which it was. */
 int jitr_sqs_body_decode(const char *body, size_t len, struct buf *out, bool *was_base64,
                          struct err *e) ATTR_WUR;
 

@@ -15,11 +15,13 @@
 
 struct event;
 struct httpd;
+struct httpd_req;
 struct audit_log;
 struct sflow;
 struct jitr_pol;
 struct jitr_sqs;
 struct jitr_auditq;
+struct jitr_confirmer;
 
 /* The JITR settings file (docs/jitr.md). */
 struct jitr_cfg {
@@ -39,6 +41,7 @@ struct jitr_cfg {
     int64_t reconcile_interval_s, reconcile_min_age_s, lock_ms;
     char *sqs_queue_url; /* "" = no SQS intake */
     int64_t sqs_wait_s, sqs_max_messages;
+    char *destination_arns; /* comma-separated; "" = by account and region */
 };
 /* The "jitr" section of conf, copied; cross-key rules checked (errors name jitr.KEY). */
 int jitr_cfg_from_conf(const struct conf *conf, struct jitr_cfg *c, struct err *e) ATTR_WUR;
@@ -86,6 +89,8 @@ struct jitr_service {
     size_t intake_busy; /* requests waiting for Redis (XADD, /metrics) */
     /* SQS intake (sqs.c); NULL without jitr.sqs_queue_url */
     struct jitr_sqs *sqs;
+    /* destination confirmations (confirm.c) */
+    struct jitr_confirmer *confirm;
 };
 
 int jitr_cas_load(struct jitr_service *s, struct err *e) ATTR_WUR;
@@ -124,13 +129,26 @@ void jitr_auditq_free(struct jitr_auditq *q);
 /* intake.c */
 int jitr_intake_start(struct jitr_service *s, struct err *e) ATTR_WUR;
 void jitr_intake_stop(struct jitr_service *s);
-/* The validation every intake applies (HTTP and SQS): jitr_event_parse with our CA table. */
-int jitr_intake_validate(struct jitr_service *s, const uint8_t *body, size_t len,
-                         struct jitr_event *ev, struct err *e) ATTR_WUR;
-/* The one way a validated event enters the stream: XADD jitr:events (cert, ca, account, recv,
- * ts, src = "http" | "sqs"). cb as store_async_cmd: e == NULL once Redis acknowledged it. */
-int jitr_event_enqueue(struct jitr_service *s, const struct jitr_event *ev, const char *src,
-                       store_reply_cb *cb, void *arg, struct err *e) ATTR_WUR;
+/* The validation every intake applies (HTTP and SQS): jitr_events_parse with our CA table. */
+int jitr_intake_parse(struct jitr_service *s, const uint8_t *body, size_t len,
+                      struct jitr_events *out, struct err *e) ATTR_WUR;
+/* The one way validated events enter the stream: one EVAL whose XADDs add an entry per event to
+ * jitr:events (cert, ca, account, recv, ts, src = "http" | "sqs"), n >= 1. cb as
+ * store_async_cmd: e == NULL once Redis acknowledged them all, r an array of the n stream ids. */
+int jitr_events_enqueue(struct jitr_service *s, const struct jitr_event *const *evs, size_t n,
+                        const char *src, store_reply_cb *cb, void *arg, struct err *e) ATTR_WUR;
+/* "foreign_ca" for ERRC_DENIED, else "invalid": the reason label of a refused event. */
+const char *jitr_event_reject_class(enum err_code c);
+
+/* confirm.c: the topic rule destination's confirmation (docs/jitr.md "Destination
+ * confirmation"). start reads jitr.destination_arns and what AWS clients for other regions
+ * need from conf; post handles a confirmation POST (req is answered, now or after Redis);
+ * stop cancels retries and frees the other regions' clients: after the Redis client and the
+ * main AWS client are gone (their callbacks have run). */
+int jitr_confirm_start(struct jitr_service *s, const struct conf *conf, struct err *e) ATTR_WUR;
+void jitr_confirm_post(struct jitr_service *s, struct httpd_req *req, const uint8_t *body,
+                       size_t len);
+void jitr_confirm_stop(struct jitr_service *s);
 
 /* sqs.c: the SQS long-poll intake of this worker (docs/jitr.md "SQS intake"). start with no
  * queue URL configured does nothing; stop aborts a pending long poll (messages received but not

@@ -62,6 +62,7 @@ static void cfg_release(struct jitr_cfg *c)
     xfree(c->thing_conflict);
     xfree(c->aws_rates);
     xfree(c->sqs_queue_url);
+    xfree(c->destination_arns);
     memset(c, 0, sizeof(*c));
 }
 
@@ -86,6 +87,7 @@ int jitr_cfg_from_conf(const struct conf *conf, struct jitr_cfg *c, struct err *
         .exclusive_thing = conf->jitr_exclusive_thing,
         .aws_rates = xstrdup(conf->jitr_aws_rates),
         .sqs_queue_url = xstrdup(conf->jitr_sqs_queue_url),
+        .destination_arns = xstrdup(conf->jitr_destination_arns),
         .max_in_flight = conf->jitr_max_in_flight,
         .claim_idle_ms = conf->jitr_claim_idle_ms,
         .max_attempts = conf->jitr_max_attempts,
@@ -138,6 +140,15 @@ int jitr_cfg_from_conf(const struct conf *conf, struct jitr_cfg *c, struct err *
             goto fail;
         }
         aws_sqs_queue_release(&q);
+    }
+    {
+        char **arns = NULL;
+        size_t n = 0;
+        if (jitr_destination_arns_parse(c->destination_arns, &arns, &n, e) != 0) {
+            err_prefix(e, "%s: jitr.destination_arns", file);
+            goto fail;
+        }
+        jitr_destination_arns_free(arns, n);
     }
     return 0;
 fail:
@@ -1241,7 +1252,7 @@ struct jitr_service *jitr_service_new(struct event_base *base, const struct conf
     if (jitr_intake_start(s, e) != 0) {
         goto fail;
     }
-    if (jitr_sqs_start(s, e) != 0) {
+    if (jitr_sqs_start(s, e) != 0 || jitr_confirm_start(s, conf, e) != 0) {
         goto fail;
     }
     s->kick = evtimer_new(base, on_kick, s);
@@ -1303,6 +1314,7 @@ void jitr_service_free(struct jitr_service *s)
     store_async_free(s->rblock);
     store_async_free(s->rs);
     s->rs = s->rblock = NULL;
+    jitr_confirm_stop(s); /* after the clients whose callbacks it waits for */
     jitr_intake_stop(s);
     while (s->flows) {
         struct sflow *f = s->flows;

@@ -2,21 +2,24 @@
  * The SQS long-poll intake (docs/jitr.md "SQS intake"): for users without a public HTTPS
  * endpoint, an IoT topic rule with an sqs action puts the registered event on a queue and every
  * jitrd worker polls it. The poller feeds the same stream after the same validation as the HTTP
- * intake (jitr_intake_validate, jitr_event_enqueue in intake.c).
+ * intake (jitr_intake_parse, jitr_events_enqueue in intake.c). A body is one event or an array
+ * of them, as the HTTP intake takes them.
  *
  * One poller per worker, one SQS request outstanding at a time, an explicit state machine:
  *   RECEIVE   ReceiveMessage (long poll: jitr.sqs_wait_seconds, jitr.sqs_max_messages)
- *   ENQUEUE   each message: decode (JSON or base64 of it) → validate → XADD; a message that can
- *             never be valid is marked for deletion at once (logged by MessageId, counted by
- *             reason, never enqueued)
- *   DELETE    DeleteMessageBatch of what Redis acknowledged plus the invalid ones; a message
- *             whose XADD failed is left alone: SQS delivers it again after the visibility
- *             timeout (at-least-once; the workers are idempotent, so duplicates are harmless)
+ *   ENQUEUE   each message: decode (JSON or base64 of it) → validate every event of it; the
+ *             valid events of every message of the batch go to Redis in one EVAL; a message
+ *             with nothing valid is marked for deletion at once (logged by MessageId, counted by
+ *             reason, never enqueued), as is an event of a message that can never be valid
+ *   DELETE    DeleteMessageBatch of what Redis acknowledged plus the invalid ones; when the
+ *             EVAL failed the messages are left alone: SQS delivers them again after the
+ *             visibility timeout (at-least-once; the workers are idempotent, so duplicates are
+ *             harmless)
  *   BACKOFF   after an SQS error (the client already retried per botocore's standard mode) or
  *             while Redis is down: capped exponential with jitter, 0.5 s .. 20 s; logged once per
  *             outage, with the queue URL
- * Stopping (jitr_service_free) aborts a pending long poll by freeing the client; XADDs still in
- * flight finish into an orphaned poller that the last of them frees.
+ * Stopping (jitr_service_free) aborts a pending long poll by freeing the client; an EVAL still in
+ * flight finishes into an orphaned poller that its callback frees.
  */
 #include <event2/event.h>
 #include <openssl/rand.h>
@@ -50,11 +53,11 @@ int jitr_sqs_body_decode(const char *body, size_t len, struct buf *out, bool *wa
     struct buf dec = BUF_INIT;
     size_t i = skip_ws(body, len);
     *was_base64 = false;
-    if (len > 2 * JITR_EVENT_MAX) {
+    if (len > JITR_SQS_BODY_MAX) {
         return err_set(e, ERRC_TOO_LARGE, "message body of %zu bytes is over the limit of %d",
-                       len, 2 * JITR_EVENT_MAX);
+                       len, JITR_SQS_BODY_MAX);
     }
-    if (i < len && body[i] == '{') {
+    if (i < len && (body[i] == '{' || body[i] == '[')) {
         buf_add(out, body, len);
         return 0;
     }
@@ -66,10 +69,10 @@ int jitr_sqs_body_decode(const char *body, size_t len, struct buf *out, bool *wa
         return err_set(e, ERRC_INVALID, "message body is neither JSON nor base64");
     }
     i = skip_ws(dec.data, dec.len);
-    if (i == dec.len || dec.data[i] != '{') {
+    if (i == dec.len || (dec.data[i] != '{' && dec.data[i] != '[')) {
         buf_release(&dec);
         return err_set(e, ERRC_INVALID, "message body is base64 of something that is not a "
-                       "JSON object");
+                       "JSON object or array");
     }
     buf_add(out, dec.data, dec.len);
     buf_release(&dec);
@@ -86,10 +89,10 @@ enum sq_fate { SQ_PENDING, SQ_DELETE_IT, SQ_KEEP };
 struct jitr_sqs;
 
 struct sq_msg {
-    struct jitr_sqs *p;
     char id[96]; /* MessageId, for the log */
     char *receipt;
     enum sq_fate fate;
+    size_t nvalid; /* its events in evs[] */
 };
 
 struct jitr_sqs {
@@ -99,8 +102,11 @@ struct jitr_sqs {
     enum sq_state st;
     struct sq_msg msgs[SQS_BATCH_MAX];
     size_t nmsgs;
-    size_t xadds;          /* XADDs in flight */
-    bool redis_err;        /* an XADD of this batch failed */
+    struct jitr_events parsed;                          /* one message's, scratch */
+    struct jitr_event evs[SQS_BATCH_MAX * JITR_BATCH_MAX]; /* the valid events of the batch */
+    size_t nevs;
+    bool enqueuing;        /* the batch's EVAL is in flight */
+    bool redis_err;        /* the batch's EVAL failed */
     char redis_msg[256];
     unsigned failures;     /* consecutive, for the backoff */
     bool sqs_failing;      /* logged once per outage */
@@ -117,6 +123,7 @@ static void batch_release(struct jitr_sqs *p)
         p->msgs[i].receipt = NULL;
     }
     p->nmsgs = 0;
+    p->nevs = 0;
     p->redis_err = false;
 }
 
@@ -229,32 +236,36 @@ static void sq_delete(struct jitr_sqs *p)
     }
 }
 
-static void on_xadd(void *arg, const struct store_reply *r, const struct err *e)
+static void on_enqueued(void *arg, const struct store_reply *r, const struct err *e)
 {
-    struct sq_msg *m = arg;
-    struct jitr_sqs *p = m->p;
-    (void)r;
-    p->xadds--;
+    struct jitr_sqs *p = arg;
+    size_t queued = 0;
+    p->enqueuing = false;
     if (p->stopped) {
-        if (p->xadds == 0) {
-            batch_release(p);
-            xfree(p); /* orphaned by jitr_sqs_stop */
-        }
+        batch_release(p);
+        xfree(p); /* orphaned by jitr_sqs_stop */
         return;
     }
-    if (e != NULL) {
-        m->fate = SQ_KEEP;
-        if (!p->redis_err) {
-            snprintf(p->redis_msg, sizeof(p->redis_msg), "%s", e->msg);
-        }
+    if (e == NULL && (r->type != STORE_REPLY_ARRAY || r->n != p->nevs)) {
+        snprintf(p->redis_msg, sizeof(p->redis_msg), "unexpected reply to the XADD script");
         p->redis_err = true;
-    } else {
-        m->fate = SQ_DELETE_IT;
-        jitr_stat_incr(p->s, "sqs:enqueued", 1);
+    } else if (e != NULL) {
+        snprintf(p->redis_msg, sizeof(p->redis_msg), "%s", e->msg);
+        p->redis_err = true;
     }
-    if (p->xadds == 0) {
-        sq_delete(p);
+    for (size_t i = 0; i < p->nmsgs; i++) {
+        struct sq_msg *m = &p->msgs[i];
+        if (m->fate != SQ_PENDING) {
+            continue;
+        }
+        m->fate = p->redis_err ? SQ_KEEP : SQ_DELETE_IT;
+        queued += p->redis_err ? 0 : 1;
     }
+    if (queued > 0) {
+        jitr_stat_incr(p->s, "sqs:enqueued", (long long)queued);
+        jitr_stat_incr(p->s, "events:sqs:queued", (long long)p->nevs);
+    }
+    sq_delete(p);
 }
 
 static const char *reject_class(enum err_code c, bool decoded)
@@ -272,29 +283,45 @@ static const char *reject_class(enum err_code c, bool decoded)
     }
 }
 
-/* One message: enqueued (XADD in flight), or marked for deletion as never valid. */
+/* One message: its valid events appended to p->evs (the batch's EVAL stores them), or the
+ * message marked for deletion when nothing in it can ever be valid. */
 static void sq_take(struct jitr_sqs *p, struct sq_msg *m, const char *body, size_t len)
 {
     struct buf json = BUF_INIT;
     struct err e = ERR_INIT;
-    struct jitr_event ev;
+    struct jitr_events *pe = &p->parsed;
     bool b64 = false, decoded = false;
+    enum err_code why = ERRC_OK;
     char field[64];
     if (jitr_sqs_body_decode(body, len, &json, &b64, &e) == 0) {
         decoded = true;
-        if (jitr_intake_validate(p->s, (const uint8_t *)json.data, json.len, &ev, &e) == 0) {
-            if (jitr_event_enqueue(p->s, &ev, "sqs", on_xadd, m, &e) == 0) {
-                p->xadds++;
-            } else {
-                m->fate = SQ_KEEP;
-                snprintf(p->redis_msg, sizeof(p->redis_msg), "%s", e.msg);
-                p->redis_err = true;
+        if (jitr_intake_parse(p->s, (const uint8_t *)json.data, json.len, pe, &e) == 0) {
+            for (size_t i = 0; i < pe->n; i++) {
+                if (pe->err[i].code == ERRC_OK) {
+                    p->evs[p->nevs++] = pe->ev[i];
+                    m->nvalid++;
+                    continue;
+                }
+                /* first reason, preferring "invalid" over "foreign_ca" for the message */
+                if (why == ERRC_OK || why == ERRC_DENIED) {
+                    why = pe->err[i].code;
+                    err_copy(&e, &pe->err[i]);
+                }
+                snprintf(field, sizeof(field), "events:sqs:rejected:%s",
+                         jitr_event_reject_class(pe->err[i].code));
+                jitr_stat_incr(p->s, field, 1);
+                if (pe->batch) {
+                    log_warn("jitr: SQS intake: message %s: event %zu of %zu refused: %s", m->id,
+                             i + 1, pe->n, pe->err[i].msg);
+                }
             }
-            buf_release(&json);
-            return;
         }
     }
     buf_release(&json);
+    if (m->nvalid > 0) {
+        m->fate = SQ_PENDING;
+        return;
+    }
     m->fate = SQ_DELETE_IT;
     snprintf(field, sizeof(field), "sqs:rejected:%s", reject_class(e.code, decoded));
     jitr_stat_incr(p->s, field, 1);
@@ -333,6 +360,7 @@ static void on_received(void *arg, const struct aws_sqs_result *r, const struct 
     msgs = json_object_get(r->out, "Messages");
     p->st = SQ_ENQUEUE;
     p->nmsgs = 0;
+    p->nevs = 0;
     p->redis_err = false;
     json_array_foreach (msgs, i, jm) {
         const char *id = json_string_value(json_object_get(jm, "MessageId"));
@@ -348,17 +376,33 @@ static void on_received(void *arg, const struct aws_sqs_result *r, const struct 
             continue;
         }
         m = &p->msgs[p->nmsgs++];
-        m->p = p;
         snprintf(m->id, sizeof(m->id), "%s", id ? id : "?");
         m->receipt = xstrdup(rh);
         m->fate = SQ_PENDING;
+        m->nvalid = 0;
         jitr_stat_incr(p->s, "sqs:received", 1);
         sq_take(p, m, json_is_string(body) ? json_string_value(body) : "",
                 json_is_string(body) ? json_string_length(body) : 0);
     }
-    if (p->xadds == 0) {
-        sq_delete(p);
+    if (p->nevs > 0) {
+        const struct jitr_event *evs[SQS_BATCH_MAX * JITR_BATCH_MAX];
+        struct err e2 = ERR_INIT;
+        for (i = 0; i < p->nevs; i++) {
+            evs[i] = &p->evs[i];
+        }
+        if (jitr_events_enqueue(p->s, evs, p->nevs, "sqs", on_enqueued, p, &e2) == 0) {
+            p->enqueuing = true;
+            return;
+        }
+        snprintf(p->redis_msg, sizeof(p->redis_msg), "%s", e2.msg);
+        p->redis_err = true;
+        for (i = 0; i < p->nmsgs; i++) {
+            if (p->msgs[i].fate == SQ_PENDING) {
+                p->msgs[i].fate = SQ_KEEP;
+            }
+        }
     }
+    sq_delete(p);
 }
 
 static void sq_receive(struct jitr_sqs *p)
@@ -425,8 +469,8 @@ void jitr_sqs_stop(struct jitr_service *s)
     p->q = NULL;
     event_free(p->timer);
     p->timer = NULL;
-    if (p->xadds > 0) {
-        return; /* the last XADD callback frees the orphan */
+    if (p->enqueuing) {
+        return; /* the EVAL's callback frees the orphan */
     }
     batch_release(p);
     xfree(p);

@@ -64,7 +64,7 @@ static int test_decode_bad(void)
         { "garbage{", "neither JSON nor base64" },
         { "Z2FyYmFnZQ", "neither JSON nor base64" }, /* no padding */
         { "Z2FyYmFnZQ==", "base64 of something that is not a JSON object" },
-        { "WzEsMl0=", "base64 of something that is not a JSON object" }, /* [1,2] */
+        { "NDI=", "base64 of something that is not a JSON object" },     /* 42 */
         { "ICAg", "base64 of something that is not a JSON object" },     /* "   " */
     };
     int rc = 0;
@@ -84,7 +84,7 @@ static int test_decode_bad(void)
         struct err e = ERR_INIT;
         bool was64 = false;
         buf_addch(&big, '{');
-        for (size_t i = 0; i < 2 * JITR_EVENT_MAX; i++) {
+        for (size_t i = 0; i < JITR_SQS_BODY_MAX; i++) {
             buf_addch(&big, ' ');
         }
         buf_addch(&big, '}');
