@@ -166,15 +166,15 @@ static int parse_single(const uint8_t *body, size_t len, jitr_ca_known_fn *known
 /* One element of a batch at body[*pos]: decoded into out->ev[k] / out->err[k]; *pos moves past
  * it. -1 only when the element cannot be delimited (the body is not JSON) or is an array. */
 static int parse_element(const uint8_t *body, size_t len, size_t *pos, size_t k,
-                         jitr_ca_known_fn *known, void *arg, struct jitr_events *out,
-                         struct err *e)
+                         jitr_ca_known_fn *known, void *arg, struct jitr_events *out, struct err *e)
 {
     const size_t flags = JSON_DECODE_ANY | JSON_DISABLE_EOF_CHECK;
     json_error_t je;
     json_t *v;
     size_t start = *pos, used;
     if (body[start] == '[') {
-        return err_set(e, ERRC_INVALID, "events: element %zu is an array: a batch is one array "
+        return err_set(e, ERRC_INVALID,
+                       "events: element %zu is an array: a batch is one array "
                        "of event objects, not nested",
                        k + 1);
     }
@@ -235,6 +235,9 @@ static int parse_batch(const uint8_t *body, size_t len, size_t pos, jitr_ca_know
         if (pos < len && body[pos] == ']') {
             break;
         }
+        if (pos >= len) {
+            return err_set(e, ERRC_INVALID, "events: not JSON: the array is not closed");
+        }
         return err_set(e, ERRC_INVALID, "events: not JSON: ',' or ']' expected after element %zu",
                        out->n);
     }
@@ -275,9 +278,9 @@ int jitr_events_parse(const uint8_t *body, size_t len, jitr_ca_known_fn *known, 
     } else {
         json_error_t je;
         json_t *v = json_loadb((const char *)body, len, JSON_DECODE_ANY, &je);
-        rc = v == NULL ? not_json("event", &je, e)
-                       : err_set(e, ERRC_INVALID,
-                                 "event: must be a JSON object or an array of them");
+        rc = v == NULL
+                 ? not_json("event", &je, e)
+                 : err_set(e, ERRC_INVALID, "event: must be a JSON object or an array of them");
         json_decref(v);
     }
     if (rc != 0) {
@@ -307,6 +310,41 @@ int jitr_event_parse(const uint8_t *body, size_t len, jitr_ca_known_fn *known, v
         return -1;
     }
     *out = all.ev[0];
+    return 0;
+}
+
+/* ---- SQS message bodies ---------------------------------------------------------------------- */
+
+int jitr_sqs_body_decode(const char *body, size_t len, struct buf *out, bool *was_base64,
+                         struct err *e)
+{
+    struct buf dec = BUF_INIT;
+    size_t i = skip_ws((const uint8_t *)body, len, 0);
+    *was_base64 = false;
+    if (len > JITR_SQS_BODY_MAX) {
+        return err_set(e, ERRC_TOO_LARGE, "message body of %zu bytes is over the limit of %d",
+                       len, JITR_SQS_BODY_MAX);
+    }
+    if (i < len && (body[i] == '{' || body[i] == '[')) {
+        buf_add(out, body, len);
+        return 0;
+    }
+    if (i == len) {
+        return err_set(e, ERRC_INVALID, "message body is empty");
+    }
+    if (base64_decode(&dec, body, len) != 0 || dec.len == 0) {
+        buf_release(&dec);
+        return err_set(e, ERRC_INVALID, "message body is neither JSON nor base64");
+    }
+    i = skip_ws((const uint8_t *)dec.data, dec.len, 0);
+    if (i == dec.len || (dec.data[i] != '{' && dec.data[i] != '[')) {
+        buf_release(&dec);
+        return err_set(e, ERRC_INVALID, "message body is base64 of something that is not a "
+                       "JSON object or array");
+    }
+    buf_add(out, dec.data, dec.len);
+    buf_release(&dec);
+    *was_base64 = true;
     return 0;
 }
 
@@ -357,8 +395,10 @@ int jitr_arn_parse(const char *s, struct jitr_arn *out, struct err *e)
     for (int i = 0; i < 5; i++) {
         const char *c = strchr(p, ':');
         if (c == NULL) {
-            return err_set(e, ERRC_INVALID, "'%.80s' is not an ARN (arn:PARTITION:SERVICE:REGION:"
-                           "ACCOUNT:RESOURCE)", s);
+            return err_set(e, ERRC_INVALID,
+                           "'%.80s' is not an ARN (arn:PARTITION:SERVICE:REGION:"
+                           "ACCOUNT:RESOURCE)",
+                           s);
         }
         f[i] = p;
         n[i] = (size_t)(c - p);
@@ -370,11 +410,13 @@ int jitr_arn_parse(const char *s, struct jitr_arn *out, struct err *e)
         !arn_field(f[1], n[1], out->partition, sizeof(out->partition)) ||
         !(strcmp(out->partition, "aws") == 0 || str_has_prefix(out->partition, "aws-")) ||
         n[2] == 0 || !arn_field(f[2], n[2], out->service, sizeof(out->service)) ||
-        !arn_field(f[3], n[3], out->region, sizeof(out->region)) ||
-        !(n[4] == 0 || n[4] == 12) || rl == 0 || rl >= sizeof(out->resource)) {
+        !arn_field(f[3], n[3], out->region, sizeof(out->region)) || !(n[4] == 0 || n[4] == 12) ||
+        rl == 0 || rl >= sizeof(out->resource)) {
         memset(out, 0, sizeof(*out));
-        return err_set(e, ERRC_INVALID, "'%.80s' is not an ARN (arn:PARTITION:SERVICE:REGION:"
-                       "ACCOUNT:RESOURCE)", s);
+        return err_set(e, ERRC_INVALID,
+                       "'%.80s' is not an ARN (arn:PARTITION:SERVICE:REGION:"
+                       "ACCOUNT:RESOURCE)",
+                       s);
     }
     for (size_t i = 0; i < n[4]; i++) {
         if (!isdigit((unsigned char)f[4][i])) {
@@ -386,8 +428,10 @@ int jitr_arn_parse(const char *s, struct jitr_arn *out, struct err *e)
     for (size_t i = 0; i < rl; i++) {
         if ((unsigned char)p[i] <= ' ' || p[i] == 0x7f) {
             memset(out, 0, sizeof(*out));
-            return err_set(e, ERRC_INVALID, "ARN '%.80s': the resource must be printable "
-                           "without spaces", s);
+            return err_set(e, ERRC_INVALID,
+                           "ARN '%.80s': the resource must be printable "
+                           "without spaces",
+                           s);
         }
     }
     memcpy(out->resource, p, rl + 1);
@@ -399,11 +443,13 @@ int jitr_destination_arn_parse(const char *s, struct jitr_arn *out, struct err *
     if (jitr_arn_parse(s, out, e) != 0) {
         return -1;
     }
-    if (strcmp(out->service, "iot") != 0 || out->region[0] == '\0' ||
-        out->account[0] == '\0' || !str_has_prefix(out->resource, "ruledestination/")) {
+    if (strcmp(out->service, "iot") != 0 || out->region[0] == '\0' || out->account[0] == '\0' ||
+        !str_has_prefix(out->resource, "ruledestination/")) {
         memset(out, 0, sizeof(*out));
-        return err_set(e, ERRC_INVALID, "'%.80s' is not the ARN of an AWS IoT topic rule "
-                       "destination (arn:PARTITION:iot:REGION:ACCOUNT:ruledestination/...)", s);
+        return err_set(e, ERRC_INVALID,
+                       "'%.80s' is not the ARN of an AWS IoT topic rule "
+                       "destination (arn:PARTITION:iot:REGION:ACCOUNT:ruledestination/...)",
+                       s);
     }
     if (strcmp(out->partition, jitr_region_partition(out->region)) != 0) {
         err_set(e, ERRC_INVALID, "ARN '%.80s': region %s is in partition %s, not %s", s,
@@ -483,7 +529,8 @@ int jitr_destination_check(const struct jitr_confirm *c, const struct jitr_dest_
             return 0;
         }
     }
-    return err_set(e, ERRC_DENIED, "destination %.200s is not in an account where our CAs are "
+    return err_set(e, ERRC_DENIED,
+                   "destination %.200s is not in an account where our CAs are "
                    "registered",
                    c->arn);
 }
@@ -503,13 +550,13 @@ static int copy_str(const json_t *obj, const char *name, char *out, size_t cap, 
     s = json_string_value(v);
     n = json_string_length(v);
     if (n < min || n >= cap) {
-        return err_set(e, ERRC_INVALID, "confirmation: '%s' must have %zu to %zu characters",
-                       name, min, cap - 1);
+        return err_set(e, ERRC_INVALID, "confirmation: '%s' must have %zu to %zu characters", name,
+                       min, cap - 1);
     }
     for (size_t i = 0; i < n; i++) {
         if ((unsigned char)s[i] <= ' ' || s[i] == 0x7f) {
-            return err_set(e, ERRC_INVALID,
-                           "confirmation: '%s' must be printable without spaces", name);
+            return err_set(e, ERRC_INVALID, "confirmation: '%s' must be printable without spaces",
+                           name);
         }
     }
     memcpy(out, s, n);
@@ -524,8 +571,8 @@ int jitr_confirm_parse(const uint8_t *body, size_t len, struct jitr_confirm *out
     int rc = -1;
     memset(out, 0, sizeof(*out));
     if (len > JITR_CONFIRM_MAX) {
-        return err_set(e, ERRC_TOO_LARGE, "confirmation: body of %zu bytes is larger than %d",
-                       len, JITR_CONFIRM_MAX);
+        return err_set(e, ERRC_TOO_LARGE, "confirmation: body of %zu bytes is larger than %d", len,
+                       JITR_CONFIRM_MAX);
     }
     if (skip_ws(body, len, 0) == len) {
         return err_set(e, ERRC_INVALID, "confirmation: empty body");

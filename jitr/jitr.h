@@ -2,8 +2,9 @@
  * jitr/: just-in-time registration, from AWS IoT's "certificate registered" event to an ACTIVE,
  * provisioned device (docs/jitr.md; the AWS side in docs/aws-iot.md).
  *
- *   event.c     the registered event and the destination-confirmation message: parse and
- *               validate (pure, fuzzed by tests/fuzz/fuzz_jitr_event.c)
+ *   event.c     the intakes' bodies (the registered event, one or a batch; SQS message bodies)
+ *               and the destination-confirmation message: parse and validate (pure, fuzzed by
+ *               tests/fuzz/fuzz_jitr_event.c)
  *   template.c  AWS JITP provisioning templates (Parameters from the certificate, Resources,
  *               Ref / Fn::Join / Fn::Sub / Fn::Select / Fn::Split) and IoT policy checks (pure)
  *   flow.c      the per-certificate state machine (docs/style.md, "State machines"), driven
@@ -144,7 +145,7 @@ struct jitr_dest_policy {
 int jitr_destination_check(const struct jitr_confirm *c, const struct jitr_dest_policy *p,
                            struct err *e) ATTR_WUR;
 
-/* ---- sqs.c: the SQS intake's message bodies ------------------------------------------------ */
+/* ---- the SQS intake's message bodies (event.c) --------------------------------------------- */
 
 #define JITR_SQS_BODY_MAX (2 * JITR_BODY_MAX) /* bytes of a message body (base64 is 4/3) */
 

@@ -3,7 +3,8 @@
  * endpoint, an IoT topic rule with an sqs action puts the registered event on a queue and every
  * jitrd worker polls it. The poller feeds the same stream after the same validation as the HTTP
  * intake (jitr_intake_parse, jitr_events_enqueue in intake.c). A body is one event or an array
- * of them, as the HTTP intake takes them.
+ * of them, as the HTTP intake takes them, as JSON or base64 of it (jitr_sqs_body_decode,
+ * event.c).
  *
  * One poller per worker, one SQS request outstanding at a time, an explicit state machine:
  *   RECEIVE   ReceiveMessage (long poll: jitr.sqs_wait_seconds, jitr.sqs_max_messages)
@@ -35,50 +36,6 @@
 #define SQS_BACKOFF_MIN_MS 500
 #define SQS_BACKOFF_MAX_MS 20000
 #define SQS_BATCH_MAX      10
-
-/* ---- bodies (pure) --------------------------------------------------------------------------- */
-
-static size_t skip_ws(const char *s, size_t len)
-{
-    size_t i = 0;
-    while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n')) {
-        i++;
-    }
-    return i;
-}
-
-int jitr_sqs_body_decode(const char *body, size_t len, struct buf *out, bool *was_base64,
-                         struct err *e)
-{
-    struct buf dec = BUF_INIT;
-    size_t i = skip_ws(body, len);
-    *was_base64 = false;
-    if (len > JITR_SQS_BODY_MAX) {
-        return err_set(e, ERRC_TOO_LARGE, "message body of %zu bytes is over the limit of %d",
-                       len, JITR_SQS_BODY_MAX);
-    }
-    if (i < len && (body[i] == '{' || body[i] == '[')) {
-        buf_add(out, body, len);
-        return 0;
-    }
-    if (i == len) {
-        return err_set(e, ERRC_INVALID, "message body is empty");
-    }
-    if (base64_decode(&dec, body, len) != 0 || dec.len == 0) {
-        buf_release(&dec);
-        return err_set(e, ERRC_INVALID, "message body is neither JSON nor base64");
-    }
-    i = skip_ws(dec.data, dec.len);
-    if (i == dec.len || (dec.data[i] != '{' && dec.data[i] != '[')) {
-        buf_release(&dec);
-        return err_set(e, ERRC_INVALID, "message body is base64 of something that is not a "
-                       "JSON object or array");
-    }
-    buf_add(out, dec.data, dec.len);
-    buf_release(&dec);
-    *was_base64 = true;
-    return 0;
-}
 
 /* ---- the poller ------------------------------------------------------------------------------ */
 
