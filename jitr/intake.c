@@ -166,7 +166,7 @@ int jitr_events_enqueue(struct jitr_service *s, const struct jitr_event *const *
         return err_set(e, ERRC_INVALID, "jitr: no event to queue");
     }
     snprintf(recv, sizeof(recv), "%lld", (long long)time_now_ms());
-    av = xcalloc(5 + 4 * n, sizeof(*av));
+    av = xcalloc(6 + 4 * n, sizeof(*av));
     ts = xcalloc(n, sizeof(*ts));
     av[ac++] = "EVAL";
     av[ac++] = enqueue_lua;

@@ -19,6 +19,17 @@ Per connection (docs/aws-iot.md, "The device's first connection" and "The regist
     $aws/events/certificates/registered/<caCertificateId> (topic filters with + and #), or the
     config's event_sqs {"queueUrl", "useBase64"}: SendMessage of the event JSON, or of its base64
     when useBase64 is true (internal/sqs-send).
+  * the event is the six documented fields; the config's event_extra {"member": value, ...} is
+    merged into it, as AWS adds or changes members (e.g. {"sourceIp": "198.51.100.7",
+    "certificateRegistrationTimestamp": null}).
+  * event_batching {"maxBatchOpenMs", "maxBatchSize", "maxBatchSizeBytes"} (the HTTP action's
+    batchConfig with enableBatching; missing keys take AWS's defaults 20 ms, 10, 5120 bytes; the
+    same ranges as AWS: 5..200 ms, 2..10, 100..131072 bytes): events for the same URL and
+    headers are held and POSTed together as one JSON array when the first limit is reached:
+    maxBatchSize events, maxBatchSizeBytes of array, or maxBatchOpenMs after the first one
+    (an event that alone is larger than maxBatchSizeBytes goes alone). A batch is delivered and
+    retried like a single event; the gateway log records {"kind": "event_batch", "size",
+    "bytes", "outcomes"}.
   * PENDING_ACTIVATION -> the event again, connection closed.
   * ACTIVE with at least one attached policy (and a thing unless require_thing is false) ->
     CONNECT answered with CONNACK 0; PINGREQ answered, DISCONNECT closes. ACTIVE without policy
@@ -151,6 +162,86 @@ def make_server_identity(state_dir):
     return paths
 
 
+BATCH_DEFAULTS = {"maxBatchOpenMs": 20, "maxBatchSize": 10, "maxBatchSizeBytes": 5120}
+BATCH_RANGES = {"maxBatchOpenMs": (5, 200), "maxBatchSize": (2, 10),
+                "maxBatchSizeBytes": (100, 131072)}
+
+
+def batch_config(cfg):
+    """The batchConfig of an HTTP action, AWS's defaults filled in; ValueError outside AWS's ranges."""
+    out = dict(BATCH_DEFAULTS)
+    for k, v in (cfg or {}).items():
+        if k not in BATCH_RANGES:
+            raise ValueError(f"batchConfig: unknown member {k}")
+        lo, hi = BATCH_RANGES[k]
+        if not isinstance(v, int) or not lo <= v <= hi:
+            raise ValueError(f"batchConfig: {k} must be an integer in {lo}..{hi}, not {v!r}")
+        out[k] = v
+    return out
+
+
+class Batcher:
+    """One HTTP action's pending batch (same URL and headers), flushed at its first limit."""
+
+    def __init__(self, gateway, url, headers, conf, delivery):
+        self.gw, self.url, self.headers, self.conf, self.delivery = gateway, url, headers, conf, delivery
+        self.lock = threading.Lock()
+        self.items = []  # (event, its JSON text)
+        self.generation = 0
+
+    def _size(self, texts):
+        return 2 + sum(len(t) for t in texts) + max(len(texts) - 1, 0)
+
+    def add(self, event):
+        text = json.dumps(event, separators=(",", ":"))
+        send = []
+        with self.lock:
+            texts = [t for _, t in self.items]
+            if self.items and self._size(texts + [text]) > self.conf["maxBatchSizeBytes"]:
+                send.append(self._take())
+            self.items.append((event, text))
+            if (len(self.items) >= self.conf["maxBatchSize"] or
+                    self._size([t for _, t in self.items]) >= self.conf["maxBatchSizeBytes"]):
+                send.append(self._take())
+            elif len(self.items) == 1:
+                gen = self.generation
+                t = threading.Timer(self.conf["maxBatchOpenMs"] / 1000.0, self._expire, (gen,))
+                t.daemon = True
+                t.start()
+        for batch in send:
+            self._send(batch)
+
+    def _take(self):
+        batch, self.items = self.items, []
+        self.generation += 1
+        return batch
+
+    def _expire(self, gen):
+        with self.lock:
+            if gen != self.generation or not self.items:
+                return
+            batch = self._take()
+        self._send(batch)
+
+    def _send(self, batch):
+        events = [e for e, _ in batch]
+        nbytes = self._size([t for _, t in batch])
+
+        def run():
+            d = self.delivery
+            outcomes = sc.deliver_http_action(self.url, events, self.headers,
+                                              retry_delay=d["retry_delay"], timeout=d["timeout"],
+                                              cafile=d["cafile"], insecure=d["insecure"])
+            ok = isinstance(outcomes[-1], int) and outcomes[-1] // 100 == 2
+            self.gw.report({"events_sent": len(events), "event_batches": 1,
+                            "event_attempts": len(outcomes), "events_failed": 0 if ok else len(events)},
+                           {"kind": "event_batch", "size": len(events), "bytes": nbytes,
+                            "certificateIds": [e.get("certificateId") for e in events],
+                            "outcomes": outcomes})
+
+        threading.Thread(target=run, daemon=True).start()
+
+
 class Gateway:
     def __init__(self, standin_url, cert, key, io_timeout=10.0, verbose=False):
         self.standin = standin_url.rstrip("/")
@@ -159,6 +250,15 @@ class Gateway:
         self.verbose = verbose
         self._ctx_cache = {}
         self._lock = threading.Lock()
+        self._batchers = {}
+
+    def batcher(self, url, headers, conf, delivery):
+        key = json.dumps([url, headers, conf, delivery], sort_keys=True)
+        with self._lock:
+            b = self._batchers.get(key)
+            if b is None:
+                b = self._batchers[key] = Batcher(self, url, headers, conf, delivery)
+            return b
 
     def log(self, msg):
         if self.verbose:
@@ -324,6 +424,7 @@ class Gateway:
             "awsAccountId": reg["account"],
             "certificateRegistrationTimestamp": str(reg_ts),
         }
+        event.update(cfg.get("event_extra") or {})
         url = cfg.get("event_url")
         topic = f"$aws/events/certificates/registered/{caid}"
         sqs_actions = [a for r in reg.get("rules") or [] if topic_matches(r["topic"], topic)
@@ -346,15 +447,23 @@ class Gateway:
                          "reason": "no ENABLED destination"})
             return
 
+        batching = batch_config(cfg["event_batching"]) if cfg.get("event_batching") else None
+        headers = cfg.get("event_headers") or {}
+        delivery = {"retry_delay": cfg["retry_delay_ms"] / 1000.0,
+                    "timeout": cfg["event_timeout_ms"] / 1000.0,
+                    "cafile": cfg.get("event_cafile"), "insecure": cfg.get("event_insecure", False)}
+
         def run():
             jitter = cfg.get("event_jitter_ms") or 0
             if jitter:
                 time.sleep(random.uniform(0, jitter) / 1000.0)
+            if batching:
+                self.batcher(url, headers, batching, delivery).add(event)
+                return
             outcomes = sc.deliver_http_action(
-                url, event, cfg.get("event_headers") or {},
-                retry_delay=cfg["retry_delay_ms"] / 1000.0,
-                timeout=cfg["event_timeout_ms"] / 1000.0,
-                cafile=cfg.get("event_cafile"), insecure=cfg.get("event_insecure", False))
+                url, event, headers, retry_delay=delivery["retry_delay"],
+                timeout=delivery["timeout"], cafile=delivery["cafile"],
+                insecure=delivery["insecure"])
             ok = isinstance(outcomes[-1], int) and outcomes[-1] // 100 == 2
             self.report({"events_sent": 1, "event_attempts": len(outcomes),
                          "events_failed": 0 if ok else 1},

@@ -101,11 +101,12 @@ DEFAULT_CONFIG = {
                "truncated_rate": 0.0, "operations": []},
     "next_faults": {},
     "allow_http_destinations": True,
+    "extra_regions": [],  # credential-scope regions accepted besides --region
     "gateway": {"event_url": None, "event_headers": {}, "jitr_trigger": "handshake",
                 "require_thing": True, "require_confirmed_destination": False,
                 "event_duplicates": 0, "event_jitter_ms": 0, "retry_delay_ms": 500,
                 "event_timeout_ms": 3000, "event_cafile": None, "event_insecure": False,
-                "event_sqs": None},
+                "event_sqs": None, "event_extra": None, "event_batching": None},
 }
 
 MOTO_BOOT = ("from moto.core.config import default_user_config as c; "
@@ -114,6 +115,7 @@ MOTO_BOOT = ("from moto.core.config import default_user_config as c; "
 
 SKEW = 15 * 60
 UNAUTH_PATHS = re.compile(r"^/confirmdestination/")  # enableUrl works without a signature
+SCOPE_REGION = re.compile(r"Credential=[^/,\s]+/\d{8}/([^/,\s]+)/")
 RULE_FROM = re.compile(r"\bFROM\s+'([^']+)'", re.IGNORECASE)
 
 
@@ -129,9 +131,12 @@ class ApiError(Exception):
         self.code, self.status, self.message, self.extra = code, status, message, extra
 
 
+REPLACED_KEYS = ("event_headers", "event_extra", "event_batching")  # set whole, not merged
+
+
 def deep_merge(dst, src):
     for k, v in src.items():
-        if isinstance(v, dict) and isinstance(dst.get(k), dict) and k != "event_headers":
+        if isinstance(v, dict) and isinstance(dst.get(k), dict) and k not in REPLACED_KEYS:
             deep_merge(dst[k], v)
         else:
             dst[k] = copy.deepcopy(v)
@@ -417,7 +422,7 @@ def verify_sigv4(method, raw_target, headers, body, creds, region, services, now
         raise ApiError("InvalidSignatureException", 403,
                        f"Date in Credential scope does not match YYYYMMDD from ISO-8601 version "
                        f"of date from HTTP: '{cdate}' != '{amzdate[:8]}', from '{amzdate}'.")
-    if cregion != region:
+    if cregion not in (region if isinstance(region, (list, tuple)) else [region]):
         raise ApiError("InvalidSignatureException", 403,
                        f"Credential should be scoped to a valid region, not '{cregion}'. ")
     if cservice not in services:
@@ -489,6 +494,7 @@ class OpStats:
     def __init__(self):
         self.requests = self.admitted = self.throttled = self.faults = self.invalid = 0
         self.statuses = collections.Counter()
+        self.regions = collections.Counter()  # credential-scope region of each request
         self.max_rate_1s = self.max_admitted_1s = 0
         self._arrivals = collections.deque()
         self._admits = collections.deque()
@@ -512,6 +518,7 @@ class OpStats:
         return {"requests": self.requests, "admitted": self.admitted, "throttled": self.throttled,
                 "faults": self.faults, "invalid": self.invalid,
                 "statuses": {str(k): v for k, v in self.statuses.items()},
+                "regions": dict(self.regions),
                 "max_rate_1s": self.max_rate_1s, "max_admitted_1s": self.max_admitted_1s}
 
 
@@ -1313,7 +1320,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if not unsigned_ok:
                 try:
                     akid = verify_sigv4(self.command, self.path, headers, body, si.all_creds(),
-                                        si.region, si.services)
+                                        [si.region] + list(si.config["extra_regions"]),
+                                        si.services)
                 except ApiError as e:
                     with si.lock:
                         si.front[e.code] += 1
@@ -1328,6 +1336,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             with si.lock:
                 st = si.stats[op]
                 st.arrive()
+                m = SCOPE_REGION.search(self.headers.get("Authorization") or "")
+                st.regions[m.group(1) if m else "-"] += 1
                 if not si.quota_ok(op):
                     st.throttled += 1
                     st.statuses[400] += 1
