@@ -7,7 +7,8 @@
 # garbage message and an event of a foreign CA are deleted, logged by MessageId (never the body),
 # counted by reason, never enqueued, nothing provisioned for them. /metrics. SIGTERM aborts the
 # pending 20 s long poll. A queue that does not exist: an error naming the URL, jitrd stays up
-# and keeps retrying.
+# and keeps retrying. Message bodies that are arrays of events (JSON and base64): every valid
+# event provisioned, the never-valid ones counted, the messages deleted.
 source "$(dirname "$0")/jitr_lib.sh"
 unset JITRCA_JITR_SECRETS
 N=20
@@ -70,6 +71,46 @@ grep -q "garbage-body-7f3a" "$T/jitrd.log" && fail "a message body was logged" |
 check_eq "no flow for the foreign certificate" "$(rcli EXISTS "jitrca:jitr:dev:$FOREIGN_CERT")" 0
 rcli XRANGE jitrca:jitr:events - + | grep -q "$FOREIGN_CERT" && fail "foreign event enqueued" || pass
 
+# --- arrays of events in message bodies (JSON and base64) ---------------------------------------
+# the rule off: these devices' events reach the queue only as the arrays sent below
+ok aws --endpoint-url "$STANDIN" iot replace-topic-rule --rule-name jitr_registered \
+  --topic-rule-payload "$(rule false | sed 's/"ruleDisabled":false/"ruleDisabled":true/')"
+make_devices 6 "$T/a" arr-
+gw --dir "$T/a" --first-only >/dev/null 2>&1 || true
+for f in "$T"/a/*.crt; do cert_id_of "$f"; done >"$T/a.ids"
+python3 - "$T/a.ids" "$DEV_CA_ID" "$FOREIGN_CA" "$T" <<'PY'
+import base64, json, sys
+ids = [l.strip() for l in open(sys.argv[1]) if l.strip()]
+ca, foreign, t = sys.argv[2], sys.argv[3], sys.argv[4]
+def ev(cid, ca=ca):
+    return {"certificateId": cid, "caCertificateId": ca, "timestamp": 1795671724146,
+            "certificateStatus": "PENDING_ACTIVATION", "awsAccountId": "123456789012",
+            "certificateRegistrationTimestamp": None, "sourceIp": "198.51.100.7"}
+open(t + "/arr1.json", "w").write(json.dumps([ev(i) for i in ids[:4]] + [ev("ee" * 32, foreign), 42]))
+open(t + "/arr2.b64", "w").write(base64.b64encode(json.dumps([ev(i) for i in ids[4:]]).encode()).decode())
+PY
+sqs send-message --queue-url "$QURL" --message-body "file://$T/arr1.json" --query MessageId --output text >"$T/arr1.id"
+sqs send-message --queue-url "$QURL" --message-body "file://$T/arr2.b64" --query MessageId --output text >/dev/null
+done_n=0
+for _ in $(seq 100); do
+  done_n=0; while read -r id; do [ "$(rcli HGET "jitrca:jitr:dev:$id" state)" = DONE ] && done_n=$((done_n + 1)); done <"$T/a.ids"
+  [ "$done_n" = 6 ] && break; sleep 0.2
+done
+check_eq "arrays in SQS bodies: 6 provisioned" "$done_n" 6
+active=0; while read -r id; do
+  [ "$(curl -sf "$STANDIN/_standin/internal/cert/$id" | jq -r .status)" = ACTIVE ] && active=$((active + 1))
+done <"$T/a.ids"
+check_eq "arrays in SQS bodies: 6 ACTIVE" "$active" 6
+grep -q "message $(cat "$T/arr1.id"): event 5 of 6 refused: event: caCertificateId" "$T/jitrd.log" && pass || fail "refused element logged by MessageId"
+grep -q "message $(cat "$T/arr1.id"): event 6 of 6 refused: event: must be a JSON object" "$T/jitrd.log" && pass || fail "non-object element logged"
+for _ in $(seq 50); do [ "$(queue_depth)" = 0 ] && break; sleep 0.2; done
+check_eq "array messages deleted" "$(queue_depth)" 0
+curl -sf "$INTAKE/metrics" >"$T/metrics"
+# the foreign-CA message earlier and the element: every refused event is counted
+grep -q '^jitr_intake_events_rejected_total{src="sqs",reason="foreign_ca"} 2$' "$T/metrics" && pass || { fail "element foreign_ca counted"; grep events "$T/metrics" >&2; }
+grep -q '^jitr_intake_events_rejected_total{src="sqs",reason="invalid"} 1$' "$T/metrics" && pass || fail "element invalid counted"
+rcli XRANGE jitrca:jitr:events - + | grep -q "^eeeeeeee" && fail "a foreign element was enqueued" || pass
+
 # --- Redis down while 10 more register, base64 bodies: nothing lost ----------------------------
 ok aws --endpoint-url "$STANDIN" iot replace-topic-rule --rule-name jitr_registered \
   --topic-rule-payload "$(rule true)"
@@ -94,8 +135,8 @@ for i in $(seq 1 $N); do
   [ "$(aws_status "$T/d/$(printf 'dev-%06d' "$i").crt")" = ACTIVE ] && active=$((active + 1))
 done
 check_eq "all ACTIVE" "$active" $N
-for _ in $(seq 50); do [ "$(rcli HGET jitrca:jitr:stats outcome:activated)" = $N ] && break; sleep 0.2; done
-check_eq "activated once each" "$(count_records jitr_activate)" $N
+for _ in $(seq 50); do [ "$(rcli HGET jitrca:jitr:stats outcome:activated)" = $((N + 6)) ] && break; sleep 0.2; done
+check_eq "activated once each" "$(count_records jitr_activate)" $((N + 6))
 for _ in $(seq 50); do [ "$(queue_depth)" = 0 ] && break; sleep 0.2; done
 check_eq "queue empty (ApproximateNumberOfMessages 0)" \
   "$(sqs get-queue-attributes --queue-url "$QURL" --attribute-names ApproximateNumberOfMessages \
