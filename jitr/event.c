@@ -1,6 +1,6 @@
 /*
- * The two messages the intake receives (docs/aws-iot.md, "The registered event" and "Topic rule
- * HTTP action"), parsed and validated before anything is queued. Pure: no I/O, no allocation
+ * The messages the intakes receive (docs/jitr.md "Accepted events", "Destination
+ * confirmation"), parsed and validated before anything is queued. Pure: no I/O, no allocation
  * that outlives the call (but the list of jitr_destination_arns_parse); fuzzed.
  *
  * The registered event (docs/jitr.md "Accepted events"): the members the flow needs are checked

@@ -76,7 +76,7 @@ struct jitr_events {
     struct err err[JITR_BATCH_MAX];       /* why element i can never be valid */
 };
 
-/* Parses and validates an intake body: a JSON object, the registered event (docs/aws-iot.md,
+/* Parses and validates an intake body: a JSON object, AWS IoT's registered event (docs/aws-iot.md,
  * "The registered event"), or a JSON array of 1..JITR_BATCH_MAX of them. Each event: certificateId and caCertificateId
  * (64 hex digits, stored lowercase), certificateStatus "PENDING_ACTIVATION", awsAccountId (12
  * digits) are required and checked strictly; timestamp and certificateRegistrationTimestamp are
