@@ -45,6 +45,7 @@ from cryptography.x509.oid import NameOID
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import gateway  # noqa: E402
 import iot_standin  # noqa: E402
 import run_sim  # noqa: E402
 import simcommon as sc  # noqa: E402
@@ -355,6 +356,12 @@ class TestFrontDoor(Base):
         s, h, _ = sc.http_call(SIM["JITRCA_SIM_IOT_URL"] + "/registrationcode")
         self.assertEqual((s, h["x-amzn-errortype"]), (403, "MissingAuthenticationTokenException"))
         self.assertIn("x-amzn-requestid", h)
+        # another region once it is accepted; each operation counts its requests' regions
+        admin("/_standin/config", {"extra_regions": ["eu-west-1"]})
+        self.assertEqual(signed("GET", "/registrationcode", region="eu-west-1")[0], 200)
+        admin("/_standin/config", {"extra_regions": []})
+        self.assertEqual(admin("/_standin/stats")["operations"]["GetRegistrationCode"]["regions"],
+                         {"us-east-1": 2, "eu-west-1": 1})
 
     def test_query_and_path_canonicalization(self):
         # Sorted, encoded query: fine. The same query signed verbatim with a raw ':' (curl 7.88.1)
@@ -819,6 +826,67 @@ class TestGateway(Base):
         self.assertTrue(self.rx.wait(1))
         time.sleep(0.3)
         self.assertEqual(len(self.rx.requests), 1)  # a 4xx other than 429 is not retried
+
+    def connect_all(self, devices):
+        threads = [threading.Thread(target=device_session, args=d) for d in devices]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    def test_event_batching_and_extra_members(self):
+        ca, caid = register_ca(self.c)
+        devs = []
+        for i in range(5):
+            key, dev = make_cert(f"dev-b{i}", issuer=ca)
+            devs.append(self.write_device(key, dev))
+        # event_extra: what AWS adds or changes, e.g. a null registration timestamp
+        admin("/_standin/config", {"gateway": {"event_extra": {
+            "certificateRegistrationTimestamp": None, "sourceIp": "198.51.100.7"}}})
+        device_session(*devs[0])
+        self.assertTrue(self.rx.wait(1))
+        body = self.rx.requests[0]["body"]
+        self.assertIsInstance(body, dict)
+        self.assertIsNone(body["certificateRegistrationTimestamp"])
+        self.assertEqual(body["sourceIp"], "198.51.100.7")
+        # batching: one JSON array per batch, at most maxBatchSize, flushed by size or time
+        self.rx.requests.clear()
+        admin("/_standin/config", {"gateway": {"event_batching": {"maxBatchOpenMs": 200,
+                                                                  "maxBatchSize": 3}}})
+        self.connect_all(devs[1:])
+        self.assertTrue(self.rx.wait(2))
+        time.sleep(0.5)
+        bodies = [r["body"] for r in self.rx.requests]
+        self.assertTrue(all(isinstance(b, list) for b in bodies), bodies)
+        self.assertEqual(sorted(e["certificateId"] for b in bodies for e in b),
+                         sorted(sc.cert_id(sc.load_pem_certs(open(d[0]).read())[0])
+                                for d in devs[1:]))
+        self.assertLessEqual(max(len(b) for b in bodies), 3)
+        self.assertTrue(all(e["sourceIp"] == "198.51.100.7" for b in bodies for e in b))
+        self.assertEqual(self.rx.requests[0]["headers"]["content-type"], "application/json")
+        self.assertEqual(self.rx.requests[0]["headers"]["x-jitr-secret"], "s3cret")
+        log = [e for e in admin("/_standin/stats")["gateway_log"] if e["kind"] == "event_batch"]
+        self.assertEqual(sum(e["size"] for e in log), 4)
+        self.assertTrue(all(e["outcomes"] == [202] for e in log))
+        # maxBatchSizeBytes below two events: every batch holds one
+        self.rx.requests.clear()
+        admin("/_standin/config", {"gateway": {"event_batching": {"maxBatchSizeBytes": 400}}})
+        self.connect_all(devs[1:3])
+        self.assertTrue(self.rx.wait(2))
+        time.sleep(0.3)
+        self.assertEqual([len(r["body"]) for r in self.rx.requests], [1, 1])
+        self.assertTrue(all(len(json.dumps(r["body"], separators=(",", ":"))) <= 400
+                            for r in self.rx.requests))
+        # outside AWS's ranges: no rule, no event
+        self.rx.requests.clear()
+        admin("/_standin/config", {"gateway": {"event_batching": {"maxBatchSize": 11}}})
+        device_session(*devs[1])
+        time.sleep(0.5)
+        self.assertEqual(self.rx.requests, [])
+        with self.assertRaises(ValueError):
+            gateway.batch_config({"maxBatchOpenMs": 201})
+        self.assertEqual(gateway.batch_config(None), {"maxBatchOpenMs": 20, "maxBatchSize": 10,
+                                                      "maxBatchSizeBytes": 5120})
 
     def test_destination_confirmation(self):
         r = self.c.create_topic_rule_destination(destinationConfiguration={
