@@ -129,7 +129,7 @@ static void token_key(const char *token, char out[128])
     snprintf(out, 128, STORE_PREFIX "jitr:confirm:%s", hex);
 }
 
-/* ---- AWS clients by region ------------------------------------------------------------------ */
+/* ---- AWS clients by region ------------------------------------------------------------------- */
 
 static struct aws_iot *region_client(struct jitr_confirmer *c, const char *region, struct err *e)
 {
@@ -162,7 +162,7 @@ static struct aws_iot *region_client(struct jitr_confirmer *c, const char *regio
     return r->iot;
 }
 
-/* ---- confirmations in flight ---------------------------------------------------------------- */
+/* ---- confirmations in flight ----------------------------------------------------------------- */
 
 static void job_free(struct cjob *j)
 {
@@ -313,8 +313,7 @@ static void job_start(struct jitr_confirmer *c, const struct cpost *p)
     job_call(j);
 }
 
-/* ---- the POST ---------------------------------------------------------------------------------
- */
+/* ---- the POST -------------------------------------------------------------------------------- */
 
 static void on_gate(void *arg, const struct store_reply *r, const struct err *e)
 {
@@ -328,7 +327,7 @@ static void on_gate(void *arg, const struct store_reply *r, const struct err *e)
         cstat(c, "duplicate"); /* being confirmed or done: nothing more to do */
         httpd_reply_json(p->req, 200, json_pack("{s:b}", "confirming", 1));
     } else if (r->integer < 0) {
-        refuse(c, "rate_limited", "another destination was confirmed in the last 10 s");
+        refuse(c, "rate_limited", "a confirmation was started in the last 10 s");
         httpd_req_add_header(p->req, "Retry-After", "10");
         httpd_reply_error(p->req, 429, "rate_limited",
                           "one destination confirmation per 10 seconds; retry");
@@ -409,8 +408,7 @@ drop:
     xfree(p);
 }
 
-/* ---- life -------------------------------------------------------------------------------------
- */
+/* ---- life ------------------------------------------------------------------------------------ */
 
 int jitr_confirm_start(struct jitr_service *s, const struct conf *conf, struct err *e)
 {

@@ -260,7 +260,7 @@ static void sq_take(struct jitr_sqs *p, struct sq_msg *m, const char *body, size
                     continue;
                 }
                 /* first reason, preferring "invalid" over "foreign_ca" for the message */
-                if (why == ERRC_OK || why == ERRC_DENIED) {
+                if (why == ERRC_OK || (why == ERRC_DENIED && pe->err[i].code != ERRC_DENIED)) {
                     why = pe->err[i].code;
                     err_copy(&e, &pe->err[i]);
                 }
