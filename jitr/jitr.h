@@ -76,18 +76,18 @@ struct jitr_events {
     struct err err[JITR_BATCH_MAX];       /* why element i can never be valid */
 };
 
-/* Parses and validates an intake body: a JSON object, AWS IoT's registered event (docs/aws-iot.md,
- * "The registered event"), or a JSON array of 1..JITR_BATCH_MAX of them. Each event: certificateId and caCertificateId
- * (64 hex digits, stored lowercase), certificateStatus "PENDING_ACTIVATION", awsAccountId (12
- * digits) are required and checked strictly; timestamp and certificateRegistrationTimestamp are
- * read when they are a number or a numeric string (0 otherwise: absent, null, ...); other
- * members are ignored; a duplicate member refuses the event. known == NULL accepts any CA.
- * Returns 0 when the body could be read, each event's verdict in out->err[i] (ERRC_INVALID
- * naming the member; ERRC_DENIED for a CA that is not ours), or -1 refusing the whole body:
- * ERRC_TOO_LARGE above JITR_BODY_MAX bytes (a single object: JITR_EVENT_MAX), above
- * JITR_BATCH_MAX elements; ERRC_INVALID for an empty body, not JSON, neither an object nor an
- * array, an empty array, an array inside the array. In a batch, an element above JITR_EVENT_MAX
- * bytes or that is not an object is refused alone (out->err). */
+/* Parses and validates an intake body: a JSON object, AWS IoT's registered event
+ * (docs/aws-iot.md, "The registered event"), or a JSON array of 1..JITR_BATCH_MAX of them. Each
+ * event: certificateId and caCertificateId (64 hex digits, stored lowercase), certificateStatus
+ * "PENDING_ACTIVATION", awsAccountId (12 digits) are required and checked strictly; timestamp
+ * and certificateRegistrationTimestamp are read when they are a number or a numeric string (0
+ * otherwise: absent, null, ...); other members are ignored; a duplicate member refuses the
+ * event. known == NULL accepts any CA. Returns 0 when the body could be read, each event's
+ * verdict in out->err[i] (ERRC_INVALID naming the member; ERRC_DENIED for a CA that is not
+ * ours), or -1 refusing the whole body: ERRC_TOO_LARGE above JITR_BODY_MAX bytes (a single
+ * object: JITR_EVENT_MAX), above JITR_BATCH_MAX elements; ERRC_INVALID for an empty body, not
+ * JSON, neither an object nor an array, an empty array, an array inside the array. In a batch,
+ * an element above JITR_EVENT_MAX bytes or that is not an object is refused alone (out->err). */
 int jitr_events_parse(const uint8_t *body, size_t len, jitr_ca_known_fn *known, void *arg,
                       struct jitr_events *out, struct err *e) ATTR_WUR;
 
@@ -125,9 +125,10 @@ struct jitr_confirm {
 };
 
 /* The destination-confirmation message (docs/aws-iot.md, "Topic rule HTTP action"): {"arn",
- * "confirmationToken", "enableUrl", "messageType": "DestinationConfirmation"}. The token must be 1..2048 printable
- * characters without spaces, the arn a topic rule destination's (jitr_destination_arn_parse, any
- * partition). ERRC_INVALID otherwise, ERRC_TOO_LARGE above JITR_CONFIRM_MAX bytes. */
+ * "confirmationToken", "enableUrl", "messageType": "DestinationConfirmation"}. The token must be
+ * 1..2048 printable characters without spaces, the arn a topic rule destination's
+ * (jitr_destination_arn_parse, any partition). ERRC_INVALID otherwise, ERRC_TOO_LARGE above
+ * JITR_CONFIRM_MAX bytes. */
 int jitr_confirm_parse(const uint8_t *body, size_t len, struct jitr_confirm *out,
                        struct err *e) ATTR_WUR;
 
