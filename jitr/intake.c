@@ -1,6 +1,7 @@
 /*
- * The JITR intake (docs/jitr.md "The intake"): its own listener, plain HTTP
- * (behind a TLS-terminating load balancer) or TLS, SO_REUSEPORT in every worker.
+ * The JITR intake (docs/jitr.md, "The intake"; docs/contracts.md, "HTTP"; docs/aws-iot.md, "Topic
+ * rule HTTP action"): its own listener, plain HTTP (behind a TLS-terminating load balancer) or
+ * TLS, SO_REUSEPORT in every worker.
  *
  *   POST /v1/jitr/events   the registered event, one object or a batch (an HTTP rule action
  *                          with batching enabled sends a JSON array of up to 10): secret header
