@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "aws/endpoint.h"
 #include "core/mem.h"
 #include "core/util.h"
 #include "jitr/jitr.h"
@@ -350,26 +351,6 @@ int jitr_sqs_body_decode(const char *body, size_t len, struct buf *out, bool *wa
 
 /* ---- ARNs and the destination confirmation -------------------------------------------------- */
 
-/* The partition of a region by its prefix (the AWS SDKs' partition table); "aws" otherwise. */
-static const struct {
-    const char *prefix;
-    const char *partition;
-} region_partitions[] = {
-    { "cn-", "aws-cn" },         { "us-gov-", "aws-us-gov" }, { "us-iso-", "aws-iso" },
-    { "us-isob-", "aws-iso-b" }, { "eu-isoe-", "aws-iso-e" }, { "us-isof-", "aws-iso-f" },
-    { "eusc-", "aws-eusc" },
-};
-
-const char *jitr_region_partition(const char *region)
-{
-    for (size_t i = 0; i < ARRAY_LEN(region_partitions); i++) {
-        if (str_has_prefix(region, region_partitions[i].prefix)) {
-            return region_partitions[i].partition;
-        }
-    }
-    return "aws";
-}
-
 /* Copies s[0..n) into out (cap) when every byte is in [a-z0-9-]. */
 static bool arn_field(const char *s, size_t n, char *out, size_t cap)
 {
@@ -408,7 +389,7 @@ int jitr_arn_parse(const char *s, struct jitr_arn *out, struct err *e)
     n[5] = rl = strlen(p);
     if (n[0] != 3 || memcmp(f[0], "arn", 3) != 0 ||
         !arn_field(f[1], n[1], out->partition, sizeof(out->partition)) ||
-        !(strcmp(out->partition, "aws") == 0 || str_has_prefix(out->partition, "aws-")) ||
+        !aws_partition_known(out->partition) ||
         n[2] == 0 || !arn_field(f[2], n[2], out->service, sizeof(out->service)) ||
         !arn_field(f[3], n[3], out->region, sizeof(out->region)) || !(n[4] == 0 || n[4] == 12) ||
         rl == 0 || rl >= sizeof(out->resource)) {
@@ -451,9 +432,9 @@ int jitr_destination_arn_parse(const char *s, struct jitr_arn *out, struct err *
                        "destination (arn:PARTITION:iot:REGION:ACCOUNT:ruledestination/...)",
                        s);
     }
-    if (strcmp(out->partition, jitr_region_partition(out->region)) != 0) {
+    if (strcmp(out->partition, aws_partition_of_region(out->region)) != 0) {
         err_set(e, ERRC_INVALID, "ARN '%.80s': region %s is in partition %s, not %s", s,
-                out->region, jitr_region_partition(out->region), out->partition);
+                out->region, aws_partition_of_region(out->region), out->partition);
         memset(out, 0, sizeof(*out));
         return -1;
     }

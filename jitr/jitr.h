@@ -96,9 +96,9 @@ int jitr_events_parse(const uint8_t *body, size_t len, jitr_ca_known_fn *known, 
 int jitr_event_parse(const uint8_t *body, size_t len, jitr_ca_known_fn *known, void *arg,
                      struct jitr_event *out, struct err *e) ATTR_WUR;
 
-/* An ARN taken apart, generically: arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE (PARTITION aws
- * or aws-..., SERVICE and REGION of [a-z0-9-], ACCOUNT empty or 12 digits, RESOURCE printable
- * without spaces). */
+/* An ARN taken apart, generically: arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE (PARTITION one
+ * of AWS's, aws_partition_known; SERVICE and REGION of [a-z0-9-], ACCOUNT empty or 12 digits,
+ * RESOURCE printable without spaces). */
 struct jitr_arn {
     char partition[24];
     char service[32];
@@ -107,10 +107,9 @@ struct jitr_arn {
     char resource[JITR_ARN_MAX + 1];
 };
 int jitr_arn_parse(const char *s, struct jitr_arn *out, struct err *e) ATTR_WUR;
-/* The partition of a region: aws-cn for cn-*, aws-us-gov for us-gov-*, ...; "aws" otherwise. */
-const char *jitr_region_partition(const char *region);
 /* The ARN of an IoT topic rule destination: service iot, a region, an account, a resource
- * ruledestination/..., the partition of that region (arn:aws-cn:iot:cn-north-1:...). */
+ * ruledestination/..., the partition of that region (aws_partition_of_region:
+ * arn:aws-cn:iot:cn-north-1:...). */
 int jitr_destination_arn_parse(const char *s, struct jitr_arn *out, struct err *e) ATTR_WUR;
 /* jitr.destination_arns: comma-separated destination ARNs (spaces around them ignored) into a
  * new array of n strings; ERRC_INVALID naming the first bad one. */

@@ -13,6 +13,7 @@
  */
 #include <string.h>
 
+#include "aws/endpoint.h"
 #include "core/buf.h"
 #include "jitr/jitr.h"
 
@@ -98,7 +99,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t n = strlen(c.token);
         BUG_ON(n == 0 || n > JITR_TOKEN_MAX);
         BUG_ON(strcmp(c.dest.service, "iot") != 0 || strlen(c.dest.account) != 12);
-        BUG_ON(strcmp(c.dest.partition, jitr_region_partition(c.dest.region)) != 0);
+        BUG_ON(strcmp(c.dest.partition, aws_partition_of_region(c.dest.region)) != 0);
     } else {
         BUG_ON(c.token[0] != '\0' || c.arn[0] != '\0');
     }

@@ -446,10 +446,16 @@ static int test_arns(void)
         CHECK_STR_EQ(a.region, "");
         CHECK_STR_EQ(a.resource, "bucket/key");
     }
-    CHECK_STR_EQ(jitr_region_partition("cn-northwest-1"), "aws-cn");
-    CHECK_STR_EQ(jitr_region_partition("us-gov-east-1"), "aws-us-gov");
-    CHECK_STR_EQ(jitr_region_partition("us-isob-east-1"), "aws-iso-b");
-    CHECK_STR_EQ(jitr_region_partition("eu-central-1"), "aws");
+    /* the partitions jitrd knows (aws/endpoint.c) and only those */
+    {
+        struct err e = ERR_INIT;
+        CHECK_OK(jitr_destination_arn_parse(
+                     "arn:aws-iso-b:iot:us-isob-east-1:123456789012:ruledestination/http/1", &a, &e),
+                 &e);
+        CHECK(jitr_destination_arn_parse(
+                  "arn:aws-moon:iot:us-east-1:123456789012:ruledestination/http/1", &a, &e) != 0);
+        CHECK_STR_CONTAINS(e.msg, "is not an ARN");
+    }
 out:
     return rc;
 }
