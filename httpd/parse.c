@@ -123,11 +123,54 @@ static void connection_tokens(const char *buf, struct hp_span v, bool *close, bo
     }
 }
 
+/* A Host field value (RFC 9110 §7.2): uri-host [":" port], where uri-host is an IP literal in
+ * brackets or a reg-name / IPv4 address (RFC 3986 §3.2.2); empty is allowed (§7.2: a target
+ * without an authority). No userinfo, no whitespace. */
+static bool host_ok(const char *buf, struct hp_span v)
+{
+    const char *s = buf + v.off, *end = s + v.len;
+    if (s < end && *s == '[') {
+        const char *close = memchr(s, ']', v.len);
+        if (close == NULL || close == s + 1) {
+            return false;
+        }
+        for (const char *p = s + 1; p < close; p++) {
+            if (!(hex_digit_value((unsigned char)*p) >= 0 || *p == ':' || *p == '.')) {
+                return false;
+            }
+        }
+        s = close + 1;
+    } else {
+        for (; s < end && *s != ':'; s++) {
+            unsigned char c = (unsigned char)*s;
+            if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  strchr("-._~!$&'()*+,;=%", c) != NULL) ||
+                c == '\0') {
+                return false;
+            }
+        }
+    }
+    if (s == end) {
+        return true;
+    }
+    if (*s != ':') {
+        return false;
+    }
+    for (s++; s < end; s++) {
+        if (*s < '0' || *s > '9') {
+            return false;
+        }
+    }
+    return true;
+}
+
 /* Field lines between the request line's end and the empty line at head_end. */
 static enum hp_result fields(const char *buf, size_t s, size_t head_end,
                              const struct hp_limits *lim, struct hp_req *hr)
 {
     bool have_len = false, te = false, chunked = false, close = false, keep = false;
+    bool host_bad = false;
+    size_t nhost = 0;
     while (s < head_end) {
         const char *nl = memchr(buf + s, '\n', head_end - s);
         size_t e = (size_t)(nl - buf), next = e + 1, i = s;
@@ -186,6 +229,9 @@ static enum hp_result fields(const char *buf, size_t s, size_t head_end,
             }
         } else if (span_ieq(buf, f->name, "connection")) {
             connection_tokens(buf, f->value, &close, &keep);
+        } else if (span_ieq(buf, f->name, "host")) {
+            nhost++;
+            host_bad = host_bad || !host_ok(buf, f->value);
         } else if (span_ieq(buf, f->name, "expect")) {
             if (!span_ieq(buf, f->value, "100-continue")) {
                 return fail(hr, 417, "expectation_failed",
@@ -207,6 +253,17 @@ static enum hp_result fields(const char *buf, size_t s, size_t head_end,
                  "the request body (%llu bytes) is larger than the %zu bytes accepted",
                  (unsigned long long)hr->content_length, lim->max_body);
         return fail(hr, 413, "too_large", hr->msgbuf);
+    }
+    /* RFC 9112 §3.2: 400 for an HTTP/1.1 request without Host, and for any request with more
+     * than one Host field or an invalid one (HTTP/1.0 clients may leave it out) */
+    if (nhost > 1) {
+        return bad(hr, "more than one Host header field");
+    }
+    if (nhost == 0 && hr->minor == 1) {
+        return bad(hr, "an HTTP/1.1 request needs exactly one Host header field");
+    }
+    if (host_bad) {
+        return bad(hr, "the Host header field is not a valid host[:port]");
     }
     hr->keep_alive = hr->minor == 1 ? !close : keep && !close;
     return HP_DONE;

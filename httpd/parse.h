@@ -14,7 +14,8 @@
  * Accepted: origin-form targets ("/..."), HTTP/1.0 and HTTP/1.1, CRLF or bare LF line ends, up to
  * HP_MAX_HEADERS header fields, Content-Length bodies up to lim->max_body. Refused: chunked or any
  * other Transfer-Encoding (411, "send Content-Length"), obsolete line folding, whitespace before a
- * header's colon, control characters, conflicting Content-Length values.
+ * header's colon, control characters, conflicting Content-Length values, an HTTP/1.1 request
+ * without a Host field, any request with several Host fields or one that is not host[:port].
  */
 #ifndef HTTPD_PARSE_H
 #define HTTPD_PARSE_H

@@ -78,10 +78,11 @@ static int test_connection_semantics(void)
     } v[] = {
         { "GET / HTTP/1.0\r\n\r\n", false, false },
         { "GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", true, false },
-        { "GET / HTTP/1.1\r\nConnection: close\r\n\r\n", false, false },
-        { "GET / HTTP/1.1\r\nConnection: keep-alive, CLOSE\r\n\r\n", false, false },
-        { "GET / HTTP/1.1\r\nConnection: upgrade\r\n\r\n", true, false },
-        { "POST / HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 5\r\n\r\n", true, true },
+        { "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", false, false },
+        { "GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, CLOSE\r\n\r\n", false, false },
+        { "GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\n\r\n", true, false },
+        { "POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 5\r\n\r\n",
+          true, true },
         { "POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n", false, false },
         { "GET / HTTP/1.1\nHost: bare-lf\n\n", true, false },
     };
@@ -138,8 +139,8 @@ static int test_pipelined(void)
     int rc = 0;
     struct hp_req hr;
     char *t = NULL;
-    const char *two = "POST /a HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"
-                      "GET /b?x=1 HTTP/1.1\r\n\r\nGET /c HT";
+    const char *two = "POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc"
+                      "GET /b?x=1 HTTP/1.1\r\nHost: h\r\n\r\nGET /c HT";
     size_t n = strlen(two), scan = 0, used = 0;
     CHECK_INT_EQ(hp_parse(two, n, &LIM, &scan, &hr), HP_DONE);
     used = hr.head_len + (size_t)hr.content_length;
@@ -153,6 +154,32 @@ static int test_pipelined(void)
     CHECK_INT_EQ(hp_parse(two + used, n - used, &LIM, &scan, &hr), HP_MORE);
 out:
     xfree(t);
+    return rc;
+}
+
+/* Host: what RFC 9112 §3.2 lets through. */
+static int test_host(void)
+{
+    int rc = 0;
+    struct hp_req hr;
+    static const char *const ok[] = {
+        "GET / HTTP/1.1\r\nHost: jitrd.example:8443\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: [::1]:8443\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: [2001:db8::1]\r\n\r\n",
+        "GET / HTTP/1.1\r\nhOsT:   spaced.example  \r\n\r\n",
+        "GET / HTTP/1.1\r\nHost:\r\n\r\n", /* empty: allowed (no authority) */
+        "GET / HTTP/1.0\r\n\r\n",           /* HTTP/1.0 may leave it out */
+        "GET / HTTP/1.0\r\nHost: a\r\n\r\n",
+    };
+    size_t i = 0;
+    for (i = 0; i < ARRAY_LEN(ok); i++) {
+        CHECK_INT_EQ(parse_whole(ok[i], strlen(ok[i]), &hr), HP_DONE);
+    }
+out:
+    if (rc) {
+        fprintf(stderr, "  (case %zu)\n", i);
+    }
     return rc;
 }
 
@@ -230,6 +257,20 @@ static int test_bad(void)
         { "POST /x HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: "
           "99999999\r\n\r\n",
           413, "too_large", "bytes accepted" },
+        /* Host (RFC 9112 §3.2): exactly one for HTTP/1.1, never two, always host[:port] */
+        { "GET /x HTTP/1.1\r\n\r\n", 400, "bad_request", "exactly one Host" },
+        { "GET /x HTTP/1.1\r\nX-Host: a\r\n\r\n", 400, "bad_request", "exactly one Host" },
+        { "GET /x HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n", 400, "bad_request",
+          "more than one Host" },
+        { "GET /x HTTP/1.0\r\nHost: a\r\nHOST: b\r\n\r\n", 400, "bad_request",
+          "more than one Host" },
+        { "GET /x HTTP/1.1\r\nHost: a b\r\n\r\n", 400, "bad_request", "not a valid host" },
+        { "GET /x HTTP/1.1\r\nHost: user@a\r\n\r\n", 400, "bad_request", "not a valid host" },
+        { "GET /x HTTP/1.1\r\nHost: a:80x\r\n\r\n", 400, "bad_request", "not a valid host" },
+        { "GET /x HTTP/1.1\r\nHost: a/b\r\n\r\n", 400, "bad_request", "not a valid host" },
+        { "GET /x HTTP/1.1\r\nHost: [::1\r\n\r\n", 400, "bad_request", "not a valid host" },
+        { "GET /x HTTP/1.1\r\nHost: [::1]x\r\n\r\n", 400, "bad_request", "not a valid host" },
+        { "GET /x HTTP/1.1\r\nHost: [zz]\r\n\r\n", 400, "bad_request", "not a valid host" },
     };
     for (size_t i = 0; i < ARRAY_LEN(v); i++) {
         if (check_bad(v[i].req, strlen(v[i].req), &LIM, v[i].status, v[i].code, v[i].msg) != 0) {
@@ -270,8 +311,8 @@ static int test_limits(void)
     CHECK_INT_EQ(check_bad(b.data, b.len, &LIM, 431, "headers_too_large", "16 KiB"), 0);
     /* 64 fields are fine, 65 are not */
     buf_reset(&b);
-    buf_addstr(&b, "GET / HTTP/1.1\r\n");
-    for (int i = 0; i < HP_MAX_HEADERS; i++) {
+    buf_addstr(&b, "GET / HTTP/1.1\r\nHost: h\r\n");
+    for (int i = 1; i < HP_MAX_HEADERS; i++) {
         buf_addf(&b, "X-%d: v\r\n", i);
     }
     buf_addstr(&b, "\r\n");
@@ -291,7 +332,8 @@ static int test_limits(void)
                            "too_large", "bytes accepted"),
                  0);
     scan = 0;
-    CHECK_INT_EQ(hp_parse("POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n", 40, &small, &scan, &hr),
+    CHECK_INT_EQ(hp_parse("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n", 49, &small,
+                          &scan, &hr),
                  HP_DONE);
 out:
     buf_release(&b);
@@ -505,11 +547,11 @@ static int test_server(void)
     struct buf in = BUF_INIT;
     bool eof = false;
     int before = 0;
-    const char *three = "POST /echo?q=a%20b+c HTTP/1.1\r\nX-Test: "
+    const char *three = "POST /echo?q=a%20b+c HTTP/1.1\r\nHost: h\r\nX-Test: "
                         "one\r\nContent-Length: 5\r\n\r\n"
                         "hello"
-                        "GET /items/42 HTTP/1.1\r\n\r\n"
-                        "GET /echo HTTP/1.1\r\nX-Test: three\r\n\r\n";
+                        "GET /items/42 HTTP/1.1\r\nHost: h\r\n\r\n"
+                        "GET /echo HTTP/1.1\r\nHost: h\r\nX-Test: three\r\n\r\n";
     CHECK_INT_EQ(srv_start(&s, 5), 0);
 
     /* keep-alive and pipelining: three requests in one send, three replies in order */
@@ -532,7 +574,7 @@ static int test_server(void)
 
     /* 404 and 405 (with Allow) keep the connection */
     buf_reset(&in);
-    cli_sends(fd, "GET /nothing HTTP/1.1\r\n\r\nDELETE /echo HTTP/1.1\r\n\r\n");
+    cli_sends(fd, "GET /nothing HTTP/1.1\r\nHost: h\r\n\r\nDELETE /echo HTTP/1.1\r\nHost: h\r\n\r\n");
     cli_recv(&s, fd, &in, 2, 3000, &eof);
     CHECK_STR_CONTAINS(in.data, "HTTP/1.1 404 Not Found\r\n");
     CHECK_STR_CONTAINS(in.data,
@@ -543,7 +585,7 @@ static int test_server(void)
 
     /* Expect: 100-continue, then the body, then the reply */
     buf_reset(&in);
-    cli_sends(fd, "POST /echo HTTP/1.1\r\nExpect: "
+    cli_sends(fd, "POST /echo HTTP/1.1\r\nHost: h\r\nExpect: "
                   "100-continue\r\nContent-Length: 4\r\n\r\n");
     cli_recv(&s, fd, &in, 1, 3000, &eof);
     CHECK_STR_EQ(in.data, "HTTP/1.1 100 Continue\r\n\r\n");
@@ -579,6 +621,9 @@ static int test_server(void)
           "chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
           "411 Length Required", "length_required" },
         { "GET /echo HTTP/1.1\r\nContent-Length: x\r\n\r\n", "400 Bad Request", "bad_request" },
+        { "GET /echo HTTP/1.1\r\n\r\n", "400 Bad Request", "exactly one Host" },
+        { "GET /echo HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "400 Bad Request",
+          "more than one Host" },
     };
     for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
         fd = cli_connect(&s);
@@ -636,7 +681,7 @@ static int test_server(void)
     fd = cli_connect(&s);
     CHECK(fd >= 0);
     parked = NULL;
-    cli_sends(fd, "GET /park?q=kept HTTP/1.1\r\nX-Test: still here\r\n\r\n");
+    cli_sends(fd, "GET /park?q=kept HTTP/1.1\r\nHost: h\r\nX-Test: still here\r\n\r\n");
     cli_recv(&s, fd, &in, 1, 300, &eof);
     CHECK(parked != NULL);
     CHECK_INT_EQ(httpd_requests_in_flight(s.h), 1);
@@ -665,7 +710,7 @@ static int test_server(void)
      * is dropped quietly */
     fd = cli_connect(&s);
     CHECK(fd >= 0);
-    cli_sends(fd, "GET /park HTTP/1.1\r\n\r\n");
+    cli_sends(fd, "GET /park HTTP/1.1\r\nHost: h\r\n\r\n");
     cli_recv(&s, fd, &in, 1, 300, &eof);
     CHECK(parked != NULL);
     {
@@ -893,6 +938,7 @@ int main(int argc, char **argv)
         { "split_every_byte", test_split_every_byte },
         { "pipelined", test_pipelined },
         { "bad", test_bad },
+        { "host", test_host },
         { "limits", test_limits },
         { "pct_decode", test_pct_decode },
         { "server", test_server },
