@@ -39,6 +39,7 @@
  */
 #include "httpd/httpd.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/util.h>
@@ -82,6 +83,8 @@ struct hconn {
     struct httpd *h;
     struct hconn *prev, *next;
     int fd;
+    struct sockaddr_storage peer; /* from accept4 */
+    socklen_t peer_len;
     SSL *ssl; /* NULL: plain HTTP */
     struct event *rev, *wev, *timer;
     enum cstate state;
@@ -138,6 +141,8 @@ struct httpd_req {
     struct httpd_hdr query[MAX_QUERY];
     size_t nquery;
     struct buf extra; /* "Name: value\r\n" lines from httpd_req_add_header */
+    struct sockaddr_storage peer;
+    socklen_t peer_len;
     int64_t t0;
     char id[24];
 };
@@ -418,6 +423,8 @@ static struct httpd_req *req_new(struct hconn *c)
     r->route = -1;
     r->path = "";
     r->t0 = time_mono_ns();
+    memcpy(&r->peer, &c->peer, sizeof(r->peer));
+    r->peer_len = c->peer_len;
     snprintf(r->id, sizeof(r->id), "%08x%08llx", h->id_prefix, (unsigned long long)++h->seq);
     h->inflight++;
     c->req = r;
@@ -439,6 +446,11 @@ static void conn_error(struct hconn *c, int status, const char *code, const char
     struct httpd_req *r = req_new(c);
     log_debug("refusing a request: %d %s", status, message);
     event_del(c->timer);
+    if (c->h->o.refused) {
+        char peer[INET6_ADDRSTRLEN];
+        httpd_req_peer(r, peer, sizeof(peer));
+        c->h->o.refused(c->h->o.arg, status, code, peer);
+    }
     httpd_reply_error(r, status, code, message);
 }
 
@@ -698,12 +710,15 @@ static void conn_on_timer(evutil_socket_t fd, short what, void *arg)
     conn_close(c);
 }
 
-static void conn_new(struct httpd *h, int fd)
+static void conn_new(struct httpd *h, int fd, const struct sockaddr_storage *peer,
+                     socklen_t peer_len)
 {
     struct hconn *c = xcalloc(1, sizeof(*c));
     SSL_CTX *ctx = h->o.ssl_ctx ? h->o.ssl_ctx(h->o.arg) : NULL;
     c->h = h;
     c->fd = fd;
+    memcpy(&c->peer, peer, sizeof(c->peer));
+    c->peer_len = peer_len;
     c->state = CS_OPEN;
     if (ctx) {
         c->ssl = SSL_new(ctx);
@@ -757,7 +772,10 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
             log_warn("%zu connections open: not accepting until one closes", h->nconns);
             return;
         }
-        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        struct sockaddr_storage peer;
+        socklen_t peer_len = sizeof(peer);
+        memset(&peer, 0, sizeof(peer));
+        int fd = accept4(lfd, (struct sockaddr *)&peer, &peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             int en = errno;
             char eb[128];
@@ -774,7 +792,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
             event_add(h->resume, &tv);
             return;
         }
-        conn_new(h, fd);
+        conn_new(h, fd, &peer, peer_len);
     }
 }
 
@@ -1035,6 +1053,20 @@ STACK_OF(X509) * httpd_req_client_chain(const struct httpd_req *r, const char **
 X509 *httpd_req_client_cert(const struct httpd_req *r)
 {
     return r->ssl ? SSL_get0_peer_certificate(r->ssl) : NULL;
+}
+
+void httpd_req_peer(const struct httpd_req *r, char *out, size_t cap)
+{
+    const struct sockaddr_storage *ss = &r->peer;
+    out[0] = '\0';
+    if (cap < INET6_ADDRSTRLEN) {
+        return;
+    }
+    if (ss->ss_family == AF_INET) {
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, out, (socklen_t)cap);
+    } else if (ss->ss_family == AF_INET6) {
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, out, (socklen_t)cap);
+    }
 }
 
 static bool header_safe(const char *s)

@@ -58,6 +58,10 @@ struct httpd_route {
 typedef SSL_CTX *httpd_ssl_ctx_fn(void *arg);
 /* Called for every reply: route index (-1 for no route), status, nanoseconds since dispatch. */
 typedef void httpd_done_fn(void *arg, int route, int status, int64_t ns);
+/* Called when the server itself refuses a request before any route sees it (malformed, too
+ * large, too slow: the statuses of parse.h and 408), with the error code of the reply
+ * ("bad_request", "request_timeout", ...; a static string) and the client's numeric address. */
+typedef void httpd_refused_fn(void *arg, int status, const char *code, const char *peer);
 
 struct httpd_opts {
     const char *listen; /* "HOST:PORT"; bound with SO_REUSEPORT */
@@ -69,7 +73,8 @@ struct httpd_opts {
     size_t nroutes;
     httpd_ssl_ctx_fn *ssl_ctx;
     httpd_done_fn *done;
-    void *arg; /* passed to handlers and callbacks */
+    httpd_refused_fn *refused; /* optional */
+    void *arg;                 /* passed to handlers and callbacks */
 };
 
 /* Binds the listener and starts serving on base. ERRC_UNAVAILABLE when the address cannot be
@@ -107,6 +112,8 @@ int httpd_req_route(const struct httpd_req *r);
 STACK_OF(X509) *httpd_req_client_chain(const struct httpd_req *r, const char **why);
 /* The client's certificate whether or not it verified (for audit records), or NULL. */
 X509 *httpd_req_client_cert(const struct httpd_req *r);
+/* The client's address, numeric ("192.0.2.7", "2001:db8::1"), or "" when unknown. */
+void httpd_req_peer(const struct httpd_req *r, char *out, size_t cap);
 
 void httpd_req_add_header(struct httpd_req *r, const char *name, const char *value);
 /* Sends the reply and frees r. */

@@ -9,9 +9,9 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -81,8 +81,8 @@ static int test_connection_semantics(void)
         { "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", false, false },
         { "GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, CLOSE\r\n\r\n", false, false },
         { "GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\n\r\n", true, false },
-        { "POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 5\r\n\r\n",
-          true, true },
+        { "POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 5\r\n\r\n", true,
+          true },
         { "POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n", false, false },
         { "GET / HTTP/1.1\nHost: bare-lf\n\n", true, false },
     };
@@ -169,7 +169,7 @@ static int test_host(void)
         "GET / HTTP/1.1\r\nHost: [2001:db8::1]\r\n\r\n",
         "GET / HTTP/1.1\r\nhOsT:   spaced.example  \r\n\r\n",
         "GET / HTTP/1.1\r\nHost:\r\n\r\n", /* empty: allowed (no authority) */
-        "GET / HTTP/1.0\r\n\r\n",           /* HTTP/1.0 may leave it out */
+        "GET / HTTP/1.0\r\n\r\n",          /* HTTP/1.0 may leave it out */
         "GET / HTTP/1.0\r\nHost: a\r\n\r\n",
     };
     size_t i = 0;
@@ -372,10 +372,12 @@ static void h_echo(struct httpd_req *r, void *arg)
     X509 *cert = httpd_req_client_cert(r);
     STACK_OF(X509) *chain = httpd_req_client_chain(r, &why);
     struct buf b = BUF_INIT;
-    buf_addf(&b, "%s|%s|%s|%s|%s|%s|", httpd_req_method(r), httpd_req_path(r),
+    char peer[64];
+    httpd_req_peer(r, peer, sizeof(peer));
+    buf_addf(&b, "%s|%s|%s|%s|%s|%s|peer=%s|", httpd_req_method(r), httpd_req_path(r),
              httpd_req_query(r, "q") ? httpd_req_query(r, "q") : "-",
              httpd_req_header(r, "x-test") ? httpd_req_header(r, "x-test") : "-",
-             cert || chain ? "cert" : "nocert", why);
+             cert || chain ? "cert" : "nocert", why, peer);
     buf_add(&b, body, len);
     httpd_req_add_header(r, "X-Extra", "yes");
     httpd_req_add_header(r, "X-Bad", "a\r\nInjected: 1");
@@ -416,7 +418,16 @@ struct srv {
     int port;
     int ndone;
     int last_status;
+    int nrefused;
+    char refused[160]; /* "STATUS CODE PEER" of the last refusal */
 };
+
+static void on_refused(void *arg, int status, const char *code, const char *peer)
+{
+    struct srv *s = arg;
+    s->nrefused++;
+    snprintf(s->refused, sizeof(s->refused), "%d %s %s", status, code, peer);
+}
 
 static void on_done(void *arg, int rt, int status, int64_t ns)
 {
@@ -450,6 +461,7 @@ static int srv_start(struct srv *s, int request_timeout)
         o.nroutes = ARRAY_LEN(routes);
         o.ssl_ctx = srv_ssl_ctx;
         o.done = on_done;
+        o.refused = on_refused;
         o.arg = s;
         s->h = httpd_new(s->base, &o, &e);
         if (s->h == NULL) {
@@ -561,7 +573,8 @@ static int test_server(void)
     cli_recv(&s, fd, &in, 3, 3000, &eof);
     CHECK(!eof);
     CHECK_INT_EQ(count(in.data, "HTTP/1.1 200 OK\r\n"), 3);
-    CHECK_STR_CONTAINS(in.data, "POST|/echo|a b c|one|nocert|no client certificate|hello");
+    CHECK_STR_CONTAINS(in.data,
+                       "POST|/echo|a b c|one|nocert|no client certificate|peer=127.0.0.1|hello");
     CHECK_STR_CONTAINS(in.data, "\r\n\r\n42HTTP/1.1 200");
     CHECK_STR_CONTAINS(in.data, "GET|/echo|-|three|");
     CHECK(strstr(in.data, "POST|") < strstr(in.data, "42HTTP") &&
@@ -574,7 +587,8 @@ static int test_server(void)
 
     /* 404 and 405 (with Allow) keep the connection */
     buf_reset(&in);
-    cli_sends(fd, "GET /nothing HTTP/1.1\r\nHost: h\r\n\r\nDELETE /echo HTTP/1.1\r\nHost: h\r\n\r\n");
+    cli_sends(fd,
+              "GET /nothing HTTP/1.1\r\nHost: h\r\n\r\nDELETE /echo HTTP/1.1\r\nHost: h\r\n\r\n");
     cli_recv(&s, fd, &in, 2, 3000, &eof);
     CHECK_STR_CONTAINS(in.data, "HTTP/1.1 404 Not Found\r\n");
     CHECK_STR_CONTAINS(in.data,
@@ -629,6 +643,7 @@ static int test_server(void)
         fd = cli_connect(&s);
         CHECK(fd >= 0);
         buf_reset(&in);
+        before = s.nrefused;
         cli_send(fd, bad[i].req, strlen(bad[i].req));
         cli_recv(&s, fd, &in, 1, 3000, &eof);
         cli_recv(&s, fd, &in, 0, 3000, &eof);
@@ -636,6 +651,10 @@ static int test_server(void)
         CHECK_STR_CONTAINS(in.data, bad[i].code);
         CHECK_STR_CONTAINS(in.data, "Connection: close\r\n");
         CHECK(eof);
+        /* the server's own refusals are reported with the client's address */
+        CHECK_INT_EQ(s.nrefused, before + 1);
+        CHECK_STR_CONTAINS(s.refused, " 127.0.0.1");
+        CHECK(strncmp(s.refused, bad[i].status, 4) == 0);
         close(fd);
         fd = -1;
     }
@@ -759,6 +778,7 @@ static int test_server_deadline(void)
     cli_recv(&s, fd, &in, 0, 3000, &eof);
     ms = (time_mono_ns() - t0) / 1000000;
     CHECK_STR_CONTAINS(in.data, "HTTP/1.1 408 Request Timeout\r\n");
+    CHECK_STR_EQ(s.refused, "408 request_timeout 127.0.0.1");
     CHECK_STR_CONTAINS(in.data, "\"code\":\"request_timeout\"");
     CHECK(eof);
     CHECK(ms >= 900 && ms < 2500);
