@@ -1,11 +1,13 @@
 /*
- * jitrctl config: check (load and validate), show (the effective configuration), describe (every
- * key, as docs/config.md shows it).
+ * jitrctl config: check (load and validate), show (the effective configuration, secrets
+ * redacted: conf_redact), describe (every key, as docs/config.md shows it). Neither output nor
+ * error messages show a secret of the file.
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "cli/cli.h"
+#include "store/store.h"
 
 static const char config_usage[] = "usage: jitrctl config check|show|describe [--config FILE]\n";
 
@@ -34,6 +36,10 @@ int cmd_config(struct cli *cli, int argc, char **argv, struct err *e)
         if (strcmp(sub, "show") == 0) {
             conf_dump(c, &out);
         } else {
+            struct store_url u;
+            if (store_url_parse(c->redis_url, &u, e) != 0) {
+                return err_prefix(e, "%s: redis_url", *c->source ? c->source : "configuration");
+            }
             buf_addf(&out, "configuration %s is valid\n", *c->source ? c->source : "(defaults)");
         }
     } else {

@@ -5,10 +5,12 @@
  */
 #include "core/conf.h"
 
+#include <ctype.h>
 #include <jansson.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/log.h"
 #include "core/mem.h"
@@ -92,7 +94,19 @@ static const struct conf_key conf_keys[] = {
     INT(drain_timeout, 10, 0, 3600,
         "jitrd: seconds SIGTERM waits for requests in flight before exiting."),
     INT(max_json_depth, 8, 2, 64, "jitrd: nesting depth of request JSON."),
-    INT(max_batch, 1000, 1, 100000, "jitrd: items of one POST /v1/sign/batch."),
+    INT(max_batch, 1000, 1, 100000,
+        "jitrd: items of one POST /v1/sign/batch (a station's batches must also fit its rate "
+        "limit's burst: docs/daemon.md)."),
+    STR(admin_listen, "127.0.0.1:8444", NULL,
+        "jitrd: HOST:PORT of the plain-HTTP operations listener (/healthz, /readyz with its "
+        "reasons, /metrics; SO_REUSEPORT in every worker); keep it on loopback or a management "
+        "network; empty turns it off (admin stations still read them over mutual TLS)."),
+    INT(deny_summary_interval, 60, 1, 3600,
+        "jitrd: seconds between the deny_summary audit records that count refused unauthenticated "
+        "or malformed requests by reason (they are never audited one by one)."),
+    INT(reenroll_per_day, 3, 0, 1000,
+        "jitrd: EST simplereenroll requests per certificate lineage (a certificate and those that "
+        "renewed it) in any 24 hours; 0 turns re-enrollment off."),
     STR(aws_rates, "", "JITRCA_AWS_RATES",
         "jitrctl's AWS IoT client: per-API rates, e.g. \"RegisterCACertificate=10/1,"
         "DescribeCACertificate=10/1\" (rate per second/burst); empty means AWS's published "
@@ -214,7 +228,11 @@ static int conf_apply_section(struct conf *c, const char *file, const char *sec,
         char name[128];
         if ((size_t)snprintf(name, sizeof(name), "%s.%s", sec, k) >= sizeof(name) ||
             json_is_object(m)) {
-            return err_set(e, ERRC_INVALID, "%s: unknown key '%s.%.40s'", file, sec, k);
+            struct buf shown = BUF_INIT;
+            conf_redact(NULL, k, &shown);
+            err_set(e, ERRC_INVALID, "%s: unknown key '%s.%.40s'", file, sec, buf_cstr(&shown));
+            buf_release(&shown);
+            return -1;
         }
         if (conf_apply(c, file, name, m, e) != 0) {
             return -1;
@@ -230,7 +248,11 @@ static int conf_apply(struct conf *c, const char *file, const char *key, json_t 
         return conf_apply_section(c, file, key, v, e);
     }
     if (k == NULL) {
-        return err_set(e, ERRC_INVALID, "%s: unknown key '%s'", file, key);
+        struct buf shown = BUF_INIT;
+        conf_redact(NULL, key, &shown);
+        err_set(e, ERRC_INVALID, "%s: unknown key '%.64s'", file, buf_cstr(&shown));
+        buf_release(&shown);
+        return -1;
     }
     if (k->type == CONF_STR) {
         if (!json_is_string(v)) {
@@ -291,6 +313,12 @@ struct conf *conf_load(const char *path, struct err *e)
             if (!file_exists(path)) {
                 err_set(e, ERRC_NOT_FOUND, "config file '%s' not found", path);
             } else {
+                /* Jansson's text may quote the file ("... near 'redis://:pw@...'"): only its
+                 * first part, and the position */
+                char *near = strstr(jerr.text, " near ");
+                if (near) {
+                    *near = '\0';
+                }
                 err_set(e, ERRC_INVALID, "%s:%d:%d: %s", path, jerr.line, jerr.column, jerr.text);
             }
             goto fail;
@@ -362,6 +390,100 @@ const char *conf_audit_path(const struct conf *c)
     return c->_audit_path;
 }
 
+#define REDACTED "<redacted>"
+
+/* Names of URI attributes and query parameters whose values are secrets (case-insensitive),
+ * each between spaces. */
+static const char secret_params[] = " pin-value password passwd pass pwd passphrase secret token "
+                                    "client_secret api_key apikey key sig signature access_token "
+                                    "auth_token x-amz-signature x-amz-security-token ";
+
+static bool secret_param(const char *name, size_t len, bool pkcs11)
+{
+    char want[32];
+    if (len == 0 || len + 3 > sizeof(want)) {
+        return false;
+    }
+    want[0] = ' ';
+    for (size_t i = 0; i < len; i++) {
+        want[i + 1] = (char)tolower((unsigned char)name[i]);
+    }
+    want[len + 1] = ' ';
+    want[len + 2] = '\0';
+    /* a PKCS#11 URI's token= is the token's label, not a secret */
+    return strstr(secret_params, want) != NULL && !(pkcs11 && strcmp(want, " token ") == 0);
+}
+
+/* [A-Za-z_][A-Za-z0-9_]* (env) or an HTTP token (header). */
+static bool is_name(const char *s, bool header)
+{
+    if (*s == '\0' || (!header && *s >= '0' && *s <= '9')) {
+        return false;
+    }
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '_' || (header && c != '\0' && strchr("!#$%&'*+-.^`|~", c) != NULL);
+        if (!ok) {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool conf_redact(const char *key, const char *value, struct buf *out)
+{
+    size_t klen = key ? strlen(key) : 0;
+    bool red = false;
+    buf_reset(out);
+    if (klen > 4 && strcmp(key + klen - 4, "_env") == 0 && *value && !is_name(value, false)) {
+        buf_addstr(out, REDACTED);
+        return true;
+    }
+    if (klen > 7 && strcmp(key + klen - 7, "_header") == 0 && *value && !is_name(value, true)) {
+        buf_addstr(out, REDACTED);
+        return true;
+    }
+    const char *p = value;
+    const char *scheme = strstr(value, "://");
+    /* userinfo: scheme://[user[:password]]@host; the last '@' ends it, as store_url_parse
+     * reads it */
+    if (scheme) {
+        const char *auth = scheme + 3;
+        const char *at = strrchr(auth, '@');
+        if (at) {
+            const char *colon = memchr(auth, ':', (size_t)(at - auth));
+            buf_add(out, value, (size_t)(auth - value));
+            if (colon) {
+                buf_add(out, auth, (size_t)(colon - auth) + 1);
+            }
+            buf_addstr(out, REDACTED);
+            p = at;
+            red = true;
+        }
+    }
+    /* attributes and parameters: NAME=VALUE after ';', '?' or '&' (or at the start of a
+     * pkcs11: URI's path) up to the next separator */
+    bool pkcs11 = strncasecmp(value, "pkcs11:", 7) == 0;
+    while (*p) {
+        const char *start = p;
+        bool boundary = p == value || strchr(";?&", p[-1]) != NULL || (pkcs11 && p == value + 7);
+        const char *eq = boundary ? p + strcspn(p, "=;?&#") : NULL;
+        if (eq && *eq == '=' && secret_param(p, (size_t)(eq - p), pkcs11)) {
+            /* a pkcs11: URI's path ends at '?'; elsewhere '?' may be part of a value */
+            const char *end = eq + 1 + strcspn(eq + 1, pkcs11 ? ";?&#" : ";&#");
+            buf_add(out, p, (size_t)(eq - p) + 1);
+            buf_addstr(out, REDACTED);
+            red = true;
+            p = end;
+            continue;
+        }
+        buf_addch(out, *start);
+        p = start + 1;
+    }
+    return red;
+}
+
 void conf_dump(const struct conf *c, struct buf *out)
 {
     json_t *o = json_object();
@@ -372,7 +494,10 @@ void conf_dump(const struct conf *c, struct buf *out)
         json_t *into = o;
         json_t *v;
         if (k->type == CONF_STR) {
-            v = json_string(*conf_str_at(mc, k));
+            struct buf shown = BUF_INIT;
+            conf_redact(k->name, *conf_str_at(mc, k), &shown);
+            v = json_string(buf_cstr(&shown));
+            buf_release(&shown);
         } else if (k->type == CONF_BOOL) {
             v = json_boolean(*conf_bool_at(mc, k));
         } else {

@@ -45,6 +45,9 @@ struct conf {
     int64_t drain_timeout;     /* seconds SIGTERM waits for requests in flight */
     int64_t max_json_depth;    /* nesting of request JSON */
     int64_t max_batch;         /* items of one /v1/sign/batch */
+    char *admin_listen;        /* HOST:PORT of the plain-HTTP operations listener, "" = none */
+    int64_t deny_summary_interval; /* seconds between deny_summary audit records */
+    int64_t reenroll_per_day;  /* EST re-enrollments per certificate lineage in 24 h */
     char *aws_rates;           /* jitrctl's AWS client: per-API rates ("" = AWS's quotas) */
     char *aws_signing_name;    /* SigV4 service name: iot or execute-api */
     char *aws_profile;         /* explicit AWS profile ("" = AWS_PROFILE, else default) */
@@ -69,8 +72,16 @@ struct conf *conf_load(const char *path, struct err *e) ATTR_WUR;
 void conf_free(struct conf *c);
 /* The effective audit log path. */
 const char *conf_audit_path(const struct conf *c);
-/* Prints the effective configuration as JSON (nothing secret lives in it). */
+/* Prints the effective configuration as JSON, every value through conf_redact (the file names
+ * where secrets come from, but a careless operator may paste one in). */
 void conf_dump(const struct conf *c, struct buf *out);
+/* value with whatever looks secret replaced by "<redacted>", for output and messages: the
+ * password of a URL's userinfo (all of it when there is no "user:" part, as Redis takes it);
+ * the values of URI attributes and query parameters such as pin-value, password, passphrase,
+ * secret, token (not pkcs11:'s token label), signature; and, by key (NULL: none), the whole value
+ * of a key naming an environment variable ("*_env") or a header ("*_header") that is not such a
+ * name. Returns true when something was redacted. */
+bool conf_redact(const char *key, const char *value, struct buf *out);
 /* Every key with its type, default and help, as Markdown (docs/config.md is generated from it). */
 void conf_describe(struct buf *out);
 

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include "core/conf.h"
 #include "core/mem.h"
 #include "core/util.h"
 
@@ -104,7 +105,8 @@ bool store_err_index_incomplete(const struct err *e)
            strstr(e->detail, STORE_INDEX_INCOMPLETE) != NULL;
 }
 
-int store_url_parse(const char *url, struct store_url *out, struct err *e)
+/* The parse proper; messages show the URL as shown (its password redacted). */
+static int url_parse(const char *url, const char *shown, struct store_url *out, struct err *e)
 {
     memset(out, 0, sizeof(*out));
     out->port = 6379;
@@ -114,21 +116,21 @@ int store_url_parse(const char *url, struct store_url *out, struct err *e)
         size_t len = q ? (size_t)(q - p) : strlen(p);
         if (len == 0 || len >= sizeof(out->path) || p[0] != '/') {
             return err_set(e, ERRC_INVALID, "redis URL '%s': expected unix:///absolute/path",
-                           url);
+                           shown);
         }
         memcpy(out->path, p, len);
         if (q) {
             uint64_t db;
             if (!str_has_prefix(q, "?db=") || str_to_u64(q + 4, &db) != 0 || db > 1000) {
-                return err_set(e, ERRC_INVALID, "redis URL '%s': bad query (only ?db=N)", url);
+                return err_set(e, ERRC_INVALID, "redis URL '%s': bad query (only ?db=N)", shown);
             }
             out->db = (int)db;
         }
         return 0;
     }
     if (!str_has_prefix(url, "redis://")) {
-        return err_set(e, ERRC_INVALID,
-                       "redis URL '%s': must start with redis:// or unix://", url);
+        return err_set(e, ERRC_INVALID, "redis URL '%s': must start with redis:// or unix://",
+                       shown);
     }
     const char *p = url + strlen("redis://");
     const char *at = strrchr(p, '@');
@@ -146,7 +148,7 @@ int store_url_parse(const char *url, struct store_url *out, struct err *e)
     size_t hostport = slash ? (size_t)(slash - p) : strlen(p);
     char hp[300];
     if (hostport == 0 || hostport >= sizeof(hp)) {
-        return err_set(e, ERRC_INVALID, "redis URL '%s': missing host", url);
+        return err_set(e, ERRC_INVALID, "redis URL '%s': missing host", shown);
     }
     memcpy(hp, p, hostport);
     hp[hostport] = '\0';
@@ -154,14 +156,14 @@ int store_url_parse(const char *url, struct store_url *out, struct err *e)
     if (hp[0] == '[') {
         char *end = strchr(hp, ']');
         if (end == NULL) {
-            return err_set(e, ERRC_INVALID, "redis URL '%s': unterminated [IPv6] host", url);
+            return err_set(e, ERRC_INVALID, "redis URL '%s': unterminated [IPv6] host", shown);
         }
         *end = '\0';
         host = hp + 1;
         if (end[1] == ':') {
             port = end + 2;
         } else if (end[1] != '\0') {
-            return err_set(e, ERRC_INVALID, "redis URL '%s': bad host", url);
+            return err_set(e, ERRC_INVALID, "redis URL '%s': bad host", shown);
         }
     } else {
         char *c = strchr(hp, ':');
@@ -171,24 +173,33 @@ int store_url_parse(const char *url, struct store_url *out, struct err *e)
         }
     }
     if (*host == '\0' || strlen(host) >= sizeof(out->host)) {
-        return err_set(e, ERRC_INVALID, "redis URL '%s': bad host", url);
+        return err_set(e, ERRC_INVALID, "redis URL '%s': bad host", shown);
     }
     memcpy(out->host, host, strlen(host) + 1);
     if (port) {
         uint64_t v;
         if (str_to_u64(port, &v) != 0 || v == 0 || v > 65535) {
-            return err_set(e, ERRC_INVALID, "redis URL '%s': bad port '%s'", url, port);
+            return err_set(e, ERRC_INVALID, "redis URL '%s': bad port '%s'", shown, port);
         }
         out->port = (int)v;
     }
     if (slash && slash[1]) {
         uint64_t db;
         if (str_to_u64(slash + 1, &db) != 0 || db > 1000) {
-            return err_set(e, ERRC_INVALID, "redis URL '%s': bad database '%s'", url, slash + 1);
+            return err_set(e, ERRC_INVALID, "redis URL '%s': bad database '%s'", shown, slash + 1);
         }
         out->db = (int)db;
     }
     return 0;
+}
+
+int store_url_parse(const char *url, struct store_url *out, struct err *e)
+{
+    struct buf shown = BUF_INIT;
+    conf_redact(NULL, url, &shown);
+    int rc = url_parse(url, buf_cstr(&shown), out, e);
+    buf_release(&shown);
+    return rc;
 }
 
 void store_url_display(const struct store_url *u, char *out, size_t cap)

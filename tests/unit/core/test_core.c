@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include "core/buf.h"
+#include "core/conf.h"
 #include "core/err.h"
 #include "core/mem.h"
 #include "core/util.h"
@@ -178,12 +179,125 @@ out:
     return rc;
 }
 
+/* A careless operator's config show pasted into a ticket: nothing secret in it. */
+static int test_conf_redact(void)
+{
+    int rc = 0;
+    struct buf b = BUF_INIT;
+    static const struct {
+        const char *key, *in, *out;
+        bool red;
+    } v[] = {
+        { "redis_url", "redis://:hunter2@db.example:6380/1",
+          "redis://:<redacted>@db.example:6380/1", true },
+        { "redis_url", "redis://alice:hunter2@db.example", "redis://alice:<redacted>@db.example",
+          true },
+        /* no "user:": Redis takes the whole userinfo as the password */
+        { "redis_url", "redis://hunter2@db.example", "redis://<redacted>@db.example", true },
+        /* the last '@' ends the userinfo, as store_url_parse reads it */
+        { "redis_url", "redis://:p@ss/w@rd@h:1/0", "redis://:<redacted>@h:1/0", true },
+        { "redis_url", "redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0", false },
+        { "redis_url", "unix:///run/redis.sock?db=2", "unix:///run/redis.sock?db=2", false },
+        { NULL, "pkcs11:token=acme;object=ca;pin-value=1234?module-path=/m.so",
+          "pkcs11:token=acme;object=ca;pin-value=<redacted>?module-path=/m.so", true },
+        { NULL, "pkcs11:token=acme?PIN-VALUE=1234&module-path=/m.so",
+          "pkcs11:token=acme?PIN-VALUE=<redacted>&module-path=/m.so", true },
+        { NULL, "https://h.example/q?token=abc&x=1#f", "https://h.example/q?token=<redacted>&x=1#f",
+          true },
+        { NULL, "https://h/p?X-Amz-Signature=abcd", "https://h/p?X-Amz-Signature=<redacted>",
+          true },
+        { NULL, "https://sqs.eu-west-1.amazonaws.com/123/q",
+          "https://sqs.eu-west-1.amazonaws.com/123/q", false },
+        { NULL, "password=x;secret=y", "password=<redacted>;secret=<redacted>", true },
+        { NULL, "notapassword=x", "notapassword=x", false },
+        /* a secret pasted where the name of its environment variable belongs */
+        { "jitr.secrets_env", "s3cret-one,s3cret-two", "<redacted>", true },
+        { "pkcs11_pin_env", "1234", "<redacted>", true },
+        { "key_passphrase_env", "JITRCA_KEY_PASSPHRASE", "JITRCA_KEY_PASSPHRASE", false },
+        { "jitr.secrets_env", "", "", false },
+        { "jitr.secret_header", "x-jitr-secret", "x-jitr-secret", false },
+        { "jitr.secret_header", "x-jitr-secret: s3cret", "<redacted>", true },
+        { "data_dir", "/var/lib/jitrca", "/var/lib/jitrca", false },
+    };
+    size_t i = 0;
+    for (i = 0; i < ARRAY_LEN(v); i++) {
+        bool red = conf_redact(v[i].key, v[i].in, &b);
+        CHECK_STR_EQ(buf_cstr(&b), v[i].out);
+        CHECK_INT_EQ(red, v[i].red);
+    }
+out:
+    if (rc) {
+        fprintf(stderr, "  (case %zu)\n", i);
+    }
+    buf_release(&b);
+    return rc;
+}
+
+/* conf_dump redacts, and conf_load's messages do not quote a secret from the file. */
+static int test_conf_no_secret_shown(void)
+{
+    int rc = 0;
+    struct err e = ERR_INIT;
+    struct buf path = BUF_INIT, out = BUF_INIT;
+    struct conf *c = NULL;
+    static const char *const broken[] = {
+        "{\"redis_url\": \"redis://:hunter2@db:6379/0\" hunter2}",
+        "{\"redis_url\": redis://:hunter2@db:6379/0}",
+        "{\"redis_url\": \"redis://:hunter2@db:6379/0\\q\"}",
+        "{\"redis://:hunter2@db:6379/0\": 1}",
+        "{\"jitr\": {\"redis://:hunter2@db\": 1}}",
+        "{\"redis_url\": \"redis://:hunter2\x01@db\"}",
+    };
+    unsetenv("JITRCA_REDIS_URL");
+    buf_addf(&path, "%s/jitrd.json", tt_tmpdir());
+    for (size_t i = 0; i < ARRAY_LEN(broken); i++) {
+        CHECK_OK(file_write_atomic(path.data, broken[i], strlen(broken[i]), 0600, false, &e), &e);
+        CHECK((c = conf_load(path.data, &e)) == NULL);
+        if (strstr(e.msg, "hunter2") != NULL) {
+            TT_FAIL("case %zu: the message shows the password: %s", i, e.msg);
+        }
+        CHECK_STR_CONTAINS(e.msg, path.data);
+        err_clear(&e);
+    }
+    static const char good[] = "{\"redis_url\": \"redis://:hunter2@db:6379/0\", "
+                               "\"pkcs11_pin_env\": \"1234\"}";
+    CHECK_OK(file_write_atomic(path.data, good, strlen(good), 0600, false, &e), &e);
+    c = conf_load(path.data, &e);
+    CHECK(c != NULL);
+    CHECK_STR_EQ(c->redis_url, "redis://:hunter2@db:6379/0"); /* used as given */
+    conf_dump(c, &out);
+    CHECK(strstr(buf_cstr(&out), "hunter2") == NULL);
+    CHECK(strstr(buf_cstr(&out), "1234") == NULL);
+    CHECK_STR_CONTAINS(buf_cstr(&out), "\"redis_url\": \"redis://:<redacted>@db:6379/0\"");
+    CHECK_STR_CONTAINS(buf_cstr(&out), "\"pkcs11_pin_env\": \"<redacted>\"");
+    /* the environment's URL is shown redacted too */
+    conf_free(c);
+    setenv("JITRCA_REDIS_URL", "redis://u:envsecret@h:1/0", 1);
+    c = conf_load(path.data, &e);
+    unsetenv("JITRCA_REDIS_URL");
+    CHECK(c != NULL);
+    buf_reset(&out);
+    conf_dump(c, &out);
+    CHECK(strstr(buf_cstr(&out), "envsecret") == NULL);
+    CHECK_STR_CONTAINS(buf_cstr(&out), "redis://u:<redacted>@h:1/0");
+out:
+    conf_free(c);
+    buf_release(&path);
+    buf_release(&out);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     static const struct tt_case cases[] = {
-        { "err_first_wins", test_err_first_wins }, { "buf_and_hex", test_buf_and_hex },
-        { "base64", test_base64 },                 { "json_quote", test_json_quote },
-        { "numbers_and_time", test_numbers_and_time }, { "files", test_files },
+        { "err_first_wins", test_err_first_wins },
+        { "buf_and_hex", test_buf_and_hex },
+        { "base64", test_base64 },
+        { "json_quote", test_json_quote },
+        { "numbers_and_time", test_numbers_and_time },
+        { "files", test_files },
+        { "conf_redact", test_conf_redact },
+        { "conf_no_secret_shown", test_conf_no_secret_shown },
     };
     return tt_main(argc, argv, cases, ARRAY_LEN(cases));
 }

@@ -40,6 +40,17 @@ static int test_url_parse(void)
         }
         CHECK_INT_EQ(e.code, ERRC_INVALID);
     }
+    /* a message about a bad URL does not show its password */
+    static const char *const secret[] = { "redis://:hunter2@h:0", "redis://u:hunter2@h/x",
+                                          "redis://hunter2@", "redis://:hunter2@[::1" };
+    for (size_t i = 0; i < ARRAY_LEN(secret); i++) {
+        err_clear(&e);
+        CHECK(store_url_parse(secret[i], &u, &e) != 0);
+        CHECK_STR_CONTAINS(e.msg, "<redacted>");
+        if (strstr(e.msg, "hunter2") != NULL) {
+            TT_FAIL("the message shows the password: %s", e.msg);
+        }
+    }
 out:
     return rc;
 }
