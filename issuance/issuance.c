@@ -278,6 +278,9 @@ static void record_issue(struct audit_batch *ab, const struct issuance_ctx *ctx,
     audit_batch_str(ab, "not_after", it->not_after);
     audit_batch_str(ab, "not_before", nb);
     audit_batch_str(ab, "profile", profile);
+    if (it->renews && it->renews[0]) {
+        audit_batch_str(ab, "renews", it->renews);
+    }
     audit_batch_str(ab, "requester", it->requester);
     audit_batch_str(ab, "serial", it->cert.serial_hex);
     audit_batch_str(ab, "subject", it->subject);
@@ -443,6 +446,7 @@ int issuance_run(struct issuance_worker *w, struct issuance_item *items, size_t 
             .status = "valid",
             .der_b64 = buf_cstr(&slots[i].der_b64),
             .seq = first_seq + i,
+            .renews = it->renews,
         };
     }
     if (store_certs_index(w->store, idx, nidx, e) != 0) {
@@ -511,6 +515,8 @@ int issuance_index_from_record(json_t *rec, uint64_t seq, struct store_cert *out
         .der_b64 = v[10],
         .status = "valid",
         .seq = seq,
+        /* an EST re-enrollment: the index marks the renewed certificate superseded */
+        .renews = json_string_value(json_object_get(rec, "renews")),
     };
     return 0;
 }

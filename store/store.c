@@ -658,13 +658,21 @@ int store_serials_reserve(struct store *s, const char *ca, const char *const *se
     return rc;
 }
 
+/* KEYS: cert:<old>; ARGV: the new serial. The old record gets superseded_by unless it is
+ * missing (the index is incomplete: reindex sets it) or superseded already (the first wins). */
+static const char supersede_lua[] =
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return 2 end\n"
+    "if redis.call('HSETNX', KEYS[1], 'superseded_by', ARGV[1]) == 0 then return 1 end\n"
+    "return 0\n";
+
 int store_certs_index(struct store *s, const struct store_cert *certs, size_t n, struct err *e)
 {
     struct cmdbuf *cb = cmd_batch(s);
     for (size_t i = 0; i < n; i++) {
         const struct store_cert *c = &certs[i];
         size_t serial_len = strlen(c->serial);
-        cmd_begin(cb, 28);
+        bool renews = c->renews && c->renews[0];
+        cmd_begin(cb, renews ? 30 : 28);
         CMD_LIT(cb, "HSET");
         cmd_key(cb, "cert:", c->serial, "");
         CMD_LIT(cb, "serial");
@@ -693,6 +701,16 @@ int store_certs_index(struct store *s, const struct store_cert *certs, size_t n,
         cmd_str(cb, c->der_b64);
         CMD_LIT(cb, "seq");
         cmd_u64(cb, c->seq);
+        if (renews) {
+            CMD_LIT(cb, "renews");
+            cmd_str(cb, c->renews);
+            cmd_begin(cb, 5);
+            CMD_LIT(cb, "EVAL");
+            cmd_arg(cb, supersede_lua, sizeof(supersede_lua) - 1);
+            CMD_LIT(cb, "1");
+            cmd_key(cb, "cert:", c->renews, "");
+            cmd_arg(cb, c->serial, serial_len);
+        }
         cmd_begin(cb, 3);
         CMD_LIT(cb, "SET");
         cmd_key(cb, "fp:", c->fingerprint, "");
@@ -1305,6 +1323,87 @@ int store_buckets_take(struct store *s, struct store_bucket_req *v, size_t n, st
         replies_free(rep, n);
     }
     return rc;
+}
+
+/* KEYS: renewing:<serial>, reenroll:<lineage>; ARGV: limit, window_ms, ttl_ms, attempt.
+ * Returns {0, 0} (counted and claimed), {1, ms the claim still holds} or {2, ms until the
+ * oldest attempt of the window leaves it}. */
+static const char reenroll_begin_lua[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local win = tonumber(ARGV[2])\n"
+    "if redis.call('EXISTS', KEYS[1]) == 1 then return {1, redis.call('PTTL', KEYS[1])} end\n"
+    "redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - win)\n"
+    "if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[1]) then\n"
+    "  local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')\n"
+    "  return {2, tonumber(first[2]) + win - now}\n"
+    "end\n"
+    "redis.call('ZADD', KEYS[2], now, ARGV[4])\n"
+    "redis.call('PEXPIRE', KEYS[2], win)\n"
+    "redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[3])\n"
+    "return {0, 0}\n";
+
+/* KEYS: renewing:<serial>, reenroll:<lineage>; ARGV: attempt, refund (1/0). */
+static const char reenroll_end_lua[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end\n"
+    "if ARGV[2] == '1' then redis.call('ZREM', KEYS[2], ARGV[1]) end\n"
+    "return 0\n";
+
+int store_reenroll_begin(struct store *s, const char *serial, const char *lineage,
+                         const char *attempt_id, int64_t limit, int64_t window_ms, int64_t ttl_ms,
+                         enum store_reenroll_result *res, int64_t *retry_ms, struct err *e)
+{
+    struct cmdbuf *cb = cmd_batch(s);
+    redisReply **r = NULL;
+    if (limit < 1 || window_ms < 1 || ttl_ms < 1) {
+        return err_set(e, ERRC_INVALID, "re-enrollment limit, window and claim must be positive");
+    }
+    cmd_begin(cb, 9);
+    CMD_LIT(cb, "EVAL");
+    cmd_arg(cb, reenroll_begin_lua, sizeof(reenroll_begin_lua) - 1);
+    CMD_LIT(cb, "2");
+    cmd_key(cb, "renewing:", serial, "");
+    cmd_key(cb, "reenroll:", lineage, "");
+    cmd_u64(cb, (uint64_t)limit);
+    cmd_u64(cb, (uint64_t)window_ms);
+    cmd_u64(cb, (uint64_t)ttl_ms);
+    cmd_str(cb, attempt_id);
+    if (cmd_run(s, &r, e) != 0) {
+        return -1;
+    }
+    const redisReply *x = r[0];
+    int rc = 0;
+    if (x->type != REDIS_REPLY_ARRAY || x->elements != 2 ||
+        x->element[0]->type != REDIS_REPLY_INTEGER || x->element[1]->type != REDIS_REPLY_INTEGER ||
+        x->element[0]->integer < 0 || x->element[0]->integer > 2) {
+        rc = store_fail(s, e, "bad re-enrollment reply");
+    } else {
+        *res = x->element[0]->integer == 0   ? STORE_REENROLL_OK
+               : x->element[0]->integer == 1 ? STORE_REENROLL_BUSY
+                                             : STORE_REENROLL_LIMIT;
+        *retry_ms = x->element[1]->integer > 0 ? (int64_t)x->element[1]->integer : 0;
+    }
+    replies_free(r, 1);
+    return rc;
+}
+
+int store_reenroll_end(struct store *s, const char *serial, const char *lineage,
+                       const char *attempt_id, bool refund, struct err *e)
+{
+    struct cmdbuf *cb = cmd_batch(s);
+    cmd_begin(cb, 7);
+    CMD_LIT(cb, "EVAL");
+    cmd_arg(cb, reenroll_end_lua, sizeof(reenroll_end_lua) - 1);
+    CMD_LIT(cb, "2");
+    cmd_key(cb, "renewing:", serial, "");
+    cmd_key(cb, "reenroll:", lineage, "");
+    cmd_str(cb, attempt_id);
+    if (refund) {
+        CMD_LIT(cb, "1");
+    } else {
+        CMD_LIT(cb, "0");
+    }
+    return cmd_run(s, NULL, e);
 }
 
 int store_bucket_take(struct store *s, const char *name, double rate, double burst, double cost,

@@ -5,7 +5,8 @@
  * Key schema (prefix "jitrca:"; docs/redis.md):
  *   serial:<hex>        reservation of a serial (SET NX): value = CA name. Never deleted.
  *   cert:<hex>          hash: the issuance record (serial, fingerprint, subject, cn, profile, ca,
- *                       requester, not_before, not_after, issued_at, seq, status, der)
+ *                       requester, not_before, not_after, issued_at, seq, status, der; renews and
+ *                       superseded_by link an EST re-enrollment's new and old certificates)
  *   fp:<sha256>         string: serial of the certificate with that fingerprint (certificateId)
  *   cn:<cn>             set: serials issued to that common name
  *   ca:<name>:serials   set: serials issued by that CA
@@ -19,6 +20,9 @@
  *   index:lock          string: the token of the one process rebuilding the index (PX TTL that
  *                       its holder renews)
  *   bucket:<name>       hash: token bucket (tokens, ts) of a rate limit (store/bucket.lua)
+ *   reenroll:<lineage>  zset: the EST re-enrollment attempts of a certificate lineage in the last
+ *                       24 hours (working state; store_reenroll_begin)
+ *   renewing:<hex>      string: a re-enrollment of that certificate in progress (expires)
  *
  * This file is the synchronous client (jitrctl, sign-batch, bench, signing threads): every call
  * has a timeout, pipelines its commands and fails with ERRC_UNAVAILABLE naming the server when
@@ -76,9 +80,12 @@ struct store_cert {
     const char *status;     /* "valid" or "revoked" */
     const char *der_b64;
     uint64_t seq;           /* audit seq of the record */
+    const char *renews;     /* the serial this one replaces (EST re-enrollment), or NULL/"" */
 };
 
-/* Writes the index entries of n records in one pipeline (also marks their serials reserved). */
+/* Writes the index entries of n records in one pipeline (also marks their serials reserved).
+ * A record that renews another also marks that one superseded_by it (when it is indexed and
+ * not superseded yet: the first renewal wins, as in the audit log's order). */
 int store_certs_index(struct store *s, const struct store_cert *certs, size_t n,
                       struct err *e) ATTR_WUR;
 
@@ -199,6 +206,25 @@ int store_index_mark_get(struct store *s, struct buf *fields, struct err *e) ATT
  * with ERRC_CONFLICT: a rebuilder that lost its lock (it stalled beyond the TTL) cannot write
  * a stale record over the new rebuilder's work. */
 void store_fence(struct store *s, const char *token);
+
+/* EST re-enrollment of certificate serial, whose lineage (the certificates that renewed one
+ * another) is keyed by lineage: STORE_REENROLL_BUSY while another re-enrollment of that
+ * certificate is in progress, STORE_REENROLL_LIMIT when the lineage had limit attempts within
+ * window_ms; *retry_ms then says when to try again. Else the attempt (attempt_id, unique) is
+ * counted and the certificate claimed for ttl_ms. Clock: Redis's TIME. */
+enum store_reenroll_result {
+    STORE_REENROLL_OK,
+    STORE_REENROLL_BUSY,
+    STORE_REENROLL_LIMIT
+};
+int store_reenroll_begin(struct store *s, const char *serial, const char *lineage,
+                         const char *attempt_id, int64_t limit, int64_t window_ms, int64_t ttl_ms,
+                         enum store_reenroll_result *res, int64_t *retry_ms,
+                         struct err *e) ATTR_WUR;
+/* Releases the claim of store_reenroll_begin; refund uncounts the attempt (nothing was decided:
+ * Redis or the audit log failed). */
+int store_reenroll_end(struct store *s, const char *serial, const char *lineage,
+                       const char *attempt_id, bool refund, struct err *e) ATTR_WUR;
 
 /* The token-bucket script (store/bucket.lua) as sent to Redis. */
 extern const char store_bucket_lua[];

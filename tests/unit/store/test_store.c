@@ -313,6 +313,125 @@ out:
     return rc;
 }
 
+/* An EST re-enrollment's records: the new one says what it renews, the old one is marked
+ * superseded_by it (once: the first renewal wins), a renewal of a record not indexed creates
+ * nothing. */
+static int test_supersede(void)
+{
+    int rc = 0;
+    struct err e = ERR_INIT;
+    const char *url = getenv("JITRCA_TEST_REDIS_URL");
+    struct store *s = NULL;
+    struct buf f = BUF_INIT;
+    uint64_t removed = 0;
+    char u9[512];
+    struct store_cert c[4];
+    if (url == NULL) {
+        return TT_SKIP;
+    }
+    c[0] = (struct store_cert){ .serial = "0d0001",
+                                .fingerprint = "d1",
+                                .subject = "CN=dev",
+                                .cn = "dev",
+                                .profile = "device",
+                                .ca = "ca-rt",
+                                .requester = "station:line1",
+                                .not_before = "2026-01-01T00:00:00Z",
+                                .not_after = "2027-01-01T00:00:00Z",
+                                .issued_at = "2026-01-02T00:00:00Z",
+                                .status = "valid",
+                                .der_b64 = "AA==",
+                                .seq = 1 };
+    c[1] = c[0];
+    c[1].serial = "0d0002";
+    c[1].fingerprint = "d2";
+    c[1].requester = "device:0d0001";
+    c[1].renews = "0d0001";
+    c[2] = c[1];
+    c[2].serial = "0d0003";
+    c[2].fingerprint = "d3";
+    c[3] = c[1];
+    c[3].serial = "0d0004";
+    c[3].fingerprint = "d4";
+    c[3].renews = "0dffff";
+    snprintf(u9, sizeof(u9), "%s?db=9", url);
+    s = store_connect(u9, &e);
+    CHECK(s != NULL);
+    CHECK_OK(store_index_clear(s, &removed, &e), &e);
+    /* the old one and its renewal in one pipeline: in order */
+    CHECK_OK(store_certs_index(s, c, 2, &e), &e);
+    CHECK_OK(store_cert_get(s, "0d0001", &f, &e), &e);
+    CHECK_STR_CONTAINS(f.data, "superseded_by\t0d0002\n");
+    CHECK(strstr(f.data, "renews") == NULL);
+    buf_reset(&f);
+    CHECK_OK(store_cert_get(s, "0d0002", &f, &e), &e);
+    CHECK_STR_CONTAINS(f.data, "renews\t0d0001\n");
+    CHECK(strstr(f.data, "superseded_by") == NULL);
+    /* a second renewal of the same certificate does not move the link */
+    CHECK_OK(store_certs_index(s, &c[2], 2, &e), &e);
+    buf_reset(&f);
+    CHECK_OK(store_cert_get(s, "0d0001", &f, &e), &e);
+    CHECK_STR_CONTAINS(f.data, "superseded_by\t0d0002\n");
+    buf_reset(&f);
+    CHECK(store_cert_get(s, "0dffff", &f, &e) != 0);
+    CHECK_INT_EQ(e.code, ERRC_NOT_FOUND);
+    err_clear(&e);
+    CHECK_OK(store_index_clear(s, &removed, &e), &e);
+out:
+    buf_release(&f);
+    store_free(s);
+    return rc;
+}
+
+/* The re-enrollment limit of a lineage and the claim of a certificate. */
+static int test_reenroll(void)
+{
+    int rc = 0;
+    struct err e = ERR_INIT;
+    const char *url = getenv("JITRCA_TEST_REDIS_URL");
+    struct store *s = NULL;
+    char u9[512];
+    enum store_reenroll_result res = STORE_REENROLL_OK;
+    int64_t retry = -1;
+    if (url == NULL) {
+        return TT_SKIP;
+    }
+    snprintf(u9, sizeof(u9), "%s?db=9", url);
+    s = store_connect(u9, &e);
+    CHECK(s != NULL);
+    CHECK_OK(store_reenroll_end(s, "0e01", "lin", "a1", true, &e), &e);
+    CHECK_OK(store_reenroll_end(s, "0e01", "lin", "a2", true, &e), &e);
+    CHECK_OK(store_reenroll_end(s, "0e02", "lin", "a3", true, &e), &e);
+    CHECK_OK(store_reenroll_begin(s, "0e01", "lin", "a1", 2, 60000, 5000, &res, &retry, &e), &e);
+    CHECK_INT_EQ(res, STORE_REENROLL_OK);
+    /* the same certificate again while the first is in progress */
+    CHECK_OK(store_reenroll_begin(s, "0e01", "lin", "a2", 2, 60000, 5000, &res, &retry, &e), &e);
+    CHECK_INT_EQ(res, STORE_REENROLL_BUSY);
+    CHECK(retry > 0 && retry <= 5000);
+    /* a failure on our side gives the attempt back */
+    CHECK_OK(store_reenroll_end(s, "0e01", "lin", "a1", true, &e), &e);
+    CHECK_OK(store_reenroll_begin(s, "0e01", "lin", "a1", 2, 60000, 5000, &res, &retry, &e), &e);
+    CHECK_INT_EQ(res, STORE_REENROLL_OK);
+    CHECK_OK(store_reenroll_end(s, "0e01", "lin", "a1", false, &e), &e);
+    /* the claim is gone; the lineage's second attempt (its next certificate) */
+    CHECK_OK(store_reenroll_begin(s, "0e02", "lin", "a2", 2, 60000, 5000, &res, &retry, &e), &e);
+    CHECK_INT_EQ(res, STORE_REENROLL_OK);
+    CHECK_OK(store_reenroll_end(s, "0e02", "lin", "a2", false, &e), &e);
+    /* the third in the window is refused until the first leaves it */
+    CHECK_OK(store_reenroll_begin(s, "0e03", "lin", "a3", 2, 60000, 5000, &res, &retry, &e), &e);
+    CHECK_INT_EQ(res, STORE_REENROLL_LIMIT);
+    CHECK(retry > 50000 && retry <= 60000);
+    /* another lineage is not affected */
+    CHECK_OK(store_reenroll_begin(s, "0e09", "other", "b1", 2, 60000, 5000, &res, &retry, &e), &e);
+    CHECK_INT_EQ(res, STORE_REENROLL_OK);
+    CHECK_OK(store_reenroll_end(s, "0e09", "other", "b1", true, &e), &e);
+    CHECK(store_reenroll_begin(s, "0e09", "other", "b1", 0, 60000, 5000, &res, &retry, &e) != 0);
+    CHECK_INT_EQ(e.code, ERRC_INVALID);
+out:
+    store_free(s);
+    return rc;
+}
+
 /* Revocations in one pipeline (the second of the same serial in a batch finds it revoked), the
  * revoked list, and the CRL number scripts. */
 static int test_revoke_and_crl_number(void)
@@ -619,6 +738,8 @@ int main(int argc, char **argv)
         { "reserve_and_index", test_reserve_and_index },
         { "bucket", test_bucket },
         { "index_fields", test_index_fields },
+        { "supersede", test_supersede },
+        { "reenroll", test_reenroll },
         { "revoke_and_crl_number", test_revoke_and_crl_number },
         { "error_reply", test_error_reply },
         { "large_batch", test_large_batch },
