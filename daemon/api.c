@@ -46,6 +46,7 @@ enum job_kind {
     J_EST_REENROLL,
     J_CERT,
     J_READY,
+    J_METRICS,
     J_DENY,
     J_REVOKE,
     J_CRL,
@@ -85,6 +86,12 @@ struct job {
     char retry_after[24];
     struct snap *new_snap;
     struct err err;
+    /* operations: /readyz may name its problem (admin_listen, an admin station) */
+    bool detail;
+    /* EST re-enrollment: the certificate renewed, its lineage and this attempt (api_reenroll) */
+    char renews[41];
+    char lineage[65];
+    char attempt[48];
 };
 
 struct status_entry {
@@ -362,6 +369,22 @@ static bool field_get(const struct buf *f, const char *name, char *out, size_t c
     return false;
 }
 
+/* field_get of a value of any length, into out. */
+static bool field_get_buf(const struct buf *f, const char *name, struct buf *out)
+{
+    size_t n = strlen(name);
+    for (const char *p = f->data; p && *p;) {
+        const char *eol = strchr(p, '\n');
+        size_t len = eol ? (size_t)(eol - p) : strlen(p);
+        if (len > n && strncmp(p, name, n) == 0 && p[n] == '\t') {
+            buf_add(out, p + n + 1, len - n - 1);
+            return true;
+        }
+        p = eol ? eol + 1 : NULL;
+    }
+    return false;
+}
+
 /* PKCS#7 certs-only (RFC 7030 §4.1.3, §4.2.3), base64 in lines of 64. */
 static int p7_certs_only(X509 *const *certs, size_t n, struct buf *out, struct err *e)
 {
@@ -478,6 +501,7 @@ static void sign_check(struct tstate *ts, struct job *j, struct ca_memo *memo)
         const struct snap_ca *c;
         o->requester = j->requester;
         o->profile = profile;
+        o->renews = j->renews[0] ? j->renews : NULL;
         if (it->err.code != ERRC_OK) {
             err_copy(&o->err, &it->err);
             continue;
@@ -626,7 +650,11 @@ static void sign_reply(struct job *j)
     struct issuance_item *out = j->out;
     struct err e = ERR_INIT;
     if (j->failed) {
-        if (j->fail.code == ERRC_DENIED && j->retry_after[0]) {
+        if (j->fail.code == ERRC_DENIED && j->retry_after[0] && j->st) {
+            job_json(j, 429,
+                     json_pack("{s:{s:s,s:s,s:f,s:f}}", "error", "code", "rate_limited", "message",
+                               j->fail.msg, "rate", j->st->rate, "burst", j->st->burst));
+        } else if (j->fail.code == ERRC_DENIED && j->retry_after[0]) {
             job_json(j, 429, json_pack("{s:{s:s,s:s}}", "error", "code", "rate_limited",
                                        "message", j->fail.msg));
         } else {
@@ -675,6 +703,28 @@ static void sign_reply(struct job *j)
     }
 }
 
+/* A request for more certificates than the station's burst can never pass its token bucket:
+ * 429 at once, saying so and what to do, without touching the bucket; Retry-After is the time
+ * the bucket takes to fill (a request of at most burst items passes then). */
+static bool rate_never_fits(struct job *j)
+{
+    struct err e = ERR_INIT;
+    if ((double)j->cost <= j->st->burst) {
+        return false;
+    }
+    double fill = j->st->burst / j->st->rate;
+    snprintf(j->retry_after, sizeof(j->retry_after), "%lld",
+             (long long)(fill < 1 ? 1 : fill + 0.999));
+    err_set(&e, ERRC_DENIED,
+            "%zu certificates in one request can never pass station '%s''s rate limit (%g/s, "
+            "burst %g): send at most %g per request, or raise the station's burst in the "
+            "stations file",
+            j->cost, j->st->name, j->st->rate, j->st->burst, j->st->burst);
+    audit_deny(j, sign_route(j), &e);
+    job_fail(j, &e);
+    return true;
+}
+
 /* The station rate limits of a batch of jobs: one pipelined round trip to Redis. A job over its
  * station's limit fails whole (429, Retry-After), as does every job when Redis fails. */
 static void rate_take_many(struct tstate *ts, struct job **jobs, size_t nj)
@@ -686,7 +736,8 @@ static void rate_take_many(struct tstate *ts, struct job **jobs, size_t nj)
     struct err e = ERR_INIT;
     for (size_t q = 0; q < nj; q++) {
         struct job *j = jobs[q];
-        if (!j->checked || j->st == NULL || j->st->rate <= 0 || j->cost == 0) {
+        if (!j->checked || j->st == NULL || j->st->rate <= 0 || j->cost == 0 ||
+            rate_never_fits(j)) {
             continue;
         }
         snprintf(names[n], sizeof(names[n]), "station:%s", j->st->name);
@@ -709,8 +760,10 @@ static void rate_take_many(struct tstate *ts, struct job **jobs, size_t nj)
         if (!req[i].allowed) {
             snprintf(j->retry_after, sizeof(j->retry_after), "%lld",
                      (long long)((req[i].wait_ms + 999) / 1000));
-            err_set(&e, ERRC_DENIED, "station '%s' is over its rate limit (%g/s, burst %g)",
-                    j->st->name, j->st->rate, j->st->burst);
+            err_set(&e, ERRC_DENIED,
+                    "station '%s' is over its rate limit (%g/s, burst %g): %zu certificates "
+                    "need %zu tokens; retry in %s s",
+                    j->st->name, j->st->rate, j->st->burst, j->cost, j->cost, j->retry_after);
             audit_deny(j, sign_route(j), &e);
             job_fail(j, &e);
         }
@@ -754,11 +807,140 @@ static void run_sign(struct job *j, struct tstate *ts)
 
 /* EST re-enrollment: the client is a device whose current certificate we issued and is valid in
  * the index; the new certificate keeps its subject and profile (RFC 7030 §4.2.2). */
+#define REENROLL_WINDOW_MS (24 * 3600 * 1000LL)
+#define REENROLL_CLAIM_MS  60000
+
+/* A re-enrollment refused by a limit: 429 with Retry-After (seconds, at least 1). */
+static void reenroll_429(struct job *j, int64_t retry_ms, const char *msg)
+{
+    snprintf(j->retry_after, sizeof(j->retry_after), "%lld",
+             (long long)(retry_ms < 1000 ? 1 : (retry_ms + 999) / 1000));
+    job_json(j, 429, json_pack("{s:{s:s,s:s}}", "error", "code", "rate_limited", "message", msg));
+}
+
+/* The re-enrollment limit of the client's certificate lineage (the certificates that renewed one
+ * another: same CA and subject, which re-enrollment keeps) and the claim that makes concurrent
+ * re-enrollments of one certificate wait for each other. 0 to go on; else the reply is set. */
+static int reenroll_begin(struct job *j, struct tstate *ts, const struct buf *fields)
+{
+    struct err e = ERR_INIT;
+    char subject[1100] = "", msg[256];
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    struct buf key = BUF_INIT;
+    enum store_reenroll_result res = STORE_REENROLL_OK;
+    int64_t retry_ms = 0, limit = j->snap->conf->reenroll_per_day;
+    struct store *st;
+    if (limit == 0) {
+        err_set(&e, ERRC_DENIED, "re-enrollment is turned off (reenroll_per_day is 0)");
+        audit_deny(j, "est_reenroll", &e);
+        job_error(j, &e);
+        return -1;
+    }
+    field_get(fields, "subject", subject, sizeof(subject));
+    buf_addf(&key, "%s\n%s", j->client_ca, subject);
+    if (EVP_Digest(key.data, key.len, md, &mdlen, EVP_sha256(), NULL) != 1) {
+        memset(md, 0, sizeof(md));
+        ERR_clear_error();
+    }
+    buf_release(&key);
+    hex_encode(md, sizeof(md), j->lineage);
+    snprintf(j->attempt, sizeof(j->attempt), "%s", j->request_id);
+    if ((st = ts_store(ts, j->snap, &e)) == NULL ||
+        store_reenroll_begin(st, j->client_serial, j->lineage, j->attempt, limit,
+                             REENROLL_WINDOW_MS, REENROLL_CLAIM_MS, &res, &retry_ms, &e) != 0) {
+        ts_after_error(ts, &e);
+        job_error(j, &e);
+        return -1;
+    }
+    if (res == STORE_REENROLL_BUSY) {
+        snprintf(msg, sizeof(msg), "a re-enrollment of certificate %s is in progress",
+                 j->client_serial);
+        reenroll_429(j, retry_ms, msg);
+        return -1;
+    }
+    if (res == STORE_REENROLL_LIMIT) {
+        snprintf(msg, sizeof(msg),
+                 "this certificate's lineage was re-enrolled %lld times in the last 24 hours "
+                 "(reenroll_per_day)",
+                 (long long)limit);
+        err_set(&e, ERRC_DENIED, "%s", msg);
+        audit_deny(j, "est_reenroll", &e);
+        reenroll_429(j, retry_ms, msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* Releases the claim; a request that failed whole (Redis, the audit log, the CA key) gives its
+ * attempt back. A failure here only leaves the claim to expire. */
+static void reenroll_end(struct job *j, struct tstate *ts)
+{
+    struct err e = ERR_INIT;
+    struct store *st = ts_store(ts, j->snap, &e);
+    if (st == NULL ||
+        store_reenroll_end(st, j->client_serial, j->lineage, j->attempt, j->failed, &e) != 0) {
+        ts_after_error(ts, &e);
+        log_warn("re-enrollment of %s: cannot release its claim (it expires in %d s): %s",
+                 j->client_serial, REENROLL_CLAIM_MS / 1000, e.msg);
+    }
+}
+
+/* The client's certificate was renewed already (superseded_by newer). A device that did not get
+ * that reply asks again with the same new key: it gets the same certificate again, nothing is
+ * issued. Any other request is refused: re-enroll with the newer certificate. */
+static void reenroll_superseded(struct job *j, struct tstate *ts, X509_REQ *req, const char *newer)
+{
+    struct err e = ERR_INIT;
+    struct buf f = BUF_INIT, der = BUF_INIT, b64 = BUF_INIT;
+    char status[32] = "";
+    X509 *x = NULL;
+    EVP_PKEY *csr_key = X509_REQ_get0_pubkey(req);
+    struct store *st = ts_store(ts, j->snap, &e);
+    if (st == NULL || store_cert_get(st, newer, &f, &e) != 0) {
+        if (e.code != ERRC_NOT_FOUND) {
+            ts_after_error(ts, &e);
+            job_error(j, &e);
+            goto out;
+        }
+        err_clear(&e);
+    }
+    field_get(&f, "status", status, sizeof(status));
+    if (strcmp(status, "valid") == 0 && field_get_buf(&f, "der", &b64) &&
+        base64_decode(&der, b64.data, b64.len) == 0 &&
+        (x = x509_from_der((const uint8_t *)der.data, der.len)) != NULL && csr_key != NULL &&
+        EVP_PKEY_eq(X509_get0_pubkey(x), csr_key) == 1 && X509_REQ_verify(req, csr_key) == 1) {
+        buf_reset(&j->body);
+        if (p7_certs_only(&x, 1, &j->body, &e) != 0) {
+            job_error(j, &e);
+            goto out;
+        }
+        j->status = 200;
+        snprintf(j->ctype, sizeof(j->ctype), "application/pkcs7-mime; smime-type=certs-only");
+        log_info("re-enrollment of %s asked again with the key of its renewal %s: that "
+                 "certificate sent again",
+                 j->client_serial, newer);
+        goto out;
+    }
+    ERR_clear_error();
+    err_set(&e, ERRC_DENIED,
+            "certificate %s was renewed already (superseded by %s): re-enroll with the newer "
+            "certificate",
+            j->client_serial, newer);
+    audit_deny(j, "est_reenroll", &e);
+    job_error(j, &e);
+out:
+    X509_free(x);
+    buf_release(&f);
+    buf_release(&der);
+    buf_release(&b64);
+}
+
 static void run_reenroll(struct job *j, struct tstate *ts)
 {
     struct buf fields = BUF_INIT;
     struct err e = ERR_INIT;
-    char profile[API_NAME_MAX + 1] = "", ca[API_NAME_MAX + 1] = "";
+    char profile[API_NAME_MAX + 1] = "", ca[API_NAME_MAX + 1] = "", newer[64];
     const unsigned char *p = (const unsigned char *)j->items[0].csr.data;
     X509_REQ *req = d2i_X509_REQ(NULL, &p, (long)j->items[0].csr.len);
     if (client_status(ts, j, &fields, &e) != 0) {
@@ -788,9 +970,18 @@ static void run_reenroll(struct job *j, struct tstate *ts)
         job_error(j, &e);
         goto out;
     }
+    if (field_get(&fields, "superseded_by", newer, sizeof(newer))) {
+        reenroll_superseded(j, ts, req, newer);
+        goto out;
+    }
     snprintf(j->items[0].profile, sizeof(j->items[0].profile), "%s", profile);
     snprintf(j->items[0].ca, sizeof(j->items[0].ca), "%s", ca);
+    if (reenroll_begin(j, ts, &fields) != 0) {
+        goto out;
+    }
+    snprintf(j->renews, sizeof(j->renews), "%s", j->client_serial);
     run_sign(j, ts);
+    reenroll_end(j, ts);
 out:
     X509_REQ_free(req);
     buf_release(&fields);
@@ -810,6 +1001,47 @@ static bool serial_param_ok(const char *s)
     return true;
 }
 
+#define OWNER_HOPS 8
+
+/* May the station of j read the index record fields? Its own requests, and the renewals of its
+ * certificates by their devices (requester device:SERIAL, followed back OWNER_HOPS times); an
+ * admin station every record. -1 when Redis failed. */
+static int cert_visible(struct store *st, const struct job *j, const struct buf *fields,
+                        struct err *e)
+{
+    char who[128];
+    struct buf f = BUF_INIT;
+    int rc = 0;
+    if (j->st->admin) {
+        return 1;
+    }
+    if (!field_get(fields, "requester", who, sizeof(who))) {
+        return 0;
+    }
+    for (int hop = 0; hop < OWNER_HOPS; hop++) {
+        if (strcmp(who, j->requester) == 0) {
+            rc = 1;
+            break;
+        }
+        if (!str_has_prefix(who, "device:")) {
+            break;
+        }
+        buf_reset(&f);
+        if (store_cert_get(st, who + strlen("device:"), &f, e) != 0) {
+            rc = e->code == ERRC_NOT_FOUND ? 0 : -1;
+            if (rc == 0) {
+                err_clear(e);
+            }
+            break;
+        }
+        if (!field_get(&f, "requester", who, sizeof(who))) {
+            break;
+        }
+    }
+    buf_release(&f);
+    return rc;
+}
+
 static void run_cert(struct job *j, struct tstate *ts)
 {
     struct buf fields = BUF_INIT, serial = BUF_INIT, der = BUF_INIT, pem = BUF_INIT;
@@ -817,6 +1049,7 @@ static void run_cert(struct job *j, struct tstate *ts)
     json_t *o = NULL;
     const char *sn = j->param;
     struct store *st;
+    int vis;
     if (client_status(ts, j, NULL, &e) != 0 || (st = ts_store(ts, j->snap, &e)) == NULL) {
         goto fail;
     }
@@ -827,6 +1060,18 @@ static void run_cert(struct job *j, struct tstate *ts)
         sn = buf_cstr(&serial);
     }
     if (store_cert_get(st, sn, &fields, &e) != 0) {
+        goto fail;
+    }
+    /* another station's record is answered as an unknown one: serials cannot be probed */
+    vis = cert_visible(st, j, &fields, &e);
+    if (vis <= 0) {
+        if (vis == 0) {
+            if (strlen(j->param) == 64) {
+                err_set(&e, ERRC_NOT_FOUND, "no certificate with fingerprint %s", j->param);
+            } else {
+                err_set(&e, ERRC_NOT_FOUND, "no certificate with serial %s", sn);
+            }
+        }
         goto fail;
     }
     o = json_object();
@@ -929,6 +1174,41 @@ static void run_ready(struct job *j, struct tstate *ts)
         return;
     }
     job_json(j, 200, json_pack("{s:s}", "status", "ready"));
+}
+
+/* /readyz: with detail the problem is named (admin_listen, or an admin station whose certificate
+ * is still valid in the index); a stranger learns only ready or not. */
+static void run_ready_for(struct job *j, struct tstate *ts)
+{
+    struct err e = ERR_INIT;
+    if (j->st && client_status(ts, j, NULL, &e) != 0) {
+        ts_after_error(ts, &e);
+        j->detail = false;
+    }
+    run_ready(j, ts);
+    if (!j->detail && j->status != 200) {
+        job_json(j, 503,
+                 json_pack("{s:{s:s,s:s}}", "error", "code", "unavailable", "message",
+                           "jitrd is not ready"));
+    }
+}
+
+/* GET /metrics on the signing listener: an admin station's, once its certificate is checked. */
+static void run_metrics(struct job *j, struct tstate *ts)
+{
+    struct err e = ERR_INIT;
+    if (client_status(ts, j, NULL, &e) != 0) {
+        if (e.code == ERRC_DENIED) {
+            audit_deny(j, "metrics", &e);
+        }
+        ts_after_error(ts, &e);
+        job_error(j, &e);
+        return;
+    }
+    j->status = 200;
+    snprintf(j->ctype, sizeof(j->ctype), "text/plain; version=0.0.4");
+    buf_reset(&j->body);
+    admin_render_metrics(&j->body);
 }
 
 static void run_revoke(struct job *j, struct tstate *ts)
@@ -1047,7 +1327,10 @@ static void job_run(struct pool_job *pj, void *tls)
         run_cert(j, ts);
         break;
     case J_READY:
-        run_ready(j, ts);
+        run_ready_for(j, ts);
+        break;
+    case J_METRICS:
+        run_metrics(j, ts);
         break;
     case J_DENY:
         audit_deny(j, j->param, &j->err);
@@ -1181,35 +1464,54 @@ static void client_label(struct httpd_req *r, char *out, size_t cap)
     snprintf(out, cap, "tls:%s", cn);
 }
 
-/* Authenticates a station; on failure answers (audited) and returns NULL. */
+/* Who the client of r is, without side effects: 1 a station listed in the stations file (*st,
+ * its certificate *leaf), 0 a certificate of the station CA whose name is not listed (cn says
+ * which), -1 a stranger: nobody authenticated (*why and msg say what is wrong). */
+static int station_of(struct api *a, struct httpd_req *r, const struct station **st, X509 **leaf,
+                      char cn[API_NAME_MAX + 2], enum refusal_reason *why, char *msg, size_t cap)
+{
+    const char *verr = "";
+    STACK_OF(X509) *chain = httpd_req_client_chain(r, &verr);
+    cn[0] = '\0';
+    if (chain == NULL) {
+        *why = httpd_req_client_cert(r) ? REFUSED_BAD_CERTIFICATE : REFUSED_NO_CERTIFICATE;
+        snprintf(msg, cap, "client certificate refused: %s", verr);
+        return -1;
+    }
+    *leaf = sk_X509_value(chain, 0);
+    if (X509_cmp(sk_X509_value(chain, 1), a->snap->station_ca) != 0) {
+        *why = REFUSED_FOREIGN_ISSUER;
+        snprintf(msg, cap, "client certificate refused: not issued by the station CA");
+        return -1;
+    }
+    if (X509_NAME_get_text_by_NID(X509_get_subject_name(*leaf), NID_commonName, cn,
+                                  API_NAME_MAX + 2) < 0 ||
+        !api_name_ok(cn)) {
+        cn[0] = '\0';
+        *why = REFUSED_NOT_A_STATION_NAME;
+        snprintf(msg, cap, "client certificate refused: its commonName is not a station name");
+        return -1;
+    }
+    *st = stations_find(a->snap->stations, cn);
+    return *st ? 1 : 0;
+}
+
+/* Authenticates a station; on failure answers and returns NULL. A stranger's refusal is only
+ * counted (refusal.c); a station certificate whose name is not listed is a decision about an
+ * authenticated client: audited. */
 static struct job *station_job(struct api *a, struct httpd_req *r, enum job_kind kind,
                                const char *route)
 {
-    const char *why = "";
-    char label[160], cn[API_NAME_MAX + 2] = "";
-    STACK_OF(X509) *chain = httpd_req_client_chain(r, &why);
-    if (chain == NULL) {
-        client_label(r, label, sizeof(label));
-        deny(a, r, route, label, ERRC_DENIED, "client certificate refused: %s", why);
+    char label[160], cn[API_NAME_MAX + 2], msg[200];
+    const struct station *st = NULL;
+    X509 *leaf = NULL;
+    enum refusal_reason why = REFUSED_NO_CERTIFICATE;
+    int who = station_of(a, r, &st, &leaf, cn, &why, msg, sizeof(msg));
+    if (who < 0) {
+        refusal_reply(a, r, why, msg);
         return NULL;
     }
-    X509 *leaf = sk_X509_value(chain, 0);
-    if (X509_cmp(sk_X509_value(chain, 1), a->snap->station_ca) != 0) {
-        client_label(r, label, sizeof(label));
-        deny(a, r, route, label, ERRC_DENIED, "client certificate refused: %s",
-             "not issued by the station CA");
-        return NULL;
-    }
-    if (X509_NAME_get_text_by_NID(X509_get_subject_name(leaf), NID_commonName, cn, sizeof(cn)) <
-            0 ||
-        !api_name_ok(cn)) {
-        client_label(r, label, sizeof(label));
-        deny(a, r, route, label, ERRC_DENIED, "client certificate refused: %s",
-             "its commonName is not a station name");
-        return NULL;
-    }
-    const struct station *st = stations_find(a->snap->stations, cn);
-    if (st == NULL) {
+    if (who == 0) {
         client_label(r, label, sizeof(label));
         deny(a, r, route, label, ERRC_DENIED, "station '%s' is not authorised (stations_file)",
              cn);
@@ -1326,9 +1628,11 @@ static void h_est_reenroll(struct httpd_req *r, void *arg)
     struct err e = ERR_INIT;
     const struct snap_ca *ca = NULL;
     STACK_OF(X509) *chain = httpd_req_client_chain(r, &why);
-    client_label(r, label, sizeof(label));
     if (chain == NULL) {
-        deny(a, r, "est_reenroll", label, ERRC_DENIED, "client certificate refused: %s", why);
+        snprintf(label, sizeof(label), "client certificate refused: %s", why);
+        refusal_reply(a, r,
+                      httpd_req_client_cert(r) ? REFUSED_BAD_CERTIFICATE : REFUSED_NO_CERTIFICATE,
+                      label);
         return;
     }
     for (size_t i = 0; i < a->snap->ncas && ca == NULL; i++) {
@@ -1338,8 +1642,9 @@ static void h_est_reenroll(struct httpd_req *r, void *arg)
         }
     }
     if (ca == NULL) {
-        deny(a, r, "est_reenroll", label, ERRC_DENIED, "client certificate refused: %s",
-             "re-enrollment needs a certificate issued by a CA jitrd serves");
+        refusal_reply(a, r, REFUSED_FOREIGN_ISSUER,
+                      "client certificate refused: re-enrollment needs a certificate issued by a "
+                      "CA jitrd serves");
         return;
     }
     const uint8_t *body = httpd_req_body(r, &len);
@@ -1372,6 +1677,11 @@ static void h_cert(struct httpd_req *r, void *arg)
 {
     struct api *a = arg;
     char sn[API_NAME_MAX + 1];
+    /* a stranger learns nothing, not even what a serial looks like */
+    struct job *j = station_job(a, r, J_CERT, "certificate");
+    if (j == NULL) {
+        return;
+    }
     snprintf(sn, sizeof(sn), "%s", httpd_req_param(r));
     for (char *p = sn; *p; p++) {
         if (*p >= 'A' && *p <= 'F') {
@@ -1379,15 +1689,13 @@ static void h_cert(struct httpd_req *r, void *arg)
         }
     }
     if (!serial_param_ok(sn)) {
+        job_free(j);
         httpd_reply_error(r, 400, "invalid",
                           "a serial is 1 to 40 hex digits, a certificateId 64 hex digits");
         return;
     }
-    struct job *j = station_job(a, r, J_CERT, "certificate");
-    if (j) {
-        snprintf(j->param, sizeof(j->param), "%s", sn);
-        job_submit(a, j);
-    }
+    snprintf(j->param, sizeof(j->param), "%s", sn);
+    job_submit(a, j);
 }
 
 static void h_ca(struct httpd_req *r, void *arg)
@@ -1496,25 +1804,52 @@ static void h_revoke(struct httpd_req *r, void *arg)
     job_submit(a, j);
 }
 
-static void h_healthz(struct httpd_req *r, void *arg)
+void api_ready(struct api *a, struct httpd_req *r, bool detail)
 {
-    (void)arg;
-    httpd_reply_json(r, 200, json_pack("{s:s}", "status", "ok"));
+    struct job *j = job_new(a, r, J_READY);
+    j->detail = detail;
+    job_submit(a, j);
 }
 
+/* /readyz on the signing listener: anyone (load balancers) learns ready or not; an admin station
+ * also learns why (admin.c). Never a refusal: a probe without a certificate is normal. */
 static void h_readyz(struct httpd_req *r, void *arg)
 {
     struct api *a = arg;
-    job_submit(a, job_new(a, r, J_READY));
+    char cn[API_NAME_MAX + 2], msg[200];
+    const struct station *st = NULL;
+    X509 *leaf = NULL;
+    enum refusal_reason why;
+    struct job *j = job_new(a, r, J_READY);
+    if (station_of(a, r, &st, &leaf, cn, &why, msg, sizeof(msg)) == 1 && st->admin) {
+        j->st = st;
+        j->detail = true;
+        snprintf(j->requester, sizeof(j->requester), "station:%s", cn);
+        serial_hex_of(leaf, j->client_serial);
+    }
+    job_submit(a, j);
 }
 
+/* /metrics on the signing listener: admin stations only (else admin_listen). */
 static void h_metrics(struct httpd_req *r, void *arg)
 {
-    (void)arg;
-    struct buf out = BUF_INIT;
-    metrics_render(&out, api_route_names, api_nroutes);
-    httpd_reply(r, 200, "text/plain; version=0.0.4", out.data, out.len);
-    buf_release(&out);
+    struct api *a = arg;
+    struct job *j = station_job(a, r, J_METRICS, "metrics");
+    if (j == NULL) {
+        return;
+    }
+    if (!j->st->admin) {
+        char who[API_NAME_MAX + 1], requester[API_NAME_MAX + 16];
+        snprintf(who, sizeof(who), "%s", j->st->name);
+        snprintf(requester, sizeof(requester), "station:%s", who);
+        job_free(j);
+        deny(a, r, "metrics", requester, ERRC_DENIED,
+             "station '%s' does not have the admin role (metrics: an admin station, or "
+             "admin_listen)",
+             who);
+        return;
+    }
+    job_submit(a, j);
 }
 
 /* Adding a route? Name it (metrics label) and document it in docs/api.md. */
@@ -1528,7 +1863,7 @@ const struct httpd_route api_routes[] = {
     { "GET", "/.well-known/est/cacerts", 0, "est_cacerts", h_est_cacerts },
     { "POST", "/.well-known/est/simpleenroll", 0, "est_enroll", h_est_enroll },
     { "POST", "/.well-known/est/simplereenroll", 0, "est_reenroll", h_est_reenroll },
-    { "GET", "/healthz", 0, "healthz", h_healthz },
+    { "GET", "/healthz", 0, "healthz", admin_healthz },
     { "GET", "/readyz", 0, "readyz", h_readyz },
     { "GET", "/metrics", 0, "metrics", h_metrics },
 };
@@ -1550,7 +1885,9 @@ void api_run_many(struct pool_job **v, size_t n, void *tls)
     size_t nb = 0;
     for (size_t i = 0; i < n; i++) {
         struct job *j = (struct job *)v[i];
-        if (is_sign(j) && (nb == 0 || batch[0]->snap == j->snap)) {
+        if (v[i]->run != job_run) {
+            v[i]->run(v[i], tls); /* a job of another file (refusal.c's deny_summary) */
+        } else if (is_sign(j) && (nb == 0 || batch[0]->snap == j->snap)) {
             batch[nb++] = j;
         } else {
             job_run(v[i], tls);

@@ -46,4 +46,26 @@ void api_reload_start(struct api *a);
 void api_crl_schedule(struct api *a);
 void api_reload_done(struct api *a, struct snap *fresh, const struct err *e);
 
+/* Queues the readiness check of r (Redis answers, every CA key usable). detail: the reply names
+ * the problem (admin_listen, admin stations); else a stranger learns only ready or not. */
+void api_ready(struct api *a, struct httpd_req *r, bool detail);
+
+/* refusal.c: requests nobody authenticated. refusal_reply answers r 403 on the loop (no job,
+ * no audit record) and counts it: metrics at once, the log at most once per interval, the audit
+ * log in the next deny_summary record. refusal_http is httpd's refused callback (arg: the api).
+ * refusal_tick (once a second, and with final on SIGTERM) hands the counts of an elapsed
+ * deny_summary_interval to a signing thread as one audit record. */
+void refusal_reply(struct api *a, struct httpd_req *r, enum refusal_reason why,
+                   const char *message);
+void refusal_http(void *arg, int status, const char *code, const char *peer);
+void refusal_tick(struct api *a, bool final);
+
+/* admin.c: the plain-HTTP operations listener (conf admin_listen, "" = none) of a worker, and the
+ * operations routes of the signing listener. */
+int admin_start(struct api *a, struct err *e) ATTR_WUR;
+void admin_stop_accepting(void);
+void admin_free(void);
+void admin_render_metrics(struct buf *out);
+void admin_healthz(struct httpd_req *r, void *arg);
+
 #endif

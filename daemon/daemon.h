@@ -8,7 +8,9 @@
  *             flight keep the one they started with (reference counted)
  *   pool      signing threads of a worker: jobs in, completions posted back to the loop
  *   metrics   counters in memory shared by the parent and every worker (Prometheus text)
+ *   refusal   requests nobody authenticated: counted and summarised, never audited one by one
  *   api       the routes and their handlers
+ *   admin     /healthz, /readyz, /metrics: what strangers see, admin stations, admin_listen
  *   worker    one worker process: loop, listener, pool, signals
  */
 #ifndef DAEMON_DAEMON_H
@@ -154,6 +156,21 @@ size_t pool_busy(const struct pool *p);
 /* Lets queued jobs run, joins the threads, runs remaining completions, frees. */
 void pool_free(struct pool *p);
 
+/* ---- refusal ------------------------------------------------------------------------------- */
+
+/* Why a request nobody authenticated was refused (metrics label, deny_summary key). */
+enum refusal_reason {
+    REFUSED_NO_CERTIFICATE,     /* no client certificate */
+    REFUSED_BAD_CERTIFICATE,    /* one that does not verify: expired, unknown issuer, ... */
+    REFUSED_FOREIGN_ISSUER,     /* verifies, but not from the CA the route takes */
+    REFUSED_NOT_A_STATION_NAME, /* from the station CA, its commonName is not a station name */
+    REFUSED_MALFORMED,          /* HTTP the server refused itself: 400, 411, 417, 501, 505 */
+    REFUSED_TOO_LARGE,          /* 413, 431 before any route */
+    REFUSED_TIMEOUT,            /* 408: the request did not arrive in time */
+    REFUSED__COUNT
+};
+const char *refusal_reason_name(enum refusal_reason why);
+
 /* ---- metrics -------------------------------------------------------------------------------- */
 
 #define METRICS_ROUTES  24
@@ -182,6 +199,7 @@ uint64_t metrics_index_records(void);
  * damaged, with the details when asked (NULL: not wanted). */
 void metrics_audit_health(enum audit_problem problem, uint64_t line, bool walk, size_t quarantined);
 bool metrics_audit_damaged(enum audit_problem *problem, uint64_t *line, bool *walk);
+void metrics_refused(enum refusal_reason why);
 /* Prometheus text exposition; route_names[i] labels route i. */
 void metrics_render(struct buf *out, const char *const *route_names, size_t nroutes);
 

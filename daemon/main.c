@@ -249,7 +249,8 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < s->ncas; i++) {
             printf(" %s%s", s->cas[i].name, i == s->def ? " (default)" : "");
         }
-        printf(", station CA %s", s->conf->station_ca);
+        printf(", station CA %s, admin_listen %s", s->conf->station_ca,
+               s->conf->admin_listen[0] ? s->conf->admin_listen : "(none)");
         if (s->conf->jitr_enabled) {
             printf("; JITR: intake %s%s%s, template %s",
                    s->conf->jitr_listen[0] ? s->conf->jitr_listen : "(no HTTP)",

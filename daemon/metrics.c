@@ -56,6 +56,7 @@ struct shm {
     atomic_uint_fast64_t audit_torn_cut[METRICS_WORKERS];
     atomic_uint_fast64_t audit_quarantined[METRICS_WORKERS];
     atomic_uint_fast64_t audit_failures[METRICS_WORKERS];
+    atomic_uint_fast64_t refused[REFUSED__COUNT];
 };
 
 static struct shm *M;
@@ -151,6 +152,13 @@ void metrics_audit(size_t worker, const struct audit_stats *st)
         atomic_store(&M->audit_torn_cut[worker], st->torn_cut);
         atomic_store(&M->audit_quarantined[worker], st->quarantined);
         atomic_store(&M->audit_failures[worker], st->failures);
+    }
+}
+
+void metrics_refused(enum refusal_reason why)
+{
+    if (M && why < REFUSED__COUNT) {
+        atomic_fetch_add_explicit(&M->refused[why], 1, memory_order_relaxed);
     }
 }
 
@@ -392,6 +400,15 @@ void metrics_render(struct buf *out, const char *const *route_names, size_t nrou
                  "jitrd_audit_fsync_duration_seconds_sum %.6f\n"
                  "jitrd_audit_fsync_duration_seconds_count %llu\n",
                  (double)ns / 1e9, (unsigned long long)cum);
+    }
+    buf_addstr(out, "# HELP jitrd_refused_requests_total Requests refused before anyone was "
+                    "authenticated (no or bad client certificate, foreign issuer, malformed or "
+                    "too slow HTTP), by reason; not audited one by one (deny_summary records).\n"
+                    "# TYPE jitrd_refused_requests_total counter\n");
+    for (size_t i = 0; i < REFUSED__COUNT; i++) {
+        buf_addf(out, "jitrd_refused_requests_total{reason=\"%s\"} %llu\n",
+                 refusal_reason_name((enum refusal_reason)i),
+                 (unsigned long long)atomic_load(&M->refused[i]));
     }
     buf_addf(out,
              "# HELP jitrd_worker_restarts_total Workers replaced after dying.\n"

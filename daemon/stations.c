@@ -5,7 +5,8 @@
  * NAME is the commonName of the station's client certificate. cas defaults to [default_ca] (or
  * "*" when the config names none: the CA jitrd serves by default), profiles to
  * [default_profile]; "*" allows all. rate is issuances per second (0 = no limit), burst the
- * bucket size (default max(rate, 1)). Unknown keys and wrong types are errors naming the key.
+ * bucket size (default max(rate, 1), at least 1: the most certificates one request may ask for).
+ * Unknown keys and wrong types are errors naming the key.
  */
 #include <jansson.h>
 #include <string.h>
@@ -123,6 +124,12 @@ static int station_parse(const char *file, const char *name, json_t *o, const ch
     st->admin = v && json_is_true(v);
     if (st->burst < 0) {
         st->burst = st->rate > 1 ? st->rate : 1;
+    }
+    if (st->rate > 0 && st->burst < 1) {
+        return err_set(e, ERRC_INVALID,
+                       "%s: station '%s': 'burst' must be at least 1 (one certificate) when "
+                       "'rate' is not 0",
+                       file, name);
     }
     return 0;
 }

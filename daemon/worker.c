@@ -101,6 +101,7 @@ static void on_term(evutil_socket_t fd, short what, void *arg)
     w->stopping = true;
     w->stop_deadline_ms = time_now_ms() + w->api.snap->conf->drain_timeout * 1000;
     httpd_stop_accepting(w->api.httpd);
+    admin_stop_accepting();
     jitr_service_drain(w->jitr);
     heal_stop(w->heal);
     struct timeval tv = { 0, 50000 };
@@ -117,6 +118,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     struct audit_stats st = a->audit_base;
     audit_totals(a->snap, &st);
     metrics_audit(a->slot, &st);
+    refusal_tick(a, w->stopping); /* the last deny_summary before exiting */
     if (w->stopping) {
         if ((httpd_requests_in_flight(a->httpd) == 0 && a->jobs == 0 &&
              jitr_service_busy(w->jitr) == 0) ||
@@ -189,9 +191,10 @@ int worker_main(const char *config_path, size_t slot)
     o.nroutes = api_nroutes;
     o.ssl_ctx = current_ssl;
     o.done = on_reply;
+    o.refused = refusal_http;
     o.arg = a;
     a->httpd = httpd_new(a->base, &o, &e);
-    if (a->httpd == NULL) {
+    if (a->httpd == NULL || admin_start(a, &e) != 0) {
         log_error("worker %zu: %s", slot, e.msg);
         goto out;
     }
@@ -236,6 +239,7 @@ out:
     /* completions still queued reply through httpd: the pool goes first */
     pool_free(a->pool);
     httpd_free(a->httpd);
+    admin_free();
     if (w.ev_hup) {
         event_free(w.ev_hup);
     }
