@@ -1,5 +1,6 @@
 /*
- * jitrctl cert show SERIAL|FINGERPRINT: the index record of an issued certificate.
+ * jitrctl cert show SERIAL|FINGERPRINT: the index record of an issued certificate, and the EST
+ * re-enrollment links ("renews SERIAL", "superseded by SERIAL").
  */
 #include <stdio.h>
 #include <string.h>
@@ -85,9 +86,17 @@ int cmd_cert(struct cli *cli, int argc, char **argv, struct err *e)
         json_t *v;
         json_object_foreach(o, k, v)
         {
-            if (strcmp(k, "der") != 0) {
+            if (strcmp(k, "der") != 0 && strcmp(k, "renews") != 0 &&
+                strcmp(k, "superseded_by") != 0) {
                 printf("%-12s %s\n", k, json_string_value(v));
             }
+        }
+        /* EST re-enrollment links, both ways */
+        if (json_object_get(o, "renews")) {
+            printf("renews %s\n", json_string_value(json_object_get(o, "renews")));
+        }
+        if (json_object_get(o, "superseded_by")) {
+            printf("superseded by %s\n", json_string_value(json_object_get(o, "superseded_by")));
         }
     }
     rc = 0;
