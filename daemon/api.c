@@ -1255,6 +1255,13 @@ static void run_crl(struct job *j, struct tstate *ts)
     if (st == NULL ||
         issuance_crl_get(j->snap->revoker, st, ca, "jitrd:request", &crl, &e) != 0) {
         ts_after_error(ts, &e);
+        if (e.code == ERRC_UNAVAILABLE || e.code == ERRC_INTERNAL) {
+            /* anyone may ask: the reason (Redis's address, a file's path) goes to the log */
+            enum err_code code = e.code;
+            log_warn("GET /v1/crl of CA '%s': %s", ca, e.msg);
+            err_clear(&e);
+            err_set(&e, code, "the CRL of CA '%s' cannot be served now", ca);
+        }
         job_error(j, &e);
         return;
     }

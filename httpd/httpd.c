@@ -425,7 +425,15 @@ static struct httpd_req *req_new(struct hconn *c)
     r->t0 = time_mono_ns();
     memcpy(&r->peer, &c->peer, sizeof(r->peer));
     r->peer_len = c->peer_len;
-    snprintf(r->id, sizeof(r->id), "%08x%08llx", h->id_prefix, (unsigned long long)++h->seq);
+    /* random, not a counter: a counter would tell any client how many requests the worker
+     * served since it started (what a factory produces); the counter only if the CSPRNG fails */
+    uint8_t rnd[8];
+    if (RAND_bytes(rnd, sizeof(rnd)) == 1) {
+        hex_encode(rnd, sizeof(rnd), r->id);
+    } else {
+        ERR_clear_error();
+        snprintf(r->id, sizeof(r->id), "%08x%08llx", h->id_prefix, (unsigned long long)++h->seq);
+    }
     h->inflight++;
     c->req = r;
     return r;

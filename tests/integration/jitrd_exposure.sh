@@ -14,6 +14,7 @@
 #   directions), the old one is refused afterwards except a retry with the renewal's key (the
 #   same certificate again), reenroll_per_day per lineage (429), a revoked one is refused;
 #   reindex rebuilds the links;
+# - request ids are random; the public CRL route does not name Redis when it is down;
 # - jitrctl config show / check never print a secret of the file.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/jitrd_lib.sh"
@@ -122,6 +123,11 @@ req foreign "$URL/v1/certificates/0123"; expect_err 403 denied "client certifica
 
 # --- what anyone sees --------------------------------------------------------------------------
 req - "$URL/healthz"; check_eq "healthz" "$code $(jq -c . "$T/body")" '200 {"status":"ok"}'
+# two requests on one connection (one worker): their ids share no prefix, count nothing
+curl -s --cacert "$T/srvca.pem" -D "$T/hdr2" -o /dev/null -o /dev/null "$URL/healthz" "$URL/healthz"
+mapfile -t ids < <(awk 'tolower($1) == "x-request-id:" {print $2}' "$T/hdr2" | tr -d '\r')
+[ "${#ids[@]}" = 2 ] && [ "${#ids[0]}" = 16 ] && [ "${ids[0]:0:8}" != "${ids[1]:0:8}" ] && pass ||
+  fail "request ids tell how many requests were served: ${ids[*]}"
 req - "$URL/readyz"; check_eq "readyz" "$code $(jq -c . "$T/body")" '200 {"status":"ready"}'
 req - "$URL/metrics"; expect_err 403 denied "a client certificate is required"
 req line1 "$URL/metrics"; expect_err 403 denied "does not have the admin role"
@@ -260,8 +266,12 @@ check_eq "admin revokes C" "$code" 200
 reenroll devC "$T/d.b64"; expect_err 403 denied "is revoked"
 # a device certificate is no station credential
 req devC "$URL/v1/certificates/$C"; expect_err 403 denied "not issued by the station CA"
-# the links come back from the audit log
-rcli FLUSHALL >/dev/null
+# Redis lost: the public CRL route says so without naming the server; the links come back from
+# the audit log
+rcli SHUTDOWN NOSAVE >/dev/null 2>&1 || true
+req - "$URL/v1/crl?ca=devices"; expect_err 503 unavailable "the CRL of CA 'devices' cannot be served now"
+grep -q "redis" "$T/body" && fail "a stranger learns about Redis: $(cat "$T/body")" || pass
+redis_start
 ok "$JITRCTL" --config "$CFG" reindex
 ok "$JITRCTL" --config "$CFG" cert show "$A"
 grep -qx "superseded by $B" "$T/out" && pass || fail "after reindex, cert show A: $(cat "$T/out")"

@@ -582,6 +582,15 @@ static int test_server(void)
     CHECK_STR_CONTAINS(in.data, "X-Extra: yes\r\n");
     CHECK(strstr(in.data, "Injected") == NULL);
     CHECK_STR_CONTAINS(in.data, "X-Request-Id: ");
+    {
+        /* request ids are random: no worker prefix shared by consecutive requests, no counter */
+        const char *p1 = strstr(in.data, "X-Request-Id: ");
+        const char *p2 = p1 ? strstr(p1 + 1, "X-Request-Id: ") : NULL;
+        CHECK(p2 != NULL);
+        CHECK(strspn(p1 + 14, "0123456789abcdef") == 16 &&
+              strspn(p2 + 14, "0123456789abcdef") == 16);
+        CHECK(memcmp(p1 + 14, p2 + 14, 8) != 0);
+    }
     CHECK(strstr(in.data, "Connection: close") == NULL);
     CHECK_INT_EQ(httpd_connections(s.h), 1);
 
