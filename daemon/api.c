@@ -9,8 +9,9 @@
  * thread for STATUS_TTL_MS), takes the station's tokens from its Redis bucket, applies the
  * station's CA and profile authorisation, and runs the issuance path (issuance/issuance.h):
  * serials reserved, signed, audited durably, indexed. Its completion sends the reply on the loop.
- * Refusals that concern a request (authentication, authorisation, rate) are audited as
- * {"type":"deny"} records before the reply; CSR rejections are audited by the issuance path.
+ * Refusals of an authenticated client (authorisation, revocation, rate) are audited as
+ * {"type":"deny"} records before the reply; CSR rejections are audited by the issuance path; a
+ * client nobody authenticated is answered on the loop and only counted (refusal.c).
  *
  * Thread state: per thread one Redis connection and one issuance_worker per CA of the snapshot,
  * rebuilt when the snapshot changes and dropped after a Redis failure (reconnected by the next
@@ -88,7 +89,7 @@ struct job {
     struct err err;
     /* operations: /readyz may name its problem (admin_listen, an admin station) */
     bool detail;
-    /* EST re-enrollment: the certificate renewed, its lineage and this attempt (api_reenroll) */
+    /* EST re-enrollment: the certificate renewed, its lineage and this attempt (run_reenroll) */
     char renews[41];
     char lineage[65];
     char attempt[48];
@@ -805,8 +806,6 @@ static void run_sign(struct job *j, struct tstate *ts)
     sign_jobs(ts, &j, 1);
 }
 
-/* EST re-enrollment: the client is a device whose current certificate we issued and is valid in
- * the index; the new certificate keeps its subject and profile (RFC 7030 §4.2.2). */
 #define REENROLL_WINDOW_MS (24 * 3600 * 1000LL)
 #define REENROLL_CLAIM_MS  60000
 
@@ -936,6 +935,9 @@ out:
     buf_release(&b64);
 }
 
+/* EST re-enrollment: the client is a device whose current certificate we issued and is valid in
+ * the index; the new certificate keeps its subject and profile (RFC 7030 §4.2.2), renews the
+ * current one, which becomes superseded by it. */
 static void run_reenroll(struct job *j, struct tstate *ts)
 {
     struct buf fields = BUF_INIT;
