@@ -41,6 +41,8 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T
 chmod 600 "$T/srv.key"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 URL=https://127.0.0.1:$port
+aport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+ADMIN=http://127.0.0.1:$aport # /readyz's reasons and /metrics (admin_listen)
 echo '{"stations": {"line1": {"cas": ["devices"], "profiles": ["device"], "rate": 0}}}' >"$T/stations.json"
 write_config() { # AUDIT_LOG_PATH
   cat >"$T/jitrd.json" <<EOF
@@ -48,6 +50,7 @@ write_config() { # AUDIT_LOG_PATH
  "station_ca": "stations", "stations_file": "$T/stations.json", "default_profile": "device",
  "audit_log": "$1",
  "tls_cert_file": "$T/srv.pem", "tls_key_file": "$T/srv.key", "listen": "127.0.0.1:$port",
+ "admin_listen": "127.0.0.1:$aport",
  "workers": 2, "worker_threads": 1, "drain_timeout": 2}
 EOF
 }
@@ -76,8 +79,8 @@ sign() {
     -H 'Content-Type: application/x-pem-file' --data-binary @"$T/csr/dev-000001.csr" \
     -D "$T/hdr" -o "$T/body" -w '%{http_code}' "$URL/v1/sign" || true)
 }
-readyz() { code=$(curl -s --cacert "$T/srv.pem" -o "$T/body" -w '%{http_code}' "$URL/readyz"); }
-metric() { curl -s --cacert "$T/srv.pem" "$URL/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
+readyz() { code=$(curl -s -o "$T/body" -w '%{http_code}' "$ADMIN/readyz"); }
+metric() { curl -s "$ADMIN/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 wait_metric() { # NAME VALUE: within 5 s
   for _ in $(seq 50); do [ "$(metric "$1")" = "$2" ] && return 0; sleep 0.1; done
   fail "metric $1: got '$(metric "$1")', want '$2'"

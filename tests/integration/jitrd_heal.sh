@@ -47,6 +47,8 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T
 chmod 600 "$T/srv.key"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 URL=https://127.0.0.1:$port
+aport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+ADMIN=http://127.0.0.1:$aport # /readyz's reasons and /metrics (admin_listen)
 cat >"$T/stations.json" <<EOF
 {"stations": {
   "line1": {"cas": ["devices"], "profiles": ["device"], "rate": 0},
@@ -58,6 +60,7 @@ cat >"$T/jitrd.json" <<EOF
 {"data_dir": "$JITRCA_DATA_DIR", "redis_url": "$JITRCA_REDIS_URL", "default_ca": "devices",
  "station_ca": "stations", "stations_file": "$T/stations.json", "default_profile": "device",
  "tls_cert_file": "$T/srv.pem", "tls_key_file": "$T/srv.key", "listen": "127.0.0.1:$port",
+ "admin_listen": "127.0.0.1:$aport",
  "workers": 2, "worker_threads": 2, "request_timeout": 5, "drain_timeout": 5}
 EOF
 CFG=$T/jitrd.json
@@ -79,7 +82,7 @@ req() {
     -D "$T/hdr" -o "$T/body" -w '%{http_code}' "$@" || true)
 }
 sign() { req "$1" -H 'Content-Type: application/x-pem-file' --data-binary @"$T/csr/dev-00000$2.csr" "$URL/v1/sign"; }
-metric() { curl -s --cacert "$T/srv.pem" "$URL/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
+metric() { curl -s "$ADMIN/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 
 sign line1 1; check_eq "sign before any loss" "$code" 201
 for _ in $(seq 30); do [ "$(metric jitrd_index_complete)" = 1 ] && break; sleep 0.1; done
@@ -161,7 +164,7 @@ hold
 sign gone 2
 check_eq "revoked station while incomplete: 503, not a verdict" "$code" 503
 hold
-code=$(curl -s --cacert "$T/srv.pem" -o "$T/body" -w '%{http_code}' "$URL/readyz")
+code=$(curl -s -o "$T/body" -w '%{http_code}' "$ADMIN/readyz")
 check_eq "readyz while incomplete" "$code" 503
 grep -q "incomplete" "$T/body" && pass || fail "readyz reason: $(cat "$T/body")"
 check_eq "index complete metric while incomplete" "$(metric jitrd_index_complete)" 0

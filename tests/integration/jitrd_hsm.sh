@@ -38,11 +38,14 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T
 chmod 600 "$T/srv.key"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 URL=https://127.0.0.1:$port
+aport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+ADMIN=http://127.0.0.1:$aport # /readyz's reasons and /metrics (admin_listen)
 echo '{"stations": {"line1": {"cas": ["hsm-dev"], "profiles": ["device"], "rate": 0}}}' >"$T/stations.json"
 cat >"$T/jitrd.json" <<EOF
 {"data_dir": "$JITRCA_DATA_DIR", "redis_url": "$JITRCA_REDIS_URL", "default_ca": "hsm-dev",
  "station_ca": "stations", "stations_file": "$T/stations.json", "default_profile": "device",
  "tls_cert_file": "$T/srv.pem", "tls_key_file": "$T/srv.key", "listen": "127.0.0.1:$port",
+ "admin_listen": "127.0.0.1:$aport",
  "workers": 1, "worker_threads": 1, "drain_timeout": 2}
 EOF
 CFG=$T/jitrd.json
@@ -54,7 +57,7 @@ sign() {
     -H 'Content-Type: application/x-pem-file' --data-binary @"$T/csr/dev-000001.csr" \
     -D "$T/hdr" -o "$T/body" -w '%{http_code}' "$URL/v1/sign" || true)
 }
-readyz() { code=$(curl -s --cacert "$T/srv.pem" -o "$T/body" -w '%{http_code}' "$URL/readyz" || true); }
+readyz() { code=$(curl -s -o "$T/body" -w '%{http_code}' "$ADMIN/readyz" || true); }
 
 # --- the token is gone when jitrd starts: it refuses to start, naming the CA and the token --------
 mv "$T/hsm/tokens" "$T/hsm/tokens.away"

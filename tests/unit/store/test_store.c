@@ -358,6 +358,7 @@ static int test_supersede(void)
     s = store_connect(u9, &e);
     CHECK(s != NULL);
     CHECK_OK(store_index_clear(s, &removed, &e), &e);
+    CHECK_OK(mark_ready(s, &e), &e);
     /* the old one and its renewal in one pipeline: in order */
     CHECK_OK(store_certs_index(s, c, 2, &e), &e);
     CHECK_OK(store_cert_get(s, "0d0001", &f, &e), &e);
