@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "core/mem.h"
+#include "aws/endpoint.h"
 #include "core/util.h"
 #include "jitr/jitr.h"
 
@@ -1085,15 +1086,53 @@ static int action_ok(const char *s, const char *what, size_t idx, struct err *e)
     return 0;
 }
 
+/* The length of "arn:PARTITION:iot:" at the start of s, for a partition AWS has (aws, aws-cn,
+ * aws-us-gov, ...: aws/endpoint.h); 0 otherwise. */
+static size_t iot_arn_prefix(const char *s)
+{
+    char part[32];
+    const char *p = s + 4, *colon;
+    if (!str_has_prefix(s, "arn:") || (colon = strchr(p, ':')) == NULL ||
+        (size_t)(colon - p) >= sizeof part) {
+        return 0;
+    }
+    memcpy(part, p, (size_t)(colon - p));
+    part[colon - p] = '\0';
+    return aws_partition_known(part) && str_has_prefix(colon, ":iot:") ?
+           (size_t)(colon + 5 - s) : 0;
+}
+
 static int resource_ok(const char *s, const char *what, size_t idx, struct err *e)
 {
     (void)what;
-    if (strcmp(s, "*") != 0 && !str_has_prefix(s, "arn:aws:iot:") &&
-        !str_has_prefix(s, "arn:${")) {
+    if (strcmp(s, "*") != 0 && iot_arn_prefix(s) == 0 && !str_has_prefix(s, "arn:${")) {
         return err_set(e, ERRC_INVALID, "policy: Statement[%zu]: resource '%.100s' is not * or "
-                       "an arn:aws:iot: ARN", idx, s);
+                       "an AWS IoT ARN (arn:PARTITION:iot:...)", idx, s);
     }
     return check_vars(s, e);
+}
+
+/* "*", or an IoT ARN of any partition that names every resource ("arn:aws-cn:iot:*:*:*") */
+static bool resource_is_wild(const char *s)
+{
+    size_t n = iot_arn_prefix(s);
+    return strcmp(s, "*") == 0 || (n > 0 && (strcmp(s + n, "*") == 0 ||
+                                             strcmp(s + n, "*:*:*") == 0));
+}
+
+static bool any_resource_wild(const json_t *v)
+{
+    size_t i;
+    json_t *x;
+    if (json_is_string(v)) {
+        return resource_is_wild(json_string_value(v));
+    }
+    json_array_foreach (v, i, x) {
+        if (any_resource_wild(x)) {
+            return true;
+        }
+    }
+    return false;
 }
 
 static bool list_has(const json_t *v, const char *const *any, size_t n)
@@ -1159,8 +1198,6 @@ int jitr_policy_check(const char *doc, size_t len, struct err *e)
             const char *k;
             json_t *x;
             static const char *const wild_act[] = { "*", "iot:*" };
-            static const char *const wild_res[] = { "*", "arn:aws:iot:*:*:*",
-                                                    "arn:aws:iot:*" };
             if (!json_is_object(s)) {
                 err_set(e, ERRC_INVALID, "policy: Statement[%zu] must be an object", i);
                 goto out;
@@ -1191,7 +1228,7 @@ int jitr_policy_check(const char *doc, size_t len, struct err *e)
                 goto out;
             }
             if (strcmp(json_string_value(eff), "Allow") == 0 && list_has(act, wild_act, 2) &&
-                list_has(resv, wild_res, 3)) {
+                any_resource_wild(resv)) {
                 err_set(e, ERRC_INVALID, "policy: Statement[%zu] allows iot:* on * (AWS audit "
                         "IOT_POLICY_OVERLY_PERMISSIVE_CHECK); name the actions and the "
                         "device's own resources", i);

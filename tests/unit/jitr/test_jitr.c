@@ -169,6 +169,18 @@ static int test_policy_device(void)
     CHECK_OK(file_read_all(p.data, 65536, &b, &e), &e);
     CHECK_OK(jitr_policy_check(b.data, b.len, &e), &e);
     CHECK(jitr_policy_size(b.data, b.len) < JITR_POLICY_MAX);
+    { /* a device's own resources in every partition */
+        static const char *const res[] = {
+            "arn:aws-cn:iot:cn-north-1:123456789012:client/${iot:Connection.Thing.ThingName}",
+            "arn:aws-us-gov:iot:us-gov-west-1:123456789012:topic/d/${iot:ClientId}",
+        };
+        for (size_t i = 0; i < ARRAY_LEN(res); i++) {
+            buf_reset(&b);
+            buf_addf(&b, "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\","
+                     "\"Action\":\"iot:*\",\"Resource\":\"%s\"}]}", res[i]);
+            CHECK_OK(jitr_policy_check(b.data, b.len, &e), &e);
+        }
+    }
 out:
     buf_release(&b);
     buf_release(&p);
@@ -198,6 +210,15 @@ static int test_policy_bad(void)
         { "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Action\":\"iot:"
           "Connect\",\"Resource\":\"*\",\"Principal\":\"*\"}]}",
           "unsupported key 'Principal'" },
+        { "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Action\":\"iot:*\","
+          "\"Resource\":\"arn:aws-cn:iot:*\"}]}",
+          "allows iot:* on *" },
+        { "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Action\":\"iot:"
+          "Connect\",\"Resource\":\"arn:aws-moon:iot:x:1:client/a\"}]}",
+          "is not * or an AWS IoT ARN" },
+        { "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Action\":\"iot:"
+          "Connect\",\"Resource\":\"arn:aws-cn:s3:::bucket\"}]}",
+          "is not * or an AWS IoT ARN" },
         { "[", "not JSON" },
     };
     int rc = 0;
