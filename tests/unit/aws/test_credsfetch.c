@@ -146,10 +146,12 @@ static int test_imds_refresh(void)
     CHECK_OK(get(f.p, &g), &g.err);
     CHECK_STR_EQ(g.akid, first);
     CHECK_INT_EQ(aws_credp_fetches(f.p), 1);
-    /* expires in 6 s, advisory 4 s: a background refresh at ~2 s (the next at ~4 s) */
+    /* expires in 6 s, advisory 4 s: a background refresh at ~2 s (the next at ~4 s, which a
+     * loaded machine may reach within the 3 s: Expiration has whole seconds); a new IMDS token for
+     * each fetch (more when a slow token request timed out and was retried) */
     run_for_ms(3000);
-    CHECK_INT_EQ(aws_credp_fetches(f.p), 2);
-    CHECK_INT_EQ(server_count("imds_token") - tokens0, 2);
+    CHECK(aws_credp_fetches(f.p) >= 2 && aws_credp_fetches(f.p) <= 3);
+    CHECK(server_count("imds_token") - tokens0 >= (long)aws_credp_fetches(f.p));
     /* (the get may start the next background refresh: Expiration has whole seconds, so the
      * second credentials can be inside the advisory window already) */
     CHECK_OK(get(f.p, &g), &g.err);
