@@ -100,9 +100,14 @@ static void on_rebuilt(evutil_socket_t fd, short what, void *arg)
                  (long long)ms, (unsigned long long)h->st.certificates,
                  (unsigned long long)h->st.revoked, (unsigned long long)h->st.records);
     } else {
+        /* Redis going away or another process taking the lock over (its data flushed again
+         * while we wrote) is what healing is for: a warning, and the retry; anything else (the
+         * audit log unreadable) needs an operator */
+        bool transient = h->err.code == ERRC_UNAVAILABLE || h->err.code == ERRC_CONFLICT;
         h->retry_at_ms = time_now_ms() + HEAL_RETRY_MS;
-        log_error("index rebuild failed after %lld ms (retried in %d s): %s%s%s", (long long)ms,
-                  HEAL_RETRY_MS / 1000, h->err.msg, h->err.detail[0] ? " - " : "", h->err.detail);
+        log_at(transient ? LOG_LVL_WARN : LOG_LVL_ERROR, "index rebuild failed after %lld ms (retried "
+                  "in %d s): %s%s%s", (long long)ms, HEAL_RETRY_MS / 1000, h->err.msg,
+                  h->err.detail[0] ? " - " : "", h->err.detail);
     }
     snap_unref(h->snap);
     h->snap = NULL;
