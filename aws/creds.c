@@ -46,22 +46,6 @@
 #define IMDS_V4   "http://169.254.169.254"
 #define IMDS_V6   "http://[fd00:ec2::254]"
 
-static void xfree_cleanse(char *s)
-{
-    if (s != NULL) {
-        OPENSSL_cleanse(s, strlen(s));
-        xfree(s);
-    }
-}
-
-static void buf_release_cleanse(struct buf *b)
-{
-    if (b->data != NULL) {
-        OPENSSL_cleanse(b->data, b->cap);
-    }
-    buf_release(b);
-}
-
 static void set_str(char **dst, const char *src)
 {
     xfree(*dst);
@@ -77,9 +61,9 @@ void aws_creds_init(struct aws_creds *c)
 
 void aws_creds_release(struct aws_creds *c)
 {
-    xfree_cleanse(c->access_key_id);
-    xfree_cleanse(c->secret_access_key);
-    xfree_cleanse(c->session_token);
+    xfree_secret(c->access_key_id);
+    xfree_secret(c->secret_access_key);
+    xfree_secret(c->session_token);
     aws_creds_init(c);
 }
 
@@ -186,7 +170,7 @@ void aws_ini_free(struct aws_ini *ini)
     for (size_t i = 0; i < ini->n; i++) {
         for (size_t k = 0; k < ini->secs[i].n; k++) {
             xfree(ini->secs[i].kv[k].key);
-            buf_release_cleanse(&ini->secs[i].kv[k].value);
+            buf_release_secret(&ini->secs[i].kv[k].value);
         }
         xfree(ini->secs[i].kv);
         xfree(ini->secs[i].name);
@@ -805,10 +789,7 @@ static int xml_text(const char *s, size_t n, struct buf *out)
             ok = k < i + en - 1;
             for (; ok && k < i + en - 1; k++) {
                 char c = s[k];
-                int d = (c >= '0' && c <= '9')          ? c - '0'
-                        : hex && (c >= 'a' && c <= 'f') ? c - 'a' + 10
-                        : hex && (c >= 'A' && c <= 'F') ? c - 'A' + 10
-                                                        : -1;
+                int d = hex ? hex_digit_value(c) : (c >= '0' && c <= '9') ? c - '0' : -1;
                 if (d < 0 || cp > 0x10ffff) {
                     ok = false;
                     break;
@@ -1068,9 +1049,9 @@ int aws_creds_parse_sts_xml(const char *body, size_t len, const char *action, co
                        source, e);
 out:
     buf_release(&x.path);
-    buf_release_cleanse(&x.text);
+    buf_release_secret(&x.text);
     for (int f = 0; f < F__COUNT; f++) {
-        buf_release_cleanse(&x.fields[f]);
+        buf_release_secret(&x.fields[f]);
     }
     return rc;
 }
@@ -1135,7 +1116,7 @@ static int load_ini(const char *path, struct aws_ini **ini, struct err *e)
     *ini = aws_ini_parse(b.data != NULL ? b.data : "", b.len, path, e);
     rc = *ini != NULL ? 0 : -1;
 out:
-    buf_release_cleanse(&b);
+    buf_release_secret(&b);
     return rc;
 }
 
@@ -1534,7 +1515,7 @@ void aws_chain_release(struct aws_chain *ch)
     sso_release(&ch->sso);
     xfree(ch->process);
     xfree(ch->container_url);
-    xfree_cleanse(ch->container_auth_token);
+    xfree_secret(ch->container_auth_token);
     xfree(ch->container_auth_token_file);
     xfree(ch->imds_endpoint);
     for (size_t i = 0; i < ch->nroles; i++) {

@@ -549,15 +549,13 @@ static void on_read_sso_cache(struct aws_credp *p, struct buf *data, const struc
         time_format_rfc3339(expires, when, sizeof(when));
         snprintf(reason, sizeof(reason), "the SSO token expired at %s: %s (token cache %s)", when,
                  hint, p->ch.sso.cache_file);
-        OPENSSL_cleanse(token, strlen(token));
-        xfree(token);
+        xfree_secret(token);
         source_failed(p, ERRC_DENIED, reason);
         return;
     }
     buf_release_secret(&p->secret);
     buf_addstr(&p->secret, token);
-    OPENSSL_cleanse(token, strlen(token));
-    xfree(token);
+    xfree_secret(token);
     p->attempt = 0;
     send_sso(p);
 }
@@ -639,8 +637,7 @@ static void proc_drop(void *arg)
     struct proc_job *j = arg;
     aws_argv_free(j->argv);
     for (size_t i = 0; j->envp != NULL && j->envp[i] != NULL; i++) {
-        OPENSSL_cleanse(j->envp[i], strlen(j->envp[i]));
-        xfree(j->envp[i]);
+        xfree_secret(j->envp[i]);
     }
     xfree(j->envp);
     buf_release_secret(&j->out);
@@ -1137,7 +1134,7 @@ struct aws_credp *aws_credp_new(struct aws_transport *t, const struct aws_config
     p->refresh = evtimer_new(p->base, on_refresh, p);
     p->retry = evtimer_new(p->base, on_retry, p);
     if (!p->deliver || !p->refresh || !p->retry) {
-        oom_die(sizeof(void *));
+        oom_die(event_get_struct_event_size());
     }
     return p;
 }

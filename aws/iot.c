@@ -969,7 +969,7 @@ int aws_iot_call(struct aws_iot *c, enum aws_iot_op op, json_t *in, aws_iot_cb *
     }
     k->timer = evtimer_new(c->base, on_timer, k);
     if (k->timer == NULL) {
-        oom_die(sizeof(void *));
+        oom_die(event_get_struct_event_size());
     }
     k->next = c->calls;
     if (c->calls) {

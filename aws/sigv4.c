@@ -80,20 +80,6 @@ static bool is_tchar(unsigned char c)
            (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
 }
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 static bool is_token(const char *s)
 {
     if (s == NULL || *s == '\0') {
@@ -121,22 +107,6 @@ static bool is_scope_part(const char *s)
         }
     }
     return n > 0 && n <= 64;
-}
-
-static void buf_release_cleanse(struct buf *b)
-{
-    if (b->data != NULL) {
-        OPENSSL_cleanse(b->data, b->cap);
-    }
-    buf_release(b);
-}
-
-static void xfree_cleanse(char *s)
-{
-    if (s != NULL) {
-        OPENSSL_cleanse(s, strlen(s));
-        xfree(s);
-    }
 }
 
 void aws_uri_encode(struct buf *out, const char *s, size_t len, bool keep_slash)
@@ -217,8 +187,8 @@ static int canonical_uri(const char *path, unsigned flags, struct buf *out, stru
                            "separately)",
                            c, i);
         }
-        if (c == '%' && (i + 2 >= len || hexval((unsigned char)path[i + 1]) < 0 ||
-                         hexval((unsigned char)path[i + 2]) < 0)) {
+        if (c == '%' && (i + 2 >= len || hex_digit_value((unsigned char)path[i + 1]) < 0 ||
+                         hex_digit_value((unsigned char)path[i + 2]) < 0)) {
             return err_set(e, ERRC_INVALID, "request path: bad percent-escape at offset %zu", i);
         }
     }
@@ -233,24 +203,6 @@ static int canonical_uri(const char *path, unsigned flags, struct buf *out, stru
         aws_uri_encode(out, norm.data, norm.len, true);
     }
     buf_release(&norm);
-    return 0;
-}
-
-static int pct_decode(const char *s, size_t n, struct buf *out, struct err *e)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] != '%') {
-            buf_addch(out, s[i]);
-            continue;
-        }
-        int hi = i + 2 < n ? hexval((unsigned char)s[i + 1]) : -1;
-        int lo = i + 2 < n ? hexval((unsigned char)s[i + 2]) : -1;
-        if (hi < 0 || lo < 0) {
-            return err_set(e, ERRC_INVALID, "query string: bad percent-escape");
-        }
-        buf_addch(out, (char)(hi << 4 | lo));
-        i += 2;
-    }
     return 0;
 }
 
@@ -282,7 +234,8 @@ static int canonical_query(const char *query, struct buf *out, struct err *e)
                 size_t sn = part == 0 ? kn : (eq != NULL ? n - kn - 1 : 0);
                 buf_reset(&raw);
                 buf_reset(&enc);
-                if (pct_decode(s, sn, &raw, e) != 0) {
+                if (pct_decode(&raw, s, sn) != 0) {
+                    err_set(e, ERRC_INVALID, "query string: bad percent-escape");
                     goto out;
                 }
                 aws_uri_encode(&enc, raw.data != NULL ? raw.data : "", raw.len, false);
@@ -444,17 +397,6 @@ static int collect_headers(const struct aws_sigv4_req *req, const char *amz_date
     return 0;
 }
 
-static int sha256_hex(const void *data, size_t len, char out[65], struct err *e)
-{
-    uint8_t md[SHA256_LEN];
-    unsigned int mdlen = 0;
-    if (EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != SHA256_LEN) {
-        return err_openssl(e, ERRC_INTERNAL, "SHA-256 failed");
-    }
-    hex_encode(md, SHA256_LEN, out);
-    return 0;
-}
-
 static int hmac_sha256(EVP_MAC *mac, const uint8_t *key, size_t klen, const void *msg, size_t mlen,
                        uint8_t out[SHA256_LEN], struct err *e)
 {
@@ -539,9 +481,9 @@ void aws_sigv4_out_init(struct aws_sigv4_out *out)
 void aws_sigv4_out_release(struct aws_sigv4_out *out)
 {
     xfree(out->authorization);
-    xfree_cleanse(out->security_token);
+    xfree_secret(out->security_token);
     xfree(out->signed_headers);
-    xfree_cleanse(out->canonical_request);
+    xfree_secret(out->canonical_request);
     xfree(out->string_to_sign);
     aws_sigv4_out_init(out);
 }
@@ -600,9 +542,9 @@ int aws_sigv4_sign(const struct aws_sigv4_req *req, const struct aws_creds *cred
             goto out;
         }
         snprintf(out->payload_hash, sizeof(out->payload_hash), "%s", req->payload_hash);
-    } else if (sha256_hex(req->payload != NULL ? (const void *)req->payload : "", req->payload_len,
-                          out->payload_hash, e) != 0) {
-        goto out;
+    } else {
+        sha256_hex(req->payload != NULL ? (const void *)req->payload : "", req->payload_len,
+                   out->payload_hash);
     }
 
     /* Canonical request: METHOD \n URI \n QUERY \n HEADERS \n SIGNED \n PAYLOAD-HASH */
@@ -627,9 +569,7 @@ int aws_sigv4_sign(const struct aws_sigv4_req *req, const struct aws_creds *cred
     }
     buf_addf(&creq, "\n%s\n%s", buf_cstr(&sh), out->payload_hash);
 
-    if (sha256_hex(creq.data, creq.len, creq_hash, e) != 0) {
-        goto out;
-    }
+    sha256_hex(creq.data, creq.len, creq_hash);
     buf_addf(&sts, "AWS4-HMAC-SHA256\n%s\n%s/%s/%s/aws4_request\n%s", out->amz_date, date8,
              req->region, service, creq_hash);
     if (compute_signature(creds->secret_access_key, date8, req->region, service, sts.data,
@@ -658,10 +598,10 @@ int aws_sigv4_sign(const struct aws_sigv4_req *req, const struct aws_creds *cred
 out:
     for (size_t i = 0; i < nh; i++) {
         xfree(hs[i].name);
-        buf_release_cleanse(&hs[i].value);
+        buf_release_secret(&hs[i].value);
     }
     xfree(hs);
-    buf_release_cleanse(&creq);
+    buf_release_secret(&creq);
     buf_release(&sts);
     buf_release(&sh);
     buf_release(&auth);

@@ -656,7 +656,7 @@ int aws_sqs_call(struct aws_sqs *q, const char *action, json_t *in, long extra_t
     k->arg = arg;
     k->timer = evtimer_new(q->base, on_timer, k);
     if (k->timer == NULL) {
-        oom_die(sizeof(void *));
+        oom_die(event_get_struct_event_size());
     }
     k->next = q->calls;
     if (q->calls) {

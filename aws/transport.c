@@ -189,7 +189,7 @@ static int transport_sockfn(CURL *easy, curl_socket_t s, int what, void *userp, 
     }
     ev = event_new(t->base, s, kind, transport_on_socket, t);
     if (ev == NULL) {
-        oom_die(sizeof(void *));
+        oom_die(event_get_struct_event_size());
     }
     event_add(ev, NULL);
     curl_multi_assign(t->multi, s, ev);
@@ -219,8 +219,10 @@ struct aws_transport *aws_transport_new(struct event_base *base, struct err *e)
     t = xcalloc(1, sizeof(*t));
     t->base = base;
     t->multi = curl_multi_init();
-    t->timer = evtimer_new(base, transport_on_timer, t);
-    if (t->multi == NULL || t->timer == NULL) {
+    if ((t->timer = evtimer_new(base, transport_on_timer, t)) == NULL) {
+        oom_die(event_get_struct_event_size());
+    }
+    if (t->multi == NULL) {
         aws_transport_free(t);
         err_set(e, ERRC_INTERNAL, "cannot create the curl multi handle");
         return NULL;

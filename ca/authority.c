@@ -27,6 +27,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ca/issue.h"
 #include "core/mem.h"
 #include "core/util.h"
 
@@ -212,19 +213,6 @@ static void fingerprint_of(X509 *x, char out[65])
     if (X509_digest(x, EVP_sha256(), md, &n) == 1 && n == 32) {
         hex_encode(md, n, out);
     }
-}
-
-static void serial_hex(X509 *x, struct buf *out)
-{
-    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
-    char *hex = bn ? BN_bn2hex(bn) : NULL;
-    if (hex != NULL) {
-        for (char *c = hex; *c; c++) {
-            buf_addch(out, (char)((*c >= 'A' && *c <= 'F') ? *c - 'A' + 'a' : *c));
-        }
-    }
-    OPENSSL_free(hex);
-    BN_free(bn);
 }
 
 static int write_pem(const char *path, int (*wr)(BIO *, const void *), const void *obj, mode_t mode,
@@ -466,7 +454,7 @@ static void meta_set_str(json_t *m, const char *k, const char *v)
 static void meta_set_cert(json_t *m, X509 *x)
 {
     struct buf b = BUF_INIT;
-    char ts[40];
+    char ts[40], sn[131];
     time_t t;
     if (x == NULL) {
         meta_set_str(m, "not_after", NULL);
@@ -476,9 +464,8 @@ static void meta_set_cert(json_t *m, X509 *x)
         time_format_rfc3339(t, ts, sizeof(ts));
         meta_set_str(m, "not_after", ts);
     }
-    serial_hex(x, &b);
-    meta_set_str(m, "serial", buf_cstr(&b));
-    buf_reset(&b);
+    (void)ca_serial_hex(X509_get0_serialNumber(x), sn, sizeof(sn));
+    meta_set_str(m, "serial", sn);
     subject_format(X509_get_subject_name(x), &b);
     meta_set_str(m, "subject", buf_cstr(&b));
     buf_reset(&b);

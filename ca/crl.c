@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "ca/issue.h"
 #include "ca/key.h"
 #include "core/util.h"
 
@@ -263,11 +264,9 @@ int ca_crl_build(X509 *cacert, EVP_PKEY *key, const struct ca_crl_params *p, str
         const ASN1_INTEGER *a = X509_REVOKED_get0_serialNumber(sk_X509_REVOKED_value(revs, i - 1));
         const ASN1_INTEGER *b = X509_REVOKED_get0_serialNumber(sk_X509_REVOKED_value(revs, i));
         if (ASN1_INTEGER_cmp(a, b) == 0) {
-            BIGNUM *bn = ASN1_INTEGER_to_BN(b, NULL);
-            char *hex = bn ? BN_bn2hex(bn) : NULL;
-            err_set(e, ERRC_INVALID, "serial %s is listed twice", hex ? hex : "?");
-            OPENSSL_free(hex);
-            BN_free(bn);
+            char hex[CRL_SERIAL_HEX_MAX + 3];
+            err_set(e, ERRC_INVALID, "serial %s is listed twice",
+                    ca_serial_hex(b, hex, sizeof(hex)) == 0 ? hex : "?");
             goto out;
         }
     }
@@ -360,10 +359,8 @@ int ca_crl_serials(const uint8_t *der, size_t len, struct buf *out, struct err *
 {
     const unsigned char *p = der;
     X509_CRL *crl = NULL;
-    BIGNUM *bn = NULL;
     STACK_OF(X509_REVOKED) * revs;
-    uint8_t bytes[CRL_SERIAL_HEX_MAX / 2 + 1];
-    char hex[CRL_SERIAL_HEX_MAX + 3];
+    char hex[CRL_SERIAL_HEX_MAX + 3]; /* 20 octets and the 00 of a first byte >= 0x80 */
     int rc = -1;
     if (len == 0 || len > (size_t)INT32_MAX) {
         return err_set(e, ERRC_INVALID, "not a CRL (%zu bytes)", len);
@@ -376,18 +373,9 @@ int ca_crl_serials(const uint8_t *der, size_t len, struct buf *out, struct err *
     revs = X509_CRL_get_REVOKED(crl);
     for (int i = 0; i < sk_X509_REVOKED_num(revs); i++) {
         const ASN1_INTEGER *sn = X509_REVOKED_get0_serialNumber(sk_X509_REVOKED_value(revs, i));
-        int n;
-        bn = ASN1_INTEGER_to_BN(sn, bn);
-        if (bn == NULL || BN_is_negative(bn) || BN_num_bytes(bn) > CRL_SERIAL_HEX_MAX / 2) {
-            err_openssl(e, ERRC_INVALID, "CRL entry %d: serial out of range", i + 1);
+        if (ca_serial_hex(sn, hex, sizeof(hex)) != 0) {
+            err_set(e, ERRC_INVALID, "CRL entry %d: serial out of range", i + 1);
             goto out;
-        }
-        bytes[0] = 0;
-        n = BN_bn2bin(bn, bytes + 1);
-        if (n > 0 && bytes[1] >= 0x80) {
-            hex_encode(bytes, (size_t)n + 1, hex); /* keep the 00 sign octet */
-        } else {
-            hex_encode(bytes + 1, (size_t)n, hex);
         }
         buf_addstr(out, hex);
         buf_addch(out, '\n');
@@ -395,7 +383,6 @@ int ca_crl_serials(const uint8_t *der, size_t len, struct buf *out, struct err *
     rc = 0;
 out:
     ERR_clear_error();
-    BN_free(bn);
     X509_CRL_free(crl);
     return rc;
 }

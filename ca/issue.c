@@ -1027,3 +1027,20 @@ int ca_serial_normalise(const char *in, char out[41], struct err *e)
     memcpy(out + pad, hex + start, digits + 1);
     return 0;
 }
+
+int ca_serial_hex(const ASN1_INTEGER *sn, char *out, size_t cap)
+{
+    /* OpenSSL keeps the magnitude: the 00 octet of a first byte >= 0x80 is ours to add */
+    const unsigned char *p = sn != NULL ? ASN1_STRING_get0_data(sn) : NULL;
+    int n = sn != NULL ? ASN1_STRING_length(sn) : 0;
+    size_t pad = n > 0 && (p[0] & 0x80) ? 2 : 0;
+    if (cap > 0) {
+        out[0] = '\0';
+    }
+    if (n < 1 || ASN1_STRING_type(sn) != V_ASN1_INTEGER || pad + 2 * (size_t)n + 1 > cap) {
+        return -1;
+    }
+    memset(out, '0', pad);
+    hex_encode(p, (size_t)n, out + pad);
+    return 0;
+}

@@ -100,6 +100,12 @@ void ca_issued_release(struct ca_issued *c);
  * ERRC_INVALID for non-hex, zero, or more than 20 octets. */
 int ca_serial_normalise(const char *in, char out[41], struct err *e) ATTR_WUR;
 
+/* The serial sn in that canonical form: lowercase hex of the DER INTEGER contents, the serial as
+ * the certificate encodes it (`openssl x509 -serial` prints the same digits without the 00 octet
+ * a first byte >= 0x80 needs; ca_serial_normalise accepts both). -1 and "" when sn is not a
+ * non-negative INTEGER or its hex and NUL do not fit in cap (41 holds RFC 5280's 20 octets). */
+int ca_serial_hex(const ASN1_INTEGER *sn, char *out, size_t cap);
+
 /* PEM of a DER certificate, appended to out. */
 void ca_der_to_pem(struct buf *out, const uint8_t *der, size_t len);
 

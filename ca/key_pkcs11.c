@@ -105,36 +105,12 @@ static void uri_release(struct p11_uri *u)
     xfree(u->manufacturer);
     xfree(u->model);
     xfree(u->type);
-    if (u->pin_value != NULL) {
-        OPENSSL_cleanse(u->pin_value, strlen(u->pin_value));
-        xfree(u->pin_value);
-    }
+    xfree_secret(u->pin_value);
     xfree(u->pin_source);
     xfree(u->module_path);
     buf_release(&u->shown);
     buf_release(&u->shown_q);
     memset(u, 0, sizeof(*u));
-}
-
-/* Percent-decodes [s, s+n) into out; -1 on a bad escape. */
-static int pct_decode(const char *s, size_t n, struct buf *out)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] != '%') {
-            buf_addch(out, s[i]);
-            continue;
-        }
-        if (i + 2 >= n) {
-            return -1;
-        }
-        int hi = hex_digit_value(s[i + 1]), lo = hex_digit_value(s[i + 2]);
-        if (hi < 0 || lo < 0) {
-            return -1;
-        }
-        buf_addch(out, (char)(hi * 16 + lo));
-        i += 2;
-    }
-    return 0;
 }
 
 static void pct_encode(struct buf *out, const uint8_t *s, size_t n)
@@ -175,7 +151,7 @@ static int uri_attr(struct p11_uri *u, const char *a, size_t alen, bool query, s
                 a);
         goto out;
     }
-    if (pct_decode(eq + 1, alen - nlen - 1, &val) != 0 || memchr(val.data, '\0', val.len)) {
+    if (pct_decode(&val, eq + 1, alen - nlen - 1) != 0 || memchr(val.data, '\0', val.len)) {
         err_set(e, ERRC_INVALID, "PKCS#11 URI attribute '%.*s' has a bad %%-escape", (int)nlen, a);
         goto out;
     }

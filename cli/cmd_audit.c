@@ -128,11 +128,7 @@ static const char *import_signer(struct import *im, const uint8_t *der, size_t l
         X509_free(x);
         return NULL;
     }
-    uint8_t md[32];
-    unsigned int mdlen = 0;
-    if (EVP_Digest(der, len, md, &mdlen, EVP_sha256(), NULL) == 1) {
-        hex_encode(md, 32, fp);
-    }
+    sha256_hex(der, len, fp);
     for (size_t i = 0; i < im->ncas && found == NULL; i++) {
         EVP_PKEY *pk = X509_get0_pubkey(im->cas[i]);
         if (X509_check_issued(im->cas[i], x) == X509_V_OK && pk && X509_verify(x, pk) == 1) {

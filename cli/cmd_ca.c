@@ -12,6 +12,7 @@
 
 #include "aws/iot.h"
 #include "ca/authority.h"
+#include "ca/issue.h"
 #include "ca/verification.h"
 #include "cli/cli.h"
 #include "core/log.h"
@@ -307,11 +308,9 @@ static json_t *ca_json(const struct conf *c, const struct ca_authority *a, bool 
             json_object_set_new(o, "issuer", json_string(iss));
             json_object_set_new(o, "not_before", json_string(nb));
             json_object_set_new(o, "fingerprint_sha256", json_string(a->fingerprint));
-            const ASN1_INTEGER *sn = X509_get0_serialNumber(a->cert);
-            struct buf h = BUF_INIT;
-            buf_addhex(&h, ASN1_STRING_get0_data(sn), (size_t)ASN1_STRING_length(sn));
-            json_object_set_new(o, "serial", json_string(buf_cstr(&h)));
-            buf_release(&h);
+            char sn[131];
+            (void)ca_serial_hex(X509_get0_serialNumber(a->cert), sn, sizeof(sn));
+            json_object_set_new(o, "serial", json_string(sn));
         }
     }
     if (full) {

@@ -90,6 +90,14 @@ void xfree(void *p)
     free(p);
 }
 
+void xfree_secret(char *s)
+{
+    if (s != NULL) {
+        OPENSSL_cleanse(s, strlen(s));
+        xfree(s);
+    }
+}
+
 static void *ossl_malloc(size_t n, const char *file, int line)
 {
     (void)file;

@@ -19,6 +19,9 @@ void *xmemdup(const void *p, size_t n);
 /* Grows an array to hold at least `need` items of `size` bytes; *cap is updated. */
 void *xgrow(void *p, size_t size, size_t need, size_t *cap);
 void xfree(void *p);
+/* Overwrites a NUL-terminated secret (OPENSSL_cleanse) and frees it; NULL is fine. The string
+ * counterpart of buf_release_secret. */
+void xfree_secret(char *s);
 ATTR_NORETURN void oom_die(size_t n);
 
 /* Installs the family into OpenSSL and Jansson; call once at program start. */

@@ -9,6 +9,7 @@
 #include <ftw.h>
 #include <libgen.h>
 #include <limits.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -93,6 +94,35 @@ int hex_decode(const char *hex, uint8_t *out, size_t cap, size_t *outlen)
     }
     *outlen = n / 2;
     return 0;
+}
+
+int pct_decode(struct buf *out, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != '%') {
+            buf_addch(out, s[i]);
+            continue;
+        }
+        int hi = i + 2 < n ? hex_digit_value((unsigned char)s[i + 1]) : -1;
+        int lo = i + 2 < n ? hex_digit_value((unsigned char)s[i + 2]) : -1;
+        if (hi < 0 || lo < 0) {
+            return -1;
+        }
+        buf_addch(out, (char)(hi << 4 | lo));
+        i += 2;
+    }
+    return 0;
+}
+
+void sha256_hex(const void *data, size_t len, char out[65])
+{
+    uint8_t md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    /* SHA-256 of the default provider is always there: only allocation can fail */
+    if (EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32) {
+        oom_die(0);
+    }
+    hex_encode(md, 32, out);
 }
 
 bool hex_is_lower(const char *s, size_t len)

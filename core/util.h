@@ -30,6 +30,12 @@ int hex_decode(const char *hex, uint8_t *out, size_t cap, size_t *outlen) ATTR_W
 bool hex_is_lower(const char *s, size_t len);
 /* The value of one hex digit (either case), -1 for anything else. */
 int hex_digit_value(int c);
+/* Percent-decodes [s, s+n) onto out (RFC 3986 §2.1: %XX, either case; '+' stays '+'); -1 on a
+ * '%' not followed by two hex digits (out then holds a prefix). */
+int pct_decode(struct buf *out, const char *s, size_t n) ATTR_WUR;
+
+/* The lowercase hex SHA-256 of len bytes at data (64 digits and a NUL). */
+void sha256_hex(const void *data, size_t len, char out[65]);
 
 void base64_encode(struct buf *out, const uint8_t *in, size_t len);
 /* Strict-ish base64 decode (whitespace ignored, padding required); -1 on invalid input. */

@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "ca/issue.h"
 #include "core/log.h"
 #include "core/mem.h"
 #include "core/util.h"
@@ -282,28 +283,6 @@ static void audit_deny(const struct job *j, const char *route, const struct err 
         log_error("cannot audit a refusal: %s", e.msg[0] ? e.msg : "cannot encode");
     }
     json_decref(rec);
-}
-
-/* The hex of a certificate's serial as the index spells it (DER content octets, lowercase). */
-static void serial_hex_of(X509 *x, char out[41])
-{
-    /* the DER content: the magnitude, with the 00 a first byte >= 0x80 needs */
-    const ASN1_INTEGER *sn = X509_get0_serialNumber(x);
-    const unsigned char *p = ASN1_STRING_get0_data(sn);
-    int n = ASN1_STRING_length(sn);
-    out[0] = '\0';
-    if (ASN1_STRING_type(sn) != V_ASN1_INTEGER || n < 1) {
-        return;
-    }
-    if (p[0] & 0x80) {
-        if (n > 19) {
-            return;
-        }
-        out[0] = out[1] = '0';
-        hex_encode(p, (size_t)n, out + 2);
-    } else if (n <= 20) {
-        hex_encode(p, (size_t)n, out);
-    }
 }
 
 /* Index status of the client's certificate: 0 when valid, -1 (DENIED, NOT_FOUND → DENIED,
@@ -824,8 +803,6 @@ static int reenroll_begin(struct job *j, struct tstate *ts, const struct buf *fi
 {
     struct err e = ERR_INIT;
     char subject[1100] = "", msg[256];
-    unsigned char md[32];
-    unsigned int mdlen = 0;
     struct buf key = BUF_INIT;
     enum store_reenroll_result res = STORE_REENROLL_OK;
     int64_t retry_ms = 0, limit = j->snap->conf->reenroll_per_day;
@@ -838,12 +815,8 @@ static int reenroll_begin(struct job *j, struct tstate *ts, const struct buf *fi
     }
     field_get(fields, "subject", subject, sizeof(subject));
     buf_addf(&key, "%s\n%s", j->client_ca, subject);
-    if (EVP_Digest(key.data, key.len, md, &mdlen, EVP_sha256(), NULL) != 1) {
-        memset(md, 0, sizeof(md));
-        ERR_clear_error();
-    }
+    sha256_hex(key.data, key.len, j->lineage);
     buf_release(&key);
-    hex_encode(md, sizeof(md), j->lineage);
     snprintf(j->attempt, sizeof(j->attempt), "%s", j->request_id);
     if ((st = ts_store(ts, j->snap, &e)) == NULL ||
         store_reenroll_begin(st, j->client_serial, j->lineage, j->attempt, limit,
@@ -1529,7 +1502,7 @@ static struct job *station_job(struct api *a, struct httpd_req *r, enum job_kind
     struct job *j = job_new(a, r, kind);
     j->st = st;
     snprintf(j->requester, sizeof(j->requester), "station:%s", cn);
-    serial_hex_of(leaf, j->client_serial);
+    ca_serial_hex(X509_get0_serialNumber(leaf), j->client_serial, sizeof(j->client_serial));
     return j;
 }
 
@@ -1660,7 +1633,7 @@ static void h_est_reenroll(struct httpd_req *r, void *arg)
     api_media_type(httpd_req_header(r, "Content-Type"), media, sizeof(media));
     struct job *j = job_new(a, r, J_EST_REENROLL);
     X509 *leaf = sk_X509_value(chain, 0);
-    serial_hex_of(leaf, j->client_serial);
+    ca_serial_hex(X509_get0_serialNumber(leaf), j->client_serial, sizeof(j->client_serial));
     snprintf(j->requester, sizeof(j->requester), "device:%s", j->client_serial);
     snprintf(j->client_ca, sizeof(j->client_ca), "%s", ca->name);
     j->subject = X509_NAME_dup(X509_get_subject_name(leaf));
@@ -1834,7 +1807,7 @@ static void h_readyz(struct httpd_req *r, void *arg)
         j->st = st;
         j->detail = true;
         snprintf(j->requester, sizeof(j->requester), "station:%s", cn);
-        serial_hex_of(leaf, j->client_serial);
+        ca_serial_hex(X509_get0_serialNumber(leaf), j->client_serial, sizeof(j->client_serial));
     }
     job_submit(a, j);
 }

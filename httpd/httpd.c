@@ -747,7 +747,7 @@ static void conn_new(struct httpd *h, int fd, const struct sockaddr_storage *pee
     c->wev = event_new(h->base, fd, EV_WRITE | EV_PERSIST, conn_on_write, c);
     c->timer = evtimer_new(h->base, conn_on_timer, c);
     if (c->rev == NULL || c->wev == NULL || c->timer == NULL) {
-        oom_die(sizeof(struct event *));
+        oom_die(event_get_struct_event_size());
     }
     c->next = h->conns;
     if (h->conns) {
@@ -829,8 +829,10 @@ static int listen_on(struct httpd *h, const char *addr, struct err *e)
         log_warn("cannot set TCP_NODELAY on %s", addr);
     }
     h->lev = event_new(h->base, h->lfd, EV_READ | EV_PERSIST, on_accept, h);
-    h->resume = evtimer_new(h->base, on_resume, h);
-    if (h->lev == NULL || h->resume == NULL || event_add(h->lev, NULL) != 0) {
+    if ((h->resume = evtimer_new(h->base, on_resume, h)) == NULL) {
+        oom_die(event_get_struct_event_size());
+    }
+    if (h->lev == NULL || event_add(h->lev, NULL) != 0) {
         return err_set(e, ERRC_INTERNAL, "cannot watch the listener on %s", addr);
     }
     return 0;

@@ -238,16 +238,6 @@ void issuance_cli_requester(char *out, size_t cap)
     snprintf(out, cap, "cli:%s@%s", user, host);
 }
 
-static void sha256_hex(const uint8_t *data, size_t len, char out[65])
-{
-    uint8_t md[32];
-    unsigned int mdlen = 0;
-    if (EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) != 1) {
-        memset(md, 0, sizeof(md));
-    }
-    hex_encode(md, 32, out);
-}
-
 /* The audit records, their members in key order (audit_batch_str's contract). */
 static void record_reject(struct audit_batch *ab, const struct issuance_ctx *ctx,
                           const struct issuance_item *it, const char *profile)

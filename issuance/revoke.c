@@ -258,16 +258,6 @@ static int reason_code(const char *name)
     return -1;
 }
 
-static void sha256_hex(const void *data, size_t len, char out[65])
-{
-    uint8_t md[32];
-    unsigned int mdlen = 0;
-    if (EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) != 1) {
-        memset(md, 0, sizeof(md));
-    }
-    hex_encode(md, 32, out);
-}
-
 static int cmp_revoked_serial(const void *key, const void *elem)
 {
     return strcmp(key, ((const struct store_revoked *)elem)->serial);

@@ -111,14 +111,12 @@ static X509 *representative(X509 *ca, const struct ca_profile *p, const char *cn
 static int cert_id(X509 *cert, char out[65], struct err *e)
 {
     unsigned char *der = NULL;
-    uint8_t md[32];
     int n = i2d_X509(cert, &der);
     if (n <= 0) {
         return err_openssl(e, ERRC_INVALID, "the certificate cannot be encoded");
     }
-    SHA256(der, (size_t)n, md);
+    sha256_hex(der, (size_t)n, out);
     OPENSSL_free(der);
-    hex_encode(md, sizeof(md), out);
     return 0;
 }
 

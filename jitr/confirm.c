@@ -122,10 +122,8 @@ static void refuse(struct jitr_confirmer *c, const char *result, const char *why
 
 static void token_key(const char *token, char out[128])
 {
-    uint8_t md[SHA256_DIGEST_LENGTH];
-    char hex[2 * SHA256_DIGEST_LENGTH + 1];
-    SHA256((const unsigned char *)token, strlen(token), md);
-    hex_encode(md, sizeof(md), hex);
+    char hex[65];
+    sha256_hex(token, strlen(token), hex);
     snprintf(out, 128, STORE_PREFIX "jitr:confirm:%s", hex);
 }
 
@@ -179,10 +177,7 @@ static void job_free(struct cjob *j)
     if (j->timer) {
         event_free(j->timer);
     }
-    if (j->token) {
-        OPENSSL_cleanse(j->token, strlen(j->token));
-        xfree(j->token);
-    }
+    xfree_secret(j->token);
     xfree(j);
 }
 
@@ -305,9 +300,7 @@ static void job_start(struct jitr_confirmer *c, const struct cpost *p)
     c->njobs++;
     j->timer = evtimer_new(c->s->base, on_retry_timer, j);
     if (j->timer == NULL) {
-        log_warn("jitr: cannot confirm topic rule destination %s: no timer", j->arn);
-        job_finish(j, "failed");
-        return;
+        oom_die(event_get_struct_event_size());
     }
     log_info("jitr: confirming topic rule destination %s (region %s)", j->arn, j->region);
     job_call(j);

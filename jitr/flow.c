@@ -46,6 +46,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ca/issue.h"
 #include "ca/profile.h"
 #include "core/log.h"
 #include "core/mem.h"
@@ -513,7 +514,6 @@ static enum verdict evaluate(struct jitr_req *r)
     const struct jitr_ca *ca, *idx_ca;
     unsigned char *der = NULL;
     int nder;
-    uint8_t md[32];
     char hex[65];
     struct buf idx_der = BUF_INIT;
     struct jitr_params params = { 0 };
@@ -549,17 +549,9 @@ static enum verdict evaluate(struct jitr_req *r)
         goto out;
     }
     if (r->serial[0] == '\0') {
-        BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(r->cert), NULL);
-        char *h = bn ? BN_bn2hex(bn) : NULL;
-        for (size_t i = 0; h && h[i] && i + 1 < sizeof(r->serial); i++) {
-            r->serial[i] = (char)((h[i] >= 'A' && h[i] <= 'F') ? h[i] + 32 : h[i]);
-            r->serial[i + 1] = '\0';
-        }
-        OPENSSL_free(h);
-        BN_free(bn);
+        (void)ca_serial_hex(X509_get0_serialNumber(r->cert), r->serial, sizeof(r->serial));
     }
-    SHA256(der, (size_t)nder, md);
-    hex_encode(md, sizeof(md), hex);
+    sha256_hex(der, (size_t)nder, hex);
     if (strcmp(hex, r->ev.cert_id) != 0) {
         v = fact(r, "its SHA-256 is %.16s..., not the certificateId", hex);
         goto out;

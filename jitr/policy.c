@@ -278,7 +278,7 @@ int jitr_policy_ready(void *ctx, const struct jitr_template *t, size_t idx, stor
     if (pl->defer == NULL) {
         pl->defer = evtimer_new(s->base, on_defer, pl);
         if (pl->defer == NULL) {
-            return err_set(e, ERRC_INTERNAL, "jitr: cannot create a timer");
+            oom_die(event_get_struct_event_size());
         }
     }
     w = xcalloc(1, sizeof(*w));

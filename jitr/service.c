@@ -981,6 +981,9 @@ static void flow_start(struct jitr_service *s, const char *entry, const struct s
     f->ev = ev;
     snprintf(f->entry, sizeof(f->entry), "%s", entry);
     f->timer = evtimer_new(s->base, on_retry_timer, f);
+    if (f->timer == NULL) {
+        oom_die(event_get_struct_event_size());
+    }
     f->next = s->flows;
     if (s->flows) {
         s->flows->prev = f;
@@ -1255,13 +1258,15 @@ struct jitr_service *jitr_service_new(struct event_base *base, const struct conf
     if (jitr_sqs_start(s, e) != 0 || jitr_confirm_start(s, conf, e) != 0) {
         goto fail;
     }
-    s->kick = evtimer_new(base, on_kick, s);
+    if ((s->kick = evtimer_new(base, on_kick, s)) == NULL) {
+        oom_die(event_get_struct_event_size());
+    }
     s->claim = event_new(base, -1, EV_PERSIST, on_claim_timer, s);
     s->ca_refresh = event_new(base, -1, EV_PERSIST, on_ca_refresh, s);
     claim.tv_sec = (time_t)(s->cfg.claim_idle_ms / 2000);
     claim.tv_usec = (suseconds_t)((s->cfg.claim_idle_ms / 2 % 1000) * 1000);
-    if (s->kick == NULL || s->claim == NULL || s->ca_refresh == NULL ||
-        event_add(s->claim, &claim) != 0 || event_add(s->ca_refresh, &refresh) != 0) {
+    if (s->claim == NULL || s->ca_refresh == NULL || event_add(s->claim, &claim) != 0 ||
+        event_add(s->ca_refresh, &refresh) != 0) {
         err_set(e, ERRC_INTERNAL, "jitr: cannot arm timers");
         goto fail;
     }

@@ -397,9 +397,7 @@ int jitr_sqs_start(struct jitr_service *s, struct err *e)
     }
     p->timer = evtimer_new(s->base, on_timer, p);
     if (p->timer == NULL) {
-        aws_sqs_free(p->q);
-        xfree(p);
-        return err_set(e, ERRC_INTERNAL, "jitr: SQS intake: cannot arm a timer");
+        oom_die(event_get_struct_event_size());
     }
     s->sqs = p;
     /* from the loop: the worker finishes starting first */

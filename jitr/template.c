@@ -26,6 +26,7 @@
 
 #include "core/mem.h"
 #include "aws/endpoint.h"
+#include "ca/issue.h"
 #include "core/util.h"
 #include "jitr/jitr.h"
 
@@ -120,17 +121,10 @@ void jitr_params_from_cert(X509 *cert, const char *cert_id, struct jitr_params *
     }
     jitr_params_set(out, P_CERT "Id", cert_id);
     {
-        const ASN1_INTEGER *sn = X509_get0_serialNumber(cert);
-        BIGNUM *bn = ASN1_INTEGER_to_BN(sn, NULL);
-        char *hex = bn ? BN_bn2hex(bn) : NULL;
-        if (hex != NULL) {
-            for (char *c = hex; *c; c++) {
-                *c = (char)tolower((unsigned char)*c);
-            }
+        char hex[131];
+        if (ca_serial_hex(X509_get0_serialNumber(cert), hex, sizeof(hex)) == 0) {
             jitr_params_set(out, "jitrca::SerialHex", hex);
         }
-        OPENSSL_free(hex);
-        BN_free(bn);
     }
 }
 
@@ -696,14 +690,6 @@ void jitr_template_free(struct jitr_template *t)
     xfree(t);
 }
 
-/* The lowercase hex SHA-256 of s. */
-static void sha256_hex(const char *s, char out[65])
-{
-    uint8_t md[32];
-    SHA256((const unsigned char *)s, strlen(s), md);
-    hex_encode(md, sizeof(md), out);
-}
-
 /* Adds a policy (name, doc: "" for an existing one); the same policy twice is attached once. */
 static int policy_add(struct jitr_template *t, const char *name, const char *doc, bool versioned,
                       struct err *e)
@@ -725,7 +711,7 @@ static int policy_add(struct jitr_template *t, const char *name, const char *doc
     p = &t->pol[t->npol++];
     p->name = xstrdup(name);
     p->doc = xstrdup(doc);
-    sha256_hex(doc, p->hash);
+    sha256_hex(doc, strlen(doc), p->hash);
     p->pub = (struct jitr_policy){ p->name, p->doc, p->hash, versioned };
     return 0;
 }
@@ -916,7 +902,7 @@ struct jitr_template *jitr_template_parse(const char *text, size_t len, const ch
         } else if (policy_name != NULL && policy_name[0] != '\0') {
             prc = policy_add(t, policy_name, pols[i].text, true, e);
         } else {
-            sha256_hex(pols[i].text, name);
+            sha256_hex(pols[i].text, strlen(pols[i].text), name);
             prc = policy_add(t, name, pols[i].text, false, e);
         }
         if (prc != 0) {

@@ -332,7 +332,7 @@ static struct sa_op *sa_send(struct store_async *s, enum sa_kind kind, int argc,
     op->timeout_ms = timeout_ms;
     op->timer = evtimer_new(s->base, sa_on_timeout, op);
     if (op->timer == NULL) {
-        oom_die(sizeof(struct event *));
+        oom_die(event_get_struct_event_size());
     }
     if (redisAsyncCommandArgv(s->ac, sa_on_reply, op, argc, av, avlen) != REDIS_OK) {
         err_set(e, ERRC_UNAVAILABLE, "redis at %s: cannot send the command: %s", s->display,

@@ -469,7 +469,7 @@ static int t_refusals(void)
         { ca, key, { T0, T0, 1, &good, 1 }, "nextUpdate must be after its thisUpdate" },
         { ca, key, { T0, T0 - 1, 1, &good, 1 }, "nextUpdate must be after its thisUpdate" },
         { ca, key, { T0, T0 + 60, 0, &good, 1 }, "CRL number 0" },
-        { ca, key, { T0, T0 + 60, 1, dup, 2 }, "serial 0A is listed twice" },
+        { ca, key, { T0, T0 + 60, 1, dup, 2 }, "serial 0a is listed twice" },
     };
     CHECK(ca && notca && nocrl && ca192);
     for (size_t i = 0; i < ARRAY_LEN(cases); i++) {

@@ -1481,6 +1481,79 @@ out:
     return rc;
 }
 
+/* One spelling of a serial: a first byte >= 0x80 keeps the 00 octet the certificate encodes (the
+ * index's key, what ca_sign reports), while `openssl x509 -serial` prints the digits without it
+ * (i2a_ASN1_INTEGER); ca_serial_normalise takes that output to the same key. */
+static int test_serial_hex(void)
+{
+    int rc = 0;
+    struct ctx c = { 0 };
+    struct buf csr = BUF_INIT;
+    struct ca_prepared pr = { 0 };
+    struct ca_issued ci = { 0 };
+    struct err e = ERR_INIT;
+    static const uint8_t high[] = { 0x00, 0x80, 0xaa, 0xbb };
+    uint8_t twenty[20];
+    const unsigned char *p;
+    X509 *x = NULL;
+    BIO *mem = NULL;
+    ASN1_INTEGER *a = NULL;
+    char hex[41], printed[64] = "", key[41];
+    if (pki() != 0) {
+        return 1;
+    }
+    CHECK(ctx_open(&c, "ca-p256", "ca-p256", false) == 0);
+    CHECK(slurp("p256.der", &csr) == 0);
+    CHECK_OK(ca_prepare(c.s, c.is, device_profile, (const uint8_t *)csr.data, csr.len, time(NULL),
+                        &pr, &e),
+             &e);
+    CHECK_OK(ca_sign(c.s, c.is, &pr, high, sizeof(high), &ci, &e), &e);
+    CHECK_STR_EQ(ci.serial_hex, "0080aabb");
+    p = ci.der;
+    CHECK((x = d2i_X509(NULL, &p, (long)ci.der_len)) != NULL);
+    CHECK_INT_EQ(ca_serial_hex(X509_get0_serialNumber(x), hex, sizeof(hex)), 0);
+    CHECK_STR_EQ(hex, "0080aabb");
+    /* what openssl x509 -serial prints, and the key it leads to */
+    CHECK((mem = BIO_new(BIO_s_mem())) != NULL);
+    CHECK(i2a_ASN1_INTEGER(mem, X509_get0_serialNumber(x)) > 0);
+    CHECK(BIO_read(mem, printed, sizeof(printed) - 1) > 0);
+    CHECK_STR_EQ(printed, "80AABB");
+    CHECK_OK(ca_serial_normalise(printed, key, &e), &e);
+    CHECK_STR_EQ(key, hex);
+
+    /* below 0x80 no 00; 20 octets fit 41 bytes, 21 (20 and the 00) do not; negative is none */
+    for (size_t i = 0; i < sizeof(twenty); i++) {
+        twenty[i] = (uint8_t)(i + 1);
+    }
+    twenty[0] = 0x7f;
+    a = ASN1_INTEGER_new();
+    CHECK(a != NULL && ASN1_INTEGER_set_int64(a, 0x7f01) == 1);
+    CHECK_INT_EQ(ca_serial_hex(a, hex, sizeof(hex)), 0);
+    CHECK_STR_EQ(hex, "7f01");
+    CHECK_INT_EQ(ca_serial_hex(a, hex, 4), -1);
+    CHECK_STR_EQ(hex, "");
+    CHECK(ASN1_STRING_set(a, twenty, sizeof(twenty)) == 1);
+    CHECK_INT_EQ(ca_serial_hex(a, hex, sizeof(hex)), 0);
+    CHECK_STR_EQ(hex, "7f02030405060708090a0b0c0d0e0f1011121314");
+    hex[0] = 'x';
+    twenty[0] = 0x80;
+    CHECK(ASN1_STRING_set(a, twenty, sizeof(twenty)) == 1);
+    CHECK_INT_EQ(ca_serial_hex(a, hex, sizeof(hex)), -1);
+    CHECK_STR_EQ(hex, "");
+    CHECK(ASN1_INTEGER_set_int64(a, -5) == 1);
+    CHECK_INT_EQ(ca_serial_hex(a, hex, sizeof(hex)), -1);
+    CHECK_INT_EQ(ca_serial_hex(NULL, hex, sizeof(hex)), -1);
+out:
+    ASN1_INTEGER_free(a);
+    BIO_free(mem);
+    X509_free(x);
+    ca_issued_release(&ci);
+    ca_prepared_release(&pr);
+    buf_release(&csr);
+    ctx_close(&c);
+    return rc;
+}
+
 static void cleanup(void)
 {
     ca_profile_free(device_profile);
@@ -1505,6 +1578,7 @@ int main(int argc, char **argv)
         { "issuer_errors", test_issuer_errors },
         { "pem", test_pem },
         { "serial_normalise", test_serial_normalise },
+        { "serial_hex", test_serial_hex },
         { "threads_hsm_lock", test_threads_hsm_lock },
     };
     atexit(cleanup);

@@ -44,6 +44,26 @@ static int test_buf_and_hex(void)
     CHECK(hex_decode("0g", back, sizeof(back), &n) != 0);
     CHECK(hex_decode("abc", back, sizeof(back), &n) != 0);
     CHECK(hex_decode("0011223344", back, sizeof(back), &n) != 0);
+    {
+        char h[65];
+        sha256_hex("abc", 3, h);
+        CHECK_STR_EQ(h, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        sha256_hex("", 0, h);
+        CHECK_STR_EQ(h, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    }
+    buf_reset(&b);
+    CHECK(pct_decode(&b, "a%2Fb%2fc+d", 11) == 0);
+    CHECK_STR_EQ(buf_cstr(&b), "a/b/c+d");
+    buf_reset(&b);
+    CHECK(pct_decode(&b, "%00x", 4) == 0 && b.len == 2 && b.data[0] == '\0');
+    CHECK(pct_decode(&b, "ab%4", 4) != 0);
+    CHECK(pct_decode(&b, "%g0", 3) != 0);
+    CHECK(pct_decode(&b, "%", 1) != 0);
+    {
+        char *secret = xstrdup("hunter2");
+        xfree_secret(secret);
+        xfree_secret(NULL);
+    }
 out:
     buf_release(&b);
     return rc;
