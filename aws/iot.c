@@ -298,6 +298,14 @@ struct aws_iot {
 
 static void call_advance(struct iot_call *k);
 
+/* The one place a call's state changes. A finished call stays finished. */
+static void call_set_state(struct iot_call *k, enum call_state st)
+{
+    if (k->st != CS_DONE) {
+        k->st = st;
+    }
+}
+
 const char *aws_iot_op_name(enum aws_iot_op op)
 {
     return (unsigned)op < AWS_IOT__COUNT ? iot_ops[op].name : NULL;
@@ -515,7 +523,7 @@ static void call_finish(struct iot_call *k, long status, const char *code, const
     if (k->st == CS_DONE) {
         return;
     }
-    k->st = CS_DONE;
+    call_set_state(k, CS_DONE);
     call_unlink(k);
     if (e == NULL) {
         aws_retry_quota_success(&k->c->retry_quota, k->quota_taken);
@@ -534,10 +542,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     struct iot_call *k = arg;
     (void)fd;
     (void)what;
-    if (k->st == CS_PACE_WAIT) {
-        k->st = CS_PACE;
-    } else if (k->st == CS_BACKOFF) {
-        k->st = CS_PACE;
+    if (k->st == CS_PACE_WAIT || k->st == CS_BACKOFF) {
+        call_set_state(k, CS_PACE);
     }
     call_advance(k);
 }
@@ -545,7 +551,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 static void call_sleep(struct iot_call *k, enum call_state st, int64_t ms)
 {
     struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000) };
-    k->st = st;
+    call_set_state(k, st);
     evtimer_add(k->timer, &tv);
 }
 
@@ -553,7 +559,7 @@ static void pace_result(struct iot_call *k, bool allowed, int64_t wait_ms)
 {
     if (allowed) {
         k->paced_ms += time_mono_ns() / 1000000 - k->pace_started;
-        k->st = CS_CREDS;
+        call_set_state(k, CS_CREDS);
         call_advance(k);
     } else {
         call_sleep(k, CS_PACE_WAIT, wait_ms > 0 ? wait_ms : 1);
@@ -628,7 +634,7 @@ static void call_send(struct iot_call *k, const struct aws_creds *creds)
     req = (struct aws_http_req){ iot_ops[k->op].method, url.data,      wire, nw, k->body,
                                  k->body_len,           c->timeout_ms, 0,    0 };
     k->attempts++;
-    k->st = CS_SEND;
+    call_set_state(k, CS_SEND);
     if (aws_http_send(c->t, &req, on_http, k, &e) != 0) {
         call_fail(k, &e);
         goto out;
@@ -658,7 +664,7 @@ static void call_advance(struct iot_call *k)
     case CS_PACE:
         k->pace_started = time_mono_ns() / 1000000;
         if (c->no_quota) {
-            k->st = CS_CREDS;
+            call_set_state(k, CS_CREDS);
             call_advance(k);
             return;
         }
@@ -835,7 +841,7 @@ static void on_http(void *arg, const struct aws_http_resp *r, const struct err *
         k->refreshed_creds = true;
         aws_credp_invalidate(k->c->credp);
         json_decref(body);
-        k->st = CS_PACE;
+        call_set_state(k, CS_PACE);
         call_advance(k);
         return;
     }
