@@ -14,58 +14,10 @@
 #include <stdint.h>
 
 #include "ca/key.h"
+#include "ca/names.h"
 #include "ca/profile.h"
 #include "core/buf.h"
 #include "core/err.h"
-
-/* Subject attributes a profile may name. Adding one? Update cai_attrs[] in ca/csr.c and
- * docs/profiles.md. */
-enum cai_attr {
-    CAI_ATTR_CN,
-    CAI_ATTR_C,
-    CAI_ATTR_ST,
-    CAI_ATTR_L,
-    CAI_ATTR_O,
-    CAI_ATTR_OU,
-    CAI_ATTR_SERIAL,
-    CAI_ATTR_EMAIL,
-    CAI_ATTR_DC,
-    CAI_ATTR__COUNT
-};
-
-struct cai_attr_info {
-    const char *name; /* the profile's spelling: "CN", "O", "serialNumber", ... */
-    uint8_t oid[10];  /* OBJECT IDENTIFIER contents */
-    uint8_t oid_len;
-    uint8_t out_tag;    /* string type written to certificates */
-    uint16_t max_chars; /* RFC 5280 upper bounds */
-    bool repeatable;    /* may appear in several RDNs (OU, DC) */
-};
-extern const struct cai_attr_info cai_attrs[CAI_ATTR__COUNT];
-int cai_attr_parse(const char *name); /* index or -1 */
-
-/* SAN types a profile may allow. Adding one? Update cai_san_names[] in ca/profile.c. */
-enum cai_san {
-    CAI_SAN_DNS,
-    CAI_SAN_URI,
-    CAI_SAN_EMAIL,
-    CAI_SAN_IP,
-    CAI_SAN__COUNT
-};
-extern const char *const cai_san_names[CAI_SAN__COUNT];
-
-/* Extended key usages. Adding one? Update cai_ekus[] in ca/profile.c. */
-enum cai_eku {
-    CAI_EKU_CLIENT_AUTH,
-    CAI_EKU_SERVER_AUTH,
-    CAI_EKU__COUNT
-};
-struct cai_eku_info {
-    const char *name;
-    int nid;
-    uint8_t oid[8]; /* id-kp-* contents, all 8 bytes long */
-};
-extern const struct cai_eku_info cai_ekus[CAI_EKU__COUNT];
 
 #define CAI_EKU_MAX 4
 
@@ -90,8 +42,6 @@ struct ca_profile {
     bool jitr;
 };
 
-const char *cai_key_type_name(enum ca_key_type t);
-int cai_key_type_parse(const char *name);
 /* "ec-p256, ec-p384, rsa-2048" */
 void cai_profile_allowed_keys(const struct ca_profile *p, char *out, size_t cap);
 bool cai_profile_has_eku(const struct ca_profile *p, enum cai_eku k);

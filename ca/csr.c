@@ -32,38 +32,6 @@
 #define DER_DEPTH_MAX   24
 #define SUBJECT_RDN_MAX 16
 
-const struct cai_attr_info cai_attrs[CAI_ATTR__COUNT] = {
-    [CAI_ATTR_CN] = { "CN", { 0x55, 0x04, 0x03 }, 3, TAG_UTF8, 64, false },
-    [CAI_ATTR_C] = { "C", { 0x55, 0x04, 0x06 }, 3, TAG_PRINTABLE, 2, false },
-    [CAI_ATTR_ST] = { "ST", { 0x55, 0x04, 0x08 }, 3, TAG_UTF8, 128, false },
-    [CAI_ATTR_L] = { "L", { 0x55, 0x04, 0x07 }, 3, TAG_UTF8, 128, false },
-    [CAI_ATTR_O] = { "O", { 0x55, 0x04, 0x0a }, 3, TAG_UTF8, 64, false },
-    [CAI_ATTR_OU] = { "OU", { 0x55, 0x04, 0x0b }, 3, TAG_UTF8, 64, true },
-    [CAI_ATTR_SERIAL] = { "serialNumber", { 0x55, 0x04, 0x05 }, 3, TAG_PRINTABLE, 64, false },
-    [CAI_ATTR_EMAIL] = { "emailAddress",
-                         { 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x01 },
-                         9,
-                         TAG_IA5,
-                         255,
-                         false },
-    [CAI_ATTR_DC] = { "DC",
-                      { 0x09, 0x92, 0x26, 0x89, 0x93, 0xf2, 0x2c, 0x64, 0x01, 0x19 },
-                      10,
-                      TAG_IA5,
-                      63,
-                      true },
-};
-
-int cai_attr_parse(const char *name)
-{
-    for (int i = 0; i < CAI_ATTR__COUNT; i++) {
-        if (strcmp(name, cai_attrs[i].name) == 0) {
-            return i;
-        }
-    }
-    return -1;
-}
-
 /* --- strict DER ------------------------------------------------------------------------------ */
 
 size_t cai_der_hdr_len(size_t len)
@@ -687,20 +655,6 @@ static const char *san_type_name(int type)
     }
 }
 
-static void san_allowed_list(const struct ca_profile *p, char *out, size_t cap)
-{
-    size_t off = 0;
-    out[0] = '\0';
-    for (int i = 0; i < CAI_SAN__COUNT; i++) {
-        if (p->san_allowed[i]) {
-            int w = snprintf(out + off, cap - off, "%s%s", off ? ", " : "", cai_san_names[i]);
-            if (w > 0 && (size_t)w < cap - off) {
-                off += (size_t)w;
-            }
-        }
-    }
-}
-
 static int check_one_san(const struct ca_profile *p, const GENERAL_NAME *g, GENERAL_NAMES *out,
                          struct err *e)
 {
@@ -725,7 +679,7 @@ static int check_one_san(const struct ca_profile *p, const GENERAL_NAME *g, GENE
         s = g->d.iPAddress;
         break;
     default:
-        san_allowed_list(p, allowed, sizeof(allowed));
+        cai_names_list(cai_san_names, p->san_allowed, CAI_SAN__COUNT, allowed, sizeof(allowed));
         return err_set(e, ERRC_DENIED,
                        "CSR requests a subjectAltName of type %s; profile '%s' "
                        "allows %s",
@@ -759,7 +713,7 @@ static int check_one_san(const struct ca_profile *p, const GENERAL_NAME *g, GENE
         text[len] = '\0';
     }
     if (!p->san_allowed[t]) {
-        san_allowed_list(p, allowed, sizeof(allowed));
+        cai_names_list(cai_san_names, p->san_allowed, CAI_SAN__COUNT, allowed, sizeof(allowed));
         return err_set(e, ERRC_DENIED,
                        "CSR requests a subjectAltName of type %s; profile '%s' "
                        "allows %s",

@@ -28,64 +28,15 @@
 #define PROFILE_SAN_MAX      64
 #define PROFILE_SAN_DEFAULT  8
 
-static const char *const key_type_names[CA_KEY__COUNT] = {
-    [CA_KEY_EC_P256] = "ec-p256",   [CA_KEY_EC_P384] = "ec-p384",   [CA_KEY_RSA_2048] = "rsa-2048",
-    [CA_KEY_RSA_3072] = "rsa-3072", [CA_KEY_RSA_4096] = "rsa-4096",
-};
-
-const char *const cai_san_names[CAI_SAN__COUNT] = {
-    [CAI_SAN_DNS] = "dns",
-    [CAI_SAN_URI] = "uri",
-    [CAI_SAN_EMAIL] = "email",
-    [CAI_SAN_IP] = "ip",
-};
-
-const struct cai_eku_info cai_ekus[CAI_EKU__COUNT] = {
-    [CAI_EKU_CLIENT_AUTH] = { "clientAuth",
-                              NID_client_auth,
-                              { 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02 } },
-    [CAI_EKU_SERVER_AUTH] = { "serverAuth",
-                              NID_server_auth,
-                              { 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01 } },
-};
-
 struct ca_profiles {
     struct ca_profile **v;
     size_t n;
     size_t cap;
 };
 
-const char *cai_key_type_name(enum ca_key_type t)
-{
-    if ((unsigned)t >= CA_KEY__COUNT) {
-        return "unknown";
-    }
-    return key_type_names[t];
-}
-
-int cai_key_type_parse(const char *name)
-{
-    for (int i = 0; i < CA_KEY__COUNT; i++) {
-        if (strcmp(name, key_type_names[i]) == 0) {
-            return i;
-        }
-    }
-    return -1;
-}
-
 void cai_profile_allowed_keys(const struct ca_profile *p, char *out, size_t cap)
 {
-    size_t off = 0;
-    out[0] = '\0';
-    for (int i = 0; i < CA_KEY__COUNT && off < cap; i++) {
-        if (p->key_allowed[i]) {
-            int n = snprintf(out + off, cap - off, "%s%s", off ? ", " : "", key_type_names[i]);
-            if (n < 0) {
-                break;
-            }
-            off += (size_t)n;
-        }
-    }
+    cai_names_list(cai_key_type_names, p->key_allowed, CA_KEY__COUNT, out, cap);
 }
 
 bool cai_profile_has_eku(const struct ca_profile *p, enum cai_eku k)
@@ -316,7 +267,7 @@ static int load_object(struct loader *l, json_t *root)
                        json_is_string(it) ? json_string_value(it) : "(not a string)");
         }
         if (p->key_allowed[t]) {
-            return bad(l, "key_types", "lists '%s' twice", key_type_names[t]);
+            return bad(l, "key_types", "lists '%s' twice", cai_key_type_names[t]);
         }
         p->key_allowed[t] = true;
     }
@@ -356,12 +307,7 @@ static int load_object(struct loader *l, json_t *root)
     }
     json_array_foreach(v, i, it)
     {
-        int k = -1;
-        for (int j = 0; j < CAI_EKU__COUNT && json_is_string(it); j++) {
-            if (strcmp(json_string_value(it), cai_ekus[j].name) == 0) {
-                k = j;
-            }
-        }
+        int k = json_is_string(it) ? cai_eku_parse(json_string_value(it)) : -1;
         if (k < 0) {
             return bad(l, "extended_key_usage",
                        "unknown usage '%s' (known: clientAuth, "
