@@ -73,10 +73,18 @@
 #define LINGER_SECONDS 2
 #define MAX_QUERY      32
 
-enum cstate {
-    CS_HANDSHAKE,
-    CS_OPEN,
-    CS_LINGER
+/* A connection's phase; conn_set_phase is the one place it changes. Requests follow each other
+ * HEAD -> BODY (-> CONTINUED) -> HANDLER -> HEAD ...; a reply with Connection: close, or the
+ * client's end of input, leads to CLOSING, and the output sent to LINGER. */
+enum cphase {
+    CP_HANDSHAKE, /* TLS handshake */
+    CP_HEAD,      /* waiting for, or reading, a request head */
+    CP_BODY,      /* hr holds the head of the request being received; reading its body */
+    CP_CONTINUED, /* the same after 100 Continue was sent for it */
+    CP_HANDLER,   /* the request is with its handler (req); what follows it waits */
+    CP_CLOSING,   /* no further request: the one with its handler (req, if any) and the output
+                     finish, then LINGER */
+    CP_LINGER     /* close_notify and FIN sent: what the client still sends is discarded */
 };
 
 struct hconn {
@@ -87,15 +95,14 @@ struct hconn {
     socklen_t peer_len;
     SSL *ssl; /* NULL: plain HTTP */
     struct event *rev, *wev, *timer;
-    enum cstate state;
-    bool reading;     /* rev added */
-    bool writing;     /* wev added */
-    bool busy;        /* in conn_process: replies only queue */
-    bool close_after; /* close once the output is sent */
-    bool eof;         /* the client finished sending */
-    bool head_done;   /* hr holds the head of the request being received */
-    bool continued;   /* 100 Continue sent for it */
-    bool replied;     /* a reply was queued since the last flush */
+    enum cphase phase;
+    /* not phases: what libevent watches, a guard against re-entry, a fact about the client and
+     * one about the output */
+    bool reading; /* rev added */
+    bool writing; /* wev added */
+    bool busy;    /* in conn_process: replies only queue */
+    bool eof;     /* the client finished sending */
+    bool replied; /* a reply was queued since the last flush */
     char *in;
     size_t in_len, in_cap, scan;
     struct buf out;
@@ -148,6 +155,23 @@ struct httpd_req {
 };
 
 static void conn_process(struct hconn *c);
+
+static void conn_set_phase(struct hconn *c, enum cphase p)
+{
+    c->phase = p;
+}
+
+/* After the handshake and before lingering: requests and replies may flow. */
+static bool conn_open(const struct hconn *c)
+{
+    return c->phase >= CP_HEAD && c->phase <= CP_CLOSING;
+}
+
+/* A request is being received: the input is parsed. */
+static bool conn_receiving(const struct hconn *c)
+{
+    return c->phase == CP_HEAD || c->phase == CP_BODY || c->phase == CP_CONTINUED;
+}
 
 static void listener_set(struct httpd *h, bool on)
 {
@@ -256,12 +280,12 @@ static void conn_linger(struct hconn *c)
         conn_close(c);
         return;
     }
-    if (c->ssl && c->state == CS_OPEN) {
+    if (c->ssl && conn_open(c)) {
         (void)SSL_shutdown(c->ssl);
         ERR_clear_error();
     }
     shutdown(c->fd, SHUT_WR);
-    c->state = CS_LINGER;
+    conn_set_phase(c, CP_LINGER);
     conn_set_write(c, false);
     conn_set_read(c, true);
     conn_arm(c, LINGER_SECONDS);
@@ -339,7 +363,7 @@ static bool conn_flush(struct hconn *c)
     }
     c->out_off = 0;
     conn_set_write(c, false);
-    if (c->req == NULL && c->close_after) {
+    if (c->req == NULL && c->phase == CP_CLOSING) {
         conn_linger(c);
         return false;
     }
@@ -436,6 +460,9 @@ static struct httpd_req *req_new(struct hconn *c)
     }
     h->inflight++;
     c->req = r;
+    if (c->phase != CP_CLOSING) {
+        conn_set_phase(c, CP_HANDLER);
+    }
     return r;
 }
 
@@ -539,7 +566,6 @@ static void dispatch(struct hconn *c, size_t need)
     memmove(c->in, c->in + need, c->in_len - need);
     c->in_len -= need;
     c->scan = 0;
-    c->head_done = false;
     event_del(c->timer);
     r->raw = raw;
     r->keep_alive = hr->keep_alive;
@@ -588,12 +614,12 @@ static void conn_process(struct hconn *c)
     for (;;) {
         bool out_full = false;
         c->busy = true;
-        while (c->state == CS_OPEN && c->req == NULL && !c->close_after) {
+        while (conn_receiving(c)) {
             if (c->out.len - c->out_off >= OUT_PAUSE) {
                 out_full = true;
                 break;
             }
-            if (!c->head_done) {
+            if (c->phase == CP_HEAD) {
                 enum hp_result pr = hp_parse(c->in, c->in_len, &lim, &c->scan, &c->hr);
                 if (pr == HP_MORE) {
                     break;
@@ -602,22 +628,21 @@ static void conn_process(struct hconn *c)
                     conn_error(c, c->hr.status, c->hr.code, c->hr.message);
                     break;
                 }
-                c->head_done = true;
-                c->continued = false;
+                conn_set_phase(c, CP_BODY);
             }
             size_t need = c->hr.head_len + (size_t)c->hr.content_length;
             if (c->in_len < need) {
-                if (c->hr.expect_continue && !c->continued) {
+                if (c->hr.expect_continue && c->phase == CP_BODY) {
                     buf_addstr(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
-                    c->continued = true;
+                    conn_set_phase(c, CP_CONTINUED);
                 }
                 break;
             }
             dispatch(c, need);
         }
         c->busy = false;
-        if (c->eof && c->state == CS_OPEN) {
-            c->close_after = true; /* answer what is in flight, then close */
+        if (c->eof && conn_open(c)) {
+            conn_set_phase(c, CP_CLOSING); /* answer what is in flight, then close */
         }
         if (!conn_flush(c)) {
             return;
@@ -626,8 +651,8 @@ static void conn_process(struct hconn *c)
             break;
         }
     }
-    if (c->state == CS_OPEN) {
-        conn_set_read(c, !c->eof && !c->close_after && c->in_len < h->in_max);
+    if (conn_open(c)) {
+        conn_set_read(c, !c->eof && c->phase != CP_CLOSING && c->in_len < h->in_max);
     }
 }
 
@@ -636,7 +661,7 @@ static void conn_handshake(struct hconn *c)
     ERR_clear_error();
     int n = SSL_do_handshake(c->ssl);
     if (n == 1) {
-        c->state = CS_OPEN;
+        conn_set_phase(c, CP_HEAD);
         conn_set_write(c, false);
         if (conn_read(c) == 0) {
             conn_process(c);
@@ -664,15 +689,13 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct hconn *c = arg;
-    switch (c->state) {
-    case CS_HANDSHAKE:
+    if (c->phase == CP_HANDSHAKE) {
         conn_handshake(c);
         return;
-    case CS_LINGER:
+    }
+    if (c->phase == CP_LINGER) {
         conn_linger_read(c);
         return;
-    case CS_OPEN:
-        break;
     }
     if (conn_read(c) == 0) {
         conn_process(c);
@@ -684,11 +707,11 @@ static void conn_on_write(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct hconn *c = arg;
-    if (c->state == CS_HANDSHAKE) {
+    if (c->phase == CP_HANDSHAKE) {
         conn_handshake(c);
         return;
     }
-    if (c->state == CS_OPEN) {
+    if (conn_open(c)) {
         conn_process(c);
     }
 }
@@ -698,21 +721,21 @@ static void conn_on_timer(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct hconn *c = arg;
-    if (c->state == CS_OPEN && c->req == NULL && c->out.len == c->out_off && c->in_len > 0) {
+    if (conn_open(c) && c->req == NULL && c->out.len == c->out_off && c->in_len > 0) {
         log_info("closing a connection whose request did not arrive within %d s",
                  c->h->o.request_timeout);
         c->eof = true; /* no lingering: the client is too slow to be waited for */
         conn_error(c, 408, "request_timeout", "the request did not arrive in time");
         return; /* the reply makes one write attempt, then the connection closes */
     }
-    if (c->state == CS_HANDSHAKE) {
+    if (c->phase == CP_HANDSHAKE) {
         log_info("closing a connection whose TLS handshake did not finish within %d s",
                  c->h->o.request_timeout);
-    } else if (c->state == CS_OPEN && c->out.len > c->out_off) {
+    } else if (conn_open(c) && c->out.len > c->out_off) {
         log_info("closing a connection whose client did not read its reply within %d s",
                  c->h->o.idle_timeout);
     }
-    if (c->state == CS_OPEN && c->req) {
+    if (conn_open(c) && c->req) {
         return; /* with its handler: the timer is not armed then */
     }
     conn_close(c);
@@ -727,7 +750,7 @@ static void conn_new(struct httpd *h, int fd, const struct sockaddr_storage *pee
     c->fd = fd;
     memcpy(&c->peer, peer, sizeof(c->peer));
     c->peer_len = peer_len;
-    c->state = CS_OPEN;
+    conn_set_phase(c, CP_HEAD);
     if (ctx) {
         c->ssl = SSL_new(ctx);
         if (c->ssl == NULL || SSL_set_fd(c->ssl, fd) != 1) {
@@ -741,7 +764,7 @@ static void conn_new(struct httpd *h, int fd, const struct sockaddr_storage *pee
         SSL_set_accept_state(c->ssl);
         SSL_set_read_ahead(c->ssl, 1);
         SSL_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-        c->state = CS_HANDSHAKE;
+        conn_set_phase(c, CP_HANDSHAKE);
     }
     c->rev = event_new(h->base, fd, EV_READ | EV_PERSIST, conn_on_read, c);
     c->wev = event_new(h->base, fd, EV_WRITE | EV_PERSIST, conn_on_write, c);
@@ -1166,7 +1189,7 @@ void httpd_reply(struct httpd_req *r, int status, const char *ctype, const void 
     if (c) {
         struct buf *o = &c->out;
         if (!r->keep_alive) {
-            c->close_after = true;
+            conn_set_phase(c, CP_CLOSING);
         }
         buf_reserve(o, 256 + r->extra.len + len);
         /* pieces, not buf_addf: this runs for every request */
@@ -1184,7 +1207,7 @@ void httpd_reply(struct httpd_req *r, int status, const char *ctype, const void 
         if (r->extra.len) {
             buf_add(o, r->extra.data, r->extra.len);
         }
-        if (c->close_after || c->eof) {
+        if (c->phase == CP_CLOSING || c->eof) {
             buf_addstr(o, "Connection: close\r\n\r\n");
         } else if (r->minor == 0) {
             buf_addstr(o, "Connection: keep-alive\r\n\r\n");
@@ -1196,6 +1219,9 @@ void httpd_reply(struct httpd_req *r, int status, const char *ctype, const void 
         }
         c->req = NULL;
         c->replied = true;
+        if (c->phase == CP_HANDLER) {
+            conn_set_phase(c, CP_HEAD);
+        }
     }
     h->inflight--;
     if (h->o.done) {
