@@ -417,23 +417,32 @@ static void send_web_identity(struct aws_credp *p)
     xfree(ep);
 }
 
-static void on_read_web_token(struct aws_credp *p, struct buf *data, const struct err *e)
+/* A token file's read (what names it): the token moves to p->secret; false when the source
+ * failed instead. */
+static bool token_read(struct aws_credp *p, struct buf *data, const struct err *e, const char *what)
 {
     char reason[300];
     if (e != NULL) {
         snprintf(reason, sizeof(reason), "token file: %.200s", e->msg);
         source_failed(p, e->code == ERRC_NOT_FOUND ? ERRC_INVALID : e->code, reason);
-        return;
+        return false;
     }
-    if (token_of(data, "the token file", reason, sizeof(reason)) != 0) {
+    if (token_of(data, what, reason, sizeof(reason)) != 0) {
         source_failed(p, ERRC_INVALID, reason);
-        return;
+        return false;
     }
     buf_release_secret(&p->secret);
     p->secret = *data;
     buf_init(data);
-    p->attempt = 0;
-    send_web_identity(p);
+    return true;
+}
+
+static void on_read_web_token(struct aws_credp *p, struct buf *data, const struct err *e)
+{
+    if (token_read(p, data, e, "the token file")) {
+        p->attempt = 0;
+        send_web_identity(p);
+    }
 }
 
 /* STS replies (both actions): credentials, or the failure's code and reason. */
@@ -746,20 +755,9 @@ static void send_container(struct aws_credp *p)
 
 static void on_read_container_token(struct aws_credp *p, struct buf *data, const struct err *e)
 {
-    char reason[300];
-    if (e != NULL) {
-        snprintf(reason, sizeof(reason), "token file: %.200s", e->msg);
-        source_failed(p, e->code == ERRC_NOT_FOUND ? ERRC_INVALID : e->code, reason);
-        return;
+    if (token_read(p, data, e, "the authorization token file")) {
+        send_container(p);
     }
-    if (token_of(data, "the authorization token file", reason, sizeof(reason)) != 0) {
-        source_failed(p, ERRC_INVALID, reason);
-        return;
-    }
-    buf_release_secret(&p->secret);
-    p->secret = *data;
-    buf_init(data);
-    send_container(p);
 }
 
 static void on_container(void *arg, const struct aws_http_resp *r, const struct err *te)

@@ -1050,6 +1050,23 @@ static json_t *obj_str(const char *k, const char *v)
     return o;
 }
 
+/* A call whose input is {k1: v1, k2: v2}: v1 is needed (else call_new's "bad arguments"), v2 too
+ * when required (else ERRC_INVALID naming k2), and left out when NULL otherwise. */
+static int call_new2(struct aws_iot *c, enum aws_iot_op op, const char *k1, const char *v1,
+                     const char *k2, const char *v2, bool required, aws_iot_cb *cb, void *arg,
+                     struct err *e)
+{
+    json_t *in = obj_str(k1, v1);
+    if (in != NULL && v2 == NULL && required) {
+        json_decref(in);
+        return err_set(e, ERRC_INVALID, "%s: '%s' is required", iot_ops[op].name, k2);
+    }
+    if (in != NULL) {
+        set_str(in, k2, v2);
+    }
+    return call_new(c, op, in, cb, arg, e);
+}
+
 int aws_iot_get_registration_code(struct aws_iot *c, aws_iot_cb *cb, void *arg, struct err *e)
 {
     return call_new(c, AWS_IOT_GET_REGISTRATION_CODE, json_object(), cb, arg, e);
@@ -1183,15 +1200,8 @@ int aws_iot_describe_certificate(struct aws_iot *c, const char *cert_id, aws_iot
 int aws_iot_update_certificate(struct aws_iot *c, const char *cert_id, const char *new_status,
                                aws_iot_cb *cb, void *arg, struct err *e)
 {
-    json_t *in = obj_str("certificateId", cert_id);
-    if (in != NULL) {
-        if (new_status == NULL) {
-            json_decref(in);
-            return err_set(e, ERRC_INVALID, "UpdateCertificate: 'newStatus' is required");
-        }
-        set_str(in, "newStatus", new_status);
-    }
-    return call_new(c, AWS_IOT_UPDATE_CERTIFICATE, in, cb, arg, e);
+    return call_new2(c, AWS_IOT_UPDATE_CERTIFICATE, "certificateId", cert_id, "newStatus",
+                     new_status, true, cb, arg, e);
 }
 
 int aws_iot_create_thing(struct aws_iot *c, const char *thing, const char *thing_type,
@@ -1233,15 +1243,8 @@ int aws_iot_update_thing(struct aws_iot *c, const char *thing, const char *thing
 int aws_iot_create_policy(struct aws_iot *c, const char *policy, const char *document,
                           aws_iot_cb *cb, void *arg, struct err *e)
 {
-    json_t *in = obj_str("policyName", policy);
-    if (in != NULL && document == NULL) {
-        json_decref(in);
-        return err_set(e, ERRC_INVALID, "CreatePolicy: 'policyDocument' is required");
-    }
-    if (in != NULL) {
-        set_str(in, "policyDocument", document);
-    }
-    return call_new(c, AWS_IOT_CREATE_POLICY, in, cb, arg, e);
+    return call_new2(c, AWS_IOT_CREATE_POLICY, "policyName", policy, "policyDocument", document,
+                     true, cb, arg, e);
 }
 
 int aws_iot_get_policy(struct aws_iot *c, const char *policy, aws_iot_cb *cb, void *arg,
@@ -1276,49 +1279,29 @@ int aws_iot_list_policy_versions(struct aws_iot *c, const char *policy, aws_iot_
 int aws_iot_delete_policy_version(struct aws_iot *c, const char *policy, const char *version,
                                   aws_iot_cb *cb, void *arg, struct err *e)
 {
-    json_t *in = obj_str("policyName", policy);
-    if (in != NULL) {
-        set_str(in, "policyVersionId", version);
-    }
-    return call_new(c, AWS_IOT_DELETE_POLICY_VERSION, in, cb, arg, e);
+    return call_new2(c, AWS_IOT_DELETE_POLICY_VERSION, "policyName", policy, "policyVersionId",
+                     version, false, cb, arg, e);
 }
 
 int aws_iot_attach_policy(struct aws_iot *c, const char *policy, const char *target, aws_iot_cb *cb,
                           void *arg, struct err *e)
 {
-    json_t *in = obj_str("policyName", policy);
-    if (in != NULL && target == NULL) {
-        json_decref(in);
-        return err_set(e, ERRC_INVALID, "AttachPolicy: 'target' is required");
-    }
-    if (in != NULL) {
-        set_str(in, "target", target);
-    }
-    return call_new(c, AWS_IOT_ATTACH_POLICY, in, cb, arg, e);
+    return call_new2(c, AWS_IOT_ATTACH_POLICY, "policyName", policy, "target", target, true, cb,
+                     arg, e);
 }
 
 int aws_iot_attach_thing_principal(struct aws_iot *c, const char *thing, const char *principal,
                                    aws_iot_cb *cb, void *arg, struct err *e)
 {
-    json_t *in = obj_str("thingName", thing);
-    if (in != NULL) {
-        set_str(in, "principal", principal);
-    }
-    return call_new(c, AWS_IOT_ATTACH_THING_PRINCIPAL, in, cb, arg, e);
+    return call_new2(c, AWS_IOT_ATTACH_THING_PRINCIPAL, "thingName", thing, "principal", principal,
+                     false, cb, arg, e);
 }
 
 int aws_iot_add_thing_to_thing_group(struct aws_iot *c, const char *group, const char *thing,
                                      aws_iot_cb *cb, void *arg, struct err *e)
 {
-    json_t *in = obj_str("thingGroupName", group);
-    if (in != NULL && thing == NULL) {
-        json_decref(in);
-        return err_set(e, ERRC_INVALID, "AddThingToThingGroup: 'thingName' is required");
-    }
-    if (in != NULL) {
-        set_str(in, "thingName", thing);
-    }
-    return call_new(c, AWS_IOT_ADD_THING_TO_THING_GROUP, in, cb, arg, e);
+    return call_new2(c, AWS_IOT_ADD_THING_TO_THING_GROUP, "thingGroupName", group, "thingName",
+                     thing, true, cb, arg, e);
 }
 
 int aws_iot_confirm_topic_rule_destination(struct aws_iot *c, const char *token, aws_iot_cb *cb,

@@ -312,20 +312,33 @@ static int time_of(const ASN1_TIME *t, time_t *out)
     return 0;
 }
 
-int ca_crl_info_parse(const uint8_t *der, size_t len, struct ca_crl_info *out, struct err *e)
+/* The CRL in exactly [der, der+len), or NULL with *e set. */
+static X509_CRL *crl_parse(const uint8_t *der, size_t len, struct err *e)
 {
     const unsigned char *p = der;
-    X509_CRL *crl = NULL;
-    ASN1_INTEGER *num = NULL;
-    int crit = -1, rc = -1;
-    memset(out, 0, sizeof(*out));
+    X509_CRL *crl;
     if (len == 0 || len > (size_t)INT32_MAX) {
-        return err_set(e, ERRC_INVALID, "not a CRL (%zu bytes)", len);
+        err_set(e, ERRC_INVALID, "not a CRL (%zu bytes)", len);
+        return NULL;
     }
     crl = d2i_X509_CRL(NULL, &p, (long)len);
     if (crl == NULL || p != der + len) {
         err_openssl(e, ERRC_INVALID, "not a DER CRL");
-        goto out;
+        X509_CRL_free(crl);
+        ERR_clear_error();
+        return NULL;
+    }
+    return crl;
+}
+
+int ca_crl_info_parse(const uint8_t *der, size_t len, struct ca_crl_info *out, struct err *e)
+{
+    X509_CRL *crl = NULL;
+    ASN1_INTEGER *num = NULL;
+    int crit = -1, rc = -1;
+    memset(out, 0, sizeof(*out));
+    if ((crl = crl_parse(der, len, e)) == NULL) {
+        return -1;
     }
     if (time_of(X509_CRL_get0_lastUpdate(crl), &out->this_update) != 0) {
         err_openssl(e, ERRC_INVALID, "the CRL's thisUpdate cannot be read");
@@ -357,18 +370,12 @@ out:
 
 int ca_crl_serials(const uint8_t *der, size_t len, struct buf *out, struct err *e)
 {
-    const unsigned char *p = der;
     X509_CRL *crl = NULL;
     STACK_OF(X509_REVOKED) * revs;
     char hex[CRL_SERIAL_HEX_MAX + 3]; /* 20 octets and the 00 of a first byte >= 0x80 */
     int rc = -1;
-    if (len == 0 || len > (size_t)INT32_MAX) {
-        return err_set(e, ERRC_INVALID, "not a CRL (%zu bytes)", len);
-    }
-    crl = d2i_X509_CRL(NULL, &p, (long)len);
-    if (crl == NULL || p != der + len) {
-        err_openssl(e, ERRC_INVALID, "not a DER CRL");
-        goto out;
+    if ((crl = crl_parse(der, len, e)) == NULL) {
+        return -1;
     }
     revs = X509_CRL_get_REVOKED(crl);
     for (int i = 0; i < sk_X509_REVOKED_num(revs); i++) {

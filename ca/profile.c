@@ -68,6 +68,38 @@ static int bad(struct loader *l, const char *key, const char *fmt, ...)
     return err_set(l->e, ERRC_INVALID, "profile %s: %s: %s", l->origin, key, what);
 }
 
+#define NAMES_MAX 8 /* CA_KEY__COUNT, CAI_EKU__COUNT and more */
+
+/* v, the value of key: a non-empty array of the names parse knows (what is one of them, known
+ * lists them all), none twice. Their indexes in order into idx, their count into *n. */
+static int load_names(struct loader *l, const char *key, const json_t *v,
+                      int (*parse)(const char *), const char *what, const char *known,
+                      int idx[NAMES_MAX], size_t *n)
+{
+    size_t i;
+    const json_t *it;
+    *n = 0;
+    if (v == NULL || !json_is_array(v) || json_array_size(v) == 0) {
+        return bad(l, key, "is required: a non-empty array of %s", known);
+    }
+    json_array_foreach(v, i, it)
+    {
+        int t = json_is_string(it) ? parse(json_string_value(it)) : -1;
+        if (t < 0) {
+            return bad(l, key, "unknown %s '%s' (known: %s)", what,
+                       json_is_string(it) ? json_string_value(it) : "(not a string)", known);
+        }
+        for (size_t k = 0; k < *n; k++) {
+            if (idx[k] == t) {
+                return bad(l, key, "lists '%s' twice", json_string_value(it));
+            }
+        }
+        BUG_ON(*n >= NAMES_MAX);
+        idx[(*n)++] = t;
+    }
+    return 0;
+}
+
 /* Every key of obj must be in names[]. */
 static int check_keys(struct loader *l, json_t *obj, const char *where, const char *const *names,
                       size_t n)
@@ -236,8 +268,9 @@ static int load_object(struct loader *l, json_t *root)
                                         "backdate_seconds",   "subject",   "san",
                                         "extended_key_usage", "jitr" };
     struct ca_profile *p = l->p;
-    size_t i;
-    json_t *it, *v;
+    int idx[NAMES_MAX];
+    size_t n = 0;
+    json_t *v;
     if (!json_is_object(root)) {
         return bad(l, "(top level)", "must be a JSON object");
     }
@@ -252,24 +285,12 @@ static int load_object(struct loader *l, json_t *root)
     }
 
     v = json_object_get(root, "key_types");
-    if (v == NULL || !json_is_array(v) || json_array_size(v) == 0) {
-        return bad(l, "key_types",
-                   "is required: a non-empty array of ec-p256, ec-p384, "
-                   "rsa-2048, rsa-3072, rsa-4096");
+    if (load_names(l, "key_types", v, cai_key_type_parse, "key type",
+                   "ec-p256, ec-p384, rsa-2048, rsa-3072, rsa-4096", idx, &n) != 0) {
+        return -1;
     }
-    json_array_foreach(v, i, it)
-    {
-        int t = json_is_string(it) ? cai_key_type_parse(json_string_value(it)) : -1;
-        if (t < 0) {
-            return bad(l, "key_types",
-                       "unknown key type '%s' (known: ec-p256, ec-p384, rsa-2048, "
-                       "rsa-3072, rsa-4096)",
-                       json_is_string(it) ? json_string_value(it) : "(not a string)");
-        }
-        if (p->key_allowed[t]) {
-            return bad(l, "key_types", "lists '%s' twice", cai_key_type_names[t]);
-        }
-        p->key_allowed[t] = true;
+    for (size_t k = 0; k < n; k++) {
+        p->key_allowed[idx[k]] = true;
     }
 
     v = json_object_get(root, "validity_days");
@@ -300,25 +321,13 @@ static int load_object(struct loader *l, json_t *root)
     }
 
     v = json_object_get(root, "extended_key_usage");
-    if (v == NULL || !json_is_array(v) || json_array_size(v) == 0) {
-        return bad(l, "extended_key_usage",
-                   "is required: a non-empty array of clientAuth, "
-                   "serverAuth");
+    if (load_names(l, "extended_key_usage", v, cai_eku_parse, "usage", "clientAuth, serverAuth",
+                   idx, &n) != 0) {
+        return -1;
     }
-    json_array_foreach(v, i, it)
-    {
-        int k = json_is_string(it) ? cai_eku_parse(json_string_value(it)) : -1;
-        if (k < 0) {
-            return bad(l, "extended_key_usage",
-                       "unknown usage '%s' (known: clientAuth, "
-                       "serverAuth)",
-                       json_is_string(it) ? json_string_value(it) : "(not a string)");
-        }
-        if (cai_profile_has_eku(p, (enum cai_eku)k)) {
-            return bad(l, "extended_key_usage", "lists '%s' twice", cai_ekus[k].name);
-        }
+    for (size_t k = 0; k < n; k++) {
         BUG_ON(p->eku_n >= CAI_EKU_MAX);
-        p->eku[p->eku_n++] = (uint8_t)k;
+        p->eku[p->eku_n++] = (uint8_t)idx[k];
     }
 
     if ((v = json_object_get(root, "jitr")) != NULL) {

@@ -173,52 +173,40 @@ static bool conn_receiving(const struct hconn *c)
     return c->phase == CP_HEAD || c->phase == CP_BODY || c->phase == CP_CONTINUED;
 }
 
-static void listener_set(struct httpd *h, bool on)
+/* Adds (without a timeout) or removes ev as on says; *added says which it is. */
+static void ev_watch(struct event *ev, bool *added, bool on, const char *what)
 {
-    if (h->lev == NULL || on == !h->paused) {
+    if (on == *added) {
         return;
     }
     if (on) {
-        if (event_add(h->lev, NULL) != 0) {
-            log_error("cannot resume accepting connections");
+        if (event_add(ev, NULL) != 0) {
+            log_error("cannot %s", what);
             return;
         }
     } else {
-        event_del(h->lev);
+        event_del(ev);
     }
-    h->paused = !on;
+    *added = on;
+}
+
+static void listener_set(struct httpd *h, bool on)
+{
+    bool accepting = !h->paused;
+    if (h->lev != NULL) {
+        ev_watch(h->lev, &accepting, on, "resume accepting connections");
+        h->paused = !accepting;
+    }
 }
 
 static void conn_set_read(struct hconn *c, bool on)
 {
-    if (on == c->reading) {
-        return;
-    }
-    if (on) {
-        if (event_add(c->rev, NULL) != 0) {
-            log_error("cannot watch a connection for reading");
-            return;
-        }
-    } else {
-        event_del(c->rev);
-    }
-    c->reading = on;
+    ev_watch(c->rev, &c->reading, on, "watch a connection for reading");
 }
 
 static void conn_set_write(struct hconn *c, bool on)
 {
-    if (on == c->writing) {
-        return;
-    }
-    if (on) {
-        if (event_add(c->wev, NULL) != 0) {
-            log_error("cannot watch a connection for writing");
-            return;
-        }
-    } else {
-        event_del(c->wev);
-    }
-    c->writing = on;
+    ev_watch(c->wev, &c->writing, on, "watch a connection for writing");
 }
 
 static void conn_arm(struct hconn *c, int seconds)
