@@ -956,15 +956,9 @@ static void send_assume(struct aws_credp *p)
                                  h,        2,          (const uint8_t *)body.data,
                                  body.len, NULL,       signing,
                                  "sts",    time(NULL), 0 };
-    if (aws_sigv4_sign(&sr, &p->ch.creds, &so, &e) != 0) {
+    if (aws_sigv4_sign_wire(&sr, &p->ch.creds, &so, wire, &nw, &e) != 0) {
         role_failed(p, e.code, e.msg);
         goto out;
-    }
-    for (size_t i = 0; i < 2; i++) {
-        wire[nw++] = h[i];
-    }
-    for (size_t i = 0; i < so.nadd; i++) {
-        wire[nw++] = so.add[i];
     }
     req =
         (struct aws_http_req){ "POST", url.data, wire, nw, body.data, body.len, p->o.sts_timeout_ms,

@@ -620,15 +620,9 @@ static void call_send(struct iot_call *k, const struct aws_creds *creds)
                                 c->service,
                                 time(NULL),
                                 0 };
-    if (aws_sigv4_sign(&sr, creds, &so, &e) != 0) {
+    if (aws_sigv4_sign_wire(&sr, creds, &so, wire, &nw, &e) != 0) {
         call_fail(k, &e);
         goto out;
-    }
-    for (size_t i = 0; i < nh; i++) {
-        wire[nw++] = h[i];
-    }
-    for (size_t i = 0; i < so.nadd; i++) {
-        wire[nw++] = so.add[i];
     }
     buf_addf(&url, "%s%s%s%s", c->base_url, k->path, k->query[0] ? "?" : "", k->query);
     req = (struct aws_http_req){ iot_ops[k->op].method, url.data,      wire, nw, k->body,

@@ -610,3 +610,21 @@ out:
     }
     return rc;
 }
+
+int aws_sigv4_sign_wire(const struct aws_sigv4_req *req, const struct aws_creds *creds,
+                        struct aws_sigv4_out *out, struct aws_header *wire, size_t *nwire,
+                        struct err *e)
+{
+    size_t n = 0;
+    if (aws_sigv4_sign(req, creds, out, e) != 0) {
+        return -1;
+    }
+    for (size_t i = 0; i < req->nheaders; i++) {
+        wire[n++] = req->headers[i];
+    }
+    for (size_t i = 0; i < out->nadd; i++) {
+        wire[n++] = out->add[i];
+    }
+    *nwire = n;
+    return 0;
+}

@@ -104,6 +104,11 @@ void aws_sigv4_out_release(struct aws_sigv4_out *out);
  */
 int aws_sigv4_sign(const struct aws_sigv4_req *req, const struct aws_creds *creds,
                    struct aws_sigv4_out *out, struct err *e) ATTR_WUR;
+/* aws_sigv4_sign, then what goes on the wire into wire (room for req->nheaders +
+ * AWS_SIGV4_MAX_ADD): req's headers followed by out's; *nwire their count. */
+int aws_sigv4_sign_wire(const struct aws_sigv4_req *req, const struct aws_creds *creds,
+                        struct aws_sigv4_out *out, struct aws_header *wire, size_t *nwire,
+                        struct err *e) ATTR_WUR;
 
 /*
  * Appends the RFC 3986 encoding of len bytes of s to out: A-Z a-z 0-9 - . _ ~ kept, every other

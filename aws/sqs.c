@@ -431,15 +431,9 @@ static void call_send(struct sqs_call *k, const struct aws_creds *creds)
     h[2] = (struct aws_header){ "X-Amz-Target", target };
     struct aws_sigv4_req sr = { "POST", q->ep_path, "", h, 3, (const uint8_t *)k->body,
                                 k->body_len, NULL, q->queue.region, "sqs", time(NULL), 0 };
-    if (aws_sigv4_sign(&sr, creds, &so, &e) != 0) {
+    if (aws_sigv4_sign_wire(&sr, creds, &so, wire, &nw, &e) != 0) {
         call_fail(k, &e);
         goto out;
-    }
-    for (size_t i = 0; i < 3; i++) {
-        wire[nw++] = h[i];
-    }
-    for (size_t i = 0; i < so.nadd; i++) {
-        wire[nw++] = so.add[i];
     }
     buf_addf(&url, "%s/", q->ep_url);
     req = (struct aws_http_req){ "POST", url.data, wire, nw, k->body, k->body_len,

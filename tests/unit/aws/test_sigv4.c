@@ -539,6 +539,23 @@ static int test_canonical_headers(void)
     CHECK_STR_EQ(out.add[1].value, "UNSIGNED-PAYLOAD");
     CHECK_STR_CONTAINS(out.canonical_request, "\nUNSIGNED-PAYLOAD");
     CHECK_STR_CONTAINS(out.authorization, "/eu-west-1/s3/aws4_request");
+
+    /* what goes on the wire: the request's headers, then the signer's */
+    {
+        struct aws_header wire[1 + AWS_SIGV4_MAX_ADD];
+        size_t nw = 0;
+        CHECK_OK(aws_sigv4_sign_wire(&r, &cr, &out, wire, &nw, &e), &e);
+        CHECK_INT_EQ(nw, 4);
+        CHECK_STR_EQ(wire[0].name, iot_host.name);
+        CHECK_STR_EQ(wire[1].name, "X-Amz-Date");
+        CHECK_STR_EQ(wire[2].name, "X-Amz-Content-Sha256");
+        CHECK_STR_EQ(wire[3].name, "Authorization");
+        CHECK(wire[3].value == out.add[2].value);
+        r.region = "";
+        err_clear(&e);
+        CHECK_INT_EQ(aws_sigv4_sign_wire(&r, &cr, &out, wire, &nw, &e), -1);
+        CHECK_INT_EQ(e.code, ERRC_INVALID);
+    }
 out:
     aws_creds_release(&cr);
     aws_sigv4_out_release(&out);
