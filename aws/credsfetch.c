@@ -249,11 +249,15 @@ static void reason_http(char *out, size_t cap, const struct aws_http_resp *r, co
     }
 }
 
-/* Whether to try an HTTP step again: transport errors, 5xx, 429, STS throttling. */
+/* Whether the reply needs nothing more: the step was canceled (the provider is going away), or
+ * it is tried again (transport errors, 5xx, 429, STS throttling). */
 static bool http_retry(struct aws_credp *p, enum fetch_state again, const struct aws_http_resp *r,
                        const struct err *te)
 {
     bool transient = te != NULL || r->status >= 500 || r->status == 429;
+    if (te != NULL && te->code == ERRC_CANCELED) {
+        return true;
+    }
     if (!transient && r->status == 400 && r->body.data != NULL &&
         (strstr(r->body.data, "<Code>Throttling</Code>") != NULL ||
          strstr(r->body.data, "<Code>IDPCommunicationError</Code>") != NULL)) {
@@ -466,9 +470,6 @@ static void on_sts_web(void *arg, const struct aws_http_resp *r, const struct er
     char reason[300];
     struct aws_creds c;
     struct err e = ERR_INIT;
-    if (te != NULL && te->code == ERRC_CANCELED) {
-        return;
-    }
     if (http_retry(p, FS_WEB_IDENTITY, r, te)) {
         return;
     }
@@ -575,9 +576,6 @@ static void on_sso(void *arg, const struct aws_http_resp *r, const struct err *t
     char reason[400], hint[128], source[160];
     struct aws_creds c;
     struct err e = ERR_INIT;
-    if (te != NULL && te->code == ERRC_CANCELED) {
-        return;
-    }
     if (http_retry(p, FS_SSO, r, te)) {
         return;
     }
@@ -994,9 +992,6 @@ static void on_assume(void *arg, const struct aws_http_resp *r, const struct err
     struct aws_creds c;
     struct err e = ERR_INIT;
     const struct aws_role_step *s;
-    if (te != NULL && te->code == ERRC_CANCELED) {
-        return;
-    }
     if (http_retry(p, FS_ASSUME, r, te)) {
         return;
     }
