@@ -504,53 +504,28 @@ int issuance_crl_refresh_if_due(struct issuance_revoker *rv, struct store *s, ti
     return ret;
 }
 
-/* Value of field name in store_cert_get's "name\tvalue\n" lines, or "". */
-static void field_get(const struct buf *fields, const char *name, char *out, size_t cap)
-{
-    size_t nl = strlen(name);
-    out[0] = '\0';
-    for (const char *l = fields->data; l && *l;) {
-        const char *end = strchr(l, '\n');
-        size_t len = end ? (size_t)(end - l) : strlen(l);
-        if (len > nl && strncmp(l, name, nl) == 0 && l[nl] == '\t') {
-            size_t vlen = len - nl - 1;
-            snprintf(out, cap, "%.*s", (int)(vlen < cap ? vlen : cap - 1), l + nl + 1);
-            return;
-        }
-        l = end ? end + 1 : l + len;
-    }
-}
-
 /* Looks the certificate up; fills r's out fields; *revoked when it is. */
 static int cert_lookup(struct store *s, struct issuance_revocation *r, bool *revoked, struct err *e)
 {
-    struct buf fields = BUF_INIT;
-    char status[16], reason[32], seq[24];
-    uint64_t v = 0;
-    int rc = -1;
-    if (store_cert_get(s, r->serial_hex, &fields, e) != 0) {
-        goto out;
+    struct store_cert_rec rec;
+    if (store_cert_read(s, r->serial_hex, &rec, e) != 0) {
+        return -1;
     }
-    field_get(&fields, "ca", r->ca_name, sizeof(r->ca_name));
-    field_get(&fields, "fingerprint", r->fingerprint, sizeof(r->fingerprint));
-    field_get(&fields, "status", status, sizeof(status));
-    *revoked = strcmp(status, "revoked") == 0;
+    snprintf(r->ca_name, sizeof(r->ca_name), "%s", rec.ca);
+    snprintf(r->fingerprint, sizeof(r->fingerprint), "%s", rec.fingerprint);
+    *revoked = strcmp(rec.status, "revoked") == 0;
     if (*revoked) {
-        field_get(&fields, "revoked_at", r->revoked_at, sizeof(r->revoked_at));
-        field_get(&fields, "reason", reason, sizeof(reason));
-        field_get(&fields, "revoke_seq", seq, sizeof(seq));
-        r->reason_recorded = reason_code(reason);
-        r->seq = str_to_u64(seq, &v) == 0 ? v : 0;
+        snprintf(r->revoked_at, sizeof(r->revoked_at), "%s", rec.revoked_at);
+        r->reason_recorded = reason_code(rec.reason);
+        r->seq = rec.revoke_seq;
     }
+    store_cert_rec_release(&rec);
     if (r->ca_name[0] == '\0') {
-        err_set(e, ERRC_INTERNAL, "the index entry of serial %s has no CA (run 'jitrctl reindex')",
-                r->serial_hex);
-        goto out;
+        return err_set(e, ERRC_INTERNAL,
+                       "the index entry of serial %s has no CA (run 'jitrctl reindex')",
+                       r->serial_hex);
     }
-    rc = 0;
-out:
-    buf_release(&fields);
-    return rc;
+    return 0;
 }
 
 int issuance_revoke(struct issuance_revoker *rv, struct store *s, struct issuance_revocation *r,

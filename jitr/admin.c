@@ -132,7 +132,7 @@ int jitr_admin_status(const char *redis_url, const char *id, json_t **out, struc
         if (ca_serial_normalise(id, serial, e) != 0) {
             goto out;
         }
-        snprintf(key, sizeof(key), STORE_PREFIX "cert:%s", serial);
+        store_key_cert(key, sizeof(key), serial);
         const char *av[] = { "HGET", key, "fingerprint" };
         fp = cmd(&a, 3, av, e);
         if (fp == NULL) {

@@ -905,7 +905,7 @@ static void jitr_advance(struct jitr_req *r)
         case JITR_ST_LOOKUP:
             /* both reads fail while the index is incomplete (store.h): no verdict then */
             if (!r->have_result && r->serial[0] == '\0') {
-                key_of(key, sizeof(key), "fp", r->ev.cert_id);
+                store_key_fp(key, sizeof(key), r->ev.cert_id);
                 const char *av[] = { "EVAL", store_index_get_lua, "2", STORE_INDEX_READY, key };
                 start_redis(r, 5, av);
                 break;
@@ -926,7 +926,7 @@ static void jitr_advance(struct jitr_req *r)
                 }
                 snprintf(r->serial, sizeof(r->serial), "%s", h->str);
                 r->have_result = false;
-                key_of(key, sizeof(key), "cert", r->serial);
+                store_key_cert(key, sizeof(key), r->serial);
                 const char *av[] = { "EVAL", store_index_hgetall_lua, "2", STORE_INDEX_READY, key };
                 start_redis(r, 5, av);
                 break;

@@ -674,7 +674,7 @@ int store_certs_index(struct store *s, const struct store_cert *certs, size_t n,
         bool renews = c->renews && c->renews[0];
         cmd_begin(cb, renews ? 30 : 28);
         CMD_LIT(cb, "HSET");
-        cmd_key(cb, "cert:", c->serial, "");
+        cmd_key(cb, STORE_KEY_CERT, c->serial, "");
         CMD_LIT(cb, "serial");
         cmd_arg(cb, c->serial, serial_len);
         CMD_LIT(cb, "fingerprint");
@@ -708,12 +708,12 @@ int store_certs_index(struct store *s, const struct store_cert *certs, size_t n,
             CMD_LIT(cb, "EVAL");
             cmd_arg(cb, supersede_lua, sizeof(supersede_lua) - 1);
             CMD_LIT(cb, "1");
-            cmd_key(cb, "cert:", c->renews, "");
+            cmd_key(cb, STORE_KEY_CERT, c->renews, "");
             cmd_arg(cb, c->serial, serial_len);
         }
         cmd_begin(cb, 3);
         CMD_LIT(cb, "SET");
-        cmd_key(cb, "fp:", c->fingerprint, "");
+        cmd_key(cb, STORE_KEY_FP, c->fingerprint, "");
         cmd_arg(cb, c->serial, serial_len);
         if (c->cn[0]) {
             cmd_begin(cb, 3);
@@ -754,7 +754,7 @@ int store_certs_revoke(struct store *s, const struct store_revocation *r, size_t
         CMD_LIT(cb, "EVAL");
         cmd_arg(cb, revoke_lua, sizeof(revoke_lua) - 1);
         CMD_LIT(cb, "2");
-        cmd_key(cb, "cert:", r[i].serial, "");
+        cmd_key(cb, STORE_KEY_CERT, r[i].serial, "");
         cmd_key(cb, "ca:", r[i].ca, ":revoked");
         cmd_str(cb, r[i].serial);
         cmd_str(cb, r[i].revoked_at);
@@ -924,7 +924,9 @@ static void hash_lines(const redisReply *r, struct buf *out)
     xfree(lines);
 }
 
-int store_cert_get(struct store *s, const char *serial, struct buf *fields, struct err *e)
+/* EVAL store_index_hgetall_lua on cert:<serial>: the reply, NULL with ERRC_NOT_FOUND when the
+ * record is absent. Free with replies_free(r, 1). */
+static redisReply **cert_hgetall(struct store *s, const char *serial, struct err *e)
 {
     struct cmdbuf *cb = cmd_batch(s);
     redisReply **r = NULL;
@@ -933,17 +935,49 @@ int store_cert_get(struct store *s, const char *serial, struct buf *fields, stru
     cmd_arg(cb, store_index_hgetall_lua, sizeof(store_index_hgetall_lua) - 1);
     CMD_LIT(cb, "2");
     CMD_LIT(cb, STORE_INDEX_READY);
-    cmd_key(cb, "cert:", serial, "");
-    int rc = cmd_run(s, &r, e);
-    if (rc == 0) {
-        if (r[0]->type != REDIS_REPLY_ARRAY || r[0]->elements == 0) {
-            rc = err_set(e, ERRC_NOT_FOUND, "no certificate with serial %s", serial);
-        } else {
-            hash_lines(r[0], fields);
-        }
-        replies_free(r, 1);
+    cmd_key(cb, STORE_KEY_CERT, serial, "");
+    if (cmd_run(s, &r, e) != 0) {
+        return NULL;
     }
-    return rc;
+    if (r[0]->type != REDIS_REPLY_ARRAY || r[0]->elements == 0) {
+        replies_free(r, 1);
+        err_set(e, ERRC_NOT_FOUND, "no certificate with serial %s", serial);
+        return NULL;
+    }
+    return r;
+}
+
+int store_cert_get(struct store *s, const char *serial, struct buf *fields, struct err *e)
+{
+    redisReply **r = cert_hgetall(s, serial, e);
+    if (r == NULL) {
+        return -1;
+    }
+    hash_lines(r[0], fields);
+    replies_free(r, 1);
+    return 0;
+}
+
+int store_cert_read(struct store *s, const char *serial, struct store_cert_rec *out,
+                    struct err *e)
+{
+    redisReply **r = cert_hgetall(s, serial, e);
+    if (r == NULL) {
+        return -1;
+    }
+    size_t n = r[0]->elements;
+    const char **kv = xcalloc(n, sizeof(*kv));
+    size_t *len = xcalloc(n, sizeof(*len));
+    for (size_t i = 0; i < n; i++) {
+        const redisReply *el = r[0]->element[i];
+        kv[i] = el->type == REDIS_REPLY_STRING ? el->str : "";
+        len[i] = el->type == REDIS_REPLY_STRING ? el->len : 0;
+    }
+    store_cert_rec_parse(out, kv, len, n);
+    xfree(kv);
+    xfree(len);
+    replies_free(r, 1);
+    return 0;
 }
 
 int store_serial_by_fingerprint(struct store *s, const char *fp, struct buf *serial,
@@ -956,7 +990,7 @@ int store_serial_by_fingerprint(struct store *s, const char *fp, struct buf *ser
     cmd_arg(cb, store_index_get_lua, sizeof(store_index_get_lua) - 1);
     CMD_LIT(cb, "2");
     CMD_LIT(cb, STORE_INDEX_READY);
-    cmd_key(cb, "fp:", fp, "");
+    cmd_key(cb, STORE_KEY_FP, fp, "");
     int rc = cmd_run(s, &r, e);
     if (rc == 0) {
         if (r[0]->type != REDIS_REPLY_STRING) {

@@ -136,6 +136,62 @@ int store_cert_get(struct store *s, const char *serial, struct buf *fields,
 int store_serial_by_fingerprint(struct store *s, const char *fp, struct buf *serial,
                                 struct err *e) ATTR_WUR;
 
+/* ---- index records and keys, typed (store/record.c) ------------------------------------------
+ *
+ * What other modules need of the index's format: the keys they address with their own commands
+ * (the JITR flow reads cert: and fp: through store_index_*_lua) and the issuance record as
+ * fields rather than text. */
+
+/* The families (after STORE_PREFIX) of the issuance record and the fingerprint's serial. */
+#define STORE_KEY_CERT "cert:"
+#define STORE_KEY_FP   "fp:"
+/* Room for any key of those families (a fingerprint is 64 hex digits, a serial at most 40). */
+#define STORE_KEY_MAX 128
+
+/* STORE_PREFIX "cert:" serial and STORE_PREFIX "fp:" fingerprint into out (cap bytes); false
+ * (and out "") when it does not fit. */
+bool store_key_cert(char *out, size_t cap, const char *serial);
+bool store_key_fp(char *out, size_t cap, const char *fingerprint);
+
+struct store_field {
+    const char *name;
+    const char *value; /* NUL-terminated; len bytes */
+    size_t len;
+};
+
+/* One issuance record (cert:<serial>) as read back. The known fields are "" when absent (an
+ * older record has no renews, a valid one no revoked_at); fields holds every field the hash
+ * has, sorted by name, those not known here included. Owned: store_cert_rec_release. */
+struct store_cert_rec {
+    const char *serial, *fingerprint, *subject, *cn, *profile, *ca, *requester;
+    const char *not_before, *not_after, *issued_at; /* RFC 3339 */
+    const char *status;                             /* "valid" or "revoked" */
+    const char *der_b64;
+    const char *renews;        /* the serial this one replaced (EST re-enrollment) */
+    const char *superseded_by; /* the serial that replaced this one */
+    const char *revoked_at;    /* revoked: RFC 3339 */
+    const char *reason;        /* revoked: RFC 5280 name */
+    uint64_t seq;              /* audit seq of the issue record (0 when absent or malformed) */
+    uint64_t revoke_seq;       /* audit seq of the revoke record (0 when not revoked) */
+    struct store_field *fields;
+    size_t nfields;
+    char *mem_; /* private: the strings */
+};
+
+/* Reads cert:<serial> into out; ERRC_NOT_FOUND when absent, the index-incomplete error while the
+ * index is being rebuilt. out needs store_cert_rec_release only when 0 is returned. */
+int store_cert_read(struct store *s, const char *serial, struct store_cert_rec *out,
+                    struct err *e) ATTR_WUR;
+/* Builds a record from a hash's n strings (name, value, name, value, ...: HGETALL's reply);
+ * kvlen gives their lengths. A last unpaired string is ignored. */
+void store_cert_rec_parse(struct store_cert_rec *out, const char *const *kv, const size_t *kvlen,
+                          size_t n);
+/* The value of field name, or NULL when the record has none. */
+const char *store_cert_rec_field(const struct store_cert_rec *r, const char *name);
+/* Is the certificate valid in the index (status "valid")? */
+bool store_cert_rec_valid(const struct store_cert_rec *r);
+void store_cert_rec_release(struct store_cert_rec *r);
+
 /* Deletes every index key (cert:, fp:, cn:, ca:*:serials, ca:*:revoked, audit:head) but not the
  * serial reservations, the CRL numbers nor any working state; returns the number of keys removed
  * in *removed. */

@@ -326,6 +326,7 @@ static int test_supersede(void)
     uint64_t removed = 0;
     char u9[512];
     struct store_cert c[4];
+    struct store_cert_rec rec = { 0 };
     if (url == NULL) {
         return TT_SKIP;
     }
@@ -368,6 +369,23 @@ static int test_supersede(void)
     CHECK_OK(store_cert_get(s, "0d0002", &f, &e), &e);
     CHECK_STR_CONTAINS(f.data, "renews\t0d0001\n");
     CHECK(strstr(f.data, "superseded_by") == NULL);
+    /* the typed read says the same */
+    CHECK_OK(store_cert_read(s, "0d0001", &rec, &e), &e);
+    CHECK_STR_EQ(rec.superseded_by, "0d0002");
+    CHECK_STR_EQ(rec.renews, "");
+    CHECK_STR_EQ(rec.requester, "station:line1");
+    CHECK_STR_EQ(rec.subject, "CN=dev");
+    CHECK_INT_EQ(rec.seq, 1);
+    CHECK(store_cert_rec_valid(&rec));
+    store_cert_rec_release(&rec);
+    CHECK_OK(store_cert_read(s, "0d0002", &rec, &e), &e);
+    CHECK_STR_EQ(rec.renews, "0d0001");
+    CHECK_STR_EQ(rec.superseded_by, "");
+    CHECK(store_cert_rec_field(&rec, "superseded_by") == NULL);
+    store_cert_rec_release(&rec);
+    CHECK(store_cert_read(s, "0dffff", &rec, &e) != 0);
+    CHECK_INT_EQ(e.code, ERRC_NOT_FOUND);
+    err_clear(&e);
     /* a second renewal of the same certificate does not move the link */
     CHECK_OK(store_certs_index(s, &c[2], 2, &e), &e);
     buf_reset(&f);
@@ -379,6 +397,7 @@ static int test_supersede(void)
     err_clear(&e);
     CHECK_OK(store_index_clear(s, &removed, &e), &e);
 out:
+    store_cert_rec_release(&rec);
     buf_release(&f);
     store_free(s);
     return rc;
@@ -447,6 +466,7 @@ static int test_revoke_and_crl_number(void)
     uint64_t removed = 0, num = 0;
     char u9[512], ca[64];
     enum store_revoke_result res[3];
+    struct store_cert_rec rec = { 0 };
     if (url == NULL) {
         return TT_SKIP;
     }
@@ -479,6 +499,14 @@ static int test_revoke_and_crl_number(void)
     CHECK_STR_CONTAINS(f.data, "status\trevoked\n");
     CHECK_STR_CONTAINS(f.data, "revoke_seq\t42\n");
     CHECK_STR_CONTAINS(f.data, "reason\tkeyCompromise\n");
+    CHECK_OK(store_cert_read(s, "0d0001", &rec, &e), &e);
+    CHECK(!store_cert_rec_valid(&rec));
+    CHECK_STR_EQ(rec.status, "revoked");
+    CHECK_STR_EQ(rec.revoked_at, "2026-02-02T00:00:00Z");
+    CHECK_STR_EQ(rec.reason, "keyCompromise");
+    CHECK_INT_EQ(rec.revoke_seq, 42);
+    CHECK_STR_EQ(rec.ca, ca);
+    CHECK_STR_EQ(rec.fingerprint, "fd01");
     CHECK_OK(store_revoked_list(s, ca, &list, &nlist, &e), &e);
     CHECK_INT_EQ(nlist, 1);
     CHECK_STR_EQ(list[0].serial, "0d0001");
@@ -496,6 +524,7 @@ static int test_revoke_and_crl_number(void)
     CHECK_INT_EQ(num, 100);
     CHECK_OK(store_index_clear(s, &removed, &e), &e);
 out:
+    store_cert_rec_release(&rec);
     store_revoked_free(list, nlist);
     buf_release(&f);
     store_free(s);
@@ -665,6 +694,11 @@ static int test_index_completeness(void)
     CHECK(store_cert_get(s, "0e0001", &f, &e) != 0 && store_err_index_incomplete(&e));
     err_clear(&e);
     CHECK(store_cert_get(s, "0e0999", &f, &e) != 0 && store_err_index_incomplete(&e));
+    err_clear(&e);
+    {
+        struct store_cert_rec rec;
+        CHECK(store_cert_read(s, "0e0001", &rec, &e) != 0 && store_err_index_incomplete(&e));
+    }
     err_clear(&e);
     CHECK(store_serial_by_fingerprint(s, "e1", &f, &e) != 0 && store_err_index_incomplete(&e));
     err_clear(&e);
