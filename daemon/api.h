@@ -1,6 +1,7 @@
 /*
- * Internal to daemon/: the state of one worker shared by api.c (routes, jobs) and worker.c (the
- * process: loop, listener, signals, timers). Everything here is touched on the loop only.
+ * Internal to daemon/: the state of one worker shared by the files that answer its routes
+ * (daemon/job.h) and worker.c (the process: loop, listener, signals, timers), and what worker.c
+ * calls of them. Everything here is touched on the loop only.
  */
 #ifndef DAEMON_API_H
 #define DAEMON_API_H
@@ -27,9 +28,14 @@ struct api {
     struct audit_stats audit_base; /* of snapshots already replaced */
 };
 
+/* routes.c: the signing listener's routes, admin_listen's, and their metrics labels in the
+ * order metrics_request counts them (the signing listener's, then admin_listen's) into
+ * names[0..cap); returns how many. */
 extern const struct httpd_route api_routes[];
 extern const size_t api_nroutes;
-extern const char *const api_route_names[];
+extern const struct httpd_route admin_routes[];
+extern const size_t admin_nroutes;
+size_t routes_metric_names(const char **names, size_t cap);
 
 /* Signing-thread state for pool_new. */
 void *api_tls_new(void);
@@ -39,12 +45,12 @@ void api_tls_free(void *p);
  * write); the others run one by one. */
 void api_run_many(struct pool_job **v, size_t n, void *tls);
 
-/* Builds a new snapshot in a signing thread; api_reload_done (worker.c) swaps it in on the
- * loop, or logs why it failed and keeps the current one. */
+/* reload.c: builds a new snapshot in a signing thread and swaps it in on the loop, or logs why
+ * it failed and keeps the current one. */
 void api_reload_start(struct api *a);
-/* Submits the CRL schedule check (regenerates the CRLs that are due) to a signing thread. */
+/* crl.c: submits the CRL schedule check (regenerates the CRLs that are due) to a signing
+ * thread. */
 void api_crl_schedule(struct api *a);
-void api_reload_done(struct api *a, struct snap *fresh, const struct err *e);
 
 /* Queues the readiness check of r (Redis answers, every CA key usable). detail: the reply names
  * the problem (admin_listen, admin stations); else a stranger learns only ready or not. */
@@ -67,5 +73,8 @@ void admin_stop_accepting(void);
 void admin_free(void);
 void admin_render_metrics(struct buf *out);
 void admin_healthz(struct httpd_req *r, void *arg);
+/* admin_listen's /readyz (naming the problem) and /metrics */
+void admin_listen_readyz(struct httpd_req *r, void *arg);
+void admin_listen_metrics(struct httpd_req *r, void *arg);
 
 #endif

@@ -9,9 +9,10 @@
  *   pool      signing threads of a worker: jobs in, completions posted back to the loop
  *   metrics   counters in memory shared by the parent and every worker (Prometheus text)
  *   refusal   requests nobody authenticated: counted and summarised, never audited one by one
- *   api       the routes and their handlers
+ *   routes    the route tables; the handlers queue jobs (job.h lists the files that answer them)
  *   admin     /healthz, /readyz, /metrics: what strangers see, admin stations, admin_listen
- *   worker    one worker process: loop, listener, pool, signals
+ *   reload    SIGHUP's new snapshot, built in a signing thread, swapped in on the loop
+ *   worker    one worker process: loop, listener, pool, signals, the once-a-second tick
  */
 #ifndef DAEMON_DAEMON_H
 #define DAEMON_DAEMON_H
@@ -134,6 +135,8 @@ void snap_unref(struct snap *s);
 const struct snap_ca *snap_find_ca(const struct snap *s, const char *name);
 /* Is the CA's key usable now? ERRC_UNAVAILABLE naming the CA and the problem otherwise. */
 int snap_ca_check(const struct snap_ca *c, struct err *e) ATTR_WUR;
+/* Adds the audit counters of every CA log of s to *sum. */
+void snap_audit_totals(const struct snap *s, struct audit_stats *sum);
 
 /* ---- pool ----------------------------------------------------------------------------------- */
 

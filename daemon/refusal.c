@@ -10,7 +10,7 @@
  *     deny_summary_interval when there was any: counts by reason, the interval, and the first
  *     few client addresses (appended by a signing thread; the last one on SIGTERM).
  * Refusals of an authenticated station (not authorised, revoked, rate limited...) are audited one
- * by one as before (api.c).
+ * by one as before (auth.c, sign.c, reenroll.c, crl.c).
  *
  * The state is per worker process and touched on its loop only.
  */

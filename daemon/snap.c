@@ -240,3 +240,14 @@ int snap_ca_check(const struct snap_ca *c, struct err *e)
     }
     return 0;
 }
+
+void snap_audit_totals(const struct snap *s, struct audit_stats *sum)
+{
+    for (size_t i = 0; i < s->ncas; i++) {
+        if (s->cas[i].ctx) {
+            struct audit_stats st;
+            audit_get_stats(s->cas[i].ctx->audit, &st);
+            audit_stats_add(sum, &st);
+        }
+    }
+}

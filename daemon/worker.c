@@ -34,39 +34,6 @@ struct worker {
     uint64_t ticks; /* seconds since the worker started */
 };
 
-static void audit_totals(const struct snap *s, struct audit_stats *sum)
-{
-    for (size_t i = 0; i < s->ncas; i++) {
-        if (s->cas[i].ctx) {
-            struct audit_stats st;
-            audit_get_stats(s->cas[i].ctx->audit, &st);
-            audit_stats_add(sum, &st);
-        }
-    }
-}
-
-void api_reload_done(struct api *a, struct snap *fresh, const struct err *e)
-{
-    a->reloading = false;
-    a->last_reload_ms = time_now_ms();
-    if (fresh == NULL) {
-        log_error("reload failed, keeping the running configuration: %s", e->msg);
-    } else {
-        audit_totals(a->snap, &a->audit_base);
-        snap_unref(a->snap);
-        a->snap = fresh;
-        a->gen = fresh->gen;
-        log_set_level((enum log_level)log_level_parse(fresh->conf->log_level));
-        log_info("configuration reloaded (generation %llu, %zu stations, %zu CAs%s)",
-                 (unsigned long long)fresh->gen, stations_count(fresh->stations), fresh->ncas,
-                 fresh->degraded ? ", degraded" : "");
-    }
-    if (a->reload_again) {
-        a->reload_again = false;
-        api_reload_start(a);
-    }
-}
-
 static SSL_CTX *current_ssl(void *arg)
 {
     struct api *a = arg;
@@ -116,7 +83,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     struct worker *w = arg;
     struct api *a = &w->api;
     struct audit_stats st = a->audit_base;
-    audit_totals(a->snap, &st);
+    snap_audit_totals(a->snap, &st);
     metrics_audit(a->slot, &st);
     refusal_tick(a, w->stopping); /* the last deny_summary before exiting */
     if (w->stopping) {

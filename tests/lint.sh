@@ -29,6 +29,18 @@ for f in $(echo "$src" | grep -E '^core/'); do
     report "$f: core/ includes no other module"
   fi
 done
+# Redis's wire format belongs to store/: only its two clients include hiredis (store/record.c, the
+# index's formats, is pure and unit tested without a server).
+for f in $(echo "$prod" | grep -vE '^store/(store|async)\.c$'); do
+  if grep -nE '#include [<"]hiredis/' "$f"; then
+    report "$f: only store/store.c and store/async.c include hiredis"
+  fi
+done
+# jitrd's worker process sees the routes only through daemon/api.h: the jobs' internals
+# (daemon/job.h) never reach back into worker.c, so the two do not call each other.
+if grep -nE '#include "daemon/job\.h"' daemon/worker.c daemon/main.c 2>/dev/null; then
+  report "daemon/worker.c and daemon/main.c include daemon/api.h, not daemon/job.h"
+fi
 if grep -rnE '^\s*//' $prod | grep -v 'http://\|https://' | head -5 | grep -q .; then
   grep -rnE '^\s*//' $prod | head -5
   report "// comments (use /* */)"
