@@ -1,0 +1,88 @@
+/*
+ * daemon/routes.c: the route tables of the signing listener and admin_listen, and the metrics
+ * labels taken from them (the labels are what dashboards and alerts select on: a change here
+ * is a change users see, docs/api.md).
+ */
+#include <string.h>
+
+#include "core/util.h"
+#include "daemon/api.h"
+#include "tests/harness/tt.h"
+
+static int check_table(const struct httpd_route *t, size_t n)
+{
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        CHECK(t[i].fn != NULL);
+        CHECK(t[i].name != NULL && t[i].name[0] != '\0');
+        CHECK(t[i].pattern[0] == '/');
+        CHECK(strcmp(t[i].method, "GET") == 0 || strcmp(t[i].method, "POST") == 0);
+        for (size_t k = 0; k < i; k++) {
+            if (strcmp(t[i].method, t[k].method) == 0 && strcmp(t[i].pattern, t[k].pattern) == 0) {
+                TT_FAIL("%s %s twice", t[i].method, t[i].pattern);
+            }
+        }
+    }
+out:
+    return rc;
+}
+
+static int test_tables(void)
+{
+    int rc = 0;
+    CHECK_INT_EQ(check_table(api_routes, api_nroutes), 0);
+    CHECK_INT_EQ(check_table(admin_routes, admin_nroutes), 0);
+    /* every route counted in the shared metrics */
+    CHECK(api_nroutes + admin_nroutes <= METRICS_ROUTES);
+out:
+    return rc;
+}
+
+static int test_metric_names(void)
+{
+    int rc = 0;
+    static const char *const want[] = {
+        "sign",          "sign_batch",   "ca",
+        "certificate",   "crl",          "revoke",
+        "est_cacerts",   "est_enroll",   "est_reenroll",
+        "healthz",       "readyz",       "metrics",
+        "admin_healthz", "admin_readyz", "admin_metrics",
+    };
+    const char *names[METRICS_ROUTES];
+    size_t n = routes_metric_names(names, ARRAY_LEN(names));
+    CHECK_INT_EQ(n, ARRAY_LEN(want));
+    for (size_t i = 0; i < n; i++) {
+        CHECK_STR_EQ(names[i], want[i]);
+        for (size_t k = 0; k < i; k++) {
+            if (strcmp(names[i], names[k]) == 0) {
+                TT_FAIL("label '%s' twice", names[i]);
+            }
+        }
+        for (const char *p = names[i]; *p; p++) {
+            CHECK((*p >= 'a' && *p <= 'z') || *p == '_');
+        }
+    }
+    /* label i is route i of the signing listener, then admin_listen's route i - api_nroutes */
+    for (size_t i = 0; i < api_nroutes; i++) {
+        CHECK_STR_EQ(names[i], api_routes[i].name);
+    }
+    for (size_t i = 0; i < admin_nroutes; i++) {
+        CHECK_STR_EQ(names[api_nroutes + i], admin_routes[i].name);
+    }
+    /* less room: the first ones, never beyond it */
+    names[3] = "untouched";
+    CHECK_INT_EQ(routes_metric_names(names, 3), 3);
+    CHECK_STR_EQ(names[2], "ca");
+    CHECK_STR_EQ(names[3], "untouched");
+out:
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct tt_case cases[] = {
+        { "tables", test_tables },
+        { "metric_names", test_metric_names },
+    };
+    return tt_main(argc, argv, cases, ARRAY_LEN(cases));
+}
