@@ -128,7 +128,15 @@ static int test_odd(void)
     store_cert_rec_release(&r);
     {
         static const char *const tricky[] = { "xstatus", "valid", "reason", "status\tvalid" };
+        static const char *const near[] = { "status", "invalid" };
+        static const char *const spaced[] = { "status", "valid " };
         rec_of(&r, tricky, 4);
+        CHECK(!store_cert_rec_valid(&r));
+        store_cert_rec_release(&r);
+        rec_of(&r, near, 2);
+        CHECK(!store_cert_rec_valid(&r));
+        store_cert_rec_release(&r);
+        rec_of(&r, spaced, 2);
         CHECK(!store_cert_rec_valid(&r));
     }
 out:
