@@ -5,6 +5,7 @@
  */
 #include <string.h>
 
+#include "core/buf.h"
 #include "core/util.h"
 #include "daemon/api.h"
 #include "tests/harness/tt.h"
@@ -78,11 +79,34 @@ out:
     return rc;
 }
 
+/* What /metrics shows: a request counted by route index carries that route's label. */
+static int test_rendered(void)
+{
+    int rc = 0;
+    struct err e = ERR_INIT;
+    struct buf out = BUF_INIT;
+    CHECK_OK(metrics_init(&e), &e);
+    metrics_request(0, 201, 1000);                    /* POST /v1/sign */
+    metrics_request((int)api_nroutes + 1, 200, 1000); /* admin_listen's /readyz */
+    metrics_request(-1, 404, 1000);                   /* no route */
+    admin_render_metrics(&out);
+    CHECK_STR_CONTAINS(buf_cstr(&out),
+                       "jitrd_http_requests_total{route=\"sign\",status=\"201\"} 1\n");
+    CHECK_STR_CONTAINS(buf_cstr(&out),
+                       "jitrd_http_requests_total{route=\"admin_readyz\",status=\"200\"} 1\n");
+    CHECK_STR_CONTAINS(buf_cstr(&out),
+                       "jitrd_http_requests_total{route=\"none\",status=\"404\"} 1\n");
+out:
+    buf_release(&out);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     static const struct tt_case cases[] = {
         { "tables", test_tables },
         { "metric_names", test_metric_names },
+        { "rendered", test_rendered },
     };
     return tt_main(argc, argv, cases, ARRAY_LEN(cases));
 }
