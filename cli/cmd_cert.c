@@ -21,7 +21,8 @@ int cmd_cert(struct cli *cli, int argc, char **argv, struct err *e)
                                           { NULL, 0, NULL, 0 } };
     bool pem = false;
     int optidx = 0, ch, rc = -1;
-    struct buf fields = BUF_INIT, serial = BUF_INIT;
+    struct buf serial = BUF_INIT;
+    struct store_cert_rec rec = { 0 };
     struct store *s = NULL;
     json_t *o = NULL;
     const struct conf *c;
@@ -52,19 +53,12 @@ int cmd_cert(struct cli *cli, int argc, char **argv, struct err *e)
         err_set(e, ERRC_INVALID, "'%s' is neither a lowercase hex serial nor a certificateId", id);
         goto out;
     }
-    if (store_cert_get(s, serial.data, &fields, e) != 0) {
+    if (store_cert_read(s, serial.data, &rec, e) != 0) {
         goto out;
     }
     o = json_object();
-    for (char *line = fields.data; line && *line;) {
-        char *nl = strchr(line, '\n'), *tab = strchr(line, '\t');
-        if (nl == NULL || tab == NULL || tab > nl) {
-            break;
-        }
-        *nl = '\0';
-        *tab = '\0';
-        json_object_set_new(o, line, json_string(tab + 1));
-        line = nl + 1;
+    for (size_t i = 0; i < rec.nfields; i++) {
+        json_object_set_new(o, rec.fields[i].name, json_string(rec.fields[i].value));
     }
     if (pem) {
         struct buf der = BUF_INIT, out = BUF_INIT;
@@ -102,7 +96,7 @@ int cmd_cert(struct cli *cli, int argc, char **argv, struct err *e)
     rc = 0;
 out:
     json_decref(o);
-    buf_release(&fields);
+    store_cert_rec_release(&rec);
     buf_release(&serial);
     store_free(s);
     return rc;
