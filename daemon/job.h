@@ -5,16 +5,18 @@
  * work function runs with the thread's state (its Redis connection, its issuance workers, its
  * cache of client certificate statuses); its completion replies on the loop.
  *
- *   job     the job's life, the thread state, the dispatch of a signing thread's share
+ *   job     the job's life, the thread state, the dispatch of a signing thread's share, body
+ *           helpers of the handlers
  *   reply   replies and refusals built in the thread: JSON errors, deny audit records
- *   auth    who the client is (a station, from its verified chain) and its certificate's status
+ *   auth    who the client is (a station or a re-enrolling device, from its verified chain) and
+ *           its certificate's status in the index
  *   sign    POST /v1/sign and /v1/sign/batch, EST simpleenroll: check, rate, issue, reply
  *   est     EST (RFC 7030): cacerts, simpleenroll's and simplereenroll's handlers, PKCS#7
  *   reenroll  EST re-enrollment in the thread: limits, the superseded certificate, renewal
  *   certs   GET /v1/certificates/ID (who may read which record) and GET /v1/ca
  *   crl     POST /v1/revoke, GET /v1/crl and the CRL schedule
  *   admin   /healthz, /readyz, /metrics (admin.c also has the admin listener)
- *   routes  the route table of the signing listener
+ *   routes  the route tables (signing listener, admin_listen) and their metrics labels
  *   reload  SIGHUP's snapshot rebuild and swap
  */
 #ifndef DAEMON_JOB_H

@@ -25,7 +25,7 @@ int fixture_open(struct fixture *f, const char *name, int db, struct err *e);
 void fixture_close(struct fixture *f);
 /* A P-256 CSR (DER) for commonName cn, appended to out. */
 void fixture_csr(const char *cn, struct buf *out);
-/* How many lines of the audit log contain needle. */
+/* How many times needle occurs in the audit log (one per record for a "type" field). */
 size_t fixture_audit_count(const struct fixture *f, const char *needle);
 
 #endif
