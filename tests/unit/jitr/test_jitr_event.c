@@ -7,7 +7,8 @@
  * member, too large, a wrong member, a foreign CA) is refused with its reason while the others
  * are kept — and the bodies refused whole (empty array, more than 10, an array inside the array,
  * above 131,072 bytes, not JSON). ARNs of any partition, jitr.destination_arns and which
- * destinations jitrd confirms.
+ * destinations jitrd confirms. One event alone (jitr_event_parse) and the destination
+ * confirmation message.
  */
 #include <stdio.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include "tests/harness/tt.h"
 
 #define CA_ID   "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define CERT_A  "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 #define FOREIGN "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff"
 
 static bool known_ca(void *arg, const char *id)
@@ -546,6 +548,141 @@ out:
     return rc;
 }
 
+/* ---- one event (jitr_event_parse) and the confirmation message ---- */
+
+static const char *event_json(struct buf *b, const char *cert, const char *ca, const char *status,
+                              const char *extra)
+{
+    buf_reset(b);
+    buf_addf(b, "{\"certificateId\":\"%s\",\"caCertificateId\":\"%s\",\"timestamp\":1795671724146,"
+                "\"certificateStatus\":\"%s\",\"awsAccountId\":\"123456789012\","
+                "\"certificateRegistrationTimestamp\":\"1795671724001\"%s}",
+             cert, ca, status, extra);
+    return b->data;
+}
+
+static int test_event_ok(void)
+{
+    int rc = 0;
+    struct buf b = BUF_INIT;
+    struct err e = ERR_INIT;
+    struct jitr_event ev;
+    char upper[65];
+    event_json(&b, CERT_A, CA_ID, "PENDING_ACTIVATION", ",\"future\":[1,2]");
+    CHECK_OK(jitr_event_parse((const uint8_t *)b.data, b.len, known_ca, NULL, &ev, &e), &e);
+    CHECK_STR_EQ(ev.cert_id, CERT_A);
+    CHECK_STR_EQ(ev.ca_id, CA_ID);
+    CHECK_STR_EQ(ev.account, "123456789012");
+    CHECK_INT_EQ(ev.timestamp_ms, 1795671724146LL);
+    CHECK_INT_EQ(ev.registered_ms, 1795671724001LL);
+    /* upper case ids are stored lowercase */
+    snprintf(upper, sizeof(upper), "%s", CERT_A);
+    for (char *c = upper; *c; c++) {
+        if (*c >= 'a' && *c <= 'f') {
+            *c = (char)(*c - 32);
+        }
+    }
+    event_json(&b, upper, CA_ID, "PENDING_ACTIVATION", "");
+    CHECK_OK(jitr_event_parse((const uint8_t *)b.data, b.len, known_ca, NULL, &ev, &e), &e);
+    CHECK_STR_EQ(ev.cert_id, CERT_A);
+out:
+    buf_release(&b);
+    return rc;
+}
+
+static int test_event_bad(void)
+{
+    static const struct {
+        const char *body;
+        enum err_code code;
+        const char *msg;
+    } cases[] = {
+        { "", ERRC_INVALID, "empty body" },
+        { "not json", ERRC_INVALID, "not JSON" },
+        { "[1]", ERRC_INVALID, "must be a JSON object" },
+        { "{}", ERRC_INVALID, "'certificateId' is missing" },
+        { "{\"certificateId\":5}", ERRC_INVALID, "'certificateId' must be a string" },
+        { "{\"certificateId\":\"abc\"}", ERRC_INVALID, "64 hex digits (got 3 characters)" },
+        { "{\"certificateId\":\"" CERT_A "\",\"certificateId\":\"" CERT_A "\"}", ERRC_INVALID,
+          "not JSON" },
+        { "{\"certificateId\":\"g123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\""
+          "}",
+          ERRC_INVALID, "'certificateId' must be 64 hex digits" },
+        { "{\"certificateId\":\"" CERT_A "\",\"caCertificateId\":\"" CA_ID "\"}", ERRC_INVALID,
+          "'certificateStatus' is missing" },
+        { "{\"certificateId\":\"" CERT_A "\",\"caCertificateId\":\"" CA_ID
+          "\",\"certificateStatus\":\"ACTIVE\"}",
+          ERRC_INVALID, "certificateStatus 'ACTIVE' is not PENDING_ACTIVATION" },
+        { "{\"certificateId\":\"" CERT_A "\",\"caCertificateId\":\"" CA_ID
+          "\",\"certificateStatus\":\"PENDING_ACTIVATION\"}",
+          ERRC_INVALID, "'awsAccountId' is missing" },
+        { "{\"certificateId\":\"" CERT_A "\",\"caCertificateId\":\"" CA_ID
+          "\",\"certificateStatus\":\"PENDING_ACTIVATION\",\"awsAccountId\":123456789012}",
+          ERRC_INVALID, "'awsAccountId' must be a string of 12 digits" },
+        { "{\"certificateId\":\"" CERT_A "\",\"caCertificateId\":\"" CERT_A
+          "\",\"certificateStatus\":\"PENDING_ACTIVATION\",\"awsAccountId\":\"123456789012\"}",
+          ERRC_DENIED, "is not one of our CAs" },
+    };
+    int rc = 0;
+    struct jitr_event ev;
+    struct buf big = BUF_INIT;
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        struct err e = ERR_INIT;
+        memset(&ev, 0x55, sizeof(ev));
+        CHECK(jitr_event_parse((const uint8_t *)cases[i].body, strlen(cases[i].body), known_ca,
+                               NULL, &ev, &e) != 0);
+        CHECK_INT_EQ(e.code, cases[i].code);
+        CHECK_STR_CONTAINS(e.msg, cases[i].msg);
+        CHECK_STR_EQ(ev.cert_id, ""); /* nothing produced */
+    }
+    {
+        struct err e = ERR_INIT;
+        for (int i = 0; i < 1000; i++) {
+            buf_addstr(&big, "          ");
+        }
+        CHECK(jitr_event_parse((const uint8_t *)big.data, big.len, NULL, NULL, &ev, &e) != 0);
+        CHECK_INT_EQ(e.code, ERRC_TOO_LARGE);
+    }
+out:
+    buf_release(&big);
+    return rc;
+}
+
+static int test_confirm(void)
+{
+    int rc = 0;
+    struct err e = ERR_INIT;
+    struct jitr_confirm c;
+    const char *ok = "{\"arn\":\"arn:aws:iot:us-east-1:123456789012:ruledestination/http/"
+                     "1a2b\",\"confirmationToken\":\"AYA/tok+en=\",\"enableUrl\":\"https://"
+                     "iot.us-east-1.amazonaws.com/confirmdestination/AYA/tok+en=\","
+                     "\"messageType\":\"DestinationConfirmation\"}";
+    CHECK_OK(jitr_confirm_parse((const uint8_t *)ok, strlen(ok), &c, &e), &e);
+    CHECK_STR_EQ(c.token, "AYA/tok+en=");
+    CHECK_STR_CONTAINS(c.arn, "ruledestination");
+    {
+        const char *bad[][2] = {
+            { "{\"arn\":\"arn:aws:iot:x\",\"confirmationToken\":\"t\"}", "'messageType' must be" },
+            { "{\"messageType\":\"DestinationConfirmation\",\"arn\":\"arn:aws:iot:x:y\"}",
+              "'confirmationToken' is missing" },
+            { "{\"messageType\":\"DestinationConfirmation\",\"arn\":\"arn:aws:iot:x:y\","
+              "\"confirmationToken\":\"a b\"}",
+              "printable without spaces" },
+            { "{\"messageType\":\"DestinationConfirmation\",\"arn\":\"arn:aws:s3:::bucket\","
+              "\"confirmationToken\":\"t\"}",
+              "is not the ARN of an AWS IoT topic rule destination" },
+        };
+        for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+            err_clear(&e);
+            CHECK(jitr_confirm_parse((const uint8_t *)bad[i][0], strlen(bad[i][0]), &c, &e) != 0);
+            CHECK_STR_CONTAINS(e.msg, bad[i][1]);
+            CHECK_STR_EQ(c.token, "");
+        }
+    }
+out:
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     static const struct tt_case cases[] = {
@@ -559,6 +696,9 @@ int main(int argc, char **argv)
         { "arns", test_arns },
         { "destination_arns_config", test_destination_arns_config },
         { "destination_check", test_destination_check },
+        { "event_ok", test_event_ok },
+        { "event_bad", test_event_bad },
+        { "confirm", test_confirm },
     };
     return tt_main(argc, argv, cases, ARRAY_LEN(cases));
 }

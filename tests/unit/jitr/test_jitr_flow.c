@@ -18,49 +18,12 @@
 #include "jitr/jitr.h"
 #include "store/store.h"
 #include "tests/harness/tt.h"
+#include "tests/unit/jitr/pki.h"
 
 #define CA_ID      "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 #define OTHER_ID   "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
 #define UNREG_ID   "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"
 #define FOREIGN_ID "dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd"
-
-static X509 *load_cert(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    X509 *x = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
-    if (f) {
-        fclose(f);
-    }
-    return x;
-}
-
-/* Test PKI in the temporary directory: our CA, another CA, a device of ours (CN, serialNumber,
- * C, O), the same key's certificate from the other CA, another device of ours. */
-static int make_pki(void)
-{
-    static int made;
-    const char *d = tt_tmpdir();
-    if (made) {
-        return 0;
-    }
-    made = 1;
-    return tt_sh("cd %s && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
-                 "-keyout ca.key -out ca.pem -subj /CN=Test-CA -days 30 2>/dev/null && "
-                 "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
-                 "-keyout other.key -out other.pem -subj /CN=Other-CA -days 30 2>/dev/null && "
-                 "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
-                 "-keyout dev.key -out dev.csr "
-                 "-subj /C=DE/O=Acme/serialNumber=SN-42/CN=dev-0001 2>/dev/null && "
-                 "openssl x509 -req -in dev.csr -CA ca.pem -CAkey ca.key -set_serial 0x1234abcd "
-                 "-days 10 -out dev.pem 2>/dev/null && "
-                 "openssl x509 -req -in dev.csr -CA other.pem -CAkey other.key -set_serial 7 "
-                 "-days 10 -out forged.pem 2>/dev/null && "
-                 "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
-                 "-keyout dev2.key -out dev2.csr -subj /CN=dev-0002 2>/dev/null && "
-                 "openssl x509 -req -in dev2.csr -CA ca.pem -CAkey ca.key -set_serial 0x99 "
-                 "-days 10 -out dev2.pem 2>/dev/null",
-                 d);
-}
 
 /* The PEM, DER (base64) and certificateId of a certificate of the test PKI. */
 static int cert_files(const char *name, struct buf *pem, struct buf *b64, char id[65])
@@ -72,7 +35,7 @@ static int cert_files(const char *name, struct buf *pem, struct buf *b64, char i
     int n = -1;
     uint8_t md[32];
     buf_addf(&p, "%s/%s.pem", tt_tmpdir(), name);
-    if (file_read_all(p.data, 65536, pem, &e) == 0 && (x = load_cert(p.data)) != NULL) {
+    if (file_read_all(p.data, 65536, pem, &e) == 0 && (x = jt_load_cert(p.data)) != NULL) {
         n = i2d_X509(x, &d);
         X509_free(x);
     }
@@ -532,7 +495,7 @@ static int world_init(struct world *w)
     struct err e = ERR_INIT;
     struct buf p = BUF_INIT, b64 = BUF_INIT;
     memset(w, 0, sizeof(*w));
-    if (make_pki() != 0) {
+    if (jt_make_pki() != 0) {
         return -1;
     }
     w->f.redis = json_object();
@@ -546,10 +509,10 @@ static int world_init(struct world *w)
                               .audit_mark = f_audit_mark,
                               .done = f_done };
     buf_addf(&p, "%s/ca.pem", tt_tmpdir());
-    w->ca = load_cert(p.data);
+    w->ca = jt_load_cert(p.data);
     buf_reset(&p);
     buf_addf(&p, "%s/other.pem", tt_tmpdir());
-    w->other = load_cert(p.data);
+    w->other = jt_load_cert(p.data);
     /* our CA; another CA of ours registered in AWS; one not registered */
     w->cas[0] = (struct jitr_ca){ "testca", CA_ID, w->ca, true, false };
     w->cas[1] = (struct jitr_ca){ "second", OTHER_ID, w->other, true, false };

@@ -3,7 +3,9 @@
  * policies, PolicyDocument as a string or an object, a policy without a name named by the hash
  * of its document, OverrideSettings), names and values exactly as AWS's model accepts them, and
  * the check that a template works for a representative certificate of every JITR profile (and
- * for a real certificate), naming what is missing.
+ * for a real certificate), naming what is missing; AWS's own JITP documentation template, the
+ * intrinsic functions and the templates refused; IoT policy documents checked offline.
+ * Certificates are real (openssl CLI).
  */
 #include <openssl/pem.h>
 #include <openssl/sha.h>
@@ -15,7 +17,9 @@
 #include "core/util.h"
 #include "jitr/jitr.h"
 #include "tests/harness/tt.h"
+#include "tests/unit/jitr/pki.h"
 
+#define CERT_A "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 #define P_CN "\"AWS::IoT::Certificate::CommonName\":{\"Type\":\"String\"}"
 #define THING                                                                         \
     "\"thing\":{\"Type\":\"AWS::IoT::Thing\",\"Properties\":{\"ThingName\":{\"Ref\":" \
@@ -453,6 +457,261 @@ out:
     return rc;
 }
 
+
+/* ---- templates and policies ----------------------------------------------------------------- */
+
+static int test_policy_device(void)
+{
+    int rc = 0;
+    struct err e = ERR_INIT;
+    struct buf b = BUF_INIT, p = BUF_INIT;
+    buf_addf(&p, "%s/policies/iot/device.json", getenv("JITRCA_SOURCE_DIR"));
+    CHECK_OK(file_read_all(p.data, 65536, &b, &e), &e);
+    CHECK_OK(jitr_policy_check(b.data, b.len, &e), &e);
+    CHECK(jitr_policy_size(b.data, b.len) < JITR_POLICY_MAX);
+    { /* a device's own resources in every partition */
+        static const char *const res[] = {
+            "arn:aws-cn:iot:cn-north-1:123456789012:client/${iot:Connection.Thing.ThingName}",
+            "arn:aws-us-gov:iot:us-gov-west-1:123456789012:topic/d/${iot:ClientId}",
+        };
+        for (size_t i = 0; i < ARRAY_LEN(res); i++) {
+            buf_reset(&b);
+            buf_addf(&b, "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\","
+                     "\"Action\":\"iot:*\",\"Resource\":\"%s\"}]}", res[i]);
+            CHECK_OK(jitr_policy_check(b.data, b.len, &e), &e);
+        }
+    }
+out:
+    buf_release(&b);
+    buf_release(&p);
+    return rc;
+}
+
+static int test_policy_bad(void)
+{
+    static const char *const cases[][2] = {
+        { "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Action\":\"iot:*\","
+          "\"Resource\":\"*\"}]}",
+          "allows iot:* on *" },
+        { "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Action\":[\"iot:"
+          "Connect\",\"*\"],\"Resource\":[\"arn:aws:iot:*:*:*\"]}]}",
+          "allows iot:* on *" },
+        { "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Action\":\"s3:"
+          "GetObject\",\"Resource\":\"*\"}]}",
+          "action 's3:GetObject' is not an iot: action" },
+        { "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Action\":\"iot:"
+          "Connect\",\"Resource\":\"arn:aws:iot:*:*:client/${iot:Connection.Thing.Name}\"}]}",
+          "unknown policy variable '${iot:Connection.Thing.Name}'" },
+        { "{\"Version\":\"2008-10-17\",\"Statement\":[]}", "Version must be \"2012-10-17\"" },
+        { "{\"Version\":\"2012-10-17\",\"Statement\":[]}", "Statement must be a non-empty list" },
+        { "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Maybe\",\"Action\":\"iot:"
+          "Connect\",\"Resource\":\"*\"}]}",
+          "Effect must be Allow or Deny" },
+        { "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Action\":\"iot:"
+          "Connect\",\"Resource\":\"*\",\"Principal\":\"*\"}]}",
+          "unsupported key 'Principal'" },
+        { "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Action\":\"iot:*\","
+          "\"Resource\":\"arn:aws-cn:iot:*\"}]}",
+          "allows iot:* on *" },
+        { "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Action\":\"iot:"
+          "Connect\",\"Resource\":\"arn:aws-moon:iot:x:1:client/a\"}]}",
+          "is not * or an AWS IoT ARN" },
+        { "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Action\":\"iot:"
+          "Connect\",\"Resource\":\"arn:aws-cn:s3:::bucket\"}]}",
+          "is not * or an AWS IoT ARN" },
+        { "[", "not JSON" },
+    };
+    int rc = 0;
+    struct buf big = BUF_INIT;
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        struct err e = ERR_INIT;
+        CHECK(jitr_policy_check(cases[i][0], strlen(cases[i][0]), &e) != 0);
+        CHECK_INT_EQ(e.code, ERRC_INVALID);
+        CHECK_STR_CONTAINS(e.msg, cases[i][1]);
+    }
+    {
+        struct err e = ERR_INIT;
+        buf_addstr(&big, "{\"Version\":\"2012-10-17\",\"Statement\":[");
+        for (int i = 0; i < 40; i++) {
+            buf_addf(&big, "%s{\"Effect\":\"Allow\",\"Action\":\"iot:Publish\",\"Resource\":"
+                           "\"arn:aws:iot:us-east-1:123456789012:topic/t%d\"}",
+                     i ? "," : "", i);
+        }
+        buf_addstr(&big, "]}");
+        CHECK(jitr_policy_check(big.data, big.len, &e) != 0);
+        CHECK_STR_CONTAINS(e.msg, "characters without whitespace; AWS allows 2048");
+    }
+out:
+    buf_release(&big);
+    return rc;
+}
+
+static int test_template_aws_doc(void)
+{
+    int rc = 0;
+    struct err e = ERR_INIT;
+    struct buf path = BUF_INIT;
+    struct jitr_template *t = NULL;
+    struct jitr_params p = { 0 };
+    struct jitr_plan plan = { 0 };
+    X509 *x = NULL;
+    CHECK_INT_EQ(jt_make_pki(), 0);
+    buf_addf(&path, "%s/tests/unit/jitr/data/aws-jitp-doc-template.json",
+             getenv("JITRCA_SOURCE_DIR"));
+    t = jitr_template_load(path.data, "jitrca-device", &e);
+    CHECK(t != NULL);
+    buf_reset(&path);
+    buf_addf(&path, "%s/dev.pem", tt_tmpdir());
+    x = jt_load_cert(path.data);
+    CHECK(x != NULL);
+    jitr_params_from_cert(x, CERT_A, &p);
+    CHECK_STR_EQ(jitr_params_get(&p, "AWS::IoT::Certificate::CommonName"), "dev-0001");
+    CHECK_STR_EQ(jitr_params_get(&p, "AWS::IoT::Certificate::SerialNumber"), "SN-42");
+    CHECK_STR_EQ(jitr_params_get(&p, "jitrca::SerialHex"), "1234abcd");
+    CHECK_OK(jitr_template_eval(t, &p, &plan, &e), &e);
+    CHECK_STR_EQ(plan.thing_name, "dev-0001");
+    CHECK_STR_EQ(plan.thing_type, "lightBulb-versionA");
+    CHECK_INT_EQ(plan.ngroups, 2);
+    CHECK_STR_EQ(plan.groups[0], "v1-lightbulbs");
+    CHECK_STR_EQ(plan.groups[1], "DE");
+    CHECK_STR_EQ(json_string_value(json_object_get(plan.attributes, "serialNumber")), "SN-42");
+    CHECK_STR_EQ(json_string_value(json_object_get(plan.attributes, "version")), "v1");
+    CHECK(plan.activate);
+    CHECK_INT_EQ(plan.thing_override, JITR_OVR_MERGE);
+    /* jitr.policy_name set: the one document is that policy, versioned */
+    CHECK_INT_EQ(jitr_template_npolicies(t), 1);
+    CHECK_STR_EQ(jitr_template_policy(t, 0)->name, "jitrca-device");
+    CHECK(jitr_template_policy(t, 0)->versioned);
+    CHECK_STR_CONTAINS(jitr_template_policy(t, 0)->doc, "topic/foo/bar");
+    /* a certificate without C: the declared parameter has no value and no Default */
+    jitr_params_release(&p);
+    jitr_params_set(&p, "AWS::IoT::Certificate::CommonName", "x");
+    jitr_params_set(&p, "AWS::IoT::Certificate::SerialNumber", "1");
+    jitr_params_set(&p, "AWS::IoT::Certificate::Id", CERT_A);
+    jitr_plan_release(&plan);
+    CHECK(jitr_template_eval(t, &p, &plan, &e) != 0);
+    CHECK_STR_CONTAINS(e.msg, "parameter 'AWS::IoT::Certificate::Country' has no value");
+    CHECK(plan.thing_name == NULL);
+out:
+    jitr_plan_release(&plan);
+    jitr_params_release(&p);
+    jitr_template_free(t);
+    X509_free(x);
+    buf_release(&path);
+    return rc;
+}
+
+static int test_template_functions(void)
+{
+    int rc = 0;
+    struct err e = ERR_INIT;
+    struct jitr_template *t = NULL;
+    struct jitr_params p = { 0 };
+    struct jitr_plan plan = { 0 };
+    const char *tpl =
+        "{\"Parameters\":{\"AWS::IoT::Certificate::CommonName\":{\"Type\":\"String\"},"
+        "\"AWS::IoT::Certificate::Organization\":{\"Type\":\"String\",\"Default\":\"none\"}},"
+        "\"Resources\":{\"thing\":{\"Type\":\"AWS::IoT::Thing\",\"Properties\":{"
+        "\"ThingName\":{\"Fn::Join\":[\"_\",[\"acme\",{\"Ref\":\"AWS::IoT::Certificate::"
+        "CommonName\"}]]},"
+        "\"AttributePayload\":{\"org\":{\"Fn::Sub\":\"o-${AWS::IoT::Certificate::Organization}"
+        "\"},\"model\":{\"Fn::Select\":[1,{\"Fn::Split\":[\"-\",{\"Ref\":\"AWS::IoT::"
+        "Certificate::CommonName\"}]}]},\"lit\":{\"Fn::Sub\":[\"${a}.y\",{\"a\":\"x\"}]}}}},"
+        "\"policy\":{\"Type\":\"AWS::IoT::Policy\",\"Properties\":{\"PolicyName\":\"shared\"}}}}";
+    t = jitr_template_parse(tpl, strlen(tpl), "t.json", "p", &e);
+    CHECK(t != NULL);
+    jitr_params_set(&p, "AWS::IoT::Certificate::CommonName", "sensor-x200-0007");
+    CHECK_OK(jitr_template_eval(t, &p, &plan, &e), &e);
+    CHECK_STR_EQ(plan.thing_name, "acme_sensor-x200-0007");
+    CHECK_STR_EQ(json_string_value(json_object_get(plan.attributes, "org")), "o-none");
+    CHECK_STR_EQ(json_string_value(json_object_get(plan.attributes, "model")), "x200");
+    CHECK_STR_EQ(json_string_value(json_object_get(plan.attributes, "lit")), "x.y");
+    CHECK_INT_EQ(jitr_template_npolicies(t), 1);
+    CHECK_STR_EQ(jitr_template_policy(t, 0)->name, "shared");
+    CHECK_STR_EQ(jitr_template_policy(t, 0)->doc, "");
+    CHECK(!jitr_template_policy(t, 0)->versioned);
+out:
+    jitr_plan_release(&plan);
+    jitr_params_release(&p);
+    jitr_template_free(t);
+    return rc;
+}
+
+static int test_template_bad(void)
+{
+#define RES_OK "\"thing\":{\"Type\":\"AWS::IoT::Thing\",\"Properties\":{\"ThingName\":\"t\"}}"
+#define POL_OK "\"policy\":{\"Type\":\"AWS::IoT::Policy\",\"Properties\":{\"PolicyName\":\"p\"}}"
+    static const char *const cases[][2] = {
+        { "{", "not JSON" },
+        { "{\"Mappings\":{}}", "unsupported top-level key 'Mappings'" },
+        { "{\"Resources\":{}}", "Resources must be a non-empty object" },
+        { "{\"Resources\":{" POL_OK "}}", "an AWS::IoT::Thing resource is required" },
+        { "{\"Resources\":{" RES_OK "}}", "an AWS::IoT::Policy resource is required" },
+        { "{\"Resources\":{\"x\":{\"Type\":\"AWS::S3::Bucket\",\"Properties\":{}}}}",
+          "unsupported Type 'AWS::S3::Bucket'" },
+        { "{\"Parameters\":{\"P\":{\"Type\":\"Number\"}},\"Resources\":{" RES_OK "," POL_OK "}}",
+          "parameter 'P' needs \"Type\": \"String\"" },
+        { "{\"Resources\":{\"thing\":{\"Type\":\"AWS::IoT::Thing\",\"Properties\":{\"ThingName\":"
+          "{\"Ref\":\"Nope\"}}}," POL_OK "}}",
+          "Ref 'Nope' names no declared parameter" },
+        { "{\"Resources\":{\"thing\":{\"Type\":\"AWS::IoT::Thing\",\"Properties\":{\"ThingName\":"
+          "{\"Fn::FindInMap\":[\"a\",\"b\",\"c\"]}}}," POL_OK "}}",
+          "unsupported function 'Fn::FindInMap'" },
+        { "{\"Resources\":{" RES_OK ",\"policy\":{\"Type\":\"AWS::IoT::Policy\",\"Properties\":{"
+          "\"PolicyDocument\":{\"Fn::Sub\":\"x\"}}}}}",
+          "PolicyDocument must be a constant string" },
+        { "{\"Resources\":{" RES_OK ",\"policy\":{\"Type\":\"AWS::IoT::Policy\",\"Properties\":{"
+          "\"PolicyDocument\":\"{\\\"Version\\\":\\\"2012-10-17\\\",\\\"Statement\\\":[{"
+          "\\\"Effect\\\":\\\"Allow\\\",\\\"Action\\\":\\\"iot:*\\\",\\\"Resource\\\":\\\"*\\\"}"
+          "]}\"}}}}",
+          "PolicyDocument: policy: Statement[0] allows iot:* on *" },
+        { "{\"Resources\":{\"thing\":{\"Type\":\"AWS::IoT::Thing\",\"Properties\":{\"ThingName\":"
+          "\"t\"},\"OverrideSettings\":{\"AttributePayload\":\"KEEP\"}}," POL_OK "}}",
+          "OverrideSettings.AttributePayload must be DO_NOTHING" },
+    };
+    int rc = 0;
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        struct err e = ERR_INIT;
+        struct jitr_template *t =
+            jitr_template_parse(cases[i][0], strlen(cases[i][0]), "bad.json", "p", &e);
+        if (t != NULL) {
+            jitr_template_free(t);
+            TT_FAIL("case %zu parsed", i);
+        }
+        CHECK_INT_EQ(e.code, ERRC_INVALID);
+        CHECK_STR_CONTAINS(e.msg, "bad.json");
+        CHECK_STR_CONTAINS(e.msg, cases[i][1]);
+    }
+out:
+    return rc;
+}
+
+/* The default template carries policies/iot/device.json verbatim. */
+static int test_default_template(void)
+{
+    int rc = 0;
+    struct err e = ERR_INIT;
+    struct buf p = BUF_INIT, doc = BUF_INIT;
+    struct jitr_template *t = NULL;
+    json_t *a = NULL, *b = NULL;
+    buf_addf(&p, "%s/policies/templates/default.json", getenv("JITRCA_SOURCE_DIR"));
+    t = jitr_template_load(p.data, NULL, &e);
+    CHECK(t != NULL);
+    buf_reset(&p);
+    buf_addf(&p, "%s/policies/iot/device.json", getenv("JITRCA_SOURCE_DIR"));
+    CHECK_OK(file_read_all(p.data, 65536, &doc, &e), &e);
+    a = json_loads(doc.data, 0, NULL);
+    b = json_loads(jitr_template_policy(t, 0)->doc, 0, NULL);
+    CHECK(a != NULL && b != NULL && json_equal(a, b));
+out:
+    json_decref(a);
+    json_decref(b);
+    jitr_template_free(t);
+    buf_release(&p);
+    buf_release(&doc);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     static const struct tt_case cases[] = {
@@ -460,6 +719,12 @@ int main(int argc, char **argv)
         { "names", test_names },           { "overrides", test_overrides },
         { "eval_names", test_eval_names }, { "check_fleet", test_check_fleet },
         { "check_cert", test_check_cert },
+        { "policy_device", test_policy_device },
+        { "policy_bad", test_policy_bad },
+        { "template_aws_doc", test_template_aws_doc },
+        { "template_functions", test_template_functions },
+        { "template_bad", test_template_bad },
+        { "default_template", test_default_template },
     };
     return tt_main(argc, argv, cases, ARRAY_LEN(cases));
 }
