@@ -1610,3 +1610,121 @@ out:
     hasher_release(&w.h);
     return rc;
 }
+
+/* ---- looking back from the end (audit_find_last) ---- */
+
+#define FIND_WINDOW (2u << 20) /* bytes read at a time; a line is at most 1 MiB */
+
+/* One line seen looking back: 1 = the record sought, 2 = at or below after (stop), 0 = go on. */
+static int find_line(const char *line, size_t len, const char *type, const char *key,
+                     const char *value, uint64_t after, uint64_t *seq)
+{
+    json_t *o = json_loadb(line, len, 0, NULL);
+    json_t *s = json_object_get(o, "seq");
+    const char *t = json_string_value(json_object_get(o, "type"));
+    const char *v = key ? json_string_value(json_object_get(o, key)) : NULL;
+    int rc = 0;
+    if (!json_is_integer(s) || json_integer_value(s) < 0) {
+        log_warn("audit: a line that is not a record (skipped looking for a record)");
+    } else if ((uint64_t)json_integer_value(s) <= after) {
+        rc = 2;
+    } else if (type == NULL ||
+               (t != NULL && strcmp(t, type) == 0 && v != NULL && strcmp(v, value) == 0)) {
+        *seq = (uint64_t)json_integer_value(s);
+        rc = 1;
+    }
+    json_decref(o);
+    return rc;
+}
+
+/* The line found at `at` is still there with no commit running. */
+static bool line_durable(int fd, const char *line, size_t len, off_t at)
+{
+    char *again = xmalloc(len);
+    bool same = false;
+    if (lock_file(fd, LOCK_SH) == 0) {
+        same = pread_full(fd, again, len, at) == 0 && memcmp(again, line, len) == 0;
+        flock(fd, LOCK_UN);
+    }
+    xfree(again);
+    return same;
+}
+
+int audit_find_last(const char *path, const char *type, const char *key, const char *value,
+                    uint64_t after, uint64_t *seq, bool *found, struct err *e)
+{
+    int fd, rc = -1;
+    char *win = NULL;
+    struct stat st;
+    off_t end;
+    bool tail = true;
+    *seq = 0;
+    *found = false;
+    if (type != NULL && (key == NULL || value == NULL)) {
+        return err_set(e, ERRC_INVALID, "audit: a look-back by type needs a key and a value");
+    }
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return errno == ENOENT ? 0
+                               : err_errno(e, ERRC_UNAVAILABLE, "cannot open audit log '%s'", path);
+    }
+    if (fstat(fd, &st) != 0) {
+        err_errno(e, ERRC_UNAVAILABLE, "cannot stat audit log '%s'", path);
+        goto out;
+    }
+    win = xmalloc(FIND_WINDOW);
+    end = st.st_size;
+    while (end > 0) {
+        off_t wstart = end > (off_t)FIND_WINDOW ? end - (off_t)FIND_WINDOW : 0;
+        size_t len = (size_t)(end - wstart), p = len;
+        if (pread_full(fd, win, len, wstart) != 0) {
+            err_errno(e, ERRC_UNAVAILABLE, "cannot read audit log '%s'", path);
+            goto out;
+        }
+        if (tail) { /* a writer may be in the middle of its line: from the last newline */
+            while (p > 0 && win[p - 1] != '\n') {
+                p--;
+            }
+            if (p == 0) { /* no newline in this window: look further back */
+                end = wstart;
+                continue;
+            }
+            tail = false;
+        }
+        while (p > 0) {
+            size_t nl = p - 1, b = nl;
+            int r;
+            while (b > 0 && win[b - 1] != '\n') {
+                b--;
+            }
+            if (b == 0 && wstart > 0) {
+                break; /* starts before the window */
+            }
+            r = find_line(win + b, nl - b, type, key, value, after, seq);
+            if (r == 1) {
+                *found = line_durable(fd, win + b, nl - b + 1, wstart + (off_t)b);
+                rc = 0;
+                goto out;
+            }
+            if (r == 2) {
+                rc = 0;
+                goto out;
+            }
+            p = b;
+        }
+        if (p == len && wstart > 0) {
+            err_set(e, ERRC_INTERNAL, "audit log '%s': a line longer than %u bytes before offset "
+                    "%lld", path, FIND_WINDOW, (long long)end);
+            goto out;
+        }
+        end = wstart + (off_t)p;
+    }
+    rc = 0;
+out:
+    if (rc != 0 || !*found) {
+        *seq = 0;
+    }
+    xfree(win);
+    close(fd);
+    return rc;
+}

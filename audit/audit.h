@@ -146,4 +146,17 @@ int audit_quarantine_list(const char *path, char ***names, size_t *n, struct err
 typedef int audit_record_fn(void *arg, json_t *rec, uint64_t line);
 int audit_foreach(const char *path, audit_record_fn *fn, void *arg, struct err *e) ATTR_WUR;
 
+/* Looks back from the end of the log at path (no handle needed, any thread or process) for the
+ * newest durable record whose "type" is type and whose string member key is value (type NULL:
+ * the last record, whatever it is), stopping at the first seq at or below after. *found says
+ * whether there is one and *seq is its seq (0 otherwise). A line a writer is still writing is
+ * skipped; a record found is durable once no commit runs (a writer holds its exclusive flock
+ * from its write to its fdatasync, and removes what it wrote when that fails), so it is read
+ * again under a shared flock and counts only when it is still there. A line that is not a
+ * record is skipped with a warning. A missing log holds nothing. ERRC_UNAVAILABLE for I/O,
+ * ERRC_INTERNAL for a line above 1 MiB. Reads backwards in windows: the cost is the distance
+ * from the end, not the log's size. */
+int audit_find_last(const char *path, const char *type, const char *key, const char *value,
+                    uint64_t after, uint64_t *seq, bool *found, struct err *e) ATTR_WUR;
+
 #endif

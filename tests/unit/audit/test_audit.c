@@ -1095,6 +1095,77 @@ out:
     return rc;
 }
 
+/* audit_find_last: the newest record of a type and member value above a seq, looking back from
+ * the end; the last record; a torn last line skipped; a missing log; a line that is too long. */
+static int test_find_last(void)
+{
+    int rc = 0;
+    struct err e = ERR_INIT;
+    struct audit_log *log = NULL;
+    char path[256];
+    uint64_t seq = 99;
+    bool found = true;
+    json_t *recs[6];
+    int fd = -1;
+    path_in(path, sizeof(path), "find.log");
+    unlink(path);
+    CHECK_OK(audit_find_last(path, NULL, NULL, NULL, 0, &seq, &found, &e), &e); /* missing */
+    CHECK(!found);
+    CHECK_INT_EQ(seq, 0);
+    log = audit_open(path, &e);
+    CHECK(log != NULL);
+    for (int i = 0; i < 6; i++) { /* a b a b a c, certificate ids x y x y z x */
+        recs[i] = json_pack("{s:s, s:s}", "type", i == 5 ? "c" : i % 2 ? "b" : "a",
+                            "certificate_id", i == 4 ? "z" : i % 2 ? "y" : "x");
+    }
+    CHECK_OK(audit_append(log, recs, 6, NULL, &e), &e);
+    for (int i = 0; i < 6; i++) {
+        json_decref(recs[i]);
+    }
+    CHECK_OK(audit_find_last(path, NULL, NULL, NULL, 0, &seq, &found, &e), &e);
+    CHECK(found);
+    CHECK_INT_EQ(seq, 6);
+    CHECK_OK(audit_find_last(path, "a", "certificate_id", "x", 0, &seq, &found, &e), &e);
+    CHECK(found);
+    CHECK_INT_EQ(seq, 3);
+    CHECK_OK(audit_find_last(path, "a", "certificate_id", "x", 3, &seq, &found, &e), &e);
+    CHECK(!found); /* stops at seq 3 */
+    CHECK_INT_EQ(seq, 0);
+    CHECK_OK(audit_find_last(path, "b", "certificate_id", "x", 0, &seq, &found, &e), &e);
+    CHECK(!found);
+    CHECK_OK(audit_find_last(path, "a", "certificate_id", "z", 0, &seq, &found, &e), &e);
+    CHECK(found);
+    CHECK_INT_EQ(seq, 5);
+    CHECK(audit_find_last(path, "a", NULL, NULL, 0, &seq, &found, &e) != 0);
+    CHECK_INT_EQ(e.code, ERRC_INVALID);
+    err_clear(&e);
+    /* a writer in the middle of its line: not a record yet */
+    fd = open(path, O_WRONLY | O_APPEND);
+    CHECK(fd >= 0);
+    CHECK(write(fd, "{\"certificate_id\":\"z\",\"seq\":7,\"type\":\"a\"", 40) == 40);
+    CHECK_OK(audit_find_last(path, "a", "certificate_id", "z", 0, &seq, &found, &e), &e);
+    CHECK(found);
+    CHECK_INT_EQ(seq, 5);
+    /* more than a window without a newline before the end: refused, not read forever */
+    {
+        char *junk = xmalloc(3u << 20);
+        memset(junk, 'x', 3u << 20);
+        CHECK(write(fd, "\n", 1) == 1);
+        CHECK(write(fd, junk, 3u << 20) == (ssize_t)(3u << 20));
+        CHECK(write(fd, "\n", 1) == 1);
+        xfree(junk);
+    }
+    CHECK(audit_find_last(path, "a", "certificate_id", "z", 0, &seq, &found, &e) != 0);
+    CHECK_INT_EQ(e.code, ERRC_INTERNAL);
+    CHECK(!found);
+out:
+    if (fd >= 0) {
+        close(fd);
+    }
+    audit_close(log);
+    return rc;
+}
+
 /* ---- durability and concurrency ---- */
 
 static int test_one_fsync_per_commit(void)
@@ -1326,6 +1397,7 @@ int main(int argc, char **argv)
         { "torn_unacknowledged_cut", test_torn_unacknowledged_cut },
         { "torn_acknowledged_quarantined", test_torn_acknowledged_quarantined },
         { "foreach", test_foreach },
+        { "find_last", test_find_last },
         { "one_fsync_per_commit", test_one_fsync_per_commit },
         { "concurrent_writers", test_concurrent_writers },
         { "group_commit", test_group_commit },
