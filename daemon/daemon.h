@@ -28,6 +28,7 @@
 #include "core/compat.h"
 #include "core/conf.h"
 #include "core/err.h"
+#include "core/workq.h"
 
 struct event_base;
 struct issuance_ctx;
@@ -140,8 +141,9 @@ void snap_audit_totals(const struct snap *s, struct audit_stats *sum);
 
 /* ---- pool ----------------------------------------------------------------------------------- */
 
+/* The signing threads: a core/workq.h queue. */
 struct pool_job {
-    struct pool_job *next;
+    struct workq_job wq;                        /* the queue's */
     void (*run)(struct pool_job *j, void *tls); /* in a signing thread */
     void (*done)(struct pool_job *j);           /* then on the loop */
 };
@@ -149,7 +151,7 @@ struct pool;
 
 /* n threads, each with tls = tls_new() (freed with tls_free at pool_free). A thread takes its
  * share of the queue at once (queued / n, at most 64) and hands them to run_many when given
- * (else to each job's run). Completions are run on base's loop. */
+ * (else to each job's run). Completions are run on base's loop. NULL when no thread starts. */
 struct pool *pool_new(struct event_base *base, size_t n, void *(*tls_new)(void),
                       void (*tls_free)(void *),
                       void (*run_many)(struct pool_job **v, size_t n, void *tls)) ATTR_WUR;

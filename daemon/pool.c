@@ -1,109 +1,75 @@
 /*
  * The signing threads of a worker. The loop never blocks: a job (sign, look up, audit a refusal,
  * probe readiness, rebuild the snapshot) is queued here, run by a thread that owns its signer
- * and Redis connections (tls), and its completion is queued back and run on the loop through an
- * event activated from the thread (libevent with evthread_use_pthreads, called by the worker
- * before creating its base). Queues are intrusive singly linked lists under one mutex each.
+ * and Redis connections (tls), and its completion is run back on the loop through an event
+ * activated from the thread (libevent with evthread_use_pthreads, called by the worker before
+ * creating its base). The queue is core/workq.h's; this file gives it the worker's threads.
  */
 #include <event2/event.h>
-#include <pthread.h>
-#include <string.h>
 
 #include "core/log.h"
 #include "core/mem.h"
 #include "daemon/daemon.h"
 
+#define POOL_TAKE_MAX 64
+
 struct pool {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    struct pool_job *head, *tail; /* waiting to run */
-    struct pool_job *dhead, *dtail; /* waiting for their completion on the loop */
-    bool stop;
-    size_t queued;
-    size_t busy;
-    size_t n;
-    pthread_t *threads;
+    struct workq *wq;
+    struct event *wake;
     void *(*tls_new)(void);
     void (*tls_free)(void *);
     void (*run_many)(struct pool_job **v, size_t n, void *tls);
-    struct event *wake;
 };
 
-#define POOL_TAKE_MAX 64
-
-/* A thread takes its share of the queue (queued / threads, at least one): jobs taken together
- * can share one serial reservation, one durable audit commit and one index write. */
-static void *pool_thread(void *arg)
+static void *pool_tls_new(void *arg)
 {
     struct pool *p = arg;
-    void *tls = p->tls_new();
-    struct pool_job *v[POOL_TAKE_MAX];
-    for (;;) {
-        size_t n = 0;
-        pthread_mutex_lock(&p->mu);
-        while (p->head == NULL && !p->stop) {
-            pthread_cond_wait(&p->cv, &p->mu);
-        }
-        if (p->head == NULL) {
-            pthread_mutex_unlock(&p->mu);
-            break;
-        }
-        size_t share = (p->queued + p->n - 1) / p->n;
-        if (share > POOL_TAKE_MAX) {
-            share = POOL_TAKE_MAX;
-        }
-        while (p->head && n < share) {
-            v[n] = p->head;
-            p->head = p->head->next;
-            v[n++]->next = NULL;
-            p->queued--;
-        }
-        if (p->head == NULL) {
-            p->tail = NULL;
-        }
-        pthread_mutex_unlock(&p->mu);
-        if (p->run_many) {
-            p->run_many(v, n, tls);
-        } else {
-            for (size_t i = 0; i < n; i++) {
-                v[i]->run(v[i], tls);
-            }
-        }
-        pthread_mutex_lock(&p->mu);
-        for (size_t i = 0; i < n; i++) {
-            if (p->dtail) {
-                p->dtail->next = v[i];
-            } else {
-                p->dhead = v[i];
-            }
-            p->dtail = v[i];
-        }
-        pthread_mutex_unlock(&p->mu);
-        event_active(p->wake, EV_READ, 0);
-    }
+    return p->tls_new();
+}
+
+static void pool_tls_free(void *tls, void *arg)
+{
+    struct pool *p = arg;
     p->tls_free(tls);
-    return NULL;
 }
 
-static void pool_drain(struct pool *p)
+/* A thread's share of the queue: jobs taken together can share one serial reservation, one
+ * durable audit commit and one index write. */
+static void pool_run(struct workq_job **v, size_t n, void *tls, void *arg)
 {
-    pthread_mutex_lock(&p->mu);
-    struct pool_job *j = p->dhead;
-    p->dhead = p->dtail = NULL;
-    pthread_mutex_unlock(&p->mu);
-    while (j) {
-        struct pool_job *next = j->next;
-        p->busy--;
-        j->done(j);
-        j = next;
+    struct pool *p = arg;
+    struct pool_job *jobs[POOL_TAKE_MAX];
+    BUG_ON(n > POOL_TAKE_MAX);
+    for (size_t i = 0; i < n; i++) {
+        jobs[i] = (struct pool_job *)(void *)v[i];
+    }
+    if (p->run_many) {
+        p->run_many(jobs, n, tls);
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            jobs[i]->run(jobs[i], tls);
+        }
     }
 }
 
-static void wake_cb(evutil_socket_t fd, short what, void *arg)
+static void pool_done(struct workq_job *j, bool ran)
 {
+    struct pool_job *pj = (struct pool_job *)(void *)j;
+    (void)ran; /* always: the pool runs everything queued before it goes */
+    pj->done(pj);
+}
+
+static void pool_wake(void *arg)
+{
+    event_active(arg, EV_READ, 0);
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    struct pool *p = arg;
     (void)fd;
     (void)what;
-    pool_drain(arg);
+    workq_drain(p->wq);
 }
 
 struct pool *pool_new(struct event_base *base, size_t n, void *(*tls_new)(void),
@@ -111,22 +77,25 @@ struct pool *pool_new(struct event_base *base, size_t n, void *(*tls_new)(void),
                       void (*run_many)(struct pool_job **v, size_t n, void *tls))
 {
     struct pool *p = xcalloc(1, sizeof(*p));
-    p->run_many = run_many;
-    pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->cv, NULL);
+    struct workq_opts o = { 0 };
+    struct err e = ERR_INIT;
     p->tls_new = tls_new;
     p->tls_free = tls_free;
-    p->wake = event_new(base, -1, 0, wake_cb, p);
+    p->run_many = run_many;
+    p->wake = event_new(base, -1, 0, on_wake, p);
     BUG_ON(p->wake == NULL);
-    p->threads = xcalloc(n, sizeof(pthread_t));
-    for (size_t i = 0; i < n; i++) {
-        if (pthread_create(&p->threads[i], NULL, pool_thread, p) != 0) {
-            log_error("cannot start signing thread %zu", i);
-            break;
-        }
-        p->n++;
-    }
-    if (p->n == 0) {
+    o.threads = n;
+    o.take_max = POOL_TAKE_MAX;
+    o.tls_new = pool_tls_new;
+    o.tls_free = pool_tls_free;
+    o.run = pool_run;
+    o.arg = p;
+    o.wake = pool_wake;
+    o.wake_arg = p->wake;
+    o.name = "signing";
+    p->wq = workq_new(&o, &e);
+    if (p->wq == NULL) {
+        log_error("%s", e.msg);
         pool_free(p);
         return NULL;
     }
@@ -135,23 +104,17 @@ struct pool *pool_new(struct event_base *base, size_t n, void *(*tls_new)(void),
 
 void pool_submit(struct pool *p, struct pool_job *j)
 {
-    j->next = NULL;
-    p->busy++;
-    pthread_mutex_lock(&p->mu);
-    if (p->tail) {
-        p->tail->next = j;
-    } else {
-        p->head = j;
+    struct err e = ERR_INIT;
+    j->wq.done = pool_done;
+    if (workq_submit(p->wq, &j->wq, &e) != 0) {
+        /* only from a completion run by pool_free: nothing runs any more */
+        log_error("%s", e.msg);
     }
-    p->tail = j;
-    p->queued++;
-    pthread_cond_signal(&p->cv);
-    pthread_mutex_unlock(&p->mu);
 }
 
 size_t pool_busy(const struct pool *p)
 {
-    return p->busy;
+    return workq_busy(p->wq);
 }
 
 void pool_free(struct pool *p)
@@ -159,17 +122,7 @@ void pool_free(struct pool *p)
     if (p == NULL) {
         return;
     }
-    pthread_mutex_lock(&p->mu);
-    p->stop = true;
-    pthread_cond_broadcast(&p->cv);
-    pthread_mutex_unlock(&p->mu);
-    for (size_t i = 0; i < p->n; i++) {
-        pthread_join(p->threads[i], NULL);
-    }
-    pool_drain(p);
+    workq_free(p->wq); /* queued jobs run, then every completion */
     event_free(p->wake);
-    pthread_cond_destroy(&p->cv);
-    pthread_mutex_destroy(&p->mu);
-    xfree(p->threads);
     xfree(p);
 }
