@@ -1,8 +1,9 @@
 /*
  * The per-certificate provisioning state machine (docs/style.md, "State machines";
  * docs/aws-iot.md, "Provisioning order: activation last"; docs/contracts.md, "Guarantees"). One
- * struct jitr_req per queued event; jitr_advance() is the only place that decides, completions
- * only store their result and call it.
+ * struct jitr_req per queued event; one function per state (state_fns[], run by jitr_advance())
+ * decides, completions only store their result and call jitr_advance(); set_state is the one
+ * place that changes the state.
  *
  * Order: LOCK → LOAD → LOOKUP → DESCRIBE → EVALUATE → CREATE_THING (→ UPDATE_THING) → POLICY →
  * ATTACH_POLICY → ATTACH_PRINCIPAL (→ LIST_GROUPS → REMOVE_FROM_GROUP) → ADD_TO_GROUP →
@@ -813,472 +814,548 @@ static void recorded(struct jitr_req *r, enum jitr_outcome o, const char *final)
     persist_then(r, JITR_ST_UNLOCK, final, r->audit_found ? "audited already" : "audited");
 }
 
-static void jitr_advance(struct jitr_req *r)
+static void st_received(struct jitr_req *r)
+{
+    set_state(r, JITR_ST_LOCK);
+}
+
+static void st_lock(struct jitr_req *r)
 {
     char key[160];
     struct held_reply *h = held(r);
-    for (;;) {
-        if (r->in_flight) {
+    if (!r->have_result) {
+        char px[24];
+        key_of(key, sizeof(key), "jitr:lock", r->ev.cert_id);
+        snprintf(px, sizeof(px), "%d", r->env->lock_ms > 0 ? r->env->lock_ms : 60000);
+        const char *av[] = { "SET", key, r->lock_token, "NX", "PX", px };
+        start_redis(r, 6, av);
+        return;
+    }
+    if (r->op_err.code != ERRC_OK) {
+        fail_op(r, "lock");
+        return;
+    }
+    if (h->type != STORE_REPLY_STRING) {
+        struct err e = ERR_INIT;
+        err_set(&e, ERRC_CONFLICT, "certificate %.16s... is being provisioned by another "
+                "worker", r->ev.cert_id);
+        finish_with(r, JITR_OUT_BUSY, &e);
+        set_state(r, JITR_ST_UNLOCK);
+        return;
+    }
+    r->locked = true;
+    set_state(r, JITR_ST_LOAD);
+}
+
+static void st_load(struct jitr_req *r)
+{
+    char key[160];
+    struct held_reply *h = held(r);
+    if (!r->have_result) {
+        key_of(key, sizeof(key), "jitr:dev", r->ev.cert_id);
+        const char *av[] = { "HGETALL", key };
+        start_redis(r, 2, av);
+        return;
+    }
+    if (r->op_err.code != ERRC_OK) {
+        fail_op(r, "load state");
+        return;
+    }
+    {
+        const char *st = field(h->fields, "state");
+        int sti = jitr_state_parse(st);
+        uint64_t u = 0;
+        if (str_to_u64(field(h->fields, "first_ms"), &u) == 0 && u > 0) {
+            r->first_ms = (int64_t)u;
+        }
+        if (str_to_u64(field(h->fields, "attempts"), &u) == 0) {
+            r->attempts = (unsigned)u;
+        }
+        if (strcmp(st, ST_DONE) == 0 || strcmp(st, ST_REJECTED) == 0 ||
+            strcmp(st, ST_IGNORED) == 0) {
+            finish_with(r, JITR_OUT_DUPLICATE, NULL);
+            set_state(r, JITR_ST_UNLOCK);
             return;
         }
-        switch (r->state) {
-        case JITR_ST_RECEIVED:
-            set_state(r, JITR_ST_LOCK);
-            break;
-        case JITR_ST_LOCK:
-            if (!r->have_result) {
-                char px[24];
-                key_of(key, sizeof(key), "jitr:lock", r->ev.cert_id);
-                snprintf(px, sizeof(px), "%d", r->env->lock_ms > 0 ? r->env->lock_ms : 60000);
-                const char *av[] = { "SET", key, r->lock_token, "NX", "PX", px };
-                start_redis(r, 6, av);
-                break;
+        snprintf(r->stored_reason, sizeof(r->stored_reason), "%s",
+                 field(h->fields, "reason"));
+        r->existed = strcmp(field(h->fields, "existed"), "1") == 0;
+        r->resume = JITR_ST_RECEIVED;
+        if (sti == JITR_ST_RECORD || sti == JITR_ST_RECORD_REJECT ||
+            sti == JITR_ST_RECORD_IGNORE) {
+            /* the AWS step is done (or there was none): only the audit record is
+             * missing, and perhaps not even that (a crash after the append) */
+            if (str_to_u64(field(h->fields, "audit_after"), &u) == 0) {
+                r->audit_after = u;
+                r->audit_after_set = true;
+                r->audit_check = true;
             }
-            if (r->op_err.code != ERRC_OK) {
-                fail_op(r, "lock");
-                break;
+            restore(r, h->fields);
+            if (sti != JITR_ST_RECORD) {
+                verdict(r, V_REJECT, "%s", r->stored_reason);
             }
-            if (h->type != STORE_REPLY_STRING) {
-                struct err e = ERR_INIT;
-                err_set(&e, ERRC_CONFLICT, "certificate %.16s... is being provisioned by another "
-                        "worker", r->ev.cert_id);
-                finish_with(r, JITR_OUT_BUSY, &e);
-                set_state(r, JITR_ST_UNLOCK);
-                break;
-            }
-            r->locked = true;
-            set_state(r, JITR_ST_LOAD);
-            break;
-        case JITR_ST_LOAD:
-            if (!r->have_result) {
-                key_of(key, sizeof(key), "jitr:dev", r->ev.cert_id);
-                const char *av[] = { "HGETALL", key };
-                start_redis(r, 2, av);
-                break;
-            }
-            if (r->op_err.code != ERRC_OK) {
-                fail_op(r, "load state");
-                break;
-            }
-            {
-                const char *st = field(h->fields, "state");
-                int sti = jitr_state_parse(st);
-                uint64_t u = 0;
-                if (str_to_u64(field(h->fields, "first_ms"), &u) == 0 && u > 0) {
-                    r->first_ms = (int64_t)u;
-                }
-                if (str_to_u64(field(h->fields, "attempts"), &u) == 0) {
-                    r->attempts = (unsigned)u;
-                }
-                if (strcmp(st, ST_DONE) == 0 || strcmp(st, ST_REJECTED) == 0 ||
-                    strcmp(st, ST_IGNORED) == 0) {
-                    finish_with(r, JITR_OUT_DUPLICATE, NULL);
-                    set_state(r, JITR_ST_UNLOCK);
-                    break;
-                }
-                snprintf(r->stored_reason, sizeof(r->stored_reason), "%s",
-                         field(h->fields, "reason"));
-                r->existed = strcmp(field(h->fields, "existed"), "1") == 0;
-                r->resume = JITR_ST_RECEIVED;
-                if (sti == JITR_ST_RECORD || sti == JITR_ST_RECORD_REJECT ||
-                    sti == JITR_ST_RECORD_IGNORE) {
-                    /* the AWS step is done (or there was none): only the audit record is
-                     * missing, and perhaps not even that (a crash after the append) */
-                    if (str_to_u64(field(h->fields, "audit_after"), &u) == 0) {
-                        r->audit_after = u;
-                        r->audit_after_set = true;
-                        r->audit_check = true;
-                    }
-                    restore(r, h->fields);
-                    if (sti != JITR_ST_RECORD) {
-                        verdict(r, V_REJECT, "%s", r->stored_reason);
-                    }
-                    set_state(r, (enum jitr_state)sti);
-                    break;
-                }
-                if (sti >= JITR_ST_CREATE_THING && sti <= JITR_ST_REJECT) {
-                    r->resume = (enum jitr_state)sti;
-                }
-            }
-            set_state(r, JITR_ST_LOOKUP);
-            break;
-        case JITR_ST_LOOKUP:
-            /* both reads fail while the index is incomplete (store.h): no verdict then */
-            if (!r->have_result && r->serial[0] == '\0') {
-                store_key_fp(key, sizeof(key), r->ev.cert_id);
-                const char *av[] = { "EVAL", store_index_get_lua, "2", STORE_INDEX_READY, key };
-                start_redis(r, 5, av);
-                break;
-            }
-            if (r->op_err.code != ERRC_OK && store_err_index_incomplete(&r->op_err)) {
-                wait_for_index(r);
-                break;
-            }
-            if (r->op_err.code != ERRC_OK) {
-                fail_op(r, "index lookup");
-                break;
-            }
-            if (r->serial[0] == '\0') {
-                if (h->type != STORE_REPLY_STRING || h->str == NULL || h->str[0] == '\0' ||
-                    strlen(h->str) >= sizeof(r->serial)) {
-                    set_state(r, JITR_ST_DESCRIBE); /* not in our index */
-                    break;
-                }
-                snprintf(r->serial, sizeof(r->serial), "%s", h->str);
-                r->have_result = false;
-                store_key_cert(key, sizeof(key), r->serial);
-                const char *av[] = { "EVAL", store_index_hgetall_lua, "2", STORE_INDEX_READY, key };
-                start_redis(r, 5, av);
-                break;
-            }
-            if (h->fields == NULL || json_object_size(h->fields) == 0) {
-                r->serial[0] = '\0';
-            } else {
-                r->record = json_incref(h->fields);
-            }
-            set_state(r, JITR_ST_DESCRIBE);
-            break;
-        case JITR_ST_DESCRIBE:
-            /* AWS's own record, on every run that may change the certificate's status: the
-             * event's fields are claims */
-            if (!r->have_result) {
-                start_aws(r, AWS_IOT_DESCRIBE_CERTIFICATE,
-                          json_pack("{s:s}", "certificateId", r->ev.cert_id));
-                break;
-            }
-            if (r->op_err.code != ERRC_OK) {
-                fail_op(r, "DescribeCertificate");
-                break;
-            }
-            r->desc = json_incref(json_object_get(h->fields, "certificateDescription"));
-            if (!json_is_object(r->desc) ||
-                strcmp(field(r->desc, "certificateId"), r->ev.cert_id) != 0) {
-                err_set(&r->op_err, ERRC_UNAVAILABLE, "AWS IoT DescribeCertificate: no "
-                        "description of certificate %.16s...", r->ev.cert_id);
-                fail_op(r, "DescribeCertificate");
-                break;
-            }
-            set_state(r, JITR_ST_EVALUATE);
-            break;
-        case JITR_ST_EVALUATE:
-            on_evaluated(r, evaluate(r));
-            break;
-        case JITR_ST_CREATE_THING:
-            if (!r->have_result) {
-                json_t *in = json_pack("{s:s}", "thingName", r->plan.thing_name);
-                if (r->plan.thing_type) {
-                    json_object_set_new(in, "thingTypeName", json_string(r->plan.thing_type));
-                }
-                if (r->plan.billing_group) {
-                    json_object_set_new(in, "billingGroupName",
-                                        json_string(r->plan.billing_group));
-                }
-                if (r->plan.attributes) {
-                    json_object_set_new(in, "attributePayload",
-                                        json_pack("{s:O}", "attributes", r->plan.attributes));
-                }
-                start_aws(r, AWS_IOT_CREATE_THING, in);
-                break;
-            }
-            r->existed = r->op_err.code != ERRC_OK &&
-                         strcmp(r->aws_code, "ResourceAlreadyExistsException") == 0;
-            if (r->existed &&
-                (r->env->thing_conflict_fail || r->plan.thing_override == JITR_OVR_FAIL ||
-                 r->plan.type_override == JITR_OVR_FAIL ||
-                 r->plan.groups_override == JITR_OVR_FAIL)) {
-                /* the template (or jitr.thing_conflict) says an existing thing is an error */
-                fail_op(r, "CreateThing (OverrideSettings FAIL or jitr.thing_conflict fail)");
-                break;
-            }
-            if (r->existed) {
-                /* the thing exists with another configuration: the template's OverrideSettings
-                 * say whether to update it (MERGE, REPLACE) or keep it (DO_NOTHING) */
-                err_clear(&r->op_err);
-                if (update_wanted(r)) {
-                    set_state(r, JITR_ST_UPDATE_THING);
-                    break;
-                }
-                log_info("cert=%.16s thing '%s' exists with other attributes: kept",
-                         r->ev.cert_id, r->plan.thing_name);
-            } else if (r->op_err.code != ERRC_OK) {
-                fail_op(r, "CreateThing");
-                break;
-            }
-            persist_then(r, JITR_ST_POLICY, "POLICY", r->existed ? "existed" : "");
-            break;
-        case JITR_ST_UPDATE_THING:
-            if (!r->have_result) {
-                json_t *in = json_pack("{s:s}", "thingName", r->plan.thing_name);
-                if (r->plan.thing_override == JITR_OVR_MERGE ||
-                    r->plan.thing_override == JITR_OVR_REPLACE) {
-                    /* REPLACE without AttributePayload: the thing keeps no attribute */
-                    json_object_set_new(
-                        in, "attributePayload",
-                        json_pack("{s:o, s:b}", "attributes",
-                                  r->plan.attributes ? json_copy(r->plan.attributes)
-                                                     : json_object(),
-                                  "merge", r->plan.thing_override == JITR_OVR_MERGE));
-                }
-                if (r->plan.type_override == JITR_OVR_REPLACE && r->plan.thing_type) {
-                    json_object_set_new(in, "thingTypeName", json_string(r->plan.thing_type));
-                }
-                start_aws(r, AWS_IOT_UPDATE_THING, in);
-                break;
-            }
-            if (r->op_err.code != ERRC_OK) {
-                fail_op(r, "UpdateThing");
-                break;
-            }
-            log_info("cert=%.16s thing '%s' existed: %s", r->ev.cert_id, r->plan.thing_name,
-                     r->plan.thing_override == JITR_OVR_MERGE     ? "attributes merged"
-                     : r->plan.thing_override == JITR_OVR_REPLACE ? "attributes replaced"
-                                                                  : "thing type replaced");
-            persist_then(r, JITR_ST_POLICY, "POLICY", "updated");
-            break;
-        case JITR_ST_POLICY:
-            if (r->idx >= jitr_template_npolicies(r->env->tpl)) {
-                r->idx = 0;
-                set_state(r, JITR_ST_ATTACH_POLICY);
-                break;
-            }
-            if (!r->have_result) {
-                struct err e = ERR_INIT;
-                if (r->io->policy_ready(r->io->ctx, r->env->tpl, r->idx, on_done, r, &e) != 0) {
-                    err_copy(&r->op_err, &e);
-                    r->have_result = true;
-                } else {
-                    r->in_flight = true;
-                }
-                break;
-            }
-            if (r->op_err.code != ERRC_OK) {
-                r->idx = 0;
-                fail_op(r, "policy");
-                break;
-            }
-            r->idx++;
-            r->have_result = false;
-            break;
-        case JITR_ST_ATTACH_POLICY:
-            if (r->idx >= jitr_template_npolicies(r->env->tpl)) {
-                r->idx = 0;
-                persist_then(r, JITR_ST_ATTACH_PRINCIPAL, "ATTACH_PRINCIPAL", "");
-                break;
-            }
-            if (!r->have_result) {
-                start_aws(r, AWS_IOT_ATTACH_POLICY,
-                          json_pack("{s:s, s:s}", "policyName",
-                                    jitr_template_policy(r->env->tpl, r->idx)->name, "target",
-                                    r->cert_arn));
-                break;
-            }
-            if (r->op_err.code != ERRC_OK) {
-                r->idx = 0;
-                fail_op(r, "AttachPolicy");
-                break;
-            }
-            r->idx++;
-            r->have_result = false;
-            break;
-        case JITR_ST_ATTACH_PRINCIPAL:
-            if (!r->have_result) {
-                json_t *in = json_pack("{s:s, s:s}", "thingName", r->plan.thing_name,
-                                       "principal", r->cert_arn);
-                if (r->env->exclusive_thing) {
-                    json_object_set_new(in, "thingPrincipalType", json_string("EXCLUSIVE_THING"));
-                }
-                start_aws(r, AWS_IOT_ATTACH_THING_PRINCIPAL, in);
-                break;
-            }
-            if (r->op_err.code != ERRC_OK) {
-                fail_op(r, "AttachThingPrincipal");
-                break;
-            }
-            persist_then(r, after_principal(r), jitr_state_name(after_principal(r)), "");
-            break;
-        case JITR_ST_LIST_GROUPS:
-            if (!r->have_result) {
-                start_aws(r, AWS_IOT_LIST_THING_GROUPS_FOR_THING,
-                          json_pack("{s:s, s:i}", "thingName", r->plan.thing_name, "maxResults",
-                                    250));
-                break;
-            }
-            if (r->op_err.code != ERRC_OK) {
-                fail_op(r, "ListThingGroupsForThing");
-                break;
-            }
-            {
-                size_t i;
-                json_t *g;
-                json_decref(r->remove);
-                r->remove = json_array();
-                json_array_foreach (json_object_get(h->fields, "thingGroups"), i, g) {
-                    const char *name = field(g, "groupName");
-                    if (name[0] && !group_wanted(r, name)) {
-                        json_array_append_new(r->remove, json_string(name));
-                    }
-                }
-            }
-            r->idx = 0;
-            set_state(r, JITR_ST_REMOVE_FROM_GROUP);
-            break;
-        case JITR_ST_REMOVE_FROM_GROUP:
-            if (r->remove == NULL) { /* resumed here: list again */
-                set_state(r, JITR_ST_LIST_GROUPS);
-                break;
-            }
-            if (r->idx >= json_array_size(r->remove)) {
-                r->idx = 0;
-                persist_then(r, total_groups(r) > 0 ? JITR_ST_ADD_TO_GROUP : JITR_ST_ACTIVATE,
-                             total_groups(r) > 0 ? "ADD_TO_GROUP" : "ACTIVATE", "");
-                break;
-            }
-            if (!r->have_result) {
-                start_aws(r, AWS_IOT_REMOVE_THING_FROM_THING_GROUP,
-                          json_pack("{s:s, s:s}", "thingGroupName",
-                                    json_string_value(json_array_get(r->remove, r->idx)),
-                                    "thingName", r->plan.thing_name));
-                break;
-            }
-            if (r->op_err.code != ERRC_OK) {
-                r->idx = 0;
-                fail_op(r, "RemoveThingFromThingGroup");
-                break;
-            }
-            r->idx++;
-            r->have_result = false;
-            break;
-        case JITR_ST_ADD_TO_GROUP:
-            if (r->idx >= total_groups(r)) {
-                r->idx = 0;
-                persist_then(r, JITR_ST_ACTIVATE, "ACTIVATE", "");
-                break;
-            }
-            if (!r->have_result) {
-                start_aws(r, AWS_IOT_ADD_THING_TO_THING_GROUP,
-                          json_pack("{s:s, s:s}", "thingGroupName", group_at(r, r->idx),
-                                    "thingName", r->plan.thing_name));
-                break;
-            }
-            if (r->op_err.code != ERRC_OK) {
-                r->idx = 0;
-                fail_op(r, "AddThingToThingGroup");
-                break;
-            }
-            r->idx++;
-            r->have_result = false;
-            break;
-        case JITR_ST_ACTIVATE:
-            if (r->status_set) { /* AWS has the template's status already */
-                persist_audit_mark(r, JITR_ST_RECORD, r->plan.activate ? "ACTIVE already"
-                                                                       : "INACTIVE already");
-                break;
-            }
-            if (!r->have_result) {
-                start_aws(r, AWS_IOT_UPDATE_CERTIFICATE,
-                          json_pack("{s:s, s:s}", "certificateId", r->ev.cert_id, "newStatus",
-                                    r->plan.activate ? "ACTIVE" : "INACTIVE"));
-                break;
-            }
-            if (r->op_err.code != ERRC_OK) {
-                fail_op(r, "UpdateCertificate");
-                break;
-            }
-            snprintf(r->aws_status, sizeof(r->aws_status), "%s",
-                     r->plan.activate ? "ACTIVE" : "INACTIVE");
-            persist_audit_mark(r, JITR_ST_RECORD, r->aws_status);
-            break;
-        case JITR_ST_RECORD:
-            /* the audit record is durable before DONE is saved; a crash in between replays
-             * RECORD, which finds the record (audit_after) instead of appending it again */
-            if (!r->have_result) {
-                start_audit(r, "jitr_activate", NULL);
-                break;
-            }
-            if (r->op_err.code != ERRC_OK) {
-                fail_op(r, "audit");
-                break;
-            }
-            recorded(r, JITR_OUT_ACTIVATED, ST_DONE);
-            break;
-        case JITR_ST_REJECT:
-            if (r->env->reject_leave_pending) {
-                persist_audit_mark(r, JITR_ST_RECORD_REJECT, "left PENDING_ACTIVATION");
-                break;
-            }
-            if (!r->have_result) {
-                start_aws(r, AWS_IOT_UPDATE_CERTIFICATE,
-                          json_pack("{s:s, s:s}", "certificateId", r->ev.cert_id, "newStatus",
-                                    "REVOKED"));
-                break;
-            }
-            if (r->op_err.code != ERRC_OK) {
-                fail_op(r, "UpdateCertificate REVOKED");
-                break;
-            }
-            snprintf(r->aws_status, sizeof(r->aws_status), "REVOKED");
-            persist_audit_mark(r, JITR_ST_RECORD_REJECT, "REVOKED");
-            break;
-        case JITR_ST_RECORD_REJECT:
-        case JITR_ST_RECORD_IGNORE:
-            if (!r->have_result) {
-                start_audit(r, r->state == JITR_ST_RECORD_REJECT ? "jitr_reject" : "jitr_ignore",
-                            r->err.msg);
-                break;
-            }
-            if (r->op_err.code != ERRC_OK) {
-                fail_op(r, "audit");
-                break;
-            }
-            if (r->state == JITR_ST_RECORD_REJECT) {
-                recorded(r, JITR_OUT_REJECTED, ST_REJECTED);
-            } else {
-                recorded(r, JITR_OUT_IGNORED, ST_IGNORED);
-            }
-            break;
-        case JITR_ST_PERSIST:
-            if (r->op_err.code != ERRC_OK) {
-                enum jitr_outcome o = r->outcome;
-                err_prefix(&r->op_err, "save state");
-                /* a finished AWS step is redone idempotently after the retry */
-                finish_with(r, o == JITR_OUT_ACTIVATED || o == JITR_OUT_REJECTED ||
-                                       o == JITR_OUT_IGNORED || o == JITR_OUT_NONE
-                                   ? JITR_OUT_RETRY
-                                   : o,
-                            &r->op_err);
-                set_state(r, JITR_ST_UNLOCK);
-                break;
-            }
-            set_state(r, r->after);
-            break;
-        case JITR_ST_UNLOCK:
-            if (!r->locked) {
-                set_state(r, JITR_ST_FINISHED);
-                break;
-            }
-            if (!r->have_result) {
-                key_of(key, sizeof(key), "jitr:lock", r->ev.cert_id);
-                const char *av[] = { "EVAL", unlock_lua, "1", key, r->lock_token };
-                start_redis(r, 5, av);
-                break;
-            }
-            /* an unlock failure only delays a duplicate until the lock expires */
-            r->locked = false;
-            set_state(r, JITR_ST_FINISHED);
-            break;
-        case JITR_ST_FINISHED:
-            held_clear(h);
-            if (r->outcome == JITR_OUT_NONE) {
-                r->outcome = JITR_OUT_RETRY;
-            }
-            r->io->done(r->io->ctx, r);
-            return;
-        case JITR_ST__COUNT:
-            BUG_ON(true);
+            set_state(r, (enum jitr_state)sti);
             return;
         }
-        if (r->in_flight) {
+        if (sti >= JITR_ST_CREATE_THING && sti <= JITR_ST_REJECT) {
+            r->resume = (enum jitr_state)sti;
+        }
+    }
+    set_state(r, JITR_ST_LOOKUP);
+}
+
+static void st_lookup(struct jitr_req *r)
+{
+    char key[160];
+    struct held_reply *h = held(r);
+    /* both reads fail while the index is incomplete (store.h): no verdict then */
+    if (!r->have_result && r->serial[0] == '\0') {
+        store_key_fp(key, sizeof(key), r->ev.cert_id);
+        const char *av[] = { "EVAL", store_index_get_lua, "2", STORE_INDEX_READY, key };
+        start_redis(r, 5, av);
+        return;
+    }
+    if (r->op_err.code != ERRC_OK && store_err_index_incomplete(&r->op_err)) {
+        wait_for_index(r);
+        return;
+    }
+    if (r->op_err.code != ERRC_OK) {
+        fail_op(r, "index lookup");
+        return;
+    }
+    if (r->serial[0] == '\0') {
+        if (h->type != STORE_REPLY_STRING || h->str == NULL || h->str[0] == '\0' ||
+            strlen(h->str) >= sizeof(r->serial)) {
+            set_state(r, JITR_ST_DESCRIBE); /* not in our index */
             return;
+        }
+        snprintf(r->serial, sizeof(r->serial), "%s", h->str);
+        r->have_result = false;
+        store_key_cert(key, sizeof(key), r->serial);
+        const char *av[] = { "EVAL", store_index_hgetall_lua, "2", STORE_INDEX_READY, key };
+        start_redis(r, 5, av);
+        return;
+    }
+    if (h->fields == NULL || json_object_size(h->fields) == 0) {
+        r->serial[0] = '\0';
+    } else {
+        r->record = json_incref(h->fields);
+    }
+    set_state(r, JITR_ST_DESCRIBE);
+}
+
+static void st_describe(struct jitr_req *r)
+{
+    struct held_reply *h = held(r);
+    /* AWS's own record, on every run that may change the certificate's status: the
+     * event's fields are claims */
+    if (!r->have_result) {
+        start_aws(r, AWS_IOT_DESCRIBE_CERTIFICATE,
+                  json_pack("{s:s}", "certificateId", r->ev.cert_id));
+        return;
+    }
+    if (r->op_err.code != ERRC_OK) {
+        fail_op(r, "DescribeCertificate");
+        return;
+    }
+    r->desc = json_incref(json_object_get(h->fields, "certificateDescription"));
+    if (!json_is_object(r->desc) ||
+        strcmp(field(r->desc, "certificateId"), r->ev.cert_id) != 0) {
+        err_set(&r->op_err, ERRC_UNAVAILABLE, "AWS IoT DescribeCertificate: no "
+                "description of certificate %.16s...", r->ev.cert_id);
+        fail_op(r, "DescribeCertificate");
+        return;
+    }
+    set_state(r, JITR_ST_EVALUATE);
+}
+
+static void st_evaluate(struct jitr_req *r)
+{
+    on_evaluated(r, evaluate(r));
+}
+
+static void st_create_thing(struct jitr_req *r)
+{
+    if (!r->have_result) {
+        json_t *in = json_pack("{s:s}", "thingName", r->plan.thing_name);
+        if (r->plan.thing_type) {
+            json_object_set_new(in, "thingTypeName", json_string(r->plan.thing_type));
+        }
+        if (r->plan.billing_group) {
+            json_object_set_new(in, "billingGroupName",
+                                json_string(r->plan.billing_group));
+        }
+        if (r->plan.attributes) {
+            json_object_set_new(in, "attributePayload",
+                                json_pack("{s:O}", "attributes", r->plan.attributes));
+        }
+        start_aws(r, AWS_IOT_CREATE_THING, in);
+        return;
+    }
+    r->existed = r->op_err.code != ERRC_OK &&
+                 strcmp(r->aws_code, "ResourceAlreadyExistsException") == 0;
+    if (r->existed &&
+        (r->env->thing_conflict_fail || r->plan.thing_override == JITR_OVR_FAIL ||
+         r->plan.type_override == JITR_OVR_FAIL ||
+         r->plan.groups_override == JITR_OVR_FAIL)) {
+        /* the template (or jitr.thing_conflict) says an existing thing is an error */
+        fail_op(r, "CreateThing (OverrideSettings FAIL or jitr.thing_conflict fail)");
+        return;
+    }
+    if (r->existed) {
+        /* the thing exists with another configuration: the template's OverrideSettings
+         * say whether to update it (MERGE, REPLACE) or keep it (DO_NOTHING) */
+        err_clear(&r->op_err);
+        if (update_wanted(r)) {
+            set_state(r, JITR_ST_UPDATE_THING);
+            return;
+        }
+        log_info("cert=%.16s thing '%s' exists with other attributes: kept",
+                 r->ev.cert_id, r->plan.thing_name);
+    } else if (r->op_err.code != ERRC_OK) {
+        fail_op(r, "CreateThing");
+        return;
+    }
+    persist_then(r, JITR_ST_POLICY, "POLICY", r->existed ? "existed" : "");
+}
+
+static void st_update_thing(struct jitr_req *r)
+{
+    if (!r->have_result) {
+        json_t *in = json_pack("{s:s}", "thingName", r->plan.thing_name);
+        if (r->plan.thing_override == JITR_OVR_MERGE ||
+            r->plan.thing_override == JITR_OVR_REPLACE) {
+            /* REPLACE without AttributePayload: the thing keeps no attribute */
+            json_object_set_new(
+                in, "attributePayload",
+                json_pack("{s:o, s:b}", "attributes",
+                          r->plan.attributes ? json_copy(r->plan.attributes)
+                                             : json_object(),
+                          "merge", r->plan.thing_override == JITR_OVR_MERGE));
+        }
+        if (r->plan.type_override == JITR_OVR_REPLACE && r->plan.thing_type) {
+            json_object_set_new(in, "thingTypeName", json_string(r->plan.thing_type));
+        }
+        start_aws(r, AWS_IOT_UPDATE_THING, in);
+        return;
+    }
+    if (r->op_err.code != ERRC_OK) {
+        fail_op(r, "UpdateThing");
+        return;
+    }
+    log_info("cert=%.16s thing '%s' existed: %s", r->ev.cert_id, r->plan.thing_name,
+             r->plan.thing_override == JITR_OVR_MERGE     ? "attributes merged"
+             : r->plan.thing_override == JITR_OVR_REPLACE ? "attributes replaced"
+                                                          : "thing type replaced");
+    persist_then(r, JITR_ST_POLICY, "POLICY", "updated");
+}
+
+/* The states that make one operation per item (idx = 0 .. n-1, a policy, a group): where the
+ * state is with its items. On ITEMS_DONE idx is back to 0; on ITEM_FAILED fail_op has run. */
+enum item_step { ITEM_START, ITEM_NEXT, ITEM_FAILED, ITEMS_DONE };
+
+static enum item_step item_step(struct jitr_req *r, size_t n, const char *what)
+{
+    if (r->idx >= n) {
+        r->idx = 0;
+        return ITEMS_DONE;
+    }
+    if (!r->have_result) {
+        return ITEM_START;
+    }
+    if (r->op_err.code != ERRC_OK) {
+        r->idx = 0;
+        fail_op(r, what);
+        return ITEM_FAILED;
+    }
+    r->idx++;
+    r->have_result = false;
+    return ITEM_NEXT;
+}
+
+static void st_policy(struct jitr_req *r)
+{
+    struct err e = ERR_INIT;
+    switch (item_step(r, jitr_template_npolicies(r->env->tpl), "policy")) {
+    case ITEMS_DONE:
+        set_state(r, JITR_ST_ATTACH_POLICY);
+        return;
+    case ITEM_START:
+        if (r->io->policy_ready(r->io->ctx, r->env->tpl, r->idx, on_done, r, &e) != 0) {
+            err_copy(&r->op_err, &e);
+            r->have_result = true;
+        } else {
+            r->in_flight = true;
+        }
+        return;
+    case ITEM_NEXT:
+    case ITEM_FAILED:
+        return;
+    }
+}
+
+static void st_attach_policy(struct jitr_req *r)
+{
+    switch (item_step(r, jitr_template_npolicies(r->env->tpl), "AttachPolicy")) {
+    case ITEMS_DONE:
+        persist_then(r, JITR_ST_ATTACH_PRINCIPAL, "ATTACH_PRINCIPAL", "");
+        return;
+    case ITEM_START:
+        start_aws(r, AWS_IOT_ATTACH_POLICY,
+                  json_pack("{s:s, s:s}", "policyName",
+                            jitr_template_policy(r->env->tpl, r->idx)->name, "target",
+                            r->cert_arn));
+        return;
+    case ITEM_NEXT:
+    case ITEM_FAILED:
+        return;
+    }
+}
+
+static void st_attach_principal(struct jitr_req *r)
+{
+    if (!r->have_result) {
+        json_t *in = json_pack("{s:s, s:s}", "thingName", r->plan.thing_name,
+                               "principal", r->cert_arn);
+        if (r->env->exclusive_thing) {
+            json_object_set_new(in, "thingPrincipalType", json_string("EXCLUSIVE_THING"));
+        }
+        start_aws(r, AWS_IOT_ATTACH_THING_PRINCIPAL, in);
+        return;
+    }
+    if (r->op_err.code != ERRC_OK) {
+        fail_op(r, "AttachThingPrincipal");
+        return;
+    }
+    persist_then(r, after_principal(r), jitr_state_name(after_principal(r)), "");
+}
+
+static void st_list_groups(struct jitr_req *r)
+{
+    struct held_reply *h = held(r);
+    if (!r->have_result) {
+        start_aws(r, AWS_IOT_LIST_THING_GROUPS_FOR_THING,
+                  json_pack("{s:s, s:i}", "thingName", r->plan.thing_name, "maxResults",
+                            250));
+        return;
+    }
+    if (r->op_err.code != ERRC_OK) {
+        fail_op(r, "ListThingGroupsForThing");
+        return;
+    }
+    {
+        size_t i;
+        json_t *g;
+        json_decref(r->remove);
+        r->remove = json_array();
+        json_array_foreach (json_object_get(h->fields, "thingGroups"), i, g) {
+            const char *name = field(g, "groupName");
+            if (name[0] && !group_wanted(r, name)) {
+                json_array_append_new(r->remove, json_string(name));
+            }
+        }
+    }
+    r->idx = 0;
+    set_state(r, JITR_ST_REMOVE_FROM_GROUP);
+}
+
+static void st_remove_from_group(struct jitr_req *r)
+{
+    if (r->remove == NULL) { /* resumed here: list again */
+        set_state(r, JITR_ST_LIST_GROUPS);
+        return;
+    }
+    switch (item_step(r, json_array_size(r->remove), "RemoveThingFromThingGroup")) {
+    case ITEMS_DONE:
+        persist_then(r, total_groups(r) > 0 ? JITR_ST_ADD_TO_GROUP : JITR_ST_ACTIVATE,
+                     total_groups(r) > 0 ? "ADD_TO_GROUP" : "ACTIVATE", "");
+        return;
+    case ITEM_START:
+        start_aws(r, AWS_IOT_REMOVE_THING_FROM_THING_GROUP,
+                  json_pack("{s:s, s:s}", "thingGroupName",
+                            json_string_value(json_array_get(r->remove, r->idx)), "thingName",
+                            r->plan.thing_name));
+        return;
+    case ITEM_NEXT:
+    case ITEM_FAILED:
+        return;
+    }
+}
+
+static void st_add_to_group(struct jitr_req *r)
+{
+    switch (item_step(r, total_groups(r), "AddThingToThingGroup")) {
+    case ITEMS_DONE:
+        persist_then(r, JITR_ST_ACTIVATE, "ACTIVATE", "");
+        return;
+    case ITEM_START:
+        start_aws(r, AWS_IOT_ADD_THING_TO_THING_GROUP,
+                  json_pack("{s:s, s:s}", "thingGroupName", group_at(r, r->idx), "thingName",
+                            r->plan.thing_name));
+        return;
+    case ITEM_NEXT:
+    case ITEM_FAILED:
+        return;
+    }
+}
+
+static void st_activate(struct jitr_req *r)
+{
+    if (r->status_set) { /* AWS has the template's status already */
+        persist_audit_mark(r, JITR_ST_RECORD, r->plan.activate ? "ACTIVE already"
+                                                               : "INACTIVE already");
+        return;
+    }
+    if (!r->have_result) {
+        start_aws(r, AWS_IOT_UPDATE_CERTIFICATE,
+                  json_pack("{s:s, s:s}", "certificateId", r->ev.cert_id, "newStatus",
+                            r->plan.activate ? "ACTIVE" : "INACTIVE"));
+        return;
+    }
+    if (r->op_err.code != ERRC_OK) {
+        fail_op(r, "UpdateCertificate");
+        return;
+    }
+    snprintf(r->aws_status, sizeof(r->aws_status), "%s",
+             r->plan.activate ? "ACTIVE" : "INACTIVE");
+    persist_audit_mark(r, JITR_ST_RECORD, r->aws_status);
+}
+
+static void st_record(struct jitr_req *r)
+{
+    /* the audit record is durable before DONE is saved; a crash in between replays
+     * RECORD, which finds the record (audit_after) instead of appending it again */
+    if (!r->have_result) {
+        start_audit(r, "jitr_activate", NULL);
+        return;
+    }
+    if (r->op_err.code != ERRC_OK) {
+        fail_op(r, "audit");
+        return;
+    }
+    recorded(r, JITR_OUT_ACTIVATED, ST_DONE);
+}
+
+static void st_reject(struct jitr_req *r)
+{
+    if (r->env->reject_leave_pending) {
+        persist_audit_mark(r, JITR_ST_RECORD_REJECT, "left PENDING_ACTIVATION");
+        return;
+    }
+    if (!r->have_result) {
+        start_aws(r, AWS_IOT_UPDATE_CERTIFICATE,
+                  json_pack("{s:s, s:s}", "certificateId", r->ev.cert_id, "newStatus",
+                            "REVOKED"));
+        return;
+    }
+    if (r->op_err.code != ERRC_OK) {
+        fail_op(r, "UpdateCertificate REVOKED");
+        return;
+    }
+    snprintf(r->aws_status, sizeof(r->aws_status), "REVOKED");
+    persist_audit_mark(r, JITR_ST_RECORD_REJECT, "REVOKED");
+}
+
+static void st_record_verdict(struct jitr_req *r)
+{
+    if (!r->have_result) {
+        start_audit(r, r->state == JITR_ST_RECORD_REJECT ? "jitr_reject" : "jitr_ignore",
+                    r->err.msg);
+        return;
+    }
+    if (r->op_err.code != ERRC_OK) {
+        fail_op(r, "audit");
+        return;
+    }
+    if (r->state == JITR_ST_RECORD_REJECT) {
+        recorded(r, JITR_OUT_REJECTED, ST_REJECTED);
+    } else {
+        recorded(r, JITR_OUT_IGNORED, ST_IGNORED);
+    }
+}
+
+static void st_persist(struct jitr_req *r)
+{
+    if (r->op_err.code != ERRC_OK) {
+        enum jitr_outcome o = r->outcome;
+        err_prefix(&r->op_err, "save state");
+        /* a finished AWS step is redone idempotently after the retry */
+        finish_with(r, o == JITR_OUT_ACTIVATED || o == JITR_OUT_REJECTED ||
+                               o == JITR_OUT_IGNORED || o == JITR_OUT_NONE
+                           ? JITR_OUT_RETRY
+                           : o,
+                    &r->op_err);
+        set_state(r, JITR_ST_UNLOCK);
+        return;
+    }
+    set_state(r, r->after);
+}
+
+static void st_unlock(struct jitr_req *r)
+{
+    char key[160];
+    if (!r->locked) {
+        set_state(r, JITR_ST_FINISHED);
+        return;
+    }
+    if (!r->have_result) {
+        key_of(key, sizeof(key), "jitr:lock", r->ev.cert_id);
+        const char *av[] = { "EVAL", unlock_lua, "1", key, r->lock_token };
+        start_redis(r, 5, av);
+        return;
+    }
+    /* an unlock failure only delays a duplicate until the lock expires */
+    r->locked = false;
+    set_state(r, JITR_ST_FINISHED);
+}
+
+static void st_finished(struct jitr_req *r)
+{
+    struct held_reply *h = held(r);
+    held_clear(h);
+    if (r->outcome == JITR_OUT_NONE) {
+        r->outcome = JITR_OUT_RETRY;
+    }
+    r->io->done(r->io->ctx, r);
+}
+
+/* One function per state (JITR_ST_FINISHED included): it starts the state's operation, or
+ * reads the completed one's result (have_result) and moves on through set_state (directly, or
+ * through persist_then, fail_op, ...). */
+typedef void state_fn(struct jitr_req *r);
+static state_fn *const state_fns[JITR_ST__COUNT] = {
+    [JITR_ST_RECEIVED] = st_received,
+    [JITR_ST_LOCK] = st_lock,
+    [JITR_ST_LOAD] = st_load,
+    [JITR_ST_LOOKUP] = st_lookup,
+    [JITR_ST_DESCRIBE] = st_describe,
+    [JITR_ST_EVALUATE] = st_evaluate,
+    [JITR_ST_CREATE_THING] = st_create_thing,
+    [JITR_ST_UPDATE_THING] = st_update_thing,
+    [JITR_ST_POLICY] = st_policy,
+    [JITR_ST_ATTACH_POLICY] = st_attach_policy,
+    [JITR_ST_ATTACH_PRINCIPAL] = st_attach_principal,
+    [JITR_ST_LIST_GROUPS] = st_list_groups,
+    [JITR_ST_REMOVE_FROM_GROUP] = st_remove_from_group,
+    [JITR_ST_ADD_TO_GROUP] = st_add_to_group,
+    [JITR_ST_ACTIVATE] = st_activate,
+    [JITR_ST_RECORD] = st_record,
+    [JITR_ST_REJECT] = st_reject,
+    [JITR_ST_RECORD_REJECT] = st_record_verdict,
+    [JITR_ST_RECORD_IGNORE] = st_record_verdict,
+    [JITR_ST_PERSIST] = st_persist,
+    [JITR_ST_UNLOCK] = st_unlock,
+    [JITR_ST_FINISHED] = st_finished,
+};
+
+static void jitr_advance(struct jitr_req *r)
+{
+    while (!r->in_flight) {
+        enum jitr_state st = r->state;
+        BUG_ON((unsigned)st >= JITR_ST__COUNT || state_fns[st] == NULL);
+        state_fns[st](r);
+        if (st == JITR_ST_FINISHED) {
+            return; /* io->done may have freed r */
         }
     }
 }

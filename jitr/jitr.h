@@ -278,7 +278,7 @@ int jitr_template_check_cert(const struct jitr_template *t, X509 *cert, json_t *
 
 /* ---- flow.c --------------------------------------------------------------------------------- */
 
-/* Adding a state? Update jitr_state_names[] in flow.c, jitr_advance() and docs/jitr.md. The
+/* Adding a state? Update jitr_state_names[] and state_fns[] in flow.c and docs/jitr.md. The
  * stored resume points are the names, so the order may change. */
 enum jitr_state {
     JITR_ST_RECEIVED,          /* request context created from a queued event */
