@@ -62,7 +62,7 @@ static int check_template(struct cli *cli, const char *path, const struct buf *b
     if (c == NULL) {
         goto out;
     }
-    t = jitr_template_parse(b->data, b->len, path, c->jitr_policy_name, e);
+    t = jitr_template_parse(b->data, b->len, path, c->jitr.policy_name, e);
     if (t == NULL) {
         goto out;
     }

@@ -38,11 +38,11 @@ struct conf_key {
 #define STR(n, d, env, h) { #n, CONF_STR, offsetof(struct conf, n), d, 0, 0, 0, env, h }
 #define INT(n, d, lo, hi, h) { #n, CONF_INT, offsetof(struct conf, n), NULL, d, lo, hi, NULL, h }
 /* a key of a section: "SECTION.KEY" in the table and the docs, "SECTION": {"KEY": ...} in the
- * file, field SECTION_KEY in struct conf */
-#define SSTR(sec, n, d, h) { #sec "." #n, CONF_STR, offsetof(struct conf, sec##_##n), d, 0, 0, 0, NULL, h }
+ * file, field SECTION.KEY in struct conf */
+#define SSTR(sec, n, d, h) { #sec "." #n, CONF_STR, offsetof(struct conf, sec.n), d, 0, 0, 0, NULL, h }
 #define SINT(sec, n, d, lo, hi, h) \
-    { #sec "." #n, CONF_INT, offsetof(struct conf, sec##_##n), NULL, d, lo, hi, NULL, h }
-#define SBOOL(sec, n, d, h) { #sec "." #n, CONF_BOOL, offsetof(struct conf, sec##_##n), NULL, d, 0, 1, NULL, h }
+    { #sec "." #n, CONF_INT, offsetof(struct conf, sec.n), NULL, d, lo, hi, NULL, h }
+#define SBOOL(sec, n, d, h) { #sec "." #n, CONF_BOOL, offsetof(struct conf, sec.n), NULL, d, 0, 1, NULL, h }
 
 static const struct conf_key conf_keys[] = {
     STR(data_dir, "./jitrca-data", "JITRCA_DATA_DIR",
@@ -383,6 +383,39 @@ void conf_free(struct conf *c)
     xfree(c->source);
     xfree(c->_audit_path);
     xfree(c);
+}
+
+/* The jitr section's keys, from the table: their offsets relative to the section. */
+static bool jitr_key(const struct conf_key *k, size_t *off)
+{
+    if (strncmp(k->name, "jitr.", 5) != 0) {
+        return false;
+    }
+    *off = k->offset - offsetof(struct conf, jitr);
+    return true;
+}
+
+void conf_jitr_copy(struct conf_jitr *dst, const struct conf_jitr *src)
+{
+    size_t off;
+    *dst = *src;
+    for (size_t i = 0; i < ARRAY_LEN(conf_keys); i++) {
+        if (conf_keys[i].type == CONF_STR && jitr_key(&conf_keys[i], &off)) {
+            char **slot = (char **)(void *)((char *)dst + off);
+            *slot = xstrdup(*slot);
+        }
+    }
+}
+
+void conf_jitr_release(struct conf_jitr *c)
+{
+    size_t off;
+    for (size_t i = 0; i < ARRAY_LEN(conf_keys); i++) {
+        if (conf_keys[i].type == CONF_STR && jitr_key(&conf_keys[i], &off)) {
+            xfree(*(char **)(void *)((char *)c + off));
+        }
+    }
+    memset(c, 0, sizeof(*c));
 }
 
 const char *conf_audit_path(const struct conf *c)

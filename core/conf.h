@@ -16,6 +16,22 @@
 #include "core/compat.h"
 #include "core/err.h"
 
+/* JITR (docs/jitr.md): the "jitr" section of the file, jitr.KEY in field KEY. jitr/ keeps a
+ * copy of it (conf_jitr_copy): a new key is a field here and a line of core/conf.c's table. */
+struct conf_jitr {
+    bool enabled, exclusive_thing;
+    char *listen, *tls_cert_file, *tls_key_file;
+    char *secret_header, *secrets_file, *secrets_env;
+    char *template, *policy_name, *thing_group;
+    char *on_reject, *thing_conflict, *aws_rates;
+    int64_t max_in_flight, claim_idle_ms, max_attempts;
+    int64_t backoff_ms, backoff_max_ms, lock_ms;
+    int64_t reconcile_interval_s, reconcile_min_age_s;
+    char *sqs_queue_url;
+    int64_t sqs_wait_seconds, sqs_max_messages;
+    char *destination_arns;
+};
+
 struct conf {
     char *data_dir;            /* CA store and audit log */
     char *redis_url;           /* redis://[:password@]host[:port][/db] or unix:///path[?db=N] */
@@ -51,18 +67,7 @@ struct conf {
     char *aws_rates;           /* jitrctl's AWS client: per-API rates ("" = AWS's quotas) */
     char *aws_signing_name;    /* SigV4 service name: iot or execute-api */
     char *aws_profile;         /* explicit AWS profile ("" = AWS_PROFILE, else default) */
-    /* JITR (docs/jitr.md): the "jitr" section of the file */
-    bool jitr_enabled, jitr_exclusive_thing;
-    char *jitr_listen, *jitr_tls_cert_file, *jitr_tls_key_file;
-    char *jitr_secret_header, *jitr_secrets_file, *jitr_secrets_env;
-    char *jitr_template, *jitr_policy_name, *jitr_thing_group;
-    char *jitr_on_reject, *jitr_thing_conflict, *jitr_aws_rates;
-    int64_t jitr_max_in_flight, jitr_claim_idle_ms, jitr_max_attempts;
-    int64_t jitr_backoff_ms, jitr_backoff_max_ms, jitr_lock_ms;
-    int64_t jitr_reconcile_interval_s, jitr_reconcile_min_age_s;
-    char *jitr_sqs_queue_url;
-    int64_t jitr_sqs_wait_seconds, jitr_sqs_max_messages;
-    char *jitr_destination_arns;
+    struct conf_jitr jitr;     /* the "jitr" section */
     char *source;              /* the file this came from, "" for defaults only */
     char *_audit_path;         /* derived: audit_log or DATA_DIR/audit/audit.log */
 };
@@ -70,6 +75,10 @@ struct conf {
 /* Loads path (NULL: $JITRCA_CONFIG, else defaults only). Errors name the file and key. */
 struct conf *conf_load(const char *path, struct err *e) ATTR_WUR;
 void conf_free(struct conf *c);
+/* dst = a deep copy of src (a conf's jitr section), for a user that outlives the conf;
+ * conf_jitr_release frees the copy's strings (and zeroes it). */
+void conf_jitr_copy(struct conf_jitr *dst, const struct conf_jitr *src);
+void conf_jitr_release(struct conf_jitr *c);
 /* The effective audit log path. */
 const char *conf_audit_path(const struct conf *c);
 /* Prints the effective configuration as JSON, every value through conf_redact (the file names

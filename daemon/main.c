@@ -238,7 +238,7 @@ int main(int argc, char **argv)
     }
     int64_t workers = s->conf->workers;
     int64_t drain_ms = s->conf->drain_timeout * 1000;
-    if (s->conf->jitr_enabled && jitr_check_config(s->conf, &e) != 0) {
+    if (s->conf->jitr.enabled && jitr_check_config(s->conf, &e) != 0) {
         fprintf(stderr, "jitrd: error: %s\n", e.msg);
         snap_unref(s);
         return err_exit_code(e.code);
@@ -251,11 +251,11 @@ int main(int argc, char **argv)
         }
         printf(", station CA %s, admin_listen %s", s->conf->station_ca,
                s->conf->admin_listen[0] ? s->conf->admin_listen : "(none)");
-        if (s->conf->jitr_enabled) {
+        if (s->conf->jitr.enabled) {
             printf("; JITR: intake %s%s%s, template %s",
-                   s->conf->jitr_listen[0] ? s->conf->jitr_listen : "(no HTTP)",
-                   s->conf->jitr_sqs_queue_url[0] ? ", SQS " : "", s->conf->jitr_sqs_queue_url,
-                   s->conf->jitr_template);
+                   s->conf->jitr.listen[0] ? s->conf->jitr.listen : "(no HTTP)",
+                   s->conf->jitr.sqs_queue_url[0] ? ", SQS " : "", s->conf->jitr.sqs_queue_url,
+                   s->conf->jitr.template);
         }
         printf("\n");
         snap_unref(s);

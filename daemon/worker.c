@@ -166,7 +166,7 @@ int worker_main(const char *config_path, size_t slot)
         goto out;
     }
     /* JITR (jitr/jitr.h, docs/jitr.md): its own intake listener, the stream consumer, reconciler */
-    if (c->jitr_enabled) {
+    if (c->jitr.enabled) {
         jitr = jitr_service_new(a->base, c, slot, &e);
         if (jitr == NULL) {
             log_error("worker %zu: %s", slot, e.msg);

@@ -7,6 +7,7 @@
 
 #include <openssl/ssl.h>
 
+#include "core/conf.h"
 #include "jitr/jitr.h"
 
 #ifndef JITRCA_JITR_TEMPLATE
@@ -23,34 +24,15 @@ struct jitr_sqs;
 struct jitr_auditq;
 struct jitr_confirmer;
 
-/* The JITR settings file (docs/jitr.md). */
-struct jitr_cfg {
-    char *listen;
-    char *tls_cert_file, *tls_key_file;
-    char *secret_header;
-    char *secrets_file; /* one secret per line */
-    char *secrets_env;  /* comma-separated secrets */
-    char *template_path;
-    char *policy_name;
-    char *thing_group;
-    char *on_reject;      /* revoke | leave-pending */
-    char *thing_conflict; /* keep | fail */
-    bool exclusive_thing; /* AttachThingPrincipal EXCLUSIVE_THING */
-    char *aws_rates;
-    int64_t max_in_flight, claim_idle_ms, max_attempts, backoff_ms, backoff_max_ms;
-    int64_t reconcile_interval_s, reconcile_min_age_s, lock_ms;
-    char *sqs_queue_url; /* "" = no SQS intake */
-    int64_t sqs_wait_s, sqs_max_messages;
-    char *destination_arns; /* comma-separated; "" = by account and region */
-};
-/* The "jitr" section of conf, copied; cross-key rules checked (errors name jitr.KEY). */
-int jitr_cfg_from_conf(const struct conf *conf, struct jitr_cfg *c, struct err *e) ATTR_WUR;
+/* The cross-key rules of conf's "jitr" section (core/conf.c checked each key's type and range);
+ * errors name the file and jitr.KEY. */
+int jitr_cfg_check(const struct conf *conf, struct err *e) ATTR_WUR;
 
 enum jitr_pol_state { JITR_POL_UNKNOWN, JITR_POL_ENSURING, JITR_POL_READY };
 
 struct jitr_service {
     struct event_base *base;
-    struct jitr_cfg cfg;
+    struct conf_jitr cfg; /* a copy of conf's jitr section */
     size_t slot;
     char consumer[96];
     char *data_dir;

@@ -47,97 +47,50 @@
 
 /* ---- configuration -------------------------------------------------------------------------- */
 
-static void cfg_release(struct jitr_cfg *c)
-{
-    xfree(c->listen);
-    xfree(c->tls_cert_file);
-    xfree(c->tls_key_file);
-    xfree(c->secret_header);
-    xfree(c->secrets_file);
-    xfree(c->secrets_env);
-    xfree(c->template_path);
-    xfree(c->policy_name);
-    xfree(c->thing_group);
-    xfree(c->on_reject);
-    xfree(c->thing_conflict);
-    xfree(c->aws_rates);
-    xfree(c->sqs_queue_url);
-    xfree(c->destination_arns);
-    memset(c, 0, sizeof(*c));
-}
-
-/* The "jitr" section of the configuration (core/conf.c checked types and ranges) and the rules
- * that tie its keys together. */
-int jitr_cfg_from_conf(const struct conf *conf, struct jitr_cfg *c, struct err *e)
+/* The rules that tie the "jitr" section's keys together. */
+int jitr_cfg_check(const struct conf *conf, struct err *e)
 {
     const char *file = conf->source[0] ? conf->source : "configuration";
-    memset(c, 0, sizeof(*c));
-    *c = (struct jitr_cfg){
-        .listen = xstrdup(conf->jitr_listen),
-        .tls_cert_file = xstrdup(conf->jitr_tls_cert_file),
-        .tls_key_file = xstrdup(conf->jitr_tls_key_file),
-        .secret_header = xstrdup(conf->jitr_secret_header),
-        .secrets_file = xstrdup(conf->jitr_secrets_file),
-        .secrets_env = xstrdup(conf->jitr_secrets_env),
-        .template_path = xstrdup(conf->jitr_template),
-        .policy_name = xstrdup(conf->jitr_policy_name),
-        .thing_group = xstrdup(conf->jitr_thing_group),
-        .on_reject = xstrdup(conf->jitr_on_reject),
-        .thing_conflict = xstrdup(conf->jitr_thing_conflict),
-        .exclusive_thing = conf->jitr_exclusive_thing,
-        .aws_rates = xstrdup(conf->jitr_aws_rates),
-        .sqs_queue_url = xstrdup(conf->jitr_sqs_queue_url),
-        .destination_arns = xstrdup(conf->jitr_destination_arns),
-        .max_in_flight = conf->jitr_max_in_flight,
-        .claim_idle_ms = conf->jitr_claim_idle_ms,
-        .max_attempts = conf->jitr_max_attempts,
-        .backoff_ms = conf->jitr_backoff_ms,
-        .backoff_max_ms = conf->jitr_backoff_max_ms,
-        .reconcile_interval_s = conf->jitr_reconcile_interval_s,
-        .reconcile_min_age_s = conf->jitr_reconcile_min_age_s,
-        .lock_ms = conf->jitr_lock_ms,
-        .sqs_wait_s = conf->jitr_sqs_wait_seconds,
-        .sqs_max_messages = conf->jitr_sqs_max_messages,
-    };
+    const struct conf_jitr *c = &conf->jitr;
     if (strcmp(c->on_reject, "revoke") != 0 && strcmp(c->on_reject, "leave-pending") != 0) {
         err_set(e, ERRC_INVALID, "%s: jitr.on_reject must be revoke or leave-pending, not '%s'",
                 file, c->on_reject);
-        goto fail;
+        return -1;
     }
     if (strcmp(c->thing_conflict, "keep") != 0 && strcmp(c->thing_conflict, "fail") != 0) {
         err_set(e, ERRC_INVALID, "%s: jitr.thing_conflict must be keep or fail, not '%s'", file,
                 c->thing_conflict);
-        goto fail;
+        return -1;
     }
     if (c->thing_group[0] != '\0' && !jitr_name_ok(JITR_NAME_THING_GROUP, c->thing_group)) {
         err_set(e, ERRC_INVALID, "%s: jitr.thing_group '%.128s' is not %s", file, c->thing_group,
                 jitr_name_rule(JITR_NAME_THING_GROUP));
-        goto fail;
+        return -1;
     }
     if (c->backoff_max_ms >= c->claim_idle_ms) {
         err_set(e, ERRC_INVALID, "%s: jitr.backoff_max_ms must be below jitr.claim_idle_ms (else "
                 "another worker claims an entry that is only waiting)", file);
-        goto fail;
+        return -1;
     }
     if ((c->tls_cert_file[0] == '\0') != (c->tls_key_file[0] == '\0')) {
         err_set(e, ERRC_INVALID, "%s: jitr.tls_cert_file and jitr.tls_key_file go together",
                 file);
-        goto fail;
+        return -1;
     }
     if (c->listen[0] == '\0' && c->sqs_queue_url[0] == '\0') {
         err_set(e, ERRC_INVALID, "%s: JITR needs an intake: jitr.listen, jitr.sqs_queue_url or "
                 "both", file);
-        goto fail;
+        return -1;
     }
     if (c->secret_header[0] == '\0') {
         err_set(e, ERRC_INVALID, "%s: jitr.secret_header must not be empty", file);
-        goto fail;
+        return -1;
     }
     if (c->sqs_queue_url[0] != '\0') {
         struct aws_sqs_queue q;
         if (aws_sqs_queue_parse(c->sqs_queue_url, "us-east-1", &q, e) != 0) {
             err_prefix(e, "%s: jitr.sqs_queue_url", file);
-            goto fail;
+            return -1;
         }
         aws_sqs_queue_release(&q);
     }
@@ -146,26 +99,22 @@ int jitr_cfg_from_conf(const struct conf *conf, struct jitr_cfg *c, struct err *
         size_t n = 0;
         if (jitr_destination_arns_parse(c->destination_arns, &arns, &n, e) != 0) {
             err_prefix(e, "%s: jitr.destination_arns", file);
-            goto fail;
+            return -1;
         }
         jitr_destination_arns_free(arns, n);
     }
     return 0;
-fail:
-    cfg_release(c);
-    return -1;
 }
 
 int jitr_check_config(const struct conf *conf, struct err *e)
 {
-    struct jitr_cfg c;
     struct jitr_template *tpl = NULL;
     struct ca_profiles *profiles = NULL;
     int rc = -1;
-    if (jitr_cfg_from_conf(conf, &c, e) != 0) {
+    if (jitr_cfg_check(conf, e) != 0) {
         return -1;
     }
-    tpl = jitr_template_load(c.template_path, c.policy_name, e);
+    tpl = jitr_template_load(conf->jitr.template, conf->jitr.policy_name, e);
     /* the template must work for a certificate of every JITR profile of every CA we serve */
     if (tpl != NULL && (profiles = ca_profiles_load_dir(conf->profiles_dir, e)) != NULL &&
         jitr_template_check_fleet(tpl, conf->data_dir, profiles, NULL, e) == 0) {
@@ -173,7 +122,6 @@ int jitr_check_config(const struct conf *conf, struct err *e)
     }
     ca_profiles_free(profiles);
     jitr_template_free(tpl);
-    cfg_release(&c);
     if (rc != 0) {
         return -1;
     }
@@ -1185,12 +1133,13 @@ struct jitr_service *jitr_service_new(struct event_base *base, const struct conf
     s->slot = slot;
     s->data_dir = xstrdup(conf->data_dir);
     s->redis_timeout_ms = 5000;
-    if (jitr_cfg_from_conf(conf, &s->cfg, e) != 0) {
+    if (jitr_cfg_check(conf, e) != 0) {
         goto fail;
     }
+    conf_jitr_copy(&s->cfg, &conf->jitr);
     snprintf(s->consumer, sizeof(s->consumer), "w%zu-%ld-%lld", slot, (long)getpid(),
              (long long)time_now_ms());
-    s->tpl = jitr_template_load(s->cfg.template_path, s->cfg.policy_name, e);
+    s->tpl = jitr_template_load(s->cfg.template, s->cfg.policy_name, e);
     if (s->tpl == NULL) {
         goto fail;
     }
@@ -1276,7 +1225,7 @@ struct jitr_service *jitr_service_new(struct event_base *base, const struct conf
     consumer_kick(s);
     log_info("jitr: worker %zu consumer %s, intake on %s (%s), template %s, %zu policies, "
              "%zu CAs", slot, s->consumer, s->cfg.listen, s->ssl ? "TLS" : "plain HTTP",
-             s->cfg.template_path, jitr_template_npolicies(s->tpl), s->ncas);
+             s->cfg.template, jitr_template_npolicies(s->tpl), s->ncas);
     return s;
 fail:
     buf_release(&rates);
@@ -1342,7 +1291,7 @@ void jitr_service_free(struct jitr_service *s)
     jitr_template_free(s->tpl);
     ca_profiles_free(s->profiles);
     cas_free(s);
-    cfg_release(&s->cfg);
+    conf_jitr_release(&s->cfg);
     xfree(s->data_dir);
     xfree(s);
 }

@@ -369,7 +369,7 @@ static void sq_receive(struct jitr_sqs *p)
         return;
     }
     p->st = SQ_RECEIVE;
-    if (aws_sqs_receive(p->q, (int)p->s->cfg.sqs_max_messages, (int)p->s->cfg.sqs_wait_s,
+    if (aws_sqs_receive(p->q, (int)p->s->cfg.sqs_max_messages, (int)p->s->cfg.sqs_wait_seconds,
                         on_received, p, &e) != 0) {
         log_warn("jitr: SQS intake: %s", e.msg);
         sq_backoff(p);
@@ -408,7 +408,7 @@ int jitr_sqs_start(struct jitr_service *s, struct err *e)
     }
     log_info("jitr: SQS intake on %s (region %s, wait %llds, up to %lld messages)",
              aws_sqs_queue(p->q)->url, aws_sqs_queue(p->q)->region,
-             (long long)s->cfg.sqs_wait_s, (long long)s->cfg.sqs_max_messages);
+             (long long)s->cfg.sqs_wait_seconds, (long long)s->cfg.sqs_max_messages);
     return 0;
 }
 

@@ -307,6 +307,49 @@ out:
     return rc;
 }
 
+/* The jitr section: keys in struct conf_jitr, defaults and bounds from the table, and a copy
+ * that outlives the conf. */
+static int test_conf_jitr_section(void)
+{
+    int rc = 0;
+    struct err e = ERR_INIT;
+    struct buf path = BUF_INIT;
+    struct conf *c = NULL;
+    struct conf_jitr copy;
+    static const char text[] = "{\"jitr\": {\"enabled\": true, \"template\": \"/t.json\", "
+                               "\"max_in_flight\": 7, \"sqs_wait_seconds\": 5}}";
+    static const char bad[] = "{\"jitr\": {\"sqs_wait_seconds\": 21}}";
+    memset(&copy, 0, sizeof(copy));
+    buf_addf(&path, "%s/jitr.json", tt_tmpdir());
+    CHECK_OK(file_write_atomic(path.data, text, strlen(text), 0600, false, &e), &e);
+    c = conf_load(path.data, &e);
+    CHECK(c != NULL);
+    CHECK(c->jitr.enabled);
+    CHECK_STR_EQ(c->jitr.template, "/t.json");
+    CHECK_INT_EQ(c->jitr.max_in_flight, 7);
+    CHECK_INT_EQ(c->jitr.sqs_wait_seconds, 5);
+    CHECK_STR_EQ(c->jitr.secret_header, "x-jitr-secret"); /* default */
+    conf_jitr_copy(&copy, &c->jitr);
+    CHECK(copy.template != c->jitr.template);
+    conf_free(c);
+    c = NULL;
+    CHECK(copy.enabled);
+    CHECK_STR_EQ(copy.template, "/t.json");
+    CHECK_STR_EQ(copy.secret_header, "x-jitr-secret");
+    CHECK_STR_EQ(copy.destination_arns, "");
+    CHECK_INT_EQ(copy.max_in_flight, 7);
+    CHECK_OK(file_write_atomic(path.data, bad, strlen(bad), 0600, false, &e), &e);
+    CHECK((c = conf_load(path.data, &e)) == NULL);
+    CHECK_STR_CONTAINS(e.msg, "jitr.sqs_wait_seconds");
+    conf_jitr_release(&copy);
+    CHECK(copy.template == NULL);
+out:
+    conf_jitr_release(&copy);
+    conf_free(c);
+    buf_release(&path);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     static const struct tt_case cases[] = {
@@ -318,6 +361,7 @@ int main(int argc, char **argv)
         { "files", test_files },
         { "conf_redact", test_conf_redact },
         { "conf_no_secret_shown", test_conf_no_secret_shown },
+        { "conf_jitr_section", test_conf_jitr_section },
     };
     return tt_main(argc, argv, cases, ARRAY_LEN(cases));
 }
