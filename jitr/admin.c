@@ -223,12 +223,20 @@ int jitr_admin_dlq_retry(const char *redis_url, const char *id, size_t *n, struc
     json_array_foreach (list, i, ent) {
         const char *eid = json_string_value(json_object_get(ent, "id"));
         const char *cert = json_string_value(json_object_get(ent, "cert"));
-        const char *ca = json_string_value(json_object_get(ent, "ca"));
-        const char *acct = json_string_value(json_object_get(ent, "account"));
-        const char *recv = json_string_value(json_object_get(ent, "recv"));
+        const char *kv[2 * JITR_FIELDS_MAX], *k;
+        struct jitr_event ev;
+        struct jitr_fields fl;
+        struct err fe = ERR_INIT;
         char key[200];
-        json_t *r;
-        if (eid == NULL || cert == NULL || ca == NULL) {
+        size_t nkv = 0;
+        json_t *r, *v;
+        json_object_foreach (ent, k, v) {
+            if (json_is_string(v) && nkv + 2 <= ARRAY_LEN(kv)) {
+                kv[nkv++] = k;
+                kv[nkv++] = json_string_value(v);
+            }
+        }
+        if (eid == NULL || cert == NULL || jitr_event_from_fields(kv, nkv, &ev, &fe) != 0) {
             continue;
         }
         if (id != NULL && strcmp(id, eid) != 0 && strcmp(id, cert) != 0) {
@@ -243,10 +251,10 @@ int jitr_admin_dlq_retry(const char *redis_url, const char *id, size_t *n, struc
             json_decref(r);
         }
         {
-            const char *av[] = { "XADD",  STORE_PREFIX "jitr:events", "*", "cert", cert,
-                                 "ca",    ca, "account", acct ? acct : "", "recv",
-                                 recv ? recv : "0", "src", "dlq-retry" };
-            if ((r = cmd(&a, (int)ARRAY_LEN(av), av, e)) == NULL) {
+            const char *av[3 + JITR_FIELDS_MAX] = { "XADD", STORE_PREFIX "jitr:events", "*" };
+            jitr_event_fields(&ev, "dlq-retry", &fl);
+            memcpy(av + 3, fl.av, fl.n * sizeof(*av));
+            if ((r = cmd(&a, (int)(3 + fl.n), av, e)) == NULL) {
                 goto out;
             }
             json_decref(r);

@@ -23,7 +23,6 @@
  */
 #include <event2/event.h>
 #include <openssl/crypto.h>
-#include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <string.h>
@@ -91,18 +90,11 @@ struct cpost {
     char key[128];
 };
 
-static void ignore_reply(void *arg, const struct store_reply *r, const struct err *e)
-{
-    (void)arg;
-    (void)r;
-    (void)e;
-}
-
 static void cstat(struct jitr_confirmer *c, const char *result)
 {
     char f[64];
     snprintf(f, sizeof(f), "confirm:%s", result);
-    jitr_stat_incr(c->s, f, 1);
+    jitr_stat_incr(&c->s->ctx, f, 1);
 }
 
 /* A refused post: counted, logged at most once per CONFIRM_LOG_EVERY_MS. */
@@ -134,8 +126,8 @@ static struct aws_iot *region_client(struct jitr_confirmer *c, const char *regio
     struct jitr_service *s = c->s;
     struct aws_iot_opts o;
     struct cregion *r;
-    if (strcmp(region, aws_iot_region(s->iot)) == 0) {
-        return s->iot;
+    if (strcmp(region, aws_iot_region(s->ctx.iot)) == 0) {
+        return s->ctx.iot;
     }
     for (r = c->regions; r; r = r->next) {
         if (strcmp(r->region, region) == 0) {
@@ -143,7 +135,7 @@ static struct aws_iot *region_client(struct jitr_confirmer *c, const char *regio
         }
     }
     memset(&o, 0, sizeof(o));
-    o.base = s->base;
+    o.base = s->ctx.base;
     o.region = region;
     o.redis_url = c->redis_url;
     o.service = c->signing_name[0] ? c->signing_name : NULL;
@@ -189,8 +181,8 @@ static void job_finish(struct cjob *j, const char *state)
     char ttl[24];
     snprintf(ttl, sizeof(ttl), "%d", CONFIRM_DONE_S);
     const char *av[] = { "SET", j->key, state, "EX", ttl };
-    if (!s->stopping && s->rs != NULL &&
-        store_async_cmd(s->rs, (int)ARRAY_LEN(av), av, NULL, CONFIRM_REDIS_MS, ignore_reply, NULL,
+    if (!s->ctx.stopping && s->ctx.rs != NULL &&
+        store_async_cmd(s->ctx.rs, (int)ARRAY_LEN(av), av, NULL, CONFIRM_REDIS_MS, jitr_ignore_reply, NULL,
                         &e) != 0) {
         log_debug("jitr: confirmation: %s", e.msg);
     }
@@ -210,19 +202,10 @@ static void on_confirmed(void *arg, const struct aws_iot_result *r, const struct
 {
     struct cjob *j = arg;
     struct jitr_confirmer *c = j->c;
-    char f[160];
+    (void)r;
     if (e != NULL && e->code == ERRC_CANCELED) {
         job_free(j); /* shutting down: the destination stays IN_PROGRESS; AWS can send again */
         return;
-    }
-    snprintf(f, sizeof(f), "aws:%s:%s", aws_iot_op_name(r->op),
-             e == NULL
-                 ? "ok"
-                 : (r->error_code && r->error_code[0] ? r->error_code : err_code_name(e->code)));
-    jitr_stat_incr(c->s, f, 1);
-    if (r->attempts > 1) {
-        snprintf(f, sizeof(f), "aws_retries:%s", aws_iot_op_name(r->op));
-        jitr_stat_incr(c->s, f, (long long)r->attempts - 1);
     }
     if (e == NULL) {
         cstat(c, "ok");
@@ -231,18 +214,8 @@ static void on_confirmed(void *arg, const struct aws_iot_result *r, const struct
         return;
     }
     if ((e->code == ERRC_UNAVAILABLE || e->code == ERRC_TIMEOUT) &&
-        j->attempts < CONFIRM_ATTEMPTS && !c->s->stopping) {
-        int64_t d = CONFIRM_BACKOFF_MS;
-        uint32_t rnd = 0;
-        for (unsigned i = 1; i < j->attempts && d < CONFIRM_BACKOFF_MAX_MS; i++) {
-            d *= 2;
-        }
-        if (d > CONFIRM_BACKOFF_MAX_MS) {
-            d = CONFIRM_BACKOFF_MAX_MS;
-        }
-        if (RAND_bytes((unsigned char *)&rnd, sizeof(rnd)) == 1) {
-            d = d / 2 + (int64_t)(rnd % (uint32_t)(d / 2 + 1));
-        }
+        j->attempts < CONFIRM_ATTEMPTS && !c->s->ctx.stopping) {
+        int64_t d = jitr_backoff_ms(CONFIRM_BACKOFF_MS, CONFIRM_BACKOFF_MAX_MS, j->attempts);
         struct timeval tv = { (time_t)(d / 1000), (suseconds_t)((d % 1000) * 1000) };
         cstat(c, "retry");
         log_warn("jitr: ConfirmTopicRuleDestination for %s failed (call %u of %d), again in "
@@ -266,7 +239,7 @@ static void job_call(struct cjob *j)
     struct aws_iot *iot = NULL;
     json_t *in;
     int rc = -1;
-    if (c->s->stopping) {
+    if (c->s->ctx.stopping) {
         job_free(j);
         return;
     }
@@ -274,7 +247,8 @@ static void job_call(struct cjob *j)
     if (iot != NULL) {
         in = json_pack("{s:s}", "confirmationToken", j->token);
         j->attempts++;
-        rc = aws_iot_call(iot, AWS_IOT_CONFIRM_TOPIC_RULE_DESTINATION, in, on_confirmed, j, &e);
+        rc = jitr_aws_call(&c->s->ctx, iot, AWS_IOT_CONFIRM_TOPIC_RULE_DESTINATION, in,
+                           on_confirmed, j, &e);
         json_decref(in);
     }
     if (rc != 0) {
@@ -298,7 +272,7 @@ static void job_start(struct jitr_confirmer *c, const struct cpost *p)
     }
     c->jobs = j;
     c->njobs++;
-    j->timer = evtimer_new(c->s->base, on_retry_timer, j);
+    j->timer = evtimer_new(c->s->ctx.base, on_retry_timer, j);
     if (j->timer == NULL) {
         oom_die(event_get_struct_event_size());
     }
@@ -366,9 +340,9 @@ void jitr_confirm_post(struct jitr_service *s, struct httpd_req *req, const uint
     memset(&pol, 0, sizeof(pol));
     pol.arns = (const char *const *)c->arns;
     pol.narns = c->narns;
-    pol.region = aws_iot_region(s->iot);
-    pol.accounts = (const char *const *)s->ca_accounts;
-    pol.naccounts = s->ncas;
+    pol.region = aws_iot_region(s->ctx.iot);
+    pol.accounts = (const char *const *)s->ctx.cas->accounts;
+    pol.naccounts = s->ctx.cas->n;
     if (jitr_destination_check(&p->msg, &pol, &e) != 0) {
         refuse(c, "foreign", e.msg);
         httpd_reply_err(req, &e);
@@ -386,8 +360,8 @@ void jitr_confirm_post(struct jitr_service *s, struct httpd_req *req, const uint
     {
         const char *av[] = { "EVAL",  gate_lua, "2", p->key, STORE_PREFIX "jitr:confirm_gate",
                              pending, interval };
-        if (s->stopping || s->rs == NULL ||
-            store_async_cmd(s->rs, (int)ARRAY_LEN(av), av, NULL, CONFIRM_REDIS_MS, on_gate, p,
+        if (s->ctx.stopping || s->ctx.rs == NULL ||
+            store_async_cmd(s->ctx.rs, (int)ARRAY_LEN(av), av, NULL, CONFIRM_REDIS_MS, on_gate, p,
                             &e) != 0) {
             refuse(c, "unavailable", e.msg[0] ? e.msg : "stopping");
             httpd_reply_error(req, 503, "unavailable", "cannot confirm now; retry");

@@ -314,6 +314,70 @@ int jitr_event_parse(const uint8_t *body, size_t len, jitr_ca_known_fn *known, v
     return 0;
 }
 
+/* ---- an event as a stream entry ------------------------------------------------------------ */
+
+void jitr_event_fields(const struct jitr_event *ev, const char *src, struct jitr_fields *out)
+{
+    size_t n = 0;
+    snprintf(out->recv, sizeof(out->recv), "%lld", (long long)ev->received_ms);
+    snprintf(out->ts, sizeof(out->ts), "%lld", (long long)ev->timestamp_ms);
+    out->av[n++] = "cert";
+    out->av[n++] = ev->cert_id;
+    out->av[n++] = "ca";
+    out->av[n++] = ev->ca_id;
+    out->av[n++] = "account";
+    out->av[n++] = ev->account;
+    out->av[n++] = "recv";
+    out->av[n++] = out->recv;
+    if (ev->timestamp_ms > 0) {
+        out->av[n++] = "ts";
+        out->av[n++] = out->ts;
+    }
+    if (src != NULL) {
+        out->av[n++] = "src";
+        out->av[n++] = src;
+    }
+    out->n = n;
+}
+
+/* v when it is exactly len characters that `is` accepts, copied (lowercased) to out. */
+static void field_copy(const char *v, size_t len, int (*is)(int), char *out)
+{
+    size_t i;
+    for (i = 0; v[i] != '\0' && i < len && is((unsigned char)v[i]); i++) {
+        out[i] = (char)tolower((unsigned char)v[i]);
+    }
+    out[v[i] == '\0' && i == len ? i : 0] = '\0';
+}
+
+int jitr_event_from_fields(const char *const *kv, size_t n, struct jitr_event *ev, struct err *e)
+{
+    memset(ev, 0, sizeof(*ev));
+    for (size_t i = 0; i + 1 < n; i += 2) {
+        const char *k = kv[i], *v = kv[i + 1];
+        uint64_t u;
+        if (k == NULL || v == NULL) {
+            continue;
+        }
+        if (strcmp(k, "cert") == 0) {
+            field_copy(v, 64, isxdigit, ev->cert_id);
+        } else if (strcmp(k, "ca") == 0) {
+            field_copy(v, 64, isxdigit, ev->ca_id);
+        } else if (strcmp(k, "account") == 0) {
+            field_copy(v, 12, isdigit, ev->account);
+        } else if (strcmp(k, "recv") == 0 && str_to_u64(v, &u) == 0 && u <= INT64_MAX) {
+            ev->received_ms = (int64_t)u;
+        } else if (strcmp(k, "ts") == 0 && str_to_u64(v, &u) == 0 && u <= INT64_MAX) {
+            ev->timestamp_ms = (int64_t)u;
+        }
+    }
+    if (ev->cert_id[0] == '\0' || ev->ca_id[0] == '\0') {
+        memset(ev, 0, sizeof(*ev));
+        return err_set(e, ERRC_INVALID, "an event entry without a 64-hex-digit cert and ca");
+    }
+    return 0;
+}
+
 /* ---- SQS message bodies ---------------------------------------------------------------------- */
 
 int jitr_sqs_body_decode(const char *body, size_t len, struct buf *out, bool *was_base64,

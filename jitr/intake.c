@@ -135,54 +135,60 @@ static bool secret_ok(const struct jitr_service *s, const char *v)
 /* ---- events --------------------------------------------------------------------------------- */
 
 /* Every valid event of a body in one round trip: XADDs in one script (atomic; the reply lists
- * the stream ids in order). ARGV: src, recv, then cert, ca, account, ts per event. */
+ * the stream ids in order). ARGV per event: the number of its field strings, then them
+ * (jitr_event_fields). */
 static const char enqueue_lua[] =
-    "local ids = {}\n"
-    "for i = 3, #ARGV, 4 do\n"
-    "  ids[#ids + 1] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', '1000000', '*', 'cert',\n"
-    "    ARGV[i], 'ca', ARGV[i + 1], 'account', ARGV[i + 2], 'recv', ARGV[2], 'ts',\n"
-    "    ARGV[i + 3], 'src', ARGV[1])\n"
+    "local ids, i = {}, 1\n"
+    "while i <= #ARGV do\n"
+    "  local n = tonumber(ARGV[i])\n"
+    "  ids[#ids + 1] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', '1000000', '*',\n"
+    "    unpack(ARGV, i + 1, i + n))\n"
+    "  i = i + n + 1\n"
     "end\n"
     "return ids\n";
 
 int jitr_intake_parse(struct jitr_service *s, const uint8_t *body, size_t len,
                       struct jitr_events *out, struct err *e)
 {
-    return jitr_events_parse(body, len, jitr_ca_known, s, out, e);
+    return jitr_events_parse(body, len, jitr_ca_known, &s->ctx, out, e);
 }
 
 int jitr_events_enqueue(struct jitr_service *s, const struct jitr_event *const *evs, size_t n,
                         const char *src, store_reply_cb *cb, void *arg, struct err *e)
 {
-    char recv[24];
+    static const char *const counts[] = { "0", "1", "2", "3", "4", "5", "6",
+                                          "7", "8", "9", "10", "11", "12" };
+    int64_t now = time_now_ms();
     const char **av;
-    char (*ts)[24];
+    struct jitr_event *ev;
+    struct jitr_fields *fl;
     size_t ac = 0;
     int rc;
-    if (s->rs == NULL || s->stopping) {
+    if (s->ctx.rs == NULL || s->ctx.stopping) {
         return err_set(e, ERRC_UNAVAILABLE, "jitr: the event queue is stopping");
     }
     if (n == 0) {
         return err_set(e, ERRC_INVALID, "jitr: no event to queue");
     }
-    snprintf(recv, sizeof(recv), "%lld", (long long)time_now_ms());
-    av = xcalloc(6 + 4 * n, sizeof(*av));
-    ts = xcalloc(n, sizeof(*ts));
+    av = xcalloc(4 + (1 + JITR_FIELDS_MAX) * n, sizeof(*av));
+    ev = xcalloc(n, sizeof(*ev));
+    fl = xcalloc(n, sizeof(*fl));
     av[ac++] = "EVAL";
     av[ac++] = enqueue_lua;
     av[ac++] = "1";
     av[ac++] = STORE_PREFIX "jitr:events";
-    av[ac++] = src;
-    av[ac++] = recv;
     for (size_t i = 0; i < n; i++) {
-        snprintf(ts[i], sizeof(ts[i]), "%lld", (long long)evs[i]->timestamp_ms);
-        av[ac++] = evs[i]->cert_id;
-        av[ac++] = evs[i]->ca_id;
-        av[ac++] = evs[i]->account;
-        av[ac++] = ts[i];
+        ev[i] = *evs[i];
+        ev[i].received_ms = now;
+        jitr_event_fields(&ev[i], src, &fl[i]);
+        av[ac++] = counts[fl[i].n];
+        for (size_t k = 0; k < fl[i].n; k++) {
+            av[ac++] = fl[i].av[k];
+        }
     }
-    rc = store_async_cmd(s->rs, (int)ac, av, NULL, INTAKE_REDIS_TIMEOUT_MS, cb, arg, e);
-    xfree(ts);
+    rc = store_async_cmd(s->ctx.rs, (int)ac, av, NULL, INTAKE_REDIS_TIMEOUT_MS, cb, arg, e);
+    xfree(fl);
+    xfree(ev);
     xfree(av);
     return rc;
 }
@@ -203,7 +209,7 @@ static void stat_status(struct jitr_service *s, int status)
 {
     char f[32];
     snprintf(f, sizeof(f), "intake:%d", status);
-    jitr_stat_incr(s, f, 1);
+    jitr_stat_incr(&s->ctx, f, 1);
 }
 
 /* Counts (and logs, never the body) every refused event of a body. */
@@ -216,7 +222,7 @@ static void note_refused(struct jitr_service *s, const struct jitr_events *evs, 
         }
         snprintf(f, sizeof(f), "events:%s:rejected:%s", src,
                  jitr_event_reject_class(evs->err[i].code));
-        jitr_stat_incr(s, f, 1);
+        jitr_stat_incr(&s->ctx, f, 1);
         if (evs->batch) {
             log_info("jitr: intake refused event %zu of %zu of a batch: %s", i + 1, evs->n,
                      evs->err[i].msg);
@@ -242,7 +248,7 @@ static void on_enqueued(void *arg, const struct store_reply *r, const struct err
         return;
     }
     stat_status(s, 202);
-    jitr_stat_incr(s, "events:http:queued", (long long)p->evs.nvalid);
+    jitr_stat_incr(&s->ctx, "events:http:queued", (long long)p->evs.nvalid);
     if (!p->evs.batch) {
         httpd_reply_json(p->req, 202, json_pack("{s:s}", "queued", r->elem[0].str ? r->elem[0].str
                                                                                    : ""));
@@ -445,18 +451,18 @@ static void metrics_next(struct metrics_req *m)
     int rc = -1;
     /* not while shutting down: the Redis client is going (a request pipelined behind one that
      * its cancellation answered) */
-    bool redis = !m->s->stopping && m->s->rs != NULL;
+    bool redis = !m->s->ctx.stopping && m->s->ctx.rs != NULL;
     if (redis && m->step == 0) {
         const char *av[] = { "HGETALL", STORE_PREFIX "jitr:stats" };
-        rc = store_async_cmd(m->s->rs, 2, av, NULL, INTAKE_REDIS_TIMEOUT_MS, on_metrics_reply, m,
+        rc = store_async_cmd(m->s->ctx.rs, 2, av, NULL, INTAKE_REDIS_TIMEOUT_MS, on_metrics_reply, m,
                              &e);
     } else if (redis && m->step == 1) {
         const char *av[] = { "XINFO", "GROUPS", STORE_PREFIX "jitr:events" };
-        rc = store_async_cmd(m->s->rs, 3, av, NULL, INTAKE_REDIS_TIMEOUT_MS, on_metrics_reply, m,
+        rc = store_async_cmd(m->s->ctx.rs, 3, av, NULL, INTAKE_REDIS_TIMEOUT_MS, on_metrics_reply, m,
                              &e);
     } else if (redis && m->step == 2) {
         const char *av[] = { "XLEN", STORE_PREFIX "jitr:dlq" };
-        rc = store_async_cmd(m->s->rs, 2, av, NULL, INTAKE_REDIS_TIMEOUT_MS, on_metrics_reply, m,
+        rc = store_async_cmd(m->s->ctx.rs, 2, av, NULL, INTAKE_REDIS_TIMEOUT_MS, on_metrics_reply, m,
                              &e);
     }
     if (rc == 0) {
@@ -580,7 +586,7 @@ int jitr_intake_start(struct jitr_service *s, struct err *e)
     o.nroutes = ARRAY_LEN(intake_routes);
     o.ssl_ctx = intake_ssl;
     o.arg = s;
-    s->http = httpd_new(s->base, &o, e);
+    s->http = httpd_new(s->ctx.base, &o, e);
     if (s->http == NULL) {
         return err_prefix(e, "jitr intake");
     }

@@ -4,14 +4,20 @@
  *
  *   event.c     the intakes' bodies (the registered event, one or a batch; SQS message bodies)
  *               and the destination-confirmation message: parse and validate (pure, fuzzed by
- *               tests/fuzz/fuzz_jitr_event.c)
+ *               tests/fuzz/fuzz_jitr_event.c); an event as a stream entry (encode, decode)
  *   template.c  AWS JITP provisioning templates (Parameters from the certificate, Resources,
  *               Ref / Fn::Join / Fn::Sub / Fn::Select / Fn::Split) and IoT policy checks (pure)
  *   flow.c      the per-certificate state machine (docs/style.md, "State machines"), driven
  *               through struct jitr_io so tests complete its operations by hand
  *   service.c   the production jitr_io inside a jitrd worker: Redis stream consumer group,
- *               AWS IoT client, audit, metrics in Redis, reconciler, dead letters
+ *               AWS IoT client, metrics in Redis, dead letters; it starts and stops:
+ *   ctx.c       what the parts below share (jitr/ctx.h): stats, the AWS call wrapper, the CA
+ *               table, the backoff
+ *   auditq.c    the flows' audit appends, off the loop
+ *   policy.c    the template's IoT policies in AWS, once per policy
+ *   reconcile.c the reconciler (ListCertificatesByCA)
  *   intake.c    POST /v1/jitr/events on its own listener (plain HTTP or TLS)
+ *   sqs.c       the SQS long-poll intake
  *   confirm.c   the topic rule destination's confirmation (ConfirmTopicRuleDestination)
  *   admin.c     synchronous helpers for jitrctl (status, dead letters)
  *
@@ -143,6 +149,26 @@ struct jitr_dest_policy {
 };
 /* 0 when c names one of p's destinations; ERRC_DENIED saying why otherwise. */
 int jitr_destination_check(const struct jitr_confirm *c, const struct jitr_dest_policy *p,
+                           struct err *e) ATTR_WUR;
+
+/* ---- an event as a stream entry (event.c) -------------------------------------------------- */
+
+/* The fields of an event in the jitr:events stream, and the event's part of a dead letter in
+ * jitr:dlq (docs/redis.md): cert, ca, account, recv, then ts when the event carried a timestamp
+ * and src when one is given. Every writer encodes with jitr_event_fields, every reader decodes
+ * with jitr_event_from_fields. */
+#define JITR_FIELDS_MAX 12
+struct jitr_fields {
+    const char *av[JITR_FIELDS_MAX]; /* field, value, ...: borrowed from ev, src and below */
+    size_t n;
+    char recv[24], ts[24];
+};
+/* src: "http", "sqs", "reconciler", "dlq-retry", or NULL for none. ev and src are borrowed. */
+void jitr_event_fields(const struct jitr_event *ev, const char *src, struct jitr_fields *out);
+/* An entry's n strings (field, value, ...; other fields are ignored) into *ev (zeroed first):
+ * ERRC_INVALID when cert or ca is not 64 hex digits; an account that is not 12 digits is left
+ * empty, recv and ts that are not numbers 0. */
+int jitr_event_from_fields(const char *const *kv, size_t n, struct jitr_event *ev,
                            struct err *e) ATTR_WUR;
 
 /* ---- the SQS intake's message bodies (event.c) --------------------------------------------- */

@@ -1,6 +1,7 @@
 /*
- * Internal to jitr/: the service shared by service.c, intake.c, policy.c and reconcile.c.
- * Everything here is touched on the worker's loop only.
+ * Internal to jitr/: the service whose parts are service.c (the consumer and the flows' io),
+ * intake.c, sqs.c, confirm.c, policy.c and reconcile.c; service.c starts and stops the others,
+ * which share only what jitr/ctx.h offers. Everything here is touched on the worker's loop only.
  */
 #ifndef JITR_JITR_INT_H
 #define JITR_JITR_INT_H
@@ -8,6 +9,7 @@
 #include <openssl/ssl.h>
 
 #include "core/conf.h"
+#include "jitr/ctx.h"
 #include "jitr/jitr.h"
 
 #ifndef JITRCA_JITR_TEMPLATE
@@ -31,30 +33,24 @@ int jitr_cfg_check(const struct conf *conf, struct err *e) ATTR_WUR;
 enum jitr_pol_state { JITR_POL_UNKNOWN, JITR_POL_ENSURING, JITR_POL_READY };
 
 struct jitr_service {
-    struct event_base *base;
+    struct jitr_ctx ctx; /* base, Redis, AWS, the CA table, stopping */
     struct conf_jitr cfg; /* a copy of conf's jitr section */
     size_t slot;
     char consumer[96];
     char *data_dir;
     int64_t redis_timeout_ms;
-    struct store_async *rs;     /* every command but the blocking read */
     struct store_async *rblock; /* XREADGROUP BLOCK */
-    struct aws_iot *iot;
     struct audit_log *audit;
     struct jitr_auditq *auditq; /* the flows' appends, off the loop */
     struct jitr_template *tpl;
     struct ca_profiles *profiles;
-    struct jitr_ca *cas;
-    char **ca_names, **ca_ids, **ca_accounts;
-    bool *ca_known; /* registered in AWS (ca.json "aws") */
-    size_t ncas;
     struct jitr_env env;
     struct jitr_io io;
     /* consumer */
     struct sflow *flows;
     size_t nflows;
     struct event *kick, *claim, *ca_refresh;
-    bool reading, claiming, group_ready, group_pending, redis_down, stopping;
+    bool reading, claiming, group_ready, group_pending, redis_down;
     bool draining; /* SIGTERM: no new events taken (intake closed, no reads, no polls) */
     /* the template's policies (policy.c), made on first use */
     struct jitr_pol *pols;
@@ -62,7 +58,9 @@ struct jitr_service {
     /* reconciler */
     struct event *reconcile;
     bool reconciling;
-    size_t rec_ca;
+    struct jitr_catab *rec_tab; /* the table this round walks (a reference) */
+    size_t rec_ca;              /* its index in rec_tab */
+    size_t rec_seen, rec_queued; /* certificates of that CA listed, queued */
     /* intake */
     struct httpd *http;     /* NULL without jitr.listen */
     SSL_CTX *ssl;           /* NULL: plain HTTP */
@@ -75,22 +73,15 @@ struct jitr_service {
     struct jitr_confirmer *confirm;
 };
 
-int jitr_cas_load(struct jitr_service *s, struct err *e) ATTR_WUR;
-bool jitr_ca_known(void *arg, const char *ca_id);
-/* Fire-and-forget HINCRBY jitr:stats field by. */
-void jitr_stat_incr(struct jitr_service *s, const char *field, long long by);
-/* aws_iot_call counting the call in jitr:stats. */
-int jitr_aws_call(struct jitr_service *s, enum aws_iot_op op, json_t *in, aws_iot_cb *cb,
-                  void *arg, struct err *e) ATTR_WUR;
-
 /* policy.c: io->policy_ready; release cancels waiters. */
 int jitr_policy_ready(void *ctx, const struct jitr_template *t, size_t idx, store_done_cb *cb,
                       void *arg, struct err *e);
 void jitr_policy_release(struct jitr_service *s);
 
-/* service.c: the audit writer. A thread appends the records queued on the loop (everything
- * queued together goes into one audit_append: one write, one fdatasync) and posts each
- * completion back to base's loop (libevent with evthread_use_pthreads before base was made).
+/* auditq.c: the audit writer. A thread (core/workq.h) appends the records queued on the loop
+ * (everything queued together goes into one audit_append: one write, one fdatasync) and posts
+ * each completion back to base's loop (libevent with evthread_use_pthreads before base was
+ * made).
  * log is borrowed and must outlive the writer; path is its file, read for the look-ups of
  * io->audit's check (jitr.h). new reads the log's last durable seq (the first mark). */
 struct jitr_auditq *jitr_auditq_new(struct event_base *base, struct audit_log *log,
@@ -102,7 +93,7 @@ int jitr_auditq_append(struct jitr_auditq *q, json_t *rec, bool check, uint64_t 
 uint64_t jitr_auditq_mark(const struct jitr_auditq *q);
 /* Appends queued and not yet completed. */
 size_t jitr_auditq_busy(const struct jitr_auditq *q);
-/* audit_append calls made so far (several records each under load). */
+/* Batches the thread took so far (one audit_append each, several records each under load). */
 uint64_t jitr_auditq_commits(struct jitr_auditq *q);
 /* Waits for the append in progress, cancels the queued ones (cb with ERRC_CANCELED), runs every
  * completion on the calling thread (the loop's), frees. */
@@ -115,7 +106,7 @@ void jitr_intake_stop(struct jitr_service *s);
 int jitr_intake_parse(struct jitr_service *s, const uint8_t *body, size_t len,
                       struct jitr_events *out, struct err *e) ATTR_WUR;
 /* The one way validated events enter the stream: one EVAL whose XADDs add an entry per event to
- * jitr:events (cert, ca, account, recv, ts, src = "http" | "sqs"), n >= 1. cb as
+ * jitr:events (jitr_event_fields, received now, src = "http" | "sqs"), n >= 1. cb as
  * store_async_cmd: e == NULL once Redis acknowledged them all, r an array of the n stream ids. */
 int jitr_events_enqueue(struct jitr_service *s, const struct jitr_event *const *evs, size_t n,
                         const char *src, store_reply_cb *cb, void *arg, struct err *e) ATTR_WUR;

@@ -206,6 +206,18 @@ static const char *oldest_version(const json_t *versions)
     return best;
 }
 
+/* The AWS call of an AWS step (in is the call's input, freed here). */
+static int pol_call(struct jitr_pol *pl, enum aws_iot_op op, json_t *in, struct err *e)
+{
+    int rc;
+    if (in == NULL) {
+        return err_set(e, ERRC_INVALID, "%s: bad arguments", aws_iot_op_name(op));
+    }
+    rc = jitr_aws_call(&pl->s->ctx, NULL, op, in, on_pol_aws, pl, e);
+    json_decref(in);
+    return rc;
+}
+
 static void pol_advance(struct jitr_pol *pl)
 {
     struct jitr_service *s = pl->s;
@@ -217,19 +229,19 @@ static void pol_advance(struct jitr_pol *pl)
     switch (pl->step) {
     case P_RECORD_GET: {
         const char *av[] = { "HGET", key, "sha256" };
-        rc = store_async_cmd(s->rs, 3, av, NULL, 5000, on_pol_redis, pl, &e);
+        rc = store_async_cmd(s->ctx.rs, 3, av, NULL, 5000, on_pol_redis, pl, &e);
         break;
     }
     case P_GET:
-        rc = jitr_aws_call(s, AWS_IOT_GET_POLICY, json_pack("{s:s}", "policyName", name),
-                           on_pol_aws, pl, &e);
+        rc = pol_call(pl, AWS_IOT_GET_POLICY, json_pack("{s:s}", "policyName", name), &e);
         break;
     case P_CREATE:
-        rc = aws_iot_create_policy(s->iot, name, doc, on_pol_aws, pl, &e);
-        jitr_stat_incr(s, "aws:CreatePolicy:sent", 1);
+        rc = pol_call(pl, AWS_IOT_CREATE_POLICY,
+                      json_pack("{s:s, s:s}", "policyName", name, "policyDocument", doc), &e);
         break;
     case P_LIST:
-        rc = aws_iot_list_policy_versions(s->iot, name, on_pol_aws, pl, &e);
+        rc = pol_call(pl, AWS_IOT_LIST_POLICY_VERSIONS, json_pack("{s:s}", "policyName", name),
+                      &e);
         break;
     case P_DELETE: {
         const char *v = oldest_version(pl->versions);
@@ -239,16 +251,19 @@ static void pol_advance(struct jitr_pol *pl)
             rc = -1;
             break;
         }
-        rc = aws_iot_delete_policy_version(s->iot, name, v, on_pol_aws, pl, &e);
+        rc = pol_call(pl, AWS_IOT_DELETE_POLICY_VERSION,
+                      json_pack("{s:s, s:s}", "policyName", name, "policyVersionId", v), &e);
         break;
     }
     case P_VERSION:
-        rc = aws_iot_create_policy_version(s->iot, name, doc, 1, on_pol_aws, pl, &e);
-        jitr_stat_incr(s, "aws:CreatePolicyVersion:sent", 1);
+        rc = pol_call(pl, AWS_IOT_CREATE_POLICY_VERSION,
+                      json_pack("{s:s, s:s, s:b}", "policyName", name, "policyDocument", doc,
+                                "setAsDefault", 1),
+                      &e);
         break;
     case P_RECORD_SET: {
         const char *av[] = { "HSET", key, "sha256", pl->p->hash };
-        rc = store_async_cmd(s->rs, 4, av, NULL, 5000, on_pol_redis, pl, &e);
+        rc = store_async_cmd(s->ctx.rs, 4, av, NULL, 5000, on_pol_redis, pl, &e);
         break;
     }
     }
@@ -276,7 +291,7 @@ int jitr_policy_ready(void *ctx, const struct jitr_template *t, size_t idx, stor
     }
     pl = &s->pols[idx];
     if (pl->defer == NULL) {
-        pl->defer = evtimer_new(s->base, on_defer, pl);
+        pl->defer = evtimer_new(s->ctx.base, on_defer, pl);
         if (pl->defer == NULL) {
             oom_die(event_get_struct_event_size());
         }

@@ -17,83 +17,132 @@
 #include "jitr/jitr_int.h"
 #include "store/store.h"
 
+/* ARGV: the entry's fields (jitr_event_fields). */
 static const char enqueue_lua[] =
     "if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end\n"
-    "redis.call('XADD', KEYS[2], 'MAXLEN', '~', '1000000', '*', 'cert', ARGV[1], 'ca', ARGV[2],\n"
-    "  'account', ARGV[3], 'recv', ARGV[4], 'src', 'reconciler')\n"
+    "redis.call('XADD', KEYS[2], 'MAXLEN', '~', '1000000', '*', unpack(ARGV))\n"
     "return 1\n";
 
-static void rec_next(struct jitr_service *s);
+static void rec_next(struct jitr_service *s, const char *marker);
 
 static void on_enqueued(void *arg, const struct store_reply *r, const struct err *e)
 {
     struct jitr_service *s = arg;
     if (e == NULL && r->type == STORE_REPLY_INTEGER && r->integer == 1) {
-        jitr_stat_incr(s, "reconciler_enqueued", 1);
+        jitr_stat_incr(&s->ctx, "reconciler_enqueued", 1);
     }
+}
+
+/* One page of the CA's certificates: the pending ones without a state record are queued. */
+static void rec_page(struct jitr_service *s, const json_t *certs)
+{
+    const struct jitr_catab *tab = s->rec_tab;
+    struct jitr_event ev;
+    size_t i;
+    json_t *c;
+    memset(&ev, 0, sizeof(ev));
+    snprintf(ev.ca_id, sizeof(ev.ca_id), "%s", tab->ids[s->rec_ca]);
+    snprintf(ev.account, sizeof(ev.account), "%s", tab->accounts[s->rec_ca]);
+    ev.received_ms = time_now_ms();
+    json_array_foreach (certs, i, c) {
+        const char *id = json_string_value(json_object_get(c, "certificateId"));
+        const char *st = json_string_value(json_object_get(c, "status"));
+        char dev[128];
+        const char *av[5 + JITR_FIELDS_MAX];
+        struct jitr_fields fl;
+        struct err se = ERR_INIT;
+        json_t *cd = json_object_get(c, "creationDate");
+        s->rec_seen++;
+        if (id == NULL || st == NULL || strcmp(st, "PENDING_ACTIVATION") != 0 ||
+            strlen(id) != 64 || !hex_is_lower(id, 64)) {
+            continue;
+        }
+        if (json_is_number(cd) &&
+            json_number_value(cd) * 1000 >
+                (double)(time_now_ms() - s->cfg.reconcile_min_age_s * 1000)) {
+            continue;
+        }
+        snprintf(dev, sizeof(dev), STORE_PREFIX "jitr:dev:%s", id);
+        memcpy(ev.cert_id, id, sizeof(ev.cert_id));
+        jitr_event_fields(&ev, "reconciler", &fl);
+        av[0] = "EVAL";
+        av[1] = enqueue_lua;
+        av[2] = "2";
+        av[3] = dev;
+        av[4] = STORE_PREFIX "jitr:events";
+        memcpy(av + 5, fl.av, fl.n * sizeof(*av));
+        if (store_async_cmd(s->ctx.rs, (int)(5 + fl.n), av, NULL, 5000, on_enqueued, s, &se) ==
+            0) {
+            s->rec_queued++;
+        }
+    }
+}
+
+static void rec_done(struct jitr_service *s)
+{
+    s->reconciling = false;
+    jitr_catab_unref(s->rec_tab);
+    s->rec_tab = NULL;
 }
 
 static void on_listed(void *arg, const struct aws_iot_result *r, const struct err *e)
 {
     struct jitr_service *s = arg;
-    size_t i, queued = 0;
-    json_t *c;
-    const char *ca_id = s->ca_ids[s->rec_ca];
+    const char *ca_id = s->rec_tab->ids[s->rec_ca];
+    json_t *certs = e == NULL ? json_object_get(r->out, "certificates") : NULL;
+    json_t *next = e == NULL ? json_object_get(r->out, "nextMarker") : NULL;
     if (e != NULL) {
         if (e->code != ERRC_CANCELED) {
             log_warn("jitr: reconciler: ListCertificatesByCA %.16s...: %s", ca_id, e->msg);
         }
+    } else if (!json_is_array(certs)) {
+        log_warn("jitr: reconciler: ListCertificatesByCA %.16s...: malformed response: "
+                 "'certificates' is not a list", ca_id);
     } else {
-        char now[32];
-        snprintf(now, sizeof(now), "%lld", (long long)time_now_ms());
-        json_array_foreach (json_object_get(r->out, "certificates"), i, c) {
-            const char *id = json_string_value(json_object_get(c, "certificateId"));
-            const char *st = json_string_value(json_object_get(c, "status"));
-            char dev[128];
-            struct err se = ERR_INIT;
-            json_t *cd = json_object_get(c, "creationDate");
-            if (id == NULL || st == NULL || strcmp(st, "PENDING_ACTIVATION") != 0 ||
-                strlen(id) != 64 || !hex_is_lower(id, 64)) {
-                continue;
-            }
-            if (json_is_number(cd) &&
-                json_number_value(cd) * 1000 > (double)(time_now_ms() -
-                                                        s->cfg.reconcile_min_age_s * 1000)) {
-                continue;
-            }
-            snprintf(dev, sizeof(dev), STORE_PREFIX "jitr:dev:%s", id);
-            const char *av[] = { "EVAL", enqueue_lua, "2", dev, STORE_PREFIX "jitr:events", id,
-                                 ca_id, s->ca_accounts[s->rec_ca], now };
-            if (store_async_cmd(s->rs, (int)ARRAY_LEN(av), av, NULL, 5000, on_enqueued, s,
-                                &se) == 0) {
-                queued++;
-            }
+        rec_page(s, certs);
+        if (json_is_string(next) && json_string_length(next) > 0 && !s->ctx.stopping &&
+            !s->draining) {
+            rec_next(s, json_string_value(next));
+            return;
         }
         log_info("jitr: reconciler: CA %.16s...: %zu certificates, %zu pending checked", ca_id,
-                 json_array_size(json_object_get(r->out, "certificates")), queued);
+                 s->rec_seen, s->rec_queued);
     }
-    if (s->stopping || s->draining) {
-        s->reconciling = false;
+    if (s->ctx.stopping || s->draining) {
+        rec_done(s);
         return;
     }
     s->rec_ca++;
-    rec_next(s);
+    rec_next(s, NULL);
 }
 
-static void rec_next(struct jitr_service *s)
+/* The next page of the current CA (marker) or the first of the next registered CA (NULL). */
+static void rec_next(struct jitr_service *s, const char *marker)
 {
+    const struct jitr_catab *tab = s->rec_tab;
     struct err e = ERR_INIT;
-    while (s->rec_ca < s->ncas && !s->ca_known[s->rec_ca]) {
-        s->rec_ca++;
+    json_t *in;
+    int rc;
+    if (marker == NULL) {
+        while (s->rec_ca < tab->n && !tab->known[s->rec_ca]) {
+            s->rec_ca++;
+        }
+        if (s->rec_ca >= tab->n) {
+            rec_done(s);
+            return;
+        }
+        s->rec_seen = s->rec_queued = 0;
     }
-    if (s->rec_ca >= s->ncas) {
-        s->reconciling = false;
-        return;
+    /* every page paced by the same token bucket as every other call */
+    in = json_pack("{s:s, s:i}", "caCertificateId", tab->ids[s->rec_ca], "pageSize", 250);
+    if (marker != NULL) {
+        json_object_set_new(in, "marker", json_string(marker));
     }
-    if (aws_iot_list_certificates_by_ca_all(s->iot, s->ca_ids[s->rec_ca], 250, on_listed, s,
-                                            &e) != 0) {
+    rc = jitr_aws_call(&s->ctx, NULL, AWS_IOT_LIST_CERTIFICATES_BY_CA, in, on_listed, s, &e);
+    json_decref(in);
+    if (rc != 0) {
         log_warn("jitr: reconciler: %s", e.msg);
-        s->reconciling = false;
+        rec_done(s);
     }
 }
 
@@ -102,12 +151,13 @@ static void on_reconcile(evutil_socket_t fd, short what, void *arg)
     struct jitr_service *s = arg;
     (void)fd;
     (void)what;
-    if (s->reconciling || s->stopping) {
+    if (s->reconciling || s->ctx.stopping) {
         return;
     }
     s->reconciling = true;
+    s->rec_tab = jitr_catab_ref(s->ctx.cas);
     s->rec_ca = 0;
-    rec_next(s);
+    rec_next(s, NULL);
 }
 
 int jitr_reconciler_start(struct jitr_service *s, struct err *e)
@@ -116,7 +166,7 @@ int jitr_reconciler_start(struct jitr_service *s, struct err *e)
     if (s->cfg.reconcile_interval_s == 0) {
         return 0;
     }
-    s->reconcile = event_new(s->base, -1, EV_PERSIST, on_reconcile, s);
+    s->reconcile = event_new(s->ctx.base, -1, EV_PERSIST, on_reconcile, s);
     if (s->reconcile == NULL || event_add(s->reconcile, &tv) != 0) {
         return err_set(e, ERRC_INTERNAL, "jitr: cannot arm the reconciler");
     }

@@ -20,20 +20,13 @@
  *   intake     intake.c.
  * The CA table is reloaded every 10 s so a CA registered after start is accepted.
  */
-#include <errno.h>
 #include <event2/event.h>
-#include <fcntl.h>
-#include <openssl/rand.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "audit/audit.h"
 #include "aws/sqs.h"
-#include "ca/authority.h"
 #include "ca/profile.h"
 #include "core/conf.h"
 #include "core/log.h"
@@ -141,515 +134,17 @@ int jitr_check_config(const struct conf *conf, struct err *e)
     return 0;
 }
 
-/* ---- the CA table --------------------------------------------------------------------------- */
+/* ---- the CA table ------------------------------------------------------------------------- */
 
-static void cas_free(struct jitr_service *s)
+/* Makes tab (a new reference) the service's table. Flows look the table up only inside one step
+ * (EVALUATE keeps a copy of the CA's name), so it may change under flows in flight; the
+ * reconciler holds the table its round walks. */
+static void cas_swap(struct jitr_service *s, struct jitr_catab *tab)
 {
-    for (size_t i = 0; i < s->ncas; i++) {
-        xfree(s->ca_names[i]);
-        xfree(s->ca_ids[i]);
-        xfree(s->ca_accounts[i]);
-        X509_free(s->cas[i].cert);
-    }
-    xfree(s->cas);
-    xfree(s->ca_names);
-    xfree(s->ca_ids);
-    xfree(s->ca_accounts);
-    xfree(s->ca_known);
-    s->cas = NULL;
-    s->ca_names = s->ca_ids = s->ca_accounts = NULL;
-    s->ca_known = NULL;
-    s->ncas = 0;
-}
-
-/* Every CA of the store with a certificate; `known` = registered in AWS (ca.json "aws"). */
-int jitr_cas_load(struct jitr_service *s, struct err *e)
-{
-    char **names = NULL;
-    size_t n = 0;
-    if (ca_authority_list(s->data_dir, &names, &n, e) != 0) {
-        return -1;
-    }
-    cas_free(s);
-    s->cas = xcalloc(n + 1, sizeof(*s->cas));
-    s->ca_names = xcalloc(n + 1, sizeof(char *));
-    s->ca_ids = xcalloc(n + 1, sizeof(char *));
-    s->ca_accounts = xcalloc(n + 1, sizeof(char *));
-    s->ca_known = xcalloc(n + 1, sizeof(bool));
-    for (size_t i = 0; i < n; i++) {
-        struct err le = ERR_INIT;
-        struct ca_authority *a = ca_authority_load(s->data_dir, names[i], &le);
-        if (a != NULL && a->cert != NULL) {
-            size_t k = s->ncas++;
-            json_t *aws = json_object_get(a->meta, "aws");
-            json_t *acct = json_object_get(json_array_get(aws, 0), "account");
-            s->ca_names[k] = xstrdup(a->name);
-            s->ca_ids[k] = xstrdup(a->fingerprint);
-            s->ca_accounts[k] = xstrdup(json_is_string(acct) ? json_string_value(acct) : "");
-            s->ca_known[k] = json_is_array(aws) && json_array_size(aws) > 0;
-            X509_up_ref(a->cert);
-            s->cas[k] = (struct jitr_ca){ s->ca_names[k], s->ca_ids[k], a->cert, s->ca_known[k],
-                                          ca_authority_compromised(a) };
-        } else if (a == NULL) {
-            log_warn("jitr: CA '%s' cannot be read: %s", names[i], le.msg);
-        }
-        ca_authority_free(a);
-        xfree(names[i]);
-    }
-    xfree(names);
-    s->env.cas = s->cas;
-    s->env.ncas = s->ncas;
-    return 0;
-}
-
-bool jitr_ca_known(void *arg, const char *ca_id)
-{
-    struct jitr_service *s = arg;
-    for (size_t i = 0; i < s->ncas; i++) {
-        if (s->ca_known[i] && strcmp(s->ca_ids[i], ca_id) == 0) {
-            return true;
-        }
-    }
-    return false;
-}
-
-/* ---- Redis and stats helpers ---------------------------------------------------------------- */
-
-static void ignore_reply(void *arg, const struct store_reply *r, const struct err *e)
-{
-    (void)arg;
-    (void)r;
-    if (e != NULL && e->code != ERRC_CANCELED) {
-        log_debug("jitr: redis: %s", e->msg);
-    }
-}
-
-void jitr_stat_incr(struct jitr_service *s, const char *field, long long by)
-{
-    char n[32];
-    struct err e = ERR_INIT;
-    snprintf(n, sizeof(n), "%lld", by);
-    const char *av[] = { "HINCRBY", STORE_PREFIX "jitr:stats", field, n };
-    if (!s->stopping && store_async_cmd(s->rs, 4, av, NULL, 2000, ignore_reply, NULL, &e) != 0) {
-        log_debug("jitr: stats: %s", e.msg);
-    }
-}
-
-static const int64_t lat_buckets[] = { 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000,
-                                       300000 };
-
-static void stat_latency(struct jitr_service *s, int64_t ms)
-{
-    char f[48];
-    for (size_t i = 0; i < ARRAY_LEN(lat_buckets); i++) {
-        if (ms <= lat_buckets[i]) {
-            snprintf(f, sizeof(f), "lat_le:%lld", (long long)lat_buckets[i]);
-            jitr_stat_incr(s, f, 1);
-            break;
-        }
-    }
-    jitr_stat_incr(s, "lat_count", 1);
-    jitr_stat_incr(s, "lat_sum_ms", ms);
-}
-
-/* ---- the audit writer: appends off the loop ------------------------------------------------- */
-
-#define SCAN_WINDOW (2u << 20) /* bytes read at a time looking back; a line is at most 1 MiB */
-
-struct audit_item {
-    struct audit_item *next;
-    json_t *rec; /* a deep copy: read by the thread, freed on the loop */
-    bool check;
-    uint64_t after;
-    jitr_audit_cb *cb;
-    void *arg;
-    /* results, set by the thread */
-    uint64_t seq;
-    bool found;
-    struct err err;
-};
-
-struct jitr_auditq {
-    struct event_base *base;
-    struct audit_log *log; /* borrowed */
-    char *path;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    struct audit_item *head, *tail;   /* queued (mu) */
-    struct audit_item *dhead, *dtail; /* completed, for the loop (mu) */
-    bool stop;                        /* mu */
-    uint64_t commits;                 /* audit_append calls (mu) */
-    bool started;
-    pthread_t thread;
-    struct event *wake;
-    size_t busy;   /* loop: appended and not yet completed */
-    uint64_t mark; /* loop: the highest seq known to be in the log */
-};
-
-static int pread_all(int fd, char *p, size_t len, off_t at)
-{
-    while (len > 0) {
-        ssize_t n = pread(fd, p, len, at);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            if (n == 0) {
-                errno = EIO; /* the file shrank under us */
-            }
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-        at += n;
-    }
-    return 0;
-}
-
-/* One line seen looking back: 1 = the record sought (or any record when type is NULL), 2 = at
- * or below after (stop), 0 = go on. */
-static int scan_line(const char *line, size_t len, const char *type, const char *cert,
-                     uint64_t after, uint64_t *seq)
-{
-    json_error_t je;
-    json_t *o = json_loadb(line, len, 0, &je);
-    json_t *s = json_object_get(o, "seq");
-    int rc = 0;
-    if (!json_is_integer(s) || json_integer_value(s) < 0) {
-        log_warn("jitr: audit log: a line that is not a record (skipped looking for a record)");
-        goto out;
-    }
-    if ((uint64_t)json_integer_value(s) <= after) {
-        rc = 2;
-        goto out;
-    }
-    if (type == NULL ||
-        (json_is_string(json_object_get(o, "type")) &&
-         strcmp(json_string_value(json_object_get(o, "type")), type) == 0 &&
-         json_is_string(json_object_get(o, "certificate_id")) &&
-         strcmp(json_string_value(json_object_get(o, "certificate_id")), cert) == 0)) {
-        *seq = (uint64_t)json_integer_value(s);
-        rc = 1;
-    }
-out:
-    json_decref(o);
-    return rc;
-}
-
-/* A line we found is durable once no commit is running: a writer holds LOCK_EX from its write
- * to its fdatasync (and removes what it wrote when that fails). */
-static bool line_durable(int fd, const char *line, size_t len, off_t at)
-{
-    char *again = xmalloc(len);
-    bool same = false;
-    while (flock(fd, LOCK_SH) != 0) {
-        if (errno != EINTR) {
-            xfree(again);
-            return false;
-        }
-    }
-    same = pread_all(fd, again, len, at) == 0 && memcmp(again, line, len) == 0;
-    flock(fd, LOCK_UN);
-    xfree(again);
-    return same;
-}
-
-/* Looks back from the end of the log at path for the newest durable record of that type and
- * certificate_id with a seq above after (type NULL: the last record). Stops at the first seq at
- * or below after. A missing log holds nothing. */
-static int audit_find(const char *path, const char *type, const char *cert, uint64_t after,
-                      uint64_t *seq, bool *found, struct err *e)
-{
-    int fd = -1, rc = -1;
-    char *win = NULL;
-    struct stat st;
-    off_t end;
-    bool tail = true;
-    *seq = 0;
-    *found = false;
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        return errno == ENOENT ? 0
-                               : err_errno(e, ERRC_UNAVAILABLE, "cannot open audit log '%s'", path);
-    }
-    if (fstat(fd, &st) != 0) {
-        err_errno(e, ERRC_UNAVAILABLE, "cannot stat audit log '%s'", path);
-        goto out;
-    }
-    win = xmalloc(SCAN_WINDOW);
-    end = st.st_size;
-    while (end > 0) {
-        off_t wstart = end > (off_t)SCAN_WINDOW ? end - (off_t)SCAN_WINDOW : 0;
-        size_t len = (size_t)(end - wstart), p = len;
-        if (pread_all(fd, win, len, wstart) != 0) {
-            err_errno(e, ERRC_UNAVAILABLE, "cannot read audit log '%s'", path);
-            goto out;
-        }
-        if (tail) { /* a writer may be in the middle of its line: from the last newline */
-            while (p > 0 && win[p - 1] != '\n') {
-                p--;
-            }
-            if (p == 0) { /* no newline in this window: look further back */
-                end = wstart;
-                continue;
-            }
-            tail = false;
-        }
-        while (p > 0) {
-            size_t nl = p - 1, b = nl;
-            int r;
-            while (b > 0 && win[b - 1] != '\n') {
-                b--;
-            }
-            if (b == 0 && wstart > 0) {
-                break; /* starts before the window */
-            }
-            r = scan_line(win + b, nl - b, type, cert, after, seq);
-            if (r == 1) {
-                *found = line_durable(fd, win + b, nl - b + 1, wstart + (off_t)b);
-                rc = 0;
-                goto out;
-            }
-            if (r == 2) {
-                rc = 0;
-                goto out;
-            }
-            p = b;
-        }
-        if (p == len && wstart > 0) {
-            err_set(e, ERRC_INTERNAL, "audit log '%s': a line longer than %u bytes before offset "
-                    "%lld", path, SCAN_WINDOW, (long long)end);
-            goto out;
-        }
-        end = wstart + (off_t)p;
-    }
-    rc = 0;
-out:
-    if (rc == 0 && !*found) {
-        *seq = 0;
-    }
-    xfree(win);
-    close(fd);
-    return rc;
-}
-
-/* The thread's work on what it took: look-ups first, then one append for the rest. */
-static void auditq_run(struct jitr_auditq *q, struct audit_item *batch)
-{
-    size_t n = 0, k = 0;
-    json_t **recs;
-    struct audit_item **its;
-    uint64_t first = 0;
-    struct err e = ERR_INIT;
-    for (struct audit_item *it = batch; it; it = it->next) {
-        n++;
-    }
-    recs = xcalloc(n, sizeof(*recs));
-    its = xcalloc(n, sizeof(*its));
-    for (struct audit_item *it = batch; it; it = it->next) {
-        if (it->check) {
-            json_t *t = json_object_get(it->rec, "type");
-            json_t *c = json_object_get(it->rec, "certificate_id");
-            if (audit_find(q->path, json_string_value(t) ? json_string_value(t) : "",
-                           json_string_value(c) ? json_string_value(c) : "", it->after, &it->seq,
-                           &it->found, &it->err) != 0 ||
-                it->found) {
-                continue;
-            }
-        }
-        recs[k] = it->rec;
-        its[k++] = it;
-    }
-    if (k > 0) {
-        int rc = audit_append(q->log, recs, k, &first, &e);
-        for (size_t i = 0; i < k; i++) {
-            if (rc != 0) {
-                err_copy(&its[i]->err, &e);
-            } else {
-                its[i]->seq = first + i;
-            }
-        }
-        pthread_mutex_lock(&q->mu);
-        q->commits++;
-        pthread_mutex_unlock(&q->mu);
-    }
-    xfree(recs);
-    xfree(its);
-}
-
-static void *auditq_thread(void *arg)
-{
-    struct jitr_auditq *q = arg;
-    for (;;) {
-        struct audit_item *batch, *last;
-        pthread_mutex_lock(&q->mu);
-        while (q->head == NULL && !q->stop) {
-            pthread_cond_wait(&q->cv, &q->mu);
-        }
-        if (q->stop) { /* what is queued is cancelled on the loop */
-            pthread_mutex_unlock(&q->mu);
-            break;
-        }
-        batch = q->head; /* everything queued goes in one append */
-        last = q->tail;
-        q->head = q->tail = NULL;
-        pthread_mutex_unlock(&q->mu);
-        auditq_run(q, batch);
-        pthread_mutex_lock(&q->mu);
-        if (q->dtail) {
-            q->dtail->next = batch;
-        } else {
-            q->dhead = batch;
-        }
-        q->dtail = last;
-        pthread_mutex_unlock(&q->mu);
-        event_active(q->wake, EV_READ, 0);
-    }
-    return NULL;
-}
-
-/* On the loop: the completions. */
-static void auditq_drain(struct jitr_auditq *q)
-{
-    struct audit_item *it;
-    pthread_mutex_lock(&q->mu);
-    it = q->dhead;
-    q->dhead = q->dtail = NULL;
-    pthread_mutex_unlock(&q->mu);
-    while (it) {
-        struct audit_item *next = it->next;
-        bool ok = it->err.code == ERRC_OK;
-        q->busy--;
-        if (ok && it->seq > q->mark) {
-            q->mark = it->seq;
-        }
-        it->cb(it->arg, it->seq, it->found, ok ? NULL : &it->err);
-        json_decref(it->rec);
-        xfree(it);
-        it = next;
-    }
-}
-
-static void auditq_wake(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    auditq_drain(arg);
-}
-
-struct jitr_auditq *jitr_auditq_new(struct event_base *base, struct audit_log *log,
-                                    const char *path, struct err *e)
-{
-    struct jitr_auditq *q = xcalloc(1, sizeof(*q));
-    bool found = false;
-    q->base = base;
-    q->log = log;
-    q->path = xstrdup(path);
-    pthread_mutex_init(&q->mu, NULL);
-    pthread_cond_init(&q->cv, NULL);
-    if (audit_find(path, NULL, NULL, 0, &q->mark, &found, e) != 0) {
-        err_prefix(e, "jitr: the end of the audit log");
-        goto fail;
-    }
-    q->wake = event_new(base, -1, 0, auditq_wake, q);
-    if (q->wake == NULL) {
-        err_set(e, ERRC_INTERNAL, "jitr: cannot create the audit completion event");
-        goto fail;
-    }
-    if (pthread_create(&q->thread, NULL, auditq_thread, q) != 0) {
-        err_set(e, ERRC_INTERNAL, "jitr: cannot start the audit thread");
-        goto fail;
-    }
-    q->started = true;
-    return q;
-fail:
-    jitr_auditq_free(q);
-    return NULL;
-}
-
-int jitr_auditq_append(struct jitr_auditq *q, json_t *rec, bool check, uint64_t after,
-                       jitr_audit_cb *cb, void *arg, struct err *e)
-{
-    struct audit_item *it;
-    bool stopping;
-    pthread_mutex_lock(&q->mu);
-    stopping = q->stop;
-    pthread_mutex_unlock(&q->mu);
-    if (stopping) {
-        return err_set(e, ERRC_CANCELED, "jitr: the audit writer is stopping");
-    }
-    it = xcalloc(1, sizeof(*it));
-    it->rec = json_deep_copy(rec);
-    it->check = check;
-    it->after = after;
-    it->cb = cb;
-    it->arg = arg;
-    q->busy++;
-    pthread_mutex_lock(&q->mu);
-    if (q->tail) {
-        q->tail->next = it;
-    } else {
-        q->head = it;
-    }
-    q->tail = it;
-    pthread_cond_signal(&q->cv);
-    pthread_mutex_unlock(&q->mu);
-    return 0;
-}
-
-uint64_t jitr_auditq_mark(const struct jitr_auditq *q)
-{
-    return q->mark;
-}
-
-size_t jitr_auditq_busy(const struct jitr_auditq *q)
-{
-    return q->busy;
-}
-
-uint64_t jitr_auditq_commits(struct jitr_auditq *q)
-{
-    uint64_t n;
-    pthread_mutex_lock(&q->mu);
-    n = q->commits;
-    pthread_mutex_unlock(&q->mu);
-    return n;
-}
-
-void jitr_auditq_free(struct jitr_auditq *q)
-{
-    struct audit_item *it;
-    if (q == NULL) {
-        return;
-    }
-    pthread_mutex_lock(&q->mu);
-    q->stop = true;
-    pthread_cond_broadcast(&q->cv);
-    pthread_mutex_unlock(&q->mu);
-    if (q->started) {
-        pthread_join(q->thread, NULL); /* the append in progress completes */
-    }
-    /* what was never taken is cancelled: its flows retry later */
-    for (it = q->head; it; it = it->next) {
-        err_set(&it->err, ERRC_CANCELED, "jitr: audit append cancelled (shutting down)");
-    }
-    if (q->head) {
-        if (q->dtail) {
-            q->dtail->next = q->head;
-        } else {
-            q->dhead = q->head;
-        }
-        q->dtail = q->tail;
-        q->head = q->tail = NULL;
-    }
-    auditq_drain(q);
-    if (q->wake) {
-        event_free(q->wake);
-    }
-    pthread_cond_destroy(&q->cv);
-    pthread_mutex_destroy(&q->mu);
-    xfree(q->path);
-    xfree(q);
+    jitr_catab_unref(s->ctx.cas);
+    s->ctx.cas = tab;
+    s->env.cas = tab ? tab->cas : NULL;
+    s->env.ncas = tab ? tab->n : 0;
 }
 
 /* ---- the io of the flows -------------------------------------------------------------------- */
@@ -658,49 +153,14 @@ static int io_redis(void *ctx, int argc, const char *const *argv, store_reply_cb
                     struct err *e)
 {
     struct jitr_service *s = ctx;
-    return store_async_cmd(s->rs, argc, argv, NULL, (int)s->redis_timeout_ms, cb, arg, e);
-}
-
-struct aws_wrap {
-    struct jitr_service *s;
-    aws_iot_cb *cb;
-    void *arg;
-};
-
-static void on_aws_wrapped(void *arg, const struct aws_iot_result *r, const struct err *e)
-{
-    struct aws_wrap *w = arg;
-    char f[160];
-    snprintf(f, sizeof(f), "aws:%s:%s", aws_iot_op_name(r->op),
-             e == NULL ? "ok" : (r->error_code && r->error_code[0] ? r->error_code
-                                                                    : err_code_name(e->code)));
-    jitr_stat_incr(w->s, f, 1);
-    if (r->attempts > 1) {
-        snprintf(f, sizeof(f), "aws_retries:%s", aws_iot_op_name(r->op));
-        jitr_stat_incr(w->s, f, (long long)r->attempts - 1);
-    }
-    w->cb(w->arg, r, e);
-    xfree(w);
-}
-
-int jitr_aws_call(struct jitr_service *s, enum aws_iot_op op, json_t *in, aws_iot_cb *cb,
-                  void *arg, struct err *e)
-{
-    struct aws_wrap *w = xcalloc(1, sizeof(*w));
-    w->s = s;
-    w->cb = cb;
-    w->arg = arg;
-    if (aws_iot_call(s->iot, op, in, on_aws_wrapped, w, e) != 0) {
-        xfree(w);
-        return -1;
-    }
-    return 0;
+    return store_async_cmd(s->ctx.rs, argc, argv, NULL, (int)s->redis_timeout_ms, cb, arg, e);
 }
 
 static int io_aws(void *ctx, enum aws_iot_op op, json_t *in, aws_iot_cb *cb, void *arg,
                   struct err *e)
 {
-    return jitr_aws_call(ctx, op, in, cb, arg, e);
+    struct jitr_service *s = ctx;
+    return jitr_aws_call(&s->ctx, NULL, op, in, cb, arg, e);
 }
 
 static int io_audit(void *ctx, json_t *rec, bool check, uint64_t after, jitr_audit_cb *cb,
@@ -770,7 +230,7 @@ static void xack(struct jitr_service *s, const char *entry)
 {
     struct err e = ERR_INIT;
     const char *av[] = { "XACK", STORE_PREFIX "jitr:events", "jitr", entry };
-    if (store_async_cmd(s->rs, 4, av, NULL, 5000, ignore_reply, NULL, &e) != 0) {
+    if (store_async_cmd(s->ctx.rs, 4, av, NULL, 5000, jitr_ignore_reply, NULL, &e) != 0) {
         log_warn("jitr: XACK %s: %s", entry, e.msg);
     }
 }
@@ -778,17 +238,34 @@ static void xack(struct jitr_service *s, const char *entry)
 static void dead_letter(struct jitr_service *s, struct sflow *f, const struct err *why,
                         const char *state)
 {
-    char recv[32], att[16], now[32];
+    char att[16], now[32];
     struct err e = ERR_INIT;
-    snprintf(recv, sizeof(recv), "%lld", (long long)f->ev.received_ms);
+    struct jitr_fields fl;
+    const char *av[6 + JITR_FIELDS_MAX + 10];
+    size_t ac = 0;
     snprintf(att, sizeof(att), "%u", f->failures);
     snprintf(now, sizeof(now), "%lld", (long long)time_now_ms());
-    const char *av[] = { "XADD",    STORE_PREFIX "jitr:dlq", "MAXLEN", "~",       "100000",
-                         "*",       "cert",    f->ev.cert_id,   "ca",     f->ev.ca_id,
-                         "account", f->ev.account, "recv",      recv,     "entry",
-                         f->entry,  "attempts", att,            "state",  state,
-                         "error",   why->msg,  "dead_ms",       now };
-    if (store_async_cmd(s->rs, (int)ARRAY_LEN(av), av, NULL, 5000, ignore_reply, NULL, &e) != 0) {
+    jitr_event_fields(&f->ev, NULL, &fl);
+    av[ac++] = "XADD";
+    av[ac++] = STORE_PREFIX "jitr:dlq";
+    av[ac++] = "MAXLEN";
+    av[ac++] = "~";
+    av[ac++] = "100000";
+    av[ac++] = "*";
+    for (size_t i = 0; i < fl.n; i++) {
+        av[ac++] = fl.av[i];
+    }
+    av[ac++] = "entry";
+    av[ac++] = f->entry;
+    av[ac++] = "attempts";
+    av[ac++] = att;
+    av[ac++] = "state";
+    av[ac++] = state;
+    av[ac++] = "error";
+    av[ac++] = why->msg;
+    av[ac++] = "dead_ms";
+    av[ac++] = now;
+    if (store_async_cmd(s->ctx.rs, (int)ac, av, NULL, 5000, jitr_ignore_reply, NULL, &e) != 0) {
         log_warn("jitr: dead letter for %.16s: %s", f->ev.cert_id, e.msg);
     }
     xack(s, f->entry);
@@ -817,15 +294,15 @@ static void io_done(void *ctx, struct jitr_req *r)
     }
     BUG_ON(f == NULL);
     snprintf(stat, sizeof(stat), "outcome:%s", jitr_outcome_name(o));
-    jitr_stat_incr(s, stat, 1);
-    if (s->stopping) {
+    jitr_stat_incr(&s->ctx, stat, 1);
+    if (s->ctx.stopping) {
         return; /* jitr_service_free frees the flow; the entry stays pending */
     }
     switch (o) {
     case JITR_OUT_ACTIVATED:
-        stat_latency(s, time_now_ms() - (f->ev.received_ms > 0 ? f->ev.received_ms
+        jitr_stat_latency(&s->ctx, time_now_ms() - (f->ev.received_ms > 0 ? f->ev.received_ms
                                                                 : time_now_ms()));
-        jitr_stat_incr(s, "aws_calls_activated", jitr_req_aws_calls(r));
+        jitr_stat_incr(&s->ctx, "aws_calls_activated", jitr_req_aws_calls(r));
         log_info("jitr: cert=%.16s thing '%s' ACTIVE", f->ev.cert_id, jitr_req_thing(r));
         xack(s, f->entry);
         break;
@@ -854,17 +331,7 @@ static void io_done(void *ctx, struct jitr_req *r)
             break;
         }
         {
-            int64_t d = s->cfg.backoff_ms;
-            uint32_t rnd = 0;
-            for (unsigned i = 1; i < f->attempts && d < s->cfg.backoff_max_ms; i++) {
-                d *= 2;
-            }
-            if (d > s->cfg.backoff_max_ms) {
-                d = s->cfg.backoff_max_ms;
-            }
-            if (RAND_bytes((unsigned char *)&rnd, sizeof(rnd)) == 1) {
-                d = d / 2 + (int64_t)(rnd % (uint32_t)(d / 2 + 1)); /* jitter */
-            }
+            int64_t d = jitr_backoff_ms(s->cfg.backoff_ms, s->cfg.backoff_max_ms, f->attempts);
             log_debug("jitr: cert=%.16s %s, again in %lld ms: %s", f->ev.cert_id,
                       jitr_outcome_name(o), (long long)d, jitr_req_err(r)->msg);
             jitr_req_free(f->req);
@@ -894,30 +361,24 @@ static void flow_run(struct sflow *f)
     jitr_req_start(f->req);
 }
 
-/* Starts a flow for a stream entry: fields cert, ca, account, recv. */
+/* Starts a flow for a stream entry (jitr_event_from_fields). */
 static void flow_start(struct jitr_service *s, const char *entry, const struct store_reply *fv)
 {
     struct sflow *f;
     struct jitr_event ev;
-    memset(&ev, 0, sizeof(ev));
-    for (size_t i = 0; fv && i + 1 < fv->n; i += 2) {
+    const char *kv[2 * JITR_FIELDS_MAX];
+    size_t n = 0;
+    struct err e = ERR_INIT;
+    for (size_t i = 0; fv && i + 1 < fv->n && n + 2 <= ARRAY_LEN(kv); i += 2) {
         const struct store_reply *k = &fv->elem[i], *v = &fv->elem[i + 1];
-        uint64_t u;
-        if (k->type != STORE_REPLY_STRING || v->type != STORE_REPLY_STRING) {
-            continue;
-        }
-        if (strcmp(k->str, "cert") == 0 && v->len == 64) {
-            memcpy(ev.cert_id, v->str, 65);
-        } else if (strcmp(k->str, "ca") == 0 && v->len == 64) {
-            memcpy(ev.ca_id, v->str, 65);
-        } else if (strcmp(k->str, "account") == 0 && v->len == 12) {
-            memcpy(ev.account, v->str, 13);
-        } else if (strcmp(k->str, "recv") == 0 && str_to_u64(v->str, &u) == 0) {
-            ev.received_ms = (int64_t)u;
+        if (k->type == STORE_REPLY_STRING && v->type == STORE_REPLY_STRING) {
+            kv[n++] = k->str;
+            kv[n++] = v->str;
         }
     }
-    if (ev.cert_id[0] == '\0' || ev.ca_id[0] == '\0') {
-        log_warn("jitr: stream entry %s is malformed: acknowledged and dropped", entry);
+    if (jitr_event_from_fields(kv, n, &ev, &e) != 0) {
+        log_warn("jitr: stream entry %s is malformed: acknowledged and dropped (%s)", entry,
+                 e.msg);
         xack(s, entry);
         return;
     }
@@ -928,7 +389,7 @@ static void flow_start(struct jitr_service *s, const char *entry, const struct s
     f->s = s;
     f->ev = ev;
     snprintf(f->entry, sizeof(f->entry), "%s", entry);
-    f->timer = evtimer_new(s->base, on_retry_timer, f);
+    f->timer = evtimer_new(s->ctx.base, on_retry_timer, f);
     if (f->timer == NULL) {
         oom_die(event_get_struct_event_size());
     }
@@ -962,7 +423,7 @@ static void ensure_group(struct jitr_service *s)
     const char *av[] = { "XGROUP", "CREATE", STORE_PREFIX "jitr:events", "jitr", "0",
                          "MKSTREAM" };
     s->group_pending = true;
-    if (store_async_cmd(s->rs, 6, av, NULL, 5000, on_group_created, s, &e) != 0) {
+    if (store_async_cmd(s->ctx.rs, 6, av, NULL, 5000, on_group_created, s, &e) != 0) {
         s->group_pending = false;
         log_debug("jitr: XGROUP CREATE: %s", e.msg);
     }
@@ -1021,7 +482,7 @@ static void consumer_read(struct jitr_service *s)
     size_t room = (size_t)s->cfg.max_in_flight > s->nflows
                       ? (size_t)s->cfg.max_in_flight - s->nflows
                       : 0;
-    if (s->stopping || s->draining || s->reading || room == 0) {
+    if (s->ctx.stopping || s->draining || s->reading || room == 0) {
         return;
     }
     if (!s->group_ready) {
@@ -1057,7 +518,7 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
 
 static void consumer_kick(struct jitr_service *s)
 {
-    if (!s->stopping) {
+    if (!s->ctx.stopping) {
         event_active(s->kick, EV_TIMEOUT, 0);
     }
 }
@@ -1072,7 +533,7 @@ static void on_claimed(void *arg, const struct store_reply *r, const struct err 
     if (r->elem[1].type == STORE_REPLY_ARRAY && r->elem[1].n > 0) {
         log_info("jitr: claimed %zu pending entries idle for %lld ms", r->elem[1].n,
                  (long long)s->cfg.claim_idle_ms);
-        jitr_stat_incr(s, "claimed", (long long)r->elem[1].n);
+        jitr_stat_incr(&s->ctx, "claimed", (long long)r->elem[1].n);
     }
     start_entries(s, &r->elem[1]);
 }
@@ -1087,7 +548,7 @@ static void on_claim_timer(evutil_socket_t fd, short what, void *arg)
                       : 0;
     (void)fd;
     (void)what;
-    if (s->stopping || s->draining || s->claiming || room == 0 || !s->group_ready) {
+    if (s->ctx.stopping || s->draining || s->claiming || room == 0 || !s->group_ready) {
         return;
     }
     snprintf(idle, sizeof(idle), "%lld", (long long)s->cfg.claim_idle_ms);
@@ -1095,7 +556,7 @@ static void on_claim_timer(evutil_socket_t fd, short what, void *arg)
     const char *av[] = { "XAUTOCLAIM", STORE_PREFIX "jitr:events", "jitr", s->consumer, idle,
                          "0-0", "COUNT", count };
     s->claiming = true;
-    if (store_async_cmd(s->rs, (int)ARRAY_LEN(av), av, NULL, 5000, on_claimed, s, &e) != 0) {
+    if (store_async_cmd(s->ctx.rs, (int)ARRAY_LEN(av), av, NULL, 5000, on_claimed, s, &e) != 0) {
         s->claiming = false;
     }
 }
@@ -1106,13 +567,14 @@ static void on_ca_refresh(evutil_socket_t fd, short what, void *arg)
     struct err e = ERR_INIT;
     (void)fd;
     (void)what;
-    /* flows look the table up only inside one step (EVALUATE keeps a copy of the CA's name), so
-     * it may change under flows in flight: a CA registered meanwhile is seen within
-     * CA_REFRESH_MS even under a load that never lets the worker go idle. The reconciler walks
-     * it by index across calls: not while it runs. */
-    if (!s->reconciling && jitr_cas_load(s, &e) != 0) {
+    /* a CA registered meanwhile is seen within CA_REFRESH_MS even under a load that never lets
+     * the worker go idle */
+    struct jitr_catab *tab = jitr_catab_load(s->data_dir, &e);
+    if (tab == NULL) {
         log_warn("jitr: CA store: %s", e.msg);
+        return;
     }
+    cas_swap(s, tab);
 }
 
 /* ---- life ----------------------------------------------------------------------------------- */
@@ -1129,7 +591,7 @@ struct jitr_service *jitr_service_new(struct event_base *base, const struct conf
     struct aws_iot_opts ao;
     struct timeval claim, refresh = { CA_REFRESH_MS / 1000, 0 };
     struct buf rates = BUF_INIT;
-    s->base = base;
+    s->ctx.base = base;
     s->slot = slot;
     s->data_dir = xstrdup(conf->data_dir);
     s->redis_timeout_ms = 5000;
@@ -1144,8 +606,15 @@ struct jitr_service *jitr_service_new(struct event_base *base, const struct conf
         goto fail;
     }
     s->profiles = ca_profiles_load_dir(conf->profiles_dir, e);
-    if (s->profiles == NULL || jitr_cas_load(s, e) != 0) {
+    if (s->profiles == NULL) {
         goto fail;
+    }
+    {
+        struct jitr_catab *tab = jitr_catab_load(s->data_dir, e);
+        if (tab == NULL) {
+            goto fail;
+        }
+        cas_swap(s, tab);
     }
     s->audit = audit_open(conf_audit_path(conf), e);
     if (s->audit == NULL) {
@@ -1155,8 +624,8 @@ struct jitr_service *jitr_service_new(struct event_base *base, const struct conf
     if (s->auditq == NULL) {
         goto fail;
     }
-    s->rs = store_async_new(base, conf->redis_url, e);
-    s->rblock = s->rs ? store_async_new(base, conf->redis_url, e) : NULL;
+    s->ctx.rs = store_async_new(base, conf->redis_url, e);
+    s->rblock = s->ctx.rs ? store_async_new(base, conf->redis_url, e) : NULL;
     if (s->rblock == NULL) {
         goto fail;
     }
@@ -1176,17 +645,17 @@ struct jitr_service *jitr_service_new(struct event_base *base, const struct conf
         }
         ao.rates = rates.data;
     }
-    s->iot = aws_iot_new(&ao, e);
+    s->ctx.iot = aws_iot_new(&ao, e);
     buf_release(&rates);
-    if (s->iot == NULL) {
+    if (s->ctx.iot == NULL) {
         goto fail;
     }
     s->env = (struct jitr_env){
-        .cas = s->cas,
-        .ncas = s->ncas,
+        .cas = s->ctx.cas->cas,
+        .ncas = s->ctx.cas->n,
         .profiles = s->profiles,
         .tpl = s->tpl,
-        .region = aws_iot_region(s->iot),
+        .region = aws_iot_region(s->ctx.iot),
         .reject_leave_pending = strcmp(s->cfg.on_reject, "leave-pending") == 0,
         .thing_conflict_fail = strcmp(s->cfg.thing_conflict, "fail") == 0,
         .exclusive_thing = s->cfg.exclusive_thing,
@@ -1225,7 +694,7 @@ struct jitr_service *jitr_service_new(struct event_base *base, const struct conf
     consumer_kick(s);
     log_info("jitr: worker %zu consumer %s, intake on %s (%s), template %s, %zu policies, "
              "%zu CAs", slot, s->consumer, s->cfg.listen, s->ssl ? "TLS" : "plain HTTP",
-             s->cfg.template, jitr_template_npolicies(s->tpl), s->ncas);
+             s->cfg.template, jitr_template_npolicies(s->tpl), s->ctx.cas->n);
     return s;
 fail:
     buf_release(&rates);
@@ -1253,7 +722,7 @@ void jitr_service_free(struct jitr_service *s)
     if (s == NULL) {
         return;
     }
-    s->stopping = true;
+    s->ctx.stopping = true;
     jitr_reconciler_stop(s);
     jitr_sqs_stop(s); /* aborts a pending long poll before the clients it borrows go */
     /* the append in progress completes, queued ones are cancelled: their flows go on (to
@@ -1262,12 +731,12 @@ void jitr_service_free(struct jitr_service *s)
     s->auditq = NULL;
     /* cancelling AWS calls and Redis commands lets every flow and intake request reach its
      * end (intake requests are answered 503 before the server goes) */
-    aws_iot_free(s->iot);
-    s->iot = NULL;
+    aws_iot_free(s->ctx.iot);
+    s->ctx.iot = NULL;
     jitr_policy_release(s);
     store_async_free(s->rblock);
-    store_async_free(s->rs);
-    s->rs = s->rblock = NULL;
+    store_async_free(s->ctx.rs);
+    s->ctx.rs = s->rblock = NULL;
     jitr_confirm_stop(s); /* after the clients whose callbacks it waits for */
     jitr_intake_stop(s);
     while (s->flows) {
@@ -1290,7 +759,7 @@ void jitr_service_free(struct jitr_service *s)
     audit_close(s->audit);
     jitr_template_free(s->tpl);
     ca_profiles_free(s->profiles);
-    cas_free(s);
+    cas_swap(s, NULL);
     conf_jitr_release(&s->cfg);
     xfree(s->data_dir);
     xfree(s);

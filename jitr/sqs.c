@@ -23,7 +23,6 @@
  * flight finishes into an orphaned poller that its callback frees.
  */
 #include <event2/event.h>
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -86,18 +85,7 @@ static void batch_release(struct jitr_sqs *p)
 
 static void sq_backoff(struct jitr_sqs *p)
 {
-    int64_t d = SQS_BACKOFF_MIN_MS;
-    uint32_t rnd = 0;
-    p->failures++;
-    for (unsigned i = 1; i < p->failures && d < SQS_BACKOFF_MAX_MS; i++) {
-        d *= 2;
-    }
-    if (d > SQS_BACKOFF_MAX_MS) {
-        d = SQS_BACKOFF_MAX_MS;
-    }
-    if (RAND_bytes((unsigned char *)&rnd, sizeof(rnd)) == 1) {
-        d = d / 2 + (int64_t)(rnd % (uint32_t)(d / 2 + 1));
-    }
+    int64_t d = jitr_backoff_ms(SQS_BACKOFF_MIN_MS, SQS_BACKOFF_MAX_MS, ++p->failures);
     struct timeval tv = { (time_t)(d / 1000), (suseconds_t)((d % 1000) * 1000) };
     p->st = SQ_BACKOFF;
     evtimer_add(p->timer, &tv);
@@ -136,7 +124,7 @@ static void on_deleted(void *arg, const struct aws_sqs_result *r, const struct e
     }
     if (e != NULL) {
         /* the messages come back after the visibility timeout: duplicates, harmless */
-        jitr_stat_incr(p->s, "sqs:delete_errors", 1);
+        jitr_stat_incr(&p->s->ctx, "sqs:delete_errors", 1);
         log_warn("jitr: SQS intake: DeleteMessageBatch failed (the messages will be delivered "
                  "again): %s", e->msg);
     } else {
@@ -145,12 +133,12 @@ static void on_deleted(void *arg, const struct aws_sqs_result *r, const struct e
         size_t i;
         json_t *f;
         if (json_array_size(ok) > 0) {
-            jitr_stat_incr(p->s, "sqs:deleted", (long long)json_array_size(ok));
+            jitr_stat_incr(&p->s->ctx, "sqs:deleted", (long long)json_array_size(ok));
         }
         json_array_foreach (failed, i, f) {
             const char *fid = json_string_value(json_object_get(f, "Id"));
             const char *code = json_string_value(json_object_get(f, "Code"));
-            jitr_stat_incr(p->s, "sqs:delete_errors", 1);
+            jitr_stat_incr(&p->s->ctx, "sqs:delete_errors", 1);
             log_warn("jitr: SQS intake: entry %s not deleted (it will be delivered again): %s",
                      fid ? fid : "?", code ? code : "?");
         }
@@ -219,8 +207,8 @@ static void on_enqueued(void *arg, const struct store_reply *r, const struct err
         queued += p->redis_err ? 0 : 1;
     }
     if (queued > 0) {
-        jitr_stat_incr(p->s, "sqs:enqueued", (long long)queued);
-        jitr_stat_incr(p->s, "events:sqs:queued", (long long)p->nevs);
+        jitr_stat_incr(&p->s->ctx, "sqs:enqueued", (long long)queued);
+        jitr_stat_incr(&p->s->ctx, "events:sqs:queued", (long long)p->nevs);
     }
     sq_delete(p);
 }
@@ -266,7 +254,7 @@ static void sq_take(struct jitr_sqs *p, struct sq_msg *m, const char *body, size
                 }
                 snprintf(field, sizeof(field), "events:sqs:rejected:%s",
                          jitr_event_reject_class(pe->err[i].code));
-                jitr_stat_incr(p->s, field, 1);
+                jitr_stat_incr(&p->s->ctx, field, 1);
                 if (pe->batch) {
                     log_warn("jitr: SQS intake: message %s: event %zu of %zu refused: %s", m->id,
                              i + 1, pe->n, pe->err[i].msg);
@@ -281,7 +269,7 @@ static void sq_take(struct jitr_sqs *p, struct sq_msg *m, const char *body, size
     }
     m->fate = SQ_DELETE_IT;
     snprintf(field, sizeof(field), "sqs:rejected:%s", reject_class(e.code, decoded));
-    jitr_stat_incr(p->s, field, 1);
+    jitr_stat_incr(&p->s->ctx, field, 1);
     log_warn("jitr: SQS intake: message %s rejected and deleted (%s): %s", m->id,
              reject_class(e.code, decoded), e.msg);
 }
@@ -295,7 +283,7 @@ static void on_received(void *arg, const struct aws_sqs_result *r, const struct 
         if (e->code == ERRC_CANCELED || p->stopped) {
             return;
         }
-        jitr_stat_incr(p->s, "sqs:receive_errors", 1);
+        jitr_stat_incr(&p->s->ctx, "sqs:receive_errors", 1);
         if (!p->sqs_failing) {
             /* NOT_FOUND / DENIED are configuration problems: say so loudly, keep trying */
             if (e->code == ERRC_NOT_FOUND || e->code == ERRC_DENIED) {
@@ -337,7 +325,7 @@ static void on_received(void *arg, const struct aws_sqs_result *r, const struct 
         m->receipt = xstrdup(rh);
         m->fate = SQ_PENDING;
         m->nvalid = 0;
-        jitr_stat_incr(p->s, "sqs:received", 1);
+        jitr_stat_incr(&p->s->ctx, "sqs:received", 1);
         sq_take(p, m, json_is_string(body) ? json_string_value(body) : "",
                 json_is_string(body) ? json_string_length(body) : 0);
     }
@@ -365,7 +353,7 @@ static void on_received(void *arg, const struct aws_sqs_result *r, const struct 
 static void sq_receive(struct jitr_sqs *p)
 {
     struct err e = ERR_INIT;
-    if (p->stopped || p->s->stopping) {
+    if (p->stopped || p->s->ctx.stopping) {
         return;
     }
     p->st = SQ_RECEIVE;
@@ -386,16 +374,16 @@ int jitr_sqs_start(struct jitr_service *s, struct err *e)
     p = xcalloc(1, sizeof(*p));
     p->s = s;
     memset(&o, 0, sizeof(o));
-    o.base = s->base;
+    o.base = s->ctx.base;
     o.queue_url = s->cfg.sqs_queue_url;
-    o.region = aws_iot_region(s->iot);
-    o.credp = aws_iot_credp(s->iot);
+    o.region = aws_iot_region(s->ctx.iot);
+    o.credp = aws_iot_credp(s->ctx.iot);
     p->q = aws_sqs_new(&o, e);
     if (p->q == NULL) {
         xfree(p);
         return err_prefix(e, "jitr.sqs_queue_url");
     }
-    p->timer = evtimer_new(s->base, on_timer, p);
+    p->timer = evtimer_new(s->ctx.base, on_timer, p);
     if (p->timer == NULL) {
         oom_die(event_get_struct_event_size());
     }
