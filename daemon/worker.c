@@ -53,6 +53,7 @@ static void on_hup(evutil_socket_t fd, short what, void *arg)
     struct worker *w = arg;
     log_info("SIGHUP: reloading");
     api_reload_start(&w->api);
+    jitr_service_reload(w->jitr, w->api.config_path); /* NULL without JITR: nothing */
     auditwatch_verify_now(w->aw);
 }
 

@@ -182,8 +182,8 @@ static void job_finish(struct cjob *j, const char *state)
     snprintf(ttl, sizeof(ttl), "%d", CONFIRM_DONE_S);
     const char *av[] = { "SET", j->key, state, "EX", ttl };
     if (!s->ctx.stopping && s->ctx.rs != NULL &&
-        store_async_cmd(s->ctx.rs, (int)ARRAY_LEN(av), av, NULL, CONFIRM_REDIS_MS, jitr_ignore_reply, NULL,
-                        &e) != 0) {
+        store_async_cmd(s->ctx.rs, (int)ARRAY_LEN(av), av, NULL, CONFIRM_REDIS_MS,
+                        jitr_ignore_reply, NULL, &e) != 0) {
         log_debug("jitr: confirmation: %s", e.msg);
     }
     job_free(j);

@@ -59,7 +59,7 @@ static void reply_json(struct httpd_req *req, int status, const char *body)
 
 /* ---- secrets -------------------------------------------------------------------------------- */
 
-static void secret_add(struct jitr_service *s, const char *v, size_t n)
+static void secret_add(struct jitr_secrets *s, const char *v, size_t n)
 {
     while (n > 0 && (v[n - 1] == '\r' || v[n - 1] == ' ' || v[n - 1] == '\t')) {
         n--;
@@ -71,18 +71,19 @@ static void secret_add(struct jitr_service *s, const char *v, size_t n)
     if (n == 0) {
         return;
     }
-    s->secrets = xrealloc(s->secrets, (s->nsecrets + 1) * sizeof(*s->secrets));
-    SHA256((const unsigned char *)v, n, s->secrets[s->nsecrets++]);
+    s->md = xrealloc(s->md, (s->n + 1) * sizeof(*s->md));
+    SHA256((const unsigned char *)v, n, s->md[s->n++]);
 }
 
-static int secrets_load(struct jitr_service *s, struct err *e)
+int jitr_secrets_load(const struct conf_jitr *cfg, struct jitr_secrets *out, struct err *e)
 {
-    const char *env = s->cfg.secrets_env[0] ? getenv(s->cfg.secrets_env) : NULL;
-    if (s->cfg.secrets_file[0]) {
+    const char *env = cfg->secrets_env[0] ? getenv(cfg->secrets_env) : NULL;
+    memset(out, 0, sizeof(*out));
+    if (cfg->secrets_file[0]) {
         struct buf b = BUF_INIT;
         const char *p;
-        if (file_check_private(s->cfg.secrets_file, e) != 0 ||
-            file_read_all(s->cfg.secrets_file, 65536, &b, e) != 0) {
+        if (file_check_private(cfg->secrets_file, e) != 0 ||
+            file_read_all(cfg->secrets_file, 65536, &b, e) != 0) {
             buf_release_secret(&b);
             return err_prefix(e, "jitr secrets file");
         }
@@ -90,7 +91,7 @@ static int secrets_load(struct jitr_service *s, struct err *e)
         while (*p) {
             size_t n = strcspn(p, "\n");
             if (p[0] != '#') {
-                secret_add(s, p, n);
+                secret_add(out, p, n);
             }
             p += n + (p[n] ? 1 : 0);
         }
@@ -100,22 +101,31 @@ static int secrets_load(struct jitr_service *s, struct err *e)
         const char *p = env;
         while (*p) {
             size_t n = strcspn(p, ",");
-            secret_add(s, p, n);
+            secret_add(out, p, n);
             p += n + (p[n] ? 1 : 0);
         }
     }
-    if (s->nsecrets == 0 && s->cfg.sqs_queue_url[0] != '\0') {
+    if (out->n == 0 && cfg->sqs_queue_url[0] != '\0') {
         log_info("jitr: no intake secret: POST /v1/jitr/events answers 401; events come "
                  "through SQS");
         return 0;
     }
-    if (s->nsecrets == 0) {
+    if (out->n == 0) {
         return err_set(e, ERRC_INVALID, "jitr: no intake secret: set %s or secrets_file "
                        "(the topic rule sends it in the %s header)",
-                       s->cfg.secrets_env[0] ? s->cfg.secrets_env : "secrets_env",
-                       s->cfg.secret_header);
+                       cfg->secrets_env[0] ? cfg->secrets_env : "secrets_env",
+                       cfg->secret_header);
     }
     return 0;
+}
+
+void jitr_secrets_release(struct jitr_secrets *s)
+{
+    if (s->md != NULL) {
+        OPENSSL_cleanse(s->md, s->n * sizeof(*s->md));
+        xfree(s->md);
+    }
+    memset(s, 0, sizeof(*s));
 }
 
 static bool secret_ok(const struct jitr_service *s, const char *v)
@@ -126,8 +136,8 @@ static bool secret_ok(const struct jitr_service *s, const char *v)
         return false;
     }
     SHA256((const unsigned char *)v, strlen(v), md);
-    for (size_t i = 0; i < s->nsecrets; i++) {
-        match |= CRYPTO_memcmp(md, s->secrets[i], sizeof(md)) == 0;
+    for (size_t i = 0; i < s->secrets.n; i++) {
+        match |= CRYPTO_memcmp(md, s->secrets.md[i], sizeof(md)) == 0;
     }
     return match != 0;
 }
@@ -314,7 +324,7 @@ static void on_event(struct httpd_req *req, void *arg)
     if (!secret_ok(s, secret)) {
         stat_status(s, 401);
         httpd_reply_error(req, 401, "denied",
-                          s->nsecrets == 0 ? "the HTTP event intake is off (no secret configured)"
+                          s->secrets.n == 0 ? "the HTTP event intake is off (no secret configured)"
                           : secret != NULL ? "wrong secret"
                                            : "missing secret header");
         return;
@@ -454,16 +464,16 @@ static void metrics_next(struct metrics_req *m)
     bool redis = !m->s->ctx.stopping && m->s->ctx.rs != NULL;
     if (redis && m->step == 0) {
         const char *av[] = { "HGETALL", STORE_PREFIX "jitr:stats" };
-        rc = store_async_cmd(m->s->ctx.rs, 2, av, NULL, INTAKE_REDIS_TIMEOUT_MS, on_metrics_reply, m,
-                             &e);
+        rc = store_async_cmd(m->s->ctx.rs, 2, av, NULL, INTAKE_REDIS_TIMEOUT_MS,
+                             on_metrics_reply, m, &e);
     } else if (redis && m->step == 1) {
         const char *av[] = { "XINFO", "GROUPS", STORE_PREFIX "jitr:events" };
-        rc = store_async_cmd(m->s->ctx.rs, 3, av, NULL, INTAKE_REDIS_TIMEOUT_MS, on_metrics_reply, m,
-                             &e);
+        rc = store_async_cmd(m->s->ctx.rs, 3, av, NULL, INTAKE_REDIS_TIMEOUT_MS,
+                             on_metrics_reply, m, &e);
     } else if (redis && m->step == 2) {
         const char *av[] = { "XLEN", STORE_PREFIX "jitr:dlq" };
-        rc = store_async_cmd(m->s->ctx.rs, 2, av, NULL, INTAKE_REDIS_TIMEOUT_MS, on_metrics_reply, m,
-                             &e);
+        rc = store_async_cmd(m->s->ctx.rs, 2, av, NULL, INTAKE_REDIS_TIMEOUT_MS,
+                             on_metrics_reply, m, &e);
     }
     if (rc == 0) {
         return;
@@ -563,7 +573,7 @@ int jitr_intake_start(struct jitr_service *s, struct err *e)
     if (s->cfg.listen[0] == '\0') {
         return 0; /* no HTTP intake (and no /metrics): SQS only */
     }
-    if (secrets_load(s, e) != 0) {
+    if (jitr_secrets_load(&s->cfg, &s->secrets, e) != 0) {
         return -1;
     }
     if (s->cfg.tls_cert_file[0]) {
@@ -599,9 +609,5 @@ void jitr_intake_stop(struct jitr_service *s)
     s->http = NULL;
     SSL_CTX_free(s->ssl);
     s->ssl = NULL;
-    if (s->secrets) {
-        OPENSSL_cleanse(s->secrets, s->nsecrets * sizeof(*s->secrets));
-        xfree(s->secrets);
-        s->secrets = NULL;
-    }
+    jitr_secrets_release(&s->secrets);
 }

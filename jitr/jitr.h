@@ -452,6 +452,13 @@ void jitr_service_free(struct jitr_service *s);
 void jitr_service_drain(struct jitr_service *s);
 /* Flows and intake requests in flight. */
 size_t jitr_service_busy(const struct jitr_service *s);
+/* SIGHUP: reads the configuration file again (config_path; NULL: $JITRCA_CONFIG) off the loop
+ * and swaps in the template (jitr.template, jitr.policy_name), the certificate profiles, the
+ * intake secrets (jitr.secrets_file, jitr.secrets_env) and the CA table. Flows in flight finish
+ * their run with what they started with. Other jitr keys take effect at the next start. When
+ * the file, the template, the profiles or the secrets do not load, the error is logged and the
+ * running ones stay. A reload asked for while one runs is done again after it. */
+void jitr_service_reload(struct jitr_service *s, const char *config_path);
 
 /* ---- admin.c: for jitrctl ------------------------------------------------------------------- */
 

@@ -25,12 +25,32 @@ struct jitr_pol;
 struct jitr_sqs;
 struct jitr_auditq;
 struct jitr_confirmer;
+struct workq;
 
 /* The cross-key rules of conf's "jitr" section (core/conf.c checked each key's type and range);
  * errors name the file and jitr.KEY. */
 int jitr_cfg_check(const struct conf *conf, struct err *e) ATTR_WUR;
 
 enum jitr_pol_state { JITR_POL_UNKNOWN, JITR_POL_ENSURING, JITR_POL_READY };
+
+/* The accepted intake secrets: SHA-256 of each. */
+struct jitr_secrets {
+    uint8_t (*md)[32];
+    size_t n;
+};
+
+/* What SIGHUP replaces for the flows: the template (with its policies' state in AWS) and the
+ * profiles. A flow keeps the generation it started with until its next run; the service keeps
+ * every generation a flow still uses. */
+struct jitr_gen {
+    unsigned refs; /* the service's (while current) and each flow's */
+    struct jitr_template *tpl;
+    struct ca_profiles *profiles;
+    struct jitr_env env;   /* the flows' context: tpl, profiles, the current CA table, ... */
+    struct jitr_pol *pols; /* the template's policies (policy.c), made on first use */
+    size_t npols;
+    struct jitr_gen *next; /* the service's list */
+};
 
 struct jitr_service {
     struct jitr_ctx ctx; /* base, Redis, AWS, the CA table, stopping */
@@ -42,19 +62,20 @@ struct jitr_service {
     struct store_async *rblock; /* XREADGROUP BLOCK */
     struct audit_log *audit;
     struct jitr_auditq *auditq; /* the flows' appends, off the loop */
-    struct jitr_template *tpl;
-    struct ca_profiles *profiles;
-    struct jitr_env env;
+    struct jitr_env env;   /* what every generation's env starts from (no template) */
+    struct jitr_gen *gen;  /* the current generation (one reference) */
+    struct jitr_gen *gens; /* every generation still used, the current one included */
     struct jitr_io io;
+    struct workq *loader;  /* files read off the loop: the CA table, SIGHUP's reload */
+    struct event *loader_wake;
+    bool cas_loading, reloading, reload_again;
+    char *config_path; /* SIGHUP's (NULL: $JITRCA_CONFIG) */
     /* consumer */
     struct sflow *flows;
     size_t nflows;
     struct event *kick, *claim, *ca_refresh;
     bool reading, claiming, group_ready, group_pending, redis_down;
     bool draining; /* SIGTERM: no new events taken (intake closed, no reads, no polls) */
-    /* the template's policies (policy.c), made on first use */
-    struct jitr_pol *pols;
-    size_t npols;
     /* reconciler */
     struct event *reconcile;
     bool reconciling;
@@ -64,8 +85,7 @@ struct jitr_service {
     /* intake */
     struct httpd *http;     /* NULL without jitr.listen */
     SSL_CTX *ssl;           /* NULL: plain HTTP */
-    uint8_t (*secrets)[32]; /* SHA-256 of each accepted secret */
-    size_t nsecrets;
+    struct jitr_secrets secrets;
     size_t intake_busy; /* requests waiting for Redis (XADD, /metrics) */
     /* SQS intake (sqs.c); NULL without jitr.sqs_queue_url */
     struct jitr_sqs *sqs;
@@ -73,10 +93,11 @@ struct jitr_service {
     struct jitr_confirmer *confirm;
 };
 
-/* policy.c: io->policy_ready; release cancels waiters. */
+/* policy.c: io->policy_ready (the policies of the generation whose template is t); release
+ * cancels a generation's waiters and frees its policies' state. */
 int jitr_policy_ready(void *ctx, const struct jitr_template *t, size_t idx, store_done_cb *cb,
                       void *arg, struct err *e);
-void jitr_policy_release(struct jitr_service *s);
+void jitr_policy_release(struct jitr_gen *g);
 
 /* auditq.c: the audit writer. A thread (core/workq.h) appends the records queued on the loop
  * (everything queued together goes into one audit_append: one write, one fdatasync) and posts
@@ -100,6 +121,11 @@ uint64_t jitr_auditq_commits(struct jitr_auditq *q);
 void jitr_auditq_free(struct jitr_auditq *q);
 
 /* intake.c */
+/* The secrets of cfg (jitr.secrets_file, jitr.secrets_env): none is an error unless events come
+ * through SQS. No loop: any thread. */
+int jitr_secrets_load(const struct conf_jitr *cfg, struct jitr_secrets *out,
+                      struct err *e) ATTR_WUR;
+void jitr_secrets_release(struct jitr_secrets *s);
 int jitr_intake_start(struct jitr_service *s, struct err *e) ATTR_WUR;
 void jitr_intake_stop(struct jitr_service *s);
 /* The validation every intake applies (HTTP and SQS): jitr_events_parse with our CA table. */

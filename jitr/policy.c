@@ -276,20 +276,24 @@ int jitr_policy_ready(void *ctx, const struct jitr_template *t, size_t idx, stor
                       void *arg, struct err *e)
 {
     struct jitr_service *s = ctx;
+    struct jitr_gen *g = s->gens;
     struct jitr_pol *pl;
     struct policy_waiter *w;
-    if (t != s->tpl || idx >= jitr_template_npolicies(t)) {
+    while (g != NULL && g->tpl != t) {
+        g = g->next;
+    }
+    if (g == NULL || idx >= jitr_template_npolicies(t)) {
         return err_set(e, ERRC_INTERNAL, "jitr: no policy %zu in the template", idx);
     }
-    if (s->pols == NULL) {
-        s->npols = jitr_template_npolicies(t);
-        s->pols = xcalloc(s->npols, sizeof(*s->pols));
-        for (size_t i = 0; i < s->npols; i++) {
-            s->pols[i].s = s;
-            s->pols[i].p = jitr_template_policy(t, i);
+    if (g->pols == NULL) {
+        g->npols = jitr_template_npolicies(t);
+        g->pols = xcalloc(g->npols, sizeof(*g->pols));
+        for (size_t i = 0; i < g->npols; i++) {
+            g->pols[i].s = s;
+            g->pols[i].p = jitr_template_policy(t, i);
         }
     }
-    pl = &s->pols[idx];
+    pl = &g->pols[idx];
     if (pl->defer == NULL) {
         pl->defer = evtimer_new(s->ctx.base, on_defer, pl);
         if (pl->defer == NULL) {
@@ -316,10 +320,10 @@ int jitr_policy_ready(void *ctx, const struct jitr_template *t, size_t idx, stor
     return 0;
 }
 
-void jitr_policy_release(struct jitr_service *s)
+void jitr_policy_release(struct jitr_gen *g)
 {
-    for (size_t i = 0; i < s->npols; i++) {
-        struct jitr_pol *pl = &s->pols[i];
+    for (size_t i = 0; i < g->npols; i++) {
+        struct jitr_pol *pl = &g->pols[i];
         err_clear(&pl->result);
         err_set(&pl->result, ERRC_CANCELED, "jitr: stopping");
         if (pl->waiters != NULL) {
@@ -330,7 +334,7 @@ void jitr_policy_release(struct jitr_service *s)
         }
         json_decref(pl->versions);
     }
-    xfree(s->pols);
-    s->pols = NULL;
-    s->npols = 0;
+    xfree(g->pols);
+    g->pols = NULL;
+    g->npols = 0;
 }
