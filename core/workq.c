@@ -4,8 +4,12 @@
  */
 #include "core/workq.h"
 
+#include <errno.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "core/log.h"
 #include "core/mem.h"
@@ -21,6 +25,7 @@ struct workq {
     uint64_t batches;                /* calls of run (mu) */
     size_t n;                        /* threads started */
     pthread_t *threads;
+    int efd;       /* without a wake callback: the eventfd the loop watches */
     size_t busy;   /* loop: submitted, completion not run yet */
     bool stopping; /* loop: workq_free has begun */
 };
@@ -34,6 +39,18 @@ static void completed(struct workq *q, struct workq_job *first, struct workq_job
         q->dhead = first;
     }
     q->dtail = last;
+}
+
+/* From a thread: completions are ready. */
+static void wake(struct workq *q)
+{
+    uint64_t one = 1;
+    if (q->o.wake != NULL) {
+        q->o.wake(q->o.wake_arg);
+        return;
+    }
+    while (write(q->efd, &one, sizeof(one)) < 0 && errno == EINTR) {
+    }
 }
 
 static void *workq_thread(void *arg)
@@ -78,7 +95,7 @@ static void *workq_thread(void *arg)
         pthread_mutex_lock(&q->mu);
         completed(q, v[0], v[n - 1]);
         pthread_mutex_unlock(&q->mu);
-        q->o.wake(q->o.wake_arg);
+        wake(q);
     }
     xfree(v);
     if (q->o.tls_free) {
@@ -108,13 +125,36 @@ void workq_drain(struct workq *q)
     run_completions(q, j, true);
 }
 
+int workq_fd(const struct workq *q)
+{
+    return q->efd;
+}
+
+void workq_event_cb(int fd, short what, void *arg)
+{
+    uint64_t n;
+    (void)what;
+    while (read(fd, &n, sizeof(n)) < 0 && errno == EINTR) {
+    }
+    workq_drain(arg);
+}
+
 struct workq *workq_new(const struct workq_opts *o, struct err *e)
 {
     struct workq *q = xcalloc(1, sizeof(*q));
-    BUG_ON(o->run == NULL || o->wake == NULL || o->threads == 0);
+    BUG_ON(o->run == NULL || o->threads == 0);
     q->o = *o;
+    q->efd = -1;
     if (q->o.name == NULL) {
         q->o.name = "work queue";
+    }
+    if (q->o.wake == NULL) {
+        q->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (q->efd < 0) {
+            err_errno(e, ERRC_INTERNAL, "%s: eventfd", q->o.name);
+            xfree(q);
+            return NULL;
+        }
     }
     pthread_mutex_init(&q->mu, NULL);
     pthread_cond_init(&q->cv, NULL);
@@ -195,6 +235,9 @@ void workq_free(struct workq *q)
     run_completions(q, cancelled, false);
     pthread_cond_destroy(&q->cv);
     pthread_mutex_destroy(&q->mu);
+    if (q->efd >= 0) {
+        close(q->efd);
+    }
     xfree(q->threads);
     xfree(q);
 }

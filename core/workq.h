@@ -1,9 +1,10 @@
 /*
  * A work queue between an event loop and threads, so the loop never blocks: jobs submitted on
  * the loop are run by the queue's threads, and each job's completion runs back on the loop. core/
- * knows no event library: a thread that has completions calls wake (which makes the loop call
- * workq_drain: a libevent user activates an event, libevent with evthread_use_pthreads called
- * before the base was made). A thread takes several jobs at once (its share of the queue: queued /
+ * knows no event library: a thread that has completions makes workq_fd readable (an eventfd),
+ * and the loop's event on it calls workq_event_cb, which runs them (libevent:
+ * event_new(base, workq_fd(q), EV_READ | EV_PERSIST, workq_event_cb, q), then event_add). A
+ * loop of another kind may instead give a wake callback and call workq_drain. A thread takes several jobs at once (its share of the queue: queued /
  * threads, at least one, at most take_max) and runs them in one call, so jobs taken together
  * can share work (one durable audit commit, one serial reservation). Jobs are intrusive: embed
  * a struct workq_job and get back to the outer struct in run and done.
@@ -35,7 +36,8 @@ struct workq_opts {
     /* the jobs a thread took, in submission order, on that thread */
     void (*run)(struct workq_job **v, size_t n, void *tls, void *arg);
     void *arg;
-    /* from a thread, with completions ready: the loop is to call workq_drain */
+    /* NULL: workq_fd; else called from a thread with completions ready, and the loop is to
+     * call workq_drain */
     void (*wake)(void *wake_arg);
     void *wake_arg;
     const char *name; /* for messages ("audit writer", "signing thread") */
@@ -48,6 +50,11 @@ struct workq *workq_new(const struct workq_opts *o, struct err *e) ATTR_WUR;
 int workq_submit(struct workq *q, struct workq_job *j, struct err *e) ATTR_WUR;
 /* On the loop, after wake: runs the completions ready. */
 void workq_drain(struct workq *q);
+/* Without a wake callback: readable when completions are ready (-1 with one). */
+int workq_fd(const struct workq *q);
+/* An event callback (libevent's event_callback_fn on Linux) for workq_fd: reads it, then
+ * workq_drain(arg). */
+void workq_event_cb(int fd, short what, void *arg);
 /* Jobs submitted whose completion has not run yet. */
 size_t workq_busy(const struct workq *q);
 /* Calls of run so far (any thread). */
@@ -55,7 +62,8 @@ uint64_t workq_batches(struct workq *q);
 /* Threads started. */
 size_t workq_threads(const struct workq *q);
 /* On the loop: lets the threads finish (and, without cancel_on_free, run everything queued),
- * joins them, runs every completion left on the calling thread, frees. NULL is fine. */
+ * joins them, runs every completion left on the calling thread, closes workq_fd, frees (free
+ * the loop's event on workq_fd first). NULL is fine. */
 void workq_free(struct workq *q);
 
 #endif

@@ -1,9 +1,8 @@
 /*
  * The signing threads of a worker. The loop never blocks: a job (sign, look up, audit a refusal,
  * probe readiness, rebuild the snapshot) is queued here, run by a thread that owns its signer
- * and Redis connections (tls), and its completion is run back on the loop through an event
- * activated from the thread (libevent with evthread_use_pthreads, called by the worker before
- * creating its base). The queue is core/workq.h's; this file gives it the worker's threads.
+ * and Redis connections (tls), and its completion is run back on the loop (an event on the
+ * queue's eventfd). The queue is core/workq.h's; this file gives it the worker's threads.
  */
 #include <event2/event.h>
 
@@ -59,19 +58,6 @@ static void pool_done(struct workq_job *j, bool ran)
     pj->done(pj);
 }
 
-static void pool_wake(void *arg)
-{
-    event_active(arg, EV_READ, 0);
-}
-
-static void on_wake(evutil_socket_t fd, short what, void *arg)
-{
-    struct pool *p = arg;
-    (void)fd;
-    (void)what;
-    workq_drain(p->wq);
-}
-
 struct pool *pool_new(struct event_base *base, size_t n, void *(*tls_new)(void),
                       void (*tls_free)(void *),
                       void (*run_many)(struct pool_job **v, size_t n, void *tls))
@@ -82,16 +68,12 @@ struct pool *pool_new(struct event_base *base, size_t n, void *(*tls_new)(void),
     p->tls_new = tls_new;
     p->tls_free = tls_free;
     p->run_many = run_many;
-    p->wake = event_new(base, -1, 0, on_wake, p);
-    BUG_ON(p->wake == NULL);
     o.threads = n;
     o.take_max = POOL_TAKE_MAX;
     o.tls_new = pool_tls_new;
     o.tls_free = pool_tls_free;
     o.run = pool_run;
     o.arg = p;
-    o.wake = pool_wake;
-    o.wake_arg = p->wake;
     o.name = "signing";
     p->wq = workq_new(&o, &e);
     if (p->wq == NULL) {
@@ -99,6 +81,8 @@ struct pool *pool_new(struct event_base *base, size_t n, void *(*tls_new)(void),
         pool_free(p);
         return NULL;
     }
+    p->wake = event_new(base, workq_fd(p->wq), EV_READ | EV_PERSIST, workq_event_cb, p->wq);
+    BUG_ON(p->wake == NULL || event_add(p->wake, NULL) != 0);
     return p;
 }
 
@@ -122,7 +106,9 @@ void pool_free(struct pool *p)
     if (p == NULL) {
         return;
     }
+    if (p->wake != NULL) {
+        event_free(p->wake);
+    }
     workq_free(p->wq); /* queued jobs run, then every completion */
-    event_free(p->wake);
     xfree(p);
 }

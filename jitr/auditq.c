@@ -89,19 +89,6 @@ static void auditq_done(struct workq_job *j, bool ran)
     xfree(it);
 }
 
-static void auditq_wake(void *arg)
-{
-    event_active(arg, EV_READ, 0);
-}
-
-static void on_wake(evutil_socket_t fd, short what, void *arg)
-{
-    struct jitr_auditq *q = arg;
-    (void)fd;
-    (void)what;
-    workq_drain(q->wq);
-}
-
 struct jitr_auditq *jitr_auditq_new(struct event_base *base, struct audit_log *log,
                                     const char *path, struct err *e)
 {
@@ -114,20 +101,18 @@ struct jitr_auditq *jitr_auditq_new(struct event_base *base, struct audit_log *l
         err_prefix(e, "jitr: the end of the audit log");
         goto fail;
     }
-    q->wake = event_new(base, -1, 0, on_wake, q);
-    if (q->wake == NULL) {
-        err_set(e, ERRC_INTERNAL, "jitr: cannot create the audit completion event");
-        goto fail;
-    }
     o.threads = 1;
     o.cancel_on_free = true; /* take_max 0: everything queued in one append */
     o.run = auditq_run;
     o.arg = q;
-    o.wake = auditq_wake;
-    o.wake_arg = q->wake;
     o.name = "jitr audit writer";
     q->wq = workq_new(&o, e);
     if (q->wq == NULL) {
+        goto fail;
+    }
+    q->wake = event_new(base, workq_fd(q->wq), EV_READ | EV_PERSIST, workq_event_cb, q->wq);
+    if (q->wake == NULL || event_add(q->wake, NULL) != 0) {
+        err_set(e, ERRC_INTERNAL, "jitr: cannot create the audit completion event");
         goto fail;
     }
     return q;
@@ -175,10 +160,10 @@ void jitr_auditq_free(struct jitr_auditq *q)
     if (q == NULL) {
         return;
     }
-    workq_free(q->wq); /* the append in progress completes, the queued ones are cancelled */
     if (q->wake) {
         event_free(q->wake);
     }
+    workq_free(q->wq); /* the append in progress completes, the queued ones are cancelled */
     xfree(q->path);
     xfree(q);
 }

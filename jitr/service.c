@@ -351,35 +351,24 @@ void jitr_service_reload(struct jitr_service *s, const char *config_path)
     load_start(s, true);
 }
 
-static void loader_wake(void *arg)
-{
-    event_active(arg, EV_READ, 0);
-}
-
-static void on_loader_wake(evutil_socket_t fd, short what, void *arg)
-{
-    struct jitr_service *s = arg;
-    (void)fd;
-    (void)what;
-    workq_drain(s->loader);
-}
-
 static int loader_new(struct jitr_service *s, struct err *e)
 {
     struct workq_opts o = { 0 };
-    s->loader_wake = event_new(s->ctx.base, -1, 0, on_loader_wake, s);
-    if (s->loader_wake == NULL) {
-        return err_set(e, ERRC_INTERNAL, "jitr: cannot create the loader's event");
-    }
     o.threads = 1;
     o.cancel_on_free = true;
     o.take_max = 1;
     o.run = loader_run;
-    o.wake = loader_wake;
-    o.wake_arg = s->loader_wake;
     o.name = "jitr loader";
     s->loader = workq_new(&o, e);
-    return s->loader != NULL ? 0 : -1;
+    if (s->loader == NULL) {
+        return -1;
+    }
+    s->loader_wake = event_new(s->ctx.base, workq_fd(s->loader), EV_READ | EV_PERSIST,
+                               workq_event_cb, s->loader);
+    if (s->loader_wake == NULL || event_add(s->loader_wake, NULL) != 0) {
+        return err_set(e, ERRC_INTERNAL, "jitr: cannot create the loader's event");
+    }
+    return 0;
 }
 
 /* ---- the io of the flows -------------------------------------------------------------------- */
@@ -964,6 +953,10 @@ void jitr_service_free(struct jitr_service *s)
         return;
     }
     s->ctx.stopping = true;
+    if (s->loader_wake) {
+        event_free(s->loader_wake);
+        s->loader_wake = NULL;
+    }
     workq_free(s->loader); /* the load in progress completes, unused */
     s->loader = NULL;
     jitr_reconciler_stop(s);
@@ -1000,9 +993,6 @@ void jitr_service_free(struct jitr_service *s)
     }
     if (s->ca_refresh) {
         event_free(s->ca_refresh);
-    }
-    if (s->loader_wake) {
-        event_free(s->loader_wake);
     }
     audit_close(s->audit);
     gen_unref(s, s->gen);

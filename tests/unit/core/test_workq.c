@@ -1,9 +1,11 @@
 /*
  * core/workq.c: every job runs once on a queue thread and completes once on the loop (here the
- * test's main thread, woken by a condition variable), in submission order; a thread takes at
+ * test's main thread, woken by a condition variable, or polling the queue's eventfd), in
+ * submission order; a thread takes at
  * most take_max jobs at once; each thread has its own tls; workq_free runs what is queued, or
  * cancels it (ran = false) with cancel_on_free, and refuses submissions from then on.
  */
+#include <poll.h>
 #include <pthread.h>
 #include <string.h>
 #include <time.h>
@@ -313,6 +315,43 @@ static int test_free_runs_queued(void)
     return free_with_queued(false);
 }
 
+/* Without a wake callback: the queue's eventfd is readable when completions are ready, and
+ * workq_event_cb runs them (what a libevent loop's event on it does). */
+static int test_eventfd(void)
+{
+    int rc = 0;
+    struct world w;
+    struct job jobs[5];
+    struct workq_opts o = { 0 };
+    struct err e = ERR_INIT;
+    world_init(&w);
+    o.threads = 2;
+    o.run = run;
+    o.arg = &w;
+    w.q = workq_new(&o, &e);
+    CHECK(w.q != NULL);
+    CHECK(workq_fd(w.q) >= 0);
+    for (int i = 0; i < 5; i++) {
+        jobs[i] = (struct job){ .w = &w, .id = i };
+        jobs[i].wq.done = done;
+        CHECK_OK(workq_submit(w.q, &jobs[i].wq, &e), &e);
+    }
+    while (w.ndone < 5) {
+        struct pollfd p = { workq_fd(w.q), POLLIN, 0 };
+        CHECK(poll(&p, 1, 10000) == 1);
+        workq_event_cb(p.fd, 0, w.q);
+    }
+    for (int i = 0; i < 5; i++) {
+        CHECK_INT_EQ(jobs[i].dones, 1);
+        CHECK(jobs[i].tls == NULL); /* no tls_new */
+    }
+    CHECK_INT_EQ(workq_busy(w.q), 0);
+out:
+    workq_free(w.q);
+    world_release(&w);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     static const struct tt_case cases[] = {
@@ -320,6 +359,7 @@ int main(int argc, char **argv)
         { "one_thread_takes_all", test_one_thread_takes_all },
         { "free_cancels", test_free_cancels },
         { "free_runs_queued", test_free_runs_queued },
+        { "eventfd", test_eventfd },
     };
     return tt_main(argc, argv, cases, ARRAY_LEN(cases));
 }
