@@ -14,6 +14,7 @@
  *   ctx.c       what the parts below share (jitr/ctx.h): stats, the AWS call wrapper, the CA
  *               table, the backoff
  *   auditq.c    the flows' audit appends, off the loop
+ *   loader.c    files read off the loop: the CA table every 10 s, SIGHUP's reload
  *   policy.c    the template's IoT policies in AWS, once per policy
  *   reconcile.c the reconciler (ListCertificatesByCA)
  *   intake.c    POST /v1/jitr/events on its own listener (plain HTTP or TLS)

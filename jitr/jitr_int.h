@@ -93,6 +93,21 @@ struct jitr_service {
     struct jitr_confirmer *confirm;
 };
 
+/* loader.c: the current generation and CA table, the loader thread (started last but the
+ * intakes, stopped first) and its 10 s CA refresh. */
+struct jitr_gen *jitr_gen_ref(struct jitr_gen *g);
+/* A generation nobody uses any more is freed (its policies' state with it). */
+void jitr_gen_unref(struct jitr_service *s, struct jitr_gen *g);
+/* Makes tpl and profiles (taken) the current generation: new flow runs use it. */
+void jitr_gen_install(struct jitr_service *s, struct jitr_template *tpl,
+                      struct ca_profiles *profiles);
+/* Makes tab (a new reference; NULL at the end) the CA table of the service and of every
+ * generation. */
+void jitr_cas_swap(struct jitr_service *s, struct jitr_catab *tab);
+int jitr_loader_start(struct jitr_service *s, struct err *e) ATTR_WUR;
+/* The load in progress completes, unused; the queued ones are dropped. */
+void jitr_loader_stop(struct jitr_service *s);
+
 /* policy.c: io->policy_ready (the policies of the generation whose template is t); release
  * cancels a generation's waiters and frees its policies' state. */
 int jitr_policy_ready(void *ctx, const struct jitr_template *t, size_t idx, store_done_cb *cb,
