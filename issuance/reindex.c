@@ -32,6 +32,7 @@ struct reindex {
     json_t *crl_numbers; /* CA name -> highest audited CRL number */
     struct issuance_reindex_stats st;
     int64_t renewed_ms;
+    uint64_t reported; /* st.records at the last progress call */
     issuance_reindex_progress_fn *progress;
     void *arg;
     struct err *e;
@@ -54,7 +55,12 @@ void issuance_index_token(char *out, size_t cap)
     snprintf(out, cap, "%s:%ld:%s", host, (long)getpid(), hex);
 }
 
-/* After every batch: extend the lock (a failure stops the rebuild) and report progress. */
+/* After every record: extend the lock when RENEW_EVERY_MS have passed (a failure stops the
+ * rebuild) and report progress every ISSUANCE_REINDEX_BATCH records. Neither may wait for a
+ * batch to fill: "revoke" records flush the issues before them, so in a log where revocations
+ * are frequent no batch of issues ever fills, and a lock renewed only then lapsed after
+ * ISSUANCE_INDEX_LOCK_TTL_MS of a long replay; every rebuild then failed at that point, under
+ * load, for ever. */
 static int reindex_tick(struct reindex *r)
 {
     int64_t now = time_now_ms();
@@ -64,6 +70,10 @@ static int reindex_tick(struct reindex *r)
         }
         r->renewed_ms = now;
     }
+    if (r->st.records - r->reported < ISSUANCE_REINDEX_BATCH) {
+        return 0;
+    }
+    r->reported = r->st.records;
     if (r->progress && r->progress(r->arg, &r->st) != 0) {
         return err_set(r->e, ERRC_CANCELED, "the rebuild was stopped (jitrd is shutting down)");
     }
@@ -155,8 +165,8 @@ static int replay_one(void *arg, json_t *rec, uint64_t line)
     if (type && strcmp(type, "issue") == 0) {
         r->pending[r->n] = json_incref(rec);
         r->seqs[r->n++] = (uint64_t)seq;
-        if (r->n == ISSUANCE_REINDEX_BATCH) {
-            return flush_issues(r) != 0 ? -1 : reindex_tick(r);
+        if (r->n == ISSUANCE_REINDEX_BATCH && flush_issues(r) != 0) {
+            return -1;
         }
     } else if (type && strcmp(type, "revoke") == 0) {
         if (flush_issues(r) != 0) {
@@ -164,13 +174,15 @@ static int replay_one(void *arg, json_t *rec, uint64_t line)
         }
         r->revokes[r->nr] = json_incref(rec);
         r->rseqs[r->nr++] = (uint64_t)seq;
-        if (r->nr == ISSUANCE_REINDEX_BATCH) {
-            return flush_revokes(r) != 0 ? -1 : reindex_tick(r);
+        if (r->nr == ISSUANCE_REINDEX_BATCH && flush_revokes(r) != 0) {
+            return -1;
         }
     } else if (type && strcmp(type, "crl") == 0) {
-        return replay_crl(r, rec, (uint64_t)seq);
+        if (replay_crl(r, rec, (uint64_t)seq) != 0) {
+            return -1;
+        }
     }
-    return 0;
+    return reindex_tick(r);
 }
 
 /* A missing log is an empty one only when no commit ever happened here: the first commit also

@@ -3,8 +3,8 @@
  * truth. One code path for `jitrctl reindex`, for jitrd's self-healing (daemon/heal.c) and for
  * jitrctl commands that find the index incomplete (docs/redis.md "Completeness").
  *
- * A rebuild holds the index lock (jitrca:index:lock, a token with a TTL it renews after every
- * batch) and writes through a store fenced with that token (store_fence): a rebuilder that
+ * A rebuild holds the index lock (jitrca:index:lock, a token with a TTL it renews every 5 s
+ * whatever the records are) and writes through a store fenced with that token (store_fence): a rebuilder that
  * stalled beyond the TTL, and whose lock another process took, cannot write any more. In order:
  *   1. index:ready is deleted (every index read and serial reservation now fails as
  *      "incomplete": clients get 503, never a refusal);
@@ -37,7 +37,7 @@
 struct store;
 
 #define ISSUANCE_REINDEX_BATCH     1000
-#define ISSUANCE_INDEX_LOCK_TTL_MS 15000 /* renewed after every batch, at least every 5 s */
+#define ISSUANCE_INDEX_LOCK_TTL_MS 15000 /* renewed every 5 s while the log is replayed */
 
 struct issuance_reindex_stats {
     uint64_t records;      /* audit records replayed */
@@ -49,8 +49,8 @@ struct issuance_reindex_stats {
     char last_hash[65];
 };
 
-/* Called from the rebuilding thread after every batch and once at the end; a non-zero return
- * (not heeded at the end) stops the rebuild with ERRC_CANCELED. */
+/* Called from the rebuilding thread every ISSUANCE_REINDEX_BATCH records (of any type) and once
+ * at the end; a non-zero return (not heeded at the end) stops the rebuild with ERRC_CANCELED. */
 typedef int issuance_reindex_progress_fn(void *arg, const struct issuance_reindex_stats *st);
 
 /* A token naming this process for the lock: "HOST:PID:<16 random hex>". */
