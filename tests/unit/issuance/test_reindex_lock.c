@@ -1,6 +1,7 @@
 /*
- * The index rebuild (issuance/reindex.h) against the test Redis (its own log, not fixture.c): the lock is renewed and progress
- * reported while the log is replayed whatever its records are. A log where revocations are
+ * The index rebuild (issuance/reindex.h) against the test Redis, with a log of its own (not
+ * fixture.c's): the lock is renewed and progress reported while the log is replayed whatever its
+ * records are. A log where revocations are
  * frequent flushes every batch of issues early, so no batch ever fills: a rebuild that renewed its
  * lock only on full batches lost it ISSUANCE_INDEX_LOCK_TTL_MS into a long replay and failed, again
  * and again (it_jitrd_soak_long found it: jitrd never healed after a Redis loss under load).
