@@ -10,28 +10,10 @@
 # one): 503 without the path, nothing issued nor half-written, signing resumes once space is
 # freed.
 source "$(dirname "$0")/lib.sh"
-JITRD=${JITRD:-$JITRCA_BUILD_DIR/daemon/jitrd}
-[ -x "$JITRD" ] || { echo "no jitrd at $JITRD" >&2; exit 1; }
 
-mkdir -p "$T/redis"
-redis-server --port 0 --unixsocket "$T/redis/redis.sock" --unixsocketperm 700 --save '' \
-  --appendonly no --daemonize yes --pidfile "$T/redis/redis.pid" --logfile "$T/redis/log" --dir "$T/redis"
-for _ in $(seq 100); do redis-cli -s "$T/redis/redis.sock" ping >/dev/null 2>&1 && break; sleep 0.05; done
-export JITRCA_REDIS_URL=unix://$T/redis/redis.sock
-rcli() { redis-cli -s "$T/redis/redis.sock" "$@"; }
-
-JPID=
+source "$(dirname "$0")/jitrd_lib.sh" # Redis, rcli, jitrd_stop, stop_all
 MNT=
-stop_all() {
-  if [ -n "$JPID" ] && kill -0 "$JPID" 2>/dev/null; then
-    kill -TERM "$JPID" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$JPID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$JPID" 2>/dev/null || true
-  fi
-  [ -n "$MNT" ] && umount "$MNT" 2>/dev/null
-  redis-cli -s "$T/redis/redis.sock" shutdown nosave >/dev/null 2>&1 || true
-}
-trap 'rc=$?; stop_all; (exit $rc); cleanup' EXIT
+stop_extra() { if [ -n "$MNT" ]; then umount "$MNT" 2>/dev/null || true; fi; }
 
 ok "$JITRCTL" ca init root --subject "/CN=Test Root/O=Acme" --days 3650
 ok "$JITRCTL" ca init devices --parent root --subject "/CN=Test Devices CA/O=Acme"
@@ -39,9 +21,9 @@ ok "$JITRCTL" ca init stations --parent root --subject "/CN=Test Stations CA/O=A
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/srv.key" \
   -out "$T/srv.pem" -subj /CN=localhost -days 2 -addext subjectAltName=IP:127.0.0.1 2>/dev/null
 chmod 600 "$T/srv.key"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 URL=https://127.0.0.1:$port
-aport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+aport=$(free_port)
 ADMIN=http://127.0.0.1:$aport # /readyz's reasons and /metrics (admin_listen)
 echo '{"stations": {"line1": {"cas": ["devices"], "profiles": ["device"], "rate": 0}}}' >"$T/stations.json"
 write_config() { # AUDIT_LOG_PATH
@@ -70,7 +52,7 @@ jitrd_start() {
   fail "jitrd did not become ready"; tail -20 "$T/jitrd.log" >&2
 }
 jitrd_stop() {
-  kill -TERM "$JPID" 2>/dev/null; wait "$JPID" 2>/dev/null || true; JPID=
+  kill -TERM "$JPID" 2>/dev/null || true; wait "$JPID" 2>/dev/null || true; JPID=
 }
 jitrd_start
 

@@ -8,36 +8,15 @@
 # record is written for the 503s, and a station revoked before the loss is still refused.
 # Then jitrctl reindex (same code, same lock) next to a running jitrd.
 source "$(dirname "$0")/lib.sh"
-JITRD=${JITRD:-$JITRCA_BUILD_DIR/daemon/jitrd}
-[ -x "$JITRD" ] || { echo "no jitrd at $JITRD" >&2; exit 1; }
 if [ "${JITRCA_TEST_SCALE:-}" = small ]; then LOAD_S=3; else LOAD_S=5; fi
 HEAL_LIMIT_S=15 # signing must resume within this after Redis is back
 
-mkdir -p "$T/redis"
-redis_start() {
-  redis-server --port 0 --unixsocket "$T/redis/redis.sock" --unixsocketperm 700 --save '' \
-    --appendonly no --daemonize yes --pidfile "$T/redis/redis.pid" --logfile "$T/redis/log" \
-    --dir "$T/redis"
-  for _ in $(seq 100); do redis-cli -s "$T/redis/redis.sock" ping >/dev/null 2>&1 && return 0; sleep 0.05; done
-  echo "redis did not start" >&2; return 1
-}
-redis_start
-export JITRCA_REDIS_URL=unix://$T/redis/redis.sock
-rcli() { redis-cli -s "$T/redis/redis.sock" "$@"; }
-
-JPID=
+source "$(dirname "$0")/jitrd_lib.sh" # Redis (redis_start), rcli, jitrd_stop, stop_all
 LOADPIDS=()
-stop_all() {
+stop_extra() {
   touch "$T/stop"
   for p in "${LOADPIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  if [ -n "$JPID" ] && kill -0 "$JPID" 2>/dev/null; then
-    kill -TERM "$JPID" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$JPID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$JPID" 2>/dev/null || true
-  fi
-  redis-cli -s "$T/redis/redis.sock" shutdown nosave >/dev/null 2>&1 || true
 }
-trap 'rc=$?; stop_all; (exit $rc); cleanup' EXIT
 
 ok "$JITRCTL" ca init root --subject "/CN=Test Root/O=Acme" --days 3650
 ok "$JITRCTL" ca init devices --parent root --subject "/CN=Test Devices CA/O=Acme"
@@ -45,9 +24,9 @@ ok "$JITRCTL" ca init stations --parent root --subject "/CN=Test Stations CA/O=A
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/srv.key" \
   -out "$T/srv.pem" -subj /CN=localhost -days 2 -addext subjectAltName=IP:127.0.0.1 2>/dev/null
 chmod 600 "$T/srv.key"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 URL=https://127.0.0.1:$port
-aport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+aport=$(free_port)
 ADMIN=http://127.0.0.1:$aport # /readyz's reasons and /metrics (admin_listen)
 cat >"$T/stations.json" <<EOF
 {"stations": {

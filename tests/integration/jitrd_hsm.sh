@@ -5,29 +5,12 @@
 # the CA and signing 503 with Retry-After, nothing issued; once the token is back a restart
 # serves again (SoftHSM2 does not show a returning token to a process that has it open).
 source "$(dirname "$0")/lib.sh"
-JITRD=${JITRD:-$JITRCA_BUILD_DIR/daemon/jitrd}
-[ -x "$JITRD" ] || { echo "no jitrd at $JITRD" >&2; exit 1; }
 command -v softhsm2-util >/dev/null || { echo "softhsm2-util not installed" >&2; exit 77; }
 export SOFTHSM2_CONF
 SOFTHSM2_CONF=$("$JITRCA_SOURCE_DIR/tests/harness/softhsm-fixture.sh" init "$T/hsm" factory 12345678 87654321)
 export JITRCA_PKCS11_PIN=87654321
 
-mkdir -p "$T/redis"
-redis-server --port 0 --unixsocket "$T/redis/redis.sock" --unixsocketperm 700 --save '' \
-  --appendonly no --daemonize yes --pidfile "$T/redis/redis.pid" --logfile "$T/redis/log" --dir "$T/redis"
-for _ in $(seq 100); do redis-cli -s "$T/redis/redis.sock" ping >/dev/null 2>&1 && break; sleep 0.05; done
-export JITRCA_REDIS_URL=unix://$T/redis/redis.sock
-rcli() { redis-cli -s "$T/redis/redis.sock" "$@"; }
-JPID=
-stop_all() {
-  if [ -n "$JPID" ] && kill -0 "$JPID" 2>/dev/null; then
-    kill -TERM "$JPID" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$JPID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$JPID" 2>/dev/null || true
-  fi
-  redis-cli -s "$T/redis/redis.sock" shutdown nosave >/dev/null 2>&1 || true
-}
-trap 'rc=$?; stop_all; (exit $rc); cleanup' EXIT
+source "$(dirname "$0")/jitrd_lib.sh" # Redis, rcli, jitrd_stop, stop_all
 
 ok "$JITRCTL" ca init root --subject "/CN=Test Root/O=Acme" --days 3650
 ok "$JITRCTL" ca init hsm-dev --key "pkcs11:token=factory;object=dev" --parent root \
@@ -36,9 +19,9 @@ ok "$JITRCTL" ca init stations --parent root --subject "/CN=Test Stations CA/O=A
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/srv.key" \
   -out "$T/srv.pem" -subj /CN=localhost -days 2 -addext subjectAltName=IP:127.0.0.1 2>/dev/null
 chmod 600 "$T/srv.key"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 URL=https://127.0.0.1:$port
-aport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+aport=$(free_port)
 ADMIN=http://127.0.0.1:$aport # /readyz's reasons and /metrics (admin_listen)
 echo '{"stations": {"line1": {"cas": ["hsm-dev"], "profiles": ["device"], "rate": 0}}}' >"$T/stations.json"
 cat >"$T/jitrd.json" <<EOF

@@ -31,7 +31,10 @@ jitrd_stop() {
   if [ -n "$JPID" ]; then wait "$JPID" 2>/dev/null || true; fi
   JPID=
 }
+# stop_extra: what a test started besides jitrd and Redis (load clients, mounts), stopped first
+stop_extra() { :; }
 stop_all() {
+  stop_extra
   jitrd_stop
   redis-cli -s "$T/redis/redis.sock" shutdown nosave >/dev/null 2>&1 || true
 }
