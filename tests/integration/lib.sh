@@ -5,7 +5,7 @@ set -euo pipefail
 
 : "${JITRCTL:?JITRCTL must name the jitrctl binary}"
 : "${GENCSR:?GENCSR must name the gencsr binary}"
-: "${JITRCA_TEST_REDIS_URL:?run under ctest (the redis fixture)}"
+: "${JITRCA_TEST_REDIS_URL:?run under ctest (tests/harness/with-redis.sh starts a Redis)}"
 : "${JITRCA_SOURCE_DIR:?}"
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/jitrca-it-XXXXXX")
