@@ -1,19 +1,17 @@
 /*
- * AWS IoT calls (aws/iot.h). An operation is one row of iot_ops[] (method, URI template,
- * query members, header member, body or not, required output members, default rate); the
- * typed functions only pack their arguments into the generic input object, which
- * iot_build() places by the table: labels into the path (aws_uri_encode, greedy labels keep
- * '/'), query members into a query, the header member into its header, the rest into the JSON
- * body. Anything left over for a body-less operation is an input error.
+ * AWS IoT calls (aws/iot.h): the REST-JSON protocol over the call engine (aws/call.h). An
+ * operation is one row of iot_ops[] (method, URI template, query members, header member, body or
+ * not, required output members, default rate); the typed functions only pack their arguments
+ * into the generic input object, which iot_build() places by the table: labels into the path
+ * (aws_uri_encode, greedy labels keep '/'), query members into a query, the header member into
+ * its header, the rest into the JSON body. Anything left over for a body-less operation is an
+ * input error.
  *
- * Each call is a state machine (docs/style.md, "State machines"), advanced by call_advance():
- *   PACE      take a token from the op's bucket (Redis, shared; local when Redis is absent or
- *             failing); PACE_WAIT: a timer for the wait the bucket names
- *   CREDS     get credentials (cached; a fetch only near expiry)
- *   SEND      sign (fresh X-Amz-Date) and send; the completion classifies the outcome
- *   BACKOFF   timer before the next attempt (full jitter), then PACE again
- *   DONE      the user callback has run
- * Completions only store their result and call call_advance() or call_finish().
+ * The engine runs each call (PACE -> CREDS -> SEND (-> BACKOFF) -> DONE: credentials, signing,
+ * retries, the retry quota, error classes); this file gives it the protocol's hooks: iot_pace
+ * (the per-API token bucket, shared through Redis, local while Redis is absent or failing),
+ * the error code's precedence, IoT's 406/409/410 conflicts, the required output members, and the
+ * typed result.
  */
 #include "aws/iot.h"
 
@@ -22,9 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "aws/retry.h"
+#include "aws/call.h"
 #include "aws/sigv4.h"
 #include "core/log.h"
 #include "core/mem.h"
@@ -246,33 +243,13 @@ struct iot_bucket {
     int64_t ts_ms;
 };
 
-enum call_state {
-    CS_PACE,
-    CS_PACE_WAIT,
-    CS_CREDS,
-    CS_SEND,
-    CS_BACKOFF,
-    CS_DONE
-};
-
+/* An IoT call: the engine's call and what the typed result needs. */
 struct iot_call {
+    struct aws_call k; /* first: the engine allocates and frees the whole */
     struct aws_iot *c;
     enum aws_iot_op op;
-    enum call_state st;
-    char *path;  /* wire path incl. the endpoint's base path */
-    char *query; /* "" for none */
-    char *header_value;
-    char *body;
-    size_t body_len;
-    unsigned attempts;
-    int quota_taken;
-    bool refreshed_creds;
-    bool waiting; /* an async step (bucket, creds, HTTP) is in flight */
-    int64_t paced_ms, pace_started;
-    struct event *timer;
     aws_iot_cb *cb;
     void *arg;
-    struct iot_call *prev, *next;
 };
 
 struct aws_iot {
@@ -288,23 +265,11 @@ struct aws_iot {
     struct store_async *redis;
     bool redis_warned;
     bool no_quota;
-    long timeout_ms;
-    unsigned max_attempts;
     struct iot_bucket buckets[AWS_IOT__COUNT];
-    struct aws_retry_quota retry_quota;
-    struct iot_call *calls;
-    bool freeing;
+    struct aws_engine eng;
 };
 
-static void call_advance(struct iot_call *k);
-
-/* The one place a call's state changes. A finished call stays finished. */
-static void call_set_state(struct iot_call *k, enum call_state st)
-{
-    if (k->st != CS_DONE) {
-        k->st = st;
-    }
-}
+static const struct aws_call_proto iot_proto;
 
 const char *aws_iot_op_name(enum aws_iot_op op)
 {
@@ -442,18 +407,28 @@ struct aws_iot *aws_iot_new(const struct aws_iot_opts *o, struct err *e)
     c->base = o->base;
     c->env = o->env;
     aws_config_init(&c->cfg);
-    aws_retry_quota_init(&c->retry_quota);
+    aws_engine_init(&c->eng, o->base, &iot_proto);
     if (aws_config_load(&c->cfg, o->env, &co, e) != 0 || split_endpoint(c, e) != 0 ||
         iot_rates(c, o->rates, e) != 0) {
         goto fail;
     }
     c->service = xstrdup(o->service && o->service[0] ? o->service : AWS_SIGV4_DEFAULT_SERVICE);
     c->no_quota = o->no_quota;
-    c->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 10000;
-    c->max_attempts = o->max_attempts > 0 ? o->max_attempts : AWS_RETRY_MAX_ATTEMPTS;
     if ((c->t = aws_transport_new(o->base, e)) == NULL ||
         (c->credp = aws_credp_new(c->t, &c->cfg, o->env, &o->creds, e)) == NULL) {
         goto fail;
+    }
+    c->eng.t = c->t;
+    c->eng.credp = c->credp;
+    c->eng.region = c->cfg.region;
+    c->eng.service = c->service;
+    c->eng.base_url = c->base_url;
+    c->eng.host = c->host;
+    if (o->timeout_ms > 0) {
+        c->eng.timeout_ms = o->timeout_ms;
+    }
+    if (o->max_attempts > 0) {
+        c->eng.max_attempts = o->max_attempts;
     }
     if (o->redis_url != NULL && o->redis_url[0] != '\0' && !o->no_quota &&
         (c->redis = store_async_new(o->base, o->redis_url, e)) == NULL) {
@@ -485,93 +460,18 @@ struct aws_credp *aws_iot_credp(struct aws_iot *c)
     return c->credp;
 }
 
-/* ---- calls ------------------------------------------------------------------------------------
- */
+/* ---- the protocol's hooks ------------------------------------------------------------------ */
 
-static void call_unlink(struct iot_call *k)
+static void iot_paced(struct iot_call *k, bool allowed, int64_t wait_ms)
 {
-    struct aws_iot *c = k->c;
-    if (k->prev) {
-        k->prev->next = k->next;
-    } else if (c->calls == k) {
-        c->calls = k->next;
-    }
-    if (k->next) {
-        k->next->prev = k->prev;
-    }
-    k->prev = k->next = NULL;
-}
-
-static void call_free(struct iot_call *k)
-{
-    if (k->timer) {
-        event_free(k->timer);
-    }
-    xfree(k->path);
-    xfree(k->query);
-    xfree(k->header_value);
-    xfree(k->body);
-    xfree(k);
-}
-
-/* Runs the user callback once and frees the call. */
-static void call_finish(struct iot_call *k, long status, const char *code, const char *msg,
-                        const char *rid, json_t *out, const struct err *e)
-{
-    struct aws_iot_result r = { k->op,          status, code ? code : "", msg ? msg : "",
-                                rid ? rid : "", out,    k->attempts,      k->paced_ms };
-    if (k->st == CS_DONE) {
-        return;
-    }
-    call_set_state(k, CS_DONE);
-    call_unlink(k);
-    if (e == NULL) {
-        aws_retry_quota_success(&k->c->retry_quota, k->quota_taken);
-    }
-    k->cb(k->arg, &r, e);
-    call_free(k);
-}
-
-static void call_fail(struct iot_call *k, const struct err *e)
-{
-    call_finish(k, 0, "", "", "", NULL, e);
-}
-
-static void on_timer(evutil_socket_t fd, short what, void *arg)
-{
-    struct iot_call *k = arg;
-    (void)fd;
-    (void)what;
-    if (k->st == CS_PACE_WAIT || k->st == CS_BACKOFF) {
-        call_set_state(k, CS_PACE);
-    }
-    call_advance(k);
-}
-
-static void call_sleep(struct iot_call *k, enum call_state st, int64_t ms)
-{
-    struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000) };
-    call_set_state(k, st);
-    evtimer_add(k->timer, &tv);
-}
-
-static void pace_result(struct iot_call *k, bool allowed, int64_t wait_ms)
-{
-    if (allowed) {
-        k->paced_ms += time_mono_ns() / 1000000 - k->pace_started;
-        call_set_state(k, CS_CREDS);
-        call_advance(k);
-    } else {
-        call_sleep(k, CS_PACE_WAIT, wait_ms > 0 ? wait_ms : 1);
-    }
+    aws_call_paced(&k->k, allowed ? 0 : wait_ms > 0 ? wait_ms : 1);
 }
 
 static void on_bucket(void *arg, bool allowed, int64_t wait_ms, const struct err *e)
 {
     struct iot_call *k = arg;
-    k->waiting = false;
     if (e != NULL && e->code == ERRC_CANCELED) {
-        call_fail(k, e);
+        aws_call_fail(&k->k, e);
         return;
     }
     if (e != NULL) {
@@ -580,123 +480,41 @@ static void on_bucket(void *arg, bool allowed, int64_t wait_ms, const struct err
             k->c->redis_warned = true;
         }
         int64_t w = local_take(&k->c->buckets[k->op]);
-        pace_result(k, w == 0, w);
+        iot_paced(k, w == 0, w);
         return;
     }
     k->c->redis_warned = false;
-    pace_result(k, allowed, wait_ms);
+    iot_paced(k, allowed, wait_ms);
 }
 
-static void on_creds(void *arg, const struct aws_creds *creds, const struct err *e);
-static void on_http(void *arg, const struct aws_http_resp *r, const struct err *e);
-
-static void call_send(struct iot_call *k, const struct aws_creds *creds)
+/* PACE: one token of the operation's bucket (Redis, shared; local when Redis is absent). */
+static void iot_pace(struct aws_call *call)
 {
+    struct iot_call *k = (struct iot_call *)call;
     struct aws_iot *c = k->c;
-    struct aws_header h[4];
-    struct aws_header wire[4 + AWS_SIGV4_MAX_ADD];
-    size_t nh = 0, nw = 0;
-    struct aws_sigv4_out so;
-    struct buf url = BUF_INIT;
     struct err e = ERR_INIT;
-    struct aws_http_req req;
-    aws_sigv4_out_init(&so);
-    h[nh++] = (struct aws_header){ "Host", c->host };
-    if (k->body != NULL) {
-        h[nh++] = (struct aws_header){ "Content-Type", "application/json" };
-    }
-    if (k->header_value != NULL) {
-        h[nh++] = (struct aws_header){ iot_ops[k->op].header_name, k->header_value };
-    }
-    struct aws_sigv4_req sr = { iot_ops[k->op].method,
-                                k->path,
-                                k->query,
-                                h,
-                                nh,
-                                (const uint8_t *)k->body,
-                                k->body_len,
-                                NULL,
-                                c->cfg.region,
-                                c->service,
-                                time(NULL),
-                                0 };
-    if (aws_sigv4_sign_wire(&sr, creds, &so, wire, &nw, &e) != 0) {
-        call_fail(k, &e);
-        goto out;
-    }
-    buf_addf(&url, "%s%s%s%s", c->base_url, k->path, k->query[0] ? "?" : "", k->query);
-    req = (struct aws_http_req){ iot_ops[k->op].method, url.data,      wire, nw, k->body,
-                                 k->body_len,           c->timeout_ms, 0,    0 };
-    k->attempts++;
-    call_set_state(k, CS_SEND);
-    if (aws_http_send(c->t, &req, on_http, k, &e) != 0) {
-        call_fail(k, &e);
-        goto out;
-    }
-    k->waiting = true;
-out:
-    buf_release(&url);
-    aws_sigv4_out_release(&so);
-}
-
-static void on_creds(void *arg, const struct aws_creds *creds, const struct err *e)
-{
-    struct iot_call *k = arg;
-    k->waiting = false;
-    if (e != NULL) {
-        call_fail(k, e); /* "no AWS credentials: ..." is long enough without a prefix */
+    if (c->no_quota) {
+        aws_call_paced(call, 0);
         return;
     }
-    call_send(k, creds);
-}
-
-static void call_advance(struct iot_call *k)
-{
-    struct aws_iot *c = k->c;
-    struct err e = ERR_INIT;
-    switch (k->st) {
-    case CS_PACE:
-        k->pace_started = time_mono_ns() / 1000000;
-        if (c->no_quota) {
-            call_set_state(k, CS_CREDS);
-            call_advance(k);
-            return;
-        }
-        if (c->redis != NULL) {
-            struct buf name = BUF_INIT;
-            buf_addf(&name, "aws:%s:%s:%s", c->service, c->cfg.region, iot_ops[k->op].name);
-            int rc = store_async_bucket_take(c->redis, name.data, c->buckets[k->op].rate,
-                                             c->buckets[k->op].burst, 1, 2000, on_bucket, k, &e);
-            buf_release(&name);
-            if (rc == 0) {
-                k->waiting = true;
-                return;
-            }
+    if (c->redis != NULL) {
+        struct buf name = BUF_INIT;
+        buf_addf(&name, "aws:%s:%s:%s", c->service, c->cfg.region, iot_ops[k->op].name);
+        int rc = store_async_bucket_take(c->redis, name.data, c->buckets[k->op].rate,
+                                         c->buckets[k->op].burst, 1, 2000, on_bucket, k, &e);
+        buf_release(&name);
+        if (rc != 0) {
             on_bucket(k, false, 0, &e); /* falls back to the local bucket */
-            return;
         }
-        {
-            int64_t w = local_take(&c->buckets[k->op]);
-            pace_result(k, w == 0, w);
-        }
-        return;
-    case CS_CREDS:
-        if (aws_credp_get(c->credp, on_creds, k, &e) != 0) {
-            call_fail(k, &e);
-            return;
-        }
-        k->waiting = true;
-        return;
-    case CS_PACE_WAIT:
-    case CS_SEND:
-    case CS_BACKOFF:
-    case CS_DONE:
         return;
     }
+    int64_t w = local_take(&c->buckets[k->op]);
+    iot_paced(k, w == 0, w);
 }
 
-/* botocore's precedence: header up to ':', body code/Code, body __type after '#'. */
-static void error_code_of(const struct aws_http_resp *r, json_t *body, char *out, size_t cap)
+/* REST-JSON (botocore's precedence): x-amzn-ErrorType up to ':', body code/Code, body __type
+ * after '#'. */
+static void iot_error_code(const struct aws_http_resp *r, json_t *body, char *out, size_t cap)
 {
     const char *src = NULL;
     size_t n = 0;
@@ -725,143 +543,42 @@ static void error_code_of(const struct aws_http_resp *r, json_t *body, char *out
     }
 }
 
-static enum err_code error_class(long status, const char *code, enum aws_retry_class rc)
+/* IoT's own: the state of a resource forbids the change, or it exists, or a limit is reached. */
+static enum err_code iot_error_class(long status, const char *code)
 {
-    if (rc != AWS_RETRY_NONE || status >= 500) {
-        return ERRC_UNAVAILABLE;
-    }
-    switch (status) {
-    case 401:
-    case 403:
-        return ERRC_DENIED;
-    case 404:
-        return ERRC_NOT_FOUND;
-    case 406:
-    case 409:
-    case 410:
-        return ERRC_CONFLICT;
-    default:
-        break;
-    }
     (void)code;
-    return status == 400 ? ERRC_INVALID : ERRC_UNAVAILABLE;
+    return status == 406 || status == 409 || status == 410 ? ERRC_CONFLICT : ERRC_OK;
 }
 
-/* Retry after `cls`? Then arms the backoff timer and returns true. */
-static bool call_maybe_retry(struct iot_call *k, enum aws_retry_class cls, bool after_timeout)
+static int iot_check_output(const struct aws_call *call, json_t *out, struct err *e)
 {
-    if (cls == AWS_RETRY_NONE || k->attempts >= k->c->max_attempts || k->c->freeing) {
-        return false;
+    const struct iot_op_def *od = &iot_ops[((const struct iot_call *)call)->op];
+    for (size_t i = 0; i < ARRAY_LEN(od->out_required) && od->out_required[i]; i++) {
+        if (json_object_get(out, od->out_required[i]) == NULL) {
+            return err_set(e, ERRC_UNAVAILABLE, "malformed response: no '%s'", od->out_required[i]);
+        }
     }
-    if (!aws_retry_quota_acquire(&k->c->retry_quota, after_timeout, &k->quota_taken)) {
-        return false;
-    }
-    call_sleep(k, CS_BACKOFF, aws_retry_delay_ms(k->attempts, aws_retry_rand01()));
-    return true;
+    return 0;
 }
 
-static void attempts_suffix(const struct iot_call *k, char *out, size_t cap)
+static void iot_done(struct aws_call *call, const struct aws_call_result *cr, const struct err *e)
 {
-    if (k->attempts > 1) {
-        snprintf(out, cap, ", after %u attempts", k->attempts);
-    } else {
-        out[0] = '\0';
-    }
+    struct iot_call *k = (struct iot_call *)call;
+    struct aws_iot_result r = { k->op,          cr->status, cr->code,     cr->message,
+                                cr->request_id, cr->out,    cr->attempts, cr->paced_ms };
+    k->cb(k->arg, &r, e);
 }
 
-static void on_http(void *arg, const struct aws_http_resp *r, const struct err *te)
-{
-    struct iot_call *k = arg;
-    const struct iot_op_def *od = &iot_ops[k->op];
-    struct err e = ERR_INIT;
-    json_t *body = NULL;
-    json_error_t jerr;
-    char code[128], suffix[48];
-    const char *msg = "";
-    enum aws_retry_class cls;
-    k->waiting = false;
-    if (te != NULL) {
-        if (te->code == ERRC_CANCELED) {
-            call_fail(k, te);
-            return;
-        }
-        cls = aws_retry_classify(te->code, 0, "");
-        if (call_maybe_retry(k, cls, te->code == ERRC_TIMEOUT)) {
-            return;
-        }
-        attempts_suffix(k, suffix, sizeof(suffix));
-        err_set(&e, te->code, "AWS IoT %s: %s%s", od->name, te->msg, suffix);
-        snprintf(e.detail, sizeof(e.detail), "%s", te->detail);
-        call_fail(k, &e);
-        return;
-    }
-    if (r->body.len > 0) {
-        body = json_loadb(r->body.data, r->body.len, JSON_REJECT_DUPLICATES, &jerr);
-    }
-    if (r->status >= 200 && r->status < 300) {
-        if (r->body.len == 0) {
-            body = json_object();
-        }
-        if (body == NULL || !json_is_object(body)) {
-            err_set(&e, ERRC_UNAVAILABLE, "AWS IoT %s: malformed response (HTTP %ld): %s", od->name,
-                    r->status, body == NULL ? jerr.text : "the body is not a JSON object");
-            goto fail;
-        }
-        for (size_t i = 0; i < ARRAY_LEN(od->out_required) && od->out_required[i]; i++) {
-            if (json_object_get(body, od->out_required[i]) == NULL) {
-                err_set(&e, ERRC_UNAVAILABLE, "AWS IoT %s: malformed response: no '%s'", od->name,
-                        od->out_required[i]);
-                goto fail;
-            }
-        }
-        call_finish(k, r->status, "", "", r->request_id, body, NULL);
-        json_decref(body);
-        return;
-    }
-    if (body != NULL && !json_is_object(body)) {
-        json_decref(body);
-        body = NULL;
-    }
-    error_code_of(r, body, code, sizeof(code));
-    if (body != NULL) {
-        json_t *m = json_object_get(body, "message");
-        if (!json_is_string(m)) {
-            m = json_object_get(body, "Message");
-        }
-        msg = json_is_string(m) ? json_string_value(m) : "";
-    }
-    if (aws_retry_is_expired_creds(code) && !k->refreshed_creds) {
-        /* refresh and retry once, outside the retry budget */
-        k->refreshed_creds = true;
-        aws_credp_invalidate(k->c->credp);
-        json_decref(body);
-        call_set_state(k, CS_PACE);
-        call_advance(k);
-        return;
-    }
-    cls = aws_retry_classify(ERRC_OK, r->status, code);
-    if (call_maybe_retry(k, cls, false)) {
-        json_decref(body);
-        return;
-    }
-    attempts_suffix(k, suffix, sizeof(suffix));
-    err_set(&e, error_class(r->status, code, cls), "AWS IoT %s: %s%s%s (HTTP %ld%s)", od->name,
-            code, msg[0] ? ": " : "", msg, r->status, suffix);
-    snprintf(e.detail, sizeof(e.detail), "request id %s", r->request_id);
-    call_finish(k, r->status, code, msg, r->request_id, body, &e);
-    json_decref(body);
-    return;
-fail:
-    snprintf(e.detail, sizeof(e.detail), "request id %s", r->request_id);
-    call_finish(k, r->status, "", "", r->request_id, NULL, &e);
-    json_decref(body);
-}
+static const struct aws_call_proto iot_proto = {
+    iot_pace, iot_error_code, iot_error_class, iot_check_output, iot_done,
+};
 
 /* Places the input by the op table; ERRC_INVALID naming the member on bad input. */
 static int iot_build(struct iot_call *k, const struct aws_iot *c, json_t *in, struct err *e)
 {
     const struct iot_op_def *od = &iot_ops[k->op];
     struct buf path = BUF_INIT, query = BUF_INIT;
+    char *header_value = NULL;
     json_t *rest = in ? json_deep_copy(in) : json_object();
     const char *p = od->uri;
     int rc = -1;
@@ -923,25 +640,31 @@ static int iot_build(struct iot_call *k, const struct aws_iot *c, json_t *in, st
                     od->header_member);
             goto out;
         }
-        k->header_value = xstrdup(json_string_value(v));
+        header_value = xstrdup(json_string_value(v));
         json_object_del(rest, od->header_member);
     }
     if (od->body) {
-        k->body = json_dumps(rest, JSON_COMPACT | JSON_ENSURE_ASCII);
-        if (k->body == NULL) {
+        k->k.body = json_dumps(rest, JSON_COMPACT | JSON_ENSURE_ASCII);
+        if (k->k.body == NULL) {
             err_set(e, ERRC_INVALID, "%s: the input cannot be encoded", od->name);
             goto out;
         }
-        k->body_len = strlen(k->body);
+        k->k.body_len = strlen(k->k.body);
+        aws_call_header(&k->k, "Content-Type", "application/json");
     } else if (json_object_size(rest) > 0) {
         const char *key = json_object_iter_key(json_object_iter(rest));
         err_set(e, ERRC_INVALID, "%s: unknown input member '%s'", od->name, key);
         goto out;
     }
-    k->path = buf_detach(&path, NULL);
-    k->query = xstrdup(buf_cstr(&query));
+    if (header_value != NULL) {
+        aws_call_header(&k->k, od->header_name, header_value);
+    }
+    k->k.method = od->method;
+    k->k.path = buf_detach(&path, NULL);
+    k->k.query = xstrdup(buf_cstr(&query));
     rc = 0;
 out:
+    xfree(header_value);
     buf_release(&path);
     buf_release(&query);
     json_decref(rest);
@@ -955,30 +678,21 @@ int aws_iot_call(struct aws_iot *c, enum aws_iot_op op, json_t *in, aws_iot_cb *
     if ((unsigned)op >= AWS_IOT__COUNT || cb == NULL) {
         return err_set(e, ERRC_INVALID, "AWS IoT: unknown operation or no callback");
     }
-    if (c->freeing) {
+    if (c->eng.freeing) {
         return err_set(e, ERRC_CANCELED, "AWS IoT client is being freed");
     }
-    k = xcalloc(1, sizeof(*k));
+    char what[64];
+    snprintf(what, sizeof(what), "AWS IoT %s", iot_ops[op].name);
+    k = (struct iot_call *)aws_call_new(&c->eng, sizeof(*k), what);
     k->c = c;
     k->op = op;
     k->cb = cb;
     k->arg = arg;
     if (iot_build(k, c, in, e) != 0) {
-        call_free(k);
+        aws_call_discard(&k->k);
         return -1;
     }
-    k->timer = evtimer_new(c->base, on_timer, k);
-    if (k->timer == NULL) {
-        oom_die(event_get_struct_event_size());
-    }
-    k->next = c->calls;
-    if (c->calls) {
-        c->calls->prev = k;
-    }
-    c->calls = k;
-    /* start from the loop, never inline: the callback must not run before we return */
-    call_sleep(k, CS_BACKOFF, 0);
-    return 0;
+    return aws_call_start(&k->k, 0, e);
 }
 
 void aws_iot_free(struct aws_iot *c)
@@ -986,7 +700,7 @@ void aws_iot_free(struct aws_iot *c)
     if (c == NULL) {
         return;
     }
-    c->freeing = true;
+    c->eng.freeing = true;
     /* cancels in-flight HTTP, bucket and credential steps: their callbacks finish the calls */
     aws_transport_free(c->t);
     c->t = NULL;
@@ -994,11 +708,7 @@ void aws_iot_free(struct aws_iot *c)
     c->redis = NULL;
     aws_credp_free(c->credp);
     c->credp = NULL;
-    while (c->calls) {
-        struct err e = ERR_INIT;
-        err_set(&e, ERRC_CANCELED, "AWS IoT %s canceled", iot_ops[c->calls->op].name);
-        call_fail(c->calls, &e);
-    }
+    aws_engine_cancel_all(&c->eng); /* those waiting for a timer */
     aws_config_release(&c->cfg);
     xfree(c->service);
     xfree(c->host);

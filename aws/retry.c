@@ -79,14 +79,15 @@ int64_t aws_retry_delay_ms(unsigned attempt, double r01)
     for (unsigned i = 1; i < attempt && base_ms < AWS_RETRY_MAX_BACKOFF_MS; i++) {
         base_ms *= 2;
     }
+    /* botocore: rand * min(2^(attempt-1), 20 s): the base is capped, not the product, so the
+     * delay stays uniform over [0, 20 s) */
+    if (base_ms > AWS_RETRY_MAX_BACKOFF_MS) {
+        base_ms = AWS_RETRY_MAX_BACKOFF_MS;
+    }
     if (r01 < 0) {
         r01 = 0;
     }
-    double d = r01 * base_ms;
-    if (d > AWS_RETRY_MAX_BACKOFF_MS) {
-        d = AWS_RETRY_MAX_BACKOFF_MS;
-    }
-    return (int64_t)d;
+    return (int64_t)(r01 * base_ms);
 }
 
 double aws_retry_rand01(void)
@@ -103,20 +104,20 @@ void aws_retry_quota_init(struct aws_retry_quota *q)
     q->tokens = q->max = AWS_RETRY_QUOTA_INITIAL;
 }
 
-bool aws_retry_quota_acquire(struct aws_retry_quota *q, bool after_timeout, int *taken)
+bool aws_retry_quota_acquire(struct aws_retry_quota *q, bool after_timeout, int *last)
 {
     int cost = after_timeout ? AWS_RETRY_TIMEOUT_COST : AWS_RETRY_COST;
     if (q->tokens < cost) {
         return false;
     }
     q->tokens -= cost;
-    *taken += cost;
+    *last = cost;
     return true;
 }
 
-void aws_retry_quota_success(struct aws_retry_quota *q, int taken)
+void aws_retry_quota_success(struct aws_retry_quota *q, int last)
 {
-    q->tokens += taken > 0 ? taken : 1;
+    q->tokens += last > 0 ? last : AWS_RETRY_NO_RETRY_INCREMENT;
     if (q->tokens > q->max) {
         q->tokens = q->max;
     }

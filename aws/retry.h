@@ -8,9 +8,12 @@
  *     resource limit) and malformed bodies;
  *   - at most max_attempts (3) attempts;
  *   - the delay before attempt n+1 is rand[0,1) * 2^(n-1) s, capped at 20 s ("full jitter");
- *   - a retry budget per client: 500 tokens, a retry costs 5 (10 after a timeout), a success
- *     without retries gives 1 back, a success after retries returns what its retries took.
- * Expired credentials (ExpiredToken*) are the caller's business: refresh, then retry once.
+ *   - a retry quota per client: 500 tokens, a retry costs 5 (10 after a timeout); a success
+ *     (HTTP 2xx) without retries gives 1 back, a success after retries gives back the cost of
+ *     its LAST retry only (botocore's RetryQuotaChecker.release_retry_quota), not the sum: a
+ *     request retried twice keeps 5 of its 10 tokens, so a struggling endpoint drains the quota.
+ * Expired credentials (ExpiredToken*) are the caller's business: refresh, then retry once
+ * (aws/call.c).
  */
 #ifndef AWS_RETRY_H
 #define AWS_RETRY_H
@@ -20,11 +23,12 @@
 
 #include "core/err.h"
 
-#define AWS_RETRY_MAX_ATTEMPTS   3
-#define AWS_RETRY_MAX_BACKOFF_MS 20000
-#define AWS_RETRY_QUOTA_INITIAL  500
-#define AWS_RETRY_COST           5
-#define AWS_RETRY_TIMEOUT_COST   10
+#define AWS_RETRY_MAX_ATTEMPTS       3
+#define AWS_RETRY_MAX_BACKOFF_MS     20000
+#define AWS_RETRY_QUOTA_INITIAL      500
+#define AWS_RETRY_COST               5
+#define AWS_RETRY_TIMEOUT_COST       10
+#define AWS_RETRY_NO_RETRY_INCREMENT 1
 
 enum aws_retry_class {
     AWS_RETRY_NONE,      /* success or a final error */
@@ -51,10 +55,12 @@ struct aws_retry_quota {
     int max;
 };
 void aws_retry_quota_init(struct aws_retry_quota *q);
-/* Takes the cost of one retry (AWS_RETRY_TIMEOUT_COST after a timeout); false when the budget
- * is spent (no retry then). *taken accumulates what this request took. */
-bool aws_retry_quota_acquire(struct aws_retry_quota *q, bool after_timeout, int *taken);
-/* A request succeeded: returns what its retries took, or 1 when it took nothing. */
-void aws_retry_quota_success(struct aws_retry_quota *q, int taken);
+/* Takes the cost of one retry (AWS_RETRY_TIMEOUT_COST after a timeout); false when the quota
+ * is spent (no retry then, *last unchanged). *last is set to the cost taken: the request's state,
+ * 0 before its first retry. */
+bool aws_retry_quota_acquire(struct aws_retry_quota *q, bool after_timeout, int *last);
+/* A request got HTTP 2xx: gives back *last's value from aws_retry_quota_acquire (its last retry's
+ * cost), or AWS_RETRY_NO_RETRY_INCREMENT when it was never retried; never above the maximum. */
+void aws_retry_quota_success(struct aws_retry_quota *q, int last);
 
 #endif
