@@ -43,6 +43,50 @@ void aws_engine_init(struct aws_engine *g, struct event_base *base,
     aws_retry_quota_init(&g->retry_quota);
 }
 
+int aws_engine_setup(struct aws_engine *g, const struct aws_engine_opts *o, struct err *e)
+{
+    const char *ep = o->endpoint;
+    const char *hs = ep ? strstr(ep, "://") : NULL;
+    if (hs == NULL) {
+        return err_set(e, ERRC_INVALID, "AWS endpoint '%s' is not a URL", ep ? ep : "");
+    }
+    hs += 3;
+    const char *slash = strchr(hs, '/');
+    size_t hl = slash ? (size_t)(slash - hs) : strlen(hs);
+    if (hl == 0) {
+        return err_set(e, ERRC_INVALID, "AWS endpoint '%s' has no host", ep);
+    }
+    g->t = o->t;
+    g->credp = o->credp;
+    g->region = o->region;
+    g->service = o->service;
+    g->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 10000;
+    g->max_attempts = o->max_attempts > 0 ? o->max_attempts : AWS_RETRY_MAX_ATTEMPTS;
+    g->host = xstrndup(hs, hl);
+    g->base_url = xstrndup(ep, (size_t)(hs - ep) + hl);
+    g->base_path = xstrdup(slash ? slash : "");
+    size_t bl = strlen(g->base_path);
+    while (bl > 0 && g->base_path[bl - 1] == '/') {
+        g->base_path[--bl] = '\0';
+    }
+    /* default ports are not part of Host as curl sends it */
+    size_t l = strlen(g->host);
+    if (str_has_prefix(ep, "https://") && l > 4 && strcmp(g->host + l - 4, ":443") == 0) {
+        g->host[l - 4] = '\0';
+    } else if (str_has_prefix(ep, "http://") && l > 3 && strcmp(g->host + l - 3, ":80") == 0) {
+        g->host[l - 3] = '\0';
+    }
+    return 0;
+}
+
+void aws_engine_release(struct aws_engine *g)
+{
+    xfree(g->host);
+    xfree(g->base_url);
+    xfree(g->base_path);
+    g->host = g->base_url = g->base_path = NULL;
+}
+
 static void call_unlink(struct aws_call *k)
 {
     struct aws_engine *g = k->eng;
@@ -95,6 +139,13 @@ void aws_call_fail(struct aws_call *k, const struct err *e)
 {
     struct aws_call_result r = { 0, "", "", "", NULL, k->attempts, k->paced_ms };
     call_finish(k, &r, e);
+}
+
+void aws_engine_stop(struct aws_engine *g, struct aws_transport *t)
+{
+    g->freeing = true;
+    aws_transport_free(t);
+    g->t = NULL;
 }
 
 void aws_engine_cancel_all(struct aws_engine *g)
@@ -343,6 +394,43 @@ static void attempts_suffix(const struct aws_call *k, char *out, size_t cap)
     }
 }
 
+static const char *json_str(json_t *body, const char *key, const char *alt)
+{
+    json_t *v = json_object_get(body, key);
+    if (!json_is_string(v) && alt != NULL) {
+        v = json_object_get(body, alt);
+    }
+    return json_is_string(v) && json_string_length(v) > 0 ? json_string_value(v) : NULL;
+}
+
+void aws_call_error_code(enum aws_call_protocol p, const struct aws_http_resp *r, json_t *body,
+                         char *out, size_t cap)
+{
+    const char *header = r->error_type[0] ? r->error_type : NULL;
+    const char *type = json_str(body, "__type", NULL);
+    const char *code = json_str(body, "code", "Code");
+    const char *src = p == AWS_PROTO_JSON ? (type     ? type
+                                             : header ? header
+                                                      : code)
+                                          : (header ? header
+                                             : code ? code
+                                                    : type);
+    size_t n;
+    if (src != NULL) {
+        n = strcspn(src, ":");
+        const char *hash = memrchr(src, '#', n);
+        if (hash != NULL) {
+            n -= (size_t)(hash + 1 - src);
+            src = hash + 1;
+        }
+        if (n > 0) {
+            snprintf(out, cap, "%.*s", (int)(n < cap ? n : cap - 1), src);
+            return;
+        }
+    }
+    snprintf(out, cap, "HTTP%ld", r->status);
+}
+
 const char *aws_call_json_message(json_t *body)
 {
     json_t *m = json_object_get(body, "message");
@@ -422,7 +510,7 @@ static void on_http(void *arg, const struct aws_http_resp *r, const struct err *
         json_decref(body);
         body = NULL;
     }
-    g->proto->error_code(r, body, code, sizeof(code));
+    aws_call_error_code(g->proto->protocol, r, body, code, sizeof(code));
     if (aws_retry_is_expired_creds(code) && !k->refreshed_creds && !g->freeing) {
         /* refresh and retry once, outside the retry quota and paced like any attempt */
         k->refreshed_creds = true;

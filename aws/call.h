@@ -58,13 +58,17 @@ struct aws_call_result {
     int64_t paced_ms;
 };
 
+/* Where an error response carries its code (botocore's parsers). */
+enum aws_call_protocol {
+    AWS_PROTO_REST_JSON, /* IoT: x-amzn-ErrorType, else body code/Code, else __type */
+    AWS_PROTO_JSON,      /* SQS (JSON 1.0): body __type, else x-amzn-ErrorType, else code/Code */
+};
+
 struct aws_call_proto {
+    enum aws_call_protocol protocol;
     /* Take a token for k's next attempt, then call aws_call_paced() (at once or later). NULL: no
      * pacing. */
     void (*pace)(struct aws_call *k);
-    /* The AWS error code of an error response (the protocol's precedence of header and body
-     * members); body is NULL or a JSON object. */
-    void (*error_code)(const struct aws_http_resp *r, json_t *body, char *out, size_t cap);
     /* ERRC_OK, or the err_code of an AWS error this service gives its own meaning (e.g. IoT's
      * 409 CONFLICT, SQS's QueueDoesNotExist NOT_FOUND). NULL: none. */
     enum err_code (*error_class)(long status, const char *code);
@@ -83,8 +87,9 @@ struct aws_engine {
     struct aws_credp *credp; /* borrowed; may be freed before the engine */
     const char *region;      /* signing region, borrowed */
     const char *service;     /* signing name, borrowed */
-    const char *base_url;    /* scheme://host[:port], borrowed */
-    const char *host;        /* the Host header, borrowed */
+    char *base_url;          /* scheme://host[:port] of the endpoint */
+    char *host;              /* the Host header (without a default port, as curl sends it) */
+    char *base_path;         /* the endpoint's path without trailing '/': "" or "/p" */
     long timeout_ms;         /* per attempt */
     unsigned max_attempts;
     const struct aws_call_proto *proto;
@@ -122,6 +127,24 @@ struct aws_call {
 
 void aws_engine_init(struct aws_engine *g, struct event_base *base,
                      const struct aws_call_proto *proto);
+
+/* What a client gives its engine once its parts exist (borrowed for the engine's life, but the
+ * endpoint, which the engine takes apart). */
+struct aws_engine_opts {
+    struct aws_transport *t;
+    struct aws_credp *credp;
+    const char *region, *service;
+    const char *endpoint;  /* scheme://host[:port][/path] */
+    long timeout_ms;       /* per attempt; 0: 10000 */
+    unsigned max_attempts; /* 0: AWS_RETRY_MAX_ATTEMPTS */
+};
+/* ERRC_INVALID when the endpoint is not a URL with a host. */
+int aws_engine_setup(struct aws_engine *g, const struct aws_engine_opts *o, struct err *e);
+/* Frees what the engine owns (after aws_engine_cancel_all). */
+void aws_engine_release(struct aws_engine *g);
+/* Begins freeing the client: new calls are refused, no call is retried, and t (the client's own
+ * transport) is freed, which ends the requests in flight with ERRC_CANCELED. */
+void aws_engine_stop(struct aws_engine *g, struct aws_transport *t);
 /* Fails every outstanding call with ERRC_CANCELED ("WHAT canceled"); new calls are refused.
  * Free or cancel whatever runs the calls' steps first (transport, bucket client), so that their
  * callbacks end the calls. */
@@ -143,6 +166,10 @@ void aws_call_paced(struct aws_call *k, int64_t wait_ms);
 /* Ends k with an error (e.g. the pace hook's ERRC_CANCELED). */
 void aws_call_fail(struct aws_call *k, const struct err *e);
 
+/* The AWS error code of an error response as protocol p places it, cut at ':' and after '#'
+ * ("HTTP404" when there is none); body is NULL or a JSON object. */
+void aws_call_error_code(enum aws_call_protocol p, const struct aws_http_resp *r, json_t *body,
+                         char *out, size_t cap);
 /* The message of a JSON error body ("message", else "Message"), "" when none. */
 const char *aws_call_json_message(json_t *body);
 

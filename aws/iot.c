@@ -257,9 +257,6 @@ struct aws_iot {
     const char *const *env;
     struct aws_config cfg;
     char *service;
-    char *host;     /* Host header: host[:port] */
-    char *base_url; /* scheme://host[:port] */
-    char *base_path;
     struct aws_transport *t;
     struct aws_credp *credp;
     struct store_async *redis;
@@ -366,36 +363,6 @@ static int64_t local_take(struct iot_bucket *b)
 
 /* ---- the client ----------------------------------------------------------------------------- */
 
-static int split_endpoint(struct aws_iot *c, struct err *e)
-{
-    const char *ep = c->cfg.endpoint;
-    const char *hs = strstr(ep, "://");
-    if (hs == NULL) {
-        return err_set(e, ERRC_INVALID, "AWS endpoint '%s' is not a URL", ep);
-    }
-    hs += 3;
-    const char *slash = strchr(hs, '/');
-    size_t hl = slash ? (size_t)(slash - hs) : strlen(hs);
-    if (hl == 0) {
-        return err_set(e, ERRC_INVALID, "AWS endpoint '%s' has no host", ep);
-    }
-    c->host = xstrndup(hs, hl);
-    c->base_url = xstrndup(ep, (size_t)(hs - ep) + hl);
-    c->base_path = xstrdup(slash ? slash : "");
-    size_t bl = strlen(c->base_path);
-    while (bl > 0 && c->base_path[bl - 1] == '/') {
-        c->base_path[--bl] = '\0';
-    }
-    /* default ports are not part of Host as curl sends it */
-    size_t l = strlen(c->host);
-    if (str_has_prefix(ep, "https://") && l > 4 && strcmp(c->host + l - 4, ":443") == 0) {
-        c->host[l - 4] = '\0';
-    } else if (str_has_prefix(ep, "http://") && l > 3 && strcmp(c->host + l - 3, ":80") == 0) {
-        c->host[l - 3] = '\0';
-    }
-    return 0;
-}
-
 struct aws_iot *aws_iot_new(const struct aws_iot_opts *o, struct err *e)
 {
     struct aws_iot *c = xcalloc(1, sizeof(*c));
@@ -408,27 +375,17 @@ struct aws_iot *aws_iot_new(const struct aws_iot_opts *o, struct err *e)
     c->env = o->env;
     aws_config_init(&c->cfg);
     aws_engine_init(&c->eng, o->base, &iot_proto);
-    if (aws_config_load(&c->cfg, o->env, &co, e) != 0 || split_endpoint(c, e) != 0 ||
-        iot_rates(c, o->rates, e) != 0) {
-        goto fail;
-    }
     c->service = xstrdup(o->service && o->service[0] ? o->service : AWS_SIGV4_DEFAULT_SERVICE);
     c->no_quota = o->no_quota;
-    if ((c->t = aws_transport_new(o->base, e)) == NULL ||
-        (c->credp = aws_credp_new(c->t, &c->cfg, o->env, &o->creds, e)) == NULL) {
+    if (aws_config_load(&c->cfg, o->env, &co, e) != 0 || iot_rates(c, o->rates, e) != 0 ||
+        (c->t = aws_transport_new(o->base, e)) == NULL ||
+        (c->credp = aws_credp_new(c->t, &c->cfg, o->env, &o->creds, e)) == NULL ||
+        aws_engine_setup(&c->eng,
+                         &(struct aws_engine_opts){ c->t, c->credp, c->cfg.region, c->service,
+                                                    c->cfg.endpoint, o->timeout_ms,
+                                                    o->max_attempts },
+                         e) != 0) {
         goto fail;
-    }
-    c->eng.t = c->t;
-    c->eng.credp = c->credp;
-    c->eng.region = c->cfg.region;
-    c->eng.service = c->service;
-    c->eng.base_url = c->base_url;
-    c->eng.host = c->host;
-    if (o->timeout_ms > 0) {
-        c->eng.timeout_ms = o->timeout_ms;
-    }
-    if (o->max_attempts > 0) {
-        c->eng.max_attempts = o->max_attempts;
     }
     if (o->redis_url != NULL && o->redis_url[0] != '\0' && !o->no_quota &&
         (c->redis = store_async_new(o->base, o->redis_url, e)) == NULL) {
@@ -512,37 +469,6 @@ static void iot_pace(struct aws_call *call)
     iot_paced(k, w == 0, w);
 }
 
-/* REST-JSON (botocore's precedence): x-amzn-ErrorType up to ':', body code/Code, body __type
- * after '#'. */
-static void iot_error_code(const struct aws_http_resp *r, json_t *body, char *out, size_t cap)
-{
-    const char *src = NULL;
-    size_t n = 0;
-    if (r->error_type[0]) {
-        src = r->error_type;
-        n = strcspn(src, ":");
-    } else if (body != NULL) {
-        json_t *v = json_object_get(body, "code");
-        if (!json_is_string(v)) {
-            v = json_object_get(body, "Code");
-        }
-        if (json_is_string(v)) {
-            src = json_string_value(v);
-            n = strlen(src);
-        } else if (json_is_string(v = json_object_get(body, "__type"))) {
-            src = json_string_value(v);
-            const char *hash = strchr(src, '#');
-            src = hash ? hash + 1 : src;
-            n = strlen(src);
-        }
-    }
-    if (src == NULL || n == 0) {
-        snprintf(out, cap, "HTTP%ld", r->status);
-    } else {
-        snprintf(out, cap, "%.*s", (int)(n < cap ? n : cap - 1), src);
-    }
-}
-
 /* IoT's own: the state of a resource forbids the change, or it exists, or a limit is reached. */
 static enum err_code iot_error_class(long status, const char *code)
 {
@@ -570,7 +496,7 @@ static void iot_done(struct aws_call *call, const struct aws_call_result *cr, co
 }
 
 static const struct aws_call_proto iot_proto = {
-    iot_pace, iot_error_code, iot_error_class, iot_check_output, iot_done,
+    AWS_PROTO_REST_JSON, iot_pace, iot_error_class, iot_check_output, iot_done,
 };
 
 /* Places the input by the op table; ERRC_INVALID naming the member on bad input. */
@@ -586,7 +512,7 @@ static int iot_build(struct iot_call *k, const struct aws_iot *c, json_t *in, st
         err_set(e, ERRC_INVALID, "%s: the input must be a JSON object", od->name);
         goto out;
     }
-    buf_addstr(&path, c->base_path);
+    buf_addstr(&path, c->eng.base_path);
     while (*p) {
         const char *open = strchr(p, '{');
         if (open == NULL) {
@@ -700,9 +626,8 @@ void aws_iot_free(struct aws_iot *c)
     if (c == NULL) {
         return;
     }
-    c->eng.freeing = true;
     /* cancels in-flight HTTP, bucket and credential steps: their callbacks finish the calls */
-    aws_transport_free(c->t);
+    aws_engine_stop(&c->eng, c->t);
     c->t = NULL;
     store_async_free(c->redis);
     c->redis = NULL;
@@ -711,9 +636,7 @@ void aws_iot_free(struct aws_iot *c)
     aws_engine_cancel_all(&c->eng); /* those waiting for a timer */
     aws_config_release(&c->cfg);
     xfree(c->service);
-    xfree(c->host);
-    xfree(c->base_url);
-    xfree(c->base_path);
+    aws_engine_release(&c->eng);
     xfree(c);
 }
 

@@ -235,10 +235,7 @@ struct sqs_call {
 struct aws_sqs {
     struct event_base *base;
     struct aws_sqs_queue queue;
-    char *ep_url;  /* where requests go: scheme://host[:port][/path] */
-    char *ep_base; /* scheme://host[:port] of ep_url */
-    char *ep_host; /* its Host header */
-    char *ep_path; /* the request path ("/" or PATH/) */
+    char *ep_url; /* where requests go: scheme://host[:port][/path] */
     char ep_source[96];
     struct aws_transport *t;
     struct aws_engine eng;
@@ -254,9 +251,6 @@ static const struct aws_call_proto sqs_proto;
 static int sqs_endpoint(struct aws_sqs *q, const struct aws_config *cfg, struct err *e)
 {
     char signing[64];
-    const char *hs, *slash;
-    size_t hl, l;
-    struct buf path = BUF_INIT;
     if (cfg != NULL && cfg->configured[AWS_SVC_SQS] != NULL) {
         q->ep_url = xstrdup(cfg->configured[AWS_SVC_SQS]);
         snprintf(q->ep_source, sizeof(q->ep_source), "%s", cfg->configured_source[AWS_SVC_SQS]);
@@ -274,21 +268,6 @@ static int sqs_endpoint(struct aws_sqs *q, const struct aws_config *cfg, struct 
         q->ep_url = xstrdup(q->queue.base_url);
         snprintf(q->ep_source, sizeof(q->ep_source), "the queue URL's host");
     }
-    hs = strstr(q->ep_url, "://") + 3;
-    slash = strchr(hs, '/');
-    hl = slash ? (size_t)(slash - hs) : strlen(hs);
-    q->ep_base = xstrndup(q->ep_url, (size_t)(hs - q->ep_url) + hl);
-    q->ep_host = xstrndup(hs, hl);
-    l = strlen(q->ep_host);
-    if (str_has_prefix(q->ep_url, "https://") && l > 4 && strcmp(q->ep_host + l - 4, ":443") == 0) {
-        q->ep_host[l - 4] = '\0';
-    } else if (str_has_prefix(q->ep_url, "http://") && l > 3 &&
-               strcmp(q->ep_host + l - 3, ":80") == 0) {
-        q->ep_host[l - 3] = '\0';
-    }
-    buf_addstr(&path, slash ? slash : "");
-    buf_addch(&path, '/');
-    q->ep_path = buf_detach(&path, NULL);
     return 0;
 }
 
@@ -308,17 +287,12 @@ struct aws_sqs *aws_sqs_new(const struct aws_sqs_opts *o, struct err *e)
         aws_sqs_free(q);
         return NULL;
     }
-    q->eng.t = q->t;
-    q->eng.credp = o->credp;
-    q->eng.region = q->queue.region;
-    q->eng.service = "sqs";
-    q->eng.base_url = q->ep_base;
-    q->eng.host = q->ep_host;
-    if (o->timeout_ms > 0) {
-        q->eng.timeout_ms = o->timeout_ms;
-    }
-    if (o->max_attempts > 0) {
-        q->eng.max_attempts = o->max_attempts;
+    if (aws_engine_setup(&q->eng,
+                         &(struct aws_engine_opts){ q->t, o->credp, q->queue.region, "sqs",
+                                                    q->ep_url, o->timeout_ms, o->max_attempts },
+                         e) != 0) {
+        aws_sqs_free(q);
+        return NULL;
     }
     return q;
 }
@@ -341,41 +315,13 @@ void aws_sqs_free(struct aws_sqs *q)
     if (q == NULL) {
         return;
     }
-    q->eng.freeing = true;
-    aws_transport_free(q->t); /* in-flight requests: their callbacks finish the calls */
+    aws_engine_stop(&q->eng, q->t); /* in-flight requests: their callbacks end the calls */
     q->t = NULL;
     aws_engine_cancel_all(&q->eng); /* those waiting for credentials or a timer */
     aws_sqs_queue_release(&q->queue);
+    aws_engine_release(&q->eng);
     xfree(q->ep_url);
-    xfree(q->ep_base);
-    xfree(q->ep_host);
-    xfree(q->ep_path);
     xfree(q);
-}
-
-/* botocore's JSON protocol: x-amzn-ErrorType up to ':', else __type after '#', else code. */
-static void sqs_error_code(const struct aws_http_resp *r, json_t *body, char *out, size_t cap)
-{
-    const char *src = NULL;
-    size_t n = 0;
-    json_t *v;
-    if (r->error_type[0]) {
-        src = r->error_type;
-        n = strcspn(src, ":");
-    } else if (json_is_string(v = json_object_get(body, "__type"))) {
-        const char *hash = strchr(json_string_value(v), '#');
-        src = hash ? hash + 1 : json_string_value(v);
-        n = strlen(src);
-    } else if (json_is_string(v = json_object_get(body, "code")) ||
-               json_is_string(v = json_object_get(body, "Code"))) {
-        src = json_string_value(v);
-        n = strlen(src);
-    }
-    if (src == NULL || n == 0) {
-        snprintf(out, cap, "HTTP%ld", r->status);
-    } else {
-        snprintf(out, cap, "%.*s", (int)(n < cap ? n : cap - 1), src);
-    }
 }
 
 /* SQS's own: the queue is not there (the JSON code, or the query-compatible one). */
@@ -398,7 +344,7 @@ static void sqs_done(struct aws_call *call, const struct aws_call_result *cr, co
 }
 
 static const struct aws_call_proto sqs_proto = {
-    NULL, sqs_error_code, sqs_error_class, NULL, sqs_done,
+    AWS_PROTO_JSON, NULL, sqs_error_class, NULL, sqs_done,
 };
 
 int aws_sqs_call(struct aws_sqs *q, const char *action, json_t *in, long extra_timeout_ms,
@@ -429,7 +375,9 @@ int aws_sqs_call(struct aws_sqs *q, const char *action, json_t *in, long extra_t
     }
     k->k.body_len = strlen(k->k.body);
     k->k.method = "POST";
-    k->k.path = xstrdup(q->ep_path);
+    struct buf path = BUF_INIT;
+    buf_addf(&path, "%s/", q->eng.base_path);
+    k->k.path = buf_detach(&path, NULL);
     snprintf(target, sizeof(target), "AmazonSQS.%s", action);
     aws_call_header(&k->k, "Content-Type", "application/x-amz-json-1.0");
     aws_call_header(&k->k, "X-Amz-Target", target);
