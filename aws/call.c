@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "aws/sigv4.h"
+#include "core/log.h"
 #include "core/mem.h"
 #include "core/util.h"
 
@@ -249,10 +250,18 @@ static void call_send(struct aws_call *k, const struct aws_creds *creds)
     struct err e = ERR_INIT;
     struct aws_http_req req;
     aws_sigv4_out_init(&so);
-    struct aws_sigv4_req sr = { k->method,   k->path,     k->query,
-                                k->headers,  k->nheaders, (const uint8_t *)k->body,
-                                k->body_len, NULL,        g->region,
-                                g->service,  time(NULL),  0 };
+    struct aws_sigv4_req sr = { k->method,
+                                k->path,
+                                k->query,
+                                k->headers,
+                                k->nheaders,
+                                (const uint8_t *)k->body,
+                                k->body_len,
+                                NULL,
+                                g->region,
+                                g->service,
+                                time(NULL) + g->clock_offset_s,
+                                0 };
     if (aws_sigv4_sign_wire(&sr, creds, &so, wire, &nw, &e) != 0) {
         err_prefix(&e, "%s", k->what);
         aws_call_fail(k, &e);
@@ -330,6 +339,40 @@ static bool call_maybe_retry(struct aws_call *k, enum aws_retry_class cls, bool 
         return false;
     }
     call_sleep(k, AWS_CALL_BACKOFF, aws_retry_delay_ms(k->attempts, aws_retry_rand01()));
+    return true;
+}
+
+/* Errors that a request signed at the wrong time gets (the AWS SDKs' clock skew list). */
+static bool skew_code(const char *code)
+{
+    static const char *const codes[] = {
+        "RequestTimeTooSkewed",      "RequestExpired",        "RequestInTheFuture",
+        "InvalidSignatureException", "SignatureDoesNotMatch", "AuthFailure",
+    };
+    for (size_t i = 0; i < ARRAY_LEN(codes); i++) {
+        if (strcmp(code, codes[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* After a skew error: when the service's Date and our clock (as we sign) differ by more than
+ * AWS_CALL_CLOCK_SKEW_S, signs with the service's time from now on and returns true. */
+static bool call_correct_clock(struct aws_call *k, const struct aws_http_resp *r)
+{
+    struct aws_engine *g = k->eng;
+    int64_t offset = r->date - (int64_t)time(NULL);
+    int64_t diff = offset - g->clock_offset_s;
+    if (r->date == 0 || k->corrected_clock ||
+        (diff < AWS_CALL_CLOCK_SKEW_S && -diff < AWS_CALL_CLOCK_SKEW_S)) {
+        return false;
+    }
+    log_warn("%s: the local clock is %lld s off the service's (its Date header): signing with "
+             "the service's time",
+             k->what, (long long)-offset);
+    g->clock_offset_s = offset;
+    k->corrected_clock = true;
     return true;
 }
 
@@ -511,10 +554,14 @@ static void on_http(void *arg, const struct aws_http_resp *r, const struct err *
         body = NULL;
     }
     aws_call_error_code(g->proto->protocol, r, body, code, sizeof(code));
-    if (aws_retry_is_expired_creds(code) && !k->refreshed_creds && !g->freeing) {
-        /* refresh and retry once, outside the retry quota and paced like any attempt */
-        k->refreshed_creds = true;
-        aws_credp_invalidate(g->credp);
+    if (!g->freeing && ((skew_code(code) && call_correct_clock(k, r)) ||
+                        (aws_retry_is_expired_creds(code) && !k->refreshed_creds))) {
+        /* signed at the service's time, or with fresh credentials: once each, outside the retry
+         * quota and paced like any attempt */
+        if (aws_retry_is_expired_creds(code)) {
+            k->refreshed_creds = true;
+            aws_credp_invalidate(g->credp);
+        }
         json_decref(body);
         call_set_state(k, AWS_CALL_PACE);
         call_advance(k);

@@ -94,11 +94,14 @@ struct aws_engine {
     unsigned max_attempts;
     const struct aws_call_proto *proto;
     struct aws_retry_quota retry_quota;
+    int64_t clock_offset_s; /* the service's clock minus ours, learnt from a skew error */
     struct aws_call *calls;
     bool freeing;
 };
 
 #define AWS_CALL_MAX_HEADERS 4
+/* A skew error is corrected when the service's clock is this far from ours (the SDKs' 4 min). */
+#define AWS_CALL_CLOCK_SKEW_S 240
 
 /* One call. A protocol allocates it with aws_call_new (its own struct begins with this one). */
 struct aws_call {
@@ -118,7 +121,7 @@ struct aws_call {
     /* progress */
     unsigned attempts;
     int quota_last; /* the retry quota's cost of the last retry, 0 before any */
-    bool refreshed_creds;
+    bool refreshed_creds, corrected_clock;
     int64_t paced_ms, pace_started;
     struct event *timer;
     struct aws_call_creds_wait *cw;

@@ -66,8 +66,7 @@ enum aws_retry_class aws_retry_classify(enum err_code transport, long status, co
 bool aws_retry_is_expired_creds(const char *code)
 {
     return code != NULL &&
-           (strcmp(code, "ExpiredToken") == 0 || strcmp(code, "ExpiredTokenException") == 0 ||
-            strcmp(code, "RequestExpired") == 0);
+           (strcmp(code, "ExpiredToken") == 0 || strcmp(code, "ExpiredTokenException") == 0);
 }
 
 int64_t aws_retry_delay_ms(unsigned attempt, double r01)

@@ -42,7 +42,8 @@ enum aws_retry_class {
  * ERRC_UNAVAILABLE retry; ERRC_TOO_LARGE, ERRC_INVALID do not).
  */
 enum aws_retry_class aws_retry_classify(enum err_code transport, long status, const char *code);
-/* True for ExpiredToken, ExpiredTokenException, RequestExpired. */
+/* True for ExpiredToken, ExpiredTokenException (not RequestExpired: a request signed at the wrong
+ * time, which aws/call.c corrects from the service's Date header). */
 bool aws_retry_is_expired_creds(const char *code);
 
 /* Delay before the next attempt after `attempt` (1-based) failed; r01 in [0, 1). */

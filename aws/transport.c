@@ -310,6 +310,14 @@ static size_t on_header(char *data, size_t size, size_t n, void *arg)
     if (len >= 5 && strncmp(data, "HTTP/", 5) == 0) {
         /* a new response (after 100 Continue or a redirect): forget the previous headers */
         c->resp.error_type[0] = c->resp.request_id[0] = c->resp.content_type[0] = '\0';
+        c->resp.date = 0;
+        return len;
+    }
+    if (len > 5 && strncasecmp(data, "date:", 5) == 0) {
+        char date[64];
+        header_value(date, sizeof(date), data + 5, len - 5);
+        time_t t = curl_getdate(date, NULL);
+        c->resp.date = t > 0 ? (int64_t)t : 0;
         return len;
     }
     for (size_t i = 0; i < ARRAY_LEN(want); i++) {

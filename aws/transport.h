@@ -55,6 +55,7 @@ struct aws_http_resp {
     char content_type[128];
     char error_type[256]; /* x-amzn-ErrorType, "" when absent */
     char request_id[128]; /* x-amzn-RequestId (or x-amz-request-id) */
+    int64_t date;         /* the Date header, UTC seconds; 0 when absent or unreadable */
     double seconds;       /* total time */
 };
 

@@ -9,7 +9,8 @@ Each request goes through the same steps AWS's front door takes, in this order:
   2. Routing by botocore's IoT service model (method + requestUri templates, greedy labels).
   3. Per-operation token-bucket quotas -> 400 ThrottlingException.
   4. Validation of every input member against the model -> 400 InvalidRequestException.
-  5. Injected faults (latency, 5xx, lost responses, malformed or truncated bodies).
+  5. Injected faults (latency, 5xx, lost responses, malformed or truncated bodies; by name only:
+     "expired", an ExpiredTokenException, and "http:STATUS:CODE", any error).
   6. The operation: AWS semantics where moto 5.2.1 differs (see PATCHED below), else forwarded
      to moto. Responses keep only modeled members; errors carry x-amzn-ErrorType, `message` and
      x-amzn-RequestId.
@@ -17,7 +18,11 @@ Each request goes through the same steps AWS's front door takes, in this order:
 SQS requests (AWS JSON 1.0 protocol: X-Amz-Target "AmazonSQS.ACTION", or the query protocol with
 a credential scope for "sqs") take the same front door: SigV4 verified for the service `sqs`, then
 forwarded to moto's SQS with the Host kept, so queue URLs name this stand-in. Faults for SQS are
-only those asked for by operation ("sqs:ReceiveMessage" in faults.operations or next_faults).
+only those asked for by operation ("sqs:ReceiveMessage" in faults.operations or next_faults):
+500, 503, throttle, timeout, truncated, malformed, expired (ExpiredToken), http:STATUS:CODE.
+
+"clock_offset_s" sets this front door's clock that many seconds off the host's: the SigV4 time
+check and the Date header of every answer use it (a client whose clock is skewed, seen from AWS).
 
 STS (query protocol, POST / with Action=AssumeRole or AssumeRoleWithWebIdentity): AssumeRole's
 SigV4 is verified for the service `sts`; AssumeRoleWithWebIdentity is unsigned, as AWS has it, and
@@ -100,6 +105,7 @@ DEFAULT_CONFIG = {
                "timeout_rate": 0.0, "timeout_ms": 3000, "malformed_rate": 0.0,
                "truncated_rate": 0.0, "operations": []},
     "next_faults": {},
+    "clock_offset_s": 0,
     "allow_http_destinations": True,
     "extra_regions": [],  # credential-scope regions accepted besides --region
     "gateway": {"event_url": None, "event_headers": {}, "jitr_trigger": "handshake",
@@ -638,6 +644,11 @@ class StandIn:
         if b is None or b[0] != key:
             b = self.buckets[op] = (key, TokenBucket(rate, q["burst_seconds"]))
         return b[1].take()
+
+    def now(self):
+        """This front door's clock: the host's plus clock_offset_s."""
+        return datetime.datetime.now(datetime.timezone.utc) + \
+            datetime.timedelta(seconds=self.config["clock_offset_s"])
 
     def pick_fault(self, op):
         queued = self.config["next_faults"].get(op)
@@ -1272,7 +1283,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return self.rfile.read(n) if n else b""
 
     def _send(self, status, body=b"", headers=None, truncate=False):
-        hdrs = {"x-amzn-RequestId": str(uuid.uuid4()), "Date": self.date_time_string()}
+        offset = self.server.standin.config["clock_offset_s"]
+        hdrs = {"x-amzn-RequestId": str(uuid.uuid4()),
+                "Date": self.date_time_string(time.time() + offset)}
         if body:
             hdrs["Content-Type"] = "application/json"
         hdrs.update(headers or {})
@@ -1321,7 +1334,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 try:
                     akid = verify_sigv4(self.command, self.path, headers, body, si.all_creds(),
                                         [si.region] + list(si.config["extra_regions"]),
-                                        si.services)
+                                        si.services, now=si.now())
                 except ApiError as e:
                     with si.lock:
                         si.front[e.code] += 1
@@ -1359,11 +1372,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 raise
             if latency:
                 time.sleep(latency / 1000.0)
-            if fault in ("500", "503", "throttle"):
+            if fault in ("500", "503", "throttle", "expired") or str(fault).startswith("http:"):
                 with si.lock:
                     st.faults += 1
                 if fault == "throttle":
                     raise ApiError("ThrottlingException", 400, "Rate exceeded")
+                if fault == "expired":
+                    raise ApiError("ExpiredTokenException", 403,
+                                   "The security token included in the request is expired")
+                if fault.startswith("http:"):
+                    _, status, code = fault.split(":", 2)
+                    raise ApiError(code, int(status), "injected fault")
                 raise ApiError("InternalFailureException", 500, "Internal failure") \
                     if fault == "500" else \
                     ApiError("ServiceUnavailableException", 503, "Service unavailable")
@@ -1411,7 +1430,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         try:
             try:
                 verify_sigv4(self.command, self.path, headers, body, si.all_creds(), si.region,
-                             ["sqs"])
+                             ["sqs"], now=si.now())
             except ApiError as e:
                 with si.lock:
                     si.front[e.code] += 1
@@ -1432,13 +1451,33 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     st.faults += 1
                     st.statuses[400] += 1
                 raise ApiError("RequestThrottled", 400, "Rate exceeded")
+            if fault == "expired":
+                with si.lock:
+                    st.faults += 1
+                raise ApiError("ExpiredToken", 403,
+                               "The security token included in the request is expired")
+            if fault is not None and fault.startswith("http:"):
+                _, fstatus, fcode = fault.split(":", 2)
+                with si.lock:
+                    st.faults += 1
+                raise ApiError(fcode, int(fstatus), "injected fault")
             status, rheaders, rbody = si.forward_sqs(headers, body)
+            if fault == "timeout":
+                time.sleep(si.config["faults"]["timeout_ms"] / 1000.0)
+                self.close_connection = True
+                try:
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                return
+            if fault == "malformed":
+                rbody, status = b'{"Messages": [', 200
             with si.lock:
                 st.statuses[status] += 1
             keep = {"Content-Type": rheaders.get("content-type", "application/x-amz-json-1.0")}
             if "x-amzn-query-error" in rheaders:
                 keep["x-amzn-query-error"] = rheaders["x-amzn-query-error"]
-            self._send(status, rbody, keep)
+            self._send(status, rbody, keep, truncate=(fault == "truncated"))
         except ApiError as e:
             self._sqs_error(e)
 

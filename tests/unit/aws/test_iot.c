@@ -343,12 +343,12 @@ static int test_things_policies(void)
     /* ListThingGroupsForThing, RemoveThingFromThingGroup */
     {
         json_t *in = json_pack("{s:s, s:i}", "thingName", "dev:1", "maxResults", 250);
-        CHECK_OK(SYNC(aws_iot_call(c, AWS_IOT_LIST_THING_GROUPS_FOR_THING, in, aws_iot_sync_cb,
-                                   &s, &e)),
-                 &e);
-        CHECK_STR_EQ(str_of(json_array_get(json_object_get(s.out, "thingGroups"), 0), "groupName",
-                            NULL),
-                     "fleet");
+        CHECK_OK(
+            SYNC(aws_iot_call(c, AWS_IOT_LIST_THING_GROUPS_FOR_THING, in, aws_iot_sync_cb, &s, &e)),
+            &e);
+        CHECK_STR_EQ(
+            str_of(json_array_get(json_object_get(s.out, "thingGroups"), 0), "groupName", NULL),
+            "fleet");
         json_decref(in);
         in = json_pack("{s:s, s:s}", "thingGroupName", "fleet", "thingName", "dev:1");
         CHECK_OK(SYNC(aws_iot_call(c, AWS_IOT_REMOVE_THING_FROM_THING_GROUP, in, aws_iot_sync_cb,
@@ -356,9 +356,9 @@ static int test_things_policies(void)
                  &e);
         json_decref(in);
         in = json_pack("{s:s}", "thingName", "dev:1");
-        CHECK_OK(SYNC(aws_iot_call(c, AWS_IOT_LIST_THING_GROUPS_FOR_THING, in, aws_iot_sync_cb,
-                                   &s, &e)),
-                 &e);
+        CHECK_OK(
+            SYNC(aws_iot_call(c, AWS_IOT_LIST_THING_GROUPS_FOR_THING, in, aws_iot_sync_cb, &s, &e)),
+            &e);
         CHECK_INT_EQ(json_array_size(json_object_get(s.out, "thingGroups")), 0);
         json_decref(in);
     }
@@ -367,15 +367,13 @@ static int test_things_policies(void)
     {
         json_t *in = json_pack("{s:s, s:s, s:s}", "thingName", "dev:1", "principal", cert_arn,
                                "thingPrincipalType", "EXCLUSIVE_THING");
-        CHECK_OK(SYNC(aws_iot_call(c, AWS_IOT_ATTACH_THING_PRINCIPAL, in, aws_iot_sync_cb, &s,
-                                   &e)),
+        CHECK_OK(SYNC(aws_iot_call(c, AWS_IOT_ATTACH_THING_PRINCIPAL, in, aws_iot_sync_cb, &s, &e)),
                  &e);
         json_decref(in);
-        CHECK_OK(SYNC(aws_iot_create_thing(c, "dev:2", NULL, NULL, NULL, aws_iot_sync_cb, &s,
-                                           &e)),
+        CHECK_OK(SYNC(aws_iot_create_thing(c, "dev:2", NULL, NULL, NULL, aws_iot_sync_cb, &s, &e)),
                  &e);
-        CHECK(SYNC(aws_iot_attach_thing_principal(c, "dev:2", cert_arn, aws_iot_sync_cb, &s,
-                                                  &e)) != 0);
+        CHECK(SYNC(aws_iot_attach_thing_principal(c, "dev:2", cert_arn, aws_iot_sync_cb, &s, &e)) !=
+              0);
         CHECK_AWS_ERR(ERRC_INVALID, "InvalidRequestException");
         CHECK_STR_CONTAINS(e.msg, "attached exclusively to thing dev:1");
     }
@@ -483,6 +481,73 @@ static int test_timeout_malformed_truncated(void)
 out:
     aws_iot_sync_release(&s);
     aws_iot_free(c);
+    return rc;
+}
+
+/* The call engine's rules as IoT sees them (aws/call.c): an expired token refreshes the
+ * credentials and retries once, outside the retry quota; a request signed an hour off the
+ * service's clock is signed again at the service's time (its Date header) and later requests
+ * keep the correction, until the clocks agree again; a 4xx that is not retried and has no
+ * documented meaning is final and INVALID; a refusal code is DENIED whatever its status. */
+static int test_engine_rules(void)
+{
+    int rc = 0;
+    struct err e = ERR_INIT;
+    struct aws_iot_sync s;
+    struct aws_iot *c = NULL;
+    char **env = NULL;
+    const char *wrong[] = { "AWS_SECRET_ACCESS_KEY", "wrong" };
+    uint64_t fetches;
+    aws_iot_sync_init(&s);
+    CHECK(c = client(NULL, NULL, 2000, &e));
+    CHECK_OK(SYNC(aws_iot_create_thing(c, "engine-1", NULL, NULL, NULL, aws_iot_sync_cb, &s, &e)),
+             &e);
+    fetches = aws_credp_fetches(aws_iot_credp(c));
+    CHECK_INT_EQ(standin("{\"next_faults\": {\"DescribeThing\": [\"expired\"]}}"), 0);
+    CHECK_OK(SYNC(aws_iot_describe_thing(c, "engine-1", aws_iot_sync_cb, &s, &e)), &e);
+    CHECK_INT_EQ(s.attempts, 2);
+    CHECK(aws_credp_fetches(aws_iot_credp(c)) > fetches);
+    CHECK_INT_EQ(standin("{\"next_faults\": {\"DescribeThing\": [\"expired\", \"expired\"]}}"), 0);
+    CHECK(SYNC(aws_iot_describe_thing(c, "engine-1", aws_iot_sync_cb, &s, &e)) != 0);
+    CHECK_AWS_ERR(ERRC_DENIED, "ExpiredTokenException");
+    CHECK_INT_EQ(s.attempts, 2);
+    /* errors: a 413 is the request's fault (was UNAVAILABLE: JITR would retry it for ever) */
+    CHECK_INT_EQ(standin("{\"next_faults\": {\"DescribeThing\": "
+                         "[\"http:413:PayloadTooLargeException\"]}}"),
+                 0);
+    CHECK(SYNC(aws_iot_describe_thing(c, "engine-1", aws_iot_sync_cb, &s, &e)) != 0);
+    CHECK_AWS_ERR(ERRC_INVALID, "PayloadTooLargeException");
+    CHECK_INT_EQ(s.attempts, 1);
+    CHECK_INT_EQ(standin("{\"next_faults\": {\"DescribeThing\": "
+                         "[\"http:400:AccessDeniedException\"]}}"),
+                 0);
+    CHECK(SYNC(aws_iot_describe_thing(c, "engine-1", aws_iot_sync_cb, &s, &e)) != 0);
+    CHECK_AWS_ERR(ERRC_DENIED, "AccessDeniedException");
+    /* the service's clock an hour ahead: corrected once, then kept */
+    CHECK_INT_EQ(standin("{\"clock_offset_s\": 3600}"), 0);
+    CHECK_OK(SYNC(aws_iot_describe_thing(c, "engine-1", aws_iot_sync_cb, &s, &e)), &e);
+    CHECK_INT_EQ(s.attempts, 2);
+    CHECK_OK(SYNC(aws_iot_describe_thing(c, "engine-1", aws_iot_sync_cb, &s, &e)), &e);
+    CHECK_INT_EQ(s.attempts, 1);
+    /* and back: the correction follows */
+    CHECK_INT_EQ(standin("{\"clock_offset_s\": 0}"), 0);
+    CHECK_OK(SYNC(aws_iot_describe_thing(c, "engine-1", aws_iot_sync_cb, &s, &e)), &e);
+    CHECK_INT_EQ(s.attempts, 2);
+    CHECK_OK(SYNC(aws_iot_describe_thing(c, "engine-1", aws_iot_sync_cb, &s, &e)), &e);
+    CHECK_INT_EQ(s.attempts, 1);
+    /* a wrong secret is not a skew: final at once even with the clocks apart */
+    CHECK_INT_EQ(standin("{\"clock_offset_s\": 60}"), 0);
+    aws_iot_free(c);
+    env = env_with(wrong, ARRAY_LEN(wrong));
+    CHECK(c = client((const char *const *)env, NULL, 2000, &e));
+    CHECK(SYNC(aws_iot_describe_thing(c, "engine-1", aws_iot_sync_cb, &s, &e)) != 0);
+    CHECK_AWS_ERR(ERRC_DENIED, "InvalidSignatureException");
+    CHECK_INT_EQ(s.attempts, 1);
+out:
+    standin("{\"clock_offset_s\": 0}");
+    aws_iot_sync_release(&s);
+    aws_iot_free(c);
+    env_free(env);
     return rc;
 }
 
@@ -658,6 +723,7 @@ int main(int argc, char **argv)
         { "things_policies", test_things_policies },
         { "retries", test_retries },
         { "timeout_malformed_truncated", test_timeout_malformed_truncated },
+        { "engine_rules", test_engine_rules },
         { "unreachable", test_unreachable },
         { "signature_and_credentials", test_signature_and_credentials },
         { "input_validation", test_input_validation },

@@ -17,7 +17,8 @@
 #include "core/util.h"
 #include "tests/harness/tt.h"
 
-/* ---- URL parsing ------------------------------------------------------------------------------ */
+/* ---- URL parsing ------------------------------------------------------------------------------
+ */
 
 static int test_url_ok(void)
 {
@@ -26,16 +27,15 @@ static int test_url_ok(void)
         bool aws;
     } cases[] = {
         { "https://sqs.eu-west-1.amazonaws.com/123456789012/jitr-events", "us-east-1",
-          "https://sqs.eu-west-1.amazonaws.com", "sqs.eu-west-1.amazonaws.com", "eu-west-1",
-          true },
+          "https://sqs.eu-west-1.amazonaws.com", "sqs.eu-west-1.amazonaws.com", "eu-west-1", true },
         { "https://SQS.US-WEST-2.AMAZONAWS.COM/123456789012/q", NULL,
           "https://SQS.US-WEST-2.AMAZONAWS.COM", "SQS.US-WEST-2.AMAZONAWS.COM", "us-west-2", true },
         { "https://sqs.cn-north-1.amazonaws.com.cn/123456789012/q.fifo", NULL,
           "https://sqs.cn-north-1.amazonaws.com.cn", "sqs.cn-north-1.amazonaws.com.cn",
           "cn-north-1", true },
         { "https://ap-south-1.queue.amazonaws.com/123456789012/q_1", NULL,
-          "https://ap-south-1.queue.amazonaws.com", "ap-south-1.queue.amazonaws.com",
-          "ap-south-1", true },
+          "https://ap-south-1.queue.amazonaws.com", "ap-south-1.queue.amazonaws.com", "ap-south-1",
+          true },
         { "https://queue.amazonaws.com/123456789012/q", NULL, "https://queue.amazonaws.com",
           "queue.amazonaws.com", "us-east-1", true },
         { "https://vpce-0a1b-xyz.sqs.eu-central-1.vpce.amazonaws.com/123456789012/q", NULL,
@@ -90,8 +90,7 @@ static int test_url_bad(void)
         { "https://sqs.eu-west-1.amazonaws.com/12345678901x/q", NULL, "must be 12 digits" },
         { "https://sqs.eu-west-1.amazonaws.com/123456789012/", NULL, "queue name must be" },
         { "https://sqs.eu-west-1.amazonaws.com/123456789012/a/b", NULL, "queue name must be" },
-        { "https://sqs.eu-west-1.amazonaws.com/123456789012/bad.name", NULL,
-          "queue name must be" },
+        { "https://sqs.eu-west-1.amazonaws.com/123456789012/bad.name", NULL, "queue name must be" },
         { "https://sqs.eu-west-1.amazonaws.com/123456789012/.fifo", NULL, "queue name must be" },
         { "https://sqs.eu-west-1.amazonaws.com/123456789012/"
           "a123456789a123456789a123456789a123456789a123456789a123456789a123456789a1234567890",
@@ -122,7 +121,8 @@ out:
     return rc;
 }
 
-/* ---- against the stand-in --------------------------------------------------------------------- */
+/* ---- against the stand-in ---------------------------------------------------------------------
+ */
 
 struct fixture {
     struct event_base *base;
@@ -423,6 +423,87 @@ out:
     return rc;
 }
 
+/* The call engine's rules as SQS sees them (aws/call.c), the same as IoT's: an expired token
+ * refreshes the credentials and retries once; a request signed an hour off the service's clock is
+ * signed again at the service's time and the correction is kept; timeouts and truncated bodies
+ * are retried, a malformed body is not; a 404 is NOT_FOUND (was INVALID), any other 4xx that is
+ * not retried INVALID, a refusal code DENIED. */
+static int test_engine_rules(void)
+{
+    int rc = 0;
+    struct fixture f;
+    struct err e = ERR_INIT;
+    struct aws_sqs *q = NULL;
+    struct aws_sqs_opts so;
+    struct outcome o;
+    uint64_t fetches;
+    memset(&o, 0, sizeof(o));
+    memset(&so, 0, sizeof(so));
+    if (!have_sim()) {
+        return TT_SKIP;
+    }
+    CHECK(fixture_init(&f, "engine", NULL) == 0);
+    so.base = f.base;
+    so.queue_url = f.qurl;
+    so.region = f.cfg.region;
+    so.credp = f.credp;
+    so.timeout_ms = 500;
+    CHECK((q = aws_sqs_new(&so, &e)) != NULL);
+#define RECEIVE(faults)                                                                    \
+    do {                                                                                   \
+        outcome_reset(&o);                                                                 \
+        CHECK(sim_config("{\"next_faults\": {\"sqs:ReceiveMessage\": " faults "}}") == 0); \
+        CHECK_OK(aws_sqs_receive(q, 1, 0, on_result, &o, &e), &e);                         \
+        CHECK(wait_done(&f, &o) == 0);                                                     \
+    } while (0)
+    fetches = aws_credp_fetches(f.credp);
+    RECEIVE("[\"expired\"]");
+    CHECK_OK(o.err.code == ERRC_OK ? 0 : -1, &o.err);
+    CHECK_INT_EQ(o.attempts, 2);
+    CHECK(aws_credp_fetches(f.credp) > fetches);
+    RECEIVE("[\"expired\", \"expired\"]");
+    CHECK_INT_EQ(o.err.code, ERRC_DENIED);
+    CHECK_STR_EQ(o.code, "ExpiredToken");
+    CHECK_INT_EQ(o.attempts, 2);
+    CHECK(sim_config("{\"faults\": {\"timeout_ms\": 1500}}") == 0);
+    RECEIVE("[\"timeout\"]");
+    CHECK_OK(o.err.code == ERRC_OK ? 0 : -1, &o.err);
+    CHECK_INT_EQ(o.attempts, 2);
+    RECEIVE("[\"truncated\"]");
+    CHECK_OK(o.err.code == ERRC_OK ? 0 : -1, &o.err);
+    CHECK_INT_EQ(o.attempts, 2);
+    RECEIVE("[\"malformed\"]");
+    CHECK_INT_EQ(o.err.code, ERRC_UNAVAILABLE);
+    CHECK_STR_CONTAINS(o.err.msg, "malformed response (HTTP 200)");
+    CHECK_INT_EQ(o.attempts, 1);
+    RECEIVE("[\"http:404:UnknownOperationException\"]");
+    CHECK_INT_EQ(o.err.code, ERRC_NOT_FOUND);
+    CHECK_INT_EQ(o.attempts, 1);
+    RECEIVE("[\"http:413:RequestEntityTooLarge\"]");
+    CHECK_INT_EQ(o.err.code, ERRC_INVALID);
+    CHECK_INT_EQ(o.attempts, 1);
+    RECEIVE("[\"http:400:AccessDeniedException\"]");
+    CHECK_INT_EQ(o.err.code, ERRC_DENIED);
+    /* the service's clock an hour ahead, then back */
+    CHECK(sim_config("{\"clock_offset_s\": 3600}") == 0);
+    RECEIVE("[]");
+    CHECK_OK(o.err.code == ERRC_OK ? 0 : -1, &o.err);
+    CHECK_INT_EQ(o.attempts, 2);
+    RECEIVE("[]");
+    CHECK_INT_EQ(o.attempts, 1);
+    CHECK(sim_config("{\"clock_offset_s\": 0}") == 0);
+    RECEIVE("[]");
+    CHECK_OK(o.err.code == ERRC_OK ? 0 : -1, &o.err);
+    CHECK_INT_EQ(o.attempts, 2);
+#undef RECEIVE
+out:
+    sim_config("{\"clock_offset_s\": 0}");
+    outcome_reset(&o);
+    aws_sqs_free(q);
+    fixture_release(&f);
+    return rc;
+}
+
 static int test_cancel(void)
 {
     int rc = 0;
@@ -470,8 +551,7 @@ static int test_endpoint(void)
     static const struct {
         const char *env1, *env2, *url, *want, *source;
     } cases[] = {
-        { "AWS_USE_FIPS_ENDPOINT=true", "X=1",
-          "https://sqs.us-east-2.amazonaws.com/123456789012/q",
+        { "AWS_USE_FIPS_ENDPOINT=true", "X=1", "https://sqs.us-east-2.amazonaws.com/123456789012/q",
           "https://sqs-fips.us-east-2.amazonaws.com", "FIPS endpoint" },
         { "AWS_USE_FIPS_ENDPOINT=true", "AWS_USE_DUALSTACK_ENDPOINT=true",
           "https://us-west-2.queue.amazonaws.com/123456789012/q",
@@ -495,9 +575,10 @@ static int test_endpoint(void)
         struct aws_sqs *q = NULL;
         struct aws_sqs_opts o;
         const char *source = NULL;
-        const char *env[] = { "HOME=/nonexistent",   "AWS_REGION=us-east-1",
-                              "AWS_CONFIG_FILE=/nonexistent", cases[i].env1, cases[i].env2,
-                              NULL };
+        const char *env[] = {
+            "HOME=/nonexistent", "AWS_REGION=us-east-1", "AWS_CONFIG_FILE=/nonexistent",
+            cases[i].env1,       cases[i].env2,          NULL
+        };
         aws_config_init(&cfg);
         memset(&o, 0, sizeof(o));
         CHECK(base != NULL);
@@ -524,10 +605,10 @@ out:
 int main(int argc, char **argv)
 {
     static const struct tt_case cases[] = {
-        { "url_ok", test_url_ok },         { "url_bad", test_url_bad },
-        { "roundtrip", test_roundtrip },   { "bad_input", test_bad_input },
-        { "errors", test_errors },         { "cancel", test_cancel },
-        { "endpoint", test_endpoint },
+        { "url_ok", test_url_ok },       { "url_bad", test_url_bad },
+        { "roundtrip", test_roundtrip }, { "bad_input", test_bad_input },
+        { "errors", test_errors },       { "cancel", test_cancel },
+        { "endpoint", test_endpoint },   { "engine_rules", test_engine_rules },
     };
     return tt_main(argc, argv, cases, ARRAY_LEN(cases));
 }
