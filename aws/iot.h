@@ -1,8 +1,8 @@
 /*
- * The AWS IoT control-plane client: typed asynchronous calls on the event loop, signed with
- * aws/sigv4.h, sent through aws/transport.h, retried as botocore's "standard" mode (aws/retry.h),
- * paced by per-API token buckets in Redis shared by every process (store/async.h), with
- * credentials from aws/provider.h. docs/aws-client.md describes it.
+ * The AWS IoT control-plane client: typed asynchronous calls on the event loop, run by the call
+ * engine of aws/ (signed with aws/sigv4.h, sent through aws/transport.h, retried as botocore's
+ * "standard" mode, aws/retry.h), paced by per-API token buckets in Redis shared by every process
+ * (store/async.h), with credentials from aws/provider.h. docs/aws-client.md describes it.
  *
  * Settings follow the AWS SDKs (aws_config_load): AWS_REGION / AWS_DEFAULT_REGION / profile /
  * EC2 IMDS, configured endpoint URLs, FIPS and dual-stack endpoints, the credential chain.
@@ -16,8 +16,10 @@
  * keep).
  * Errors (e->msg "AWS IoT OPERATION: CODE: MESSAGE (HTTP n[, after k attempts])"):
  *   ERRC_INVALID      400 InvalidRequestException, MalformedPolicyException,
- *                     RegistrationCodeValidationException, CertificateValidationException
- *   ERRC_DENIED       401/403 (signature, credentials, authorization)
+ *                     RegistrationCodeValidationException, CertificateValidationException;
+ *                     any other 4xx that is not retried
+ *   ERRC_DENIED       401/403 (signature, credentials, authorization), a refusal code
+ *                     (AccessDenied*, ExpiredToken* after the refresh, ...) whatever the status
  *   ERRC_NOT_FOUND    404 ResourceNotFoundException; no credentials in any source
  *   ERRC_CONFLICT     409 (ResourceAlreadyExists, VersionsLimitExceeded, DeleteConflict, ...),
  *                     406 CertificateStateException, 410 LimitExceededException

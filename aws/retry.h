@@ -1,13 +1,14 @@
 /*
  * The retry policy of botocore's "standard" mode (docs/aws-iot.md, "Retries"; botocore
- * retries/standard.py), as pure functions so that tests can check every rule:
+ * retries/standard.py), as pure functions so that tests can check every rule (unit_aws_retry);
+ * aws/call.c applies them:
  *   - which outcomes are retried: throttling error codes and HTTP 429; the transient codes
  *     RequestTimeout, RequestTimeoutException, PriorRequestNotComplete; HTTP 500, 502, 503, 504;
  *     transport failures (connect, reset, timeout, truncated body). Not retried: every other 4xx,
  *     LimitExceededException (botocore counts it as throttling, but for IoT, HTTP 410, it is a
  *     resource limit) and malformed bodies;
  *   - at most max_attempts (3) attempts;
- *   - the delay before attempt n+1 is rand[0,1) * 2^(n-1) s, capped at 20 s ("full jitter");
+ *   - the delay before attempt n+1 is rand[0,1) * min(2^(n-1), 20) s ("full jitter");
  *   - a retry quota per client: 500 tokens, a retry costs 5 (10 after a timeout); a success
  *     (HTTP 2xx) without retries gives 1 back, a success after retries gives back the cost of
  *     its LAST retry only (botocore's RetryQuotaChecker.release_retry_quota), not the sum: a

@@ -3,16 +3,17 @@
  * the AWS JSON 1.0 protocol that current SDKs use (POST /, X-Amz-Target: AmazonSQS.ACTION,
  * Content-Type: application/x-amz-json-1.0), signed with aws/sigv4.h (service "sqs"), sent through
  * a transport of its own (aws/transport.h, so that aws_sqs_free aborts a pending long poll
- * without touching anyone else's requests), retried as botocore's "standard" mode (aws/retry.h),
- * with credentials from a borrowed aws/provider.h.
+ * without touching anyone else's requests), run by the call engine of aws/ (botocore's "standard"
+ * retries, aws/retry.h; ExpiredToken refresh; clock skew correction), with credentials from a
+ * borrowed aws/provider.h.
  *
  * Async contract (docs/style.md, "Asynchronous calls"): every call either fails synchronously (-1,
  * *e set; the callback never runs) or returns 0 and calls cb exactly once, later, from the loop.
  * The result and error are borrowed for the callback. Errors (e->msg "SQS ACTION QUEUE_URL: CODE:
  * MESSAGE (HTTP n)"):
- *   ERRC_NOT_FOUND    QueueDoesNotExist (AWS.SimpleQueueService.NonExistentQueue)
+ *   ERRC_NOT_FOUND    QueueDoesNotExist (AWS.SimpleQueueService.NonExistentQueue), HTTP 404
  *   ERRC_DENIED       401/403, AccessDenied*, signature and credential failures
- *   ERRC_INVALID      other 4xx
+ *   ERRC_INVALID      other 4xx that are not retried
  *   ERRC_UNAVAILABLE  throttling or 5xx after the last attempt, unreachable endpoint, malformed
  *                     response
  *   ERRC_TIMEOUT      the last attempt timed out

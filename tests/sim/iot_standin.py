@@ -1301,6 +1301,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         self.wfile.write(body)
 
+    def _lose_response(self, after_ms):
+        """The "timeout" fault: the request was done, its answer never comes."""
+        time.sleep(after_ms / 1000.0)
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
     def _error(self, e):
         body = {"message": e.message}
         body.update(e.extra)
@@ -1394,13 +1403,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 if fault:
                     st.faults += 1
             if fault == "timeout":
-                time.sleep(timeout_ms / 1000.0)
-                self.close_connection = True
-                try:
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                return
+                return self._lose_response(timeout_ms)
             if fault == "malformed":
                 rbody = b'{"certificateDescription": {"certificateArn": '
                 status = 200
@@ -1463,13 +1466,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 raise ApiError(fcode, int(fstatus), "injected fault")
             status, rheaders, rbody = si.forward_sqs(headers, body)
             if fault == "timeout":
-                time.sleep(si.config["faults"]["timeout_ms"] / 1000.0)
-                self.close_connection = True
-                try:
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                return
+                return self._lose_response(si.config["faults"]["timeout_ms"])
             if fault == "malformed":
                 rbody, status = b'{"Messages": [', 200
             with si.lock:
