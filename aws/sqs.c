@@ -233,7 +233,6 @@ struct sqs_call {
 };
 
 struct aws_sqs {
-    struct event_base *base;
     struct aws_sqs_queue queue;
     char *ep_url; /* where requests go: scheme://host[:port][/path] */
     char ep_source[96];
@@ -279,7 +278,6 @@ struct aws_sqs *aws_sqs_new(const struct aws_sqs_opts *o, struct err *e)
         return NULL;
     }
     q = xcalloc(1, sizeof(*q));
-    q->base = o->base;
     aws_engine_init(&q->eng, o->base, &sqs_proto);
     if (aws_sqs_queue_parse(o->queue_url, o->region, &q->queue, e) != 0 ||
         sqs_endpoint(q, aws_credp_config(o->credp), e) != 0 ||

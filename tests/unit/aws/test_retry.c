@@ -90,6 +90,10 @@ static int test_classify_delay(void)
     CHECK_INT_EQ(aws_retry_classify(ERRC_TIMEOUT, 0, ""), AWS_RETRY_TRANSIENT);
     CHECK_INT_EQ(aws_retry_classify(ERRC_UNAVAILABLE, 0, ""), AWS_RETRY_TRANSIENT);
     CHECK_INT_EQ(aws_retry_classify(ERRC_TOO_LARGE, 0, ""), AWS_RETRY_NONE);
+    /* RequestExpired is a request signed at the wrong time (aws/call.c corrects the clock) */
+    CHECK(aws_retry_is_expired_creds("ExpiredToken"));
+    CHECK(aws_retry_is_expired_creds("ExpiredTokenException"));
+    CHECK(!aws_retry_is_expired_creds("RequestExpired"));
     CHECK_INT_EQ(aws_retry_delay_ms(1, 0.999), 999);
     CHECK_INT_EQ(aws_retry_delay_ms(2, 0.5), 1000);
     /* the base is capped at 20 s before the jitter (botocore), not the product */
