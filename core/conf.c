@@ -101,6 +101,13 @@ static const struct conf_key conf_keys[] = {
         "jitrd: HOST:PORT of the plain-HTTP operations listener (/healthz, /readyz with its "
         "reasons, /metrics; SO_REUSEPORT in every worker); keep it on loopback or a management "
         "network; empty turns it off (admin stations still read them over mutual TLS)."),
+    STR(ocsp_listen, "", NULL,
+        "jitrd: HOST:PORT of the plain-HTTP OCSP responder (RFC 6960, RFC 5019; GET and POST; "
+        "SO_REUSEPORT in every worker; docs/revocation.md, \"OCSP\"); empty turns it off."),
+    INT(ocsp_validity, 3600, 60, 604800,
+        "jitrd: seconds from an OCSP response's thisUpdate to its nextUpdate (how long a client "
+        "or cache may keep it: a revocation is answered at once, but a cached good answer lives "
+        "until then)."),
     INT(deny_summary_interval, 60, 1, 3600,
         "jitrd: seconds between the deny_summary audit records that count refused unauthenticated "
         "or malformed requests by reason (they are never audited one by one)."),

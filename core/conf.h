@@ -62,6 +62,8 @@ struct conf {
     int64_t max_json_depth;    /* nesting of request JSON */
     int64_t max_batch;         /* items of one /v1/sign/batch */
     char *admin_listen;        /* HOST:PORT of the plain-HTTP operations listener, "" = none */
+    char *ocsp_listen;         /* HOST:PORT of the plain-HTTP OCSP responder, "" = none */
+    int64_t ocsp_validity;     /* seconds from an OCSP response's thisUpdate to its nextUpdate */
     int64_t deny_summary_interval; /* seconds between deny_summary audit records */
     int64_t reenroll_per_day;  /* EST re-enrollments per certificate lineage in 24 h */
     char *aws_rates;           /* jitrctl's AWS client: per-API rates ("" = AWS's quotas) */

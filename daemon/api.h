@@ -28,13 +28,16 @@ struct api {
     struct audit_stats audit_base; /* of snapshots already replaced */
 };
 
-/* routes.c: the signing listener's routes, admin_listen's, and their metrics labels in the
- * order metrics_request counts them (the signing listener's, then admin_listen's) into
+/* routes.c: the signing listener's routes, admin_listen's, ocsp_listen's, and their metrics
+ * labels in the order metrics_request counts them (the signing listener's, admin_listen's, then
+ * ocsp_listen's) into
  * names[0..cap); returns how many. */
 extern const struct httpd_route api_routes[];
 extern const size_t api_nroutes;
 extern const struct httpd_route admin_routes[];
 extern const size_t admin_nroutes;
+extern const struct httpd_route ocsp_routes[];
+extern const size_t ocsp_nroutes;
 size_t routes_metric_names(const char **names, size_t cap);
 
 /* Signing-thread state for pool_new. */
@@ -76,5 +79,10 @@ void admin_healthz(struct httpd_req *r, void *arg);
 /* admin_listen's /readyz (naming the problem) and /metrics */
 void admin_listen_readyz(struct httpd_req *r, void *arg);
 void admin_listen_metrics(struct httpd_req *r, void *arg);
+
+/* ocsp.c: the plain-HTTP OCSP responder (conf ocsp_listen, "" = none) of a worker. */
+int ocsp_start(struct api *a, struct err *e) ATTR_WUR;
+void ocsp_stop_accepting(void);
+void ocsp_free(void);
 
 #endif

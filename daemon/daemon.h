@@ -18,6 +18,7 @@
 #define DAEMON_DAEMON_H
 
 #include <openssl/ssl.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -34,6 +35,7 @@ struct event_base;
 struct issuance_ctx;
 struct issuance_revoker;
 struct ca_authority;
+struct ca_key;
 
 /* ---- parse ---------------------------------------------------------------------------------- */
 
@@ -110,6 +112,11 @@ struct snap_ca {
     char *key_path; /* the file of a file: key, NULL for pkcs11: */
     struct buf chain_pem;
     struct buf chain_json; /* chain_pem as a JSON string literal, for every reply */
+    /* OCSP: the delegated responder (ca/NAME/ocsp-signer.pem and its key), NULL when the CA
+     * signs its answers itself; the lock serialises the CA key's OCSP signatures in a token */
+    X509 *ocsp_cert;
+    struct ca_key *ocsp_key;
+    pthread_mutex_t ocsp_lock;
 };
 
 struct snap {

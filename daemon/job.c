@@ -115,6 +115,7 @@ void job_free(struct job *j)
     api_batch_free(j->items, j->n);
     X509_NAME_free(j->subject);
     buf_release(&j->body);
+    buf_release(&j->input);
     snap_unref(j->snap);
     snap_unref(j->new_snap);
     xfree(j);

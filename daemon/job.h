@@ -16,7 +16,9 @@
  *   certs   GET /v1/certificates/ID (who may read which record) and GET /v1/ca
  *   crl     POST /v1/revoke, GET /v1/crl and the CRL schedule
  *   admin   /healthz, /readyz, /metrics (admin.c also has the admin listener)
- *   routes  the route tables (signing listener, admin_listen) and their metrics labels
+ *   ocsp    the OCSP responder on ocsp_listen (POST and GET), answered in the thread
+ *   routes  the route tables (signing listener, admin_listen, ocsp_listen) and their metrics
+ *           labels
  *   reload  SIGHUP's snapshot rebuild and swap
  */
 #ifndef DAEMON_JOB_H
@@ -44,6 +46,8 @@ enum job_kind {
     J_CRL,
     J_CRL_SCHEDULE,
     J_RELOAD,
+    J_OCSP_GET,
+    J_OCSP_POST,
 };
 
 struct job;
@@ -92,6 +96,11 @@ struct job {
     char renews[41];
     char lineage[65];
     char attempt[48];
+    /* OCSP (ocsp.c): the request's DER, the answer's thisUpdate and how long a GET's answer
+     * may be cached (-1: not at all) */
+    struct buf input;
+    time_t this_update;
+    int64_t cache_max_age;
 };
 
 /* ---- auth.c: the status cache ---------------------------------------------------------------
@@ -227,5 +236,10 @@ void crl_handle(struct httpd_req *r, void *arg);
 void crl_handle_revoke(struct httpd_req *r, void *arg);
 void admin_handle_readyz(struct httpd_req *r, void *arg);
 void admin_handle_metrics(struct httpd_req *r, void *arg);
+
+/* ---- ocsp.c --------------------------------------------------------------------------------- */
+
+void ocsp_handle_get(struct httpd_req *r, void *arg);
+void ocsp_handle_post(struct httpd_req *r, void *arg);
 
 #endif

@@ -1,7 +1,8 @@
 /*
- * The route tables of jitrd (docs/api.md): the signing listener's and admin_listen's. A route's
- * name is its metrics label (jitrd_http_requests_total{route}); the metrics count the signing
- * listener's routes first, then admin_listen's, in this order.
+ * The route tables of jitrd (docs/api.md): the signing listener's, admin_listen's and
+ * ocsp_listen's. A route's name is its metrics label (jitrd_http_requests_total{route}); the
+ * metrics count the signing listener's routes first, then admin_listen's, then ocsp_listen's, in
+ * this order.
  */
 #include "core/util.h"
 #include "daemon/job.h"
@@ -31,6 +32,13 @@ const struct httpd_route admin_routes[] = {
 };
 const size_t admin_nroutes = ARRAY_LEN(admin_routes);
 
+/* ocsp_listen (daemon/ocsp.c): POST / and GET /<the request in base64, URL-encoded> */
+const struct httpd_route ocsp_routes[] = {
+    { "POST", "/", 0, "ocsp_post", ocsp_handle_post },
+    { "GET", "/", HTTPD_ROUTE_TAIL, "ocsp_get", ocsp_handle_get },
+};
+const size_t ocsp_nroutes = ARRAY_LEN(ocsp_routes);
+
 size_t routes_metric_names(const char **names, size_t cap)
 {
     size_t n = 0;
@@ -39,6 +47,9 @@ size_t routes_metric_names(const char **names, size_t cap)
     }
     for (size_t i = 0; i < admin_nroutes && n < cap; i++) {
         names[n++] = admin_routes[i].name;
+    }
+    for (size_t i = 0; i < ocsp_nroutes && n < cap; i++) {
+        names[n++] = ocsp_routes[i].name;
     }
     return n;
 }

@@ -13,7 +13,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/pem.h>
+
 #include "ca/authority.h"
+#include "ca/ocsp.h"
 #include "core/log.h"
 #include "core/mem.h"
 #include "core/util.h"
@@ -27,6 +30,9 @@ static void snap_free(struct snap *s)
     issuance_revoker_free(s->revoker);
     for (size_t i = 0; i < s->ncas; i++) {
         struct snap_ca *c = &s->cas[i];
+        X509_free(c->ocsp_cert);
+        ca_key_free(c->ocsp_key);
+        pthread_mutex_destroy(&c->ocsp_lock);
         issuance_ctx_free(c->ctx);
         ca_authority_free(c->auth);
         buf_release(&c->chain_pem);
@@ -110,12 +116,67 @@ static char *default_ca(const struct conf *c, struct err *e)
     return pick;
 }
 
+/* The CA's delegated OCSP responder (ca/ocsp.h), when it has one that is usable now: else the
+ * CA signs its OCSP answers itself, and the log says why. */
+static void load_ocsp_signer(struct snap *s, struct snap_ca *c)
+{
+    struct err e = ERR_INIT;
+    struct buf path = BUF_INIT, uri = BUF_INIT, pem = BUF_INIT, secret = BUF_INIT;
+    struct ca_key_opts ko = { 0 };
+    X509 *x = NULL;
+    BIO *bio = NULL;
+    buf_addf(&path, "%s/ca/%s/" CA_OCSP_SIGNER_CERT, s->conf->data_dir, c->name);
+    if (access(path.data, F_OK) != 0 || c->auth->cert == NULL) {
+        goto out;
+    }
+    if (file_read_all(path.data, 1 << 20, &pem, &e) != 0) {
+        goto fail;
+    }
+    if ((bio = BIO_new_mem_buf(pem.data, (int)pem.len)) == NULL ||
+        (x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) == NULL) {
+        err_openssl(&e, ERRC_INVALID, "%s is not a PEM certificate", path.data);
+        goto fail;
+    }
+    if (ca_ocsp_signer_check(c->auth->cert, x, time(NULL), &e) != 0) {
+        goto fail;
+    }
+    buf_addf(&uri, "file:%s/ca/%s/" CA_OCSP_SIGNER_KEY, s->conf->data_dir, c->name);
+    if (issuance_secret_load(s->conf, uri.data, NULL, &secret, &e) != 0) {
+        goto fail;
+    }
+    ko.secret = secret.len ? secret.data : NULL;
+    if ((c->ocsp_key = ca_key_load(uri.data, &ko, &e)) == NULL) {
+        goto fail;
+    }
+    if (EVP_PKEY_eq(X509_get0_pubkey(x), ca_key_pkey(c->ocsp_key)) != 1) {
+        ERR_clear_error();
+        err_set(&e, ERRC_INVALID, "its key does not match the certificate");
+        ca_key_free(c->ocsp_key);
+        c->ocsp_key = NULL;
+        goto fail;
+    }
+    c->ocsp_cert = x;
+    x = NULL;
+    goto out;
+fail:
+    log_warn("CA '%s': the delegated OCSP responder is not used (the CA key signs): %s", c->name,
+             e.msg);
+out:
+    X509_free(x);
+    BIO_free(bio);
+    buf_release_secret(&secret);
+    buf_release(&pem);
+    buf_release(&uri);
+    buf_release(&path);
+}
+
 static int add_ca(struct snap *s, const char *name, struct err *e)
 {
     if (snap_find_ca(s, name) != NULL) {
         return 0;
     }
     struct snap_ca *c = &s->cas[s->ncas];
+    pthread_mutex_init(&c->ocsp_lock, NULL);
     c->name = xstrdup(name);
     s->ncas++;
     c->auth = ca_authority_load(s->conf->data_dir, name, e);
@@ -133,6 +194,8 @@ static int add_ca(struct snap *s, const char *name, struct err *e)
     if (c->ctx == NULL) {
         log_error("CA '%s' cannot sign: %s", name, c->err.msg);
         s->degraded = true;
+    } else {
+        load_ocsp_signer(s, c);
     }
     return 0;
 }

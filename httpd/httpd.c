@@ -513,10 +513,10 @@ static void route(struct httpd_req *r)
     for (size_t i = 0; i < h->o.nroutes; i++) {
         const struct httpd_route *rt = &h->o.routes[i];
         bool match;
-        if (rt->flags & HTTPD_ROUTE_PREFIX) {
+        if (rt->flags & (HTTPD_ROUTE_PREFIX | HTTPD_ROUTE_TAIL)) {
             size_t n = strlen(rt->pattern);
             match = strncmp(r->path, rt->pattern, n) == 0 && r->path[n] != '\0' &&
-                    strchr(r->path + n, '/') == NULL;
+                    ((rt->flags & HTTPD_ROUTE_TAIL) || strchr(r->path + n, '/') == NULL);
         } else {
             match = strcmp(r->path, rt->pattern) == 0;
         }
@@ -525,7 +525,9 @@ static void route(struct httpd_req *r)
         }
         if (strcmp(rt->method, method) == 0) {
             r->route = (int)i;
-            r->param = rt->flags & HTTPD_ROUTE_PREFIX ? r->path + strlen(rt->pattern) : "";
+            r->param = rt->flags & (HTTPD_ROUTE_PREFIX | HTTPD_ROUTE_TAIL)
+                           ? r->path + strlen(rt->pattern)
+                           : "";
             log_set_request_id(r->id);
             rt->fn(r, h->o.arg);
             log_set_request_id(NULL);

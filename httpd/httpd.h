@@ -41,6 +41,7 @@ typedef void httpd_handler_fn(struct httpd_req *r, void *arg);
 
 enum {
     HTTPD_ROUTE_PREFIX = 1u << 0, /* pattern ends in '/': the rest of the path is the param */
+    HTTPD_ROUTE_TAIL = 1u << 1,   /* as PREFIX, and the rest may contain '/' (OCSP's GET) */
 };
 
 /* One line of the routing table. name labels metrics and logs. */
