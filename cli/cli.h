@@ -44,6 +44,8 @@ int cli_usage(const char *text);
 typedef int cli_cmd_fn(struct cli *cli, int argc, char **argv, struct err *e);
 
 int cmd_ca(struct cli *cli, int argc, char **argv, struct err *e);
+/* cmd_ca_ocsp.c: jitrctl ca ocsp-signer */
+int cmd_ca_ocsp_signer(struct cli *cli, int argc, char **argv, struct err *e);
 int cmd_sign(struct cli *cli, int argc, char **argv, struct err *e);
 int cmd_sign_batch(struct cli *cli, int argc, char **argv, struct err *e);
 int cmd_audit(struct cli *cli, int argc, char **argv, struct err *e);

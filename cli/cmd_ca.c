@@ -30,6 +30,7 @@ static const char ca_usage[] =
     "       jitrctl ca activate NAME\n"
     "       jitrctl ca retire NAME\n"
     "       jitrctl ca mark-compromised NAME --yes\n"
+    "       jitrctl ca ocsp-signer NAME [--days N]\n"
     "       jitrctl ca register NAME [--mode default|sni-only] [--no-auto-registration]\n"
     "                               [--inactive] [--force]\n"
     "\n"
@@ -60,7 +61,14 @@ static const char ca_usage[] =
     "\n"
     "mark-compromised: the CA's key is no longer trusted. It is retired (signs nothing) for good\n"
     "(activate refuses it), and JITR sets every certificate of it that AWS still has\n"
-    "PENDING_ACTIVATION to REVOKED instead of activating it. There is no undo: --yes says so.\n";
+    "PENDING_ACTIVATION to REVOKED instead of activating it. There is no undo: --yes says so.\n"
+    "\n"
+    "ocsp-signer: issues the CA's delegated OCSP responder certificate (id-kp-OCSPSigning,\n"
+    "id-pkix-ocsp-nocheck; --days N, default 30) for a new key under the CA passphrase; jitrd's\n"
+    "OCSP responder signs with it after SIGHUP (docs/revocation.md, \"OCSP\"). Run it again to\n"
+    "renew before it expires (jitrd falls back to the CA key once it has).\n"
+    "\n"
+    "list: DAYS is the days left until the CA certificate's notAfter.\n";
 
 static char *ca_dir(const struct conf *c, const char *name)
 {
@@ -290,6 +298,18 @@ static void x509_time_str(const ASN1_TIME *t, char *out, size_t cap)
     strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+/* Whole days from now to the certificate's notAfter (negative once expired). */
+static json_int_t ca_days_left(X509 *cert, time_t now)
+{
+    int days = 0, secs = 0;
+    ASN1_TIME *t = ASN1_TIME_set(NULL, now);
+    if (t == NULL || ASN1_TIME_diff(&days, &secs, t, X509_get0_notAfter(cert)) != 1) {
+        days = 0;
+    }
+    ASN1_TIME_free(t);
+    return days;
+}
+
 static json_t *ca_json(const struct conf *c, const struct ca_authority *a, bool full)
 {
     json_t *o = json_pack("{s:s,s:s,s:s,s:s}", "name", a->name, "status", ca_status_name(a->status),
@@ -304,6 +324,7 @@ static json_t *ca_json(const struct conf *c, const struct ca_authority *a, bool 
         X509_NAME_oneline(X509_get_issuer_name(a->cert), iss, sizeof(iss));
         json_object_set_new(o, "subject", json_string(subj));
         json_object_set_new(o, "not_after", json_string(na));
+        json_object_set_new(o, "days_left", json_integer(ca_days_left(a->cert, time(NULL))));
         if (full) {
             json_object_set_new(o, "issuer", json_string(iss));
             json_object_set_new(o, "not_before", json_string(nb));
@@ -356,8 +377,8 @@ static int ca_list(struct cli *cli, int argc, char **argv, struct err *e)
     json_t *arr = json_array();
     int rc = 0;
     if (!cli->json) {
-        printf("%-20s %-8s %-9s %-14s %-20s %s\n", "NAME", "STATUS", "KEY", "PARENT", "NOT AFTER",
-               "SUBJECT");
+        printf("%-20s %-8s %-9s %-14s %-20s %6s %s\n", "NAME", "STATUS", "KEY", "PARENT",
+               "NOT AFTER", "DAYS", "SUBJECT");
     }
     for (size_t i = 0; i < n; i++) {
         struct ca_authority *a = rc == 0 ? ca_authority_load(c->data_dir, names[i], e) : NULL;
@@ -367,10 +388,15 @@ static int ca_list(struct cli *cli, int argc, char **argv, struct err *e)
             json_t *o = ca_json(c, a, false);
             if (!cli->json) {
                 json_t *na = json_object_get(o, "not_after"), *sj = json_object_get(o, "subject");
-                printf("%-20s %-8s %-9s %-14s %-20s %s\n", a->name,
+                json_t *dl = json_object_get(o, "days_left");
+                char days[24] = "-";
+                if (dl) {
+                    snprintf(days, sizeof(days), "%lld", (long long)json_integer_value(dl));
+                }
+                printf("%-20s %-8s %-9s %-14s %-20s %6s %s\n", a->name,
                        ca_authority_compromised(a) ? "compromised" : ca_status_name(a->status),
                        ca_key_type_name(a->key_type), a->parent ? a->parent : "-",
-                       na ? json_string_value(na) : "-", sj ? json_string_value(sj) : "-");
+                       na ? json_string_value(na) : "-", days, sj ? json_string_value(sj) : "-");
             }
             json_array_append_new(arr, o);
         }
@@ -997,6 +1023,9 @@ int cmd_ca(struct cli *cli, int argc, char **argv, struct err *e)
     }
     if (strcmp(sub, "mark-compromised") == 0) {
         return ca_mark_compromised(cli, argc - 1, argv + 1, e);
+    }
+    if (strcmp(sub, "ocsp-signer") == 0) {
+        return cmd_ca_ocsp_signer(cli, argc - 1, argv + 1, e);
     }
     return err_set(e, ERRC_INVALID, "unknown ca subcommand '%s' (see jitrctl ca --help)", sub);
 }
