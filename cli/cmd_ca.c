@@ -925,8 +925,7 @@ out:
 
 static int ca_mark_compromised(struct cli *cli, int argc, char **argv, struct err *e)
 {
-    static const struct option own[] = { { "yes", no_argument, NULL, 'y' },
-                                         { NULL, 0, NULL, 0 } };
+    static const struct option own[] = { { "yes", no_argument, NULL, 'y' }, { NULL, 0, NULL, 0 } };
     int optidx = 0, ch;
     bool yes = false;
     while ((ch = cli_getopt(cli, argc, argv, own, &optidx, e)) != -1) {
@@ -940,14 +939,17 @@ static int ca_mark_compromised(struct cli *cli, int argc, char **argv, struct er
         return -1;
     }
     if (optidx != argc - 1) {
-        return err_set(e, ERRC_INVALID, "ca mark-compromised takes one NAME (see jitrctl ca "
+        return err_set(e, ERRC_INVALID,
+                       "ca mark-compromised takes one NAME (see jitrctl ca "
                        "--help)");
     }
     const char *name = argv[optidx];
     if (!yes) {
-        return err_set(e, ERRC_INVALID, "ca mark-compromised %s cannot be undone: the CA is "
+        return err_set(e, ERRC_INVALID,
+                       "ca mark-compromised %s cannot be undone: the CA is "
                        "retired for good and JITR revokes its pending certificates in AWS; add "
-                       "--yes", name);
+                       "--yes",
+                       name);
     }
     const struct conf *c = cli_conf(cli, e);
     struct ca_authority *a = c ? ca_authority_load(c->data_dir, name, e) : NULL;

@@ -214,8 +214,8 @@ struct snap *snap_build(const char *config_path, uint64_t gen, struct err *e)
     if (s->conf == NULL) {
         goto fail;
     }
-    s->stations = stations_load(s->conf->stations_file, s->conf->default_ca,
-                                s->conf->default_profile, e);
+    s->stations =
+        stations_load(s->conf->stations_file, s->conf->default_ca, s->conf->default_profile, e);
     if (s->stations == NULL) {
         goto fail;
     }
@@ -241,8 +241,8 @@ struct snap *snap_build(const char *config_path, uint64_t gen, struct err *e)
         }
     }
     s->def = 0;
-    s->revoker = issuance_revoker_new(s->conf, s->cas[0].ctx ? s->cas[0].ctx->audit : NULL, NULL,
-                                      e);
+    s->revoker =
+        issuance_revoker_new(s->conf, s->cas[0].ctx ? s->cas[0].ctx->audit : NULL, NULL, e);
     if (s->revoker == NULL) {
         goto fail;
     }

@@ -33,8 +33,9 @@ static int test_tables(void)
     int rc = 0;
     CHECK_INT_EQ(check_table(api_routes, api_nroutes), 0);
     CHECK_INT_EQ(check_table(admin_routes, admin_nroutes), 0);
+    CHECK_INT_EQ(check_table(ocsp_routes, ocsp_nroutes), 0);
     /* every route counted in the shared metrics */
-    CHECK(api_nroutes + admin_nroutes <= METRICS_ROUTES);
+    CHECK(api_nroutes + admin_nroutes + ocsp_nroutes <= METRICS_ROUTES);
 out:
     return rc;
 }
@@ -48,6 +49,7 @@ static int test_metric_names(void)
         "est_cacerts",   "est_enroll",   "est_reenroll",
         "healthz",       "readyz",       "metrics",
         "admin_healthz", "admin_readyz", "admin_metrics",
+        "ocsp_post",     "ocsp_get",
     };
     const char *names[METRICS_ROUTES];
     size_t n = routes_metric_names(names, ARRAY_LEN(names));
