@@ -40,6 +40,10 @@ struct ca_profile {
     uint8_t eku[CAI_EKU_MAX]; /* enum cai_eku, in the profile's order */
     size_t eku_n;
     bool jitr;
+    /* crl_distribution_points, authority_info_access: the DER of those Extensions, one after
+     * the other (NULL when the profile has none), appended to every certificate as they are */
+    uint8_t *url_exts;
+    size_t url_exts_len;
 };
 
 /* "ec-p256, ec-p384, rsa-2048" */

@@ -95,6 +95,8 @@ struct ca_prepared_int {
     uint8_t ski[20];     /* fast */
     EVP_PKEY *pkey;      /* slow: the CSR key, owned */
     GENERAL_NAMES *sans; /* slow: rebuilt, owned; NULL when none */
+    const uint8_t *url_exts; /* the profile's CDP and AIA Extensions (DER, borrowed), or NULL */
+    size_t url_exts_len;
     size_t subject_len, spki_len;
     uint8_t *subject;
     uint8_t *spki; /* fast */
@@ -489,6 +491,8 @@ static struct ca_prepared_int *int_new(const struct ca_issuer *is, const struct 
     pi->key_encipherment = t >= CA_KEY_RSA_2048 && cai_profile_has_eku(p, CAI_EKU_SERVER_AUTH);
     memcpy(pi->eku, p->eku, sizeof(pi->eku));
     pi->eku_n = p->eku_n;
+    pi->url_exts = p->url_exts;
+    pi->url_exts_len = p->url_exts_len;
     return pi;
 }
 
@@ -802,7 +806,7 @@ static int sign_fast(struct ca_signer *s, const struct ca_issuer *is, const stru
     uint8_t ski[] = { 0x30, 0x1d, 0x06, 0x03, 0x55, 0x1d, 0x0e, 0x04, 0x16, 0x04, 0x14 };
     size_t sig_len = sizeof(sig);
     size_t nb_len = der_time(nb, pr->not_before), na_len = der_time(na, pr->not_after);
-    size_t ext_c = pe->len + sizeof(ski) + 20 + is->aki_ext_len;
+    size_t ext_c = pe->len + sizeof(ski) + 20 + is->aki_ext_len + pi->url_exts_len;
     size_t a3_c = cai_der_hdr_len(ext_c) + ext_c;
     size_t tbs_c = 5 + 2 + sn_len + is->sigalg_len + is->name_len + 2 + nb_len + na_len +
                    pi->subject_len + pi->spki_len + cai_der_hdr_len(a3_c) + a3_c;
@@ -825,6 +829,9 @@ static int sign_fast(struct ca_signer *s, const struct ca_issuer *is, const stru
     buf_add(t, ski, sizeof(ski));
     buf_add(t, pi->ski, 20);
     buf_add(t, is->aki_ext, is->aki_ext_len);
+    if (pi->url_exts_len) {
+        buf_add(t, pi->url_exts, pi->url_exts_len);
+    }
 
     if (sign_raw(s, is, (const uint8_t *)t->data, t->len, sig, &sig_len, e) != 0) {
         return -1;
@@ -841,6 +848,21 @@ static int sign_fast(struct ca_signer *s, const struct ca_issuer *is, const stru
 }
 
 /* --- sign: the ordinary path ----------------------------------------------------------------- */
+
+/* The profile's CDP and AIA Extensions, as the fast path writes them. */
+static int add_url_exts(X509 *x, const struct ca_prepared_int *pi, struct err *e)
+{
+    const unsigned char *q = pi->url_exts, *end = q + pi->url_exts_len;
+    while (q < end) {
+        X509_EXTENSION *ext = d2i_X509_EXTENSION(NULL, &q, (long)(end - q));
+        int ok = ext != NULL && X509_add_ext(x, ext, -1) == 1;
+        X509_EXTENSION_free(ext);
+        if (!ok) {
+            return err_openssl(e, ERRC_INTERNAL, "cannot add the profile's URL extensions");
+        }
+    }
+    return 0;
+}
 
 static int add_ext(X509 *x, int nid, void *value, int crit, struct err *e)
 {
@@ -909,7 +931,8 @@ static int sign_slow(struct ca_signer *s, const struct ca_issuer *is, const stru
         add_ext(x, NID_key_usage, ku, 1, e) != 0 || add_ext(x, NID_ext_key_usage, eku, 0, e) != 0 ||
         add_ext(x, NID_subject_key_identifier, ski, 0, e) != 0 ||
         add_ext(x, NID_authority_key_identifier, aki, 0, e) != 0 ||
-        (pi->sans && add_ext(x, NID_subject_alt_name, pi->sans, 0, e) != 0)) {
+        (pi->sans && add_ext(x, NID_subject_alt_name, pi->sans, 0, e) != 0) ||
+        add_url_exts(x, pi, e) != 0) {
         goto out;
     }
     if (is->hsm) {

@@ -12,6 +12,7 @@
 
 #include <dirent.h>
 #include <jansson.h>
+#include <openssl/x509v3.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,8 @@
 #define PROFILE_BACKDATE_MAX 86400
 #define PROFILE_SAN_MAX      64
 #define PROFILE_SAN_DEFAULT  8
+#define PROFILE_URL_MAX      512 /* characters of a URL */
+#define PROFILE_URLS_MAX     4   /* URLs of one list */
 
 struct ca_profiles {
     struct ca_profile **v;
@@ -262,11 +265,165 @@ static int load_san(struct loader *l, json_t *v)
     return 0;
 }
 
+/* A URL a relying party fetches without TLS (RFC 5280 §4.2.1.13, §4.2.2.1; RFC 5019 §5): http://
+ * HOST[:PORT][/PATH], 1..PROFILE_URL_MAX characters of RFC 3986 (no spaces, quotes, controls,
+ * fragments or user information). */
+static bool url_ok(const char *u, const char **why)
+{
+    size_t n = strlen(u), host;
+    if (strncmp(u, "http://", 7) != 0) {
+        *why = "must start with http:// (relying parties fetch these without TLS)";
+        return false;
+    }
+    if (n > PROFILE_URL_MAX) {
+        *why = "is longer than 512 characters";
+        return false;
+    }
+    host = strcspn(u + 7, "/?:");
+    if (host == 0) {
+        *why = "has no host";
+        return false;
+    }
+    for (size_t i = 7; i < n; i++) {
+        char c = u[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  strchr("-._~/?:[]!$&'()*+,;=%", c) != NULL;
+        if (!ok || (c == '%' && (i + 2 >= n || !strchr("0123456789abcdefABCDEF", u[i + 1]) ||
+                                 !strchr("0123456789abcdefABCDEF", u[i + 2])))) {
+            *why = "has a character a URL may not have (spaces, quotes, '#', '@', controls, a "
+                   "malformed %-escape)";
+            return false;
+        }
+    }
+    return true;
+}
+
+/* An array of 1..PROFILE_URLS_MAX URLs into names (GENERAL_NAMEs of type URI). */
+static int url_list(struct loader *l, const char *key, json_t *v, GENERAL_NAMES *names)
+{
+    size_t i;
+    json_t *it;
+    if (!json_is_array(v) || json_array_size(v) < 1 || json_array_size(v) > PROFILE_URLS_MAX) {
+        return bad(l, key, "must be an array of 1 to 4 http:// URLs");
+    }
+    json_array_foreach(v, i, it)
+    {
+        const char *u = json_string_value(it), *why = NULL;
+        GENERAL_NAME *gn;
+        ASN1_IA5STRING *s;
+        if (u == NULL) {
+            return bad(l, key, "must be an array of 1 to 4 http:// URLs");
+        }
+        if (!url_ok(u, &why)) {
+            return bad(l, key, "'%s' %s", u, why);
+        }
+        for (size_t k = 0; k < i; k++) {
+            if (strcmp(json_string_value(json_array_get(v, k)), u) == 0) {
+                return bad(l, key, "lists '%s' twice", u);
+            }
+        }
+        if ((gn = GENERAL_NAME_new()) == NULL || (s = ASN1_IA5STRING_new()) == NULL ||
+            ASN1_STRING_set(s, u, (int)strlen(u)) != 1) {
+            GENERAL_NAME_free(gn);
+            BUG_ON(1); /* out of memory */
+        }
+        GENERAL_NAME_set0_value(gn, GEN_URI, s);
+        if (sk_GENERAL_NAME_push(names, gn) <= 0) {
+            GENERAL_NAME_free(gn);
+            BUG_ON(1);
+        }
+    }
+    return 0;
+}
+
+/* Appends the DER of the non-critical Extension nid of value to the profile's url_exts. */
+static void url_ext_add(struct ca_profile *p, int nid, void *value)
+{
+    X509_EXTENSION *x = X509V3_EXT_i2d(nid, 0, value);
+    unsigned char *der = NULL;
+    int len = x ? i2d_X509_EXTENSION(x, &der) : -1;
+    BUG_ON(len <= 0);
+    p->url_exts = xrealloc(p->url_exts, p->url_exts_len + (size_t)len);
+    memcpy(p->url_exts + p->url_exts_len, der, (size_t)len);
+    p->url_exts_len += (size_t)len;
+    OPENSSL_free(der);
+    X509_EXTENSION_free(x);
+}
+
+/* crl_distribution_points: one DistributionPoint whose fullName lists the URLs (places of the
+ * same CRL); authority_info_access: {"ca_issuers": [...], "ocsp": [...]}. */
+static int load_urls(struct loader *l, json_t *root)
+{
+    static const char *const keys[] = { "ca_issuers", "ocsp" };
+    json_t *v;
+    int rc = 0;
+    if ((v = json_object_get(root, "crl_distribution_points")) != NULL) {
+        CRL_DIST_POINTS *cdp = sk_DIST_POINT_new_null();
+        DIST_POINT *dp = DIST_POINT_new();
+        BUG_ON(cdp == NULL || dp == NULL || (dp->distpoint = DIST_POINT_NAME_new()) == NULL ||
+               (dp->distpoint->name.fullname = GENERAL_NAMES_new()) == NULL ||
+               sk_DIST_POINT_push(cdp, dp) <= 0);
+        dp->distpoint->type = 0;
+        rc = url_list(l, "crl_distribution_points", v, dp->distpoint->name.fullname);
+        if (rc == 0) {
+            url_ext_add(l->p, NID_crl_distribution_points, cdp);
+        }
+        CRL_DIST_POINTS_free(cdp);
+        if (rc != 0) {
+            return -1;
+        }
+    }
+    if ((v = json_object_get(root, "authority_info_access")) != NULL) {
+        AUTHORITY_INFO_ACCESS *aia = sk_ACCESS_DESCRIPTION_new_null();
+        static const struct {
+            const char *key, *where;
+            int nid;
+        } kinds[] = { { "ca_issuers", "authority_info_access.ca_issuers", NID_ad_ca_issuers },
+                      { "ocsp", "authority_info_access.ocsp", NID_ad_OCSP } };
+        BUG_ON(aia == NULL);
+        if (!json_is_object(v) || json_object_size(v) == 0) {
+            rc = bad(l, "authority_info_access", "must be an object with ca_issuers and/or ocsp");
+        } else {
+            rc = check_keys(l, v, "authority_info_access", keys, ARRAY_LEN(keys));
+        }
+        for (size_t k = 0; rc == 0 && k < ARRAY_LEN(kinds); k++) {
+            json_t *list = json_object_get(v, kinds[k].key);
+            GENERAL_NAMES *names = list ? GENERAL_NAMES_new() : NULL;
+            if (list == NULL) {
+                continue;
+            }
+            BUG_ON(names == NULL);
+            rc = url_list(l, kinds[k].where, list, names);
+            for (int i = 0; rc == 0 && i < sk_GENERAL_NAME_num(names); i++) {
+                ACCESS_DESCRIPTION *ad = ACCESS_DESCRIPTION_new();
+                BUG_ON(ad == NULL);
+                ad->method = OBJ_nid2obj(kinds[k].nid);
+                GENERAL_NAME_free(ad->location);
+                ad->location = GENERAL_NAME_dup(sk_GENERAL_NAME_value(names, i));
+                BUG_ON(ad->location == NULL || sk_ACCESS_DESCRIPTION_push(aia, ad) <= 0);
+            }
+            GENERAL_NAMES_free(names);
+        }
+        if (rc == 0) {
+            url_ext_add(l->p, NID_info_access, aia);
+        }
+        AUTHORITY_INFO_ACCESS_free(aia);
+    }
+    return rc;
+}
+
 static int load_object(struct loader *l, json_t *root)
 {
-    static const char *const keys[] = { "description",        "key_types", "validity_days",
-                                        "backdate_seconds",   "subject",   "san",
-                                        "extended_key_usage", "jitr" };
+    static const char *const keys[] = { "description",
+                                        "key_types",
+                                        "validity_days",
+                                        "backdate_seconds",
+                                        "subject",
+                                        "san",
+                                        "extended_key_usage",
+                                        "jitr",
+                                        "crl_distribution_points",
+                                        "authority_info_access" };
     struct ca_profile *p = l->p;
     int idx[NAMES_MAX];
     size_t n = 0;
@@ -336,7 +493,7 @@ static int load_object(struct loader *l, json_t *root)
         }
         p->jitr = json_is_true(v);
     }
-    return 0;
+    return load_urls(l, root);
 }
 
 static bool name_ok(const char *n)
@@ -422,6 +579,7 @@ void ca_profile_free(struct ca_profile *p)
             xfree(p->san_pattern[i]);
         }
     }
+    xfree(p->url_exts);
     xfree(p->cn_pattern);
     xfree(p->description);
     xfree(p->name);

@@ -20,8 +20,16 @@ OCSP=http://127.0.0.1:$oport
 cat >"$T/stations.json" <<EOF
 {"stations": {"line1": {"cas": ["devices"], "profiles": ["device"], "rate": 0}}}
 EOF
+# a profile whose certificates name where their CRL, their CA and this responder are
+mkdir -p "$T/profiles"
+cp "$JITRCA_SOURCE_DIR"/policies/profiles/*.json "$T/profiles/"
+jq --arg o "$OCSP/" '.jitr = false | .description = "devices with revocation URLs" |
+  .crl_distribution_points = ["http://pki.example.com/crl/devices.crl"] |
+  .authority_info_access = {"ca_issuers": ["http://pki.example.com/ca/devices.der"],
+                            "ocsp": [$o]}' "$T/profiles/device.json" >"$T/profiles/device-urls.json"
 cat >"$T/jitrd.json" <<EOF
 {"data_dir": "$D", "redis_url": "$JITRCA_REDIS_URL", "default_ca": "devices",
+ "profiles_dir": "$T/profiles",
  "station_ca": "stations", "stations_file": "$T/stations.json", "default_profile": "device",
  "tls_cert_file": "$T/srv.pem", "tls_key_file": "$T/srv.key", "listen": "127.0.0.1:$port",
  "admin_listen": "127.0.0.1:$aport", "ocsp_listen": "127.0.0.1:$oport", "ocsp_validity": 600,
@@ -106,6 +114,36 @@ has "Reason: certificateHold"
 has "Revocation Time: Jan  2 03:04:05 2026 GMT"
 rcli HSET "jitrca:cert:$s4" status valid >/dev/null
 rcli HDEL "jitrca:cert:$s4" revoked_at reason >/dev/null
+
+# --- a certificate of a profile with CDP and AIA: openssl and GnuTLS read the URLs, and the
+# OCSP URL the certificate names answers for it ---------------------------------------------------
+ok "$JITRCTL" --config "$CFG" sign --csr "$T/csr/oc-000001.csr" --profile device-urls \
+  --out "$T/u.pem"
+openssl x509 -in "$T/u.pem" -noout -text >"$T/ocsp.out"
+has "X509v3 CRL Distribution Points:"
+has "URI:http://pki.example.com/crl/devices.crl"
+has "Authority Information Access:"
+has "CA Issuers - URI:http://pki.example.com/ca/devices.der"
+has "OCSP - URI:$OCSP/"
+certtool -i --infile "$T/u.pem" >"$T/ocsp.out" 2>&1
+has "CRL Distribution points (not critical):"
+has "URI: http://pki.example.com/crl/devices.crl"
+has "Authority Information Access (not critical):"
+has "Access Method: 1.3.6.1.5.5.7.48.1 (id-ad-ocsp)"
+has "Access Location URI: $OCSP/"
+has "Access Method: 1.3.6.1.5.5.7.48.2 (id-ad-caIssuers)"
+verify_cert "$T/u.pem" "$T/trust.pem"
+check_eq "ocsp_uri" "$(openssl x509 -in "$T/u.pem" -noout -ocsp_uri)" "$OCSP/"
+openssl ocsp -issuer "$T/issuer.pem" -cert "$T/u.pem" -CAfile "$T/trust.pem" \
+  -url "$(openssl x509 -in "$T/u.pem" -noout -ocsp_uri)" >"$T/ocsp.out" 2>&1 || true
+has "Response verify OK"
+has "$T/u.pem: good"
+# a profile with a URL a relying party could not use is refused at load
+jq '.crl_distribution_points = ["https://pki.example.com/c.crl"]' "$T/profiles/device.json" \
+  >"$T/profiles/bad.json"
+expect_fail 2 "crl_distribution_points: 'https://pki.example.com/c.crl' must start with http://" \
+  "$JITRCTL" --config "$CFG" sign --csr "$T/csr/oc-000002.csr"
+rm "$T/profiles/bad.json"
 
 # --- POST and GET with curl ----------------------------------------------------------------------
 openssl ocsp -issuer "$T/issuer.pem" -cert "$T/c1.pem" -no_nonce -reqout "$T/req.der" >/dev/null

@@ -435,6 +435,105 @@ out:
     return rc;
 }
 
+/* A profile's CRL distribution point and AIA URLs: the same DER on both paths, the values as
+ * written, non-critical; a profile without them writes neither. */
+static int test_url_extensions(void)
+{
+    static const uint8_t sn[] = { 0x11, 0x22, 0x33 };
+    int rc = 0;
+    struct ctx c = { 0 };
+    struct ca_signer *slow = ca_signer_new();
+    struct buf csr = BUF_INIT;
+    struct ca_prepared a = { 0 }, b = { 0 };
+    struct ca_issued ia = { 0 }, ib = { 0 };
+    struct err e = ERR_INIT;
+    struct ca_profile *urls = NULL;
+    X509 *x = NULL;
+    CRL_DIST_POINTS *cdp = NULL;
+    AUTHORITY_INFO_ACCESS *aia = NULL;
+    const unsigned char *q;
+    const uint8_t *ta, *tb;
+    int crit = -1;
+    time_t now = time(NULL);
+    ca_signer_set_fast_path(slow, false);
+    if (pki() != 0) {
+        return 1;
+    }
+    urls = inline_profile(
+        "urls", "{\"key_types\":[\"ec-p256\"],\"validity_days\":30,"
+                "\"subject\":{\"cn_pattern\":\".*\",\"allowed\":[\"CN\",\"O\"]},"
+                "\"extended_key_usage\":[\"clientAuth\"],"
+                "\"crl_distribution_points\":[\"http://pki.example.com/devices.crl\","
+                "\"http://pki2.example.com:8080/c?ca=devices\"],"
+                "\"authority_info_access\":{\"ca_issuers\":[\"http://pki.example.com/ca.der\"],"
+                "\"ocsp\":[\"http://ocsp.example.com:8081/\"]}}");
+    CHECK(urls != NULL);
+    CHECK(slurp("p256.csr", &csr) == 0);
+    CHECK(ctx_open(&c, "ca-p256", "ca-p256", false) == 0);
+    CHECK_OK(ca_prepare(c.s, c.is, urls, (const uint8_t *)csr.data, csr.len, now, &a, &e), &e);
+    CHECK_OK(ca_prepare(slow, c.is, urls, (const uint8_t *)csr.data, csr.len, now, &b, &e), &e);
+    CHECK(a.fast_path && !b.fast_path);
+    CHECK_OK(ca_sign(c.s, c.is, &a, sn, sizeof(sn), &ia, &e), &e);
+    CHECK_OK(ca_sign(slow, c.is, &b, sn, sizeof(sn), &ib, &e), &e);
+    ta = ia.der + tlv_hdr(ia.der);
+    tb = ib.der + tlv_hdr(ib.der);
+    CHECK_INT_EQ(tlv_total(ta), tlv_total(tb));
+    CHECK(memcmp(ta, tb, tlv_total(ta)) == 0);
+    q = ia.der;
+    CHECK((x = d2i_X509(NULL, &q, (long)ia.der_len)) != NULL);
+    CHECK(X509_verify(x, X509_get0_pubkey(c.cert)) == 1);
+    CHECK((cdp = X509_get_ext_d2i(x, NID_crl_distribution_points, &crit, NULL)) != NULL);
+    CHECK_INT_EQ(crit, 0);
+    CHECK_INT_EQ(sk_DIST_POINT_num(cdp), 1);
+    {
+        GENERAL_NAMES *full = sk_DIST_POINT_value(cdp, 0)->distpoint->name.fullname;
+        CHECK_INT_EQ(sk_GENERAL_NAME_num(full), 2);
+        int type = -1;
+        ASN1_IA5STRING *u = GENERAL_NAME_get0_value(sk_GENERAL_NAME_value(full, 1), &type);
+        CHECK_INT_EQ(type, GEN_URI);
+        CHECK_STR_EQ((const char *)ASN1_STRING_get0_data(u),
+                     "http://pki2.example.com:8080/c?ca=devices");
+    }
+    CHECK((aia = X509_get_ext_d2i(x, NID_info_access, &crit, NULL)) != NULL);
+    CHECK_INT_EQ(crit, 0);
+    CHECK_INT_EQ(sk_ACCESS_DESCRIPTION_num(aia), 2);
+    CHECK_INT_EQ(OBJ_obj2nid(sk_ACCESS_DESCRIPTION_value(aia, 0)->method), NID_ad_ca_issuers);
+    CHECK_INT_EQ(OBJ_obj2nid(sk_ACCESS_DESCRIPTION_value(aia, 1)->method), NID_ad_OCSP);
+    {
+        int type = -1;
+        ASN1_IA5STRING *u =
+            GENERAL_NAME_get0_value(sk_ACCESS_DESCRIPTION_value(aia, 1)->location, &type);
+        CHECK_INT_EQ(type, GEN_URI);
+        CHECK_STR_EQ((const char *)ASN1_STRING_get0_data(u), "http://ocsp.example.com:8081/");
+    }
+    /* the device profile writes neither */
+    X509_free(x);
+    x = NULL;
+    ca_issued_release(&ia);
+    ca_prepared_release(&a);
+    CHECK_OK(ca_prepare(c.s, c.is, device_profile, (const uint8_t *)csr.data, csr.len, now, &a,
+                        &e),
+             &e);
+    CHECK_OK(ca_sign(c.s, c.is, &a, sn, sizeof(sn), &ia, &e), &e);
+    q = ia.der;
+    CHECK((x = d2i_X509(NULL, &q, (long)ia.der_len)) != NULL);
+    CHECK_INT_EQ(X509_get_ext_by_NID(x, NID_crl_distribution_points, -1), -1);
+    CHECK_INT_EQ(X509_get_ext_by_NID(x, NID_info_access, -1), -1);
+out:
+    CRL_DIST_POINTS_free(cdp);
+    AUTHORITY_INFO_ACCESS_free(aia);
+    X509_free(x);
+    ca_prepared_release(&a);
+    ca_prepared_release(&b);
+    ca_issued_release(&ia);
+    ca_issued_release(&ib);
+    ctx_close(&c);
+    ca_signer_free(slow);
+    ca_profile_free(urls);
+    buf_release(&csr);
+    return rc;
+}
+
 static int test_validity(void)
 {
     int rc = 0;
@@ -1564,6 +1663,7 @@ int main(int argc, char **argv)
     static const struct tt_case cases[] = {
         { "both_paths_all_keys", test_both_paths_all_keys },
         { "fast_equals_slow", test_fast_equals_slow },
+        { "url_extensions", test_url_extensions },
         { "validity", test_validity },
         { "generalized_time", test_generalized_time },
         { "profile_refusals", test_profile_refusals },
