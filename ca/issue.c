@@ -92,9 +92,9 @@ struct ca_prepared_int {
     enum ca_key_type key_type;
     uint8_t eku[CAI_EKU_MAX];
     size_t eku_n;
-    uint8_t ski[20];     /* fast */
-    EVP_PKEY *pkey;      /* slow: the CSR key, owned */
-    GENERAL_NAMES *sans; /* slow: rebuilt, owned; NULL when none */
+    uint8_t ski[20];         /* fast */
+    EVP_PKEY *pkey;          /* slow: the CSR key, owned */
+    GENERAL_NAMES *sans;     /* slow: rebuilt, owned; NULL when none */
     const uint8_t *url_exts; /* the profile's CDP and AIA Extensions (DER, borrowed), or NULL */
     size_t url_exts_len;
     size_t subject_len, spki_len;

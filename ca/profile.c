@@ -414,16 +414,12 @@ static int load_urls(struct loader *l, json_t *root)
 
 static int load_object(struct loader *l, json_t *root)
 {
-    static const char *const keys[] = { "description",
-                                        "key_types",
-                                        "validity_days",
-                                        "backdate_seconds",
-                                        "subject",
-                                        "san",
-                                        "extended_key_usage",
-                                        "jitr",
-                                        "crl_distribution_points",
-                                        "authority_info_access" };
+    static const char *const keys[] = {
+        "description",          "key_types", "validity_days",
+        "backdate_seconds",     "subject",   "san",
+        "extended_key_usage",   "jitr",      "crl_distribution_points",
+        "authority_info_access"
+    };
     struct ca_profile *p = l->p;
     int idx[NAMES_MAX];
     size_t n = 0;

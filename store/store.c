@@ -43,8 +43,7 @@ const char store_bucket_lua[] =
     "end\n"
     "redis.call('HSET', KEYS[1], 'tokens', string.format('%.6f', tokens), 'ts', now)\n"
     "redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000)\n"
-    "return {allowed, wait}\n"
-;
+    "return {allowed, wait}\n";
 
 /*
  * One batch of commands, encoded as RESP ("*argc\r\n" then "$len\r\n" arg "\r\n" per argument)
@@ -629,8 +628,8 @@ int store_ping(struct store *s, struct err *e)
     return cmd_run(s, NULL, e);
 }
 
-int store_serials_reserve(struct store *s, const char *ca, const char *const *serial_hex,
-                          size_t n, bool *taken, struct err *e)
+int store_serials_reserve(struct store *s, const char *ca, const char *const *serial_hex, size_t n,
+                          bool *taken, struct err *e)
 {
     struct cmdbuf *cb = cmd_batch(s);
     redisReply **r = NULL;
@@ -660,9 +659,13 @@ int store_serials_reserve(struct store *s, const char *ca, const char *const *se
 
 /* KEYS: cert:<old>; ARGV: the new serial. The old record gets superseded_by unless it is
  * missing (the index is incomplete: reindex sets it) or superseded already (the first wins). */
+/* A superseded certificate is no longer expiring: it leaves its CA's ca:<ca>:expiry (ARGV[2]:
+ * the prefix of that key, ARGV[3]: the old serial). */
 static const char supersede_lua[] =
     "if redis.call('EXISTS', KEYS[1]) == 0 then return 2 end\n"
     "if redis.call('HSETNX', KEYS[1], 'superseded_by', ARGV[1]) == 0 then return 1 end\n"
+    "local ca = redis.call('HGET', KEYS[1], 'ca')\n"
+    "if ca then redis.call('ZREM', ARGV[2] .. ca .. ':expiry', ARGV[3]) end\n"
     "return 0\n";
 
 int store_certs_index(struct store *s, const struct store_cert *certs, size_t n, struct err *e)
@@ -704,11 +707,21 @@ int store_certs_index(struct store *s, const struct store_cert *certs, size_t n,
         if (renews) {
             CMD_LIT(cb, "renews");
             cmd_str(cb, c->renews);
-            cmd_begin(cb, 5);
+            cmd_begin(cb, 7);
             CMD_LIT(cb, "EVAL");
             cmd_arg(cb, supersede_lua, sizeof(supersede_lua) - 1);
             CMD_LIT(cb, "1");
             cmd_key(cb, STORE_KEY_CERT, c->renews, "");
+            cmd_arg(cb, c->serial, serial_len);
+            CMD_LIT(cb, STORE_PREFIX "ca:");
+            cmd_str(cb, c->renews);
+        }
+        time_t na;
+        if (strcmp(c->status, "valid") == 0 && time_parse_rfc3339(c->not_after, &na) == 0) {
+            cmd_begin(cb, 4);
+            CMD_LIT(cb, "ZADD");
+            cmd_key(cb, "ca:", c->ca, ":expiry");
+            cmd_u64(cb, na > 0 ? (uint64_t)na : 0);
             cmd_arg(cb, c->serial, serial_len);
         }
         cmd_begin(cb, 3);
@@ -733,7 +746,8 @@ int store_certs_index(struct store *s, const struct store_cert *certs, size_t n,
     return cmd_run_lean(s, NULL, e);
 }
 
-/* KEYS: cert:<serial>, ca:<ca>:revoked; ARGV: serial, revoked_at, reason, seq. One script so
+/* KEYS: cert:<serial>, ca:<ca>:revoked, ca:<ca>:expiry; ARGV: serial, revoked_at, reason, seq.
+ * A revoked certificate is no longer expiring (it leaves ca:<ca>:expiry). One script so
  * that the check and the update are atomic: the first revocation wins, a replay changes
  * nothing. Returns 0 revoked now, 1 already revoked, 2 unknown serial. */
 static const char revoke_lua[] =
@@ -742,6 +756,7 @@ static const char revoke_lua[] =
     "redis.call('HSET', KEYS[1], 'status', 'revoked', 'revoked_at', ARGV[2], 'reason', ARGV[3],\n"
     "           'revoke_seq', ARGV[4])\n"
     "redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. ' ' .. ARGV[3])\n"
+    "redis.call('ZREM', KEYS[3], ARGV[1])\n"
     "return 0\n";
 
 int store_certs_revoke(struct store *s, const struct store_revocation *r, size_t n,
@@ -750,12 +765,13 @@ int store_certs_revoke(struct store *s, const struct store_revocation *r, size_t
     struct cmdbuf *cb = cmd_batch(s);
     redisReply **rep = NULL;
     for (size_t i = 0; i < n; i++) {
-        cmd_begin(cb, 9);
+        cmd_begin(cb, 10);
         CMD_LIT(cb, "EVAL");
         cmd_arg(cb, revoke_lua, sizeof(revoke_lua) - 1);
-        CMD_LIT(cb, "2");
+        CMD_LIT(cb, "3");
         cmd_key(cb, STORE_KEY_CERT, r[i].serial, "");
         cmd_key(cb, "ca:", r[i].ca, ":revoked");
+        cmd_key(cb, "ca:", r[i].ca, ":expiry");
         cmd_str(cb, r[i].serial);
         cmd_str(cb, r[i].revoked_at);
         cmd_str(cb, r[i].reason);
@@ -848,8 +864,8 @@ static const char crl_number_lua[] =
     "redis.call('SET', KEYS[1], string.format('%d', n))\n"
     "return n\n";
 
-static int crl_number(struct store *s, const char *ca, uint64_t v, const char *mode,
-                      uint64_t *out, struct err *e)
+static int crl_number(struct store *s, const char *ca, uint64_t v, const char *mode, uint64_t *out,
+                      struct err *e)
 {
     struct cmdbuf *cb = cmd_batch(s);
     redisReply **r = NULL;
@@ -958,8 +974,7 @@ int store_cert_get(struct store *s, const char *serial, struct buf *fields, stru
     return 0;
 }
 
-int store_cert_read(struct store *s, const char *serial, struct store_cert_rec *out,
-                    struct err *e)
+int store_cert_read(struct store *s, const char *serial, struct store_cert_rec *out, struct err *e)
 {
     redisReply **r = cert_hgetall(s, serial, e);
     if (r == NULL) {
@@ -980,8 +995,7 @@ int store_cert_read(struct store *s, const char *serial, struct store_cert_rec *
     return 0;
 }
 
-int store_serial_by_fingerprint(struct store *s, const char *fp, struct buf *serial,
-                                struct err *e)
+int store_serial_by_fingerprint(struct store *s, const char *fp, struct buf *serial, struct err *e)
 {
     struct cmdbuf *cb = cmd_batch(s);
     redisReply **r = NULL;
@@ -1176,8 +1190,9 @@ void store_fence(struct store *s, const char *token)
 }
 
 static const char *const index_patterns[] = {
-    STORE_PREFIX "cert:*",       STORE_PREFIX "fp:*",       STORE_PREFIX "cn:*",
-    STORE_PREFIX "ca:*:serials", STORE_PREFIX "ca:*:revoked", STORE_PREFIX "audit:head",
+    STORE_PREFIX "cert:*",       STORE_PREFIX "fp:*",         STORE_PREFIX "cn:*",
+    STORE_PREFIX "ca:*:serials", STORE_PREFIX "ca:*:revoked", STORE_PREFIX "ca:*:expiry",
+    STORE_PREFIX "audit:head",
 };
 
 /* Collects every key matching the index patterns (SCAN), sorted. */
@@ -1279,11 +1294,18 @@ int store_index_dump(struct store *s, struct buf *out, struct err *e)
         char t[16];
         snprintf(t, sizeof(t), "%s", r[0]->str ? r[0]->str : "");
         replies_free(r, 1);
-        cmd_begin(cb, 2);
+        bool zset = strcmp(t, "zset") == 0;
+        cmd_begin(cb, zset ? 5 : 2);
         cmd_str(cb, strcmp(t, "hash") == 0  ? "HGETALL"
                     : strcmp(t, "set") == 0 ? "SMEMBERS"
+                    : zset                  ? "ZRANGE"
                                             : "GET");
         cmd_str(cb, k[i]);
+        if (zset) {
+            CMD_LIT(cb, "0");
+            CMD_LIT(cb, "-1");
+            CMD_LIT(cb, "WITHSCORES");
+        }
         rc = cmd_run(s, &r, e);
         if (rc != 0) {
             break;
@@ -1291,6 +1313,23 @@ int store_index_dump(struct store *s, struct buf *out, struct err *e)
         buf_addf(out, "%s %s\n", t, k[i]);
         if (strcmp(t, "hash") == 0) {
             hash_lines(r[0], out);
+        } else if (zset && r[0]->type == REDIS_REPLY_ARRAY) {
+            /* "member score" lines, sorted */
+            size_t np = r[0]->elements / 2;
+            char **m = xcalloc(np ? np : 1, sizeof(char *));
+            for (size_t j = 0; j < np; j++) {
+                struct buf line = BUF_INIT;
+                buf_addf(&line, "%.*s %.*s", (int)r[0]->element[2 * j]->len,
+                         r[0]->element[2 * j]->str, (int)r[0]->element[2 * j + 1]->len,
+                         r[0]->element[2 * j + 1]->str);
+                m[j] = buf_detach(&line, NULL);
+            }
+            qsort(m, np, sizeof(char *), cmp_str);
+            for (size_t j = 0; j < np; j++) {
+                buf_addf(out, "\t%s\n", m[j]);
+                xfree(m[j]);
+            }
+            xfree(m);
         } else if (r[0]->type == REDIS_REPLY_ARRAY) {
             char **m = xcalloc(r[0]->elements ? r[0]->elements : 1, sizeof(char *));
             for (size_t j = 0; j < r[0]->elements; j++) {
@@ -1322,8 +1361,10 @@ int store_buckets_take(struct store *s, struct store_bucket_req *v, size_t n, st
     /* all checked before anything is encoded: a refused batch sends nothing */
     for (size_t i = 0; i < n; i++) {
         if (!(v[i].rate > 0) || !(v[i].burst >= v[i].cost) || !(v[i].cost > 0)) {
-            return err_set(e, ERRC_INVALID, "bucket '%s': rate and cost must be positive and "
-                           "burst at least the cost", v[i].name);
+            return err_set(e, ERRC_INVALID,
+                           "bucket '%s': rate and cost must be positive and "
+                           "burst at least the cost",
+                           v[i].name);
         }
     }
     cb = cmd_batch(s);
@@ -1346,7 +1387,8 @@ int store_buckets_take(struct store *s, struct store_bucket_req *v, size_t n, st
     for (size_t i = 0; rc == 0 && i < n; i++) {
         redisReply *x = rep[i];
         if (x->type != REDIS_REPLY_ARRAY || x->elements != 2 ||
-            x->element[0]->type != REDIS_REPLY_INTEGER || x->element[1]->type != REDIS_REPLY_INTEGER) {
+            x->element[0]->type != REDIS_REPLY_INTEGER ||
+            x->element[1]->type != REDIS_REPLY_INTEGER) {
             rc = store_fail(s, e, "bad token-bucket reply");
         } else {
             v[i].allowed = x->element[0]->integer == 1;
@@ -1449,5 +1491,120 @@ int store_bucket_take(struct store *s, const char *name, double rate, double bur
     }
     *allowed = r.allowed;
     *wait_ms = r.wait_ms;
+    return 0;
+}
+
+/* ---- expiry ------------------------------------------------------------------------------- */
+
+int store_expiry_count(struct store *s, const char *ca, const int64_t *upto, size_t n,
+                       uint64_t *counts, struct err *e)
+{
+    struct cmdbuf *cb = cmd_batch(s);
+    redisReply **r = NULL;
+    int rc;
+    for (size_t i = 0; i < n; i++) {
+        char hi[24];
+        snprintf(hi, sizeof(hi), "%lld", (long long)upto[i]);
+        cmd_begin(cb, 4);
+        CMD_LIT(cb, "ZCOUNT");
+        cmd_key(cb, "ca:", ca, ":expiry");
+        CMD_LIT(cb, "-inf");
+        cmd_str(cb, hi);
+    }
+    rc = cmd_run(s, &r, e);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (r[i]->type != REDIS_REPLY_INTEGER || r[i]->integer < 0) {
+            rc = store_fail(s, e, "bad reply to ZCOUNT");
+        } else {
+            counts[i] = (uint64_t)r[i]->integer;
+        }
+    }
+    replies_free(r, n);
+    return rc;
+}
+
+int store_expiry_range(struct store *s, const char *ca, int64_t from, int64_t to,
+                       struct store_expiring **out, size_t *n, struct err *e)
+{
+    struct cmdbuf *cb = cmd_batch(s);
+    redisReply **r = NULL;
+    char lo[24], hi[24];
+    *out = NULL;
+    *n = 0;
+    snprintf(lo, sizeof(lo), "%lld", (long long)from);
+    snprintf(hi, sizeof(hi), "%lld", (long long)to);
+    cmd_begin(cb, 5);
+    CMD_LIT(cb, "ZRANGEBYSCORE");
+    cmd_key(cb, "ca:", ca, ":expiry");
+    cmd_str(cb, lo);
+    cmd_str(cb, hi);
+    CMD_LIT(cb, "WITHSCORES");
+    if (cmd_run(s, &r, e) != 0) {
+        return -1;
+    }
+    if (r[0]->type != REDIS_REPLY_ARRAY || r[0]->elements % 2 != 0) {
+        replies_free(r, 1);
+        return store_fail(s, e, "bad reply to ZRANGEBYSCORE");
+    }
+    *n = r[0]->elements / 2;
+    *out = xcalloc(*n ? *n : 1, sizeof(**out));
+    for (size_t i = 0; i < *n; i++) {
+        (*out)[i].serial = xstrndup(r[0]->element[2 * i]->str, r[0]->element[2 * i]->len);
+        (*out)[i].not_after = (int64_t)strtod(r[0]->element[2 * i + 1]->str, NULL);
+    }
+    replies_free(r, 1);
+    return 0;
+}
+
+void store_expiring_free(struct store_expiring *v, size_t n)
+{
+    for (size_t i = 0; v && i < n; i++) {
+        xfree(v[i].serial);
+    }
+    xfree(v);
+}
+
+int store_once(struct store *s, const char *name, int64_t ttl_s, bool *first, struct err *e)
+{
+    struct cmdbuf *cb = cmd_batch(s);
+    redisReply **r = NULL;
+    cmd_begin(cb, 6);
+    CMD_LIT(cb, "SET");
+    cmd_key(cb, "once:", name, "");
+    CMD_LIT(cb, "1");
+    CMD_LIT(cb, "NX");
+    CMD_LIT(cb, "EX");
+    cmd_u64(cb, ttl_s > 0 ? (uint64_t)ttl_s : 1);
+    if (cmd_run(s, &r, e) != 0) {
+        return -1;
+    }
+    *first = r[0]->type == REDIS_REPLY_STATUS;
+    replies_free(r, 1);
+    return 0;
+}
+
+int store_hmget(struct store *s, const char *key, const char *const *fields, size_t n,
+                char **values, struct err *e)
+{
+    struct cmdbuf *cb = cmd_batch(s);
+    redisReply **r = NULL;
+    cmd_begin(cb, n + 2);
+    CMD_LIT(cb, "HMGET");
+    cmd_str(cb, key);
+    for (size_t i = 0; i < n; i++) {
+        cmd_str(cb, fields[i]);
+    }
+    if (cmd_run(s, &r, e) != 0) {
+        return -1;
+    }
+    if (r[0]->type != REDIS_REPLY_ARRAY || r[0]->elements != n) {
+        replies_free(r, 1);
+        return store_fail(s, e, "bad reply to HMGET");
+    }
+    for (size_t i = 0; i < n; i++) {
+        const redisReply *v = r[0]->element[i];
+        values[i] = v->type == REDIS_REPLY_STRING ? xstrndup(v->str, v->len) : NULL;
+    }
+    replies_free(r, 1);
     return 0;
 }

@@ -12,6 +12,9 @@
  *   ca:<name>:serials   set: serials issued by that CA
  *   ca:<name>:revoked   hash: serial -> "<revoked_at RFC 3339> <reason name>" of that CA's
  *                       revoked certificates (what its CRL lists)
+ *   ca:<name>:expiry    zset: serial -> notAfter (Unix seconds) of that CA's certificates that
+ *                       are valid and not superseded (left on revocation and supersession)
+ *   once:<name>         string: something done once per period by all processes (store_once)
  *   crl:<name>:number   string: the last CRL number of that CA (never lowered; not an index
  *                       key: kept by store_index_clear)
  *   audit:head          hash: seq and hash of the newest audit record indexed
@@ -62,8 +65,8 @@ int store_ping(struct store *s, struct err *e) ATTR_WUR;
 
 /* Reserves serials with SET NX. taken[i] is set true for serials that already existed (the
  * caller draws again); returns -1 only when Redis failed. */
-int store_serials_reserve(struct store *s, const char *ca, const char *const *serial_hex,
-                          size_t n, bool *taken, struct err *e) ATTR_WUR;
+int store_serials_reserve(struct store *s, const char *ca, const char *const *serial_hex, size_t n,
+                          bool *taken, struct err *e) ATTR_WUR;
 
 /* One issuance record as the index holds it (strings borrowed). */
 struct store_cert {
@@ -77,10 +80,10 @@ struct store_cert {
     const char *not_before; /* RFC 3339 */
     const char *not_after;
     const char *issued_at;
-    const char *status;     /* "valid" or "revoked" */
+    const char *status; /* "valid" or "revoked" */
     const char *der_b64;
-    uint64_t seq;           /* audit seq of the record */
-    const char *renews;     /* the serial this one replaces (EST re-enrollment), or NULL/"" */
+    uint64_t seq;       /* audit seq of the record */
+    const char *renews; /* the serial this one replaces (EST re-enrollment), or NULL/"" */
 };
 
 /* Writes the index entries of n records in one pipeline (also marks their serials reserved).
@@ -91,7 +94,7 @@ int store_certs_index(struct store *s, const struct store_cert *certs, size_t n,
 
 /* A revocation as the index holds it (strings borrowed). */
 struct store_revocation {
-    const char *serial;     /* lowercase hex, as in cert:<serial> */
+    const char *serial; /* lowercase hex, as in cert:<serial> */
     const char *ca;
     const char *revoked_at; /* RFC 3339 */
     const char *reason;     /* RFC 5280 name: "keyCompromise", ... */
@@ -131,8 +134,7 @@ int store_audit_head_set(struct store *s, uint64_t seq, const char *hash, struct
 
 /* Looks a record up; ERRC_NOT_FOUND when absent. fields receives "name\tvalue\n" lines sorted by
  * name (for printing and comparison). */
-int store_cert_get(struct store *s, const char *serial, struct buf *fields,
-                   struct err *e) ATTR_WUR;
+int store_cert_get(struct store *s, const char *serial, struct buf *fields, struct err *e) ATTR_WUR;
 int store_serial_by_fingerprint(struct store *s, const char *fp, struct buf *serial,
                                 struct err *e) ATTR_WUR;
 
@@ -301,5 +303,31 @@ struct store_bucket_req {
 };
 int store_buckets_take(struct store *s, struct store_bucket_req *v, size_t n,
                        struct err *e) ATTR_WUR;
+
+/* ---- expiry (ca:<ca>:expiry) ----------------------------------------------------------------
+ *
+ * The certificates of a CA that are valid and not superseded, by notAfter: written with the index
+ * (store_certs_index, a rebuild alike), left on revocation and supersession. Read without a scan:
+ * counts[i] = how many expire at or before upto[i] (Unix seconds), one ZCOUNT each, pipelined. */
+int store_expiry_count(struct store *s, const char *ca, const int64_t *upto, size_t n,
+                       uint64_t *counts, struct err *e) ATTR_WUR;
+/* The serials of a CA whose notAfter is in [from, to], earliest first (free with
+ * store_expiring_free). */
+struct store_expiring {
+    char *serial;
+    int64_t not_after;
+};
+int store_expiry_range(struct store *s, const char *ca, int64_t from, int64_t to,
+                       struct store_expiring **out, size_t *n, struct err *e) ATTR_WUR;
+void store_expiring_free(struct store_expiring *v, size_t n);
+
+/* Something all processes do once per ttl_s: *first is true for the one caller that set
+ * once:<name> (SET NX EX), false for every other until it expires. */
+int store_once(struct store *s, const char *name, int64_t ttl_s, bool *first,
+               struct err *e) ATTR_WUR;
+
+/* HMGET of a whole key name (with its prefix): values[i] is the field's value (xfree) or NULL. */
+int store_hmget(struct store *s, const char *key, const char *const *fields, size_t n,
+                char **values, struct err *e) ATTR_WUR;
 
 #endif

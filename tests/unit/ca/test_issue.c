@@ -511,8 +511,7 @@ static int test_url_extensions(void)
     x = NULL;
     ca_issued_release(&ia);
     ca_prepared_release(&a);
-    CHECK_OK(ca_prepare(c.s, c.is, device_profile, (const uint8_t *)csr.data, csr.len, now, &a,
-                        &e),
+    CHECK_OK(ca_prepare(c.s, c.is, device_profile, (const uint8_t *)csr.data, csr.len, now, &a, &e),
              &e);
     CHECK_OK(ca_sign(c.s, c.is, &a, sn, sizeof(sn), &ia, &e), &e);
     q = ia.der;
@@ -1338,8 +1337,7 @@ static int test_serials_after_fork(void)
     if (pid == 0) {
         size_t len = 0;
         uint8_t sn[CA_SERIAL_MAX];
-        int ok = ca_serial_draw(s, sn, &len, &e) == 0 &&
-                 write(fds[1], sn, len) == (ssize_t)len;
+        int ok = ca_serial_draw(s, sn, &len, &e) == 0 && write(fds[1], sn, len) == (ssize_t)len;
         _exit(ok ? 0 : 1);
     }
     close(fds[1]);

@@ -15,7 +15,7 @@ static int test_url_parse(void)
     struct err e = ERR_INIT;
     struct store_url u;
     char d[300];
-    const char *bad[] = { "http://x", "redis://", "redis://h:0", "redis://h:99999",
+    const char *bad[] = { "http://x",    "redis://",   "redis://h:0",     "redis://h:99999",
                           "redis://h/x", "unix://rel", "unix:///s?foo=1", "redis://[::1" };
     CHECK_OK(store_url_parse("redis://127.0.0.1:6380/3", &u, &e), &e);
     CHECK_STR_EQ(u.host, "127.0.0.1");
@@ -93,12 +93,19 @@ static int test_reserve_and_index(void)
     char u9[512];
     const char *serials[] = { "0aff01", "0aff02", "0aff01" };
     bool taken[3];
-    struct store_cert c = { .serial = "0aff01", .fingerprint = "ab", .subject = "CN=d1",
-                            .cn = "d1", .profile = "device", .ca = "ca1", .requester = "t",
+    struct store_cert c = { .serial = "0aff01",
+                            .fingerprint = "ab",
+                            .subject = "CN=d1",
+                            .cn = "d1",
+                            .profile = "device",
+                            .ca = "ca1",
+                            .requester = "t",
                             .not_before = "2026-01-01T00:00:00Z",
                             .not_after = "2027-01-01T00:00:00Z",
-                            .issued_at = "2026-01-01T00:00:00Z", .status = "valid",
-                            .der_b64 = "AA==", .seq = 7 };
+                            .issued_at = "2026-01-01T00:00:00Z",
+                            .status = "valid",
+                            .der_b64 = "AA==",
+                            .seq = 7 };
     if (url == NULL) {
         return TT_SKIP;
     }
@@ -125,8 +132,9 @@ static int test_reserve_and_index(void)
     CHECK_OK(store_audit_head_set(s, 7, "cafe", &e), &e);
     CHECK_OK(store_index_dump(s, &dump, &e), &e);
     CHECK_STR_CONTAINS(dump.data, "set jitrca:cn:d1\n\t0aff01\n");
+    CHECK_STR_CONTAINS(dump.data, "zset jitrca:ca:ca1:expiry\n\t0aff01 1798761600\n");
     CHECK_OK(store_index_clear(s, &removed, &e), &e);
-    CHECK_INT_EQ(removed, 5);
+    CHECK_INT_EQ(removed, 6);
     CHECK_OK(store_index_dump(s, &dump2, &e), &e);
     CHECK_INT_EQ(dump2.len, 0);
     /* reservations survive an index clear */
@@ -265,13 +273,19 @@ static int test_index_fields(void)
     for (int i = 0; i < 5000; i++) {
         buf_addch(&der, (char)('a' + i % 26));
     }
-    c[0] = (struct store_cert){ .serial = "0c0001", .fingerprint = "f00d",
-                                .subject = "CN=a b\r\nO=x\xc3\xa9", .cn = "a b",
-                                .profile = "device", .ca = "ca-rt", .requester = "r e",
+    c[0] = (struct store_cert){ .serial = "0c0001",
+                                .fingerprint = "f00d",
+                                .subject = "CN=a b\r\nO=x\xc3\xa9",
+                                .cn = "a b",
+                                .profile = "device",
+                                .ca = "ca-rt",
+                                .requester = "r e",
                                 .not_before = "2026-01-01T00:00:00Z",
                                 .not_after = "2027-01-01T00:00:00Z",
-                                .issued_at = "2026-01-02T00:00:00Z", .status = "valid",
-                                .der_b64 = der.data, .seq = UINT64_MAX };
+                                .issued_at = "2026-01-02T00:00:00Z",
+                                .status = "valid",
+                                .der_b64 = der.data,
+                                .seq = UINT64_MAX };
     c[1] = c[0];
     c[1].serial = "0c0002";
     c[1].fingerprint = "f00e";
@@ -303,7 +317,7 @@ static int test_index_fields(void)
     CHECK_STR_CONTAINS(dump.data, "string jitrca:fp:f00e\n\t0c0002\n");
     CHECK(strstr(dump.data, "jitrca:cn:\n") == NULL);
     CHECK_OK(store_index_clear(s, &removed, &e), &e);
-    CHECK_INT_EQ(removed, 6); /* 2 cert:, 2 fp:, 1 cn:, 1 ca: */
+    CHECK_INT_EQ(removed, 7); /* 2 cert:, 2 fp:, 1 cn:, ca:*:serials, ca:*:expiry */
 out:
     buf_release(&der);
     buf_release(&f);
@@ -327,6 +341,8 @@ static int test_supersede(void)
     char u9[512];
     struct store_cert c[4];
     struct store_cert_rec rec = { 0 };
+    struct store_expiring *exp = NULL;
+    size_t nexp = 0;
     if (url == NULL) {
         return TT_SKIP;
     }
@@ -369,6 +385,13 @@ static int test_supersede(void)
     CHECK_OK(store_cert_get(s, "0d0002", &f, &e), &e);
     CHECK_STR_CONTAINS(f.data, "renews\t0d0001\n");
     CHECK(strstr(f.data, "superseded_by") == NULL);
+    /* a superseded certificate is no longer expiring: only its renewal is */
+    CHECK_OK(store_expiry_range(s, "ca-rt", 0, INT64_MAX, &exp, &nexp, &e), &e);
+    CHECK_INT_EQ(nexp, 1);
+    CHECK_STR_EQ(exp[0].serial, "0d0002");
+    CHECK_INT_EQ(exp[0].not_after, 1798761600);
+    store_expiring_free(exp, nexp);
+    exp = NULL;
     /* the typed read says the same */
     CHECK_OK(store_cert_read(s, "0d0001", &rec, &e), &e);
     CHECK_STR_EQ(rec.superseded_by, "0d0002");
@@ -471,19 +494,35 @@ static int test_revoke_and_crl_number(void)
         return TT_SKIP;
     }
     snprintf(ca, sizeof(ca), "ca-rv-%ld", (long)time_now_ms());
-    struct store_cert c = { .serial = "0d0001", .fingerprint = "fd01", .subject = "CN=r",
-                            .cn = "r", .profile = "device", .ca = ca, .requester = "t",
+    struct store_cert c = { .serial = "0d0001",
+                            .fingerprint = "fd01",
+                            .subject = "CN=r",
+                            .cn = "r",
+                            .profile = "device",
+                            .ca = ca,
+                            .requester = "t",
                             .not_before = "2026-01-01T00:00:00Z",
                             .not_after = "2027-01-01T00:00:00Z",
-                            .issued_at = "2026-01-01T00:00:00Z", .status = "valid",
-                            .der_b64 = "AA==", .seq = 1 };
+                            .issued_at = "2026-01-01T00:00:00Z",
+                            .status = "valid",
+                            .der_b64 = "AA==",
+                            .seq = 1 };
     struct store_revocation rv[3] = {
-        { .serial = "0d0001", .ca = ca, .revoked_at = "2026-02-02T00:00:00Z",
-          .reason = "keyCompromise", .seq = 42 },
-        { .serial = "0d0001", .ca = ca, .revoked_at = "2026-03-03T00:00:00Z",
-          .reason = "superseded", .seq = 43 },
-        { .serial = "0dffff", .ca = ca, .revoked_at = "2026-02-02T00:00:00Z",
-          .reason = "keyCompromise", .seq = 44 },
+        { .serial = "0d0001",
+          .ca = ca,
+          .revoked_at = "2026-02-02T00:00:00Z",
+          .reason = "keyCompromise",
+          .seq = 42 },
+        { .serial = "0d0001",
+          .ca = ca,
+          .revoked_at = "2026-03-03T00:00:00Z",
+          .reason = "superseded",
+          .seq = 43 },
+        { .serial = "0dffff",
+          .ca = ca,
+          .revoked_at = "2026-02-02T00:00:00Z",
+          .reason = "keyCompromise",
+          .seq = 44 },
     };
     snprintf(u9, sizeof(u9), "%s?db=9", url);
     s = store_connect(u9, &e);
@@ -531,6 +570,111 @@ out:
     return rc;
 }
 
+/* ca:<ca>:expiry: the valid certificates of a CA by notAfter, counted by ZCOUNT and listed in
+ * order; a revoked one leaves it, a reindex (the same store_certs_index) puts it back;
+ * store_once and store_hmget. */
+static int test_expiry(void)
+{
+    int rc = 0;
+    struct err e = ERR_INIT;
+    const char *url = getenv("JITRCA_TEST_REDIS_URL");
+    struct store *s = NULL;
+    uint64_t removed = 0, counts[4] = { 0 };
+    char u9[512];
+    struct store_cert c[4];
+    struct store_expiring *exp = NULL;
+    size_t nexp = 0;
+    enum store_revoke_result res[1];
+    bool first = false;
+    char *vals[3] = { NULL, NULL, NULL };
+    static const char *const fields[] = { "cn", "ca", "nothing" };
+    struct store_revocation rv = { .serial = "0e0002",
+                                   .ca = "ca-x",
+                                   .revoked_at = "2026-02-02T00:00:00Z",
+                                   .reason = "keyCompromise",
+                                   .seq = 9 };
+    /* 2027-01-01, 2027-01-05, 2027-02-01 and one of another CA */
+    const int64_t t0 = 1798761600, upto[4] = { t0 - 1, t0, t0 + 5 * 86400, t0 + 40 * 86400 };
+    if (url == NULL) {
+        return TT_SKIP;
+    }
+    c[0] = (struct store_cert){ .serial = "0e0001",
+                                .fingerprint = "e1",
+                                .subject = "CN=x",
+                                .cn = "x",
+                                .profile = "device",
+                                .ca = "ca-x",
+                                .requester = "t",
+                                .not_before = "2026-01-01T00:00:00Z",
+                                .not_after = "2027-01-01T00:00:00Z",
+                                .issued_at = "2026-01-01T00:00:00Z",
+                                .status = "valid",
+                                .der_b64 = "AA==",
+                                .seq = 1 };
+    c[1] = c[0];
+    c[1].serial = "0e0002";
+    c[1].fingerprint = "e2";
+    c[1].not_after = "2027-01-05T00:00:00Z";
+    c[2] = c[0];
+    c[2].serial = "0e0003";
+    c[2].fingerprint = "e3";
+    c[2].not_after = "2027-02-01T00:00:00Z";
+    c[3] = c[0];
+    c[3].serial = "0e0004";
+    c[3].fingerprint = "e4";
+    c[3].ca = "ca-y";
+    snprintf(u9, sizeof(u9), "%s?db=9", url);
+    s = store_connect(u9, &e);
+    CHECK(s != NULL);
+    CHECK_OK(mark_ready(s, &e), &e);
+    CHECK_OK(store_index_clear(s, &removed, &e), &e);
+    CHECK_OK(store_certs_index(s, c, 4, &e), &e);
+    CHECK_OK(store_expiry_count(s, "ca-x", upto, 4, counts, &e), &e);
+    CHECK_INT_EQ(counts[0], 0);
+    CHECK_INT_EQ(counts[1], 1);
+    CHECK_INT_EQ(counts[2], 2);
+    CHECK_INT_EQ(counts[3], 3);
+    CHECK_OK(store_expiry_count(s, "ca-nobody", upto, 4, counts, &e), &e);
+    CHECK_INT_EQ(counts[3], 0);
+    CHECK_OK(store_expiry_range(s, "ca-x", t0, t0 + 30 * 86400, &exp, &nexp, &e), &e);
+    CHECK_INT_EQ(nexp, 2);
+    CHECK_STR_EQ(exp[0].serial, "0e0001");
+    CHECK_STR_EQ(exp[1].serial, "0e0002");
+    CHECK_INT_EQ(exp[1].not_after, t0 + 4 * 86400);
+    store_expiring_free(exp, nexp);
+    exp = NULL;
+    /* revoked: no longer expiring */
+    CHECK_OK(store_certs_revoke(s, &rv, 1, res, &e), &e);
+    CHECK_INT_EQ(res[0], STORE_REVOKE_DONE);
+    CHECK_OK(store_expiry_count(s, "ca-x", upto, 4, counts, &e), &e);
+    CHECK_INT_EQ(counts[2], 1);
+    CHECK_INT_EQ(counts[3], 2);
+    /* a record indexed as revoked (a rebuild's record before its revocation is replayed is
+     * valid; one whose status says otherwise) is not added */
+    c[1].status = "revoked";
+    CHECK_OK(store_certs_index(s, &c[1], 1, &e), &e);
+    CHECK_OK(store_expiry_count(s, "ca-x", upto, 4, counts, &e), &e);
+    CHECK_INT_EQ(counts[3], 2);
+    /* once per period across processes */
+    CHECK_OK(store_once(s, "test-expiry", 60, &first, &e), &e);
+    CHECK(first);
+    CHECK_OK(store_once(s, "test-expiry", 60, &first, &e), &e);
+    CHECK(!first);
+    /* HMGET of any hash */
+    CHECK_OK(store_hmget(s, STORE_PREFIX "cert:0e0001", fields, 3, vals, &e), &e);
+    CHECK_STR_EQ(vals[0], "x");
+    CHECK_STR_EQ(vals[1], "ca-x");
+    CHECK(vals[2] == NULL);
+    CHECK_OK(store_index_clear(s, &removed, &e), &e);
+out:
+    store_expiring_free(exp, nexp);
+    for (size_t i = 0; i < 3; i++) {
+        xfree(vals[i]);
+    }
+    store_free(s);
+    return rc;
+}
+
 /* An error reply in the middle of a batch fails the call with redis's message, every reply of
  * the batch is still read (the next call on the same connection gets its own replies), and
  * the batch's other commands ran (a pipeline is not a transaction, as before). */
@@ -550,14 +694,32 @@ static int test_error_reply(void)
         return TT_SKIP;
     }
     struct store_cert c[2] = {
-        { .serial = "0e0001", .fingerprint = "fe01", .subject = "CN=ok", .cn = "ok",
-          .profile = "device", .ca = "ca-er", .requester = "t",
-          .not_before = "2026-01-01T00:00:00Z", .not_after = "2027-01-01T00:00:00Z",
-          .issued_at = "2026-01-01T00:00:00Z", .status = "valid", .der_b64 = "AA==", .seq = 1 },
-        { .serial = "0e0002", .fingerprint = "fe02", .subject = "CN=wrongtype",
-          .cn = "wrongtype", .profile = "device", .ca = "ca-er", .requester = "t",
-          .not_before = "2026-01-01T00:00:00Z", .not_after = "2027-01-01T00:00:00Z",
-          .issued_at = "2026-01-01T00:00:00Z", .status = "valid", .der_b64 = "AA==", .seq = 2 },
+        { .serial = "0e0001",
+          .fingerprint = "fe01",
+          .subject = "CN=ok",
+          .cn = "ok",
+          .profile = "device",
+          .ca = "ca-er",
+          .requester = "t",
+          .not_before = "2026-01-01T00:00:00Z",
+          .not_after = "2027-01-01T00:00:00Z",
+          .issued_at = "2026-01-01T00:00:00Z",
+          .status = "valid",
+          .der_b64 = "AA==",
+          .seq = 1 },
+        { .serial = "0e0002",
+          .fingerprint = "fe02",
+          .subject = "CN=wrongtype",
+          .cn = "wrongtype",
+          .profile = "device",
+          .ca = "ca-er",
+          .requester = "t",
+          .not_before = "2026-01-01T00:00:00Z",
+          .not_after = "2027-01-01T00:00:00Z",
+          .issued_at = "2026-01-01T00:00:00Z",
+          .status = "valid",
+          .der_b64 = "AA==",
+          .seq = 2 },
     };
     snprintf(u9, sizeof(u9), "%s?db=9", url);
     s = store_connect(u9, &e);
@@ -600,7 +762,7 @@ static int test_large_batch(void)
     struct store *s = NULL;
     struct store_cert *c = NULL;
     struct buf der = BUF_INIT, f = BUF_INIT;
-    char (*serial)[16] = NULL, (*fp)[16] = NULL;
+    char(*serial)[16] = NULL, (*fp)[16] = NULL;
     uint64_t removed = 0;
     char u9[512];
     const size_t n = 600;
@@ -616,13 +778,19 @@ static int test_large_batch(void)
     for (size_t i = 0; i < n; i++) {
         snprintf(serial[i], sizeof(serial[i]), "0f%04zx", i);
         snprintf(fp[i], sizeof(fp[i]), "ff%04zx", i);
-        c[i] = (struct store_cert){ .serial = serial[i], .fingerprint = fp[i],
-                                    .subject = "O=bulk", .cn = "", .profile = "device",
-                                    .ca = "ca-big", .requester = "t",
+        c[i] = (struct store_cert){ .serial = serial[i],
+                                    .fingerprint = fp[i],
+                                    .subject = "O=bulk",
+                                    .cn = "",
+                                    .profile = "device",
+                                    .ca = "ca-big",
+                                    .requester = "t",
                                     .not_before = "2026-01-01T00:00:00Z",
                                     .not_after = "2027-01-01T00:00:00Z",
-                                    .issued_at = "2026-01-01T00:00:00Z", .status = "valid",
-                                    .der_b64 = der.data, .seq = i };
+                                    .issued_at = "2026-01-01T00:00:00Z",
+                                    .status = "valid",
+                                    .der_b64 = der.data,
+                                    .seq = i };
     }
     snprintf(u9, sizeof(u9), "%s?db=9", url);
     s = store_connect(u9, &e);
@@ -634,10 +802,10 @@ static int test_large_batch(void)
     CHECK_STR_CONTAINS(f.data, "seq\t599\n");
     CHECK_STR_CONTAINS(f.data, der.data);
     CHECK_OK(store_index_clear(s, &removed, &e), &e);
-    CHECK_INT_EQ(removed, 2 * n + 1);
+    CHECK_INT_EQ(removed, 2 * n + 2);
     CHECK_OK(store_certs_index(s, c, 1, &e), &e);
     CHECK_OK(store_index_clear(s, &removed, &e), &e);
-    CHECK_INT_EQ(removed, 3);
+    CHECK_INT_EQ(removed, 4);
 out:
     xfree(c);
     xfree(serial);
@@ -774,6 +942,7 @@ int main(int argc, char **argv)
         { "bucket", test_bucket },
         { "index_fields", test_index_fields },
         { "supersede", test_supersede },
+        { "expiry", test_expiry },
         { "reenroll", test_reenroll },
         { "revoke_and_crl_number", test_revoke_and_crl_number },
         { "error_reply", test_error_reply },
