@@ -57,5 +57,6 @@ int cmd_revoke(struct cli *cli, int argc, char **argv, struct err *e);
 int cmd_crl(struct cli *cli, int argc, char **argv, struct err *e);
 int cmd_policy(struct cli *cli, int argc, char **argv, struct err *e);
 int cmd_jitr(struct cli *cli, int argc, char **argv, struct err *e);
+int cmd_report(struct cli *cli, int argc, char **argv, struct err *e);
 
 #endif

@@ -20,7 +20,7 @@ static const struct {
     cli_cmd_fn *fn;
     const char *summary;
 } commands[] = {
-    { "ca", cmd_ca, "manage CAs: init, import, list, show, activate, retire" },
+    { "ca", cmd_ca, "manage CAs: init, import, list, show, activate, retire, ocsp-signer" },
     { "sign", cmd_sign, "sign one CSR and print the certificate" },
     { "sign-batch", cmd_sign_batch, "sign many CSRs offline, on every core" },
     { "cert", cmd_cert, "show an issued certificate's record from the index" },
@@ -32,6 +32,7 @@ static const struct {
     { "config", cmd_config, "check, show or describe the configuration" },
     { "policy", cmd_policy, "check IoT policy documents and JITP templates offline" },
     { "jitr", cmd_jitr, "JITR: a device's provisioning state, dead letters" },
+    { "report", cmd_report, "reports: certificates expiring within N days" },
 };
 
 static const char main_usage[] =

@@ -104,6 +104,9 @@ static const struct conf_key conf_keys[] = {
     STR(ocsp_listen, "", NULL,
         "jitrd: HOST:PORT of the plain-HTTP OCSP responder (RFC 6960, RFC 5019; GET and POST; "
         "SO_REUSEPORT in every worker; docs/revocation.md, \"OCSP\"); empty turns it off."),
+    INT(expiry_check_interval, 60, 1, 86400,
+        "jitrd: seconds between counts of the certificates and CAs that expire within 7, 30 and "
+        "90 days (/metrics) and the daily warning of a CA under 90 days (docs/operations.md)."),
     INT(ocsp_validity, 3600, 60, 604800,
         "jitrd: seconds from an OCSP response's thisUpdate to its nextUpdate (how long a client "
         "or cache may keep it: a revocation is answered at once, but a cached good answer lives "

@@ -64,6 +64,7 @@ struct conf {
     char *admin_listen;        /* HOST:PORT of the plain-HTTP operations listener, "" = none */
     char *ocsp_listen;         /* HOST:PORT of the plain-HTTP OCSP responder, "" = none */
     int64_t ocsp_validity;     /* seconds from an OCSP response's thisUpdate to its nextUpdate */
+    int64_t expiry_check_interval; /* seconds between worker 0's counts of what expires */
     int64_t deny_summary_interval; /* seconds between deny_summary audit records */
     int64_t reenroll_per_day;  /* EST re-enrollments per certificate lineage in 24 h */
     char *aws_rates;           /* jitrctl's AWS client: per-API rates ("" = AWS's quotas) */

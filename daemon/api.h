@@ -51,6 +51,9 @@ void api_run_many(struct pool_job **v, size_t n, void *tls);
 /* reload.c: builds a new snapshot in a signing thread and swaps it in on the loop, or logs why
  * it failed and keeps the current one. */
 void api_reload_start(struct api *a);
+/* expiry.c: submits the count of expiring certificates and CAs (metrics, the daily warning of
+ * a CA under 90 days) to a signing thread. */
+void api_expiry_schedule(struct api *a);
 /* crl.c: submits the CRL schedule check (regenerates the CRLs that are due) to a signing
  * thread. */
 void api_crl_schedule(struct api *a);

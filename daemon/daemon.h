@@ -212,6 +212,19 @@ uint64_t metrics_index_records(void);
 void metrics_audit_health(enum audit_problem problem, uint64_t line, bool walk, size_t quarantined);
 bool metrics_audit_damaged(enum audit_problem *problem, uint64_t *line, bool *walk);
 void metrics_refused(enum refusal_reason why);
+/* Expiry (daemon/expiry.c): per CA jitrd uses, the days left of its certificate and how many of
+ * its valid certificates expire within each of metrics_expiry_days[] (7, 30, 90) and are expired
+ * already; replaced whole by each count (at: when, Unix seconds). */
+#define METRICS_CAS            32
+#define METRICS_EXPIRY_BUCKETS 3
+extern const int metrics_expiry_days[METRICS_EXPIRY_BUCKETS];
+struct metrics_expiry {
+    char ca[API_NAME_MAX + 1];
+    int64_t days_left;
+    uint64_t expired;
+    uint64_t within[METRICS_EXPIRY_BUCKETS];
+};
+void metrics_expiry_set(const struct metrics_expiry *v, size_t n, int64_t at);
 /* Prometheus text exposition; route_names[i] labels route i. */
 void metrics_render(struct buf *out, const char *const *route_names, size_t nroutes);
 

@@ -17,6 +17,7 @@
  *   crl     POST /v1/revoke, GET /v1/crl and the CRL schedule
  *   admin   /healthz, /readyz, /metrics (admin.c also has the admin listener)
  *   ocsp    the OCSP responder on ocsp_listen (POST and GET), answered in the thread
+ *   expiry  worker 0's count of expiring certificates and CAs (metrics, the daily warning)
  *   routes  the route tables (signing listener, admin_listen, ocsp_listen) and their metrics
  *           labels
  *   reload  SIGHUP's snapshot rebuild and swap
@@ -48,6 +49,7 @@ enum job_kind {
     J_RELOAD,
     J_OCSP_GET,
     J_OCSP_POST,
+    J_EXPIRY,
 };
 
 struct job;

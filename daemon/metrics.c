@@ -13,8 +13,8 @@
 #include "core/mem.h"
 #include "daemon/daemon.h"
 
-static const int statuses[] = { 200, 201, 202, 204, 400, 401, 403, 404, 405, 408, 409,
-                                413, 415, 429, 499, 500, 502, 503, 504 };
+static const int statuses[] = { 200, 201, 202, 204, 400, 401, 403, 404, 405, 408,
+                                409, 413, 415, 429, 499, 500, 502, 503, 504 };
 #define NSTATUS (ARRAY_LEN(statuses) + 1) /* last: any other */
 static const double buckets[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                   0.1,    0.25,  0.5,    1,     2.5,  5,     10 };
@@ -57,14 +57,20 @@ struct shm {
     atomic_uint_fast64_t audit_quarantined[METRICS_WORKERS];
     atomic_uint_fast64_t audit_failures[METRICS_WORKERS];
     atomic_uint_fast64_t refused[REFUSED__COUNT];
+    /* expiry (daemon/expiry.c): written by one thread of worker 0, read by any worker; seq is
+     * odd while it writes (a reader that saw it change renders nothing of it this time) */
+    atomic_uint_fast64_t exp_seq;
+    size_t exp_n;
+    int64_t exp_at;
+    struct metrics_expiry exp[METRICS_CAS];
 };
 
 static struct shm *M;
 
 int metrics_init(struct err *e)
 {
-    void *p = mmap(NULL, sizeof(struct shm), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-                   -1, 0);
+    void *p =
+        mmap(NULL, sizeof(struct shm), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) {
         return err_errno(e, ERRC_INTERNAL, "cannot map the shared metrics");
     }
@@ -264,6 +270,71 @@ static void audit_health_render(struct buf *out)
              (unsigned long long)moved);
 }
 
+const int metrics_expiry_days[METRICS_EXPIRY_BUCKETS] = { 7, 30, 90 };
+
+void metrics_expiry_set(const struct metrics_expiry *v, size_t n, int64_t at)
+{
+    if (M == NULL) {
+        return;
+    }
+    n = n < METRICS_CAS ? n : METRICS_CAS;
+    atomic_fetch_add(&M->exp_seq, 1);
+    memcpy(M->exp, v, n * sizeof(*v));
+    M->exp_n = n;
+    M->exp_at = at;
+    atomic_fetch_add(&M->exp_seq, 1);
+}
+
+static void expiry_render(struct buf *out)
+{
+    struct metrics_expiry v[METRICS_CAS];
+    uint64_t seq = atomic_load(&M->exp_seq);
+    size_t n = M->exp_n < METRICS_CAS ? M->exp_n : METRICS_CAS;
+    int64_t at = M->exp_at;
+    memcpy(v, M->exp, n * sizeof(v[0]));
+    if ((seq & 1) || atomic_load(&M->exp_seq) != seq || at == 0) {
+        return; /* being written, or never: the next scrape has it */
+    }
+    buf_addstr(out, "# HELP jitrd_certificates_expiring Valid certificates of a CA (not revoked, "
+                    "not superseded) whose notAfter is within the next N days (cumulative).\n"
+                    "# TYPE jitrd_certificates_expiring gauge\n");
+    for (size_t i = 0; i < n; i++) {
+        for (size_t b = 0; b < METRICS_EXPIRY_BUCKETS; b++) {
+            buf_addf(out, "jitrd_certificates_expiring{ca=\"%s\",within_days=\"%d\"} %llu\n",
+                     v[i].ca, metrics_expiry_days[b], (unsigned long long)v[i].within[b]);
+        }
+    }
+    buf_addstr(out, "# HELP jitrd_certificates_expired Certificates of a CA that are still valid "
+                    "in the index (not revoked, not superseded) but past their notAfter.\n"
+                    "# TYPE jitrd_certificates_expired gauge\n");
+    for (size_t i = 0; i < n; i++) {
+        buf_addf(out, "jitrd_certificates_expired{ca=\"%s\"} %llu\n", v[i].ca,
+                 (unsigned long long)v[i].expired);
+    }
+    buf_addstr(out, "# HELP jitrd_ca_days_left Whole days until a CA certificate's notAfter "
+                    "(negative once expired).\n"
+                    "# TYPE jitrd_ca_days_left gauge\n");
+    for (size_t i = 0; i < n; i++) {
+        buf_addf(out, "jitrd_ca_days_left{ca=\"%s\"} %lld\n", v[i].ca, (long long)v[i].days_left);
+    }
+    buf_addstr(out, "# HELP jitrd_cas_expiring CA certificates jitrd uses whose notAfter is "
+                    "within the next N days (cumulative).\n"
+                    "# TYPE jitrd_cas_expiring gauge\n");
+    for (size_t b = 0; b < METRICS_EXPIRY_BUCKETS; b++) {
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) {
+            k += v[i].days_left < metrics_expiry_days[b];
+        }
+        buf_addf(out, "jitrd_cas_expiring{within_days=\"%d\"} %zu\n", metrics_expiry_days[b], k);
+    }
+    buf_addf(out,
+             "# HELP jitrd_expiry_updated_timestamp_seconds When the expiry gauges were last "
+             "counted.\n"
+             "# TYPE jitrd_expiry_updated_timestamp_seconds gauge\n"
+             "jitrd_expiry_updated_timestamp_seconds %lld\n",
+             (long long)at);
+}
+
 static void index_render(struct buf *out)
 {
     int complete = atomic_load(&M->index_complete);
@@ -289,8 +360,7 @@ static void index_render(struct buf *out)
              (unsigned long long)atomic_load(&M->index_rebuilds_failed));
 }
 
-static void hist_render(struct buf *out, const char *name, const char *labels,
-                        const struct hist *h)
+static void hist_render(struct buf *out, const char *name, const char *labels, const struct hist *h)
 {
     uint64_t cum = 0;
     for (size_t i = 0; i < NBUCKETS; i++) {
@@ -303,10 +373,8 @@ static void hist_render(struct buf *out, const char *name, const char *labels,
                      (unsigned long long)cum);
         }
     }
-    buf_addf(out, "%s_sum{%s} %.6f\n", name, labels,
-             (double)atomic_load(&h->sum_ns) / 1e9);
-    buf_addf(out, "%s_count{%s} %llu\n", name, labels,
-             (unsigned long long)atomic_load(&h->count));
+    buf_addf(out, "%s_sum{%s} %.6f\n", name, labels, (double)atomic_load(&h->sum_ns) / 1e9);
+    buf_addf(out, "%s_count{%s} %llu\n", name, labels, (unsigned long long)atomic_load(&h->count));
 }
 
 void metrics_render(struct buf *out, const char *const *route_names, size_t nroutes)
@@ -331,8 +399,8 @@ void metrics_render(struct buf *out, const char *const *route_names, size_t nrou
                 buf_addf(out, "jitrd_http_requests_total{route=\"%s\",status=\"%d\"} %llu\n", rn,
                          statuses[s], (unsigned long long)v);
             } else {
-                buf_addf(out, "jitrd_http_requests_total{route=\"%s\",status=\"other\"} %llu\n",
-                         rn, (unsigned long long)v);
+                buf_addf(out, "jitrd_http_requests_total{route=\"%s\",status=\"other\"} %llu\n", rn,
+                         (unsigned long long)v);
             }
         }
     }
@@ -416,4 +484,5 @@ void metrics_render(struct buf *out, const char *const *route_names, size_t nrou
              (unsigned long long)atomic_load(&M->restarts));
     index_render(out);
     audit_health_render(out);
+    expiry_render(out);
 }

@@ -97,9 +97,16 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         return;
     }
     heal_tick(w->heal, a->snap);
-    /* one worker keeps the CRLs fresh; the check is cheap when nothing is due */
-    if (a->slot == 0 && ++w->ticks % CRL_CHECK_SECONDS == 0) {
-        api_crl_schedule(a);
+    /* one worker keeps the CRLs fresh (the check is cheap when nothing is due) and counts what
+     * expires (at once, then every expiry_check_interval seconds) */
+    if (a->slot == 0) {
+        ++w->ticks;
+        if (w->ticks % CRL_CHECK_SECONDS == 0) {
+            api_crl_schedule(a);
+        }
+        if ((w->ticks - 1) % (uint64_t)a->snap->conf->expiry_check_interval == 0) {
+            api_expiry_schedule(a);
+        }
     }
     if (a->snap->degraded && !a->reloading &&
         time_now_ms() - a->last_reload_ms >= DEGRADED_RETRY_MS) {
