@@ -196,6 +196,20 @@ static int sha1_of_spki(X509 *cert, uint8_t out[20], struct err *e)
     return 0;
 }
 
+void ca_issuer_key_lock(const struct ca_issuer *is)
+{
+    if (is->hsm) {
+        pthread_mutex_lock(is->lock);
+    }
+}
+
+void ca_issuer_key_unlock(const struct ca_issuer *is)
+{
+    if (is->hsm) {
+        pthread_mutex_unlock(is->lock);
+    }
+}
+
 struct ca_issuer *ca_issuer_new(X509 *cacert, EVP_PKEY *key, bool hsm, struct err *e)
 {
     struct ca_issuer *is = xcalloc(1, sizeof(*is));

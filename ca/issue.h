@@ -44,6 +44,10 @@ struct ca_signer;
 struct ca_issuer *ca_issuer_new(X509 *cacert, EVP_PKEY *key, bool hsm, struct err *e) ATTR_WUR;
 void ca_issuer_free(struct ca_issuer *is);
 X509 *ca_issuer_cert(const struct ca_issuer *is); /* borrowed */
+/* For another signature with the issuer's key (an OCSP response): takes and releases the mutex
+ * that serialises its signatures when the key is in a token; nothing otherwise. */
+void ca_issuer_key_lock(const struct ca_issuer *is);
+void ca_issuer_key_unlock(const struct ca_issuer *is);
 
 struct ca_signer *ca_signer_new(void);
 void ca_signer_free(struct ca_signer *s);

@@ -18,7 +18,6 @@
 #define DAEMON_DAEMON_H
 
 #include <openssl/ssl.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -113,10 +112,9 @@ struct snap_ca {
     struct buf chain_pem;
     struct buf chain_json; /* chain_pem as a JSON string literal, for every reply */
     /* OCSP: the delegated responder (ca/NAME/ocsp-signer.pem and its key), NULL when the CA
-     * signs its answers itself; the lock serialises the CA key's OCSP signatures in a token */
+     * signs its answers itself */
     X509 *ocsp_cert;
     struct ca_key *ocsp_key;
-    pthread_mutex_t ocsp_lock;
 };
 
 struct snap {
@@ -130,7 +128,7 @@ struct snap {
     X509 *station_ca;
     SSL_CTX *ssl;
     struct issuance_revoker *revoker; /* thread-safe; POST /v1/revoke and GET /v1/crl */
-    bool degraded; /* some CA could not be opened: retried by reload */
+    bool degraded;                    /* some CA could not be opened: retried by reload */
 };
 
 /* Builds a snapshot from the configuration file (NULL: $JITRCA_CONFIG / defaults). A CA whose key

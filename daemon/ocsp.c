@@ -16,7 +16,6 @@
  * 503 and Retry-After; the CA's key unusable or a signing failure → internalError (HTTP 500).
  * Refusals with an OCSP status other than those are HTTP 200: the body is the answer.
  */
-#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -98,11 +97,11 @@ static void ocsp_run(struct job *j, struct tstate *ts)
     struct err e = ERR_INIT;
     struct ca_ocsp_req req;
     struct ca_ocsp_single single[CA_OCSP_MAX_IDS];
-    struct snap_ca *c = NULL; /* its lock only is written: signing with a token's key */
+    const struct snap_ca *c = NULL;
     struct store *st;
     struct ca_ocsp_resp_params p;
     time_t now = time(NULL);
-    bool delegated, lock;
+    bool delegated;
     int rc;
     if (ca_ocsp_req_parse((const uint8_t *)j->input.data, j->input.len, &req, &e) != 0) {
         log_info("OCSP: %s", e.msg);
@@ -113,7 +112,7 @@ static void ocsp_run(struct job *j, struct tstate *ts)
      * unknown (RFC 6960 §2.2: not served by this responder with this signer) */
     for (size_t i = 0; i < req.n && c == NULL; i++) {
         for (size_t k = 0; k < j->snap->ncas && c == NULL; k++) {
-            struct snap_ca *x = &j->snap->cas[k];
+            const struct snap_ca *x = &j->snap->cas[k];
             if (x->auth->cert && ca_ocsp_id_matches(&req, i, x->auth->cert)) {
                 c = x;
             }
@@ -154,13 +153,13 @@ static void ocsp_run(struct job *j, struct tstate *ts)
     p.now = now;
     p.validity = j->snap->conf->ocsp_validity;
     buf_reset(&j->body);
-    lock = !delegated && ca_key_is_hsm(c->ctx->key);
-    if (lock) {
-        pthread_mutex_lock(&c->ocsp_lock);
+    /* the CA key in a token signs one thing at a time: certificates, CRLs' issuer, this */
+    if (!delegated) {
+        ca_issuer_key_lock(c->ctx->issuer);
     }
     rc = ca_ocsp_resp_build(&req, &p, &j->body, &e);
-    if (lock) {
-        pthread_mutex_unlock(&c->ocsp_lock);
+    if (!delegated) {
+        ca_issuer_key_unlock(c->ctx->issuer);
     }
     if (rc != 0) {
         log_error("OCSP: CA '%s': %s", c->name, e.msg);

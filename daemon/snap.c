@@ -32,7 +32,6 @@ static void snap_free(struct snap *s)
         struct snap_ca *c = &s->cas[i];
         X509_free(c->ocsp_cert);
         ca_key_free(c->ocsp_key);
-        pthread_mutex_destroy(&c->ocsp_lock);
         issuance_ctx_free(c->ctx);
         ca_authority_free(c->auth);
         buf_release(&c->chain_pem);
@@ -176,7 +175,6 @@ static int add_ca(struct snap *s, const char *name, struct err *e)
         return 0;
     }
     struct snap_ca *c = &s->cas[s->ncas];
-    pthread_mutex_init(&c->ocsp_lock, NULL);
     c->name = xstrdup(name);
     s->ncas++;
     c->auth = ca_authority_load(s->conf->data_dir, name, e);
