@@ -353,7 +353,7 @@ static int t_malformed(void)
         OPENSSL_free(enc);
         enc = NULL;
         CHECK_INT_EQ(refused(&b, "nonce must be given once"), 0);
-        OCSP_REQUEST_delete_ext(req, 1);
+        X509_EXTENSION_free(OCSP_REQUEST_delete_ext(req, 1));
         CHECK(ASN1_OCTET_STRING_set(v, (const unsigned char *)"\x05\x00", 2) == 1);
         CHECK((x = X509_EXTENSION_create_by_OBJ(NULL, obj, 1, v)) != NULL);
         CHECK(OCSP_REQUEST_add_ext(req, x, -1) == 1);
