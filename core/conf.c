@@ -564,6 +564,24 @@ void conf_dump(const struct conf *c, struct buf *out)
     json_decref(o);
 }
 
+/* A build-time path into the source tree is described, not printed: docs/config.md must not
+ * name where one build happened to live. An installed build (JITRCA_INSTALLED_PATHS) prints its
+ * /usr/share/jitrca paths as they are. */
+static void describe_str_default(struct buf *out, const char *def)
+{
+#ifndef JITRCA_INSTALLED_PATHS
+    if (strcmp(def, JITRCA_PROFILES_DIR) == 0) {
+        buf_addstr(out, "`policies/profiles` of the source tree (set at build time)");
+        return;
+    }
+    if (strcmp(def, JITRCA_JITR_TEMPLATE) == 0) {
+        buf_addstr(out, "`policies/templates/default.json` of the source tree (set at build time)");
+        return;
+    }
+#endif
+    buf_addf(out, "`\"%s\"`", def);
+}
+
 void conf_describe(struct buf *out)
 {
     buf_addstr(out, "| key | type | default | environment | meaning |\n|---|---|---|---|---|\n");
@@ -572,15 +590,7 @@ void conf_describe(struct buf *out)
         buf_addf(out, "| `%s` | %s | ", k->name,
                  k->type == CONF_STR ? "string" : k->type == CONF_BOOL ? "boolean" : "integer");
         if (k->type == CONF_STR) {
-            if (strcmp(k->def_str, JITRCA_PROFILES_DIR) == 0) {
-                /* a build-time path: say what it is, not where this build happens to live */
-                buf_addstr(out, "`policies/profiles` of the source tree (set at build time)");
-            } else if (strcmp(k->def_str, JITRCA_JITR_TEMPLATE) == 0) {
-                buf_addstr(out, "`policies/templates/default.json` of the source tree (set at "
-                                "build time)");
-            } else {
-                buf_addf(out, "`\"%s\"`", k->def_str);
-            }
+            describe_str_default(out, k->def_str);
         } else if (k->type == CONF_BOOL) {
             buf_addstr(out, k->def_int ? "`true`" : "`false`");
         } else {
