@@ -197,6 +197,8 @@ void metrics_worker_restart(void);
 /* The index's completeness (daemon/heal.c): as last seen by a worker (1 complete, 0 not), a
  * rebuild started here, its progress (records replayed), its end. */
 void metrics_index_complete(int complete);
+/* Whether Redis answered a worker's last index check (1) or not (0). */
+void metrics_redis_up(int up);
 void metrics_index_rebuilding(void);
 void metrics_index_progress(uint64_t records);
 void metrics_index_rebuilt(bool ok, uint64_t records);

@@ -156,9 +156,11 @@ static void on_reply(void *arg, const struct store_reply *r, const struct err *e
     if (e != NULL) {
         /* Redis unreachable: requests get 503 from their own Redis calls; ask again later */
         if (e->code != ERRC_CANCELED) {
+            metrics_redis_up(0);
             log_debug("index check: %s", e->msg);
         }
     } else if (!lock) {
+        metrics_redis_up(1);
         bool ready = r->type == STORE_REPLY_INTEGER && r->integer == 1;
         metrics_index_complete(ready ? 1 : 0);
         if (!ready && !h->stopping && !h->running && time_now_ms() >= h->retry_at_ms) {
@@ -193,6 +195,9 @@ static void ask_send(struct heal *h, struct snap *s, bool lock)
         h->asking = false;
         snap_unref(a->snap);
         xfree(a);
+        if (!h->stopping) {
+            metrics_redis_up(0);
+        }
         log_debug("index check: %s", e.msg);
     }
 }

@@ -46,6 +46,7 @@ struct shm {
     atomic_uint_fast64_t audit_fsync_ns[METRICS_WORKERS];
     atomic_uint_fast64_t restarts;
     atomic_int index_complete; /* -1 not known yet, 0, 1 */
+    atomic_int redis_up;       /* -1 not known yet, 0, 1 */
     atomic_int index_rebuilding;
     atomic_uint_fast64_t index_records;
     atomic_uint_fast64_t index_rebuilds_ok, index_rebuilds_failed;
@@ -77,6 +78,7 @@ int metrics_init(struct err *e)
     memset(p, 0, sizeof(struct shm));
     M = p;
     atomic_store(&M->index_complete, -1);
+    atomic_store(&M->redis_up, -1);
     return 0;
 }
 
@@ -179,6 +181,13 @@ void metrics_index_complete(int complete)
 {
     if (M) {
         atomic_store(&M->index_complete, complete);
+    }
+}
+
+void metrics_redis_up(int up)
+{
+    if (M) {
+        atomic_store(&M->redis_up, up);
     }
 }
 
@@ -338,6 +347,13 @@ static void expiry_render(struct buf *out)
 static void index_render(struct buf *out)
 {
     int complete = atomic_load(&M->index_complete);
+    int up = atomic_load(&M->redis_up);
+    if (up >= 0) {
+        buf_addf(out,
+                 "# HELP jitrd_redis_up Whether Redis answered the last index check (once a "
+                 "second).\n# TYPE jitrd_redis_up gauge\njitrd_redis_up %d\n",
+                 up);
+    }
     if (complete >= 0) {
         buf_addf(out,
                  "# HELP jitrd_index_complete Whether Redis's index of issued certificates is "
