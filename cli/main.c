@@ -163,6 +163,11 @@ int main(int argc, char **argv)
     struct err e = ERR_INIT;
     int rc = 1, first = 0;
     mem_install();
+    /* --version alone, before the common options' parser (which knows no such option) */
+    if (argc == 2 && strcmp(argv[1], "--version") == 0) {
+        printf("jitrctl %s\n", JITRCA_VERSION);
+        return 0;
+    }
     /* common options before the command */
     int c = cli_getopt(&cli, argc, argv, NULL, &first, &e);
     if (c == '?') {

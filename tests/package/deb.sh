@@ -181,10 +181,17 @@ check "ca init devices" restricted /usr/bin/jitrctl --config $CFG ca init device
 check "ca init stations" restricted /usr/bin/jitrctl --config $CFG ca init stations --parent root --subject "/CN=Pkg Stations"
 check "station issue" restricted /usr/bin/jitrctl --config $CFG station issue line1 --out /var/lib/jitrca/st
 check "jitrd --check-config" restricted /usr/bin/jitrd --check-config --config $CFG
-check "check-config says OK" grep -q "configuration OK" "$T/out"
+cp "$T/out" "$T/check-config.out"
+check "check-config says OK" grep -q "configuration OK" "$T/check-config.out"
 check "the CA key belongs to jitrca" test "$(stat -c %U /var/lib/jitrca/ca/devices/cert.pem)" = jitrca
 
-restricted /usr/bin/jitrd --config $CFG 2>"$T/jitrd.log" &
+# exec: $JPID is jitrd itself (unshare and setpriv exec it), not a subshell around it
+if [ $ns = 1 ]; then
+  exec_restricted=(unshare --mount sh -c "$RESTRICT" sh)
+else
+  exec_restricted=(sh -c "$RESTRICT" sh)
+fi
+NS=$ns "${exec_restricted[@]}" /usr/bin/jitrd --config $CFG 2>"$T/jitrd.log" &
 JPID=$!
 up=0
 for _ in $(seq 150); do
@@ -195,10 +202,12 @@ openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/
   -out "$T/dev.csr" -subj /CN=pkg-device-1 2>/dev/null
 code=$(curl -sS --cacert "$T/srvca.pem" --cert /var/lib/jitrca/st/line1.crt \
   --key /var/lib/jitrca/st/line1.key -H 'Content-Type: application/x-pem-file' \
-  --data-binary @"$T/dev.csr" -o "$T/dev.pem" -w '%{http_code}' "https://127.0.0.1:$port/v1/sign" || true)
-if [ "$code" = 201 ]; then pass; else fail "sign under the restrictions: HTTP $code $(head -c 300 "$T/dev.pem")"; fi
+  --data-binary @"$T/dev.csr" -o "$T/dev.json" -w '%{http_code}' "https://127.0.0.1:$port/v1/sign" || true)
+if [ "$code" = 201 ]; then pass; else fail "sign under the restrictions: HTTP $code $(head -c 300 "$T/dev.json")"; fi
+jq -r .certificate "$T/dev.json" >"$T/dev.pem" 2>/dev/null || true
 check "the certificate verifies" openssl verify -CAfile /var/lib/jitrca/ca/root/cert.pem \
   -untrusted /var/lib/jitrca/ca/devices/cert.pem "$T/dev.pem"
+check "the certificate is audited" grep -q "$(jq -r .certificateId "$T/dev.json")" /var/lib/jitrca/audit/audit.log
 check "metrics served" sh -c "curl -sf http://127.0.0.1:$aport/metrics | grep -q '^jitrd_certificates_issued_total'"
 kill -TERM "$JPID"
 rc=0; wait "$JPID" || rc=$?
