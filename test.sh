@@ -19,9 +19,9 @@ build build
 (cd build && ctest -j "$jobs" --output-on-failure --timeout 1800 -LE '^soak$')
 echo "== sanitizer build (ASan + UBSan)"
 build build-asan -DJITRCA_SANITIZE=ON -DJITRCA_TEST_SCALE=small -DCMAKE_BUILD_TYPE=Debug
-# the stand-ins' own Python self-tests (sim.*) and the package (a Release build of its own) ran
-# in the normal build: nothing of ours to sanitize
+# the stand-ins' own Python self-tests (sim.*), the CloudFormation check (deploy.cfn) and the
+# package (a Release build of its own) ran in the normal build: nothing of ours to sanitize
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest -j "$jobs" --output-on-failure --timeout 1800 \
-  -E '^sim[.]' -LE '^(soak|package)$')
+  -E '^(sim|deploy)[.]' -LE '^(soak|package)$')
 echo "== all tests passed in both builds"
