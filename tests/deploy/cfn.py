@@ -19,7 +19,8 @@
    action's resource is an ARN of the type it works on (RESOURCE_OF below) in the stack's
    partition, region and account, "*" only for the account-level actions; the topic rule, its
    error action, the destination, the secret and the rule's role have the expected shape.
-3. Deployed into moto (JITRCA_SIM_MOTO_URL) with `aws cloudformation create-stack` in both modes:
+3. Deployed into moto (JITRCA_SIM_MOTO_URL) with `aws cloudformation create-stack` in both modes
+   (read back with boto3):
    the resource types moto implements are created (queues, roles, instance profile, managed
    policy; the roles' policies read back through IAM); the others (topic rule, destination,
    secret) are left out of that copy and covered by the structural checks of 2.
@@ -450,6 +451,18 @@ def aws(*args):
     return json.loads(r.stdout) if r.stdout.strip() else {}
 
 
+_clients = {}
+
+
+def client(service):
+    """boto3 against moto for the read-backs (the aws CLI, one process per call, is slow)."""
+    import boto3
+    if service not in _clients:
+        _clients[service] = boto3.client(service, endpoint_url=os.environ["JITRCA_SIM_MOTO_URL"],
+                                         region_name=os.environ.get("AWS_REGION", "us-east-1"))
+    return _clients[service]
+
+
 def as_doc(pd):
     """A policy document as IAM returns it: JSON, URL-encoded JSON, or (moto's managed policy
     versions made by CloudFormation) the repr of a dict."""
@@ -518,13 +531,13 @@ def moto_deploy(t, jitrd_iot, jitrd_sqs, operator):
         aws("cloudformation", "create-stack", "--stack-name", name, "--template-body",
             "file://" + body, "--capabilities", "CAPABILITY_IAM", "--parameters", *params)
         for _ in range(120):
-            st = aws("cloudformation", "describe-stacks", "--stack-name", name)["Stacks"][0]
+            st = client("cloudformation").describe_stacks(StackName=name)["Stacks"][0]
             if not st["StackStatus"].endswith("_IN_PROGRESS"):
                 break
             time.sleep(0.5)
         check(st["StackStatus"] == "CREATE_COMPLETE", "%s: stack created" % mode)
         out = {o["OutputKey"]: o["OutputValue"] for o in st.get("Outputs", [])}
-        res = aws("cloudformation", "describe-stack-resources", "--stack-name", name)
+        res = client("cloudformation").describe_stack_resources(StackName=name)
         made = {r["LogicalResourceId"] for r in res["StackResources"]
                 if r.get("LogicalResourceId") and r.get("PhysicalResourceId")}
         want = {k for k, r in raw["Resources"].items()
@@ -533,29 +546,30 @@ def moto_deploy(t, jitrd_iot, jitrd_sqs, operator):
         for q in ["DeadLetterQueueUrl"] + (["EventsQueueUrl"] if mode == "sqs" else []):
             check(q in out, "%s: output %s" % (mode, q))
             if q in out:
-                a = aws("sqs", "get-queue-attributes", "--queue-url", out[q],
-                        "--attribute-names", "All")["Attributes"]
+                a = client("sqs").get_queue_attributes(QueueUrl=out[q],
+                                                      AttributeNames=["All"])["Attributes"]
                 check(a.get("MessageRetentionPeriod") == "1209600", "%s: %s keeps 14 days" % (mode, q))
         check(("EventsQueueUrl" in out) == (mode == "sqs"), "%s: EventsQueueUrl only with sqs" % mode)
         role = out["JitrdRoleArn"].split("/")[-1]
         got = set()
-        for pn in aws("iam", "list-role-policies", "--role-name", role)["PolicyNames"]:
-            doc = aws("iam", "get-role-policy", "--role-name", role, "--policy-name", pn)
+        iam = client("iam")
+        for pn in iam.list_role_policies(RoleName=role)["PolicyNames"]:
+            doc = iam.get_role_policy(RoleName=role, PolicyName=pn)
             for s in as_doc(doc["PolicyDocument"])["Statement"]:
                 got |= set(s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
         exp = jitrd_iot | (jitrd_sqs if mode == "sqs" else set())
         check(got == exp, "%s: the deployed JitrdRole allows %s, the code calls %s"
               % (mode, sorted(got ^ exp), "(symmetric difference)"))
         arn = out["OperatorPolicyArn"]
-        v = aws("iam", "get-policy", "--policy-arn", arn)["Policy"]["DefaultVersionId"]
-        pd = aws("iam", "get-policy-version", "--policy-arn", arn, "--version-id", v)
+        v = iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
+        pd = iam.get_policy_version(PolicyArn=arn, VersionId=v)
         pd = as_doc(pd["PolicyVersion"]["Document"])
         got = set()
         for s in pd["Statement"]:
             got |= set(s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
         check(got == operator, "%s: the deployed OperatorPolicy allows %s, jitrctl calls %s"
               % (mode, sorted(got), sorted(operator)))
-        aws("cloudformation", "delete-stack", "--stack-name", name)
+        client("cloudformation").delete_stack(StackName=name)
     print("cfn: deployed into moto in both modes")
 
 

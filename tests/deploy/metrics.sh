@@ -86,7 +86,7 @@ if [ -z "$missing" ]; then
 else
   fail "metrics named in alerts.yml or jitrca.json that jitrd does not serve: $(echo $missing)"
 fi
-echo "metrics: $(wc -l <"$T/want") names in the rules and the dashboard; not served: ${missing:-none}"
+echo "metrics: $(wc -l <"$T/want") names in the rules and the dashboard; not served: $(echo ${missing:-none})"
 
 # --- jitrd_redis_up / jitr_redis_up follow Redis -------------------------------------------------
 metric() { { curl -sf "http://127.0.0.1:$ADMIN_PORT/metrics"; curl -sf "$INTAKE/metrics"; } |
