@@ -65,7 +65,7 @@ else
   tar -C "$src" --exclude='./build*' --exclude=./.git -cf - . | tar -C "$T/src" -xf -
 fi
 start=$(date +%s)
-if ! (cd "$T/src" && DEB_BUILD_OPTIONS="parallel=2 ${DEB_BUILD_OPTIONS:-}" \
+if ! (cd "$T/src" && DEB_BUILD_OPTIONS="parallel=2 noautodbgsym ${DEB_BUILD_OPTIONS:-}" \
       dpkg-buildpackage -us -uc -b >"$T/build.log" 2>&1); then
   tail -40 "$T/build.log" >&2
   echo "package: dpkg-buildpackage failed" >&2
@@ -93,11 +93,15 @@ grep -E '^[EW]:' "$T/out" >&2 || true
 check "dpkg -i" dpkg -i "$deb"
 for f in /usr/bin/jitrd /usr/bin/jitrctl /usr/share/jitrca/profiles/device.json \
   /usr/share/jitrca/profiles/station.json /usr/share/jitrca/templates/default.json \
-  /usr/share/jitrca/iot/device.json /usr/share/doc/jitrca/operations.md \
-  /usr/share/doc/jitrca/copyright /lib/systemd/system/jitrd.service \
+  /usr/share/jitrca/iot/device.json /usr/share/doc/jitrca/copyright \
+  /lib/systemd/system/jitrd.service \
   /usr/lib/sysusers.d/jitrca.conf /usr/lib/tmpfiles.d/jitrca.conf \
   /etc/jitrca/jitrd.json /etc/jitrca/stations.json; do
   check "installed $f" test -f "$f"
+done
+# docs over 4 KiB are compressed (dh_compress)
+for doc in README.md operations.md daemon.md jitr.md; do
+  check "installed doc $doc" sh -c "ls /usr/share/doc/jitrca/$doc /usr/share/doc/jitrca/$doc.gz 2>/dev/null | grep -q ."
 done
 check "conffiles" sh -c "dpkg-query -W -f='\${Conffiles}' jitrca | grep -q /etc/jitrca/jitrd.json"
 check "system user jitrca" sh -c '[ "$(getent passwd jitrca | cut -d: -f3)" -lt 1000 ]'
