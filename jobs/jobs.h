@@ -3,7 +3,8 @@
  * JITR provisioning (kind "jitr", jitr/), a revocation reaching AWS (kind "revoke",
  * jobs/revoke.c), and the kinds added after them. One mechanism for every kind:
  *
- *   queue       a Redis stream per kind, one consumer group; an entry is acknowledged only after
+ *   queue       a Redis stream per kind, consumer group "jitr" for all (one blocking read
+ *               covers every kind's stream; the name is the one JITR's stream had first); an entry is acknowledged only after
  *               the job ended (done, or dead-lettered), so a crash leaves it pending and
  *               XAUTOCLAIM hands it to another worker
  *   due later   a sorted set per kind (score: the not-before time in ms); whichever worker's
@@ -22,7 +23,7 @@
  *               off the loop, at most once (a replay looks for it first)
  *
  * Redis keys (prefix "jitrca:"; the "jitr" kind keeps its older names, in brackets):
- *   jobs:<kind>:queue   stream of jobs to run (jitr:events), consumer group "jobs" ("jitr")
+ *   jobs:<kind>:queue   stream of jobs to run (jitr:events), consumer group "jitr"
  *   jobs:<kind>:due     sorted set: member = the job's fields as a JSON array, score = the
  *                       not-before time (ms since the epoch)
  *   jobs:<kind>:dlq     stream of dead letters: the job's fields + state, attempts, error,
@@ -35,8 +36,7 @@
  * Adding a kind: a struct jobs_kind (its name, key field, states table and audit type) in a
  * file of its own, listed in jobs_kinds[] (jobs/kinds.c); its state functions use the calls
  * below and nothing else to reach Redis, AWS and the audit log; enqueue with jobs_enqueue (on a
- * loop), jobs_enqueue_argv (a synchronous client, or inside another script's caller) or
- * JOBS_ENQUEUE_LUA (from a Lua script of store/: atomic with the change that asks for it).
+ * loop) or jobs_enqueue_argv (the command, for a synchronous client).
  */
 #ifndef JOBS_JOBS_H
 #define JOBS_JOBS_H
@@ -74,15 +74,14 @@ struct jobs_kind {
     const char *name;        /* "revoke": [a-z0-9-], in the keys and on the command line */
     const char *description; /* one line for `jitrctl jobs status` */
     const char *key_field;   /* the entry field holding the job key ("key"; JITR's "cert") */
-    bool cert_lock;          /* the key is a certificateId: hold jitr:lock:<key> while running */
+    bool cert_lock;          /* the key is a certificateId: hold jitr:lock:<key> while running
+                                (a host-run kind takes it itself: JITR's flow does) */
     const char *audit_type;  /* "type" of the record jobs_finish appends; NULL: none */
     const struct jobs_state *states; /* states[0] runs first; NULL: the host runs the job
                                         (JITR: jitr/flow.c), see struct jobs_io.run */
     size_t nstates;
-    /* the keys, without STORE_PREFIX; NULL: jobs:<name>:queue, "jobs", jobs:<name>:dlq,
-     * jobs:<name>: */
+    /* the keys, without STORE_PREFIX; NULL: jobs:<name>:queue, jobs:<name>:dlq, jobs:<name>: */
     const char *stream;
-    const char *group;
     const char *dlq;
     const char *record_prefix;
 };
@@ -96,7 +95,7 @@ const struct jobs_kind *jobs_kind_find(const char *name);
 void jobs_key_stream(const struct jobs_kind *k, char *out, size_t cap);
 void jobs_key_due(const struct jobs_kind *k, char *out, size_t cap);
 void jobs_key_dlq(const struct jobs_kind *k, char *out, size_t cap);
-const char *jobs_group(const struct jobs_kind *k);
+#define JOBS_GROUP "jitr" /* every kind's consumer group */
 /* The record of one job: prefix + key. */
 void jobs_key_record(const struct jobs_kind *k, const char *key, char *out, size_t cap);
 
@@ -135,10 +134,9 @@ void jobs_argv_release(struct jobs_argv *a);
 int jobs_enqueue(struct store_async *rs, const struct jobs_new *v, size_t n, store_reply_cb *cb,
                  void *arg, struct err *e) ATTR_WUR;
 
-/* A Lua function text that scripts of other rooms include to enqueue atomically with their own
- * writes: jobs_enqueue(stream, fields) does XADD stream MAXLEN ~ 1000000 * with the fields (a
- * Lua array of name, value, ...). */
-extern const char jobs_enqueue_lua[];
+/* The revocation's job is enqueued by store/'s revocation script itself (store_certs_revoke),
+ * atomically with the index update, with the fields jobs_enqueue_argv would write: a crash
+ * between the two cannot lose it. */
 
 /* ---- inside a state function ---------------------------------------------------------------- */
 
@@ -154,6 +152,11 @@ void jobs_set(struct jobs_job *j, const char *name, const char *value);
 /* The host's context for kinds that need it (jobs_io.kind_ctx). */
 void *jobs_kind_ctx(const struct jobs_job *j);
 
+/* A failed operation (jobs_result_err): transient errors (unavailable, timeout, throttling
+ * after the client's retries) → jobs_retry, the others (AWS 4xx) → jobs_dead; what names the
+ * operation in the message. */
+void jobs_fail_op(struct jobs_job *j, const char *what);
+
 /* Operations: each starts one and returns; the state function runs again with the result. */
 void jobs_redis(struct jobs_job *j, int argc, const char *const *argv);
 /* in is taken. Paced by the worker's client (shared token buckets), counted by the host. */
@@ -163,9 +166,11 @@ void jobs_aws(struct jobs_job *j, enum aws_iot_op op, json_t *in);
 bool jobs_have_result(const struct jobs_job *j);
 const struct err *jobs_result_err(const struct jobs_job *j); /* code ERRC_OK on success */
 const char *jobs_result_aws_code(const struct jobs_job *j);  /* "" or AWS's error code */
-/* The reply: an AWS call's output object, a Redis HGETALL as an object, a Redis string or
- * integer as a JSON string or integer, nil as NULL. Borrowed until the next operation. */
+/* The reply: an AWS call's output object; a Redis string, integer or array as a JSON string,
+ * integer or array, nil as NULL. Borrowed until the next operation. */
 json_t *jobs_result(const struct jobs_job *j);
+/* A Redis array of name, value, ... (HGETALL) as an object (a new reference; {} for others). */
+json_t *jobs_result_pairs(const struct jobs_job *j);
 
 /* Moving on (exactly one per run of a state function that has its result, or none). */
 /* Saves the record with state next (and the fields set), then runs next. */
@@ -177,6 +182,9 @@ void jobs_finish(struct jobs_job *j, const char *outcome, json_t *rec);
 /* A transient failure (Redis, AWS throttling or 5xx, another worker holds the lock): run again
  * from the saved state after a backoff; max_attempts of them make a dead letter. */
 void jobs_retry(struct jobs_job *j, const struct err *why);
+/* Not a failure: something the job needs is not there yet (the index being rebuilt): run
+ * again after a backoff, never dead-lettered for it. */
+void jobs_busy(struct jobs_job *j, const struct err *why);
 /* A permanent failure: the dead-letter stream, now. */
 void jobs_dead(struct jobs_job *j, const struct err *why);
 
@@ -199,9 +207,13 @@ struct jobs_io {
                  void (*cb)(void *arg, uint64_t seq, bool found, const struct err *e), void *arg,
                  struct err *e);
     uint64_t (*audit_mark)(void *ctx);
-    /* a kind without states: start the job (fields: the entry's, borrowed for the call); the
-     * host calls jobs_external_end exactly once, later */
+    /* a kind without states: start a run of the job (kv: the entry's n strings, name, value,
+     * ..., borrowed for the call); the host calls jobs_external_end exactly once, later, and
+     * keeps what the run needs in *jobs_host(j) */
     void (*run)(void *ctx, struct jobs_job *j, const char *const *kv, size_t n);
+    /* frees *jobs_host(j) (NULL is fine) outside every callback of the run: before a rerun and
+     * when the job goes */
+    void (*release)(void *ctx, struct jobs_job *j);
     int64_t (*now_ms)(void); /* NULL: time_now_ms */
 };
 
@@ -218,7 +230,8 @@ struct jobs_config {
 
 struct event_base;
 /* Starts consumers for the kinds given (their groups made when missing). rblock is a connection
- * for the blocking reads only; io->redis is used for the rest. */
+ * for the blocking reads only (borrowed: free it after the engine); io->redis is used for the
+ * rest. */
 struct jobs_engine *jobs_engine_new(struct event_base *base, struct store_async *rblock,
                                     const struct jobs_kind *const *kinds, size_t nkinds,
                                     const struct jobs_config *cfg, const struct jobs_io *io,
@@ -232,8 +245,10 @@ void jobs_engine_free(struct jobs_engine *g);
  * DEAD dead-letters with why and state. */
 void jobs_external_end(struct jobs_job *j, enum jobs_end end, const struct err *why,
                        const char *state);
-/* The stream entry id of a job ("" in tests). */
+/* The stream entry id of a job. */
 const char *jobs_entry(const struct jobs_job *j);
+/* The host's data of a host-run job. */
+void **jobs_host(struct jobs_job *j);
 
 /* ---- for jitrctl (synchronous, a private loop) ---------------------------------------------- */
 
