@@ -481,7 +481,8 @@ static void metrics_next(struct metrics_req *m)
     if (m->step < 3) {
         buf_addf(&m->out, "jitr_redis_up 0\n");
     }
-    buf_addf(&m->out, "jitr_flows_in_flight{worker=\"%zu\"} %zu\n", m->s->slot, m->s->nflows);
+    buf_addf(&m->out, "jitr_flows_in_flight{worker=\"%zu\"} %zu\n", m->s->slot,
+             jitr_service_jobs(m->s));
     httpd_reply(m->req, 200, "text/plain; version=0.0.4", m->out.data, m->out.len);
     m->s->intake_busy--;
     buf_release(&m->out);

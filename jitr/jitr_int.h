@@ -17,10 +17,11 @@
 #endif
 
 struct event;
+struct hrun;
+struct jobs_engine;
 struct httpd;
 struct httpd_req;
 struct audit_log;
-struct sflow;
 struct jitr_pol;
 struct jitr_sqs;
 struct jitr_auditq;
@@ -70,11 +71,10 @@ struct jitr_service {
     struct event *loader_wake;
     bool cas_loading, reloading, reload_again;
     char *config_path; /* SIGHUP's (NULL: $JITRCA_CONFIG) */
-    /* consumer */
-    struct sflow *flows;
-    size_t nflows;
-    struct event *kick, *claim, *ca_refresh;
-    bool reading, claiming, group_ready, group_pending, redis_down;
+    /* the job engine (jobs/): JITR's flows and every other kind */
+    struct jobs_engine *jobs;
+    struct hrun *runs; /* JITR jobs running a flow */
+    struct event *ca_refresh;
     bool draining; /* SIGTERM: no new events taken (intake closed, no reads, no polls) */
     /* reconciler */
     struct event *reconcile;
@@ -92,6 +92,9 @@ struct jitr_service {
     /* destination confirmations (confirm.c) */
     struct jitr_confirmer *confirm;
 };
+
+/* Jobs running in this worker (every kind). */
+size_t jitr_service_jobs(const struct jitr_service *s);
 
 /* loader.c: the current generation and CA table, the loader thread (started last but the
  * intakes, stopped first) and its 10 s CA refresh. */

@@ -2,12 +2,11 @@
  * JITR inside a jitrd worker (docs/jitr.md): the production struct jitr_io and everything around
  * the flows.
  *
- *   consumer   XREADGROUP on a connection of its own (BLOCK would stall other commands), at most
- *              max_in_flight flows; XAUTOCLAIM every claim_idle_ms/2 takes over entries a dead
- *              worker left pending; a flow's outcome decides: XACK (activated, rejected,
- *              duplicate), a backoff timer (retry, busy; capped exponential with jitter, always
- *              shorter than claim_idle_ms so no other worker claims it meanwhile), or the
- *              dead-letter stream then XACK (dead, or max_attempts reached).
+ *   jobs       the job engine (jobs/jobs.h) reads every kind's stream, JITR's jitr:events among
+ *              them, on a connection of its own (BLOCK would stall other commands), at most
+ *              max_in_flight jobs; it claims, retries and dead-letters. A JITR job's run is a
+ *              flow (eng_run); the flow's outcome decides the job's end (io_done): done
+ *              (activated, rejected, ignored), duplicate, retry, busy or dead.
  *   policy     once per policy, not per device: the first flow that needs it runs a small
  *              machine (Redis record → GetPolicy → CreatePolicy or CreatePolicyVersion, keeping
  *              at most 5 versions → Redis record); the others wait for it.
@@ -34,6 +33,7 @@
 #include "core/util.h"
 #include "httpd/httpd.h"
 #include "jitr/jitr_int.h"
+#include "jobs/jobs.h"
 #include "store/store.h"
 
 /* ---- configuration -------------------------------------------------------------------------- */
@@ -161,401 +161,171 @@ static uint64_t io_audit_mark(void *ctx)
     return jitr_auditq_mark(s->auditq);
 }
 
-/* ---- flows and the stream ------------------------------------------------------------------- */
+/* ---- JITR provisioning as a kind of the job engine ------------------------------------------ */
 
-struct sflow {
-    struct jitr_service *s;
+/* A run of a JITR job: the flow, and the generation it started with. */
+struct hrun {
+    struct jobs_job *job;
     struct jitr_req *req;
+    struct jitr_gen *gen;
     struct jitr_event ev;
-    char entry[64];
-    unsigned attempts; /* runs that did not finish (retries and busy): the backoff grows */
-    unsigned failures; /* of those, failures: jitr.max_attempts of them make a dead letter (a
-                        * duplicate waiting for the flow that holds the lock is not one) */
-    struct event *timer;
-    struct jitr_gen *gen; /* the generation of the current run (a reference) */
-    struct sflow *prev, *next;
+    struct hrun *prev, *next;
 };
 
-static void flow_list_remove(struct jitr_service *s, struct sflow *f)
+static void hrun_unlink(struct jitr_service *s, struct hrun *h)
 {
-    if (f->prev) {
-        f->prev->next = f->next;
+    if (h->prev) {
+        h->prev->next = h->next;
     } else {
-        s->flows = f->next;
+        s->runs = h->next;
     }
-    if (f->next) {
-        f->next->prev = f->prev;
+    if (h->next) {
+        h->next->prev = h->prev;
     }
-    s->nflows--;
 }
 
-static bool entry_in_flight(struct jitr_service *s, const char *entry)
+/* io->release: outside every callback of the flow's run, so its generation may go now. */
+static void eng_release(void *ctx, struct jobs_job *j)
 {
-    for (struct sflow *f = s->flows; f; f = f->next) {
-        if (strcmp(f->entry, entry) == 0) {
-            return true;
-        }
+    struct jitr_service *s = ctx;
+    struct hrun *h = *jobs_host(j);
+    if (h == NULL) {
+        return;
     }
-    return false;
+    *jobs_host(j) = NULL;
+    hrun_unlink(s, h);
+    if (h->req && jitr_req_state(h->req) != JITR_ST_FINISHED) {
+        log_error("jitr: flow for %.16s did not finish", h->ev.cert_id); /* at shutdown only */
+    }
+    jitr_req_free(h->req);
+    jitr_gen_unref(s, h->gen);
+    xfree(h);
 }
 
-static void sflow_free(struct sflow *f)
+/* io->run: a flow for the stream entry (jitr_event_from_fields). */
+static void eng_run(void *ctx, struct jobs_job *j, const char *const *kv, size_t n)
 {
-    flow_list_remove(f->s, f);
-    if (f->timer) {
-        event_free(f->timer);
-    }
-    jitr_req_free(f->req);
-    jitr_gen_unref(f->s, f->gen);
-    xfree(f);
-}
-
-static void consumer_kick(struct jitr_service *s);
-static void flow_run(struct sflow *f);
-
-static void xack(struct jitr_service *s, const char *entry)
-{
+    struct jitr_service *s = ctx;
+    struct hrun *h;
+    struct jitr_event ev;
     struct err e = ERR_INIT;
-    const char *av[] = { "XACK", STORE_PREFIX "jitr:events", "jitr", entry };
-    if (store_async_cmd(s->ctx.rs, 4, av, NULL, 5000, jitr_ignore_reply, NULL, &e) != 0) {
-        log_warn("jitr: XACK %s: %s", entry, e.msg);
+    if (jitr_event_from_fields(kv, n, &ev, &e) != 0) {
+        log_warn("jitr: stream entry %s is malformed: acknowledged and dropped (%s)",
+                 jobs_entry(j), e.msg);
+        jobs_external_end(j, JOBS_END_DUPLICATE, NULL, NULL);
+        return;
     }
+    h = xcalloc(1, sizeof(*h));
+    h->job = j;
+    h->ev = ev;
+    h->gen = jitr_gen_ref(s->gen);
+    h->next = s->runs;
+    if (s->runs) {
+        s->runs->prev = h;
+    }
+    s->runs = h;
+    *jobs_host(j) = h;
+    h->req = jitr_req_new(&h->gen->env, &s->io, &h->ev, jobs_entry(j));
+    jitr_req_start(h->req);
 }
 
-static void dead_letter(struct jitr_service *s, struct sflow *f, const struct err *why,
-                        const char *state)
-{
-    char att[16], now[32];
-    struct err e = ERR_INIT;
-    struct jitr_fields fl;
-    const char *av[6 + JITR_FIELDS_MAX + 10];
-    size_t ac = 0;
-    snprintf(att, sizeof(att), "%u", f->failures);
-    snprintf(now, sizeof(now), "%lld", (long long)time_now_ms());
-    jitr_event_fields(&f->ev, NULL, &fl);
-    av[ac++] = "XADD";
-    av[ac++] = STORE_PREFIX "jitr:dlq";
-    av[ac++] = "MAXLEN";
-    av[ac++] = "~";
-    av[ac++] = "100000";
-    av[ac++] = "*";
-    for (size_t i = 0; i < fl.n; i++) {
-        av[ac++] = fl.av[i];
-    }
-    av[ac++] = "entry";
-    av[ac++] = f->entry;
-    av[ac++] = "attempts";
-    av[ac++] = att;
-    av[ac++] = "state";
-    av[ac++] = state;
-    av[ac++] = "error";
-    av[ac++] = why->msg;
-    av[ac++] = "dead_ms";
-    av[ac++] = now;
-    if (store_async_cmd(s->ctx.rs, (int)ac, av, NULL, 5000, jitr_ignore_reply, NULL, &e) != 0) {
-        log_warn("jitr: dead letter for %.16s: %s", f->ev.cert_id, e.msg);
-    }
-    xack(s, f->entry);
-    log_warn("jitr: cert=%.16s dead-lettered after %u failed attempts: %s", f->ev.cert_id,
-             f->failures, why->msg);
-}
-
-static void on_retry_timer(evutil_socket_t fd, short what, void *arg)
-{
-    struct sflow *f = arg;
-    (void)fd;
-    (void)what;
-    flow_run(f);
-}
-
+/* io->done of a flow: its outcome decides the job's end. */
 static void io_done(void *ctx, struct jitr_req *r)
 {
     struct jitr_service *s = ctx;
-    struct sflow *f = NULL;
+    struct hrun *h = NULL;
     enum jitr_outcome o = jitr_req_outcome(r);
     char stat[64];
-    for (struct sflow *x = s->flows; x; x = x->next) {
+    for (struct hrun *x = s->runs; x; x = x->next) {
         if (x->req == r) {
-            f = x;
+            h = x;
         }
     }
-    BUG_ON(f == NULL);
+    BUG_ON(h == NULL);
     snprintf(stat, sizeof(stat), "outcome:%s", jitr_outcome_name(o));
     jitr_stat_incr(&s->ctx, stat, 1);
-    if (s->ctx.stopping) {
-        return; /* jitr_service_free frees the flow; the entry stays pending */
-    }
     switch (o) {
     case JITR_OUT_ACTIVATED:
-        jitr_stat_latency(&s->ctx, time_now_ms() - (f->ev.received_ms > 0 ? f->ev.received_ms
+        jitr_stat_latency(&s->ctx, time_now_ms() - (h->ev.received_ms > 0 ? h->ev.received_ms
                                                                 : time_now_ms()));
         jitr_stat_incr(&s->ctx, "aws_calls_activated", jitr_req_aws_calls(r));
-        log_info("jitr: cert=%.16s thing '%s' ACTIVE", f->ev.cert_id, jitr_req_thing(r));
-        xack(s, f->entry);
-        break;
+        log_info("jitr: cert=%.16s thing '%s' ACTIVE", h->ev.cert_id, jitr_req_thing(r));
+        jobs_external_end(h->job, JOBS_END_DONE, NULL, NULL);
+        return;
     case JITR_OUT_REJECTED:
-        log_warn("jitr: cert=%.16s rejected: %s", f->ev.cert_id, jitr_req_err(r)->msg);
-        xack(s, f->entry);
-        break;
+        log_warn("jitr: cert=%.16s rejected: %s", h->ev.cert_id, jitr_req_err(r)->msg);
+        jobs_external_end(h->job, JOBS_END_DONE, NULL, NULL);
+        return;
     case JITR_OUT_IGNORED:
-        log_warn("jitr: cert=%.16s left alone: %s", f->ev.cert_id, jitr_req_err(r)->msg);
-        xack(s, f->entry);
-        break;
+        log_warn("jitr: cert=%.16s left alone: %s", h->ev.cert_id, jitr_req_err(r)->msg);
+        jobs_external_end(h->job, JOBS_END_DONE, NULL, NULL);
+        return;
     case JITR_OUT_DUPLICATE:
-        xack(s, f->entry);
-        break;
+        jobs_external_end(h->job, JOBS_END_DUPLICATE, NULL, NULL);
+        return;
     case JITR_OUT_DEAD:
-        f->failures++;
-        dead_letter(s, f, jitr_req_err(r), "DEAD");
-        break;
-    case JITR_OUT_NONE:
+        jobs_external_end(h->job, JOBS_END_DEAD, jitr_req_err(r), "DEAD");
+        return;
     case JITR_OUT_BUSY:
+        jobs_external_end(h->job, JOBS_END_BUSY, jitr_req_err(r),
+                          jitr_state_name(jitr_req_state(r)));
+        return;
+    case JITR_OUT_NONE:
     case JITR_OUT_RETRY:
-        f->attempts++;
-        f->failures += o != JITR_OUT_BUSY;
-        if (o != JITR_OUT_BUSY && f->failures >= (unsigned)s->cfg.max_attempts) {
-            dead_letter(s, f, jitr_req_err(r), jitr_state_name(jitr_req_state(r)));
-            break;
-        }
-        {
-            int64_t d = jitr_backoff_ms(s->cfg.backoff_ms, s->cfg.backoff_max_ms, f->attempts);
-            log_debug("jitr: cert=%.16s %s, again in %lld ms: %s", f->ev.cert_id,
-                      jitr_outcome_name(o), (long long)d, jitr_req_err(r)->msg);
-            jitr_req_free(f->req);
-            f->req = NULL;
-            struct timeval tv = { (time_t)(d / 1000), (suseconds_t)((d % 1000) * 1000) };
-            evtimer_add(f->timer, &tv);
-            return;
-        }
+        jobs_external_end(h->job, JOBS_END_RETRY, jitr_req_err(r),
+                          jitr_state_name(jitr_req_state(r)));
+        return;
     case JITR_OUT__COUNT:
-        BUG_ON(true);
+        break;
     }
-    /* the flow is over: free it on the loop, outside its own callback */
-    f->req = r;
-    event_active(f->timer, EV_TIMEOUT, 0);
-    f->attempts = UINT32_MAX; /* marks "finished" for on_retry_timer */
+    BUG_ON(true);
 }
 
-static void flow_run(struct sflow *f)
+/* The engine's audit: the JITR writer (jitr/auditq.c). */
+static int eng_audit(void *ctx, json_t *rec, bool check, uint64_t after,
+                     void (*cb)(void *arg, uint64_t seq, bool found, const struct err *e),
+                     void *arg, struct err *e)
 {
-    struct jitr_service *s = f->s;
-    if (f->attempts == UINT32_MAX) { /* finished: deferred free */
-        sflow_free(f);
-        consumer_kick(s);
-        return;
-    }
-    /* outside every callback of the flow's previous run: its generation may go now */
-    jitr_gen_unref(s, f->gen);
-    f->gen = jitr_gen_ref(s->gen);
-    f->req = jitr_req_new(&f->gen->env, &s->io, &f->ev, f->entry);
-    jitr_req_start(f->req);
+    struct jitr_service *s = ctx;
+    return jitr_auditq_append(s->auditq, rec, check, after, cb, arg, e);
 }
 
-/* Starts a flow for a stream entry (jitr_event_from_fields). */
-static void flow_start(struct jitr_service *s, const char *entry, const struct store_reply *fv)
+/* Every kind of jobs/jobs_kinds[] runs here: JITR's flows and the others. */
+static int engine_start(struct jitr_service *s, struct err *e)
 {
-    struct sflow *f;
-    struct jitr_event ev;
-    const char *kv[2 * JITR_FIELDS_MAX];
-    size_t n = 0;
-    struct err e = ERR_INIT;
-    for (size_t i = 0; fv && i + 1 < fv->n && n + 2 <= ARRAY_LEN(kv); i += 2) {
-        const struct store_reply *k = &fv->elem[i], *v = &fv->elem[i + 1];
-        if (k->type == STORE_REPLY_STRING && v->type == STORE_REPLY_STRING) {
-            kv[n++] = k->str;
-            kv[n++] = v->str;
-        }
-    }
-    if (jitr_event_from_fields(kv, n, &ev, &e) != 0) {
-        log_warn("jitr: stream entry %s is malformed: acknowledged and dropped (%s)", entry,
-                 e.msg);
-        xack(s, entry);
-        return;
-    }
-    if (entry_in_flight(s, entry)) {
-        return;
-    }
-    f = xcalloc(1, sizeof(*f));
-    f->s = s;
-    f->ev = ev;
-    snprintf(f->entry, sizeof(f->entry), "%s", entry);
-    f->timer = evtimer_new(s->ctx.base, on_retry_timer, f);
-    if (f->timer == NULL) {
-        oom_die(event_get_struct_event_size());
-    }
-    f->next = s->flows;
-    if (s->flows) {
-        s->flows->prev = f;
-    }
-    s->flows = f;
-    s->nflows++;
-    flow_run(f);
-}
-
-/* Entries of an XREADGROUP / XAUTOCLAIM reply: [[id, [f, v, ...]], ...]. */
-static void start_entries(struct jitr_service *s, const struct store_reply *list)
-{
-    for (size_t i = 0; list && list->type == STORE_REPLY_ARRAY && i < list->n; i++) {
-        const struct store_reply *ent = &list->elem[i];
-        if (ent->type == STORE_REPLY_ARRAY && ent->n == 2 &&
-            ent->elem[0].type == STORE_REPLY_STRING) {
-            flow_start(s, ent->elem[0].str,
-                       ent->elem[1].type == STORE_REPLY_ARRAY ? &ent->elem[1] : NULL);
-        }
-    }
-}
-
-static void on_group_created(void *arg, const struct store_reply *r, const struct err *e);
-
-static void ensure_group(struct jitr_service *s)
-{
-    struct err e = ERR_INIT;
-    const char *av[] = { "XGROUP", "CREATE", STORE_PREFIX "jitr:events", "jitr", "0",
-                         "MKSTREAM" };
-    s->group_pending = true;
-    if (store_async_cmd(s->ctx.rs, 6, av, NULL, 5000, on_group_created, s, &e) != 0) {
-        s->group_pending = false;
-        log_debug("jitr: XGROUP CREATE: %s", e.msg);
-    }
-}
-
-static void on_group_created(void *arg, const struct store_reply *r, const struct err *e)
-{
-    struct jitr_service *s = arg;
-    (void)r;
-    s->group_pending = false;
-    if (e != NULL && strstr(e->detail, "BUSYGROUP") == NULL) {
-        if (e->code != ERRC_CANCELED) {
-            log_warn("jitr: consumer group: %s", e->msg);
-        }
-        return;
-    }
-    s->group_ready = true;
-    consumer_kick(s);
-}
-
-static void on_read(void *arg, const struct store_reply *r, const struct err *e)
-{
-    struct jitr_service *s = arg;
-    s->reading = false;
-    if (e != NULL) {
-        if (e->code == ERRC_CANCELED) {
-            return;
-        }
-        if (strstr(e->detail, "NOGROUP") != NULL) {
-            s->group_ready = false; /* Redis lost the stream (restart without persistence) */
-        }
-        if (!s->redis_down) {
-            log_warn("jitr: reading the event stream: %s", e->msg);
-        }
-        s->redis_down = true;
-        struct timeval tv = { 0, 500000 };
-        evtimer_add(s->kick, &tv);
-        return;
-    }
-    if (s->redis_down) {
-        log_info("jitr: event stream reachable again");
-    }
-    s->redis_down = false;
-    /* [[stream, [[id, [f, v...]], ...]]] or nil on timeout */
-    if (r->type == STORE_REPLY_ARRAY && r->n > 0 && r->elem[0].type == STORE_REPLY_ARRAY &&
-        r->elem[0].n == 2) {
-        start_entries(s, &r->elem[0].elem[1]);
-    }
-    consumer_kick(s);
-}
-
-static void consumer_read(struct jitr_service *s)
-{
-    char count[24];
-    struct err e = ERR_INIT;
-    size_t room = (size_t)s->cfg.max_in_flight > s->nflows
-                      ? (size_t)s->cfg.max_in_flight - s->nflows
-                      : 0;
-    if (s->ctx.stopping || s->draining || s->reading || room == 0) {
-        return;
-    }
-    if (!s->group_ready) {
-        if (!s->group_pending) {
-            ensure_group(s);
-        }
-        return;
-    }
-    snprintf(count, sizeof(count), "%zu", room);
-    const char *av[] = { "XREADGROUP", "GROUP", "jitr", s->consumer, "COUNT", count, "BLOCK",
-                         "1000", "STREAMS", STORE_PREFIX "jitr:events", ">" };
-    s->reading = true;
-    if (store_async_cmd(s->rblock, (int)ARRAY_LEN(av), av, NULL, 5000, on_read, s, &e) != 0) {
-        s->reading = false;
-        struct timeval tv = { 0, 500000 };
-        evtimer_add(s->kick, &tv);
-    }
-}
-
-static void on_kick(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    struct jitr_service *s = arg;
-    if (!s->group_ready && !s->group_pending) {
-        ensure_group(s);
-        struct timeval tv = { 0, 500000 };
-        evtimer_add(s->kick, &tv);
-        return;
-    }
-    consumer_read(s);
-}
-
-static void consumer_kick(struct jitr_service *s)
-{
-    if (!s->ctx.stopping) {
-        event_active(s->kick, EV_TIMEOUT, 0);
-    }
-}
-
-static void on_claimed(void *arg, const struct store_reply *r, const struct err *e)
-{
-    struct jitr_service *s = arg;
-    s->claiming = false;
-    if (e != NULL || r->type != STORE_REPLY_ARRAY || r->n < 2) {
-        return;
-    }
-    if (r->elem[1].type == STORE_REPLY_ARRAY && r->elem[1].n > 0) {
-        log_info("jitr: claimed %zu pending entries idle for %lld ms", r->elem[1].n,
-                 (long long)s->cfg.claim_idle_ms);
-        jitr_stat_incr(&s->ctx, "claimed", (long long)r->elem[1].n);
-    }
-    start_entries(s, &r->elem[1]);
-}
-
-static void on_claim_timer(evutil_socket_t fd, short what, void *arg)
-{
-    struct jitr_service *s = arg;
-    char idle[24], count[24];
-    struct err e = ERR_INIT;
-    size_t room = (size_t)s->cfg.max_in_flight > s->nflows
-                      ? (size_t)s->cfg.max_in_flight - s->nflows
-                      : 0;
-    (void)fd;
-    (void)what;
-    if (s->ctx.stopping || s->draining || s->claiming || room == 0 || !s->group_ready) {
-        return;
-    }
-    snprintf(idle, sizeof(idle), "%lld", (long long)s->cfg.claim_idle_ms);
-    snprintf(count, sizeof(count), "%zu", room);
-    const char *av[] = { "XAUTOCLAIM", STORE_PREFIX "jitr:events", "jitr", s->consumer, idle,
-                         "0-0", "COUNT", count };
-    s->claiming = true;
-    if (store_async_cmd(s->ctx.rs, (int)ARRAY_LEN(av), av, NULL, 5000, on_claimed, s, &e) != 0) {
-        s->claiming = false;
-    }
+    struct jobs_config jc = {
+        .consumer = s->consumer,
+        .max_in_flight = (int)s->cfg.max_in_flight,
+        .max_attempts = (int)s->cfg.max_attempts,
+        .backoff_ms = s->cfg.backoff_ms,
+        .backoff_max_ms = s->cfg.backoff_max_ms,
+        .claim_idle_ms = s->cfg.claim_idle_ms,
+        .due_poll_ms = 1000,
+        .lock_ms = (int)s->cfg.lock_ms,
+    };
+    struct jobs_io io = {
+        .ctx = s,
+        .redis = io_redis,
+        .aws = io_aws,
+        .audit = eng_audit,
+        .audit_mark = io_audit_mark,
+        .run = eng_run,
+        .release = eng_release,
+    };
+    s->jobs = jobs_engine_new(s->ctx.base, s->rblock, jobs_kinds, jobs_nkinds, &jc, &io, e);
+    return s->jobs ? 0 : -1;
 }
 
 /* ---- life ----------------------------------------------------------------------------------- */
 
 size_t jitr_service_busy(const struct jitr_service *s)
 {
-    return s ? s->nflows + s->intake_busy : 0;
+    return s ? jobs_engine_busy(s->jobs) + s->intake_busy : 0;
+}
+
+size_t jitr_service_jobs(const struct jitr_service *s)
+{
+    return s ? jobs_engine_busy(s->jobs) : 0;
 }
 
 struct jitr_service *jitr_service_new(struct event_base *base, const struct conf *conf,
@@ -565,7 +335,6 @@ struct jitr_service *jitr_service_new(struct event_base *base, const struct conf
     struct jitr_template *tpl = NULL;
     struct ca_profiles *profiles = NULL;
     struct aws_iot_opts ao;
-    struct timeval claim;
     struct buf rates = BUF_INIT;
     s->ctx.base = base;
     s->slot = slot;
@@ -653,20 +422,12 @@ struct jitr_service *jitr_service_new(struct event_base *base, const struct conf
     if (jitr_sqs_start(s, e) != 0 || jitr_confirm_start(s, conf, e) != 0) {
         goto fail;
     }
-    if ((s->kick = evtimer_new(base, on_kick, s)) == NULL) {
-        oom_die(event_get_struct_event_size());
-    }
-    s->claim = event_new(base, -1, EV_PERSIST, on_claim_timer, s);
-    claim.tv_sec = (time_t)(s->cfg.claim_idle_ms / 2000);
-    claim.tv_usec = (suseconds_t)((s->cfg.claim_idle_ms / 2 % 1000) * 1000);
-    if (s->claim == NULL || event_add(s->claim, &claim) != 0) {
-        err_set(e, ERRC_INTERNAL, "jitr: cannot arm timers");
+    if (engine_start(s, e) != 0) {
         goto fail;
     }
     if (slot == 0 && jitr_reconciler_start(s, e) != 0) {
         goto fail;
     }
-    consumer_kick(s);
     log_info("jitr: worker %zu consumer %s, intake on %s (%s), template %s, %zu policies, "
              "%zu CAs", slot, s->consumer, s->cfg.listen, s->ssl ? "TLS" : "plain HTTP",
              s->cfg.template, jitr_template_npolicies(s->gen->tpl), s->ctx.cas->n);
@@ -685,13 +446,14 @@ void jitr_service_drain(struct jitr_service *s)
         return;
     }
     s->draining = true;
+    jobs_engine_drain(s->jobs);
     jitr_reconciler_stop(s);
     jitr_sqs_stop(s);
     if (s->http) {
         httpd_stop_accepting(s->http);
     }
-    log_info("jitr: draining (%zu flows, %zu intake requests in flight)", s->nflows,
-             s->intake_busy);
+    log_info("jitr: draining (%zu jobs, %zu intake requests in flight)",
+             jobs_engine_busy(s->jobs), s->intake_busy);
 }
 
 void jitr_service_free(struct jitr_service *s)
@@ -709,6 +471,9 @@ void jitr_service_free(struct jitr_service *s)
     s->auditq = NULL;
     /* cancelling AWS calls and Redis commands lets every flow and intake request reach its
      * end (intake requests are answered 503 before the server goes) */
+    if (s->jobs) {
+        jobs_engine_drain(s->jobs);
+    }
     aws_iot_free(s->ctx.iot);
     s->ctx.iot = NULL;
     for (struct jitr_gen *g = s->gens; g != NULL; g = g->next) {
@@ -719,20 +484,10 @@ void jitr_service_free(struct jitr_service *s)
     s->ctx.rs = s->rblock = NULL;
     jitr_confirm_stop(s); /* after the clients whose callbacks it waits for */
     jitr_intake_stop(s);
-    while (s->flows) {
-        struct sflow *f = s->flows;
-        if (f->req && jitr_req_state(f->req) != JITR_ST_FINISHED) {
-            /* still waiting: cannot happen once both clients are gone */
-            log_error("jitr: flow for %.16s did not finish at shutdown", f->ev.cert_id);
-        }
-        sflow_free(f);
-    }
-    if (s->kick) {
-        event_free(s->kick);
-    }
-    if (s->claim) {
-        event_free(s->claim);
-    }
+    /* every job's run has ended (both clients are gone): their entries stay pending */
+    jobs_engine_free(s->jobs);
+    s->jobs = NULL;
+    BUG_ON(s->runs != NULL);
     audit_close(s->audit);
     jitr_gen_unref(s, s->gen);
     BUG_ON(s->gens != NULL);

@@ -409,7 +409,7 @@ void jobs_finish(struct jobs_job *j, const char *outcome, json_t *rec)
         text = json_dumps(r, JSON_COMPACT | JSON_SORT_KEYS);
         jobs_set(j, "audit_after", after);
         jobs_set(j, "audit_rec", text ? text : "{}");
-        free(text);
+        xfree(text);
         json_decref(j->audit_rec);
         j->audit_rec = r;
         save(j, "RECORD", PH_AUDIT);

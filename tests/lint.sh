@@ -7,7 +7,7 @@ cd "${JITRCA_SOURCE_DIR:-$(dirname "$0")/..}"
 bad=0
 report() { echo "lint: $*"; bad=1; }
 src=$(git ls-files '*.c' '*.h' 2>/dev/null || find . -name '*.[ch]' -not -path './build*')
-prod=$(echo "$src" | grep -E '^(core|ca|audit|store|issuance|aws|httpd|daemon|cli|jitr)/')
+prod=$(echo "$src" | grep -E '^(core|ca|audit|store|issuance|aws|jobs|httpd|daemon|cli|jitr)/')
 banned='\b(strcpy|strcat|sprintf|vsprintf|gets|strtok|atoi|atol|atof|rand|srand|gmtime|localtime|strerror|asctime|ctime|tmpnam|mktemp|system|popen|alloca|signal)\s*\('
 for f in $prod; do
   grep -nP "$banned" "$f" | grep -vP '^\d+:\s*(/?\*|//)' | grep -v 'lint: allow' | while read -r l; do report "$f:$l: banned function"; done
