@@ -54,6 +54,8 @@ int cmd_config(struct cli *cli, int argc, char **argv, struct err *e);
 int cmd_cert(struct cli *cli, int argc, char **argv, struct err *e);
 int cmd_station(struct cli *cli, int argc, char **argv, struct err *e);
 int cmd_revoke(struct cli *cli, int argc, char **argv, struct err *e);
+int cmd_release(struct cli *cli, int argc, char **argv, struct err *e);
+int cmd_jobs(struct cli *cli, int argc, char **argv, struct err *e);
 int cmd_crl(struct cli *cli, int argc, char **argv, struct err *e);
 int cmd_policy(struct cli *cli, int argc, char **argv, struct err *e);
 int cmd_jitr(struct cli *cli, int argc, char **argv, struct err *e);

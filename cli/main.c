@@ -25,6 +25,7 @@ static const struct {
     { "sign-batch", cmd_sign_batch, "sign many CSRs offline, on every core" },
     { "cert", cmd_cert, "show an issued certificate's record from the index" },
     { "revoke", cmd_revoke, "revoke an issued certificate and regenerate its CA's CRL" },
+    { "release", cmd_release, "lift a hold (certificateHold) and regenerate the CA's CRL" },
     { "crl", cmd_crl, "regenerate and print a CA's CRL; --refresh for every CA due" },
     { "station", cmd_station, "issue or revoke a factory station's jitrd credentials" },
     { "audit", cmd_audit, "verify the audit log, import another CA host's log" },
@@ -33,6 +34,7 @@ static const struct {
     { "policy", cmd_policy, "check IoT policy documents and JITP templates offline" },
     { "jitr", cmd_jitr, "JITR: a device's provisioning state, dead letters" },
     { "report", cmd_report, "reports: certificates expiring within N days" },
+    { "jobs", cmd_jobs, "the job engine: queues, due, in flight, done and dead per kind" },
 };
 
 static const char main_usage[] =

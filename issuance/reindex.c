@@ -177,6 +177,15 @@ static int replay_one(void *arg, json_t *rec, uint64_t line)
         if (r->nr == ISSUANCE_REINDEX_BATCH && flush_revokes(r) != 0) {
             return -1;
         }
+    } else if (type && strcmp(type, "release") == 0) {
+        /* a hold lifted: after every revocation before it, alone */
+        struct store_revocation rv;
+        enum store_revoke_result res;
+        if (flush_all(r) != 0 || issuance_release_from_record(rec, (uint64_t)seq, &rv, r->e) != 0 ||
+            store_certs_release(r->store, &rv, 1, &res, r->e) != 0) {
+            return -1;
+        }
+        r->st.released += res == STORE_REVOKE_DONE;
     } else if (type && strcmp(type, "crl") == 0) {
         if (replay_crl(r, rec, (uint64_t)seq) != 0) {
             return -1;

@@ -44,6 +44,7 @@ struct issuance_reindex_stats {
     uint64_t certificates; /* issue records indexed */
     uint64_t revoked;      /* certificates marked revoked */
     uint64_t revoke_unknown;
+    uint64_t released;     /* holds released (certificateHold lifted) */
     uint64_t keys_removed; /* old index keys deleted first */
     uint64_t last_seq;
     char last_hash[65];

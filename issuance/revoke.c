@@ -263,11 +263,26 @@ static int cmp_revoked_serial(const void *key, const void *elem)
     return strcmp(key, ((const struct store_revoked *)elem)->serial);
 }
 
-/* Revocation is permanent here (no certificateHold, no removal of expired entries), so a new
- * CRL lists at least what the published one does. When the index lacks some of those serials,
- * Redis lost data and was not reindexed: publishing would un-revoke certificates. */
-static int check_superset(const struct issuance_crl *old, const struct store_revoked *list,
-                          size_t n, const char *ca, struct err *e)
+/* Revocation is permanent here but for a released hold (no removal of expired entries), so a
+ * new CRL lists at least what the published one does, less the holds released since (the
+ * index says valid with a release_seq). When the index lacks other serials, Redis lost data
+ * and was not reindexed: publishing would un-revoke certificates. */
+static bool released(struct store *s, const char *serial)
+{
+    struct store_cert_rec rec;
+    struct err e = ERR_INIT;
+    bool yes;
+    if (store_cert_read(s, serial, &rec, &e) != 0) {
+        return false;
+    }
+    yes = strcmp(rec.status, "valid") == 0 && store_cert_rec_field(&rec, "release_seq") != NULL;
+    store_cert_rec_release(&rec);
+    return yes;
+}
+
+static int check_superset(struct store *s, const struct issuance_crl *old,
+                          const struct store_revoked *list, size_t n, const char *ca,
+                          struct err *e)
 {
     struct buf serials = BUF_INIT;
     size_t missing = 0, total = 0;
@@ -281,7 +296,7 @@ static int check_superset(const struct issuance_crl *old, const struct store_rev
         char *nl = strchr(l, '\n');
         *nl = '\0';
         total++;
-        if (bsearch(l, list, n, sizeof(*list), cmp_revoked_serial) == NULL) {
+        if (bsearch(l, list, n, sizeof(*list), cmp_revoked_serial) == NULL && !released(s, l)) {
             if (missing++ == 0) {
                 snprintf(first, sizeof(first), "%s", l);
             }
@@ -329,7 +344,7 @@ static int crl_make_locked(struct issuance_revoker *rv, struct store *s, struct 
         store_revoked_list(s, name, &list, &n, e) != 0) {
         goto out;
     }
-    if (old.der.len && check_superset(&old, list, n, name, e) != 0) {
+    if (old.der.len && check_superset(s, &old, list, n, name, e) != 0) {
         goto out;
     }
     entries = xcalloc(n ? n : 1, sizeof(*entries));
@@ -528,6 +543,12 @@ static int cert_lookup(struct store *s, struct issuance_revocation *r, bool *rev
     return 0;
 }
 
+/* A certificate on hold is revoked again by a permanent reason (not by another hold). */
+static bool superseded_hold(const struct issuance_revocation *r)
+{
+    return r->reason_recorded == CA_CRL_CERTIFICATE_HOLD && r->reason != CA_CRL_CERTIFICATE_HOLD;
+}
+
 int issuance_revoke(struct issuance_revoker *rv, struct store *s, struct issuance_revocation *r,
                     struct err *e)
 {
@@ -548,8 +569,7 @@ int issuance_revoke(struct issuance_revoker *rv, struct store *s, struct issuanc
     r->crl_written = false;
     r->crl_number = 0;
     err_clear(&r->crl_err);
-    if (reason == NULL || r->reason == CA_CRL_CERTIFICATE_HOLD ||
-        r->reason == CA_CRL_REMOVE_FROM_CRL) {
+    if (reason == NULL || r->reason == CA_CRL_REMOVE_FROM_CRL) {
         return err_set(e, ERRC_INVALID, "reason %d cannot be used to revoke (%s)", (int)r->reason,
                        reason ? reason : "unknown");
     }
@@ -581,6 +601,9 @@ int issuance_revoke(struct issuance_revoker *rv, struct store *s, struct issuanc
                 r->ca_name, r->ca);
         goto out;
     }
+    if (revoked && superseded_hold(r)) {
+        revoked = false;
+    }
     if (revoked) {
         r->already_revoked = true;
         ret = 0;
@@ -593,6 +616,9 @@ int issuance_revoke(struct issuance_revoker *rv, struct store *s, struct issuanc
     }
     if (ca_lock(rv, r->ca_name, &fd, e) != 0 || cert_lookup(s, r, &revoked, e) != 0) {
         goto out;
+    }
+    if (revoked && superseded_hold(r)) {
+        revoked = false;
     }
     if (revoked) {
         r->already_revoked = true;
@@ -645,6 +671,125 @@ out:
     json_decref(rec);
     buf_release(&serial);
     return ret;
+}
+
+/* Which certificate r->serial names (a serial or a certificateId) into r->serial_hex. */
+static int serial_of(struct store *s, struct issuance_revocation *r, struct err *e)
+{
+    struct buf serial = BUF_INIT;
+    int rc = 0;
+    if (strlen(r->serial) == 64 && strspn(r->serial, "0123456789abcdefABCDEF") == 64) {
+        char fp[65];
+        for (size_t i = 0; i < 65; i++) {
+            char c = r->serial[i];
+            fp[i] = (char)(c >= 'A' && c <= 'F' ? c - 'A' + 'a' : c);
+        }
+        rc = store_serial_by_fingerprint(s, fp, &serial, e);
+        if (rc == 0) {
+            snprintf(r->serial_hex, sizeof(r->serial_hex), "%s", buf_cstr(&serial));
+        }
+    } else {
+        rc = ca_serial_normalise(r->serial, r->serial_hex, e);
+    }
+    buf_release(&serial);
+    return rc;
+}
+
+int issuance_release(struct issuance_revoker *rv, struct store *s, struct issuance_revocation *r,
+                     struct err *e)
+{
+    struct rv_ca *rc = NULL;
+    json_t *rec = NULL;
+    bool revoked = false;
+    int fd = -1, ret = -1;
+    uint64_t seq = 0;
+    enum store_revoke_result res = STORE_REVOKE_UNKNOWN;
+    struct store_revocation sr;
+    char released_at[24];
+
+    r->already_revoked = false;
+    r->serial_hex[0] = r->ca_name[0] = r->fingerprint[0] = r->revoked_at[0] = '\0';
+    r->reason_recorded = -1;
+    r->seq = 0;
+    r->crl_written = false;
+    r->crl_number = 0;
+    err_clear(&r->crl_err);
+    if (r->requester == NULL || *r->requester == '\0') {
+        return err_set(e, ERRC_INVALID, "a release needs a requester");
+    }
+    if (r->serial == NULL || *r->serial == '\0') {
+        return err_set(e, ERRC_INVALID, "no serial to release");
+    }
+    if (serial_of(s, r, e) != 0 || cert_lookup(s, r, &revoked, e) != 0) {
+        goto out;
+    }
+    if (r->ca && *r->ca && strcmp(r->ca, r->ca_name) != 0) {
+        err_set(e, ERRC_INVALID, "serial %s was issued by CA '%s', not '%s'", r->serial_hex,
+                r->ca_name, r->ca);
+        goto out;
+    }
+    if ((rc = get_ca(rv, r->ca_name, true, e)) == NULL) {
+        err_prefix(e, "nothing released");
+        goto out;
+    }
+    if (ca_lock(rv, r->ca_name, &fd, e) != 0 || cert_lookup(s, r, &revoked, e) != 0) {
+        goto out;
+    }
+    if (!revoked || r->reason_recorded != CA_CRL_CERTIFICATE_HOLD) {
+        err_set(e, ERRC_CONFLICT, "serial %s is not on hold (%s): only a certificateHold is "
+                "released", r->serial_hex, revoked ? "revoked for good" : "valid");
+        goto out;
+    }
+    time_format_rfc3339(time(NULL), released_at, sizeof(released_at));
+    rec = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "type", "release", "serial",
+                    r->serial_hex, "fingerprint", r->fingerprint, "ca", r->ca_name,
+                    "released_at", released_at, "requester", r->requester);
+    if (audit_append(rv->audit, &rec, 1, &seq, e) != 0) {
+        err_prefix(e, "nothing released");
+        goto out;
+    }
+    r->seq = seq;
+    sr = (struct store_revocation){ r->serial_hex, r->ca_name, "", "", seq };
+    if (store_certs_release(s, &sr, 1, &res, e) != 0 || res != STORE_REVOKE_DONE) {
+        if (res != STORE_REVOKE_DONE && e->code == ERRC_OK) {
+            err_set(e, ERRC_INTERNAL, "the index changed under the CA's lock");
+        }
+        err_prefix(e, "serial %s: the release is audited but not indexed (run 'jitrctl "
+                   "reindex')", r->serial_hex);
+        goto out;
+    }
+    log_info("serial %s of CA %s released from hold by %s", r->serial_hex, r->ca_name,
+             r->requester);
+    ret = 0;
+    {
+        struct issuance_crl crl = { 0 };
+        if (crl_make_locked(rv, s, rc, r->requester, &crl, &r->crl_err) == 0) {
+            r->crl_written = true;
+            r->crl_number = crl.number;
+        } else {
+            log_warn("serial %s released but the CRL of CA %s was not regenerated: %s",
+                     r->serial_hex, r->ca_name, r->crl_err.msg);
+        }
+        issuance_crl_release(&crl);
+    }
+out:
+    ca_unlock(fd);
+    json_decref(rec);
+    return ret;
+}
+
+int issuance_release_from_record(json_t *rec, uint64_t seq, struct store_revocation *out,
+                                 struct err *e)
+{
+    const char *serial = json_string_value(json_object_get(rec, "serial"));
+    const char *ca = json_string_value(json_object_get(rec, "ca"));
+    if (serial == NULL || !hex_is_lower(serial, strlen(serial)) || strlen(serial) > 40 ||
+        serial[0] == '\0' || ca == NULL || ca[0] == '\0') {
+        return err_set(e, ERRC_INVALID, "release record seq %llu: bad or missing serial or ca",
+                       (unsigned long long)seq);
+    }
+    *out = (struct store_revocation){ serial, ca, "", "", seq };
+    return 0;
 }
 
 int issuance_revocation_from_record(json_t *rec, uint64_t seq, struct store_revocation *out,

@@ -5,13 +5,16 @@
  *
  * A revocation, in this order:
  *   1. the serial is looked up in the index (its CA, fingerprint and status); unknown:
- *      ERRC_NOT_FOUND; already revoked: success with already_revoked, nothing written;
+ *      ERRC_NOT_FOUND; already revoked: success with already_revoked, nothing written (but a
+ *      certificate on hold, reason certificateHold, is revoked again by a permanent reason);
  *   2. the CA's certificate and key are loaded (once per revoker and CA), so a revocation whose
  *      CRL could not be signed is refused before anything is written;
  *   3. an audit record {"type":"revoke", serial, fingerprint, ca, reason, revoked_at, requester}
  *      is appended durably;
  *   4. the index is updated: cert:<serial> gets status=revoked, revoked_at, reason, revoke_seq;
- *      the CA's hash ca:<ca>:revoked gets serial -> "revoked_at reason";
+ *      the CA's hash ca:<ca>:revoked gets serial -> "revoked_at reason"; and in the same Redis
+ *      script the job that carries it to AWS IoT is queued (jobs/revoke.c: REVOKED, or INACTIVE
+ *      for a hold; docs/revocation.md, "Revocation in AWS IoT");
  *   5. the CA's CRL is regenerated (below).
  * Steps 1 to 5 run under the CA's lock (an flock on DATA/ca/NAME/crl.lock, which excludes other
  * threads and other processes on this host), so two concurrent revocations of one serial write
@@ -74,7 +77,8 @@ struct issuance_revocation {
                                   octet are tolerated (`openssl x509 -serial` output works);
                                   or a 64-hex certificateId (SHA-256 of the DER) */
     const char *ca;            /* NULL or "": the CA the index records; else must be it */
-    enum ca_crl_reason reason; /* not certificateHold nor removeFromCRL (ERRC_INVALID) */
+    enum ca_crl_reason reason; /* not removeFromCRL (ERRC_INVALID); certificateHold is a hold,
+                                  which issuance_release lifts */
     const char *requester;     /* who asks: "station:NAME", "cli:USER@HOST" */
     /* out */
     bool already_revoked; /* it was revoked before: nothing written, fields below are the
@@ -99,6 +103,15 @@ struct issuance_revocation {
  * the index update failed, the message says so and 'jitrctl reindex' completes it. */
 int issuance_revoke(struct issuance_revoker *rv, struct store *s, struct issuance_revocation *r,
                     struct err *e) ATTR_WUR;
+
+/* Releases a hold (the certificate was revoked with certificateHold): under the CA's lock, an
+ * audit record {"type":"release", serial, fingerprint, ca, released_at, requester}, then the
+ * index (valid again, off the CA's revoked hash, its AWS job queued in the same script:
+ * INACTIVE → ACTIVE), then the CRL without it. r as for issuance_revoke (reason unused; seq is
+ * the release record's). ERRC_CONFLICT when the certificate is not on hold (valid, or revoked
+ * for good: that is final); the other errors as issuance_revoke's. */
+int issuance_release(struct issuance_revoker *rv, struct store *s, struct issuance_revocation *r,
+                     struct err *e) ATTR_WUR;
 
 /* A CRL as published. */
 struct issuance_crl {
@@ -135,5 +148,8 @@ int issuance_crl_refresh_if_due(struct issuance_revoker *rv, struct store *s, ti
  * ERRC_INVALID naming the missing or bad field. */
 int issuance_revocation_from_record(json_t *rec, uint64_t seq, struct store_revocation *out,
                                     struct err *e) ATTR_WUR;
+/* The same for an audit "release" record. */
+int issuance_release_from_record(json_t *rec, uint64_t seq, struct store_revocation *out,
+                                 struct err *e) ATTR_WUR;
 
 #endif

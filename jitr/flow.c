@@ -601,6 +601,13 @@ static enum verdict evaluate(struct jitr_req *r)
         v = fact(r, "CA '%s' is marked compromised", idx_ca->name);
         goto out;
     }
+    if (strcmp(field(r->record, "status"), "revoked") == 0 &&
+        strcmp(field(r->record, "reason"), "certificateHold") == 0) {
+        /* a hold is not final: not a fact that revokes it in AWS */
+        v = verdict(r, V_DEAD, "certificate serial %s is on hold: jitrctl release, then "
+                    "jitrctl jitr dlq retry", r->serial);
+        goto out;
+    }
     if (strcmp(field(r->record, "status"), "revoked") == 0) {
         v = fact(r, "certificate serial %s is revoked", r->serial);
         goto out;

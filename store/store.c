@@ -746,36 +746,94 @@ int store_certs_index(struct store *s, const struct store_cert *certs, size_t n,
     return cmd_run_lean(s, NULL, e);
 }
 
-/* KEYS: cert:<serial>, ca:<ca>:revoked, ca:<ca>:expiry; ARGV: serial, revoked_at, reason, seq.
- * A revoked certificate is no longer expiring (it leaves ca:<ca>:expiry). One script so
- * that the check and the update are atomic: the first revocation wins, a replay changes
- * nothing. Returns 0 revoked now, 1 already revoked, 2 unknown serial. */
+/* The job that carries a change of a certificate's status to AWS IoT (jobs/revoke.c, kind
+ * "revoke"): added to its stream in the same script as the index change, so that neither goes
+ * without the other; not again when the job of that change is recorded DONE already (a reindex
+ * replaying the revocation of a certificate AWS heard of). The fields are those of
+ * jobs_enqueue_argv (jobs/jobs.h). KEYS[3] the stream; ARGV[5] the job record's key prefix,
+ * ARGV[6] now in ms; seq is the change's audit seq, recorded by the job as change_seq. */
+#define ENQUEUE_STATUS_JOB_LUA                                                                    \
+    "local fp = redis.call('HGET', KEYS[1], 'fingerprint')\n"                                    \
+    "if fp and #fp == 64 then\n"                                                                 \
+    "  local r = redis.call('HMGET', ARGV[5] .. fp, 'state', 'change_seq')\n"                    \
+    "  if not (r[1] == 'DONE' and r[2] == ARGV[4]) then\n"                                       \
+    "    redis.call('XADD', KEYS[3], 'MAXLEN', '~', '1000000', '*', 'cert', fp, 'serial',\n"     \
+    "               ARGV[1], 'change_seq', ARGV[4], 'src', ARGV[7], 'enq_ms', ARGV[6])\n"        \
+    "  end\n"                                                                                    \
+    "end\n"
+
+/* KEYS: cert:<serial>, ca:<ca>:revoked, the revoke jobs' stream, ca:<ca>:expiry; ARGV: serial,
+ * revoked_at, reason, seq, the job record prefix, now (ms), "revoke". One script so that the
+ * check and the update are atomic: the first revocation wins, a replay changes nothing, but a
+ * permanent revocation replaces a hold (certificateHold). A revoked certificate is no longer
+ * expiring (it leaves ca:<ca>:expiry). Returns 0 revoked now, 1 already revoked, 2 unknown
+ * serial. */
 static const char revoke_lua[] =
     "if redis.call('EXISTS', KEYS[1]) == 0 then return 2 end\n"
-    "if redis.call('HGET', KEYS[1], 'status') == 'revoked' then return 1 end\n"
+    "local st = redis.call('HMGET', KEYS[1], 'status', 'reason')\n"
+    "if st[1] == 'revoked' and (st[2] ~= 'certificateHold' or ARGV[3] == 'certificateHold')\n"
+    "then return 1 end\n"
     "redis.call('HSET', KEYS[1], 'status', 'revoked', 'revoked_at', ARGV[2], 'reason', ARGV[3],\n"
     "           'revoke_seq', ARGV[4])\n"
     "redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. ' ' .. ARGV[3])\n"
-    "redis.call('ZREM', KEYS[3], ARGV[1])\n"
+    "redis.call('ZREM', KEYS[4], ARGV[1])\n"
+    ENQUEUE_STATUS_JOB_LUA
     "return 0\n";
 
-int store_certs_revoke(struct store *s, const struct store_revocation *r, size_t n,
-                       enum store_revoke_result *res, struct err *e)
+/* KEYS: cert:<serial>, ca:<ca>:revoked, the revoke jobs' stream, ca:<ca>:expiry; ARGV: serial,
+ * "", "", seq, the job record prefix, now (ms), "release". Releases a hold: the certificate is
+ * valid again and, unless a renewal superseded it, back among its CA's expiring certificates
+ * (scored by its not_after, "YYYY-MM-DDTHH:MM:SSZ", as store_certs_index does). Returns 0
+ * released now, 1 not on hold, 2 unknown serial. */
+static const char release_lua[] =
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return 2 end\n"
+    "local st = redis.call('HMGET', KEYS[1], 'status', 'reason', 'not_after', 'superseded_by')\n"
+    "if st[1] ~= 'revoked' or st[2] ~= 'certificateHold' then return 1 end\n"
+    "redis.call('HSET', KEYS[1], 'status', 'valid', 'release_seq', ARGV[4])\n"
+    "redis.call('HDEL', KEYS[1], 'revoked_at', 'reason', 'revoke_seq')\n"
+    "redis.call('HDEL', KEYS[2], ARGV[1])\n"
+    "local y, mo, d, h, mi, se = string.match(st[3] or '',\n"
+    "  '^(%d%d%d%d)-(%d%d)-(%d%d)T(%d%d):(%d%d):(%d%d)')\n"
+    "if y and not (st[4] and #st[4] > 0) then\n"
+    "  y, mo, d = tonumber(y), tonumber(mo), tonumber(d)\n"
+    "  if mo <= 2 then y = y - 1 end\n" /* days from the civil date (proleptic Gregorian) */
+    "  local era = math.floor(y / 400)\n"
+    "  local yoe = y - era * 400\n"
+    "  local mp = (mo + 9) % 12\n"
+    "  local doy = math.floor((153 * mp + 2) / 5) + d - 1\n"
+    "  local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy\n"
+    "  local days = era * 146097 + doe - 719468\n"
+    "  local t = days * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(se)\n"
+    "  if t < 0 then t = 0 end\n"
+    "  redis.call('ZADD', KEYS[4], t, ARGV[1])\n"
+    "end\n"
+    ENQUEUE_STATUS_JOB_LUA
+    "return 0\n";
+
+static int status_change(struct store *s, const char *lua, size_t lualen,
+                         const struct store_revocation *r, size_t n, const char *src,
+                         enum store_revoke_result *res, struct err *e)
 {
     struct cmdbuf *cb = cmd_batch(s);
     redisReply **rep = NULL;
+    char now[24];
+    snprintf(now, sizeof(now), "%lld", (long long)time_now_ms());
     for (size_t i = 0; i < n; i++) {
-        cmd_begin(cb, 10);
+        cmd_begin(cb, 14);
         CMD_LIT(cb, "EVAL");
-        cmd_arg(cb, revoke_lua, sizeof(revoke_lua) - 1);
-        CMD_LIT(cb, "3");
+        cmd_arg(cb, lua, lualen);
+        CMD_LIT(cb, "4");
         cmd_key(cb, STORE_KEY_CERT, r[i].serial, "");
         cmd_key(cb, "ca:", r[i].ca, ":revoked");
+        CMD_LIT(cb, STORE_PREFIX STORE_KEY_REVOKE_JOBS);
         cmd_key(cb, "ca:", r[i].ca, ":expiry");
         cmd_str(cb, r[i].serial);
-        cmd_str(cb, r[i].revoked_at);
-        cmd_str(cb, r[i].reason);
+        cmd_str(cb, r[i].revoked_at ? r[i].revoked_at : "");
+        cmd_str(cb, r[i].reason ? r[i].reason : "");
         cmd_u64(cb, r[i].seq);
+        CMD_LIT(cb, STORE_PREFIX STORE_KEY_REVOKE_JOB);
+        cmd_str(cb, now);
+        cmd_str(cb, src);
     }
     int rc = cmd_run(s, &rep, e);
     for (size_t i = 0; rc == 0 && i < n; i++) {
@@ -789,6 +847,18 @@ int store_certs_revoke(struct store *s, const struct store_revocation *r, size_t
     }
     replies_free(rep, n); /* NULL when the pipeline failed */
     return rc;
+}
+
+int store_certs_release(struct store *s, const struct store_revocation *r, size_t n,
+                        enum store_revoke_result *res, struct err *e)
+{
+    return status_change(s, release_lua, sizeof(release_lua) - 1, r, n, "release", res, e);
+}
+
+int store_certs_revoke(struct store *s, const struct store_revocation *r, size_t n,
+                       enum store_revoke_result *res, struct err *e)
+{
+    return status_change(s, revoke_lua, sizeof(revoke_lua) - 1, r, n, "revoke", res, e);
 }
 
 static int cmp_revoked(const void *a, const void *b)

@@ -109,9 +109,23 @@ enum store_revoke_result {
 
 /* Marks n certificates revoked, one atomic script per certificate, in one pipeline:
  * cert:<serial> gets status=revoked, revoked_at, reason, revoke_seq, and ca:<ca>:revoked gets
- * serial -> "revoked_at reason". res[i] says what happened to each. */
+ * serial -> "revoked_at reason". A certificate on hold (reason certificateHold) is revoked
+ * again by a permanent reason (not by another hold). In the same script, the job that carries
+ * the change to AWS IoT is queued (STORE_KEY_REVOKE_JOBS, fields cert, serial, change_seq, src,
+ * enq_ms) unless its record (STORE_KEY_REVOKE_JOB<fingerprint>) says DONE for this seq.
+ * res[i] says what happened to each. */
 int store_certs_revoke(struct store *s, const struct store_revocation *r, size_t n,
                        enum store_revoke_result *res, struct err *e) ATTR_WUR;
+/* Releases n holds (r[i].revoked_at and reason unused; seq: the audit seq of the release
+ * record): a certificate revoked with certificateHold is valid again (revoked_at, reason,
+ * revoke_seq removed, release_seq set, gone from ca:<ca>:revoked), and its job is queued as
+ * above. res[i]: DONE released now, ALREADY not on hold (nothing changed), UNKNOWN. */
+int store_certs_release(struct store *s, const struct store_revocation *r, size_t n,
+                        enum store_revoke_result *res, struct err *e) ATTR_WUR;
+/* The job engine's keys (jobs/jobs.h) that the scripts above write: the "revoke" kind's stream
+ * and the prefix of its job records. */
+#define STORE_KEY_REVOKE_JOBS "jobs:revoke:queue"
+#define STORE_KEY_REVOKE_JOB  "jobs:revoke:"
 
 /* The revoked certificates of a CA, sorted by serial: free with store_revoked_free. */
 struct store_revoked {
