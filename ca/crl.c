@@ -54,11 +54,6 @@ int ca_crl_reason_parse(const char *name, enum ca_crl_reason *out, struct err *e
         if (strcasecmp(name, reasons[i].name) != 0) {
             continue;
         }
-        if (reasons[i].code == CA_CRL_CERTIFICATE_HOLD) {
-            return err_set(e, ERRC_INVALID,
-                           "reason 'certificateHold' is not supported: revocation is permanent "
-                           "here (a hold could never be released)");
-        }
         if (reasons[i].code == CA_CRL_REMOVE_FROM_CRL) {
             return err_set(e, ERRC_INVALID,
                            "reason 'removeFromCRL' is not supported: it belongs to delta CRLs");

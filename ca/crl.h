@@ -44,10 +44,10 @@ enum ca_crl_reason {
 const char *ca_crl_reason_name(int reason);
 
 /* Parses a reason name as a revocation may carry it: the RFC 5280 names, case-insensitively
- * ("keycompromise" is keyCompromise). Refused with ERRC_INVALID and a message saying why:
- * certificateHold (revocation here is permanent: a hold could never be released, because
- * removeFromCRL belongs to delta CRLs, which we do not issue), removeFromCRL, anything else
- * (the message lists the accepted names). */
+ * ("keycompromise" is keyCompromise); certificateHold is a hold (issuance_release lifts it: the
+ * next CRL leaves the serial out). Refused with ERRC_INVALID and a message saying why:
+ * removeFromCRL (it belongs to delta CRLs, which we do not issue), anything else (the message
+ * lists the accepted names). */
 int ca_crl_reason_parse(const char *name, enum ca_crl_reason *out, struct err *e) ATTR_WUR;
 
 struct ca_crl_entry {

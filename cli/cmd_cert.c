@@ -1,6 +1,7 @@
 /*
- * jitrctl cert show SERIAL|FINGERPRINT: the index record of an issued certificate, and the EST
- * re-enrollment links ("renews SERIAL", "superseded by SERIAL").
+ * jitrctl cert show SERIAL|FINGERPRINT: the index record of an issued certificate, the EST
+ * re-enrollment links ("renews SERIAL", "superseded by SERIAL"), and what AWS IoT has of it as
+ * the job engine recorded it (the revoke job's record, JITR's provisioning record).
  */
 #include <stdio.h>
 #include <string.h>
@@ -8,12 +9,48 @@
 #include "cli/cli.h"
 #include "core/mem.h"
 #include "core/util.h"
+#include "jobs/jobs.h"
 #include "store/store.h"
 
 static const char cert_usage[] =
     "usage: jitrctl cert show SERIAL|CERTIFICATE_ID [--pem]\n"
     "  SERIAL is the lowercase hex serial; CERTIFICATE_ID the 64-hex SHA-256 of the DER\n"
-    "  (AWS IoT's certificateId).\n";
+    "  (AWS IoT's certificateId). Our status (the index), then AWS IoT's as the job engine\n"
+    "  last recorded it: the revoke job's outcome and status, JITR's provisioning state.\n";
+
+/* {"status", "revoke_job": {...}, "provisioning": {...}} from the jobs' records (NULL members
+ * left out): status is the revoke job's aws_status when it ended, else ACTIVE when JITR
+ * provisioned it, else "unknown" (AWS never heard of it: the job said so) or "". */
+static json_t *aws_view(const char *redis_url, const char *fp)
+{
+    json_t *rv = NULL, *jt = NULL, *o = json_object();
+    struct err e = ERR_INIT;
+    const char *status = "";
+    if (jobs_admin_record(redis_url, "revoke", fp, &rv, &e) == 0) {
+        const char *st = json_string_value(json_object_get(rv, "state"));
+        const char *out = json_string_value(json_object_get(rv, "outcome"));
+        const char *as = json_string_value(json_object_get(rv, "aws_status"));
+        json_object_del(rv, "audit_rec");
+        if (st && strcmp(st, "DONE") == 0 && out && strcmp(out, "unknown") == 0) {
+            status = "unknown to AWS";
+        } else if (st && strcmp(st, "DONE") == 0 && as) {
+            status = as;
+        }
+        json_object_set(o, "revoke_job", rv);
+    }
+    err_clear(&e);
+    if (jobs_admin_record(redis_url, "jitr", fp, &jt, &e) == 0) {
+        const char *st = json_string_value(json_object_get(jt, "state"));
+        if (status[0] == '\0' && st && strcmp(st, "DONE") == 0) {
+            status = "ACTIVE (provisioned by JITR)";
+        }
+        json_object_set(o, "provisioning", jt);
+    }
+    json_object_set_new(o, "status", json_string(status));
+    json_decref(rv);
+    json_decref(jt);
+    return o;
+}
 
 int cmd_cert(struct cli *cli, int argc, char **argv, struct err *e)
 {
@@ -74,8 +111,12 @@ int cmd_cert(struct cli *cli, int argc, char **argv, struct err *e)
         buf_release(&der);
         buf_release(&out);
     } else if (cli->json) {
+        json_object_set_new(o, "aws", aws_view(c->redis_url, rec.fingerprint));
         cli_print_json(json_incref(o));
     } else {
+        json_t *aws = aws_view(c->redis_url, rec.fingerprint);
+        json_t *rj = json_object_get(aws, "revoke_job");
+        json_t *pj = json_object_get(aws, "provisioning");
         const char *k;
         json_t *v;
         json_object_foreach(o, k, v)
@@ -92,6 +133,25 @@ int cmd_cert(struct cli *cli, int argc, char **argv, struct err *e)
         if (json_object_get(o, "superseded_by")) {
             printf("superseded by %s\n", json_string_value(json_object_get(o, "superseded_by")));
         }
+        printf("%-12s %s\n", "aws_status",
+               json_string_value(json_object_get(aws, "status"))[0]
+                   ? json_string_value(json_object_get(aws, "status"))
+                   : "not recorded");
+        if (rj) {
+            const char *err = json_string_value(json_object_get(rj, "error"));
+            printf("%-12s state %s, outcome %s%s%s\n", "aws_job",
+                   json_string_value(json_object_get(rj, "state"))
+                       ? json_string_value(json_object_get(rj, "state")) : "?",
+                   json_string_value(json_object_get(rj, "outcome"))
+                       ? json_string_value(json_object_get(rj, "outcome")) : "-",
+                   err && err[0] ? ": " : "", err && err[0] ? err : "");
+        }
+        if (pj) {
+            printf("%-12s %s\n", "jitr_state",
+                   json_string_value(json_object_get(pj, "state"))
+                       ? json_string_value(json_object_get(pj, "state")) : "?");
+        }
+        json_decref(aws);
     }
     rc = 0;
 out:

@@ -70,12 +70,16 @@ static int aws_report(const struct conf *c, const char *serial, const char *fp,
 {
     json_t *rec = NULL;
     int rc = 0;
-    if (!c->jitr.enabled && wait_s >= 0) {
-        /* no jitrd of this configuration runs the job engine: nothing to wait for */
+    bool seen = false;
+    if (wait_s >= 0 && (jobs_admin_engine_seen(c->redis_url, "revoke", &seen, e) != 0 || !seen)) {
+        if (e->code != ERRC_OK) {
+            return -1;
+        }
+        /* no jitrd ever ran the job engine on this Redis: nothing to wait for */
         if (o) {
             json_object_set_new(o, "aws", json_pack("{s:s}", "state", "queued"));
         } else {
-            printf("AWS IoT: queued (jitrd runs the job when jitr.enabled is true)\n");
+            printf("AWS IoT: queued (no jitrd with jitr.enabled has run the job engine yet)\n");
         }
         return 0;
     }

@@ -387,3 +387,43 @@ int jobs_admin_record(const char *redis_url, const char *kind, const char *key, 
     admin_close(&a);
     return rc;
 }
+
+int jobs_admin_engine_seen(const char *redis_url, const char *kind, bool *seen, struct err *e)
+{
+    struct admin a;
+    const struct jobs_kind *k;
+    char stream[160];
+    json_t *r = NULL, *x;
+    size_t i;
+    int rc = -1;
+    *seen = false;
+    if (kind_arg(kind, &k, e) != 0 || k == NULL) {
+        return k == NULL && kind == NULL ? err_set(e, ERRC_INVALID, "a job kind is needed") : -1;
+    }
+    if (admin_open(&a, redis_url, e) == 0) {
+        jobs_key_stream(k, stream, sizeof(stream));
+        const char *ex[] = { "EXISTS", stream };
+        if ((r = cmd(&a, 2, ex, e)) != NULL) {
+            rc = 0;
+            if (int_of(r) > 0) {
+                const char *av[] = { "XINFO", "GROUPS", stream };
+                json_decref(r);
+                if ((r = cmd(&a, 3, av, e)) == NULL) {
+                    rc = -1;
+                }
+                json_array_foreach (r, i, x) {
+                    json_t *g = pairs(x);
+                    const char *gname = json_string_value(json_object_get(g, "name"));
+                    if (gname != NULL && strcmp(gname, JOBS_GROUP) == 0 &&
+                        int_of(json_object_get(g, "consumers")) > 0) {
+                        *seen = true;
+                    }
+                    json_decref(g);
+                }
+            }
+        }
+    }
+    json_decref(r);
+    admin_close(&a);
+    return rc;
+}

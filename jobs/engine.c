@@ -746,6 +746,14 @@ static void dead_letter(struct jobs_job *j)
     av[ac++] = "dead_ms";
     av[ac++] = now;
     fire(g, (int)ac, av);
+    if (j->kc->kind->states != NULL) {
+        /* the record says so too (a run that failed max_attempts times kept its resume point) */
+        char rkey[320];
+        jobs_key_record(j->kc->kind, j->key, rkey, sizeof(rkey));
+        const char *hv[] = { "HSET", rkey, "state", "DEAD", "error", j->why.msg, "dead_state",
+                             j->end_state[0] ? j->end_state : "DEAD", "attempts", att };
+        fire(g, (int)ARRAY_LEN(hv), hv);
+    }
     xack(g, j->kc, j->entry);
     stat_incr(g, j->kc->kind->name, "dead");
     log_warn("jobs: %s %.16s dead-lettered after %u failed attempts: %s", j->kc->kind->name,

@@ -262,6 +262,10 @@ int jobs_admin_dlq_list(const char *redis_url, const char *kind, json_t **out,
  * id or job key. *n receives how many. */
 int jobs_admin_dlq_retry(const char *redis_url, const char *kind, const char *id, size_t *n,
                          struct err *e) ATTR_WUR;
+/* *seen: a job engine has read kind's stream (its group has a consumer): a jitrd that runs
+ * the jobs exists or existed, so waiting for an outcome makes sense. */
+int jobs_admin_engine_seen(const char *redis_url, const char *kind, bool *seen,
+                           struct err *e) ATTR_WUR;
 /* The record of kind's job key: the hash as an object; ERRC_NOT_FOUND when none. */
 int jobs_admin_record(const char *redis_url, const char *kind, const char *key, json_t **out,
                       struct err *e) ATTR_WUR;

@@ -748,15 +748,15 @@ int store_certs_index(struct store *s, const struct store_cert *certs, size_t n,
 
 /* The job that carries a change of a certificate's status to AWS IoT (jobs/revoke.c, kind
  * "revoke"): added to its stream in the same script as the index change, so that neither goes
- * without the other; not again when the job of that change is recorded DONE already (a reindex
- * replaying the revocation of a certificate AWS heard of). The fields are those of
+ * without the other; not again when the job of that change, or of a later one, is recorded DONE
+ * already (a reindex replaying the changes of a certificate AWS heard of). The fields are those of
  * jobs_enqueue_argv (jobs/jobs.h). KEYS[3] the stream; ARGV[5] the job record's key prefix,
  * ARGV[6] now in ms; seq is the change's audit seq, recorded by the job as change_seq. */
 #define ENQUEUE_STATUS_JOB_LUA                                                                    \
     "local fp = redis.call('HGET', KEYS[1], 'fingerprint')\n"                                    \
     "if fp and #fp == 64 then\n"                                                                 \
     "  local r = redis.call('HMGET', ARGV[5] .. fp, 'state', 'change_seq')\n"                    \
-    "  if not (r[1] == 'DONE' and r[2] == ARGV[4]) then\n"                                       \
+    "  if not (r[1] == 'DONE' and (tonumber(r[2]) or 0) >= tonumber(ARGV[4])) then\n"          \
     "    redis.call('XADD', KEYS[3], 'MAXLEN', '~', '1000000', '*', 'cert', fp, 'serial',\n"     \
     "               ARGV[1], 'change_seq', ARGV[4], 'src', ARGV[7], 'enq_ms', ARGV[6])\n"        \
     "  end\n"                                                                                    \

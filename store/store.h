@@ -112,7 +112,8 @@ enum store_revoke_result {
  * serial -> "revoked_at reason". A certificate on hold (reason certificateHold) is revoked
  * again by a permanent reason (not by another hold). In the same script, the job that carries
  * the change to AWS IoT is queued (STORE_KEY_REVOKE_JOBS, fields cert, serial, change_seq, src,
- * enq_ms) unless its record (STORE_KEY_REVOKE_JOB<fingerprint>) says DONE for this seq.
+ * enq_ms) unless its record (STORE_KEY_REVOKE_JOB<fingerprint>) says DONE for this seq or a
+ * later one.
  * res[i] says what happened to each. */
 int store_certs_revoke(struct store *s, const struct store_revocation *r, size_t n,
                        enum store_revoke_result *res, struct err *e) ATTR_WUR;

@@ -517,13 +517,12 @@ static int t_reasons(void)
         { "unspecified", 0 },          { "keyCompromise", 1 },      { "KEYCOMPROMISE", 1 },
         { "cACompromise", 2 },         { "affiliationChanged", 3 }, { "superseded", 4 },
         { "cessationOfOperation", 5 }, { "privilegeWithdrawn", 9 }, { "aACompromise", 10 },
+        { "certificateHold", 6 },      { "CertificateHold", 6 },
     };
     static const struct {
         const char *name;
         const char *msg;
     } bad[] = {
-        { "certificateHold", "'certificateHold' is not supported: revocation is permanent" },
-        { "CertificateHold", "'certificateHold' is not supported" },
         { "removeFromCRL", "'removeFromCRL' is not supported: it belongs to delta CRLs" },
         { "stolen", "unknown reason 'stolen' (unspecified, keyCompromise," },
         { "", "unknown reason ''" },
