@@ -99,7 +99,6 @@ n1=$(count_records revoke); c1=$(count_records crl); cp "$D/ca/dev/crl.pem" "$T/
 expect_fail 4 "no certificate with serial 7a7a7a" "$JITRCTL" revoke 7a7a7a
 expect_fail 4 "no certificate with fingerprint" "$JITRCTL" revoke "$(printf 'ab%.0s' {1..32})"
 expect_fail 2 "unknown reason 'stolen'" "$JITRCTL" revoke "${SERIAL[2]}" --reason stolen
-expect_fail 2 "certificateHold' is not supported" "$JITRCTL" revoke "${SERIAL[2]}" --reason certificateHold
 expect_fail 2 "removeFromCRL' is not supported" "$JITRCTL" revoke "${SERIAL[2]}" --reason removeFromCRL
 expect_fail 2 "was issued by CA 'dev', not 'root'" "$JITRCTL" revoke "${SERIAL[2]}" --ca root
 expect_fail 2 "is not a hex serial" "$JITRCTL" revoke "xyz-12"

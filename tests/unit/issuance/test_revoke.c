@@ -98,7 +98,7 @@ static int test_revoke(void)
         { "0badbadbad", NULL, "station:admin", CA_CRL_UNSPECIFIED, ERRC_NOT_FOUND },
         { "zz", NULL, "station:admin", CA_CRL_UNSPECIFIED, ERRC_INVALID },
         { NULL, "other", "station:admin", CA_CRL_UNSPECIFIED, ERRC_INVALID },
-        { NULL, NULL, "station:admin", CA_CRL_CERTIFICATE_HOLD, ERRC_INVALID },
+        { NULL, NULL, "station:admin", CA_CRL_REMOVE_FROM_CRL, ERRC_INVALID },
         { NULL, NULL, "", CA_CRL_UNSPECIFIED, ERRC_INVALID },
     };
     for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
