@@ -1,0 +1,577 @@
+/*
+ * The job engine (jobs/jobs.h) against a real redis-server ($JITRCA_TEST_REDIS_URL), with AWS
+ * and the audit log completed by the test: enqueueing's checks, a kind's states and its record,
+ * due-later jobs moved exactly once by two engines, resuming after a crash at each state (the
+ * engine freed while an operation is in flight, another one claims the entry), the revoke
+ * kind's decisions.
+ */
+#include <event2/event.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/mem.h"
+#include "core/util.h"
+#include "jobs/jobs.h"
+#include "store/store.h"
+#include "tests/harness/tt.h"
+
+/* ---- the world the test completes ------------------------------------------------------------ */
+
+struct pending_aws {
+    enum aws_iot_op op;
+    json_t *in;
+    aws_iot_cb *cb;
+    void *arg;
+};
+
+struct world {
+    struct event_base *base;
+    struct store_async *rs, *rblock;
+    struct pending_aws aws[64];
+    size_t naws;
+    unsigned aws_calls[AWS_IOT__COUNT];
+    json_t *audit; /* appended records */
+    unsigned audit_checks;
+    bool hold_audit; /* leave audit appends pending */
+    void (*audit_cb)(void *arg, uint64_t seq, bool found, const struct err *e);
+    void *audit_arg;
+    unsigned runs; /* state A entered */
+    struct store_async *rblocks[16];
+    size_t nrblocks;
+};
+
+static struct world W;
+
+static int w_redis(void *ctx, int argc, const char *const *argv, store_reply_cb *cb, void *arg,
+                   struct err *e)
+{
+    struct world *w = ctx;
+    return store_async_cmd(w->rs, argc, argv, NULL, 5000, cb, arg, e);
+}
+
+static int w_aws(void *ctx, enum aws_iot_op op, json_t *in, aws_iot_cb *cb, void *arg,
+                 struct err *e)
+{
+    struct world *w = ctx;
+    if (w->naws == ARRAY_LEN(w->aws)) {
+        return err_set(e, ERRC_UNAVAILABLE, "too many calls");
+    }
+    w->aws[w->naws++] = (struct pending_aws){ op, json_incref(in), cb, arg };
+    w->aws_calls[op]++;
+    return 0;
+}
+
+/* Completes the oldest pending call: out (taken) or an AWS error code. */
+static void aws_answer(json_t *out, const char *code)
+{
+    struct pending_aws p = W.aws[0];
+    struct aws_iot_result r = { .op = p.op, .out = out, .error_code = code ? code : "" };
+    struct err e = ERR_INIT;
+    memmove(W.aws, W.aws + 1, (W.naws - 1) * sizeof(W.aws[0]));
+    W.naws--;
+    if (code) {
+        err_set(&e, strcmp(code, "ThrottlingException") == 0 ? ERRC_UNAVAILABLE : ERRC_INVALID,
+                "AWS %s", code);
+    }
+    p.cb(p.arg, &r, code ? &e : NULL);
+    json_decref(p.in);
+    json_decref(out);
+}
+
+static int w_audit(void *ctx, json_t *rec, bool check, uint64_t after,
+                   void (*cb)(void *arg, uint64_t seq, bool found, const struct err *e),
+                   void *arg, struct err *e)
+{
+    struct world *w = ctx;
+    size_t i;
+    json_t *x;
+    (void)after;
+    (void)e;
+    if (check) {
+        w->audit_checks++;
+        json_array_foreach (w->audit, i, x) {
+            if (json_equal(json_object_get(x, "type"), json_object_get(rec, "type")) &&
+                json_equal(json_object_get(x, "certificate_id"),
+                           json_object_get(rec, "certificate_id"))) {
+                cb(arg, i + 1, true, NULL);
+                return 0;
+            }
+        }
+    }
+    json_array_append_new(w->audit, json_deep_copy(rec));
+    if (w->hold_audit) {
+        w->audit_cb = cb;
+        w->audit_arg = arg;
+        return 0;
+    }
+    cb(arg, json_array_size(w->audit), false, NULL);
+    return 0;
+}
+
+static uint64_t w_mark(void *ctx)
+{
+    return json_array_size(((struct world *)ctx)->audit);
+}
+
+/* ---- a test kind: A (an AWS call) → B (an AWS call) → finish -------------------------------- */
+
+static void st_a(struct jobs_job *j)
+{
+    if (!jobs_have_result(j)) {
+        W.runs++;
+        jobs_aws(j, AWS_IOT_DESCRIBE_THING, json_pack("{s:s}", "thingName", jobs_key(j)));
+        return;
+    }
+    if (jobs_result_err(j)->code != ERRC_OK) {
+        jobs_fail_op(j, "DescribeThing");
+        return;
+    }
+    jobs_set(j, "a", "1");
+    jobs_next(j, "B");
+}
+
+static void st_b(struct jobs_job *j)
+{
+    if (!jobs_have_result(j)) {
+        jobs_aws(j, AWS_IOT_CREATE_THING, json_pack("{s:s}", "thingName", jobs_key(j)));
+        return;
+    }
+    if (jobs_result_err(j)->code != ERRC_OK) {
+        jobs_fail_op(j, "CreateThing");
+        return;
+    }
+    jobs_finish(j, strcmp(jobs_get(j, "a"), "1") == 0 ? "made" : "lost-a",
+                json_pack("{s:s}", "extra", jobs_get(j, "extra")));
+}
+
+static const struct jobs_state t_states[] = { { "A", st_a }, { "B", st_b } };
+static char kname[32];
+static struct jobs_kind tkind = {
+    .name = kname,
+    .description = "test",
+    .key_field = "cert",
+    .cert_lock = true,
+    .audit_type = "test_done",
+    .states = t_states,
+    .nstates = 2,
+};
+
+static void keys_clear(const struct jobs_kind *k, const char *key)
+{
+    char a[320], b[320], c[320], d[320], l[320];
+    struct err e = ERR_INIT;
+    jobs_key_stream(k, a, sizeof(a));
+    jobs_key_due(k, b, sizeof(b));
+    jobs_key_dlq(k, c, sizeof(c));
+    jobs_key_record(k, key, d, sizeof(d));
+    snprintf(l, sizeof(l), STORE_PREFIX "jitr:lock:%s", key);
+    const char *av[] = { "DEL", a, b, c, d, l };
+    if (store_async_cmd(W.rs, 6, av, NULL, 5000, NULL, NULL, &e) != 0) {
+        fprintf(stderr, "DEL: %s\n", e.msg);
+    }
+}
+
+static json_t *redis_json(const char *const *av, int ac);
+
+/* Runs the loop until cond() or ms pass. */
+static bool run_until(bool (*cond)(void), int ms)
+{
+    int64_t end = time_now_ms() + ms;
+    while (time_now_ms() < end) {
+        if (cond && cond()) {
+            return true;
+        }
+        struct timeval tv = { 0, 20000 };
+        event_base_loopexit(W.base, &tv);
+        event_base_dispatch(W.base);
+    }
+    return cond ? cond() : true;
+}
+
+static struct jobs_engine *engine(const char *consumer, int64_t claim_idle_ms)
+{
+    struct jobs_config cfg = { .consumer = consumer, .max_in_flight = 8, .max_attempts = 3,
+                               .backoff_ms = 50, .backoff_max_ms = 100,
+                               .claim_idle_ms = claim_idle_ms, .due_poll_ms = 100,
+                               .lock_ms = 600 };
+    struct jobs_io io = { .ctx = &W, .redis = w_redis, .aws = w_aws, .audit = w_audit,
+                          .audit_mark = w_mark };
+    const struct jobs_kind *kinds[] = { &tkind, &jobs_kind_revoke };
+    struct err e = ERR_INIT;
+    struct jobs_engine *g;
+    /* a blocking connection per engine, as each worker has */
+    W.rblocks[W.nrblocks] = store_async_new(W.base, getenv("JITRCA_TEST_REDIS_URL"), &e);
+    g = jobs_engine_new(W.base, W.rblocks[W.nrblocks++], kinds, 2, &cfg, &io, &e);
+    if (g == NULL) {
+        fprintf(stderr, "engine: %s\n", e.msg);
+    }
+    return g;
+}
+
+struct reply_box {
+    bool done;
+    json_t *v;
+};
+
+static json_t *rj(const struct store_reply *r)
+{
+    switch (r->type) {
+    case STORE_REPLY_STRING:
+        return json_stringn(r->str, r->len);
+    case STORE_REPLY_INTEGER:
+        return json_integer(r->integer);
+    case STORE_REPLY_ARRAY: {
+        json_t *a = json_array();
+        for (size_t i = 0; i < r->n; i++) {
+            json_array_append_new(a, rj(&r->elem[i]));
+        }
+        return a;
+    }
+    case STORE_REPLY_NIL:
+        break;
+    }
+    return json_null();
+}
+
+static void on_box(void *arg, const struct store_reply *r, const struct err *e)
+{
+    struct reply_box *b = arg;
+    b->done = true;
+    b->v = e ? json_null() : rj(r);
+}
+
+static struct reply_box *cur_box;
+static bool box_done(void)
+{
+    return cur_box->done;
+}
+
+static json_t *redis_json(const char *const *av, int ac)
+{
+    struct reply_box b = { false, NULL };
+    struct err e = ERR_INIT;
+    if (store_async_cmd(W.rs, ac, av, NULL, 5000, on_box, &b, &e) != 0) {
+        return json_null();
+    }
+    cur_box = &b;
+    run_until(box_done, 5000);
+    return b.v ? b.v : json_null();
+}
+
+static const char *rec_field(const char *key, const char *f, char *out, size_t cap)
+{
+    char rk[320];
+    jobs_key_record(&tkind, key, rk, sizeof(rk));
+    const char *av[] = { "HGET", rk, f };
+    json_t *v = redis_json(av, 3);
+    snprintf(out, cap, "%s", json_is_string(v) ? json_string_value(v) : "");
+    json_decref(v);
+    return out;
+}
+
+static int enqueue(const struct jobs_kind *k, const char *key, int64_t nb, const char *extra)
+{
+    const char *f[] = { "extra", extra, "serial", "0a" };
+    struct jobs_new v = { .kind = k, .key = key, .fields = f, .nfields = 2,
+                          .not_before_ms = nb, .src = "test" };
+    struct reply_box b = { false, NULL };
+    struct err e = ERR_INIT;
+    if (jobs_enqueue(W.rs, &v, 1, on_box, &b, &e) != 0) {
+        return -1;
+    }
+    cur_box = &b;
+    run_until(box_done, 5000);
+    json_decref(b.v);
+    return 0;
+}
+
+static bool aws_pending(void)
+{
+    return W.naws > 0;
+}
+
+static const char *waiting_key;
+static bool rec_done(void)
+{
+    char st[32];
+    return strcmp(rec_field(waiting_key, "state", st, sizeof(st)), "DONE") == 0;
+}
+
+static int setup(void)
+{
+    const char *url = getenv("JITRCA_TEST_REDIS_URL");
+    struct err e = ERR_INIT;
+    if (url == NULL) {
+        fprintf(stderr, "  needs JITRCA_TEST_REDIS_URL (run under ctest)\n");
+        return -1;
+    }
+    memset(&W, 0, sizeof(W));
+    W.base = event_base_new();
+    W.rs = store_async_new(W.base, url, &e);
+    W.rblock = W.rs ? store_async_new(W.base, url, &e) : NULL;
+    W.audit = json_array();
+    snprintf(kname, sizeof(kname), "t%ld", (long)getpid());
+    return W.rblock ? 0 : -1;
+}
+
+static void teardown(void)
+{
+    while (W.naws) {
+        json_decref(W.aws[--W.naws].in);
+    }
+    for (size_t i = 0; i < W.nrblocks; i++) {
+        store_async_free(W.rblocks[i]);
+    }
+    store_async_free(W.rblock);
+    store_async_free(W.rs);
+    json_decref(W.audit);
+    event_base_free(W.base);
+}
+
+/* ---- cases ---------------------------------------------------------------------------------- */
+
+static int test_enqueue_checks(void)
+{
+    int rc = 0;
+    struct jobs_argv a;
+    struct err e = ERR_INIT;
+    const char *f[] = { "x", "y" };
+    struct jobs_new ok = { .kind = &jobs_kind_revoke, .key = "abc", .fields = f, .nfields = 1 };
+    struct jobs_new bad = ok;
+    CHECK_OK(jobs_enqueue_argv(&ok, 1, 1000, &a, &e), &e);
+    CHECK_STR_EQ(a.argv[0], "EVAL");
+    CHECK_STR_EQ(a.argv[3], STORE_PREFIX "jobs:revoke:queue");
+    CHECK_STR_EQ(a.argv[4], STORE_PREFIX "jobs:revoke:due");
+    jobs_argv_release(&a);
+    bad.key = "";
+    CHECK(jobs_enqueue_argv(&bad, 1, 0, &a, &e) == -1 && e.code == ERRC_INVALID);
+    bad.key = "a b";
+    CHECK(jobs_enqueue_argv(&bad, 1, 0, &a, &e) == -1);
+    bad = ok;
+    bad.nfields = JOBS_FIELDS_MAX;
+    CHECK(jobs_enqueue_argv(&bad, 1, 0, &a, &e) == -1);
+    CHECK(jobs_enqueue_argv(&ok, 0, 0, &a, &e) == -1);
+    CHECK(jobs_kind_find("revoke") == &jobs_kind_revoke);
+    CHECK(jobs_kind_find("jitr") == &jobs_kind_jitr);
+    CHECK(jobs_kind_find("nope") == NULL);
+    {
+        char k[200];
+        jobs_key_stream(&jobs_kind_jitr, k, sizeof(k));
+        CHECK_STR_EQ(k, STORE_PREFIX "jitr:events");
+        jobs_key_record(&jobs_kind_jitr, "ab", k, sizeof(k));
+        CHECK_STR_EQ(k, STORE_PREFIX "jitr:dev:ab");
+        jobs_key_dlq(&jobs_kind_jitr, k, sizeof(k));
+        CHECK_STR_EQ(k, STORE_PREFIX "jitr:dlq");
+    }
+out:
+    return rc;
+}
+
+/* A job through both states: the record, the audit record, the stats; a duplicate entry. */
+static int test_kind_states(void)
+{
+    int rc = 0;
+    char v[64];
+    struct jobs_engine *g = NULL;
+    if (setup() != 0) {
+        return TT_SKIP;
+    }
+    keys_clear(&tkind, "k1");
+    g = engine("c1", 2000);
+    CHECK(enqueue(&tkind, "k1", 0, "x1") == 0);
+    CHECK(run_until(aws_pending, 3000));
+    CHECK_INT_EQ(W.aws[0].op, AWS_IOT_DESCRIBE_THING);
+    CHECK_STR_EQ(rec_field("k1", "state", v, sizeof(v)), ""); /* nothing saved before A's end */
+    aws_answer(json_object(), NULL);
+    CHECK(run_until(aws_pending, 3000));
+    CHECK_INT_EQ(W.aws[0].op, AWS_IOT_CREATE_THING);
+    CHECK_STR_EQ(rec_field("k1", "state", v, sizeof(v)), "B");
+    CHECK_STR_EQ(rec_field("k1", "a", v, sizeof(v)), "1");
+    aws_answer(json_object(), NULL);
+    waiting_key = "k1";
+    CHECK(run_until(rec_done, 3000));
+    CHECK_STR_EQ(rec_field("k1", "outcome", v, sizeof(v)), "made");
+    CHECK_INT_EQ(json_array_size(W.audit), 1);
+    CHECK_STR_EQ(json_string_value(json_object_get(json_array_get(W.audit, 0), "type")),
+                 "test_done");
+    CHECK_STR_EQ(json_string_value(json_object_get(json_array_get(W.audit, 0), "certificate_id")),
+                 "k1");
+    CHECK_STR_EQ(json_string_value(json_object_get(json_array_get(W.audit, 0), "extra")), "x1");
+out:
+    jobs_engine_free(g);
+    teardown();
+    return rc;
+}
+
+static bool two_runs(void)
+{
+    return W.runs >= 1 && W.naws > 0;
+}
+
+/* Due later: not run before its time, moved once although two engines poll. */
+static int test_due_later(void)
+{
+    int rc = 0;
+    struct jobs_engine *g1 = NULL, *g2 = NULL;
+    char due[200];
+    if (setup() != 0) {
+        return TT_SKIP;
+    }
+    keys_clear(&tkind, "k2");
+    jobs_key_due(&tkind, due, sizeof(due));
+    g1 = engine("c1", 2000);
+    g2 = engine("c2", 2000);
+    CHECK(enqueue(&tkind, "k2", time_now_ms() + 600, "due") == 0);
+    {
+        const char *av[] = { "ZCARD", due };
+        json_t *n = redis_json(av, 2);
+        CHECK_INT_EQ(json_integer_value(n), 1);
+        json_decref(n);
+    }
+    run_until(NULL, 300);
+    CHECK_INT_EQ(W.runs, 0); /* not yet */
+    CHECK(run_until(two_runs, 3000));
+    run_until(NULL, 500); /* both engines polled again: still one run */
+    CHECK_INT_EQ(W.runs, 1);
+    CHECK_INT_EQ(W.naws, 1);
+    {
+        const char *av[] = { "ZCARD", due };
+        json_t *n = redis_json(av, 2);
+        CHECK_INT_EQ(json_integer_value(n), 0);
+        json_decref(n);
+    }
+    aws_answer(json_object(), NULL);
+    CHECK(run_until(aws_pending, 3000));
+    aws_answer(json_object(), NULL);
+    waiting_key = "k2";
+    CHECK(run_until(rec_done, 3000));
+out:
+    jobs_engine_free(g1);
+    jobs_engine_free(g2);
+    teardown();
+    return rc;
+}
+
+/* A crash (the engine freed with an operation in flight) in A, in B, and in RECORD: another
+ * engine claims the entry after claim_idle_ms and resumes at the saved state; A is not run
+ * again once B is saved; the audit record is written once. */
+static int crash_at(const char *key, int where)
+{
+    int rc = 0;
+    char v[64];
+    struct jobs_engine *g = NULL;
+    keys_clear(&tkind, key);
+    W.runs = 0;
+    memset(W.aws_calls, 0, sizeof(W.aws_calls));
+    json_array_clear(W.audit);
+    W.audit_checks = 0;
+    g = engine("dead", 400);
+    CHECK(enqueue(&tkind, key, 0, "crash") == 0);
+    CHECK(run_until(aws_pending, 3000));
+    if (where >= 1) {
+        aws_answer(json_object(), NULL);
+        CHECK(run_until(aws_pending, 3000)); /* in B */
+    }
+    if (where == 2) {
+        W.hold_audit = true;
+        aws_answer(json_object(), NULL);
+        run_until(NULL, 300); /* the append is "in flight" */
+        CHECK_STR_EQ(rec_field(key, "state", v, sizeof(v)), "RECORD");
+        CHECK_INT_EQ(json_array_size(W.audit), 1); /* appended, not acknowledged */
+        W.hold_audit = false;
+    }
+    jobs_engine_free(g); /* the crash: the entry stays pending */
+    while (W.naws) {
+        json_decref(W.aws[--W.naws].in);
+    }
+    W.audit_cb = NULL;
+    run_until(NULL, 700); /* the lock (600 ms) lapses, the entry idles */
+    g = engine("alive", 400);
+    if (where < 2) {
+        CHECK(run_until(aws_pending, 5000));
+        CHECK_INT_EQ(W.aws[0].op, where == 0 ? AWS_IOT_DESCRIBE_THING : AWS_IOT_CREATE_THING);
+        if (where == 0) {
+            aws_answer(json_object(), NULL);
+            CHECK(run_until(aws_pending, 3000));
+        }
+        aws_answer(json_object(), NULL);
+    }
+    waiting_key = key;
+    CHECK(run_until(rec_done, 5000));
+    CHECK_STR_EQ(rec_field(key, "outcome", v, sizeof(v)), "made");
+    CHECK_INT_EQ(W.aws_calls[AWS_IOT_DESCRIBE_THING], where == 0 ? 2 : 1);
+    CHECK_INT_EQ(W.aws_calls[AWS_IOT_CREATE_THING], where == 1 ? 2 : 1);
+    CHECK_INT_EQ(json_array_size(W.audit), 1);
+    CHECK_INT_EQ(W.audit_checks, where == 2 ? 1 : 0);
+out:
+    jobs_engine_free(g);
+    return rc;
+}
+
+static int test_resume(void)
+{
+    int rc = 0;
+    if (setup() != 0) {
+        return TT_SKIP;
+    }
+    if (crash_at("r0", 0) != 0 || crash_at("r1", 1) != 0 || crash_at("r2", 2) != 0) {
+        rc = 1;
+    }
+    teardown();
+    return rc;
+}
+
+/* Failures: retried with backoff, then a dead letter with the state and the reason. */
+static bool dead_one(void)
+{
+    char v[32];
+    return strcmp(rec_field("k3", "state", v, sizeof(v)), "DEAD") == 0;
+}
+
+static int test_dead_letter(void)
+{
+    int rc = 0;
+    char dlq[200];
+    struct jobs_engine *g = NULL;
+    if (setup() != 0) {
+        return TT_SKIP;
+    }
+    keys_clear(&tkind, "k3");
+    jobs_key_dlq(&tkind, dlq, sizeof(dlq));
+    g = engine("c1", 2000);
+    CHECK(enqueue(&tkind, "k3", 0, "fail") == 0);
+    for (int i = 0; i < 3; i++) {
+        CHECK(run_until(aws_pending, 3000));
+        aws_answer(NULL, "ThrottlingException");
+    }
+    CHECK(run_until(dead_one, 3000));
+    {
+        const char *av[] = { "XRANGE", dlq, "-", "+" };
+        json_t *r = redis_json(av, 4);
+        char *s = json_dumps(r, JSON_COMPACT);
+        CHECK_INT_EQ(json_array_size(r), 1);
+        CHECK_STR_CONTAINS(s, "\"state\",\"A\"");
+        CHECK_STR_CONTAINS(s, "DescribeThing: AWS ThrottlingException");
+        CHECK_STR_CONTAINS(s, "\"extra\",\"fail\"");
+        xfree(s);
+        json_decref(r);
+    }
+    CHECK_INT_EQ(W.aws_calls[AWS_IOT_DESCRIBE_THING], 3);
+out:
+    jobs_engine_free(g);
+    teardown();
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct tt_case cases[] = {
+        { "enqueue_checks", test_enqueue_checks },
+        { "kind_states", test_kind_states },
+        { "due_later", test_due_later },
+        { "resume", test_resume },
+        { "dead_letter", test_dead_letter },
+    };
+    return tt_main(argc, argv, cases, ARRAY_LEN(cases));
+}
