@@ -18,6 +18,12 @@ static const char cert_usage[] =
     "  (AWS IoT's certificateId). Our status (the index), then AWS IoT's as the job engine\n"
     "  last recorded it: the revoke job's outcome and status, JITR's provisioning state.\n";
 
+static const char *str_or(json_t *o, const char *k, const char *dflt)
+{
+    const char *v = json_string_value(json_object_get(o, k));
+    return v ? v : dflt;
+}
+
 /* {"status", "revoke_job": {...}, "provisioning": {...}} from the jobs' records (NULL members
  * left out): status is the revoke job's aws_status when it ended, else ACTIVE when JITR
  * provisioned it, else "unknown" (AWS never heard of it: the job said so) or "". */
@@ -138,18 +144,12 @@ int cmd_cert(struct cli *cli, int argc, char **argv, struct err *e)
                    ? json_string_value(json_object_get(aws, "status"))
                    : "not recorded");
         if (rj) {
-            const char *err = json_string_value(json_object_get(rj, "error"));
-            printf("%-12s state %s, outcome %s%s%s\n", "aws_job",
-                   json_string_value(json_object_get(rj, "state"))
-                       ? json_string_value(json_object_get(rj, "state")) : "?",
-                   json_string_value(json_object_get(rj, "outcome"))
-                       ? json_string_value(json_object_get(rj, "outcome")) : "-",
-                   err && err[0] ? ": " : "", err && err[0] ? err : "");
+            const char *err = str_or(rj, "error", "");
+            printf("%-12s state %s, outcome %s%s%s\n", "aws_job", str_or(rj, "state", "?"),
+                   str_or(rj, "outcome", "-"), err[0] ? ": " : "", err);
         }
         if (pj) {
-            printf("%-12s %s\n", "jitr_state",
-                   json_string_value(json_object_get(pj, "state"))
-                       ? json_string_value(json_object_get(pj, "state")) : "?");
+            printf("%-12s %s\n", "jitr_state", str_or(pj, "state", "?"));
         }
         json_decref(aws);
     }

@@ -76,7 +76,8 @@ int cmd_jobs(struct cli *cli, int argc, char **argv, struct err *e)
         } else {
             printf("%-8s %8s %8s %9s %10s %6s\n", "kind", "queued", "due", "in_flight", "done",
                    "dead");
-            json_array_foreach (json_object_get(out, "kinds"), i, k) {
+            json_array_foreach(json_object_get(out, "kinds"), i, k)
+            {
                 printf("%-8s %8lld %8lld %9lld %10lld %6lld\n", jstr(k, "kind"),
                        (long long)json_integer_value(json_object_get(k, "queued")),
                        (long long)json_integer_value(json_object_get(k, "due")),
@@ -97,7 +98,8 @@ int cmd_jobs(struct cli *cli, int argc, char **argv, struct err *e)
             cli_print_json(out);
             out = NULL;
         } else {
-            json_array_foreach (out, i, d) {
+            json_array_foreach(out, i, d)
+            {
                 printf("%s %s  key %s  attempts %s  state %s\n    %s\n", jstr(d, "kind"),
                        jstr(d, "id"), jstr(d, "key"), jstr(d, "attempts"), jstr(d, "state"),
                        jstr(d, "error"));
@@ -109,11 +111,9 @@ int cmd_jobs(struct cli *cli, int argc, char **argv, struct err *e)
                strcmp(argv[optidx + 1], "retry") == 0) {
         size_t n = 0;
         if ((nargs == 2) == !all || nargs > 3) {
-            return err_set(e, ERRC_INVALID,
-                           "usage: jitrctl jobs dlq retry ID|--all [--kind K]");
+            return err_set(e, ERRC_INVALID, "usage: jitrctl jobs dlq retry ID|--all [--kind K]");
         }
-        if (jobs_admin_dlq_retry(c->redis_url, kind, all ? NULL : argv[optidx + 2], &n, e) !=
-            0) {
+        if (jobs_admin_dlq_retry(c->redis_url, kind, all ? NULL : argv[optidx + 2], &n, e) != 0) {
             goto out;
         }
         if (cli->json) {
@@ -123,8 +123,10 @@ int cmd_jobs(struct cli *cli, int argc, char **argv, struct err *e)
         }
         rc = 0;
     } else {
-        err_set(e, ERRC_INVALID, "jobs: unknown or malformed subcommand '%s' (status, dlq list "
-                "[--kind K], dlq retry ID|--all [--kind K])", argv[optidx]);
+        err_set(e, ERRC_INVALID,
+                "jobs: unknown or malformed subcommand '%s' (status, dlq list "
+                "[--kind K], dlq retry ID|--all [--kind K])",
+                argv[optidx]);
     }
 out:
     json_decref(out);

@@ -65,8 +65,8 @@ static const char *jstr(json_t *o, const char *k)
 }
 
 /* Prints AWS IoT's outcome (text) or adds it to o (--json); -1 when the job is dead. */
-static int aws_report(const struct conf *c, const char *serial, const char *fp,
-                      uint64_t seq, long wait_s, json_t *o, struct err *e)
+static int aws_report(const struct conf *c, const char *serial, const char *fp, uint64_t seq,
+                      long wait_s, json_t *o, struct err *e)
 {
     json_t *rec = NULL;
     int rc = 0;
@@ -95,20 +95,23 @@ static int aws_report(const struct conf *c, const char *serial, const char *fp,
         return -1;
     }
     if (strcmp(jstr(rec, "state"), "DEAD") == 0) {
-        err_set(e, ERRC_UNAVAILABLE, "serial %s: AWS IoT was not updated: %s (jitrctl jobs dlq "
-                "list; jitrctl jobs dlq retry %s once fixed)", serial, jstr(rec, "error"), fp);
+        err_set(e, ERRC_UNAVAILABLE,
+                "serial %s: AWS IoT was not updated: %s (jitrctl jobs dlq "
+                "list; jitrctl jobs dlq retry %s once fixed)",
+                serial, jstr(rec, "error"), fp);
         rc = -1;
     }
     if (o) {
-        json_object_set_new(o, "aws", json_pack("{s:s,s:s,s:s,s:s}", "state",
-                                                strcmp(jstr(rec, "state"), "queued") == 0
-                                                    ? "queued" : jstr(rec, "state"),
-                                                "outcome", jstr(rec, "outcome"), "aws_status",
-                                                jstr(rec, "aws_status"), "error",
-                                                jstr(rec, "error")));
+        json_object_set_new(
+            o, "aws",
+            json_pack("{s:s,s:s,s:s,s:s}", "state",
+                      strcmp(jstr(rec, "state"), "queued") == 0 ? "queued" : jstr(rec, "state"),
+                      "outcome", jstr(rec, "outcome"), "aws_status", jstr(rec, "aws_status"),
+                      "error", jstr(rec, "error")));
     } else if (strcmp(jstr(rec, "state"), "queued") == 0) {
         printf("AWS IoT: still queued after %ld s (jitrctl cert show %s shows the outcome; "
-               "jitrctl jobs status)\n", wait_s, serial);
+               "jitrctl jobs status)\n",
+               wait_s, serial);
     } else if (rc == 0) {
         const char *out = jstr(rec, "outcome");
         if (strcmp(out, "unknown") == 0) {
@@ -211,7 +214,8 @@ int cmd_revoke(struct cli *cli, int argc, char **argv, struct err *e)
         }
     }
     if (optidx != argc - 1) {
-        return err_set(e, ERRC_INVALID, "usage: jitrctl revoke SERIAL|CERTIFICATE_ID [--reason R] "
+        return err_set(e, ERRC_INVALID,
+                       "usage: jitrctl revoke SERIAL|CERTIFICATE_ID [--reason R] "
                        "[--ca NAME] [--wait S|--no-wait]");
     }
     if (ca_crl_reason_parse(reason, &r.reason, e) != 0) {
@@ -316,7 +320,8 @@ int cmd_release(struct cli *cli, int argc, char **argv, struct err *e)
         }
     }
     if (optidx != argc - 1) {
-        return err_set(e, ERRC_INVALID, "usage: jitrctl release SERIAL|CERTIFICATE_ID "
+        return err_set(e, ERRC_INVALID,
+                       "usage: jitrctl release SERIAL|CERTIFICATE_ID "
                        "[--ca NAME] [--wait S|--no-wait]");
     }
     if ((c = cli_conf(cli, e)) == NULL || cli_index_ensure(cli, e) != 0 ||
@@ -349,8 +354,10 @@ int cmd_release(struct cli *cli, int argc, char **argv, struct err *e)
     }
     if (!r.crl_written) {
         err_copy(e, &r.crl_err);
-        err_prefix(e, "serial %s is released, but the CRL of CA '%s' was not regenerated (run "
-                   "'jitrctl crl --ca %s')", r.serial_hex, r.ca_name, r.ca_name);
+        err_prefix(e,
+                   "serial %s is released, but the CRL of CA '%s' was not regenerated (run "
+                   "'jitrctl crl --ca %s')",
+                   r.serial_hex, r.ca_name, r.ca_name);
         goto out;
     }
     if (aws_rc != 0) {

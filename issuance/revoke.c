@@ -281,8 +281,7 @@ static bool released(struct store *s, const char *serial)
 }
 
 static int check_superset(struct store *s, const struct issuance_crl *old,
-                          const struct store_revoked *list, size_t n, const char *ca,
-                          struct err *e)
+                          const struct store_revoked *list, size_t n, const char *ca, struct err *e)
 {
     struct buf serials = BUF_INIT;
     size_t missing = 0, total = 0;
@@ -736,14 +735,16 @@ int issuance_release(struct issuance_revoker *rv, struct store *s, struct issuan
         goto out;
     }
     if (!revoked || r->reason_recorded != CA_CRL_CERTIFICATE_HOLD) {
-        err_set(e, ERRC_CONFLICT, "serial %s is not on hold (%s): only a certificateHold is "
-                "released", r->serial_hex, revoked ? "revoked for good" : "valid");
+        err_set(e, ERRC_CONFLICT,
+                "serial %s is not on hold (%s): only a certificateHold is "
+                "released",
+                r->serial_hex, revoked ? "revoked for good" : "valid");
         goto out;
     }
     time_format_rfc3339(time(NULL), released_at, sizeof(released_at));
-    rec = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "type", "release", "serial",
-                    r->serial_hex, "fingerprint", r->fingerprint, "ca", r->ca_name,
-                    "released_at", released_at, "requester", r->requester);
+    rec = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "type", "release", "serial", r->serial_hex,
+                    "fingerprint", r->fingerprint, "ca", r->ca_name, "released_at", released_at,
+                    "requester", r->requester);
     if (audit_append(rv->audit, &rec, 1, &seq, e) != 0) {
         err_prefix(e, "nothing released");
         goto out;
@@ -754,8 +755,10 @@ int issuance_release(struct issuance_revoker *rv, struct store *s, struct issuan
         if (res != STORE_REVOKE_DONE && e->code == ERRC_OK) {
             err_set(e, ERRC_INTERNAL, "the index changed under the CA's lock");
         }
-        err_prefix(e, "serial %s: the release is audited but not indexed (run 'jitrctl "
-                   "reindex')", r->serial_hex);
+        err_prefix(e,
+                   "serial %s: the release is audited but not indexed (run 'jitrctl "
+                   "reindex')",
+                   r->serial_hex);
         goto out;
     }
     log_info("serial %s of CA %s released from hold by %s", r->serial_hex, r->ca_name,

@@ -159,7 +159,8 @@ int jobs_admin_status(const char *redis_url, json_t **out, struct err *e)
             if ((r = cmd(&a, 3, av, e)) == NULL) {
                 goto out;
             }
-            json_array_foreach (r, gi, x) {
+            json_array_foreach(r, gi, x)
+            {
                 g = pairs(x);
                 const char *gname = json_string_value(json_object_get(g, "name"));
                 if (gname != NULL && strcmp(gname, JOBS_GROUP) == 0) {
@@ -180,8 +181,8 @@ int jobs_admin_status(const char *redis_url, json_t **out, struct err *e)
             }
         }
         json_decref(r);
-        json_t *o = json_pack("{s:s,s:s,s:I,s:I}", "kind", k->name, "description",
-                              k->description, "queued", queued, "in_flight", pending);
+        json_t *o = json_pack("{s:s,s:s,s:I,s:I}", "kind", k->name, "description", k->description,
+                              "queued", queued, "in_flight", pending);
         json_array_append_new(kinds, o);
         {
             const char *av[] = { "ZCARD", due };
@@ -228,12 +229,13 @@ static int dlq_of(struct admin *a, const struct jobs_kind *k, json_t *list, stru
     if ((r = cmd(a, 4, av, e)) == NULL) {
         return -1;
     }
-    json_array_foreach (r, i, ent) {
+    json_array_foreach(r, i, ent)
+    {
         json_t *f = pairs(json_array_get(ent, 1));
         const char *keyf = k->key_field ? k->key_field : "key";
         const char *key = json_string_value(json_object_get(f, keyf));
-        json_t *o = json_pack("{s:s,s:O,s:s}", "kind", k->name, "id", json_array_get(ent, 0),
-                              "key", key ? key : "");
+        json_t *o = json_pack("{s:s,s:O,s:s}", "kind", k->name, "id", json_array_get(ent, 0), "key",
+                              key ? key : "");
         const char *meta[] = { "state", "attempts", "error", "dead_ms", "entry" };
         for (size_t m = 0; m < ARRAY_LEN(meta); m++) {
             json_t *v = json_object_get(f, meta[m]);
@@ -296,9 +298,10 @@ int jobs_admin_dlq_retry(const char *redis_url, const char *kind, const char *id
             goto out;
         }
     }
-    json_array_foreach (list, i, ent) {
-        const struct jobs_kind *kk = jobs_kind_find(json_string_value(json_object_get(ent,
-                                                                                     "kind")));
+    json_array_foreach(list, i, ent)
+    {
+        const struct jobs_kind *kk =
+            jobs_kind_find(json_string_value(json_object_get(ent, "kind")));
         const char *eid = json_string_value(json_object_get(ent, "id"));
         const char *key = json_string_value(json_object_get(ent, "key"));
         char stream[160], dlq[160], rkey[320];
@@ -323,9 +326,9 @@ int jobs_admin_dlq_retry(const char *redis_url, const char *kind, const char *id
         av[ac++] = "XADD";
         av[ac++] = stream;
         av[ac++] = "*";
-        json_object_foreach (json_object_get(ent, "fields"), fk, fv) {
-            if (json_is_string(fv) && strcmp(fk, "src") != 0 &&
-                ac + 4 <= (int)ARRAY_LEN(av)) {
+        json_object_foreach(json_object_get(ent, "fields"), fk, fv)
+        {
+            if (json_is_string(fv) && strcmp(fk, "src") != 0 && ac + 4 <= (int)ARRAY_LEN(av)) {
                 av[ac++] = fk;
                 av[ac++] = json_string_value(fv);
             }
@@ -411,7 +414,8 @@ int jobs_admin_engine_seen(const char *redis_url, const char *kind, bool *seen, 
                 if ((r = cmd(&a, 3, av, e)) == NULL) {
                     rc = -1;
                 }
-                json_array_foreach (r, i, x) {
+                json_array_foreach(r, i, x)
+                {
                     json_t *g = pairs(x);
                     const char *gname = json_string_value(json_object_get(g, "name"));
                     if (gname != NULL && strcmp(gname, JOBS_GROUP) == 0 &&

@@ -58,9 +58,9 @@ struct jobs_job {
     struct kcons *kc;
     char entry[64];
     char key[JOBS_KEY_MAX + 1];
-    json_t *fields; /* the entry's */
-    json_t *rec;    /* the record, when it is this entry's */
-    json_t *set;    /* fields to save */
+    json_t *fields;          /* the entry's */
+    json_t *rec;             /* the record, when it is this entry's */
+    json_t *set;             /* fields to save */
     enum phase phase, after; /* after: PH_SAVE's next phase */
     size_t st;
     bool moved; /* the state function moved on (or started an operation) */
@@ -421,8 +421,7 @@ void jobs_retry(struct jobs_job *j, const struct err *why)
     j->end = JOBS_END_RETRY;
     err_copy(&j->why, why);
     snprintf(j->end_state, sizeof(j->end_state), "%s",
-             j->phase == PH_STATE && j->kc->kind->states ? j->kc->kind->states[j->st].name
-                                                           : "RUN");
+             j->phase == PH_STATE && j->kc->kind->states ? j->kc->kind->states[j->st].name : "RUN");
     set_phase(j, PH_UNLOCK);
 }
 
@@ -451,8 +450,7 @@ void jobs_dead(struct jobs_job *j, const struct err *why)
     j->end = JOBS_END_DEAD;
     err_copy(&j->why, why);
     snprintf(j->end_state, sizeof(j->end_state), "%s",
-             j->phase == PH_STATE && j->kc->kind->states ? j->kc->kind->states[j->st].name
-                                                           : "RUN");
+             j->phase == PH_STATE && j->kc->kind->states ? j->kc->kind->states[j->st].name : "RUN");
     jobs_set(j, "error", why->msg);
     jobs_set(j, "dead_state", j->end_state);
     save(j, "DEAD", PH_UNLOCK);
@@ -489,8 +487,7 @@ static void ph_lock(struct jobs_job *j)
     }
     if (!json_is_string(j->result)) {
         j->end = JOBS_END_BUSY;
-        err_set(&j->why, ERRC_CONFLICT, "certificate %.16s... is busy in another job",
-                j->key);
+        err_set(&j->why, ERRC_CONFLICT, "certificate %.16s... is busy in another job", j->key);
         set_phase(j, PH_UNLOCK);
         return;
     }
@@ -547,8 +544,10 @@ static void ph_load(struct jobs_job *j)
         json_decref(j->audit_rec);
         j->audit_rec = json_loads(sget(j->rec, "audit_rec"), 0, &je);
         if (j->audit_rec == NULL || str_to_u64(sget(j->rec, "audit_after"), &u) != 0) {
-            err_set(&j->why, ERRC_INTERNAL, "the saved audit record of %s job %.16s is "
-                    "unreadable", k->name, j->key);
+            err_set(&j->why, ERRC_INTERNAL,
+                    "the saved audit record of %s job %.16s is "
+                    "unreadable",
+                    k->name, j->key);
             jobs_dead(j, &j->why);
             return;
         }
@@ -593,8 +592,8 @@ static void ph_audit(struct jobs_job *j)
     if (!j->have_result) {
         struct err e = ERR_INIT;
         j->moved = true;
-        if (j->g->io.audit(j->g->io.ctx, j->audit_rec, j->audit_check, j->audit_after, on_audit,
-                           j, &e) != 0) {
+        if (j->g->io.audit(j->g->io.ctx, j->audit_rec, j->audit_check, j->audit_after, on_audit, j,
+                           &e) != 0) {
             op_clear(j);
             err_copy(&j->op_err, &e);
             j->have_result = true;
@@ -750,14 +749,17 @@ static void dead_letter(struct jobs_job *j)
         /* the record says so too (a run that failed max_attempts times kept its resume point) */
         char rkey[320];
         jobs_key_record(j->kc->kind, j->key, rkey, sizeof(rkey));
-        const char *hv[] = { "HSET", rkey, "state", "DEAD", "error", j->why.msg, "dead_state",
-                             j->end_state[0] ? j->end_state : "DEAD", "attempts", att };
+        const char *hv[] = { "HSET",       rkey,
+                             "state",      "DEAD",
+                             "error",      j->why.msg,
+                             "dead_state", j->end_state[0] ? j->end_state : "DEAD",
+                             "attempts",   att };
         fire(g, (int)ARRAY_LEN(hv), hv);
     }
     xack(g, j->kc, j->entry);
     stat_incr(g, j->kc->kind->name, "dead");
-    log_warn("jobs: %s %.16s dead-lettered after %u failed attempts: %s", j->kc->kind->name,
-             j->key, j->failures, j->why.msg);
+    log_warn("jobs: %s %.16s dead-lettered after %u failed attempts: %s", j->kc->kind->name, j->key,
+             j->failures, j->why.msg);
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
@@ -862,8 +864,7 @@ static void run_start(struct jobs_job *j)
     j->end = JOBS_END_RETRY;
     j->locked = false;
     j->have_result = j->in_flight = false;
-    snprintf(j->token, sizeof(j->token), "%s-%llx", g->consumer,
-             (unsigned long long)rnd());
+    snprintf(j->token, sizeof(j->token), "%s-%llx", g->consumer, (unsigned long long)rnd());
     if (j->kc->kind->states == NULL) {
         const char *kv[2 * JOBS_FIELDS_MAX];
         size_t n = 0;
@@ -911,8 +912,7 @@ static void job_start(struct jobs_engine *g, struct kcons *kc, const char *entry
     }
     key = sget(fields, kc->kind->key_field ? kc->kind->key_field : "key");
     if (key[0] == '\0' || strlen(key) > JOBS_KEY_MAX) {
-        log_warn("jobs: %s entry %s has no key: acknowledged and dropped", kc->kind->name,
-                 entry);
+        log_warn("jobs: %s entry %s has no key: acknowledged and dropped", kc->kind->name, entry);
         json_decref(fields);
         xack(g, kc, entry);
         return;
@@ -1111,8 +1111,8 @@ static void on_claim_reply(void *arg, const struct store_reply *r, const struct 
         return;
     }
     if (r->elem[1].type == STORE_REPLY_ARRAY && r->elem[1].n > 0) {
-        log_info("jobs: claimed %zu pending %s jobs idle for %lld ms", r->elem[1].n,
-                 kc->kind->name, (long long)g->cfg.claim_idle_ms);
+        log_info("jobs: claimed %zu pending %s jobs idle for %lld ms", r->elem[1].n, kc->kind->name,
+                 (long long)g->cfg.claim_idle_ms);
         stat_incr(g, kc->kind->name, "claimed");
     }
     start_entries(g, kc, &r->elem[1]);
@@ -1136,8 +1136,8 @@ static void on_claim_timer(evutil_socket_t fd, short what, void *arg)
         if (kc->claiming || !kc->group_ready) {
             continue;
         }
-        const char *av[] = { "XAUTOCLAIM", kc->stream, JOBS_GROUP, g->consumer, idle, "0-0",
-                             "COUNT", count };
+        const char *av[] = { "XAUTOCLAIM", kc->stream, JOBS_GROUP, g->consumer,
+                             idle,         "0-0",      "COUNT",    count };
         q = xcalloc(1, sizeof(*q));
         q->g = g;
         q->kc = kc;
@@ -1241,7 +1241,8 @@ struct jobs_engine *jobs_engine_new(struct event_base *base, struct store_async 
     struct jobs_engine *g;
     if (nkinds == 0 || nkinds > 16 || cfg->max_in_flight <= 0 || cfg->max_attempts <= 0 ||
         cfg->claim_idle_ms <= 0 || cfg->backoff_max_ms >= cfg->claim_idle_ms) {
-        err_set(e, ERRC_INVALID, "jobs: 1 to 16 kinds, max_in_flight, max_attempts and "
+        err_set(e, ERRC_INVALID,
+                "jobs: 1 to 16 kinds, max_in_flight, max_attempts and "
                 "claim_idle_ms above 0, backoff_max_ms below claim_idle_ms");
         return NULL;
     }
@@ -1264,8 +1265,7 @@ struct jobs_engine *jobs_engine_new(struct event_base *base, struct store_async 
     if (g->kick == NULL) {
         oom_die(event_get_struct_event_size());
     }
-    g->claim = periodic(g, on_claim_timer, cfg->claim_idle_ms / 2 > 0 ? cfg->claim_idle_ms / 2
-                                                                       : 1);
+    g->claim = periodic(g, on_claim_timer, cfg->claim_idle_ms / 2 > 0 ? cfg->claim_idle_ms / 2 : 1);
     g->due = periodic(g, on_due_timer, cfg->due_poll_ms > 0 ? cfg->due_poll_ms : 1000);
     consumer_kick(g);
     return g;

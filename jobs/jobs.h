@@ -4,15 +4,13 @@
  * jobs/revoke.c), and the kinds added after them. One mechanism for every kind:
  *
  *   queue       a Redis stream per kind, consumer group "jitr" for all (one blocking read
- *               covers every kind's stream; the name is the one JITR's stream had first); an entry is acknowledged only after
- *               the job ended (done, or dead-lettered), so a crash leaves it pending and
- *               XAUTOCLAIM hands it to another worker
- *   due later   a sorted set per kind (score: the not-before time in ms); whichever worker's
- *               timer finds an entry due moves it to the stream in one script (ZREM and XADD
- *               together: exactly once)
- *   the record  a hash per job key: the state to run next (a crash resumes there), attempts,
- *               the outcome and what the kind saved; written after every state
- *   the lock    one per certificate, shared with JITR (jitr:lock:<certificateId>): a revoke job
+ *               covers every kind's stream; the name is the one JITR's stream had first); an entry
+ * is acknowledged only after the job ended (done, or dead-lettered), so a crash leaves it pending
+ * and XAUTOCLAIM hands it to another worker due later   a sorted set per kind (score: the
+ * not-before time in ms); whichever worker's timer finds an entry due moves it to the stream in one
+ * script (ZREM and XADD together: exactly once) the record  a hash per job key: the state to run
+ * next (a crash resumes there), attempts, the outcome and what the kind saved; written after every
+ * state the lock    one per certificate, shared with JITR (jitr:lock:<certificateId>): a revoke job
  *               and a provisioning flow of one certificate never run at once
  *   pacing      every AWS call goes through the worker's aws_iot client, whose per-operation
  *               token buckets in Redis are shared by every process (aws/iot.h)
@@ -190,7 +188,13 @@ void jobs_dead(struct jobs_job *j, const struct err *why);
 
 /* ---- the engine in a jitrd worker ----------------------------------------------------------- */
 
-enum jobs_end { JOBS_END_DONE, JOBS_END_DUPLICATE, JOBS_END_RETRY, JOBS_END_BUSY, JOBS_END_DEAD };
+enum jobs_end {
+    JOBS_END_DONE,
+    JOBS_END_DUPLICATE,
+    JOBS_END_RETRY,
+    JOBS_END_BUSY,
+    JOBS_END_DEAD
+};
 
 /* The world of the engine (the production one is jitr/service.c's; tests complete by hand).
  * Async functions follow docs/style.md, "Asynchronous calls". */
@@ -199,8 +203,7 @@ struct jobs_io {
     void *kind_ctx;
     int (*redis)(void *ctx, int argc, const char *const *argv, store_reply_cb *cb, void *arg,
                  struct err *e);
-    int (*aws)(void *ctx, enum aws_iot_op op, json_t *in, aws_iot_cb *cb, void *arg,
-               struct err *e);
+    int (*aws)(void *ctx, enum aws_iot_op op, json_t *in, aws_iot_cb *cb, void *arg, struct err *e);
     /* as struct jitr_io's audit: check looks for a record of the same "type" and
      * "certificate_id" above after */
     int (*audit)(void *ctx, json_t *rec, bool check, uint64_t after,
@@ -218,14 +221,14 @@ struct jobs_io {
 };
 
 struct jobs_config {
-    const char *consumer;    /* this worker's consumer name */
-    int max_in_flight;       /* jobs running at once, every kind together */
-    int max_attempts;        /* failures before a dead letter */
-    int64_t backoff_ms;      /* first retry delay ... */
-    int64_t backoff_max_ms;  /* ... doubling up to this (below claim_idle_ms) */
-    int64_t claim_idle_ms;   /* entries pending that long are claimed by another worker */
-    int64_t due_poll_ms;     /* how often due jobs are moved to their streams */
-    int lock_ms;             /* the certificate lock's lifetime */
+    const char *consumer;   /* this worker's consumer name */
+    int max_in_flight;      /* jobs running at once, every kind together */
+    int max_attempts;       /* failures before a dead letter */
+    int64_t backoff_ms;     /* first retry delay ... */
+    int64_t backoff_max_ms; /* ... doubling up to this (below claim_idle_ms) */
+    int64_t claim_idle_ms;  /* entries pending that long are claimed by another worker */
+    int64_t due_poll_ms;    /* how often due jobs are moved to their streams */
+    int lock_ms;            /* the certificate lock's lifetime */
 };
 
 struct event_base;

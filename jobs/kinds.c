@@ -127,8 +127,10 @@ int jobs_enqueue_argv(const struct jobs_new *v, size_t n, int64_t now_ms, struct
     }
     for (size_t i = 0; i < n; i++) {
         if (v[i].kind == NULL || !key_ok(v[i].key)) {
-            return err_set(e, ERRC_INVALID, "jobs: a job needs a kind and a key of 1 to %d "
-                           "printable characters", JOBS_KEY_MAX);
+            return err_set(e, ERRC_INVALID,
+                           "jobs: a job needs a kind and a key of 1 to %d "
+                           "printable characters",
+                           JOBS_KEY_MAX);
         }
         if (v[i].nfields + 3 > JOBS_FIELDS_MAX) {
             return err_set(e, ERRC_INVALID, "jobs: %zu fields, at most %d", v[i].nfields,
@@ -136,8 +138,10 @@ int jobs_enqueue_argv(const struct jobs_new *v, size_t n, int64_t now_ms, struct
         }
         for (size_t f = 0; f < 2 * v[i].nfields; f++) {
             if (v[i].fields[f] == NULL || strlen(v[i].fields[f]) > JOBS_VALUE_MAX) {
-                return err_set(e, ERRC_INVALID, "jobs: field %zu of a %s job is missing or "
-                               "longer than %d bytes", f / 2, v[i].kind->name, JOBS_VALUE_MAX);
+                return err_set(e, ERRC_INVALID,
+                               "jobs: field %zu of a %s job is missing or "
+                               "longer than %d bytes",
+                               f / 2, v[i].kind->name, JOBS_VALUE_MAX);
             }
         }
     }

@@ -66,8 +66,7 @@ static void st_lookup(struct jobs_job *j)
     struct err e = ERR_INIT;
     const char *serial = jobs_get(j, "serial");
     if (!jobs_have_result(j)) {
-        if (!hex64(jobs_key(j)) || serial[0] == '\0' ||
-            !store_key_cert(key, sizeof(key), serial)) {
+        if (!hex64(jobs_key(j)) || serial[0] == '\0' || !store_key_cert(key, sizeof(key), serial)) {
             err_set(&e, ERRC_INVALID, "revoke job %.64s: not a certificateId and a serial",
                     jobs_key(j));
             jobs_dead(j, &e);
@@ -91,11 +90,12 @@ static void st_lookup(struct jobs_job *j)
         const char *status = field(rec, "status");
         const char *want = NULL;
         if (json_object_size(rec) == 0) {
-            err_set(&e, ERRC_NOT_FOUND, "serial %.40s is not in our index: run jitrctl reindex, "
-                    "then jitrctl jobs dlq retry", serial);
-        } else if (strcmp(field(rec, "fingerprint"), jobs_key(j)) != 0) {
-            err_set(&e, ERRC_INVALID, "serial %.40s has another fingerprint in our index",
+            err_set(&e, ERRC_NOT_FOUND,
+                    "serial %.40s is not in our index: run jitrctl reindex, "
+                    "then jitrctl jobs dlq retry",
                     serial);
+        } else if (strcmp(field(rec, "fingerprint"), jobs_key(j)) != 0) {
+            err_set(&e, ERRC_INVALID, "serial %.40s has another fingerprint in our index", serial);
         } else if (strcmp(status, "revoked") == 0) {
             want = strcmp(field(rec, "reason"), "certificateHold") == 0 ? "INACTIVE" : "REVOKED";
         } else if (strcmp(status, "valid") == 0) {
@@ -134,8 +134,7 @@ static void st_sync(struct jobs_job *j)
     const char *before = jobs_get(j, "aws_before");
     if (!jobs_have_result(j)) {
         jobs_set(j, "aws_before", "");
-        jobs_aws(j, AWS_IOT_DESCRIBE_CERTIFICATE,
-                 json_pack("{s:s}", "certificateId", jobs_key(j)));
+        jobs_aws(j, AWS_IOT_DESCRIBE_CERTIFICATE, json_pack("{s:s}", "certificateId", jobs_key(j)));
         return;
     }
     if (before[0] == '\0') { /* DescribeCertificate answered */
@@ -165,8 +164,8 @@ static void st_sync(struct jobs_job *j)
             finish(j, "final", status, status); /* REVOKED in AWS is never changed */
             return;
         }
-        if (strcmp(want, "ACTIVE") == 0 &&
-            (strcmp(status, "INACTIVE") != 0 || strcmp(jobs_get(j, "prev_outcome"), "inactive") != 0)) {
+        if (strcmp(want, "ACTIVE") == 0 && (strcmp(status, "INACTIVE") != 0 ||
+                                            strcmp(jobs_get(j, "prev_outcome"), "inactive") != 0)) {
             finish(j, "unchanged", status, status); /* not our hold: not ours to activate */
             return;
         }
@@ -187,8 +186,9 @@ static void st_sync(struct jobs_job *j)
         jobs_fail_op(j, "UpdateCertificate");
         return;
     }
-    finish(j, strcmp(want, "REVOKED") == 0    ? "revoked"
-              : strcmp(want, "INACTIVE") == 0 ? "inactive"
-                                              : "active",
+    finish(j,
+           strcmp(want, "REVOKED") == 0    ? "revoked"
+           : strcmp(want, "INACTIVE") == 0 ? "inactive"
+                                           : "active",
            before, want);
 }

@@ -80,8 +80,8 @@ static void aws_answer(json_t *out, const char *code)
 }
 
 static int w_audit(void *ctx, json_t *rec, bool check, uint64_t after,
-                   void (*cb)(void *arg, uint64_t seq, bool found, const struct err *e),
-                   void *arg, struct err *e)
+                   void (*cb)(void *arg, uint64_t seq, bool found, const struct err *e), void *arg,
+                   struct err *e)
 {
     struct world *w = ctx;
     size_t i;
@@ -90,7 +90,8 @@ static int w_audit(void *ctx, json_t *rec, bool check, uint64_t after,
     (void)e;
     if (check) {
         w->audit_checks++;
-        json_array_foreach (w->audit, i, x) {
+        json_array_foreach(w->audit, i, x)
+        {
             if (json_equal(json_object_get(x, "type"), json_object_get(rec, "type")) &&
                 json_equal(json_object_get(x, "certificate_id"),
                            json_object_get(rec, "certificate_id"))) {
@@ -191,12 +192,17 @@ static bool run_until(bool (*cond)(void), int ms)
 
 static struct jobs_engine *engine(const char *consumer, int64_t claim_idle_ms)
 {
-    struct jobs_config cfg = { .consumer = consumer, .max_in_flight = 8, .max_attempts = 3,
-                               .backoff_ms = 50, .backoff_max_ms = 100,
-                               .claim_idle_ms = claim_idle_ms, .due_poll_ms = 100,
+    struct jobs_config cfg = { .consumer = consumer,
+                               .max_in_flight = 8,
+                               .max_attempts = 3,
+                               .backoff_ms = 50,
+                               .backoff_max_ms = 100,
+                               .claim_idle_ms = claim_idle_ms,
+                               .due_poll_ms = 100,
                                .lock_ms = 600 };
-    struct jobs_io io = { .ctx = &W, .redis = w_redis, .aws = w_aws, .audit = w_audit,
-                          .audit_mark = w_mark };
+    struct jobs_io io = {
+        .ctx = &W, .redis = w_redis, .aws = w_aws, .audit = w_audit, .audit_mark = w_mark
+    };
     const struct jobs_kind *kinds[] = { &tkind, &jobs_kind_revoke };
     struct err e = ERR_INIT;
     struct jobs_engine *g;
@@ -273,8 +279,9 @@ static const char *rec_field(const char *key, const char *f, char *out, size_t c
 static int enqueue(const struct jobs_kind *k, const char *key, int64_t nb, const char *extra)
 {
     const char *f[] = { "extra", extra, "serial", "0a" };
-    struct jobs_new v = { .kind = k, .key = key, .fields = f, .nfields = 2,
-                          .not_before_ms = nb, .src = "test" };
+    struct jobs_new v = {
+        .kind = k, .key = key, .fields = f, .nfields = 2, .not_before_ms = nb, .src = "test"
+    };
     struct reply_box b = { false, NULL };
     struct err e = ERR_INIT;
     if (jobs_enqueue(W.rs, &v, 1, on_box, &b, &e) != 0) {
@@ -567,10 +574,8 @@ out:
 int main(int argc, char **argv)
 {
     static const struct tt_case cases[] = {
-        { "enqueue_checks", test_enqueue_checks },
-        { "kind_states", test_kind_states },
-        { "due_later", test_due_later },
-        { "resume", test_resume },
+        { "enqueue_checks", test_enqueue_checks }, { "kind_states", test_kind_states },
+        { "due_later", test_due_later },           { "resume", test_resume },
         { "dead_letter", test_dead_letter },
     };
     return tt_main(argc, argv, cases, ARRAY_LEN(cases));
