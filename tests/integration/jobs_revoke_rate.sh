@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# N revocations (argument; 1000 in the developer build, 100 in the sanitizer build) reach AWS IoT
+# N revocations (argument; 200 in CI, 50 in the sanitizer build) reach AWS IoT
 # at the configured quota (run under tests/sim/run_sim.py, signature checks on): the stand-in's
 # DescribeCertificate and UpdateCertificate quotas are RATE/s (80 here, instead of AWS's 10, to
 # keep CI short) and jitrd paces those calls at RATE - 0.5; N certificates registered ACTIVE in
