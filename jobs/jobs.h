@@ -233,8 +233,8 @@ struct jobs_config {
 
 struct event_base;
 /* Starts consumers for the kinds given (their groups made when missing). rblock is a connection
- * for the blocking reads only (borrowed: free it after the engine); io->redis is used for the
- * rest. */
+ * for the blocking reads only (borrowed); io->redis is used for the rest. Free rblock and io's
+ * clients before the engine: their callbacks, cancelled, run while it is there. */
 struct jobs_engine *jobs_engine_new(struct event_base *base, struct store_async *rblock,
                                     const struct jobs_kind *const *kinds, size_t nkinds,
                                     const struct jobs_config *cfg, const struct jobs_io *io,

@@ -5,7 +5,8 @@
 # keep CI short) and jitrd paces those calls at RATE - 0.5; N certificates registered ACTIVE in
 # the stand-in are revoked with jitrctl while jitrd is stopped (the jobs wait in the queue), then
 # jitrd starts and drains them. Checked: every one REVOKED, no call throttled, two AWS calls per
-# revocation; printed: revocations per second and AWS calls per revocation.
+# revocation (a retried call aside); printed: revocations per second and AWS calls per
+# revocation.
 source "$(dirname "$0")/jitr_lib.sh"
 N=${1:-1000}
 RATE=80
@@ -49,7 +50,9 @@ check_eq "every job done" "$done_n" "$N"
 stats >"$T/st.json"
 calls=$(jq '[.operations.DescribeCertificate.admitted // 0, .operations.UpdateCertificate.admitted // 0] | add' "$T/st.json")
 check_eq "no call throttled" "$(jq -r .throttled "$T/st.json")" 0
-check_eq "two AWS calls per revocation" "$calls" "$((2 * N))"
+# two per revocation; a call the client retried (a lost response) counts twice at the stand-in
+[ "$calls" -ge "$((2 * N))" ] && [ "$calls" -le "$((2 * N + N / 50 + 1))" ] && pass ||
+  fail "AWS calls: $calls for $N revocations"
 revoked=0
 python3 - "$STANDIN" "$T/d" >"$T/statuses" <<'EOF'
 import glob, hashlib, ssl, sys, boto3

@@ -37,23 +37,29 @@ struct world {
     void (*audit_cb)(void *arg, uint64_t seq, bool found, const struct err *e);
     void *audit_arg;
     unsigned runs; /* state A entered */
-    struct store_async *rblocks[16];
-    size_t nrblocks;
 };
 
 static struct world W;
 
+/* An engine's own connections, freed before it as a worker does (their callbacks, cancelled,
+ * run first). */
+struct eng {
+    struct jobs_engine *g;
+    struct store_async *rs, *rblock;
+};
+
 static int w_redis(void *ctx, int argc, const char *const *argv, store_reply_cb *cb, void *arg,
                    struct err *e)
 {
-    struct world *w = ctx;
-    return store_async_cmd(w->rs, argc, argv, NULL, 5000, cb, arg, e);
+    struct eng *x = ctx;
+    return store_async_cmd(x->rs, argc, argv, NULL, 5000, cb, arg, e);
 }
 
 static int w_aws(void *ctx, enum aws_iot_op op, json_t *in, aws_iot_cb *cb, void *arg,
                  struct err *e)
 {
-    struct world *w = ctx;
+    struct world *w = &W;
+    (void)ctx;
     if (w->naws == ARRAY_LEN(w->aws)) {
         return err_set(e, ERRC_UNAVAILABLE, "too many calls");
     }
@@ -83,8 +89,9 @@ static int w_audit(void *ctx, json_t *rec, bool check, uint64_t after,
                    void (*cb)(void *arg, uint64_t seq, bool found, const struct err *e), void *arg,
                    struct err *e)
 {
-    struct world *w = ctx;
+    struct world *w = &W;
     size_t i;
+    (void)ctx;
     json_t *x;
     (void)after;
     (void)e;
@@ -112,7 +119,8 @@ static int w_audit(void *ctx, json_t *rec, bool check, uint64_t after,
 
 static uint64_t w_mark(void *ctx)
 {
-    return json_array_size(((struct world *)ctx)->audit);
+    (void)ctx;
+    return json_array_size(W.audit);
 }
 
 /* ---- a test kind: A (an AWS call) → B (an AWS call) → finish -------------------------------- */
@@ -190,6 +198,9 @@ static bool run_until(bool (*cond)(void), int ms)
     return cond ? cond() : true;
 }
 
+static struct eng engines[16];
+static size_t nengines;
+
 static struct jobs_engine *engine(const char *consumer, int64_t claim_idle_ms)
 {
     struct jobs_config cfg = { .consumer = consumer,
@@ -200,19 +211,34 @@ static struct jobs_engine *engine(const char *consumer, int64_t claim_idle_ms)
                                .claim_idle_ms = claim_idle_ms,
                                .due_poll_ms = 100,
                                .lock_ms = 600 };
+    struct eng *x = &engines[nengines++ % ARRAY_LEN(engines)];
     struct jobs_io io = {
-        .ctx = &W, .redis = w_redis, .aws = w_aws, .audit = w_audit, .audit_mark = w_mark
+        .ctx = x, .redis = w_redis, .aws = w_aws, .audit = w_audit, .audit_mark = w_mark
     };
     const struct jobs_kind *kinds[] = { &tkind, &jobs_kind_revoke };
     struct err e = ERR_INIT;
-    struct jobs_engine *g;
-    /* a blocking connection per engine, as each worker has */
-    W.rblocks[W.nrblocks] = store_async_new(W.base, getenv("JITRCA_TEST_REDIS_URL"), &e);
-    g = jobs_engine_new(W.base, W.rblocks[W.nrblocks++], kinds, 2, &cfg, &io, &e);
-    if (g == NULL) {
+    const char *url = getenv("JITRCA_TEST_REDIS_URL");
+    x->rs = store_async_new(W.base, url, &e);
+    x->rblock = store_async_new(W.base, url, &e);
+    x->g = jobs_engine_new(W.base, x->rblock, kinds, 2, &cfg, &io, &e);
+    if (x->g == NULL) {
         fprintf(stderr, "engine: %s\n", e.msg);
     }
-    return g;
+    return x->g;
+}
+
+/* Stops an engine as a worker does: its connections first, then the engine. */
+static void engine_free(struct jobs_engine *g)
+{
+    for (size_t i = 0; g != NULL && i < ARRAY_LEN(engines); i++) {
+        if (engines[i].g == g) {
+            store_async_free(engines[i].rblock);
+            store_async_free(engines[i].rs);
+            jobs_engine_free(g);
+            memset(&engines[i], 0, sizeof(engines[i]));
+            return;
+        }
+    }
 }
 
 struct reply_box {
@@ -327,9 +353,6 @@ static void teardown(void)
     while (W.naws) {
         json_decref(W.aws[--W.naws].in);
     }
-    for (size_t i = 0; i < W.nrblocks; i++) {
-        store_async_free(W.rblocks[i]);
-    }
     store_async_free(W.rblock);
     store_async_free(W.rs);
     json_decref(W.audit);
@@ -406,7 +429,7 @@ static int test_kind_states(void)
                  "k1");
     CHECK_STR_EQ(json_string_value(json_object_get(json_array_get(W.audit, 0), "extra")), "x1");
 out:
-    jobs_engine_free(g);
+    engine_free(g);
     teardown();
     return rc;
 }
@@ -454,8 +477,8 @@ static int test_due_later(void)
     waiting_key = "k2";
     CHECK(run_until(rec_done, 3000));
 out:
-    jobs_engine_free(g1);
-    jobs_engine_free(g2);
+    engine_free(g1);
+    engine_free(g2);
     teardown();
     return rc;
 }
@@ -488,7 +511,7 @@ static int crash_at(const char *key, int where)
         CHECK_INT_EQ(json_array_size(W.audit), 1); /* appended, not acknowledged */
         W.hold_audit = false;
     }
-    jobs_engine_free(g); /* the crash: the entry stays pending */
+    engine_free(g); /* the crash: the entry stays pending */
     while (W.naws) {
         json_decref(W.aws[--W.naws].in);
     }
@@ -512,7 +535,7 @@ static int crash_at(const char *key, int where)
     CHECK_INT_EQ(json_array_size(W.audit), 1);
     CHECK_INT_EQ(W.audit_checks, where == 2 ? 1 : 0);
 out:
-    jobs_engine_free(g);
+    engine_free(g);
     return rc;
 }
 
@@ -566,7 +589,7 @@ static int test_dead_letter(void)
     }
     CHECK_INT_EQ(W.aws_calls[AWS_IOT_DESCRIBE_THING], 3);
 out:
-    jobs_engine_free(g);
+    engine_free(g);
     teardown();
     return rc;
 }
