@@ -117,6 +117,11 @@ static const struct conf_key conf_keys[] = {
     INT(reenroll_per_day, 3, 0, 1000,
         "jitrd: EST simplereenroll requests per certificate lineage (a certificate and those that "
         "renewed it) in any 24 hours; 0 turns re-enrollment off."),
+    INT(renewal_grace, 604800, 0, 31536000,
+        "jitrd: seconds a renewed certificate (EST simplereenroll, /v1/sign with renews) stays "
+        "ACTIVE and attached to its thing in AWS IoT after its renewal became ACTIVE there; then "
+        "it is detached, set INACTIVE and revoked in the index as superseded (docs/jitr.md). "
+        "Default 7 days; 0 retires it at once."),
     STR(aws_rates, "", "JITRCA_AWS_RATES",
         "jitrctl's AWS IoT client: per-API rates, e.g. \"RegisterCACertificate=10/1,"
         "DescribeCACertificate=10/1\" (rate per second/burst); empty means AWS's published "

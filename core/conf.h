@@ -67,6 +67,7 @@ struct conf {
     int64_t expiry_check_interval; /* seconds between worker 0's counts of what expires */
     int64_t deny_summary_interval; /* seconds between deny_summary audit records */
     int64_t reenroll_per_day;  /* EST re-enrollments per certificate lineage in 24 h */
+    int64_t renewal_grace;     /* seconds a renewed certificate stays ACTIVE in AWS */
     char *aws_rates;           /* jitrctl's AWS client: per-API rates ("" = AWS's quotas) */
     char *aws_signing_name;    /* SigV4 service name: iot or execute-api */
     char *aws_profile;         /* explicit AWS profile ("" = AWS_PROFILE, else default) */
