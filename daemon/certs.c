@@ -25,11 +25,8 @@ bool certs_id_ok(const char *s)
 
 #define OWNER_HOPS 8
 
-/* May the station of j read the record rec? Its own requests, and the renewals of its
- * certificates by their devices (requester device:SERIAL, followed back OWNER_HOPS times); an
- * admin station every record. -1 when Redis failed. */
-static int cert_visible(struct store *st, const struct job *j, const struct store_cert_rec *rec,
-                        struct err *e)
+int certs_visible(struct store *st, const struct job *j, const struct store_cert_rec *rec,
+                  struct err *e)
 {
     char who[128];
     struct store_cert_rec f = { 0 };
@@ -88,7 +85,7 @@ static void cert_run(struct job *j, struct tstate *ts)
         goto fail;
     }
     /* another station's record is answered as an unknown one: serials cannot be probed */
-    vis = cert_visible(st, j, &rec, &e);
+    vis = certs_visible(st, j, &rec, &e);
     if (vis <= 0) {
         if (vis == 0) {
             if (strlen(j->param) == 64) {

@@ -53,18 +53,19 @@ struct api_csr_req {
     char profile[API_NAME_MAX + 1]; /* "" = not given */
     char ca[API_NAME_MAX + 1];      /* "" = not given */
     char id[API_NAME_MAX * 2 + 1];  /* batch items: the caller's id, echoed */
+    char renews[65];                /* serial or certificateId renewed, lowercase; "" none */
     struct err err;                 /* batch items: why this item is unusable */
 };
 void api_csr_req_release(struct api_csr_req *r);
 
 /* The body of POST /v1/sign by media type: application/pkcs10 (DER, or its base64),
  * application/x-pem-file, application/pem or text/plain (PEM), application/json ({"csr":
- * PEM or base64 DER, "profile", "ca"}; other keys refused). *bad_type is set (and ERRC_INVALID
- * returned) for any other media type: the caller answers 415. */
+ * PEM or base64 DER, "profile", "ca", "renews"}; other keys refused). *bad_type is set (and
+ * ERRC_INVALID returned) for any other media type: the caller answers 415. */
 int api_parse_sign(const char *media, const uint8_t *body, size_t len, int max_depth,
                    struct api_csr_req *out, bool *bad_type, struct err *e) ATTR_WUR;
-/* {"requests":[{"csr","profile","ca","id"}, ...]} with 1..max_items items. A malformed item
- * does not fail the batch: its err is set. *items is an array of *n (free with
+/* {"requests":[{"csr","profile","ca","renews","id"}, ...]} with 1..max_items items. A malformed
+ * item does not fail the batch: its err is set. *items is an array of *n (free with
  * api_batch_free). */
 int api_parse_batch(const uint8_t *body, size_t len, int max_depth, size_t max_items,
                     struct api_csr_req **items, size_t *n, struct err *e) ATTR_WUR;
@@ -72,6 +73,9 @@ void api_batch_free(struct api_csr_req *items, size_t n);
 /* EST (RFC 7030 §4.2.1): application/pkcs10, base64 of a DER PKCS#10 (whitespace allowed). */
 int api_parse_est_csr(const char *media, const uint8_t *body, size_t len, struct buf *der,
                       bool *bad_type, struct err *e) ATTR_WUR;
+/* The renews of a request (a serial: 1 to 40 hex digits; a certificateId: 64) into out
+ * (65 bytes), lowercase; ERRC_INVALID naming what is wrong. */
+int api_renews_parse(const char *v, size_t len, char *out, struct err *e) ATTR_WUR;
 /* True for [A-Za-z0-9][A-Za-z0-9._-]{0,63}. */
 bool api_name_ok(const char *s);
 

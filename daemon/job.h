@@ -234,6 +234,11 @@ void certs_handle_ca(struct httpd_req *r, void *arg);
 /* Is s what GET /v1/certificates/ID takes: 1 to 64 lowercase hex digits (a serial has at most
  * 40, a certificateId 64)? */
 bool certs_id_ok(const char *s);
+/* May the station of j read (and renew) the record rec? Its own requests, and the renewals of
+ * its certificates by their devices (requester device:SERIAL, followed back a few times); an
+ * admin station every record. -1 when Redis failed. */
+int certs_visible(struct store *st, const struct job *j, const struct store_cert_rec *rec,
+                  struct err *e);
 void crl_handle(struct httpd_req *r, void *arg);
 void crl_handle_revoke(struct httpd_req *r, void *arg);
 void admin_handle_readyz(struct httpd_req *r, void *arg);

@@ -126,7 +126,30 @@ static int name_field(json_t *v, const char *key, char *out, struct err *e)
     return 0;
 }
 
-/* One {"csr","profile","ca"[,"id"]} object into out. */
+int api_renews_parse(const char *v, size_t len, char *out, struct err *e)
+{
+    out[0] = '\0';
+    if (len == 0 || (len > 40 && len != 64) || strlen(v) != len) {
+        return err_set(e, ERRC_INVALID,
+                       "'renews' must be the serial (1 to 40 hex digits) or the certificateId "
+                       "(64 hex digits) of the certificate this one renews");
+    }
+    for (size_t i = 0; i < len; i++) {
+        char c = v[i];
+        if (c >= 'A' && c <= 'F') {
+            c = (char)(c - 'A' + 'a');
+        }
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+            out[0] = '\0';
+            return err_set(e, ERRC_INVALID, "'renews' must be hex digits");
+        }
+        out[i] = c;
+    }
+    out[len] = '\0';
+    return 0;
+}
+
+/* One {"csr","profile","ca","renews"[,"id"]} object into out. */
 static int csr_object(json_t *o, bool with_id, struct api_csr_req *out, struct err *e)
 {
     const char *key;
@@ -145,7 +168,7 @@ static int csr_object(json_t *o, bool with_id, struct api_csr_req *out, struct e
     json_object_foreach(o, key, v)
     {
         if (strcmp(key, "csr") != 0 && strcmp(key, "profile") != 0 && strcmp(key, "ca") != 0 &&
-            !(with_id && strcmp(key, "id") == 0)) {
+            strcmp(key, "renews") != 0 && !(with_id && strcmp(key, "id") == 0)) {
             return err_set(e, ERRC_INVALID, "unknown key '%.64s'", key);
         }
     }
@@ -156,6 +179,15 @@ static int csr_object(json_t *o, bool with_id, struct api_csr_req *out, struct e
     if (name_field(json_object_get(o, "profile"), "profile", out->profile, e) != 0 ||
         name_field(json_object_get(o, "ca"), "ca", out->ca, e) != 0) {
         return -1;
+    }
+    json_t *rn = json_object_get(o, "renews");
+    if (rn != NULL && !json_is_null(rn)) {
+        if (!json_is_string(rn)) {
+            return err_set(e, ERRC_INVALID, "'renews' must be a string");
+        }
+        if (api_renews_parse(json_string_value(rn), json_string_length(rn), out->renews, e) != 0) {
+            return -1;
+        }
     }
     return csr_from_text(json_string_value(v), json_string_length(v), &out->csr, e);
 }

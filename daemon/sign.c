@@ -9,6 +9,7 @@
  * records before the reply; CSR rejections are audited by the issuance path.
  */
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -49,6 +50,118 @@ static int ca_memo_check(struct ca_memo *m, const struct snap *s, const struct s
     return 0;
 }
 
+/* The CSR of an item (PEM or DER), NULL when it does not parse (issuance then rejects it). */
+static X509_REQ *item_csr(const struct api_csr_req *it)
+{
+    X509_REQ *req;
+    if (memmem(it->csr.data, it->csr.len, "-----BEGIN", 10) != NULL) {
+        BIO *b = BIO_new_mem_buf(it->csr.data, (int)it->csr.len);
+        req = b ? PEM_read_bio_X509_REQ(b, NULL, NULL, NULL) : NULL;
+        BIO_free(b);
+    } else {
+        const unsigned char *p = (const unsigned char *)it->csr.data;
+        req = d2i_X509_REQ(NULL, &p, (long)it->csr.len);
+    }
+    ERR_clear_error();
+    return req;
+}
+
+/* The certificate an item renews (renews: a serial or certificateId). It must be one the
+ * station may read (certs_visible: any other is answered as unknown, so serials cannot be
+ * probed), valid and not renewed yet; the renewal keeps its CA, profile and subject (as EST
+ * re-enrollment does). it->renews becomes its serial, it->ca and it->profile its own when not
+ * given. 0: go on; -1: the item is refused (e); -2: Redis failed (the whole request fails). */
+static int renew_check(struct tstate *ts, struct job *j, struct api_csr_req *it, struct err *e)
+{
+    struct store_cert_rec rec = { 0 };
+    struct buf serial = BUF_INIT, der = BUF_INIT;
+    char asked[sizeof(it->renews)];
+    const char *newer;
+    X509 *old = NULL;
+    X509_REQ *req = NULL;
+    int rc = -2, vis;
+    struct store *st = ts_store(ts, j->snap, e);
+    snprintf(asked, sizeof(asked), "%s", it->renews);
+    if (st == NULL) {
+        goto out;
+    }
+    if (strlen(asked) == 64) {
+        if (store_serial_by_fingerprint(st, asked, &serial, e) != 0) {
+            goto read_failed;
+        }
+    } else {
+        buf_addstr(&serial, asked);
+    }
+    if (store_cert_read(st, buf_cstr(&serial), &rec, e) != 0) {
+        goto read_failed;
+    }
+    if ((vis = certs_visible(st, j, &rec, e)) < 0) {
+        goto out;
+    }
+    rc = -1;
+    if (vis == 0) {
+        err_set(e, ERRC_NOT_FOUND, "renews: no certificate %s", asked);
+        goto out;
+    }
+    if (!store_cert_rec_valid(&rec)) {
+        err_set(e, ERRC_CONFLICT, "renews: certificate %s is revoked (%s): it is not renewed",
+                rec.serial, rec.reason);
+        goto out;
+    }
+    if ((newer = store_cert_rec_field(&rec, "superseded_by")) != NULL) {
+        err_set(e, ERRC_CONFLICT,
+                "renews: certificate %s was renewed already (superseded by %s): renew that one",
+                rec.serial, newer);
+        goto out;
+    }
+    if (it->ca[0] && strcmp(it->ca, rec.ca) != 0) {
+        err_set(e, ERRC_INVALID, "a renewal keeps the CA of certificate %s ('%s'), not '%s'",
+                rec.serial, rec.ca, it->ca);
+        goto out;
+    }
+    if (it->profile[0] && strcmp(it->profile, rec.profile) != 0) {
+        err_set(e, ERRC_INVALID, "a renewal keeps the profile of certificate %s ('%s'), not '%s'",
+                rec.serial, rec.profile, it->profile);
+        goto out;
+    }
+    if (base64_decode(&der, rec.der_b64, strlen(rec.der_b64)) == 0 && der.len > 0) {
+        const unsigned char *d = (const unsigned char *)der.data;
+        old = d2i_X509(NULL, &d, (long)der.len);
+    }
+    if (old == NULL) {
+        ERR_clear_error();
+        err_set(e, ERRC_INTERNAL,
+                "renews: the index record of certificate %s holds no readable certificate",
+                rec.serial);
+        goto out;
+    }
+    req = item_csr(it);
+    if (req != NULL &&
+        X509_NAME_cmp(X509_REQ_get_subject_name(req), X509_get_subject_name(old)) != 0) {
+        err_set(e, ERRC_INVALID, "a renewal keeps the subject of certificate %s (%s)", rec.serial,
+                rec.subject);
+        goto out;
+    }
+    snprintf(it->renews, sizeof(it->renews), "%s", rec.serial);
+    snprintf(it->ca, sizeof(it->ca), "%s", rec.ca);
+    snprintf(it->profile, sizeof(it->profile), "%s", rec.profile);
+    rc = 0;
+    goto out;
+read_failed:
+    if (e->code == ERRC_NOT_FOUND) {
+        err_clear(e);
+        err_set(e, ERRC_NOT_FOUND, "renews: no certificate %s", asked);
+        rc = -1;
+    }
+out:
+    X509_free(old);
+    X509_REQ_free(req);
+    store_cert_rec_release(&rec);
+    buf_release(&serial);
+    buf_release(&der);
+    return rc;
+}
+
 /* Checks one signing request before issuance: the client certificate's status, the station's
  * CA and profile authorisation per item, the CA key; marks the items to issue (out[i].issued,
  * until issuance_run decides). A refusal of the whole request: j->failed. */
@@ -71,16 +184,41 @@ static void sign_check(struct tstate *ts, struct job *j, struct ca_memo *memo)
     for (size_t i = 0; i < j->n; i++) {
         struct api_csr_req *it = &j->items[i];
         struct issuance_item *o = &j->out[i];
-        const char *ca = *it->ca ? it->ca : s->cas[s->def].name;
-        const char *profile = *it->profile ? it->profile : s->conf->default_profile;
+        const char *ca, *profile;
         const struct snap_ca *c;
         o->requester = j->requester;
-        o->profile = profile;
         o->renews = j->renews[0] ? j->renews : NULL;
+        o->profile = *it->profile ? it->profile : s->conf->default_profile;
         if (it->err.code != ERRC_OK) {
             err_copy(&o->err, &it->err);
             continue;
         }
+        if (it->renews[0]) {
+            int rc = renew_check(ts, j, it, &o->err);
+            if (rc == -2) {
+                ts_after_error(ts, &o->err);
+                job_fail(j, &o->err);
+                return;
+            }
+            if (rc != 0) {
+                continue;
+            }
+            for (size_t k = 0; k < i; k++) {
+                if (strcmp(j->items[k].renews, it->renews) == 0 && j->out[k].issued) {
+                    err_set(&o->err, ERRC_CONFLICT,
+                            "renews: certificate %s is renewed by an earlier item of this batch",
+                            it->renews);
+                    break;
+                }
+            }
+            if (o->err.code != ERRC_OK) {
+                continue;
+            }
+            o->renews = it->renews;
+        }
+        ca = *it->ca ? it->ca : s->cas[s->def].name;
+        profile = *it->profile ? it->profile : s->conf->default_profile;
+        o->profile = profile;
         if (j->st && !station_may_use_ca(j->st, ca)) {
             err_set(&o->err, ERRC_DENIED, "station '%s' may not use CA '%s'", j->st->name, ca);
             audit_deny(j, route, &o->err);
@@ -195,6 +333,10 @@ static void issued_write(struct buf *b, const struct snap *s, size_t ca,
     json_str(b, s->cas[ca].name);
     buf_addstr(b, ",\"profile\":");
     json_str(b, it->profile);
+    if (it->renews && it->renews[0]) {
+        buf_addstr(b, ",\"renews\":");
+        json_str(b, it->renews);
+    }
     if (id && id[0]) {
         buf_addstr(b, ",\"id\":");
         json_str(b, id);
@@ -399,6 +541,13 @@ void sign_handle(struct httpd_req *r, void *arg)
     if ((qp && !api_name_ok(qp)) || (qc && !api_name_ok(qc))) {
         job_free(j);
         httpd_reply_error(r, 400, "invalid", "query parameters profile and ca must be names");
+        return;
+    }
+    const char *qr = httpd_req_query(r, "renews");
+    if (qr && !j->items[0].renews[0] &&
+        api_renews_parse(qr, strlen(qr), j->items[0].renews, &e) != 0) {
+        job_free(j);
+        httpd_reply_err(r, &e);
         return;
     }
     if (qp && !j->items[0].profile[0]) {

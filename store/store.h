@@ -83,7 +83,7 @@ struct store_cert {
     const char *status; /* "valid" or "revoked" */
     const char *der_b64;
     uint64_t seq;       /* audit seq of the record */
-    const char *renews; /* the serial this one replaces (EST re-enrollment), or NULL/"" */
+    const char *renews; /* the serial this one replaces (a renewal), or NULL/"" */
 };
 
 /* Writes the index entries of n records in one pipeline (also marks their serials reserved).

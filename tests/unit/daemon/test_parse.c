@@ -229,12 +229,65 @@ out:
     return rc;
 }
 
+/* renews: a serial (1 to 40 hex digits) or a certificateId (64), any case, stored lowercase;
+ * anything else refused naming the key; in JSON a string or null only. */
+static int test_renews(void)
+{
+    int rc = 0;
+    struct api_csr_req r = { 0 };
+    struct err e = ERR_INIT;
+    bool bad_type;
+    char out[65], id[65];
+    static const char *const bad[] = { "", "0x12", "12 ", "g1", "-1", "1\n" };
+    CHECK_OK(api_renews_parse("0A1b", 4, out, &e), &e);
+    CHECK_STR_EQ(out, "0a1b");
+    memset(id, 'F', 64);
+    id[64] = '\0';
+    CHECK_OK(api_renews_parse(id, 64, out, &e), &e);
+    CHECK(strlen(out) == 64 && out[0] == 'f');
+    CHECK(api_renews_parse(id, 41, out, &e) != 0 && e.code == ERRC_INVALID);
+    CHECK_STR_CONTAINS(e.msg, "'renews'");
+    CHECK_STR_EQ(out, "");
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        err_clear(&e);
+        if (api_renews_parse(bad[i], strlen(bad[i]), out, &e) == 0 || out[0] != '\0') {
+            TT_FAIL("renews '%s' accepted", bad[i]);
+        }
+    }
+    err_clear(&e);
+    /* a NUL inside the value */
+    CHECK(api_renews_parse("ab\0cd", 5, out, &e) != 0);
+    err_clear(&e);
+    CHECK_OK(parse_sign("application/json", "{\"csr\":\"" PEM_ESCAPED "\",\"renews\":\"AB01\"}", &r,
+                        &bad_type, &e),
+             &e);
+    CHECK_STR_EQ(r.renews, "ab01");
+    api_csr_req_release(&r);
+    CHECK_OK(parse_sign("application/json", "{\"csr\":\"" PEM_ESCAPED "\",\"renews\":null}", &r,
+                        &bad_type, &e),
+             &e);
+    CHECK_STR_EQ(r.renews, "");
+    api_csr_req_release(&r);
+    CHECK(parse_sign("application/json", "{\"csr\":\"" PEM_ESCAPED "\",\"renews\":12}", &r,
+                     &bad_type, &e) != 0);
+    CHECK_STR_CONTAINS(e.msg, "'renews' must be a string");
+    api_csr_req_release(&r);
+    err_clear(&e);
+    CHECK(parse_sign("application/json", "{\"csr\":\"" PEM_ESCAPED "\",\"renews\":\"a\\u0000b\"}",
+                     &r, &bad_type, &e) != 0);
+    api_csr_req_release(&r);
+out:
+    api_csr_req_release(&r);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     static const struct tt_case cases[] = {
         { "media_type", test_media_type }, { "name_ok", test_name_ok },
         { "json_depth", test_json_depth }, { "sign_bodies", test_sign_bodies },
         { "batch", test_batch },           { "est_csr", test_est_csr },
+        { "renews", test_renews },
     };
     return tt_main(argc, argv, cases, ARRAY_LEN(cases));
 }
