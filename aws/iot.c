@@ -235,6 +235,24 @@ static const struct iot_op_def iot_ops[AWS_IOT__COUNT] = {
                                                 true,
                                                 { NULL },
                                                 10 },
+    [AWS_IOT_DETACH_THING_PRINCIPAL] = { "DetachThingPrincipal",
+                                         "DELETE",
+                                         "/things/{thingName}/principals",
+                                         { NULL },
+                                         "principal",
+                                         "x-amzn-principal",
+                                         false,
+                                         { NULL },
+                                         100 },
+    [AWS_IOT_LIST_PRINCIPAL_THINGS] = { "ListPrincipalThings",
+                                        "GET",
+                                        "/principals/things",
+                                        { "nextToken", "maxResults" },
+                                        "principal",
+                                        "x-amzn-principal",
+                                        false,
+                                        { "things" },
+                                        10 },
 };
 
 struct iot_bucket {
@@ -922,6 +940,20 @@ int aws_iot_attach_thing_principal(struct aws_iot *c, const char *thing, const c
 {
     return call_new2(c, AWS_IOT_ATTACH_THING_PRINCIPAL, "thingName", thing, "principal", principal,
                      false, cb, arg, e);
+}
+
+int aws_iot_detach_thing_principal(struct aws_iot *c, const char *thing, const char *principal,
+                                   aws_iot_cb *cb, void *arg, struct err *e)
+{
+    return call_new2(c, AWS_IOT_DETACH_THING_PRINCIPAL, "thingName", thing, "principal", principal,
+                     true, cb, arg, e);
+}
+
+int aws_iot_list_principal_things(struct aws_iot *c, const char *principal,
+                                  const char *next_token, aws_iot_cb *cb, void *arg, struct err *e)
+{
+    return call_new2(c, AWS_IOT_LIST_PRINCIPAL_THINGS, "principal", principal, "nextToken",
+                     next_token, false, cb, arg, e);
 }
 
 int aws_iot_add_thing_to_thing_group(struct aws_iot *c, const char *group, const char *thing,

@@ -68,6 +68,8 @@ enum aws_iot_op {
     AWS_IOT_UPDATE_THING,
     AWS_IOT_LIST_THING_GROUPS_FOR_THING,
     AWS_IOT_REMOVE_THING_FROM_THING_GROUP,
+    AWS_IOT_DETACH_THING_PRINCIPAL,
+    AWS_IOT_LIST_PRINCIPAL_THINGS,
     AWS_IOT__COUNT /* adding one? update iot_ops[] in aws/iot.c */
 };
 
@@ -169,6 +171,15 @@ int aws_iot_attach_policy(struct aws_iot *c, const char *policy, const char *tar
                           void *arg, struct err *e) ATTR_WUR;
 int aws_iot_attach_thing_principal(struct aws_iot *c, const char *thing, const char *principal,
                                    aws_iot_cb *cb, void *arg, struct err *e) ATTR_WUR;
+/* ResourceNotFoundException when the principal is not attached to the thing (or either is
+ * unknown). */
+int aws_iot_detach_thing_principal(struct aws_iot *c, const char *thing, const char *principal,
+                                   aws_iot_cb *cb, void *arg, struct err *e) ATTR_WUR;
+/* The things the principal is attached to: {"things": [names], "nextToken"}; next_token NULL for
+ * the first page. */
+int aws_iot_list_principal_things(struct aws_iot *c, const char *principal,
+                                  const char *next_token, aws_iot_cb *cb, void *arg,
+                                  struct err *e) ATTR_WUR;
 int aws_iot_add_thing_to_thing_group(struct aws_iot *c, const char *group, const char *thing,
                                      aws_iot_cb *cb, void *arg, struct err *e) ATTR_WUR;
 int aws_iot_confirm_topic_rule_destination(struct aws_iot *c, const char *token, aws_iot_cb *cb,

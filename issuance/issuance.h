@@ -65,7 +65,7 @@ struct issuance_item {
     size_t csr_len;
     const char *profile;   /* NULL: conf default_profile */
     const char *requester; /* who asked: "station:NAME", "cli:user@host" */
-    const char *renews;    /* EST re-enrollment: the serial this replaces, else NULL */
+    const char *renews;    /* a renewal: the serial this replaces, else NULL */
     /* out */
     bool issued;
     struct err err;        /* why it was rejected, when !issued */

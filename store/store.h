@@ -184,7 +184,7 @@ struct store_cert_rec {
     const char *not_before, *not_after, *issued_at; /* RFC 3339 */
     const char *status;                             /* "valid" or "revoked" */
     const char *der_b64;
-    const char *renews;        /* the serial this one replaced (EST re-enrollment) */
+    const char *renews;        /* the serial this one replaced (a renewal) */
     const char *superseded_by; /* the serial that replaced this one */
     const char *revoked_at;    /* revoked: RFC 3339 */
     const char *reason;        /* revoked: RFC 5280 name */

@@ -950,10 +950,17 @@ class StandIn:
         return {"thingPrincipalObjects": objs}
 
     def op_UpdateCertificate(self, p, ctx):
-        # moto accepts any status. AWS: callers cannot set PENDING_* states.
+        # moto accepts any status. AWS: callers cannot set PENDING_* states, and a REVOKED
+        # certificate's status cannot be changed any more (REVOKED again is a no-op).
         if p["newStatus"] in ("PENDING_ACTIVATION", "PENDING_TRANSFER"):
             raise ApiError("InvalidRequestException", 400,
                            f"Cannot update certificate status to {p['newStatus']}")
+        if p["newStatus"] != "REVOKED":
+            cur = self.moto_call("describe_certificate", certificateId=p["certificateId"])
+            if cur["certificateDescription"]["status"] == "REVOKED":
+                raise ApiError("CertificateStateException", 406,
+                               f"Certificate {p['certificateId']} is REVOKED: its status "
+                               "cannot be changed")
         return None
 
     def op_CreateThing(self, p, ctx):

@@ -487,6 +487,16 @@ class TestSemantics(Base):
         self.assertEqual(err(cm.exception), ("InvalidRequestException", 400))
         self.c.update_certificate(certificateId=cid, newStatus="ACTIVE")
         self.c.update_certificate(certificateId=cid, newStatus="ACTIVE")  # idempotent
+        # REVOKED is final: no other status afterwards; REVOKED again is fine
+        rid = sc.cert_id(devs[1][1])
+        self.c.update_certificate(certificateId=rid, newStatus="REVOKED")
+        for st in ("ACTIVE", "INACTIVE"):
+            with self.assertRaises(ClientError) as cm:
+                self.c.update_certificate(certificateId=rid, newStatus=st)
+            self.assertEqual(err(cm.exception), ("CertificateStateException", 406))
+        self.c.update_certificate(certificateId=rid, newStatus="REVOKED")
+        d = self.c.describe_certificate(certificateId=rid)["certificateDescription"]
+        self.assertEqual(d["status"], "REVOKED")
         seen, marker = [], None
         while True:
             kw = {"marker": marker} if marker else {}
@@ -579,6 +589,32 @@ class TestSemantics(Base):
         self.c.attach_thing_principal(thingName="t1", principal=arn)
         self.assertEqual(sorted(self.c.list_principal_things(principal=arn)["things"]),
                          ["t1", "t2"])
+
+    def test_detach_thing_principal(self):
+        """A renewal's retirement: the old principal detached, the thing keeps the new one."""
+        ca, _ = register_ca(self.c)
+        arns = []
+        for n in ("old", "new"):
+            _, d = make_cert(n, issuer=ca)
+            cid = self.c.register_certificate(certificatePem=pem(d), caCertificatePem=pem(ca[1]),
+                                              status="ACTIVE")["certificateId"]
+            arns.append(f"arn:aws:iot:us-east-1:123456789012:cert/{cid}")
+        self.c.create_thing(thingName="dev")
+        for a in arns:
+            self.c.attach_thing_principal(thingName="dev", principal=a)
+        self.assertEqual(sorted(self.c.list_thing_principals(thingName="dev")["principals"]),
+                         sorted(arns))
+        self.c.detach_thing_principal(thingName="dev", principal=arns[0])
+        self.assertEqual(self.c.list_thing_principals(thingName="dev")["principals"], [arns[1]])
+        self.assertEqual(self.c.list_principal_things(principal=arns[0])["things"], [])
+        # detached already, or an unknown thing: ResourceNotFoundException
+        for thing in ("dev", "nosuch"):
+            with self.assertRaises(ClientError) as cm:
+                self.c.detach_thing_principal(thingName=thing, principal=arns[0])
+            self.assertEqual(err(cm.exception), ("ResourceNotFoundException", 404))
+        with self.assertRaises(ClientError) as cm:
+            self.c.list_thing_principals(thingName="nosuch")
+        self.assertEqual(err(cm.exception), ("ResourceNotFoundException", 404))
 
 
 # --- quotas and faults ----------------------------------------------------------------------

@@ -362,6 +362,23 @@ static int test_things_policies(void)
         CHECK_INT_EQ(json_array_size(json_object_get(s.out, "thingGroups")), 0);
         json_decref(in);
     }
+    /* ListPrincipalThings, DetachThingPrincipal (the principal in a header), and again: not
+     * attached any more */
+    CHECK_OK(SYNC(aws_iot_list_principal_things(c, cert_arn, NULL, aws_iot_sync_cb, &s, &e)), &e);
+    CHECK_INT_EQ(json_array_size(json_object_get(s.out, "things")), 1);
+    CHECK_STR_EQ(json_string_value(json_array_get(json_object_get(s.out, "things"), 0)), "dev:1");
+    CHECK_OK(SYNC(aws_iot_detach_thing_principal(c, "dev:1", cert_arn, aws_iot_sync_cb, &s, &e)),
+             &e);
+    CHECK_OK(SYNC(aws_iot_list_principal_things(c, cert_arn, NULL, aws_iot_sync_cb, &s, &e)), &e);
+    CHECK_INT_EQ(json_array_size(json_object_get(s.out, "things")), 0);
+    CHECK(SYNC(aws_iot_detach_thing_principal(c, "dev:1", cert_arn, aws_iot_sync_cb, &s, &e)) !=
+          0);
+    CHECK_AWS_ERR(ERRC_NOT_FOUND, "ResourceNotFoundException");
+    CHECK(SYNC(aws_iot_detach_thing_principal(c, "dev:1", NULL, aws_iot_sync_cb, &s, &e)) != 0);
+    CHECK_STR_CONTAINS(e.msg, "'principal' is required");
+    err_clear(&e);
+    CHECK_OK(SYNC(aws_iot_attach_thing_principal(c, "dev:1", cert_arn, aws_iot_sync_cb, &s, &e)),
+             &e);
     /* AttachThingPrincipal thingPrincipalType (a query member): EXCLUSIVE_THING, then AWS refuses
      * another thing for the certificate */
     {
