@@ -53,6 +53,7 @@
 #include "core/mem.h"
 #include "core/util.h"
 #include "jitr/jitr.h"
+#include "jobs/renewal.h"
 #include "store/store.h"
 
 #define TRACE_KEEP "64"
@@ -179,6 +180,8 @@ struct jitr_req {
     bool audit_check; /* resumed at a RECORD state: an earlier attempt may have appended */
     uint64_t audit_seq;
     bool audit_found;
+    int renewal; /* ACTIVATE of a renewal: 0 its predecessor's retirement to queue, 1 queueing,
+                  * 2 queued */
     struct buf trace;   /* every state, for tests and logs */
     struct buf pending; /* states since the last PERSIST, for the Redis trace */
     unsigned aws_calls;
@@ -805,6 +808,10 @@ static void on_evaluated(struct jitr_req *r, enum verdict v)
         persist_then(r, JITR_ST_UNLOCK, ST_DEAD, "dead");
         return;
     case V_ACTIVE:
+        if (r->plan.activate && field(r->record, "renews")[0] != '\0') {
+            set_state(r, JITR_ST_ACTIVATE); /* a renewal: its predecessor's retirement first */
+            return;
+        }
         persist_audit_mark(r, JITR_ST_RECORD, r->plan.activate ? "ACTIVE already" :
                                                                  "INACTIVE already");
         return;
@@ -1206,11 +1213,56 @@ static void st_add_to_group(struct jitr_req *r)
     }
 }
 
+/* A renewal (its index record renews another certificate: EST re-enrollment, /v1/sign with
+ * renews) is ACTIVE now: the retirement of the certificate it renews is queued (jobs/renewal.h,
+ * due renewal_grace from now) before the activation is recorded, so a crash in between queues it
+ * again on the replay (the job is idempotent). true while the queueing is in progress: the state
+ * runs again with its result. */
+static bool renewal_queue(struct jitr_req *r)
+{
+    const char *renews = field(r->record, "renews");
+    if (!r->plan.activate || renews[0] == '\0' || r->renewal == 2) {
+        return false;
+    }
+    if (r->renewal == 0) {
+        struct jobs_renewal_new jn;
+        struct jobs_argv a;
+        jobs_renewal_job(&jn, r->ev.cert_id, r->serial, renews, r->thing, now_ms(r),
+                         r->env->renewal_grace_s);
+        r->renewal = 1;
+        r->have_result = false;
+        if (jobs_enqueue_argv(&jn.v, 1, now_ms(r), &a, &r->op_err) != 0) {
+            r->have_result = true;
+            return true;
+        }
+        start_redis(r, (int)a.argc, (const char *const *)a.argv);
+        jobs_argv_release(&a);
+        return true;
+    }
+    if (r->op_err.code != ERRC_OK) {
+        r->renewal = 0;
+        fail_op(r, "queueing the renewed certificate's retirement");
+        return true;
+    }
+    r->renewal = 2;
+    r->have_result = false;
+    return false;
+}
+
 static void st_activate(struct jitr_req *r)
 {
+    if (r->renewal == 1 || (r->status_set && r->plan.activate)) {
+        if (renewal_queue(r)) {
+            return;
+        }
+    }
     if (r->status_set) { /* AWS has the template's status already */
         persist_audit_mark(r, JITR_ST_RECORD, r->plan.activate ? "ACTIVE already"
                                                                : "INACTIVE already");
+        return;
+    }
+    if (r->renewal == 2) { /* activated, then the retirement queued */
+        persist_audit_mark(r, JITR_ST_RECORD, r->aws_status);
         return;
     }
     if (!r->have_result) {
@@ -1225,6 +1277,9 @@ static void st_activate(struct jitr_req *r)
     }
     snprintf(r->aws_status, sizeof(r->aws_status), "%s",
              r->plan.activate ? "ACTIVE" : "INACTIVE");
+    if (renewal_queue(r)) {
+        return;
+    }
     persist_audit_mark(r, JITR_ST_RECORD, r->aws_status);
 }
 

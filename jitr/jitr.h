@@ -374,6 +374,7 @@ struct jitr_env {
     bool exclusive_thing;      /* AttachThingPrincipal with thingPrincipalType EXCLUSIVE_THING */
     const char *thing_group;   /* every device joins this group too; NULL/"" none */
     int lock_ms;               /* lock lifetime */
+    int64_t renewal_grace_s;   /* a renewal ACTIVE: its predecessor retired this much later */
     int redis_timeout_ms;
     int64_t (*now_ms)(void);   /* NULL: time_now_ms */
 };

@@ -404,6 +404,7 @@ struct jitr_service *jitr_service_new(struct event_base *base, const struct conf
         .exclusive_thing = s->cfg.exclusive_thing,
         .thing_group = s->cfg.thing_group,
         .lock_ms = (int)s->cfg.lock_ms,
+        .renewal_grace_s = conf->renewal_grace,
         .redis_timeout_ms = (int)s->redis_timeout_ms,
     };
     s->io = (struct jitr_io){ .ctx = s,

@@ -262,6 +262,28 @@ void jobs_aws(struct jobs_job *j, enum aws_iot_op op, json_t *in)
     json_decref(in);
 }
 
+void jobs_host_begin(struct jobs_job *j)
+{
+    BUG_ON(j->in_flight);
+    j->moved = true;
+    j->in_flight = true;
+}
+
+void jobs_host_done(struct jobs_job *j, const struct err *e, json_t *result)
+{
+    BUG_ON(!j->in_flight);
+    j->in_flight = false;
+    op_clear(j);
+    if (e != NULL && e->code != ERRC_OK) {
+        err_copy(&j->op_err, e);
+        json_decref(result);
+    } else {
+        j->result = result;
+    }
+    j->have_result = true;
+    advance(j);
+}
+
 const char *jobs_key(const struct jobs_job *j)
 {
     return j->key;

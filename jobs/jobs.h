@@ -160,6 +160,14 @@ void jobs_redis(struct jobs_job *j, int argc, const char *const *argv);
 /* in is taken. Paced by the worker's client (shared token buckets), counted by the host. */
 void jobs_aws(struct jobs_job *j, enum aws_iot_op op, json_t *in);
 
+/* An operation of the host's own (kind_ctx's: work off the loop, e.g. a revocation through the
+ * issuance path): the state function calls jobs_host_begin, then starts it; its completion, on
+ * the loop and exactly once, calls jobs_host_done with its error (NULL or ERRC_OK: success) and
+ * result (taken, may be NULL), and the state function runs again with them. A host frees its
+ * pending operations without completing them before jobs_engine_free. */
+void jobs_host_begin(struct jobs_job *j);
+void jobs_host_done(struct jobs_job *j, const struct err *e, json_t *result);
+
 /* The result of the state's operation. */
 bool jobs_have_result(const struct jobs_job *j);
 const struct err *jobs_result_err(const struct jobs_job *j); /* code ERRC_OK on success */

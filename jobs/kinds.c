@@ -7,6 +7,7 @@
 #include "core/mem.h"
 #include "core/util.h"
 #include "jobs/jobs.h"
+#include "jobs/renewal.h"
 #include "store/store.h"
 
 /* JITR provisioning: jitr/flow.c runs it (with its own lock and record); the keys are the ones
@@ -24,7 +25,8 @@ const struct jobs_kind jobs_kind_jitr = {
     .record_prefix = "jitr:dev:",
 };
 
-const struct jobs_kind *const jobs_kinds[] = { &jobs_kind_jitr, &jobs_kind_revoke };
+const struct jobs_kind *const jobs_kinds[] = { &jobs_kind_jitr, &jobs_kind_revoke,
+                                                &jobs_kind_renewal };
 const size_t jobs_nkinds = sizeof(jobs_kinds) / sizeof(jobs_kinds[0]);
 
 const struct jobs_kind *jobs_kind_find(const char *name)

@@ -4,7 +4,8 @@
  * (store_certs_revoke, store_certs_release: in the same script), keyed by the certificateId.
  *
  *   LOOKUP  our index (cert:<serial>): revoked → want REVOKED; revoked with reason
- *           certificateHold → want INACTIVE; valid (a hold released) → want ACTIVE
+ *           certificateHold or superseded (a renewed certificate retired: jobs/renewal.h) →
+ *           want INACTIVE; valid (a hold released) → want ACTIVE
  *   SYNC    DescribeCertificate: unknown to AWS → done, "unknown" (JITR refuses it if it ever
  *           appears: our index says revoked); then UpdateCertificate when AWS's status is not
  *           what we want, never from REVOKED (final in AWS), never ACTIVE but from INACTIVE
@@ -97,7 +98,12 @@ static void st_lookup(struct jobs_job *j)
         } else if (strcmp(field(rec, "fingerprint"), jobs_key(j)) != 0) {
             err_set(&e, ERRC_INVALID, "serial %.40s has another fingerprint in our index", serial);
         } else if (strcmp(status, "revoked") == 0) {
-            want = strcmp(field(rec, "reason"), "certificateHold") == 0 ? "INACTIVE" : "REVOKED";
+            /* a hold, and a certificate superseded by its renewal (jobs/renewal.h: retired,
+             * not compromised), are INACTIVE in AWS; every other reason REVOKED */
+            const char *reason = field(rec, "reason");
+            want = strcmp(reason, "certificateHold") == 0 || strcmp(reason, "superseded") == 0
+                       ? "INACTIVE"
+                       : "REVOKED";
         } else if (strcmp(status, "valid") == 0) {
             want = "ACTIVE";
         } else {

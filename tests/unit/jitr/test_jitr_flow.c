@@ -10,6 +10,7 @@
 #include <openssl/pem.h>
 #include <openssl/sha.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ca/profile.h"
@@ -85,6 +86,9 @@ struct fake {
     enum err_code audit_fail; /* fail the next append with this code (once) */
     bool index_incomplete;    /* Redis lost the index: its guarded reads fail (store.h) */
     bool finished;
+    json_t *queued;    /* jobs enqueued (jobs_enqueue_argv's script): [due key, not_before,
+                        * {fields}] each */
+    bool fail_queue;   /* the next enqueue fails (Redis) */
 };
 
 static int f_redis(void *ctx, int argc, const char *const *argv, store_reply_cb *cb, void *arg,
@@ -269,6 +273,27 @@ static void serve_redis(struct fake *f)
         }
         rep.elem = el;
         rep.n = i;
+    } else if (strcmp(cmd, "EVAL") == 0 && f->argc > 5 && strstr(f->argv[4], ":due")) {
+        /* a job enqueued: KEYS stream, due; ARGV now, not_before, 2n, fields... */
+        json_t *fields = json_object();
+        if (f->fail_queue) {
+            struct err e = ERR_INIT;
+            f->fail_queue = false;
+            json_decref(fields);
+            err_set(&e, ERRC_UNAVAILABLE, "redis: connection lost");
+            argv_free(f);
+            f->rcb(f->arg, NULL, &e);
+            return;
+        }
+        for (int i = 8; i + 1 < f->argc; i += 2) {
+            json_object_set_new(fields, f->argv[i], json_string(f->argv[i + 1]));
+        }
+        if (f->queued == NULL) {
+            f->queued = json_array();
+        }
+        json_array_append_new(f->queued, json_pack("[s,s,o]", f->argv[4], f->argv[6], fields));
+        rep.type = STORE_REPLY_INTEGER;
+        rep.integer = 1;
     } else if (strcmp(cmd, "EVAL") == 0 && strstr(f->argv[1], "RPUSH")) {
         /* persist: KEYS dev, trace, lock; ARGV line, token, px, fields... */
         json_t *h = json_object_get(f->redis, f->argv[3]), *l;
@@ -552,6 +577,7 @@ static int world_init(struct world *w)
 
 static void world_release(struct world *w)
 {
+    json_decref(w->f.queued);
     json_decref(w->f.redis);
     json_decref(w->f.log);
     json_decref(w->f.update_in);
@@ -1698,6 +1724,65 @@ out:
     return rc;
 }
 
+/* A renewal (its index record renews another certificate) that becomes ACTIVE queues its
+ * predecessor's retirement, due renewal_grace later, before the activation is recorded: a
+ * failure to queue it retries the flow (nothing recorded), the retry queues it and records; a
+ * certificate that renews nothing queues nothing. */
+static int test_flow_renewal_queued(void)
+{
+    int rc = 0;
+    struct world w;
+    struct buf tr = BUF_INIT;
+    struct err why = ERR_INIT;
+    json_t *q;
+    CHECK_INT_EQ(world_init(&w), 0);
+    w.env.renewal_grace_s = 7;
+    json_object_set_new(index_rec(&w, "1234abcd"), "renews", json_string("0abc"));
+    w.f.fail_queue = true;
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, &why), JITR_OUT_RETRY);
+    CHECK_STR_CONTAINS(why.msg, "queueing the renewed certificate's retirement");
+    CHECK_STR_EQ(dev_state(&w, w.dev_id, "state"), "ACTIVATE");
+    CHECK_INT_EQ(w.f.audits, 0);
+    CHECK(w.f.queued == NULL);
+    /* AWS has it ACTIVE now: the retry queues the retirement, then records */
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, NULL), JITR_OUT_ACTIVATED);
+    CHECK_STR_EQ(tr.data, "RECEIVED LOCK LOAD LOOKUP DESCRIBE EVALUATE ACTIVATE PERSIST RECORD "
+                          "PERSIST UNLOCK FINISHED");
+    CHECK_STR_EQ(calls(&w), "DescribeCertificate");
+    CHECK_INT_EQ(json_array_size(w.f.queued), 1);
+    q = json_array_get(w.f.queued, 0);
+    CHECK_STR_EQ(json_string_value(json_array_get(q, 0)), STORE_PREFIX "jobs:renewal:due");
+    {
+        long long nb = atoll(json_string_value(json_array_get(q, 1)));
+        long long now = (long long)time_now_ms();
+        CHECK(nb > now + 6000 && nb <= now + 7000);
+    }
+    q = json_array_get(q, 2);
+    CHECK_STR_EQ(json_string_value(json_object_get(q, "cert")), w.dev_id);
+    CHECK_STR_EQ(json_string_value(json_object_get(q, "serial")), "1234abcd");
+    CHECK_STR_EQ(json_string_value(json_object_get(q, "renews")), "0abc");
+    CHECK_STR_EQ(json_string_value(json_object_get(q, "thing")), "dev-0001");
+    CHECK_STR_EQ(dev_state(&w, w.dev_id, "state"), "DONE");
+    CHECK_INT_EQ(w.f.audits, 1);
+    world_release(&w);
+    /* the first attempt: UpdateCertificate, then the job queued (grace 0: due at once) */
+    CHECK_INT_EQ(world_init(&w), 0);
+    json_object_set_new(index_rec(&w, "1234abcd"), "renews", json_string("0abc"));
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, NULL), JITR_OUT_ACTIVATED);
+    CHECK_STR_EQ(tr.data, HAPPY);
+    CHECK_INT_EQ(json_array_size(w.f.queued), 1);
+    CHECK_STR_EQ(json_string_value(json_array_get(json_array_get(w.f.queued, 0), 1)), "0");
+    world_release(&w);
+    /* no renews: nothing queued */
+    CHECK_INT_EQ(world_init(&w), 0);
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, NULL), JITR_OUT_ACTIVATED);
+    CHECK(w.f.queued == NULL);
+out:
+    buf_release(&tr);
+    world_release(&w);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     static const struct tt_case cases[] = {
@@ -1726,6 +1811,7 @@ int main(int argc, char **argv)
         { "flow_override_groups", test_flow_override_groups },
         { "flow_override_update_fails", test_flow_override_update_fails },
         { "template_override_bad", test_template_override_bad },
+        { "flow_renewal_queued", test_flow_renewal_queued },
     };
     return tt_main(argc, argv, cases, ARRAY_LEN(cases));
 }
