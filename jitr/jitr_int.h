@@ -19,6 +19,7 @@
 struct event;
 struct hrun;
 struct jobs_engine;
+struct jobs_renewal_host;
 struct httpd;
 struct httpd_req;
 struct audit_log;
@@ -73,6 +74,7 @@ struct jitr_service {
     char *config_path; /* SIGHUP's (NULL: $JITRCA_CONFIG) */
     /* the job engine (jobs/): JITR's flows and every other kind */
     struct jobs_engine *jobs;
+    struct jobs_renewal_host *renewal; /* the renewal kind's revocations (jobs/renewal.h) */
     struct hrun *runs; /* JITR jobs running a flow */
     struct event *ca_refresh;
     bool draining; /* SIGTERM: no new events taken (intake closed, no reads, no polls) */

@@ -33,6 +33,7 @@
 #include "core/util.h"
 #include "httpd/httpd.h"
 #include "jitr/jitr_int.h"
+#include "jobs/renewal.h"
 #include "jobs/jobs.h"
 #include "store/store.h"
 
@@ -311,6 +312,7 @@ static int engine_start(struct jitr_service *s, struct err *e)
         .audit_mark = io_audit_mark,
         .run = eng_run,
         .release = eng_release,
+        .kind_ctx = s->renewal, /* the renewal kind's revocations (jobs/renewal.h) */
     };
     s->jobs = jobs_engine_new(s->ctx.base, s->rblock, jobs_kinds, jobs_nkinds, &jc, &io, e);
     return s->jobs ? 0 : -1;
@@ -423,7 +425,7 @@ struct jitr_service *jitr_service_new(struct event_base *base, const struct conf
     if (jitr_sqs_start(s, e) != 0 || jitr_confirm_start(s, conf, e) != 0) {
         goto fail;
     }
-    if (engine_start(s, e) != 0) {
+    if ((s->renewal = jobs_renewal_host_new(base, conf, e)) == NULL || engine_start(s, e) != 0) {
         goto fail;
     }
     if (slot == 0 && jitr_reconciler_start(s, e) != 0) {
@@ -466,6 +468,10 @@ void jitr_service_free(struct jitr_service *s)
     jitr_loader_stop(s);
     jitr_reconciler_stop(s);
     jitr_sqs_stop(s); /* aborts a pending long poll before the clients it borrows go */
+    /* a renewal's revocation in progress completes (its job goes on to the audit writer),
+     * pending ones are cancelled */
+    jobs_renewal_host_free(s->renewal);
+    s->renewal = NULL;
     /* the append in progress completes, queued ones are cancelled: their flows go on (to
      * Redis) while the clients are still there */
     jitr_auditq_free(s->auditq);

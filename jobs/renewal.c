@@ -6,7 +6,6 @@
 
 #include <event2/event.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "core/log.h"
@@ -220,16 +219,20 @@ static void st_list(struct jobs_job *j)
         jobs_next(j, "DEACTIVATE");
         return;
     }
-    int rounds = atoi(jobs_get(j, "rounds"));
+    uint64_t rounds = 0;
+    if (str_to_u64(jobs_get(j, "rounds"), &rounds) != 0) {
+        rounds = 0;
+    }
     if (rounds >= RENEWAL_ROUNDS_MAX) {
         jobs_set(j, "rounds", "0");
         err_set(&e, ERRC_UNAVAILABLE,
-                "certificate %.16s... is still listed on thing %.128s after %d detachments",
-                jobs_get(j, "old_id"), json_string_value(json_array_get(things, 0)), rounds);
+                "certificate %.16s... is still listed on thing %.128s after %llu detachments",
+                jobs_get(j, "old_id"), json_string_value(json_array_get(things, 0)),
+                (unsigned long long)rounds);
         jobs_retry(j, &e);
         return;
     }
-    snprintf(n, sizeof(n), "%d", rounds + 1);
+    snprintf(n, sizeof(n), "%llu", (unsigned long long)rounds + 1);
     jobs_set(j, "rounds", n);
     jobs_set(j, "detach", json_string_value(json_array_get(things, 0)));
     jobs_next(j, "DETACH");
@@ -299,7 +302,7 @@ static void st_deactivate(struct jobs_job *j)
 struct jobs_renewal_host {
     struct workq *q;
     struct event *ev;
-    const struct conf *conf;
+    struct conf *conf;           /* its own: the worker's may be replaced by a reload */
     struct issuance_revoker *rv; /* the thread's */
     struct store *st;            /* the thread's */
 };
@@ -379,9 +382,9 @@ struct jobs_renewal_host *jobs_renewal_host_new(struct event_base *base, const s
                             .tls_free = host_tls_free,
                             .run = revoke_run,
                             .arg = h };
-    h->conf = c;
-    if ((h->q = workq_new(&o, e)) == NULL) {
-        xfree(h);
+    if ((h->conf = conf_load(c->source[0] ? c->source : NULL, e)) == NULL ||
+        (h->q = workq_new(&o, e)) == NULL) {
+        jobs_renewal_host_free(h);
         return NULL;
     }
     h->ev = event_new(base, workq_fd(h->q), EV_READ | EV_PERSIST, workq_event_cb, h->q);
@@ -401,7 +404,10 @@ void jobs_renewal_host_free(struct jobs_renewal_host *h)
     if (h->ev) {
         event_free(h->ev);
     }
-    workq_free(h->q); /* pending revocations complete with ran = false: nothing called back */
+    if (h->q) {
+        workq_free(h->q); /* pending revocations complete with ran = false: no call back */
+    }
+    conf_free(h->conf);
     xfree(h);
 }
 

@@ -44,9 +44,10 @@ void jobs_renewal_job(struct jobs_renewal_new *out, const char *new_id, const ch
 
 /* The host of the kind in a jitrd worker (the engine's io.kind_ctx): REVOKE's revocations run
  * on a thread of its own (the revocation path blocks: the CA lock, fsync, a signature), with
- * its own revoker (issuance_revoker_new on c, CA keys loaded when first needed) and Redis
- * connection. Free it before jobs_engine_free: pending revocations are then cancelled without
- * completing (the engine's jobs stay pending and run again). */
+ * its own configuration (c's file loaded again: a reload may replace c), revoker (CA keys loaded
+ * when first needed) and Redis connection. Free it before the audit writer the engine's io uses
+ * and before jobs_engine_free: a revocation in progress completes, pending ones are cancelled
+ * (their jobs stay pending and run again). */
 struct event_base;
 struct jobs_renewal_host;
 struct jobs_renewal_host *jobs_renewal_host_new(struct event_base *base, const struct conf *c,
