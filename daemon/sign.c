@@ -90,7 +90,15 @@ static int renew_check(struct tstate *ts, struct job *j, struct api_csr_req *it,
             goto read_failed;
         }
     } else {
-        buf_addstr(&serial, asked);
+        char hex[41];
+        /* as issued: leading zeros and the sign octet as `openssl x509 -serial` may differ */
+        if (ca_serial_normalise(asked, hex, e) != 0) {
+            err_clear(e);
+            err_set(e, ERRC_NOT_FOUND, "renews: no certificate %s", asked);
+            rc = -1;
+            goto out;
+        }
+        buf_addstr(&serial, hex);
     }
     if (store_cert_read(st, buf_cstr(&serial), &rec, e) != 0) {
         goto read_failed;

@@ -1,0 +1,209 @@
+#!/usr/bin/env bash
+# Renewal retires the old certificate, end to end through the AWS IoT stand-ins (run under
+# tests/sim/run_sim.py): a device enrolled with POST /v1/sign is provisioned by JITR; it
+# re-enrolls (EST simplereenroll) and its renewal is provisioned onto the same thing; during
+# renewal_grace (2 s) the old certificate stays ACTIVE and attached, then it is detached, INACTIVE
+# in AWS, revoked (superseded) in our index and on the CRL, audited, and the thing has exactly the
+# new principal. A renewal of the renewal (POST /v1/sign with renews) with renewal_grace 0 retires
+# its predecessor at once. jitrd killed (SIGKILL) while a retirement is due: it completes after
+# the restart. An old certificate REVOKED in AWS stays REVOKED (detached, revoked in our index).
+# A renewal that is no longer ACTIVE when the grace ends keeps its predecessor.
+source "$(dirname "$0")/jitr_lib.sh"
+
+# jitrd's server certificate names localhost
+URL=https://localhost:$SIGN_PORT
+curl() { command curl --resolve "localhost:$SIGN_PORT:127.0.0.1" "$@"; }
+cat >"$T/stations.json" <<EOF
+{"stations": {"line1": {"cas": ["devices"], "profiles": ["device"]}}}
+EOF
+grace_config() { # GRACE_S
+  write_config
+  jq --argjson g "$1" '.renewal_grace = $g' "$T/jitrd.json" >"$T/g.json" && mv "$T/g.json" "$CFG"
+}
+jitrd_start_group() {
+  setsid "$JITRD" --config "$CFG" 2>>"$T/jitrd.log" &
+  JPID=$!
+  for _ in $(seq 100); do curl -sf "$INTAKE/healthz" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  echo "jitrd did not come up" >&2; tail -20 "$T/jitrd.log" >&2; return 1
+}
+jitrd_kill() { kill -KILL -- "-$JPID" 2>/dev/null || true; wait "$JPID" 2>/dev/null || true; JPID=; }
+jitrd_stop() {
+  if [ -n "$JPID" ]; then
+    kill -TERM -- "-$JPID" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$JPID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL -- "-$JPID" 2>/dev/null || true
+    wait "$JPID" 2>/dev/null || true
+  fi
+  JPID=
+}
+grace_config 2
+ok "$JITRCTL" --config "$CFG" station issue line1 --out "$T/st"
+jitrd_start_group
+gateway_rule
+
+ARN=arn:aws:iot:us-east-1:123456789012:cert
+iot() { aws --endpoint-url "$STANDIN" iot "$@"; }
+principals() { iot list-thing-principals --thing-name "$1" | jq -r '.principals | sort | join(" ")'; }
+serial_of() { rcli GET "jitrca:fp:$(cert_id_of "$1")"; } # as the index keys it
+index_field() { # SERIAL FIELD
+  "$JITRCTL" --config "$CFG" --json cert show "$1" | jq -r ".$2 // empty"; }
+# connect DIR NAME: the device NAME (DIR/NAME.{crt,key}) connects through the gateway (JITR
+# provisions it first)
+connect() {
+  gw --dir "$1" --timeout 30 >"$T/gw.json" 2>"$T/gw.err" && pass ||
+    { fail "device $2 did not connect"; cat "$T/gw.json" "$T/gw.err" >&2; tail -30 "$T/jitrd.log" >&2; }
+}
+# st CERT: its status in AWS, read fast (the stand-in's own view; the aws CLI takes a second)
+st() { curl -sf "$STANDIN/_standin/internal/cert/$(cert_id_of "$1")" | jq -r .status; }
+is_active() { [ "$(st "$1")" = ACTIVE ]; }
+# provision DIR: the device of DIR connects once through the gateway (refused: AWS registers its
+# certificate and JITR provisions it); returns when AWS has it ACTIVE
+provision() {
+  gw --dir "$1" --first-only >/dev/null 2>&1 || true
+  wait_for 30 is_active "$1/dev-r1.crt" && pass ||
+    { fail "$1 not provisioned"; tail -30 "$T/jitrd.log" >&2; }
+}
+# wait_for SECONDS CMD...: until CMD succeeds
+wait_for() {
+  local n=$(( $1 * 10 )); shift
+  for _ in $(seq "$n"); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  return 1
+}
+retired() { # CERT: INACTIVE in AWS and revoked in our index
+  [ "$(st "$1")" = INACTIVE ] &&
+    [ "$(index_field "$(serial_of "$1")" status)" = revoked ]
+}
+check_retired() { # NAME OLD_CERT NEW_CERT THING
+  check_eq "$1: old INACTIVE in AWS" "$(aws_status "$2")" INACTIVE
+  check_eq "$1: the thing has exactly the new principal" "$(principals "$4")" \
+    "$ARN/$(cert_id_of "$3")"
+  check_eq "$1: old attached to nothing" \
+    "$(iot list-principal-things --principal "$ARN/$(cert_id_of "$2")" | jq -c .things)" '[]'
+  check_eq "$1: old revoked (superseded) in our index" \
+    "$(index_field "$(serial_of "$2")" status) $(index_field "$(serial_of "$2")" reason)" \
+    "revoked superseded"
+  check_eq "$1: new ACTIVE" "$(aws_status "$3")" ACTIVE
+  curl -sf --cacert "$T/srv.pem" "$URL/v1/crl?ca=devices&format=pem" -o "$T/crl.pem"
+  openssl crl -in "$T/crl.pem" -noout -text >"$T/crl.txt"
+  local sn
+  sn=$(serial_of "$2" | sed 's/^0*//') # openssl prints no sign octet
+  grep -A4 -i "Serial Number: 0*$sn\$" "$T/crl.txt" | grep -q "Superseded" && pass ||
+    fail "$1: the CRL lists the old one as superseded: $(cat "$T/crl.txt")"
+  grep '"type":"renewal_retire"' "$(audit_log)" | grep "\"renews\":\"$(serial_of "$2")\"" |
+    grep -q '"outcome":"retired"' && pass || fail "$1: the retirement's audit record"
+}
+
+# --- A: /v1/sign, provisioned ---------------------------------------------------------------
+mkdir -p "$T/a" "$T/b" "$T/c" "$T/d" "$T/e" "$T/f"
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/a/dev-r1.key" \
+  -subj /CN=dev-r1 -out "$T/a.csr" 2>/dev/null
+curl -sf --cacert "$T/srv.pem" --cert "$T/st/line1.crt" --key "$T/st/line1.key" \
+  -H 'Content-Type: application/x-pem-file' --data-binary @"$T/a.csr" "$URL/v1/sign" >"$T/a.json" &&
+  pass || fail "A signed"
+jq -r .certificate "$T/a.json" >"$T/a/dev-r1.crt"
+A=$T/a/dev-r1.crt
+[ -s "$A" ] || { fail "no certificate A: $(cat "$T/a.json")"; tail -20 "$T/jitrd.log" >&2; exit 1; }
+provision "$T/a"
+check_eq "thing dev-r1 has A" "$(principals dev-r1)" "$ARN/$(cert_id_of "$A")"
+
+# --- B: EST re-enrollment of A, provisioned onto the same thing; 2 s of grace -----------------
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/b/dev-r1.key" \
+  -subj /CN=dev-r1 -outform DER 2>/dev/null | openssl base64 >"$T/b.b64"
+curl -sf --cacert "$T/srv.pem" --cert "$A" --key "$T/a/dev-r1.key" \
+  -H 'Content-Type: application/pkcs10' --data-binary @"$T/b.b64" \
+  "$URL/.well-known/est/simplereenroll" | openssl base64 -d |
+  openssl pkcs7 -inform DER -print_certs -out "$T/b/dev-r1.crt" 2>/dev/null && pass ||
+  fail "B re-enrolled"
+B=$T/b/dev-r1.crt
+check_eq "B renews A" "$(index_field "$(serial_of "$B")" renews)" "$(serial_of "$A")"
+provision "$T/b"
+t_active=$(date +%s.%N) # at most 0.1 s after B became ACTIVE
+# within the grace A keeps working: ACTIVE, attached, valid
+check_eq "A ACTIVE during the grace" "$(st "$A")" ACTIVE
+check_eq "A attached during the grace" \
+  "$(curl -sf "$STANDIN/_standin/internal/cert/$(cert_id_of "$A")" | jq -c .things)" '["dev-r1"]'
+check_eq "A valid during the grace" "$(index_field "$(serial_of "$A")" status)" valid
+wait_for 20 retired "$A" && pass || fail "A retired within 20 s: $(aws_status "$A")"
+t_retired=$(date +%s.%N)
+awk -v a="$t_active" -v r="$t_retired" 'BEGIN { exit !(r - a >= 1.8) }' && pass ||
+  fail "A retired before the grace: $(awk -v a="$t_active" -v r="$t_retired" 'BEGIN {print r - a}') s"
+connect "$T/b" B
+check_retired "A by B" "$A" "$B" dev-r1
+
+# --- C: /v1/sign renews B (the renewal of a renewal), renewal_grace 0 -------------------------
+jitrd_stop
+grace_config 0
+jitrd_start_group
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/c/dev-r1.key" \
+  -subj /CN=dev-r1 -out "$T/c.csr" 2>/dev/null
+curl -sf --cacert "$T/srv.pem" --cert "$T/st/line1.crt" --key "$T/st/line1.key" \
+  -H 'Content-Type: application/x-pem-file' --data-binary @"$T/c.csr" \
+  "$URL/v1/sign?renews=$(serial_of "$B")" >"$T/c.json" && pass || fail "C signed"
+jq -r .certificate "$T/c.json" >"$T/c/dev-r1.crt"
+C=$T/c/dev-r1.crt
+provision "$T/c"
+wait_for 10 retired "$B" && pass || fail "B retired at once: $(aws_status "$B")"
+check_retired "B by C" "$B" "$C" dev-r1
+check_eq "A stays as it was" "$(aws_status "$A")" INACTIVE
+
+# --- D renews C; jitrd killed while C's retirement is due; it completes after the restart ------
+jitrd_stop
+grace_config 3
+jitrd_start_group
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/d/dev-r1.key" \
+  -subj /CN=dev-r1 -out "$T/d.csr" 2>/dev/null
+curl -sf --cacert "$T/srv.pem" --cert "$T/st/line1.crt" --key "$T/st/line1.key" \
+  -H 'Content-Type: application/json' \
+  --data-binary "$(jq -n --rawfile c "$T/d.csr" --arg r "$(serial_of "$C")" '{csr: $c, renews: $r}')" \
+  "$URL/v1/sign" >"$T/d.json" && pass || fail "D signed"
+jq -r .certificate "$T/d.json" >"$T/d/dev-r1.crt"
+D=$T/d/dev-r1.crt
+provision "$T/d"
+jitrd_kill
+check_eq "C ACTIVE until the grace ends" "$(st "$C")" ACTIVE
+check_eq "the retirement is due later" "$(rcli ZCARD jitrca:jobs:renewal:due)" 1
+sleep 4
+check_eq "nothing retires C while jitrd is down" "$(aws_status "$C")" ACTIVE
+jitrd_start_group
+wait_for 20 retired "$C" && pass || fail "C retired after the restart: $(aws_status "$C")"
+check_retired "C by D after a restart" "$C" "$D" dev-r1
+
+# --- E renews D; D is REVOKED in AWS meanwhile: it stays REVOKED ------------------------------
+jitrd_stop
+grace_config 0
+jitrd_start_group
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/e/dev-r1.key" \
+  -subj /CN=dev-r1 -out "$T/e.csr" 2>/dev/null
+curl -sf --cacert "$T/srv.pem" --cert "$T/st/line1.crt" --key "$T/st/line1.key" \
+  -H 'Content-Type: application/x-pem-file' --data-binary @"$T/e.csr" \
+  "$URL/v1/sign?renews=$(serial_of "$D")" >"$T/e.json" && pass || fail "E signed"
+jq -r .certificate "$T/e.json" >"$T/e/dev-r1.crt"
+E=$T/e/dev-r1.crt
+iot update-certificate --certificate-id "$(cert_id_of "$D")" --new-status REVOKED && pass ||
+  fail "D REVOKED in AWS"
+provision "$T/e"
+wait_for 10 bash -c "[ \"\$(\"$JITRCTL\" --config \"$CFG\" --json cert show $(serial_of "$D") |
+  jq -r .status)\" = revoked ]" && pass || fail "D revoked in our index"
+check_eq "D stays REVOKED in AWS" "$(aws_status "$D")" REVOKED
+check_eq "the thing has exactly E" "$(principals dev-r1)" "$ARN/$(cert_id_of "$E")"
+check_eq "D's reason" "$(index_field "$(serial_of "$D")" reason)" superseded
+
+# --- F renews E but is INACTIVE by the time the grace ends: E is kept --------------------------
+jitrd_stop
+grace_config 5
+jitrd_start_group
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/f/dev-r1.key" \
+  -subj /CN=dev-r1 -out "$T/f.csr" 2>/dev/null
+curl -sf --cacert "$T/srv.pem" --cert "$T/st/line1.crt" --key "$T/st/line1.key" \
+  -H 'Content-Type: application/x-pem-file' --data-binary @"$T/f.csr" \
+  "$URL/v1/sign?renews=$(serial_of "$E")" >"$T/f.json" && pass || fail "F signed"
+jq -r .certificate "$T/f.json" >"$T/f/dev-r1.crt"
+F=$T/f/dev-r1.crt
+provision "$T/f"
+iot update-certificate --certificate-id "$(cert_id_of "$F")" --new-status INACTIVE && pass ||
+  fail "F INACTIVE in AWS"
+wait_for 20 bash -c "grep '\"type\":\"renewal_retire\"' '$(audit_log)' |
+  grep -q '\"outcome\":\"kept\"'" && pass || fail "F's retirement job ends kept"
+check_eq "E kept ACTIVE" "$(aws_status "$E")" ACTIVE
+check_eq "E kept valid" "$(index_field "$(serial_of "$E")" status)" valid
+finish
