@@ -232,6 +232,8 @@ RESOURCE_OF = {
     "iot:UpdateCertificate": {"cert/*"},
     "iot:AttachPolicy": {"cert/*"},
     "iot:AttachThingPrincipal": {"cert/*", "thing/*"},
+    "iot:DetachThingPrincipal": {"cert/*", "thing/*"},
+    "iot:ListPrincipalThings": {"cert/*"},
     "iot:CreateThing": {"thing/*"},
     "iot:DescribeThing": {"thing/*"},
     "iot:UpdateThing": {"thing/*"},
