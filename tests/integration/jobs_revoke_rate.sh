@@ -6,10 +6,11 @@
 # the stand-in are revoked with jitrctl while jitrd is stopped (the jobs wait in the queue), then
 # jitrd starts and drains them. Checked: every one REVOKED, no call throttled, two AWS calls per
 # revocation (a retried call aside); printed: revocations per second and AWS calls per
-# revocation.
+# revocation. REVOKE_N and REVOKE_RATE override N and RATE (e.g. 1000 at AWS's default 10/s:
+# REVOKE_N=1000 REVOKE_RATE=10 ctest -R it_jobs_revoke_rate -V).
 source "$(dirname "$0")/jitr_lib.sh"
-N=${1:-1000}
-RATE=80
+N=${REVOKE_N:-${1:-1000}}
+RATE=${REVOKE_RATE:-80}
 jq --arg r "DescribeCertificate=$((RATE - 1)).5/1,UpdateCertificate=$((RATE - 1)).5/1" \
   '.jitr.aws_rates = $r | .jitr.max_in_flight = 64' "$CFG" >"$T/rate.json" && mv "$T/rate.json" "$CFG"
 curl -sf -X POST "$STANDIN/_standin/config" -H 'content-type: application/json' \
