@@ -15,13 +15,14 @@ gateway_rule
 
 serial_of() { openssl x509 -in "$1" -noout -serial | cut -d= -f2 | tr 'A-F' 'a-f' | sed 's/^0*//'; }
 # wait_aws CERT STATUS [SECONDS]: the stand-in's status becomes STATUS
+# (a deadline in seconds: each look is an aws CLI process, a second or more on a busy machine)
 wait_aws() {
-  local i
-  for i in $(seq $((${3:-15} * 10))); do
+  local end=$((SECONDS + ${3:-15}))
+  while :; do
     [ "$(aws_status "$1")" = "$2" ] && return 0
-    sleep 0.1
+    [ "$SECONDS" -ge "$end" ] && return 1
+    sleep 0.2
   done
-  return 1
 }
 kill_jitrd() { # SIGKILL, the workers first (they are jitrd's children)
   local w
