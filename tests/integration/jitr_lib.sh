@@ -27,6 +27,8 @@ jitrd_stop() {
   if [ -n "$JPID" ] && kill -0 "$JPID" 2>/dev/null; then
     kill -TERM "$JPID" 2>/dev/null || true
     for _ in $(seq 150); do kill -0 "$JPID" 2>/dev/null || break; sleep 0.1; done
+    # still there after 15 s: its workers first, or they would live on as orphans
+    pkill -KILL -P "$JPID" 2>/dev/null || true
     kill -KILL "$JPID" 2>/dev/null || true
     wait "$JPID" 2>/dev/null || true
   fi

@@ -31,10 +31,12 @@ check_eq "registered ACTIVE" "$(aws_status "$T/d/dev-000001.crt")" ACTIVE
 # jitrd has run once (the engine's group and consumer exist), then is stopped
 jitrd_start
 jitrd_stop
-for f in "$T"/d/*.crt; do
-  "$JITRCTL" revoke "$(openssl x509 -in "$f" -noout -serial | cut -d= -f2)" --no-wait >/dev/null 2>"$T/err" ||
-    { fail "revoke $f"; cat "$T/err" >&2; break; }
-done
+# four jitrctl at a time: each loads the CA key and signs a CRL (the CRL lock serialises only
+# that part), which is what takes the time here, not the queueing
+for f in "$T"/d/*.crt; do openssl x509 -in "$f" -noout -serial | cut -d= -f2; done >"$T/serials"
+export JITRCTL
+xargs -P 4 -n 1 sh -c '"$JITRCTL" revoke "$1" --no-wait >/dev/null' revoke <"$T/serials" 2>"$T/err" &&
+  pass || { fail "revoke: a jitrctl failed"; head -5 "$T/err" >&2; }
 check_eq "all queued" "$(rcli XLEN jitrca:jobs:revoke:queue)" "$N"
 curl -sf -X POST "$STANDIN/_standin/stats/reset" >/dev/null
 
