@@ -1,7 +1,7 @@
 /*
  * jitrctl's view of JITR (status, dead letters): short synchronous sequences of Redis commands
- * run on a private event loop with the async client (store/async.h), each reply converted to
- * JSON. Nothing here runs inside jitrd.
+ * on jobs/jobs.h's struct jobs_admin (a private event loop with the async client), each reply
+ * as JSON. Nothing here runs inside jitrd.
  */
 #include <event2/event.h>
 #include <stdio.h>
@@ -11,99 +11,12 @@
 #include "core/mem.h"
 #include "core/util.h"
 #include "jitr/jitr.h"
+#include "jobs/jobs.h"
 #include "store/store.h"
-
-struct admin {
-    struct event_base *base;
-    struct store_async *s;
-    bool done;
-    json_t *reply;
-    struct err err;
-};
-
-static json_t *to_json(const struct store_reply *r)
-{
-    switch (r->type) {
-    case STORE_REPLY_STRING:
-        return json_stringn(r->str, r->len);
-    case STORE_REPLY_INTEGER:
-        return json_integer(r->integer);
-    case STORE_REPLY_ARRAY: {
-        json_t *a = json_array();
-        for (size_t i = 0; i < r->n; i++) {
-            json_array_append_new(a, to_json(&r->elem[i]));
-        }
-        return a;
-    }
-    case STORE_REPLY_NIL:
-        break;
-    }
-    return json_null();
-}
-
-static void on_reply(void *arg, const struct store_reply *r, const struct err *e)
-{
-    struct admin *a = arg;
-    a->done = true;
-    if (e != NULL) {
-        err_copy(&a->err, e);
-    } else {
-        a->reply = to_json(r);
-    }
-}
-
-/* Runs one command; returns a new reference or NULL with *e set. */
-static json_t *cmd(struct admin *a, int argc, const char *const *argv, struct err *e)
-{
-    a->done = false;
-    a->reply = NULL;
-    err_clear(&a->err);
-    if (store_async_cmd(a->s, argc, argv, NULL, 5000, on_reply, a, e) != 0) {
-        return NULL;
-    }
-    while (!a->done && event_base_loop(a->base, EVLOOP_ONCE) >= 0) {
-    }
-    if (a->reply == NULL) {
-        err_copy(e, &a->err);
-    }
-    return a->reply;
-}
-
-static int admin_open(struct admin *a, const char *url, struct err *e)
-{
-    memset(a, 0, sizeof(*a));
-    a->base = event_base_new();
-    if (a->base == NULL) {
-        return err_set(e, ERRC_INTERNAL, "cannot create an event loop");
-    }
-    a->s = store_async_new(a->base, url, e);
-    return a->s ? 0 : -1;
-}
-
-static void admin_close(struct admin *a)
-{
-    store_async_free(a->s);
-    if (a->base) {
-        event_base_free(a->base);
-    }
-}
-
-/* [k, v, k, v] -> {k: v} */
-static json_t *pairs(const json_t *arr)
-{
-    json_t *o = json_object();
-    for (size_t i = 0; i + 1 < json_array_size(arr); i += 2) {
-        const char *k = json_string_value(json_array_get(arr, i));
-        if (k) {
-            json_object_set(o, k, json_array_get(arr, i + 1));
-        }
-    }
-    return o;
-}
 
 int jitr_admin_status(const char *redis_url, const char *id, json_t **out, struct err *e)
 {
-    struct admin a;
+    struct jobs_admin a;
     char cert[65], key[200];
     json_t *h = NULL, *tr = NULL, *res = NULL;
     int rc = -1;
@@ -118,7 +31,7 @@ int jitr_admin_status(const char *redis_url, const char *id, json_t **out, struc
                            "'%.64s' is neither a certificateId (64 hex) nor a serial (hex)", id);
         }
     }
-    if (admin_open(&a, redis_url, e) != 0) {
+    if (jobs_admin_open(&a, redis_url, e) != 0) {
         goto out;
     }
     if (n == 64) {
@@ -134,7 +47,7 @@ int jitr_admin_status(const char *redis_url, const char *id, json_t **out, struc
         }
         store_key_cert(key, sizeof(key), serial);
         const char *av[] = { "HGET", key, "fingerprint" };
-        fp = cmd(&a, 3, av, e);
+        fp = jobs_admin_cmd(&a, 3, av, e);
         if (fp == NULL) {
             goto out;
         }
@@ -149,12 +62,12 @@ int jitr_admin_status(const char *redis_url, const char *id, json_t **out, struc
     snprintf(key, sizeof(key), STORE_PREFIX "jitr:dev:%s", cert);
     {
         const char *av[] = { "HGETALL", key };
-        h = cmd(&a, 2, av, e);
+        h = jobs_admin_cmd(&a, 2, av, e);
     }
     snprintf(key, sizeof(key), STORE_PREFIX "jitr:trace:%s", cert);
     {
         const char *av[] = { "LRANGE", key, "0", "-1" };
-        tr = h ? cmd(&a, 4, av, e) : NULL;
+        tr = h ? jobs_admin_cmd(&a, 4, av, e) : NULL;
     }
     if (tr == NULL) {
         goto out;
@@ -163,7 +76,7 @@ int jitr_admin_status(const char *redis_url, const char *id, json_t **out, struc
         err_set(e, ERRC_NOT_FOUND, "no JITR state for certificate %s", cert);
         goto out;
     }
-    res = pairs(h);
+    res = jobs_admin_pairs(h);
     json_object_set_new(res, "certificate_id", json_string(cert));
     json_object_set(res, "trace", tr);
     *out = res;
@@ -173,14 +86,14 @@ out:
     json_decref(h);
     json_decref(tr);
     json_decref(res);
-    admin_close(&a);
+    jobs_admin_close(&a);
     return rc;
 }
 
-static json_t *dlq_entries(struct admin *a, struct err *e)
+static json_t *dlq_entries(struct jobs_admin *a, struct err *e)
 {
     const char *av[] = { "XRANGE", STORE_PREFIX "jitr:dlq", "-", "+" };
-    json_t *r = cmd(a, 4, av, e), *out;
+    json_t *r = jobs_admin_cmd(a, 4, av, e), *out;
     size_t i;
     json_t *ent;
     if (r == NULL) {
@@ -188,7 +101,7 @@ static json_t *dlq_entries(struct admin *a, struct err *e)
     }
     out = json_array();
     json_array_foreach (r, i, ent) {
-        json_t *o = pairs(json_array_get(ent, 1));
+        json_t *o = jobs_admin_pairs(json_array_get(ent, 1));
         json_object_set(o, "id", json_array_get(ent, 0));
         json_array_append_new(out, o);
     }
@@ -198,26 +111,26 @@ static json_t *dlq_entries(struct admin *a, struct err *e)
 
 int jitr_admin_dlq_list(const char *redis_url, json_t **out, struct err *e)
 {
-    struct admin a;
+    struct jobs_admin a;
     int rc = -1;
     *out = NULL;
-    if (admin_open(&a, redis_url, e) == 0) {
+    if (jobs_admin_open(&a, redis_url, e) == 0) {
         *out = dlq_entries(&a, e);
         rc = *out ? 0 : -1;
     }
-    admin_close(&a);
+    jobs_admin_close(&a);
     return rc;
 }
 
 int jitr_admin_dlq_retry(const char *redis_url, const char *id, size_t *n, struct err *e)
 {
-    struct admin a;
+    struct jobs_admin a;
     json_t *list = NULL;
     size_t i;
     json_t *ent;
     int rc = -1;
     *n = 0;
-    if (admin_open(&a, redis_url, e) != 0 || (list = dlq_entries(&a, e)) == NULL) {
+    if (jobs_admin_open(&a, redis_url, e) != 0 || (list = dlq_entries(&a, e)) == NULL) {
         goto out;
     }
     json_array_foreach (list, i, ent) {
@@ -245,7 +158,7 @@ int jitr_admin_dlq_retry(const char *redis_url, const char *id, size_t *n, struc
         snprintf(key, sizeof(key), STORE_PREFIX "jitr:dev:%s", cert);
         {
             const char *av[] = { "HDEL", key, "state", "attempts", "reason" };
-            if ((r = cmd(&a, 5, av, e)) == NULL) {
+            if ((r = jobs_admin_cmd(&a, 5, av, e)) == NULL) {
                 goto out;
             }
             json_decref(r);
@@ -254,14 +167,14 @@ int jitr_admin_dlq_retry(const char *redis_url, const char *id, size_t *n, struc
             const char *av[3 + JITR_FIELDS_MAX] = { "XADD", STORE_PREFIX "jitr:events", "*" };
             jitr_event_fields(&ev, "dlq-retry", &fl);
             memcpy(av + 3, fl.av, fl.n * sizeof(*av));
-            if ((r = cmd(&a, (int)(3 + fl.n), av, e)) == NULL) {
+            if ((r = jobs_admin_cmd(&a, (int)(3 + fl.n), av, e)) == NULL) {
                 goto out;
             }
             json_decref(r);
         }
         {
             const char *av[] = { "XDEL", STORE_PREFIX "jitr:dlq", eid };
-            if ((r = cmd(&a, 3, av, e)) == NULL) {
+            if ((r = jobs_admin_cmd(&a, 3, av, e)) == NULL) {
                 goto out;
             }
             json_decref(r);
@@ -275,6 +188,6 @@ int jitr_admin_dlq_retry(const char *redis_url, const char *id, size_t *n, struc
     rc = 0;
 out:
     json_decref(list);
-    admin_close(&a);
+    jobs_admin_close(&a);
     return rc;
 }

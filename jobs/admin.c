@@ -12,14 +12,6 @@
 #include "jobs/jobs.h"
 #include "store/store.h"
 
-struct admin {
-    struct event_base *base;
-    struct store_async *s;
-    bool done;
-    json_t *reply;
-    struct err err;
-};
-
 static json_t *to_json(const struct store_reply *r)
 {
     switch (r->type) {
@@ -42,7 +34,7 @@ static json_t *to_json(const struct store_reply *r)
 
 static void on_reply(void *arg, const struct store_reply *r, const struct err *e)
 {
-    struct admin *a = arg;
+    struct jobs_admin *a = arg;
     a->done = true;
     if (e != NULL) {
         err_copy(&a->err, e);
@@ -51,8 +43,7 @@ static void on_reply(void *arg, const struct store_reply *r, const struct err *e
     }
 }
 
-/* One command; a new reference, or NULL with *e set. */
-static json_t *cmd(struct admin *a, int argc, const char *const *argv, struct err *e)
+json_t *jobs_admin_cmd(struct jobs_admin *a, int argc, const char *const *argv, struct err *e)
 {
     a->done = false;
     a->reply = NULL;
@@ -68,18 +59,18 @@ static json_t *cmd(struct admin *a, int argc, const char *const *argv, struct er
     return a->reply;
 }
 
-static int admin_open(struct admin *a, const char *url, struct err *e)
+int jobs_admin_open(struct jobs_admin *a, const char *redis_url, struct err *e)
 {
     memset(a, 0, sizeof(*a));
     a->base = event_base_new();
     if (a->base == NULL) {
         return err_set(e, ERRC_INTERNAL, "cannot create an event loop");
     }
-    a->s = store_async_new(a->base, url, e);
+    a->s = store_async_new(a->base, redis_url, e);
     return a->s ? 0 : -1;
 }
 
-static void admin_close(struct admin *a)
+void jobs_admin_close(struct jobs_admin *a)
 {
     store_async_free(a->s);
     if (a->base) {
@@ -87,7 +78,7 @@ static void admin_close(struct admin *a)
     }
 }
 
-static json_t *pairs(const json_t *arr)
+json_t *jobs_admin_pairs(const json_t *arr)
 {
     json_t *o = json_object();
     for (size_t i = 0; i + 1 < json_array_size(arr); i += 2) {
@@ -130,11 +121,11 @@ static json_int_t int_of(json_t *v)
 
 int jobs_admin_status(const char *redis_url, json_t **out, struct err *e)
 {
-    struct admin a;
+    struct jobs_admin a;
     json_t *kinds = json_array();
     int rc = -1;
     *out = NULL;
-    if (admin_open(&a, redis_url, e) != 0) {
+    if (jobs_admin_open(&a, redis_url, e) != 0) {
         goto out;
     }
     for (size_t i = 0; i < jobs_nkinds; i++) {
@@ -147,7 +138,7 @@ int jobs_admin_status(const char *redis_url, json_t **out, struct err *e)
         jobs_key_dlq(k, dlq, sizeof(dlq));
         {
             const char *av[] = { "EXISTS", stream };
-            if ((r = cmd(&a, 2, av, e)) == NULL) {
+            if ((r = jobs_admin_cmd(&a, 2, av, e)) == NULL) {
                 goto out;
             }
         }
@@ -156,12 +147,12 @@ int jobs_admin_status(const char *redis_url, json_t **out, struct err *e)
             size_t gi;
             const char *av[] = { "XINFO", "GROUPS", stream };
             json_decref(r);
-            if ((r = cmd(&a, 3, av, e)) == NULL) {
+            if ((r = jobs_admin_cmd(&a, 3, av, e)) == NULL) {
                 goto out;
             }
             json_array_foreach(r, gi, x)
             {
-                g = pairs(x);
+                g = jobs_admin_pairs(x);
                 const char *gname = json_string_value(json_object_get(g, "name"));
                 if (gname != NULL && strcmp(gname, JOBS_GROUP) == 0) {
                     pending = int_of(json_object_get(g, "pending"));
@@ -171,7 +162,7 @@ int jobs_admin_status(const char *redis_url, json_t **out, struct err *e)
             }
             if (json_array_size(r) == 0) {
                 const char *xl[] = { "XLEN", stream };
-                json_t *n = cmd(&a, 2, xl, e);
+                json_t *n = jobs_admin_cmd(&a, 2, xl, e);
                 if (n == NULL) {
                     json_decref(r);
                     goto out;
@@ -186,7 +177,7 @@ int jobs_admin_status(const char *redis_url, json_t **out, struct err *e)
         json_array_append_new(kinds, o);
         {
             const char *av[] = { "ZCARD", due };
-            if ((r = cmd(&a, 2, av, e)) == NULL) {
+            if ((r = jobs_admin_cmd(&a, 2, av, e)) == NULL) {
                 goto out;
             }
             json_object_set_new(o, "due", json_integer(int_of(r)));
@@ -195,7 +186,7 @@ int jobs_admin_status(const char *redis_url, json_t **out, struct err *e)
         snprintf(done, sizeof(done), "%s:done", k->name);
         {
             const char *av[] = { "HGET", STORE_PREFIX "jobs:stats", done };
-            if ((r = cmd(&a, 3, av, e)) == NULL) {
+            if ((r = jobs_admin_cmd(&a, 3, av, e)) == NULL) {
                 goto out;
             }
             json_object_set_new(o, "done", json_integer(int_of(r)));
@@ -203,7 +194,7 @@ int jobs_admin_status(const char *redis_url, json_t **out, struct err *e)
         }
         {
             const char *av[] = { "XLEN", dlq };
-            if ((r = cmd(&a, 2, av, e)) == NULL) {
+            if ((r = jobs_admin_cmd(&a, 2, av, e)) == NULL) {
                 goto out;
             }
             json_object_set_new(o, "dead", json_integer(int_of(r)));
@@ -214,24 +205,24 @@ int jobs_admin_status(const char *redis_url, json_t **out, struct err *e)
     rc = 0;
 out:
     json_decref(kinds);
-    admin_close(&a);
+    jobs_admin_close(&a);
     return rc;
 }
 
 /* The dead letters of k, appended to list. */
-static int dlq_of(struct admin *a, const struct jobs_kind *k, json_t *list, struct err *e)
+static int dlq_of(struct jobs_admin *a, const struct jobs_kind *k, json_t *list, struct err *e)
 {
     char dlq[160];
     json_t *r, *ent;
     size_t i;
     jobs_key_dlq(k, dlq, sizeof(dlq));
     const char *av[] = { "XRANGE", dlq, "-", "+" };
-    if ((r = cmd(a, 4, av, e)) == NULL) {
+    if ((r = jobs_admin_cmd(a, 4, av, e)) == NULL) {
         return -1;
     }
     json_array_foreach(r, i, ent)
     {
-        json_t *f = pairs(json_array_get(ent, 1));
+        json_t *f = jobs_admin_pairs(json_array_get(ent, 1));
         const char *keyf = k->key_field ? k->key_field : "key";
         const char *key = json_string_value(json_object_get(f, keyf));
         json_t *o = json_pack("{s:s,s:O,s:s}", "kind", k->name, "id", json_array_get(ent, 0), "key",
@@ -251,7 +242,7 @@ static int dlq_of(struct admin *a, const struct jobs_kind *k, json_t *list, stru
 
 int jobs_admin_dlq_list(const char *redis_url, const char *kind, json_t **out, struct err *e)
 {
-    struct admin a;
+    struct jobs_admin a;
     const struct jobs_kind *k;
     json_t *list;
     int rc = -1;
@@ -259,8 +250,8 @@ int jobs_admin_dlq_list(const char *redis_url, const char *kind, json_t **out, s
     if (kind_arg(kind, &k, e) != 0) {
         return -1;
     }
-    if (admin_open(&a, redis_url, e) != 0) {
-        admin_close(&a);
+    if (jobs_admin_open(&a, redis_url, e) != 0) {
+        jobs_admin_close(&a);
         return -1;
     }
     list = json_array();
@@ -273,14 +264,14 @@ int jobs_admin_dlq_list(const char *redis_url, const char *kind, json_t **out, s
     rc = 0;
 out:
     json_decref(list);
-    admin_close(&a);
+    jobs_admin_close(&a);
     return rc;
 }
 
 int jobs_admin_dlq_retry(const char *redis_url, const char *kind, const char *id, size_t *n,
                          struct err *e)
 {
-    struct admin a;
+    struct jobs_admin a;
     const struct jobs_kind *k;
     json_t *list = NULL, *ent;
     size_t i;
@@ -289,7 +280,7 @@ int jobs_admin_dlq_retry(const char *redis_url, const char *kind, const char *id
     if (kind_arg(kind, &k, e) != 0) {
         return -1;
     }
-    if (admin_open(&a, redis_url, e) != 0) {
+    if (jobs_admin_open(&a, redis_url, e) != 0) {
         goto out;
     }
     list = json_array();
@@ -318,7 +309,7 @@ int jobs_admin_dlq_retry(const char *redis_url, const char *kind, const char *id
         jobs_key_record(kk, key, rkey, sizeof(rkey));
         if (kk->states == NULL) { /* JITR's flow keeps its resume point there: start over */
             const char *hd[] = { "HDEL", rkey, "state", "attempts", "reason" };
-            if ((r = cmd(&a, 5, hd, e)) == NULL) {
+            if ((r = jobs_admin_cmd(&a, 5, hd, e)) == NULL) {
                 goto out;
             }
             json_decref(r);
@@ -335,13 +326,13 @@ int jobs_admin_dlq_retry(const char *redis_url, const char *kind, const char *id
         }
         av[ac++] = "src";
         av[ac++] = "dlq-retry";
-        if ((r = cmd(&a, ac, av, e)) == NULL) {
+        if ((r = jobs_admin_cmd(&a, ac, av, e)) == NULL) {
             goto out;
         }
         json_decref(r);
         {
             const char *xd[] = { "XDEL", dlq, eid };
-            if ((r = cmd(&a, 3, xd, e)) == NULL) {
+            if ((r = jobs_admin_cmd(&a, 3, xd, e)) == NULL) {
                 goto out;
             }
             json_decref(r);
@@ -355,14 +346,14 @@ int jobs_admin_dlq_retry(const char *redis_url, const char *kind, const char *id
     rc = 0;
 out:
     json_decref(list);
-    admin_close(&a);
+    jobs_admin_close(&a);
     return rc;
 }
 
 int jobs_admin_record(const char *redis_url, const char *kind, const char *key, json_t **out,
                       struct err *e)
 {
-    struct admin a;
+    struct jobs_admin a;
     const struct jobs_kind *k;
     char rkey[320];
     json_t *r = NULL;
@@ -374,26 +365,26 @@ int jobs_admin_record(const char *redis_url, const char *kind, const char *key, 
     if (kind_arg(kind, &k, e) != 0) {
         return -1;
     }
-    if (admin_open(&a, redis_url, e) == 0) {
+    if (jobs_admin_open(&a, redis_url, e) == 0) {
         jobs_key_record(k, key, rkey, sizeof(rkey));
         const char *av[] = { "HGETALL", rkey };
-        if ((r = cmd(&a, 2, av, e)) != NULL) {
+        if ((r = jobs_admin_cmd(&a, 2, av, e)) != NULL) {
             if (json_array_size(r) == 0) {
                 err_set(e, ERRC_NOT_FOUND, "no %s job for '%.128s'", k->name, key);
             } else {
-                *out = pairs(r);
+                *out = jobs_admin_pairs(r);
                 rc = 0;
             }
         }
     }
     json_decref(r);
-    admin_close(&a);
+    jobs_admin_close(&a);
     return rc;
 }
 
 int jobs_admin_engine_seen(const char *redis_url, const char *kind, bool *seen, struct err *e)
 {
-    struct admin a;
+    struct jobs_admin a;
     const struct jobs_kind *k;
     char stream[160];
     json_t *r = NULL, *x;
@@ -403,20 +394,20 @@ int jobs_admin_engine_seen(const char *redis_url, const char *kind, bool *seen, 
     if (kind_arg(kind, &k, e) != 0 || k == NULL) {
         return k == NULL && kind == NULL ? err_set(e, ERRC_INVALID, "a job kind is needed") : -1;
     }
-    if (admin_open(&a, redis_url, e) == 0) {
+    if (jobs_admin_open(&a, redis_url, e) == 0) {
         jobs_key_stream(k, stream, sizeof(stream));
         const char *ex[] = { "EXISTS", stream };
-        if ((r = cmd(&a, 2, ex, e)) != NULL) {
+        if ((r = jobs_admin_cmd(&a, 2, ex, e)) != NULL) {
             rc = 0;
             if (int_of(r) > 0) {
                 const char *av[] = { "XINFO", "GROUPS", stream };
                 json_decref(r);
-                if ((r = cmd(&a, 3, av, e)) == NULL) {
+                if ((r = jobs_admin_cmd(&a, 3, av, e)) == NULL) {
                     rc = -1;
                 }
                 json_array_foreach(r, i, x)
                 {
-                    json_t *g = pairs(x);
+                    json_t *g = jobs_admin_pairs(x);
                     const char *gname = json_string_value(json_object_get(g, "name"));
                     if (gname != NULL && strcmp(gname, JOBS_GROUP) == 0 &&
                         int_of(json_object_get(g, "consumers")) > 0) {
@@ -428,6 +419,6 @@ int jobs_admin_engine_seen(const char *redis_url, const char *kind, bool *seen, 
         }
     }
     json_decref(r);
-    admin_close(&a);
+    jobs_admin_close(&a);
     return rc;
 }

@@ -263,6 +263,25 @@ void **jobs_host(struct jobs_job *j);
 
 /* ---- for jitrctl (synchronous, a private loop) ---------------------------------------------- */
 
+/* A private event loop and async Redis client on which jitrctl runs short synchronous sequences
+ * of commands (jitrctl's views of the engine here and of JITR in jitr/admin.c). Nothing of it
+ * runs inside jitrd. */
+struct jobs_admin {
+    struct event_base *base;
+    struct store_async *s;
+    bool done;
+    json_t *reply;
+    struct err err;
+};
+int jobs_admin_open(struct jobs_admin *a, const char *redis_url, struct err *e) ATTR_WUR;
+/* Safe after a failed jobs_admin_open. */
+void jobs_admin_close(struct jobs_admin *a);
+/* Runs one command and waits for it (5 s at most): the reply as JSON (strings, integers,
+ * arrays, null), a new reference, or NULL with *e set. */
+json_t *jobs_admin_cmd(struct jobs_admin *a, int argc, const char *const *argv, struct err *e);
+/* [k, v, k, v, ...] (an HGETALL reply) -> {k: v, ...}, a new object. */
+json_t *jobs_admin_pairs(const json_t *arr);
+
 /* {"kinds": [{"kind", "description", "queued", "due", "in_flight", "done", "dead"}, ...]} */
 int jobs_admin_status(const char *redis_url, json_t **out, struct err *e) ATTR_WUR;
 /* The dead letters of kind (NULL: every kind), oldest first: [{"kind", "id", "key", "state",
