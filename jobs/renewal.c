@@ -349,7 +349,7 @@ static void revoke_done(struct workq_job *wj, bool ran)
         json_t *res = NULL;
         if (op->rc == 0) {
             res = json_pack("{s:b,s:s,s:I}", "already", op->r.already_revoked, "reason",
-                            ca_crl_reason_name((enum ca_crl_reason)op->r.reason_recorded), "seq",
+                            ca_crl_reason_name(op->r.reason_recorded), "seq",
                             (json_int_t)op->r.seq);
             if (!op->r.crl_written) {
                 log_warn("renewal: certificate %s revoked, but CA %s's CRL was not regenerated "
