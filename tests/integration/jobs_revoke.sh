@@ -140,6 +140,13 @@ ok "$JITRCTL" jitr dlq retry "$(cert_id_of "$D6")"
 wait_aws "$D6" ACTIVE 20 && pass || fail "released, retried: provisioned"
 
 # --- 6. a job made to fail: dead-lettered, listed, retried --------------------------------------
+# first the engine idle: the release's job of section 5 may still be backing off behind JITR's
+# lock, and would die of the fault too
+for _ in $(seq 300); do
+  "$JITRCTL" --json jobs status >"$T/js.json" 2>/dev/null &&
+    jq -e '.kinds[] | select(.kind == "revoke") | .queued == 0 and .in_flight == 0' "$T/js.json" >/dev/null && break
+  sleep 0.1
+done
 curl -sf -X POST "$STANDIN/_standin/config" -H 'content-type: application/json' \
   -d '{"faults": {"error_rate": 1.0, "error_statuses": [503], "operations": ["UpdateCertificate"]}}' >/dev/null
 D6S=$S6
