@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "ca/issue.h"
 #include "cli/cli.h"
 #include "core/mem.h"
 #include "core/util.h"
@@ -14,7 +15,8 @@
 
 static const char cert_usage[] =
     "usage: jitrctl cert show SERIAL|CERTIFICATE_ID [--pem]\n"
-    "  SERIAL is the lowercase hex serial; CERTIFICATE_ID the 64-hex SHA-256 of the DER\n"
+    "  SERIAL is the hex serial (as openssl prints it; case, ':' and leading zeros do not\n"
+    "  matter); CERTIFICATE_ID the 64-hex SHA-256 of the DER\n"
     "  (AWS IoT's certificateId). Our status (the index), then AWS IoT's as the job engine\n"
     "  last recorded it: the revoke job's outcome and status, JITR's provisioning state.\n";
 
@@ -90,11 +92,17 @@ int cmd_cert(struct cli *cli, int argc, char **argv, struct err *e)
         if (store_serial_by_fingerprint(s, id, &serial, e) != 0) {
             goto out;
         }
-    } else if (strlen(id) <= 40 && hex_is_lower(id, strlen(id)) && *id) {
-        buf_addstr(&serial, id);
     } else {
-        err_set(e, ERRC_INVALID, "'%s' is neither a lowercase hex serial nor a certificateId", id);
-        goto out;
+        /* a serial as openssl prints it or users type it (case, ':', leading zeros): the index's
+         * spelling */
+        char canon[41];
+        struct err se = ERR_INIT;
+        if (ca_serial_normalise(id, canon, &se) != 0) {
+            err_set(e, ERRC_INVALID, "'%.80s' is neither a hex serial nor a certificateId: %s", id,
+                    se.msg);
+            goto out;
+        }
+        buf_addstr(&serial, canon);
     }
     if (store_cert_read(s, serial.data, &rec, e) != 0) {
         goto out;

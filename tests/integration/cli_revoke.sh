@@ -91,6 +91,12 @@ revoked_at1=$(field revoked_at)
   fail "revoked_at '$revoked_at1'"
 ok "$JITRCTL" cert show "${SERIAL[1]}"
 grep -q "^status *revoked" "$T/out" && pass || fail "cert show text: $(cat "$T/out")"
+# a serial as openssl prints it (upper case, no sign octet) or with ':' and leading zeros
+ok "$JITRCTL" --json cert show "$(openssl x509 -in "$T/c1.pem" -noout -serial | cut -d= -f2)"
+check_eq "cert show: the serial as openssl prints it" "$(field serial)" "${SERIAL[1]}"
+ok "$JITRCTL" --json cert show "00:$(echo "${SERIAL[1]}" | tr a-f A-F | sed 's/../&:/g; s/:$//')"
+check_eq "cert show: upper case, ':' and a leading zero octet" "$(field serial)" "${SERIAL[1]}"
+expect_fail 2 "is neither a hex serial nor a certificateId" "$JITRCTL" cert show "xyz"
 ok "$JITRCTL" --json cert show "${SERIAL[2]}"
 check_eq "another stays valid" "$(field status)" valid
 
