@@ -227,10 +227,15 @@ check_eq "OCSP requests counted" "$(metric 'jitrd_http_requests_total{route="ocs
   awk '{print ($1 > 10)}')" 1
 
 # --- the index incomplete: tryLater with HTTP 503 ------------------------------------------------
-rcli DEL jitrca:index:ready >/dev/null
+# the lock first: a worker that saw the index incomplete between the two would rebuild it at once
 rcli SET jitrca:index:lock someone-else PX 60000 >/dev/null # no rebuild meanwhile
-code=$(curl -s -o "$T/later.der" -D "$T/hdr" -w '%{http_code}' \
-  -H 'Content-Type: application/ocsp-request' --data-binary @"$T/req.der" "$OCSP/")
+rcli DEL jitrca:index:ready >/dev/null
+for _ in $(seq 50); do
+  code=$(curl -s -o "$T/later.der" -D "$T/hdr" -w '%{http_code}' \
+    -H 'Content-Type: application/ocsp-request' --data-binary @"$T/req.der" "$OCSP/")
+  [ "$code" = 503 ] && break
+  sleep 0.1
+done
 check_eq "incomplete index status" "$code" 503
 check_eq "incomplete index answer" "$(resp_status "$T/later.der")" "trylater (3)"
 grep -qi '^retry-after: ' "$T/hdr" && pass || fail "tryLater Retry-After"
