@@ -165,7 +165,9 @@ static const char release_usage[] =
     "  --ca, --wait, --no-wait as for revoke. With --json: {serial, certificateId, ca, seq,\n"
     "crl_number, aws: {...}}.\n";
 
-int cmd_revoke(struct cli *cli, int argc, char **argv, struct err *e)
+/* jitrctl revoke and jitrctl release: one command body, release says which (release takes no
+ * --reason; its output and CRL message say "released"). */
+static int status_cmd(struct cli *cli, int argc, char **argv, bool release, struct err *e)
 {
     enum {
         O_REASON = 1,
@@ -173,13 +175,14 @@ int cmd_revoke(struct cli *cli, int argc, char **argv, struct err *e)
         O_WAIT,
         O_NO_WAIT
     };
-    static const struct option opts[] = {
+    static const struct option revoke_opts[] = {
         { "reason", required_argument, NULL, O_REASON },
         { "ca", required_argument, NULL, O_CA },
         { "wait", required_argument, NULL, O_WAIT },
         { "no-wait", no_argument, NULL, O_NO_WAIT },
         { NULL, 0, NULL, 0 },
     };
+    const struct option *opts = release ? revoke_opts + 1 : revoke_opts;
     long wait_s = WAIT_DEFAULT_S;
     const char *reason = "unspecified", *ca = NULL;
     struct issuance_revocation r;
@@ -194,7 +197,7 @@ int cmd_revoke(struct cli *cli, int argc, char **argv, struct err *e)
     while ((ch = cli_getopt(cli, argc, argv, opts, &optidx, e)) != -1) {
         switch (ch) {
         case 'h':
-            return cli_usage(revoke_usage);
+            return cli_usage(release ? release_usage : revoke_usage);
         case O_REASON:
             reason = optarg;
             break;
@@ -214,11 +217,13 @@ int cmd_revoke(struct cli *cli, int argc, char **argv, struct err *e)
         }
     }
     if (optidx != argc - 1) {
-        return err_set(e, ERRC_INVALID,
-                       "usage: jitrctl revoke SERIAL|CERTIFICATE_ID [--reason R] "
-                       "[--ca NAME] [--wait S|--no-wait]");
+        return err_set(e, ERRC_INVALID, "%s",
+                       release ? "usage: jitrctl release SERIAL|CERTIFICATE_ID "
+                                 "[--ca NAME] [--wait S|--no-wait]"
+                               : "usage: jitrctl revoke SERIAL|CERTIFICATE_ID [--reason R] "
+                                 "[--ca NAME] [--wait S|--no-wait]");
     }
-    if (ca_crl_reason_parse(reason, &r.reason, e) != 0) {
+    if (!release && ca_crl_reason_parse(reason, &r.reason, e) != 0) {
         return -1;
     }
     if ((c = cli_conf(cli, e)) == NULL || cli_index_ensure(cli, e) != 0 ||
@@ -230,40 +235,45 @@ int cmd_revoke(struct cli *cli, int argc, char **argv, struct err *e)
     r.serial = argv[optidx];
     r.ca = ca;
     r.requester = who;
-    if (issuance_revoke(rv, s, &r, e) != 0) {
+    if ((release ? issuance_release(rv, s, &r, e) : issuance_revoke(rv, s, &r, e)) != 0) {
         goto out;
     }
     rname = ca_crl_reason_name(r.reason_recorded);
     if (cli->json) {
-        json_t *o =
-            json_pack("{s:s,s:s,s:s,s:s,s:s,s:b,s:I}", "serial", r.serial_hex, "certificateId",
-                      r.fingerprint, "ca", r.ca_name, "reason", rname ? rname : "", "revoked_at",
-                      r.revoked_at, "already_revoked", r.already_revoked, "seq", (json_int_t)r.seq);
+        json_t *o = json_pack("{s:s,s:s,s:s,s:I}", "serial", r.serial_hex, "certificateId",
+                              r.fingerprint, "ca", r.ca_name, "seq", (json_int_t)r.seq);
+        if (!release) {
+            json_object_set_new(o, "reason", json_string(rname ? rname : ""));
+            json_object_set_new(o, "revoked_at", json_string(r.revoked_at));
+            json_object_set_new(o, "already_revoked", json_boolean(r.already_revoked));
+        }
         json_object_set_new(o, "crl_number",
                             r.crl_written ? json_integer((json_int_t)r.crl_number) : json_null());
         aws_rc = aws_report(c, r.serial_hex, r.fingerprint, r.seq, wait_s, o, &aws_err);
         cli_print_json(o);
-    } else if (r.already_revoked) {
-        printf("serial %s of CA %s was already revoked at %s (%s); nothing changed\n", r.serial_hex,
-               r.ca_name, r.revoked_at, rname ? rname : "?");
     } else {
-        printf("revoked serial %s of CA %s (%s) at %s\n", r.serial_hex, r.ca_name,
-               rname ? rname : "?", r.revoked_at);
-        if (r.crl_written) {
+        if (release) {
+            printf("released serial %s of CA %s from hold\n", r.serial_hex, r.ca_name);
+        } else if (r.already_revoked) {
+            printf("serial %s of CA %s was already revoked at %s (%s); nothing changed\n",
+                   r.serial_hex, r.ca_name, r.revoked_at, rname ? rname : "?");
+        } else {
+            printf("revoked serial %s of CA %s (%s) at %s\n", r.serial_hex, r.ca_name,
+                   rname ? rname : "?", r.revoked_at);
+        }
+        if (r.crl_written && !(r.already_revoked && !release)) {
             printf("CRL %llu of CA %s written to %s/ca/%s/crl.pem\n",
                    (unsigned long long)r.crl_number, r.ca_name, c->data_dir, r.ca_name);
         }
-    }
-    if (!cli->json) {
         fflush(stdout);
         aws_rc = aws_report(c, r.serial_hex, r.fingerprint, r.seq, wait_s, NULL, &aws_err);
     }
-    if (!r.already_revoked && !r.crl_written) {
+    if (!(r.already_revoked && !release) && !r.crl_written) {
         err_copy(e, &r.crl_err);
         err_prefix(e,
-                   "serial %s is revoked, but the CRL of CA '%s' was not regenerated (run "
+                   "serial %s is %s, but the CRL of CA '%s' was not regenerated (run "
                    "'jitrctl crl --ca %s')",
-                   r.serial_hex, r.ca_name, r.ca_name);
+                   r.serial_hex, release ? "released" : "revoked", r.ca_name, r.ca_name);
         goto out;
     }
     if (aws_rc != 0) {
@@ -277,96 +287,12 @@ out:
     return rc;
 }
 
+int cmd_revoke(struct cli *cli, int argc, char **argv, struct err *e)
+{
+    return status_cmd(cli, argc, argv, false, e);
+}
+
 int cmd_release(struct cli *cli, int argc, char **argv, struct err *e)
 {
-    enum {
-        O_CA = 1,
-        O_WAIT,
-        O_NO_WAIT
-    };
-    static const struct option opts[] = {
-        { "ca", required_argument, NULL, O_CA },
-        { "wait", required_argument, NULL, O_WAIT },
-        { "no-wait", no_argument, NULL, O_NO_WAIT },
-        { NULL, 0, NULL, 0 },
-    };
-    long wait_s = WAIT_DEFAULT_S;
-    const char *ca = NULL;
-    struct issuance_revocation r;
-    struct issuance_revoker *rv = NULL;
-    struct store *s = NULL;
-    const struct conf *c;
-    char who[300];
-    int rc = -1, optidx = 0, ch, aws_rc = 0;
-    struct err aws_err = ERR_INIT;
-    memset(&r, 0, sizeof(r));
-    while ((ch = cli_getopt(cli, argc, argv, opts, &optidx, e)) != -1) {
-        switch (ch) {
-        case 'h':
-            return cli_usage(release_usage);
-        case O_CA:
-            ca = optarg;
-            break;
-        case O_WAIT:
-            if (wait_arg(optarg, &wait_s, e) != 0) {
-                return -1;
-            }
-            break;
-        case O_NO_WAIT:
-            wait_s = -1;
-            break;
-        default:
-            return -1;
-        }
-    }
-    if (optidx != argc - 1) {
-        return err_set(e, ERRC_INVALID,
-                       "usage: jitrctl release SERIAL|CERTIFICATE_ID "
-                       "[--ca NAME] [--wait S|--no-wait]");
-    }
-    if ((c = cli_conf(cli, e)) == NULL || cli_index_ensure(cli, e) != 0 ||
-        (s = store_connect(c->redis_url, e)) == NULL ||
-        (rv = issuance_revoker_new(c, NULL, cli->passphrase_file, e)) == NULL) {
-        goto out;
-    }
-    issuance_cli_requester(who, sizeof(who));
-    r.serial = argv[optidx];
-    r.ca = ca;
-    r.requester = who;
-    if (issuance_release(rv, s, &r, e) != 0) {
-        goto out;
-    }
-    if (cli->json) {
-        json_t *o = json_pack("{s:s,s:s,s:s,s:I}", "serial", r.serial_hex, "certificateId",
-                              r.fingerprint, "ca", r.ca_name, "seq", (json_int_t)r.seq);
-        json_object_set_new(o, "crl_number",
-                            r.crl_written ? json_integer((json_int_t)r.crl_number) : json_null());
-        aws_rc = aws_report(c, r.serial_hex, r.fingerprint, r.seq, wait_s, o, &aws_err);
-        cli_print_json(o);
-    } else {
-        printf("released serial %s of CA %s from hold\n", r.serial_hex, r.ca_name);
-        if (r.crl_written) {
-            printf("CRL %llu of CA %s written to %s/ca/%s/crl.pem\n",
-                   (unsigned long long)r.crl_number, r.ca_name, c->data_dir, r.ca_name);
-        }
-        fflush(stdout);
-        aws_rc = aws_report(c, r.serial_hex, r.fingerprint, r.seq, wait_s, NULL, &aws_err);
-    }
-    if (!r.crl_written) {
-        err_copy(e, &r.crl_err);
-        err_prefix(e,
-                   "serial %s is released, but the CRL of CA '%s' was not regenerated (run "
-                   "'jitrctl crl --ca %s')",
-                   r.serial_hex, r.ca_name, r.ca_name);
-        goto out;
-    }
-    if (aws_rc != 0) {
-        err_copy(e, &aws_err);
-        goto out;
-    }
-    rc = 0;
-out:
-    issuance_revoker_free(rv);
-    store_free(s);
-    return rc;
+    return status_cmd(cli, argc, argv, true, e);
 }
