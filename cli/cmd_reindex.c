@@ -40,10 +40,11 @@ int cmd_reindex(struct cli *cli, int argc, char **argv, struct err *e)
     }
     store_free(s);
     if (cli->json) {
-        cli_print_json(json_pack("{s:I,s:I,s:I,s:I}", "records", (json_int_t)st.records,
+        cli_print_json(json_pack("{s:I,s:I,s:I,s:I,s:I}", "records", (json_int_t)st.records,
                                  "certificates", (json_int_t)st.certificates, "revoked",
                                  (json_int_t)st.revoked, "keys_removed",
-                                 (json_int_t)st.keys_removed));
+                                 (json_int_t)st.keys_removed, "renewals_requeued",
+                                 (json_int_t)st.renewals_requeued));
         return 0;
     }
     printf("reindexed %llu certificates from %llu audit records (%llu old index keys removed)\n",
@@ -56,6 +57,10 @@ int cmd_reindex(struct cli *cli, int argc, char **argv, struct err *e)
                    (unsigned long long)st.revoke_unknown);
         }
         printf("\n");
+    }
+    if (st.renewals_requeued) {
+        printf("%llu renewal retirements missing from Redis queued again\n",
+               (unsigned long long)st.renewals_requeued);
     }
     return 0;
 }

@@ -30,6 +30,8 @@ struct reindex {
     uint64_t rseqs[ISSUANCE_REINDEX_BATCH];
     size_t nr;
     json_t *crl_numbers; /* CA name -> highest audited CRL number */
+    json_t *renews;      /* serial of a renewal -> the serial it renews ("issue" records) */
+    json_t *retiring;    /* certificateId of an ACTIVE renewal -> [serial, renews, thing, ms] */
     struct issuance_reindex_stats st;
     int64_t renewed_ms;
     uint64_t reported; /* st.records at the last progress call */
@@ -152,6 +154,77 @@ static int replay_crl(struct reindex *r, json_t *rec, uint64_t seq)
     return 0;
 }
 
+static const char *str(json_t *rec, const char *k)
+{
+    const char *v = json_string_value(json_object_get(rec, k));
+    return v ? v : "";
+}
+
+/* A renewal's predecessor is retired by a job (jobs/renewal.h) that its activation queued: the
+ * renewal's "issue" record names the serial it renews, its "jitr_activate" record (ACTIVE) is
+ * the activation, a "renewal_retire" record keyed by its certificateId the end. A retirement
+ * in between lives only in Redis, and is queued again at the end of the replay. */
+static void replay_renewal(struct reindex *r, const char *type, json_t *rec)
+{
+    if (strcmp(type, "issue") == 0) {
+        if (str(rec, "renews")[0] != '\0' && str(rec, "serial")[0] != '\0') {
+            json_object_set_new(r->renews, str(rec, "serial"), json_string(str(rec, "renews")));
+        }
+    } else if (strcmp(type, "jitr_activate") == 0) {
+        const char *id = str(rec, "certificate_id");
+        const char *renews = json_string_value(json_object_get(r->renews, str(rec, "serial")));
+        char ts[21];
+        time_t t;
+        if (renews == NULL || strcmp(str(rec, "aws_status"), "ACTIVE") != 0 || strlen(id) != 64 ||
+            json_object_get(r->retiring, id) != NULL) {
+            return; /* not a renewal, not activated, or activated again (a replayed flow) */
+        }
+        /* "2026-11-26T05:31:37.123Z": the second is enough for a grace of seconds */
+        snprintf(ts, sizeof(ts), "%.19sZ", str(rec, "ts"));
+        if (time_parse_rfc3339(ts, &t) != 0) {
+            t = time(NULL);
+        }
+        json_object_set_new(r->retiring, id,
+                            json_pack("[s,s,s,I]", str(rec, "serial"), renews, str(rec, "thing"),
+                                      (json_int_t)t * 1000));
+    } else if (strcmp(type, "renewal_retire") == 0) {
+        json_object_del(r->retiring, str(rec, "key"));
+    }
+}
+
+/* The retirements the replay found pending, queued unless Redis has their jobs still. */
+static int requeue_renewals(struct reindex *r, int64_t grace_s)
+{
+    size_t n = json_object_size(r->retiring), i = 0, queued = 0;
+    struct store_renewal_job *v = xcalloc(n ? n : 1, sizeof(*v));
+    const char *id;
+    json_t *a;
+    int rc = 0;
+    json_object_foreach(r->retiring, id, a)
+    {
+        v[i++] = (struct store_renewal_job){
+            .cert_id = id,
+            .serial = json_string_value(json_array_get(a, 0)),
+            .renews = json_string_value(json_array_get(a, 1)),
+            .thing = json_string_value(json_array_get(a, 2)),
+            .due_ms = json_integer_value(json_array_get(a, 3)) + grace_s * 1000,
+        };
+    }
+    for (i = 0; rc == 0 && i < n; i += ISSUANCE_REINDEX_BATCH) {
+        size_t k = n - i < ISSUANCE_REINDEX_BATCH ? n - i : ISSUANCE_REINDEX_BATCH, q = 0;
+        rc = store_renewal_jobs_requeue(r->store, v + i, k, &q, r->e);
+        queued += q;
+    }
+    if (rc == 0 && queued) {
+        log_info("index rebuild: %zu renewal retirements were missing from Redis and are queued "
+                 "again",
+                 queued);
+    }
+    r->st.renewals_requeued = queued;
+    xfree(v);
+    return rc;
+}
+
 static int replay_one(void *arg, json_t *rec, uint64_t line)
 {
     struct reindex *r = arg;
@@ -162,6 +235,9 @@ static int replay_one(void *arg, json_t *rec, uint64_t line)
     r->st.records++;
     r->st.last_seq = (uint64_t)seq;
     snprintf(r->st.last_hash, sizeof(r->st.last_hash), "%s", hash ? hash : "");
+    if (type) {
+        replay_renewal(r, type, rec);
+    }
     if (type && strcmp(type, "issue") == 0) {
         r->pending[r->n] = json_incref(rec);
         r->seqs[r->n++] = (uint64_t)seq;
@@ -231,6 +307,8 @@ int issuance_reindex_locked(const struct conf *c, struct store *s, const char *t
     r->e = e;
     r->renewed_ms = time_now_ms();
     r->crl_numbers = json_object();
+    r->renews = json_object();
+    r->retiring = json_object();
     store_fence(s, token);
     if (store_index_mark_clear(s, e) != 0 || store_index_clear(s, &r->st.keys_removed, e) != 0) {
         goto out;
@@ -247,6 +325,9 @@ int issuance_reindex_locked(const struct conf *c, struct store *s, const char *t
         if (store_crl_number_raise(s, ca, (uint64_t)json_integer_value(num), e) != 0) {
             goto out;
         }
+    }
+    if (requeue_renewals(r, c->renewal_grace) != 0) {
+        goto out;
     }
     if (r->st.records && store_audit_head_set(s, r->st.last_seq, r->st.last_hash, e) != 0) {
         goto out;
@@ -285,6 +366,8 @@ out:
         json_decref(r->revokes[i]);
     }
     json_decref(r->crl_numbers);
+    json_decref(r->renews);
+    json_decref(r->retiring);
     xfree(r);
     return rc;
 }

@@ -13,6 +13,10 @@
  *      ISSUANCE_REINDEX_BATCH: "issue" records index a certificate and re-reserve its serial,
  *      "revoke" records mark it revoked (the issues before it are flushed first; the first
  *      revocation of a serial wins, as it did live), "crl" records raise the CA's CRL number;
+ *      then the retirements of renewed certificates that were queued (a renewal's
+ *      "jitr_activate") and not yet recorded ended ("renewal_retire") are queued again, due
+ *      renewal_grace after the activation, unless Redis still has their jobs
+ *      (store_renewal_jobs_requeue): they lived only in Redis;
  *   4. index:ready is written and the lock deleted, atomically, only while the lock is ours.
  * A failure anywhere leaves index:ready absent (the index stays "incomplete") and releases the
  * lock; the next rebuild starts again from the top (every step is idempotent).
@@ -46,6 +50,7 @@ struct issuance_reindex_stats {
     uint64_t revoke_unknown;
     uint64_t released;     /* holds released (certificateHold lifted) */
     uint64_t keys_removed; /* old index keys deleted first */
+    uint64_t renewals_requeued; /* renewal retirements Redis had lost, queued again */
     uint64_t last_seq;
     char last_hash[65];
 };

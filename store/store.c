@@ -861,6 +861,80 @@ int store_certs_revoke(struct store *s, const struct store_revocation *r, size_t
     return status_change(s, revoke_lua, sizeof(revoke_lua) - 1, r, n, "revoke", res, e);
 }
 
+/* KEYS: the renewal kind's stream, due set; ARGV: now (ms), the record prefix, then 5 per job:
+ * certificateId, serial, renews, thing, due (ms). The due set is read once: the keys of its
+ * members (JSON arrays, the key second) are the jobs waiting there. Returns how many were
+ * queued. */
+static const char renewal_requeue_lua[] =
+    "local have = {}\n"
+    "local cur = '0'\n"
+    "repeat\n"
+    "  local r = redis.call('ZSCAN', KEYS[2], cur, 'COUNT', 1000)\n"
+    "  cur = r[1]\n"
+    "  for i = 1, #r[2], 2 do\n"
+    "    local ok, f = pcall(cjson.decode, r[2][i])\n"
+    "    if ok and type(f) == 'table' and type(f[2]) == 'string' then have[f[2]] = true end\n"
+    "  end\n"
+    "until cur == '0'\n"
+    "local n = 0\n"
+    "for i = 3, #ARGV, 5 do\n"
+    "  local id = ARGV[i]\n"
+    "  if not have[id] and redis.call('EXISTS', ARGV[2] .. id) == 0 then\n"
+    "    local f = {'cert', id, 'serial', ARGV[i + 1], 'renews', ARGV[i + 2], 'thing',\n"
+    "               ARGV[i + 3], 'src', 'reindex', 'enq_ms', ARGV[1]}\n"
+    "    if tonumber(ARGV[i + 4]) > tonumber(ARGV[1]) then\n"
+    "      redis.call('ZADD', KEYS[2], ARGV[i + 4], cjson.encode(f))\n"
+    "    else\n"
+    "      redis.call('XADD', KEYS[1], 'MAXLEN', '~', '1000000', '*', unpack(f))\n"
+    "    end\n"
+    "    have[id] = true\n"
+    "    n = n + 1\n"
+    "  end\n"
+    "end\n"
+    "return n\n";
+
+int store_renewal_jobs_requeue(struct store *s, const struct store_renewal_job *v, size_t n,
+                               size_t *queued, struct err *e)
+{
+    struct cmdbuf *cb;
+    redisReply **rep = NULL;
+    char now[24];
+    int rc;
+    *queued = 0;
+    if (n == 0) {
+        return 0;
+    }
+    cb = cmd_batch(s);
+    snprintf(now, sizeof(now), "%lld", (long long)time_now_ms());
+    cmd_begin(cb, 7 + 5 * n);
+    CMD_LIT(cb, "EVAL");
+    cmd_arg(cb, renewal_requeue_lua, sizeof(renewal_requeue_lua) - 1);
+    CMD_LIT(cb, "2");
+    CMD_LIT(cb, STORE_PREFIX STORE_KEY_RENEWAL_JOBS);
+    CMD_LIT(cb, STORE_PREFIX STORE_KEY_RENEWAL_DUE);
+    cmd_str(cb, now);
+    CMD_LIT(cb, STORE_PREFIX STORE_KEY_RENEWAL_JOB);
+    for (size_t i = 0; i < n; i++) {
+        char due[24];
+        snprintf(due, sizeof(due), "%lld", (long long)v[i].due_ms);
+        cmd_str(cb, v[i].cert_id);
+        cmd_str(cb, v[i].serial);
+        cmd_str(cb, v[i].renews);
+        cmd_str(cb, v[i].thing ? v[i].thing : "");
+        cmd_str(cb, due);
+    }
+    rc = cmd_run(s, &rep, e);
+    if (rc == 0) {
+        if (rep[0]->type != REDIS_REPLY_INTEGER || rep[0]->integer < 0) {
+            rc = store_fail(s, e, "bad reply to the renewal requeue");
+        } else {
+            *queued = (size_t)rep[0]->integer;
+        }
+    }
+    replies_free(rep, 1); /* NULL when the pipeline failed */
+    return rc;
+}
+
 static int cmp_revoked(const void *a, const void *b)
 {
     const struct store_revoked *x = a, *y = b;

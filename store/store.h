@@ -128,6 +128,29 @@ int store_certs_release(struct store *s, const struct store_revocation *r, size_
 #define STORE_KEY_REVOKE_JOBS "jobs:revoke:queue"
 #define STORE_KEY_REVOKE_JOB  "jobs:revoke:"
 
+/* A renewal's pending retirement (the "renewal" job kind, jobs/renewal.h) that an index rebuild
+ * found in the audit log: the renewal was recorded ACTIVE (jitr_activate), its predecessor's
+ * retirement not yet recorded (renewal_retire). Strings borrowed. */
+struct store_renewal_job {
+    const char *cert_id; /* the renewal's certificateId (64 hex): the job key */
+    const char *serial;  /* the renewal's serial */
+    const char *renews;  /* the serial it renews */
+    const char *thing;   /* the thing it was provisioned onto, or "" */
+    int64_t due_ms;      /* its activation + renewal_grace */
+};
+/* Queues the n retirements whose job is nowhere in Redis (no job record, nothing for that key in
+ * the due set), with the fields jobs_renewal_job and jobs_enqueue_argv write (src "reindex"):
+ * in the kind's due set when due_ms is later than now, else on its stream. After a Redis that
+ * lost its data, the retirements queued since the grace began are queued again; on a Redis that
+ * kept them, nothing changes. *queued: how many were queued. */
+int store_renewal_jobs_requeue(struct store *s, const struct store_renewal_job *v, size_t n,
+                               size_t *queued, struct err *e) ATTR_WUR;
+/* The "renewal" kind's stream, due set and record prefix (jobs/jobs.h), which the call above
+ * writes. */
+#define STORE_KEY_RENEWAL_JOBS "jobs:renewal:queue"
+#define STORE_KEY_RENEWAL_DUE  "jobs:renewal:due"
+#define STORE_KEY_RENEWAL_JOB  "jobs:renewal:"
+
 /* The revoked certificates of a CA, sorted by serial: free with store_revoked_free. */
 struct store_revoked {
     char *serial;

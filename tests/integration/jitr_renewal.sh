@@ -7,7 +7,9 @@
 # new principal. A renewal of the renewal (POST /v1/sign with renews) with renewal_grace 0 retires
 # its predecessor at once. jitrd killed (SIGKILL) while a retirement is due: it completes after
 # the restart. An old certificate REVOKED in AWS stays REVOKED (detached, revoked in our index).
-# A renewal that is no longer ACTIVE when the grace ends keeps its predecessor.
+# A renewal that is no longer ACTIVE when the grace ends keeps its predecessor. Redis restarted
+# empty while a retirement is due (another device): the index rebuild queues it again from the
+# audit log.
 source "$(dirname "$0")/jitr_lib.sh"
 
 # jitrd's server certificate names localhost
@@ -58,9 +60,9 @@ st() { curl -sf "$STANDIN/_standin/internal/cert/$(cert_id_of "$1")" | jq -r .st
 is_active() { [ "$(st "$1")" = ACTIVE ]; }
 # provision DIR: the device of DIR connects once through the gateway (refused: AWS registers its
 # certificate and JITR provisions it); returns when AWS has it ACTIVE
-provision() {
+provision() { # DIR [NAME]: the device NAME (default dev-r1)
   gw --dir "$1" --first-only >/dev/null 2>&1 || true
-  wait_for 30 is_active "$1/dev-r1.crt" && pass ||
+  wait_for 30 is_active "$1/${2:-dev-r1}.crt" && pass ||
     { fail "$1 not provisioned"; tail -30 "$T/jitrd.log" >&2; }
 }
 # wait_for SECONDS CMD...: until CMD succeeds
@@ -206,4 +208,46 @@ wait_for 20 bash -c "grep '\"type\":\"renewal_retire\"' '$(audit_log)' |
   grep -q '\"outcome\":\"kept\"'" && pass || fail "F's retirement job ends kept"
 check_eq "E kept ACTIVE" "$(aws_status "$E")" ACTIVE
 check_eq "E kept valid" "$(index_field "$(serial_of "$E")" status)" valid
+
+# --- a second device H, renewed by G; jitrd killed and Redis restarted empty while H's
+# retirement is due: the index rebuild queues it again from the audit log, due when it was; no
+# other retirement runs again -----------------------------------------------------------------
+jitrd_stop
+grace_config 6
+jitrd_start_group
+mkdir -p "$T/h" "$T/g"
+for x in h g; do
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/$x/dev-r2.key" \
+    -subj /CN=dev-r2 -out "$T/$x.csr" 2>/dev/null
+done
+curl -sf --cacert "$T/srv.pem" --cert "$T/st/line1.crt" --key "$T/st/line1.key" \
+  -H 'Content-Type: application/x-pem-file' --data-binary @"$T/h.csr" "$URL/v1/sign" >"$T/h.json" &&
+  pass || fail "H signed"
+jq -r .certificate "$T/h.json" >"$T/h/dev-r2.crt"
+H=$T/h/dev-r2.crt
+provision "$T/h" dev-r2
+curl -sf --cacert "$T/srv.pem" --cert "$T/st/line1.crt" --key "$T/st/line1.key" \
+  -H 'Content-Type: application/x-pem-file' --data-binary @"$T/g.csr" \
+  "$URL/v1/sign?renews=$(serial_of "$H")" >"$T/g.json" && pass || fail "G signed: $(cat "$T/g.json")"
+jq -r .certificate "$T/g.json" >"$T/g/dev-r2.crt"
+G=$T/g/dev-r2.crt
+provision "$T/g" dev-r2
+t_active=$(date +%s.%N)
+jitrd_kill
+retires_before=$(grep -c '"type":"renewal_retire"' "$(audit_log)")
+redis_stop
+rm -rf "$T/redis/"*.aof "$T/redis/"*.rdb "$T/redis/appendonlydir"
+redis_start
+check_eq "Redis is empty" "$(rcli DBSIZE)" 0
+jitrd_start_group
+wait_for 30 retired "$H" && pass || fail "H retired after Redis came back empty: $(aws_status "$H")"
+t_retired=$(date +%s.%N)
+awk -v a="$t_active" -v r="$t_retired" 'BEGIN { exit !(r - a >= 5.8) }' && pass ||
+  fail "H retired before the grace: $(awk -v a="$t_active" -v r="$t_retired" 'BEGIN {print r - a}') s"
+grep -q "renewal retirements were missing from Redis and are queued again" "$T/jitrd.log" && pass ||
+  fail "the requeue is logged"
+check_retired "H by G after Redis restarted empty" "$H" "$G" dev-r2
+sleep 1 # any other retirement queued by mistake was due at once: it has run by now
+check_eq "exactly one more retirement recorded" \
+  "$(grep -c '"type":"renewal_retire"' "$(audit_log)")" $((retires_before + 1))
 finish

@@ -2,8 +2,13 @@
  * issuance/reindex.c against a real CA, audit log and Redis: the index rebuilt from the audit
  * log is the one the live path wrote (certificates, a renewal's links, a revocation, CRL
  * numbers), index:ready is written last, an index that is complete is left alone, and a lock
- * held by another process is respected.
+ * held by another process is respected. A renewal's retirement that lived only in Redis (its
+ * activation audited, its end not) is queued again by a rebuild, once, and not while Redis has
+ * its job.
  */
+#include <hiredis/hiredis.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ca/crl.h"
@@ -110,10 +115,195 @@ out:
     return rc;
 }
 
+/* A raw connection to the fixture's database, for what the store has no call for. */
+static redisContext *raw_connect(const struct conf *c)
+{
+    struct store_url u;
+    struct err e = ERR_INIT;
+    redisContext *rc;
+    redisReply *r;
+    if (store_url_parse(c->redis_url, &u, &e) != 0) {
+        return NULL;
+    }
+    rc = u.path[0] ? redisConnectUnix(u.path) : redisConnect(u.host, u.port);
+    if (rc == NULL || rc->err) {
+        if (rc) {
+            redisFree(rc);
+        }
+        return NULL;
+    }
+    r = redisCommand(rc, "SELECT %d", u.db);
+    if (r) {
+        freeReplyObject(r);
+    }
+    return rc;
+}
+
+/* The reply of a command as text: an integer, a string, or an array's first element. */
+static void raw(redisContext *c, char *out, size_t cap, const char *fmt, const char *a)
+{
+    redisReply *r = redisCommand(c, fmt, a);
+    out[0] = '\0';
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements) {
+        redisReply *x = r->element[0];
+        snprintf(out, cap, "%.*s", x->type == REDIS_REPLY_STRING ? (int)x->len : 0,
+                 x->type == REDIS_REPLY_STRING ? x->str : "");
+    } else if (r && r->type == REDIS_REPLY_INTEGER) {
+        snprintf(out, cap, "%lld", r->integer);
+    } else if (r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS)) {
+        snprintf(out, cap, "%.*s", (int)r->len, r->str);
+    }
+    if (r) {
+        freeReplyObject(r);
+    }
+}
+
+static int append(struct audit_log *log, json_t *rec, struct err *e)
+{
+    uint64_t seq = 0;
+    int rc = audit_append(log, &rec, 1, &seq, e);
+    json_decref(rec);
+    return rc;
+}
+
+/* A renewed A: B renews it, activated (its retirement pending); C renews B, activated and
+ * retired; D renews C, its flow audited without activation. A rebuild queues B's retirement
+ * only, due renewal_grace after the activation, with the fields the job engine writes; again,
+ * nothing (the due set has it); with the due set empty but the job's record there, nothing; a
+ * grace of 0 queues it on the stream at once. */
+static int test_renewal_requeue(void)
+{
+    int rc = 0;
+    struct err e = ERR_INIT;
+    struct fixture f;
+    struct issuance_ctx *ctx = NULL;
+    struct issuance_worker *w = NULL;
+    struct issuance_item it[4];
+    struct issuance_reindex_stats st;
+    struct buf csr = BUF_INIT, want = BUF_INIT;
+    redisContext *rc_ = NULL;
+    char out[1024], idb[65], idc[65], idd[65];
+    static const char *const cn[4] = { "dev-a", "dev-b", "dev-c", "dev-d" };
+    int64_t t0 = 0;
+    int frc;
+    memset(it, 0, sizeof(it));
+    memset(idb, 'b', 64);
+    memset(idc, 'c', 64);
+    memset(idd, 'd', 64);
+    idb[64] = idc[64] = idd[64] = '\0';
+    frc = fixture_open(&f, "reindex-renewal", 13, &e);
+    if (frc == TT_SKIP) {
+        return TT_SKIP;
+    }
+    CHECK_OK(frc, &e);
+    CHECK((rc_ = raw_connect(f.conf)) != NULL);
+    raw(rc_, out, sizeof(out), "DEL %s", "jitrca:" STORE_KEY_RENEWAL_DUE);
+    raw(rc_, out, sizeof(out), "DEL %s", "jitrca:" STORE_KEY_RENEWAL_JOBS);
+    CHECK((ctx = issuance_ctx_open(f.conf, "root", NULL, &e)) != NULL);
+    CHECK((w = issuance_worker_new(ctx, &e)) != NULL);
+    for (size_t i = 0; i < 4; i++) {
+        buf_reset(&csr);
+        fixture_csr(cn[i], &csr);
+        it[i] = (struct issuance_item){ .csr = (const uint8_t *)csr.data,
+                                        .csr_len = csr.len,
+                                        .requester = "station:line1",
+                                        .renews = i ? it[i - 1].cert.serial_hex : NULL };
+        CHECK_OK(issuance_run(w, &it[i], 1, &e), &e);
+        CHECK(it[i].issued);
+    }
+    CHECK_OK(append(ctx->audit,
+                    json_pack("{s:s,s:s,s:s,s:s,s:s}", "type", "jitr_activate", "certificate_id",
+                              idb, "serial", it[1].cert.serial_hex, "thing", "dev-b",
+                              "aws_status", "ACTIVE"),
+                    &e),
+             &e);
+    CHECK_OK(append(ctx->audit,
+                    json_pack("{s:s,s:s,s:s,s:s,s:s}", "type", "jitr_activate", "certificate_id",
+                              idc, "serial", it[2].cert.serial_hex, "thing", "dev-c",
+                              "aws_status", "ACTIVE"),
+                    &e),
+             &e);
+    CHECK_OK(append(ctx->audit,
+                    json_pack("{s:s,s:s,s:s,s:s}", "type", "renewal_retire", "kind", "renewal",
+                              "key", idc, "outcome", "retired"),
+                    &e),
+             &e);
+    CHECK_OK(append(ctx->audit,
+                    json_pack("{s:s,s:s,s:s}", "type", "jitr_activate", "certificate_id", idd,
+                              "serial", it[3].cert.serial_hex),
+                    &e),
+             &e);
+    /* B activated again (a replayed flow): still one retirement */
+    CHECK_OK(append(ctx->audit,
+                    json_pack("{s:s,s:s,s:s,s:s,s:s}", "type", "jitr_activate", "certificate_id",
+                              idb, "serial", it[1].cert.serial_hex, "thing", "dev-b",
+                              "aws_status", "ACTIVE"),
+                    &e),
+             &e);
+    t0 = time_now_ms();
+    CHECK_OK(issuance_reindex(f.conf, f.store, NULL, NULL, &st, &e), &e);
+    CHECK_INT_EQ(st.renewals_requeued, 1);
+    raw(rc_, out, sizeof(out), "ZCARD %s", "jitrca:" STORE_KEY_RENEWAL_DUE);
+    CHECK_STR_EQ(out, "1");
+    raw(rc_, out, sizeof(out), "ZRANGE %s 0 -1", "jitrca:" STORE_KEY_RENEWAL_DUE);
+    buf_addf(&want, "[\"cert\",\"%s\",\"serial\",\"%s\",\"renews\",\"%s\",\"thing\",\"dev-b\","
+                    "\"src\",\"reindex\",\"enq_ms\",\"",
+             idb, it[1].cert.serial_hex, it[0].cert.serial_hex);
+    CHECK(strncmp(out, buf_cstr(&want), want.len) == 0);
+    {
+        /* due a grace (default 7 days) after the activation, audited within this test */
+        redisReply *r = redisCommand(rc_, "ZRANGE %s 0 -1 WITHSCORES",
+                                     "jitrca:" STORE_KEY_RENEWAL_DUE);
+        double due = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2
+                         ? strtod(r->element[1]->str, NULL)
+                         : 0;
+        if (r) {
+            freeReplyObject(r);
+        }
+        CHECK(due >= (double)(t0 / 1000 * 1000 - 2000 + f.conf->renewal_grace * 1000));
+        CHECK(due <= (double)(time_now_ms() + f.conf->renewal_grace * 1000));
+    }
+    /* Redis has it: nothing again */
+    CHECK_OK(issuance_reindex(f.conf, f.store, NULL, NULL, &st, &e), &e);
+    CHECK_INT_EQ(st.renewals_requeued, 0);
+    raw(rc_, out, sizeof(out), "ZCARD %s", "jitrca:" STORE_KEY_RENEWAL_DUE);
+    CHECK_STR_EQ(out, "1");
+    /* the job running (its record), the due set empty: nothing */
+    raw(rc_, out, sizeof(out), "DEL %s", "jitrca:" STORE_KEY_RENEWAL_DUE);
+    buf_reset(&want);
+    buf_addf(&want, "jitrca:" STORE_KEY_RENEWAL_JOB "%s", idb);
+    raw(rc_, out, sizeof(out), "HSET %s state DETACH", buf_cstr(&want));
+    CHECK_OK(issuance_reindex(f.conf, f.store, NULL, NULL, &st, &e), &e);
+    CHECK_INT_EQ(st.renewals_requeued, 0);
+    /* lost altogether, no grace: on the stream at once */
+    raw(rc_, out, sizeof(out), "DEL %s", buf_cstr(&want));
+    f.conf->renewal_grace = 0;
+    CHECK_OK(issuance_reindex(f.conf, f.store, NULL, NULL, &st, &e), &e);
+    CHECK_INT_EQ(st.renewals_requeued, 1);
+    raw(rc_, out, sizeof(out), "XLEN %s", "jitrca:" STORE_KEY_RENEWAL_JOBS);
+    CHECK_STR_EQ(out, "1");
+    raw(rc_, out, sizeof(out), "ZCARD %s", "jitrca:" STORE_KEY_RENEWAL_DUE);
+    CHECK_STR_EQ(out, "0");
+out:
+    for (size_t i = 0; i < 4; i++) {
+        issuance_item_release(&it[i]);
+    }
+    if (rc_) {
+        redisFree(rc_);
+    }
+    buf_release(&csr);
+    buf_release(&want);
+    issuance_worker_free(w);
+    issuance_ctx_free(ctx);
+    fixture_close(&f);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     static const struct tt_case cases[] = {
         { "rebuild", test_rebuild },
+        { "renewal_requeue", test_renewal_requeue },
     };
     return tt_main(argc, argv, cases, ARRAY_LEN(cases));
 }

@@ -13,6 +13,7 @@
 #include "core/mem.h"
 #include "core/util.h"
 #include "jobs/jobs.h"
+#include "jobs/renewal.h"
 #include "store/store.h"
 #include "tests/harness/tt.h"
 
@@ -393,6 +394,34 @@ static int test_enqueue_checks(void)
         CHECK_STR_EQ(k, STORE_PREFIX "jitr:dev:ab");
         jobs_key_dlq(&jobs_kind_jitr, k, sizeof(k));
         CHECK_STR_EQ(k, STORE_PREFIX "jitr:dlq");
+        /* the keys store/store.c's scripts write jobs to: a revocation's, a renewal's retirement
+         * that an index rebuild queues again */
+        jobs_key_stream(&jobs_kind_revoke, k, sizeof(k));
+        CHECK_STR_EQ(k, STORE_PREFIX STORE_KEY_REVOKE_JOBS);
+        jobs_key_record(&jobs_kind_revoke, "", k, sizeof(k));
+        CHECK_STR_EQ(k, STORE_PREFIX STORE_KEY_REVOKE_JOB);
+        jobs_key_stream(&jobs_kind_renewal, k, sizeof(k));
+        CHECK_STR_EQ(k, STORE_PREFIX STORE_KEY_RENEWAL_JOBS);
+        jobs_key_due(&jobs_kind_renewal, k, sizeof(k));
+        CHECK_STR_EQ(k, STORE_PREFIX STORE_KEY_RENEWAL_DUE);
+        jobs_key_record(&jobs_kind_renewal, "", k, sizeof(k));
+        CHECK_STR_EQ(k, STORE_PREFIX STORE_KEY_RENEWAL_JOB);
+    }
+    {
+        /* a renewal's entry, field by field as store_renewal_jobs_requeue writes it (the
+         * index rebuild's test checks that side against the same list) */
+        static const char *const want[] = { "cert",  "ID",   "serial", "0b",  "renews", "0a",
+                                            "thing", "dev1", "src",    "jitr", "enq_ms", "1000" };
+        struct jobs_renewal_new jn;
+        jobs_renewal_job(&jn, "ID", "0b", "0a", "dev1", 1000, 0);
+        CHECK_OK(jobs_enqueue_argv(&jn.v, 1, 1000, &a, &e), &e);
+        /* EVAL script numkeys stream due now not_before nfields, then the fields */
+        CHECK_INT_EQ(a.argc, 8 + ARRAY_LEN(want));
+        CHECK_STR_EQ(a.argv[7], "12");
+        for (size_t i = 0; i < ARRAY_LEN(want); i++) {
+            CHECK_STR_EQ(a.argv[8 + i], want[i]);
+        }
+        jobs_argv_release(&a);
     }
 out:
     return rc;
