@@ -1140,13 +1140,64 @@ static void on_claim_reply(void *arg, const struct store_reply *r, const struct 
     start_entries(g, kc, &r->elem[1]);
 }
 
+/* KEYS: a stream; ARGV: the group, this consumer, then entry ids. Each entry still pending for
+ * this consumer is claimed again by it (JUSTID: its idle time starts again at 0, its delivery
+ * count is unchanged); one another consumer took meanwhile is left to it. */
+static const char touch_lua[] =
+    "local n = 0\n"
+    "for i = 3, #ARGV do\n"
+    "  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2])\n"
+    "  if #p == 1 then\n"
+    "    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')\n"
+    "    n = n + 1\n"
+    "  end\n"
+    "end\n"
+    "return n\n";
+
+/* The entries of the jobs this worker holds (running, waiting for their pacing turn or a lock,
+ * backing off) stay theirs: their idle time is reset every half claim_idle_ms, so no other
+ * worker's XAUTOCLAIM takes a job that is only waiting and runs it a second time. A worker
+ * that stops (or whose loop stalls) touches nothing: its entries are claimed as before. */
+static void touch_own(struct jobs_engine *g)
+{
+    for (size_t i = 0; i < g->nk; i++) {
+        struct kcons *kc = &g->k[i];
+        size_t n = 0, ac = 0;
+        const char **av;
+        for (struct jobs_job *j = g->jobs; j; j = j->next) {
+            n += j->kc == kc && !j->finished;
+        }
+        if (n == 0 || !kc->group_ready) {
+            continue;
+        }
+        av = xcalloc(6 + n, sizeof(*av));
+        av[ac++] = "EVAL";
+        av[ac++] = touch_lua;
+        av[ac++] = "1";
+        av[ac++] = kc->stream;
+        av[ac++] = JOBS_GROUP;
+        av[ac++] = g->consumer;
+        for (struct jobs_job *j = g->jobs; j; j = j->next) {
+            if (j->kc == kc && !j->finished) {
+                av[ac++] = j->entry;
+            }
+        }
+        fire(g, (int)ac, av);
+        xfree(av);
+    }
+}
+
 static void on_claim_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct jobs_engine *g = arg;
     char idle[24], count[24];
     (void)fd;
     (void)what;
-    if (g->stopping || g->draining || room(g) == 0) {
+    if (g->stopping) {
+        return;
+    }
+    touch_own(g); /* first: this worker's own idle entries are not its to claim either */
+    if (g->draining || room(g) == 0) {
         return;
     }
     snprintf(idle, sizeof(idle), "%lld", (long long)g->cfg.claim_idle_ms);

@@ -581,6 +581,66 @@ static int test_resume(void)
     return rc;
 }
 
+/* A job that waits (its AWS call unanswered: a pacing turn, a slow API) three times claim_idle_ms
+ * stays its worker's: the other worker, alive all along, claims nothing and calls nothing; the
+ * entry is still pending for the first; answered, the job ends once. */
+static int test_waiting_kept(void)
+{
+    int rc = 0;
+    char stream[200], v[64], claimed_f[64], claimed0[24];
+    struct jobs_engine *g1 = NULL, *g2 = NULL;
+    json_t *p = NULL, *st = NULL;
+    if (setup() != 0) {
+        return TT_SKIP;
+    }
+    keys_clear(&tkind, "w1");
+    jobs_key_stream(&tkind, stream, sizeof(stream));
+    snprintf(claimed_f, sizeof(claimed_f), "%s:claimed", tkind.name);
+    {
+        const char *av[] = { "HGET", STORE_PREFIX "jobs:stats", claimed_f };
+        st = redis_json(av, 3);
+        snprintf(claimed0, sizeof(claimed0), "%s", json_is_string(st) ? json_string_value(st) : "0");
+        json_decref(st);
+        st = NULL;
+    }
+    g1 = engine("first", 400);
+    CHECK(enqueue(&tkind, "w1", 0, "wait") == 0);
+    CHECK(run_until(aws_pending, 3000));
+    g2 = engine("second", 400);
+    run_until(NULL, 1500);
+    CHECK_INT_EQ(W.aws_calls[AWS_IOT_DESCRIBE_THING], 1);
+    CHECK_INT_EQ(W.naws, 1);
+    {
+        const char *av[] = { "XPENDING", stream, JOBS_GROUP, "-", "+", "10" };
+        p = redis_json(av, 6);
+        CHECK_INT_EQ(json_array_size(p), 1);
+        CHECK_STR_EQ(json_string_value(json_array_get(json_array_get(p, 0), 1)), "first");
+        /* delivered once: the touches are not deliveries */
+        CHECK_INT_EQ(json_integer_value(json_array_get(json_array_get(p, 0), 3)), 1);
+    }
+    {
+        /* the claims counted for the test kind (the earlier cases' among them): none since */
+        const char *av[] = { "HGET", STORE_PREFIX "jobs:stats", claimed_f };
+        st = redis_json(av, 3);
+        CHECK_STR_EQ(json_is_string(st) ? json_string_value(st) : "0", claimed0);
+    }
+    aws_answer(json_object(), NULL);
+    CHECK(run_until(aws_pending, 3000));
+    aws_answer(json_object(), NULL);
+    waiting_key = "w1";
+    CHECK(run_until(rec_done, 5000));
+    CHECK_STR_EQ(rec_field("w1", "outcome", v, sizeof(v)), "made");
+    CHECK_INT_EQ(W.aws_calls[AWS_IOT_DESCRIBE_THING], 1);
+    CHECK_INT_EQ(W.aws_calls[AWS_IOT_CREATE_THING], 1);
+out:
+    json_decref(p);
+    json_decref(st);
+    engine_free(g2);
+    engine_free(g1);
+    teardown();
+    return rc;
+}
+
 /* Failures: retried with backoff, then a dead letter with the state and the reason. */
 static bool dead_one(void)
 {
@@ -628,7 +688,7 @@ int main(int argc, char **argv)
     static const struct tt_case cases[] = {
         { "enqueue_checks", test_enqueue_checks }, { "kind_states", test_kind_states },
         { "due_later", test_due_later },           { "resume", test_resume },
-        { "dead_letter", test_dead_letter },
+        { "dead_letter", test_dead_letter },       { "waiting_kept", test_waiting_kept },
     };
     return tt_main(argc, argv, cases, ARRAY_LEN(cases));
 }
