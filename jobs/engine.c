@@ -248,6 +248,35 @@ void jobs_redis(struct jobs_job *j, int argc, const char *const *argv)
     j->in_flight = true;
 }
 
+void jobs_cert_lookup(struct jobs_job *j, const char *serial, const char *what)
+{
+    char key[STORE_KEY_MAX];
+    struct err e = ERR_INIT;
+    if (serial[0] == '\0' || !store_key_cert(key, sizeof(key), serial)) {
+        err_set(&e, ERRC_INVALID, "%s job %.64s: %s is no serial", j->kc->kind->name, j->key,
+                what);
+        jobs_dead(j, &e);
+        return;
+    }
+    const char *av[] = { "EVAL", store_index_hgetall_lua, "2", STORE_INDEX_READY, key };
+    jobs_redis(j, 5, av);
+}
+
+json_t *jobs_cert_record(struct jobs_job *j)
+{
+    struct err e = ERR_INIT;
+    if (jobs_result_err(j)->code == ERRC_OK) {
+        return jobs_result_pairs(j);
+    }
+    if (store_err_index_incomplete(jobs_result_err(j))) {
+        err_set(&e, ERRC_UNAVAILABLE, "the index is being rebuilt; waiting for it");
+        jobs_busy(j, &e);
+    } else {
+        jobs_fail_op(j, "index lookup");
+    }
+    return NULL;
+}
+
 void jobs_aws(struct jobs_job *j, enum aws_iot_op op, json_t *in)
 {
     struct err e = ERR_INIT;

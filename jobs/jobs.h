@@ -159,6 +159,13 @@ void jobs_fail_op(struct jobs_job *j, const char *what);
 void jobs_redis(struct jobs_job *j, int argc, const char *const *argv);
 /* in is taken. Paced by the worker's client (shared token buckets), counted by the host. */
 void jobs_aws(struct jobs_job *j, enum aws_iot_op op, json_t *in);
+/* Our index's record of the certificate serial (cert:<serial>, read only while the index is
+ * complete): starts the read; a serial that is no serial dead-letters the job (what names it in
+ * the message). Then, with the result, jobs_cert_record gives the record (a new reference; {}
+ * when the index has no such certificate), or NULL when the read failed: the job then waits for
+ * the index's rebuild (jobs_busy) or is retried (jobs_fail_op), and the state returns. */
+void jobs_cert_lookup(struct jobs_job *j, const char *serial, const char *what);
+json_t *jobs_cert_record(struct jobs_job *j);
 
 /* An operation of the host's own (kind_ctx's: work off the loop, e.g. a revocation through the
  * issuance path): the state function calls jobs_host_begin, then starts it; its completion, on

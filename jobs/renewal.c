@@ -125,29 +125,16 @@ static void st_new(struct jobs_job *j)
 /* OLD: the renewed certificate's certificateId and CA from our index. */
 static void st_old(struct jobs_job *j)
 {
-    char key[STORE_KEY_MAX];
     struct err e = ERR_INIT;
+    json_t *rec;
     if (!jobs_have_result(j)) {
-        if (!store_key_cert(key, sizeof(key), jobs_get(j, "renews"))) {
-            err_set(&e, ERRC_INVALID, "renewal job %.64s: renews is no serial", jobs_key(j));
-            jobs_dead(j, &e);
-            return;
-        }
-        const char *av[] = { "EVAL", store_index_hgetall_lua, "2", STORE_INDEX_READY, key };
-        jobs_redis(j, 5, av);
+        jobs_cert_lookup(j, jobs_get(j, "renews"), "renews");
         return;
     }
-    if (jobs_result_err(j)->code != ERRC_OK) {
-        if (store_err_index_incomplete(jobs_result_err(j))) {
-            err_set(&e, ERRC_UNAVAILABLE, "the index is being rebuilt; waiting for it");
-            jobs_busy(j, &e);
-            return;
-        }
-        jobs_fail_op(j, "index lookup");
+    if ((rec = jobs_cert_record(j)) == NULL) {
         return;
     }
     {
-        json_t *rec = jobs_result_pairs(j);
         if (json_object_size(rec) == 0 || field(rec, "fingerprint")[0] == '\0') {
             json_decref(rec);
             err_set(&e, ERRC_NOT_FOUND,

@@ -63,31 +63,22 @@ static const char *field(json_t *o, const char *k)
 
 static void st_lookup(struct jobs_job *j)
 {
-    char key[200];
     struct err e = ERR_INIT;
     const char *serial = jobs_get(j, "serial");
+    json_t *rec;
     if (!jobs_have_result(j)) {
-        if (!hex64(jobs_key(j)) || serial[0] == '\0' || !store_key_cert(key, sizeof(key), serial)) {
-            err_set(&e, ERRC_INVALID, "revoke job %.64s: not a certificateId and a serial",
-                    jobs_key(j));
+        if (!hex64(jobs_key(j))) {
+            err_set(&e, ERRC_INVALID, "revoke job %.64s: not a certificateId", jobs_key(j));
             jobs_dead(j, &e);
             return;
         }
-        const char *av[] = { "EVAL", store_index_hgetall_lua, "2", STORE_INDEX_READY, key };
-        jobs_redis(j, 5, av);
+        jobs_cert_lookup(j, serial, "serial");
         return;
     }
-    if (jobs_result_err(j)->code != ERRC_OK) {
-        if (store_err_index_incomplete(jobs_result_err(j))) {
-            err_set(&e, ERRC_UNAVAILABLE, "the index is being rebuilt; waiting for it");
-            jobs_busy(j, &e);
-            return;
-        }
-        jobs_fail_op(j, "index lookup");
+    if ((rec = jobs_cert_record(j)) == NULL) {
         return;
     }
     {
-        json_t *rec = jobs_result_pairs(j);
         const char *status = field(rec, "status");
         const char *want = NULL;
         if (json_object_size(rec) == 0) {

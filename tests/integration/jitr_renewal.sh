@@ -95,14 +95,21 @@ check_retired() { # NAME OLD_CERT NEW_CERT THING
     grep -q '"outcome":"retired"' && pass || fail "$1: the retirement's audit record"
 }
 
+# sign X CN [RENEWS]: a new key and CSR for CN in $T/X, signed over /v1/sign by station line1
+# (renewing serial RENEWS if given: ?renews=) into $T/X/CN.crt
+sign() {
+  mkdir -p "$T/$1"
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/$1/$2.key" \
+    -subj "/CN=$2" -out "$T/$1.csr" 2>/dev/null
+  curl -sf --cacert "$T/srv.pem" --cert "$T/st/line1.crt" --key "$T/st/line1.key" \
+    -H 'Content-Type: application/x-pem-file' --data-binary @"$T/$1.csr" \
+    "$URL/v1/sign${3:+?renews=$3}" >"$T/$1.json" && pass || fail "$1 signed: $(cat "$T/$1.json")"
+  jq -r .certificate "$T/$1.json" >"$T/$1/$2.crt"
+}
+
 # --- A: /v1/sign, provisioned ---------------------------------------------------------------
 mkdir -p "$T/a" "$T/b" "$T/c" "$T/d" "$T/e" "$T/f"
-openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/a/dev-r1.key" \
-  -subj /CN=dev-r1 -out "$T/a.csr" 2>/dev/null
-curl -sf --cacert "$T/srv.pem" --cert "$T/st/line1.crt" --key "$T/st/line1.key" \
-  -H 'Content-Type: application/x-pem-file' --data-binary @"$T/a.csr" "$URL/v1/sign" >"$T/a.json" &&
-  pass || fail "A signed"
-jq -r .certificate "$T/a.json" >"$T/a/dev-r1.crt"
+sign a dev-r1
 A=$T/a/dev-r1.crt
 [ -s "$A" ] || { fail "no certificate A: $(cat "$T/a.json")"; tail -20 "$T/jitrd.log" >&2; exit 1; }
 provision "$T/a"
@@ -136,12 +143,7 @@ check_retired "A by B" "$A" "$B" dev-r1
 jitrd_stop
 grace_config 0
 jitrd_start_group
-openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/c/dev-r1.key" \
-  -subj /CN=dev-r1 -out "$T/c.csr" 2>/dev/null
-curl -sf --cacert "$T/srv.pem" --cert "$T/st/line1.crt" --key "$T/st/line1.key" \
-  -H 'Content-Type: application/x-pem-file' --data-binary @"$T/c.csr" \
-  "$URL/v1/sign?renews=$(serial_of "$B")" >"$T/c.json" && pass || fail "C signed"
-jq -r .certificate "$T/c.json" >"$T/c/dev-r1.crt"
+sign c dev-r1 "$(serial_of "$B")"
 C=$T/c/dev-r1.crt
 provision "$T/c"
 wait_for 10 retired "$B" && pass || fail "B retired at once: $(aws_status "$B")"
@@ -174,12 +176,7 @@ check_retired "C by D after a restart" "$C" "$D" dev-r1
 jitrd_stop
 grace_config 0
 jitrd_start_group
-openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/e/dev-r1.key" \
-  -subj /CN=dev-r1 -out "$T/e.csr" 2>/dev/null
-curl -sf --cacert "$T/srv.pem" --cert "$T/st/line1.crt" --key "$T/st/line1.key" \
-  -H 'Content-Type: application/x-pem-file' --data-binary @"$T/e.csr" \
-  "$URL/v1/sign?renews=$(serial_of "$D")" >"$T/e.json" && pass || fail "E signed"
-jq -r .certificate "$T/e.json" >"$T/e/dev-r1.crt"
+sign e dev-r1 "$(serial_of "$D")"
 E=$T/e/dev-r1.crt
 iot update-certificate --certificate-id "$(cert_id_of "$D")" --new-status REVOKED && pass ||
   fail "D REVOKED in AWS"
@@ -194,12 +191,7 @@ check_eq "D's reason" "$(index_field "$(serial_of "$D")" reason)" superseded
 jitrd_stop
 grace_config 5
 jitrd_start_group
-openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/f/dev-r1.key" \
-  -subj /CN=dev-r1 -out "$T/f.csr" 2>/dev/null
-curl -sf --cacert "$T/srv.pem" --cert "$T/st/line1.crt" --key "$T/st/line1.key" \
-  -H 'Content-Type: application/x-pem-file' --data-binary @"$T/f.csr" \
-  "$URL/v1/sign?renews=$(serial_of "$E")" >"$T/f.json" && pass || fail "F signed"
-jq -r .certificate "$T/f.json" >"$T/f/dev-r1.crt"
+sign f dev-r1 "$(serial_of "$E")"
 F=$T/f/dev-r1.crt
 provision "$T/f"
 iot update-certificate --certificate-id "$(cert_id_of "$F")" --new-status INACTIVE && pass ||
@@ -215,21 +207,10 @@ check_eq "E kept valid" "$(index_field "$(serial_of "$E")" status)" valid
 jitrd_stop
 grace_config 6
 jitrd_start_group
-mkdir -p "$T/h" "$T/g"
-for x in h g; do
-  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/$x/dev-r2.key" \
-    -subj /CN=dev-r2 -out "$T/$x.csr" 2>/dev/null
-done
-curl -sf --cacert "$T/srv.pem" --cert "$T/st/line1.crt" --key "$T/st/line1.key" \
-  -H 'Content-Type: application/x-pem-file' --data-binary @"$T/h.csr" "$URL/v1/sign" >"$T/h.json" &&
-  pass || fail "H signed"
-jq -r .certificate "$T/h.json" >"$T/h/dev-r2.crt"
+sign h dev-r2
 H=$T/h/dev-r2.crt
 provision "$T/h" dev-r2
-curl -sf --cacert "$T/srv.pem" --cert "$T/st/line1.crt" --key "$T/st/line1.key" \
-  -H 'Content-Type: application/x-pem-file' --data-binary @"$T/g.csr" \
-  "$URL/v1/sign?renews=$(serial_of "$H")" >"$T/g.json" && pass || fail "G signed: $(cat "$T/g.json")"
-jq -r .certificate "$T/g.json" >"$T/g/dev-r2.crt"
+sign g dev-r2 "$(serial_of "$H")"
 G=$T/g/dev-r2.crt
 provision "$T/g" dev-r2
 t_active=$(date +%s.%N)
