@@ -12,26 +12,6 @@
 #include "jobs/jobs.h"
 #include "store/store.h"
 
-static json_t *to_json(const struct store_reply *r)
-{
-    switch (r->type) {
-    case STORE_REPLY_STRING:
-        return json_stringn(r->str, r->len);
-    case STORE_REPLY_INTEGER:
-        return json_integer(r->integer);
-    case STORE_REPLY_ARRAY: {
-        json_t *a = json_array();
-        for (size_t i = 0; i < r->n; i++) {
-            json_array_append_new(a, to_json(&r->elem[i]));
-        }
-        return a;
-    }
-    case STORE_REPLY_NIL:
-        break;
-    }
-    return json_null();
-}
-
 static void on_reply(void *arg, const struct store_reply *r, const struct err *e)
 {
     struct jobs_admin *a = arg;
@@ -39,7 +19,8 @@ static void on_reply(void *arg, const struct store_reply *r, const struct err *e
     if (e != NULL) {
         err_copy(&a->err, e);
     } else {
-        a->reply = to_json(r);
+        a->reply = jobs_reply_json(r);
+        a->reply = a->reply ? a->reply : json_null();
     }
 }
 

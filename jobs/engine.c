@@ -131,7 +131,7 @@ static void stat_incr(struct jobs_engine *g, const char *kind, const char *what)
     fire(g, 4, av);
 }
 
-static json_t *reply_json(const struct store_reply *r)
+json_t *jobs_reply_json(const struct store_reply *r)
 {
     switch (r->type) {
     case STORE_REPLY_STRING:
@@ -141,7 +141,7 @@ static json_t *reply_json(const struct store_reply *r)
     case STORE_REPLY_ARRAY: {
         json_t *a = json_array();
         for (size_t i = 0; i < r->n; i++) {
-            json_t *x = reply_json(&r->elem[i]);
+            json_t *x = jobs_reply_json(&r->elem[i]);
             json_array_append_new(a, x ? x : json_null());
         }
         return a;
@@ -198,7 +198,7 @@ static void on_redis(void *arg, const struct store_reply *r, const struct err *e
     if (e != NULL) {
         err_copy(&j->op_err, e);
     } else {
-        j->result = reply_json(r);
+        j->result = jobs_reply_json(r);
     }
     j->have_result = true;
     advance(j);

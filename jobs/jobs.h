@@ -184,6 +184,9 @@ const char *jobs_result_aws_code(const struct jobs_job *j);  /* "" or AWS's erro
 json_t *jobs_result(const struct jobs_job *j);
 /* A Redis array of name, value, ... (HGETALL) as an object (a new reference; {} for others). */
 json_t *jobs_result_pairs(const struct jobs_job *j);
+/* A Redis reply as JSON (a new reference): a string, an integer, an array (nil elements as
+ * null); NULL for nil. */
+json_t *jobs_reply_json(const struct store_reply *r);
 
 /* Moving on (exactly one per run of a state function that has its result, or none). */
 /* Saves the record with state next (and the fields set), then runs next. */

@@ -247,31 +247,12 @@ struct reply_box {
     json_t *v;
 };
 
-static json_t *rj(const struct store_reply *r)
-{
-    switch (r->type) {
-    case STORE_REPLY_STRING:
-        return json_stringn(r->str, r->len);
-    case STORE_REPLY_INTEGER:
-        return json_integer(r->integer);
-    case STORE_REPLY_ARRAY: {
-        json_t *a = json_array();
-        for (size_t i = 0; i < r->n; i++) {
-            json_array_append_new(a, rj(&r->elem[i]));
-        }
-        return a;
-    }
-    case STORE_REPLY_NIL:
-        break;
-    }
-    return json_null();
-}
-
 static void on_box(void *arg, const struct store_reply *r, const struct err *e)
 {
     struct reply_box *b = arg;
     b->done = true;
-    b->v = e ? json_null() : rj(r);
+    b->v = e ? NULL : jobs_reply_json(r);
+    b->v = b->v ? b->v : json_null();
 }
 
 static struct reply_box *cur_box;
