@@ -5,7 +5,8 @@
  * event loop: signals are blocked and taken with sigtimedwait. A worker that dies is replaced
  * after a backoff (100 ms doubling to 5 s, back to 100 ms once a worker has lived 30 s);
  * SIGHUP is forwarded; SIGTERM/SIGINT are forwarded and the parent waits for the workers to
- * drain (drain_timeout + 5 s, then SIGKILL).
+ * drain (drain_timeout + 5 s, then SIGKILL). A parent that dies without that (SIGKILL) sends
+ * its workers SIGTERM through the kernel (PR_SET_PDEATHSIG): they drain and exit.
  *   jitrd --config FILE [--check-config]
  */
 #include <errno.h>
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -43,6 +45,7 @@ static const char usage[] =
 
 static pid_t spawn(const char *config, size_t slot, const sigset_t *orig)
 {
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
         char eb[128];
@@ -59,6 +62,12 @@ static pid_t spawn(const char *config, size_t slot, const sigset_t *orig)
         sigaction(SIGINT, &dfl, NULL);
         sigaction(SIGCHLD, &dfl, NULL);
         sigprocmask(SIG_SETMASK, orig, NULL);
+        /* a parent that dies (SIGKILL, a crash) stops its workers as SIGTERM would: they drain
+         * and exit, and free the listeners for the next jitrd; one already gone before this
+         * line is seen by getppid */
+        if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent) {
+            _exit(1);
+        }
         _exit(worker_main(config, slot));
     }
     return pid;

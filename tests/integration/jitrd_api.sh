@@ -3,7 +3,8 @@
 # (PEM, DER, JSON, batch), enrolls and re-enrolls over EST, looks certificates up, revokes as an
 # admin and fetches the CRL; every bad input the API must refuse is refused with a JSON error and
 # nothing issued; Redis down answers 503 and recovers; an unreadable CA key fails /readyz; SIGHUP
-# reloads the stations; a killed worker is replaced; /metrics counts what happened; SIGTERM drains.
+# reloads the stations; a killed worker is replaced; /metrics counts what happened; SIGTERM drains;
+# a killed parent's workers exit by themselves.
 # Clients: curl, openssl, python3's ssl module (the slow-header client). Its own redis-server (unix
 # socket in $T) so the test can stop and restart it.
 source "$(dirname "$0")/lib.sh"
@@ -416,4 +417,27 @@ for _ in $(seq 100); do kill -0 "$JPID" 2>/dev/null || break; sleep 0.1; done
 if kill -0 "$JPID" 2>/dev/null; then fail "jitrd still running after SIGTERM"; else
   wait "$JPID"; check_eq "jitrd exit status" "$?" 0; fi
 grep -q '"level":"error"' "$T/jitrd.log" && { grep '"level":"error"' "$T/jitrd.log" | head -5 >&2; } || true
+
+# --- the parent killed: its workers drain and exit, and a new jitrd takes the listeners ----------
+jitrd_up() {
+  "$JITRD" --config "$CFG" 2>>"$T/jitrd.log" &
+  JPID=$!
+  for _ in $(seq 100); do
+    curl -s --cacert "$T/srvca.pem" "$URL/healthz" >/dev/null 2>&1 && return 0; sleep 0.1
+  done
+  return 1
+}
+jitrd_up
+mapfile -t kids < <(pgrep -P "$JPID")
+check_eq "workers before the parent is killed" "${#kids[@]}" 2
+kill -KILL "$JPID"; wait "$JPID" 2>/dev/null || true; JPID=
+for _ in $(seq 150); do # drain_timeout is 5 s
+  alive=0; for k in "${kids[@]}"; do kill -0 "$k" 2>/dev/null && alive=$((alive + 1)); done
+  [ "$alive" = 0 ] && break; sleep 0.1
+done
+check_eq "workers left running after their parent was killed" "$alive" 0
+kill -KILL "${kids[@]}" 2>/dev/null || true
+jitrd_up && pass || fail "a new jitrd starts on the freed listeners"
+req line1 -H 'Content-Type: application/x-pem-file' --data-binary @"$(csr 6)" "$URL/v1/sign"
+check_eq "signing by the new jitrd" "$code" 201
 finish
