@@ -166,6 +166,18 @@ static int append(struct audit_log *log, json_t *rec, struct err *e)
     return rc;
 }
 
+/* A jitr_activate record of certificateId id (serial, thing), with aws_status when not NULL. */
+static int activated(struct audit_log *log, const char *id, const char *serial, const char *thing,
+                     const char *status, struct err *e)
+{
+    json_t *rec = json_pack("{s:s,s:s,s:s,s:s}", "type", "jitr_activate", "certificate_id", id,
+                            "serial", serial, "thing", thing);
+    if (status != NULL) {
+        json_object_set_new(rec, "aws_status", json_string(status));
+    }
+    return append(log, rec, e);
+}
+
 /* A renewed A: B renews it, activated (its retirement pending); C renews B, activated and
  * retired; D renews C, its flow audited without activation. A rebuild queues B's retirement
  * only, due renewal_grace after the activation, with the fields the job engine writes; again,
@@ -211,35 +223,16 @@ static int test_renewal_requeue(void)
         CHECK_OK(issuance_run(w, &it[i], 1, &e), &e);
         CHECK(it[i].issued);
     }
-    CHECK_OK(append(ctx->audit,
-                    json_pack("{s:s,s:s,s:s,s:s,s:s}", "type", "jitr_activate", "certificate_id",
-                              idb, "serial", it[1].cert.serial_hex, "thing", "dev-b",
-                              "aws_status", "ACTIVE"),
-                    &e),
-             &e);
-    CHECK_OK(append(ctx->audit,
-                    json_pack("{s:s,s:s,s:s,s:s,s:s}", "type", "jitr_activate", "certificate_id",
-                              idc, "serial", it[2].cert.serial_hex, "thing", "dev-c",
-                              "aws_status", "ACTIVE"),
-                    &e),
-             &e);
+    CHECK_OK(activated(ctx->audit, idb, it[1].cert.serial_hex, "dev-b", "ACTIVE", &e), &e);
+    CHECK_OK(activated(ctx->audit, idc, it[2].cert.serial_hex, "dev-c", "ACTIVE", &e), &e);
     CHECK_OK(append(ctx->audit,
                     json_pack("{s:s,s:s,s:s,s:s}", "type", "renewal_retire", "kind", "renewal",
                               "key", idc, "outcome", "retired"),
                     &e),
              &e);
-    CHECK_OK(append(ctx->audit,
-                    json_pack("{s:s,s:s,s:s}", "type", "jitr_activate", "certificate_id", idd,
-                              "serial", it[3].cert.serial_hex),
-                    &e),
-             &e);
+    CHECK_OK(activated(ctx->audit, idd, it[3].cert.serial_hex, "dev-d", NULL, &e), &e);
     /* B activated again (a replayed flow): still one retirement */
-    CHECK_OK(append(ctx->audit,
-                    json_pack("{s:s,s:s,s:s,s:s,s:s}", "type", "jitr_activate", "certificate_id",
-                              idb, "serial", it[1].cert.serial_hex, "thing", "dev-b",
-                              "aws_status", "ACTIVE"),
-                    &e),
-             &e);
+    CHECK_OK(activated(ctx->audit, idb, it[1].cert.serial_hex, "dev-b", "ACTIVE", &e), &e);
     t0 = time_now_ms();
     CHECK_OK(issuance_reindex(f.conf, f.store, NULL, NULL, &st, &e), &e);
     CHECK_INT_EQ(st.renewals_requeued, 1);
