@@ -73,7 +73,7 @@ static bool name_char(char c, bool first)
            (!first && (c == '.' || c == '_' || c == '-'));
 }
 
-static int name_check(const char *name, struct err *e)
+int ca_name_check(const char *name, struct err *e)
 {
     size_t n = name ? strlen(name) : 0;
     bool ok = n > 0 && n <= CA_NAME_MAX;
@@ -530,7 +530,7 @@ struct ca_authority *ca_authority_load(const char *datadir, const char *name, st
     json_t *parent;
     char fpc[65];
 
-    if (name_check(name, e) != 0) {
+    if (ca_name_check(name, e) != 0) {
         goto fail;
     }
     ca_path(&path, datadir, name, "ca.json");
@@ -594,7 +594,7 @@ int ca_authority_save(const char *datadir, struct ca_authority *a, struct err *e
 {
     struct buf path = BUF_INIT;
     int rc;
-    if (name_check(a->name, e) != 0) {
+    if (ca_name_check(a->name, e) != 0) {
         return -1;
     }
     meta_refresh(a);
@@ -661,7 +661,7 @@ fail:
 
 static int init_check(const struct ca_init_opts *o, struct err *e)
 {
-    if (name_check(o->name, e) != 0) {
+    if (ca_name_check(o->name, e) != 0) {
         return -1;
     }
     if ((unsigned)o->key_type >= CA_KEY__COUNT) {
@@ -952,7 +952,7 @@ int ca_authority_list(const char *datadir, char ***names, size_t *n, struct err 
         return err_errno(e, ERRC_INTERNAL, "cannot list '%s/ca'", datadir);
     }
     while ((de = readdir(d)) != NULL) {
-        if (name_check(de->d_name, &ignore) != 0) {
+        if (ca_name_check(de->d_name, &ignore) != 0) {
             err_clear(&ignore);
             continue;
         }

@@ -74,6 +74,9 @@ void ca_authority_free(struct ca_authority *a);
 /* Marked compromised (jitrctl ca mark-compromised: ca.json "compromised": {"at": RFC 3339}):
  * such a CA is retired, cannot be activated again, and JITR revokes its certificates in AWS. */
 bool ca_authority_compromised(const struct ca_authority *a);
+/* A CA or alias name: 1 to 64 of A-Z a-z 0-9 . _ -, starting with a letter or digit;
+ * ERRC_INVALID naming it otherwise. */
+int ca_name_check(const char *name, struct err *e) ATTR_WUR;
 /* Writes a->meta (with name, status, ... refreshed from the struct) atomically. */
 int ca_authority_save(const char *datadir, struct ca_authority *a, struct err *e) ATTR_WUR;
 /* Names of all CAs, sorted; free each and the array with xfree. */

@@ -44,6 +44,16 @@ int cli_usage(const char *text);
 typedef int cli_cmd_fn(struct cli *cli, int argc, char **argv, struct err *e);
 
 int cmd_ca(struct cli *cli, int argc, char **argv, struct err *e);
+/* cmd_ca.c: registers CA name in AWS IoT (RegisterCACertificate, mode "DEFAULT" or
+ * "SNI_ONLY"), or adopts its registration when AWS has it already (*existed), audits a new
+ * registration (ca_register) and records it (ca.json "aws", Redis aws:cacert:ID). *entry: the
+ * recorded registration (region, account, caCertificateId, arn, mode, status,
+ * autoRegistrationStatus, registered_at); release with json_decref. */
+int cli_ca_register(struct cli *cli, const char *name, const char *mode, bool active, bool auto_reg,
+                    bool force, json_t **entry, bool *existed, struct err *e) ATTR_WUR;
+/* cmd_ca_rotate.c: jitrctl ca alias set|list, ca rotate */
+int cmd_ca_alias(struct cli *cli, int argc, char **argv, struct err *e);
+int cmd_ca_rotate(struct cli *cli, int argc, char **argv, struct err *e);
 /* cmd_ca_ocsp.c: jitrctl ca ocsp-signer */
 int cmd_ca_ocsp_signer(struct cli *cli, int argc, char **argv, struct err *e);
 int cmd_sign(struct cli *cli, int argc, char **argv, struct err *e);

@@ -31,6 +31,8 @@ static const char ca_usage[] =
     "       jitrctl ca retire NAME\n"
     "       jitrctl ca mark-compromised NAME --yes\n"
     "       jitrctl ca ocsp-signer NAME [--days N]\n"
+    "       jitrctl ca alias set ALIAS CA | ca alias list   (jitrctl ca alias --help)\n"
+    "       jitrctl ca rotate ALIAS [--to NEW] [--before DAYS] ...  (jitrctl ca rotate --help)\n"
     "       jitrctl ca register NAME [--mode default|sni-only] [--no-auto-registration]\n"
     "                               [--inactive] [--force]\n"
     "\n"
@@ -557,20 +559,9 @@ static int ca_register(struct cli *cli, int argc, char **argv, struct err *e)
         { NULL, 0, NULL, 0 },
     };
     const char *mode = "DEFAULT", *name = NULL;
-    bool auto_reg = true, active = true, force = false, existed = false, recorded = false;
+    bool auto_reg = true, active = true, force = false, existed = false;
     int optidx = 0, ch, rc = -1;
-    const struct conf *c = NULL;
-    struct ca_authority *a = NULL;
-    struct ca_key *key = NULL;
-    struct event_base *base = NULL;
-    struct aws_iot *iot = NULL;
-    struct aws_iot_sync s;
-    struct buf secret = BUF_INIT, pem = BUF_INIT, vpem = BUF_INIT;
-    char **kids = NULL;
-    size_t nkids = 0;
-    json_t *entry = NULL, *fields = NULL, *desc = NULL;
-    char account[32], arn[256], id[80];
-    aws_iot_sync_init(&s);
+    json_t *entry = NULL;
     while ((ch = cli_getopt(cli, argc, argv, opts, &optidx, e)) != -1) {
         switch (ch) {
         case 'h':
@@ -604,6 +595,44 @@ static int ca_register(struct cli *cli, int argc, char **argv, struct err *e)
         goto out;
     }
     name = argv[optidx];
+    if (cli_ca_register(cli, name, mode, active, auto_reg, force, &entry, &existed, e) != 0) {
+        goto out;
+    }
+    if (cli->json) {
+        json_t *o = json_deep_copy(entry);
+        json_object_set_new(o, "name", json_string(name));
+        json_object_set_new(o, "already_registered", json_boolean(existed));
+        cli_print_json(o);
+    } else {
+        printf("%s CA '%s' in AWS IoT %s (account %s): caCertificateId %s, status %s, "
+               "auto-registration %s\n",
+               existed ? "already registered:" : "registered", name, jstr(entry, "region"),
+               jstr(entry, "account"), jstr(entry, "caCertificateId"), jstr(entry, "status"),
+               jstr(entry, "autoRegistrationStatus"));
+    }
+    rc = 0;
+out:
+    json_decref(entry);
+    return rc;
+}
+
+int cli_ca_register(struct cli *cli, const char *name, const char *mode, bool active, bool auto_reg,
+                    bool force, json_t **entry_out, bool *existed_out, struct err *e)
+{
+    bool existed = false, recorded = false;
+    int rc = -1;
+    const struct conf *c = NULL;
+    struct ca_authority *a = NULL;
+    struct ca_key *key = NULL;
+    struct event_base *base = NULL;
+    struct aws_iot *iot = NULL;
+    struct aws_iot_sync s;
+    struct buf secret = BUF_INIT, pem = BUF_INIT, vpem = BUF_INIT;
+    char **kids = NULL;
+    size_t nkids = 0;
+    json_t *entry = NULL, *fields = NULL, *desc = NULL;
+    char account[32], arn[256], id[80];
+    aws_iot_sync_init(&s);
     if ((c = cli_conf(cli, e)) == NULL || (a = ca_authority_load(c->data_dir, name, e)) == NULL) {
         goto out;
     }
@@ -751,17 +780,8 @@ static int ca_register(struct cli *cli, int argc, char **argv, struct err *e)
                    name, id);
         goto out;
     }
-    if (cli->json) {
-        json_t *o = json_deep_copy(entry);
-        json_object_set_new(o, "name", json_string(name));
-        json_object_set_new(o, "already_registered", json_boolean(existed));
-        cli_print_json(o);
-    } else {
-        printf("%s CA '%s' in AWS IoT %s (account %s): caCertificateId %s, status %s, "
-               "auto-registration %s\n",
-               existed ? "already registered:" : "registered", name, aws_iot_region(iot), account,
-               id, jstr(entry, "status"), jstr(entry, "autoRegistrationStatus"));
-    }
+    *entry_out = json_incref(entry);
+    *existed_out = existed;
     rc = 0;
 out:
     aws_iot_sync_release(&s);
@@ -1025,6 +1045,12 @@ int cmd_ca(struct cli *cli, int argc, char **argv, struct err *e)
     }
     if (strcmp(sub, "mark-compromised") == 0) {
         return ca_mark_compromised(cli, argc - 1, argv + 1, e);
+    }
+    if (strcmp(sub, "alias") == 0) {
+        return cmd_ca_alias(cli, argc - 1, argv + 1, e);
+    }
+    if (strcmp(sub, "rotate") == 0) {
+        return cmd_ca_rotate(cli, argc - 1, argv + 1, e);
     }
     if (strcmp(sub, "ocsp-signer") == 0) {
         return cmd_ca_ocsp_signer(cli, argc - 1, argv + 1, e);

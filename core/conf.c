@@ -53,7 +53,8 @@ static const struct conf_key conf_keys[] = {
     STR(profiles_dir, JITRCA_PROFILES_DIR, NULL, "Directory of certificate profiles (*.json)."),
     STR(audit_log, "", NULL, "Path of the audit log; empty means DATA_DIR/audit/audit.log."),
     STR(default_ca, "", NULL,
-        "CA that signs when no --ca is given; empty means the only active CA of the store."),
+        "CA, or issuing alias (jitrctl ca alias), that signs when no --ca is given; empty means "
+        "the only active CA of the store."),
     STR(default_profile, "device", NULL, "Profile used when a request names none."),
     STR(key_passphrase_file, "", NULL,
         "File holding the passphrase of file: CA keys (e.g. a systemd credential). "

@@ -18,6 +18,7 @@ struct api {
     struct httpd *httpd;
     struct pool *pool;
     struct snap *snap; /* current snapshot; jobs hold their own reference */
+    struct aliases *al; /* the newest issuing aliases seen (daemon/aliaswatch.c); jobs too */
     const char *config_path;
     uint64_t gen;
     size_t slot;
@@ -48,6 +49,9 @@ void api_tls_free(void *p);
  * write); the others run one by one. */
 void api_run_many(struct pool_job **v, size_t n, void *tls);
 
+/* aliaswatch.c: makes al (stolen) the worker's aliases, logging each alias that names another
+ * CA now. */
+void api_aliases_switch(struct api *a, struct aliases *al);
 /* reload.c: builds a new snapshot in a signing thread and swaps it in on the loop, or logs why
  * it failed and keeps the current one. */
 void api_reload_start(struct api *a);

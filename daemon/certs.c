@@ -151,7 +151,8 @@ void certs_handle_ca(struct httpd_req *r, void *arg)
 {
     struct api *a = arg;
     const char *name = httpd_req_query(r, "ca");
-    const struct snap_ca *c = name ? snap_find_ca(a->snap, name) : &a->snap->cas[a->snap->def];
+    const struct snap_ca *c =
+        snap_find_ca(a->snap, aliases_resolve(a->al, name ? name : snap_default_name(a->snap)));
     if (c == NULL) {
         httpd_reply_error(r, 404, "not_found", "no such CA served by jitrd");
         return;

@@ -52,7 +52,7 @@ static void crl_run(struct job *j, struct tstate *ts)
     struct err e = ERR_INIT;
     struct issuance_crl crl = { 0 };
     struct store *st = ts_store(ts, j->snap, &e);
-    const char *ca = j->param[0] ? j->param : j->snap->cas[j->snap->def].name;
+    const char *ca = aliases_resolve(j->al, j->param[0] ? j->param : snap_default_name(j->snap));
     if (st == NULL || issuance_crl_get(j->snap->revoker, st, ca, "jitrd:request", &crl, &e) != 0) {
         ts_after_error(ts, &e);
         if (e.code == ERRC_UNAVAILABLE || e.code == ERRC_INTERNAL) {

@@ -107,6 +107,18 @@ bool station_may_use_profile(const struct station *st, const char *profile);
 
 /* ---- snap ----------------------------------------------------------------------------------- */
 
+/* Issuing aliases (cli/cmd_ca_rotate.c) as read from Redis: immutable, reference counted; a
+ * snapshot has the set read at its build, a worker's loop the newest it saw (api.h), and every
+ * job the set of the moment its request arrived. Aliases a CA of the store shadows are left
+ * out. */
+struct aliases {
+    atomic_int refs;
+    uint64_t gen; /* Redis's alias:gen when read */
+    size_t n;
+    char **names;
+    char **cas;
+};
+
 struct snap_ca {
     char *name;
     struct ca_authority *auth;
@@ -133,7 +145,22 @@ struct snap {
     SSL_CTX *ssl;
     struct issuance_revoker *revoker; /* thread-safe; POST /v1/revoke and GET /v1/crl */
     bool degraded;                    /* some CA could not be opened: retried by reload */
+    struct aliases *al;               /* the issuing aliases read at the build (never NULL) */
 };
+
+/* The CA a name stands for: the alias's CA when name is an issuing alias of al (NULL: none),
+ * else name. */
+const char *aliases_resolve(const struct aliases *al, const char *name);
+/* The station may use the CA name stands for: it lists "*", name, or a name (CA or alias) that
+ * stands for the same CA. */
+bool aliases_station_may_use_ca(const struct aliases *al, const struct station *st,
+                                const char *name);
+/* Takes names[i] -> cas[i] (n of each, ownership too). */
+struct aliases *aliases_new(char **names, char **cas, size_t n, uint64_t gen);
+struct aliases *aliases_ref(struct aliases *al);
+void aliases_unref(struct aliases *al);
+/* The name a request without a CA stands for: default_ca (maybe an alias) or the only CA. */
+const char *snap_default_name(const struct snap *s);
 
 /* Builds a snapshot from the configuration file (NULL: $JITRCA_CONFIG / defaults). A CA whose key
  * cannot be loaded does not fail the build (the snapshot is degraded); a broken configuration,
@@ -231,6 +258,16 @@ struct metrics_expiry {
 void metrics_expiry_set(const struct metrics_expiry *v, size_t n, int64_t at);
 /* Prometheus text exposition; route_names[i] labels route i. */
 void metrics_render(struct buf *out, const char *const *route_names, size_t nroutes);
+
+/* ---- aliaswatch ------------------------------------------------------------------------------ */
+
+/* Every ALIAS_CHECK_MS each worker reads Redis's alias:gen on its loop and rebuilds its snapshot
+ * (api_reload_start) when it differs from the running snapshot's (daemon/aliaswatch.c). */
+#define ALIAS_CHECK_MS 250
+struct aliaswatch;
+struct api;
+struct aliaswatch *aliaswatch_new(struct api *a) ATTR_WUR;
+void aliaswatch_free(struct aliaswatch *w);
 
 /* ---- heal ----------------------------------------------------------------------------------- */
 

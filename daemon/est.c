@@ -129,11 +129,15 @@ void est_handle_reenroll(struct httpd_req *r, void *arg)
 void est_handle_cacerts(struct httpd_req *r, void *arg)
 {
     struct api *a = arg;
-    const struct snap_ca *c = &a->snap->cas[a->snap->def];
+    const struct snap_ca *c =
+        snap_find_ca(a->snap, aliases_resolve(a->al, snap_default_name(a->snap)));
     X509 **certs = NULL;
     size_t n = 0;
     struct buf out = BUF_INIT;
     struct err e = ERR_INIT;
+    if (c == NULL) {
+        c = &a->snap->cas[a->snap->def];
+    }
     pem_certs(&c->chain_pem, &certs, &n);
     if (n == 0 || p7_certs_only(certs, n, &out, &e) != 0) {
         if (e.code == ERRC_OK) {

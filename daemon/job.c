@@ -117,6 +117,7 @@ void job_free(struct job *j)
     buf_release(&j->body);
     buf_release(&j->input);
     snap_unref(j->snap);
+    aliases_unref(j->al);
     snap_unref(j->new_snap);
     xfree(j);
 }
@@ -153,6 +154,7 @@ struct job *job_new(struct api *a, struct httpd_req *r, enum job_kind kind, job_
     j->api = a;
     j->req = r;
     j->snap = snap_ref(a->snap);
+    j->al = aliases_ref(a->al);
     if (r) {
         snprintf(j->request_id, sizeof(j->request_id), "%s", httpd_req_id(r));
     }

@@ -66,6 +66,7 @@ struct job {
     struct api *api;
     struct httpd_req *req;
     struct snap *snap;
+    struct aliases *al; /* the issuing aliases when the request arrived (api.h's al) */
     char request_id[24];
     /* who */
     const struct station *st; /* borrowed from snap; NULL for devices */

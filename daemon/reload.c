@@ -4,6 +4,8 @@
  * requests in flight keep the snapshot they started with. A failed build keeps the running one.
  * A reload asked for while one runs is run once more after it.
  */
+#include <string.h>
+
 #include "core/log.h"
 #include "core/util.h"
 #include "daemon/job.h"
@@ -25,6 +27,9 @@ static void reload_done(struct job *j)
     if (fresh == NULL) {
         log_error("reload failed, keeping the running configuration: %s", j->err.msg);
     } else {
+        if (fresh->al->gen >= a->al->gen) {
+            api_aliases_switch(a, aliases_ref(fresh->al));
+        }
         snap_audit_totals(a->snap, &a->audit_base);
         snap_unref(a->snap);
         a->snap = fresh;

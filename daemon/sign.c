@@ -224,10 +224,10 @@ static void sign_check(struct tstate *ts, struct job *j, struct ca_memo *memo)
             }
             o->renews = it->renews;
         }
-        ca = *it->ca ? it->ca : s->cas[s->def].name;
+        ca = *it->ca ? it->ca : snap_default_name(s);
         profile = *it->profile ? it->profile : s->conf->default_profile;
         o->profile = profile;
-        if (j->st && !station_may_use_ca(j->st, ca)) {
+        if (j->st && !aliases_station_may_use_ca(j->al, j->st, ca)) {
             err_set(&o->err, ERRC_DENIED, "station '%s' may not use CA '%s'", j->st->name, ca);
             audit_deny(j, route, &o->err);
             continue;
@@ -238,7 +238,7 @@ static void sign_check(struct tstate *ts, struct job *j, struct ca_memo *memo)
             audit_deny(j, route, &o->err);
             continue;
         }
-        c = snap_find_ca(s, ca);
+        c = snap_find_ca(s, aliases_resolve(j->al, ca));
         if (c == NULL) {
             err_set(&o->err, ERRC_NOT_FOUND, "CA '%s' is not served by jitrd", ca);
             continue;

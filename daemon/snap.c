@@ -24,6 +24,7 @@
 #include "httpd/httpd.h"
 #include "issuance/issuance.h"
 #include "issuance/revoke.h"
+#include "store/store.h"
 
 static void snap_free(struct snap *s)
 {
@@ -40,6 +41,7 @@ static void snap_free(struct snap *s)
         xfree(c->name);
     }
     xfree(s->cas);
+    aliases_unref(s->al);
     stations_free(s->stations);
     X509_free(s->station_ca);
     SSL_CTX_free(s->ssl);
@@ -68,6 +70,110 @@ const struct snap_ca *snap_find_ca(const struct snap *s, const char *name)
         }
     }
     return NULL;
+}
+
+struct aliases *aliases_new(char **names, char **cas, size_t n, uint64_t gen)
+{
+    struct aliases *al = xcalloc(1, sizeof(*al));
+    atomic_init(&al->refs, 1);
+    al->names = names;
+    al->cas = cas;
+    al->n = n;
+    al->gen = gen;
+    return al;
+}
+
+struct aliases *aliases_ref(struct aliases *al)
+{
+    atomic_fetch_add(&al->refs, 1);
+    return al;
+}
+
+void aliases_unref(struct aliases *al)
+{
+    if (al && atomic_fetch_sub(&al->refs, 1) == 1) {
+        store_alias_free(al->names, al->cas, al->n);
+        xfree(al);
+    }
+}
+
+const char *aliases_resolve(const struct aliases *al, const char *name)
+{
+    for (size_t i = 0; al && i < al->n; i++) {
+        if (strcmp(al->names[i], name) == 0) {
+            return al->cas[i];
+        }
+    }
+    return name;
+}
+
+bool aliases_station_may_use_ca(const struct aliases *al, const struct station *st,
+                                const char *name)
+{
+    const char *want = aliases_resolve(al, name);
+    for (size_t i = 0; i < st->ncas; i++) {
+        if (strcmp(st->cas[i], "*") == 0 || strcmp(st->cas[i], name) == 0 ||
+            strcmp(aliases_resolve(al, st->cas[i]), want) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+const char *snap_default_name(const struct snap *s)
+{
+    return *s->conf->default_ca ? s->conf->default_ca : s->cas[s->def].name;
+}
+
+/* Reads the issuing aliases and the CAs being prepared for a switch (alias:next). Needed (a
+ * configured name is no CA of the store): a failure fails the build; else it is logged and the
+ * snapshot has none (generation 0: the alias watch rebuilds once Redis answers). */
+static int load_aliases(struct snap *s, bool needed, char ***next, size_t *nnext, struct err *e)
+{
+    struct issuance_aliases al;
+    struct err le = ERR_INIT;
+    char **names, **cas, **nn = NULL, **nc = NULL;
+    size_t n = 0, m = 0;
+    if (issuance_aliases_load(s->conf, &al, &le) != 0) {
+        s->al = aliases_new(NULL, NULL, 0, 0);
+        if (needed) {
+            err_copy(e, &le);
+            return err_prefix(e, "a CA name of the configuration is no CA of the store");
+        }
+        log_debug("%s", le.msg);
+        return 0;
+    }
+    names = xcalloc(al.n ? al.n : 1, sizeof(char *));
+    cas = xcalloc(al.n ? al.n : 1, sizeof(char *));
+    for (size_t i = 0; i < al.n; i++) {
+        if (issuance_ca_exists(s->conf, al.names[i])) {
+            log_warn("issuing alias '%s' is ignored: a CA of the store has that name", al.names[i]);
+            continue;
+        }
+        names[n] = xstrdup(al.names[i]);
+        cas[n++] = xstrdup(al.cas[i]);
+    }
+    s->al = aliases_new(names, cas, n, al.gen);
+    issuance_aliases_release(&al);
+    {
+        struct store *st = store_connect(s->conf->redis_url, &le);
+        uint64_t g;
+        if (st == NULL || store_alias_next(st, &nn, &nc, &m, &g, &le) != 0) {
+            log_debug("%s", le.msg);
+        }
+        store_free(st);
+    }
+    /* the CAs of a coming switch: loaded now, so that the switch needs no key load */
+    for (size_t i = 0; i < m; i++) {
+        if (!issuance_ca_exists(s->conf, nc[i])) {
+            continue;
+        }
+        *next = xrealloc(*next, (*nnext + 1) * sizeof(char *));
+        (*next)[(*nnext)++] = nc[i];
+        nc[i] = NULL;
+    }
+    store_alias_free(nn, nc, m);
+    return 0;
 }
 
 static void names_free(char **names, size_t n)
@@ -188,6 +294,15 @@ static int add_ca(struct snap *s, const char *name, struct err *e)
         return err_prefix(e, "CA '%s'", name);
     }
     json_quote(&c->chain_json, c->chain_pem.data, c->chain_pem.len);
+    if (c->auth->status != CA_ST_ACTIVE || ca_authority_compromised(c->auth)) {
+        /* named by a station, but issues nothing (retired by a rotation, say): refused per
+         * request, not a degraded snapshot */
+        err_set(&c->err, ERRC_DENIED, "CA '%s' is %s and issues nothing", name,
+                ca_authority_compromised(c->auth) ? "compromised"
+                                                  : ca_status_name(c->auth->status));
+        log_info("%s", c->err.msg);
+        return 0;
+    }
     c->ctx = issuance_ctx_open(s->conf, name, NULL, &c->err);
     if (c->ctx == NULL) {
         log_error("CA '%s' cannot sign: %s", name, c->err.msg);
@@ -226,12 +341,37 @@ struct snap *snap_build(const char *config_path, uint64_t gen, struct err *e)
     if (def == NULL) {
         goto fail;
     }
-    /* the default CA plus every CA a station names */
+    /* the default CA plus every CA a station names, aliases resolved */
     names = xcalloc(1, sizeof(char *));
     names[0] = def;
     nnames = 1;
     def = NULL;
     stations_ca_names(s->stations, &names, &nnames);
+    {
+        bool needed = false;
+        char **next = NULL;
+        size_t nnext = 0;
+        for (size_t i = 0; i < nnames; i++) {
+            needed = needed || !issuance_ca_exists(s->conf, names[i]);
+        }
+        if (load_aliases(s, needed, &next, &nnext, e) != 0) {
+            goto fail;
+        }
+        /* resolved in place, then the prepared ones (names_free frees them all) */
+        for (size_t i = 0; i < nnames; i++) {
+            const char *r = aliases_resolve(s->al, names[i]);
+            if (r != names[i]) {
+                char *t = xstrdup(r);
+                xfree(names[i]);
+                names[i] = t;
+            }
+        }
+        names = xrealloc(names, (nnames + nnext) * sizeof(char *));
+        for (size_t i = 0; i < nnext; i++) {
+            names[nnames++] = next[i];
+        }
+        xfree(next);
+    }
     s->cas = xcalloc(nnames, sizeof(*s->cas));
     for (size_t i = 0; i < nnames; i++) {
         if (add_ca(s, names[i], e) != 0) {
@@ -284,6 +424,10 @@ fail:
 
 int snap_ca_check(const struct snap_ca *c, struct err *e)
 {
+    if (c->ctx == NULL && c->err.code == ERRC_DENIED) {
+        err_copy(e, &c->err);
+        return -1;
+    }
     if (c->ctx == NULL) {
         return err_set(e, ERRC_UNAVAILABLE, "CA '%s' cannot sign: %s", c->name, c->err.msg);
     }

@@ -27,6 +27,7 @@ struct worker {
     struct api api;
     struct jitr_service *jitr; /* NULL without jitr.enabled */
     struct heal *heal;         /* the Redis index's self-healing */
+    struct aliaswatch *alias;  /* issuing aliases: rebuilds the snapshot when they change */
     struct auditwatch *aw;     /* worker 0: the audit log's health */
     struct event *ev_hup, *ev_term, *ev_int, *tick;
     bool stopping;
@@ -149,6 +150,7 @@ int worker_main(const char *config_path, size_t slot)
         goto out;
     }
     a->gen = 1;
+    a->al = aliases_ref(a->snap->al);
     a->last_reload_ms = time_now_ms();
     c = a->snap->conf;
     log_set_level((enum log_level)log_level_parse(c->log_level));
@@ -192,6 +194,11 @@ int worker_main(const char *config_path, size_t slot)
         log_error("worker %zu: cannot set up the index check", slot);
         goto out;
     }
+    w.alias = aliaswatch_new(a);
+    if (w.alias == NULL) {
+        log_error("worker %zu: cannot set up the alias check", slot);
+        goto out;
+    }
     w.ev_hup = evsignal_new(a->base, SIGHUP, on_hup, &w);
     w.ev_term = evsignal_new(a->base, SIGTERM, on_term, &w);
     w.ev_int = evsignal_new(a->base, SIGINT, on_term, &w);
@@ -210,6 +217,7 @@ int worker_main(const char *config_path, size_t slot)
 out:
     w.jitr = NULL;
     jitr_service_free(jitr);
+    aliaswatch_free(w.alias);
     heal_free(w.heal);
     auditwatch_stop(w.aw);
     /* completions still queued reply through httpd: the pool goes first */
@@ -230,6 +238,7 @@ out:
         event_free(w.tick);
     }
     snap_unref(a->snap);
+    aliases_unref(a->al);
     event_base_free(a->base);
     return rc;
 }

@@ -55,13 +55,68 @@ int issuance_secret_load(const struct conf *c, const char *key_uri, const char *
     return 0;
 }
 
+bool issuance_ca_exists(const struct conf *c, const char *name)
+{
+    struct buf p = BUF_INIT;
+    buf_addf(&p, "%s/ca/%s/ca.json", c->data_dir, name);
+    bool there = strchr(name, '/') == NULL && file_exists(p.data);
+    buf_release(&p);
+    return there;
+}
+
+int issuance_aliases_load(const struct conf *c, struct issuance_aliases *out, struct err *e)
+{
+    struct store *s = store_connect(c->redis_url, e);
+    memset(out, 0, sizeof(*out));
+    if (s == NULL) {
+        return err_prefix(e, "issuing aliases");
+    }
+    int rc = store_alias_all(s, &out->names, &out->cas, &out->n, &out->gen, e);
+    store_free(s);
+    return rc == 0 ? 0 : err_prefix(e, "issuing aliases");
+}
+
+const char *issuance_alias_target(const struct issuance_aliases *a, const char *name)
+{
+    for (size_t i = 0; a && i < a->n; i++) {
+        if (strcmp(a->names[i], name) == 0) {
+            return a->cas[i];
+        }
+    }
+    return NULL;
+}
+
+void issuance_aliases_release(struct issuance_aliases *a)
+{
+    store_alias_free(a->names, a->cas, a->n);
+    memset(a, 0, sizeof(*a));
+}
+
+/* name itself when it is a CA of the store, else the CA of the alias name. */
+static char *ca_or_alias(const struct conf *c, const char *name, struct err *e)
+{
+    struct issuance_aliases al;
+    char *out = NULL;
+    struct err bad = ERR_INIT;
+    if (issuance_ca_exists(c, name) || ca_name_check(name, &bad) != 0) {
+        return xstrdup(name); /* loading it says what is wrong */
+    }
+    if (issuance_aliases_load(c, &al, e) != 0) {
+        return NULL;
+    }
+    const char *t = issuance_alias_target(&al, name);
+    out = xstrdup(t ? t : name);
+    issuance_aliases_release(&al);
+    return out;
+}
+
 char *issuance_ca_pick(const struct conf *c, const char *name, struct err *e)
 {
     if (name && *name) {
-        return xstrdup(name);
+        return ca_or_alias(c, name, e);
     }
     if (*c->default_ca) {
-        return xstrdup(c->default_ca);
+        return ca_or_alias(c, c->default_ca, e);
     }
     char **names = NULL;
     size_t n = 0;

@@ -35,8 +35,28 @@ int issuance_secret_load(const struct conf *c, const char *key_uri, const char *
                          struct buf *out, struct err *e) ATTR_WUR;
 
 /* The name of the CA to use: name if not NULL, else conf default_ca, else the only active CA of
- * the store (an error lists them when there are several). Owned by the caller. */
+ * the store (an error lists them when there are several). A name that is no CA of the store is
+ * looked up as an issuing alias (Redis) and gives the CA the alias names now. Owned by the
+ * caller. */
 char *issuance_ca_pick(const struct conf *c, const char *name, struct err *e) ATTR_WUR;
+
+/* Issuing aliases: a name (say "devices") that maps to one CA at a time, in Redis
+ * (store_alias_*) and in the audit log (records "ca_alias"); stations, default_ca, --ca and
+ * requests may name an alias instead of a CA. */
+struct issuance_aliases {
+    char **names;
+    char **cas;
+    size_t n;
+    uint64_t gen; /* Redis's alias:gen when read */
+};
+/* Reads every alias from Redis (conf redis_url). */
+int issuance_aliases_load(const struct conf *c, struct issuance_aliases *out,
+                          struct err *e) ATTR_WUR;
+/* The CA an alias names, NULL when name is no alias. */
+const char *issuance_alias_target(const struct issuance_aliases *a, const char *name);
+void issuance_aliases_release(struct issuance_aliases *a);
+/* True when DATA/ca/NAME exists (a CA of the store, whatever its status). */
+bool issuance_ca_exists(const struct conf *c, const char *name);
 
 struct issuance_ctx {
     const struct conf *conf;

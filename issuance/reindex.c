@@ -32,6 +32,7 @@ struct reindex {
     json_t *crl_numbers; /* CA name -> highest audited CRL number */
     json_t *renews;      /* serial of a renewal -> the serial it renews ("issue" records) */
     json_t *retiring;    /* certificateId of an ACTIVE renewal -> [serial, renews, thing, ms] */
+    json_t *aliases;     /* issuing alias -> its CA in the last ca_alias record */
     struct issuance_reindex_stats st;
     int64_t renewed_ms;
     uint64_t reported; /* st.records at the last progress call */
@@ -225,6 +226,36 @@ static int requeue_renewals(struct reindex *r, int64_t grace_s)
     return rc;
 }
 
+/* The issuing aliases as their last ca_alias records left them, written only where Redis
+ * differs (each write moves alias:gen, and every jitrd worker rebuilds its snapshot). */
+static int replay_aliases(struct reindex *r)
+{
+    char **names = NULL, **cas = NULL;
+    size_t n = 0;
+    uint64_t gen = 0;
+    const char *alias;
+    json_t *ca;
+    int rc = 0;
+    if (json_object_size(r->aliases) == 0) {
+        return 0;
+    }
+    if (store_alias_all(r->store, &names, &cas, &n, &gen, r->e) != 0) {
+        return -1;
+    }
+    json_object_foreach(r->aliases, alias, ca)
+    {
+        bool same = false;
+        for (size_t i = 0; i < n && !same; i++) {
+            same = strcmp(names[i], alias) == 0 && strcmp(cas[i], json_string_value(ca)) == 0;
+        }
+        if (!same && (rc = store_alias_set(r->store, alias, json_string_value(ca), r->e)) != 0) {
+            break;
+        }
+    }
+    store_alias_free(names, cas, n);
+    return rc;
+}
+
 static int replay_one(void *arg, json_t *rec, uint64_t line)
 {
     struct reindex *r = arg;
@@ -266,6 +297,13 @@ static int replay_one(void *arg, json_t *rec, uint64_t line)
         if (replay_crl(r, rec, (uint64_t)seq) != 0) {
             return -1;
         }
+    } else if (type && strcmp(type, "ca_alias") == 0) {
+        json_t *alias = json_object_get(rec, "alias"), *ca = json_object_get(rec, "ca");
+        if (!json_is_string(alias) || !json_is_string(ca)) {
+            return err_set(r->e, ERRC_INVALID, "ca_alias record seq %llu has no 'alias' or 'ca'",
+                           (unsigned long long)seq);
+        }
+        json_object_set(r->aliases, json_string_value(alias), ca);
     }
     return reindex_tick(r);
 }
@@ -309,6 +347,7 @@ int issuance_reindex_locked(const struct conf *c, struct store *s, const char *t
     r->crl_numbers = json_object();
     r->renews = json_object();
     r->retiring = json_object();
+    r->aliases = json_object();
     store_fence(s, token);
     if (store_index_mark_clear(s, e) != 0 || store_index_clear(s, &r->st.keys_removed, e) != 0) {
         goto out;
@@ -326,7 +365,7 @@ int issuance_reindex_locked(const struct conf *c, struct store *s, const char *t
             goto out;
         }
     }
-    if (requeue_renewals(r, c->renewal_grace) != 0) {
+    if (requeue_renewals(r, c->renewal_grace) != 0 || replay_aliases(r) != 0) {
         goto out;
     }
     if (r->st.records && store_audit_head_set(s, r->st.last_seq, r->st.last_hash, e) != 0) {
@@ -368,6 +407,7 @@ out:
     json_decref(r->crl_numbers);
     json_decref(r->renews);
     json_decref(r->retiring);
+    json_decref(r->aliases);
     xfree(r);
     return rc;
 }

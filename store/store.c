@@ -1752,3 +1752,158 @@ int store_hmget(struct store *s, const char *key, const char *const *fields, siz
     replies_free(r, 1);
     return 0;
 }
+
+/* ---- issuing aliases ------------------------------------------------------------------------- */
+
+int store_alias_set(struct store *s, const char *alias, const char *ca, struct err *e)
+{
+    struct cmdbuf *cb = cmd_batch(s);
+    cmd_begin(cb, 4);
+    CMD_LIT(cb, "HSET");
+    CMD_LIT(cb, STORE_PREFIX STORE_ALIASES);
+    cmd_str(cb, alias);
+    cmd_str(cb, ca);
+    cmd_begin(cb, 3);
+    CMD_LIT(cb, "HDEL");
+    CMD_LIT(cb, STORE_PREFIX STORE_ALIASES_NEXT);
+    cmd_str(cb, alias);
+    return cmd_run(s, NULL, e) == 0 ? store_alias_touch(s, alias, e) : -1;
+}
+
+int store_alias_prepare(struct store *s, const char *alias, const char *ca, struct err *e)
+{
+    struct cmdbuf *cb = cmd_batch(s);
+    cmd_begin(cb, 4);
+    CMD_LIT(cb, "HSET");
+    CMD_LIT(cb, STORE_PREFIX STORE_ALIASES_NEXT);
+    cmd_str(cb, alias);
+    cmd_str(cb, ca);
+    return cmd_run(s, NULL, e) == 0 ? store_alias_touch(s, alias, e) : -1;
+}
+
+int store_alias_touch(struct store *s, const char *alias, struct err *e)
+{
+    struct cmdbuf *cb = cmd_batch(s);
+    cmd_begin(cb, 2);
+    CMD_LIT(cb, "INCR");
+    CMD_LIT(cb, STORE_PREFIX STORE_ALIASES_GEN);
+    cmd_begin(cb, 3);
+    CMD_LIT(cb, "PUBLISH");
+    CMD_LIT(cb, STORE_PREFIX STORE_ALIASES);
+    cmd_str(cb, alias);
+    return cmd_run(s, NULL, e);
+}
+
+static int alias_hash(struct store *s, const char *key, char ***names, char ***cas, size_t *n,
+                      uint64_t *gen, struct err *e)
+{
+    struct cmdbuf *cb = cmd_batch(s);
+    redisReply **r = NULL;
+    *names = *cas = NULL;
+    *n = 0;
+    *gen = 0;
+    cmd_begin(cb, 2);
+    CMD_LIT(cb, "GET");
+    CMD_LIT(cb, STORE_PREFIX STORE_ALIASES_GEN);
+    cmd_begin(cb, 2);
+    CMD_LIT(cb, "HGETALL");
+    cmd_str(cb, key);
+    if (cmd_run(s, &r, e) != 0) {
+        return -1;
+    }
+    if (r[1]->type != REDIS_REPLY_ARRAY || r[1]->elements % 2 != 0) {
+        replies_free(r, 2);
+        return store_fail(s, e, "bad reply to HGETALL");
+    }
+    if (r[0]->type == REDIS_REPLY_STRING && str_to_u64(r[0]->str, gen) != 0) {
+        *gen = 0;
+    }
+    size_t m = r[1]->elements / 2;
+    *names = xcalloc(m ? m : 1, sizeof(char *));
+    *cas = xcalloc(m ? m : 1, sizeof(char *));
+    for (size_t i = 0; i < m; i++) {
+        const redisReply *k = r[1]->element[2 * i], *v = r[1]->element[2 * i + 1];
+        (*names)[i] = xstrndup(k->str ? k->str : "", k->str ? k->len : 0);
+        (*cas)[i] = xstrndup(v->str ? v->str : "", v->str ? v->len : 0);
+    }
+    *n = m;
+    replies_free(r, 2);
+    return 0;
+}
+
+int store_alias_all(struct store *s, char ***names, char ***cas, size_t *n, uint64_t *gen,
+                    struct err *e)
+{
+    return alias_hash(s, STORE_PREFIX STORE_ALIASES, names, cas, n, gen, e);
+}
+
+int store_alias_next(struct store *s, char ***names, char ***cas, size_t *n, uint64_t *gen,
+                     struct err *e)
+{
+    return alias_hash(s, STORE_PREFIX STORE_ALIASES_NEXT, names, cas, n, gen, e);
+}
+
+int store_alias_seen(struct store *s, uint64_t *min, size_t *n, struct err *e)
+{
+    char cursor[32] = "0";
+    *min = UINT64_MAX;
+    *n = 0;
+    do {
+        struct cmdbuf *cb = cmd_batch(s);
+        redisReply **r = NULL, **v = NULL;
+        cmd_begin(cb, 6);
+        CMD_LIT(cb, "SCAN");
+        cmd_str(cb, cursor);
+        CMD_LIT(cb, "MATCH");
+        CMD_LIT(cb, STORE_PREFIX STORE_ALIASES_SEEN "*");
+        CMD_LIT(cb, "COUNT");
+        CMD_LIT(cb, "1000");
+        if (cmd_run(s, &r, e) != 0) {
+            return -1;
+        }
+        redisReply *a = r[0];
+        if (a->type != REDIS_REPLY_ARRAY || a->elements != 2 ||
+            a->element[1]->type != REDIS_REPLY_ARRAY) {
+            replies_free(r, 1);
+            return store_fail(s, e, "bad SCAN reply");
+        }
+        snprintf(cursor, sizeof(cursor), "%s", a->element[0]->str ? a->element[0]->str : "0");
+        size_t k = a->element[1]->elements;
+        if (k > 0) {
+            cmd_begin(cb, k + 1);
+            CMD_LIT(cb, "MGET");
+            for (size_t i = 0; i < k; i++) {
+                cmd_arg(cb, a->element[1]->element[i]->str, a->element[1]->element[i]->len);
+            }
+        }
+        replies_free(r, 1);
+        if (k > 0) {
+            if (cmd_run(s, &v, e) != 0) {
+                return -1;
+            }
+            for (size_t i = 0; v[0]->type == REDIS_REPLY_ARRAY && i < v[0]->elements; i++) {
+                uint64_t g = 0;
+                const redisReply *x = v[0]->element[i];
+                if (x->type == REDIS_REPLY_STRING && str_to_u64(x->str, &g) == 0) {
+                    *min = g < *min ? g : *min;
+                    (*n)++;
+                }
+            }
+            replies_free(v, 1);
+        }
+    } while (strcmp(cursor, "0") != 0);
+    if (*n == 0) {
+        *min = 0;
+    }
+    return 0;
+}
+
+void store_alias_free(char **names, char **cas, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        xfree(names[i]);
+        xfree(cas[i]);
+    }
+    xfree(names);
+    xfree(cas);
+}

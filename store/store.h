@@ -368,4 +368,36 @@ int store_once(struct store *s, const char *name, int64_t ttl_s, bool *first,
 int store_hmget(struct store *s, const char *key, const char *const *fields, size_t n,
                 char **values, struct err *e) ATTR_WUR;
 
+/* ---- issuing aliases (docs/operations.md, "Rotating the issuing CA") ----------------------
+ * alias:ca   hash: alias -> the CA it names now (written by jitrctl ca alias set | ca rotate
+ *            after their audit record, replayed by jitrctl reindex from it)
+ * alias:next hash: alias -> the CA a rotation is about to switch it to (jitrd loads it ahead)
+ * alias:seen:<host>:<pid>  string: the generation of the aliases whose CAs that jitrd worker
+ *            has loaded (written with every check, expires after 3 s: live workers only)
+ * alias:gen  string: a counter raised by every change (jitrd's workers compare it every
+ *            ALIAS_CHECK_MS, switch and rebuild their snapshot when it moved); every change is
+ *            also published on the channel jitrca:alias:ca (the alias as the message) */
+#define STORE_ALIASES      "alias:ca"
+#define STORE_ALIASES_GEN  "alias:gen"
+#define STORE_ALIASES_NEXT "alias:next"
+#define STORE_ALIASES_SEEN "alias:seen:"
+
+/* Points alias at ca (HSET alias:ca, HDEL alias:next), then store_alias_touch. */
+int store_alias_set(struct store *s, const char *alias, const char *ca, struct err *e) ATTR_WUR;
+/* A coming switch: alias:next alias -> ca (jitrd's workers load ca before it is used), then
+ * store_alias_touch. */
+int store_alias_prepare(struct store *s, const char *alias, const char *ca, struct err *e) ATTR_WUR;
+/* INCR alias:gen and PUBLISH: every jitrd rereads the aliases and its CAs. */
+int store_alias_touch(struct store *s, const char *alias, struct err *e) ATTR_WUR;
+/* The lowest generation among the live workers' alias:seen:* (*n of them; 0 and 0 for none). */
+int store_alias_seen(struct store *s, uint64_t *min, size_t *n, struct err *e) ATTR_WUR;
+/* alias:next as store_alias_all (gen as well). */
+int store_alias_next(struct store *s, char ***names, char ***cas, size_t *n, uint64_t *gen,
+                     struct err *e) ATTR_WUR;
+/* Every alias and its CA (names[i] -> cas[i]) and the generation (0 when never set); free with
+ * store_alias_free. */
+int store_alias_all(struct store *s, char ***names, char ***cas, size_t *n, uint64_t *gen,
+                    struct err *e) ATTR_WUR;
+void store_alias_free(char **names, char **cas, size_t n);
+
 #endif
