@@ -51,6 +51,16 @@ int cmd_ca(struct cli *cli, int argc, char **argv, struct err *e);
  * autoRegistrationStatus, registered_at); release with json_decref. */
 int cli_ca_register(struct cli *cli, const char *name, const char *mode, bool active, bool auto_reg,
                     bool force, json_t **entry, bool *existed, struct err *e) ATTR_WUR;
+/* cmd_ca.c: an AWS IoT client on base for jitrctl (settings from the environment as the AWS
+ * SDKs read them); quick: one short attempt without pacing. */
+struct event_base;
+struct aws_iot;
+struct aws_iot *cli_aws_iot_new(const struct conf *c, struct event_base *base, bool quick,
+                                struct err *e);
+/* cmd_ca_life.c: jitrctl ca impact, ca retire --aws, ca deactivate */
+int cmd_ca_impact(struct cli *cli, int argc, char **argv, struct err *e);
+int cmd_ca_retire_aws(struct cli *cli, int argc, char **argv, struct err *e);
+int cmd_ca_deactivate(struct cli *cli, int argc, char **argv, struct err *e);
 /* cmd_ca_rotate.c: jitrctl ca alias set|list, ca rotate */
 int cmd_ca_alias(struct cli *cli, int argc, char **argv, struct err *e);
 int cmd_ca_rotate(struct cli *cli, int argc, char **argv, struct err *e);

@@ -28,7 +28,8 @@ static const char ca_usage[] =
     "       jitrctl ca list\n"
     "       jitrctl ca show NAME\n"
     "       jitrctl ca activate NAME\n"
-    "       jitrctl ca retire NAME\n"
+    "       jitrctl ca retire NAME [--aws]\n"
+    "       jitrctl ca impact NAME [--json] | ca deactivate NAME [--force]  (jitrctl ca impact -h)\n"
     "       jitrctl ca mark-compromised NAME --yes\n"
     "       jitrctl ca ocsp-signer NAME [--days N]\n"
     "       jitrctl ca alias set ALIAS CA | ca alias list   (jitrctl ca alias --help)\n"
@@ -457,8 +458,8 @@ static int ca_show(struct cli *cli, int argc, char **argv, struct err *e)
 
 /* A client on base for jitrctl: settings from the environment as the AWS SDKs read them;
  * quick = one short attempt without pacing (for `ca show`). */
-static struct aws_iot *ca_aws_client(const struct conf *c, struct event_base *base, bool quick,
-                                     struct err *e)
+struct aws_iot *cli_aws_iot_new(const struct conf *c, struct event_base *base, bool quick,
+                                struct err *e)
 {
     struct aws_iot_opts o = { 0 };
     o.base = base;
@@ -662,7 +663,7 @@ int cli_ca_register(struct cli *cli, const char *name, const char *mode, bool ac
         err_set(e, ERRC_INTERNAL, "cannot create an event loop");
         goto out;
     }
-    if ((iot = ca_aws_client(c, base, false, e)) == NULL) {
+    if ((iot = cli_aws_iot_new(c, base, false, e)) == NULL) {
         goto out;
     }
     snprintf(id, sizeof(id), "%s", a->fingerprint); /* certificateId = SHA-256 of the DER */
@@ -815,7 +816,7 @@ static void ca_show_aws(const struct conf *c, json_t *o)
     if (!json_is_array(list) || json_array_size(list) == 0) {
         return;
     }
-    if ((base = event_base_new()) == NULL || (iot = ca_aws_client(c, base, true, &e)) == NULL) {
+    if ((base = event_base_new()) == NULL || (iot = cli_aws_iot_new(c, base, true, &e)) == NULL) {
         if (e.code == ERRC_OK) {
             err_set(&e, ERRC_INTERNAL, "cannot create an event loop");
         }
@@ -1035,7 +1036,18 @@ int cmd_ca(struct cli *cli, int argc, char **argv, struct err *e)
         return ca_show(cli, argc - 1, argv + 1, e);
     }
     if (strcmp(sub, "retire") == 0) {
+        for (int i = 2; i < argc; i++) {
+            if (strcmp(argv[i], "--aws") == 0) {
+                return cmd_ca_retire_aws(cli, argc - 1, argv + 1, e);
+            }
+        }
         return ca_set_status(cli, argc - 1, argv + 1, CA_ST_RETIRED, e);
+    }
+    if (strcmp(sub, "impact") == 0) {
+        return cmd_ca_impact(cli, argc - 1, argv + 1, e);
+    }
+    if (strcmp(sub, "deactivate") == 0) {
+        return cmd_ca_deactivate(cli, argc - 1, argv + 1, e);
     }
     if (strcmp(sub, "register") == 0) {
         return ca_register(cli, argc - 1, argv + 1, e);

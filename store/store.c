@@ -1898,6 +1898,31 @@ int store_alias_seen(struct store *s, uint64_t *min, size_t *n, struct err *e)
     return 0;
 }
 
+int store_ca_serials(struct store *s, const char *ca, char ***serials, size_t *n, struct err *e)
+{
+    struct cmdbuf *cb = cmd_batch(s);
+    redisReply **r = NULL;
+    *serials = NULL;
+    *n = 0;
+    cmd_begin(cb, 2);
+    CMD_LIT(cb, "SMEMBERS");
+    cmd_key(cb, "ca:", ca, ":serials");
+    if (cmd_run(s, &r, e) != 0) {
+        return -1;
+    }
+    if (r[0]->type != REDIS_REPLY_ARRAY) {
+        replies_free(r, 1);
+        return store_fail(s, e, "bad reply to SMEMBERS");
+    }
+    *serials = xcalloc(r[0]->elements ? r[0]->elements : 1, sizeof(char *));
+    for (size_t i = 0; i < r[0]->elements; i++) {
+        const redisReply *x = r[0]->element[i];
+        (*serials)[(*n)++] = xstrndup(x->str ? x->str : "", x->str ? x->len : 0);
+    }
+    replies_free(r, 1);
+    return 0;
+}
+
 void store_alias_free(char **names, char **cas, size_t n)
 {
     for (size_t i = 0; i < n; i++) {

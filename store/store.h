@@ -368,6 +368,10 @@ int store_once(struct store *s, const char *name, int64_t ttl_s, bool *first,
 int store_hmget(struct store *s, const char *key, const char *const *fields, size_t n,
                 char **values, struct err *e) ATTR_WUR;
 
+/* Every serial ca:<name>:serials lists (free each and the array with xfree). */
+int store_ca_serials(struct store *s, const char *ca, char ***serials, size_t *n,
+                     struct err *e) ATTR_WUR;
+
 /* ---- issuing aliases (docs/operations.md, "Rotating the issuing CA") ----------------------
  * alias:ca   hash: alias -> the CA it names now (written by jitrctl ca alias set | ca rotate
  *            after their audit record, replayed by jitrctl reindex from it)
