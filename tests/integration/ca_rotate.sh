@@ -121,7 +121,7 @@ for s in begin create register switch retire; do
 done
 grep -qF "done: alias 'devices' rotated from 'dev-1' to 'dev-2'" "$T/out" && pass || fail "done line"
 grep -qF "next:" "$T/out" && pass || fail "next step not printed"
-# latency: from the end of the rotation to the first certificate of dev-2 on each jitrd
+# each jitrd signs with dev-2 (waited for at most 10 s)
 for i in 1 2; do
   for _ in $(seq 100); do
     awk -v t="$t_done" '$1 > t && $3 == "Rot_Devices_CA_2"' "$T/load$i.txt" | grep -q . && break
@@ -138,6 +138,8 @@ for i in 1 2; do
   check_eq "jitrd $i: no failed request ($total signed)" "$bad" 0
   late=$(awk -v t="$t_done" '$1 > t + 2 && $3 != "Rot_Devices_CA_2"' "$T/load$i.txt" | wc -l)
   check_eq "jitrd $i: every certificate 2 s after the rotation is the new CA's" "$late" 0
+  check_eq "jitrd $i signs with dev-2" "$(awk '$3 == "Rot_Devices_CA_2"' "$T/load$i.txt" | grep -c . || true)" \
+    "$(awk '$3 == "Rot_Devices_CA_2"' "$T/load$i.txt" | grep -c . | awk '$1 > 0')"
   echo "jitrd $i: $total requests during the rotation, $bad failed"
   grep -q "issuing alias 'devices' now names CA 'dev-2' (was 'dev-1')" "$T/jitrd$i.log" && pass ||
     fail "jitrd $i did not log the switch"
