@@ -12,6 +12,7 @@
  *   routes    the route tables; the handlers queue jobs (job.h lists the files that answer them)
  *   admin     /healthz, /readyz, /metrics: what strangers see, admin stations, admin_listen
  *   reload    SIGHUP's new snapshot, built in a signing thread, swapped in on the loop
+ *   aliaswatch  the issuing aliases (jitrctl ca alias, ca rotate): switched within 2 s
  *   worker    one worker process: loop, listener, pool, signals, the once-a-second tick
  */
 #ifndef DAEMON_DAEMON_H
