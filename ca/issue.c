@@ -685,10 +685,49 @@ out:
     return rc;
 }
 
+/* The CSR's subject Name with its commonName replaced by cn (added last when it has none), DER
+ * into out. The replacement is then checked against the profile as any subject is. */
+static int subject_with_cn(const struct cai_csr *c, const char *cn, struct buf *out,
+                           struct err *e)
+{
+    const unsigned char *q = c->subject;
+    X509_NAME *n = d2i_X509_NAME(NULL, &q, (long)c->subject_len);
+    unsigned char *der = NULL;
+    int len, i, rc = -1;
+    if (n == NULL) {
+        ERR_clear_error();
+        return err_set(e, ERRC_INVALID, "CSR subject is not a Name");
+    }
+    while ((i = X509_NAME_get_index_by_NID(n, NID_commonName, -1)) >= 0) {
+        X509_NAME_ENTRY_free(X509_NAME_delete_entry(n, i));
+    }
+    if (X509_NAME_add_entry_by_NID(n, NID_commonName, MBSTRING_UTF8, (const unsigned char *)cn,
+                                   -1, -1, 0) != 1 ||
+        (len = i2d_X509_NAME(n, &der)) <= 0) {
+        ERR_clear_error();
+        err_set(e, ERRC_INVALID, "the commonName '%.64s' cannot be set", cn);
+        goto out;
+    }
+    buf_reset(out);
+    buf_add(out, der, (size_t)len);
+    rc = 0;
+out:
+    OPENSSL_free(der);
+    X509_NAME_free(n);
+    return rc;
+}
+
 int ca_prepare(struct ca_signer *s, const struct ca_issuer *is, const struct ca_profile *p,
                const uint8_t *csr, size_t len, time_t now, struct ca_prepared *out, struct err *e)
 {
-    struct buf pem = BUF_INIT;
+    return ca_prepare_cn(s, is, p, csr, len, now, NULL, out, e);
+}
+
+int ca_prepare_cn(struct ca_signer *s, const struct ca_issuer *is, const struct ca_profile *p,
+                  const uint8_t *csr, size_t len, time_t now, const char *cn,
+                  struct ca_prepared *out, struct err *e)
+{
+    struct buf pem = BUF_INIT, subj = BUF_INIT;
     const uint8_t *der = NULL;
     size_t der_len = 0;
     struct cai_csr c;
@@ -710,6 +749,13 @@ int ca_prepare(struct ca_signer *s, const struct ca_issuer *is, const struct ca_
         cai_csr_walk(der, der_len, &c, e) != 0) {
         goto out;
     }
+    if (cn != NULL) {
+        if (subject_with_cn(&c, cn, &subj, e) != 0) {
+            goto out;
+        }
+        c.subject = (const uint8_t *)subj.data;
+        c.subject_len = subj.len;
+    }
     if (s->fast && cai_csr_is_fast(&c)) {
         rc = prepare_fast(s, is, p, &c, out, e);
     } else {
@@ -724,6 +770,7 @@ int ca_prepare(struct ca_signer *s, const struct ca_issuer *is, const struct ca_
     out->not_after = now + p->validity_s > is->not_after ? is->not_after : now + p->validity_s;
 out:
     buf_release(&pem);
+    buf_release(&subj);
     return rc;
 }
 

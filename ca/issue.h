@@ -81,6 +81,12 @@ struct ca_prepared {
 int ca_prepare(struct ca_signer *s, const struct ca_issuer *is, const struct ca_profile *p,
                const uint8_t *csr, size_t len, time_t now, struct ca_prepared *out,
                struct err *e) ATTR_WUR;
+/* ca_prepare with the subject's commonName replaced by cn (added when the CSR has none; NULL:
+ * as the CSR asks): the certificate names the identity an enrollment vouched for, whatever the
+ * CSR says. The resulting subject is checked against the profile as a CSR's is. */
+int ca_prepare_cn(struct ca_signer *s, const struct ca_issuer *is, const struct ca_profile *p,
+                  const uint8_t *csr, size_t len, time_t now, const char *cn,
+                  struct ca_prepared *out, struct err *e) ATTR_WUR;
 void ca_prepared_release(struct ca_prepared *pr);
 
 struct ca_issued {

@@ -105,6 +105,22 @@ static const struct conf_key conf_keys[] = {
     STR(ocsp_listen, "", NULL,
         "jitrd: HOST:PORT of the plain-HTTP OCSP responder (RFC 6960, RFC 5019; GET and POST; "
         "SO_REUSEPORT in every worker; docs/revocation.md, \"OCSP\"); empty turns it off."),
+    STR(enroll_listen, "", NULL,
+        "jitrd: HOST:PORT of the TLS enrollment listener (POST /v1/enroll; client certificates "
+        "optional: a one-time token or a claim certificate authenticates; SO_REUSEPORT in every "
+        "worker; docs/enroll.md); empty turns it off."),
+    INT(enroll_token_ttl, 300, 10, 3600,
+        "jitrd, jitrctl token issue: seconds an enrollment token lives when its request names no "
+        "ttl (at most 3600)."),
+    INT(enroll_fail_limit, 10, 1, 1000000,
+        "jitrd: failed token redemptions a source address may make at once on enroll_listen; "
+        "then it is refused (429) until they come back, this many per 10 minutes."),
+    STR(claim_profile, "claim", NULL,
+        "Profile of claim certificates (jitrctl claim issue): only a valid certificate of this "
+        "profile authenticates a claim enrollment; its profile must not allow JITR."),
+    STR(enroll_hook_ca, "", NULL,
+        "jitrd: PEM file of the CAs a claim's pre-provisioning hook (an https:// URL) must chain "
+        "to; empty means the system's trust store."),
     INT(expiry_check_interval, 60, 1, 86400,
         "jitrd: seconds between counts of the certificates and CAs that expire within 7, 30 and "
         "90 days (/metrics) and the daily warning of a CA under 90 days (docs/operations.md)."),

@@ -65,6 +65,11 @@ struct conf {
     char *ocsp_listen;         /* HOST:PORT of the plain-HTTP OCSP responder, "" = none */
     int64_t ocsp_validity;     /* seconds from an OCSP response's thisUpdate to its nextUpdate */
     int64_t expiry_check_interval; /* seconds between worker 0's counts of what expires */
+    char *enroll_listen;       /* HOST:PORT of the TLS enrollment listener, "" = none */
+    int64_t enroll_token_ttl;  /* default seconds an enrollment token lives */
+    int64_t enroll_fail_limit; /* failed redemptions per source address (burst; per 10 min) */
+    char *claim_profile;       /* profile of claim certificates */
+    char *enroll_hook_ca;      /* CAs of claim hooks' https servers ("" = the system's) */
     int64_t deny_summary_interval; /* seconds between deny_summary audit records */
     int64_t reenroll_per_day;  /* EST re-enrollments per certificate lineage in 24 h */
     int64_t renewal_grace;     /* seconds a renewed certificate stays ACTIVE in AWS */

@@ -87,6 +87,13 @@ void admin_healthz(struct httpd_req *r, void *arg);
 void admin_listen_readyz(struct httpd_req *r, void *arg);
 void admin_listen_metrics(struct httpd_req *r, void *arg);
 
+/* enroll.c: the TLS enrollment listener (conf enroll_listen, "" = none) of a worker. */
+extern const struct httpd_route enroll_routes[];
+extern const size_t enroll_nroutes;
+int enroll_start(struct api *a, struct err *e) ATTR_WUR;
+void enroll_stop_accepting(void);
+void enroll_free(void);
+
 /* ocsp.c: the plain-HTTP OCSP responder (conf ocsp_listen, "" = none) of a worker. */
 int ocsp_start(struct api *a, struct err *e) ATTR_WUR;
 void ocsp_stop_accepting(void);

@@ -91,6 +91,7 @@ struct station {
     double rate;  /* tokens per second; 0 = unlimited */
     double burst; /* bucket capacity */
     bool admin;   /* may revoke */
+    bool installer; /* may ask for enrollment tokens (POST /v1/tokens) */
 };
 struct stations;
 

@@ -135,6 +135,9 @@ static void job_done(struct pool_job *pj)
         if (j->retry_after[0]) {
             httpd_req_add_header(j->req, "Retry-After", j->retry_after);
         }
+        if (j->status == 401) {
+            httpd_req_add_header(j->req, "WWW-Authenticate", "Bearer");
+        }
         if (strstr(j->ctype, "pkcs7")) {
             httpd_req_add_header(j->req, "Content-Transfer-Encoding", "base64");
         }

@@ -17,6 +17,8 @@
  *   crl     POST /v1/revoke, GET /v1/crl and the CRL schedule
  *   admin   /healthz, /readyz, /metrics (admin.c also has the admin listener)
  *   ocsp    the OCSP responder on ocsp_listen (POST and GET), answered in the thread
+ *   enroll  POST /v1/tokens (installer stations) and POST /v1/enroll on enroll_listen (a token
+ *           or a claim certificate; docs/enroll.md)
  *   expiry  worker 0's count of expiring certificates and CAs (metrics, the daily warning)
  *   routes  the route tables (signing listener, admin_listen, ocsp_listen) and their metrics
  *           labels
@@ -31,6 +33,7 @@
 #include <stdint.h>
 
 #include "daemon/api.h"
+#include "issuance/enroll.h"
 #include "issuance/issuance.h"
 #include "store/store.h"
 
@@ -50,6 +53,8 @@ enum job_kind {
     J_OCSP_GET,
     J_OCSP_POST,
     J_EXPIRY,
+    J_TOKEN,
+    J_ENROLL,
 };
 
 struct job;
@@ -99,6 +104,12 @@ struct job {
     char renews[41];
     char lineage[65];
     char attempt[48];
+    /* POST /v1/tokens and /v1/enroll (enroll.c): the device, the token's lifetime, the bearer
+     * token ("" for a claim's enrollment) and the client's address */
+    char device[ENROLL_DEVICE_MAX + 1];
+    int64_t ttl;
+    char token[ENROLL_TOKEN_LEN + 2];
+    char source[64];
     /* OCSP (ocsp.c): the request's DER, the answer's thisUpdate and how long a GET's answer
      * may be cached (-1: not at all) */
     struct buf input;
@@ -216,6 +227,16 @@ void sign_jobs(struct tstate *ts, struct job **jobs, size_t nj);
 void sign_run(struct job *j, struct tstate *ts);
 void sign_handle(struct httpd_req *r, void *arg);
 void sign_handle_batch(struct httpd_req *r, void *arg);
+/* One issued certificate as the 201 of /v1/sign gives it (id: a batch item's, or NULL). */
+void sign_issued_write(struct buf *b, const struct snap *s, size_t ca,
+                       const struct issuance_item *it, const char *id);
+
+/* ---- enroll.c ------------------------------------------------------------------------------- */
+
+/* POST /v1/tokens (an installer station, the signing listener) and POST /v1/enroll
+ * (enroll_listen: a bearer token or a claim certificate). */
+void enroll_handle_token(struct httpd_req *r, void *arg);
+void enroll_handle_enroll(struct httpd_req *r, void *arg);
 
 /* ---- est.c, reenroll.c ---------------------------------------------------------------------- */
 

@@ -1,8 +1,8 @@
 /*
  * The route tables of jitrd (docs/api.md): the signing listener's, admin_listen's and
- * ocsp_listen's. A route's name is its metrics label (jitrd_http_requests_total{route}); the
- * metrics count the signing listener's routes first, then admin_listen's, then ocsp_listen's, in
- * this order.
+ * ocsp_listen's and enroll_listen's. A route's name is its metrics label
+ * (jitrd_http_requests_total{route}); the metrics count the signing listener's routes first,
+ * then admin_listen's, then ocsp_listen's, then enroll_listen's, in this order.
  */
 #include "core/util.h"
 #include "daemon/job.h"
@@ -16,6 +16,7 @@ const struct httpd_route api_routes[] = {
     { "GET", "/v1/certificates/", HTTPD_ROUTE_PREFIX, "certificate", certs_handle },
     { "GET", "/v1/crl", 0, "crl", crl_handle },
     { "POST", "/v1/revoke", 0, "revoke", crl_handle_revoke },
+    { "POST", "/v1/tokens", 0, "tokens", enroll_handle_token },
     { "GET", "/.well-known/est/cacerts", 0, "est_cacerts", est_handle_cacerts },
     { "POST", "/.well-known/est/simpleenroll", 0, "est_enroll", est_handle_enroll },
     { "POST", "/.well-known/est/simplereenroll", 0, "est_reenroll", est_handle_reenroll },
@@ -39,6 +40,13 @@ const struct httpd_route ocsp_routes[] = {
 };
 const size_t ocsp_nroutes = ARRAY_LEN(ocsp_routes);
 
+/* enroll_listen (daemon/enroll.c) */
+const struct httpd_route enroll_routes[] = {
+    { "POST", "/v1/enroll", 0, "enroll", enroll_handle_enroll },
+    { "GET", "/healthz", 0, "enroll_healthz", admin_healthz },
+};
+const size_t enroll_nroutes = ARRAY_LEN(enroll_routes);
+
 size_t routes_metric_names(const char **names, size_t cap)
 {
     size_t n = 0;
@@ -50,6 +58,9 @@ size_t routes_metric_names(const char **names, size_t cap)
     }
     for (size_t i = 0; i < ocsp_nroutes && n < cap; i++) {
         names[n++] = ocsp_routes[i].name;
+    }
+    for (size_t i = 0; i < enroll_nroutes && n < cap; i++) {
+        names[n++] = enroll_routes[i].name;
     }
     return n;
 }

@@ -321,8 +321,8 @@ static void json_str(struct buf *b, const char *v)
 /* One issued certificate as a JSON object, written directly rather than through a json_t (the
  * hot path: Jansson's generic dump of the two PEM strings cost 5 % of jitrd's CPU). The 201 of
  * /v1/sign is this object; a batch result is this object with the item's "id" last. */
-static void issued_write(struct buf *b, const struct snap *s, size_t ca,
-                         const struct issuance_item *it, const char *id)
+void sign_issued_write(struct buf *b, const struct snap *s, size_t ca,
+                       const struct issuance_item *it, const char *id)
 {
     struct buf pem = BUF_INIT;
     ca_der_to_pem(&pem, it->cert.der, it->cert.der_len);
@@ -396,7 +396,7 @@ static void sign_reply(struct job *j)
                 buf_addch(&j->body, ',');
             }
             if (out[i].issued) {
-                issued_write(&j->body, j->snap, j->ca_of[i], &out[i], j->items[i].id);
+                sign_issued_write(&j->body, j->snap, j->ca_of[i], &out[i], j->items[i].id);
             } else {
                 item_error_write(&j->body, &out[i].err, j->items[i].id);
             }
@@ -408,7 +408,7 @@ static void sign_reply(struct job *j)
         j->status = 201;
         snprintf(j->ctype, sizeof(j->ctype), "application/json");
         buf_reset(&j->body);
-        issued_write(&j->body, j->snap, j->ca_of[0], &out[0], NULL);
+        sign_issued_write(&j->body, j->snap, j->ca_of[0], &out[0], NULL);
         buf_addch(&j->body, '\n');
     } else {
         const unsigned char *p = out[0].cert.der;

@@ -1,12 +1,13 @@
 /*
  * Station authorisations, one JSON file (config stations_file), reloaded on SIGHUP:
  *   {"stations": {"NAME": {"cas": [...], "profiles": [...], "rate": 10, "burst": 20,
- *                          "admin": false}}}
+ *                          "admin": false, "installer": false}}}
  * NAME is the commonName of the station's client certificate. cas defaults to [default_ca] (or
  * "*" when the config names none: the CA jitrd serves by default), profiles to
  * [default_profile]; "*" allows all. rate is issuances per second (0 = no limit), burst the
  * bucket size (default max(rate, 1), at least 1: the most certificates one request may ask for).
- * Unknown keys and wrong types are errors naming the key.
+ * admin may revoke; installer may ask for enrollment tokens (POST /v1/tokens) for its profiles
+ * and CAs. Unknown keys and wrong types are errors naming the key.
  */
 #include <jansson.h>
 #include <string.h>
@@ -103,7 +104,8 @@ static int station_parse(const char *file, const char *name, json_t *o, const ch
     json_object_foreach(o, key, v)
     {
         if (strcmp(key, "cas") != 0 && strcmp(key, "profiles") != 0 &&
-            strcmp(key, "rate") != 0 && strcmp(key, "burst") != 0 && strcmp(key, "admin") != 0) {
+            strcmp(key, "rate") != 0 && strcmp(key, "burst") != 0 && strcmp(key, "admin") != 0 &&
+            strcmp(key, "installer") != 0) {
             return err_set(e, ERRC_INVALID, "%s: station '%s': unknown key '%.64s'", file, name,
                            key);
         }
@@ -122,6 +124,12 @@ static int station_parse(const char *file, const char *name, json_t *o, const ch
                        name);
     }
     st->admin = v && json_is_true(v);
+    v = json_object_get(o, "installer");
+    if (v && !json_is_boolean(v)) {
+        return err_set(e, ERRC_INVALID, "%s: station '%s': 'installer' must be true or false",
+                       file, name);
+    }
+    st->installer = v && json_is_true(v);
     if (st->burst < 0) {
         st->burst = st->rate > 1 ? st->rate : 1;
     }

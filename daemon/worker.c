@@ -72,6 +72,7 @@ static void on_term(evutil_socket_t fd, short what, void *arg)
     httpd_stop_accepting(w->api.httpd);
     admin_stop_accepting();
     ocsp_stop_accepting();
+    enroll_stop_accepting();
     jitr_service_drain(w->jitr);
     heal_stop(w->heal);
     struct timeval tv = { 0, 50000 };
@@ -172,7 +173,8 @@ int worker_main(const char *config_path, size_t slot)
     o.refused = refusal_http;
     o.arg = a;
     a->httpd = httpd_new(a->base, &o, &e);
-    if (a->httpd == NULL || admin_start(a, &e) != 0 || ocsp_start(a, &e) != 0) {
+    if (a->httpd == NULL || admin_start(a, &e) != 0 || ocsp_start(a, &e) != 0 ||
+        enroll_start(a, &e) != 0) {
         log_error("worker %zu: %s", slot, e.msg);
         goto out;
     }
@@ -225,6 +227,7 @@ out:
     httpd_free(a->httpd);
     admin_free();
     ocsp_free();
+    enroll_free();
     if (w.ev_hup) {
         event_free(w.ev_hup);
     }

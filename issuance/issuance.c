@@ -303,9 +303,18 @@ static void record_reject(struct audit_batch *ab, const struct issuance_ctx *ctx
     audit_batch_str(ab, "ca", ctx->ca->name);
     audit_batch_str(ab, "code", err_code_name(it->err.code));
     audit_batch_str(ab, "csr_sha256", csrfp);
+    if (it->device) {
+        audit_batch_str(ab, "device", it->device);
+    }
     audit_batch_str(ab, "profile", profile);
     audit_batch_text(ab, "reason", it->err.msg);
     audit_batch_str(ab, "requester", it->requester);
+    if (it->source) {
+        audit_batch_str(ab, "source", it->source);
+    }
+    if (it->token) {
+        audit_batch_str(ab, "token", it->token);
+    }
     audit_batch_str(ab, "type", "reject");
     audit_batch_end(ab);
 }
@@ -318,6 +327,9 @@ static void record_issue(struct audit_batch *ab, const struct issuance_ctx *ctx,
     audit_batch_str(ab, "ca", ctx->ca->name);
     audit_batch_str(ab, "cn", it->cn);
     audit_batch_str(ab, "der", der_b64);
+    if (it->device) {
+        audit_batch_str(ab, "device", it->device);
+    }
     audit_batch_str(ab, "fingerprint", it->cert.fingerprint);
     audit_batch_str(ab, "issued_at", issued_at);
     audit_batch_str(ab, "not_after", it->not_after);
@@ -328,7 +340,13 @@ static void record_issue(struct audit_batch *ab, const struct issuance_ctx *ctx,
     }
     audit_batch_str(ab, "requester", it->requester);
     audit_batch_str(ab, "serial", it->cert.serial_hex);
+    if (it->source) {
+        audit_batch_str(ab, "source", it->source);
+    }
     audit_batch_str(ab, "subject", it->subject);
+    if (it->token) {
+        audit_batch_str(ab, "token", it->token);
+    }
     audit_batch_str(ab, "type", "issue");
     audit_batch_end(ab);
 }
@@ -420,8 +438,8 @@ int issuance_run(struct issuance_worker *w, struct issuance_item *items, size_t 
             err_set(&it->err, ERRC_INVALID, "unknown profile '%s'", sl->profile);
             continue;
         }
-        if (ca_prepare(w->signer, ctx->issuer, p, it->csr, it->csr_len, now, &sl->pr,
-                       &it->err) != 0) {
+        if (ca_prepare_cn(w->signer, ctx->issuer, p, it->csr, it->csr_len, now, it->cn_forced,
+                          &sl->pr, &it->err) != 0) {
             continue;
         }
         sl->prepared = true;

@@ -86,6 +86,13 @@ struct issuance_item {
     const char *profile;   /* NULL: conf default_profile */
     const char *requester; /* who asked: "station:NAME", "cli:user@host" */
     const char *renews;    /* a renewal: the serial this replaces, else NULL */
+    /* an enrollment (POST /v1/enroll): the certificate's commonName is cn whatever the CSR asks
+     * (ca_prepare_cn); device, source (the client's address) and token (the token's id) go into
+     * the audit record. NULL: none. */
+    const char *cn_forced;
+    const char *device;
+    const char *source;
+    const char *token;
     /* out */
     bool issued;
     struct err err;        /* why it was rejected, when !issued */

@@ -1932,3 +1932,63 @@ void store_alias_free(char **names, char **cas, size_t n)
     xfree(names);
     xfree(cas);
 }
+
+/* Flattens a reply (a string, an integer, nil or an array of them, nested) into out. */
+static int eval_flatten(const redisReply *x, char **out, size_t cap, size_t *n)
+{
+    if (x->type == REDIS_REPLY_ARRAY) {
+        for (size_t i = 0; i < x->elements; i++) {
+            if (eval_flatten(x->element[i], out, cap, n) != 0) {
+                return -1;
+            }
+        }
+        return 0;
+    }
+    if (*n == cap) {
+        return -1;
+    }
+    if (x->type == REDIS_REPLY_STRING || x->type == REDIS_REPLY_STATUS) {
+        out[(*n)++] = xstrndup(x->str, x->len);
+    } else if (x->type == REDIS_REPLY_INTEGER) {
+        char tmp[24];
+        snprintf(tmp, sizeof(tmp), "%lld", (long long)x->integer);
+        out[(*n)++] = xstrdup(tmp);
+    } else if (x->type == REDIS_REPLY_NIL) {
+        out[(*n)++] = NULL;
+    } else {
+        return -1;
+    }
+    return 0;
+}
+
+int store_eval(struct store *s, const char *script, const char *const *keys, size_t nkeys,
+               const char *const *args, size_t nargs, char **out, size_t cap, size_t *n,
+               struct err *e)
+{
+    struct cmdbuf *cb = cmd_batch(s);
+    redisReply **r = NULL;
+    *n = 0;
+    cmd_begin(cb, 3 + nkeys + nargs);
+    CMD_LIT(cb, "EVAL");
+    cmd_str(cb, script);
+    cmd_u64(cb, nkeys);
+    for (size_t i = 0; i < nkeys; i++) {
+        cmd_key(cb, keys[i], "", "");
+    }
+    for (size_t i = 0; i < nargs; i++) {
+        cmd_str(cb, args[i]);
+    }
+    if (cmd_run(s, &r, e) != 0) {
+        return -1;
+    }
+    int rc = 0;
+    if (eval_flatten(r[0], out, cap, n) != 0) {
+        for (size_t i = 0; i < *n; i++) {
+            xfree(out[i]);
+        }
+        *n = 0;
+        rc = store_fail(s, e, "unexpected reply to a script");
+    }
+    replies_free(r, 1);
+    return rc;
+}

@@ -404,4 +404,12 @@ int store_alias_all(struct store *s, char ***names, char ***cas, size_t *n, uint
                     struct err *e) ATTR_WUR;
 void store_alias_free(char **names, char **cas, size_t n);
 
+/* EVAL of script for a room that keeps its own keys (issuance/enroll.c): KEYS are
+ * STORE_PREFIX keys[i], ARGV args. The reply (a string, an integer, nil, or arrays of them)
+ * flattened into out[0..*n), at most cap: strings and integers (in decimal) as xstrdup'd
+ * strings, nil as NULL; the caller frees them. A longer or other reply is ERRC_UNAVAILABLE. */
+int store_eval(struct store *s, const char *script, const char *const *keys, size_t nkeys,
+               const char *const *args, size_t nargs, char **out, size_t cap, size_t *n,
+               struct err *e) ATTR_WUR;
+
 #endif
