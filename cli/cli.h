@@ -80,5 +80,8 @@ int cmd_crl(struct cli *cli, int argc, char **argv, struct err *e);
 int cmd_policy(struct cli *cli, int argc, char **argv, struct err *e);
 int cmd_jitr(struct cli *cli, int argc, char **argv, struct err *e);
 int cmd_report(struct cli *cli, int argc, char **argv, struct err *e);
+/* cmd_enroll.c: jitrctl token, jitrctl claim */
+int cmd_token(struct cli *cli, int argc, char **argv, struct err *e);
+int cmd_claim(struct cli *cli, int argc, char **argv, struct err *e);
 
 #endif

@@ -28,6 +28,8 @@ static const struct {
     { "release", cmd_release, "lift a hold (certificateHold) and regenerate the CA's CRL" },
     { "crl", cmd_crl, "regenerate and print a CA's CRL; --refresh for every CA due" },
     { "station", cmd_station, "issue or revoke a factory station's jitrd credentials" },
+    { "token", cmd_token, "issue a one-time enrollment token for a device (POST /v1/enroll)" },
+    { "claim", cmd_claim, "issue or show a claim certificate for a batch of devices" },
     { "audit", cmd_audit, "verify the audit log, import another CA host's log" },
     { "reindex", cmd_reindex, "rebuild the Redis index from the audit log" },
     { "config", cmd_config, "check, show or describe the configuration" },

@@ -109,8 +109,7 @@ static void token_run(struct job *j, struct tstate *ts)
                     j->st->name, j->st->rate, j->st->burst);
             audit_deny(j, "tokens", &e);
             job_json(j, 429,
-                     json_pack("{s:{s:s,s:s}}", "error", "code", "rate_limited", "message",
-                               e.msg));
+                     json_pack("{s:{s:s,s:s}}", "error", "code", "rate_limited", "message", e.msg));
             return;
         }
     }
@@ -160,8 +159,8 @@ static int token_parse(struct job *j, const uint8_t *body, size_t len, int max_d
     }
     json_object_foreach(root, key, v)
     {
-        if (strcmp(key, "device") != 0 && strcmp(key, "profile") != 0 &&
-            strcmp(key, "ca") != 0 && strcmp(key, "ttl") != 0) {
+        if (strcmp(key, "device") != 0 && strcmp(key, "profile") != 0 && strcmp(key, "ca") != 0 &&
+            strcmp(key, "ttl") != 0) {
             err_set(e, ERRC_INVALID, "unknown key '%.64s' (device, profile, ca, ttl)", key);
             goto out;
         }
@@ -226,7 +225,8 @@ void enroll_handle_token(struct httpd_req *r, void *arg)
     const uint8_t *body = job_body(r, &len, media);
     if (strcmp(media, "application/json") != 0) {
         job_free(j);
-        httpd_reply_error(r, 415, "unsupported_media_type", "POST /v1/tokens takes application/json");
+        httpd_reply_error(r, 415, "unsupported_media_type",
+                          "POST /v1/tokens takes application/json");
         return;
     }
     if (token_parse(j, body, len, (int)a->snap->conf->max_json_depth,
@@ -422,8 +422,8 @@ static int hook_ask(const struct snap *s, const struct enroll_claim *c, const ch
         rc = 0;
     } else {
         err_set(e, ERRC_DENIED,
-                "the pre-provisioning hook of claim '%s' refused device '%s' (HTTP %ld%s)",
-                c->name, device, status, ans ? "" : ", no JSON answer");
+                "the pre-provisioning hook of claim '%s' refused device '%s' (HTTP %ld%s)", c->name,
+                device, status, ans ? "" : ", no JSON answer");
     }
 out:
     json_decref(ans);
@@ -494,8 +494,8 @@ static void enroll_claim(struct job *j, struct tstate *ts, struct store *st)
     }
     req = csr_of(&j->items[0]);
     if (req == NULL ||
-        X509_NAME_get_text_by_NID(X509_REQ_get_subject_name(req), NID_commonName, cn,
-                                  sizeof(cn)) <= 0 ||
+        X509_NAME_get_text_by_NID(X509_REQ_get_subject_name(req), NID_commonName, cn, sizeof(cn)) <=
+            0 ||
         !enroll_device_ok(cn)) {
         err_set(&e, ERRC_INVALID,
                 "the CSR's commonName must be the device id: 1 to %d of A-Z a-z 0-9 : _ -",

@@ -109,8 +109,8 @@ int enroll_token_create(struct store *st, struct audit_log *log, struct enroll_t
     }
     time_format_rfc3339((time_t)t->expires, expires, sizeof(expires));
     rec = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "type", "token_issue", "token", t->id,
-                            "device", t->device, "profile", t->profile, "ca", t->ca, "requester",
-                            t->requester, "expires", expires);
+                    "device", t->device, "profile", t->profile, "ca", t->ca, "requester",
+                    t->requester, "expires", expires);
     if (rec == NULL) {
         err_set(e, ERRC_INVALID, "the token's record cannot be encoded");
     } else if (audit_append(log, &rec, 1, NULL, e) == 0) {
@@ -124,8 +124,7 @@ int enroll_token_create(struct store *st, struct audit_log *log, struct enroll_t
         size_t n2 = 0;
         if (store_eval(st, "return redis.call('DEL', KEYS[1])", del_keys, 1, NULL, 0, o2, 1, &n2,
                        &e2) != 0) {
-            log_warn("token %s: not audited and cannot be removed (it expires): %s", t->id,
-                     e2.msg);
+            log_warn("token %s: not audited and cannot be removed (it expires): %s", t->id, e2.msg);
         }
         replies_release(o2, n2);
     }
@@ -259,8 +258,7 @@ static const char claim_reserve_lua[] =
     "return 0\n";
 
 int enroll_claim_create(struct store *st, struct audit_log *log, const struct enroll_claim *c,
-                        const char *const *devices, size_t n, const char *requester,
-                        struct err *e)
+                        const char *const *devices, size_t n, const char *requester, struct err *e)
 {
     char k1[96], k2[104], exp[24], expires[32], *out[1] = { NULL };
     size_t no = 0;
@@ -288,10 +286,10 @@ int enroll_claim_create(struct store *st, struct audit_log *log, const struct en
         goto out;
     }
     time_format_rfc3339((time_t)c->expires, expires, sizeof(expires));
-    rec = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:b,s:I,s:s,s:s}", "type", "claim_issue",
-                            "claim", c->name, "serial", c->serial, "ca", c->ca, "profile",
-                            c->profile, "hook", c->hook, "allowlist", c->allowlist, "devices",
-                            (json_int_t)n, "expires", expires, "requester", requester);
+    rec = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:b,s:I,s:s,s:s}", "type", "claim_issue", "claim",
+                    c->name, "serial", c->serial, "ca", c->ca, "profile", c->profile, "hook",
+                    c->hook, "allowlist", c->allowlist, "devices", (json_int_t)n, "expires",
+                    expires, "requester", requester);
     if (rec == NULL) {
         err_set(e, ERRC_INVALID, "the claim's record cannot be encoded");
     } else if (audit_append(log, &rec, 1, NULL, e) == 0) {
@@ -306,8 +304,9 @@ out:
 
 int enroll_claim_get(struct store *st, const char *name, struct enroll_claim *c, struct err *e)
 {
-    static const char *const fields[] = { "serial", "ca", "profile", "hook", "allowlist",
-                                          "expires" };
+    static const char *const fields[] = {
+        "serial", "ca", "profile", "hook", "allowlist", "expires"
+    };
     char key[96];
     char *v[6] = { NULL };
     int rc = 0;
@@ -358,8 +357,8 @@ int enroll_claim_release(struct store *st, const struct enroll_claim *c, const c
     snprintf(k, sizeof(k), "claim:%s:used", c->name);
     const char *keys[] = { k };
     const char *args[] = { device };
-    int rc = store_eval(st, "return redis.call('SREM', KEYS[1], ARGV[1])", keys, 1, args, 1, out,
-                        1, &n, e);
+    int rc = store_eval(st, "return redis.call('SREM', KEYS[1], ARGV[1])", keys, 1, args, 1, out, 1,
+                        &n, e);
     replies_release(out, n);
     return rc;
 }

@@ -71,7 +71,7 @@ struct enroll_claim {
     char name[65];
     char serial[41]; /* of its certificate */
     char ca[65];
-    char profile[65]; /* of the devices' certificates */
+    char profile[65];               /* of the devices' certificates */
     char hook[ENROLL_HOOK_MAX + 1]; /* "" = none */
     bool allowlist;                 /* only the ids of its allowlist may enroll */
     int64_t expires;                /* Unix seconds: no enrollment after */
