@@ -894,6 +894,64 @@ out:
     return rc;
 }
 
+/* ca_prepare_cn: the commonName is the one given, whatever the CSR asks (or lacks), the other
+ * attributes stay, on both paths; the forced name is checked against the profile too. */
+static int test_forced_cn(void)
+{
+    static const struct ent asks[] = { { NID_serialNumber, V_ASN1_PRINTABLESTRING, "SN 42" },
+                                       { NID_commonName, V_ASN1_UTF8STRING, "other-device" } };
+    static const struct ent none[] = { { NID_serialNumber, V_ASN1_PRINTABLESTRING, "SN 43" } };
+    int rc = 0;
+    struct ctx c = { 0 };
+    struct ca_signer *slow = ca_signer_new();
+    struct buf csr = BUF_INIT;
+    struct ca_prepared pr = { 0 };
+    struct err e = ERR_INIT;
+    EVP_PKEY *k = NULL;
+    ca_signer_set_fast_path(slow, false);
+    if (pki() != 0) {
+        return 1;
+    }
+    CHECK(ctx_open(&c, "ca-p256", "ca-p256", false) == 0);
+    CHECK((k = load_key("dev-p256")) != NULL);
+    for (int j = 0; j < 2; j++) {
+        struct ca_signer *s = j ? slow : c.s;
+        CHECK(make_csr(k, asks, ARRAY_LEN(asks), &csr) == 0);
+        CHECK_OK(ca_prepare_cn(s, c.is, device_profile, (const uint8_t *)csr.data, csr.len,
+                               time(NULL), "pump-0042", &pr, &e),
+                 &e);
+        CHECK_STR_EQ(pr.cn, "pump-0042");
+        CHECK_STR_EQ(pr.subject, "CN=pump-0042,serialNumber=SN 42");
+        ca_prepared_release(&pr);
+        /* NULL: as the CSR asks */
+        CHECK_OK(ca_prepare_cn(s, c.is, device_profile, (const uint8_t *)csr.data, csr.len,
+                               time(NULL), NULL, &pr, &e),
+                 &e);
+        CHECK_STR_EQ(pr.cn, "other-device");
+        ca_prepared_release(&pr);
+        /* a CSR without a CN gets one */
+        CHECK(make_csr(k, none, ARRAY_LEN(none), &csr) == 0);
+        CHECK_OK(ca_prepare_cn(s, c.is, device_profile, (const uint8_t *)csr.data, csr.len,
+                               time(NULL), "pump-0043", &pr, &e),
+                 &e);
+        CHECK_STR_EQ(pr.subject, "CN=pump-0043,serialNumber=SN 43");
+        ca_prepared_release(&pr);
+        /* the profile still decides */
+        err_clear(&e);
+        CHECK(ca_prepare_cn(s, c.is, device_profile, (const uint8_t *)csr.data, csr.len,
+                            time(NULL), "bad name!", &pr, &e) != 0);
+        CHECK_INT_EQ(e.code, ERRC_DENIED);
+        CHECK_STR_CONTAINS(e.msg, "does not match the pattern");
+    }
+out:
+    ca_prepared_release(&pr);
+    EVP_PKEY_free(k);
+    ctx_close(&c);
+    ca_signer_free(slow);
+    buf_release(&csr);
+    return rc;
+}
+
 /* Name validation: string types, UTF-8, control characters, bounds (PERF-NOTES "Traps"). */
 static int test_subject_strings(void)
 {
@@ -1667,6 +1725,7 @@ int main(int argc, char **argv)
         { "profile_refusals", test_profile_refusals },
         { "san_and_subject", test_san_and_subject },
         { "subject_strings", test_subject_strings },
+        { "forced_cn", test_forced_cn },
         { "malformed", test_malformed },
         { "reused_key_is_replaced", test_reused_key_is_replaced },
         { "truncate_and_flip", test_truncate_and_flip },

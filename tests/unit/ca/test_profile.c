@@ -31,7 +31,11 @@ static int test_shipped(void)
     CHECK((st = ca_profiles_find(ps, "station")) != NULL);
     CHECK(ca_profiles_find(ps, "nope") == NULL);
     CHECK(ca_profiles_find(ps, NULL) == NULL);
-    CHECK_STR_EQ(ca_profile_name(ca_profiles_at(ps, 0)), "device"); /* sorted */
+    CHECK_STR_EQ(ca_profile_name(ca_profiles_at(ps, 0)), "claim"); /* sorted */
+    CHECK_STR_EQ(ca_profile_name(ca_profiles_at(ps, 1)), "device");
+    /* a claim certificate never becomes a device in AWS IoT */
+    CHECK(ca_profiles_find(ps, "claim") != NULL);
+    CHECK(!ca_profile_allows_jitr(ca_profiles_find(ps, "claim")));
     CHECK(ca_profiles_at(ps, ca_profiles_count(ps)) == NULL);
     CHECK_STR_EQ(ca_profile_name(dev), "device");
     CHECK_STR_CONTAINS(ca_profile_description(dev), "AWS IoT");

@@ -34,8 +34,9 @@ static int test_tables(void)
     CHECK_INT_EQ(check_table(api_routes, api_nroutes), 0);
     CHECK_INT_EQ(check_table(admin_routes, admin_nroutes), 0);
     CHECK_INT_EQ(check_table(ocsp_routes, ocsp_nroutes), 0);
+    CHECK_INT_EQ(check_table(enroll_routes, enroll_nroutes), 0);
     /* every route counted in the shared metrics */
-    CHECK(api_nroutes + admin_nroutes + ocsp_nroutes <= METRICS_ROUTES);
+    CHECK(api_nroutes + admin_nroutes + ocsp_nroutes + enroll_nroutes <= METRICS_ROUTES);
 out:
     return rc;
 }
@@ -46,10 +47,11 @@ static int test_metric_names(void)
     static const char *const want[] = {
         "sign",          "sign_batch",   "ca",
         "certificate",   "crl",          "revoke",
-        "est_cacerts",   "est_enroll",   "est_reenroll",
+        "tokens",        "est_cacerts",   "est_enroll",   "est_reenroll",
         "healthz",       "readyz",       "metrics",
         "admin_healthz", "admin_readyz", "admin_metrics",
-        "ocsp_post",     "ocsp_get",
+        "ocsp_post",     "ocsp_get",     "enroll",
+        "enroll_healthz",
     };
     const char *names[METRICS_ROUTES];
     size_t n = routes_metric_names(names, ARRAY_LEN(names));

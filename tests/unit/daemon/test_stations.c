@@ -34,7 +34,8 @@ static int test_load(void)
         "ok.json", "{\"stations\": {"
                    "\"line1\": {},"
                    "\"line2\": {\"cas\": [\"devices\", \"sensors\"], \"profiles\": [\"*\"],"
-                   "            \"rate\": 0.5, \"burst\": 3, \"admin\": true},"
+                   "            \"rate\": 0.5, \"burst\": 3, \"admin\": true,"
+                   "            \"installer\": true},"
                    "\"fast\": {\"rate\": 200, \"cas\": [\"*\", \"devices\"]},"
                    "\"free\": {\"rate\": 0, \"burst\": 0}}}");
     CHECK((s = stations_load(p, "devices", "device", &e)) != NULL);
@@ -48,7 +49,9 @@ static int test_load(void)
     CHECK_INT_EQ(st->rate * 1000, 50000);
     CHECK_INT_EQ(st->burst * 1000, 50000);
     CHECK(!st->admin);
+    CHECK(!st->installer);
     CHECK((st = stations_find(s, "line2")) != NULL);
+    CHECK(st->installer);
     CHECK(station_may_use_ca(st, "sensors"));
     CHECK(!station_may_use_ca(st, "other"));
     CHECK(station_may_use_profile(st, "anything"));
@@ -99,6 +102,7 @@ static int test_bad(void)
         { "{\"stations\": {\"l1\": {\"rate\": \"10\"}}}", "'rate' must be a number" },
         { "{\"stations\": {\"l1\": {\"rate\": 5, \"burst\": 0.5}}}", "'burst' must be at least 1" },
         { "{\"stations\": {\"l1\": {\"admin\": \"yes\"}}}", "'admin' must be true or false" },
+        { "{\"stations\": {\"l1\": {\"installer\": 1}}}", "'installer' must be true or false" },
         { "{\"stations\": {\"l 1\": {}}}", "not a valid station name" },
         { "{\"stations\": {\"l1\": []}}", "must be an object" },
         { "{\"stations\": []}", "'stations' must be an object" },
