@@ -4,6 +4,8 @@
  *   POST /v1/tokens  (signing listener) an installer station asks for a one-time token bound to
  *                    a device id, one of its profiles and CAs, for ttl seconds (at most 3600);
  *                    audited (token_issue) before the reply
+ *   GET /v1/claims/NAME?device=ID  (signing listener, any station) whether the device may
+ *                    enroll with the claim: for a pre-provisioning hook that decides elsewhere
  *   POST /v1/enroll  (enroll_listen, TLS, a client certificate optional) a CSR as /v1/sign takes
  *                    it, with either
  *                    - Authorization: Bearer TOKEN: one certificate per token, CN = the token's
@@ -235,6 +237,77 @@ void enroll_handle_token(struct httpd_req *r, void *arg)
         httpd_reply_err(r, &e);
         return;
     }
+    job_submit(a, j);
+}
+
+/* ---- GET /v1/claims/NAME?device=ID ----------------------------------------------------------- */
+
+/* May the device enroll with the claim? For a station that decides elsewhere (an AWS IoT
+ * pre-provisioning hook, deploy/aws/): the claim's certificate valid, the claim not expired,
+ * the id on its allowlist (when it has one); whether it enrolled with it already. */
+static void claim_query_run(struct job *j, struct tstate *ts)
+{
+    struct enroll_claim cl;
+    struct store_cert_rec rec = { 0 };
+    struct err e = ERR_INIT;
+    struct store *st;
+    const char *reason = "";
+    bool allowed = false;
+    int res = 0;
+    if (auth_client_status(ts, j, NULL, &e) != 0) {
+        if (e.code == ERRC_DENIED) {
+            audit_deny(j, "claim", &e);
+        }
+        goto fail;
+    }
+    if ((st = ts_store(ts, j->snap, &e)) == NULL) {
+        goto fail;
+    }
+    if (enroll_claim_get(st, j->param, &cl, &e) != 0) {
+        goto fail;
+    }
+    if (store_cert_read(st, cl.serial, &rec, &e) != 0 && e.code != ERRC_NOT_FOUND) {
+        goto fail;
+    }
+    err_clear(&e);
+    if (enroll_claim_reserve(st, &cl, j->device, true, &res, &e) != 0) {
+        goto fail;
+    }
+    if (rec.status == NULL || !store_cert_rec_valid(&rec)) {
+        reason = "the claim's certificate is revoked";
+    } else if (time_now_ms() / 1000 >= cl.expires) {
+        reason = "the claim has expired";
+    } else if (res == 1) {
+        reason = "the device is not on the claim's allowlist";
+    } else {
+        allowed = true;
+    }
+    job_json(j, 200,
+             json_pack("{s:s,s:s,s:b,s:b,s:s}", "claim", cl.name, "device", j->device, "allowed",
+                       allowed, "enrolled", res == 2, "reason", reason));
+    store_cert_rec_release(&rec);
+    return;
+fail:
+    store_cert_rec_release(&rec);
+    ts_after_error(ts, &e);
+    job_error(j, &e);
+}
+
+void enroll_handle_claim(struct httpd_req *r, void *arg)
+{
+    struct api *a = arg;
+    const char *name = httpd_req_param(r), *device = httpd_req_query(r, "device");
+    struct job *j;
+    if (!api_name_ok(name) || device == NULL || !enroll_device_ok(device)) {
+        httpd_reply_error(r, 400, "invalid",
+                          "GET /v1/claims/NAME?device=ID: a claim name and a device id");
+        return;
+    }
+    if ((j = auth_station_job(a, r, J_CLAIM, claim_query_run, "claim")) == NULL) {
+        return;
+    }
+    snprintf(j->param, sizeof(j->param), "%s", name);
+    snprintf(j->device, sizeof(j->device), "%s", device);
     job_submit(a, j);
 }
 
@@ -503,7 +576,7 @@ static void enroll_claim(struct job *j, struct tstate *ts, struct store *st)
         job_error(j, &e);
         goto out;
     }
-    snprintf(j->device, sizeof(j->device), "%s", cn);
+    snprintf(j->device, sizeof(j->device), "%.*s", ENROLL_DEVICE_MAX, cn);
     X509_NAME_oneline(X509_REQ_get_subject_name(req), subject, sizeof(subject));
     if (enroll_claim_reserve(st, &cl, j->device, true, &res, &e) != 0) {
         ts_after_error(ts, &e);

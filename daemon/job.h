@@ -55,6 +55,7 @@ enum job_kind {
     J_EXPIRY,
     J_TOKEN,
     J_ENROLL,
+    J_CLAIM,
 };
 
 struct job;
@@ -237,6 +238,7 @@ void sign_issued_write(struct buf *b, const struct snap *s, size_t ca,
  * (enroll_listen: a bearer token or a claim certificate). */
 void enroll_handle_token(struct httpd_req *r, void *arg);
 void enroll_handle_enroll(struct httpd_req *r, void *arg);
+void enroll_handle_claim(struct httpd_req *r, void *arg);
 
 /* ---- est.c, reenroll.c ---------------------------------------------------------------------- */
 

@@ -17,6 +17,7 @@ const struct httpd_route api_routes[] = {
     { "GET", "/v1/crl", 0, "crl", crl_handle },
     { "POST", "/v1/revoke", 0, "revoke", crl_handle_revoke },
     { "POST", "/v1/tokens", 0, "tokens", enroll_handle_token },
+    { "GET", "/v1/claims/", HTTPD_ROUTE_PREFIX, "claim", enroll_handle_claim },
     { "GET", "/.well-known/est/cacerts", 0, "est_cacerts", est_handle_cacerts },
     { "POST", "/.well-known/est/simpleenroll", 0, "est_enroll", est_handle_enroll },
     { "POST", "/.well-known/est/simplereenroll", 0, "est_reenroll", est_handle_reenroll },

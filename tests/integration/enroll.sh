@@ -6,7 +6,9 @@
 # alike and failures from one address end in 429; a station that is not an installer is 403;
 # jitrctl token issue. A claim certificate (jitrctl claim issue) enrolls an allowlisted device
 # once; an unlisted id, a second enrollment, a hook that says no or does not answer in 5 s and a
-# revoked claim are refused, nothing issued; everything audited.
+# revoked claim are refused, nothing issued; everything audited. The AWS fleet provisioning
+# functions of deploy/aws/lambda with AWS's event shapes: the certificate provider gets a
+# certificate that verifies, the pre-provisioning hook answers from the claim's allowlist.
 source "$(dirname "$0")/jitr_lib.sh"
 
 ENROLL_PORT=$(freeport)
@@ -193,11 +195,58 @@ check_eq "the claim at the signing API" "$(curl -s -o /dev/null -w '%{http_code}
 "$JITRCTL" --config "$CFG" --json claim show batch7 >"$T/show.json" 2>&1 && pass || fail "claim show"
 check_eq "claim show: enrolled" "$(jq -r .enrolled "$T/show.json")" 1
 
+# the AWS fleet provisioning functions (deploy/aws/lambda) with AWS's event shapes, against jitrd
+LAMBDA_DIR=$JITRCA_SOURCE_DIR/deploy/aws/lambda
+lambda_run() { # MODULE EVENT_JSON [ENV=VALUE...]: the handler's result as JSON, or "raised: ..."
+  local mod=$1 ev=$2; shift 2
+  env JITRD_URL="$URL" JITRD_CA_FILE="$T/srv.pem" JITRCA_STATION_CERT_FILE="$T/st/line1.crt" \
+    JITRCA_STATION_KEY_PEM="$(cat "$T/st/line1.key")" JITRCA_CLAIM=batch7 "$@" \
+    python3 -c 'import json, sys; sys.path.insert(0, sys.argv[1]); m = __import__(sys.argv[2])
+try:
+    print(json.dumps(m.handler(json.loads(sys.argv[3]), None)))
+except Exception as e:
+    print("raised: %s" % e)' "$LAMBDA_DIR" "$mod" "$ev" 2>/dev/null
+}
+csr fp-dev-1 "$T/fp" fp-dev-1
+EV=$(jq -n --rawfile c "$T/fp/fp-dev-1.csr" \
+  '{certificateSigningRequest: $c, principalId: "a1b2c3", clientId: "fp-dev-1"}')
+lambda_run cert_provider "$EV" >"$T/fp.json"
+jq -r .certificatePem "$T/fp.json" >"$T/fp/fp-dev-1.crt" 2>/dev/null || true
+check_eq "certificate provider: CN" "$(cn_of "$T/fp/fp-dev-1.crt" 2>/dev/null)" CN=fp-dev-1
+verify_cert "$T/fp/fp-dev-1.crt" "$T/t1/chain.pem"
+check_eq "certificate provider: audited as the station" \
+  "$(grep '"type":"issue"' "$(audit_log)" | grep "\"serial\":\"$(serial_of "$T/fp/fp-dev-1.crt")\"" |
+     jq -r .requester)" station:line1
+grep -q '^raised: ' <(lambda_run cert_provider '{"certificateSigningRequest": "nonsense"}') && pass ||
+  fail "certificate provider: a bad event raises"
+grep -q '^raised: jitrd: 403' <(lambda_run cert_provider "$EV" JITRCA_PROFILE=station) && pass ||
+  fail "certificate provider: jitrd's refusal raises"
+hook_event() { # DEVICE
+  jq -n --arg d "$1" '{claimCertificateId: "c0ffee", certificateId: "beef",
+    certificatePem: "-----BEGIN CERTIFICATE-----", clientId: "x",
+    templateArn: "arn:aws:iot:us-east-1:123456789012:provisioningtemplate/T",
+    parameters: {SerialNumber: $d}}'
+}
+check_eq "hook: allowlisted" "$(lambda_run pre_provisioning_hook "$(hook_event claim-dev-2)")" \
+  '{"allowProvisioning": true}'
+check_eq "hook: unlisted" "$(lambda_run pre_provisioning_hook "$(hook_event claim-dev-9)")" \
+  '{"allowProvisioning": false}'
+check_eq "hook: no such parameter" "$(lambda_run pre_provisioning_hook \
+  '{"parameters": {"Other": "claim-dev-2"}}')" '{"allowProvisioning": false}'
+check_eq "hook: jitrd unreachable" "$(lambda_run pre_provisioning_hook \
+  "$(hook_event claim-dev-2)" JITRD_URL=https://localhost:1)" '{"allowProvisioning": false}'
+check_eq "claims query: unknown claim" "$(curl -s -o /dev/null -w '%{http_code}' \
+  --cert "$T/st/line1.crt" --key "$T/st/line1.key" "$URL/v1/claims/nope?device=a")" 404
+check_eq "claims query: no station" "$(curl -s -o /dev/null -w '%{http_code}' \
+  "$URL/v1/claims/batch7?device=a")" 403
+
 # revoked: no more enrollments, at once
 ok "$JITRCTL" --config "$CFG" revoke "$CLAIM_SERIAL" --reason cessationOfOperation --no-wait
 csr claim-dev-2 "$T/c2" claim-dev-2
 check_eq "revoked claim" "$(enroll "$T/c2/claim-dev-2.csr" "$T/c7.json" "${CL[@]}")" 403
 grep -q 'revoked' "$T/c7.json" && pass || fail "says revoked: $(cat "$T/c7.json")"
+check_eq "hook: revoked claim" "$(lambda_run pre_provisioning_hook "$(hook_event claim-dev-2)")" \
+  '{"allowProvisioning": false}'
 
 # a claim without allowlist or hook: any id, once
 ok "$JITRCTL" --config "$CFG" claim issue open1 --out "$T/open"

@@ -47,7 +47,7 @@ static int test_metric_names(void)
     static const char *const want[] = {
         "sign",          "sign_batch",   "ca",
         "certificate",   "crl",          "revoke",
-        "tokens",        "est_cacerts",   "est_enroll",   "est_reenroll",
+        "tokens",        "claim",        "est_cacerts",   "est_enroll",   "est_reenroll",
         "healthz",       "readyz",       "metrics",
         "admin_healthz", "admin_readyz", "admin_metrics",
         "ocsp_post",     "ocsp_get",     "enroll",
