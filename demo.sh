@@ -9,7 +9,10 @@
 #   4. every device connects to the AWS IoT endpoint: refused the first time (AWS registers the
 #      certificate PENDING_ACTIVATION and publishes the event), jitrd provisions it (thing,
 #      least-privilege policy, attachments, ACTIVE last), the device connects again
-#   5. a short report: devices signed and provisioned, latency, AWS calls per device
+#   5. the other ways to provision (docs/enroll.md): an installer's one-time token, redeemed once
+#      by device field-001 on enroll_listen; a claim certificate shared by a batch, exchanged by
+#      device claim-001 for its own; both then provisioned by JITR like the factory's
+#   6. a short report: devices signed and provisioned, latency, AWS calls per device
 # It installs nothing beyond scripts/deps.sh and leaves nothing running.
 # Usage: ./demo.sh [DEVICES]   (default 100; provisioning runs at AWS's 10 TPS activation quota)
 # Against a real AWS account: docs/jitr.md "Real AWS".
@@ -53,23 +56,27 @@ $J ca register acme-devices-1
 $J policy check policies/iot/device.json policies/templates/default.json
 
 step "jitrd: the signing API (mutual TLS) and the JITR intake"
-sport=$(freeport); jport=$(freeport)
+sport=$(freeport); jport=$(freeport); eport=$(freeport)
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$tmp/srv.key" \
   -out "$tmp/srv.pem" -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1 -days 2 2>/dev/null
 chmod 600 "$tmp/srv.key"
-echo '{"stations": {"line-1": {"cas": ["acme-devices-1"], "profiles": ["device"], "rate": 5000, "burst": 5000}}}' >"$tmp/stations.json"
+echo '{"stations": {"line-1": {"cas": ["acme-devices-1"], "profiles": ["device"], "rate": 5000, "burst": 5000},
+  "installer-1": {"cas": ["acme-devices-1"], "profiles": ["device"], "installer": true}}}' >"$tmp/stations.json"
 cat >"$tmp/jitrd.json" <<EOF
 {"data_dir": "$JITRCA_DATA_DIR", "redis_url": "$JITRCA_REDIS_URL", "default_ca": "acme-devices-1",
  "station_ca": "acme-stations", "stations_file": "$tmp/stations.json", "listen": "127.0.0.1:$sport",
  "tls_cert_file": "$tmp/srv.pem", "tls_key_file": "$tmp/srv.key", "workers": 2,
+ "enroll_listen": "127.0.0.1:$eport",
  "jitr": {"enabled": true, "listen": "127.0.0.1:$jport", "reconcile_interval_s": 60},
  "log_level": "warn"}
 EOF
 $J --config "$tmp/jitrd.json" station issue line-1 --out "$tmp/station" >/dev/null
+$J --config "$tmp/jitrd.json" station issue installer-1 --out "$tmp/station" >/dev/null
 ./build/daemon/jitrd --config "$tmp/jitrd.json" 2>"$tmp/jitrd.log" &
 jpid=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$jport/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
-echo "signing API https://127.0.0.1:$sport, JITR intake http://127.0.0.1:$jport/v1/jitr/events"
+echo "signing API https://127.0.0.1:$sport, enrollment https://127.0.0.1:$eport/v1/enroll," \
+  "JITR intake http://127.0.0.1:$jport/v1/jitr/events"
 
 step "the topic rule: HTTP destination confirmed by jitrd, events sent with a secret header"
 curl -sf -X POST "$AWS_ENDPOINT_URL_IOT/_standin/config" -H 'content-type: application/json' -d "{\"gateway\": {
@@ -117,13 +124,51 @@ aws --endpoint-url "$AWS_ENDPOINT_URL_IOT" iot describe-certificate --certificat
   --query certificateDescription.status --output text
 $J jitr status "$id"
 
+step "trusted user: installer-1 gets a one-time token for field-001; the device redeems it once"
+mkdir -p "$tmp/field"
+token=$(curl -sf --cacert "$tmp/srv.pem" --cert "$tmp/station/installer-1.crt" \
+  --key "$tmp/station/installer-1.key" -H 'content-type: application/json' \
+  -d '{"device": "field-001", "ttl": 300}' "https://127.0.0.1:$sport/v1/tokens" | jq -r .token)
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$tmp/field/field-001.key" \
+  -subj /CN=field-001 -out "$tmp/field/field-001.csr" 2>/dev/null
+enroll() { # CSR [curl args]: POST /v1/enroll, the status and the certificate on stdout
+  local c=$1; shift
+  curl -s --cacert "$tmp/srv.pem" "$@" -H 'content-type: application/x-pem-file' \
+    --data-binary @"$c" -w '\n%{http_code}\n' "https://127.0.0.1:$eport/v1/enroll"
+}
+enroll "$tmp/field/field-001.csr" -H "Authorization: Bearer $token" >"$tmp/field/out"
+head -1 "$tmp/field/out" | jq -r .certificate >"$tmp/field/field-001.crt"
+echo "redeemed: $(tail -1 "$tmp/field/out"); again: $(enroll "$tmp/field/field-001.csr" \
+  -H "Authorization: Bearer $token" | tail -1) (a token works once)"
+
+step "claim: a claim certificate for batch B-7 (allowlist claim-001..claim-003); claim-001 enrolls"
+printf 'claim-001\nclaim-002\nclaim-003\n' >"$tmp/allow.txt"
+$J --config "$tmp/jitrd.json" claim issue batch-b7 --out "$tmp/claim" --devices "$tmp/allow.txt" --days 30
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$tmp/field/claim-001.key" \
+  -subj /CN=claim-001 -out "$tmp/field/claim-001.csr" 2>/dev/null
+enroll "$tmp/field/claim-001.csr" --cert "$tmp/claim/batch-b7.crt" --key "$tmp/claim/batch-b7.key" \
+  >"$tmp/field/out"
+head -1 "$tmp/field/out" | jq -r .certificate >"$tmp/field/claim-001.crt"
+echo "enrolled: $(tail -1 "$tmp/field/out"); again: $(enroll "$tmp/field/claim-001.csr" \
+  --cert "$tmp/claim/batch-b7.crt" --key "$tmp/claim/batch-b7.key" | tail -1) (once per device)"
+rm -f "$tmp"/field/*.csr "$tmp/field/out"
+python3 tests/integration/jitr_devices.py --dir "$tmp/field" --host "$JITRCA_SIM_GATEWAY_HOST" \
+  --port "$JITRCA_SIM_GATEWAY_PORT" --cafile "$JITRCA_SIM_GATEWAY_CA" --timeout 60 >"$tmp/field.json" || true
+for d in field-001 claim-001; do
+  fid=$(openssl x509 -in "$tmp/field/$d.crt" -outform DER | sha256sum | cut -d' ' -f1)
+  echo "$d: $(aws --endpoint-url "$AWS_ENDPOINT_URL_IOT" iot describe-certificate --certificate-id "$fid" \
+    --query certificateDescription.status --output text) in AWS IoT," \
+    "thing $(aws --endpoint-url "$AWS_ENDPOINT_URL_IOT" iot describe-thing --thing-name "$d" \
+    --query thingName --output text 2>/dev/null || echo none)"
+done
+
 step "report"
 prov=$(aws --endpoint-url "$AWS_ENDPOINT_URL_IOT" iot list-certificates-by-ca --ca-certificate-id \
   "$(jq -r .fingerprint "$JITRCA_DATA_DIR/ca/acme-devices-1/ca.json")" --max-items 1000000 --output json |
   jq '[.certificates[] | select(.status == "ACTIVE")] | length')
 calls=$(jq '[.operations | to_entries[] | select(.key | test("^(CreateThing|AttachPolicy|AttachThingPrincipal|UpdateCertificate|DescribeCertificate|CreatePolicy|GetPolicy|AddThingToThingGroup)$")) | .value.requests] | add' "$tmp/stats.json")
 $J audit verify >/dev/null && audit=ok || audit=FAILED
-echo "devices signed over mTLS: $signed; provisioned (ACTIVE): $prov; connected after provisioning: $(jq -r .connected "$tmp/devices.json")"
+echo "devices signed over mTLS: $signed; provisioned (ACTIVE): $prov (with field-001 by token and claim-001 by claim); connected after provisioning: $(jq -r .connected "$tmp/devices.json") + $(jq -r .connected "$tmp/field.json")"
 echo "first connection to connected: p50 $(jq -r .latency_ms.p50 "$tmp/devices.json") ms, p99 $(jq -r .latency_ms.p99 "$tmp/devices.json") ms (devices retry with backoff; AWS's 10 TPS activation quota paces the burst)"
 echo "AWS calls per device: $(awk -v c="$calls" -v n="$signed" 'BEGIN{printf "%.2f", c / n}') ($(jq -r '[.operations | to_entries[] | select(.value.requests > 0) | "\(.key) \(.value.requests)"] | join(", ")' "$tmp/stats.json")); quota refusals: $(jq -r .throttled "$tmp/stats.json")"
 echo "audit log: $(wc -l <"$JITRCA_DATA_DIR/audit/audit.log") records, hash chain $audit; nothing is left running."
