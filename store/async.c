@@ -21,6 +21,9 @@
 #include "core/mem.h"
 #include "store/store.h"
 
+/* Sentinel: how long one sentinel may take to answer before the next is asked. */
+#define STORE_ASYNC_SENTINEL_MS 1000
+
 enum sa_kind {
     SA_BUCKET,
     SA_DONE,
@@ -39,14 +42,26 @@ struct sa_op {
     int timeout_ms;
     bool completed;     /* the user callback has run */
     bool hiredis_owned; /* hiredis still holds it (reply callback pending) */
+    char *pending;      /* the command (RESP) waiting for a checked primary (Sentinel) */
+    size_t pending_len;
     struct sa_op *prev, *next;
 };
 
 struct store_async {
     struct event_base *base;
     struct store_url url;
-    char display[300];
+    char url_display[300]; /* the URL without password */
+    char display[600];     /* that and, with Sentinel, the primary in use */
     redisAsyncContext *ac;
+    /* Sentinel (url.master set): ac is usable once ROLE said "master" (verified); until then
+     * commands wait as their op's pending text. sac is the sentinel being asked (sidx the
+     * sentinel's index, ask_timer its deadline); role_ac the connection whose ROLE is awaited. */
+    bool verified;
+    redisAsyncContext *sac;
+    size_t sidx;
+    struct event *ask_timer;
+    redisAsyncContext *role_ac;
+    char auth_error[160]; /* AUTH's error reply on role_ac */
     char last_error[160];
     struct sa_op *ops; /* not completed yet */
     int depth;         /* user callbacks running */
@@ -71,6 +86,9 @@ static void sa_op_maybe_free(struct sa_op *op)
     if (op->completed && !op->hiredis_owned) {
         if (op->timer) {
             event_free(op->timer);
+        }
+        if (op->pending) {
+            redisFreeCommand(op->pending);
         }
         xfree(op);
     }
@@ -167,6 +185,12 @@ static void sa_on_reply(redisAsyncContext *ac, void *r, void *priv)
         sa_fail(op, ERRC_UNAVAILABLE, msg);
     } else if (reply->type == REDIS_REPLY_ERROR) {
         struct err e = ERR_INIT;
+        if (op->s->url.master[0] && op->s->ac == ac && store_reply_not_primary(reply->str)) {
+            /* the primary became a replica: the next command asks the sentinels again */
+            op->s->ac = NULL;
+            op->s->verified = false;
+            redisAsyncDisconnect(ac);
+        }
         err_set(&e, ERRC_UNAVAILABLE, "redis at %s: %s", op->s->display, reply->str);
         snprintf(e.detail, sizeof(e.detail), "%s", reply->str);
         sa_complete(op, false, 0, &e);
@@ -208,7 +232,10 @@ static void sa_on_connect(const redisAsyncContext *ac, int status)
     struct store_async *s = ac->data;
     if (status != REDIS_OK) {
         snprintf(s->last_error, sizeof(s->last_error), "%s", ac->errstr);
-        s->ac = NULL; /* hiredis frees the context after this callback */
+        if (s->ac == ac) {
+            s->ac = NULL; /* hiredis frees the context after this callback */
+            s->verified = false;
+        }
     }
 }
 
@@ -218,7 +245,21 @@ static void sa_on_disconnect(const redisAsyncContext *ac, int status)
     if (status != REDIS_OK) {
         snprintf(s->last_error, sizeof(s->last_error), "%s", ac->errstr);
     }
-    s->ac = NULL;
+    if (s->ac == ac) {
+        s->ac = NULL;
+        s->verified = false;
+    }
+}
+
+static void sa_on_role(redisAsyncContext *ac, void *r, void *priv);
+
+static void sa_on_auth(redisAsyncContext *ac, void *r, void *priv)
+{
+    struct store_async *s = priv;
+    redisReply *reply = r;
+    if (s->role_ac == ac && reply != NULL && reply->type == REDIS_REPLY_ERROR) {
+        snprintf(s->auth_error, sizeof(s->auth_error), "%s", reply->str);
+    }
 }
 
 static int sa_connect(struct store_async *s, struct err *e)
@@ -249,6 +290,25 @@ static int sa_connect(struct store_async *s, struct err *e)
     redisAsyncSetConnectCallback(ac, sa_on_connect);
     redisAsyncSetDisconnectCallback(ac, sa_on_disconnect);
     s->ac = ac;
+    s->verified = s->url.master[0] == '\0';
+    if (!s->verified) {
+        /* AUTH, ROLE, SELECT: the commands waiting are sent once ROLE says "master" */
+        s->role_ac = ac;
+        s->auth_error[0] = '\0';
+        if (s->url.password[0]) {
+            const char *av[] = { "AUTH", s->url.password };
+            redisAsyncCommandArgv(ac, sa_on_auth, s, 2, av, NULL);
+        }
+        const char *av[] = { "ROLE" };
+        redisAsyncCommandArgv(ac, sa_on_role, s, 1, av, NULL);
+        if (s->url.db != 0) {
+            char db[16];
+            snprintf(db, sizeof(db), "%d", s->url.db);
+            const char *sv[] = { "SELECT", db };
+            redisAsyncCommandArgv(ac, NULL, NULL, 2, sv, NULL);
+        }
+        return 0;
+    }
     if (s->url.password[0]) {
         const char *av[] = { "AUTH", s->url.password };
         redisAsyncCommandArgv(ac, NULL, NULL, 2, av, NULL);
@@ -262,6 +322,233 @@ static int sa_connect(struct store_async *s, struct err *e)
     return 0;
 }
 
+/* ---- Sentinel: the ask, the check, the commands waiting ---- */
+
+/* Fails every command waiting for a primary (ERRC_UNAVAILABLE, why). Their callbacks may send
+ * again: those wait for a new ask. */
+static void sa_pending_fail(struct store_async *s, const char *why)
+{
+    struct sa_op *waiting = NULL;
+    for (struct sa_op *op = s->ops, *next; op; op = next) {
+        next = op->next;
+        if (op->pending && !op->completed) {
+            sa_list_remove(s, op);
+            op->next = waiting;
+            waiting = op;
+        }
+    }
+    while (waiting) {
+        struct sa_op *op = waiting;
+        waiting = op->next;
+        op->next = NULL;
+        struct err e = ERR_INIT;
+        err_set(&e, ERRC_UNAVAILABLE, "redis at %s: %s", s->display, why);
+        /* sa_complete takes it off the list it is no longer on: a no-op */
+        sa_complete(op, false, 0, &e);
+        sa_op_maybe_free(op);
+    }
+}
+
+/* Sends the commands waiting, oldest first, on the checked primary. */
+static void sa_pending_flush(struct store_async *s)
+{
+    struct sa_op *op = s->ops;
+    while (op && op->next) {
+        op = op->next;
+    }
+    for (struct sa_op *prev; op && !s->freeing; op = prev) {
+        prev = op->prev;
+        if (op->pending == NULL || op->completed) {
+            continue;
+        }
+        int rc = redisAsyncFormattedCommand(s->ac, sa_on_reply, op, op->pending, op->pending_len);
+        redisFreeCommand(op->pending);
+        op->pending = NULL;
+        if (rc == REDIS_OK) {
+            op->hiredis_owned = true;
+        } else {
+            sa_fail(op, ERRC_UNAVAILABLE, "cannot send the command: connection closing");
+            sa_op_maybe_free(op);
+        }
+    }
+}
+
+static void sa_set_display(struct store_async *s)
+{
+    if (s->url.master[0] && s->url.host[0]) {
+        snprintf(s->display, sizeof(s->display), "%s (primary %s:%d)", s->url_display, s->url.host,
+                 s->url.port);
+    } else {
+        snprintf(s->display, sizeof(s->display), "%s", s->url_display);
+    }
+}
+
+static void sa_on_role(redisAsyncContext *ac, void *r, void *priv)
+{
+    struct store_async *s = priv;
+    redisReply *reply = r;
+    if (s->role_ac != ac) {
+        return; /* the client is being freed */
+    }
+    s->role_ac = NULL;
+    if (s->auth_error[0] == '\0' && reply != NULL && reply->type == REDIS_REPLY_ARRAY &&
+        reply->elements >= 1 && reply->element[0]->type == REDIS_REPLY_STRING &&
+        strcmp(reply->element[0]->str, "master") == 0 && s->ac == ac) {
+        s->verified = true;
+        sa_pending_flush(s);
+        return;
+    }
+    char why[200];
+    if (s->auth_error[0]) {
+        snprintf(why, sizeof(why), "AUTH: %s", s->auth_error);
+    } else if (reply == NULL) {
+        snprintf(why, sizeof(why), "unreachable: %s",
+                 ac->errstr[0] ? ac->errstr
+                               : (s->last_error[0] ? s->last_error : "connection closed"));
+    } else if (reply->type == REDIS_REPLY_ERROR) {
+        snprintf(why, sizeof(why), "%s", reply->str);
+    } else {
+        snprintf(why, sizeof(why),
+                 "the server the sentinels named is not a primary (a failover is in progress)");
+    }
+    if (s->ac == ac) {
+        s->ac = NULL;
+        s->verified = false;
+    }
+    if (reply != NULL) {
+        redisAsyncDisconnect(ac);
+    }
+    sa_pending_fail(s, why);
+}
+
+static int sa_ask_next(struct store_async *s);
+
+/* The ask's end: the primary's address (host non-NULL) or one more sentinel failed. */
+static void sa_ask_done(struct store_async *s, const char *host, int port, const char *why)
+{
+    if (s->freeing) {
+        return; /* its commands were canceled; the release is due */
+    }
+    if (host != NULL) {
+        struct err e = ERR_INIT;
+        snprintf(s->url.host, sizeof(s->url.host), "%s", host);
+        s->url.port = port;
+        sa_set_display(s);
+        if (sa_connect(s, &e) != 0) {
+            sa_pending_fail(s, e.msg);
+        }
+        return;
+    }
+    snprintf(s->last_error, sizeof(s->last_error), "sentinel %s:%d: %s",
+             s->url.sentinel[s->sidx].host, s->url.sentinel[s->sidx].port, why);
+    s->sidx++;
+    if (sa_ask_next(s) != 0) {
+        char msg[400];
+        snprintf(msg, sizeof(msg), "no sentinel gave the primary of '%s' (last: %s)", s->url.master,
+                 s->last_error);
+        sa_pending_fail(s, msg);
+    }
+}
+
+static void sa_on_ask(redisAsyncContext *ac, void *r, void *priv)
+{
+    struct store_async *s = priv;
+    redisReply *reply = r;
+    char host[256];
+    int port = 0;
+    if (s->sac != ac) {
+        return; /* abandoned: timed out, or the client is being freed */
+    }
+    s->sac = NULL;
+    evtimer_del(s->ask_timer);
+    if (reply == NULL) {
+        sa_ask_done(s, NULL, 0, ac->errstr[0] ? ac->errstr : "connection closed");
+        return;
+    }
+    redisAsyncDisconnect(ac); /* after this callback: one question per connection */
+    if (reply->type == REDIS_REPLY_ERROR) {
+        sa_ask_done(s, NULL, 0, reply->str);
+        return;
+    }
+    const char *v[2] = { NULL, NULL };
+    size_t len[2] = { 0, 0 };
+    for (size_t k = 0; reply->type == REDIS_REPLY_ARRAY && k < reply->elements && k < 2; k++) {
+        if (reply->element[k]->type == REDIS_REPLY_STRING) {
+            v[k] = reply->element[k]->str;
+            len[k] = (size_t)reply->element[k]->len;
+        }
+    }
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 && v[0] && v[1] &&
+        store_sentinel_addr(v, len, 2, host, sizeof(host), &port) == 0) {
+        sa_ask_done(s, host, port, NULL);
+    } else if (reply->type == REDIS_REPLY_NIL) {
+        sa_ask_done(s, NULL, 0, "does not know that master");
+    } else {
+        sa_ask_done(s, NULL, 0, "bad reply to SENTINEL get-master-addr-by-name");
+    }
+}
+
+static void sa_on_sentinel_disconnect(const redisAsyncContext *ac, int status)
+{
+    struct store_async *s = ac->data;
+    (void)status;
+    if (s->sac == ac) {
+        s->sac = NULL; /* the reply callback has run already (NULL reply) */
+    }
+}
+
+static void sa_on_ask_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct store_async *s = arg;
+    redisAsyncContext *ac = s->sac;
+    (void)fd;
+    (void)what;
+    if (ac == NULL) {
+        return;
+    }
+    s->sac = NULL;
+    redisAsyncFree(ac); /* its reply callback finds it abandoned */
+    sa_ask_done(s, NULL, 0, "no answer in time");
+}
+
+/* Asks sentinel sidx, or the next one that can be connected to; -1 when none is left
+ * (s->last_error says why the last one failed). */
+static int sa_ask_next(struct store_async *s)
+{
+    for (; s->sidx < s->url.nsentinels; s->sidx++) {
+        redisAsyncContext *ac =
+            redisAsyncConnect(s->url.sentinel[s->sidx].host, s->url.sentinel[s->sidx].port);
+        if (ac == NULL) {
+            oom_die(sizeof(*ac));
+        }
+        if (ac->err) {
+            snprintf(s->last_error, sizeof(s->last_error), "sentinel %s:%d: %s",
+                     s->url.sentinel[s->sidx].host, s->url.sentinel[s->sidx].port, ac->errstr);
+            redisAsyncFree(ac);
+            continue;
+        }
+        ac->data = s;
+        if (redisLibeventAttach(ac, s->base) != REDIS_OK) {
+            redisAsyncFree(ac);
+            snprintf(s->last_error, sizeof(s->last_error), "cannot attach to the event loop");
+            return -1;
+        }
+        redisAsyncSetDisconnectCallback(ac, sa_on_sentinel_disconnect);
+        const char *av[] = { "SENTINEL", "get-master-addr-by-name", s->url.master };
+        s->sac = ac;
+        if (redisAsyncCommandArgv(ac, sa_on_ask, s, 3, av, NULL) != REDIS_OK) {
+            s->sac = NULL;
+            redisAsyncFree(ac);
+            continue;
+        }
+        struct timeval tv = { STORE_ASYNC_SENTINEL_MS / 1000,
+                              (STORE_ASYNC_SENTINEL_MS % 1000) * 1000 };
+        evtimer_add(s->ask_timer, &tv);
+        return 0;
+    }
+    return -1;
+}
+
 struct store_async *store_async_new(struct event_base *base, const char *url, struct err *e)
 {
     struct store_async *s = xcalloc(1, sizeof(*s));
@@ -270,12 +557,25 @@ struct store_async *store_async_new(struct event_base *base, const char *url, st
         return NULL;
     }
     s->base = base;
-    store_url_display(&s->url, s->display, sizeof(s->display));
+    store_url_display(&s->url, s->url_display, sizeof(s->url_display));
+    sa_set_display(s);
+    if (s->url.master[0] && (s->ask_timer = evtimer_new(base, sa_on_ask_timeout, s)) == NULL) {
+        oom_die(event_get_struct_event_size());
+    }
     return s;
 }
 
 static void sa_release(struct store_async *s)
 {
+    s->role_ac = NULL;
+    if (s->sac) {
+        redisAsyncContext *ac = s->sac;
+        s->sac = NULL;
+        redisAsyncFree(ac);
+    }
+    if (s->ask_timer) {
+        event_free(s->ask_timer);
+    }
     if (s->ac) {
         redisAsyncContext *ac = s->ac;
         s->ac = NULL;
@@ -323,7 +623,17 @@ static struct sa_op *sa_send(struct store_async *s, enum sa_kind kind, int argc,
         err_set(e, ERRC_INVALID, "redis command timeout must be positive");
         return NULL;
     }
-    if (sa_connect(s, e) != 0) {
+    if (s->url.master[0]) {
+        if (s->ac == NULL && s->sac == NULL) {
+            /* no primary: ask the sentinels (the command waits for the answer and the check) */
+            s->sidx = 0;
+            if (sa_ask_next(s) != 0) {
+                err_set(e, ERRC_UNAVAILABLE, "redis at %s: no sentinel reachable (last: %s)",
+                        s->display, s->last_error);
+                return NULL;
+            }
+        }
+    } else if (sa_connect(s, e) != 0) {
         return NULL;
     }
     op = xcalloc(1, sizeof(*op));
@@ -334,7 +644,13 @@ static struct sa_op *sa_send(struct store_async *s, enum sa_kind kind, int argc,
     if (op->timer == NULL) {
         oom_die(event_get_struct_event_size());
     }
-    if (redisAsyncCommandArgv(s->ac, sa_on_reply, op, argc, av, avlen) != REDIS_OK) {
+    if (!s->verified) {
+        int len = redisFormatCommandArgv(&op->pending, argc, av, avlen);
+        if (len < 0) {
+            oom_die((size_t)argc);
+        }
+        op->pending_len = (size_t)len;
+    } else if (redisAsyncCommandArgv(s->ac, sa_on_reply, op, argc, av, avlen) != REDIS_OK) {
         err_set(e, ERRC_UNAVAILABLE, "redis at %s: cannot send the command: %s", s->display,
                 s->ac->errstr[0] ? s->ac->errstr : "connection closing");
         event_free(op->timer);

@@ -9,6 +9,7 @@
 #include "store/store.h"
 
 #include <hiredis/hiredis.h>
+#include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
@@ -18,6 +19,8 @@
 #include "core/util.h"
 
 #define STORE_TIMEOUT_MS 5000
+/* per sentinel asked: a sentinel that does not answer soon is skipped for the next */
+#define STORE_SENTINEL_TIMEOUT_MS 1000
 
 /* store/bucket.lua without its comments; tests/unit/store checks the two agree. */
 const char store_bucket_lua[] =
@@ -104,6 +107,105 @@ bool store_err_index_incomplete(const struct err *e)
            strstr(e->detail, STORE_INDEX_INCOMPLETE) != NULL;
 }
 
+/* host[:port] or [v6]:port (len bytes at p) into host and *port (left alone when absent). */
+static int hostport_parse(const char *p, size_t len, const char *shown, char *host, size_t cap,
+                          int *port, struct err *e)
+{
+    char hp[300];
+    if (len == 0 || len >= sizeof(hp)) {
+        return err_set(e, ERRC_INVALID, "redis URL '%s': missing host", shown);
+    }
+    memcpy(hp, p, len);
+    hp[len] = '\0';
+    char *h = hp, *pt = NULL;
+    if (hp[0] == '[') {
+        char *end = strchr(hp, ']');
+        if (end == NULL) {
+            return err_set(e, ERRC_INVALID, "redis URL '%s': unterminated [IPv6] host", shown);
+        }
+        *end = '\0';
+        h = hp + 1;
+        if (end[1] == ':') {
+            pt = end + 2;
+        } else if (end[1] != '\0') {
+            return err_set(e, ERRC_INVALID, "redis URL '%s': bad host", shown);
+        }
+    } else {
+        char *c = strchr(hp, ':');
+        if (c) {
+            *c = '\0';
+            pt = c + 1;
+        }
+    }
+    if (*h == '\0' || strlen(h) >= cap) {
+        return err_set(e, ERRC_INVALID, "redis URL '%s': bad host", shown);
+    }
+    memcpy(host, h, strlen(h) + 1);
+    if (pt) {
+        uint64_t v;
+        if (str_to_u64(pt, &v) != 0 || v == 0 || v > 65535) {
+            return err_set(e, ERRC_INVALID, "redis URL '%s': bad port '%s'", shown, pt);
+        }
+        *port = (int)v;
+    }
+    return 0;
+}
+
+/* redis-sentinel://host[:port][,host[:port]...]/master[/db] after its userinfo (p). */
+static int sentinel_parse(const char *p, const char *shown, struct store_url *out, struct err *e)
+{
+    const char *slash = strchr(p, '/');
+    if (slash == NULL || slash[1] == '\0' || slash[1] == '/') {
+        return err_set(e, ERRC_INVALID,
+                       "redis URL '%s': expected redis-sentinel://host:port[,host:port...]/master"
+                       "[/db]",
+                       shown);
+    }
+    for (const char *h = p; h < slash;) {
+        const char *comma = memchr(h, ',', (size_t)(slash - h));
+        const char *end = comma ? comma : slash;
+        if (out->nsentinels == STORE_SENTINELS_MAX) {
+            return err_set(e, ERRC_INVALID, "redis URL '%s': more than %d sentinels", shown,
+                           STORE_SENTINELS_MAX);
+        }
+        out->sentinel[out->nsentinels].port = 26379;
+        if (hostport_parse(h, (size_t)(end - h), shown, out->sentinel[out->nsentinels].host,
+                           sizeof(out->sentinel[0].host), &out->sentinel[out->nsentinels].port,
+                           e) != 0) {
+            return -1;
+        }
+        out->nsentinels++;
+        h = comma ? comma + 1 : slash;
+        if (comma && h == slash) {
+            return err_set(e, ERRC_INVALID, "redis URL '%s': missing host", shown);
+        }
+    }
+    if (out->nsentinels == 0) {
+        return err_set(e, ERRC_INVALID, "redis URL '%s': missing host", shown);
+    }
+    const char *name = slash + 1;
+    const char *dbs = strchr(name, '/');
+    size_t len = dbs ? (size_t)(dbs - name) : strlen(name);
+    if (len >= sizeof(out->master)) {
+        return err_set(e, ERRC_INVALID, "redis URL '%s': master name too long", shown);
+    }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (c <= ' ' || c >= 0x7f || c == '?' || c == '#') {
+            return err_set(e, ERRC_INVALID, "redis URL '%s': bad master name", shown);
+        }
+    }
+    memcpy(out->master, name, len);
+    if (dbs && dbs[1]) {
+        uint64_t db;
+        if (str_to_u64(dbs + 1, &db) != 0 || db > 1000) {
+            return err_set(e, ERRC_INVALID, "redis URL '%s': bad database '%s'", shown, dbs + 1);
+        }
+        out->db = (int)db;
+    }
+    return 0;
+}
+
 /* The parse proper; messages show the URL as shown (its password redacted). */
 static int url_parse(const char *url, const char *shown, struct store_url *out, struct err *e)
 {
@@ -127,11 +229,13 @@ static int url_parse(const char *url, const char *shown, struct store_url *out, 
         }
         return 0;
     }
-    if (!str_has_prefix(url, "redis://")) {
-        return err_set(e, ERRC_INVALID, "redis URL '%s': must start with redis:// or unix://",
+    bool sentinel = str_has_prefix(url, "redis-sentinel://");
+    if (!sentinel && !str_has_prefix(url, "redis://")) {
+        return err_set(e, ERRC_INVALID,
+                       "redis URL '%s': must start with redis://, redis-sentinel:// or unix://",
                        shown);
     }
-    const char *p = url + strlen("redis://");
+    const char *p = strstr(url, "://") + 3;
     const char *at = strrchr(p, '@');
     if (at) {
         const char *colon = memchr(p, ':', (size_t)(at - p));
@@ -143,44 +247,13 @@ static int url_parse(const char *url, const char *shown, struct store_url *out, 
         memcpy(out->password, pw, len);
         p = at + 1;
     }
+    if (sentinel) {
+        return sentinel_parse(p, shown, out, e);
+    }
     const char *slash = strchr(p, '/');
     size_t hostport = slash ? (size_t)(slash - p) : strlen(p);
-    char hp[300];
-    if (hostport == 0 || hostport >= sizeof(hp)) {
-        return err_set(e, ERRC_INVALID, "redis URL '%s': missing host", shown);
-    }
-    memcpy(hp, p, hostport);
-    hp[hostport] = '\0';
-    char *host = hp, *port = NULL;
-    if (hp[0] == '[') {
-        char *end = strchr(hp, ']');
-        if (end == NULL) {
-            return err_set(e, ERRC_INVALID, "redis URL '%s': unterminated [IPv6] host", shown);
-        }
-        *end = '\0';
-        host = hp + 1;
-        if (end[1] == ':') {
-            port = end + 2;
-        } else if (end[1] != '\0') {
-            return err_set(e, ERRC_INVALID, "redis URL '%s': bad host", shown);
-        }
-    } else {
-        char *c = strchr(hp, ':');
-        if (c) {
-            *c = '\0';
-            port = c + 1;
-        }
-    }
-    if (*host == '\0' || strlen(host) >= sizeof(out->host)) {
-        return err_set(e, ERRC_INVALID, "redis URL '%s': bad host", shown);
-    }
-    memcpy(out->host, host, strlen(host) + 1);
-    if (port) {
-        uint64_t v;
-        if (str_to_u64(port, &v) != 0 || v == 0 || v > 65535) {
-            return err_set(e, ERRC_INVALID, "redis URL '%s': bad port '%s'", shown, port);
-        }
-        out->port = (int)v;
+    if (hostport_parse(p, hostport, shown, out->host, sizeof(out->host), &out->port, e) != 0) {
+        return -1;
     }
     if (slash && slash[1]) {
         uint64_t db;
@@ -203,7 +276,18 @@ int store_url_parse(const char *url, struct store_url *out, struct err *e)
 
 void store_url_display(const struct store_url *u, char *out, size_t cap)
 {
-    if (u->path[0]) {
+    if (u->master[0]) {
+        struct buf b = BUF_INIT;
+        buf_addstr(&b, "redis-sentinel://");
+        for (size_t i = 0; i < u->nsentinels; i++) {
+            const char *h = u->sentinel[i].host;
+            buf_addf(&b, strchr(h, ':') ? "%s[%s]:%d" : "%s%s:%d", i ? "," : "", h,
+                     u->sentinel[i].port);
+        }
+        buf_addf(&b, "/%s/%d", u->master, u->db);
+        snprintf(out, cap, "%s", buf_cstr(&b));
+        buf_release(&b);
+    } else if (u->path[0]) {
         snprintf(out, cap, "unix://%s", u->path);
     } else if (strchr(u->host, ':')) {
         snprintf(out, cap, "redis://[%s]:%d/%d", u->host, u->port, u->db);
@@ -573,6 +657,7 @@ static void replies_free(redisReply **r, size_t n)
 struct store *store_connect(const char *url, struct err *e)
 {
     struct store_url u;
+    redisReply **r = NULL;
     if (store_url_parse(url, &u, e) != 0) {
         return NULL;
     }
@@ -580,6 +665,15 @@ struct store *store_connect(const char *url, struct err *e)
     struct cmdbuf *cb = cmd_batch(s);
     store_url_display(&u, s->display, sizeof(s->display));
     struct timeval tv = { STORE_TIMEOUT_MS / 1000, (STORE_TIMEOUT_MS % 1000) * 1000 };
+    if (u.master[0]) {
+        /* the primary's address now; messages name the sentinels' URL and that address */
+        if (store_sentinel_primary(&u, STORE_SENTINEL_TIMEOUT_MS, u.host, sizeof(u.host), &u.port,
+                                   e) != 0) {
+            goto fail;
+        }
+        size_t len = strlen(s->display);
+        snprintf(s->display + len, sizeof(s->display) - len, " (primary %s:%d)", u.host, u.port);
+    }
     s->rc = u.path[0] ? redisConnectUnixWithTimeout(u.path, tv)
                       : redisConnectWithTimeout(u.host, u.port, tv);
     if (s->rc == NULL || s->rc->err) {
@@ -596,14 +690,35 @@ struct store *store_connect(const char *url, struct err *e)
         CMD_LIT(cb, "AUTH");
         cmd_str(cb, u.password);
     }
+    if (u.master[0]) {
+        cmd_begin(cb, 1);
+        CMD_LIT(cb, "ROLE");
+    }
     cmd_begin(cb, 2);
     CMD_LIT(cb, "SELECT");
     cmd_u64(cb, (uint64_t)u.db); /* 0..1000 (store_url_parse) */
-    if (cmd_run(s, NULL, e) != 0) {
+    if (cmd_run(s, u.master[0] ? &r : NULL, e) != 0) {
         goto fail;
     }
+    if (u.master[0]) {
+        /* ROLE's reply: AUTH's (when sent) comes first */
+        redisReply *role = r[u.password[0] ? 1 : 0];
+        if (role->type != REDIS_REPLY_ARRAY || role->elements < 1 ||
+            role->element[0]->type != REDIS_REPLY_STRING ||
+            strcmp(role->element[0]->str, "master") != 0) {
+            err_set(e, ERRC_UNAVAILABLE,
+                    "redis at %s: the server the sentinels named is not a primary (a failover "
+                    "is in progress)",
+                    s->display);
+            goto fail;
+        }
+        replies_free(r, u.password[0] ? 3 : 2);
+    }
+    OPENSSL_cleanse(u.password, sizeof(u.password));
     return s;
 fail:
+    replies_free(r, r ? (u.password[0] ? 3 : 2) : 0);
+    OPENSSL_cleanse(u.password, sizeof(u.password));
     store_free(s);
     return NULL;
 }
@@ -752,14 +867,14 @@ int store_certs_index(struct store *s, const struct store_cert *certs, size_t n,
  * already (a reindex replaying the changes of a certificate AWS heard of). The fields are those of
  * jobs_enqueue_argv (jobs/jobs.h). KEYS[3] the stream; ARGV[5] the job record's key prefix,
  * ARGV[6] now in ms; seq is the change's audit seq, recorded by the job as change_seq. */
-#define ENQUEUE_STATUS_JOB_LUA                                                                    \
-    "local fp = redis.call('HGET', KEYS[1], 'fingerprint')\n"                                    \
-    "if fp and #fp == 64 then\n"                                                                 \
-    "  local r = redis.call('HMGET', ARGV[5] .. fp, 'state', 'change_seq')\n"                    \
-    "  if not (r[1] == 'DONE' and (tonumber(r[2]) or 0) >= tonumber(ARGV[4])) then\n"          \
-    "    redis.call('XADD', KEYS[3], 'MAXLEN', '~', '1000000', '*', 'cert', fp, 'serial',\n"     \
-    "               ARGV[1], 'change_seq', ARGV[4], 'src', ARGV[7], 'enq_ms', ARGV[6])\n"        \
-    "  end\n"                                                                                    \
+#define ENQUEUE_STATUS_JOB_LUA                                                               \
+    "local fp = redis.call('HGET', KEYS[1], 'fingerprint')\n"                                \
+    "if fp and #fp == 64 then\n"                                                             \
+    "  local r = redis.call('HMGET', ARGV[5] .. fp, 'state', 'change_seq')\n"                \
+    "  if not (r[1] == 'DONE' and (tonumber(r[2]) or 0) >= tonumber(ARGV[4])) then\n"        \
+    "    redis.call('XADD', KEYS[3], 'MAXLEN', '~', '1000000', '*', 'cert', fp, 'serial',\n" \
+    "               ARGV[1], 'change_seq', ARGV[4], 'src', ARGV[7], 'enq_ms', ARGV[6])\n"    \
+    "  end\n"                                                                                \
     "end\n"
 
 /* KEYS: cert:<serial>, ca:<ca>:revoked, the revoke jobs' stream, ca:<ca>:expiry; ARGV: serial,
@@ -776,9 +891,7 @@ static const char revoke_lua[] =
     "redis.call('HSET', KEYS[1], 'status', 'revoked', 'revoked_at', ARGV[2], 'reason', ARGV[3],\n"
     "           'revoke_seq', ARGV[4])\n"
     "redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. ' ' .. ARGV[3])\n"
-    "redis.call('ZREM', KEYS[4], ARGV[1])\n"
-    ENQUEUE_STATUS_JOB_LUA
-    "return 0\n";
+    "redis.call('ZREM', KEYS[4], ARGV[1])\n" ENQUEUE_STATUS_JOB_LUA "return 0\n";
 
 /* KEYS: cert:<serial>, ca:<ca>:revoked, the revoke jobs' stream, ca:<ca>:expiry; ARGV: serial,
  * "", "", seq, the job record prefix, now (ms), "release". Releases a hold: the certificate is
@@ -806,9 +919,7 @@ static const char release_lua[] =
     "  local t = days * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(se)\n"
     "  if t < 0 then t = 0 end\n"
     "  redis.call('ZADD', KEYS[4], t, ARGV[1])\n"
-    "end\n"
-    ENQUEUE_STATUS_JOB_LUA
-    "return 0\n";
+    "end\n" ENQUEUE_STATUS_JOB_LUA "return 0\n";
 
 static int status_change(struct store *s, const char *lua, size_t lualen,
                          const struct store_revocation *r, size_t n, const char *src,

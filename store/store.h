@@ -44,18 +44,48 @@
 
 #define STORE_PREFIX "jitrca:"
 
+#define STORE_SENTINELS_MAX 8
+
 struct store_url {
     char host[256];
     int port;
     char path[256]; /* unix socket, "" for TCP */
     char password[256];
     int db;
+    /* redis-sentinel://: the primary of master is asked of the sentinels (host and port above
+     * are unused); master is "" for the other schemes */
+    char master[128];
+    size_t nsentinels;
+    struct {
+        char host[256];
+        int port;
+    } sentinel[STORE_SENTINELS_MAX];
 };
 
-/* Parses redis://[:password@]host[:port][/db] and unix:///path[?db=N]. */
+/* Parses redis://[:password@]host[:port][/db], unix:///path[?db=N] and
+ * redis-sentinel://[:password@]host[:port][,host[:port]...]/master[/db] (sentinels' port 26379
+ * by default; the password is the data nodes', the sentinels are asked without one). */
 int store_url_parse(const char *url, struct store_url *out, struct err *e) ATTR_WUR;
 /* The URL without its password, for messages. */
 void store_url_display(const struct store_url *u, char *out, size_t cap);
+
+/* ---- Sentinel (store/sentinel.c) --------------------------------------------------------------
+ *
+ * A redis-sentinel:// URL names a primary that Redis Sentinel may move: every connection (the
+ * synchronous client's store_connect, the asynchronous client's on first use and after a loss)
+ * asks the sentinels in turn (SENTINEL get-master-addr-by-name) for the primary's address, then
+ * checks with ROLE that the server there is a primary, and only then sends commands. A command
+ * that fails because the server became a replica (READONLY) drops the connection, so the next
+ * one asks again. Nothing is retried here: callers see ERRC_UNAVAILABLE as for any loss. */
+
+/* Asks the sentinels of u (synchronously, timeout_ms per sentinel) for the primary's address. */
+int store_sentinel_primary(const struct store_url *u, int timeout_ms, char *host, size_t cap,
+                           int *port, struct err *e) ATTR_WUR;
+/* The reply to SENTINEL get-master-addr-by-name as two strings: host and port (0 when valid). */
+int store_sentinel_addr(const char *const *v, const size_t *len, size_t n, char *host, size_t cap,
+                        int *port) ATTR_WUR;
+/* Is an error reply the sign that the server is no primary (any more)? */
+bool store_reply_not_primary(const char *err_reply);
 
 struct store;
 
