@@ -75,7 +75,11 @@
 #define HEAD_SIZE       128                           /* the head file's fixed size */
 #define ZERO_HASH       "0000000000000000000000000000000000000000000000000000000000000000"
 
-static const char *const reserved_keys[] = { "seq", "ts", "prev", "hash" };
+static const char *const reserved_keys[] = { "seq", "ts", "prev", "hash", "node" };
+
+/* A record's members are cut into NSEG segments by where "node", "prev", "seq" and "ts" sort
+ * among them; bounds hold NSEG offsets per record, then the end. */
+#define NSEG 5
 
 /* ---- SHA-256 of a line's body ---- */
 
@@ -300,7 +304,7 @@ out:
 struct audit_req {
     struct audit_req *next;
     const char *enc;      /* the records' members, encoded by the caller */
-    const size_t *bounds; /* 4n+1 offsets into enc: segments s0..s3 of each record, then end */
+    const size_t *bounds; /* NSEG*n+1 offsets into enc: the segments of each record, then end */
     size_t n;
     uint64_t first_seq;
     int rc;
@@ -329,6 +333,7 @@ struct audit_log {
     struct buf wbuf;
     struct buf scratch;
     struct hasher h;
+    char node[AUDIT_NODE_MAX + 1]; /* "" or the "node" member of every line */
 };
 
 struct audit_log *audit_open(const char *path, struct err *e)
@@ -391,6 +396,36 @@ fail:
     xfree(log);
     xfree(dcopy);
     return NULL;
+}
+
+bool audit_node_valid(const char *node)
+{
+    size_t n = node ? strlen(node) : 0;
+    if (n == 0 || n > AUDIT_NODE_MAX) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = node[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+struct audit_log *audit_open_node(const char *path, const char *node, struct err *e)
+{
+    if (node != NULL && node[0] != '\0' && !audit_node_valid(node)) {
+        err_set(e, ERRC_INVALID, "node id '%s': 1 to %d of A-Z a-z 0-9 . _ -", node,
+                AUDIT_NODE_MAX);
+        return NULL;
+    }
+    struct audit_log *log = audit_open(path, e);
+    if (log != NULL && node != NULL) {
+        snprintf(log->node, sizeof(log->node), "%s", node);
+    }
+    return log;
 }
 
 void audit_close(struct audit_log *log)
@@ -535,20 +570,24 @@ static int member_cmp(const void *a, const void *b)
     return strcmp(((const struct member *)a)->key, ((const struct member *)b)->key);
 }
 
-/* Which segment a record key goes to: 0 sorts before "prev", 1 before "seq", 2 before "ts". */
+/* Which segment a record key goes to: 0 sorts before "node", 1 before "prev", 2 before "seq",
+ * 3 before "ts". */
 static size_t key_segment(const char *k)
 {
-    if (strcmp(k, "prev") < 0) {
+    if (strcmp(k, "node") < 0) {
         return 0;
     }
-    if (strcmp(k, "seq") < 0) {
+    if (strcmp(k, "prev") < 0) {
         return 1;
     }
-    return strcmp(k, "ts") < 0 ? 2 : 3;
+    if (strcmp(k, "seq") < 0) {
+        return 2;
+    }
+    return strcmp(k, "ts") < 0 ? 3 : 4;
 }
 
 /* Encodes record idx (of n) as `,"key":value` members in sorted key order into out, setting
- * bounds[0..3] to where its segments start. */
+ * bounds[0..NSEG-1] to where its segments start. */
 static int rec_encode(json_t *rec, size_t idx, size_t n, struct buf *out, size_t *bounds,
                       struct err *e)
 {
@@ -607,7 +646,7 @@ static int rec_encode(json_t *rec, size_t idx, size_t n, struct buf *out, size_t
             goto out;
         }
     }
-    while (seg < 3) {
+    while (seg < NSEG - 1) {
         bounds[++seg] = out->len;
     }
     if (out->len - start > RECORD_MAX) {
@@ -1001,25 +1040,32 @@ static int line_build(struct audit_log *log, const struct audit_req *r, size_t i
                       const char *ts, char prev[HASH_HEX + 1], struct err *e)
 {
     struct buf *w = &log->wbuf;
-    const size_t *b = r->bounds + 4 * i;
+    const size_t *b = r->bounds + NSEG * i;
     size_t start = w->len;
 
+    /* every segment and each of our members starts with ','; the line's first one drops it */
     buf_addch(w, '{');
-    if (b[1] > b[0]) {
-        buf_add(w, r->enc + b[0] + 1, b[1] - b[0] - 1);
-        buf_addstr(w, ",\"prev\":\"");
-    } else {
-        buf_addstr(w, "\"prev\":\"");
+    buf_add(w, r->enc + b[0], b[1] - b[0]);
+    if (log->node[0]) {
+        buf_addstr(w, ",\"node\":\"");
+        buf_addstr(w, log->node); /* [A-Za-z0-9._-]: nothing to escape */
+        buf_addch(w, '"');
     }
+    buf_add(w, r->enc + b[1], b[2] - b[1]);
+    buf_addstr(w, ",\"prev\":\"");
     buf_add(w, prev, HASH_HEX);
     buf_addch(w, '"');
-    buf_add(w, r->enc + b[1], b[2] - b[1]);
-    buf_addf(w, ",\"seq\":%" PRIu64, seq);
     buf_add(w, r->enc + b[2], b[3] - b[2]);
+    buf_addf(w, ",\"seq\":%" PRIu64, seq);
+    buf_add(w, r->enc + b[3], b[4] - b[3]);
     buf_addstr(w, ",\"ts\":\"");
     buf_addstr(w, ts);
     buf_addch(w, '"');
-    buf_add(w, r->enc + b[3], b[4] - b[3]);
+    buf_add(w, r->enc + b[4], b[5] - b[4]);
+    /* drop the first member's ',' (there is always one: "prev") */
+    memmove(w->data + start + 1, w->data + start + 2, w->len - start - 2);
+    w->len--;
+    w->data[w->len] = '\0';
     if (hash_body(&log->h, w->data + start, w->len - start, prev, e) != 0) {
         return -1;
     }
@@ -1063,7 +1109,8 @@ static size_t commit_batch(struct audit_log *log, struct audit_req *batch, int64
     memcpy(prev, log->tail_hash, sizeof(prev));
     time_format_rfc3339_ms(ts, sizeof(ts));
     for (struct audit_req *r = batch; r; r = r->next) {
-        need += r->bounds[4 * r->n] + r->n * (HASH_SUFFIX_LEN + HASH_HEX + 80);
+        need +=
+            r->bounds[NSEG * r->n] + r->n * (HASH_SUFFIX_LEN + HASH_HEX + 80 + AUDIT_NODE_MAX + 12);
     }
     buf_reset(&log->wbuf);
     buf_reserve(&log->wbuf, need);
@@ -1179,17 +1226,17 @@ int audit_append(struct audit_log *log, json_t *const *recs, size_t n, uint64_t 
                  struct err *e)
 {
     struct buf enc = BUF_INIT;
-    size_t inline_bounds[5];
-    size_t *bounds = n <= 1 ? inline_bounds : xcalloc(4 * n + 1, sizeof(*bounds));
+    size_t inline_bounds[NSEG + 1];
+    size_t *bounds = n <= 1 ? inline_bounds : xcalloc(NSEG * n + 1, sizeof(*bounds));
     int rc = -1;
 
     buf_reserve(&enc, 256 * n);
     for (size_t i = 0; i < n; i++) {
-        if (rec_encode(recs[i], i, n, &enc, bounds + 4 * i, e) != 0) {
+        if (rec_encode(recs[i], i, n, &enc, bounds + NSEG * i, e) != 0) {
             goto out;
         }
     }
-    bounds[4 * n] = enc.len;
+    bounds[NSEG * n] = enc.len;
     rc = append_enc(log, enc.data, bounds, n, first_seq, e);
 out:
     if (bounds != inline_bounds) {
@@ -1203,8 +1250,8 @@ out:
 
 void audit_batch_begin(struct audit_batch *b)
 {
-    b->bounds = xgrow(b->bounds, sizeof(*b->bounds), 4 * (b->n + 1) + 1, &b->cap);
-    b->bounds[4 * b->n] = b->enc.len;
+    b->bounds = xgrow(b->bounds, sizeof(*b->bounds), NSEG * (b->n + 1) + 1, &b->cap);
+    b->bounds[NSEG * b->n] = b->enc.len;
     b->seg = 0;
     b->last_key = NULL;
 }
@@ -1218,7 +1265,7 @@ static void batch_key(struct audit_batch *b, const char *key)
     b->last_key = key;
     size_t s = key_segment(key);
     while (b->seg < s) {
-        b->bounds[4 * b->n + ++b->seg] = b->enc.len;
+        b->bounds[NSEG * b->n + ++b->seg] = b->enc.len;
     }
     buf_addch(&b->enc, ',');
     BUG_ON(add_jstr(&b->enc, key, strlen(key)) != 0);
@@ -1246,15 +1293,15 @@ void audit_batch_text(struct audit_batch *b, const char *key, const char *value)
 
 void audit_batch_end(struct audit_batch *b)
 {
-    while (b->seg < 3) {
-        b->bounds[4 * b->n + ++b->seg] = b->enc.len;
+    while (b->seg < NSEG - 1) {
+        b->bounds[NSEG * b->n + ++b->seg] = b->enc.len;
     }
-    if (b->enc.len - b->bounds[4 * b->n] > RECORD_MAX && b->bad_code == ERRC_OK) {
+    if (b->enc.len - b->bounds[NSEG * b->n] > RECORD_MAX && b->bad_code == ERRC_OK) {
         b->bad_code = ERRC_TOO_LARGE;
         b->bad_rec = b->n;
     }
     b->n++;
-    b->bounds[4 * b->n] = b->enc.len;
+    b->bounds[NSEG * b->n] = b->enc.len;
 }
 
 void audit_batch_reset(struct audit_batch *b)

@@ -32,6 +32,14 @@ struct audit_log;
 /* Opens (creating it, mode 0640, and its directory, mode 0750) the log at path. Nothing is read
  * until the first append. */
 struct audit_log *audit_open(const char *path, struct err *e) ATTR_WUR;
+
+/* The node name a log's records carry (several jitrd nodes, each with its own log: the config's
+ * node_id): 1 to AUDIT_NODE_MAX of [A-Za-z0-9._-]. */
+#define AUDIT_NODE_MAX 64
+bool audit_node_valid(const char *node);
+/* Opens the log as audit_open and, when node is not "", every record appended through it gets
+ * "node": node (a member the log sets, like "seq": records may not have it). */
+struct audit_log *audit_open_node(const char *path, const char *node, struct err *e) ATTR_WUR;
 void audit_close(struct audit_log *log);
 
 /* Appends n records durably. Each record is an object (borrowed, not modified) that must not

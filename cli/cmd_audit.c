@@ -24,12 +24,14 @@
 #define IMPORT_BATCH 1000
 
 static const char audit_usage[] =
-    "usage: jitrctl audit verify [--file PATH]\n"
+    "usage: jitrctl audit verify [--file PATH]...\n"
     "       jitrctl audit import FILE\n"
     "verify  checks the hash chain of the audit log (default: the configured one) and names\n"
     "        the first edited, removed, reordered or truncated line; exit 0 only when intact.\n"
     "        It also lists the quarantine files next to the log (PATH.quarantine.<time>): the\n"
     "        torn end of an acknowledged record that a writer moved aside, never deleted.\n"
+    "        --file may be given several times (the logs of several nodes): each is checked,\n"
+    "        exit 0 only when all are intact (--json: an array, one object per log).\n"
     "import  appends the issuance records of another host's audit log (after checking its\n"
     "        chain and each certificate's signature against this store's CAs) and indexes them.\n";
 
@@ -39,37 +41,15 @@ static long long file_size_or(const char *path)
     return stat(path, &st) == 0 ? (long long)st.st_size : -1;
 }
 
-static int audit_verify_cmd(struct cli *cli, int argc, char **argv, struct err *e)
+/* Checks one log; its JSON object goes to arr (NULL: printed alone) when --json. */
+static int verify_one(struct cli *cli, const char *path, json_t *arr, struct err *e)
 {
-    static const struct option opts[] = { { "file", required_argument, NULL, 1 },
-                                          { NULL, 0, NULL, 0 } };
-    const char *path = NULL;
-    int optidx = 0, ch;
-    while ((ch = cli_getopt(cli, argc, argv, opts, &optidx, e)) != -1) {
-        if (ch == 'h') {
-            return cli_usage(audit_usage);
-        }
-        if (ch != 1) {
-            return -1;
-        }
-        path = optarg;
-    }
-    if (optidx != argc) {
-        return err_set(e, ERRC_INVALID, "usage: jitrctl audit verify [--file PATH]");
-    }
-    if (path == NULL) {
-        const struct conf *c = cli_conf(cli, e);
-        if (c == NULL) {
-            return -1;
-        }
-        path = conf_audit_path(c);
-    }
     struct audit_report rep = { 0 };
     char **q = NULL;
     size_t nq = 0;
     int rc = 0;
     if (audit_verify(path, true, &rep, e) != 0 || audit_quarantine_list(path, &q, &nq, e) != 0) {
-        return -1;
+        return err_prefix(e, "audit log '%s'", path);
     }
     if (cli->json) {
         json_t *o = json_pack("{s:s,s:b,s:I}", "file", path, "intact", rep.problem == AUDIT_OK,
@@ -83,7 +63,11 @@ static int audit_verify_cmd(struct cli *cli, int argc, char **argv, struct err *
             json_array_append_new(qa, json_string(q[i]));
         }
         json_object_set_new(o, "quarantine", qa);
-        cli_print_json(o);
+        if (arr) {
+            json_array_append_new(arr, o);
+        } else {
+            cli_print_json(o);
+        }
     }
     /* what writers moved aside instead of deleting it: evidence for the operator */
     for (size_t i = 0; i < nq; i++) {
@@ -100,6 +84,61 @@ static int audit_verify_cmd(struct cli *cli, int argc, char **argv, struct err *
         printf("audit log %s: %llu records, chain intact\n", path,
                (unsigned long long)rep.records);
     }
+    return rc;
+}
+
+static int audit_verify_cmd(struct cli *cli, int argc, char **argv, struct err *e)
+{
+    static const struct option opts[] = { { "file", required_argument, NULL, 1 },
+                                          { NULL, 0, NULL, 0 } };
+    const char **paths = xcalloc((size_t)argc + 1, sizeof(*paths));
+    size_t n = 0;
+    int optidx = 0, ch, rc = 0;
+    json_t *arr = NULL;
+    struct err first = ERR_INIT;
+    while ((ch = cli_getopt(cli, argc, argv, opts, &optidx, e)) != -1) {
+        if (ch == 'h') {
+            xfree(paths);
+            return cli_usage(audit_usage);
+        }
+        if (ch != 1) {
+            xfree(paths);
+            return -1;
+        }
+        paths[n++] = optarg;
+    }
+    if (optidx != argc) {
+        xfree(paths);
+        return err_set(e, ERRC_INVALID, "usage: jitrctl audit verify [--file PATH]...");
+    }
+    if (n == 0) {
+        const struct conf *c = cli_conf(cli, e);
+        if (c == NULL) {
+            xfree(paths);
+            return -1;
+        }
+        paths[n++] = conf_audit_path(c);
+    }
+    arr = n > 1 && cli->json ? json_array() : NULL;
+    /* every log is checked, whatever the first ones hold; the error names the first problem */
+    for (size_t i = 0; i < n; i++) {
+        struct err one = ERR_INIT;
+        if (verify_one(cli, paths[i], arr, &one) != 0) {
+            if (rc == 0) {
+                first = one;
+            } else if (!cli->json) {
+                fprintf(stderr, "jitrctl: %s\n", one.msg);
+            }
+            rc = -1;
+        }
+    }
+    if (arr) {
+        cli_print_json(arr);
+    }
+    if (rc != 0 && e != NULL) {
+        *e = first;
+    }
+    xfree(paths);
     return rc;
 }
 
@@ -271,7 +310,7 @@ static int audit_import_cmd(struct cli *cli, int argc, char **argv, struct err *
         ca_authority_free(a);
     }
     if ((im->store = store_connect(im->conf->redis_url, e)) == NULL ||
-        (im->log = audit_open(conf_audit_path(im->conf), e)) == NULL) {
+        (im->log = audit_open_node(conf_audit_path(im->conf), im->conf->node_id, e)) == NULL) {
         goto out;
     }
     /* all or nothing: every record is checked before the first is written */

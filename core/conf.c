@@ -49,9 +49,17 @@ static const struct conf_key conf_keys[] = {
         "Directory of the CA store (ca/NAME/) and, by default, the audit log."),
     STR(redis_url, "redis://127.0.0.1:6379/0", "JITRCA_REDIS_URL",
         "Redis holding the index, serial reservations, queues and rate limits: "
-        "redis://[:password@]host[:port][/db] or unix:///path/to/socket[?db=N]."),
+        "redis://[:password@]host[:port][/db], unix:///path/to/socket[?db=N] or "
+        "redis-sentinel://[:password@]host:port[,host:port...]/master[/db] (the primary found "
+        "through Redis Sentinel; the password is the data nodes')."),
     STR(profiles_dir, JITRCA_PROFILES_DIR, NULL, "Directory of certificate profiles (*.json)."),
     STR(audit_log, "", NULL, "Path of the audit log; empty means DATA_DIR/audit/audit.log."),
+    STR(node_id, "", "JITRCA_NODE_ID",
+        "Name of this node when several share one Redis (1 to 64 of A-Z a-z 0-9 . _ -): every "
+        "audit record it writes carries it as \"node\". Empty: a single node, records without."),
+    STR(audit_peer_logs, "", NULL,
+        "The other nodes' audit logs, readable here (comma-separated paths): a rebuild of the "
+        "index replays them after this node's own log. Empty: this node's log only."),
     STR(default_ca, "", NULL,
         "CA, or issuing alias (jitrctl ca alias), that signs when no --ca is given; empty means "
         "the only active CA of the store."),
@@ -386,6 +394,14 @@ struct conf *conf_load(const char *path, struct err *e)
         err_set(e, ERRC_INVALID, "%s: data_dir, redis_url and profiles_dir must not be empty",
                 path ? path : "configuration");
         goto fail;
+    }
+    for (const char *p = c->node_id; *p; p++) {
+        if (!(isalnum((unsigned char)*p) || *p == '.' || *p == '_' || *p == '-') ||
+            p - c->node_id >= 64) {
+            err_set(e, ERRC_INVALID, "%s: key 'node_id' must be 1 to 64 of A-Z a-z 0-9 . _ -",
+                    path ? path : "configuration");
+            goto fail;
+        }
     }
     if (*c->audit_log) {
         c->_audit_path = xstrdup(c->audit_log);

@@ -37,6 +37,8 @@ struct conf {
     char *redis_url;           /* redis://[:password@]host[:port][/db] or unix:///path[?db=N] */
     char *profiles_dir;        /* certificate profiles, *.json */
     char *audit_log;           /* "" = DATA_DIR/audit/audit.log */
+    char *node_id;              /* this node's name in audit records ("" = a single node) */
+    char *audit_peer_logs;      /* other nodes' logs, comma-separated, replayed by a rebuild */
     char *default_ca;          /* CA used when --ca is absent; "" = the only active CA */
     char *default_profile;     /* profile used when none is asked for */
     char *key_passphrase_file; /* file holding the passphrase of file: keys ("" = none) */

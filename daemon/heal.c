@@ -13,6 +13,14 @@
  * next worker to ask takes over. A failed rebuild (say, a damaged audit log) is retried every
  * HEAL_RETRY_MS; the index stays incomplete and clients keep getting 503, not refusals.
  * Progress goes to the log and to /metrics (jitrd_index_*).
+ *
+ * The tail. Redis's replication is asynchronous: after a failover (Sentinel promoting a replica)
+ * or a restart that lost its last writes, index:ready is there but the newest index writes may be
+ * missing. Worker 0 notices that Redis was unreachable and is back with a complete index, or that
+ * the client now talks to another primary, and replays this node's own audit records from
+ * HEAL_TAIL_MARGIN_S before the loss was noticed (issuance_reindex_tail: what is missing is
+ * indexed, nothing that is there is overwritten), in the same thread as a rebuild. Every node
+ * does so with its own log: the index converges without an operator.
  */
 #include <event2/event.h>
 #include <pthread.h>
@@ -31,6 +39,9 @@
 #define HEAL_RETRY_MS     5000
 #define HEAL_TIMEOUT_MS   2000
 #define HEAL_LOG_EVERY_MS 5000
+/* how far before a loss the tail replay starts: covers the replication lag (the writes a replica
+ * had not received) and the time between the loss and its being noticed */
+#define HEAL_TAIL_MARGIN_S 120
 
 struct heal {
     struct event_base *base;
@@ -40,6 +51,13 @@ struct heal {
     bool asking; /* an EXISTS or SET NX in flight */
     int64_t last_ask_ms;
     int64_t retry_at_ms; /* after a failed rebuild */
+    /* the tail (worker 0): since when Redis is unreachable (0: it is not), the server it was
+     * last reached at */
+    int64_t down_since_ms;
+    char server[600];
+    bool tail;            /* the thread replays the tail (else it rebuilds) */
+    char since[40];       /* the tail's start (RFC 3339) */
+    int64_t tail_from_ms; /* down_since_ms to restore when the tail fails */
     bool stopping;
     /* the rebuild, while running */
     bool running;
@@ -74,7 +92,9 @@ static void *rebuild_main(void *arg)
     struct store *s = store_connect(h->snap->conf->redis_url, &h->err);
     h->rc = -1;
     h->logged_ms = time_now_ms();
-    if (s != NULL) {
+    if (s != NULL && h->tail) {
+        h->rc = issuance_reindex_tail(h->snap->conf, s, h->since, &h->st, &h->err);
+    } else if (s != NULL) {
         h->rc =
             issuance_reindex_locked(h->snap->conf, s, h->token, on_progress, h, &h->st, &h->err);
     }
@@ -92,6 +112,23 @@ static void on_rebuilt(evutil_socket_t fd, short what, void *arg)
     pthread_join(h->thread, NULL);
     h->running = false;
     int64_t ms = time_now_ms() - h->started_ms;
+    if (h->tail) {
+        h->tail = false;
+        if (h->rc == 0) {
+            log_info("audit tail since %s replayed into the index in %lld ms: %llu records, %llu "
+                     "certificates that were missing indexed, %llu revocations applied",
+                     h->since, (long long)ms, (unsigned long long)h->st.records,
+                     (unsigned long long)h->st.certificates, (unsigned long long)h->st.revoked);
+        } else {
+            h->down_since_ms = h->tail_from_ms; /* again at the next good answer */
+            h->retry_at_ms = time_now_ms() + HEAL_RETRY_MS;
+            log_warn("audit tail replay failed after %lld ms (retried in %d s): %s", (long long)ms,
+                     HEAL_RETRY_MS / 1000, h->err.msg);
+        }
+        snap_unref(h->snap);
+        h->snap = NULL;
+        return;
+    }
     metrics_index_rebuilt(h->rc == 0, h->st.records);
     if (h->rc == 0) {
         metrics_index_complete(1);
@@ -111,6 +148,30 @@ static void on_rebuilt(evutil_socket_t fd, short what, void *arg)
     }
     snap_unref(h->snap);
     h->snap = NULL;
+}
+
+static void start_tail(struct heal *h, struct snap *s, int64_t from_ms)
+{
+    time_t t = (time_t)(from_ms / 1000) - HEAL_TAIL_MARGIN_S;
+    h->snap = snap_ref(s);
+    err_clear(&h->err);
+    memset(&h->st, 0, sizeof(h->st));
+    h->tail = true;
+    h->tail_from_ms = from_ms;
+    time_format_rfc3339(t, h->since, sizeof(h->since));
+    h->started_ms = time_now_ms();
+    h->running = true;
+    log_warn("redis is back after a loss or a failover (%s): replaying this node's audit records "
+             "since %s into the index (writes the new primary may have lost)",
+             h->server, h->since);
+    if (pthread_create(&h->thread, NULL, rebuild_main, h) != 0) {
+        log_error("cannot start the audit tail thread");
+        h->running = false;
+        h->tail = false;
+        snap_unref(h->snap);
+        h->snap = NULL;
+        h->retry_at_ms = time_now_ms() + HEAL_RETRY_MS;
+    }
 }
 
 static void start_rebuild(struct heal *h, struct snap *s)
@@ -158,13 +219,30 @@ static void on_reply(void *arg, const struct store_reply *r, const struct err *e
         if (e->code != ERRC_CANCELED) {
             metrics_redis_up(0);
             log_debug("index check: %s", e->msg);
+            if (h->down_since_ms == 0) {
+                h->down_since_ms = time_now_ms();
+            }
         }
     } else if (!lock) {
         metrics_redis_up(1);
         bool ready = r->type == STORE_REPLY_INTEGER && r->integer == 1;
         metrics_index_complete(ready ? 1 : 0);
+        const char *server = store_async_server(h->rs);
+        if (h->slot == 0 && h->server[0] && strcmp(server, h->server) != 0 &&
+            h->down_since_ms == 0) {
+            h->down_since_ms = time_now_ms(); /* another primary without a loss seen */
+        }
+        snprintf(h->server, sizeof(h->server), "%s", server);
+        if (!ready) {
+            h->down_since_ms = 0; /* the rebuild replays everything */
+        }
         if (!ready && !h->stopping && !h->running && time_now_ms() >= h->retry_at_ms) {
             ask_send(h, s, true);
+        } else if (ready && h->slot == 0 && h->down_since_ms != 0 && !h->stopping && !h->running &&
+                   time_now_ms() >= h->retry_at_ms) {
+            int64_t from = h->down_since_ms;
+            h->down_since_ms = 0;
+            start_tail(h, s, from);
         }
     } else if (r->type == STORE_REPLY_STRING && !h->stopping && !h->running) {
         start_rebuild(h, s); /* "OK": the lock is ours */
@@ -197,6 +275,9 @@ static void ask_send(struct heal *h, struct snap *s, bool lock)
         xfree(a);
         if (!h->stopping) {
             metrics_redis_up(0);
+            if (h->down_since_ms == 0) {
+                h->down_since_ms = time_now_ms();
+            }
         }
         log_debug("index check: %s", e.msg);
     }

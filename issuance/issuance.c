@@ -193,7 +193,7 @@ struct issuance_ctx *issuance_ctx_open(const struct conf *c, const char *ca_name
     if (ctx->profiles == NULL) {
         goto fail;
     }
-    ctx->audit = audit_open(conf_audit_path(c), e);
+    ctx->audit = audit_open_node(conf_audit_path(c), c->node_id, e);
     if (ctx->audit == NULL) {
         goto fail;
     }
@@ -541,7 +541,7 @@ int issuance_audit_ca_op(const struct conf *c, const char *type, const char *ca,
     json_object_set_new(rec, "type", json_string(type));
     json_object_set_new(rec, "ca", json_string(ca));
     json_object_set_new(rec, "requester", json_string(who));
-    struct audit_log *log = audit_open(conf_audit_path(c), e);
+    struct audit_log *log = audit_open_node(conf_audit_path(c), c->node_id, e);
     int rc = -1;
     if (log && audit_append(log, &rec, 1, NULL, e) == 0) {
         rc = 0;

@@ -39,6 +39,13 @@ struct reindex {
     issuance_reindex_progress_fn *progress;
     void *arg;
     struct err *e;
+    /* the kind of replay: a rebuild's first pass (all false), its second pass over several logs
+     * (revocations and releases only, see replay_logs), or a tail (records from since on, an
+     * issue only when its certificate is missing, no releases) */
+    bool pass2;
+    bool quiet; /* a first pass over several logs: an unknown serial is no news yet */
+    bool tail;
+    const char *since; /* tail: RFC 3339 UTC, compared as text (the log's "ts" format) */
 };
 
 void issuance_index_token(char *out, size_t cap)
@@ -67,7 +74,7 @@ void issuance_index_token(char *out, size_t cap)
 static int reindex_tick(struct reindex *r)
 {
     int64_t now = time_now_ms();
-    if (now - r->renewed_ms >= RENEW_EVERY_MS) {
+    if (r->token != NULL && now - r->renewed_ms >= RENEW_EVERY_MS) {
         if (store_index_lock_renew(r->store, r->token, ISSUANCE_INDEX_LOCK_TTL_MS, r->e) != 0) {
             return -1;
         }
@@ -86,17 +93,33 @@ static int reindex_tick(struct reindex *r)
 static int flush_issues(struct reindex *r)
 {
     struct store_cert *certs = xcalloc(r->n ? r->n : 1, sizeof(*certs));
+    const char **serials = xcalloc(r->n ? r->n : 1, sizeof(*serials));
+    bool *exists = xcalloc(r->n ? r->n : 1, sizeof(*exists));
+    size_t m = 0;
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < r->n; i++) {
         rc = issuance_index_from_record(r->pending[i], r->seqs[i], &certs[i], r->e);
+        serials[i] = certs[i].serial;
     }
-    if (rc == 0 && r->n) {
-        rc = store_certs_index(r->store, certs, r->n, r->e);
+    /* a tail indexes only what is missing: a certificate in the index may have been revoked
+     * or renewed since, and its issue record would overwrite that */
+    if (rc == 0 && r->tail) {
+        rc = store_certs_exist(r->store, serials, r->n, exists, r->e);
+    }
+    for (size_t i = 0; rc == 0 && i < r->n; i++) {
+        if (!exists[i]) {
+            certs[m++] = certs[i];
+        }
+    }
+    if (rc == 0 && m) {
+        rc = store_certs_index(r->store, certs, m, r->e);
     }
     for (size_t i = 0; i < r->n; i++) {
         json_decref(r->pending[i]);
     }
-    r->st.certificates += rc == 0 ? r->n : 0;
+    xfree(serials);
+    xfree(exists);
+    r->st.certificates += rc == 0 ? m : 0;
     r->n = 0;
     xfree(certs);
     return rc;
@@ -114,6 +137,9 @@ static int flush_revokes(struct reindex *r)
         rc = store_certs_revoke(r->store, rv, r->nr, res, r->e);
     }
     for (size_t i = 0; rc == 0 && i < r->nr; i++) {
+        if (res[i] == STORE_REVOKE_UNKNOWN && r->quiet) {
+            continue; /* another node's log may issue it: the second pass tells */
+        }
         if (res[i] == STORE_REVOKE_UNKNOWN) {
             log_warn("audit seq %llu revokes serial %s, which no issue record before it names",
                      (unsigned long long)r->rseqs[i], rv[i].serial);
@@ -263,11 +289,26 @@ static int replay_one(void *arg, json_t *rec, uint64_t line)
     const char *type = json_string_value(json_object_get(rec, "type"));
     json_int_t seq = json_integer_value(json_object_get(rec, "seq"));
     const char *hash = json_string_value(json_object_get(rec, "hash"));
+    if (r->since != NULL) {
+        const char *ts = json_string_value(json_object_get(rec, "ts"));
+        if (ts == NULL || strcmp(ts, r->since) < 0) {
+            return 0;
+        }
+    }
     r->st.records++;
-    r->st.last_seq = (uint64_t)seq;
-    snprintf(r->st.last_hash, sizeof(r->st.last_hash), "%s", hash ? hash : "");
-    if (type) {
-        replay_renewal(r, type, rec);
+    if (r->pass2) {
+        if (type && strcmp(type, "revoke") != 0 && strcmp(type, "release") != 0) {
+            return reindex_tick(r);
+        }
+    } else {
+        r->st.last_seq = (uint64_t)seq;
+        snprintf(r->st.last_hash, sizeof(r->st.last_hash), "%s", hash ? hash : "");
+        if (type && !r->tail) {
+            replay_renewal(r, type, rec); /* a rebuild's renewal retirements (not a tail's) */
+        }
+    }
+    if (r->tail && type && strcmp(type, "release") == 0) {
+        return reindex_tick(r); /* see issuance_reindex_tail */
     }
     if (type && strcmp(type, "issue") == 0) {
         r->pending[r->n] = json_incref(rec);
@@ -326,6 +367,112 @@ static int missing_log_ok(const struct conf *c, struct err *e)
     return 0;
 }
 
+/* This node's log, then the other nodes' (audit_peer_logs). With several logs a second pass
+ * replays every revocation and release again, log after log: a certificate issued by one node
+ * and revoked through another is revoked whatever order the logs come in (the first pass found
+ * it unknown when the revoking log came first; done already is a no-op). audit:head and the
+ * ready mark name this node's log. */
+static int replay_logs(struct reindex *r, const struct conf *c)
+{
+    struct issuance_reindex_stats own = { 0 };
+    const char *self = conf_audit_path(c);
+    char *list = xstrdup(c->audit_peer_logs);
+    const char *logs[ISSUANCE_REINDEX_LOGS_MAX + 1];
+    size_t nlogs = 0;
+    int rc = -1;
+    logs[nlogs++] = self;
+    for (char *save = NULL, *p = strtok_r(list, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
+        if (p[0] == '\0' || strcmp(p, self) == 0) {
+            continue;
+        }
+        if (nlogs == ARRAY_LEN(logs)) {
+            err_set(r->e, ERRC_INVALID, "audit_peer_logs: more than %d logs",
+                    ISSUANCE_REINDEX_LOGS_MAX);
+            goto out;
+        }
+        logs[nlogs++] = p;
+    }
+    for (int pass = 0; pass < (nlogs > 1 ? 2 : 1); pass++) {
+        r->pass2 = pass == 1;
+        r->quiet = nlogs > 1 && pass == 0;
+        if (pass == 1) {
+            r->st.revoke_unknown = 0; /* counted again, now that every issue is indexed */
+        }
+        for (size_t i = 0; i < nlogs; i++) {
+            if (!file_exists(logs[i])) {
+                if (i == 0 && (pass == 1 || missing_log_ok(c, r->e) == 0)) {
+                    continue;
+                }
+                if (i > 0) {
+                    err_set(r->e, ERRC_UNAVAILABLE,
+                            "the audit log '%s' of another node (audit_peer_logs) cannot be "
+                            "read: the index would miss its certificates",
+                            logs[i]);
+                }
+                goto out;
+            }
+            if (audit_foreach(logs[i], replay_one, r, r->e) != 0 || flush_all(r) != 0) {
+                if (i > 0) {
+                    err_prefix(r->e, "audit log '%s'", logs[i]);
+                }
+                goto out;
+            }
+            if (i == 0 && pass == 0) {
+                own = r->st;
+            }
+        }
+    }
+    rc = 0;
+out:
+    r->quiet = false;
+    if (rc == 0) {
+        r->pass2 = false;
+        r->st.last_seq = own.last_seq;
+        memcpy(r->st.last_hash, own.last_hash, sizeof(own.last_hash));
+    }
+    xfree(list);
+    return rc;
+}
+
+int issuance_reindex_tail(const struct conf *c, struct store *s, const char *since,
+                          struct issuance_reindex_stats *out, struct err *e)
+{
+    struct reindex *r = xcalloc(1, sizeof(*r));
+    const char *ca;
+    json_t *num;
+    int rc = -1;
+    r->store = s;
+    r->e = e;
+    r->tail = true;
+    r->since = since;
+    r->renewed_ms = time_now_ms();
+    r->crl_numbers = json_object();
+    if (file_exists(conf_audit_path(c)) &&
+        (audit_foreach(conf_audit_path(c), replay_one, r, e) != 0 || flush_all(r) != 0)) {
+        goto out;
+    }
+    json_object_foreach(r->crl_numbers, ca, num)
+    {
+        if (store_crl_number_raise(s, ca, (uint64_t)json_integer_value(num), e) != 0) {
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    if (out) {
+        *out = r->st;
+    }
+    for (size_t i = 0; i < r->n; i++) {
+        json_decref(r->pending[i]);
+    }
+    for (size_t i = 0; i < r->nr; i++) {
+        json_decref(r->revokes[i]);
+    }
+    json_decref(r->crl_numbers);
+    xfree(r);
+    return rc;
+}
+
 int issuance_reindex_locked(const struct conf *c, struct store *s, const char *token,
                             issuance_reindex_progress_fn *progress, void *arg,
                             struct issuance_reindex_stats *out, struct err *e)
@@ -352,11 +499,7 @@ int issuance_reindex_locked(const struct conf *c, struct store *s, const char *t
     if (store_index_mark_clear(s, e) != 0 || store_index_clear(s, &r->st.keys_removed, e) != 0) {
         goto out;
     }
-    if (!file_exists(conf_audit_path(c))) {
-        if (missing_log_ok(c, e) != 0) {
-            goto out;
-        }
-    } else if (audit_foreach(conf_audit_path(c), replay_one, r, e) != 0 || flush_all(r) != 0) {
+    if (replay_logs(r, c) != 0) {
         goto out;
     }
     json_object_foreach(r->crl_numbers, ca, num)

@@ -40,6 +40,7 @@
 
 struct store;
 
+#define ISSUANCE_REINDEX_LOGS_MAX  64 /* this node's log and audit_peer_logs */
 #define ISSUANCE_REINDEX_BATCH     1000
 #define ISSUANCE_INDEX_LOCK_TTL_MS 15000 /* renewed every 5 s while the log is replayed */
 
@@ -71,6 +72,22 @@ int issuance_reindex_locked(const struct conf *c, struct store *s, const char *t
 /* Takes the lock and rebuilds. ERRC_CONFLICT naming the holder when another process rebuilds. */
 int issuance_reindex(const struct conf *c, struct store *s, issuance_reindex_progress_fn *progress,
                      void *arg, struct issuance_reindex_stats *out, struct err *e) ATTR_WUR;
+
+/* Several nodes (docs/operations.md "Run several nodes"): a rebuild replays this node's log and
+ * then conf's audit_peer_logs, each read in full (a peer log that cannot be read fails the
+ * rebuild: an index without that node's certificates must not be marked complete); with peers,
+ * a second pass replays every log's revocations and releases again, so a revocation recorded by
+ * another node than the issue applies whatever the order of the logs.
+ *
+ * The tail (after a Redis failover that may have lost the newest writes: replication is
+ * asynchronous): this node's records whose "ts" is since or later (RFC 3339 UTC, as the log
+ * writes it) are applied again without clearing anything and without the lock: an issue record
+ * whose certificate is missing from the index is indexed (its serial reserved again), one that is
+ * there is left alone (it may have been revoked or renewed since); revocations are applied again
+ * (a certificate revoked already stays as it is); CRL numbers are raised. Releases are not: a
+ * lost release leaves the certificate on hold (the safe side) until `jitrctl reindex`. */
+int issuance_reindex_tail(const struct conf *c, struct store *s, const char *since,
+                          struct issuance_reindex_stats *out, struct err *e) ATTR_WUR;
 
 /* For one-shot commands that need the index: returns 0 at once when it is complete; else
  * rebuilds it (*rebuilt set, stats in out when not NULL), or waits up to wait_ms for the

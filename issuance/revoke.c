@@ -64,7 +64,7 @@ struct issuance_revoker *issuance_revoker_new(const struct conf *c, struct audit
     pthread_mutex_init(&rv->lock, NULL);
     rv->audit = audit;
     if (audit == NULL) {
-        rv->audit = audit_open(conf_audit_path(c), e);
+        rv->audit = audit_open_node(conf_audit_path(c), c->node_id, e);
         rv->own_audit = true;
         if (rv->audit == NULL) {
             issuance_revoker_free(rv);

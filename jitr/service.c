@@ -363,7 +363,7 @@ struct jitr_service *jitr_service_new(struct event_base *base, const struct conf
         }
         jitr_cas_swap(s, tab);
     }
-    s->audit = audit_open(conf_audit_path(conf), e);
+    s->audit = audit_open_node(conf_audit_path(conf), conf->node_id, e);
     if (s->audit == NULL) {
         goto fail;
     }

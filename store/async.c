@@ -565,6 +565,11 @@ struct store_async *store_async_new(struct event_base *base, const char *url, st
     return s;
 }
 
+const char *store_async_server(const struct store_async *s)
+{
+    return s->display;
+}
+
 static void sa_release(struct store_async *s)
 {
     s->role_ac = NULL;

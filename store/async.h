@@ -34,6 +34,10 @@ struct store_async *store_async_new(struct event_base *base, const char *url,
 /* Cancels outstanding commands (their callbacks run now with ERRC_CANCELED) and frees. NULL ok. */
 void store_async_free(struct store_async *s);
 
+/* The server in use, for messages and to notice a change of primary: the URL without its
+ * password and, with Sentinel, "(primary HOST:PORT)" once one was found. */
+const char *store_async_server(const struct store_async *s);
+
 /* Token bucket result: allowed, or the wait until cost tokens would be there. */
 typedef void store_bucket_cb(void *arg, bool allowed, int64_t wait_ms, const struct err *e);
 

@@ -654,6 +654,103 @@ static void replies_free(redisReply **r, size_t n)
     xfree(r);
 }
 
+/* ---- Sentinel (store.h): hiredis has no Sentinel client; the asynchronous ask is in
+ * store/async.c ---- */
+
+int store_sentinel_addr(const char *const *v, const size_t *len, size_t n, char *host, size_t cap,
+                        int *port)
+{
+    uint64_t p;
+    char num[16];
+    if (n != 2 || len[0] == 0 || len[0] >= cap || memchr(v[0], '\0', len[0]) != NULL ||
+        len[1] == 0 || len[1] >= sizeof(num)) {
+        return -1;
+    }
+    memcpy(num, v[1], len[1]);
+    num[len[1]] = '\0';
+    if (str_to_u64(num, &p) != 0 || p == 0 || p > 65535) {
+        return -1;
+    }
+    memcpy(host, v[0], len[0]);
+    host[len[0]] = '\0';
+    *port = (int)p;
+    return 0;
+}
+
+bool store_reply_not_primary(const char *err_reply)
+{
+    /* READONLY: a replica refusing a write (also inside a script); MASTERDOWN: a replica that
+     * lost its primary and does not serve stale data */
+    return err_reply != NULL &&
+           (str_has_prefix(err_reply, "READONLY") || str_has_prefix(err_reply, "MASTERDOWN") ||
+            strstr(err_reply, "-READONLY") != NULL);
+}
+
+/* One sentinel's answer: 0 and the address, or -1 and why in why. */
+static int ask_one(const struct store_url *u, size_t i, int timeout_ms, char *host, size_t cap,
+                   int *port, char *why, size_t whycap)
+{
+    struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
+    redisContext *c = redisConnectWithTimeout(u->sentinel[i].host, u->sentinel[i].port, tv);
+    redisReply *r = NULL;
+    int rc = -1;
+    const char *av[] = { "SENTINEL", "get-master-addr-by-name", u->master };
+    if (c == NULL || c->err) {
+        snprintf(why, whycap, "%s", c ? c->errstr : "cannot allocate");
+        goto out;
+    }
+    if (redisSetTimeout(c, tv) != REDIS_OK) {
+        snprintf(why, whycap, "cannot set timeout");
+        goto out;
+    }
+    r = redisCommandArgv(c, 3, av, NULL);
+    if (r == NULL) {
+        snprintf(why, whycap, "%s", c->errstr[0] ? c->errstr : "no reply");
+    } else if (r->type == REDIS_REPLY_ERROR) {
+        snprintf(why, whycap, "%s", r->str);
+    } else if (r->type != REDIS_REPLY_ARRAY) {
+        snprintf(why, whycap, "does not know master '%s'", u->master);
+    } else {
+        const char *v[2] = { NULL, NULL };
+        size_t len[2] = { 0, 0 };
+        for (size_t k = 0; k < r->elements && k < 2; k++) {
+            if (r->element[k]->type == REDIS_REPLY_STRING) {
+                v[k] = r->element[k]->str;
+                len[k] = (size_t)r->element[k]->len;
+            }
+        }
+        if (r->elements == 2 && v[0] && v[1] &&
+            store_sentinel_addr(v, len, 2, host, cap, port) == 0) {
+            rc = 0;
+        } else {
+            snprintf(why, whycap, "bad reply to SENTINEL get-master-addr-by-name");
+        }
+    }
+out:
+    if (r) {
+        freeReplyObject(r);
+    }
+    if (c) {
+        redisFree(c);
+    }
+    return rc;
+}
+
+int store_sentinel_primary(const struct store_url *u, int timeout_ms, char *host, size_t cap,
+                           int *port, struct err *e)
+{
+    char why[200] = "";
+    for (size_t i = 0; i < u->nsentinels; i++) {
+        if (ask_one(u, i, timeout_ms, host, cap, port, why, sizeof(why)) == 0) {
+            return 0;
+        }
+    }
+    return err_set(e, ERRC_UNAVAILABLE,
+                   "redis: no sentinel of %zu gave the primary of '%s' (last: %s:%d: %s)",
+                   u->nsentinels, u->master, u->sentinel[u->nsentinels - 1].host,
+                   u->sentinel[u->nsentinels - 1].port, why);
+}
+
 struct store *store_connect(const char *url, struct err *e)
 {
     struct store_url u;
@@ -867,14 +964,14 @@ int store_certs_index(struct store *s, const struct store_cert *certs, size_t n,
  * already (a reindex replaying the changes of a certificate AWS heard of). The fields are those of
  * jobs_enqueue_argv (jobs/jobs.h). KEYS[3] the stream; ARGV[5] the job record's key prefix,
  * ARGV[6] now in ms; seq is the change's audit seq, recorded by the job as change_seq. */
-#define ENQUEUE_STATUS_JOB_LUA                                                               \
-    "local fp = redis.call('HGET', KEYS[1], 'fingerprint')\n"                                \
-    "if fp and #fp == 64 then\n"                                                             \
-    "  local r = redis.call('HMGET', ARGV[5] .. fp, 'state', 'change_seq')\n"                \
-    "  if not (r[1] == 'DONE' and (tonumber(r[2]) or 0) >= tonumber(ARGV[4])) then\n"        \
-    "    redis.call('XADD', KEYS[3], 'MAXLEN', '~', '1000000', '*', 'cert', fp, 'serial',\n" \
-    "               ARGV[1], 'change_seq', ARGV[4], 'src', ARGV[7], 'enq_ms', ARGV[6])\n"    \
-    "  end\n"                                                                                \
+#define ENQUEUE_STATUS_JOB_LUA                                                                    \
+    "local fp = redis.call('HGET', KEYS[1], 'fingerprint')\n"                                    \
+    "if fp and #fp == 64 then\n"                                                                 \
+    "  local r = redis.call('HMGET', ARGV[5] .. fp, 'state', 'change_seq')\n"                    \
+    "  if not (r[1] == 'DONE' and (tonumber(r[2]) or 0) >= tonumber(ARGV[4])) then\n"          \
+    "    redis.call('XADD', KEYS[3], 'MAXLEN', '~', '1000000', '*', 'cert', fp, 'serial',\n"     \
+    "               ARGV[1], 'change_seq', ARGV[4], 'src', ARGV[7], 'enq_ms', ARGV[6])\n"        \
+    "  end\n"                                                                                    \
     "end\n"
 
 /* KEYS: cert:<serial>, ca:<ca>:revoked, the revoke jobs' stream, ca:<ca>:expiry; ARGV: serial,
@@ -891,7 +988,9 @@ static const char revoke_lua[] =
     "redis.call('HSET', KEYS[1], 'status', 'revoked', 'revoked_at', ARGV[2], 'reason', ARGV[3],\n"
     "           'revoke_seq', ARGV[4])\n"
     "redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. ' ' .. ARGV[3])\n"
-    "redis.call('ZREM', KEYS[4], ARGV[1])\n" ENQUEUE_STATUS_JOB_LUA "return 0\n";
+    "redis.call('ZREM', KEYS[4], ARGV[1])\n"
+    ENQUEUE_STATUS_JOB_LUA
+    "return 0\n";
 
 /* KEYS: cert:<serial>, ca:<ca>:revoked, the revoke jobs' stream, ca:<ca>:expiry; ARGV: serial,
  * "", "", seq, the job record prefix, now (ms), "release". Releases a hold: the certificate is
@@ -919,7 +1018,9 @@ static const char release_lua[] =
     "  local t = days * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(se)\n"
     "  if t < 0 then t = 0 end\n"
     "  redis.call('ZADD', KEYS[4], t, ARGV[1])\n"
-    "end\n" ENQUEUE_STATUS_JOB_LUA "return 0\n";
+    "end\n"
+    ENQUEUE_STATUS_JOB_LUA
+    "return 0\n";
 
 static int status_change(struct store *s, const char *lua, size_t lualen,
                          const struct store_revocation *r, size_t n, const char *src,
@@ -1270,6 +1371,29 @@ int store_serial_by_fingerprint(struct store *s, const char *fp, struct buf *ser
         replies_free(r, 1);
     }
     return rc;
+}
+
+int store_certs_exist(struct store *s, const char *const *serials, size_t n, bool *exists,
+                      struct err *e)
+{
+    struct cmdbuf *cb = cmd_batch(s);
+    redisReply **r = NULL;
+    if (n == 0) {
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        cmd_begin(cb, 2);
+        CMD_LIT(cb, "EXISTS");
+        cmd_key(cb, STORE_KEY_CERT, serials[i], "");
+    }
+    if (cmd_run(s, &r, e) != 0) {
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        exists[i] = r[i]->type == REDIS_REPLY_INTEGER && r[i]->integer == 1;
+    }
+    replies_free(r, n);
+    return 0;
 }
 
 int store_index_ready(struct store *s, bool *ready, struct err *e)

@@ -69,7 +69,7 @@ int store_url_parse(const char *url, struct store_url *out, struct err *e) ATTR_
 /* The URL without its password, for messages. */
 void store_url_display(const struct store_url *u, char *out, size_t cap);
 
-/* ---- Sentinel (store/sentinel.c) --------------------------------------------------------------
+/* ---- Sentinel --------------------------------------------------------------------------
  *
  * A redis-sentinel:// URL names a primary that Redis Sentinel may move: every connection (the
  * synchronous client's store_connect, the asynchronous client's on first use and after a loss)
@@ -296,6 +296,10 @@ extern const char store_index_hgetall_lua[];
 bool store_err_index_incomplete(const struct err *e);
 /* Sets that error (ERRC_UNAVAILABLE, a message for clients, STORE_INDEX_INCOMPLETE in detail). */
 int store_err_set_index_incomplete(struct err *e);
+
+/* exists[i]: is cert:<serials[i]> in the index? (no completeness check: for a replay) */
+int store_certs_exist(struct store *s, const char *const *serials, size_t n, bool *exists,
+                      struct err *e) ATTR_WUR;
 
 /* Does index:ready exist? */
 int store_index_ready(struct store *s, bool *ready, struct err *e) ATTR_WUR;
