@@ -1383,6 +1383,76 @@ out:
     return rc;
 }
 
+/* A node's log: every line carries "node" where it sorts (records of either encoder, keys on both
+ * sides of it), the line is still json_dumps() of the merged object, the chain verifies, and a
+ * record may not set "node" itself; bad names are refused. */
+static int test_node(void)
+{
+    int rc = 0;
+    struct err e = ERR_INIT;
+    struct audit_log *log = NULL;
+    struct audit_batch b = AUDIT_BATCH_INIT;
+    struct audit_report rep;
+    struct lines l = { { NULL }, 0 };
+    char path[256];
+    json_t *obj = NULL;
+    json_t *rec = json_pack("{s:s,s:s,s:s,s:s}", "a", "1", "nz", "2", "o", "3", "type", "t");
+    json_t *bad = json_pack("{s:s,s:s}", "node", "x", "type", "t");
+    uint64_t seq = 0;
+
+    path_in(path, sizeof(path), "node.log");
+    static const char *const names[] = { "", "a b", "x/y", "n\u00e9",
+                                         "0123456789012345678901234567890123456789012345678901234"
+                                         "5678901234" }; /* 65 */
+    CHECK(!audit_node_valid(names[0])); /* "" opens a log without nodes */
+    for (size_t i = 1; i < ARRAY_LEN(names); i++) {
+        CHECK(!audit_node_valid(names[i]));
+        CHECK(audit_open_node(path, names[i], &e) == NULL);
+        CHECK_INT_EQ(e.code, ERRC_INVALID);
+        err_clear(&e);
+    }
+    CHECK(audit_node_valid("ca-node_1.eu"));
+    log = audit_open_node(path, "ca-node_1.eu", &e);
+    CHECK(log != NULL);
+    CHECK_OK(audit_append(log, &rec, 1, &seq, &e), &e);
+    audit_batch_begin(&b);
+    audit_batch_str(&b, "mm", "before");
+    audit_batch_str(&b, "nn", "after");
+    audit_batch_str(&b, "type", "u");
+    audit_batch_end(&b);
+    audit_batch_begin(&b); /* only after "ts" */
+    audit_batch_str(&b, "zz", "z");
+    audit_batch_end(&b);
+    CHECK_OK(audit_append_batch(log, &b, &seq, &e), &e);
+    CHECK_INT_EQ(seq, 2);
+    CHECK(audit_append(log, &bad, 1, &seq, &e) != 0);
+    CHECK_INT_EQ(e.code, ERRC_INVALID);
+    CHECK_STR_CONTAINS(e.msg, "\"node\" is reserved");
+    err_clear(&e);
+    CHECK_INT_EQ(lines_read(path, &l), 0);
+    CHECK_INT_EQ(l.n, 3);
+    for (size_t i = 0; i < l.n; i++) {
+        json_decref(obj);
+        obj = line_jansson(l.v[i]);
+        CHECK(obj != NULL);
+        CHECK_STR_EQ(json_string_value(json_object_get(obj, "node")), "ca-node_1.eu");
+    }
+    CHECK_STR_CONTAINS(l.v[0], "{\"a\":\"1\",\"node\":\"ca-node_1.eu\",\"nz\":\"2\",\"o\":\"3\",\"prev\"");
+    CHECK_STR_CONTAINS(l.v[1], "{\"mm\":\"before\",\"nn\":\"after\",\"node\":");
+    CHECK_STR_CONTAINS(l.v[2], "{\"node\":\"ca-node_1.eu\",\"prev\":");
+    CHECK_OK(audit_verify(path, true, &rep, &e), &e);
+    CHECK_INT_EQ(rep.problem, AUDIT_OK);
+    CHECK_INT_EQ(rep.records, 3);
+out:
+    json_decref(obj);
+    json_decref(rec);
+    json_decref(bad);
+    lines_release(&l);
+    audit_batch_release(&b);
+    audit_close(log);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     static const struct tt_case cases[] = {
@@ -1401,6 +1471,7 @@ int main(int argc, char **argv)
         { "one_fsync_per_commit", test_one_fsync_per_commit },
         { "concurrent_writers", test_concurrent_writers },
         { "group_commit", test_group_commit },
+        { "node", test_node },
     };
     return tt_main(argc, argv, cases, ARRAY_LEN(cases));
 }

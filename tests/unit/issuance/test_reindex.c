@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "ca/crl.h"
+#include "core/mem.h"
 #include "core/util.h"
 #include "issuance/issuance.h"
 #include "issuance/reindex.h"
@@ -292,11 +293,233 @@ out:
     return rc;
 }
 
+/* Redis at the fixture's database, by redis-cli (what a lost write looks like). */
+static int redis(const struct fixture *f, const char *cmd)
+{
+    const char *url = getenv("JITRCA_TEST_REDIS_URL");
+    const char *db = strstr(f->conf->redis_url, "?db=");
+    if (url == NULL || !str_has_prefix(url, "unix://") || db == NULL) {
+        return -1;
+    }
+    return tt_sh("redis-cli -s '%s' -n %s %s >/dev/null", url + strlen("unix://"), db + 4, cmd);
+}
+
+/* Two nodes, two logs, one index: node a issues X, node b issues Y and revokes X. A rebuild
+ * from either node's configuration (its peers: the other log) gives the live index back, X
+ * revoked whatever the order; a peer log that cannot be read fails the rebuild, incomplete. */
+static int test_peers(void)
+{
+    int rc = 0;
+    struct err e = ERR_INIT;
+    struct fixture f;
+    struct conf cb;
+    struct issuance_ctx *ca = NULL, *cbx = NULL;
+    struct issuance_worker *wa = NULL, *wb = NULL;
+    struct issuance_revoker *rb = NULL;
+    struct issuance_item x, y;
+    struct issuance_revocation r;
+    struct issuance_reindex_stats st;
+    struct store_cert_rec rec = { 0 };
+    struct buf csr1 = BUF_INIT, csr2 = BUF_INIT, logb = BUF_INIT, peers = BUF_INIT;
+    char *own_peers = NULL;
+    char node_b[] = "node-b", missing[] = "/nonexistent/audit.log", none[] = "";
+    bool ready = true;
+    uint64_t removed = 0;
+    memset(&x, 0, sizeof(x));
+    memset(&y, 0, sizeof(y));
+    int frc = fixture_open(&f, "peers", 11, &e);
+    if (frc == TT_SKIP) {
+        return TT_SKIP;
+    }
+    CHECK_OK(frc, &e);
+    xfree(f.conf->node_id);
+    f.conf->node_id = xstrdup("node-a");
+    buf_addf(&logb, "%s/node-b/audit.log", f.dir);
+    cb = *f.conf;
+    cb.node_id = node_b;
+    cb._audit_path = logb.data;
+    fixture_csr("dev-x", &csr1);
+    fixture_csr("dev-y", &csr2);
+    CHECK((ca = issuance_ctx_open(f.conf, "root", NULL, &e)) != NULL);
+    CHECK((wa = issuance_worker_new(ca, &e)) != NULL);
+    CHECK((cbx = issuance_ctx_open(&cb, "root", NULL, &e)) != NULL);
+    CHECK((wb = issuance_worker_new(cbx, &e)) != NULL);
+    CHECK((rb = issuance_revoker_new(&cb, cbx->audit, NULL, &e)) != NULL);
+    x = (struct issuance_item){ .csr = (const uint8_t *)csr1.data,
+                                .csr_len = csr1.len,
+                                .requester = "station:a" };
+    CHECK_OK(issuance_run(wa, &x, 1, &e), &e);
+    y = (struct issuance_item){ .csr = (const uint8_t *)csr2.data,
+                                .csr_len = csr2.len,
+                                .requester = "station:b" };
+    CHECK_OK(issuance_run(wb, &y, 1, &e), &e);
+    CHECK(x.issued && y.issued);
+    r = (struct issuance_revocation){ .serial = x.cert.serial_hex,
+                                      .reason = CA_CRL_KEY_COMPROMISE,
+                                      .requester = "station:admin" };
+    CHECK_OK(issuance_revoke(rb, f.store, &r, &e), &e);
+    /* each record names its node */
+    CHECK_INT_EQ(fixture_audit_count(&f, "\"node\":\"node-a\""), 1);
+    CHECK_INT_EQ(fixture_audit_count(&f, "\"node\":\"node-b\""), 0);
+    for (int order = 0; order < 2; order++) {
+        struct conf *c = order == 0 ? f.conf : &cb;
+        buf_reset(&peers);
+        buf_addf(&peers, "%s", order == 0 ? logb.data : conf_audit_path(f.conf));
+        if (order == 0) {
+            own_peers = f.conf->audit_peer_logs;
+            f.conf->audit_peer_logs = peers.data;
+        } else {
+            cb.audit_peer_logs = peers.data;
+        }
+        CHECK_OK(store_index_mark_clear(f.store, &e), &e);
+        CHECK_OK(store_index_clear(f.store, &removed, &e), &e);
+        CHECK_OK(issuance_reindex(c, f.store, NULL, NULL, &st, &e), &e);
+        CHECK_INT_EQ(st.certificates, 2);
+        CHECK_INT_EQ(st.revoked, 1);
+        CHECK_INT_EQ(st.revoke_unknown, 0);
+        CHECK_OK(store_cert_read(f.store, x.cert.serial_hex, &rec, &e), &e);
+        CHECK_STR_EQ(rec.status, "revoked");
+        store_cert_rec_release(&rec);
+        CHECK_OK(store_cert_read(f.store, y.cert.serial_hex, &rec, &e), &e);
+        CHECK_STR_EQ(rec.status, "valid");
+        store_cert_rec_release(&rec);
+        if (order == 0) {
+            f.conf->audit_peer_logs = own_peers;
+            own_peers = NULL;
+        }
+    }
+    /* a peer log that is not there: no rebuild, the index stays incomplete */
+    cb.audit_peer_logs = missing;
+    CHECK(issuance_reindex(&cb, f.store, NULL, NULL, &st, &e) != 0);
+    CHECK_INT_EQ(e.code, ERRC_UNAVAILABLE);
+    CHECK_STR_CONTAINS(e.msg, "/nonexistent/audit.log");
+    err_clear(&e);
+    CHECK_OK(store_index_ready(f.store, &ready, &e), &e);
+    CHECK(!ready);
+    cb.audit_peer_logs = none;
+    CHECK_OK(issuance_reindex(f.conf, f.store, NULL, NULL, &st, &e), &e);
+out:
+    if (own_peers) {
+        f.conf->audit_peer_logs = own_peers;
+    }
+    issuance_item_release(&x);
+    issuance_item_release(&y);
+    store_cert_rec_release(&rec);
+    buf_release(&csr1);
+    buf_release(&csr2);
+    buf_release(&logb);
+    buf_release(&peers);
+    issuance_revoker_free(rb);
+    issuance_worker_free(wa);
+    issuance_worker_free(wb);
+    issuance_ctx_free(ca);
+    issuance_ctx_free(cbx);
+    fixture_close(&f);
+    return rc;
+}
+
+/* The newest index writes lost (a failover): the tail replay indexes the certificate that went
+ * missing and reserves its serial again, applies a lost revocation again, and leaves alone what
+ * is there (a revoked certificate is not made valid by its issue record); a tail that starts
+ * after every record replays nothing. */
+static int test_tail(void)
+{
+    int rc = 0;
+    struct err e = ERR_INIT;
+    struct fixture f;
+    struct issuance_ctx *ctx = NULL;
+    struct issuance_worker *w = NULL;
+    struct issuance_revoker *rv = NULL;
+    struct issuance_item it[2];
+    struct issuance_revocation r;
+    struct issuance_reindex_stats st;
+    struct store_cert_rec rec = { 0 };
+    struct buf csr1 = BUF_INIT, csr2 = BUF_INIT, live = BUF_INIT, after = BUF_INIT;
+    char cmd[300];
+    bool taken = false;
+    const char *serial = NULL;
+    memset(it, 0, sizeof(it));
+    int frc = fixture_open(&f, "tail", 10, &e);
+    if (frc == TT_SKIP) {
+        return TT_SKIP;
+    }
+    CHECK_OK(frc, &e);
+    fixture_csr("dev-t1", &csr1);
+    fixture_csr("dev-t2", &csr2);
+    CHECK((ctx = issuance_ctx_open(f.conf, "root", NULL, &e)) != NULL);
+    CHECK((w = issuance_worker_new(ctx, &e)) != NULL);
+    CHECK((rv = issuance_revoker_new(f.conf, ctx->audit, NULL, &e)) != NULL);
+    it[0] = (struct issuance_item){ .csr = (const uint8_t *)csr1.data,
+                                    .csr_len = csr1.len,
+                                    .requester = "station:t" };
+    it[1] = (struct issuance_item){ .csr = (const uint8_t *)csr2.data,
+                                    .csr_len = csr2.len,
+                                    .requester = "station:t" };
+    CHECK_OK(issuance_run(w, it, 2, &e), &e);
+    CHECK(it[0].issued && it[1].issued);
+    r = (struct issuance_revocation){ .serial = it[1].cert.serial_hex,
+                                      .reason = CA_CRL_KEY_COMPROMISE,
+                                      .requester = "station:admin" };
+    CHECK_OK(issuance_revoke(rv, f.store, &r, &e), &e);
+    CHECK_OK(store_index_dump(f.store, &live, &e), &e);
+    /* lost: the first certificate's index keys and serial reservation, the revocation */
+    serial = it[0].cert.serial_hex;
+    snprintf(cmd, sizeof(cmd), "DEL jitrca:cert:%s jitrca:serial:%s jitrca:fp:%s", serial, serial,
+             it[0].cert.fingerprint);
+    CHECK(redis(&f, cmd) == 0);
+    snprintf(cmd, sizeof(cmd),
+             "EVAL \"redis.call('HSET', KEYS[1], 'status', 'valid'); redis.call('HDEL', KEYS[1], "
+             "'revoked_at', 'reason', 'revoke_seq'); redis.call('DEL', KEYS[2])\" 2 "
+             "jitrca:cert:%s jitrca:ca:root:revoked",
+             it[1].cert.serial_hex);
+    CHECK(redis(&f, cmd) == 0);
+    CHECK(store_cert_read(f.store, serial, &rec, &e) != 0);
+    CHECK_INT_EQ(e.code, ERRC_NOT_FOUND);
+    err_clear(&e);
+    /* a tail that starts after every record: nothing */
+    CHECK_OK(issuance_reindex_tail(f.conf, f.store, "9999-01-01T00:00:00Z", &st, &e), &e);
+    CHECK_INT_EQ(st.records, 0);
+    CHECK(store_cert_read(f.store, serial, &rec, &e) != 0);
+    err_clear(&e);
+    /* the tail: back as it was */
+    CHECK_OK(issuance_reindex_tail(f.conf, f.store, "2000-01-01T00:00:00Z", &st, &e), &e);
+    CHECK_INT_EQ(st.certificates, 1); /* the missing one only */
+    CHECK_INT_EQ(st.revoked, 1);
+    CHECK_OK(store_index_dump(f.store, &after, &e), &e);
+    CHECK_STR_EQ(buf_cstr(&after), buf_cstr(&live));
+    /* its serial is reserved again */
+    CHECK_OK(store_serials_reserve(f.store, "root", &serial, 1, &taken, &e), &e);
+    CHECK(taken);
+    /* again: nothing changes (the revoked one stays revoked) */
+    CHECK_OK(issuance_reindex_tail(f.conf, f.store, "2000-01-01T00:00:00Z", &st, &e), &e);
+    CHECK_INT_EQ(st.certificates, 0);
+    CHECK_INT_EQ(st.revoked, 0);
+    buf_reset(&after);
+    CHECK_OK(store_index_dump(f.store, &after, &e), &e);
+    CHECK_STR_EQ(buf_cstr(&after), buf_cstr(&live));
+out:
+    for (size_t i = 0; i < 2; i++) {
+        issuance_item_release(&it[i]);
+    }
+    store_cert_rec_release(&rec);
+    buf_release(&csr1);
+    buf_release(&csr2);
+    buf_release(&live);
+    buf_release(&after);
+    issuance_revoker_free(rv);
+    issuance_worker_free(w);
+    issuance_ctx_free(ctx);
+    fixture_close(&f);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     static const struct tt_case cases[] = {
         { "rebuild", test_rebuild },
         { "renewal_requeue", test_renewal_requeue },
+        { "peers", test_peers },
+        { "tail", test_tail },
     };
     return tt_main(argc, argv, cases, ARRAY_LEN(cases));
 }
