@@ -4,6 +4,7 @@
  */
 #include "issuance/reindex.h"
 
+#include <libgen.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <string.h>
@@ -367,6 +368,22 @@ static int missing_log_ok(const struct conf *c, struct err *e)
     return 0;
 }
 
+/* A peer's log that is not there is an empty one (a node that never wrote) only when its
+ * directory is there and its head file is not: a directory that is missing (a share not
+ * mounted) or a head without its log (the log lost) would make an index without that node's
+ * certificates. */
+static bool peer_log_empty(const char *path)
+{
+    char *copy = xstrdup(path);
+    struct buf head = BUF_INIT;
+    bool empty;
+    buf_addf(&head, "%s.head", path);
+    empty = file_exists(dirname(copy)) && !file_exists(head.data);
+    buf_release(&head);
+    xfree(copy);
+    return empty;
+}
+
 /* This node's log, then the other nodes' (audit_peer_logs). With several logs a second pass
  * replays every revocation and release again, log after log: a certificate issued by one node
  * and revoked through another is revoked whatever order the logs come in (the first pass found
@@ -401,6 +418,9 @@ static int replay_logs(struct reindex *r, const struct conf *c)
         for (size_t i = 0; i < nlogs; i++) {
             if (!file_exists(logs[i])) {
                 if (i == 0 && (pass == 1 || missing_log_ok(c, r->e) == 0)) {
+                    continue;
+                }
+                if (i > 0 && peer_log_empty(logs[i])) {
                     continue;
                 }
                 if (i > 0) {

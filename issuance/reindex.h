@@ -75,7 +75,8 @@ int issuance_reindex(const struct conf *c, struct store *s, issuance_reindex_pro
 
 /* Several nodes (docs/operations.md "Run several nodes"): a rebuild replays this node's log and
  * then conf's audit_peer_logs, each read in full (a peer log that cannot be read fails the
- * rebuild: an index without that node's certificates must not be marked complete); with peers,
+ * rebuild: an index without that node's certificates must not be marked complete; a log not
+ * written yet is empty when its directory exists and it has no head file); with peers,
  * a second pass replays every log's revocations and releases again, so a revocation recorded by
  * another node than the issue applies whatever the order of the logs.
  *
