@@ -439,7 +439,7 @@ static void sa_ask_done(struct store_async *s, const char *host, int port, const
         }
         return;
     }
-    snprintf(s->last_error, sizeof(s->last_error), "sentinel %s:%d: %s",
+    snprintf(s->last_error, sizeof(s->last_error), "sentinel %.64s:%d: %.80s",
              s->url.sentinel[s->sidx].host, s->url.sentinel[s->sidx].port, why);
     s->sidx++;
     if (sa_ask_next(s) != 0) {
@@ -522,7 +522,7 @@ static int sa_ask_next(struct store_async *s)
             oom_die(sizeof(*ac));
         }
         if (ac->err) {
-            snprintf(s->last_error, sizeof(s->last_error), "sentinel %s:%d: %s",
+            snprintf(s->last_error, sizeof(s->last_error), "sentinel %.64s:%d: %.80s",
                      s->url.sentinel[s->sidx].host, s->url.sentinel[s->sidx].port, ac->errstr);
             redisAsyncFree(ac);
             continue;
@@ -662,7 +662,7 @@ static struct sa_op *sa_send(struct store_async *s, enum sa_kind kind, int argc,
         xfree(op);
         return NULL;
     }
-    op->hiredis_owned = true;
+    op->hiredis_owned = op->pending == NULL; /* a command waiting is hiredis's once sent */
     struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
     evtimer_add(op->timer, &tv);
     op->next = s->ops;
