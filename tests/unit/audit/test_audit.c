@@ -1437,7 +1437,8 @@ static int test_node(void)
         CHECK(obj != NULL);
         CHECK_STR_EQ(json_string_value(json_object_get(obj, "node")), "ca-node_1.eu");
     }
-    CHECK_STR_CONTAINS(l.v[0], "{\"a\":\"1\",\"node\":\"ca-node_1.eu\",\"nz\":\"2\",\"o\":\"3\",\"prev\"");
+    CHECK_STR_CONTAINS(l.v[0],
+                       "{\"a\":\"1\",\"node\":\"ca-node_1.eu\",\"nz\":\"2\",\"o\":\"3\",\"prev\"");
     CHECK_STR_CONTAINS(l.v[1], "{\"mm\":\"before\",\"nn\":\"after\",\"node\":");
     CHECK_STR_CONTAINS(l.v[2], "{\"node\":\"ca-node_1.eu\",\"prev\":");
     CHECK_OK(audit_verify(path, true, &rep, &e), &e);
