@@ -253,6 +253,51 @@ out:
     return rc;
 }
 
+/* node_id: a name of A-Z a-z 0-9 . _ - (1 to 64), or empty; JITRCA_NODE_ID overrides the file.
+ * A redis-sentinel:// URL's password is redacted like a redis:// one's. */
+static int test_conf_node_id(void)
+{
+    int rc = 0;
+    struct err e = ERR_INIT;
+    struct buf path = BUF_INIT, out = BUF_INIT, doc = BUF_INIT;
+    struct conf *c = NULL;
+    static const char *const bad[] = { "a b", "x/y", "n\u00e9", "a!b",
+                                       "01234567890123456789012345678901234567890123456789"
+                                       "012345678901234" };
+    buf_addf(&path, "%s/node.json", tt_tmpdir());
+    unsetenv("JITRCA_NODE_ID");
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        buf_reset(&doc);
+        buf_addf(&doc, "{\"node_id\": \"%s\"}", bad[i]);
+        CHECK_OK(file_write_atomic(path.data, doc.data, doc.len, 0600, false, &e), &e);
+        if ((c = conf_load(path.data, &e)) != NULL) {
+            TT_FAIL("node_id '%s' accepted", bad[i]);
+        }
+        CHECK_STR_CONTAINS(e.msg, "node_id");
+        err_clear(&e);
+    }
+    static const char good[] = "{\"node_id\": \"ca-1.eu_west\", \"redis_url\": "
+                               "\"redis-sentinel://:hunter2@s1:26379,s2/jitrca/1\"}";
+    CHECK_OK(file_write_atomic(path.data, good, strlen(good), 0600, false, &e), &e);
+    CHECK((c = conf_load(path.data, &e)) != NULL);
+    CHECK_STR_EQ(c->node_id, "ca-1.eu_west");
+    conf_dump(c, &out);
+    CHECK(strstr(buf_cstr(&out), "hunter2") == NULL);
+    CHECK_STR_CONTAINS(buf_cstr(&out), "redis-sentinel://:<redacted>@s1:26379,s2/jitrca/1");
+    conf_free(c);
+    setenv("JITRCA_NODE_ID", "from-env", 1);
+    c = conf_load(path.data, &e);
+    unsetenv("JITRCA_NODE_ID");
+    CHECK(c != NULL);
+    CHECK_STR_EQ(c->node_id, "from-env");
+out:
+    conf_free(c);
+    buf_release(&path);
+    buf_release(&out);
+    buf_release(&doc);
+    return rc;
+}
+
 /* conf_dump redacts, and conf_load's messages do not quote a secret from the file. */
 static int test_conf_no_secret_shown(void)
 {
@@ -361,6 +406,7 @@ int main(int argc, char **argv)
         { "files", test_files },
         { "conf_redact", test_conf_redact },
         { "conf_no_secret_shown", test_conf_no_secret_shown },
+        { "conf_node_id", test_conf_node_id },
         { "conf_jitr_section", test_conf_jitr_section },
     };
     return tt_main(argc, argv, cases, ARRAY_LEN(cases));
