@@ -105,7 +105,14 @@ static void on_reply(void *arg, const struct store_reply *r, const struct err *e
     if (gen == a->al->gen) {
         return;
     }
-    if (gen > a->al->gen) {
+    /* The generation only grows, except when Redis lost its data: then it starts again from 0
+     * (no alias at all) until the index rebuild restores the aliases from the audit log (and
+     * counts from 1). Below ours, an empty table is that gap: the last one known serves on; a
+     * table is Redis's again, whatever its number. */
+    if (gen < a->al->gen && r->elem[1].n == 0) {
+        return;
+    }
+    {
         struct aliases *al = usable(a->snap, a->al, &r->elem[1], gen);
         if (al != NULL) {
             api_aliases_switch(a, al);
