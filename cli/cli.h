@@ -84,4 +84,8 @@ int cmd_report(struct cli *cli, int argc, char **argv, struct err *e);
 int cmd_token(struct cli *cli, int argc, char **argv, struct err *e);
 int cmd_claim(struct cli *cli, int argc, char **argv, struct err *e);
 
+/* A new P-256 key and a CSR with CN=name, both PEM, appended to key_pem and csr_pem (a station's
+ * credential, a claim's: cli/cmd_station.c). */
+int cli_key_csr(const char *name, struct buf *key_pem, struct buf *csr_pem, struct err *e) ATTR_WUR;
+
 #endif

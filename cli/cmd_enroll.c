@@ -114,40 +114,6 @@ out:
     return rc;
 }
 
-/* A P-256 key and a CSR with CN=name, both PEM. */
-static int make_csr(const char *name, struct buf *key_pem, struct buf *csr_pem, struct err *e)
-{
-    EVP_PKEY *pk = EVP_EC_gen("P-256");
-    X509_REQ *req = X509_REQ_new();
-    X509_NAME *nm = X509_NAME_new();
-    BIO *kb = BIO_new(BIO_s_mem()), *cb = BIO_new(BIO_s_mem());
-    char *p = NULL;
-    long n;
-    int rc = -1;
-    if (pk == NULL || req == NULL || nm == NULL || kb == NULL || cb == NULL ||
-        X509_NAME_add_entry_by_txt(nm, "CN", MBSTRING_UTF8, (const unsigned char *)name, -1, -1,
-                                   0) != 1 ||
-        X509_REQ_set_subject_name(req, nm) != 1 || X509_REQ_set_pubkey(req, pk) != 1 ||
-        X509_REQ_sign(req, pk, EVP_sha256()) <= 0 ||
-        PEM_write_bio_PrivateKey(kb, pk, NULL, NULL, 0, NULL, NULL) != 1 ||
-        PEM_write_bio_X509_REQ(cb, req) != 1) {
-        err_openssl(e, ERRC_INTERNAL, "cannot build the claim key and CSR");
-        goto out;
-    }
-    n = BIO_get_mem_data(kb, &p);
-    buf_add(key_pem, p, (size_t)n);
-    n = BIO_get_mem_data(cb, &p);
-    buf_add(csr_pem, p, (size_t)n);
-    rc = 0;
-out:
-    BIO_free(kb);
-    BIO_free(cb);
-    X509_NAME_free(nm);
-    X509_REQ_free(req);
-    EVP_PKEY_free(pk);
-    return rc;
-}
-
 /* The device ids of an allowlist file: one a line, blank lines and '#' comments skipped. */
 static int devices_read(const char *path, struct buf *data, char ***ids, size_t *n, struct err *e)
 {
@@ -265,7 +231,7 @@ static int claim_issue(struct cli *cli, const char *name, const struct claim_opt
                 c->claim_profile);
         goto out;
     }
-    if (file_mkdirs(o->out, 0700, e) != 0 || make_csr(name, &key, &csr, e) != 0) {
+    if (file_mkdirs(o->out, 0700, e) != 0 || cli_key_csr(name, &key, &csr, e) != 0) {
         goto out;
     }
     snprintf(what, sizeof(what), "claim '%s'", name);

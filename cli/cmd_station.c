@@ -53,8 +53,7 @@ static void serials_path(const struct conf *c, const char *name, struct buf *out
     buf_addf(out, "%s/stations/%s.serials", c->data_dir, name);
 }
 
-/* A P-256 key and a CSR with CN=name, both PEM. */
-static int make_csr(const char *name, struct buf *key_pem, struct buf *csr_pem, struct err *e)
+int cli_key_csr(const char *name, struct buf *key_pem, struct buf *csr_pem, struct err *e)
 {
     EVP_PKEY *pk = EVP_EC_gen("P-256");
     X509_REQ *req = X509_REQ_new();
@@ -64,7 +63,7 @@ static int make_csr(const char *name, struct buf *key_pem, struct buf *csr_pem, 
     long n;
     int rc = -1;
     if (pk == NULL || req == NULL || nm == NULL || kb == NULL || cb == NULL) {
-        err_openssl(e, ERRC_INTERNAL, "cannot generate the station key");
+        err_openssl(e, ERRC_INTERNAL, "cannot generate a P-256 key");
         goto out;
     }
     if (X509_NAME_add_entry_by_txt(nm, "CN", MBSTRING_UTF8, (const unsigned char *)name, -1, -1,
@@ -73,7 +72,7 @@ static int make_csr(const char *name, struct buf *key_pem, struct buf *csr_pem, 
         X509_REQ_sign(req, pk, EVP_sha256()) <= 0 ||
         PEM_write_bio_PrivateKey(kb, pk, NULL, NULL, 0, NULL, NULL) != 1 ||
         PEM_write_bio_X509_REQ(cb, req) != 1) {
-        err_openssl(e, ERRC_INTERNAL, "cannot build the station CSR");
+        err_openssl(e, ERRC_INTERNAL, "cannot build the CSR for '%s'", name);
         goto out;
     }
     n = BIO_get_mem_data(kb, &p);
@@ -106,7 +105,7 @@ static int station_issue(struct cli *cli, const char *name, const char *dir, con
         err_set(e, ERRC_INVALID, "the configuration names no station_ca");
         goto out;
     }
-    if (file_mkdirs(dir, 0700, e) != 0 || make_csr(name, &key, &csr, e) != 0) {
+    if (file_mkdirs(dir, 0700, e) != 0 || cli_key_csr(name, &key, &csr, e) != 0) {
         goto out;
     }
     ctx = issuance_ctx_open(c, c->station_ca, cli->passphrase_file, e);

@@ -313,22 +313,6 @@ void enroll_handle_claim(struct httpd_req *r, void *arg)
 
 /* ---- POST /v1/enroll ------------------------------------------------------------------------ */
 
-/* The CSR of the request, NULL when it does not parse (issuance then rejects it). */
-static X509_REQ *csr_of(const struct api_csr_req *it)
-{
-    X509_REQ *req;
-    if (memmem(it->csr.data, it->csr.len, "-----BEGIN", 10) != NULL) {
-        BIO *b = BIO_new_mem_buf(it->csr.data, (int)it->csr.len);
-        req = b ? PEM_read_bio_X509_REQ(b, NULL, NULL, NULL) : NULL;
-        BIO_free(b);
-    } else {
-        const unsigned char *p = (const unsigned char *)it->csr.data;
-        req = d2i_X509_REQ(NULL, &p, (long)it->csr.len);
-    }
-    ERR_clear_error();
-    return req;
-}
-
 /* Issues j's CSR with CA c, as the caller set up item (profile, requester, device, token...);
  * replies. Returns true when a certificate was issued. */
 static bool enroll_issue(struct job *j, struct tstate *ts, const struct snap_ca *c,
@@ -565,7 +549,7 @@ static void enroll_claim(struct job *j, struct tstate *ts, struct store *st)
         claim_refuse(j, &e);
         goto out;
     }
-    req = csr_of(&j->items[0]);
+    req = sign_item_csr(&j->items[0]);
     if (req == NULL ||
         X509_NAME_get_text_by_NID(X509_REQ_get_subject_name(req), NID_commonName, cn, sizeof(cn)) <=
             0 ||

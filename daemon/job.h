@@ -228,6 +228,8 @@ void sign_jobs(struct tstate *ts, struct job **jobs, size_t nj);
 void sign_run(struct job *j, struct tstate *ts);
 void sign_handle(struct httpd_req *r, void *arg);
 void sign_handle_batch(struct httpd_req *r, void *arg);
+/* The CSR of an item (PEM or DER), NULL when it does not parse (issuance then rejects it). */
+X509_REQ *sign_item_csr(const struct api_csr_req *it);
 /* One issued certificate as the 201 of /v1/sign gives it (id: a batch item's, or NULL). */
 void sign_issued_write(struct buf *b, const struct snap *s, size_t ca,
                        const struct issuance_item *it, const char *id);

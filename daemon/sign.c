@@ -50,8 +50,7 @@ static int ca_memo_check(struct ca_memo *m, const struct snap *s, const struct s
     return 0;
 }
 
-/* The CSR of an item (PEM or DER), NULL when it does not parse (issuance then rejects it). */
-static X509_REQ *item_csr(const struct api_csr_req *it)
+X509_REQ *sign_item_csr(const struct api_csr_req *it)
 {
     X509_REQ *req;
     if (memmem(it->csr.data, it->csr.len, "-----BEGIN", 10) != NULL) {
@@ -143,7 +142,7 @@ static int renew_check(struct tstate *ts, struct job *j, struct api_csr_req *it,
                 rec.serial);
         goto out;
     }
-    req = item_csr(it);
+    req = sign_item_csr(it);
     if (req != NULL &&
         X509_NAME_cmp(X509_REQ_get_subject_name(req), X509_get_subject_name(old)) != 0) {
         err_set(e, ERRC_INVALID, "a renewal keeps the subject of certificate %s (%s)", rec.serial,

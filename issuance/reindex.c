@@ -283,6 +283,22 @@ static int replay_aliases(struct reindex *r)
     return rc;
 }
 
+/* Frees r and what it still holds (a rebuild stopped midway leaves pending records). */
+static void reindex_free(struct reindex *r)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        json_decref(r->pending[i]);
+    }
+    for (size_t i = 0; i < r->nr; i++) {
+        json_decref(r->revokes[i]);
+    }
+    json_decref(r->crl_numbers);
+    json_decref(r->renews);
+    json_decref(r->retiring);
+    json_decref(r->aliases);
+    xfree(r);
+}
+
 static int replay_one(void *arg, json_t *rec, uint64_t line)
 {
     struct reindex *r = arg;
@@ -482,14 +498,7 @@ out:
     if (out) {
         *out = r->st;
     }
-    for (size_t i = 0; i < r->n; i++) {
-        json_decref(r->pending[i]);
-    }
-    for (size_t i = 0; i < r->nr; i++) {
-        json_decref(r->revokes[i]);
-    }
-    json_decref(r->crl_numbers);
-    xfree(r);
+    reindex_free(r);
     return rc;
 }
 
@@ -561,17 +570,7 @@ out:
     if (out) {
         *out = r->st;
     }
-    for (size_t i = 0; i < r->n; i++) {
-        json_decref(r->pending[i]);
-    }
-    for (size_t i = 0; i < r->nr; i++) {
-        json_decref(r->revokes[i]);
-    }
-    json_decref(r->crl_numbers);
-    json_decref(r->renews);
-    json_decref(r->retiring);
-    json_decref(r->aliases);
-    xfree(r);
+    reindex_free(r);
     return rc;
 }
 
