@@ -57,6 +57,8 @@
 #include "store/store.h"
 
 #define TRACE_KEEP "64"
+/* how a JITR flow's lock token begins (the job engine's tokens for other kinds never do) */
+#define JITR_LOCK_TAG "jitr-flow "
 
 static const char *const jitr_state_names[] = {
     [JITR_ST_RECEIVED] = "RECEIVED",
@@ -105,6 +107,10 @@ static const char persist_lua[] =
     "redis.call('RPUSH', KEYS[2], ARGV[1])\n"
     "redis.call('LTRIM', KEYS[2], -" TRACE_KEEP ", -1)\n"
     "return 1\n";
+/* The certificate's lock: 1 when taken, else the holder's token (0: none, cannot happen). */
+static const char lock_lua[] =
+    "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end\n"
+    "return redis.call('GET', KEYS[1]) or 0\n";
 static const char unlock_lua[] =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end\n"
     "return 0\n";
@@ -152,7 +158,7 @@ struct jitr_req {
     struct err op_err;      /* the completed operation's error (code OK on success) */
     char aws_code[64];      /* its AWS error code */
     struct err err;         /* why rejected / ignored / retried / dead */
-    char lock_token[64];
+    char lock_token[160]; /* JITR_LOCK_TAG entry pid-counter-ms (jitr_req_new) */
     bool locked;
     int64_t first_ms;
     unsigned attempts;
@@ -828,6 +834,18 @@ static void recorded(struct jitr_req *r, enum jitr_outcome o, const char *final)
     persist_then(r, JITR_ST_UNLOCK, final, r->audit_found ? "audited already" : "audited");
 }
 
+/* Whether the lock's holder is a JITR flow of another stream entry (a job of another kind, say
+ * a revocation, or a flow of this very entry left by a crash, is waited for instead). */
+static bool lock_covers(const char *holder, const char *entry)
+{
+    size_t n = strlen(JITR_LOCK_TAG), m = strlen(entry);
+    if (entry[0] == '\0' || strncmp(holder, JITR_LOCK_TAG, n) != 0) {
+        return false;
+    }
+    holder += n;
+    return !(strncmp(holder, entry, m) == 0 && holder[m] == ' ');
+}
+
 static void st_received(struct jitr_req *r)
 {
     set_state(r, JITR_ST_LOCK);
@@ -841,7 +859,7 @@ static void st_lock(struct jitr_req *r)
         char px[24];
         key_of(key, sizeof(key), "jitr:lock", r->ev.cert_id);
         snprintf(px, sizeof(px), "%d", r->env->lock_ms > 0 ? r->env->lock_ms : 60000);
-        const char *av[] = { "SET", key, r->lock_token, "NX", "PX", px };
+        const char *av[] = { "EVAL", lock_lua, "1", key, r->lock_token, px };
         start_redis(r, 6, av);
         return;
     }
@@ -849,10 +867,17 @@ static void st_lock(struct jitr_req *r)
         fail_op(r, "lock");
         return;
     }
-    if (h->type != STORE_REPLY_STRING) {
+    if (h->type != STORE_REPLY_INTEGER || h->integer != 1) {
         struct err e = ERR_INIT;
-        err_set(&e, ERRC_CONFLICT, "certificate %.16s... is being provisioned by another "
-                "worker", r->ev.cert_id);
+        if (h->type == STORE_REPLY_STRING && lock_covers(h->str, r->entry)) {
+            /* another event of this certificate is being provisioned: its stream entry stays
+             * pending until its flow ends (and is claimed again if its worker dies), so this
+             * one carries nothing more and is acknowledged at once */
+            finish_with(r, JITR_OUT_DUPLICATE, NULL);
+            set_state(r, JITR_ST_UNLOCK);
+            return;
+        }
+        err_set(&e, ERRC_CONFLICT, "certificate %.16s... is busy in another job", r->ev.cert_id);
         finish_with(r, JITR_OUT_BUSY, &e);
         set_state(r, JITR_ST_UNLOCK);
         return;
@@ -1431,8 +1456,8 @@ struct jitr_req *jitr_req_new(const struct jitr_env *env, const struct jitr_io *
     r->io = io;
     r->ev = *ev;
     snprintf(r->entry, sizeof(r->entry), "%s", entry_id ? entry_id : "");
-    snprintf(r->lock_token, sizeof(r->lock_token), "%ld-%lu-%lld", (long)getpid(), ++counter,
-             (long long)time_now_ms());
+    snprintf(r->lock_token, sizeof(r->lock_token), JITR_LOCK_TAG "%s %ld-%lu-%lld", r->entry,
+             (long)getpid(), ++counter, (long long)time_now_ms());
     r->first_ms = ev->received_ms > 0 ? ev->received_ms : 0;
     r->state = JITR_ST_RECEIVED;
     buf_addstr(&r->trace, "RECEIVED");

@@ -240,12 +240,17 @@ static void serve_redis(struct fake *f)
         cmd = strcmp(f->argv[1], store_index_get_lua) == 0 ? "GET" : "HGETALL";
         key = f->argv[4];
     }
-    if (strcmp(cmd, "SET") == 0) { /* SET key val NX PX ms */
-        if (json_object_get(f->redis, f->argv[1]) == NULL) {
-            json_object_set_new(f->redis, f->argv[1], json_string(f->argv[2]));
+    if (strcmp(cmd, "EVAL") == 0 && strstr(f->argv[1], "'NX'")) {
+        /* the lock: KEYS lock; ARGV token, px → 1, or the holder's token */
+        json_t *v = json_object_get(f->redis, f->argv[3]);
+        if (v == NULL) {
+            json_object_set_new(f->redis, f->argv[3], json_string(f->argv[4]));
+            rep.type = STORE_REPLY_INTEGER;
+            rep.integer = 1;
+        } else {
             rep.type = STORE_REPLY_STRING;
-            rep.str = "OK";
-            rep.len = 2;
+            rep.str = json_string_value(v);
+            rep.len = json_string_length(v);
         }
     } else if (strcmp(cmd, "GET") == 0) {
         json_t *v = json_object_get(f->redis, key);
@@ -1261,6 +1266,39 @@ out:
     return rc;
 }
 
+/* An event of a certificate whose lock another JITR flow (another stream entry) holds is a
+ * duplicate, acknowledged at once: that flow's entry stays pending until it ends. A lock left by
+ * a flow of this same entry (a crash) or held by another kind's job is waited for. */
+static int test_flow_covered(void)
+{
+    int rc = 0;
+    struct world w;
+    struct buf tr = BUF_INIT;
+    char key[160];
+    CHECK_INT_EQ(world_init(&w), 0);
+    snprintf(key, sizeof(key), STORE_PREFIX "jitr:lock:%s", w.dev_id);
+    json_object_set_new(w.f.redis, key, json_string("jitr-flow 7-3 42-1-1700000000000"));
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, NULL), JITR_OUT_DUPLICATE);
+    CHECK_STR_EQ(tr.data, "RECEIVED LOCK UNLOCK FINISHED");
+    CHECK_STR_EQ(calls(&w), "");
+    CHECK_STR_EQ(json_string_value(json_object_get(w.f.redis, key)),
+                 "jitr-flow 7-3 42-1-1700000000000");
+    /* this entry's own earlier run (crashed): wait for its lock to expire */
+    json_object_set_new(w.f.redis, key, json_string("jitr-flow 1-0 42-1-1700000000000"));
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, NULL), JITR_OUT_BUSY);
+    /* an entry whose id only begins like ours is another one */
+    json_object_set_new(w.f.redis, key, json_string("jitr-flow 1-00 42-1-1700000000000"));
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, NULL), JITR_OUT_DUPLICATE);
+    /* a revocation's job (the job engine's token): wait */
+    json_object_set_new(w.f.redis, key, json_string("jitrd-1-w0-5a5a"));
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, NULL), JITR_OUT_BUSY);
+    CHECK_INT_EQ(w.f.audits, 0);
+out:
+    buf_release(&tr);
+    world_release(&w);
+    return rc;
+}
+
 /* Redis lost the index: the flow neither rejects nor dead-letters the certificate, asks nothing
  * of AWS, stores nothing and ends BUSY (retried, not counted as an attempt); once the index is
  * rebuilt the same event provisions the device. */
@@ -1799,6 +1837,7 @@ int main(int argc, char **argv)
         { "flow_policies", test_flow_policies },
         { "flow_status_override", test_flow_status_override },
         { "flow_busy", test_flow_busy },
+        { "flow_covered", test_flow_covered },
         { "flow_index_incomplete", test_flow_index_incomplete },
         { "flow_audit_waits", test_flow_audit_waits },
         { "flow_audit_failure_retry", test_flow_audit_failure_retry },
