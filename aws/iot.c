@@ -280,6 +280,7 @@ struct aws_iot {
     struct store_async *redis;
     bool redis_warned;
     bool no_quota;
+    unsigned local_share; /* aws_iot_opts */
     struct iot_bucket buckets[AWS_IOT__COUNT];
     struct aws_engine eng;
 };
@@ -358,17 +359,21 @@ static int iot_rates(struct aws_iot *c, const char *spec, struct err *e)
 }
 
 /* In-process bucket: the fallback when Redis is not configured or failing. */
-static int64_t local_take(struct iot_bucket *b)
+static int64_t local_take(struct iot_bucket *b, unsigned share)
 {
     int64_t now = time_mono_ns() / 1000000;
+    double rate = b->rate / (share > 1 ? share : 1), burst = b->burst / (share > 1 ? share : 1);
+    if (burst < 1) {
+        burst = 1;
+    }
     if (b->ts_ms == 0) {
-        b->tokens = b->burst;
+        b->tokens = burst;
         b->ts_ms = now;
     }
     if (now > b->ts_ms) {
-        b->tokens += (double)(now - b->ts_ms) * b->rate / 1000.0;
-        if (b->tokens > b->burst) {
-            b->tokens = b->burst;
+        b->tokens += (double)(now - b->ts_ms) * rate / 1000.0;
+        if (b->tokens > burst) {
+            b->tokens = burst;
         }
         b->ts_ms = now;
     }
@@ -376,7 +381,7 @@ static int64_t local_take(struct iot_bucket *b)
         b->tokens -= 1;
         return 0;
     }
-    return (int64_t)ceil((1 - b->tokens) * 1000.0 / b->rate);
+    return (int64_t)ceil((1 - b->tokens) * 1000.0 / rate);
 }
 
 /* ---- the client ----------------------------------------------------------------------------- */
@@ -395,6 +400,7 @@ struct aws_iot *aws_iot_new(const struct aws_iot_opts *o, struct err *e)
     aws_engine_init(&c->eng, o->base, &iot_proto);
     c->service = xstrdup(o->service && o->service[0] ? o->service : AWS_SIGV4_DEFAULT_SERVICE);
     c->no_quota = o->no_quota;
+    c->local_share = o->local_share;
     if (aws_config_load(&c->cfg, o->env, &co, e) != 0 || iot_rates(c, o->rates, e) != 0 ||
         (c->t = aws_transport_new(o->base, e)) == NULL ||
         (c->credp = aws_credp_new(c->t, &c->cfg, o->env, &o->creds, e)) == NULL ||
@@ -454,7 +460,7 @@ static void on_bucket(void *arg, bool allowed, int64_t wait_ms, const struct err
             log_warn("AWS rate limiter: %s; pacing per process until Redis is back", e->msg);
             k->c->redis_warned = true;
         }
-        int64_t w = local_take(&k->c->buckets[k->op]);
+        int64_t w = local_take(&k->c->buckets[k->op], k->c->local_share);
         iot_paced(k, w == 0, w);
         return;
     }
@@ -483,7 +489,7 @@ static void iot_pace(struct aws_call *call)
         }
         return;
     }
-    int64_t w = local_take(&c->buckets[k->op]);
+    int64_t w = local_take(&c->buckets[k->op], c->local_share);
     iot_paced(k, w == 0, w);
 }
 

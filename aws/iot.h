@@ -89,6 +89,10 @@ struct aws_iot_opts {
     const char *redis_url;  /* shared buckets; NULL: per-process buckets only */
     const char *rates;      /* "CreateThing=100,DescribeThing=350/50,default=10": rate[/burst] */
     bool no_quota;          /* no client-side pacing at all */
+    /* processes that share the quota through Redis (jitrd's workers): while Redis is absent or
+     * failing, each paces alone at rate / local_share (burst likewise, at least 1), so together
+     * they stay within it; 0 or 1: the whole rate */
+    unsigned local_share;
     long timeout_ms;        /* per attempt; 0: 10000 */
     unsigned max_attempts;  /* 0: 3 */
     struct aws_credp_opts creds;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "core/log.h"
 #include "core/mem.h"
@@ -469,6 +470,12 @@ void conf_jitr_release(struct conf_jitr *c)
 const char *conf_audit_path(const struct conf *c)
 {
     return c->_audit_path;
+}
+
+size_t conf_workers(const struct conf *c)
+{
+    long n = c->workers > 0 ? (long)c->workers : sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (size_t)n : 1;
 }
 
 #define REDACTED "<redacted>"

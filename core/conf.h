@@ -92,6 +92,8 @@ void conf_jitr_copy(struct conf_jitr *dst, const struct conf_jitr *src);
 void conf_jitr_release(struct conf_jitr *c);
 /* The effective audit log path. */
 const char *conf_audit_path(const struct conf *c);
+/* The worker processes jitrd runs: workers, or one per online core when it is 0. */
+size_t conf_workers(const struct conf *c);
 /* Prints the effective configuration as JSON, every value through conf_redact (the file names
  * where secrets come from, but a careless operator may paste one in). */
 void conf_dump(const struct conf *c, struct buf *out);

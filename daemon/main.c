@@ -245,7 +245,7 @@ int main(int argc, char **argv)
             }
         }
     }
-    int64_t workers = s->conf->workers;
+    size_t workers = conf_workers(s->conf);
     int64_t drain_ms = s->conf->drain_timeout * 1000;
     if (s->conf->jitr.enabled && jitr_check_config(s->conf, &e) != 0) {
         fprintf(stderr, "jitrd: error: %s\n", e.msg);
@@ -271,13 +271,9 @@ int main(int argc, char **argv)
         return 0;
     }
     snap_unref(s);
-    if (workers == 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        workers = n > 0 ? n : 1;
-    }
     if (metrics_init(&e) != 0) {
         fprintf(stderr, "jitrd: error: %s\n", e.msg);
         return 1;
     }
-    return supervise(config, (size_t)workers, drain_ms);
+    return supervise(config, workers, drain_ms);
 }

@@ -382,6 +382,7 @@ struct jitr_service *jitr_service_new(struct event_base *base, const struct conf
     ao.service = conf->aws_signing_name[0] ? conf->aws_signing_name : NULL;
     ao.profile = conf->aws_profile;
     ao.rates = s->cfg.aws_rates[0] ? s->cfg.aws_rates : conf->aws_rates;
+    ao.local_share = (unsigned)conf_workers(conf);
     if (ao.rates == NULL || ao.rates[0] == '\0') {
         /* AWS enforces its quotas as token buckets: pacing a little under the quota (0.2 TPS)
          * with a burst of one never meets its limit, and keeps ~98 % of a 10 TPS quota */

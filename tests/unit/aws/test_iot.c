@@ -733,6 +733,33 @@ out:
     return rc;
 }
 
+/* Without Redis each process paces alone: with local_share N (jitrd's workers) at rate / N and
+ * burst / N, so that N of them together stay within the quota. 10 calls at 20/s burst 20 shared
+ * by 4 (5/s, burst 5) take at least a second; the whole rate would pass them at once. */
+static int test_local_share(void)
+{
+    int rc = 0;
+    struct err e = ERR_INIT;
+    struct aws_iot_sync s;
+    struct aws_iot *c = NULL;
+    struct aws_iot_opts o = { 0 };
+    int64_t t0;
+    aws_iot_sync_init(&s);
+    o.base = base;
+    o.rates = "GetRegistrationCode=20/20";
+    o.local_share = 4;
+    CHECK(c = aws_iot_new(&o, &e));
+    t0 = time_mono_ns();
+    for (int i = 0; i < 10; i++) {
+        CHECK_OK(SYNC(aws_iot_get_registration_code(c, aws_iot_sync_cb, &s, &e)), &e);
+    }
+    CHECK(time_mono_ns() - t0 >= 900 * 1000000LL);
+out:
+    aws_iot_sync_release(&s);
+    aws_iot_free(c);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     static const struct tt_case cases[] = {
@@ -745,6 +772,7 @@ int main(int argc, char **argv)
         { "signature_and_credentials", test_signature_and_credentials },
         { "input_validation", test_input_validation },
         { "reuse_cancel_service", test_reuse_cancel_service },
+        { "local_share", test_local_share },
     };
     int rc;
     if (getenv("JITRCA_SIM_IOT_URL") == NULL) {
