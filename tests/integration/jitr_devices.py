@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Devices for the JITR tests, the benchmark and the demo: each one connects to the AWS IoT
 gateway stand-in (tests/sim/gateway.py) with its certificate, is refused the first time (AWS
-registers it PENDING_ACTIVATION and publishes the event), then retries MQTT CONNECT with backoff
-until CONNACK 0 (provisioned: ACTIVE, policy, thing) or the deadline.
+registers it PENDING_ACTIVATION and publishes the event), then retries MQTT CONNECT with
+exponential backoff and jitter until CONNACK 0 (provisioned: ACTIVE, policy, thing) or the
+deadline.
 
   jitr_devices.py --dir DIR --host H --port P --cafile CA [--ids a,b,...] [--threads N]
                   [--timeout S] [--first-only]
@@ -16,6 +17,7 @@ import concurrent.futures
 import glob
 import json
 import os
+import random
 import socket
 import ssl
 import struct
@@ -71,11 +73,14 @@ def device(args, dev_id):
         return dev_id, first, first != 0, 0.0
     if first == 0:
         return dev_id, 0, False, (time.monotonic() - t0) * 1000
-    delay = 0.2
+    # reconnect as the AWS IoT device SDKs do: exponential backoff with jitter (here from 0.5 s,
+    # doubling up to 4 s); every refused attempt of a PENDING_ACTIVATION certificate makes AWS
+    # publish its registered event again
+    delay = 0.5
     deadline = t0 + args.timeout
     while time.monotonic() < deadline:
-        time.sleep(delay)
-        delay = min(delay * 1.5, 2.0)
+        time.sleep(delay * random.uniform(0.5, 1.0))
+        delay = min(delay * 2, 4.0)
         if attempt(ctx, args.host, args.port, cn) == 0:
             return dev_id, 0, True, (time.monotonic() - t0) * 1000
     return dev_id, -1, True, 0.0

@@ -304,8 +304,8 @@ class Gateway:
         raw.settimeout(self.io_timeout)
         tls = None
         try:
-            reg = sc.json_call(self.standin + "/_standin/internal/registry")
-            cfg = sc.json_call(self.standin + "/_standin/config")["gateway"]
+            reg = sc.json_call(self.standin + "/_standin/internal/registry?config=1")
+            cfg = reg["gateway"]
             ctx = self.context_for(reg["cas"])
             try:
                 tls = ctx.wrap_socket(raw, server_side=True)
@@ -331,7 +331,7 @@ class Gateway:
 
     def _cert_info(self, cid):
         try:
-            return sc.json_call(self.standin + f"/_standin/internal/cert/{cid}")
+            return sc.json_call(self.standin + f"/_standin/internal/cert/{cid}?brief=1")
         except RuntimeError as exc:
             if "-> 404" in str(exc):
                 return None

@@ -576,7 +576,7 @@ class StandIn:
             self.sts_log = collections.deque(maxlen=200)
             self.signers = collections.Counter()  # access key id -> requests it signed (IoT)
             self.reg_code = None
-            self.cas = {}           # caId -> {"pem", "cert", "mode", "autoreg", "created", "config"}
+            self.cas = {}           # caId -> {"pem", "cert", "mode", "autoreg", "status", "created", "config"}
             self.cert_ca = {}       # certId -> caId, None: registered without a CA
             self.principal_types = {}  # principal ARN -> {thingName: thingPrincipalType}
             self.jitr_ts = {}       # certId -> registration timestamp (ms) by the gateway
@@ -762,8 +762,11 @@ class StandIn:
                 raise ApiError("InternalFailureException", 500,
                                "moto is not running with iot.use_valid_cert=True "
                                "(certificateId is not the SHA-256 of the DER)")
+            # the status as moto keeps it (the gateway's registry reads it from here: one moto
+            # call fewer per device connection)
             self.cas[caid] = {"pem": p["caCertificate"], "cert": ca, "mode": mode,
                               "autoreg": "ENABLE" if p.get("allowAutoRegistration") else "DISABLE",
+                              "status": "ACTIVE" if p.get("setAsActive") else "INACTIVE",
                               "created": time.time()}
         return {"certificateArn": self.arn("cacert", caid), "certificateId": caid}
 
@@ -800,6 +803,8 @@ class StandIn:
         with self.lock:
             if "newAutoRegistrationStatus" in p:
                 ca["autoreg"] = p["newAutoRegistrationStatus"]
+            if "newStatus" in p:
+                ca["status"] = p["newStatus"]
             ca["modified"] = time.time()
         return {}
 
@@ -1192,25 +1197,24 @@ class StandIn:
 
     # -- internal registry API for gateway.py ------------------------------------------------
 
-    def internal_registry(self):
+    def internal_registry(self, with_config=False):
+        """The CAs, destinations and rules (and the gateway's config): read at every device
+        connection, so it asks moto nothing."""
         with self.lock:
-            ids = list(self.cas.items())
+            cas = [{"certificateId": caid, "pem": ca["pem"], "status": ca["status"],
+                    "autoRegistrationStatus": ca["autoreg"], "certificateMode": ca["mode"]}
+                   for caid, ca in self.cas.items()]
             dests = [self._dest_public(d) for d in self.destinations.values()]
-        cas = []
-        for caid, ca in ids:
-            try:
-                st = self.moto_call("describe_ca_certificate", certificateId=caid)
-                status = st["certificateDescription"]["status"]
-            except ApiError:
-                continue
-            cas.append({"certificateId": caid, "pem": ca["pem"], "status": status,
-                        "autoRegistrationStatus": ca["autoreg"], "certificateMode": ca["mode"]})
-        with self.lock:
             rules = [dict(r) for r in self.rules.values() if not r["disabled"] and r["topic"]]
-        return {"cas": cas, "destinations": dests, "account": self.account, "region": self.region,
-                "rules": rules}
+            out = {"cas": cas, "destinations": dests, "account": self.account,
+                   "region": self.region, "rules": rules}
+            if with_config:
+                out["gateway"] = copy.deepcopy(self.config["gateway"])
+        return out
 
-    def internal_cert(self, cid):
+    def internal_cert(self, cid, brief=False):
+        """A certificate's status, CA, policies and things; brief: the policies and things only
+        when it is ACTIVE (the gateway's connection check: one moto call for the others)."""
         try:
             d = self.moto_call("describe_certificate", certificateId=cid)["certificateDescription"]
         except ApiError as e:
@@ -1218,8 +1222,10 @@ class StandIn:
                 raise ApiError("ResourceNotFoundException", 404, "unknown certificate")
             raise
         arn = d["certificateArn"]
-        pols = self.moto_call("list_attached_policies", target=arn).get("policies", [])
-        things = self.moto_call("list_principal_things", principal=arn).get("things", [])
+        pols, things = [], []
+        if not brief or d["status"] == "ACTIVE":
+            pols = self.moto_call("list_attached_policies", target=arn).get("policies", [])
+            things = self.moto_call("list_principal_things", principal=arn).get("things", [])
         with self.lock:
             ts = self.jitr_ts.get(cid)
         return {"certificateId": cid, "certificateArn": arn, "status": d["status"],
@@ -1647,9 +1653,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                                     "roleName": data["roleName"]}
                 return self._send(200, b"{}")
             if path == "/_standin/internal/registry":
-                return self._send(200, json.dumps(si.internal_registry()).encode())
+                q = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+                return self._send(200, json.dumps(
+                    si.internal_registry(with_config=q.get("config") == ["1"])).encode())
             if path.startswith("/_standin/internal/cert/"):
-                return self._send(200, json.dumps(si.internal_cert(path.rsplit("/", 1)[1])).encode())
+                q = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+                return self._send(200, json.dumps(si.internal_cert(
+                    path.rsplit("/", 1)[1], brief=q.get("brief") == ["1"])).encode())
             if path == "/_standin/internal/jitr-register" and self.command == "POST":
                 return self._send(200, json.dumps(
                     si.internal_jitr_register(data["pem"], data["caCertificateId"])).encode())
