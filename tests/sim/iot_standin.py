@@ -587,6 +587,7 @@ class StandIn:
             self.front = collections.Counter()
             self.gateway_stats = collections.Counter()
             self.gateway_log = collections.deque(maxlen=500)
+            self.key_locks = {}     # (kind, name) -> lock: one thing's or principal's changes
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -594,8 +595,14 @@ class StandIn:
         return f"arn:{sc.partition(self.region)}:iot:{self.region}:{self.account}:{kind}/{rid}"
 
     def all_creds(self):
+        # read at every request: a copy without the lock (the dicts only ever get new keys)
+        return {**self.creds, **self.minted}
+
+    def key_lock(self, kind, name):
+        """The lock of one thing's or principal's check-then-change (held across moto calls:
+        never the state lock, which every request needs)."""
         with self.lock:
-            return {**self.creds, **self.minted}
+            return self.key_locks.setdefault((kind, name), threading.Lock())
 
     def mint(self, secret=None, token=None):
         """Temporary credentials this front door accepts from now on."""
@@ -672,10 +679,12 @@ class StandIn:
         with self.lock:
             if cid in self.cert_ca:
                 return self.cert_ca[cid]
-            for caid, ca in self.cas.items():
-                if sc.issued_by(cert, ca["cert"]):
+            cas = list(self.cas.items())
+        for caid, ca in cas:  # signature checks: outside the lock
+            if sc.issued_by(cert, ca["cert"]):
+                with self.lock:
                     self.cert_ca[cid] = caid
-                    return caid
+                return caid
         return None
 
     def registration_code(self):
@@ -909,9 +918,10 @@ class StandIn:
         # exclusive elsewhere, is refused.
         principal, thing = p["principal"], p["thingName"]
         kind = p.get("thingPrincipalType", "NON_EXCLUSIVE_THING")
-        with self.lock:
+        with self.key_lock("principal", principal):
             others = [t for t in self._principal_things(principal) if t != thing]
-            types = self.principal_types.get(principal, {})
+            with self.lock:
+                types = dict(self.principal_types.get(principal, {}))
             exclusive = [t for t in others if types.get(t) == "EXCLUSIVE_THING"]
             if exclusive:
                 raise ApiError("InvalidRequestException", 400,
@@ -925,7 +935,8 @@ class StandIn:
             status, hdrs, body = self.forward(ctx["method"], ctx["target"], ctx["headers"],
                                               ctx["body"])
             if status == 200:
-                self.principal_types.setdefault(principal, {})[thing] = kind
+                with self.lock:
+                    self.principal_types.setdefault(principal, {})[thing] = kind
         return status, hdrs, body
 
     def op_DetachThingPrincipal(self, p, ctx):
@@ -939,7 +950,7 @@ class StandIn:
         # moto: not implemented.
         with self.lock:
             types = dict(self.principal_types.get(p["principal"], {}))
-            things = self._principal_things(p["principal"])
+        things = self._principal_things(p["principal"])
         objs = [{"thingName": t, "thingPrincipalType": types.get(t, "NON_EXCLUSIVE_THING")}
                 for t in sorted(things)
                 if p.get("thingPrincipalType") in (None, types.get(t, "NON_EXCLUSIVE_THING"))]
@@ -971,7 +982,7 @@ class StandIn:
     def op_CreateThing(self, p, ctx):
         # moto silently replaces an existing thing (new thingId). AWS: same config -> the same
         # thing (200), different config -> 409 ResourceAlreadyExistsException.
-        with self.lock:
+        with self.key_lock("thing", p["thingName"]):
             try:
                 cur = self.moto_call("describe_thing", thingName=p["thingName"])
             except ApiError as e:
