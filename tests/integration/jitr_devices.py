@@ -73,14 +73,14 @@ def device(args, dev_id):
         return dev_id, first, first != 0, 0.0
     if first == 0:
         return dev_id, 0, False, (time.monotonic() - t0) * 1000
-    # reconnect as the AWS IoT device SDKs do: exponential backoff with jitter (here from 0.5 s,
-    # doubling up to 4 s); every refused attempt of a PENDING_ACTIVATION certificate makes AWS
-    # publish its registered event again
-    delay = 0.5
+    # reconnect as the AWS IoT device SDKs do: exponential backoff with jitter, from 1 s (AWS
+    # takes at most one CONNECT per second per client id) doubling up to 8 s; every refused
+    # attempt of a PENDING_ACTIVATION certificate makes AWS publish its registered event again
+    delay = 1.0
     deadline = t0 + args.timeout
     while time.monotonic() < deadline:
-        time.sleep(delay * random.uniform(0.5, 1.0))
-        delay = min(delay * 2, 4.0)
+        time.sleep(delay * random.uniform(1.0, 1.25))
+        delay = min(delay * 2, 8.0)
         if attempt(ctx, args.host, args.port, cn) == 0:
             return dev_id, 0, True, (time.monotonic() - t0) * 1000
     return dev_id, -1, True, 0.0
