@@ -61,6 +61,16 @@ struct aws_iot *cli_aws_iot_new(const struct conf *c, struct event_base *base, b
 int cmd_ca_impact(struct cli *cli, int argc, char **argv, struct err *e);
 int cmd_ca_retire_aws(struct cli *cli, int argc, char **argv, struct err *e);
 int cmd_ca_deactivate(struct cli *cli, int argc, char **argv, struct err *e);
+/* cmd_ca_life.c: UpdateCACertificate of each registration of a in the configured region
+ * (new_status or new_auto NULL: unchanged), each audited (ca_aws_update) first, then described
+ * and recorded in ca.json; prints a line per registration unless --json. */
+struct ca_authority;
+int cli_ca_aws_update(struct cli *cli, const struct conf *c, struct ca_authority *a,
+                      const char *new_status, const char *new_auto, struct err *e) ATTR_WUR;
+/* cmd_ca_compromise.c: jitrctl ca compromise; cli_ca_block: CA name signs nothing ever again
+ * (audited ca_compromised, ca.json, Redis ca:blocked); *was: it was marked so already */
+int cmd_ca_compromise(struct cli *cli, int argc, char **argv, struct err *e);
+int cli_ca_block(const struct conf *c, const char *name, bool *was, struct err *e) ATTR_WUR;
 /* cmd_ca_rotate.c: jitrctl ca alias set|list, ca rotate */
 int cmd_ca_alias(struct cli *cli, int argc, char **argv, struct err *e);
 int cmd_ca_rotate(struct cli *cli, int argc, char **argv, struct err *e);

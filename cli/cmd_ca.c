@@ -31,6 +31,7 @@ static const char ca_usage[] =
     "       jitrctl ca retire NAME [--aws]\n"
     "       jitrctl ca impact NAME [--json] | ca deactivate NAME [--force]  (jitrctl ca impact -h)\n"
     "       jitrctl ca mark-compromised NAME --yes\n"
+    "       jitrctl ca compromise NAME [--since TIME] [--no-wait] --yes  (ca compromise -h)\n"
     "       jitrctl ca ocsp-signer NAME [--days N]\n"
     "       jitrctl ca alias set ALIAS CA | ca alias list   (jitrctl ca alias --help)\n"
     "       jitrctl ca rotate ALIAS [--to NEW] [--before DAYS] ...  (jitrctl ca rotate --help)\n"
@@ -63,8 +64,9 @@ static const char ca_usage[] =
     "recorded, not registered twice.\n"
     "\n"
     "mark-compromised: the CA's key is no longer trusted. It is retired (signs nothing) for good\n"
-    "(activate refuses it), and JITR sets every certificate of it that AWS still has\n"
-    "PENDING_ACTIVATION to REVOKED instead of activating it. There is no undo: --yes says so.\n"
+    "(activate refuses it; every jitrd refuses it at once), and JITR sets every certificate of\n"
+    "it that AWS still has PENDING_ACTIVATION to REVOKED instead of activating it. There is no\n"
+    "undo: --yes says so. 'ca compromise' does this and revokes what the CA issued.\n"
     "\n"
     "ocsp-signer: issues the CA's delegated OCSP responder certificate (id-kp-OCSPSigning,\n"
     "id-pkix-ocsp-nocheck; --days N, default 30) for a new key under the CA passphrase; jitrd's\n"
@@ -973,43 +975,19 @@ static int ca_mark_compromised(struct cli *cli, int argc, char **argv, struct er
                        name);
     }
     const struct conf *c = cli_conf(cli, e);
-    struct ca_authority *a = c ? ca_authority_load(c->data_dir, name, e) : NULL;
-    int rc = -1;
-    if (a == NULL) {
+    struct ca_authority *a = NULL;
+    bool was = false;
+    if (c == NULL || cli_ca_block(c, name, &was, e) != 0 ||
+        (a = ca_authority_load(c->data_dir, name, e)) == NULL) {
         return -1;
-    }
-    if (a->status == CA_ST_PENDING) {
-        err_set(e, ERRC_CONFLICT, "CA '%s' is pending: it has no certificate to distrust", name);
-        goto out;
-    }
-    if (!ca_authority_compromised(a)) {
-        char at[40];
-        enum ca_status from = a->status;
-        json_t *fields = json_pack("{s:s,s:s}", "from", ca_status_name(from), "to",
-                                   ca_status_name(CA_ST_RETIRED));
-        time_format_rfc3339(time(NULL), at, sizeof(at));
-        /* audit first: a mark nobody can trace must not happen */
-        rc = issuance_audit_ca_op(c, "ca_compromised", name, fields, e);
-        json_decref(fields);
-        if (rc != 0) {
-            goto out;
-        }
-        a->status = CA_ST_RETIRED;
-        json_object_set_new(a->meta, "compromised", json_pack("{s:s}", "at", at));
-        if (ca_authority_save(c->data_dir, a, e) != 0) {
-            rc = -1;
-            goto out;
-        }
     }
     if (cli->json) {
         cli_print_json(ca_json(c, a, false));
     } else {
         printf("CA '%s' is marked compromised (retired)\n", name);
     }
-    rc = 0;
-out:
     ca_authority_free(a);
-    return rc;
+    return 0;
 }
 
 int cmd_ca(struct cli *cli, int argc, char **argv, struct err *e)
@@ -1057,6 +1035,9 @@ int cmd_ca(struct cli *cli, int argc, char **argv, struct err *e)
     }
     if (strcmp(sub, "mark-compromised") == 0) {
         return ca_mark_compromised(cli, argc - 1, argv + 1, e);
+    }
+    if (strcmp(sub, "compromise") == 0) {
+        return cmd_ca_compromise(cli, argc - 1, argv + 1, e);
     }
     if (strcmp(sub, "alias") == 0) {
         return cmd_ca_alias(cli, argc - 1, argv + 1, e);

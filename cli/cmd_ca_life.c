@@ -239,7 +239,7 @@ static const char *jstr(json_t *o, const char *k)
 
 /* UpdateCACertificate of each registration of a in the configured region (new_status or
  * new_auto NULL: unchanged), audited (ca_aws_update) and recorded in ca.json. */
-static int aws_update(struct cli *cli, const struct conf *c, struct ca_authority *a,
+int cli_ca_aws_update(struct cli *cli, const struct conf *c, struct ca_authority *a,
                       const char *new_status, const char *new_auto, struct err *e)
 {
     json_t *list = json_object_get(a->meta, "aws"), *v;
@@ -354,7 +354,7 @@ int cmd_ca_retire_aws(struct cli *cli, int argc, char **argv, struct err *e)
     if (!cli->json) {
         printf("CA '%s' is retired: it signs nothing more\n", name);
     }
-    if (aws_update(cli, c, a, NULL, "DISABLE", e) != 0) {
+    if (cli_ca_aws_update(cli, c, a, NULL, "DISABLE", e) != 0) {
         goto out;
     }
     if (cli->json) {
@@ -406,7 +406,7 @@ int cmd_ca_deactivate(struct cli *cli, int argc, char **argv, struct err *e)
                 name, (long long)im.provisioned, (long long)im.unprovisioned, name);
         goto out;
     }
-    if (aws_update(cli, c, a, "INACTIVE", NULL, e) != 0) {
+    if (cli_ca_aws_update(cli, c, a, "INACTIVE", NULL, e) != 0) {
         goto out;
     }
     if (cli->json) {

@@ -169,9 +169,10 @@ struct issuance_ctx *issuance_ctx_open(const struct conf *c, const char *ca_name
     if (ctx->ca == NULL) {
         goto fail;
     }
-    if (ctx->ca->status != CA_ST_ACTIVE) {
+    if (ctx->ca->status != CA_ST_ACTIVE || ca_authority_compromised(ctx->ca)) {
         err_set(e, ERRC_DENIED, "CA '%s' is %s and issues nothing", name,
-                ca_status_name(ctx->ca->status));
+                ca_authority_compromised(ctx->ca) ? "compromised"
+                                                  : ca_status_name(ctx->ca->status));
         goto fail;
     }
     if (issuance_secret_load(c, ctx->ca->key_uri, passphrase_file, &secret, e) != 0) {

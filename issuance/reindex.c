@@ -34,6 +34,7 @@ struct reindex {
     json_t *renews;      /* serial of a renewal -> the serial it renews ("issue" records) */
     json_t *retiring;    /* certificateId of an ACTIVE renewal -> [serial, renews, thing, ms] */
     json_t *aliases;     /* issuing alias -> its CA in the last ca_alias record */
+    json_t *blocked;     /* CA name -> true: a ca_compromised record (never signs again) */
     struct issuance_reindex_stats st;
     int64_t renewed_ms;
     uint64_t reported; /* st.records at the last progress call */
@@ -283,6 +284,21 @@ static int replay_aliases(struct reindex *r)
     return rc;
 }
 
+/* Every CA a ca_compromised record blocked is blocked again (ca:blocked), before the index is
+ * marked complete: until then no serial is reserved at all. */
+static int replay_blocked(struct reindex *r)
+{
+    const char *ca;
+    json_t *v;
+    json_object_foreach(r->blocked, ca, v)
+    {
+        if (store_ca_block(r->store, ca, NULL, r->e) != 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* Frees r and what it still holds (a rebuild stopped midway leaves pending records). */
 static void reindex_free(struct reindex *r)
 {
@@ -296,6 +312,7 @@ static void reindex_free(struct reindex *r)
     json_decref(r->renews);
     json_decref(r->retiring);
     json_decref(r->aliases);
+    json_decref(r->blocked);
     xfree(r);
 }
 
@@ -362,6 +379,13 @@ static int replay_one(void *arg, json_t *rec, uint64_t line)
                            (unsigned long long)seq);
         }
         json_object_set(r->aliases, json_string_value(alias), ca);
+    } else if (type && strcmp(type, "ca_compromised") == 0) {
+        const char *ca = json_string_value(json_object_get(rec, "ca"));
+        if (ca == NULL || *ca == '\0') {
+            return err_set(r->e, ERRC_INVALID, "ca_compromised record seq %llu has no 'ca'",
+                           (unsigned long long)seq);
+        }
+        json_object_set_new(r->blocked, ca, json_true());
     }
     return reindex_tick(r);
 }
@@ -483,8 +507,10 @@ int issuance_reindex_tail(const struct conf *c, struct store *s, const char *sin
     r->since = since;
     r->renewed_ms = time_now_ms();
     r->crl_numbers = json_object();
+    r->blocked = json_object();
     if (file_exists(conf_audit_path(c)) &&
-        (audit_foreach(conf_audit_path(c), replay_one, r, e) != 0 || flush_all(r) != 0)) {
+        (audit_foreach(conf_audit_path(c), replay_one, r, e) != 0 || flush_all(r) != 0 ||
+         replay_blocked(r) != 0)) {
         goto out;
     }
     json_object_foreach(r->crl_numbers, ca, num)
@@ -524,6 +550,7 @@ int issuance_reindex_locked(const struct conf *c, struct store *s, const char *t
     r->renews = json_object();
     r->retiring = json_object();
     r->aliases = json_object();
+    r->blocked = json_object();
     store_fence(s, token);
     if (store_index_mark_clear(s, e) != 0 || store_index_clear(s, &r->st.keys_removed, e) != 0) {
         goto out;
@@ -537,7 +564,8 @@ int issuance_reindex_locked(const struct conf *c, struct store *s, const char *t
             goto out;
         }
     }
-    if (requeue_renewals(r, c->renewal_grace) != 0 || replay_aliases(r) != 0) {
+    if (requeue_renewals(r, c->renewal_grace) != 0 || replay_aliases(r) != 0 ||
+        replay_blocked(r) != 0) {
         goto out;
     }
     if (r->st.records && store_audit_head_set(s, r->st.last_seq, r->st.last_hash, e) != 0) {

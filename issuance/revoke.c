@@ -672,6 +672,133 @@ out:
     return ret;
 }
 
+/* One chunk of issuance_revoke_bulk, under the CA's lock. */
+static int bulk_chunk(struct issuance_revoker *rv, struct store *s, struct issuance_bulk *b,
+                      const char *const *serials, size_t n, const char *reason, struct err *e)
+{
+    static const char *const fields[] = { "fingerprint", "status", "reason", "ca" };
+    enum {
+        NF = 4
+    };
+    char **v = xcalloc(n * NF, sizeof(char *));
+    json_t **recs = xcalloc(n, sizeof(json_t *));
+    struct store_revocation *sr = xcalloc(n, sizeof(*sr));
+    enum store_revoke_result *res = xcalloc(n, sizeof(*res));
+    size_t k = 0;
+    uint64_t seq = 0;
+    char at[24];
+    int rc = -1;
+    time_format_rfc3339(time(NULL), at, sizeof(at));
+    if (store_certs_fields(s, serials, n, fields, NF, v, e) != 0) {
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char **f = v + i * NF;
+        if (f[0] == NULL || f[3] == NULL || strcmp(f[3], b->ca) != 0) {
+            b->unknown++;
+            continue;
+        }
+        if (f[1] && strcmp(f[1], "revoked") == 0 &&
+            !(f[2] && strcmp(f[2], "certificateHold") == 0)) {
+            b->already++;
+            continue;
+        }
+        recs[k] = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "type", "revoke", "serial",
+                            serials[i], "fingerprint", f[0], "ca", b->ca, "reason", reason,
+                            "revoked_at", at, "requester", b->requester);
+        sr[k] = (struct store_revocation){ serials[i], b->ca, at, reason, 0 };
+        k++;
+    }
+    if (k == 0) {
+        rc = 0;
+        goto out;
+    }
+    if (audit_append(rv->audit, recs, k, &seq, e) != 0) {
+        err_prefix(e, "%zu revocations not written", k);
+        goto out;
+    }
+    for (size_t i = 0; i < k; i++) {
+        sr[i].seq = seq + i;
+    }
+    if (store_certs_revoke(s, sr, k, res, e) != 0) {
+        err_prefix(e,
+                   "%zu revocations are audited but not indexed (run 'jitrctl reindex', then "
+                   "this again)",
+                   k);
+        goto out;
+    }
+    for (size_t i = 0; i < k; i++) {
+        b->revoked += res[i] == STORE_REVOKE_DONE;
+        b->already += res[i] == STORE_REVOKE_ALREADY;
+        b->unknown += res[i] == STORE_REVOKE_UNKNOWN;
+    }
+    rc = 0;
+out:
+    for (size_t i = 0; i < n * NF; i++) {
+        xfree(v[i]);
+    }
+    for (size_t i = 0; i < k; i++) {
+        json_decref(recs[i]);
+    }
+    xfree(v);
+    xfree(recs);
+    xfree(sr);
+    xfree(res);
+    return rc;
+}
+
+int issuance_revoke_bulk(struct issuance_revoker *rv, struct store *s, struct issuance_bulk *b,
+                         struct err *e)
+{
+    const char *reason = ca_crl_reason_name((int)b->reason);
+    struct rv_ca *rc = NULL;
+    int fd = -1, ret = -1;
+    b->revoked = b->already = b->unknown = 0;
+    b->crl_written = false;
+    b->crl_number = 0;
+    err_clear(&b->crl_err);
+    if (reason == NULL || b->reason == CA_CRL_REMOVE_FROM_CRL ||
+        b->reason == CA_CRL_CERTIFICATE_HOLD) {
+        return err_set(e, ERRC_INVALID, "reason %d cannot be used for a bulk revocation",
+                       (int)b->reason);
+    }
+    if (b->requester == NULL || *b->requester == '\0') {
+        return err_set(e, ERRC_INVALID, "a revocation needs a requester");
+    }
+    if ((rc = get_ca(rv, b->ca, true, e)) == NULL) {
+        return err_prefix(e, "nothing revoked");
+    }
+    if (ca_lock(rv, b->ca, &fd, e) != 0) {
+        return -1;
+    }
+    for (size_t i = 0; i < b->n; i += ISSUANCE_BULK_CHUNK) {
+        size_t k = b->n - i < ISSUANCE_BULK_CHUNK ? b->n - i : ISSUANCE_BULK_CHUNK;
+        if (bulk_chunk(rv, s, b, b->serials + i, k, reason, e) != 0) {
+            goto out;
+        }
+        if (b->progress) {
+            b->progress(b->arg, i + k, b->n);
+        }
+    }
+    log_info("CA %s: %zu certificates revoked (%s) by %s, %zu revoked before", b->ca, b->revoked,
+             reason, b->requester, b->already);
+    ret = 0;
+out:
+    if (b->revoked > 0 || ret == 0) {
+        struct issuance_crl crl = { 0 };
+        if (crl_make_locked(rv, s, rc, b->requester, &crl, &b->crl_err) == 0) {
+            b->crl_written = true;
+            b->crl_number = crl.number;
+        } else {
+            log_warn("CA %s: %zu revoked but its CRL was not regenerated: %s", b->ca, b->revoked,
+                     b->crl_err.msg);
+        }
+        issuance_crl_release(&crl);
+    }
+    ca_unlock(fd);
+    return ret;
+}
+
 /* Which certificate r->serial names (a serial or a certificateId) into r->serial_hex. */
 static int serial_of(struct store *s, struct issuance_revocation *r, struct err *e)
 {

@@ -104,6 +104,35 @@ struct issuance_revocation {
 int issuance_revoke(struct issuance_revoker *rv, struct store *s, struct issuance_revocation *r,
                     struct err *e) ATTR_WUR;
 
+/* Many certificates of one CA at once (jitrctl ca compromise): the same records and index
+ * changes as issuance_revoke for each, but one key load, one lock, chunks of
+ * ISSUANCE_BULK_CHUNK certificates read in one pipeline, their revoke records in one durable
+ * append and their index updates (each with its AWS job, as issuance_revoke's) in one pipeline,
+ * and one CRL at the end. A certificate revoked already stays as it is (a hold is revoked again
+ * by a permanent reason). progress (may be NULL) is called after each chunk. */
+#define ISSUANCE_BULK_CHUNK 500
+struct issuance_bulk {
+    /* in (borrowed) */
+    const char *ca;
+    const char *const *serials; /* lowercase hex as the index holds them, all of CA ca */
+    size_t n;
+    enum ca_crl_reason reason; /* permanent: not certificateHold nor removeFromCRL */
+    const char *requester;
+    void (*progress)(void *arg, size_t done, size_t n);
+    void *arg;
+    /* out */
+    size_t revoked; /* newly */
+    size_t already; /* revoked before */
+    size_t unknown; /* not in the index, or of another CA: nothing written */
+    bool crl_written;
+    uint64_t crl_number;
+    struct err crl_err;
+};
+/* 0 when every certificate was revoked (newly or before); -1: the first chunk that failed and
+ * what is left were not revoked (the ones before stand: running it again goes on). */
+int issuance_revoke_bulk(struct issuance_revoker *rv, struct store *s, struct issuance_bulk *b,
+                         struct err *e) ATTR_WUR;
+
 /* Releases a hold (the certificate was revoked with certificateHold): under the CA's lock, an
  * audit record {"type":"release", serial, fingerprint, ca, released_at, requester}, then the
  * index (valid again, off the CA's revoked hash, its AWS job queued in the same script:

@@ -81,12 +81,16 @@ struct store {
 const char store_index_get_lua[] = INCOMPLETE_LUA "return redis.call('GET', KEYS[2])\n";
 const char store_index_hgetall_lua[] = INCOMPLETE_LUA "return redis.call('HGETALL', KEYS[2])\n";
 
-/* KEYS[1] index:ready, KEYS[2..] serial:<hex>; ARGV[1] the CA. One character per serial: 1
- * reserved now, 0 taken already. */
+/* KEYS[1] index:ready, KEYS[2] ca:blocked, KEYS[3..] serial:<hex>; ARGV[1] the CA. One
+ * character per serial: 1 reserved now, 0 taken already. A CA blocked for compromise reserves
+ * nothing (STORE_CA_BLOCKED_ERR): every certificate takes this script, whichever path. */
 static const char reserve_lua[] =
-    INCOMPLETE_LUA "local r = {}\n"
-                   "for i = 2, #KEYS do\n"
-                   "  r[i - 1] = redis.call('SET', KEYS[i], ARGV[1], 'NX') and '1' or '0'\n"
+    INCOMPLETE_LUA "if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then\n"
+                   "  return redis.error_reply('" STORE_CA_BLOCKED_ERR " ' .. ARGV[1])\n"
+                   "end\n"
+                   "local r = {}\n"
+                   "for i = 3, #KEYS do\n"
+                   "  r[i - 2] = redis.call('SET', KEYS[i], ARGV[1], 'NX') and '1' or '0'\n"
                    "end\n"
                    "return table.concat(r)\n";
 
@@ -608,6 +612,11 @@ check:
             if (r[i]->str && strncmp(r[i]->str, STORE_INDEX_INCOMPLETE,
                                      sizeof(STORE_INDEX_INCOMPLETE) - 1) == 0) {
                 rc = store_err_set_index_incomplete(e);
+            } else if (r[i]->str && strncmp(r[i]->str, STORE_CA_BLOCKED_ERR " ",
+                                            sizeof(STORE_CA_BLOCKED_ERR)) == 0) {
+                rc = err_set(e, ERRC_DENIED,
+                             "CA '%.64s' is compromised and signs nothing (jitrctl ca compromise)",
+                             r[i]->str + sizeof(STORE_CA_BLOCKED_ERR));
             } else {
                 rc = err_set(e, ERRC_UNAVAILABLE, "redis at %s: %s", s->display, r[i]->str);
             }
@@ -849,11 +858,12 @@ int store_serials_reserve(struct store *s, const char *ca, const char *const *se
         return 0;
     }
     /* one script: the check of index:ready and every SET NX are atomic (store.h) */
-    cmd_begin(cb, 5 + n);
+    cmd_begin(cb, 6 + n);
     CMD_LIT(cb, "EVAL");
     cmd_arg(cb, reserve_lua, sizeof(reserve_lua) - 1);
-    cmd_u64(cb, (uint64_t)n + 1);
+    cmd_u64(cb, (uint64_t)n + 2);
     CMD_LIT(cb, STORE_INDEX_READY);
+    CMD_LIT(cb, STORE_PREFIX STORE_CA_BLOCKED);
     for (size_t i = 0; i < n; i++) {
         cmd_key(cb, "serial:", serial_hex[i], "");
     }
@@ -2226,4 +2236,79 @@ int store_eval(struct store *s, const char *script, const char *const *keys, siz
     }
     replies_free(r, 1);
     return rc;
+}
+
+/* ---- CA compromise ------------------------------------------------------------------------- */
+
+int store_ca_block(struct store *s, const char *ca, bool *added, struct err *e)
+{
+    struct cmdbuf *cb = cmd_batch(s);
+    redisReply **r = NULL;
+    cmd_begin(cb, 3);
+    CMD_LIT(cb, "SADD");
+    CMD_LIT(cb, STORE_PREFIX STORE_CA_BLOCKED);
+    cmd_str(cb, ca);
+    int rc = cmd_run(s, &r, e);
+    if (rc == 0 && r[0]->type != REDIS_REPLY_INTEGER) {
+        rc = store_fail(s, e, "bad reply to SADD");
+    }
+    if (rc == 0 && added) {
+        *added = r[0]->integer == 1;
+    }
+    replies_free(r, rc == 0 ? 1 : 0);
+    return rc;
+}
+
+int store_ca_blocked(struct store *s, const char *ca, bool *blocked, struct err *e)
+{
+    struct cmdbuf *cb = cmd_batch(s);
+    redisReply **r = NULL;
+    cmd_begin(cb, 3);
+    CMD_LIT(cb, "SISMEMBER");
+    CMD_LIT(cb, STORE_PREFIX STORE_CA_BLOCKED);
+    cmd_str(cb, ca);
+    int rc = cmd_run(s, &r, e);
+    if (rc == 0 && r[0]->type != REDIS_REPLY_INTEGER) {
+        rc = store_fail(s, e, "bad reply to SISMEMBER");
+    }
+    if (rc == 0) {
+        *blocked = r[0]->integer == 1;
+    }
+    replies_free(r, rc == 0 ? 1 : 0);
+    return rc;
+}
+
+int store_certs_fields(struct store *s, const char *const *serials, size_t n,
+                       const char *const *fields, size_t nf, char **values, struct err *e)
+{
+    struct cmdbuf *cb = cmd_batch(s);
+    redisReply **r = NULL;
+    memset(values, 0, n * nf * sizeof(char *));
+    if (n == 0) {
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        cmd_begin(cb, 2 + nf);
+        CMD_LIT(cb, "HMGET");
+        cmd_key(cb, STORE_KEY_CERT, serials[i], "");
+        for (size_t j = 0; j < nf; j++) {
+            cmd_str(cb, fields[j]);
+        }
+    }
+    if (cmd_run(s, &r, e) != 0) {
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (r[i]->type != REDIS_REPLY_ARRAY || r[i]->elements != nf) {
+            continue;
+        }
+        for (size_t j = 0; j < nf; j++) {
+            redisReply *v = r[i]->element[j];
+            if (v->type == REDIS_REPLY_STRING) {
+                values[i * nf + j] = xstrndup(v->str, v->len);
+            }
+        }
+    }
+    replies_free(r, n);
+    return 0;
 }

@@ -301,6 +301,11 @@ int store_err_set_index_incomplete(struct err *e);
 int store_certs_exist(struct store *s, const char *const *serials, size_t n, bool *exists,
                       struct err *e) ATTR_WUR;
 
+/* Pipelined HMGET of fields[0..nf) of cert:<serials[i]> for n serials (no completeness check:
+ * the caller checked index:ready): values[i * nf + j] is xstrdup'd or NULL (absent). */
+int store_certs_fields(struct store *s, const char *const *serials, size_t n,
+                       const char *const *fields, size_t nf, char **values, struct err *e) ATTR_WUR;
+
 /* Does index:ready exist? */
 int store_index_ready(struct store *s, bool *ready, struct err *e) ATTR_WUR;
 
@@ -437,6 +442,22 @@ int store_alias_next(struct store *s, char ***names, char ***cas, size_t *n, uin
 int store_alias_all(struct store *s, char ***names, char ***cas, size_t *n, uint64_t *gen,
                     struct err *e) ATTR_WUR;
 void store_alias_free(char **names, char **cas, size_t n);
+
+/* ---- CA compromise (jitrctl ca compromise; docs/operations.md, "A compromised CA") ---------
+ * ca:blocked                set: CAs that sign nothing ever again, written after their audit
+ *                           record (ca_compromised) and replayed from it by a rebuild; the serial
+ *                           reservation refuses them (ERRC_DENIED), so no path signs with them
+ * ca:compromises            set: CAs with a compromise response (begun or done)
+ * ca:<ca>:compromise        hash: the response's progress (jitrctl's, cli/cmd_ca_compromise.c)
+ * ca:<ca>:compromise:certs  set: "<fingerprint> <serial>" of every certificate it revokes */
+#define STORE_CA_BLOCKED     "ca:blocked"
+#define STORE_CA_BLOCKED_ERR "JITRCA_CA_BLOCKED"
+#define STORE_CA_COMPROMISES "ca:compromises"
+
+/* SADD ca:blocked ca; *added (may be NULL): it was not there. */
+int store_ca_block(struct store *s, const char *ca, bool *added, struct err *e) ATTR_WUR;
+/* Is ca in ca:blocked? */
+int store_ca_blocked(struct store *s, const char *ca, bool *blocked, struct err *e) ATTR_WUR;
 
 /* EVAL of script for a room that keeps its own keys (issuance/enroll.c): KEYS are
  * STORE_PREFIX keys[i], ARGV args. The reply (a string, an integer, nil, or arrays of them)

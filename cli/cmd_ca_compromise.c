@@ -1,0 +1,691 @@
+/*
+ * jitrctl ca compromise NAME [--since TIME] [--no-wait] --yes (docs/operations.md, "A compromised
+ * CA"): the response to a CA key that is no longer ours alone. Its steps, each audited, each
+ * skipped when a run before did it, so that running the same command again (after a crash of
+ * jitrctl or jitrd, a failed AWS call, an interrupt) continues and never does a step twice:
+ *   1. begin    record ca:<ca>:compromise (step, since, started; audit ca_compromise "begin")
+ *   2. block    the CA signs nothing ever again (cli_ca_block: audit ca_compromised, ca.json,
+ *               Redis ca:blocked, which every serial reservation checks: jitrd's workers and
+ *               jitrctl refuse at once, whatever the path)
+ *   3. inactive the CA is INACTIVE in AWS IoT (UpdateCACertificate, audit ca_aws_update)
+ *   4. revoke   every certificate of the CA in the index (issued at or after --since) is revoked
+ *               with reason keyCompromise in one bulk pass (issuance_revoke_bulk: one key load,
+ *               chunks audited and indexed together, one CRL); each index update queues its
+ *               revoke job (jobs/revoke.c), which jitrd runs at the configured AWS quota
+ *               (audit ca_compromise "revoked")
+ *   5. wait     until every job ended, with a progress bar and an ETA (--no-wait: return)
+ *   6. done     the report from the jobs' outcomes: REVOKED in AWS, unknown to AWS, failed
+ *               (dead letters), other (audit ca_compromise "done", once)
+ * The certificates of the response are kept in ca:<ca>:compromise:certs ("<fingerprint>
+ * <serial>"), so the report and jitrd's /metrics count the same set.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ca/authority.h"
+#include "cli/cli.h"
+#include "core/mem.h"
+#include "core/util.h"
+#include "issuance/issuance.h"
+#include "issuance/revoke.h"
+#include "store/store.h"
+
+static const char usage[] =
+    "usage: jitrctl ca compromise NAME [--since TIME] [--no-wait] --yes\n"
+    "The CA's key is no longer trusted. At once, no jitrd and no jitrctl signs with NAME again\n"
+    "(requests for it are refused naming the reason) and JITR refuses its certificates; NAME\n"
+    "becomes INACTIVE in AWS IoT; every certificate it issued (with --since, issued at or after\n"
+    "TIME, RFC 3339) is revoked in the index with reason keyCompromise, which the CRL and OCSP\n"
+    "show at once, and REVOKED in AWS IoT by jitrd's job engine at the configured quota. Every\n"
+    "step is audited. Running the command again continues an interrupted response and prints\n"
+    "its report; nothing is done twice. There is no undo: --yes says so.\n"
+    "  --since TIME  only the certificates issued at or after TIME (e.g. 2026-11-30T00:00:00Z)\n"
+    "  --no-wait     return once the revocations are queued (run it again to follow them)\n"
+    "  --stall-timeout S  give up waiting after S seconds without progress (default 120)\n";
+
+#define CERTS_SUFFIX ":compromise:certs"
+#define POLL_MS      500
+
+/* Counts the response's certificates by their revoke job's outcome. KEYS[1] the certs set;
+ * ARGV[1] the cert: prefix, ARGV[2] the revoke job record prefix. A job counts once its record
+ * is of this revocation (change_seq at least the certificate's revoke_seq). */
+static const char count_lua[] =
+    "local m = redis.call('SMEMBERS', KEYS[1])\n"
+    "local rev, unk, dead, other, pend = 0, 0, 0, 0, 0\n"
+    "for _, v in ipairs(m) do\n"
+    "  local fp, serial = string.match(v, '^(%x+) (%x+)$')\n"
+    "  if fp then\n"
+    "    local seq = tonumber(redis.call('HGET', ARGV[1] .. serial, 'revoke_seq')) or 0\n"
+    "    local j = redis.call('HMGET', ARGV[2] .. fp, 'state', 'outcome', 'aws_status',\n"
+    "                         'change_seq')\n"
+    "    local ours = (tonumber(j[4]) or -1) >= seq\n"
+    "    if ours and j[1] == 'DEAD' then dead = dead + 1\n"
+    "    elseif ours and j[1] == 'DONE' then\n"
+    "      if j[2] == 'unknown' then unk = unk + 1\n"
+    "      elseif j[3] == 'REVOKED' then rev = rev + 1\n"
+    "      else other = other + 1 end\n"
+    "    else pend = pend + 1 end\n"
+    "  end\n"
+    "end\n"
+    "return {#m, rev, unk, dead, other, pend}\n";
+
+struct counts {
+    long long total, revoked, unknown, failed, other, pending;
+};
+
+static int count(struct store *s, const char *ca, struct counts *c, struct err *e)
+{
+    char key[160];
+    char *out[6] = { 0 };
+    size_t n = 0;
+    long long *v[6] = { &c->total, &c->revoked, &c->unknown, &c->failed, &c->other, &c->pending };
+    snprintf(key, sizeof(key), "ca:%s" CERTS_SUFFIX, ca);
+    const char *keys[] = { key };
+    const char *args[] = { STORE_PREFIX STORE_KEY_CERT, STORE_PREFIX STORE_KEY_REVOKE_JOB };
+    if (store_eval(s, count_lua, keys, 1, args, 2, out, 6, &n, e) != 0) {
+        return -1;
+    }
+    for (size_t i = 0; i < 6; i++) {
+        *v[i] = i < n && out[i] ? atoll(out[i]) : 0;
+        xfree(out[i]);
+    }
+    return n == 6 ? 0 : err_set(e, ERRC_UNAVAILABLE, "bad reply to the compromise count");
+}
+
+/* A script on one key whose reply (one value) is of no interest. */
+static int eval1(struct store *s, const char *script, const char *key, const char *const *args,
+                 size_t n, struct err *e)
+{
+    char *out[1] = { NULL };
+    size_t got = 0;
+    const char *keys[] = { key };
+    int rc = store_eval(s, script, keys, 1, args, n, out, 1, &got, e);
+    xfree(out[0]);
+    return rc;
+}
+
+/* HSET ca:<ca>:compromise with n field/value pairs. */
+static int rec_set(struct store *s, const char *ca, const char *const *fv, size_t n, struct err *e)
+{
+    char key[160];
+    snprintf(key, sizeof(key), "ca:%s:compromise", ca);
+    return eval1(s, "return redis.call('HSET', KEYS[1], unpack(ARGV))", key, fv, n, e);
+}
+
+/* The order of the recorded steps. */
+static int step_ord(const char *step)
+{
+    static const char *const order[] = { "begun", "blocked", "inactive", "revoked", "done" };
+    for (size_t i = 0; i < ARRAY_LEN(order); i++) {
+        if (strcmp(step, order[i]) == 0) {
+            return (int)i;
+        }
+    }
+    return 0;
+}
+
+int cli_ca_block(const struct conf *c, const char *name, bool *was, struct err *e)
+{
+    struct ca_authority *a = ca_authority_load(c->data_dir, name, e);
+    struct store *s = NULL;
+    int rc = -1;
+    *was = false;
+    if (a == NULL) {
+        return -1;
+    }
+    if (a->status == CA_ST_PENDING) {
+        err_set(e, ERRC_CONFLICT, "CA '%s' is pending: it has no certificate to distrust", name);
+        goto out;
+    }
+    *was = ca_authority_compromised(a);
+    if (!*was) {
+        char at[40];
+        json_t *fields = json_pack("{s:s,s:s}", "from", ca_status_name(a->status), "to",
+                                   ca_status_name(CA_ST_RETIRED));
+        time_format_rfc3339(time(NULL), at, sizeof(at));
+        /* audit first: a mark nobody can trace must not happen (and reindex replays it) */
+        rc = issuance_audit_ca_op(c, "ca_compromised", name, fields, e);
+        json_decref(fields);
+        if (rc != 0) {
+            goto out;
+        }
+        rc = -1;
+        a->status = CA_ST_RETIRED;
+        json_object_set_new(a->meta, "compromised", json_pack("{s:s}", "at", at));
+        if (ca_authority_save(c->data_dir, a, e) != 0) {
+            goto out;
+        }
+    }
+    if ((s = store_connect(c->redis_url, e)) == NULL || store_ca_block(s, name, NULL, e) != 0) {
+        err_prefix(e, "CA '%s' is marked compromised here but not yet in Redis (run this again)",
+                   name);
+        goto out;
+    }
+    rc = 0;
+out:
+    store_free(s);
+    ca_authority_free(a);
+    return rc;
+}
+
+static int audit_step(const struct conf *c, const char *ca, const char *step, json_t *fields,
+                      struct err *e)
+{
+    json_t *f = fields ? fields : json_object();
+    json_object_set_new(f, "step", json_string(step));
+    int rc = issuance_audit_ca_op(c, "ca_compromise", ca, f, e);
+    json_decref(f);
+    return rc;
+}
+
+/* ---- the steps ------------------------------------------------------------------------------ */
+
+struct run {
+    struct cli *cli;
+    const struct conf *c;
+    const char *ca;
+    struct store *s;
+    char step[16];
+    char since[32]; /* "" for every certificate */
+    bool tty;
+    int64_t last_print_ms;
+};
+
+static void say(const struct run *r, const char *fmt, ...) ATTR_PRINTF(2, 3);
+static void say(const struct run *r, const char *fmt, ...)
+{
+    va_list ap;
+    if (r->cli->json) {
+        return;
+    }
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    putchar('\n');
+    fflush(stdout);
+}
+
+static int step_begin(struct run *r, const char *since_arg, struct err *e)
+{
+    static const char *const f[] = { "step", "since", "started" };
+    char *v[3] = { NULL, NULL, NULL };
+    char key[160];
+    int rc = -1;
+    snprintf(key, sizeof(key), STORE_PREFIX "ca:%s:compromise", r->ca);
+    if (store_hmget(r->s, key, f, 3, v, e) != 0) {
+        return -1;
+    }
+    if (v[0] != NULL) {
+        snprintf(r->step, sizeof(r->step), "%s", v[0]);
+        if (since_arg && strcmp(since_arg, v[1] ? v[1] : "") != 0) {
+            err_set(e, ERRC_CONFLICT,
+                    "the compromise response of CA '%s' began at %s with --since '%s': run it "
+                    "again without --since (or with the same)",
+                    r->ca, v[2] ? v[2] : "?", v[1] ? v[1] : "");
+            goto out;
+        }
+        snprintf(r->since, sizeof(r->since), "%s", v[1] ? v[1] : "");
+        say(r, "compromise response of CA '%s' (begun %s%s%s): resuming at step '%s'", r->ca,
+            v[2] ? v[2] : "?", r->since[0] ? ", since " : "", r->since, r->step);
+        rc = 0;
+        goto out;
+    }
+    {
+        char now[32];
+        time_format_rfc3339(time(NULL), now, sizeof(now));
+        snprintf(r->since, sizeof(r->since), "%s", since_arg ? since_arg : "");
+        const char *fv[] = { "step", "begun", "since", r->since, "started", now };
+        if (audit_step(r->c, r->ca, "begin", json_pack("{s:s}", "since", r->since), e) != 0 ||
+            rec_set(r->s, r->ca, fv, 6, e) != 0) {
+            goto out;
+        }
+        const char *args[] = { r->ca };
+        if (eval1(r->s, "return redis.call('SADD', KEYS[1], ARGV[1])", STORE_CA_COMPROMISES, args,
+                  1, e) != 0) {
+            goto out;
+        }
+        snprintf(r->step, sizeof(r->step), "begun");
+        say(r, "compromise response of CA '%s' begun%s%s", r->ca, r->since[0] ? ", since " : "",
+            r->since);
+    }
+    rc = 0;
+out:
+    for (size_t i = 0; i < 3; i++) {
+        xfree(v[i]);
+    }
+    return rc;
+}
+
+static int step_block(struct run *r, struct err *e)
+{
+    bool was = false;
+    const char *fv[] = { "step", "blocked" };
+    /* always: cheap, and Redis may have lost ca:blocked since (a rebuild restores it too) */
+    if (cli_ca_block(r->c, r->ca, &was, e) != 0) {
+        return -1;
+    }
+    if (step_ord(r->step) < 1) {
+        if (rec_set(r->s, r->ca, fv, 2, e) != 0) {
+            return -1;
+        }
+        snprintf(r->step, sizeof(r->step), "blocked");
+    }
+    say(r, "1/4 blocked: CA '%s' signs nothing more (every jitrd refuses it at once)%s", r->ca,
+        was ? "; it was marked compromised already" : "");
+    return 0;
+}
+
+static int step_inactive(struct run *r, struct err *e)
+{
+    struct ca_authority *a = ca_authority_load(r->c->data_dir, r->ca, e);
+    json_t *list, *v;
+    size_t i, active = 0;
+    int rc = -1;
+    const char *fv[] = { "step", "inactive" };
+    if (a == NULL) {
+        return -1;
+    }
+    list = json_object_get(a->meta, "aws");
+    json_array_foreach(list, i, v)
+    {
+        const char *st = json_string_value(json_object_get(v, "status"));
+        active += st == NULL || strcmp(st, "INACTIVE") != 0;
+    }
+    if (json_array_size(list) == 0) {
+        say(r, "2/4 AWS IoT: CA '%s' is not registered there: nothing to deactivate", r->ca);
+    } else if (active == 0) {
+        say(r, "2/4 AWS IoT: CA '%s' is INACTIVE already", r->ca);
+    } else if (cli_ca_aws_update(r->cli, r->c, a, "INACTIVE", NULL, e) != 0) {
+        err_prefix(e, "the CA is blocked, but not yet INACTIVE in AWS IoT (run this again)");
+        goto out;
+    } else {
+        say(r, "2/4 AWS IoT: CA '%s' is INACTIVE", r->ca);
+    }
+    rc = rec_set(r->s, r->ca, fv, 2, e);
+    snprintf(r->step, sizeof(r->step), "inactive");
+out:
+    ca_authority_free(a);
+    return rc;
+}
+
+static void bulk_progress(void *arg, size_t done, size_t n)
+{
+    struct run *r = arg;
+    if (!r->cli->json) {
+        fprintf(stderr, "%srevoking in the index: %zu/%zu%s", r->tty ? "\r" : "", done, n,
+                r->tty && done < n ? "" : "\n");
+        fflush(stderr);
+    }
+}
+
+/* SADD of members[0..n) to ca:<ca>:compromise:certs, ISSUANCE_BULK_CHUNK at a time. */
+static int certs_add(struct run *r, char **members, size_t n, struct err *e)
+{
+    char key[160];
+    snprintf(key, sizeof(key), "ca:%s" CERTS_SUFFIX, r->ca);
+    for (size_t i = 0; i < n; i += ISSUANCE_BULK_CHUNK) {
+        size_t k = n - i < ISSUANCE_BULK_CHUNK ? n - i : ISSUANCE_BULK_CHUNK;
+        if (eval1(r->s, "return redis.call('SADD', KEYS[1], unpack(ARGV))", key,
+                  (const char *const *)members + i, k, e) != 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The certificates of the response: every serial of the CA (issued at or after since), each
+ * added to the response's set before anything is revoked, so no crash loses one. */
+static int targets(struct run *r, char ***out, size_t *nout, struct err *e)
+{
+    static const char *const f[] = { "fingerprint", "issued_at" };
+    char **serials = NULL, **v = NULL, **members = NULL;
+    size_t n = 0, k = 0;
+    time_t since = 0;
+    int rc = -1;
+    *out = NULL;
+    *nout = 0;
+    if (r->since[0] && time_parse_rfc3339(r->since, &since) != 0) {
+        return err_set(e, ERRC_INVALID, "bad since '%s'", r->since);
+    }
+    if (store_ca_serials(r->s, r->ca, &serials, &n, e) != 0) {
+        return -1;
+    }
+    v = xcalloc(n * 2 + 1, sizeof(char *));
+    members = xcalloc(n + 1, sizeof(char *));
+    if (store_certs_fields(r->s, (const char *const *)serials, n, f, 2, v, e) != 0) {
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        time_t t = 0;
+        const char *fp = v[2 * i], *at = v[2 * i + 1];
+        bool take = fp != NULL && strlen(fp) == 64;
+        if (take && r->since[0]) {
+            take = at != NULL && time_parse_rfc3339(at, &t) == 0 && t >= since;
+        }
+        if (!take) {
+            xfree(serials[i]);
+            serials[i] = NULL;
+            continue;
+        }
+        struct buf m = BUF_INIT;
+        buf_addf(&m, "%s %s", fp, serials[i]);
+        members[k] = buf_detach(&m, NULL);
+        serials[k++] = serials[i];
+        if (k - 1 != i) {
+            serials[i] = NULL;
+        }
+    }
+    if (certs_add(r, members, k, e) != 0) {
+        goto out;
+    }
+    rc = 0;
+out:
+    for (size_t i = 0; i < n * 2; i++) {
+        xfree(v[i]);
+    }
+    xfree(v);
+    for (size_t i = 0; i < k; i++) {
+        xfree(members[i]);
+    }
+    xfree(members);
+    if (rc != 0) {
+        for (size_t i = 0; i < n; i++) {
+            xfree(serials[i]);
+        }
+        xfree(serials);
+        return -1;
+    }
+    *out = serials;
+    *nout = k;
+    return 0;
+}
+
+static int step_revoke(struct run *r, struct err *e)
+{
+    struct issuance_revoker *rv = NULL;
+    char **serials = NULL;
+    size_t n = 0;
+    char who[300], num[3][24];
+    int rc = -1;
+    int64_t t0 = time_now_ms();
+    struct issuance_bulk b = { 0 };
+    issuance_cli_requester(who, sizeof(who));
+    if (targets(r, &serials, &n, e) != 0) {
+        return -1;
+    }
+    if ((rv = issuance_revoker_new(r->c, NULL, r->cli->passphrase_file, e)) == NULL) {
+        goto out;
+    }
+    b.ca = r->ca;
+    b.serials = (const char *const *)serials;
+    b.n = n;
+    b.reason = CA_CRL_KEY_COMPROMISE;
+    b.requester = who;
+    b.progress = bulk_progress;
+    b.arg = r;
+    if (issuance_revoke_bulk(rv, r->s, &b, e) != 0) {
+        err_prefix(e, "%zu revoked, the rest not yet (run this again)", b.revoked);
+        goto out;
+    }
+    {
+        double s = (double)(time_now_ms() - t0) / 1000.0;
+        snprintf(num[0], sizeof(num[0]), "%zu", b.revoked);
+        snprintf(num[1], sizeof(num[1]), "%zu", b.already);
+        snprintf(num[2], sizeof(num[2]), "%zu", n);
+        const char *fv[] = { "step",    "revoked", "revoked", num[0],
+                             "already", num[1],    "total",   num[2] };
+        json_t *f = json_pack("{s:I,s:I,s:I,s:I,s:I}", "total", (json_int_t)n, "revoked",
+                              (json_int_t)b.revoked, "already", (json_int_t)b.already, "unknown",
+                              (json_int_t)b.unknown, "crl_number", (json_int_t)b.crl_number);
+        if (audit_step(r->c, r->ca, "revoked", f, e) != 0 || rec_set(r->s, r->ca, fv, 8, e) != 0) {
+            goto out;
+        }
+        say(r,
+            "3/4 index: %zu certificates revoked (keyCompromise), %zu revoked before, in %.2f s "
+            "(%.0f/s); CRL %s",
+            b.revoked, b.already, s, s > 0 ? (double)b.revoked / s : 0.0,
+            b.crl_written ? "regenerated" : "NOT regenerated (jitrctl crl --refresh)");
+        if (!b.crl_written) {
+            fprintf(stderr, "jitrctl: warning: CRL of CA '%s': %s\n", r->ca, b.crl_err.msg);
+        }
+    }
+    rc = 0;
+out:
+    for (size_t i = 0; i < n; i++) {
+        xfree(serials[i]);
+    }
+    xfree(serials);
+    issuance_revoker_free(rv);
+    return rc;
+}
+
+static void bar(struct run *r, const struct counts *k, double rate, bool last)
+{
+    char b[41];
+    long long done = k->total - k->pending;
+    size_t fill = k->total ? (size_t)(done * 40 / k->total) : 40;
+    int64_t now = time_now_ms();
+    if (r->cli->json || (!r->tty && !last && now - r->last_print_ms < 2000)) {
+        return;
+    }
+    r->last_print_ms = now;
+    for (size_t i = 0; i < 40; i++) {
+        b[i] = i < fill ? '#' : '.';
+    }
+    b[40] = '\0';
+    fprintf(stderr, "%s[%s] %lld/%lld in AWS IoT (%.1f/s", r->tty ? "\r" : "", b, done, k->total,
+            rate);
+    if (k->pending > 0 && rate > 0) {
+        fprintf(stderr, ", ETA %.0f s", (double)k->pending / rate);
+    }
+    fprintf(stderr, ")%s", r->tty && !last ? "  " : "\n");
+    fflush(stderr);
+}
+
+static int step_wait(struct run *r, int stall_s, struct counts *k, struct err *e)
+{
+    int64_t t0 = time_now_ms(), moved = t0;
+    long long first = -1, last = -1;
+    for (;;) {
+        if (count(r->s, r->ca, k, e) != 0) {
+            return -1;
+        }
+        long long done = k->total - k->pending;
+        int64_t now = time_now_ms();
+        if (first < 0) {
+            first = done;
+        }
+        if (done != last) {
+            moved = now;
+            last = done;
+        }
+        double rate = now > t0 ? (double)(done - first) * 1000.0 / (double)(now - t0) : 0;
+        bar(r, k, rate, k->pending == 0);
+        if (k->pending == 0) {
+            return 0;
+        }
+        if (now - moved > (int64_t)stall_s * 1000) {
+            if (r->tty && !r->cli->json) {
+                fputc('\n', stderr);
+            }
+            return err_set(e, ERRC_UNAVAILABLE,
+                           "no revocation reached AWS IoT for %d s (%lld of %lld waiting): is "
+                           "jitrd running with jitr.enabled? The jobs stay queued; run this again "
+                           "to follow them ('jitrctl jobs status')",
+                           stall_s, k->pending, k->total);
+        }
+        struct timespec ts = { 0, POLL_MS * 1000000L };
+        nanosleep(&ts, NULL);
+    }
+}
+
+static int step_done(struct run *r, const struct counts *k, struct err *e)
+{
+    if (strcmp(r->step, "done") != 0) {
+        char v[4][24];
+        snprintf(v[0], sizeof(v[0]), "%lld", k->revoked);
+        snprintf(v[1], sizeof(v[1]), "%lld", k->unknown);
+        snprintf(v[2], sizeof(v[2]), "%lld", k->failed);
+        snprintf(v[3], sizeof(v[3]), "%lld", k->other);
+        const char *fv[] = { "step", "done",   "aws_revoked", v[0],    "aws_unknown",
+                             v[1],   "failed", v[2],          "other", v[3] };
+        json_t *f = json_pack("{s:I,s:I,s:I,s:I,s:I}", "total", (json_int_t)k->total, "aws_revoked",
+                              (json_int_t)k->revoked, "aws_unknown", (json_int_t)k->unknown,
+                              "failed", (json_int_t)k->failed, "other", (json_int_t)k->other);
+        if (audit_step(r->c, r->ca, "done", f, e) != 0 || rec_set(r->s, r->ca, fv, 10, e) != 0) {
+            return -1;
+        }
+        snprintf(r->step, sizeof(r->step), "done");
+    }
+    return 0;
+}
+
+static void report(struct run *r, const struct counts *k, bool waited)
+{
+    if (r->cli->json) {
+        cli_print_json(json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I}", "ca", r->ca, "since",
+                                 r->since, "step", r->step, "total", (json_int_t)k->total,
+                                 "aws_revoked", (json_int_t)k->revoked, "aws_unknown",
+                                 (json_int_t)k->unknown, "failed", (json_int_t)k->failed, "other",
+                                 (json_int_t)k->other, "pending", (json_int_t)k->pending));
+        return;
+    }
+    printf("%s: CA '%s', %lld certificates\n", waited ? "4/4 report" : "report", r->ca, k->total);
+    printf("  REVOKED in AWS IoT   %lld\n", k->revoked);
+    printf("  unknown to AWS IoT   %lld\n", k->unknown);
+    printf("  failed               %lld%s\n", k->failed,
+           k->failed ? " (jitrctl jobs dlq list --kind revoke; retry, then run this again)" : "");
+    if (k->other) {
+        printf("  other                %lld (revoked before, another status in AWS IoT)\n",
+               k->other);
+    }
+    if (k->pending) {
+        printf("  waiting              %lld\n", k->pending);
+    }
+}
+
+int cmd_ca_compromise(struct cli *cli, int argc, char **argv, struct err *e)
+{
+    enum {
+        O_YES = 1,
+        O_SINCE,
+        O_NOWAIT,
+        O_STALL
+    };
+    static const struct option own[] = {
+        { "yes", no_argument, NULL, O_YES },
+        { "since", required_argument, NULL, O_SINCE },
+        { "no-wait", no_argument, NULL, O_NOWAIT },
+        { "stall-timeout", required_argument, NULL, O_STALL },
+        { NULL, 0, NULL, 0 },
+    };
+    struct run r = { 0 };
+    struct counts k = { 0 };
+    const char *since = NULL;
+    char since_norm[32];
+    bool yes = false, wait = true;
+    int optidx = 0, ch, rc = -1, stall = 120;
+    while ((ch = cli_getopt(cli, argc, argv, own, &optidx, e)) != -1) {
+        uint64_t v = 0;
+        switch (ch) {
+        case 'h':
+            return cli_usage(usage);
+        case O_YES:
+            yes = true;
+            break;
+        case O_SINCE:
+            since = optarg;
+            break;
+        case O_NOWAIT:
+            wait = false;
+            break;
+        case O_STALL:
+            if (str_to_u64(optarg, &v) != 0 || v == 0 || v > 86400) {
+                return err_set(e, ERRC_INVALID, "--stall-timeout: 1 to 86400 seconds, not '%s'",
+                               optarg);
+            }
+            stall = (int)v;
+            break;
+        default:
+            return -1;
+        }
+    }
+    if (optidx != argc - 1) {
+        return err_set(e, ERRC_INVALID, "ca compromise takes one NAME (jitrctl ca compromise -h)");
+    }
+    r.ca = argv[optidx];
+    if (since) {
+        time_t t;
+        if (time_parse_rfc3339(since, &t) != 0) {
+            return err_set(e, ERRC_INVALID,
+                           "--since '%s' is not an RFC 3339 time (e.g. 2026-11-30T00:00:00Z)",
+                           since);
+        }
+        time_format_rfc3339(t, since_norm, sizeof(since_norm));
+        since = since_norm;
+    }
+    if (!yes) {
+        return err_set(e, ERRC_INVALID,
+                       "ca compromise %s cannot be undone: the CA never signs again, becomes "
+                       "INACTIVE in AWS IoT and every certificate it issued%s is revoked; add "
+                       "--yes",
+                       r.ca, since ? " since then" : "");
+    }
+    r.cli = cli;
+    r.tty = isatty(STDERR_FILENO) == 1;
+    if ((r.c = cli_conf(cli, e)) == NULL) {
+        return -1;
+    }
+    if (ca_name_check(r.ca, e) != 0) {
+        return -1;
+    }
+    if (!issuance_ca_exists(r.c, r.ca)) {
+        return err_set(e, ERRC_NOT_FOUND, "CA '%s' not found", r.ca);
+    }
+    if (strcmp(r.ca, r.c->station_ca) == 0) {
+        return err_set(e, ERRC_CONFLICT,
+                       "CA '%s' is the station CA: it issues no device certificate; replace the "
+                       "stations' credentials instead",
+                       r.ca);
+    }
+    if (cli_index_ensure(cli, e) != 0 || (r.s = store_connect(r.c->redis_url, e)) == NULL) {
+        return -1;
+    }
+    if (step_begin(&r, since, e) != 0 || step_block(&r, e) != 0) {
+        goto out;
+    }
+    if (step_ord(r.step) < 2 && step_inactive(&r, e) != 0) {
+        goto out;
+    }
+    if (step_ord(r.step) < 3) {
+        if (step_revoke(&r, e) != 0) {
+            goto out;
+        }
+        snprintf(r.step, sizeof(r.step), "revoked");
+    }
+    if (!wait) {
+        if (count(r.s, r.ca, &k, e) != 0) {
+            goto out;
+        }
+        report(&r, &k, false);
+        if (!cli->json) {
+            printf("the revocations are queued; run 'jitrctl ca compromise %s --yes' again to "
+                   "follow them\n",
+                   r.ca);
+        }
+        rc = 0;
+        goto out;
+    }
+    if (step_wait(&r, stall, &k, e) != 0 || step_done(&r, &k, e) != 0) {
+        goto out;
+    }
+    report(&r, &k, true);
+    rc = 0;
+out:
+    store_free(r.s);
+    return rc;
+}
