@@ -673,13 +673,11 @@ out:
 }
 
 /* One chunk of issuance_revoke_bulk, under the CA's lock. */
+#define NF 4 /* fields read per certificate */
 static int bulk_chunk(struct issuance_revoker *rv, struct store *s, struct issuance_bulk *b,
                       const char *const *serials, size_t n, const char *reason, struct err *e)
 {
     static const char *const fields[] = { "fingerprint", "status", "reason", "ca" };
-    enum {
-        NF = 4
-    };
     char **v = xcalloc(n * NF, sizeof(char *));
     json_t **recs = xcalloc(n, sizeof(json_t *));
     struct store_revocation *sr = xcalloc(n, sizeof(*sr));

@@ -2,12 +2,17 @@
  * issuance/revoke.c against a real CA, audit log and Redis: a revocation by serial and by
  * certificateId (any case), the first one wins (a second keeps the recorded reason and seq),
  * what is refused and changes nothing (an unknown serial, another CA, certificateHold, no
- * requester), the CRL that lists them, and the index update of an audit revoke record.
+ * requester), the CRL that lists them, and the index update of an audit revoke record; the
+ * bulk revocation of a compromised CA's certificates across chunks (a hold revoked for good,
+ * one revoked before left alone, an unknown serial counted, one record and one job each, one
+ * CRL, nothing written by a second run) and a blocked CA that reserves no serial.
  */
 #include <openssl/x509.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ca/crl.h"
+#include "core/mem.h"
 #include "core/util.h"
 #include "issuance/issuance.h"
 #include "issuance/revoke.h"
@@ -135,6 +140,133 @@ out:
     return rc;
 }
 
+static size_t xlen(struct store *s, const char *key)
+{
+    struct err e = ERR_INIT;
+    char *out[1] = { NULL };
+    size_t n = 0, v = 0;
+    const char *keys[] = { key };
+    if (store_eval(s, "return redis.call('XLEN', KEYS[1])", keys, 1, NULL, 0, out, 1, &n, &e) ==
+            0 &&
+        n == 1 && out[0]) {
+        v = (size_t)strtoull(out[0], NULL, 10);
+    }
+    xfree(out[0]);
+    return v;
+}
+
+#define BULK_N (ISSUANCE_BULK_CHUNK + ISSUANCE_BULK_CHUNK / 2 + 3)
+
+static int test_bulk(void)
+{
+    int rc = 0;
+    struct err e = ERR_INIT;
+    struct fixture f;
+    struct issuance_ctx *ctx = NULL;
+    struct issuance_revoker *rv = NULL;
+    struct issuance_item *items = xcalloc(BULK_N, sizeof(*items));
+    const char **serials = xcalloc(BULK_N + 1, sizeof(char *));
+    struct issuance_revocation r;
+    struct issuance_bulk b;
+    struct store_cert_rec rec = { 0 };
+    struct issuance_item late = { 0 };
+    size_t revokes, jobs;
+    bool blocked = true;
+    int frc = fixture_open(&f, "bulk", 9, &e);
+    if (frc == TT_SKIP) {
+        xfree(items);
+        xfree(serials);
+        return TT_SKIP;
+    }
+    CHECK_OK(frc, &e);
+    CHECK((ctx = issuance_ctx_open(f.conf, "root", NULL, &e)) != NULL);
+    CHECK((rv = issuance_revoker_new(f.conf, ctx->audit, NULL, &e)) != NULL);
+    for (size_t i = 0; i < BULK_N; i++) {
+        char cn[32];
+        snprintf(cn, sizeof(cn), "bulk-%zu", i);
+        CHECK_OK(issue(ctx, cn, &items[i], &e), &e);
+        serials[i] = items[i].cert.serial_hex;
+    }
+    serials[BULK_N] = "0123456789abcdef"; /* never issued */
+    /* one revoked before (kept), one on hold (revoked for good by the bulk pass) */
+    r = (struct issuance_revocation){ .serial = serials[7],
+                                      .reason = CA_CRL_UNSPECIFIED,
+                                      .requester = "test" };
+    CHECK_OK(issuance_revoke(rv, f.store, &r, &e), &e);
+    r = (struct issuance_revocation){ .serial = serials[BULK_N - 1],
+                                      .reason = CA_CRL_CERTIFICATE_HOLD,
+                                      .requester = "test" };
+    CHECK_OK(issuance_revoke(rv, f.store, &r, &e), &e);
+    revokes = fixture_audit_count(&f, "\"type\":\"revoke\"");
+    jobs = xlen(f.store, STORE_KEY_REVOKE_JOBS);
+    /* refused: a hold, no requester; nothing written */
+    b = (struct issuance_bulk){ .ca = "root",
+                                .serials = serials,
+                                .n = BULK_N + 1,
+                                .reason = CA_CRL_CERTIFICATE_HOLD,
+                                .requester = "test" };
+    CHECK(issuance_revoke_bulk(rv, f.store, &b, &e) != 0);
+    CHECK_INT_EQ(e.code, ERRC_INVALID);
+    err_clear(&e);
+    b.reason = CA_CRL_KEY_COMPROMISE;
+    b.requester = "";
+    CHECK(issuance_revoke_bulk(rv, f.store, &b, &e) != 0);
+    CHECK_INT_EQ(e.code, ERRC_INVALID);
+    err_clear(&e);
+    CHECK_INT_EQ(fixture_audit_count(&f, "\"type\":\"revoke\""), revokes);
+    /* the bulk pass */
+    b.requester = "cli:test";
+    CHECK_OK(issuance_revoke_bulk(rv, f.store, &b, &e), &e);
+    CHECK_INT_EQ(b.revoked, BULK_N - 1);
+    CHECK_INT_EQ(b.already, 1);
+    CHECK_INT_EQ(b.unknown, 1);
+    CHECK(b.crl_written);
+    CHECK_INT_EQ(fixture_audit_count(&f, "\"type\":\"revoke\""), revokes + BULK_N - 1);
+    CHECK_INT_EQ(xlen(f.store, STORE_KEY_REVOKE_JOBS), jobs + BULK_N - 1);
+    for (size_t i = 0; i < BULK_N; i += 97) {
+        CHECK_OK(store_cert_read(f.store, serials[i], &rec, &e), &e);
+        CHECK_STR_EQ(rec.status, "revoked");
+        CHECK_STR_EQ(rec.reason, i == 7 ? "unspecified" : "keyCompromise");
+        store_cert_rec_release(&rec);
+    }
+    CHECK_OK(store_cert_read(f.store, serials[BULK_N - 1], &rec, &e), &e);
+    CHECK_STR_EQ(rec.reason, "keyCompromise"); /* the hold, revoked for good */
+    store_cert_rec_release(&rec);
+    {
+        struct issuance_crl crl = { 0 };
+        CHECK_OK(issuance_crl_get(rv, f.store, "root", "test", &crl, &e), &e);
+        CHECK_INT_EQ(crl.entries, BULK_N);
+        CHECK_INT_EQ(crl.number, b.crl_number);
+        issuance_crl_release(&crl);
+    }
+    /* again: nothing written, nothing queued */
+    CHECK_OK(issuance_revoke_bulk(rv, f.store, &b, &e), &e);
+    CHECK_INT_EQ(b.revoked, 0);
+    CHECK_INT_EQ(b.already, BULK_N);
+    CHECK_INT_EQ(fixture_audit_count(&f, "\"type\":\"revoke\""), revokes + BULK_N - 1);
+    CHECK_INT_EQ(xlen(f.store, STORE_KEY_REVOKE_JOBS), jobs + BULK_N - 1);
+    /* a blocked CA reserves no serial: nothing is signed, whatever asks */
+    CHECK_OK(store_ca_blocked(f.store, "root", &blocked, &e), &e);
+    CHECK(!blocked);
+    CHECK_OK(store_ca_block(f.store, "root", NULL, &e), &e);
+    CHECK_OK(store_ca_blocked(f.store, "root", &blocked, &e), &e);
+    CHECK(blocked);
+    CHECK(issue(ctx, "late", &late, &e) != 0);
+    CHECK_INT_EQ(e.code, ERRC_DENIED);
+    CHECK_STR_CONTAINS(e.msg, "CA 'root' is compromised");
+out:
+    issuance_item_release(&late);
+    for (size_t i = 0; i < BULK_N; i++) {
+        issuance_item_release(&items[i]);
+    }
+    xfree(items);
+    xfree(serials);
+    issuance_revoker_free(rv);
+    issuance_ctx_free(ctx);
+    fixture_close(&f);
+    return rc;
+}
+
 static int test_from_record(void)
 {
     int rc = 0;
@@ -173,6 +305,7 @@ int main(int argc, char **argv)
 {
     static const struct tt_case cases[] = {
         { "revoke", test_revoke },
+        { "bulk", test_bulk },
         { "from_record", test_from_record },
     };
     return tt_main(argc, argv, cases, ARRAY_LEN(cases));
