@@ -50,50 +50,19 @@ static const char usage[] =
 #define CERTS_SUFFIX ":compromise:certs"
 #define POLL_MS      500
 
-/* Counts the response's certificates by their revoke job's outcome. KEYS[1] the certs set;
- * ARGV[1] the cert: prefix, ARGV[2] the revoke job record prefix. A job counts once its record
- * is of this revocation (change_seq at least the certificate's revoke_seq). */
-static const char count_lua[] =
-    "local m = redis.call('SMEMBERS', KEYS[1])\n"
-    "local rev, unk, dead, other, pend = 0, 0, 0, 0, 0\n"
-    "for _, v in ipairs(m) do\n"
-    "  local fp, serial = string.match(v, '^(%x+) (%x+)$')\n"
-    "  if fp then\n"
-    "    local seq = tonumber(redis.call('HGET', ARGV[1] .. serial, 'revoke_seq')) or 0\n"
-    "    local j = redis.call('HMGET', ARGV[2] .. fp, 'state', 'outcome', 'aws_status',\n"
-    "                         'change_seq')\n"
-    "    local ours = (tonumber(j[4]) or -1) >= seq\n"
-    "    if ours and j[1] == 'DEAD' then dead = dead + 1\n"
-    "    elseif ours and j[1] == 'DONE' then\n"
-    "      if j[2] == 'unknown' then unk = unk + 1\n"
-    "      elseif j[3] == 'REVOKED' then rev = rev + 1\n"
-    "      else other = other + 1 end\n"
-    "    else pend = pend + 1 end\n"
-    "  end\n"
-    "end\n"
-    "return {#m, rev, unk, dead, other, pend}\n";
-
 struct counts {
     long long total, revoked, unknown, failed, other, pending;
 };
 
 static int count(struct store *s, const char *ca, struct counts *c, struct err *e)
 {
-    char key[160];
-    char *out[6] = { 0 };
-    size_t n = 0;
-    long long *v[6] = { &c->total, &c->revoked, &c->unknown, &c->failed, &c->other, &c->pending };
-    snprintf(key, sizeof(key), "ca:%s" CERTS_SUFFIX, ca);
-    const char *keys[] = { key };
-    const char *args[] = { STORE_PREFIX STORE_KEY_CERT, STORE_PREFIX STORE_KEY_REVOKE_JOB };
-    if (store_eval(s, count_lua, keys, 1, args, 2, out, 6, &n, e) != 0) {
+    struct store_compromise k;
+    if (store_compromise_count(s, ca, &k, e) != 0) {
         return -1;
     }
-    for (size_t i = 0; i < 6; i++) {
-        *v[i] = i < n && out[i] ? atoll(out[i]) : 0;
-        xfree(out[i]);
-    }
-    return n == 6 ? 0 : err_set(e, ERRC_UNAVAILABLE, "bad reply to the compromise count");
+    *c = (struct counts){ (long long)k.total,  (long long)k.revoked, (long long)k.unknown,
+                          (long long)k.failed, (long long)k.other,   (long long)k.pending };
+    return 0;
 }
 
 /* A script on one key whose reply (one value) is of no interest. */

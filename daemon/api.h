@@ -58,6 +58,8 @@ void api_reload_start(struct api *a);
 /* expiry.c: submits the count of expiring certificates and CAs (metrics, the daily warning of
  * a CA under 90 days) to a signing thread. */
 void api_expiry_schedule(struct api *a);
+/* expiry.c: submits the count of the compromise responses (metrics) to a signing thread. */
+void api_compromise_schedule(struct api *a);
 /* crl.c: submits the CRL schedule check (regenerates the CRLs that are due) to a signing
  * thread. */
 void api_crl_schedule(struct api *a);

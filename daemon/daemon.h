@@ -258,6 +258,15 @@ struct metrics_expiry {
     uint64_t within[METRICS_EXPIRY_BUCKETS];
 };
 void metrics_expiry_set(const struct metrics_expiry *v, size_t n, int64_t at);
+/* Compromise responses (jitrctl ca compromise; daemon/expiry.c counts them every
+ * COMPROMISE_CHECK_SECONDS): per CA, its certificates by their revoke job's outcome. */
+#define COMPROMISE_CHECK_SECONDS 2
+struct metrics_compromise {
+    char ca[API_NAME_MAX + 1];
+    bool done;
+    uint64_t total, revoked, unknown, failed, other, pending;
+};
+void metrics_compromise_set(const struct metrics_compromise *v, size_t n);
 /* Prometheus text exposition; route_names[i] labels route i. */
 void metrics_render(struct buf *out, const char *const *route_names, size_t nroutes);
 

@@ -6,12 +6,15 @@
  * a scan of the index) and hands the gauges to the shared metrics; and logs a warning for each CA
  * certificate that expires within 90 days, once a day across every worker and jitrd of this Redis
  * (store_once). While the index is incomplete nothing is counted (the last counts stay).
+ * Every COMPROMISE_CHECK_SECONDS it also counts the compromise responses (jitrctl ca
+ * compromise): one script per CA over its response's certificates and their revoke jobs.
  */
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
 #include "core/log.h"
+#include "core/mem.h"
 #include "core/util.h"
 #include "daemon/job.h"
 
@@ -100,6 +103,49 @@ static void expiry_run(struct job *j, struct tstate *ts)
 fail:
     ts_after_error(ts, &e);
     log_warn("expiry count failed: %s", e.msg);
+}
+
+/* The compromise responses' progress (jitrctl ca compromise) into the shared metrics. */
+static void compromise_run(struct job *j, struct tstate *ts)
+{
+    struct err e = ERR_INIT;
+    struct metrics_compromise v[METRICS_CAS];
+    char **names = NULL;
+    size_t n = 0, k = 0;
+    struct store *st = ts_store(ts, j->snap, &e);
+    if (st == NULL || store_compromises(st, &names, &n, &e) != 0) {
+        goto fail;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct store_compromise c;
+        if (k < METRICS_CAS && e.code == ERRC_OK &&
+            store_compromise_count(st, names[i], &c, &e) == 0) {
+            v[k] = (struct metrics_compromise){ .done = strcmp(c.step, "done") == 0,
+                                                .total = c.total,
+                                                .revoked = c.revoked,
+                                                .unknown = c.unknown,
+                                                .failed = c.failed,
+                                                .other = c.other,
+                                                .pending = c.pending };
+            snprintf(v[k].ca, sizeof(v[k].ca), "%s", names[i]);
+            k++;
+        }
+        xfree(names[i]);
+    }
+    xfree(names);
+    if (e.code != ERRC_OK) {
+        goto fail;
+    }
+    metrics_compromise_set(v, k);
+    return;
+fail:
+    ts_after_error(ts, &e);
+    log_debug("compromise count failed: %s", e.msg);
+}
+
+void api_compromise_schedule(struct api *a)
+{
+    job_submit(a, job_new(a, NULL, J_COMPROMISE, compromise_run));
 }
 
 void api_expiry_schedule(struct api *a)

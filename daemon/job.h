@@ -56,6 +56,7 @@ enum job_kind {
     J_TOKEN,
     J_ENROLL,
     J_CLAIM,
+    J_COMPROMISE,
 };
 
 struct job;

@@ -64,6 +64,10 @@ struct shm {
     size_t exp_n;
     int64_t exp_at;
     struct metrics_expiry exp[METRICS_CAS];
+    /* compromise responses (daemon/expiry.c), written and read as exp above */
+    atomic_uint_fast64_t cmp_seq;
+    size_t cmp_n;
+    struct metrics_compromise cmp[METRICS_CAS];
 };
 
 static struct shm *M;
@@ -344,6 +348,54 @@ static void expiry_render(struct buf *out)
              (long long)at);
 }
 
+void metrics_compromise_set(const struct metrics_compromise *v, size_t n)
+{
+    if (M == NULL) {
+        return;
+    }
+    n = n < METRICS_CAS ? n : METRICS_CAS;
+    atomic_fetch_add(&M->cmp_seq, 1);
+    memcpy(M->cmp, v, n * sizeof(*v));
+    M->cmp_n = n;
+    atomic_fetch_add(&M->cmp_seq, 1);
+}
+
+static void compromise_render(struct buf *out)
+{
+    struct metrics_compromise v[METRICS_CAS];
+    uint64_t seq = atomic_load(&M->cmp_seq);
+    size_t n = M->cmp_n < METRICS_CAS ? M->cmp_n : METRICS_CAS;
+    memcpy(v, M->cmp, n * sizeof(v[0]));
+    if ((seq & 1) || atomic_load(&M->cmp_seq) != seq || n == 0) {
+        return; /* being written, or none: the next scrape has it */
+    }
+    buf_addstr(out, "# HELP jitrd_ca_compromise_certificates Certificates of a CA's compromise "
+                    "response (jitrctl ca compromise) by their revocation in AWS IoT: revoked, "
+                    "unknown to AWS, failed (dead letters), other, pending.\n"
+                    "# TYPE jitrd_ca_compromise_certificates gauge\n");
+    for (size_t i = 0; i < n; i++) {
+        const uint64_t c[] = { v[i].revoked, v[i].unknown, v[i].failed, v[i].other, v[i].pending };
+        static const char *const names[] = { "revoked", "unknown", "failed", "other", "pending" };
+        for (size_t k = 0; k < ARRAY_LEN(c); k++) {
+            buf_addf(out, "jitrd_ca_compromise_certificates{ca=\"%s\",outcome=\"%s\"} %llu\n",
+                     v[i].ca, names[k], (unsigned long long)c[k]);
+        }
+    }
+    buf_addstr(out, "# HELP jitrd_ca_compromise_total Certificates a CA's compromise response "
+                    "revokes.\n"
+                    "# TYPE jitrd_ca_compromise_total gauge\n");
+    for (size_t i = 0; i < n; i++) {
+        buf_addf(out, "jitrd_ca_compromise_total{ca=\"%s\"} %llu\n", v[i].ca,
+                 (unsigned long long)v[i].total);
+    }
+    buf_addstr(out, "# HELP jitrd_ca_compromise_done 1 once a CA's compromise response has "
+                    "reported (every revocation ended), else 0.\n"
+                    "# TYPE jitrd_ca_compromise_done gauge\n");
+    for (size_t i = 0; i < n; i++) {
+        buf_addf(out, "jitrd_ca_compromise_done{ca=\"%s\"} %d\n", v[i].ca, v[i].done ? 1 : 0);
+    }
+}
+
 static void index_render(struct buf *out)
 {
     int complete = atomic_load(&M->index_complete);
@@ -501,4 +553,5 @@ void metrics_render(struct buf *out, const char *const *route_names, size_t nrou
     index_render(out);
     audit_health_render(out);
     expiry_render(out);
+    compromise_render(out);
 }

@@ -109,6 +109,9 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         if ((w->ticks - 1) % (uint64_t)a->snap->conf->expiry_check_interval == 0) {
             api_expiry_schedule(a);
         }
+        if (w->ticks % COMPROMISE_CHECK_SECONDS == 0) {
+            api_compromise_schedule(a);
+        }
     }
     if (a->snap->degraded && !a->reloading &&
         time_now_ms() - a->last_reload_ms >= DEGRADED_RETRY_MS) {

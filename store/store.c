@@ -2312,3 +2312,88 @@ int store_certs_fields(struct store *s, const char *const *serials, size_t n,
     replies_free(r, n);
     return 0;
 }
+
+/* KEYS[1] ca:<ca>:compromise:certs, KEYS[2] ca:<ca>:compromise; ARGV[1] the cert: prefix,
+ * ARGV[2] the revoke job record prefix. Once the response is done, its recorded counts; before,
+ * each certificate by its revoke job's record, which counts once it is of this revocation
+ * (change_seq at least the certificate's revoke_seq). */
+static const char compromise_count_lua[] =
+    "local st = redis.call('HMGET', KEYS[2], 'step', 'total', 'aws_revoked', 'aws_unknown',\n"
+    "                      'failed', 'other')\n"
+    "if st[1] == 'done' then\n"
+    "  return {st[1], st[2] or '0', st[3] or '0', st[4] or '0', st[5] or '0', st[6] or '0', '0'}\n"
+    "end\n"
+    "local m = redis.call('SMEMBERS', KEYS[1])\n"
+    "local rev, unk, dead, other, pend = 0, 0, 0, 0, 0\n"
+    "for _, v in ipairs(m) do\n"
+    "  local fp, serial = string.match(v, '^(%x+) (%x+)$')\n"
+    "  if fp then\n"
+    "    local seq = tonumber(redis.call('HGET', ARGV[1] .. serial, 'revoke_seq')) or 0\n"
+    "    local j = redis.call('HMGET', ARGV[2] .. fp, 'state', 'outcome', 'aws_status',\n"
+    "                         'change_seq')\n"
+    "    local ours = (tonumber(j[4]) or -1) >= seq\n"
+    "    if ours and j[1] == 'DEAD' then dead = dead + 1\n"
+    "    elseif ours and j[1] == 'DONE' then\n"
+    "      if j[2] == 'unknown' then unk = unk + 1\n"
+    "      elseif j[3] == 'REVOKED' then rev = rev + 1\n"
+    "      else other = other + 1 end\n"
+    "    else pend = pend + 1 end\n"
+    "  end\n"
+    "end\n"
+    "return {st[1] or '', tostring(#m), tostring(rev), tostring(unk), tostring(dead),\n"
+    "        tostring(other), tostring(pend)}\n";
+
+int store_compromise_count(struct store *s, const char *ca, struct store_compromise *out,
+                           struct err *e)
+{
+    char k1[160], k2[160];
+    char *v[7] = { NULL };
+    size_t n = 0;
+    uint64_t *dst[6] = { &out->total,  &out->revoked, &out->unknown,
+                         &out->failed, &out->other,   &out->pending };
+    int rc = 0;
+    memset(out, 0, sizeof(*out));
+    snprintf(k1, sizeof(k1), "ca:%s:compromise:certs", ca);
+    snprintf(k2, sizeof(k2), "ca:%s:compromise", ca);
+    const char *keys[] = { k1, k2 };
+    const char *args[] = { STORE_PREFIX STORE_KEY_CERT, STORE_PREFIX STORE_KEY_REVOKE_JOB };
+    if (store_eval(s, compromise_count_lua, keys, 2, args, 2, v, 7, &n, e) != 0) {
+        return -1;
+    }
+    if (n != 7) {
+        rc = store_fail(s, e, "bad reply to the compromise count");
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (rc == 0 && i == 0) {
+            snprintf(out->step, sizeof(out->step), "%s", v[0] ? v[0] : "");
+        } else if (rc == 0 && (v[i] == NULL || str_to_u64(v[i], dst[i - 1]) != 0)) {
+            rc = store_fail(s, e, "bad count in the compromise count");
+        }
+        xfree(v[i]);
+    }
+    return rc;
+}
+
+int store_compromises(struct store *s, char ***names, size_t *n, struct err *e)
+{
+    struct cmdbuf *cb = cmd_batch(s);
+    redisReply **r = NULL;
+    *names = NULL;
+    *n = 0;
+    cmd_begin(cb, 2);
+    CMD_LIT(cb, "SMEMBERS");
+    CMD_LIT(cb, STORE_PREFIX STORE_CA_COMPROMISES);
+    if (cmd_run(s, &r, e) != 0) {
+        return -1;
+    }
+    if (r[0]->type == REDIS_REPLY_ARRAY && r[0]->elements > 0) {
+        *names = xcalloc(r[0]->elements, sizeof(char *));
+        for (size_t i = 0; i < r[0]->elements; i++) {
+            if (r[0]->element[i]->type == REDIS_REPLY_STRING) {
+                (*names)[(*n)++] = xstrndup(r[0]->element[i]->str, r[0]->element[i]->len);
+            }
+        }
+    }
+    replies_free(r, 1);
+    return 0;
+}

@@ -459,6 +459,22 @@ int store_ca_block(struct store *s, const char *ca, bool *added, struct err *e) 
 /* Is ca in ca:blocked? */
 int store_ca_blocked(struct store *s, const char *ca, bool *blocked, struct err *e) ATTR_WUR;
 
+/* A compromise response's certificates by their revoke job's outcome (or the counts recorded
+ * when it is done). step: "" when there is no response for ca. */
+struct store_compromise {
+    char step[16];    /* begun, blocked, inactive, revoked, done */
+    uint64_t total;   /* certificates of the response */
+    uint64_t revoked; /* REVOKED in AWS IoT */
+    uint64_t unknown; /* unknown to AWS IoT */
+    uint64_t failed;  /* dead letters */
+    uint64_t other;   /* another status in AWS IoT (revoked before, e.g. superseded) */
+    uint64_t pending; /* no outcome yet */
+};
+int store_compromise_count(struct store *s, const char *ca, struct store_compromise *out,
+                           struct err *e) ATTR_WUR;
+/* The CAs of ca:compromises (free each and the array with xfree). */
+int store_compromises(struct store *s, char ***names, size_t *n, struct err *e) ATTR_WUR;
+
 /* EVAL of script for a room that keeps its own keys (issuance/enroll.c): KEYS are
  * STORE_PREFIX keys[i], ARGV args. The reply (a string, an integer, nil, or arrays of them)
  * flattened into out[0..*n), at most cap: strings and integers (in decimal) as xstrdup'd

@@ -43,16 +43,27 @@ done_jobs() { "$JITRCTL" --json jobs status | jq '.kinds[] | select(.kind == "re
 
 echo '{"stations": {"line1": {"cas": ["devices"], "profiles": ["device"], "rate": 0}}}' \
   >"$T/stations.json"
+ADMIN_PORT=$(freeport)
 jq --arg r "DescribeCertificate=$((RATE - 1)).5/1,UpdateCertificate=$((RATE - 1)).5/1" \
-  '.jitr.aws_rates = $r | .jitr.max_in_flight = 64' "$CFG" >"$T/rate.json" && mv "$T/rate.json" "$CFG"
+  --arg a "127.0.0.1:$ADMIN_PORT" \
+  '.jitr.aws_rates = $r | .jitr.max_in_flight = 64 | .admin_listen = $a' "$CFG" >"$T/rate.json" &&
+  mv "$T/rate.json" "$CFG"
+# metric NAME: its value for CA devices in jitrd's /metrics (empty when absent)
+metric() {
+  curl -sf "http://127.0.0.1:$ADMIN_PORT/metrics" 2>/dev/null |
+    awk -v m="$1" 'index($0, m) == 1 { print $2; exit }'
+}
+phase() { echo "phase: $1 at $SECONDS s" >&2; }
 stations_issue "$CFG" line1
 curl -sf -X POST "$STANDIN/_standin/config" -H 'content-type: application/json' \
   -d "{\"quotas\": {\"rates\": {\"DescribeCertificate\": $RATE, \"UpdateCertificate\": $RATE, \"RegisterCertificate\": 1000, \"ListCertificatesByCA\": 100}}}" >/dev/null
 
 # the certificates: N registered ACTIVE under the CA (as JITR leaves provisioned ones), U never
 # seen by AWS
+phase "setup"
 make_devices "$N" "$T/d"
 make_devices "$U" "$T/u" unk-
+phase "signed"
 python3 - "$STANDIN" "$JITRCA_DATA_DIR/ca/devices/cert.pem" "$T/d" <<'EOF' || fail "register the certificates"
 import concurrent.futures, glob, sys, boto3
 url, ca, d = sys.argv[1:4]
@@ -63,6 +74,7 @@ def reg(f):
 with concurrent.futures.ThreadPoolExecutor(4) as ex:
     list(ex.map(reg, sorted(glob.glob(d + "/*.crt"))))
 EOF
+phase "registered in AWS"
 openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/d.key" \
   -out "$T/d.csr" -subj /CN=late-device 2>/dev/null
 openssl req -in "$T/d.csr" -outform DER -out "$T/d.der"
@@ -112,6 +124,16 @@ for k in 1 2; do
   sleep 0.5
   jitrd_up
 done
+# the progress in /metrics while it runs (worker 0 counts every 2 s)
+seen=
+for _ in $(seq 50); do
+  p=$(metric 'jitrd_ca_compromise_certificates{ca="devices",outcome="pending"}')
+  t=$(metric 'jitrd_ca_compromise_total{ca="devices"}')
+  if [ -n "$p" ] && [ "$t" = "$ALL" ]; then seen=$p; break; fi
+  sleep 0.1
+done
+[ -n "$seen" ] && pass || fail "/metrics: no compromise progress"
+echo "/metrics while running: $seen pending of $ALL" >&2
 rc=0
 wait "$CPID" || rc=$?
 ms=$((($(date +%s%N) - start) / 1000000))
@@ -125,6 +147,14 @@ grep -Eq "^ +REVOKED in AWS IoT +$((N))$" "$T/cmp.out" && pass || fail "report: 
 grep -Eq "^ +unknown to AWS IoT +$((U + 1))$" "$T/cmp.out" && pass || fail "report: unknown to AWS"
 grep -Eq "^ +failed +0$" "$T/cmp.out" && pass || fail "report: failed"
 grep -q "in AWS IoT" "$T/cmp.err" && pass || fail "progress bar on stderr"
+
+phase "compromise done"
+for _ in $(seq 50); do [ "$(metric 'jitrd_ca_compromise_done{ca="devices"}')" = 1 ] && break; sleep 0.1; done
+check_eq "/metrics: done" "$(metric 'jitrd_ca_compromise_done{ca="devices"}')" 1
+check_eq "/metrics: revoked" "$(metric 'jitrd_ca_compromise_certificates{ca="devices",outcome="revoked"}')" "$N"
+check_eq "/metrics: unknown" "$(metric 'jitrd_ca_compromise_certificates{ca="devices",outcome="unknown"}')" "$((U + 1))"
+check_eq "/metrics: failed" "$(metric 'jitrd_ca_compromise_certificates{ca="devices",outcome="failed"}')" 0
+check_eq "/metrics: pending" "$(metric 'jitrd_ca_compromise_certificates{ca="devices",outcome="pending"}')" 0
 
 # ---- AWS: every certificate REVOKED, the CA INACTIVE, no call throttled
 python3 - "$STANDIN" "$(jq -r '.aws[0].caCertificateId' "$JITRCA_DATA_DIR/ca/devices/ca.json")" >"$T/aws.txt" <<'EOF'
@@ -152,6 +182,7 @@ for op in DescribeCertificate UpdateCertificate; do
   [ "$max" -le "$RATE" ] && pass || fail "$op: $max admitted in one second, quota $RATE"
 done
 
+phase "AWS checked"
 # ---- our side: the index, the CRL, the audit log
 check_eq "revoked in the index" "$(rcli HLEN jitrca:ca:devices:revoked)" "$ALL"
 check_eq "keyCompromise" "$(rcli HGET "jitrca:cert:$(openssl x509 -in "$T/d/dev-000002.crt" -noout -serial | cut -d= -f2 | tr 'A-F' 'a-f')" reason)" keyCompromise
@@ -176,6 +207,7 @@ check_eq "again: the report" "$(jq -c '[.step, .aws_revoked, .aws_unknown, .fail
 check_eq "again: nothing audited" "$(wc -l <"$(audit_log)")" "$lines"
 expect_fail 5 "began at" "$JITRCTL" ca compromise devices --since 2020-01-01T00:00:00Z --yes
 
+phase "again"
 # ---- after a Redis loss and the rebuild, the CA stays blocked
 jitrd_stop
 rcli FLUSHALL >/dev/null
@@ -183,5 +215,6 @@ ok "$JITRCTL" reindex
 check_eq "blocked again after reindex" "$(rcli SISMEMBER jitrca:ca:blocked devices)" 1
 expect_fail 3 "CA 'devices' is compromised" "$JITRCTL" sign --ca devices --csr "$T/d.csr" --out "$T/x.pem"
 
+phase "end"
 awk -v n="$ALL" -v ms="$ms" 'BEGIN { printf "ca compromise: %d certificates in %.1f s, jitrd SIGKILLed twice: %.1f revocations/s at a quota of '"$RATE"'/s per API\n", n, ms / 1000, n / (ms / 1000) }' >&2
 finish
