@@ -1024,11 +1024,27 @@ int ca_authority_chain_pem(const char *datadir, const struct ca_authority *a, st
                     ca_status_name(at->status));
             goto out;
         }
-        if (PEM_write_bio_X509(bio, at->cert) != 1) {
+        const char *via = json_string_value(json_object_get(at->meta, "chain_via"));
+        X509 *cross = NULL;
+        if (via != NULL) {
+            struct buf cp = BUF_INIT, f = BUF_INIT;
+            buf_addf(&f, "cross-%s.pem", via);
+            ca_path(&cp, datadir, at->name, f.data);
+            cross = read_cert(cp.data, e);
+            buf_release(&cp);
+            buf_release(&f);
+            if (cross == NULL) {
+                err_prefix(e, "chain of CA '%s' (through CA '%s')", a->name, via);
+                goto out;
+            }
+        }
+        if (PEM_write_bio_X509(bio, cross ? cross : at->cert) != 1) {
+            X509_free(cross);
             err_openssl(e, ERRC_INTERNAL, "PEM_write_bio_X509");
             goto out;
         }
-        if (at->parent == NULL) {
+        X509_free(cross);
+        if (via == NULL && at->parent == NULL) {
             break;
         }
         if (depth + 1 >= CA_CHAIN_MAX) {
@@ -1036,7 +1052,7 @@ int ca_authority_chain_pem(const char *datadir, const struct ca_authority *a, st
                     CA_CHAIN_MAX);
             goto out;
         }
-        struct ca_authority *next = ca_authority_load(datadir, at->parent, e);
+        struct ca_authority *next = ca_authority_load(datadir, via ? via : at->parent, e);
         ca_authority_free(cur);
         cur = next;
         if (cur == NULL) {
@@ -1053,5 +1069,127 @@ int ca_authority_chain_pem(const char *datadir, const struct ca_authority *a, st
 out:
     ca_authority_free(cur);
     BIO_free(bio);
+    return rc;
+}
+
+int ca_authority_cross_sign(const char *datadir, const char *name, const char *by,
+                            const struct ca_key_opts *by_opts, int64_t days, X509 **out,
+                            struct err *e)
+{
+    struct ca_authority *a = NULL, *b = NULL;
+    struct ca_key *k = NULL;
+    struct cert_params cp;
+    time_t now = time(NULL), na_a = 0, na_b = 0;
+    long pl_a, pl_b;
+    int rc = -1;
+    *out = NULL;
+    if (strcmp(name, by) == 0) {
+        return err_set(e, ERRC_INVALID, "a CA cannot cross-sign itself");
+    }
+    if ((a = ca_authority_load(datadir, name, e)) == NULL ||
+        (b = ca_authority_load(datadir, by, e)) == NULL) {
+        goto out;
+    }
+    if (a->cert == NULL || b->cert == NULL) {
+        err_set(e, ERRC_CONFLICT, "CA '%s' is pending: it has no certificate yet",
+                a->cert == NULL ? name : by);
+        goto out;
+    }
+    if (json_is_object(json_object_get(a->meta, "compromised")) ||
+        json_is_object(json_object_get(b->meta, "compromised"))) {
+        err_set(e, ERRC_CONFLICT, "CA '%s' is compromised: no trust is carried to or from it",
+                json_is_object(json_object_get(a->meta, "compromised")) ? name : by);
+        goto out;
+    }
+    if (time_of(X509_get0_notAfter(a->cert), &na_a) != 0 ||
+        time_of(X509_get0_notAfter(b->cert), &na_b) != 0 || na_a <= now || na_b <= now) {
+        err_set(e, ERRC_CONFLICT, "CA '%s' has expired", na_a <= now ? name : by);
+        goto out;
+    }
+    /* the devices that trust b must accept b -> a -> a's CAs below: b's pathLenConstraint must
+     * leave room for a and whatever a's own allows under it */
+    pl_a = X509_get_pathlen(a->cert);
+    pl_b = X509_get_pathlen(b->cert);
+    if (pl_b == 0 || (pl_b > 0 && (pl_a < 0 || pl_a > pl_b - 1))) {
+        char need[32];
+        if (pl_a < 0) {
+            snprintf(need, sizeof(need), "none");
+        } else {
+            snprintf(need, sizeof(need), "at least %ld", pl_a + 1);
+        }
+        err_set(e, ERRC_CONFLICT,
+                "CA '%s' has pathlen %ld, too short for chains through a cross-signed '%s' "
+                "(they need %s): cross-sign with a CA whose pathlen allows them",
+                by, pl_b, name, need);
+        goto out;
+    }
+    if ((k = ca_key_load(b->key_uri, by_opts, e)) == NULL) {
+        err_prefix(e, "CA '%s'", by);
+        goto out;
+    }
+    if (EVP_PKEY_eq(X509_get0_pubkey(b->cert), ca_key_pkey(k)) != 1) {
+        ERR_clear_error();
+        err_set(e, ERRC_INVALID, "the key of CA '%s' does not match its certificate", by);
+        goto out;
+    }
+    cp = (struct cert_params){ X509_get_subject_name(a->cert),
+                               X509_get0_pubkey(a->cert),
+                               b->cert,
+                               ca_key_pkey(k),
+                               b->key_type,
+                               now - 60,
+                               na_a < na_b ? na_a : na_b,
+                               (int)pl_a };
+    if (days > 0 && now + days * 86400 < cp.not_after) {
+        cp.not_after = now + days * 86400;
+    }
+    if ((*out = cert_build(&cp, e)) == NULL) {
+        goto out;
+    }
+    rc = 0;
+out:
+    ca_key_free(k);
+    ca_authority_free(a);
+    ca_authority_free(b);
+    return rc;
+}
+
+int ca_authority_cross_install(const char *datadir, const char *name, const char *by, X509 *x,
+                               bool in_chain, struct err *e)
+{
+    struct ca_authority *a = ca_authority_load(datadir, name, e);
+    struct buf path = BUF_INIT, f = BUF_INIT;
+    char fp[65], sn[131], na[40];
+    time_t t = 0;
+    int rc = -1;
+    json_t *list;
+    if (a == NULL) {
+        return -1;
+    }
+    buf_addf(&f, "cross-%s.pem", by);
+    ca_path(&path, datadir, name, f.data);
+    if (write_pem(path.data, wr_x509, x, 0644, false, e) != 0) {
+        goto out;
+    }
+    fingerprint_of(x, fp);
+    (void)ca_serial_hex(X509_get0_serialNumber(x), sn, sizeof(sn));
+    (void)time_of(X509_get0_notAfter(x), &t);
+    time_format_rfc3339(t, na, sizeof(na));
+    list = json_object_get(a->meta, "cross_signed");
+    if (!json_is_object(list)) {
+        list = json_object();
+        json_object_set_new(a->meta, "cross_signed", list);
+    }
+    json_object_set_new(list, by,
+                        json_pack("{s:s,s:s,s:s,s:s}", "file", f.data, "serial", sn, "fingerprint",
+                                  fp, "not_after", na));
+    if (in_chain) {
+        json_object_set_new(a->meta, "chain_via", json_string(by));
+    }
+    rc = ca_authority_save(datadir, a, e);
+out:
+    buf_release(&path);
+    buf_release(&f);
+    ca_authority_free(a);
     return rc;
 }

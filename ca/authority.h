@@ -88,4 +88,20 @@ int ca_authority_chain_pem(const char *datadir, const struct ca_authority *a, st
 int ca_authority_children(const char *datadir, const char *name, char ***names, size_t *n,
                           struct err *e) ATTR_WUR;
 
+/* Cross-signing, for a root rotation: a certificate for CA name's subject and key (its
+ * basicConstraints, keyUsage and SKI) issued by CA by, valid from now until the earlier notAfter
+ * of the two (or days, when shorter), so that devices which trust by accept chains of name.
+ * Refused (ERRC_CONFLICT) for a pending, expired or compromised CA of the two, and when by's
+ * pathLenConstraint leaves no room for name and the CAs name allows under it. *out: the
+ * certificate (X509_free); nothing is written. by_opts: how to load by's key. */
+int ca_authority_cross_sign(const char *datadir, const char *name, const char *by,
+                            const struct ca_key_opts *by_opts, int64_t days, X509 **out,
+                            struct err *e) ATTR_WUR;
+/* Writes x as DATA/ca/NAME/cross-BY.pem (0644) and records it in ca.json ("cross_signed":
+ * {BY: {file, serial, fingerprint, not_after}}); with in_chain also "chain_via": BY, which makes
+ * ca_authority_chain_pem (every chain jitrd and jitrctl hand out for NAME and the CAs under it)
+ * go up through the cross certificate to BY instead of NAME's own certificate. */
+int ca_authority_cross_install(const char *datadir, const char *name, const char *by, X509 *x,
+                               bool in_chain, struct err *e) ATTR_WUR;
+
 #endif

@@ -40,6 +40,7 @@ struct ca_profile {
     uint8_t eku[CAI_EKU_MAX]; /* enum cai_eku, in the profile's order */
     size_t eku_n;
     bool jitr;
+    bool refuse_beyond_ca; /* "beyond_ca": "refuse": no certificate cut short by its CA */
     /* crl_distribution_points, authority_info_access: the DER of those Extensions, one after
      * the other (NULL when the profile has none), appended to every certificate as they are */
     uint8_t *url_exts;

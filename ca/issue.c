@@ -745,6 +745,16 @@ int ca_prepare_cn(struct ca_signer *s, const struct ca_issuer *is, const struct 
         time_format_rfc3339(is->not_after, b, sizeof(b));
         return err_set(e, ERRC_DENIED, "the CA certificate is not valid now (%s to %s)", a, b);
     }
+    if (p->refuse_beyond_ca && now + p->validity_s > is->not_after) {
+        char b[32];
+        time_format_rfc3339(is->not_after, b, sizeof(b));
+        return err_set(e, ERRC_DENIED,
+                       "profile '%s' issues for %lld days but the CA certificate expires at %s "
+                       "(%lld days left), and the profile refuses a shorter validity "
+                       "(\"beyond_ca\": \"refuse\"): rotate the CA",
+                       p->name ? p->name : "?", (long long)(p->validity_s / 86400), b,
+                       (long long)((is->not_after - now) / 86400));
+    }
     if (cai_csr_der(csr, len, &pem, &der, &der_len, e) != 0 ||
         cai_csr_walk(der, der_len, &c, e) != 0) {
         goto out;
@@ -767,7 +777,8 @@ int ca_prepare_cn(struct ca_signer *s, const struct ca_issuer *is, const struct 
     snprintf(out->cn, sizeof(out->cn), "%s", s->subj.cn);
     snprintf(out->subject, sizeof(out->subject), "%s", s->subj.text);
     out->not_before = now - p->backdate_s < is->not_before ? is->not_before : now - p->backdate_s;
-    out->not_after = now + p->validity_s > is->not_after ? is->not_after : now + p->validity_s;
+    out->validity_clamped = now + p->validity_s > is->not_after;
+    out->not_after = out->validity_clamped ? is->not_after : now + p->validity_s;
 out:
     buf_release(&pem);
     buf_release(&subj);

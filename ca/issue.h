@@ -66,13 +66,16 @@ struct ca_prepared {
     enum ca_key_type key_type;
     time_t not_before;
     time_t not_after;
+    bool validity_clamped;        /* not_after is the CA's, before the profile's validity */
     bool fast_path;               /* prepared by the fast path (for metrics and tests) */
     struct ca_prepared_int *_int; /* engine-private; freed by ca_prepared_release */
 };
 
 /* Checks a CSR (PEM or DER, at most CA_CSR_MAX bytes) against the profile and prepares the
  * certificate. now is the issuance time: notBefore = now - backdate (not before the CA's
- * notBefore), notAfter = now + validity capped at the CA certificate's notAfter.
+ * notBefore), notAfter = now + validity capped at the CA certificate's notAfter
+ * (validity_clamped says so), or, when the profile says "beyond_ca": "refuse", ERRC_DENIED
+ * instead of a certificate its CA would cut short.
  * Errors: ERRC_TOO_LARGE (over CA_CSR_MAX), ERRC_INVALID (not PEM/DER, not strict DER, not a
  * PKCS#10 request, bad signature, malformed names), ERRC_DENIED (the profile refuses the key,
  * subject, requested extensions or SANs, or the CA is not valid at now), ERRC_INTERNAL.

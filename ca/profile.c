@@ -418,7 +418,7 @@ static int load_object(struct loader *l, json_t *root)
         "description",          "key_types", "validity_days",
         "backdate_seconds",     "subject",   "san",
         "extended_key_usage",   "jitr",      "crl_distribution_points",
-        "authority_info_access"
+        "authority_info_access", "beyond_ca"
     };
     struct ca_profile *p = l->p;
     int idx[NAMES_MAX];
@@ -488,6 +488,13 @@ static int load_object(struct loader *l, json_t *root)
             return bad(l, "jitr", "must be true or false");
         }
         p->jitr = json_is_true(v);
+    }
+    if ((v = json_object_get(root, "beyond_ca")) != NULL) {
+        const char *b = json_string_value(v);
+        if (b == NULL || (strcmp(b, "clamp") != 0 && strcmp(b, "refuse") != 0)) {
+            return bad(l, "beyond_ca", "must be \"clamp\" or \"refuse\"");
+        }
+        p->refuse_beyond_ca = strcmp(b, "refuse") == 0;
     }
     return load_urls(l, root);
 }

@@ -71,6 +71,8 @@ int cli_ca_aws_update(struct cli *cli, const struct conf *c, struct ca_authority
  * (audited ca_compromised, ca.json, Redis ca:blocked); *was: it was marked so already */
 int cmd_ca_compromise(struct cli *cli, int argc, char **argv, struct err *e);
 int cli_ca_block(const struct conf *c, const char *name, bool *was, struct err *e) ATTR_WUR;
+/* cmd_ca_cross.c: jitrctl ca cross-sign */
+int cmd_ca_cross_sign(struct cli *cli, int argc, char **argv, struct err *e);
 /* cmd_ca_rotate.c: jitrctl ca alias set|list, ca rotate */
 int cmd_ca_alias(struct cli *cli, int argc, char **argv, struct err *e);
 int cmd_ca_rotate(struct cli *cli, int argc, char **argv, struct err *e);

@@ -32,6 +32,7 @@ static const char ca_usage[] =
     "       jitrctl ca impact NAME [--json] | ca deactivate NAME [--force]  (jitrctl ca impact -h)\n"
     "       jitrctl ca mark-compromised NAME --yes\n"
     "       jitrctl ca compromise NAME [--since TIME] [--no-wait] --yes  (ca compromise -h)\n"
+    "       jitrctl ca cross-sign NEW --by OLD [--days N] [--no-chain]  (ca cross-sign -h)\n"
     "       jitrctl ca ocsp-signer NAME [--days N]\n"
     "       jitrctl ca alias set ALIAS CA | ca alias list   (jitrctl ca alias --help)\n"
     "       jitrctl ca rotate ALIAS [--to NEW] [--before DAYS] ...  (jitrctl ca rotate --help)\n"
@@ -1035,6 +1036,9 @@ int cmd_ca(struct cli *cli, int argc, char **argv, struct err *e)
     }
     if (strcmp(sub, "mark-compromised") == 0) {
         return ca_mark_compromised(cli, argc - 1, argv + 1, e);
+    }
+    if (strcmp(sub, "cross-sign") == 0) {
+        return cmd_ca_cross_sign(cli, argc - 1, argv + 1, e);
     }
     if (strcmp(sub, "compromise") == 0) {
         return cmd_ca_compromise(cli, argc - 1, argv + 1, e);

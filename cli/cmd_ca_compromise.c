@@ -539,12 +539,7 @@ static void report(struct run *r, const struct counts *k, bool waited)
 
 int cmd_ca_compromise(struct cli *cli, int argc, char **argv, struct err *e)
 {
-    enum {
-        O_YES = 1,
-        O_SINCE,
-        O_NOWAIT,
-        O_STALL
-    };
+    enum { O_YES = 1, O_SINCE, O_NOWAIT, O_STALL };
     static const struct option own[] = {
         { "yes", no_argument, NULL, O_YES },
         { "since", required_argument, NULL, O_SINCE },

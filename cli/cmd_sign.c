@@ -94,11 +94,20 @@ int cmd_sign(struct cli *cli, int argc, char **argv, struct err *e)
         goto out;
     }
     ca_der_to_pem(&pem, it.cert.der, it.cert.der_len);
+    if (it.validity_clamped) {
+        fprintf(stderr,
+                "jitrctl: warning: the certificate ends at %s, when CA '%s' does, before its "
+                "profile's validity\n",
+                it.not_after, ctx->ca->name);
+    }
     if (cli->json) {
         json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "serial", it.cert.serial_hex,
                               "certificateId", it.cert.fingerprint, "subject", it.subject,
                               "notAfter", it.not_after, "certificate", pem.data, "chain",
                               buf_cstr(&ctx->chain_pem));
+        if (it.validity_clamped) {
+            json_object_set_new(o, "validity_clamped", json_true());
+        }
         char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
         buf_reset(&pem);
         buf_addstr(&pem, s);

@@ -255,6 +255,8 @@ struct writer {
     const char *out;
     FILE *f;
     size_t signed_n, rejected;
+    size_t clamped; /* signed with the CA's notAfter, before the profile's validity */
+    char clamped_to[24];
 };
 
 static int write_item(struct writer *wr, const struct job *j, struct issuance_item *it,
@@ -265,6 +267,10 @@ static int write_item(struct writer *wr, const struct job *j, struct issuance_it
     if (it->issued) {
         ca_der_to_pem(&pem, it->cert.der, it->cert.der_len);
         wr->signed_n++;
+        if (it->validity_clamped) {
+            wr->clamped++;
+            snprintf(wr->clamped_to, sizeof(wr->clamped_to), "%s", it->not_after);
+        }
     } else {
         wr->rejected++;
         fprintf(stderr, "%s%s: rejected: %s\n", isatty(STDERR_FILENO) ? "\r" : "", j->id,
@@ -475,6 +481,12 @@ int cmd_sign_batch(struct cli *cli, int argc, char **argv, struct err *e)
         fprintf(stderr, "signed %zu of %zu CSRs (%zu rejected) in %.2f s, %.0f certs/s, %llu threads\n",
                 wr.signed_n, b->njobs, wr.rejected, secs,
                 secs > 0 ? (double)wr.signed_n / secs : 0.0, (unsigned long long)threads);
+    }
+    if (wr.clamped) {
+        fprintf(stderr,
+                "jitrctl: warning: %zu certificates end at %s, when the CA's certificate does, "
+                "before their profile's validity\n",
+                wr.clamped, wr.clamped_to);
     }
     if (wr.rejected) {
         err_set(e, ERRC_INVALID, "%zu of %zu CSRs were rejected", wr.rejected, b->njobs);

@@ -336,6 +336,9 @@ void sign_issued_write(struct buf *b, const struct snap *s, size_t ca,
     json_str(b, it->cert.fingerprint);
     buf_addstr(b, ",\"notAfter\":");
     json_str(b, it->not_after);
+    if (it->validity_clamped) {
+        buf_addstr(b, ",\"validity_clamped\":true");
+    }
     buf_addstr(b, ",\"ca\":");
     json_str(b, s->cas[ca].name);
     buf_addstr(b, ",\"profile\":");

@@ -8,9 +8,12 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/x509.h>
 #include <pwd.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -349,6 +352,9 @@ static void record_issue(struct audit_batch *ab, const struct issuance_ctx *ctx,
         audit_batch_str(ab, "token", it->token);
     }
     audit_batch_str(ab, "type", "issue");
+    if (it->validity_clamped) {
+        audit_batch_str(ab, "validity", "clamped to the CA's notAfter");
+    }
     audit_batch_end(ab);
 }
 
@@ -413,6 +419,26 @@ out:
     return rc;
 }
 
+/* The log's warning that the CA's notAfter cut certificates short (each one's audit record
+ * says so): at most once a minute per process, a busy line would repeat it per batch. */
+static void clamp_warn(const struct issuance_ctx *ctx, size_t n)
+{
+    static _Atomic int64_t last_ms;
+    int64_t now = time_now_ms(), last = atomic_load(&last_ms);
+    char na[32] = "?";
+    struct tm tm;
+    if (now - last < 60000 || !atomic_compare_exchange_strong(&last_ms, &last, now)) {
+        return;
+    }
+    if (ctx->ca->cert && ASN1_TIME_to_tm(X509_get0_notAfter(ctx->ca->cert), &tm) == 1) {
+        strftime(na, sizeof(na), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    }
+    log_warn("CA '%s' expires at %s: %zu certificate(s) just issued end then, before their "
+             "profile's validity (rotate the CA: jitrctl ca rotate; a profile with \"beyond_ca\": "
+             "\"refuse\" refuses them instead)",
+             ctx->ca->name, na, n);
+}
+
 int issuance_run(struct issuance_worker *w, struct issuance_item *items, size_t n, struct err *e)
 {
     const struct issuance_ctx *ctx = w->ctx;
@@ -421,7 +447,7 @@ int issuance_run(struct issuance_worker *w, struct issuance_item *items, size_t 
     char issued_at[40], nb_fmt[sizeof(slots->not_before)] = "",
                         na_fmt[sizeof(items->not_after)] = "";
     time_t nb_t = 0, na_t = 0;
-    size_t nidx = 0;
+    size_t nidx = 0, clamped = 0;
     uint64_t first_seq = 0;
     int rc = -1;
     time_t now = time(NULL);
@@ -461,6 +487,8 @@ int issuance_run(struct issuance_worker *w, struct issuance_item *items, size_t 
             continue;
         }
         it->issued = true;
+        it->validity_clamped = sl->pr.validity_clamped;
+        clamped += it->validity_clamped;
         snprintf(it->subject, sizeof(it->subject), "%s", sl->pr.subject);
         snprintf(it->cn, sizeof(it->cn), "%s", sl->pr.cn);
         /* the items of a batch mostly share their validity: format each time once */
@@ -516,6 +544,9 @@ int issuance_run(struct issuance_worker *w, struct issuance_item *items, size_t 
     if (store_certs_index(w->store, idx, nidx, e) != 0) {
         err_prefix(e, "certificates were audited but not indexed (run 'jitrctl reindex')");
         goto out;
+    }
+    if (clamped > 0) {
+        clamp_warn(ctx, clamped);
     }
     rc = 0;
 out:

@@ -100,6 +100,7 @@ struct issuance_item {
     char subject[1024];
     char cn[257];
     char not_after[24];
+    bool validity_clamped; /* notAfter is the CA's: the profile's validity would outlive it */
 };
 
 /* Issues what it can of items[0..n). Returns -1 (and no item issued) only when Redis or the

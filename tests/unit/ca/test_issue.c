@@ -540,7 +540,7 @@ static int test_validity(void)
     struct buf csr = BUF_INIT;
     struct ca_prepared pr = { 0 };
     struct err e = ERR_INIT;
-    struct ca_profile *day = NULL;
+    struct ca_profile *day = NULL, *strict = NULL;
     time_t ca_nb = 0, ca_na = 0, now = 0;
     struct tm tm;
     if (pki() != 0) {
@@ -551,6 +551,11 @@ static int test_validity(void)
                          "\"backdate_seconds\":60,\"subject\":{\"cn_pattern\":\".*\","
                          "\"allowed\":[\"CN\",\"O\"]},\"extended_key_usage\":[\"clientAuth\"]}");
     CHECK(day != NULL);
+    strict = inline_profile("strict",
+                            "{\"key_types\":[\"ec-p256\"],\"validity_days\":1,"
+                            "\"beyond_ca\":\"refuse\",\"subject\":{\"cn_pattern\":\".*\","
+                            "\"allowed\":[\"CN\",\"O\"]},\"extended_key_usage\":[\"clientAuth\"]}");
+    CHECK(strict != NULL);
     CHECK(ctx_open(&c, "ca-short", "ca-p256", false) == 0);
     CHECK(ASN1_TIME_to_tm(X509_get0_notBefore(c.cert), &tm) == 1);
     ca_nb = timegm(&tm);
@@ -564,13 +569,29 @@ static int test_validity(void)
         &e);
     CHECK_INT_EQ(pr.not_before, now - 300);
     CHECK_INT_EQ(pr.not_after, ca_na);
+    CHECK(pr.validity_clamped);
     ca_prepared_release(&pr);
     /* the profile's validity and backdate; notBefore not before the CA's */
     CHECK_OK(ca_prepare(c.s, c.is, day, (const uint8_t *)csr.data, csr.len, ca_nb + 10, &pr, &e),
              &e);
     CHECK_INT_EQ(pr.not_before, ca_nb);
     CHECK_INT_EQ(pr.not_after, ca_nb + 10 + 86400);
+    CHECK(!pr.validity_clamped);
     ca_prepared_release(&pr);
+    /* "beyond_ca": "refuse": nothing the CA would cut short, until a day before its end */
+    CHECK_OK(
+        ca_prepare(c.s, c.is, strict, (const uint8_t *)csr.data, csr.len, ca_na - 86400, &pr, &e),
+        &e);
+    CHECK_INT_EQ(pr.not_after, ca_na);
+    CHECK(!pr.validity_clamped);
+    ca_prepared_release(&pr);
+    CHECK(ca_prepare(c.s, c.is, strict, (const uint8_t *)csr.data, csr.len, ca_na - 86399, &pr,
+                     &e) != 0);
+    CHECK_INT_EQ(e.code, ERRC_DENIED);
+    CHECK_STR_CONTAINS(e.msg, "profile 'strict' issues for 1 days but the CA certificate expires");
+    CHECK_STR_CONTAINS(e.msg, "\"beyond_ca\": \"refuse\"");
+    CHECK(pr._int == NULL);
+    err_clear(&e);
     /* a CA outside its validity issues nothing */
     CHECK(ca_prepare(c.s, c.is, day, (const uint8_t *)csr.data, csr.len, ca_na + 1, &pr, &e) != 0);
     CHECK_INT_EQ(e.code, ERRC_DENIED);
@@ -582,6 +603,7 @@ static int test_validity(void)
 out:
     ca_prepared_release(&pr);
     ca_profile_free(day);
+    ca_profile_free(strict);
     ctx_close(&c);
     buf_release(&csr);
     return rc;

@@ -137,6 +137,8 @@ static int test_invalid(void)
           ",\"extended_key_usage\":[\"clientAuth\",\"clientAuth\"]}",
           "extended_key_usage: lists 'clientAuth' twice" },
         { "{" BASE ",\"jitr\":1}", "jitr: must be true or false" },
+        { "{" BASE ",\"beyond_ca\":\"cut\"}", "beyond_ca: must be \"clamp\" or \"refuse\"" },
+        { "{" BASE ",\"beyond_ca\":true}", "beyond_ca: must be \"clamp\" or \"refuse\"" },
         { "{" BASE ",\"description\":5}", "description: must be a string" },
         { "{" BASE ",\"crl_distribution_points\":\"http://a/\"}",
           "crl_distribution_points: must be an array of 1 to 4 http:// URLs" },
