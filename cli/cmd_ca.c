@@ -355,6 +355,13 @@ static json_t *ca_json(const struct conf *c, const struct ca_authority *a, bool 
         json_object_set_new(o, "children", arr);
         json_t *aws = json_object_get(a->meta, "aws");
         json_object_set_new(o, "aws", aws ? json_deep_copy(aws) : json_null());
+        json_t *cross = json_object_get(a->meta, "cross_signed"), *via;
+        if (cross) {
+            json_object_set_new(o, "cross_signed", json_deep_copy(cross));
+        }
+        if ((via = json_object_get(a->meta, "chain_via")) != NULL) {
+            json_object_set_new(o, "chain_via", json_deep_copy(via));
+        }
     }
     return o;
 }

@@ -1,12 +1,13 @@
 /*
  * Expiry, seen before it hurts (docs/operations.md, "Expiry"): worker 0 submits a count every
- * expiry_check_interval seconds to a signing thread, which, for every CA of the snapshot and the
- * station CA, reads how many valid certificates expire within 7, 30 and 90 days and how many are
- * past their notAfter (store_expiry_count: one pipelined ZCOUNT per bound on ca:<ca>:expiry, never
- * a scan of the index) and hands the gauges to the shared metrics; and logs a warning for each CA
- * certificate that expires within 90 days, once a day across every worker and jitrd of this Redis
- * (store_once). While the index is incomplete nothing is counted (the last counts stay).
- * Every COMPROMISE_CHECK_SECONDS it also counts the compromise responses (jitrctl ca
+ * expiry_check_interval seconds to a signing thread, which, for every CA of the snapshot, the
+ * station CA and every other CA of the store with a certificate (its days left for every CA),
+ * reads how many valid certificates expire within 7, 30 and 90 days and how many are past their
+ * notAfter (store_expiry_count: one pipelined ZCOUNT per bound on ca:<ca>:expiry, never a scan
+ * of the index) and hands the gauges to the shared metrics; and logs a warning for each CA
+ * certificate jitrd uses that expires within 90 days, once a day across every worker and jitrd
+ * of this Redis (store_once). While the index is incomplete nothing is counted (the last counts
+ * stay). Every COMPROMISE_CHECK_SECONDS it also counts the compromise responses (jitrctl ca
  * compromise): one script per CA over its response's certificates and their revoke jobs.
  */
 #include <stdio.h>
@@ -32,8 +33,8 @@ static int64_t days_left(X509 *cert, time_t now)
     return days;
 }
 
-/* One CA: its gauges into m, and the daily warning. -1 when Redis failed (e set). */
-static int count_ca(struct store *st, const char *name, X509 *cert, time_t now,
+/* One CA: its gauges into m, and the daily warning (when warn). -1 when Redis failed (e set). */
+static int count_ca(struct store *st, const char *name, X509 *cert, time_t now, bool warn,
                     struct metrics_expiry *m, struct err *e)
 {
     int64_t upto[1 + METRICS_EXPIRY_BUCKETS];
@@ -52,7 +53,7 @@ static int count_ca(struct store *st, const char *name, X509 *cert, time_t now,
     for (size_t b = 0; b < METRICS_EXPIRY_BUCKETS; b++) {
         m->within[b] = n[1 + b] - n[0];
     }
-    if (m->days_left < CA_WARN_DAYS) {
+    if (warn && m->days_left < CA_WARN_DAYS) {
         char key[API_NAME_MAX + 32], na[32];
         bool first = false;
         struct tm tm;
@@ -72,6 +73,38 @@ static int count_ca(struct store *st, const char *name, X509 *cert, time_t now,
     return 0;
 }
 
+/* Every other CA of the store with a certificate (roots, retired CAs, the ones no station
+ * names), so that each CA's days left are in the metrics. */
+static int other_cas(struct job *j, struct store *st, time_t now, struct metrics_expiry *v,
+                     size_t *n, struct err *e)
+{
+    char **names = NULL;
+    size_t k = 0;
+    int rc = 0;
+    if (ca_authority_list(j->snap->conf->data_dir, &names, &k, e) != 0) {
+        return -1;
+    }
+    for (size_t i = 0; i < k; i++) {
+        bool seen = false;
+        for (size_t m = 0; m < *n && !seen; m++) {
+            seen = strcmp(v[m].ca, names[i]) == 0;
+        }
+        if (!seen && rc == 0 && *n < METRICS_CAS) {
+            struct err ignore = ERR_INIT;
+            struct ca_authority *a = ca_authority_load(j->snap->conf->data_dir, names[i], &ignore);
+            if (a && a->cert && count_ca(st, names[i], a->cert, now, false, &v[*n], e) == 0) {
+                (*n)++;
+            } else if (a && a->cert) {
+                rc = -1;
+            }
+            ca_authority_free(a);
+        }
+        xfree(names[i]);
+    }
+    xfree(names);
+    return rc;
+}
+
 static void expiry_run(struct job *j, struct tstate *ts)
 {
     struct err e = ERR_INIT;
@@ -89,13 +122,16 @@ static void expiry_run(struct job *j, struct tstate *ts)
     }
     for (size_t i = 0; i < j->snap->ncas && n < METRICS_CAS; i++) {
         const struct snap_ca *c = &j->snap->cas[i];
-        if (c->auth->cert && count_ca(st, c->name, c->auth->cert, now, &v[n++], &e) != 0) {
+        if (c->auth->cert && count_ca(st, c->name, c->auth->cert, now, true, &v[n++], &e) != 0) {
             goto fail;
         }
     }
     if (j->snap->station_ca && n < METRICS_CAS &&
         snap_find_ca(j->snap, j->snap->conf->station_ca) == NULL &&
-        count_ca(st, j->snap->conf->station_ca, j->snap->station_ca, now, &v[n++], &e) != 0) {
+        count_ca(st, j->snap->conf->station_ca, j->snap->station_ca, now, true, &v[n++], &e) != 0) {
+        goto fail;
+    }
+    if (other_cas(j, st, now, v, &n, &e) != 0) {
         goto fail;
     }
     metrics_expiry_set(v, n, (int64_t)now);

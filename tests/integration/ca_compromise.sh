@@ -155,6 +155,9 @@ check_eq "/metrics: revoked" "$(metric 'jitrd_ca_compromise_certificates{ca="dev
 check_eq "/metrics: unknown" "$(metric 'jitrd_ca_compromise_certificates{ca="devices",outcome="unknown"}')" "$((U + 1))"
 check_eq "/metrics: failed" "$(metric 'jitrd_ca_compromise_certificates{ca="devices",outcome="failed"}')" 0
 check_eq "/metrics: pending" "$(metric 'jitrd_ca_compromise_certificates{ca="devices",outcome="pending"}')" 0
+# days left for every CA of the store, the root that signs nothing here too
+dl=$(metric 'jitrd_ca_days_left{ca="root"}')
+[ -n "$dl" ] && [ "$dl" -ge 3640 ] && pass || fail "/metrics: the root's days left '$dl'"
 
 # ---- AWS: every certificate REVOKED, the CA INACTIVE, no call throttled
 python3 - "$STANDIN" "$(jq -r '.aws[0].caCertificateId' "$JITRCA_DATA_DIR/ca/devices/ca.json")" >"$T/aws.txt" <<'EOF'
