@@ -13,7 +13,6 @@
 # writes nothing; a rebuild of the index after a Redis loss keeps the CA blocked. Printed:
 # revocations per second.
 source "$(dirname "$0")/jitr_lib.sh"
-source "$(dirname "$0")/jitrd_lib.sh"
 N=${COMPROMISE_N:-${1:-2000}}
 U=5
 RATE=${COMPROMISE_RATE:-100}
@@ -54,7 +53,7 @@ metric() {
     awk -v m="$1" 'index($0, m) == 1 { print $2; exit }'
 }
 phase() { echo "phase: $1 at $SECONDS s" >&2; }
-stations_issue "$CFG" line1
+ok "$JITRCTL" --config "$CFG" station issue line1 --out "$T/st"
 curl -sf -X POST "$STANDIN/_standin/config" -H 'content-type: application/json' \
   -d "{\"quotas\": {\"rates\": {\"DescribeCertificate\": $RATE, \"UpdateCertificate\": $RATE, \"RegisterCertificate\": 1000, \"ListCertificatesByCA\": 100}}}" >/dev/null
 
