@@ -253,6 +253,24 @@ static const struct iot_op_def iot_ops[AWS_IOT__COUNT] = {
                                         false,
                                         { "things" },
                                         10 },
+    [AWS_IOT_REGISTER_CERTIFICATE] = { "RegisterCertificate",
+                                       "POST",
+                                       "/certificate/register",
+                                       { "setAsActive" },
+                                       NULL,
+                                       NULL,
+                                       true,
+                                       { "certificateId", "certificateArn" },
+                                       10 },
+    [AWS_IOT_REGISTER_CERTIFICATE_WITHOUT_CA] = { "RegisterCertificateWithoutCA",
+                                                  "POST",
+                                                  "/certificate/register-no-ca",
+                                                  { NULL },
+                                                  NULL,
+                                                  NULL,
+                                                  true,
+                                                  { "certificateId", "certificateArn" },
+                                                  10 },
 };
 
 struct iot_bucket {
@@ -955,8 +973,8 @@ int aws_iot_detach_thing_principal(struct aws_iot *c, const char *thing, const c
                      true, cb, arg, e);
 }
 
-int aws_iot_list_principal_things(struct aws_iot *c, const char *principal,
-                                  const char *next_token, aws_iot_cb *cb, void *arg, struct err *e)
+int aws_iot_list_principal_things(struct aws_iot *c, const char *principal, const char *next_token,
+                                  aws_iot_cb *cb, void *arg, struct err *e)
 {
     return call_new2(c, AWS_IOT_LIST_PRINCIPAL_THINGS, "principal", principal, "nextToken",
                      next_token, false, cb, arg, e);

@@ -88,6 +88,7 @@ int cmd_station(struct cli *cli, int argc, char **argv, struct err *e);
 int cmd_revoke(struct cli *cli, int argc, char **argv, struct err *e);
 int cmd_release(struct cli *cli, int argc, char **argv, struct err *e);
 int cmd_jobs(struct cli *cli, int argc, char **argv, struct err *e);
+int cmd_aws(struct cli *cli, int argc, char **argv, struct err *e);
 int cmd_crl(struct cli *cli, int argc, char **argv, struct err *e);
 int cmd_policy(struct cli *cli, int argc, char **argv, struct err *e);
 int cmd_jitr(struct cli *cli, int argc, char **argv, struct err *e);

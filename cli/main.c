@@ -36,6 +36,7 @@ static const struct {
     { "policy", cmd_policy, "check IoT policy documents and JITP templates offline" },
     { "jitr", cmd_jitr, "JITR: a device's provisioning state, dead letters" },
     { "report", cmd_report, "reports: certificates expiring within N days" },
+    { "aws", cmd_aws, "AWS IoT: register certificates we issued before devices ship" },
     { "jobs", cmd_jobs, "the job engine: queues, due, in flight, done and dead per kind" },
 };
 

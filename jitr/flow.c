@@ -175,6 +175,8 @@ struct jitr_req {
     char thing[130];     /* the thing's name ("" before EVALUATE) */
     struct buf policies; /* the policies' names, comma-separated */
     bool existed;        /* CreateThing found the thing with another configuration */
+    bool registered;     /* our register job registered it INACTIVE (jobs/register.c): ours to
+                          * provision as if PENDING_ACTIVATION */
     bool status_set;     /* AWS has the template's status already: no UpdateCertificate */
     size_t idx;          /* POLICY, ATTACH_POLICY, REMOVE_FROM_GROUP, ADD_TO_GROUP */
     json_t *remove;      /* LIST_GROUPS: the groups to leave (array of names) */
@@ -495,7 +497,8 @@ static enum verdict fact(struct jitr_req *r, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(what, sizeof(what), fmt, ap);
     va_end(ap);
-    if (strcmp(r->aws_status, "PENDING_ACTIVATION") == 0) {
+    if (strcmp(r->aws_status, "PENDING_ACTIVATION") == 0 ||
+        (r->registered && strcmp(r->aws_status, "INACTIVE") == 0)) {
         return verdict(r, V_REJECT, "%s", what);
     }
     return verdict(r, V_IGNORE, "%s; %s in AWS, not PENDING_ACTIVATION: left alone", what,
@@ -516,8 +519,10 @@ static enum verdict evaluate(struct jitr_req *r)
     const struct jitr_env *env = r->env;
     const char *status = field(r->desc, "status");
     const char *aws_ca = field(r->desc, "caCertificateId");
-    bool pending = strcmp(status, "PENDING_ACTIVATION") == 0;
-    bool settled = strcmp(status, "ACTIVE") == 0 || strcmp(status, "INACTIVE") == 0;
+    /* a certificate our register job registered INACTIVE waits for us like a pending one */
+    bool ours = r->registered && strcmp(status, "INACTIVE") == 0;
+    bool pending = strcmp(status, "PENDING_ACTIVATION") == 0 || ours;
+    bool settled = !ours && (strcmp(status, "ACTIVE") == 0 || strcmp(status, "INACTIVE") == 0);
     enum jitr_override ovr = jitr_template_status_override(env->tpl);
     time_t now = (time_t)(now_ms(r) / 1000);
     const struct ca_profile *prof;
@@ -533,6 +538,11 @@ static enum verdict evaluate(struct jitr_req *r)
     snprintf(r->aws_status, sizeof(r->aws_status), "%s", status[0] ? status : "?");
     /* 1. AWS's record: only a certificate AWS registered under one of our CAs is ours */
     ca = ca_registered(env, aws_ca);
+    if (ca == NULL && aws_ca[0] == '\0' && r->registered) {
+        /* registered without a CA (RegisterCertificateWithoutCA, an SNI_ONLY CA of ours): the
+         * CA our register job named; its signature is checked below like any other */
+        ca = ca_registered(env, r->ev.ca_id);
+    }
     if (ca == NULL) {
         v = verdict(r, V_IGNORE, "AWS registered it %s%.16s%s, not under one of our CAs (the "
                     "event named %.16s...); %s in AWS: left alone", aws_ca[0] ? "under CA " : "",
@@ -919,6 +929,7 @@ static void st_load(struct jitr_req *r)
         snprintf(r->stored_reason, sizeof(r->stored_reason), "%s",
                  field(h->fields, "reason"));
         r->existed = strcmp(field(h->fields, "existed"), "1") == 0;
+        r->registered = strcmp(field(h->fields, "registered"), "1") == 0;
         r->resume = JITR_ST_RECEIVED;
         if (sti == JITR_ST_RECORD || sti == JITR_ST_RECORD_REJECT ||
             sti == JITR_ST_RECORD_IGNORE) {

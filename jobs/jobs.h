@@ -100,6 +100,7 @@ void jobs_key_record(const struct jobs_kind *k, const char *key, char *out, size
 /* The kinds of this release. */
 extern const struct jobs_kind jobs_kind_jitr;   /* JITR provisioning (jitr/flow.c runs it) */
 extern const struct jobs_kind jobs_kind_revoke; /* our index's status reaches AWS (revoke.c) */
+extern const struct jobs_kind jobs_kind_register; /* registered before shipping (register.c) */
 
 /* ---- enqueueing ----------------------------------------------------------------------------- */
 

@@ -26,7 +26,7 @@ const struct jobs_kind jobs_kind_jitr = {
 };
 
 const struct jobs_kind *const jobs_kinds[] = { &jobs_kind_jitr, &jobs_kind_revoke,
-                                                &jobs_kind_renewal };
+                                               &jobs_kind_renewal, &jobs_kind_register };
 const size_t jobs_nkinds = sizeof(jobs_kinds) / sizeof(jobs_kinds[0]);
 
 const struct jobs_kind *jobs_kind_find(const char *name)

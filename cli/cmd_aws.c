@@ -1,0 +1,629 @@
+/*
+ * jitrctl aws register-batch --in DIR|FILE.jsonl [--timeout S] [--quiet]: certificates we
+ * issued registered in AWS IoT and provisioned before their devices ship (docs/provisioning.md).
+ * Each input certificate is checked against our index here (ours, valid, not expired, its CA
+ * registered in AWS IoT) and refused with the reason otherwise; the others are queued as jobs
+ * of the "register" kind (jobs/register.c), which jitrd's job workers run at the AWS rates
+ * configured, with the engine's retries and dead letters. This command then follows each job
+ * and the JITR provisioning it queues, draws a progress bar with an ETA, and prints the report:
+ * registered, already there, failed (with the reasons).
+ */
+#include <dirent.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ca/authority.h"
+#include "ca/issue.h"
+#include "cli/cli.h"
+#include "core/mem.h"
+#include "core/util.h"
+#include "jobs/jobs.h"
+#include "store/store.h"
+
+#define REG_INPUT_MAX ((size_t)1 << 30)
+#define REG_CHUNK     64  /* jobs per enqueue call (jobs_enqueue_argv's limit) */
+#define REG_POLL      100 /* records read per call while following */
+
+static const char aws_usage[] =
+    "usage: jitrctl aws register-batch --in DIR|FILE.jsonl [--timeout S] [--quiet]\n"
+    "\n"
+    "Registers certificates we issued in AWS IoT and provisions them as JITR would (the thing,\n"
+    "the policies and the principal of jitrd's template, ACTIVE last), before the devices\n"
+    "connect. Runs as jobs in jitrd's job workers; this command queues them and follows them.\n"
+    "  --in DIR      every *.crt and *.pem file of DIR (jitrctl sign-batch --out DIR)\n"
+    "  --in FILE     JSON lines with a \"certificate\" (PEM), as jitrctl sign-batch writes them\n"
+    "  --timeout S   stop following after S seconds (default 3600; the jobs go on)\n"
+    "  --quiet       no progress bar\n"
+    "Running it again is safe: what is registered already is reported \"already there\".\n"
+    "Exit status: 0 when every certificate is registered or already there, 2 when some were\n"
+    "refused or failed, 7 when some were still in progress at the timeout.\n";
+
+enum reg_state {
+    R_REFUSED, /* refused here, never queued */
+    R_QUEUED,  /* queued, following */
+    R_REGISTERED,
+    R_ALREADY,
+    R_FAILED
+};
+
+struct reg_item {
+    char *source; /* file or line */
+    char id[65];
+    char serial[130];
+    char ca[128];
+    char entry[64]; /* the register job's stream entry */
+    enum reg_state st;
+    char *why; /* refused / failed: the reason; already: AWS's status; registered: thing */
+};
+
+struct reg_run {
+    struct reg_item *items;
+    size_t n, cap;
+    json_t *cas; /* name -> {"id", "mode", "account"} or {"error"} */
+};
+
+static const char *jstr(json_t *o, const char *k)
+{
+    const char *v = json_string_value(json_object_get(o, k));
+    return v ? v : "";
+}
+
+static struct reg_item *item_add(struct reg_run *r, const char *source)
+{
+    struct reg_item *it;
+    r->items = xgrow(r->items, sizeof(*r->items), r->n + 1, &r->cap);
+    it = &r->items[r->n++];
+    memset(it, 0, sizeof(*it));
+    it->source = xstrdup(source);
+    it->st = R_QUEUED;
+    return it;
+}
+
+static void item_why(struct reg_item *it, enum reg_state st, const char *fmt, ...)
+    ATTR_PRINTF(3, 4);
+static void item_why(struct reg_item *it, enum reg_state st, const char *fmt, ...)
+{
+    struct buf b = BUF_INIT;
+    va_list ap;
+    va_start(ap, fmt);
+    buf_vaddf(&b, fmt, ap);
+    va_end(ap);
+    xfree(it->why);
+    it->why = buf_detach(&b, NULL);
+    it->st = st;
+}
+
+/* The CA's AWS registration (cached per name): its certificateId, mode, account and PEM. */
+static json_t *ca_info(struct reg_run *r, const struct conf *c, const char *name)
+{
+    json_t *o = json_object_get(r->cas, name);
+    struct err e = ERR_INIT;
+    struct ca_authority *a;
+    if (o != NULL) {
+        return o;
+    }
+    a = ca_authority_load(c->data_dir, name, &e);
+    if (a == NULL || a->cert == NULL) {
+        o = json_pack("{s:s}", "error", "its CA is not on this host");
+    } else if (ca_authority_compromised(a)) {
+        o = json_pack("{s:s}", "error", "its CA is marked compromised");
+    } else {
+        json_t *reg = json_array_get(json_object_get(a->meta, "aws"), 0);
+        if (reg == NULL || strcmp(jstr(reg, "caCertificateId"), a->fingerprint) != 0) {
+            o = json_pack("{s:s}", "error",
+                          "its CA is not registered in AWS IoT (jitrctl ca register)");
+        } else {
+            struct buf pem = BUF_INIT;
+            unsigned char *der = NULL;
+            int n = i2d_X509(a->cert, &der);
+            if (n > 0) {
+                ca_der_to_pem(&pem, der, (size_t)n);
+            }
+            OPENSSL_free(der);
+            o = json_pack("{s:s,s:s,s:s,s:s}", "id", a->fingerprint, "mode",
+                          strcmp(jstr(reg, "mode"), "SNI_ONLY") == 0 ? "SNI_ONLY" : "DEFAULT",
+                          "account", jstr(reg, "account"), "pem", buf_cstr(&pem));
+            buf_release(&pem);
+        }
+    }
+    ca_authority_free(a);
+    json_object_set_new(r->cas, name, o);
+    return o;
+}
+
+/* One certificate (PEM text) of the input: parsed, then checked against our index. */
+static void check_cert(struct reg_run *r, struct jobs_admin *adm, const struct conf *c,
+                       struct reg_item *it, const char *pem, size_t len)
+{
+    BIO *bio = BIO_new_mem_buf(pem, (int)len);
+    X509 *x = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+    unsigned char *der = NULL;
+    int nder;
+    char key[STORE_KEY_MAX];
+    json_t *rec = NULL, *reply, *ca;
+    struct err e = ERR_INIT;
+    time_t now = time(NULL);
+    BIO_free(bio);
+    ERR_clear_error();
+    if (x == NULL || (nder = i2d_X509(x, &der)) <= 0 ||
+        ca_serial_hex(X509_get0_serialNumber(x), it->serial, sizeof(it->serial)) != 0) {
+        item_why(it, R_REFUSED, "not a PEM certificate");
+        goto out;
+    }
+    sha256_hex(der, (size_t)nder, it->id);
+    for (size_t i = 0; i + 1 < r->n; i++) {
+        if (strcmp(r->items[i].id, it->id) == 0) {
+            item_why(it, R_REFUSED, "the same certificate as %s", r->items[i].source);
+            goto out;
+        }
+    }
+    if (!store_key_cert(key, sizeof(key), it->serial)) {
+        item_why(it, R_REFUSED, "serial %.40s is no serial of ours", it->serial);
+        goto out;
+    }
+    {
+        const char *av[] = { "EVAL", store_index_hgetall_lua, "2", STORE_INDEX_READY, key };
+        reply = jobs_admin_cmd(adm, 5, av, &e);
+    }
+    if (reply == NULL) {
+        item_why(it, R_REFUSED, "our index cannot be read: %s", e.msg);
+        goto out;
+    }
+    rec = jobs_admin_pairs(reply);
+    json_decref(reply);
+    if (json_object_size(rec) == 0) {
+        item_why(it, R_REFUSED, "not issued by us: serial %.40s is not in our index", it->serial);
+    } else if (strcmp(jstr(rec, "fingerprint"), it->id) != 0) {
+        item_why(it, R_REFUSED,
+                 "not issued by us: our index holds another certificate for "
+                 "serial %.40s",
+                 it->serial);
+    } else if (strcmp(jstr(rec, "status"), "valid") != 0) {
+        item_why(it, R_REFUSED, "serial %.40s is %.16s in our index%s%.40s", it->serial,
+                 jstr(rec, "status"), jstr(rec, "reason")[0] ? ": " : "", jstr(rec, "reason"));
+    } else if (X509_cmp_time(X509_get0_notAfter(x), &now) < 0) {
+        item_why(it, R_REFUSED, "serial %.40s has expired", it->serial);
+    } else if ((ca = ca_info(r, c, jstr(rec, "ca"))) != NULL && jstr(ca, "error")[0]) {
+        item_why(it, R_REFUSED, "serial %.40s: %s ('%.64s')", it->serial, jstr(ca, "error"),
+                 jstr(rec, "ca"));
+    } else {
+        snprintf(it->ca, sizeof(it->ca), "%s", jstr(rec, "ca"));
+    }
+out:
+    json_decref(rec);
+    OPENSSL_free(der);
+    X509_free(x);
+}
+
+static int load_jsonl(struct reg_run *r, struct jobs_admin *adm, const struct conf *c,
+                      const char *file, struct err *e)
+{
+    struct buf all = BUF_INIT;
+    size_t lineno = 0;
+    if (file_read_all(file, REG_INPUT_MAX, &all, e) != 0) {
+        return -1;
+    }
+    for (char *line = all.data; line && *line;) {
+        char *nl = strchr(line, '\n');
+        size_t len = nl ? (size_t)(nl - line) : strlen(line);
+        char src[64];
+        json_error_t jerr;
+        json_t *o;
+        const char *pem;
+        struct reg_item *it;
+        lineno++;
+        if (len == 0 || (len == 1 && line[0] == '\r')) {
+            line = nl ? nl + 1 : NULL;
+            continue;
+        }
+        snprintf(src, sizeof(src), "line %zu", lineno);
+        it = item_add(r, src);
+        o = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+        pem = json_string_value(json_object_get(o, "certificate"));
+        if (!json_is_object(o)) {
+            item_why(it, R_REFUSED, "not a JSON object");
+        } else if (json_object_get(o, "error") != NULL) {
+            item_why(it, R_REFUSED, "an error line (the CSR was not signed): %.200s",
+                     jstr(json_object_get(o, "error"), "message"));
+        } else if (pem == NULL) {
+            item_why(it, R_REFUSED, "no string \"certificate\"");
+        } else {
+            check_cert(r, adm, c, it, pem, strlen(pem));
+        }
+        json_decref(o);
+        line = nl ? nl + 1 : NULL;
+    }
+    buf_release(&all);
+    return 0;
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int load_dir(struct reg_run *r, struct jobs_admin *adm, const struct conf *c,
+                    const char *dir, struct err *e)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    if (d == NULL) {
+        return err_set(e, ERRC_NOT_FOUND, "cannot read directory %s", dir);
+    }
+    while ((de = readdir(d)) != NULL) {
+        size_t l = strlen(de->d_name);
+        if (l > 4 &&
+            (strcmp(de->d_name + l - 4, ".crt") == 0 || strcmp(de->d_name + l - 4, ".pem") == 0)) {
+            names = xgrow(names, sizeof(*names), n + 1, &cap);
+            names[n++] = xstrdup(de->d_name);
+        }
+    }
+    closedir(d);
+    qsort(names, n, sizeof(*names), name_cmp);
+    for (size_t i = 0; i < n; i++) {
+        struct buf path = BUF_INIT, pem = BUF_INIT;
+        struct err fe = ERR_INIT;
+        struct reg_item *it = item_add(r, names[i]);
+        buf_addf(&path, "%s/%s", dir, names[i]);
+        if (file_read_all(buf_cstr(&path), 1 << 20, &pem, &fe) != 0) {
+            item_why(it, R_REFUSED, "%s", fe.msg);
+        } else {
+            check_cert(r, adm, c, it, buf_cstr(&pem), pem.len);
+        }
+        buf_release(&path);
+        buf_release(&pem);
+        xfree(names[i]);
+    }
+    xfree(names);
+    return 0;
+}
+
+static const char *at(json_t *a, size_t i)
+{
+    const char *v = json_string_value(json_array_get(a, i));
+    return v ? v : "";
+}
+
+/* The CAs' PEMs where the jobs read them (aws:cacert:<id> pem), then the jobs, 64 a call. */
+static int enqueue(struct reg_run *r, struct jobs_admin *adm, const char *batch, struct err *e)
+{
+    const char *k;
+    json_t *o;
+    json_object_foreach(r->cas, k, o)
+    {
+        char key[200];
+        json_t *reply;
+        if (jstr(o, "error")[0]) {
+            continue;
+        }
+        snprintf(key, sizeof(key), STORE_PREFIX "aws:cacert:%s", jstr(o, "id"));
+        const char *av[] = { "HSET", key, "pem", jstr(o, "pem"), "ca", k, "mode", jstr(o, "mode") };
+        if ((reply = jobs_admin_cmd(adm, 8, av, e)) == NULL) {
+            return -1;
+        }
+        json_decref(reply);
+    }
+    for (size_t i = 0; i < r->n;) {
+        struct jobs_new v[REG_CHUNK];
+        const char *f[REG_CHUNK][10];
+        size_t idx[REG_CHUNK], m = 0;
+        struct jobs_argv a;
+        json_t *reply;
+        for (; i < r->n && m < REG_CHUNK; i++) {
+            struct reg_item *it = &r->items[i];
+            json_t *ca;
+            if (it->st != R_QUEUED) {
+                continue;
+            }
+            ca = json_object_get(r->cas, it->ca);
+            f[m][0] = "serial";
+            f[m][1] = it->serial;
+            f[m][2] = "ca";
+            f[m][3] = it->ca;
+            f[m][4] = "ca_id";
+            f[m][5] = jstr(ca, "id");
+            f[m][6] = "mode";
+            f[m][7] = jstr(ca, "mode");
+            f[m][8] = "batch";
+            f[m][9] = batch;
+            v[m] = (struct jobs_new){ .kind = &jobs_kind_register,
+                                      .key = it->id,
+                                      .fields = f[m],
+                                      .nfields = 5,
+                                      .src = "register-batch" };
+            idx[m++] = i;
+        }
+        if (m == 0) {
+            break;
+        }
+        if (jobs_enqueue_argv(v, m, time_now_ms(), &a, e) != 0) {
+            return -1;
+        }
+        reply = jobs_admin_cmd(adm, (int)a.argc, (const char *const *)a.argv, e);
+        jobs_argv_release(&a);
+        if (reply == NULL) {
+            return err_prefix(e, "queueing the jobs");
+        }
+        for (size_t x = 0; x < m; x++) {
+            snprintf(r->items[idx[x]].entry, sizeof(r->items[idx[x]].entry), "%s", at(reply, x));
+        }
+        json_decref(reply);
+    }
+    return 0;
+}
+
+/* KEYS: per item, the register job's record and the flow's record. Per item: entry, state,
+ * outcome, error, reason, aws_before of the job; state, reason, thing of the flow. */
+static const char poll_lua[] =
+    "local out = {}\n"
+    "for i = 1, #KEYS, 2 do\n"
+    "  local a = redis.call('HMGET', KEYS[i], 'entry', 'state', 'outcome', 'error', 'reason',\n"
+    "                       'aws_before')\n"
+    "  local b = redis.call('HMGET', KEYS[i + 1], 'state', 'reason', 'thing')\n"
+    "  for _, x in ipairs(a) do out[#out + 1] = x or '' end\n"
+    "  for _, x in ipairs(b) do out[#out + 1] = x or '' end\n"
+    "end\n"
+    "return out\n";
+
+/* One item's progress from its two records (9 strings at a). */
+static void settle(struct reg_item *it, json_t *a, size_t o)
+{
+    const char *st = at(a, o + 1), *out = at(a, o + 2), *fst = at(a, o + 6);
+    if (strcmp(at(a, o), it->entry) != 0) {
+        return; /* not started yet */
+    }
+    if (strcmp(st, "DEAD") == 0) {
+        item_why(it, R_FAILED, "%s", at(a, o + 3));
+    } else if (strcmp(st, "DONE") != 0) {
+        return;
+    } else if (strcmp(out, "already") == 0) {
+        item_why(it, R_ALREADY, "%s in AWS IoT", at(a, o + 5));
+    } else if (strcmp(out, "refused") == 0) {
+        item_why(it, R_FAILED, "%s", at(a, o + 4));
+    } else if (strcmp(fst, "DONE") == 0) {
+        item_why(it, R_REGISTERED, "thing %s", at(a, o + 8));
+    } else if (strcmp(fst, "REJECTED") == 0 || strcmp(fst, "IGNORED") == 0 ||
+               strcmp(fst, "DEAD") == 0) {
+        item_why(it, R_FAILED, "provisioning %s: %s (jitrctl jitr status %.16s...)", fst,
+                 at(a, o + 7), it->id);
+    }
+}
+
+static void progress(size_t done, size_t total, int64_t t0)
+{
+    int64_t el = time_now_ms() - t0;
+    int w = 30, fill = total ? (int)(done * (size_t)w / total) : w;
+    char eta[32] = "--";
+    if (done > 0 && done < total) {
+        snprintf(eta, sizeof(eta), "%llds",
+                 (long long)(el * (int64_t)(total - done) / (int64_t)done / 1000));
+    } else if (done == total) {
+        snprintf(eta, sizeof(eta), "0s");
+    }
+    fprintf(stderr, "\rregister-batch [%.*s%*s] %zu/%zu ETA %s   ", fill,
+            "==============================", w - fill, "", done, total, eta);
+    fflush(stderr);
+}
+
+static int follow(struct reg_run *r, struct jobs_admin *adm, long timeout_s, bool quiet,
+                  struct err *e)
+{
+    int64_t t0 = time_now_ms(), end = t0 + (int64_t)timeout_s * 1000;
+    size_t total = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        total += r->items[i].st != R_REFUSED;
+    }
+    for (;;) {
+        size_t open = 0;
+        for (size_t i = 0; i < r->n;) {
+            const char *av[3 + 2 * REG_POLL];
+            char keys[2 * REG_POLL][200];
+            size_t idx[REG_POLL], m = 0;
+            json_t *reply;
+            int ac = 3;
+            char nk[16];
+            for (; i < r->n && m < REG_POLL; i++) {
+                if (r->items[i].st != R_QUEUED) {
+                    continue;
+                }
+                jobs_key_record(&jobs_kind_register, r->items[i].id, keys[2 * m], 200);
+                jobs_key_record(&jobs_kind_jitr, r->items[i].id, keys[2 * m + 1], 200);
+                av[ac++] = keys[2 * m];
+                av[ac++] = keys[2 * m + 1];
+                idx[m++] = i;
+            }
+            if (m == 0) {
+                break;
+            }
+            snprintf(nk, sizeof(nk), "%zu", 2 * m);
+            av[0] = "EVAL";
+            av[1] = poll_lua;
+            av[2] = nk;
+            if ((reply = jobs_admin_cmd(adm, ac, av, e)) == NULL) {
+                return err_prefix(e, "following the jobs");
+            }
+            for (size_t x = 0; x < m; x++) {
+                settle(&r->items[idx[x]], reply, 9 * x);
+                open += r->items[idx[x]].st == R_QUEUED;
+            }
+            json_decref(reply);
+        }
+        if (!quiet) {
+            progress(total - open, total, t0);
+        }
+        if (open == 0 || time_now_ms() >= end) {
+            if (!quiet) {
+                fputc('\n', stderr);
+            }
+            return 0;
+        }
+        {
+            struct timespec ts = { 0, 250 * 1000 * 1000 };
+            nanosleep(&ts, NULL);
+        }
+    }
+}
+
+static int report(struct cli *cli, struct reg_run *r, struct err *e)
+{
+    static const char *const names[] = { [R_REFUSED] = "refused",
+                                         [R_QUEUED] = "in progress",
+                                         [R_REGISTERED] = "registered",
+                                         [R_ALREADY] = "already there",
+                                         [R_FAILED] = "failed" };
+    size_t count[5] = { 0 };
+    for (size_t i = 0; i < r->n; i++) {
+        count[r->items[i].st]++;
+    }
+    if (cli->json) {
+        json_t *items = json_array();
+        for (size_t i = 0; i < r->n; i++) {
+            struct reg_item *it = &r->items[i];
+            json_array_append_new(items,
+                                  json_pack("{s:s,s:s,s:s,s:s,s:s}", "source", it->source,
+                                            "certificateId", it->id, "serial", it->serial, "result",
+                                            names[it->st], "detail", it->why ? it->why : ""));
+        }
+        cli_print_json(
+            json_pack("{s:I,s:I,s:I,s:I,s:I,s:o}", "registered", (json_int_t)count[R_REGISTERED],
+                      "already_there", (json_int_t)count[R_ALREADY], "failed",
+                      (json_int_t)count[R_FAILED], "refused", (json_int_t)count[R_REFUSED],
+                      "in_progress", (json_int_t)count[R_QUEUED], "items", items));
+    } else {
+        printf("registered: %zu\nalready there: %zu\nfailed: %zu\nrefused: %zu\n",
+               count[R_REGISTERED], count[R_ALREADY], count[R_FAILED], count[R_REFUSED]);
+        if (count[R_QUEUED]) {
+            printf("still in progress: %zu (jitrctl jobs status)\n", count[R_QUEUED]);
+        }
+        for (size_t i = 0; i < r->n; i++) {
+            struct reg_item *it = &r->items[i];
+            if (it->st == R_REFUSED || it->st == R_FAILED || it->st == R_QUEUED) {
+                printf("%s: %s%s%s\n", it->source, names[it->st], it->why ? ": " : "",
+                       it->why ? it->why : "");
+            }
+        }
+    }
+    if (count[R_QUEUED]) {
+        return err_set(e, ERRC_TIMEOUT, "%zu of %zu certificates still in progress at the timeout",
+                       count[R_QUEUED], r->n);
+    }
+    if (count[R_REFUSED] || count[R_FAILED]) {
+        return err_set(e, ERRC_INVALID, "%zu of %zu certificates were refused or failed",
+                       count[R_REFUSED] + count[R_FAILED], r->n);
+    }
+    return 0;
+}
+
+static int register_batch(struct cli *cli, int argc, char **argv, struct err *e)
+{
+    enum {
+        O_IN = 1,
+        O_TIMEOUT,
+        O_QUIET
+    };
+    static const struct option opts[] = { { "in", required_argument, NULL, O_IN },
+                                          { "timeout", required_argument, NULL, O_TIMEOUT },
+                                          { "quiet", no_argument, NULL, O_QUIET },
+                                          { NULL, 0, NULL, 0 } };
+    const char *in = NULL;
+    long timeout_s = 3600;
+    bool quiet = false, seen = false;
+    int optidx = 0, ch, rc = -1;
+    const struct conf *c;
+    struct jobs_admin adm;
+    struct reg_run r = { 0 };
+    struct stat sb;
+    char batch[64];
+    while ((ch = cli_getopt(cli, argc, argv, opts, &optidx, e)) != -1) {
+        switch (ch) {
+        case 'h':
+            return cli_usage(aws_usage);
+        case O_IN:
+            in = optarg;
+            break;
+        case O_TIMEOUT: {
+            uint64_t u;
+            if (str_to_u64(optarg, &u) != 0 || u < 1 || u > 86400) {
+                return err_set(e, ERRC_INVALID,
+                               "--timeout takes seconds, 1 to 86400, not "
+                               "'%.32s'",
+                               optarg);
+            }
+            timeout_s = (long)u;
+            break;
+        }
+        case O_QUIET:
+            quiet = true;
+            break;
+        default:
+            return -1;
+        }
+    }
+    if (in == NULL || optidx != argc) {
+        return err_set(e, ERRC_INVALID, "usage: jitrctl aws register-batch --in DIR|FILE.jsonl");
+    }
+    if (stat(in, &sb) != 0) {
+        return err_set(e, ERRC_NOT_FOUND, "--in %s: no such file or directory", in);
+    }
+    if ((c = cli_conf(cli, e)) == NULL || cli_index_ensure(cli, e) != 0) {
+        return -1;
+    }
+    if (jobs_admin_engine_seen(c->redis_url, "register", &seen, e) != 0) {
+        return -1;
+    }
+    if (!seen) {
+        /* the jobs would wait for a jitrd that runs them: say so rather than queue and hang */
+        return err_set(e, ERRC_UNAVAILABLE,
+                       "no jitrd with JITR enabled has run the job engine on this Redis: the "
+                       "registrations run in jitrd's job workers; start it first");
+    }
+    if (jobs_admin_open(&adm, c->redis_url, e) != 0) {
+        return -1;
+    }
+    r.cas = json_object();
+    if ((S_ISDIR(sb.st_mode) ? load_dir(&r, &adm, c, in, e) : load_jsonl(&r, &adm, c, in, e)) !=
+        0) {
+        goto out;
+    }
+    if (r.n == 0) {
+        err_set(e, ERRC_INVALID, "--in %s holds no certificate", in);
+        goto out;
+    }
+    snprintf(batch, sizeof(batch), "%lld-%d", (long long)time_now_ms(), (int)getpid());
+    if (enqueue(&r, &adm, batch, e) != 0 || follow(&r, &adm, timeout_s, quiet, e) != 0) {
+        goto out;
+    }
+    rc = report(cli, &r, e);
+out:
+    jobs_admin_close(&adm);
+    for (size_t i = 0; i < r.n; i++) {
+        xfree(r.items[i].source);
+        xfree(r.items[i].why);
+    }
+    xfree(r.items);
+    json_decref(r.cas);
+    return rc;
+}
+
+int cmd_aws(struct cli *cli, int argc, char **argv, struct err *e)
+{
+    if (argc >= 2 && strcmp(argv[1], "register-batch") == 0) {
+        return register_batch(cli, argc - 1, argv + 1, e);
+    }
+    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        return cli_usage(aws_usage);
+    }
+    return err_set(e, ERRC_INVALID,
+                   "usage: jitrctl aws register-batch --in DIR|FILE.jsonl "
+                   "(jitrctl aws --help)");
+}
