@@ -524,6 +524,30 @@ static int report(struct cli *cli, struct reg_run *r, struct err *e)
     return 0;
 }
 
+/* A jitrd's job engine that runs the register kind made its stream's consumer group (at start,
+ * before it reads anything). */
+static bool engine_knows(struct jobs_admin *adm)
+{
+    char stream[160];
+    struct err e = ERR_INIT;
+    json_t *r, *x;
+    size_t i;
+    bool found = false;
+    jobs_key_stream(&jobs_kind_register, stream, sizeof(stream));
+    const char *av[] = { "XINFO", "GROUPS", stream };
+    if ((r = jobs_admin_cmd(adm, 3, av, &e)) == NULL) {
+        return false; /* no such stream */
+    }
+    json_array_foreach(r, i, x)
+    {
+        json_t *g = jobs_admin_pairs(x);
+        found = found || strcmp(jstr(g, "name"), JOBS_GROUP) == 0;
+        json_decref(g);
+    }
+    json_decref(r);
+    return found;
+}
+
 static int register_batch(struct cli *cli, int argc, char **argv, struct err *e)
 {
     enum {
@@ -578,17 +602,19 @@ static int register_batch(struct cli *cli, int argc, char **argv, struct err *e)
     if ((c = cli_conf(cli, e)) == NULL || cli_index_ensure(cli, e) != 0) {
         return -1;
     }
-    if (jobs_admin_engine_seen(c->redis_url, "register", &seen, e) != 0) {
+    if (jobs_admin_open(&adm, c->redis_url, e) != 0) {
         return -1;
+    }
+    for (int i = 0; i < 40 && !(seen = engine_knows(&adm)); i++) {
+        struct timespec ts = { 0, 250 * 1000 * 1000 }; /* a jitrd just started: seconds */
+        nanosleep(&ts, NULL);
     }
     if (!seen) {
         /* the jobs would wait for a jitrd that runs them: say so rather than queue and hang */
-        return err_set(e, ERRC_UNAVAILABLE,
-                       "no jitrd with JITR enabled has run the job engine on this Redis: the "
-                       "registrations run in jitrd's job workers; start it first");
-    }
-    if (jobs_admin_open(&adm, c->redis_url, e) != 0) {
-        return -1;
+        err_set(e, ERRC_UNAVAILABLE,
+                "no jitrd with JITR enabled has started the register jobs' consumer group on "
+                "this Redis: the registrations run in jitrd's job workers; start it first");
+        goto out;
     }
     r.cas = json_object();
     if ((S_ISDIR(sb.st_mode) ? load_dir(&r, &adm, c, in, e) : load_jsonl(&r, &adm, c, in, e)) !=
