@@ -1,6 +1,7 @@
 /*
  * jitrctl aws register-batch --in DIR|FILE.jsonl [--timeout S] [--quiet]: certificates we
- * issued registered in AWS IoT and provisioned before their devices ship (docs/provisioning.md).
+ * issued registered in AWS IoT and provisioned before their devices ship (docs/jobs.md,
+ * "The register kind").
  * Each input certificate is checked against our index here (ours, valid, not expired, its CA
  * registered in AWS IoT) and refused with the reason otherwise; the others are queued as jobs
  * of the "register" kind (jobs/register.c), which jitrd's job workers run at the AWS rates

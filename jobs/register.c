@@ -1,5 +1,5 @@
 /*
- * The "register" kind (docs/provisioning.md, "Registered before shipping"): a certificate we
+ * The "register" kind (docs/jobs.md, "The register kind"): a certificate we
  * issued is registered in AWS IoT before its device ever connects, then provisioned by JITR's
  * own flow (jitr/flow.c: the same template, thing, policies, principal and activation last), so
  * its first connection needs no JITR event. Queued by `jitrctl aws register-batch`, keyed by the

@@ -234,6 +234,8 @@ RESOURCE_OF = {
     "iot:AttachThingPrincipal": {"cert/*", "thing/*"},
     "iot:DetachThingPrincipal": {"cert/*", "thing/*"},
     "iot:ListPrincipalThings": {"cert/*"},
+    "iot:RegisterCertificate": {"cert/*"},
+    "iot:RegisterCertificateWithoutCA": {"cert/*"},
     "iot:CreateThing": {"thing/*"},
     "iot:DescribeThing": {"thing/*"},
     "iot:UpdateThing": {"thing/*"},

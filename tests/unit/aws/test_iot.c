@@ -213,6 +213,45 @@ static int test_ca_ops(void)
     CHECK_INT_EQ(s.attempts, 2);
     CHECK_OK(SYNC(aws_iot_list_certificates_by_ca(c, caid, 2, NULL, aws_iot_sync_cb, &s, &e)), &e);
     CHECK_INT_EQ(json_array_size(json_object_get(s.out, "certificates")), 2);
+    /* RegisterCertificate (our CA's PEM, INACTIVE: the CA AWS names is ours), again: 409;
+     * RegisterCertificateWithoutCA: no CA in AWS's description */
+    CHECK_INT_EQ(tt_sh("cd %s && for i in 4 5; do openssl req -new -newkey ec "
+                       "-pkeyopt ec_paramgen_curve:P-256 -nodes -keyout d$i.key -subj /CN=dev$i "
+                       "2>/dev/null | openssl x509 -req -CA ca.pem -CAkey ca.key -days 2 "
+                       "-out d$i.pem 2>/dev/null || exit 1; done",
+                       d),
+                 0);
+    for (int i = 4; i <= 5; i++) {
+        struct buf p = BUF_INIT, dpem = BUF_INIT;
+        json_t *in;
+        char id[80];
+        buf_addf(&p, "%s/d%d.pem", d, i);
+        CHECK_INT_EQ(read_file_str(p.data, &dpem), 0);
+        buf_release(&p);
+        in = i == 4 ? json_pack("{s:s,s:s,s:s}", "certificatePem", dpem.data, "caCertificatePem",
+                                ca.data, "status", "INACTIVE")
+                    : json_pack("{s:s,s:s}", "certificatePem", dpem.data, "status", "INACTIVE");
+        enum aws_iot_op op =
+            i == 4 ? AWS_IOT_REGISTER_CERTIFICATE : AWS_IOT_REGISTER_CERTIFICATE_WITHOUT_CA;
+        CHECK_OK(SYNC(aws_iot_call(c, op, in, aws_iot_sync_cb, &s, &e)), &e);
+        snprintf(id, sizeof(id), "%s", str_of(s.out, "certificateId", NULL));
+        CHECK_INT_EQ(strlen(id), 64);
+        CHECK_STR_CONTAINS(str_of(s.out, "certificateArn", NULL), id);
+        CHECK(SYNC(aws_iot_call(c, op, in, aws_iot_sync_cb, &s, &e)) != 0);
+        CHECK_AWS_ERR(ERRC_CONFLICT, "ResourceAlreadyExistsException");
+        json_decref(in);
+        CHECK_OK(SYNC(aws_iot_describe_certificate(c, id, aws_iot_sync_cb, &s, &e)), &e);
+        CHECK_STR_EQ(str_of(s.out, "certificateDescription", "status"), "INACTIVE");
+        {
+            const char *got = str_of(s.out, "certificateDescription", "caCertificateId");
+            if (i == 4) {
+                CHECK_STR_EQ(got ? got : "", caid);
+            } else {
+                CHECK(got == NULL || got[0] == '\0');
+            }
+        }
+        buf_release(&dpem);
+    }
     CHECK(str_of(s.out, "nextMarker", NULL) != NULL);
     snprintf(
         devid, sizeof(devid), "%s",
@@ -371,8 +410,7 @@ static int test_things_policies(void)
              &e);
     CHECK_OK(SYNC(aws_iot_list_principal_things(c, cert_arn, NULL, aws_iot_sync_cb, &s, &e)), &e);
     CHECK_INT_EQ(json_array_size(json_object_get(s.out, "things")), 0);
-    CHECK(SYNC(aws_iot_detach_thing_principal(c, "dev:1", cert_arn, aws_iot_sync_cb, &s, &e)) !=
-          0);
+    CHECK(SYNC(aws_iot_detach_thing_principal(c, "dev:1", cert_arn, aws_iot_sync_cb, &s, &e)) != 0);
     CHECK_AWS_ERR(ERRC_NOT_FOUND, "ResourceNotFoundException");
     CHECK(SYNC(aws_iot_detach_thing_principal(c, "dev:1", NULL, aws_iot_sync_cb, &s, &e)) != 0);
     CHECK_STR_CONTAINS(e.msg, "'principal' is required");
