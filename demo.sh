@@ -12,7 +12,10 @@
 #   5. the other ways to provision (docs/enroll.md): an installer's one-time token, redeemed once
 #      by device field-001 on enroll_listen; a claim certificate shared by a batch, exchanged by
 #      device claim-001 for its own; both then provisioned by JITR like the factory's
-#   6. a short report: devices signed and provisioned, latency, AWS calls per device
+#   6. pre-registered before shipping: ship-000001 signed offline (jitrctl sign-batch), registered
+#      and provisioned in AWS IoT by jitrctl aws register-batch (jobs in jitrd); its very first
+#      connection is accepted and no JITR event is handled for it
+#   7. a short report: devices signed and provisioned, latency, AWS calls per device
 # It installs nothing beyond scripts/deps.sh and leaves nothing running.
 # Usage: ./demo.sh [DEVICES]   (default 100; provisioning runs at AWS's 10 TPS activation quota)
 # Against a real AWS account: docs/jitr.md "Real AWS".
@@ -154,7 +157,22 @@ echo "enrolled: $(tail -1 "$tmp/field/out"); again: $(enroll "$tmp/field/claim-0
 rm -f "$tmp"/field/*.csr "$tmp/field/out"
 python3 tests/integration/jitr_devices.py --dir "$tmp/field" --host "$JITRCA_SIM_GATEWAY_HOST" \
   --port "$JITRCA_SIM_GATEWAY_PORT" --cafile "$JITRCA_SIM_GATEWAY_CA" --timeout 60 >"$tmp/field.json" || true
-for d in field-001 claim-001; do
+step "pre-registered: ship-000001 signed offline, registered in AWS IoT before it ships"
+mkdir -p "$tmp/ship"
+./build/tests/tools/gencsr --count 1 --cn-prefix ship- --out "$tmp/ship" --keys >/dev/null
+$J --config "$tmp/jitrd.json" sign-batch --ca acme-devices-1 --in "$tmp/ship" --out "$tmp/ship" --quiet
+$J --config "$tmp/jitrd.json" aws register-batch --in "$tmp/ship" --quiet
+rm -f "$tmp"/ship/*.csr
+mv "$tmp/ship/ship-000001.crt" "$tmp/ship/ship-000001.key" "$tmp/field/"
+events() { local v; v=$(redis-cli -s "$tmp/redis.sock" HGET jitrca:jitr:stats events:http:queued); echo "${v:-0}"; }
+ev0=$(events)
+python3 tests/integration/jitr_devices.py --dir "$tmp/field" --host "$JITRCA_SIM_GATEWAY_HOST" \
+  --port "$JITRCA_SIM_GATEWAY_PORT" --cafile "$JITRCA_SIM_GATEWAY_CA" --first-only \
+  >"$tmp/ship.json" || true
+echo "first connections: $(jq -r .connected "$tmp/ship.json") of $(jq -r .devices "$tmp/ship.json")" \
+  "accepted at once (field-001, claim-001, ship-000001); JITR events handled meanwhile: $(( $(events) - ev0 ))"
+
+for d in field-001 claim-001 ship-000001; do
   fid=$(openssl x509 -in "$tmp/field/$d.crt" -outform DER | sha256sum | cut -d' ' -f1)
   echo "$d: $(aws --endpoint-url "$AWS_ENDPOINT_URL_IOT" iot describe-certificate --certificate-id "$fid" \
     --query certificateDescription.status --output text) in AWS IoT," \
@@ -168,7 +186,7 @@ prov=$(aws --endpoint-url "$AWS_ENDPOINT_URL_IOT" iot list-certificates-by-ca --
   jq '[.certificates[] | select(.status == "ACTIVE")] | length')
 calls=$(jq '[.operations | to_entries[] | select(.key | test("^(CreateThing|AttachPolicy|AttachThingPrincipal|UpdateCertificate|DescribeCertificate|CreatePolicy|GetPolicy|AddThingToThingGroup)$")) | .value.requests] | add' "$tmp/stats.json")
 $J audit verify >/dev/null && audit=ok || audit=FAILED
-echo "devices signed over mTLS: $signed; provisioned (ACTIVE): $prov (with field-001 by token and claim-001 by claim); connected after provisioning: $(jq -r .connected "$tmp/devices.json") + $(jq -r .connected "$tmp/field.json")"
+echo "devices signed over mTLS: $signed; provisioned (ACTIVE): $prov (with field-001 by token, claim-001 by claim, ship-000001 pre-registered); connected after provisioning: $(jq -r .connected "$tmp/devices.json") + $(jq -r .connected "$tmp/field.json")"
 echo "first connection to connected: p50 $(jq -r .latency_ms.p50 "$tmp/devices.json") ms, p99 $(jq -r .latency_ms.p99 "$tmp/devices.json") ms (devices retry with backoff; AWS's 10 TPS activation quota paces the burst)"
 echo "AWS calls per device: $(awk -v c="$calls" -v n="$signed" 'BEGIN{printf "%.2f", c / n}') ($(jq -r '[.operations | to_entries[] | select(.value.requests > 0) | "\(.key) \(.value.requests)"] | join(", ")' "$tmp/stats.json")); quota refusals: $(jq -r .throttled "$tmp/stats.json")"
 echo "audit log: $(wc -l <"$JITRCA_DATA_DIR/audit/audit.log") records, hash chain $audit; nothing is left running."
