@@ -1004,6 +1004,82 @@ out:
     return rc;
 }
 
+/* A certificate our register job registered (jitr:dev:<id> registered = 1, jobs/register.c):
+ * INACTIVE in AWS is ours to provision like PENDING_ACTIVATION; registered without a CA (an
+ * SNI_ONLY CA of ours) the event's CA is checked instead; facts about it still revoke it. */
+static void mark_registered(struct world *w, const char *id)
+{
+    char key[160];
+    snprintf(key, sizeof(key), STORE_PREFIX "jitr:dev:%s", id);
+    json_object_set_new(w->f.redis, key, json_pack("{s:s}", "registered", "1"));
+}
+
+static int test_flow_registered(void)
+{
+    int rc = 0;
+    struct world w;
+    struct buf tr = BUF_INIT;
+    struct err why = ERR_INIT;
+    /* registered INACTIVE under our CA: provisioned, ACTIVE last */
+    CHECK_INT_EQ(world_init(&w), 0);
+    aws_set(&w, w.dev_id, w.dev_pem.data, CA_ID, "INACTIVE");
+    mark_registered(&w, w.dev_id);
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, NULL), JITR_OUT_ACTIVATED);
+    CHECK_STR_EQ(aws_status(&w, w.dev_id), "ACTIVE");
+    CHECK_STR_EQ(dev_state(&w, w.dev_id, "state"), "DONE");
+    CHECK_STR_EQ(dev_state(&w, w.dev_id, "thing"), "dev-0001");
+    CHECK_STR_EQ(last_audit(&w, "type"), "jitr_activate");
+    world_release(&w);
+    /* registered without a CA (SNI_ONLY): the event's CA, ours, signed it: provisioned */
+    CHECK_INT_EQ(world_init(&w), 0);
+    aws_set(&w, w.dev_id, w.dev_pem.data, "", "INACTIVE");
+    mark_registered(&w, w.dev_id);
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, NULL), JITR_OUT_ACTIVATED);
+    CHECK_STR_EQ(aws_status(&w, w.dev_id), "ACTIVE");
+    world_release(&w);
+    /* not marked: INACTIVE without a CA is not ours (as before) */
+    CHECK_INT_EQ(world_init(&w), 0);
+    aws_set(&w, w.dev_id, w.dev_pem.data, "", "INACTIVE");
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, NULL), JITR_OUT_IGNORED);
+    CHECK_STR_EQ(aws_status(&w, w.dev_id), "INACTIVE");
+    world_release(&w);
+    /* marked, but not signed by the CA the event names: a fact, REVOKED */
+    CHECK_INT_EQ(world_init(&w), 0);
+    aws_set(&w, w.forged_id, w.forged_pem.data, "", "INACTIVE");
+    mark_registered(&w, w.forged_id);
+    err_clear(&why);
+    CHECK_INT_EQ(flow(&w, w.forged_id, &tr, &why), JITR_OUT_REJECTED);
+    CHECK_STR_CONTAINS(why.msg, "not signed by CA 'testca'");
+    CHECK_STR_EQ(aws_status(&w, w.forged_id), "REVOKED");
+    world_release(&w);
+    /* marked, revoked in our index since: REVOKED; on hold: a dead letter, INACTIVE kept */
+    CHECK_INT_EQ(world_init(&w), 0);
+    aws_set(&w, w.dev_id, w.dev_pem.data, CA_ID, "INACTIVE");
+    mark_registered(&w, w.dev_id);
+    json_object_set_new(index_rec(&w, "1234abcd"), "status", json_string("revoked"));
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, NULL), JITR_OUT_REJECTED);
+    CHECK_STR_EQ(aws_status(&w, w.dev_id), "REVOKED");
+    world_release(&w);
+    CHECK_INT_EQ(world_init(&w), 0);
+    aws_set(&w, w.dev_id, w.dev_pem.data, CA_ID, "INACTIVE");
+    mark_registered(&w, w.dev_id);
+    json_object_set_new(index_rec(&w, "1234abcd"), "status", json_string("revoked"));
+    json_object_set_new(index_rec(&w, "1234abcd"), "reason", json_string("certificateHold"));
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, NULL), JITR_OUT_DEAD);
+    CHECK_STR_EQ(aws_status(&w, w.dev_id), "INACTIVE");
+    /* REVOKED in AWS and marked: final, left alone */
+    world_release(&w);
+    CHECK_INT_EQ(world_init(&w), 0);
+    aws_set(&w, w.dev_id, w.dev_pem.data, CA_ID, "REVOKED");
+    mark_registered(&w, w.dev_id);
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, NULL), JITR_OUT_IGNORED);
+    CHECK_STR_EQ(aws_status(&w, w.dev_id), "REVOKED");
+out:
+    buf_release(&tr);
+    world_release(&w);
+    return rc;
+}
+
 /* Our configuration or state: dead letters, nothing changed in AWS; retried after the fix. */
 static int test_flow_config_dead_letters(void)
 {
@@ -1831,6 +1907,7 @@ int main(int argc, char **argv)
         { "flow_thing_exists", test_flow_thing_exists },
         { "flow_revoked", test_flow_revoked },
         { "flow_not_ours", test_flow_not_ours },
+        { "flow_registered", test_flow_registered },
         { "flow_config_dead_letters", test_flow_config_dead_letters },
         { "flow_template_dead_letters", test_flow_template_dead_letters },
         { "flow_exclusive_thing", test_flow_exclusive_thing },
