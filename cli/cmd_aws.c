@@ -26,6 +26,7 @@
 #include "cli/cli.h"
 #include "core/mem.h"
 #include "core/util.h"
+#include "jitr/jitr.h"
 #include "jobs/jobs.h"
 #include "store/store.h"
 
@@ -35,6 +36,7 @@
 
 static const char aws_usage[] =
     "usage: jitrctl aws register-batch --in DIR|FILE.jsonl [--timeout S] [--quiet]\n"
+    "       jitrctl aws bulk-export --in DIR|FILE.jsonl --out FILE [--template-out FILE]\n"
     "\n"
     "Registers certificates we issued in AWS IoT and provisions them as JITR would (the thing,\n"
     "the policies and the principal of jitrd's template, ACTIVE last), before the devices\n"
@@ -44,6 +46,11 @@ static const char aws_usage[] =
     "  --timeout S   stop following after S seconds (default 3600; the jobs go on)\n"
     "  --quiet       no progress bar\n"
     "Running it again is safe: what is registered already is reported \"already there\".\n"
+    "bulk-export writes, for the same checked certificates, the input file of AWS IoT's own\n"
+    "bulk registration (StartThingRegistrationTask: one JSON object of parameter values a line:\n"
+    "ThingName as jitrd's template names the thing, CertificatePem, CACertificatePem) and with\n"
+    "--template-out its provisioning template (the thing, the certificate ACTIVE, the template's\n"
+    "policies); upload the file to S3 and start the task with them.\n"
     "Exit status: 0 when every certificate is registered or already there, 2 when some were\n"
     "refused or failed, 7 when some were still in progress at the timeout.\n";
 
@@ -63,6 +70,7 @@ struct reg_item {
     char entry[64]; /* the register job's stream entry */
     enum reg_state st;
     char *why; /* refused / failed: the reason; already: AWS's status; registered: thing */
+    char *pem; /* the certificate, once checked (bulk-export) */
 };
 
 struct reg_run {
@@ -197,6 +205,7 @@ static void check_cert(struct reg_run *r, struct jobs_admin *adm, const struct c
                  jstr(rec, "ca"));
     } else {
         snprintf(it->ca, sizeof(it->ca), "%s", jstr(rec, "ca"));
+        it->pem = xstrndup(pem, len);
     }
 out:
     json_decref(rec);
@@ -636,9 +645,183 @@ out:
     for (size_t i = 0; i < r.n; i++) {
         xfree(r.items[i].source);
         xfree(r.items[i].why);
+        xfree(r.items[i].pem);
     }
     xfree(r.items);
     json_decref(r.cas);
+    return rc;
+}
+
+/* The provisioning template of AWS's bulk registration for t's policies. */
+static json_t *bulk_template(const struct jitr_template *t)
+{
+    json_t *res = json_pack("{s:{s:s,s:{s:{s:s}}},s:{s:s,s:{s:{s:s},s:{s:s},s:s}}}", "thing",
+                            "Type", "AWS::IoT::Thing", "Properties", "ThingName", "Ref",
+                            "ThingName", "certificate", "Type", "AWS::IoT::Certificate",
+                            "Properties", "CertificatePem", "Ref", "CertificatePem",
+                            "CACertificatePem", "Ref", "CACertificatePem", "Status", "ACTIVE");
+    for (size_t i = 0; i < jitr_template_npolicies(t); i++) {
+        const struct jitr_policy *p = jitr_template_policy(t, i);
+        char name[32];
+        json_t *props = json_pack("{s:s}", "PolicyName", p->name);
+        if (p->doc[0]) {
+            json_object_set_new(props, "PolicyDocument", json_string(p->doc));
+        }
+        snprintf(name, sizeof(name), "policy%zu", i + 1);
+        json_object_set_new(
+            res, name, json_pack("{s:s,s:o}", "Type", "AWS::IoT::Policy", "Properties", props));
+    }
+    return json_pack("{s:{s:{s:s},s:{s:s},s:{s:s}},s:o}", "Parameters", "ThingName", "Type",
+                     "String", "CertificatePem", "Type", "String", "CACertificatePem", "Type",
+                     "String", "Resources", res);
+}
+
+static int bulk_export(struct cli *cli, int argc, char **argv, struct err *e)
+{
+    enum {
+        O_IN = 1,
+        O_OUT,
+        O_TPL
+    };
+    static const struct option opts[] = { { "in", required_argument, NULL, O_IN },
+                                          { "out", required_argument, NULL, O_OUT },
+                                          { "template-out", required_argument, NULL, O_TPL },
+                                          { NULL, 0, NULL, 0 } };
+    const char *in = NULL, *out = NULL, *tpl_out = NULL;
+    int optidx = 0, ch, rc = -1;
+    const struct conf *c;
+    struct jobs_admin adm;
+    struct reg_run r = { 0 };
+    struct jitr_template *t = NULL;
+    struct buf lines = BUF_INIT;
+    size_t written = 0, refused = 0;
+    struct stat sb;
+    while ((ch = cli_getopt(cli, argc, argv, opts, &optidx, e)) != -1) {
+        switch (ch) {
+        case 'h':
+            return cli_usage(aws_usage);
+        case O_IN:
+            in = optarg;
+            break;
+        case O_OUT:
+            out = optarg;
+            break;
+        case O_TPL:
+            tpl_out = optarg;
+            break;
+        default:
+            return -1;
+        }
+    }
+    if (in == NULL || out == NULL || optidx != argc) {
+        return err_set(e, ERRC_INVALID,
+                       "usage: jitrctl aws bulk-export --in DIR|FILE.jsonl --out FILE "
+                       "[--template-out FILE]");
+    }
+    if (stat(in, &sb) != 0) {
+        return err_set(e, ERRC_NOT_FOUND, "--in %s: no such file or directory", in);
+    }
+    if ((c = cli_conf(cli, e)) == NULL || cli_index_ensure(cli, e) != 0 ||
+        (t = jitr_template_load(c->jitr.template, c->jitr.policy_name, e)) == NULL) {
+        return -1;
+    }
+    if (jobs_admin_open(&adm, c->redis_url, e) != 0) {
+        jitr_template_free(t);
+        return -1;
+    }
+    r.cas = json_object();
+    if ((S_ISDIR(sb.st_mode) ? load_dir(&r, &adm, c, in, e) : load_jsonl(&r, &adm, c, in, e)) !=
+        0) {
+        goto out;
+    }
+    for (size_t i = 0; i < r.n; i++) {
+        struct reg_item *it = &r.items[i];
+        json_t *ca = json_object_get(r.cas, it->ca);
+        struct jitr_params params = { 0 };
+        struct jitr_plan plan;
+        struct err pe = ERR_INIT;
+        BIO *bio;
+        X509 *x;
+        if (it->st == R_REFUSED) {
+            refused++;
+            continue;
+        }
+        if (strcmp(jstr(ca, "mode"), "SNI_ONLY") == 0) {
+            item_why(it, R_REFUSED,
+                     "its CA is registered SNI_ONLY: AWS's bulk registration "
+                     "takes a CA certificate; use jitrctl aws register-batch");
+            refused++;
+            continue;
+        }
+        memset(&plan, 0, sizeof(plan));
+        bio = BIO_new_mem_buf(it->pem, -1);
+        x = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+        BIO_free(bio);
+        if (x != NULL) {
+            jitr_params_from_cert(x, it->id, &params);
+        }
+        if (x == NULL || jitr_template_eval(t, &params, &plan, &pe) != 0) {
+            item_why(it, R_REFUSED, "jitrd's template: %s", x ? pe.msg : "unreadable");
+            refused++;
+        } else {
+            json_t *o = json_pack("{s:s,s:s,s:s}", "ThingName", plan.thing_name, "CertificatePem",
+                                  it->pem, "CACertificatePem", jstr(ca, "pem"));
+            char *line = json_dumps(o, JSON_COMPACT);
+            buf_addf(&lines, "%s\n", line);
+            free(line); /* lint: allow (jansson's allocation) */
+            json_decref(o);
+            it->st = R_REGISTERED;
+            written++;
+        }
+        jitr_plan_release(&plan);
+        jitr_params_release(&params);
+        X509_free(x);
+        ERR_clear_error();
+    }
+    if (file_write_atomic(out, lines.data ? lines.data : "", lines.len, 0644, false, e) != 0) {
+        goto out;
+    }
+    if (tpl_out != NULL) {
+        json_t *tj = bulk_template(t);
+        char *text = json_dumps(tj, JSON_INDENT(2));
+        int wrc = file_write_atomic(tpl_out, text, strlen(text), 0644, false, e);
+        free(text); /* lint: allow (jansson's allocation) */
+        json_decref(tj);
+        if (wrc != 0) {
+            goto out;
+        }
+    }
+    if (cli->json) {
+        json_t *bad = json_array();
+        for (size_t i = 0; i < r.n; i++) {
+            if (r.items[i].st == R_REFUSED) {
+                json_array_append_new(bad, json_pack("{s:s,s:s}", "source", r.items[i].source,
+                                                     "reason", r.items[i].why));
+            }
+        }
+        cli_print_json(json_pack("{s:I,s:I,s:o}", "written", (json_int_t)written, "refused",
+                                 (json_int_t)refused, "refusals", bad));
+    } else {
+        printf("written: %zu (%s)\nrefused: %zu\n", written, out, refused);
+        for (size_t i = 0; i < r.n; i++) {
+            if (r.items[i].st == R_REFUSED) {
+                printf("%s: refused: %s\n", r.items[i].source, r.items[i].why);
+            }
+        }
+    }
+    rc = refused ? err_set(e, ERRC_INVALID, "%zu of %zu certificates were refused", refused, r.n)
+                 : 0;
+out:
+    jobs_admin_close(&adm);
+    for (size_t i = 0; i < r.n; i++) {
+        xfree(r.items[i].source);
+        xfree(r.items[i].why);
+        xfree(r.items[i].pem);
+    }
+    xfree(r.items);
+    json_decref(r.cas);
+    buf_release(&lines);
+    jitr_template_free(t);
     return rc;
 }
 
@@ -646,6 +829,9 @@ int cmd_aws(struct cli *cli, int argc, char **argv, struct err *e)
 {
     if (argc >= 2 && strcmp(argv[1], "register-batch") == 0) {
         return register_batch(cli, argc - 1, argv + 1, e);
+    }
+    if (argc >= 2 && strcmp(argv[1], "bulk-export") == 0) {
+        return bulk_export(cli, argc - 1, argv + 1, e);
     }
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
         return cli_usage(aws_usage);

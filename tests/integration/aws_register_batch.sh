@@ -104,4 +104,30 @@ stats >"$T/st2.json"
 check_eq "run 2: no AWS change" "$(jq '[.operations | to_entries[] | select(.key | test("^(Describe|List|Get)") | not) | .value.admitted // 0] | add // 0' "$T/st2.json")" 0
 check_eq "run 2: one describe each" "$(jq '.operations.DescribeCertificate.admitted // 0' "$T/st2.json")" "$N"
 check_eq "run 2: ACTIVE" "$(jq -r '.items[0].detail' "$T/r2.json")" "ACTIVE in AWS IoT"
+
+# bulk-export: the same checks; AWS's bulk registration input (one line of parameters each) and
+# its template
+rc=0
+"$JITRCTL" --json aws bulk-export --in "$T/all.jsonl" --out "$T/bulk.jsonl" \
+  --template-out "$T/bulk-template.json" >"$T/bx.json" 2>"$T/bx.err" || rc=$?
+check_eq "bulk-export: exit status (refused lines)" "$rc" 2
+check_eq "bulk-export: written" "$(jq -s '.[0].written' "$T/bx.json")" "$N"
+check_eq "bulk-export: refused" "$(jq -s '.[0].refused' "$T/bx.json")" 4
+python3 - "$T/bulk.jsonl" "$T/bulk-template.json" "$JITRCA_DATA_DIR/ca/devices/cert.pem" "$T/d" "$N" <<'EOF' && pass || fail "bulk-export files"
+import glob, json, os, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+tpl, capem, d, n = json.load(open(sys.argv[2])), open(sys.argv[3]).read(), sys.argv[4], int(sys.argv[5])
+assert len(lines) == n, len(lines)
+certs = {open(f).read(): os.path.basename(f)[:-4] for f in glob.glob(d + "/*.crt")}
+for l in lines:
+    assert set(l) == {"ThingName", "CertificatePem", "CACertificatePem"}, l.keys()
+    assert certs[l["CertificatePem"]] == l["ThingName"], l["ThingName"]
+    assert l["CACertificatePem"].strip() == capem.strip()
+assert set(tpl["Parameters"]) == {"ThingName", "CertificatePem", "CACertificatePem"}
+r = tpl["Resources"]
+assert r["thing"]["Properties"]["ThingName"] == {"Ref": "ThingName"}
+assert r["certificate"]["Properties"]["CertificatePem"] == {"Ref": "CertificatePem"}
+assert r["certificate"]["Properties"]["Status"] == "ACTIVE"
+assert r["policy1"]["Type"] == "AWS::IoT::Policy" and r["policy1"]["Properties"]["PolicyName"]
+EOF
 finish
