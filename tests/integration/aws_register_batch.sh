@@ -6,7 +6,9 @@
 # (the stand-in's and jitrd's rates raised to 100/s and 90/s to keep CI short: none throttled),
 # jitrd SIGKILLed once mid-run and started again; lines that are not ours (a foreign
 # certificate, a revoked one, a sign-batch error line, not JSON) refused with the reason; a
-# second run changes nothing in AWS and reports every one "already there".
+# second run changes nothing in AWS and reports every one "already there"; a CA registered
+# SNI_ONLY gets its certificates registered without a CA and provisioned; bulk-export writes
+# AWS's bulk registration input and template for the same checked certificates.
 source "$(dirname "$0")/jitr_lib.sh"
 N=${REGISTER_N:-${1:-1000}}
 OPS="DescribeCertificate RegisterCertificate CreateThing DescribeThing GetPolicy CreatePolicy AttachPolicy AttachThingPrincipal UpdateCertificate ListCertificatesByCA ListPrincipalThings"
@@ -104,6 +106,29 @@ stats >"$T/st2.json"
 check_eq "run 2: no AWS change" "$(jq '[.operations | to_entries[] | select(.key | test("^(Describe|List|Get)") | not) | .value.admitted // 0] | add // 0' "$T/st2.json")" 0
 check_eq "run 2: one describe each" "$(jq '.operations.DescribeCertificate.admitted // 0' "$T/st2.json")" "$N"
 check_eq "run 2: ACTIVE" "$(jq -r '.items[0].detail' "$T/r2.json")" "ACTIVE in AWS IoT"
+
+# a CA of ours registered SNI_ONLY: RegisterCertificateWithoutCA (AWS keeps no CA for such a
+# certificate), provisioned by the same flow all the same
+ok "$JITRCTL" ca init sni --parent root --subject "/CN=JITR Test SNI Devices/O=Acme"
+ok "$JITRCTL" ca register sni --mode sni-only
+mkdir -p "$T/s"
+"$GENCSR" --count 2 --out "$T/s" --cn-prefix sni- --keys >/dev/null
+"$JITRCTL" sign-batch --ca sni --in "$T/s" --out "$T/s" --quiet >/dev/null || fail "sign sni"
+jitrd_stop
+jitrd_start # its CA table with the new CA at once (else within 10 s)
+rc=0
+"$JITRCTL" --json aws register-batch --in "$T/s" --quiet >"$T/r3.json" 2>"$T/r3.err" || rc=$?
+check_eq "sni: exit status" "$rc" 0
+check_eq "sni: registered" "$(jq .registered "$T/r3.json")" 2
+python3 - "$STANDIN" "$T/s" <<'EOF' && pass || fail "sni: AWS state"
+import glob, hashlib, ssl, sys, boto3
+iot = boto3.client("iot", endpoint_url=sys.argv[1])
+for f in sorted(glob.glob(sys.argv[2] + "/*.crt")):
+    i = hashlib.sha256(ssl.PEM_cert_to_DER_cert(open(f).read())).hexdigest()
+    d = iot.describe_certificate(certificateId=i)["certificateDescription"]
+    assert d["status"] == "ACTIVE" and not d.get("caCertificateId"), d
+    assert iot.list_principal_things(principal=d["certificateArn"])["things"]
+EOF
 
 # bulk-export: the same checks; AWS's bulk registration input (one line of parameters each) and
 # its template
