@@ -511,6 +511,12 @@ static enum verdict stored(struct jitr_req *r, enum verdict v, const char *fallb
     return verdict(r, v, "%s", r->stored_reason[0] ? r->stored_reason : fallback);
 }
 
+/* LOAD found a provisioning state of an earlier attempt (CREATE_THING to ACTIVATE). */
+static bool resumed_provisioning(const struct jitr_req *r)
+{
+    return r->resume >= JITR_ST_CREATE_THING && r->resume <= JITR_ST_ACTIVATE;
+}
+
 /* The decision, from AWS's record of the certificate (r->desc), the certificate, our index
  * (r->record) and our configuration, in that order (docs/jitr.md "The decision"). Builds r->cert
  * and, for V_GO, r->plan. */
@@ -589,8 +595,10 @@ static enum verdict evaluate(struct jitr_req *r)
         goto out;
     }
     /* 3. its status in AWS: only PENDING_ACTIVATION is ours to decide, unless the template's
-     * certificate OverrideSettings.Status says REPLACE (or an earlier attempt activated it) */
-    if (!pending && !(settled && (ovr == JITR_OVR_REPLACE || r->resume == JITR_ST_ACTIVATE))) {
+     * certificate OverrideSettings.Status says REPLACE, or an earlier attempt of ours was
+     * provisioning it: that one may have activated it, and Redis lost the states it saved after
+     * the one LOAD found (a failover to a replica that lacked the newest writes) */
+    if (!pending && !(settled && (ovr == JITR_OVR_REPLACE || resumed_provisioning(r)))) {
         if (settled && ovr == JITR_OVR_FAIL) {
             v = verdict(r, V_DEAD, "%s in AWS and the template's certificate "
                         "OverrideSettings.Status is FAIL", status);

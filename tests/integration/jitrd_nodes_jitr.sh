@@ -26,6 +26,7 @@ OPS="DescribeCertificate CreateThing AttachPolicy AttachThingPrincipal UpdateCer
  CreatePolicy ListCertificatesByCA"
 QUOTA=100
 RATE=50
+LAG_MS=${LAG_MS:-1000}
 
 T_START=$(date +%s%3N)
 phase() { echo "[+$(( ($(date +%s%3N) - T_START) / 1000 )) s] $*" >&2; }
@@ -168,8 +169,20 @@ for _ in $(seq 600); do
   sleep 0.1
 done
 before_kill=$(activations)
+# the replica loses its link first (stopped, and its connection closed by the primary) and the
+# nodes go on writing for LAG_MS: the replica the sentinels promote lacks the primary's last
+# writes, as asynchronous replication allows (acknowledged events, job states, stream
+# acknowledgements, index entries and serial reservations)
+kill -STOP "$(cat "$T/sentinel/replica.pid")"
+off0=$(primary_cli INFO replication | tr -d '\r' | awk -F: '/^master_repl_offset:/ {print $2}')
+primary_cli CLIENT KILL TYPE replica >/dev/null
+sleep "$(awk -v m="$LAG_MS" 'BEGIN{print m / 1000}')"
+off1=$(primary_cli INFO replication | tr -d '\r' | awk -F: '/^master_repl_offset:/ {print $2}')
+lost_bytes=$((off1 - off0))
+lost_acts=$(($(activations) - before_kill))
 killed=$(date +%s%3N)
 ok bash "$FIX" kill-primary "$T/sentinel"
+kill -CONT "$(cat "$T/sentinel/replica.pid")"
 phase "primary killed"
 wait "$GW" && pass || { fail "devices did not all connect"; cat "$T/gw.json" >&2; tail -5 "$T/gw.err" >&2; }
 GW=
@@ -287,7 +300,7 @@ ok "$JITRCTL" --config "$T/n1.json" audit verify --file "$T/n1/audit/audit.log" 
   --file "$T/n2/audit/audit.log" --file "$T/n3/audit/audit.log"
 
 echo "JITR failover: $N devices in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}') s," \
-  "primary SIGKILLed after $before_kill activations; activations by node:" \
+  "primary SIGKILLed after $before_kill activations, the promoted replica missing its last ${lost_bytes} bytes of writes (${LAG_MS} ms, ${lost_acts} activations); activations by node:" \
   "n1 $(wc -l <"$T/act.1"), n2 $(wc -l <"$T/act.2"), n3 $(wc -l <"$T/act.3")" \
   "($(wc -l <"$T/activated") records for $N devices); longest time without an activation" \
   "${jgap_ms} ms; UpdateCertificate $(jq -r '.operations.UpdateCertificate.requests // 0' \

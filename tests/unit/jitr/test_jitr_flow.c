@@ -830,6 +830,49 @@ out:
     return rc;
 }
 
+/* Redis lost the states an attempt saved after a provisioning step (a failover to a replica
+ * that lacked the newest writes) while AWS kept what it did: the attempt activated the
+ * certificate, and LOAD finds ATTACH_PRINCIPAL. The retry does the idempotent steps from there
+ * again, asks no UpdateCertificate and records the activation, rather than leave the certificate
+ * alone as an operator's; with no state at all (no attempt of ours known) it is left alone. */
+static int test_flow_states_lost(void)
+{
+    int rc = 0;
+    struct world w;
+    struct buf tr = BUF_INIT;
+    struct err why = ERR_INIT;
+    char key[160];
+    CHECK_INT_EQ(world_init(&w), 0);
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, NULL), JITR_OUT_ACTIVATED);
+    CHECK_STR_EQ(aws_status(&w, w.dev_id), "ACTIVE");
+    CHECK_INT_EQ(w.f.audits, 1);
+    snprintf(key, sizeof(key), STORE_PREFIX "jitr:dev:%s", w.dev_id);
+    json_object_set_new(json_object_get(w.f.redis, key), "state", json_string("ATTACH_PRINCIPAL"));
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, &why), JITR_OUT_ACTIVATED);
+    CHECK_STR_EQ(tr.data, "RECEIVED LOCK LOAD LOOKUP DESCRIBE EVALUATE ATTACH_PRINCIPAL PERSIST "
+                          "ACTIVATE PERSIST RECORD PERSIST UNLOCK FINISHED");
+    CHECK_STR_EQ(calls(&w), "DescribeCertificate AttachThingPrincipal");
+    CHECK_STR_EQ(dev_state(&w, w.dev_id, "state"), "DONE");
+    CHECK_STR_EQ(last_audit(&w, "type"), "jitr_activate");
+    CHECK_STR_EQ(last_audit(&w, "aws_status"), "ACTIVE");
+    CHECK_INT_EQ(w.f.audits, 2);
+    /* the state lost back to ACTIVATE: as for a lost reply, the record only */
+    json_object_set_new(json_object_get(w.f.redis, key), "state", json_string("ACTIVATE"));
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, NULL), JITR_OUT_ACTIVATED);
+    CHECK_STR_EQ(calls(&w), "DescribeCertificate");
+    CHECK_INT_EQ(w.f.audits, 3);
+    /* nothing left of any attempt: ACTIVE in AWS is not known to be ours */
+    json_object_del(w.f.redis, key);
+    err_clear(&why);
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, &why), JITR_OUT_IGNORED);
+    CHECK_STR_CONTAINS(why.msg, "ACTIVE in AWS, not PENDING_ACTIVATION: left alone");
+    CHECK_STR_EQ(calls(&w), "DescribeCertificate");
+out:
+    buf_release(&tr);
+    world_release(&w);
+    return rc;
+}
+
 static int test_flow_permanent_failure(void)
 {
     int rc = 0;
@@ -1903,6 +1946,7 @@ int main(int argc, char **argv)
         { "flow_activate_then_duplicate", test_flow_activate_then_duplicate },
         { "flow_resume_after_failure", test_flow_resume_after_failure },
         { "flow_activate_reply_lost", test_flow_activate_reply_lost },
+        { "flow_states_lost", test_flow_states_lost },
         { "flow_permanent_failure", test_flow_permanent_failure },
         { "flow_thing_exists", test_flow_thing_exists },
         { "flow_revoked", test_flow_revoked },
