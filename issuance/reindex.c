@@ -7,6 +7,7 @@
 #include <libgen.h>
 #include <openssl/rand.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -32,7 +33,9 @@ struct reindex {
     size_t nr;
     json_t *crl_numbers; /* CA name -> highest audited CRL number */
     json_t *renews;      /* serial of a renewal -> the serial it renews ("issue" records) */
-    json_t *retiring;    /* certificateId of an ACTIVE renewal -> [serial, renews, thing, ms] */
+    json_t *activated;   /* certificateId activated ACTIVE -> [serial, thing, ms], the earliest */
+    json_t *retired;     /* certificateId -> true: its renewal_retire record */
+    json_t *changes;     /* a second pass: every log's revocations and releases, in time order */
     json_t *aliases;     /* issuing alias -> its CA in the last ca_alias record */
     json_t *blocked;     /* CA name -> true: a ca_compromised record (never signs again) */
     struct issuance_reindex_stats st;
@@ -192,7 +195,9 @@ static const char *str(json_t *rec, const char *k)
 /* A renewal's predecessor is retired by a job (jobs/renewal.h) that its activation queued: the
  * renewal's "issue" record names the serial it renews, its "jitr_activate" record (ACTIVE) is
  * the activation, a "renewal_retire" record keyed by its certificateId the end. A retirement
- * in between lives only in Redis, and is queued again at the end of the replay. */
+ * in between lives only in Redis, and is queued again at the end of the replay. With several
+ * nodes the three records may be in three logs, replayed in any order: each is collected here,
+ * and requeue_renewals decides once every log was read. */
 static void replay_renewal(struct reindex *r, const char *type, json_t *rec)
 {
     if (strcmp(type, "issue") == 0) {
@@ -201,44 +206,52 @@ static void replay_renewal(struct reindex *r, const char *type, json_t *rec)
         }
     } else if (strcmp(type, "jitr_activate") == 0) {
         const char *id = str(rec, "certificate_id");
-        const char *renews = json_string_value(json_object_get(r->renews, str(rec, "serial")));
-        char ts[21];
-        time_t t;
-        if (renews == NULL || strcmp(str(rec, "aws_status"), "ACTIVE") != 0 || strlen(id) != 64 ||
-            json_object_get(r->retiring, id) != NULL) {
-            return; /* not a renewal, not activated, or activated again (a replayed flow) */
+        json_t *had = json_object_get(r->activated, id);
+        int64_t ms = issuance_record_ms(rec);
+        if (strcmp(str(rec, "aws_status"), "ACTIVE") != 0 || strlen(id) != 64 ||
+            str(rec, "serial")[0] == '\0') {
+            return; /* not activated */
         }
-        /* "2026-11-26T05:31:37.123Z": the second is enough for a grace of seconds */
-        snprintf(ts, sizeof(ts), "%.19sZ", str(rec, "ts"));
-        if (time_parse_rfc3339(ts, &t) != 0) {
-            t = time(NULL);
+        if (ms == 0) {
+            ms = time_now_ms();
         }
-        json_object_set_new(r->retiring, id,
-                            json_pack("[s,s,s,I]", str(rec, "serial"), renews, str(rec, "thing"),
-                                      (json_int_t)t * 1000));
+        if (had != NULL && json_integer_value(json_array_get(had, 2)) <= ms) {
+            return; /* activated again (a replayed flow): the first one counts */
+        }
+        json_object_set_new(
+            r->activated, id,
+            json_pack("[s,s,I]", str(rec, "serial"), str(rec, "thing"), (json_int_t)ms));
     } else if (strcmp(type, "renewal_retire") == 0) {
-        json_object_del(r->retiring, str(rec, "key"));
+        json_object_set_new(r->retired, str(rec, "key"), json_true());
     }
 }
 
-/* The retirements the replay found pending, queued unless Redis has their jobs still. */
+/* The retirements the replay found pending (a renewal activated, its retirement not recorded),
+ * queued unless Redis has their jobs still, due renewal_grace after the activation (to the
+ * second: enough for a grace of seconds). */
 static int requeue_renewals(struct reindex *r, int64_t grace_s)
 {
-    size_t n = json_object_size(r->retiring), i = 0, queued = 0;
+    size_t n = json_object_size(r->activated), i = 0, queued = 0;
     struct store_renewal_job *v = xcalloc(n ? n : 1, sizeof(*v));
     const char *id;
     json_t *a;
     int rc = 0;
-    json_object_foreach(r->retiring, id, a)
+    json_object_foreach(r->activated, id, a)
     {
+        const char *serial = json_string_value(json_array_get(a, 0));
+        const char *renews = json_string_value(json_object_get(r->renews, serial));
+        if (renews == NULL || json_object_get(r->retired, id) != NULL) {
+            continue;
+        }
         v[i++] = (struct store_renewal_job){
             .cert_id = id,
-            .serial = json_string_value(json_array_get(a, 0)),
-            .renews = json_string_value(json_array_get(a, 1)),
-            .thing = json_string_value(json_array_get(a, 2)),
-            .due_ms = json_integer_value(json_array_get(a, 3)) + grace_s * 1000,
+            .serial = serial,
+            .renews = renews,
+            .thing = json_string_value(json_array_get(a, 1)),
+            .due_ms = json_integer_value(json_array_get(a, 2)) / 1000 * 1000 + grace_s * 1000,
         };
     }
+    n = i;
     for (i = 0; rc == 0 && i < n; i += ISSUANCE_REINDEX_BATCH) {
         size_t k = n - i < ISSUANCE_REINDEX_BATCH ? n - i : ISSUANCE_REINDEX_BATCH, q = 0;
         rc = store_renewal_jobs_requeue(r->store, v + i, k, &q, r->e);
@@ -310,10 +323,80 @@ static void reindex_free(struct reindex *r)
     }
     json_decref(r->crl_numbers);
     json_decref(r->renews);
-    json_decref(r->retiring);
+    json_decref(r->activated);
+    json_decref(r->retired);
+    json_decref(r->changes);
     json_decref(r->aliases);
     json_decref(r->blocked);
     xfree(r);
+}
+
+/* A hold lifted: after every revocation before it, alone. */
+static int replay_release(struct reindex *r, json_t *rec, uint64_t seq)
+{
+    struct store_revocation rv;
+    enum store_revoke_result res;
+    if (flush_all(r) != 0 || issuance_release_from_record(rec, seq, &rv, r->e) != 0 ||
+        store_certs_release(r->store, &rv, 1, &res, r->e) != 0) {
+        return -1;
+    }
+    r->st.released += res == STORE_REVOKE_DONE;
+    return 0;
+}
+
+static int64_t rec_seq(json_t *rec)
+{
+    return (int64_t)json_integer_value(json_object_get(rec, "seq"));
+}
+
+/* Revocations and releases of several logs: by time, then node, then seq (one log's order). */
+static int change_cmp(const void *a, const void *b)
+{
+    json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
+    int64_t tx = issuance_record_ms(x), ty = issuance_record_ms(y);
+    int c;
+    if (tx != ty) {
+        return tx < ty ? -1 : 1;
+    }
+    if ((c = strcmp(str(x, "node"), str(y, "node"))) != 0) {
+        return c;
+    }
+    return rec_seq(x) < rec_seq(y) ? -1 : rec_seq(x) > rec_seq(y);
+}
+
+/* The second pass's revocations and releases of every log, in time order: a hold on one node
+ * and its release through another (or a release, then a hold again) end as the later one says,
+ * whichever log comes first. */
+static int replay_changes(struct reindex *r)
+{
+    size_t n = json_array_size(r->changes);
+    json_t **v = xcalloc(n ? n : 1, sizeof(*v));
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        v[i] = json_array_get(r->changes, i);
+    }
+    qsort(v, n, sizeof(*v), change_cmp);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        uint64_t seq = (uint64_t)rec_seq(v[i]);
+        if (strcmp(str(v[i], "type"), "release") == 0) {
+            rc = replay_release(r, v[i], seq);
+            continue;
+        }
+        r->revokes[r->nr] = json_incref(v[i]);
+        r->rseqs[r->nr++] = seq;
+        if (r->nr == ISSUANCE_REINDEX_BATCH) {
+            rc = flush_revokes(r);
+        }
+        if (rc == 0) {
+            rc = reindex_tick(r);
+        }
+    }
+    if (rc == 0) {
+        rc = flush_all(r);
+    }
+    xfree(v);
+    json_array_clear(r->changes);
+    return rc;
 }
 
 static int replay_one(void *arg, json_t *rec, uint64_t line)
@@ -331,9 +414,10 @@ static int replay_one(void *arg, json_t *rec, uint64_t line)
     }
     r->st.records++;
     if (r->pass2) {
-        if (type && strcmp(type, "revoke") != 0 && strcmp(type, "release") != 0) {
-            return reindex_tick(r);
+        if (type && (strcmp(type, "revoke") == 0 || strcmp(type, "release") == 0)) {
+            json_array_append(r->changes, rec); /* applied in time order: replay_changes */
         }
+        return reindex_tick(r);
     } else {
         r->st.last_seq = (uint64_t)seq;
         snprintf(r->st.last_hash, sizeof(r->st.last_hash), "%s", hash ? hash : "");
@@ -360,14 +444,9 @@ static int replay_one(void *arg, json_t *rec, uint64_t line)
             return -1;
         }
     } else if (type && strcmp(type, "release") == 0) {
-        /* a hold lifted: after every revocation before it, alone */
-        struct store_revocation rv;
-        enum store_revoke_result res;
-        if (flush_all(r) != 0 || issuance_release_from_record(rec, (uint64_t)seq, &rv, r->e) != 0 ||
-            store_certs_release(r->store, &rv, 1, &res, r->e) != 0) {
+        if (replay_release(r, rec, (uint64_t)seq) != 0) {
             return -1;
         }
-        r->st.released += res == STORE_REVOKE_DONE;
     } else if (type && strcmp(type, "crl") == 0) {
         if (replay_crl(r, rec, (uint64_t)seq) != 0) {
             return -1;
@@ -425,9 +504,10 @@ static bool peer_log_empty(const char *path)
 }
 
 /* This node's log, then the other nodes' (audit_peer_logs). With several logs a second pass
- * replays every revocation and release again, log after log: a certificate issued by one node
- * and revoked through another is revoked whatever order the logs come in (the first pass found
- * it unknown when the revoking log came first; done already is a no-op). audit:head and the
+ * replays every revocation and release of every log again, in time order (replay_changes): a
+ * certificate issued by one node and revoked through another is revoked whatever order the logs
+ * come in (the first pass found it unknown when the revoking log came first; done already is a
+ * no-op), and of a hold and its release through two nodes the later wins. audit:head and the
  * ready mark name this node's log. */
 static int replay_logs(struct reindex *r, const struct conf *c)
 {
@@ -480,6 +560,9 @@ static int replay_logs(struct reindex *r, const struct conf *c)
             if (i == 0 && pass == 0) {
                 own = r->st;
             }
+        }
+        if (pass == 1 && replay_changes(r) != 0) {
+            goto out;
         }
     }
     rc = 0;
@@ -548,7 +631,9 @@ int issuance_reindex_locked(const struct conf *c, struct store *s, const char *t
     r->renewed_ms = time_now_ms();
     r->crl_numbers = json_object();
     r->renews = json_object();
-    r->retiring = json_object();
+    r->activated = json_object();
+    r->retired = json_object();
+    r->changes = json_array();
     r->aliases = json_object();
     r->blocked = json_object();
     store_fence(s, token);

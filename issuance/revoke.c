@@ -635,7 +635,8 @@ int issuance_revoke(struct issuance_revoker *rv, struct store *s, struct issuanc
     }
     r->seq = seq;
     /* 4. index */
-    sr = (struct store_revocation){ r->serial_hex, r->ca_name, r->revoked_at, reason, seq };
+    sr = (struct store_revocation){ r->serial_hex, r->ca_name,        r->revoked_at, reason,
+                                    seq,           rv->conf->node_id, time_now_ms() };
     if (store_certs_revoke(s, &sr, 1, &res, e) != 0) {
         err_prefix(e,
                    "serial %s: the revocation is audited but not indexed (run 'jitrctl "
@@ -875,7 +876,8 @@ int issuance_release(struct issuance_revoker *rv, struct store *s, struct issuan
         goto out;
     }
     r->seq = seq;
-    sr = (struct store_revocation){ r->serial_hex, r->ca_name, "", "", seq };
+    sr = (struct store_revocation){ r->serial_hex, r->ca_name,        "",           "",
+                                    seq,           rv->conf->node_id, time_now_ms() };
     if (store_certs_release(s, &sr, 1, &res, e) != 0 || res != STORE_REVOKE_DONE) {
         if (res != STORE_REVOKE_DONE && e->code == ERRC_OK) {
             err_set(e, ERRC_INTERNAL, "the index changed under the CA's lock");
@@ -906,6 +908,35 @@ out:
     return ret;
 }
 
+/* The node that wrote an audit record ("" on a node without node_id) and its time in ms since
+ * the epoch ("ts", 2026-11-26T05:31:37.123Z; 0 when unreadable: counted as now). */
+static const char *record_node(json_t *rec)
+{
+    const char *n = json_string_value(json_object_get(rec, "node"));
+    return n ? n : "";
+}
+
+int64_t issuance_record_ms(json_t *rec)
+{
+    const char *ts = json_string_value(json_object_get(rec, "ts"));
+    char sec[21];
+    time_t t;
+    int64_t ms = 0;
+    if (ts == NULL || strlen(ts) < 20) {
+        return 0;
+    }
+    snprintf(sec, sizeof(sec), "%.19sZ", ts);
+    if (time_parse_rfc3339(sec, &t) != 0) {
+        return 0;
+    }
+    if (ts[19] == '.') {
+        for (int i = 20; i < 23 && ts[i] >= '0' && ts[i] <= '9'; i++) {
+            ms = ms * 10 + (ts[i] - '0');
+        }
+    }
+    return (int64_t)t * 1000 + ms;
+}
+
 int issuance_release_from_record(json_t *rec, uint64_t seq, struct store_revocation *out,
                                  struct err *e)
 {
@@ -916,7 +947,9 @@ int issuance_release_from_record(json_t *rec, uint64_t seq, struct store_revocat
         return err_set(e, ERRC_INVALID, "release record seq %llu: bad or missing serial or ca",
                        (unsigned long long)seq);
     }
-    *out = (struct store_revocation){ serial, ca, "", "", seq };
+    *out = (struct store_revocation){
+        serial, ca, "", "", seq, record_node(rec), issuance_record_ms(rec)
+    };
     return 0;
 }
 
@@ -945,6 +978,8 @@ int issuance_revocation_from_record(json_t *rec, uint64_t seq, struct store_revo
         return err_set(e, ERRC_INVALID, "revoke record seq %llu: unknown reason '%.40s'",
                        (unsigned long long)seq, v[3]);
     }
-    *out = (struct store_revocation){ v[0], v[1], v[2], v[3], seq };
+    *out = (struct store_revocation){
+        v[0], v[1], v[2], v[3], seq, record_node(rec), issuance_record_ms(rec)
+    };
     return 0;
 }

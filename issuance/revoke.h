@@ -173,8 +173,10 @@ int issuance_crl_get(struct issuance_revoker *rv, struct store *s, const char *c
 int issuance_crl_refresh_if_due(struct issuance_revoker *rv, struct store *s, time_t now,
                                 const char *requester, size_t *regenerated, struct err *e) ATTR_WUR;
 
-/* For jitrctl reindex: the index update of an audit "revoke" record (strings borrowed from rec);
- * ERRC_INVALID naming the missing or bad field. */
+/* An audit record's time ("ts") in ms since the epoch; 0 when it has none or it is unreadable. */
+int64_t issuance_record_ms(json_t *rec);
+/* For jitrctl reindex: the index update of an audit "revoke" record (strings borrowed from rec;
+ * its node and time too); ERRC_INVALID naming the missing or bad field. */
 int issuance_revocation_from_record(json_t *rec, uint64_t seq, struct store_revocation *out,
                                     struct err *e) ATTR_WUR;
 /* The same for an audit "release" record. */

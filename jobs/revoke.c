@@ -108,6 +108,8 @@ static void st_lookup(struct jobs_job *j)
         }
         jobs_set(j, "want", want);
         jobs_set(j, "change_seq", jobs_get(j, "change_seq"));
+        jobs_set(j, "change_node", jobs_get(j, "change_node"));
+        jobs_set(j, "change_ms", jobs_get(j, "change_ms"));
         jobs_set(j, "reason", field(rec, "reason"));
         jobs_set(j, "ca", field(rec, "ca"));
         json_decref(rec);

@@ -973,23 +973,33 @@ int store_certs_index(struct store *s, const struct store_cert *certs, size_t n,
  * without the other; not again when the job of that change, or of a later one, is recorded DONE
  * already (a reindex replaying the changes of a certificate AWS heard of). The fields are those of
  * jobs_enqueue_argv (jobs/jobs.h). KEYS[3] the stream; ARGV[5] the job record's key prefix,
- * ARGV[6] now in ms; seq is the change's audit seq, recorded by the job as change_seq. */
-#define ENQUEUE_STATUS_JOB_LUA                                                                    \
-    "local fp = redis.call('HGET', KEYS[1], 'fingerprint')\n"                                    \
-    "if fp and #fp == 64 then\n"                                                                 \
-    "  local r = redis.call('HMGET', ARGV[5] .. fp, 'state', 'change_seq')\n"                    \
-    "  if not (r[1] == 'DONE' and (tonumber(r[2]) or 0) >= tonumber(ARGV[4])) then\n"          \
-    "    redis.call('XADD', KEYS[3], 'MAXLEN', '~', '1000000', '*', 'cert', fp, 'serial',\n"     \
-    "               ARGV[1], 'change_seq', ARGV[4], 'src', ARGV[7], 'enq_ms', ARGV[6])\n"        \
-    "  end\n"                                                                                    \
+ * ARGV[6] now in ms; seq (ARGV[4]) is the change's audit seq, ARGV[8] the node whose log has it,
+ * ARGV[9] its time in ms, recorded by the job as change_seq, change_node, change_ms. Later is
+ * by seq within one node's log, by time between nodes (seqs of two logs are not comparable: a
+ * hold on one node and its release through another must both reach AWS). */
+#define ENQUEUE_STATUS_JOB_LUA                                                                 \
+    "local fp = redis.call('HGET', KEYS[1], 'fingerprint')\n"                                  \
+    "if fp and #fp == 64 then\n"                                                               \
+    "  local r = redis.call('HMGET', ARGV[5] .. fp, 'state', 'change_seq', 'change_node',\n"   \
+    "                       'change_ms')\n"                                                    \
+    "  local later = false\n"                                                                  \
+    "  if r[1] == 'DONE' then\n"                                                               \
+    "    if (r[3] or '') == ARGV[8] then later = (tonumber(r[2]) or 0) >= tonumber(ARGV[4])\n" \
+    "    else later = (tonumber(r[4]) or 0) > tonumber(ARGV[9]) end\n"                         \
+    "  end\n"                                                                                  \
+    "  if not later then\n"                                                                    \
+    "    redis.call('XADD', KEYS[3], 'MAXLEN', '~', '1000000', '*', 'cert', fp, 'serial',\n"   \
+    "               ARGV[1], 'change_seq', ARGV[4], 'change_node', ARGV[8], 'change_ms',\n"    \
+    "               ARGV[9], 'src', ARGV[7], 'enq_ms', ARGV[6])\n"                             \
+    "  end\n"                                                                                  \
     "end\n"
 
 /* KEYS: cert:<serial>, ca:<ca>:revoked, the revoke jobs' stream, ca:<ca>:expiry; ARGV: serial,
- * revoked_at, reason, seq, the job record prefix, now (ms), "revoke". One script so that the
- * check and the update are atomic: the first revocation wins, a replay changes nothing, but a
- * permanent revocation replaces a hold (certificateHold). A revoked certificate is no longer
- * expiring (it leaves ca:<ca>:expiry). Returns 0 revoked now, 1 already revoked, 2 unknown
- * serial. */
+ * revoked_at, reason, seq, the job record prefix, now (ms), "revoke", node, the change's ms. One
+ * script so that the check and the update are atomic: the first revocation wins, a replay changes
+ * nothing, but a permanent revocation replaces a hold (certificateHold). A revoked certificate is
+ * no longer expiring (it leaves ca:<ca>:expiry). Returns 0 revoked now, 1 already revoked, 2
+ * unknown serial. */
 static const char revoke_lua[] =
     "if redis.call('EXISTS', KEYS[1]) == 0 then return 2 end\n"
     "local st = redis.call('HMGET', KEYS[1], 'status', 'reason')\n"
@@ -1003,10 +1013,10 @@ static const char revoke_lua[] =
     "return 0\n";
 
 /* KEYS: cert:<serial>, ca:<ca>:revoked, the revoke jobs' stream, ca:<ca>:expiry; ARGV: serial,
- * "", "", seq, the job record prefix, now (ms), "release". Releases a hold: the certificate is
- * valid again and, unless a renewal superseded it, back among its CA's expiring certificates
- * (scored by its not_after, "YYYY-MM-DDTHH:MM:SSZ", as store_certs_index does). Returns 0
- * released now, 1 not on hold, 2 unknown serial. */
+ * "", "", seq, the job record prefix, now (ms), "release", node, the change's ms. Releases a hold:
+ * the certificate is valid again and, unless a renewal superseded it, back among its CA's expiring
+ * certificates (scored by its not_after, "YYYY-MM-DDTHH:MM:SSZ", as store_certs_index does).
+ * Returns 0 released now, 1 not on hold, 2 unknown serial. */
 static const char release_lua[] =
     "if redis.call('EXISTS', KEYS[1]) == 0 then return 2 end\n"
     "local st = redis.call('HMGET', KEYS[1], 'status', 'reason', 'not_after', 'superseded_by')\n"
@@ -1041,7 +1051,9 @@ static int status_change(struct store *s, const char *lua, size_t lualen,
     char now[24];
     snprintf(now, sizeof(now), "%lld", (long long)time_now_ms());
     for (size_t i = 0; i < n; i++) {
-        cmd_begin(cb, 14);
+        char ms[24];
+        snprintf(ms, sizeof(ms), "%lld", (long long)(r[i].ms > 0 ? r[i].ms : time_now_ms()));
+        cmd_begin(cb, 16);
         CMD_LIT(cb, "EVAL");
         cmd_arg(cb, lua, lualen);
         CMD_LIT(cb, "4");
@@ -1056,6 +1068,8 @@ static int status_change(struct store *s, const char *lua, size_t lualen,
         CMD_LIT(cb, STORE_PREFIX STORE_KEY_REVOKE_JOB);
         cmd_str(cb, now);
         cmd_str(cb, src);
+        cmd_str(cb, r[i].node ? r[i].node : "");
+        cmd_str(cb, ms);
     }
     int rc = cmd_run(s, &rep, e);
     for (size_t i = 0; rc == 0 && i < n; i++) {

@@ -129,6 +129,11 @@ struct store_revocation {
     const char *revoked_at; /* RFC 3339 */
     const char *reason;     /* RFC 5280 name: "keyCompromise", ... */
     uint64_t seq;           /* audit seq of the revoke record */
+    /* the node whose log holds the record (node_id; NULL: "") and the record's time in ms since
+     * the epoch (0: now): a job done for a change of another node is compared by time, as seqs
+     * of different logs are not comparable */
+    const char *node;
+    int64_t ms;
 };
 
 enum store_revoke_result {
@@ -141,9 +146,10 @@ enum store_revoke_result {
  * cert:<serial> gets status=revoked, revoked_at, reason, revoke_seq, and ca:<ca>:revoked gets
  * serial -> "revoked_at reason". A certificate on hold (reason certificateHold) is revoked
  * again by a permanent reason (not by another hold). In the same script, the job that carries
- * the change to AWS IoT is queued (STORE_KEY_REVOKE_JOBS, fields cert, serial, change_seq, src,
- * enq_ms) unless its record (STORE_KEY_REVOKE_JOB<fingerprint>) says DONE for this seq or a
- * later one.
+ * the change to AWS IoT is queued (STORE_KEY_REVOKE_JOBS, fields cert, serial, change_seq,
+ * change_node, change_ms, src, enq_ms) unless its record (STORE_KEY_REVOKE_JOB<fingerprint>)
+ * says DONE for this change or a later one (of the same node: a seq at least this one; of
+ * another node: a later time).
  * res[i] says what happened to each. */
 int store_certs_revoke(struct store *s, const struct store_revocation *r, size_t n,
                        enum store_revoke_result *res, struct err *e) ATTR_WUR;

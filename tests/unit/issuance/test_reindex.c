@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ca/crl.h"
 #include "core/mem.h"
@@ -418,6 +419,130 @@ out:
     return rc;
 }
 
+/* A hold through node a, its release through node b (whose log has fewer records: its seq is
+ * lower than the hold's). The release reaches AWS although the hold's job is DONE with a higher
+ * change_seq (another node's: compared by time); a rebuild from either node's configuration (its
+ * own log first) leaves the certificate valid, the later fact; a hold through a again after the
+ * release ends held. */
+static int test_peers_hold_release(void)
+{
+    int rc = 0;
+    struct err e = ERR_INIT;
+    struct fixture f;
+    struct conf cb;
+    struct issuance_ctx *ca = NULL, *cbx = NULL;
+    struct issuance_worker *wa = NULL;
+    struct issuance_revoker *ra = NULL, *rb = NULL;
+    struct issuance_item x;
+    struct issuance_revocation r;
+    struct issuance_reindex_stats st;
+    struct store_cert_rec rec = { 0 };
+    struct buf csr = BUF_INIT, logb = BUF_INIT, peers = BUF_INIT, job = BUF_INIT;
+    redisContext *rc_ = NULL;
+    char *own_peers = NULL;
+    char node_b[] = "node-b", out[1024], cmd[512];
+    uint64_t removed = 0, hold_seq = 0;
+    memset(&x, 0, sizeof(x));
+    int frc = fixture_open(&f, "peers-hold", 14, &e);
+    if (frc == TT_SKIP) {
+        return TT_SKIP;
+    }
+    CHECK_OK(frc, &e);
+    CHECK((rc_ = raw_connect(f.conf)) != NULL);
+    raw(rc_, out, sizeof(out), "DEL %s", STORE_PREFIX STORE_KEY_REVOKE_JOBS);
+    xfree(f.conf->node_id);
+    f.conf->node_id = xstrdup("node-a");
+    buf_addf(&logb, "%s/node-b/audit.log", f.dir);
+    cb = *f.conf;
+    cb.node_id = node_b;
+    cb._audit_path = logb.data;
+    fixture_csr("dev-h", &csr);
+    CHECK((ca = issuance_ctx_open(f.conf, "root", NULL, &e)) != NULL);
+    CHECK((wa = issuance_worker_new(ca, &e)) != NULL);
+    CHECK((cbx = issuance_ctx_open(&cb, "root", NULL, &e)) != NULL);
+    CHECK((ra = issuance_revoker_new(f.conf, ca->audit, NULL, &e)) != NULL);
+    CHECK((rb = issuance_revoker_new(&cb, cbx->audit, NULL, &e)) != NULL);
+    x = (struct issuance_item){ .csr = (const uint8_t *)csr.data,
+                                .csr_len = csr.len,
+                                .requester = "station:a" };
+    CHECK_OK(issuance_run(wa, &x, 1, &e), &e);
+    CHECK(x.issued);
+    r = (struct issuance_revocation){ .serial = x.cert.serial_hex,
+                                      .reason = CA_CRL_CERTIFICATE_HOLD,
+                                      .requester = "station:admin" };
+    CHECK_OK(issuance_revoke(ra, f.store, &r, &e), &e);
+    hold_seq = r.seq;
+    CHECK(hold_seq >= 2);
+    raw(rc_, out, sizeof(out), "XLEN %s", STORE_PREFIX STORE_KEY_REVOKE_JOBS);
+    CHECK_STR_EQ(out, "1");
+    /* the hold's job done (jobs/revoke.c records the change it carried) */
+    buf_addf(&job, STORE_PREFIX STORE_KEY_REVOKE_JOB "%s", x.cert.fingerprint);
+    snprintf(cmd, sizeof(cmd),
+             "HSET %%s state DONE change_seq %llu change_node node-a change_ms %lld",
+             (unsigned long long)hold_seq, (long long)time_now_ms());
+    raw(rc_, out, sizeof(out), cmd, buf_cstr(&job));
+    nanosleep(&(struct timespec){ 0, 5000000 }, NULL); /* a later ms */
+    r = (struct issuance_revocation){ .serial = x.cert.serial_hex, .requester = "station:admin" };
+    CHECK_OK(issuance_release(rb, f.store, &r, &e), &e);
+    CHECK(r.seq < hold_seq);
+    raw(rc_, out, sizeof(out), "XLEN %s", STORE_PREFIX STORE_KEY_REVOKE_JOBS);
+    CHECK_STR_EQ(out, "2");
+    for (int order = 0; order < 2; order++) {
+        struct conf *c = order == 0 ? f.conf : &cb;
+        buf_reset(&peers);
+        buf_addf(&peers, "%s", order == 0 ? logb.data : conf_audit_path(f.conf));
+        if (order == 0) {
+            own_peers = f.conf->audit_peer_logs;
+            f.conf->audit_peer_logs = peers.data;
+        } else {
+            cb.audit_peer_logs = peers.data;
+        }
+        CHECK_OK(store_index_mark_clear(f.store, &e), &e);
+        CHECK_OK(store_index_clear(f.store, &removed, &e), &e);
+        CHECK_OK(issuance_reindex(c, f.store, NULL, NULL, &st, &e), &e);
+        CHECK_OK(store_cert_read(f.store, x.cert.serial_hex, &rec, &e), &e);
+        CHECK_STR_EQ(rec.status, "valid");
+        store_cert_rec_release(&rec);
+        if (order == 0) {
+            f.conf->audit_peer_logs = own_peers;
+            own_peers = NULL;
+        }
+    }
+    /* held again through a, after the release: held, from either node */
+    nanosleep(&(struct timespec){ 0, 5000000 }, NULL); /* a later ms */
+    r = (struct issuance_revocation){ .serial = x.cert.serial_hex,
+                                      .reason = CA_CRL_CERTIFICATE_HOLD,
+                                      .requester = "station:admin" };
+    CHECK_OK(issuance_revoke(ra, f.store, &r, &e), &e);
+    CHECK_OK(store_index_mark_clear(f.store, &e), &e);
+    CHECK_OK(store_index_clear(f.store, &removed, &e), &e);
+    CHECK_OK(issuance_reindex(&cb, f.store, NULL, NULL, &st, &e), &e);
+    CHECK_OK(store_cert_read(f.store, x.cert.serial_hex, &rec, &e), &e);
+    CHECK_STR_EQ(rec.status, "revoked");
+    CHECK_STR_EQ(rec.reason, "certificateHold");
+    store_cert_rec_release(&rec);
+out:
+    if (own_peers) {
+        f.conf->audit_peer_logs = own_peers;
+    }
+    if (rc_) {
+        redisFree(rc_);
+    }
+    issuance_item_release(&x);
+    store_cert_rec_release(&rec);
+    buf_release(&csr);
+    buf_release(&logb);
+    buf_release(&peers);
+    buf_release(&job);
+    issuance_revoker_free(ra);
+    issuance_revoker_free(rb);
+    issuance_worker_free(wa);
+    issuance_ctx_free(ca);
+    issuance_ctx_free(cbx);
+    fixture_close(&f);
+    return rc;
+}
+
 /* The newest index writes lost (a failover): the tail replay indexes the certificate that went
  * missing and reserves its serial again, applies a lost revocation again, and leaves alone what
  * is there (a revoked certificate is not made valid by its issue record); a tail that starts
@@ -516,9 +641,8 @@ out:
 int main(int argc, char **argv)
 {
     static const struct tt_case cases[] = {
-        { "rebuild", test_rebuild },
-        { "renewal_requeue", test_renewal_requeue },
-        { "peers", test_peers },
+        { "rebuild", test_rebuild }, { "renewal_requeue", test_renewal_requeue },
+        { "peers", test_peers },     { "peers_hold_release", test_peers_hold_release },
         { "tail", test_tail },
     };
     return tt_main(argc, argv, cases, ARRAY_LEN(cases));
