@@ -4,7 +4,9 @@
  * numbers), index:ready is written last, an index that is complete is left alone, and a lock
  * held by another process is respected. A renewal's retirement that lived only in Redis (its
  * activation audited, its end not) is queued again by a rebuild, once, and not while Redis has
- * its job.
+ * its job. Two nodes: a hold and its release through different nodes end as the later one says
+ * (the job queued, the rebuild), a renewal's retirement is queued again whatever log has which
+ * record.
  */
 #include <hiredis/hiredis.h>
 #include <stdio.h>
@@ -294,6 +296,90 @@ out:
     return rc;
 }
 
+/* Two nodes: node a issues A and its renewal B; node b's JITR activates B (its log); node a's
+ * job retires A later. A rebuild from node b's configuration reads b's log first, the
+ * activation before the issue record that makes it a renewal: B's retirement is queued all the
+ * same; once the retirement is recorded (in a's log, after the activation's log was read)
+ * nothing is. */
+static int test_peers_renewal(void)
+{
+    int rc = 0;
+    struct err e = ERR_INIT;
+    struct fixture f;
+    struct conf cb;
+    struct issuance_ctx *ca = NULL, *cbx = NULL;
+    struct issuance_worker *wa = NULL;
+    struct issuance_item it[2];
+    struct issuance_reindex_stats st;
+    struct buf csr = BUF_INIT, logb = BUF_INIT, peers = BUF_INIT;
+    redisContext *rc_ = NULL;
+    char node_b[] = "node-b", out[1024], idb[65];
+    static const char *const cn[2] = { "dev-ra", "dev-rb" };
+    memset(it, 0, sizeof(it));
+    memset(idb, 'b', 64);
+    idb[64] = '\0';
+    int frc = fixture_open(&f, "peers-renewal", 15, &e);
+    if (frc == TT_SKIP) {
+        return TT_SKIP;
+    }
+    CHECK_OK(frc, &e);
+    CHECK((rc_ = raw_connect(f.conf)) != NULL);
+    raw(rc_, out, sizeof(out), "DEL %s", "jitrca:" STORE_KEY_RENEWAL_DUE);
+    raw(rc_, out, sizeof(out), "DEL %s", "jitrca:" STORE_KEY_RENEWAL_JOBS);
+    xfree(f.conf->node_id);
+    f.conf->node_id = xstrdup("node-a");
+    buf_addf(&logb, "%s/node-b/audit.log", f.dir);
+    cb = *f.conf;
+    cb.node_id = node_b;
+    cb._audit_path = logb.data;
+    buf_addstr(&peers, conf_audit_path(f.conf));
+    cb.audit_peer_logs = peers.data;
+    CHECK((ca = issuance_ctx_open(f.conf, "root", NULL, &e)) != NULL);
+    CHECK((wa = issuance_worker_new(ca, &e)) != NULL);
+    CHECK((cbx = issuance_ctx_open(&cb, "root", NULL, &e)) != NULL);
+    for (size_t i = 0; i < 2; i++) {
+        buf_reset(&csr);
+        fixture_csr(cn[i], &csr);
+        it[i] = (struct issuance_item){ .csr = (const uint8_t *)csr.data,
+                                        .csr_len = csr.len,
+                                        .requester = "station:line1",
+                                        .renews = i ? it[0].cert.serial_hex : NULL };
+        CHECK_OK(issuance_run(wa, &it[i], 1, &e), &e);
+        CHECK(it[i].issued);
+    }
+    CHECK_OK(activated(cbx->audit, idb, it[1].cert.serial_hex, "dev-rb", "ACTIVE", &e), &e);
+    CHECK_OK(issuance_reindex(&cb, f.store, NULL, NULL, &st, &e), &e);
+    CHECK_INT_EQ(st.renewals_requeued, 1);
+    raw(rc_, out, sizeof(out), "ZCARD %s", "jitrca:" STORE_KEY_RENEWAL_DUE);
+    CHECK_STR_EQ(out, "1");
+    /* retired through node a: nothing pending any more */
+    CHECK_OK(append(ca->audit,
+                    json_pack("{s:s,s:s,s:s,s:s}", "type", "renewal_retire", "kind", "renewal",
+                              "key", idb, "outcome", "retired"),
+                    &e),
+             &e);
+    raw(rc_, out, sizeof(out), "DEL %s", "jitrca:" STORE_KEY_RENEWAL_DUE);
+    CHECK_OK(issuance_reindex(&cb, f.store, NULL, NULL, &st, &e), &e);
+    CHECK_INT_EQ(st.renewals_requeued, 0);
+    raw(rc_, out, sizeof(out), "ZCARD %s", "jitrca:" STORE_KEY_RENEWAL_DUE);
+    CHECK_STR_EQ(out, "0");
+out:
+    for (size_t i = 0; i < 2; i++) {
+        issuance_item_release(&it[i]);
+    }
+    if (rc_) {
+        redisFree(rc_);
+    }
+    buf_release(&csr);
+    buf_release(&logb);
+    buf_release(&peers);
+    issuance_worker_free(wa);
+    issuance_ctx_free(ca);
+    issuance_ctx_free(cbx);
+    fixture_close(&f);
+    return rc;
+}
+
 /* Redis at the fixture's database, by redis-cli (what a lost write looks like). */
 static int redis(const struct fixture *f, const char *cmd)
 {
@@ -443,7 +529,7 @@ static int test_peers_hold_release(void)
     char node_b[] = "node-b", out[1024], cmd[512];
     uint64_t removed = 0, hold_seq = 0;
     memset(&x, 0, sizeof(x));
-    int frc = fixture_open(&f, "peers-hold", 14, &e);
+    int frc = fixture_open(&f, "peers-hold", 12, &e);
     if (frc == TT_SKIP) {
         return TT_SKIP;
     }
@@ -641,8 +727,11 @@ out:
 int main(int argc, char **argv)
 {
     static const struct tt_case cases[] = {
-        { "rebuild", test_rebuild }, { "renewal_requeue", test_renewal_requeue },
-        { "peers", test_peers },     { "peers_hold_release", test_peers_hold_release },
+        { "rebuild", test_rebuild },
+        { "renewal_requeue", test_renewal_requeue },
+        { "peers", test_peers },
+        { "peers_hold_release", test_peers_hold_release },
+        { "peers_renewal", test_peers_renewal },
         { "tail", test_tail },
     };
     return tt_main(argc, argv, cases, ARRAY_LEN(cases));
