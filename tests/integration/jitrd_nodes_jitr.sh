@@ -6,8 +6,9 @@
 # and three redis-sentinel (tests/harness/sentinel-fixture.sh). N devices connect to the gateway
 # stand-in, whose rule posts the registered events to node 1's intake (a load balancer's place);
 # the three nodes' job engines provision them from the one stream, while stations sign against
-# all three nodes. Once a third of the devices are ACTIVE the primary is SIGKILLed; the sentinels
-# promote the replica. Then: every device connected; in AWS every certificate ACTIVE, made so by
+# all three nodes. Once a third of the devices are ACTIVE the replica loses its link for LAG_MS
+# (1000 by default) and the primary is SIGKILLed; the sentinels promote the replica, which lacks
+# the primary's last writes. Then: every device connected; in AWS every certificate ACTIVE, made so by
 # exactly one UpdateCertificate, attached to exactly one thing, N things; every job DONE, nothing
 # pending, no dead letters; an activation record for every device; no quota exceeded; the station
 # side as in it_jitrd_nodes (only 201 or 503, every certificate served audited and indexed, no
