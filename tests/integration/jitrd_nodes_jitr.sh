@@ -189,6 +189,16 @@ wait "$GW" && pass || { fail "devices did not all connect"; cat "$T/gw.json" >&2
 GW=
 t1=$(date +%s.%N)
 phase "devices connected"
+# the stations go on until every node signed a request sent after the kill
+deadline=$(($(date +%s%3N) + 60000))
+while [ "$(date +%s%3N)" -lt "$deadline" ]; do
+  back=0
+  for n in 1 2 3; do
+    awk -v k="$killed" '$1 > k && $2 == 201' "$T/load.$n" | grep -q . && back=$((back + 1))
+  done
+  [ "$back" = 3 ] && break
+  sleep 0.2
+done
 touch "$T/stop"
 for p in "${LOADPIDS[@]}"; do wait "$p" 2>/dev/null || true; done
 LOADPIDS=()
@@ -235,15 +245,36 @@ check_eq "no call refused for exceeding a quota" "$(jq -r .throttled "$T/stats.j
 
 phase "AWS checked"
 # --- JITR: our records ---------------------------------------------------------------------------
-done_n=$(sed 's/^/HGET jitrca:jitr:dev:/; s/$/ state/' "$T/ids" | primary_cli | grep -c '^DONE$' ||
-  true)
-check_eq "every job DONE" "$done_n" "$N"
+# every job DONE, but for the case docs/operations.md ("JITR on several nodes") leaves open: a
+# flow that activated its certificate within the writes the replica lost, and was cut off before
+# it recorded the activation, leaves nothing of ours; its retry finds the certificate ACTIVE in
+# AWS and leaves it alone (IGNORED, no activation record). AWS is right (above); such jobs are
+# counted and printed, and anything else than DONE or that is a failure (none at all with
+# LAG_MS=0: no write lost)
+sed 's/^/HGET jitrca:jitr:dev:/; s/$/ state/' "$T/ids" | primary_cli >"$T/states"
+done_n=$(grep -c '^DONE$' "$T/states" || true)
+paste -d' ' "$T/ids" "$T/states" | awk '$2 != "DONE" {print $1}' >"$T/not_done"
+lost_n=0
+while read -r id; do
+  st=$(primary_cli HGET "jitrca:jitr:dev:$id" state)
+  why=$(primary_cli HGET "jitrca:jitr:dev:$id" reason)
+  if [ "$LAG_MS" != 0 ] && [ "$st" = IGNORED ] &&
+    [ "$why" = "ACTIVE in AWS, not PENDING_ACTIVATION: left alone" ]; then
+    lost_n=$((lost_n + 1))
+  else
+    fail "job of $id: $st ($why)"
+  fi
+done <"$T/not_done"
+check_eq "every job DONE (or its activation lost with the replica's writes)" \
+  "$((done_n + lost_n))" "$N"
 check_eq "no dead letters" "$(primary_cli XLEN jitrca:jitr:dlq)" 0
 for n in 1 2 3; do
   grep '"type":"jitr_activate"' "$T/n$n/audit/audit.log" >"$T/act.$n" || true
 done
 cat "$T"/act.[123] | jq -r .certificate_id | sort >"$T/activated"
-check_eq "an activation record for every device" "$(uniq "$T/activated" | wc -l)" "$N"
+check_eq "an activation record for every device but those" \
+  "$(uniq "$T/activated" | comm -12 - <(sort "$T/not_done") | wc -l) $(uniq "$T/activated" | wc -l)" \
+  "0 $((N - lost_n))"
 check_eq "activation records only for these devices" "$(uniq "$T/activated" | comm -23 - "$T/ids")" ""
 for n in 1 2 3; do
   [ -s "$T/act.$n" ] && pass || fail "node n$n provisioned no device"
@@ -304,7 +335,8 @@ echo "JITR failover: $N devices in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.
   "primary SIGKILLed after $before_kill activations, the promoted replica missing its last ${lost_bytes} bytes of writes (${LAG_MS} ms, ${lost_acts} activations); activations by node:" \
   "n1 $(wc -l <"$T/act.1"), n2 $(wc -l <"$T/act.2"), n3 $(wc -l <"$T/act.3")" \
   "($(wc -l <"$T/activated") records for $N devices); longest time without an activation" \
-  "${jgap_ms} ms; UpdateCertificate $(jq -r '.operations.UpdateCertificate.requests // 0' \
+  "${jgap_ms} ms; activations lost with the replica's writes (left alone) ${lost_n};" \
+  "UpdateCertificate $(jq -r '.operations.UpdateCertificate.requests // 0' \
   "$T/stats.json") calls; dead letters 0" >&2
 echo "stations: $(wc -l <"$T/all") requests, $(wc -l <"$T/served") certificates," \
   "$(awk '$2 == 503' "$T/all" | wc -l) answered 503, longest gap in service ${gap_ms} ms" >&2
