@@ -705,7 +705,8 @@ static int bulk_chunk(struct issuance_revoker *rv, struct store *s, struct issua
         recs[k] = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "type", "revoke", "serial",
                             serials[i], "fingerprint", f[0], "ca", b->ca, "reason", reason,
                             "revoked_at", at, "requester", b->requester);
-        sr[k] = (struct store_revocation){ serials[i], b->ca, at, reason, 0 };
+        sr[k] = (struct store_revocation){ serials[i],        b->ca,        at, reason, 0,
+                                           rv->conf->node_id, time_now_ms() };
         k++;
     }
     if (k == 0) {
