@@ -261,9 +261,9 @@ int enroll_claim_create(struct store *st, struct audit_log *log, const struct en
                         const char *const *devices, size_t n, const char *requester, struct err *e)
 {
     char k1[96], k2[104], exp[24], expires[32], *out[1] = { NULL };
-    size_t no = 0;
+    size_t no = 0, nrec = 0;
     int rc = -1;
-    json_t *rec = NULL;
+    json_t **recs = NULL;
     const char **args = xcalloc(6 + n, sizeof(char *));
     snprintf(k1, sizeof(k1), "claim:%s", c->name);
     snprintf(k2, sizeof(k2), "claim:%s:allow", c->name);
@@ -286,20 +286,111 @@ int enroll_claim_create(struct store *st, struct audit_log *log, const struct en
         goto out;
     }
     time_format_rfc3339((time_t)c->expires, expires, sizeof(expires));
-    rec = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:b,s:I,s:s,s:s}", "type", "claim_issue", "claim",
-                    c->name, "serial", c->serial, "ca", c->ca, "profile", c->profile, "hook",
-                    c->hook, "allowlist", c->allowlist, "devices", (json_int_t)n, "expires",
-                    expires, "requester", requester);
-    if (rec == NULL) {
-        err_set(e, ERRC_INVALID, "the claim's record cannot be encoded");
-    } else if (audit_append(log, &rec, 1, NULL, e) == 0) {
+    /* the claim, then its allowlist in claim_allow records of ENROLL_ALLOW_CHUNK ids (a record
+     * stays far below the log's line limit), in one append: a rebuild finds all or none */
+    nrec = 1 + (n + ENROLL_ALLOW_CHUNK - 1) / ENROLL_ALLOW_CHUNK;
+    recs = xcalloc(nrec, sizeof(*recs));
+    recs[0] = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:b,s:I,s:s,s:s}", "type", "claim_issue", "claim",
+                        c->name, "serial", c->serial, "ca", c->ca, "profile", c->profile, "hook",
+                        c->hook, "allowlist", c->allowlist, "devices", (json_int_t)n, "expires",
+                        expires, "requester", requester);
+    for (size_t i = 0, k = 1; i < n; i += ENROLL_ALLOW_CHUNK, k++) {
+        json_t *ids = json_array();
+        for (size_t j = i; j < n && j < i + ENROLL_ALLOW_CHUNK; j++) {
+            json_array_append_new(ids, json_string(devices[j]));
+        }
+        recs[k] =
+            json_pack("{s:s,s:s,s:o}", "type", "claim_allow", "claim", c->name, "devices", ids);
+    }
+    for (size_t k = 0; k < nrec; k++) {
+        if (recs[k] == NULL) {
+            err_set(e, ERRC_INVALID, "the claim's record cannot be encoded");
+            goto out;
+        }
+    }
+    if (audit_append(log, recs, nrec, NULL, e) == 0) {
         rc = 0;
     }
-    json_decref(rec);
 out:
+    for (size_t k = 0; recs && k < nrec; k++) {
+        json_decref(recs[k]);
+    }
+    xfree(recs);
     replies_release(out, no);
     xfree(args);
     return rc;
+}
+
+/* KEYS: claim (may be ""), allow, used; ARGV: serial, ca, profile, hook, allowlist, expires, then
+ * "allow"/"used" and their ids */
+static const char claim_restore_lua[] =
+    "if ARGV[1] ~= '' then\n"
+    "  redis.call('HSET', KEYS[1], 'serial', ARGV[1], 'ca', ARGV[2], 'profile', ARGV[3],\n"
+    "    'hook', ARGV[4], 'allowlist', ARGV[5], 'expires', ARGV[6])\n"
+    "end\n"
+    "local set = nil\n"
+    "for i = 7, #ARGV do\n"
+    "  if ARGV[i] == '\\1allow' then set = KEYS[2]\n"
+    "  elseif ARGV[i] == '\\1used' then set = KEYS[3]\n"
+    "  elseif set then redis.call('SADD', set, ARGV[i]) end\n"
+    "end\n"
+    "return 1\n";
+
+static int claim_restore_part(struct store *st, const char *name, json_t *cl, json_t *allow,
+                              size_t ai, json_t *used, size_t ui, bool head, struct err *e)
+{
+    char k1[96], k2[104], k3[104], exp[24], *out[1] = { NULL };
+    const char **args = xcalloc(6 + 2 + 2 * ENROLL_ALLOW_CHUNK, sizeof(*args));
+    size_t na = 0, no = 0;
+    int rc;
+    json_t *v;
+    snprintf(k1, sizeof(k1), "claim:%s", name);
+    snprintf(k2, sizeof(k2), "claim:%s:allow", name);
+    snprintf(k3, sizeof(k3), "claim:%s:used", name);
+    snprintf(exp, sizeof(exp), "%lld", (long long)json_integer_value(json_object_get(cl, "exp")));
+    bool have = head && json_is_string(json_object_get(cl, "serial"));
+    args[na++] = have ? json_string_value(json_object_get(cl, "serial")) : "";
+    args[na++] = have ? json_string_value(json_object_get(cl, "ca")) : "";
+    args[na++] = have ? json_string_value(json_object_get(cl, "profile")) : "";
+    args[na++] = have ? json_string_value(json_object_get(cl, "hook")) : "";
+    args[na++] = have && json_is_true(json_object_get(cl, "allowlist")) ? "1" : "0";
+    args[na++] = exp;
+    args[na++] = "\1allow";
+    for (size_t i = ai; i < json_array_size(allow) && i < ai + ENROLL_ALLOW_CHUNK; i++) {
+        v = json_array_get(allow, i);
+        args[na++] = json_string_value(v);
+    }
+    args[na++] = "\1used";
+    for (size_t i = ui; i < json_array_size(used) && i < ui + ENROLL_ALLOW_CHUNK; i++) {
+        v = json_array_get(used, i);
+        args[na++] = json_string_value(v);
+    }
+    const char *keys[] = { k1, k2, k3 };
+    rc = store_eval(st, claim_restore_lua, keys, 3, args, na, out, 1, &no, e);
+    replies_release(out, no);
+    xfree(args);
+    return rc;
+}
+
+int enroll_claims_restore(struct store *st, json_t *claims, struct err *e)
+{
+    const char *name;
+    json_t *cl;
+    json_object_foreach(claims, name, cl)
+    {
+        json_t *allow = json_object_get(cl, "allow"), *used = json_object_get(cl, "used");
+        size_t ai = 0, ui = 0;
+        bool head = true;
+        do {
+            if (claim_restore_part(st, name, cl, allow, ai, used, ui, head, e) != 0) {
+                return err_prefix(e, "claim '%s'", name);
+            }
+            head = false;
+            ai += ENROLL_ALLOW_CHUNK;
+            ui += ENROLL_ALLOW_CHUNK;
+        } while (ai < json_array_size(allow) || ui < json_array_size(used));
+    }
+    return 0;
 }
 
 int enroll_claim_get(struct store *st, const char *name, struct enroll_claim *c, struct err *e)

@@ -82,6 +82,14 @@ struct enroll_claim {
 int enroll_claim_create(struct store *st, struct audit_log *log, const struct enroll_claim *c,
                         const char *const *devices, size_t n, const char *requester,
                         struct err *e) ATTR_WUR;
+/* The ids of an allowlist in one claim_allow audit record at most. */
+#define ENROLL_ALLOW_CHUNK 4000
+/* Writes claims back from what an index rebuild gathered from the audit log: an object of
+ * claim name → {"serial", "ca", "profile", "hook", "allowlist" (bool), "exp" (Unix seconds): the
+ * claim_issue record's, absent when no log read has it; "allow": ids of its claim_allow
+ * records; "used": the device ids of the certificates issued to requester claim:NAME}. What is
+ * in Redis already is kept (SADD), the claim's fields are written again. */
+int enroll_claims_restore(struct store *st, json_t *claims, struct err *e) ATTR_WUR;
 /* The claim of that name; ERRC_NOT_FOUND when there is none. */
 int enroll_claim_get(struct store *st, const char *name, struct enroll_claim *c,
                      struct err *e) ATTR_WUR;

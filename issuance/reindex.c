@@ -15,6 +15,7 @@
 #include "core/log.h"
 #include "core/mem.h"
 #include "core/util.h"
+#include "issuance/enroll.h"
 #include "issuance/issuance.h"
 #include "issuance/revoke.h"
 #include "store/store.h"
@@ -38,6 +39,7 @@ struct reindex {
     json_t *changes;     /* a second pass: every log's revocations and releases, in time order */
     json_t *aliases;     /* issuing alias -> its CA in the last ca_alias record */
     json_t *blocked;     /* CA name -> true: a ca_compromised record (never signs again) */
+    json_t *claims;      /* claim name -> what enroll_claims_restore writes (a full rebuild) */
     struct issuance_reindex_stats st;
     int64_t renewed_ms;
     uint64_t reported; /* st.records at the last progress call */
@@ -312,6 +314,64 @@ static int replay_blocked(struct reindex *r)
     return 0;
 }
 
+/* A claim's entry in r->claims (made empty when absent). */
+static json_t *claim_of(struct reindex *r, const char *name)
+{
+    json_t *cl = json_object_get(r->claims, name);
+    if (cl == NULL) {
+        cl = json_pack("{s:[],s:[]}", "allow", "used");
+        json_object_set_new(r->claims, name, cl);
+    }
+    return cl;
+}
+
+/* Claims for POST /v1/enroll: the claim (claim_issue: a later claim of the same name replaces
+ * the claim and its allowlist, the ids enrolled under the name stay enrolled), its allowlist
+ * (claim_allow), the device ids that enrolled with it (the issue records of requester
+ * claim:NAME, whichever log has them). */
+static void replay_claim(struct reindex *r, const char *type, json_t *rec)
+{
+    const char *name = json_string_value(json_object_get(rec, "claim"));
+    if (strcmp(type, "claim_issue") == 0 && name) {
+        time_t exp = 0;
+        const char *x = json_string_value(json_object_get(rec, "expires"));
+        const char *serial = json_string_value(json_object_get(rec, "serial"));
+        const char *ca = json_string_value(json_object_get(rec, "ca"));
+        const char *profile = json_string_value(json_object_get(rec, "profile"));
+        const char *hook = json_string_value(json_object_get(rec, "hook"));
+        json_t *cl = claim_of(r, name);
+        if (serial == NULL || ca == NULL || profile == NULL) {
+            return; /* not a claim this version wrote: its enrollments stay refused */
+        }
+        if (x == NULL || time_parse_rfc3339(x, &exp) != 0) {
+            exp = 0; /* an unreadable expiry: expired, it enrolls nothing */
+        }
+        json_object_set_new(cl, "serial", json_string(serial));
+        json_object_set_new(cl, "ca", json_string(ca));
+        json_object_set_new(cl, "profile", json_string(profile));
+        json_object_set_new(cl, "hook", json_string(hook ? hook : ""));
+        json_object_set_new(cl, "allowlist",
+                            json_boolean(json_is_true(json_object_get(rec, "allowlist"))));
+        json_object_set_new(cl, "exp", json_integer((json_int_t)exp));
+        json_object_set_new(cl, "allow", json_array());
+    } else if (strcmp(type, "claim_allow") == 0 && name) {
+        json_t *ids = json_object_get(rec, "devices"), *v;
+        size_t i;
+        json_array_foreach(ids, i, v)
+        {
+            if (json_is_string(v)) {
+                json_array_append(json_object_get(claim_of(r, name), "allow"), v);
+            }
+        }
+    } else if (strcmp(type, "issue") == 0) {
+        const char *who = json_string_value(json_object_get(rec, "requester"));
+        json_t *cn = json_object_get(rec, "cn");
+        if (who && strncmp(who, "claim:", 6) == 0 && who[6] && json_is_string(cn)) {
+            json_array_append(json_object_get(claim_of(r, who + 6), "used"), cn);
+        }
+    }
+}
+
 /* Frees r and what it still holds (a rebuild stopped midway leaves pending records). */
 static void reindex_free(struct reindex *r)
 {
@@ -328,6 +388,7 @@ static void reindex_free(struct reindex *r)
     json_decref(r->changes);
     json_decref(r->aliases);
     json_decref(r->blocked);
+    json_decref(r->claims);
     xfree(r);
 }
 
@@ -423,6 +484,7 @@ static int replay_one(void *arg, json_t *rec, uint64_t line)
         snprintf(r->st.last_hash, sizeof(r->st.last_hash), "%s", hash ? hash : "");
         if (type && !r->tail) {
             replay_renewal(r, type, rec); /* a rebuild's renewal retirements (not a tail's) */
+            replay_claim(r, type, rec);   /* and its claims */
         }
     }
     if (r->tail && type && strcmp(type, "release") == 0) {
@@ -636,6 +698,7 @@ int issuance_reindex_locked(const struct conf *c, struct store *s, const char *t
     r->changes = json_array();
     r->aliases = json_object();
     r->blocked = json_object();
+    r->claims = json_object();
     store_fence(s, token);
     if (store_index_mark_clear(s, e) != 0 || store_index_clear(s, &r->st.keys_removed, e) != 0) {
         goto out;
@@ -650,7 +713,7 @@ int issuance_reindex_locked(const struct conf *c, struct store *s, const char *t
         }
     }
     if (requeue_renewals(r, c->renewal_grace) != 0 || replay_aliases(r) != 0 ||
-        replay_blocked(r) != 0) {
+        replay_blocked(r) != 0 || enroll_claims_restore(s, r->claims, e) != 0) {
         goto out;
     }
     if (r->st.records && store_audit_head_set(s, r->st.last_seq, r->st.last_hash, e) != 0) {

@@ -194,6 +194,19 @@ check_eq "the claim at the signing API" "$(curl -s -o /dev/null -w '%{http_code}
   -H 'Content-Type: application/x-pem-file' --data-binary @"$T/c9/claim-dev-9.csr" "$URL/v1/sign")" 403
 "$JITRCTL" --config "$CFG" --json claim show batch7 >"$T/show.json" 2>&1 && pass || fail "claim show"
 check_eq "claim show: enrolled" "$(jq -r .enrolled "$T/show.json")" 1
+# Redis loses its data: jitrd rebuilds the index from the audit log, and the claims with it (the
+# claim, its allowlist, the ids that enrolled with it)
+rcli FLUSHALL >/dev/null
+for _ in $(seq 1 150); do [ "$(rcli EXISTS jitrca:index:ready)" = 1 ] && break; sleep 0.2; done
+check_eq "index rebuilt after the loss" "$(rcli EXISTS jitrca:index:ready)" 1
+check_eq "the claim rebuilt" "$(rcli HGET jitrca:claim:batch7 serial)" "$CLAIM_SERIAL"
+check_eq "its allowlist rebuilt" "$(rcli SMEMBERS jitrca:claim:batch7:allow | sort | paste -sd' ')" \
+  "claim-dev-1 claim-dev-2 deny-dev-1 slow-dev-1"
+check_eq "after the loss, the enrolled id again" \
+  "$(enroll "$T/c1b/claim-dev-1.csr" "$T/c2r.json" "${CL[@]}")" 409
+check_eq "after the loss, an unlisted id" "$(enroll "$T/c9/claim-dev-9.csr" "$T/c3r.json" "${CL[@]}")" 403
+"$JITRCTL" --config "$CFG" --json claim show batch7 >"$T/show.json" 2>&1 && pass || fail "claim show"
+check_eq "claim show after the loss: enrolled" "$(jq -r .enrolled "$T/show.json")" 1
 
 # the AWS fleet provisioning functions (deploy/aws/lambda) with AWS's event shapes, against jitrd
 LAMBDA_DIR=$JITRCA_SOURCE_DIR/deploy/aws/lambda

@@ -17,6 +17,7 @@
 #include "ca/crl.h"
 #include "core/mem.h"
 #include "core/util.h"
+#include "issuance/enroll.h"
 #include "issuance/issuance.h"
 #include "issuance/reindex.h"
 #include "issuance/revoke.h"
@@ -243,14 +244,15 @@ static int test_renewal_requeue(void)
     raw(rc_, out, sizeof(out), "ZCARD %s", "jitrca:" STORE_KEY_RENEWAL_DUE);
     CHECK_STR_EQ(out, "1");
     raw(rc_, out, sizeof(out), "ZRANGE %s 0 -1", "jitrca:" STORE_KEY_RENEWAL_DUE);
-    buf_addf(&want, "[\"cert\",\"%s\",\"serial\",\"%s\",\"renews\",\"%s\",\"thing\",\"dev-b\","
-                    "\"src\",\"reindex\",\"enq_ms\",\"",
+    buf_addf(&want,
+             "[\"cert\",\"%s\",\"serial\",\"%s\",\"renews\",\"%s\",\"thing\",\"dev-b\","
+             "\"src\",\"reindex\",\"enq_ms\",\"",
              idb, it[1].cert.serial_hex, it[0].cert.serial_hex);
     CHECK(strncmp(out, buf_cstr(&want), want.len) == 0);
     {
         /* due a grace (default 7 days) after the activation, audited within this test */
-        redisReply *r = redisCommand(rc_, "ZRANGE %s 0 -1 WITHSCORES",
-                                     "jitrca:" STORE_KEY_RENEWAL_DUE);
+        redisReply *r =
+            redisCommand(rc_, "ZRANGE %s 0 -1 WITHSCORES", "jitrca:" STORE_KEY_RENEWAL_DUE);
         double due = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2
                          ? strtod(r->element[1]->str, NULL)
                          : 0;
@@ -724,6 +726,93 @@ out:
     return rc;
 }
 
+/* Claims come back with the index: a claim of 9,000 allowlisted ids (three claim_allow records
+ * besides claim_issue) and a device that enrolled with it; after Redis lost them, the rebuild
+ * writes the claim, all 9,000 ids, and the enrolled one: that id is refused again, another
+ * listed one is reserved, an unlisted one refused. */
+static int test_claims(void)
+{
+    int rc = 0;
+    struct err e = ERR_INIT;
+    struct fixture f;
+    struct issuance_ctx *ctx = NULL;
+    struct issuance_worker *w = NULL;
+    struct issuance_item it;
+    struct issuance_reindex_stats st;
+    struct enroll_claim cl = { 0 }, got;
+    struct buf csr = BUF_INIT;
+    redisContext *rc_ = NULL;
+    char out[1024];
+    char **ids = xcalloc(9000, sizeof(char *));
+    int res = -1, frc;
+    memset(&it, 0, sizeof(it));
+    for (size_t i = 0; i < 9000; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "id-%05zu", i);
+        ids[i] = xstrdup(id);
+    }
+    frc = fixture_open(&f, "reindex-claims", 8, &e);
+    if (frc == TT_SKIP) {
+        rc = TT_SKIP;
+        goto out;
+    }
+    CHECK_OK(frc, &e);
+    CHECK((rc_ = raw_connect(f.conf)) != NULL);
+    CHECK((ctx = issuance_ctx_open(f.conf, "root", NULL, &e)) != NULL);
+    CHECK((w = issuance_worker_new(ctx, &e)) != NULL);
+    snprintf(cl.name, sizeof(cl.name), "big");
+    snprintf(cl.serial, sizeof(cl.serial), "0a0b");
+    snprintf(cl.ca, sizeof(cl.ca), "root");
+    snprintf(cl.profile, sizeof(cl.profile), "device");
+    cl.allowlist = true;
+    cl.expires = (int64_t)time(NULL) + 86400;
+    CHECK_OK(enroll_claim_create(f.store, ctx->audit, &cl, (const char *const *)ids, 9000,
+                                 "cli:test", &e),
+             &e);
+    CHECK_INT_EQ(fixture_audit_count(&f, "\"type\":\"claim_allow\""), 3);
+    CHECK_OK(enroll_claim_reserve(f.store, &cl, "id-00007", false, &res, &e), &e);
+    CHECK_INT_EQ(res, 0);
+    fixture_csr("id-00007", &csr);
+    it = (struct issuance_item){ .csr = (const uint8_t *)csr.data,
+                                 .csr_len = csr.len,
+                                 .requester = "claim:big" };
+    CHECK_OK(issuance_run(w, &it, 1, &e), &e);
+    CHECK(it.issued);
+    raw(rc_, out, sizeof(out), "FLUSHDB%s", "");
+    CHECK(enroll_claim_get(f.store, "big", &got, &e) != 0);
+    err_clear(&e);
+    CHECK_OK(issuance_reindex(f.conf, f.store, NULL, NULL, &st, &e), &e);
+    CHECK_OK(enroll_claim_get(f.store, "big", &got, &e), &e);
+    CHECK_STR_EQ(got.serial, "0a0b");
+    CHECK_STR_EQ(got.profile, "device");
+    CHECK(got.allowlist);
+    CHECK_INT_EQ(got.expires, cl.expires);
+    raw(rc_, out, sizeof(out), "SCARD %s", "jitrca:claim:big:allow");
+    CHECK_STR_EQ(out, "9000");
+    CHECK_OK(enroll_claim_reserve(f.store, &got, "id-00007", true, &res, &e), &e);
+    CHECK_INT_EQ(res, 2);
+    CHECK_OK(enroll_claim_reserve(f.store, &got, "id-08999", false, &res, &e), &e);
+    CHECK_INT_EQ(res, 0);
+    CHECK_OK(enroll_claim_reserve(f.store, &got, "id-09000", true, &res, &e), &e);
+    CHECK_INT_EQ(res, 1);
+out:
+    for (size_t i = 0; i < 9000; i++) {
+        xfree(ids[i]);
+    }
+    xfree(ids);
+    buf_release(&csr);
+    issuance_item_release(&it);
+    issuance_worker_free(w);
+    issuance_ctx_free(ctx);
+    if (rc_) {
+        redisFree(rc_);
+    }
+    if (frc != TT_SKIP) {
+        fixture_close(&f);
+    }
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     static const struct tt_case cases[] = {
@@ -733,6 +822,7 @@ int main(int argc, char **argv)
         { "peers_hold_release", test_peers_hold_release },
         { "peers_renewal", test_peers_renewal },
         { "tail", test_tail },
+        { "claims", test_claims },
     };
     return tt_main(argc, argv, cases, ARRAY_LEN(cases));
 }
