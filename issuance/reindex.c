@@ -639,30 +639,52 @@ out:
     return rc;
 }
 
+/* A replay's state: everything a full rebuild gathers (a tail uses part of it). */
+static struct reindex *reindex_new(struct store *s, struct err *e)
+{
+    struct reindex *r = xcalloc(1, sizeof(*r));
+    r->store = s;
+    r->e = e;
+    r->renewed_ms = time_now_ms();
+    r->crl_numbers = json_object();
+    r->renews = json_object();
+    r->activated = json_object();
+    r->retired = json_object();
+    r->changes = json_array();
+    r->aliases = json_object();
+    r->blocked = json_object();
+    r->claims = json_object();
+    return r;
+}
+
+/* Every CA's CRL number raised to the highest its crl records reached. */
+static int raise_crl_numbers(struct reindex *r)
+{
+    const char *ca;
+    json_t *num;
+    json_object_foreach(r->crl_numbers, ca, num)
+    {
+        if (store_crl_number_raise(r->store, ca, (uint64_t)json_integer_value(num), r->e) != 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int issuance_reindex_tail(const struct conf *c, struct store *s, const char *since,
                           struct issuance_reindex_stats *out, struct err *e)
 {
-    struct reindex *r = xcalloc(1, sizeof(*r));
-    const char *ca;
-    json_t *num;
+    struct reindex *r = reindex_new(s, e);
     int rc = -1;
-    r->store = s;
-    r->e = e;
     r->tail = true;
     r->since = since;
-    r->renewed_ms = time_now_ms();
-    r->crl_numbers = json_object();
-    r->blocked = json_object();
     if (file_exists(conf_audit_path(c)) &&
         (audit_foreach(conf_audit_path(c), replay_one, r, e) != 0 || flush_all(r) != 0 ||
          replay_blocked(r) != 0)) {
         goto out;
     }
-    json_object_foreach(r->crl_numbers, ca, num)
-    {
-        if (store_crl_number_raise(s, ca, (uint64_t)json_integer_value(num), e) != 0) {
-            goto out;
-        }
+    if (raise_crl_numbers(r) != 0) {
+        goto out;
     }
     rc = 0;
 out:
@@ -677,40 +699,21 @@ int issuance_reindex_locked(const struct conf *c, struct store *s, const char *t
                             issuance_reindex_progress_fn *progress, void *arg,
                             struct issuance_reindex_stats *out, struct err *e)
 {
-    struct reindex *r = xcalloc(1, sizeof(*r));
+    struct reindex *r = reindex_new(s, e);
     struct store_index_mark mark = { 0 };
     struct err ignore = ERR_INIT;
     unsigned char rnd[16] = { 0 };
     char gen[2 * sizeof(rnd) + 1];
-    const char *ca;
-    json_t *num;
     int rc = -1;
-    r->store = s;
     r->token = token;
     r->progress = progress;
     r->arg = arg;
-    r->e = e;
-    r->renewed_ms = time_now_ms();
-    r->crl_numbers = json_object();
-    r->renews = json_object();
-    r->activated = json_object();
-    r->retired = json_object();
-    r->changes = json_array();
-    r->aliases = json_object();
-    r->blocked = json_object();
-    r->claims = json_object();
     store_fence(s, token);
     if (store_index_mark_clear(s, e) != 0 || store_index_clear(s, &r->st.keys_removed, e) != 0) {
         goto out;
     }
-    if (replay_logs(r, c) != 0) {
+    if (replay_logs(r, c) != 0 || raise_crl_numbers(r) != 0) {
         goto out;
-    }
-    json_object_foreach(r->crl_numbers, ca, num)
-    {
-        if (store_crl_number_raise(s, ca, (uint64_t)json_integer_value(num), e) != 0) {
-            goto out;
-        }
     }
     if (requeue_renewals(r, c->renewal_grace) != 0 || replay_aliases(r) != 0 ||
         replay_blocked(r) != 0 || enroll_claims_restore(s, r->claims, e) != 0) {
