@@ -35,7 +35,7 @@ jitrd_stop() {
   JPID=
 }
 stop_all() { jitrd_stop; redis-cli -s "$T/redis/redis.sock" shutdown nosave >/dev/null 2>&1 || true; }
-trap 'rc=$?; stop_all; (exit $rc); cleanup' EXIT
+trap 'rc=$?; trap - ERR; set +e; stop_all; (exit $rc); cleanup' EXIT
 
 freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 

@@ -18,6 +18,9 @@ cleanup() {
   fi
 }
 trap cleanup EXIT
+# a command that stops the test (set -e) says which one: otherwise a failed curl in an assignment
+# ends the test without a word
+trap 'rc_=$?; echo "FAIL: $(basename "$0") line $LINENO: \"$BASH_COMMAND\" exited $rc_; the test stops here" >&2' ERR
 
 export JITRCA_DATA_DIR=$T/data
 export JITRCA_REDIS_URL=$JITRCA_TEST_REDIS_URL
