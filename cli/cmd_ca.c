@@ -43,7 +43,7 @@ static const char ca_usage[] =
     "  --key-type T    ec-p256 (default), ec-p384, rsa-2048, rsa-3072, rsa-4096\n"
     "  --key URI       file:PATH (default file:DATA/ca/NAME/key.pem) or pkcs11:token=..;object=..\n"
     "  --subject S     /CN=Factory CA/O=Acme/C=DE (default /CN=NAME)\n"
-    "  --days N        validity in days (default 3650 for a root, 1825 otherwise; capped at the\n"
+    "  --days N        validity in days (default 7300 for a root, 5475 otherwise; capped at the\n"
     "                  parent's notAfter)\n"
     "  --pathlen N     pathLenConstraint (default: 1 for a root, 0 otherwise; -1 for none)\n"
     "  --parent CA     sign with this CA of the store (an intermediate)\n"
@@ -188,7 +188,9 @@ static int ca_init(struct cli *cli, int argc, char **argv, struct err *e)
     }
     root = o.parent == NULL && !o.csr_only;
     if (!days_set) {
-        o.days = root ? 3650 : 1825;
+        /* a default device certificate (3650 days, policies/profiles/device.json) fits under a
+         * default issuing CA for its first five years: no clamping from day one */
+        o.days = root ? 7300 : 5475;
     }
     if (!pathlen_set) {
         o.pathlen = root ? 1 : 0;
