@@ -2,8 +2,9 @@
 # Every metric that deploy/prometheus/alerts.yml and deploy/grafana/jitrca.json name exists in
 # jitrd's /metrics (run under tests/sim/run_sim.py): jitrd with JITR on against the AWS IoT
 # stand-in, a station signs, two devices are provisioned through the gateway while the stand-in
-# throttles some calls (so the retry counters exist), then both /metrics (admin_listen: signing,
-# audit, index, workers; the JITR intake: queue, outcomes, AWS calls) are scraped. Every name
+# throttles some calls (so the retry counters exist), a spare CA is compromised (the compromise
+# series), then both /metrics (admin_listen: signing, audit, index, workers, compromise; the JITR
+# intake: queue, outcomes, AWS calls) are scraped. Every name
 # jitrd_* / jitr_* in the rules' expressions and the dashboard's targets must be one of the
 # scraped series' names. Then jitrd_redis_up and jitr_redis_up follow a Redis outage.
 # Also: promtool check rules, promtool test rules (deploy/prometheus/alerts_test.yml), promtool
@@ -40,7 +41,12 @@ done
 
 # --- jitrd with JITR, a station, devices ---------------------------------------------------------
 ADMIN_PORT=$(freeport)
-jq --arg a "127.0.0.1:$ADMIN_PORT" '.admin_listen = $a' "$CFG" >"$T/c.json" && mv "$T/c.json" "$CFG"
+jq --arg a "127.0.0.1:$ADMIN_PORT" '.admin_listen = $a | .expiry_check_interval = 1' "$CFG" \
+  >"$T/c.json" && mv "$T/c.json" "$CFG"
+# a compromise response (the jitrd_ca_compromise_* series): a CA that issued nothing, answered
+# at once
+ok "$JITRCTL" ca init spare --parent root --subject "/CN=Spare/O=Acme"
+ok "$JITRCTL" --config "$CFG" ca compromise spare --no-wait --yes
 cat >"$T/stations.json" <<EOF
 {"stations": {"line1": {"cas": ["devices"], "profiles": ["device"], "rate": 100, "burst": 100}}}
 EOF
@@ -68,7 +74,8 @@ scrape() { # names of the series of both /metrics
 # the retry counter is written once the flows are done: wait for it (bounded)
 for _ in $(seq 50); do
   scrape >"$T/have"
-  grep -qx jitr_aws_retries_total "$T/have" && grep -qx jitr_first_event_to_active_ms_bucket "$T/have" && break
+  grep -qx jitr_aws_retries_total "$T/have" && grep -qx jitr_first_event_to_active_ms_bucket "$T/have" &&
+    grep -qx jitrd_ca_compromise_done "$T/have" && break
   sleep 0.2
 done
 # the names the rules and the dashboard use (every metric of ours starts jitrd_ or jitr_)
