@@ -5,12 +5,19 @@
  * decides, completions only store their result and call jitr_advance(); set_state is the one
  * place that changes the state.
  *
- * Order: LOCK → LOAD → LOOKUP → DESCRIBE → EVALUATE → CREATE_THING (→ UPDATE_THING) → POLICY →
- * ATTACH_POLICY → ATTACH_PRINCIPAL (→ LIST_GROUPS → REMOVE_FROM_GROUP) → ADD_TO_GROUP →
+ * Order: LOCK → LOAD → LOOKUP → DESCRIBE → EVALUATE → POLICY → CREATE_THING (→ UPDATE_THING)
+ * → ATTACH_POLICY → ATTACH_PRINCIPAL (→ LIST_GROUPS → REMOVE_FROM_GROUP) → ADD_TO_GROUP →
  * ACTIVATE → RECORD → UNLOCK; or EVALUATE → REJECT → RECORD_REJECT → UNLOCK; or EVALUATE →
  * RECORD_IGNORE → UNLOCK. Activation is last: ACTIVE is the commit marker, and every earlier
  * step is idempotent in AWS (CreateThing with the same configuration answers 200, attaching
  * twice is a no-op), so a crash anywhere resumes safely.
+ *
+ * Round trips (docs/jitr.md "Round trips"): nothing is written to AWS before DescribeCertificate
+ * answered and EVALUATE decided. Then the certificate's AttachPolicy calls (the side chain) run
+ * alongside CreateThing (and UpdateThing), each call paced by its own API's bucket; ATTACH_POLICY
+ * joins them and saves both as done in one write; AttachThingPrincipal needs the thing;
+ * UpdateCertificate waits for everything. So a device is ACTIVE after four AWS round trips
+ * (Describe, CreateThing ∥ AttachPolicy, AttachThingPrincipal, UpdateCertificate).
  *
  * The decision (EVALUATE, docs/jitr.md "The decision"): the event's fields are claims; AWS's
  * own record of the certificate (DescribeCertificate, on every run that may change its status)
@@ -190,6 +197,15 @@ struct jitr_req {
     bool audit_found;
     int renewal; /* ACTIVATE of a renewal: 0 its predecessor's retirement to queue, 1 queueing,
                   * 2 queued */
+    /* The AttachPolicy calls run alongside CreateThing (and UpdateThing), one policy after the
+     * other: the side chain, started in CREATE_THING (or in ATTACH_POLICY when resumed there)
+     * and joined in ATTACH_POLICY; UNLOCK waits for it too, so no call outlives the flow */
+    bool side_started;   /* this run started the side chain */
+    bool side_running;   /* one of its calls is in flight */
+    bool side_waited;    /* the machine waits for it (in_flight until it ends) */
+    bool side_stop;      /* the flow failed: start no further side call */
+    size_t side_idx;     /* the policy being attached */
+    struct err side_err; /* its failure (code OK: none) */
     struct buf trace;   /* every state, for tests and logs */
     struct buf pending; /* states since the last PERSIST, for the Redis trace */
     unsigned aws_calls;
@@ -416,6 +432,7 @@ static void fail_op(struct jitr_req *r, const char *what)
     err_prefix(&r->op_err, "%s", what);
     finish_with(r, transient ? JITR_OUT_RETRY : JITR_OUT_DEAD, &r->op_err);
     r->attempts++;
+    r->side_stop = true;
     if (!r->locked) {
         set_state(r, JITR_ST_UNLOCK);
         return;
@@ -813,10 +830,12 @@ static void on_evaluated(struct jitr_req *r, enum verdict v)
 {
     switch (v) {
     case V_GO:
-        if (r->resume >= JITR_ST_CREATE_THING && r->resume <= JITR_ST_ACTIVATE) {
+        /* the policies first: POLICY then CreateThing with the attachments alongside; resumed
+         * after ATTACH_POLICY (the join), the stored step */
+        if (r->resume >= JITR_ST_ATTACH_PRINCIPAL && r->resume <= JITR_ST_ACTIVATE) {
             set_state(r, r->resume);
         } else {
-            set_state(r, JITR_ST_CREATE_THING);
+            set_state(r, JITR_ST_POLICY);
         }
         return;
     case V_REJECT:
@@ -1032,6 +1051,68 @@ static void st_evaluate(struct jitr_req *r)
     on_evaluated(r, evaluate(r));
 }
 
+/* ---- the side chain: AttachPolicy alongside CreateThing ------------------------------------ */
+
+static void on_side(void *arg, const struct aws_iot_result *res, const struct err *e);
+
+/* Starts the side chain's next AttachPolicy, if any is left and the flow has not failed; a
+ * call that cannot start ends the chain with that error. */
+static void side_call(struct jitr_req *r)
+{
+    struct err e = ERR_INIT;
+    json_t *in;
+    if (r->side_stop || r->side_err.code != ERRC_OK ||
+        r->side_idx >= jitr_template_npolicies(r->env->tpl)) {
+        return;
+    }
+    in = json_pack("{s:s, s:s}", "policyName",
+                   jitr_template_policy(r->env->tpl, r->side_idx)->name, "target", r->cert_arn);
+    r->aws_calls++;
+    if (r->io->aws(r->io->ctx, AWS_IOT_ATTACH_POLICY, in, on_side, r, &e) != 0) {
+        err_copy(&r->side_err, &e);
+    } else {
+        r->side_running = true;
+    }
+    json_decref(in);
+}
+
+static void side_start(struct jitr_req *r)
+{
+    r->side_started = true;
+    r->side_idx = 0;
+    err_clear(&r->side_err);
+    side_call(r);
+}
+
+static void on_side(void *arg, const struct aws_iot_result *res, const struct err *e)
+{
+    struct jitr_req *r = arg;
+    (void)res;
+    r->side_running = false;
+    if (e != NULL) {
+        err_copy(&r->side_err, e);
+    } else {
+        r->side_idx++;
+        side_call(r);
+    }
+    if (!r->side_running && r->side_waited) {
+        r->side_waited = false;
+        r->in_flight = false;
+        jitr_advance(r);
+    }
+}
+
+/* true while the side chain runs: the machine waits (the state runs again once it ended) */
+static bool side_wait(struct jitr_req *r)
+{
+    if (!r->side_running) {
+        return false;
+    }
+    r->side_waited = true;
+    r->in_flight = true;
+    return true;
+}
+
 static void st_create_thing(struct jitr_req *r)
 {
     if (!r->have_result) {
@@ -1048,6 +1129,9 @@ static void st_create_thing(struct jitr_req *r)
                                 json_pack("{s:O}", "attributes", r->plan.attributes));
         }
         start_aws(r, AWS_IOT_CREATE_THING, in);
+        if (r->in_flight && !r->side_started) {
+            side_start(r); /* the certificate's policies do not need the thing */
+        }
         return;
     }
     r->existed = r->op_err.code != ERRC_OK &&
@@ -1074,7 +1158,7 @@ static void st_create_thing(struct jitr_req *r)
         fail_op(r, "CreateThing");
         return;
     }
-    persist_then(r, JITR_ST_POLICY, "POLICY", r->existed ? "existed" : "");
+    set_state(r, JITR_ST_ATTACH_POLICY);
 }
 
 static void st_update_thing(struct jitr_req *r)
@@ -1105,7 +1189,7 @@ static void st_update_thing(struct jitr_req *r)
              r->plan.thing_override == JITR_OVR_MERGE     ? "attributes merged"
              : r->plan.thing_override == JITR_OVR_REPLACE ? "attributes replaced"
                                                           : "thing type replaced");
-    persist_then(r, JITR_ST_POLICY, "POLICY", "updated");
+    set_state(r, JITR_ST_ATTACH_POLICY);
 }
 
 /* The states that make one operation per item (idx = 0 .. n-1, a policy, a group): where the
@@ -1136,7 +1220,10 @@ static void st_policy(struct jitr_req *r)
     struct err e = ERR_INIT;
     switch (item_step(r, jitr_template_npolicies(r->env->tpl), "policy")) {
     case ITEMS_DONE:
-        set_state(r, JITR_ST_ATTACH_POLICY);
+        /* CreateThing next (and the attachments alongside), or the step a retry resumes */
+        set_state(r, r->resume == JITR_ST_UPDATE_THING || r->resume == JITR_ST_ATTACH_POLICY
+                         ? r->resume
+                         : JITR_ST_CREATE_THING);
         return;
     case ITEM_START:
         if (r->io->policy_ready(r->io->ctx, r->env->tpl, r->idx, on_done, r, &e) != 0) {
@@ -1152,22 +1239,23 @@ static void st_policy(struct jitr_req *r)
     }
 }
 
+/* The join: the thing is there (CreateThing, UpdateThing done); waits for the side chain's
+ * AttachPolicy calls (started here when a retry resumed at this step), then saves both as done:
+ * the resume point ATTACH_PRINCIPAL. A crash before this save redoes both (idempotent). */
 static void st_attach_policy(struct jitr_req *r)
 {
-    switch (item_step(r, jitr_template_npolicies(r->env->tpl), "AttachPolicy")) {
-    case ITEMS_DONE:
-        persist_then(r, JITR_ST_ATTACH_PRINCIPAL, "ATTACH_PRINCIPAL", "");
-        return;
-    case ITEM_START:
-        start_aws(r, AWS_IOT_ATTACH_POLICY,
-                  json_pack("{s:s, s:s}", "policyName",
-                            jitr_template_policy(r->env->tpl, r->idx)->name, "target",
-                            r->cert_arn));
-        return;
-    case ITEM_NEXT:
-    case ITEM_FAILED:
+    if (!r->side_started) {
+        side_start(r);
+    }
+    if (side_wait(r)) {
         return;
     }
+    if (r->side_err.code != ERRC_OK) {
+        err_copy(&r->op_err, &r->side_err);
+        fail_op(r, "AttachPolicy");
+        return;
+    }
+    persist_then(r, JITR_ST_ATTACH_PRINCIPAL, "ATTACH_PRINCIPAL", r->existed ? "existed" : "");
 }
 
 static void st_attach_principal(struct jitr_req *r)
@@ -1400,6 +1488,9 @@ static void st_persist(struct jitr_req *r)
 static void st_unlock(struct jitr_req *r)
 {
     char key[160];
+    if (side_wait(r)) { /* a failed flow's AttachPolicy still in flight */
+        return;
+    }
     if (!r->locked) {
         set_state(r, JITR_ST_FINISHED);
         return;
@@ -1497,7 +1588,7 @@ void jitr_req_free(struct jitr_req *r)
     if (r == NULL) {
         return;
     }
-    BUG_ON(r->in_flight);
+    BUG_ON(r->in_flight || r->side_running);
     held_clear(&r->held);
     json_decref(r->record);
     json_decref(r->desc);

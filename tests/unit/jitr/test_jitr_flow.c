@@ -89,6 +89,17 @@ struct fake {
     json_t *queued;    /* jobs enqueued (jobs_enqueue_argv's script): [due key, not_before,
                         * {fields}] each */
     bool fail_queue;   /* the next enqueue fails (Redis) */
+    /* a second AWS call started while the first is pending (the flow's AttachPolicy alongside
+     * CreateThing): served once the first slot is free */
+    struct {
+        bool on;
+        enum aws_iot_op op;
+        json_t *in;
+        aws_iot_cb *acb;
+        void *arg;
+    } side;
+    unsigned max_aws; /* most AWS calls pending at once */
+    bool hold_side;   /* run_to leaves the second call pending (a crash between the two) */
 };
 
 static int f_redis(void *ctx, int argc, const char *const *argv, store_reply_cb *cb, void *arg,
@@ -113,13 +124,36 @@ static int f_aws(void *ctx, enum aws_iot_op op, json_t *in, aws_iot_cb *cb, void
 {
     struct fake *f = ctx;
     (void)e;
-    BUG_ON(f->kind != 0);
-    f->kind = 2;
-    f->op = op;
-    f->in = json_deep_copy(in);
-    f->acb = cb;
-    f->arg = arg;
+    if (f->kind != 0) { /* a call alongside the pending operation */
+        BUG_ON(f->side.on);
+        f->side.on = true;
+        f->side.op = op;
+        f->side.in = json_deep_copy(in);
+        f->side.acb = cb;
+        f->side.arg = arg;
+    } else {
+        f->kind = 2;
+        f->op = op;
+        f->in = json_deep_copy(in);
+        f->acb = cb;
+        f->arg = arg;
+    }
+    if ((unsigned)(f->kind == 2) + f->side.on > f->max_aws) {
+        f->max_aws = (unsigned)(f->kind == 2) + f->side.on;
+    }
     return 0;
+}
+
+/* The call alongside becomes the pending operation (the first slot is free). */
+static void side_promote(struct fake *f)
+{
+    f->kind = 2;
+    f->op = f->side.op;
+    f->in = f->side.in;
+    f->acb = f->side.acb;
+    f->arg = f->side.arg;
+    f->side.on = false;
+    f->side.in = NULL;
 }
 
 static int f_policy(void *ctx, const struct jitr_template *t, size_t idx, store_done_cb *cb,
@@ -447,6 +481,8 @@ static void run_to(struct fake *f, bool to_audit)
             f->dcb(f->arg, NULL);
         } else if (f->kind == 4) {
             serve_audit(f);
+        } else if (f->side.on && !f->hold_side) {
+            side_promote(f);
         } else {
             break;
         }
@@ -718,9 +754,9 @@ static const char *last_audit(struct world *w, const char *fieldname)
     return json_string_value(json_object_get(r, fieldname));
 }
 
-#define HAPPY                                                                                \
-    "RECEIVED LOCK LOAD LOOKUP DESCRIBE EVALUATE CREATE_THING PERSIST POLICY ATTACH_POLICY " \
-    "PERSIST ATTACH_PRINCIPAL PERSIST ACTIVATE PERSIST RECORD PERSIST UNLOCK FINISHED"
+#define HAPPY                                                                               \
+    "RECEIVED LOCK LOAD LOOKUP DESCRIBE EVALUATE POLICY CREATE_THING ATTACH_POLICY PERSIST " \
+    "ATTACH_PRINCIPAL PERSIST ACTIVATE PERSIST RECORD PERSIST UNLOCK FINISHED"
 #define REJECTED                                                                               \
     "RECEIVED LOCK LOAD LOOKUP DESCRIBE EVALUATE REJECT PERSIST RECORD_REJECT PERSIST UNLOCK " \
     "FINISHED"
@@ -886,10 +922,261 @@ static int test_flow_permanent_failure(void)
     CHECK_INT_EQ(flow(&w, w.dev_id, &tr, &why), JITR_OUT_DEAD);
     CHECK_STR_CONTAINS(why.msg, "CreateThing");
     CHECK_STR_EQ(dev_state(&w, w.dev_id, "state"), "DEAD");
-    CHECK_STR_EQ(tr.data, "RECEIVED LOCK LOAD LOOKUP DESCRIBE EVALUATE CREATE_THING PERSIST "
-                          "UNLOCK FINISHED");
+    CHECK_STR_EQ(tr.data, "RECEIVED LOCK LOAD LOOKUP DESCRIBE EVALUATE POLICY CREATE_THING "
+                          "PERSIST UNLOCK FINISHED");
+    /* the AttachPolicy started alongside CreateThing ended before the flow did (UNLOCK waits
+     * for it); nothing after them */
+    CHECK_STR_EQ(calls(&w), "DescribeCertificate CreateThing AttachPolicy");
     CHECK_INT_EQ(w.f.audits, 0);
     CHECK_STR_EQ(aws_status(&w, w.dev_id), "PENDING_ACTIVATION");
+out:
+    buf_release(&tr);
+    world_release(&w);
+    return rc;
+}
+
+/* ---- the round trips: AttachPolicy alongside CreateThing -------------------------------- */
+
+/* Serves Redis, the policy and the audit until the flow waits for an AWS call (or ends). */
+static void to_aws(struct fake *f)
+{
+    while (!f->finished) {
+        if (f->kind == 1) {
+            serve_redis(f);
+        } else if (f->kind == 3) {
+            f->kind = 0;
+            f->dcb(f->arg, NULL);
+        } else if (f->kind == 4) {
+            serve_audit(f);
+        } else {
+            return;
+        }
+    }
+}
+
+/* Answers the call alongside before the pending one (its completion starts no other call). */
+static void serve_side_first(struct fake *f)
+{
+    enum aws_iot_op op = f->op;
+    json_t *in = f->in;
+    aws_iot_cb *acb = f->acb;
+    void *arg = f->arg;
+    side_promote(f);
+    serve_aws(f);
+    BUG_ON(f->kind != 0 || f->side.on);
+    f->kind = 2;
+    f->op = op;
+    f->in = in;
+    f->acb = acb;
+    f->arg = arg;
+}
+
+/* Starts a flow for cert_id (our CA's event) and serves up to its first AWS call. */
+static struct jitr_req *start_flow(struct world *w, const char *cert_id)
+{
+    struct jitr_event ev;
+    struct jitr_req *r;
+    memset(&ev, 0, sizeof(ev));
+    snprintf(ev.cert_id, sizeof(ev.cert_id), "%s", cert_id);
+    snprintf(ev.ca_id, sizeof(ev.ca_id), "%s", CA_ID);
+    snprintf(ev.account, sizeof(ev.account), "123456789012");
+    w->f.finished = false;
+    buf_reset(&w->f.calls);
+    r = jitr_req_new(&w->env, &w->io, &ev, "1-0");
+    jitr_req_start(r);
+    to_aws(&w->f);
+    return r;
+}
+
+/* jitrd dies now: the AWS calls in flight never reach AWS, Redis keeps what was saved (the lock
+ * expires). r is freed. */
+static void crash_now(struct world *w, struct jitr_req *r)
+{
+    json_t *saved = json_deep_copy(w->f.redis);
+    struct err e = ERR_INIT;
+    char key[160];
+    err_set(&e, ERRC_CANCELED, "crashed");
+    /* the request object still has to end: whatever it writes now is undone below */
+    while (!w->f.finished) {
+        if (w->f.kind == 0 && w->f.side.on) {
+            side_promote(&w->f);
+        }
+        if (w->f.kind == 2) {
+            struct aws_iot_result res;
+            memset(&res, 0, sizeof(res));
+            res.op = w->f.op;
+            res.error_code = "";
+            res.error_message = "";
+            res.request_id = "";
+            json_decref(w->f.in);
+            w->f.in = NULL;
+            w->f.kind = 0;
+            w->f.acb(w->f.arg, &res, &e);
+        } else if (w->f.kind == 4) {
+            json_decref(w->f.audit_rec);
+            w->f.audit_rec = NULL;
+            w->f.kind = 0;
+            w->f.aucb(w->f.arg, 0, false, &e);
+        } else if (w->f.kind != 0) {
+            run_to(&w->f, false);
+        } else {
+            break;
+        }
+    }
+    json_decref(w->f.redis);
+    w->f.redis = saved;
+    snprintf(key, sizeof(key), STORE_PREFIX "jitr:lock:%s", jitr_req_event(r)->cert_id);
+    json_object_del(w->f.redis, key);
+    jitr_req_free(r);
+}
+
+/* After DescribeCertificate (no AWS write before it), CreateThing and the certificate's
+ * AttachPolicy are in flight together; AttachThingPrincipal waits for the thing, and for the
+ * join's save; UpdateCertificate comes last. Either may answer first. */
+static int test_flow_round_trips(void)
+{
+    int rc = 0;
+    struct world w;
+    struct jitr_req *r = NULL;
+    CHECK_INT_EQ(world_init(&w), 0);
+    r = start_flow(&w, w.dev_id);
+    CHECK_INT_EQ(w.f.kind, 2);
+    CHECK_STR_EQ(aws_iot_op_name(w.f.op), "DescribeCertificate");
+    CHECK(!w.f.side.on);
+    serve_aws(&w.f);
+    to_aws(&w.f);
+    /* the second round trip: both calls in flight at once */
+    CHECK_INT_EQ(w.f.kind, 2);
+    CHECK_STR_EQ(aws_iot_op_name(w.f.op), "CreateThing");
+    CHECK(w.f.side.on);
+    CHECK_STR_EQ(aws_iot_op_name(w.f.side.op), "AttachPolicy");
+    CHECK_STR_EQ(json_string_value(json_object_get(w.f.side.in, "policyName")),
+                 jitr_template_policy(w.tpl, 0)->hash);
+    CHECK(dev_state(&w, w.dev_id, "state") == NULL); /* nothing saved yet */
+    /* AttachPolicy answers first: nothing starts until the thing is there */
+    serve_side_first(&w.f);
+    to_aws(&w.f);
+    CHECK_INT_EQ(w.f.kind, 2);
+    CHECK_STR_EQ(aws_iot_op_name(w.f.op), "CreateThing");
+    CHECK(!w.f.side.on);
+    serve_aws(&w.f);
+    to_aws(&w.f);
+    /* the join saved both as done, then the third round trip */
+    CHECK_STR_EQ(dev_state(&w, w.dev_id, "state"), "ATTACH_PRINCIPAL");
+    CHECK_INT_EQ(w.f.kind, 2);
+    CHECK_STR_EQ(aws_iot_op_name(w.f.op), "AttachThingPrincipal");
+    CHECK(!w.f.side.on);
+    CHECK_STR_EQ(aws_status(&w, w.dev_id), "PENDING_ACTIVATION");
+    serve_aws(&w.f);
+    to_aws(&w.f);
+    CHECK_STR_EQ(dev_state(&w, w.dev_id, "state"), "ACTIVATE");
+    CHECK_STR_EQ(aws_iot_op_name(w.f.op), "UpdateCertificate");
+    CHECK(!w.f.side.on);
+    run(&w.f);
+    CHECK_INT_EQ(jitr_req_outcome(r), JITR_OUT_ACTIVATED);
+    CHECK_STR_EQ(calls(&w), "DescribeCertificate AttachPolicy CreateThing AttachThingPrincipal "
+                            "UpdateCertificate:ACTIVE");
+    CHECK_STR_EQ(jitr_req_trace(r), HAPPY);
+    CHECK_INT_EQ(w.f.max_aws, 2);
+    CHECK_INT_EQ(jitr_req_aws_calls(r), 5);
+    CHECK_STR_EQ(aws_status(&w, w.dev_id), "ACTIVE");
+    CHECK_STR_EQ(dev_state(&w, w.dev_id, "state"), "DONE");
+    jitr_req_free(r);
+    r = NULL;
+    world_release(&w);
+    /* a certificate that is not ours: DescribeCertificate alone, nothing in flight beside it */
+    CHECK_INT_EQ(world_init(&w), 0);
+    r = start_flow(&w, w.forged_id);
+    CHECK(!w.f.side.on);
+    run(&w.f);
+    CHECK_INT_EQ(jitr_req_outcome(r), JITR_OUT_IGNORED);
+    CHECK_STR_EQ(calls(&w), "DescribeCertificate");
+    CHECK_INT_EQ(w.f.max_aws, 1);
+out:
+    if (r != NULL) {
+        run(&w.f);
+        jitr_req_free(r);
+    }
+    world_release(&w);
+    return rc;
+}
+
+/* jitrd dies between the two calls of the second round trip (either one answered, the other
+ * lost), or after the join's save: the replay knows from the saved state what is done. */
+static int test_flow_crash_round_trips(void)
+{
+    int rc = 0;
+    struct world w;
+    struct buf tr = BUF_INIT;
+    struct jitr_req *r;
+    /* CreateThing answered, AttachPolicy lost: nothing was saved, both run again */
+    CHECK_INT_EQ(world_init(&w), 0);
+    r = start_flow(&w, w.dev_id);
+    serve_aws(&w.f); /* DescribeCertificate */
+    to_aws(&w.f);
+    CHECK(w.f.side.on);
+    w.f.hold_side = true;
+    serve_aws(&w.f); /* CreateThing */
+    to_aws(&w.f);
+    CHECK_INT_EQ(w.f.kind, 0); /* the join waits for AttachPolicy */
+    CHECK_INT_EQ(jitr_req_state(r), JITR_ST_ATTACH_POLICY);
+    w.f.hold_side = false;
+    crash_now(&w, r);
+    CHECK(dev_state(&w, w.dev_id, "state") == NULL);
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, NULL), JITR_OUT_ACTIVATED);
+    CHECK_STR_EQ(calls(&w), CALLS);
+    CHECK_STR_EQ(aws_status(&w, w.dev_id), "ACTIVE");
+    CHECK_INT_EQ(json_array_size(w.f.log), 1);
+    world_release(&w);
+    /* AttachPolicy answered, CreateThing lost: the same */
+    CHECK_INT_EQ(world_init(&w), 0);
+    r = start_flow(&w, w.dev_id);
+    serve_aws(&w.f);
+    to_aws(&w.f);
+    serve_side_first(&w.f);
+    crash_now(&w, r);
+    CHECK(dev_state(&w, w.dev_id, "state") == NULL);
+    CHECK_STR_EQ(aws_status(&w, w.dev_id), "PENDING_ACTIVATION");
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, NULL), JITR_OUT_ACTIVATED);
+    CHECK_STR_EQ(calls(&w), CALLS);
+    CHECK_STR_EQ(tr.data, HAPPY);
+    world_release(&w);
+    /* both answered and saved (ATTACH_PRINCIPAL), AttachThingPrincipal lost: neither again */
+    CHECK_INT_EQ(world_init(&w), 0);
+    r = start_flow(&w, w.dev_id);
+    serve_aws(&w.f); /* DescribeCertificate */
+    to_aws(&w.f);
+    serve_aws(&w.f); /* CreateThing */
+    side_promote(&w.f);
+    serve_aws(&w.f); /* AttachPolicy */
+    to_aws(&w.f);
+    CHECK_STR_EQ(dev_state(&w, w.dev_id, "state"), "ATTACH_PRINCIPAL");
+    CHECK_STR_EQ(aws_iot_op_name(w.f.op), "AttachThingPrincipal");
+    crash_now(&w, r);
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, NULL), JITR_OUT_ACTIVATED);
+    CHECK_STR_EQ(calls(&w), "DescribeCertificate AttachThingPrincipal UpdateCertificate:ACTIVE");
+    CHECK_STR_EQ(tr.data, "RECEIVED LOCK LOAD LOOKUP DESCRIBE EVALUATE ATTACH_PRINCIPAL PERSIST "
+                          "ACTIVATE PERSIST RECORD PERSIST UNLOCK FINISHED");
+    CHECK_STR_EQ(aws_status(&w, w.dev_id), "ACTIVE");
+    world_release(&w);
+    /* AttachPolicy fails (throttled after the client's retries) while CreateThing succeeds: a
+     * retry resumes at ATTACH_POLICY, the thing is not created again */
+    CHECK_INT_EQ(world_init(&w), 0);
+    w.f.fail_op = "AttachPolicy";
+    w.f.fail_code = ERRC_UNAVAILABLE;
+    w.f.fail_aws_code = "ThrottlingException";
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, NULL), JITR_OUT_RETRY);
+    CHECK_STR_EQ(calls(&w), "DescribeCertificate CreateThing AttachPolicy");
+    CHECK_STR_EQ(dev_state(&w, w.dev_id, "state"), "ATTACH_POLICY");
+    CHECK_STR_EQ(aws_status(&w, w.dev_id), "PENDING_ACTIVATION");
+    w.f.max_aws = 0;
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, NULL), JITR_OUT_ACTIVATED);
+    CHECK_STR_EQ(calls(&w), "DescribeCertificate AttachPolicy AttachThingPrincipal "
+                            "UpdateCertificate:ACTIVE");
+    CHECK_STR_EQ(tr.data, "RECEIVED LOCK LOAD LOOKUP DESCRIBE EVALUATE POLICY ATTACH_POLICY "
+                          "PERSIST ATTACH_PRINCIPAL PERSIST ACTIVATE PERSIST RECORD PERSIST "
+                          "UNLOCK FINISHED");
+    CHECK_INT_EQ(w.f.max_aws, 1);
 out:
     buf_release(&tr);
     world_release(&w);
@@ -1684,8 +1971,8 @@ static int test_flow_override_merge(void)
     json_t *ap;
     CHECK_INT_EQ(world_doc(&w, NULL, 0), 0);
     CHECK_INT_EQ(flow(&w, w.dev_id, &tr, NULL), JITR_OUT_ACTIVATED);
-    CHECK_STR_EQ(tr.data, "RECEIVED LOCK LOAD LOOKUP DESCRIBE EVALUATE CREATE_THING UPDATE_THING "
-                          "PERSIST POLICY ATTACH_POLICY PERSIST ATTACH_PRINCIPAL PERSIST "
+    CHECK_STR_EQ(tr.data, "RECEIVED LOCK LOAD LOOKUP DESCRIBE EVALUATE POLICY CREATE_THING "
+                          "UPDATE_THING ATTACH_POLICY PERSIST ATTACH_PRINCIPAL PERSIST "
                           "ACTIVATE PERSIST RECORD PERSIST UNLOCK FINISHED");
     CHECK_STR_EQ(calls(&w), "DescribeCertificate CreateThing UpdateThing " DOC_CALLS_AFTER_UPDATE);
     CHECK(w.f.update_in != NULL);
@@ -1749,7 +2036,7 @@ static int test_flow_override_keep_fail(void)
     CHECK_INT_EQ(world_doc(&w, fail_attr, ARRAY_LEN(fail_attr)), 0);
     CHECK_INT_EQ(flow(&w, w.dev_id, &tr, &why), JITR_OUT_DEAD);
     CHECK_STR_CONTAINS(why.msg, "CreateThing");
-    CHECK_STR_EQ(calls(&w), "DescribeCertificate CreateThing");
+    CHECK_STR_EQ(calls(&w), "DescribeCertificate CreateThing AttachPolicy");
     CHECK_STR_EQ(dev_state(&w, w.dev_id, "state"), "DEAD");
     CHECK_STR_EQ(aws_status(&w, w.dev_id), "PENDING_ACTIVATION");
     world_release(&w);
@@ -1796,8 +2083,8 @@ static int test_flow_override_groups(void)
     w.env.thing_group = "factory-1";
     w.f.listed = json_pack("[s, s, s]", "old-batch", "DE", "factory-1");
     CHECK_INT_EQ(flow(&w, w.dev_id, &tr, NULL), JITR_OUT_ACTIVATED);
-    CHECK_STR_EQ(tr.data, "RECEIVED LOCK LOAD LOOKUP DESCRIBE EVALUATE CREATE_THING UPDATE_THING "
-                          "PERSIST POLICY ATTACH_POLICY PERSIST ATTACH_PRINCIPAL PERSIST "
+    CHECK_STR_EQ(tr.data, "RECEIVED LOCK LOAD LOOKUP DESCRIBE EVALUATE POLICY CREATE_THING "
+                          "UPDATE_THING ATTACH_POLICY PERSIST ATTACH_PRINCIPAL PERSIST "
                           "LIST_GROUPS REMOVE_FROM_GROUP PERSIST ADD_TO_GROUP PERSIST ACTIVATE "
                           "PERSIST RECORD PERSIST UNLOCK FINISHED");
     CHECK_STR_EQ(calls(&w), "DescribeCertificate CreateThing UpdateThing AttachPolicy "
@@ -1948,6 +2235,8 @@ int main(int argc, char **argv)
         { "flow_activate_reply_lost", test_flow_activate_reply_lost },
         { "flow_states_lost", test_flow_states_lost },
         { "flow_permanent_failure", test_flow_permanent_failure },
+        { "flow_round_trips", test_flow_round_trips },
+        { "flow_crash_round_trips", test_flow_crash_round_trips },
         { "flow_thing_exists", test_flow_thing_exists },
         { "flow_revoked", test_flow_revoked },
         { "flow_not_ours", test_flow_not_ours },
