@@ -7,9 +7,17 @@
 #   AWS calls    per device, from the stand-in's counters (target 5: DescribeCertificate, then
 #                4 to provision, no per-device policy; the shared policy's 2 calls are spread
 #                over the devices)
-#   latency      first event to ACTIVE, p50/p99: under the burst (queueing behind the quota) and
-#                with devices arriving at half the quota
+#   latency      first event to ACTIVE (AWS answered UpdateCertificate ACTIVE: the trace line
+#                "ACTIVATE -> RECORD") and to DONE (the activation's audit record durable, the
+#                job acknowledged), p50/p99: under the burst (queueing behind the quota) and with
+#                devices arriving at half the quota; at half the quota also where the time goes
+#                (the medians of the trace's steps) against one AWS round trip measured alone
+#                (DescribeCertificate with botocore, one at a time): the flow's floor is 4 round
+#                trips (DescribeCertificate, CreateThing with AttachPolicy, AttachThingPrincipal,
+#                UpdateCertificate; docs/jitr.md "Round trips")
 #   RSS          of every jitrd process with 10,000 events queued
+#   load         the machine's load average (uptime) at the end of each part: latencies taken
+#                under load are noisy
 # Runs inside tests/sim/run_sim.py (started here); needs the build's jitrd, jitrctl and gencsr.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -40,12 +48,18 @@ cat >"$CFG" <<EOF
 EOF
 
 pctl() { sort -n | awk -v p="$1" '{a[NR]=$1} END{i=int(p/100*NR); if(i<1)i=1; if(i>NR)i=NR; print a[i]}'; }
-lat_of() { # DIR: first-event-to-ACTIVE of each device, ms
+lat_of() { # DIR OUT: per device "first_ms join_ms principal_ms active_ms done_ms" (ms since the
+  # epoch: the event, the join's save, AttachThingPrincipal's save, AWS's ACTIVE, DONE saved)
   for f in "$1"/*.crt; do
     id=$(cert_id_of "$f")
-    rcli HMGET "jitrca:jitr:dev:$id" first_ms updated_ms | paste -sd' '
-  done | awk '{print $2 - $1}'
+    { rcli HMGET "jitrca:jitr:dev:$id" first_ms updated_ms | paste -sd' '
+      rcli LRANGE "jitrca:jitr:trace:$id" 0 -1; } |
+      awk 'NR == 1 {first = $1; done = $2; next}
+           / -> ATTACH_PRINCIPAL/ {join = $1} / -> ACTIVATE/ {pr = $1} /ACTIVATE -> RECORD/ {act = $1}
+           END {print first, join, pr, act, done}'
+  done >"$2"
 }
+col() { awk -v a="$1" -v b="$2" '$a > 0 && $b > 0 {print $b - $a}' "$3"; }
 
 # --- the backlog: N devices registered PENDING_ACTIVATION, their N events queued, then jitrd ---
 # (the Python gateway registers about 8 devices a second: fed live, it, not jitrd, would be the
@@ -79,7 +93,8 @@ tput=$(awk -v n="$N" -v a="$first" -v b="$last" 'BEGIN{printf "%.2f", n / ((b - 
 # steady state: activations between the 10th and the 90th percentile of completion times
 steady=$(for f in "$T"/burst/*.crt; do rcli HGET "jitrca:jitr:dev:$(cert_id_of "$f")" updated_ms; done |
   sort -n | awk '{t[NR]=$1} END{a=int(NR*0.1); b=int(NR*0.9); printf "%.2f", (b - a) / ((t[b] - t[a]) / 1000)}')
-lat_of "$T/burst" >"$T/lat_burst"
+lat_of "$T/burst" "$T/lat_burst"
+load_burst=$(uptime | sed 's/.*load average: //')
 
 # --- devices arriving at half the quota ---------------------------------------------------------
 make_devices 40 "$T/paced" paced-
@@ -95,8 +110,21 @@ for _ in $(seq 100); do
   n=0; for f in "$T"/paced/*.crt; do [ "$(rcli HGET "jitrca:jitr:dev:$(cert_id_of "$f")" state)" = DONE ] && n=$((n + 1)); done
   [ "$n" = 40 ] && break; sleep 0.3
 done
-lat_of "$T/paced" >"$T/lat_paced"
+lat_of "$T/paced" "$T/lat_paced"
+load_paced=$(uptime | sed 's/.*load average: //')
 jitrd_stop
+# one AWS round trip alone: DescribeCertificate at the stand-in, one at a time (botocore)
+rtt=$(python3 - "$STANDIN" "$(cert_id_of "$(ls "$T"/paced/*.crt | head -1)")" <<'PY'
+import sys, time, boto3
+iot = boto3.client("iot", endpoint_url=sys.argv[1])
+t = []
+for _ in range(21):
+    a = time.monotonic()
+    iot.describe_certificate(certificateId=sys.argv[2])
+    t.append((time.monotonic() - a) * 1000)
+print("%.0f" % sorted(t[1:])[10])
+PY
+)
 
 # --- RSS with 10,000 queued events ----------------------------------------------------------------
 make_devices 10000 "$T/q" q-
@@ -124,8 +152,11 @@ echo
 echo "== bench/jitr: $N devices, $(jq -r .faults.latency_ms <(curl -sf "$STANDIN/_standin/config")) ms AWS latency, stand-in quotas (UpdateCertificate $quota TPS binds)"
 echo "throughput:  $N queued events, jitrd start to last ACTIVE: $tput devices/s = $(awk -v t="$tput" -v q="$quota" 'BEGIN{printf "%.3f", t / q}') of the binding quota; steady state (10th to 90th percentile) $steady/s = $(awk -v t="$steady" -v q="$quota" 'BEGIN{printf "%.3f", t / q}') (target >= 0.95)"
 echo "AWS calls:   $(awk -v c="$calls" -v n="$N" 'BEGIN{printf "%.3f", c / n}') per device ($calls for $N; target 5), throttled by the stand-in: $(jq -r .throttled "$T/st.json")"
-echo "latency:     event to ACTIVE, queued behind $N: p50 $(pctl 50 <"$T/lat_burst") ms, p99 $(pctl 99 <"$T/lat_burst") ms; at half the quota p50 $(pctl 50 <"$T/lat_paced") ms, p99 $(pctl 99 <"$T/lat_paced") ms"
-echo "RSS:         $((peak / 1024)) MiB for every jitrd process together (parent + 2 workers) with $queued events queued ($left still unread after 10 s)"
+echo "latency:     event to ACTIVE, queued behind $N: p50 $(col 1 4 "$T/lat_burst" | pctl 50) ms, p99 $(col 1 4 "$T/lat_burst" | pctl 99) ms (load $load_burst)"
+echo "             at half the quota: event to ACTIVE p50 $(col 1 4 "$T/lat_paced" | pctl 50) ms, p99 $(col 1 4 "$T/lat_paced" | pctl 99) ms; to DONE (audited, acknowledged) p50 $(col 1 5 "$T/lat_paced" | pctl 50) ms, p99 $(col 1 5 "$T/lat_paced" | pctl 99) ms (load $load_paced)"
+echo "             where it goes (medians): event to the join saved (LOCK, LOAD, LOOKUP, DescribeCertificate, CreateThing with AttachPolicy) $(col 1 2 "$T/lat_paced" | pctl 50) ms, AttachThingPrincipal saved $(col 2 3 "$T/lat_paced" | pctl 50) ms, UpdateCertificate $(col 3 4 "$T/lat_paced" | pctl 50) ms, then audited $(col 4 5 "$T/lat_paced" | pctl 50) ms"
+echo "             one AWS round trip alone (DescribeCertificate, botocore): $rtt ms; 4 round trips: $((4 * rtt)) ms; the rest of the p50 to ACTIVE is local: $(( $(col 1 4 "$T/lat_paced" | pctl 50) - 4 * rtt )) ms"
+echo "RSS:         $((peak / 1024)) MiB for every jitrd process together (parent + 2 workers) with $queued events queued ($left still unread after 10 s) (load $(uptime | sed 's/.*load average: //'))"
 for op in CreateThing AttachPolicy AttachThingPrincipal UpdateCertificate; do
   echo "  $op: requests $(jq -r ".operations.$op.requests // 0" "$T/st.json"), max admitted in one second $(jq -r ".operations.$op.max_admitted_1s // 0" "$T/st.json")"
 done
