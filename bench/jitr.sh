@@ -97,6 +97,9 @@ lat_of "$T/burst" "$T/lat_burst"
 load_burst=$(uptime | sed 's/.*load average: //')
 
 # --- devices arriving at half the quota ---------------------------------------------------------
+OPS="DescribeCertificate CreateThing AttachPolicy AttachThingPrincipal UpdateCertificate"
+pace_snap() { for op in $OPS; do echo "$op $(rcli HGET jitrca:jitr:stats "aws_pace_ms:$op") $(rcli HGET jitrca:jitr:stats "aws:$op:ok")"; done; }
+pace_snap >"$T/pace0"
 make_devices 40 "$T/paced" paced-
 pids=()
 for f in "$T"/paced/*.crt; do
@@ -111,6 +114,7 @@ for _ in $(seq 100); do
   [ "$n" = 40 ] && break; sleep 0.3
 done
 lat_of "$T/paced" "$T/lat_paced"
+pace_snap >"$T/pace1"
 load_paced=$(uptime | sed 's/.*load average: //')
 jitrd_stop
 # one AWS round trip alone: DescribeCertificate at the stand-in, one at a time (botocore)
@@ -155,6 +159,7 @@ echo "AWS calls:   $(awk -v c="$calls" -v n="$N" 'BEGIN{printf "%.3f", c / n}') 
 echo "latency:     event to ACTIVE, queued behind $N: p50 $(col 1 4 "$T/lat_burst" | pctl 50) ms, p99 $(col 1 4 "$T/lat_burst" | pctl 99) ms (load $load_burst)"
 echo "             at half the quota: event to ACTIVE p50 $(col 1 4 "$T/lat_paced" | pctl 50) ms, p99 $(col 1 4 "$T/lat_paced" | pctl 99) ms; to DONE (audited, acknowledged) p50 $(col 1 5 "$T/lat_paced" | pctl 50) ms, p99 $(col 1 5 "$T/lat_paced" | pctl 99) ms (load $load_paced)"
 echo "             where it goes (medians): event to the join saved (LOCK, LOAD, LOOKUP, DescribeCertificate, CreateThing with AttachPolicy) $(col 1 2 "$T/lat_paced" | pctl 50) ms, AttachThingPrincipal saved $(col 2 3 "$T/lat_paced" | pctl 50) ms, UpdateCertificate $(col 3 4 "$T/lat_paced" | pctl 50) ms, then audited $(col 4 5 "$T/lat_paced" | pctl 50) ms"
+echo "             pacing per call (the API's token: bucket round trip and waits), ms: $(awk 'NR == FNR {p[$1] = $2 + 0; c[$1] = $3 + 0; next} {n = $3 - c[$1]; printf "%s%s %.1f", (FNR > 1 ? ", " : ""), $1, (n > 0 ? ($2 - p[$1]) / n : 0)}' "$T/pace0" "$T/pace1")"
 echo "             one AWS round trip alone (DescribeCertificate, botocore): $rtt ms; 4 round trips: $((4 * rtt)) ms; the rest of the p50 to ACTIVE is local: $(( $(col 1 4 "$T/lat_paced" | pctl 50) - 4 * rtt )) ms"
 echo "RSS:         $((peak / 1024)) MiB for every jitrd process together (parent + 2 workers) with $queued events queued ($left still unread after 10 s) (load $(uptime | sed 's/.*load average: //'))"
 for op in CreateThing AttachPolicy AttachThingPrincipal UpdateCertificate; do

@@ -155,6 +155,9 @@ static void on_aws_wrapped(void *arg, const struct aws_iot_result *r, const stru
         snprintf(f, sizeof(f), "aws_retries:%s", aws_iot_op_name(r->op));
         jitr_stat_incr(w->c, f, (long long)r->attempts - 1);
     }
+    /* the API's token: the bucket's round trip and any wait for it (0 too: the series exists) */
+    snprintf(f, sizeof(f), "aws_pace_ms:%s", aws_iot_op_name(r->op));
+    jitr_stat_incr(w->c, f, (long long)r->paced_ms);
     w->cb(w->arg, r, e);
     xfree(w);
 }

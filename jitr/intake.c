@@ -380,6 +380,8 @@ static void metric_line(struct buf *b, const char *field, const char *value)
     } else if (str_has_prefix(field, "aws:") && c2) {
         buf_addf(b, "jitr_aws_calls_total{api=\"%.*s\",result=\"%s\"} %s\n",
                  (int)(c2 - c1 - 1), c1 + 1, c2 + 1, value);
+    } else if (str_has_prefix(field, "aws_pace_ms:")) {
+        buf_addf(b, "jitr_aws_pacing_ms_total{api=\"%s\"} %s\n", c1 + 1, value);
     } else if (str_has_prefix(field, "aws_retries:")) {
         buf_addf(b, "jitr_aws_retries_total{api=\"%s\"} %s\n", c1 + 1, value);
     } else if (str_has_prefix(field, "intake:")) {

@@ -217,6 +217,7 @@ grep -q "topic rule destination confirmed" "$T/jitrd.log" && pass || fail "confi
 curl -sf "$INTAKE/metrics" >"$T/metrics"
 grep -q '^jitr_outcomes_total{outcome="activated"} 2$' "$T/metrics" && pass || { fail "metrics activated"; cat "$T/metrics" >&2; }
 grep -q 'jitr_aws_calls_total{api="CreateThing",result="ok"} 2' "$T/metrics" && pass || fail "metrics aws calls"
+grep -Eq '^jitr_aws_pacing_ms_total\{api="UpdateCertificate"\} [0-9]+$' "$T/metrics" && pass || fail "metrics pacing ms"
 grep -q '^jitr_queue_depth 0$' "$T/metrics" && pass || { fail "queue drained"; grep queue "$T/metrics" >&2; }
 grep -q '^jitr_first_event_to_active_ms_count 2$' "$T/metrics" && pass || fail "latency histogram"
 
