@@ -271,6 +271,15 @@ static const struct iot_op_def iot_ops[AWS_IOT__COUNT] = {
                                                   true,
                                                   { "certificateId", "certificateArn" },
                                                   10 },
+    [AWS_IOT_LIST_ATTACHED_POLICIES] = { "ListAttachedPolicies",
+                                         "POST",
+                                         "/attached-policies/{target}",
+                                         { "recursive", "marker", "pageSize" },
+                                         NULL,
+                                         NULL,
+                                         false,
+                                         { "policies" },
+                                         10 },
 };
 
 struct iot_bucket {
@@ -978,6 +987,13 @@ int aws_iot_list_principal_things(struct aws_iot *c, const char *principal, cons
 {
     return call_new2(c, AWS_IOT_LIST_PRINCIPAL_THINGS, "principal", principal, "nextToken",
                      next_token, false, cb, arg, e);
+}
+
+int aws_iot_list_attached_policies(struct aws_iot *c, const char *target, const char *marker,
+                                   aws_iot_cb *cb, void *arg, struct err *e)
+{
+    return call_new2(c, AWS_IOT_LIST_ATTACHED_POLICIES, "target", target, "marker", marker, false,
+                     cb, arg, e);
 }
 
 int aws_iot_add_thing_to_thing_group(struct aws_iot *c, const char *group, const char *thing,

@@ -72,6 +72,7 @@ enum aws_iot_op {
     AWS_IOT_LIST_PRINCIPAL_THINGS,
     AWS_IOT_REGISTER_CERTIFICATE,
     AWS_IOT_REGISTER_CERTIFICATE_WITHOUT_CA,
+    AWS_IOT_LIST_ATTACHED_POLICIES,
     AWS_IOT__COUNT /* adding one? update iot_ops[] in aws/iot.c */
 };
 
@@ -186,6 +187,10 @@ int aws_iot_detach_thing_principal(struct aws_iot *c, const char *thing, const c
 int aws_iot_list_principal_things(struct aws_iot *c, const char *principal,
                                   const char *next_token, aws_iot_cb *cb, void *arg,
                                   struct err *e) ATTR_WUR;
+/* The policies attached to the target (a certificate's ARN): {"policies": [{policyName,
+ * policyArn}], "nextMarker"}; marker NULL for the first page. */
+int aws_iot_list_attached_policies(struct aws_iot *c, const char *target, const char *marker,
+                                   aws_iot_cb *cb, void *arg, struct err *e) ATTR_WUR;
 int aws_iot_add_thing_to_thing_group(struct aws_iot *c, const char *group, const char *thing,
                                      aws_iot_cb *cb, void *arg, struct err *e) ATTR_WUR;
 int aws_iot_confirm_topic_rule_destination(struct aws_iot *c, const char *token, aws_iot_cb *cb,

@@ -74,6 +74,7 @@ static const char *const jitr_state_names[] = {
     [JITR_ST_LOOKUP] = "LOOKUP",
     [JITR_ST_DESCRIBE] = "DESCRIBE",
     [JITR_ST_EVALUATE] = "EVALUATE",
+    [JITR_ST_ADOPT] = "ADOPT",
     [JITR_ST_CREATE_THING] = "CREATE_THING",
     [JITR_ST_UPDATE_THING] = "UPDATE_THING",
     [JITR_ST_POLICY] = "POLICY",
@@ -185,6 +186,10 @@ struct jitr_req {
     bool registered;     /* our register job registered it INACTIVE (jobs/register.c): ours to
                           * provision as if PENDING_ACTIVATION */
     bool status_set;     /* AWS has the template's status already: no UpdateCertificate */
+    bool adopted;        /* ADOPT found it provisioned by a flow of ours whose states were lost */
+    int adopt_step;      /* ADOPT: 0 the principal's things, 1 its policies */
+    struct buf adopt_next; /* ADOPT: the next page's token ("" for the first) */
+    json_t *adopt_missing; /* ADOPT: the template's policies not seen attached yet */
     size_t idx;          /* POLICY, ATTACH_POLICY, REMOVE_FROM_GROUP, ADD_TO_GROUP */
     json_t *remove;      /* LIST_GROUPS: the groups to leave (array of names) */
     char cert_arn[256];
@@ -411,7 +416,8 @@ static void persist_then(struct jitr_req *r, enum jitr_state next, const char *s
                              att,          "reason",      reason,
                              "ca_id",      r->ev.ca_id,   "account",
                              r->ev.account, "audit_after", after,
-                             "audit_seq",  aseq };
+                             "audit_seq",  aseq,          "adopted",
+                             r->adopted ? "1" : "0" };
         buf_reset(&r->pending);
         r->after = next;
         set_state(r, JITR_ST_PERSIST);
@@ -489,6 +495,7 @@ enum verdict {
     V_DEAD,     /* our configuration or state: a dead letter with the reason */
     V_ACTIVE,   /* resumed at ACTIVATE: the earlier UpdateCertificate went through */
     V_REVOKED,  /* resumed at REJECT: the earlier REVOKED went through */
+    V_ADOPT,    /* ACTIVE with no state of ours: ADOPT asks AWS whether our flow provisioned it */
 };
 
 static enum verdict verdict(struct jitr_req *r, enum verdict v, const char *fmt, ...)
@@ -555,8 +562,8 @@ static enum verdict evaluate(struct jitr_req *r)
     char hex[65];
     struct buf idx_der = BUF_INIT;
     struct jitr_params params = { 0 };
-    struct err e = ERR_INIT;
-    enum verdict v;
+    struct err e = ERR_INIT, left = ERR_INIT;
+    enum verdict v, unless_adopted = V_GO;
 
     snprintf(r->aws_status, sizeof(r->aws_status), "%s", status[0] ? status : "?");
     /* 1. AWS's record: only a certificate AWS registered under one of our CAs is ours */
@@ -623,7 +630,15 @@ static enum verdict evaluate(struct jitr_req *r)
             v = verdict(r, V_IGNORE, "%s in AWS, not PENDING_ACTIVATION: left alone",
                         r->aws_status);
         }
-        goto out;
+        if (strcmp(status, "ACTIVE") != 0 || r->resume != JITR_ST_RECEIVED) {
+            goto out;
+        }
+        /* ACTIVE with no provisioning step of ours known: a flow of ours may have provisioned
+         * it within writes Redis lost (a failover) and left nothing. The rest of the decision
+         * runs, then ADOPT asks AWS whether this flow's steps all ran; any other outcome keeps
+         * this verdict (an operator's activation is left alone) */
+        unless_adopted = v;
+        err_copy(&left, &r->err);
     }
     /* 4. our index */
     if (r->record == NULL) {
@@ -703,6 +718,8 @@ static enum verdict evaluate(struct jitr_req *r)
             r->status_set = true;
             if (r->resume == JITR_ST_ACTIVATE) {
                 v = V_ACTIVE;
+            } else if (unless_adopted != V_GO) {
+                v = V_ADOPT;
             }
         } else if (ovr != JITR_OVR_REPLACE) {
             v = verdict(r, V_IGNORE, "%s in AWS, not %s as the template says, since the last "
@@ -710,6 +727,10 @@ static enum verdict evaluate(struct jitr_req *r)
         }
     }
 out:
+    if (unless_adopted != V_GO && v != V_ADOPT) {
+        v = unless_adopted;
+        err_copy(&r->err, &left);
+    }
     OPENSSL_free(der);
     buf_release(&idx_der);
     jitr_params_release(&params);
@@ -790,6 +811,9 @@ static void start_audit(struct jitr_req *r, const char *type, const char *reason
     if (rec != NULL && reason != NULL) {
         json_object_set_new(rec, "reason", json_string(reason));
     }
+    if (rec != NULL && r->adopted) {
+        json_object_set_new(rec, "adopted", json_true());
+    }
     if (rec == NULL || r->io->audit(r->io->ctx, rec, r->audit_check, r->audit_after, on_audit,
                                     r, &e) != 0) {
         if (rec == NULL) {
@@ -820,6 +844,7 @@ static void restore(struct jitr_req *r, const json_t *h)
     snprintf(r->ca_name, sizeof(r->ca_name), "%s", field(h, "ca"));
     snprintf(r->thing, sizeof(r->thing), "%s", field(h, "thing"));
     snprintf(r->aws_status, sizeof(r->aws_status), "%s", field(h, "aws_status"));
+    r->adopted = strcmp(field(h, "adopted"), "1") == 0;
     buf_reset(&r->policies);
     buf_addstr(&r->policies, field(h, "policies"));
 }
@@ -860,6 +885,9 @@ static void on_evaluated(struct jitr_req *r, enum verdict v)
         return;
     case V_REVOKED:
         persist_audit_mark(r, JITR_ST_RECORD_REJECT, "REVOKED already");
+        return;
+    case V_ADOPT:
+        set_state(r, JITR_ST_ADOPT);
         return;
     }
 }
@@ -1111,6 +1139,99 @@ static bool side_wait(struct jitr_req *r)
     r->side_waited = true;
     r->in_flight = true;
     return true;
+}
+
+/* ADOPT, one page: whether the template's thing holds the certificate (step 0), then which of the
+ * template's policies are attached to it (step 1). true when a next page was started. */
+static bool adopt_page(struct jitr_req *r, const json_t *out)
+{
+    const char *next = field(out, r->adopt_step == 0 ? "nextToken" : "nextMarker");
+    json_t *v;
+    size_t i;
+    if (r->adopt_step == 0) {
+        json_array_foreach(json_object_get(out, "things"), i, v)
+        {
+            if (json_is_string(v) && strcmp(json_string_value(v), r->plan.thing_name) == 0) {
+                next = ""; /* found: the policies next */
+                r->adopt_step = 1;
+            }
+        }
+    } else {
+        json_array_foreach(json_object_get(out, "policies"), i, v)
+        {
+            const char *name = field(v, "policyName");
+            for (size_t k = json_array_size(r->adopt_missing); k > 0; k--) {
+                if (strcmp(json_string_value(json_array_get(r->adopt_missing, k - 1)), name) ==
+                    0) {
+                    json_array_remove(r->adopt_missing, k - 1);
+                }
+            }
+        }
+        if (json_array_size(r->adopt_missing) == 0) {
+            next = "";
+            r->adopt_step = 2;
+        }
+    }
+    buf_reset(&r->adopt_next);
+    buf_addstr(&r->adopt_next, next);
+    return next[0] != '\0';
+}
+
+/* ACTIVE in AWS with no provisioning step of ours known (EVALUATE's V_ADOPT): ours only when
+ * AWS's facts show that a flow of ours provisioned it, its states lost since (a failover to a
+ * replica that lacked the newest writes): the template's thing holds the certificate and every
+ * template policy is attached to it, which our steps do before the activation. Then the
+ * activation is recorded, marked adopted, and nothing is asked of AWS; else it is left alone. */
+static void st_adopt(struct jitr_req *r)
+{
+    struct held_reply *h = held(r);
+    static const char *const what[] = { "ListPrincipalThings", "ListAttachedPolicies" };
+    if (r->have_result && r->op_err.code != ERRC_OK) {
+        fail_op(r, what[r->adopt_step]);
+        return;
+    }
+    if (!r->have_result && r->adopt_step == 0 && r->adopt_next.len == 0) {
+        json_decref(r->adopt_missing);
+        r->adopt_missing = json_array();
+        for (size_t i = 0; i < jitr_template_npolicies(r->env->tpl); i++) {
+            json_array_append_new(r->adopt_missing,
+                                  json_string(jitr_template_policy(r->env->tpl, i)->name));
+        }
+    } else if (r->have_result) {
+        int step = r->adopt_step;
+        bool more = adopt_page(r, h->fields);
+        if (!more && step == r->adopt_step) {
+            /* the last page, and the thing or a policy was not found */
+            verdict(r, V_IGNORE, "ACTIVE in AWS, not PENDING_ACTIVATION: left alone (no state "
+                    "of ours, and %s '%.128s')", step == 0 ? "not attached to the template's "
+                    "thing" : "without the template's policy", step == 0 ? r->plan.thing_name :
+                    json_string_value(json_array_get(r->adopt_missing, 0)));
+            log_info("cert=%.16s left alone: %s", r->ev.cert_id, r->err.msg);
+            persist_audit_mark(r, JITR_ST_RECORD_IGNORE, "left alone");
+            return;
+        }
+        if (r->adopt_step == 2) {
+            r->adopted = true;
+            log_info("cert=%.16s ACTIVE in AWS on thing '%s' with the template's policies, no "
+                     "state of ours (lost): adopted", r->ev.cert_id, r->plan.thing_name);
+            on_evaluated(r, V_ACTIVE);
+            return;
+        }
+    }
+    r->have_result = false;
+    if (r->adopt_step == 0) {
+        json_t *in = json_pack("{s:s}", "principal", r->cert_arn);
+        if (r->adopt_next.len) {
+            json_object_set_new(in, "nextToken", json_string(buf_cstr(&r->adopt_next)));
+        }
+        start_aws(r, AWS_IOT_LIST_PRINCIPAL_THINGS, in);
+    } else {
+        json_t *in = json_pack("{s:s}", "target", r->cert_arn);
+        if (r->adopt_next.len) {
+            json_object_set_new(in, "marker", json_string(buf_cstr(&r->adopt_next)));
+        }
+        start_aws(r, AWS_IOT_LIST_ATTACHED_POLICIES, in);
+    }
 }
 
 static void st_create_thing(struct jitr_req *r)
@@ -1527,6 +1648,7 @@ static state_fn *const state_fns[JITR_ST__COUNT] = {
     [JITR_ST_LOOKUP] = st_lookup,
     [JITR_ST_DESCRIBE] = st_describe,
     [JITR_ST_EVALUATE] = st_evaluate,
+    [JITR_ST_ADOPT] = st_adopt,
     [JITR_ST_CREATE_THING] = st_create_thing,
     [JITR_ST_UPDATE_THING] = st_update_thing,
     [JITR_ST_POLICY] = st_policy,
@@ -1593,6 +1715,8 @@ void jitr_req_free(struct jitr_req *r)
     json_decref(r->record);
     json_decref(r->desc);
     json_decref(r->remove);
+    json_decref(r->adopt_missing);
+    buf_release(&r->adopt_next);
     X509_free(r->cert);
     jitr_plan_release(&r->plan);
     buf_release(&r->policies);

@@ -314,6 +314,8 @@ enum jitr_state {
     JITR_ST_LOOKUP,            /* Redis GET fp:<id>, HGETALL cert:<serial>: our index */
     JITR_ST_DESCRIBE,          /* AWS DescribeCertificate: AWS's record (CA, status, PEM) */
     JITR_ST_EVALUATE,          /* pure: the decision (docs/jitr.md "The decision") */
+    JITR_ST_ADOPT,             /* AWS ListPrincipalThings, ListAttachedPolicies: ACTIVE with no
+                                * state of ours, provisioned by a flow whose states were lost? */
     JITR_ST_CREATE_THING,      /* AWS CreateThing (identical config: 200; other: conflict) */
     JITR_ST_UPDATE_THING,      /* AWS UpdateThing: an existing thing, OverrideSettings MERGE or
                                   REPLACE */

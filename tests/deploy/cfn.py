@@ -234,6 +234,7 @@ RESOURCE_OF = {
     "iot:AttachThingPrincipal": {"cert/*", "thing/*"},
     "iot:DetachThingPrincipal": {"cert/*", "thing/*"},
     "iot:ListPrincipalThings": {"cert/*"},
+    "iot:ListAttachedPolicies": {"cert/*"},
     "iot:RegisterCertificate": {"cert/*"},
     "iot:RegisterCertificateWithoutCA": {"cert/*"},
     "iot:CreateThing": {"thing/*"},

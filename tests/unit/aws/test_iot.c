@@ -366,6 +366,13 @@ static int test_things_policies(void)
     CHECK_OK(SYNC(aws_iot_attach_policy(c, "p+a=b,c@d.e", cert_arn, aws_iot_sync_cb, &s, &e)), &e);
     CHECK(SYNC(aws_iot_attach_policy(c, "nosuch", cert_arn, aws_iot_sync_cb, &s, &e)) != 0);
     CHECK_AWS_ERR(ERRC_NOT_FOUND, "ResourceNotFoundException");
+    /* ListAttachedPolicies (the ARN a path label: its ':' and '/' encoded) */
+    CHECK_OK(SYNC(aws_iot_list_attached_policies(c, cert_arn, NULL, aws_iot_sync_cb, &s, &e)), &e);
+    CHECK_INT_EQ(json_array_size(json_object_get(s.out, "policies")), 1);
+    CHECK_STR_EQ(str_of(json_array_get(json_object_get(s.out, "policies"), 0), "policyName", NULL),
+                 "p+a=b,c@d.e");
+    CHECK(SYNC(aws_iot_list_attached_policies(c, NULL, NULL, aws_iot_sync_cb, &s, &e)) != 0);
+    err_clear(&e);
     CHECK_OK(SYNC(aws_iot_attach_thing_principal(c, "dev:1", cert_arn, aws_iot_sync_cb, &s, &e)),
              &e);
     CHECK(SYNC(aws_iot_attach_thing_principal(c, "nosuch", cert_arn, aws_iot_sync_cb, &s, &e)) !=

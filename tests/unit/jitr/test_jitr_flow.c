@@ -380,6 +380,36 @@ static json_t *aws_desc(struct fake *f, const char *id)
     return json_object_get(f->redis, key);
 }
 
+/* AWS's attachments: "aws:things:<principal>" the things of a principal, "aws:pols:<target>"
+ * the policies of a target (names, each once). */
+static json_t *aws_attached(struct fake *f, const char *what, const json_t *arn)
+{
+    char key[400];
+    snprintf(key, sizeof(key), "aws:%s:%s", what,
+             json_is_string(arn) ? json_string_value(arn) : "");
+    return json_object_get(f->redis, key);
+}
+
+static void aws_attach(struct fake *f, const char *what, const char *arn, const char *name)
+{
+    json_t *a = json_string(arn ? arn : ""), *l = aws_attached(f, what, a), *v;
+    size_t i;
+    if (l == NULL) {
+        char key[400];
+        snprintf(key, sizeof(key), "aws:%s:%s", what, arn ? arn : "");
+        json_object_set_new(f->redis, key, json_array());
+        l = aws_attached(f, what, a);
+    }
+    json_decref(a);
+    json_array_foreach(l, i, v)
+    {
+        if (strcmp(json_string_value(v), name ? name : "") == 0) {
+            return;
+        }
+    }
+    json_array_append_new(l, json_string(name ? name : ""));
+}
+
 static void serve_aws(struct fake *f)
 {
     struct aws_iot_result res;
@@ -423,6 +453,26 @@ static void serve_aws(struct fake *f)
     }
     if (f->op == AWS_IOT_ATTACH_POLICY) {
         json_array_append(f->attached, json_object_get(f->in, "policyName"));
+        aws_attach(f, "pols", json_string_value(json_object_get(f->in, "target")),
+                   json_string_value(json_object_get(f->in, "policyName")));
+    }
+    if (f->op == AWS_IOT_ATTACH_THING_PRINCIPAL) {
+        aws_attach(f, "things", json_string_value(json_object_get(f->in, "principal")),
+                   json_string_value(json_object_get(f->in, "thingName")));
+    }
+    if (f->op == AWS_IOT_LIST_PRINCIPAL_THINGS) {
+        json_t *t = aws_attached(f, "things", json_object_get(f->in, "principal"));
+        json_object_set_new(out, "things", t ? json_deep_copy(t) : json_array());
+    }
+    if (f->op == AWS_IOT_LIST_ATTACHED_POLICIES) {
+        json_t *p = aws_attached(f, "pols", json_object_get(f->in, "target")), *g = json_array(),
+               *v;
+        size_t i;
+        json_array_foreach(p, i, v)
+        {
+            json_array_append_new(g, json_pack("{s:O}", "policyName", v));
+        }
+        json_object_set_new(out, "policies", g);
     }
     if (f->op == AWS_IOT_LIST_THING_GROUPS_FOR_THING) {
         json_t *g = json_array(), *v;
@@ -897,12 +947,104 @@ static int test_flow_states_lost(void)
     CHECK_INT_EQ(flow(&w, w.dev_id, &tr, NULL), JITR_OUT_ACTIVATED);
     CHECK_STR_EQ(calls(&w), "DescribeCertificate");
     CHECK_INT_EQ(w.f.audits, 3);
-    /* nothing left of any attempt: ACTIVE in AWS is not known to be ours */
+    /* nothing left of any attempt: AWS's facts say whether a flow of ours provisioned it
+     * (flow_adopt) */
     json_object_del(w.f.redis, key);
-    err_clear(&why);
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, NULL), JITR_OUT_ACTIVATED);
+    CHECK_STR_EQ(calls(&w), "DescribeCertificate ListPrincipalThings ListAttachedPolicies");
+    CHECK_INT_EQ(w.f.audits, 4);
+out:
+    buf_release(&tr);
+    world_release(&w);
+    return rc;
+}
+
+/* ACTIVE in AWS with no state of ours (a failover lost every state a flow saved, or an
+ * operator activated it): adopted, its activation recorded and nothing changed in AWS, only
+ * when the template's thing holds the certificate and the template's policies are attached to
+ * it; anything else is left alone, as before. */
+static int test_flow_adopt(void)
+{
+    int rc = 0;
+    struct world w;
+    struct buf tr = BUF_INIT;
+    struct err why = ERR_INIT;
+    char key[160], arn[200], pols[400], thing[130];
+    json_t *att;
+    CHECK_INT_EQ(world_init(&w), 0);
+    snprintf(key, sizeof(key), STORE_PREFIX "jitr:dev:%s", w.dev_id);
+    snprintf(arn, sizeof(arn), "arn:aws:iot:us-east-1:123456789012:cert/%s", w.dev_id);
+    snprintf(pols, sizeof(pols), "aws:pols:%s", arn);
+    /* activated by hand, attached to nothing: left alone, nothing asked of AWS but the look */
+    aws_set(&w, w.dev_id, w.dev_pem.data, CA_ID, "ACTIVE");
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, &why), JITR_OUT_IGNORED);
+    CHECK_STR_CONTAINS(why.msg, "ACTIVE in AWS, not PENDING_ACTIVATION: left alone");
+    CHECK_STR_EQ(tr.data, "RECEIVED LOCK LOAD LOOKUP DESCRIBE EVALUATE ADOPT PERSIST "
+                          "RECORD_IGNORE PERSIST UNLOCK FINISHED");
+    CHECK_STR_CONTAINS(why.msg, "not attached to the template's thing 'dev-0001'");
+    CHECK_STR_EQ(calls(&w), "DescribeCertificate ListPrincipalThings");
+    CHECK_STR_EQ(dev_state(&w, w.dev_id, "state"), "IGNORED");
+    CHECK_STR_EQ(last_audit(&w, "type"), "jitr_ignore");
+    CHECK(json_object_get(json_array_get(w.f.log, 0), "adopted") == NULL);
+    /* on a thing of the operator's: the same */
+    json_object_del(w.f.redis, key);
+    aws_attach(&w.f, "things", arn, "bench-unit-7");
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, &why), JITR_OUT_IGNORED);
+    CHECK_STR_EQ(calls(&w), "DescribeCertificate ListPrincipalThings");
+    /* provisioned by a flow of ours (PENDING_ACTIVATION, then the whole flow) */
+    json_object_del(w.f.redis, key);
+    aws_set(&w, w.dev_id, w.dev_pem.data, CA_ID, "PENDING_ACTIVATION");
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, NULL), JITR_OUT_ACTIVATED);
+    CHECK_STR_EQ(calls(&w), CALLS);
+    snprintf(thing, sizeof(thing), "%s",
+             json_string_value(json_object_get(w.f.attach_in, "thingName")));
+    CHECK_STR_EQ(json_string_value(json_object_get(w.f.attach_in, "principal")), arn);
+    /* ... its states lost, and its policy detached since: left alone */
+    att = json_incref(json_object_get(w.f.redis, pols));
+    CHECK(json_array_size(att) == 1);
+    json_object_del(w.f.redis, pols);
+    json_object_del(w.f.redis, key);
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, &why), JITR_OUT_IGNORED);
+    CHECK_STR_EQ(calls(&w), "DescribeCertificate ListPrincipalThings ListAttachedPolicies");
+    CHECK_STR_CONTAINS(why.msg, "ACTIVE in AWS, not PENDING_ACTIVATION: left alone");
+    CHECK_STR_CONTAINS(why.msg, "without the template's policy '");
+    /* the policy there: adopted; the look failing first is retried, then it goes on */
+    json_object_set_new(w.f.redis, pols, att);
+    json_object_del(w.f.redis, key);
+    w.f.fail_op = "ListAttachedPolicies";
+    w.f.fail_code = ERRC_UNAVAILABLE;
+    w.f.fail_aws_code = "ServiceUnavailableException";
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, NULL), JITR_OUT_RETRY);
+    CHECK_STR_EQ(dev_state(&w, w.dev_id, "state"), "ADOPT");
+    CHECK_INT_EQ(w.f.audits, 4);
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, NULL), JITR_OUT_ACTIVATED);
+    CHECK_STR_EQ(tr.data, "RECEIVED LOCK LOAD LOOKUP DESCRIBE EVALUATE ADOPT PERSIST RECORD "
+                          "PERSIST UNLOCK FINISHED");
+    CHECK_STR_EQ(calls(&w), "DescribeCertificate ListPrincipalThings ListAttachedPolicies");
+    CHECK_STR_EQ(aws_status(&w, w.dev_id), "ACTIVE");
+    CHECK_STR_EQ(dev_state(&w, w.dev_id, "state"), "DONE");
+    CHECK_STR_EQ(dev_state(&w, w.dev_id, "adopted"), "1");
+    CHECK_STR_EQ(last_audit(&w, "type"), "jitr_activate");
+    CHECK_STR_EQ(last_audit(&w, "thing"), thing);
+    CHECK(json_is_true(json_object_get(json_array_get(w.f.log, 4), "adopted")));
+    CHECK_INT_EQ(w.f.audits, 5);
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, NULL), JITR_OUT_DUPLICATE);
+    CHECK_STR_EQ(calls(&w), "");
+    /* not ours to adopt whatever AWS holds: revoked in our index (a fact), not in it */
+    json_object_del(w.f.redis, key);
+    json_object_set_new(index_rec(&w, "1234abcd"), "status", json_string("revoked"));
     CHECK_INT_EQ(flow(&w, w.dev_id, &tr, &why), JITR_OUT_IGNORED);
     CHECK_STR_CONTAINS(why.msg, "ACTIVE in AWS, not PENDING_ACTIVATION: left alone");
     CHECK_STR_EQ(calls(&w), "DescribeCertificate");
+    json_object_del(w.f.redis, key);
+    {
+        char fp[160];
+        snprintf(fp, sizeof(fp), STORE_PREFIX "fp:%s", w.dev_id);
+        json_object_del(w.f.redis, fp);
+    }
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, &why), JITR_OUT_IGNORED);
+    CHECK_STR_EQ(calls(&w), "DescribeCertificate");
+    CHECK_STR_EQ(aws_status(&w, w.dev_id), "ACTIVE");
 out:
     buf_release(&tr);
     world_release(&w);
@@ -2234,6 +2376,7 @@ int main(int argc, char **argv)
         { "flow_resume_after_failure", test_flow_resume_after_failure },
         { "flow_activate_reply_lost", test_flow_activate_reply_lost },
         { "flow_states_lost", test_flow_states_lost },
+        { "flow_adopt", test_flow_adopt },
         { "flow_permanent_failure", test_flow_permanent_failure },
         { "flow_round_trips", test_flow_round_trips },
         { "flow_crash_round_trips", test_flow_crash_round_trips },
