@@ -730,6 +730,8 @@ out:
     if (unless_adopted != V_GO && v != V_ADOPT) {
         v = unless_adopted;
         err_copy(&r->err, &left);
+    } else if (v == V_ADOPT) {
+        err_clear(&r->err); /* ADOPT gives the reason if it leaves it alone */
     }
     OPENSSL_free(der);
     buf_release(&idx_der);

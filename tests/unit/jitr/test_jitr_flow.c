@@ -1024,6 +1024,7 @@ static int test_flow_adopt(void)
     CHECK_STR_EQ(aws_status(&w, w.dev_id), "ACTIVE");
     CHECK_STR_EQ(dev_state(&w, w.dev_id, "state"), "DONE");
     CHECK_STR_EQ(dev_state(&w, w.dev_id, "adopted"), "1");
+    CHECK_STR_EQ(dev_state(&w, w.dev_id, "reason"), "");
     CHECK_STR_EQ(last_audit(&w, "type"), "jitr_activate");
     CHECK_STR_EQ(last_audit(&w, "thing"), thing);
     CHECK(json_is_true(json_object_get(json_array_get(w.f.log, 4), "adopted")));
