@@ -1,13 +1,13 @@
 /*
- * jitrctl aws register-batch --in DIR|FILE.jsonl [--timeout S] [--quiet]: certificates we
- * issued registered in AWS IoT and provisioned before their devices ship (docs/jobs.md,
- * "The register kind").
+ * jitrctl aws register-batch --in DIR|FILE.jsonl [--status ACTIVE|INACTIVE] [--timeout S]
+ * [--quiet]: certificates we issued registered in AWS IoT and provisioned before their devices
+ * ship (docs/jobs.md, "The register kind").
  * Each input certificate is checked against our index here (ours, valid, not expired, its CA
  * registered in AWS IoT) and refused with the reason otherwise; the others are queued as jobs
  * of the "register" kind (jobs/register.c), which jitrd's job workers run at the AWS rates
  * configured, with the engine's retries and dead letters. This command then follows each job
  * and the JITR provisioning it queues, draws a progress bar with an ETA, and prints the report:
- * registered, already there, failed (with the reasons).
+ * registered, activated, already there, failed (with the reasons).
  */
 #include <dirent.h>
 #include <openssl/err.h>
@@ -33,9 +33,11 @@
 #define REG_INPUT_MAX ((size_t)1 << 30)
 #define REG_CHUNK     64  /* jobs per enqueue call (jobs_enqueue_argv's limit) */
 #define REG_POLL      100 /* records read per call while following */
+#define REG_FIELDS    10  /* strings per item in poll_lua's reply */
 
 static const char aws_usage[] =
-    "usage: jitrctl aws register-batch --in DIR|FILE.jsonl [--timeout S] [--quiet]\n"
+    "usage: jitrctl aws register-batch --in DIR|FILE.jsonl [--status ACTIVE|INACTIVE]\n"
+    "                                  [--timeout S] [--quiet]\n"
     "       jitrctl aws bulk-export --in DIR|FILE.jsonl --out FILE [--template-out FILE]\n"
     "\n"
     "Registers certificates we issued in AWS IoT and provisions them as JITR would (the thing,\n"
@@ -43,9 +45,13 @@ static const char aws_usage[] =
     "connect. Runs as jobs in jitrd's job workers; this command queues them and follows them.\n"
     "  --in DIR      every *.crt and *.pem file of DIR (jitrctl sign-batch --out DIR)\n"
     "  --in FILE     JSON lines with a \"certificate\" (PEM), as jitrctl sign-batch writes them\n"
+    "  --status S    ACTIVE (the default): the devices may connect once provisioned; INACTIVE:\n"
+    "                provisioned (thing, policies, principal) but left INACTIVE; running the\n"
+    "                command again with --status ACTIVE then only activates them\n"
     "  --timeout S   stop following after S seconds (default 3600; the jobs go on)\n"
     "  --quiet       no progress bar\n"
-    "Running it again is safe: what is registered already is reported \"already there\".\n"
+    "Running it again is safe: what is registered already is reported \"already there\";\n"
+    "what a Redis loss interrupted is provisioned; nothing is ever deactivated.\n"
     "bulk-export writes, for the same checked certificates, the input file of AWS IoT's own\n"
     "bulk registration (StartThingRegistrationTask: one JSON object of parameter values a line:\n"
     "ThingName as jitrd's template names the thing, CertificatePem, CACertificatePem) and with\n"
@@ -58,6 +64,7 @@ enum reg_state {
     R_REFUSED, /* refused here, never queued */
     R_QUEUED,  /* queued, following */
     R_REGISTERED,
+    R_ACTIVATED, /* provisioned INACTIVE by an earlier run, activated by this one */
     R_ALREADY,
     R_FAILED
 };
@@ -305,7 +312,8 @@ static const char *at(json_t *a, size_t i)
 }
 
 /* The CAs' PEMs where the jobs read them (aws:cacert:<id> pem), then the jobs, 64 a call. */
-static int enqueue(struct reg_run *r, struct jobs_admin *adm, const char *batch, struct err *e)
+static int enqueue(struct reg_run *r, struct jobs_admin *adm, const char *batch, const char *status,
+                   struct err *e)
 {
     const char *k;
     json_t *o;
@@ -325,7 +333,7 @@ static int enqueue(struct reg_run *r, struct jobs_admin *adm, const char *batch,
     }
     for (size_t i = 0; i < r->n;) {
         struct jobs_new v[REG_CHUNK];
-        const char *f[REG_CHUNK][10];
+        const char *f[REG_CHUNK][12];
         size_t idx[REG_CHUNK], m = 0;
         struct jobs_argv a;
         json_t *reply;
@@ -346,10 +354,12 @@ static int enqueue(struct reg_run *r, struct jobs_admin *adm, const char *batch,
             f[m][7] = jstr(ca, "mode");
             f[m][8] = "batch";
             f[m][9] = batch;
+            f[m][10] = "status";
+            f[m][11] = status;
             v[m] = (struct jobs_new){ .kind = &jobs_kind_register,
                                       .key = it->id,
                                       .fields = f[m],
-                                      .nfields = 5,
+                                      .nfields = 6,
                                       .src = "register-batch" };
             idx[m++] = i;
         }
@@ -373,19 +383,20 @@ static int enqueue(struct reg_run *r, struct jobs_admin *adm, const char *batch,
 }
 
 /* KEYS: per item, the register job's record and the flow's record. Per item: entry, state,
- * outcome, error, reason, aws_before of the job; state, reason, thing of the flow. */
+ * outcome, error, reason, aws_before of the job; state, reason, thing, status asked of the
+ * flow. */
 static const char poll_lua[] =
     "local out = {}\n"
     "for i = 1, #KEYS, 2 do\n"
     "  local a = redis.call('HMGET', KEYS[i], 'entry', 'state', 'outcome', 'error', 'reason',\n"
     "                       'aws_before')\n"
-    "  local b = redis.call('HMGET', KEYS[i + 1], 'state', 'reason', 'thing')\n"
+    "  local b = redis.call('HMGET', KEYS[i + 1], 'state', 'reason', 'thing', 'status')\n"
     "  for _, x in ipairs(a) do out[#out + 1] = x or '' end\n"
     "  for _, x in ipairs(b) do out[#out + 1] = x or '' end\n"
     "end\n"
     "return out\n";
 
-/* One item's progress from its two records (9 strings at a). */
+/* One item's progress from its two records (REG_FIELDS strings at a). */
 static void settle(struct reg_item *it, json_t *a, size_t o)
 {
     const char *st = at(a, o + 1), *out = at(a, o + 2), *fst = at(a, o + 6);
@@ -398,10 +409,13 @@ static void settle(struct reg_item *it, json_t *a, size_t o)
         return;
     } else if (strcmp(out, "already") == 0) {
         item_why(it, R_ALREADY, "%s in AWS IoT", at(a, o + 5));
+    } else if (strcmp(out, "activated") == 0) {
+        item_why(it, R_ACTIVATED, "INACTIVE in AWS IoT, now ACTIVE (thing %s)", at(a, o + 8));
     } else if (strcmp(out, "refused") == 0) {
         item_why(it, R_FAILED, "%s", at(a, o + 4));
     } else if (strcmp(fst, "DONE") == 0) {
-        item_why(it, R_REGISTERED, "thing %s", at(a, o + 8));
+        item_why(it, R_REGISTERED, "thing %s%s", at(a, o + 8),
+                 strcmp(at(a, o + 9), "INACTIVE") == 0 ? ", INACTIVE" : "");
     } else if (strcmp(fst, "REJECTED") == 0 || strcmp(fst, "IGNORED") == 0 ||
                strcmp(fst, "DEAD") == 0) {
         item_why(it, R_FAILED, "provisioning %s: %s (jitrctl jitr status %.16s...)", fst,
@@ -463,7 +477,7 @@ static int follow(struct reg_run *r, struct jobs_admin *adm, long timeout_s, boo
                 return err_prefix(e, "following the jobs");
             }
             for (size_t x = 0; x < m; x++) {
-                settle(&r->items[idx[x]], reply, 9 * x);
+                settle(&r->items[idx[x]], reply, REG_FIELDS * x);
                 open += r->items[idx[x]].st == R_QUEUED;
             }
             json_decref(reply);
@@ -486,12 +500,11 @@ static int follow(struct reg_run *r, struct jobs_admin *adm, long timeout_s, boo
 
 static int report(struct cli *cli, struct reg_run *r, struct err *e)
 {
-    static const char *const names[] = { [R_REFUSED] = "refused",
-                                         [R_QUEUED] = "in progress",
-                                         [R_REGISTERED] = "registered",
-                                         [R_ALREADY] = "already there",
-                                         [R_FAILED] = "failed" };
-    size_t count[5] = { 0 };
+    static const char *const names[] = {
+        [R_REFUSED] = "refused",     [R_QUEUED] = "in progress",    [R_REGISTERED] = "registered",
+        [R_ACTIVATED] = "activated", [R_ALREADY] = "already there", [R_FAILED] = "failed"
+    };
+    size_t count[R_FAILED + 1] = { 0 };
     for (size_t i = 0; i < r->n; i++) {
         count[r->items[i].st]++;
     }
@@ -505,13 +518,18 @@ static int report(struct cli *cli, struct reg_run *r, struct err *e)
                                             names[it->st], "detail", it->why ? it->why : ""));
         }
         cli_print_json(
-            json_pack("{s:I,s:I,s:I,s:I,s:I,s:o}", "registered", (json_int_t)count[R_REGISTERED],
+            json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:o}", "registered",
+                      (json_int_t)count[R_REGISTERED], "activated", (json_int_t)count[R_ACTIVATED],
                       "already_there", (json_int_t)count[R_ALREADY], "failed",
                       (json_int_t)count[R_FAILED], "refused", (json_int_t)count[R_REFUSED],
                       "in_progress", (json_int_t)count[R_QUEUED], "items", items));
     } else {
-        printf("registered: %zu\nalready there: %zu\nfailed: %zu\nrefused: %zu\n",
-               count[R_REGISTERED], count[R_ALREADY], count[R_FAILED], count[R_REFUSED]);
+        printf("registered: %zu\n", count[R_REGISTERED]);
+        if (count[R_ACTIVATED]) {
+            printf("activated: %zu\n", count[R_ACTIVATED]);
+        }
+        printf("already there: %zu\nfailed: %zu\nrefused: %zu\n", count[R_ALREADY], count[R_FAILED],
+               count[R_REFUSED]);
         if (count[R_QUEUED]) {
             printf("still in progress: %zu (jitrctl jobs status)\n", count[R_QUEUED]);
         }
@@ -563,13 +581,15 @@ static int register_batch(struct cli *cli, int argc, char **argv, struct err *e)
     enum {
         O_IN = 1,
         O_TIMEOUT,
-        O_QUIET
+        O_QUIET,
+        O_STATUS
     };
     static const struct option opts[] = { { "in", required_argument, NULL, O_IN },
                                           { "timeout", required_argument, NULL, O_TIMEOUT },
                                           { "quiet", no_argument, NULL, O_QUIET },
+                                          { "status", required_argument, NULL, O_STATUS },
                                           { NULL, 0, NULL, 0 } };
-    const char *in = NULL;
+    const char *in = NULL, *status = "ACTIVE";
     long timeout_s = 3600;
     bool quiet = false, seen = false;
     int optidx = 0, ch, rc = -1;
@@ -598,6 +618,13 @@ static int register_batch(struct cli *cli, int argc, char **argv, struct err *e)
         }
         case O_QUIET:
             quiet = true;
+            break;
+        case O_STATUS:
+            if (strcmp(optarg, "ACTIVE") != 0 && strcmp(optarg, "INACTIVE") != 0) {
+                return err_set(e, ERRC_INVALID, "--status takes ACTIVE or INACTIVE, not '%.32s'",
+                               optarg);
+            }
+            status = strcmp(optarg, "ACTIVE") == 0 ? "ACTIVE" : "INACTIVE";
             break;
         default:
             return -1;
@@ -636,7 +663,7 @@ static int register_batch(struct cli *cli, int argc, char **argv, struct err *e)
         goto out;
     }
     snprintf(batch, sizeof(batch), "%lld-%d", (long long)time_now_ms(), (int)getpid());
-    if (enqueue(&r, &adm, batch, e) != 0 || follow(&r, &adm, timeout_s, quiet, e) != 0) {
+    if (enqueue(&r, &adm, batch, status, e) != 0 || follow(&r, &adm, timeout_s, quiet, e) != 0) {
         goto out;
     }
     rc = report(cli, &r, e);

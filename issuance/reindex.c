@@ -36,6 +36,8 @@ struct reindex {
     json_t *renews;      /* serial of a renewal -> the serial it renews ("issue" records) */
     json_t *activated;   /* certificateId activated ACTIVE -> [serial, thing, ms], the earliest */
     json_t *retired;     /* certificateId -> true: its renewal_retire record */
+    json_t *registered;  /* certificateId -> [serial, ca_id, account, status]: aws_register */
+    json_t *flow_end;    /* certificateId -> [state, aws_status]: its flow's end record */
     json_t *changes;     /* a second pass: every log's revocations and releases, in time order */
     json_t *aliases;     /* issuing alias -> its CA in the last ca_alias record */
     json_t *blocked;     /* CA name -> true: a ca_compromised record (never signs again) */
@@ -228,6 +230,142 @@ static void replay_renewal(struct reindex *r, const char *type, json_t *rec)
     }
 }
 
+/* A certificate we registered in AWS IoT (jobs/register.c, jitrctl aws register-batch) is
+ * provisioned by a JITR flow its register job queued; the job's "registered" mark (the flow's
+ * record jitr:dev:<certificateId>) and the queued flow live only in Redis. The replay collects
+ * the "aws_register" records (outcome registered, or activated: a later run's ACTIVE) and the
+ * flows' end records, from every log, and requeue_registered restores them. */
+static void replay_register(struct reindex *r, const char *type, json_t *rec)
+{
+    const char *id = str(rec, "certificate_id");
+    json_t *had;
+    if (strlen(id) != 64) {
+        return;
+    }
+    if (strcmp(type, "aws_register") == 0 && strcmp(str(rec, "outcome"), "registered") == 0 &&
+        str(rec, "serial")[0] != '\0' && strlen(str(rec, "ca_id")) == 64) {
+        json_object_set_new(
+            r->registered, id,
+            json_pack("[s,s,s,s]", str(rec, "serial"), str(rec, "ca_id"), str(rec, "account"),
+                      strcmp(str(rec, "status"), "INACTIVE") == 0 ? "INACTIVE" : "ACTIVE"));
+        return;
+    }
+    if (strcmp(type, "aws_register") == 0 && strcmp(str(rec, "outcome"), "activated") == 0) {
+        json_object_set_new(r->flow_end, id, json_pack("[s,s]", "DONE", "ACTIVE"));
+        return;
+    }
+    had = json_object_get(r->flow_end, id);
+    if (had != NULL && strcmp(json_string_value(json_array_get(had, 1)), "ACTIVE") == 0) {
+        return; /* activated: whatever else the logs hold, its last status ours was ACTIVE */
+    }
+    if (strcmp(type, "jitr_activate") == 0) {
+        json_object_set_new(r->flow_end, id, json_pack("[s,s]", "DONE", str(rec, "aws_status")));
+    } else if (strcmp(type, "jitr_reject") == 0) {
+        json_object_set_new(r->flow_end, id,
+                            json_pack("[s,s]", "REJECTED", str(rec, "aws_status")));
+    } else if (strcmp(type, "jitr_ignore") == 0) {
+        json_object_set_new(r->flow_end, id, json_pack("[s,s]", "IGNORED", str(rec, "aws_status")));
+    }
+}
+
+/* The flow's record and stream (jobs/kinds.c, the "jitr" kind's older names). */
+#define REG_FLOW_STREAM "jitr:events"
+#define REG_FLOW_RECORD STORE_PREFIX "jitr:dev:"
+#define REG_CHUNK       100
+
+/* KEYS: the flow's stream, ca:blocked. ARGV: now (ms), the record prefix, then 7 per
+ * certificate: certificateId, its index key (cert:<serial>), the CA's certificateId, account,
+ * status asked, the flow's end state and status ("" when it did not end). A certificate whose
+ * flow record Redis still has is left alone; else the record is written again (registered, as
+ * the register job marked it; with the end state when there was one), and a flow is queued for
+ * one that did not end, is valid in our index (not revoked, not on hold, not superseded) and
+ * whose CA is not blocked. Returns how many were queued. */
+static const char register_restore_lua[] =
+    "local n = 0\n"
+    "for i = 3, #ARGV, 7 do\n"
+    "  local dev = ARGV[2] .. ARGV[i]\n"
+    "  if redis.call('EXISTS', dev) == 0 then\n"
+    "    redis.call('HSET', dev, 'registered', '1', 'ca_id', ARGV[i + 2], 'status', ARGV[i + 4])\n"
+    "    if ARGV[i + 5] ~= '' then\n"
+    "      redis.call('HSET', dev, 'state', ARGV[i + 5], 'aws_status', ARGV[i + 6])\n"
+    "    else\n"
+    "      local c = redis.call('HMGET', ARGV[i + 1], 'status', 'ca')\n"
+    "      if c[1] == 'valid' and redis.call('SISMEMBER', KEYS[2], c[2] or '') == 0 then\n"
+    "        redis.call('XADD', KEYS[1], 'MAXLEN', '~', '1000000', '*', 'cert', ARGV[i], 'ca',\n"
+    "                   ARGV[i + 2], 'account', ARGV[i + 3], 'recv', ARGV[1], 'src', 'reindex',\n"
+    "                   'enq_ms', ARGV[1])\n"
+    "        n = n + 1\n"
+    "      end\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "return n\n";
+
+/* One script call for args[2 .. 2 + 7 * m): adds how many it queued to *queued. */
+static int restore_chunk(struct reindex *r, const char **args, size_t m, size_t *queued)
+{
+    const char *keys[] = { REG_FLOW_STREAM, STORE_CA_BLOCKED };
+    char *out[1] = { NULL };
+    size_t n = 0;
+    uint64_t q = 0;
+    int rc = store_eval(r->store, register_restore_lua, keys, 2, args, 2 + 7 * m, out, 1, &n, r->e);
+    if (rc == 0 && (n != 1 || out[0] == NULL || str_to_u64(out[0], &q) != 0)) {
+        rc = err_set(r->e, ERRC_INTERNAL, "bad reply to the registered certificates' restore");
+    }
+    xfree(out[0]);
+    *queued += (size_t)q;
+    return rc;
+}
+
+/* The registered certificates whose marks Redis lost, marked again; their unfinished flows
+ * queued again (after the index and ca:blocked are written: the script reads them). */
+static int requeue_registered(struct reindex *r)
+{
+    const char *id;
+    json_t *a;
+    const char **args = xcalloc(2 + 7 * REG_CHUNK, sizeof(*args));
+    char(*ckeys)[STORE_KEY_MAX] = xcalloc(REG_CHUNK, sizeof(*ckeys));
+    char now[24];
+    size_t m = 0, queued = 0;
+    int rc = 0;
+    snprintf(now, sizeof(now), "%lld", (long long)time_now_ms());
+    args[0] = now;
+    args[1] = REG_FLOW_RECORD;
+    json_object_foreach(r->registered, id, a)
+    {
+        json_t *end = json_object_get(r->flow_end, id);
+        const char **v = args + 2 + 7 * m;
+        if (!store_key_cert(ckeys[m], sizeof(ckeys[m]), json_string_value(json_array_get(a, 0)))) {
+            continue; /* a serial that is no serial of ours */
+        }
+        v[0] = id;
+        v[1] = ckeys[m];
+        v[2] = json_string_value(json_array_get(a, 1));
+        v[3] = json_string_value(json_array_get(a, 2));
+        v[4] = json_string_value(json_array_get(a, 3));
+        v[5] = end ? json_string_value(json_array_get(end, 0)) : "";
+        v[6] = end ? json_string_value(json_array_get(end, 1)) : "";
+        if (++m == REG_CHUNK) {
+            if ((rc = restore_chunk(r, args, m, &queued)) != 0) {
+                break;
+            }
+            m = 0;
+        }
+    }
+    if (rc == 0 && m > 0) {
+        rc = restore_chunk(r, args, m, &queued);
+    }
+    if (rc == 0 && queued) {
+        log_info("index rebuild: %zu certificates registered in AWS IoT by jitrctl aws "
+                 "register-batch whose provisioning Redis lost are queued again",
+                 queued);
+    }
+    r->st.registered_requeued = queued;
+    xfree(ckeys);
+    xfree(args);
+    return rc;
+}
+
 /* The retirements the replay found pending (a renewal activated, its retirement not recorded),
  * queued unless Redis has their jobs still, due renewal_grace after the activation (to the
  * second: enough for a grace of seconds). */
@@ -385,6 +523,8 @@ static void reindex_free(struct reindex *r)
     json_decref(r->renews);
     json_decref(r->activated);
     json_decref(r->retired);
+    json_decref(r->registered);
+    json_decref(r->flow_end);
     json_decref(r->changes);
     json_decref(r->aliases);
     json_decref(r->blocked);
@@ -483,8 +623,9 @@ static int replay_one(void *arg, json_t *rec, uint64_t line)
         r->st.last_seq = (uint64_t)seq;
         snprintf(r->st.last_hash, sizeof(r->st.last_hash), "%s", hash ? hash : "");
         if (type && !r->tail) {
-            replay_renewal(r, type, rec); /* a rebuild's renewal retirements (not a tail's) */
-            replay_claim(r, type, rec);   /* and its claims */
+            replay_renewal(r, type, rec);  /* a rebuild's renewal retirements (not a tail's) */
+            replay_claim(r, type, rec);    /* and its claims */
+            replay_register(r, type, rec); /* and its registered certificates */
         }
     }
     if (r->tail && type && strcmp(type, "release") == 0) {
@@ -650,6 +791,8 @@ static struct reindex *reindex_new(struct store *s, struct err *e)
     r->renews = json_object();
     r->activated = json_object();
     r->retired = json_object();
+    r->registered = json_object();
+    r->flow_end = json_object();
     r->changes = json_array();
     r->aliases = json_object();
     r->blocked = json_object();
@@ -716,7 +859,8 @@ int issuance_reindex_locked(const struct conf *c, struct store *s, const char *t
         goto out;
     }
     if (requeue_renewals(r, c->renewal_grace) != 0 || replay_aliases(r) != 0 ||
-        replay_blocked(r) != 0 || enroll_claims_restore(s, r->claims, e) != 0) {
+        replay_blocked(r) != 0 || enroll_claims_restore(s, r->claims, e) != 0 ||
+        requeue_registered(r) != 0) {
         goto out;
     }
     if (r->st.records && store_audit_head_set(s, r->st.last_seq, r->st.last_hash, e) != 0) {

@@ -4,8 +4,9 @@
  * jitrctl commands that find the index incomplete (docs/redis.md "Completeness").
  *
  * A rebuild holds the index lock (jitrca:index:lock, a token with a TTL it renews every 5 s
- * whatever the records are) and writes through a store fenced with that token (store_fence): a rebuilder that
- * stalled beyond the TTL, and whose lock another process took, cannot write any more. In order:
+ * whatever the records are) and writes through a store fenced with that token (store_fence): a
+ * rebuilder that stalled beyond the TTL, and whose lock another process took, cannot write any
+ * more. In order:
  *   1. index:ready is deleted (every index read and serial reservation now fails as
  *      "incomplete": clients get 503, never a refusal);
  *   2. every index key is deleted (serial reservations, CRL numbers and working state are kept);
@@ -16,7 +17,12 @@
  *      then the retirements of renewed certificates that were queued (a renewal's
  *      "jitr_activate") and not yet recorded ended ("renewal_retire") are queued again, due
  *      renewal_grace after the activation, unless Redis still has their jobs
- *      (store_renewal_jobs_requeue): they lived only in Redis;
+ *      (store_renewal_jobs_requeue): they lived only in Redis; and the certificates jitrctl
+ *      aws register-batch registered in AWS IoT ("aws_register", outcome registered) whose
+ *      flow record Redis lost get it back (marked registered, with the status asked and the
+ *      flow's end when an end record is in the log), and those whose flow did not end and
+ *      that are valid in the index (neither revoked, held nor superseded; their CA not
+ *      blocked) get their provisioning queued again (src "reindex");
  *   4. index:ready is written and the lock deleted, atomically, only while the lock is ours.
  * A failure anywhere leaves index:ready absent (the index stays "incomplete") and releases the
  * lock; the next rebuild starts again from the top (every step is idempotent).
@@ -49,9 +55,10 @@ struct issuance_reindex_stats {
     uint64_t certificates; /* issue records indexed */
     uint64_t revoked;      /* certificates marked revoked */
     uint64_t revoke_unknown;
-    uint64_t released;     /* holds released (certificateHold lifted) */
-    uint64_t keys_removed; /* old index keys deleted first */
-    uint64_t renewals_requeued; /* renewal retirements Redis had lost, queued again */
+    uint64_t released;            /* holds released (certificateHold lifted) */
+    uint64_t keys_removed;        /* old index keys deleted first */
+    uint64_t renewals_requeued;   /* renewal retirements Redis had lost, queued again */
+    uint64_t registered_requeued; /* provisioning of registered certificates, queued again */
     uint64_t last_seq;
     char last_hash[65];
 };

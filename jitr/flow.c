@@ -185,6 +185,7 @@ struct jitr_req {
     bool existed;        /* CreateThing found the thing with another configuration */
     bool registered;     /* our register job registered it INACTIVE (jobs/register.c): ours to
                           * provision as if PENDING_ACTIVATION */
+    bool reg_inactive;   /* registered, and the register job asks it left INACTIVE */
     bool status_set;     /* AWS has the template's status already: no UpdateCertificate */
     bool adopted;        /* ADOPT found it provisioned by a flow of ours whose states were lost */
     int adopt_step;      /* ADOPT: 0 the principal's things, 1 its policies */
@@ -987,6 +988,7 @@ static void st_load(struct jitr_req *r)
                  field(h->fields, "reason"));
         r->existed = strcmp(field(h->fields, "existed"), "1") == 0;
         r->registered = strcmp(field(h->fields, "registered"), "1") == 0;
+        r->reg_inactive = r->registered && strcmp(field(h->fields, "status"), "INACTIVE") == 0;
         r->resume = JITR_ST_RECEIVED;
         if (sti == JITR_ST_RECORD || sti == JITR_ST_RECORD_REJECT ||
             sti == JITR_ST_RECORD_IGNORE) {
@@ -1078,7 +1080,14 @@ static void st_describe(struct jitr_req *r)
 
 static void st_evaluate(struct jitr_req *r)
 {
-    on_evaluated(r, evaluate(r));
+    enum verdict v = evaluate(r);
+    if (v == V_GO && r->reg_inactive) {
+        /* jitrctl aws register-batch --status INACTIVE: provisioned, not allowed to connect
+         * yet; AWS has it INACTIVE as the register job left it */
+        r->plan.activate = false;
+        r->status_set = strcmp(r->aws_status, "INACTIVE") == 0;
+    }
+    on_evaluated(r, v);
 }
 
 /* ---- the side chain: AttachPolicy alongside CreateThing ------------------------------------ */

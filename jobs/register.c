@@ -4,7 +4,8 @@
  * own flow (jitr/flow.c: the same template, thing, policies, principal and activation last), so
  * its first connection needs no JITR event. Queued by `jitrctl aws register-batch`, keyed by the
  * certificateId; the fields: serial, ca (our CA's name), ca_id (its certificateId in AWS), mode
- * (the CA's AWS certificate mode, DEFAULT or SNI_ONLY), batch (the run that queued it).
+ * (the CA's AWS certificate mode, DEFAULT or SNI_ONLY), batch (the run that queued it), status
+ * (the status provisioning ends with, ACTIVE or INACTIVE; ACTIVE when absent).
  *
  *   CHECK      our index (cert:<serial>, read only while complete): the certificate is ours,
  *              valid, of that CA; with it the CA's PEM (aws:cacert:<ca_id>, written by jitrctl).
@@ -12,10 +13,14 @@
  *              flow's record: a certificate we register INACTIVE is ours to provision), then
  *              RegisterCertificate (our CA's PEM; RegisterCertificateWithoutCA for an SNI_ONLY
  *              CA) with status INACTIVE; known to AWS → outcome "already" with its status,
- *              unless it is INACTIVE and marked registered by us (an earlier run that did not
- *              finish): provisioned again
+ *              unless it is INACTIVE and marked registered by us: provisioned again when its
+ *              flow did not finish (an earlier run, or a rebuild after a Redis loss that marked
+ *              it again, issuance/reindex.c); activated when its flow left it INACTIVE as asked
+ *              (--status INACTIVE) and this job asks ACTIVE
  *   PROVISION  a job of the "jitr" kind (src "register") is queued: the flow makes the thing,
- *              policies and principal and activates it; this job ends "registered"
+ *              policies and principal and sets the status asked (the mark's "status": jitr/
+ *              flow.c leaves an INACTIVE one as it is); this job ends "registered"
+ *   ACTIVATE   UpdateCertificate ACTIVE, the mark's status ACTIVE; this job ends "activated"
  * Each step is safe to run again: a crash after RegisterCertificate finds the certificate
  * INACTIVE and marked at the next run, a second job for the flow is a duplicate once it is done.
  */
@@ -31,10 +36,12 @@
 
 static void st_check(struct jobs_job *j);
 static void st_provision(struct jobs_job *j);
+static void st_activate(struct jobs_job *j);
 
 static const struct jobs_state register_states[] = {
     { "CHECK", st_check },
     { "PROVISION", st_provision },
+    { "ACTIVATE", st_activate },
 };
 
 const struct jobs_kind jobs_kind_register = {
@@ -84,13 +91,22 @@ static const char *field(json_t *o, const char *k)
     return v ? v : "";
 }
 
-/* The job's end (the PEMs held between the operations of CHECK are not saved). */
+/* The status the job asks provisioning to end with. */
+static const char *want_status(struct jobs_job *j)
+{
+    return strcmp(jobs_get(j, "status"), "INACTIVE") == 0 ? "INACTIVE" : "ACTIVE";
+}
+
+/* The job's end (the PEMs held between the operations of CHECK are not saved). The record
+ * carries what a rebuild needs to mark the certificate ours again (issuance/reindex.c): the
+ * CA's certificateId, the account and the status asked. */
 static void finish(struct jobs_job *j, const char *outcome, const char *reason)
 {
-    json_t *rec =
-        json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "serial", jobs_get(j, "serial"), "ca",
-                  jobs_get(j, "ca"), "mode", jobs_get(j, "mode"), "batch", jobs_get(j, "batch"),
-                  "aws_before", jobs_get(j, "aws_before"), "reason", reason);
+    json_t *rec = json_pack(
+        "{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "serial", jobs_get(j, "serial"), "ca",
+        jobs_get(j, "ca"), "ca_id", jobs_get(j, "ca_id"), "account", jobs_get(j, "account"), "mode",
+        jobs_get(j, "mode"), "batch", jobs_get(j, "batch"), "status", want_status(j), "aws_before",
+        jobs_get(j, "aws_before"), "reason", reason);
     jobs_set(j, "cert_pem", "");
     jobs_set(j, "ca_pem", "");
     jobs_set(j, "step", "");
@@ -220,8 +236,10 @@ static void check_described(struct jobs_job *j)
         /* unknown to AWS: marked as ours first, so a crash after the registration resumes */
         snprintf(key, sizeof(key), STORE_PREFIX "jitr:dev:%s", jobs_key(j));
         jobs_set(j, "step", "mark");
-        const char *av[] = { "HSET", key, "registered", "1", "ca_id", jobs_get(j, "ca_id") };
-        jobs_redis(j, 6, av);
+        const char *av[] = { "HSET",   key,           "registered",
+                             "1",      "ca_id",       jobs_get(j, "ca_id"),
+                             "status", want_status(j) };
+        jobs_redis(j, 8, av);
         return;
     }
     {
@@ -238,8 +256,8 @@ static void check_described(struct jobs_job *j)
         /* INACTIVE: ours to provision only when we registered it (an earlier run) */
         snprintf(key, sizeof(key), STORE_PREFIX "jitr:dev:%s", jobs_key(j));
         jobs_set(j, "step", "ours");
-        const char *av[] = { "HMGET", key, "registered", "state" };
-        jobs_redis(j, 4, av);
+        const char *av[] = { "HMGET", key, "registered", "state", "status" };
+        jobs_redis(j, 5, av);
     }
 }
 
@@ -274,11 +292,15 @@ static void st_check(struct jobs_job *j)
             jobs_fail_op(j, "the flow's record");
             return;
         }
-        if (strcmp(at(r, 0), "1") == 0 && strcmp(at(r, 1), "DONE") != 0) {
-            next(j, "PROVISION");
-            return;
+        if (strcmp(at(r, 0), "1") != 0) {
+            finish(j, "already", ""); /* INACTIVE, not by us: left alone */
+        } else if (strcmp(at(r, 1), "DONE") != 0) {
+            next(j, "PROVISION"); /* its flow did not finish */
+        } else if (strcmp(at(r, 2), "INACTIVE") == 0 && strcmp(want_status(j), "ACTIVE") == 0) {
+            next(j, "ACTIVATE"); /* provisioned INACTIVE as asked then, ACTIVE asked now */
+        } else {
+            finish(j, "already", ""); /* INACTIVE as asked, or made INACTIVE since */
         }
-        finish(j, "already", "");
     } else if (strcmp(step, "mark") == 0) {
         if (jobs_result_err(j)->code != ERRC_OK) {
             jobs_fail_op(j, "marking the flow's record");
@@ -308,20 +330,31 @@ static void st_check(struct jobs_job *j)
 }
 
 /* PROVISION: JITR's flow provisions it (fields as jitr/event.c's jitr_event_fields writes
- * them: cert, ca, account, recv, src). */
+ * them: cert, ca, account, recv, src), with the status this job asks (the mark's, which an
+ * earlier run may have set otherwise). */
 static void st_provision(struct jobs_job *j)
 {
-    char now[24];
+    char now[24], key[200];
     struct jobs_argv a;
     struct err e = ERR_INIT;
-    if (jobs_have_result(j)) {
-        if (jobs_result_err(j)->code != ERRC_OK) {
-            jobs_fail_op(j, "queueing the provisioning");
-            return;
-        }
+    const char *step = jobs_get(j, "step");
+    if (jobs_have_result(j) && jobs_result_err(j)->code != ERRC_OK) {
+        jobs_fail_op(j, strcmp(step, "status") == 0 ? "the flow's record"
+                                                    : "queueing the provisioning");
+        return;
+    }
+    if (!jobs_have_result(j)) {
+        snprintf(key, sizeof(key), STORE_PREFIX "jitr:dev:%s", jobs_key(j));
+        jobs_set(j, "step", "status");
+        const char *av[] = { "HSET", key, "status", want_status(j) };
+        jobs_redis(j, 4, av);
+        return;
+    }
+    if (strcmp(step, "queue") == 0) {
         finish(j, "registered", "");
         return;
     }
+    jobs_set(j, "step", "queue");
     snprintf(now, sizeof(now), "%lld", (long long)time_now_ms());
     const char *fields[] = { "ca", jobs_get(j, "ca_id"), "account", jobs_get(j, "account"), "recv",
                              now };
@@ -337,4 +370,30 @@ static void st_provision(struct jobs_job *j)
     }
     jobs_redis(j, (int)a.argc, (const char *const *)a.argv);
     jobs_argv_release(&a);
+}
+
+/* ACTIVATE: a certificate our flow provisioned INACTIVE (an earlier --status INACTIVE) made
+ * ACTIVE; nothing else is called (its thing, policies and principal are there). */
+static void st_activate(struct jobs_job *j)
+{
+    char key[200];
+    const char *step = jobs_get(j, "step");
+    if (!jobs_have_result(j)) {
+        jobs_set(j, "step", "update");
+        jobs_aws(j, AWS_IOT_UPDATE_CERTIFICATE,
+                 json_pack("{s:s,s:s}", "certificateId", jobs_key(j), "newStatus", "ACTIVE"));
+        return;
+    }
+    if (jobs_result_err(j)->code != ERRC_OK) {
+        jobs_fail_op(j, strcmp(step, "update") == 0 ? "UpdateCertificate" : "the flow's record");
+        return;
+    }
+    if (strcmp(step, "update") == 0) {
+        snprintf(key, sizeof(key), STORE_PREFIX "jitr:dev:%s", jobs_key(j));
+        jobs_set(j, "step", "mark");
+        const char *av[] = { "HSET", key, "status", "ACTIVE", "aws_status", "ACTIVE" };
+        jobs_redis(j, 6, av);
+        return;
+    }
+    finish(j, "activated", "");
 }

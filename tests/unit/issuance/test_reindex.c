@@ -6,7 +6,8 @@
  * activation audited, its end not) is queued again by a rebuild, once, and not while Redis has
  * its job. Two nodes: a hold and its release through different nodes end as the later one says
  * (the job queued, the rebuild), a renewal's retirement is queued again whatever log has which
- * record.
+ * record. Certificates registered in AWS IoT by jitrctl aws register-batch get their flow records
+ * back, and the unfinished and valid ones their provisioning.
  */
 #include <hiredis/hiredis.h>
 #include <stdio.h>
@@ -813,6 +814,161 @@ out:
     return rc;
 }
 
+/* An aws_register record of certificateId id (jobs/register.c's fields). */
+static int aws_registered(struct audit_log *log, const char *id, const char *serial,
+                          const char *status, const char *outcome, struct err *e)
+{
+    static const char ca_id[] = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    return append(log,
+                  json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "type", "aws_register", "kind",
+                            "register", "certificate_id", id, "serial", serial, "ca", "root",
+                            "ca_id", ca_id, "account", "123456789012", "status", status, "outcome",
+                            outcome),
+                  e);
+}
+
+/* Certificates jitrctl aws register-batch registered, after Redis lost their flow records: A
+ * (no flow end) is marked and its provisioning queued, once, with the fields the job engine
+ * writes; B (provisioned INACTIVE as asked) marked DONE with its status; C on hold, D revoked
+ * (superseded): marked, not queued; E activated by a later run: DONE ACTIVE; F "already" there:
+ * nothing. Again with Redis keeping the records: nothing. The CA blocked (compromised): A's
+ * record lost again, it is marked but not queued. */
+static int test_registered(void)
+{
+    int rc = 0;
+    struct err e = ERR_INIT;
+    struct fixture f;
+    struct issuance_ctx *ctx = NULL;
+    struct issuance_worker *w = NULL;
+    struct issuance_revoker *rv = NULL;
+    struct issuance_item it[6];
+    struct issuance_revocation r;
+    struct issuance_reindex_stats st;
+    struct buf csr = BUF_INIT, key = BUF_INIT;
+    redisContext *rc_ = NULL;
+    char out[1024];
+    static const char *const cn[6] = { "reg-a", "reg-b", "reg-c", "reg-d", "reg-e", "reg-f" };
+    int frc;
+    memset(it, 0, sizeof(it));
+    frc = fixture_open(&f, "reindex-registered", 7, &e);
+    if (frc == TT_SKIP) {
+        return TT_SKIP;
+    }
+    CHECK_OK(frc, &e);
+    CHECK((rc_ = raw_connect(f.conf)) != NULL);
+    CHECK((ctx = issuance_ctx_open(f.conf, "root", NULL, &e)) != NULL);
+    CHECK((w = issuance_worker_new(ctx, &e)) != NULL);
+    CHECK((rv = issuance_revoker_new(f.conf, ctx->audit, NULL, &e)) != NULL);
+    for (size_t i = 0; i < 6; i++) {
+        buf_reset(&csr);
+        fixture_csr(cn[i], &csr);
+        it[i] = (struct issuance_item){ .csr = (const uint8_t *)csr.data,
+                                        .csr_len = csr.len,
+                                        .requester = "station:line1" };
+        CHECK_OK(issuance_run(w, &it[i], 1, &e), &e);
+        CHECK(it[i].issued);
+        CHECK_OK(aws_registered(ctx->audit, it[i].cert.fingerprint, it[i].cert.serial_hex,
+                                i == 1 || i == 4 ? "INACTIVE" : "ACTIVE",
+                                i == 5 ? "already" : "registered", &e),
+                 &e);
+    }
+    CHECK_OK(activated(ctx->audit, it[1].cert.fingerprint, it[1].cert.serial_hex, "reg-b",
+                       "INACTIVE", &e),
+             &e);
+    CHECK_OK(activated(ctx->audit, it[4].cert.fingerprint, it[4].cert.serial_hex, "reg-e",
+                       "INACTIVE", &e),
+             &e);
+    CHECK_OK(aws_registered(ctx->audit, it[4].cert.fingerprint, it[4].cert.serial_hex, "ACTIVE",
+                            "activated", &e),
+             &e);
+    r = (struct issuance_revocation){ .serial = it[2].cert.serial_hex,
+                                      .reason = CA_CRL_CERTIFICATE_HOLD,
+                                      .requester = "station:admin" };
+    CHECK_OK(issuance_revoke(rv, f.store, &r, &e), &e);
+    r = (struct issuance_revocation){ .serial = it[3].cert.serial_hex,
+                                      .reason = CA_CRL_SUPERSEDED,
+                                      .requester = "station:admin" };
+    CHECK_OK(issuance_revoke(rv, f.store, &r, &e), &e);
+    raw(rc_, out, sizeof(out), "FLUSHDB%s", "");
+    CHECK_OK(issuance_reindex(f.conf, f.store, NULL, NULL, &st, &e), &e);
+    CHECK_INT_EQ(st.registered_requeued, 1);
+    raw(rc_, out, sizeof(out), "XLEN %s", "jitrca:jitr:events");
+    CHECK_STR_EQ(out, "1");
+    {
+        redisReply *x = redisCommand(rc_, "XRANGE jitrca:jitr:events - +");
+        struct buf got = BUF_INIT, want = BUF_INIT;
+        CHECK(x != NULL && x->type == REDIS_REPLY_ARRAY && x->elements == 1);
+        for (size_t i = 0; x && x->elements == 1 && i < x->element[0]->element[1]->elements; i++) {
+            buf_addf(&got, "%s ", x->element[0]->element[1]->element[i]->str);
+        }
+        buf_addf(&want, "cert %s ca %.64s account 123456789012 recv ", it[0].cert.fingerprint,
+                 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+        CHECK(strncmp(buf_cstr(&got), buf_cstr(&want), want.len) == 0);
+        CHECK(strstr(buf_cstr(&got), " src reindex enq_ms ") != NULL);
+        if (x) {
+            freeReplyObject(x);
+        }
+        buf_release(&got);
+        buf_release(&want);
+    }
+#define DEV(i, what)                                                                \
+    do {                                                                            \
+        buf_reset(&key);                                                            \
+        buf_addf(&key, "HGET jitrca:jitr:dev:%s %s", it[i].cert.fingerprint, what); \
+        raw(rc_, out, sizeof(out), buf_cstr(&key), "");                             \
+    } while (0)
+    DEV(0, "registered");
+    CHECK_STR_EQ(out, "1");
+    DEV(0, "status");
+    CHECK_STR_EQ(out, "ACTIVE");
+    DEV(0, "state");
+    CHECK_STR_EQ(out, "");
+    DEV(1, "state");
+    CHECK_STR_EQ(out, "DONE");
+    DEV(1, "status");
+    CHECK_STR_EQ(out, "INACTIVE");
+    DEV(2, "registered");
+    CHECK_STR_EQ(out, "1");
+    DEV(2, "state");
+    CHECK_STR_EQ(out, "");
+    DEV(3, "registered");
+    CHECK_STR_EQ(out, "1");
+    DEV(4, "state");
+    CHECK_STR_EQ(out, "DONE");
+    DEV(4, "aws_status");
+    CHECK_STR_EQ(out, "ACTIVE");
+    DEV(5, "registered");
+    CHECK_STR_EQ(out, "");
+    /* Redis kept them: nothing again */
+    CHECK_OK(issuance_reindex(f.conf, f.store, NULL, NULL, &st, &e), &e);
+    CHECK_INT_EQ(st.registered_requeued, 0);
+    raw(rc_, out, sizeof(out), "XLEN %s", "jitrca:jitr:events");
+    CHECK_STR_EQ(out, "1");
+    /* the CA compromised: marked, never queued */
+    CHECK_OK(append(ctx->audit, json_pack("{s:s,s:s}", "type", "ca_compromised", "ca", "root"), &e),
+             &e);
+    raw(rc_, out, sizeof(out), "FLUSHDB%s", "");
+    CHECK_OK(issuance_reindex(f.conf, f.store, NULL, NULL, &st, &e), &e);
+    CHECK_INT_EQ(st.registered_requeued, 0);
+    DEV(0, "registered");
+    CHECK_STR_EQ(out, "1");
+#undef DEV
+out:
+    for (size_t i = 0; i < 6; i++) {
+        issuance_item_release(&it[i]);
+    }
+    if (rc_) {
+        redisFree(rc_);
+    }
+    buf_release(&csr);
+    buf_release(&key);
+    issuance_revoker_free(rv);
+    issuance_worker_free(w);
+    issuance_ctx_free(ctx);
+    fixture_close(&f);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     static const struct tt_case cases[] = {
@@ -823,6 +979,7 @@ int main(int argc, char **argv)
         { "peers_renewal", test_peers_renewal },
         { "tail", test_tail },
         { "claims", test_claims },
+        { "registered", test_registered },
     };
     return tt_main(argc, argv, cases, ARRAY_LEN(cases));
 }
