@@ -16,7 +16,7 @@ N=${1:-30}
 M=5
 OPS="DescribeCertificate RegisterCertificate CreateThing DescribeThing GetPolicy CreatePolicy AttachPolicy AttachThingPrincipal UpdateCertificate ListCertificatesByCA ListPrincipalThings"
 rates=$(for o in $OPS; do printf '%s=89.5/1,' "$o"; done)
-jq --arg r "${rates%,}" '.jitr.aws_rates = $r | .jitr.max_in_flight = 64 | .jitr.max_attempts = 500' \
+jq --arg r "${rates%,}" '.jitr.aws_rates = $r | .jitr.max_in_flight = 16 | .jitr.max_attempts = 500' \
   "$CFG" >"$T/rate.json" && mv "$T/rate.json" "$CFG"
 q=$(for o in $OPS; do printf '"%s": 100,' "$o"; done)
 curl -sf -X POST "$STANDIN/_standin/config" -H 'content-type: application/json' \
