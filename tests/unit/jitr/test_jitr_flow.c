@@ -1540,8 +1540,27 @@ static int test_flow_registered(void)
     json_object_set_new(index_rec(&w, "1234abcd"), "reason", json_string("certificateHold"));
     CHECK_INT_EQ(flow(&w, w.dev_id, &tr, NULL), JITR_OUT_DEAD);
     CHECK_STR_EQ(aws_status(&w, w.dev_id), "INACTIVE");
-    /* REVOKED in AWS and marked: final, left alone */
     world_release(&w);
+    /* marked with status INACTIVE (jitrctl aws register-batch --status INACTIVE): thing,
+     * policy and principal, no UpdateCertificate, INACTIVE recorded */
+    CHECK_INT_EQ(world_init(&w), 0);
+    aws_set(&w, w.dev_id, w.dev_pem.data, CA_ID, "INACTIVE");
+    mark_registered(&w, w.dev_id);
+    {
+        char key[160];
+        snprintf(key, sizeof(key), STORE_PREFIX "jitr:dev:%s", w.dev_id);
+        json_object_set_new(json_object_get(w.f.redis, key), "status", json_string("INACTIVE"));
+    }
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, NULL), JITR_OUT_ACTIVATED);
+    CHECK_STR_EQ(aws_status(&w, w.dev_id), "INACTIVE");
+    CHECK(strstr(calls(&w), "AttachThingPrincipal") != NULL);
+    CHECK(strstr(calls(&w), "UpdateCertificate") == NULL);
+    CHECK_STR_EQ(dev_state(&w, w.dev_id, "state"), "DONE");
+    CHECK_STR_EQ(dev_state(&w, w.dev_id, "thing"), "dev-0001");
+    CHECK_STR_EQ(last_audit(&w, "type"), "jitr_activate");
+    CHECK_STR_EQ(last_audit(&w, "aws_status"), "INACTIVE");
+    world_release(&w);
+    /* REVOKED in AWS and marked: final, left alone */
     CHECK_INT_EQ(world_init(&w), 0);
     aws_set(&w, w.dev_id, w.dev_pem.data, CA_ID, "REVOKED");
     mark_registered(&w, w.dev_id);
