@@ -31,20 +31,21 @@ case "$cmd" in
 start)
   "$0" stop "$dir" || true
   mkdir -p "$dir"
-  read -r pp rp s1 s2 s3 < <(free_ports 5)
-  for n in primary replica; do
-    port=$pp; extra=()
-    if [ "$n" = replica ]; then port=$rp; extra=(--replicaof 127.0.0.1 "$pp"); fi
-    redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
-      --pidfile "$dir/$n.pid" --logfile "$dir/$n.log" --dir "$dir" "${extra[@]}"
-  done
-  for p in $pp $rp; do
-    for _ in $(seq 100); do cli "$p" ping 2>/dev/null | grep -q PONG && break; sleep 0.05; done
-  done
-  i=0
-  for p in $s1 $s2 $s3; do
-    i=$((i + 1))
-    cat > "$dir/sentinel$i.conf" <<CONF
+  # ports are picked free and then bound by the servers: another process may take one in
+  # between (redis-server --daemonize returns before it binds): every server must answer, else
+  # all stop and the start is tried again on new ports
+  for attempt in 1 2 3 4 5; do
+    read -r pp rp s1 s2 s3 < <(free_ports 5)
+    for n in primary replica; do
+      port=$pp; extra=()
+      if [ "$n" = replica ]; then port=$rp; extra=(--replicaof 127.0.0.1 "$pp"); fi
+      redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
+        --pidfile "$dir/$n.pid" --logfile "$dir/$n.log" --dir "$dir" "${extra[@]}"
+    done
+    i=0
+    for p in $s1 $s2 $s3; do
+      i=$((i + 1))
+      cat > "$dir/sentinel$i.conf" <<CONF
 port $p
 bind 127.0.0.1
 daemonize yes
@@ -56,7 +57,29 @@ sentinel down-after-milliseconds $master 1000
 sentinel failover-timeout $master 10000
 sentinel parallel-syncs $master 1
 CONF
-    redis-server "$dir/sentinel$i.conf" --sentinel
+      redis-server "$dir/sentinel$i.conf" --sentinel
+    done
+    # each port answered by our own server: the process_id it reports is its pid file's (a
+    # port taken by another test's Redis would answer PONG too)
+    up=1
+    for pf in "$pp primary" "$rp replica" "$s1 sentinel1" "$s2 sentinel2" "$s3 sentinel3"; do
+      read -r p n <<<"$pf"
+      mine=0
+      for _ in $(seq 100); do
+        if [ -s "$dir/$n.pid" ] && cli "$p" INFO server 2>/dev/null | tr -d '\r' |
+            grep -qx "process_id:$(cat "$dir/$n.pid")"; then
+          mine=1; break
+        fi
+        sleep 0.05
+      done
+      [ $mine = 1 ] || { up=0; break; }
+    done
+    [ $up = 1 ] && break
+    echo "sentinel fixture: a server did not start (port taken?), attempt $attempt; again" >&2
+    tail -n 3 "$dir"/*.log >&2 || true
+    "$0" stop "$dir" || true
+    # a server that failed to bind left no pid file but may still exit: its log is kept
+    [ "$attempt" = 5 ] && { echo "sentinel fixture: could not start" >&2; exit 1; }
   done
   cat > "$dir/env" <<ENV
 SENTINEL_URL=redis-sentinel://127.0.0.1:$s1,127.0.0.1:$s2,127.0.0.1:$s3/$master
