@@ -75,8 +75,8 @@ has "$T/c2.pem: revoked"
 has "Reason: keyCompromise"
 has "Revocation Time:"
 # the revocation time is the index's
-rt=$(rcli HGET "jitrca:cert:$(openssl x509 -in "$T/c2.pem" -noout -serial | cut -d= -f2 |
-  tr A-F a-f)" revoked_at)
+rt=$(rcli HGET "jitrca:cert:$(index_serial "$T/c2.pem")" revoked_at)
+[ -n "$rt" ] && pass || fail "no revoked_at in the index for c2"
 want=$(date -u -d "$rt" '+%b %e %H:%M:%S %Y GMT')
 has "Revocation Time: $want"
 ocsp "$T/c1.pem" -serial 0x7abcdef0123456789
@@ -105,7 +105,7 @@ ocsp "$T/c3.pem"
 has "$T/c3.pem: revoked"
 has "Reason: superseded"
 # certificateHold as the index may record it (a hold put on by the revocation jobs)
-s4=$(openssl x509 -in "$T/c4.pem" -noout -serial | cut -d= -f2 | tr A-F a-f)
+s4=$(index_serial "$T/c4.pem")
 rcli HSET "jitrca:cert:$s4" status revoked revoked_at 2026-01-02T03:04:05Z \
   reason certificateHold >/dev/null
 ocsp "$T/c4.pem"

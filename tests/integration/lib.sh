@@ -65,6 +65,15 @@ count_records() {
 }
 
 # check_eq WHAT GOT WANT
+# index_serial FILE: a certificate's serial as the index keys it (cert:<serial>, docs/redis.md):
+# lower-case hex of the INTEGER's content octets, with the 00 sign octet openssl's -serial leaves
+# out when the first byte is 0x80 or more (one serial in 256 of ours)
+index_serial() {
+  local s
+  s=$(openssl x509 -in "$1" -noout -serial | cut -d= -f2 | tr A-F a-f)
+  case $s in [89a-f]*) s=00$s ;; esac
+  echo "$s"
+}
 check_eq() {
   if [ "$2" != "$3" ]; then fail "$1: got '$2', want '$3'"; else pass; fi
 }
