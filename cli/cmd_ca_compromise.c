@@ -18,6 +18,10 @@
  *               (dead letters), other (audit ca_compromise "done", once)
  * The certificates of the response are kept in ca:<ca>:compromise:certs ("<fingerprint>
  * <serial>"), so the report and jitrd's /metrics count the same set.
+ * One run at a time writes: steps 1-4 and 6 run under ca:<ca>:compromise:run (SET NX PX, the
+ * run's token, renewed as the run moves), so two operators starting the response at once write
+ * each step once; the second waits, then continues where the first left off. The wait (step 5)
+ * only reads and holds nothing. A run that dies leaves the lock to expire (RUN_LOCK_MS).
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,6 +29,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <openssl/rand.h>
 
 #include "ca/authority.h"
 #include "cli/cli.h"
@@ -49,6 +55,7 @@ static const char usage[] =
 
 #define CERTS_SUFFIX ":compromise:certs"
 #define POLL_MS      500
+#define RUN_LOCK_MS  60000 /* a dead run's lock expires this long after it last moved */
 
 struct counts {
     long long total, revoked, unknown, failed, other, pending;
@@ -162,6 +169,9 @@ struct run {
     char since[32]; /* "" for every certificate */
     bool tty;
     int64_t last_print_ms;
+    char token[340]; /* this run's lock token: user@host:pid:random */
+    bool locked;
+    struct err lost; /* the lock was lost during the bulk revocation (its progress renews it) */
 };
 
 static void say(const struct run *r, const char *fmt, ...) ATTR_PRINTF(2, 3);
@@ -176,6 +186,96 @@ static void say(const struct run *r, const char *fmt, ...)
     va_end(ap);
     putchar('\n');
     fflush(stdout);
+}
+
+/* ---- the run lock ----------------------------------------------------------------------- */
+
+static void lock_key(const struct run *r, char *key, size_t cap)
+{
+    snprintf(key, cap, "ca:%s:compromise:run", r->ca);
+}
+
+/* Takes the run lock, waiting for another run that holds it (saying so once). */
+static int run_lock(struct run *r, struct err *e)
+{
+    static const char take[] =
+        "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return '' end\n"
+        "return redis.call('GET', KEYS[1]) or ''\n";
+    char key[160], ttl[24];
+    bool said = false;
+    lock_key(r, key, sizeof(key));
+    snprintf(ttl, sizeof(ttl), "%d", RUN_LOCK_MS);
+    for (;;) {
+        const char *keys[] = { key }, *args[] = { r->token, ttl };
+        char *out[1] = { NULL };
+        size_t got = 0;
+        if (store_eval(r->s, take, keys, 1, args, 2, out, 1, &got, e) != 0) {
+            return -1;
+        }
+        bool mine = got == 1 && out[0] != NULL && out[0][0] == '\0';
+        if (!mine && !said) {
+            say(r,
+                "the compromise response of CA '%s' is running in another jitrctl (%s): waiting "
+                "for it, then continuing where it left off (a run that died frees it within %d s)",
+                r->ca, got == 1 && out[0] ? out[0] : "?", RUN_LOCK_MS / 1000);
+            said = true;
+        }
+        xfree(out[0]);
+        if (mine) {
+            r->locked = true;
+            return 0;
+        }
+        struct timespec ts = { 0, 200 * 1000000L };
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* Extends the run lock; ERRC_CONFLICT when it is no longer ours (it expired: another run may
+ * have taken over, so this one writes nothing more). */
+static int run_renew(struct run *r, struct err *e)
+{
+    static const char renew[] = "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
+                                "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+                                "return 1\n";
+    char key[160], ttl[24];
+    char *out[1] = { NULL };
+    size_t got = 0;
+    lock_key(r, key, sizeof(key));
+    snprintf(ttl, sizeof(ttl), "%d", RUN_LOCK_MS);
+    const char *keys[] = { key }, *args[] = { r->token, ttl };
+    if (store_eval(r->s, renew, keys, 1, args, 2, out, 1, &got, e) != 0) {
+        return -1;
+    }
+    bool mine = got == 1 && out[0] != NULL && strcmp(out[0], "1") == 0;
+    xfree(out[0]);
+    if (!mine) {
+        r->locked = false;
+        return err_set(e, ERRC_CONFLICT,
+                       "this run lost the lock of CA '%s''s compromise response (it stalled "
+                       "for over %d s, or Redis lost it): stopped; run this again to continue",
+                       r->ca, RUN_LOCK_MS / 1000);
+    }
+    return 0;
+}
+
+/* Frees the run lock when it is still ours (errors ignored: it expires anyway). */
+static void run_unlock(struct run *r)
+{
+    static const char release[] = "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
+                                  "return redis.call('DEL', KEYS[1])\n";
+    char key[160];
+    char *out[1] = { NULL };
+    size_t got = 0;
+    struct err ignored = { 0 };
+    if (!r->locked) {
+        return;
+    }
+    lock_key(r, key, sizeof(key));
+    const char *keys[] = { key }, *args[] = { r->token };
+    if (store_eval(r->s, release, keys, 1, args, 1, out, 1, &got, &ignored) == 0) {
+        xfree(out[0]);
+    }
+    r->locked = false;
 }
 
 static int step_begin(struct run *r, const char *since_arg, struct err *e)
@@ -284,6 +384,9 @@ out:
 static void bulk_progress(void *arg, size_t done, size_t n)
 {
     struct run *r = arg;
+    if (r->locked && run_renew(r, &r->lost) != 0) {
+        fprintf(stderr, "jitrctl: %s\n", r->lost.msg);
+    }
     if (!r->cli->json) {
         fprintf(stderr, "%srevoking in the index: %zu/%zu%s", r->tty ? "\r" : "", done, n,
                 r->tty && done < n ? "" : "\n");
@@ -400,6 +503,10 @@ static int step_revoke(struct run *r, struct err *e)
         err_prefix(e, "%zu revoked, the rest not yet (run this again)", b.revoked);
         goto out;
     }
+    if (r->lost.code != ERRC_OK) {
+        *e = r->lost;
+        goto out;
+    }
     {
         double s = (double)(time_now_ms() - t0) / 1000.0;
         snprintf(num[0], sizeof(num[0]), "%zu", b.revoked);
@@ -490,6 +597,24 @@ static int step_wait(struct run *r, int stall_s, struct counts *k, struct err *e
         struct timespec ts = { 0, POLL_MS * 1000000L };
         nanosleep(&ts, NULL);
     }
+}
+
+/* The recorded step again, under the lock: another run may have finished the response while
+ * this one waited. */
+static int step_reread(struct run *r, struct err *e)
+{
+    static const char *const f[] = { "step" };
+    char *v[1] = { NULL };
+    char key[160];
+    snprintf(key, sizeof(key), STORE_PREFIX "ca:%s:compromise", r->ca);
+    if (store_hmget(r->s, key, f, 1, v, e) != 0) {
+        return -1;
+    }
+    if (v[0] != NULL) {
+        snprintf(r->step, sizeof(r->step), "%s", v[0]);
+    }
+    xfree(v[0]);
+    return 0;
 }
 
 static int step_done(struct run *r, const struct counts *k, struct err *e)
@@ -619,18 +744,30 @@ int cmd_ca_compromise(struct cli *cli, int argc, char **argv, struct err *e)
     if (cli_index_ensure(cli, e) != 0 || (r.s = store_connect(r.c->redis_url, e)) == NULL) {
         return -1;
     }
-    if (step_begin(&r, since, e) != 0 || step_block(&r, e) != 0) {
+    {
+        char who[300];
+        uint8_t rnd[8];
+        char hex[17];
+        issuance_cli_requester(who, sizeof(who));
+        if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+            return err_set(e, ERRC_INTERNAL, "no randomness for the run's lock token");
+        }
+        hex_encode(rnd, sizeof(rnd), hex);
+        snprintf(r.token, sizeof(r.token), "%s:%ld:%s", who + 4, (long)getpid(), hex);
+    }
+    if (run_lock(&r, e) != 0 || step_begin(&r, since, e) != 0 || step_block(&r, e) != 0) {
         goto out;
     }
-    if (step_ord(r.step) < 2 && step_inactive(&r, e) != 0) {
+    if (step_ord(r.step) < 2 && (run_renew(&r, e) != 0 || step_inactive(&r, e) != 0)) {
         goto out;
     }
     if (step_ord(r.step) < 3) {
-        if (step_revoke(&r, e) != 0) {
+        if (run_renew(&r, e) != 0 || step_revoke(&r, e) != 0) {
             goto out;
         }
         snprintf(r.step, sizeof(r.step), "revoked");
     }
+    run_unlock(&r);
     if (!wait) {
         if (count(r.s, r.ca, &k, e) != 0) {
             goto out;
@@ -644,12 +781,15 @@ int cmd_ca_compromise(struct cli *cli, int argc, char **argv, struct err *e)
         rc = 0;
         goto out;
     }
-    if (step_wait(&r, stall, &k, e) != 0 || step_done(&r, &k, e) != 0) {
+    if (step_wait(&r, stall, &k, e) != 0 || run_lock(&r, e) != 0 || step_reread(&r, e) != 0 ||
+        step_done(&r, &k, e) != 0) {
         goto out;
     }
+    run_unlock(&r);
     report(&r, &k, true);
     rc = 0;
 out:
+    run_unlock(&r);
     store_free(r.s);
     return rc;
 }

@@ -210,6 +210,27 @@ check_eq "again: the report" "$(jq -c '[.step, .aws_revoked, .aws_unknown, .fail
 check_eq "again: nothing audited" "$(wc -l <"$(audit_log)")" "$lines"
 expect_fail 5 "began at" "$JITRCTL" ca compromise devices --since 2020-01-01T00:00:00Z --yes
 
+# ---- two operators at once (a spare CA with a certificate): every step written once, every run
+# ends with the report; the later runs wait for the first, then find the work done
+phase "at once"
+ok "$JITRCTL" ca init spare --parent root --subject "/CN=Spare/O=Acme"
+ok "$JITRCTL" sign --ca spare --csr "$T/d.csr" --out "$T/spare.pem"
+pids=""
+for i in 1 2 3 4 5 6; do
+  "$JITRCTL" --config "$CFG" ca compromise spare --yes --stall-timeout 5 >"$T/par$i.out" 2>&1 &
+  pids="$pids $!"
+done
+bad=0
+for p in $pids; do wait "$p" || bad=$((bad + 1)); done
+check_eq "six runs at once: all succeed" "$bad" 0
+[ "$bad" = 0 ] || cat "$T"/par*.out >&2
+for s in begin revoked done; do
+  check_eq "six runs at once: step $s audited once" "$(jq -c "select(.type == \"ca_compromise\" and .ca == \"spare\" and .step == \"$s\")" "$(audit_log)" | wc -l)" 1
+done
+check_eq "six runs at once: blocked audited once" "$(jq -c 'select(.type == "ca_compromised" and .ca == "spare")' "$(audit_log)" | wc -l)" 1
+check_eq "six runs at once: one revocation" "$(jq -c 'select(.type == "revoke" and .ca == "spare")' "$(audit_log)" | wc -l)" 1
+grep -l "running in another jitrctl" "$T"/par*.out >/dev/null && pass || fail "no run said it waited for another"
+
 phase "again"
 # ---- after a Redis loss and the rebuild, the CA stays blocked
 jitrd_stop
