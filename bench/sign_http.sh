@@ -5,6 +5,8 @@
 # Two kinds of requests: one PEM CSR per POST /v1/sign over CONNECTIONS connections, then BATCH
 # CSRs per POST /v1/sign/batch over 8 connections (a station sending a lot at once).
 #   bench/sign_http.sh [BUILD_DIR] [SECONDS] [CONNECTIONS] [BATCH]
+# WORKERS="1 2" (the worker counts to run) and KINDS="sign batch" (the kinds of requests) choose
+# a part of the runs, for A/B comparisons of two builds.
 # Everything runs here: a throwaway redis-server (unix socket), data dir, CAs, station
 # credentials, server certificate; the durable audit log is on (fdatasync per group commit).
 set -euo pipefail
@@ -82,6 +84,13 @@ run() { # run WORKERS CONNECTIONS BATCH
   echo "  jitrd CPU $(awk -v c0="$cpu0" -v c1="$cpu1" -v hz="$(getconf CLK_TCK)" -v s="$secs" 'BEGIN { printf "%.2f", (c1 - c0) / hz / s }') cores; per core of jitrd CPU: $percore certs/s, ratio to the one-core bound $(awk -v p="$percore" -v b="$bound1" 'BEGIN { printf "%.2f", p / b }')"
   kill -TERM "$jpid"; wait "$jpid" 2>/dev/null || true; jpid=
 }
-for workers in 1 2; do run "$workers" "$conns" 1; done
-for workers in 1 2; do run "$workers" 8 "$batch"; done
+for kind in ${KINDS:-sign batch}; do
+  for workers in ${WORKERS:-1 2}; do
+    case $kind in
+    sign) run "$workers" "$conns" 1 ;;
+    batch) run "$workers" 8 "$batch" ;;
+    *) echo "KINDS: sign or batch, not '$kind'" >&2; exit 2 ;;
+    esac
+  done
+done
 "$ctl" audit verify >/dev/null && echo "audit log verified"
