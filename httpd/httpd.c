@@ -72,6 +72,7 @@
 #define OUT_KEEP       65536 /* output buffers above this are released once sent */
 #define LINGER_SECONDS 2
 #define MAX_QUERY      32
+#define REQ_ID_BYTES   8 /* random bytes of a request id: 16 hex digits */
 
 /* A connection's phase; conn_set_phase is the one place it changes. Requests follow each other
  * HEAD -> BODY (-> CONTINUED) -> HANDLER -> HEAD ...; a reply with Connection: close, or the
@@ -124,6 +125,11 @@ struct httpd {
     size_t in_max;
     uint64_t seq;
     uint32_t id_prefix;
+    /* request ids are drawn from here, refilled by one RAND_bytes when used up (a RAND_bytes per
+     * request cost a DRBG generation and, in OpenSSL 3.0, a getpid(2) for its fork check);
+     * filled only once requests arrive, so in the process that serves them */
+    uint8_t id_rnd[512];
+    size_t id_rnd_off;
 };
 
 struct httpd_hdr {
@@ -439,9 +445,13 @@ static struct httpd_req *req_new(struct hconn *c)
     r->peer_len = c->peer_len;
     /* random, not a counter: a counter would tell any client how many requests the worker
      * served since it started (what a factory produces); the counter only if the CSPRNG fails */
-    uint8_t rnd[8];
-    if (RAND_bytes(rnd, sizeof(rnd)) == 1) {
-        hex_encode(rnd, sizeof(rnd), r->id);
+    if (h->id_rnd_off + REQ_ID_BYTES > sizeof(h->id_rnd) &&
+        RAND_bytes(h->id_rnd, sizeof(h->id_rnd)) == 1) {
+        h->id_rnd_off = 0;
+    }
+    if (h->id_rnd_off + REQ_ID_BYTES <= sizeof(h->id_rnd)) {
+        hex_encode(h->id_rnd + h->id_rnd_off, REQ_ID_BYTES, r->id);
+        h->id_rnd_off += REQ_ID_BYTES;
     } else {
         ERR_clear_error();
         snprintf(r->id, sizeof(r->id), "%08x%08llx", h->id_prefix, (unsigned long long)++h->seq);
@@ -857,6 +867,7 @@ struct httpd *httpd_new(struct event_base *base, const struct httpd_opts *o, str
     h->base = base;
     h->o = *o;
     h->lfd = -1;
+    h->id_rnd_off = sizeof(h->id_rnd); /* empty */
     h->in_max = HP_MAX_HEAD + o->max_body + IN_SLACK;
     if (RAND_bytes((unsigned char *)&h->id_prefix, sizeof(h->id_prefix)) != 1) {
         h->id_prefix = (uint32_t)getpid();

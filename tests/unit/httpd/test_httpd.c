@@ -769,6 +769,50 @@ out:
     return rc;
 }
 
+/* Request ids come from a pool of CSPRNG bytes refilled when used up: 200 requests (several
+ * refills) get 200 distinct ids of 16 hex digits. */
+static int test_request_ids(void)
+{
+    enum {
+        N = 200
+    };
+    int rc = 0, fd = -1;
+    struct srv s;
+    struct buf in = BUF_INIT, reqs = BUF_INIT;
+    bool eof = false;
+    static char ids[N][17];
+    size_t n = 0;
+    CHECK_INT_EQ(srv_start(&s, 5), 0);
+    fd = cli_connect(&s);
+    CHECK(fd >= 0);
+    for (int i = 0; i < N; i++) {
+        buf_addf(&reqs, "GET /items/%d HTTP/1.1\r\nHost: h\r\n\r\n", i);
+    }
+    cli_send(fd, reqs.data, reqs.len);
+    cli_recv(&s, fd, &in, N, 10000, &eof);
+    CHECK(!eof);
+    for (const char *p = strstr(buf_cstr(&in), "X-Request-Id: "); p && n < N;
+         p = strstr(p + 1, "X-Request-Id: ")) {
+        CHECK(strspn(p + 14, "0123456789abcdef") == 16);
+        memcpy(ids[n], p + 14, 16);
+        ids[n++][16] = '\0';
+    }
+    CHECK_INT_EQ(n, N);
+    for (size_t i = 0; i < n; i++) {
+        for (size_t k = i + 1; k < n; k++) {
+            CHECK(strcmp(ids[i], ids[k]) != 0);
+        }
+    }
+out:
+    if (fd >= 0) {
+        close(fd);
+    }
+    buf_release(&in);
+    buf_release(&reqs);
+    srv_stop(&s);
+    return rc;
+}
+
 /* request_timeout: a partial request gets 408 and the connection closes; an idle one closes. */
 static int test_server_deadline(void)
 {
@@ -971,6 +1015,7 @@ int main(int argc, char **argv)
         { "limits", test_limits },
         { "pct_decode", test_pct_decode },
         { "server", test_server },
+        { "request_ids", test_request_ids },
         { "server_deadline", test_server_deadline },
         { "tls", test_tls },
     };
