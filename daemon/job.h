@@ -231,6 +231,9 @@ void sign_handle(struct httpd_req *r, void *arg);
 void sign_handle_batch(struct httpd_req *r, void *arg);
 /* The CSR of an item (PEM or DER), NULL when it does not parse (issuance then rejects it). */
 X509_REQ *sign_item_csr(const struct api_csr_req *it);
+/* A certificate's PEM as a JSON string, straight from its DER: byte for byte what json_quote of
+ * ca_der_to_pem writes, without the PEM in between and the escaping pass over it. */
+void sign_pem_json(struct buf *b, const uint8_t *der, size_t len);
 /* One issued certificate as the 201 of /v1/sign gives it (id: a batch item's, or NULL). */
 void sign_issued_write(struct buf *b, const struct snap *s, size_t ca,
                        const struct issuance_item *it, const char *id);
