@@ -19,8 +19,9 @@
  * missing. Worker 0 notices that Redis was unreachable and is back with a complete index, or that
  * the client now talks to another primary, and replays this node's own audit records from
  * HEAL_TAIL_MARGIN_S before the loss was noticed (issuance_reindex_tail: what is missing is
- * indexed, nothing that is there is overwritten), in the same thread as a rebuild. Every node
- * does so with its own log: the index converges without an operator.
+ * indexed, nothing that is there is overwritten; the JITR flows whose end record is there and
+ * whose every state was lost get their end state back), in the same thread as a rebuild. Every
+ * node does so with its own log: the index converges without an operator.
  */
 #include <event2/event.h>
 #include <pthread.h>
@@ -116,9 +117,11 @@ static void on_rebuilt(evutil_socket_t fd, short what, void *arg)
         h->tail = false;
         if (h->rc == 0) {
             log_info("audit tail since %s replayed into the index in %lld ms: %llu records, %llu "
-                     "certificates that were missing indexed, %llu revocations applied",
+                     "certificates that were missing indexed, %llu revocations applied, %llu "
+                     "JITR end states restored",
                      h->since, (long long)ms, (unsigned long long)h->st.records,
-                     (unsigned long long)h->st.certificates, (unsigned long long)h->st.revoked);
+                     (unsigned long long)h->st.certificates, (unsigned long long)h->st.revoked,
+                     (unsigned long long)h->st.jitr_restored);
         } else {
             h->down_since_ms = h->tail_from_ms; /* again at the next good answer */
             h->retry_at_ms = time_now_ms() + HEAL_RETRY_MS;

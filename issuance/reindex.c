@@ -42,6 +42,7 @@ struct reindex {
     json_t *aliases;     /* issuing alias -> its CA in the last ca_alias record */
     json_t *blocked;     /* CA name -> true: a ca_compromised record (never signs again) */
     json_t *claims;      /* claim name -> what enroll_claims_restore writes (a full rebuild) */
+    json_t *jitr_ends;   /* tail: certificateId -> its last JITR end record (jitr_tail_end) */
     struct issuance_reindex_stats st;
     int64_t renewed_ms;
     uint64_t reported; /* st.records at the last progress call */
@@ -510,6 +511,155 @@ static void replay_claim(struct reindex *r, const char *type, json_t *rec)
     }
 }
 
+/* The tail's JITR flows (issuance_reindex_tail). A flow writes its end record (jitr_activate,
+ * jitr_reject, jitr_ignore) to this node's log before it saves its end state in
+ * jitr:dev:<certificateId> and acknowledges its event; a failover that lost every write of the
+ * flow, its event's too, leaves the record and nothing in Redis: no state, no stream entry,
+ * nothing that runs the flow again. Each certificate's last end record in the tail is kept
+ * here (an activation is not replaced by a later refusal: AWS's status was ACTIVE) and
+ * jitr_tail_restore writes its end state back. */
+static void jitr_tail_end(struct reindex *r, const char *type, json_t *rec)
+{
+    const char *id = str(rec, "certificate_id");
+    json_t *had;
+    if (strncmp(type, "jitr_", 5) != 0 || strlen(id) != 64 || !hex_is_lower(id, 64)) {
+        return;
+    }
+    if (strcmp(type, "jitr_activate") != 0 && strcmp(type, "jitr_reject") != 0 &&
+        strcmp(type, "jitr_ignore") != 0) {
+        return;
+    }
+    had = json_object_get(r->jitr_ends, id);
+    if (had != NULL && strcmp(str(had, "type"), "jitr_activate") == 0 &&
+        strcmp(type, "jitr_activate") != 0) {
+        return;
+    }
+    json_object_set(r->jitr_ends, id, rec);
+}
+
+#define JITR_DEV_PREFIX   STORE_PREFIX "jitr:dev:"
+#define JITR_TRACE_PREFIX STORE_PREFIX "jitr:trace:"
+#define JITR_LOCK_PREFIX  STORE_PREFIX "jitr:lock:"
+#define JITR_ARGS         14 /* per certificate, see jitr_restore_lua */
+#define JITR_CHUNK        100
+
+/* ARGV: now (ms), the prefixes of jitr:dev, jitr:trace and jitr:lock, then JITR_ARGS per
+ * certificate: certificateId, end state, serial, ca, thing, policies (comma-separated),
+ * aws_status, CA certificateId, account, audit seq, adopted (1/0), reason, the record's time
+ * (ms), its node. A certificate whose flow has a state in Redis (it runs, or resumes from it:
+ * its event is in the stream) or whose lock is held (a flow runs now) is left alone; else its
+ * end state is written as the flow would have saved it, marked "restored", with a trace line.
+ * Returns how many were written. */
+static const char jitr_restore_lua[] =
+    "local n = 0\n"
+    "for i = 5, #ARGV, 14 do\n"
+    "  local id = ARGV[i]\n"
+    "  local dev = ARGV[2] .. id\n"
+    "  if redis.call('HEXISTS', dev, 'state') == 0 and\n"
+    "     redis.call('EXISTS', ARGV[4] .. id) == 0 then\n"
+    "    redis.call('HSET', dev, 'state', ARGV[i + 1], 'serial', ARGV[i + 2], 'ca', ARGV[i + 3],\n"
+    "      'thing', ARGV[i + 4], 'policies', ARGV[i + 5], 'aws_status', ARGV[i + 6],\n"
+    "      'ca_id', ARGV[i + 7], 'account', ARGV[i + 8], 'audit_seq', ARGV[i + 9],\n"
+    "      'adopted', ARGV[i + 10], 'reason', ARGV[i + 11], 'updated_ms', ARGV[i + 12],\n"
+    "      'restored', 'audit')\n"
+    "    redis.call('HSETNX', dev, 'first_ms', ARGV[i + 12])\n"
+    "    redis.call('RPUSH', ARGV[3] .. id, ARGV[1] .. ' RESTORED -> ' .. ARGV[i + 1] ..\n"
+    "      ' from the audit record seq ' .. ARGV[i + 9] .. ' of node ' .. ARGV[i + 13] ..\n"
+    "      ' (a failover lost the flow\\'s states)')\n"
+    "    redis.call('LTRIM', ARGV[3] .. id, -64, -1)\n"
+    "    n = n + 1\n"
+    "  end\n"
+    "end\n"
+    "return n\n";
+
+/* One script call for args[4 .. 4 + JITR_ARGS * m): adds how many it wrote to *restored. */
+static int jitr_restore_chunk(struct reindex *r, const char **args, size_t m, size_t *restored)
+{
+    char *out[1] = { NULL };
+    size_t n = 0;
+    uint64_t q = 0;
+    int rc =
+        store_eval(r->store, jitr_restore_lua, NULL, 0, args, 4 + JITR_ARGS * m, out, 1, &n, r->e);
+    if (rc == 0 && (n != 1 || out[0] == NULL || str_to_u64(out[0], &q) != 0)) {
+        rc = err_set(r->e, ERRC_INTERNAL, "bad reply to the JITR end states' restore");
+    }
+    xfree(out[0]);
+    *restored += (size_t)q;
+    return rc;
+}
+
+/* The end states of the tail's JITR flows that Redis lacks, written back (jitr_tail_end). */
+static int jitr_tail_restore(struct reindex *r)
+{
+    const char **args = xcalloc(4 + JITR_ARGS * JITR_CHUNK, sizeof(*args));
+    char(*nums)[2][24] = xcalloc(JITR_CHUNK, sizeof(*nums));
+    struct buf *pols = xcalloc(JITR_CHUNK, sizeof(*pols));
+    char now[24];
+    const char *id;
+    json_t *rec;
+    size_t m = 0, restored = 0;
+    int rc = 0;
+    snprintf(now, sizeof(now), "%lld", (long long)time_now_ms());
+    args[0] = now;
+    args[1] = JITR_DEV_PREFIX;
+    args[2] = JITR_TRACE_PREFIX;
+    args[3] = JITR_LOCK_PREFIX;
+    json_object_foreach(r->jitr_ends, id, rec)
+    {
+        const char **v = args + 4 + JITR_ARGS * m;
+        const char *type = str(rec, "type");
+        json_t *p;
+        size_t k;
+        buf_reset(&pols[m]);
+        json_array_foreach(json_object_get(rec, "policies"), k, p)
+        {
+            buf_addf(&pols[m], "%s%s", k ? "," : "",
+                     json_string_value(p) ? json_string_value(p) : "");
+        }
+        snprintf(nums[m][0], sizeof(nums[m][0]), "%lld",
+                 (long long)json_integer_value(json_object_get(rec, "seq")));
+        snprintf(nums[m][1], sizeof(nums[m][1]), "%lld", (long long)issuance_record_ms(rec));
+        v[0] = id;
+        v[1] = strcmp(type, "jitr_activate") == 0 ? "DONE"
+               : strcmp(type, "jitr_reject") == 0 ? "REJECTED"
+                                                  : "IGNORED";
+        v[2] = str(rec, "serial");
+        v[3] = str(rec, "ca");
+        v[4] = str(rec, "thing");
+        v[5] = buf_cstr(&pols[m]);
+        v[6] = str(rec, "aws_status");
+        v[7] = str(rec, "ca_certificate_id");
+        v[8] = str(rec, "account");
+        v[9] = nums[m][0];
+        v[10] = json_is_true(json_object_get(rec, "adopted")) ? "1" : "0";
+        v[11] = str(rec, "reason");
+        v[12] = nums[m][1];
+        v[13] = str(rec, "node");
+        if (++m == JITR_CHUNK) {
+            if ((rc = jitr_restore_chunk(r, args, m, &restored)) != 0) {
+                break;
+            }
+            m = 0;
+        }
+    }
+    if (rc == 0 && m > 0) {
+        rc = jitr_restore_chunk(r, args, m, &restored);
+    }
+    if (rc == 0 && restored) {
+        log_info("audit tail: %zu JITR flows whose every state Redis lost have their end state "
+                 "back from their audit records",
+                 restored);
+    }
+    r->st.jitr_restored = restored;
+    for (size_t i = 0; i < JITR_CHUNK; i++) {
+        buf_release(&pols[i]);
+    }
+    xfree(pols);
+    xfree(nums);
+    xfree(args);
+    return rc;
+}
+
 /* Frees r and what it still holds (a rebuild stopped midway leaves pending records). */
 static void reindex_free(struct reindex *r)
 {
@@ -529,6 +679,7 @@ static void reindex_free(struct reindex *r)
     json_decref(r->aliases);
     json_decref(r->blocked);
     json_decref(r->claims);
+    json_decref(r->jitr_ends);
     xfree(r);
 }
 
@@ -627,6 +778,9 @@ static int replay_one(void *arg, json_t *rec, uint64_t line)
             replay_claim(r, type, rec);    /* and its claims */
             replay_register(r, type, rec); /* and its registered certificates */
         }
+    }
+    if (r->tail && type) {
+        jitr_tail_end(r, type, rec); /* the JITR flows whose states the new primary lacks */
     }
     if (r->tail && type && strcmp(type, "release") == 0) {
         return reindex_tick(r); /* see issuance_reindex_tail */
@@ -797,6 +951,7 @@ static struct reindex *reindex_new(struct store *s, struct err *e)
     r->aliases = json_object();
     r->blocked = json_object();
     r->claims = json_object();
+    r->jitr_ends = json_object();
     return r;
 }
 
@@ -826,7 +981,7 @@ int issuance_reindex_tail(const struct conf *c, struct store *s, const char *sin
          replay_blocked(r) != 0)) {
         goto out;
     }
-    if (raise_crl_numbers(r) != 0) {
+    if (raise_crl_numbers(r) != 0 || jitr_tail_restore(r) != 0) {
         goto out;
     }
     rc = 0;

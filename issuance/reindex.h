@@ -59,6 +59,7 @@ struct issuance_reindex_stats {
     uint64_t keys_removed;        /* old index keys deleted first */
     uint64_t renewals_requeued;   /* renewal retirements Redis had lost, queued again */
     uint64_t registered_requeued; /* provisioning of registered certificates, queued again */
+    uint64_t jitr_restored;       /* tail: JITR end states Redis lacked, from their records */
     uint64_t last_seq;
     char last_hash[65];
 };
@@ -92,8 +93,12 @@ int issuance_reindex(const struct conf *c, struct store *s, issuance_reindex_pro
  * writes it) are applied again without clearing anything and without the lock: an issue record
  * whose certificate is missing from the index is indexed (its serial reserved again), one that is
  * there is left alone (it may have been revoked or renewed since); revocations are applied again
- * (a certificate revoked already stays as it is); CRL numbers are raised. Releases are not: a
- * lost release leaves the certificate on hold (the safe side) until `jitrctl reindex`. */
+ * (a certificate revoked already stays as it is); CRL numbers are raised; a JITR flow whose end
+ * record (jitr_activate, jitr_reject, jitr_ignore) is in the tail while Redis has no state for
+ * its certificate (every write of the flow lost, its event's too) and no flow holds its lock
+ * gets that end state back (DONE, REJECTED, IGNORED, marked "restored"), so a repeated event is
+ * a duplicate and the flow is known as done. Releases are not applied: a lost release leaves
+ * the certificate on hold (the safe side) until `jitrctl reindex`. */
 int issuance_reindex_tail(const struct conf *c, struct store *s, const char *since,
                           struct issuance_reindex_stats *out, struct err *e) ATTR_WUR;
 

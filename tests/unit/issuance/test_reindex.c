@@ -969,6 +969,128 @@ out:
     return rc;
 }
 
+/* A JITR end record of certificateId id: every field the flow writes (jitr/flow.c start_audit). */
+static int jitr_end(struct audit_log *log, const char *type, const char *id, const char *status,
+                    bool adopted, struct err *e)
+{
+    json_t *rec = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:[s,s],s:s}", "type", type,
+                            "certificate_id", id, "ca_certificate_id",
+                            "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc",
+                            "serial", "0a0b0c", "ca", "root", "account", "123456789012", "thing",
+                            "thing-x", "policies", "pol-a", "pol-b", "aws_status", status);
+    if (adopted) {
+        json_object_set_new(rec, "adopted", json_true());
+    }
+    if (strcmp(type, "jitr_activate") != 0) {
+        json_object_set_new(rec, "reason", json_string("the reason"));
+    }
+    return append(log, rec, e);
+}
+
+/* The tail and JITR flows whose every write a failover lost: A activated (adopted), B rejected,
+ * E ignored and then activated, F activated and then ignored: Redis has no state for them and
+ * they get their end state back (DONE, REJECTED, DONE, DONE) with the record's fields, marked
+ * restored, a trace line each; C has a provisioning state (its flow resumes from it), D's lock
+ * is held (its flow runs now): left alone; a record whose certificateId is not one is skipped.
+ * Again: nothing (the states are there). Before the restore a repeated event would have found
+ * no state; after it the flow's LOAD finds DONE. */
+static int test_tail_jitr(void)
+{
+    int rc = 0;
+    struct err e = ERR_INIT;
+    struct fixture f;
+    struct issuance_ctx *ctx = NULL;
+    struct issuance_reindex_stats st;
+    redisContext *rc_ = NULL;
+    redisReply *r = NULL;
+    char id[6][65], key[128], out[256];
+    int frc = fixture_open(&f, "tail-jitr", 9, &e);
+    if (frc == TT_SKIP) {
+        return TT_SKIP;
+    }
+    CHECK_OK(frc, &e);
+    for (size_t i = 0; i < 6; i++) {
+        memset(id[i], 'a' + (int)i, 64);
+        id[i][64] = '\0';
+    }
+    CHECK((rc_ = raw_connect(f.conf)) != NULL);
+    CHECK((ctx = issuance_ctx_open(f.conf, "root", NULL, &e)) != NULL);
+    CHECK_OK(jitr_end(ctx->audit, "jitr_activate", id[0], "ACTIVE", true, &e), &e);
+    CHECK_OK(jitr_end(ctx->audit, "jitr_reject", id[1], "REVOKED", false, &e), &e);
+    CHECK_OK(jitr_end(ctx->audit, "jitr_activate", id[2], "ACTIVE", false, &e), &e);
+    CHECK_OK(jitr_end(ctx->audit, "jitr_activate", id[3], "ACTIVE", false, &e), &e);
+    CHECK_OK(jitr_end(ctx->audit, "jitr_ignore", id[4], "ACTIVE", false, &e), &e);
+    CHECK_OK(jitr_end(ctx->audit, "jitr_activate", id[4], "ACTIVE", false, &e), &e);
+    CHECK_OK(jitr_end(ctx->audit, "jitr_activate", id[5], "ACTIVE", false, &e), &e);
+    CHECK_OK(jitr_end(ctx->audit, "jitr_ignore", id[5], "ACTIVE", false, &e), &e);
+    CHECK_OK(jitr_end(ctx->audit, "jitr_activate", "not-an-id", "ACTIVE", false, &e), &e);
+    snprintf(key, sizeof(key), "jitrca:jitr:dev:%s", id[2]);
+    raw(rc_, out, sizeof(out), "HSET %s state ATTACH_PRINCIPAL", key);
+    snprintf(key, sizeof(key), "jitrca:jitr:lock:%s", id[3]);
+    raw(rc_, out, sizeof(out), "SET %s someone", key);
+    CHECK_OK(issuance_reindex_tail(f.conf, f.store, "2000-01-01T00:00:00Z", &st, &e), &e);
+    CHECK_INT_EQ(st.jitr_restored, 4);
+    snprintf(key, sizeof(key), "jitrca:jitr:dev:%s", id[0]);
+    r = redisCommand(rc_,
+                     "HMGET %s state serial ca thing policies aws_status ca_id "
+                     "account adopted restored audit_seq updated_ms first_ms",
+                     key);
+    CHECK(r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 13);
+    {
+        static const char *const want[] = {
+            "DONE",
+            "0a0b0c",
+            "root",
+            "thing-x",
+            "pol-a,pol-b",
+            "ACTIVE",
+            "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc",
+            "123456789012",
+            "1",
+            "audit",
+        };
+        for (size_t i = 0; i < ARRAY_LEN(want); i++) {
+            CHECK_STR_EQ(r->element[i]->type == REDIS_REPLY_STRING ? r->element[i]->str : "",
+                         want[i]);
+        }
+        for (size_t i = ARRAY_LEN(want); i < 13; i++) {
+            CHECK(r->element[i]->type == REDIS_REPLY_STRING && atoll(r->element[i]->str) > 0);
+        }
+    }
+    freeReplyObject(r);
+    snprintf(key, sizeof(key), "jitrca:jitr:trace:%s", id[0]);
+    raw(rc_, out, sizeof(out), "LLEN %s", key);
+    CHECK_STR_EQ(out, "1");
+    raw(rc_, out, sizeof(out), "LRANGE %s 0 0", key);
+    CHECK(strstr(out, " RESTORED -> DONE from the audit record seq ") != NULL);
+    {
+        static const char *const st_want[] = { "DONE", "REJECTED", "ATTACH_PRINCIPAL",
+                                               "",     "DONE",     "DONE" };
+        for (size_t i = 0; i < 6; i++) {
+            r = redisCommand(rc_, "HGET jitrca:jitr:dev:%s state", id[i]);
+            CHECK(r != NULL);
+            CHECK_STR_EQ(r->type == REDIS_REPLY_STRING ? r->str : "", st_want[i]);
+            freeReplyObject(r);
+        }
+    }
+    r = redisCommand(rc_, "HGET jitrca:jitr:dev:%s reason", id[1]);
+    CHECK(r != NULL && r->type == REDIS_REPLY_STRING && strcmp(r->str, "the reason") == 0);
+    freeReplyObject(r);
+    /* again: every state is there, nothing is written */
+    CHECK_OK(issuance_reindex_tail(f.conf, f.store, "2000-01-01T00:00:00Z", &st, &e), &e);
+    CHECK_INT_EQ(st.jitr_restored, 0);
+    snprintf(key, sizeof(key), "jitrca:jitr:trace:%s", id[0]);
+    raw(rc_, out, sizeof(out), "LLEN %s", key);
+    CHECK_STR_EQ(out, "1");
+out:
+    if (rc_) {
+        redisFree(rc_);
+    }
+    issuance_ctx_free(ctx);
+    fixture_close(&f);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     static const struct tt_case cases[] = {
@@ -978,6 +1100,7 @@ int main(int argc, char **argv)
         { "peers_hold_release", test_peers_hold_release },
         { "peers_renewal", test_peers_renewal },
         { "tail", test_tail },
+        { "tail_jitr", test_tail_jitr },
         { "claims", test_claims },
         { "registered", test_registered },
     };
