@@ -220,7 +220,8 @@ if [ "$LAG_MS" != 0 ]; then
 else
   : >"$T/lost_flows"
 fi
-phase "lag of $(($(date +%s%3N) - cut)) ms, $(wc -l <"$T/lost_flows") flows within it"
+lag_ms=$(($(date +%s%3N) - cut))
+phase "lag of $lag_ms ms, $(wc -l <"$T/lost_flows") flows within it"
 off1=$(primary_cli INFO replication | tr -d '\r' | awk -F: '/^master_repl_offset:/ {print $2}')
 lost_bytes=$((off1 - off0))
 lost_acts=$(($(activations) - before_kill))
@@ -393,7 +394,7 @@ ok "$JITRCTL" --config "$T/n1.json" audit verify --file "$T/n1/audit/audit.log" 
   --file "$T/n2/audit/audit.log" --file "$T/n3/audit/audit.log"
 
 echo "JITR failover: $N devices in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}') s," \
-  "primary SIGKILLed after $before_kill activations, the promoted replica missing its last ${lost_bytes} bytes of writes (${LAG_MS} ms, ${lost_acts} activations); activations by node:" \
+  "primary SIGKILLed after $before_kill activations, the promoted replica missing its last ${lost_bytes} bytes of writes (${lag_ms} ms, ${lost_acts} activations); activations by node:" \
   "n1 $(wc -l <"$T/act.1"), n2 $(wc -l <"$T/act.2"), n3 $(wc -l <"$T/act.3")" \
   "($(wc -l <"$T/activated") records for $N devices); longest time without an activation" \
   "${jgap_ms} ms; certificates adopted (ACTIVE, states lost) ${adopted_n}; flows whose every" \
