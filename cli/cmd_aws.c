@@ -8,6 +8,12 @@
  * configured, with the engine's retries and dead letters. This command then follows each job
  * and the JITR provisioning it queues, draws a progress bar with an ETA, and prints the report:
  * registered, activated, already there, failed (with the reasons).
+ * --template T provisions with T (a template in jitr.template's format) instead of jitrd's own:
+ * T is checked against every certificate of the batch first (jitr_template_check_cert, as
+ * jitrctl policy check --cert does) and the whole run refused when it fails for any; then T is
+ * written to the audit log (an "aws_template" record: the rebuild after a Redis loss restores
+ * it, issuance/reindex.c) and to Redis under its SHA-256 (jitr:tpl:<sha256>, written once),
+ * and each register job carries that SHA-256 to the flow that provisions its certificate.
  */
 #include <dirent.h>
 #include <openssl/err.h>
@@ -21,11 +27,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "audit/audit.h"
 #include "ca/authority.h"
 #include "ca/issue.h"
 #include "cli/cli.h"
 #include "core/mem.h"
 #include "core/util.h"
+#include "issuance/issuance.h"
 #include "jitr/jitr.h"
 #include "jobs/jobs.h"
 #include "store/store.h"
@@ -37,7 +45,7 @@
 
 static const char aws_usage[] =
     "usage: jitrctl aws register-batch --in DIR|FILE.jsonl [--status ACTIVE|INACTIVE]\n"
-    "                                  [--timeout S] [--quiet]\n"
+    "                                  [--template T] [--timeout S] [--quiet]\n"
     "       jitrctl aws bulk-export --in DIR|FILE.jsonl --out FILE [--template-out FILE]\n"
     "\n"
     "Registers certificates we issued in AWS IoT and provisions them as JITR would (the thing,\n"
@@ -48,6 +56,10 @@ static const char aws_usage[] =
     "  --status S    ACTIVE (the default): the devices may connect once provisioned; INACTIVE:\n"
     "                provisioned (thing, policies, principal) but left INACTIVE; running the\n"
     "                command again with --status ACTIVE then only activates them\n"
+    "  --template T  provision with the template T (the format of jitr.template) instead of\n"
+    "                jitrd's: T is checked against every certificate first (the thing name,\n"
+    "                the policies) and nothing is queued when it fails for any; its policy\n"
+    "                documents are named by their SHA-256\n"
     "  --timeout S   stop following after S seconds (default 3600; the jobs go on)\n"
     "  --quiet       no progress bar\n"
     "Running it again is safe: what is registered already is reported \"already there\";\n"
@@ -313,7 +325,7 @@ static const char *at(json_t *a, size_t i)
 
 /* The CAs' PEMs where the jobs read them (aws:cacert:<id> pem), then the jobs, 64 a call. */
 static int enqueue(struct reg_run *r, struct jobs_admin *adm, const char *batch, const char *status,
-                   struct err *e)
+                   const char *tpl, struct err *e)
 {
     const char *k;
     json_t *o;
@@ -333,7 +345,7 @@ static int enqueue(struct reg_run *r, struct jobs_admin *adm, const char *batch,
     }
     for (size_t i = 0; i < r->n;) {
         struct jobs_new v[REG_CHUNK];
-        const char *f[REG_CHUNK][12];
+        const char *f[REG_CHUNK][14];
         size_t idx[REG_CHUNK], m = 0;
         struct jobs_argv a;
         json_t *reply;
@@ -356,10 +368,12 @@ static int enqueue(struct reg_run *r, struct jobs_admin *adm, const char *batch,
             f[m][9] = batch;
             f[m][10] = "status";
             f[m][11] = status;
+            f[m][12] = "tpl";
+            f[m][13] = tpl;
             v[m] = (struct jobs_new){ .kind = &jobs_kind_register,
                                       .key = it->id,
                                       .fields = f[m],
-                                      .nfields = 6,
+                                      .nfields = tpl[0] != '\0' ? 7 : 6,
                                       .src = "register-batch" };
             idx[m++] = i;
         }
@@ -576,20 +590,105 @@ static bool engine_knows(struct jobs_admin *adm)
     return found;
 }
 
+/* --template T: T read and parsed as jitrd parses it (its PolicyDocuments named by their
+ * SHA-256: jitr.policy_name versions jitrd's own template's policy only), then evaluated on
+ * every certificate the run would queue. Any failure refuses the whole run, naming the
+ * certificate and the reason: a batch is provisioned with one template or not at all. */
+static struct jitr_template *batch_template(struct reg_run *r, const char *path, struct buf *text,
+                                            char sha[65], struct err *e)
+{
+    struct jitr_template *t;
+    if (file_read_all(path, 1 << 20, text, e) != 0) {
+        err_prefix(e, "--template");
+        return NULL;
+    }
+    if (memchr(text->data, '\0', text->len) != NULL) {
+        err_set(e, ERRC_INVALID, "--template %s: a NUL byte: not a template", path);
+        return NULL;
+    }
+    if ((t = jitr_template_parse(text->data, text->len, path, NULL, e)) == NULL) {
+        err_prefix(e, "--template");
+        return NULL;
+    }
+    sha256_hex(text->data, text->len, sha);
+    for (size_t i = 0; i < r->n; i++) {
+        struct reg_item *it = &r->items[i];
+        BIO *bio;
+        X509 *x;
+        json_t *plan = NULL;
+        int rc;
+        if (it->st != R_QUEUED) {
+            continue;
+        }
+        bio = BIO_new_mem_buf(it->pem, -1);
+        x = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+        BIO_free(bio);
+        ERR_clear_error();
+        rc = x ? jitr_template_check_cert(t, x, &plan, e)
+               : err_set(e, ERRC_INVALID, "the certificate cannot be read again");
+        json_decref(plan);
+        X509_free(x);
+        if (rc != 0) {
+            err_prefix(e, "--template %s cannot provision %s (serial %s, certificateId %.16s...)",
+                       path, it->source, it->serial, it->id);
+            jitr_template_free(t);
+            return NULL;
+        }
+    }
+    return t;
+}
+
+/* T where jitrd's flows find it, the audit record first: jitr:tpl:<sha256> is written once
+ * (SET NX) and never changed; the "aws_template" record (sha256, the content, the batch) lets a
+ * rebuild after a Redis loss restore it before it queues the provisioning again. */
+static int store_template(const struct conf *c, struct jobs_admin *adm, const char *path,
+                          const struct buf *text, const char *sha, const char *batch, struct err *e)
+{
+    char who[300], key[200];
+    json_t *rec, *reply;
+    struct audit_log *log;
+    int rc;
+    issuance_cli_requester(who, sizeof(who));
+    rec = json_pack("{s:s,s:s,s:s%,s:s,s:s}", "type", "aws_template", "sha256", sha, "content",
+                    text->data, text->len, "file", path, "batch", batch, "requester", who);
+    if (rec == NULL) {
+        return err_set(e, ERRC_INVALID, "--template %s is not UTF-8 text", path);
+    }
+    log = audit_open_node(conf_audit_path(c), c->node_id, e);
+    rc = log ? audit_append(log, &rec, 1, NULL, e) : -1;
+    audit_close(log);
+    json_decref(rec);
+    if (rc != 0) {
+        return err_prefix(e, "--template: the audit record");
+    }
+    snprintf(key, sizeof(key), STORE_PREFIX "jitr:tpl:%s", sha);
+    const char *av[] = { "SET", key, text->data, "NX" };
+    if ((reply = jobs_admin_cmd(adm, 4, av, e)) == NULL) {
+        return err_prefix(e, "--template: storing it in Redis");
+    }
+    json_decref(reply);
+    return 0;
+}
+
 static int register_batch(struct cli *cli, int argc, char **argv, struct err *e)
 {
     enum {
         O_IN = 1,
         O_TIMEOUT,
         O_QUIET,
-        O_STATUS
+        O_STATUS,
+        O_TEMPLATE
     };
     static const struct option opts[] = { { "in", required_argument, NULL, O_IN },
                                           { "timeout", required_argument, NULL, O_TIMEOUT },
                                           { "quiet", no_argument, NULL, O_QUIET },
                                           { "status", required_argument, NULL, O_STATUS },
+                                          { "template", required_argument, NULL, O_TEMPLATE },
                                           { NULL, 0, NULL, 0 } };
-    const char *in = NULL, *status = "ACTIVE";
+    const char *in = NULL, *status = "ACTIVE", *tpl_path = NULL;
+    struct jitr_template *tpl = NULL;
+    struct buf tpl_text = BUF_INIT;
+    char tpl_sha[65] = "";
     long timeout_s = 3600;
     bool quiet = false, seen = false;
     int optidx = 0, ch, rc = -1;
@@ -625,6 +724,9 @@ static int register_batch(struct cli *cli, int argc, char **argv, struct err *e)
                                optarg);
             }
             status = strcmp(optarg, "ACTIVE") == 0 ? "ACTIVE" : "INACTIVE";
+            break;
+        case O_TEMPLATE:
+            tpl_path = optarg;
             break;
         default:
             return -1;
@@ -663,7 +765,13 @@ static int register_batch(struct cli *cli, int argc, char **argv, struct err *e)
         goto out;
     }
     snprintf(batch, sizeof(batch), "%lld-%d", (long long)time_now_ms(), (int)getpid());
-    if (enqueue(&r, &adm, batch, status, e) != 0 || follow(&r, &adm, timeout_s, quiet, e) != 0) {
+    if (tpl_path != NULL &&
+        ((tpl = batch_template(&r, tpl_path, &tpl_text, tpl_sha, e)) == NULL ||
+         store_template(c, &adm, tpl_path, &tpl_text, tpl_sha, batch, e) != 0)) {
+        goto out;
+    }
+    if (enqueue(&r, &adm, batch, status, tpl_sha, e) != 0 ||
+        follow(&r, &adm, timeout_s, quiet, e) != 0) {
         goto out;
     }
     rc = report(cli, &r, e);
@@ -676,6 +784,8 @@ out:
     }
     xfree(r.items);
     json_decref(r.cas);
+    jitr_template_free(tpl);
+    buf_release(&tpl_text);
     return rc;
 }
 

@@ -36,7 +36,8 @@ struct reindex {
     json_t *renews;      /* serial of a renewal -> the serial it renews ("issue" records) */
     json_t *activated;   /* certificateId activated ACTIVE -> [serial, thing, ms], the earliest */
     json_t *retired;     /* certificateId -> true: its renewal_retire record */
-    json_t *registered;  /* certificateId -> [serial, ca_id, account, status]: aws_register */
+    json_t *registered;  /* certificateId -> [serial, ca_id, account, status, tpl]: aws_register */
+    json_t *templates;   /* SHA-256 -> content: aws_template (register-batch --template) */
     json_t *flow_end;    /* certificateId -> [state, aws_status]: its flow's end record */
     json_t *changes;     /* a second pass: every log's revocations and releases, in time order */
     json_t *aliases;     /* issuing alias -> its CA in the last ca_alias record */
@@ -247,8 +248,9 @@ static void replay_register(struct reindex *r, const char *type, json_t *rec)
         str(rec, "serial")[0] != '\0' && strlen(str(rec, "ca_id")) == 64) {
         json_object_set_new(
             r->registered, id,
-            json_pack("[s,s,s,s]", str(rec, "serial"), str(rec, "ca_id"), str(rec, "account"),
-                      strcmp(str(rec, "status"), "INACTIVE") == 0 ? "INACTIVE" : "ACTIVE"));
+            json_pack("[s,s,s,s,s]", str(rec, "serial"), str(rec, "ca_id"), str(rec, "account"),
+                      strcmp(str(rec, "status"), "INACTIVE") == 0 ? "INACTIVE" : "ACTIVE",
+                      str(rec, "tpl")));
         return;
     }
     if (strcmp(type, "aws_register") == 0 && strcmp(str(rec, "outcome"), "activated") == 0) {
@@ -269,32 +271,78 @@ static void replay_register(struct reindex *r, const char *type, json_t *rec)
     }
 }
 
+/* The templates jitrctl aws register-batch --template stored (jitr:tpl:<sha256>): each
+ * "aws_template" record's content, kept when it hashes to its sha256. */
+static void replay_template(struct reindex *r, const char *type, json_t *rec)
+{
+    const char *sha = str(rec, "sha256"), *text = str(rec, "content");
+    char got[65];
+    if (strcmp(type, "aws_template") != 0 || strlen(sha) != 64) {
+        return;
+    }
+    sha256_hex(text, strlen(text), got);
+    if (strcmp(got, sha) == 0) {
+        json_object_set_new(r->templates, sha, json_string(text));
+    }
+}
+
+/* The templates back in Redis (SET NX: written once, never changed), before
+ * requeue_registered queues the flows that name them. */
+static int restore_templates(struct reindex *r)
+{
+    const char *sha;
+    json_t *text;
+    json_object_foreach(r->templates, sha, text)
+    {
+        char key[200], *out[1] = { NULL };
+        size_t n = 0;
+        const char *keys[] = { key }, *args[] = { json_string_value(text) };
+        int rc;
+        snprintf(key, sizeof(key), "jitr:tpl:%s", sha);
+        rc = store_eval(r->store, "redis.call('SET', KEYS[1], ARGV[1], 'NX') return 1", keys, 1,
+                        args, 1, out, 1, &n, r->e);
+        xfree(out[0]);
+        if (rc != 0) {
+            return err_prefix(r->e, "restoring template %.16s...", sha);
+        }
+    }
+    if (json_object_size(r->templates)) {
+        log_info("index rebuild: %zu register-batch templates restored",
+                 json_object_size(r->templates));
+    }
+    return 0;
+}
+
 /* The flow's record and stream (jobs/kinds.c, the "jitr" kind's older names). */
 #define REG_FLOW_STREAM "jitr:events"
 #define REG_FLOW_RECORD STORE_PREFIX "jitr:dev:"
 #define REG_CHUNK       100
 
-/* KEYS: the flow's stream, ca:blocked. ARGV: now (ms), the record prefix, then 7 per
+/* KEYS: the flow's stream, ca:blocked. ARGV: now (ms), the record prefix, then 8 per
  * certificate: certificateId, its index key (cert:<serial>), the CA's certificateId, account,
- * status asked, the flow's end state and status ("" when it did not end). A certificate whose
- * flow record Redis still has is left alone; else the record is written again (registered, as
- * the register job marked it; with the end state when there was one), and a flow is queued for
- * one that did not end, is valid in our index (not revoked, not on hold, not superseded) and
- * whose CA is not blocked. Returns how many were queued. */
+ * status asked, the flow's end state and status ("" when it did not end), the SHA-256 of the
+ * template its register job carried ("" for jitrd's: restore_templates wrote it back). A
+ * certificate whose flow record Redis still has is left alone; else the record is written again
+ * (registered, as the register job marked it, its template too; with the end state when there
+ * was one), and a flow is queued (with that template) for one that did not end, is valid in our
+ * index (not revoked, not on hold, not superseded) and whose CA is not blocked. Returns how many
+ * were queued. */
 static const char register_restore_lua[] =
     "local n = 0\n"
-    "for i = 3, #ARGV, 7 do\n"
+    "for i = 3, #ARGV, 8 do\n"
     "  local dev = ARGV[2] .. ARGV[i]\n"
     "  if redis.call('EXISTS', dev) == 0 then\n"
-    "    redis.call('HSET', dev, 'registered', '1', 'ca_id', ARGV[i + 2], 'status', ARGV[i + 4])\n"
+    "    redis.call('HSET', dev, 'registered', '1', 'ca_id', ARGV[i + 2], 'status', ARGV[i + 4],\n"
+    "               'tpl', ARGV[i + 7])\n"
     "    if ARGV[i + 5] ~= '' then\n"
     "      redis.call('HSET', dev, 'state', ARGV[i + 5], 'aws_status', ARGV[i + 6])\n"
     "    else\n"
     "      local c = redis.call('HMGET', ARGV[i + 1], 'status', 'ca')\n"
     "      if c[1] == 'valid' and redis.call('SISMEMBER', KEYS[2], c[2] or '') == 0 then\n"
-    "        redis.call('XADD', KEYS[1], 'MAXLEN', '~', '1000000', '*', 'cert', ARGV[i], 'ca',\n"
-    "                   ARGV[i + 2], 'account', ARGV[i + 3], 'recv', ARGV[1], 'src', 'reindex',\n"
-    "                   'enq_ms', ARGV[1])\n"
+    "        local f = {'cert', ARGV[i], 'ca', ARGV[i + 2], 'account', ARGV[i + 3], 'recv',\n"
+    "                   ARGV[1], 'src', 'reindex', 'enq_ms', ARGV[1]}\n"
+    "        if ARGV[i + 7] ~= '' then f[#f + 1] = 'tpl'; f[#f + 1] = ARGV[i + 7] end\n"
+    "        redis.call('XADD', KEYS[1], 'MAXLEN', '~', '1000000', '*', unpack(f))\n"
     "        n = n + 1\n"
     "      end\n"
     "    end\n"
@@ -302,14 +350,14 @@ static const char register_restore_lua[] =
     "end\n"
     "return n\n";
 
-/* One script call for args[2 .. 2 + 7 * m): adds how many it queued to *queued. */
+/* One script call for args[2 .. 2 + 8 * m): adds how many it queued to *queued. */
 static int restore_chunk(struct reindex *r, const char **args, size_t m, size_t *queued)
 {
     const char *keys[] = { REG_FLOW_STREAM, STORE_CA_BLOCKED };
     char *out[1] = { NULL };
     size_t n = 0;
     uint64_t q = 0;
-    int rc = store_eval(r->store, register_restore_lua, keys, 2, args, 2 + 7 * m, out, 1, &n, r->e);
+    int rc = store_eval(r->store, register_restore_lua, keys, 2, args, 2 + 8 * m, out, 1, &n, r->e);
     if (rc == 0 && (n != 1 || out[0] == NULL || str_to_u64(out[0], &q) != 0)) {
         rc = err_set(r->e, ERRC_INTERNAL, "bad reply to the registered certificates' restore");
     }
@@ -324,7 +372,7 @@ static int requeue_registered(struct reindex *r)
 {
     const char *id;
     json_t *a;
-    const char **args = xcalloc(2 + 7 * REG_CHUNK, sizeof(*args));
+    const char **args = xcalloc(2 + 8 * REG_CHUNK, sizeof(*args));
     char(*ckeys)[STORE_KEY_MAX] = xcalloc(REG_CHUNK, sizeof(*ckeys));
     char now[24];
     size_t m = 0, queued = 0;
@@ -335,7 +383,7 @@ static int requeue_registered(struct reindex *r)
     json_object_foreach(r->registered, id, a)
     {
         json_t *end = json_object_get(r->flow_end, id);
-        const char **v = args + 2 + 7 * m;
+        const char **v = args + 2 + 8 * m;
         if (!store_key_cert(ckeys[m], sizeof(ckeys[m]), json_string_value(json_array_get(a, 0)))) {
             continue; /* a serial that is no serial of ours */
         }
@@ -346,6 +394,7 @@ static int requeue_registered(struct reindex *r)
         v[4] = json_string_value(json_array_get(a, 3));
         v[5] = end ? json_string_value(json_array_get(end, 0)) : "";
         v[6] = end ? json_string_value(json_array_get(end, 1)) : "";
+        v[7] = json_string_value(json_array_get(a, 4));
         if (++m == REG_CHUNK) {
             if ((rc = restore_chunk(r, args, m, &queued)) != 0) {
                 break;
@@ -674,6 +723,7 @@ static void reindex_free(struct reindex *r)
     json_decref(r->activated);
     json_decref(r->retired);
     json_decref(r->registered);
+    json_decref(r->templates);
     json_decref(r->flow_end);
     json_decref(r->changes);
     json_decref(r->aliases);
@@ -777,6 +827,7 @@ static int replay_one(void *arg, json_t *rec, uint64_t line)
             replay_renewal(r, type, rec);  /* a rebuild's renewal retirements (not a tail's) */
             replay_claim(r, type, rec);    /* and its claims */
             replay_register(r, type, rec); /* and its registered certificates */
+            replay_template(r, type, rec); /* and their templates */
         }
     }
     if (r->tail && type) {
@@ -946,6 +997,7 @@ static struct reindex *reindex_new(struct store *s, struct err *e)
     r->activated = json_object();
     r->retired = json_object();
     r->registered = json_object();
+    r->templates = json_object();
     r->flow_end = json_object();
     r->changes = json_array();
     r->aliases = json_object();
@@ -1015,7 +1067,7 @@ int issuance_reindex_locked(const struct conf *c, struct store *s, const char *t
     }
     if (requeue_renewals(r, c->renewal_grace) != 0 || replay_aliases(r) != 0 ||
         replay_blocked(r) != 0 || enroll_claims_restore(s, r->claims, e) != 0 ||
-        requeue_registered(r) != 0) {
+        restore_templates(r) != 0 || requeue_registered(r) != 0) {
         goto out;
     }
     if (r->st.records && store_audit_head_set(s, r->st.last_seq, r->st.last_hash, e) != 0) {

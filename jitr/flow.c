@@ -154,6 +154,10 @@ struct held_reply {
 struct jitr_req {
     const struct jitr_env *env;
     const struct jitr_io *io;
+    /* the flow's template: env->tpl (jitrd's), or the one its register job carries (jitrctl aws
+     * register-batch --template), named by its SHA-256 (tpl_sha; "" for jitrd's) */
+    const struct jitr_template *tpl;
+    char tpl_sha[65];
     struct jitr_event ev;
     char entry[64];
     enum jitr_state state;
@@ -554,7 +558,7 @@ static enum verdict evaluate(struct jitr_req *r)
     bool ours = r->registered && strcmp(status, "INACTIVE") == 0;
     bool pending = strcmp(status, "PENDING_ACTIVATION") == 0 || ours;
     bool settled = !ours && (strcmp(status, "ACTIVE") == 0 || strcmp(status, "INACTIVE") == 0);
-    enum jitr_override ovr = jitr_template_status_override(env->tpl);
+    enum jitr_override ovr = jitr_template_status_override(r->tpl);
     time_t now = (time_t)(now_ms(r) / 1000);
     const struct ca_profile *prof;
     const struct jitr_ca *ca, *idx_ca;
@@ -699,7 +703,7 @@ static enum verdict evaluate(struct jitr_req *r)
         goto out;
     }
     jitr_params_from_cert(r->cert, r->ev.cert_id, &params);
-    if (jitr_template_eval(env->tpl, &params, &r->plan, &e) != 0) {
+    if (jitr_template_eval(r->tpl, &params, &r->plan, &e) != 0) {
         v = verdict(r, V_DEAD, "%s", e.msg);
         goto out;
     }
@@ -708,8 +712,8 @@ static enum verdict evaluate(struct jitr_req *r)
              aws_partition_of_region(env->region), env->region, r->ev.account, r->ev.cert_id);
     snprintf(r->thing, sizeof(r->thing), "%s", r->plan.thing_name);
     buf_reset(&r->policies);
-    for (size_t i = 0; i < jitr_template_npolicies(env->tpl); i++) {
-        buf_addf(&r->policies, "%s%s", i ? "," : "", jitr_template_policy(env->tpl, i)->name);
+    for (size_t i = 0; i < jitr_template_npolicies(r->tpl); i++) {
+        buf_addf(&r->policies, "%s%s", i ? "," : "", jitr_template_policy(r->tpl, i)->name);
     }
     /* 6. a certificate AWS has ACTIVE or INACTIVE already */
     v = V_GO;
@@ -984,6 +988,22 @@ static void st_load(struct jitr_req *r)
             set_state(r, JITR_ST_UNLOCK);
             return;
         }
+        if (strcmp(field(h->fields, "tpl"), r->tpl_sha) != 0) {
+            /* a register job provisions it with another template (jitrctl aws register-batch
+             * --template): never with this one, which would give it another thing and other
+             * policies; its record is left as it is */
+            struct err te = ERR_INIT;
+            const char *want = field(h->fields, "tpl");
+            err_set(&te, ERRC_CONFLICT,
+                    "certificate %.16s... is provisioned with %s%.64s, this flow carries %s%.64s: "
+                    "left to its register job (jitrctl aws register-batch%s)",
+                    r->ev.cert_id, want[0] ? "template " : "jitrd's template", want,
+                    r->tpl_sha[0] ? "template " : "jitrd's template", r->tpl_sha,
+                    want[0] ? " --template with that template" : " without --template");
+            finish_with(r, JITR_OUT_DEAD, &te);
+            set_state(r, JITR_ST_UNLOCK);
+            return;
+        }
         snprintf(r->stored_reason, sizeof(r->stored_reason), "%s",
                  field(h->fields, "reason"));
         r->existed = strcmp(field(h->fields, "existed"), "1") == 0;
@@ -1101,11 +1121,11 @@ static void side_call(struct jitr_req *r)
     struct err e = ERR_INIT;
     json_t *in;
     if (r->side_stop || r->side_err.code != ERRC_OK ||
-        r->side_idx >= jitr_template_npolicies(r->env->tpl)) {
+        r->side_idx >= jitr_template_npolicies(r->tpl)) {
         return;
     }
-    in = json_pack("{s:s, s:s}", "policyName",
-                   jitr_template_policy(r->env->tpl, r->side_idx)->name, "target", r->cert_arn);
+    in = json_pack("{s:s, s:s}", "policyName", jitr_template_policy(r->tpl, r->side_idx)->name,
+                   "target", r->cert_arn);
     r->aws_calls++;
     if (r->io->aws(r->io->ctx, AWS_IOT_ATTACH_POLICY, in, on_side, r, &e) != 0) {
         err_copy(&r->side_err, &e);
@@ -1204,9 +1224,9 @@ static void st_adopt(struct jitr_req *r)
     if (!r->have_result && r->adopt_step == 0 && r->adopt_next.len == 0) {
         json_decref(r->adopt_missing);
         r->adopt_missing = json_array();
-        for (size_t i = 0; i < jitr_template_npolicies(r->env->tpl); i++) {
+        for (size_t i = 0; i < jitr_template_npolicies(r->tpl); i++) {
             json_array_append_new(r->adopt_missing,
-                                  json_string(jitr_template_policy(r->env->tpl, i)->name));
+                                  json_string(jitr_template_policy(r->tpl, i)->name));
         }
     } else if (r->have_result) {
         int step = r->adopt_step;
@@ -1350,7 +1370,7 @@ static enum item_step item_step(struct jitr_req *r, size_t n, const char *what)
 static void st_policy(struct jitr_req *r)
 {
     struct err e = ERR_INIT;
-    switch (item_step(r, jitr_template_npolicies(r->env->tpl), "policy")) {
+    switch (item_step(r, jitr_template_npolicies(r->tpl), "policy")) {
     case ITEMS_DONE:
         /* CreateThing next (and the attachments alongside), or the step a retry resumes */
         set_state(r, r->resume == JITR_ST_UPDATE_THING || r->resume == JITR_ST_ATTACH_POLICY
@@ -1358,7 +1378,7 @@ static void st_policy(struct jitr_req *r)
                          : JITR_ST_CREATE_THING);
         return;
     case ITEM_START:
-        if (r->io->policy_ready(r->io->ctx, r->env->tpl, r->idx, on_done, r, &e) != 0) {
+        if (r->io->policy_ready(r->io->ctx, r->tpl, r->idx, on_done, r, &e) != 0) {
             err_copy(&r->op_err, &e);
             r->have_result = true;
         } else {
@@ -1697,6 +1717,7 @@ struct jitr_req *jitr_req_new(const struct jitr_env *env, const struct jitr_io *
     struct jitr_req *r = xcalloc(1, sizeof(*r));
     r->env = env;
     r->io = io;
+    r->tpl = env->tpl;
     r->ev = *ev;
     snprintf(r->entry, sizeof(r->entry), "%s", entry_id ? entry_id : "");
     snprintf(r->lock_token, sizeof(r->lock_token), JITR_LOCK_TAG "%s %ld-%lu-%lld", r->entry,
@@ -1706,6 +1727,12 @@ struct jitr_req *jitr_req_new(const struct jitr_env *env, const struct jitr_io *
     buf_addstr(&r->trace, "RECEIVED");
     buf_addstr(&r->pending, "RECEIVED");
     return r;
+}
+
+void jitr_req_set_template(struct jitr_req *r, const struct jitr_template *tpl, const char *sha)
+{
+    r->tpl = tpl;
+    snprintf(r->tpl_sha, sizeof(r->tpl_sha), "%s", sha ? sha : "");
 }
 
 void jitr_req_start(struct jitr_req *r)

@@ -416,6 +416,12 @@ struct jitr_io {
 /* A flow for one event. entry_id is the stream entry (copied; "" in tests). */
 struct jitr_req *jitr_req_new(const struct jitr_env *env, const struct jitr_io *io,
                               const struct jitr_event *ev, const char *entry_id);
+/* Before jitr_req_start: the flow provisions with tpl (borrowed: it must outlive the flow),
+ * the template a register job carries (jitrctl aws register-batch --template), named by sha
+ * (its SHA-256, 64 lowercase hex), instead of env->tpl. A certificate whose flow record names
+ * another template than the flow's (sha, or "" for env->tpl) is left to that template's flow:
+ * the flow ends DEAD saying so. */
+void jitr_req_set_template(struct jitr_req *r, const struct jitr_template *tpl, const char *sha);
 /* Runs the machine until it waits on an operation; io->done runs at the end (never inside
  * jitr_req_start itself unless the very first operation fails to start). */
 void jitr_req_start(struct jitr_req *r);

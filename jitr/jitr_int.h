@@ -41,6 +41,12 @@ struct jitr_secrets {
     size_t n;
 };
 
+/* A template's policies and their state in AWS (policy.c), made on first use. */
+struct jitr_polset {
+    struct jitr_pol *pols;
+    size_t npols;
+};
+
 /* What SIGHUP replaces for the flows: the template (with its policies' state in AWS) and the
  * profiles. A flow keeps the generation it started with until its next run; the service keeps
  * every generation a flow still uses. */
@@ -49,10 +55,12 @@ struct jitr_gen {
     struct jitr_template *tpl;
     struct ca_profiles *profiles;
     struct jitr_env env;   /* the flows' context: tpl, profiles, the current CA table, ... */
-    struct jitr_pol *pols; /* the template's policies (policy.c), made on first use */
-    size_t npols;
+    struct jitr_polset ps; /* the template's policies (policy.c) */
     struct jitr_gen *next; /* the service's list */
 };
+
+struct jitr_tplc;
+struct jitr_tpl_wait;
 
 struct jitr_service {
     struct jitr_ctx ctx; /* base, Redis, AWS, the CA table, stopping */
@@ -67,6 +75,7 @@ struct jitr_service {
     struct jitr_env env;   /* what every generation's env starts from (no template) */
     struct jitr_gen *gen;  /* the current generation (one reference) */
     struct jitr_gen *gens; /* every generation still used, the current one included */
+    struct jitr_tplc *tplc; /* register-batch templates by SHA-256 (loader.c), bounded */
     struct jitr_io io;
     struct workq *loader;  /* files read off the loop: the CA table, SIGHUP's reload */
     struct event *loader_wake;
@@ -110,6 +119,32 @@ void jitr_gen_install(struct jitr_service *s, struct jitr_template *tpl,
  * generation. */
 void jitr_cas_swap(struct jitr_service *s, struct jitr_catab *tab);
 int jitr_loader_start(struct jitr_service *s, struct err *e) ATTR_WUR;
+
+/* loader.c: the templates of jitrctl aws register-batch --template, which a register job's flow
+ * names by the SHA-256 of their bytes (jitr:tpl:<sha256>, docs/redis.md): read from Redis and
+ * parsed off the loop once, then kept (at most JITR_TPLC_MAX that no flow uses) with their
+ * policies' state in AWS. */
+#define JITR_TPLC_MAX 8
+/* The template of sha (64 lowercase hex): 0 with *out ready (a reference: jitr_tpl_unref);
+ * 1 while it loads: cb runs once, later, on the loop, unless cancelled (*wait), with the
+ * template (a reference) or its failure: ERRC_NOT_FOUND when Redis has no such template or its
+ * bytes do not hash to sha or do not parse (a dead letter, never the default template
+ * instead), another code for a transient one (Redis down, stopping); -1: e says why now. */
+typedef void jitr_tpl_cb(void *arg, struct jitr_tplc *c, const struct err *e);
+int jitr_tpl_get(struct jitr_service *s, const char *sha, jitr_tpl_cb *cb, void *arg,
+                 struct jitr_tplc **out, struct jitr_tpl_wait **wait, struct err *e) ATTR_WUR;
+/* A waiter whose flow went (its cb never runs). */
+void jitr_tpl_cancel(struct jitr_service *s, struct jitr_tpl_wait *w);
+const struct jitr_template *jitr_tplc_template(const struct jitr_tplc *c);
+const char *jitr_tplc_sha(const struct jitr_tplc *c);
+/* 64 lowercase hex digits. */
+bool jitr_tpl_sha_ok(const char *sha);
+void jitr_tpl_unref(struct jitr_service *s, struct jitr_tplc *c);
+/* The policy state of the template t, a generation's or a cached one's; NULL when unknown. */
+struct jitr_polset *jitr_polset_of(struct jitr_service *s, const struct jitr_template *t);
+/* At the end: every cached template's policy waiters cancelled (release) / freed (free). */
+void jitr_tpl_release_all(struct jitr_service *s);
+void jitr_tpl_free_all(struct jitr_service *s);
 /* The load in progress completes, unused; the queued ones are dropped. */
 void jitr_loader_stop(struct jitr_service *s);
 
@@ -117,7 +152,7 @@ void jitr_loader_stop(struct jitr_service *s);
  * cancels a generation's waiters and frees its policies' state. */
 int jitr_policy_ready(void *ctx, const struct jitr_template *t, size_t idx, store_done_cb *cb,
                       void *arg, struct err *e);
-void jitr_policy_release(struct jitr_gen *g);
+void jitr_policy_release(struct jitr_polset *ps);
 
 /* auditq.c: the audit writer. A thread (core/workq.h) appends the records queued on the loop
  * (everything queued together goes into one audit_append: one write, one fdatasync) and posts

@@ -4,7 +4,8 @@
  * accepted), and on SIGHUP the configuration file, the template, the profiles and the intake
  * secrets; the results are swapped in on the loop. The template and profiles are a generation
  * (struct jitr_gen) that a flow keeps for its run; the CA table is swapped under every
- * generation.
+ * generation. The templates register jobs carry (jitrctl aws register-batch --template) are
+ * read from Redis and parsed by the same thread, and kept by their SHA-256.
  */
 #include <event2/event.h>
 #include <string.h>
@@ -13,8 +14,10 @@
 #include "core/conf.h"
 #include "core/log.h"
 #include "core/mem.h"
+#include "core/util.h"
 #include "core/workq.h"
 #include "jitr/jitr_int.h"
+#include "store/store.h"
 
 #define CA_REFRESH_MS 10000
 
@@ -37,7 +40,7 @@ void jitr_gen_unref(struct jitr_service *s, struct jitr_gen *g)
             break;
         }
     }
-    jitr_policy_release(g);
+    jitr_policy_release(&g->ps);
     jitr_template_free(g->tpl);
     ca_profiles_free(g->profiles);
     xfree(g);
@@ -94,10 +97,39 @@ struct load_job {
     struct jitr_secrets secrets;
     struct jitr_catab *cas;
     struct err cas_err;
+    struct jitr_tplc *tplc; /* a register-batch template to parse (its text below), or NULL */
+    char *tpl_text;
+    size_t tpl_len;
 };
+
+static void tplc_parsed(struct jitr_service *s, struct load_job *j, bool ran);
+
+/* A register-batch template: its bytes must hash to the name they were stored under (written
+ * once by jitrctl; anything else is not the template the operator checked). Its PolicyDocuments
+ * are named by their SHA-256: jitr.policy_name names jitrd's own template's policy only. */
+static void parse_tpl(struct load_job *j, const char *sha)
+{
+    char got[65], origin[96];
+    sha256_hex(j->tpl_text, j->tpl_len, got);
+    if (strcmp(got, sha) != 0) {
+        err_set(&j->err, ERRC_NOT_FOUND,
+                "template %s in Redis (jitr:tpl:%.16s...) holds other bytes (SHA-256 %.16s...)",
+                sha, sha, got);
+        return;
+    }
+    snprintf(origin, sizeof(origin), "template %.64s", sha);
+    j->tpl = jitr_template_parse(j->tpl_text, j->tpl_len, origin, NULL, &j->err);
+    if (j->tpl == NULL && j->err.code != ERRC_OK) {
+        j->err.code = ERRC_NOT_FOUND; /* it never parses: no retry helps */
+    }
+}
 
 static void load_one(struct load_job *j)
 {
+    if (j->tplc != NULL) {
+        parse_tpl(j, jitr_tplc_sha(j->tplc));
+        return;
+    }
     if (j->reload) {
         j->conf = conf_load(j->config_path, &j->err);
         if (j->conf != NULL && jitr_cfg_check(j->conf, &j->err) == 0 &&
@@ -128,6 +160,7 @@ static void load_job_free(struct load_job *j)
     jitr_secrets_release(&j->secrets);
     jitr_catab_unref(j->cas);
     xfree(j->config_path);
+    xfree(j->tpl_text);
     xfree(j);
 }
 
@@ -175,6 +208,11 @@ static void load_done(struct workq_job *wj, bool ran)
 {
     struct load_job *j = (struct load_job *)(void *)wj;
     struct jitr_service *s = j->s;
+    if (j->tplc != NULL) {
+        tplc_parsed(s, j, ran && !s->ctx.stopping);
+        load_job_free(j);
+        return;
+    }
     if (!ran || s->ctx.stopping) {
         load_job_free(j);
         return;
@@ -277,4 +315,270 @@ void jitr_loader_stop(struct jitr_service *s)
     }
     workq_free(s->loader); /* the load in progress completes, unused */
     s->loader = NULL;
+}
+
+/* ---- register-batch templates by SHA-256 ------------------------------------------------ */
+
+struct jitr_tpl_wait {
+    jitr_tpl_cb *cb;
+    void *arg;
+    struct jitr_tpl_wait *next;
+};
+
+struct jitr_tplc {
+    struct jitr_service *s;
+    char sha[65];
+    struct jitr_template *tpl; /* NULL while loading */
+    struct jitr_polset ps;     /* its policies' state in AWS (policy.c) */
+    unsigned refs;             /* flows running with it (and tplc_answer while it answers) */
+    bool loading;              /* the Redis GET or the parse is under way */
+    struct jitr_tpl_wait *waiters;
+    uint64_t used; /* when last handed out: the least recently used goes first */
+    struct jitr_tplc *next;
+};
+
+static uint64_t tplc_clock;
+
+const char *jitr_tplc_sha(const struct jitr_tplc *c)
+{
+    return c->sha;
+}
+
+bool jitr_tpl_sha_ok(const char *sha)
+{
+    size_t n = 0;
+    for (; sha[n] != '\0'; n++) {
+        if (!((sha[n] >= '0' && sha[n] <= '9') || (sha[n] >= 'a' && sha[n] <= 'f'))) {
+            return false;
+        }
+    }
+    return n == 64;
+}
+
+const struct jitr_template *jitr_tplc_template(const struct jitr_tplc *c)
+{
+    return c->tpl;
+}
+
+static void tplc_free(struct jitr_tplc *c)
+{
+    jitr_policy_release(&c->ps);
+    jitr_template_free(c->tpl);
+    xfree(c);
+}
+
+static void tplc_unlink(struct jitr_service *s, struct jitr_tplc *c)
+{
+    for (struct jitr_tplc **p = &s->tplc; *p != NULL; p = &(*p)->next) {
+        if (*p == c) {
+            *p = c->next;
+            return;
+        }
+    }
+}
+
+/* Above JITR_TPLC_MAX entries, the least recently used ones no flow uses go. */
+static void tplc_trim(struct jitr_service *s)
+{
+    for (;;) {
+        size_t n = 0;
+        struct jitr_tplc *old = NULL;
+        for (struct jitr_tplc *c = s->tplc; c != NULL; c = c->next) {
+            n++;
+            if (c->refs == 0 && !c->loading && (old == NULL || c->used < old->used)) {
+                old = c;
+            }
+        }
+        if (n <= JITR_TPLC_MAX || old == NULL) {
+            return;
+        }
+        tplc_unlink(s, old);
+        tplc_free(old);
+    }
+}
+
+/* Every waiter answered: with the template (a reference each) or with e. A failed entry goes
+ * (a later flow asks Redis again: a rebuild may have restored the template meanwhile). */
+static void tplc_answer(struct jitr_service *s, struct jitr_tplc *c, const struct err *e)
+{
+    struct jitr_tpl_wait *w = c->waiters;
+    c->waiters = NULL;
+    c->loading = false;
+    if (e != NULL) {
+        tplc_unlink(s, c);
+    }
+    c->refs++; /* held while the callbacks run: a flow may end (and unref) at once */
+    while (w != NULL) {
+        struct jitr_tpl_wait *next = w->next;
+        if (e == NULL) {
+            c->refs++;
+            c->used = ++tplc_clock;
+        }
+        w->cb(w->arg, e == NULL ? c : NULL, e);
+        xfree(w);
+        w = next;
+    }
+    if (e != NULL) {
+        tplc_free(c); /* nobody took a reference */
+        return;
+    }
+    jitr_tpl_unref(s, c);
+}
+
+static void tplc_parsed(struct jitr_service *s, struct load_job *j, bool ran)
+{
+    struct jitr_tplc *c = j->tplc;
+    struct err e = ERR_INIT;
+    if (!ran) {
+        err_set(&e, ERRC_CANCELED, "jitr: stopping");
+        tplc_answer(s, c, &e);
+        return;
+    }
+    if (j->tpl == NULL) {
+        log_error("jitr: %s", j->err.msg);
+        tplc_answer(s, c, &j->err);
+        return;
+    }
+    c->tpl = j->tpl;
+    j->tpl = NULL;
+    log_info("jitr: register-batch template %.16s... loaded (%zu policies)", c->sha,
+             jitr_template_npolicies(c->tpl));
+    tplc_answer(s, c, NULL);
+}
+
+static void on_tpl_read(void *arg, const struct store_reply *r, const struct err *e)
+{
+    struct jitr_tplc *c = arg;
+    struct jitr_service *s = c->s;
+    struct err fe = ERR_INIT;
+    struct load_job *j;
+    if (e != NULL) {
+        tplc_answer(s, c, e);
+        return;
+    }
+    if (r->type != STORE_REPLY_STRING || r->len == 0) {
+        err_set(&fe, ERRC_NOT_FOUND,
+                "template %s is not in Redis (jitr:tpl:): not provisioned with another; "
+                "jitrctl aws register-batch --template writes it again",
+                c->sha);
+        log_error("jitr: %s", fe.msg);
+        tplc_answer(s, c, &fe);
+        return;
+    }
+    if (s->ctx.stopping || s->loader == NULL) {
+        err_set(&fe, ERRC_CANCELED, "jitr: stopping");
+        tplc_answer(s, c, &fe);
+        return;
+    }
+    j = xcalloc(1, sizeof(*j));
+    j->job.done = load_done;
+    j->s = s;
+    j->tplc = c;
+    j->tpl_text = xstrndup(r->str, r->len);
+    j->tpl_len = r->len;
+    if (workq_submit(s->loader, &j->job, &fe) != 0) {
+        load_job_free(j);
+        tplc_answer(s, c, &fe);
+    }
+}
+
+int jitr_tpl_get(struct jitr_service *s, const char *sha, jitr_tpl_cb *cb, void *arg,
+                 struct jitr_tplc **out, struct jitr_tpl_wait **wait, struct err *e)
+{
+    struct jitr_tplc *c = s->tplc;
+    struct jitr_tpl_wait *w;
+    *out = NULL;
+    *wait = NULL;
+    while (c != NULL && strcmp(c->sha, sha) != 0) {
+        c = c->next;
+    }
+    if (c != NULL && !c->loading) {
+        c->refs++;
+        c->used = ++tplc_clock;
+        *out = c;
+        return 0;
+    }
+    if (c == NULL) {
+        char key[200];
+        if (s->ctx.stopping || s->loader == NULL) {
+            return err_set(e, ERRC_CANCELED, "jitr: stopping");
+        }
+        c = xcalloc(1, sizeof(*c));
+        c->s = s;
+        snprintf(c->sha, sizeof(c->sha), "%s", sha);
+        c->loading = true;
+        snprintf(key, sizeof(key), STORE_PREFIX "jitr:tpl:%s", c->sha);
+        const char *av[] = { "GET", key };
+        int rc =
+            store_async_cmd(s->ctx.rs, 2, av, NULL, (int)s->redis_timeout_ms, on_tpl_read, c, e);
+        if (rc != 0) {
+            xfree(c);
+            return -1;
+        }
+        c->next = s->tplc;
+        s->tplc = c;
+    }
+    w = xcalloc(1, sizeof(*w));
+    w->cb = cb;
+    w->arg = arg;
+    w->next = c->waiters;
+    c->waiters = w;
+    *wait = w;
+    return 1;
+}
+
+void jitr_tpl_cancel(struct jitr_service *s, struct jitr_tpl_wait *w)
+{
+    for (struct jitr_tplc *c = s->tplc; c != NULL; c = c->next) {
+        for (struct jitr_tpl_wait **p = &c->waiters; *p != NULL; p = &(*p)->next) {
+            if (*p == w) {
+                *p = w->next;
+                xfree(w);
+                return;
+            }
+        }
+    }
+    BUG_ON(true);
+}
+
+void jitr_tpl_unref(struct jitr_service *s, struct jitr_tplc *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    BUG_ON(c->refs == 0);
+    c->refs--;
+    tplc_trim(s);
+}
+
+struct jitr_polset *jitr_polset_of(struct jitr_service *s, const struct jitr_template *t)
+{
+    for (struct jitr_gen *g = s->gens; g != NULL; g = g->next) {
+        if (g->tpl == t) {
+            return &g->ps;
+        }
+    }
+    for (struct jitr_tplc *c = s->tplc; c != NULL; c = c->next) {
+        if (c->tpl == t && t != NULL) {
+            return &c->ps;
+        }
+    }
+    return NULL;
+}
+
+void jitr_tpl_release_all(struct jitr_service *s)
+{
+    for (struct jitr_tplc *c = s->tplc; c != NULL; c = c->next) {
+        jitr_policy_release(&c->ps);
+    }
+}
+
+void jitr_tpl_free_all(struct jitr_service *s)
+{
+    while (s->tplc != NULL) {
+        struct jitr_tplc *c = s->tplc;
+        BUG_ON(c->refs != 0 || c->waiters != NULL);
+        s->tplc = c->next;
+        tplc_free(c);
+    }
 }

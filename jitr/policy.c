@@ -1,7 +1,10 @@
 /*
  * The template's IoT policies in AWS, once per policy and not per device. The first flow that
  * reaches POLICY for a policy starts that policy's machine; every flow arriving meanwhile waits
- * in its list; all are answered together from the loop (never inline).
+ * in its list; all are answered together from the loop (never inline). The state is kept per
+ * template: jitrd's own (each SIGHUP generation's) and each template a register job carries
+ * (loader.c's cache), so a flow with jitrctl aws register-batch --template gets that template's
+ * policies made in AWS the same way.
  *
  *   RECORD_GET  Redis HGET jitr:policy:<name> sha256: another worker or an earlier run made
  *               this document already → READY without an AWS call
@@ -276,12 +279,9 @@ int jitr_policy_ready(void *ctx, const struct jitr_template *t, size_t idx, stor
                       void *arg, struct err *e)
 {
     struct jitr_service *s = ctx;
-    struct jitr_gen *g = s->gens;
+    struct jitr_polset *g = jitr_polset_of(s, t);
     struct jitr_pol *pl;
     struct policy_waiter *w;
-    while (g != NULL && g->tpl != t) {
-        g = g->next;
-    }
     if (g == NULL || idx >= jitr_template_npolicies(t)) {
         return err_set(e, ERRC_INTERNAL, "jitr: no policy %zu in the template", idx);
     }
@@ -320,7 +320,7 @@ int jitr_policy_ready(void *ctx, const struct jitr_template *t, size_t idx, stor
     return 0;
 }
 
-void jitr_policy_release(struct jitr_gen *g)
+void jitr_policy_release(struct jitr_polset *g)
 {
     for (size_t i = 0; i < g->npols; i++) {
         struct jitr_pol *pl = &g->pols[i];

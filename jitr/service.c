@@ -166,10 +166,13 @@ static uint64_t io_audit_mark(void *ctx)
 
 /* A run of a JITR job: the flow, and the generation it started with. */
 struct hrun {
+    struct jitr_service *s;
     struct jobs_job *job;
     struct jitr_req *req;
     struct jitr_gen *gen;
     struct jitr_event ev;
+    struct jitr_tplc *tplc;     /* the template its register job carries (a reference) */
+    struct jitr_tpl_wait *wait; /* waiting for it to load */
     struct hrun *prev, *next;
 };
 
@@ -199,8 +202,37 @@ static void eng_release(void *ctx, struct jobs_job *j)
         log_error("jitr: flow for %.16s did not finish", h->ev.cert_id); /* at shutdown only */
     }
     jitr_req_free(h->req);
+    if (h->wait != NULL) {
+        jitr_tpl_cancel(s, h->wait);
+    }
+    jitr_tpl_unref(s, h->tplc);
     jitr_gen_unref(s, h->gen);
     xfree(h);
+}
+
+/* The flow of h, with the template its register job carries when it carries one. */
+static void hrun_start(struct jitr_service *s, struct hrun *h, const char *sha)
+{
+    h->req = jitr_req_new(&h->gen->env, &s->io, &h->ev, jobs_entry(h->job));
+    if (h->tplc != NULL) {
+        jitr_req_set_template(h->req, jitr_tplc_template(h->tplc), sha);
+    }
+    jitr_req_start(h->req);
+}
+
+/* The template a register job's flow carries has loaded (or cannot be). */
+static void on_tpl(void *arg, struct jitr_tplc *c, const struct err *e)
+{
+    struct hrun *h = arg;
+    struct jitr_service *s = h->s;
+    h->wait = NULL;
+    if (e != NULL) {
+        jobs_external_end(h->job, e->code == ERRC_NOT_FOUND ? JOBS_END_DEAD : JOBS_END_RETRY, e,
+                          "TEMPLATE");
+        return;
+    }
+    h->tplc = c;
+    hrun_start(s, h, jitr_tplc_sha(c));
 }
 
 /* io->run: a flow for the stream entry (jitr_event_from_fields). */
@@ -210,6 +242,18 @@ static void eng_run(void *ctx, struct jobs_job *j, const char *const *kv, size_t
     struct hrun *h;
     struct jitr_event ev;
     struct err e = ERR_INIT;
+    const char *sha = "";
+    for (size_t i = 0; i + 1 < n; i += 2) {
+        if (strcmp(kv[i], "tpl") == 0) {
+            sha = kv[i + 1];
+        }
+    }
+    if (sha[0] != '\0' && !jitr_tpl_sha_ok(sha)) {
+        err_set(&e, ERRC_INVALID, "stream entry %s: tpl is not a SHA-256 (64 lowercase hex)",
+                jobs_entry(j));
+        jobs_external_end(j, JOBS_END_DEAD, &e, "TEMPLATE");
+        return;
+    }
     if (jitr_event_from_fields(kv, n, &ev, &e) != 0) {
         log_warn("jitr: stream entry %s is malformed: acknowledged and dropped (%s)",
                  jobs_entry(j), e.msg);
@@ -217,6 +261,7 @@ static void eng_run(void *ctx, struct jobs_job *j, const char *const *kv, size_t
         return;
     }
     h = xcalloc(1, sizeof(*h));
+    h->s = s;
     h->job = j;
     h->ev = ev;
     h->gen = jitr_gen_ref(s->gen);
@@ -226,8 +271,16 @@ static void eng_run(void *ctx, struct jobs_job *j, const char *const *kv, size_t
     }
     s->runs = h;
     *jobs_host(j) = h;
-    h->req = jitr_req_new(&h->gen->env, &s->io, &h->ev, jobs_entry(j));
-    jitr_req_start(h->req);
+    if (sha[0] != '\0') {
+        int rc = jitr_tpl_get(s, sha, on_tpl, h, &h->tplc, &h->wait, &e);
+        if (rc != 0) {
+            if (rc < 0) {
+                jobs_external_end(j, JOBS_END_RETRY, &e, "TEMPLATE");
+            }
+            return;
+        }
+    }
+    hrun_start(s, h, sha);
 }
 
 /* io->done of a flow: its outcome decides the job's end. */
@@ -485,8 +538,9 @@ void jitr_service_free(struct jitr_service *s)
     aws_iot_free(s->ctx.iot);
     s->ctx.iot = NULL;
     for (struct jitr_gen *g = s->gens; g != NULL; g = g->next) {
-        jitr_policy_release(g);
+        jitr_policy_release(&g->ps);
     }
+    jitr_tpl_release_all(s);
     store_async_free(s->rblock);
     store_async_free(s->ctx.rs);
     s->ctx.rs = s->rblock = NULL;
@@ -499,6 +553,7 @@ void jitr_service_free(struct jitr_service *s)
     audit_close(s->audit);
     jitr_gen_unref(s, s->gen);
     BUG_ON(s->gens != NULL);
+    jitr_tpl_free_all(s);
     jitr_cas_swap(s, NULL);
     xfree(s->config_path);
     conf_jitr_release(&s->cfg);

@@ -5,7 +5,9 @@
  * its first connection needs no JITR event. Queued by `jitrctl aws register-batch`, keyed by the
  * certificateId; the fields: serial, ca (our CA's name), ca_id (its certificateId in AWS), mode
  * (the CA's AWS certificate mode, DEFAULT or SNI_ONLY), batch (the run that queued it), status
- * (the status provisioning ends with, ACTIVE or INACTIVE; ACTIVE when absent).
+ * (the status provisioning ends with, ACTIVE or INACTIVE; ACTIVE when absent), tpl (the
+ * SHA-256 of the provisioning template jitrctl aws register-batch --template stored in
+ * jitr:tpl:<sha256>; absent: jitrd's own template).
  *
  *   CHECK      our index (cert:<serial>, read only while complete): the certificate is ours,
  *              valid, of that CA; with it the CA's PEM (aws:cacert:<ca_id>, written by jitrctl).
@@ -19,7 +21,9 @@
  *              (--status INACTIVE) and this job asks ACTIVE
  *   PROVISION  a job of the "jitr" kind (src "register") is queued: the flow makes the thing,
  *              policies and principal and sets the status asked (the mark's "status": jitr/
- *              flow.c leaves an INACTIVE one as it is); this job ends "registered"
+ *              flow.c leaves an INACTIVE one as it is), with the template tpl names when the
+ *              job has one (the mark's "tpl" and the flow's entry carry it); this job ends
+ *              "registered"
  *   ACTIVATE   UpdateCertificate ACTIVE, the mark's status ACTIVE; this job ends "activated"
  * Each step is safe to run again: a crash after RegisterCertificate finds the certificate
  * INACTIVE and marked at the next run, a second job for the flow is a duplicate once it is done.
@@ -107,6 +111,9 @@ static void finish(struct jobs_job *j, const char *outcome, const char *reason)
         jobs_get(j, "ca"), "ca_id", jobs_get(j, "ca_id"), "account", jobs_get(j, "account"), "mode",
         jobs_get(j, "mode"), "batch", jobs_get(j, "batch"), "status", want_status(j), "aws_before",
         jobs_get(j, "aws_before"), "reason", reason);
+    if (jobs_get(j, "tpl")[0] != '\0') {
+        json_object_set_new(rec, "tpl", json_string(jobs_get(j, "tpl")));
+    }
     jobs_set(j, "cert_pem", "");
     jobs_set(j, "ca_pem", "");
     jobs_set(j, "step", "");
@@ -151,12 +158,13 @@ static void check_index(struct jobs_job *j)
     struct err e = ERR_INIT;
     const char *serial = jobs_get(j, "serial");
     if (!hex64(jobs_key(j)) || !hex64(jobs_get(j, "ca_id")) ||
+        (jobs_get(j, "tpl")[0] != '\0' && !hex64(jobs_get(j, "tpl"))) ||
         (strcmp(jobs_get(j, "mode"), "DEFAULT") != 0 &&
          strcmp(jobs_get(j, "mode"), "SNI_ONLY") != 0) ||
         serial[0] == '\0' || !store_key_cert(ckey, sizeof(ckey), serial)) {
         err_set(&e, ERRC_INVALID,
                 "register job %.64s: needs a certificateId, a serial, the CA's "
-                "certificateId and its mode (DEFAULT or SNI_ONLY)",
+                "certificateId and its mode (DEFAULT or SNI_ONLY); tpl, when given, a SHA-256",
                 jobs_key(j));
         jobs_dead(j, &e);
         return;
@@ -236,10 +244,11 @@ static void check_described(struct jobs_job *j)
         /* unknown to AWS: marked as ours first, so a crash after the registration resumes */
         snprintf(key, sizeof(key), STORE_PREFIX "jitr:dev:%s", jobs_key(j));
         jobs_set(j, "step", "mark");
-        const char *av[] = { "HSET",   key,           "registered",
-                             "1",      "ca_id",       jobs_get(j, "ca_id"),
-                             "status", want_status(j) };
-        jobs_redis(j, 8, av);
+        const char *av[] = {
+            "HSET",         key,   "registered",      "1", "ca_id", jobs_get(j, "ca_id"), "status",
+            want_status(j), "tpl", jobs_get(j, "tpl")
+        };
+        jobs_redis(j, 10, av);
         return;
     }
     {
@@ -346,8 +355,8 @@ static void st_provision(struct jobs_job *j)
     if (!jobs_have_result(j)) {
         snprintf(key, sizeof(key), STORE_PREFIX "jitr:dev:%s", jobs_key(j));
         jobs_set(j, "step", "status");
-        const char *av[] = { "HSET", key, "status", want_status(j) };
-        jobs_redis(j, 4, av);
+        const char *av[] = { "HSET", key, "status", want_status(j), "tpl", jobs_get(j, "tpl") };
+        jobs_redis(j, 6, av);
         return;
     }
     if (strcmp(step, "queue") == 0) {
@@ -356,12 +365,14 @@ static void st_provision(struct jobs_job *j)
     }
     jobs_set(j, "step", "queue");
     snprintf(now, sizeof(now), "%lld", (long long)time_now_ms());
-    const char *fields[] = { "ca", jobs_get(j, "ca_id"), "account", jobs_get(j, "account"), "recv",
-                             now };
+    const char *fields[] = { "ca",      jobs_get(j, "ca_id"),
+                             "account", jobs_get(j, "account"),
+                             "recv",    now,
+                             "tpl",     jobs_get(j, "tpl") };
     struct jobs_new v = { .kind = &jobs_kind_jitr,
                           .key = jobs_key(j),
                           .fields = fields,
-                          .nfields = 3,
+                          .nfields = jobs_get(j, "tpl")[0] != '\0' ? 4 : 3,
                           .not_before_ms = 0,
                           .src = "register" };
     if (jobs_enqueue_argv(&v, 1, time_now_ms(), &a, &e) != 0) {
