@@ -164,9 +164,16 @@ int jitr_admin_dlq_retry(const char *redis_url, const char *id, size_t *n, struc
             json_decref(r);
         }
         {
-            const char *av[3 + JITR_FIELDS_MAX] = { "XADD", STORE_PREFIX "jitr:events", "*" };
+            const char *av[5 + JITR_FIELDS_MAX] = { "XADD", STORE_PREFIX "jitr:events", "*" };
+            const char *tpl = json_string_value(json_object_get(ent, "tpl"));
             jitr_event_fields(&ev, "dlq-retry", &fl);
             memcpy(av + 3, fl.av, fl.n * sizeof(*av));
+            if (tpl != NULL && tpl[0] != '\0') {
+                /* the template its register job carries (jitrctl aws register-batch
+                 * --template): never retried with jitrd's instead */
+                av[3 + fl.n++] = "tpl";
+                av[3 + fl.n++] = tpl;
+            }
             if ((r = jobs_admin_cmd(&a, (int)(3 + fl.n), av, e)) == NULL) {
                 goto out;
             }

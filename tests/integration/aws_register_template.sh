@@ -11,7 +11,8 @@
 # 3. In the same run, M certificates without --template get jitrd's template (thing named by
 #    the CN, jitrd's policy); a run again reports everything there, nothing changed in AWS.
 # 4. A registered event for a device provisioned with T changes nothing (its flow is done).
-# 5. A register job whose template Redis lost ends in a dead letter naming it, nothing created.
+# 5. A register job whose template Redis lost ends in a dead letter naming it, nothing created;
+#    the batch run again with the template provisions it with that template.
 source "$(dirname "$0")/jitr_lib.sh"
 N=${1:-8}
 M=3
@@ -180,4 +181,12 @@ wait "$CPID" 2>/dev/null || true
 rcli XRANGE jitrca:jitr:dlq - + | grep -q "template $L_SHA is not in Redis" && pass ||
   fail "dead letter: $(rcli XRANGE jitrca:jitr:dlq - +)"
 check_eq "lost template: not provisioned" "$(things "$T/l")" "INACTIVE thing= policy="
+# what the dead letter says to do: the batch again with the template provisions it with it
+rc=0
+"$JITRCTL" --json aws register-batch --in "$T/l" --template "$T/l.json" --quiet --timeout 60 \
+  >"$T/l2.json" 2>"$T/l2.err" || rc=$?
+check_eq "lost template, run again: exit status" "$rc" 0
+check_eq "lost template, run again: registered" "$(jq .registered "$T/l2.json")" 1
+check_eq "lost template, run again: T's thing" "$(things "$T/l")" \
+  "ACTIVE thing=fleetl-lost-000001 policy=$T_POLICY"
 finish

@@ -53,6 +53,7 @@ static int cert_files(const char *name, struct buf *pem, struct buf *b64, char i
 
 struct fake {
     json_t *redis; /* key -> string or object (hash) or array (list); "aws:desc:<id>": AWS */
+    const struct jitr_template *policy_t; /* the template of the last policy_ready */
     /* the one pending operation */
     int kind; /* 0 none, 1 redis, 2 aws, 3 policy, 4 audit */
     char **argv;
@@ -160,9 +161,9 @@ static int f_policy(void *ctx, const struct jitr_template *t, size_t idx, store_
                     void *arg, struct err *e)
 {
     struct fake *f = ctx;
-    (void)t;
     (void)e;
     BUG_ON(f->kind != 0);
+    f->policy_t = t;
     buf_addf(&f->policies, "%s%zu", f->policies.len ? " " : "", idx);
     f->kind = 3;
     f->dcb = cb;
@@ -1753,6 +1754,102 @@ out:
     return rc;
 }
 
+/* Runs one flow for cert_id with the template t a register job carries (NULL: jitrd's). */
+static enum jitr_outcome flow_tpl(struct world *w, const char *cert_id,
+                                  const struct jitr_template *t, const char *sha, struct buf *trace,
+                                  struct err *why)
+{
+    struct jitr_event ev;
+    struct jitr_req *r;
+    enum jitr_outcome o;
+    memset(&ev, 0, sizeof(ev));
+    snprintf(ev.cert_id, sizeof(ev.cert_id), "%s", cert_id);
+    snprintf(ev.ca_id, sizeof(ev.ca_id), "%s", CA_ID);
+    snprintf(ev.account, sizeof(ev.account), "123456789012");
+    w->f.finished = false;
+    w->f.policy_t = NULL;
+    buf_reset(&w->f.calls);
+    buf_reset(&w->f.policies);
+    json_array_clear(w->f.attached);
+    r = jitr_req_new(&w->env, &w->io, &ev, "1-0");
+    if (t != NULL) {
+        jitr_req_set_template(r, t, sha);
+    }
+    jitr_req_start(r);
+    run(&w->f);
+    o = jitr_req_outcome(r);
+    buf_reset(trace);
+    buf_addstr(trace, jitr_req_trace(r));
+    err_copy(why, jitr_req_err(r));
+    jitr_req_free(r);
+    return o;
+}
+
+/* A register job's own template (jitrctl aws register-batch --template): the flow names the
+ * thing, ensures and attaches the policies of that template, not jitrd's (env->tpl); a flow
+ * carrying another template than the certificate's record names changes nothing; a later event
+ * for the certificate provisioned with it is a duplicate. */
+static int test_flow_template(void)
+{
+    static const char tpl[] =
+        "{\"Parameters\":{" P_CN "},\"Resources\":{\"thing\":{\"Type\":\"AWS::IoT::Thing\","
+        "\"Properties\":{\"ThingName\":{\"Fn::Join\":[\"\",[\"fleetb-\",{\"Ref\":"
+        "\"AWS::IoT::Certificate::CommonName\"}]]}}},\"shared\":{\"Type\":\"AWS::IoT::Policy\","
+        "\"Properties\":{\"PolicyName\":\"fleet-b\"}}}}";
+    static const char sha[] = "5ab1f0e7c1d8a3b2c4e6f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d";
+    int rc = 0;
+    struct world w;
+    struct buf tr = BUF_INIT;
+    struct err why = ERR_INIT, e = ERR_INIT;
+    struct jitr_template *t = jitr_template_parse(tpl, strlen(tpl), "t.json", NULL, &e);
+    char key[160];
+    CHECK(t != NULL);
+    CHECK_INT_EQ(world_init(&w), 0);
+    snprintf(key, sizeof(key), STORE_PREFIX "jitr:dev:%s", w.dev_id);
+    aws_set(&w, w.dev_id, w.dev_pem.data, CA_ID, "INACTIVE");
+    mark_registered(&w, w.dev_id);
+    json_object_set_new(json_object_get(w.f.redis, key), "tpl", json_string(sha));
+    /* jitrd's template against a record that names T: nothing read from AWS, record kept */
+    CHECK_INT_EQ(flow_tpl(&w, w.dev_id, NULL, NULL, &tr, &why), JITR_OUT_DEAD);
+    CHECK_STR_EQ(tr.data, "RECEIVED LOCK LOAD UNLOCK FINISHED");
+    CHECK_STR_CONTAINS(why.msg, "left to its register job");
+    CHECK_STR_CONTAINS(why.msg, sha);
+    CHECK_STR_EQ(calls(&w), "");
+    CHECK(dev_state(&w, w.dev_id, "state") == NULL);
+    CHECK_STR_EQ(aws_status(&w, w.dev_id), "INACTIVE");
+    /* T: its thing, its policy (ensured for T), ACTIVE last */
+    CHECK_INT_EQ(flow_tpl(&w, w.dev_id, t, sha, &tr, &why), JITR_OUT_ACTIVATED);
+    CHECK(w.f.policy_t == t);
+    CHECK_STR_EQ(calls(&w), CALLS);
+    CHECK_STR_EQ(json_string_value(json_array_get(w.f.attached, 0)), "fleet-b");
+    CHECK_INT_EQ(json_array_size(w.f.attached), 1);
+    CHECK_STR_EQ(dev_state(&w, w.dev_id, "thing"), "fleetb-dev-0001");
+    CHECK_STR_EQ(dev_state(&w, w.dev_id, "state"), "DONE");
+    CHECK_STR_EQ(aws_status(&w, w.dev_id), "ACTIVE");
+    CHECK_STR_EQ(last_audit(&w, "type"), "jitr_activate");
+    /* a later event (jitrd's template): done already, nothing called */
+    CHECK_INT_EQ(flow_tpl(&w, w.dev_id, NULL, NULL, &tr, &why), JITR_OUT_DUPLICATE);
+    CHECK_STR_EQ(calls(&w), "");
+    CHECK_STR_EQ(dev_state(&w, w.dev_id, "thing"), "fleetb-dev-0001");
+    world_release(&w);
+    /* a record without a template and a flow carrying T: left alone too */
+    CHECK_INT_EQ(world_init(&w), 0);
+    aws_set(&w, w.dev_id, w.dev_pem.data, CA_ID, "INACTIVE");
+    mark_registered(&w, w.dev_id);
+    CHECK_INT_EQ(flow_tpl(&w, w.dev_id, t, sha, &tr, &why), JITR_OUT_DEAD);
+    CHECK_STR_CONTAINS(why.msg, "jitrd's template");
+    CHECK_STR_EQ(calls(&w), "");
+    /* and jitrd's template provisions it as before */
+    CHECK_INT_EQ(flow_tpl(&w, w.dev_id, NULL, NULL, &tr, &why), JITR_OUT_ACTIVATED);
+    CHECK(w.f.policy_t == w.tpl);
+    CHECK_STR_EQ(dev_state(&w, w.dev_id, "thing"), "dev-0001");
+out:
+    jitr_template_free(t);
+    buf_release(&tr);
+    world_release(&w);
+    return rc;
+}
+
 /* The certificate's OverrideSettings.Status: REPLACE sets the template's status on a
  * certificate that is ACTIVE or INACTIVE already (never on a REVOKED one); FAIL makes such a
  * certificate a dead letter. */
@@ -2408,6 +2505,7 @@ int main(int argc, char **argv)
         { "flow_template_dead_letters", test_flow_template_dead_letters },
         { "flow_exclusive_thing", test_flow_exclusive_thing },
         { "flow_policies", test_flow_policies },
+        { "flow_template", test_flow_template },
         { "flow_status_override", test_flow_status_override },
         { "flow_busy", test_flow_busy },
         { "flow_covered", test_flow_covered },
