@@ -14,8 +14,9 @@
  *   ctx.c       what the parts below share (jitr/ctx.h): stats, the AWS call wrapper, the CA
  *               table, the backoff
  *   auditq.c    the flows' audit appends, off the loop
- *   loader.c    files read off the loop: the CA table every 10 s, SIGHUP's reload
- *   policy.c    the template's IoT policies in AWS, once per policy
+ *   loader.c    files read off the loop: the CA table every 10 s, SIGHUP's reload; the
+ *               templates register jobs carry (jitr:tpl:<sha256>), read and parsed once
+ *   policy.c    each template's IoT policies in AWS, once per policy
  *   reconcile.c the reconciler (ListCertificatesByCA)
  *   intake.c    POST /v1/jitr/events on its own listener (plain HTTP or TLS)
  *   sqs.c       the SQS long-poll intake
@@ -30,6 +31,7 @@
  *   jitr:trace:<certId>  list: "<ms> <STATE> <detail>" lines (the last 64)
  *   jitr:lock:<certId>   in-flight lock (SET NX PX): concurrent duplicates do not race
  *   jitr:policy:<name>   hash: sha256 and version of the document known to be in AWS
+ *   jitr:tpl:<sha256>    string: a template jitrctl aws register-batch --template stored
  *   jitr:stats           hash: counters (outcomes, states, AWS calls by API and result,
  *                        latency histogram, intake refusals) shared by every jitrd process
  *   jitr:confirm:<sha256 of a confirmation token>
