@@ -1091,6 +1091,117 @@ out:
     return rc;
 }
 
+/* register-batch --template after a Redis loss: the rebuild writes each aws_template record's
+ * content back to jitr:tpl:<sha256> (one whose content does not hash to its sha256 is not
+ * written), marks a certificate registered with it with its tpl and queues its provisioning
+ * with it; one registered without a template gets none. */
+static int test_registered_template(void)
+{
+    static const char ca_id[] = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    static const char text[] = "{\"Resources\": {}}\n";
+    static const char bad[] = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+    int rc = 0;
+    struct err e = ERR_INIT;
+    struct fixture f;
+    struct issuance_ctx *ctx = NULL;
+    struct issuance_worker *w = NULL;
+    struct issuance_item it[2];
+    struct issuance_reindex_stats st;
+    struct buf csr = BUF_INIT, cmd = BUF_INIT;
+    redisContext *rc_ = NULL;
+    char out[1024], sha[65];
+    int frc;
+    memset(it, 0, sizeof(it));
+    sha256_hex(text, strlen(text), sha);
+    frc = fixture_open(&f, "reindex-registered-tpl", 6, &e);
+    if (frc == TT_SKIP) {
+        return TT_SKIP;
+    }
+    CHECK_OK(frc, &e);
+    CHECK((rc_ = raw_connect(f.conf)) != NULL);
+    CHECK((ctx = issuance_ctx_open(f.conf, "root", NULL, &e)) != NULL);
+    CHECK((w = issuance_worker_new(ctx, &e)) != NULL);
+    CHECK_OK(append(ctx->audit,
+                    json_pack("{s:s,s:s,s:s,s:s}", "type", "aws_template", "sha256", sha, "content",
+                              text, "batch", "b1"),
+                    &e),
+             &e);
+    CHECK_OK(append(ctx->audit,
+                    json_pack("{s:s,s:s,s:s,s:s}", "type", "aws_template", "sha256", bad, "content",
+                              text, "batch", "b1"),
+                    &e),
+             &e);
+    for (size_t i = 0; i < 2; i++) {
+        buf_reset(&csr);
+        fixture_csr(i == 0 ? "tpl-a" : "tpl-b", &csr);
+        it[i] = (struct issuance_item){ .csr = (const uint8_t *)csr.data,
+                                        .csr_len = csr.len,
+                                        .requester = "station:line1" };
+        CHECK_OK(issuance_run(w, &it[i], 1, &e), &e);
+        CHECK(it[i].issued);
+        CHECK_OK(append(ctx->audit,
+                        json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "type",
+                                  "aws_register", "kind", "register", "certificate_id",
+                                  it[i].cert.fingerprint, "serial", it[i].cert.serial_hex, "ca",
+                                  "root", "ca_id", ca_id, "account", "123456789012", "status",
+                                  "ACTIVE", "outcome", "registered", "tpl", i == 0 ? sha : ""),
+                        &e),
+                 &e);
+    }
+    raw(rc_, out, sizeof(out), "FLUSHDB%s", "");
+    CHECK_OK(issuance_reindex(f.conf, f.store, NULL, NULL, &st, &e), &e);
+    CHECK_INT_EQ(st.registered_requeued, 2);
+    buf_addf(&cmd, "GET jitrca:jitr:tpl:%s", sha);
+    raw(rc_, out, sizeof(out), buf_cstr(&cmd), "");
+    CHECK_STR_EQ(out, text);
+    buf_reset(&cmd);
+    buf_addf(&cmd, "EXISTS jitrca:jitr:tpl:%s", bad);
+    raw(rc_, out, sizeof(out), buf_cstr(&cmd), "");
+    CHECK_STR_EQ(out, "0");
+    for (size_t i = 0; i < 2; i++) {
+        buf_reset(&cmd);
+        buf_addf(&cmd, "HGET jitrca:jitr:dev:%s tpl", it[i].cert.fingerprint);
+        raw(rc_, out, sizeof(out), buf_cstr(&cmd), "");
+        CHECK_STR_EQ(out, i == 0 ? sha : "");
+    }
+    {
+        redisReply *x = redisCommand(rc_, "XRANGE jitrca:jitr:events - +");
+        size_t with = 0;
+        CHECK(x != NULL && x->type == REDIS_REPLY_ARRAY && x->elements == 2);
+        for (size_t k = 0; x && k < x->elements; k++) {
+            redisReply *fl = x->element[k]->element[1];
+            const char *cert = fl->element[1]->str, *tpl = NULL;
+            for (size_t i = 0; i + 1 < fl->elements; i += 2) {
+                if (strcmp(fl->element[i]->str, "tpl") == 0) {
+                    tpl = fl->element[i + 1]->str;
+                }
+            }
+            if (tpl != NULL) {
+                with++;
+                CHECK_STR_EQ(tpl, sha);
+                CHECK_STR_EQ(cert, it[0].cert.fingerprint);
+            }
+        }
+        CHECK_INT_EQ(with, 1);
+        if (x) {
+            freeReplyObject(x);
+        }
+    }
+out:
+    for (size_t i = 0; i < 2; i++) {
+        issuance_item_release(&it[i]);
+    }
+    if (rc_) {
+        redisFree(rc_);
+    }
+    buf_release(&csr);
+    buf_release(&cmd);
+    issuance_worker_free(w);
+    issuance_ctx_free(ctx);
+    fixture_close(&f);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     static const struct tt_case cases[] = {
@@ -1103,6 +1214,7 @@ int main(int argc, char **argv)
         { "tail_jitr", test_tail_jitr },
         { "claims", test_claims },
         { "registered", test_registered },
+        { "registered_template", test_registered_template },
     };
     return tt_main(argc, argv, cases, ARRAY_LEN(cases));
 }
