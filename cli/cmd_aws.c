@@ -10,12 +10,14 @@
  * registered, activated, already there, failed (with the reasons).
  * --template T provisions with T (a template in jitr.template's format) instead of jitrd's own:
  * T is checked against every certificate of the batch first (jitr_template_check_cert, as
- * jitrctl policy check --cert does) and the whole run refused when it fails for any; then T is
+ * jitrctl policy check --cert does), the policies it names without a document must exist in
+ * AWS IoT (GetPolicy), and the whole run is refused when a check fails; then T is
  * written to the audit log (an "aws_template" record: the rebuild after a Redis loss restores
  * it, issuance/reindex.c) and to Redis under its SHA-256 (jitr:tpl:<sha256>, written once),
  * and each register job carries that SHA-256 to the flow that provisions its certificate.
  */
 #include <dirent.h>
+#include <event2/event.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -28,6 +30,7 @@
 #include <unistd.h>
 
 #include "audit/audit.h"
+#include "aws/iot.h"
 #include "ca/authority.h"
 #include "ca/issue.h"
 #include "cli/cli.h"
@@ -58,8 +61,9 @@ static const char aws_usage[] =
     "                command again with --status ACTIVE then only activates them\n"
     "  --template T  provision with the template T (the format of jitr.template) instead of\n"
     "                jitrd's: T is checked against every certificate first (the thing name,\n"
-    "                the policies) and nothing is queued when it fails for any; its policy\n"
-    "                documents are named by their SHA-256\n"
+    "                the policies; a policy named without a document must exist in AWS IoT)\n"
+    "                and nothing is queued when it fails for any; its policy documents are\n"
+    "                named by their SHA-256\n"
     "  --timeout S   stop following after S seconds (default 3600; the jobs go on)\n"
     "  --quiet       no progress bar\n"
     "Running it again is safe: what is registered already is reported \"already there\";\n"
@@ -638,6 +642,52 @@ static struct jitr_template *batch_template(struct reg_run *r, const char *path,
     return t;
 }
 
+/* T's existing policies (PolicyName alone, attached as they are) must be in AWS IoT: else
+ * every certificate's AttachPolicy would fail, after it was registered. Its documents are
+ * checked offline (jitr_template_parse) and made by the flows. */
+static int template_policies_exist(const struct conf *c, const struct jitr_template *t,
+                                   const char *path, struct err *e)
+{
+    struct event_base *base = NULL;
+    struct aws_iot *iot = NULL;
+    int rc = 0;
+    for (size_t i = 0; i < jitr_template_npolicies(t) && rc == 0; i++) {
+        const struct jitr_policy *p = jitr_template_policy(t, i);
+        struct aws_iot_sync s;
+        json_t *in;
+        if (p->doc[0] != '\0') {
+            continue;
+        }
+        if (iot == NULL && ((base = event_base_new()) == NULL ||
+                            (iot = cli_aws_iot_new(c, base, false, e)) == NULL)) {
+            rc = base ? -1 : err_set(e, ERRC_INTERNAL, "cannot create an event loop");
+            break;
+        }
+        aws_iot_sync_init(&s);
+        in = json_pack("{s:s}", "policyName", p->name);
+        if (aws_iot_call(iot, AWS_IOT_GET_POLICY, in, aws_iot_sync_cb, &s, e) != 0 ||
+            aws_iot_sync_wait(iot, &s, e) != 0) {
+            if (e->code == ERRC_NOT_FOUND) {
+                err_clear(e);
+                err_set(e, ERRC_INVALID,
+                        "--template %s: policy '%s' is not in AWS IoT (AttachPolicy would fail "
+                        "for every certificate): create it first",
+                        path, p->name);
+            } else {
+                err_prefix(e, "--template %s: looking for policy '%s' in AWS IoT", path, p->name);
+            }
+            rc = -1;
+        }
+        json_decref(in);
+        aws_iot_sync_release(&s);
+    }
+    aws_iot_free(iot);
+    if (base) {
+        event_base_free(base);
+    }
+    return rc;
+}
+
 /* T where jitrd's flows find it, the audit record first: jitr:tpl:<sha256> is written once
  * (SET NX) and never changed; the "aws_template" record (sha256, the content, the batch) lets a
  * rebuild after a Redis loss restore it before it queues the provisioning again. */
@@ -767,6 +817,7 @@ static int register_batch(struct cli *cli, int argc, char **argv, struct err *e)
     snprintf(batch, sizeof(batch), "%lld-%d", (long long)time_now_ms(), (int)getpid());
     if (tpl_path != NULL &&
         ((tpl = batch_template(&r, tpl_path, &tpl_text, tpl_sha, e)) == NULL ||
+         template_policies_exist(c, tpl, tpl_path, e) != 0 ||
          store_template(c, &adm, tpl_path, &tpl_text, tpl_sha, batch, e) != 0)) {
         goto out;
     }

@@ -2,9 +2,11 @@
 # jitrctl aws register-batch --template T (run under tests/sim/run_sim.py, signature checks on;
 # stand-in quotas 100/s, jitrd's rates 89.5/s: none throttled).
 # 1. Templates that cannot provision every certificate refuse the whole run: a thing name AWS
-#    refuses (for one certificate of the batch only), a parameter the certificates lack, a
-#    policy that breaks least privilege, not a template: nothing queued, no RegisterCertificate.
-# 2. N certificates with T (things named "fleetb-<CN>", T's own policy) while CreateThing fails
+#    refuses, a parameter the certificates lack, a policy that breaks least privilege, a policy
+#    named that AWS does not have, not a template, no file: nothing queued, no
+#    RegisterCertificate.
+# 2. N certificates with T (things named "fleetb-<CN>", T's own policy and an existing one) while
+#    CreateThing fails
 #    at the stand-in; jitrd is stopped and Redis restarts empty: the rebuild restores T from its
 #    aws_template record and queues the provisioning with it; once CreateThing works, every
 #    device ends ACTIVE with T's thing and T's policy, no device with jitrd's.
@@ -48,7 +50,7 @@ for f in sorted(glob.glob(sys.argv[2] + "/*.crt")):
     i = hashlib.sha256(ssl.PEM_cert_to_DER_cert(open(f).read())).hexdigest()
     d = iot.describe_certificate(certificateId=i)["certificateDescription"]
     t = iot.list_principal_things(principal=d["certificateArn"])["things"]
-    p = [x["policyName"] for x in iot.list_attached_policies(target=d["certificateArn"])["policies"]]
+    p = sorted(x["policyName"] for x in iot.list_attached_policies(target=d["certificateArn"])["policies"])
     print(d["status"], "thing=" + ",".join(t), "policy=" + ",".join(p))
 EOF
 }
@@ -56,8 +58,9 @@ registered_calls() { stats | jq '.operations.RegisterCertificate.admitted // 0';
 
 # T: things named fleetb-<CN>, a policy of its own (publish on its topics only)
 T_DOC='{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Connect","Resource":"arn:aws:iot:*:*:client/${iot:Connection.Thing.ThingName}"},{"Effect":"Allow","Action":"iot:Publish","Resource":"arn:aws:iot:*:*:topic/fleetb/${iot:Connection.Thing.ThingName}/*"}]}'
-tpl() { # PREFIX [POLICY_DOC] [THING_NAME_REF]
-  jq -n --arg p "$1" --arg d "${2:-$T_DOC}" --arg r "${3:-AWS::IoT::Certificate::CommonName}" '{
+tpl() { # PREFIX [POLICY_DOC] [THING_NAME_REF] [EXISTING_POLICY]
+  jq -n --arg p "$1" --arg d "${2:-$T_DOC}" --arg r "${3:-AWS::IoT::Certificate::CommonName}" \
+    --arg x "${4:-fleetb-ops}" '{
     Parameters: {($r): {Type: "String"}, "AWS::IoT::Certificate::Id": {Type: "String"}},
     Resources: {
       thing: {Type: "AWS::IoT::Thing",
@@ -65,10 +68,16 @@ tpl() { # PREFIX [POLICY_DOC] [THING_NAME_REF]
       certificate: {Type: "AWS::IoT::Certificate",
                     Properties: {CertificateId: {Ref: "AWS::IoT::Certificate::Id"},
                                  Status: "ACTIVE"}},
+      ops: {Type: "AWS::IoT::Policy", Properties: {PolicyName: $x}},
       policy: {Type: "AWS::IoT::Policy", Properties: {PolicyDocument: $d}}}}'
 }
 tpl fleetb- >"$T/t.json"
-T_POLICY=$(printf '%s' "$T_DOC" | sha256sum | cut -d' ' -f1)
+# T's existing policy (PolicyName alone), made by the operator beforehand
+aws --endpoint-url "$STANDIN" iot create-policy --policy-name fleetb-ops --policy-document \
+  '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Receive","Resource":"*"}]}' \
+  >/dev/null || fail "create-policy fleetb-ops"
+T_POLICY=$(printf '%s\n' fleetb-ops "$(printf '%s' "$T_DOC" | sha256sum | cut -d' ' -f1)" | sort |
+  paste -sd,)
 T_SHA=$(sha256sum <"$T/t.json" | cut -d' ' -f1)
 DEF_TPL=$(dirname "$0")/../../policies/templates/default.json # jitrd's (no jitr.template)
 DEF_POLICY=$(printf '%s' "$(jq -r '.Resources.policy.Properties.PolicyDocument' "$DEF_TPL")" |
@@ -86,6 +95,7 @@ tpl fleetb- "$T_DOC" "AWS::IoT::Certificate::Country" >"$T/bad-param.json"
 tpl fleetb- '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:*","Resource":"*"}]}' \
   >"$T/bad-policy.json"
 echo '{"Resources": 3}' >"$T/bad-json.json"
+tpl fleetb- "$T_DOC" "" no-such-policy >"$T/bad-missing.json"
 before=$(rcli XLEN jitrca:jobs:register:queue)
 expect_fail 2 "cannot provision dev-000001" "$JITRCTL" aws register-batch --in "$T/x" \
   --template "$T/bad-name.json" --quiet
@@ -95,6 +105,8 @@ expect_fail 2 "iot:*" "$JITRCTL" aws register-batch --in "$T/x" --template "$T/b
   --quiet
 expect_fail 2 "--template" "$JITRCTL" aws register-batch --in "$T/x" \
   --template "$T/bad-json.json" --quiet
+expect_fail 2 "policy 'no-such-policy' is not in AWS IoT" "$JITRCTL" aws register-batch \
+  --in "$T/x" --template "$T/bad-missing.json" --quiet
 expect_fail 4 "--template" "$JITRCTL" aws register-batch --in "$T/x" --template "$T/none.json" \
   --quiet
 check_eq "refused templates: nothing queued" "$(rcli XLEN jitrca:jobs:register:queue)" "$before"
