@@ -815,9 +815,20 @@ static int register_batch(struct cli *cli, int argc, char **argv, struct err *e)
         goto out;
     }
     snprintf(batch, sizeof(batch), "%lld-%d", (long long)time_now_ms(), (int)getpid());
+    if (tpl_path != NULL && (tpl = batch_template(&r, tpl_path, &tpl_text, tpl_sha, e)) == NULL) {
+        goto out;
+    }
+    for (size_t i = 0; tpl != NULL && i < r.n; i++) {
+        if (r.items[i].st == R_QUEUED) {
+            break; /* something to queue: T is stored below */
+        }
+        if (i + 1 == r.n) {
+            tpl_path = NULL; /* every certificate refused: T is neither needed nor stored */
+            tpl_sha[0] = '\0';
+        }
+    }
     if (tpl_path != NULL &&
-        ((tpl = batch_template(&r, tpl_path, &tpl_text, tpl_sha, e)) == NULL ||
-         template_policies_exist(c, tpl, tpl_path, e) != 0 ||
+        (template_policies_exist(c, tpl, tpl_path, e) != 0 ||
          store_template(c, &adm, tpl_path, &tpl_text, tpl_sha, batch, e) != 0)) {
         goto out;
     }
