@@ -192,7 +192,9 @@ kill "$CPID" 2>/dev/null || true
 wait "$CPID" 2>/dev/null || true
 rcli XRANGE jitrca:jitr:dlq - + | grep -q "template $L_SHA is not in Redis" && pass ||
   fail "dead letter: $(rcli XRANGE jitrca:jitr:dlq - +)"
-check_eq "lost template: not provisioned" "$(things "$T/l")" "INACTIVE thing= policy="
+# (INACTIVE, no thing; the policies may be attached: the first jitrd's flow ran AttachPolicy
+# alongside its failing CreateThing, docs/jitr.md "Round trips")
+check_eq "lost template: not provisioned" "$(things "$T/l" | cut -d' ' -f1-2)" "INACTIVE thing="
 # what the dead letter says to do: the batch again with the template provisions it with it
 rc=0
 "$JITRCTL" --json aws register-batch --in "$T/l" --template "$T/l.json" --quiet --timeout 60 \
