@@ -438,7 +438,7 @@ static int requeue_renewals(struct reindex *r, int64_t grace_s)
             .serial = serial,
             .renews = renews,
             .thing = json_string_value(json_array_get(a, 1)),
-            .due_ms = json_integer_value(json_array_get(a, 2)) / 1000 * 1000 + grace_s * 1000,
+            .due_ms = json_integer_value(json_array_get(a, 2)) + grace_s * 1000,
         };
     }
     n = i;
