@@ -200,7 +200,7 @@ static int run_lock(struct run *r, struct err *e)
 {
     static const char take[] =
         "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return '' end\n"
-        "return redis.call('GET', KEYS[1]) or ''\n";
+        "return redis.call('GET', KEYS[1]) or '?'\n"; /* never '' when not ours */
     char key[160], ttl[24];
     bool said = false;
     lock_key(r, key, sizeof(key));
