@@ -124,7 +124,8 @@ grep -qF "next:" "$T/out" && pass || fail "next step not printed"
 # each jitrd signs with dev-2 (waited for at most 10 s)
 for i in 1 2; do
   for _ in $(seq 100); do
-    awk -v t="$t_done" '$1 > t && $3 == "Rot_Devices_CA_2"' "$T/load$i.txt" | grep -q . && break
+    awk -v t="$t_done" '$1 > t && $3 == "Rot_Devices_CA_2" { f = 1; exit } END { exit !f }' \
+      "$T/load$i.txt" && break
     sleep 0.1
   done
 done
