@@ -58,8 +58,8 @@ struct shm {
     atomic_uint_fast64_t audit_quarantined[METRICS_WORKERS];
     atomic_uint_fast64_t audit_failures[METRICS_WORKERS];
     atomic_uint_fast64_t refused[REFUSED__COUNT];
-    /* expiry (daemon/expiry.c): written by one thread of worker 0, read by any worker; seq is
-     * odd while it writes (a reader that saw it change renders nothing of it this time) */
+    /* expiry (daemon/expiry.c): written by one thread of worker 0, read by any worker under
+     * the seqlock exp_seq (seq_write_begin and the rest below) */
     atomic_uint_fast64_t exp_seq;
     size_t exp_n;
     int64_t exp_at;
@@ -285,27 +285,52 @@ static void audit_health_render(struct buf *out)
 
 const int metrics_expiry_days[METRICS_EXPIRY_BUCKETS] = { 7, 30, 90 };
 
+/* A seqlock over the shared pages: one writer (a thread of worker 0) and readers in any worker.
+ * The count is odd while the writer copies; a reader copies, then keeps its copy only when the
+ * count was even and did not change meanwhile (else the next scrape has the figures). */
+static void seq_write_begin(atomic_uint_fast64_t *seq)
+{
+    atomic_fetch_add_explicit(seq, 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+}
+
+static void seq_write_end(atomic_uint_fast64_t *seq)
+{
+    atomic_fetch_add_explicit(seq, 1, memory_order_release);
+}
+
+static uint64_t seq_read_begin(atomic_uint_fast64_t *seq)
+{
+    return atomic_load_explicit(seq, memory_order_acquire);
+}
+
+static bool seq_read_ok(atomic_uint_fast64_t *seq, uint64_t begin)
+{
+    atomic_thread_fence(memory_order_acquire);
+    return (begin & 1) == 0 && atomic_load_explicit(seq, memory_order_relaxed) == begin;
+}
+
 void metrics_expiry_set(const struct metrics_expiry *v, size_t n, int64_t at)
 {
     if (M == NULL) {
         return;
     }
     n = n < METRICS_CAS ? n : METRICS_CAS;
-    atomic_fetch_add(&M->exp_seq, 1);
+    seq_write_begin(&M->exp_seq);
     memcpy(M->exp, v, n * sizeof(*v));
     M->exp_n = n;
     M->exp_at = at;
-    atomic_fetch_add(&M->exp_seq, 1);
+    seq_write_end(&M->exp_seq);
 }
 
 static void expiry_render(struct buf *out)
 {
     struct metrics_expiry v[METRICS_CAS];
-    uint64_t seq = atomic_load(&M->exp_seq);
+    uint64_t seq = seq_read_begin(&M->exp_seq);
     size_t n = M->exp_n < METRICS_CAS ? M->exp_n : METRICS_CAS;
     int64_t at = M->exp_at;
     memcpy(v, M->exp, n * sizeof(v[0]));
-    if ((seq & 1) || atomic_load(&M->exp_seq) != seq || at == 0) {
+    if (!seq_read_ok(&M->exp_seq, seq) || at == 0) {
         return; /* being written, or never: the next scrape has it */
     }
     buf_addstr(out, "# HELP jitrd_certificates_expiring Valid certificates of a CA (not revoked, "
@@ -354,19 +379,19 @@ void metrics_compromise_set(const struct metrics_compromise *v, size_t n)
         return;
     }
     n = n < METRICS_CAS ? n : METRICS_CAS;
-    atomic_fetch_add(&M->cmp_seq, 1);
+    seq_write_begin(&M->cmp_seq);
     memcpy(M->cmp, v, n * sizeof(*v));
     M->cmp_n = n;
-    atomic_fetch_add(&M->cmp_seq, 1);
+    seq_write_end(&M->cmp_seq);
 }
 
 static void compromise_render(struct buf *out)
 {
     struct metrics_compromise v[METRICS_CAS];
-    uint64_t seq = atomic_load(&M->cmp_seq);
+    uint64_t seq = seq_read_begin(&M->cmp_seq);
     size_t n = M->cmp_n < METRICS_CAS ? M->cmp_n : METRICS_CAS;
     memcpy(v, M->cmp, n * sizeof(v[0]));
-    if ((seq & 1) || atomic_load(&M->cmp_seq) != seq || n == 0) {
+    if (!seq_read_ok(&M->cmp_seq, seq) || n == 0) {
         return; /* being written, or none: the next scrape has it */
     }
     buf_addstr(out, "# HELP jitrd_ca_compromise_certificates Certificates of a CA's compromise "
