@@ -41,7 +41,10 @@
  * nothing to do; a provisioning state → LOOKUP, DESCRIBE and EVALUATE again and then the stored
  * step (at ACTIVATE or REJECT, AWS's status tells whether the earlier attempt's
  * UpdateCertificate went through). The lock (SET NX PX, released only by its owner) keeps
- * concurrent duplicates apart; an expired lock after a crash lets the claimer in.
+ * concurrent duplicates apart. It is a lease (docs/jitr.md "The lock is a lease"): the worker
+ * renews it while the flow lives (io->lease_hold), and before each AWS call the flow checks it
+ * is still held (lock_held): a lost lock ends the flow RETRY with nothing more sent, never an
+ * UpdateCertificate. A crashed flow stops renewing: its lock expires and the claimer gets in.
  *
  * Errors: Redis failures, AWS throttling/5xx/timeouts (after the client's own retries) → RETRY
  * (the stream entry stays pending; the owner backs off). AWS 4xx → DEAD (dead-letter stream).
@@ -172,6 +175,8 @@ struct jitr_req {
     struct err err;         /* why rejected / ignored / retried / dead */
     char lock_token[160]; /* JITR_LOCK_TAG entry pid-counter-ms (jitr_req_new) */
     bool locked;
+    void *lease;          /* io->lease_hold's, while locked */
+    int64_t lock_sent_ms; /* when LOCK's command was sent */
     int64_t first_ms;
     unsigned attempts;
     char serial[130];
@@ -365,9 +370,37 @@ static void start_redis(struct jitr_req *r, int argc, const char *const *argv)
     r->in_flight = true;
 }
 
+/* Whether the flow may still act under its certificate's lock: the worker renews it (a lease,
+ * docs/jitr.md "The lock is a lease"); lost (Redis lost it, or it could not be renewed in time)
+ * means another flow may hold it now, so nothing more is asked of AWS. */
+static bool lock_held(struct jitr_req *r, enum aws_iot_op op, struct err *e)
+{
+    if (!r->locked || r->lease == NULL || r->io->lease_held == NULL ||
+        r->io->lease_held(r->io->ctx, r->lease)) {
+        return true;
+    }
+    err_set(e, ERRC_UNAVAILABLE, "the lock of certificate %.16s... was lost: %s not sent",
+            r->ev.cert_id, aws_iot_op_name(op));
+    return false;
+}
+
+static void lease_drop(struct jitr_req *r)
+{
+    if (r->lease != NULL && r->io->lease_drop != NULL) {
+        r->io->lease_drop(r->io->ctx, r->lease);
+    }
+    r->lease = NULL;
+}
+
 static void start_aws(struct jitr_req *r, enum aws_iot_op op, json_t *in)
 {
     struct err e = ERR_INIT;
+    if (!lock_held(r, op, &e)) {
+        err_copy(&r->op_err, &e);
+        r->have_result = true;
+        json_decref(in);
+        return;
+    }
     r->aws_calls++;
     if (r->io->aws(r->io->ctx, op, in, on_aws, r, &e) != 0) {
         err_copy(&r->op_err, &e);
@@ -932,6 +965,7 @@ static void st_lock(struct jitr_req *r)
         key_of(key, sizeof(key), "jitr:lock", r->ev.cert_id);
         snprintf(px, sizeof(px), "%d", r->env->lock_ms > 0 ? r->env->lock_ms : 60000);
         const char *av[] = { "EVAL", lock_lua, "1", key, r->lock_token, px };
+        r->lock_sent_ms = now_ms(r);
         start_redis(r, 6, av);
         return;
     }
@@ -955,6 +989,10 @@ static void st_lock(struct jitr_req *r)
         return;
     }
     r->locked = true;
+    if (r->io->lease_hold != NULL) {
+        key_of(key, sizeof(key), "jitr:lock", r->ev.cert_id);
+        r->lease = r->io->lease_hold(r->io->ctx, key, r->lock_token, r->lock_sent_ms);
+    }
     set_state(r, JITR_ST_LOAD);
 }
 
@@ -1122,6 +1160,10 @@ static void side_call(struct jitr_req *r)
     json_t *in;
     if (r->side_stop || r->side_err.code != ERRC_OK ||
         r->side_idx >= jitr_template_npolicies(r->tpl)) {
+        return;
+    }
+    if (!lock_held(r, AWS_IOT_ATTACH_POLICY, &e)) {
+        err_copy(&r->side_err, &e);
         return;
     }
     in = json_pack("{s:s, s:s}", "policyName", jitr_template_policy(r->tpl, r->side_idx)->name,
@@ -1643,6 +1685,7 @@ static void st_unlock(struct jitr_req *r)
     if (side_wait(r)) { /* a failed flow's AttachPolicy still in flight */
         return;
     }
+    lease_drop(r); /* no call of this flow is in flight any more */
     if (!r->locked) {
         set_state(r, JITR_ST_FINISHED);
         return;
@@ -1749,6 +1792,7 @@ void jitr_req_free(struct jitr_req *r)
         return;
     }
     BUG_ON(r->in_flight || r->side_running);
+    lease_drop(r);
     held_clear(&r->held);
     json_decref(r->record);
     json_decref(r->desc);

@@ -377,7 +377,7 @@ struct jitr_env {
     bool thing_conflict_fail;  /* an existing thing with other attributes: dead letter */
     bool exclusive_thing;      /* AttachThingPrincipal with thingPrincipalType EXCLUSIVE_THING */
     const char *thing_group;   /* every device joins this group too; NULL/"" none */
-    int lock_ms;               /* lock lifetime */
+    int lock_ms;               /* lock lifetime (renewed by the worker, io->lease_hold) */
     int64_t renewal_grace_s;   /* a renewal ACTIVE: its predecessor retired this much later */
     int redis_timeout_ms;
     int64_t (*now_ms)(void);   /* NULL: time_now_ms */
@@ -413,6 +413,13 @@ struct jitr_io {
     uint64_t (*audit_mark)(void *ctx);
     /* the flow has finished (jitr_req_outcome); the owner may free r from here */
     void (*done)(void *ctx, struct jitr_req *r);
+    /* optional (NULL: the lock lives lock_ms from its take and each save): the certificate's
+     * lock (key, taken with token by a command sent at sent_ms) is kept renewed by the worker
+     * while the flow holds it (jobs_lease_hold); lease_held says whether the flow may still act
+     * under it, lease_drop releases it (no renewal from then on) */
+    void *(*lease_hold)(void *ctx, const char *key, const char *token, int64_t sent_ms);
+    bool (*lease_held)(void *ctx, void *lease);
+    void (*lease_drop)(void *ctx, void *lease);
 };
 
 /* A flow for one event. entry_id is the stream entry (copied; "" in tests). */

@@ -162,6 +162,25 @@ static uint64_t io_audit_mark(void *ctx)
     return jitr_auditq_mark(s->auditq);
 }
 
+/* The flows' certificate locks are leases of the job engine, renewed with its own jobs' */
+static void *io_lease_hold(void *ctx, const char *key, const char *token, int64_t sent_ms)
+{
+    struct jitr_service *s = ctx;
+    return s->jobs ? jobs_lease_hold(s->jobs, key, token, sent_ms) : NULL;
+}
+
+static bool io_lease_held(void *ctx, void *lease)
+{
+    (void)ctx;
+    return jobs_lease_held(lease);
+}
+
+static void io_lease_drop(void *ctx, void *lease)
+{
+    (void)ctx;
+    jobs_lease_drop(lease);
+}
+
 /* ---- JITR provisioning as a kind of the job engine ------------------------------------------ */
 
 /* A run of a JITR job: the flow, and the generation it started with. */
@@ -469,7 +488,10 @@ struct jitr_service *jitr_service_new(struct event_base *base, const struct conf
                               .policy_ready = jitr_policy_ready,
                               .audit = io_audit,
                               .audit_mark = io_audit_mark,
-                              .done = io_done };
+                              .done = io_done,
+                              .lease_hold = io_lease_hold,
+                              .lease_held = io_lease_held,
+                              .lease_drop = io_lease_drop };
     jitr_gen_install(s, tpl, profiles);
     tpl = NULL;
     profiles = NULL;

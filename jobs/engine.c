@@ -49,8 +49,23 @@ struct jobs_engine {
     size_t nk;
     struct jobs_job *jobs;
     size_t njobs;
-    struct event *kick, *claim, *due;
+    struct event *kick, *claim, *due, *renew;
     bool reading, draining, stopping, redis_down;
+    struct jobs_lease *leases; /* held (dropped ones are unlinked) */
+    struct jobs_lease **renewing; /* the leases of the renewal in flight, in its order */
+    size_t nrenewing;
+    int64_t renew_sent_ms;
+};
+
+struct jobs_lease {
+    struct jobs_engine *g;
+    char key[320];
+    char token[160];
+    int64_t confirmed_ms; /* when the last take or renewal that found it ours was sent */
+    bool lost;            /* a renewal found it gone or another's */
+    bool in_renewal;      /* named by the renewal in flight */
+    bool dropped;         /* released while in_renewal: freed by the renewal's reply */
+    struct jobs_lease *prev, *next;
 };
 
 struct jobs_job {
@@ -79,6 +94,8 @@ struct jobs_job {
     json_t *audit_rec;
     uint64_t audit_after;
     bool audit_check;
+    struct jobs_lease *lease; /* while locked */
+    int64_t lock_sent_ms;
     bool finished; /* over: freed from the timer */
     void *host;
     struct event *timer;
@@ -281,6 +298,17 @@ void jobs_aws(struct jobs_job *j, enum aws_iot_op op, json_t *in)
 {
     struct err e = ERR_INIT;
     j->moved = true;
+    if (j->lease != NULL && !jobs_lease_held(j->lease)) {
+        /* the certificate's lock is gone (Redis lost it, or it could not be renewed in time):
+         * nothing more is asked of AWS under it; the run fails as transient and the entry is
+         * run again from the saved state once the lock is taken again */
+        op_clear(j);
+        err_set(&j->op_err, ERRC_UNAVAILABLE,
+                "the lock of %.16s... was lost: %s not sent", j->key, aws_iot_op_name(op));
+        j->have_result = true;
+        json_decref(in);
+        return;
+    }
     if (j->g->io.aws(j->g->io.ctx, op, in, on_aws, j, &e) != 0) {
         op_clear(j);
         err_copy(&j->op_err, &e);
@@ -529,6 +557,7 @@ static void ph_lock(struct jobs_job *j)
         snprintf(key, sizeof(key), STORE_PREFIX "jitr:lock:%s", j->key);
         snprintf(px, sizeof(px), "%d", j->g->cfg.lock_ms > 0 ? j->g->cfg.lock_ms : 60000);
         const char *av[] = { "SET", key, j->token, "NX", "PX", px };
+        j->lock_sent_ms = now_ms(j->g);
         jobs_redis(j, 6, av);
         return;
     }
@@ -543,6 +572,8 @@ static void ph_lock(struct jobs_job *j)
         return;
     }
     j->locked = true;
+    snprintf(key, sizeof(key), STORE_PREFIX "jitr:lock:%s", j->key);
+    j->lease = jobs_lease_hold(j->g, key, j->token, j->lock_sent_ms);
     set_phase(j, PH_LOAD);
 }
 
@@ -675,6 +706,8 @@ static const char unlock_lua[] =
 static void ph_unlock(struct jobs_job *j)
 {
     char key[320];
+    jobs_lease_drop(j->lease); /* no renewal from here on */
+    j->lease = NULL;
     if (!j->locked) {
         set_phase(j, PH_ENDED);
         return;
@@ -741,6 +774,7 @@ static void job_free(struct jobs_job *j)
     if (g->io.release) {
         g->io.release(g->io.ctx, j);
     }
+    jobs_lease_drop(j->lease);
     if (j->timer) {
         event_free(j->timer);
     }
@@ -914,6 +948,8 @@ static void run_start(struct jobs_job *j)
     j->end_state[0] = j->outcome[0] = '\0';
     j->end = JOBS_END_RETRY;
     j->locked = false;
+    jobs_lease_drop(j->lease);
+    j->lease = NULL;
     j->have_result = j->in_flight = false;
     snprintf(j->token, sizeof(j->token), "%s-%llx", g->consumer, (unsigned long long)rnd());
     if (j->kc->kind->states == NULL) {
@@ -1325,6 +1361,155 @@ static void on_due_timer(evutil_socket_t fd, short what, void *arg)
 
 /* ---- life ----------------------------------------------------------------------------------- */
 
+/* ---- leases (jobs.h) ---------------------------------------------------------------------- */
+
+/* Renews every lock of the list whose value is still the holder's token (ARGV[1]: PX, then one
+ * token per key); 1 renewed, 0 gone or another's (never taken again). */
+static const char renew_lua[] =
+    "local out = {}\n"
+    "for i = 1, #KEYS do\n"
+    "  if redis.call('GET', KEYS[i]) == ARGV[i + 1] then\n"
+    "    redis.call('PEXPIRE', KEYS[i], ARGV[1]); out[i] = 1\n"
+    "  else out[i] = 0 end\n"
+    "end\n"
+    "return out\n";
+
+static int64_t lock_ms_of(const struct jobs_engine *g)
+{
+    return g->cfg.lock_ms > 0 ? g->cfg.lock_ms : 60000;
+}
+
+bool jobs_lease_valid(bool lost, int64_t confirmed_ms, int64_t now, int64_t lock_ms)
+{
+    return !lost && now - confirmed_ms < lock_ms - lock_ms / 10;
+}
+
+int64_t jobs_lease_period_ms(int64_t lock_ms)
+{
+    return lock_ms / 3 > 0 ? lock_ms / 3 : 1;
+}
+
+struct jobs_lease *jobs_lease_hold(struct jobs_engine *g, const char *key, const char *token,
+                                   int64_t sent_ms)
+{
+    struct jobs_lease *l = xcalloc(1, sizeof(*l));
+    l->g = g;
+    snprintf(l->key, sizeof(l->key), "%s", key);
+    snprintf(l->token, sizeof(l->token), "%s", token);
+    l->confirmed_ms = sent_ms;
+    l->next = g->leases;
+    if (g->leases) {
+        g->leases->prev = l;
+    }
+    g->leases = l;
+    return l;
+}
+
+bool jobs_lease_held(const struct jobs_lease *l)
+{
+    return jobs_lease_valid(l->lost, l->confirmed_ms, now_ms(l->g), lock_ms_of(l->g));
+}
+
+void jobs_lease_drop(struct jobs_lease *l)
+{
+    struct jobs_engine *g;
+    if (l == NULL) {
+        return;
+    }
+    g = l->g;
+    if (l->prev) {
+        l->prev->next = l->next;
+    } else {
+        g->leases = l->next;
+    }
+    if (l->next) {
+        l->next->prev = l->prev;
+    }
+    l->prev = l->next = NULL;
+    if (l->in_renewal) {
+        l->dropped = true; /* the renewal's reply names it: freed there */
+        return;
+    }
+    xfree(l);
+}
+
+static void on_renewed(void *arg, const struct store_reply *r, const struct err *e)
+{
+    struct jobs_engine *g = arg;
+    bool ok = e == NULL && r != NULL && r->type == STORE_REPLY_ARRAY && r->n == g->nrenewing;
+    for (size_t i = 0; i < g->nrenewing; i++) {
+        struct jobs_lease *l = g->renewing[i];
+        l->in_renewal = false;
+        if (l->dropped) {
+            xfree(l);
+            continue;
+        }
+        if (!ok) {
+            continue; /* unknown: the lease ages, and is not held once too old */
+        }
+        if (r->elem[i].type == STORE_REPLY_INTEGER && r->elem[i].integer == 1) {
+            if (g->renew_sent_ms > l->confirmed_ms) {
+                l->confirmed_ms = g->renew_sent_ms;
+            }
+        } else if (!l->lost) {
+            l->lost = true;
+            log_warn("jobs: the lock %s was lost (gone or another's when renewed): its holder "
+                     "stops before its next AWS call", l->key);
+        }
+    }
+    if (e != NULL && e->code != ERRC_CANCELED) {
+        log_debug("jobs: lock renewal: %s", e->msg);
+    }
+    xfree(g->renewing);
+    g->renewing = NULL;
+    g->nrenewing = 0;
+}
+
+/* One script for every lease of the worker (the one renewal of this tick). */
+static void on_renew_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct jobs_engine *g = arg;
+    struct err e = ERR_INIT;
+    size_t n = 0, ac = 0;
+    const char **av;
+    char px[24], nk[24];
+    (void)fd;
+    (void)what;
+    if (g->stopping || g->renewing != NULL) {
+        return; /* the previous renewal has not answered: it counts for this tick */
+    }
+    for (struct jobs_lease *l = g->leases; l; l = l->next) {
+        n += !l->lost;
+    }
+    if (n == 0) {
+        return;
+    }
+    snprintf(px, sizeof(px), "%lld", (long long)lock_ms_of(g));
+    snprintf(nk, sizeof(nk), "%zu", n);
+    av = xcalloc(4 + 2 * n, sizeof(*av));
+    g->renewing = xcalloc(n, sizeof(*g->renewing));
+    av[ac++] = "EVAL";
+    av[ac++] = renew_lua;
+    av[ac++] = nk;
+    for (struct jobs_lease *l = g->leases; l; l = l->next) {
+        if (!l->lost) {
+            av[ac++] = l->key;
+            g->renewing[g->nrenewing++] = l;
+            l->in_renewal = true;
+        }
+    }
+    av[ac++] = px;
+    for (size_t i = 0; i < n; i++) {
+        av[ac++] = g->renewing[i]->token;
+    }
+    g->renew_sent_ms = now_ms(g);
+    if (cmd(g, (int)ac, av, on_renewed, g, &e) != 0) {
+        log_debug("jobs: lock renewal: %s", e.msg);
+        on_renewed(g, NULL, &e);
+    }
+    xfree(av);
+}
+
 static struct event *periodic(struct jobs_engine *g, event_callback_fn fn, int64_t ms)
 {
     struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000) };
@@ -1369,6 +1554,7 @@ struct jobs_engine *jobs_engine_new(struct event_base *base, struct store_async 
     }
     g->claim = periodic(g, on_claim_timer, cfg->claim_idle_ms / 2 > 0 ? cfg->claim_idle_ms / 2 : 1);
     g->due = periodic(g, on_due_timer, cfg->due_poll_ms > 0 ? cfg->due_poll_ms : 1000);
+    g->renew = periodic(g, on_renew_timer, jobs_lease_period_ms(lock_ms_of(g)));
     consumer_kick(g);
     return g;
 }
@@ -1403,6 +1589,22 @@ void jobs_engine_free(struct jobs_engine *g)
     if (g->due) {
         event_free(g->due);
     }
+    if (g->renew) {
+        event_free(g->renew);
+    }
+    /* the leases left are the holders' (a flow freed later drops its own); a renewal in flight
+     * was cancelled with io's client, which the caller freed first */
+    for (size_t i = 0; i < g->nrenewing; i++) {
+        if (g->renewing[i]->dropped) {
+            xfree(g->renewing[i]); /* unlinked already */
+        }
+    }
+    while (g->leases) {
+        struct jobs_lease *l = g->leases;
+        g->leases = l->next;
+        xfree(l);
+    }
+    xfree(g->renewing);
     xfree(g->k);
     xfree(g);
 }

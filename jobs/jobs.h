@@ -29,7 +29,8 @@
  *   jobs:<kind>:<key>   hash: the job record (jitr:dev:<certificateId>), see struct jobs_job
  *   jobs:stats          hash: <kind>:<outcome> counters (AWS calls are counted by the host,
  *                       in jitr:stats: aws:<Operation>:<result>)
- *   jitr:lock:<key>     the certificate's lock (SET NX PX, released by its owner only)
+ *   jitr:lock:<key>     the certificate's lock (SET NX PX, released by its owner only),
+ *                       renewed every lock_ms/3 while its holder lives (the leases below)
  *
  * Adding a kind: a struct jobs_kind (its name, key field, states table and audit type) in a
  * file of its own, listed in jobs_kinds[] (jobs/kinds.c); its state functions use the calls
@@ -271,6 +272,30 @@ void jobs_external_end(struct jobs_job *j, enum jobs_end end, const struct err *
 const char *jobs_entry(const struct jobs_job *j);
 /* The host's data of a host-run job. */
 void **jobs_host(struct jobs_job *j);
+
+/* ---- leases: the certificate locks this worker holds, kept alive while their holder lives ----
+ *
+ * A lock (jitr:lock:<key>, SET NX PX lock_ms) taken by a job of the engine or by a JITR flow is
+ * registered as a lease: every ~lock_ms/3 one script renews every lease of the worker (PEXPIRE
+ * each lock whose value is still its holder's token; a lock that is gone or another's is never
+ * taken again, its lease is lost). A holder asks jobs_lease_held before each AWS call and stops
+ * (a retry) when it is not: lost, or not confirmed for 9/10 of lock_ms (Redis unreachable, the
+ * loop stalled), when Redis may have let it expire. A holder that dies stops renewing: its lock
+ * expires lock_ms after the last renewal, as before. */
+struct jobs_lease;
+/* Registers the lock key (the full Redis key) taken with token; sent_ms: when the command that
+ * took it was sent (the lock lives at least lock_ms from then). */
+struct jobs_lease *jobs_lease_hold(struct jobs_engine *g, const char *key, const char *token,
+                                   int64_t sent_ms);
+/* Whether the holder may still act under the lock now (jobs_lease_valid of its lease). */
+bool jobs_lease_held(const struct jobs_lease *l);
+/* The holder releases it (before or after its unlock); NULL is fine. */
+void jobs_lease_drop(struct jobs_lease *l);
+/* The decision, pure: not lost, and the last take or renewal that found the lock ours was sent
+ * less than lock_ms - lock_ms/10 before now. */
+bool jobs_lease_valid(bool lost, int64_t confirmed_ms, int64_t now_ms, int64_t lock_ms);
+/* The period of the renewal for a lock lifetime: lock_ms / 3 (at least 1). */
+int64_t jobs_lease_period_ms(int64_t lock_ms);
 
 /* ---- for jitrctl (synchronous, a private loop) ---------------------------------------------- */
 

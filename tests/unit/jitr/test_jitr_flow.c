@@ -100,6 +100,10 @@ struct fake {
         void *arg;
     } side;
     unsigned max_aws; /* most AWS calls pending at once */
+    /* the lock as a lease (io->lease_*): held leases, and the AWS call after which the worker
+     * finds the lock lost (Redis lost it) */
+    unsigned leases;
+    const char *lose_lease_after;
     bool hold_side;   /* run_to leaves the second call pending (a crash between the two) */
 };
 
@@ -231,6 +235,32 @@ static void serve_audit(struct fake *f)
         f->aucb(f->arg, seq, found, NULL);
     }
     json_decref(rec);
+}
+
+static void *f_lease_hold(void *ctx, const char *key, const char *token, int64_t sent_ms)
+{
+    struct fake *f = ctx;
+    (void)key;
+    (void)token;
+    (void)sent_ms;
+    f->leases++;
+    return f;
+}
+
+static bool f_lease_held(void *ctx, void *lease)
+{
+    struct fake *f = ctx;
+    (void)lease;
+    return f->lose_lease_after == NULL || f->calls.data == NULL ||
+           strstr(f->calls.data, f->lose_lease_after) == NULL;
+}
+
+static void f_lease_drop(void *ctx, void *lease)
+{
+    struct fake *f = ctx;
+    (void)lease;
+    BUG_ON(f->leases == 0);
+    f->leases--;
 }
 
 static void f_done(void *ctx, struct jitr_req *r)
@@ -624,7 +654,10 @@ static int world_init(struct world *w)
                               .policy_ready = f_policy,
                               .audit = f_audit,
                               .audit_mark = f_audit_mark,
-                              .done = f_done };
+                              .done = f_done,
+                              .lease_hold = f_lease_hold,
+                              .lease_held = f_lease_held,
+                              .lease_drop = f_lease_drop };
     buf_addf(&p, "%s/ca.pem", tt_tmpdir());
     w->ca = jt_load_cert(p.data);
     buf_reset(&p);
@@ -851,6 +884,42 @@ static int test_flow_activate_then_duplicate(void)
     CHECK_STR_EQ(tr.data, "RECEIVED LOCK LOAD UNLOCK FINISHED");
     CHECK_STR_EQ(calls(&w), "");
     CHECK_INT_EQ(w.f.audits, 1);
+out:
+    buf_release(&tr);
+    world_release(&w);
+    return rc;
+}
+
+/* The lock is a lease (docs/jitr.md "The lock is a lease"): a flow whose lock the worker found
+ * lost (Redis lost it in a failover, or it could not be renewed in time) sends nothing more to
+ * AWS, above all no UpdateCertificate: it ends RETRY and the retry, under a lock taken again,
+ * activates. Every lease is released at the end. */
+static int test_flow_lease_lost(void)
+{
+    int rc = 0;
+    struct world w;
+    struct buf tr = BUF_INIT;
+    struct err why = ERR_INIT;
+    CHECK_INT_EQ(world_init(&w), 0);
+    w.f.lose_lease_after = "AttachThingPrincipal";
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, &why), JITR_OUT_RETRY);
+    CHECK_STR_CONTAINS(why.msg, "lock of certificate");
+    CHECK_STR_CONTAINS(why.msg, "UpdateCertificate not sent");
+    CHECK(strstr(calls(&w), "UpdateCertificate") == NULL);
+    CHECK_STR_EQ(aws_status(&w, w.dev_id), "PENDING_ACTIVATION");
+    CHECK_INT_EQ(w.f.audits, 0);
+    CHECK_INT_EQ(w.f.leases, 0);
+    /* lost during CreateThing: the side chain's AttachPolicy is not sent either */
+    w.f.lose_lease_after = "DescribeCertificate";
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, &why), JITR_OUT_RETRY);
+    CHECK_STR_EQ(calls(&w), "DescribeCertificate");
+    CHECK_INT_EQ(w.f.leases, 0);
+    w.f.lose_lease_after = NULL;
+    CHECK_INT_EQ(flow(&w, w.dev_id, &tr, NULL), JITR_OUT_ACTIVATED);
+    CHECK_STR_CONTAINS(calls(&w), "UpdateCertificate:ACTIVE");
+    CHECK_STR_EQ(aws_status(&w, w.dev_id), "ACTIVE");
+    CHECK_INT_EQ(w.f.audits, 1);
+    CHECK_INT_EQ(w.f.leases, 0);
 out:
     buf_release(&tr);
     world_release(&w);
@@ -2491,6 +2560,7 @@ int main(int argc, char **argv)
     static const struct tt_case cases[] = {
         { "flow_activate_then_duplicate", test_flow_activate_then_duplicate },
         { "flow_resume_after_failure", test_flow_resume_after_failure },
+        { "flow_lease_lost", test_flow_lease_lost },
         { "flow_activate_reply_lost", test_flow_activate_reply_lost },
         { "flow_states_lost", test_flow_states_lost },
         { "flow_adopt", test_flow_adopt },

@@ -664,12 +664,94 @@ out:
     return rc;
 }
 
+/* The lock is a lease (jobs.h, docs/jobs.md "The lock is a lease"): the decision alone, then a
+ * job whose AWS call takes 2.5 lock_ms keeps its lock (renewed, never re-taken), and a job whose
+ * lock Redis lost sends no further AWS call under it: the run is retried and takes it again. */
+static int test_lease(void)
+{
+    int rc = 0;
+    struct jobs_engine *g = NULL;
+    char lock[320], v[64];
+    const char *key = "lease1";
+    /* the decision: 9/10 of lock_ms since the last confirmed renewal, and never once lost */
+    CHECK(jobs_lease_valid(false, 1000, 1539, 600));
+    CHECK(!jobs_lease_valid(false, 1000, 1540, 600));
+    CHECK(!jobs_lease_valid(true, 1000, 1000, 600));
+    CHECK(jobs_lease_valid(false, 1000, 1000, 60000));
+    CHECK_INT_EQ(jobs_lease_period_ms(600), 200);
+    CHECK_INT_EQ(jobs_lease_period_ms(2), 1);
+    if (setup() != 0) {
+        return TT_SKIP;
+    }
+    keys_clear(&tkind, key);
+    keys_clear(&tkind, "lease2");
+    snprintf(lock, sizeof(lock), STORE_PREFIX "jitr:lock:%s", key);
+    g = engine("leaser", 5000);
+    CHECK(g != NULL);
+    CHECK(enqueue(&tkind, key, 0, "x") == 0);
+    CHECK(run_until(aws_pending, 5000));
+    CHECK_INT_EQ(W.aws[0].op, AWS_IOT_DESCRIBE_THING);
+    run_until(NULL, 1500); /* 2.5 lock_ms with DescribeThing unanswered */
+    {
+        const char *av[] = { "PTTL", lock };
+        json_t *t = redis_json(av, 2);
+        CHECK(json_is_integer(t) && json_integer_value(t) > 0); /* renewed: still there */
+        json_decref(t);
+    }
+    aws_answer(json_object(), NULL);
+    CHECK(run_until(aws_pending, 3000));
+    CHECK_INT_EQ(W.aws[0].op, AWS_IOT_CREATE_THING); /* still held: sent */
+    /* Redis loses the lock while CreateThing is in flight: the renewal finds it gone and does
+     * not take it again; the next call (none here: the job ends) would not be sent */
+    {
+        const char *av[] = { "DEL", lock };
+        json_decref(redis_json(av, 2));
+    }
+    run_until(NULL, 500);
+    {
+        const char *av[] = { "EXISTS", lock };
+        json_t *t = redis_json(av, 2);
+        CHECK(json_is_integer(t) && json_integer_value(t) == 0); /* never re-taken */
+        json_decref(t);
+    }
+    aws_answer(json_object(), NULL);
+    waiting_key = key;
+    CHECK(run_until(rec_done, 5000));
+    /* a second job: its lock is lost while DescribeThing is in flight; CreateThing is not sent
+     * under the lost lock, the run is retried (one failed attempt), takes the lock again and
+     * sends it then */
+    snprintf(lock, sizeof(lock), STORE_PREFIX "jitr:lock:%s", "lease2");
+    CHECK(enqueue(&tkind, "lease2", 0, "x") == 0);
+    CHECK(run_until(aws_pending, 5000));
+    CHECK_INT_EQ(W.aws[0].op, AWS_IOT_DESCRIBE_THING);
+    {
+        const char *av[] = { "DEL", lock };
+        json_decref(redis_json(av, 2));
+    }
+    run_until(NULL, 500); /* a renewal finds it gone */
+    CHECK_INT_EQ(W.aws_calls[AWS_IOT_CREATE_THING], 1);
+    aws_answer(json_object(), NULL);
+    CHECK(run_until(aws_pending, 3000));
+    CHECK_INT_EQ(W.aws[0].op, AWS_IOT_CREATE_THING);
+    CHECK_INT_EQ(W.aws_calls[AWS_IOT_DESCRIBE_THING], 2); /* the first job's only */
+    aws_answer(json_object(), NULL);
+    waiting_key = "lease2";
+    CHECK(run_until(rec_done, 5000));
+    CHECK_STR_EQ(rec_field("lease2", "attempts", v, sizeof(v)), "1");
+    CHECK_INT_EQ(W.aws_calls[AWS_IOT_CREATE_THING], 2);
+out:
+    engine_free(g);
+    teardown();
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     static const struct tt_case cases[] = {
         { "enqueue_checks", test_enqueue_checks }, { "kind_states", test_kind_states },
         { "due_later", test_due_later },           { "resume", test_resume },
         { "dead_letter", test_dead_letter },       { "waiting_kept", test_waiting_kept },
+        { "lease", test_lease },
     };
     return tt_main(argc, argv, cases, ARRAY_LEN(cases));
 }
