@@ -32,18 +32,20 @@ struct reindex {
     json_t *revokes[ISSUANCE_REINDEX_BATCH]; /* "revoke" records waiting, after the issues */
     uint64_t rseqs[ISSUANCE_REINDEX_BATCH];
     size_t nr;
-    json_t *crl_numbers; /* CA name -> highest audited CRL number */
-    json_t *renews;      /* serial of a renewal -> the serial it renews ("issue" records) */
-    json_t *activated;   /* certificateId activated ACTIVE -> [serial, thing, ms], the earliest */
-    json_t *retired;     /* certificateId -> true: its renewal_retire record */
-    json_t *registered;  /* certificateId -> [serial, ca_id, account, status, tpl]: aws_register */
-    json_t *templates;   /* SHA-256 -> content: aws_template (register-batch --template) */
-    json_t *flow_end;    /* certificateId -> [state, aws_status]: its flow's end record */
-    json_t *changes;     /* a second pass: every log's revocations and releases, in time order */
-    json_t *aliases;     /* issuing alias -> its CA in the last ca_alias record */
-    json_t *blocked;     /* CA name -> true: a ca_compromised record (never signs again) */
-    json_t *claims;      /* claim name -> what enroll_claims_restore writes (a full rebuild) */
-    json_t *jitr_ends;   /* tail: certificateId -> its last JITR end record (jitr_tail_end) */
+    json_t *crl_numbers;  /* CA name -> highest audited CRL number */
+    json_t *renews;       /* serial of a renewal -> the serial it renews ("issue" records) */
+    json_t *activated;    /* certificateId activated ACTIVE -> [serial, thing, ms], the earliest */
+    json_t *retired;      /* certificateId -> true: its renewal_retire record */
+    json_t *registered;   /* certificateId -> [serial, ca_id, account, status, tpl]: aws_register */
+    json_t *templates;    /* SHA-256 -> content: aws_template (register-batch --template) */
+    json_t *flow_end;     /* certificateId -> [state, aws_status]: its flow's end record */
+    json_t *changes;      /* a second pass: every log's revocations and releases, in time order */
+    json_t *aliases;      /* issuing alias -> its CA in the last ca_alias record */
+    json_t *blocked;      /* CA name -> true: a ca_compromised record (never signs again) */
+    json_t *claims;       /* claim name -> what enroll_claims_restore writes (a full rebuild) */
+    json_t *jitr_ends;    /* tail: certificateId -> its last JITR end record (jitr_tail_end) */
+    json_t *changes_last; /* serial -> [src, seq, node, ms]: its last status change applied */
+    json_t *aws_done;     /* serial -> the aws_status record of its last change that reached AWS */
     struct issuance_reindex_stats st;
     int64_t renewed_ms;
     uint64_t reported; /* st.records at the last progress call */
@@ -136,6 +138,70 @@ static int flush_issues(struct reindex *r)
     return rc;
 }
 
+static const char *str(json_t *rec, const char *k)
+{
+    const char *v = json_string_value(json_object_get(rec, k));
+    return v ? v : "";
+}
+
+/* Whether change a (its log's node, seq, time) comes after change b: by seq in one node's log,
+ * by time between nodes, the rule of the revoke and release scripts (store/store.c). */
+static bool change_later(const char *na, uint64_t sa, int64_t ma, const char *nb, uint64_t sb,
+                         int64_t mb)
+{
+    return strcmp(na, nb) == 0 ? sa > sb : ma > mb;
+}
+
+/* A revocation or release the replay applied: the last of each certificate's is the change
+ * whose job settle_status_jobs queues unless an aws_status record shows it reached AWS IoT. A
+ * full rebuild notes every one (the index was cleared: the last record is the last change, and
+ * with several logs one applied in the first pass may be a no-op in the second); a tail only
+ * those that changed the index (the others are in Redis with their jobs). */
+static void note_change(struct reindex *r, const char *src, const struct store_revocation *rv,
+                        bool changed)
+{
+    json_t *had = json_object_get(r->changes_last, rv->serial);
+    const char *node = rv->node ? rv->node : "";
+    if (r->tail && !changed) {
+        return;
+    }
+    if (had != NULL &&
+        !change_later(node, rv->seq, rv->ms, json_string_value(json_array_get(had, 2)),
+                      (uint64_t)json_integer_value(json_array_get(had, 1)),
+                      json_integer_value(json_array_get(had, 3)))) {
+        return;
+    }
+    json_object_set_new(r->changes_last, rv->serial,
+                        json_pack("[s,I,s,I]", src, (json_int_t)rv->seq, node, (json_int_t)rv->ms));
+}
+
+/* The revoke kind's aws_status records (jobs/revoke.c) that name the change their job carried
+ * (change_seq, change_node, change_ms; older records do not, and their changes are queued again):
+ * the last of each certificate's is kept for settle_status_jobs. */
+static void replay_aws_status(struct reindex *r, const char *type, json_t *rec)
+{
+    const char *serial = json_string_value(json_object_get(rec, "serial"));
+    const char *id = json_string_value(json_object_get(rec, "certificate_id"));
+    json_t *seq = json_object_get(rec, "change_seq"), *ms = json_object_get(rec, "change_ms");
+    const char *node = json_string_value(json_object_get(rec, "change_node"));
+    json_t *had;
+    if (strcmp(type, "aws_status") != 0 || strcmp(str(rec, "kind"), "revoke") != 0 ||
+        serial == NULL || serial[0] == '\0' || id == NULL || strlen(id) != 64 ||
+        !hex_is_lower(id, 64) || !json_is_integer(seq) || json_integer_value(seq) <= 0 ||
+        !json_is_integer(ms) || node == NULL) {
+        return;
+    }
+    had = json_object_get(r->aws_done, serial);
+    if (had != NULL &&
+        !change_later(node, (uint64_t)json_integer_value(seq), json_integer_value(ms),
+                      str(had, "change_node"),
+                      (uint64_t)json_integer_value(json_object_get(had, "change_seq")),
+                      json_integer_value(json_object_get(had, "change_ms")))) {
+        return;
+    }
+    json_object_set(r->aws_done, serial, rec);
+}
+
 static int flush_revokes(struct reindex *r)
 {
     struct store_revocation *rv = xcalloc(r->nr ? r->nr : 1, sizeof(*rv));
@@ -143,11 +209,13 @@ static int flush_revokes(struct reindex *r)
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < r->nr; i++) {
         rc = issuance_revocation_from_record(r->revokes[i], r->rseqs[i], &rv[i], r->e);
+        rv[i].no_job = true; /* settle_status_jobs queues what the log shows unfinished */
     }
     if (rc == 0 && r->nr) {
         rc = store_certs_revoke(r->store, rv, r->nr, res, r->e);
     }
     for (size_t i = 0; rc == 0 && i < r->nr; i++) {
+        note_change(r, "revoke", &rv[i], res[i] == STORE_REVOKE_DONE);
         if (res[i] == STORE_REVOKE_UNKNOWN && r->quiet) {
             continue; /* another node's log may issue it: the second pass tells */
         }
@@ -190,12 +258,6 @@ static int replay_crl(struct reindex *r, json_t *rec, uint64_t seq)
         json_object_set(r->crl_numbers, ca, num);
     }
     return 0;
-}
-
-static const char *str(json_t *rec, const char *k)
-{
-    const char *v = json_string_value(json_object_get(rec, k));
-    return v ? v : "";
 }
 
 /* A renewal's predecessor is retired by a job (jobs/renewal.h) that its activation queued: the
@@ -709,6 +771,80 @@ static int jitr_tail_restore(struct reindex *r)
     return rc;
 }
 
+#define STATUS_CHUNK 500
+
+/* j's aws_status record (none when a is NULL). */
+static void status_done(struct store_status_job *j, json_t *a)
+{
+    if (a == NULL) {
+        return;
+    }
+    j->done_id = str(a, "certificate_id");
+    j->outcome = str(a, "outcome");
+    j->want = str(a, "want");
+    j->reason = str(a, "reason");
+    j->ca = str(a, "ca");
+    j->aws_before = str(a, "aws_before");
+    j->aws_status = str(a, "aws_status");
+    j->done_seq = (uint64_t)json_integer_value(json_object_get(a, "change_seq"));
+    j->done_node = str(a, "change_node");
+    j->done_ms = json_integer_value(json_object_get(a, "change_ms"));
+    j->audit_seq = (uint64_t)json_integer_value(json_object_get(a, "seq"));
+    j->audit_ms = issuance_record_ms(a);
+}
+
+/* The revoke jobs after the replay (its revocations and releases queued none): for every
+ * certificate, the record of its last job that reached AWS IoT is written back when Redis lost
+ * it (jitrctl cert show, and the prev_outcome a release's job needs to make a held certificate
+ * ACTIVE again), and its last change is queued unless that job carried it or a later one. So
+ * Redis restarted empty costs no AWS call for a change AWS IoT heard of; a change whose job had
+ * not run, ran when Redis died, or died itself has no aws_status record and is queued again. */
+static int settle_status_jobs(struct reindex *r)
+{
+    size_t cap = json_object_size(r->changes_last) + json_object_size(r->aws_done);
+    struct store_status_job *v = xcalloc(cap ? cap : 1, sizeof(*v));
+    size_t n = 0, queued = 0, restored = 0;
+    const char *serial;
+    json_t *a;
+    int rc = 0;
+    json_object_foreach(r->changes_last, serial, a)
+    {
+        v[n++] = (struct store_status_job){
+            .serial = serial,
+            .src = json_string_value(json_array_get(a, 0)),
+            .seq = (uint64_t)json_integer_value(json_array_get(a, 1)),
+            .node = json_string_value(json_array_get(a, 2)),
+            .ms = json_integer_value(json_array_get(a, 3)),
+        };
+        status_done(&v[n - 1], json_object_get(r->aws_done, serial));
+    }
+    json_object_foreach(r->aws_done, serial, a)
+    {
+        if (json_object_get(r->changes_last, serial) == NULL) { /* (a tail's) */
+            v[n++] = (struct store_status_job){ .serial = serial };
+            status_done(&v[n - 1], a);
+        }
+    }
+    for (size_t i = 0; rc == 0 && i < n; i += STATUS_CHUNK) {
+        size_t k = n - i < STATUS_CHUNK ? n - i : STATUS_CHUNK, q = 0, w = 0;
+        rc = store_status_jobs_settle(r->store, v + i, k, &q, &w, r->e);
+        queued += q;
+        restored += w;
+        if (rc == 0) {
+            rc = reindex_tick(r);
+        }
+    }
+    if (rc == 0 && (queued || restored)) {
+        log_info("index rebuild: %zu revocations, holds and releases queued for AWS IoT (the "
+                 "audit log shows no AWS outcome of them), %zu finished revoke jobs restored",
+                 queued, restored);
+    }
+    r->st.status_jobs_queued = queued;
+    r->st.status_jobs_restored = restored;
+    xfree(v);
+    return rc;
+}
+
 /* Frees r and what it still holds (a rebuild stopped midway leaves pending records). */
 static void reindex_free(struct reindex *r)
 {
@@ -730,6 +866,8 @@ static void reindex_free(struct reindex *r)
     json_decref(r->blocked);
     json_decref(r->claims);
     json_decref(r->jitr_ends);
+    json_decref(r->changes_last);
+    json_decref(r->aws_done);
     xfree(r);
 }
 
@@ -738,10 +876,14 @@ static int replay_release(struct reindex *r, json_t *rec, uint64_t seq)
 {
     struct store_revocation rv;
     enum store_revoke_result res;
-    if (flush_all(r) != 0 || issuance_release_from_record(rec, seq, &rv, r->e) != 0 ||
-        store_certs_release(r->store, &rv, 1, &res, r->e) != 0) {
+    if (flush_all(r) != 0 || issuance_release_from_record(rec, seq, &rv, r->e) != 0) {
         return -1;
     }
+    rv.no_job = true; /* settle_status_jobs queues what the log shows unfinished */
+    if (store_certs_release(r->store, &rv, 1, &res, r->e) != 0) {
+        return -1;
+    }
+    note_change(r, "release", &rv, res == STORE_REVOKE_DONE);
     r->st.released += res == STORE_REVOKE_DONE;
     return 0;
 }
@@ -832,6 +974,9 @@ static int replay_one(void *arg, json_t *rec, uint64_t line)
     }
     if (r->tail && type) {
         jitr_tail_end(r, type, rec); /* the JITR flows whose states the new primary lacks */
+    }
+    if (type) {
+        replay_aws_status(r, type, rec); /* the changes that reached AWS IoT */
     }
     if (r->tail && type && strcmp(type, "release") == 0) {
         return reindex_tick(r); /* see issuance_reindex_tail */
@@ -1004,6 +1149,8 @@ static struct reindex *reindex_new(struct store *s, struct err *e)
     r->blocked = json_object();
     r->claims = json_object();
     r->jitr_ends = json_object();
+    r->changes_last = json_object();
+    r->aws_done = json_object();
     return r;
 }
 
@@ -1033,7 +1180,7 @@ int issuance_reindex_tail(const struct conf *c, struct store *s, const char *sin
          replay_blocked(r) != 0)) {
         goto out;
     }
-    if (raise_crl_numbers(r) != 0 || jitr_tail_restore(r) != 0) {
+    if (raise_crl_numbers(r) != 0 || jitr_tail_restore(r) != 0 || settle_status_jobs(r) != 0) {
         goto out;
     }
     rc = 0;
@@ -1062,7 +1209,7 @@ int issuance_reindex_locked(const struct conf *c, struct store *s, const char *t
     if (store_index_mark_clear(s, e) != 0 || store_index_clear(s, &r->st.keys_removed, e) != 0) {
         goto out;
     }
-    if (replay_logs(r, c) != 0 || raise_crl_numbers(r) != 0) {
+    if (replay_logs(r, c) != 0 || raise_crl_numbers(r) != 0 || settle_status_jobs(r) != 0) {
         goto out;
     }
     if (requeue_renewals(r, c->renewal_grace) != 0 || replay_aliases(r) != 0 ||

@@ -22,7 +22,11 @@
  *      flow record Redis lost get it back (marked registered, with the status asked and the
  *      flow's end when an end record is in the log), and those whose flow did not end and
  *      that are valid in the index (neither revoked, held nor superseded; their CA not
- *      blocked) get their provisioning queued again (src "reindex");
+ *      blocked) get their provisioning queued again (src "reindex"); revocations and releases
+ *      are applied without their revoke jobs, and then each certificate's finished job record
+ *      comes back from its last "aws_status" record and the job of its last change is queued
+ *      only when no such record shows that change (or a later one) reached AWS IoT with the
+ *      status the index now wants (store_status_jobs_settle; the tail does the same);
  *   4. index:ready is written and the lock deleted, atomically, only while the lock is ours.
  * A failure anywhere leaves index:ready absent (the index stays "incomplete") and releases the
  * lock; the next rebuild starts again from the top (every step is idempotent).
@@ -60,6 +64,8 @@ struct issuance_reindex_stats {
     uint64_t renewals_requeued;   /* renewal retirements Redis had lost, queued again */
     uint64_t registered_requeued; /* provisioning of registered certificates, queued again */
     uint64_t jitr_restored;       /* tail: JITR end states Redis lacked, from their records */
+    uint64_t status_jobs_queued;  /* revoke jobs queued: changes with no aws_status record */
+    uint64_t status_jobs_restored; /* revoke jobs' DONE records written back from aws_status */
     uint64_t last_seq;
     char last_hash[65];
 };

@@ -636,7 +636,7 @@ int issuance_revoke(struct issuance_revoker *rv, struct store *s, struct issuanc
     r->seq = seq;
     /* 4. index */
     sr = (struct store_revocation){ r->serial_hex, r->ca_name,        r->revoked_at, reason,
-                                    seq,           rv->conf->node_id, time_now_ms() };
+                                    seq,           rv->conf->node_id, time_now_ms(), false };
     if (store_certs_revoke(s, &sr, 1, &res, e) != 0) {
         err_prefix(e,
                    "serial %s: the revocation is audited but not indexed (run 'jitrctl "
@@ -705,8 +705,8 @@ static int bulk_chunk(struct issuance_revoker *rv, struct store *s, struct issua
         recs[k] = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "type", "revoke", "serial",
                             serials[i], "fingerprint", f[0], "ca", b->ca, "reason", reason,
                             "revoked_at", at, "requester", b->requester);
-        sr[k] = (struct store_revocation){ serials[i],        b->ca,        at, reason, 0,
-                                           rv->conf->node_id, time_now_ms() };
+        sr[k] = (struct store_revocation){ serials[i],        b->ca,         at,   reason, 0,
+                                           rv->conf->node_id, time_now_ms(), false };
         k++;
     }
     if (k == 0) {
@@ -877,8 +877,8 @@ int issuance_release(struct issuance_revoker *rv, struct store *s, struct issuan
         goto out;
     }
     r->seq = seq;
-    sr = (struct store_revocation){ r->serial_hex, r->ca_name,        "",           "",
-                                    seq,           rv->conf->node_id, time_now_ms() };
+    sr = (struct store_revocation){ r->serial_hex,     r->ca_name,    "",   "", seq,
+                                    rv->conf->node_id, time_now_ms(), false };
     if (store_certs_release(s, &sr, 1, &res, e) != 0 || res != STORE_REVOKE_DONE) {
         if (res != STORE_REVOKE_DONE && e->code == ERRC_OK) {
             err_set(e, ERRC_INTERNAL, "the index changed under the CA's lock");
@@ -949,7 +949,7 @@ int issuance_release_from_record(json_t *rec, uint64_t seq, struct store_revocat
                        (unsigned long long)seq);
     }
     *out = (struct store_revocation){
-        serial, ca, "", "", seq, record_node(rec), issuance_record_ms(rec)
+        serial, ca, "", "", seq, record_node(rec), issuance_record_ms(rec), false
     };
     return 0;
 }
@@ -980,7 +980,7 @@ int issuance_revocation_from_record(json_t *rec, uint64_t seq, struct store_revo
                        (unsigned long long)seq, v[3]);
     }
     *out = (struct store_revocation){
-        v[0], v[1], v[2], v[3], seq, record_node(rec), issuance_record_ms(rec)
+        v[0], v[1], v[2], v[3], seq, record_node(rec), issuance_record_ms(rec), false
     };
     return 0;
 }

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "core/mem.h"
+#include "core/util.h"
 #include "jobs/jobs.h"
 #include "store/store.h"
 
@@ -117,12 +118,22 @@ static void st_lookup(struct jobs_job *j)
     jobs_next(j, "SYNC");
 }
 
-/* The audit record of the outcome. */
+/* The audit record of the outcome, with the change the job carried (change_seq, change_node,
+ * change_ms: the audit seq, node and time of the revocation, hold or release that queued it),
+ * so that an index rebuild after a Redis loss knows the change reached AWS IoT and does not queue
+ * it again (issuance/reindex.c). A job without them (an entry of an older version) writes none. */
 static void finish(struct jobs_job *j, const char *outcome, const char *before, const char *after)
 {
     json_t *rec = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "serial", jobs_get(j, "serial"), "ca",
                             jobs_get(j, "ca"), "want", jobs_get(j, "want"), "reason",
                             jobs_get(j, "reason"), "aws_before", before, "aws_status", after);
+    uint64_t seq = 0, ms = 0;
+    if (str_to_u64(jobs_get(j, "change_seq"), &seq) == 0 && seq > 0 && seq <= (uint64_t)INT64_MAX &&
+        str_to_u64(jobs_get(j, "change_ms"), &ms) == 0 && ms <= (uint64_t)INT64_MAX) {
+        json_object_set_new(rec, "change_seq", json_integer((json_int_t)seq));
+        json_object_set_new(rec, "change_node", json_string(jobs_get(j, "change_node")));
+        json_object_set_new(rec, "change_ms", json_integer((json_int_t)ms));
+    }
     jobs_set(j, "aws_status", after);
     jobs_finish(j, outcome, rec);
 }

@@ -976,18 +976,22 @@ int store_certs_index(struct store *s, const struct store_cert *certs, size_t n,
  * ARGV[6] now in ms; seq (ARGV[4]) is the change's audit seq, ARGV[8] the node whose log has it,
  * ARGV[9] its time in ms, recorded by the job as change_seq, change_node, change_ms. Later is
  * by seq within one node's log, by time between nodes (seqs of two logs are not comparable: a
- * hold on one node and its release through another must both reach AWS). */
+ * hold on one node and its release through another must both reach AWS). ARGV[10] "1": no job
+ * (the index rebuild queues them at the end, store_status_jobs_settle). The including script
+ * declares two locals: stale (true: a DONE record does not count, the rebuild's check below) and
+ * queued, set to 1 when it queued. */
 #define ENQUEUE_STATUS_JOB_LUA                                                                 \
     "local fp = redis.call('HGET', KEYS[1], 'fingerprint')\n"                                  \
-    "if fp and #fp == 64 then\n"                                                               \
+    "if fp and #fp == 64 and ARGV[10] ~= '1' then\n"                                           \
     "  local r = redis.call('HMGET', ARGV[5] .. fp, 'state', 'change_seq', 'change_node',\n"   \
     "                       'change_ms')\n"                                                    \
     "  local later = false\n"                                                                  \
-    "  if r[1] == 'DONE' then\n"                                                               \
+    "  if r[1] == 'DONE' and not stale then\n"                                                   \
     "    if (r[3] or '') == ARGV[8] then later = (tonumber(r[2]) or 0) >= tonumber(ARGV[4])\n" \
     "    else later = (tonumber(r[4]) or 0) > tonumber(ARGV[9]) end\n"                         \
     "  end\n"                                                                                  \
     "  if not later then\n"                                                                    \
+    "    queued = 1\n"                                                                         \
     "    redis.call('XADD', KEYS[3], 'MAXLEN', '~', '1000000', '*', 'cert', fp, 'serial',\n"   \
     "               ARGV[1], 'change_seq', ARGV[4], 'change_node', ARGV[8], 'change_ms',\n"    \
     "               ARGV[9], 'src', ARGV[7], 'enq_ms', ARGV[6])\n"                             \
@@ -1001,6 +1005,7 @@ int store_certs_index(struct store *s, const struct store_cert *certs, size_t n,
  * no longer expiring (it leaves ca:<ca>:expiry). Returns 0 revoked now, 1 already revoked, 2
  * unknown serial. */
 static const char revoke_lua[] =
+    "local queued, stale = 0, false\n"
     "if redis.call('EXISTS', KEYS[1]) == 0 then return 2 end\n"
     "local st = redis.call('HMGET', KEYS[1], 'status', 'reason')\n"
     "if st[1] == 'revoked' and (st[2] ~= 'certificateHold' or ARGV[3] == 'certificateHold')\n"
@@ -1018,6 +1023,7 @@ static const char revoke_lua[] =
  * certificates (scored by its not_after, "YYYY-MM-DDTHH:MM:SSZ", as store_certs_index does).
  * Returns 0 released now, 1 not on hold, 2 unknown serial. */
 static const char release_lua[] =
+    "local queued, stale = 0, false\n"
     "if redis.call('EXISTS', KEYS[1]) == 0 then return 2 end\n"
     "local st = redis.call('HMGET', KEYS[1], 'status', 'reason', 'not_after', 'superseded_by')\n"
     "if st[1] ~= 'revoked' or st[2] ~= 'certificateHold' then return 1 end\n"
@@ -1053,7 +1059,7 @@ static int status_change(struct store *s, const char *lua, size_t lualen,
     for (size_t i = 0; i < n; i++) {
         char ms[24];
         snprintf(ms, sizeof(ms), "%lld", (long long)(r[i].ms > 0 ? r[i].ms : time_now_ms()));
-        cmd_begin(cb, 16);
+        cmd_begin(cb, 17);
         CMD_LIT(cb, "EVAL");
         cmd_arg(cb, lua, lualen);
         CMD_LIT(cb, "4");
@@ -1070,6 +1076,7 @@ static int status_change(struct store *s, const char *lua, size_t lualen,
         cmd_str(cb, src);
         cmd_str(cb, r[i].node ? r[i].node : "");
         cmd_str(cb, ms);
+        cmd_str(cb, r[i].no_job ? "1" : "0");
     }
     int rc = cmd_run(s, &rep, e);
     for (size_t i = 0; rc == 0 && i < n; i++) {
@@ -1095,6 +1102,120 @@ int store_certs_revoke(struct store *s, const struct store_revocation *r, size_t
                        enum store_revoke_result *res, struct err *e)
 {
     return status_change(s, revoke_lua, sizeof(revoke_lua) - 1, r, n, "revoke", res, e);
+}
+
+/* KEYS: cert:<serial>, "" (unused), the revoke jobs' stream; ARGV 1-9 as ENQUEUE_STATUS_JOB_LUA
+ * (ARGV[2] "1": queue the change; ARGV[3] "1": restore), then the aws_status record: 11
+ * certificateId, 12 outcome, 13 want, 14 reason, 15 ca, 16 aws_before, 17 aws_status, 18-20 the
+ * change its job carried (seq, node, ms), 21 its audit seq, 22 its time (ms). The record is
+ * written back, as jobs/engine.c leaves a finished one, when the certificateId is the
+ * certificate's and Redis has no record of its job, or a DONE one of an earlier change (by seq
+ * in one node's log, by time between nodes); a record in another state belongs to a job that
+ * runs (or will resume) and is left alone. The change is queued unless the record is DONE for it
+ * or a later one (ENQUEUE_STATUS_JOB_LUA) and wanted what the index says now (REVOKED, INACTIVE
+ * for a hold or a superseded certificate, ACTIVE: jobs/revoke.c's LOOKUP): a tail replay, which
+ * applies no releases, may hold again a certificate whose release reached AWS. Returns 1 when it
+ * queued + 2 when it restored. */
+static const char status_settle_lua[] =
+    "local restored = 0\n"
+    "local queued, stale = 0, false\n"
+    "if ARGV[3] == '1' then\n"
+    "  local id = redis.call('HGET', KEYS[1], 'fingerprint')\n"
+    "  if id and id == ARGV[11] then\n"
+    "    local rk = ARGV[5] .. id\n"
+    "    local h = redis.call('HMGET', rk, 'state', 'change_seq', 'change_node', 'change_ms')\n"
+    "    local write = not h[1]\n"
+    "    if h[1] == 'DONE' then\n"
+    "      if (h[3] or '') == ARGV[19] then\n"
+    "        write = (tonumber(h[2]) or 0) < tonumber(ARGV[18])\n"
+    "      else write = (tonumber(h[4]) or 0) < tonumber(ARGV[20]) end\n"
+    "    end\n"
+    "    if write then\n"
+    "      redis.call('DEL', rk)\n"
+    "      redis.call('HSET', rk, 'state', 'DONE', 'serial', ARGV[1], 'outcome', ARGV[12],\n"
+    "        'want', ARGV[13], 'reason', ARGV[14], 'ca', ARGV[15], 'aws_before', ARGV[16],\n"
+    "        'aws_status', ARGV[17], 'change_seq', ARGV[18], 'change_node', ARGV[19],\n"
+    "        'change_ms', ARGV[20], 'audit_seq', ARGV[21], 'updated_ms', ARGV[22],\n"
+    "        'error', '', 'restored', 'audit')\n"
+    "      restored = 2\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "if ARGV[2] == '1' then\n"
+    "  local c = redis.call('HMGET', KEYS[1], 'status', 'reason', 'fingerprint')\n"
+    "  local want = 'ACTIVE'\n"
+    "  if c[1] == 'revoked' then\n"
+    "    want = (c[2] == 'certificateHold' or c[2] == 'superseded') and 'INACTIVE' or 'REVOKED'\n"
+    "  end\n"
+    "  if c[3] then\n"
+    "    stale = redis.call('HGET', ARGV[5] .. c[3], 'want') ~= want\n"
+    "  end\n"
+    ENQUEUE_STATUS_JOB_LUA
+    "end\n"
+    "return queued + restored\n";
+
+int store_status_jobs_settle(struct store *s, const struct store_status_job *v, size_t n,
+                             size_t *queued, size_t *restored, struct err *e)
+{
+    struct cmdbuf *cb;
+    redisReply **rep = NULL;
+    char now[24];
+    int rc;
+    *queued = *restored = 0;
+    if (n == 0) {
+        return 0;
+    }
+    cb = cmd_batch(s);
+    snprintf(now, sizeof(now), "%lld", (long long)time_now_ms());
+    for (size_t i = 0; i < n; i++) {
+        const struct store_status_job *j = &v[i];
+        char num[5][24];
+        snprintf(num[0], sizeof(num[0]), "%lld", (long long)(j->ms > 0 ? j->ms : time_now_ms()));
+        snprintf(num[1], sizeof(num[1]), "%llu", (unsigned long long)j->done_seq);
+        snprintf(num[2], sizeof(num[2]), "%lld", (long long)j->done_ms);
+        snprintf(num[3], sizeof(num[3]), "%llu", (unsigned long long)j->audit_seq);
+        snprintf(num[4], sizeof(num[4]), "%lld", (long long)j->audit_ms);
+        cmd_begin(cb, 28);
+        CMD_LIT(cb, "EVAL");
+        cmd_arg(cb, status_settle_lua, sizeof(status_settle_lua) - 1);
+        CMD_LIT(cb, "3");
+        cmd_key(cb, STORE_KEY_CERT, j->serial, "");
+        CMD_LIT(cb, "");
+        CMD_LIT(cb, STORE_PREFIX STORE_KEY_REVOKE_JOBS);
+        cmd_str(cb, j->serial);
+        cmd_str(cb, j->src ? "1" : "0");
+        cmd_str(cb, j->done_id ? "1" : "0");
+        cmd_u64(cb, j->seq);
+        CMD_LIT(cb, STORE_PREFIX STORE_KEY_REVOKE_JOB);
+        cmd_str(cb, now);
+        cmd_str(cb, j->src ? j->src : "");
+        cmd_str(cb, j->node ? j->node : "");
+        cmd_str(cb, num[0]);
+        CMD_LIT(cb, "0"); /* ARGV[10]: queue (ENQUEUE_STATUS_JOB_LUA's "no job" flag unset) */
+        cmd_str(cb, j->done_id ? j->done_id : "");
+        cmd_str(cb, j->outcome ? j->outcome : "");
+        cmd_str(cb, j->want ? j->want : "");
+        cmd_str(cb, j->reason ? j->reason : "");
+        cmd_str(cb, j->ca ? j->ca : "");
+        cmd_str(cb, j->aws_before ? j->aws_before : "");
+        cmd_str(cb, j->aws_status ? j->aws_status : "");
+        cmd_str(cb, num[1]);
+        cmd_str(cb, j->done_node ? j->done_node : "");
+        cmd_str(cb, num[2]);
+        cmd_str(cb, num[3]);
+        cmd_str(cb, num[4]);
+    }
+    rc = cmd_run(s, &rep, e);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (rep[i]->type != REDIS_REPLY_INTEGER || rep[i]->integer < 0 || rep[i]->integer > 3) {
+            rc = store_fail(s, e, "bad reply to the revoke jobs' settling");
+        } else {
+            *queued += (size_t)(rep[i]->integer & 1);
+            *restored += (size_t)(rep[i]->integer >> 1);
+        }
+    }
+    replies_free(rep, n); /* NULL when the pipeline failed */
+    return rc;
 }
 
 /* KEYS: the renewal kind's stream, due set; ARGV: now (ms), the record prefix, then 5 per job:

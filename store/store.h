@@ -134,6 +134,9 @@ struct store_revocation {
      * of different logs are not comparable */
     const char *node;
     int64_t ms;
+    /* the index rebuild: the change only, no job (it queues the jobs the audit log shows
+     * unfinished at the end, store_status_jobs_settle) */
+    bool no_job;
 };
 
 enum store_revoke_result {
@@ -163,6 +166,38 @@ int store_certs_release(struct store *s, const struct store_revocation *r, size_
  * and the prefix of its job records. */
 #define STORE_KEY_REVOKE_JOBS "jobs:revoke:queue"
 #define STORE_KEY_REVOKE_JOB  "jobs:revoke:"
+
+/* One certificate's revoke job as an index rebuild found it in the audit log (strings
+ * borrowed): the last change of its status the rebuild applied, and the aws_status record of
+ * the last revoke job that reached AWS IoT, with the change that job carried. */
+struct store_status_job {
+    const char *serial;
+    /* the change: src "revoke" or "release" (NULL: none to queue), its audit seq, node, ms */
+    const char *src;
+    uint64_t seq;
+    const char *node;
+    int64_t ms;
+    /* the aws_status record (done_id NULL: none): the certificateId it names, the job's
+     * outcome, want, reason, ca, aws_before, aws_status, the change it carried (done_seq,
+     * done_node, done_ms), the record's audit seq and time */
+    const char *done_id;
+    const char *outcome, *want, *reason, *ca, *aws_before, *aws_status;
+    uint64_t done_seq;
+    const char *done_node;
+    int64_t done_ms;
+    uint64_t audit_seq;
+    int64_t audit_ms;
+};
+/* After an index rebuild applied the changes without their jobs (no_job), one script per
+ * certificate, in one pipeline: the finished job's record is written back as the job left it
+ * (state DONE, marked restored "audit"), when Redis has no record of that certificate's job or a
+ * DONE one of an earlier change; then the change's job is queued as store_certs_revoke would,
+ * unless the record says DONE for that change or a later one. So a change AWS IoT heard of is
+ * not sent again, and one it did not hear of (no aws_status record: never run, in flight or
+ * dead when Redis lost it) is. *queued and *restored: how many jobs were queued, records
+ * written. */
+int store_status_jobs_settle(struct store *s, const struct store_status_job *v, size_t n,
+                             size_t *queued, size_t *restored, struct err *e) ATTR_WUR;
 
 /* A renewal's pending retirement (the "renewal" job kind, jobs/renewal.h) that an index rebuild
  * found in the audit log: the renewal was recorded ACTIVE (jitr_activate), its predecessor's

@@ -7,7 +7,8 @@
 # release → ACTIVE and off it, then a permanent revocation → REVOKED; a certificate AWS never
 # saw is recorded "unknown" and JITR refuses it when it appears; a held certificate is not
 # provisioned (a dead letter, not REVOKED) until released; a job made to fail (stand-in faults)
-# is dead-lettered, listed and retried with jitrctl jobs; jitrctl jitr still works.
+# is dead-lettered, listed and retried with jitrctl jobs; jitrctl jitr still works; after Redis
+# restarted empty, only the changes whose jobs had not run reach AWS again.
 source "$(dirname "$0")/jitr_lib.sh"
 write_config '"max_attempts": 2'
 jitrd_start
@@ -183,6 +184,51 @@ ok "$JITRCTL" reindex
 sleep 3
 after=$(stats | jq -r '.operations.DescribeCertificate.admitted // 0')
 check_eq "reindex: no job re-run for changes AWS has" "$after" "$before"
+
+# --- 8. Redis restarted empty: the rebuild sends AWS only the changes whose jobs had not run ------
+# R1 revoked, R2 held and released, R3 held: all in AWS. Then, with jitrd down, R2 revoked and R3
+# released (their jobs never run), and Redis loses everything. jitrd rebuilds the index from the
+# audit log: the changes AWS heard of (every aws_status record names its change) cost no call;
+# R2's revocation and R3's release are queued again, one DescribeCertificate and one
+# UpdateCertificate each (R3's release finds its hold's restored record: ACTIVE again).
+make_devices 3 "$T/r" rst-
+gw --dir "$T/r" --ids rst-000001,rst-000002,rst-000003 --threads 3 --timeout 30 \
+  >"$T/gw8.json" 2>"$T/gw8.err" && pass || { fail "rst devices did not connect"; cat "$T/gw8.json" "$T/gw8.err" >&2; }
+R1=$T/r/rst-000001.crt R2=$T/r/rst-000002.crt R3=$T/r/rst-000003.crt
+ok "$JITRCTL" revoke "$(serial_of "$R1")" --reason keyCompromise
+ok "$JITRCTL" revoke "$(serial_of "$R2")" --reason certificateHold
+ok "$JITRCTL" release "$(serial_of "$R2")"
+ok "$JITRCTL" revoke "$(serial_of "$R3")" --reason certificateHold
+check_eq "R1 REVOKED" "$(aws_status "$R1")" REVOKED
+check_eq "R2 ACTIVE again" "$(aws_status "$R2")" ACTIVE
+check_eq "R3 held: INACTIVE" "$(aws_status "$R3")" INACTIVE
+grep '"type":"aws_status"' "$(audit_log)" | tail -1 | grep -q '"change_seq":[0-9]' && pass || fail "aws_status names its change"
+kill_jitrd
+ok "$JITRCTL" revoke "$(serial_of "$R2")" --reason keyCompromise --no-wait
+ok "$JITRCTL" release "$(serial_of "$R3")" --no-wait
+rcli FLUSHALL >/dev/null
+u0=$(stats | jq -r '.operations.UpdateCertificate.admitted // 0')
+d0=$(stats | jq -r '.operations.DescribeCertificate.admitted // 0')
+jitrd_start
+# waited for through their job records: a look at the stand-in is a DescribeCertificate too
+for c in "$R2" "$R3"; do
+  for _ in $(seq 300); do [ "$(rcli HGET "jitrca:jobs:revoke:$(cert_id_of "$c")" state)" = DONE ] && break; sleep 0.1; done
+done
+for _ in $(seq 100); do
+  "$JITRCTL" --json jobs status >"$T/js.json" 2>/dev/null &&
+    jq -e '.kinds[] | select(.kind == "revoke") | .queued == 0 and .in_flight == 0' "$T/js.json" >/dev/null && break
+  sleep 0.1
+done
+sleep 2
+u1=$(stats | jq -r '.operations.UpdateCertificate.admitted // 0')
+d1=$(stats | jq -r '.operations.DescribeCertificate.admitted // 0')
+echo "after Redis restarted empty: $((d1 - d0)) DescribeCertificate, $((u1 - u0)) UpdateCertificate" >&2
+check_eq "Redis restarted empty: UpdateCertificate for the 2 unfinished changes only" "$((u1 - u0))" 2
+check_eq "Redis restarted empty: DescribeCertificate for the 2 unfinished changes only" "$((d1 - d0))" 2
+check_eq "R2's revocation reached AWS after the rebuild" "$(aws_status "$R2")" REVOKED
+check_eq "R3's release reached AWS after the rebuild" "$(aws_status "$R3")" ACTIVE
+ok "$JITRCTL" --json cert show "$(serial_of "$R1")"
+check_eq "a finished job's record restored: cert show" "$(jq -r .aws.status "$T/out")" REVOKED
 
 grep -q "\"level\":\"error\"" "$T/jitrd.log" && { fail "errors in jitrd's log"; grep "\"level\":\"error\"" "$T/jitrd.log" | head >&2; } || pass
 finish

@@ -398,6 +398,70 @@ static int redis(const struct fixture *f, const char *cmd)
     return tt_sh("redis-cli -s '%s' -n %s %s >/dev/null", url + strlen("unix://"), db + 4, cmd);
 }
 
+/* The aws_status record a revoke job appends when AWS answered (jobs/revoke.c): with the change
+ * it carried (seq, node, ms: when it was indexed), or without (an older version's record: node
+ * NULL). */
+static int aws_done(struct audit_log *log, const struct issuance_item *it, uint64_t seq,
+                    const char *node, int64_t ms, const char *want, const char *outcome,
+                    struct err *e)
+{
+    json_t *rec = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "type", "aws_status",
+                            "kind", "revoke", "outcome", outcome, "certificate_id",
+                            it->cert.fingerprint, "serial", it->cert.serial_hex, "ca", "root",
+                            "want", want, "reason", "", "aws_before", "ACTIVE", "aws_status", want);
+    if (node != NULL) {
+        json_object_set_new(rec, "change_seq", json_integer((json_int_t)seq));
+        json_object_set_new(rec, "change_node", json_string(node));
+        json_object_set_new(rec, "change_ms", json_integer((json_int_t)ms));
+    }
+    return append(log, rec, e);
+}
+
+/* The revoke jobs' stream as "<serial>:<change_seq>:<src>" per entry, in order, space-separated. */
+static void revoke_queue(redisContext *c, struct buf *out)
+{
+    redisReply *r = redisCommand(c, "XRANGE %s - +", STORE_PREFIX STORE_KEY_REVOKE_JOBS);
+    buf_reset(out);
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        redisReply *f = r->element[i]->element[1];
+        const char *serial = "", *seq = "", *src = "";
+        for (size_t k = 0; k + 1 < f->elements; k += 2) {
+            if (strcmp(f->element[k]->str, "serial") == 0) {
+                serial = f->element[k + 1]->str;
+            } else if (strcmp(f->element[k]->str, "change_seq") == 0) {
+                seq = f->element[k + 1]->str;
+            } else if (strcmp(f->element[k]->str, "src") == 0) {
+                src = f->element[k + 1]->str;
+            }
+        }
+        buf_addf(out, "%s%s:%s:%s", i ? " " : "", serial, seq, src);
+    }
+    if (r) {
+        freeReplyObject(r);
+    }
+}
+
+/* Whether two space-separated lists hold the same words (the rebuild queues in its hash's
+ * order). */
+static bool same_set(const char *a, const char *b)
+{
+    size_t na = 0, nb = 0;
+    bool same = true;
+    char *x = xstrdup(b), *save = NULL;
+    for (const char *p = a; *p; p++) {
+        na += *p == ' ';
+    }
+    for (char *t = strtok_r(x, " ", &save); t; t = strtok_r(NULL, " ", &save), nb++) {
+        same = same && strstr(a, t) != NULL;
+    }
+    xfree(x);
+    if (!same || (a[0] ? na + 1 : 0) != nb) {
+        fprintf(stderr, "    queued: '%s'\n    wanted: '%s'\n", a, b);
+        return false;
+    }
+    return true;
+}
+
 /* Two nodes, two logs, one index: node a issues X, node b issues Y and revokes X. A rebuild
  * from either node's configuration (its peers: the other log) gives the live index back, X
  * revoked whatever the order; a peer log that cannot be read fails the rebuild, incomplete. */
@@ -515,8 +579,9 @@ out:
 /* A hold through node a, its release through node b (whose log has fewer records: its seq is
  * lower than the hold's). The release reaches AWS although the hold's job is DONE with a higher
  * change_seq (another node's: compared by time); a rebuild from either node's configuration (its
- * own log first) leaves the certificate valid, the later fact; a hold through a again after the
- * release ends held. */
+ * own log first) leaves the certificate valid, the later fact, and queues no job (each node's
+ * log has its job's aws_status record); a hold through a again after the release ends held,
+ * and a rebuild after Redis lost its jobs queues that hold's job, once. */
 static int test_peers_hold_release(void)
 {
     int rc = 0;
@@ -535,6 +600,7 @@ static int test_peers_hold_release(void)
     char *own_peers = NULL;
     char node_b[] = "node-b", out[1024], cmd[512];
     uint64_t removed = 0, hold_seq = 0;
+    int64_t hold_ms = 0;
     memset(&x, 0, sizeof(x));
     int frc = fixture_open(&f, "peers-hold", 12, &e);
     if (frc == TT_SKIP) {
@@ -565,6 +631,7 @@ static int test_peers_hold_release(void)
                                       .requester = "station:admin" };
     CHECK_OK(issuance_revoke(ra, f.store, &r, &e), &e);
     hold_seq = r.seq;
+    hold_ms = time_now_ms();
     CHECK(hold_seq >= 2);
     raw(rc_, out, sizeof(out), "XLEN %s", STORE_PREFIX STORE_KEY_REVOKE_JOBS);
     CHECK_STR_EQ(out, "1");
@@ -580,6 +647,9 @@ static int test_peers_hold_release(void)
     CHECK(r.seq < hold_seq);
     raw(rc_, out, sizeof(out), "XLEN %s", STORE_PREFIX STORE_KEY_REVOKE_JOBS);
     CHECK_STR_EQ(out, "2");
+    /* both reached AWS: each job's aws_status record in the log of the node that ran it */
+    CHECK_OK(aws_done(ca->audit, &x, hold_seq, "node-a", hold_ms, "INACTIVE", "inactive", &e), &e);
+    CHECK_OK(aws_done(cbx->audit, &x, r.seq, "node-b", time_now_ms(), "ACTIVE", "active", &e), &e);
     for (int order = 0; order < 2; order++) {
         struct conf *c = order == 0 ? f.conf : &cb;
         buf_reset(&peers);
@@ -596,6 +666,9 @@ static int test_peers_hold_release(void)
         CHECK_OK(store_cert_read(f.store, x.cert.serial_hex, &rec, &e), &e);
         CHECK_STR_EQ(rec.status, "valid");
         store_cert_rec_release(&rec);
+        CHECK_INT_EQ(st.status_jobs_queued, 0); /* AWS has both */
+        raw(rc_, out, sizeof(out), "XLEN %s", STORE_PREFIX STORE_KEY_REVOKE_JOBS);
+        CHECK_STR_EQ(out, "2");
         if (order == 0) {
             f.conf->audit_peer_logs = own_peers;
             own_peers = NULL;
@@ -607,6 +680,9 @@ static int test_peers_hold_release(void)
                                       .reason = CA_CRL_CERTIFICATE_HOLD,
                                       .requester = "station:admin" };
     CHECK_OK(issuance_revoke(ra, f.store, &r, &e), &e);
+    /* Redis lost everything but the index's old keys: the hold's job never ran; one job for it */
+    CHECK(redis(&f, "EVAL \"for _, k in ipairs(redis.call('KEYS', 'jitrca:jobs:revoke:*')) do "
+                    "redis.call('DEL', k) end\" 0") == 0);
     CHECK_OK(store_index_mark_clear(f.store, &e), &e);
     CHECK_OK(store_index_clear(f.store, &removed, &e), &e);
     CHECK_OK(issuance_reindex(&cb, f.store, NULL, NULL, &st, &e), &e);
@@ -614,6 +690,14 @@ static int test_peers_hold_release(void)
     CHECK_STR_EQ(rec.status, "revoked");
     CHECK_STR_EQ(rec.reason, "certificateHold");
     store_cert_rec_release(&rec);
+    CHECK_INT_EQ(st.status_jobs_queued, 1);
+    revoke_queue(rc_, &job);
+    snprintf(cmd, sizeof(cmd), "%s:%llu:revoke", x.cert.serial_hex, (unsigned long long)r.seq);
+    CHECK_STR_EQ(buf_cstr(&job), cmd);
+    buf_reset(&job);
+    buf_addf(&job, STORE_PREFIX STORE_KEY_REVOKE_JOB "%s", x.cert.fingerprint);
+    raw(rc_, out, sizeof(out), "HGET %s outcome", buf_cstr(&job));
+    CHECK_STR_EQ(out, "active"); /* the release's, restored: the hold's job finds AWS ACTIVE */
 out:
     if (own_peers) {
         f.conf->audit_peer_logs = own_peers;
@@ -1206,6 +1290,161 @@ out:
     return rc;
 }
 
+/* Redis restarted empty: the rebuild queues a revoke job only for a certificate whose last
+ * change has no aws_status record naming it or a later one, and writes the finished jobs'
+ * records back. A revoked (AWS answered); B held (answered), then released (its job never ran);
+ * C revoked, answered by an older version's record (no change: queued again); D held and
+ * released, each answered; E held, released, held again, its last hold not answered. Queued:
+ * B's release, C's revocation, E's last hold, one each; B's restored record says "inactive"
+ * (what the release's job needs to make it ACTIVE again). Then a failover that lost A's and C's
+ * revocations and every job: the tail (which applies revocations, holds included, and no
+ * releases) revokes A and C again and holds B and D again; it queues C's revocation and D's hold
+ * (AWS had D ACTIVE after its release: the index now wants it INACTIVE), not A's or B's (AWS has
+ * what the index says), and gives A's record back. */
+static int test_status_jobs(void)
+{
+    int rc = 0;
+    struct err e = ERR_INIT;
+    struct fixture f;
+    struct issuance_ctx *ctx = NULL;
+    struct issuance_worker *w = NULL;
+    struct issuance_revoker *rv = NULL;
+    struct issuance_item it[5];
+    struct issuance_revocation r;
+    struct issuance_reindex_stats st;
+    struct buf csr[5], q = BUF_INIT, want = BUF_INIT, key = BUF_INIT;
+    redisContext *rc_ = NULL;
+    uint64_t seq[5][3];
+    char out[256], cmd[400];
+    memset(it, 0, sizeof(it));
+    memset(csr, 0, sizeof(csr));
+    memset(seq, 0, sizeof(seq));
+    int frc = fixture_open(&f, "status-jobs", 5, &e);
+    if (frc == TT_SKIP) {
+        return TT_SKIP;
+    }
+    CHECK_OK(frc, &e);
+    CHECK((rc_ = raw_connect(f.conf)) != NULL);
+    xfree(f.conf->node_id);
+    f.conf->node_id = xstrdup("node-a");
+    CHECK((ctx = issuance_ctx_open(f.conf, "root", NULL, &e)) != NULL);
+    CHECK((w = issuance_worker_new(ctx, &e)) != NULL);
+    CHECK((rv = issuance_revoker_new(f.conf, ctx->audit, NULL, &e)) != NULL);
+    for (size_t i = 0; i < 5; i++) {
+        char cn[16];
+        snprintf(cn, sizeof(cn), "dev-s%zu", i);
+        fixture_csr(cn, &csr[i]);
+        it[i] = (struct issuance_item){ .csr = (const uint8_t *)csr[i].data,
+                                        .csr_len = csr[i].len,
+                                        .requester = "station:s" };
+    }
+    CHECK_OK(issuance_run(w, it, 5, &e), &e);
+    for (size_t i = 0; i < 5; i++) {
+        /* 0 revoke; 1..4 hold, release, hold again (as far as each goes) */
+        size_t steps = i == 0 || i == 2 ? 1 : i == 4 ? 3 : 2;
+        CHECK(it[i].issued);
+        for (size_t k = 0; k < steps; k++) {
+            r = (struct issuance_revocation){ .serial = it[i].cert.serial_hex,
+                                              .reason = i == 0 || i == 2 ? CA_CRL_KEY_COMPROMISE
+                                                                         : CA_CRL_CERTIFICATE_HOLD,
+                                              .requester = "station:admin" };
+            if (k == 1) {
+                CHECK_OK(issuance_release(rv, f.store, &r, &e), &e);
+            } else {
+                CHECK_OK(issuance_revoke(rv, f.store, &r, &e), &e);
+            }
+            seq[i][k] = r.seq;
+            if ((i == 1 && k == 1) || (i == 4 && k == 2)) {
+                continue; /* its job never ran */
+            }
+            CHECK_OK(aws_done(ctx->audit, &it[i], r.seq, i == 2 ? NULL : "node-a", time_now_ms(),
+                              i == 0 || i == 2 ? "REVOKED"
+                              : k == 1         ? "ACTIVE"
+                                               : "INACTIVE",
+                              i == 0 || i == 2 ? "revoked"
+                              : k == 1         ? "active"
+                                               : "inactive",
+                              &e),
+                     &e);
+        }
+    }
+    /* Redis restarted empty */
+    raw(rc_, out, sizeof(out), "FLUSHDB", "");
+    CHECK_OK(issuance_reindex(f.conf, f.store, NULL, NULL, &st, &e), &e);
+    revoke_queue(rc_, &q);
+    buf_addf(&want, "%s:%llu:release %s:%llu:revoke %s:%llu:revoke", it[1].cert.serial_hex,
+             (unsigned long long)seq[1][1], it[2].cert.serial_hex, (unsigned long long)seq[2][0],
+             it[4].cert.serial_hex, (unsigned long long)seq[4][2]);
+    CHECK(same_set(buf_cstr(&q), buf_cstr(&want)));
+    raw(rc_, out, sizeof(out), "XLEN %s", STORE_PREFIX STORE_KEY_REVOKE_JOBS);
+    CHECK_STR_EQ(out, "3");
+    CHECK_INT_EQ(st.status_jobs_queued, 3);
+    CHECK_INT_EQ(st.status_jobs_restored, 4);
+    /* the finished jobs' records, as the engine left them */
+    buf_addf(&key, STORE_PREFIX STORE_KEY_REVOKE_JOB "%s", it[1].cert.fingerprint);
+    raw(rc_, out, sizeof(out), "HMGET %s state outcome change_seq restored", buf_cstr(&key));
+    CHECK_STR_EQ(out, "DONE");
+    raw(rc_, out, sizeof(out), "HGET %s outcome", buf_cstr(&key));
+    CHECK_STR_EQ(out, "inactive");
+    buf_reset(&key);
+    buf_addf(&key, STORE_PREFIX STORE_KEY_REVOKE_JOB "%s", it[0].cert.fingerprint);
+    raw(rc_, out, sizeof(out), "HGET %s aws_status", buf_cstr(&key));
+    CHECK_STR_EQ(out, "REVOKED");
+    raw(rc_, out, sizeof(out), "HGET %s change_seq", buf_cstr(&key));
+    snprintf(cmd, sizeof(cmd), "%llu", (unsigned long long)seq[0][0]);
+    CHECK_STR_EQ(out, cmd);
+    raw(rc_, out, sizeof(out), "HGET %s restored", buf_cstr(&key));
+    CHECK_STR_EQ(out, "audit");
+    buf_reset(&key);
+    buf_addf(&key, STORE_PREFIX STORE_KEY_REVOKE_JOB "%s", it[2].cert.fingerprint);
+    raw(rc_, out, sizeof(out), "EXISTS %s", buf_cstr(&key));
+    CHECK_STR_EQ(out, "0"); /* an older record: nothing to restore */
+
+    /* a failover lost A's and C's revocations and every job */
+    for (size_t i = 0; i < 3; i += 2) {
+        snprintf(cmd, sizeof(cmd),
+                 "EVAL \"redis.call('HSET', KEYS[1], 'status', 'valid'); redis.call('HDEL', "
+                 "KEYS[1], 'revoked_at', 'reason', 'revoke_seq'); redis.call('HDEL', KEYS[2], "
+                 "ARGV[1])\" 2 jitrca:cert:%s jitrca:ca:root:revoked %s",
+                 it[i].cert.serial_hex, it[i].cert.serial_hex);
+        CHECK(redis(&f, cmd) == 0);
+    }
+    CHECK(redis(&f, "EVAL \"for _, k in ipairs(redis.call('KEYS', 'jitrca:jobs:revoke:*')) do "
+                    "redis.call('DEL', k) end\" 0") == 0);
+    CHECK_OK(issuance_reindex_tail(f.conf, f.store, "2000-01-01T00:00:00Z", &st, &e), &e);
+    CHECK_INT_EQ(st.revoked, 4);
+    CHECK_INT_EQ(st.status_jobs_queued, 2);
+    revoke_queue(rc_, &q);
+    buf_reset(&want);
+    buf_addf(&want, "%s:%llu:revoke %s:%llu:revoke", it[2].cert.serial_hex,
+             (unsigned long long)seq[2][0], it[3].cert.serial_hex, (unsigned long long)seq[3][0]);
+    CHECK(same_set(buf_cstr(&q), buf_cstr(&want)));
+    buf_reset(&key);
+    buf_addf(&key, STORE_PREFIX STORE_KEY_REVOKE_JOB "%s", it[0].cert.fingerprint);
+    raw(rc_, out, sizeof(out), "HGET %s outcome", buf_cstr(&key));
+    CHECK_STR_EQ(out, "revoked");
+    /* the tail again: nothing more */
+    CHECK_OK(issuance_reindex_tail(f.conf, f.store, "2000-01-01T00:00:00Z", &st, &e), &e);
+    CHECK_INT_EQ(st.status_jobs_queued, 0);
+    CHECK_INT_EQ(st.status_jobs_restored, 0);
+out:
+    if (rc_) {
+        redisFree(rc_);
+    }
+    for (size_t i = 0; i < 5; i++) {
+        issuance_item_release(&it[i]);
+        buf_release(&csr[i]);
+    }
+    buf_release(&q);
+    buf_release(&want);
+    buf_release(&key);
+    issuance_revoker_free(rv);
+    issuance_worker_free(w);
+    issuance_ctx_free(ctx);
+    fixture_close(&f);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     static const struct tt_case cases[] = {
@@ -1219,6 +1458,7 @@ int main(int argc, char **argv)
         { "claims", test_claims },
         { "registered", test_registered },
         { "registered_template", test_registered_template },
+        { "status_jobs", test_status_jobs },
     };
     return tt_main(argc, argv, cases, ARRAY_LEN(cases));
 }
