@@ -47,6 +47,7 @@ struct reindex {
     json_t *changes_last; /* serial -> [src, seq, node, ms]: its last status change applied */
     json_t *aws_done;     /* serial -> the aws_status record of its last change that reached AWS */
     struct issuance_reindex_stats st;
+    int64_t renewal_grace_s; /* requeue_renewals: conf's renewal_grace */
     int64_t renewed_ms;
     uint64_t reported; /* st.records at the last progress call */
     issuance_reindex_progress_fn *progress;
@@ -260,6 +261,34 @@ static int replay_crl(struct reindex *r, json_t *rec, uint64_t seq)
     return 0;
 }
 
+/* Fills one slot of a chunk from an item of a JSON object (key, value); false skips the item. */
+typedef bool reindex_fill_fn(struct reindex *r, const char *key, json_t *v, size_t slot, void *ctx);
+/* Writes the m filled slots (one pipeline or script call), adding what it counts to *count. */
+typedef int reindex_flush_fn(struct reindex *r, size_t m, size_t *count, void *ctx);
+
+/* The items of obj in chunks of up to chunk slots, each flushed as soon as it is full and the
+ * last one at the end: the one loop of every restore and re-queue after the replay. */
+static int reindex_chunked(struct reindex *r, json_t *obj, size_t chunk, reindex_fill_fn *fill,
+                           reindex_flush_fn *flush, void *ctx, size_t *count)
+{
+    const char *key;
+    json_t *v;
+    size_t m = 0;
+    json_object_foreach(obj, key, v)
+    {
+        if (!fill(r, key, v, m, ctx)) {
+            continue;
+        }
+        if (++m == chunk) {
+            if (flush(r, m, count, ctx) != 0) {
+                return -1;
+            }
+            m = 0;
+        }
+    }
+    return m > 0 ? flush(r, m, count, ctx) : 0;
+}
+
 /* A renewal's predecessor is retired by a job (jobs/renewal.h) that its activation queued: the
  * renewal's "issue" record names the serial it renews, its "jitr_activate" record (ACTIVE) is
  * the activation, a "renewal_retire" record keyed by its certificateId the end. A retirement
@@ -412,14 +441,42 @@ static const char register_restore_lua[] =
     "end\n"
     "return n\n";
 
-/* One script call for args[2 .. 2 + 8 * m): adds how many it queued to *queued. */
-static int restore_chunk(struct reindex *r, const char **args, size_t m, size_t *queued)
+/* requeue_registered's chunk: the script's arguments, and each slot's cert:<serial> key. */
+struct reg_chunk {
+    const char **args;
+    char (*ckeys)[STORE_KEY_MAX];
+};
+
+static bool reg_fill(struct reindex *r, const char *id, json_t *a, size_t m, void *ctx)
 {
+    struct reg_chunk *c = ctx;
+    json_t *end = json_object_get(r->flow_end, id);
+    const char **v = c->args + 2 + 8 * m;
+    if (!store_key_cert(c->ckeys[m], sizeof(c->ckeys[m]),
+                        json_string_value(json_array_get(a, 0)))) {
+        return false; /* a serial that is no serial of ours */
+    }
+    v[0] = id;
+    v[1] = c->ckeys[m];
+    v[2] = json_string_value(json_array_get(a, 1));
+    v[3] = json_string_value(json_array_get(a, 2));
+    v[4] = json_string_value(json_array_get(a, 3));
+    v[5] = end ? json_string_value(json_array_get(end, 0)) : "";
+    v[6] = end ? json_string_value(json_array_get(end, 1)) : "";
+    v[7] = json_string_value(json_array_get(a, 4));
+    return true;
+}
+
+/* One script call for args[2 .. 2 + 8 * m): adds how many it queued to *queued. */
+static int reg_flush(struct reindex *r, size_t m, size_t *queued, void *ctx)
+{
+    const struct reg_chunk *c = ctx;
     const char *keys[] = { REG_FLOW_STREAM, STORE_CA_BLOCKED };
     char *out[1] = { NULL };
     size_t n = 0;
     uint64_t q = 0;
-    int rc = store_eval(r->store, register_restore_lua, keys, 2, args, 2 + 8 * m, out, 1, &n, r->e);
+    int rc =
+        store_eval(r->store, register_restore_lua, keys, 2, c->args, 2 + 8 * m, out, 1, &n, r->e);
     if (rc == 0 && (n != 1 || out[0] == NULL || str_to_u64(out[0], &q) != 0)) {
         rc = err_set(r->e, ERRC_INTERNAL, "bad reply to the registered certificates' restore");
     }
@@ -432,83 +489,63 @@ static int restore_chunk(struct reindex *r, const char **args, size_t m, size_t 
  * queued again (after the index and ca:blocked are written: the script reads them). */
 static int requeue_registered(struct reindex *r)
 {
-    const char *id;
-    json_t *a;
-    const char **args = xcalloc(2 + 8 * REG_CHUNK, sizeof(*args));
-    char(*ckeys)[STORE_KEY_MAX] = xcalloc(REG_CHUNK, sizeof(*ckeys));
+    struct reg_chunk c = { xcalloc(2 + 8 * REG_CHUNK, sizeof(*c.args)),
+                           xcalloc(REG_CHUNK, sizeof(*c.ckeys)) };
     char now[24];
-    size_t m = 0, queued = 0;
-    int rc = 0;
+    size_t queued = 0;
+    int rc;
     snprintf(now, sizeof(now), "%lld", (long long)time_now_ms());
-    args[0] = now;
-    args[1] = REG_FLOW_RECORD;
-    json_object_foreach(r->registered, id, a)
-    {
-        json_t *end = json_object_get(r->flow_end, id);
-        const char **v = args + 2 + 8 * m;
-        if (!store_key_cert(ckeys[m], sizeof(ckeys[m]), json_string_value(json_array_get(a, 0)))) {
-            continue; /* a serial that is no serial of ours */
-        }
-        v[0] = id;
-        v[1] = ckeys[m];
-        v[2] = json_string_value(json_array_get(a, 1));
-        v[3] = json_string_value(json_array_get(a, 2));
-        v[4] = json_string_value(json_array_get(a, 3));
-        v[5] = end ? json_string_value(json_array_get(end, 0)) : "";
-        v[6] = end ? json_string_value(json_array_get(end, 1)) : "";
-        v[7] = json_string_value(json_array_get(a, 4));
-        if (++m == REG_CHUNK) {
-            if ((rc = restore_chunk(r, args, m, &queued)) != 0) {
-                break;
-            }
-            m = 0;
-        }
-    }
-    if (rc == 0 && m > 0) {
-        rc = restore_chunk(r, args, m, &queued);
-    }
+    c.args[0] = now;
+    c.args[1] = REG_FLOW_RECORD;
+    rc = reindex_chunked(r, r->registered, REG_CHUNK, reg_fill, reg_flush, &c, &queued);
     if (rc == 0 && queued) {
         log_info("index rebuild: %zu certificates registered in AWS IoT by jitrctl aws "
                  "register-batch whose provisioning Redis lost are queued again",
                  queued);
     }
     r->st.registered_requeued = queued;
-    xfree(ckeys);
-    xfree(args);
+    xfree(c.ckeys);
+    xfree(c.args);
     return rc;
 }
 
-/* The retirements the replay found pending (a renewal activated, its retirement not recorded),
- * queued unless Redis has their jobs still, due renewal_grace after the activation (to the
- * second: enough for a grace of seconds). */
+/* A pending retirement (a renewal activated, its retirement not recorded) into slot m. */
+static bool renewal_fill(struct reindex *r, const char *id, json_t *a, size_t m, void *ctx)
+{
+    struct store_renewal_job *v = ctx;
+    const char *serial = json_string_value(json_array_get(a, 0));
+    const char *renews = json_string_value(json_object_get(r->renews, serial));
+    if (renews == NULL || json_object_get(r->retired, id) != NULL) {
+        return false;
+    }
+    v[m] = (struct store_renewal_job){
+        .cert_id = id,
+        .serial = serial,
+        .renews = renews,
+        .thing = json_string_value(json_array_get(a, 1)),
+        .due_ms = json_integer_value(json_array_get(a, 2)) + r->renewal_grace_s * 1000,
+    };
+    return true;
+}
+
+static int renewal_flush(struct reindex *r, size_t m, size_t *queued, void *ctx)
+{
+    size_t q = 0;
+    int rc = store_renewal_jobs_requeue(r->store, ctx, m, &q, r->e);
+    *queued += q;
+    return rc;
+}
+
+/* The retirements the replay found pending, queued unless Redis has their jobs still, due
+ * renewal_grace after the activation (to the second: enough for a grace of seconds). */
 static int requeue_renewals(struct reindex *r, int64_t grace_s)
 {
-    size_t n = json_object_size(r->activated), i = 0, queued = 0;
-    struct store_renewal_job *v = xcalloc(n ? n : 1, sizeof(*v));
-    const char *id;
-    json_t *a;
-    int rc = 0;
-    json_object_foreach(r->activated, id, a)
-    {
-        const char *serial = json_string_value(json_array_get(a, 0));
-        const char *renews = json_string_value(json_object_get(r->renews, serial));
-        if (renews == NULL || json_object_get(r->retired, id) != NULL) {
-            continue;
-        }
-        v[i++] = (struct store_renewal_job){
-            .cert_id = id,
-            .serial = serial,
-            .renews = renews,
-            .thing = json_string_value(json_array_get(a, 1)),
-            .due_ms = json_integer_value(json_array_get(a, 2)) + grace_s * 1000,
-        };
-    }
-    n = i;
-    for (i = 0; rc == 0 && i < n; i += ISSUANCE_REINDEX_BATCH) {
-        size_t k = n - i < ISSUANCE_REINDEX_BATCH ? n - i : ISSUANCE_REINDEX_BATCH, q = 0;
-        rc = store_renewal_jobs_requeue(r->store, v + i, k, &q, r->e);
-        queued += q;
-    }
+    struct store_renewal_job *v = xcalloc(ISSUANCE_REINDEX_BATCH, sizeof(*v));
+    size_t queued = 0;
+    int rc;
+    r->renewal_grace_s = grace_s;
+    rc = reindex_chunked(r, r->activated, ISSUANCE_REINDEX_BATCH, renewal_fill, renewal_flush, v,
+                         &queued);
     if (rc == 0 && queued) {
         log_info("index rebuild: %zu renewal retirements were missing from Redis and are queued "
                  "again",
@@ -683,14 +720,58 @@ static const char jitr_restore_lua[] =
     "end\n"
     "return n\n";
 
-/* One script call for args[4 .. 4 + JITR_ARGS * m): adds how many it wrote to *restored. */
-static int jitr_restore_chunk(struct reindex *r, const char **args, size_t m, size_t *restored)
+/* jitr_tail_restore's chunk: the script's arguments, each slot's numbers and policies. */
+struct jitr_chunk {
+    const char **args;
+    char (*nums)[2][24];
+    struct buf *pols;
+};
+
+static bool jitr_fill(struct reindex *r, const char *id, json_t *rec, size_t m, void *ctx)
 {
+    struct jitr_chunk *c = ctx;
+    const char **v = c->args + 4 + JITR_ARGS * m;
+    const char *type = str(rec, "type");
+    json_t *p;
+    size_t k;
+    (void)r;
+    buf_reset(&c->pols[m]);
+    json_array_foreach(json_object_get(rec, "policies"), k, p)
+    {
+        buf_addf(&c->pols[m], "%s%s", k ? "," : "",
+                 json_string_value(p) ? json_string_value(p) : "");
+    }
+    snprintf(c->nums[m][0], sizeof(c->nums[m][0]), "%lld",
+             (long long)json_integer_value(json_object_get(rec, "seq")));
+    snprintf(c->nums[m][1], sizeof(c->nums[m][1]), "%lld", (long long)issuance_record_ms(rec));
+    v[0] = id;
+    v[1] = strcmp(type, "jitr_activate") == 0 ? "DONE"
+           : strcmp(type, "jitr_reject") == 0 ? "REJECTED"
+                                              : "IGNORED";
+    v[2] = str(rec, "serial");
+    v[3] = str(rec, "ca");
+    v[4] = str(rec, "thing");
+    v[5] = buf_cstr(&c->pols[m]);
+    v[6] = str(rec, "aws_status");
+    v[7] = str(rec, "ca_certificate_id");
+    v[8] = str(rec, "account");
+    v[9] = c->nums[m][0];
+    v[10] = json_is_true(json_object_get(rec, "adopted")) ? "1" : "0";
+    v[11] = str(rec, "reason");
+    v[12] = c->nums[m][1];
+    v[13] = str(rec, "node");
+    return true;
+}
+
+/* One script call for args[4 .. 4 + JITR_ARGS * m): adds how many it wrote to *restored. */
+static int jitr_flush(struct reindex *r, size_t m, size_t *restored, void *ctx)
+{
+    const struct jitr_chunk *c = ctx;
     char *out[1] = { NULL };
     size_t n = 0;
     uint64_t q = 0;
-    int rc =
-        store_eval(r->store, jitr_restore_lua, NULL, 0, args, 4 + JITR_ARGS * m, out, 1, &n, r->e);
+    int rc = store_eval(r->store, jitr_restore_lua, NULL, 0, c->args, 4 + JITR_ARGS * m, out, 1, &n,
+                        r->e);
     if (rc == 0 && (n != 1 || out[0] == NULL || str_to_u64(out[0], &q) != 0)) {
         rc = err_set(r->e, ERRC_INTERNAL, "bad reply to the JITR end states' restore");
     }
@@ -702,60 +783,18 @@ static int jitr_restore_chunk(struct reindex *r, const char **args, size_t m, si
 /* The end states of the tail's JITR flows that Redis lacks, written back (jitr_tail_end). */
 static int jitr_tail_restore(struct reindex *r)
 {
-    const char **args = xcalloc(4 + JITR_ARGS * JITR_CHUNK, sizeof(*args));
-    char(*nums)[2][24] = xcalloc(JITR_CHUNK, sizeof(*nums));
-    struct buf *pols = xcalloc(JITR_CHUNK, sizeof(*pols));
+    struct jitr_chunk c = { xcalloc(4 + JITR_ARGS * JITR_CHUNK, sizeof(*c.args)),
+                            xcalloc(JITR_CHUNK, sizeof(*c.nums)),
+                            xcalloc(JITR_CHUNK, sizeof(*c.pols)) };
     char now[24];
-    const char *id;
-    json_t *rec;
-    size_t m = 0, restored = 0;
-    int rc = 0;
+    size_t restored = 0;
+    int rc;
     snprintf(now, sizeof(now), "%lld", (long long)time_now_ms());
-    args[0] = now;
-    args[1] = JITR_DEV_PREFIX;
-    args[2] = JITR_TRACE_PREFIX;
-    args[3] = JITR_LOCK_PREFIX;
-    json_object_foreach(r->jitr_ends, id, rec)
-    {
-        const char **v = args + 4 + JITR_ARGS * m;
-        const char *type = str(rec, "type");
-        json_t *p;
-        size_t k;
-        buf_reset(&pols[m]);
-        json_array_foreach(json_object_get(rec, "policies"), k, p)
-        {
-            buf_addf(&pols[m], "%s%s", k ? "," : "",
-                     json_string_value(p) ? json_string_value(p) : "");
-        }
-        snprintf(nums[m][0], sizeof(nums[m][0]), "%lld",
-                 (long long)json_integer_value(json_object_get(rec, "seq")));
-        snprintf(nums[m][1], sizeof(nums[m][1]), "%lld", (long long)issuance_record_ms(rec));
-        v[0] = id;
-        v[1] = strcmp(type, "jitr_activate") == 0 ? "DONE"
-               : strcmp(type, "jitr_reject") == 0 ? "REJECTED"
-                                                  : "IGNORED";
-        v[2] = str(rec, "serial");
-        v[3] = str(rec, "ca");
-        v[4] = str(rec, "thing");
-        v[5] = buf_cstr(&pols[m]);
-        v[6] = str(rec, "aws_status");
-        v[7] = str(rec, "ca_certificate_id");
-        v[8] = str(rec, "account");
-        v[9] = nums[m][0];
-        v[10] = json_is_true(json_object_get(rec, "adopted")) ? "1" : "0";
-        v[11] = str(rec, "reason");
-        v[12] = nums[m][1];
-        v[13] = str(rec, "node");
-        if (++m == JITR_CHUNK) {
-            if ((rc = jitr_restore_chunk(r, args, m, &restored)) != 0) {
-                break;
-            }
-            m = 0;
-        }
-    }
-    if (rc == 0 && m > 0) {
-        rc = jitr_restore_chunk(r, args, m, &restored);
-    }
+    c.args[0] = now;
+    c.args[1] = JITR_DEV_PREFIX;
+    c.args[2] = JITR_TRACE_PREFIX;
+    c.args[3] = JITR_LOCK_PREFIX;
+    rc = reindex_chunked(r, r->jitr_ends, JITR_CHUNK, jitr_fill, jitr_flush, &c, &restored);
     if (rc == 0 && restored) {
         log_info("audit tail: %zu JITR flows whose every state Redis lost have their end state "
                  "back from their audit records",
@@ -763,11 +802,11 @@ static int jitr_tail_restore(struct reindex *r)
     }
     r->st.jitr_restored = restored;
     for (size_t i = 0; i < JITR_CHUNK; i++) {
-        buf_release(&pols[i]);
+        buf_release(&c.pols[i]);
     }
-    xfree(pols);
-    xfree(nums);
-    xfree(args);
+    xfree(c.pols);
+    xfree(c.nums);
+    xfree(c.args);
     return rc;
 }
 
@@ -793,6 +832,49 @@ static void status_done(struct store_status_job *j, json_t *a)
     j->audit_ms = issuance_record_ms(a);
 }
 
+/* settle_status_jobs's chunk, and how many records it wrote back. */
+struct status_chunk {
+    struct store_status_job *v;
+    size_t restored;
+};
+
+/* A certificate's last change, with its aws_status record when there is one. */
+static bool change_fill(struct reindex *r, const char *serial, json_t *a, size_t m, void *ctx)
+{
+    struct status_chunk *c = ctx;
+    c->v[m] = (struct store_status_job){
+        .serial = serial,
+        .src = json_string_value(json_array_get(a, 0)),
+        .seq = (uint64_t)json_integer_value(json_array_get(a, 1)),
+        .node = json_string_value(json_array_get(a, 2)),
+        .ms = json_integer_value(json_array_get(a, 3)),
+    };
+    status_done(&c->v[m], json_object_get(r->aws_done, serial));
+    return true;
+}
+
+/* An aws_status record of a certificate with no change applied (a tail's): its record only. */
+static bool done_fill(struct reindex *r, const char *serial, json_t *a, size_t m, void *ctx)
+{
+    struct status_chunk *c = ctx;
+    if (json_object_get(r->changes_last, serial) != NULL) {
+        return false; /* change_fill took it */
+    }
+    c->v[m] = (struct store_status_job){ .serial = serial };
+    status_done(&c->v[m], a);
+    return true;
+}
+
+static int status_flush(struct reindex *r, size_t m, size_t *queued, void *ctx)
+{
+    struct status_chunk *c = ctx;
+    size_t q = 0, w = 0;
+    int rc = store_status_jobs_settle(r->store, c->v, m, &q, &w, r->e);
+    *queued += q;
+    c->restored += w;
+    return rc == 0 ? reindex_tick(r) : rc;
+}
+
 /* The revoke jobs after the replay (its revocations and releases queued none): for every
  * certificate, the record of its last job that reached AWS IoT is written back when Redis lost
  * it (jitrctl cert show, and the prev_outcome a release's job needs to make a held certificate
@@ -801,47 +883,21 @@ static void status_done(struct store_status_job *j, json_t *a)
  * not run, ran when Redis died, or died itself has no aws_status record and is queued again. */
 static int settle_status_jobs(struct reindex *r)
 {
-    size_t cap = json_object_size(r->changes_last) + json_object_size(r->aws_done);
-    struct store_status_job *v = xcalloc(cap ? cap : 1, sizeof(*v));
-    size_t n = 0, queued = 0, restored = 0;
-    const char *serial;
-    json_t *a;
-    int rc = 0;
-    json_object_foreach(r->changes_last, serial, a)
-    {
-        v[n++] = (struct store_status_job){
-            .serial = serial,
-            .src = json_string_value(json_array_get(a, 0)),
-            .seq = (uint64_t)json_integer_value(json_array_get(a, 1)),
-            .node = json_string_value(json_array_get(a, 2)),
-            .ms = json_integer_value(json_array_get(a, 3)),
-        };
-        status_done(&v[n - 1], json_object_get(r->aws_done, serial));
+    struct status_chunk c = { xcalloc(STATUS_CHUNK, sizeof(*c.v)), 0 };
+    size_t queued = 0;
+    int rc =
+        reindex_chunked(r, r->changes_last, STATUS_CHUNK, change_fill, status_flush, &c, &queued);
+    if (rc == 0) {
+        rc = reindex_chunked(r, r->aws_done, STATUS_CHUNK, done_fill, status_flush, &c, &queued);
     }
-    json_object_foreach(r->aws_done, serial, a)
-    {
-        if (json_object_get(r->changes_last, serial) == NULL) { /* (a tail's) */
-            v[n++] = (struct store_status_job){ .serial = serial };
-            status_done(&v[n - 1], a);
-        }
-    }
-    for (size_t i = 0; rc == 0 && i < n; i += STATUS_CHUNK) {
-        size_t k = n - i < STATUS_CHUNK ? n - i : STATUS_CHUNK, q = 0, w = 0;
-        rc = store_status_jobs_settle(r->store, v + i, k, &q, &w, r->e);
-        queued += q;
-        restored += w;
-        if (rc == 0) {
-            rc = reindex_tick(r);
-        }
-    }
-    if (rc == 0 && (queued || restored)) {
+    if (rc == 0 && (queued || c.restored)) {
         log_info("index rebuild: %zu revocations, holds and releases queued for AWS IoT (the "
                  "audit log shows no AWS outcome of them), %zu finished revoke jobs restored",
-                 queued, restored);
+                 queued, c.restored);
     }
     r->st.status_jobs_queued = queued;
-    r->st.status_jobs_restored = restored;
-    xfree(v);
+    r->st.status_jobs_restored = c.restored;
+    xfree(c.v);
     return rc;
 }
 

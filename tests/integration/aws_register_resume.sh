@@ -38,22 +38,6 @@ redis_lost() {
   for _ in $(seq 300); do [ "$(rcli EXISTS jitrca:index:ready)" = 1 ] && break; sleep 0.1; done
   check_eq "index rebuilt" "$(rcli EXISTS jitrca:index:ready)" 1
 }
-# aws_state DIR: per certificate of DIR "status things policies" (sorted, counted)
-aws_state() {
-  python3 - "$STANDIN" "$1" <<'EOF'
-import collections, glob, hashlib, ssl, sys, boto3
-iot = boto3.client("iot", endpoint_url=sys.argv[1])
-out = collections.Counter()
-for f in sorted(glob.glob(sys.argv[2] + "/*.crt")):
-    i = hashlib.sha256(ssl.PEM_cert_to_DER_cert(open(f).read())).hexdigest()
-    d = iot.describe_certificate(certificateId=i)["certificateDescription"]
-    things = len(iot.list_principal_things(principal=d["certificateArn"])["things"])
-    pols = len(iot.list_attached_policies(target=d["certificateArn"])["policies"])
-    out["%s things=%d policies=%d" % (d["status"], things, pols)] += 1
-print("; ".join("%d %s" % (n, k) for k, n in sorted(out.items())))
-EOF
-}
-
 make_devices "$N" "$T/d"
 make_devices "$M" "$T/s" ina-
 jitrd_start
@@ -93,7 +77,7 @@ jq -r '.items[] | select(.result == "refused") | .detail' "$T/r2.json" | grep -q
   pass || fail "the held one's reason: $(jq -c '.items[] | select(.result == "refused")' "$T/r2.json")"
 check_eq "run 2: every one there is ACTIVE" "$(jq '[.items[] | select(.result == "already there" and .detail != "ACTIVE in AWS IoT")] | length' "$T/r2.json")" 0
 echo "run 2: $(jq .registered "$T/r2.json") registered by it, $(jq .already_there "$T/r2.json") provisioned by the rebuild's flows first" >&2
-check_eq "AWS: every valid one provisioned" "$(aws_state "$T/v")" "$((N - 1)) ACTIVE things=1 policies=1"
+check_eq "AWS: every valid one provisioned" "$(aws_certs "$T/v" --count)" "$((N - 1)) ACTIVE things=1 policies=1"
 check_eq "AWS: the held one" "$(aws_status "$HELD")" INACTIVE
 check_eq "one activation record each" "$(count_records jitr_activate)" $((N - 1))
 grep '"type":"jitr_activate"' "$(audit_log)" | grep -q "$(cert_id_of "$HELD")" &&
@@ -111,14 +95,14 @@ check_eq "INACTIVE: exit status" "$rc" 0
 check_eq "INACTIVE: registered" "$(jq .registered "$T/s1.json")" "$M"
 check_eq "INACTIVE: reported INACTIVE" \
   "$(jq '[.items[] | select(.detail | endswith(", INACTIVE"))] | length' "$T/s1.json")" "$M"
-check_eq "INACTIVE: provisioned, not active" "$(aws_state "$T/s")" "$M INACTIVE things=1 policies=1"
+check_eq "INACTIVE: provisioned, not active" "$(aws_certs "$T/s" --count)" "$M INACTIVE things=1 policies=1"
 redis_lost
 curl -sf -X POST "$STANDIN/_standin/stats/reset" >/dev/null
 rc=0
 "$JITRCTL" --json aws register-batch --in "$T/s" --quiet >"$T/s2.json" 2>"$T/s2.err" || rc=$?
 check_eq "ACTIVE: exit status" "$rc" 0
 check_eq "ACTIVE: activated" "$(jq .activated "$T/s2.json")" "$M"
-check_eq "ACTIVE: provisioned and active" "$(aws_state "$T/s")" "$M ACTIVE things=1 policies=1"
+check_eq "ACTIVE: provisioned and active" "$(aws_certs "$T/s" --count)" "$M ACTIVE things=1 policies=1"
 stats >"$T/st.json"
 check_eq "ACTIVE: only activated (UpdateCertificate each, nothing else written)" \
   "$(jq -c '[.operations | to_entries[] | select(.key | test("^(Describe|List|Get)") | not) | select((.value.admitted // 0) > 0) | [.key, .value.admitted]]' "$T/st.json")" \

@@ -41,19 +41,6 @@ redis_lost() { # Redis restarted with nothing, jitrd stopped meanwhile; jitrd's 
   for _ in $(seq 300); do [ "$(rcli EXISTS jitrca:index:ready)" = 1 ] && break; sleep 0.1; done
   check_eq "index rebuilt" "$(rcli EXISTS jitrca:index:ready)" 1
 }
-# things DIR: per certificate of DIR "status thing=<name> policy=<name>" (sorted)
-things() {
-  python3 - "$STANDIN" "$1" <<'EOF'
-import glob, hashlib, ssl, sys, boto3
-iot = boto3.client("iot", endpoint_url=sys.argv[1])
-for f in sorted(glob.glob(sys.argv[2] + "/*.crt")):
-    i = hashlib.sha256(ssl.PEM_cert_to_DER_cert(open(f).read())).hexdigest()
-    d = iot.describe_certificate(certificateId=i)["certificateDescription"]
-    t = iot.list_principal_things(principal=d["certificateArn"])["things"]
-    p = sorted(x["policyName"] for x in iot.list_attached_policies(target=d["certificateArn"])["policies"])
-    print(d["status"], "thing=" + ",".join(t), "policy=" + ",".join(p))
-EOF
-}
 registered_calls() { stats | jq '.operations.RegisterCertificate.admitted // 0'; }
 
 # T: things named fleetb-<CN>, a policy of its own (publish on its topics only)
@@ -138,7 +125,7 @@ for _ in $(seq 600); do [ "$(count_records jitr_activate)" -ge "$N" ] && break; 
 check_eq "T: every device activated by the rebuild's flows" "$(count_records jitr_activate)" "$N"
 WANT_T=$(for f in "$T"/d/*.crt; do
   echo "ACTIVE thing=fleetb-$(basename "$f" .crt) policy=$T_POLICY"; done)
-check_eq "AWS: T's things and T's policy" "$(things "$T/d")" "$WANT_T"
+check_eq "AWS: T's things and T's policy" "$(aws_certs "$T/d")" "$WANT_T"
 
 # --- 3. without --template in the same run: jitrd's template -----------------------------------
 rc=0
@@ -147,7 +134,7 @@ check_eq "default: exit status" "$rc" 0
 check_eq "default: registered" "$(jq .registered "$T/m1.json")" "$M"
 want=$(for f in "$T"/m/*.crt; do
   echo "ACTIVE thing=$(basename "$f" .crt) policy=$DEF_POLICY"; done)
-check_eq "AWS: jitrd's things and policy" "$(things "$T/m")" "$want"
+check_eq "AWS: jitrd's things and policy" "$(aws_certs "$T/m")" "$want"
 curl -sf -X POST "$STANDIN/_standin/stats/reset" >/dev/null
 rc=0
 "$JITRCTL" --json aws register-batch --in "$T/d" --template "$T/t.json" --quiet \
@@ -171,7 +158,7 @@ sleep 2 # the flow: LOCK, LOAD (DONE), UNLOCK
 check_eq "event after T: nothing written to AWS" \
   "$(stats | jq -c '[.operations | to_entries[] | select(.key | test("^(Describe|List|Get)") | not) | select((.value.admitted // 0) > 0) | .key]')" "[]"
 check_eq "event after T: no new activation" "$(count_records jitr_activate)" "$acts"
-check_eq "event after T: still T's things" "$(things "$T/d")" "$WANT_T"
+check_eq "event after T: still T's things" "$(aws_certs "$T/d")" "$WANT_T"
 
 # --- 5. a template Redis lost: a dead letter naming it, never jitrd's template -------------------
 make_devices 1 "$T/l" lost-
@@ -194,13 +181,13 @@ rcli XRANGE jitrca:jitr:dlq - + | grep -q "template $L_SHA is not in Redis" && p
   fail "dead letter: $(rcli XRANGE jitrca:jitr:dlq - +)"
 # (INACTIVE, no thing; the policies may be attached: the first jitrd's flow ran AttachPolicy
 # alongside its failing CreateThing, docs/jitr.md "Round trips")
-check_eq "lost template: not provisioned" "$(things "$T/l" | cut -d' ' -f1-2)" "INACTIVE thing="
+check_eq "lost template: not provisioned" "$(aws_certs "$T/l" | cut -d' ' -f1-2)" "INACTIVE thing="
 # what the dead letter says to do: the batch again with the template provisions it with it
 rc=0
 "$JITRCTL" --json aws register-batch --in "$T/l" --template "$T/l.json" --quiet --timeout 60 \
   >"$T/l2.json" 2>"$T/l2.err" || rc=$?
 check_eq "lost template, run again: exit status" "$rc" 0
 check_eq "lost template, run again: registered" "$(jq .registered "$T/l2.json")" 1
-check_eq "lost template, run again: T's thing" "$(things "$T/l")" \
+check_eq "lost template, run again: T's thing" "$(aws_certs "$T/l")" \
   "ACTIVE thing=fleetl-lost-000001 policy=$T_POLICY"
 finish

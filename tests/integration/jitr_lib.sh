@@ -99,3 +99,25 @@ aws_status() { aws --endpoint-url "$STANDIN" iot describe-certificate --certific
 gw() { python3 "$DEVICES_PY" --host "$JITRCA_SIM_GATEWAY_HOST" --port "$JITRCA_SIM_GATEWAY_PORT" \
   --cafile "$JITRCA_SIM_GATEWAY_CA" "$@"; }
 stats() { curl -sf "$STANDIN/_standin/stats"; }
+# aws_certs DIR [--count]: what the stand-in has of each certificate of DIR (*.crt, sorted by
+# file name): one line "STATUS thing=<names> policy=<names>" each; with --count, one line
+# "N STATUS things=T policies=P; ..." counting the certificates by status and numbers of things
+# and policies attached
+aws_certs() {
+  python3 - "$STANDIN" "$1" "${2:-}" <<'EOF'
+import collections, glob, hashlib, ssl, sys, boto3
+iot = boto3.client("iot", endpoint_url=sys.argv[1])
+out = collections.Counter()
+for f in sorted(glob.glob(sys.argv[2] + "/*.crt")):
+    i = hashlib.sha256(ssl.PEM_cert_to_DER_cert(open(f).read())).hexdigest()
+    d = iot.describe_certificate(certificateId=i)["certificateDescription"]
+    t = iot.list_principal_things(principal=d["certificateArn"])["things"]
+    p = sorted(x["policyName"] for x in iot.list_attached_policies(target=d["certificateArn"])["policies"])
+    if sys.argv[3] == "--count":
+        out["%s things=%d policies=%d" % (d["status"], len(t), len(p))] += 1
+    else:
+        print(d["status"], "thing=" + ",".join(t), "policy=" + ",".join(p))
+if sys.argv[3] == "--count":
+    print("; ".join("%d %s" % (n, k) for k, n in sorted(out.items())))
+EOF
+}

@@ -26,101 +26,6 @@
 #include "tests/harness/tt.h"
 #include "tests/unit/issuance/fixture.h"
 
-static int test_rebuild(void)
-{
-    int rc = 0;
-    struct err e = ERR_INIT;
-    struct fixture f;
-    struct issuance_ctx *ctx = NULL;
-    struct issuance_worker *w = NULL;
-    struct issuance_revoker *rv = NULL;
-    struct issuance_item it[2];
-    struct issuance_revocation r;
-    struct issuance_reindex_stats st;
-    struct buf csr1 = BUF_INIT, csr2 = BUF_INIT, live = BUF_INIT, rebuilt_dump = BUF_INIT,
-               want = BUF_INIT;
-    struct store_cert_rec rec = { 0 };
-    char first[41] = "", holder[64];
-    bool ready = false, rebuilt = true, taken = false;
-    uint64_t removed = 0;
-    memset(it, 0, sizeof(it));
-    int frc = fixture_open(&f, "reindex", 14, &e);
-    if (frc == TT_SKIP) {
-        return TT_SKIP;
-    }
-    CHECK_OK(frc, &e);
-    fixture_csr("dev-r1", &csr1);
-    fixture_csr("dev-r2", &csr2);
-    CHECK((ctx = issuance_ctx_open(f.conf, "root", NULL, &e)) != NULL);
-    CHECK((w = issuance_worker_new(ctx, &e)) != NULL);
-    CHECK((rv = issuance_revoker_new(f.conf, ctx->audit, NULL, &e)) != NULL);
-    /* the live path: an issue, its renewal, a revocation (and its CRL) */
-    it[0] = (struct issuance_item){ .csr = (const uint8_t *)csr1.data,
-                                    .csr_len = csr1.len,
-                                    .requester = "station:line1" };
-    CHECK_OK(issuance_run(w, it, 1, &e), &e);
-    CHECK(it[0].issued);
-    snprintf(first, sizeof(first), "%s", it[0].cert.serial_hex);
-    it[1] = (struct issuance_item){ .csr = (const uint8_t *)csr2.data,
-                                    .csr_len = csr2.len,
-                                    .requester = "device:x",
-                                    .renews = first };
-    CHECK_OK(issuance_run(w, &it[1], 1, &e), &e);
-    CHECK(it[1].issued);
-    r = (struct issuance_revocation){ .serial = it[1].cert.serial_hex,
-                                      .reason = CA_CRL_KEY_COMPROMISE,
-                                      .requester = "station:admin" };
-    CHECK_OK(issuance_revoke(rv, f.store, &r, &e), &e);
-    CHECK(r.crl_written);
-    CHECK_OK(store_index_dump(f.store, &live, &e), &e);
-    /* lost, then rebuilt from the log */
-    CHECK_OK(store_index_mark_clear(f.store, &e), &e);
-    CHECK_OK(store_index_clear(f.store, &removed, &e), &e);
-    CHECK_OK(issuance_reindex(f.conf, f.store, NULL, NULL, &st, &e), &e);
-    CHECK_INT_EQ(st.certificates, 2);
-    CHECK_INT_EQ(st.revoked, 1);
-    CHECK_INT_EQ(st.revoke_unknown, 0);
-    CHECK(st.records >= 4); /* two issues, a revoke, a crl */
-    CHECK_OK(store_index_ready(f.store, &ready, &e), &e);
-    CHECK(ready);
-    CHECK_OK(store_index_dump(f.store, &rebuilt_dump, &e), &e);
-    /* the same, and the audit head it reached (which only a rebuild records) */
-    buf_addf(&want, "hash jitrca:audit:head\nhash\t%s\nseq\t%llu\n%s", st.last_hash,
-             (unsigned long long)st.last_seq, buf_cstr(&live));
-    CHECK_STR_EQ(buf_cstr(&rebuilt_dump), buf_cstr(&want));
-    CHECK_OK(store_cert_read(f.store, first, &rec, &e), &e);
-    CHECK_STR_EQ(rec.superseded_by, it[1].cert.serial_hex);
-    store_cert_rec_release(&rec);
-    /* complete: ensure leaves it alone */
-    CHECK_OK(issuance_index_ensure(f.conf, f.store, 0, &rebuilt, &st, &e), &e);
-    CHECK(!rebuilt);
-    /* another process holds the lock: no second rebuilder */
-    CHECK_OK(
-        store_index_lock_take(f.store, "someone-else", 5000, &taken, holder, sizeof(holder), &e),
-        &e);
-    CHECK(taken);
-    CHECK(issuance_reindex(f.conf, f.store, NULL, NULL, &st, &e) != 0);
-    CHECK_INT_EQ(e.code, ERRC_CONFLICT);
-    CHECK_STR_CONTAINS(e.msg, "someone-else");
-    err_clear(&e);
-    CHECK_OK(store_index_lock_release(f.store, "someone-else", &e), &e);
-out:
-    for (size_t i = 0; i < 2; i++) {
-        issuance_item_release(&it[i]);
-    }
-    store_cert_rec_release(&rec);
-    buf_release(&csr1);
-    buf_release(&csr2);
-    buf_release(&live);
-    buf_release(&rebuilt_dump);
-    buf_release(&want);
-    issuance_revoker_free(rv);
-    issuance_worker_free(w);
-    issuance_ctx_free(ctx);
-    fixture_close(&f);
-    return rc;
-}
-
 /* A raw connection to the fixture's database, for what the store has no call for. */
 static redisContext *raw_connect(const struct conf *c)
 {
@@ -164,6 +69,141 @@ static void raw(redisContext *c, char *out, size_t cap, const char *fmt, const c
     }
 }
 
+/* One node of a test: the fixture (CA "root" in TMP/name, Redis database db), a raw
+ * connection to that database, the issuance context (its audit log, named node_id when not
+ * NULL), a signing worker and a revoker. node_close frees whatever node_open made. */
+struct node {
+    struct fixture f;
+    bool open;
+    redisContext *raw;
+    struct issuance_ctx *ctx;
+    struct issuance_worker *w;
+    struct issuance_revoker *rv;
+};
+
+/* TT_SKIP without a test Redis, -1 on a failure (e says why), 0 when set up. */
+static int node_open(struct node *n, const char *name, int db, const char *node_id, struct err *e)
+{
+    int frc = fixture_open(&n->f, name, db, e);
+    if (frc != 0) {
+        return frc;
+    }
+    n->open = true;
+    if ((n->raw = raw_connect(n->f.conf)) == NULL) {
+        return err_set(e, ERRC_UNAVAILABLE, "no raw connection to the test Redis");
+    }
+    if (node_id != NULL) {
+        xfree(n->f.conf->node_id);
+        n->f.conf->node_id = xstrdup(node_id);
+    }
+    if ((n->ctx = issuance_ctx_open(n->f.conf, "root", NULL, e)) == NULL ||
+        (n->w = issuance_worker_new(n->ctx, e)) == NULL ||
+        (n->rv = issuance_revoker_new(n->f.conf, n->ctx->audit, NULL, e)) == NULL) {
+        return -1;
+    }
+    return 0;
+}
+
+static void node_close(struct node *n)
+{
+    issuance_revoker_free(n->rv);
+    issuance_worker_free(n->w);
+    issuance_ctx_free(n->ctx);
+    if (n->raw) {
+        redisFree(n->raw);
+    }
+    if (n->open) {
+        fixture_close(&n->f);
+    }
+    memset(n, 0, sizeof(*n));
+}
+
+static int test_rebuild(void)
+{
+    int rc = 0;
+    struct err e = ERR_INIT;
+    struct node n = { 0 };
+    struct issuance_item it[2];
+    struct issuance_revocation r;
+    struct issuance_reindex_stats st;
+    struct buf csr1 = BUF_INIT, csr2 = BUF_INIT, live = BUF_INIT, rebuilt_dump = BUF_INIT,
+               want = BUF_INIT;
+    struct store_cert_rec rec = { 0 };
+    char first[41] = "", holder[64];
+    bool ready = false, rebuilt = true, taken = false;
+    uint64_t removed = 0;
+    memset(it, 0, sizeof(it));
+    int frc = node_open(&n, "reindex", 14, NULL, &e);
+    if (frc == TT_SKIP) {
+        return TT_SKIP;
+    }
+    CHECK_OK(frc, &e);
+    fixture_csr("dev-r1", &csr1);
+    fixture_csr("dev-r2", &csr2);
+    /* the live path: an issue, its renewal, a revocation (and its CRL) */
+    it[0] = (struct issuance_item){ .csr = (const uint8_t *)csr1.data,
+                                    .csr_len = csr1.len,
+                                    .requester = "station:line1" };
+    CHECK_OK(issuance_run(n.w, it, 1, &e), &e);
+    CHECK(it[0].issued);
+    snprintf(first, sizeof(first), "%s", it[0].cert.serial_hex);
+    it[1] = (struct issuance_item){ .csr = (const uint8_t *)csr2.data,
+                                    .csr_len = csr2.len,
+                                    .requester = "device:x",
+                                    .renews = first };
+    CHECK_OK(issuance_run(n.w, &it[1], 1, &e), &e);
+    CHECK(it[1].issued);
+    r = (struct issuance_revocation){ .serial = it[1].cert.serial_hex,
+                                      .reason = CA_CRL_KEY_COMPROMISE,
+                                      .requester = "station:admin" };
+    CHECK_OK(issuance_revoke(n.rv, n.f.store, &r, &e), &e);
+    CHECK(r.crl_written);
+    CHECK_OK(store_index_dump(n.f.store, &live, &e), &e);
+    /* lost, then rebuilt from the log */
+    CHECK_OK(store_index_mark_clear(n.f.store, &e), &e);
+    CHECK_OK(store_index_clear(n.f.store, &removed, &e), &e);
+    CHECK_OK(issuance_reindex(n.f.conf, n.f.store, NULL, NULL, &st, &e), &e);
+    CHECK_INT_EQ(st.certificates, 2);
+    CHECK_INT_EQ(st.revoked, 1);
+    CHECK_INT_EQ(st.revoke_unknown, 0);
+    CHECK(st.records >= 4); /* two issues, a revoke, a crl */
+    CHECK_OK(store_index_ready(n.f.store, &ready, &e), &e);
+    CHECK(ready);
+    CHECK_OK(store_index_dump(n.f.store, &rebuilt_dump, &e), &e);
+    /* the same, and the audit head it reached (which only a rebuild records) */
+    buf_addf(&want, "hash jitrca:audit:head\nhash\t%s\nseq\t%llu\n%s", st.last_hash,
+             (unsigned long long)st.last_seq, buf_cstr(&live));
+    CHECK_STR_EQ(buf_cstr(&rebuilt_dump), buf_cstr(&want));
+    CHECK_OK(store_cert_read(n.f.store, first, &rec, &e), &e);
+    CHECK_STR_EQ(rec.superseded_by, it[1].cert.serial_hex);
+    store_cert_rec_release(&rec);
+    /* complete: ensure leaves it alone */
+    CHECK_OK(issuance_index_ensure(n.f.conf, n.f.store, 0, &rebuilt, &st, &e), &e);
+    CHECK(!rebuilt);
+    /* another process holds the lock: no second rebuilder */
+    CHECK_OK(
+        store_index_lock_take(n.f.store, "someone-else", 5000, &taken, holder, sizeof(holder), &e),
+        &e);
+    CHECK(taken);
+    CHECK(issuance_reindex(n.f.conf, n.f.store, NULL, NULL, &st, &e) != 0);
+    CHECK_INT_EQ(e.code, ERRC_CONFLICT);
+    CHECK_STR_CONTAINS(e.msg, "someone-else");
+    err_clear(&e);
+    CHECK_OK(store_index_lock_release(n.f.store, "someone-else", &e), &e);
+out:
+    for (size_t i = 0; i < 2; i++) {
+        issuance_item_release(&it[i]);
+    }
+    store_cert_rec_release(&rec);
+    buf_release(&csr1);
+    buf_release(&csr2);
+    buf_release(&live);
+    buf_release(&rebuilt_dump);
+    buf_release(&want);
+    node_close(&n);
+    return rc;
+}
+
 static int append(struct audit_log *log, json_t *rec, struct err *e)
 {
     uint64_t seq = 0;
@@ -193,13 +233,10 @@ static int test_renewal_requeue(void)
 {
     int rc = 0;
     struct err e = ERR_INIT;
-    struct fixture f;
-    struct issuance_ctx *ctx = NULL;
-    struct issuance_worker *w = NULL;
+    struct node n = { 0 };
     struct issuance_item it[4];
     struct issuance_reindex_stats st;
     struct buf csr = BUF_INIT, want = BUF_INIT;
-    redisContext *rc_ = NULL;
     char out[1024], idb[65], idc[65], idd[65];
     static const char *const cn[4] = { "dev-a", "dev-b", "dev-c", "dev-d" };
     int64_t t0 = 0, ta = 0;
@@ -209,16 +246,13 @@ static int test_renewal_requeue(void)
     memset(idc, 'c', 64);
     memset(idd, 'd', 64);
     idb[64] = idc[64] = idd[64] = '\0';
-    frc = fixture_open(&f, "reindex-renewal", 13, &e);
+    frc = node_open(&n, "reindex-renewal", 13, NULL, &e);
     if (frc == TT_SKIP) {
         return TT_SKIP;
     }
     CHECK_OK(frc, &e);
-    CHECK((rc_ = raw_connect(f.conf)) != NULL);
-    raw(rc_, out, sizeof(out), "DEL %s", "jitrca:" STORE_KEY_RENEWAL_DUE);
-    raw(rc_, out, sizeof(out), "DEL %s", "jitrca:" STORE_KEY_RENEWAL_JOBS);
-    CHECK((ctx = issuance_ctx_open(f.conf, "root", NULL, &e)) != NULL);
-    CHECK((w = issuance_worker_new(ctx, &e)) != NULL);
+    raw(n.raw, out, sizeof(out), "DEL %s", "jitrca:" STORE_KEY_RENEWAL_DUE);
+    raw(n.raw, out, sizeof(out), "DEL %s", "jitrca:" STORE_KEY_RENEWAL_JOBS);
     for (size_t i = 0; i < 4; i++) {
         buf_reset(&csr);
         fixture_csr(cn[i], &csr);
@@ -226,26 +260,26 @@ static int test_renewal_requeue(void)
                                         .csr_len = csr.len,
                                         .requester = "station:line1",
                                         .renews = i ? it[i - 1].cert.serial_hex : NULL };
-        CHECK_OK(issuance_run(w, &it[i], 1, &e), &e);
+        CHECK_OK(issuance_run(n.w, &it[i], 1, &e), &e);
         CHECK(it[i].issued);
     }
     ta = time_now_ms();
-    CHECK_OK(activated(ctx->audit, idb, it[1].cert.serial_hex, "dev-b", "ACTIVE", &e), &e);
-    CHECK_OK(activated(ctx->audit, idc, it[2].cert.serial_hex, "dev-c", "ACTIVE", &e), &e);
-    CHECK_OK(append(ctx->audit,
+    CHECK_OK(activated(n.ctx->audit, idb, it[1].cert.serial_hex, "dev-b", "ACTIVE", &e), &e);
+    CHECK_OK(activated(n.ctx->audit, idc, it[2].cert.serial_hex, "dev-c", "ACTIVE", &e), &e);
+    CHECK_OK(append(n.ctx->audit,
                     json_pack("{s:s,s:s,s:s,s:s}", "type", "renewal_retire", "kind", "renewal",
                               "key", idc, "outcome", "retired"),
                     &e),
              &e);
-    CHECK_OK(activated(ctx->audit, idd, it[3].cert.serial_hex, "dev-d", NULL, &e), &e);
+    CHECK_OK(activated(n.ctx->audit, idd, it[3].cert.serial_hex, "dev-d", NULL, &e), &e);
     /* B activated again (a replayed flow): still one retirement */
-    CHECK_OK(activated(ctx->audit, idb, it[1].cert.serial_hex, "dev-b", "ACTIVE", &e), &e);
+    CHECK_OK(activated(n.ctx->audit, idb, it[1].cert.serial_hex, "dev-b", "ACTIVE", &e), &e);
     t0 = time_now_ms();
-    CHECK_OK(issuance_reindex(f.conf, f.store, NULL, NULL, &st, &e), &e);
+    CHECK_OK(issuance_reindex(n.f.conf, n.f.store, NULL, NULL, &st, &e), &e);
     CHECK_INT_EQ(st.renewals_requeued, 1);
-    raw(rc_, out, sizeof(out), "ZCARD %s", "jitrca:" STORE_KEY_RENEWAL_DUE);
+    raw(n.raw, out, sizeof(out), "ZCARD %s", "jitrca:" STORE_KEY_RENEWAL_DUE);
     CHECK_STR_EQ(out, "1");
-    raw(rc_, out, sizeof(out), "ZRANGE %s 0 -1", "jitrca:" STORE_KEY_RENEWAL_DUE);
+    raw(n.raw, out, sizeof(out), "ZRANGE %s 0 -1", "jitrca:" STORE_KEY_RENEWAL_DUE);
     buf_addf(&want,
              "[\"cert\",\"%s\",\"serial\",\"%s\",\"renews\",\"%s\",\"thing\",\"dev-b\","
              "\"src\",\"reindex\",\"enq_ms\",\"",
@@ -256,50 +290,45 @@ static int test_renewal_requeue(void)
          * the millisecond (a rebuild that rounded the activation down to its second ran the
          * retirement up to a second before the grace ended) */
         redisReply *r =
-            redisCommand(rc_, "ZRANGE %s 0 -1 WITHSCORES", "jitrca:" STORE_KEY_RENEWAL_DUE);
+            redisCommand(n.raw, "ZRANGE %s 0 -1 WITHSCORES", "jitrca:" STORE_KEY_RENEWAL_DUE);
         double due = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2
                          ? strtod(r->element[1]->str, NULL)
                          : 0;
         if (r) {
             freeReplyObject(r);
         }
-        CHECK(due >= (double)(ta + f.conf->renewal_grace * 1000));
-        CHECK(due <= (double)(t0 + f.conf->renewal_grace * 1000));
-        CHECK(due <= (double)(time_now_ms() + f.conf->renewal_grace * 1000));
+        CHECK(due >= (double)(ta + n.f.conf->renewal_grace * 1000));
+        CHECK(due <= (double)(t0 + n.f.conf->renewal_grace * 1000));
+        CHECK(due <= (double)(time_now_ms() + n.f.conf->renewal_grace * 1000));
     }
     /* Redis has it: nothing again */
-    CHECK_OK(issuance_reindex(f.conf, f.store, NULL, NULL, &st, &e), &e);
+    CHECK_OK(issuance_reindex(n.f.conf, n.f.store, NULL, NULL, &st, &e), &e);
     CHECK_INT_EQ(st.renewals_requeued, 0);
-    raw(rc_, out, sizeof(out), "ZCARD %s", "jitrca:" STORE_KEY_RENEWAL_DUE);
+    raw(n.raw, out, sizeof(out), "ZCARD %s", "jitrca:" STORE_KEY_RENEWAL_DUE);
     CHECK_STR_EQ(out, "1");
     /* the job running (its record), the due set empty: nothing */
-    raw(rc_, out, sizeof(out), "DEL %s", "jitrca:" STORE_KEY_RENEWAL_DUE);
+    raw(n.raw, out, sizeof(out), "DEL %s", "jitrca:" STORE_KEY_RENEWAL_DUE);
     buf_reset(&want);
     buf_addf(&want, "jitrca:" STORE_KEY_RENEWAL_JOB "%s", idb);
-    raw(rc_, out, sizeof(out), "HSET %s state DETACH", buf_cstr(&want));
-    CHECK_OK(issuance_reindex(f.conf, f.store, NULL, NULL, &st, &e), &e);
+    raw(n.raw, out, sizeof(out), "HSET %s state DETACH", buf_cstr(&want));
+    CHECK_OK(issuance_reindex(n.f.conf, n.f.store, NULL, NULL, &st, &e), &e);
     CHECK_INT_EQ(st.renewals_requeued, 0);
     /* lost altogether, no grace: on the stream at once */
-    raw(rc_, out, sizeof(out), "DEL %s", buf_cstr(&want));
-    f.conf->renewal_grace = 0;
-    CHECK_OK(issuance_reindex(f.conf, f.store, NULL, NULL, &st, &e), &e);
+    raw(n.raw, out, sizeof(out), "DEL %s", buf_cstr(&want));
+    n.f.conf->renewal_grace = 0;
+    CHECK_OK(issuance_reindex(n.f.conf, n.f.store, NULL, NULL, &st, &e), &e);
     CHECK_INT_EQ(st.renewals_requeued, 1);
-    raw(rc_, out, sizeof(out), "XLEN %s", "jitrca:" STORE_KEY_RENEWAL_JOBS);
+    raw(n.raw, out, sizeof(out), "XLEN %s", "jitrca:" STORE_KEY_RENEWAL_JOBS);
     CHECK_STR_EQ(out, "1");
-    raw(rc_, out, sizeof(out), "ZCARD %s", "jitrca:" STORE_KEY_RENEWAL_DUE);
+    raw(n.raw, out, sizeof(out), "ZCARD %s", "jitrca:" STORE_KEY_RENEWAL_DUE);
     CHECK_STR_EQ(out, "0");
 out:
     for (size_t i = 0; i < 4; i++) {
         issuance_item_release(&it[i]);
     }
-    if (rc_) {
-        redisFree(rc_);
-    }
     buf_release(&csr);
     buf_release(&want);
-    issuance_worker_free(w);
-    issuance_ctx_free(ctx);
-    fixture_close(&f);
+    node_close(&n);
     return rc;
 }
 
@@ -312,37 +341,30 @@ static int test_peers_renewal(void)
 {
     int rc = 0;
     struct err e = ERR_INIT;
-    struct fixture f;
+    struct node n = { 0 };
     struct conf cb;
-    struct issuance_ctx *ca = NULL, *cbx = NULL;
-    struct issuance_worker *wa = NULL;
+    struct issuance_ctx *cbx = NULL;
     struct issuance_item it[2];
     struct issuance_reindex_stats st;
     struct buf csr = BUF_INIT, logb = BUF_INIT, peers = BUF_INIT;
-    redisContext *rc_ = NULL;
     char node_b[] = "node-b", out[1024], idb[65];
     static const char *const cn[2] = { "dev-ra", "dev-rb" };
     memset(it, 0, sizeof(it));
     memset(idb, 'b', 64);
     idb[64] = '\0';
-    int frc = fixture_open(&f, "peers-renewal", 15, &e);
+    int frc = node_open(&n, "peers-renewal", 15, "node-a", &e);
     if (frc == TT_SKIP) {
         return TT_SKIP;
     }
     CHECK_OK(frc, &e);
-    CHECK((rc_ = raw_connect(f.conf)) != NULL);
-    raw(rc_, out, sizeof(out), "DEL %s", "jitrca:" STORE_KEY_RENEWAL_DUE);
-    raw(rc_, out, sizeof(out), "DEL %s", "jitrca:" STORE_KEY_RENEWAL_JOBS);
-    xfree(f.conf->node_id);
-    f.conf->node_id = xstrdup("node-a");
-    buf_addf(&logb, "%s/node-b/audit.log", f.dir);
-    cb = *f.conf;
+    raw(n.raw, out, sizeof(out), "DEL %s", "jitrca:" STORE_KEY_RENEWAL_DUE);
+    raw(n.raw, out, sizeof(out), "DEL %s", "jitrca:" STORE_KEY_RENEWAL_JOBS);
+    buf_addf(&logb, "%s/node-b/audit.log", n.f.dir);
+    cb = *n.f.conf;
     cb.node_id = node_b;
     cb._audit_path = logb.data;
-    buf_addstr(&peers, conf_audit_path(f.conf));
+    buf_addstr(&peers, conf_audit_path(n.f.conf));
     cb.audit_peer_logs = peers.data;
-    CHECK((ca = issuance_ctx_open(f.conf, "root", NULL, &e)) != NULL);
-    CHECK((wa = issuance_worker_new(ca, &e)) != NULL);
     CHECK((cbx = issuance_ctx_open(&cb, "root", NULL, &e)) != NULL);
     for (size_t i = 0; i < 2; i++) {
         buf_reset(&csr);
@@ -351,39 +373,34 @@ static int test_peers_renewal(void)
                                         .csr_len = csr.len,
                                         .requester = "station:line1",
                                         .renews = i ? it[0].cert.serial_hex : NULL };
-        CHECK_OK(issuance_run(wa, &it[i], 1, &e), &e);
+        CHECK_OK(issuance_run(n.w, &it[i], 1, &e), &e);
         CHECK(it[i].issued);
     }
     CHECK_OK(activated(cbx->audit, idb, it[1].cert.serial_hex, "dev-rb", "ACTIVE", &e), &e);
-    CHECK_OK(issuance_reindex(&cb, f.store, NULL, NULL, &st, &e), &e);
+    CHECK_OK(issuance_reindex(&cb, n.f.store, NULL, NULL, &st, &e), &e);
     CHECK_INT_EQ(st.renewals_requeued, 1);
-    raw(rc_, out, sizeof(out), "ZCARD %s", "jitrca:" STORE_KEY_RENEWAL_DUE);
+    raw(n.raw, out, sizeof(out), "ZCARD %s", "jitrca:" STORE_KEY_RENEWAL_DUE);
     CHECK_STR_EQ(out, "1");
     /* retired through node a: nothing pending any more */
-    CHECK_OK(append(ca->audit,
+    CHECK_OK(append(n.ctx->audit,
                     json_pack("{s:s,s:s,s:s,s:s}", "type", "renewal_retire", "kind", "renewal",
                               "key", idb, "outcome", "retired"),
                     &e),
              &e);
-    raw(rc_, out, sizeof(out), "DEL %s", "jitrca:" STORE_KEY_RENEWAL_DUE);
-    CHECK_OK(issuance_reindex(&cb, f.store, NULL, NULL, &st, &e), &e);
+    raw(n.raw, out, sizeof(out), "DEL %s", "jitrca:" STORE_KEY_RENEWAL_DUE);
+    CHECK_OK(issuance_reindex(&cb, n.f.store, NULL, NULL, &st, &e), &e);
     CHECK_INT_EQ(st.renewals_requeued, 0);
-    raw(rc_, out, sizeof(out), "ZCARD %s", "jitrca:" STORE_KEY_RENEWAL_DUE);
+    raw(n.raw, out, sizeof(out), "ZCARD %s", "jitrca:" STORE_KEY_RENEWAL_DUE);
     CHECK_STR_EQ(out, "0");
 out:
     for (size_t i = 0; i < 2; i++) {
         issuance_item_release(&it[i]);
     }
-    if (rc_) {
-        redisFree(rc_);
-    }
     buf_release(&csr);
     buf_release(&logb);
     buf_release(&peers);
-    issuance_worker_free(wa);
-    issuance_ctx_free(ca);
     issuance_ctx_free(cbx);
-    fixture_close(&f);
+    node_close(&n);
     return rc;
 }
 
@@ -469,10 +486,10 @@ static int test_peers(void)
 {
     int rc = 0;
     struct err e = ERR_INIT;
-    struct fixture f;
+    struct node n = { 0 };
     struct conf cb;
-    struct issuance_ctx *ca = NULL, *cbx = NULL;
-    struct issuance_worker *wa = NULL, *wb = NULL;
+    struct issuance_ctx *cbx = NULL;
+    struct issuance_worker *wb = NULL;
     struct issuance_revoker *rb = NULL;
     struct issuance_item x, y;
     struct issuance_revocation r;
@@ -485,28 +502,24 @@ static int test_peers(void)
     uint64_t removed = 0;
     memset(&x, 0, sizeof(x));
     memset(&y, 0, sizeof(y));
-    int frc = fixture_open(&f, "peers", 11, &e);
+    int frc = node_open(&n, "peers", 11, "node-a", &e);
     if (frc == TT_SKIP) {
         return TT_SKIP;
     }
     CHECK_OK(frc, &e);
-    xfree(f.conf->node_id);
-    f.conf->node_id = xstrdup("node-a");
-    buf_addf(&logb, "%s/node-b/audit.log", f.dir);
-    cb = *f.conf;
+    buf_addf(&logb, "%s/node-b/audit.log", n.f.dir);
+    cb = *n.f.conf;
     cb.node_id = node_b;
     cb._audit_path = logb.data;
     fixture_csr("dev-x", &csr1);
     fixture_csr("dev-y", &csr2);
-    CHECK((ca = issuance_ctx_open(f.conf, "root", NULL, &e)) != NULL);
-    CHECK((wa = issuance_worker_new(ca, &e)) != NULL);
     CHECK((cbx = issuance_ctx_open(&cb, "root", NULL, &e)) != NULL);
     CHECK((wb = issuance_worker_new(cbx, &e)) != NULL);
     CHECK((rb = issuance_revoker_new(&cb, cbx->audit, NULL, &e)) != NULL);
     x = (struct issuance_item){ .csr = (const uint8_t *)csr1.data,
                                 .csr_len = csr1.len,
                                 .requester = "station:a" };
-    CHECK_OK(issuance_run(wa, &x, 1, &e), &e);
+    CHECK_OK(issuance_run(n.w, &x, 1, &e), &e);
     y = (struct issuance_item){ .csr = (const uint8_t *)csr2.data,
                                 .csr_len = csr2.len,
                                 .requester = "station:b" };
@@ -515,50 +528,50 @@ static int test_peers(void)
     r = (struct issuance_revocation){ .serial = x.cert.serial_hex,
                                       .reason = CA_CRL_KEY_COMPROMISE,
                                       .requester = "station:admin" };
-    CHECK_OK(issuance_revoke(rb, f.store, &r, &e), &e);
+    CHECK_OK(issuance_revoke(rb, n.f.store, &r, &e), &e);
     /* each record names its node */
-    CHECK_INT_EQ(fixture_audit_count(&f, "\"node\":\"node-a\""), 1);
-    CHECK_INT_EQ(fixture_audit_count(&f, "\"node\":\"node-b\""), 0);
+    CHECK_INT_EQ(fixture_audit_count(&n.f, "\"node\":\"node-a\""), 1);
+    CHECK_INT_EQ(fixture_audit_count(&n.f, "\"node\":\"node-b\""), 0);
     for (int order = 0; order < 2; order++) {
-        struct conf *c = order == 0 ? f.conf : &cb;
+        struct conf *c = order == 0 ? n.f.conf : &cb;
         buf_reset(&peers);
-        buf_addf(&peers, "%s", order == 0 ? logb.data : conf_audit_path(f.conf));
+        buf_addf(&peers, "%s", order == 0 ? logb.data : conf_audit_path(n.f.conf));
         if (order == 0) {
-            own_peers = f.conf->audit_peer_logs;
-            f.conf->audit_peer_logs = peers.data;
+            own_peers = n.f.conf->audit_peer_logs;
+            n.f.conf->audit_peer_logs = peers.data;
         } else {
             cb.audit_peer_logs = peers.data;
         }
-        CHECK_OK(store_index_mark_clear(f.store, &e), &e);
-        CHECK_OK(store_index_clear(f.store, &removed, &e), &e);
-        CHECK_OK(issuance_reindex(c, f.store, NULL, NULL, &st, &e), &e);
+        CHECK_OK(store_index_mark_clear(n.f.store, &e), &e);
+        CHECK_OK(store_index_clear(n.f.store, &removed, &e), &e);
+        CHECK_OK(issuance_reindex(c, n.f.store, NULL, NULL, &st, &e), &e);
         CHECK_INT_EQ(st.certificates, 2);
         CHECK_INT_EQ(st.revoked, 1);
         CHECK_INT_EQ(st.revoke_unknown, 0);
-        CHECK_OK(store_cert_read(f.store, x.cert.serial_hex, &rec, &e), &e);
+        CHECK_OK(store_cert_read(n.f.store, x.cert.serial_hex, &rec, &e), &e);
         CHECK_STR_EQ(rec.status, "revoked");
         store_cert_rec_release(&rec);
-        CHECK_OK(store_cert_read(f.store, y.cert.serial_hex, &rec, &e), &e);
+        CHECK_OK(store_cert_read(n.f.store, y.cert.serial_hex, &rec, &e), &e);
         CHECK_STR_EQ(rec.status, "valid");
         store_cert_rec_release(&rec);
         if (order == 0) {
-            f.conf->audit_peer_logs = own_peers;
+            n.f.conf->audit_peer_logs = own_peers;
             own_peers = NULL;
         }
     }
     /* a peer log that is not there: no rebuild, the index stays incomplete */
     cb.audit_peer_logs = missing;
-    CHECK(issuance_reindex(&cb, f.store, NULL, NULL, &st, &e) != 0);
+    CHECK(issuance_reindex(&cb, n.f.store, NULL, NULL, &st, &e) != 0);
     CHECK_INT_EQ(e.code, ERRC_UNAVAILABLE);
     CHECK_STR_CONTAINS(e.msg, "/nonexistent/audit.log");
     err_clear(&e);
-    CHECK_OK(store_index_ready(f.store, &ready, &e), &e);
+    CHECK_OK(store_index_ready(n.f.store, &ready, &e), &e);
     CHECK(!ready);
     cb.audit_peer_logs = none;
-    CHECK_OK(issuance_reindex(f.conf, f.store, NULL, NULL, &st, &e), &e);
+    CHECK_OK(issuance_reindex(n.f.conf, n.f.store, NULL, NULL, &st, &e), &e);
 out:
     if (own_peers) {
-        f.conf->audit_peer_logs = own_peers;
+        n.f.conf->audit_peer_logs = own_peers;
     }
     issuance_item_release(&x);
     issuance_item_release(&y);
@@ -568,11 +581,9 @@ out:
     buf_release(&logb);
     buf_release(&peers);
     issuance_revoker_free(rb);
-    issuance_worker_free(wa);
     issuance_worker_free(wb);
-    issuance_ctx_free(ca);
     issuance_ctx_free(cbx);
-    fixture_close(&f);
+    node_close(&n);
     return rc;
 }
 
@@ -586,91 +597,84 @@ static int test_peers_hold_release(void)
 {
     int rc = 0;
     struct err e = ERR_INIT;
-    struct fixture f;
+    struct node n = { 0 };
     struct conf cb;
-    struct issuance_ctx *ca = NULL, *cbx = NULL;
-    struct issuance_worker *wa = NULL;
-    struct issuance_revoker *ra = NULL, *rb = NULL;
+    struct issuance_ctx *cbx = NULL;
+    struct issuance_revoker *rb = NULL;
     struct issuance_item x;
     struct issuance_revocation r;
     struct issuance_reindex_stats st;
     struct store_cert_rec rec = { 0 };
     struct buf csr = BUF_INIT, logb = BUF_INIT, peers = BUF_INIT, job = BUF_INIT;
-    redisContext *rc_ = NULL;
     char *own_peers = NULL;
     char node_b[] = "node-b", out[1024], cmd[512];
     uint64_t removed = 0, hold_seq = 0;
     int64_t hold_ms = 0;
     memset(&x, 0, sizeof(x));
-    int frc = fixture_open(&f, "peers-hold", 12, &e);
+    int frc = node_open(&n, "peers-hold", 12, "node-a", &e);
     if (frc == TT_SKIP) {
         return TT_SKIP;
     }
     CHECK_OK(frc, &e);
-    CHECK((rc_ = raw_connect(f.conf)) != NULL);
-    raw(rc_, out, sizeof(out), "DEL %s", STORE_PREFIX STORE_KEY_REVOKE_JOBS);
-    xfree(f.conf->node_id);
-    f.conf->node_id = xstrdup("node-a");
-    buf_addf(&logb, "%s/node-b/audit.log", f.dir);
-    cb = *f.conf;
+    raw(n.raw, out, sizeof(out), "DEL %s", STORE_PREFIX STORE_KEY_REVOKE_JOBS);
+    buf_addf(&logb, "%s/node-b/audit.log", n.f.dir);
+    cb = *n.f.conf;
     cb.node_id = node_b;
     cb._audit_path = logb.data;
     fixture_csr("dev-h", &csr);
-    CHECK((ca = issuance_ctx_open(f.conf, "root", NULL, &e)) != NULL);
-    CHECK((wa = issuance_worker_new(ca, &e)) != NULL);
     CHECK((cbx = issuance_ctx_open(&cb, "root", NULL, &e)) != NULL);
-    CHECK((ra = issuance_revoker_new(f.conf, ca->audit, NULL, &e)) != NULL);
     CHECK((rb = issuance_revoker_new(&cb, cbx->audit, NULL, &e)) != NULL);
     x = (struct issuance_item){ .csr = (const uint8_t *)csr.data,
                                 .csr_len = csr.len,
                                 .requester = "station:a" };
-    CHECK_OK(issuance_run(wa, &x, 1, &e), &e);
+    CHECK_OK(issuance_run(n.w, &x, 1, &e), &e);
     CHECK(x.issued);
     r = (struct issuance_revocation){ .serial = x.cert.serial_hex,
                                       .reason = CA_CRL_CERTIFICATE_HOLD,
                                       .requester = "station:admin" };
-    CHECK_OK(issuance_revoke(ra, f.store, &r, &e), &e);
+    CHECK_OK(issuance_revoke(n.rv, n.f.store, &r, &e), &e);
     hold_seq = r.seq;
     hold_ms = time_now_ms();
     CHECK(hold_seq >= 2);
-    raw(rc_, out, sizeof(out), "XLEN %s", STORE_PREFIX STORE_KEY_REVOKE_JOBS);
+    raw(n.raw, out, sizeof(out), "XLEN %s", STORE_PREFIX STORE_KEY_REVOKE_JOBS);
     CHECK_STR_EQ(out, "1");
     /* the hold's job done (jobs/revoke.c records the change it carried) */
     buf_addf(&job, STORE_PREFIX STORE_KEY_REVOKE_JOB "%s", x.cert.fingerprint);
     snprintf(cmd, sizeof(cmd),
              "HSET %%s state DONE change_seq %llu change_node node-a change_ms %lld",
              (unsigned long long)hold_seq, (long long)time_now_ms());
-    raw(rc_, out, sizeof(out), cmd, buf_cstr(&job));
+    raw(n.raw, out, sizeof(out), cmd, buf_cstr(&job));
     nanosleep(&(struct timespec){ 0, 5000000 }, NULL); /* a later ms */
     r = (struct issuance_revocation){ .serial = x.cert.serial_hex, .requester = "station:admin" };
-    CHECK_OK(issuance_release(rb, f.store, &r, &e), &e);
+    CHECK_OK(issuance_release(rb, n.f.store, &r, &e), &e);
     CHECK(r.seq < hold_seq);
-    raw(rc_, out, sizeof(out), "XLEN %s", STORE_PREFIX STORE_KEY_REVOKE_JOBS);
+    raw(n.raw, out, sizeof(out), "XLEN %s", STORE_PREFIX STORE_KEY_REVOKE_JOBS);
     CHECK_STR_EQ(out, "2");
     /* both reached AWS: each job's aws_status record in the log of the node that ran it */
-    CHECK_OK(aws_done(ca->audit, &x, hold_seq, "node-a", hold_ms, "INACTIVE", "inactive", &e), &e);
+    CHECK_OK(aws_done(n.ctx->audit, &x, hold_seq, "node-a", hold_ms, "INACTIVE", "inactive", &e),
+             &e);
     CHECK_OK(aws_done(cbx->audit, &x, r.seq, "node-b", time_now_ms(), "ACTIVE", "active", &e), &e);
     for (int order = 0; order < 2; order++) {
-        struct conf *c = order == 0 ? f.conf : &cb;
+        struct conf *c = order == 0 ? n.f.conf : &cb;
         buf_reset(&peers);
-        buf_addf(&peers, "%s", order == 0 ? logb.data : conf_audit_path(f.conf));
+        buf_addf(&peers, "%s", order == 0 ? logb.data : conf_audit_path(n.f.conf));
         if (order == 0) {
-            own_peers = f.conf->audit_peer_logs;
-            f.conf->audit_peer_logs = peers.data;
+            own_peers = n.f.conf->audit_peer_logs;
+            n.f.conf->audit_peer_logs = peers.data;
         } else {
             cb.audit_peer_logs = peers.data;
         }
-        CHECK_OK(store_index_mark_clear(f.store, &e), &e);
-        CHECK_OK(store_index_clear(f.store, &removed, &e), &e);
-        CHECK_OK(issuance_reindex(c, f.store, NULL, NULL, &st, &e), &e);
-        CHECK_OK(store_cert_read(f.store, x.cert.serial_hex, &rec, &e), &e);
+        CHECK_OK(store_index_mark_clear(n.f.store, &e), &e);
+        CHECK_OK(store_index_clear(n.f.store, &removed, &e), &e);
+        CHECK_OK(issuance_reindex(c, n.f.store, NULL, NULL, &st, &e), &e);
+        CHECK_OK(store_cert_read(n.f.store, x.cert.serial_hex, &rec, &e), &e);
         CHECK_STR_EQ(rec.status, "valid");
         store_cert_rec_release(&rec);
         CHECK_INT_EQ(st.status_jobs_queued, 0); /* AWS has both */
-        raw(rc_, out, sizeof(out), "XLEN %s", STORE_PREFIX STORE_KEY_REVOKE_JOBS);
+        raw(n.raw, out, sizeof(out), "XLEN %s", STORE_PREFIX STORE_KEY_REVOKE_JOBS);
         CHECK_STR_EQ(out, "2");
         if (order == 0) {
-            f.conf->audit_peer_logs = own_peers;
+            n.f.conf->audit_peer_logs = own_peers;
             own_peers = NULL;
         }
     }
@@ -679,31 +683,28 @@ static int test_peers_hold_release(void)
     r = (struct issuance_revocation){ .serial = x.cert.serial_hex,
                                       .reason = CA_CRL_CERTIFICATE_HOLD,
                                       .requester = "station:admin" };
-    CHECK_OK(issuance_revoke(ra, f.store, &r, &e), &e);
+    CHECK_OK(issuance_revoke(n.rv, n.f.store, &r, &e), &e);
     /* Redis lost everything but the index's old keys: the hold's job never ran; one job for it */
-    CHECK(redis(&f, "EVAL \"for _, k in ipairs(redis.call('KEYS', 'jitrca:jobs:revoke:*')) do "
-                    "redis.call('DEL', k) end\" 0") == 0);
-    CHECK_OK(store_index_mark_clear(f.store, &e), &e);
-    CHECK_OK(store_index_clear(f.store, &removed, &e), &e);
-    CHECK_OK(issuance_reindex(&cb, f.store, NULL, NULL, &st, &e), &e);
-    CHECK_OK(store_cert_read(f.store, x.cert.serial_hex, &rec, &e), &e);
+    CHECK(redis(&n.f, "EVAL \"for _, k in ipairs(redis.call('KEYS', 'jitrca:jobs:revoke:*')) do "
+                      "redis.call('DEL', k) end\" 0") == 0);
+    CHECK_OK(store_index_mark_clear(n.f.store, &e), &e);
+    CHECK_OK(store_index_clear(n.f.store, &removed, &e), &e);
+    CHECK_OK(issuance_reindex(&cb, n.f.store, NULL, NULL, &st, &e), &e);
+    CHECK_OK(store_cert_read(n.f.store, x.cert.serial_hex, &rec, &e), &e);
     CHECK_STR_EQ(rec.status, "revoked");
     CHECK_STR_EQ(rec.reason, "certificateHold");
     store_cert_rec_release(&rec);
     CHECK_INT_EQ(st.status_jobs_queued, 1);
-    revoke_queue(rc_, &job);
+    revoke_queue(n.raw, &job);
     snprintf(cmd, sizeof(cmd), "%s:%llu:revoke", x.cert.serial_hex, (unsigned long long)r.seq);
     CHECK_STR_EQ(buf_cstr(&job), cmd);
     buf_reset(&job);
     buf_addf(&job, STORE_PREFIX STORE_KEY_REVOKE_JOB "%s", x.cert.fingerprint);
-    raw(rc_, out, sizeof(out), "HGET %s outcome", buf_cstr(&job));
+    raw(n.raw, out, sizeof(out), "HGET %s outcome", buf_cstr(&job));
     CHECK_STR_EQ(out, "active"); /* the release's, restored: the hold's job finds AWS ACTIVE */
 out:
     if (own_peers) {
-        f.conf->audit_peer_logs = own_peers;
-    }
-    if (rc_) {
-        redisFree(rc_);
+        n.f.conf->audit_peer_logs = own_peers;
     }
     issuance_item_release(&x);
     store_cert_rec_release(&rec);
@@ -711,12 +712,9 @@ out:
     buf_release(&logb);
     buf_release(&peers);
     buf_release(&job);
-    issuance_revoker_free(ra);
     issuance_revoker_free(rb);
-    issuance_worker_free(wa);
-    issuance_ctx_free(ca);
     issuance_ctx_free(cbx);
-    fixture_close(&f);
+    node_close(&n);
     return rc;
 }
 
@@ -728,10 +726,7 @@ static int test_tail(void)
 {
     int rc = 0;
     struct err e = ERR_INIT;
-    struct fixture f;
-    struct issuance_ctx *ctx = NULL;
-    struct issuance_worker *w = NULL;
-    struct issuance_revoker *rv = NULL;
+    struct node n = { 0 };
     struct issuance_item it[2];
     struct issuance_revocation r;
     struct issuance_reindex_stats st;
@@ -741,63 +736,60 @@ static int test_tail(void)
     bool taken = false;
     const char *serial = NULL;
     memset(it, 0, sizeof(it));
-    int frc = fixture_open(&f, "tail", 10, &e);
+    int frc = node_open(&n, "tail", 10, NULL, &e);
     if (frc == TT_SKIP) {
         return TT_SKIP;
     }
     CHECK_OK(frc, &e);
     fixture_csr("dev-t1", &csr1);
     fixture_csr("dev-t2", &csr2);
-    CHECK((ctx = issuance_ctx_open(f.conf, "root", NULL, &e)) != NULL);
-    CHECK((w = issuance_worker_new(ctx, &e)) != NULL);
-    CHECK((rv = issuance_revoker_new(f.conf, ctx->audit, NULL, &e)) != NULL);
     it[0] = (struct issuance_item){ .csr = (const uint8_t *)csr1.data,
                                     .csr_len = csr1.len,
                                     .requester = "station:t" };
     it[1] = (struct issuance_item){ .csr = (const uint8_t *)csr2.data,
                                     .csr_len = csr2.len,
                                     .requester = "station:t" };
-    CHECK_OK(issuance_run(w, it, 2, &e), &e);
+    CHECK_OK(issuance_run(n.w, it, 2, &e), &e);
     CHECK(it[0].issued && it[1].issued);
     r = (struct issuance_revocation){ .serial = it[1].cert.serial_hex,
                                       .reason = CA_CRL_KEY_COMPROMISE,
                                       .requester = "station:admin" };
-    CHECK_OK(issuance_revoke(rv, f.store, &r, &e), &e);
-    CHECK_OK(store_index_dump(f.store, &live, &e), &e);
+    CHECK_OK(issuance_revoke(n.rv, n.f.store, &r, &e), &e);
+    CHECK_OK(store_index_dump(n.f.store, &live, &e), &e);
     /* lost: the first certificate's index keys and serial reservation, the revocation */
     serial = it[0].cert.serial_hex;
     snprintf(cmd, sizeof(cmd), "DEL jitrca:cert:%s jitrca:serial:%s jitrca:fp:%s", serial, serial,
              it[0].cert.fingerprint);
-    CHECK(redis(&f, cmd) == 0);
+    CHECK(redis(&n.f, cmd) == 0);
     snprintf(cmd, sizeof(cmd),
              "EVAL \"redis.call('HSET', KEYS[1], 'status', 'valid'); redis.call('HDEL', KEYS[1], "
              "'revoked_at', 'reason', 'revoke_seq'); redis.call('DEL', KEYS[2])\" 2 "
              "jitrca:cert:%s jitrca:ca:root:revoked",
              it[1].cert.serial_hex);
-    CHECK(redis(&f, cmd) == 0);
-    CHECK(store_cert_read(f.store, serial, &rec, &e) != 0);
+    CHECK(redis(&n.f, cmd) == 0);
+    CHECK(store_cert_read(n.f.store, serial, &rec, &e) != 0);
     CHECK_INT_EQ(e.code, ERRC_NOT_FOUND);
     err_clear(&e);
     /* a tail that starts after every record: nothing */
-    CHECK_OK(issuance_reindex_tail(f.conf, f.store, "9999-01-01T00:00:00Z", &st, &e), &e);
+    CHECK_OK(issuance_reindex_tail(n.f.conf, n.f.store, "9999-01-01T00:00:00Z", &st, &e), &e);
     CHECK_INT_EQ(st.records, 0);
-    CHECK(store_cert_read(f.store, serial, &rec, &e) != 0);
+    CHECK(store_cert_read(n.f.store, serial, &rec, &e) != 0);
     err_clear(&e);
     /* the tail: back as it was */
-    CHECK_OK(issuance_reindex_tail(f.conf, f.store, "2000-01-01T00:00:00Z", &st, &e), &e);
+    CHECK_OK(issuance_reindex_tail(n.f.conf, n.f.store, "2000-01-01T00:00:00Z", &st, &e), &e);
     CHECK_INT_EQ(st.certificates, 1); /* the missing one only */
     CHECK_INT_EQ(st.revoked, 1);
-    CHECK_OK(store_index_dump(f.store, &after, &e), &e);
+    CHECK_OK(store_index_dump(n.f.store, &after, &e), &e);
     CHECK_STR_EQ(buf_cstr(&after), buf_cstr(&live));
     /* its serial is reserved again */
-    CHECK_OK(store_serials_reserve(f.store, "root", &serial, 1, &taken, &e), &e);
+    CHECK_OK(store_serials_reserve(n.f.store, "root", &serial, 1, &taken, &e), &e);
     CHECK(taken);
     /* again: nothing changes (the revoked one stays revoked) */
-    CHECK_OK(issuance_reindex_tail(f.conf, f.store, "2000-01-01T00:00:00Z", &st, &e), &e);
+    CHECK_OK(issuance_reindex_tail(n.f.conf, n.f.store, "2000-01-01T00:00:00Z", &st, &e), &e);
     CHECK_INT_EQ(st.certificates, 0);
     CHECK_INT_EQ(st.revoked, 0);
     buf_reset(&after);
-    CHECK_OK(store_index_dump(f.store, &after, &e), &e);
+    CHECK_OK(store_index_dump(n.f.store, &after, &e), &e);
     CHECK_STR_EQ(buf_cstr(&after), buf_cstr(&live));
 out:
     for (size_t i = 0; i < 2; i++) {
@@ -808,10 +800,7 @@ out:
     buf_release(&csr2);
     buf_release(&live);
     buf_release(&after);
-    issuance_revoker_free(rv);
-    issuance_worker_free(w);
-    issuance_ctx_free(ctx);
-    fixture_close(&f);
+    node_close(&n);
     return rc;
 }
 
@@ -823,14 +812,11 @@ static int test_claims(void)
 {
     int rc = 0;
     struct err e = ERR_INIT;
-    struct fixture f;
-    struct issuance_ctx *ctx = NULL;
-    struct issuance_worker *w = NULL;
+    struct node n = { 0 };
     struct issuance_item it;
     struct issuance_reindex_stats st;
     struct enroll_claim cl = { 0 }, got;
     struct buf csr = BUF_INIT;
-    redisContext *rc_ = NULL;
     char out[1024];
     char **ids = xcalloc(9000, sizeof(char *));
     int res = -1, frc;
@@ -840,49 +826,46 @@ static int test_claims(void)
         snprintf(id, sizeof(id), "id-%05zu", i);
         ids[i] = xstrdup(id);
     }
-    frc = fixture_open(&f, "reindex-claims", 8, &e);
+    frc = node_open(&n, "reindex-claims", 8, NULL, &e);
     if (frc == TT_SKIP) {
         rc = TT_SKIP;
         goto out;
     }
     CHECK_OK(frc, &e);
-    CHECK((rc_ = raw_connect(f.conf)) != NULL);
-    CHECK((ctx = issuance_ctx_open(f.conf, "root", NULL, &e)) != NULL);
-    CHECK((w = issuance_worker_new(ctx, &e)) != NULL);
     snprintf(cl.name, sizeof(cl.name), "big");
     snprintf(cl.serial, sizeof(cl.serial), "0a0b");
     snprintf(cl.ca, sizeof(cl.ca), "root");
     snprintf(cl.profile, sizeof(cl.profile), "device");
     cl.allowlist = true;
     cl.expires = (int64_t)time(NULL) + 86400;
-    CHECK_OK(enroll_claim_create(f.store, ctx->audit, &cl, (const char *const *)ids, 9000,
+    CHECK_OK(enroll_claim_create(n.f.store, n.ctx->audit, &cl, (const char *const *)ids, 9000,
                                  "cli:test", &e),
              &e);
-    CHECK_INT_EQ(fixture_audit_count(&f, "\"type\":\"claim_allow\""), 3);
-    CHECK_OK(enroll_claim_reserve(f.store, &cl, "id-00007", false, &res, &e), &e);
+    CHECK_INT_EQ(fixture_audit_count(&n.f, "\"type\":\"claim_allow\""), 3);
+    CHECK_OK(enroll_claim_reserve(n.f.store, &cl, "id-00007", false, &res, &e), &e);
     CHECK_INT_EQ(res, 0);
     fixture_csr("id-00007", &csr);
     it = (struct issuance_item){ .csr = (const uint8_t *)csr.data,
                                  .csr_len = csr.len,
                                  .requester = "claim:big" };
-    CHECK_OK(issuance_run(w, &it, 1, &e), &e);
+    CHECK_OK(issuance_run(n.w, &it, 1, &e), &e);
     CHECK(it.issued);
-    raw(rc_, out, sizeof(out), "FLUSHDB%s", "");
-    CHECK(enroll_claim_get(f.store, "big", &got, &e) != 0);
+    raw(n.raw, out, sizeof(out), "FLUSHDB%s", "");
+    CHECK(enroll_claim_get(n.f.store, "big", &got, &e) != 0);
     err_clear(&e);
-    CHECK_OK(issuance_reindex(f.conf, f.store, NULL, NULL, &st, &e), &e);
-    CHECK_OK(enroll_claim_get(f.store, "big", &got, &e), &e);
+    CHECK_OK(issuance_reindex(n.f.conf, n.f.store, NULL, NULL, &st, &e), &e);
+    CHECK_OK(enroll_claim_get(n.f.store, "big", &got, &e), &e);
     CHECK_STR_EQ(got.serial, "0a0b");
     CHECK_STR_EQ(got.profile, "device");
     CHECK(got.allowlist);
     CHECK_INT_EQ(got.expires, cl.expires);
-    raw(rc_, out, sizeof(out), "SCARD %s", "jitrca:claim:big:allow");
+    raw(n.raw, out, sizeof(out), "SCARD %s", "jitrca:claim:big:allow");
     CHECK_STR_EQ(out, "9000");
-    CHECK_OK(enroll_claim_reserve(f.store, &got, "id-00007", true, &res, &e), &e);
+    CHECK_OK(enroll_claim_reserve(n.f.store, &got, "id-00007", true, &res, &e), &e);
     CHECK_INT_EQ(res, 2);
-    CHECK_OK(enroll_claim_reserve(f.store, &got, "id-08999", false, &res, &e), &e);
+    CHECK_OK(enroll_claim_reserve(n.f.store, &got, "id-08999", false, &res, &e), &e);
     CHECK_INT_EQ(res, 0);
-    CHECK_OK(enroll_claim_reserve(f.store, &got, "id-09000", true, &res, &e), &e);
+    CHECK_OK(enroll_claim_reserve(n.f.store, &got, "id-09000", true, &res, &e), &e);
     CHECK_INT_EQ(res, 1);
 out:
     for (size_t i = 0; i < 9000; i++) {
@@ -891,14 +874,7 @@ out:
     xfree(ids);
     buf_release(&csr);
     issuance_item_release(&it);
-    issuance_worker_free(w);
-    issuance_ctx_free(ctx);
-    if (rc_) {
-        redisFree(rc_);
-    }
-    if (frc != TT_SKIP) {
-        fixture_close(&f);
-    }
+    node_close(&n);
     return rc;
 }
 
@@ -925,65 +901,57 @@ static int test_registered(void)
 {
     int rc = 0;
     struct err e = ERR_INIT;
-    struct fixture f;
-    struct issuance_ctx *ctx = NULL;
-    struct issuance_worker *w = NULL;
-    struct issuance_revoker *rv = NULL;
+    struct node n = { 0 };
     struct issuance_item it[6];
     struct issuance_revocation r;
     struct issuance_reindex_stats st;
     struct buf csr = BUF_INIT, key = BUF_INIT;
-    redisContext *rc_ = NULL;
     char out[1024];
     static const char *const cn[6] = { "reg-a", "reg-b", "reg-c", "reg-d", "reg-e", "reg-f" };
     int frc;
     memset(it, 0, sizeof(it));
-    frc = fixture_open(&f, "reindex-registered", 7, &e);
+    frc = node_open(&n, "reindex-registered", 7, NULL, &e);
     if (frc == TT_SKIP) {
         return TT_SKIP;
     }
     CHECK_OK(frc, &e);
-    CHECK((rc_ = raw_connect(f.conf)) != NULL);
-    CHECK((ctx = issuance_ctx_open(f.conf, "root", NULL, &e)) != NULL);
-    CHECK((w = issuance_worker_new(ctx, &e)) != NULL);
-    CHECK((rv = issuance_revoker_new(f.conf, ctx->audit, NULL, &e)) != NULL);
     for (size_t i = 0; i < 6; i++) {
         buf_reset(&csr);
         fixture_csr(cn[i], &csr);
         it[i] = (struct issuance_item){ .csr = (const uint8_t *)csr.data,
                                         .csr_len = csr.len,
                                         .requester = "station:line1" };
-        CHECK_OK(issuance_run(w, &it[i], 1, &e), &e);
+        CHECK_OK(issuance_run(n.w, &it[i], 1, &e), &e);
         CHECK(it[i].issued);
-        CHECK_OK(aws_registered(ctx->audit, it[i].cert.fingerprint, it[i].cert.serial_hex,
+        CHECK_OK(aws_registered(n.ctx->audit, it[i].cert.fingerprint, it[i].cert.serial_hex,
                                 i == 1 || i == 4 ? "INACTIVE" : "ACTIVE",
                                 i == 5 ? "already" : "registered", &e),
                  &e);
     }
-    CHECK_OK(activated(ctx->audit, it[1].cert.fingerprint, it[1].cert.serial_hex, "reg-b",
+    CHECK_OK(activated(n.ctx->audit, it[1].cert.fingerprint, it[1].cert.serial_hex, "reg-b",
                        "INACTIVE", &e),
              &e);
-    CHECK_OK(activated(ctx->audit, it[4].cert.fingerprint, it[4].cert.serial_hex, "reg-e",
+    CHECK_OK(activated(n.ctx->audit, it[4].cert.fingerprint, it[4].cert.serial_hex, "reg-e",
                        "INACTIVE", &e),
              &e);
-    CHECK_OK(aws_registered(ctx->audit, it[4].cert.fingerprint, it[4].cert.serial_hex, "ACTIVE",
+    CHECK_OK(aws_registered(n.ctx->audit, it[4].cert.fingerprint, it[4].cert.serial_hex, "ACTIVE",
                             "activated", &e),
              &e);
     r = (struct issuance_revocation){ .serial = it[2].cert.serial_hex,
                                       .reason = CA_CRL_CERTIFICATE_HOLD,
                                       .requester = "station:admin" };
-    CHECK_OK(issuance_revoke(rv, f.store, &r, &e), &e);
+    CHECK_OK(issuance_revoke(n.rv, n.f.store, &r, &e), &e);
     r = (struct issuance_revocation){ .serial = it[3].cert.serial_hex,
                                       .reason = CA_CRL_SUPERSEDED,
                                       .requester = "station:admin" };
-    CHECK_OK(issuance_revoke(rv, f.store, &r, &e), &e);
-    raw(rc_, out, sizeof(out), "FLUSHDB%s", "");
-    CHECK_OK(issuance_reindex(f.conf, f.store, NULL, NULL, &st, &e), &e);
+    CHECK_OK(issuance_revoke(n.rv, n.f.store, &r, &e), &e);
+    raw(n.raw, out, sizeof(out), "FLUSHDB%s", "");
+    CHECK_OK(issuance_reindex(n.f.conf, n.f.store, NULL, NULL, &st, &e), &e);
     CHECK_INT_EQ(st.registered_requeued, 1);
-    raw(rc_, out, sizeof(out), "XLEN %s", "jitrca:jitr:events");
+    raw(n.raw, out, sizeof(out), "XLEN %s", "jitrca:jitr:events");
     CHECK_STR_EQ(out, "1");
     {
-        redisReply *x = redisCommand(rc_, "XRANGE jitrca:jitr:events - +");
+        redisReply *x = redisCommand(n.raw, "XRANGE jitrca:jitr:events - +");
         struct buf got = BUF_INIT, want = BUF_INIT;
         CHECK(x != NULL && x->type == REDIS_REPLY_ARRAY && x->elements == 1);
         for (size_t i = 0; x && x->elements == 1 && i < x->element[0]->element[1]->elements; i++) {
@@ -1003,7 +971,7 @@ static int test_registered(void)
     do {                                                                            \
         buf_reset(&key);                                                            \
         buf_addf(&key, "HGET jitrca:jitr:dev:%s %s", it[i].cert.fingerprint, what); \
-        raw(rc_, out, sizeof(out), buf_cstr(&key), "");                             \
+        raw(n.raw, out, sizeof(out), buf_cstr(&key), "");                           \
     } while (0)
     DEV(0, "registered");
     CHECK_STR_EQ(out, "1");
@@ -1028,15 +996,16 @@ static int test_registered(void)
     DEV(5, "registered");
     CHECK_STR_EQ(out, "");
     /* Redis kept them: nothing again */
-    CHECK_OK(issuance_reindex(f.conf, f.store, NULL, NULL, &st, &e), &e);
+    CHECK_OK(issuance_reindex(n.f.conf, n.f.store, NULL, NULL, &st, &e), &e);
     CHECK_INT_EQ(st.registered_requeued, 0);
-    raw(rc_, out, sizeof(out), "XLEN %s", "jitrca:jitr:events");
+    raw(n.raw, out, sizeof(out), "XLEN %s", "jitrca:jitr:events");
     CHECK_STR_EQ(out, "1");
     /* the CA compromised: marked, never queued */
-    CHECK_OK(append(ctx->audit, json_pack("{s:s,s:s}", "type", "ca_compromised", "ca", "root"), &e),
-             &e);
-    raw(rc_, out, sizeof(out), "FLUSHDB%s", "");
-    CHECK_OK(issuance_reindex(f.conf, f.store, NULL, NULL, &st, &e), &e);
+    CHECK_OK(
+        append(n.ctx->audit, json_pack("{s:s,s:s}", "type", "ca_compromised", "ca", "root"), &e),
+        &e);
+    raw(n.raw, out, sizeof(out), "FLUSHDB%s", "");
+    CHECK_OK(issuance_reindex(n.f.conf, n.f.store, NULL, NULL, &st, &e), &e);
     CHECK_INT_EQ(st.registered_requeued, 0);
     DEV(0, "registered");
     CHECK_STR_EQ(out, "1");
@@ -1045,15 +1014,9 @@ out:
     for (size_t i = 0; i < 6; i++) {
         issuance_item_release(&it[i]);
     }
-    if (rc_) {
-        redisFree(rc_);
-    }
     buf_release(&csr);
     buf_release(&key);
-    issuance_revoker_free(rv);
-    issuance_worker_free(w);
-    issuance_ctx_free(ctx);
-    fixture_close(&f);
+    node_close(&n);
     return rc;
 }
 
@@ -1086,13 +1049,11 @@ static int test_tail_jitr(void)
 {
     int rc = 0;
     struct err e = ERR_INIT;
-    struct fixture f;
-    struct issuance_ctx *ctx = NULL;
+    struct node n = { 0 };
     struct issuance_reindex_stats st;
-    redisContext *rc_ = NULL;
     redisReply *r = NULL;
     char id[6][65], key[128], out[256];
-    int frc = fixture_open(&f, "tail-jitr", 9, &e);
+    int frc = node_open(&n, "tail-jitr", 9, NULL, &e);
     if (frc == TT_SKIP) {
         return TT_SKIP;
     }
@@ -1101,25 +1062,23 @@ static int test_tail_jitr(void)
         memset(id[i], 'a' + (int)i, 64);
         id[i][64] = '\0';
     }
-    CHECK((rc_ = raw_connect(f.conf)) != NULL);
-    CHECK((ctx = issuance_ctx_open(f.conf, "root", NULL, &e)) != NULL);
-    CHECK_OK(jitr_end(ctx->audit, "jitr_activate", id[0], "ACTIVE", true, &e), &e);
-    CHECK_OK(jitr_end(ctx->audit, "jitr_reject", id[1], "REVOKED", false, &e), &e);
-    CHECK_OK(jitr_end(ctx->audit, "jitr_activate", id[2], "ACTIVE", false, &e), &e);
-    CHECK_OK(jitr_end(ctx->audit, "jitr_activate", id[3], "ACTIVE", false, &e), &e);
-    CHECK_OK(jitr_end(ctx->audit, "jitr_ignore", id[4], "ACTIVE", false, &e), &e);
-    CHECK_OK(jitr_end(ctx->audit, "jitr_activate", id[4], "ACTIVE", false, &e), &e);
-    CHECK_OK(jitr_end(ctx->audit, "jitr_activate", id[5], "ACTIVE", false, &e), &e);
-    CHECK_OK(jitr_end(ctx->audit, "jitr_ignore", id[5], "ACTIVE", false, &e), &e);
-    CHECK_OK(jitr_end(ctx->audit, "jitr_activate", "not-an-id", "ACTIVE", false, &e), &e);
+    CHECK_OK(jitr_end(n.ctx->audit, "jitr_activate", id[0], "ACTIVE", true, &e), &e);
+    CHECK_OK(jitr_end(n.ctx->audit, "jitr_reject", id[1], "REVOKED", false, &e), &e);
+    CHECK_OK(jitr_end(n.ctx->audit, "jitr_activate", id[2], "ACTIVE", false, &e), &e);
+    CHECK_OK(jitr_end(n.ctx->audit, "jitr_activate", id[3], "ACTIVE", false, &e), &e);
+    CHECK_OK(jitr_end(n.ctx->audit, "jitr_ignore", id[4], "ACTIVE", false, &e), &e);
+    CHECK_OK(jitr_end(n.ctx->audit, "jitr_activate", id[4], "ACTIVE", false, &e), &e);
+    CHECK_OK(jitr_end(n.ctx->audit, "jitr_activate", id[5], "ACTIVE", false, &e), &e);
+    CHECK_OK(jitr_end(n.ctx->audit, "jitr_ignore", id[5], "ACTIVE", false, &e), &e);
+    CHECK_OK(jitr_end(n.ctx->audit, "jitr_activate", "not-an-id", "ACTIVE", false, &e), &e);
     snprintf(key, sizeof(key), "jitrca:jitr:dev:%s", id[2]);
-    raw(rc_, out, sizeof(out), "HSET %s state ATTACH_PRINCIPAL", key);
+    raw(n.raw, out, sizeof(out), "HSET %s state ATTACH_PRINCIPAL", key);
     snprintf(key, sizeof(key), "jitrca:jitr:lock:%s", id[3]);
-    raw(rc_, out, sizeof(out), "SET %s someone", key);
-    CHECK_OK(issuance_reindex_tail(f.conf, f.store, "2000-01-01T00:00:00Z", &st, &e), &e);
+    raw(n.raw, out, sizeof(out), "SET %s someone", key);
+    CHECK_OK(issuance_reindex_tail(n.f.conf, n.f.store, "2000-01-01T00:00:00Z", &st, &e), &e);
     CHECK_INT_EQ(st.jitr_restored, 4);
     snprintf(key, sizeof(key), "jitrca:jitr:dev:%s", id[0]);
-    r = redisCommand(rc_,
+    r = redisCommand(n.raw,
                      "HMGET %s state serial ca thing policies aws_status ca_id "
                      "account adopted restored audit_seq updated_ms first_ms",
                      key);
@@ -1147,35 +1106,31 @@ static int test_tail_jitr(void)
     }
     freeReplyObject(r);
     snprintf(key, sizeof(key), "jitrca:jitr:trace:%s", id[0]);
-    raw(rc_, out, sizeof(out), "LLEN %s", key);
+    raw(n.raw, out, sizeof(out), "LLEN %s", key);
     CHECK_STR_EQ(out, "1");
-    raw(rc_, out, sizeof(out), "LRANGE %s 0 0", key);
+    raw(n.raw, out, sizeof(out), "LRANGE %s 0 0", key);
     CHECK(strstr(out, " RESTORED -> DONE from the audit record seq ") != NULL);
     {
         static const char *const st_want[] = { "DONE", "REJECTED", "ATTACH_PRINCIPAL",
                                                "",     "DONE",     "DONE" };
         for (size_t i = 0; i < 6; i++) {
-            r = redisCommand(rc_, "HGET jitrca:jitr:dev:%s state", id[i]);
+            r = redisCommand(n.raw, "HGET jitrca:jitr:dev:%s state", id[i]);
             CHECK(r != NULL);
             CHECK_STR_EQ(r->type == REDIS_REPLY_STRING ? r->str : "", st_want[i]);
             freeReplyObject(r);
         }
     }
-    r = redisCommand(rc_, "HGET jitrca:jitr:dev:%s reason", id[1]);
+    r = redisCommand(n.raw, "HGET jitrca:jitr:dev:%s reason", id[1]);
     CHECK(r != NULL && r->type == REDIS_REPLY_STRING && strcmp(r->str, "the reason") == 0);
     freeReplyObject(r);
     /* again: every state is there, nothing is written */
-    CHECK_OK(issuance_reindex_tail(f.conf, f.store, "2000-01-01T00:00:00Z", &st, &e), &e);
+    CHECK_OK(issuance_reindex_tail(n.f.conf, n.f.store, "2000-01-01T00:00:00Z", &st, &e), &e);
     CHECK_INT_EQ(st.jitr_restored, 0);
     snprintf(key, sizeof(key), "jitrca:jitr:trace:%s", id[0]);
-    raw(rc_, out, sizeof(out), "LLEN %s", key);
+    raw(n.raw, out, sizeof(out), "LLEN %s", key);
     CHECK_STR_EQ(out, "1");
 out:
-    if (rc_) {
-        redisFree(rc_);
-    }
-    issuance_ctx_free(ctx);
-    fixture_close(&f);
+    node_close(&n);
     return rc;
 }
 
@@ -1190,31 +1145,25 @@ static int test_registered_template(void)
     static const char bad[] = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
     int rc = 0;
     struct err e = ERR_INIT;
-    struct fixture f;
-    struct issuance_ctx *ctx = NULL;
-    struct issuance_worker *w = NULL;
+    struct node n = { 0 };
     struct issuance_item it[2];
     struct issuance_reindex_stats st;
     struct buf csr = BUF_INIT, cmd = BUF_INIT;
-    redisContext *rc_ = NULL;
     char out[1024], sha[65];
     int frc;
     memset(it, 0, sizeof(it));
     sha256_hex(text, strlen(text), sha);
-    frc = fixture_open(&f, "reindex-registered-tpl", 6, &e);
+    frc = node_open(&n, "reindex-registered-tpl", 6, NULL, &e);
     if (frc == TT_SKIP) {
         return TT_SKIP;
     }
     CHECK_OK(frc, &e);
-    CHECK((rc_ = raw_connect(f.conf)) != NULL);
-    CHECK((ctx = issuance_ctx_open(f.conf, "root", NULL, &e)) != NULL);
-    CHECK((w = issuance_worker_new(ctx, &e)) != NULL);
-    CHECK_OK(append(ctx->audit,
+    CHECK_OK(append(n.ctx->audit,
                     json_pack("{s:s,s:s,s:s,s:s}", "type", "aws_template", "sha256", sha, "content",
                               text, "batch", "b1"),
                     &e),
              &e);
-    CHECK_OK(append(ctx->audit,
+    CHECK_OK(append(n.ctx->audit,
                     json_pack("{s:s,s:s,s:s,s:s}", "type", "aws_template", "sha256", bad, "content",
                               text, "batch", "b1"),
                     &e),
@@ -1225,9 +1174,9 @@ static int test_registered_template(void)
         it[i] = (struct issuance_item){ .csr = (const uint8_t *)csr.data,
                                         .csr_len = csr.len,
                                         .requester = "station:line1" };
-        CHECK_OK(issuance_run(w, &it[i], 1, &e), &e);
+        CHECK_OK(issuance_run(n.w, &it[i], 1, &e), &e);
         CHECK(it[i].issued);
-        CHECK_OK(append(ctx->audit,
+        CHECK_OK(append(n.ctx->audit,
                         json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "type",
                                   "aws_register", "kind", "register", "certificate_id",
                                   it[i].cert.fingerprint, "serial", it[i].cert.serial_hex, "ca",
@@ -1236,24 +1185,24 @@ static int test_registered_template(void)
                         &e),
                  &e);
     }
-    raw(rc_, out, sizeof(out), "FLUSHDB%s", "");
-    CHECK_OK(issuance_reindex(f.conf, f.store, NULL, NULL, &st, &e), &e);
+    raw(n.raw, out, sizeof(out), "FLUSHDB%s", "");
+    CHECK_OK(issuance_reindex(n.f.conf, n.f.store, NULL, NULL, &st, &e), &e);
     CHECK_INT_EQ(st.registered_requeued, 2);
     buf_addf(&cmd, "GET jitrca:jitr:tpl:%s", sha);
-    raw(rc_, out, sizeof(out), buf_cstr(&cmd), "");
+    raw(n.raw, out, sizeof(out), buf_cstr(&cmd), "");
     CHECK_STR_EQ(out, text);
     buf_reset(&cmd);
     buf_addf(&cmd, "EXISTS jitrca:jitr:tpl:%s", bad);
-    raw(rc_, out, sizeof(out), buf_cstr(&cmd), "");
+    raw(n.raw, out, sizeof(out), buf_cstr(&cmd), "");
     CHECK_STR_EQ(out, "0");
     for (size_t i = 0; i < 2; i++) {
         buf_reset(&cmd);
         buf_addf(&cmd, "HGET jitrca:jitr:dev:%s tpl", it[i].cert.fingerprint);
-        raw(rc_, out, sizeof(out), buf_cstr(&cmd), "");
+        raw(n.raw, out, sizeof(out), buf_cstr(&cmd), "");
         CHECK_STR_EQ(out, i == 0 ? sha : "");
     }
     {
-        redisReply *x = redisCommand(rc_, "XRANGE jitrca:jitr:events - +");
+        redisReply *x = redisCommand(n.raw, "XRANGE jitrca:jitr:events - +");
         size_t with = 0;
         CHECK(x != NULL && x->type == REDIS_REPLY_ARRAY && x->elements == 2);
         for (size_t k = 0; x && k < x->elements; k++) {
@@ -1279,14 +1228,9 @@ out:
     for (size_t i = 0; i < 2; i++) {
         issuance_item_release(&it[i]);
     }
-    if (rc_) {
-        redisFree(rc_);
-    }
     buf_release(&csr);
     buf_release(&cmd);
-    issuance_worker_free(w);
-    issuance_ctx_free(ctx);
-    fixture_close(&f);
+    node_close(&n);
     return rc;
 }
 
@@ -1305,31 +1249,21 @@ static int test_status_jobs(void)
 {
     int rc = 0;
     struct err e = ERR_INIT;
-    struct fixture f;
-    struct issuance_ctx *ctx = NULL;
-    struct issuance_worker *w = NULL;
-    struct issuance_revoker *rv = NULL;
+    struct node n = { 0 };
     struct issuance_item it[5];
     struct issuance_revocation r;
     struct issuance_reindex_stats st;
     struct buf csr[5], q = BUF_INIT, want = BUF_INIT, key = BUF_INIT;
-    redisContext *rc_ = NULL;
     uint64_t seq[5][3];
     char out[256], cmd[400];
     memset(it, 0, sizeof(it));
     memset(csr, 0, sizeof(csr));
     memset(seq, 0, sizeof(seq));
-    int frc = fixture_open(&f, "status-jobs", 5, &e);
+    int frc = node_open(&n, "status-jobs", 5, "node-a", &e);
     if (frc == TT_SKIP) {
         return TT_SKIP;
     }
     CHECK_OK(frc, &e);
-    CHECK((rc_ = raw_connect(f.conf)) != NULL);
-    xfree(f.conf->node_id);
-    f.conf->node_id = xstrdup("node-a");
-    CHECK((ctx = issuance_ctx_open(f.conf, "root", NULL, &e)) != NULL);
-    CHECK((w = issuance_worker_new(ctx, &e)) != NULL);
-    CHECK((rv = issuance_revoker_new(f.conf, ctx->audit, NULL, &e)) != NULL);
     for (size_t i = 0; i < 5; i++) {
         char cn[16];
         snprintf(cn, sizeof(cn), "dev-s%zu", i);
@@ -1338,7 +1272,7 @@ static int test_status_jobs(void)
                                         .csr_len = csr[i].len,
                                         .requester = "station:s" };
     }
-    CHECK_OK(issuance_run(w, it, 5, &e), &e);
+    CHECK_OK(issuance_run(n.w, it, 5, &e), &e);
     for (size_t i = 0; i < 5; i++) {
         /* 0 revoke; 1..4 hold, release, hold again (as far as each goes) */
         size_t steps = i == 0 || i == 2 ? 1 : i == 4 ? 3 : 2;
@@ -1349,15 +1283,15 @@ static int test_status_jobs(void)
                                                                          : CA_CRL_CERTIFICATE_HOLD,
                                               .requester = "station:admin" };
             if (k == 1) {
-                CHECK_OK(issuance_release(rv, f.store, &r, &e), &e);
+                CHECK_OK(issuance_release(n.rv, n.f.store, &r, &e), &e);
             } else {
-                CHECK_OK(issuance_revoke(rv, f.store, &r, &e), &e);
+                CHECK_OK(issuance_revoke(n.rv, n.f.store, &r, &e), &e);
             }
             seq[i][k] = r.seq;
             if ((i == 1 && k == 1) || (i == 4 && k == 2)) {
                 continue; /* its job never ran */
             }
-            CHECK_OK(aws_done(ctx->audit, &it[i], r.seq, i == 2 ? NULL : "node-a", time_now_ms(),
+            CHECK_OK(aws_done(n.ctx->audit, &it[i], r.seq, i == 2 ? NULL : "node-a", time_now_ms(),
                               i == 0 || i == 2 ? "REVOKED"
                               : k == 1         ? "ACTIVE"
                                                : "INACTIVE",
@@ -1369,35 +1303,35 @@ static int test_status_jobs(void)
         }
     }
     /* Redis restarted empty */
-    raw(rc_, out, sizeof(out), "FLUSHDB", "");
-    CHECK_OK(issuance_reindex(f.conf, f.store, NULL, NULL, &st, &e), &e);
-    revoke_queue(rc_, &q);
+    raw(n.raw, out, sizeof(out), "FLUSHDB", "");
+    CHECK_OK(issuance_reindex(n.f.conf, n.f.store, NULL, NULL, &st, &e), &e);
+    revoke_queue(n.raw, &q);
     buf_addf(&want, "%s:%llu:release %s:%llu:revoke %s:%llu:revoke", it[1].cert.serial_hex,
              (unsigned long long)seq[1][1], it[2].cert.serial_hex, (unsigned long long)seq[2][0],
              it[4].cert.serial_hex, (unsigned long long)seq[4][2]);
     CHECK(same_set(buf_cstr(&q), buf_cstr(&want)));
-    raw(rc_, out, sizeof(out), "XLEN %s", STORE_PREFIX STORE_KEY_REVOKE_JOBS);
+    raw(n.raw, out, sizeof(out), "XLEN %s", STORE_PREFIX STORE_KEY_REVOKE_JOBS);
     CHECK_STR_EQ(out, "3");
     CHECK_INT_EQ(st.status_jobs_queued, 3);
     CHECK_INT_EQ(st.status_jobs_restored, 4);
     /* the finished jobs' records, as the engine left them */
     buf_addf(&key, STORE_PREFIX STORE_KEY_REVOKE_JOB "%s", it[1].cert.fingerprint);
-    raw(rc_, out, sizeof(out), "HMGET %s state outcome change_seq restored", buf_cstr(&key));
+    raw(n.raw, out, sizeof(out), "HMGET %s state outcome change_seq restored", buf_cstr(&key));
     CHECK_STR_EQ(out, "DONE");
-    raw(rc_, out, sizeof(out), "HGET %s outcome", buf_cstr(&key));
+    raw(n.raw, out, sizeof(out), "HGET %s outcome", buf_cstr(&key));
     CHECK_STR_EQ(out, "inactive");
     buf_reset(&key);
     buf_addf(&key, STORE_PREFIX STORE_KEY_REVOKE_JOB "%s", it[0].cert.fingerprint);
-    raw(rc_, out, sizeof(out), "HGET %s aws_status", buf_cstr(&key));
+    raw(n.raw, out, sizeof(out), "HGET %s aws_status", buf_cstr(&key));
     CHECK_STR_EQ(out, "REVOKED");
-    raw(rc_, out, sizeof(out), "HGET %s change_seq", buf_cstr(&key));
+    raw(n.raw, out, sizeof(out), "HGET %s change_seq", buf_cstr(&key));
     snprintf(cmd, sizeof(cmd), "%llu", (unsigned long long)seq[0][0]);
     CHECK_STR_EQ(out, cmd);
-    raw(rc_, out, sizeof(out), "HGET %s restored", buf_cstr(&key));
+    raw(n.raw, out, sizeof(out), "HGET %s restored", buf_cstr(&key));
     CHECK_STR_EQ(out, "audit");
     buf_reset(&key);
     buf_addf(&key, STORE_PREFIX STORE_KEY_REVOKE_JOB "%s", it[2].cert.fingerprint);
-    raw(rc_, out, sizeof(out), "EXISTS %s", buf_cstr(&key));
+    raw(n.raw, out, sizeof(out), "EXISTS %s", buf_cstr(&key));
     CHECK_STR_EQ(out, "0"); /* an older record: nothing to restore */
 
     /* a failover lost A's and C's revocations and every job */
@@ -1407,30 +1341,27 @@ static int test_status_jobs(void)
                  "KEYS[1], 'revoked_at', 'reason', 'revoke_seq'); redis.call('HDEL', KEYS[2], "
                  "ARGV[1])\" 2 jitrca:cert:%s jitrca:ca:root:revoked %s",
                  it[i].cert.serial_hex, it[i].cert.serial_hex);
-        CHECK(redis(&f, cmd) == 0);
+        CHECK(redis(&n.f, cmd) == 0);
     }
-    CHECK(redis(&f, "EVAL \"for _, k in ipairs(redis.call('KEYS', 'jitrca:jobs:revoke:*')) do "
-                    "redis.call('DEL', k) end\" 0") == 0);
-    CHECK_OK(issuance_reindex_tail(f.conf, f.store, "2000-01-01T00:00:00Z", &st, &e), &e);
+    CHECK(redis(&n.f, "EVAL \"for _, k in ipairs(redis.call('KEYS', 'jitrca:jobs:revoke:*')) do "
+                      "redis.call('DEL', k) end\" 0") == 0);
+    CHECK_OK(issuance_reindex_tail(n.f.conf, n.f.store, "2000-01-01T00:00:00Z", &st, &e), &e);
     CHECK_INT_EQ(st.revoked, 4);
     CHECK_INT_EQ(st.status_jobs_queued, 2);
-    revoke_queue(rc_, &q);
+    revoke_queue(n.raw, &q);
     buf_reset(&want);
     buf_addf(&want, "%s:%llu:revoke %s:%llu:revoke", it[2].cert.serial_hex,
              (unsigned long long)seq[2][0], it[3].cert.serial_hex, (unsigned long long)seq[3][0]);
     CHECK(same_set(buf_cstr(&q), buf_cstr(&want)));
     buf_reset(&key);
     buf_addf(&key, STORE_PREFIX STORE_KEY_REVOKE_JOB "%s", it[0].cert.fingerprint);
-    raw(rc_, out, sizeof(out), "HGET %s outcome", buf_cstr(&key));
+    raw(n.raw, out, sizeof(out), "HGET %s outcome", buf_cstr(&key));
     CHECK_STR_EQ(out, "revoked");
     /* the tail again: nothing more */
-    CHECK_OK(issuance_reindex_tail(f.conf, f.store, "2000-01-01T00:00:00Z", &st, &e), &e);
+    CHECK_OK(issuance_reindex_tail(n.f.conf, n.f.store, "2000-01-01T00:00:00Z", &st, &e), &e);
     CHECK_INT_EQ(st.status_jobs_queued, 0);
     CHECK_INT_EQ(st.status_jobs_restored, 0);
 out:
-    if (rc_) {
-        redisFree(rc_);
-    }
     for (size_t i = 0; i < 5; i++) {
         issuance_item_release(&it[i]);
         buf_release(&csr[i]);
@@ -1438,10 +1369,7 @@ out:
     buf_release(&q);
     buf_release(&want);
     buf_release(&key);
-    issuance_revoker_free(rv);
-    issuance_worker_free(w);
-    issuance_ctx_free(ctx);
-    fixture_close(&f);
+    node_close(&n);
     return rc;
 }
 
