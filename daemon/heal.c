@@ -5,7 +5,9 @@
  * Every worker asks Redis once a second, on its loop with the async client, whether index:ready
  * exists (one EXISTS; a lost connection is reconnected by the next ask, so a Redis that came
  * back empty is noticed within a second of its return). When it does not, the worker tries to
- * take the index lock (SET NX PX); the one that gets it rebuilds the index from the audit log
+ * take the index lock (SET NX PX, in one script with a second look at index:ready, so that a
+ * worker whose EXISTS came just before another's rebuild finished does not rebuild again:
+ * store_index_heal_lock_lua); the one that gets it rebuilds the index from the audit log
  * in a thread of its own (never on the loop, never in a signing thread: the loop keeps
  * answering, and every request that needs the index gets 503 with Retry-After from the store's
  * guarded reads meanwhile). The rebuild renews the lock after every batch; a worker or jitrd
@@ -145,9 +147,10 @@ static void on_rebuilt(evutil_socket_t fd, short what, void *arg)
          * audit log unreadable) needs an operator */
         bool transient = h->err.code == ERRC_UNAVAILABLE || h->err.code == ERRC_CONFLICT;
         h->retry_at_ms = time_now_ms() + HEAL_RETRY_MS;
-        log_at(transient ? LOG_LVL_WARN : LOG_LVL_ERROR, "index rebuild failed after %lld ms (retried "
-                  "in %d s): %s%s%s", (long long)ms, HEAL_RETRY_MS / 1000, h->err.msg,
-                  h->err.detail[0] ? " - " : "", h->err.detail);
+        log_at(transient ? LOG_LVL_WARN : LOG_LVL_ERROR,
+               "index rebuild failed after %lld ms (retried in %d s): %s%s%s",
+               (long long)ms, HEAL_RETRY_MS / 1000, h->err.msg, h->err.detail[0] ? " - " : "",
+               h->err.detail);
     }
     snap_unref(h->snap);
     h->snap = NULL;
@@ -204,7 +207,7 @@ static void start_rebuild(struct heal *h, struct snap *s)
 struct ask {
     struct heal *h;
     struct snap *snap;
-    bool lock; /* the SET NX reply (else EXISTS) */
+    bool lock; /* the lock take's reply (else EXISTS) */
 };
 
 static void ask_send(struct heal *h, struct snap *s, bool lock);
@@ -247,8 +250,8 @@ static void on_reply(void *arg, const struct store_reply *r, const struct err *e
             h->down_since_ms = 0;
             start_tail(h, s, from);
         }
-    } else if (r->type == STORE_REPLY_STRING && !h->stopping && !h->running) {
-        start_rebuild(h, s); /* "OK": the lock is ours */
+    } else if (r->type == STORE_REPLY_INTEGER && r->integer == 1 && !h->stopping && !h->running) {
+        start_rebuild(h, s); /* the lock is ours and the index still incomplete */
     }
     snap_unref(s);
 }
@@ -266,8 +269,13 @@ static void ask_send(struct heal *h, struct snap *s, bool lock)
     if (lock) {
         issuance_index_token(h->token, sizeof(h->token));
         snprintf(ttl, sizeof(ttl), "%d", ISSUANCE_INDEX_LOCK_TTL_MS);
-        const char *av[] = { "SET", STORE_INDEX_LOCK, h->token, "NX", "PX", ttl };
-        rc = store_async_cmd(h->rs, 6, av, NULL, HEAL_TIMEOUT_MS, on_reply, a, &e);
+        /* taken only while the index is still incomplete: a worker that asked just before
+         * another's rebuild finished must not rebuild again */
+        const char *av[] = {
+            "EVAL", store_index_heal_lock_lua, "2", STORE_INDEX_LOCK, STORE_INDEX_READY, h->token,
+            ttl
+        };
+        rc = store_async_cmd(h->rs, 7, av, NULL, HEAL_TIMEOUT_MS, on_reply, a, &e);
     } else {
         const char *av[] = { "EXISTS", STORE_INDEX_READY };
         rc = store_async_cmd(h->rs, 2, av, NULL, HEAL_TIMEOUT_MS, on_reply, a, &e);

@@ -80,6 +80,10 @@ struct store {
 
 const char store_index_get_lua[] = INCOMPLETE_LUA "return redis.call('GET', KEYS[2])\n";
 const char store_index_hgetall_lua[] = INCOMPLETE_LUA "return redis.call('HGETALL', KEYS[2])\n";
+const char store_index_heal_lock_lua[] =
+    "if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end\n"
+    "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end\n"
+    "return 0\n";
 
 /* KEYS[1] index:ready, KEYS[2] ca:blocked, KEYS[3..] serial:<hex>; ARGV[1] the CA. One
  * character per serial: 1 reserved now, 0 taken already. A CA blocked for compromise reserves

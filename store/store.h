@@ -331,6 +331,12 @@ int store_index_dump(struct store *s, struct buf *out, struct err *e) ATTR_WUR;
  * when the index is incomplete. */
 extern const char store_index_get_lua[];
 extern const char store_index_hgetall_lua[];
+/* The self-healing workers' take of the index lock (daemon/heal.c): KEYS[1] = STORE_INDEX_LOCK,
+ * KEYS[2] = STORE_INDEX_READY, ARGV[1] = the token, ARGV[2] = its lifetime in ms. 1 when taken;
+ * 0 when the index is complete by now (a rebuild of another worker finished between the worker's
+ * look and its take: rebuilding again would queue the rebuild's AWS jobs twice) or the lock is
+ * another's. */
+extern const char store_index_heal_lock_lua[];
 
 /* Is e the failure of an index read or a reservation because the index is incomplete? (sync and
  * async clients alike) */

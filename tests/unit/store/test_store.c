@@ -907,6 +907,33 @@ static int test_index_completeness(void)
     CHECK_OK(store_index_mark_ready(s, "A", &m, &e), &e);
     CHECK_OK(store_index_ready(s, &ready, &e), &e);
     CHECK(ready);
+    /* a healing worker's take: not once the index is complete (a rebuild that had just
+     * finished would be run twice), else once */
+    {
+        const char *keys[] = { "index:lock", "index:ready" }, *a1[] = { "W1", "10000" },
+                   *a2[] = { "W2", "10000" };
+        char *out[1] = { NULL };
+        size_t no = 0;
+        CHECK_OK(store_eval(s, store_index_heal_lock_lua, keys, 2, a1, 2, out, 1, &no, &e), &e);
+        CHECK(no == 1 && out[0] != NULL && strcmp(out[0], "0") == 0);
+        xfree(out[0]);
+        out[0] = NULL;
+        CHECK_OK(store_index_lock_take(s2, "B", 10000, &got, holder, sizeof(holder), &e), &e);
+        CHECK(got); /* the refused take left no lock behind */
+        CHECK_OK(store_index_lock_release(s2, "B", &e), &e);
+        CHECK_OK(store_index_mark_clear(s, &e), &e);
+        CHECK_OK(store_eval(s, store_index_heal_lock_lua, keys, 2, a1, 2, out, 1, &no, &e), &e);
+        CHECK(no == 1 && out[0] != NULL && strcmp(out[0], "1") == 0);
+        xfree(out[0]);
+        out[0] = NULL;
+        CHECK_OK(store_eval(s, store_index_heal_lock_lua, keys, 2, a2, 2, out, 1, &no, &e), &e);
+        CHECK(no == 1 && out[0] != NULL && strcmp(out[0], "0") == 0);
+        xfree(out[0]);
+        CHECK_OK(store_index_lock_release(s, "W1", &e), &e);
+        CHECK_OK(store_index_lock_take(s, "A", 10000, &got, holder, sizeof(holder), &e), &e);
+        CHECK(got);
+        CHECK_OK(store_index_mark_ready(s, "A", &m, &e), &e); /* complete again, as before */
+    }
     buf_reset(&f);
     CHECK_OK(store_cert_get(s, "0e0001", &f, &e), &e);
     CHECK_STR_CONTAINS(f.data, "seq\t2\n");
