@@ -92,6 +92,21 @@ static const char reserve_lua[] =
     INCOMPLETE_LUA "if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then\n"
                    "  return redis.error_reply('" STORE_CA_BLOCKED_ERR " ' .. ARGV[1])\n"
                    "end\n"
+                   "local n = #KEYS - 2\n"
+                   /* the common case, every serial new and distinct: one MSETNX (all or
+                    * nothing) instead of a SET NX each; unpack's stack limits its size */
+                   "if n > 1 and n <= 1000 then\n"
+                   "  local a, seen, dup = {}, {}, false\n"
+                   "  for i = 3, #KEYS do\n"
+                   "    if seen[KEYS[i]] then dup = true break end\n"
+                   "    seen[KEYS[i]] = true\n"
+                   "    a[#a + 1] = KEYS[i]\n"
+                   "    a[#a + 1] = ARGV[1]\n"
+                   "  end\n"
+                   "  if not dup and redis.call('MSETNX', unpack(a)) == 1 then\n"
+                   "    return string.rep('1', n)\n"
+                   "  end\n"
+                   "end\n"
                    "local r = {}\n"
                    "for i = 3, #KEYS do\n"
                    "  r[i - 2] = redis.call('SET', KEYS[i], ARGV[1], 'NX') and '1' or '0'\n"
@@ -894,13 +909,71 @@ static const char supersede_lua[] =
     "if ca then redis.call('ZREM', ARGV[2] .. ca .. ':expiry', ARGV[3]) end\n"
     "return 0\n";
 
+/* The writes of certs[from..to) that take many members per command: the CA's expiry set and
+ * serial set (all of one CA), the fingerprints and the serials' reservations (written again on
+ * every path: a certificate in flight while Redis lost its data keeps its serial reserved,
+ * docs/redis.md). */
+static void index_group(struct cmdbuf *cb, const struct store_cert *certs, size_t from, size_t to)
+{
+    const char *ca = certs[from].ca;
+    size_t nexp = 0, n = to - from;
+    time_t *na = xcalloc(n, sizeof(*na));
+    bool *exp = xcalloc(n, sizeof(*exp));
+    for (size_t i = from; i < to; i++) {
+        const struct store_cert *c = &certs[i];
+        exp[i - from] =
+            strcmp(c->status, "valid") == 0 && time_parse_rfc3339(c->not_after, &na[i - from]) == 0;
+        nexp += exp[i - from];
+    }
+    if (nexp) {
+        cmd_begin(cb, 2 + 2 * nexp);
+        CMD_LIT(cb, "ZADD");
+        cmd_key(cb, "ca:", ca, ":expiry");
+        for (size_t i = from; i < to; i++) {
+            if (exp[i - from]) {
+                cmd_u64(cb, na[i - from] > 0 ? (uint64_t)na[i - from] : 0);
+                cmd_str(cb, certs[i].serial);
+            }
+        }
+    }
+    cmd_begin(cb, 1 + 2 * n);
+    CMD_LIT(cb, "MSET");
+    for (size_t i = from; i < to; i++) {
+        cmd_key(cb, STORE_KEY_FP, certs[i].fingerprint, "");
+        cmd_str(cb, certs[i].serial);
+    }
+    cmd_begin(cb, 2 + n);
+    CMD_LIT(cb, "SADD");
+    cmd_key(cb, "ca:", ca, ":serials");
+    for (size_t i = from; i < to; i++) {
+        cmd_str(cb, certs[i].serial);
+    }
+    cmd_begin(cb, 1 + 2 * n);
+    CMD_LIT(cb, "MSET");
+    for (size_t i = from; i < to; i++) {
+        cmd_key(cb, "serial:", certs[i].serial, "");
+        cmd_str(cb, ca);
+    }
+    xfree(exp);
+    xfree(na);
+}
+
+/* The writes per certificate (its hash, its CN's set, a renewal's supersession) in order; the
+ * rest once per group of consecutive certificates of one CA (index_group). A renewal ends the
+ * group before it: its supersession takes the renewed certificate out of the expiry set, which
+ * must have been written first when both are in this batch (a rebuild). */
 int store_certs_index(struct store *s, const struct store_cert *certs, size_t n, struct err *e)
 {
     struct cmdbuf *cb = cmd_batch(s);
+    size_t group = 0;
     for (size_t i = 0; i < n; i++) {
         const struct store_cert *c = &certs[i];
         size_t serial_len = strlen(c->serial);
         bool renews = c->renews && c->renews[0];
+        if (i > group && (renews || strcmp(c->ca, certs[group].ca) != 0)) {
+            index_group(cb, certs, group, i);
+            group = i;
+        }
         cmd_begin(cb, renews ? 30 : 28);
         CMD_LIT(cb, "HSET");
         cmd_key(cb, STORE_KEY_CERT, c->serial, "");
@@ -942,32 +1015,15 @@ int store_certs_index(struct store *s, const struct store_cert *certs, size_t n,
             CMD_LIT(cb, STORE_PREFIX "ca:");
             cmd_str(cb, c->renews);
         }
-        time_t na;
-        if (strcmp(c->status, "valid") == 0 && time_parse_rfc3339(c->not_after, &na) == 0) {
-            cmd_begin(cb, 4);
-            CMD_LIT(cb, "ZADD");
-            cmd_key(cb, "ca:", c->ca, ":expiry");
-            cmd_u64(cb, na > 0 ? (uint64_t)na : 0);
-            cmd_arg(cb, c->serial, serial_len);
-        }
-        cmd_begin(cb, 3);
-        CMD_LIT(cb, "SET");
-        cmd_key(cb, STORE_KEY_FP, c->fingerprint, "");
-        cmd_arg(cb, c->serial, serial_len);
         if (c->cn[0]) {
             cmd_begin(cb, 3);
             CMD_LIT(cb, "SADD");
             cmd_key(cb, "cn:", c->cn, "");
             cmd_arg(cb, c->serial, serial_len);
         }
-        cmd_begin(cb, 3);
-        CMD_LIT(cb, "SADD");
-        cmd_key(cb, "ca:", c->ca, ":serials");
-        cmd_arg(cb, c->serial, serial_len);
-        cmd_begin(cb, 3);
-        CMD_LIT(cb, "SET");
-        cmd_key(cb, "serial:", c->serial, "");
-        cmd_str(cb, c->ca);
+    }
+    if (n > group) {
+        index_group(cb, certs, group, n);
     }
     return cmd_run_lean(s, NULL, e);
 }
@@ -1017,9 +1073,7 @@ static const char revoke_lua[] =
     "redis.call('HSET', KEYS[1], 'status', 'revoked', 'revoked_at', ARGV[2], 'reason', ARGV[3],\n"
     "           'revoke_seq', ARGV[4])\n"
     "redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. ' ' .. ARGV[3])\n"
-    "redis.call('ZREM', KEYS[4], ARGV[1])\n"
-    ENQUEUE_STATUS_JOB_LUA
-    "return 0\n";
+    "redis.call('ZREM', KEYS[4], ARGV[1])\n" ENQUEUE_STATUS_JOB_LUA "return 0\n";
 
 /* KEYS: cert:<serial>, ca:<ca>:revoked, the revoke jobs' stream, ca:<ca>:expiry; ARGV: serial,
  * "", "", seq, the job record prefix, now (ms), "release", node, the change's ms. Releases a hold:
@@ -1048,9 +1102,7 @@ static const char release_lua[] =
     "  local t = days * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(se)\n"
     "  if t < 0 then t = 0 end\n"
     "  redis.call('ZADD', KEYS[4], t, ARGV[1])\n"
-    "end\n"
-    ENQUEUE_STATUS_JOB_LUA
-    "return 0\n";
+    "end\n" ENQUEUE_STATUS_JOB_LUA "return 0\n";
 
 static int status_change(struct store *s, const char *lua, size_t lualen,
                          const struct store_revocation *r, size_t n, const char *src,

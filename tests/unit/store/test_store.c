@@ -960,12 +960,106 @@ out:
     return rc;
 }
 
+/* A reservation answers per serial whatever the batch holds: all new (one MSETNX in the
+ * script), some taken, a serial twice in one batch (the second is taken: it must not be handed
+ * out twice), more serials than one MSETNX takes. Indexing reserves a serial too. */
+static int test_reserve_batch(void)
+{
+    int rc = 0;
+    struct err e = ERR_INIT;
+    const char *url = getenv("JITRCA_TEST_REDIS_URL");
+    struct store *s = NULL;
+    redisContext *raw = NULL;
+    char u9[512];
+    const char *fresh[] = { "0b0001", "0b0002", "0b0003" };
+    const char *mixed[] = { "0b0004", "0b0001", "0b0005" };
+    const char *twice[] = { "0b0006", "0b0007", "0b0006" };
+    const char *again[] = { "0b0004", "0b0005", "0b0007" };
+    const char *idx[] = { "0b0008", "0b0009" };
+    const size_t nbig = 1001;
+    char(*big)[8] = NULL;
+    const char **bigp = NULL;
+    bool taken[3], *bigt = NULL;
+    uint64_t removed = 0;
+    struct store_cert c[2];
+    if (url == NULL) {
+        return TT_SKIP;
+    }
+    big = xcalloc(nbig, sizeof(*big));
+    bigp = xcalloc(nbig, sizeof(*bigp));
+    bigt = xcalloc(nbig, sizeof(*bigt));
+    snprintf(u9, sizeof(u9), "%s?db=9", url);
+    s = store_connect(u9, &e);
+    CHECK(s != NULL);
+    raw = raw_connect(url);
+    CHECK(raw != NULL);
+    CHECK_OK(mark_ready(s, &e), &e);
+    CHECK_OK(store_index_clear(s, &removed, &e), &e);
+    for (int i = 1; i <= 9; i++) { /* reservations outlive an index clear */
+        char key[64];
+        snprintf(key, sizeof(key), "jitrca:serial:0b%04x", i);
+        CHECK(raw_ok(raw, "DEL %s", key));
+    }
+    for (size_t i = 0; i < nbig; i++) {
+        snprintf(big[i], sizeof(big[i]), "0c%04zx", i);
+        bigp[i] = big[i];
+        char key[64];
+        snprintf(key, sizeof(key), "jitrca:serial:%s", big[i]);
+        CHECK(raw_ok(raw, "DEL %s", key));
+    }
+    CHECK_OK(store_serials_reserve(s, "ca-rb", fresh, 3, taken, &e), &e);
+    CHECK(!taken[0] && !taken[1] && !taken[2]);
+    CHECK_OK(store_serials_reserve(s, "ca-rb", mixed, 3, taken, &e), &e);
+    CHECK(!taken[0] && taken[1] && !taken[2]);
+    CHECK_OK(store_serials_reserve(s, "ca-rb", twice, 3, taken, &e), &e);
+    CHECK(!taken[0] && !taken[1] && taken[2]);
+    /* the new ones of the mixed and the doubled batches were reserved */
+    CHECK_OK(store_serials_reserve(s, "ca-rb", again, 3, taken, &e), &e);
+    CHECK(taken[0] && taken[1] && taken[2]);
+    CHECK_OK(store_serials_reserve(s, "ca-rb", bigp, nbig, bigt, &e), &e);
+    for (size_t i = 0; i < nbig; i++) {
+        CHECK(!bigt[i]);
+    }
+    CHECK_OK(store_serials_reserve(s, "ca-rb", bigp + nbig - 2, 2, bigt, &e), &e);
+    CHECK(bigt[0] && bigt[1]);
+    c[0] = (struct store_cert){ .serial = idx[0],
+                                .fingerprint = "b8",
+                                .subject = "CN=r",
+                                .cn = "r",
+                                .profile = "device",
+                                .ca = "ca-rb",
+                                .requester = "t",
+                                .not_before = "2026-01-01T00:00:00Z",
+                                .not_after = "2027-01-01T00:00:00Z",
+                                .issued_at = "2026-01-01T00:00:00Z",
+                                .status = "valid",
+                                .der_b64 = "AA==",
+                                .seq = 1 };
+    c[1] = c[0];
+    c[1].serial = idx[1];
+    c[1].fingerprint = "b9";
+    CHECK_OK(store_certs_index(s, c, 2, &e), &e);
+    CHECK_OK(store_serials_reserve(s, "ca-rb", idx, 2, taken, &e), &e);
+    CHECK(taken[0] && taken[1]);
+    CHECK_OK(store_index_clear(s, &removed, &e), &e);
+out:
+    xfree(big);
+    xfree(bigp);
+    xfree(bigt);
+    if (raw) {
+        redisFree(raw);
+    }
+    store_free(s);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     static const struct tt_case cases[] = {
         { "url_parse", test_url_parse },
         { "unreachable", test_unreachable },
         { "reserve_and_index", test_reserve_and_index },
+        { "reserve_batch", test_reserve_batch },
         { "bucket", test_bucket },
         { "index_fields", test_index_fields },
         { "supersede", test_supersede },
