@@ -3,7 +3,9 @@
  * serial reserved in Redis, signature, durable audit with group commit, Redis index), on T
  * threads. Prints certs/s and the ratio to the crypto bound given on the command line (measured
  * by bench/sign.sh with `openssl speed` in the same run). With --no-io it times the engine alone
- * (ca_prepare + ca_sign), the part the bound speaks of.
+ * (ca_prepare + ca_sign), the part the bound speaks of. It also prints, per certificate, the
+ * issuing threads' time on a CPU, runnable (waiting for a CPU: the machine's other load) and
+ * blocked (Redis round trips, the audit's fdatasync), and the process's CPU time.
  *
  *   sign --threads T --count N --batch B --bound CERTS_PER_S [--no-io]
  * The data dir and Redis come from the environment (JITRCA_DATA_DIR, JITRCA_REDIS_URL) and the
@@ -16,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "core/mem.h"
 #include "core/util.h"
@@ -28,6 +31,26 @@ struct csr {
     size_t len;
 };
 
+/* A thread's time from /proc/thread-self/schedstat: on a CPU, and waiting for one (runnable). */
+struct sched_ns {
+    int64_t wall, cpu, runq;
+};
+
+static void sched_now(struct sched_ns *t)
+{
+    unsigned long long cpu = 0, runq = 0;
+    FILE *f = fopen("/proc/thread-self/schedstat", "r");
+    if (f == NULL || fscanf(f, "%llu %llu", &cpu, &runq) != 2) {
+        cpu = runq = 0;
+    }
+    if (f) {
+        fclose(f);
+    }
+    t->wall = time_mono_ns();
+    t->cpu = (int64_t)cpu;
+    t->runq = (int64_t)runq;
+}
+
 struct run {
     struct issuance_ctx *ctx;
     struct csr *csrs;
@@ -37,7 +60,24 @@ struct run {
     bool no_io;
     const struct ca_profile *profile;
     atomic_int failed;
+    /* the threads' sums: wall, on a CPU, runnable but waiting for one (the rest of the wall
+     * time they were blocked: Redis round trips, the audit's fdatasync) */
+    _Atomic int64_t wall_ns, cpu_ns, runq_ns;
 };
+
+static void sched_add(struct run *r, const struct sched_ns *t0)
+{
+    struct sched_ns t1;
+    sched_now(&t1);
+    atomic_fetch_add(&r->wall_ns, t1.wall - t0->wall);
+    atomic_fetch_add(&r->cpu_ns, t1.cpu - t0->cpu);
+    atomic_fetch_add(&r->runq_ns, t1.runq - t0->runq);
+}
+
+static double tv_us(const struct timeval *tv)
+{
+    return (double)tv->tv_sec * 1e6 + (double)tv->tv_usec;
+}
 
 static void make_csrs(struct csr *out, size_t n)
 {
@@ -64,6 +104,8 @@ static void *engine_thread(void *arg)
 {
     struct run *r = arg;
     struct ca_signer *s = ca_signer_new();
+    struct sched_ns t0;
+    sched_now(&t0);
     for (;;) {
         size_t i = atomic_fetch_add(&r->next, 1);
         if (i >= r->n) {
@@ -90,6 +132,7 @@ static void *engine_thread(void *arg)
         }
         ca_prepared_release(&pr);
     }
+    sched_add(r, &t0);
     ca_signer_free(s);
     return NULL;
 }
@@ -100,6 +143,8 @@ static void *issue_thread(void *arg)
     struct err e = ERR_INIT;
     struct issuance_worker *w = issuance_worker_new(r->ctx, &e);
     struct issuance_item *items = xcalloc(r->batch, sizeof(*items));
+    struct sched_ns t0;
+    sched_now(&t0);
     if (w == NULL) {
         fprintf(stderr, "bench: %s\n", e.msg);
         atomic_store(&r->failed, 1);
@@ -127,6 +172,7 @@ static void *issue_thread(void *arg)
             issuance_item_release(&items[k]);
         }
     }
+    sched_add(r, &t0);
     xfree(items);
     issuance_worker_free(w);
     return NULL;
@@ -182,6 +228,8 @@ int main(int argc, char **argv)
     r.csrs = xcalloc(r.n, sizeof(struct csr));
     make_csrs(r.csrs, r.n);
     pthread_t *tids = xcalloc((size_t)threads, sizeof(pthread_t));
+    struct rusage ru0;
+    getrusage(RUSAGE_SELF, &ru0);
     int64_t t0 = time_mono_ns();
     for (uint64_t t = 0; t < threads; t++) {
         pthread_create(&tids[t], NULL, no_io ? engine_thread : issue_thread, &r);
@@ -195,8 +243,22 @@ int main(int argc, char **argv)
            "ratio %.2f\n",
            no_io ? "engine only (no I/O)" : "issuance (redis+durable audit)",
            (unsigned long long)threads, atomic_load(&r.issued), rate,
-           1e6 * secs * (double)threads / (double)(atomic_load(&r.issued) ? atomic_load(&r.issued) : 1),
+           1e6 * secs * (double)threads /
+               (double)(atomic_load(&r.issued) ? atomic_load(&r.issued) : 1),
            bound, bound > 0 ? rate / bound : 0.0);
+    {
+        double k = 1e3 * (double)(atomic_load(&r.issued) ? atomic_load(&r.issued) : 1);
+        int64_t wall = atomic_load(&r.wall_ns), cpu = atomic_load(&r.cpu_ns),
+                runq = atomic_load(&r.runq_ns);
+        struct rusage ru1;
+        getrusage(RUSAGE_SELF, &ru1);
+        printf("  per certificate: signing threads on a CPU %.1f us, runnable %.1f us, blocked "
+               "%.1f us; the process's CPU %.1f us\n",
+               (double)cpu / k, (double)runq / k, (double)(wall - cpu - runq) / k,
+               (tv_us(&ru1.ru_utime) + tv_us(&ru1.ru_stime) - tv_us(&ru0.ru_utime) -
+                tv_us(&ru0.ru_stime)) *
+                   1e3 / k);
+    }
     for (size_t i = 0; i < r.n; i++) {
         xfree(r.csrs[i].der);
     }

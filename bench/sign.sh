@@ -28,8 +28,19 @@ echo "openssl speed ecdsap256: 1 core sign $s1/s verify $v1/s -> bound $bound1 c
 echo "openssl speed -multi $cores: sign $sN/s verify $vN/s -> bound $boundN certs/s"
 "$build/bench/bench_sign" --threads 1 --count "$count" --bound "$bound1" --no-io
 "$build/bench/bench_sign" --threads "$cores" --count "$count" --bound "$boundN" --no-io
-"$build/bench/bench_sign" --threads 1 --count "$count" --batch 64 --bound "$bound1"
-"$build/bench/bench_sign" --threads "$cores" --count "$count" --batch 64 --bound "$boundN"
+redis_cpu() { # seconds of CPU redis-server used so far
+  redis-cli -s "$tmp/redis.sock" info cpu | awk -F: '/^used_cpu_(sys|user):/ { s += $2 } END { printf "%.3f", s }'
+}
+whole() { # whole THREADS BOUND: the whole path, then redis-server's CPU per certificate
+  local r0 r1
+  r0=$(redis_cpu)
+  "$build/bench/bench_sign" --threads "$1" --count "$count" --batch 64 --bound "$2"
+  r1=$(redis_cpu)
+  # the CSRs are made before the timed part, without Redis: all of its CPU is the whole path's
+  awk -v a="$r0" -v b="$r1" -v n="$count" 'BEGIN { printf "  redis-server CPU %.1f us per certificate\n", (b - a) * 1e6 / n }'
+}
+whole 1 "$bound1"
+whole "$cores" "$boundN"
 # sign-batch on 100k CSRs, wall time (CSR generation not timed)
 "$build/tests/tools/gencsr" --count 100000 --out "$tmp/100k.jsonl"
 start=$(date +%s%N)
