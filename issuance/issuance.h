@@ -2,7 +2,8 @@
  * Issuance: the one path every certificate takes, whoever asks (jitrctl sign, sign-batch, the
  * jitrd signing API, the benchmark). For a batch of CSRs, in this order:
  *   1. ca_prepare() each CSR against its profile (pure); a rejection is kept per item;
- *   2. draw a serial per accepted item and reserve them all in Redis (one pipelined SET NX);
+ *   2. draw a serial per accepted item and reserve them all in Redis (one script: a MSETNX of
+ *      them all, or a SET NX each when one is taken);
  *   3. ca_sign() each;
  *   4. append one audit record per issuance and per rejection, durably (group commit);
  *   5. index the issued certificates in Redis (one pipeline);
@@ -75,8 +76,7 @@ struct issuance_ctx *issuance_ctx_open(const struct conf *c, const char *ca_name
 void issuance_ctx_free(struct issuance_ctx *ctx);
 
 struct issuance_worker;
-struct issuance_worker *issuance_worker_new(const struct issuance_ctx *ctx,
-                                            struct err *e) ATTR_WUR;
+struct issuance_worker *issuance_worker_new(const struct issuance_ctx *ctx, struct err *e) ATTR_WUR;
 void issuance_worker_free(struct issuance_worker *w);
 
 struct issuance_item {
@@ -128,7 +128,7 @@ void issuance_cli_requester(char *out, size_t cap);
 
 /* Appends one audit record for a CA operation (type "ca_init", "ca_import", ...); obj is
  * borrowed. */
-int issuance_audit_ca_op(const struct conf *c, const char *type, const char *ca,
-                         json_t *fields, struct err *e) ATTR_WUR;
+int issuance_audit_ca_op(const struct conf *c, const char *type, const char *ca, json_t *fields,
+                         struct err *e) ATTR_WUR;
 
 #endif

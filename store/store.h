@@ -93,7 +93,8 @@ struct store *store_connect(const char *url, struct err *e) ATTR_WUR;
 void store_free(struct store *s);
 int store_ping(struct store *s, struct err *e) ATTR_WUR;
 
-/* Reserves serials with SET NX. taken[i] is set true for serials that already existed (the
+/* Reserves serials with SET NX (one MSETNX when every serial is new and none is repeated: the
+ * same answers). taken[i] is set true for serials that already existed (the
  * caller draws again); returns -1 only when Redis failed. */
 int store_serials_reserve(struct store *s, const char *ca, const char *const *serial_hex, size_t n,
                           bool *taken, struct err *e) ATTR_WUR;
