@@ -10,7 +10,8 @@ Each request goes through the same steps AWS's front door takes, in this order:
   3. Per-operation token-bucket quotas -> 400 ThrottlingException.
   4. Validation of every input member against the model -> 400 InvalidRequestException.
   5. Injected faults (latency, 5xx, lost responses, malformed or truncated bodies; by name only:
-     "expired", an ExpiredTokenException, and "http:STATUS:CODE", any error).
+     "expired", an ExpiredTokenException, and "http:STATUS:CODE", any error). A non-empty
+     faults.operations limits the random faults and faults.latency_ms to those operations.
   6. The operation: AWS semantics where moto 5.2.1 differs (see PATCHED below), else forwarded
      to moto. Responses keep only modeled members; errors carry x-amzn-ErrorType, `message` and
      x-amzn-RequestId.
@@ -1390,7 +1391,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     raise ApiError("ThrottlingException", 400, "Rate exceeded")
                 st.admit()
                 fault = si.pick_fault(op)
-                latency = si.config["faults"]["latency_ms"]
+                f = si.config["faults"]
+                latency = f["latency_ms"] if not f["operations"] or op in f["operations"] else 0
                 timeout_ms = si.config["faults"]["timeout_ms"]
             query = {}
             q = self.path.partition("?")[2]

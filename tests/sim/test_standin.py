@@ -704,6 +704,16 @@ class TestFaults(Base):
         t0 = time.time()
         self.c.describe_endpoint(endpointType="iot:Data-ATS")
         self.assertGreaterEqual(time.time() - t0, 0.15)
+        # latency for the listed operations only
+        admin("/_standin/config", {"faults": {"latency_ms": 1500,
+                                              "operations": ["DescribeEndpoint"]}})
+        t0 = time.time()
+        self.c.describe_endpoint(endpointType="iot:Data-ATS")
+        self.assertGreaterEqual(time.time() - t0, 1.5)
+        t0 = time.time()
+        self.c.get_registration_code()
+        self.assertLess(time.time() - t0, 1.5)
+        admin("/_standin/config", {"faults": {"latency_ms": 0, "operations": []}})
 
     def test_random_error_fraction(self):
         admin("/_standin/config", {"seed": 7, "faults": {"error_rate": 0.5,
