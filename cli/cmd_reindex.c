@@ -64,11 +64,14 @@ int cmd_reindex(struct cli *cli, int argc, char **argv, struct err *e)
         return -1;
     }
     if (cli->json) {
-        cli_print_json(json_pack("{s:I,s:I,s:I,s:I,s:I}", "records", (json_int_t)st.records,
-                                 "certificates", (json_int_t)st.certificates, "revoked",
-                                 (json_int_t)st.revoked, "keys_removed",
-                                 (json_int_t)st.keys_removed, "renewals_requeued",
-                                 (json_int_t)st.renewals_requeued));
+        cli_print_json(json_pack(
+            "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "records", (json_int_t)st.records,
+            "certificates", (json_int_t)st.certificates, "revoked", (json_int_t)st.revoked,
+            "released", (json_int_t)st.released, "keys_removed", (json_int_t)st.keys_removed,
+            "renewals_requeued", (json_int_t)st.renewals_requeued, "registered_requeued",
+            (json_int_t)st.registered_requeued, "aws_status_jobs_queued",
+            (json_int_t)st.status_jobs_queued, "aws_status_jobs_restored",
+            (json_int_t)st.status_jobs_restored));
         return 0;
     }
     printf("reindexed %llu certificates from %llu audit records (%llu old index keys removed)\n",
@@ -85,6 +88,17 @@ int cmd_reindex(struct cli *cli, int argc, char **argv, struct err *e)
     if (st.renewals_requeued) {
         printf("%llu renewal retirements missing from Redis queued again\n",
                (unsigned long long)st.renewals_requeued);
+    }
+    if (st.registered_requeued) {
+        printf("%llu certificates registered by register-batch whose provisioning Redis lost "
+               "queued again\n",
+               (unsigned long long)st.registered_requeued);
+    }
+    if (st.status_jobs_queued || st.status_jobs_restored) {
+        printf("AWS IoT: %llu revocations, holds and releases queued (no AWS outcome in the "
+               "audit log), %llu already there (their jobs' records restored)\n",
+               (unsigned long long)st.status_jobs_queued,
+               (unsigned long long)st.status_jobs_restored);
     }
     return 0;
 }

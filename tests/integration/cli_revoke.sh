@@ -187,6 +187,9 @@ check_eq "status after the automatic rebuild" "$(field status)" revoked
 rcli FLUSHALL >/dev/null   # also forgets the number the refused attempt drew
 ok "$JITRCTL" reindex
 grep -q "^4 revoked" "$T/out" && pass || fail "reindex output: $(cat "$T/out")"
+# no jitrd ran the job engine here: none of the 4 revocations has an AWS outcome in the log
+grep -q "^AWS IoT: 4 revocations, holds and releases queued (no AWS outcome in the audit log), 0 already there" \
+  "$T/out" && pass || fail "reindex output, AWS jobs: $(cat "$T/out")"
 check_eq "CRL number restored from the audit log" "$(rcli GET jitrca:crl:dev:number)" 5
 ok "$JITRCTL" --json cert show "${SERIAL[1]}"
 jq -S 'del(.der)' "$T/out" >"$T/show-after"
