@@ -1592,8 +1592,10 @@ void jobs_engine_free(struct jobs_engine *g)
     if (g->renew) {
         event_free(g->renew);
     }
-    /* the leases left are the holders' (a flow freed later drops its own); a renewal in flight
-     * was cancelled with io's client, which the caller freed first */
+    /* every job was freed above, and with it its flow (io.release), each dropping its lease;
+     * what is left are leases of holders outside the engine's jobs, if any, freed here (a holder
+     * must not drop one after this). A renewal in flight was cancelled with io's client, which
+     * the caller freed first: its dropped leases are freed here too. */
     for (size_t i = 0; i < g->nrenewing; i++) {
         if (g->renewing[i]->dropped) {
             xfree(g->renewing[i]); /* unlinked already */
