@@ -201,7 +201,9 @@ static const struct conf_key conf_keys[] = {
     SINT(jitr, backoff_max_ms, 10000, 1, 3600000,
          "JITR: retry delay cap; must stay below claim_idle_ms."),
     SINT(jitr, lock_ms, 60000, 1000, 3600000,
-         "JITR: lifetime of a certificate's lock, renewed at every step."),
+         "JITR: lifetime of a certificate's lock; the worker renews the locks it holds every "
+         "`lock_ms/3` while their holders live (docs/jobs.md \"The lock is a lease\"), so a "
+         "crashed holder's lock expires this long after its last renewal."),
     SINT(jitr, reconcile_interval_s, 300, 0, 86400,
          "JITR: period of the reconciler (ListCertificatesByCA); 0 turns it off. Worker 0 only."),
     SINT(jitr, reconcile_min_age_s, 60, 0, 86400,
