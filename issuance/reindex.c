@@ -55,7 +55,7 @@ struct reindex {
     struct err *e;
     /* the kind of replay: a rebuild's first pass (all false), its second pass over several logs
      * (revocations and releases only, see replay_logs), or a tail (records from since on, an
-     * issue only when its certificate is missing, no releases) */
+     * issue only when its certificate is missing) */
     bool pass2;
     bool quiet; /* a first pass over several logs: an unknown serial is no news yet */
     bool tail;
@@ -146,7 +146,8 @@ static const char *str(json_t *rec, const char *k)
 }
 
 /* Whether change a (its log's node, seq, time) comes after change b: by seq in one node's log,
- * by time between nodes, the rule of the revoke and release scripts (store/store.c). */
+ * by time between nodes, the rule of the revoke and release scripts (CHANGE_AFTER_LUA,
+ * store/store.c). */
 static bool change_later(const char *na, uint64_t sa, int64_t ma, const char *nb, uint64_t sb,
                          int64_t mb)
 {
@@ -1033,9 +1034,6 @@ static int replay_one(void *arg, json_t *rec, uint64_t line)
     }
     if (type) {
         replay_aws_status(r, type, rec); /* the changes that reached AWS IoT */
-    }
-    if (r->tail && type && strcmp(type, "release") == 0) {
-        return reindex_tick(r); /* see issuance_reindex_tail */
     }
     if (type && strcmp(type, "issue") == 0) {
         r->pending[r->n] = json_incref(rec);

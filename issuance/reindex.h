@@ -98,13 +98,17 @@ int issuance_reindex(const struct conf *c, struct store *s, issuance_reindex_pro
  * asynchronous): this node's records whose "ts" is since or later (RFC 3339 UTC, as the log
  * writes it) are applied again without clearing anything and without the lock: an issue record
  * whose certificate is missing from the index is indexed (its serial reserved again), one that is
- * there is left alone (it may have been revoked or renewed since); revocations are applied again
- * (a certificate revoked already stays as it is); CRL numbers are raised; a JITR flow whose end
+ * there is left alone (it may have been revoked or renewed since); revocations, holds and
+ * releases are applied again in the log's order, and the latest decision wins (store_certs_revoke,
+ * store_certs_release: a hold older than the certificate's last release is not applied, nor a
+ * release older than the hold the index shows; a certificate revoked for good stays so); CRL
+ * numbers are raised; a JITR flow whose end
  * record (jitr_activate, jitr_reject, jitr_ignore) is in the tail while Redis has no state for
  * its certificate (every write of the flow lost, its event's too) and no flow holds its lock
  * gets that end state back (DONE, REJECTED, IGNORED, marked "restored"), so a repeated event is
- * a duplicate and the flow is known as done. Releases are not applied: a lost release leaves
- * the certificate on hold (the safe side) until `jitrctl reindex`. */
+ * a duplicate and the flow is known as done. A hold and its release both in the tail end
+ * released, whatever of them Redis kept; the revoke jobs are then settled as a rebuild does
+ * (only the changes the tail applied, each certificate's last one). */
 int issuance_reindex_tail(const struct conf *c, struct store *s, const char *since,
                           struct issuance_reindex_stats *out, struct err *e) ATTR_WUR;
 

@@ -1028,65 +1028,104 @@ int store_certs_index(struct store *s, const struct store_cert *certs, size_t n,
     return cmd_run_lean(s, NULL, e);
 }
 
+/* Whether change a (the node whose log has it, its audit seq, its time in ms) comes after change
+ * b: by seq within one node's log, by time between nodes (seqs of two logs are not comparable: a
+ * hold on one node and its release through another must both count). The one rule of every
+ * script below that orders two changes of a certificate's status (the C twin that orders the
+ * records of a rebuild is change_later, issuance/reindex.c). A missing number counts as 0. */
+#define CHANGE_AFTER_LUA                                                                        \
+    "local function after(na, sa, ma, nb, sb, mb)\n"                                            \
+    "  if (na or '') == (nb or '') then return (tonumber(sa) or 0) > (tonumber(sb) or 0) end\n" \
+    "  return (tonumber(ma) or 0) > (tonumber(mb) or 0)\n"                                      \
+    "end\n"
+
 /* The job that carries a change of a certificate's status to AWS IoT (jobs/revoke.c, kind
  * "revoke"): added to its stream in the same script as the index change, so that neither goes
- * without the other; not again when the job of that change, or of a later one, is recorded DONE
- * already (a reindex replaying the changes of a certificate AWS heard of). The fields are those of
- * jobs_enqueue_argv (jobs/jobs.h). KEYS[3] the stream; ARGV[5] the job record's key prefix,
- * ARGV[6] now in ms; seq (ARGV[4]) is the change's audit seq, ARGV[8] the node whose log has it,
- * ARGV[9] its time in ms, recorded by the job as change_seq, change_node, change_ms. Later is
- * by seq within one node's log, by time between nodes (seqs of two logs are not comparable: a
- * hold on one node and its release through another must both reach AWS). ARGV[10] "1": no job
- * (the index rebuild queues them at the end, store_status_jobs_settle). The including script
- * declares two locals: stale (true: a DONE record does not count, the rebuild's check below) and
- * queued, set to 1 when it queued. */
-#define ENQUEUE_STATUS_JOB_LUA                                                                 \
-    "local fp = redis.call('HGET', KEYS[1], 'fingerprint')\n"                                  \
-    "if fp and #fp == 64 and ARGV[10] ~= '1' then\n"                                           \
-    "  local r = redis.call('HMGET', ARGV[5] .. fp, 'state', 'change_seq', 'change_node',\n"   \
-    "                       'change_ms')\n"                                                    \
-    "  local later = false\n"                                                                  \
-    "  if r[1] == 'DONE' and not stale then\n"                                                   \
-    "    if (r[3] or '') == ARGV[8] then later = (tonumber(r[2]) or 0) >= tonumber(ARGV[4])\n" \
-    "    else later = (tonumber(r[4]) or 0) > tonumber(ARGV[9]) end\n"                         \
-    "  end\n"                                                                                  \
-    "  if not later then\n"                                                                    \
-    "    queued = 1\n"                                                                         \
-    "    redis.call('XADD', KEYS[3], 'MAXLEN', '~', '1000000', '*', 'cert', fp, 'serial',\n"   \
-    "               ARGV[1], 'change_seq', ARGV[4], 'change_node', ARGV[8], 'change_ms',\n"    \
-    "               ARGV[9], 'src', ARGV[7], 'enq_ms', ARGV[6])\n"                             \
-    "  end\n"                                                                                  \
+ * without the other; not again when the job of that change, or of a later one (CHANGE_AFTER_LUA),
+ * is recorded DONE already (a reindex replaying the changes of a certificate AWS heard of). The
+ * fields are those of jobs_enqueue_argv (jobs/jobs.h). KEYS[3] the stream; ARGV[5] the job
+ * record's key prefix, ARGV[6] now in ms; seq (ARGV[4]) is the change's audit seq, ARGV[8] the
+ * node whose log has it, ARGV[9] its time in ms, recorded by the job as change_seq, change_node,
+ * change_ms. ARGV[10] "1": no job (the index rebuild queues them at the end,
+ * store_status_jobs_settle). The including script starts with CHANGE_AFTER_LUA and declares two
+ * locals: stale (true: a DONE record does not count, the rebuild's check below) and queued, set
+ * to 1 when it queued. */
+#define ENQUEUE_STATUS_JOB_LUA                                                               \
+    "local fp = redis.call('HGET', KEYS[1], 'fingerprint')\n"                                \
+    "if fp and #fp == 64 and ARGV[10] ~= '1' then\n"                                         \
+    "  local r = redis.call('HMGET', ARGV[5] .. fp, 'state', 'change_seq', 'change_node',\n" \
+    "                       'change_ms')\n"                                                  \
+    "  local later = false\n"                                                                \
+    "  if r[1] == 'DONE' and not stale then\n"                                               \
+    "    later = ((r[3] or '') == ARGV[8] and tonumber(r[2]) == tonumber(ARGV[4])) or\n"     \
+    "            after(r[3], r[2], r[4], ARGV[8], ARGV[4], ARGV[9])\n"                       \
+    "  end\n"                                                                                \
+    "  if not later then\n"                                                                  \
+    "    queued = 1\n"                                                                       \
+    "    redis.call('XADD', KEYS[3], 'MAXLEN', '~', '1000000', '*', 'cert', fp, 'serial',\n" \
+    "               ARGV[1], 'change_seq', ARGV[4], 'change_node', ARGV[8], 'change_ms',\n"  \
+    "               ARGV[9], 'src', ARGV[7], 'enq_ms', ARGV[6])\n"                           \
+    "  end\n"                                                                                \
     "end\n"
 
 /* KEYS: cert:<serial>, ca:<ca>:revoked, the revoke jobs' stream, ca:<ca>:expiry; ARGV: serial,
  * revoked_at, reason, seq, the job record prefix, now (ms), "revoke", node, the change's ms. One
  * script so that the check and the update are atomic: the first revocation wins, a replay changes
- * nothing, but a permanent revocation replaces a hold (certificateHold). A revoked certificate is
- * no longer expiring (it leaves ca:<ca>:expiry). Returns 0 revoked now, 1 already revoked, 2
- * unknown serial. */
-static const char revoke_lua[] =
+ * nothing, but a permanent revocation replaces a hold (certificateHold). The latest decision wins:
+ * a hold that is not after the certificate's last release (release_node, release_seq,
+ * release_ms; CHANGE_AFTER_LUA) is not applied, so a replay of an older hold (a failover's tail,
+ * several logs) does not undo the release; a permanent revocation is applied whatever its age
+ * (final). A hold records its node and time (revoke_node, revoke_ms) next to revoke_seq, for
+ * release_lua's check; a permanent revocation drops them (nothing is compared with it). A
+ * revoked certificate is no longer expiring (it leaves ca:<ca>:expiry). Returns 0 revoked now, 1
+ * already revoked or a hold older than the last release (nothing changed, no job), 2 unknown
+ * serial. */
+static const char revoke_lua[] = CHANGE_AFTER_LUA
     "local queued, stale = 0, false\n"
     "if redis.call('EXISTS', KEYS[1]) == 0 then return 2 end\n"
-    "local st = redis.call('HMGET', KEYS[1], 'status', 'reason')\n"
-    "if st[1] == 'revoked' and (st[2] ~= 'certificateHold' or ARGV[3] == 'certificateHold')\n"
-    "then return 1 end\n"
+    "local st = redis.call('HMGET', KEYS[1], 'status', 'reason', 'release_seq', 'release_node',\n"
+    "                      'release_ms')\n"
+    "local hold = ARGV[3] == 'certificateHold'\n"
+    "if st[1] == 'revoked' and (st[2] ~= 'certificateHold' or hold) then return 1 end\n"
+    "if hold and st[5] and not after(ARGV[8], ARGV[4], ARGV[9], st[4], st[3], st[5]) then\n"
+    "  return 1\n"
+    "end\n"
     "redis.call('HSET', KEYS[1], 'status', 'revoked', 'revoked_at', ARGV[2], 'reason', ARGV[3],\n"
     "           'revoke_seq', ARGV[4])\n"
+    "if hold then redis.call('HSET', KEYS[1], 'revoke_node', ARGV[8], 'revoke_ms', ARGV[9])\n"
+    "else redis.call('HDEL', KEYS[1], 'revoke_node', 'revoke_ms') end\n"
     "redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. ' ' .. ARGV[3])\n"
     "redis.call('ZREM', KEYS[4], ARGV[1])\n" ENQUEUE_STATUS_JOB_LUA "return 0\n";
 
 /* KEYS: cert:<serial>, ca:<ca>:revoked, the revoke jobs' stream, ca:<ca>:expiry; ARGV: serial,
  * "", "", seq, the job record prefix, now (ms), "release", node, the change's ms. Releases a hold:
  * the certificate is valid again and, unless a renewal superseded it, back among its CA's expiring
- * certificates (scored by its not_after, "YYYY-MM-DDTHH:MM:SSZ", as store_certs_index does).
- * Returns 0 released now, 1 not on hold, 2 unknown serial. */
-static const char release_lua[] =
+ * certificates (scored by its not_after, "YYYY-MM-DDTHH:MM:SSZ", as store_certs_index does). The
+ * release records its node, seq and time (release_node, release_seq, release_ms: revoke_lua's
+ * check). A hold that is after this release (revoke_node, revoke_seq, revoke_ms;
+ * CHANGE_AFTER_LUA) is not lifted: the later decision stands (a hold without revoke_ms, indexed
+ * before these fields, is lifted as always). A valid certificate keeps the latest release it was
+ * told of (a replay may bring a release before the older hold it lifted: that hold then stays
+ * off), with no job. Returns 0 released now, 1 not on hold or held later (nothing changed but
+ * that note), 2 unknown serial. */
+static const char release_lua[] = CHANGE_AFTER_LUA
     "local queued, stale = 0, false\n"
     "if redis.call('EXISTS', KEYS[1]) == 0 then return 2 end\n"
-    "local st = redis.call('HMGET', KEYS[1], 'status', 'reason', 'not_after', 'superseded_by')\n"
+    "local st = redis.call('HMGET', KEYS[1], 'status', 'reason', 'not_after', 'superseded_by',\n"
+    "  'revoke_seq', 'revoke_node', 'revoke_ms', 'release_seq', 'release_node', 'release_ms')\n"
+    "if st[1] == 'valid' then\n"
+    "  if not st[10] or after(ARGV[8], ARGV[4], ARGV[9], st[9], st[8], st[10]) then\n"
+    "    redis.call('HSET', KEYS[1], 'release_seq', ARGV[4], 'release_node', ARGV[8],\n"
+    "               'release_ms', ARGV[9])\n"
+    "  end\n"
+    "  return 1\n"
+    "end\n"
     "if st[1] ~= 'revoked' or st[2] ~= 'certificateHold' then return 1 end\n"
-    "redis.call('HSET', KEYS[1], 'status', 'valid', 'release_seq', ARGV[4])\n"
-    "redis.call('HDEL', KEYS[1], 'revoked_at', 'reason', 'revoke_seq')\n"
+    "if st[7] and after(st[6], st[5], st[7], ARGV[8], ARGV[4], ARGV[9]) then return 1 end\n"
+    "redis.call('HSET', KEYS[1], 'status', 'valid', 'release_seq', ARGV[4], 'release_node',\n"
+    "           ARGV[8], 'release_ms', ARGV[9])\n"
+    "redis.call('HDEL', KEYS[1], 'revoked_at', 'reason', 'revoke_seq', 'revoke_node',\n"
+    "           'revoke_ms')\n"
     "redis.call('HDEL', KEYS[2], ARGV[1])\n"
     "local y, mo, d, h, mi, se = string.match(st[3] or '',\n"
     "  '^(%d%d%d%d)-(%d%d)-(%d%d)T(%d%d):(%d%d):(%d%d)')\n"
@@ -1165,14 +1204,14 @@ int store_certs_revoke(struct store *s, const struct store_revocation *r, size_t
  * certificateId, 12 outcome, 13 want, 14 reason, 15 ca, 16 aws_before, 17 aws_status, 18-20 the
  * change its job carried (seq, node, ms), 21 its audit seq, 22 its time (ms). The record is
  * written back, as jobs/engine.c leaves a finished one, when the certificateId is the
- * certificate's and Redis has no record of its job, or a DONE one of an earlier change (by seq
- * in one node's log, by time between nodes); a record in another state belongs to a job that
- * runs (or will resume) and is left alone. The change is queued unless the record is DONE for it
- * or a later one (ENQUEUE_STATUS_JOB_LUA) and wanted what the index says now (REVOKED, INACTIVE
- * for a hold or a superseded certificate, ACTIVE: jobs/revoke.c's LOOKUP): a tail replay, which
- * applies no releases, may hold again a certificate whose release reached AWS. Returns 1 when it
+ * certificate's and Redis has no record of its job, or a DONE one of an earlier change
+ * (CHANGE_AFTER_LUA); a record in another state belongs to a job that runs (or will resume) and
+ * is left alone. The change is queued unless the record is DONE for it or a later one
+ * (ENQUEUE_STATUS_JOB_LUA) and wanted what the index says now (REVOKED, INACTIVE for a hold or a
+ * superseded certificate, ACTIVE: jobs/revoke.c's LOOKUP): a record whose job wanted another
+ * status than the index's belongs to a decision the index no longer shows. Returns 1 when it
  * queued + 2 when it restored. */
-static const char status_settle_lua[] =
+static const char status_settle_lua[] = CHANGE_AFTER_LUA
     "local restored = 0\n"
     "local queued, stale = 0, false\n"
     "if ARGV[3] == '1' then\n"
@@ -1182,9 +1221,7 @@ static const char status_settle_lua[] =
     "    local h = redis.call('HMGET', rk, 'state', 'change_seq', 'change_node', 'change_ms')\n"
     "    local write = not h[1]\n"
     "    if h[1] == 'DONE' then\n"
-    "      if (h[3] or '') == ARGV[19] then\n"
-    "        write = (tonumber(h[2]) or 0) < tonumber(ARGV[18])\n"
-    "      else write = (tonumber(h[4]) or 0) < tonumber(ARGV[20]) end\n"
+    "      write = after(ARGV[19], ARGV[18], ARGV[20], h[3], h[2], h[4])\n"
     "    end\n"
     "    if write then\n"
     "      redis.call('DEL', rk)\n"
@@ -1205,9 +1242,7 @@ static const char status_settle_lua[] =
     "  end\n"
     "  if c[3] then\n"
     "    stale = redis.call('HGET', ARGV[5] .. c[3], 'want') ~= want\n"
-    "  end\n"
-    ENQUEUE_STATUS_JOB_LUA
-    "end\n"
+    "  end\n" ENQUEUE_STATUS_JOB_LUA "end\n"
     "return queued + restored\n";
 
 int store_status_jobs_settle(struct store *s, const struct store_status_job *v, size_t n,

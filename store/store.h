@@ -149,7 +149,10 @@ enum store_revoke_result {
 /* Marks n certificates revoked, one atomic script per certificate, in one pipeline:
  * cert:<serial> gets status=revoked, revoked_at, reason, revoke_seq, and ca:<ca>:revoked gets
  * serial -> "revoked_at reason". A certificate on hold (reason certificateHold) is revoked
- * again by a permanent reason (not by another hold). In the same script, the job that carries
+ * again by a permanent reason (not by another hold). The latest decision wins: a hold that is
+ * not after the certificate's last release (by seq in one node's log, by time between nodes) is
+ * not applied (ALREADY, no job); a permanent revocation always is. A hold also records
+ * revoke_node and revoke_ms (r[i].node, r[i].ms). In the same script, the job that carries
  * the change to AWS IoT is queued (STORE_KEY_REVOKE_JOBS, fields cert, serial, change_seq,
  * change_node, change_ms, src, enq_ms) unless its record (STORE_KEY_REVOKE_JOB<fingerprint>)
  * says DONE for this change or a later one (of the same node: a seq at least this one; of
@@ -159,8 +162,11 @@ int store_certs_revoke(struct store *s, const struct store_revocation *r, size_t
                        enum store_revoke_result *res, struct err *e) ATTR_WUR;
 /* Releases n holds (r[i].revoked_at and reason unused; seq: the audit seq of the release
  * record): a certificate revoked with certificateHold is valid again (revoked_at, reason,
- * revoke_seq removed, release_seq set, gone from ca:<ca>:revoked), and its job is queued as
- * above. res[i]: DONE released now, ALREADY not on hold (nothing changed), UNKNOWN. */
+ * revoke_seq, revoke_node, revoke_ms removed, release_seq, release_node, release_ms set, gone
+ * from ca:<ca>:revoked), and its job is queued as above, unless the hold is after the release
+ * (the same rule): that hold stands. A valid certificate only records the release when it is
+ * after the one it has (so an older hold replayed later is not applied). res[i]: DONE released
+ * now, ALREADY not on hold or held later (no job), UNKNOWN. */
 int store_certs_release(struct store *s, const struct store_revocation *r, size_t n,
                         enum store_revoke_result *res, struct err *e) ATTR_WUR;
 /* The job engine's keys (jobs/jobs.h) that the scripts above write: the "revoke" kind's stream
