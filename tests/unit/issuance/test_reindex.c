@@ -804,6 +804,193 @@ out:
     return rc;
 }
 
+/* A certificate's index entry back to what its issue wrote: every trace of a hold, its release
+ * and their jobs gone (a failover that lost them). */
+static int lose_changes(struct node *n, const struct issuance_item *it)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof(cmd),
+             "EVAL \"redis.call('HSET', KEYS[1], 'status', 'valid'); redis.call('HDEL', KEYS[1], "
+             "'revoked_at', 'reason', 'revoke_seq', 'revoke_node', 'revoke_ms', 'release_seq', "
+             "'release_node', 'release_ms'); redis.call('HDEL', KEYS[2], ARGV[1]); "
+             "redis.call('DEL', KEYS[3], KEYS[4])\" 4 jitrca:cert:%s jitrca:ca:root:revoked "
+             "%s %s%s %s",
+             it->cert.serial_hex, STORE_PREFIX STORE_KEY_REVOKE_JOBS,
+             STORE_PREFIX STORE_KEY_REVOKE_JOB, it->cert.fingerprint, it->cert.serial_hex);
+    return redis(&n->f, cmd);
+}
+
+/* A failover's tail over a hold and its release (issuance_reindex_tail): with the release in
+ * the index, the certificate stays valid and no job is queued (the hold is older than the
+ * release: it is not applied again); with both lost, it ends valid and only the release's job
+ * is queued; a hold alone in the tail (its release not made yet) ends held, its job queued. */
+static int test_tail_release(void)
+{
+    int rc = 0;
+    struct err e = ERR_INIT;
+    struct node n = { 0 };
+    struct issuance_item it[2];
+    struct issuance_revocation r;
+    struct issuance_reindex_stats st;
+    struct store_cert_rec rec = { 0 };
+    struct buf csr[2] = { BUF_INIT, BUF_INIT }, q = BUF_INIT, want = BUF_INIT;
+    uint64_t release_seq = 0, hold_seq = 0;
+    char out[64];
+    memset(it, 0, sizeof(it));
+    int frc = node_open(&n, "tail-release", 4, "node-a", &e);
+    if (frc == TT_SKIP) {
+        return TT_SKIP;
+    }
+    CHECK_OK(frc, &e);
+    for (size_t i = 0; i < 2; i++) {
+        fixture_csr(i ? "dev-tr2" : "dev-tr1", &csr[i]);
+        it[i] = (struct issuance_item){ .csr = (const uint8_t *)csr[i].data,
+                                        .csr_len = csr[i].len,
+                                        .requester = "station:t" };
+    }
+    CHECK_OK(issuance_run(n.w, it, 2, &e), &e);
+    CHECK(it[0].issued && it[1].issued);
+    r = (struct issuance_revocation){ .serial = it[0].cert.serial_hex,
+                                      .reason = CA_CRL_CERTIFICATE_HOLD,
+                                      .requester = "station:admin" };
+    CHECK_OK(issuance_revoke(n.rv, n.f.store, &r, &e), &e);
+    r = (struct issuance_revocation){ .serial = it[0].cert.serial_hex,
+                                      .requester = "station:admin" };
+    CHECK_OK(issuance_release(n.rv, n.f.store, &r, &e), &e);
+    release_seq = r.seq;
+    /* (1) the new primary has the release (the jobs ran and are gone) */
+    raw(n.raw, out, sizeof(out), "DEL %s", STORE_PREFIX STORE_KEY_REVOKE_JOBS);
+    CHECK_OK(issuance_reindex_tail(n.f.conf, n.f.store, "2000-01-01T00:00:00Z", &st, &e), &e);
+    CHECK_OK(store_cert_read(n.f.store, it[0].cert.serial_hex, &rec, &e), &e);
+    CHECK_STR_EQ(rec.status, "valid");
+    store_cert_rec_release(&rec);
+    CHECK_INT_EQ(st.revoked, 0);
+    CHECK_INT_EQ(st.released, 0);
+    CHECK_INT_EQ(st.status_jobs_queued, 0);
+    raw(n.raw, out, sizeof(out), "XLEN %s", STORE_PREFIX STORE_KEY_REVOKE_JOBS);
+    CHECK_STR_EQ(out, "0");
+    /* (2) it lost both, and their jobs */
+    CHECK(lose_changes(&n, &it[0]) == 0);
+    CHECK_OK(issuance_reindex_tail(n.f.conf, n.f.store, "2000-01-01T00:00:00Z", &st, &e), &e);
+    CHECK_OK(store_cert_read(n.f.store, it[0].cert.serial_hex, &rec, &e), &e);
+    CHECK_STR_EQ(rec.status, "valid");
+    store_cert_rec_release(&rec);
+    CHECK_INT_EQ(st.revoked, 1);
+    CHECK_INT_EQ(st.released, 1);
+    CHECK_INT_EQ(st.status_jobs_queued, 1);
+    revoke_queue(n.raw, &q);
+    buf_addf(&want, "%s:%llu:release", it[0].cert.serial_hex, (unsigned long long)release_seq);
+    CHECK_STR_EQ(buf_cstr(&q), buf_cstr(&want));
+    /* (3) a hold alone, lost: held again, its job queued */
+    raw(n.raw, out, sizeof(out), "DEL %s", STORE_PREFIX STORE_KEY_REVOKE_JOBS);
+    r = (struct issuance_revocation){ .serial = it[1].cert.serial_hex,
+                                      .reason = CA_CRL_CERTIFICATE_HOLD,
+                                      .requester = "station:admin" };
+    CHECK_OK(issuance_revoke(n.rv, n.f.store, &r, &e), &e);
+    hold_seq = r.seq;
+    CHECK(lose_changes(&n, &it[1]) == 0);
+    CHECK_OK(issuance_reindex_tail(n.f.conf, n.f.store, "2000-01-01T00:00:00Z", &st, &e), &e);
+    CHECK_OK(store_cert_read(n.f.store, it[1].cert.serial_hex, &rec, &e), &e);
+    CHECK_STR_EQ(rec.status, "revoked");
+    CHECK_STR_EQ(rec.reason, "certificateHold");
+    store_cert_rec_release(&rec);
+    CHECK_OK(store_cert_read(n.f.store, it[0].cert.serial_hex, &rec, &e), &e);
+    CHECK_STR_EQ(rec.status, "valid");
+    store_cert_rec_release(&rec);
+    revoke_queue(n.raw, &q);
+    buf_reset(&want);
+    buf_addf(&want, "%s:%llu:revoke", it[1].cert.serial_hex, (unsigned long long)hold_seq);
+    CHECK_STR_EQ(buf_cstr(&q), buf_cstr(&want));
+out:
+    for (size_t i = 0; i < 2; i++) {
+        issuance_item_release(&it[i]);
+        buf_release(&csr[i]);
+    }
+    store_cert_rec_release(&rec);
+    buf_release(&q);
+    buf_release(&want);
+    node_close(&n);
+    return rc;
+}
+
+/* One change of x's status as a replay applies it (no job): a hold (hold true) or a release
+ * recorded by node at seq and ms. */
+static int replay_change(struct node *n, const struct issuance_item *x, bool hold, const char *node,
+                         uint64_t seq, int64_t ms, enum store_revoke_result *res, struct err *e)
+{
+    struct store_revocation rv = { .serial = x->cert.serial_hex,
+                                   .ca = "root",
+                                   .revoked_at = "2026-02-02T00:00:00Z",
+                                   .reason = hold ? "certificateHold" : NULL,
+                                   .seq = seq,
+                                   .node = node,
+                                   .ms = ms,
+                                   .no_job = false };
+    return hold ? store_certs_revoke(n->f.store, &rv, 1, res, e)
+                : store_certs_release(n->f.store, &rv, 1, res, e);
+}
+
+/* Two nodes' changes replayed in either order (several logs, a tail): a hold on node a at t1 and
+ * its release on node b at t2 > t1 (b's seq lower than a's) end valid whichever comes first, the
+ * later-applied older hold queuing no job; a hold on a at t3 > t2 then holds it. */
+static int test_peers_replay_order(void)
+{
+    int rc = 0;
+    struct err e = ERR_INIT;
+    struct node n = { 0 };
+    struct issuance_item x;
+    struct store_cert_rec rec = { 0 };
+    struct buf csr = BUF_INIT;
+    enum store_revoke_result res;
+    char out[64];
+    int64_t t1 = 1800000000000, t2 = t1 + 1000, t3 = t2 + 1000;
+    memset(&x, 0, sizeof(x));
+    int frc = node_open(&n, "peers-replay", 3, "node-a", &e);
+    if (frc == TT_SKIP) {
+        return TT_SKIP;
+    }
+    CHECK_OK(frc, &e);
+    fixture_csr("dev-pr", &csr);
+    x = (struct issuance_item){ .csr = (const uint8_t *)csr.data,
+                                .csr_len = csr.len,
+                                .requester = "station:a" };
+    CHECK_OK(issuance_run(n.w, &x, 1, &e), &e);
+    CHECK(x.issued);
+    for (int order = 0; order < 2; order++) {
+        CHECK(lose_changes(&n, &x) == 0);
+        for (int k = 0; k < 2; k++) {
+            bool hold = (k == 0) == (order == 0);
+            CHECK_OK(replay_change(&n, &x, hold, hold ? "node-a" : "node-b", hold ? 40 : 3,
+                                   hold ? t1 : t2, &res, &e),
+                     &e);
+            /* hold then release: both apply; release then hold: neither changes anything */
+            CHECK_INT_EQ(res, order == 0 ? STORE_REVOKE_DONE : STORE_REVOKE_ALREADY);
+        }
+        CHECK_OK(store_cert_read(n.f.store, x.cert.serial_hex, &rec, &e), &e);
+        CHECK_STR_EQ(rec.status, "valid");
+        store_cert_rec_release(&rec);
+        raw(n.raw, out, sizeof(out), "XLEN %s", STORE_PREFIX STORE_KEY_REVOKE_JOBS);
+        CHECK_STR_EQ(out, order == 0 ? "2" : "0");
+    }
+    CHECK_OK(replay_change(&n, &x, true, "node-a", 41, t3, &res, &e), &e);
+    CHECK_INT_EQ(res, STORE_REVOKE_DONE);
+    CHECK_OK(store_cert_read(n.f.store, x.cert.serial_hex, &rec, &e), &e);
+    CHECK_STR_EQ(rec.status, "revoked");
+    CHECK_STR_EQ(rec.reason, "certificateHold");
+    store_cert_rec_release(&rec);
+    /* and b's release at t2, replayed again after it: still held */
+    CHECK_OK(replay_change(&n, &x, false, "node-b", 3, t2, &res, &e), &e);
+    CHECK_INT_EQ(res, STORE_REVOKE_ALREADY);
+    CHECK_OK(store_cert_read(n.f.store, x.cert.serial_hex, &rec, &e), &e);
+    CHECK_STR_EQ(rec.status, "revoked");
+out:
+    issuance_item_release(&x);
+    store_cert_rec_release(&rec);
+    buf_release(&csr);
+    node_close(&n);
+    return rc;
+}
+
 /* Claims come back with the index: a claim of 9,000 allowlisted ids (three claim_allow records
  * besides claim_issue) and a device that enrolled with it; after Redis lost them, the rebuild
  * writes the claim, all 9,000 ids, and the enrolled one: that id is refused again, another
@@ -1388,6 +1575,8 @@ int main(int argc, char **argv)
         { "peers_hold_release", test_peers_hold_release },
         { "peers_renewal", test_peers_renewal },
         { "tail", test_tail },
+        { "tail_release", test_tail_release },
+        { "peers_replay_order", test_peers_replay_order },
         { "tail_jitr", test_tail_jitr },
         { "claims", test_claims },
         { "registered", test_registered },

@@ -570,6 +570,151 @@ out:
     return rc;
 }
 
+/* One hold (reason certificateHold), permanent revocation (another reason) or release (reason
+ * NULL) of serial by node at seq and ms, no job; its result, or -1 on an error. */
+static int change(struct store *s, const char *ca, const char *serial, const char *reason,
+                  const char *node, uint64_t seq, int64_t ms)
+{
+    struct err e = ERR_INIT;
+    enum store_revoke_result res = STORE_REVOKE_UNKNOWN;
+    struct store_revocation rv = { .serial = serial,
+                                   .ca = ca,
+                                   .revoked_at = "2026-02-02T00:00:00Z",
+                                   .reason = reason,
+                                   .seq = seq,
+                                   .node = node,
+                                   .ms = ms,
+                                   .no_job = true };
+    int rc =
+        reason ? store_certs_revoke(s, &rv, 1, &res, &e) : store_certs_release(s, &rv, 1, &res, &e);
+    if (rc != 0) {
+        fprintf(stderr, "    %s\n", e.msg);
+        return -1;
+    }
+    return (int)res;
+}
+
+/* Whether serial's index entry has field with value ("field\tvalue\n"), or lacks field (value
+ * NULL). */
+static bool has_field(struct store *s, const char *serial, const char *field, const char *value)
+{
+    struct err e = ERR_INIT;
+    struct buf f = BUF_INIT, want = BUF_INIT;
+    bool ok = false;
+    buf_addf(&f, "\n");
+    if (store_cert_get(s, serial, &f, &e) == 0) {
+        buf_addf(&want, "\n%s\t%s", field, value ? value : "");
+        buf_addf(&want, value ? "\n" : "");
+        ok = (strstr(buf_cstr(&f), buf_cstr(&want)) != NULL) == (value != NULL);
+        if (!ok) {
+            fprintf(stderr, "    %s: %s %s in:%s\n", serial, field, value ? value : "(none)",
+                    buf_cstr(&f));
+        }
+    }
+    buf_release(&f);
+    buf_release(&want);
+    return ok;
+}
+
+/* The latest decision wins between a hold and a release (revoke_lua, release_lua): by seq in
+ * one node's log, by time between nodes. A hold not after the last release is not applied, a
+ * release not after the hold the index shows does not lift it; a release met by a valid
+ * certificate is kept when it is the latest (so an older hold that replays after it stays off);
+ * a permanent revocation is applied whatever its age and no release undoes it; entries without
+ * the new fields (an older index) behave as before. */
+static int test_hold_release_order(void)
+{
+    int rc = 0;
+    struct err e = ERR_INIT;
+    const char *url = getenv("JITRCA_TEST_REDIS_URL");
+    const char *H = "certificateHold", *K = "keyCompromise";
+    struct store *s = NULL;
+    redisContext *raw = NULL;
+    uint64_t removed = 0;
+    char u9[512], ca[64];
+    struct store_cert c[4];
+    static const char *const serials[4] = { "0d0101", "0d0102", "0d0103", "0d0104" };
+    if (url == NULL) {
+        return TT_SKIP;
+    }
+    snprintf(ca, sizeof(ca), "ca-hr-%ld", (long)time_now_ms());
+    for (size_t i = 0; i < 4; i++) {
+        c[i] = (struct store_cert){ .serial = serials[i],
+                                    .fingerprint = "fd02",
+                                    .subject = "CN=h",
+                                    .cn = "h",
+                                    .profile = "device",
+                                    .ca = ca,
+                                    .requester = "t",
+                                    .not_before = "2026-01-01T00:00:00Z",
+                                    .not_after = "2027-01-01T00:00:00Z",
+                                    .issued_at = "2026-01-01T00:00:00Z",
+                                    .status = "valid",
+                                    .der_b64 = "AA==",
+                                    .seq = 1 };
+    }
+    snprintf(u9, sizeof(u9), "%s?db=9", url);
+    s = store_connect(u9, &e);
+    CHECK(s != NULL);
+    CHECK((raw = raw_connect(u9)) != NULL);
+    CHECK_OK(mark_ready(s, &e), &e);
+    CHECK_OK(store_index_clear(s, &removed, &e), &e);
+    CHECK_OK(store_certs_index(s, c, 4, &e), &e);
+
+    /* an older entry: a release without its node and time does not stop a hold */
+    CHECK(raw_ok(raw, "HSET %s release_seq 5", "jitrca:cert:0d0101"));
+    CHECK_INT_EQ(change(s, ca, "0d0101", H, "a", 3, 100), STORE_REVOKE_DONE);
+    CHECK(has_field(s, "0d0101", "revoke_node", "a") && has_field(s, "0d0101", "revoke_ms", "100"));
+    CHECK_INT_EQ(change(s, ca, "0d0101", NULL, "a", 6, 200), STORE_REVOKE_DONE);
+    CHECK(has_field(s, "0d0101", "status", "valid") && has_field(s, "0d0101", "revoke_ms", NULL));
+    CHECK(has_field(s, "0d0101", "release_seq", "6") &&
+          has_field(s, "0d0101", "release_node", "a") &&
+          has_field(s, "0d0101", "release_ms", "200"));
+    /* a hold before that release: same node by seq (its time does not count), another by time */
+    CHECK_INT_EQ(change(s, ca, "0d0101", H, "a", 4, 900), STORE_REVOKE_ALREADY);
+    CHECK_INT_EQ(change(s, ca, "0d0101", H, "b", 90, 150), STORE_REVOKE_ALREADY);
+    CHECK(has_field(s, "0d0101", "status", "valid") && has_field(s, "0d0101", "reason", NULL));
+    /* a hold after it: held; a release before that hold (another node, earlier) leaves it */
+    CHECK_INT_EQ(change(s, ca, "0d0101", H, "b", 1, 300), STORE_REVOKE_DONE);
+    CHECK_INT_EQ(change(s, ca, "0d0101", NULL, "a", 7, 250), STORE_REVOKE_ALREADY);
+    CHECK(has_field(s, "0d0101", "reason", H) && has_field(s, "0d0101", "release_seq", "6"));
+    CHECK_INT_EQ(change(s, ca, "0d0101", NULL, "a", 8, 400), STORE_REVOKE_DONE);
+    CHECK(has_field(s, "0d0101", "status", "valid"));
+    /* a permanent revocation older than the release: applied (final), and no release lifts it */
+    CHECK_INT_EQ(change(s, ca, "0d0101", K, "a", 2, 50), STORE_REVOKE_DONE);
+    CHECK(has_field(s, "0d0101", "reason", K) && has_field(s, "0d0101", "revoke_node", NULL));
+    CHECK_INT_EQ(change(s, ca, "0d0101", NULL, "a", 9, 500), STORE_REVOKE_ALREADY);
+    CHECK(has_field(s, "0d0101", "status", "revoked") && has_field(s, "0d0101", "reason", K));
+
+    /* a release replayed before the older hold it lifted: the hold stays off; a later one holds */
+    CHECK_INT_EQ(change(s, ca, "0d0102", NULL, "b", 5, 300), STORE_REVOKE_ALREADY);
+    CHECK(has_field(s, "0d0102", "release_ms", "300"));
+    CHECK_INT_EQ(change(s, ca, "0d0102", H, "a", 50, 200), STORE_REVOKE_ALREADY);
+    CHECK(has_field(s, "0d0102", "status", "valid"));
+    CHECK_INT_EQ(change(s, ca, "0d0102", H, "a", 51, 400), STORE_REVOKE_DONE);
+    CHECK(has_field(s, "0d0102", "reason", H));
+
+    /* a valid certificate keeps the latest release only */
+    CHECK_INT_EQ(change(s, ca, "0d0103", NULL, "b", 5, 300), STORE_REVOKE_ALREADY);
+    CHECK_INT_EQ(change(s, ca, "0d0103", NULL, "b", 4, 900), STORE_REVOKE_ALREADY);
+    CHECK(has_field(s, "0d0103", "release_seq", "5") &&
+          has_field(s, "0d0103", "release_ms", "300"));
+    CHECK_INT_EQ(change(s, ca, "0d0103", H, "b", 4, 900), STORE_REVOKE_ALREADY); /* by seq */
+
+    /* an older entry: a hold without its node and time is lifted by any release */
+    CHECK(raw_ok(raw, "HSET %s status revoked reason certificateHold revoke_seq 99",
+                 "jitrca:cert:0d0104"));
+    CHECK_INT_EQ(change(s, ca, "0d0104", NULL, "a", 1, 10), STORE_REVOKE_DONE);
+    CHECK(has_field(s, "0d0104", "status", "valid"));
+    CHECK_OK(store_index_clear(s, &removed, &e), &e);
+out:
+    if (raw) {
+        redisFree(raw);
+    }
+    store_free(s);
+    return rc;
+}
+
 /* ca:<ca>:expiry: the valid certificates of a CA by notAfter, counted by ZCOUNT and listed in
  * order; a revoked one leaves it, a reindex (the same store_certs_index) puts it back;
  * store_once and store_hmget. */
@@ -1066,6 +1211,7 @@ int main(int argc, char **argv)
         { "expiry", test_expiry },
         { "reenroll", test_reenroll },
         { "revoke_and_crl_number", test_revoke_and_crl_number },
+        { "hold_release_order", test_hold_release_order },
         { "error_reply", test_error_reply },
         { "large_batch", test_large_batch },
         { "index_completeness", test_index_completeness },
