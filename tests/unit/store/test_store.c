@@ -477,6 +477,24 @@ out:
 
 /* Revocations in one pipeline (the second of the same serial in a batch finds it revoked), the
  * revoked list, and the CRL number scripts. */
+/* A valid certificate of ca, issued at seq 1, for the revocation tests. */
+static struct store_cert revocable_cert(const char *serial, const char *fingerprint, const char *ca)
+{
+    return (struct store_cert){ .serial = serial,
+                                .fingerprint = fingerprint,
+                                .subject = "CN=r",
+                                .cn = "r",
+                                .profile = "device",
+                                .ca = ca,
+                                .requester = "t",
+                                .not_before = "2026-01-01T00:00:00Z",
+                                .not_after = "2027-01-01T00:00:00Z",
+                                .issued_at = "2026-01-01T00:00:00Z",
+                                .status = "valid",
+                                .der_b64 = "AA==",
+                                .seq = 1 };
+}
+
 static int test_revoke_and_crl_number(void)
 {
     int rc = 0;
@@ -494,19 +512,7 @@ static int test_revoke_and_crl_number(void)
         return TT_SKIP;
     }
     snprintf(ca, sizeof(ca), "ca-rv-%ld", (long)time_now_ms());
-    struct store_cert c = { .serial = "0d0001",
-                            .fingerprint = "fd01",
-                            .subject = "CN=r",
-                            .cn = "r",
-                            .profile = "device",
-                            .ca = ca,
-                            .requester = "t",
-                            .not_before = "2026-01-01T00:00:00Z",
-                            .not_after = "2027-01-01T00:00:00Z",
-                            .issued_at = "2026-01-01T00:00:00Z",
-                            .status = "valid",
-                            .der_b64 = "AA==",
-                            .seq = 1 };
+    struct store_cert c = revocable_cert("0d0001", "fd01", ca);
     struct store_revocation rv[3] = {
         { .serial = "0d0001",
           .ca = ca,
@@ -639,19 +645,7 @@ static int test_hold_release_order(void)
     }
     snprintf(ca, sizeof(ca), "ca-hr-%ld", (long)time_now_ms());
     for (size_t i = 0; i < 4; i++) {
-        c[i] = (struct store_cert){ .serial = serials[i],
-                                    .fingerprint = "fd02",
-                                    .subject = "CN=h",
-                                    .cn = "h",
-                                    .profile = "device",
-                                    .ca = ca,
-                                    .requester = "t",
-                                    .not_before = "2026-01-01T00:00:00Z",
-                                    .not_after = "2027-01-01T00:00:00Z",
-                                    .issued_at = "2026-01-01T00:00:00Z",
-                                    .status = "valid",
-                                    .der_b64 = "AA==",
-                                    .seq = 1 };
+        c[i] = revocable_cert(serials[i], "fd02", ca);
     }
     snprintf(u9, sizeof(u9), "%s?db=9", url);
     s = store_connect(u9, &e);
