@@ -63,7 +63,7 @@ check_eq "audited" "$(count_records ca_cross_sign)" 1
 check_eq "recorded" "$(jq -r '.cross_signed["root-1"].file + " " + .chain_via' "$D/root-2/ca.json")" "cross-root-1.pem root-1"
 ok J --json ca show root-2
 check_eq "ca show" "$(jq -r '.chain_via + " " + .cross_signed["root-1"].serial' "$T/out")" \
-  "root-1 $(pem_field -in "$X" -serial | cut -d= -f2 | tr 'A-F' 'a-f')"
+  "root-1 $(index_serial "$X")"
 
 # ---- after: the chain handed out verifies against either root alone
 ok J sign --ca dev-2 --profile year --csr "$T/d.csr" --chain --out "$T/after.pem"

@@ -41,7 +41,7 @@ serial=$(jq -r .serial "$T/out"); certid=$(jq -r .certificateId "$T/out")
 jq -r .certificate "$T/out" >"$T/j.pem"
 check_eq "certificateId is SHA-256 of DER" "$certid" \
   "$(openssl x509 -in "$T/j.pem" -outform DER | sha256sum | cut -d' ' -f1)"
-check_eq "serial" "$serial" "$(openssl x509 -in "$T/j.pem" -noout -serial | cut -d= -f2 | tr A-F a-f)"
+check_eq "serial" "$serial" "$(index_serial "$T/j.pem")"
 ok "$JITRCTL" --json cert show "$certid"
 check_eq "index by certificateId" "$(jq -r .serial "$T/out")" "$serial"
 check_eq "index cn" "$(jq -r .cn "$T/out")" "json-000001"
