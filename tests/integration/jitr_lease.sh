@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The certificate lock is a lease (docs/jitr.md "The lock is a lease"; issue 16): every AWS call
+# The certificate lock is a lease (docs/jitr.md "The lock is a lease"): every AWS call
 # answers in 1.5 s, longer than jitr.lock_ms (1000, its minimum), and each device's event is
 # posted again three times while its flow runs (AWS sends one at every connection attempt of a
 # pending device). The worker renews the lock of every flow it runs, so each repeat finds the
